@@ -1,0 +1,26 @@
+/* isa.h: naming for sources compiled once per kernel set.
+ *
+ * CMake compiles every csrc/isa/*.c three times (x86) with
+ * -DVF_ISA_NAME=generic|avx2|avx512 and the matching -m flags. VF_FN(name)
+ * appends the set's name so the three copies link side by side; helpers
+ * inside those files are `static`. */
+#ifndef VF_ISA_ISA_H
+#define VF_ISA_ISA_H
+
+#ifndef VF_ISA_NAME
+#error "csrc/isa/*.c must be compiled with -DVF_ISA_NAME=<kernel set>"
+#endif
+
+#define VF_CAT_(a, b) a##_##b
+#define VF_CAT(a, b) VF_CAT_(a, b)
+#define VF_FN(name) VF_CAT(name, VF_ISA_NAME)
+
+#if defined(VF_ISA_IS_avx512)
+#define VF_SIMD_AVX512 1
+#elif defined(VF_ISA_IS_avx2)
+#define VF_SIMD_AVX2 1
+#else
+#define VF_SIMD_GENERIC 1
+#endif
+
+#endif

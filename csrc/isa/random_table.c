@@ -1,0 +1,10 @@
+/* The random part's kernel table for one kernel set. */
+#include "isa/isa.h"
+#include "kernels.h"
+
+#define VF_STR_(x) #x
+#define VF_STR(x) VF_STR_(x)
+
+const vf_random_kernels VF_FN(vf_random_kernels) = {
+    .isa_name = VF_STR(VF_ISA_NAME),
+};

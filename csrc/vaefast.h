@@ -1,0 +1,183 @@
+/* vaefast.h: the C API of vaefast's numeric core.
+ *
+ * Conventions
+ *  - float32 everywhere, row-major. A matrix argument "X (M×K, ldx)" is M rows
+ *    of K floats, row i starting at X + i*ldx (ldx >= K).
+ *  - Every function returns an int status: VF_OK (0) or a negative VF_ERR_*.
+ *    Arguments are checked before any memory is touched.
+ *  - "Overwrites" / "accumulates" is stated for every output.
+ *  - Functions are thread-safe for distinct outputs and use OpenMP inside;
+ *    results are bit-identical whatever the thread count.
+ *  - No Python headers here: this core is usable from plain C.
+ */
+#ifndef VAEFAST_H
+#define VAEFAST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------ status */
+enum {
+    VF_OK = 0,
+    VF_ERR_ARG = -1,       /* a dimension, stride or option is invalid */
+    VF_ERR_NULL = -2,      /* a required pointer is NULL */
+    VF_ERR_OVERFLOW = -3,  /* size arithmetic would overflow */
+    VF_ERR_NOMEM = -4,     /* an allocation failed */
+    VF_ERR_ISA = -5,       /* kernel set not built in or not supported */
+    VF_ERR_NONFINITE = -6, /* a loss or gradient became NaN/Inf */
+    VF_ERR_BUSY = -7       /* object in use by another call */
+};
+const char *vf_status_string(int status);
+
+/* ---------------------------------------------------------------- dispatch */
+enum { VF_ISA_GENERIC = 0, VF_ISA_AVX2 = 1, VF_ISA_AVX512 = 2, VF_ISA_COUNT = 3 };
+
+/* CPU feature bits reported by vf_cpu_features(). The OS_* bits say that the
+ * OS saves the register state (XGETBV), without which the ISA is unusable. */
+enum {
+    VF_CPU_SSE2 = 1u << 0,
+    VF_CPU_AVX = 1u << 1,
+    VF_CPU_AVX2 = 1u << 2,
+    VF_CPU_FMA = 1u << 3,
+    VF_CPU_AVX512F = 1u << 4,
+    VF_CPU_AVX512VL = 1u << 5,
+    VF_CPU_AVX512BW = 1u << 6,
+    VF_CPU_AVX512DQ = 1u << 7,
+    VF_CPU_OS_AVX = 1u << 8,
+    VF_CPU_OS_AVX512 = 1u << 9,
+    VF_CPU_NEON = 1u << 10
+};
+uint32_t vf_cpu_features(void);
+int vf_isa_compiled(int isa);  /* 1 if this binary contains the kernel set */
+int vf_isa_supported(int isa); /* 1 if compiled and usable on this CPU + OS */
+int vf_isa_best(void);         /* highest supported kernel set */
+int vf_set_isa(int isa);       /* VF_OK, or VF_ERR_ISA (nothing changed) */
+int vf_get_isa(void);
+const char *vf_isa_name(int isa); /* "generic" | "avx2" | "avx512" | NULL */
+
+/* ----------------------------------------------------------------- threads */
+void vf_set_num_threads(int n); /* n >= 1 */
+int vf_get_num_threads(void);
+
+/* -------------------------------------------------- GEMM core (csrc/gemm*) */
+enum { VF_ACT_NONE = 0, VF_ACT_RELU = 1 };
+
+/* Y (M×N, ldy) = act(X (M×K, ldx) · W (K×N, ldw) + b (N)).
+ * b may be NULL. Bias and activation are applied in the GEMM epilogue.
+ * Overwrites Y. */
+int vf_linear_forward(int64_t M, int64_t N, int64_t K,
+                      const float *X, int64_t ldx,
+                      const float *W, int64_t ldw,
+                      const float *b, int act,
+                      float *Y, int64_t ldy);
+
+/* dX (M×K, lddx) = (dY (M×N, lddy) · Wᵀ) ⊙ [mask > 0]
+ * W (K×N, ldw) is the forward weight; mask (M×K, ldm) is the forward output
+ * of the previous ReLU layer, or NULL for no mask. Overwrites dX. */
+int vf_linear_backward_input(int64_t M, int64_t N, int64_t K,
+                             const float *dY, int64_t lddy,
+                             const float *W, int64_t ldw,
+                             const float *mask, int64_t ldm,
+                             float *dX, int64_t lddx);
+
+/* dW (K×N, lddw) = Xᵀ · dY and db (N) = column sums of dY, where
+ * X (M×K, ldx), dY (M×N, lddy). db may be NULL.
+ * accumulate = 0 overwrites dW and db, 1 adds to them. */
+int vf_linear_backward_weight(int64_t M, int64_t N, int64_t K,
+                              const float *X, int64_t ldx,
+                              const float *dY, int64_t lddy,
+                              float *dW, int64_t lddw,
+                              float *db, int accumulate);
+
+/* C (M×N, ldc) = op(A) · op(B), op(A) M×K, op(B) K×N.
+ * A is stored M×K (lda) or, with trans_a, K×M; likewise B.
+ * accumulate = 0 overwrites C, 1 adds to it. */
+int vf_matmul(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+              const float *A, int64_t lda, const float *B, int64_t ldb,
+              float *C, int64_t ldc, int accumulate);
+
+/* ------------------------------------ RNG + reparameterization (csrc/rng*) */
+/* Philox4x32-10 on n independent inputs: ctr (n×4), key (n×2) -> out (n×4). */
+int vf_philox4x32_10(int64_t n, const uint32_t *ctr, const uint32_t *key,
+                     uint32_t *out);
+
+/* out[i] = standard normal variate number (offset + i) of stream `seed`,
+ * i in [0, n): a pure function of (seed, offset + i). Overwrites out. */
+int vf_normal(uint64_t seed, uint64_t offset, int64_t n, float *out);
+
+/* eps (M×N, ld): eps[i][j] = the reparameterization variate for
+ * (seed, step, row0 + i, j). Overwrites eps. */
+int vf_reparam_eps(uint64_t seed, uint64_t step, int64_t row0,
+                   int64_t M, int64_t N, float *eps, int64_t ld);
+
+/* z (M×N) = mu + exp(0.5·logvar) ⊙ eps, eps generated in-kernel from
+ * (seed, step, row0 + i, j) unless eps != NULL is given.
+ * kl (M), if not NULL, receives the per-row KL(N(mu, var) ‖ N(0, I)).
+ * Overwrites z and kl. */
+int vf_reparam_forward(int64_t M, int64_t N,
+                       const float *mu, int64_t ldmu,
+                       const float *logvar, int64_t ldlv,
+                       uint64_t seed, uint64_t step, int64_t row0,
+                       const float *eps, int64_t ldeps,
+                       float *z, int64_t ldz, float *kl);
+
+/* Backward of reparameterization + kl_scale·KL, eps regenerated:
+ *   dmu     = dz + kl_scale·mu
+ *   dlogvar = dz ⊙ 0.5·exp(0.5·logvar) ⊙ eps + kl_scale·0.5·(exp(logvar) − 1)
+ * dz may be NULL (KL only). Overwrites dmu and dlogvar. */
+int vf_reparam_backward(int64_t M, int64_t N,
+                        const float *mu, int64_t ldmu,
+                        const float *logvar, int64_t ldlv,
+                        uint64_t seed, uint64_t step, int64_t row0,
+                        const float *eps, int64_t ldeps,
+                        const float *dz, int64_t lddz, float kl_scale,
+                        float *dmu, int64_t lddmu,
+                        float *dlogvar, int64_t lddlv);
+
+/* ------------------------------------ losses + optimizers (csrc/loss*, optim*) */
+/* Bernoulli likelihood with logits l (M×N) and targets x (M×N):
+ *   loss[i] = Σ_j softplus(l_ij) − x_ij·l_ij   (stable for any finite l)
+ *   dl      = scale·(sigmoid(l) − x)
+ * loss (M) and dl may each be NULL. Overwrites both. */
+int vf_bernoulli_loss(int64_t M, int64_t N,
+                      const float *logits, int64_t ldl,
+                      const float *x, int64_t ldx,
+                      float *loss, float *dlogits, int64_t ldd, float scale);
+
+/* Unit-variance Gaussian likelihood with mean y (M×N):
+ *   loss[i] = Σ_j 0.5·(y_ij − x_ij)² + 0.5·log(2π)
+ *   dy      = scale·(y − x)
+ * loss and dy may each be NULL. Overwrites both. */
+int vf_gaussian_loss(int64_t M, int64_t N,
+                     const float *y, int64_t ldy,
+                     const float *x, int64_t ldx,
+                     float *loss, float *dy, int64_t ldd, float scale);
+
+/* kl (M) = per-row KL(N(mu, exp(logvar)) ‖ N(0, I))
+ *        = 0.5·Σ_j (exp(logvar) + mu² − 1 − logvar). Overwrites kl. */
+int vf_kl_normal(int64_t M, int64_t N,
+                 const float *mu, int64_t ldmu,
+                 const float *logvar, int64_t ldlv, float *kl);
+
+/* Adam (t >= 1, bias-corrected) over n parameters, one pass; weight_decay is
+ * decoupled (AdamW: p -= lr·weight_decay·p). Updates param, m, v in place. */
+int vf_adam_update(int64_t n, float *param, const float *grad,
+                   float *m, float *v, float lr, float beta1, float beta2,
+                   float eps, float weight_decay, int64_t t);
+
+/* SGD with momentum (PyTorch convention): g' = g + weight_decay·p;
+ * velocity = momentum·velocity + g'; p -= lr·velocity. In place. */
+int vf_sgd_update(int64_t n, float *param, const float *grad, float *velocity,
+                  float lr, float momentum, float weight_decay);
+
+/* ------------------------------------------------------ model (csrc/vae*) */
+/* Declared by the model part. */
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* VAEFAST_H */

@@ -1,0 +1,96 @@
+"""Kernel-set dispatch: detection, forcing a level, failing loudly."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+import vaefast
+
+ALL_ISAS = ("generic", "avx2", "avx512")
+
+
+def run_python(code, isa=None):
+    env = dict(os.environ)
+    env.pop("VAEFAST_ISA", None)
+    if isa is not None:
+        env["VAEFAST_ISA"] = isa
+    return subprocess.run([sys.executable, "-c", code], env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_active_isa_is_supported():
+    assert vaefast.isa() in vaefast.supported_isas()
+    assert "generic" in vaefast.supported_isas()
+
+
+def test_default_is_best_supported():
+    result = run_python("import vaefast; print(vaefast.isa())")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == vaefast.supported_isas()[-1]
+
+
+def test_avx512_machine_reports_avx512():
+    f = vaefast.cpu_features()
+    need = ("avx512f", "avx512vl", "avx512bw", "avx512dq", "os_avx512", "fma", "avx2")
+    if not all(f[k] for k in need):
+        pytest.skip("this CPU (or OS) lacks AVX-512")
+    result = run_python("import vaefast; print(vaefast.isa())")
+    assert result.stdout.strip() == "avx512"
+
+
+def test_cpu_features_consistent():
+    f = vaefast.cpu_features()
+    assert set(f) >= {"avx2", "fma", "avx512f", "os_avx", "os_avx512"}
+    assert all(isinstance(v, bool) for v in f.values())
+    if "avx512" in vaefast.supported_isas():
+        assert f["avx512f"] and f["os_avx512"]
+    if "avx2" in vaefast.supported_isas():
+        assert f["avx2"] and f["fma"] and f["os_avx"]
+
+
+@pytest.mark.parametrize("name", ALL_ISAS)
+def test_force_each_level(name):
+    result = run_python("import vaefast; print(vaefast.isa())", isa=name)
+    if name in vaefast.supported_isas():
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == name
+    else:
+        assert result.returncode != 0
+        assert "ImportError" in result.stderr and "VAEFAST_ISA" in result.stderr
+
+
+@pytest.mark.parametrize("bogus", ["sse9", "AVX-1024", "generic2", "avx"])
+def test_bogus_value_fails_loudly(bogus):
+    result = run_python("import vaefast", isa=bogus)
+    assert result.returncode != 0
+    assert "ImportError" in result.stderr
+    assert "VAEFAST_ISA" in result.stderr and "unknown kernel set" in result.stderr
+
+
+def test_threads_roundtrip():
+    before = vaefast.get_num_threads()
+    try:
+        vaefast.set_num_threads(1)
+        assert vaefast.get_num_threads() == 1
+        vaefast.set_num_threads(2)
+        assert vaefast.get_num_threads() == 2
+    finally:
+        vaefast.set_num_threads(before)
+
+
+@pytest.mark.parametrize("bad, exc", [(0, ValueError), (-3, ValueError),
+                                      (1.5, TypeError), ("2", TypeError), (True, TypeError)])
+def test_set_num_threads_rejects(bad, exc):
+    with pytest.raises(exc, match="n must"):
+        vaefast.set_num_threads(bad)
+
+
+def test_omp_num_threads_honoured():
+    env_code = "import vaefast; print(vaefast.get_num_threads())"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop("VAEFAST_ISA", None)
+    result = subprocess.run([sys.executable, "-c", env_code], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "1"

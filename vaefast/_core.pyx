@@ -1,0 +1,37 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Binding to the C core (csrc/vaefast.h). Binding only: shapes, dtypes,
+releasing the GIL. Each part of the core has its own .pxi below."""
+
+from libc.stdint cimport int64_t, uint32_t, uint64_t
+
+cdef extern from "vaefast.h" nogil:
+    int VF_OK, VF_ERR_ARG, VF_ERR_NULL, VF_ERR_OVERFLOW, VF_ERR_NOMEM
+    int VF_ERR_ISA, VF_ERR_NONFINITE, VF_ERR_BUSY
+    const char *vf_status_string(int status)
+
+
+class NonFiniteError(FloatingPointError):
+    """A loss or gradient became NaN or infinite."""
+
+
+cdef int check_status(int status, str what) except -1:
+    """Turn a C status into a Python exception naming `what`."""
+    if status == VF_OK:
+        return 0
+    message = f"{what}: {vf_status_string(status).decode()}"
+    if status == VF_ERR_NOMEM:
+        raise MemoryError(message)
+    if status == VF_ERR_NONFINITE:
+        raise NonFiniteError(message)
+    if status == VF_ERR_BUSY:
+        raise RuntimeError(message)
+    if status == VF_ERR_OVERFLOW:
+        raise OverflowError(message)
+    raise ValueError(message)
+
+
+include "_dispatch.pxi"
+include "_gemm.pxi"
+include "_random.pxi"
+include "_elementwise.pxi"
+include "_model.pxi"

@@ -1,0 +1,65 @@
+# Dispatch and threads (csrc/dispatch.c, csrc/threads.c).
+
+cdef extern from "vaefast.h" nogil:
+    int VF_ISA_GENERIC, VF_ISA_AVX2, VF_ISA_AVX512, VF_ISA_COUNT
+    uint32_t vf_cpu_features()
+    int vf_isa_compiled(int isa)
+    int vf_isa_supported(int isa)
+    int vf_isa_best()
+    int vf_set_isa(int isa)
+    int vf_get_isa()
+    const char *vf_isa_name(int isa)
+    void vf_set_num_threads(int n)
+    int vf_get_num_threads()
+
+_FEATURE_BITS = (
+    ("sse2", 0), ("avx", 1), ("avx2", 2), ("fma", 3), ("avx512f", 4),
+    ("avx512vl", 5), ("avx512bw", 6), ("avx512dq", 7), ("os_avx", 8),
+    ("os_avx512", 9), ("neon", 10),
+)
+
+ISA_NAMES = tuple(vf_isa_name(i).decode() for i in range(VF_ISA_COUNT))
+
+
+def cpu_features():
+    """Dict of CPU feature name -> bool, as detected at run time."""
+    cdef uint32_t f = vf_cpu_features()
+    return {name: bool(f & (1u << bit)) for name, bit in _FEATURE_BITS}
+
+
+def compiled_isas():
+    return tuple(n for i, n in enumerate(ISA_NAMES) if vf_isa_compiled(i))
+
+
+def supported_isas():
+    return tuple(n for i, n in enumerate(ISA_NAMES) if vf_isa_supported(i))
+
+
+def best_isa():
+    return ISA_NAMES[vf_isa_best()]
+
+
+def set_isa(str name):
+    """Activate the kernel set `name`; ValueError if unknown or unsupported."""
+    if name not in ISA_NAMES:
+        raise ValueError(
+            f"unknown kernel set {name!r}; expected one of {', '.join(ISA_NAMES)}")
+    cdef int isa = ISA_NAMES.index(name)
+    if not vf_isa_compiled(isa):
+        raise ValueError(f"kernel set {name!r} is not built into this binary "
+                         f"(built: {', '.join(compiled_isas())})")
+    if vf_set_isa(isa) != VF_OK:
+        raise ValueError(f"kernel set {name!r} is not supported by this CPU "
+                         f"(supported: {', '.join(supported_isas())})")
+
+
+def get_isa():
+    return ISA_NAMES[vf_get_isa()]
+
+
+def set_num_threads(int n):
+    vf_set_num_threads(n)
+
+
+def get_num_threads():
+    return vf_get_num_threads()

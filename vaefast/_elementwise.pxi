@@ -1,0 +1,1 @@
+# Binding of the elementwise part: declarations and wrappers go here.

@@ -1,0 +1,1 @@
+# Binding of the gemm part: declarations and wrappers go here.

@@ -1,0 +1,1 @@
+# Binding of the model part: declarations and wrappers go here.

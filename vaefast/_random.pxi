@@ -1,0 +1,1 @@
+# Binding of the random part: declarations and wrappers go here.

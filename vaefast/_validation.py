@@ -1,0 +1,104 @@
+"""Argument checks shared by the public API.
+
+Every rejection is an exception whose message names the offending argument.
+Accepted arrays are converted to C-contiguous float32 (a copy only when
+needed), so the C core sees one layout.
+"""
+
+import numbers
+import operator
+
+import numpy as np
+
+
+def as_float32_array(value, name, ndim=None, allow_empty=False, finite=True):
+    """Return `value` as a C-contiguous float32 ndarray, or raise.
+
+    Parameters
+    ----------
+    value : array_like
+        Numeric data (bool, integer or floating).
+    name : str
+        Argument name used in error messages.
+    ndim : int or tuple of int, optional
+        Required number of dimensions.
+    allow_empty : bool
+        Whether a zero-sized array is acceptable.
+    finite : bool
+        Reject NaN and infinity.
+    """
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{name} could not be converted to an array: {exc}") from None
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_
+    ):
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if arr.ndim not in allowed:
+            want = " or ".join(str(d) for d in allowed)
+            raise ValueError(f"{name} must be {want}-dimensional, got shape {arr.shape}")
+    if not allow_empty and arr.size == 0:
+        raise ValueError(f"{name} must not be empty, got shape {arr.shape}")
+    if np.issubdtype(arr.dtype, np.floating) and arr.dtype.itemsize > 4:
+        with np.errstate(over="ignore"):
+            converted = arr.astype(np.float32)
+        if finite and np.isfinite(arr).all() and not np.isfinite(converted).all():
+            raise ValueError(f"{name} has values too large for float32")
+        arr = converted
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    if finite and not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinity")
+    return arr
+
+
+def check_out(out, name, shape):
+    """Validate a caller-supplied output array (float32, C-contiguous, `shape`)."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
+    if out.dtype != np.float32:
+        raise TypeError(f"{name} must have dtype float32, got {out.dtype}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {out.shape}")
+    if not out.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous")
+    if not out.flags.writeable:
+        raise ValueError(f"{name} must be writeable")
+    return out
+
+
+def as_int(value, name, minimum=None):
+    """Return `value` as a Python int (bools rejected), checking `minimum`."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    value = operator.index(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def as_float(value, name, minimum=None, maximum=None, open_min=False):
+    """Return `value` as a finite Python float inside the given bounds."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if minimum is not None and (value < minimum or (open_min and value == minimum)):
+        op = ">" if open_min else ">="
+        raise ValueError(f"{name} must be {op} {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
+    return value
+
+
+def as_seed(value, name="seed"):
+    """A seed is an integer in [0, 2**64)."""
+    value = as_int(value, name, minimum=0)
+    if value >= 2**64:
+        raise ValueError(f"{name} must be < 2**64, got {value}")
+    return value
