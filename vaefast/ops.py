@@ -6,9 +6,9 @@ embedding in other pipelines. Inputs are converted to C-contiguous float32
 unless ``out=`` is given.
 """
 
+from . import _ops_elementwise, _ops_linear, _ops_reparam
 from ._ops_elementwise import *  # noqa: F401,F403
-from ._ops_elementwise import __all__ as _elementwise_all
 from ._ops_linear import *  # noqa: F401,F403
-from ._ops_linear import __all__ as _linear_all
+from ._ops_reparam import *  # noqa: F401,F403
 
-__all__ = list(_linear_all) + list(_elementwise_all)
+__all__ = [*_ops_linear.__all__, *_ops_reparam.__all__, *_ops_elementwise.__all__]

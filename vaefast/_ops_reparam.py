@@ -1,0 +1,3 @@
+"""Fused reparameterization (z = mu + exp(logvar/2)·eps, eps from Philox)."""
+
+__all__ = []
