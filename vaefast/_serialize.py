@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import tempfile
-import zipfile
 
 import numpy as np
 
@@ -74,19 +73,26 @@ def save_model(model, path):
 
 
 def _read_payload(path):
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"PK\x03\x04":  # every .npz is a zip archive
+        raise ValueError(f"{path!s} is not a vaefast model file (not an .npz archive)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             names = set(npz.files)
             if "format" not in names:
-                raise ValueError(f"{path!s} is not a vaefast model file (no format tag)")
+                raise _Foreign()
             payload = {k: npz[k] for k in names}
-    except ValueError:
-        raise
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError, RuntimeError) as exc:
-        raise ValueError(f"{path!s} is not a readable vaefast model file: {exc}") from None
-    except Exception as exc:  # np.load raises assorted errors on damaged archives
-        raise ValueError(f"{path!s} is corrupt: {type(exc).__name__}: {exc}") from None
+    except _Foreign:
+        raise ValueError(f"{path!s} is not a vaefast model file (no format tag)") from None
+    except Exception as exc:  # np.load / zipfile raise assorted errors on damage
+        raise ValueError(f"{path!s} is corrupt or truncated: {type(exc).__name__}: "
+                         f"{exc}") from None
     return payload
+
+
+class _Foreign(Exception):
+    pass
 
 
 def load_model(cls, path):
