@@ -234,7 +234,8 @@ int vf_vae_decode(const vf_vae *m, int64_t B, const float *z, int64_t ldz,
  * batch-mean of (recon + kl_weight·beta·KL). eps (B×Z, contiguous) or NULL
  * for eps(seed, step, row, col). recon (B), kl (B) may be NULL: per-sample
  * values. *loss (may be NULL) = batch mean of recon + beta·KL (kl_weight not
- * applied). VF_ERR_NONFINITE if the loss or a gradient is not finite. */
+ * applied). VF_ERR_NONFINITE if the loss or a bias gradient (the column sum
+ * of a layer's output gradient, so any NaN/Inf there) is not finite. */
 int vf_vae_loss_and_grad(vf_vae *m, int64_t B, const float *X,
                          const float *eps, uint64_t seed, uint64_t step,
                          float kl_weight, float *recon, float *kl,
