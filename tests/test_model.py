@@ -412,3 +412,14 @@ def test_digits_training_lowers_validation_nelbo():
     assert np.isfinite(after)
     assert before - after > 15.0, (before, after)
     np.testing.assert_allclose(after, -m.elbo(val, seed=0).mean(), rtol=1e-12)
+
+
+def test_progress_bar_only_when_asked(capsys):
+    X = data(64, "bernoulli")
+    m = make()
+    m.fit(X, epochs=1, batch_size=16, progress=False)
+    assert capsys.readouterr().err == ""
+    m.fit(X, epochs=1, batch_size=16, progress=True)
+    assert "64/64" in capsys.readouterr().err  # tqdm and the built-in bar both print n/total
+    m.fit(X, epochs=1, batch_size=16)  # default: stderr is not a terminal under pytest
+    assert capsys.readouterr().err == ""
