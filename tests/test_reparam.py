@@ -257,3 +257,30 @@ def test_errors():
         reparameterization_noise(1, 1, (3,))
     with pytest.raises(ValueError, match="shape"):
         reparameterization_noise(1, 1, (3, -1))
+
+
+def test_backward_out_buffers(rng):
+    mu, lv = inputs(rng, 5, 6)
+    dz = rng.standard_normal((5, 6)).astype(np.float32)
+    a, b = np.empty((5, 6), np.float32), np.empty((5, 6), np.float32)
+    dmu, dlv = reparameterize_backward(mu, lv, dz, 1, 1, kl_scale=0.2, out=(a, b))
+    assert dmu is a and dlv is b
+    emu, elv = reparameterize_backward(mu, lv, dz, 1, 1, kl_scale=0.2)
+    np.testing.assert_array_equal(a, emu)
+    np.testing.assert_array_equal(b, elv)
+    with pytest.raises(TypeError, match="out"):
+        reparameterize_backward(mu, lv, dz, 1, 1, out=a)
+    with pytest.raises(ValueError, match="out"):
+        reparameterize_backward(mu, lv, dz, 1, 1, out=(a, a))
+    with pytest.raises(ValueError, match=r"out\[1\]"):
+        reparameterize_backward(mu, lv, dz, 1, 1, out=(a, np.empty((6, 5), np.float32)))
+
+
+def test_huge_finite_inputs_accepted():
+    # The finiteness check sums the input first; an overflowing sum of finite
+    # values must fall back to the exact check and be accepted.
+    mu = np.full((2, 3), 3e38, np.float32)
+    z = reparameterize(mu, np.zeros((2, 3)), 1, 1, eps=np.zeros((2, 3)))
+    np.testing.assert_array_equal(z, mu)
+    with pytest.raises(ValueError, match="logvar"):
+        reparameterize(mu, np.array([[0, 0, 0], [0, -np.inf, 0]]), 1, 1)

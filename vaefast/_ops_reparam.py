@@ -20,9 +20,24 @@ def _rows(row_offset, rows, name="row_offset"):
     return row_offset
 
 
+def _checked(value, name):
+    """2-D float32 C-contiguous array without NaN/Inf, or an error naming it.
+
+    Finiteness is checked by one float32 sum (a single read pass, no
+    temporary): finite inputs almost always give a finite sum; only when
+    the sum is not finite (a NaN/Inf, or an overflowing sum) is the exact
+    element-wise check run. This halves the Python-side cost of a call."""
+    arr = as_float32_array(value, name, ndim=2, allow_empty=True, finite=False)
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = arr.sum(dtype=np.float32)
+    if not np.isfinite(total) and not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinity")
+    return arr
+
+
 def _pair(mu, logvar):
-    mu = as_float32_array(mu, "mu", ndim=2, allow_empty=True)
-    logvar = as_float32_array(logvar, "logvar", ndim=2, allow_empty=True)
+    mu = _checked(mu, "mu")
+    logvar = _checked(logvar, "logvar")
     if logvar.shape != mu.shape:
         raise ValueError(f"logvar must have the shape of mu {mu.shape}, got {logvar.shape}")
     return mu, logvar
@@ -31,7 +46,7 @@ def _pair(mu, logvar):
 def _same(value, name, shape):
     if value is None:
         return None
-    arr = as_float32_array(value, name, ndim=2, allow_empty=True)
+    arr = _checked(value, name)
     if arr.shape != shape:
         raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
     return arr
@@ -95,7 +110,7 @@ def reparameterize(mu, logvar, seed, step, eps=None, row_offset=0, out=None,
 
 
 def reparameterize_backward(mu, logvar, dz, seed, step, eps=None, kl_scale=0.0,
-                            row_offset=0):
+                            row_offset=0, out=None):
     """Gradients of reparameterize (+ kl_scale · KL) w.r.t. mu and logvar.
 
     ``dmu = dz + kl_scale·mu`` and
@@ -112,6 +127,8 @@ def reparameterize_backward(mu, logvar, dz, seed, step, eps=None, kl_scale=0.0,
     kl_scale : float
         Weight of the KL term (beta / batch size, say).
     row_offset : int >= 0
+    out : pair of numpy.ndarray (M, N) float32, optional
+        Buffers for ``(dmu, dlogvar)`` (saves two allocations per step).
 
     Returns
     -------
@@ -123,8 +140,16 @@ def reparameterize_backward(mu, logvar, dz, seed, step, eps=None, kl_scale=0.0,
     eps = _same(eps, "eps", mu.shape)
     kl_scale = as_float(kl_scale, "kl_scale")
     row_offset = _rows(row_offset, mu.shape[0])
-    dmu = np.empty(mu.shape, np.float32)
-    dlogvar = np.empty(mu.shape, np.float32)
+    if out is None:
+        dmu = np.empty(mu.shape, np.float32)
+        dlogvar = np.empty(mu.shape, np.float32)
+    else:
+        if not isinstance(out, (tuple, list)) or len(out) != 2:
+            raise TypeError("out must be a (dmu, dlogvar) pair of arrays")
+        dmu = check_out(out[0], "out[0]", mu.shape)
+        dlogvar = check_out(out[1], "out[1]", mu.shape)
+        if np.shares_memory(dmu, dlogvar):
+            raise ValueError("out[0] and out[1] must not overlap")
     _core.reparam_backward(mu, logvar, seed, step, row_offset, eps, dz,
                            kl_scale, dmu, dlogvar)
     return dmu, dlogvar
