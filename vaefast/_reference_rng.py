@@ -9,7 +9,7 @@ kernels use float32 polynomials. Counter layouts: see vaefast.random.
 import numpy as np
 
 __all__ = ["philox4x32_10", "normal", "reparam_eps", "reparam_forward",
-           "reparam_backward", "kl_normal"]
+           "reparam_backward"]
 
 PHILOX_M = (np.uint64(0xD2511F53), np.uint64(0xCD9E8D57))
 PHILOX_W = (0x9E3779B9, 0xBB67AE85)
@@ -79,31 +79,29 @@ def reparam_eps(seed, step, row0, M, N):
     return z.reshape(M, 4 * nb)[:, :N]
 
 
-def kl_normal(mu, logvar):
-    """Per-row KL(N(mu, exp(logvar)) ‖ N(0, I)), float64."""
-    mu = np.asarray(mu, np.float64)
-    lv = np.asarray(logvar, np.float64)
-    return 0.5 * np.sum(np.exp(lv) + mu * mu - 1.0 - lv, axis=1)
-
-
 def reparam_forward(mu, logvar, seed, step, eps=None, row0=0):
-    """Twin of vf_reparam_forward: returns (z, kl), float64."""
+    """Twin of vf_reparam_forward: returns (z, kl), float64.
+
+    eps is regenerated from (seed, step, row0 + i, j) unless given; the
+    arithmetic is vaefast.reference's.
+    """
+    from . import reference
+
     mu = np.asarray(mu, np.float64)
     lv = np.asarray(logvar, np.float64)
     if eps is None:
         eps = reparam_eps(seed, step, row0, *mu.shape)
-    z = mu + np.exp(0.5 * lv) * np.asarray(eps, np.float64)
-    return z, kl_normal(mu, lv)
+    z = reference.reparam_forward(mu, lv, np.asarray(eps, np.float64))
+    return z, reference.kl_normal(mu, lv)
 
 
 def reparam_backward(mu, logvar, dz, seed, step, eps=None, kl_scale=0.0, row0=0):
     """Twin of vf_reparam_backward: returns (dmu, dlogvar), float64."""
+    from . import reference
+
     mu = np.asarray(mu, np.float64)
     lv = np.asarray(logvar, np.float64)
     if eps is None:
         eps = reparam_eps(seed, step, row0, *mu.shape)
-    eps = np.asarray(eps, np.float64)
-    dz = np.zeros_like(mu) if dz is None else np.asarray(dz, np.float64)
-    dmu = dz + kl_scale * mu
-    dlogvar = dz * 0.5 * np.exp(0.5 * lv) * eps + kl_scale * 0.5 * (np.exp(lv) - 1.0)
-    return dmu, dlogvar
+    dz = None if dz is None else np.asarray(dz, np.float64)
+    return reference.reparam_backward(mu, lv, np.asarray(eps, np.float64), dz, kl_scale)
