@@ -86,8 +86,14 @@ int vf_kl_normal(int64_t M, int64_t N,
     if (!kl)
         return VF_ERR_NULL;
     const vf_elementwise_kernels *k = vf_active()->elementwise;
-    #pragma omp parallel for schedule(static) if (M * N >= VF_LOSS_PAR_MIN && M > 1)
-    for (int64_t i = 0; i < M; ++i)
-        k->kl_row(N, mu + i * ldmu, logvar + i * ldlv, kl + i);
+    /* Fixed blocks of VF_KL_BLOCK rows (the kernel may treat a block as one
+     * flat array when rows are narrow); blocks are what threads share. */
+    int64_t nblocks = (M + VF_KL_BLOCK - 1) / VF_KL_BLOCK;
+    #pragma omp parallel for schedule(static) if (M * N >= VF_LOSS_PAR_MIN && nblocks > 1)
+    for (int64_t b = 0; b < nblocks; ++b) {
+        int64_t i0 = b * VF_KL_BLOCK;
+        int64_t rows = M - i0 < VF_KL_BLOCK ? M - i0 : VF_KL_BLOCK;
+        k->kl_rows(rows, N, mu + i0 * ldmu, ldmu, logvar + i0 * ldlv, ldlv, kl + i0);
+    }
     return VF_OK;
 }
