@@ -207,3 +207,15 @@ def test_accepts_float64_and_lists():
     loss, _ = ops.bernoulli_loss([[0.0, 0.0]], [[1.0, 0.0]])
     assert loss.dtype == np.float32
     assert loss[0] == pytest.approx(2 * np.log(2), rel=8 * U)
+
+
+def test_nan_propagates():
+    # Inputs are not scanned for NaN (documented): the row's loss and the
+    # element's gradient must come out NaN, never a finite number.
+    logits = np.array([[np.nan, 1.0], [0.5, 1.0]], np.float32)
+    x = np.zeros((2, 2), np.float32)
+    loss, grad = ops.bernoulli_loss(logits, x)
+    assert np.isnan(loss[0]) and np.isfinite(loss[1])
+    assert np.isnan(grad[0, 0]) and np.isfinite(grad[[0, 1, 1], [1, 0, 1]]).all()
+    assert np.isnan(ops.kl_normal(x, logits)[0])
+    assert np.isnan(ops.gaussian_loss(logits, x)[0][0])

@@ -32,7 +32,7 @@ void VF_FN(vf_bernoulli_row)(int64_t N, const float *l, const float *x,
         __mmask16 k = rem >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << rem) - 1u);
         __m512 vl = _mm512_maskz_loadu_ps(k, l + j);
         __m512 vx = _mm512_maskz_loadu_ps(k, x + j);
-        __m512 e = vf_exp16(_mm512_or_ps(vl, sign)); /* exp(−|l|) */
+        __m512 e = vf_exp16_nonpos(_mm512_or_ps(vl, sign)); /* exp(−|l|) */
         __m512 w = _mm512_add_ps(one, e);
         __m512 inv = _mm512_div_ps(one, w);
         __m512 sp = _mm512_add_ps(_mm512_max_ps(vl, zero), vf_log1p16_unit(e, w, inv));
@@ -59,7 +59,7 @@ void VF_FN(vf_bernoulli_row)(int64_t N, const float *l, const float *x,
         __m256i k = vf_tail_mask8(rem);
         __m256 vl = _mm256_maskload_ps(l + j, k);
         __m256 vx = _mm256_maskload_ps(x + j, k);
-        __m256 e = vf_exp8(_mm256_or_ps(vl, sign));
+        __m256 e = vf_exp8_nonpos(_mm256_or_ps(vl, sign));
         __m256 w = _mm256_add_ps(one, e);
         __m256 inv = _mm256_div_ps(one, w);
         __m256 sp = _mm256_add_ps(_mm256_max_ps(vl, zero), vf_log1p8_unit(e, w, inv));
