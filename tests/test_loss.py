@@ -219,3 +219,26 @@ def test_nan_propagates():
     assert np.isnan(grad[0, 0]) and np.isfinite(grad[[0, 1, 1], [1, 0, 1]]).all()
     assert np.isnan(ops.kl_normal(x, logits)[0])
     assert np.isnan(ops.gaussian_loss(logits, x)[0][0])
+
+
+def test_out_arguments(rng):
+    logits, x = _data(rng, 4, 19)
+    want_loss, want_grad = ops.bernoulli_loss(logits, x)
+    loss, grad = np.full(4, np.nan, np.float32), np.full((4, 19), np.nan, np.float32)
+    got = ops.bernoulli_loss(logits, x, out=(loss, grad))
+    assert got[0] is loss and got[1] is grad
+    assert np.array_equal(loss, want_loss) and np.array_equal(grad, want_grad)
+    got = ops.gaussian_loss(logits, x, need_grad=False, out=(loss, None))
+    assert got[0] is loss and got[1] is None
+    assert np.array_equal(loss, ops.gaussian_loss(logits, x)[0])
+    kl = np.empty(4, np.float32)
+    assert ops.kl_normal(logits, x, out=kl) is kl
+    assert np.array_equal(kl, ops.kl_normal(logits, x))
+    with pytest.raises(TypeError, match="out"):
+        ops.bernoulli_loss(logits, x, out=loss)
+    with pytest.raises(ValueError, match=r"out\[1\]"):
+        ops.bernoulli_loss(logits, x, out=(loss, np.empty((4, 18), np.float32)))
+    with pytest.raises(TypeError, match=r"out\[0\]"):
+        ops.gaussian_loss(logits, x, out=(np.empty(4), grad))
+    with pytest.raises(ValueError, match="out"):
+        ops.kl_normal(logits, x, out=np.empty(5, np.float32))
