@@ -15,9 +15,18 @@ from ._validation import as_float, as_float32_array, as_int, check_out
 __all__ = ["bernoulli_loss", "gaussian_loss", "kl_normal", "adam_update", "sgd_update"]
 
 
+def _ready(a):
+    """Already a non-empty 2-D C-contiguous float32 ndarray (the common case,
+    checked cheaply: these kernels take microseconds at model shapes)."""
+    return (type(a) is np.ndarray and a.dtype == np.float32 and a.ndim == 2
+            and a.flags.c_contiguous and a.size > 0)
+
+
 def _pair(a, b, name_a, name_b):
-    a = as_float32_array(a, name_a, ndim=2, finite=False)
-    b = as_float32_array(b, name_b, ndim=2, finite=False)
+    if not _ready(a):
+        a = as_float32_array(a, name_a, ndim=2, finite=False)
+    if not _ready(b):
+        b = as_float32_array(b, name_b, ndim=2, finite=False)
     if a.shape != b.shape:
         raise ValueError(f"{name_b} must have the shape of {name_a} {a.shape}, got {b.shape}")
     return a, b
