@@ -242,3 +242,11 @@ def test_out_arguments(rng):
         ops.gaussian_loss(logits, x, out=(np.empty(4), grad))
     with pytest.raises(ValueError, match="out"):
         ops.kl_normal(logits, x, out=np.empty(5, np.float32))
+
+
+def test_read_only_inputs_accepted():
+    a = np.full((2, 3), 0.25, np.float32)
+    a.flags.writeable = False
+    loss, _ = ops.bernoulli_loss(a, a)
+    want, _ = ref.bernoulli_loss(a.astype(np.float64), a.astype(np.float64))
+    assert np.allclose(loss, want, rtol=(3 + 16) * U * 4, atol=0)
