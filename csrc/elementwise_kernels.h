@@ -1,11 +1,48 @@
-/* elementwise_kernels.h: ISA-specific entry points of the elementwise part (internal). */
+/* elementwise_kernels.h: ISA-specific entry points of the elementwise part (internal).
+ *
+ * The loss kernels work on ONE row each (the drivers in csrc/loss.c hand out
+ * rows to threads); the row sum is therefore computed by one thread in one
+ * fixed order, whatever the thread count. The optimizer kernels work on a
+ * contiguous chunk (csrc/optim.c cuts the flat buffer into fixed chunks). */
 #ifndef VF_ELEMENTWISE_KERNELS_H
 #define VF_ELEMENTWISE_KERNELS_H
 
 #include <stdint.h>
 
+#define VF_KL_BLOCK 64 /* rows per kl_rows call */
+
+/* Constants of one Adam step, precomputed in double by the driver. */
+typedef struct vf_adam_consts {
+    float decay;      /* 1 − lr·weight_decay (exactly 1 when weight_decay == 0) */
+    float beta1, one_m_beta1;
+    float beta2, one_m_beta2;
+    float step_size;  /* lr / (1 − beta1^t) */
+    float sqrt_bc2;   /* sqrt(1 − beta2^t) */
+    float eps;
+} vf_adam_consts;
+
 typedef struct vf_elementwise_kernels {
     const char *isa_name; /* which compiled copy this is */
+
+    /* One row: l, x (N); *loss = Σ softplus(l) − x·l (if loss != NULL);
+     * dl (N) = scale·(sigmoid(l) − x) (if dl != NULL). */
+    void (*bernoulli_row)(int64_t N, const float *l, const float *x,
+                          float *loss, float *dl, float scale);
+    /* One row: y, x (N); *loss = Σ 0.5·(y − x)² + N·0.5·log(2π);
+     * dy (N) = scale·(y − x). Either output may be NULL. */
+    void (*gaussian_row)(int64_t N, const float *y, const float *x,
+                         float *loss, float *dy, float scale);
+    /* A block of rows <= VF_KL_BLOCK: mu (rows×N, ldmu), lv (rows×N, ldlv);
+     * kl[r] = 0.5·Σ_j (exp(lv) + mu² − 1 − lv). */
+    void (*kl_rows)(int64_t rows, int64_t N, const float *mu, int64_t ldmu,
+                    const float *lv, int64_t ldlv, float *kl);
+
+    /* n contiguous parameters: p, g, m, v (n), updated in place. */
+    void (*adam_chunk)(int64_t n, float *p, const float *g, float *m, float *v,
+                       const vf_adam_consts *c);
+    /* n contiguous parameters: p, g, vel (n), updated in place. */
+    void (*sgd_chunk)(int64_t n, float *p, const float *g, float *vel,
+                      float lr, float momentum, float weight_decay);
 } vf_elementwise_kernels;
 
 #endif

@@ -1,0 +1,81 @@
+/* optim.c: argument checks and chunk-parallel drivers of Adam(W) and SGD.
+ *
+ * The flat buffer is cut into fixed chunks handed out statically; the update
+ * is element-wise, so the thread count cannot change any bit. The Adam bias
+ * corrections are computed once per call in double. */
+#include <math.h>
+#include <stdint.h>
+
+#include "vaefast.h"
+#include "kernels.h"
+
+#define VF_OPTIM_CHUNK 16384    /* elements per work item (64 KB per stream) */
+#define VF_OPTIM_PAR_MIN 65536  /* below this, stay on the calling thread */
+
+static int vf_check_flat(int64_t n)
+{
+    if (n < 0)
+        return VF_ERR_ARG;
+    if ((uint64_t)n > (uint64_t)(SIZE_MAX / sizeof(float)))
+        return VF_ERR_OVERFLOW;
+    return VF_OK;
+}
+
+int vf_adam_update(int64_t n, float *param, const float *grad,
+                   float *m, float *v, float lr, float beta1, float beta2,
+                   float eps, float weight_decay, int64_t t)
+{
+    int s = vf_check_flat(n);
+    if (s != VF_OK)
+        return s;
+    if (!param || !grad || !m || !v)
+        return VF_ERR_NULL;
+    if (t < 1 || !isfinite(lr) || lr < 0.0f || !isfinite(eps) || eps < 0.0f ||
+        !isfinite(weight_decay) || weight_decay < 0.0f ||
+        !(beta1 >= 0.0f && beta1 < 1.0f) || !(beta2 >= 0.0f && beta2 < 1.0f))
+        return VF_ERR_ARG;
+    double bc1 = 1.0 - pow((double)beta1, (double)t);
+    double bc2 = 1.0 - pow((double)beta2, (double)t);
+    if (bc2 <= 0.0 || bc1 <= 0.0)  /* beta = 0 at t >= 1 gives 1; only underflow-proof */
+        return VF_ERR_ARG;
+    vf_adam_consts c;
+    c.decay = (float)(1.0 - (double)lr * (double)weight_decay);
+    c.beta1 = beta1;
+    c.one_m_beta1 = (float)(1.0 - (double)beta1);
+    c.beta2 = beta2;
+    c.one_m_beta2 = (float)(1.0 - (double)beta2);
+    c.step_size = (float)((double)lr / bc1);
+    c.sqrt_bc2 = (float)sqrt(bc2);
+    c.eps = eps;
+    const vf_elementwise_kernels *k = vf_active()->elementwise;
+    int64_t nchunks = (n + VF_OPTIM_CHUNK - 1) / VF_OPTIM_CHUNK;
+    #pragma omp parallel for schedule(static) if (n >= VF_OPTIM_PAR_MIN)
+    for (int64_t b = 0; b < nchunks; ++b) {
+        int64_t i0 = b * VF_OPTIM_CHUNK;
+        int64_t len = n - i0 < VF_OPTIM_CHUNK ? n - i0 : VF_OPTIM_CHUNK;
+        k->adam_chunk(len, param + i0, grad + i0, m + i0, v + i0, &c);
+    }
+    return VF_OK;
+}
+
+int vf_sgd_update(int64_t n, float *param, const float *grad, float *velocity,
+                  float lr, float momentum, float weight_decay)
+{
+    int s = vf_check_flat(n);
+    if (s != VF_OK)
+        return s;
+    if (!param || !grad || !velocity)
+        return VF_ERR_NULL;
+    if (!isfinite(lr) || lr < 0.0f || !isfinite(momentum) || momentum < 0.0f ||
+        !isfinite(weight_decay) || weight_decay < 0.0f)
+        return VF_ERR_ARG;
+    const vf_elementwise_kernels *k = vf_active()->elementwise;
+    int64_t nchunks = (n + VF_OPTIM_CHUNK - 1) / VF_OPTIM_CHUNK;
+    #pragma omp parallel for schedule(static) if (n >= VF_OPTIM_PAR_MIN)
+    for (int64_t b = 0; b < nchunks; ++b) {
+        int64_t i0 = b * VF_OPTIM_CHUNK;
+        int64_t len = n - i0 < VF_OPTIM_CHUNK ? n - i0 : VF_OPTIM_CHUNK;
+        k->sgd_chunk(len, param + i0, grad + i0, velocity + i0, lr, momentum, weight_decay);
+    }
+    return VF_OK;
+}
