@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import vaefast
-from vaefast import _reference_kernels as ref
+from vaefast import reference as ref
 from vaefast import ops
 
 U = 2.0**-24
