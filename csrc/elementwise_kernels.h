@@ -9,6 +9,8 @@
 
 #include <stdint.h>
 
+#define VF_KL_BLOCK 64 /* rows per kl_rows call */
+
 /* Constants of one Adam step, precomputed in double by the driver. */
 typedef struct vf_adam_consts {
     float decay;      /* 1 − lr·weight_decay (exactly 1 when weight_decay == 0) */
@@ -30,8 +32,10 @@ typedef struct vf_elementwise_kernels {
      * dy (N) = scale·(y − x). Either output may be NULL. */
     void (*gaussian_row)(int64_t N, const float *y, const float *x,
                          float *loss, float *dy, float scale);
-    /* One row: mu, lv (N); *kl = 0.5·Σ (exp(lv) + mu² − 1 − lv). */
-    void (*kl_row)(int64_t N, const float *mu, const float *lv, float *kl);
+    /* A block of rows <= VF_KL_BLOCK: mu (rows×N, ldmu), lv (rows×N, ldlv);
+     * kl[r] = 0.5·Σ_j (exp(lv) + mu² − 1 − lv). */
+    void (*kl_rows)(int64_t rows, int64_t N, const float *mu, int64_t ldmu,
+                    const float *lv, int64_t ldlv, float *kl);
 
     /* n contiguous parameters: p, g, m, v (n), updated in place. */
     void (*adam_chunk)(int64_t n, float *p, const float *g, float *m, float *v,

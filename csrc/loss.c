@@ -10,6 +10,7 @@
 #include "kernels.h"
 
 #define VF_LOSS_PAR_MIN 32768 /* elements: below this, threads cost more than they save */
+#define VF_KL_PAR_MIN 8192    /* KL is cheap per byte but narrow rows make it compute-bound */
 
 /* A (M×N, ld): ld >= N, and the last element's offset fits in int64 / size_t. */
 static int vf_check_mat(int64_t M, int64_t N, int64_t ld)
@@ -86,8 +87,14 @@ int vf_kl_normal(int64_t M, int64_t N,
     if (!kl)
         return VF_ERR_NULL;
     const vf_elementwise_kernels *k = vf_active()->elementwise;
-    #pragma omp parallel for schedule(static) if (M * N >= VF_LOSS_PAR_MIN && M > 1)
-    for (int64_t i = 0; i < M; ++i)
-        k->kl_row(N, mu + i * ldmu, logvar + i * ldlv, kl + i);
+    /* Fixed blocks of VF_KL_BLOCK rows (the kernel may treat a block as one
+     * flat array when rows are narrow); blocks are what threads share. */
+    int64_t nblocks = (M + VF_KL_BLOCK - 1) / VF_KL_BLOCK;
+    #pragma omp parallel for schedule(static) if (M * N >= VF_KL_PAR_MIN && nblocks > 1)
+    for (int64_t b = 0; b < nblocks; ++b) {
+        int64_t i0 = b * VF_KL_BLOCK;
+        int64_t rows = M - i0 < VF_KL_BLOCK ? M - i0 : VF_KL_BLOCK;
+        k->kl_rows(rows, N, mu + i0 * ldmu, ldmu, logvar + i0 * ldlv, ldlv, kl + i0);
+    }
     return VF_OK;
 }

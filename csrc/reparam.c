@@ -32,16 +32,14 @@ static int check_dims(int64_t M, int64_t N, int64_t row0)
     return VF_OK;
 }
 
+#ifdef _OPENMP
 static int threads_for(int64_t M, int64_t N)
 {
-#ifdef _OPENMP
     if (M * N >= VF_REPARAM_PAR_ELEMS && M > 1)
         return omp_get_max_threads();
-#endif
-    (void)M;
-    (void)N;
     return 1;
 }
+#endif
 
 int vf_reparam_eps(uint64_t seed, uint64_t step, int64_t row0,
                    int64_t M, int64_t N, float *eps, int64_t ld)
@@ -56,8 +54,10 @@ int vf_reparam_eps(uint64_t seed, uint64_t step, int64_t row0,
     if (!eps)
         return VF_ERR_NULL;
     const vf_random_kernels *k = vf_active()->random;
+#ifdef _OPENMP
     int nt = threads_for(M, N);
 #pragma omp parallel num_threads(nt) if (nt > 1)
+#endif
     {
         int64_t T = 1, t = 0;
 #ifdef _OPENMP
@@ -99,8 +99,10 @@ int vf_reparam_forward(int64_t M, int64_t N,
     if (!mu || !logvar || !z)
         return VF_ERR_NULL;
     const vf_random_kernels *k = vf_active()->random;
+#ifdef _OPENMP
     int nt = threads_for(M, N);
 #pragma omp parallel num_threads(nt) if (nt > 1)
+#endif
     {
         int64_t T = 1, t = 0;
 #ifdef _OPENMP
@@ -145,8 +147,10 @@ int vf_reparam_backward(int64_t M, int64_t N,
     if (!mu || !logvar || !dmu || !dlogvar)
         return VF_ERR_NULL;
     const vf_random_kernels *k = vf_active()->random;
+#ifdef _OPENMP
     int nt = threads_for(M, N);
 #pragma omp parallel num_threads(nt) if (nt > 1)
+#endif
     {
         int64_t T = 1, t = 0;
 #ifdef _OPENMP

@@ -101,12 +101,20 @@ int vf_matmul(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
               float *C, int64_t ldc, int accumulate);
 
 /* ------------------------------------ RNG + reparameterization (csrc/rng*) */
+/* Counter layouts (key = (seed & 0xffffffff, seed >> 32) for both):
+ *   vf_normal: element k is lane k % 4 of block b = k / 4,
+ *              ctr = (b & 0xffffffff, b >> 32, 0, 0);
+ *   reparam:   eps[row][col] is lane col % 4 of
+ *              ctr = (row, 0x80000000 | col / 4, step & 0xffffffff, step >> 32).
+ * Each block gives 4 normals by two Box-Muller pairs (details and the float64
+ * twin: vaefast/_reference_rng.py). Rows must satisfy row0 + M <= 2^32. */
 /* Philox4x32-10 on n independent inputs: ctr (n×4), key (n×2) -> out (n×4). */
 int vf_philox4x32_10(int64_t n, const uint32_t *ctr, const uint32_t *key,
                      uint32_t *out);
 
 /* out[i] = standard normal variate number (offset + i) of stream `seed`,
- * i in [0, n): a pure function of (seed, offset + i). Overwrites out. */
+ * i in [0, n): a pure function of (seed, offset + i). Overwrites out.
+ * VF_ERR_OVERFLOW if offset + n > 2^64. */
 int vf_normal(uint64_t seed, uint64_t offset, int64_t n, float *out);
 
 /* eps (M×N, ld): eps[i][j] = the reparameterization variate for

@@ -16,7 +16,8 @@ except ImportError:  # hypothesis is in the test extra; tests needing it skip
 
 
 def pytest_report_header(config):
-    return (f"vaefast kernel set: {vaefast.isa()} "
+    return (f"vaefast {vaefast.__file__}\n"
+            f"vaefast kernel set: {vaefast.isa()} "
             f"(supported: {', '.join(vaefast.supported_isas())}), "
             f"threads: {vaefast.get_num_threads()}")
 
@@ -24,3 +25,20 @@ def pytest_report_header(config):
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+@pytest.fixture
+def run_python(tmp_path):
+    """Run `python -c code` in a fresh interpreter, outside the source tree
+    (so it imports the installed vaefast, never the source folder)."""
+    import subprocess
+    import sys
+
+    def run(code, **env_overrides):
+        env = dict(os.environ)
+        env.pop("VAEFAST_ISA", None)
+        env.update({k: str(v) for k, v in env_overrides.items()})
+        return subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300)
+
+    return run

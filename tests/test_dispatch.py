@@ -1,9 +1,5 @@
 """Kernel-set dispatch: detection, forcing a level, failing loudly."""
 
-import os
-import subprocess
-import sys
-
 import pytest
 
 import vaefast
@@ -11,27 +7,18 @@ import vaefast
 ALL_ISAS = ("generic", "avx2", "avx512")
 
 
-def run_python(code, isa=None):
-    env = dict(os.environ)
-    env.pop("VAEFAST_ISA", None)
-    if isa is not None:
-        env["VAEFAST_ISA"] = isa
-    return subprocess.run([sys.executable, "-c", code], env=env,
-                          capture_output=True, text=True, timeout=120)
-
-
 def test_active_isa_is_supported():
     assert vaefast.isa() in vaefast.supported_isas()
     assert "generic" in vaefast.supported_isas()
 
 
-def test_default_is_best_supported():
+def test_default_is_best_supported(run_python):
     result = run_python("import vaefast; print(vaefast.isa())")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == vaefast.supported_isas()[-1]
 
 
-def test_avx512_machine_reports_avx512():
+def test_avx512_machine_reports_avx512(run_python):
     f = vaefast.cpu_features()
     need = ("avx512f", "avx512vl", "avx512bw", "avx512dq", "os_avx512", "fma", "avx2")
     if not all(f[k] for k in need):
@@ -51,8 +38,8 @@ def test_cpu_features_consistent():
 
 
 @pytest.mark.parametrize("name", ALL_ISAS)
-def test_force_each_level(name):
-    result = run_python("import vaefast; print(vaefast.isa())", isa=name)
+def test_force_each_level(name, run_python):
+    result = run_python("import vaefast; print(vaefast.isa())", VAEFAST_ISA=name)
     if name in vaefast.supported_isas():
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == name
@@ -62,8 +49,8 @@ def test_force_each_level(name):
 
 
 @pytest.mark.parametrize("bogus", ["sse9", "AVX-1024", "generic2", "avx"])
-def test_bogus_value_fails_loudly(bogus):
-    result = run_python("import vaefast", isa=bogus)
+def test_bogus_value_fails_loudly(bogus, run_python):
+    result = run_python("import vaefast", VAEFAST_ISA=bogus)
     assert result.returncode != 0
     assert "ImportError" in result.stderr
     assert "VAEFAST_ISA" in result.stderr and "unknown kernel set" in result.stderr
@@ -87,10 +74,7 @@ def test_set_num_threads_rejects(bad, exc):
         vaefast.set_num_threads(bad)
 
 
-def test_omp_num_threads_honoured():
-    env_code = "import vaefast; print(vaefast.get_num_threads())"
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    env.pop("VAEFAST_ISA", None)
-    result = subprocess.run([sys.executable, "-c", env_code], env=env,
-                            capture_output=True, text=True, timeout=120)
+def test_omp_num_threads_honoured(run_python):
+    result = run_python("import vaefast; print(vaefast.get_num_threads())", OMP_NUM_THREADS=1)
+    assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "1"

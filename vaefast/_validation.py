@@ -11,7 +11,22 @@ import operator
 import numpy as np
 
 
-def as_float32_array(value, name, ndim=None, allow_empty=False, finite=True):
+def has_unit_rows(arr):
+    """True if a 2-D float32 array's rows are contiguous and evenly spaced
+    forward in memory (a row slice of a bigger matrix), so C can take it
+    with a leading dimension and no copy."""
+    if arr.ndim != 2 or arr.dtype != np.float32:
+        return False
+    rows, cols = arr.shape
+    if cols > 1 and arr.strides[1] != 4:
+        return False
+    if rows <= 1:
+        return True
+    return arr.strides[0] % 4 == 0 and arr.strides[0] >= 4 * max(cols, 1)
+
+
+def as_float32_array(value, name, ndim=None, allow_empty=False, finite=True,
+                     row_strided=False):
     """Return `value` as a C-contiguous float32 ndarray, or raise.
 
     Parameters
@@ -26,6 +41,9 @@ def as_float32_array(value, name, ndim=None, allow_empty=False, finite=True):
         Whether a zero-sized array is acceptable.
     finite : bool
         Reject NaN and infinity.
+    row_strided : bool
+        Accept, without copying, a 2-D float32 array whose rows are
+        contiguous but spaced apart (see has_unit_rows).
     """
     try:
         arr = np.asarray(value)
@@ -50,7 +68,8 @@ def as_float32_array(value, name, ndim=None, allow_empty=False, finite=True):
         if finite and np.isfinite(arr).all() and not np.isfinite(converted).all():
             raise ValueError(f"{name} has values too large for float32")
         arr = converted
-    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    if not (row_strided and has_unit_rows(arr)):
+        arr = np.ascontiguousarray(arr, dtype=np.float32)
     if finite and not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or infinity")
     return arr

@@ -25,6 +25,10 @@ import math
 
 import numpy as np
 
+# The random streams' twins (Philox4x32-10, normals, the reparameterization
+# noise eps(seed, step, row, col)) live beside the RNG kernels' binding.
+from ._reference_rng import normal, philox4x32_10, reparam_eps  # noqa: F401
+
 LIKELIHOODS = ("bernoulli", "gaussian")
 
 # The logvar head's output is clamped to this range before use, so exp never

@@ -1,6 +1,6 @@
 /* isa.h: naming for sources compiled once per kernel set.
  *
- * CMake compiles every csrc/isa/*.c three times (x86) with
+ * CMake compiles every .c file in csrc/isa/ three times (x86) with
  * -DVF_ISA_NAME=generic|avx2|avx512 and the matching -m flags. VF_FN(name)
  * appends the set's name so the three copies link side by side; helpers
  * inside those files are `static`. */

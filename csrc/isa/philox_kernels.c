@@ -35,19 +35,31 @@ void VF_FN(vf_philox_kernel)(int64_t n, const uint32_t *ctr, const uint32_t *key
 void VF_FN(vf_normal_blocks_kernel)(uint64_t seed, uint64_t b0, int64_t nblocks,
                                     float *out)
 {
-    const uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
-    uint32_t c0[RW], c1[RW];
+    vu rk0[10], rk1[10];
+    philox_round_keys((uint32_t)seed, (uint32_t)(seed >> 32), rk0, rk1);
+    uint32_t perm[RW], c0s[RW], c1s[RW];
+    for (int j = 0; j < RW; j++)
+        perm[j] = (uint32_t)rw_perm(j);
+    const vu pv = vu_load(perm);
     float tail[4 * RW];
     for (int64_t g = 0; g < nblocks; g += RW) {
-        for (int j = 0; j < RW; j++) {
-            uint64_t b = b0 + (uint64_t)g + (uint64_t)rw_perm(j);
-            c0[j] = (uint32_t)b;
-            c1[j] = (uint32_t)(b >> 32);
+        uint64_t b = b0 + (uint64_t)g;
+        vu c0, c1;
+        if ((uint32_t)b <= 0xFFFFFFFFu - (RW - 1)) { /* no carry inside the group */
+            c0 = vu_add(vu_set1((uint32_t)b), pv);
+            c1 = vu_set1((uint32_t)(b >> 32));
+        } else {
+            for (int j = 0; j < RW; j++) {
+                c0s[j] = (uint32_t)(b + perm[j]);
+                c1s[j] = (uint32_t)((b + perm[j]) >> 32);
+            }
+            c0 = vu_load(c0s);
+            c1 = vu_load(c1s);
         }
         if (nblocks - g >= RW) {
-            normal_group(k0, k1, c0, c1, 0u, 0u, out + 4 * g);
+            normal_group(rk0, rk1, c0, c1, 0u, 0u, out + 4 * g);
         } else { /* last partial group: same lanes, keep only what is asked */
-            normal_group(k0, k1, c0, c1, 0u, 0u, tail);
+            normal_group(rk0, rk1, c0, c1, 0u, 0u, tail);
             memcpy(out + 4 * g, tail, sizeof(float) * (size_t)(4 * (nblocks - g)));
         }
     }

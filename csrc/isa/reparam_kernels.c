@@ -13,38 +13,53 @@
 
 #define EPS_TILE 2048 /* floats of eps per tile (8 KiB) */
 
-typedef struct {
-    uint32_t k0, k1, s0, s1;
-} rng_stream;
+#define PAT_BLOCKS (EPS_TILE / 4 + RW)
 
-static rng_stream make_stream(uint64_t seed, uint64_t step)
+/* Generator state of one kernel call: round keys, the step words, and the
+ * (row, col block) pattern of a tile in lane order, for tiles nbt blocks wide. */
+typedef struct {
+    vu rk0[10], rk1[10];
+    uint32_t s0, s1;
+    int64_t pat_nbt;
+    uint32_t relrow[PAT_BLOCKS], cb[PAT_BLOCKS];
+} eps_gen;
+
+static void gen_init(eps_gen *st, uint64_t seed, uint64_t step)
 {
-    rng_stream s = {(uint32_t)seed, (uint32_t)(seed >> 32), (uint32_t)step,
-                    (uint32_t)(step >> 32)};
-    return s;
+    philox_round_keys((uint32_t)seed, (uint32_t)(seed >> 32), st->rk0, st->rk1);
+    st->s0 = (uint32_t)step;
+    st->s1 = (uint32_t)(step >> 32);
+    st->pat_nbt = 0;
 }
 
-/* buf (nr × 4·nbt) = eps of rows row .. row+nr-1, column blocks cb0 .. cb0+nbt-1.
- * buf holds at least 4·RW·ceil(nr·nbt / RW) floats. */
-static void gen_tile(const rng_stream *st, uint32_t row, int64_t nr, int64_t cb0,
+/* buf (nr × 4·nbt) = eps of rows row .. row+nr-1, column blocks cb0 .. cb0+nbt-1,
+ * nr·nbt <= EPS_TILE/4. Blocks are numbered row-major over the tile; lane j
+ * of group g computes block g + rw_perm(j) (see vf_store_blocks). */
+static void gen_tile(eps_gen *st, uint32_t row, int64_t nr, int64_t cb0,
                      int64_t nbt, float *buf)
 {
-    uint32_t rows[RW], cbs[RW], c0[RW], c1[RW];
-    int64_t total = nr * nbt, r = 0, cb = 0;
-    for (int64_t g = 0; g < total; g += RW) {
-        for (int j = 0; j < RW; j++) { /* blocks g .. g+RW-1 in row-major order */
-            rows[j] = row + (uint32_t)r;
-            cbs[j] = RNG_REPARAM_TAG | (uint32_t)(cb0 + cb);
-            if (++cb == nbt) {
-                cb = 0;
+    if (st->pat_nbt != nbt) { /* once per call (twice for wide rows) */
+        int inv[RW]; /* lane computing block p of a group */
+        for (int j = 0; j < RW; j++)
+            inv[rw_perm(j)] = j;
+        uint32_t r = 0, c = 0;
+        for (int64_t q = 0; q < PAT_BLOCKS / RW * RW; q++) {
+            int64_t at = q - q % RW + inv[q % RW];
+            st->relrow[at] = r;
+            st->cb[at] = c;
+            if (++c == (uint32_t)nbt) {
+                c = 0;
                 r++;
             }
         }
-        for (int j = 0; j < RW; j++) {
-            c0[j] = rows[rw_perm(j)];
-            c1[j] = cbs[rw_perm(j)];
-        }
-        normal_group(st->k0, st->k1, c0, c1, st->s0, st->s1, buf + 4 * g);
+        st->pat_nbt = nbt;
+    }
+    const vu vrow = vu_set1(row), vcb = vu_set1(RNG_REPARAM_TAG + (uint32_t)cb0);
+    int64_t total = nr * nbt;
+    for (int64_t g = 0; g < total; g += RW) {
+        vu c0 = vu_add(vu_load(st->relrow + g), vrow);
+        vu c1 = vu_add(vu_load(st->cb + g), vcb);
+        normal_group(st->rk0, st->rk1, c0, c1, st->s0, st->s1, buf + 4 * g);
     }
 }
 
@@ -71,7 +86,8 @@ void VF_FN(vf_reparam_eps_kernel)(uint64_t seed, uint64_t step, int64_t row0,
                                   int64_t M, int64_t N, float *eps, int64_t ld)
 {
     float buf[BUF_FLOATS];
-    rng_stream st = make_stream(seed, step);
+    eps_gen st;
+    gen_init(&st, seed, step);
     tiling t = plan(N);
     for (int64_t i0 = 0; i0 < M; i0 += t.rows_per_tile) {
         int64_t nr = M - i0 < t.rows_per_tile ? M - i0 : t.rows_per_tile;
@@ -118,7 +134,8 @@ void VF_FN(vf_reparam_forward_kernel)(int64_t M, int64_t N, const float *mu,
                                       int64_t ldz, float *kl)
 {
     float buf[BUF_FLOATS];
-    rng_stream st = make_stream(seed, step);
+    eps_gen st;
+    gen_init(&st, seed, step);
     tiling t = plan(N);
     for (int64_t i0 = 0; i0 < M; i0 += t.rows_per_tile) {
         int64_t nr = M - i0 < t.rows_per_tile ? M - i0 : t.rows_per_tile;
@@ -186,7 +203,8 @@ void VF_FN(vf_reparam_backward_kernel)(int64_t M, int64_t N, const float *mu,
                                        int64_t lddlv)
 {
     float buf[BUF_FLOATS];
-    rng_stream st = make_stream(seed, step);
+    eps_gen st;
+    gen_init(&st, seed, step);
     tiling t = plan(N);
     /* With dz NULL nothing reads eps: skip generating it. */
     int need_eps = dz != NULL && eps == NULL;

@@ -23,6 +23,57 @@
 #define RNG_REPARAM_TAG 0x80000000u
 
 /* Ten Philox rounds on c[0..3] in place with key (k0, k1). */
+#if RW > 1
+/* SIMD: even and odd 32-bit lanes go through the rounds separately, each
+ * held in the low half of a 64-bit lane, so one 32x32->64 multiply gives hi
+ * (>> 32) and lo (the low half, as is) with no shuffling. The high halves
+ * carry garbage that never reaches a low half (multiplies read only low
+ * halves, xor and add are lane-local), and the halves are merged at the end. */
+static inline void philox10_half(vu c[4], const vu rk0[10], const vu rk1[10])
+{
+    const vu m0 = vu_set1(PHILOX_M0), m1 = vu_set1(PHILOX_M1);
+    for (int r = 0; r < 10; r++) {
+        vu p0 = vu_mul_even(c[0], m0);
+        vu p1 = vu_mul_even(c[2], m1);
+        vu n0 = vu_xor3(vu_hi64(p1), c[1], rk0[r]);
+        vu n2 = vu_xor3(vu_hi64(p0), c[3], rk1[r]);
+        c[0] = n0;
+        c[1] = p1;
+        c[2] = n2;
+        c[3] = p0;
+    }
+}
+
+/* Per-lane keys (k0, k1). */
+static inline void philox10(vu c[4], vu k0, vu k1)
+{
+    vu e[4] = {c[0], c[1], c[2], c[3]};
+    vu o[4] = {vu_hi64(c[0]), vu_hi64(c[1]), vu_hi64(c[2]), vu_hi64(c[3])};
+    vu ek0[10], ek1[10], ok0[10], ok1[10];
+    for (int r = 0; r < 10; r++) {
+        ek0[r] = vu_add(k0, vu_set1(PHILOX_W0 * (uint32_t)r));
+        ek1[r] = vu_add(k1, vu_set1(PHILOX_W1 * (uint32_t)r));
+        ok0[r] = vu_hi64(ek0[r]);
+        ok1[r] = vu_hi64(ek1[r]);
+    }
+    philox10_half(e, ek0, ek1);
+    philox10_half(o, ok0, ok1);
+    for (int w = 0; w < 4; w++)
+        c[w] = vu_merge_even_odd(e[w], o[w]);
+}
+
+/* One key for all lanes, round keys precomputed (see philox_round_keys): a
+ * broadcast key serves both halves as is. */
+static inline void philox10_bcast(vu c[4], const vu rk0[10], const vu rk1[10])
+{
+    vu e[4] = {c[0], c[1], c[2], c[3]};
+    vu o[4] = {vu_hi64(c[0]), vu_hi64(c[1]), vu_hi64(c[2]), vu_hi64(c[3])};
+    philox10_half(e, rk0, rk1);
+    philox10_half(o, rk0, rk1);
+    for (int w = 0; w < 4; w++)
+        c[w] = vu_merge_even_odd(e[w], o[w]);
+}
+#else
 static inline void philox10(vu c[4], vu k0, vu k1)
 {
     const vu m0 = vu_set1(PHILOX_M0), m1 = vu_set1(PHILOX_M1);
@@ -41,6 +92,22 @@ static inline void philox10(vu c[4], vu k0, vu k1)
         c[1] = lo1;
         c[2] = n2;
         c[3] = lo0;
+    }
+}
+
+static inline void philox10_bcast(vu c[4], const vu rk0[10], const vu rk1[10])
+{
+    philox10(c, rk0[0], rk1[0]);
+}
+#endif
+
+/* Round keys of key (k0, k1), broadcast: the key schedule adds the Weyl
+ * constants (W0, W1) once per round, mod 2^32. */
+static inline void philox_round_keys(uint32_t k0, uint32_t k1, vu rk0[10], vu rk1[10])
+{
+    for (int r = 0; r < 10; r++) {
+        rk0[r] = vu_set1(k0 + PHILOX_W0 * (uint32_t)r);
+        rk1[r] = vu_set1(k1 + PHILOX_W1 * (uint32_t)r);
     }
 }
 
@@ -142,13 +209,12 @@ static inline void box_muller(vu xr, vu xa, vf *z0, vf *z1)
 }
 
 /* One group of RW Philox blocks -> 4·RW normals at dst, block rw_perm(j)
- * from counter lane j (c0[j], c1[j], c2, c3). */
-static inline void normal_group(uint32_t k0, uint32_t k1, const uint32_t *c0,
-                                const uint32_t *c1, uint32_t c2, uint32_t c3,
-                                float *dst)
+ * from counter lane j (c0[j], c1[j], c2, c3), round keys rk0/rk1. */
+static inline void normal_group(const vu rk0[10], const vu rk1[10], vu c0, vu c1,
+                                uint32_t c2, uint32_t c3, float *dst)
 {
-    vu c[4] = {vu_load(c0), vu_load(c1), vu_set1(c2), vu_set1(c3)};
-    philox10(c, vu_set1(k0), vu_set1(k1));
+    vu c[4] = {c0, c1, vu_set1(c2), vu_set1(c3)};
+    philox10_bcast(c, rk0, rk1);
     vf z0, z1, z2, z3;
     box_muller(c[0], c[1], &z0, &z1);
     box_muller(c[2], c[3], &z2, &z3);

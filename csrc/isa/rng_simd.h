@@ -38,6 +38,13 @@ static inline void vu_mulhilo(vu a, vu m, vu *hi, vu *lo)
     *hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 32), po);
     *lo = _mm512_mask_blend_epi32(0xAAAA, pe, _mm512_slli_epi64(po, 32));
 }
+/* 64-bit-lane helpers for the split Philox (isa/rng_math.h). */
+static inline vu vu_mul_even(vu a, vu m) { return _mm512_mul_epu32(a, m); }
+static inline vu vu_hi64(vu a) { return _mm512_srli_epi64(a, 32); }
+static inline vu vu_merge_even_odd(vu e, vu o)
+{
+    return _mm512_mask_blend_epi32(0xAAAA, e, _mm512_slli_epi64(o, 32));
+}
 static inline vf vf_set1(float a) { return _mm512_set1_ps(a); }
 static inline vf vf_load(const float *p) { return _mm512_loadu_ps(p); }
 static inline void vf_store(float *p, vf a) { _mm512_storeu_ps(p, a); }
@@ -96,6 +103,12 @@ static inline void vu_mulhilo(vu a, vu m, vu *hi, vu *lo)
     vu po = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), m);
     *hi = _mm256_blend_epi32(_mm256_srli_epi64(pe, 32), po, 0xAA);
     *lo = _mm256_blend_epi32(pe, _mm256_slli_epi64(po, 32), 0xAA);
+}
+static inline vu vu_mul_even(vu a, vu m) { return _mm256_mul_epu32(a, m); }
+static inline vu vu_hi64(vu a) { return _mm256_srli_epi64(a, 32); }
+static inline vu vu_merge_even_odd(vu e, vu o)
+{
+    return _mm256_blend_epi32(e, _mm256_slli_epi64(o, 32), 0xAA);
 }
 static inline vf vf_set1(float a) { return _mm256_set1_ps(a); }
 static inline vf vf_load(const float *p) { return _mm256_loadu_ps(p); }

@@ -73,6 +73,29 @@ static inline __m512 vf_exp16(__m512 x)
     return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), p, x);
 }
 
+/* exp(x) for x <= 0 only (the loss needs exp(−|l|)): clamped at −87.33, so
+ * results below FLT_MIN come out as ~1.2e-38 instead of subnormal/0, an
+ * absolute error < 1.2e-38; NaN propagates (max(lo, x) returns x if NaN).
+ * Skips the range blends and the split scaling of vf_exp16. */
+static inline __m512 vf_exp16_nonpos(__m512 x)
+{
+    __m512 xc = _mm512_max_ps(_mm512_set1_ps(-87.3365447504f), x);
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(VF_LOG2E)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(VF_LN2_HI), xc);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(VF_LN2_LO), r);
+    __m512 p = _mm512_set1_ps(VF_EXP_P0);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(VF_EXP_P1));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(VF_EXP_P2));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(VF_EXP_P3));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(VF_EXP_P4));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(VF_EXP_P5));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    /* n in [−126, 0]: 2^n is a normal float. */
+    __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+    return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
+}
+
 /* log1p(u), u in [0, 1]; w = 1 + u and inv_w = 1/w computed by the caller. */
 static inline __m512 vf_log1p16_unit(__m512 u, __m512 w, __m512 inv_w)
 {
@@ -129,6 +152,25 @@ static inline __m256 vf_exp8(__m256 x)
     p = _mm256_blendv_ps(p, _mm256_setzero_ps(),
                          _mm256_cmp_ps(x, _mm256_set1_ps(VF_EXP_LO), _CMP_LT_OQ));
     return _mm256_blendv_ps(p, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+}
+
+/* exp(x) for x <= 0 only: see vf_exp16_nonpos. */
+static inline __m256 vf_exp8_nonpos(__m256 x)
+{
+    __m256 xc = _mm256_max_ps(_mm256_set1_ps(-87.3365447504f), x);
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(VF_LOG2E)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(VF_LN2_HI), xc);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(VF_LN2_LO), r);
+    __m256 p = _mm256_set1_ps(VF_EXP_P0);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(VF_EXP_P1));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(VF_EXP_P2));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(VF_EXP_P3));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(VF_EXP_P4));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(VF_EXP_P5));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
 /* log1p(u), u in [0, 1]; w = 1 + u and inv_w = 1/w computed by the caller. */

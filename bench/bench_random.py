@@ -1,0 +1,162 @@
+"""Benchmarks of the random part, one thread, vaefast vs NumPy in one run.
+
+    pytest bench/bench_random.py --benchmark-only      # pytest-benchmark table
+    python bench/bench_random.py                        # medians, ratios, GB/s
+
+Normal generation is compared with numpy's float32 standard_normal (ziggurat).
+Reparameterization forward+backward is reported in GB/s of bytes read and
+written (mu, logvar -> z; mu, logvar, dz -> dmu, dlogvar: 32 bytes/element),
+next to the memory-copy bandwidth (np.copyto, read + write) of the same run
+(vaefast writes into preallocated outputs, as a training loop does),
+and compared with a float32 NumPy implementation (eps from numpy's
+generator) and, for the small shape, the float64 twin in vaefast.reference.
+"""
+
+import time
+
+import numpy as np
+import pytest
+
+import vaefast
+from vaefast import _reference_rng as ref
+from vaefast.ops import reparameterize, reparameterize_backward
+from vaefast.random import normal
+
+NORMAL_SIZES = [10**6, 10**7]
+REPARAM_SHAPES = [(1024, 20), (65536, 64)]
+BYTES_PER_ELEM = 32
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = vaefast.get_num_threads()
+    vaefast.set_num_threads(1)
+    yield
+    vaefast.set_num_threads(before)
+
+
+def _inputs(shape):
+    g = np.random.default_rng(0)
+    mu = g.standard_normal(shape, dtype=np.float32)
+    lv = g.standard_normal(shape, dtype=np.float32)
+    dz = g.standard_normal(shape, dtype=np.float32)
+    return mu, lv, dz
+
+
+def vaefast_fwd_bwd(mu, lv, dz, z, grads):
+    reparameterize(mu, lv, 1, 2, out=z)
+    return reparameterize_backward(mu, lv, dz, 1, 2, kl_scale=0.5, out=grads)
+
+
+def numpy_fwd_bwd(mu, lv, dz, gen):
+    """The same computation in float32 NumPy (eps stored between the passes)."""
+    eps = gen.standard_normal(mu.shape, dtype=np.float32)
+    s = np.exp(np.float32(0.5) * lv)
+    z = mu + s * eps
+    dmu = dz + np.float32(0.5) * mu
+    dlv = dz * np.float32(0.5) * s * eps + np.float32(0.25) * (s * s - np.float32(1))
+    return z, dmu, dlv
+
+
+def twin_fwd_bwd(mu, lv, dz):
+    ref.reparam_forward(mu, lv, 1, 2)
+    return ref.reparam_backward(mu, lv, dz, 1, 2, kl_scale=0.5)
+
+
+# ------------------------------------------------------------ pytest-benchmark
+@pytest.mark.parametrize("n", NORMAL_SIZES)
+def test_normal_vaefast(benchmark, n):
+    benchmark.group = f"normal n={n}"
+    benchmark(normal, 1, (n,))
+
+
+@pytest.mark.parametrize("n", NORMAL_SIZES)
+def test_normal_numpy(benchmark, n):
+    benchmark.group = f"normal n={n}"
+    gen = np.random.default_rng(1)
+    benchmark(gen.standard_normal, n, dtype=np.float32)
+
+
+def _gbps(benchmark, nbytes):
+    benchmark.extra_info["GB/s"] = nbytes / benchmark.stats.stats.median / 1e9
+
+
+@pytest.mark.parametrize("shape", REPARAM_SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_reparam_vaefast(benchmark, shape):
+    benchmark.group = f"reparam fwd+bwd {shape}"
+    mu, lv, dz = _inputs(shape)
+    z = np.empty_like(mu)
+    grads = (np.empty_like(mu), np.empty_like(mu))
+    benchmark(vaefast_fwd_bwd, mu, lv, dz, z, grads)
+    _gbps(benchmark, BYTES_PER_ELEM * mu.size)
+
+
+@pytest.mark.parametrize("shape", REPARAM_SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_reparam_numpy_float32(benchmark, shape):
+    benchmark.group = f"reparam fwd+bwd {shape}"
+    mu, lv, dz = _inputs(shape)
+    benchmark(numpy_fwd_bwd, mu, lv, dz, np.random.default_rng(1))
+    _gbps(benchmark, BYTES_PER_ELEM * mu.size)
+
+
+def test_reparam_twin(benchmark):
+    benchmark.group = "reparam fwd+bwd (1024, 20)"
+    mu, lv, dz = _inputs((1024, 20))
+    benchmark(twin_fwd_bwd, mu, lv, dz)
+
+
+def test_memcpy_bandwidth(benchmark):
+    benchmark.group = "memory copy"
+    src = np.ones(2**24, np.float32)  # 64 MiB, far beyond the caches
+    dst = np.empty_like(src)
+    benchmark(np.copyto, dst, src)
+    _gbps(benchmark, 2 * src.nbytes)
+
+
+# ----------------------------------------------------------------- script mode
+def _median(fn, repeat):
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def main():
+    threads = vaefast.get_num_threads()
+    print(f"kernel set {vaefast.isa()}")
+    src = np.ones(2**24, np.float32)
+    dst = np.empty_like(src)
+    copy_bw = 2 * src.nbytes / _median(lambda: np.copyto(dst, src), 21) / 1e9
+    print(f"memory copy (np.copyto, 64 MiB): {copy_bw:.1f} GB/s")
+    for nt in (1, 2):
+        vaefast.set_num_threads(nt)
+        print(f"-- vaefast threads: {nt} (NumPy is single-threaded)")
+        for n in NORMAL_SIZES:
+            gen = np.random.default_rng(1)
+            t_np = _median(lambda: gen.standard_normal(n, dtype=np.float32), 11)
+            t_vf = _median(lambda: normal(1, (n,)), 11)
+            print(f"normal n={n:>8}: vaefast {t_vf * 1e3:7.2f} ms  numpy {t_np * 1e3:7.2f} ms"
+                  f"  ratio {t_np / t_vf:4.1f}x")
+        for shape in REPARAM_SHAPES:
+            mu, lv, dz = _inputs(shape)
+            z = np.empty_like(mu)
+            grads = (np.empty_like(mu), np.empty_like(mu))
+            nbytes = BYTES_PER_ELEM * mu.size
+            rep = 51 if mu.size < 10**5 else 11
+            t_vf = _median(lambda: vaefast_fwd_bwd(mu, lv, dz, z, grads), rep)
+            gen = np.random.default_rng(1)
+            t_np = _median(lambda: numpy_fwd_bwd(mu, lv, dz, gen), rep)
+            line = (f"reparam fwd+bwd {shape}: vaefast {nbytes / t_vf / 1e9:5.1f} GB/s"
+                    f" ({100 * nbytes / t_vf / 1e9 / copy_bw:3.0f}% of copy)"
+                    f"  numpy-f32 {nbytes / t_np / 1e9:5.1f} GB/s  ratio {t_np / t_vf:4.1f}x")
+            if mu.size < 10**5:
+                t_tw = _median(lambda: twin_fwd_bwd(mu, lv, dz), 5)
+                line += f"  twin ratio {t_tw / t_vf:5.0f}x"
+            print(line)
+    vaefast.set_num_threads(threads)
+
+
+if __name__ == "__main__":
+    main()

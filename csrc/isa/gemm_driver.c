@@ -1,0 +1,204 @@
+/* gemm_driver.c: BLIS-style blocked SGEMM with a fused epilogue, compiled
+ * once per kernel set (MR, NR, KC, MC come from gemm_ukernel.h).
+ *
+ * Loops, outer to inner (jc, pc, ic are cache blocks; jp, ip micro-panels):
+ *   jc over N in NC columns
+ *     pc over K in KC        pack B (KC×NC) into NR-wide panels, unless B is
+ *                            read in place (see b_in_place)
+ *       ic over M in MC      pack A (MC×KC) into MR-row panels
+ *         jp, ip             micro-kernel -> tile -> merge into C
+ *
+ * Threads share the packed buffers and split each loop's panels statically.
+ * Every C element is produced by exactly one micro-kernel call per K block,
+ * always summing k in the same order, so the result is bit-identical for
+ * any thread count. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "gemm_kernels.h"
+#include "isa/gemm_ukernel.h"
+#include "isa/isa.h"
+#include "workspace.h"
+#include "vaefast.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* Below this many multiply-adds a second thread costs more than it saves. */
+#define VF_GEMM_PARALLEL_MIN_MACS (192 * 1024)
+
+static inline int64_t vf_min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* Ap (MR×kc, k-major) = rows i0.. of op(A), columns k0..k0+kc. Rows past the
+ * end are zero, except row M, which is all ones when p->ones_row is set. */
+static void pack_a_panel(const vf_gemm_problem *p, int64_t i0, int64_t k0,
+                         int64_t kc, float *restrict ap)
+{
+    for (int r = 0; r < VF_MR; ++r) {
+        const int64_t i = i0 + r;
+        if (i < p->M) {
+            if (!p->trans_a) {
+                const float *src = p->A + i * p->lda + k0;
+                for (int64_t k = 0; k < kc; ++k)
+                    ap[k * VF_MR + r] = src[k];
+            } else {
+                const float *src = p->A + k0 * p->lda + i;
+                for (int64_t k = 0; k < kc; ++k)
+                    ap[k * VF_MR + r] = src[k * p->lda];
+            }
+        } else {
+            const float fill = (i == p->M && p->ones_row) ? 1.0f : 0.0f;
+            for (int64_t k = 0; k < kc; ++k)
+                ap[k * VF_MR + r] = fill;
+        }
+    }
+}
+
+/* Bp (kc×NR) = rows k0.. of op(B), columns j0..j0+nr, zero-padded to NR. */
+static void pack_b_panel(const vf_gemm_problem *p, int64_t j0, int64_t nr,
+                         int64_t k0, int64_t kc, float *restrict bp)
+{
+    if (!p->trans_b) {
+        for (int64_t k = 0; k < kc; ++k) {
+            const float *src = p->B + (k0 + k) * p->ldb + j0;
+            float *dst = bp + k * VF_NR;
+            memcpy(dst, src, (size_t)nr * sizeof(float));
+            for (int64_t j = nr; j < VF_NR; ++j)
+                dst[j] = 0.0f;
+        }
+    } else {
+        for (int64_t j = 0; j < VF_NR; ++j) {
+            if (j < nr) {
+                const float *src = p->B + (j0 + j) * p->ldb + k0;
+                for (int64_t k = 0; k < kc; ++k)
+                    bp[k * VF_NR + j] = src[k];
+            } else {
+                for (int64_t k = 0; k < kc; ++k)
+                    bp[k * VF_NR + j] = 0.0f;
+            }
+        }
+    }
+}
+
+/* C[i0.., j0..] (mr×nr) = epilogue(tile [+ C]); row M goes to ones_row.
+ * The epilogue (bias, ReLU, mask) runs after the last K block only. */
+static void merge_tile(const vf_gemm_problem *p, const float *restrict tile,
+                       int64_t i0, int64_t mr, int64_t j0, int64_t nr,
+                       int first_k, int last_k)
+{
+    const int add_old = !first_k || p->accumulate;
+    for (int64_t r = 0; r < mr; ++r) {
+        const int64_t i = i0 + r;
+        const float *t = tile + r * VF_NR;
+        if (i == p->M) { /* the ones row: plain column sums, no epilogue */
+            float *dst = p->ones_row + j0;
+            for (int64_t j = 0; j < nr; ++j)
+                dst[j] = add_old ? dst[j] + t[j] : t[j];
+            continue;
+        }
+        float *c = p->C + i * p->ldc + j0;
+        if (!last_k) {
+            for (int64_t j = 0; j < nr; ++j)
+                c[j] = add_old ? c[j] + t[j] : t[j];
+            continue;
+        }
+        const float *bias = p->bias ? p->bias + j0 : NULL;
+        const float *mask = p->mask ? p->mask + i * p->ldm + j0 : NULL;
+        for (int64_t j = 0; j < nr; ++j) {
+            float v = add_old ? c[j] + t[j] : t[j];
+            if (bias)
+                v += bias[j];
+            if (p->relu && v < 0.0f) /* written so that NaN propagates */
+                v = 0.0f;
+            if (mask && !(mask[j] > 0.0f))
+                v = 0.0f;
+            c[j] = v;
+        }
+    }
+}
+
+int VF_FN(vf_gemm_driver)(const vf_gemm_problem *p)
+{
+    const int64_t M = p->M + (p->ones_row ? 1 : 0); /* rows incl. ones row */
+    const int64_t N = p->N, K = p->K;
+    if (M == 0 || N == 0)
+        return VF_OK;
+
+    /* With few row panels, B is reused too little to repay packing it:
+     * read B's rows in place when they are contiguous (not transposed). */
+    const int b_in_place = !p->trans_b && M <= 4 * VF_MR;
+
+    const int64_t nc_max = vf_min64(VF_NC, (N + VF_NR - 1) / VF_NR * VF_NR);
+    const int64_t kc_max = K < VF_KC ? (K > 0 ? K : 1) : VF_KC;
+    const int64_t mc_max = vf_min64(VF_MC, (M + VF_MR - 1) / VF_MR * VF_MR);
+    const size_t ap_floats = (size_t)mc_max * (size_t)kc_max;
+    const size_t bp_floats = (size_t)nc_max * (size_t)kc_max;
+    float *ap = vf_workspace_get(ap_floats + bp_floats);
+    if (!ap)
+        return VF_ERR_NOMEM;
+    float *bp = ap + ap_floats;
+
+    int nthreads = 1;
+#ifdef _OPENMP
+    if ((double)M * (double)N * (double)K >= VF_GEMM_PARALLEL_MIN_MACS)
+        nthreads = omp_get_max_threads();
+#endif
+    const int64_t k_blocks = K > 0 ? (K + VF_KC - 1) / VF_KC : 1;
+
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nthreads)
+#endif
+    {
+        _Alignas(64) float tile[VF_MR * VF_NR];
+        for (int64_t jc = 0; jc < N; jc += VF_NC) {
+            const int64_t nc = vf_min64(VF_NC, N - jc);
+            const int64_t n_panels = (nc + VF_NR - 1) / VF_NR;
+            for (int64_t kb = 0; kb < k_blocks; ++kb) {
+                const int64_t pc = kb * VF_KC;
+                const int64_t kc = vf_min64(VF_KC, K - pc);
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+                for (int64_t jp = 0; jp < n_panels; ++jp) {
+                    const int64_t j0 = jc + jp * VF_NR;
+                    const int64_t nr = vf_min64(VF_NR, N - j0);
+                    if (!b_in_place || nr < VF_NR)
+                        pack_b_panel(p, j0, nr, pc, kc, bp + jp * kc_max * VF_NR);
+                }
+                for (int64_t ic = 0; ic < M; ic += VF_MC) {
+                    const int64_t mc = vf_min64(VF_MC, M - ic);
+                    const int64_t m_panels = (mc + VF_MR - 1) / VF_MR;
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+                    for (int64_t ip = 0; ip < m_panels; ++ip)
+                        pack_a_panel(p, ic + ip * VF_MR, pc, kc, ap + ip * kc_max * VF_MR);
+#ifdef _OPENMP
+#pragma omp for collapse(2) schedule(static)
+#endif
+                    for (int64_t jp = 0; jp < n_panels; ++jp) {
+                        for (int64_t ip = 0; ip < m_panels; ++ip) {
+                            const int64_t j0 = jc + jp * VF_NR;
+                            const int64_t nr = vf_min64(VF_NR, N - j0);
+                            const int64_t i0 = ic + ip * VF_MR;
+                            const float *b;
+                            int64_t rsb;
+                            if (b_in_place && nr == VF_NR) {
+                                b = p->B + pc * p->ldb + j0;
+                                rsb = p->ldb;
+                            } else {
+                                b = bp + jp * kc_max * VF_NR;
+                                rsb = VF_NR;
+                            }
+                            vf_ukernel(kc, ap + ip * kc_max * VF_MR, b, rsb, tile);
+                            merge_tile(p, tile, i0, vf_min64(VF_MR, M - i0), j0, nr,
+                                       kb == 0, kb == k_blocks - 1);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    return VF_OK;
+}

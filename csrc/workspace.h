@@ -1,0 +1,16 @@
+/* workspace.h: per-thread scratch memory for packing buffers (internal).
+ *
+ * Allocating packing buffers on every call would cost page faults on every
+ * call (they are large enough for malloc to mmap them). Instead each calling
+ * thread keeps one 64-byte-aligned buffer that only grows; it is freed when
+ * the thread exits. Calls from different Python threads never share it. */
+#ifndef VF_WORKSPACE_H
+#define VF_WORKSPACE_H
+
+#include <stddef.h>
+
+/* At least n_floats floats, 64-byte aligned, valid until this thread's next
+ * call; NULL if the allocation fails (or n_floats overflows). */
+float *vf_workspace_get(size_t n_floats);
+
+#endif
