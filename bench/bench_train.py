@@ -187,46 +187,75 @@ def median_time(fn, repeats):
     return statistics.median(times)
 
 
+def measure_one(kind, batch, repeats):
+    """samples/s of one framework (or the sgemm peak) in this process."""
+    vaefast.set_num_threads(THREADS)
+    if kind == "peak":
+        return peak_gflops()
+    if kind.startswith("encode-"):
+        X = make_data(8192)
+        return X.shape[0] / median_time(encoders(X)[kind[7:]], repeats)
+    X = make_data(rows_for(batch))
+    return X.shape[0] / median_time(FRAMEWORKS[kind](X, batch), repeats)
+
+
+def run_isolated(kind, batch, repeats):
+    """Run measure_one in a fresh interpreter: thread pools of one framework
+    (OpenBLAS, libgomp, torch) keep spinning after their work and would slow
+    the next framework measured in the same process."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(THREADS), OMP_NUM_THREADS=str(THREADS),
+               VAEFAST_BENCH_THREADS=str(THREADS))
+    env.pop("OPENBLAS_CORETYPE", None)
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--one", kind,
+                          str(batch), str(repeats)], env=env, capture_output=True,
+                         text=True, check=True, cwd=os.path.dirname(os.path.abspath(__file__)))
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def main():
     global THREADS
+    import sys
+
+    if len(sys.argv) == 5 and sys.argv[1] == "--one":
+        print(measure_one(sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))
+        return
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=THREADS)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--no-numpy", action="store_true", help="skip the slow NumPy baseline")
     args = ap.parse_args()
     THREADS = args.threads
-    vaefast.set_num_threads(THREADS)
-    frameworks = dict(FRAMEWORKS)
+    frameworks = list(FRAMEWORKS)
     try:
         import torch  # noqa: F401
     except ImportError:
-        del frameworks["torch"]
+        frameworks.remove("torch")
     if args.no_numpy:
-        del frameworks["numpy"]
-    peak = peak_gflops()
-    print(f"vaefast {vaefast.isa()}, {THREADS} threads; NumPy sgemm 2048³ peak "
-          f"{peak:.1f} GFLOP/s")
+        frameworks.remove("numpy")
+    peak = run_isolated("peak", 0, 3)
+    print(f"vaefast {vaefast.isa()}, {THREADS} threads, each number from a fresh process; "
+          f"NumPy sgemm 2048³ peak {peak:.1f} GFLOP/s")
     print(f"{'batch':>6} " + " ".join(f"{f + ' smp/s':>14}" for f in frameworks)
           + "  vs torch  vs numpy  GFLOP/s  % peak")
     for batch in BATCHES:
-        X = make_data(rows_for(batch))
-        rate = {}
-        for name, cls in frameworks.items():
-            reps = args.repeats if name != "numpy" else max(1, args.repeats // 2)
-            rate[name] = X.shape[0] / median_time(cls(X, batch), reps)
+        rate = {f: run_isolated(f, batch, args.repeats if f != "numpy"
+                                else max(1, args.repeats // 2)) for f in frameworks}
         gf = rate["vaefast"] * FLOP_PER_SAMPLE / 1e9
         vs_t = rate["vaefast"] / rate["torch"] if "torch" in rate else float("nan")
         vs_n = rate["vaefast"] / rate["numpy"] if "numpy" in rate else float("nan")
         print(f"{batch:>6} " + " ".join(f"{rate[f]:>14.0f}" for f in frameworks)
               + f"  {vs_t:8.2f}  {vs_n:8.2f}  {gf:7.1f}  {100 * gf / peak:5.1f}")
-    X = make_data(8192)
-    runs = encoders(X)
-    enc = {k: X.shape[0] / median_time(v, args.repeats) for k, v in runs.items()}
+    enc = {f: run_isolated("encode-" + f, 0, args.repeats)
+           for f in ("vaefast", "numpy", "torch") if f in frameworks or f == "vaefast"}
     print("encode (8192 rows) samples/s: "
           + ", ".join(f"{k} {v:.0f}" for k, v in enc.items())
           + "; vaefast/torch "
           + (f"{enc['vaefast'] / enc['torch']:.2f}" if "torch" in enc else "n/a")
-          + f", vaefast/numpy {enc['vaefast'] / enc['numpy']:.2f}")
+          + "; vaefast/numpy "
+          + (f"{enc['vaefast'] / enc['numpy']:.2f}" if "numpy" in enc else "n/a"))
 
 
 if __name__ == "__main__":
