@@ -109,14 +109,27 @@ cdef class VAECore:
     def reserve(self, int64_t batch):
         check_status(vf_vae_reserve(self.m, batch), "reserve")
 
-    def encode(self, const float[:, ::1] X):
-        """X (B, D) -> (mu (B, Z), clamped logvar (B, Z))."""
+    def work_size(self, int64_t batch):
+        """Floats of workspace encode/decode need for `batch` rows."""
+        return max(vf_vae_infer_work_size(self.m, batch), 1)
+
+    def _work(self, work, int64_t B):
+        cdef int64_t need = self.work_size(B)
+        if work is None:
+            return _np.empty(need, dtype=_np.float32)
+        if work.dtype != _np.float32 or work.ndim != 1 or work.shape[0] < need:
+            raise ValueError(f"work must be a float32 vector of at least {need} floats")
+        return work
+
+    def encode(self, const float[:, ::1] X, work=None):
+        """X (B, D) -> (mu (B, Z), clamped logvar (B, Z)). work: optional
+        float32 scratch of work_size(B) floats (one per concurrent caller)."""
         cdef int64_t B = X.shape[0], Z = self.latent_dim
         if X.shape[1] != self.n_features:
             raise ValueError(f"X must have {self.n_features} columns, got {X.shape[1]}")
         mu = _np.empty((B, Z), dtype=_np.float32)
         lv = _np.empty((B, Z), dtype=_np.float32)
-        work = _np.empty(max(vf_vae_infer_work_size(self.m, B), 1), dtype=_np.float32)
+        work = self._work(work, B)
         cdef float[:, ::1] mv = mu
         cdef float[:, ::1] lvv = lv
         cdef float[::1] wv = work
@@ -128,13 +141,13 @@ cdef class VAECore:
         check_status(status, "encode")
         return mu, lv
 
-    def decode(self, const float[:, ::1] z, bint mean):
+    def decode(self, const float[:, ::1] z, bint mean, work=None):
         """z (B, Z) -> (B, D): output-layer values, or the mean of p(x|z)."""
         cdef int64_t B = z.shape[0], D = self.n_features
         if z.shape[1] != self.latent_dim:
             raise ValueError(f"Z must have {self.latent_dim} columns, got {z.shape[1]}")
         out = _np.empty((B, D), dtype=_np.float32)
-        work = _np.empty(max(vf_vae_infer_work_size(self.m, B), 1), dtype=_np.float32)
+        work = self._work(work, B)
         cdef float[:, ::1] ov = out
         cdef float[::1] wv = work
         cdef int status = VF_OK

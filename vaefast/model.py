@@ -123,6 +123,7 @@ class VAE:
                                    self.likelihood, self.beta)
         self._layout = self._make_layout()
         self._train_lock = threading.Lock()
+        self._tls = threading.local()  # per-thread inference workspace
         self.step_ = 0       # optimizer steps taken (eps depends on (seed, step))
         self.epoch_ = 0      # epochs completed (shuffling depends on (seed, epoch))
         self.optimizer_ = None  # optimizer whose state the moment buffers hold
@@ -265,6 +266,15 @@ class VAE:
         return Z
 
     # ------------------------------------------------------------ inference
+    def _scratch(self):
+        """This thread's inference workspace for _INFER_CHUNK rows (reused, so
+        repeated calls do not page-fault fresh memory; one per thread, so
+        concurrent inference is safe)."""
+        work = getattr(self._tls, "work", None)
+        if work is None:
+            work = self._tls.work = np.empty(self._core.work_size(_INFER_CHUNK), np.float32)
+        return work
+
     def encode(self, X):
         """Parameters of q(z|x).
 
@@ -280,9 +290,11 @@ class VAE:
         X = self._check_X(X)
         mus, lvs = [], []
         for s in range(0, X.shape[0], _INFER_CHUNK):
-            mu, lv = self._core.encode(X[s:s + _INFER_CHUNK])
+            mu, lv = self._core.encode(X[s:s + _INFER_CHUNK], self._scratch())
             mus.append(mu)
             lvs.append(lv)
+        if len(mus) == 1:
+            return mus[0], lvs[0]
         return np.concatenate(mus), np.concatenate(lvs)
 
     def transform(self, X):
@@ -290,9 +302,9 @@ class VAE:
         return self.encode(X)[0]
 
     def _decode_raw(self, Z, mean):
-        outs = [self._core.decode(Z[s:s + _INFER_CHUNK], mean)
+        outs = [self._core.decode(Z[s:s + _INFER_CHUNK], mean, self._scratch())
                 for s in range(0, Z.shape[0], _INFER_CHUNK)]
-        return np.concatenate(outs)
+        return outs[0] if len(outs) == 1 else np.concatenate(outs)
 
     def decode(self, Z):
         """Mean of p(x|z): probabilities (Bernoulli) or the Gaussian mean.
@@ -367,7 +379,7 @@ class VAE:
         for s in range(0, X.shape[0], chunk):
             xb = X[s:s + chunk]
             c = xb.shape[0]
-            mu, lv = self._core.encode(xb)
+            mu, lv = self._core.encode(xb, self._scratch())
             eps = rng.standard_normal((c, K, Zd)).astype(np.float32)
             sigma = np.exp(0.5 * lv)
             z = (mu[:, None, :] + sigma[:, None, :] * eps).astype(np.float32)
