@@ -423,3 +423,24 @@ def test_progress_bar_only_when_asked(capsys):
     assert "64/64" in capsys.readouterr().err  # tqdm and the built-in bar both print n/total
     m.fit(X, epochs=1, batch_size=16)  # default: stderr is not a terminal under pytest
     assert capsys.readouterr().err == ""
+
+
+def test_core_preconditions():
+    """vf_vae_create / train_step reject bad arguments with a status, not a crash."""
+    from vaefast import _core
+    with pytest.raises(ValueError, match="vf_vae_create"):
+        _core.VAECore(0, [], [], 2, "bernoulli", 1.0)
+    with pytest.raises(ValueError, match="vf_vae_create"):
+        _core.VAECore(4, [3], [], 2, "bernoulli", float("nan"))
+    with pytest.raises(OverflowError):
+        _core.VAECore(4, [2**40], [], 2, "bernoulli", 1.0)
+    c = _core.VAECore(4, [3], [3], 2, "bernoulli", 1.0)
+    X = np.zeros((2, 4), np.float32)
+    with pytest.raises(ValueError):  # beta1 must be < 1
+        c.train_step(X, 0, 0, 1e-3, 1.0, 0.999, 1e-8, 0.0, "adam", 1.0)
+    with pytest.raises(ValueError):  # adam eps must be > 0
+        c.train_step(X, 0, 0, 1e-3, 0.9, 0.999, 0.0, 0.0, "adam", 1.0)
+    with pytest.raises(ValueError, match="columns"):
+        c.encode(np.zeros((2, 5), np.float32))
+    with pytest.raises(ValueError, match="work"):
+        c.encode(X, np.zeros(1, np.float32))
