@@ -45,6 +45,11 @@ def as_float32_array(value, name, ndim=None, allow_empty=False, finite=True,
         Accept, without copying, a 2-D float32 array whose rows are
         contiguous but spaced apart (see has_unit_rows).
     """
+    if (type(value) is np.ndarray and value.dtype == np.float32 and not finite
+            and (ndim is None or value.ndim == ndim)
+            and (allow_empty or value.size)
+            and (value.flags.c_contiguous or (row_strided and has_unit_rows(value)))):
+        return value  # fast path: already what the C core takes
     try:
         arr = np.asarray(value)
     except Exception as exc:  # ragged lists and the like

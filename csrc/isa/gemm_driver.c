@@ -39,9 +39,7 @@ static void pack_a_panel(const vf_gemm_problem *p, int64_t i0, int64_t k0,
         const int64_t i = i0 + r;
         if (i < p->M) {
             if (!p->trans_a) {
-                const float *src = p->A + i * p->lda + k0;
-                for (int64_t k = 0; k < kc; ++k)
-                    ap[k * VF_MR + r] = src[k];
+                continue; /* rows of A proper are packed below, k-major */
             } else {
                 const float *src = p->A + k0 * p->lda + i;
                 for (int64_t k = 0; k < kc; ++k)
@@ -52,6 +50,15 @@ static void pack_a_panel(const vf_gemm_problem *p, int64_t i0, int64_t k0,
             for (int64_t k = 0; k < kc; ++k)
                 ap[k * VF_MR + r] = fill;
         }
+    }
+    if (!p->trans_a) {
+        /* Untransposed A: read the panel's rows side by side so the writes
+         * stay sequential (the k-major panel is the transpose of A's rows). */
+        const int64_t rows = i0 < p->M ? (p->M - i0 < VF_MR ? p->M - i0 : VF_MR) : 0;
+        const float *src = p->A + i0 * p->lda + k0;
+        for (int64_t k = 0; k < kc; ++k)
+            for (int64_t r = 0; r < rows; ++r)
+                ap[k * VF_MR + r] = src[r * p->lda + k];
     }
 }
 
@@ -128,6 +135,11 @@ int VF_FN(vf_gemm_driver)(const vf_gemm_problem *p)
     /* With few row panels, B is reused too little to repay packing it:
      * read B's rows in place when they are contiguous (not transposed). */
     const int b_in_place = !p->trans_b && M <= 4 * VF_MR;
+    /* With few column panels, A is reused too little to repay packing it
+     * (a scalar transpose): read A's rows in place when not transposed.
+     * Wide products keep packing, which also avoids cache-set aliasing of
+     * MR rows spaced a power of two apart. */
+    const int a_in_place = !p->trans_a && !p->ones_row && N <= 4 * VF_NR;
 
     const int64_t nc_max = vf_min64(VF_NC, (N + VF_NR - 1) / VF_NR * VF_NR);
     const int64_t kc_max = K < VF_KC ? (K > 0 ? K : 1) : VF_KC;
@@ -151,6 +163,7 @@ int VF_FN(vf_gemm_driver)(const vf_gemm_problem *p)
 #endif
     {
         _Alignas(64) float tile[VF_MR * VF_NR];
+        _Alignas(64) float edge_a[VF_MR * VF_KC];
         for (int64_t jc = 0; jc < N; jc += VF_NC) {
             const int64_t nc = vf_min64(VF_NC, N - jc);
             const int64_t n_panels = (nc + VF_NR - 1) / VF_NR;
@@ -169,11 +182,13 @@ int VF_FN(vf_gemm_driver)(const vf_gemm_problem *p)
                 for (int64_t ic = 0; ic < M; ic += VF_MC) {
                     const int64_t mc = vf_min64(VF_MC, M - ic);
                     const int64_t m_panels = (mc + VF_MR - 1) / VF_MR;
+                    if (!a_in_place) {
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
-                    for (int64_t ip = 0; ip < m_panels; ++ip)
-                        pack_a_panel(p, ic + ip * VF_MR, pc, kc, ap + ip * kc_max * VF_MR);
+                        for (int64_t ip = 0; ip < m_panels; ++ip)
+                            pack_a_panel(p, ic + ip * VF_MR, pc, kc, ap + ip * kc_max * VF_MR);
+                    }
 #ifdef _OPENMP
 #pragma omp for collapse(2) schedule(static)
 #endif
@@ -191,9 +206,44 @@ int VF_FN(vf_gemm_driver)(const vf_gemm_problem *p)
                                 b = bp + jp * kc_max * VF_NR;
                                 rsb = VF_NR;
                             }
-                            vf_ukernel(kc, ap + ip * kc_max * VF_MR, b, rsb, tile);
-                            merge_tile(p, tile, i0, vf_min64(VF_MR, M - i0), j0, nr,
-                                       kb == 0, kb == k_blocks - 1);
+                            const float *a;
+                            int64_t a_rs, a_cs;
+                            if (a_in_place && i0 + VF_MR <= p->M) {
+                                a = p->A + i0 * p->lda + pc;
+                                a_rs = p->lda;
+                                a_cs = 1;
+                            } else if (a_in_place) {
+                                /* the last, partial row panel: pack it, zero-padded */
+                                pack_a_panel(p, i0, pc, kc, edge_a);
+                                a = edge_a;
+                                a_rs = 1;
+                                a_cs = VF_MR;
+                            } else {
+                                a = ap + ip * kc_max * VF_MR;
+                                a_rs = 1;
+                                a_cs = VF_MR;
+                            }
+                            const int first_k = kb == 0, last_k = kb == k_blocks - 1;
+                            if (nr == VF_NR && i0 + VF_MR <= p->M) {
+                                /* full tile of C proper: epilogue in registers */
+                                const vf_tile_epilogue ep = {
+                                    .add_old = !first_k || p->accumulate,
+                                    .bias = last_k && p->bias ? p->bias + j0 : NULL,
+                                    .relu = last_k && p->relu,
+                                    .mask = last_k && p->mask ? p->mask + i0 * p->ldm + j0 : NULL,
+                                    .ldm = p->ldm};
+                                vf_ukernel(kc, a, a_rs, a_cs, b, rsb, p->C + i0 * p->ldc + j0, p->ldc, &ep);
+                            } else {
+                                static const vf_tile_epilogue plain = {0, NULL, 0, NULL, 0};
+#ifdef VF_HAVE_HALF_UKERNEL
+                                if (nr <= 16)
+                                    vf_ukernel_half(kc, a, a_rs, a_cs, b, rsb, tile);
+                                else
+#endif
+                                    vf_ukernel(kc, a, a_rs, a_cs, b, rsb, tile, VF_NR, &plain);
+                                merge_tile(p, tile, i0, vf_min64(VF_MR, M - i0), j0, nr,
+                                           first_k, last_k);
+                            }
                         }
                     }
                 }

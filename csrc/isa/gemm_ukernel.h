@@ -1,17 +1,30 @@
 /* gemm_ukernel.h: register-blocked micro-kernels, one per kernel set.
  *
- *   tile (MR×NR, row-major, contiguous) = Ap (MR×kc packed) · B (kc×NR)
+ *   C (MR×NR, ldc) = epilogue(Ap (MR×kc packed) · B (kc×NR))
  *
- * Ap is an MR-row panel packed k-major: Ap[k*MR + r] = A(r, k).
+ * A(r, k) is read at a[r*a_rs + k*a_cs]: a packed MR-row panel (a_rs = 1,
+ * a_cs = MR) or, for narrow products where packing would cost as much as
+ * the arithmetic, the caller's rows in place (a_rs = lda, a_cs = 1).
  * B row k starts at b + k*rsb: a packed NR-wide panel (rsb = NR) or rows of
- * the caller's matrix read in place (rsb = ldb). The tile is overwritten;
- * the driver merges it into C with the epilogue. Keeping the micro-kernel to
- * "FMA loop, store" is what lets every edge case live in one place. */
+ * the caller's matrix read in place (rsb = ldb). Full tiles go straight to
+ * C with the epilogue applied in registers; edge tiles are written to a
+ * scratch tile (empty epilogue) and merged by the driver. */
 #ifndef VF_GEMM_UKERNEL_H
 #define VF_GEMM_UKERNEL_H
 
 #include <stdint.h>
 #include "isa/isa.h"
+
+/* What a full tile does with its accumulators before they reach C:
+ * add the old C (accumulate / later K blocks), then, after the last K block
+ * only, bias, ReLU and the [mask > 0] indicator. NULL / 0 means "skip". */
+typedef struct vf_tile_epilogue {
+    int add_old;
+    const float *bias; /* NR floats for this tile's columns */
+    int relu;
+    const float *mask; /* this tile's first mask row */
+    int64_t ldm;
+} vf_tile_epilogue;
 
 #if defined(VF_SIMD_AVX512)
 #include <immintrin.h>
@@ -22,8 +35,10 @@
 #define VF_MC 192
 
 static inline void vf_ukernel(int64_t kc, const float *restrict ap,
+                              int64_t a_rs, int64_t a_cs,
                               const float *restrict b, int64_t rsb,
-                              float *restrict tile)
+                              float *restrict cout, int64_t ldc,
+                              const vf_tile_epilogue *ep)
 {
     __m512 c[VF_MR][2];
     for (int r = 0; r < VF_MR; ++r)
@@ -31,17 +46,52 @@ static inline void vf_ukernel(int64_t kc, const float *restrict ap,
     for (int64_t k = 0; k < kc; ++k) {
         const __m512 b0 = _mm512_loadu_ps(b + k * rsb);
         const __m512 b1 = _mm512_loadu_ps(b + k * rsb + 16);
-        const float *a = ap + k * VF_MR;
+        const float *a = ap + k * a_cs;
         for (int r = 0; r < VF_MR; ++r) {
-            const __m512 av = _mm512_set1_ps(a[r]);
+            const __m512 av = _mm512_set1_ps(a[r * a_rs]);
             c[r][0] = _mm512_fmadd_ps(av, b0, c[r][0]);
             c[r][1] = _mm512_fmadd_ps(av, b1, c[r][1]);
         }
     }
+    const __m512 zero = _mm512_setzero_ps();
     for (int r = 0; r < VF_MR; ++r) {
-        _mm512_store_ps(tile + r * VF_NR, c[r][0]);
-        _mm512_store_ps(tile + r * VF_NR + 16, c[r][1]);
+        float *crow = cout + r * ldc;
+        for (int h = 0; h < 2; ++h) {
+            __m512 v = c[r][h];
+            if (ep->add_old)
+                v = _mm512_add_ps(v, _mm512_loadu_ps(crow + 16 * h));
+            if (ep->bias)
+                v = _mm512_add_ps(v, _mm512_loadu_ps(ep->bias + 16 * h));
+            if (ep->relu) /* max(0, v) returns v when v is NaN: NaN propagates */
+                v = _mm512_max_ps(zero, v);
+            if (ep->mask) {
+                const __m512 m = _mm512_loadu_ps(ep->mask + r * ep->ldm + 16 * h);
+                v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(m, zero, _CMP_GT_OQ), v);
+            }
+            _mm512_storeu_ps(crow + 16 * h, v);
+        }
     }
+}
+
+/* Edge panels at most 16 columns wide (e.g. N = 40 = 32 + 8) take half
+ * the work: tile (MR×16 of an MR×NR scratch tile) = Ap · B (kc×16). */
+#define VF_HAVE_HALF_UKERNEL 1
+static inline void vf_ukernel_half(int64_t kc, const float *restrict ap,
+                                   int64_t a_rs, int64_t a_cs,
+                                   const float *restrict b, int64_t rsb,
+                                   float *restrict tile)
+{
+    __m512 c[VF_MR];
+    for (int r = 0; r < VF_MR; ++r)
+        c[r] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < kc; ++k) {
+        const __m512 b0 = _mm512_loadu_ps(b + k * rsb);
+        const float *a = ap + k * a_cs;
+        for (int r = 0; r < VF_MR; ++r)
+            c[r] = _mm512_fmadd_ps(_mm512_set1_ps(a[r * a_rs]), b0, c[r]);
+    }
+    for (int r = 0; r < VF_MR; ++r)
+        _mm512_store_ps(tile + r * VF_NR, c[r]);
 }
 
 #elif defined(VF_SIMD_AVX2)
@@ -53,8 +103,10 @@ static inline void vf_ukernel(int64_t kc, const float *restrict ap,
 #define VF_MC 144
 
 static inline void vf_ukernel(int64_t kc, const float *restrict ap,
+                              int64_t a_rs, int64_t a_cs,
                               const float *restrict b, int64_t rsb,
-                              float *restrict tile)
+                              float *restrict cout, int64_t ldc,
+                              const vf_tile_epilogue *ep)
 {
     __m256 c[VF_MR][2];
     for (int r = 0; r < VF_MR; ++r)
@@ -62,16 +114,30 @@ static inline void vf_ukernel(int64_t kc, const float *restrict ap,
     for (int64_t k = 0; k < kc; ++k) {
         const __m256 b0 = _mm256_loadu_ps(b + k * rsb);
         const __m256 b1 = _mm256_loadu_ps(b + k * rsb + 8);
-        const float *a = ap + k * VF_MR;
+        const float *a = ap + k * a_cs;
         for (int r = 0; r < VF_MR; ++r) {
-            const __m256 av = _mm256_broadcast_ss(a + r);
+            const __m256 av = _mm256_broadcast_ss(a + r * a_rs);
             c[r][0] = _mm256_fmadd_ps(av, b0, c[r][0]);
             c[r][1] = _mm256_fmadd_ps(av, b1, c[r][1]);
         }
     }
+    const __m256 zero = _mm256_setzero_ps();
     for (int r = 0; r < VF_MR; ++r) {
-        _mm256_store_ps(tile + r * VF_NR, c[r][0]);
-        _mm256_store_ps(tile + r * VF_NR + 8, c[r][1]);
+        float *crow = cout + r * ldc;
+        for (int h = 0; h < 2; ++h) {
+            __m256 v = c[r][h];
+            if (ep->add_old)
+                v = _mm256_add_ps(v, _mm256_loadu_ps(crow + 8 * h));
+            if (ep->bias)
+                v = _mm256_add_ps(v, _mm256_loadu_ps(ep->bias + 8 * h));
+            if (ep->relu) /* max(0, v) returns v when v is NaN: NaN propagates */
+                v = _mm256_max_ps(zero, v);
+            if (ep->mask) {
+                const __m256 m = _mm256_loadu_ps(ep->mask + r * ep->ldm + 8 * h);
+                v = _mm256_and_ps(_mm256_cmp_ps(m, zero, _CMP_GT_OQ), v);
+            }
+            _mm256_storeu_ps(crow + 8 * h, v);
+        }
     }
 }
 
@@ -84,20 +150,35 @@ static inline void vf_ukernel(int64_t kc, const float *restrict ap,
 #define VF_MC 128
 
 static inline void vf_ukernel(int64_t kc, const float *restrict ap,
+                              int64_t a_rs, int64_t a_cs,
                               const float *restrict b, int64_t rsb,
-                              float *restrict tile)
+                              float *restrict cout, int64_t ldc,
+                              const vf_tile_epilogue *ep)
 {
     float c[VF_MR][VF_NR] = {{0}};
     for (int64_t k = 0; k < kc; ++k) {
         const float *brow = b + k * rsb;
-        const float *a = ap + k * VF_MR;
+        const float *a = ap + k * a_cs;
         for (int r = 0; r < VF_MR; ++r)
             for (int j = 0; j < VF_NR; ++j)
-                c[r][j] += a[r] * brow[j];
+                c[r][j] += a[r * a_rs] * brow[j];
     }
-    for (int r = 0; r < VF_MR; ++r)
-        for (int j = 0; j < VF_NR; ++j)
-            tile[r * VF_NR + j] = c[r][j];
+    for (int r = 0; r < VF_MR; ++r) {
+        float *crow = cout + r * ldc;
+        const float *mrow = ep->mask ? ep->mask + r * ep->ldm : NULL;
+        for (int j = 0; j < VF_NR; ++j) {
+            float v = c[r][j];
+            if (ep->add_old)
+                v += crow[j];
+            if (ep->bias)
+                v += ep->bias[j];
+            if (ep->relu && v < 0.0f)
+                v = 0.0f;
+            if (mrow && !(mrow[j] > 0.0f))
+                v = 0.0f;
+            crow[j] = v;
+        }
+    }
 }
 #endif
 
