@@ -17,7 +17,7 @@ typedef struct vf_adam_consts {
     float beta1, one_m_beta1;
     float beta2, one_m_beta2;
     float step_size;  /* lr / (1 − beta1^t) */
-    float sqrt_bc2;   /* sqrt(1 − beta2^t) */
+    float inv_sqrt_bc2; /* 1 / sqrt(1 − beta2^t) */
     float eps;
 } vf_adam_consts;
 

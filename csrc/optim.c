@@ -45,7 +45,7 @@ int vf_adam_update(int64_t n, float *param, const float *grad,
     c.beta2 = beta2;
     c.one_m_beta2 = (float)(1.0 - (double)beta2);
     c.step_size = (float)((double)lr / bc1);
-    c.sqrt_bc2 = (float)sqrt(bc2);
+    c.inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2));
     c.eps = eps;
     const vf_elementwise_kernels *k = vf_active()->elementwise;
     int64_t nchunks = (n + VF_OPTIM_CHUNK - 1) / VF_OPTIM_CHUNK;
