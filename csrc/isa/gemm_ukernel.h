@@ -32,7 +32,7 @@ typedef struct vf_tile_epilogue {
 #define VF_MR 12
 #define VF_NR 32
 #define VF_KC 256
-#define VF_MC 192
+#define VF_MC 384
 
 static inline void vf_ukernel(int64_t kc, const float *restrict ap,
                               int64_t a_rs, int64_t a_cs,
