@@ -14,6 +14,10 @@ class NonFiniteError(FloatingPointError):
     """A loss or gradient became NaN or infinite."""
 
 
+class SizeOverflowError(MemoryError, OverflowError):
+    """A requested size is too large to represent or allocate."""
+
+
 cdef int check_status(int status, str what) except -1:
     """Turn a C status into a Python exception naming `what`."""
     if status == VF_OK:
@@ -26,7 +30,7 @@ cdef int check_status(int status, str what) except -1:
     if status == VF_ERR_BUSY:
         raise RuntimeError(message)
     if status == VF_ERR_OVERFLOW:
-        raise OverflowError(message)
+        raise SizeOverflowError(message)
     raise ValueError(message)
 
 
