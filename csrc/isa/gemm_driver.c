@@ -26,7 +26,7 @@
 #endif
 
 /* Below this many multiply-adds a second thread costs more than it saves. */
-#define VF_GEMM_PARALLEL_MIN_MACS (192 * 1024)
+#define VF_GEMM_PARALLEL_MIN_MACS (600 * 1024)
 
 static inline int64_t vf_min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
@@ -62,6 +62,35 @@ static void pack_a_panel(const vf_gemm_problem *p, int64_t i0, int64_t k0,
     }
 }
 
+#if defined(VF_SIMD_AVX2) || defined(VF_SIMD_AVX512)
+#include <immintrin.h>
+/* dst[c*ldd + r] = src[r*lds + c] for an 8×8 block: 24 shuffles instead
+ * of 64 scalar loads and stores scattered over 8 cache lines. */
+static inline void transpose8x8(const float *src, int64_t lds, float *dst, int64_t ldd)
+{
+    __m256 r[8], t[8], u[8];
+    for (int i = 0; i < 8; ++i)
+        r[i] = _mm256_loadu_ps(src + i * lds);
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);     /* a0 b0 a1 b1 | a4 b4 a5 b5 */
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]); /* a2 b2 a3 b3 | a6 b6 a7 b7 */
+    }
+    for (int h = 0; h < 8; h += 4) { /* rows 0-3, then rows 4-7 */
+        u[h + 0] = _mm256_shuffle_ps(t[h], t[h + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        u[h + 1] = _mm256_shuffle_ps(t[h], t[h + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        u[h + 2] = _mm256_shuffle_ps(t[h + 1], t[h + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        u[h + 3] = _mm256_shuffle_ps(t[h + 1], t[h + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    /* u[c] holds column c (low half) and c + 4 (high half) of rows 0-3;
+     * u[4 + c] the same for rows 4-7 */
+    for (int c = 0; c < 4; ++c) {
+        _mm256_storeu_ps(dst + c * ldd, _mm256_permute2f128_ps(u[c], u[4 + c], 0x20));
+        _mm256_storeu_ps(dst + (c + 4) * ldd, _mm256_permute2f128_ps(u[c], u[4 + c], 0x31));
+    }
+}
+#define VF_HAVE_TRANSPOSE8 1
+#endif
+
 /* Bp (kc×NR) = rows k0.. of op(B), columns j0..j0+nr, zero-padded to NR. */
 static void pack_b_panel(const vf_gemm_problem *p, int64_t j0, int64_t nr,
                          int64_t k0, int64_t kc, float *restrict bp)
@@ -74,16 +103,29 @@ static void pack_b_panel(const vf_gemm_problem *p, int64_t j0, int64_t nr,
             for (int64_t j = nr; j < VF_NR; ++j)
                 dst[j] = 0.0f;
         }
-    } else {
-        for (int64_t j = 0; j < VF_NR; ++j) {
-            if (j < nr) {
-                const float *src = p->B + (j0 + j) * p->ldb + k0;
-                for (int64_t k = 0; k < kc; ++k)
-                    bp[k * VF_NR + j] = src[k];
-            } else {
-                for (int64_t k = 0; k < kc; ++k)
-                    bp[k * VF_NR + j] = 0.0f;
-            }
+        return;
+    }
+    /* op(B) = Bᵀ: panel column j is row j0 + j of the stored matrix */
+    const float *base = p->B + j0 * p->ldb + k0;
+    int64_t j_done = 0, k_done = 0;
+#ifdef VF_HAVE_TRANSPOSE8
+    j_done = nr / 8 * 8;
+    k_done = kc / 8 * 8;
+    for (int64_t jb = 0; jb < j_done; jb += 8)
+        for (int64_t kb = 0; kb < k_done; kb += 8)
+            transpose8x8(base + jb * p->ldb + kb, p->ldb, bp + kb * VF_NR + jb, VF_NR);
+    for (int64_t j = 0; j < j_done; ++j) /* the k tail of the SIMD rows */
+        for (int64_t k = k_done; k < kc; ++k)
+            bp[k * VF_NR + j] = base[j * p->ldb + k];
+#endif
+    for (int64_t j = j_done; j < VF_NR; ++j) {
+        if (j < nr) {
+            const float *src = base + j * p->ldb;
+            for (int64_t k = 0; k < kc; ++k)
+                bp[k * VF_NR + j] = src[k];
+        } else {
+            for (int64_t k = 0; k < kc; ++k)
+                bp[k * VF_NR + j] = 0.0f;
         }
     }
 }
