@@ -107,10 +107,10 @@ static void pack_b_panel(const vf_gemm_problem *p, int64_t j0, int64_t nr,
     }
     /* op(B) = Bᵀ: panel column j is row j0 + j of the stored matrix */
     const float *base = p->B + j0 * p->ldb + k0;
-    int64_t j_done = 0, k_done = 0;
+    int64_t j_done = 0; /* columns already packed by the SIMD transposes */
 #ifdef VF_HAVE_TRANSPOSE8
     j_done = nr / 8 * 8;
-    k_done = kc / 8 * 8;
+    const int64_t k_done = kc / 8 * 8;
     for (int64_t jb = 0; jb < j_done; jb += 8)
         for (int64_t kb = 0; kb < k_done; kb += 8)
             transpose8x8(base + jb * p->ldb + kb, p->ldb, bp + kb * VF_NR + jb, VF_NR);
