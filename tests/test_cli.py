@@ -71,3 +71,20 @@ def test_demo_as_module(tmp_path, run_python):
 def test_bad_epochs_exit_code(capsys):
     assert cli.main(["demo", "--epochs", "0"]) == 2
     assert "--epochs" in capsys.readouterr().err
+
+
+def test_module_runs_from_the_source_checkout(request, tmp_path):
+    """`python -m vaefast demo` in the repository root (the README's command)
+    must use the installed compiled core, not fail on the source folder."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("sklearn")
+    env = dict(os.environ)
+    env.pop("VAEFAST_ISA", None)
+    result = subprocess.run([sys.executable, "-m", "vaefast", "demo", "--epochs", "1",
+                             "--out", str(tmp_path)], cwd=request.config.rootpath, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "wrote" in result.stdout

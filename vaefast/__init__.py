@@ -8,7 +8,37 @@ never a silent fallback.
 
 import os as _os
 
-from . import _core
+def _find_core():
+    """Import the compiled core.
+
+    Running from a source checkout (e.g. ``python -m vaefast demo`` in the
+    repository root after ``pip install .``) imports this folder, which has no
+    compiled module; the installed copy of the package has it, so its folder
+    is added to this package's search path.
+    """
+    try:
+        from . import _core
+        return _core
+    except ImportError:
+        import importlib.machinery
+        import sys
+
+        here = _os.path.dirname(_os.path.abspath(__file__))
+        suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+        for entry in sys.path:
+            folder = _os.path.abspath(_os.path.join(entry or _os.curdir, "vaefast"))
+            if folder == here or not _os.path.isdir(folder):
+                continue
+            if any(f.startswith("_core.") and f.endswith(suffixes) for f in _os.listdir(folder)):
+                __path__.append(folder)
+                from . import _core
+                return _core
+        raise ImportError(
+            "vaefast's compiled core (vaefast._core) is not built; install the package "
+            "with `pip install .` (or `pip install -e . --no-build-isolation`)") from None
+
+
+_core = _find_core()
 from . import ops, random  # noqa: E402,F401  (public submodules)
 from .model import VAE, History, NonFiniteError  # noqa: E402
 
