@@ -39,7 +39,7 @@ def _find_core():
 
 
 _core = _find_core()
-from . import ops, random  # noqa: E402,F401  (public submodules)
+from . import datasets, ops, random  # noqa: E402,F401  (public submodules)
 from .model import VAE, History, NonFiniteError  # noqa: E402
 
 __version__ = "0.1.0"

@@ -8,17 +8,16 @@ import numpy as np
 
 
 def _demo(args):
+    import vaefast
+    from ._png import image_grid, write_png
+
     try:
-        from sklearn.datasets import load_digits
+        X = vaefast.datasets.load_digits()
     except ImportError:
         print("the demo trains on scikit-learn's digits; install it with\n"
               '    pip install "vaefast[sklearn]"   (or: pip install scikit-learn)',
               file=sys.stderr)
         return 2
-    import vaefast
-    from ._png import image_grid, write_png
-
-    X = (load_digits().data / 16.0).astype(np.float32)
     order = np.random.default_rng(args.seed).permutation(len(X))
     train, val = X[order[:1500]], X[order[1500:]]
     model = vaefast.VAE(64, hidden=(128,), latent_dim=8, likelihood="bernoulli", seed=args.seed)
