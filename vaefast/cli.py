@@ -1,4 +1,4 @@
-"""Command line: ``python -m vaefast demo``."""
+"""Command line: ``python -m vaefast demo | walkthrough``."""
 
 import argparse
 import os
@@ -46,6 +46,14 @@ def _demo(args):
     return 0
 
 
+def _walkthrough(args):
+    from .walkthrough import print_walkthrough
+
+    print("A VAE by hand: 3 examples, 4 features, 3 hidden units, 2 latents (vaefast.reference)")
+    print_walkthrough(seed=args.seed)
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="vaefast", description="Variational autoencoders on the CPU.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -54,6 +62,9 @@ def build_parser():
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--out", default="vaefast-demo", help="output folder")
     demo.set_defaults(run=_demo)
+    walk = sub.add_parser("walkthrough", help="print every step of a tiny VAE, by hand")
+    walk.add_argument("--seed", type=int, default=0)
+    walk.set_defaults(run=_walkthrough)
     return parser
 
 
