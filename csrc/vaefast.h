@@ -183,7 +183,80 @@ int vf_sgd_update(int64_t n, float *param, const float *grad, float *velocity,
                   float lr, float momentum, float weight_decay);
 
 /* ------------------------------------------------------ model (csrc/vae*) */
-/* Declared by the model part. */
+/* A VAE with one parameter buffer, one gradient buffer, the optimizer state
+ * and a training workspace (csrc/vae*.c). Parameter layout (float32,
+ * contiguous, in this order; each layer is W (in×out, row-major) then b (out)):
+ *   encoder layers  D→h1→…→hE   (ReLU)
+ *   head            hE→2Z       columns [0, Z) = mu, [Z, 2Z) = raw logvar
+ *   decoder layers  Z→g1→…→gG   (ReLU)
+ *   output          gG→D        logits (Bernoulli) or mean (Gaussian)
+ * The raw logvar is clamped to [VF_LOGVAR_MIN, VF_LOGVAR_MAX] before use; the
+ * gradient is zero where the clamp is active.
+ * Loss per sample = recon summed over features + beta·KL summed over latents;
+ * the objective is its batch mean. eps(seed, step, row, col) is vf_reparam's.
+ * A vf_vae is not safe for concurrent training calls (the caller serialises
+ * them); the inference functions take a caller-owned workspace and are. */
+#define VF_LOGVAR_MIN (-30.0f)
+#define VF_LOGVAR_MAX (30.0f)
+enum { VF_LIKELIHOOD_BERNOULLI = 0, VF_LIKELIHOOD_GAUSSIAN = 1 };
+enum { VF_OPTIMIZER_ADAM = 0, VF_OPTIMIZER_SGD = 1 };
+enum { VF_VAE_MAX_LAYERS = 64 }; /* hidden layers per side */
+
+typedef struct vf_vae vf_vae;
+
+/* enc_hidden (n_enc), dec_hidden (n_dec): hidden widths (n_* may be 0).
+ * *out receives the model (parameters zero, optimizer state zero). */
+int vf_vae_create(int64_t n_features, int n_enc, const int64_t *enc_hidden,
+                  int n_dec, const int64_t *dec_hidden, int64_t latent,
+                  int likelihood, float beta, vf_vae **out);
+void vf_vae_destroy(vf_vae *m); /* NULL is fine */
+
+int64_t vf_vae_num_params(const vf_vae *m); /* floats in each buffer */
+float *vf_vae_params(vf_vae *m);   /* (num_params) the parameter buffer */
+float *vf_vae_grads(vf_vae *m);    /* (num_params) last loss_and_grad */
+float *vf_vae_moment1(vf_vae *m);  /* (num_params) Adam m / SGD velocity */
+float *vf_vae_moment2(vf_vae *m);  /* (num_params) Adam v */
+int vf_vae_set_beta(vf_vae *m, float beta);
+
+/* Grow the training workspace to hold a batch of B rows (never shrinks).
+ * loss_and_grad / train_step do this themselves; a step with B no larger
+ * than before allocates nothing. */
+int vf_vae_reserve(vf_vae *m, int64_t B);
+
+/* Floats of caller workspace needed by encode/decode for B rows. */
+int64_t vf_vae_infer_work_size(const vf_vae *m, int64_t B);
+
+/* X (B×D, ldx) -> mu (B×Z, ldmu), clamped logvar (B×Z, ldlv). Overwrites
+ * mu, logvar. work: vf_vae_infer_work_size(m, B) floats. Thread-safe. */
+int vf_vae_encode(const vf_vae *m, int64_t B, const float *X, int64_t ldx,
+                  float *mu, int64_t ldmu, float *logvar, int64_t ldlv,
+                  float *work);
+
+/* z (B×Z, ldz) -> out (B×D, ldo): the output layer's value (logits or
+ * Gaussian mean) if mean == 0; the mean of p(x|z) (sigmoid of the logits for
+ * Bernoulli) if mean == 1. Overwrites out. Thread-safe. */
+int vf_vae_decode(const vf_vae *m, int64_t B, const float *z, int64_t ldz,
+                  int mean, float *out, int64_t ldo, float *work);
+
+/* Forward + backward on X (B×D, contiguous): grads buffer = gradient of the
+ * batch-mean of (recon + kl_weight·beta·KL). eps (B×Z, contiguous) or NULL
+ * for eps(seed, step, row, col). recon (B), kl (B) may be NULL: per-sample
+ * values. *loss (may be NULL) = batch mean of recon + beta·KL (kl_weight not
+ * applied). VF_ERR_NONFINITE if the loss or a bias gradient (the column sum
+ * of a layer's output gradient, so any NaN/Inf there) is not finite. */
+int vf_vae_loss_and_grad(vf_vae *m, int64_t B, const float *X,
+                         const float *eps, uint64_t seed, uint64_t step,
+                         float kl_weight, float *recon, float *kl,
+                         double *loss);
+
+/* One whole training step: loss_and_grad (eps from (seed, step)), then the
+ * optimizer: Adam (t = step + 1; eps = adam_eps, decoupled weight decay) or
+ * SGD (momentum = beta1). out3 (may be NULL) = batch means of
+ * {loss, recon, KL}. On VF_ERR_NONFINITE nothing is updated. */
+int vf_vae_train_step(vf_vae *m, int64_t B, const float *X, uint64_t seed,
+                      uint64_t step, float lr, float beta1, float beta2,
+                      float adam_eps, float weight_decay, int optimizer,
+                      float kl_weight, double *out3);
 
 #ifdef __cplusplus
 }

@@ -10,6 +10,7 @@ import os as _os
 
 from . import _core
 from . import ops, random  # noqa: E402,F401  (public submodules)
+from .model import VAE, History, NonFiniteError  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -70,6 +71,9 @@ def get_num_threads():
 
 
 __all__ = [
+    "VAE",
+    "History",
+    "NonFiniteError",
     "isa",
     "cpu_features",
     "supported_isas",

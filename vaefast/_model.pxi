@@ -1,1 +1,194 @@
-# Binding of the model part: declarations and wrappers go here.
+# Binding of the model part (csrc/vae.c): the VAECore extension type owns
+# one vf_vae. Shapes and dtypes are checked by vaefast/model.py; this layer
+# only checks what it needs to stay memory-safe.
+
+cdef extern from "vaefast.h" nogil:
+    ctypedef struct vf_vae:
+        pass
+    int VF_LIKELIHOOD_BERNOULLI, VF_LIKELIHOOD_GAUSSIAN
+    int VF_OPTIMIZER_ADAM, VF_OPTIMIZER_SGD
+    float VF_LOGVAR_MIN, VF_LOGVAR_MAX
+    int vf_vae_create(int64_t n_features, int n_enc, const int64_t *enc_hidden,
+                      int n_dec, const int64_t *dec_hidden, int64_t latent,
+                      int likelihood, float beta, vf_vae **out)
+    void vf_vae_destroy(vf_vae *m)
+    int64_t vf_vae_num_params(const vf_vae *m)
+    float *vf_vae_params(vf_vae *m)
+    float *vf_vae_grads(vf_vae *m)
+    float *vf_vae_moment1(vf_vae *m)
+    float *vf_vae_moment2(vf_vae *m)
+    int vf_vae_set_beta(vf_vae *m, float beta)
+    int vf_vae_reserve(vf_vae *m, int64_t B)
+    int64_t vf_vae_infer_work_size(const vf_vae *m, int64_t B)
+    int vf_vae_encode(const vf_vae *m, int64_t B, const float *X, int64_t ldx,
+                      float *mu, int64_t ldmu, float *logvar, int64_t ldlv,
+                      float *work)
+    int vf_vae_decode(const vf_vae *m, int64_t B, const float *z, int64_t ldz,
+                      int mean, float *out, int64_t ldo, float *work)
+    int vf_vae_loss_and_grad(vf_vae *m, int64_t B, const float *X,
+                             const float *eps, uint64_t seed, uint64_t step,
+                             float kl_weight, float *recon, float *kl,
+                             double *loss)
+    int vf_vae_train_step(vf_vae *m, int64_t B, const float *X, uint64_t seed,
+                          uint64_t step, float lr, float beta1, float beta2,
+                          float adam_eps, float weight_decay, int optimizer,
+                          float kl_weight, double *out3)
+
+import numpy as _np
+
+LOGVAR_RANGE = (float(VF_LOGVAR_MIN), float(VF_LOGVAR_MAX))
+
+_LIKELIHOOD_CODES = {"bernoulli": VF_LIKELIHOOD_BERNOULLI, "gaussian": VF_LIKELIHOOD_GAUSSIAN}
+_OPTIMIZER_CODES = {"adam": VF_OPTIMIZER_ADAM, "sgd": VF_OPTIMIZER_SGD}
+
+
+cdef class VAECore:
+    """One C model (vf_vae). Not safe for concurrent training calls: the
+    Python VAE class serialises them. encode/decode use a per-call
+    workspace and may run concurrently."""
+
+    cdef vf_vae *m
+    cdef readonly int64_t n_features, latent_dim, num_params
+
+    def __cinit__(self, int64_t n_features, enc_hidden, dec_hidden, int64_t latent_dim,
+                  str likelihood, float beta):
+        cdef int64_t[::1] enc = _np.ascontiguousarray(enc_hidden, dtype=_np.int64).reshape(-1)
+        cdef int64_t[::1] dec = _np.ascontiguousarray(dec_hidden, dtype=_np.int64).reshape(-1)
+        cdef int64_t dummy = 1
+        cdef const int64_t *pe = &enc[0] if enc.shape[0] > 0 else &dummy
+        cdef const int64_t *pd = &dec[0] if dec.shape[0] > 0 else &dummy
+        cdef int code = _LIKELIHOOD_CODES[likelihood]
+        cdef int status
+        self.m = NULL
+        status = vf_vae_create(n_features, <int>enc.shape[0], pe, <int>dec.shape[0], pd,
+                               latent_dim, code, beta, &self.m)
+        check_status(status, "vf_vae_create")
+        self.n_features = n_features
+        self.latent_dim = latent_dim
+        self.num_params = vf_vae_num_params(self.m)
+
+    def __dealloc__(self):
+        vf_vae_destroy(self.m)
+        self.m = NULL
+
+    cdef float *_buffer(self, int which) except NULL:
+        if which == 0:
+            return vf_vae_params(self.m)
+        if which == 1:
+            return vf_vae_grads(self.m)
+        if which == 2:
+            return vf_vae_moment1(self.m)
+        if which == 3:
+            return vf_vae_moment2(self.m)
+        raise ValueError(f"which must be 0..3, got {which}")
+
+    def get_buffer(self, int which):
+        """Copy of buffer `which` (0 params, 1 grads, 2 moment1, 3 moment2)."""
+        cdef float *src = self._buffer(which)
+        out = _np.empty(self.num_params, dtype=_np.float32)
+        cdef float[::1] o = out
+        cdef int64_t i
+        with nogil:
+            for i in range(self.num_params):
+                o[i] = src[i]
+        return out
+
+    def set_buffer(self, int which, const float[::1] values):
+        """Overwrite buffer `which` with `values` (num_params floats)."""
+        if values.shape[0] != self.num_params:
+            raise ValueError(f"values must hold {self.num_params} floats, got {values.shape[0]}")
+        cdef float *dst = self._buffer(which)
+        cdef int64_t i
+        with nogil:
+            for i in range(self.num_params):
+                dst[i] = values[i]
+
+    def set_beta(self, float beta):
+        check_status(vf_vae_set_beta(self.m, beta), "beta")
+
+    def reserve(self, int64_t batch):
+        check_status(vf_vae_reserve(self.m, batch), "reserve")
+
+    def encode(self, const float[:, ::1] X):
+        """X (B, D) -> (mu (B, Z), clamped logvar (B, Z))."""
+        cdef int64_t B = X.shape[0], Z = self.latent_dim
+        if X.shape[1] != self.n_features:
+            raise ValueError(f"X must have {self.n_features} columns, got {X.shape[1]}")
+        mu = _np.empty((B, Z), dtype=_np.float32)
+        lv = _np.empty((B, Z), dtype=_np.float32)
+        work = _np.empty(max(vf_vae_infer_work_size(self.m, B), 1), dtype=_np.float32)
+        cdef float[:, ::1] mv = mu
+        cdef float[:, ::1] lvv = lv
+        cdef float[::1] wv = work
+        cdef int status = VF_OK
+        if B > 0:
+            with nogil:
+                status = vf_vae_encode(self.m, B, &X[0, 0], self.n_features, &mv[0, 0], Z,
+                                       &lvv[0, 0], Z, &wv[0])
+        check_status(status, "encode")
+        return mu, lv
+
+    def decode(self, const float[:, ::1] z, bint mean):
+        """z (B, Z) -> (B, D): output-layer values, or the mean of p(x|z)."""
+        cdef int64_t B = z.shape[0], D = self.n_features
+        if z.shape[1] != self.latent_dim:
+            raise ValueError(f"Z must have {self.latent_dim} columns, got {z.shape[1]}")
+        out = _np.empty((B, D), dtype=_np.float32)
+        work = _np.empty(max(vf_vae_infer_work_size(self.m, B), 1), dtype=_np.float32)
+        cdef float[:, ::1] ov = out
+        cdef float[::1] wv = work
+        cdef int status = VF_OK
+        if B > 0:
+            with nogil:
+                status = vf_vae_decode(self.m, B, &z[0, 0], self.latent_dim, 1 if mean else 0,
+                                       &ov[0, 0], D, &wv[0])
+        check_status(status, "decode")
+        return out
+
+    def loss_and_grad(self, const float[:, ::1] X, eps, uint64_t seed, uint64_t step,
+                      float kl_weight=1.0):
+        """Per-sample (recon, kl) and the batch-mean loss; grads land in buffer 1.
+
+        Raises NonFiniteError if the loss or a gradient is not finite."""
+        cdef int64_t B = X.shape[0]
+        if X.shape[1] != self.n_features:
+            raise ValueError(f"X must have {self.n_features} columns, got {X.shape[1]}")
+        if B < 1:
+            raise ValueError("X must have at least one row")
+        cdef const float[:, ::1] ev
+        cdef const float *pe = NULL
+        if eps is not None:
+            ev = eps
+            if ev.shape[0] != B or ev.shape[1] != self.latent_dim:
+                raise ValueError(f"eps must have shape ({B}, {self.latent_dim}), "
+                                 f"got ({ev.shape[0]}, {ev.shape[1]})")
+            pe = &ev[0, 0]
+        recon = _np.empty(B, dtype=_np.float32)
+        kl = _np.empty(B, dtype=_np.float32)
+        cdef float[::1] rv = recon
+        cdef float[::1] kv = kl
+        cdef double loss = 0
+        cdef int status
+        with nogil:
+            status = vf_vae_loss_and_grad(self.m, B, &X[0, 0], pe, seed, step, kl_weight,
+                                          &rv[0], &kv[0], &loss)
+        check_status(status, "loss_and_grad")
+        return loss, recon, kl
+
+    def train_step(self, const float[:, ::1] X, uint64_t seed, uint64_t step, float lr,
+                   float beta1, float beta2, float adam_eps, float weight_decay,
+                   str optimizer, float kl_weight):
+        """One fused step; returns (mean loss, mean recon, mean KL)."""
+        cdef int64_t B = X.shape[0]
+        if X.shape[1] != self.n_features:
+            raise ValueError(f"X must have {self.n_features} columns, got {X.shape[1]}")
+        if B < 1:
+            raise ValueError("X must have at least one row")
+        cdef int opt = _OPTIMIZER_CODES[optimizer]
+        cdef double out3[3]
+        cdef int status
+        with nogil:
+            status = vf_vae_train_step(self.m, B, &X[0, 0], seed, step, lr, beta1, beta2,
+                                       adam_eps, weight_decay, opt, kl_weight, out3)
+        check_status(status, f"training step {step}")
+        return out3[0], out3[1], out3[2]

@@ -1,0 +1,209 @@
+"""The training loop behind :meth:`vaefast.VAE.fit`.
+
+Each minibatch is one C call (forward, loss, backward and the optimizer
+update); this module only orders the batches, tracks epochs, evaluates the
+validation set, runs callbacks and draws the progress bar.
+
+Reproducibility: the batch order of epoch e is
+``np.random.default_rng([seed, e]).permutation(n)`` and the noise of step t is
+the core's Philox stream at (seed, t), with e and t global counters kept by
+the model. Training 2 epochs therefore equals training 1, saving, loading and
+training 1 more, bit for bit.
+"""
+
+import math
+import sys
+import time
+
+import numpy as np
+
+from . import _core
+from ._validation import as_float, as_int
+
+__all__ = ["fit"]
+
+# Optimizer hyper-parameters not exposed by fit (PyTorch's defaults for Adam;
+# SGD uses momentum 0.9).
+ADAM_BETA1, ADAM_BETA2, ADAM_EPS = 0.9, 0.999, 1e-8
+SGD_MOMENTUM = 0.9
+
+
+class _TinyBar:
+    """A minimal stderr progress bar for when tqdm is not installed."""
+
+    def __init__(self, total, desc):
+        self.total, self.desc, self.n, self.postfix = total, desc, 0, ""
+        self._last = 0.0
+
+    def update(self, k):
+        self.n += k
+        now = time.perf_counter()
+        if now - self._last > 0.1 or self.n >= self.total:
+            self._last = now
+            width = 30
+            filled = int(width * self.n / max(self.total, 1))
+            sys.stderr.write(f"\r{self.desc} [{'#' * filled}{'.' * (width - filled)}] "
+                             f"{self.n}/{self.total} {self.postfix}")
+            sys.stderr.flush()
+
+    def set_postfix_str(self, s):
+        self.postfix = s
+
+    def close(self):
+        sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def _make_bar(progress, total, desc):
+    if progress is None:
+        progress = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+    if not progress:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _TinyBar(total, desc)
+    return tqdm(total=total, desc=desc, leave=False, file=sys.stderr)
+
+
+def fit(model, X, epochs=10, batch_size=128, learning_rate=1e-3, optimizer="adam",
+        shuffle=True, validation_data=None, early_stopping_patience=None,
+        kl_warmup_epochs=0, callbacks=(), progress=None):
+    """Train `model` on X.
+
+    Parameters
+    ----------
+    model : vaefast.VAE
+    X : array_like, shape (n, n_features)
+        Training data (in [0, 1] for the Bernoulli likelihood).
+    epochs : int
+        Epochs to run in this call (0 is allowed: nothing happens).
+    batch_size : int
+        Rows per step; the last batch of an epoch may be smaller.
+    learning_rate : float
+        Step size (finite, > 0).
+    optimizer : {"adam", "sgd"}
+        Adam (betas 0.9/0.999, eps 1e-8) or SGD with momentum 0.9. The state
+        persists across calls; switching optimizer resets it.
+    shuffle : bool
+        Visit rows in the order ``default_rng([seed, epoch]).permutation(n)``.
+    validation_data : array_like, optional
+        Evaluated after every epoch: mean negative ELBO with noise seeded by
+        the model's seed (the same draw every epoch).
+    early_stopping_patience : int, optional
+        Stop when the monitored loss (val_loss if validation data is given,
+        else the training loss) has not improved for this many epochs, and
+        restore the weights of the best epoch.
+    kl_warmup_epochs : int
+        Scale the KL term's gradient by min(1, (epoch + 1) / kl_warmup_epochs)
+        (global epoch number); 0 disables warm-up. Reported losses always use
+        the full beta.
+    callbacks : sequence of callables
+        Each is called as ``cb(epoch, logs)`` after every epoch, with logs the
+        dict of that epoch's History entries; returning True stops training.
+    progress : bool, optional
+        Show a progress bar on stderr (tqdm if installed). Default: only when
+        stderr is a terminal.
+
+    Returns
+    -------
+    History
+
+    Raises
+    ------
+    vaefast.NonFiniteError
+        If a step's loss or gradient is NaN or infinite; the weights are left at
+        their last finite values.
+    RuntimeError
+        If another thread is already training this model.
+    """
+    from .model import History
+
+    X = model._check_X(X, targets=True)
+    epochs = as_int(epochs, "epochs", minimum=0)
+    batch_size = as_int(batch_size, "batch_size", minimum=1)
+    lr = as_float(learning_rate, "learning_rate", minimum=0.0, open_min=True)
+    if optimizer not in ("adam", "sgd"):
+        raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+    if validation_data is not None:
+        validation_data = model._check_X(validation_data, "validation_data", targets=True)
+    if early_stopping_patience is not None:
+        early_stopping_patience = as_int(early_stopping_patience, "early_stopping_patience",
+                                         minimum=1)
+    kl_warmup_epochs = as_int(kl_warmup_epochs, "kl_warmup_epochs", minimum=0)
+    if callable(callbacks):
+        callbacks = (callbacks,)
+    callbacks = tuple(callbacks)
+    for i, cb in enumerate(callbacks):
+        if not callable(cb):
+            raise TypeError(f"callbacks[{i}] must be callable, got {type(cb).__name__}")
+
+    history = History()
+    n = X.shape[0]
+    batch_size = min(batch_size, n)
+    n_batches = -(-n // batch_size)
+    core = model._core
+    beta1 = ADAM_BETA1 if optimizer == "adam" else SGD_MOMENTUM
+
+    with model._exclusive("fit"):
+        if model.optimizer_ != optimizer:
+            zeros = np.zeros(core.num_params, dtype=np.float32)
+            core.set_buffer(2, zeros)
+            core.set_buffer(3, zeros)
+            model.optimizer_ = optimizer
+        core.reserve(batch_size)  # grow the workspace once, outside the steps
+        best, best_params, since_best = math.inf, None, 0
+        for _ in range(epochs):
+            epoch = model.epoch_
+            t0 = time.perf_counter()
+            order = (np.random.default_rng([model.seed, epoch]).permutation(n)
+                     if shuffle else None)
+            kl_weight = (min(1.0, (epoch + 1) / kl_warmup_epochs)
+                         if kl_warmup_epochs else 1.0)
+            sums = np.zeros(3)
+            bar = _make_bar(progress, n, f"epoch {epoch + 1}")
+            try:
+                for bi in range(n_batches):
+                    s = bi * batch_size
+                    xb = (X[order[s:s + batch_size]] if shuffle else X[s:s + batch_size])
+                    try:
+                        out = core.train_step(xb, model.seed, model.step_, lr, beta1,
+                                              ADAM_BETA2, ADAM_EPS, 0.0, optimizer,
+                                              kl_weight)
+                    except _core.NonFiniteError:
+                        raise _core.NonFiniteError(
+                            f"training diverged at epoch {epoch}, step {model.step_}: the "
+                            "loss or a gradient is NaN/Inf; the weights are left at their "
+                            "last finite values (try a smaller learning_rate)") from None
+                    model.step_ += 1
+                    sums += np.asarray(out) * xb.shape[0]
+                    if bar is not None:
+                        bar.update(xb.shape[0])
+                        bar.set_postfix_str(f"loss {out[0]:.3f}")
+            finally:
+                if bar is not None:
+                    bar.close()
+            model.epoch_ += 1
+            val = math.nan
+            if validation_data is not None:
+                val = float(-np.mean(model.elbo(validation_data, seed=model.seed)))
+            logs = {"loss": sums[0] / n, "recon": sums[1] / n, "kl": sums[2] / n,
+                    "val_loss": val, "seconds": time.perf_counter() - t0}
+            history._append(epoch, logs)
+            stop = False
+            for cb in callbacks:
+                if cb(epoch, dict(logs)) is True:
+                    stop = True
+            if early_stopping_patience is not None:
+                monitored = val if validation_data is not None else logs["loss"]
+                if monitored < best:
+                    best, best_params, since_best = monitored, core.get_buffer(0), 0
+                else:
+                    since_best += 1
+                    if since_best >= early_stopping_patience:
+                        core.set_buffer(0, best_params)
+                        stop = True
+            if stop:
+                history.stopped_early = True
+                break
+    return history
