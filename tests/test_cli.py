@@ -1,0 +1,102 @@
+import os
+
+import numpy as np
+import pytest
+
+from vaefast import VAE, cli
+
+
+def _data(tmp_path, n=40, d=16, seed=0):
+    X = np.random.default_rng(seed).random((n, d)).astype(np.float32)
+    p = tmp_path / "x.npy"
+    np.save(p, X)
+    return X, str(p)
+
+
+def _train(tmp_path, extra=()):
+    X, p = _data(tmp_path)
+    m = str(tmp_path / "m.vae")
+    rc = cli.main(["train", p, "--latent-dim", "3", "--hidden", "8,6", "--epochs", "2",
+                   "--batch-size", "16", "--out", m, *extra])
+    assert rc == 0
+    return X, p, m
+
+
+def test_train_info_encode_sample_evaluate(tmp_path, capsys):
+    X, p, m = _train(tmp_path)
+    model = VAE.load(m)
+    assert model.hidden == (8, 6) and model.latent_dim == 3 and model.step_ == 6  # 2 epochs × ceil(40/16)
+    assert cli.main(["info", m]) == 0
+    out = capsys.readouterr().out
+    assert f"parameters: {model.num_params}" in out and "training step: 6" in out
+    z = str(tmp_path / "z.npy")
+    assert cli.main(["encode", m, p, "--out", z]) == 0
+    np.testing.assert_array_equal(np.load(z), model.transform(X))
+    s = str(tmp_path / "s.npy")
+    assert cli.main(["sample", m, "-n", "5", "--seed", "3", "--out", s,
+                     "--png", str(tmp_path / "s.png")]) == 0
+    np.testing.assert_array_equal(np.load(s), model.sample(5, seed=3))
+    assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+    capsys.readouterr()
+    assert cli.main(["evaluate", m, p, "--samples", "10"]) == 0
+    out = capsys.readouterr().out
+    elbo = float(np.mean(model.elbo(X, seed=0)))
+    assert f"mean ELBO: {elbo:.4f}" in out
+
+
+def test_npz_and_csv(tmp_path):
+    X = np.random.default_rng(1).random((10, 4))
+    np.savez(tmp_path / "one.npz", a=X)
+    np.savez(tmp_path / "two.npz", a=X, b=X)
+    np.savetxt(tmp_path / "x.csv", X, delimiter=",")
+    np.testing.assert_allclose(cli.load_data(str(tmp_path / "one.npz")), X, rtol=1e-7)
+    np.testing.assert_allclose(cli.load_data(str(tmp_path / "two.npz"), key="b"), X, rtol=1e-7)
+    np.testing.assert_allclose(cli.load_data(str(tmp_path / "x.csv")), X, rtol=1e-7)
+    with pytest.raises(cli.CLIError, match="--key"):
+        cli.load_data(str(tmp_path / "two.npz"))
+
+
+def _err(capsys, argv):
+    rc = cli.main(argv)
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "Traceback" not in err and err.strip().count("\n") == 0, err
+    return err
+
+
+def test_errors(tmp_path, capsys):
+    X, p, m = _train(tmp_path)
+    capsys.readouterr()
+    assert "not found" in _err(capsys, ["info", str(tmp_path / "nope.vae")])
+    assert "not found" in _err(capsys, ["encode", m, str(tmp_path / "nope.npy"), "--out", "z.npy"])
+    assert "unknown data" in _err(capsys, ["train", "mnist-digits", "--out", "m"])
+    np.save(tmp_path / "wide.npy", np.zeros((3, 5), np.float32))
+    assert "expects 16" in _err(capsys, ["encode", m, str(tmp_path / "wide.npy"), "--out", "z.npy"])
+    np.save(tmp_path / "big.npy", X * 3)
+    err = _err(capsys, ["train", str(tmp_path / "big.npy"), "--out", str(tmp_path / "b")])
+    assert "--likelihood gaussian" in err
+    np.save(tmp_path / "flat.npy", np.zeros(5, np.float32))
+    assert "2-D" in _err(capsys, ["train", str(tmp_path / "flat.npy"), "--out", "b"])
+    assert "--hidden" in _err(capsys, ["train", p, "--hidden", "4,x", "--out", "b"])
+    assert "not found" in _err(capsys, ["train", "fashion-mnist", "--data-dir",
+                                        str(tmp_path / "none"), "--out", "b"])
+    assert cli.main(["frobnicate"]) == 2
+
+
+def test_gaussian_train_accepts_unscaled(tmp_path):
+    np.save(tmp_path / "big.npy", np.random.default_rng(2).normal(size=(20, 5)).astype(np.float32))
+    assert cli.main(["train", str(tmp_path / "big.npy"), "--likelihood", "gaussian",
+                     "--hidden", "4", "--latent-dim", "2", "--epochs", "1",
+                     "--out", str(tmp_path / "g.vae")]) == 0
+    assert VAE.load(str(tmp_path / "g.vae")).likelihood == "gaussian"
+
+
+def test_demo_subprocess(run_python, tmp_path):
+    pytest.importorskip("sklearn")
+    r = run_python("import sys; from vaefast.__main__ import main; "
+                   "sys.exit(main(['demo', '--epochs', '2', '--out', 'tmp']))")
+    assert r.returncode == 0, r.stderr
+    for name in ("samples.png", "reconstructions.png"):
+        assert os.path.join("tmp", name) in r.stdout
+        assert (tmp_path / "tmp" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert r.stdout.count("\n    2 ") == 1  # the epoch-2 table row
