@@ -28,7 +28,9 @@ def test_train_info_encode_sample_evaluate(tmp_path, capsys):
     assert model.hidden == (8, 6) and model.latent_dim == 3 and model.step_ == 6  # 2 epochs × ceil(40/16)
     assert cli.main(["info", m]) == 0
     out = capsys.readouterr().out
-    assert f"parameters: {model.num_params}" in out and "training step: 6" in out
+    # 16->8->6 encoder, 6->2*3 head, 3->6->8 decoder, 8->16 output: weights + biases
+    n = (16*8+8) + (8*6+6) + (6*6+6) + (3*6+6) + (6*8+8) + (8*16+16)
+    assert f"parameters: {n}\n" in out and "training step: 6" in out
     z = str(tmp_path / "z.npy")
     assert cli.main(["encode", m, p, "--out", z]) == 0
     np.testing.assert_array_equal(np.load(z), model.transform(X))

@@ -244,7 +244,7 @@ def cmd_info(args, out):
     model = _load_model(args.model)
     for k, v in model.get_config().items():
         print(f"{k}: {v}", file=out)
-    print(f"parameters: {model.num_params}", file=out)
+    print(f"parameters: {model.num_params()}", file=out)
     print(f"training step: {model.step_}", file=out)
     print(f"epochs trained: {model.epoch_}", file=out)
     return 0
