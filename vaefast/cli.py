@@ -122,7 +122,7 @@ def _table_header():
 
 def _table_row(epoch, logs):
     return (f"{epoch + 1:>5} {logs['loss']:>10.3f} {logs['recon']:>10.3f} {logs['kl']:>8.3f} "
-            f"{logs['val_loss']:>10.3f} {logs['seconds']:>8.2f}")
+            f"{logs['val_loss']:>10.3f} {logs['seconds']:>8.3f}")
 
 
 def _printing_callback(out):
