@@ -102,3 +102,20 @@ def test_demo_subprocess(run_python, tmp_path):
         assert os.path.join("tmp", name) in r.stdout
         assert (tmp_path / "tmp" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert r.stdout.count("\n    2 ") == 1  # the epoch-2 table row
+
+
+def test_demo_without_sklearn(monkeypatch, tmp_path, capsys):
+    from vaefast import datasets
+
+    def missing(return_y=False):
+        raise ImportError("no sklearn")
+
+    monkeypatch.setattr(datasets, "load_digits", missing)
+    assert cli.main(["demo", "--out", str(tmp_path / "d")]) == 2
+    assert 'pip install "vaefast[sklearn]"' in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
+
+
+def test_walkthrough_command(capsys):
+    assert cli.main(["walkthrough"]) == 0
+    assert "dKL/dsigma" in capsys.readouterr().out

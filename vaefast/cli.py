@@ -131,7 +131,7 @@ def _printing_callback(out):
     return cb
 
 
-def cmd_demo(args, out):
+def _cmd_demo(args, out):
     from . import _png
     from .datasets import load_digits
     from .model import VAE
@@ -170,7 +170,7 @@ def _upscale(img, k):
     return np.kron(img, np.ones((k, k)))
 
 
-def cmd_train(args, out):
+def _cmd_train(args, out):
     from .model import VAE
     X = load_data(args.data, args.key, args.data_dir)
     _check_range(X, args.likelihood, args.data)
@@ -193,7 +193,7 @@ def cmd_train(args, out):
     return 0
 
 
-def cmd_encode(args, out):
+def _cmd_encode(args, out):
     model = _load_model(args.model)
     X = load_data(args.data, args.key, args.data_dir)
     _check_for_model(X, model, args.data)
@@ -203,7 +203,7 @@ def cmd_encode(args, out):
     return 0
 
 
-def cmd_sample(args, out):
+def _cmd_sample(args, out):
     from . import _png
     model = _load_model(args.model)
     if args.n < 1:
@@ -226,7 +226,7 @@ def cmd_sample(args, out):
     return 0
 
 
-def cmd_evaluate(args, out):
+def _cmd_evaluate(args, out):
     model = _load_model(args.model)
     X = load_data(args.data, args.key, args.data_dir)
     _check_for_model(X, model, args.data)
@@ -240,7 +240,7 @@ def cmd_evaluate(args, out):
     return 0
 
 
-def cmd_info(args, out):
+def _cmd_info(args, out):
     model = _load_model(args.model)
     for k, v in model.get_config().items():
         print(f"{k}: {v}", file=out)
@@ -250,7 +250,7 @@ def cmd_info(args, out):
     return 0
 
 
-def cmd_walkthrough(args, out):
+def _cmd_walkthrough(args, out):
     from .walkthrough import print_walkthrough
     print_walkthrough(seed=args.seed, out=out)
     return 0
@@ -309,8 +309,8 @@ def build_parser():
     return p
 
 
-_COMMANDS = {"demo": cmd_demo, "train": cmd_train, "encode": cmd_encode, "sample": cmd_sample,
-             "evaluate": cmd_evaluate, "info": cmd_info, "walkthrough": cmd_walkthrough}
+_COMMANDS = {"demo": _cmd_demo, "train": _cmd_train, "encode": _cmd_encode, "sample": _cmd_sample,
+             "evaluate": _cmd_evaluate, "info": _cmd_info, "walkthrough": _cmd_walkthrough}
 
 
 def main(argv=None):

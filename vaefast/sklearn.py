@@ -12,6 +12,7 @@ import numpy as np
 
 try:
     from sklearn.base import BaseEstimator, TransformerMixin
+    from sklearn.utils import check_random_state
     from sklearn.utils.validation import check_is_fitted, validate_data
 except ImportError as _exc:  # pragma: no cover - depends on the environment
     raise ImportError('vaefast.sklearn needs scikit-learn >= 1.6: pip install "vaefast[sklearn]"'
@@ -26,12 +27,12 @@ _SCORE_SEED = 12345  # fixed noise for score_samples: same rows -> same scores
 
 
 def _seed_from(random_state):
+    """None -> 0 (reproducible by default); an int as is; a RandomState draws one."""
     if random_state is None:
         return 0
     if isinstance(random_state, (int, np.integer)):
         return int(random_state)
-    return int(np.random.RandomState(random_state).randint(0, 2**31 - 1)) if not isinstance(
-        random_state, np.random.RandomState) else int(random_state.randint(0, 2**31 - 1))
+    return int(check_random_state(random_state).randint(0, 2**31 - 1))
 
 
 class VAETransformer(TransformerMixin, BaseEstimator):
