@@ -208,6 +208,8 @@ def _cmd_sample(args, out):
     model = _load_model(args.model)
     if args.n < 1:
         raise CLIError(f"-n must be >= 1, got {args.n}")
+    if not args.out and not args.png:
+        raise CLIError("nothing to write: give --png FILE and/or --out X.npy")
     X = model.sample(args.n, seed=args.seed)
     if args.out:
         np.save(args.out, X)
@@ -221,8 +223,6 @@ def _cmd_sample(args, out):
         img = _png.tile(X, rows, cols, side)
         _png.write_png(args.png, _upscale(img, max(1, 64 // side)))
         print(f"wrote {args.png}", file=out)
-    if not args.out and not args.png:
-        raise CLIError("nothing to write: give --png FILE and/or --out X.npy")
     return 0
 
 
