@@ -1,76 +1,124 @@
-"""The command line demo and the PNG writer."""
-
-import struct
-import zlib
+import os
 
 import numpy as np
 import pytest
 
-from vaefast import cli
-from vaefast._png import image_grid, write_png
+from vaefast import VAE, cli
 
 
-def read_png(path):
-    """Decode our own 8-bit grayscale PNGs, checking signature and CRCs."""
-    data = open(path, "rb").read()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, chunks = 8, {}
-    while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        kind, payload = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
-        (crc,) = struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])
-        assert crc == zlib.crc32(kind + payload) & 0xFFFFFFFF
-        chunks[kind] = chunks.get(kind, b"") + payload
-        pos += 12 + length
-    width, height, depth, color = struct.unpack(">IIBB", chunks[b"IHDR"][:10])
-    assert (depth, color) == (8, 0)
-    raw = np.frombuffer(zlib.decompress(chunks[b"IDAT"]), np.uint8).reshape(height, width + 1)
-    assert np.all(raw[:, 0] == 0)
-    return raw[:, 1:]
+def _data(tmp_path, n=40, d=16, seed=0):
+    X = np.random.default_rng(seed).random((n, d)).astype(np.float32)
+    p = tmp_path / "x.npy"
+    np.save(p, X)
+    return X, str(p)
 
 
-def test_png_round_trip(tmp_path):
-    img = np.linspace(0, 1, 35).reshape(5, 7)
-    write_png(tmp_path / "a.png", img)
-    np.testing.assert_array_equal(read_png(tmp_path / "a.png"), np.round(img * 255).astype(np.uint8))
+def _train(tmp_path, extra=()):
+    X, p = _data(tmp_path)
+    m = str(tmp_path / "m.vae")
+    rc = cli.main(["train", p, "--latent-dim", "3", "--hidden", "8,6", "--epochs", "2",
+                   "--batch-size", "16", "--out", m, *extra])
+    assert rc == 0
+    return X, p, m
 
 
-def test_png_rejects_bad_input(tmp_path):
-    with pytest.raises(ValueError, match="image"):
-        write_png(tmp_path / "a.png", np.zeros(5))
-
-
-def test_image_grid_layout():
-    imgs = np.arange(3 * 4).reshape(3, 4) / 11.0  # three 2x2 images
-    grid = image_grid(imgs, 2, columns=2, pad=1, scale=1)
-    assert grid.shape == (7, 7)
-    np.testing.assert_array_equal(grid[1:3, 4:6], imgs[1].reshape(2, 2))
-
-
-def test_demo_in_process(tmp_path, capsys):
-    pytest.importorskip("sklearn")
-    assert cli.main(["demo", "--epochs", "3", "--out", str(tmp_path)]) == 0
+def test_train_info_encode_sample_evaluate(tmp_path, capsys):
+    X, p, m = _train(tmp_path)
+    model = VAE.load(m)
+    assert model.hidden == (8, 6) and model.latent_dim == 3 and model.step_ == 6  # 2 epochs × ceil(40/16)
+    assert cli.main(["info", m]) == 0
     out = capsys.readouterr().out
-    rows = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit()]
-    assert [int(r[0]) for r in rows[:3]] == [1, 2, 3]
-    val_losses = [float(r[4]) for r in rows[:3]]
-    assert val_losses[-1] < val_losses[0]  # it learns
-    for name in ("samples.png", "reconstructions.png", "digits.vae"):
-        assert f"wrote {tmp_path / name}" in out
-    assert read_png(tmp_path / "samples.png").shape == (4 * 73, 4 * 73)
+    # 16->8->6 encoder, 6->2*3 head, 3->6->8 decoder, 8->16 output: weights + biases
+    n = (16*8+8) + (8*6+6) + (6*6+6) + (3*6+6) + (6*8+8) + (8*16+16)
+    assert f"parameters: {n}\n" in out and "training step: 6" in out
+    z = str(tmp_path / "z.npy")
+    assert cli.main(["encode", m, p, "--out", z]) == 0
+    np.testing.assert_array_equal(np.load(z), model.transform(X))
+    s = str(tmp_path / "s.npy")
+    assert cli.main(["sample", m, "-n", "5", "--seed", "3", "--out", s,
+                     "--png", str(tmp_path / "s.png")]) == 0
+    np.testing.assert_array_equal(np.load(s), model.sample(5, seed=3))
+    assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+    capsys.readouterr()
+    assert cli.main(["evaluate", m, p, "--samples", "10"]) == 0
+    out = capsys.readouterr().out
+    elbo = float(np.mean(model.elbo(X, seed=0)))
+    assert f"mean ELBO: {elbo:.4f}" in out
 
 
-def test_demo_as_module(tmp_path, run_python):
+def test_npz_and_csv(tmp_path):
+    X = np.random.default_rng(1).random((10, 4))
+    np.savez(tmp_path / "one.npz", a=X)
+    np.savez(tmp_path / "two.npz", a=X, b=X)
+    np.savetxt(tmp_path / "x.csv", X, delimiter=",")
+    np.testing.assert_allclose(cli.load_data(str(tmp_path / "one.npz")), X, rtol=1e-7)
+    np.testing.assert_allclose(cli.load_data(str(tmp_path / "two.npz"), key="b"), X, rtol=1e-7)
+    np.testing.assert_allclose(cli.load_data(str(tmp_path / "x.csv")), X, rtol=1e-7)
+    with pytest.raises(cli.CLIError, match="--key"):
+        cli.load_data(str(tmp_path / "two.npz"))
+
+
+def _err(capsys, argv):
+    rc = cli.main(argv)
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "Traceback" not in err and err.strip().count("\n") == 0, err
+    return err
+
+
+def test_errors(tmp_path, capsys):
+    X, p, m = _train(tmp_path)
+    capsys.readouterr()
+    assert "not found" in _err(capsys, ["info", str(tmp_path / "nope.vae")])
+    assert "not found" in _err(capsys, ["encode", m, str(tmp_path / "nope.npy"), "--out", "z.npy"])
+    assert "unknown data" in _err(capsys, ["train", "mnist-digits", "--out", "m"])
+    np.save(tmp_path / "wide.npy", np.zeros((3, 5), np.float32))
+    assert "expects 16" in _err(capsys, ["encode", m, str(tmp_path / "wide.npy"), "--out", "z.npy"])
+    np.save(tmp_path / "big.npy", X * 3)
+    err = _err(capsys, ["train", str(tmp_path / "big.npy"), "--out", str(tmp_path / "b")])
+    assert "--likelihood gaussian" in err
+    np.save(tmp_path / "flat.npy", np.zeros(5, np.float32))
+    assert "2-D" in _err(capsys, ["train", str(tmp_path / "flat.npy"), "--out", "b"])
+    assert "--hidden" in _err(capsys, ["train", p, "--hidden", "4,x", "--out", "b"])
+    assert "not found" in _err(capsys, ["train", "fashion-mnist", "--data-dir",
+                                        str(tmp_path / "none"), "--out", "b"])
+    assert cli.main(["frobnicate"]) == 2
+
+
+def test_gaussian_train_accepts_unscaled(tmp_path):
+    np.save(tmp_path / "big.npy", np.random.default_rng(2).normal(size=(20, 5)).astype(np.float32))
+    assert cli.main(["train", str(tmp_path / "big.npy"), "--likelihood", "gaussian",
+                     "--hidden", "4", "--latent-dim", "2", "--epochs", "1",
+                     "--out", str(tmp_path / "g.vae")]) == 0
+    assert VAE.load(str(tmp_path / "g.vae")).likelihood == "gaussian"
+
+
+def test_demo_subprocess(run_python, tmp_path):
     pytest.importorskip("sklearn")
-    result = run_python("import sys, runpy; sys.argv = ['vaefast', 'demo', '--epochs', '2', "
-                        f"'--out', {str(tmp_path / 'o')!r}]; runpy.run_module('vaefast', run_name='__main__')")
-    assert result.returncode == 0, result.stderr
-    assert "samples.png" in result.stdout
+    r = run_python("import sys; from vaefast.__main__ import main; "
+                   "sys.exit(main(['demo', '--epochs', '2', '--out', 'tmp']))")
+    assert r.returncode == 0, r.stderr
+    for name in ("samples.png", "reconstructions.png"):
+        assert os.path.join("tmp", name) in r.stdout
+        assert (tmp_path / "tmp" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert r.stdout.count("\n    2 ") == 1  # the epoch-2 table row
 
 
-def test_bad_epochs_exit_code(capsys):
-    assert cli.main(["demo", "--epochs", "0"]) == 2
-    assert "--epochs" in capsys.readouterr().err
+def test_demo_without_sklearn(monkeypatch, tmp_path, capsys):
+    from vaefast import datasets
+
+    def missing(return_y=False):
+        raise ImportError("no sklearn")
+
+    monkeypatch.setattr(datasets, "load_digits", missing)
+    assert cli.main(["demo", "--out", str(tmp_path / "d")]) == 2
+    assert 'pip install "vaefast[sklearn]"' in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
+
+
+def test_walkthrough_command(capsys):
+    assert cli.main(["walkthrough"]) == 0
+    assert "dKL/dsigma" in capsys.readouterr().out
 
 
 def test_module_runs_from_the_source_checkout(request, tmp_path):

@@ -1,8 +1,13 @@
-"""``python -m vaefast``: see vaefast.cli."""
+"""``python -m vaefast``: the command-line interface (see vaefast.cli)."""
 
 import sys
 
-from .cli import main
+
+def main(argv=None):
+    """Entry point of the ``vaefast`` console script; returns the exit code."""
+    from .cli import main as _main
+    return _main(argv)
+
 
 if __name__ == "__main__":
     sys.exit(main())

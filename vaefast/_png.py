@@ -1,4 +1,4 @@
-"""A minimal grayscale PNG writer (no matplotlib or Pillow needed)."""
+"""A tiny grayscale PNG writer (zlib + struct + CRC), so the demo needs no matplotlib."""
 
 import struct
 import zlib
@@ -6,42 +6,61 @@ import zlib
 import numpy as np
 
 
-def _chunk(kind, payload):
-    body = kind + payload
-    return struct.pack(">I", len(payload)) + body + struct.pack(">I", zlib.crc32(body) & 0xFFFFFFFF)
+def _chunk(kind, data):
+    # Each chunk: length, type, data, CRC-32 over type + data.
+    crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
 
 
 def write_png(path, image):
-    """Write a 2-D array of values in [0, 1] as an 8-bit grayscale PNG.
+    """Write a 2-D array as an 8-bit grayscale PNG.
 
     Parameters
     ----------
-    path : str or os.PathLike
+    path : str or path-like
+        Output file.
     image : array_like, shape (height, width)
-        Values are clipped to [0, 1].
+        Floats in [0, 1] (clipped, scaled to 0..255) or uint8 values.
+
+    Returns
+    -------
+    str
+        The path written.
     """
-    img = np.asarray(image, dtype=np.float64)
-    if img.ndim != 2 or img.size == 0:
-        raise ValueError(f"image must be a non-empty 2-D array, got shape {img.shape}")
-    pixels = np.round(np.clip(np.nan_to_num(img), 0, 1) * 255).astype(np.uint8)
-    height, width = pixels.shape
-    # each scanline starts with filter type 0 (none)
-    raw = np.hstack([np.zeros((height, 1), np.uint8), pixels]).tobytes()
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    data = (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header)
+    a = np.asarray(image)
+    if a.ndim != 2 or a.shape[0] < 1 or a.shape[1] < 1:
+        raise ValueError(f"image must be a non-empty 2-D array, got shape {a.shape}")
+    if a.dtype != np.uint8:
+        a = np.clip(np.nan_to_num(a.astype(np.float64)), 0.0, 1.0)
+        a = np.round(a * 255.0).astype(np.uint8)
+    h, w = a.shape
+    # Filter type 0 (None) byte in front of every scanline.
+    raw = np.hstack([np.zeros((h, 1), np.uint8), a]).tobytes()
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)  # 8-bit, grayscale
+    data = (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr)
             + _chunk(b"IDAT", zlib.compress(raw, 9)) + _chunk(b"IEND", b""))
     with open(path, "wb") as f:
         f.write(data)
+    return str(path)
 
 
-def image_grid(images, side, columns, pad=1, scale=4):
-    """Tile rows of flattened (side × side) images into one 2-D array,
-    each pixel enlarged to a scale × scale block."""
-    images = np.asarray(images).reshape(-1, side, side)
-    rows = -(-len(images) // columns)
-    grid = np.ones((rows * (side + pad) + pad, columns * (side + pad) + pad))
-    for i, img in enumerate(images):
-        r, c = divmod(i, columns)
-        top, left = pad + r * (side + pad), pad + c * (side + pad)
-        grid[top:top + side, left:left + side] = img
-    return np.kron(grid, np.ones((scale, scale)))
+def tile(images, rows, cols, side, pad=1):
+    """Arrange flat square images into a grid (rows × cols) with `pad` pixels of gap.
+
+    Parameters
+    ----------
+    images : array_like, shape (k, side*side)
+        At most rows*cols images; missing cells stay black.
+    rows, cols, side, pad : int
+
+    Returns
+    -------
+    ndarray, shape (rows*(side+pad)+pad, cols*(side+pad)+pad)
+    """
+    imgs = np.asarray(images, dtype=np.float64).reshape(-1, side, side)
+    out = np.zeros((rows * (side + pad) + pad, cols * (side + pad) + pad))
+    for i, im in enumerate(imgs[: rows * cols]):
+        r, c = divmod(i, cols)
+        y, x = pad + r * (side + pad), pad + c * (side + pad)
+        out[y:y + side, x:x + side] = im
+    return out

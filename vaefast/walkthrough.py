@@ -1,59 +1,113 @@
-"""The VAE by hand: three training examples through tiny layers, every step.
+"""The VAE by hand: one forward pass and the key gradients on a tiny model, printed step by step.
 
-``python -m vaefast walkthrough`` prints the steps; ``walkthrough_steps``
-returns them, computed by vaefast.reference, so the printout is also a check
-that the reference's math is the textbook's (tests/test_walkthrough.py).
+Three training examples, 4 features, 3 hidden units, 2 latent dimensions and
+the Gaussian likelihood, computed in float64 with vaefast.reference (the NumPy
+twin of the C kernels), so every number can be checked with pencil and paper.
 """
+
+import sys
 
 import numpy as np
 
 from . import reference as ref
 
-N_FEATURES, N_HIDDEN, N_LATENT = 4, 3, 2
+# Three small training examples (rows) with 4 features each.
+EXAMPLES = np.array([[0.0, 0.5, 1.0, 0.25],
+                     [1.0, 0.0, 0.5, 0.75],
+                     [0.25, 1.0, 0.0, 0.5]])
 
 
 def walkthrough_steps(seed=0):
-    """Every intermediate of one forward/backward pass, in order.
+    """Every intermediate of one VAE forward pass and its main gradients.
 
-    A 4-3-2 VAE with a Gaussian (unit variance) likelihood, float64, on
-    three examples. Returns a dict of name -> array (insertion-ordered).
+    Parameters
+    ----------
+    seed : int
+        Seed of the weights and of the noise eps.
+
+    Returns
+    -------
+    dict of str -> ndarray
+        In order: ``x`` (3×4); encoder ``W1`` (4×3), ``b1`` (3), ``pre1``
+        (x·W1 + b1), ``h`` (ReLU); heads ``W_mu``, ``b_mu``, ``W_logvar``,
+        ``b_logvar``, ``mu`` (3×2), ``logvar``, ``sigma`` = exp(logvar/2);
+        ``eps`` (3×2) standard normal; ``offset`` = sigma·eps, ``z`` = mu +
+        offset; decoder ``W2``, ``b2``, ``h_dec`` (ReLU), ``W3``, ``b3``, ``y``
+        (3×4, Gaussian mean); ``dKL_dmu`` = mu, ``dKL_dsigma`` = sigma −
+        1/sigma; ``dRecon_dy`` = y − x (per-example, unscaled); the
+        per-example ``kl`` and ``recon`` (Gaussian negative log-likelihood).
     """
-    rng = np.random.default_rng(seed)
-    x = np.round(rng.uniform(0, 1, size=(3, N_FEATURES)), 2)
-    params = ref.init_params(N_FEATURES, (N_HIDDEN,), N_LATENT, seed=seed, dtype=np.float64)
-    eps = np.round(rng.standard_normal((3, N_LATENT)), 2)
-
-    W1, b1 = params["encoder"][0]
-    h = ref.linear_forward(x, W1, b1, "relu")
-    head = ref.linear_forward(h, *params["head"])
-    mu, logvar = ref.split_head(head)
-    sigma = np.exp(0.5 * logvar)
-    z = ref.reparam_forward(mu, logvar, eps)
-    W3, b3 = params["decoder"][0]
-    h_dec = ref.linear_forward(z, W3, b3, "relu")
-    y = ref.linear_forward(h_dec, *params["output"])
-    dmu, dlogvar = ref.reparam_backward(mu, logvar, eps, None, 1.0)
-    _, dy = ref.gaussian_loss(y, x)
-    return {
-        "x (3 examples × 4 features)": x,
-        "encoder: h = relu(x·W1 + b1)": h,
-        "head: mu = h·W_mu + b_mu": mu,
-        "head: logvar = h·W_logvar + b_logvar": logvar,
-        "standard deviation: sigma = exp(logvar / 2)": sigma,
-        "eps ~ N(0, 1)": eps,
-        "offset: sigma·eps": sigma * eps,
-        "z = mu + sigma·eps": z,
-        "decoder: g = relu(z·W3 + b3)": h_dec,
-        "output: y = g·W4 + b4": y,
-        "KL gradient dKL/dmu = mu": dmu,
-        "KL gradient dKL/dsigma = sigma − 1/sigma": dlogvar * 2.0 / sigma,
-        "reconstruction gradient dL/dy = y − x": dy,
-    }
+    params = ref.init_params(4, hidden=(3,), latent_dim=2, seed=seed, dtype=np.float64)
+    x = EXAMPLES.copy()
+    eps = np.random.default_rng([seed, 1]).standard_normal((3, 2))
+    (W1, b1), = params["encoder"]
+    Wh, bh = params["head"]
+    (W2, b2), = params["decoder"]
+    W3, b3 = params["output"]
+    s = {"x": x, "W1": W1, "b1": b1}
+    s["pre1"] = ref.linear_forward(x, W1, b1)
+    s["h"] = ref.linear_forward(x, W1, b1, "relu")
+    s["W_mu"], s["b_mu"] = Wh[:, :2], bh[:2]
+    s["W_logvar"], s["b_logvar"] = Wh[:, 2:], bh[2:]
+    mu, logvar = ref.split_head(ref.linear_forward(s["h"], Wh, bh))
+    s["mu"], s["logvar"] = mu, logvar
+    s["sigma"] = np.exp(0.5 * logvar)
+    s["eps"] = eps
+    s["offset"] = s["sigma"] * eps
+    s["z"] = ref.reparam_forward(mu, logvar, eps)
+    s["W2"], s["b2"] = W2, b2
+    s["h_dec"] = ref.linear_forward(s["z"], W2, b2, "relu")
+    s["W3"], s["b3"] = W3, b3
+    s["y"] = ref.linear_forward(s["h_dec"], W3, b3)
+    s["kl"] = ref.kl_normal(mu, logvar)
+    s["recon"] = ref.recon_loss("gaussian", s["y"], x)[0]
+    s["dKL_dmu"] = mu.copy()
+    s["dKL_dsigma"] = s["sigma"] - 1.0 / s["sigma"]
+    # recon_loss's gradient with scale 1: dL/dy = y − x for 0.5·(y − x)²
+    s["dRecon_dy"] = ref.recon_loss("gaussian", s["y"], x, 1.0)[1]
+    return s
 
 
-def print_walkthrough(seed=0, file=None):
-    """Print every step of walkthrough_steps as a small labelled matrix."""
-    with np.printoptions(precision=3, suppress=True, floatmode="fixed"):
-        for i, (name, value) in enumerate(walkthrough_steps(seed).items(), start=1):
-            print(f"\n[{i}] {name}", file=file)
-            print(value, file=file)
+_SECTIONS = [
+    ("1. Encoder layer: pre1 = x·W1 + b1, h = ReLU(pre1)", ["x", "W1", "b1", "pre1", "h"]),
+    ("2. Mean and standard-deviation heads: mu = h·W_mu + b_mu, "
+     "logvar = h·W_logvar + b_logvar, sigma = exp(logvar / 2)",
+     ["W_mu", "b_mu", "mu", "W_logvar", "b_logvar", "logvar", "sigma"]),
+    ("3. Noise: eps ~ N(0, 1), one row per example", ["eps"]),
+    ("4. Mean plus offset: z = mu + sigma·eps", ["offset", "z"]),
+    ("5. Decoder layers: h_dec = ReLU(z·W2 + b2), y = h_dec·W3 + b3",
+     ["W2", "b2", "h_dec", "W3", "b3", "y"]),
+    ("6. Losses per example: KL = ½Σ(sigma² + mu² − 1 − log sigma²), "
+     "recon = ½Σ(y − x)² + const", ["kl", "recon"]),
+    ("7. KL gradients: dKL/dmu = mu, dKL/dsigma = sigma − 1/sigma", ["dKL_dmu", "dKL_dsigma"]),
+    ("8. Reconstruction gradient: dRecon/dy = y − x", ["dRecon_dy"]),
+]
+
+
+def format_matrix(name, a):
+    """A labelled matrix (or vector) as text, 3 decimals, shape in the label."""
+    a = np.atleast_2d(np.asarray(a))
+    shape = "×".join(str(n) for n in np.asarray(a).shape)
+    lines = [f"  {name} ({shape}):"]
+    for row in a:
+        lines.append("    [" + " ".join(f"{v:8.3f}" for v in row) + " ]")
+    return "\n".join(lines)
+
+
+def print_walkthrough(seed=0, out=None):
+    """Print every step of :func:`walkthrough_steps` as small labelled matrices.
+
+    Parameters
+    ----------
+    seed : int
+    out : file-like, optional
+        Default sys.stdout.
+    """
+    out = sys.stdout if out is None else out
+    s = walkthrough_steps(seed)
+    print("A VAE by hand: 3 examples, 4 features -> 3 hidden -> 2 latent -> 3 hidden -> 4, "
+          "Gaussian likelihood (float64, vaefast.reference)", file=out)
+    for title, names in _SECTIONS:
+        print(f"\n{title}", file=out)
+        for n in names:
+            print(format_matrix(n, s[n]), file=out)
