@@ -209,16 +209,34 @@ def test_accepts_float64_and_lists():
     assert loss[0] == pytest.approx(2 * np.log(2), rel=8 * U)
 
 
-def test_nan_propagates():
-    # Inputs are not scanned for NaN (documented): the row's loss and the
-    # element's gradient must come out NaN, never a finite number.
-    logits = np.array([[np.nan, 1.0], [0.5, 1.0]], np.float32)
-    x = np.zeros((2, 2), np.float32)
-    loss, grad = ops.bernoulli_loss(logits, x)
-    assert np.isnan(loss[0]) and np.isfinite(loss[1])
-    assert np.isnan(grad[0, 0]) and np.isfinite(grad[[0, 1, 1], [1, 0, 1]]).all()
-    assert np.isnan(ops.kl_normal(x, logits)[0])
-    assert np.isnan(ops.gaussian_loss(logits, x)[0][0])
+LOSSES = {  # name -> (function, its two array arguments' names)
+    "bernoulli": (ops.bernoulli_loss, ("logits", "x")),
+    "gaussian": (ops.gaussian_loss, ("y", "x")),
+    "kl": (ops.kl_normal, ("mu", "logvar")),
+}
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("which", [0, 1])
+@pytest.mark.parametrize("loss", list(LOSSES))
+def test_nonfinite_input_is_rejected_by_name(rng, loss, which, bad):
+    fn, names = LOSSES[loss]
+    args = [rng.uniform(0.1, 0.9, (5, 37)).astype(np.float32) for _ in range(2)]
+    i, j = rng.integers(5), rng.integers(37)
+    args[which][i, j] = bad
+    with pytest.raises(ValueError, match=f"^{names[which]} contains NaN or infinity"):
+        fn(*args)
+
+
+def test_result_beyond_float32_is_an_error_not_inf():
+    # every input finite, but exp(100) (the variance) exceeds float32's range
+    mu = np.zeros((2, 3), np.float32)
+    logvar = np.full((2, 3), 100.0, np.float32)
+    with pytest.raises(FloatingPointError, match="overflows float32"):
+        ops.kl_normal(mu, logvar)
+    big = np.full((1, 4), 3e38, np.float32)  # sum of softplus(3e38) over 4 columns
+    with pytest.raises(FloatingPointError, match="bernoulli_loss"):
+        ops.bernoulli_loss(big, np.zeros_like(big))
 
 
 def test_out_arguments(rng):

@@ -188,3 +188,20 @@ def test_sgd_errors(rng):
         ops.sgd_update(p, g, vel, lr=float("nan"))
     with pytest.raises(ValueError):
         vaefast._core.sgd_update_flat(p, g, vel, float("inf"), 0.9, 0.0)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("target", ["param", "grad", "m", "v", "velocity"])
+def test_nonfinite_state_is_rejected_before_anything_is_written(rng, target, bad):
+    arrays = {k: rng.standard_normal(1000).astype(np.float32) for k in ("param", "grad", "m")}
+    arrays["v"] = rng.random(1000).astype(np.float32)
+    arrays["velocity"] = arrays["m"]
+    arrays[target][rng.integers(1000)] = bad
+    before = {k: a.copy() for k, a in arrays.items()}
+    with pytest.raises(ValueError, match=f"^{target} contains NaN or infinity"):
+        if target == "velocity":
+            ops.sgd_update(arrays["param"], arrays["grad"], arrays["velocity"], lr=0.1)
+        else:
+            ops.adam_update(arrays["param"], arrays["grad"], arrays["m"], arrays["v"])
+    for k, a in arrays.items():  # a rejected update leaves every array as it was
+        np.testing.assert_array_equal(a, before[k])

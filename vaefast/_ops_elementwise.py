@@ -1,16 +1,20 @@
 """Fused element-wise kernels: losses (Bernoulli, Gaussian, KL) and optimizers.
 
-Loss inputs are converted to C-contiguous float32 (a copy only when needed);
-they are not scanned for NaN/inf (that would cost a second pass over the
-data): a non-finite input gives a non-finite loss for its row. Optimizer
-state is updated in place, so those arrays must already be float32,
-C-contiguous and writeable.
+Loss inputs are converted to C-contiguous float32 (a copy only when needed).
+NaN and infinity are rejected with a ValueError naming the argument: a
+non-finite input always gives a non-finite loss for its row, so the losses
+check their per-row output (small) rather than scan their inputs first, and
+search the inputs only to name the culprit. Optimizer state is updated in
+place, so those arrays must already be float32, C-contiguous and writeable;
+all four arrays are checked before anything is written, so a rejected
+update leaves them untouched.
 """
 
 import numpy as np
 
 from . import _core
-from ._validation import as_float, as_float32_array, as_int, check_out
+from ._validation import (as_float, as_float32_array, as_int, check_out, explain_nonfinite,
+                          require_finite)
 
 __all__ = ["bernoulli_loss", "gaussian_loss", "kl_normal", "adam_update", "sgd_update"]
 
@@ -77,6 +81,8 @@ def bernoulli_loss(logits, x, scale=1.0, need_grad=True, *, out=None):
     scale = as_float(scale, "scale")
     loss, grad = _loss_outputs(out, logits.shape[0], logits.shape, need_grad, "dlogits")
     _core.bernoulli_loss_into(logits, x, loss, grad, scale)
+    if not np.isfinite(loss).all():
+        explain_nonfinite("bernoulli_loss", logits=logits, x=x)
     return loss, grad
 
 
@@ -107,6 +113,8 @@ def gaussian_loss(y, x, scale=1.0, need_grad=True, *, out=None):
     scale = as_float(scale, "scale")
     loss, grad = _loss_outputs(out, y.shape[0], y.shape, need_grad, "dy")
     _core.gaussian_loss_into(y, x, loss, grad, scale)
+    if not np.isfinite(loss).all():
+        explain_nonfinite("gaussian_loss", y=y, x=x)
     return loss, grad
 
 
@@ -127,6 +135,8 @@ def kl_normal(mu, logvar, *, out=None):
     kl = (np.empty(mu.shape[0], dtype=np.float32) if out is None
           else check_out(out, "out", (mu.shape[0],)))
     _core.kl_normal_into(mu, logvar, kl)
+    if not np.isfinite(kl).all():
+        explain_nonfinite("kl_normal", mu=mu, logvar=logvar)
     return kl
 
 
@@ -145,14 +155,14 @@ def _state(arr, name, shape=None):
         raise ValueError(f"{name} must have the shape of param {shape}, got {arr.shape}")
     if arr.size == 0:
         raise ValueError(f"{name} must not be empty")
-    return arr.reshape(-1)
+    return require_finite(arr.reshape(-1), name)
 
 
 def _grad(grad, shape):
     g = as_float32_array(grad, "grad", finite=False)
     if g.shape != shape:
         raise ValueError(f"grad must have the shape of param {shape}, got {g.shape}")
-    return g.reshape(-1)
+    return require_finite(g.reshape(-1), "grad")
 
 
 def _beta(value, name):

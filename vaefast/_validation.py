@@ -126,3 +126,33 @@ def as_seed(value, name="seed"):
     if value >= 2**64:
         raise ValueError(f"{name} must be < 2**64, got {value}")
     return value
+
+
+def require_finite(arr, name):
+    """Raise ValueError naming `name` if the float32 array holds NaN or infinity.
+
+    One float32 sum is a single read pass with no temporary: finite data
+    almost always sums to a finite value, and only when it does not (a
+    NaN/inf, or a sum that overflows) is the exact element-wise test run.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = np.add.reduce(arr, axis=None, dtype=np.float32)
+    if not np.isfinite(total) and not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinity")
+    return arr
+
+
+def explain_nonfinite(what, **inputs):
+    """Raise for a kernel whose result came out NaN or infinite.
+
+    The kernels check their outputs, which are much smaller than their
+    inputs, instead of scanning every input first; only on failure are the
+    inputs searched, in the given order, for the one to name. If they are
+    all finite the true result is beyond float32's range.
+    """
+    for name, arr in inputs.items():
+        if arr is not None and not np.isfinite(arr).all():
+            raise ValueError(f"{name} contains NaN or infinity")
+    names = ", ".join(inputs)
+    raise FloatingPointError(f"{what} overflows float32 for these {names} "
+                             "(every input is finite, the result is not)")
