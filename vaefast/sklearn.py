@@ -107,7 +107,7 @@ class VAETransformer(TransformerMixin, BaseEstimator):
     def inverse_transform(self, X):
         """Decode latent codes (n, latent_dim) to data space (means), shape (n, n_features)."""
         check_is_fitted(self, "model_")
-        return self.model_.decode(np.asarray(X, dtype=np.float32))
+        return self.model_.decode(X)  # validated there: dtype, shape, finiteness
 
     def score_samples(self, X):
         """ELBO of each row (one Monte-Carlo sample), shape (n,).
