@@ -220,8 +220,17 @@ class VAE:
     def set_weights(self, weights):
         """Replace all parameters (same keys and shapes as :meth:`get_weights`).
 
-        Missing, extra or mis-shaped entries and non-finite values raise an
-        error naming the key; nothing is changed then.
+        Parameters
+        ----------
+        weights : dict of str -> array_like
+            Every key of :meth:`get_weights`, weights shaped
+            (in_features, out_features) and biases (out_features,).
+
+        Raises
+        ------
+        KeyError, ValueError, TypeError
+            Missing, extra or mis-shaped entries and non-finite values, with
+            the key named; nothing is changed then.
         """
         flat = self._flat_from_named(weights)
         with self._exclusive("set_weights"):
@@ -298,7 +307,16 @@ class VAE:
         return np.concatenate(mus), np.concatenate(lvs)
 
     def transform(self, X):
-        """The posterior mean mu, shape (n, latent_dim)."""
+        """The posterior mean mu (the usual embedding).
+
+        Parameters
+        ----------
+        X : array_like, shape (n, n_features)
+
+        Returns
+        -------
+        mu : ndarray, shape (n, latent_dim), float32
+        """
         return self.encode(X)[0]
 
     def _decode_raw(self, Z, mean):
@@ -316,11 +334,33 @@ class VAE:
         return self._decode_raw(self._check_Z(Z), True)
 
     def reconstruct(self, X):
-        """decode(transform(X)): the mean reconstruction, shape (n, n_features)."""
+        """The mean reconstruction ``decode(transform(X))`` (no sampling).
+
+        Parameters
+        ----------
+        X : array_like, shape (n, n_features)
+
+        Returns
+        -------
+        ndarray, shape (n, n_features), float32
+        """
         return self._decode_raw(self.transform(X), True)
 
     def sample(self, n, seed=None):
-        """Draw n samples: z ~ N(0, I) (NumPy generator seeded by `seed`), decode(z)."""
+        """Draw samples from the model: z ~ N(0, I), then decode(z).
+
+        Parameters
+        ----------
+        n : int, >= 1
+            Number of samples.
+        seed : int, optional
+            Seed of the NumPy generator drawing z (fresh entropy if None).
+
+        Returns
+        -------
+        ndarray, shape (n, n_features), float32
+            Means of p(x|z): probabilities for the Bernoulli likelihood.
+        """
         n = as_int(n, "n", minimum=1)
         rng = np.random.default_rng(None if seed is None else as_seed(seed))
         z = rng.standard_normal((n, self.latent_dim)).astype(np.float32)
@@ -365,6 +405,14 @@ class VAE:
         ``log (1/K) Σ_k p(x|z_k) p(z_k) / q(z_k|x)`` with K = n_samples draws
         z_k ~ q(z|x); a lower bound that tightens as K grows. Rows are
         processed in chunks; the decoder runs on chunk·K rows at once.
+
+        Parameters
+        ----------
+        X : array_like, shape (n, n_features)
+        n_samples : int, >= 1
+            Importance samples per row (K).
+        seed : int, optional
+            Seed of the noise (fresh entropy if None).
 
         Returns
         -------
@@ -425,10 +473,40 @@ class VAE:
     def fit(self, X, epochs=10, batch_size=128, learning_rate=1e-3, optimizer="adam",
             shuffle=True, validation_data=None, early_stopping_patience=None,
             kl_warmup_epochs=0, callbacks=(), progress=None):
-        """Train with minibatches; see :func:`vaefast.train.fit` for details.
+        """Train with minibatches (one C call per step, the GIL released).
 
         Calling fit again continues training: the step and epoch counters and
-        the optimizer state persist. Returns a :class:`History`.
+        the optimizer state persist.
+
+        Parameters
+        ----------
+        X : array_like, shape (n, n_features)
+            Training data (in [0, 1] for the Bernoulli likelihood).
+        epochs : int, >= 0
+        batch_size : int, >= 1
+        learning_rate : float, > 0
+        optimizer : {"adam", "sgd"}
+            Adam (0.9, 0.999, eps 1e-8) or SGD with momentum 0.9.
+        shuffle : bool
+            Seeded by (seed, epoch), so runs are reproducible and resumable.
+        validation_data : array_like, optional
+            Scored (mean negative ELBO) after every epoch.
+        early_stopping_patience : int, optional
+            Stop after this many epochs without improvement and restore the
+            best weights.
+        kl_warmup_epochs : int, >= 0
+            Ramp the KL gradient's weight linearly over this many epochs.
+        callbacks : sequence of callables
+            ``cb(epoch, logs)`` after each epoch; returning True stops.
+        progress : bool, optional
+            Progress bar on stderr (default: only on a terminal).
+
+        Returns
+        -------
+        History
+            Per-epoch loss, recon, kl, val_loss and seconds.
+
+        See :func:`vaefast.train.fit` for the details and the exceptions.
         """
         from .train import fit as _fit
 
@@ -448,10 +526,14 @@ class VAE:
                 "decoder_hidden": list(self.decoder_hidden)}
 
     def save(self, path):
-        """Write the model (config, weights, optimizer state, counters) to `path`.
+        """Write the model (config, weights, optimizer state, counters).
 
-        The file is exactly `path` (no suffix added), written atomically; the
-        format is documented in docs/model-format.md.
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file written: exactly this name (no suffix added). It is
+            written to a temporary file beside it and renamed, so an existing
+            model is replaced atomically. Format: docs/model-format.md.
         """
         from ._serialize import save_model
 
@@ -460,8 +542,24 @@ class VAE:
 
     @classmethod
     def load(cls, path):
-        """Read a model written by :meth:`save`; ValueError if the file is
-        corrupt, truncated, tampered with or not a vaefast model."""
+        """Read a model written by :meth:`save` (no code is ever executed).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+
+        Returns
+        -------
+        VAE
+            With its weights, optimizer state and step/epoch counters, so
+            that fit continues exactly where the saved model stopped.
+
+        Raises
+        ------
+        ValueError
+            If the file is corrupt, truncated, tampered with or not a vaefast
+            model.
+        """
         from ._serialize import load_model
 
         return load_model(cls, path)

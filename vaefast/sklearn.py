@@ -101,19 +101,45 @@ class VAETransformer(TransformerMixin, BaseEstimator):
         return validate_data(self, X, dtype=np.float32, reset=False)
 
     def transform(self, X):
-        """Posterior means, shape (n, latent_dim)."""
+        """Posterior means (the embedding).
+
+        Parameters
+        ----------
+        X : array_like, shape (n, n_features_in_)
+
+        Returns
+        -------
+        ndarray, shape (n, latent_dim), float32
+        """
         return self.model_.transform(self._X(X))
 
     def inverse_transform(self, X):
-        """Decode latent codes (n, latent_dim) to data space (means), shape (n, n_features)."""
+        """Decode latent codes to data space (the means of p(x|z)).
+
+        Parameters
+        ----------
+        X : array_like, shape (n, latent_dim)
+
+        Returns
+        -------
+        ndarray, shape (n, n_features_in_), float32
+        """
         check_is_fitted(self, "model_")
         return self.model_.decode(X)  # validated there: dtype, shape, finiteness
 
     def score_samples(self, X):
-        """ELBO of each row (one Monte-Carlo sample), shape (n,).
+        """ELBO of each row (one Monte-Carlo sample).
 
         The noise of a row is seeded by a CRC of the row's bytes, so a row gets
         the same score whatever batch, order or subset it comes in.
+
+        Parameters
+        ----------
+        X : array_like, shape (n, n_features_in_)
+
+        Returns
+        -------
+        ndarray, shape (n,), float64
         """
         X = self._X(X)
         m = self.model_
@@ -129,11 +155,32 @@ class VAETransformer(TransformerMixin, BaseEstimator):
         return log_px - m.beta * kl
 
     def score(self, X, y=None):
-        """Mean ELBO of X (higher is better)."""
+        """Mean ELBO of X (higher is better), as used by GridSearchCV.
+
+        Parameters
+        ----------
+        X : array_like, shape (n, n_features_in_)
+        y : ignored
+
+        Returns
+        -------
+        float
+        """
         return float(np.mean(self.score_samples(X)))
 
     def sample(self, n_samples=1, random_state=None):
-        """Draw n_samples rows from the model, shape (n_samples, n_features)."""
+        """Draw rows from the model.
+
+        Parameters
+        ----------
+        n_samples : int, >= 1
+        random_state : int, RandomState or None
+            Seeds the latent draws (fresh entropy if None).
+
+        Returns
+        -------
+        ndarray, shape (n_samples, n_features_in_), float32
+        """
         check_is_fitted(self, "model_")
         return self.model_.sample(n_samples, seed=None if random_state is None
                                   else _seed_from(random_state))
