@@ -9,7 +9,18 @@
  * If ones_row is not NULL, A is extended by one row of ones below its M
  * rows, and that row's product, the column sums of op(B), goes to
  * ones_row (N) with the same accumulate rule as C: this is how the bias
- * gradient rides along with the weight gradient, folded into packing A. */
+ * gradient rides along with the weight gradient, folded into packing A.
+ *
+ * a_relu / b_relu (untransposed operands only) fold a ReLU's backward mask
+ * into packing: the operand is read as A ⊙ [a_relu > 0] (same shape as A).
+ * The masked value is a·[m > 0] + m·0, so a NaN/Inf in A or in the mask
+ * still reaches the accumulators (NaN·0 = ∞·0 = NaN) for the check below.
+ *
+ * If nonfinite is not NULL, the driver sets *nonfinite to 1 if any final
+ * value of C before ReLU and mask (after bias and accumulation), or of
+ * ones_row, is NaN or ±Inf, else to 0. Every non-finite entry of A, B,
+ * bias, the masks or an accumulated C makes at least one such value
+ * non-finite, so callers reject bad inputs without scanning them. */
 #ifndef VF_GEMM_KERNELS_H
 #define VF_GEMM_KERNELS_H
 
@@ -25,6 +36,9 @@ typedef struct vf_gemm_problem {
     int relu;
     const float *mask; int64_t ldm;           /* (M×N) or NULL */
     float *ones_row;                          /* (N) or NULL, see above */
+    const float *a_relu; int64_t ld_ar;       /* (M×K) or NULL, see above */
+    const float *b_relu; int64_t ld_br;       /* (K×N) or NULL */
+    int *nonfinite;                           /* output flag or NULL */
 } vf_gemm_problem;
 
 typedef struct vf_gemm_kernels {

@@ -100,6 +100,32 @@ int vf_matmul(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
               const float *A, int64_t lda, const float *B, int64_t ldb,
               float *C, int64_t ldc, int accumulate);
 
+/* Checked variants (used by vaefast.ops): as above, but they return
+ * VF_ERR_NONFINITE, after writing every output, when a result before the
+ * activation / mask (after bias and accumulation), or of db, is NaN or ±Inf.
+ * Any NaN/Inf input entry makes such a result non-finite (NaN·0 = ∞·0 =
+ * NaN), as does float32 overflow, so no input scan is needed. In the
+ * backward pair, Yo (M×N, ldyo) is this layer's ReLU output, or NULL: dY
+ * is read as dY ⊙ [Yo > 0] (a NaN/Inf in Yo also counts). */
+int vf_linear_forward_checked(int64_t M, int64_t N, int64_t K,
+                              const float *X, int64_t ldx, const float *W, int64_t ldw,
+                              const float *b, int act, float *Y, int64_t ldy);
+int vf_linear_backward_input_checked(int64_t M, int64_t N, int64_t K,
+                                     const float *dY, int64_t lddy,
+                                     const float *Yo, int64_t ldyo,
+                                     const float *W, int64_t ldw,
+                                     const float *mask, int64_t ldm,
+                                     float *dX, int64_t lddx);
+int vf_linear_backward_weight_checked(int64_t M, int64_t N, int64_t K,
+                                      const float *X, int64_t ldx,
+                                      const float *dY, int64_t lddy,
+                                      const float *Yo, int64_t ldyo,
+                                      float *dW, int64_t lddw,
+                                      float *db, int accumulate);
+int vf_matmul_checked(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                      const float *A, int64_t lda, const float *B, int64_t ldb,
+                      float *C, int64_t ldc, int accumulate);
+
 /* ------------------------------------ RNG + reparameterization (csrc/rng*) */
 /* Counter layouts (key = (seed & 0xffffffff, seed >> 32) for both):
  *   vf_normal: element k is lane k % 4 of block b = k / 4,

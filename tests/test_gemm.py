@@ -184,3 +184,152 @@ def test_large_block_boundaries():
     x = rng.standard_normal((M, K)).astype(np.float32)
     W = rng.standard_normal((K, N)).astype(np.float32)
     assert_product_close(ops.matmul(x, W), x.astype(np.float64) @ W, np.abs(x), np.abs(W), K)
+
+
+# ------------------------------------------------ NaN / Inf rejection
+# The GEMM epilogue flags a non-finite pre-activation (or db) value; only
+# then are the inputs scanned to name the culprit. Shapes: one that reads A
+# and B in place (small), one with several K blocks (K > KC = 256) and
+# edge tiles, one that packs everything.
+NONFINITE_SHAPES = [(37, 29, 45), (50, 300, 70), (130, 20, 520)]
+BAD_VALUES = [np.nan, np.inf, -np.inf]
+
+
+@pytest.fixture(params=vaefast.supported_isas())
+def kernel_set(request):
+    """Run the test once per kernel set this CPU supports."""
+    before = vaefast._core.get_isa()
+    vaefast._core.set_isa(request.param)
+    yield request.param
+    vaefast._core.set_isa(before)
+
+
+def layer_data(rng, M, K, N):
+    x = rng.standard_normal((M, K)).astype(np.float32)
+    W = rng.standard_normal((K, N)).astype(np.float32)
+    b = rng.standard_normal(N).astype(np.float32)
+    dy = rng.standard_normal((M, N)).astype(np.float32)
+    y = np.maximum(x @ W + b, 0)
+    return dict(x=x, W=W, b=b, dy=dy, y=y)
+
+
+def poke(rng, arr, value, where=None):
+    """A copy of arr with `value` at one random position (of `where`, a mask)."""
+    arr = arr.copy()
+    flat = np.flatnonzero(where) if where is not None else np.arange(arr.size)
+    arr.flat[rng.choice(flat)] = value
+    return arr
+
+
+CALLS = {
+    "linear": (("x", "W", "b"), lambda d: ops.linear(d["x"], d["W"], d["b"])),
+    "linear_relu": (("x", "W", "b"), lambda d: ops.linear(d["x"], d["W"], d["b"], "relu")),
+    "linear_backward": (("x", "W", "dy"), lambda d: ops.linear_backward(d["x"], d["W"], d["dy"])),
+    "linear_backward_relu": (("x", "W", "dy", "y"),
+                             lambda d: ops.linear_backward(d["x"], d["W"], d["dy"], d["y"], "relu")),
+    "matmul": (("x", "W"), lambda d: ops.matmul(d["x"], d["W"])),
+}
+ARG_NAME = {"matmul": {"x": "a", "W": "b"}}
+
+
+@pytest.mark.parametrize("call", sorted(CALLS))
+def test_nonfinite_input_is_named(kernel_set, call):
+    names, fn = CALLS[call]
+    rng = np.random.default_rng(10)
+    for shape in NONFINITE_SHAPES:
+        data = layer_data(rng, *shape)
+        fn(data)  # finite data: no false alarm
+        for name in names:
+            shown = ARG_NAME.get(call, {}).get(name, name)
+            for value in BAD_VALUES:
+                bad = dict(data, **{name: poke(rng, data[name], value)})
+                with pytest.raises(ValueError, match=f"^{shown} contains NaN or infinity"):
+                    fn(bad)
+
+
+def test_relu_does_not_hide_nonfinite(kernel_set):
+    """ReLU turns a -inf pre-activation into 0 and the backward mask drops
+    dy where y <= 0; the check looks before both."""
+    rng = np.random.default_rng(11)
+    for M, K, N in NONFINITE_SHAPES:
+        d = layer_data(rng, M, K, N)
+        x_pos = np.abs(d["x"]) + 0.1
+        W = d["W"].copy()
+        W[rng.integers(K), rng.integers(N)] = -np.inf  # that column's y is all -inf
+        with pytest.raises(ValueError, match="^W contains"):
+            ops.linear(x_pos, W, d["b"], "relu")
+        b = poke(rng, d["b"], -np.inf)  # a whole column of -inf pre-activations
+        with pytest.raises(ValueError, match="^b contains"):
+            ops.linear(d["x"], d["W"], b, "relu")
+        dead = d["y"] <= 0
+        for value in BAD_VALUES:
+            dy = poke(rng, d["dy"], value, where=dead)  # masked out by the ReLU
+            with pytest.raises(ValueError, match="^dy contains"):
+                ops.linear_backward(d["x"], d["W"], dy, d["y"], "relu")
+            with pytest.raises(ValueError, match="^dy contains"):
+                ops.linear_backward(d["x"], d["W"], dy, d["y"], "relu", need_dx=False)
+            y = poke(rng, d["y"], value)  # NaN and -inf look like y <= 0
+            with pytest.raises(ValueError, match="^y contains"):
+                ops.linear_backward(d["x"], d["W"], d["dy"], y, "relu", need_dx=False)
+
+
+def test_overflow_is_reported(kernel_set):
+    """Finite float32 inputs whose products overflow: not a NaN input."""
+    rng = np.random.default_rng(12)
+    x = rng.uniform(1, 2, (20, 30)).astype(np.float32) * np.float32(1e20)
+    W = rng.uniform(1, 2, (30, 10)).astype(np.float32) * np.float32(1e20)
+    dy = rng.uniform(1, 2, (20, 10)).astype(np.float32) * np.float32(1e20)
+    for call in (lambda: ops.linear(x, W), lambda: ops.linear(x, W, None, "relu"),
+                 lambda: ops.matmul(x, W), lambda: ops.linear_backward(x, W, dy)):
+        with pytest.raises(ValueError, match="overflows float32") as info:
+            call()
+        assert isinstance(info.value, OverflowError)
+    # one large bias entry overflows after the product: still an overflow
+    b = np.zeros(10, np.float32)
+    b[3] = np.float32(3e38)
+    with pytest.raises(ValueError, match="overflows float32"):
+        ops.linear(np.ones((4, 30), np.float32), np.full((30, 10), 1e37, np.float32), b)
+
+
+def test_float64_too_large_for_float32():
+    x = np.full((3, 4), 1e300)
+    with pytest.raises(ValueError, match="^x has values too large for float32"):
+        ops.linear(x, np.ones((4, 2)))
+
+
+def test_nonfinite_in_empty_products():
+    """No GEMM result carries the check: the inputs are scanned instead."""
+    W = np.full((5, 3), np.nan, np.float32)
+    with pytest.raises(ValueError, match="^W contains"):
+        ops.linear(np.zeros((0, 5), np.float32), W)
+    with pytest.raises(ValueError, match="^x contains"):
+        ops.linear(np.full((4, 5), np.inf, np.float32), np.zeros((5, 0), np.float32))
+    with pytest.raises(ValueError, match="^a contains"):
+        ops.matmul(np.full((4, 5), np.nan, np.float32), np.zeros((5, 0), np.float32))
+    with pytest.raises(ValueError, match="^x contains"):
+        ops.linear_backward(np.full((4, 5), np.nan, np.float32), np.zeros((5, 0), np.float32),
+                            np.zeros((4, 0), np.float32))
+
+
+def test_unchecked_c_entry_points_still_propagate():
+    """The model's C code uses the original entry points: NaN flows through."""
+    x = np.ones((13, 7), np.float32)
+    x[2, 3] = np.nan
+    W = np.ones((7, 40), np.float32)
+    y = np.empty((13, 40), np.float32)
+    assert vaefast._core.gemm_linear_forward(x, W, None, True, y) is False
+    assert np.isnan(y[2]).all() and np.isfinite(np.delete(y, 2, axis=0)).all()
+    assert vaefast._core.gemm_linear_forward(x, W, None, True, y, True) is True
+    assert np.isnan(y[2]).all()  # the output is written in full either way
+
+
+def test_backward_relu_mask_is_folded():
+    """dz = dy ⊙ [y > 0] is applied while packing: same as masking first."""
+    rng = np.random.default_rng(13)
+    for M, K, N in NONFINITE_SHAPES:
+        d = layer_data(rng, M, K, N)
+        dz = np.where(d["y"] > 0, d["dy"], np.float32(0))
+        got = ops.linear_backward(d["x"], d["W"], d["dy"], d["y"], "relu")
+        plain = ops.linear_backward(d["x"], d["W"], dz)
+        for g, p in zip(got, plain):
+            np.testing.assert_array_equal(g, p)

@@ -3,8 +3,20 @@
 Matrices are float32 with contiguous rows; anything else (float64, integers,
 Fortran order, transposed views) is converted first. Row slices of a bigger
 matrix, such as the mu and logvar halves of one head output, are used in
-place with their row stride. NaN and infinity propagate as in NumPy: these
-are kernels, and a full finiteness scan would cost as much as the work.
+place with their row stride.
+
+NaN and infinity are rejected with a ValueError that names the argument
+("W contains NaN or infinity"), without a separate scan of the inputs
+(which would cost as much as the product at batch 32): the GEMM epilogue
+checks every result before the activation (after the bias), and the bias
+gradient, while they are in registers. Every non-finite input entry makes
+at least one of those non-finite (NaN·0 = ∞·0 = ∞ − ∞ = NaN), so only when
+the GEMM raises its flag are the inputs scanned, to name the culprit. If
+they are all finite the result overflowed float32: Float32OverflowError (a
+ValueError and an OverflowError) names the arguments. Either way `out` has
+been overwritten. Arguments that no result depends on are not checked:
+W when ``linear_backward(..., need_dx=False)``, and an empty product's
+inputs are scanned directly (there is no GEMM to check them).
 """
 
 import numpy as np
@@ -15,6 +27,29 @@ from ._validation import as_float32_array, check_out, has_unit_rows
 __all__ = ["linear", "linear_backward", "matmul"]
 
 _ACTIVATIONS = (None, "relu")
+
+
+class Float32OverflowError(ValueError, OverflowError):
+    """Finite float32 inputs whose product overflows float32."""
+
+
+def _reject_nonfinite(args):
+    """Raise for the first (name, given, converted) whose array has a NaN or
+    infinity; return if none does. Slow path: runs only after the GEMM's
+    flag (or for empty products, which have no GEMM to check them)."""
+    for name, given, arr in args:
+        if arr is None or np.isfinite(arr).all():
+            continue
+        if arr is not given and np.isfinite(np.asarray(given, dtype=np.float64)).all():
+            raise ValueError(f"{name} has values too large for float32")
+        raise ValueError(f"{name} contains NaN or infinity")
+
+
+def _nonfinite_result(what, args):
+    """The GEMM saw a NaN/Inf: name the input, or report the overflow."""
+    _reject_nonfinite(args)
+    names = ", ".join(name for name, _, arr in args if arr is not None)
+    raise Float32OverflowError(f"{what} overflows float32 (all of {names} are finite)")
 
 
 def _matrix(value, name):
@@ -65,15 +100,17 @@ def linear(x, W, b=None, activation=None, out=None):
     y : ndarray, shape (batch, out_features), float32
     """
     relu = _activation(activation)
-    x = _matrix(x, "x")
-    W = _matrix(W, "W")
-    if x.shape[1] != W.shape[0]:
-        raise ValueError(f"x has {x.shape[1]} features but W expects {W.shape[0]} "
-                         f"(x shape {x.shape}, W shape {W.shape})")
-    if b is not None:
-        b = _vector(b, "b", W.shape[1])
-    y = _output(out, "out", (x.shape[0], W.shape[1]))
-    _core.gemm_linear_forward(x, W, b, relu, y)
+    xv = _matrix(x, "x")
+    Wv = _matrix(W, "W")
+    if xv.shape[1] != Wv.shape[0]:
+        raise ValueError(f"x has {xv.shape[1]} features but W expects {Wv.shape[0]} "
+                         f"(x shape {xv.shape}, W shape {Wv.shape})")
+    bv = None if b is None else _vector(b, "b", Wv.shape[1])
+    y = _output(out, "out", (xv.shape[0], Wv.shape[1]))
+    if _core.gemm_linear_forward(xv, Wv, bv, relu, y, True):
+        _nonfinite_result("x @ W + b", [("x", x, xv), ("W", W, Wv), ("b", b, bv)])
+    if y.size == 0:  # no result to carry the check
+        _reject_nonfinite([("x", x, xv), ("W", W, Wv), ("b", b, bv)])
     return y
 
 
@@ -101,33 +138,42 @@ def linear_backward(x, W, dy, y=None, activation=None, need_dx=True):
         ``x.T @ dz``.
     db : ndarray (out_features,)
         Column sums of ``dz``, computed in the same pass as ``dW``.
+
+    The ReLU mask is applied while each GEMM packs ``dy``, so ``dz`` is
+    never stored. With the mask, a NaN/Inf in ``dy`` or ``y`` is rejected
+    even where ``y <= 0``; W is not read (nor checked) without ``need_dx``.
     """
     relu = _activation(activation)
-    x = _matrix(x, "x")
-    W = _matrix(W, "W")
-    dy = _matrix(dy, "dy")
-    batch, n_in = x.shape
-    if W.shape[0] != n_in:
-        raise ValueError(f"W must have {n_in} rows to match x, got shape {W.shape}")
-    n_out = W.shape[1]
-    if dy.shape != (batch, n_out):
-        raise ValueError(f"dy must have shape {(batch, n_out)}, got {dy.shape}")
+    xv = _matrix(x, "x")
+    Wv = _matrix(W, "W")
+    dyv = _matrix(dy, "dy")
+    batch, n_in = xv.shape
+    if Wv.shape[0] != n_in:
+        raise ValueError(f"W must have {n_in} rows to match x, got shape {Wv.shape}")
+    n_out = Wv.shape[1]
+    if dyv.shape != (batch, n_out):
+        raise ValueError(f"dy must have shape {(batch, n_out)}, got {dyv.shape}")
+    yv = None
     if relu:
         if y is None:
             raise ValueError("y is required with activation='relu'")
-        y = _matrix(y, "y")
-        if y.shape != dy.shape:
-            raise ValueError(f"y must have shape {dy.shape}, got {y.shape}")
-        dz = np.where(y > 0, dy, np.float32(0))  # the ReLU mask, one pass
-    else:
-        dz = dy
+        yv = _matrix(y, "y")
+        if yv.shape != dyv.shape:
+            raise ValueError(f"y must have shape {dyv.shape}, got {yv.shape}")
+    args = [("x", x, xv), ("W", W, Wv if need_dx else None), ("dy", dy, dyv), ("y", y, yv)]
     dW = np.empty((n_in, n_out), dtype=np.float32)
     db = np.empty(n_out, dtype=np.float32)
-    _core.gemm_linear_backward_weight(x, dz, dW, db, False)
+    # db (a column sum of every dz entry) carries the check of dy and y,
+    # dW that of x, dx that of W.
+    if _core.gemm_linear_backward_weight(xv, dyv, dW, db, False, yv, True):
+        _nonfinite_result("the gradient x.T @ dz", args)
     dx = None
     if need_dx:
         dx = np.empty((batch, n_in), dtype=np.float32)
-        _core.gemm_linear_backward_input(dz, W, None, dx)
+        if _core.gemm_linear_backward_input(dyv, Wv, None, dx, yv, True):
+            _nonfinite_result("the gradient dz @ W.T", args)
+    if batch == 0 or n_out == 0:  # empty products check nothing
+        _reject_nonfinite(args)
     return dx, dW, db
 
 
@@ -146,12 +192,15 @@ def matmul(a, b, trans_a=False, trans_b=False, out=None):
     -------
     c : ndarray, shape (M, N), float32
     """
-    a = _matrix(a, "a")
-    b = _matrix(b, "b")
-    M, Ka = (a.shape[1], a.shape[0]) if trans_a else a.shape
-    Kb, N = (b.shape[1], b.shape[0]) if trans_b else b.shape
+    av = _matrix(a, "a")
+    bv = _matrix(b, "b")
+    M, Ka = (av.shape[1], av.shape[0]) if trans_a else av.shape
+    Kb, N = (bv.shape[1], bv.shape[0]) if trans_b else bv.shape
     if Ka != Kb:
         raise ValueError(f"inner dimensions differ: op(a) is {(M, Ka)}, op(b) is {(Kb, N)}")
     c = _output(out, "out", (M, N))
-    _core.gemm_matmul(a, b, bool(trans_a), bool(trans_b), c, False)
+    if _core.gemm_matmul(av, bv, bool(trans_a), bool(trans_b), c, False, True):
+        _nonfinite_result("a @ b", [("a", a, av), ("b", b, bv)])
+    if c.size == 0:
+        _reject_nonfinite([("a", a, av), ("b", b, bv)])
     return c

@@ -30,6 +30,14 @@
 
 static inline int64_t vf_min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
+/* An operand entry under a ReLU's backward mask m: a·[m > 0] + m·0. For
+ * finite a and m that is a or ±0; a NaN/Inf in a or m gives NaN, so bad
+ * values still reach the accumulators and the finiteness check. */
+static inline float relu_masked(float a, float m)
+{
+    return a * (float)(m > 0.0f) + m * 0.0f;
+}
+
 /* Ap (MR×kc, k-major) = rows i0.. of op(A), columns k0..k0+kc. Rows past the
  * end are zero, except row M, which is all ones when p->ones_row is set. */
 static void pack_a_panel(const vf_gemm_problem *p, int64_t i0, int64_t k0,
@@ -56,6 +64,13 @@ static void pack_a_panel(const vf_gemm_problem *p, int64_t i0, int64_t k0,
          * stay sequential (the k-major panel is the transpose of A's rows). */
         const int64_t rows = i0 < p->M ? (p->M - i0 < VF_MR ? p->M - i0 : VF_MR) : 0;
         const float *src = p->A + i0 * p->lda + k0;
+        if (p->a_relu) {
+            const float *m = p->a_relu + i0 * p->ld_ar + k0;
+            for (int64_t k = 0; k < kc; ++k)
+                for (int64_t r = 0; r < rows; ++r)
+                    ap[k * VF_MR + r] = relu_masked(src[r * p->lda + k], m[r * p->ld_ar + k]);
+            return;
+        }
         for (int64_t k = 0; k < kc; ++k)
             for (int64_t r = 0; r < rows; ++r)
                 ap[k * VF_MR + r] = src[r * p->lda + k];
@@ -99,7 +114,13 @@ static void pack_b_panel(const vf_gemm_problem *p, int64_t j0, int64_t nr,
         for (int64_t k = 0; k < kc; ++k) {
             const float *src = p->B + (k0 + k) * p->ldb + j0;
             float *dst = bp + k * VF_NR;
-            memcpy(dst, src, (size_t)nr * sizeof(float));
+            if (p->b_relu) {
+                const float *m = p->b_relu + (k0 + k) * p->ld_br + j0;
+                for (int64_t j = 0; j < nr; ++j)
+                    dst[j] = relu_masked(src[j], m[j]);
+            } else {
+                memcpy(dst, src, (size_t)nr * sizeof(float));
+            }
             for (int64_t j = nr; j < VF_NR; ++j)
                 dst[j] = 0.0f;
         }
@@ -131,19 +152,26 @@ static void pack_b_panel(const vf_gemm_problem *p, int64_t j0, int64_t nr,
 }
 
 /* C[i0.., j0..] (mr×nr) = epilogue(tile [+ C]); row M goes to ones_row.
- * The epilogue (bias, ReLU, mask) runs after the last K block only. */
-static void merge_tile(const vf_gemm_problem *p, const float *restrict tile,
-                       int64_t i0, int64_t mr, int64_t j0, int64_t nr,
-                       int first_k, int last_k)
+ * The epilogue (bias, ReLU, mask) runs after the last K block only.
+ * Returns 1 if `check` and a final value before ReLU and mask, or of the
+ * ones row, is not finite (see vf_gemm_problem.nonfinite). */
+static int merge_tile(const vf_gemm_problem *p, const float *restrict tile,
+                      int64_t i0, int64_t mr, int64_t j0, int64_t nr,
+                      int first_k, int last_k, int check)
 {
     const int add_old = !first_k || p->accumulate;
+    check = check && last_k;
+    float chk = 0.0f; /* NaN iff some checked value is not finite */
     for (int64_t r = 0; r < mr; ++r) {
         const int64_t i = i0 + r;
         const float *t = tile + r * VF_NR;
         if (i == p->M) { /* the ones row: plain column sums, no epilogue */
             float *dst = p->ones_row + j0;
-            for (int64_t j = 0; j < nr; ++j)
+            for (int64_t j = 0; j < nr; ++j) {
                 dst[j] = add_old ? dst[j] + t[j] : t[j];
+                if (check)
+                    chk += dst[j] * 0.0f;
+            }
             continue;
         }
         float *c = p->C + i * p->ldc + j0;
@@ -158,6 +186,8 @@ static void merge_tile(const vf_gemm_problem *p, const float *restrict tile,
             float v = add_old ? c[j] + t[j] : t[j];
             if (bias)
                 v += bias[j];
+            if (check)
+                chk += v * 0.0f;
             if (p->relu && v < 0.0f) /* written so that NaN propagates */
                 v = 0.0f;
             if (mask && !(mask[j] > 0.0f))
@@ -165,23 +195,28 @@ static void merge_tile(const vf_gemm_problem *p, const float *restrict tile,
             c[j] = v;
         }
     }
+    return chk != chk;
 }
 
 int VF_FN(vf_gemm_driver)(const vf_gemm_problem *p)
 {
     const int64_t M = p->M + (p->ones_row ? 1 : 0); /* rows incl. ones row */
     const int64_t N = p->N, K = p->K;
+    if (p->nonfinite)
+        *p->nonfinite = 0;
     if (M == 0 || N == 0)
         return VF_OK;
 
     /* With few row panels, B is reused too little to repay packing it:
      * read B's rows in place when they are contiguous (not transposed). */
-    const int b_in_place = !p->trans_b && M <= 4 * VF_MR;
+    const int b_in_place = !p->trans_b && !p->b_relu && M <= 4 * VF_MR;
     /* With few column panels, A is reused too little to repay packing it
      * (a scalar transpose): read A's rows in place when not transposed.
      * Wide products keep packing, which also avoids cache-set aliasing of
      * MR rows spaced a power of two apart. */
-    const int a_in_place = !p->trans_a && !p->ones_row && N <= 4 * VF_NR;
+    const int a_in_place = !p->trans_a && !p->ones_row && !p->a_relu && N <= 4 * VF_NR;
+    const int check = p->nonfinite != NULL;
+    int nonfinite = 0; /* per-thread flags, OR-ed: order-independent */
 
     const int64_t nc_max = vf_min64(VF_NC, (N + VF_NR - 1) / VF_NR * VF_NR);
     const int64_t kc_max = K < VF_KC ? (K > 0 ? K : 1) : VF_KC;
@@ -201,7 +236,7 @@ int VF_FN(vf_gemm_driver)(const vf_gemm_problem *p)
     const int64_t k_blocks = K > 0 ? (K + VF_KC - 1) / VF_KC : 1;
 
 #ifdef _OPENMP
-#pragma omp parallel num_threads(nthreads)
+#pragma omp parallel num_threads(nthreads) reduction(|: nonfinite)
 #endif
     {
         _Alignas(64) float tile[VF_MR * VF_NR];
@@ -271,20 +306,22 @@ int VF_FN(vf_gemm_driver)(const vf_gemm_problem *p)
                                 const vf_tile_epilogue ep = {
                                     .add_old = !first_k || p->accumulate,
                                     .bias = last_k && p->bias ? p->bias + j0 : NULL,
+                                    .check = last_k && check,
                                     .relu = last_k && p->relu,
                                     .mask = last_k && p->mask ? p->mask + i0 * p->ldm + j0 : NULL,
                                     .ldm = p->ldm};
-                                vf_ukernel(kc, a, a_rs, a_cs, b, rsb, p->C + i0 * p->ldc + j0, p->ldc, &ep);
+                                nonfinite |= vf_ukernel(kc, a, a_rs, a_cs, b, rsb,
+                                                        p->C + i0 * p->ldc + j0, p->ldc, &ep);
                             } else {
-                                static const vf_tile_epilogue plain = {0, NULL, 0, NULL, 0};
+                                static const vf_tile_epilogue plain = {0, NULL, 0, 0, NULL, 0};
 #ifdef VF_HAVE_HALF_UKERNEL
                                 if (nr <= 16)
                                     vf_ukernel_half(kc, a, a_rs, a_cs, b, rsb, tile);
                                 else
 #endif
                                     vf_ukernel(kc, a, a_rs, a_cs, b, rsb, tile, VF_NR, &plain);
-                                merge_tile(p, tile, i0, vf_min64(VF_MR, M - i0), j0, nr,
-                                           first_k, last_k);
+                                nonfinite |= merge_tile(p, tile, i0, vf_min64(VF_MR, M - i0), j0,
+                                                        nr, first_k, last_k, check);
                             }
                         }
                     }
@@ -292,5 +329,7 @@ int VF_FN(vf_gemm_driver)(const vf_gemm_problem *p)
             }
         }
     }
+    if (p->nonfinite)
+        *p->nonfinite = nonfinite;
     return VF_OK;
 }

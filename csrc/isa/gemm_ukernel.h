@@ -8,7 +8,12 @@
  * B row k starts at b + k*rsb: a packed NR-wide panel (rsb = NR) or rows of
  * the caller's matrix read in place (rsb = ldb). Full tiles go straight to
  * C with the epilogue applied in registers; edge tiles are written to a
- * scratch tile (empty epilogue) and merged by the driver. */
+ * scratch tile (empty epilogue) and merged by the driver.
+ *
+ * vf_ukernel returns 1 if ep->check is set and a value after bias, before
+ * ReLU and mask, is NaN or ±Inf, else 0. The check costs one FMA per
+ * register (acc += v·0, which is NaN exactly when v is not finite) and one
+ * compare per tile, so non-finite inputs are caught without another pass. */
 #ifndef VF_GEMM_UKERNEL_H
 #define VF_GEMM_UKERNEL_H
 
@@ -17,10 +22,12 @@
 
 /* What a full tile does with its accumulators before they reach C:
  * add the old C (accumulate / later K blocks), then, after the last K block
- * only, bias, ReLU and the [mask > 0] indicator. NULL / 0 means "skip". */
+ * only, bias, the finiteness check, ReLU and the [mask > 0] indicator.
+ * NULL / 0 means "skip". */
 typedef struct vf_tile_epilogue {
     int add_old;
     const float *bias; /* NR floats for this tile's columns */
+    int check;
     int relu;
     const float *mask; /* this tile's first mask row */
     int64_t ldm;
@@ -34,7 +41,7 @@ typedef struct vf_tile_epilogue {
 #define VF_KC 256
 #define VF_MC 384
 
-static inline void vf_ukernel(int64_t kc, const float *restrict ap,
+static inline int vf_ukernel(int64_t kc, const float *restrict ap,
                               int64_t a_rs, int64_t a_cs,
                               const float *restrict b, int64_t rsb,
                               float *restrict cout, int64_t ldc,
@@ -54,6 +61,7 @@ static inline void vf_ukernel(int64_t kc, const float *restrict ap,
         }
     }
     const __m512 zero = _mm512_setzero_ps();
+    __m512 chk[2] = {zero, zero}; /* NaN iff some checked v is not finite */
     for (int r = 0; r < VF_MR; ++r) {
         float *crow = cout + r * ldc;
         for (int h = 0; h < 2; ++h) {
@@ -62,6 +70,8 @@ static inline void vf_ukernel(int64_t kc, const float *restrict ap,
                 v = _mm512_add_ps(v, _mm512_loadu_ps(crow + 16 * h));
             if (ep->bias)
                 v = _mm512_add_ps(v, _mm512_loadu_ps(ep->bias + 16 * h));
+            if (ep->check)
+                chk[h] = _mm512_fmadd_ps(v, zero, chk[h]);
             if (ep->relu) /* max(0, v) returns v when v is NaN: NaN propagates */
                 v = _mm512_max_ps(zero, v);
             if (ep->mask) {
@@ -71,6 +81,10 @@ static inline void vf_ukernel(int64_t kc, const float *restrict ap,
             _mm512_storeu_ps(crow + 16 * h, v);
         }
     }
+    if (!ep->check)
+        return 0;
+    const __m512 both = _mm512_add_ps(chk[0], chk[1]);
+    return _mm512_cmp_ps_mask(both, both, _CMP_UNORD_Q) != 0;
 }
 
 /* Edge panels at most 16 columns wide (e.g. N = 40 = 32 + 8) take half
@@ -102,7 +116,7 @@ static inline void vf_ukernel_half(int64_t kc, const float *restrict ap,
 #define VF_KC 256
 #define VF_MC 144
 
-static inline void vf_ukernel(int64_t kc, const float *restrict ap,
+static inline int vf_ukernel(int64_t kc, const float *restrict ap,
                               int64_t a_rs, int64_t a_cs,
                               const float *restrict b, int64_t rsb,
                               float *restrict cout, int64_t ldc,
@@ -122,6 +136,7 @@ static inline void vf_ukernel(int64_t kc, const float *restrict ap,
         }
     }
     const __m256 zero = _mm256_setzero_ps();
+    __m256 chk[2] = {zero, zero}; /* NaN iff some checked v is not finite */
     for (int r = 0; r < VF_MR; ++r) {
         float *crow = cout + r * ldc;
         for (int h = 0; h < 2; ++h) {
@@ -130,6 +145,8 @@ static inline void vf_ukernel(int64_t kc, const float *restrict ap,
                 v = _mm256_add_ps(v, _mm256_loadu_ps(crow + 8 * h));
             if (ep->bias)
                 v = _mm256_add_ps(v, _mm256_loadu_ps(ep->bias + 8 * h));
+            if (ep->check)
+                chk[h] = _mm256_fmadd_ps(v, zero, chk[h]);
             if (ep->relu) /* max(0, v) returns v when v is NaN: NaN propagates */
                 v = _mm256_max_ps(zero, v);
             if (ep->mask) {
@@ -139,6 +156,10 @@ static inline void vf_ukernel(int64_t kc, const float *restrict ap,
             _mm256_storeu_ps(crow + 8 * h, v);
         }
     }
+    if (!ep->check)
+        return 0;
+    const __m256 both = _mm256_add_ps(chk[0], chk[1]);
+    return _mm256_movemask_ps(_mm256_cmp_ps(both, both, _CMP_UNORD_Q)) != 0;
 }
 
 #else
@@ -149,7 +170,7 @@ static inline void vf_ukernel(int64_t kc, const float *restrict ap,
 #define VF_KC 256
 #define VF_MC 128
 
-static inline void vf_ukernel(int64_t kc, const float *restrict ap,
+static inline int vf_ukernel(int64_t kc, const float *restrict ap,
                               int64_t a_rs, int64_t a_cs,
                               const float *restrict b, int64_t rsb,
                               float *restrict cout, int64_t ldc,
@@ -163,6 +184,7 @@ static inline void vf_ukernel(int64_t kc, const float *restrict ap,
             for (int j = 0; j < VF_NR; ++j)
                 c[r][j] += a[r * a_rs] * brow[j];
     }
+    float chk[VF_NR] = {0}; /* per column, so the j loop still vectorises */
     for (int r = 0; r < VF_MR; ++r) {
         float *crow = cout + r * ldc;
         const float *mrow = ep->mask ? ep->mask + r * ep->ldm : NULL;
@@ -172,6 +194,8 @@ static inline void vf_ukernel(int64_t kc, const float *restrict ap,
                 v += crow[j];
             if (ep->bias)
                 v += ep->bias[j];
+            if (ep->check) /* v·0 is NaN exactly when v is NaN or ±Inf */
+                chk[j] += v * 0.0f;
             if (ep->relu && v < 0.0f)
                 v = 0.0f;
             if (mrow && !(mrow[j] > 0.0f))
@@ -179,6 +203,10 @@ static inline void vf_ukernel(int64_t kc, const float *restrict ap,
             crow[j] = v;
         }
     }
+    float any = 0.0f;
+    for (int j = 0; j < VF_NR; ++j)
+        any += chk[j];
+    return any != any;
 }
 #endif
 
