@@ -232,10 +232,10 @@ def test_result_beyond_float32_is_an_error_not_inf():
     # every input finite, but exp(100) (the variance) exceeds float32's range
     mu = np.zeros((2, 3), np.float32)
     logvar = np.full((2, 3), 100.0, np.float32)
-    with pytest.raises(FloatingPointError, match="overflows float32"):
+    with pytest.raises(OverflowError, match="overflows float32"):
         ops.kl_normal(mu, logvar)
     big = np.full((1, 4), 3e38, np.float32)  # sum of softplus(3e38) over 4 columns
-    with pytest.raises(FloatingPointError, match="bernoulli_loss"):
+    with pytest.raises(ValueError, match="bernoulli_loss"):
         ops.bernoulli_loss(big, np.zeros_like(big))
 
 

@@ -153,6 +153,7 @@ def explain_nonfinite(what, **inputs):
     for name, arr in inputs.items():
         if arr is not None and not np.isfinite(arr).all():
             raise ValueError(f"{name} contains NaN or infinity")
+    from ._ops_linear import Float32OverflowError  # one overflow error for all ops
+
     names = ", ".join(inputs)
-    raise FloatingPointError(f"{what} overflows float32 for these {names} "
-                             "(every input is finite, the result is not)")
+    raise Float32OverflowError(f"{what} overflows float32 (all of {names} are finite)")
