@@ -150,7 +150,8 @@ def table(threads):
         tv, tn, flops = r["vaefast_s"], r["numpy_s"], r["flops"]
         name = (f"{r['batch']:>5} {r['n_in']:>4}x{r['n_out']:<4}" if r["kind"] != "sgemm"
                 else f"{str(r['batch']) + '³':>15}")
-        print(f"{name} {r['kind']:>11} {flops / tv / 1e9:8.1f} {flops / tn / 1e9:8.1f} {tn / tv:6.2f}")
+        print(f"{name} {r['kind']:>11} {flops / tv / 1e9:8.1f} {flops / tn / 1e9:8.1f} "
+              f"{tn / tv:6.2f}")
 
 
 if __name__ == "__main__":
