@@ -6,7 +6,8 @@ Writes ``benchmarks.md`` and PNG plots (``benchmarks-*.png``, when matplotlib
 is installed) to the output folder: training samples/s of vaefast, PyTorch
 and the NumPy reference (bench_train.py), GEMM GFLOP/s per VAE layer shape
 against NumPy/OpenBLAS (bench_gemm.py) and the element-wise kernels
-(bench_elementwise.py), each checked against the targets of the issue.
+(bench_elementwise.py, bench_random.py); the first two are checked against
+the targets of the issue.
 
 The measurements are the bench scripts' own functions, run in fresh
 subprocesses with every framework on ``--threads`` threads. The module is
@@ -43,10 +44,11 @@ KIND_NAMES = {
     "sgemm": "square product",
 }
 # Sizes of a smoke run: every code path, numbers meaningless.
-QUICK = dict(train_rows=256, gemm=dict(rounds=1, square_n=1024, square_rounds=1, min_time=0.002),
+QUICK = dict(train_rows=64, gemm=dict(rounds=1, square_n=1024, square_rounds=1, min_time=0.002),
              elementwise=dict(names=["bernoulli-1024x784", "kl-1024x20", "adam-650k"],
-                              repeats=3, min_time=0.002))
-FULL = dict(train_rows=None, gemm={}, elementwise={})
+                              repeats=3, min_time=0.002),
+             random=dict(sizes=[10**5], shapes=[(1024, 20)], repeats=3))
+FULL = dict(train_rows=None, gemm={}, elementwise={}, random={})
 # Settings that change the timings, stated on the page when set.
 ENV_VARS = ("VAEFAST_ISA", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_PROC_BIND", "OMP_PLACES")
 
@@ -90,7 +92,10 @@ def _worker(kind, threads, quick):
             blas = []
         return {"records": records, "blas": blas}
     vaefast.set_num_threads(threads)
-    return _bench("bench_elementwise").measure(**params)
+    data = _bench("bench_elementwise").measure(**params)
+    rand = _bench("bench_random").measure(**(QUICK if quick else FULL)["random"])
+    data["cases"] += [dict(r, alloc_s=r["vaefast_s"]) for r in rand]
+    return data
 
 
 def measure_gemm(threads, quick=False):
@@ -107,8 +112,9 @@ def measure_gemm(threads, quick=False):
 
 
 def measure_elementwise(threads, quick=False):
-    """Element-wise kernel timings of bench_elementwise.measure, in a fresh
-    process on `threads` vaefast threads (NumPy's ufuncs use one)."""
+    """Element-wise kernel timings of bench_elementwise.measure followed by
+    the random ones of bench_random.measure, in one fresh process on
+    `threads` vaefast threads (NumPy's ufuncs and generator use one)."""
     return _run_worker("elementwise", threads, quick)
 
 
@@ -188,13 +194,22 @@ def machine_info(threads, repeats, quick):
 
 def measure_all(threads, repeats, quick=False, log=print):
     """Run every benchmark; the result dict is what render_* take."""
+    import time
+
     meta = machine_info(threads, repeats, quick)
-    log(f"GEMM shapes and the 2048³ peak ({threads} threads)...")
-    gemm, meta["blas"] = measure_gemm(threads, quick)
-    log("training throughput (one fresh process per number)...")
-    train = measure_training(threads, repeats, quick)
-    log("element-wise kernels...")
-    elementwise = measure_elementwise(threads, quick)
+    start = time.perf_counter()
+
+    def stage(text, fn):
+        log(f"[{time.perf_counter() - start:6.1f} s] {text}...")
+        return fn()
+
+    gemm, meta["blas"] = stage(f"GEMM per layer shape and the square product, {threads} threads",
+                               lambda: measure_gemm(threads, quick))
+    train = stage("training throughput, one fresh process per number",
+                  lambda: measure_training(threads, repeats, quick))
+    elementwise = stage("element-wise and random kernels",
+                        lambda: measure_elementwise(threads, quick))
+    log(f"[{time.perf_counter() - start:6.1f} s] done")
     if meta["load"] is not None:
         meta["load_after"] = list(os.getloadavg())
     return dict(meta=meta, flop_per_sample=_bench("bench_train").FLOP_PER_SAMPLE,
@@ -393,7 +408,9 @@ def _elementwise_section(results):
     header = ["Kernel", "vaefast ms", "vaefast GB/s", "% of copy", "NumPy ms", "NumPy GB/s",
               "vaefast / NumPy"]
     return (f"Losses and optimizer updates (vaefast writing into given outputs) against "
-            f"the same formulas in float32 NumPy. GB/s of compulsory traffic; the copy "
+            f"the same formulas in float32 NumPy; normal draws against NumPy's float32 "
+            f"`standard_normal`; reparameterization forward + backward against a float32 "
+            f"NumPy version. GB/s of compulsory traffic; the copy "
             f"reference is np.copyto of 64 MB: {e['copy_gbps']:.1f} GB/s (best of 1 and "
             f"{e['threads']} copying threads).\n\n" + _table(header, body))
 
@@ -413,6 +430,7 @@ can also be run alone, printing a text table:
     python bench/bench_train.py --threads 2
     python bench/bench_gemm.py 2
     python bench/bench_elementwise.py 2
+    python bench/bench_random.py
     pytest bench/bench_gemm.py --benchmark-only      # pytest-benchmark suites
 """
 
@@ -457,7 +475,7 @@ def render_markdown(results, plots=None):
             "", "## Training throughput", "", _training_section(results) + figure("training"),
             "", "## GEMM per layer shape", "", _gemm_section(results) + figure("gemm")]
     if results.get("elementwise"):
-        out += ["", "## Element-wise kernels", "",
+        out += ["", "## Element-wise and random kernels", "",
                 _elementwise_section(results) + figure("elementwise")]
     out += ["", "## How to reproduce", "", REPRODUCE]
     return "\n".join(out)
@@ -534,7 +552,7 @@ def _plot_gemm(plt, results, path):
 def _plot_elementwise(plt, results, path):
     e = results["elementwise"]
     cases = e["cases"]
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(cases) + 1.5))
+    fig, ax = plt.subplots(figsize=(8, 0.4 * len(cases) + 1.5))
     ys = range(len(cases))
     ax.barh([y - 0.2 for y in ys], [r["bytes"] / r["vaefast_s"] / 1e9 for r in cases], 0.4,
             label="vaefast")
@@ -543,7 +561,7 @@ def _plot_elementwise(plt, results, path):
     ax.axvline(e["copy_gbps"], color="k", ls="--", lw=1, label="memory copy")
     ax.set_yticks(list(ys), [r["case"] for r in cases], fontsize=8)
     ax.invert_yaxis()
-    ax.set(xlabel="GB/s", title="Element-wise kernels")
+    ax.set(xlabel="GB/s", title="Element-wise and random kernels")
     ax.legend(fontsize=8)
     fig.tight_layout()
     _save(plt, fig, path)

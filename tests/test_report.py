@@ -143,7 +143,7 @@ def test_page_states_the_machine(report):
     for text in ("Test CPU 9000", "8 logical CPUs", "4 physical cores", "`avx2`",
                  "numpy 2.0.0", "torch 2.13.0", "openblas 0.3.27", "Haswell",
                  "2026-01-01", "100.0 GFLOP/s", "## How to reproduce", "bench/report.py",
-                 "## Element-wise kernels", "adam-650k"):
+                 "## Element-wise and random kernels", "adam-650k"):
         assert text in md, text
     assert "Smoke run" not in md
 
