@@ -459,7 +459,7 @@ def render_markdown(results, plots=None):
         return f"\n\n![{name}]({plots[name]})" if name in plots else ""
 
     out = ["# vaefast benchmarks", "",
-           f"Written by `python bench/report.py --threads {m['threads']}` on {m['date']}. "
+           f"Written by `{m.get('command') or 'python bench/report.py'}` on {m['date']}. "
            "Every number below comes from that run; the verdicts are computed from them."]
     if m.get("quick"):
         out += ["", "**Smoke run (`--quick`): tiny sizes and repeats, the numbers are "
@@ -617,12 +617,16 @@ def main(argv=None):
     ap.add_argument("--out-dir", default=os.path.join(os.path.dirname(HERE), "docs"))
     ap.add_argument("--worker", choices=["gemm", "elementwise"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.threads < 1 or (args.repeats is not None and args.repeats < 1):
+        ap.error("--threads and --repeats must be at least 1")
     if args.worker:
         print(json.dumps(_worker(args.worker, args.threads, args.quick)))
         return
     repeats = args.repeats or (1 if args.quick else 5)
     results = measure_all(args.threads, repeats, args.quick,
                           log=lambda s: print(s, file=sys.stderr, flush=True))
+    results["meta"]["command"] = " ".join(
+        ["python bench/report.py"] + (sys.argv[1:] if argv is None else list(argv)))
     for path in write_report(results, args.out_dir):
         print(path)
 

@@ -185,3 +185,16 @@ def test_quick_run_is_flagged(report):
     results = make_results()
     results["meta"]["quick"] = True
     assert "Smoke run" in report.render_markdown(results, plots=None)
+
+
+def test_cpu_info(report):
+    cpu = report.cpu_info()
+    assert isinstance(cpu["model"], str) and cpu["model"]
+    assert cpu["logical"] >= 1 and cpu["available"] >= 1
+    assert cpu["physical"] is None or 1 <= cpu["physical"] <= cpu["logical"]
+
+
+@pytest.mark.parametrize("args", [["--threads", "0"], ["--repeats", "0"]])
+def test_rejects_nonpositive_counts(report, args):
+    with pytest.raises(SystemExit):
+        report.main(args)  # argparse errors out before anything is measured
