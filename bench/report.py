@@ -375,10 +375,11 @@ def _training_section(results):
     body = [[r["batch"]] + [_num(r["rate"].get(f)) for f in present]
             + [_x(r["vs_torch"]), _x(r["vs_numpy"]), _num(r["gflops"], "{:.1f}"),
                _pct(r["peak_fraction"])] for r in rows]
-    fps = results["flop_per_sample"]
-    return (f"784-400-20 VAE, Bernoulli likelihood, Adam, random binarised data: one epoch "
-            f"per measurement, median of {results['meta']['repeats']} repeats (NumPy: half "
-            f"as many), each framework in a fresh process. GFLOP/s counts "
+    fps, n = results["flop_per_sample"], results["meta"]["repeats"]
+    return (f"784-400-20 VAE, Bernoulli likelihood, Adam, random binarised data: median "
+            f"samples/s over {n} timed epochs ({max(1, n // 2)} for the NumPy reference, as "
+            f"bench_train.py does) after a warm-up epoch, each framework in a fresh process. "
+            f"GFLOP/s counts "
             f"{fps / 1e6:.2f} MFLOP per sample per training step.\n\n" + _table(header, body))
 
 
