@@ -197,6 +197,9 @@ def measure_all(threads, repeats, quick=False, log=print):
     import time
 
     meta = machine_info(threads, repeats, quick)
+    if meta["load"] is not None and meta["load"][0] > 0.5:
+        log(f"warning: load average {meta['load'][0]:.2f}: other work is running and will "
+            "distort the numbers (vaefast's spinning OpenMP threads suffer most)")
     start = time.perf_counter()
 
     def stage(text, fn):
@@ -417,7 +420,9 @@ def _elementwise_section(results):
 
 
 REPRODUCE = """\
-On a quiet machine (no other work running; numbers from a shared or virtual machine vary):
+On a quiet machine: vaefast's OpenMP threads busy-wait between kernels (the libgomp
+default), so other work on the same CPUs slows vaefast far more than PyTorch or NumPy;
+the load average row above shows whether the run was alone.
 
     python3 -m venv venv && . venv/bin/activate
     pip install ".[bench]"                   # vaefast, matplotlib, scikit-learn (threadpoolctl)
