@@ -420,9 +420,9 @@ def _elementwise_section(results):
 
 
 REPRODUCE = """\
-On a quiet machine: vaefast's OpenMP threads busy-wait between kernels (the libgomp
-default), so other work on the same CPUs slows vaefast far more than PyTorch or NumPy;
-the load average row above shows whether the run was alone.
+On a quiet machine: vaefast's OpenMP threads spin-wait a while between kernels before
+sleeping (libgomp's default), so other work on the same CPUs slows vaefast far more than
+PyTorch or NumPy; the load average row above shows whether the run was alone.
 
     python3 -m venv venv && . venv/bin/activate
     pip install ".[bench]"                   # vaefast, matplotlib, scikit-learn (threadpoolctl)
