@@ -158,6 +158,34 @@ def _median_seconds(fn, repeats=15, min_time=0.02):
     return float(np.median(times))
 
 
+def measure(names=None, repeats=15, min_time=0.02):
+    """Median seconds of the cases `names` (default all) on vaefast's current
+    thread count, and the copy bandwidths they are compared with.
+
+    Returns
+    -------
+    dict
+        ``copy_1thread_gbps``, ``copy_gbps`` (best of 1 and `threads` copying
+        threads: the %copy reference), ``threads`` and ``cases``: a list of
+        ``{"case", "bytes", "vaefast_s", "alloc_s", "numpy_s"}``.
+    """
+    import vaefast
+
+    threads = vaefast.get_num_threads()
+    nbytes, fn = _copy_case(1)
+    copy1 = nbytes / _median_seconds(fn, repeats, min_time) / 1e9
+    nbytes, fn = _copy_case(threads)
+    copy_bw = max(copy1, nbytes / _median_seconds(fn, repeats, min_time) / 1e9)
+    rows = []
+    for name in names or CASES:
+        nbytes, fast, alloc, slow = CASES[name]()
+        tf = _median_seconds(fast, repeats, min_time)
+        ts = _median_seconds(slow, repeats, min_time)
+        ta = tf if alloc is fast else _median_seconds(alloc, repeats, min_time)
+        rows.append(dict(case=name, bytes=nbytes, vaefast_s=tf, alloc_s=ta, numpy_s=ts))
+    return dict(threads=threads, copy_1thread_gbps=copy1, copy_gbps=copy_bw, cases=rows)
+
+
 def main():
     import sys
 
@@ -165,21 +193,16 @@ def main():
 
     if len(sys.argv) > 1:  # python bench/bench_elementwise.py [threads]
         vaefast.set_num_threads(int(sys.argv[1]))
-    threads = vaefast.get_num_threads()
-    nbytes, fn = _copy_case(1)
-    copy1 = nbytes / _median_seconds(fn) / 1e9
-    nbytes, fn = _copy_case(threads)
-    copy_bw = max(copy1, nbytes / _median_seconds(fn) / 1e9)
+    m = measure()
+    threads, copy1, copy_bw = m["threads"], m["copy_1thread_gbps"], m["copy_gbps"]
     print(f"kernel set {vaefast.isa()}, threads {threads}; memory copy (np.copyto "
           f"64 MB) {copy1:.1f} GB/s on 1 thread, {copy_bw:.1f} GB/s best of 1 and "
           f"{threads} threads (the %copy reference)")
     print("vaefast = outputs passed with out=; alloc = fresh output arrays per call")
     print(f"{'case':22s} {'vaefast ms':>10s} {'GB/s':>7s} {'%copy':>6s} {'alloc ms':>9s} "
           f"{'%copy':>6s} {'numpy ms':>9s} {'GB/s':>7s} {'speed-up':>8s}")
-    for name, make in CASES.items():
-        nbytes, fast, alloc, slow = make()
-        tf, ts = _median_seconds(fast), _median_seconds(slow)
-        ta = tf if alloc is fast else _median_seconds(alloc)
+    for r in m["cases"]:
+        name, nbytes, tf, ta, ts = r["case"], r["bytes"], r["vaefast_s"], r["alloc_s"], r["numpy_s"]
         bf, bs = nbytes / tf / 1e9, nbytes / ts / 1e9
         print(f"{name:22s} {tf * 1e3:10.3f} {bf:7.1f} {100 * bf / copy_bw:5.0f}% "
               f"{ta * 1e3:9.3f} {100 * nbytes / ta / 1e9 / copy_bw:5.0f}% "

@@ -115,21 +115,43 @@ def median_seconds(fn, rounds=9, min_time=0.03):
     return float(np.median(times))
 
 
-def table(threads):
+def measure(threads, batches=BATCHES, layers=LAYERS, square_n=2048, rounds=9,
+            square_rounds=5, min_time=0.03):
+    """Median seconds of every case, vaefast and NumPy, in this process.
+
+    Returns
+    -------
+    list of dict
+        ``{"batch", "n_in", "n_out", "kind", "flops", "vaefast_s", "numpy_s"}``;
+        the square product last, as kind ``"sgemm"`` with batch = n_in = n_out.
+    """
     vaefast.set_num_threads(threads)
     if threadpool_limits is not None:
         threadpool_limits(threads)  # stays in force for this process
+    out = []
+    for batch in batches:
+        for layer in layers:
+            for kind, (flops, fast, slow) in cases(batch, *layer).items():
+                out.append(dict(batch=batch, n_in=layer[0], n_out=layer[1], kind=kind,
+                                flops=flops, vaefast_s=median_seconds(fast, rounds, min_time),
+                                numpy_s=median_seconds(slow, rounds, min_time)))
+    flops, fast, slow = square(square_n)
+    out.append(dict(batch=square_n, n_in=square_n, n_out=square_n, kind="sgemm", flops=flops,
+                    vaefast_s=median_seconds(fast, square_rounds, min_time),
+                    numpy_s=median_seconds(slow, square_rounds, min_time)))
+    return out
+
+
+def table(threads):
+    records = measure(threads)
     print(f"# kernel set {vaefast.isa()}, {threads} thread(s); GFLOP/s (median), ratio = NumPy time / vaefast time")
     print(f"{'batch':>5} {'layer':>9} {'kind':>11} {'vaefast':>8} {'numpy':>8} {'ratio':>6}")
-    for batch in BATCHES:
-        for layer in LAYERS:
-            for kind, (flops, fast, slow) in cases(batch, *layer).items():
-                tv, tn = median_seconds(fast), median_seconds(slow)
-                print(f"{batch:>5} {layer[0]:>4}x{layer[1]:<4} {kind:>11} "
-                      f"{flops / tv / 1e9:8.1f} {flops / tn / 1e9:8.1f} {tn / tv:6.2f}")
-    flops, fast, slow = square()
-    tv, tn = median_seconds(fast, rounds=5), median_seconds(slow, rounds=5)
-    print(f"{'2048³':>15} {'sgemm':>11} {flops / tv / 1e9:8.1f} {flops / tn / 1e9:8.1f} {tn / tv:6.2f}")
+    for r in records:
+        tv, tn, flops = r["vaefast_s"], r["numpy_s"], r["flops"]
+        name = (f"{r['batch']:>5} {r['n_in']:>4}x{r['n_out']:<4}" if r["kind"] != "sgemm"
+                else f"{str(r['batch']) + '³':>15}")
+        print(f"{name} {r['kind']:>11} {flops / tv / 1e9:8.1f} {flops / tn / 1e9:8.1f} "
+              f"{tn / tv:6.2f}")
 
 
 if __name__ == "__main__":

@@ -123,6 +123,39 @@ def _median(fn, repeat):
     return float(np.median(times))
 
 
+def measure(sizes=NORMAL_SIZES, shapes=REPARAM_SHAPES, repeats=None):
+    """Median seconds of normal generation and reparameterization forward +
+    backward, vaefast (current thread count) vs float32 NumPy.
+
+    Returns
+    -------
+    list of dict
+        ``{"case", "bytes", "vaefast_s", "numpy_s", "twin_s"}``; bytes are
+        the float32 output of a normal draw, 32 per reparameterized element;
+        twin_s (float64 reference twin) only for shapes under 10**5 elements.
+    """
+    rows = []
+    for n in sizes:
+        gen = np.random.default_rng(1)
+        t_np = _median(lambda: gen.standard_normal(n, dtype=np.float32), repeats or 11)
+        t_vf = _median(lambda: normal(1, (n,)), repeats or 11)
+        rows.append(dict(case=f"normal-{n}", bytes=4 * n, vaefast_s=t_vf, numpy_s=t_np,
+                         twin_s=None))
+    for shape in shapes:
+        mu, lv, dz = _inputs(shape)
+        z = np.empty_like(mu)
+        grads = (np.empty_like(mu), np.empty_like(mu))
+        small = mu.size < 10**5
+        rep = repeats or (51 if small else 11)
+        t_vf = _median(lambda: vaefast_fwd_bwd(mu, lv, dz, z, grads), rep)
+        gen = np.random.default_rng(1)
+        t_np = _median(lambda: numpy_fwd_bwd(mu, lv, dz, gen), rep)
+        t_tw = _median(lambda: twin_fwd_bwd(mu, lv, dz), repeats or 5) if small else None
+        rows.append(dict(case=f"reparam-{shape[0]}x{shape[1]}", bytes=BYTES_PER_ELEM * mu.size,
+                         vaefast_s=t_vf, numpy_s=t_np, twin_s=t_tw))
+    return rows
+
+
 def main():
     threads = vaefast.get_num_threads()
     print(f"kernel set {vaefast.isa()}")
@@ -133,27 +166,17 @@ def main():
     for nt in (1, 2):
         vaefast.set_num_threads(nt)
         print(f"-- vaefast threads: {nt} (NumPy is single-threaded)")
-        for n in NORMAL_SIZES:
-            gen = np.random.default_rng(1)
-            t_np = _median(lambda: gen.standard_normal(n, dtype=np.float32), 11)
-            t_vf = _median(lambda: normal(1, (n,)), 11)
-            print(f"normal n={n:>8}: vaefast {t_vf * 1e3:7.2f} ms  numpy {t_np * 1e3:7.2f} ms"
-                  f"  ratio {t_np / t_vf:4.1f}x")
-        for shape in REPARAM_SHAPES:
-            mu, lv, dz = _inputs(shape)
-            z = np.empty_like(mu)
-            grads = (np.empty_like(mu), np.empty_like(mu))
-            nbytes = BYTES_PER_ELEM * mu.size
-            rep = 51 if mu.size < 10**5 else 11
-            t_vf = _median(lambda: vaefast_fwd_bwd(mu, lv, dz, z, grads), rep)
-            gen = np.random.default_rng(1)
-            t_np = _median(lambda: numpy_fwd_bwd(mu, lv, dz, gen), rep)
-            line = (f"reparam fwd+bwd {shape}: vaefast {nbytes / t_vf / 1e9:5.1f} GB/s"
+        for r in measure():
+            t_vf, t_np, nbytes = r["vaefast_s"], r["numpy_s"], r["bytes"]
+            if r["case"].startswith("normal"):
+                print(f"normal n={nbytes // 4:>8}: vaefast {t_vf * 1e3:7.2f} ms  numpy "
+                      f"{t_np * 1e3:7.2f} ms  ratio {t_np / t_vf:4.1f}x")
+                continue
+            line = (f"reparam fwd+bwd {r['case'][8:]}: vaefast {nbytes / t_vf / 1e9:5.1f} GB/s"
                     f" ({100 * nbytes / t_vf / 1e9 / copy_bw:3.0f}% of copy)"
                     f"  numpy-f32 {nbytes / t_np / 1e9:5.1f} GB/s  ratio {t_np / t_vf:4.1f}x")
-            if mu.size < 10**5:
-                t_tw = _median(lambda: twin_fwd_bwd(mu, lv, dz), 5)
-                line += f"  twin ratio {t_tw / t_vf:5.0f}x"
+            if r["twin_s"] is not None:
+                line += f"  twin ratio {r['twin_s'] / t_vf:5.0f}x"
             print(line)
     vaefast.set_num_threads(threads)
 

@@ -187,7 +187,7 @@ def median_time(fn, repeats):
     return statistics.median(times)
 
 
-def measure_one(kind, batch, repeats):
+def measure_one(kind, batch, repeats, rows=None):
     """samples/s of one framework (or the sgemm peak) in this process."""
     vaefast.set_num_threads(THREADS)
     if kind == "peak":
@@ -195,32 +195,59 @@ def measure_one(kind, batch, repeats):
     if kind.startswith("encode-"):
         X = make_data(8192)
         return X.shape[0] / median_time(encoders(X)[kind[7:]], repeats)
-    X = make_data(rows_for(batch))
+    X = make_data(rows or rows_for(batch))
     return X.shape[0] / median_time(FRAMEWORKS[kind](X, batch), repeats)
 
 
-def run_isolated(kind, batch, repeats):
+def bench_env(threads):
+    """Environment of a benchmark subprocess: every framework on `threads`
+    threads, without the OpenBLAS core-type / cache-size overrides a test
+    environment may set (OpenBLAS then picks its kernels for this machine)."""
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
+               VAEFAST_BENCH_THREADS=str(threads))
+    env.pop("OPENBLAS_CORETYPE", None)
+    env.pop("OPENBLAS_L2_SIZE", None)
+    return env
+
+
+def run_isolated(kind, batch, repeats, threads=None, rows=None):
     """Run measure_one in a fresh interpreter: thread pools of one framework
     (OpenBLAS, libgomp, torch) keep spinning after their work and would slow
     the next framework measured in the same process."""
     import subprocess
     import sys
 
-    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(THREADS), OMP_NUM_THREADS=str(THREADS),
-               VAEFAST_BENCH_THREADS=str(THREADS))
-    env.pop("OPENBLAS_CORETYPE", None)
-    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--one", kind,
-                          str(batch), str(repeats)], env=env, capture_output=True,
-                         text=True, check=True, cwd=os.path.dirname(os.path.abspath(__file__)))
+    cmd = [sys.executable, os.path.abspath(__file__), "--one", kind, str(batch), str(repeats)]
+    if rows:
+        cmd.append(str(rows))
+    out = subprocess.run(cmd, env=bench_env(THREADS if threads is None else threads),
+                         capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(os.path.abspath(__file__)))
     return float(out.stdout.strip().splitlines()[-1])
+
+
+def measure_table(frameworks, repeats, threads=None, batches=BATCHES, rows=None):
+    """Training samples/s of each framework at each batch size, each number
+    from a fresh process (NumPy gets half the repeats: it is the slow one).
+
+    Returns
+    -------
+    list of dict
+        ``{"batch", "framework", "samples_per_s"}`` records.
+    """
+    return [{"batch": batch, "framework": f,
+             "samples_per_s": run_isolated(f, batch, repeats if f != "numpy"
+                                           else max(1, repeats // 2), threads, rows)}
+            for batch in batches for f in frameworks]
 
 
 def main():
     global THREADS
     import sys
 
-    if len(sys.argv) == 5 and sys.argv[1] == "--one":
-        print(measure_one(sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))
+    if len(sys.argv) in (5, 6) and sys.argv[1] == "--one":
+        rows = int(sys.argv[5]) if len(sys.argv) == 6 else None
+        print(measure_one(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), rows))
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=THREADS)
@@ -240,9 +267,9 @@ def main():
           f"NumPy sgemm 2048³ peak {peak:.1f} GFLOP/s")
     print(f"{'batch':>6} " + " ".join(f"{f + ' smp/s':>14}" for f in frameworks)
           + "  vs torch  vs numpy  GFLOP/s  % peak")
+    records = measure_table(frameworks, args.repeats)
     for batch in BATCHES:
-        rate = {f: run_isolated(f, batch, args.repeats if f != "numpy"
-                                else max(1, args.repeats // 2)) for f in frameworks}
+        rate = {r["framework"]: r["samples_per_s"] for r in records if r["batch"] == batch}
         gf = rate["vaefast"] * FLOP_PER_SAMPLE / 1e9
         vs_t = rate["vaefast"] / rate["torch"] if "torch" in rate else float("nan")
         vs_n = rate["vaefast"] / rate["numpy"] if "numpy" in rate else float("nan")
