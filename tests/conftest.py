@@ -37,7 +37,11 @@ def run_python(tmp_path):
     def run(code, **env_overrides):
         env = dict(os.environ)
         env.pop("VAEFAST_ISA", None)
-        env.update({k: str(v) for k, v in env_overrides.items()})
+        for k, v in env_overrides.items():  # None removes the variable
+            if v is None:
+                env.pop(k, None)
+            else:
+                env[k] = str(v)
         return subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path,
                               capture_output=True, text=True, timeout=300)
 

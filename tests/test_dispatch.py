@@ -78,3 +78,13 @@ def test_omp_num_threads_honoured(run_python):
     result = run_python("import vaefast; print(vaefast.get_num_threads())", OMP_NUM_THREADS=1)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "1"
+
+
+def test_short_openmp_spin_by_default_and_user_settings_win(run_python):
+    show = "import os, vaefast; print(os.environ.get('GOMP_SPINCOUNT'))"
+    default = run_python(show, GOMP_SPINCOUNT=None, OMP_WAIT_POLICY=None)
+    assert default.returncode == 0, default.stderr
+    assert default.stdout.strip() == vaefast._DEFAULT_GOMP_SPINCOUNT
+    assert run_python(show, GOMP_SPINCOUNT="123").stdout.strip() == "123"
+    policy = run_python(show, GOMP_SPINCOUNT=None, OMP_WAIT_POLICY="active")
+    assert policy.stdout.strip() == "None"
