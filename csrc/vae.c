@@ -15,6 +15,10 @@
 
 #include "vaefast.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 typedef struct vf_vae_layer {
     int64_t in, out; /* widths */
     int64_t w, b;    /* offsets of W (in×out) and b (out) in the buffers */
@@ -35,6 +39,7 @@ struct vf_vae {
     float *work;
     float *act[2 * VF_VAE_MAX_LAYERS + 2]; /* layer outputs (B×out) */
     float *logvar, *z, *dout, *d1, *d2, *recon, *kl;
+    float *xbatch; /* gathered minibatch (cap×D) for vf_vae_train_steps */
 };
 
 #define VF_ALIGN_FLOATS 16 /* sub-buffers start on 64-byte boundaries */
@@ -183,7 +188,7 @@ int vf_vae_reserve(vf_vae *m, int64_t B)
     if (B <= m->cap)
         return VF_OK;
     /* layout: act[l] (B×out_l) for every layer, logvar, z (B×Z),
-     * dout (B×D), d1, d2 (B×max_width), recon, kl (B) */
+     * dout (B×D), d1, d2 (B×max_width), recon, kl (B), xbatch (B×D) */
     int64_t total = 0;
     int st = VF_OK;
     for (int l = 0; l < m->n_layers && st == VF_OK; ++l)
@@ -195,6 +200,7 @@ int vf_vae_reserve(vf_vae *m, int64_t B)
     if (st == VF_OK) st = add_mul(&total, B, m->max_width);
     if (st == VF_OK) st = add_mul(&total, B, 1);
     if (st == VF_OK) st = add_mul(&total, B, 1);
+    if (st == VF_OK) st = add_mul(&total, B, m->D);
     if (st != VF_OK)
         return st;
     if ((uint64_t)total > SIZE_MAX / sizeof(float))
@@ -216,7 +222,8 @@ int vf_vae_reserve(vf_vae *m, int64_t B)
     m->d1 = p;     p += round_up(B * m->max_width);
     m->d2 = p;     p += round_up(B * m->max_width);
     m->recon = p;  p += round_up(B);
-    m->kl = p;
+    m->kl = p;     p += round_up(B);
+    m->xbatch = p;
     return VF_OK;
 }
 
@@ -335,6 +342,48 @@ static int all_finite(const float *x, int64_t n)
     return acc == 0.0f;
 }
 
+/* The backward products of layer L for output gradient d (B×out):
+ *   dW (in×out) = x (B×in)ᵀ · d,  db (out) = column sums of d   (overwrite)
+ *   dx (B×in)   = (d · Wᵀ) ⊙ [mask > 0]                         (if dx != NULL)
+ * The two are independent. With exactly two threads they run side by side,
+ * one thread each, instead of each being split across both: two fork/joins
+ * and their barriers become one, and the small products of the head and the
+ * latent layer, too small to split, still get a thread each. (With more
+ * threads, splitting each product across all of them wins.) Each product is
+ * computed by the same code whatever its thread count, so the bits do not
+ * change. */
+static int backward_layer(const vf_vae_layer *L, int64_t B, const float *x, int64_t ldx,
+                          const float *d, const float *W, float *dW, float *db,
+                          const float *mask, float *dx)
+{
+    int st_w = VF_OK, st_x = VF_OK;
+#ifdef _OPENMP
+    if (dx && omp_get_max_threads() == 2 && !omp_in_parallel()) {
+#pragma omp parallel sections num_threads(2)
+        {
+#pragma omp section
+            {
+                omp_set_num_threads(1); /* no nested team inside the GEMM */
+                st_w = vf_linear_backward_weight(B, L->out, L->in, x, ldx, d, L->out,
+                                                 dW, L->out, db, 0);
+            }
+#pragma omp section
+            {
+                omp_set_num_threads(1);
+                st_x = vf_linear_backward_input(B, L->out, L->in, d, L->out, W, L->out,
+                                                mask, L->in, dx, L->in);
+            }
+        }
+        return st_w != VF_OK ? st_w : st_x;
+    }
+#endif
+    st_w = vf_linear_backward_weight(B, L->out, L->in, x, ldx, d, L->out, dW, L->out, db, 0);
+    if (st_w == VF_OK && dx)
+        st_x = vf_linear_backward_input(B, L->out, L->in, d, L->out, W, L->out, mask, L->in,
+                                        dx, L->in);
+    return st_w != VF_OK ? st_w : st_x;
+}
+
 /* Forward and backward for B rows; fills grads, recon, kl; *loss_sum =
  * Σ_i recon_i + beta·kl_i in double (row order, so thread-count free). */
 static int forward_backward(vf_vae *m, int64_t B, const float *X,
@@ -404,14 +453,10 @@ static int forward_backward(vf_vae *m, int64_t B, const float *X,
     for (int l = last; l > E; --l) {
         const float *x = (l == E + 1) ? m->z : m->act[l - 1];
         int64_t ldx = (l == E + 1) ? Z : LY[l].in;
-        st = vf_linear_backward_weight(B, LY[l].out, LY[l].in, x, ldx, d, LY[l].out,
-                                       G + LY[l].w, LY[l].out, G + LY[l].b, 0);
-        if (st != VF_OK)
-            return st;
         /* dL/d(input); masked by the input's ReLU unless the input is z */
         const float *mask = (l == E + 1) ? NULL : m->act[l - 1];
-        st = vf_linear_backward_input(B, LY[l].out, LY[l].in, d, LY[l].out, P + LY[l].w,
-                                      LY[l].out, mask, LY[l].in, spare, LY[l].in);
+        st = backward_layer(&LY[l], B, x, ldx, d, P + LY[l].w, G + LY[l].w, G + LY[l].b,
+                            mask, spare);
         if (st != VF_OK)
             return st;
         d = spare;
@@ -436,16 +481,12 @@ static int forward_backward(vf_vae *m, int64_t B, const float *X,
     for (int l = E; l >= 0; --l) {
         const float *x = (l == 0) ? X : m->act[l - 1];
         int64_t ldx = (l == 0) ? D : LY[l].in;
-        st = vf_linear_backward_weight(B, LY[l].out, LY[l].in, x, ldx, d, LY[l].out,
-                                       G + LY[l].w, LY[l].out, G + LY[l].b, 0);
+        st = backward_layer(&LY[l], B, x, ldx, d, P + LY[l].w, G + LY[l].w, G + LY[l].b,
+                            l > 0 ? m->act[l - 1] : NULL, l > 0 ? spare : NULL);
         if (st != VF_OK)
             return st;
         if (l == 0)
             break;
-        st = vf_linear_backward_input(B, LY[l].out, LY[l].in, d, LY[l].out, P + LY[l].w,
-                                      LY[l].out, m->act[l - 1], LY[l].in, spare, LY[l].in);
-        if (st != VF_OK)
-            return st;
         d = spare;
         float *t = spare; spare = other; other = t;
     }
@@ -514,4 +555,53 @@ int vf_vae_train_step(vf_vae *m, int64_t B, const float *X, uint64_t seed,
         return vf_adam_update(m->n_params, m->params, m->grads, m->m1, m->m2, lr, beta1,
                               beta2, adam_eps, weight_decay, (int64_t)step + 1);
     return vf_sgd_update(m->n_params, m->params, m->grads, m->m1, lr, beta1, weight_decay);
+}
+
+int vf_vae_train_steps(vf_vae *m, int64_t n, const float *X, int64_t ldx,
+                       const int64_t *order, int64_t batch, int64_t first_batch,
+                       int64_t n_steps, uint64_t seed, uint64_t step0, float lr,
+                       float beta1, float beta2, float adam_eps, float weight_decay,
+                       int optimizer, float kl_weight, double *sums3, int64_t *done)
+{
+    if (!done)
+        return VF_ERR_NULL;
+    *done = 0;
+    if (!m || !X || !sums3)
+        return VF_ERR_NULL;
+    if (n < 1 || batch < 1 || first_batch < 0 || n_steps < 0 || ldx < m->D)
+        return VF_ERR_ARG;
+    if (first_batch > (n - 1) / batch || n_steps > (n - 1) / batch + 1 - first_batch)
+        return VF_ERR_ARG; /* every step must start inside X */
+    int st = vf_vae_reserve(m, batch);
+    if (st != VF_OK)
+        return st;
+    const int64_t D = m->D;
+    for (int64_t k = 0; k < n_steps; ++k) {
+        const int64_t r0 = (first_batch + k) * batch;
+        const int64_t rows = n - r0 < batch ? n - r0 : batch;
+        const float *xb = X + r0 * ldx;
+        if (order) {
+            for (int64_t i = 0; i < rows; ++i)
+                if (order[r0 + i] < 0 || order[r0 + i] >= n)
+                    return VF_ERR_ARG;
+            float *dst = m->xbatch;
+#pragma omp parallel for schedule(static) if (rows * D > 262144)
+            for (int64_t i = 0; i < rows; ++i)
+                memcpy(dst + i * D, X + order[r0 + i] * ldx, (size_t)D * sizeof(float));
+            xb = dst;
+        } else if (ldx != D) {
+            for (int64_t i = 0; i < rows; ++i)
+                memcpy(m->xbatch + i * D, xb + i * ldx, (size_t)D * sizeof(float));
+            xb = m->xbatch;
+        }
+        double out3[3];
+        st = vf_vae_train_step(m, rows, xb, seed, step0 + (uint64_t)k, lr, beta1, beta2,
+                               adam_eps, weight_decay, optimizer, kl_weight, out3);
+        if (st != VF_OK)
+            return st;
+        for (int j = 0; j < 3; ++j)
+            sums3[j] += out3[j] * (double)rows;
+        *done = k + 1;
+    }
+    return VF_OK;
 }

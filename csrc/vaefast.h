@@ -284,6 +284,21 @@ int vf_vae_train_step(vf_vae *m, int64_t B, const float *X, uint64_t seed,
                       float adam_eps, float weight_decay, int optimizer,
                       float kl_weight, double *out3);
 
+/* n_steps training steps in one call, exactly as n_steps calls of
+ * vf_vae_train_step: step k (0-based) trains on the rows
+ * order[r0 .. r0 + rows) of X (n×D, ldx), r0 = (first_batch + k)·batch,
+ * rows = min(batch, n − r0) (order NULL: rows r0.. in storage order), with
+ * step counter step0 + k. Rows are gathered into the model's workspace
+ * (reserve(batch) first). sums3 (3) += rows·{loss, recon, KL} of each step;
+ * *done = steps completed. Stops at the first failing step, whose parameters
+ * are untouched, and returns its status (VF_ERR_ARG for an index of order
+ * outside [0, n)). Saves the per-step trip through Python at small batches. */
+int vf_vae_train_steps(vf_vae *m, int64_t n, const float *X, int64_t ldx,
+                       const int64_t *order, int64_t batch, int64_t first_batch,
+                       int64_t n_steps, uint64_t seed, uint64_t step0, float lr,
+                       float beta1, float beta2, float adam_eps, float weight_decay,
+                       int optimizer, float kl_weight, double *sums3, int64_t *done);
+
 #ifdef __cplusplus
 }
 #endif

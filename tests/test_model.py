@@ -207,6 +207,46 @@ def test_exact_resume(tmp_path):
         np.testing.assert_array_equal(wa[k], wc[k], err_msg=k)
 
 
+def test_fit_chunks_equal_one_step_per_call():
+    """fit runs many steps per C call (gathering the shuffled rows in C); the
+    result must be bit-identical to one train_step call per minibatch with
+    the rows gathered in NumPy, including the short last batch."""
+    X = data(203, "bernoulli")
+    a = vaefast.VAE(D, hidden=(32,), latent_dim=Z, seed=4)
+    a.fit(X, epochs=2, batch_size=16, progress=False)
+    b = vaefast.VAE(D, hidden=(32,), latent_dim=Z, seed=4)
+    core, step = b._core, 0
+    for epoch in range(2):
+        order = np.random.default_rng([4, epoch]).permutation(len(X))
+        for s in range(0, len(X), 16):
+            core.train_step(np.ascontiguousarray(X[order[s:s + 16]]), 4, step, 1e-3, 0.9,
+                            0.999, 1e-8, 0.0, "adam", 1.0)
+            step += 1
+    assert a.step_ == step == 2 * 13
+    wa, wb = a.get_weights(), b.get_weights()
+    for k in wa:
+        np.testing.assert_array_equal(wa[k], wb[k], err_msg=k)
+
+
+def test_train_steps_rejects_bad_rows_before_updating():
+    m = make()
+    X = data(10, "bernoulli")
+    before = m.get_weights()
+    sums = np.zeros(3)
+    bad = np.arange(10, dtype=np.int64)
+    bad[3] = 10  # one past the end
+    done, status = m._core.train_steps(X, bad, 4, 0, 1, 0, 0, 1e-3, 0.9, 0.999, 1e-8, 0.0,
+                                       "adam", 1.0, sums)
+    assert done == 0
+    with pytest.raises(ValueError):
+        vaefast._core.status_error(status, "train_steps")
+    done, status = m._core.train_steps(X, None, 4, 2, 2, 0, 0, 1e-3, 0.9, 0.999, 1e-8, 0.0,
+                                       "adam", 1.0, sums)  # batch 3 does not exist
+    assert done == 0 and status != 0
+    for k, w in m.get_weights().items():
+        np.testing.assert_array_equal(w, before[k], err_msg=k)
+
+
 def test_nonfinite_stops_and_keeps_last_finite_weights():
     """A real divergence (SGD, learning_rate 1e6): the step whose loss is
     NaN/Inf raises NonFiniteError before updating, so the weights equal the

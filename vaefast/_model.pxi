@@ -33,6 +33,11 @@ cdef extern from "vaefast.h" nogil:
                           uint64_t step, float lr, float beta1, float beta2,
                           float adam_eps, float weight_decay, int optimizer,
                           float kl_weight, double *out3)
+    int vf_vae_train_steps(vf_vae *m, int64_t n, const float *X, int64_t ldx,
+                           const int64_t *order, int64_t batch, int64_t first_batch,
+                           int64_t n_steps, uint64_t seed, uint64_t step0, float lr,
+                           float beta1, float beta2, float adam_eps, float weight_decay,
+                           int optimizer, float kl_weight, double *sums3, int64_t *done)
 
 import numpy as _np
 
@@ -205,3 +210,44 @@ cdef class VAECore:
                                        adam_eps, weight_decay, opt, kl_weight, out3)
         check_status(status, f"training step {step}")
         return out3[0], out3[1], out3[2]
+
+    def train_steps(self, const float[:, ::1] X, order, int64_t batch, int64_t first_batch,
+                    int64_t n_steps, uint64_t seed, uint64_t step0, float lr, float beta1,
+                    float beta2, float adam_eps, float weight_decay, str optimizer,
+                    float kl_weight, double[::1] sums):
+        """Up to n_steps fused steps in one C call (vf_vae_train_steps).
+
+        order: int64 row permutation of X, or None. sums (3) is incremented
+        by rows·{loss, recon, KL}. Returns (steps done, status); a failing
+        status is not raised here so that the caller learns how far it got
+        (turn it into an exception with status_error)."""
+        cdef int64_t n = X.shape[0]
+        if X.shape[1] != self.n_features:
+            raise ValueError(f"X must have {self.n_features} columns, got {X.shape[1]}")
+        if n < 1:
+            raise ValueError("X must have at least one row")
+        if sums.shape[0] != 3:
+            raise ValueError("sums must have 3 entries")
+        cdef const int64_t[::1] idx
+        cdef const int64_t *pidx = NULL
+        if order is not None:
+            idx = order
+            if idx.shape[0] != n:
+                raise ValueError(f"order must have {n} entries, got {idx.shape[0]}")
+            pidx = &idx[0]
+        cdef int opt = _OPTIMIZER_CODES[optimizer]
+        cdef int64_t done = 0
+        cdef int status
+        with nogil:
+            status = vf_vae_train_steps(self.m, n, &X[0, 0], X.shape[1], pidx, batch,
+                                        first_batch, n_steps, seed, step0, lr, beta1, beta2,
+                                        adam_eps, weight_decay, opt, kl_weight, &sums[0], &done)
+        return done, status
+
+
+def status_error(int status, str what):
+    """Raise the exception for a C status code (nothing for VF_OK)."""
+    check_status(status, what)
+
+
+NONFINITE_STATUS = VF_ERR_NONFINITE

@@ -26,6 +26,7 @@ __all__ = ["fit"]
 # SGD uses momentum 0.9).
 ADAM_BETA1, ADAM_BETA2, ADAM_EPS = 0.9, 0.999, 1e-8
 SGD_MOMENTUM = 0.9
+_ROWS_PER_CALL = 8192  # training rows per C call (see fit)
 
 
 class _TinyBar:
@@ -152,34 +153,41 @@ def fit(model, X, epochs=10, batch_size=128, learning_rate=1e-3, optimizer="adam
             core.set_buffer(3, zeros)
             model.optimizer_ = optimizer
         core.reserve(batch_size)  # grow the workspace once, outside the steps
+        # Steps run in chunks of about _ROWS_PER_CALL rows per C call, so that
+        # the trip through Python is paid once per chunk, not once per step,
+        # while the progress bar still moves.
+        steps_per_call = max(1, _ROWS_PER_CALL // batch_size)
         best, best_params, since_best = math.inf, None, 0
         for _ in range(epochs):
             epoch = model.epoch_
             t0 = time.perf_counter()
-            order = (np.random.default_rng([model.seed, epoch]).permutation(n)
+            order = (np.random.default_rng([model.seed, epoch]).permutation(n).astype(np.int64)
                      if shuffle else None)
             kl_weight = (min(1.0, (epoch + 1) / kl_warmup_epochs)
                          if kl_warmup_epochs else 1.0)
             sums = np.zeros(3)
             bar = _make_bar(progress, n, f"epoch {epoch + 1}")
             try:
-                for bi in range(n_batches):
-                    s = bi * batch_size
-                    xb = (X[order[s:s + batch_size]] if shuffle else X[s:s + batch_size])
-                    try:
-                        out = core.train_step(xb, model.seed, model.step_, lr, beta1,
-                                              ADAM_BETA2, ADAM_EPS, 0.0, optimizer,
-                                              kl_weight)
-                    except _core.NonFiniteError:
+                bi = 0
+                while bi < n_batches:
+                    k = min(steps_per_call, n_batches - bi)
+                    chunk = np.zeros(3)
+                    done, status = core.train_steps(
+                        X, order, batch_size, bi, k, model.seed, model.step_, lr, beta1,
+                        ADAM_BETA2, ADAM_EPS, 0.0, optimizer, kl_weight, chunk)
+                    model.step_ += done
+                    rows = min(n, (bi + done) * batch_size) - bi * batch_size
+                    bi += done
+                    sums += chunk
+                    if bar is not None and rows:
+                        bar.update(rows)
+                        bar.set_postfix_str(f"loss {chunk[0] / rows:.3f}")
+                    if status == _core.NONFINITE_STATUS:
                         raise _core.NonFiniteError(
                             f"training diverged at epoch {epoch}, step {model.step_}: the "
                             "loss or a gradient is NaN/Inf; the weights are left at their "
-                            "last finite values (try a smaller learning_rate)") from None
-                    model.step_ += 1
-                    sums += np.asarray(out) * xb.shape[0]
-                    if bar is not None:
-                        bar.update(xb.shape[0])
-                        bar.set_postfix_str(f"loss {out[0]:.3f}")
+                            "last finite values (try a smaller learning_rate)")
+                    _core.status_error(status, f"training step {model.step_}")
             finally:
                 if bar is not None:
                     bar.close()
