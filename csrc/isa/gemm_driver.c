@@ -161,41 +161,39 @@ static int merge_tile(const vf_gemm_problem *p, const float *restrict tile,
 {
     const int add_old = !first_k || p->accumulate;
     check = check && last_k;
-    float chk = 0.0f; /* NaN iff some checked value is not finite */
+    int bad = 0;
+    /* One short loop per step, each free of conditional loads: a compiler
+     * that if-converts `mask[j]` with mask == NULL emits masked loads from
+     * an unmapped address, which AMD cores execute through a slow assist. */
     for (int64_t r = 0; r < mr; ++r) {
         const int64_t i = i0 + r;
         const float *t = tile + r * VF_NR;
-        if (i == p->M) { /* the ones row: plain column sums, no epilogue */
-            float *dst = p->ones_row + j0;
-            for (int64_t j = 0; j < nr; ++j) {
-                dst[j] = add_old ? dst[j] + t[j] : t[j];
-                if (check)
-                    chk += dst[j] * 0.0f;
-            }
-            continue;
-        }
-        float *c = p->C + i * p->ldc + j0;
-        if (!last_k) {
+        float *c = i == p->M ? p->ones_row + j0 : p->C + i * p->ldc + j0;
+        if (add_old)
             for (int64_t j = 0; j < nr; ++j)
-                c[j] = add_old ? c[j] + t[j] : t[j];
+                c[j] = c[j] + t[j];
+        else
+            memcpy(c, t, (size_t)nr * sizeof(float));
+        if (!last_k)
             continue;
-        }
-        const float *bias = p->bias ? p->bias + j0 : NULL;
-        const float *mask = p->mask ? p->mask + i * p->ldm + j0 : NULL;
-        for (int64_t j = 0; j < nr; ++j) {
-            float v = add_old ? c[j] + t[j] : t[j];
-            if (bias)
-                v += bias[j];
-            if (check)
-                chk += v * 0.0f;
-            if (p->relu && v < 0.0f) /* written so that NaN propagates */
-                v = 0.0f;
-            if (mask && !(mask[j] > 0.0f))
-                v = 0.0f;
-            c[j] = v;
+        if (i < p->M && p->bias)
+            for (int64_t j = 0; j < nr; ++j)
+                c[j] += p->bias[j0 + j];
+        if (check) /* v·0 is NaN exactly when v is NaN or ±Inf */
+            for (int64_t j = 0; j < nr; ++j)
+                bad |= !(c[j] * 0.0f == 0.0f);
+        if (i == p->M) /* the ones row: plain column sums, no epilogue */
+            continue;
+        if (p->relu)
+            for (int64_t j = 0; j < nr; ++j)
+                c[j] = c[j] < 0.0f ? 0.0f : c[j]; /* NaN stays NaN */
+        if (p->mask) {
+            const float *m = p->mask + i * p->ldm + j0;
+            for (int64_t j = 0; j < nr; ++j)
+                c[j] = m[j] > 0.0f ? c[j] : 0.0f;
         }
     }
-    return chk != chk;
+    return bad;
 }
 
 int VF_FN(vf_gemm_driver)(const vf_gemm_problem *p)
@@ -301,27 +299,36 @@ int VF_FN(vf_gemm_driver)(const vf_gemm_problem *p)
                                 a_cs = VF_MR;
                             }
                             const int first_k = kb == 0, last_k = kb == k_blocks - 1;
-                            if (nr == VF_NR && i0 + VF_MR <= p->M) {
+                            const vf_tile_epilogue ep = {
+                                .add_old = !first_k || p->accumulate,
+                                .bias = last_k && p->bias ? p->bias + j0 : NULL,
+                                .check = last_k && check,
+                                .relu = last_k && p->relu,
+                                .mask = last_k && p->mask ? p->mask + i0 * p->ldm + j0 : NULL,
+                                .ldm = p->ldm};
+                            float *c = p->C + i0 * p->ldc + j0;
+                            const int64_t mr = vf_min64(VF_MR, M - i0); /* incl. ones row */
+                            if (nr == VF_NR && mr == VF_MR && i0 + VF_MR <= p->M) {
                                 /* full tile of C proper: epilogue in registers */
-                                const vf_tile_epilogue ep = {
-                                    .add_old = !first_k || p->accumulate,
-                                    .bias = last_k && p->bias ? p->bias + j0 : NULL,
-                                    .check = last_k && check,
-                                    .relu = last_k && p->relu,
-                                    .mask = last_k && p->mask ? p->mask + i0 * p->ldm + j0 : NULL,
-                                    .ldm = p->ldm};
-                                nonfinite |= vf_ukernel(kc, a, a_rs, a_cs, b, rsb,
-                                                        p->C + i0 * p->ldc + j0, p->ldc, &ep);
-                            } else {
-                                static const vf_tile_epilogue plain = {0, NULL, 0, 0, NULL, 0};
-#ifdef VF_HAVE_HALF_UKERNEL
-                                if (nr <= 16)
-                                    vf_ukernel_half(kc, a, a_rs, a_cs, b, rsb, tile);
-                                else
+                                nonfinite |= vf_ukernel(kc, a, a_rs, a_cs, b, rsb, c, p->ldc, &ep);
+#ifdef VF_HAVE_EDGE_UKERNEL
+                            } else if (i0 + mr <= p->M) {
+                                /* edge tile of C proper: the same, under lane masks */
+                                nonfinite |= vf_ukernel_edge(kc, a, a_rs, a_cs, b, rsb, c, p->ldc,
+                                                             &ep, mr, nr);
 #endif
-                                    vf_ukernel(kc, a, a_rs, a_cs, b, rsb, tile, VF_NR, &plain);
-                                nonfinite |= merge_tile(p, tile, i0, vf_min64(VF_MR, M - i0), j0,
-                                                        nr, first_k, last_k, check);
+                            } else {
+                                /* a tile holding the ones row, or an edge without
+                                 * edge kernels: via a scratch tile */
+                                static const vf_tile_epilogue plain = {0, NULL, 0, 0, NULL, 0};
+#ifdef VF_HAVE_EDGE_UKERNEL
+                                vf_ukernel_edge(kc, a, a_rs, a_cs, b, rsb, tile, VF_NR, &plain,
+                                                VF_MR, nr);
+#else
+                                vf_ukernel(kc, a, a_rs, a_cs, b, rsb, tile, VF_NR, &plain);
+#endif
+                                nonfinite |= merge_tile(p, tile, i0, mr, j0, nr, first_k, last_k,
+                                                        check);
                             }
                         }
                     }
