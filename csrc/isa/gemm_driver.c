@@ -272,6 +272,12 @@ int VF_FN(vf_gemm_driver)(const vf_gemm_problem *p)
                             const int64_t j0 = jc + jp * VF_NR;
                             const int64_t nr = vf_min64(VF_NR, N - j0);
                             const int64_t i0 = ic + ip * VF_MR;
+#ifdef VF_EDGE_ROWS
+                            /* edge kernels read exactly the last panel's rows */
+                            const int a_edge_in_place = (p->M - i0) % VF_EDGE_ROWS == 0;
+#else
+                            const int a_edge_in_place = 0;
+#endif
                             const float *b;
                             int64_t rsb;
                             if (b_in_place && nr == VF_NR) {
@@ -283,7 +289,7 @@ int VF_FN(vf_gemm_driver)(const vf_gemm_problem *p)
                             }
                             const float *a;
                             int64_t a_rs, a_cs;
-                            if (a_in_place && i0 + VF_MR <= p->M) {
+                            if (a_in_place && (i0 + VF_MR <= p->M || a_edge_in_place)) {
                                 a = p->A + i0 * p->lda + pc;
                                 a_rs = p->lda;
                                 a_cs = 1;

@@ -67,25 +67,26 @@ VF_INLINE void vf_ep16(__m512 v, const vf_tile_epilogue *ep, float *c, int64_t o
         _mm512_mask_storeu_ps(c + off, lanes, v);
 }
 
-/* C (mr×nr) = epilogue(Ap (MR×kc) · B (kc×16·nv)) with nv = 1 or 2 zmm per
+/* C (mr×nr) = epilogue(Ap (rows×kc) · B (kc×16·nv)) with nv = 1 or 2 zmm per
  * row (12×32: 24 zmm accumulators + 2 for B + 1 broadcast of 32
- * registers; 12×16 for panels at most 16 wide). Rows past mr are computed
- * from the zero padding of a packed A but not stored. nv and full are
- * compile-time constants (full: mr = MR and nr = 16·nv). */
-VF_INLINE int vf_kernel_zmm(const int nv, const int full, int64_t kc,
+ * registers; 12×16 for panels at most 16 wide). `rows` (4, 8 or 12) rows
+ * of A are read, mr <= rows are stored: a short last row panel costs only
+ * what it computes. nv, full and rows are compile-time constants (full:
+ * mr = rows = MR and nr = 16·nv). */
+VF_INLINE int vf_kernel_zmm(const int nv, const int full, const int rows, int64_t kc,
                             const float *restrict ap, int64_t a_rs, int64_t a_cs,
                             const float *restrict b, int64_t rsb,
                             float *restrict cout, int64_t ldc,
                             const vf_tile_epilogue *ep, int64_t mr, int64_t nr)
 {
     __m512 c[VF_MR][2];
-    for (int r = 0; r < VF_MR; ++r)
+    for (int r = 0; r < rows; ++r)
         c[r][0] = c[r][1] = _mm512_setzero_ps();
     for (int64_t k = 0; k < kc; ++k) {
         const __m512 b0 = _mm512_loadu_ps(b + k * rsb);
         const __m512 b1 = nv > 1 ? _mm512_loadu_ps(b + k * rsb + 16) : b0;
         const float *a = ap + k * a_cs;
-        for (int r = 0; r < VF_MR; ++r) {
+        for (int r = 0; r < rows; ++r) {
             const __m512 av = _mm512_set1_ps(a[r * a_rs]);
             c[r][0] = _mm512_fmadd_ps(av, b0, c[r][0]);
             if (nv > 1)
@@ -96,7 +97,7 @@ VF_INLINE int vf_kernel_zmm(const int nv, const int full, int64_t kc,
         nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1),
         nr >= 32 ? (__mmask16)0xFFFF : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0};
     __m512 chk[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
-    for (int r = 0; r < VF_MR; ++r) {
+    for (int r = 0; r < rows; ++r) {
         if (!full && r >= mr)
             break;
         for (int h = 0; h < nv; ++h)
@@ -109,27 +110,27 @@ VF_INLINE int vf_kernel_zmm(const int nv, const int full, int64_t kc,
     return _mm512_cmp_ps_mask(both, both, _CMP_UNORD_Q) != 0;
 }
 
-/* 12×8 in ymm registers for panels at most 8 wide (N = 40 = 32 + 8):
+/* rows×8 in ymm registers for panels at most 8 wide (N = 40 = 32 + 8):
  * Zen 4 executes a zmm FMA as two ymm halves, so this is a quarter of the
  * full kernel's cost where a zmm kernel would waste half of it. */
-VF_INLINE int vf_kernel_ymm(int64_t kc, const float *restrict ap, int64_t a_rs,
-                            int64_t a_cs, const float *restrict b, int64_t rsb,
+VF_INLINE int vf_kernel_ymm(const int rows, int64_t kc, const float *restrict ap,
+                            int64_t a_rs, int64_t a_cs, const float *restrict b, int64_t rsb,
                             float *restrict cout, int64_t ldc,
                             const vf_tile_epilogue *ep, int64_t mr, int64_t nr)
 {
     __m256 c[VF_MR];
-    for (int r = 0; r < VF_MR; ++r)
+    for (int r = 0; r < rows; ++r)
         c[r] = _mm256_setzero_ps();
     for (int64_t k = 0; k < kc; ++k) {
         const __m256 b0 = _mm256_loadu_ps(b + k * rsb);
         const float *a = ap + k * a_cs;
-        for (int r = 0; r < VF_MR; ++r)
+        for (int r = 0; r < rows; ++r)
             c[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(a + r * a_rs), b0, c[r]);
     }
     const __mmask8 lanes = nr >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << nr) - 1);
     const __m256 zero = _mm256_setzero_ps();
     __m256 chk = zero;
-    for (int r = 0; r < VF_MR && r < mr; ++r) {
+    for (int r = 0; r < rows && r < mr; ++r) {
         float *crow = cout + r * ldc;
         __m256 v = c[r];
         if (ep->add_old)
@@ -149,21 +150,36 @@ VF_INLINE int vf_kernel_ymm(int64_t kc, const float *restrict ap, int64_t a_rs,
     return ep->check && _mm256_cmp_ps_mask(chk, chk, _CMP_UNORD_Q) != 0;
 }
 
+VF_INLINE int vf_edge_rows(const int rows, int64_t kc, const float *restrict ap,
+                           int64_t a_rs, int64_t a_cs, const float *restrict b, int64_t rsb,
+                           float *restrict cout, int64_t ldc, const vf_tile_epilogue *ep,
+                           int64_t mr, int64_t nr)
+{
+    if (nr > 16)
+        return vf_kernel_zmm(2, 0, rows, kc, ap, a_rs, a_cs, b, rsb, cout, ldc, ep, mr, nr);
+    if (nr > 8)
+        return vf_kernel_zmm(1, 0, rows, kc, ap, a_rs, a_cs, b, rsb, cout, ldc, ep, mr, nr);
+    return vf_kernel_ymm(rows, kc, ap, a_rs, a_cs, b, rsb, cout, ldc, ep, mr, nr);
+}
+
 /* Any tile, full or edge (mr <= MR rows, nr <= NR columns), epilogue in
- * registers: no scratch tile, no scalar merge. */
+ * registers: no scratch tile, no scalar merge. Reads mr rounded up to a
+ * multiple of 4 rows of A (the caller makes sure they exist: a packed,
+ * zero-padded panel, or mr % 4 == 0 for A read in place). */
 #define VF_HAVE_EDGE_UKERNEL 1
+#define VF_EDGE_ROWS 4
 VF_INLINE int vf_ukernel_edge(int64_t kc, const float *restrict ap, int64_t a_rs,
                               int64_t a_cs, const float *restrict b, int64_t rsb,
                               float *restrict cout, int64_t ldc,
                               const vf_tile_epilogue *ep, int64_t mr, int64_t nr)
 {
     if (mr == VF_MR && nr == VF_NR)
-        return vf_kernel_zmm(2, 1, kc, ap, a_rs, a_cs, b, rsb, cout, ldc, ep, mr, nr);
-    if (nr > 16)
-        return vf_kernel_zmm(2, 0, kc, ap, a_rs, a_cs, b, rsb, cout, ldc, ep, mr, nr);
-    if (nr > 8)
-        return vf_kernel_zmm(1, 0, kc, ap, a_rs, a_cs, b, rsb, cout, ldc, ep, mr, nr);
-    return vf_kernel_ymm(kc, ap, a_rs, a_cs, b, rsb, cout, ldc, ep, mr, nr);
+        return vf_kernel_zmm(2, 1, VF_MR, kc, ap, a_rs, a_cs, b, rsb, cout, ldc, ep, mr, nr);
+    if (mr <= 4)
+        return vf_edge_rows(4, kc, ap, a_rs, a_cs, b, rsb, cout, ldc, ep, mr, nr);
+    if (mr <= 8)
+        return vf_edge_rows(8, kc, ap, a_rs, a_cs, b, rsb, cout, ldc, ep, mr, nr);
+    return vf_edge_rows(VF_MR, kc, ap, a_rs, a_cs, b, rsb, cout, ldc, ep, mr, nr);
 }
 
 /* The full MR×NR tile. */
@@ -173,7 +189,7 @@ static inline int vf_ukernel(int64_t kc, const float *restrict ap,
                              float *restrict cout, int64_t ldc,
                              const vf_tile_epilogue *ep)
 {
-    return vf_kernel_zmm(2, 1, kc, ap, a_rs, a_cs, b, rsb, cout, ldc, ep, VF_MR, VF_NR);
+    return vf_kernel_zmm(2, 1, VF_MR, kc, ap, a_rs, a_cs, b, rsb, cout, ldc, ep, VF_MR, VF_NR);
 }
 
 #elif defined(VF_SIMD_AVX2)
