@@ -196,6 +196,133 @@ static int merge_tile(const vf_gemm_problem *p, const float *restrict tile,
     return bad;
 }
 
+/* What every tile of one (K block, M block) step shares. */
+typedef struct tile_ctx {
+    const vf_gemm_problem *p;
+    int64_t M;                  /* rows incl. the ones row */
+    const float *ap, *bp;       /* packed A block, packed B panels */
+    int64_t kc_max, pc, kc;     /* panel stride, this K block */
+    int a_in_place, b_in_place, first_k, last_k, check;
+    float *tile, *edge_a;       /* this thread's scratch */
+} tile_ctx;
+
+/* Row panel ip of the M block at ic: where its A is read (in place, the
+ * packed block, or a zero-padded copy of a short last panel). */
+static const float *tile_a(const tile_ctx *t, int64_t ic, int64_t ip, int64_t *a_rs,
+                           int64_t *a_cs)
+{
+    const vf_gemm_problem *p = t->p;
+    const int64_t i0 = ic + ip * VF_MR;
+#ifdef VF_EDGE_ROWS
+    /* edge kernels read exactly the last panel's rows */
+    const int edge_in_place = (p->M - i0) % VF_EDGE_ROWS == 0;
+#else
+    const int edge_in_place = 0;
+#endif
+    if (t->a_in_place && (i0 + VF_MR <= p->M || edge_in_place)) {
+        *a_rs = p->lda;
+        *a_cs = 1;
+        return p->A + i0 * p->lda + t->pc;
+    }
+    *a_rs = 1;
+    *a_cs = VF_MR;
+    if (t->a_in_place) { /* the last, partial row panel: pack it, zero-padded */
+        pack_a_panel(p, i0, t->pc, t->kc, t->edge_a);
+        return t->edge_a;
+    }
+    return t->ap + ip * t->kc_max * VF_MR;
+}
+
+static vf_tile_epilogue tile_epilogue(const tile_ctx *t, int64_t i0, int64_t j0)
+{
+    const vf_gemm_problem *p = t->p;
+    const vf_tile_epilogue ep = {
+        .add_old = !t->first_k || p->accumulate,
+        .bias = t->last_k && p->bias ? p->bias + j0 : NULL,
+        .check = t->last_k && t->check,
+        .relu = t->last_k && p->relu,
+        .mask = t->last_k && p->mask ? p->mask + i0 * p->ldm + j0 : NULL,
+        .ldm = p->ldm};
+    return ep;
+}
+
+/* C tile (row panel ip, column panel jp) of this step; returns the
+ * non-finite flag of its checked values. */
+static int run_tile(const tile_ctx *t, int64_t jc, int64_t jp, int64_t ic, int64_t ip)
+{
+    const vf_gemm_problem *p = t->p;
+    const int64_t j0 = jc + jp * VF_NR;
+    const int64_t nr = vf_min64(VF_NR, p->N - j0);
+    const int64_t i0 = ic + ip * VF_MR;
+    const float *b;
+    int64_t rsb;
+    if (t->b_in_place && nr == VF_NR) {
+        b = p->B + t->pc * p->ldb + j0;
+        rsb = p->ldb;
+    } else {
+        b = t->bp + jp * t->kc_max * VF_NR;
+        rsb = VF_NR;
+    }
+    int64_t a_rs, a_cs;
+    const float *a = tile_a(t, ic, ip, &a_rs, &a_cs);
+    const vf_tile_epilogue ep = tile_epilogue(t, i0, j0);
+    float *c = p->C + i0 * p->ldc + j0;
+    const int64_t mr = vf_min64(VF_MR, t->M - i0); /* incl. ones row */
+    if (nr == VF_NR && mr == VF_MR && i0 + VF_MR <= p->M) {
+        /* full tile of C proper: epilogue in registers */
+        return vf_ukernel(t->kc, a, a_rs, a_cs, b, rsb, c, p->ldc, &ep);
+#ifdef VF_HAVE_EDGE_UKERNEL
+    } else if (i0 + mr <= p->M) {
+        /* edge tile of C proper: the same, under lane masks */
+        return vf_ukernel_edge(t->kc, a, a_rs, a_cs, b, rsb, c, p->ldc, &ep, mr, nr);
+#endif
+    }
+    /* a tile holding the ones row, or an edge without edge kernels: via a
+     * scratch tile */
+    static const vf_tile_epilogue plain = {0, NULL, 0, 0, NULL, 0};
+#ifdef VF_HAVE_EDGE_UKERNEL
+    vf_ukernel_edge(t->kc, a, a_rs, a_cs, b, rsb, t->tile, VF_NR, &plain, VF_MR, nr);
+#else
+    vf_ukernel(t->kc, a, a_rs, a_cs, b, rsb, t->tile, VF_NR, &plain);
+#endif
+    return merge_tile(p, t->tile, i0, mr, j0, nr, t->first_k, t->last_k, t->check);
+}
+
+#ifdef VF_HAVE_N40_UKERNEL
+/* 32 < N <= 40 (the VAE head, 2·latent = 40): row panel ip across all N
+ * columns at once with the 8×40 kernel, instead of a 32-wide tile plus an
+ * 8-wide one (different kernels, A read twice). Columns 0-31 come from
+ * column panel 0, 32.. from panel 1 (always packed: it is narrow). */
+static int run_row_n40(const tile_ctx *t, int64_t ic, int64_t ip)
+{
+    const vf_gemm_problem *p = t->p;
+    const int64_t i0 = ic + ip * VF_MR;
+    const int64_t mr = vf_min64(VF_MR, t->M - i0);
+    if (i0 + mr > p->M) /* holds the ones row: per column panel */
+        return run_tile(t, 0, 0, ic, ip) | run_tile(t, 0, 1, ic, ip);
+    const float *b0 = t->b_in_place ? p->B + t->pc * p->ldb : t->bp;
+    const int64_t rsb0 = t->b_in_place ? p->ldb : VF_NR;
+    const float *b1 = t->bp + t->kc_max * VF_NR;
+    int64_t a_rs, a_cs;
+    const float *a = tile_a(t, ic, ip, &a_rs, &a_cs);
+    const vf_tile_epilogue ep = tile_epilogue(t, i0, 0);
+    float *c = p->C + i0 * p->ldc;
+    /* rows 0-7 (or 0-3), then 8-11: the kernel reads 4 or 8 rows of A */
+    int bad = mr > 4 ? vf_ukernel_n40(8, t->kc, a, a_rs, a_cs, b0, rsb0, b1, VF_NR, c,
+                                      p->ldc, &ep, vf_min64(mr, 8), p->N)
+                     : vf_ukernel_n40(4, t->kc, a, a_rs, a_cs, b0, rsb0, b1, VF_NR, c,
+                                      p->ldc, &ep, mr, p->N); /* rows: a constant */
+    if (mr > 8) {
+        vf_tile_epilogue ep8 = ep;
+        if (ep8.mask)
+            ep8.mask += 8 * ep8.ldm;
+        bad |= vf_ukernel_n40(4, t->kc, a + 8 * a_rs, a_rs, a_cs, b0, rsb0, b1, VF_NR,
+                              c + 8 * p->ldc, p->ldc, &ep8, mr - 8, p->N);
+    }
+    return bad;
+}
+#endif
+
 int VF_FN(vf_gemm_driver)(const vf_gemm_problem *p)
 {
     const int64_t M = p->M + (p->ones_row ? 1 : 0); /* rows incl. ones row */
@@ -214,6 +341,9 @@ int VF_FN(vf_gemm_driver)(const vf_gemm_problem *p)
      * MR rows spaced a power of two apart. */
     const int a_in_place = !p->trans_a && !p->ones_row && !p->a_relu && N <= 4 * VF_NR;
     const int check = p->nonfinite != NULL;
+#ifdef VF_HAVE_N40_UKERNEL
+    const int n40 = N > 32 && N <= 40 && VF_NR == 32;
+#endif
     int nonfinite = 0; /* per-thread flags, OR-ed: order-independent */
 
     const int64_t nc_max = vf_min64(VF_NC, (N + VF_NR - 1) / VF_NR * VF_NR);
@@ -264,80 +394,27 @@ int VF_FN(vf_gemm_driver)(const vf_gemm_problem *p)
                         for (int64_t ip = 0; ip < m_panels; ++ip)
                             pack_a_panel(p, ic + ip * VF_MR, pc, kc, ap + ip * kc_max * VF_MR);
                     }
+                    const tile_ctx t = {
+                        .p = p, .M = M, .ap = ap, .bp = bp, .kc_max = kc_max, .pc = pc,
+                        .kc = kc, .a_in_place = a_in_place, .b_in_place = b_in_place,
+                        .first_k = kb == 0, .last_k = kb == k_blocks - 1, .check = check,
+                        .tile = tile, .edge_a = edge_a};
+#ifdef VF_HAVE_N40_UKERNEL
+                    if (n40) {
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+                        for (int64_t ip = 0; ip < m_panels; ++ip)
+                            nonfinite |= run_row_n40(&t, ic, ip);
+                        continue;
+                    }
+#endif
 #ifdef _OPENMP
 #pragma omp for collapse(2) schedule(static)
 #endif
-                    for (int64_t jp = 0; jp < n_panels; ++jp) {
-                        for (int64_t ip = 0; ip < m_panels; ++ip) {
-                            const int64_t j0 = jc + jp * VF_NR;
-                            const int64_t nr = vf_min64(VF_NR, N - j0);
-                            const int64_t i0 = ic + ip * VF_MR;
-#ifdef VF_EDGE_ROWS
-                            /* edge kernels read exactly the last panel's rows */
-                            const int a_edge_in_place = (p->M - i0) % VF_EDGE_ROWS == 0;
-#else
-                            const int a_edge_in_place = 0;
-#endif
-                            const float *b;
-                            int64_t rsb;
-                            if (b_in_place && nr == VF_NR) {
-                                b = p->B + pc * p->ldb + j0;
-                                rsb = p->ldb;
-                            } else {
-                                b = bp + jp * kc_max * VF_NR;
-                                rsb = VF_NR;
-                            }
-                            const float *a;
-                            int64_t a_rs, a_cs;
-                            if (a_in_place && (i0 + VF_MR <= p->M || a_edge_in_place)) {
-                                a = p->A + i0 * p->lda + pc;
-                                a_rs = p->lda;
-                                a_cs = 1;
-                            } else if (a_in_place) {
-                                /* the last, partial row panel: pack it, zero-padded */
-                                pack_a_panel(p, i0, pc, kc, edge_a);
-                                a = edge_a;
-                                a_rs = 1;
-                                a_cs = VF_MR;
-                            } else {
-                                a = ap + ip * kc_max * VF_MR;
-                                a_rs = 1;
-                                a_cs = VF_MR;
-                            }
-                            const int first_k = kb == 0, last_k = kb == k_blocks - 1;
-                            const vf_tile_epilogue ep = {
-                                .add_old = !first_k || p->accumulate,
-                                .bias = last_k && p->bias ? p->bias + j0 : NULL,
-                                .check = last_k && check,
-                                .relu = last_k && p->relu,
-                                .mask = last_k && p->mask ? p->mask + i0 * p->ldm + j0 : NULL,
-                                .ldm = p->ldm};
-                            float *c = p->C + i0 * p->ldc + j0;
-                            const int64_t mr = vf_min64(VF_MR, M - i0); /* incl. ones row */
-                            if (nr == VF_NR && mr == VF_MR && i0 + VF_MR <= p->M) {
-                                /* full tile of C proper: epilogue in registers */
-                                nonfinite |= vf_ukernel(kc, a, a_rs, a_cs, b, rsb, c, p->ldc, &ep);
-#ifdef VF_HAVE_EDGE_UKERNEL
-                            } else if (i0 + mr <= p->M) {
-                                /* edge tile of C proper: the same, under lane masks */
-                                nonfinite |= vf_ukernel_edge(kc, a, a_rs, a_cs, b, rsb, c, p->ldc,
-                                                             &ep, mr, nr);
-#endif
-                            } else {
-                                /* a tile holding the ones row, or an edge without
-                                 * edge kernels: via a scratch tile */
-                                static const vf_tile_epilogue plain = {0, NULL, 0, 0, NULL, 0};
-#ifdef VF_HAVE_EDGE_UKERNEL
-                                vf_ukernel_edge(kc, a, a_rs, a_cs, b, rsb, tile, VF_NR, &plain,
-                                                VF_MR, nr);
-#else
-                                vf_ukernel(kc, a, a_rs, a_cs, b, rsb, tile, VF_NR, &plain);
-#endif
-                                nonfinite |= merge_tile(p, tile, i0, mr, j0, nr, first_k, last_k,
-                                                        check);
-                            }
-                        }
-                    }
+                    for (int64_t jp = 0; jp < n_panels; ++jp)
+                        for (int64_t ip = 0; ip < m_panels; ++ip)
+                            nonfinite |= run_tile(&t, jc, jp, ic, ip);
                 }
             }
         }

@@ -182,6 +182,64 @@ VF_INLINE int vf_ukernel_edge(int64_t kc, const float *restrict ap, int64_t a_rs
     return vf_edge_rows(VF_MR, kc, ap, a_rs, a_cs, b, rsb, cout, ldc, ep, mr, nr);
 }
 
+/* C (mr×nr, 32 < nr <= 40) = epilogue(Ap (rows×kc) · [B0 | B1] (kc×40)),
+ * rows = 4 or 8 (compile-time): per row two zmm (columns 0-31, from B0)
+ * and one ymm (32-39, from B1) accumulator, 24 + 3 + 1 registers. On
+ * Zen 4 (a zmm FMA = two ymm issues) every issued lane is a useful one. */
+#define VF_HAVE_N40_UKERNEL 1
+VF_INLINE int vf_ukernel_n40(const int rows, int64_t kc, const float *restrict ap,
+                             int64_t a_rs, int64_t a_cs, const float *restrict b0, int64_t rsb0,
+                             const float *restrict b1, int64_t rsb1, float *restrict cout,
+                             int64_t ldc, const vf_tile_epilogue *ep, int64_t mr, int64_t nr)
+{
+    __m512 c[8][2];
+    __m256 d[8];
+    for (int r = 0; r < rows; ++r) {
+        c[r][0] = c[r][1] = _mm512_setzero_ps();
+        d[r] = _mm256_setzero_ps();
+    }
+    for (int64_t k = 0; k < kc; ++k) {
+        const __m512 x0 = _mm512_loadu_ps(b0 + k * rsb0);
+        const __m512 x1 = _mm512_loadu_ps(b0 + k * rsb0 + 16);
+        const __m256 x2 = _mm256_loadu_ps(b1 + k * rsb1);
+        const float *a = ap + k * a_cs;
+        for (int r = 0; r < rows; ++r) {
+            const __m512 av = _mm512_set1_ps(a[r * a_rs]);
+            c[r][0] = _mm512_fmadd_ps(av, x0, c[r][0]);
+            c[r][1] = _mm512_fmadd_ps(av, x1, c[r][1]);
+            d[r] = _mm256_fmadd_ps(_mm512_castps512_ps256(av), x2, d[r]);
+        }
+    }
+    const __mmask8 lanes = (__mmask8)((1u << (nr - 32)) - 1);
+    const __m256 zero = _mm256_setzero_ps();
+    __m512 chk[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+    __m256 chk8 = zero;
+    for (int r = 0; r < rows && r < mr; ++r) {
+        vf_ep16(c[r][0], ep, cout + r * ldc, 0, r * ep->ldm, 0xFFFF, 1, &chk[0]);
+        vf_ep16(c[r][1], ep, cout + r * ldc, 16, r * ep->ldm + 16, 0xFFFF, 1, &chk[1]);
+        float *crow = cout + r * ldc + 32;
+        __m256 v = d[r];
+        if (ep->add_old)
+            v = _mm256_add_ps(v, _mm256_maskz_loadu_ps(lanes, crow));
+        if (ep->bias)
+            v = _mm256_add_ps(v, _mm256_maskz_loadu_ps(lanes, ep->bias + 32));
+        if (ep->check)
+            chk8 = _mm256_fmadd_ps(v, zero, chk8);
+        if (ep->relu)
+            v = _mm256_max_ps(zero, v);
+        if (ep->mask) {
+            const __m256 m = _mm256_maskz_loadu_ps(lanes, ep->mask + r * ep->ldm + 32);
+            v = _mm256_maskz_mov_ps(_mm256_cmp_ps_mask(m, zero, _CMP_GT_OQ), v);
+        }
+        _mm256_mask_storeu_ps(crow, lanes, v);
+    }
+    if (!ep->check)
+        return 0;
+    const __m512 both = _mm512_add_ps(chk[0], chk[1]);
+    return _mm512_cmp_ps_mask(both, both, _CMP_UNORD_Q) != 0 ||
+           _mm256_cmp_ps_mask(chk8, chk8, _CMP_UNORD_Q) != 0;
+}
+
 /* The full MR×NR tile. */
 static inline int vf_ukernel(int64_t kc, const float *restrict ap,
                              int64_t a_rs, int64_t a_cs,
