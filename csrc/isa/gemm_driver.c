@@ -347,7 +347,11 @@ int VF_FN(vf_gemm_driver)(const vf_gemm_problem *p)
     int nonfinite = 0; /* per-thread flags, OR-ed: order-independent */
 
     const int64_t nc_max = vf_min64(VF_NC, (N + VF_NR - 1) / VF_NR * VF_NR);
-    const int64_t kc_max = K < VF_KC ? (K > 0 ? K : 1) : VF_KC;
+    /* K blocks of equal size (784 = 4 x 196, not 3 x 256 + 16: a thin last
+     * block pays a whole pass of C loads and stores for little work). */
+    const int64_t k_blocks = K > 0 ? (K + VF_KC - 1) / VF_KC : 1;
+    const int64_t kc_step = K > 0 ? vf_min64(VF_KC, ((K + k_blocks - 1) / k_blocks + 3) / 4 * 4) : 1;
+    const int64_t kc_max = kc_step;
     const int64_t mc_max = vf_min64(VF_MC, (M + VF_MR - 1) / VF_MR * VF_MR);
     const size_t ap_floats = (size_t)mc_max * (size_t)kc_max;
     const size_t bp_floats = (size_t)nc_max * (size_t)kc_max;
@@ -361,7 +365,6 @@ int VF_FN(vf_gemm_driver)(const vf_gemm_problem *p)
     if ((double)M * (double)N * (double)K >= VF_GEMM_PARALLEL_MIN_MACS)
         nthreads = omp_get_max_threads();
 #endif
-    const int64_t k_blocks = K > 0 ? (K + VF_KC - 1) / VF_KC : 1;
 
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads) reduction(|: nonfinite)
@@ -373,8 +376,8 @@ int VF_FN(vf_gemm_driver)(const vf_gemm_problem *p)
             const int64_t nc = vf_min64(VF_NC, N - jc);
             const int64_t n_panels = (nc + VF_NR - 1) / VF_NR;
             for (int64_t kb = 0; kb < k_blocks; ++kb) {
-                const int64_t pc = kb * VF_KC;
-                const int64_t kc = vf_min64(VF_KC, K - pc);
+                const int64_t pc = kb * kc_step;
+                const int64_t kc = vf_min64(kc_step, K - pc);
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif

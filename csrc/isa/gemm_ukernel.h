@@ -37,7 +37,7 @@ typedef struct vf_tile_epilogue {
 #include <immintrin.h>
 #define VF_MR 12
 #define VF_NR 32
-#define VF_KC 256
+#define VF_KC 512
 #define VF_MC 384
 
 #define VF_INLINE static inline __attribute__((always_inline))
