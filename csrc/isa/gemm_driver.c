@@ -323,6 +323,78 @@ static int run_row_n40(const tile_ctx *t, int64_t ic, int64_t ip)
 }
 #endif
 
+/* Everything one thread does: inside an OpenMP team the worksharing loops
+ * split the panels; called directly (one thread), they run serially. */
+typedef struct driver_plan {
+    const vf_gemm_problem *p;
+    int64_t M, N, K;            /* M incl. the ones row */
+    int a_in_place, b_in_place, check, n40;
+    int64_t k_blocks, kc_step, kc_max;
+    float *ap, *bp;             /* shared packing buffers */
+} driver_plan;
+
+static int driver_loops(const driver_plan *d)
+{
+    const vf_gemm_problem *p = d->p;
+    const int64_t M = d->M, N = d->N, K = d->K;
+    const int64_t k_blocks = d->k_blocks, kc_step = d->kc_step, kc_max = d->kc_max;
+    const int a_in_place = d->a_in_place, b_in_place = d->b_in_place, check = d->check;
+    float *ap = d->ap, *bp = d->bp;
+    int nonfinite = 0;
+    _Alignas(64) float tile[VF_MR * VF_NR];
+    _Alignas(64) float edge_a[VF_MR * VF_KC];
+    for (int64_t jc = 0; jc < N; jc += VF_NC) {
+        const int64_t nc = vf_min64(VF_NC, N - jc);
+        const int64_t n_panels = (nc + VF_NR - 1) / VF_NR;
+        for (int64_t kb = 0; kb < k_blocks; ++kb) {
+            const int64_t pc = kb * kc_step;
+            const int64_t kc = vf_min64(kc_step, K - pc);
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+            for (int64_t jp = 0; jp < n_panels; ++jp) {
+                const int64_t j0 = jc + jp * VF_NR;
+                const int64_t nr = vf_min64(VF_NR, N - j0);
+                if (!b_in_place || nr < VF_NR)
+                    pack_b_panel(p, j0, nr, pc, kc, bp + jp * kc_max * VF_NR);
+            }
+            for (int64_t ic = 0; ic < M; ic += VF_MC) {
+                const int64_t mc = vf_min64(VF_MC, M - ic);
+                const int64_t m_panels = (mc + VF_MR - 1) / VF_MR;
+                if (!a_in_place) {
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+                    for (int64_t ip = 0; ip < m_panels; ++ip)
+                        pack_a_panel(p, ic + ip * VF_MR, pc, kc, ap + ip * kc_max * VF_MR);
+                }
+                const tile_ctx t = {
+                    .p = p, .M = M, .ap = ap, .bp = bp, .kc_max = kc_max, .pc = pc,
+                    .kc = kc, .a_in_place = a_in_place, .b_in_place = b_in_place,
+                    .first_k = kb == 0, .last_k = kb == k_blocks - 1, .check = check,
+                    .tile = tile, .edge_a = edge_a};
+#ifdef VF_HAVE_N40_UKERNEL
+                if (d->n40) {
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+                    for (int64_t ip = 0; ip < m_panels; ++ip)
+                        nonfinite |= run_row_n40(&t, ic, ip);
+                    continue;
+                }
+#endif
+#ifdef _OPENMP
+#pragma omp for collapse(2) schedule(static)
+#endif
+                for (int64_t jp = 0; jp < n_panels; ++jp)
+                    for (int64_t ip = 0; ip < m_panels; ++ip)
+                        nonfinite |= run_tile(&t, jc, jp, ic, ip);
+            }
+        }
+    }
+    return nonfinite;
+}
+
 int VF_FN(vf_gemm_driver)(const vf_gemm_problem *p)
 {
     const int64_t M = p->M + (p->ones_row ? 1 : 0); /* rows incl. ones row */
@@ -366,61 +438,23 @@ int VF_FN(vf_gemm_driver)(const vf_gemm_problem *p)
         nthreads = omp_get_max_threads();
 #endif
 
+    driver_plan d = {
+        .p = p, .M = M, .N = N, .K = K, .a_in_place = a_in_place, .b_in_place = b_in_place,
+        .check = check, .n40 = 0, .k_blocks = k_blocks, .kc_step = kc_step, .kc_max = kc_max,
+        .ap = ap, .bp = bp};
+#ifdef VF_HAVE_N40_UKERNEL
+    d.n40 = n40;
+#endif
+    /* No team for one thread: libgomp's team start/end costs futex system
+     * calls, a visible share of a batch-32 layer. */
 #ifdef _OPENMP
+    if (nthreads > 1) {
 #pragma omp parallel num_threads(nthreads) reduction(|: nonfinite)
+        nonfinite |= driver_loops(&d);
+    } else
 #endif
     {
-        _Alignas(64) float tile[VF_MR * VF_NR];
-        _Alignas(64) float edge_a[VF_MR * VF_KC];
-        for (int64_t jc = 0; jc < N; jc += VF_NC) {
-            const int64_t nc = vf_min64(VF_NC, N - jc);
-            const int64_t n_panels = (nc + VF_NR - 1) / VF_NR;
-            for (int64_t kb = 0; kb < k_blocks; ++kb) {
-                const int64_t pc = kb * kc_step;
-                const int64_t kc = vf_min64(kc_step, K - pc);
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-                for (int64_t jp = 0; jp < n_panels; ++jp) {
-                    const int64_t j0 = jc + jp * VF_NR;
-                    const int64_t nr = vf_min64(VF_NR, N - j0);
-                    if (!b_in_place || nr < VF_NR)
-                        pack_b_panel(p, j0, nr, pc, kc, bp + jp * kc_max * VF_NR);
-                }
-                for (int64_t ic = 0; ic < M; ic += VF_MC) {
-                    const int64_t mc = vf_min64(VF_MC, M - ic);
-                    const int64_t m_panels = (mc + VF_MR - 1) / VF_MR;
-                    if (!a_in_place) {
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-                        for (int64_t ip = 0; ip < m_panels; ++ip)
-                            pack_a_panel(p, ic + ip * VF_MR, pc, kc, ap + ip * kc_max * VF_MR);
-                    }
-                    const tile_ctx t = {
-                        .p = p, .M = M, .ap = ap, .bp = bp, .kc_max = kc_max, .pc = pc,
-                        .kc = kc, .a_in_place = a_in_place, .b_in_place = b_in_place,
-                        .first_k = kb == 0, .last_k = kb == k_blocks - 1, .check = check,
-                        .tile = tile, .edge_a = edge_a};
-#ifdef VF_HAVE_N40_UKERNEL
-                    if (n40) {
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-                        for (int64_t ip = 0; ip < m_panels; ++ip)
-                            nonfinite |= run_row_n40(&t, ic, ip);
-                        continue;
-                    }
-#endif
-#ifdef _OPENMP
-#pragma omp for collapse(2) schedule(static)
-#endif
-                    for (int64_t jp = 0; jp < n_panels; ++jp)
-                        for (int64_t ip = 0; ip < m_panels; ++ip)
-                            nonfinite |= run_tile(&t, jc, jp, ic, ip);
-                }
-            }
-        }
+        nonfinite = driver_loops(&d);
     }
     if (p->nonfinite)
         *p->nonfinite = nonfinite;

@@ -82,17 +82,26 @@ VF_INLINE int vf_kernel_zmm(const int nv, const int full, const int rows, int64_
     __m512 c[VF_MR][2];
     for (int r = 0; r < rows; ++r)
         c[r][0] = c[r][1] = _mm512_setzero_ps();
-    for (int64_t k = 0; k < kc; ++k) {
-        const __m512 b0 = _mm512_loadu_ps(b + k * rsb);
-        const __m512 b1 = nv > 1 ? _mm512_loadu_ps(b + k * rsb + 16) : b0;
-        const float *a = ap + k * a_cs;
-        for (int r = 0; r < rows; ++r) {
-            const __m512 av = _mm512_set1_ps(a[r * a_rs]);
-            c[r][0] = _mm512_fmadd_ps(av, b0, c[r][0]);
-            if (nv > 1)
-                c[r][1] = _mm512_fmadd_ps(av, b1, c[r][1]);
-        }
+    /* A packed (a_rs = 1, a_cs = MR) gets its own copy of the loop with
+     * constant offsets: a runtime a_rs costs a register per row and spills. */
+#define VF_KLOOP(A_RS, A_CS)                                                  \
+    for (int64_t k = 0; k < kc; ++k) {                                        \
+        const __m512 b0 = _mm512_loadu_ps(b + k * rsb);                       \
+        const __m512 b1 = nv > 1 ? _mm512_loadu_ps(b + k * rsb + 16) : b0;   \
+        const float *a = ap + k * (A_CS);                                     \
+        for (int r = 0; r < rows; ++r) {                                      \
+            const __m512 av = _mm512_set1_ps(a[r * (A_RS)]);                  \
+            c[r][0] = _mm512_fmadd_ps(av, b0, c[r][0]);                       \
+            if (nv > 1)                                                       \
+                c[r][1] = _mm512_fmadd_ps(av, b1, c[r][1]);                   \
+        }                                                                     \
     }
+    if (a_rs == 1 && a_cs == VF_MR) {
+        VF_KLOOP(1, VF_MR)
+    } else {
+        VF_KLOOP(a_rs, a_cs)
+    }
+#undef VF_KLOOP
     const __mmask16 lanes[2] = {
         nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1),
         nr >= 32 ? (__mmask16)0xFFFF : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0};
@@ -198,18 +207,25 @@ VF_INLINE int vf_ukernel_n40(const int rows, int64_t kc, const float *restrict a
         c[r][0] = c[r][1] = _mm512_setzero_ps();
         d[r] = _mm256_setzero_ps();
     }
-    for (int64_t k = 0; k < kc; ++k) {
-        const __m512 x0 = _mm512_loadu_ps(b0 + k * rsb0);
-        const __m512 x1 = _mm512_loadu_ps(b0 + k * rsb0 + 16);
-        const __m256 x2 = _mm256_loadu_ps(b1 + k * rsb1);
-        const float *a = ap + k * a_cs;
-        for (int r = 0; r < rows; ++r) {
-            const __m512 av = _mm512_set1_ps(a[r * a_rs]);
-            c[r][0] = _mm512_fmadd_ps(av, x0, c[r][0]);
-            c[r][1] = _mm512_fmadd_ps(av, x1, c[r][1]);
-            d[r] = _mm256_fmadd_ps(_mm512_castps512_ps256(av), x2, d[r]);
-        }
+#define VF_KLOOP(A_RS, A_CS)                                                  \
+    for (int64_t k = 0; k < kc; ++k) {                                        \
+        const __m512 x0 = _mm512_loadu_ps(b0 + k * rsb0);                     \
+        const __m512 x1 = _mm512_loadu_ps(b0 + k * rsb0 + 16);                \
+        const __m256 x2 = _mm256_loadu_ps(b1 + k * rsb1);                     \
+        const float *a = ap + k * (A_CS);                                     \
+        for (int r = 0; r < rows; ++r) {                                      \
+            const __m512 av = _mm512_set1_ps(a[r * (A_RS)]);                  \
+            c[r][0] = _mm512_fmadd_ps(av, x0, c[r][0]);                       \
+            c[r][1] = _mm512_fmadd_ps(av, x1, c[r][1]);                       \
+            d[r] = _mm256_fmadd_ps(_mm512_castps512_ps256(av), x2, d[r]);     \
+        }                                                                     \
     }
+    if (a_rs == 1 && a_cs == VF_MR) { /* packed A: constant offsets */
+        VF_KLOOP(1, VF_MR)
+    } else {
+        VF_KLOOP(a_rs, a_cs)
+    }
+#undef VF_KLOOP
     const __mmask8 lanes = (__mmask8)((1u << (nr - 32)) - 1);
     const __m256 zero = _mm256_setzero_ps();
     __m512 chk[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
