@@ -161,41 +161,238 @@ static int merge_tile(const vf_gemm_problem *p, const float *restrict tile,
 {
     const int add_old = !first_k || p->accumulate;
     check = check && last_k;
-    float chk = 0.0f; /* NaN iff some checked value is not finite */
+    int bad = 0;
+    /* One short loop per step, each free of conditional loads: a compiler
+     * that if-converts `mask[j]` with mask == NULL emits masked loads from
+     * an unmapped address, which AMD cores execute through a slow assist. */
     for (int64_t r = 0; r < mr; ++r) {
         const int64_t i = i0 + r;
         const float *t = tile + r * VF_NR;
-        if (i == p->M) { /* the ones row: plain column sums, no epilogue */
-            float *dst = p->ones_row + j0;
-            for (int64_t j = 0; j < nr; ++j) {
-                dst[j] = add_old ? dst[j] + t[j] : t[j];
-                if (check)
-                    chk += dst[j] * 0.0f;
-            }
-            continue;
-        }
-        float *c = p->C + i * p->ldc + j0;
-        if (!last_k) {
+        float *c = i == p->M ? p->ones_row + j0 : p->C + i * p->ldc + j0;
+        if (add_old)
             for (int64_t j = 0; j < nr; ++j)
-                c[j] = add_old ? c[j] + t[j] : t[j];
+                c[j] = c[j] + t[j];
+        else
+            memcpy(c, t, (size_t)nr * sizeof(float));
+        if (!last_k)
             continue;
-        }
-        const float *bias = p->bias ? p->bias + j0 : NULL;
-        const float *mask = p->mask ? p->mask + i * p->ldm + j0 : NULL;
-        for (int64_t j = 0; j < nr; ++j) {
-            float v = add_old ? c[j] + t[j] : t[j];
-            if (bias)
-                v += bias[j];
-            if (check)
-                chk += v * 0.0f;
-            if (p->relu && v < 0.0f) /* written so that NaN propagates */
-                v = 0.0f;
-            if (mask && !(mask[j] > 0.0f))
-                v = 0.0f;
-            c[j] = v;
+        if (i < p->M && p->bias)
+            for (int64_t j = 0; j < nr; ++j)
+                c[j] += p->bias[j0 + j];
+        if (check) /* v·0 is NaN exactly when v is NaN or ±Inf */
+            for (int64_t j = 0; j < nr; ++j)
+                bad |= !(c[j] * 0.0f == 0.0f);
+        if (i == p->M) /* the ones row: plain column sums, no epilogue */
+            continue;
+        if (p->relu)
+            for (int64_t j = 0; j < nr; ++j)
+                c[j] = c[j] < 0.0f ? 0.0f : c[j]; /* NaN stays NaN */
+        if (p->mask) {
+            const float *m = p->mask + i * p->ldm + j0;
+            for (int64_t j = 0; j < nr; ++j)
+                c[j] = m[j] > 0.0f ? c[j] : 0.0f;
         }
     }
-    return chk != chk;
+    return bad;
+}
+
+/* What every tile of one (K block, M block) step shares. */
+typedef struct tile_ctx {
+    const vf_gemm_problem *p;
+    int64_t M;                  /* rows incl. the ones row */
+    const float *ap, *bp;       /* packed A block, packed B panels */
+    int64_t kc_max, pc, kc;     /* panel stride, this K block */
+    int a_in_place, b_in_place, first_k, last_k, check;
+    float *tile, *edge_a;       /* this thread's scratch */
+} tile_ctx;
+
+/* Row panel ip of the M block at ic: where its A is read (in place, the
+ * packed block, or a zero-padded copy of a short last panel). */
+static const float *tile_a(const tile_ctx *t, int64_t ic, int64_t ip, int64_t *a_rs,
+                           int64_t *a_cs)
+{
+    const vf_gemm_problem *p = t->p;
+    const int64_t i0 = ic + ip * VF_MR;
+#ifdef VF_EDGE_ROWS
+    /* edge kernels read exactly the last panel's rows */
+    const int edge_in_place = (p->M - i0) % VF_EDGE_ROWS == 0;
+#else
+    const int edge_in_place = 0;
+#endif
+    if (t->a_in_place && (i0 + VF_MR <= p->M || edge_in_place)) {
+        *a_rs = p->lda;
+        *a_cs = 1;
+        return p->A + i0 * p->lda + t->pc;
+    }
+    *a_rs = 1;
+    *a_cs = VF_MR;
+    if (t->a_in_place) { /* the last, partial row panel: pack it, zero-padded */
+        pack_a_panel(p, i0, t->pc, t->kc, t->edge_a);
+        return t->edge_a;
+    }
+    return t->ap + ip * t->kc_max * VF_MR;
+}
+
+static vf_tile_epilogue tile_epilogue(const tile_ctx *t, int64_t i0, int64_t j0)
+{
+    const vf_gemm_problem *p = t->p;
+    const vf_tile_epilogue ep = {
+        .add_old = !t->first_k || p->accumulate,
+        .bias = t->last_k && p->bias ? p->bias + j0 : NULL,
+        .check = t->last_k && t->check,
+        .relu = t->last_k && p->relu,
+        .mask = t->last_k && p->mask ? p->mask + i0 * p->ldm + j0 : NULL,
+        .ldm = p->ldm};
+    return ep;
+}
+
+/* C tile (row panel ip, column panel jp) of this step; returns the
+ * non-finite flag of its checked values. */
+static int run_tile(const tile_ctx *t, int64_t jc, int64_t jp, int64_t ic, int64_t ip)
+{
+    const vf_gemm_problem *p = t->p;
+    const int64_t j0 = jc + jp * VF_NR;
+    const int64_t nr = vf_min64(VF_NR, p->N - j0);
+    const int64_t i0 = ic + ip * VF_MR;
+    const float *b;
+    int64_t rsb;
+    if (t->b_in_place && nr == VF_NR) {
+        b = p->B + t->pc * p->ldb + j0;
+        rsb = p->ldb;
+    } else {
+        b = t->bp + jp * t->kc_max * VF_NR;
+        rsb = VF_NR;
+    }
+    int64_t a_rs, a_cs;
+    const float *a = tile_a(t, ic, ip, &a_rs, &a_cs);
+    const vf_tile_epilogue ep = tile_epilogue(t, i0, j0);
+    float *c = p->C + i0 * p->ldc + j0;
+    const int64_t mr = vf_min64(VF_MR, t->M - i0); /* incl. ones row */
+    if (nr == VF_NR && mr == VF_MR && i0 + VF_MR <= p->M) {
+        /* full tile of C proper: epilogue in registers */
+        return vf_ukernel(t->kc, a, a_rs, a_cs, b, rsb, c, p->ldc, &ep);
+#ifdef VF_HAVE_EDGE_UKERNEL
+    } else if (i0 + mr <= p->M) {
+        /* edge tile of C proper: the same, under lane masks */
+        return vf_ukernel_edge(t->kc, a, a_rs, a_cs, b, rsb, c, p->ldc, &ep, mr, nr);
+#endif
+    }
+    /* a tile holding the ones row, or an edge without edge kernels: via a
+     * scratch tile */
+    static const vf_tile_epilogue plain = {0, NULL, 0, 0, NULL, 0};
+#ifdef VF_HAVE_EDGE_UKERNEL
+    vf_ukernel_edge(t->kc, a, a_rs, a_cs, b, rsb, t->tile, VF_NR, &plain, VF_MR, nr);
+#else
+    vf_ukernel(t->kc, a, a_rs, a_cs, b, rsb, t->tile, VF_NR, &plain);
+#endif
+    return merge_tile(p, t->tile, i0, mr, j0, nr, t->first_k, t->last_k, t->check);
+}
+
+#ifdef VF_HAVE_N40_UKERNEL
+/* 32 < N <= 40 (the VAE head, 2·latent = 40): row panel ip across all N
+ * columns at once with the 8×40 kernel, instead of a 32-wide tile plus an
+ * 8-wide one (different kernels, A read twice). Columns 0-31 come from
+ * column panel 0, 32.. from panel 1 (always packed: it is narrow). */
+static int run_row_n40(const tile_ctx *t, int64_t ic, int64_t ip)
+{
+    const vf_gemm_problem *p = t->p;
+    const int64_t i0 = ic + ip * VF_MR;
+    const int64_t mr = vf_min64(VF_MR, t->M - i0);
+    if (i0 + mr > p->M) /* holds the ones row: per column panel */
+        return run_tile(t, 0, 0, ic, ip) | run_tile(t, 0, 1, ic, ip);
+    const float *b0 = t->b_in_place ? p->B + t->pc * p->ldb : t->bp;
+    const int64_t rsb0 = t->b_in_place ? p->ldb : VF_NR;
+    const float *b1 = t->bp + t->kc_max * VF_NR;
+    int64_t a_rs, a_cs;
+    const float *a = tile_a(t, ic, ip, &a_rs, &a_cs);
+    const vf_tile_epilogue ep = tile_epilogue(t, i0, 0);
+    float *c = p->C + i0 * p->ldc;
+    /* rows 0-7 (or 0-3), then 8-11: the kernel reads 4 or 8 rows of A */
+    int bad = mr > 4 ? vf_ukernel_n40(8, t->kc, a, a_rs, a_cs, b0, rsb0, b1, VF_NR, c,
+                                      p->ldc, &ep, vf_min64(mr, 8), p->N)
+                     : vf_ukernel_n40(4, t->kc, a, a_rs, a_cs, b0, rsb0, b1, VF_NR, c,
+                                      p->ldc, &ep, mr, p->N); /* rows: a constant */
+    if (mr > 8) {
+        vf_tile_epilogue ep8 = ep;
+        if (ep8.mask)
+            ep8.mask += 8 * ep8.ldm;
+        bad |= vf_ukernel_n40(4, t->kc, a + 8 * a_rs, a_rs, a_cs, b0, rsb0, b1, VF_NR,
+                              c + 8 * p->ldc, p->ldc, &ep8, mr - 8, p->N);
+    }
+    return bad;
+}
+#endif
+
+/* Everything one thread does: inside an OpenMP team the worksharing loops
+ * split the panels; called directly (one thread), they run serially. */
+typedef struct driver_plan {
+    const vf_gemm_problem *p;
+    int64_t M, N, K;            /* M incl. the ones row */
+    int a_in_place, b_in_place, check, n40;
+    int64_t k_blocks, kc_step, kc_max;
+    float *ap, *bp;             /* shared packing buffers */
+} driver_plan;
+
+static int driver_loops(const driver_plan *d)
+{
+    const vf_gemm_problem *p = d->p;
+    const int64_t M = d->M, N = d->N, K = d->K;
+    const int64_t k_blocks = d->k_blocks, kc_step = d->kc_step, kc_max = d->kc_max;
+    const int a_in_place = d->a_in_place, b_in_place = d->b_in_place, check = d->check;
+    float *ap = d->ap, *bp = d->bp;
+    int nonfinite = 0;
+    _Alignas(64) float tile[VF_MR * VF_NR];
+    _Alignas(64) float edge_a[VF_MR * VF_KC];
+    for (int64_t jc = 0; jc < N; jc += VF_NC) {
+        const int64_t nc = vf_min64(VF_NC, N - jc);
+        const int64_t n_panels = (nc + VF_NR - 1) / VF_NR;
+        for (int64_t kb = 0; kb < k_blocks; ++kb) {
+            const int64_t pc = kb * kc_step;
+            const int64_t kc = vf_min64(kc_step, K - pc);
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+            for (int64_t jp = 0; jp < n_panels; ++jp) {
+                const int64_t j0 = jc + jp * VF_NR;
+                const int64_t nr = vf_min64(VF_NR, N - j0);
+                if (!b_in_place || nr < VF_NR)
+                    pack_b_panel(p, j0, nr, pc, kc, bp + jp * kc_max * VF_NR);
+            }
+            for (int64_t ic = 0; ic < M; ic += VF_MC) {
+                const int64_t mc = vf_min64(VF_MC, M - ic);
+                const int64_t m_panels = (mc + VF_MR - 1) / VF_MR;
+                if (!a_in_place) {
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+                    for (int64_t ip = 0; ip < m_panels; ++ip)
+                        pack_a_panel(p, ic + ip * VF_MR, pc, kc, ap + ip * kc_max * VF_MR);
+                }
+                const tile_ctx t = {
+                    .p = p, .M = M, .ap = ap, .bp = bp, .kc_max = kc_max, .pc = pc,
+                    .kc = kc, .a_in_place = a_in_place, .b_in_place = b_in_place,
+                    .first_k = kb == 0, .last_k = kb == k_blocks - 1, .check = check,
+                    .tile = tile, .edge_a = edge_a};
+#ifdef VF_HAVE_N40_UKERNEL
+                if (d->n40) {
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+                    for (int64_t ip = 0; ip < m_panels; ++ip)
+                        nonfinite |= run_row_n40(&t, ic, ip);
+                    continue;
+                }
+#endif
+#ifdef _OPENMP
+#pragma omp for collapse(2) schedule(static)
+#endif
+                for (int64_t jp = 0; jp < n_panels; ++jp)
+                    for (int64_t ip = 0; ip < m_panels; ++ip)
+                        nonfinite |= run_tile(&t, jc, jp, ic, ip);
+            }
+        }
+    }
+    return nonfinite;
 }
 
 int VF_FN(vf_gemm_driver)(const vf_gemm_problem *p)
@@ -216,10 +413,17 @@ int VF_FN(vf_gemm_driver)(const vf_gemm_problem *p)
      * MR rows spaced a power of two apart. */
     const int a_in_place = !p->trans_a && !p->ones_row && !p->a_relu && N <= 4 * VF_NR;
     const int check = p->nonfinite != NULL;
+#ifdef VF_HAVE_N40_UKERNEL
+    const int n40 = N > 32 && N <= 40 && VF_NR == 32;
+#endif
     int nonfinite = 0; /* per-thread flags, OR-ed: order-independent */
 
     const int64_t nc_max = vf_min64(VF_NC, (N + VF_NR - 1) / VF_NR * VF_NR);
-    const int64_t kc_max = K < VF_KC ? (K > 0 ? K : 1) : VF_KC;
+    /* K blocks of equal size (784 = 4 x 196, not 3 x 256 + 16: a thin last
+     * block pays a whole pass of C loads and stores for little work). */
+    const int64_t k_blocks = K > 0 ? (K + VF_KC - 1) / VF_KC : 1;
+    const int64_t kc_step = K > 0 ? vf_min64(VF_KC, ((K + k_blocks - 1) / k_blocks + 3) / 4 * 4) : 1;
+    const int64_t kc_max = kc_step;
     const int64_t mc_max = vf_min64(VF_MC, (M + VF_MR - 1) / VF_MR * VF_MR);
     const size_t ap_floats = (size_t)mc_max * (size_t)kc_max;
     const size_t bp_floats = (size_t)nc_max * (size_t)kc_max;
@@ -233,101 +437,24 @@ int VF_FN(vf_gemm_driver)(const vf_gemm_problem *p)
     if ((double)M * (double)N * (double)K >= VF_GEMM_PARALLEL_MIN_MACS)
         nthreads = omp_get_max_threads();
 #endif
-    const int64_t k_blocks = K > 0 ? (K + VF_KC - 1) / VF_KC : 1;
 
+    driver_plan d = {
+        .p = p, .M = M, .N = N, .K = K, .a_in_place = a_in_place, .b_in_place = b_in_place,
+        .check = check, .n40 = 0, .k_blocks = k_blocks, .kc_step = kc_step, .kc_max = kc_max,
+        .ap = ap, .bp = bp};
+#ifdef VF_HAVE_N40_UKERNEL
+    d.n40 = n40;
+#endif
+    /* No team for one thread: libgomp's team start/end costs futex system
+     * calls, a visible share of a batch-32 layer. */
 #ifdef _OPENMP
+    if (nthreads > 1) {
 #pragma omp parallel num_threads(nthreads) reduction(|: nonfinite)
+        nonfinite |= driver_loops(&d);
+    } else
 #endif
     {
-        _Alignas(64) float tile[VF_MR * VF_NR];
-        _Alignas(64) float edge_a[VF_MR * VF_KC];
-        for (int64_t jc = 0; jc < N; jc += VF_NC) {
-            const int64_t nc = vf_min64(VF_NC, N - jc);
-            const int64_t n_panels = (nc + VF_NR - 1) / VF_NR;
-            for (int64_t kb = 0; kb < k_blocks; ++kb) {
-                const int64_t pc = kb * VF_KC;
-                const int64_t kc = vf_min64(VF_KC, K - pc);
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-                for (int64_t jp = 0; jp < n_panels; ++jp) {
-                    const int64_t j0 = jc + jp * VF_NR;
-                    const int64_t nr = vf_min64(VF_NR, N - j0);
-                    if (!b_in_place || nr < VF_NR)
-                        pack_b_panel(p, j0, nr, pc, kc, bp + jp * kc_max * VF_NR);
-                }
-                for (int64_t ic = 0; ic < M; ic += VF_MC) {
-                    const int64_t mc = vf_min64(VF_MC, M - ic);
-                    const int64_t m_panels = (mc + VF_MR - 1) / VF_MR;
-                    if (!a_in_place) {
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-                        for (int64_t ip = 0; ip < m_panels; ++ip)
-                            pack_a_panel(p, ic + ip * VF_MR, pc, kc, ap + ip * kc_max * VF_MR);
-                    }
-#ifdef _OPENMP
-#pragma omp for collapse(2) schedule(static)
-#endif
-                    for (int64_t jp = 0; jp < n_panels; ++jp) {
-                        for (int64_t ip = 0; ip < m_panels; ++ip) {
-                            const int64_t j0 = jc + jp * VF_NR;
-                            const int64_t nr = vf_min64(VF_NR, N - j0);
-                            const int64_t i0 = ic + ip * VF_MR;
-                            const float *b;
-                            int64_t rsb;
-                            if (b_in_place && nr == VF_NR) {
-                                b = p->B + pc * p->ldb + j0;
-                                rsb = p->ldb;
-                            } else {
-                                b = bp + jp * kc_max * VF_NR;
-                                rsb = VF_NR;
-                            }
-                            const float *a;
-                            int64_t a_rs, a_cs;
-                            if (a_in_place && i0 + VF_MR <= p->M) {
-                                a = p->A + i0 * p->lda + pc;
-                                a_rs = p->lda;
-                                a_cs = 1;
-                            } else if (a_in_place) {
-                                /* the last, partial row panel: pack it, zero-padded */
-                                pack_a_panel(p, i0, pc, kc, edge_a);
-                                a = edge_a;
-                                a_rs = 1;
-                                a_cs = VF_MR;
-                            } else {
-                                a = ap + ip * kc_max * VF_MR;
-                                a_rs = 1;
-                                a_cs = VF_MR;
-                            }
-                            const int first_k = kb == 0, last_k = kb == k_blocks - 1;
-                            if (nr == VF_NR && i0 + VF_MR <= p->M) {
-                                /* full tile of C proper: epilogue in registers */
-                                const vf_tile_epilogue ep = {
-                                    .add_old = !first_k || p->accumulate,
-                                    .bias = last_k && p->bias ? p->bias + j0 : NULL,
-                                    .check = last_k && check,
-                                    .relu = last_k && p->relu,
-                                    .mask = last_k && p->mask ? p->mask + i0 * p->ldm + j0 : NULL,
-                                    .ldm = p->ldm};
-                                nonfinite |= vf_ukernel(kc, a, a_rs, a_cs, b, rsb,
-                                                        p->C + i0 * p->ldc + j0, p->ldc, &ep);
-                            } else {
-                                static const vf_tile_epilogue plain = {0, NULL, 0, 0, NULL, 0};
-#ifdef VF_HAVE_HALF_UKERNEL
-                                if (nr <= 16)
-                                    vf_ukernel_half(kc, a, a_rs, a_cs, b, rsb, tile);
-                                else
-#endif
-                                    vf_ukernel(kc, a, a_rs, a_cs, b, rsb, tile, VF_NR, &plain);
-                                nonfinite |= merge_tile(p, tile, i0, vf_min64(VF_MR, M - i0), j0,
-                                                        nr, first_k, last_k, check);
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        nonfinite = driver_loops(&d);
     }
     if (p->nonfinite)
         *p->nonfinite = nonfinite;
