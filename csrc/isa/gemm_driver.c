@@ -446,9 +446,13 @@ int VF_FN(vf_gemm_driver)(const vf_gemm_problem *p)
     d.n40 = n40;
 #endif
     /* No team for one thread: libgomp's team start/end costs futex system
-     * calls, a visible share of a batch-32 layer. */
+     * calls, a visible share of a batch-32 layer. But inside someone else's
+     * parallel region (the model's side-by-side backward products, or a
+     * caller's own OpenMP code) the loops' orphaned worksharing constructs
+     * would bind to that outer team and wait at its barriers: a deadlock.
+     * There, a team of our own (of one thread) is required. */
 #ifdef _OPENMP
-    if (nthreads > 1) {
+    if (nthreads > 1 || omp_in_parallel()) {
 #pragma omp parallel num_threads(nthreads) reduction(|: nonfinite)
         nonfinite |= driver_loops(&d);
     } else
