@@ -37,12 +37,15 @@ typedef struct vf_elementwise_kernels {
     void (*kl_rows)(int64_t rows, int64_t N, const float *mu, int64_t ldmu,
                     const float *lv, int64_t ldlv, float *kl);
 
-    /* n contiguous parameters: p, g, m, v (n), updated in place. */
-    void (*adam_chunk)(int64_t n, float *p, const float *g, float *m, float *v,
-                       const vf_adam_consts *c);
-    /* n contiguous parameters: p, g, vel (n), updated in place. */
-    void (*sgd_chunk)(int64_t n, float *p, const float *g, float *vel,
-                      float lr, float momentum, float weight_decay);
+    /* n contiguous parameters: p, g, m, v (n), updated in place. An element
+     * whose new p, m or v would be NaN/Inf (the update overflows float32,
+     * e.g. g² for |g| > 1.8e19) keeps its old values; returns how many did. */
+    int64_t (*adam_chunk)(int64_t n, float *p, const float *g, float *m, float *v,
+                          const vf_adam_consts *c);
+    /* n contiguous parameters: p, g, vel (n), updated in place; elements
+     * whose update is not finite are kept, and counted, as for Adam. */
+    int64_t (*sgd_chunk)(int64_t n, float *p, const float *g, float *vel,
+                         float lr, float momentum, float weight_decay);
 } vf_elementwise_kernels;
 
 #endif

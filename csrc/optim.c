@@ -49,13 +49,14 @@ int vf_adam_update(int64_t n, float *param, const float *grad,
     c.eps = eps;
     const vf_elementwise_kernels *k = vf_active()->elementwise;
     int64_t nchunks = (n + VF_OPTIM_CHUNK - 1) / VF_OPTIM_CHUNK;
-    #pragma omp parallel for schedule(static) if (n >= VF_OPTIM_PAR_MIN)
+    int64_t held = 0;
+    #pragma omp parallel for schedule(static) reduction(+: held) if (n >= VF_OPTIM_PAR_MIN)
     for (int64_t b = 0; b < nchunks; ++b) {
         int64_t i0 = b * VF_OPTIM_CHUNK;
         int64_t len = n - i0 < VF_OPTIM_CHUNK ? n - i0 : VF_OPTIM_CHUNK;
-        k->adam_chunk(len, param + i0, grad + i0, m + i0, v + i0, &c);
+        held += k->adam_chunk(len, param + i0, grad + i0, m + i0, v + i0, &c);
     }
-    return VF_OK;
+    return held ? VF_ERR_NONFINITE : VF_OK;
 }
 
 int vf_sgd_update(int64_t n, float *param, const float *grad, float *velocity,
@@ -71,11 +72,13 @@ int vf_sgd_update(int64_t n, float *param, const float *grad, float *velocity,
         return VF_ERR_ARG;
     const vf_elementwise_kernels *k = vf_active()->elementwise;
     int64_t nchunks = (n + VF_OPTIM_CHUNK - 1) / VF_OPTIM_CHUNK;
-    #pragma omp parallel for schedule(static) if (n >= VF_OPTIM_PAR_MIN)
+    int64_t held = 0;
+    #pragma omp parallel for schedule(static) reduction(+: held) if (n >= VF_OPTIM_PAR_MIN)
     for (int64_t b = 0; b < nchunks; ++b) {
         int64_t i0 = b * VF_OPTIM_CHUNK;
         int64_t len = n - i0 < VF_OPTIM_CHUNK ? n - i0 : VF_OPTIM_CHUNK;
-        k->sgd_chunk(len, param + i0, grad + i0, velocity + i0, lr, momentum, weight_decay);
+        held += k->sgd_chunk(len, param + i0, grad + i0, velocity + i0, lr, momentum,
+                             weight_decay);
     }
-    return VF_OK;
+    return held ? VF_ERR_NONFINITE : VF_OK;
 }

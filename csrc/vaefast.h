@@ -198,7 +198,11 @@ int vf_kl_normal(int64_t M, int64_t N,
                  const float *logvar, int64_t ldlv, float *kl);
 
 /* Adam (t >= 1, bias-corrected) over n parameters, one pass; weight_decay is
- * decoupled (AdamW: p -= lr·weight_decay·p). Updates param, m, v in place. */
+ * decoupled (AdamW: p -= lr·weight_decay·p). Updates param, m, v in place.
+ * Both optimizers return VF_ERR_NONFINITE, after the pass, if the update of
+ * some element would not be finite (float32 overflow, e.g. g² for
+ * |g| > 1.8e19); those elements keep their old values, so the parameters
+ * never become NaN/Inf. */
 int vf_adam_update(int64_t n, float *param, const float *grad,
                    float *m, float *v, float lr, float beta1, float beta2,
                    float eps, float weight_decay, int64_t t);
@@ -268,8 +272,8 @@ int vf_vae_decode(const vf_vae *m, int64_t B, const float *z, int64_t ldz,
  * batch-mean of (recon + kl_weight·beta·KL). eps (B×Z, contiguous) or NULL
  * for eps(seed, step, row, col). recon (B), kl (B) may be NULL: per-sample
  * values. *loss (may be NULL) = batch mean of recon + beta·KL (kl_weight not
- * applied). VF_ERR_NONFINITE if the loss or a bias gradient (the column sum
- * of a layer's output gradient, so any NaN/Inf there) is not finite. */
+ * applied). VF_ERR_NONFINITE if the loss or any weight or bias gradient
+ * is not finite (checked in the GEMM epilogues, no extra pass). */
 int vf_vae_loss_and_grad(vf_vae *m, int64_t B, const float *X,
                          const float *eps, uint64_t seed, uint64_t step,
                          float kl_weight, float *recon, float *kl,

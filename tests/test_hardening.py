@@ -93,3 +93,22 @@ def test_concurrent_inference_matches_serial():
         t.join()
     assert not errors
     assert len(results) == 20 and all(results)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+@pytest.mark.parametrize("batch_size", [3, 10, 128])
+def test_huge_learning_rate_never_leaves_nonfinite_weights(optimizer, batch_size):
+    """Found by hypothesis: with learning_rate=685557 the loss stayed finite
+    while the optimizer's own arithmetic overflowed (g² for Adam), leaving NaN
+    weights behind a later NonFiniteError. Now fit trains or raises, and the
+    weights are always finite."""
+    X = np.random.default_rng(0).uniform(size=(10, 6)).astype(np.float32)
+    for lr in (685557.0, 1e20, 3e38):
+        model = vaefast.VAE(6, hidden=(5,), latent_dim=2, seed=0)
+        try:
+            model.fit(X, learning_rate=lr, batch_size=batch_size, optimizer=optimizer,
+                      epochs=10, progress=False)
+        except vaefast.NonFiniteError:
+            pass
+        for key, w in model.get_weights().items():
+            assert np.isfinite(w).all(), (lr, key)

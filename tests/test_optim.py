@@ -205,3 +205,40 @@ def test_nonfinite_state_is_rejected_before_anything_is_written(rng, target, bad
             ops.adam_update(arrays["param"], arrays["grad"], arrays["m"], arrays["v"])
     for k, a in arrays.items():  # a rejected update leaves every array as it was
         np.testing.assert_array_equal(a, before[k])
+
+
+@pytest.mark.parametrize("n", [5, 37, 1000])
+def test_overflowing_adam_update_keeps_those_entries_and_reports(rng, n):
+    """|g| > 1.8e19 makes g² overflow float32: those entries keep their old
+    p, m, v (never NaN/Inf), every other entry gets the ordinary update, and
+    the call raises NonFiniteError afterwards."""
+    p, m, v = _state(rng, n)
+    g = rng.normal(size=n).astype(np.float32)
+    huge = rng.choice(n, size=max(1, n // 5), replace=False)
+    g[huge] = np.float32(1e20) * np.sign(g[huge] + 0.5)
+    want_p, want_m, want_v = p.copy(), m.copy(), v.copy()
+    fine = np.setdiff1d(np.arange(n), huge)
+    ref_p, ref_m, ref_v = p[fine].copy(), m[fine].copy(), v[fine].copy()
+    ops.adam_update(ref_p, g[fine], ref_m, ref_v, lr=1e-2, step=1)
+    with pytest.raises(vaefast.NonFiniteError):
+        ops.adam_update(p, g, m, v, lr=1e-2, step=1)
+    np.testing.assert_array_equal(p[huge], want_p[huge])
+    np.testing.assert_array_equal(m[huge], want_m[huge])
+    np.testing.assert_array_equal(v[huge], want_v[huge])
+    np.testing.assert_array_equal(p[fine], ref_p)  # element-wise: same bits
+    np.testing.assert_array_equal(m[fine], ref_m)
+    np.testing.assert_array_equal(v[fine], ref_v)
+
+
+def test_overflowing_sgd_update_keeps_those_entries_and_reports(rng):
+    p, vel, _ = _state(rng, 64)
+    g = rng.normal(size=64).astype(np.float32)
+    g[:8] = 3e38  # lr·velocity overflows for these
+    before_p, before_vel = p.copy(), vel.copy()
+    with pytest.raises(vaefast.NonFiniteError):
+        ops.sgd_update(p, g, vel, lr=10.0, momentum=0.9)
+    np.testing.assert_array_equal(p[:8], before_p[:8])
+    np.testing.assert_array_equal(vel[:8], before_vel[:8])
+    np.testing.assert_allclose(vel[8:], g[8:], rtol=0)  # momentum · 0 + g
+    np.testing.assert_allclose(p[8:], before_p[8:] - np.float32(10.0) * g[8:], rtol=4 * U)
+    assert np.isfinite(p).all() and np.isfinite(vel).all()

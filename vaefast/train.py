@@ -113,8 +113,11 @@ def fit(model, X, epochs=10, batch_size=128, learning_rate=1e-3, optimizer="adam
     Raises
     ------
     vaefast.NonFiniteError
-        If a step's loss or gradient is NaN or infinite; the weights are left at
-        their last finite values.
+        If a step's loss or gradient is NaN or infinite: that step is not
+        applied and the weights keep their last finite values. If instead the
+        optimizer's update itself overflows float32 (gradients beyond about
+        1e19), the entries it would overflow keep their values and the rest
+        of that step is applied; the weights are never NaN or infinite.
     RuntimeError
         If another thread is already training this model.
     """
@@ -185,8 +188,10 @@ def fit(model, X, epochs=10, batch_size=128, learning_rate=1e-3, optimizer="adam
                     if status == _core.NONFINITE_STATUS:
                         raise _core.NonFiniteError(
                             f"training diverged at epoch {epoch}, step {model.step_}: the "
-                            "loss or a gradient is NaN/Inf; the weights are left at their "
-                            "last finite values (try a smaller learning_rate)")
+                            "loss, a gradient or the optimizer's update is NaN/Inf; the "
+                            "weights are left finite, at their values before this step "
+                            "(an update that overflows float32 is not applied to the "
+                            "entries it overflows) - try a smaller learning_rate")
                     _core.status_error(status, f"training step {model.step_}")
             finally:
                 if bar is not None:

@@ -12,9 +12,9 @@ void VF_FN(vf_gaussian_row)(int64_t N, const float *y, const float *x,
                             float *loss, float *dy, float scale);
 void VF_FN(vf_kl_rows)(int64_t rows, int64_t N, const float *mu, int64_t ldmu,
                        const float *lv, int64_t ldlv, float *kl);
-void VF_FN(vf_adam_chunk)(int64_t n, float *p, const float *g, float *m,
+int64_t VF_FN(vf_adam_chunk)(int64_t n, float *p, const float *g, float *m,
                           float *v, const vf_adam_consts *c);
-void VF_FN(vf_sgd_chunk)(int64_t n, float *p, const float *g, float *vel,
+int64_t VF_FN(vf_sgd_chunk)(int64_t n, float *p, const float *g, float *vel,
                          float lr, float momentum, float weight_decay);
 
 const vf_elementwise_kernels VF_FN(vf_elementwise_kernels) = {

@@ -5,7 +5,13 @@
  * Adam (PyTorch's formula, decoupled weight decay as in AdamW):
  *   p ← p·(1 − lr·wd);  m ← β1·m + (1−β1)·g;  v ← β2·v + (1−β2)·g²
  *   p ← p − step_size · m / (√v / √(1−β2^t) + eps),  step_size = lr/(1−β1^t)
- * SGD (PyTorch, dampening 0): g' = g + wd·p; vel ← μ·vel + g'; p ← p − lr·vel */
+ * SGD (PyTorch, dampening 0): g' = g + wd·p; vel ← μ·vel + g'; p ← p − lr·vel
+ *
+ * Overflow guard: the new values are checked in registers (x·0 is 0 for
+ * finite x, NaN otherwise) and an element whose new p, m, v or velocity is
+ * not finite is not written, so the parameters stay finite; the kernels
+ * return how many elements were held back and the caller reports the step
+ * as non-finite. Free: these kernels are bound by memory traffic. */
 #include <math.h>
 #include <stdint.h>
 
@@ -18,8 +24,15 @@
 
 /* p, g, m, v (n). */
 #if defined(VF_SIMD_AVX512)
-void VF_FN(vf_adam_chunk)(int64_t n, float *p, const float *g, float *m, float *v,
-                          const vf_adam_consts *c)
+/* Lanes (of k) where x·0 == 0, i.e. x is finite. */
+static inline __mmask16 finite16(__mmask16 k, __m512 x)
+{
+    const __m512 zero = _mm512_setzero_ps();
+    return _mm512_mask_cmp_ps_mask(k, _mm512_mul_ps(x, zero), zero, _CMP_EQ_OQ);
+}
+
+int64_t VF_FN(vf_adam_chunk)(int64_t n, float *p, const float *g, float *m, float *v,
+                             const vf_adam_consts *c)
 {
     const __m512 decay = _mm512_set1_ps(c->decay);
     const __m512 b1 = _mm512_set1_ps(c->beta1), a1 = _mm512_set1_ps(c->one_m_beta1);
@@ -27,6 +40,7 @@ void VF_FN(vf_adam_chunk)(int64_t n, float *p, const float *g, float *m, float *
     const __m512 step = _mm512_set1_ps(c->step_size), isb2 = _mm512_set1_ps(c->inv_sqrt_bc2);
     const __m512 one = _mm512_set1_ps(1.0f);
     const __m512 eps = _mm512_set1_ps(c->eps);
+    int64_t held = 0;
     for (int64_t i = 0; i < n; i += 16) {
         int64_t rem = n - i;
         __mmask16 k = rem >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << rem) - 1u);
@@ -41,20 +55,31 @@ void VF_FN(vf_adam_chunk)(int64_t n, float *p, const float *g, float *m, float *
         __m512 r = _mm512_rcp14_ps(den);
         r = _mm512_fmadd_ps(r, _mm512_fnmadd_ps(den, r, one), r);
         vp = _mm512_fnmadd_ps(step, _mm512_mul_ps(vm, r), vp);
-        _mm512_mask_storeu_ps(p + i, k, vp);
-        _mm512_mask_storeu_ps(m + i, k, vm);
-        _mm512_mask_storeu_ps(v + i, k, vv);
+        const __mmask16 ok = finite16(finite16(finite16(k, vp), vm), vv);
+        held += __builtin_popcount((unsigned)(k & ~ok));
+        _mm512_mask_storeu_ps(p + i, ok, vp);
+        _mm512_mask_storeu_ps(m + i, ok, vm);
+        _mm512_mask_storeu_ps(v + i, ok, vv);
     }
+    return held;
 }
 #elif defined(VF_SIMD_AVX2)
-void VF_FN(vf_adam_chunk)(int64_t n, float *p, const float *g, float *m, float *v,
-                          const vf_adam_consts *c)
+/* All-ones lanes where x·0 == 0, i.e. x is finite. */
+static inline __m256 finite8(__m256 x)
+{
+    const __m256 zero = _mm256_setzero_ps();
+    return _mm256_cmp_ps(_mm256_mul_ps(x, zero), zero, _CMP_EQ_OQ);
+}
+
+int64_t VF_FN(vf_adam_chunk)(int64_t n, float *p, const float *g, float *m, float *v,
+                             const vf_adam_consts *c)
 {
     const __m256 decay = _mm256_set1_ps(c->decay);
     const __m256 b1 = _mm256_set1_ps(c->beta1), a1 = _mm256_set1_ps(c->one_m_beta1);
     const __m256 b2 = _mm256_set1_ps(c->beta2), a2 = _mm256_set1_ps(c->one_m_beta2);
     const __m256 step = _mm256_set1_ps(c->step_size), isb2 = _mm256_set1_ps(c->inv_sqrt_bc2);
     const __m256 eps = _mm256_set1_ps(c->eps);
+    int64_t held = 0;
     for (int64_t i = 0; i < n; i += 8) {
         __m256i k = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n - i < 8 ? n - i : 8)),
                                        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
@@ -65,70 +90,104 @@ void VF_FN(vf_adam_chunk)(int64_t n, float *p, const float *g, float *m, float *
                                     _mm256_mul_ps(a2, _mm256_mul_ps(vg, vg)));
         __m256 den = _mm256_fmadd_ps(_mm256_sqrt_ps(vv), isb2, eps);
         vp = _mm256_fnmadd_ps(step, _mm256_div_ps(vm, den), vp);
-        _mm256_maskstore_ps(p + i, k, vp);
-        _mm256_maskstore_ps(m + i, k, vm);
-        _mm256_maskstore_ps(v + i, k, vv);
+        const __m256 fin = _mm256_and_ps(_mm256_and_ps(finite8(vp), finite8(vm)), finite8(vv));
+        const __m256i ok = _mm256_and_si256(k, _mm256_castps_si256(fin));
+        held += __builtin_popcount((unsigned)_mm256_movemask_ps(
+            _mm256_castsi256_ps(_mm256_andnot_si256(ok, k))));
+        _mm256_maskstore_ps(p + i, ok, vp);
+        _mm256_maskstore_ps(m + i, ok, vm);
+        _mm256_maskstore_ps(v + i, ok, vv);
     }
+    return held;
 }
 #else
-void VF_FN(vf_adam_chunk)(int64_t n, float *p, const float *g, float *m, float *v,
-                          const vf_adam_consts *c)
+/* x·0 is 0 for finite x, NaN otherwise. */
+static inline int finite1(float x) { return x * 0.0f == 0.0f; }
+
+int64_t VF_FN(vf_adam_chunk)(int64_t n, float *p, const float *g, float *m, float *v,
+                             const vf_adam_consts *c)
 {
+    int64_t held = 0;
     for (int64_t i = 0; i < n; ++i) {
         float gi = g[i];
         float pi = p[i] * c->decay;
         float mi = c->beta1 * m[i] + c->one_m_beta1 * gi;
         float vi = c->beta2 * v[i] + c->one_m_beta2 * (gi * gi);
         float den = sqrtf(vi) * c->inv_sqrt_bc2 + c->eps;
-        p[i] = pi - c->step_size * (mi / den);
+        pi = pi - c->step_size * (mi / den);
+        if (!(finite1(pi) && finite1(mi) && finite1(vi))) {
+            ++held;
+            continue;
+        }
+        p[i] = pi;
         m[i] = mi;
         v[i] = vi;
     }
+    return held;
 }
 #endif
 
 /* p, g, vel (n). */
 #if defined(VF_SIMD_AVX512)
-void VF_FN(vf_sgd_chunk)(int64_t n, float *p, const float *g, float *vel,
-                         float lr, float momentum, float weight_decay)
+int64_t VF_FN(vf_sgd_chunk)(int64_t n, float *p, const float *g, float *vel,
+                            float lr, float momentum, float weight_decay)
 {
     const __m512 vlr = _mm512_set1_ps(lr), mu = _mm512_set1_ps(momentum);
     const __m512 wd = _mm512_set1_ps(weight_decay);
+    int64_t held = 0;
     for (int64_t i = 0; i < n; i += 16) {
         int64_t rem = n - i;
         __mmask16 k = rem >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << rem) - 1u);
         __m512 vp = _mm512_maskz_loadu_ps(k, p + i);
         __m512 gp = _mm512_fmadd_ps(wd, vp, _mm512_maskz_loadu_ps(k, g + i));
         __m512 vv = _mm512_fmadd_ps(mu, _mm512_maskz_loadu_ps(k, vel + i), gp);
-        _mm512_mask_storeu_ps(vel + i, k, vv);
-        _mm512_mask_storeu_ps(p + i, k, _mm512_fnmadd_ps(vlr, vv, vp));
+        __m512 np = _mm512_fnmadd_ps(vlr, vv, vp);
+        const __mmask16 ok = finite16(finite16(k, np), vv);
+        held += __builtin_popcount((unsigned)(k & ~ok));
+        _mm512_mask_storeu_ps(vel + i, ok, vv);
+        _mm512_mask_storeu_ps(p + i, ok, np);
     }
+    return held;
 }
 #elif defined(VF_SIMD_AVX2)
-void VF_FN(vf_sgd_chunk)(int64_t n, float *p, const float *g, float *vel,
-                         float lr, float momentum, float weight_decay)
+int64_t VF_FN(vf_sgd_chunk)(int64_t n, float *p, const float *g, float *vel,
+                            float lr, float momentum, float weight_decay)
 {
     const __m256 vlr = _mm256_set1_ps(lr), mu = _mm256_set1_ps(momentum);
     const __m256 wd = _mm256_set1_ps(weight_decay);
+    int64_t held = 0;
     for (int64_t i = 0; i < n; i += 8) {
         __m256i k = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n - i < 8 ? n - i : 8)),
                                        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
         __m256 vp = _mm256_maskload_ps(p + i, k);
         __m256 gp = _mm256_fmadd_ps(wd, vp, _mm256_maskload_ps(g + i, k));
         __m256 vv = _mm256_fmadd_ps(mu, _mm256_maskload_ps(vel + i, k), gp);
-        _mm256_maskstore_ps(vel + i, k, vv);
-        _mm256_maskstore_ps(p + i, k, _mm256_fnmadd_ps(vlr, vv, vp));
+        __m256 np = _mm256_fnmadd_ps(vlr, vv, vp);
+        const __m256i ok = _mm256_and_si256(
+            k, _mm256_castps_si256(_mm256_and_ps(finite8(np), finite8(vv))));
+        held += __builtin_popcount((unsigned)_mm256_movemask_ps(
+            _mm256_castsi256_ps(_mm256_andnot_si256(ok, k))));
+        _mm256_maskstore_ps(vel + i, ok, vv);
+        _mm256_maskstore_ps(p + i, ok, np);
     }
+    return held;
 }
 #else
-void VF_FN(vf_sgd_chunk)(int64_t n, float *p, const float *g, float *vel,
-                         float lr, float momentum, float weight_decay)
+int64_t VF_FN(vf_sgd_chunk)(int64_t n, float *p, const float *g, float *vel,
+                            float lr, float momentum, float weight_decay)
 {
+    int64_t held = 0;
     for (int64_t i = 0; i < n; ++i) {
         float gp = g[i] + weight_decay * p[i];
         float vv = momentum * vel[i] + gp;
+        float np = p[i] - lr * vv;
+        if (!(finite1(np) && finite1(vv))) {
+            ++held;
+            continue;
+        }
         vel[i] = vv;
-        p[i] = p[i] - lr * vv;
+        p[i] = np;
     }
+    return held;
 }
 #endif
