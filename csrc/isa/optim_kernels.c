@@ -7,11 +7,13 @@
  *   p ← p − step_size · m / (√v / √(1−β2^t) + eps),  step_size = lr/(1−β1^t)
  * SGD (PyTorch, dampening 0): g' = g + wd·p; vel ← μ·vel + g'; p ← p − lr·vel
  *
- * Overflow guard: the new values are checked in registers (x·0 is 0 for
- * finite x, NaN otherwise) and an element whose new p, m, v or velocity is
- * not finite is not written, so the parameters stay finite; the kernels
- * return how many elements were held back and the caller reports the step
- * as non-finite. Free: these kernels are bound by memory traffic. */
+ * Overflow guard: the new values are checked in registers and an element
+ * whose new p, v or velocity is not finite is not written (for Adam, a
+ * finite v means |g| < 1.9e19, and then m = β1·m + (1−β1)·g is finite
+ * too), so the parameters stay finite; the kernels return how many
+ * elements were held back and the caller reports the step as non-finite.
+ * Cost: ~16% of the Adam kernel when its data sits in L3 (222 vs 191 us
+ * for 650k parameters on one Zen 4 core), no extra pass over memory. */
 #include <math.h>
 #include <stdint.h>
 
@@ -24,11 +26,13 @@
 
 /* p, g, m, v (n). */
 #if defined(VF_SIMD_AVX512)
-/* Lanes (of k) where x·0 == 0, i.e. x is finite. */
-static inline __mmask16 finite16(__mmask16 k, __m512 x)
+/* Lanes (of k) where a + b is finite: x − x is 0 for finite x and NaN
+ * otherwise. One test for two values; it also holds back the (already
+ * pathological) lanes where the finite sum itself overflows. */
+static inline __mmask16 finite16(__mmask16 k, __m512 a, __m512 b)
 {
-    const __m512 zero = _mm512_setzero_ps();
-    return _mm512_mask_cmp_ps_mask(k, _mm512_mul_ps(x, zero), zero, _CMP_EQ_OQ);
+    const __m512 s = _mm512_add_ps(a, b);
+    return _mm512_mask_cmp_ps_mask(k, _mm512_sub_ps(s, s), _mm512_setzero_ps(), _CMP_EQ_OQ);
 }
 
 int64_t VF_FN(vf_adam_chunk)(int64_t n, float *p, const float *g, float *m, float *v,
@@ -55,8 +59,9 @@ int64_t VF_FN(vf_adam_chunk)(int64_t n, float *p, const float *g, float *m, floa
         __m512 r = _mm512_rcp14_ps(den);
         r = _mm512_fmadd_ps(r, _mm512_fnmadd_ps(den, r, one), r);
         vp = _mm512_fnmadd_ps(step, _mm512_mul_ps(vm, r), vp);
-        const __mmask16 ok = finite16(finite16(finite16(k, vp), vm), vv);
-        held += __builtin_popcount((unsigned)(k & ~ok));
+        const __mmask16 ok = finite16(k, vp, vv);
+        if (ok != k) /* rare: only when the update overflows */
+            held += __builtin_popcount((unsigned)(k & ~ok));
         _mm512_mask_storeu_ps(p + i, ok, vp);
         _mm512_mask_storeu_ps(m + i, ok, vm);
         _mm512_mask_storeu_ps(v + i, ok, vv);
@@ -64,11 +69,11 @@ int64_t VF_FN(vf_adam_chunk)(int64_t n, float *p, const float *g, float *m, floa
     return held;
 }
 #elif defined(VF_SIMD_AVX2)
-/* All-ones lanes where x·0 == 0, i.e. x is finite. */
-static inline __m256 finite8(__m256 x)
+/* All-ones lanes where a + b is finite (see the AVX-512 finite16). */
+static inline __m256 finite8(__m256 a, __m256 b)
 {
-    const __m256 zero = _mm256_setzero_ps();
-    return _mm256_cmp_ps(_mm256_mul_ps(x, zero), zero, _CMP_EQ_OQ);
+    const __m256 s = _mm256_add_ps(a, b);
+    return _mm256_cmp_ps(_mm256_sub_ps(s, s), _mm256_setzero_ps(), _CMP_EQ_OQ);
 }
 
 int64_t VF_FN(vf_adam_chunk)(int64_t n, float *p, const float *g, float *m, float *v,
@@ -90,10 +95,10 @@ int64_t VF_FN(vf_adam_chunk)(int64_t n, float *p, const float *g, float *m, floa
                                     _mm256_mul_ps(a2, _mm256_mul_ps(vg, vg)));
         __m256 den = _mm256_fmadd_ps(_mm256_sqrt_ps(vv), isb2, eps);
         vp = _mm256_fnmadd_ps(step, _mm256_div_ps(vm, den), vp);
-        const __m256 fin = _mm256_and_ps(_mm256_and_ps(finite8(vp), finite8(vm)), finite8(vv));
-        const __m256i ok = _mm256_and_si256(k, _mm256_castps_si256(fin));
-        held += __builtin_popcount((unsigned)_mm256_movemask_ps(
-            _mm256_castsi256_ps(_mm256_andnot_si256(ok, k))));
+        const __m256i ok = _mm256_and_si256(k, _mm256_castps_si256(finite8(vp, vv)));
+        const int bad = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_andnot_si256(ok, k)));
+        if (bad) /* rare: only when the update overflows */
+            held += __builtin_popcount((unsigned)bad);
         _mm256_maskstore_ps(p + i, ok, vp);
         _mm256_maskstore_ps(m + i, ok, vm);
         _mm256_maskstore_ps(v + i, ok, vv);
@@ -115,7 +120,7 @@ int64_t VF_FN(vf_adam_chunk)(int64_t n, float *p, const float *g, float *m, floa
         float vi = c->beta2 * v[i] + c->one_m_beta2 * (gi * gi);
         float den = sqrtf(vi) * c->inv_sqrt_bc2 + c->eps;
         pi = pi - c->step_size * (mi / den);
-        if (!(finite1(pi) && finite1(mi) && finite1(vi))) {
+        if (!(finite1(pi) && finite1(vi))) {
             ++held;
             continue;
         }
@@ -142,8 +147,9 @@ int64_t VF_FN(vf_sgd_chunk)(int64_t n, float *p, const float *g, float *vel,
         __m512 gp = _mm512_fmadd_ps(wd, vp, _mm512_maskz_loadu_ps(k, g + i));
         __m512 vv = _mm512_fmadd_ps(mu, _mm512_maskz_loadu_ps(k, vel + i), gp);
         __m512 np = _mm512_fnmadd_ps(vlr, vv, vp);
-        const __mmask16 ok = finite16(finite16(k, np), vv);
-        held += __builtin_popcount((unsigned)(k & ~ok));
+        const __mmask16 ok = finite16(k, np, vv);
+        if (ok != k)
+            held += __builtin_popcount((unsigned)(k & ~ok));
         _mm512_mask_storeu_ps(vel + i, ok, vv);
         _mm512_mask_storeu_ps(p + i, ok, np);
     }
@@ -164,9 +170,10 @@ int64_t VF_FN(vf_sgd_chunk)(int64_t n, float *p, const float *g, float *vel,
         __m256 vv = _mm256_fmadd_ps(mu, _mm256_maskload_ps(vel + i, k), gp);
         __m256 np = _mm256_fnmadd_ps(vlr, vv, vp);
         const __m256i ok = _mm256_and_si256(
-            k, _mm256_castps_si256(_mm256_and_ps(finite8(np), finite8(vv))));
-        held += __builtin_popcount((unsigned)_mm256_movemask_ps(
-            _mm256_castsi256_ps(_mm256_andnot_si256(ok, k))));
+            k, _mm256_castps_si256(finite8(np, vv)));
+        const int bad = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_andnot_si256(ok, k)));
+        if (bad)
+            held += __builtin_popcount((unsigned)bad);
         _mm256_maskstore_ps(vel + i, ok, vv);
         _mm256_maskstore_ps(p + i, ok, np);
     }
