@@ -29,9 +29,14 @@ computed as a cross-check of that copy and of the estimator.
 
     python bench/quality_fashion_mnist.py                 # 3 seeds, 10 epochs, 1 thread
     python bench/quality_fashion_mnist.py --quick         # 1 seed, 1 epoch on 10000 images
+    python bench/quality_fashion_mnist.py --init-only --seeds 12   # init question only
+    # the noise of tests/test_quality.py's reduced run:
+    python bench/quality_fashion_mnist.py --init-only --seeds 12 --epochs 2 \
+        --train-size 5000 --test-size 2000 --iw-rows 0
 """
 
 import argparse
+import math
 import os
 import platform
 import statistics
@@ -52,6 +57,13 @@ def parse_args(argv=None):
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--train-size", type=int, default=None,
                     help="use the first N training images (default: all 60000)")
+    ap.add_argument("--test-size", type=int, default=None,
+                    help="evaluate on the first N test images (default: all 10000)")
+    ap.add_argument("--init-only", action="store_true",
+                    help="skip the torch training loop: only vaefast's default init vs "
+                         "torch's init, both trained by vaefast")
+    ap.add_argument("--weight-scale", type=float, default=1.0,
+                    help="multiply vaefast's default init weights (a sensitivity check)")
     ap.add_argument("--iw-rows", type=int, default=1000,
                     help="test rows for the importance-weighted log-likelihood (0: skip)")
     ap.add_argument("--iw-samples", type=int, default=100)
@@ -150,12 +162,15 @@ def cross_check(torch, net, model, X):
 
 # ------------------------------------------------------------------ driver
 def run_seed(vaefast, torch, seed, Xtr, Xte, args):
-    """Train the three variants for one seed; returns a dict of results."""
+    """Train the variants for one seed; returns a dict of results."""
     res = {"seed": seed}
     fit = dict(epochs=args.epochs, batch_size=128, learning_rate=1e-3, progress=False)
     models = {}
 
     m = vaefast.VAE(D, hidden=(H,), latent_dim=Z, likelihood="bernoulli", seed=seed)
+    if args.weight_scale != 1.0:  # sensitivity check: a deliberately mis-scaled init
+        m.set_weights({k: v * args.weight_scale if k.endswith("weight") else v
+                       for k, v in m.get_weights().items()})
     t = time.perf_counter()
     m.fit(Xtr, **fit)
     res["time_vaefast"] = time.perf_counter() - t
@@ -166,21 +181,22 @@ def run_seed(vaefast, torch, seed, Xtr, Xte, args):
     m.fit(Xtr, **fit)
     models["vaefast+torch-init"] = m
 
-    net = make_torch_vae(torch, seed)
-    t = time.perf_counter()
-    train_torch(torch, net, Xtr, args.epochs, seed)
-    res["time_torch"] = time.perf_counter() - t
-    net.eval()
-    m = vaefast.VAE(D, hidden=(H,), latent_dim=Z, likelihood="bernoulli", seed=seed)
-    m.set_weights(torch_to_vaefast(net))
-    models["torch"] = m
+    if not args.init_only:
+        net = make_torch_vae(torch, seed)
+        t = time.perf_counter()
+        train_torch(torch, net, Xtr, args.epochs, seed)
+        res["time_torch"] = time.perf_counter() - t
+        net.eval()
+        m = vaefast.VAE(D, hidden=(H,), latent_dim=Z, likelihood="bernoulli", seed=seed)
+        m.set_weights(torch_to_vaefast(net))
+        models["torch"] = m
+        res["check"] = cross_check(torch, net, m, Xte[:args.check_rows])
 
     for name, model in models.items():
         res[name] = eval_nelbo(model, Xte)
         if args.iw_rows:
             res[name + " iw"] = float(-model.log_likelihood(
                 Xte[:args.iw_rows], n_samples=args.iw_samples, seed=seed).mean())
-    res["check"] = cross_check(torch, net, models["torch"], Xte[:args.check_rows])
     return res
 
 
@@ -201,30 +217,41 @@ def mean_sd(values):
     return statistics.fmean(values), sd
 
 
-def report(results, args, vaefast, torch, n_train):
-    names = ["vaefast", "vaefast+torch-init", "torch"]
+def report(results, args, vaefast, torch, n_train, n_test):
+    names = ["vaefast", "vaefast+torch-init"] + ([] if args.init_only else ["torch"])
     print(f"# Fashion-MNIST, 784-400-20 Bernoulli VAE, Adam 1e-3, batch 128, "
-          f"{args.epochs} epochs, {n_train} training / 10000 test images")
+          f"{args.epochs} epochs, {n_train} training / {n_test} test images")
     print(f"# vaefast {vaefast.__version__} ({vaefast.isa()}), torch {torch.__version__}, "
           f"{args.threads} thread(s), {cpu_name()}, "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     print("# command: python " + " ".join(sys.argv))
-    print("# test negative ELBO, nats per image (single-sample, mean over "
-          f"{len(EVAL_SEEDS)} fixed noise draws x 10000 images; lower is better)")
+    if args.weight_scale != 1.0:
+        print(f"# vaefast's default init weights scaled by {args.weight_scale:g}")
+    print(f"# test negative ELBO, nats per image (single-sample, mean over "
+          f"{len(EVAL_SEEDS)} fixed noise draws x {n_test} images; lower is better)")
     print()
-    hdr = "| seed | " + " | ".join(names) + " | vaefast - torch | vaefast s | torch s |"
+    if args.init_only:
+        hdr = "| seed | vaefast | vaefast+torch-init | difference |"
+        rows = [f"{r['vaefast'] - r['vaefast+torch-init']:+.2f}" for r in results]
+    else:
+        hdr = ("| seed | vaefast | vaefast+torch-init | torch | vaefast - torch"
+               " | vaefast s | torch s |")
+        rows = [f"{r['vaefast'] - r['torch']:+.2f} | {r['time_vaefast']:.1f} | "
+                f"{r['time_torch']:.1f}" for r in results]
     print(hdr)
     print("|" + "---|" * (hdr.count("|") - 1))
-    for r in results:
-        print(f"| {r['seed']} | " + " | ".join(f"{r[n]:.2f}" for n in names)
-              + f" | {r['vaefast'] - r['torch']:+.2f} | {r['time_vaefast']:.1f}"
-              f" | {r['time_torch']:.1f} |")
-    cols = [mean_sd([r[n] for r in results]) for n in names]
-    diff = mean_sd([r["vaefast"] - r["torch"] for r in results])
-    tv = mean_sd([r["time_vaefast"] for r in results])
-    tt = mean_sd([r["time_torch"] for r in results])
-    print("| mean ± sd | " + " | ".join(f"{m:.2f} ± {s:.2f}" for m, s in cols)
-          + f" | {diff[0]:+.2f} ± {diff[1]:.2f} | {tv[0]:.1f} | {tt[0]:.1f} |")
+    for r, tail in zip(results, rows):
+        print(f"| {r['seed']} | " + " | ".join(f"{r[n]:.2f}" for n in names) + f" | {tail} |")
+    cols = " | ".join("{:.2f} ± {:.2f}".format(*mean_sd([r[n] for r in results]))
+                      for n in names)
+    init = mean_sd([r["vaefast"] - r["vaefast+torch-init"] for r in results])
+    if args.init_only:
+        print(f"| mean ± sd | {cols} | {init[0]:+.2f} ± {init[1]:.2f} |")
+    else:
+        diff = mean_sd([r["vaefast"] - r["torch"] for r in results])
+        tv = statistics.fmean(r["time_vaefast"] for r in results)
+        tt = statistics.fmean(r["time_torch"] for r in results)
+        print(f"| mean ± sd | {cols} | {diff[0]:+.2f} ± {diff[1]:.2f} | {tv:.1f} | {tt:.1f} |")
     if args.iw_rows:
         print()
         print(f"importance-weighted log-likelihood, -log p(x) (K={args.iw_samples}, "
@@ -233,18 +260,24 @@ def report(results, args, vaefast, torch, n_train):
             m, s = mean_sd([r[n + " iw"] for r in results])
             print(f"  {n:20s} {m:.2f} ± {s:.2f}")
     print()
+    n = len(results)
+    print(f"init effect  (vaefast - vaefast+torch-init, same trainer and seed): "
+          f"{init[0]:+.2f} nats, sd {init[1]:.2f} per seed, "
+          f"standard error {init[1] / math.sqrt(n):.2f} over {n} seeds")
+    if args.init_only:
+        return
     worst = max(r["check"][0] for r in results)
     worst_mean = max(r["check"][1] for r in results)
     print(f"estimator cross-check (torch's own float32 ELBO vs vaefast elbo, same weights "
-          f"and eps, {args.check_rows} test images): max |diff| per image {worst:.2e} nats, "
+          f"and eps, {min(args.check_rows, n_test)} test images): max |diff| per image {worst:.2e} nats, "
           f"|diff of means| {worst_mean:.2e} nats")
-    init = mean_sd([r["vaefast"] - r["vaefast+torch-init"] for r in results])
     loop = mean_sd([r["vaefast+torch-init"] - r["torch"] for r in results])
-    print(f"init effect  (vaefast - vaefast+torch-init): {init[0]:+.2f} ± {init[1]:.2f} nats")
-    print(f"loop effect  (vaefast+torch-init - torch):   {loop[0]:+.2f} ± {loop[1]:.2f} nats")
+    print(f"loop effect  (vaefast+torch-init - torch, same init): {loop[0]:+.2f} nats, "
+          f"sd {loop[1]:.2f} per seed")
+    diff = mean_sd([r["vaefast"] - r["torch"] for r in results])
     verdict = "PASS" if abs(diff[0]) <= TARGET_NATS else "FAIL"
-    print(f"verdict: vaefast - torch = {diff[0]:+.2f} nats (mean over {len(results)} seeds); "
-          f"target |diff| <= {TARGET_NATS:g} nat: {verdict}")
+    print(f"verdict: vaefast - torch = {diff[0]:+.2f} nats (mean over {n} seeds, standard "
+          f"error {diff[1] / math.sqrt(n):.2f}); target |diff| <= {TARGET_NATS:g} nat: {verdict}")
 
 
 def main(argv=None):
@@ -266,14 +299,13 @@ def main(argv=None):
         return 0
     torch.set_num_threads(args.threads)
     vaefast.set_num_threads(args.threads)
-    if args.train_size:
-        Xtr = Xtr[:args.train_size]
+    Xtr, Xte = Xtr[:args.train_size], Xte[:args.test_size]
     results = []
     for seed in range(args.seeds):
         t = time.perf_counter()
         results.append(run_seed(vaefast, torch, seed, Xtr, Xte, args))
         print(f"seed {seed} done in {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
-    report(results, args, vaefast, torch, Xtr.shape[0])
+    report(results, args, vaefast, torch, Xtr.shape[0], Xte.shape[0])
     return 0
 
 
