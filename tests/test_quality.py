@@ -3,6 +3,8 @@
 1. vaefast's default initialisation trains at least as well as PyTorch's
    nn.Linear default: both start points go through the SAME vaefast trainer
    (same seed, hence the same shuffling and noise), so only the init differs.
+   On Fashion-MNIST when installed, and on scikit-learn's digits (always in
+   CI, whose machines may lack the Fashion-MNIST package).
 2. The estimator the benchmark scores models with (``VAE.elbo`` on torch
    weights copied in with ``set_weights``) equals torch's own ELBO computed
    on the pytorch/examples layout (two heads, (out, in) weights) with the
@@ -20,12 +22,18 @@ import vaefast
 torch = pytest.importorskip("torch")
 
 SEEDS = (0, 1, 2)
-# Margin (nats) on the mean over SEEDS of the test negative ELBO. Measured
-# on this reduced run (see docs/quality.md): the per-seed spread of each
-# init's result is ~0.5-1 nat, so the mean of 3 seeds moves by ~0.5 nat;
-# 1.5 nats is ~3 of those, loose enough for other kernel sets' rounding,
-# tight against a worse init (a badly scaled one costs several nats here).
-MARGIN_NATS = 1.5
+EVAL_SEEDS = (0, 1, 2, 3)  # noise draws of the test ELBO, as in the benchmark
+# Margins (nats) on the difference of the two 3-seed means, 3 standard
+# deviations of that difference as measured with bench/quality_fashion_mnist.py
+# --init-only --seeds 12 (docs/quality.md), which also absorbs other kernel
+# sets' rounding:
+# - Fashion-MNIST, first 5000 images, 2 epochs (80 steps, a noisy point of
+#   training): per-seed sd 2.3 nats, 3-seed mean 1.3, margin 4. A mis-scaled
+#   init (weights x3 or x0.3) costs 16-20 nats there.
+# - digits (1500 train / 297 test, 10 epochs): per-seed sd 0.10, 3-seed
+#   mean 0.06, margin 0.2. Weights x3 or x0.3 cost 2.2 and 0.7 nats there.
+CASES = {"fashion-mnist": dict(epochs=2, margin=4.0),
+         "digits": dict(epochs=10, margin=0.2)}
 
 
 def torch_layers(seed, D, H, Z):
@@ -53,8 +61,12 @@ def one_thread():
     vaefast.set_num_threads(before)
 
 
-@pytest.fixture(scope="module")
-def fashion():
+def load(dataset):
+    """(train, test) as in the benchmark's reduced runs; skips if unavailable."""
+    if dataset == "digits":
+        pytest.importorskip("sklearn")
+        X = vaefast.datasets.load_digits()
+        return X[:1500], X[1500:]
     try:
         Xtr, _ = vaefast.datasets.load_fashion_mnist(kind="train")
         Xte, _ = vaefast.datasets.load_fashion_mnist(kind="test")
@@ -63,22 +75,26 @@ def fashion():
     return Xtr[:5000], Xte[:2000]
 
 
-def test_default_init_trains_as_well_as_torch_default(fashion, one_thread):
-    """First 5000 training images, 2 epochs of the recipe, 3 seeds."""
-    Xtr, Xte = fashion
-    D, H, Z = 784, 400, 20
+@pytest.mark.parametrize("dataset", list(CASES))
+def test_default_init_trains_as_well_as_torch_default(dataset, one_thread):
+    """The recipe (hidden 400, latent 20, Adam 1e-3, batch 128) for 3 seeds:
+    the mean test negative ELBO of vaefast's default init may exceed that of
+    nn.Linear's default by at most the noise margin."""
+    Xtr, Xte = load(dataset)
+    D, H, Z = Xtr.shape[1], 400, 20
+    epochs, margin = CASES[dataset]["epochs"], CASES[dataset]["margin"]
 
     def nelbo(seed, weights=None):
         m = vaefast.VAE(D, hidden=(H,), latent_dim=Z, likelihood="bernoulli", seed=seed)
         if weights is not None:
             m.set_weights(weights)
-        m.fit(Xtr, epochs=2, batch_size=128, learning_rate=1e-3, progress=False)
-        return float(-m.elbo(Xte, seed=0).mean())
+        m.fit(Xtr, epochs=epochs, batch_size=128, learning_rate=1e-3, progress=False)
+        return float(np.mean([-m.elbo(Xte, seed=s).mean() for s in EVAL_SEEDS]))
 
     ours = np.mean([nelbo(s) for s in SEEDS])
     theirs = np.mean([nelbo(s, to_vaefast(torch_layers(s, D, H, Z))) for s in SEEDS])
     assert np.isfinite(ours) and np.isfinite(theirs)
-    assert ours <= theirs + MARGIN_NATS, (ours, theirs)
+    assert ours <= theirs + margin, (ours, theirs)
 
 
 def test_elbo_on_copied_torch_weights_matches_torch():
