@@ -38,45 +38,6 @@ static inline float relu_masked(float a, float m)
     return a * (float)(m > 0.0f) + m * 0.0f;
 }
 
-/* Ap (MR×kc, k-major) = rows i0.. of op(A), columns k0..k0+kc. Rows past the
- * end are zero, except row M, which is all ones when p->ones_row is set. */
-static void pack_a_panel(const vf_gemm_problem *p, int64_t i0, int64_t k0,
-                         int64_t kc, float *restrict ap)
-{
-    for (int r = 0; r < VF_MR; ++r) {
-        const int64_t i = i0 + r;
-        if (i < p->M) {
-            if (!p->trans_a) {
-                continue; /* rows of A proper are packed below, k-major */
-            } else {
-                const float *src = p->A + k0 * p->lda + i;
-                for (int64_t k = 0; k < kc; ++k)
-                    ap[k * VF_MR + r] = src[k * p->lda];
-            }
-        } else {
-            const float fill = (i == p->M && p->ones_row) ? 1.0f : 0.0f;
-            for (int64_t k = 0; k < kc; ++k)
-                ap[k * VF_MR + r] = fill;
-        }
-    }
-    if (!p->trans_a) {
-        /* Untransposed A: read the panel's rows side by side so the writes
-         * stay sequential (the k-major panel is the transpose of A's rows). */
-        const int64_t rows = i0 < p->M ? (p->M - i0 < VF_MR ? p->M - i0 : VF_MR) : 0;
-        const float *src = p->A + i0 * p->lda + k0;
-        if (p->a_relu) {
-            const float *m = p->a_relu + i0 * p->ld_ar + k0;
-            for (int64_t k = 0; k < kc; ++k)
-                for (int64_t r = 0; r < rows; ++r)
-                    ap[k * VF_MR + r] = relu_masked(src[r * p->lda + k], m[r * p->ld_ar + k]);
-            return;
-        }
-        for (int64_t k = 0; k < kc; ++k)
-            for (int64_t r = 0; r < rows; ++r)
-                ap[k * VF_MR + r] = src[r * p->lda + k];
-    }
-}
-
 #if defined(VF_SIMD_AVX2) || defined(VF_SIMD_AVX512)
 #include <immintrin.h>
 /* dst[c*ldd + r] = src[r*lds + c] for an 8×8 block: 24 shuffles instead
@@ -103,8 +64,69 @@ static inline void transpose8x8(const float *src, int64_t lds, float *dst, int64
         _mm256_storeu_ps(dst + (c + 4) * ldd, _mm256_permute2f128_ps(u[c], u[4 + c], 0x31));
     }
 }
+/* dst[c*ldd + r] = src[r*lds + c] for a 4×8 block (4 rows of 8). */
+static inline void transpose4x8(const float *src, int64_t lds, float *dst, int64_t ldd)
+{
+    const __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + lds);
+    const __m256 r2 = _mm256_loadu_ps(src + 2 * lds), r3 = _mm256_loadu_ps(src + 3 * lds);
+    const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+    const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+    __m256 u[4]; /* u[c] = column c (low half) and c + 4 (high half) */
+    u[0] = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+    u[1] = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+    u[2] = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+    u[3] = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+    for (int c = 0; c < 4; ++c) {
+        _mm_storeu_ps(dst + c * ldd, _mm256_castps256_ps128(u[c]));
+        _mm_storeu_ps(dst + (c + 4) * ldd, _mm256_extractf128_ps(u[c], 1));
+    }
+}
 #define VF_HAVE_TRANSPOSE8 1
 #endif
+
+/* Ap (MR×kc, k-major) = rows i0.. of op(A), columns k0..k0+kc. Rows past the
+ * end are zero, except row M, which is all ones when p->ones_row is set. */
+static void pack_a_panel(const vf_gemm_problem *p, int64_t i0, int64_t k0,
+                         int64_t kc, float *restrict ap)
+{
+    const int64_t rows = i0 < p->M ? vf_min64(p->M - i0, VF_MR) : 0; /* of A proper */
+    for (int64_t r = rows; r < VF_MR; ++r) {
+        const float fill = (i0 + r == p->M && p->ones_row) ? 1.0f : 0.0f;
+        for (int64_t k = 0; k < kc; ++k)
+            ap[k * VF_MR + r] = fill;
+    }
+    if (p->trans_a) {
+        /* op(A) = Aᵀ: the panel's column k is `rows` consecutive floats of
+         * A's row k0 + k, so copy row by row (weight gradients: A = X). */
+        const float *src = p->A + k0 * p->lda + i0;
+        for (int64_t k = 0; k < kc; ++k)
+            memcpy(ap + k * VF_MR, src + k * p->lda, (size_t)rows * sizeof(float));
+        return;
+    }
+    /* Untransposed A: the k-major panel is the transpose of A's rows. */
+    const float *src = p->A + i0 * p->lda + k0;
+    if (p->a_relu) {
+        const float *m = p->a_relu + i0 * p->ld_ar + k0;
+        for (int64_t k = 0; k < kc; ++k)
+            for (int64_t r = 0; r < rows; ++r)
+                ap[k * VF_MR + r] = relu_masked(src[r * p->lda + k], m[r * p->ld_ar + k]);
+        return;
+    }
+    int64_t k_done = 0;
+#if defined(VF_HAVE_TRANSPOSE8) && VF_MR == 12
+    if (rows == VF_MR) { /* 8 + 4 rows by 8 columns at a time */
+        k_done = kc / 8 * 8;
+        for (int64_t kb = 0; kb < k_done; kb += 8) {
+            transpose8x8(src + kb, p->lda, ap + kb * VF_MR, VF_MR);
+            transpose4x8(src + 8 * p->lda + kb, p->lda, ap + kb * VF_MR + 8, VF_MR);
+        }
+    }
+#endif
+    /* read the rows side by side so the writes stay sequential */
+    for (int64_t k = k_done; k < kc; ++k)
+        for (int64_t r = 0; r < rows; ++r)
+            ap[k * VF_MR + r] = src[r * p->lda + k];
+}
 
 /* Bp (kc×NR) = rows k0.. of op(B), columns j0..j0+nr, zero-padded to NR. */
 static void pack_b_panel(const vf_gemm_problem *p, int64_t j0, int64_t nr,
