@@ -81,10 +81,11 @@ def test_matmul_transposes(M, K, N, ta, tb, seed):
     assert_product_close(c, A.astype(np.float64) @ B, np.abs(A), np.abs(B), K)
 
 
-def test_c_level_mask_and_accumulate():
+@pytest.mark.parametrize("K", [29, 20, 40, 8, 13])  # the widths of different edge kernels
+def test_c_level_mask_and_accumulate(K):
     """The C entry points' fused extras: the dX mask and dW/db accumulation."""
     rng = np.random.default_rng(1)
-    M, K, N = 37, 29, 45
+    M, N = 37, 45
     dy = rng.standard_normal((M, N)).astype(np.float32)
     W = rng.standard_normal((K, N)).astype(np.float32)
     mask = rng.standard_normal((M, K)).astype(np.float32)
