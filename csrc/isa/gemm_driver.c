@@ -132,6 +132,8 @@ static void pack_a_panel(const vf_gemm_problem *p, int64_t i0, int64_t k0,
 static void pack_b_panel(const vf_gemm_problem *p, int64_t j0, int64_t nr,
                          int64_t k0, int64_t kc, float *restrict bp)
 {
+    /* zero padding only up to the lanes the panel's kernel reads */
+    const int64_t width = VF_B_WIDTH(nr);
     if (!p->trans_b) {
         for (int64_t k = 0; k < kc; ++k) {
             const float *src = p->B + (k0 + k) * p->ldb + j0;
@@ -143,7 +145,7 @@ static void pack_b_panel(const vf_gemm_problem *p, int64_t j0, int64_t nr,
             } else {
                 memcpy(dst, src, (size_t)nr * sizeof(float));
             }
-            for (int64_t j = nr; j < VF_NR; ++j)
+            for (int64_t j = nr; j < width; ++j)
                 dst[j] = 0.0f;
         }
         return;
@@ -152,25 +154,28 @@ static void pack_b_panel(const vf_gemm_problem *p, int64_t j0, int64_t nr,
     const float *base = p->B + j0 * p->ldb + k0;
     int64_t j_done = 0; /* columns already packed by the SIMD transposes */
 #ifdef VF_HAVE_TRANSPOSE8
-    j_done = nr / 8 * 8;
     const int64_t k_done = kc / 8 * 8;
-    for (int64_t jb = 0; jb < j_done; jb += 8)
+    for (; j_done + 8 <= nr; j_done += 8)
         for (int64_t kb = 0; kb < k_done; kb += 8)
-            transpose8x8(base + jb * p->ldb + kb, p->ldb, bp + kb * VF_NR + jb, VF_NR);
+            transpose8x8(base + j_done * p->ldb + kb, p->ldb, bp + kb * VF_NR + j_done, VF_NR);
+    if (nr - j_done >= 4) { /* e.g. N = 20 = 16 + 4 */
+        for (int64_t kb = 0; kb < k_done; kb += 8)
+            transpose4x8(base + j_done * p->ldb + kb, p->ldb, bp + kb * VF_NR + j_done, VF_NR);
+        j_done += 4;
+    }
     for (int64_t j = 0; j < j_done; ++j) /* the k tail of the SIMD rows */
         for (int64_t k = k_done; k < kc; ++k)
             bp[k * VF_NR + j] = base[j * p->ldb + k];
 #endif
-    for (int64_t j = j_done; j < VF_NR; ++j) {
-        if (j < nr) {
-            const float *src = base + j * p->ldb;
-            for (int64_t k = 0; k < kc; ++k)
-                bp[k * VF_NR + j] = src[k];
-        } else {
-            for (int64_t k = 0; k < kc; ++k)
-                bp[k * VF_NR + j] = 0.0f;
-        }
+    for (int64_t j = j_done; j < nr; ++j) {
+        const float *src = base + j * p->ldb;
+        for (int64_t k = 0; k < kc; ++k)
+            bp[k * VF_NR + j] = src[k];
     }
+    if (width > nr)
+        for (int64_t k = 0; k < kc; ++k)
+            for (int64_t j = nr; j < width; ++j)
+                bp[k * VF_NR + j] = 0.0f;
 }
 
 /* C[i0.., j0..] (mr×nr) = epilogue(tile [+ C]); row M goes to ones_row.

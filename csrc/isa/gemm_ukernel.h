@@ -431,4 +431,13 @@ static inline int vf_ukernel(int64_t kc, const float *restrict ap,
 
 #define VF_NC 4096 /* columns per outer block: a multiple of every NR */
 
+/* How many columns of a packed B panel the kernel for an nr-wide panel
+ * reads (packing zero-pads up to there: lanes past nr are never stored,
+ * but they must be finite for the NaN/Inf check). */
+#ifdef VF_HAVE_EDGE_UKERNEL
+#define VF_B_WIDTH(nr) ((nr) <= 8 ? 8 : (nr) <= 16 ? 16 : (nr) <= 24 ? 24 : VF_NR)
+#else
+#define VF_B_WIDTH(nr) VF_NR
+#endif
+
 #endif
