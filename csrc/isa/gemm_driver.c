@@ -348,6 +348,32 @@ static int run_row_n40(const tile_ctx *t, int64_t ic, int64_t ip)
     }
     return bad;
 }
+
+/* The same with A read in place (a forward product): rows in groups of 8,
+ * the kernel's best height (batch 32 = 4 groups rather than 8+4, 8+4, 8). */
+static int run_group_n40(const tile_ctx *t, int64_t ic, int64_t g)
+{
+    const vf_gemm_problem *p = t->p;
+    const int64_t i0 = ic + 8 * g;
+    const int64_t mr = vf_min64(8, p->M - i0);
+    const float *b0 = t->b_in_place ? p->B + t->pc * p->ldb : t->bp;
+    const int64_t rsb0 = t->b_in_place ? p->ldb : VF_NR;
+    const float *b1 = t->bp + t->kc_max * VF_NR;
+    const float *a = p->A + i0 * p->lda + t->pc;
+    int64_t a_rs = p->lda, a_cs = 1;
+    if (mr != 8 && mr != 4) { /* a short last group: zero-padded copy */
+        pack_a_panel(p, i0, t->pc, t->kc, t->edge_a);
+        a = t->edge_a;
+        a_rs = 1;
+        a_cs = VF_MR;
+    }
+    const vf_tile_epilogue ep = tile_epilogue(t, i0, 0);
+    float *c = p->C + i0 * p->ldc;
+    return mr > 4 ? vf_ukernel_n40(8, t->kc, a, a_rs, a_cs, b0, rsb0, b1, VF_NR, c, p->ldc, &ep,
+                                   mr, p->N)
+                  : vf_ukernel_n40(4, t->kc, a, a_rs, a_cs, b0, rsb0, b1, VF_NR, c, p->ldc, &ep,
+                                   mr, p->N);
+}
 #endif
 
 /* Everything one thread does: inside an OpenMP team the worksharing loops
@@ -401,6 +427,14 @@ static int driver_loops(const driver_plan *d)
                     .first_k = kb == 0, .last_k = kb == k_blocks - 1, .check = check,
                     .tile = tile, .edge_a = edge_a};
 #ifdef VF_HAVE_N40_UKERNEL
+                if (d->n40 && a_in_place) {
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+                    for (int64_t g = 0; g < (mc + 7) / 8; ++g)
+                        nonfinite |= run_group_n40(&t, ic, g);
+                    continue;
+                }
                 if (d->n40) {
 #ifdef _OPENMP
 #pragma omp for schedule(static)
