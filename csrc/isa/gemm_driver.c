@@ -5,13 +5,18 @@
  *   jc over N in NC columns
  *     pc over K in KC        pack B (KC×NC) into NR-wide panels, unless B is
  *                            read in place (see b_in_place)
- *       ic over M in MC      pack A (MC×KC) into MR-row panels
- *         jp, ip             micro-kernel -> tile -> merge into C
+ *       ic over M in MC      pack A (MC×KC) into MR-row panels, unless A is
+ *                            read in place (see a_in_place)
+ *         jp, ip             micro-kernel, epilogue in registers (edge tiles
+ *                            under lane masks; on the AVX-512 set also
+ *                            4/8-row and 8/16/24/40-column variants)
  *
- * Threads share the packed buffers and split each loop's panels statically.
- * Every C element is produced by exactly one micro-kernel call per K block,
- * always summing k in the same order, so the result is bit-identical for
- * any thread count. */
+ * K blocks are of equal size. Threads share the packed buffers and split
+ * each loop's panels statically; a single thread runs the same loops
+ * without an OpenMP team. Every C element is produced by exactly one
+ * micro-kernel call per K block, always summing k in the same order, and
+ * which kernel computes a tile depends only on the tile's shape, so the
+ * result is bit-identical for any thread count. */
 #include <stdlib.h>
 #include <string.h>
 
