@@ -1,7 +1,13 @@
 """The fused GEMM core vs NumPy's OpenBLAS, at the VAE's shapes.
 
     pytest bench/bench_gemm.py --benchmark-only      # pytest-benchmark suites
-    python bench/bench_gemm.py [threads]              # GFLOP/s table
+    python bench/bench_gemm.py [threads] [--cpu]      # GFLOP/s table
+
+The table gives median and best GFLOP/s of repeated timings. On a shared
+machine, where another process can take a core for a whole time slice,
+the best is the steadier number; with one thread, --cpu times with the
+thread's CPU clock instead of the wall clock, which descheduling does not
+inflate (both libraries then run on the calling thread).
 
 Each layer of the 784-400-20 VAE (the head is 400 -> 40 = [mu | logvar])
 at batch 32, 128 and 1024: the forward pass against NumPy's unfused
@@ -100,19 +106,20 @@ def test_square_2048(benchmark, threads, impl):
 
 
 # ------------------------------------------------------------ table mode
-def median_seconds(fn, rounds=9, min_time=0.03):
+def seconds(fn, clock, rounds=9, min_time=0.03):
+    """(median, best) seconds per call over `rounds` timed batches."""
     fn()
     times = []
     for _ in range(rounds):
-        n, t0 = 0, time.perf_counter()
+        n, t0 = 0, clock()
         while True:
             fn()
             n += 1
-            elapsed = time.perf_counter() - t0
+            elapsed = clock() - t0
             if elapsed >= min_time:
                 break
         times.append(elapsed / n)
-    return float(np.median(times))
+    return float(np.median(times)), min(times)
 
 
 def measure(threads, batches=BATCHES, layers=LAYERS, square_n=2048, rounds=9,
@@ -133,26 +140,39 @@ def measure(threads, batches=BATCHES, layers=LAYERS, square_n=2048, rounds=9,
         for layer in layers:
             for kind, (flops, fast, slow) in cases(batch, *layer).items():
                 out.append(dict(batch=batch, n_in=layer[0], n_out=layer[1], kind=kind,
-                                flops=flops, vaefast_s=median_seconds(fast, rounds, min_time),
-                                numpy_s=median_seconds(slow, rounds, min_time)))
+                                flops=flops, vaefast_s=seconds(fast, time.perf_counter, rounds, min_time)[0],
+                                numpy_s=seconds(slow, time.perf_counter, rounds, min_time)[0]))
     flops, fast, slow = square(square_n)
     out.append(dict(batch=square_n, n_in=square_n, n_out=square_n, kind="sgemm", flops=flops,
-                    vaefast_s=median_seconds(fast, square_rounds, min_time),
-                    numpy_s=median_seconds(slow, square_rounds, min_time)))
+                    vaefast_s=seconds(fast, time.perf_counter, square_rounds, min_time)[0],
+                    numpy_s=seconds(slow, time.perf_counter, square_rounds, min_time)[0]))
     return out
 
 
-def table(threads):
-    records = measure(threads)
-    print(f"# kernel set {vaefast.isa()}, {threads} thread(s); GFLOP/s (median), ratio = NumPy time / vaefast time")
-    print(f"{'batch':>5} {'layer':>9} {'kind':>11} {'vaefast':>8} {'numpy':>8} {'ratio':>6}")
-    for r in records:
-        tv, tn, flops = r["vaefast_s"], r["numpy_s"], r["flops"]
-        name = (f"{r['batch']:>5} {r['n_in']:>4}x{r['n_out']:<4}" if r["kind"] != "sgemm"
-                else f"{str(r['batch']) + '³':>15}")
-        print(f"{name} {r['kind']:>11} {flops / tv / 1e9:8.1f} {flops / tn / 1e9:8.1f} "
-              f"{tn / tv:6.2f}")
+def table(threads, cpu=False):
+    vaefast.set_num_threads(threads)
+    if threadpool_limits is not None:
+        threadpool_limits(threads)  # stays in force for this process
+    if cpu and threads != 1:
+        raise SystemExit("--cpu needs 1 thread (it reads the calling thread's CPU clock)")
+    clock = time.thread_time if cpu else time.perf_counter
+    print(f"# kernel set {vaefast.isa()}, {threads} thread(s), {'CPU' if cpu else 'wall'} time; "
+          "GFLOP/s median (best); ratio = NumPy time / vaefast time, medians (bests)")
+    print(f"{'batch':>5} {'layer':>9} {'kind':>11} {'vaefast':>14} {'numpy':>14} {'ratio':>12}")
+
+    def row(label, flops, fast, slow, rounds=9):
+        (tv, bv), (tn, bn) = seconds(fast, clock, rounds), seconds(slow, clock, rounds)
+        print(f"{label} {flops / tv / 1e9:6.1f} ({flops / bv / 1e9:5.1f}) "
+              f"{flops / tn / 1e9:6.1f} ({flops / bn / 1e9:5.1f}) {tn / tv:5.2f} ({bn / bv:4.2f})")
+
+    for batch in BATCHES:
+        for layer in LAYERS:
+            for kind, (flops, fast, slow) in cases(batch, *layer).items():
+                row(f"{batch:>5} {layer[0]:>4}x{layer[1]:<4} {kind:>11}", flops, fast, slow)
+    flops, fast, slow = square()
+    row(f"{'2048³':>15} {'sgemm':>11}", flops, fast, slow, rounds=5)
 
 
 if __name__ == "__main__":
-    table(int(sys.argv[1]) if len(sys.argv) > 1 else vaefast.get_num_threads())
+    args = [a for a in sys.argv[1:] if a != "--cpu"]
+    table(int(args[0]) if args else vaefast.get_num_threads(), cpu="--cpu" in sys.argv[1:])

@@ -81,10 +81,11 @@ def test_matmul_transposes(M, K, N, ta, tb, seed):
     assert_product_close(c, A.astype(np.float64) @ B, np.abs(A), np.abs(B), K)
 
 
-def test_c_level_mask_and_accumulate():
+@pytest.mark.parametrize("K", [29, 20, 40, 8, 13])  # the widths of different edge kernels
+def test_c_level_mask_and_accumulate(K):
     """The C entry points' fused extras: the dX mask and dW/db accumulation."""
     rng = np.random.default_rng(1)
-    M, K, N = 37, 29, 45
+    M, N = 37, 45
     dy = rng.standard_normal((M, N)).astype(np.float32)
     W = rng.standard_normal((K, N)).astype(np.float32)
     mask = rng.standard_normal((M, K)).astype(np.float32)
@@ -333,3 +334,28 @@ def test_backward_relu_mask_is_folded():
         plain = ops.linear_backward(d["x"], d["W"], dz)
         for g, p in zip(got, plain):
             np.testing.assert_array_equal(g, p)
+
+
+def test_fast_and_checked_paths_agree():
+    """float32 arrays take the binding's fast path; anything converted
+    (here float64 and a Python list for b) takes the checked Python path.
+    Both must give the same bits."""
+    rng = np.random.default_rng(14)
+    x, W, dy = (rng.standard_normal(s) for s in ((33, 21), (21, 45), (33, 45)))
+    b = rng.standard_normal(45)
+    f = lambda a: a.astype(np.float32)  # noqa: E731
+    y = ops.linear(f(x), f(W), f(b), "relu")
+    np.testing.assert_array_equal(y, ops.linear(x, W, list(b), "relu"))
+    np.testing.assert_array_equal(ops.matmul(f(x), f(W)), ops.matmul(x, W))
+    np.testing.assert_array_equal(ops.matmul(f(W), f(x), True, True),
+                                  ops.matmul(W, x, True, True))
+    for got, want in zip(ops.linear_backward(f(x), f(W), f(dy), y, "relu"),
+                         ops.linear_backward(x, W, dy, y.astype(np.float64), "relu")):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_read_only_out_is_rejected():
+    out = np.empty((2, 5), np.float32)
+    out.flags.writeable = False
+    with pytest.raises(ValueError, match="out must be writeable"):
+        ops.linear(np.ones((2, 3), np.float32), np.ones((3, 5), np.float32), out=out)

@@ -156,3 +156,187 @@ def gemm_matmul(const float[:, :] a, const float[:, :] b, bint trans_a, bint tra
             status = vf_matmul(1 if trans_a else 0, 1 if trans_b else 0, M, N, K, pa, lda,
                                pb, ldb, pc, ldc, 1 if accumulate else 0)
     return _nonfinite(status, "matmul")
+
+
+# ----------------------------------------------------------- fast paths
+# vaefast.ops calls these first: for arguments that are already what the
+# core takes (exact float32 ndarrays, rows contiguous, shapes matching) they
+# do the whole call, reading each array's layout with one buffer request,
+# at C speed, since Python overhead is a visible share of a batch-32 layer.
+# They return None, having written nothing the caller can see, when an
+# argument needs the checked Python path (conversion, an error message) or
+# the GEMM flagged a NaN/Inf (the Python path runs again and names it).
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_RECORDS, PyBUF_RECORDS_RO
+import numpy as _gnp
+
+cdef object _ndarray = _gnp.ndarray
+cdef object _gempty = _gnp.empty
+cdef object _gf32 = _gnp.float32
+
+cdef struct _Mat:
+    float *ptr
+    int64_t rows, cols, ld
+
+
+cdef bint _take(object obj, Py_buffer *view, _Mat *m, int ndim, bint writable):
+    """Hold obj's buffer and describe it in m if obj is a float32 ndarray of
+    ndim dimensions with contiguous, evenly spaced rows; else False, nothing
+    held."""
+    if type(obj) is not _ndarray:
+        return False
+    try:
+        PyObject_GetBuffer(obj, view, PyBUF_RECORDS if writable else PyBUF_RECORDS_RO)
+    except Exception:  # e.g. a read-only output
+        return False
+    cdef const char *f = view.format
+    if f[0] == b'<' or f[0] == b'=' or f[0] == b'@':
+        f += 1
+    cdef bint ok = view.ndim == ndim and view.itemsize == 4 and f[0] == b'f' and f[1] == 0
+    if ok and ndim == 1:
+        m.rows, m.cols = 1, view.shape[0]
+        m.ld = m.cols if m.cols > 1 else 1
+        ok = m.cols <= 1 or view.strides[0] == 4
+    elif ok:
+        m.rows, m.cols = view.shape[0], view.shape[1]
+        ok = m.cols <= 1 or view.strides[1] == 4
+        if m.rows <= 1:
+            m.ld = m.cols if m.cols > 1 else 1
+        else:
+            m.ld = view.strides[0] // 4
+            ok = ok and view.strides[0] % 4 == 0 and view.strides[0] >= 4 * max(m.cols, 1)
+    if not ok:
+        PyBuffer_Release(view)
+        return False
+    m.ptr = <float *>view.buf
+    return True
+
+
+def gemm_linear_ready(x, W, b, bint relu, out):
+    """ops.linear without the Python checks, or None (see above)."""
+    cdef Py_buffer vx, vw, vb, vy
+    cdef _Mat mx, mw, mb, my
+    cdef int status = VF_ERR_ARG
+    cdef int act = VF_ACT_RELU if relu else VF_ACT_NONE
+    cdef const float *pb = NULL
+    if not _take(x, &vx, &mx, 2, False):
+        return None
+    if not _take(W, &vw, &mw, 2, False):
+        PyBuffer_Release(&vx)
+        return None
+    cdef bint have_b = False, have_y = False
+    try:
+        if mx.cols != mw.rows or mx.rows == 0 or mw.cols == 0:
+            return None  # an error message or an empty product: Python path
+        if b is not None:
+            have_b = _take(b, &vb, &mb, 1, False)
+            if not have_b or mb.cols != mw.cols:
+                return None
+            pb = mb.ptr
+        if out is None:
+            out = _gempty((mx.rows, mw.cols), dtype=_gf32)
+        have_y = _take(out, &vy, &my, 2, True)
+        if not have_y or my.rows != mx.rows or my.cols != mw.cols:
+            return None
+        with nogil:
+            status = vf_linear_forward_checked(mx.rows, mw.cols, mx.cols, mx.ptr, mx.ld,
+                                               mw.ptr, mw.ld, pb, act, my.ptr, my.ld)
+    finally:
+        PyBuffer_Release(&vx)
+        PyBuffer_Release(&vw)
+        if have_b:
+            PyBuffer_Release(&vb)
+        if have_y:
+            PyBuffer_Release(&vy)
+    return out if status == VF_OK else None
+
+
+def gemm_matmul_ready(a, b, bint trans_a, bint trans_b, out):
+    """ops.matmul without the Python checks, or None (see above)."""
+    cdef Py_buffer va, vb, vc
+    cdef _Mat ma, mb, mc
+    cdef int status = VF_ERR_ARG
+    if not _take(a, &va, &ma, 2, False):
+        return None
+    if not _take(b, &vb, &mb, 2, False):
+        PyBuffer_Release(&va)
+        return None
+    cdef int64_t M = ma.cols if trans_a else ma.rows
+    cdef int64_t K = ma.rows if trans_a else ma.cols
+    cdef int64_t Kb = mb.cols if trans_b else mb.rows
+    cdef int64_t N = mb.rows if trans_b else mb.cols
+    cdef bint have_c = False
+    try:
+        if K != Kb or M == 0 or N == 0:
+            return None
+        if out is None:
+            out = _gempty((M, N), dtype=_gf32)
+        have_c = _take(out, &vc, &mc, 2, True)
+        if not have_c or mc.rows != M or mc.cols != N:
+            return None
+        with nogil:
+            status = vf_matmul_checked(trans_a, trans_b, M, N, K, ma.ptr, ma.ld, mb.ptr, mb.ld,
+                                       mc.ptr, mc.ld, 0)
+    finally:
+        PyBuffer_Release(&va)
+        PyBuffer_Release(&vb)
+        if have_c:
+            PyBuffer_Release(&vc)
+    return out if status == VF_OK else None
+
+
+def gemm_linear_backward_ready(x, W, dy, y, bint relu, bint need_dx):
+    """ops.linear_backward without the Python checks: (dx, dW, db) or None."""
+    cdef Py_buffer vx, vw, vd, vy, vdx, vdw, vdb
+    cdef _Mat mx, mw, md, my, mdx, mdw, mdb
+    cdef int status = VF_OK
+    cdef const float *py = NULL
+    cdef int64_t ldy = 0
+    if not _take(x, &vx, &mx, 2, False):
+        return None
+    if not _take(W, &vw, &mw, 2, False):
+        PyBuffer_Release(&vx)
+        return None
+    if not _take(dy, &vd, &md, 2, False):
+        PyBuffer_Release(&vx)
+        PyBuffer_Release(&vw)
+        return None
+    cdef bint have_y = False
+    cdef int64_t B = mx.rows, n_in = mx.cols, n_out = mw.cols
+    dx = None
+    try:
+        if (mw.rows != n_in or md.rows != B or md.cols != n_out or B == 0 or n_out == 0
+                or (relu and y is None)):
+            return None
+        if relu:
+            have_y = _take(y, &vy, &my, 2, False)
+            if not have_y or my.rows != B or my.cols != n_out:
+                return None
+            py, ldy = my.ptr, my.ld
+        # fresh C-contiguous float32 arrays: always takeable
+        dW = _gempty((n_in, n_out), dtype=_gf32)
+        db = _gempty(n_out, dtype=_gf32)
+        _take(dW, &vdw, &mdw, 2, True)
+        _take(db, &vdb, &mdb, 1, True)
+        if need_dx:
+            dx = _gempty((B, n_in), dtype=_gf32)
+            _take(dx, &vdx, &mdx, 2, True)
+        with nogil:
+            # db (every dz entry's column sum) checks dy and y, dW x, dx W
+            status = vf_linear_backward_weight_checked(B, n_out, n_in, mx.ptr, mx.ld, md.ptr,
+                                                       md.ld, py, ldy, mdw.ptr, mdw.ld,
+                                                       mdb.ptr, 0)
+            if status == VF_OK and need_dx:
+                status = vf_linear_backward_input_checked(B, n_out, n_in, md.ptr, md.ld, py,
+                                                          ldy, mw.ptr, mw.ld, NULL, 0,
+                                                          mdx.ptr, mdx.ld)
+        PyBuffer_Release(&vdw)
+        PyBuffer_Release(&vdb)
+        if need_dx:
+            PyBuffer_Release(&vdx)
+    finally:
+        PyBuffer_Release(&vx)
+        PyBuffer_Release(&vw)
+        PyBuffer_Release(&vd)
+        if have_y:
+            PyBuffer_Release(&vy)
+    return (dx, dW, db) if status == VF_OK else None

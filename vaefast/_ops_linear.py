@@ -117,6 +117,10 @@ def linear(x, W, b=None, activation=None, out=None):
     -------
     y : ndarray, shape (batch, out_features), float32
     """
+    if activation is None or (type(activation) is str and activation == "relu"):
+        y = _core.gemm_linear_ready(x, W, b, activation is not None, out)
+        if y is not None:  # else: conversions, errors, empty or non-finite
+            return y
     relu = _activation(activation)
     xv = _matrix(x, "x")
     Wv = _matrix(W, "W")
@@ -161,6 +165,11 @@ def linear_backward(x, W, dy, y=None, activation=None, need_dx=True):
     never stored. With the mask, a NaN/Inf in ``dy`` or ``y`` is rejected
     even where ``y <= 0``; W is not read (nor checked) without ``need_dx``.
     """
+    if activation is None or (type(activation) is str and activation == "relu"):
+        grads = _core.gemm_linear_backward_ready(x, W, dy, y, activation is not None,
+                                                 bool(need_dx))
+        if grads is not None:  # else: conversions, errors, empty or non-finite
+            return grads
     relu = _activation(activation)
     xv = _matrix(x, "x")
     Wv = _matrix(W, "W")
@@ -210,6 +219,9 @@ def matmul(a, b, trans_a=False, trans_b=False, out=None):
     -------
     c : ndarray, shape (M, N), float32
     """
+    c = _core.gemm_matmul_ready(a, b, bool(trans_a), bool(trans_b), out)
+    if c is not None:  # else: conversions, errors, empty or non-finite
+        return c
     av = _matrix(a, "a")
     bv = _matrix(b, "b")
     M, Ka = (av.shape[1], av.shape[0]) if trans_a else av.shape

@@ -5,13 +5,18 @@
  *   jc over N in NC columns
  *     pc over K in KC        pack B (KC×NC) into NR-wide panels, unless B is
  *                            read in place (see b_in_place)
- *       ic over M in MC      pack A (MC×KC) into MR-row panels
- *         jp, ip             micro-kernel -> tile -> merge into C
+ *       ic over M in MC      pack A (MC×KC) into MR-row panels, unless A is
+ *                            read in place (see a_in_place)
+ *         jp, ip             micro-kernel, epilogue in registers (edge tiles
+ *                            under lane masks; on the AVX-512 set also
+ *                            4/8-row and 8/16/24/40-column variants)
  *
- * Threads share the packed buffers and split each loop's panels statically.
- * Every C element is produced by exactly one micro-kernel call per K block,
- * always summing k in the same order, so the result is bit-identical for
- * any thread count. */
+ * K blocks are of equal size. Threads share the packed buffers and split
+ * each loop's panels statically; a single thread runs the same loops
+ * without an OpenMP team. Every C element is produced by exactly one
+ * micro-kernel call per K block, always summing k in the same order, and
+ * which kernel computes a tile depends only on the tile's shape, so the
+ * result is bit-identical for any thread count. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,45 +41,6 @@ static inline int64_t vf_min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline float relu_masked(float a, float m)
 {
     return a * (float)(m > 0.0f) + m * 0.0f;
-}
-
-/* Ap (MR×kc, k-major) = rows i0.. of op(A), columns k0..k0+kc. Rows past the
- * end are zero, except row M, which is all ones when p->ones_row is set. */
-static void pack_a_panel(const vf_gemm_problem *p, int64_t i0, int64_t k0,
-                         int64_t kc, float *restrict ap)
-{
-    for (int r = 0; r < VF_MR; ++r) {
-        const int64_t i = i0 + r;
-        if (i < p->M) {
-            if (!p->trans_a) {
-                continue; /* rows of A proper are packed below, k-major */
-            } else {
-                const float *src = p->A + k0 * p->lda + i;
-                for (int64_t k = 0; k < kc; ++k)
-                    ap[k * VF_MR + r] = src[k * p->lda];
-            }
-        } else {
-            const float fill = (i == p->M && p->ones_row) ? 1.0f : 0.0f;
-            for (int64_t k = 0; k < kc; ++k)
-                ap[k * VF_MR + r] = fill;
-        }
-    }
-    if (!p->trans_a) {
-        /* Untransposed A: read the panel's rows side by side so the writes
-         * stay sequential (the k-major panel is the transpose of A's rows). */
-        const int64_t rows = i0 < p->M ? (p->M - i0 < VF_MR ? p->M - i0 : VF_MR) : 0;
-        const float *src = p->A + i0 * p->lda + k0;
-        if (p->a_relu) {
-            const float *m = p->a_relu + i0 * p->ld_ar + k0;
-            for (int64_t k = 0; k < kc; ++k)
-                for (int64_t r = 0; r < rows; ++r)
-                    ap[k * VF_MR + r] = relu_masked(src[r * p->lda + k], m[r * p->ld_ar + k]);
-            return;
-        }
-        for (int64_t k = 0; k < kc; ++k)
-            for (int64_t r = 0; r < rows; ++r)
-                ap[k * VF_MR + r] = src[r * p->lda + k];
-    }
 }
 
 #if defined(VF_SIMD_AVX2) || defined(VF_SIMD_AVX512)
@@ -103,13 +69,76 @@ static inline void transpose8x8(const float *src, int64_t lds, float *dst, int64
         _mm256_storeu_ps(dst + (c + 4) * ldd, _mm256_permute2f128_ps(u[c], u[4 + c], 0x31));
     }
 }
+/* dst[c*ldd + r] = src[r*lds + c] for a 4×8 block (4 rows of 8). */
+static inline void transpose4x8(const float *src, int64_t lds, float *dst, int64_t ldd)
+{
+    const __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + lds);
+    const __m256 r2 = _mm256_loadu_ps(src + 2 * lds), r3 = _mm256_loadu_ps(src + 3 * lds);
+    const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+    const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+    __m256 u[4]; /* u[c] = column c (low half) and c + 4 (high half) */
+    u[0] = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+    u[1] = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+    u[2] = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+    u[3] = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+    for (int c = 0; c < 4; ++c) {
+        _mm_storeu_ps(dst + c * ldd, _mm256_castps256_ps128(u[c]));
+        _mm_storeu_ps(dst + (c + 4) * ldd, _mm256_extractf128_ps(u[c], 1));
+    }
+}
 #define VF_HAVE_TRANSPOSE8 1
 #endif
+
+/* Ap (MR×kc, k-major) = rows i0.. of op(A), columns k0..k0+kc. Rows past the
+ * end are zero, except row M, which is all ones when p->ones_row is set. */
+static void pack_a_panel(const vf_gemm_problem *p, int64_t i0, int64_t k0,
+                         int64_t kc, float *restrict ap)
+{
+    const int64_t rows = i0 < p->M ? vf_min64(p->M - i0, VF_MR) : 0; /* of A proper */
+    for (int64_t r = rows; r < VF_MR; ++r) {
+        const float fill = (i0 + r == p->M && p->ones_row) ? 1.0f : 0.0f;
+        for (int64_t k = 0; k < kc; ++k)
+            ap[k * VF_MR + r] = fill;
+    }
+    if (p->trans_a) {
+        /* op(A) = Aᵀ: the panel's column k is `rows` consecutive floats of
+         * A's row k0 + k, so copy row by row (weight gradients: A = X). */
+        const float *src = p->A + k0 * p->lda + i0;
+        for (int64_t k = 0; k < kc; ++k)
+            memcpy(ap + k * VF_MR, src + k * p->lda, (size_t)rows * sizeof(float));
+        return;
+    }
+    /* Untransposed A: the k-major panel is the transpose of A's rows. */
+    const float *src = p->A + i0 * p->lda + k0;
+    if (p->a_relu) {
+        const float *m = p->a_relu + i0 * p->ld_ar + k0;
+        for (int64_t k = 0; k < kc; ++k)
+            for (int64_t r = 0; r < rows; ++r)
+                ap[k * VF_MR + r] = relu_masked(src[r * p->lda + k], m[r * p->ld_ar + k]);
+        return;
+    }
+    int64_t k_done = 0;
+#if defined(VF_HAVE_TRANSPOSE8) && VF_MR == 12
+    if (rows == VF_MR) { /* 8 + 4 rows by 8 columns at a time */
+        k_done = kc / 8 * 8;
+        for (int64_t kb = 0; kb < k_done; kb += 8) {
+            transpose8x8(src + kb, p->lda, ap + kb * VF_MR, VF_MR);
+            transpose4x8(src + 8 * p->lda + kb, p->lda, ap + kb * VF_MR + 8, VF_MR);
+        }
+    }
+#endif
+    /* read the rows side by side so the writes stay sequential */
+    for (int64_t k = k_done; k < kc; ++k)
+        for (int64_t r = 0; r < rows; ++r)
+            ap[k * VF_MR + r] = src[r * p->lda + k];
+}
 
 /* Bp (kc×NR) = rows k0.. of op(B), columns j0..j0+nr, zero-padded to NR. */
 static void pack_b_panel(const vf_gemm_problem *p, int64_t j0, int64_t nr,
                          int64_t k0, int64_t kc, float *restrict bp)
 {
+    /* zero padding only up to the lanes the panel's kernel reads */
+    const int64_t width = VF_B_WIDTH(nr);
     if (!p->trans_b) {
         for (int64_t k = 0; k < kc; ++k) {
             const float *src = p->B + (k0 + k) * p->ldb + j0;
@@ -121,7 +150,7 @@ static void pack_b_panel(const vf_gemm_problem *p, int64_t j0, int64_t nr,
             } else {
                 memcpy(dst, src, (size_t)nr * sizeof(float));
             }
-            for (int64_t j = nr; j < VF_NR; ++j)
+            for (int64_t j = nr; j < width; ++j)
                 dst[j] = 0.0f;
         }
         return;
@@ -130,25 +159,28 @@ static void pack_b_panel(const vf_gemm_problem *p, int64_t j0, int64_t nr,
     const float *base = p->B + j0 * p->ldb + k0;
     int64_t j_done = 0; /* columns already packed by the SIMD transposes */
 #ifdef VF_HAVE_TRANSPOSE8
-    j_done = nr / 8 * 8;
     const int64_t k_done = kc / 8 * 8;
-    for (int64_t jb = 0; jb < j_done; jb += 8)
+    for (; j_done + 8 <= nr; j_done += 8)
         for (int64_t kb = 0; kb < k_done; kb += 8)
-            transpose8x8(base + jb * p->ldb + kb, p->ldb, bp + kb * VF_NR + jb, VF_NR);
+            transpose8x8(base + j_done * p->ldb + kb, p->ldb, bp + kb * VF_NR + j_done, VF_NR);
+    if (nr - j_done >= 4) { /* e.g. N = 20 = 16 + 4 */
+        for (int64_t kb = 0; kb < k_done; kb += 8)
+            transpose4x8(base + j_done * p->ldb + kb, p->ldb, bp + kb * VF_NR + j_done, VF_NR);
+        j_done += 4;
+    }
     for (int64_t j = 0; j < j_done; ++j) /* the k tail of the SIMD rows */
         for (int64_t k = k_done; k < kc; ++k)
             bp[k * VF_NR + j] = base[j * p->ldb + k];
 #endif
-    for (int64_t j = j_done; j < VF_NR; ++j) {
-        if (j < nr) {
-            const float *src = base + j * p->ldb;
-            for (int64_t k = 0; k < kc; ++k)
-                bp[k * VF_NR + j] = src[k];
-        } else {
-            for (int64_t k = 0; k < kc; ++k)
-                bp[k * VF_NR + j] = 0.0f;
-        }
+    for (int64_t j = j_done; j < nr; ++j) {
+        const float *src = base + j * p->ldb;
+        for (int64_t k = 0; k < kc; ++k)
+            bp[k * VF_NR + j] = src[k];
     }
+    if (width > nr)
+        for (int64_t k = 0; k < kc; ++k)
+            for (int64_t j = nr; j < width; ++j)
+                bp[k * VF_NR + j] = 0.0f;
 }
 
 /* C[i0.., j0..] (mr×nr) = epilogue(tile [+ C]); row M goes to ones_row.
@@ -321,6 +353,32 @@ static int run_row_n40(const tile_ctx *t, int64_t ic, int64_t ip)
     }
     return bad;
 }
+
+/* The same with A read in place (a forward product): rows in groups of 8,
+ * the kernel's best height (batch 32 = 4 groups rather than 8+4, 8+4, 8). */
+static int run_group_n40(const tile_ctx *t, int64_t ic, int64_t g)
+{
+    const vf_gemm_problem *p = t->p;
+    const int64_t i0 = ic + 8 * g;
+    const int64_t mr = vf_min64(8, p->M - i0);
+    const float *b0 = t->b_in_place ? p->B + t->pc * p->ldb : t->bp;
+    const int64_t rsb0 = t->b_in_place ? p->ldb : VF_NR;
+    const float *b1 = t->bp + t->kc_max * VF_NR;
+    const float *a = p->A + i0 * p->lda + t->pc;
+    int64_t a_rs = p->lda, a_cs = 1;
+    if (mr != 8 && mr != 4) { /* a short last group: zero-padded copy */
+        pack_a_panel(p, i0, t->pc, t->kc, t->edge_a);
+        a = t->edge_a;
+        a_rs = 1;
+        a_cs = VF_MR;
+    }
+    const vf_tile_epilogue ep = tile_epilogue(t, i0, 0);
+    float *c = p->C + i0 * p->ldc;
+    return mr > 4 ? vf_ukernel_n40(8, t->kc, a, a_rs, a_cs, b0, rsb0, b1, VF_NR, c, p->ldc, &ep,
+                                   mr, p->N)
+                  : vf_ukernel_n40(4, t->kc, a, a_rs, a_cs, b0, rsb0, b1, VF_NR, c, p->ldc, &ep,
+                                   mr, p->N);
+}
 #endif
 
 /* Everything one thread does: inside an OpenMP team the worksharing loops
@@ -374,6 +432,14 @@ static int driver_loops(const driver_plan *d)
                     .first_k = kb == 0, .last_k = kb == k_blocks - 1, .check = check,
                     .tile = tile, .edge_a = edge_a};
 #ifdef VF_HAVE_N40_UKERNEL
+                if (d->n40 && a_in_place) {
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+                    for (int64_t g = 0; g < (mc + 7) / 8; ++g)
+                        nonfinite |= run_group_n40(&t, ic, g);
+                    continue;
+                }
                 if (d->n40) {
 #ifdef _OPENMP
 #pragma omp for schedule(static)

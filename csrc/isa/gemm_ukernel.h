@@ -159,13 +159,74 @@ VF_INLINE int vf_kernel_ymm(const int rows, int64_t kc, const float *restrict ap
     return ep->check && _mm256_cmp_ps_mask(chk, chk, _CMP_UNORD_Q) != 0;
 }
 
+/* rows×(16 + 8) for panels 17..24 wide (N = 20, the latent width of the
+ * decoder's input gradient): one zmm and one ymm accumulator per row, 24
+ * registers, instead of two zmm with 12 of 32 lanes idle. */
+VF_INLINE int vf_kernel_zy(const int rows, int64_t kc, const float *restrict ap,
+                           int64_t a_rs, int64_t a_cs, const float *restrict b, int64_t rsb,
+                           float *restrict cout, int64_t ldc, const vf_tile_epilogue *ep,
+                           int64_t mr, int64_t nr)
+{
+    __m512 c[VF_MR];
+    __m256 d[VF_MR];
+    for (int r = 0; r < rows; ++r) {
+        c[r] = _mm512_setzero_ps();
+        d[r] = _mm256_setzero_ps();
+    }
+#define VF_KLOOP(A_RS, A_CS)                                                  \
+    for (int64_t k = 0; k < kc; ++k) {                                        \
+        const __m512 x0 = _mm512_loadu_ps(b + k * rsb);                       \
+        const __m256 x1 = _mm256_loadu_ps(b + k * rsb + 16);                  \
+        const float *a = ap + k * (A_CS);                                     \
+        for (int r = 0; r < rows; ++r) {                                      \
+            const __m512 av = _mm512_set1_ps(a[r * (A_RS)]);                  \
+            c[r] = _mm512_fmadd_ps(av, x0, c[r]);                             \
+            d[r] = _mm256_fmadd_ps(_mm512_castps512_ps256(av), x1, d[r]);     \
+        }                                                                     \
+    }
+    if (a_rs == 1 && a_cs == VF_MR) { /* packed A: constant offsets */
+        VF_KLOOP(1, VF_MR)
+    } else {
+        VF_KLOOP(a_rs, a_cs)
+    }
+#undef VF_KLOOP
+    const __mmask8 lanes = (__mmask8)((1u << (nr - 16)) - 1);
+    const __m256 zero = _mm256_setzero_ps();
+    __m512 chk = _mm512_setzero_ps();
+    __m256 chk8 = zero;
+    for (int r = 0; r < rows && r < mr; ++r) {
+        vf_ep16(c[r], ep, cout + r * ldc, 0, r * ep->ldm, 0xFFFF, 1, &chk);
+        float *crow = cout + r * ldc + 16;
+        __m256 v = d[r];
+        if (ep->add_old)
+            v = _mm256_add_ps(v, _mm256_maskz_loadu_ps(lanes, crow));
+        if (ep->bias)
+            v = _mm256_add_ps(v, _mm256_maskz_loadu_ps(lanes, ep->bias + 16));
+        if (ep->check)
+            chk8 = _mm256_fmadd_ps(v, zero, chk8);
+        if (ep->relu)
+            v = _mm256_max_ps(zero, v);
+        if (ep->mask) {
+            const __m256 m = _mm256_maskz_loadu_ps(lanes, ep->mask + r * ep->ldm + 16);
+            v = _mm256_maskz_mov_ps(_mm256_cmp_ps_mask(m, zero, _CMP_GT_OQ), v);
+        }
+        _mm256_mask_storeu_ps(crow, lanes, v);
+    }
+    if (!ep->check)
+        return 0;
+    return _mm512_cmp_ps_mask(chk, chk, _CMP_UNORD_Q) != 0 ||
+           _mm256_cmp_ps_mask(chk8, chk8, _CMP_UNORD_Q) != 0;
+}
+
 VF_INLINE int vf_edge_rows(const int rows, int64_t kc, const float *restrict ap,
                            int64_t a_rs, int64_t a_cs, const float *restrict b, int64_t rsb,
                            float *restrict cout, int64_t ldc, const vf_tile_epilogue *ep,
                            int64_t mr, int64_t nr)
 {
-    if (nr > 16)
+    if (nr > 24)
         return vf_kernel_zmm(2, 0, rows, kc, ap, a_rs, a_cs, b, rsb, cout, ldc, ep, mr, nr);
+    if (nr > 16)
+        return vf_kernel_zy(rows, kc, ap, a_rs, a_cs, b, rsb, cout, ldc, ep, mr, nr);
     if (nr > 8)
         return vf_kernel_zmm(1, 0, rows, kc, ap, a_rs, a_cs, b, rsb, cout, ldc, ep, mr, nr);
     return vf_kernel_ymm(rows, kc, ap, a_rs, a_cs, b, rsb, cout, ldc, ep, mr, nr);
@@ -369,5 +430,14 @@ static inline int vf_ukernel(int64_t kc, const float *restrict ap,
 #endif
 
 #define VF_NC 4096 /* columns per outer block: a multiple of every NR */
+
+/* How many columns of a packed B panel the kernel for an nr-wide panel
+ * reads (packing zero-pads up to there: lanes past nr are never stored,
+ * but they must be finite for the NaN/Inf check). */
+#ifdef VF_HAVE_EDGE_UKERNEL
+#define VF_B_WIDTH(nr) ((nr) <= 8 ? 8 : (nr) <= 16 ? 16 : (nr) <= 24 ? 24 : VF_NR)
+#else
+#define VF_B_WIDTH(nr) VF_NR
+#endif
 
 #endif
