@@ -359,3 +359,28 @@ def test_read_only_out_is_rejected():
     out.flags.writeable = False
     with pytest.raises(ValueError, match="out must be writeable"):
         ops.linear(np.ones((2, 3), np.float32), np.ones((3, 5), np.float32), out=out)
+
+
+@pytest.mark.parametrize("N", [8, 16, 20, 24, 40, 48, 56, 400])
+def test_narrow_edge_panels_read_in_place(kernel_set, N):
+    """Few rows: B is read in place, edge panels too when their kernel reads
+    exactly their width (8/16/24 columns); others are packed. 1 and 2
+    threads give the same bits."""
+    rng = np.random.default_rng(15)
+    M, K = 33, 50
+    x, W = strided(rng, M, K, 3), strided(rng, K, N, 5)
+    b = rng.standard_normal(N).astype(np.float32)
+    before = vaefast.get_num_threads()
+    try:
+        got = []
+        for n in (1, 2):
+            vaefast.set_num_threads(n)
+            got.append(ops.linear(x, W, b, "relu"))
+    finally:
+        vaefast.set_num_threads(before)
+    np.testing.assert_array_equal(got[0], got[1])
+    exact = np.maximum(x.astype(np.float64) @ W + b, 0)
+    abs_a = np.abs(np.hstack([x, np.ones((M, 1), np.float32)]))
+    abs_b = np.abs(np.vstack([W, b[None]]))
+    assert_product_close(got[0], exact, abs_a, abs_b, K + 1)
+    assert_product_close(ops.matmul(x, W), x.astype(np.float64) @ W, np.abs(x), np.abs(W), K)

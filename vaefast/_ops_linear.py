@@ -14,9 +14,13 @@ at least one of those non-finite (NaN·0 = ∞·0 = ∞ − ∞ = NaN), so only 
 the GEMM raises its flag are the inputs scanned, to name the culprit. If
 they are all finite the result overflowed float32: Float32OverflowError (a
 ValueError and an OverflowError) names the arguments. Either way `out` has
-been overwritten. Arguments that no result depends on are not checked:
-W when ``linear_backward(..., need_dx=False)``, and an empty product's
-inputs are scanned directly (there is no GEMM to check them).
+been overwritten. An empty product has no results to carry the check, so
+its inputs are scanned directly. W in ``linear_backward(..., need_dx=False)``
+is not read, and so not checked.
+
+Plain float32 ndarrays go through a fast path in the binding that checks
+layouts and shapes in C; everything else, and every error, takes the
+checked Python path below.
 """
 
 import numpy as np

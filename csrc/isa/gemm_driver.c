@@ -228,6 +228,15 @@ static int merge_tile(const vf_gemm_problem *p, const float *restrict tile,
     return bad;
 }
 
+/* With B read in place, an nr-wide column panel is read in place too when
+ * its kernel reads exactly nr columns (edge panels of 8/16/24 columns on
+ * the avx512 set), else it is packed (zero-padded). Packing and the tiles
+ * must agree, so both ask this. */
+static inline int b_panel_in_place(int b_in_place, int64_t nr)
+{
+    return b_in_place && VF_B_WIDTH(nr) == nr;
+}
+
 /* What every tile of one (K block, M block) step shares. */
 typedef struct tile_ctx {
     const vf_gemm_problem *p;
@@ -288,7 +297,7 @@ static int run_tile(const tile_ctx *t, int64_t jc, int64_t jp, int64_t ic, int64
     const int64_t i0 = ic + ip * VF_MR;
     const float *b;
     int64_t rsb;
-    if (t->b_in_place && nr == VF_NR) {
+    if (b_panel_in_place(t->b_in_place, nr)) {
         b = p->B + t->pc * p->ldb + j0;
         rsb = p->ldb;
     } else {
@@ -324,7 +333,8 @@ static int run_tile(const tile_ctx *t, int64_t jc, int64_t jp, int64_t ic, int64
 /* 32 < N <= 40 (the VAE head, 2·latent = 40): row panel ip across all N
  * columns at once with the 8×40 kernel, instead of a 32-wide tile plus an
  * 8-wide one (different kernels, A read twice). Columns 0-31 come from
- * column panel 0, 32.. from panel 1 (always packed: it is narrow). */
+ * column panel 0, 32.. from panel 1 (each in place or packed, see
+ * b_panel_in_place). */
 static int run_row_n40(const tile_ctx *t, int64_t ic, int64_t ip)
 {
     const vf_gemm_problem *p = t->p;
@@ -334,21 +344,23 @@ static int run_row_n40(const tile_ctx *t, int64_t ic, int64_t ip)
         return run_tile(t, 0, 0, ic, ip) | run_tile(t, 0, 1, ic, ip);
     const float *b0 = t->b_in_place ? p->B + t->pc * p->ldb : t->bp;
     const int64_t rsb0 = t->b_in_place ? p->ldb : VF_NR;
-    const float *b1 = t->bp + t->kc_max * VF_NR;
+    const int b1_in_place = b_panel_in_place(t->b_in_place, p->N - 32);
+    const float *b1 = b1_in_place ? p->B + t->pc * p->ldb + 32 : t->bp + t->kc_max * VF_NR;
+    const int64_t rsb1 = b1_in_place ? p->ldb : VF_NR;
     int64_t a_rs, a_cs;
     const float *a = tile_a(t, ic, ip, &a_rs, &a_cs);
     const vf_tile_epilogue ep = tile_epilogue(t, i0, 0);
     float *c = p->C + i0 * p->ldc;
     /* rows 0-7 (or 0-3), then 8-11: the kernel reads 4 or 8 rows of A */
-    int bad = mr > 4 ? vf_ukernel_n40(8, t->kc, a, a_rs, a_cs, b0, rsb0, b1, VF_NR, c,
+    int bad = mr > 4 ? vf_ukernel_n40(8, t->kc, a, a_rs, a_cs, b0, rsb0, b1, rsb1, c,
                                       p->ldc, &ep, vf_min64(mr, 8), p->N)
-                     : vf_ukernel_n40(4, t->kc, a, a_rs, a_cs, b0, rsb0, b1, VF_NR, c,
+                     : vf_ukernel_n40(4, t->kc, a, a_rs, a_cs, b0, rsb0, b1, rsb1, c,
                                       p->ldc, &ep, mr, p->N); /* rows: a constant */
     if (mr > 8) {
         vf_tile_epilogue ep8 = ep;
         if (ep8.mask)
             ep8.mask += 8 * ep8.ldm;
-        bad |= vf_ukernel_n40(4, t->kc, a + 8 * a_rs, a_rs, a_cs, b0, rsb0, b1, VF_NR,
+        bad |= vf_ukernel_n40(4, t->kc, a + 8 * a_rs, a_rs, a_cs, b0, rsb0, b1, rsb1,
                               c + 8 * p->ldc, p->ldc, &ep8, mr - 8, p->N);
     }
     return bad;
@@ -363,7 +375,9 @@ static int run_group_n40(const tile_ctx *t, int64_t ic, int64_t g)
     const int64_t mr = vf_min64(8, p->M - i0);
     const float *b0 = t->b_in_place ? p->B + t->pc * p->ldb : t->bp;
     const int64_t rsb0 = t->b_in_place ? p->ldb : VF_NR;
-    const float *b1 = t->bp + t->kc_max * VF_NR;
+    const int b1_in_place = b_panel_in_place(t->b_in_place, p->N - 32);
+    const float *b1 = b1_in_place ? p->B + t->pc * p->ldb + 32 : t->bp + t->kc_max * VF_NR;
+    const int64_t rsb1 = b1_in_place ? p->ldb : VF_NR;
     const float *a = p->A + i0 * p->lda + t->pc;
     int64_t a_rs = p->lda, a_cs = 1;
     if (mr != 8 && mr != 4) { /* a short last group: zero-padded copy */
@@ -374,9 +388,9 @@ static int run_group_n40(const tile_ctx *t, int64_t ic, int64_t g)
     }
     const vf_tile_epilogue ep = tile_epilogue(t, i0, 0);
     float *c = p->C + i0 * p->ldc;
-    return mr > 4 ? vf_ukernel_n40(8, t->kc, a, a_rs, a_cs, b0, rsb0, b1, VF_NR, c, p->ldc, &ep,
+    return mr > 4 ? vf_ukernel_n40(8, t->kc, a, a_rs, a_cs, b0, rsb0, b1, rsb1, c, p->ldc, &ep,
                                    mr, p->N)
-                  : vf_ukernel_n40(4, t->kc, a, a_rs, a_cs, b0, rsb0, b1, VF_NR, c, p->ldc, &ep,
+                  : vf_ukernel_n40(4, t->kc, a, a_rs, a_cs, b0, rsb0, b1, rsb1, c, p->ldc, &ep,
                                    mr, p->N);
 }
 #endif
@@ -407,14 +421,19 @@ static int driver_loops(const driver_plan *d)
         for (int64_t kb = 0; kb < k_blocks; ++kb) {
             const int64_t pc = kb * kc_step;
             const int64_t kc = vf_min64(kc_step, K - pc);
+            /* only the last panel can be narrow: if it is read in place
+             * too, nothing is packed and the loop (and its barrier) is
+             * skipped */
+            if (!b_panel_in_place(b_in_place, nc - (n_panels - 1) * VF_NR)) {
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
-            for (int64_t jp = 0; jp < n_panels; ++jp) {
-                const int64_t j0 = jc + jp * VF_NR;
-                const int64_t nr = vf_min64(VF_NR, N - j0);
-                if (!b_in_place || nr < VF_NR)
-                    pack_b_panel(p, j0, nr, pc, kc, bp + jp * kc_max * VF_NR);
+                for (int64_t jp = 0; jp < n_panels; ++jp) {
+                    const int64_t j0 = jc + jp * VF_NR;
+                    const int64_t nr = vf_min64(VF_NR, N - j0);
+                    if (!b_panel_in_place(b_in_place, nr))
+                        pack_b_panel(p, j0, nr, pc, kc, bp + jp * kc_max * VF_NR);
+                }
             }
             for (int64_t ic = 0; ic < M; ic += VF_MC) {
                 const int64_t mc = vf_min64(VF_MC, M - ic);
