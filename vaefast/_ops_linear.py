@@ -26,15 +26,11 @@ checked Python path below.
 import numpy as np
 
 from . import _core
-from ._validation import as_float32_array, check_out
+from ._validation import Float32OverflowError, as_float32_array, check_out
 
 __all__ = ["linear", "linear_backward", "matmul"]
 
 _ACTIVATIONS = (None, "relu")
-
-
-class Float32OverflowError(ValueError, OverflowError):
-    """Finite float32 inputs whose product overflows float32."""
 
 
 def _reject_nonfinite(args):

@@ -11,6 +11,11 @@ import operator
 import numpy as np
 
 
+class Float32OverflowError(ValueError, OverflowError):
+    """Raised by the kernels when every input is finite but the result is
+    beyond float32's range (exported as vaefast.ops.Float32OverflowError)."""
+
+
 def has_unit_rows(arr):
     """True if a 2-D float32 array's rows are contiguous and evenly spaced
     forward in memory (a row slice of a bigger matrix), so C can take it
@@ -153,7 +158,5 @@ def explain_nonfinite(what, **inputs):
     for name, arr in inputs.items():
         if arr is not None and not np.isfinite(arr).all():
             raise ValueError(f"{name} contains NaN or infinity")
-    from ._ops_linear import Float32OverflowError  # one overflow error for all ops
-
     names = ", ".join(inputs)
     raise Float32OverflowError(f"{what} overflows float32 (all of {names} are finite)")
