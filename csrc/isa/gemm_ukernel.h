@@ -67,6 +67,27 @@ VF_INLINE void vf_ep16(__m512 v, const vf_tile_epilogue *ep, float *c, int64_t o
         _mm512_mask_storeu_ps(c + off, lanes, v);
 }
 
+/* The same for a ymm (8 columns) at column off of a tile row: the tails of
+ * the 12×(16+8) and 8×40 kernels. */
+VF_INLINE void vf_ep8(__m256 v, const vf_tile_epilogue *ep, float *c, int64_t off,
+                      int64_t moff, __mmask8 lanes, __m256 *chk)
+{
+    const __m256 zero = _mm256_setzero_ps();
+    if (ep->add_old)
+        v = _mm256_add_ps(v, _mm256_maskz_loadu_ps(lanes, c + off));
+    if (ep->bias)
+        v = _mm256_add_ps(v, _mm256_maskz_loadu_ps(lanes, ep->bias + off));
+    if (ep->check)
+        *chk = _mm256_fmadd_ps(v, zero, *chk);
+    if (ep->relu)
+        v = _mm256_max_ps(zero, v);
+    if (ep->mask) {
+        const __m256 m = _mm256_maskz_loadu_ps(lanes, ep->mask + moff + off);
+        v = _mm256_maskz_mov_ps(_mm256_cmp_ps_mask(m, zero, _CMP_GT_OQ), v);
+    }
+    _mm256_mask_storeu_ps(c + off, lanes, v);
+}
+
 /* C (mr×nr) = epilogue(Ap (rows×kc) · B (kc×16·nv)) with nv = 1 or 2 zmm per
  * row (12×32: 24 zmm accumulators + 2 for B + 1 broadcast of 32
  * registers; 12×16 for panels at most 16 wide). `rows` (4, 8 or 12) rows
@@ -196,21 +217,7 @@ VF_INLINE int vf_kernel_zy(const int rows, int64_t kc, const float *restrict ap,
     __m256 chk8 = zero;
     for (int r = 0; r < rows && r < mr; ++r) {
         vf_ep16(c[r], ep, cout + r * ldc, 0, r * ep->ldm, 0xFFFF, 1, &chk);
-        float *crow = cout + r * ldc + 16;
-        __m256 v = d[r];
-        if (ep->add_old)
-            v = _mm256_add_ps(v, _mm256_maskz_loadu_ps(lanes, crow));
-        if (ep->bias)
-            v = _mm256_add_ps(v, _mm256_maskz_loadu_ps(lanes, ep->bias + 16));
-        if (ep->check)
-            chk8 = _mm256_fmadd_ps(v, zero, chk8);
-        if (ep->relu)
-            v = _mm256_max_ps(zero, v);
-        if (ep->mask) {
-            const __m256 m = _mm256_maskz_loadu_ps(lanes, ep->mask + r * ep->ldm + 16);
-            v = _mm256_maskz_mov_ps(_mm256_cmp_ps_mask(m, zero, _CMP_GT_OQ), v);
-        }
-        _mm256_mask_storeu_ps(crow, lanes, v);
+        vf_ep8(d[r], ep, cout + r * ldc, 16, r * ep->ldm, lanes, &chk8);
     }
     if (!ep->check)
         return 0;
@@ -294,21 +301,7 @@ VF_INLINE int vf_ukernel_n40(const int rows, int64_t kc, const float *restrict a
     for (int r = 0; r < rows && r < mr; ++r) {
         vf_ep16(c[r][0], ep, cout + r * ldc, 0, r * ep->ldm, 0xFFFF, 1, &chk[0]);
         vf_ep16(c[r][1], ep, cout + r * ldc, 16, r * ep->ldm + 16, 0xFFFF, 1, &chk[1]);
-        float *crow = cout + r * ldc + 32;
-        __m256 v = d[r];
-        if (ep->add_old)
-            v = _mm256_add_ps(v, _mm256_maskz_loadu_ps(lanes, crow));
-        if (ep->bias)
-            v = _mm256_add_ps(v, _mm256_maskz_loadu_ps(lanes, ep->bias + 32));
-        if (ep->check)
-            chk8 = _mm256_fmadd_ps(v, zero, chk8);
-        if (ep->relu)
-            v = _mm256_max_ps(zero, v);
-        if (ep->mask) {
-            const __m256 m = _mm256_maskz_loadu_ps(lanes, ep->mask + r * ep->ldm + 32);
-            v = _mm256_maskz_mov_ps(_mm256_cmp_ps_mask(m, zero, _CMP_GT_OQ), v);
-        }
-        _mm256_mask_storeu_ps(crow, lanes, v);
+        vf_ep8(d[r], ep, cout + r * ldc, 32, r * ep->ldm, lanes, &chk8);
     }
     if (!ep->check)
         return 0;
