@@ -13,7 +13,7 @@ update leaves them untouched.
 import numpy as np
 
 from . import _core
-from ._validation import (as_float, as_float32_array, as_int, check_out, explain_nonfinite,
+from ._validation import (as_float, as_float32_array, as_int, check_out, nonfinite_result,
                           require_finite)
 
 __all__ = ["bernoulli_loss", "gaussian_loss", "kl_normal", "adam_update", "sgd_update"]
@@ -82,7 +82,7 @@ def bernoulli_loss(logits, x, scale=1.0, need_grad=True, *, out=None):
     loss, grad = _loss_outputs(out, logits.shape[0], logits.shape, need_grad, "dlogits")
     _core.bernoulli_loss_into(logits, x, loss, grad, scale)
     if not np.isfinite(loss).all():
-        explain_nonfinite("bernoulli_loss", logits=logits, x=x)
+        nonfinite_result("bernoulli_loss", [("logits", logits, logits), ("x", x, x)])
     return loss, grad
 
 
@@ -114,7 +114,7 @@ def gaussian_loss(y, x, scale=1.0, need_grad=True, *, out=None):
     loss, grad = _loss_outputs(out, y.shape[0], y.shape, need_grad, "dy")
     _core.gaussian_loss_into(y, x, loss, grad, scale)
     if not np.isfinite(loss).all():
-        explain_nonfinite("gaussian_loss", y=y, x=x)
+        nonfinite_result("gaussian_loss", [("y", y, y), ("x", x, x)])
     return loss, grad
 
 
@@ -136,7 +136,7 @@ def kl_normal(mu, logvar, *, out=None):
           else check_out(out, "out", (mu.shape[0],)))
     _core.kl_normal_into(mu, logvar, kl)
     if not np.isfinite(kl).all():
-        explain_nonfinite("kl_normal", mu=mu, logvar=logvar)
+        nonfinite_result("kl_normal", [("mu", mu, mu), ("logvar", logvar, logvar)])
     return kl
 
 

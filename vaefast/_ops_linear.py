@@ -26,30 +26,12 @@ checked Python path below.
 import numpy as np
 
 from . import _core
-from ._validation import Float32OverflowError, as_float32_array, check_out
+from ._validation import (as_float32_array, check_out, has_unit_rows, nonfinite_result,
+                          reject_nonfinite)
 
 __all__ = ["linear", "linear_backward", "matmul"]
 
 _ACTIVATIONS = (None, "relu")
-
-
-def _reject_nonfinite(args):
-    """Raise for the first (name, given, converted) whose array has a NaN or
-    infinity; return if none does. Slow path: runs only after the GEMM's
-    flag (or for empty products, which have no GEMM to check them)."""
-    for name, given, arr in args:
-        if arr is None or np.isfinite(arr).all():
-            continue
-        if arr is not given and np.isfinite(np.asarray(given, dtype=np.float64)).all():
-            raise ValueError(f"{name} has values too large for float32")
-        raise ValueError(f"{name} contains NaN or infinity")
-
-
-def _nonfinite_result(what, args):
-    """The GEMM saw a NaN/Inf: name the input, or report the overflow."""
-    _reject_nonfinite(args)
-    names = ", ".join(name for name, _, arr in args if arr is not None)
-    raise Float32OverflowError(f"{what} overflows float32 (all of {names} are finite)")
 
 
 _F32 = np.dtype(np.float32)  # builtin dtypes are singletons: test with `is`
@@ -57,13 +39,8 @@ _F32 = np.dtype(np.float32)  # builtin dtypes are singletons: test with `is`
 
 def _takes_as_is(a):
     """True for a 2-D float32 ndarray the core takes without a copy (rows
-    contiguous and evenly spaced, as has_unit_rows): the common case,
-    decided in a few attribute reads since at batch 32 Python overhead is
-    a measurable share of a layer."""
-    if type(a) is not np.ndarray or a.dtype is not _F32 or a.ndim != 2:
-        return False
-    (rows, cols), (s0, s1) = a.shape, a.strides
-    return (s1 == 4 or cols <= 1) and (rows <= 1 or (s0 % 4 == 0 and s0 >= 4 * max(cols, 1)))
+    contiguous and evenly spaced, see has_unit_rows)."""
+    return type(a) is np.ndarray and has_unit_rows(a)
 
 
 def _matrix(value, name):
@@ -130,9 +107,9 @@ def linear(x, W, b=None, activation=None, out=None):
     bv = None if b is None else _vector(b, "b", Wv.shape[1])
     y = _output(out, "out", (xv.shape[0], Wv.shape[1]))
     if _core.gemm_linear_forward(xv, Wv, bv, relu, y, True):
-        _nonfinite_result("x @ W + b", [("x", x, xv), ("W", W, Wv), ("b", b, bv)])
+        nonfinite_result("x @ W + b", [("x", x, xv), ("W", W, Wv), ("b", b, bv)])
     if y.size == 0:  # no result to carry the check
-        _reject_nonfinite([("x", x, xv), ("W", W, Wv), ("b", b, bv)])
+        reject_nonfinite([("x", x, xv), ("W", W, Wv), ("b", b, bv)])
     return y
 
 
@@ -193,14 +170,14 @@ def linear_backward(x, W, dy, y=None, activation=None, need_dx=True):
     # db (a column sum of every dz entry) carries the check of dy and y,
     # dW that of x, dx that of W.
     if _core.gemm_linear_backward_weight(xv, dyv, dW, db, False, yv, True):
-        _nonfinite_result("the gradient x.T @ dz", args)
+        nonfinite_result("the gradient x.T @ dz", args)
     dx = None
     if need_dx:
         dx = np.empty((batch, n_in), dtype=np.float32)
         if _core.gemm_linear_backward_input(dyv, Wv, None, dx, yv, True):
-            _nonfinite_result("the gradient dz @ W.T", args)
+            nonfinite_result("the gradient dz @ W.T", args)
     if batch == 0 or n_out == 0:  # empty products check nothing
-        _reject_nonfinite(args)
+        reject_nonfinite(args)
     return dx, dW, db
 
 
@@ -230,7 +207,7 @@ def matmul(a, b, trans_a=False, trans_b=False, out=None):
         raise ValueError(f"inner dimensions differ: op(a) is {(M, Ka)}, op(b) is {(Kb, N)}")
     c = _output(out, "out", (M, N))
     if _core.gemm_matmul(av, bv, bool(trans_a), bool(trans_b), c, False, True):
-        _nonfinite_result("a @ b", [("a", a, av), ("b", b, bv)])
+        nonfinite_result("a @ b", [("a", a, av), ("b", b, bv)])
     if c.size == 0:
-        _reject_nonfinite([("a", a, av), ("b", b, bv)])
+        reject_nonfinite([("a", a, av), ("b", b, bv)])
     return c

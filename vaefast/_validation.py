@@ -147,16 +147,24 @@ def require_finite(arr, name):
     return arr
 
 
-def explain_nonfinite(what, **inputs):
-    """Raise for a kernel whose result came out NaN or infinite.
-
-    The kernels check their outputs, which are much smaller than their
-    inputs, instead of scanning every input first; only on failure are the
-    inputs searched, in the given order, for the one to name. If they are
-    all finite the true result is beyond float32's range.
+def reject_nonfinite(args):
+    """Raise for the first (name, given, converted) whose converted array has
+    a NaN or infinity; return if none does. `given` is what the caller
+    passed: if it was finite, the conversion to float32 overflowed. Slow
+    path: the kernels check their (small) results instead of scanning every
+    input, and only on failure are the inputs searched for the one to name.
     """
-    for name, arr in inputs.items():
-        if arr is not None and not np.isfinite(arr).all():
-            raise ValueError(f"{name} contains NaN or infinity")
-    names = ", ".join(inputs)
+    for name, given, arr in args:
+        if arr is None or np.isfinite(arr).all():
+            continue
+        if arr is not given and np.isfinite(np.asarray(given, dtype=np.float64)).all():
+            raise ValueError(f"{name} has values too large for float32")
+        raise ValueError(f"{name} contains NaN or infinity")
+
+
+def nonfinite_result(what, args):
+    """A kernel's result came out NaN/Inf: name the input, or, when every
+    input is finite, report that the result is beyond float32's range."""
+    reject_nonfinite(args)
+    names = ", ".join(name for name, _, arr in args if arr is not None)
     raise Float32OverflowError(f"{what} overflows float32 (all of {names} are finite)")
