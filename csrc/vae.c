@@ -344,6 +344,20 @@ int vf_vae_decode(const vf_vae *m, int64_t B, const float *z, int64_t ldz,
  * threads, splitting each product across all of them wins.) Each product is
  * computed by the same code whatever its thread count, so the bits do not
  * change. */
+static int layer_weight_grad(const vf_vae_layer *L, int64_t B, const float *x,
+                             int64_t ldx, const float *d, float *dW, float *db)
+{
+    return vf_linear_backward_weight_checked(B, L->out, L->in, x, ldx, d, L->out, NULL, 0,
+                                             dW, L->out, db, 0);
+}
+
+static int layer_input_grad(const vf_vae_layer *L, int64_t B, const float *d,
+                            const float *W, const float *mask, float *dx)
+{
+    return vf_linear_backward_input(B, L->out, L->in, d, L->out, W, L->out, mask, L->in,
+                                    dx, L->in);
+}
+
 static int backward_layer(const vf_vae_layer *L, int64_t B, const float *x, int64_t ldx,
                           const float *d, const float *W, float *dW, float *db,
                           const float *mask, float *dx)
@@ -356,24 +370,20 @@ static int backward_layer(const vf_vae_layer *L, int64_t B, const float *x, int6
 #pragma omp section
             {
                 omp_set_num_threads(1); /* no nested team inside the GEMM */
-                st_w = vf_linear_backward_weight_checked(B, L->out, L->in, x, ldx, d,
-                                                         L->out, NULL, 0, dW, L->out, db, 0);
+                st_w = layer_weight_grad(L, B, x, ldx, d, dW, db);
             }
 #pragma omp section
             {
                 omp_set_num_threads(1);
-                st_x = vf_linear_backward_input(B, L->out, L->in, d, L->out, W, L->out,
-                                                mask, L->in, dx, L->in);
+                st_x = layer_input_grad(L, B, d, W, mask, dx);
             }
         }
         return st_w != VF_OK ? st_w : st_x;
     }
 #endif
-    st_w = vf_linear_backward_weight_checked(B, L->out, L->in, x, ldx, d, L->out, NULL, 0,
-                                             dW, L->out, db, 0);
+    st_w = layer_weight_grad(L, B, x, ldx, d, dW, db);
     if (st_w == VF_OK && dx)
-        st_x = vf_linear_backward_input(B, L->out, L->in, d, L->out, W, L->out, mask, L->in,
-                                        dx, L->in);
+        st_x = layer_input_grad(L, B, d, W, mask, dx);
     return st_w != VF_OK ? st_w : st_x;
 }
 

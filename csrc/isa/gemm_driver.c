@@ -330,11 +330,28 @@ static int run_tile(const tile_ctx *t, int64_t jc, int64_t jp, int64_t ic, int64
 }
 
 #ifdef VF_HAVE_N40_UKERNEL
+/* 32 < N <= 40: rows 0..mr-1 (mr <= 8) of C at c through the 8×40 kernel,
+ * which reads 8 rows of A when mr > 4, else 4 (a compile-time constant for
+ * the kernel). Columns 0-31 come from column panel 0, 32.. from panel 1
+ * (each in place or packed, see b_panel_in_place). */
+static int n40_rows(const tile_ctx *t, const float *a, int64_t a_rs, int64_t a_cs,
+                    float *c, const vf_tile_epilogue *ep, int64_t mr)
+{
+    const vf_gemm_problem *p = t->p;
+    const float *b0 = t->b_in_place ? p->B + t->pc * p->ldb : t->bp;
+    const int64_t rsb0 = t->b_in_place ? p->ldb : VF_NR;
+    const int b1_in_place = b_panel_in_place(t->b_in_place, p->N - 32);
+    const float *b1 = b1_in_place ? p->B + t->pc * p->ldb + 32 : t->bp + t->kc_max * VF_NR;
+    const int64_t rsb1 = b1_in_place ? p->ldb : VF_NR;
+    return mr > 4 ? vf_ukernel_n40(8, t->kc, a, a_rs, a_cs, b0, rsb0, b1, rsb1, c, p->ldc, ep,
+                                   mr, p->N)
+                  : vf_ukernel_n40(4, t->kc, a, a_rs, a_cs, b0, rsb0, b1, rsb1, c, p->ldc, ep,
+                                   mr, p->N);
+}
+
 /* 32 < N <= 40 (the VAE head, 2·latent = 40): row panel ip across all N
- * columns at once with the 8×40 kernel, instead of a 32-wide tile plus an
- * 8-wide one (different kernels, A read twice). Columns 0-31 come from
- * column panel 0, 32.. from panel 1 (each in place or packed, see
- * b_panel_in_place). */
+ * columns at once with the 8×40 kernel (n40_rows), instead of a 32-wide
+ * tile plus an 8-wide one (different kernels, A read twice). */
 static int run_row_n40(const tile_ctx *t, int64_t ic, int64_t ip)
 {
     const vf_gemm_problem *p = t->p;
@@ -342,26 +359,17 @@ static int run_row_n40(const tile_ctx *t, int64_t ic, int64_t ip)
     const int64_t mr = vf_min64(VF_MR, t->M - i0);
     if (i0 + mr > p->M) /* holds the ones row: per column panel */
         return run_tile(t, 0, 0, ic, ip) | run_tile(t, 0, 1, ic, ip);
-    const float *b0 = t->b_in_place ? p->B + t->pc * p->ldb : t->bp;
-    const int64_t rsb0 = t->b_in_place ? p->ldb : VF_NR;
-    const int b1_in_place = b_panel_in_place(t->b_in_place, p->N - 32);
-    const float *b1 = b1_in_place ? p->B + t->pc * p->ldb + 32 : t->bp + t->kc_max * VF_NR;
-    const int64_t rsb1 = b1_in_place ? p->ldb : VF_NR;
     int64_t a_rs, a_cs;
     const float *a = tile_a(t, ic, ip, &a_rs, &a_cs);
     const vf_tile_epilogue ep = tile_epilogue(t, i0, 0);
     float *c = p->C + i0 * p->ldc;
-    /* rows 0-7 (or 0-3), then 8-11: the kernel reads 4 or 8 rows of A */
-    int bad = mr > 4 ? vf_ukernel_n40(8, t->kc, a, a_rs, a_cs, b0, rsb0, b1, rsb1, c,
-                                      p->ldc, &ep, vf_min64(mr, 8), p->N)
-                     : vf_ukernel_n40(4, t->kc, a, a_rs, a_cs, b0, rsb0, b1, rsb1, c,
-                                      p->ldc, &ep, mr, p->N); /* rows: a constant */
+    /* rows 0-7 (or 0-3), then 8-11 */
+    int bad = n40_rows(t, a, a_rs, a_cs, c, &ep, vf_min64(mr, 8));
     if (mr > 8) {
         vf_tile_epilogue ep8 = ep;
         if (ep8.mask)
             ep8.mask += 8 * ep8.ldm;
-        bad |= vf_ukernel_n40(4, t->kc, a + 8 * a_rs, a_rs, a_cs, b0, rsb0, b1, rsb1,
-                              c + 8 * p->ldc, p->ldc, &ep8, mr - 8, p->N);
+        bad |= n40_rows(t, a + 8 * a_rs, a_rs, a_cs, c + 8 * p->ldc, &ep8, mr - 8);
     }
     return bad;
 }
@@ -373,11 +381,6 @@ static int run_group_n40(const tile_ctx *t, int64_t ic, int64_t g)
     const vf_gemm_problem *p = t->p;
     const int64_t i0 = ic + 8 * g;
     const int64_t mr = vf_min64(8, p->M - i0);
-    const float *b0 = t->b_in_place ? p->B + t->pc * p->ldb : t->bp;
-    const int64_t rsb0 = t->b_in_place ? p->ldb : VF_NR;
-    const int b1_in_place = b_panel_in_place(t->b_in_place, p->N - 32);
-    const float *b1 = b1_in_place ? p->B + t->pc * p->ldb + 32 : t->bp + t->kc_max * VF_NR;
-    const int64_t rsb1 = b1_in_place ? p->ldb : VF_NR;
     const float *a = p->A + i0 * p->lda + t->pc;
     int64_t a_rs = p->lda, a_cs = 1;
     if (mr != 8 && mr != 4) { /* a short last group: zero-padded copy */
@@ -387,11 +390,7 @@ static int run_group_n40(const tile_ctx *t, int64_t ic, int64_t g)
         a_cs = VF_MR;
     }
     const vf_tile_epilogue ep = tile_epilogue(t, i0, 0);
-    float *c = p->C + i0 * p->ldc;
-    return mr > 4 ? vf_ukernel_n40(8, t->kc, a, a_rs, a_cs, b0, rsb0, b1, rsb1, c, p->ldc, &ep,
-                                   mr, p->N)
-                  : vf_ukernel_n40(4, t->kc, a, a_rs, a_cs, b0, rsb0, b1, rsb1, c, p->ldc, &ep,
-                                   mr, p->N);
+    return n40_rows(t, a, a_rs, a_cs, p->C + i0 * p->ldc, &ep, mr);
 }
 #endif
 
