@@ -46,3 +46,31 @@ def run_python(tmp_path):
                               capture_output=True, text=True, timeout=300)
 
     return run
+
+
+@pytest.fixture(params=vaefast.supported_isas())
+def kernel_set(request):
+    """Run the test once per kernel set this CPU supports (the active set is
+    restored afterwards)."""
+    before = vaefast._core.get_isa()
+    vaefast._core.set_isa(request.param)
+    yield request.param
+    vaefast._core.set_isa(before)
+
+
+@pytest.fixture
+def on_each_kernel_set():
+    """``run(fn)`` calls fn() once under each supported kernel set and returns
+    {set name: result}; the active set is restored afterwards."""
+    def run(fn):
+        before = vaefast._core.get_isa()
+        try:
+            out = {}
+            for isa in vaefast.supported_isas():
+                vaefast._core.set_isa(isa)
+                out[isa] = fn()
+            return out
+        finally:
+            vaefast._core.set_isa(before)
+
+    return run

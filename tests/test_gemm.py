@@ -196,15 +196,6 @@ NONFINITE_SHAPES = [(37, 29, 45), (50, 300, 70), (130, 20, 520)]
 BAD_VALUES = [np.nan, np.inf, -np.inf]
 
 
-@pytest.fixture(params=vaefast.supported_isas())
-def kernel_set(request):
-    """Run the test once per kernel set this CPU supports."""
-    before = vaefast._core.get_isa()
-    vaefast._core.set_isa(request.param)
-    yield request.param
-    vaefast._core.set_isa(before)
-
-
 def layer_data(rng, M, K, N):
     x = rng.standard_normal((M, K)).astype(np.float32)
     W = rng.standard_normal((K, N)).astype(np.float32)

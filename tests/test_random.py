@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 import vaefast
-from vaefast import _core
 from vaefast import _reference_rng as ref
 from vaefast.random import normal, philox4x32
 
@@ -137,15 +136,8 @@ def test_normal_thread_invariance():
     np.testing.assert_array_equal(one, two)
 
 
-def test_kernel_sets_agree():
-    before = _core.get_isa()
-    outs = {}
-    try:
-        for isa in _core.supported_isas():
-            _core.set_isa(isa)
-            outs[isa] = normal(3, (50_001,), offset=7).astype(np.float64)
-    finally:
-        _core.set_isa(before)
+def test_kernel_sets_agree(on_each_kernel_set):
+    outs = on_each_kernel_set(lambda: normal(3, (50_001,), offset=7).astype(np.float64))
     base = outs["generic"]
     for isa, z in outs.items():
         # Each set is within NORMAL_REL of the twin, so two sets within twice that.

@@ -53,7 +53,8 @@ def _find_core():
 
 _core = _find_core()
 from . import datasets, ops, random  # noqa: E402,F401  (public submodules)
-from .model import VAE, History, NonFiniteError  # noqa: E402
+from .model import VAE, NonFiniteError  # noqa: E402
+from .train import History  # noqa: E402
 
 __version__ = "0.1.0"
 

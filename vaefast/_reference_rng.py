@@ -8,8 +8,7 @@ kernels use float32 polynomials. Counter layouts: see vaefast.random.
 
 import numpy as np
 
-__all__ = ["philox4x32_10", "normal", "reparam_eps", "reparam_forward",
-           "reparam_backward"]
+__all__ = ["philox4x32_10", "normal", "reparam_eps"]
 
 PHILOX_M = (np.uint64(0xD2511F53), np.uint64(0xCD9E8D57))
 PHILOX_W = (0x9E3779B9, 0xBB67AE85)
@@ -77,31 +76,3 @@ def reparam_eps(seed, step, row0, M, N):
     ctr[:, 3] = step >> 32
     z = _box_muller(philox4x32_10(ctr, _seed_key(seed, M * nb)))
     return z.reshape(M, 4 * nb)[:, :N]
-
-
-def reparam_forward(mu, logvar, seed, step, eps=None, row0=0):
-    """Twin of vf_reparam_forward: returns (z, kl), float64.
-
-    eps is regenerated from (seed, step, row0 + i, j) unless given; the
-    arithmetic is vaefast.reference's.
-    """
-    from . import reference
-
-    mu = np.asarray(mu, np.float64)
-    lv = np.asarray(logvar, np.float64)
-    if eps is None:
-        eps = reparam_eps(seed, step, row0, *mu.shape)
-    z = reference.reparam_forward(mu, lv, np.asarray(eps, np.float64))
-    return z, reference.kl_normal(mu, lv)
-
-
-def reparam_backward(mu, logvar, dz, seed, step, eps=None, kl_scale=0.0, row0=0):
-    """Twin of vf_reparam_backward: returns (dmu, dlogvar), float64."""
-    from . import reference
-
-    mu = np.asarray(mu, np.float64)
-    lv = np.asarray(logvar, np.float64)
-    if eps is None:
-        eps = reparam_eps(seed, step, row0, *mu.shape)
-    dz = None if dz is None else np.asarray(dz, np.float64)
-    return reference.reparam_backward(mu, lv, np.asarray(eps, np.float64), dz, kl_scale)

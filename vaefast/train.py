@@ -20,13 +20,56 @@ import numpy as np
 from . import _core
 from ._validation import as_float, as_int
 
-__all__ = ["fit"]
+__all__ = ["fit", "History"]
 
 # Optimizer hyper-parameters not exposed by fit (PyTorch's defaults for Adam;
 # SGD uses momentum 0.9).
 ADAM_BETA1, ADAM_BETA2, ADAM_EPS = 0.9, 0.999, 1e-8
 SGD_MOMENTUM = 0.9
 _ROWS_PER_CALL = 8192  # training rows per C call (see fit)
+
+
+class History:
+    """Per-epoch training record returned by :meth:`VAE.fit`.
+
+    Attributes
+    ----------
+    history : dict of str -> list of float
+        ``loss`` (mean training negative ELBO, ``recon + beta·KL``),
+        ``recon``, ``kl``, ``val_loss`` (NaN without validation data) and
+        ``seconds`` (wall time of the epoch), one entry per epoch.
+    epochs : list of int
+        Global epoch numbers (they continue across calls to ``fit``).
+    stopped_early : bool
+        Whether early stopping or a callback ended training.
+    """
+
+    KEYS = ("loss", "recon", "kl", "val_loss", "seconds")
+
+    def __init__(self):
+        self.history = {k: [] for k in self.KEYS}
+        self.epochs = []
+        self.stopped_early = False
+
+    def _append(self, epoch, logs):
+        self.epochs.append(epoch)
+        for k in self.KEYS:
+            self.history[k].append(float(logs[k]))
+
+    def __len__(self):
+        return len(self.epochs)
+
+    def __repr__(self):
+        lines = ["epoch        loss       recon          kl    val_loss   seconds"]
+        for i, e in enumerate(self.epochs):
+            h = {k: self.history[k][i] for k in self.KEYS}
+            lines.append(f"{e:5d} {h['loss']:11.4f} {h['recon']:11.4f} {h['kl']:11.4f} "
+                         f"{h['val_loss']:11.4f} {h['seconds']:9.3f}")
+        if self.stopped_early:
+            lines.append("(stopped early)")
+        return "\n".join(lines)
+
+    __str__ = __repr__
 
 
 class _TinyBar:
@@ -121,8 +164,6 @@ def fit(model, X, epochs=10, batch_size=128, learning_rate=1e-3, optimizer="adam
     RuntimeError
         If another thread is already training this model.
     """
-    from .model import History
-
     X = model._check_X(X, targets=True)
     epochs = as_int(epochs, "epochs", minimum=0)
     batch_size = as_int(batch_size, "batch_size", minimum=1)
