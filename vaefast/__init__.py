@@ -53,6 +53,8 @@ def _find_core():
 
 _core = _find_core()
 from . import datasets, ops, random  # noqa: E402,F401  (public submodules)
+from ._core import SizeOverflowError  # noqa: E402
+from ._validation import Float32OverflowError  # noqa: E402
 from .model import VAE, NonFiniteError  # noqa: E402
 from .train import History  # noqa: E402
 
@@ -118,6 +120,8 @@ __all__ = [
     "VAE",
     "History",
     "NonFiniteError",
+    "SizeOverflowError",
+    "Float32OverflowError",
     "isa",
     "cpu_features",
     "supported_isas",

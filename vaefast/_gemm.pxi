@@ -37,15 +37,33 @@ cdef extern from "vaefast.h" nogil:
                           float *C, int64_t ldc, int accumulate)
 
 
+cdef inline int64_t _row_ld(Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row_stride,
+                            Py_ssize_t col_stride) noexcept:
+    """The row-stride rule, stated once: a float32 matrix reaches C in place
+    when its rows are contiguous and evenly spaced forward in memory (a row
+    slice of a bigger matrix). Returns its leading dimension in floats, or -1."""
+    if cols > 1 and col_stride != 4:
+        return -1
+    if rows <= 1 or cols == 0:  # one row, or nothing to read: any stride
+        return cols if cols > 1 else 1
+    if row_stride % 4 != 0 or row_stride < 4 * cols:
+        return -1
+    return row_stride // 4
+
+
+def row_leading_dimension(Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row_stride,
+                          Py_ssize_t col_stride):
+    """_row_ld for Python (vaefast._validation.has_unit_rows)."""
+    return _row_ld(rows, cols, row_stride, col_stride)
+
+
 cdef int64_t _ld(const float[:, :] a, str name) except -1:
     """Leading dimension (in floats) of a row-contiguous matrix."""
-    if a.shape[1] > 1 and a.strides[1] != sizeof(float):
-        raise ValueError(f"{name}: rows must be contiguous")
-    if a.shape[0] <= 1 or a.shape[1] == 0:
-        return max(a.shape[1], 1)
-    if a.strides[0] % sizeof(float) != 0 or a.strides[0] < <Py_ssize_t>sizeof(float) * a.shape[1]:
-        raise ValueError(f"{name}: unsupported row stride {a.strides[0]}")
-    return a.strides[0] // sizeof(float)
+    cdef int64_t ld = _row_ld(a.shape[0], a.shape[1], a.strides[0], a.strides[1])
+    if ld < 0:
+        raise ValueError(f"{name}: rows must be contiguous and evenly spaced "
+                         f"(strides {a.strides[0]}, {a.strides[1]})")
+    return ld
 
 
 cdef inline const float *_ptr(const float[:, :] a):
@@ -198,12 +216,8 @@ cdef bint _take(object obj, Py_buffer *view, _Mat *m, int ndim, bint writable):
         ok = m.cols <= 1 or view.strides[0] == 4
     elif ok:
         m.rows, m.cols = view.shape[0], view.shape[1]
-        ok = m.cols <= 1 or view.strides[1] == 4
-        if m.rows <= 1:
-            m.ld = m.cols if m.cols > 1 else 1
-        else:
-            m.ld = view.strides[0] // 4
-            ok = ok and view.strides[0] % 4 == 0 and view.strides[0] >= 4 * max(m.cols, 1)
+        m.ld = _row_ld(m.rows, m.cols, view.strides[0], view.strides[1])
+        ok = m.ld >= 0
     if not ok:
         PyBuffer_Release(view)
         return False

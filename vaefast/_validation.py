@@ -10,6 +10,8 @@ import operator
 
 import numpy as np
 
+from . import _core
+
 
 class Float32OverflowError(ValueError, OverflowError):
     """Raised by the kernels when every input is finite but the result is
@@ -22,12 +24,7 @@ def has_unit_rows(arr):
     with a leading dimension and no copy."""
     if arr.ndim != 2 or arr.dtype != np.float32:
         return False
-    rows, cols = arr.shape
-    if cols > 1 and arr.strides[1] != 4:
-        return False
-    if rows <= 1:
-        return True
-    return arr.strides[0] % 4 == 0 and arr.strides[0] >= 4 * max(cols, 1)
+    return _core.row_leading_dimension(*arr.shape, *arr.strides) >= 0
 
 
 def as_float32_array(value, name, ndim=None, allow_empty=False, finite=True,

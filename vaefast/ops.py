@@ -10,6 +10,7 @@ from . import _ops_elementwise, _ops_linear, _ops_reparam
 from ._ops_elementwise import *  # noqa: F401,F403
 from ._ops_linear import *  # noqa: F401,F403
 from ._ops_reparam import *  # noqa: F401,F403
+from ._core import SizeOverflowError  # noqa: F401  (sizes beyond int64/memory)
 from ._validation import Float32OverflowError  # noqa: F401
 
 __all__ = [*_ops_linear.__all__, *_ops_reparam.__all__, *_ops_elementwise.__all__]
