@@ -61,8 +61,12 @@ static void pack_a_panel(const vf_gemm_problem *p, int64_t i0, int64_t k0,
         /* op(A) = Aᵀ: the panel's column k is `rows` consecutive floats of
          * A's row k0 + k, so copy row by row (weight gradients: A = X). */
         const float *src = p->A + k0 * p->lda + i0;
-        for (int64_t k = 0; k < kc; ++k)
-            memcpy(ap + k * VF_MR, src + k * p->lda, (size_t)rows * sizeof(float));
+        if (rows == VF_MR) /* a constant size: inline moves, not a call per k */
+            for (int64_t k = 0; k < kc; ++k)
+                memcpy(ap + k * VF_MR, src + k * p->lda, VF_MR * sizeof(float));
+        else
+            for (int64_t k = 0; k < kc; ++k)
+                memcpy(ap + k * VF_MR, src + k * p->lda, (size_t)rows * sizeof(float));
         return;
     }
     /* Untransposed A: the k-major panel is the transpose of A's rows. */
@@ -104,6 +108,8 @@ static void pack_b_panel(const vf_gemm_problem *p, int64_t j0, int64_t nr,
                 const float *m = p->b_relu + (k0 + k) * p->ld_br + j0;
                 for (int64_t j = 0; j < nr; ++j)
                     dst[j] = relu_masked(src[j], m[j]);
+            } else if (nr == VF_NR) { /* a constant size: inline moves */
+                memcpy(dst, src, VF_NR * sizeof(float));
             } else {
                 memcpy(dst, src, (size_t)nr * sizeof(float));
             }
@@ -503,7 +509,7 @@ int VF_FN(vf_gemm_driver)(const vf_gemm_problem *p)
 
     /* With few row panels, B is reused too little to repay packing it:
      * read B's rows in place when they are contiguous (not transposed). */
-    int b_in_place = !p->trans_b && !p->b_relu && M <= 4 * VF_MR;
+    int b_in_place = !p->trans_b && !p->b_relu && M <= VF_B_IN_PLACE_ROWS;
     /* With few column panels, A is reused too little to repay packing it
      * (a scalar transpose): read A's rows in place when not transposed.
      * Wide products keep packing, which also avoids cache-set aliasing of
