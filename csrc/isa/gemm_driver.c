@@ -32,6 +32,10 @@
 #include <omp.h>
 #endif
 
+/* An operand of at most this many floats (64 KiB) stays in L1/L2 when read
+ * in place, so packing it would only add a copy. */
+#define VF_SMALL_OPERAND 16384
+
 /* Below this many multiply-adds a second thread costs more than it saves. */
 #define VF_GEMM_PARALLEL_MIN_MACS (600 * 1024)
 
@@ -507,14 +511,18 @@ int VF_FN(vf_gemm_driver)(const vf_gemm_problem *p)
     if (M == 0 || N == 0)
         return VF_OK;
 
-    /* With few row panels, B is reused too little to repay packing it:
+    /* With few row panels, B is reused too little to repay packing it, and
+     * a small B (K = 20, the decoder's input) stays in cache unpacked:
      * read B's rows in place when they are contiguous (not transposed). */
-    int b_in_place = !p->trans_b && !p->b_relu && M <= VF_B_IN_PLACE_ROWS;
+    int b_in_place = !p->trans_b && !p->b_relu &&
+                     (M <= VF_B_IN_PLACE_ROWS || K * N <= VF_SMALL_OPERAND);
     /* With few column panels, A is reused too little to repay packing it
-     * (a scalar transpose): read A's rows in place when not transposed.
+     * (a transpose), and a small A stays in cache unpacked: read A's rows in
+     * place when not transposed.
      * Wide products keep packing, which also avoids cache-set aliasing of
      * MR rows spaced a power of two apart. */
-    const int a_in_place = !p->trans_a && !p->ones_row && !p->a_relu && N <= 4 * VF_NR;
+    const int a_in_place = !p->trans_a && !p->ones_row && !p->a_relu &&
+                           (N <= 4 * VF_NR || M * K <= VF_SMALL_OPERAND);
     const int check = p->nonfinite != NULL;
     const wide_kernel *wide = NULL;
 #ifdef VF_HAVE_EDGE_UKERNEL
