@@ -583,6 +583,15 @@ class VAE:
 
         return load_model(cls, path)
 
+    def __reduce__(self):
+        """Pickle as the arrays of a saved model (never the compiled object),
+        so that a model crosses process boundaries: multiprocessing with any
+        start method, ``Pool.map(model.encode, chunks)``."""
+        from ._serialize import model_from_payload, model_payload
+
+        with self._exclusive("pickle"):
+            return (model_from_payload, (type(self), model_payload(self)))
+
     def __repr__(self):
         return (f"VAE(n_features={self.n_features}, hidden={self.hidden}, "
                 f"latent_dim={self.latent_dim}, likelihood={self.likelihood!r}, "
