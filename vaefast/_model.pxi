@@ -80,6 +80,10 @@ cdef class VAECore:
     cdef vf_vae *m
     cdef readonly int64_t n_features, latent_dim, num_params
     cdef object _reads  # threading.local: this thread's reading() depth
+    # Optimizer steps taken (VAE.step_). train_steps advances it in the same
+    # call as the steps themselves, so a KeyboardInterrupt raised as that
+    # call returns cannot leave it behind the weights.
+    cdef public uint64_t step
 
     def __cinit__(self, int64_t n_features, enc_hidden, dec_hidden, int64_t latent_dim,
                   str likelihood, float beta):
@@ -282,7 +286,8 @@ cdef class VAECore:
         """Up to n_steps fused steps in one C call (vf_vae_train_steps).
 
         order: int64 row permutation of X, or None. sums (3) is incremented
-        by rows·{loss, recon, KL}. Returns (steps done, status); a failing
+        by rows·{loss, recon, KL}; self.step advances by the steps done.
+        Returns (steps done, status); a failing
         status is not raised here so that the caller learns how far it got
         (turn it into an exception with status_error)."""
         cdef int64_t n = X.shape[0]
@@ -307,6 +312,7 @@ cdef class VAECore:
             status = vf_vae_train_steps(self.m, n, &X[0, 0], X.shape[1], pidx, batch,
                                         first_batch, n_steps, seed, step0, lr, beta1, beta2,
                                         adam_eps, weight_decay, opt, kl_weight, &sums[0], &done)
+        self.step += <uint64_t>done
         return done, status
 
 

@@ -146,6 +146,16 @@ class VAE:
         self._core.set_buffer(0, np.concatenate(
             [a.ravel() for a in _reference.flatten(params)]).astype(np.float32))
 
+    @property
+    def step_(self):
+        """Optimizer steps taken; the noise of a step depends on (seed, step).
+        Kept by the core, which advances it with the steps themselves."""
+        return int(self._core.step)
+
+    @step_.setter
+    def step_(self, value):
+        self._core.step = value
+
     # ------------------------------------------------------------ layout
     def _make_layout(self):
         """[(name, n_in, n_out, w_offset, b_offset)] in the C buffer's order."""
