@@ -6,6 +6,8 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "vaefast.h"
@@ -16,6 +18,7 @@
 
 static atomic_int setting;       /* threads per call; 0 until first use */
 static atomic_uint fork_count;   /* see vf_fork_generation */
+static int tuner_off;            /* VAEFAST_TUNE_THREADS=0: always the setting */
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static pthread_mutex_t relock_mutex = PTHREAD_MUTEX_INITIALIZER; /* vf_rwlock_lock */
 
@@ -41,6 +44,8 @@ static void init(void)
 #endif
     int unset = 0;
     atomic_compare_exchange_strong(&setting, &unset, n < 1 ? 1 : n);
+    const char *tune = getenv("VAEFAST_TUNE_THREADS");
+    tuner_off = tune && strcmp(tune, "0") == 0;
     (void)pthread_atfork(NULL, NULL, after_fork_in_child);
 }
 
@@ -182,7 +187,7 @@ static double seconds_now(void)
 void vf_tuner_begin(vf_thread_tuner *t, int64_t rows)
 {
     t->running = -1;
-    if (vf_threads_for(1, 0) <= 1)
+    if (vf_threads_for(1, 0) <= 1 || tuner_off)
         return; /* nothing to choose */
     int c = t->wide;
     const double mine = t->per_row[c], other = t->per_row[!c];
