@@ -210,8 +210,11 @@ void vf_tuner_end(vf_thread_tuner *t, int64_t rows)
     if (c == t->wide && t->per_row[c] > 0) {
         t->per_row[c] += VF_TUNER_EMA * (per_row - t->per_row[c]);
         t->since_try += dt;
-    } else { /* a try (or the first timing): fresh, replaces a stale value */
-        t->per_row[c] = per_row;
+    } else { /* a try, or the first timing: an improvement is believed at
+              * once, a slow-down half-way (one unlucky step must not bench
+              * the choice for long) */
+        const double old = t->per_row[c];
+        t->per_row[c] = old == 0 || per_row < old ? per_row : 0.5 * (old + per_row);
         if (c != t->wide)
             t->since_try = 0;
     }
