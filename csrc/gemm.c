@@ -2,6 +2,7 @@
  * the active kernel set's driver (csrc/isa/gemm_driver.c). */
 #include "gemm_kernels.h"
 #include "kernels.h"
+#include "threads.h"
 #include "vaefast.h"
 
 /* A stored matrix of `rows` rows of `cols` floats, row stride ld: check the
@@ -30,6 +31,7 @@ static int check_matrix(const void *ptr, int64_t rows, int64_t cols, int64_t ld)
 
 static int run(const vf_gemm_problem *p)
 {
+    vf_threads_sync(); /* the driver sizes its team by omp_get_max_threads() */
     return vf_active()->gemm->gemm(p);
 }
 

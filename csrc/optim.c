@@ -8,6 +8,7 @@
 
 #include "vaefast.h"
 #include "kernels.h"
+#include "threads.h"
 
 #define VF_OPTIM_CHUNK 16384    /* elements per work item (64 KB per stream) */
 #define VF_OPTIM_PAR_MIN 65536  /* below this, stay on the calling thread */
@@ -19,6 +20,40 @@ static int vf_check_flat(int64_t n)
     if ((uint64_t)n > (uint64_t)(SIZE_MAX / sizeof(float)))
         return VF_ERR_OVERFLOW;
     return VF_OK;
+}
+
+/* One update call; update_chunks runs the chunk kernel over a thread's
+ * chunks and counts the elements it held back. */
+typedef struct update_call {
+    const vf_elementwise_kernels *k;
+    int64_t n;
+    float *param, *m, *v; /* v: Adam only */
+    const float *grad;
+    const vf_adam_consts *adam; /* NULL: SGD */
+    float lr, momentum, weight_decay;
+} update_call;
+
+static int64_t update_chunks(const void *ctx, int64_t lo, int64_t hi)
+{
+    const update_call *c = ctx;
+    int64_t held = 0;
+    for (int64_t b = lo; b < hi; ++b) {
+        int64_t i0 = b * VF_OPTIM_CHUNK;
+        int64_t len = c->n - i0 < VF_OPTIM_CHUNK ? c->n - i0 : VF_OPTIM_CHUNK;
+        held += c->adam ? c->k->adam_chunk(len, c->param + i0, c->grad + i0, c->m + i0,
+                                           c->v + i0, c->adam)
+                        : c->k->sgd_chunk(len, c->param + i0, c->grad + i0, c->m + i0, c->lr,
+                                          c->momentum, c->weight_decay);
+    }
+    return held;
+}
+
+static int run_update(const update_call *c)
+{
+    int64_t nchunks = (c->n + VF_OPTIM_CHUNK - 1) / VF_OPTIM_CHUNK;
+    int64_t held = vf_split_range(nchunks, vf_threads_for(c->n, VF_OPTIM_PAR_MIN),
+                                  update_chunks, c);
+    return held ? VF_ERR_NONFINITE : VF_OK;
 }
 
 int vf_adam_update(int64_t n, float *param, const float *grad,
@@ -47,16 +82,9 @@ int vf_adam_update(int64_t n, float *param, const float *grad,
     c.step_size = (float)((double)lr / bc1);
     c.inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2));
     c.eps = eps;
-    const vf_elementwise_kernels *k = vf_active()->elementwise;
-    int64_t nchunks = (n + VF_OPTIM_CHUNK - 1) / VF_OPTIM_CHUNK;
-    int64_t held = 0;
-    #pragma omp parallel for schedule(static) reduction(+: held) if (n >= VF_OPTIM_PAR_MIN)
-    for (int64_t b = 0; b < nchunks; ++b) {
-        int64_t i0 = b * VF_OPTIM_CHUNK;
-        int64_t len = n - i0 < VF_OPTIM_CHUNK ? n - i0 : VF_OPTIM_CHUNK;
-        held += k->adam_chunk(len, param + i0, grad + i0, m + i0, v + i0, &c);
-    }
-    return held ? VF_ERR_NONFINITE : VF_OK;
+    const update_call u = {.k = vf_active()->elementwise, .n = n, .param = param, .m = m,
+                           .v = v, .grad = grad, .adam = &c};
+    return run_update(&u);
 }
 
 int vf_sgd_update(int64_t n, float *param, const float *grad, float *velocity,
@@ -70,15 +98,8 @@ int vf_sgd_update(int64_t n, float *param, const float *grad, float *velocity,
     if (!isfinite(lr) || lr < 0.0f || !isfinite(momentum) || momentum < 0.0f ||
         !isfinite(weight_decay) || weight_decay < 0.0f)
         return VF_ERR_ARG;
-    const vf_elementwise_kernels *k = vf_active()->elementwise;
-    int64_t nchunks = (n + VF_OPTIM_CHUNK - 1) / VF_OPTIM_CHUNK;
-    int64_t held = 0;
-    #pragma omp parallel for schedule(static) reduction(+: held) if (n >= VF_OPTIM_PAR_MIN)
-    for (int64_t b = 0; b < nchunks; ++b) {
-        int64_t i0 = b * VF_OPTIM_CHUNK;
-        int64_t len = n - i0 < VF_OPTIM_CHUNK ? n - i0 : VF_OPTIM_CHUNK;
-        held += k->sgd_chunk(len, param + i0, grad + i0, velocity + i0, lr, momentum,
-                             weight_decay);
-    }
-    return held ? VF_ERR_NONFINITE : VF_OK;
+    const update_call u = {.k = vf_active()->elementwise, .n = n, .param = param,
+                           .m = velocity, .grad = grad, .lr = lr, .momentum = momentum,
+                           .weight_decay = weight_decay};
+    return run_update(&u);
 }

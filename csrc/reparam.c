@@ -2,11 +2,8 @@
  * (contiguous row ranges; every row is computed whole by one thread, and eps
  * depends only on (seed, step, row, col), so results do not depend on it). */
 #include "kernels.h"
+#include "threads.h"
 #include "vaefast.h"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #define VF_REPARAM_PAR_ELEMS 32768 /* below this many elements, one thread */
 
@@ -32,14 +29,57 @@ static int check_dims(int64_t M, int64_t N, int64_t row0)
     return VF_OK;
 }
 
-#ifdef _OPENMP
-static int threads_for(int64_t M, int64_t N)
+/* Every argument of one call; each thread runs the kernel on its rows. */
+typedef struct reparam_call {
+    const vf_random_kernels *k;
+    int64_t N, row0;
+    uint64_t seed, step;
+    const float *mu, *logvar, *eps, *dz;
+    int64_t ldmu, ldlv, ldeps, lddz;
+    float *out, *out2, *kl; /* eps | z | dmu, -, -, dlogvar */
+    int64_t ldo, ldo2;
+    float kl_scale;
+} reparam_call;
+
+static int split_rows(int64_t M, int64_t N, vf_range_fn fn, const reparam_call *c)
 {
-    if (M * N >= VF_REPARAM_PAR_ELEMS && M > 1)
-        return omp_get_max_threads();
-    return 1;
+    vf_split_range(M, vf_threads_for(M * N, VF_REPARAM_PAR_ELEMS), fn, c);
+    return VF_OK;
 }
-#endif
+
+static const float *rows_at(const float *p, int64_t ld, int64_t lo)
+{
+    return p ? p + lo * ld : NULL;
+}
+
+static int64_t eps_rows(const void *ctx, int64_t lo, int64_t hi)
+{
+    const reparam_call *c = ctx;
+    c->k->reparam_eps(c->seed, c->step, c->row0 + lo, hi - lo, c->N, c->out + lo * c->ldo,
+                      c->ldo);
+    return 0;
+}
+
+static int64_t forward_rows(const void *ctx, int64_t lo, int64_t hi)
+{
+    const reparam_call *c = ctx;
+    c->k->reparam_forward(hi - lo, c->N, c->mu + lo * c->ldmu, c->ldmu,
+                          c->logvar + lo * c->ldlv, c->ldlv, c->seed, c->step, c->row0 + lo,
+                          rows_at(c->eps, c->ldeps, lo), c->ldeps, c->out + lo * c->ldo,
+                          c->ldo, c->kl ? c->kl + lo : NULL);
+    return 0;
+}
+
+static int64_t backward_rows(const void *ctx, int64_t lo, int64_t hi)
+{
+    const reparam_call *c = ctx;
+    c->k->reparam_backward(hi - lo, c->N, c->mu + lo * c->ldmu, c->ldmu,
+                           c->logvar + lo * c->ldlv, c->ldlv, c->seed, c->step, c->row0 + lo,
+                           rows_at(c->eps, c->ldeps, lo), c->ldeps,
+                           rows_at(c->dz, c->lddz, lo), c->lddz, c->kl_scale,
+                           c->out + lo * c->ldo, c->ldo, c->out2 + lo * c->ldo2, c->ldo2);
+    return 0;
+}
 
 int vf_reparam_eps(uint64_t seed, uint64_t step, int64_t row0,
                    int64_t M, int64_t N, float *eps, int64_t ld)
@@ -53,21 +93,9 @@ int vf_reparam_eps(uint64_t seed, uint64_t step, int64_t row0,
         return VF_OK;
     if (!eps)
         return VF_ERR_NULL;
-    const vf_random_kernels *k = vf_active()->random;
-#ifdef _OPENMP
-    int nt = threads_for(M, N);
-#pragma omp parallel num_threads(nt) if (nt > 1)
-#endif
-    {
-        int64_t T = 1, t = 0;
-#ifdef _OPENMP
-        T = omp_get_num_threads(), t = omp_get_thread_num();
-#endif
-        int64_t lo = M * t / T, hi = M * (t + 1) / T;
-        if (hi > lo)
-            k->reparam_eps(seed, step, row0 + lo, hi - lo, N, eps + lo * ld, ld);
-    }
-    return VF_OK;
+    const reparam_call c = {.k = vf_active()->random, .N = N, .row0 = row0, .seed = seed,
+                            .step = step, .out = eps, .ldo = ld};
+    return split_rows(M, N, eps_rows, &c);
 }
 
 int vf_reparam_forward(int64_t M, int64_t N,
@@ -98,24 +126,11 @@ int vf_reparam_forward(int64_t M, int64_t N,
     }
     if (!mu || !logvar || !z)
         return VF_ERR_NULL;
-    const vf_random_kernels *k = vf_active()->random;
-#ifdef _OPENMP
-    int nt = threads_for(M, N);
-#pragma omp parallel num_threads(nt) if (nt > 1)
-#endif
-    {
-        int64_t T = 1, t = 0;
-#ifdef _OPENMP
-        T = omp_get_num_threads(), t = omp_get_thread_num();
-#endif
-        int64_t lo = M * t / T, hi = M * (t + 1) / T;
-        if (hi > lo)
-            k->reparam_forward(hi - lo, N, mu + lo * ldmu, ldmu, logvar + lo * ldlv,
-                               ldlv, seed, step, row0 + lo,
-                               eps ? eps + lo * ldeps : NULL, ldeps, z + lo * ldz,
-                               ldz, kl ? kl + lo : NULL);
-    }
-    return VF_OK;
+    const reparam_call c = {.k = vf_active()->random, .N = N, .row0 = row0, .seed = seed,
+                            .step = step, .mu = mu, .ldmu = ldmu, .logvar = logvar,
+                            .ldlv = ldlv, .eps = eps, .ldeps = ldeps, .out = z, .ldo = ldz,
+                            .kl = kl};
+    return split_rows(M, N, forward_rows, &c);
 }
 
 int vf_reparam_backward(int64_t M, int64_t N,
@@ -146,23 +161,10 @@ int vf_reparam_backward(int64_t M, int64_t N,
         return VF_OK;
     if (!mu || !logvar || !dmu || !dlogvar)
         return VF_ERR_NULL;
-    const vf_random_kernels *k = vf_active()->random;
-#ifdef _OPENMP
-    int nt = threads_for(M, N);
-#pragma omp parallel num_threads(nt) if (nt > 1)
-#endif
-    {
-        int64_t T = 1, t = 0;
-#ifdef _OPENMP
-        T = omp_get_num_threads(), t = omp_get_thread_num();
-#endif
-        int64_t lo = M * t / T, hi = M * (t + 1) / T;
-        if (hi > lo)
-            k->reparam_backward(hi - lo, N, mu + lo * ldmu, ldmu, logvar + lo * ldlv,
-                                ldlv, seed, step, row0 + lo,
-                                eps ? eps + lo * ldeps : NULL, ldeps,
-                                dz ? dz + lo * lddz : NULL, lddz, kl_scale,
-                                dmu + lo * lddmu, lddmu, dlogvar + lo * lddlv, lddlv);
-    }
-    return VF_OK;
+    const reparam_call c = {.k = vf_active()->random, .N = N, .row0 = row0, .seed = seed,
+                            .step = step, .mu = mu, .ldmu = ldmu, .logvar = logvar,
+                            .ldlv = ldlv, .eps = eps, .ldeps = ldeps, .dz = dz, .lddz = lddz,
+                            .kl_scale = kl_scale, .out = dmu, .ldo = lddmu, .out2 = dlogvar,
+                            .ldo2 = lddlv};
+    return split_rows(M, N, backward_rows, &c);
 }

@@ -5,11 +5,8 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "threads.h"
 #include "vaefast.h"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #define VF_RNG_PAR_BLOCKS 8192 /* below this many blocks, one thread */
 
@@ -28,23 +25,24 @@ int vf_philox4x32_10(int64_t n, const uint32_t *ctr, const uint32_t *key,
     return VF_OK;
 }
 
+typedef struct normal_call {
+    const vf_random_kernels *k;
+    uint64_t seed, b0;
+    float *out;
+} normal_call;
+
+static int64_t normal_range(const void *ctx, int64_t lo, int64_t hi)
+{
+    const normal_call *c = ctx;
+    c->k->normal_blocks(c->seed, c->b0 + (uint64_t)lo, hi - lo, c->out + 4 * lo);
+    return 0;
+}
+
 /* Blocks [b0, b0 + nb) into out, split over threads in contiguous ranges. */
 static void normal_blocks_parallel(uint64_t seed, uint64_t b0, int64_t nb, float *out)
 {
-    const vf_random_kernels *k = vf_active()->random;
-#ifdef _OPENMP
-    if (nb >= VF_RNG_PAR_BLOCKS && omp_get_max_threads() > 1) {
-#pragma omp parallel
-        {
-            int64_t T = omp_get_num_threads(), t = omp_get_thread_num();
-            int64_t lo = nb * t / T, hi = nb * (t + 1) / T;
-            if (hi > lo)
-                k->normal_blocks(seed, b0 + (uint64_t)lo, hi - lo, out + 4 * lo);
-        }
-        return;
-    }
-#endif
-    k->normal_blocks(seed, b0, nb, out);
+    const normal_call c = {vf_active()->random, seed, b0, out};
+    vf_split_range(nb, vf_threads_for(nb, VF_RNG_PAR_BLOCKS), normal_range, &c);
 }
 
 int vf_normal(uint64_t seed, uint64_t offset, int64_t n, float *out)

@@ -1,27 +1,223 @@
-/* Thread count: a thin layer over OpenMP so that a build without OpenMP
- * still links (and runs single-threaded). */
+/* threads.c: the thread-count setting, fork safety, the contiguous split
+ * and the thread-count tuner (see threads.h and docs/threads.md).
+ * A build without OpenMP still links and runs single-threaded. */
+#define _GNU_SOURCE /* pthread_rwlockattr_setkind_np (glibc) */
+#include "threads.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
 #include "vaefast.h"
 
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
+static atomic_int setting;       /* threads per call; 0 until first use */
+static atomic_uint fork_count;   /* see vf_fork_generation */
+static int tuner_off;            /* VAEFAST_TUNE_THREADS=0: always the setting */
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t relock_mutex = PTHREAD_MUTEX_INITIALIZER; /* vf_rwlock_lock */
+
+static _Thread_local int cap;           /* 0: none */
+static _Thread_local int started_team;  /* may own a libgomp pool */
+static _Thread_local int orphaned_pool; /* owned one in the parent of a fork */
+
+/* Runs in the child of fork(), on the one thread it has: if that thread
+ * started teams in the parent, its pool's workers were not copied. */
+static void after_fork_in_child(void)
+{
+    if (started_team)
+        orphaned_pool = 1;
+    pthread_mutex_init(&relock_mutex, NULL); /* a parent's thread may hold it */
+    atomic_fetch_add(&fork_count, 1u);
+}
+
+static void init(void)
+{
+    int n = 1;
+#ifdef _OPENMP
+    n = omp_get_max_threads(); /* OMP_NUM_THREADS, else the CPU count */
+#endif
+    int unset = 0;
+    atomic_compare_exchange_strong(&setting, &unset, n < 1 ? 1 : n);
+    const char *tune = getenv("VAEFAST_TUNE_THREADS");
+    tuner_off = tune && strcmp(tune, "0") == 0;
+    (void)pthread_atfork(NULL, NULL, after_fork_in_child);
+}
+
 void vf_set_num_threads(int n)
 {
-    if (n < 1)
-        n = 1;
-#ifdef _OPENMP
-    omp_set_num_threads(n);
-#else
-    (void)n;
-#endif
+    pthread_once(&init_once, init);
+    atomic_store(&setting, n < 1 ? 1 : n);
 }
 
 int vf_get_num_threads(void)
 {
+    pthread_once(&init_once, init);
+    return atomic_load(&setting);
+}
+
+unsigned vf_fork_generation(void)
+{
+    return atomic_load_explicit(&fork_count, memory_order_relaxed);
+}
+
+int vf_threads_cap(int n)
+{
+    int old = cap;
+    cap = n > 0 ? n : 0;
+    return old;
+}
+
+int vf_threads_for(int64_t work, int64_t min_work)
+{
 #ifdef _OPENMP
-    return omp_get_max_threads();
+    pthread_once(&init_once, init);
+    if (work < min_work || orphaned_pool || omp_in_parallel())
+        return 1;
+    int n = atomic_load_explicit(&setting, memory_order_relaxed);
+    if (cap > 0 && cap < n)
+        n = cap;
+    if (n > 1)
+        started_team = 1;
+    return n;
 #else
+    (void)work;
+    (void)min_work;
     return 1;
 #endif
+}
+
+void vf_threads_sync(void)
+{
+#ifdef _OPENMP
+    int n = vf_threads_for(1, 0);
+    if (omp_get_max_threads() != n)
+        omp_set_num_threads(n);
+#endif
+}
+
+int vf_rwlock_init(vf_rwlock *l)
+{
+    pthread_once(&init_once, init); /* the fork handler counts generations */
+    pthread_rwlockattr_t attr;
+    if (pthread_rwlockattr_init(&attr) != 0)
+        return VF_ERR_NOMEM;
+#ifdef __GLIBC__
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+#endif
+    int st = pthread_rwlock_init(&l->rw, &attr);
+    pthread_rwlockattr_destroy(&attr);
+    atomic_store(&l->generation, vf_fork_generation());
+    return st == 0 ? VF_OK : VF_ERR_NOMEM;
+}
+
+void vf_rwlock_destroy(vf_rwlock *l)
+{
+    pthread_rwlock_destroy(&l->rw);
+}
+
+void vf_rwlock_lock(vf_rwlock *l, int write)
+{
+    const unsigned g = vf_fork_generation();
+    if (atomic_load(&l->generation) != g) {
+        pthread_mutex_lock(&relock_mutex);
+        if (atomic_load(&l->generation) != g) /* first use in a child of fork() */
+            (void)vf_rwlock_init(l);
+        pthread_mutex_unlock(&relock_mutex);
+    }
+    if (write)
+        pthread_rwlock_wrlock(&l->rw);
+    else
+        pthread_rwlock_rdlock(&l->rw);
+}
+
+void vf_rwlock_unlock(vf_rwlock *l)
+{
+    pthread_rwlock_unlock(&l->rw);
+}
+
+/* Start of range t of nt over [0, n): the first n % nt ranges get one more
+ * item (exact in int64 for any n). */
+static int64_t range_start(int64_t n, int64_t nt, int64_t t)
+{
+    int64_t extra = n % nt;
+    return (n / nt) * t + (t < extra ? t : extra);
+}
+
+int64_t vf_split_range(int64_t n, int nt, vf_range_fn fn, const void *ctx)
+{
+    if (n <= 0)
+        return 0;
+    if (nt > n)
+        nt = (int)n;
+    if (nt <= 1)
+        return fn(ctx, 0, n);
+    int64_t sum = 0;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt) reduction(+: sum)
+    {
+        int64_t T = omp_get_num_threads(), t = omp_get_thread_num();
+        int64_t lo = range_start(n, T, t), hi = range_start(n, T, t + 1);
+        if (hi > lo)
+            sum += fn(ctx, lo, hi);
+    }
+#else
+    sum = fn(ctx, 0, n);
+#endif
+    return sum;
+}
+
+/* ------------------------------------------------------------------ tuner */
+
+#define VF_TUNER_TRY_SHARE 0.02 /* at most this share of time spent on tries */
+#define VF_TUNER_EMA 0.25       /* weight of a new timing of the current choice */
+
+static double seconds_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void vf_tuner_begin(vf_thread_tuner *t, int64_t rows)
+{
+    t->running = -1;
+    if (vf_threads_for(1, 0) <= 1 || tuner_off)
+        return; /* nothing to choose */
+    int c = t->wide;
+    const double mine = t->per_row[c], other = t->per_row[!c];
+    if (mine > 0 && (other == 0 ||
+                     t->since_try * VF_TUNER_TRY_SHARE >= (other - mine) * (double)rows))
+        c = !c; /* try the other choice */
+    t->running = c;
+    t->old_cap = vf_threads_cap(c ? 0 : 1);
+    t->t0 = seconds_now();
+}
+
+void vf_tuner_end(vf_thread_tuner *t, int64_t rows)
+{
+    if (t->running < 0)
+        return;
+    const double dt = seconds_now() - t->t0;
+    vf_threads_cap(t->old_cap);
+    const int c = t->running;
+    const double per_row = dt / (double)(rows > 0 ? rows : 1);
+    if (c == t->wide && t->per_row[c] > 0) {
+        t->per_row[c] += VF_TUNER_EMA * (per_row - t->per_row[c]);
+        t->since_try += dt;
+    } else { /* a try, or the first timing: an improvement is believed at
+              * once, a slow-down half-way (one unlucky step must not bench
+              * the choice for long) */
+        const double old = t->per_row[c];
+        t->per_row[c] = old == 0 || per_row < old ? per_row : 0.5 * (old + per_row);
+        if (c != t->wide)
+            t->since_try = 0;
+    }
+    if (t->per_row[0] > 0 && t->per_row[1] > 0)
+        t->wide = t->per_row[1] < t->per_row[0];
 }

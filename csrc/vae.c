@@ -13,11 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "threads.h"
 #include "vaefast.h"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 typedef struct vf_vae_layer {
     int64_t in, out; /* widths */
@@ -40,6 +37,8 @@ struct vf_vae {
     float *act[2 * VF_VAE_MAX_LAYERS + 2]; /* layer outputs (B×out) */
     float *logvar, *z, *dout, *d1, *d2, *recon, *kl;
     float *xbatch; /* gathered minibatch (cap×D) for vf_vae_train_steps */
+    vf_rwlock lock;         /* readers: inference; writer: one training step */
+    vf_thread_tuner tuner;  /* thread count of vf_vae_train_steps */
 };
 
 #define VF_ALIGN_FLOATS 16 /* sub-buffers start on 64-byte boundaries */
@@ -80,7 +79,18 @@ void vf_vae_destroy(vf_vae *m)
     free(m->m1);
     free(m->m2);
     free(m->work);
+    vf_rwlock_destroy(&m->lock);
     free(m);
+}
+
+void vf_vae_lock(vf_vae *m, int write)
+{
+    vf_rwlock_lock(&m->lock, write);
+}
+
+void vf_vae_unlock(vf_vae *m)
+{
+    vf_rwlock_unlock(&m->lock);
 }
 
 int vf_vae_create(int64_t n_features, int n_enc, const int64_t *enc_hidden,
@@ -110,6 +120,10 @@ int vf_vae_create(int64_t n_features, int n_enc, const int64_t *enc_hidden,
     vf_vae *m = (vf_vae *)calloc(1, sizeof(vf_vae));
     if (!m)
         return VF_ERR_NOMEM;
+    if (vf_rwlock_init(&m->lock) != VF_OK) {
+        free(m);
+        return VF_ERR_NOMEM;
+    }
     m->D = n_features;
     m->Z = latent;
     m->likelihood = likelihood;
@@ -307,6 +321,21 @@ static float stable_sigmoid(float a)
     return a >= 0 ? 1.0f / (1.0f + e) : e / (1.0f + e);
 }
 
+typedef struct sigmoid_call {
+    int64_t D;
+    float *out;
+    int64_t ldo;
+} sigmoid_call;
+
+static int64_t sigmoid_rows(const void *ctx, int64_t lo, int64_t hi)
+{
+    const sigmoid_call *c = ctx;
+    for (int64_t i = lo; i < hi; ++i)
+        for (int64_t j = 0; j < c->D; ++j)
+            c->out[i * c->ldo + j] = stable_sigmoid(c->out[i * c->ldo + j]);
+    return 0;
+}
+
 int vf_vae_decode(const vf_vae *m, int64_t B, const float *z, int64_t ldz,
                   int mean, float *out, int64_t ldo, float *work)
 {
@@ -323,11 +352,8 @@ int vf_vae_decode(const vf_vae *m, int64_t B, const float *z, int64_t ldz,
     if (st != VF_OK)
         return st;
     if (mean && m->likelihood == VF_LIKELIHOOD_BERNOULLI) {
-        const int64_t D = m->D;
-#pragma omp parallel for schedule(static) if (B * D > 65536)
-        for (int64_t i = 0; i < B; ++i)
-            for (int64_t j = 0; j < D; ++j)
-                out[i * ldo + j] = stable_sigmoid(out[i * ldo + j]);
+        const sigmoid_call c = {m->D, out, ldo};
+        vf_split_range(B, vf_threads_for(B * m->D, 65536), sigmoid_rows, &c);
     }
     return VF_OK;
 }
@@ -364,19 +390,14 @@ static int backward_layer(const vf_vae_layer *L, int64_t B, const float *x, int6
 {
     int st_w = VF_OK, st_x = VF_OK;
 #ifdef _OPENMP
-    if (dx && omp_get_max_threads() == 2 && !omp_in_parallel()) {
+    if (dx && vf_threads_for(1, 0) == 2) {
+        /* inside the region each GEMM runs on its own thread (threads.h) */
 #pragma omp parallel sections num_threads(2)
         {
 #pragma omp section
-            {
-                omp_set_num_threads(1); /* no nested team inside the GEMM */
-                st_w = layer_weight_grad(L, B, x, ldx, d, dW, db);
-            }
+            st_w = layer_weight_grad(L, B, x, ldx, d, dW, db);
 #pragma omp section
-            {
-                omp_set_num_threads(1);
-                st_x = layer_input_grad(L, B, d, W, mask, dx);
-            }
+            st_x = layer_input_grad(L, B, d, W, mask, dx);
         }
         return st_w != VF_OK ? st_w : st_x;
     }
@@ -556,6 +577,27 @@ int vf_vae_train_step(vf_vae *m, int64_t B, const float *X, uint64_t seed,
     return vf_sgd_update(m->n_params, m->params, m->grads, m->m1, lr, beta1, weight_decay);
 }
 
+/* Rows of a minibatch into dst (rows×D): X[order[i]] or, without an
+ * order, X[r0 + i] (a strided X made contiguous). */
+typedef struct gather_call {
+    int64_t D;
+    const float *X;
+    int64_t ldx;
+    const int64_t *order; /* this step's slice, or NULL */
+    int64_t r0;
+    float *dst;
+} gather_call;
+
+static int64_t gather_rows(const void *ctx, int64_t lo, int64_t hi)
+{
+    const gather_call *c = ctx;
+    for (int64_t i = lo; i < hi; ++i) {
+        const int64_t src = c->order ? c->order[i] : c->r0 + i;
+        memcpy(c->dst + i * c->D, c->X + src * c->ldx, (size_t)c->D * sizeof(float));
+    }
+    return 0;
+}
+
 int vf_vae_train_steps(vf_vae *m, int64_t n, const float *X, int64_t ldx,
                        const int64_t *order, int64_t batch, int64_t first_batch,
                        int64_t n_steps, uint64_t seed, uint64_t step0, float lr,
@@ -578,24 +620,25 @@ int vf_vae_train_steps(vf_vae *m, int64_t n, const float *X, int64_t ldx,
     for (int64_t k = 0; k < n_steps; ++k) {
         const int64_t r0 = (first_batch + k) * batch;
         const int64_t rows = n - r0 < batch ? n - r0 : batch;
-        const float *xb = X + r0 * ldx;
-        if (order) {
+        if (order)
             for (int64_t i = 0; i < rows; ++i)
                 if (order[r0 + i] < 0 || order[r0 + i] >= n)
                     return VF_ERR_ARG;
-            float *dst = m->xbatch;
-#pragma omp parallel for schedule(static) if (rows * D > 262144)
-            for (int64_t i = 0; i < rows; ++i)
-                memcpy(dst + i * D, X + order[r0 + i] * ldx, (size_t)D * sizeof(float));
-            xb = dst;
-        } else if (ldx != D) {
-            for (int64_t i = 0; i < rows; ++i)
-                memcpy(m->xbatch + i * D, xb + i * ldx, (size_t)D * sizeof(float));
+        /* One step is one write: readers see the weights before or after it.
+         * The tuner picks this step's thread count (threads.h). */
+        vf_rwlock_lock(&m->lock, 1);
+        vf_tuner_begin(&m->tuner, rows);
+        const float *xb = X + r0 * ldx;
+        if (order || ldx != D) {
+            const gather_call c = {D, X, ldx, order ? order + r0 : NULL, r0, m->xbatch};
+            vf_split_range(rows, vf_threads_for(rows * D, 262144), gather_rows, &c);
             xb = m->xbatch;
         }
         double out3[3];
         st = vf_vae_train_step(m, rows, xb, seed, step0 + (uint64_t)k, lr, beta1, beta2,
                                adam_eps, weight_decay, optimizer, kl_weight, out3);
+        vf_tuner_end(&m->tuner, rows);
+        vf_rwlock_unlock(&m->lock);
         if (st != VF_OK)
             return st;
         for (int j = 0; j < 3; ++j)

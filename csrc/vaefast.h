@@ -60,6 +60,10 @@ int vf_get_isa(void);
 const char *vf_isa_name(int isa); /* "generic" | "avx2" | "avx512" | NULL */
 
 /* ----------------------------------------------------------------- threads */
+/* Threads per call, process-wide (default: OMP_NUM_THREADS, else the CPU
+ * count). A thread of a forked child that started teams in the parent runs
+ * serially; vf_vae_train_steps may use one thread for a step when that is
+ * measured to be faster (docs/threads.md). */
 void vf_set_num_threads(int n); /* n >= 1 */
 int vf_get_num_threads(void);
 
@@ -241,6 +245,14 @@ int vf_vae_create(int64_t n_features, int n_enc, const int64_t *enc_hidden,
                   int likelihood, float beta, vf_vae **out);
 void vf_vae_destroy(vf_vae *m); /* NULL is fine */
 
+/* The model's readers-writer lock. vf_vae_train_steps takes it for writing
+ * around each step; nothing else takes it by itself: a caller that reads
+ * (encode, decode, the buffers) or writes (train_step, loss_and_grad, the
+ * buffers) while another thread trains takes it around its calls. Not
+ * recursive; waiting writers go first. */
+void vf_vae_lock(vf_vae *m, int write);
+void vf_vae_unlock(vf_vae *m);
+
 int64_t vf_vae_num_params(const vf_vae *m); /* floats in each buffer */
 float *vf_vae_params(vf_vae *m);   /* (num_params) the parameter buffer */
 float *vf_vae_grads(vf_vae *m);    /* (num_params) last loss_and_grad */
@@ -296,7 +308,8 @@ int vf_vae_train_step(vf_vae *m, int64_t B, const float *X, uint64_t seed,
  * (reserve(batch) first). sums3 (3) += rows·{loss, recon, KL} of each step;
  * *done = steps completed. Stops at the first failing step, whose parameters
  * are untouched, and returns its status (VF_ERR_ARG for an index of order
- * outside [0, n)). Saves the per-step trip through Python at small batches. */
+ * outside [0, n)). Saves the per-step trip through Python at small batches.
+ * Each step holds the model's lock for writing (vf_vae_lock). */
 int vf_vae_train_steps(vf_vae *m, int64_t n, const float *X, int64_t ldx,
                        const int64_t *order, int64_t batch, int64_t first_batch,
                        int64_t n_steps, uint64_t seed, uint64_t step0, float lr,

@@ -74,6 +74,10 @@ def _select_isa_at_import():
 
 _select_isa_at_import()
 
+from . import _threadpool  # noqa: E402
+
+_threadpool.install()
+
 
 def isa():
     """Name of the active kernel set: ``"generic"``, ``"avx2"`` or ``"avx512"``."""
@@ -95,9 +99,14 @@ def supported_isas():
 
 
 def set_num_threads(n):
-    """Set the number of OpenMP threads used by vaefast's kernels.
+    """Set the number of threads vaefast's kernels use, for every thread of
+    the process.
 
-    Results are bit-identical whatever the thread count.
+    Results are bit-identical whatever the thread count. ``fit`` may run a
+    step on one thread when that is measured to be faster (a busy machine),
+    and a forked child runs serially on the thread that forked if that thread
+    had used several; see docs/threads.md. ``threadpoolctl.threadpool_limits``
+    changes this setting too.
 
     Parameters
     ----------
@@ -112,7 +121,8 @@ def set_num_threads(n):
 
 
 def get_num_threads():
-    """Number of OpenMP threads vaefast's kernels use (honours OMP_NUM_THREADS)."""
+    """The thread setting of :func:`set_num_threads` (default: ``OMP_NUM_THREADS``
+    if set, else the number of CPUs)."""
     return _core.get_num_threads()
 
 

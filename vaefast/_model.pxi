@@ -12,6 +12,8 @@ cdef extern from "vaefast.h" nogil:
                       int n_dec, const int64_t *dec_hidden, int64_t latent,
                       int likelihood, float beta, vf_vae **out)
     void vf_vae_destroy(vf_vae *m)
+    void vf_vae_lock(vf_vae *m, int write)
+    void vf_vae_unlock(vf_vae *m)
     int64_t vf_vae_num_params(const vf_vae *m)
     float *vf_vae_params(vf_vae *m)
     float *vf_vae_grads(vf_vae *m)
@@ -39,6 +41,8 @@ cdef extern from "vaefast.h" nogil:
                            float beta1, float beta2, float adam_eps, float weight_decay,
                            int optimizer, float kl_weight, double *sums3, int64_t *done)
 
+import threading as _threading
+
 import numpy as _np
 
 LOGVAR_RANGE = (float(VF_LOGVAR_MIN), float(VF_LOGVAR_MAX))
@@ -47,13 +51,39 @@ _LIKELIHOOD_CODES = {"bernoulli": VF_LIKELIHOOD_BERNOULLI, "gaussian": VF_LIKELI
 _OPTIMIZER_CODES = {"adam": VF_OPTIMIZER_ADAM, "sgd": VF_OPTIMIZER_SGD}
 
 
+class _ReadSession:
+    """Context of VAECore.reading(): the model's read lock, taken once per
+    thread however deeply sessions nest (the lock is not recursive)."""
+
+    __slots__ = ("core",)
+
+    def __init__(self, core):
+        self.core = core
+
+    def __enter__(self):
+        self.core._begin_read()
+
+    def __exit__(self, *exc):
+        self.core._end_read()
+        return False
+
+
 cdef class VAECore:
-    """One C model (vf_vae). Not safe for concurrent training calls: the
-    Python VAE class serialises them. encode/decode use a per-call
-    workspace and may run concurrently."""
+    """One C model (vf_vae) and its readers-writer lock.
+
+    Readers (encode, decode, get_buffer, and whole Python-level operations
+    through reading()) run concurrently; writers (each step of train_steps,
+    train_step, loss_and_grad, set_buffer) exclude them, so a reader sees the
+    weights of a completed step. The VAE class also serialises training
+    calls. encode/decode use a caller-given workspace per thread."""
 
     cdef vf_vae *m
     cdef readonly int64_t n_features, latent_dim, num_params
+    cdef object _reads  # threading.local: this thread's reading() depth
+    # Optimizer steps taken (VAE.step_). train_steps advances it in the same
+    # call as the steps themselves, so a KeyboardInterrupt raised as that
+    # call returns cannot leave it behind the weights.
+    cdef public uint64_t step
 
     def __cinit__(self, int64_t n_features, enc_hidden, dec_hidden, int64_t latent_dim,
                   str likelihood, float beta):
@@ -65,6 +95,7 @@ cdef class VAECore:
         cdef int code = _LIKELIHOOD_CODES[likelihood]
         cdef int status
         self.m = NULL
+        self._reads = _threading.local()
         status = vf_vae_create(n_features, <int>enc.shape[0], pe, <int>dec.shape[0], pd,
                                latent_dim, code, beta, &self.m)
         check_status(status, "vf_vae_create")
@@ -75,6 +106,31 @@ cdef class VAECore:
     def __dealloc__(self):
         vf_vae_destroy(self.m)
         self.m = NULL
+
+    # ------------------------------------------------------------ locking
+    def reading(self):
+        """Context manager: every call inside sees the same weights (the read
+        lock, waited for without the GIL: at most one training step)."""
+        return _ReadSession(self)
+
+    def _begin_read(self):
+        cdef int depth = getattr(self._reads, "depth", 0)
+        if depth == 0:
+            with nogil:
+                vf_vae_lock(self.m, 0)
+        self._reads.depth = depth + 1
+
+    def _end_read(self):
+        cdef int depth = self._reads.depth - 1
+        self._reads.depth = depth
+        if depth == 0:
+            vf_vae_unlock(self.m)
+
+    cdef int _check_can_write(self, str what) except -1:
+        if getattr(self._reads, "depth", 0):
+            raise RuntimeError(f"{what}: this thread is reading the model (inside "
+                               "reading()); a write here would wait for itself")
+        return 0
 
     cdef float *_buffer(self, int which) except NULL:
         if which == 0:
@@ -93,9 +149,10 @@ cdef class VAECore:
         out = _np.empty(self.num_params, dtype=_np.float32)
         cdef float[::1] o = out
         cdef int64_t i
-        with nogil:
-            for i in range(self.num_params):
-                o[i] = src[i]
+        with self.reading():
+            with nogil:
+                for i in range(self.num_params):
+                    o[i] = src[i]
         return out
 
     def set_buffer(self, int which, const float[::1] values):
@@ -104,9 +161,12 @@ cdef class VAECore:
             raise ValueError(f"values must hold {self.num_params} floats, got {values.shape[0]}")
         cdef float *dst = self._buffer(which)
         cdef int64_t i
+        self._check_can_write("set_buffer")
         with nogil:
+            vf_vae_lock(self.m, 1)
             for i in range(self.num_params):
                 dst[i] = values[i]
+            vf_vae_unlock(self.m)
 
     def set_beta(self, float beta):
         check_status(vf_vae_set_beta(self.m, beta), "beta")
@@ -140,9 +200,10 @@ cdef class VAECore:
         cdef float[::1] wv = work
         cdef int status = VF_OK
         if B > 0:
-            with nogil:
-                status = vf_vae_encode(self.m, B, &X[0, 0], self.n_features, &mv[0, 0], Z,
-                                       &lvv[0, 0], Z, &wv[0])
+            with self.reading():
+                with nogil:
+                    status = vf_vae_encode(self.m, B, &X[0, 0], self.n_features, &mv[0, 0],
+                                           Z, &lvv[0, 0], Z, &wv[0])
         check_status(status, "encode")
         return mu, lv
 
@@ -157,9 +218,10 @@ cdef class VAECore:
         cdef float[::1] wv = work
         cdef int status = VF_OK
         if B > 0:
-            with nogil:
-                status = vf_vae_decode(self.m, B, &z[0, 0], self.latent_dim, 1 if mean else 0,
-                                       &ov[0, 0], D, &wv[0])
+            with self.reading():
+                with nogil:
+                    status = vf_vae_decode(self.m, B, &z[0, 0], self.latent_dim,
+                                           1 if mean else 0, &ov[0, 0], D, &wv[0])
         check_status(status, "decode")
         return out
 
@@ -187,9 +249,12 @@ cdef class VAECore:
         cdef float[::1] kv = kl
         cdef double loss = 0
         cdef int status
+        self._check_can_write("loss_and_grad")
         with nogil:
+            vf_vae_lock(self.m, 1)
             status = vf_vae_loss_and_grad(self.m, B, &X[0, 0], pe, seed, step, kl_weight,
                                           &rv[0], &kv[0], &loss)
+            vf_vae_unlock(self.m)
         check_status(status, "loss_and_grad")
         return loss, recon, kl
 
@@ -205,9 +270,12 @@ cdef class VAECore:
         cdef int opt = _OPTIMIZER_CODES[optimizer]
         cdef double out3[3]
         cdef int status
+        self._check_can_write("train_step")
         with nogil:
+            vf_vae_lock(self.m, 1)
             status = vf_vae_train_step(self.m, B, &X[0, 0], seed, step, lr, beta1, beta2,
                                        adam_eps, weight_decay, opt, kl_weight, out3)
+            vf_vae_unlock(self.m)
         check_status(status, f"training step {step}")
         return out3[0], out3[1], out3[2]
 
@@ -218,7 +286,8 @@ cdef class VAECore:
         """Up to n_steps fused steps in one C call (vf_vae_train_steps).
 
         order: int64 row permutation of X, or None. sums (3) is incremented
-        by rows·{loss, recon, KL}. Returns (steps done, status); a failing
+        by rows·{loss, recon, KL}; self.step advances by the steps done.
+        Returns (steps done, status); a failing
         status is not raised here so that the caller learns how far it got
         (turn it into an exception with status_error)."""
         cdef int64_t n = X.shape[0]
@@ -238,10 +307,12 @@ cdef class VAECore:
         cdef int opt = _OPTIMIZER_CODES[optimizer]
         cdef int64_t done = 0
         cdef int status
+        self._check_can_write("train_steps")  # each step locks (vf_vae_train_steps)
         with nogil:
             status = vf_vae_train_steps(self.m, n, &X[0, 0], X.shape[1], pidx, batch,
                                         first_batch, n_steps, seed, step0, lr, beta1, beta2,
                                         adam_eps, weight_decay, opt, kl_weight, &sums[0], &done)
+        self.step += <uint64_t>done
         return done, status
 
 

@@ -31,9 +31,8 @@ def _digest(payload):
     return h.hexdigest()
 
 
-def save_model(model, path):
-    """Write `model` to exactly `path`, atomically."""
-    path = os.fspath(path)
+def model_payload(model):
+    """The arrays of a saved model (with their checksum), in memory."""
     core = model._core
     state = {"step": int(model.step_), "epoch": int(model.epoch_),
              "optimizer": model.optimizer_, "seed": int(model.seed)}
@@ -47,6 +46,13 @@ def save_model(model, path):
         "moment2": core.get_buffer(3),
     }
     payload["sha256"] = np.array(_digest(payload))
+    return payload
+
+
+def save_model(model, path):
+    """Write `model` to exactly `path`, atomically."""
+    path = os.fspath(path)
+    payload = model_payload(model)
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
                                suffix=".tmp")
@@ -99,7 +105,12 @@ def load_model(cls, path):
     """Read a model written by save_model; ValueError on any damage."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such model file: {path!s}")
-    payload = _read_payload(path)
+    return model_from_payload(cls, _read_payload(path), path)
+
+
+def model_from_payload(cls, payload, path="pickled VAE"):
+    """The model held by `payload` (model_payload's arrays); ValueError on any
+    damage, naming `path` (where the payload came from)."""
     if str(payload["format"]) != FORMAT_TAG:
         raise ValueError(f"{path!s} is not a vaefast model file "
                          f"(format tag {str(payload['format'])!r})")

@@ -5,6 +5,7 @@ evaluation methods (ELBO, importance-weighted log-likelihood); every forward
 and backward pass and every optimizer step is one call into the core.
 """
 
+import functools
 import math
 import threading
 
@@ -24,6 +25,19 @@ _LIKELIHOODS = ("bernoulli", "gaussian")
 # decoder's chunk·K rows in log_likelihood) to a few MB.
 _INFER_CHUNK = 4096
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+def _reads_weights(method):
+    """Run `method` inside the core's read session: all its C calls see the
+    weights of one completed training step, even while another thread runs
+    fit (docs/threads.md)."""
+
+    @functools.wraps(method)
+    def under_read_lock(self, *args, **kwargs):
+        with self._core.reading():
+            return method(self, *args, **kwargs)
+
+    return under_read_lock
 
 
 def _as_widths(value, name):
@@ -89,6 +103,16 @@ class VAE:
                                         self.decoder_hidden, seed=self.seed)
         self._core.set_buffer(0, np.concatenate(
             [a.ravel() for a in _reference.flatten(params)]).astype(np.float32))
+
+    @property
+    def step_(self):
+        """Optimizer steps taken; the noise of a step depends on (seed, step).
+        Kept by the core, which advances it with the steps themselves."""
+        return int(self._core.step)
+
+    @step_.setter
+    def step_(self, value):
+        self._core.step = value
 
     # ------------------------------------------------------------ layout
     def _make_layout(self):
@@ -242,6 +266,7 @@ class VAE:
             work = self._tls.work = np.empty(self._core.work_size(_INFER_CHUNK), np.float32)
         return work
 
+    @_reads_weights
     def encode(self, X):
         """Parameters of q(z|x).
 
@@ -277,6 +302,7 @@ class VAE:
         """
         return self.encode(X)[0]
 
+    @_reads_weights
     def _decode_raw(self, Z, mean):
         outs = [self._core.decode(Z[s:s + _INFER_CHUNK], mean, self._scratch())
                 for s in range(0, Z.shape[0], _INFER_CHUNK)]
@@ -291,6 +317,7 @@ class VAE:
         """
         return self._decode_raw(self._check_Z(Z), True)
 
+    @_reads_weights
     def reconstruct(self, X):
         """The mean reconstruction ``decode(transform(X))`` (no sampling).
 
@@ -334,6 +361,7 @@ class VAE:
         d = raw - X
         return -np.sum(0.5 * d * d + _HALF_LOG_2PI, axis=1)
 
+    @_reads_weights
     def elbo(self, X, seed=None):
         """Per-sample ELBO, ``log p(x|z) − beta·KL(q(z|x) ‖ p(z))``, one z draw.
 
@@ -357,6 +385,7 @@ class VAE:
         kl = 0.5 * np.sum(np.exp(lv64) + mu64 * mu64 - 1.0 - lv64, axis=1)
         return log_px - self.beta * kl
 
+    @_reads_weights
     def log_likelihood(self, X, n_samples=100, seed=None):
         """Importance-weighted estimate of log p(x) (Burda et al., IWAE bound).
 
@@ -521,6 +550,15 @@ class VAE:
         from ._serialize import load_model
 
         return load_model(cls, path)
+
+    def __reduce__(self):
+        """Pickle as the arrays of a saved model (never the compiled object),
+        so that a model crosses process boundaries: multiprocessing with any
+        start method, ``Pool.map(model.encode, chunks)``."""
+        from ._serialize import model_from_payload, model_payload
+
+        with self._exclusive("pickle"):
+            return (model_from_payload, (type(self), model_payload(self)))
 
     def __repr__(self):
         return (f"VAE(n_features={self.n_features}, hidden={self.hidden}, "

@@ -26,7 +26,17 @@ __all__ = ["fit", "History"]
 # SGD uses momentum 0.9).
 ADAM_BETA1, ADAM_BETA2, ADAM_EPS = 0.9, 0.999, 1e-8
 SGD_MOMENTUM = 0.9
-_ROWS_PER_CALL = 8192  # training rows per C call (see fit)
+_ROWS_PER_CALL = 8192     # at most this many training rows per C call (see fit)
+_SECONDS_PER_CALL = 0.1   # and about this much time
+
+
+def _next_call_steps(steps, done, seconds, most):
+    """Steps for the next C call: about _SECONDS_PER_CALL at the pace just
+    measured, at most `most`, growing at most 4x per call."""
+    if done < 1:
+        return steps
+    paced = int(_SECONDS_PER_CALL * done / max(seconds, 1e-6))
+    return max(1, min(most, 4 * steps, paced))
 
 
 class History:
@@ -197,10 +207,13 @@ def fit(model, X, epochs=10, batch_size=128, learning_rate=1e-3, optimizer="adam
             core.set_buffer(3, zeros)
             model.optimizer_ = optimizer
         core.reserve(batch_size)  # grow the workspace once, outside the steps
-        # Steps run in chunks of about _ROWS_PER_CALL rows per C call, so that
-        # the trip through Python is paid once per chunk, not once per step,
-        # while the progress bar still moves.
-        steps_per_call = max(1, _ROWS_PER_CALL // batch_size)
+        # Steps run in chunks, one C call each, so that the trip through
+        # Python is paid once per chunk, not once per step; a chunk takes
+        # about _SECONDS_PER_CALL, so Ctrl-C (handled between calls) and the
+        # progress bar respond within a fraction of a second, busy machine
+        # or not.
+        most_steps = max(1, _ROWS_PER_CALL // batch_size)
+        steps_per_call = 1
         best, best_params, since_best = math.inf, None, 0
         for _ in range(epochs):
             epoch = model.epoch_
@@ -216,10 +229,12 @@ def fit(model, X, epochs=10, batch_size=128, learning_rate=1e-3, optimizer="adam
                 while bi < n_batches:
                     k = min(steps_per_call, n_batches - bi)
                     chunk = np.zeros(3)
+                    t_call = time.perf_counter()
                     done, status = core.train_steps(
                         X, order, batch_size, bi, k, model.seed, model.step_, lr, beta1,
                         ADAM_BETA2, ADAM_EPS, 0.0, optimizer, kl_weight, chunk)
-                    model.step_ += done
+                    steps_per_call = _next_call_steps(steps_per_call, done,
+                                                      time.perf_counter() - t_call, most_steps)
                     rows = min(n, (bi + done) * batch_size) - bi * batch_size
                     bi += done
                     sums += chunk
