@@ -183,7 +183,8 @@ def check_targets(X, likelihood, name="X"):
     lo, hi = X.min(), X.max()
     if likelihood == "bernoulli" and (lo < 0 or hi > 1):
         raise ValueError(f"{name} must lie in [0, 1] for the Bernoulli likelihood, "
-                         f"got values in [{lo}, {hi}]")
+                         f"got values in [{lo}, {hi}] (scale it, e.g. with "
+                         "MinMaxScaler(clip=True))")
     if likelihood in COUNT_LIKELIHOODS and lo < 0:
         raise ValueError(f"{name} must be non-negative counts for the {likelihood} "
                          f"likelihood, got a minimum of {lo}")

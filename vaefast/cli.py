@@ -101,9 +101,11 @@ def _check_for_model(X, model, spec):
 
 
 def _check_range(X, likelihood, spec):
-    if likelihood == "bernoulli" and (X.min() < 0 or X.max() > 1):
-        raise CLIError(f"{spec}: values in [{X.min():g}, {X.max():g}] but the Bernoulli likelihood "
-                       "needs [0, 1]: scale the data or use --likelihood gaussian")
+    from ._validation import check_targets
+    try:
+        check_targets(X, likelihood, spec)
+    except ValueError as exc:
+        raise CLIError(f"{exc}, or choose another likelihood such as --likelihood gaussian")
 
 
 def _load_model(path):

@@ -18,6 +18,7 @@ except ImportError as _exc:  # pragma: no cover - depends on the environment
     raise ImportError('vaefast.sklearn needs scikit-learn >= 1.6: pip install "vaefast[sklearn]"'
                       ) from _exc
 
+from ._validation import check_targets
 from .model import VAE
 
 # check name -> why vaefast does not pass it (keep this minimal and honest).
@@ -86,9 +87,7 @@ class VAETransformer(TransformerMixin, BaseEstimator):
         self
         """
         X = validate_data(self, X, dtype=np.float32, reset=True)
-        if self.likelihood == "bernoulli" and (X.min() < 0 or X.max() > 1):
-            raise ValueError("likelihood='bernoulli' needs X in [0, 1]: scale it (e.g. "
-                             "MinMaxScaler(clip=True)) or use likelihood='gaussian'")
+        check_targets(X, self.likelihood)
         self.model_ = VAE(X.shape[1], hidden=tuple(np.atleast_1d(self.hidden).tolist()),
                           latent_dim=self.latent_dim, likelihood=self.likelihood, beta=self.beta,
                           seed=_seed_from(self.random_state))
@@ -143,16 +142,9 @@ class VAETransformer(TransformerMixin, BaseEstimator):
         """
         X = self._X(X)
         m = self.model_
-        if m.likelihood == "bernoulli" and (X.min() < 0 or X.max() > 1):
-            raise ValueError("likelihood='bernoulli' scores need X in [0, 1]")
-        mu, lv = m.encode(X)
         eps = np.stack([np.random.default_rng([_SCORE_SEED, zlib.crc32(row.tobytes())])
                         .standard_normal(m.latent_dim) for row in X]).astype(np.float32)
-        z = (mu + np.exp(0.5 * lv) * eps).astype(np.float32)
-        log_px = m._log_px(m._decode_raw(z, False), X)
-        mu64, lv64 = mu.astype(np.float64), lv.astype(np.float64)
-        kl = 0.5 * np.sum(np.exp(lv64) + mu64 * mu64 - 1.0 - lv64, axis=1)
-        return log_px - m.beta * kl
+        return m.elbo(X, eps=eps)
 
     def score(self, X, y=None):
         """Mean ELBO of X (higher is better), as used by GridSearchCV.
