@@ -47,6 +47,7 @@ struct vf_vae {
     float *logvar, *z, *dout, *d1, *d2, *recon, *kl;
     float *xbatch; /* gathered minibatch (cap×D) for vf_vae_train_steps */
     float *dlik;   /* per-element gradient of the per-feature parameters (cap×D) */
+    float *xenc;   /* the encoder's input log1p(X) of the count likelihoods (cap×D) */
     float *cbatch, *sbatch; /* gathered conditions (cap×C), size factors (cap) */
 };
 
@@ -241,7 +242,7 @@ int vf_vae_reserve(vf_vae *m, int64_t B)
         return VF_OK;
     /* layout: act[l] (B×out_l) for every layer, logvar, z (B×Z),
      * dout (B×out_last), d1, d2 (B×max_width), recon, kl (B), xbatch (B×D),
-     * dlik (B×D), cbatch (B×C), sbatch (B) */
+     * dlik (B×D), xenc (B×D), cbatch (B×C), sbatch (B) */
     const int64_t out_last = m->layers[m->n_layers - 1].out;
     int64_t total = 0;
     int st = VF_OK;
@@ -254,6 +255,7 @@ int vf_vae_reserve(vf_vae *m, int64_t B)
     if (st == VF_OK) st = add_mul(&total, B, m->max_width);
     if (st == VF_OK) st = add_mul(&total, B, 1);
     if (st == VF_OK) st = add_mul(&total, B, 1);
+    if (st == VF_OK) st = add_mul(&total, B, m->D);
     if (st == VF_OK) st = add_mul(&total, B, m->D);
     if (st == VF_OK) st = add_mul(&total, B, m->D);
     if (st == VF_OK) st = add_mul(&total, B, m->C);
@@ -282,9 +284,15 @@ int vf_vae_reserve(vf_vae *m, int64_t B)
     m->kl = p;     p += round_up(B);
     m->xbatch = p; p += round_up(B * m->D);
     m->dlik = p;   p += round_up(B * m->D);
+    m->xenc = p;   p += round_up(B * m->D);
     m->cbatch = p; p += round_up(B * m->C);
     m->sbatch = p;
     return VF_OK;
+}
+
+static int counts_model(const vf_vae *m)
+{
+    return m->likelihood == VF_LIKELIHOOD_POISSON || m->likelihood == VF_LIKELIHOOD_NEGBIN;
 }
 
 int64_t vf_vae_infer_work_size(const vf_vae *m, int64_t B)
@@ -294,7 +302,27 @@ int64_t vf_vae_infer_work_size(const vf_vae *m, int64_t B)
     int64_t total = 0;
     if (add_mul(&total, B, m->max_width) != VF_OK || add_mul(&total, B, m->max_width) != VF_OK)
         return -1;
+    if (counts_model(m) && add_mul(&total, B, m->D) != VF_OK) /* log1p(X), after bufA, bufB */
+        return -1;
     return total;
+}
+
+/* The encoder reads log(1 + x) for the count likelihoods: raw counts spanning
+ * orders of magnitude would blow up the first layer's activations (the
+ * decoder still models x itself). Returns X itself otherwise. buf: B×D. */
+static const float *encoder_input(const vf_vae *m, int64_t B, const float *X, int64_t ldx,
+                                  float *buf, int64_t *ld_out)
+{
+    *ld_out = ldx;
+    if (!counts_model(m))
+        return X;
+    const int64_t D = m->D;
+#pragma omp parallel for schedule(static) if (B * D > 65536)
+    for (int64_t i = 0; i < B; ++i)
+        for (int64_t j = 0; j < D; ++j)
+            buf[i * D + j] = log1pf(X[i * ldx + j]);
+    *ld_out = D;
+    return buf;
 }
 
 /* Copy mu and clamp the raw logvar of a head output H (B×2Z, ldh). */
@@ -391,7 +419,9 @@ int vf_vae_encode_rows(const vf_vae *m, int64_t B, const float *X, int64_t ldx,
         return VF_ERR_OVERFLOW;
     float *bufA = work, *bufB = work + round_up(B * m->max_width);
     const float *H;
-    int st = run_layers(m, 0, m->n_enc, B, X, ldx, r ? r->c : NULL, r ? r->ldc : 0, bufA,
+    int64_t ld_in;
+    const float *in = encoder_input(m, B, X, ldx, bufB + round_up(B * m->max_width), &ld_in);
+    int st = run_layers(m, 0, m->n_enc, B, in, ld_in, r ? r->c : NULL, r ? r->ldc : 0, bufA,
                         bufB, NULL, 0, &H);
     if (st != VF_OK)
         return st;
@@ -599,8 +629,10 @@ static int forward_backward(vf_vae *m, int64_t B, const float *X, const float *c
     int st;
 
     /* ---- forward: encoder and head */
-    const float *in = X;
-    int64_t ldin = D;
+    int64_t ldin, ldx0;
+    const float *x0 = encoder_input(m, B, X, D, m->xenc, &ldx0); /* layer 0's input */
+    const float *in = x0;
+    ldin = ldx0;
     for (int l = 0; l <= E; ++l) {
         st = layer_forward(m, &LY[l], B, in, ldin, c, ldc, m->act[l], LY[l].out);
         if (st != VF_OK)
@@ -672,8 +704,8 @@ static int forward_backward(vf_vae *m, int64_t B, const float *X, const float *c
     { float *t = spare; spare = other; other = t; }
     /* ---- backward: head and encoder (no gradient w.r.t. X) */
     for (int l = E; l >= 0; --l) {
-        const float *x = (l == 0) ? X : m->act[l - 1];
-        int64_t ldx = (l == 0) ? D : LY[l].in;
+        const float *x = (l == 0) ? x0 : m->act[l - 1];
+        int64_t ldx = (l == 0) ? ldx0 : LY[l].in;
         st = backward_any_layer(m, &LY[l], B, x, ldx, c, ldc, d,
                                 l > 0 ? m->act[l - 1] : NULL, l > 0 ? spare : NULL);
         if (st != VF_OK)

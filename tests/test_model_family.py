@@ -35,7 +35,7 @@ def torch_loss(m, X, eps, c=None, s=None):
     def cat(a):
         return a if ct is None else torch.cat([a, ct], dim=1)
 
-    h = cat(x)
+    h = cat(torch.log1p(x) if m.likelihood in ("poisson", "negative_binomial") else x)
     for i in range(len(m.hidden)):
         h = torch.relu(h @ w[f"encoder.{i}.weight"] + w[f"encoder.{i}.bias"])
     mu = h @ w["mu.weight"] + w["mu.bias"]
