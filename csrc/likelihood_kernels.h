@@ -13,7 +13,7 @@
 
 #include <stdint.h>
 
-#define VF_LIK_BLOCK 16 /* rows per kernel call */
+#define VF_LIK_BLOCK 64 /* rows per kernel call (the NB kernel computes its per-feature θ terms once per call) */
 
 typedef struct vf_likelihood_kernels {
     const char *isa_name; /* which compiled copy this is */

@@ -117,9 +117,13 @@ void VF_FN(vf_negbin_rows)(int64_t rows, int64_t N, const float *out, int64_t ld
             for (int64_t j = 0; j < nj; ++j) {
                 const double th = f[j].theta, xv = xi[j];
                 const double a = (double)(o[j] + ls[i]) - f[j].rho;
-                /* softplus(a) and sigmoid(a) from one exp(−|a|) */
-                const double e = exp(-fabs(a)), inv = 1.0 / (1.0 + e);
-                const double sp = fmax(a, 0.0) + log1p(e), sig = a >= 0 ? inv : e * inv;
+                /* softplus(a) and sigmoid(a) from one exp(−|a|). log(1 + e)
+                 * rather than log1p(e): glibc's log1p is 5x slower than log,
+                 * and in double the absolute error (~1e-16) is far below
+                 * float32's, which is all that either use of softplus keeps */
+                const double e = exp(-fabs(a)), w = 1.0 + e, inv = 1.0 / w;
+                const double sp = fmax(a, 0.0) + log(w);
+                const double sig = a >= 0 ? inv : e * inv;
                 /* lgamma(x+θ) − lgamma(θ) and ψ(x+θ) − ψ(θ): zero for x = 0 (the
                  * common count); exact short product / sum while x + θ < 8 for
                  * an integer x; else the series (accurate in double even when
