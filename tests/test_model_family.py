@@ -171,3 +171,31 @@ def test_conditional_model_uses_its_conditions():
         samp = m.sample(50, seed=k, c=np.tile(np.eye(3, dtype=np.float32)[k], (50, 1)))
         dists = [np.abs(samp - protos[j]).mean() for j in range(3)]
         assert int(np.argmin(dists)) == k
+
+
+@pytest.mark.parametrize("kwargs", [dict(likelihood="negative_binomial", n_conditions=C),
+                                    dict(likelihood="gaussian", variance="feature")])
+def test_training_bit_identical_across_thread_counts(kwargs):
+    # the per-feature parameters' gradient is a column sum in row order, and the
+    # kernels give whole row blocks to threads: no dependence on the thread count
+    rng = np.random.default_rng(5)
+    X = _data(kwargs["likelihood"], rng, n=3000)  # 3000 x 12: the kernels use threads
+    c = np.eye(C, dtype=np.float32)[rng.integers(0, C, 3000)] if "n_conditions" in kwargs else None
+    old = vaefast.get_num_threads()
+    weights = []
+    try:
+        for t in (1, 2):
+            vaefast.set_num_threads(t)
+            m = vaefast.VAE(D, hidden=(64,), latent_dim=Z, seed=3, **kwargs)
+            m.fit(X, c=c, epochs=2, batch_size=3000, progress=False)  # one big batch
+            weights.append(m._core.get_buffer(0))
+    finally:
+        vaefast.set_num_threads(old)
+    assert np.array_equal(weights[0], weights[1])
+
+
+def test_model_module_does_not_import_the_test_oracle(run_python):
+    r = run_python("import sys, vaefast; vaefast.VAE(4).fit([[0.5] * 4] * 3, epochs=1, "
+                   "progress=False); print('vaefast.reference' in sys.modules)")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "False"
