@@ -306,7 +306,8 @@ void vf_vae_destroy(vf_vae *m); /* NULL is fine */
  * ([z | c], (Z + C)→g1); W's rows [in − C, in) multiply c. Each such layer is
  * two products into one accumulator (no [X | c] copy). Negative binomial and
  * variance FEATURE add D floats after the output layer (log θ, log-variance).
- * variance must be UNIT unless likelihood is GAUSSIAN. */
+ * variance must be UNIT unless likelihood is GAUSSIAN. With POISSON or
+ * NEGBIN the encoder reads log(1 + X) (the decoder models X itself). */
 typedef struct vf_vae_config {
     int64_t n_features, n_conditions, latent;
     int n_enc;

@@ -142,7 +142,8 @@ def test_version_1_file_still_loads():
     m = vaefast.VAE.load(here / "model_v1_bernoulli.vae")
     with np.load(here / "model_v1_bernoulli_expect.npz") as want:
         np.testing.assert_array_equal(m._core.get_buffer(0), want["params"])
-        np.testing.assert_array_equal(m.transform(want["X"]), want["mu"])
+        # mu was computed by the avx2 kernels; other kernel sets round differently
+        np.testing.assert_allclose(m.transform(want["X"]), want["mu"], rtol=1e-5, atol=1e-6)
         assert m.step_ == int(want["step"])
     assert m.n_conditions == 0 and m.variance == "unit" and m.likelihood == "bernoulli"
 
