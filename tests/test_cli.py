@@ -187,7 +187,6 @@ def test_count_likelihood_from_cli(tmp_path):
 
 def test_demo_conditional_writes_one_row_per_class(tmp_path, capsys):
     pytest.importorskip("sklearn")
-    from vaefast import _png  # noqa: F401  (the writer the demo uses)
     assert cli.main(["demo", "--epochs", "2", "--conditional", "--out", str(tmp_path)]) == 0
     png = (tmp_path / "samples_by_class.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
