@@ -13,17 +13,18 @@
 VF_DECLARE_PART_TABLES(vf_gemm_kernels, gemm)
 VF_DECLARE_PART_TABLES(vf_random_kernels, random)
 VF_DECLARE_PART_TABLES(vf_elementwise_kernels, elementwise)
+VF_DECLARE_PART_TABLES(vf_likelihood_kernels, likelihood)
 
 static const vf_kernel_table vf_table_generic = {
     VF_ISA_GENERIC, &vf_gemm_kernels_generic, &vf_random_kernels_generic,
-    &vf_elementwise_kernels_generic};
+    &vf_elementwise_kernels_generic, &vf_likelihood_kernels_generic};
 #ifdef VF_HAVE_X86_ISAS
 static const vf_kernel_table vf_table_avx2 = {
     VF_ISA_AVX2, &vf_gemm_kernels_avx2, &vf_random_kernels_avx2,
-    &vf_elementwise_kernels_avx2};
+    &vf_elementwise_kernels_avx2, &vf_likelihood_kernels_avx2};
 static const vf_kernel_table vf_table_avx512 = {
     VF_ISA_AVX512, &vf_gemm_kernels_avx512, &vf_random_kernels_avx512,
-    &vf_elementwise_kernels_avx512};
+    &vf_elementwise_kernels_avx512, &vf_likelihood_kernels_avx512};
 #endif
 
 static const vf_kernel_table *vf_current = &vf_table_generic;

@@ -79,6 +79,18 @@ int vf_linear_forward_checked(int64_t M, int64_t N, int64_t K, const float *X,
     return run_checked(&p);
 }
 
+/* Y = act(Y + X·W + b): vf_linear_forward accumulating into Y (the second of
+ * the two products of a layer whose input is [X | c], see csrc/vae.c). */
+int vf_linear_forward_acc(int64_t M, int64_t N, int64_t K, const float *X, int64_t ldx,
+                          const float *W, int64_t ldw, const float *b, int act,
+                          float *Y, int64_t ldy)
+{
+    vf_gemm_problem p;
+    VF_TRY(forward_problem(&p, M, N, K, X, ldx, W, ldw, b, act, Y, ldy));
+    p.accumulate = 1;
+    return run(&p);
+}
+
 static int input_problem(vf_gemm_problem *p, int64_t M, int64_t N, int64_t K,
                          const float *dY, int64_t lddy, const float *Yo, int64_t ldyo,
                          const float *W, int64_t ldw, const float *mask, int64_t ldm,

@@ -11,12 +11,14 @@
 #include "gemm_kernels.h"
 #include "random_kernels.h"
 #include "elementwise_kernels.h"
+#include "likelihood_kernels.h"
 
 typedef struct vf_kernel_table {
     int isa;
     const vf_gemm_kernels *gemm;
     const vf_random_kernels *random;
     const vf_elementwise_kernels *elementwise;
+    const vf_likelihood_kernels *likelihood;
 } vf_kernel_table;
 
 /* The active row. Never NULL: it starts at the generic set. */

@@ -7,7 +7,11 @@
  *   0 .. E-1        encoder (ReLU)           X  -> h_1 .. h_E
  *   E               head [mu | raw logvar]   h_E -> (B×2Z)
  *   E+1 .. E+G      decoder (ReLU)           z  -> g_1 .. g_G
- *   E+G+1           output (no activation)   g_G -> (B×D)
+ *   E+G+1           output (no activation)   g_G -> (B×D), or (B×2D) with
+ *                                            variance SAMPLE
+ * A conditional model (C > 0) feeds [X | c] to layer 0 and [z | c] to layer
+ * E+1 ("cond" layers); the count and variance likelihoods are wired in
+ * likelihood_loss below.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -20,11 +24,13 @@ typedef struct vf_vae_layer {
     int64_t in, out; /* widths */
     int64_t w, b;    /* offsets of W (in×out) and b (out) in the buffers */
     int relu;
+    int cond;        /* input is [x | c]: W's last C rows multiply c */
 } vf_vae_layer;
 
 struct vf_vae {
-    int64_t D, Z;
-    int likelihood;
+    int64_t D, Z, C;  /* features, latent width, conditions */
+    int likelihood, variance;
+    int64_t extra;    /* offset of the D per-feature likelihood parameters, or -1 */
     float beta;
     int n_enc, n_dec, n_layers;
     vf_vae_layer layers[2 * VF_VAE_MAX_LAYERS + 2];
@@ -39,6 +45,9 @@ struct vf_vae {
     float *xbatch; /* gathered minibatch (cap×D) for vf_vae_train_steps */
     vf_rwlock lock;         /* readers: inference; writer: one training step */
     vf_thread_tuner tuner;  /* thread count of vf_vae_train_steps */
+    float *dlik;   /* per-element gradient of the per-feature parameters (cap×D) */
+    float *xenc;   /* the encoder's input log1p(X) of the count likelihoods (cap×D) */
+    float *cbatch, *sbatch; /* gathered conditions (cap×C), size factors (cap) */
 };
 
 #define VF_ALIGN_FLOATS 16 /* sub-buffers start on 64-byte boundaries */
@@ -93,22 +102,28 @@ void vf_vae_unlock(vf_vae *m)
     vf_rwlock_unlock(&m->lock);
 }
 
-int vf_vae_create(int64_t n_features, int n_enc, const int64_t *enc_hidden,
-                  int n_dec, const int64_t *dec_hidden, int64_t latent,
-                  int likelihood, float beta, vf_vae **out)
+int vf_vae_create_config(const vf_vae_config *cfg, vf_vae **out)
 {
-    if (!out || (n_enc > 0 && !enc_hidden) || (n_dec > 0 && !dec_hidden))
+    if (!out || !cfg || (cfg->n_enc > 0 && !cfg->enc_hidden) ||
+        (cfg->n_dec > 0 && !cfg->dec_hidden))
         return VF_ERR_NULL;
     *out = NULL;
-    if (n_features < 1 || latent < 1 || n_enc < 0 || n_dec < 0 ||
+    const int64_t n_features = cfg->n_features, latent = cfg->latent, C = cfg->n_conditions;
+    const int n_enc = cfg->n_enc, n_dec = cfg->n_dec;
+    const int64_t *enc_hidden = cfg->enc_hidden, *dec_hidden = cfg->dec_hidden;
+    const int likelihood = cfg->likelihood, variance = cfg->variance;
+    const float beta = cfg->beta;
+    if (n_features < 1 || latent < 1 || C < 0 || n_enc < 0 || n_dec < 0 ||
         n_enc > VF_VAE_MAX_LAYERS || n_dec > VF_VAE_MAX_LAYERS)
         return VF_ERR_ARG;
-    if (likelihood != VF_LIKELIHOOD_BERNOULLI && likelihood != VF_LIKELIHOOD_GAUSSIAN)
+    if (likelihood < VF_LIKELIHOOD_BERNOULLI || likelihood > VF_LIKELIHOOD_NEGBIN ||
+        variance < VF_VARIANCE_UNIT || variance > VF_VARIANCE_SAMPLE ||
+        (variance != VF_VARIANCE_UNIT && likelihood != VF_LIKELIHOOD_GAUSSIAN))
         return VF_ERR_ARG;
     if (!isfinite(beta) || beta < 0)
         return VF_ERR_ARG;
     const int64_t wmax = (int64_t)1 << 31; /* any width beyond is absurd */
-    if (n_features > wmax || latent > wmax / 2)
+    if (n_features > wmax / 2 || latent > wmax / 2 || C > wmax)
         return VF_ERR_OVERFLOW;
     for (int i = 0; i < n_enc; ++i)
         if (enc_hidden[i] < 1 || enc_hidden[i] > wmax)
@@ -126,34 +141,42 @@ int vf_vae_create(int64_t n_features, int n_enc, const int64_t *enc_hidden,
     }
     m->D = n_features;
     m->Z = latent;
+    m->C = C;
     m->likelihood = likelihood;
+    m->variance = variance;
     m->beta = beta;
     m->n_enc = n_enc;
     m->n_dec = n_dec;
     m->n_layers = n_enc + n_dec + 2;
 
-    /* widths in forward order; the decoder restarts from Z */
-    int64_t prev = n_features;
+    /* widths in forward order; the decoder restarts from Z (+ C) */
+    int64_t prev = n_features + C;
     int l = 0;
     m->max_width = 2 * latent;
     for (int i = 0; i < n_enc; ++i, ++l) {
-        m->layers[l] = (vf_vae_layer){prev, enc_hidden[i], 0, 0, 1};
+        m->layers[l] = (vf_vae_layer){prev, enc_hidden[i], 0, 0, 1, i == 0 && C > 0};
         prev = enc_hidden[i];
     }
-    m->layers[l++] = (vf_vae_layer){prev, 2 * latent, 0, 0, 0};
-    prev = latent;
+    m->layers[l] = (vf_vae_layer){prev, 2 * latent, 0, 0, 0, n_enc == 0 && C > 0};
+    ++l;
+    prev = latent + C;
     for (int i = 0; i < n_dec; ++i, ++l) {
-        m->layers[l] = (vf_vae_layer){prev, dec_hidden[i], 0, 0, 1};
+        m->layers[l] = (vf_vae_layer){prev, dec_hidden[i], 0, 0, 1, i == 0 && C > 0};
         prev = dec_hidden[i];
     }
-    m->layers[l++] = (vf_vae_layer){prev, n_features, 0, 0, 0};
+    const int sample_var = variance == VF_VARIANCE_SAMPLE;
+    m->layers[l] = (vf_vae_layer){prev, sample_var ? 2 * n_features : n_features, 0, 0, 0,
+                                  n_dec == 0 && C > 0};
 
     /* contiguous parameters: W then b, layer after layer (no padding, so the
-     * buffer is exactly the concatenation Python reads and writes) */
+     * buffer is exactly the concatenation Python reads and writes), then the
+     * per-feature likelihood parameters if any. The output layer's result
+     * lives in the ping-pong buffers of decode when only half of it is the
+     * mean (variance SAMPLE), so it then counts towards max_width. */
     int64_t off = 0;
     for (l = 0; l < m->n_layers; ++l) {
         vf_vae_layer *L = &m->layers[l];
-        if (L->out > m->max_width && l != m->n_layers - 1)
+        if (L->out > m->max_width && (l != m->n_layers - 1 || sample_var))
             m->max_width = L->out;
         if (L->in > (INT64_MAX / 8) / (L->out + 1) || off > INT64_MAX / 8 - L->in * L->out - L->out) {
             vf_vae_destroy(m);
@@ -163,6 +186,11 @@ int vf_vae_create(int64_t n_features, int n_enc, const int64_t *enc_hidden,
         off += L->in * L->out;
         L->b = off;
         off += L->out;
+    }
+    m->extra = -1;
+    if (likelihood == VF_LIKELIHOOD_NEGBIN || variance == VF_VARIANCE_FEATURE) {
+        m->extra = off;
+        off += n_features;
     }
     m->n_params = off;
     m->params = alloc_floats(off);
@@ -174,6 +202,31 @@ int vf_vae_create(int64_t n_features, int n_enc, const int64_t *enc_hidden,
         return VF_ERR_NOMEM;
     }
     *out = m;
+    return VF_OK;
+}
+
+int vf_vae_create(int64_t n_features, int n_enc, const int64_t *enc_hidden,
+                  int n_dec, const int64_t *dec_hidden, int64_t latent,
+                  int likelihood, float beta, vf_vae **out)
+{
+    if (likelihood != VF_LIKELIHOOD_BERNOULLI && likelihood != VF_LIKELIHOOD_GAUSSIAN)
+        return VF_ERR_ARG;
+    vf_vae_config cfg = {n_features, 0, latent, n_enc, enc_hidden, n_dec, dec_hidden,
+                         likelihood, VF_VARIANCE_UNIT, beta};
+    return vf_vae_create_config(&cfg, out);
+}
+
+int vf_vae_layer_info(const vf_vae *m, int l, int64_t info[4])
+{
+    if (!m || !info)
+        return VF_ERR_NULL;
+    if (l < 0 || l >= m->n_layers)
+        return VF_ERR_ARG;
+    const vf_vae_layer *L = &m->layers[l];
+    info[0] = L->in;
+    info[1] = L->out;
+    info[2] = L->w;
+    info[3] = L->b;
     return VF_OK;
 }
 
@@ -202,19 +255,25 @@ int vf_vae_reserve(vf_vae *m, int64_t B)
     if (B <= m->cap)
         return VF_OK;
     /* layout: act[l] (B×out_l) for every layer, logvar, z (B×Z),
-     * dout (B×D), d1, d2 (B×max_width), recon, kl (B), xbatch (B×D) */
+     * dout (B×out_last), d1, d2 (B×max_width), recon, kl (B), xbatch (B×D),
+     * dlik (B×D), xenc (B×D), cbatch (B×C), sbatch (B) */
+    const int64_t out_last = m->layers[m->n_layers - 1].out;
     int64_t total = 0;
     int st = VF_OK;
     for (int l = 0; l < m->n_layers && st == VF_OK; ++l)
         st = add_mul(&total, B, m->layers[l].out);
     if (st == VF_OK) st = add_mul(&total, B, m->Z);
     if (st == VF_OK) st = add_mul(&total, B, m->Z);
-    if (st == VF_OK) st = add_mul(&total, B, m->D);
+    if (st == VF_OK) st = add_mul(&total, B, out_last);
     if (st == VF_OK) st = add_mul(&total, B, m->max_width);
     if (st == VF_OK) st = add_mul(&total, B, m->max_width);
     if (st == VF_OK) st = add_mul(&total, B, 1);
     if (st == VF_OK) st = add_mul(&total, B, 1);
     if (st == VF_OK) st = add_mul(&total, B, m->D);
+    if (st == VF_OK) st = add_mul(&total, B, m->D);
+    if (st == VF_OK) st = add_mul(&total, B, m->D);
+    if (st == VF_OK) st = add_mul(&total, B, m->C);
+    if (st == VF_OK) st = add_mul(&total, B, 1);
     if (st != VF_OK)
         return st;
     if ((uint64_t)total > SIZE_MAX / sizeof(float))
@@ -232,13 +291,22 @@ int vf_vae_reserve(vf_vae *m, int64_t B)
     }
     m->logvar = p; p += round_up(B * m->Z);
     m->z = p;      p += round_up(B * m->Z);
-    m->dout = p;   p += round_up(B * m->D);
+    m->dout = p;   p += round_up(B * out_last);
     m->d1 = p;     p += round_up(B * m->max_width);
     m->d2 = p;     p += round_up(B * m->max_width);
     m->recon = p;  p += round_up(B);
     m->kl = p;     p += round_up(B);
-    m->xbatch = p;
+    m->xbatch = p; p += round_up(B * m->D);
+    m->dlik = p;   p += round_up(B * m->D);
+    m->xenc = p;   p += round_up(B * m->D);
+    m->cbatch = p; p += round_up(B * m->C);
+    m->sbatch = p;
     return VF_OK;
+}
+
+static int counts_model(const vf_vae *m)
+{
+    return m->likelihood == VF_LIKELIHOOD_POISSON || m->likelihood == VF_LIKELIHOOD_NEGBIN;
 }
 
 int64_t vf_vae_infer_work_size(const vf_vae *m, int64_t B)
@@ -248,7 +316,42 @@ int64_t vf_vae_infer_work_size(const vf_vae *m, int64_t B)
     int64_t total = 0;
     if (add_mul(&total, B, m->max_width) != VF_OK || add_mul(&total, B, m->max_width) != VF_OK)
         return -1;
+    if (counts_model(m) && add_mul(&total, B, m->D) != VF_OK) /* log1p(X), after bufA, bufB */
+        return -1;
     return total;
+}
+
+/* buf (rows×D) <- log(1 + X) (ldx), row range [lo, hi). */
+typedef struct log1p_call {
+    int64_t D;
+    const float *X;
+    int64_t ldx;
+    float *buf;
+} log1p_call;
+
+static int64_t log1p_rows(const void *ctx, int64_t lo, int64_t hi)
+{
+    const log1p_call *c = ctx;
+    for (int64_t i = lo; i < hi; ++i)
+        for (int64_t j = 0; j < c->D; ++j) /* glibc's log1pf is 3x slower */
+            c->buf[i * c->D + j] = logf(1.0f + c->X[i * c->ldx + j]);
+    return 0;
+}
+
+/* The encoder reads log(1 + x) for the count likelihoods: raw counts spanning
+ * orders of magnitude would blow up the first layer's activations (the
+ * decoder still models x itself). Returns X itself otherwise. buf: B×D. */
+static const float *encoder_input(const vf_vae *m, int64_t B, const float *X, int64_t ldx,
+                                  float *buf, int64_t *ld_out)
+{
+    *ld_out = ldx;
+    if (!counts_model(m))
+        return X;
+    const int64_t D = m->D;
+    const log1p_call c = {D, X, ldx, buf};
+    vf_split_range(B, vf_threads_for(B * D, 65536), log1p_rows, &c);
+    *ld_out = D;
+    return buf;
 }
 
 /* Copy mu and clamp the raw logvar of a head output H (B×2Z, ldh). */
@@ -268,12 +371,31 @@ static void split_head(int64_t B, int64_t Z, const float *H, int64_t ldh,
     }
 }
 
+/* Y (B×out, ldy) = act(x·W + b) for layer L on x (B×in, ldx); a cond layer
+ * reads [x | c] as two products into Y: c (B×C, ldc)·W[in−C:] first (K = C,
+ * small), then x·W[:in−C] accumulated, bias and ReLU in its epilogue. */
+static int layer_forward(const vf_vae *m, const vf_vae_layer *L, int64_t B,
+                         const float *x, int64_t ldx, const float *c, int64_t ldc,
+                         float *Y, int64_t ldy)
+{
+    const float *W = m->params + L->w, *b = m->params + L->b;
+    const int act = L->relu ? VF_ACT_RELU : VF_ACT_NONE;
+    if (!L->cond)
+        return vf_linear_forward(B, L->out, L->in, x, ldx, W, L->out, b, act, Y, ldy);
+    const int64_t kx = L->in - m->C;
+    int st = vf_matmul(0, 0, B, L->out, m->C, c, ldc, W + kx * L->out, L->out, Y, ldy, 0);
+    if (st != VF_OK)
+        return st;
+    return vf_linear_forward_acc(B, L->out, kx, x, ldx, W, L->out, b, act, Y, ldy);
+}
+
 /* Run layers [first, last] on X (B×in, ldx), ping-ponging through bufA/bufB
  * (B×max_width each); the final layer writes into out (ldo) if out != NULL,
- * else into the next ping-pong buffer, returned in *res. */
+ * else into the next ping-pong buffer, returned in *res. c (B×C, ldc): the
+ * conditions, for a cond layer. */
 static int run_layers(const vf_vae *m, int first, int last, int64_t B,
-                      const float *X, int64_t ldx, float *bufA, float *bufB,
-                      float *out, int64_t ldo, const float **res)
+                      const float *X, int64_t ldx, const float *c, int64_t ldc,
+                      float *bufA, float *bufB, float *out, int64_t ldo, const float **res)
 {
     const float *cur = X;
     int64_t ld = ldx;
@@ -281,9 +403,7 @@ static int run_layers(const vf_vae *m, int first, int last, int64_t B,
         const vf_vae_layer *L = &m->layers[l];
         float *dst = (l == last && out) ? out : ((l - first) % 2 == 0 ? bufA : bufB);
         int64_t ldd = (l == last && out) ? ldo : L->out;
-        int st = vf_linear_forward(B, L->out, L->in, cur, ld, m->params + L->w, L->out,
-                                   m->params + L->b, L->relu ? VF_ACT_RELU : VF_ACT_NONE,
-                                   dst, ldd);
+        int st = layer_forward(m, L, B, cur, ld, c, ldc, dst, ldd);
         if (st != VF_OK)
             return st;
         cur = dst;
@@ -294,13 +414,33 @@ static int run_layers(const vf_vae *m, int first, int last, int64_t B,
     return VF_OK;
 }
 
+/* The side inputs r agree with the model: c given (ldc >= C) iff C > 0,
+ * size factors only for the count likelihoods. */
+static int check_rows_arg(const vf_vae *m, const vf_vae_rows *r)
+{
+    const float *c = r ? r->c : NULL;
+    if ((m->C > 0) != (c != NULL) || (c && r->ldc < m->C))
+        return VF_ERR_ARG;
+    if (r && r->size_factors && m->likelihood != VF_LIKELIHOOD_POISSON &&
+        m->likelihood != VF_LIKELIHOOD_NEGBIN)
+        return VF_ERR_ARG;
+    return VF_OK;
+}
+
 int vf_vae_encode(const vf_vae *m, int64_t B, const float *X, int64_t ldx,
                   float *mu, int64_t ldmu, float *logvar, int64_t ldlv,
                   float *work)
 {
+    return vf_vae_encode_rows(m, B, X, ldx, NULL, mu, ldmu, logvar, ldlv, work);
+}
+
+int vf_vae_encode_rows(const vf_vae *m, int64_t B, const float *X, int64_t ldx,
+                       const vf_vae_rows *r, float *mu, int64_t ldmu, float *logvar,
+                       int64_t ldlv, float *work)
+{
     if (!m || (B > 0 && (!X || !mu || !logvar || !work)))
         return VF_ERR_NULL;
-    if (B < 0 || ldx < m->D || ldmu < m->Z || ldlv < m->Z)
+    if (B < 0 || ldx < m->D || ldmu < m->Z || ldlv < m->Z || check_rows_arg(m, r) != VF_OK)
         return VF_ERR_ARG;
     if (B == 0)
         return VF_OK;
@@ -308,7 +448,10 @@ int vf_vae_encode(const vf_vae *m, int64_t B, const float *X, int64_t ldx,
         return VF_ERR_OVERFLOW;
     float *bufA = work, *bufB = work + round_up(B * m->max_width);
     const float *H;
-    int st = run_layers(m, 0, m->n_enc, B, X, ldx, bufA, bufB, NULL, 0, &H);
+    int64_t ld_in;
+    const float *in = encoder_input(m, B, X, ldx, bufB + round_up(B * m->max_width), &ld_in);
+    int st = run_layers(m, 0, m->n_enc, B, in, ld_in, r ? r->c : NULL, r ? r->ldc : 0, bufA,
+                        bufB, NULL, 0, &H);
     if (st != VF_OK)
         return st;
     split_head(B, m->Z, H, 2 * m->Z, mu, ldmu, logvar, ldlv);
@@ -321,40 +464,73 @@ static float stable_sigmoid(float a)
     return a >= 0 ? 1.0f / (1.0f + e) : e / (1.0f + e);
 }
 
-typedef struct sigmoid_call {
-    int64_t D;
-    float *out;
-    int64_t ldo;
-} sigmoid_call;
-
-static int64_t sigmoid_rows(const void *ctx, int64_t lo, int64_t hi)
-{
-    const sigmoid_call *c = ctx;
-    for (int64_t i = lo; i < hi; ++i)
-        for (int64_t j = 0; j < c->D; ++j)
-            c->out[i * c->ldo + j] = stable_sigmoid(c->out[i * c->ldo + j]);
-    return 0;
-}
-
 int vf_vae_decode(const vf_vae *m, int64_t B, const float *z, int64_t ldz,
                   int mean, float *out, int64_t ldo, float *work)
 {
+    return vf_vae_decode_rows(m, B, z, ldz, NULL, mean, out, ldo, work);
+}
+
+/* out (B×D, ldo) <- the mean of p(x|z) from the output layer's values y
+ * (B×D, ldy; may be out itself), row range [lo, hi). */
+typedef struct output_mean_call {
+    const vf_vae *m;
+    const float *y;
+    int64_t ldy;
+    const float *s; /* size factors (B) or NULL */
+    float *out;
+    int64_t ldo;
+} output_mean_call;
+
+static int64_t output_mean_rows(const void *ctx, int64_t lo, int64_t hi)
+{
+    const output_mean_call *c = ctx;
+    const int64_t D = c->m->D;
+    const int lik = c->m->likelihood;
+    for (int64_t i = lo; i < hi; ++i) {
+        const float scale = c->s ? c->s[i] : 1.0f;
+        for (int64_t j = 0; j < D; ++j) {
+            float v = c->y[i * c->ldy + j];
+            c->out[i * c->ldo + j] = lik == VF_LIKELIHOOD_BERNOULLI ? stable_sigmoid(v)
+                                   : lik == VF_LIKELIHOOD_GAUSSIAN ? v
+                                   : scale * expf(fminf(v, VF_POISSON_LOGRATE_MAX));
+        }
+    }
+    return 0;
+}
+
+static void output_mean(const vf_vae *m, int64_t B, const float *y, int64_t ldy,
+                        const float *s, float *out, int64_t ldo)
+{
+    const output_mean_call c = {m, y, ldy, s, out, ldo};
+    vf_split_range(B, vf_threads_for(B * m->D, 65536), output_mean_rows, &c);
+}
+
+int vf_vae_decode_rows(const vf_vae *m, int64_t B, const float *z, int64_t ldz,
+                       const vf_vae_rows *r, int mean, float *out, int64_t ldo,
+                       float *work)
+{
     if (!m || (B > 0 && (!z || !out || !work)))
         return VF_ERR_NULL;
-    if (B < 0 || ldz < m->Z || ldo < m->D || (mean != 0 && mean != 1))
+    const int64_t width = mean ? m->D : m->layers[m->n_layers - 1].out;
+    if (B < 0 || ldz < m->Z || ldo < width || (mean != 0 && mean != 1) ||
+        check_rows_arg(m, r) != VF_OK)
         return VF_ERR_ARG;
     if (B == 0)
         return VF_OK;
     if (vf_vae_infer_work_size(m, B) < 0)
         return VF_ERR_OVERFLOW;
     float *bufA = work, *bufB = work + round_up(B * m->max_width);
-    int st = run_layers(m, m->n_enc + 1, m->n_layers - 1, B, z, ldz, bufA, bufB, out, ldo, NULL);
+    /* with variance SAMPLE the mean is half of the output layer: compute it
+     * in the workspace and copy that half */
+    const int via_work = mean && m->variance == VF_VARIANCE_SAMPLE;
+    const float *y = out;
+    int st = run_layers(m, m->n_enc + 1, m->n_layers - 1, B, z, ldz, r ? r->c : NULL,
+                        r ? r->ldc : 0, bufA, bufB, via_work ? NULL : out, ldo, &y);
     if (st != VF_OK)
         return st;
-    if (mean && m->likelihood == VF_LIKELIHOOD_BERNOULLI) {
-        const sigmoid_call c = {m->D, out, ldo};
-        vf_split_range(B, vf_threads_for(B * m->D, 65536), sigmoid_rows, &c);
-    }
+    if (mean && (m->likelihood != VF_LIKELIHOOD_GAUSSIAN || via_work))
+        output_mean(m, B, y, via_work ? 2 * m->D : ldo, r ? r->size_factors : NULL, out,
+                    ldo);
     return VF_OK;
 }
 
@@ -408,26 +584,111 @@ static int backward_layer(const vf_vae_layer *L, int64_t B, const float *x, int6
     return st_w != VF_OK ? st_w : st_x;
 }
 
-/* Forward and backward for B rows; fills grads, recon, kl; *loss_sum =
- * Σ_i recon_i + beta·kl_i in double (row order, so thread-count free). */
-static int forward_backward(vf_vae *m, int64_t B, const float *X,
-                            const float *eps, uint64_t seed, uint64_t step,
-                            float kl_weight, double *mean_loss,
+/* backward_layer for a layer whose input may be [x | c]: x's part as usual
+ * (dx is d·W[:in−C]ᵀ, the gradient w.r.t. c is not needed), then
+ * dW[in−C:] (C×out) = cᵀ·d (overwrite). */
+static int backward_any_layer(const vf_vae *m, const vf_vae_layer *L, int64_t B,
+                              const float *x, int64_t ldx, const float *c, int64_t ldc,
+                              const float *d, const float *mask, float *dx)
+{
+    const float *W = m->params + L->w;
+    float *dW = m->grads + L->w, *db = m->grads + L->b;
+    if (!L->cond)
+        return backward_layer(L, B, x, ldx, d, W, dW, db, mask, dx);
+    vf_vae_layer Lx = *L;
+    Lx.in = L->in - m->C;
+    int st = backward_layer(&Lx, B, x, ldx, d, W, dW, db, mask, dx);
+    if (st != VF_OK)
+        return st;
+    return vf_linear_backward_weight_checked(B, L->out, m->C, c, ldc, d, L->out, NULL, 0,
+                                             dW + Lx.in * L->out, L->out, NULL, 0);
+}
+
+/* g (N) = column sums of d (B×N, contiguous), rows in order (thread-count
+ * free: threads own blocks of 256 columns); VF_ERR_NONFINITE if any is NaN/Inf. */
+typedef struct column_sums_call {
+    int64_t B, N;
+    const float *d;
+    float *g;
+} column_sums_call;
+
+static int64_t column_sum_blocks(const void *ctx, int64_t lo, int64_t hi)
+{
+    const column_sums_call *c = ctx;
+    int64_t bad = 0;
+    for (int64_t j0 = lo * 256; j0 < hi * 256 && j0 < c->N; j0 += 256) {
+        const int64_t j1 = c->N - j0 < 256 ? c->N : j0 + 256;
+        for (int64_t j = j0; j < j1; ++j)
+            c->g[j] = 0.0f;
+        for (int64_t i = 0; i < c->B; ++i)
+            for (int64_t j = j0; j < j1; ++j)
+                c->g[j] += c->d[i * c->N + j];
+        for (int64_t j = j0; j < j1; ++j)
+            bad |= !isfinite(c->g[j]);
+    }
+    return bad;
+}
+
+static int column_sums(int64_t B, int64_t N, const float *d, float *g)
+{
+    const column_sums_call c = {B, N, d, g};
+    const int64_t blocks = (N + 255) / 256;
+    return vf_split_range(blocks, vf_threads_for(B * N, 262144), column_sum_blocks, &c)
+               ? VF_ERR_NONFINITE : VF_OK;
+}
+
+/* recon (B) and dout (B×out_last) = the likelihood's loss and its gradient
+ * w.r.t. the output layer (scaled by `scale`), for targets X (B×D) and size
+ * factors s (B or NULL); the per-feature parameters' gradient goes to grads. */
+static int likelihood_loss(vf_vae *m, int64_t B, const float *X, const float *s,
+                           float scale)
+{
+    const int64_t D = m->D;
+    const float *y = m->act[m->n_layers - 1];
+    float *g_extra = m->extra >= 0 ? m->grads + m->extra : NULL;
+    const float *p_extra = m->extra >= 0 ? m->params + m->extra : NULL;
+    int st;
+    switch (m->likelihood) {
+    case VF_LIKELIHOOD_BERNOULLI:
+        return vf_bernoulli_loss(B, D, y, D, X, D, m->recon, m->dout, D, scale);
+    case VF_LIKELIHOOD_POISSON:
+        return vf_poisson_loss(B, D, y, D, X, D, s, m->recon, m->dout, D, scale);
+    case VF_LIKELIHOOD_NEGBIN:
+        st = vf_negbin_loss(B, D, y, D, X, D, s, p_extra, m->recon, m->dout, D, m->dlik, D,
+                            scale);
+        return st != VF_OK ? st : column_sums(B, D, m->dlik, g_extra);
+    default: /* Gaussian */
+        if (m->variance == VF_VARIANCE_UNIT)
+            return vf_gaussian_loss(B, D, y, D, X, D, m->recon, m->dout, D, scale);
+        if (m->variance == VF_VARIANCE_SAMPLE) /* y = [mean | logvar] (B×2D) */
+            return vf_gaussian_var_loss(B, D, y, 2 * D, X, D, y + D, 2 * D, m->recon, m->dout,
+                                        2 * D, m->dout + D, 2 * D, scale);
+        st = vf_gaussian_var_loss(B, D, y, D, X, D, p_extra, 0, m->recon, m->dout, D, m->dlik,
+                                  D, scale);
+        return st != VF_OK ? st : column_sums(B, D, m->dlik, g_extra);
+    }
+}
+
+/* Forward and backward for B rows (c: B×C, ldc, or NULL; s: B or NULL); fills
+ * grads, recon, kl; *mean_loss = Σ_i recon_i + beta·kl_i / B in double (row
+ * order, so thread-count free). */
+static int forward_backward(vf_vae *m, int64_t B, const float *X, const float *c,
+                            int64_t ldc, const float *s, const float *eps, uint64_t seed,
+                            uint64_t step, float kl_weight, double *mean_loss,
                             double *mean_recon, double *mean_kl)
 {
     const int64_t D = m->D, Z = m->Z;
     const int E = m->n_enc, last = m->n_layers - 1;
     const vf_vae_layer *LY = m->layers;
-    float *P = m->params, *G = m->grads;
     int st;
 
     /* ---- forward: encoder and head */
-    const float *in = X;
-    int64_t ldin = D;
+    int64_t ldin, ldx0;
+    const float *x0 = encoder_input(m, B, X, D, m->xenc, &ldx0); /* layer 0's input */
+    const float *in = x0;
+    ldin = ldx0;
     for (int l = 0; l <= E; ++l) {
-        st = vf_linear_forward(B, LY[l].out, LY[l].in, in, ldin, P + LY[l].w, LY[l].out,
-                               P + LY[l].b, LY[l].relu ? VF_ACT_RELU : VF_ACT_NONE,
-                               m->act[l], LY[l].out);
+        st = layer_forward(m, &LY[l], B, in, ldin, c, ldc, m->act[l], LY[l].out);
         if (st != VF_OK)
             return st;
         in = m->act[l];
@@ -442,9 +703,7 @@ static int forward_backward(vf_vae *m, int64_t B, const float *X,
     in = m->z;
     ldin = Z;
     for (int l = E + 1; l <= last; ++l) {
-        st = vf_linear_forward(B, LY[l].out, LY[l].in, in, ldin, P + LY[l].w, LY[l].out,
-                               P + LY[l].b, LY[l].relu ? VF_ACT_RELU : VF_ACT_NONE,
-                               m->act[l], LY[l].out);
+        st = layer_forward(m, &LY[l], B, in, ldin, c, ldc, m->act[l], LY[l].out);
         if (st != VF_OK)
             return st;
         in = m->act[l];
@@ -452,10 +711,7 @@ static int forward_backward(vf_vae *m, int64_t B, const float *X,
     }
     /* ---- loss and dL/d(out), scaled by 1/B for the batch mean */
     const float scale = 1.0f / (float)B;
-    if (m->likelihood == VF_LIKELIHOOD_BERNOULLI)
-        st = vf_bernoulli_loss(B, D, m->act[last], D, X, D, m->recon, m->dout, D, scale);
-    else
-        st = vf_gaussian_loss(B, D, m->act[last], D, X, D, m->recon, m->dout, D, scale);
+    st = likelihood_loss(m, B, X, s, scale);
     if (st != VF_OK)
         return st;
     double sr = 0.0, sk = 0.0;
@@ -479,8 +735,7 @@ static int forward_backward(vf_vae *m, int64_t B, const float *X,
         int64_t ldx = (l == E + 1) ? Z : LY[l].in;
         /* dL/d(input); masked by the input's ReLU unless the input is z */
         const float *mask = (l == E + 1) ? NULL : m->act[l - 1];
-        st = backward_layer(&LY[l], B, x, ldx, d, P + LY[l].w, G + LY[l].w, G + LY[l].b,
-                            mask, spare);
+        st = backward_any_layer(m, &LY[l], B, x, ldx, c, ldc, d, mask, spare);
         if (st != VF_OK)
             return st;
         d = spare;
@@ -503,10 +758,10 @@ static int forward_backward(vf_vae *m, int64_t B, const float *X,
     { float *t = spare; spare = other; other = t; }
     /* ---- backward: head and encoder (no gradient w.r.t. X) */
     for (int l = E; l >= 0; --l) {
-        const float *x = (l == 0) ? X : m->act[l - 1];
-        int64_t ldx = (l == 0) ? D : LY[l].in;
-        st = backward_layer(&LY[l], B, x, ldx, d, P + LY[l].w, G + LY[l].w, G + LY[l].b,
-                            l > 0 ? m->act[l - 1] : NULL, l > 0 ? spare : NULL);
+        const float *x = (l == 0) ? x0 : m->act[l - 1];
+        int64_t ldx = (l == 0) ? ldx0 : LY[l].in;
+        st = backward_any_layer(m, &LY[l], B, x, ldx, c, ldc, d,
+                                l > 0 ? m->act[l - 1] : NULL, l > 0 ? spare : NULL);
         if (st != VF_OK)
             return st;
         if (l == 0)
@@ -526,14 +781,24 @@ int vf_vae_loss_and_grad(vf_vae *m, int64_t B, const float *X,
                          float kl_weight, float *recon, float *kl,
                          double *loss)
 {
+    return vf_vae_loss_and_grad_rows(m, B, X, NULL, eps, seed, step, kl_weight, recon, kl,
+                                     loss);
+}
+
+int vf_vae_loss_and_grad_rows(vf_vae *m, int64_t B, const float *X, const vf_vae_rows *r,
+                              const float *eps, uint64_t seed, uint64_t step,
+                              float kl_weight, float *recon, float *kl, double *loss)
+{
     if (!m || !X)
         return VF_ERR_NULL;
-    if (B < 1 || !isfinite(kl_weight) || kl_weight < 0)
+    if (B < 1 || !isfinite(kl_weight) || kl_weight < 0 || check_rows_arg(m, r) != VF_OK)
         return VF_ERR_ARG;
     int st = vf_vae_reserve(m, B);
     if (st != VF_OK)
         return st;
-    st = forward_backward(m, B, X, eps, seed, step, kl_weight, loss, NULL, NULL);
+    st = forward_backward(m, B, X, r ? r->c : NULL, r ? r->ldc : 0,
+                          r ? r->size_factors : NULL, eps, seed, step, kl_weight, loss, NULL,
+                          NULL);
     if (st == VF_OK || st == VF_ERR_NONFINITE) {
         if (recon) memcpy(recon, m->recon, (size_t)B * sizeof(float));
         if (kl) memcpy(kl, m->kl, (size_t)B * sizeof(float));
@@ -541,10 +806,12 @@ int vf_vae_loss_and_grad(vf_vae *m, int64_t B, const float *X,
     return st;
 }
 
-int vf_vae_train_step(vf_vae *m, int64_t B, const float *X, uint64_t seed,
-                      uint64_t step, float lr, float beta1, float beta2,
-                      float adam_eps, float weight_decay, int optimizer,
-                      float kl_weight, double *out3)
+/* One training step on contiguous X (B×D) with conditions c (B×C, ldc) and
+ * size factors s (B), both may be NULL (checked by the callers). */
+static int train_step_rows(vf_vae *m, int64_t B, const float *X, const float *c,
+                           int64_t ldc, const float *s, uint64_t seed, uint64_t step,
+                           float lr, float beta1, float beta2, float adam_eps,
+                           float weight_decay, int optimizer, float kl_weight, double *out3)
 {
     if (!m || !X)
         return VF_ERR_NULL;
@@ -563,7 +830,7 @@ int vf_vae_train_step(vf_vae *m, int64_t B, const float *X, uint64_t seed,
     if (st != VF_OK)
         return st;
     double l = 0, r = 0, k = 0;
-    st = forward_backward(m, B, X, NULL, seed, step, kl_weight, &l, &r, &k);
+    st = forward_backward(m, B, X, c, ldc, s, NULL, seed, step, kl_weight, &l, &r, &k);
     if (out3) {
         out3[0] = l;
         out3[1] = r;
@@ -598,28 +865,57 @@ static int64_t gather_rows(const void *ctx, int64_t lo, int64_t hi)
     return 0;
 }
 
+int vf_vae_train_step(vf_vae *m, int64_t B, const float *X, uint64_t seed,
+                      uint64_t step, float lr, float beta1, float beta2,
+                      float adam_eps, float weight_decay, int optimizer,
+                      float kl_weight, double *out3)
+{
+    if (m && m->C > 0)
+        return VF_ERR_ARG; /* a conditional model needs c: vf_vae_train_steps_rows */
+    return train_step_rows(m, B, X, NULL, 0, NULL, seed, step, lr, beta1, beta2, adam_eps,
+                           weight_decay, optimizer, kl_weight, out3);
+}
+
 int vf_vae_train_steps(vf_vae *m, int64_t n, const float *X, int64_t ldx,
                        const int64_t *order, int64_t batch, int64_t first_batch,
                        int64_t n_steps, uint64_t seed, uint64_t step0, float lr,
                        float beta1, float beta2, float adam_eps, float weight_decay,
                        int optimizer, float kl_weight, double *sums3, int64_t *done)
 {
+    return vf_vae_train_steps_rows(m, n, X, ldx, NULL, order, batch, first_batch, n_steps,
+                                   seed, step0, lr, beta1, beta2, adam_eps, weight_decay,
+                                   optimizer, kl_weight, sums3, done);
+}
+
+int vf_vae_train_steps_rows(vf_vae *m, int64_t n, const float *X, int64_t ldx,
+                            const vf_vae_rows *r, const int64_t *order, int64_t batch,
+                            int64_t first_batch, int64_t n_steps, uint64_t seed,
+                            uint64_t step0, float lr, float beta1, float beta2,
+                            float adam_eps, float weight_decay, int optimizer,
+                            float kl_weight, double *sums3, int64_t *done)
+{
     if (!done)
         return VF_ERR_NULL;
     *done = 0;
     if (!m || !X || !sums3)
         return VF_ERR_NULL;
-    if (n < 1 || batch < 1 || first_batch < 0 || n_steps < 0 || ldx < m->D)
+    if (n < 1 || batch < 1 || first_batch < 0 || n_steps < 0 || ldx < m->D ||
+        check_rows_arg(m, r) != VF_OK)
         return VF_ERR_ARG;
     if (first_batch > (n - 1) / batch || n_steps > (n - 1) / batch + 1 - first_batch)
         return VF_ERR_ARG; /* every step must start inside X */
     int st = vf_vae_reserve(m, batch);
     if (st != VF_OK)
         return st;
-    const int64_t D = m->D;
+    const int64_t D = m->D, C = m->C;
+    const float *c = r ? r->c : NULL, *s = r ? r->size_factors : NULL;
+    const int64_t ldc = r ? r->ldc : 0;
     for (int64_t k = 0; k < n_steps; ++k) {
         const int64_t r0 = (first_batch + k) * batch;
         const int64_t rows = n - r0 < batch ? n - r0 : batch;
+        const float *xb = X + r0 * ldx;
+        const float *cb = c ? c + r0 * ldc : NULL, *sb = s ? s + r0 : NULL;
+        int64_t ldcb = ldc;
         if (order)
             for (int64_t i = 0; i < rows; ++i)
                 if (order[r0 + i] < 0 || order[r0 + i] >= n)
@@ -628,15 +924,25 @@ int vf_vae_train_steps(vf_vae *m, int64_t n, const float *X, int64_t ldx,
          * The tuner picks this step's thread count (threads.h). */
         vf_rwlock_lock(&m->lock, 1);
         vf_tuner_begin(&m->tuner, rows);
-        const float *xb = X + r0 * ldx;
         if (order || ldx != D) {
-            const gather_call c = {D, X, ldx, order ? order + r0 : NULL, r0, m->xbatch};
-            vf_split_range(rows, vf_threads_for(rows * D, 262144), gather_rows, &c);
+            const gather_call g = {D, X, ldx, order ? order + r0 : NULL, r0, m->xbatch};
+            vf_split_range(rows, vf_threads_for(rows * D, 262144), gather_rows, &g);
             xb = m->xbatch;
         }
+        if (order && c) {
+            const gather_call g = {C, c, ldc, order + r0, r0, m->cbatch};
+            vf_split_range(rows, vf_threads_for(rows * C, 262144), gather_rows, &g);
+            cb = m->cbatch;
+            ldcb = C;
+        }
+        if (order && s) {
+            const gather_call g = {1, s, 1, order + r0, r0, m->sbatch};
+            vf_split_range(rows, 1, gather_rows, &g);
+            sb = m->sbatch;
+        }
         double out3[3];
-        st = vf_vae_train_step(m, rows, xb, seed, step0 + (uint64_t)k, lr, beta1, beta2,
-                               adam_eps, weight_decay, optimizer, kl_weight, out3);
+        st = train_step_rows(m, rows, xb, cb, ldcb, sb, seed, step0 + (uint64_t)k, lr, beta1,
+                             beta2, adam_eps, weight_decay, optimizer, kl_weight, out3);
         vf_tuner_end(&m->tuner, rows);
         vf_rwlock_unlock(&m->lock);
         if (st != VF_OK)

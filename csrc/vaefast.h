@@ -79,6 +79,15 @@ int vf_linear_forward(int64_t M, int64_t N, int64_t K,
                       const float *b, int act,
                       float *Y, int64_t ldy);
 
+/* Y (M×N, ldy) = act(Y + X (M×K, ldx) · W (K×N, ldw) + b (N)): as
+ * vf_linear_forward, but accumulating into Y (bias and activation once, in
+ * the epilogue). */
+int vf_linear_forward_acc(int64_t M, int64_t N, int64_t K,
+                          const float *X, int64_t ldx,
+                          const float *W, int64_t ldw,
+                          const float *b, int act,
+                          float *Y, int64_t ldy);
+
 /* dX (M×K, lddx) = (dY (M×N, lddy) · Wᵀ) ⊙ [mask > 0]
  * W (K×N, ldw) is the forward weight; mask (M×K, ldm) is the forward output
  * of the previous ReLU layer, or NULL for no mask. Overwrites dX. */
@@ -195,6 +204,46 @@ int vf_gaussian_loss(int64_t M, int64_t N,
                      const float *x, int64_t ldx,
                      float *loss, float *dy, int64_t ldd, float scale);
 
+/* Count and learned-variance likelihoods (csrc/likelihood.c): the full
+ * negative log-probability per row, summed over N features, and its gradient,
+ * in one pass. size_factors (M, > 0) or NULL (all 1) scale the mean: for row
+ * i, mean = size_factors[i]·exp(out). Outputs may each be NULL; all are
+ * overwritten. Counts x need not be integers (lgamma(x + 1) is used).
+ *
+ * Poisson, log-rate eta = min(out + log s, VF_POISSON_LOGRATE_MAX):
+ *   loss[i] = Σ_j exp(eta) − x·eta + lgamma(x + 1);  dout = scale·(exp(eta) − x) */
+#define VF_POISSON_LOGRATE_MAX (30.0f)
+int vf_poisson_loss(int64_t M, int64_t N, const float *out, int64_t ldo,
+                    const float *x, int64_t ldx, const float *size_factors,
+                    float *loss, float *dout, int64_t ldd, float scale);
+
+/* Negative binomial with mean μ = s·exp(out) and per-feature inverse
+ * dispersion θ = exp(ρ), ρ = log_theta (N) clamped to [VF_LOG_THETA_MIN,
+ * VF_LOG_THETA_MAX] (variance μ + μ²/θ):
+ *   loss[i] = Σ_j −lgamma(x+θ) + lgamma(θ) + lgamma(x+1) + θ·softplus(a) + x·softplus(−a),
+ *             a = log μ − ρ
+ *   dout    = scale·((x + θ)·sigmoid(a) − x)
+ *   dlog_theta (M×N, lddt) = scale·∂loss/∂ρ per element (zero where ρ is
+ *             clamped and descent would push it further out). */
+#define VF_LOG_THETA_MIN (-20.0f)
+#define VF_LOG_THETA_MAX (20.0f)
+int vf_negbin_loss(int64_t M, int64_t N, const float *out, int64_t ldo,
+                   const float *x, int64_t ldx, const float *size_factors,
+                   const float *log_theta, float *loss, float *dout, int64_t ldd,
+                   float *dlog_theta, int64_t lddt, float scale);
+
+/* Gaussian with learned log-variance v = max(logvar, VF_GAUSS_LOGVAR_MIN):
+ * logvar (M×N, ldlv), or with ldlv == 0 one row (N) shared by all rows.
+ *   loss[i] = Σ_j 0.5·((y − x)²·exp(−v) + v + log(2π))
+ *   dy      = scale·(y − x)·exp(−v)
+ *   dlogvar = scale·0.5·(1 − (y − x)²·exp(−v)) per element (M×N, lddlv),
+ *             zero where logvar is below the floor and would go further down. */
+#define VF_GAUSS_LOGVAR_MIN (-10.0f)
+int vf_gaussian_var_loss(int64_t M, int64_t N, const float *y, int64_t ldy,
+                         const float *x, int64_t ldx, const float *logvar, int64_t ldlv,
+                         float *loss, float *dy, int64_t ldd, float *dlogvar,
+                         int64_t lddlv, float scale);
+
 /* kl (M) = per-row KL(N(mu, exp(logvar)) ‖ N(0, I))
  *        = 0.5·Σ_j (exp(logvar) + mu² − 1 − logvar). Overwrites kl. */
 int vf_kl_normal(int64_t M, int64_t N,
@@ -232,7 +281,17 @@ int vf_sgd_update(int64_t n, float *param, const float *grad, float *velocity,
  * them); the inference functions take a caller-owned workspace and are. */
 #define VF_LOGVAR_MIN (-30.0f)
 #define VF_LOGVAR_MAX (30.0f)
-enum { VF_LIKELIHOOD_BERNOULLI = 0, VF_LIKELIHOOD_GAUSSIAN = 1 };
+enum {
+    VF_LIKELIHOOD_BERNOULLI = 0, /* logits */
+    VF_LIKELIHOOD_GAUSSIAN = 1,  /* mean (and log-variance, see below) */
+    VF_LIKELIHOOD_POISSON = 2,   /* log-rate */
+    VF_LIKELIHOOD_NEGBIN = 3     /* log-mean; per-feature log θ in the buffer */
+};
+/* Gaussian variance: 1, one learned log-variance per feature (D floats after
+ * the output layer, floored at VF_GAUSS_LOGVAR_MIN), or per sample and
+ * feature from a second output head (the output layer is gG→2D, columns
+ * [D, 2D) the log-variance). */
+enum { VF_VARIANCE_UNIT = 0, VF_VARIANCE_FEATURE = 1, VF_VARIANCE_SAMPLE = 2 };
 enum { VF_OPTIMIZER_ADAM = 0, VF_OPTIMIZER_SGD = 1 };
 enum { VF_VAE_MAX_LAYERS = 64 }; /* hidden layers per side */
 
@@ -252,6 +311,38 @@ void vf_vae_destroy(vf_vae *m); /* NULL is fine */
  * recursive; waiting writers go first. */
 void vf_vae_lock(vf_vae *m, int write);
 void vf_vae_unlock(vf_vae *m);
+
+/* The general constructor. n_conditions = C > 0 makes a conditional VAE: a
+ * condition vector c (C floats per row) joins the input of the first encoder
+ * layer ([X | c], so that layer is (D + C)→h1) and of the first decoder layer
+ * ([z | c], (Z + C)→g1); W's rows [in − C, in) multiply c. Each such layer is
+ * two products into one accumulator (no [X | c] copy). Negative binomial and
+ * variance FEATURE add D floats after the output layer (log θ, log-variance).
+ * variance must be UNIT unless likelihood is GAUSSIAN. With POISSON or
+ * NEGBIN the encoder reads log(1 + X) (the decoder models X itself). */
+typedef struct vf_vae_config {
+    int64_t n_features, n_conditions, latent;
+    int n_enc;
+    const int64_t *enc_hidden;
+    int n_dec;
+    const int64_t *dec_hidden;
+    int likelihood, variance;
+    float beta;
+} vf_vae_config;
+int vf_vae_create_config(const vf_vae_config *cfg, vf_vae **out);
+
+/* info = {in, out, offset of W, offset of b} of layer l (forward order, 0 ..
+ * n_enc + n_dec + 1), for the Python layout (vaefast/_layout.py) to check. */
+int vf_vae_layer_info(const vf_vae *m, int l, int64_t info[4]);
+
+/* Per-row side inputs, for the *_rows variants below: the conditions c
+ * (rows×C, ldc; required iff C > 0) and the size factors (rows, > 0; NULL
+ * means 1; count likelihoods only). The plain functions pass none. */
+typedef struct vf_vae_rows {
+    const float *c;
+    int64_t ldc;
+    const float *size_factors;
+} vf_vae_rows;
 
 int64_t vf_vae_num_params(const vf_vae *m); /* floats in each buffer */
 float *vf_vae_params(vf_vae *m);   /* (num_params) the parameter buffer */
@@ -299,6 +390,28 @@ int vf_vae_train_step(vf_vae *m, int64_t B, const float *X, uint64_t seed,
                       uint64_t step, float lr, float beta1, float beta2,
                       float adam_eps, float weight_decay, int optimizer,
                       float kl_weight, double *out3);
+
+/* As vf_vae_encode / decode / loss_and_grad / train_steps, with per-row side
+ * inputs r (may be NULL for an unconditional model). decode: out is the
+ * output layer (2D columns with variance SAMPLE) if mean == 0, else the mean
+ * of p(x|z) (D columns): sigmoid (Bernoulli), the Gaussian mean, s·exp(out)
+ * (Poisson, negative binomial). train_steps: r->c is n×C (ldc) and
+ * r->size_factors (n), indexed like the rows of X. */
+int vf_vae_encode_rows(const vf_vae *m, int64_t B, const float *X, int64_t ldx,
+                       const vf_vae_rows *r, float *mu, int64_t ldmu, float *logvar,
+                       int64_t ldlv, float *work);
+int vf_vae_decode_rows(const vf_vae *m, int64_t B, const float *z, int64_t ldz,
+                       const vf_vae_rows *r, int mean, float *out, int64_t ldo,
+                       float *work);
+int vf_vae_loss_and_grad_rows(vf_vae *m, int64_t B, const float *X, const vf_vae_rows *r,
+                              const float *eps, uint64_t seed, uint64_t step,
+                              float kl_weight, float *recon, float *kl, double *loss);
+int vf_vae_train_steps_rows(vf_vae *m, int64_t n, const float *X, int64_t ldx,
+                            const vf_vae_rows *r, const int64_t *order, int64_t batch,
+                            int64_t first_batch, int64_t n_steps, uint64_t seed,
+                            uint64_t step0, float lr, float beta1, float beta2,
+                            float adam_eps, float weight_decay, int optimizer,
+                            float kl_weight, double *sums3, int64_t *done);
 
 /* n_steps training steps in one call, exactly as n_steps calls of
  * vf_vae_train_step: step k (0-based) trains on the rows

@@ -136,3 +136,61 @@ def test_module_runs_from_the_source_checkout(request, tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "wrote" in result.stdout
+
+
+def test_conditional_train_encode_evaluate_sample(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    X = rng.random((30, 6)).astype(np.float32)
+    labels = rng.integers(0, 3, 30)
+    data = tmp_path / "xl.npy"
+    np.save(data, np.concatenate([X, labels[:, None]], axis=1).astype(np.float32))
+    m = str(tmp_path / "c.vae")
+    assert cli.main(["train", str(data), "--conditions", "-1", "--latent-dim", "2",
+                     "--hidden", "8", "--epochs", "1", "--out", m]) == 0
+    model = VAE.load(m)
+    assert model.n_conditions == 3 and model.n_features == 6
+    c = np.eye(3, dtype=np.float32)[labels]
+    z = str(tmp_path / "z.npy")
+    assert cli.main(["encode", m, str(data), "--conditions", "-1", "--out", z]) == 0
+    np.testing.assert_array_equal(np.load(z), model.transform(X, c))
+    # labels from a file give the same conditions
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "y.npy", labels)
+    assert cli.main(["encode", m, str(tmp_path / "x.npy"), "--conditions",
+                     str(tmp_path / "y.npy"), "--out", z]) == 0
+    np.testing.assert_array_equal(np.load(z), model.transform(X, c))
+    assert cli.main(["evaluate", m, str(data), "--conditions", "-1", "--samples", "3"]) == 0
+    s = str(tmp_path / "s.npy")
+    assert cli.main(["sample", m, "-n", "4", "--label", "2", "--seed", "0", "--out", s]) == 0
+    np.testing.assert_array_equal(np.load(s), model.sample(4, seed=0, c=np.tile(np.eye(3, dtype=np.float32)[2], (4, 1))))
+    capsys.readouterr()
+    assert cli.main(["encode", m, str(tmp_path / "x.npy"), "--out", z]) == 2
+    assert "--conditions" in capsys.readouterr().err
+    assert cli.main(["sample", m, "-n", "4", "--out", s]) == 2
+    assert "--label" in capsys.readouterr().err
+
+
+def test_count_likelihood_from_cli(tmp_path):
+    X = np.random.default_rng(2).poisson(4.0, (40, 5)).astype(np.float32)
+    p = tmp_path / "counts.npy"
+    np.save(p, X)
+    m = str(tmp_path / "nb.vae")
+    assert cli.main(["train", str(p), "--likelihood", "negative_binomial", "--latent-dim", "2",
+                     "--hidden", "8", "--epochs", "1", "--out", m]) == 0
+    assert VAE.load(m).likelihood == "negative_binomial"
+    assert cli.main(["train", str(p), "--likelihood", "gaussian", "--variance", "feature",
+                     "--latent-dim", "2", "--hidden", "8", "--epochs", "1", "--out", m]) == 0
+    assert VAE.load(m).variance == "feature"
+    np.save(p, -X)
+    assert cli.main(["train", str(p), "--likelihood", "poisson", "--out", m]) == 2
+
+
+def test_demo_conditional_writes_one_row_per_class(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    assert cli.main(["demo", "--epochs", "2", "--conditional", "--out", str(tmp_path)]) == 0
+    png = (tmp_path / "samples_by_class.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    # IHDR: width, height = (10 tiles of 8 px + padding) x 4, for 10 rows and 10 columns
+    w, h = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert w == h and w > 10 * 8 * 4
+    assert "row k: samples of digit k" in capsys.readouterr().out

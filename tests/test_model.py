@@ -314,7 +314,7 @@ def test_validation_errors(call, kwargs, match):
 
 def test_constructor_validation():
     with pytest.raises(ValueError, match="likelihood"):
-        vaefast.VAE(4, likelihood="poisson")
+        vaefast.VAE(4, likelihood="multinomial")
     with pytest.raises(ValueError, match="latent_dim"):
         vaefast.VAE(4, latent_dim=0)
     with pytest.raises(ValueError, match=r"hidden\[1\]"):

@@ -3,6 +3,7 @@
 import json
 import os
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -56,7 +57,7 @@ def test_file_is_plain_npz_without_pickles(tmp_path):
     m.save(path)
     with np.load(path, allow_pickle=False) as z:
         assert str(z["format"]) == "vaefast.VAE"
-        assert int(z["version"]) == 1
+        assert int(z["version"]) == 2
         cfg = json.loads(str(z["config"]))
         assert cfg["hidden"] == [8, 6] and cfg["decoder_hidden"] == [7]
         state = json.loads(str(z["state"]))
@@ -132,3 +133,33 @@ def test_future_version_rejected(tmp_path):
         np.savez(f, **payload)
     with pytest.raises(ValueError, match="version 99"):
         vaefast.VAE.load(bad)
+
+
+def test_version_1_file_still_loads():
+    # Written by the code before format version 2 (conditions, new likelihoods),
+    # with the parameters and embedding it had then.
+    here = Path(__file__).parent / "data"
+    m = vaefast.VAE.load(here / "model_v1_bernoulli.vae")
+    with np.load(here / "model_v1_bernoulli_expect.npz") as want:
+        np.testing.assert_array_equal(m._core.get_buffer(0), want["params"])
+        # mu was computed by the avx2 kernels; other kernel sets round differently
+        np.testing.assert_allclose(m.transform(want["X"]), want["mu"], rtol=1e-5, atol=1e-6)
+        assert m.step_ == int(want["step"])
+    assert m.n_conditions == 0 and m.variance == "unit" and m.likelihood == "bernoulli"
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(likelihood="negative_binomial"), dict(likelihood="gaussian", variance="feature"),
+    dict(likelihood="gaussian", variance="sample"), dict(likelihood="poisson", n_conditions=3)])
+def test_round_trip_new_models(tmp_path, kwargs):
+    rng = np.random.default_rng(0)
+    X = rng.poisson(2.0, (40, 6)).astype(np.float32)
+    c = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 40)] if "n_conditions" in kwargs else None
+    m = vaefast.VAE(6, hidden=(8,), latent_dim=2, seed=4, **kwargs)
+    m.fit(X, epochs=2, batch_size=16, progress=False, c=c)
+    m.save(tmp_path / "m.vae")
+    back = vaefast.VAE.load(tmp_path / "m.vae")
+    assert back.get_config() == m.get_config()
+    for k, v in m.get_weights().items():
+        np.testing.assert_array_equal(back.get_weights()[k], v, err_msg=k)
+    np.testing.assert_array_equal(back.elbo(X, seed=1, c=c), m.elbo(X, seed=1, c=c))

@@ -24,7 +24,8 @@ def test_params_stored_unchanged():
     est = VAETransformer()
     assert est.get_params() == dict(hidden=(400,), latent_dim=20, likelihood="bernoulli",
                                     beta=1.0, epochs=10, batch_size=128, learning_rate=1e-3,
-                                    random_state=None)
+                                    random_state=None, variance="unit", n_conditions=0,
+                                    condition_encoder=None)
 
 
 def _pipe(**kw):
@@ -68,3 +69,24 @@ def test_scores_transform_sample_pickle():
     np.testing.assert_array_equal(est2.transform(X), est.transform(X))
     with pytest.raises(ValueError, match="MinMaxScaler"):
         VAETransformer(epochs=1).fit(X * 16)
+
+
+def test_conditional_transformer_takes_conditions_from_y():
+    X, y = load_digits(return_y=True)
+    est = VAETransformer(hidden=(32,), latent_dim=4, epochs=3, batch_size=64, random_state=0,
+                         n_conditions=10)
+    Z = est.fit_transform(X, y)
+    assert Z.shape == (len(X), 4) and list(est.classes_) == list(range(10))
+    # the same as the wrapped model given the one-hot conditions directly
+    np.testing.assert_array_equal(Z, est.model_.transform(X, np.eye(10, dtype=np.float32)[y]))
+    with pytest.raises(ValueError, match="y is required"):
+        est.transform(X)
+    with pytest.raises(ValueError, match="not seen in fit"):
+        est.transform(X[:2], np.array([3, 11]))
+    assert est.sample(5, random_state=0, y=np.arange(5)).shape == (5, 64)
+    assert np.isfinite(est.score(X[:50], y[:50]))
+    with pytest.raises(ValueError, match="10 classes"):
+        VAETransformer(n_conditions=3, epochs=1).fit(X, y)
+    enc = VAETransformer(hidden=(8,), latent_dim=2, epochs=1, n_conditions=2,
+                         condition_encoder=lambda t: np.stack([t % 2, t // 5], axis=1))
+    assert enc.fit(X, y).transform(X, y).shape == (len(X), 2)

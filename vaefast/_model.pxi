@@ -5,7 +5,37 @@
 cdef extern from "vaefast.h" nogil:
     ctypedef struct vf_vae:
         pass
-    int VF_LIKELIHOOD_BERNOULLI, VF_LIKELIHOOD_GAUSSIAN
+    int VF_LIKELIHOOD_BERNOULLI, VF_LIKELIHOOD_GAUSSIAN, VF_LIKELIHOOD_POISSON
+    int VF_LIKELIHOOD_NEGBIN, VF_VARIANCE_UNIT, VF_VARIANCE_FEATURE, VF_VARIANCE_SAMPLE
+    ctypedef struct vf_vae_config:
+        int64_t n_features, n_conditions, latent
+        int n_enc
+        const int64_t *enc_hidden
+        int n_dec
+        const int64_t *dec_hidden
+        int likelihood, variance
+        float beta
+    ctypedef struct vf_vae_rows:
+        const float *c
+        int64_t ldc
+        const float *size_factors
+    int vf_vae_create_config(const vf_vae_config *cfg, vf_vae **out)
+    int vf_vae_layer_info(const vf_vae *m, int l, int64_t info[4])
+    int vf_vae_encode_rows(const vf_vae *m, int64_t B, const float *X, int64_t ldx,
+                           const vf_vae_rows *r, float *mu, int64_t ldmu, float *logvar,
+                           int64_t ldlv, float *work)
+    int vf_vae_decode_rows(const vf_vae *m, int64_t B, const float *z, int64_t ldz,
+                           const vf_vae_rows *r, int mean, float *out, int64_t ldo,
+                           float *work)
+    int vf_vae_loss_and_grad_rows(vf_vae *m, int64_t B, const float *X, const vf_vae_rows *r,
+                                  const float *eps, uint64_t seed, uint64_t step,
+                                  float kl_weight, float *recon, float *kl, double *loss)
+    int vf_vae_train_steps_rows(vf_vae *m, int64_t n, const float *X, int64_t ldx,
+                                const vf_vae_rows *r, const int64_t *order, int64_t batch,
+                                int64_t first_batch, int64_t n_steps, uint64_t seed,
+                                uint64_t step0, float lr, float beta1, float beta2,
+                                float adam_eps, float weight_decay, int optimizer,
+                                float kl_weight, double *sums3, int64_t *done)
     int VF_OPTIMIZER_ADAM, VF_OPTIMIZER_SGD
     float VF_LOGVAR_MIN, VF_LOGVAR_MAX
     int vf_vae_create(int64_t n_features, int n_enc, const int64_t *enc_hidden,
@@ -47,7 +77,45 @@ import numpy as _np
 
 LOGVAR_RANGE = (float(VF_LOGVAR_MIN), float(VF_LOGVAR_MAX))
 
-_LIKELIHOOD_CODES = {"bernoulli": VF_LIKELIHOOD_BERNOULLI, "gaussian": VF_LIKELIHOOD_GAUSSIAN}
+_LIKELIHOOD_CODES = {"bernoulli": VF_LIKELIHOOD_BERNOULLI, "gaussian": VF_LIKELIHOOD_GAUSSIAN,
+                     "poisson": VF_LIKELIHOOD_POISSON, "negative_binomial": VF_LIKELIHOOD_NEGBIN}
+_VARIANCE_CODES = {"unit": VF_VARIANCE_UNIT, "feature": VF_VARIANCE_FEATURE,
+                   "sample": VF_VARIANCE_SAMPLE}
+
+
+cdef class _Rows:
+    """The per-row side inputs (conditions c, size factors) of one core call,
+    as the vf_vae_rows the C functions take; holds the arrays alive."""
+    cdef vf_vae_rows r
+    cdef object c_arr, s_arr
+
+    def __cinit__(self, int64_t n, int64_t n_conditions, c, size_factors):
+        cdef const float[:, ::1] cv
+        cdef const float[::1] sv
+        self.r.c = NULL
+        self.r.ldc = 0
+        self.r.size_factors = NULL
+        if (c is None) != (n_conditions == 0):
+            raise ValueError("c must be given exactly when the model has conditions")
+        if c is not None:
+            cv = c
+            if cv.shape[0] != n or cv.shape[1] != n_conditions:
+                raise ValueError(f"c must have shape ({n}, {n_conditions}), "
+                                 f"got ({cv.shape[0]}, {cv.shape[1]})")
+            self.c_arr = c
+            if n > 0:
+                self.r.c = &cv[0, 0]
+            self.r.ldc = n_conditions
+        if size_factors is not None:
+            sv = size_factors
+            if sv.shape[0] != n:
+                raise ValueError(f"size_factors must have {n} entries, got {sv.shape[0]}")
+            self.s_arr = size_factors
+            if n > 0:
+                self.r.size_factors = &sv[0]
+
+    cdef const vf_vae_rows *ptr(self) noexcept nogil:
+        return &self.r
 _OPTIMIZER_CODES = {"adam": VF_OPTIMIZER_ADAM, "sgd": VF_OPTIMIZER_SGD}
 
 
@@ -78,7 +146,8 @@ cdef class VAECore:
     calls. encode/decode use a caller-given workspace per thread."""
 
     cdef vf_vae *m
-    cdef readonly int64_t n_features, latent_dim, num_params
+    cdef readonly int64_t n_features, latent_dim, num_params, n_conditions, out_width
+    cdef readonly int n_layers
     cdef object _reads  # threading.local: this thread's reading() depth
     # Optimizer steps taken (VAE.step_). train_steps advances it in the same
     # call as the steps themselves, so a KeyboardInterrupt raised as that
@@ -86,22 +155,40 @@ cdef class VAECore:
     cdef public uint64_t step
 
     def __cinit__(self, int64_t n_features, enc_hidden, dec_hidden, int64_t latent_dim,
-                  str likelihood, float beta):
+                  str likelihood, float beta, int64_t n_conditions=0, str variance="unit"):
         cdef int64_t[::1] enc = _np.ascontiguousarray(enc_hidden, dtype=_np.int64).reshape(-1)
         cdef int64_t[::1] dec = _np.ascontiguousarray(dec_hidden, dtype=_np.int64).reshape(-1)
         cdef int64_t dummy = 1
         cdef const int64_t *pe = &enc[0] if enc.shape[0] > 0 else &dummy
         cdef const int64_t *pd = &dec[0] if dec.shape[0] > 0 else &dummy
-        cdef int code = _LIKELIHOOD_CODES[likelihood]
+        cdef vf_vae_config cfg
         cdef int status
+        cfg.n_features = n_features
+        cfg.n_conditions = n_conditions
+        cfg.latent = latent_dim
+        cfg.n_enc = <int>enc.shape[0]
+        cfg.enc_hidden = pe
+        cfg.n_dec = <int>dec.shape[0]
+        cfg.dec_hidden = pd
+        cfg.likelihood = _LIKELIHOOD_CODES[likelihood]
+        cfg.variance = _VARIANCE_CODES[variance]
+        cfg.beta = beta
         self.m = NULL
         self._reads = _threading.local()
-        status = vf_vae_create(n_features, <int>enc.shape[0], pe, <int>dec.shape[0], pd,
-                               latent_dim, code, beta, &self.m)
+        status = vf_vae_create_config(&cfg, &self.m)
         check_status(status, "vf_vae_create")
         self.n_features = n_features
         self.latent_dim = latent_dim
+        self.n_conditions = n_conditions
         self.num_params = vf_vae_num_params(self.m)
+        self.n_layers = <int>(enc.shape[0] + dec.shape[0] + 2)
+        self.out_width = self.layer_info(self.n_layers - 1)[1]
+
+    def layer_info(self, int l):
+        """(in, out, offset of W, offset of b) of layer l, as the C core laid it out."""
+        cdef int64_t info[4]
+        check_status(vf_vae_layer_info(self.m, l, info), "layer_info")
+        return (info[0], info[1], info[2], info[3])
 
     def __dealloc__(self):
         vf_vae_destroy(self.m)
@@ -186,12 +273,14 @@ cdef class VAECore:
             raise ValueError(f"work must be a float32 vector of at least {need} floats")
         return work
 
-    def encode(self, const float[:, ::1] X, work=None):
+    def encode(self, const float[:, ::1] X, work=None, c=None):
         """X (B, D) -> (mu (B, Z), clamped logvar (B, Z)). work: optional
-        float32 scratch of work_size(B) floats (one per concurrent caller)."""
+        float32 scratch of work_size(B) floats (one per concurrent caller);
+        c (B, C): the conditions of a conditional model."""
         cdef int64_t B = X.shape[0], Z = self.latent_dim
         if X.shape[1] != self.n_features:
             raise ValueError(f"X must have {self.n_features} columns, got {X.shape[1]}")
+        cdef _Rows rows = _Rows(B, self.n_conditions, c, None)
         mu = _np.empty((B, Z), dtype=_np.float32)
         lv = _np.empty((B, Z), dtype=_np.float32)
         work = self._work(work, B)
@@ -202,16 +291,18 @@ cdef class VAECore:
         if B > 0:
             with self.reading():
                 with nogil:
-                    status = vf_vae_encode(self.m, B, &X[0, 0], self.n_features, &mv[0, 0],
-                                           Z, &lvv[0, 0], Z, &wv[0])
+                    status = vf_vae_encode_rows(self.m, B, &X[0, 0], self.n_features,
+                                                rows.ptr(), &mv[0, 0], Z, &lvv[0, 0], Z, &wv[0])
         check_status(status, "encode")
         return mu, lv
 
-    def decode(self, const float[:, ::1] z, bint mean, work=None):
-        """z (B, Z) -> (B, D): output-layer values, or the mean of p(x|z)."""
-        cdef int64_t B = z.shape[0], D = self.n_features
+    def decode(self, const float[:, ::1] z, bint mean, work=None, c=None, size_factors=None):
+        """z (B, Z) -> output-layer values (B, out_width), or the mean of p(x|z)
+        (B, D), with conditions c (B, C) and size factors (B) if any."""
+        cdef int64_t B = z.shape[0], D = self.n_features if mean else self.out_width
         if z.shape[1] != self.latent_dim:
             raise ValueError(f"Z must have {self.latent_dim} columns, got {z.shape[1]}")
+        cdef _Rows rows = _Rows(B, self.n_conditions, c, size_factors)
         out = _np.empty((B, D), dtype=_np.float32)
         work = self._work(work, B)
         cdef float[:, ::1] ov = out
@@ -220,13 +311,13 @@ cdef class VAECore:
         if B > 0:
             with self.reading():
                 with nogil:
-                    status = vf_vae_decode(self.m, B, &z[0, 0], self.latent_dim,
-                                           1 if mean else 0, &ov[0, 0], D, &wv[0])
+                    status = vf_vae_decode_rows(self.m, B, &z[0, 0], self.latent_dim, rows.ptr(),
+                                                1 if mean else 0, &ov[0, 0], D, &wv[0])
         check_status(status, "decode")
         return out
 
     def loss_and_grad(self, const float[:, ::1] X, eps, uint64_t seed, uint64_t step,
-                      float kl_weight=1.0):
+                      float kl_weight=1.0, c=None, size_factors=None):
         """Per-sample (recon, kl) and the batch-mean loss; grads land in buffer 1.
 
         Raises NonFiniteError if the loss or a gradient is not finite."""
@@ -235,6 +326,7 @@ cdef class VAECore:
             raise ValueError(f"X must have {self.n_features} columns, got {X.shape[1]}")
         if B < 1:
             raise ValueError("X must have at least one row")
+        cdef _Rows rows = _Rows(B, self.n_conditions, c, size_factors)
         cdef const float[:, ::1] ev
         cdef const float *pe = NULL
         if eps is not None:
@@ -252,8 +344,8 @@ cdef class VAECore:
         self._check_can_write("loss_and_grad")
         with nogil:
             vf_vae_lock(self.m, 1)
-            status = vf_vae_loss_and_grad(self.m, B, &X[0, 0], pe, seed, step, kl_weight,
-                                          &rv[0], &kv[0], &loss)
+            status = vf_vae_loss_and_grad_rows(self.m, B, &X[0, 0], rows.ptr(), pe, seed, step,
+                                               kl_weight, &rv[0], &kv[0], &loss)
             vf_vae_unlock(self.m)
         check_status(status, "loss_and_grad")
         return loss, recon, kl
@@ -282,7 +374,7 @@ cdef class VAECore:
     def train_steps(self, const float[:, ::1] X, order, int64_t batch, int64_t first_batch,
                     int64_t n_steps, uint64_t seed, uint64_t step0, float lr, float beta1,
                     float beta2, float adam_eps, float weight_decay, str optimizer,
-                    float kl_weight, double[::1] sums):
+                    float kl_weight, double[::1] sums, c=None, size_factors=None):
         """Up to n_steps fused steps in one C call (vf_vae_train_steps).
 
         order: int64 row permutation of X, or None. sums (3) is incremented
@@ -297,6 +389,7 @@ cdef class VAECore:
             raise ValueError("X must have at least one row")
         if sums.shape[0] != 3:
             raise ValueError("sums must have 3 entries")
+        cdef _Rows rows = _Rows(n, self.n_conditions, c, size_factors)
         cdef const int64_t[::1] idx
         cdef const int64_t *pidx = NULL
         if order is not None:
@@ -309,9 +402,10 @@ cdef class VAECore:
         cdef int status
         self._check_can_write("train_steps")  # each step locks (vf_vae_train_steps)
         with nogil:
-            status = vf_vae_train_steps(self.m, n, &X[0, 0], X.shape[1], pidx, batch,
-                                        first_batch, n_steps, seed, step0, lr, beta1, beta2,
-                                        adam_eps, weight_decay, opt, kl_weight, &sums[0], &done)
+            status = vf_vae_train_steps_rows(self.m, n, &X[0, 0], X.shape[1], rows.ptr(), pidx,
+                                             batch, first_batch, n_steps, seed, step0, lr,
+                                             beta1, beta2, adam_eps, weight_decay, opt,
+                                             kl_weight, &sums[0], &done)
         self.step += <uint64_t>done
         return done, status
 

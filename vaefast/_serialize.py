@@ -14,7 +14,11 @@ import tempfile
 import numpy as np
 
 FORMAT_TAG = "vaefast.VAE"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Version 1 (before conditional models and the new likelihoods) has the same
+# entries; its config lacks n_conditions and variance, whose defaults (0,
+# "unit") give exactly the version-1 model, so it loads as is.
+READABLE_VERSIONS = (1, 2)
 _ARRAYS = ("params", "moment1", "moment2")
 _KEYS = ("format", "version", "config", "state", *_ARRAYS)
 
@@ -118,9 +122,9 @@ def model_from_payload(cls, payload, path="pickled VAE"):
     if missing:
         raise ValueError(f"{path!s} is corrupt: missing entry {missing[0]!r}")
     version = int(payload["version"])
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise ValueError(f"{path!s} has model format version {version}; this vaefast "
-                         f"reads version {FORMAT_VERSION}")
+                         f"reads versions {', '.join(map(str, READABLE_VERSIONS))}")
     if str(payload["sha256"]) != _digest(payload):
         raise ValueError(f"{path!s} is corrupt: SHA-256 checksum mismatch")
     try:

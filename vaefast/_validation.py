@@ -165,3 +165,34 @@ def nonfinite_result(what, args):
     reject_nonfinite(args)
     names = ", ".join(name for name, _, arr in args if arr is not None)
     raise Float32OverflowError(f"{what} overflows float32 (all of {names} are finite)")
+
+
+COUNT_LIKELIHOODS = ("poisson", "negative_binomial")
+
+
+def check_targets(X, likelihood, name="X"):
+    """Raise ValueError naming `name` if the float32 array X is outside the
+    support of `likelihood`: [0, 1] for Bernoulli, finite and >= 0 for the
+    count likelihoods (integer values are not required: lgamma(x + 1) is
+    used), anything finite for the Gaussian. Returns X."""
+    if X.size == 0:
+        return X
+    lo, hi = X.min(), X.max()
+    if likelihood == "bernoulli" and (lo < 0 or hi > 1):
+        raise ValueError(f"{name} must lie in [0, 1] for the Bernoulli likelihood, "
+                         f"got values in [{lo}, {hi}] (scale it, e.g. with "
+                         "MinMaxScaler(clip=True))")
+    if likelihood in COUNT_LIKELIHOODS and lo < 0:
+        raise ValueError(f"{name} must be non-negative counts for the {likelihood} "
+                         f"likelihood, got a minimum of {lo}")
+    return X
+
+
+def as_size_factors(value, n, name="size_factors"):
+    """Per-row size factors: n finite values > 0, as a float32 vector."""
+    s = as_float32_array(value, name, ndim=1)
+    if s.shape[0] != n:
+        raise ValueError(f"{name} must have {n} entries (one per row), got {s.shape[0]}")
+    if not (s > 0).all():
+        raise ValueError(f"{name} must be > 0, got a minimum of {s.min()}")
+    return s

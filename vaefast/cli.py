@@ -12,6 +12,8 @@ import time
 
 import numpy as np
 
+from ._layout import LIKELIHOODS, VARIANCES
+
 
 class CLIError(Exception):
     """A user error: printed as one line, exit code 2."""
@@ -94,6 +96,78 @@ def load_data(spec, key=None, data_dir=None):
     return X
 
 
+def load_conditions(spec, X, n_conditions=None, key=None, data_dir=None):
+    """The conditions of a conditional model for the rows of X.
+
+    Parameters
+    ----------
+    spec : str
+        A column of DATA (an integer index, e.g. ``0`` or ``-1``) holding
+        class labels 0..k-1, which is removed from X; or a file (as for
+        DATA) holding one row per row of X: class labels (a 1-D array, or a
+        single column of integers) or the condition matrix itself.
+    X : ndarray, shape (n, d)
+    n_conditions : int, optional
+        The model's width (labels are one-hot encoded to it); default:
+        largest label + 1, or the matrix's width.
+
+    Returns
+    -------
+    X : ndarray (X without the label column, if one was named)
+    c : ndarray of float32, shape (n, n_conditions)
+    """
+    try:
+        col = int(spec)
+    except ValueError:
+        col = None
+    if col is not None:
+        if not -X.shape[1] <= col < X.shape[1]:
+            raise CLIError(f"--conditions {spec}: DATA has {X.shape[1]} columns")
+        labels, X = X[:, col], np.delete(X, col, axis=1)
+    else:
+        if spec.lower().endswith(".npy") and os.path.exists(spec):
+            raw = np.load(spec, allow_pickle=False)
+            if raw.ndim == 1:
+                raw = raw[:, None]
+            labels_or_c = raw
+        else:
+            labels_or_c = load_data(spec, key, data_dir)
+        c = np.asarray(labels_or_c, dtype=np.float64)
+        if c.shape[0] != X.shape[0]:
+            raise CLIError(f"--conditions {spec}: {c.shape[0]} rows, DATA has {X.shape[0]}")
+        if c.shape[1] != 1 or np.any(c != np.round(c)):
+            if n_conditions is not None and c.shape[1] != n_conditions:
+                raise CLIError(f"--conditions {spec}: {c.shape[1]} columns, the model has "
+                               f"n_conditions={n_conditions}")
+            return X, c.astype(np.float32)
+        labels = c[:, 0]
+    if np.any(labels < 0) or np.any(labels != np.round(labels)):
+        raise CLIError(f"--conditions {spec}: class labels must be integers 0, 1, ...")
+    labels = labels.astype(np.int64)
+    k = int(labels.max()) + 1 if n_conditions is None else n_conditions
+    if labels.max() >= k:
+        raise CLIError(f"--conditions {spec}: label {labels.max()} but the model has "
+                       f"n_conditions={k}")
+    return X, np.eye(k, dtype=np.float32)[labels]
+
+
+def _data_and_conditions(args, model=None):
+    """DATA (and its conditions, for a conditional model) of a command."""
+    X = load_data(args.data, args.key, args.data_dir)
+    c = None
+    if getattr(args, "conditions", None):
+        X, c = load_conditions(args.conditions, X, model.n_conditions if model else None,
+                               args.key, args.data_dir)
+    if model is not None:
+        if model.n_conditions and c is None:
+            raise CLIError(f"the model is conditional (n_conditions={model.n_conditions}): "
+                           "give --conditions FILE|COLUMN")
+        if not model.n_conditions and c is not None:
+            raise CLIError("--conditions given but the model is unconditional")
+        _check_for_model(X, model, args.data)
+    return X, c
+
+
 def _check_for_model(X, model, spec):
     if X.shape[1] != model.n_features:
         raise CLIError(f"{spec}: {X.shape[1]} features per row, the model expects {model.n_features}")
@@ -101,9 +175,11 @@ def _check_for_model(X, model, spec):
 
 
 def _check_range(X, likelihood, spec):
-    if likelihood == "bernoulli" and (X.min() < 0 or X.max() > 1):
-        raise CLIError(f"{spec}: values in [{X.min():g}, {X.max():g}] but the Bernoulli likelihood "
-                       "needs [0, 1]: scale the data or use --likelihood gaussian")
+    from ._validation import check_targets
+    try:
+        check_targets(X, likelihood, spec)
+    except ValueError as exc:
+        raise CLIError(f"{exc}, or choose another likelihood such as --likelihood gaussian")
 
 
 def _load_model(path):
@@ -136,7 +212,7 @@ def _cmd_demo(args, out):
     from .datasets import load_digits
     from .model import VAE
     try:
-        X, _ = load_digits(return_y=True)
+        X, y = load_digits(return_y=True)
     except ImportError:
         print('the demo needs scikit-learn for its digits data: pip install "vaefast[sklearn]"',
               file=sys.stderr)
@@ -163,7 +239,26 @@ def _cmd_demo(args, out):
     p2 = _png.write_png(os.path.join(args.out, "reconstructions.png"), _upscale(grid, 4))
     print(f"wrote {p1}", file=out)
     print(f"wrote {p2} (top: originals, bottom: reconstructions)", file=out)
+    if args.conditional:
+        _demo_conditional(args, out, X, y)
     return 0
+
+
+def _demo_conditional(args, out, X, y):
+    """A conditional VAE on digits (one-hot labels): a PNG of samples, one row per class."""
+    from . import _png
+    from .model import VAE
+    c = np.eye(10, dtype=np.float32)[y]
+    model = VAE(64, hidden=(128,), latent_dim=8, n_conditions=10, seed=args.seed)
+    print(f"conditional: {model!r}", file=out)
+    model.fit(X, c=c, epochs=args.epochs, batch_size=64, learning_rate=3e-3, progress=False)
+    per_class = 10
+    labels = np.repeat(np.arange(10), per_class)
+    samples = model.sample(10 * per_class, seed=args.seed,
+                           c=np.eye(10, dtype=np.float32)[labels])
+    path = _png.write_png(os.path.join(args.out, "samples_by_class.png"),
+                          _upscale(_png.tile(samples, 10, per_class, 8), 4))
+    print(f"wrote {path} (row k: samples of digit k)", file=out)
 
 
 def _upscale(img, k):
@@ -172,18 +267,19 @@ def _upscale(img, k):
 
 def _cmd_train(args, out):
     from .model import VAE
-    X = load_data(args.data, args.key, args.data_dir)
+    X, c = _data_and_conditions(args)
     _check_range(X, args.likelihood, args.data)
     hidden = _parse_hidden(args.hidden)
     try:
         model = VAE(X.shape[1], hidden=hidden, latent_dim=args.latent_dim,
-                    likelihood=args.likelihood, seed=args.seed)
+                    likelihood=args.likelihood, seed=args.seed, variance=args.variance,
+                    n_conditions=0 if c is None else c.shape[1])
     except (ValueError, TypeError) as exc:
         raise CLIError(str(exc))
     print(f"training {model!r} on {X.shape[0]} rows", file=out)
     print(_table_header(), file=out)
     try:
-        model.fit(X, epochs=args.epochs, batch_size=args.batch_size,
+        model.fit(X, c=c, epochs=args.epochs, batch_size=args.batch_size,
                   learning_rate=args.learning_rate, callbacks=[_printing_callback(out)],
                   progress=False)
     except (ValueError, TypeError) as exc:
@@ -195,9 +291,8 @@ def _cmd_train(args, out):
 
 def _cmd_encode(args, out):
     model = _load_model(args.model)
-    X = load_data(args.data, args.key, args.data_dir)
-    _check_for_model(X, model, args.data)
-    Z = model.transform(X)
+    X, c = _data_and_conditions(args, model)
+    Z = model.transform(X, c)
     np.save(args.out, Z)
     print(f"wrote {args.out} {Z.shape}", file=out)
     return 0
@@ -210,7 +305,16 @@ def _cmd_sample(args, out):
         raise CLIError(f"-n must be >= 1, got {args.n}")
     if not args.out and not args.png:
         raise CLIError("nothing to write: give --png FILE and/or --out X.npy")
-    X = model.sample(args.n, seed=args.seed)
+    c = None
+    if model.n_conditions:
+        if args.label is None or not 0 <= args.label < model.n_conditions:
+            raise CLIError(f"the model is conditional: give --label K, 0 <= K < "
+                           f"{model.n_conditions} (the class to sample)")
+        c = np.zeros((args.n, model.n_conditions), np.float32)
+        c[:, args.label] = 1.0
+    elif args.label is not None:
+        raise CLIError("--label given but the model is unconditional")
+    X = model.sample(args.n, seed=args.seed, c=c)
     if args.out:
         np.save(args.out, X)
         print(f"wrote {args.out} {X.shape}", file=out)
@@ -228,12 +332,11 @@ def _cmd_sample(args, out):
 
 def _cmd_evaluate(args, out):
     model = _load_model(args.model)
-    X = load_data(args.data, args.key, args.data_dir)
-    _check_for_model(X, model, args.data)
+    X, c = _data_and_conditions(args, model)
     if args.samples < 1:
         raise CLIError(f"--samples must be >= 1, got {args.samples}")
-    elbo = float(np.mean(model.elbo(X, seed=args.seed)))
-    ll = float(np.mean(model.log_likelihood(X, n_samples=args.samples, seed=args.seed)))
+    elbo = float(np.mean(model.elbo(X, seed=args.seed, c=c)))
+    ll = float(np.mean(model.log_likelihood(X, n_samples=args.samples, seed=args.seed, c=c)))
     print(f"rows: {X.shape[0]}", file=out)
     print(f"mean ELBO: {elbo:.4f}", file=out)
     print(f"mean log-likelihood (importance-weighted, {args.samples} samples): {ll:.4f}", file=out)
@@ -266,11 +369,18 @@ def build_parser():
                         help=".npy, .npz, .csv file, or 'fashion-mnist'")
         sp.add_argument("--key", help="array name inside a .npz file")
         sp.add_argument("--data-dir", help="folder of the Fashion-MNIST IDX files")
+        sp.add_argument("--conditions", metavar="FILE|COLUMN",
+                        help="conditional models: class labels 0..k-1 in column COLUMN of "
+                             "DATA (removed from it), or a file of labels or of condition "
+                             "vectors, one row per row of DATA")
 
     d = sub.add_parser("demo", help="train on scikit-learn digits, write sample PNGs")
     d.add_argument("--epochs", type=int, default=15)
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--out", default="vaefast-demo", help="output folder")
+    d.add_argument("--conditional", action="store_true",
+                   help="also train a conditional VAE on the labels and write "
+                        "samples_by_class.png (one row per digit)")
 
     t = sub.add_parser("train", help="train a VAE and save it")
     data_args(t)
@@ -279,7 +389,9 @@ def build_parser():
     t.add_argument("--epochs", type=int, default=10)
     t.add_argument("--batch-size", type=int, default=128)
     t.add_argument("--learning-rate", type=float, default=1e-3)
-    t.add_argument("--likelihood", choices=("bernoulli", "gaussian"), default="bernoulli")
+    t.add_argument("--likelihood", choices=LIKELIHOODS, default="bernoulli")
+    t.add_argument("--variance", choices=VARIANCES, default="unit",
+                   help="Gaussian variance: unit, learned per feature, or per sample")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", required=True, metavar="MODEL", help="where to save the model")
 
@@ -294,6 +406,8 @@ def build_parser():
     s.add_argument("--png", help="write an image grid (square images only)")
     s.add_argument("--out", help="write the samples as .npy")
     s.add_argument("--seed", type=int, default=None)
+    s.add_argument("--label", type=int, default=None,
+                   help="conditional models: the class (one-hot index) to sample")
 
     v = sub.add_parser("evaluate", help="mean ELBO and log-likelihood on DATA")
     v.add_argument("model", metavar="MODEL")

@@ -1,30 +1,32 @@
 """The VAE class: a thin shell over the C model (csrc/vae.c).
 
-No math happens here beyond bookkeeping and the float64 density terms of the
-evaluation methods (ELBO, importance-weighted log-likelihood); every forward
-and backward pass and every optimizer step is one call into the core.
+No math happens here beyond bookkeeping: the parameter layout is
+vaefast/_layout.py, the evaluation maths (ELBO, importance-weighted
+log-likelihood) vaefast/_likelihood.py; every forward and backward pass and
+every optimizer step is one call into the core.
 """
 
 import functools
-import math
 import threading
 
 import numpy as np
 
 from . import _core
-from . import reference as _reference
-from ._validation import as_float, as_float32_array, as_int, as_seed
+from . import _likelihood
+from ._layout import LIKELIHOODS as _LIKELIHOODS
+from ._layout import VARIANCES as _VARIANCES
+from ._layout import Layout
+from ._validation import (COUNT_LIKELIHOODS, as_float, as_float32_array, as_int, as_seed,
+                          as_size_factors, check_targets)
 from .train import History
 
 __all__ = ["VAE", "History", "NonFiniteError"]
 
 NonFiniteError = _core.NonFiniteError
 
-_LIKELIHOODS = ("bernoulli", "gaussian")
 # Rows per core call in inference: bounds the per-call workspace (and the
 # decoder's chunk·K rows in log_likelihood) to a few MB.
 _INFER_CHUNK = 4096
-_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 def _reads_weights(method):
@@ -56,7 +58,12 @@ class VAE:
     Encoder: ReLU MLP ``n_features → hidden…``, then one linear head giving
     ``[mu | logvar]`` (logvar clamped to [-30, 30]); decoder: ReLU MLP
     ``latent_dim → decoder_hidden…`` and a linear output layer giving logits
-    (Bernoulli) or the mean (unit-variance Gaussian).
+    (Bernoulli), the mean (Gaussian; plus a log-variance head with
+    ``variance="sample"``), the log-rate (Poisson) or the log-mean (negative
+    binomial). With ``n_conditions`` = C > 0 it is a conditional VAE: a
+    condition vector c (n, C) joins the input of the encoder and of the
+    decoder, and every method taking X (or Z) takes ``c=`` too.
+    The models and their losses: docs/models.md.
 
     Parameters
     ----------
@@ -66,8 +73,12 @@ class VAE:
         Encoder hidden widths (may be empty).
     latent_dim : int
         Latent dimension Z.
-    likelihood : {"bernoulli", "gaussian"}
-        p(x|z): Bernoulli with logits (targets in [0, 1]) or N(mean, I).
+    likelihood : {"bernoulli", "gaussian", "poisson", "negative_binomial"}
+        p(x|z): Bernoulli with logits (targets in [0, 1]); Gaussian; Poisson
+        with rate s·exp(output); negative binomial with mean s·exp(output)
+        and a learned inverse dispersion θ per feature (s: the per-row size
+        factor, 1 unless ``size_factors=`` is given). Counts must be finite
+        and >= 0; they need not be integers.
     beta : float
         Weight of the KL term (beta-VAE); 1 is the plain ELBO.
     seed : int
@@ -76,33 +87,52 @@ class VAE:
         (a function of (seed, epoch)).
     decoder_hidden : sequence of int, optional
         Decoder hidden widths; default: ``hidden`` reversed.
+    n_conditions : int, >= 0
+        Width C of the condition vector (0: an unconditional VAE).
+    variance : {"unit", "feature", "sample"}
+        Gaussian only: variance 1 (the reported loss still includes
+        0.5·log 2π per feature), one learned log-variance per feature, or a
+        log-variance per sample and feature from a second output head; a
+        learned log-variance is floored at -10 (in the kernel).
     """
 
     def __init__(self, n_features, hidden=(400,), latent_dim=20, likelihood="bernoulli",
-                 beta=1.0, seed=0, decoder_hidden=None):
+                 beta=1.0, seed=0, decoder_hidden=None, n_conditions=0, variance="unit"):
         self.n_features = as_int(n_features, "n_features", minimum=1)
         self.hidden = _as_widths(hidden, "hidden")
         self.latent_dim = as_int(latent_dim, "latent_dim", minimum=1)
         if likelihood not in _LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {_LIKELIHOODS}, got {likelihood!r}")
         self.likelihood = likelihood
+        if variance not in _VARIANCES:
+            raise ValueError(f"variance must be one of {_VARIANCES}, got {variance!r}")
+        if variance != "unit" and likelihood != "gaussian":
+            raise ValueError(f"variance={variance!r} needs likelihood='gaussian', "
+                             f"got likelihood={likelihood!r}")
+        self.variance = variance
+        self.n_conditions = as_int(n_conditions, "n_conditions", minimum=0)
         self.beta = as_float(beta, "beta", minimum=0.0)
         self.seed = as_seed(seed)
         self.decoder_hidden = (tuple(reversed(self.hidden)) if decoder_hidden is None
                                else _as_widths(decoder_hidden, "decoder_hidden"))
         self._core = _core.VAECore(self.n_features, list(self.hidden),
                                    list(self.decoder_hidden), self.latent_dim,
-                                   self.likelihood, self.beta)
-        self._layout = self._make_layout()
+                                   self.likelihood, self.beta, self.n_conditions,
+                                   self.variance)
+        self._layout = Layout(self.n_features, self.hidden, self.latent_dim,
+                              self.decoder_hidden, self.n_conditions, self.likelihood,
+                              self.variance)
+        core_offsets = [self._core.layer_info(i) for i in range(self._core.n_layers)]
+        if (core_offsets != self._layout.offsets()
+                or self._core.num_params != self._layout.n_params):
+            raise AssertionError("the C core and vaefast/_layout.py disagree on the "
+                                 "parameter layout")
         self._train_lock = threading.Lock()
         self._tls = threading.local()  # per-thread inference workspace
         self.step_ = 0       # optimizer steps taken (eps depends on (seed, step))
         self.epoch_ = 0      # epochs completed (shuffling depends on (seed, epoch))
         self.optimizer_ = None  # optimizer whose state the moment buffers hold
-        params = _reference.init_params(self.n_features, self.hidden, self.latent_dim,
-                                        self.decoder_hidden, seed=self.seed)
-        self._core.set_buffer(0, np.concatenate(
-            [a.ravel() for a in _reference.flatten(params)]).astype(np.float32))
+        self._core.set_buffer(0, self._layout.init(self.seed))
 
     @property
     def step_(self):
@@ -114,80 +144,9 @@ class VAE:
     def step_(self, value):
         self._core.step = value
 
-    # ------------------------------------------------------------ layout
-    def _make_layout(self):
-        """[(name, n_in, n_out, w_offset, b_offset)] in the C buffer's order."""
-        layers = []
-        prev = self.n_features
-        for i, h in enumerate(self.hidden):
-            layers.append((f"encoder.{i}", prev, h))
-            prev = h
-        layers.append(("head", prev, 2 * self.latent_dim))
-        prev = self.latent_dim
-        for i, h in enumerate(self.decoder_hidden):
-            layers.append((f"decoder.{i}", prev, h))
-            prev = h
-        layers.append(("output", prev, self.n_features))
-        out, off = [], 0
-        for name, n_in, n_out in layers:
-            out.append((name, n_in, n_out, off, off + n_in * n_out))
-            off += n_in * n_out + n_out
-        assert off == self._core.num_params
-        return out
-
+    # ------------------------------------------------------------ weights
     def _named_from_flat(self, flat):
-        named = {}
-        Z = self.latent_dim
-        for name, n_in, n_out, w, b in self._layout:
-            W = flat[w:w + n_in * n_out].reshape(n_in, n_out)
-            bias = flat[b:b + n_out]
-            if name == "head":
-                named["mu.weight"], named["mu.bias"] = W[:, :Z].copy(), bias[:Z].copy()
-                named["logvar.weight"], named["logvar.bias"] = W[:, Z:].copy(), bias[Z:].copy()
-            else:
-                named[f"{name}.weight"], named[f"{name}.bias"] = W.copy(), bias.copy()
-        return named
-
-    def _weight_shapes(self):
-        shapes = {}
-        Z = self.latent_dim
-        for name, n_in, n_out, _, _ in self._layout:
-            if name == "head":
-                shapes.update({"mu.weight": (n_in, Z), "mu.bias": (Z,),
-                               "logvar.weight": (n_in, Z), "logvar.bias": (Z,)})
-            else:
-                shapes[f"{name}.weight"] = (n_in, n_out)
-                shapes[f"{name}.bias"] = (n_out,)
-        return shapes
-
-    def _flat_from_named(self, weights):
-        if not isinstance(weights, dict):
-            raise TypeError(f"weights must be a dict, got {type(weights).__name__}")
-        shapes = self._weight_shapes()
-        missing = [k for k in shapes if k not in weights]
-        extra = [k for k in weights if k not in shapes]
-        if missing:
-            raise KeyError(f"weights is missing key {missing[0]!r}")
-        if extra:
-            raise KeyError(f"weights has unexpected key {extra[0]!r}")
-        arrays = {}
-        for k, shape in shapes.items():
-            a = as_float32_array(weights[k], f"weights[{k!r}]", allow_empty=True)
-            if a.shape != shape:
-                raise ValueError(f"weights[{k!r}] must have shape {shape}, got {a.shape}")
-            arrays[k] = a
-        flat = np.empty(self._core.num_params, dtype=np.float32)
-        Z = self.latent_dim
-        for name, n_in, n_out, w, b in self._layout:
-            W = flat[w:w + n_in * n_out].reshape(n_in, n_out)
-            bias = flat[b:b + n_out]
-            if name == "head":
-                W[:, :Z], W[:, Z:] = arrays["mu.weight"], arrays["logvar.weight"]
-                bias[:Z], bias[Z:] = arrays["mu.bias"], arrays["logvar.bias"]
-            else:
-                W[...] = arrays[f"{name}.weight"]
-                bias[...] = arrays[f"{name}.bias"]
-        return flat
+        return self._layout.named_from_flat(flat)
 
     def get_weights(self):
         """All parameters as a dict of float32 copies.
@@ -195,7 +154,12 @@ class VAE:
         Keys: ``encoder.{i}.weight/bias``, ``mu.weight/bias``,
         ``logvar.weight/bias``, ``decoder.{i}.weight/bias``,
         ``output.weight/bias``; weights are shaped (in_features,
-        out_features), biases (out_features,).
+        out_features), biases (out_features,). With ``variance="sample"``
+        also ``output_logvar.weight/bias``; with ``variance="feature"``
+        ``likelihood.logvar`` (n_features,); for the negative binomial
+        ``likelihood.log_theta`` (n_features,). A conditional model's
+        ``encoder.0.weight`` (and ``decoder.0.weight``) has C more rows, the
+        last ones, for the conditions.
         """
         return self._named_from_flat(self._core.get_buffer(0))
 
@@ -214,7 +178,7 @@ class VAE:
             Missing, extra or mis-shaped entries and non-finite values, with
             the key named; nothing is changed then.
         """
-        flat = self._flat_from_named(weights)
+        flat = self._layout.flat_from_named(weights)
         with self._exclusive("set_weights"):
             self._core.set_buffer(0, flat)
 
@@ -244,10 +208,39 @@ class VAE:
         if X.shape[1] != self.n_features:
             raise ValueError(f"{name} must have {self.n_features} columns (n_features), "
                              f"got {X.shape[1]}")
-        if targets and self.likelihood == "bernoulli" and (X.min() < 0 or X.max() > 1):
-            raise ValueError(f"{name} must lie in [0, 1] for the Bernoulli likelihood, "
-                             f"got values in [{X.min()}, {X.max()}]")
-        return X
+        return check_targets(X, self.likelihood, name) if targets else X
+
+    def _check_c(self, c, n, name="c"):
+        """The conditions of n rows: required (n, n_conditions) for a
+        conditional model, refused for an unconditional one."""
+        if self.n_conditions == 0:
+            if c is not None:
+                raise ValueError(f"{name} was given but this VAE is unconditional "
+                                 "(n_conditions=0)")
+            return None
+        if c is None:
+            raise ValueError(f"{name} is required: this VAE is conditional "
+                             f"(n_conditions={self.n_conditions})")
+        c = as_float32_array(c, name, ndim=2)
+        if c.shape != (n, self.n_conditions):
+            raise ValueError(f"{name} must have shape ({n}, {self.n_conditions}) "
+                             f"(rows, n_conditions), got {c.shape}")
+        return c
+
+    def _check_size_factors(self, size_factors, n):
+        if size_factors is None:
+            return None
+        if self.likelihood not in COUNT_LIKELIHOODS:
+            raise ValueError("size_factors is only for the count likelihoods "
+                             f"{COUNT_LIKELIHOODS}, this VAE's is {self.likelihood!r}")
+        return as_size_factors(size_factors, n)
+
+    def _extra_param(self):
+        """The per-feature likelihood parameters (log-variance / log θ), or None."""
+        if self._layout.extra is None:
+            return None
+        _, off, size = self._layout.extra
+        return self._core.get_buffer(0)[off:off + size]
 
     def _check_Z(self, Z, name="Z"):
         Z = as_float32_array(Z, name, ndim=2)
@@ -267,12 +260,14 @@ class VAE:
         return work
 
     @_reads_weights
-    def encode(self, X):
-        """Parameters of q(z|x).
+    def encode(self, X, c=None):
+        """Parameters of q(z|x) (q(z|x, c) for a conditional model).
 
         Parameters
         ----------
         X : array_like, shape (n, n_features)
+        c : array_like, shape (n, n_conditions)
+            The conditions; required exactly when n_conditions > 0.
 
         Returns
         -------
@@ -280,59 +275,83 @@ class VAE:
             logvar is clamped to [-30, 30], as in training.
         """
         X = self._check_X(X)
+        c = self._check_c(c, X.shape[0])
         mus, lvs = [], []
         for s in range(0, X.shape[0], _INFER_CHUNK):
-            mu, lv = self._core.encode(X[s:s + _INFER_CHUNK], self._scratch())
+            mu, lv = self._core.encode(X[s:s + _INFER_CHUNK], self._scratch(),
+                                       None if c is None else c[s:s + _INFER_CHUNK])
             mus.append(mu)
             lvs.append(lv)
         if len(mus) == 1:
             return mus[0], lvs[0]
         return np.concatenate(mus), np.concatenate(lvs)
 
-    def transform(self, X):
+    def transform(self, X, c=None):
         """The posterior mean mu (the usual embedding).
 
         Parameters
         ----------
         X : array_like, shape (n, n_features)
+        c : array_like, shape (n, n_conditions), for a conditional model
 
         Returns
         -------
         mu : ndarray, shape (n, latent_dim), float32
         """
-        return self.encode(X)[0]
+        return self.encode(X, c)[0]
 
     @_reads_weights
-    def _decode_raw(self, Z, mean):
-        outs = [self._core.decode(Z[s:s + _INFER_CHUNK], mean, self._scratch())
+    def _decode_raw(self, Z, mean, c=None, size_factors=None):
+        """Decoder on validated Z (and c, size factors): the output layer
+        (mean=False) or the mean of p(x|z)."""
+        def part(a, s):
+            return None if a is None else a[s:s + _INFER_CHUNK]
+
+        outs = [self._core.decode(Z[s:s + _INFER_CHUNK], mean, self._scratch(), part(c, s),
+                                  part(size_factors, s))
                 for s in range(0, Z.shape[0], _INFER_CHUNK)]
         return outs[0] if len(outs) == 1 else np.concatenate(outs)
 
-    def decode(self, Z):
-        """Mean of p(x|z): probabilities (Bernoulli) or the Gaussian mean.
+    def decode(self, Z, c=None, size_factors=None):
+        """Mean of p(x|z): probabilities (Bernoulli), the Gaussian mean, or
+        the count mean size_factor·exp(output) (Poisson, negative binomial).
 
         Parameters
         ----------
         Z : array_like, shape (n, latent_dim)
-        """
-        return self._decode_raw(self._check_Z(Z), True)
-
-    @_reads_weights
-    def reconstruct(self, X):
-        """The mean reconstruction ``decode(transform(X))`` (no sampling).
-
-        Parameters
-        ----------
-        X : array_like, shape (n, n_features)
+        c : array_like, shape (n, n_conditions), for a conditional model
+        size_factors : array_like, shape (n,), optional
+            Count likelihoods only (default 1).
 
         Returns
         -------
         ndarray, shape (n, n_features), float32
         """
-        return self._decode_raw(self.transform(X), True)
+        Z = self._check_Z(Z)
+        return self._decode_raw(Z, True, self._check_c(c, Z.shape[0]),
+                                self._check_size_factors(size_factors, Z.shape[0]))
 
-    def sample(self, n, seed=None):
-        """Draw samples from the model: z ~ N(0, I), then decode(z).
+    @_reads_weights
+    def reconstruct(self, X, c=None, size_factors=None):
+        """The mean reconstruction ``decode(transform(X, c), c)`` (no sampling).
+
+        Parameters
+        ----------
+        X : array_like, shape (n, n_features)
+        c : array_like, shape (n, n_conditions), for a conditional model
+        size_factors : array_like, shape (n,), optional (count likelihoods)
+
+        Returns
+        -------
+        ndarray, shape (n, n_features), float32
+        """
+        X = self._check_X(X)
+        c = self._check_c(c, X.shape[0])
+        s = self._check_size_factors(size_factors, X.shape[0])
+        return self._decode_raw(self.transform(X, c), True, c, s)
+
+    def sample(self, n, seed=None, c=None):
+        """Draw samples from the model: z ~ N(0, I), then decode(z, c).
 
         Parameters
         ----------
@@ -340,29 +359,29 @@ class VAE:
             Number of samples.
         seed : int, optional
             Seed of the NumPy generator drawing z (fresh entropy if None).
+        c : array_like, shape (n, n_conditions), for a conditional model
+            The condition of each sample.
 
         Returns
         -------
         ndarray, shape (n, n_features), float32
-            Means of p(x|z): probabilities for the Bernoulli likelihood.
+            Means of p(x|z): probabilities for the Bernoulli likelihood,
+            rates for the count likelihoods (size factor 1).
         """
         n = as_int(n, "n", minimum=1)
+        c = self._check_c(c, n)
         rng = np.random.default_rng(None if seed is None else as_seed(seed))
         z = rng.standard_normal((n, self.latent_dim)).astype(np.float32)
-        return self._decode_raw(z, True)
+        return self._decode_raw(z, True, c)
 
     # ------------------------------------------------------------ evaluation
-    def _log_px(self, raw, X):
-        """log p(x|z) per row in float64; raw = decoder output (logits/mean)."""
-        raw = raw.astype(np.float64)
-        X = X.astype(np.float64)
-        if self.likelihood == "bernoulli":
-            return -np.sum(_reference.softplus(raw) - X * raw, axis=1)
-        d = raw - X
-        return -np.sum(0.5 * d * d + _HALF_LOG_2PI, axis=1)
+    def _log_px(self, raw, X, size_factors=None):
+        """log p(x|z) per row in float64; raw = the decoder's output layer."""
+        return _likelihood.log_px(self.likelihood, self.variance, raw, X,
+                                  self._extra_param(), size_factors)
 
     @_reads_weights
-    def elbo(self, X, seed=None):
+    def elbo(self, X, seed=None, c=None, size_factors=None, eps=None):
         """Per-sample ELBO, ``log p(x|z) − beta·KL(q(z|x) ‖ p(z))``, one z draw.
 
         Parameters
@@ -370,23 +389,30 @@ class VAE:
         X : array_like, shape (n, n_features)
         seed : int, optional
             Seeds the NumPy generator drawing eps (fresh entropy if None).
+        c : array_like, shape (n, n_conditions), for a conditional model
+        size_factors : array_like, shape (n,), optional (count likelihoods)
+        eps : array_like, shape (n, latent_dim), optional
+            The noise to use instead of drawing it (then seed is unused).
 
         Returns
         -------
         ndarray, shape (n,), float64 (the plain ELBO when beta = 1).
         """
         X = self._check_X(X, targets=True)
-        mu, lv = self.encode(X)
-        rng = np.random.default_rng(None if seed is None else as_seed(seed))
-        eps = rng.standard_normal(mu.shape).astype(np.float32)
+        c = self._check_c(c, X.shape[0])
+        s = self._check_size_factors(size_factors, X.shape[0])
+        mu, lv = self.encode(X, c)
+        if eps is None:
+            rng = np.random.default_rng(None if seed is None else as_seed(seed))
+            eps = rng.standard_normal(mu.shape).astype(np.float32)
+        else:
+            eps = self._check_eps(eps, X.shape[0])
         z = (mu + np.exp(0.5 * lv) * eps).astype(np.float32)
-        log_px = self._log_px(self._decode_raw(z, False), X)
-        mu64, lv64 = mu.astype(np.float64), lv.astype(np.float64)
-        kl = 0.5 * np.sum(np.exp(lv64) + mu64 * mu64 - 1.0 - lv64, axis=1)
-        return log_px - self.beta * kl
+        log_px = self._log_px(self._decode_raw(z, False, c), X, s)
+        return _likelihood.elbo(log_px, mu, lv, self.beta)
 
     @_reads_weights
-    def log_likelihood(self, X, n_samples=100, seed=None):
+    def log_likelihood(self, X, n_samples=100, seed=None, c=None, size_factors=None):
         """Importance-weighted estimate of log p(x) (Burda et al., IWAE bound).
 
         ``log (1/K) Σ_k p(x|z_k) p(z_k) / q(z_k|x)`` with K = n_samples draws
@@ -400,37 +426,46 @@ class VAE:
             Importance samples per row (K).
         seed : int, optional
             Seed of the noise (fresh entropy if None).
+        c : array_like, shape (n, n_conditions), for a conditional model
+        size_factors : array_like, shape (n,), optional (count likelihoods)
 
         Returns
         -------
         ndarray, shape (n,), float64
         """
         X = self._check_X(X, targets=True)
+        c = self._check_c(c, X.shape[0])
+        s = self._check_size_factors(size_factors, X.shape[0])
         K = as_int(n_samples, "n_samples", minimum=1)
         rng = np.random.default_rng(None if seed is None else as_seed(seed))
         Zd = self.latent_dim
         chunk = max(1, _INFER_CHUNK // K)
         out = np.empty(X.shape[0])
-        for s in range(0, X.shape[0], chunk):
-            xb = X[s:s + chunk]
-            c = xb.shape[0]
-            mu, lv = self._core.encode(xb, self._scratch())
-            eps = rng.standard_normal((c, K, Zd)).astype(np.float32)
+
+        def rep(a, lo, n):
+            return None if a is None else np.repeat(a[lo:lo + n], K, axis=0)
+
+        for lo in range(0, X.shape[0], chunk):
+            xb = X[lo:lo + chunk]
+            n = xb.shape[0]
+            mu, lv = self._core.encode(xb, self._scratch(),
+                                       None if c is None else c[lo:lo + n])
+            eps = rng.standard_normal((n, K, Zd)).astype(np.float32)
             sigma = np.exp(0.5 * lv)
             z = (mu[:, None, :] + sigma[:, None, :] * eps).astype(np.float32)
-            raw = self._decode_raw(np.ascontiguousarray(z.reshape(c * K, Zd)), False)
-            log_px = self._log_px(raw, np.repeat(xb, K, axis=0)).reshape(c, K)
-            z64, e64 = z.astype(np.float64), eps.astype(np.float64)
-            log_pz = -0.5 * np.sum(z64 * z64, axis=2) - Zd * _HALF_LOG_2PI
-            log_qz = (-0.5 * np.sum(e64 * e64, axis=2)
-                      - 0.5 * np.sum(lv.astype(np.float64), axis=1)[:, None]
-                      - Zd * _HALF_LOG_2PI)
-            logw = log_px + log_pz - log_qz
-            top = logw.max(axis=1, keepdims=True)
-            out[s:s + c] = (top[:, 0] + np.log(np.mean(np.exp(logw - top), axis=1)))
+            raw = self._decode_raw(np.ascontiguousarray(z.reshape(n * K, Zd)), False,
+                                   rep(c, lo, n))
+            log_px = self._log_px(raw, np.repeat(xb, K, axis=0), rep(s, lo, n)).reshape(n, K)
+            out[lo:lo + n] = _likelihood.iwae(log_px, z, eps, lv)
         return out
 
-    def loss_and_grad(self, X, eps=None):
+    def _check_eps(self, eps, n):
+        eps = as_float32_array(eps, "eps", ndim=2)
+        if eps.shape != (n, self.latent_dim):
+            raise ValueError(f"eps must have shape {(n, self.latent_dim)}, got {eps.shape}")
+        return eps
+
+    def loss_and_grad(self, X, eps=None, c=None, size_factors=None):
         """Batch-mean negative ELBO (``recon + beta·KL``) and its gradients.
 
         Parameters
@@ -439,6 +474,8 @@ class VAE:
         eps : array_like, shape (n, latent_dim), optional
             Reparameterization noise; default: the core's generator at
             (seed, current step), i.e. what the next training step uses.
+        c : array_like, shape (n, n_conditions), for a conditional model
+        size_factors : array_like, shape (n,), optional (count likelihoods)
 
         Returns
         -------
@@ -446,20 +483,19 @@ class VAE:
         grads : dict keyed like :meth:`get_weights`
         """
         X = self._check_X(X, targets=True)
+        c = self._check_c(c, X.shape[0])
+        s = self._check_size_factors(size_factors, X.shape[0])
         if eps is not None:
-            eps = as_float32_array(eps, "eps", ndim=2)
-            if eps.shape != (X.shape[0], self.latent_dim):
-                raise ValueError(f"eps must have shape {(X.shape[0], self.latent_dim)}, "
-                                 f"got {eps.shape}")
+            eps = self._check_eps(eps, X.shape[0])
         with self._exclusive("loss_and_grad"):
-            loss, _, _ = self._core.loss_and_grad(X, eps, self.seed, self.step_, 1.0)
+            loss, _, _ = self._core.loss_and_grad(X, eps, self.seed, self.step_, 1.0, c, s)
             grads = self._named_from_flat(self._core.get_buffer(1))
         return float(loss), grads
 
     # ------------------------------------------------------------ training
     def fit(self, X, epochs=10, batch_size=128, learning_rate=1e-3, optimizer="adam",
             shuffle=True, validation_data=None, early_stopping_patience=None,
-            kl_warmup_epochs=0, callbacks=(), progress=None):
+            kl_warmup_epochs=0, callbacks=(), progress=None, c=None, size_factors=None):
         """Train with minibatches (one C call per step, the GIL released).
 
         Calling fit again continues training: the step and epoch counters and
@@ -468,7 +504,8 @@ class VAE:
         Parameters
         ----------
         X : array_like, shape (n, n_features)
-            Training data (in [0, 1] for the Bernoulli likelihood).
+            Training data (in [0, 1] for the Bernoulli likelihood, counts
+            >= 0 for Poisson and negative binomial).
         epochs : int, >= 0
         batch_size : int, >= 1
         learning_rate : float, > 0
@@ -476,8 +513,10 @@ class VAE:
             Adam (0.9, 0.999, eps 1e-8) or SGD with momentum 0.9.
         shuffle : bool
             Seeded by (seed, epoch), so runs are reproducible and resumable.
-        validation_data : array_like, optional
-            Scored (mean negative ELBO) after every epoch.
+        validation_data : array_like or tuple, optional
+            Scored (mean negative ELBO) after every epoch: X_val, or a tuple
+            (X_val, c_val) or (X_val, c_val, size_factors_val) (c_val None
+            for an unconditional model).
         early_stopping_patience : int, optional
             Stop after this many epochs without improvement and restore the
             best weights.
@@ -487,6 +526,10 @@ class VAE:
             ``cb(epoch, logs)`` after each epoch; returning True stops.
         progress : bool, optional
             Progress bar on stderr (default: only on a terminal).
+        c : array_like, shape (n, n_conditions)
+            The conditions of X's rows; required exactly when n_conditions > 0.
+        size_factors : array_like, shape (n,), optional
+            Count likelihoods: per-row factors > 0 of the mean (library size).
 
         Returns
         -------
@@ -502,7 +545,7 @@ class VAE:
                     validation_data=validation_data,
                     early_stopping_patience=early_stopping_patience,
                     kl_warmup_epochs=kl_warmup_epochs, callbacks=callbacks,
-                    progress=progress)
+                    progress=progress, c=c, size_factors=size_factors)
 
     # ------------------------------------------------------------ persistence
     def get_config(self):
@@ -510,7 +553,8 @@ class VAE:
         return {"n_features": self.n_features, "hidden": list(self.hidden),
                 "latent_dim": self.latent_dim, "likelihood": self.likelihood,
                 "beta": self.beta, "seed": self.seed,
-                "decoder_hidden": list(self.decoder_hidden)}
+                "decoder_hidden": list(self.decoder_hidden),
+                "n_conditions": self.n_conditions, "variance": self.variance}
 
     def save(self, path):
         """Write the model (config, weights, optimizer state, counters).
@@ -563,4 +607,6 @@ class VAE:
     def __repr__(self):
         return (f"VAE(n_features={self.n_features}, hidden={self.hidden}, "
                 f"latent_dim={self.latent_dim}, likelihood={self.likelihood!r}, "
-                f"beta={self.beta}, seed={self.seed}, decoder_hidden={self.decoder_hidden})")
+                f"beta={self.beta}, seed={self.seed}, decoder_hidden={self.decoder_hidden}"
+                + (f", n_conditions={self.n_conditions}" if self.n_conditions else "")
+                + (f", variance={self.variance!r}" if self.variance != "unit" else "") + ")")

@@ -25,6 +25,8 @@ import math
 
 import numpy as np
 
+# The layout (layer widths, init) is stated once, in vaefast/_layout.py.
+from ._layout import Layout, init_layer  # noqa: F401
 # The random streams' twins (Philox4x32-10, normals, the reparameterization
 # noise eps(seed, step, row, col)) live beside the RNG kernels' binding.
 from ._reference_rng import normal, philox4x32_10, reparam_eps  # noqa: F401
@@ -137,6 +139,65 @@ def gaussian_loss(y, x, scale=1.0):
     return loss, scale * diff
 
 
+def _special():
+    """scipy.special's gammaln/digamma: an lgamma independent of the C kernels'."""
+    from scipy import special
+
+    return special.gammaln, special.digamma
+
+
+def poisson_loss(out, x, size_factors=None, scale=1.0):
+    """Per-row −log Poisson(x; rate), rate = s·exp(min(out + log s, 30) − log s).
+
+    loss = Σ rate − x·eta + lgamma(x + 1), eta = min(out + log s, 30);
+    dout = scale·(rate − x).  [vf_poisson_loss]
+    """
+    gammaln, _ = _special()
+    eta = out if size_factors is None else out + np.log(size_factors)[:, None]
+    eta = np.minimum(eta, 30.0)
+    rate = np.exp(eta)
+    loss = np.sum(rate - x * eta + gammaln(x + 1), axis=1)
+    return loss, scale * (rate - x)
+
+
+def negbin_loss(out, x, log_theta, size_factors=None, scale=1.0):
+    """Per-row −log NB(x; mean μ = s·exp(out), inverse dispersion θ = exp(log θ)).
+
+    −log p = −lgamma(x+θ) + lgamma(θ) + lgamma(x+1) − θ·log(θ/(θ+μ)) − x·log(μ/(θ+μ));
+    returns (loss, scale·∂/∂out, scale·∂/∂log θ per element), log θ clamped
+    to [−20, 20].  [vf_negbin_loss]
+    """
+    gammaln, digamma = _special()
+    eta = out if size_factors is None else out + np.log(size_factors)[:, None]
+    rho = np.clip(log_theta, -20.0, 20.0)[None, :]
+    theta = np.exp(rho)
+    log_den = np.logaddexp(rho, eta)  # log(θ + μ)
+    logp = (gammaln(x + theta) - gammaln(theta) - gammaln(x + 1)
+            + theta * (rho - log_den) + x * (eta - log_den))
+    frac = np.exp(eta - log_den)  # μ/(θ+μ)
+    dout = (x + theta) * frac - x
+    dtheta = -(digamma(x + theta) - digamma(theta) + rho - log_den + 1 - (theta + x) * np.exp(-log_den))
+    dlt = theta * dtheta
+    raw = np.broadcast_to(log_theta[None, :], dlt.shape)
+    dlt = np.where(((raw < -20) & (dlt > 0)) | ((raw > 20) & (dlt < 0)), 0.0, dlt)
+    return -logp.sum(axis=1), scale * dout, scale * dlt
+
+
+def gaussian_var_loss(y, x, logvar, scale=1.0):
+    """Per-row −log N(x; y, exp(v)), v = max(logvar, −10) (logvar (M, N) or (N,)).
+
+    Returns (loss, scale·∂/∂y, scale·∂/∂logvar per element; zero below the
+    floor where descent would lower it further).  [vf_gaussian_var_loss]
+    """
+    logvar = np.broadcast_to(logvar, y.shape)
+    v = np.maximum(logvar, -10.0)
+    d = y - x
+    loss = np.sum(0.5 * (d * d / np.exp(v) + v) + HALF_LOG_2PI, axis=1)
+    dlv = 0.5 * (1 - d * d / np.exp(v))
+    dlv = np.where((logvar < -10.0) & (dlv > 0), 0.0, dlv)
+    return loss, scale * d / np.exp(v), scale * dlv
+
+
 def recon_loss(likelihood, out, x, scale=1.0):
     """Dispatch to the likelihood's loss: (per-row loss, gradient w.r.t. out)."""
     if likelihood == "bernoulli":
@@ -165,39 +226,29 @@ def sgd_update(param, grad, velocity, lr, momentum, weight_decay):
 
 
 # ------------------------------------------------------------------- model
-def layer_sizes(n_features, hidden, latent_dim, decoder_hidden=None):
-    """Widths of every layer: (encoder dims, head dims, decoder dims, output dims)."""
+def _layout(n_features, hidden, latent_dim, decoder_hidden):
     hidden = tuple(hidden)
     decoder_hidden = tuple(reversed(hidden)) if decoder_hidden is None else tuple(decoder_hidden)
-    enc = [n_features, *hidden]
-    dec = [latent_dim, *decoder_hidden]
-    return {
-        "encoder": list(zip(enc[:-1], enc[1:])),
-        "head": (enc[-1], 2 * latent_dim),
-        "decoder": list(zip(dec[:-1], dec[1:])),
-        "output": (dec[-1], n_features),
-    }
+    return Layout(n_features, hidden, latent_dim, decoder_hidden), len(hidden)
 
 
-def init_layer(rng, n_in, n_out, dtype):
-    """PyTorch nn.Linear's default: W, b ~ U(−1/√in, 1/√in)."""
-    bound = 1.0 / math.sqrt(n_in)
-    W = rng.uniform(-bound, bound, size=(n_in, n_out)).astype(dtype)
-    b = rng.uniform(-bound, bound, size=n_out).astype(dtype)
-    return W, b
+def layer_sizes(n_features, hidden, latent_dim, decoder_hidden=None):
+    """Widths of every layer: (encoder dims, head dims, decoder dims, output dims)."""
+    layout, n_enc = _layout(n_features, hidden, latent_dim, decoder_hidden)
+    dims = [(n_in, n_out) for _, n_in, n_out, _, _ in layout.layers]
+    return {"encoder": dims[:n_enc], "head": dims[n_enc], "decoder": dims[n_enc + 1:-1],
+            "output": dims[-1]}
 
 
 def init_params(n_features, hidden=(400,), latent_dim=20, decoder_hidden=None,
                 seed=0, dtype=np.float32):
-    """Fresh parameters, drawn layer by layer in forward order."""
-    rng = np.random.default_rng(seed)
-    sizes = layer_sizes(n_features, hidden, latent_dim, decoder_hidden)
-    return {
-        "encoder": [init_layer(rng, i, o, dtype) for i, o in sizes["encoder"]],
-        "head": init_layer(rng, *sizes["head"], dtype),
-        "decoder": [init_layer(rng, i, o, dtype) for i, o in sizes["decoder"]],
-        "output": init_layer(rng, *sizes["output"], dtype),
-    }
+    """Fresh parameters, drawn layer by layer in forward order (vaefast/_layout.py)."""
+    layout, n_enc = _layout(n_features, hidden, latent_dim, decoder_hidden)
+    flat = layout.init(seed, dtype)
+    pairs = [(flat[w:w + n_in * n_out].reshape(n_in, n_out).copy(), flat[b:b + n_out].copy())
+             for _, n_in, n_out, w, b in layout.layers]
+    return {"encoder": pairs[:n_enc], "head": pairs[n_enc], "decoder": pairs[n_enc + 1:-1],
+            "output": pairs[-1]}
 
 
 def mlp_forward(layers, x):

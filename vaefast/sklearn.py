@@ -18,6 +18,7 @@ except ImportError as _exc:  # pragma: no cover - depends on the environment
     raise ImportError('vaefast.sklearn needs scikit-learn >= 1.6: pip install "vaefast[sklearn]"'
                       ) from _exc
 
+from ._validation import check_targets
 from .model import VAE
 
 # check name -> why vaefast does not pass it (keep this minimal and honest).
@@ -39,31 +40,45 @@ class VAETransformer(TransformerMixin, BaseEstimator):
     """A variational autoencoder as a scikit-learn transformer.
 
     ``transform`` gives the posterior means (n, latent_dim); ``score_samples``
-    the ELBO per row.
+    the ELBO per row. With ``n_conditions`` > 0 it wraps a conditional VAE
+    whose conditions come from ``y``: ``fit(X, y)``, ``transform(X, y)``,
+    ``fit_transform(X, y)``, ``score_samples(X, y)``, ``inverse_transform(Z, y)``
+    and ``sample(n, y=...)``, through ``condition_encoder``.
 
     Parameters
     ----------
     hidden : tuple of int
         Encoder hidden widths (the decoder mirrors them).
     latent_dim : int
-    likelihood : {"bernoulli", "gaussian"}
-        Bernoulli needs data in [0, 1] (e.g. after MinMaxScaler(clip=True)).
+    likelihood : {"bernoulli", "gaussian", "poisson", "negative_binomial"}
+        Bernoulli needs data in [0, 1] (e.g. after MinMaxScaler(clip=True));
+        the count likelihoods finite counts >= 0.
     beta : float
         Weight of the KL term.
     epochs, batch_size, learning_rate
         Passed to :meth:`vaefast.VAE.fit`.
     random_state : int or None
         Seed of the weights and noise (None means 0: results are reproducible).
+    variance : {"unit", "feature", "sample"}
+        Gaussian variance (see :class:`vaefast.VAE`).
+    n_conditions : int
+        Width of the condition vector (0: unconditional, y is ignored).
+    condition_encoder : callable, optional
+        ``y -> c`` of shape (n, n_conditions). Default: one-hot of the class
+        labels seen by fit (``classes_``; there must be n_conditions of them).
 
     Attributes
     ----------
     model_ : vaefast.VAE
     n_features_in_ : int
     history_ : vaefast.History
+    classes_ : ndarray
+        The labels of the default one-hot condition encoder (conditional only).
     """
 
     def __init__(self, hidden=(400,), latent_dim=20, likelihood="bernoulli", beta=1.0, epochs=10,
-                 batch_size=128, learning_rate=1e-3, random_state=None):
+                 batch_size=128, learning_rate=1e-3, random_state=None, variance="unit",
+                 n_conditions=0, condition_encoder=None):
         self.hidden = hidden
         self.latent_dim = latent_dim
         self.likelihood = likelihood
@@ -72,6 +87,9 @@ class VAETransformer(TransformerMixin, BaseEstimator):
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.random_state = random_state
+        self.variance = variance
+        self.n_conditions = n_conditions
+        self.condition_encoder = condition_encoder
 
     def fit(self, X, y=None):
         """Train a fresh VAE on X.
@@ -79,55 +97,106 @@ class VAETransformer(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : array_like, shape (n, n_features)
-        y : ignored
+        y : array_like, shape (n,) or (n, k), optional
+            The conditions' source (required when n_conditions > 0, else
+            ignored).
 
         Returns
         -------
         self
         """
         X = validate_data(self, X, dtype=np.float32, reset=True)
-        if self.likelihood == "bernoulli" and (X.min() < 0 or X.max() > 1):
-            raise ValueError("likelihood='bernoulli' needs X in [0, 1]: scale it (e.g. "
-                             "MinMaxScaler(clip=True)) or use likelihood='gaussian'")
+        check_targets(X, self.likelihood)
+        c = self._conditions(y, X.shape[0], fitting=True)
         self.model_ = VAE(X.shape[1], hidden=tuple(np.atleast_1d(self.hidden).tolist()),
                           latent_dim=self.latent_dim, likelihood=self.likelihood, beta=self.beta,
-                          seed=_seed_from(self.random_state))
-        self.history_ = self.model_.fit(X, epochs=self.epochs, batch_size=self.batch_size,
+                          seed=_seed_from(self.random_state), variance=self.variance,
+                          n_conditions=self.n_conditions)
+        self.history_ = self.model_.fit(X, c=c, epochs=self.epochs, batch_size=self.batch_size,
                                         learning_rate=self.learning_rate, progress=False)
         return self
 
-    def _X(self, X):
-        check_is_fitted(self, "model_")
-        return validate_data(self, X, dtype=np.float32, reset=False)
+    def _conditions(self, y, n, fitting=False):
+        """c (n, n_conditions) from y, or None for an unconditional model."""
+        if not self.n_conditions:
+            return None
+        if y is None:
+            raise ValueError(f"y is required: this VAETransformer is conditional "
+                             f"(n_conditions={self.n_conditions}) and y gives the conditions")
+        if self.condition_encoder is not None:
+            c = np.asarray(self.condition_encoder(y), dtype=np.float32)
+            if c.shape != (n, self.n_conditions):
+                raise ValueError(f"condition_encoder(y) must have shape ({n}, "
+                                 f"{self.n_conditions}), got {c.shape}")
+            return c
+        y = np.asarray(y)
+        if y.shape != (n,):
+            raise ValueError(f"y must hold one label per row, shape ({n},), got {y.shape}")
+        if fitting:
+            self.classes_ = np.unique(y)
+            if len(self.classes_) != self.n_conditions:
+                raise ValueError(f"y has {len(self.classes_)} classes but n_conditions="
+                                 f"{self.n_conditions} (the default one-hot encoder needs one "
+                                 "column per class; or pass condition_encoder)")
+        idx = np.searchsorted(self.classes_, y)
+        idx = np.minimum(idx, len(self.classes_) - 1)
+        unknown = self.classes_[idx] != y
+        if unknown.any():
+            raise ValueError(f"y has labels not seen in fit, e.g. {y[unknown][0]!r}")
+        return np.eye(self.n_conditions, dtype=np.float32)[idx]
 
-    def transform(self, X):
-        """Posterior means (the embedding).
+    def fit_transform(self, X, y=None, **fit_params):
+        """fit(X, y) then transform(X, y) (y gives a conditional model's conditions).
 
         Parameters
         ----------
-        X : array_like, shape (n, n_features_in_)
+        X : array_like, shape (n, n_features)
+        y : array_like, optional
 
         Returns
         -------
         ndarray, shape (n, latent_dim), float32
         """
-        return self.model_.transform(self._X(X))
+        return self.fit(X, y, **fit_params).transform(X, y)
 
-    def inverse_transform(self, X):
+    def _X(self, X):
+        check_is_fitted(self, "model_")
+        return validate_data(self, X, dtype=np.float32, reset=False)
+
+    def transform(self, X, y=None):
+        """Posterior means (the embedding).
+
+        Parameters
+        ----------
+        X : array_like, shape (n, n_features_in_)
+        y : array_like, optional
+            The conditions' source (conditional models only).
+
+        Returns
+        -------
+        ndarray, shape (n, latent_dim), float32
+        """
+        X = self._X(X)
+        return self.model_.transform(X, self._conditions(y, X.shape[0]))
+
+    def inverse_transform(self, X, y=None):
         """Decode latent codes to data space (the means of p(x|z)).
 
         Parameters
         ----------
         X : array_like, shape (n, latent_dim)
+        y : array_like, optional
+            The conditions' source (conditional models only).
 
         Returns
         -------
         ndarray, shape (n, n_features_in_), float32
         """
         check_is_fitted(self, "model_")
-        return self.model_.decode(X)  # validated there: dtype, shape, finiteness
+        c = self._conditions(y, np.shape(X)[0]) if self.n_conditions else None
+        return self.model_.decode(X, c)  # validated there: dtype, shape, finiteness
 
-    def score_samples(self, X):
+    def score_samples(self, X, y=None):
         """ELBO of each row (one Monte-Carlo sample).
 
         The noise of a row is seeded by a CRC of the row's bytes, so a row gets
@@ -136,6 +205,8 @@ class VAETransformer(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : array_like, shape (n, n_features_in_)
+        y : array_like, optional
+            The conditions' source (conditional models only).
 
         Returns
         -------
@@ -143,16 +214,9 @@ class VAETransformer(TransformerMixin, BaseEstimator):
         """
         X = self._X(X)
         m = self.model_
-        if m.likelihood == "bernoulli" and (X.min() < 0 or X.max() > 1):
-            raise ValueError("likelihood='bernoulli' scores need X in [0, 1]")
-        mu, lv = m.encode(X)
         eps = np.stack([np.random.default_rng([_SCORE_SEED, zlib.crc32(row.tobytes())])
                         .standard_normal(m.latent_dim) for row in X]).astype(np.float32)
-        z = (mu + np.exp(0.5 * lv) * eps).astype(np.float32)
-        log_px = m._log_px(m._decode_raw(z, False), X)
-        mu64, lv64 = mu.astype(np.float64), lv.astype(np.float64)
-        kl = 0.5 * np.sum(np.exp(lv64) + mu64 * mu64 - 1.0 - lv64, axis=1)
-        return log_px - m.beta * kl
+        return m.elbo(X, eps=eps, c=self._conditions(y, X.shape[0]))
 
     def score(self, X, y=None):
         """Mean ELBO of X (higher is better), as used by GridSearchCV.
@@ -160,15 +224,16 @@ class VAETransformer(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : array_like, shape (n, n_features_in_)
-        y : ignored
+        y : array_like, optional
+            The conditions' source (conditional models only).
 
         Returns
         -------
         float
         """
-        return float(np.mean(self.score_samples(X)))
+        return float(np.mean(self.score_samples(X, y)))
 
-    def sample(self, n_samples=1, random_state=None):
+    def sample(self, n_samples=1, random_state=None, y=None):
         """Draw rows from the model.
 
         Parameters
@@ -176,14 +241,17 @@ class VAETransformer(TransformerMixin, BaseEstimator):
         n_samples : int, >= 1
         random_state : int, RandomState or None
             Seeds the latent draws (fresh entropy if None).
+        y : array_like, shape (n_samples,) or as condition_encoder takes
+            The condition of each sample (conditional models only).
 
         Returns
         -------
         ndarray, shape (n_samples, n_features_in_), float32
         """
         check_is_fitted(self, "model_")
+        c = self._conditions(y, n_samples) if self.n_conditions else None
         return self.model_.sample(n_samples, seed=None if random_state is None
-                                  else _seed_from(random_state))
+                                  else _seed_from(random_state), c=c)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -122,7 +122,7 @@ def _make_bar(progress, total, desc):
 
 def fit(model, X, epochs=10, batch_size=128, learning_rate=1e-3, optimizer="adam",
         shuffle=True, validation_data=None, early_stopping_patience=None,
-        kl_warmup_epochs=0, callbacks=(), progress=None):
+        kl_warmup_epochs=0, callbacks=(), progress=None, c=None, size_factors=None):
     """Train `model` on X.
 
     Parameters
@@ -141,9 +141,10 @@ def fit(model, X, epochs=10, batch_size=128, learning_rate=1e-3, optimizer="adam
         persists across calls; switching optimizer resets it.
     shuffle : bool
         Visit rows in the order ``default_rng([seed, epoch]).permutation(n)``.
-    validation_data : array_like, optional
+    validation_data : array_like or tuple, optional
         Evaluated after every epoch: mean negative ELBO with noise seeded by
-        the model's seed (the same draw every epoch).
+        the model's seed (the same draw every epoch). X_val, or (X_val,
+        c_val) or (X_val, c_val, size_factors_val).
     early_stopping_patience : int, optional
         Stop when the monitored loss (val_loss if validation data is given,
         else the training loss) has not improved for this many epochs, and
@@ -158,6 +159,10 @@ def fit(model, X, epochs=10, batch_size=128, learning_rate=1e-3, optimizer="adam
     progress : bool, optional
         Show a progress bar on stderr (tqdm if installed). Default: only when
         stderr is a terminal.
+    c : array_like, shape (n, n_conditions), optional
+        The conditions (required exactly for a conditional model).
+    size_factors : array_like, shape (n,), optional
+        Per-row factors of the mean (count likelihoods only).
 
     Returns
     -------
@@ -175,13 +180,26 @@ def fit(model, X, epochs=10, batch_size=128, learning_rate=1e-3, optimizer="adam
         If another thread is already training this model.
     """
     X = model._check_X(X, targets=True)
+    c = model._check_c(c, X.shape[0])
+    size_factors = model._check_size_factors(size_factors, X.shape[0])
     epochs = as_int(epochs, "epochs", minimum=0)
     batch_size = as_int(batch_size, "batch_size", minimum=1)
     lr = as_float(learning_rate, "learning_rate", minimum=0.0, open_min=True)
     if optimizer not in ("adam", "sgd"):
         raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+    val_side = {}
+    if isinstance(validation_data, tuple):
+        if not 1 <= len(validation_data) <= 3:
+            raise ValueError("validation_data must be X_val or a tuple (X_val, c_val[, "
+                             f"size_factors_val]), got a tuple of {len(validation_data)}")
+        validation_data, *rest = validation_data
+        val_side = dict(zip(("c", "size_factors"), rest))
     if validation_data is not None:
         validation_data = model._check_X(validation_data, "validation_data", targets=True)
+        nv = validation_data.shape[0]
+        val_side = {"c": model._check_c(val_side.get("c"), nv, "validation_data's c"),
+                    "size_factors": model._check_size_factors(val_side.get("size_factors"),
+                                                              nv)}
     if early_stopping_patience is not None:
         early_stopping_patience = as_int(early_stopping_patience, "early_stopping_patience",
                                          minimum=1)
@@ -232,7 +250,8 @@ def fit(model, X, epochs=10, batch_size=128, learning_rate=1e-3, optimizer="adam
                     t_call = time.perf_counter()
                     done, status = core.train_steps(
                         X, order, batch_size, bi, k, model.seed, model.step_, lr, beta1,
-                        ADAM_BETA2, ADAM_EPS, 0.0, optimizer, kl_weight, chunk)
+                        ADAM_BETA2, ADAM_EPS, 0.0, optimizer, kl_weight, chunk, c,
+                        size_factors)
                     steps_per_call = _next_call_steps(steps_per_call, done,
                                                       time.perf_counter() - t_call, most_steps)
                     rows = min(n, (bi + done) * batch_size) - bi * batch_size
@@ -255,7 +274,7 @@ def fit(model, X, epochs=10, batch_size=128, learning_rate=1e-3, optimizer="adam
             model.epoch_ += 1
             val = math.nan
             if validation_data is not None:
-                val = float(-np.mean(model.elbo(validation_data, seed=model.seed)))
+                val = float(-np.mean(model.elbo(validation_data, seed=model.seed, **val_side)))
             logs = {"loss": sums[0] / n, "recon": sums[1] / n, "kl": sums[2] / n,
                     "val_loss": val, "seconds": time.perf_counter() - t0}
             history._append(epoch, logs)

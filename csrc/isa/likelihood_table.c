@@ -1,0 +1,26 @@
+/* The likelihood part's kernel table for one kernel set. */
+#include "isa/isa.h"
+#include "likelihood_kernels.h"
+
+#define VF_STR_(x) #x
+#define VF_STR(x) VF_STR_(x)
+
+/* Defined in isa/likelihood_kernels.c (same kernel set). */
+void VF_FN(vf_poisson_rows)(int64_t rows, int64_t N, const float *out, int64_t ldo,
+                            const float *x, int64_t ldx, const float *s, float *loss,
+                            float *dout, int64_t ldd, float scale);
+void VF_FN(vf_negbin_rows)(int64_t rows, int64_t N, const float *out, int64_t ldo,
+                           const float *x, int64_t ldx, const float *s,
+                           const float *log_theta, float *loss, float *dout, int64_t ldd,
+                           float *dlt, int64_t lddt, float scale);
+void VF_FN(vf_gaussian_var_rows)(int64_t rows, int64_t N, const float *y, int64_t ldy,
+                                 const float *x, int64_t ldx, const float *logvar,
+                                 int64_t ldlv, float *loss, float *dy, int64_t ldd,
+                                 float *dlv, int64_t lddlv, float scale);
+
+const vf_likelihood_kernels VF_FN(vf_likelihood_kernels) = {
+    .isa_name = VF_STR(VF_ISA_NAME),
+    .poisson_rows = VF_FN(vf_poisson_rows),
+    .negbin_rows = VF_FN(vf_negbin_rows),
+    .gaussian_var_rows = VF_FN(vf_gaussian_var_rows),
+};

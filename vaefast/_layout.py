@@ -1,0 +1,169 @@
+"""The VAE's parameter layout, stated once.
+
+The C core (csrc/vae.c) holds every parameter in one float32 buffer; this
+module says what lives where in it, how the public weight dict maps onto it,
+and how a fresh model is initialised. `VAE` checks at construction that the
+C side computed the same offsets (``VAECore.layer_offsets``), so the two can
+never drift apart silently.
+
+Buffer order (forward order; each layer is W (in×out, row-major) then b (out))::
+
+    encoder.i   (D + C) → h1 → … → hE        ReLU; rows [D, D+C) of encoder.0's W
+                                             (or of the head's, with no encoder
+                                             layer) multiply the conditions c
+    head        hE → 2Z                      columns [0, Z) mu, [Z, 2Z) logvar
+    decoder.i   (Z + C) → g1 → … → gG        ReLU; rows [Z, Z+C) multiply c
+    output      gG → D, or gG → 2D           mean/logits; with variance="sample"
+                                             columns [D, 2D) are the log-variance
+    likelihood  D floats, only for variance="feature" (the log-variance) and
+                negative_binomial (log θ, the inverse dispersion)
+
+C = n_conditions (0 for an unconditional model: the layout is then exactly the
+one of format version 1).
+"""
+
+import math
+
+import numpy as np
+
+from ._validation import as_float32_array
+
+LIKELIHOODS = ("bernoulli", "gaussian", "poisson", "negative_binomial")
+VARIANCES = ("unit", "feature", "sample")
+
+# Name of the per-feature likelihood parameter vector, by model kind.
+_LIKELIHOOD_PARAM = {("gaussian", "feature"): "likelihood.logvar",
+                     ("negative_binomial", "unit"): "likelihood.log_theta"}
+
+
+class Layout:
+    """Where each layer's weights live in the flat parameter buffer.
+
+    Attributes
+    ----------
+    layers : list of (name, n_in, n_out, w_offset, b_offset)
+        In buffer order.
+    extra : (name, offset, size) or None
+        The per-feature likelihood parameters after the last layer.
+    n_params : int
+    """
+
+    def __init__(self, n_features, hidden, latent_dim, decoder_hidden, n_conditions=0,
+                 likelihood="bernoulli", variance="unit"):
+        D, Z, C = n_features, latent_dim, n_conditions
+        self.latent_dim, self.n_features = Z, D
+        self.variance = variance
+        widths = []
+        prev = D + C
+        for i, h in enumerate(hidden):
+            widths.append((f"encoder.{i}", prev, h))
+            prev = h
+        widths.append(("head", prev, 2 * Z))
+        prev = Z + C
+        for i, h in enumerate(decoder_hidden):
+            widths.append((f"decoder.{i}", prev, h))
+            prev = h
+        widths.append(("output", prev, 2 * D if variance == "sample" else D))
+        self.layers, off = [], 0
+        for name, n_in, n_out in widths:
+            self.layers.append((name, n_in, n_out, off, off + n_in * n_out))
+            off += n_in * n_out + n_out
+        name = _LIKELIHOOD_PARAM.get((likelihood, variance))
+        self.extra = (name, off, D) if name else None
+        self.n_params = off + (D if name else 0)
+
+    # ------------------------------------------------------------ naming
+    def _pieces(self):
+        """(key, layer index or None, 'W'/'b', column slice) for every public key."""
+        Z, D = self.latent_dim, self.n_features
+        out = []
+        for li, (name, _, n_out, _, _) in enumerate(self.layers):
+            if name == "head":
+                splits = (("mu", slice(0, Z)), ("logvar", slice(Z, 2 * Z)))
+            elif name == "output" and self.variance == "sample":
+                splits = (("output", slice(0, D)), ("output_logvar", slice(D, 2 * D)))
+            else:
+                splits = ((name, slice(0, n_out)),)
+            for key, cols in splits:
+                out.append((f"{key}.weight", li, "W", cols))
+                out.append((f"{key}.bias", li, "b", cols))
+        return out
+
+    def _view(self, flat, li, part, cols):
+        _, n_in, n_out, w, b = self.layers[li]
+        if part == "W":
+            return flat[w:w + n_in * n_out].reshape(n_in, n_out)[:, cols]
+        return flat[b:b + n_out][cols]
+
+    def shapes(self):
+        """Public key -> shape, in buffer order."""
+        shapes = {}
+        for key, li, part, cols in self._pieces():
+            n_in, width = self.layers[li][1], cols.stop - cols.start
+            shapes[key] = (n_in, width) if part == "W" else (width,)
+        if self.extra:
+            shapes[self.extra[0]] = (self.extra[2],)
+        return shapes
+
+    def named_from_flat(self, flat):
+        """The flat buffer -> dict of public key -> float32 copy."""
+        named = {key: self._view(flat, li, part, cols).copy()
+                 for key, li, part, cols in self._pieces()}
+        if self.extra:
+            name, off, size = self.extra
+            named[name] = flat[off:off + size].copy()
+        return named
+
+    def flat_from_named(self, weights):
+        """Dict of public key -> array (validated) -> the flat float32 buffer."""
+        if not isinstance(weights, dict):
+            raise TypeError(f"weights must be a dict, got {type(weights).__name__}")
+        shapes = self.shapes()
+        missing = [k for k in shapes if k not in weights]
+        extra = [k for k in weights if k not in shapes]
+        if missing:
+            raise KeyError(f"weights is missing key {missing[0]!r}")
+        if extra:
+            raise KeyError(f"weights has unexpected key {extra[0]!r}")
+        arrays = {}
+        for k, shape in shapes.items():
+            a = as_float32_array(weights[k], f"weights[{k!r}]", allow_empty=True)
+            if a.shape != shape:
+                raise ValueError(f"weights[{k!r}] must have shape {shape}, got {a.shape}")
+            arrays[k] = a
+        flat = np.empty(self.n_params, dtype=np.float32)
+        for key, li, part, cols in self._pieces():
+            self._view(flat, li, part, cols)[...] = arrays[key]
+        if self.extra:
+            name, off, size = self.extra
+            flat[off:off + size] = arrays[name]
+        return flat
+
+    def offsets(self):
+        """[(n_in, n_out, w_offset, b_offset)] per layer: what the C core must agree on."""
+        return [(n_in, n_out, w, b) for _, n_in, n_out, w, b in self.layers]
+
+    # ------------------------------------------------------------ init
+    def init(self, seed, dtype=np.float32):
+        """Fresh parameters as a flat buffer.
+
+        Every layer draws W then b from U(−1/√in, 1/√in) (PyTorch nn.Linear's
+        default), layer after layer in forward order from
+        ``np.random.default_rng(seed)``. The per-feature likelihood
+        parameters start at 0 (unit variance; θ = 1) and draw nothing.
+        """
+        rng = np.random.default_rng(seed)
+        flat = np.zeros(self.n_params, dtype=dtype)
+        for _, n_in, n_out, w, b in self.layers:
+            W, bias = init_layer(rng, n_in, n_out, dtype)
+            flat[w:w + n_in * n_out] = W.ravel()
+            flat[b:b + n_out] = bias
+        return flat
+
+
+def init_layer(rng, n_in, n_out, dtype):
+    """PyTorch nn.Linear's default: W (in×out), b (out) ~ U(−1/√in, 1/√in)."""
+    bound = 1.0 / math.sqrt(n_in)
+    W = rng.uniform(-bound, bound, size=(n_in, n_out)).astype(dtype)
+    b = rng.uniform(-bound, bound, size=n_out).astype(dtype)
+    return W, b

@@ -1,0 +1,112 @@
+"""The evaluation maths of every model, in float64, in one place.
+
+``log p(x|z)`` for each likelihood (the same densities the C loss kernels
+train on, every constant included), the KL term, and the ELBO and
+importance-weighted (IWAE) combinations used by :meth:`VAE.elbo` and
+:meth:`VAE.log_likelihood`. Training never comes here: the fused kernels in
+csrc/ compute the loss and its gradient.
+"""
+
+import math
+
+import numpy as np
+
+from . import _core
+
+HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+_LIMITS = _core.LIKELIHOOD_LIMITS
+
+
+def softplus(a):
+    """log(1 + exp(a)), stable for any finite a."""
+    return np.maximum(a, 0) + np.log1p(np.exp(-np.abs(a)))
+
+
+def lgamma(y):
+    """log Γ(y) for y > 0, float64, elementwise (NumPy has no lgamma).
+
+    Shift y to >= 8 with Γ(y + 1) = y·Γ(y), then Stirling's series (absolute
+    error below 1e-11)."""
+    y = np.array(y, dtype=np.float64)
+    log_prod = np.zeros_like(y)
+    for _ in range(8):
+        small = y < 8.0
+        if not small.any():
+            break
+        log_prod[small] += np.log(y[small])
+        y[small] += 1.0
+    r = 1.0 / y
+    r2 = r * r
+    series = r * (1.0 / 12 - r2 * (1.0 / 360 - r2 * (1.0 / 1260 - r2 / 1680)))
+    return (y - 0.5) * np.log(y) - y + HALF_LOG_2PI + series - log_prod
+
+
+def log_px(likelihood, variance, out, X, extra=None, size_factors=None):
+    """log p(x|z) per row (float64) from the decoder's output.
+
+    Parameters
+    ----------
+    likelihood : str
+    variance : str
+        For the Gaussian: "unit", "feature" or "sample".
+    out : ndarray, shape (n, D), or (n, 2D) with variance="sample"
+        The output layer: logits, mean (| log-variance), log-rate, log-mean.
+    X : ndarray, shape (n, D)
+    extra : ndarray, shape (D,), optional
+        The per-feature parameter: the log-variance ("feature") or log θ
+        (negative binomial).
+    size_factors : ndarray, shape (n,), optional
+        Count likelihoods: mean = size_factor·exp(out).
+    """
+    out = out.astype(np.float64)
+    X = X.astype(np.float64)
+    if likelihood == "bernoulli":
+        return -np.sum(softplus(out) - X * out, axis=1)
+    if likelihood == "gaussian":
+        if variance == "unit":
+            d = out - X
+            return -np.sum(0.5 * d * d + HALF_LOG_2PI, axis=1)
+        D = X.shape[1]
+        lv = out[:, D:] if variance == "sample" else extra.astype(np.float64)[None, :]
+        v = np.maximum(lv, _LIMITS["gaussian_logvar_min"])
+        d = out[:, :D] - X
+        return -np.sum(0.5 * (d * d * np.exp(-v) + v) + HALF_LOG_2PI, axis=1)
+    eta = out
+    if size_factors is not None:
+        eta = eta + np.log(size_factors.astype(np.float64))[:, None]
+    log_fact = lgamma(X + 1.0)
+    if likelihood == "poisson":
+        eta = np.minimum(eta, _LIMITS["poisson_lograte_max"])
+        return np.sum(X * eta - np.exp(eta) - log_fact, axis=1)
+    rho = np.clip(extra.astype(np.float64), _LIMITS["log_theta_min"], _LIMITS["log_theta_max"])
+    theta = np.exp(rho)[None, :]
+    a = eta - rho[None, :]  # log(mean / θ)
+    return np.sum(lgamma(X + theta) - lgamma(theta) - log_fact
+                  - theta * softplus(a) - X * softplus(-a), axis=1)
+
+
+def kl_normal(mu, logvar):
+    """Per-row KL(N(mu, exp(logvar)) ‖ N(0, I)), float64."""
+    mu64, lv64 = mu.astype(np.float64), logvar.astype(np.float64)
+    return 0.5 * np.sum(np.exp(lv64) + mu64 * mu64 - 1.0 - lv64, axis=1)
+
+
+def elbo(log_px_rows, mu, logvar, beta):
+    """Per-row ELBO: log p(x|z) − beta·KL(q(z|x) ‖ p(z))."""
+    return log_px_rows - beta * kl_normal(mu, logvar)
+
+
+def iwae(log_px_rows, z, eps, logvar):
+    """Per-row importance-weighted bound log (1/K) Σ_k p(x|z_k) p(z_k) / q(z_k|x).
+
+    log_px_rows (n, K); z, eps (n, K, Z) with z = mu + exp(logvar/2)·eps;
+    logvar (n, Z)."""
+    Zd = z.shape[2]
+    z64, e64 = z.astype(np.float64), eps.astype(np.float64)
+    log_pz = -0.5 * np.sum(z64 * z64, axis=2) - Zd * HALF_LOG_2PI
+    log_qz = (-0.5 * np.sum(e64 * e64, axis=2)
+              - 0.5 * np.sum(logvar.astype(np.float64), axis=1)[:, None]
+              - Zd * HALF_LOG_2PI)
+    logw = log_px_rows + log_pz - log_qz
+    top = logw.max(axis=1, keepdims=True)
+    return top[:, 0] + np.log(np.mean(np.exp(logw - top), axis=1))
