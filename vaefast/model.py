@@ -564,6 +564,39 @@ class VAE:
 
         return load_model(cls, path)
 
+    def to_bytes(self):
+        """The model as bytes: exactly the file :meth:`save` writes.
+
+        Returns
+        -------
+        bytes
+            Config, weights, optimizer state and counters (pickling uses
+            these bytes, so a copy continues training bit-identically).
+        """
+        from ._serialize import model_to_bytes
+
+        with self._exclusive("to_bytes"):
+            return model_to_bytes(self)
+
+    @classmethod
+    def from_bytes(cls, data):
+        """The model :meth:`to_bytes` returned `data` for.
+
+        Raises
+        ------
+        TypeError
+            If data is not bytes.
+        ValueError
+            If the bytes are corrupt, truncated or not a vaefast model.
+        """
+        from ._serialize import model_from_bytes
+
+        return model_from_bytes(cls, data)
+
+    def __reduce__(self):
+        # pickle / copy / cloudpickle: the saved-model bytes, never C pointers.
+        return (type(self).from_bytes, (self.to_bytes(),))
+
     def __repr__(self):
         return (f"VAE(n_features={self.n_features}, hidden={self.hidden}, "
                 f"latent_dim={self.latent_dim}, likelihood={self.likelihood!r}, "

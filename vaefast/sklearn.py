@@ -4,8 +4,6 @@ scikit-learn is imported only when this module is, so ``import vaefast``
 never needs it.
 """
 
-import os
-import tempfile
 import zlib
 
 import numpy as np
@@ -191,29 +189,3 @@ class VAETransformer(TransformerMixin, BaseEstimator):
         # The C core computes in float32 whatever the input dtype.
         tags.transformer_tags.preserves_dtype = ["float32"]
         return tags
-
-    # The compiled model does not pickle itself: carry it as its saved file's bytes.
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        if "model_" in state:
-            fd, path = tempfile.mkstemp(suffix=".vae")
-            os.close(fd)
-            try:
-                state["model_"].save(path)
-                with open(path, "rb") as f:
-                    state["model_"] = f.read()
-            finally:
-                os.remove(path)
-        return state
-
-    def __setstate__(self, state):
-        state = dict(state)
-        if isinstance(state.get("model_"), bytes):
-            fd, path = tempfile.mkstemp(suffix=".vae")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(state["model_"])
-                state["model_"] = VAE.load(path)
-            finally:
-                os.remove(path)
-        self.__dict__.update(state)
