@@ -472,7 +472,8 @@ class VAE:
     # ------------------------------------------------------------ training
     def fit(self, X, epochs=10, batch_size=128, learning_rate=1e-3, optimizer="adam",
             shuffle=True, validation_data=None, early_stopping_patience=None,
-            kl_warmup_epochs=0, callbacks=(), progress=None):
+            kl_warmup_epochs=0, callbacks=(), progress=None, comm=None, checkpoint=None,
+            buffer_rows=None):
         """Train with minibatches (one C call per step, the GIL released).
 
         Calling fit again continues training: the step and epoch counters and
@@ -500,6 +501,14 @@ class VAE:
             ``cb(epoch, logs)`` after each epoch; returning True stops.
         progress : bool, optional
             Progress bar on stderr (default: only on a terminal).
+        comm : mpi4py.MPI.Comm, optional
+            Data-parallel training: each rank passes its shard as X and
+            batch_size is the global minibatch (docs/scaling.md).
+        checkpoint : str or os.PathLike, optional
+            Saved after every epoch (with comm: by rank 0).
+        buffer_rows : int, optional
+            Buffer of a streamed X (memmap, Dask array, sequence or callable
+            of row blocks; docs/scaling.md).
 
         Returns
         -------
@@ -515,7 +524,8 @@ class VAE:
                     validation_data=validation_data,
                     early_stopping_patience=early_stopping_patience,
                     kl_warmup_epochs=kl_warmup_epochs, callbacks=callbacks,
-                    progress=progress)
+                    progress=progress, comm=comm, checkpoint=checkpoint,
+                    buffer_rows=buffer_rows)
 
     # ------------------------------------------------------------ persistence
     def get_config(self):
