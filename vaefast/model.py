@@ -13,6 +13,7 @@ import numpy as np
 from . import _core
 from . import reference as _reference
 from ._validation import as_float, as_float32_array, as_int, as_seed
+from .dask import dask_aware as _dask_aware
 
 __all__ = ["VAE", "History", "NonFiniteError"]
 
@@ -66,6 +67,13 @@ class History:
         return "\n".join(lines)
 
     __str__ = __repr__
+
+
+def _noise_generator(seed):
+    """The generator of elbo/log_likelihood noise: rows draw from it in order."""
+    if isinstance(seed, np.random.Generator):
+        return seed  # vaefast.dask hands each chunk one advanced to its rows
+    return np.random.default_rng(None if seed is None else as_seed(seed))
 
 
 def _as_widths(value, name):
@@ -284,6 +292,7 @@ class VAE:
             work = self._tls.work = np.empty(self._core.work_size(_INFER_CHUNK), np.float32)
         return work
 
+    @_dask_aware
     def encode(self, X):
         """Parameters of q(z|x).
 
@@ -306,6 +315,7 @@ class VAE:
             return mus[0], lvs[0]
         return np.concatenate(mus), np.concatenate(lvs)
 
+    @_dask_aware
     def transform(self, X):
         """The posterior mean mu (the usual embedding).
 
@@ -324,6 +334,7 @@ class VAE:
                 for s in range(0, Z.shape[0], _INFER_CHUNK)]
         return outs[0] if len(outs) == 1 else np.concatenate(outs)
 
+    @_dask_aware
     def decode(self, Z):
         """Mean of p(x|z): probabilities (Bernoulli) or the Gaussian mean.
 
@@ -333,6 +344,7 @@ class VAE:
         """
         return self._decode_raw(self._check_Z(Z), True)
 
+    @_dask_aware
     def reconstruct(self, X):
         """The mean reconstruction ``decode(transform(X))`` (no sampling).
 
@@ -376,14 +388,16 @@ class VAE:
         d = raw - X
         return -np.sum(0.5 * d * d + _HALF_LOG_2PI, axis=1)
 
+    @_dask_aware
     def elbo(self, X, seed=None):
         """Per-sample ELBO, ``log p(x|z) − beta·KL(q(z|x) ‖ p(z))``, one z draw.
 
         Parameters
         ----------
         X : array_like, shape (n, n_features)
-        seed : int, optional
-            Seeds the NumPy generator drawing eps (fresh entropy if None).
+        seed : int or numpy.random.Generator, optional
+            Seeds the NumPy generator drawing eps (fresh entropy if None);
+            a Generator is used as is.
 
         Returns
         -------
@@ -391,7 +405,7 @@ class VAE:
         """
         X = self._check_X(X, targets=True)
         mu, lv = self.encode(X)
-        rng = np.random.default_rng(None if seed is None else as_seed(seed))
+        rng = _noise_generator(seed)
         eps = rng.standard_normal(mu.shape).astype(np.float32)
         z = (mu + np.exp(0.5 * lv) * eps).astype(np.float32)
         log_px = self._log_px(self._decode_raw(z, False), X)
@@ -399,6 +413,7 @@ class VAE:
         kl = 0.5 * np.sum(np.exp(lv64) + mu64 * mu64 - 1.0 - lv64, axis=1)
         return log_px - self.beta * kl
 
+    @_dask_aware
     def log_likelihood(self, X, n_samples=100, seed=None):
         """Importance-weighted estimate of log p(x) (Burda et al., IWAE bound).
 
@@ -411,8 +426,9 @@ class VAE:
         X : array_like, shape (n, n_features)
         n_samples : int, >= 1
             Importance samples per row (K).
-        seed : int, optional
-            Seed of the noise (fresh entropy if None).
+        seed : int or numpy.random.Generator, optional
+            Seed of the noise (fresh entropy if None); a Generator is used
+            as is.
 
         Returns
         -------
@@ -420,7 +436,7 @@ class VAE:
         """
         X = self._check_X(X, targets=True)
         K = as_int(n_samples, "n_samples", minimum=1)
-        rng = np.random.default_rng(None if seed is None else as_seed(seed))
+        rng = _noise_generator(seed)
         Zd = self.latent_dim
         chunk = max(1, _INFER_CHUNK // K)
         out = np.empty(X.shape[0])

@@ -16,6 +16,7 @@ except ImportError as _exc:  # pragma: no cover - depends on the environment
     raise ImportError('vaefast.sklearn needs scikit-learn >= 1.6: pip install "vaefast[sklearn]"'
                       ) from _exc
 
+from .dask import dask_aware as _dask_aware
 from .model import VAE
 
 # check name -> why vaefast does not pass it (keep this minimal and honest).
@@ -98,6 +99,7 @@ class VAETransformer(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "model_")
         return validate_data(self, X, dtype=np.float32, reset=False)
 
+    @_dask_aware
     def transform(self, X):
         """Posterior means (the embedding).
 
@@ -125,6 +127,7 @@ class VAETransformer(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "model_")
         return self.model_.decode(X)  # validated there: dtype, shape, finiteness
 
+    @_dask_aware
     def score_samples(self, X):
         """ELBO of each row (one Monte-Carlo sample).
 
