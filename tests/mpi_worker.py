@@ -83,6 +83,12 @@ def main(scenario, outdir):
         model = vaefast.VAE.load(ckpt)
         model.fit(X, epochs=1, batch_size=GLOBAL_BATCH, comm=comm, progress=False)
         out["params"] = model._core.get_buffer(0)
+    elif scenario == "different_arguments":
+        try:
+            model.fit(X, epochs=1 + rank, batch_size=GLOBAL_BATCH, comm=comm, progress=False)
+            out["error"] = np.array("")
+        except DistributedError as exc:
+            out["error"] = np.array(str(exc))
     elif scenario in ("nan_shard", "fail_midway", "different_models"):
         if scenario == "nan_shard" and rank == 1:
             X[5, 7] = np.nan

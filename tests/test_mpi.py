@@ -153,6 +153,11 @@ def test_ranks_starting_from_different_models_are_refused(tmp_path):
         assert r["distributed"] and "different models" in str(r["error"])
 
 
+def test_ranks_with_different_fit_arguments_are_refused(tmp_path):
+    for r in run_ranks("different_arguments", tmp_path):
+        assert "fit arguments differ between ranks: ['epochs']" in str(r["error"])
+
+
 def test_cli_train_distributed_equals_the_api(tmp_path):
     # the CLI splits the file's rows in two contiguous shards, as the worker
     # does, so its model is the worker's "train" run, bit for bit

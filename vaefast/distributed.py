@@ -106,6 +106,15 @@ class ShardSource(OneProcessSource):
         self.n_steps = int(np.max(-(-self.shard_sizes // self.rank_batches)))
 
     # ---- agreement between ranks
+    def require_same(self, **settings):
+        """Refuse (on every rank) fit arguments that differ between ranks:
+        they decide how many collectives each rank makes."""
+        everyone = self.comm.allgather(sorted(settings.items()))
+        differing = [k for k, v in everyone[0] if any(dict(e)[k] != v for e in everyone)]
+        if differing:
+            raise DistributedError(f"fit arguments differ between ranks: {differing}; "
+                                   "pass the same ones on every rank")
+
     def _raise_failures(self, error, messages, what):
         failed = [(r, m) for r, m in enumerate(messages) if m is not None]
         if not failed:

@@ -276,6 +276,12 @@ def fit(model, X, epochs=10, batch_size=128, learning_rate=1e-3, optimizer="adam
         if not callable(cb):
             raise TypeError(f"callbacks[{i}] must be callable, got {type(cb).__name__}")
 
+    if comm is not None:
+        source.require_same(epochs=epochs, batch_size=batch_size, learning_rate=lr,
+                            optimizer=optimizer, shuffle=bool(shuffle),
+                            validation=validation_data is not None,
+                            patience=early_stopping_patience, kl_warmup=kl_warmup_epochs,
+                            checkpoint=checkpoint is not None)
     history = History()
     core = model._core
     trainer = Trainer(model, source.batch_size, lr, optimizer)
