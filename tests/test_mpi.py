@@ -83,9 +83,22 @@ def one_process(shuffle, epochs=2):
     return model, losses
 
 
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Each training scenario run once for the module: {scenario: ranks}."""
+    cache = {}
+
+    def get(scenario):
+        if scenario not in cache:
+            cache[scenario] = run_ranks(scenario, tmp_path_factory.mktemp(scenario))
+        return cache[scenario]
+
+    return get
+
+
 @pytest.mark.parametrize("scenario", ["train", "train_noshuffle"])
-def test_two_ranks_equal_one_process_on_the_global_minibatch(scenario, tmp_path):
-    ranks = run_ranks(scenario, tmp_path)
+def test_two_ranks_equal_one_process_on_the_global_minibatch(scenario, runs):
+    ranks = runs(scenario)
     # every rank holds bit-identical weights, and runs one thread
     np.testing.assert_array_equal(ranks[0]["params"], ranks[1]["params"])
     assert int(ranks[0]["threads"]) == 1
@@ -124,11 +137,10 @@ def test_two_ranks_equal_one_process_on_the_global_minibatch(scenario, tmp_path)
     np.testing.assert_allclose(ranks[0]["loss"], losses, rtol=1e-5)
 
 
-def test_rank0_checkpoint_resumes_bit_identically(tmp_path):
+def test_rank0_checkpoint_resumes_bit_identically(tmp_path, runs):
     resumed = run_ranks("resume", tmp_path)
     assert (tmp_path / "ckpt.vae").exists()
-    (tmp_path / "straight").mkdir()
-    straight = run_ranks("train", tmp_path / "straight")
+    straight = runs("train")
     np.testing.assert_array_equal(resumed[0]["params"], resumed[1]["params"])
     np.testing.assert_array_equal(resumed[0]["params"], straight[0]["params"])
 
@@ -158,7 +170,7 @@ def test_ranks_with_different_fit_arguments_are_refused(tmp_path):
         assert "fit arguments differ between ranks: ['epochs']" in str(r["error"])
 
 
-def test_cli_train_distributed_equals_the_api(tmp_path):
+def test_cli_train_distributed_equals_the_api(tmp_path, runs):
     # the CLI splits the file's rows in two contiguous shards, as the worker
     # does, so its model is the worker's "train" run, bit for bit
     data = tmp_path / "data.npy"
@@ -168,7 +180,6 @@ def test_cli_train_distributed_equals_the_api(tmp_path):
                   "--seed", str(W.CONFIG["seed"]), "--out", str(tmp_path / "model.vae")])
     assert out.count("wrote") == 1  # rank 0 alone reports and saves
     model = vaefast.VAE.load(tmp_path / "model.vae")
-    (tmp_path / "api").mkdir()
-    api = run_ranks("train", tmp_path / "api")
+    api = runs("train")
     assert model.step_ == 20 and model.epoch_ == 2
     np.testing.assert_array_equal(model._core.get_buffer(0), api[0]["params"])
