@@ -21,6 +21,7 @@ through its saved-model bytes), not once per chunk.
 """
 
 import functools
+import inspect
 
 import numpy as np
 
@@ -39,12 +40,14 @@ def dask_aware(method):
     """Decorator: a Dask array argument goes to this module's function of the
     same name; anything else to the method itself."""
     name = method.__name__
+    data_arg = list(inspect.signature(method).parameters)[1]  # X or Z
 
     @functools.wraps(method)
-    def wrapper(self, X, *args, **kwargs):
-        if is_dask_array(X):
-            return _LAZY[name](self, X, *args, **kwargs)
-        return method(self, X, *args, **kwargs)
+    def wrapper(self, *args, **kwargs):
+        data = args[0] if args else kwargs.get(data_arg)
+        if is_dask_array(data):
+            return _LAZY[name](self, *args, **kwargs)
+        return method(self, *args, **kwargs)
 
     return wrapper
 
