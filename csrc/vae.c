@@ -48,6 +48,10 @@ struct vf_vae {
     float *dlik;   /* per-element gradient of the per-feature parameters (cap×D) */
     float *xenc;   /* the encoder's input log1p(X) of the count likelihoods (cap×D) */
     float *cbatch, *sbatch; /* gathered conditions (cap×C), size factors (cap) */
+    /* Set only inside vf_vae_shard_grads: the shard's first row in the
+     * global minibatch (eps row index) and that minibatch's row count (the
+     * gradient's 1/B). 0 and 0 mean an unsharded batch. */
+    int64_t shard_row0, shard_batch;
 };
 
 #define VF_ALIGN_FLOATS 16 /* sub-buffers start on 64-byte boundaries */
@@ -696,7 +700,7 @@ static int forward_backward(vf_vae *m, int64_t B, const float *X, const float *c
     }
     const float *H = m->act[E]; /* B×2Z: mu = H[:, :Z], raw logvar = H[:, Z:] */
     split_head(B, Z, H, 2 * Z, NULL, 0, m->logvar, Z);
-    st = vf_reparam_forward(B, Z, H, 2 * Z, m->logvar, Z, seed, step, 0, eps, Z, m->z, Z, m->kl);
+    st = vf_reparam_forward(B, Z, H, 2 * Z, m->logvar, Z, seed, step, m->shard_row0, eps, Z, m->z, Z, m->kl);
     if (st != VF_OK)
         return st;
     /* ---- forward: decoder and output */
@@ -710,7 +714,7 @@ static int forward_backward(vf_vae *m, int64_t B, const float *X, const float *c
         ldin = LY[l].out;
     }
     /* ---- loss and dL/d(out), scaled by 1/B for the batch mean */
-    const float scale = 1.0f / (float)B;
+    const float scale = 1.0f / (float)(m->shard_batch ? m->shard_batch : B);
     st = likelihood_loss(m, B, X, s, scale);
     if (st != VF_OK)
         return st;
@@ -743,7 +747,7 @@ static int forward_backward(vf_vae *m, int64_t B, const float *X, const float *c
     }
     /* d = dL/dz (B×Z). Latent: reparameterization + kl_weight·beta·KL. */
     float *dH = spare; /* B×2Z */
-    st = vf_reparam_backward(B, Z, H, 2 * Z, m->logvar, Z, seed, step, 0, eps, Z, d, Z,
+    st = vf_reparam_backward(B, Z, H, 2 * Z, m->logvar, Z, seed, step, m->shard_row0, eps, Z, d, Z,
                              kl_weight * m->beta * scale, dH, 2 * Z, dH + Z, 2 * Z);
     if (st != VF_OK)
         return st;
@@ -806,17 +810,12 @@ int vf_vae_loss_and_grad_rows(vf_vae *m, int64_t B, const float *X, const vf_vae
     return st;
 }
 
-/* One training step on contiguous X (B×D) with conditions c (B×C, ldc) and
- * size factors s (B), both may be NULL (checked by the callers). */
-static int train_step_rows(vf_vae *m, int64_t B, const float *X, const float *c,
-                           int64_t ldc, const float *s, uint64_t seed, uint64_t step,
-                           float lr, float beta1, float beta2, float adam_eps,
-                           float weight_decay, int optimizer, float kl_weight, double *out3)
+/* The optimizer arguments every update checks (VF_ERR_ARG / OVERFLOW). */
+static int check_update_args(float lr, float beta1, float beta2, float adam_eps,
+                             float weight_decay, int optimizer, uint64_t step)
 {
-    if (!m || !X)
-        return VF_ERR_NULL;
-    if (B < 1 || !isfinite(lr) || lr < 0 || !isfinite(beta1) || beta1 < 0 || beta1 >= 1 ||
-        !isfinite(weight_decay) || weight_decay < 0 || !isfinite(kl_weight) || kl_weight < 0)
+    if (!isfinite(lr) || lr < 0 || !isfinite(beta1) || beta1 < 0 || beta1 >= 1 ||
+        !isfinite(weight_decay) || weight_decay < 0)
         return VF_ERR_ARG;
     if (optimizer == VF_OPTIMIZER_ADAM) {
         if (!isfinite(beta2) || beta2 < 0 || beta2 >= 1 || !(adam_eps > 0) || !isfinite(adam_eps))
@@ -826,7 +825,34 @@ static int train_step_rows(vf_vae *m, int64_t B, const float *X, const float *c,
     } else if (optimizer != VF_OPTIMIZER_SGD) {
         return VF_ERR_ARG;
     }
-    int st = vf_vae_reserve(m, B);
+    return VF_OK;
+}
+
+/* One optimizer pass over the whole buffer with the gradient in m->grads. */
+static int apply_update(vf_vae *m, float lr, float beta1, float beta2, float adam_eps,
+                        float weight_decay, int optimizer, uint64_t step)
+{
+    if (optimizer == VF_OPTIMIZER_ADAM)
+        return vf_adam_update(m->n_params, m->params, m->grads, m->m1, m->m2, lr, beta1,
+                              beta2, adam_eps, weight_decay, (int64_t)step + 1);
+    return vf_sgd_update(m->n_params, m->params, m->grads, m->m1, lr, beta1, weight_decay);
+}
+
+/* One training step on contiguous X (B×D) with conditions c (B×C, ldc) and
+ * size factors s (B), both may be NULL (checked by the callers). */
+static int train_step_rows(vf_vae *m, int64_t B, const float *X, const float *c,
+                           int64_t ldc, const float *s, uint64_t seed, uint64_t step,
+                           float lr, float beta1, float beta2, float adam_eps,
+                           float weight_decay, int optimizer, float kl_weight, double *out3)
+{
+    if (!m || !X)
+        return VF_ERR_NULL;
+    if (B < 1 || !isfinite(kl_weight) || kl_weight < 0)
+        return VF_ERR_ARG;
+    int st = check_update_args(lr, beta1, beta2, adam_eps, weight_decay, optimizer, step);
+    if (st != VF_OK)
+        return st;
+    st = vf_vae_reserve(m, B);
     if (st != VF_OK)
         return st;
     double l = 0, r = 0, k = 0;
@@ -838,10 +864,55 @@ static int train_step_rows(vf_vae *m, int64_t B, const float *X, const float *c,
     }
     if (st != VF_OK)
         return st; /* includes VF_ERR_NONFINITE: parameters untouched */
-    if (optimizer == VF_OPTIMIZER_ADAM)
-        return vf_adam_update(m->n_params, m->params, m->grads, m->m1, m->m2, lr, beta1,
-                              beta2, adam_eps, weight_decay, (int64_t)step + 1);
-    return vf_sgd_update(m->n_params, m->params, m->grads, m->m1, lr, beta1, weight_decay);
+    return apply_update(m, lr, beta1, beta2, adam_eps, weight_decay, optimizer, step);
+}
+
+int vf_vae_shard_grads(vf_vae *m, int64_t B, const float *X, const vf_vae_rows *rows,
+                       uint64_t seed, uint64_t step, int64_t row0, int64_t batch_total,
+                       float kl_weight, double *sums3)
+{
+    if (!m || (B > 0 && !X) || !sums3)
+        return VF_ERR_NULL;
+    if (check_rows_arg(m, rows) != VF_OK)
+        return VF_ERR_ARG;
+    if (B < 0 || row0 < 0 || batch_total < 1 || row0 > batch_total - B ||
+        !isfinite(kl_weight) || kl_weight < 0)
+        return VF_ERR_ARG;
+    sums3[0] = sums3[1] = sums3[2] = 0.0;
+    if (B == 0) { /* this rank's shard ran out: it adds nothing to the sum */
+        memset(m->grads, 0, (size_t)m->n_params * sizeof(float));
+        return VF_OK;
+    }
+    int st = vf_vae_reserve(m, B);
+    if (st != VF_OK)
+        return st;
+    double l = 0, r = 0, k = 0;
+    vf_rwlock_lock(&m->lock, 1);
+    m->shard_row0 = row0;
+    m->shard_batch = batch_total;
+    st = forward_backward(m, B, X, rows ? rows->c : NULL, rows ? rows->ldc : 0,
+                          rows ? rows->size_factors : NULL, NULL, seed, step, kl_weight, &l,
+                          &r, &k);
+    m->shard_row0 = m->shard_batch = 0;
+    vf_rwlock_unlock(&m->lock);
+    sums3[0] = l * (double)B;
+    sums3[1] = r * (double)B;
+    sums3[2] = k * (double)B;
+    return st;
+}
+
+int vf_vae_apply_update(vf_vae *m, uint64_t step, float lr, float beta1, float beta2,
+                        float adam_eps, float weight_decay, int optimizer)
+{
+    if (!m)
+        return VF_ERR_NULL;
+    int st = check_update_args(lr, beta1, beta2, adam_eps, weight_decay, optimizer, step);
+    if (st != VF_OK)
+        return st;
+    vf_rwlock_lock(&m->lock, 1);
+    st = apply_update(m, lr, beta1, beta2, adam_eps, weight_decay, optimizer, step);
+    vf_rwlock_unlock(&m->lock);
+    return st;
 }
 
 /* Rows of a minibatch into dst (rows×D): X[order[i]] or, without an

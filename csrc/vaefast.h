@@ -413,6 +413,27 @@ int vf_vae_train_steps_rows(vf_vae *m, int64_t n, const float *X, int64_t ldx,
                             float adam_eps, float weight_decay, int optimizer,
                             float kl_weight, double *sums3, int64_t *done);
 
+/* A training step split in two, for data-parallel training (each rank
+ * holds a shard of the global minibatch and the gradients are summed
+ * between the halves, e.g. by an MPI Allreduce of vf_vae_grads(m) in place).
+ * vf_vae_shard_grads: forward + backward on the shard X (B×D, contiguous; B
+ * may be 0, then the gradient is zero) with its side inputs rows (NULL for an
+ * unconditional model without size factors) whose rows are rows row0 .. row0+B-1
+ * of a global minibatch of batch_total rows: eps of row i is
+ * eps(seed, step, row0 + i, col) and the gradient (overwrites the grads
+ * buffer) is this shard's part of the global batch mean (scaled by
+ * 1/batch_total), so the sum over shards is the one-process gradient.
+ * sums3 (3) = this shard's sums {loss, recon, KL} over its rows.
+ * VF_ERR_NONFINITE as vf_vae_loss_and_grad.
+ * vf_vae_apply_update: the optimizer step of vf_vae_train_step (same
+ * arguments and status) with the gradient now in the grads buffer.
+ * vf_vae_train_step does both with no extra pass. */
+int vf_vae_shard_grads(vf_vae *m, int64_t B, const float *X, const vf_vae_rows *rows,
+                       uint64_t seed, uint64_t step, int64_t row0, int64_t batch_total,
+                       float kl_weight, double *sums3);
+int vf_vae_apply_update(vf_vae *m, uint64_t step, float lr, float beta1, float beta2,
+                        float adam_eps, float weight_decay, int optimizer);
+
 /* n_steps training steps in one call, exactly as n_steps calls of
  * vf_vae_train_step: step k (0-based) trains on the rows
  * order[r0 .. r0 + rows) of X (n×D, ldx), r0 = (first_batch + k)·batch,

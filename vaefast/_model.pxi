@@ -70,6 +70,12 @@ cdef extern from "vaefast.h" nogil:
                            int64_t n_steps, uint64_t seed, uint64_t step0, float lr,
                            float beta1, float beta2, float adam_eps, float weight_decay,
                            int optimizer, float kl_weight, double *sums3, int64_t *done)
+    int vf_vae_shard_grads(vf_vae *m, int64_t B, const float *X, const vf_vae_rows *rows,
+                           uint64_t seed,
+                           uint64_t step, int64_t row0, int64_t batch_total,
+                           float kl_weight, double *sums3)
+    int vf_vae_apply_update(vf_vae *m, uint64_t step, float lr, float beta1, float beta2,
+                            float adam_eps, float weight_decay, int optimizer)
 
 import threading as _threading
 
@@ -408,6 +414,71 @@ cdef class VAECore:
                                              kl_weight, &sums[0], &done)
         self.step += <uint64_t>done
         return done, status
+
+    # ---- the split step (vaefast/distributed.py)
+    def grads_array(self):
+        """The C gradient buffer itself as a float32 ndarray (no copy): it
+        stays valid as long as the array (which keeps this core alive)."""
+        return _np.asarray(_FloatView(self, <size_t>vf_vae_grads(self.m), self.num_params))
+
+    def shard_grads(self, const float[:, ::1] X, uint64_t seed, uint64_t step,
+                    int64_t row0, int64_t batch_total, float kl_weight, double[::1] sums):
+        """vf_vae_shard_grads on X (B may be 0); sums (3) receives this shard's
+        {loss, recon, KL} sums. Returns the status (not raised)."""
+        cdef int64_t B = X.shape[0]
+        if X.shape[1] != self.n_features:
+            raise ValueError(f"X must have {self.n_features} columns, got {X.shape[1]}")
+        if sums.shape[0] != 3:
+            raise ValueError("sums must have 3 entries")
+        cdef const float *px = &X[0, 0] if B > 0 else NULL
+        cdef _Rows rows = _Rows(B, self.n_conditions, None, None)  # comm= takes no c yet
+        cdef int status
+        with nogil:
+            status = vf_vae_shard_grads(self.m, B, px, rows.ptr(), seed, step, row0,
+                                        batch_total, kl_weight, &sums[0])
+        return status
+
+    def apply_update(self, uint64_t step, float lr, float beta1, float beta2, float adam_eps,
+                     float weight_decay, str optimizer):
+        """vf_vae_apply_update with the gradient in buffer 1; returns the status."""
+        cdef int opt = _OPTIMIZER_CODES[optimizer]
+        cdef int status
+        with nogil:
+            status = vf_vae_apply_update(self.m, step, lr, beta1, beta2, adam_eps,
+                                         weight_decay, opt)
+        return status
+
+
+cdef class _FloatView:
+    """A writable float32 buffer over memory owned by a VAECore, which it
+    keeps alive (so the pointer cannot dangle)."""
+
+    cdef object owner
+    cdef float *ptr
+    cdef Py_ssize_t shape[1]
+    cdef Py_ssize_t strides[1]
+
+    def __cinit__(self, owner, size_t address, Py_ssize_t n):
+        self.owner = owner
+        self.ptr = <float *>address
+        self.shape[0] = n
+        self.strides[0] = sizeof(float)
+
+    def __getbuffer__(self, Py_buffer *buf, int flags):
+        buf.buf = self.ptr
+        buf.obj = self
+        buf.len = self.shape[0] * sizeof(float)
+        buf.readonly = 0
+        buf.itemsize = sizeof(float)
+        buf.format = b"f"
+        buf.ndim = 1
+        buf.shape = self.shape
+        buf.strides = self.strides
+        buf.suboffsets = NULL
+        buf.internal = NULL
+
+    def __releasebuffer__(self, Py_buffer *buf):
+        pass
 
 
 def status_error(int status, str what):

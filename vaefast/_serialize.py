@@ -148,3 +148,30 @@ def model_from_payload(cls, payload, path="pickled VAE"):
     model.epoch_ = int(state["epoch"])
     model.optimizer_ = state["optimizer"]
     return model
+
+
+def model_to_bytes(model):
+    """The bytes of the file save_model writes (pickling and to_bytes).
+
+    Goes through a private temporary file so that the bytes are exactly the
+    saved-model format, whatever its version, with its checksum.
+    """
+    with tempfile.TemporaryDirectory(prefix="vaefast-") as tmp:
+        path = os.path.join(tmp, "model.vae")
+        save_model(model, path)
+        with open(path, "rb") as f:
+            return f.read()
+
+
+def model_from_bytes(cls, data):
+    """The model whose saved file is `data` (bytes); ValueError on damage."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"data must be bytes, got {type(data).__name__}")
+    with tempfile.TemporaryDirectory(prefix="vaefast-") as tmp:
+        path = os.path.join(tmp, "model.vae")
+        with open(path, "wb") as f:
+            f.write(data)
+        try:
+            return load_model(cls, path)
+        except ValueError as exc:
+            raise ValueError(str(exc).replace(path, "data")) from None

@@ -6,6 +6,7 @@ returns exit code 2, never a traceback.
 """
 
 import argparse
+import io
 import os
 import sys
 import time
@@ -265,9 +266,45 @@ def _upscale(img, k):
     return np.kron(img, np.ones((k, k)))
 
 
+def _training_data(args):
+    """A .npy is memory-mapped (fit reads it a buffer at a time, so it may be
+    larger than RAM; rows are checked as they are read); the rest is loaded."""
+    if not (args.data.lower().endswith(".npy") and os.path.exists(args.data)):
+        return load_data(args.data, args.key, args.data_dir)
+    try:
+        X = np.load(args.data, mmap_mode="r", allow_pickle=False)
+    except Exception as exc:
+        raise CLIError(f"cannot read {args.data}: {exc}")
+    if X.ndim != 2 or 0 in X.shape or not np.issubdtype(X.dtype, np.number):
+        raise CLIError(f"{args.data}: expected a non-empty 2-D array of numbers, got shape "
+                       f"{X.shape} and dtype {X.dtype}")
+    return X
+
+
+def _mpi_comm():
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        raise CLIError("--distributed needs mpi4py and an MPI library "
+                       "(pip install 'vaefast[mpi]'), run under mpiexec")
+    return MPI.COMM_WORLD
+
+
 def _cmd_train(args, out):
     from .model import VAE
-    X, c = _data_and_conditions(args)
+    if getattr(args, "conditions", None):
+        X, c = _data_and_conditions(args)
+    else:
+        X, c = _training_data(args), None  # a .npy is streamed, not loaded
+    comm = None
+    if args.distributed:
+        if c is not None:
+            raise CLIError("--distributed does not take --conditions yet")
+        from .distributed import shard_rows
+        comm = _mpi_comm()
+        X = X[shard_rows(X.shape[0], comm.Get_size(), comm.Get_rank())]
+        if comm.Get_rank() != 0:
+            out = io.StringIO()  # rank 0 reports and saves
     _check_range(X, args.likelihood, args.data)
     hidden = _parse_hidden(args.hidden)
     try:
@@ -281,9 +318,11 @@ def _cmd_train(args, out):
     try:
         model.fit(X, c=c, epochs=args.epochs, batch_size=args.batch_size,
                   learning_rate=args.learning_rate, callbacks=[_printing_callback(out)],
-                  progress=False)
-    except (ValueError, TypeError) as exc:
+                  progress=False, comm=comm)
+    except (ValueError, TypeError, RuntimeError) as exc:
         raise CLIError(str(exc))
+    if comm is not None and comm.Get_rank() != 0:
+        return 0
     model.save(args.out)
     print(f"wrote {args.out}", file=out)
     return 0
@@ -394,6 +433,9 @@ def build_parser():
                    help="Gaussian variance: unit, learned per feature, or per sample")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", required=True, metavar="MODEL", help="where to save the model")
+    t.add_argument("--distributed", action="store_true",
+                   help="data-parallel over MPI: run under mpiexec; each rank trains on its "
+                        "share of the rows, --batch-size is the global minibatch")
 
     e = sub.add_parser("encode", help="posterior means of DATA")
     e.add_argument("model", metavar="MODEL")

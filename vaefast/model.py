@@ -19,6 +19,7 @@ from ._layout import Layout
 from ._validation import (COUNT_LIKELIHOODS, as_float, as_float32_array, as_int, as_seed,
                           as_size_factors, check_targets)
 from .train import History
+from .dask import dask_aware as _dask_aware
 
 __all__ = ["VAE", "History", "NonFiniteError"]
 
@@ -40,6 +41,13 @@ def _reads_weights(method):
             return method(self, *args, **kwargs)
 
     return under_read_lock
+
+
+def _noise_generator(seed):
+    """The generator of elbo/log_likelihood noise: rows draw from it in order."""
+    if isinstance(seed, np.random.Generator):
+        return seed  # vaefast.dask hands each chunk one advanced to its rows
+    return np.random.default_rng(None if seed is None else as_seed(seed))
 
 
 def _as_widths(value, name):
@@ -259,6 +267,7 @@ class VAE:
             work = self._tls.work = np.empty(self._core.work_size(_INFER_CHUNK), np.float32)
         return work
 
+    @_dask_aware
     @_reads_weights
     def encode(self, X, c=None):
         """Parameters of q(z|x) (q(z|x, c) for a conditional model).
@@ -286,6 +295,7 @@ class VAE:
             return mus[0], lvs[0]
         return np.concatenate(mus), np.concatenate(lvs)
 
+    @_dask_aware
     def transform(self, X, c=None):
         """The posterior mean mu (the usual embedding).
 
@@ -312,6 +322,7 @@ class VAE:
                 for s in range(0, Z.shape[0], _INFER_CHUNK)]
         return outs[0] if len(outs) == 1 else np.concatenate(outs)
 
+    @_dask_aware
     def decode(self, Z, c=None, size_factors=None):
         """Mean of p(x|z): probabilities (Bernoulli), the Gaussian mean, or
         the count mean size_factor·exp(output) (Poisson, negative binomial).
@@ -331,6 +342,7 @@ class VAE:
         return self._decode_raw(Z, True, self._check_c(c, Z.shape[0]),
                                 self._check_size_factors(size_factors, Z.shape[0]))
 
+    @_dask_aware
     @_reads_weights
     def reconstruct(self, X, c=None, size_factors=None):
         """The mean reconstruction ``decode(transform(X, c), c)`` (no sampling).
@@ -380,6 +392,7 @@ class VAE:
         return _likelihood.log_px(self.likelihood, self.variance, raw, X,
                                   self._extra_param(), size_factors)
 
+    @_dask_aware
     @_reads_weights
     def elbo(self, X, seed=None, c=None, size_factors=None, eps=None):
         """Per-sample ELBO, ``log p(x|z) − beta·KL(q(z|x) ‖ p(z))``, one z draw.
@@ -387,8 +400,9 @@ class VAE:
         Parameters
         ----------
         X : array_like, shape (n, n_features)
-        seed : int, optional
-            Seeds the NumPy generator drawing eps (fresh entropy if None).
+        seed : int or numpy.random.Generator, optional
+            Seeds the NumPy generator drawing eps (fresh entropy if None);
+            a Generator is used as is.
         c : array_like, shape (n, n_conditions), for a conditional model
         size_factors : array_like, shape (n,), optional (count likelihoods)
         eps : array_like, shape (n, latent_dim), optional
@@ -403,7 +417,7 @@ class VAE:
         s = self._check_size_factors(size_factors, X.shape[0])
         mu, lv = self.encode(X, c)
         if eps is None:
-            rng = np.random.default_rng(None if seed is None else as_seed(seed))
+            rng = _noise_generator(seed)
             eps = rng.standard_normal(mu.shape).astype(np.float32)
         else:
             eps = self._check_eps(eps, X.shape[0])
@@ -411,6 +425,7 @@ class VAE:
         log_px = self._log_px(self._decode_raw(z, False, c), X, s)
         return _likelihood.elbo(log_px, mu, lv, self.beta)
 
+    @_dask_aware
     @_reads_weights
     def log_likelihood(self, X, n_samples=100, seed=None, c=None, size_factors=None):
         """Importance-weighted estimate of log p(x) (Burda et al., IWAE bound).
@@ -424,8 +439,9 @@ class VAE:
         X : array_like, shape (n, n_features)
         n_samples : int, >= 1
             Importance samples per row (K).
-        seed : int, optional
-            Seed of the noise (fresh entropy if None).
+        seed : int or numpy.random.Generator, optional
+            Seed of the noise (fresh entropy if None); a Generator is used
+            as is.
         c : array_like, shape (n, n_conditions), for a conditional model
         size_factors : array_like, shape (n,), optional (count likelihoods)
 
@@ -437,7 +453,7 @@ class VAE:
         c = self._check_c(c, X.shape[0])
         s = self._check_size_factors(size_factors, X.shape[0])
         K = as_int(n_samples, "n_samples", minimum=1)
-        rng = np.random.default_rng(None if seed is None else as_seed(seed))
+        rng = _noise_generator(seed)
         Zd = self.latent_dim
         chunk = max(1, _INFER_CHUNK // K)
         out = np.empty(X.shape[0])
@@ -495,7 +511,8 @@ class VAE:
     # ------------------------------------------------------------ training
     def fit(self, X, epochs=10, batch_size=128, learning_rate=1e-3, optimizer="adam",
             shuffle=True, validation_data=None, early_stopping_patience=None,
-            kl_warmup_epochs=0, callbacks=(), progress=None, c=None, size_factors=None):
+            kl_warmup_epochs=0, callbacks=(), progress=None, c=None, size_factors=None,
+            comm=None, checkpoint=None, buffer_rows=None):
         """Train with minibatches (one C call per step, the GIL released).
 
         Calling fit again continues training: the step and epoch counters and
@@ -530,6 +547,14 @@ class VAE:
             The conditions of X's rows; required exactly when n_conditions > 0.
         size_factors : array_like, shape (n,), optional
             Count likelihoods: per-row factors > 0 of the mean (library size).
+        comm : mpi4py.MPI.Comm, optional
+            Data-parallel training: each rank passes its shard as X and
+            batch_size is the global minibatch (docs/scaling.md).
+        checkpoint : str or os.PathLike, optional
+            Saved after every epoch (with comm: by rank 0).
+        buffer_rows : int, optional
+            Buffer of a streamed X (memmap, Dask array, sequence or callable
+            of row blocks; docs/scaling.md).
 
         Returns
         -------
@@ -545,7 +570,8 @@ class VAE:
                     validation_data=validation_data,
                     early_stopping_patience=early_stopping_patience,
                     kl_warmup_epochs=kl_warmup_epochs, callbacks=callbacks,
-                    progress=progress, c=c, size_factors=size_factors)
+                    progress=progress, c=c, size_factors=size_factors, comm=comm,
+                    checkpoint=checkpoint, buffer_rows=buffer_rows)
 
     # ------------------------------------------------------------ persistence
     def get_config(self):
@@ -595,14 +621,38 @@ class VAE:
 
         return load_model(cls, path)
 
-    def __reduce__(self):
-        """Pickle as the arrays of a saved model (never the compiled object),
-        so that a model crosses process boundaries: multiprocessing with any
-        start method, ``Pool.map(model.encode, chunks)``."""
-        from ._serialize import model_from_payload, model_payload
+    def to_bytes(self):
+        """The model as bytes: exactly the file :meth:`save` writes.
 
-        with self._exclusive("pickle"):
-            return (model_from_payload, (type(self), model_payload(self)))
+        Returns
+        -------
+        bytes
+            Config, weights, optimizer state and counters (pickling uses
+            these bytes, so a copy continues training bit-identically).
+        """
+        from ._serialize import model_to_bytes
+
+        with self._exclusive("to_bytes"):
+            return model_to_bytes(self)
+
+    @classmethod
+    def from_bytes(cls, data):
+        """The model :meth:`to_bytes` returned `data` for.
+
+        Raises
+        ------
+        TypeError
+            If data is not bytes.
+        ValueError
+            If the bytes are corrupt, truncated or not a vaefast model.
+        """
+        from ._serialize import model_from_bytes
+
+        return model_from_bytes(cls, data)
+
+    def __reduce__(self):
+        # pickle / copy / cloudpickle: the saved-model bytes, never C pointers.
+        return (type(self).from_bytes, (self.to_bytes(),))
 
     def __repr__(self):
         return (f"VAE(n_features={self.n_features}, hidden={self.hidden}, "

@@ -4,8 +4,6 @@ scikit-learn is imported only when this module is, so ``import vaefast``
 never needs it.
 """
 
-import os
-import tempfile
 import zlib
 
 import numpy as np
@@ -19,6 +17,7 @@ except ImportError as _exc:  # pragma: no cover - depends on the environment
                       ) from _exc
 
 from ._validation import check_targets
+from .dask import dask_aware as _dask_aware
 from .model import VAE
 
 # check name -> why vaefast does not pass it (keep this minimal and honest).
@@ -163,6 +162,7 @@ class VAETransformer(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "model_")
         return validate_data(self, X, dtype=np.float32, reset=False)
 
+    @_dask_aware
     def transform(self, X, y=None):
         """Posterior means (the embedding).
 
@@ -196,6 +196,7 @@ class VAETransformer(TransformerMixin, BaseEstimator):
         c = self._conditions(y, np.shape(X)[0]) if self.n_conditions else None
         return self.model_.decode(X, c)  # validated there: dtype, shape, finiteness
 
+    @_dask_aware
     def score_samples(self, X, y=None):
         """ELBO of each row (one Monte-Carlo sample).
 
@@ -259,29 +260,3 @@ class VAETransformer(TransformerMixin, BaseEstimator):
         # The C core computes in float32 whatever the input dtype.
         tags.transformer_tags.preserves_dtype = ["float32"]
         return tags
-
-    # The compiled model does not pickle itself: carry it as its saved file's bytes.
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        if "model_" in state:
-            fd, path = tempfile.mkstemp(suffix=".vae")
-            os.close(fd)
-            try:
-                state["model_"].save(path)
-                with open(path, "rb") as f:
-                    state["model_"] = f.read()
-            finally:
-                os.remove(path)
-        return state
-
-    def __setstate__(self, state):
-        state = dict(state)
-        if isinstance(state.get("model_"), bytes):
-            fd, path = tempfile.mkstemp(suffix=".vae")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(state["model_"])
-                state["model_"] = VAE.load(path)
-            finally:
-                os.remove(path)
-        self.__dict__.update(state)

@@ -1,0 +1,112 @@
+"""One rank of the MPI tests (tests/test_mpi.py runs it under mpiexec -n 2).
+
+    python tests/mpi_worker.py SCENARIO OUTDIR
+
+Every rank trains on its shard of the digits data (rank r: rows
+r*SHARD .. (r+1)*SHARD) and writes what it ends with to OUTDIR/rank{r}.npz;
+the test compares that with a one-process run it does itself.
+"""
+
+import sys
+
+import numpy as np
+
+import vaefast
+from vaefast.distributed import DistributedError
+
+SHARD = 300        # rows per rank
+GLOBAL_BATCH = 64  # split 32 + 32
+CONFIG = dict(n_features=64, hidden=(32,), latent_dim=8, seed=3)
+
+
+def digits():
+    from sklearn.datasets import load_digits
+
+    return (load_digits().data / 16.0).astype(np.float32)
+
+
+def shard(comm):
+    r = comm.Get_rank()
+    return digits()[r * SHARD:(r + 1) * SHARD].copy()
+
+
+def first_gradient(model, X, comm):
+    """The Allreduced gradient of step 0 (not applied)."""
+    from mpi4py import MPI
+
+    core = model._core
+    b = GLOBAL_BATCH // comm.Get_size()
+    local = np.zeros(3)
+    status = core.shard_grads(X[:b], model.seed, 0, comm.Get_rank() * b, GLOBAL_BATCH, 1.0,
+                              local)
+    vaefast._core.status_error(status, "shard_grads")
+    grads = core.grads_array()
+    comm.Allreduce(MPI.IN_PLACE, grads, op=MPI.SUM)
+    return grads.copy()
+
+
+class FailingCore:
+    """Delegates to a VAECore but raises in shard_grads at a given step."""
+
+    def __init__(self, core, fail_step):
+        self._inner, self._fail_step = core, fail_step
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def shard_grads(self, X, seed, step, *args):
+        if step == self._fail_step:
+            raise RuntimeError(f"injected failure at step {step}")
+        return self._inner.shard_grads(X, seed, step, *args)
+
+
+def main(scenario, outdir):
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    rank = comm.Get_rank()
+    X = shard(comm)
+    model = vaefast.VAE(**CONFIG)
+    out = {}
+    if scenario in ("train", "train_noshuffle"):
+        out["grad0"] = first_gradient(model, X, comm)
+        hist = model.fit(X, epochs=2, batch_size=GLOBAL_BATCH, shuffle=scenario == "train",
+                         comm=comm, progress=False)
+        out["params"] = model._core.get_buffer(0)
+        out["loss"] = np.array(hist.history["loss"])
+        out["threads"] = np.array(vaefast.get_num_threads())
+    elif scenario == "resume":
+        ckpt = f"{outdir}/ckpt.vae"
+        model.fit(X, epochs=1, batch_size=GLOBAL_BATCH, comm=comm, checkpoint=ckpt,
+                  progress=False)
+        comm.Barrier()
+        model = vaefast.VAE.load(ckpt)
+        model.fit(X, epochs=1, batch_size=GLOBAL_BATCH, comm=comm, progress=False)
+        out["params"] = model._core.get_buffer(0)
+    elif scenario == "different_arguments":
+        try:
+            model.fit(X, epochs=1 + rank, batch_size=GLOBAL_BATCH, comm=comm, progress=False)
+            out["error"] = np.array("")
+        except DistributedError as exc:
+            out["error"] = np.array(str(exc))
+    elif scenario in ("nan_shard", "fail_midway", "different_models"):
+        if scenario == "nan_shard" and rank == 1:
+            X[5, 7] = np.nan
+        if scenario == "fail_midway" and rank == 1:
+            model._core = FailingCore(model._core, fail_step=3)
+        if scenario == "different_models" and rank == 1:
+            model = vaefast.VAE(**{**CONFIG, "seed": 4})
+        try:
+            model.fit(X, epochs=1, batch_size=GLOBAL_BATCH, comm=comm, progress=False)
+            out["error"] = np.array("")
+        except Exception as exc:
+            out["error"] = np.array(f"{type(exc).__name__}: {exc}")
+            out["distributed"] = np.array(isinstance(exc, DistributedError))
+        out["step"] = np.array(model.step_)
+    else:
+        raise SystemExit(f"unknown scenario {scenario!r}")
+    np.savez(f"{outdir}/rank{rank}.npz", **out)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

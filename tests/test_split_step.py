@@ -1,0 +1,97 @@
+"""The training step split for data parallelism (vf_vae_shard_grads +
+vf_vae_apply_update) and the gradient buffer exposed without a copy.
+
+Oracles: the fused one-process step (vf_vae_train_step) must equal the split
+step bit for bit when the shard is the whole batch; shards with row offsets
+must sum to the whole-batch gradient within the float32 summation-order
+bound, with the per-row terms measured from single-row gradients.
+"""
+
+import gc
+
+import numpy as np
+import pytest
+
+import vaefast
+from vaefast.ops import reparameterization_noise
+
+ADAM = (1e-3, 0.9, 0.999, 1e-8, 0.0, "adam")
+
+
+def model():
+    return vaefast.VAE(20, hidden=(16,), latent_dim=4, seed=6)
+
+
+def batch(n=48):
+    return np.random.default_rng(2).random((n, 20)).astype(np.float32)
+
+
+def test_grads_array_is_the_c_buffer_and_keeps_the_model_alive():
+    m = model()
+    g = m._core.grads_array()
+    assert g.dtype == np.float32 and g.shape == (m.num_params(),) and g.flags.writeable
+    m.loss_and_grad(batch())
+    np.testing.assert_array_equal(g, m._core.get_buffer(1))  # sees what C wrote
+    g[:3] = [1.0, 2.0, 3.0]  # and C sees what we write
+    np.testing.assert_array_equal(m._core.get_buffer(1)[:3], [1.0, 2.0, 3.0])
+    assert np.shares_memory(g, m._core.grads_array())
+    del m
+    gc.collect()
+    assert g[:3].tolist() == [1.0, 2.0, 3.0]  # the core outlives the model
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_split_step_on_the_whole_batch_equals_the_fused_step(optimizer):
+    X = batch()
+    fused, split = model(), model()
+    for m in (fused, split):
+        m.optimizer_ = optimizer  # fit() would zero the moments: they start at zero
+    args = (1e-3, 0.9, 0.999, 1e-8, 0.0, optimizer)
+    for step in range(3):
+        fused._core.train_step(X, fused.seed, step, *args[:5], optimizer, 1.0)
+        sums = np.zeros(3)
+        assert split._core.shard_grads(X, split.seed, step, 0, len(X), 1.0, sums) == 0
+        assert split._core.apply_update(step, *args) == 0
+    for which in (0, 2, 3):
+        np.testing.assert_array_equal(split._core.get_buffer(which),
+                                      fused._core.get_buffer(which))
+
+
+def test_shards_with_row_offsets_sum_to_the_batch_gradient():
+    X, m = batch(), model()
+    B, u = len(X), 2.0 ** -24
+    m.loss_and_grad(X)
+    whole = m._core.get_buffer(1).astype(np.float64)
+    total, sums = np.zeros_like(whole), np.zeros(3)
+    loss_sum = 0.0
+    for lo, hi in ((0, 20), (20, 21), (21, 48)):  # uneven shards
+        assert m._core.shard_grads(X[lo:hi], m.seed, 0, lo, B, 1.0, sums) == 0
+        total += m._core.get_buffer(1)
+        loss_sum += sums[0]
+    # per-row terms: the gradient of each row alone, with its own eps
+    eps = reparameterization_noise(m.seed, 0, (B, m.latent_dim))
+    abs_terms = np.zeros_like(whole)
+    for i in range(B):
+        m.loss_and_grad(X[i:i + 1], eps=eps[i:i + 1])
+        abs_terms += np.abs(m._core.get_buffer(1)) / B
+    gamma = B * u / (1 - B * u)
+    # three partial sums, then two float32 additions of them in float64 here
+    bound = 2 * gamma * abs_terms + 4 * u * np.abs(whole)
+    assert np.all(np.abs(total - whole) <= bound)
+    want_loss, _ = m.loss_and_grad(X)
+    np.testing.assert_allclose(loss_sum / B, want_loss, rtol=1e-6)
+
+
+def test_empty_shard_and_bad_offsets():
+    m = model()
+    m.loss_and_grad(batch())
+    sums = np.ones(3)
+    assert m._core.shard_grads(batch(0), 0, 0, 0, 8, 1.0, sums) == 0
+    assert not m._core.get_buffer(1).any() and not sums.any()
+    bad = vaefast._core.status_error
+    for row0, total in ((-1, 48), (1, 48), (0, 0)):  # rows past the batch, empty batch
+        status = m._core.shard_grads(batch(), 0, 0, row0, total, 1.0, sums)
+        with pytest.raises(ValueError):
+            bad(status, "shard_grads")
+    with pytest.raises(ValueError):
+        bad(m._core.apply_update(0, -1.0, *ADAM[1:]), "apply_update")

@@ -1,0 +1,213 @@
+"""Streaming sources for fit: training data read one buffer at a time.
+
+Two kinds of stream, so that memory is bounded by the buffer, not the data:
+
+* **Random access** (a ``numpy.memmap``, e.g. ``np.load(path,
+  mmap_mode="r")``): the epoch's order is the in-memory one,
+  ``default_rng([seed, epoch]).permutation(n)``; the rows of the next
+  ``buffer_rows`` positions of that order are gathered into a buffer and
+  trained on. The batches are the in-memory batches, so the weights are
+  bit-identical to fitting the same array in memory.
+* **Row blocks read once per epoch** (a sequence of 2-D arrays, a Dask array,
+  or a callable returning a fresh iterator of 2-D arrays): blocks are read in
+  turn and their rows fill a buffer of ``buffer_rows`` rows (a multiple of the
+  batch size). With ``shuffle=False`` the batches are the in-memory batches of
+  the concatenated blocks (exact). With ``shuffle=True`` the order is exact
+  when the epoch's rows fit one buffer (then it is the in-memory permutation
+  of the concatenation); otherwise it is approximate: the block order is
+  permuted by ``default_rng([seed, epoch])`` when the blocks are addressable
+  (sequence, Dask array; a callable's order is its own), and buffer k is
+  visited in the order ``default_rng([seed, epoch, k]).permutation``.
+
+A helper thread reads the next buffer while the C core trains on the current
+one (the GIL is released during training), so reading costs little time.
+"""
+
+import queue
+import threading
+
+import numpy as np
+
+from .train import OneProcessSource
+
+__all__ = ["is_stream", "make_source", "DEFAULT_BUFFER_BYTES"]
+
+DEFAULT_BUFFER_BYTES = 64 << 20  # per buffer; at most four are alive at once
+
+
+def _is_dask_array(X):
+    return type(X).__module__.split(".")[0] == "dask" and hasattr(X, "blocks")
+
+
+def _is_block_sequence(X):
+    return (isinstance(X, (list, tuple)) and len(X) > 0
+            and all(isinstance(b, np.ndarray) and b.ndim == 2 for b in X))
+
+
+def is_stream(X):
+    """Whether fit reads X a buffer at a time (see the module docstring)."""
+    return (isinstance(X, np.memmap) or _is_dask_array(X) or _is_block_sequence(X)
+            or (callable(X) and not isinstance(X, np.ndarray)))
+
+
+def buffer_size(buffer_rows, batch_size, n_features):
+    """Rows per buffer: a multiple of batch_size, about DEFAULT_BUFFER_BYTES."""
+    if buffer_rows is None:
+        buffer_rows = DEFAULT_BUFFER_BYTES // (4 * n_features)
+    return max(1, buffer_rows // batch_size) * batch_size
+
+
+def make_source(model, X, batch_size, buffer_rows):
+    """The source object fit uses for a streamed X."""
+    if isinstance(X, np.memmap):
+        return MemmapSource(model, X, batch_size, buffer_rows)
+    if _is_dask_array(X):
+        return BlockSource(model, *_dask_blocks(model, X), batch_size, buffer_rows)
+    if _is_block_sequence(X):
+        return BlockSource(model, len(X), lambda order: (X[i] for i in order),
+                           sum(b.shape[0] for b in X), batch_size, buffer_rows)
+    return BlockSource(model, None, lambda order: _fresh_iterator(X), None, batch_size,
+                       buffer_rows)
+
+
+def _fresh_iterator(X):
+    it = X()
+    if it is X or not hasattr(it, "__next__") and not hasattr(it, "__iter__"):
+        raise TypeError("X: a callable must return a fresh iterator of 2-D arrays, got "
+                        f"{type(it).__name__}")
+    return iter(it)
+
+
+def _dask_blocks(model, X):
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-dimensional, got shape {X.shape}")
+    if X.shape[1] != model.n_features:
+        raise ValueError(f"X must have {model.n_features} columns (n_features), "
+                         f"got {X.shape[1]}")
+    if X.numblocks[1] != 1:
+        X = X.rechunk({1: -1})  # whole rows per block
+    n = X.shape[0]
+    return (X.numblocks[0], lambda order: (X.blocks[i].compute() for i in order),
+            None if n != n else int(n))
+
+
+def _prefetched(produce):
+    """Iterate the generator produce() one item ahead, in a helper thread."""
+    q = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def put(item):
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def run():
+        try:
+            for item in produce():
+                if not put(("item", item)):
+                    return
+            put(("end", None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            put(("error", exc))
+
+    thread = threading.Thread(target=run, name="vaefast-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, item = q.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+class MemmapSource(OneProcessSource):
+    """Random-access rows: exact in-memory order, gathered buffer by buffer."""
+
+    def __init__(self, model, X, batch_size, buffer_rows):
+        if X.ndim != 2:
+            raise ValueError(f"X must be 2-dimensional, got shape {X.shape}")
+        if X.shape[1] != model.n_features:
+            raise ValueError(f"X must have {model.n_features} columns (n_features), "
+                             f"got {X.shape[1]}")
+        if X.shape[0] == 0:
+            raise ValueError(f"X must not be empty, got shape {X.shape}")
+        self.model, self.X = model, X
+        self.n_rows = X.shape[0]
+        self.batch_size = min(batch_size, self.n_rows)
+        self.buffer_rows = buffer_size(buffer_rows, self.batch_size, model.n_features)
+
+    def _buffers(self, order):
+        X, R, n = self.X, self.buffer_rows, self.n_rows
+        for start in range(0, n, R):
+            rows = X[order[start:start + R]] if order is not None else X[start:start + R]
+            yield self.model._check_X(np.asarray(rows), f"X rows {start}..", targets=True)
+
+    def run_epoch(self, trainer, epoch, shuffle, bar):
+        order = (np.random.default_rng([self.model.seed, epoch]).permutation(self.n_rows)
+                 if shuffle else None)
+        for buf in _prefetched(lambda: self._buffers(order)):
+            trainer.steps(buf, None, bar)
+        return self.n_rows
+
+
+class BlockSource(OneProcessSource):
+    """Row blocks read once per epoch through a bounded buffer."""
+
+    def __init__(self, model, n_blocks, read_blocks, n_rows, batch_size, buffer_rows):
+        self.model = model
+        self.n_blocks, self.read_blocks, self.n_rows = n_blocks, read_blocks, n_rows
+        self.batch_size = batch_size if n_rows is None else min(batch_size, max(n_rows, 1))
+        self.buffer_rows = buffer_size(buffer_rows, self.batch_size, model.n_features)
+
+    def _buffers(self, block_order):
+        R, D = self.buffer_rows, self.model.n_features
+        buf, fill = np.empty((R, D), np.float32), 0
+        for i, block in enumerate(self.read_blocks(block_order)):
+            block = self.model._check_X(block, f"X block {i}", targets=True)
+            pos = 0
+            while pos < block.shape[0]:
+                take = min(R - fill, block.shape[0] - pos)
+                buf[fill:fill + take] = block[pos:pos + take]
+                fill, pos = fill + take, pos + take
+                if fill == R:
+                    yield buf
+                    buf, fill = np.empty((R, D), np.float32), 0
+        if fill:
+            yield buf[:fill]
+
+    def run_epoch(self, trainer, epoch, shuffle, bar):
+        seed = self.model.seed
+        fits_one = self.n_rows is not None and self.n_rows <= self.buffer_rows
+        block_order = range(self.n_blocks or 0)
+        if shuffle and self.n_blocks and not fits_one:
+            block_order = np.random.default_rng([seed, epoch]).permutation(self.n_blocks)
+        rows, k, held = 0, 0, None
+        # One buffer of look-ahead: only at the end is it known whether the
+        # epoch fitted one buffer (then its order is the exact in-memory one).
+        for buf in _prefetched(lambda: self._buffers(block_order)):
+            if held is not None:
+                rows += self._train(trainer, held, epoch, k, shuffle, False, bar)
+                k += 1
+            held = buf
+        if held is None:
+            raise ValueError("X: the stream of row blocks is empty")
+        rows += self._train(trainer, held, epoch, k, shuffle, k == 0, bar)
+        self.n_rows = rows
+        return rows
+
+    def _train(self, trainer, buf, epoch, k, shuffle, only, bar):
+        order = None
+        if shuffle:
+            key = [self.model.seed, epoch] if only else [self.model.seed, epoch, k]
+            order = np.random.default_rng(key).permutation(buf.shape[0]).astype(np.int64)
+        trainer.steps(buf, order, bar)
+        return buf.shape[0]

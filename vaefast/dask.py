@@ -1,0 +1,191 @@
+"""Dask arrays in, Dask arrays out (dask is imported only when one arrives).
+
+``VAE.encode / transform / decode / reconstruct / elbo / log_likelihood``
+and ``VAETransformer.transform / score_samples`` accept a
+``dask.array.Array`` and return a lazy one, chunked along rows like the input
+(an input chunked along columns is rechunked to whole rows first). Each row
+chunk runs the in-memory method on one worker, so the results are
+bit-identical to the in-memory call:
+
+* the deterministic methods work row by row;
+* ``elbo`` and ``log_likelihood`` draw their noise from one NumPy generator
+  seeded by ``seed``, row after row; a chunk starting at row ``a`` starts
+  from that generator advanced past the draws of rows ``0 .. a-1`` (skipped
+  in pieces, so the cost of a chunk grows with its offset: small for
+  ``elbo``, ``n_samples`` times more for ``log_likelihood``). With
+  ``seed=None`` one seed is drawn for the whole array.
+
+The model enters the graph once, as one ``dask.delayed`` object every chunk
+depends on, so a distributed cluster ships it to each worker once (pickled
+through its saved-model bytes), not once per chunk.
+"""
+
+import functools
+import inspect
+
+import numpy as np
+
+__all__ = ["is_dask_array", "encode", "transform", "decode", "reconstruct", "elbo",
+           "log_likelihood", "score_samples"]
+
+_SKIP_PIECE = 1 << 20  # normals discarded per call when advancing a generator
+
+
+def is_dask_array(X):
+    """Whether X is a dask.array.Array (without importing dask)."""
+    return type(X).__module__.split(".")[0] == "dask" and hasattr(X, "to_delayed")
+
+
+def dask_aware(method):
+    """Decorator: a Dask array argument goes to this module's function of the
+    same name; anything else to the method itself."""
+    name = method.__name__
+    data_arg = list(inspect.signature(method).parameters)[1]  # X or Z
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        data = args[0] if args else kwargs.get(data_arg)
+        if is_dask_array(data):
+            return _LAZY[name](self, *args, **kwargs)
+        return method(self, *args, **kwargs)
+
+    return wrapper
+
+
+def _model(obj):
+    """The VAE behind obj (a VAE or a fitted VAETransformer)."""
+    return getattr(obj, "model_", obj)
+
+
+def _row_chunks(X, n_cols, name):
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be 2-dimensional, got shape {X.shape}")
+    if X.shape[1] != n_cols:
+        raise ValueError(f"{name} must have {n_cols} columns, got {X.shape[1]}")
+    if any(c != c for c in X.chunks[0]):
+        raise ValueError(f"{name} has unknown chunk sizes: call "
+                         f"{name}.compute_chunk_sizes() first")
+    if X.numblocks[1] != 1:
+        X = X.rechunk({1: -1})  # every chunk holds whole rows
+    return X
+
+
+def _map_rows(obj, X, n_cols, name, fn, width, dtype):
+    """Apply fn(obj, chunk, first_row) to every row chunk of X, lazily.
+
+    Returns a dask array of shape (n, width), or (n,) if width is None.
+    """
+    import dask
+    import dask.array as da
+
+    X = _row_chunks(X, n_cols, name)
+    owner = dask.delayed(obj, pure=False)  # one graph key: shipped once per worker
+    call = dask.delayed(fn, pure=True)
+    starts = np.concatenate([[0], np.cumsum(X.chunks[0])[:-1]]).astype(int)
+    parts = []
+    for block, start, rows in zip(X.to_delayed()[:, 0], starts, X.chunks[0]):
+        shape = (rows,) if width is None else (rows, width)
+        parts.append(da.from_delayed(call(owner, block, int(start)), shape=shape,
+                                     dtype=dtype))
+    return da.concatenate(parts, axis=0)
+
+
+# ---- deterministic methods: each chunk is independent
+def _encode_rows(obj, x, start):
+    return np.hstack(obj.encode(x))
+
+
+def _transform_rows(obj, x, start):
+    return obj.transform(x)
+
+
+def _decode_rows(obj, z, start):
+    return obj.decode(z)
+
+
+def _reconstruct_rows(obj, x, start):
+    return obj.reconstruct(x)
+
+
+def _score_rows(obj, x, start):
+    return obj.score_samples(x)  # VAETransformer: per-row seeded noise
+
+
+def encode(model, X):
+    """Lazy :meth:`VAE.encode`: (mu, logvar), each (n, latent_dim) float32."""
+    Z = model.latent_dim
+    both = _map_rows(model, X, model.n_features, "X", _encode_rows, 2 * Z, np.float32)
+    return both[:, :Z], both[:, Z:]
+
+
+def transform(obj, X):
+    """Lazy ``transform`` of a VAE or a fitted VAETransformer: (n, latent_dim)."""
+    m = _model(obj)
+    return _map_rows(obj, X, m.n_features, "X", _transform_rows, m.latent_dim, np.float32)
+
+
+def decode(model, Z):
+    """Lazy :meth:`VAE.decode`: (n, n_features) float32."""
+    return _map_rows(model, Z, model.latent_dim, "Z", _decode_rows, model.n_features,
+                     np.float32)
+
+
+def reconstruct(model, X):
+    """Lazy :meth:`VAE.reconstruct`: (n, n_features) float32."""
+    return _map_rows(model, X, model.n_features, "X", _reconstruct_rows, model.n_features,
+                     np.float32)
+
+
+def score_samples(est, X):
+    """Lazy ``VAETransformer.score_samples``: (n,) float64."""
+    return _map_rows(est, X, _model(est).n_features, "X", _score_rows, None, np.float64)
+
+
+# ---- noisy methods: the generator is advanced to the chunk's first row
+def _generator_at(seed, draws):
+    """default_rng(seed) after `draws` standard normals (as one call would)."""
+    rng = np.random.default_rng(seed)
+    while draws > 0:
+        k = min(draws, _SKIP_PIECE)
+        rng.standard_normal(k)
+        draws -= k
+    return rng
+
+
+def _whole_array_seed(seed):
+    from ._validation import as_seed
+
+    if seed is None:  # one fresh seed for every chunk of this call
+        return int(np.random.default_rng().integers(2 ** 63))
+    return as_seed(seed)
+
+
+def elbo(model, X, seed=None):
+    """Lazy :meth:`VAE.elbo`: (n,) float64, bit-identical to the in-memory call."""
+    seed = _whole_array_seed(seed)
+    Z = model.latent_dim
+
+    def rows(m, x, start):
+        return m.elbo(x, seed=_generator_at(seed, start * Z))
+
+    return _map_rows(model, X, model.n_features, "X", rows, None, np.float64)
+
+
+def log_likelihood(model, X, n_samples=100, seed=None):
+    """Lazy :meth:`VAE.log_likelihood`: (n,) float64, bit-identical to the
+    in-memory call (see the module docstring for the cost of the noise)."""
+    from ._validation import as_int
+
+    seed = _whole_array_seed(seed)
+    K = as_int(n_samples, "n_samples", minimum=1)
+    Z = model.latent_dim
+
+    def rows(m, x, start):
+        return m.log_likelihood(x, n_samples=K, seed=_generator_at(seed, start * K * Z))
+
+    return _map_rows(model, X, model.n_features, "X", rows, None, np.float64)
+
+
+_LAZY = {"encode": encode, "transform": transform, "decode": decode,
+         "reconstruct": reconstruct, "elbo": elbo, "log_likelihood": log_likelihood,
+         "score_samples": score_samples}
