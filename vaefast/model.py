@@ -525,7 +525,7 @@ class VAE:
                 "beta": self.beta, "seed": self.seed,
                 "decoder_hidden": list(self.decoder_hidden)}
 
-    def save(self, path):
+    def save(self, path, format="npz"):
         """Write the model (config, weights, optimizer state, counters).
 
         Parameters
@@ -533,16 +533,24 @@ class VAE:
         path : str or os.PathLike
             The file written: exactly this name (no suffix added). It is
             written to a temporary file beside it and renamed, so an existing
-            model is replaced atomically. Format: docs/model-format.md.
+            model is replaced atomically.
+        format : {"npz", "safetensors"}
+            ``"npz"`` (default): vaefast's own .npz-based format;
+            ``"safetensors"``: the weights under their :meth:`get_weights`
+            names, the configuration and counters in the metadata (readable
+            by any safetensors reader). Both: docs/model-format.md.
         """
         from ._serialize import save_model
 
         with self._exclusive("save"):
-            save_model(self, path)
+            save_model(self, path, format)
 
     @classmethod
     def load(cls, path):
         """Read a model written by :meth:`save` (no code is ever executed).
+
+        The format (npz or safetensors) is detected from the file's first
+        bytes, not its name.
 
         Parameters
         ----------
@@ -563,6 +571,13 @@ class VAE:
         from ._serialize import load_model
 
         return load_model(cls, path)
+
+    def to_onnx(self, path, part="vae", opset=17):
+        """Write the model (or its encoder or decoder) as an ONNX graph; see
+        :func:`vaefast.interop.to_onnx` for the graph names and shapes."""
+        from .interop import to_onnx
+
+        return to_onnx(self, path, part=part, opset=opset)
 
     def __repr__(self):
         return (f"VAE(n_features={self.n_features}, hidden={self.hidden}, "
