@@ -29,7 +29,12 @@ _ARRAYS = ("params", "moment1", "moment2")
 _KEYS = ("format", "version", "config", "state", *_ARRAYS)
 
 
-def _digest(entries):
+def _digest(payload):
+    """SHA-256 over the .npz entries in _KEYS order."""
+    return _hash_entries((k, payload[k]) for k in _KEYS)
+
+
+def _hash_entries(entries):
     """SHA-256 over (name, array) pairs in order: name, dtype, shape, bytes."""
     h = hashlib.sha256()
     for key, a in entries:
@@ -65,7 +70,7 @@ def save_model(model, path, format="npz"):
         "moment1": core.get_buffer(2),
         "moment2": core.get_buffer(3),
     }
-    payload["sha256"] = np.array(_digest((k, payload[k]) for k in _KEYS))
+    payload["sha256"] = np.array(_digest(payload))
     _write_atomically(path, lambda f: np.savez(f, **payload))
 
 
@@ -145,7 +150,7 @@ def _load_npz(cls, path):
     if missing:
         raise ValueError(f"{path!s} is corrupt: missing entry {missing[0]!r}")
     _check_version(path, int(payload["version"]))
-    if str(payload["sha256"]) != _digest((k, payload[k]) for k in _KEYS):
+    if str(payload["sha256"]) != _digest(payload):
         raise ValueError(f"{path!s} is corrupt: SHA-256 checksum mismatch")
     model, state = _new_model(cls, path, str(payload["config"]), str(payload["state"]))
     _restore(model, path, state, *(payload[k] for k in _ARRAYS))
@@ -186,8 +191,11 @@ MOMENT_PREFIXES = ("optimizer.moment1.", "optimizer.moment2.")
 _META_KEYS = ("format", "version", "config", "state")
 
 
-def _metadata_entries(metadata):
-    return [(k, np.array(metadata[k])) for k in _META_KEYS]
+def _safetensors_digest(metadata, tensors):
+    """Over the metadata entries, then the tensors in name order (other
+    writers, e.g. the safetensors package, may store them in another order)."""
+    return _hash_entries([(k, np.array(metadata[k])) for k in _META_KEYS]
+                         + sorted(tensors.items()))
 
 
 def _safetensors_bytes(model):
@@ -200,7 +208,7 @@ def _safetensors_bytes(model):
     metadata = {"format": FORMAT_TAG, "version": str(FORMAT_VERSION),
                 "config": json.dumps(model.get_config(), sort_keys=True),
                 "state": _state_json(model)}
-    metadata["sha256"] = _digest(_metadata_entries(metadata) + list(tensors.items()))
+    metadata["sha256"] = _safetensors_digest(metadata, tensors)
     return _safetensors.encode(tensors, metadata)
 
 
@@ -216,11 +224,10 @@ def _load_safetensors(cls, path):
     missing = [k for k in (*_META_KEYS, "sha256") if k not in metadata]
     if missing:
         raise ValueError(f"{path!s} is corrupt: missing metadata {missing[0]!r}")
-    try:
-        _check_version(path, int(metadata["version"]))
-    except ValueError as exc:
-        raise ValueError(f"{path!s} is corrupt: bad version: {exc}") from None
-    if metadata["sha256"] != _digest(_metadata_entries(metadata) + list(tensors.items())):
+    if not metadata["version"].isdigit():
+        raise ValueError(f"{path!s} is corrupt: version {metadata['version']!r}")
+    _check_version(path, int(metadata["version"]))
+    if metadata["sha256"] != _safetensors_digest(metadata, tensors):
         raise ValueError(f"{path!s} is corrupt: SHA-256 checksum mismatch")
     model, state = _new_model(cls, path, metadata["config"], metadata["state"])
     names = set(model._weight_shapes())
