@@ -297,6 +297,8 @@ class VAE:
             logvar is clamped to [-30, 30], as in training.
         """
         X = self._check_X(X)
+        if X.shape[0] <= _INFER_CHUNK:  # one core call, nothing else allocated
+            return self._core.encode(X, self._scratch())
         mus, lvs = [], []
         for s in range(0, X.shape[0], _INFER_CHUNK):
             mu, lv = self._core.encode(X[s:s + _INFER_CHUNK], self._scratch())
