@@ -214,11 +214,3 @@ def test_cli_export(tmp_path, capsys):
     assert main(["export", str(tmp_path / "missing"), "--onnx", str(out)]) == 2
     assert "model file not found" in capsys.readouterr().err
 
-
-def test_import_vaefast_imports_no_engine(run_python):
-    out = run_python(
-        "import sys, vaefast, vaefast.interop; "
-        "print(sorted(m for m in ('onnx', 'onnxruntime', 'torch', 'safetensors') "
-        "if m in sys.modules))")
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().splitlines()[-1] == "[]"

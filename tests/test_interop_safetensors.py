@@ -195,3 +195,27 @@ def test_future_version_is_rejected(tmp_path):
     (tmp_path / "v99").write_bytes(_safetensors.encode(tensors, metadata))
     with pytest.raises(ValueError, match="version 99; this vaefast reads version 1"):
         vaefast.VAE.load(tmp_path / "v99")
+
+
+def test_import_vaefast_imports_no_engine(run_python):
+    out = run_python(
+        "import sys, vaefast, vaefast.interop; "
+        "print(sorted(m for m in ('onnx', 'onnxruntime', 'torch', 'safetensors') "
+        "if m in sys.modules))")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("package, call", [
+    ("onnx", lambda m, tmp: m.to_onnx(tmp / "m.onnx")),
+    ("torch", lambda m, tmp: vaefast.interop.to_torch(m)),
+])
+def test_missing_engine_names_the_extra(tmp_path, monkeypatch, package, call):
+    import sys
+
+    import vaefast.interop
+
+    monkeypatch.setitem(sys.modules, package, None)  # import now fails
+    with pytest.raises(ImportError, match=rf"needs the '{package}' package: pip install "
+                                          r"\"vaefast\[interop\]\""):
+        call(vaefast.VAE(D, hidden=(4,), latent_dim=2), tmp_path)
