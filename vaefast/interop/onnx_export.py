@@ -15,9 +15,12 @@ Each layer is one Gemm (``h @ W + b``, the weight stored (in, out) exactly as
 for hidden layers.
 """
 
+import os
+
 import numpy as np
 
 from .. import _core
+from .._validation import as_int
 from ._likelihoods import likelihood_export
 from ._model_spec import exportable_config
 
@@ -75,8 +78,6 @@ def build_onnx(model, part="vae", opset=17):
     """The ONNX ModelProto of one part of `model` (see the module docstring)."""
     import onnx
 
-    from .._validation import as_int
-
     config = exportable_config(model)
     if part not in PARTS:
         raise ValueError(f"part must be one of {PARTS}, got {part!r}")
@@ -116,8 +117,6 @@ def build_onnx(model, part="vae", opset=17):
 
 def to_onnx(model, path, part="vae", opset=17):
     """Write one part of `model` as an ONNX file (see vaefast.interop.to_onnx)."""
-    import os
-
     import onnx
 
     proto = build_onnx(model, part, opset)

@@ -102,38 +102,39 @@ def _walk_sequential(seq, label):
     return layers, sigmoid
 
 
-def _split_encoder(layers, label, joined):
-    """Encoder hidden layers (+ the joined head when `joined`), checking the
-    ReLU pattern: every hidden Linear is followed by a ReLU, a joined head
-    is not."""
-    hidden = layers[:-1] if joined else layers
-    for layer, relu in hidden:
+def _hidden(layers, part):
+    """The _Layers of (layer, followed_by_relu) pairs that must all be ReLU'd."""
+    for layer, relu in layers:
         if not relu:
             raise ValueError(f"{layer.label} (Linear) is not followed by a ReLU: vaefast's "
-                             "encoder hidden layers all are")
+                             f"{part} hidden layers all are")
+    return [layer for layer, _ in layers]
+
+
+def _split_encoder(layers, label, joined):
+    """Encoder hidden layers (+ the joined head when `joined`): every hidden
+    Linear is followed by a ReLU, a joined head is not."""
+    hidden = _hidden(layers[:-1] if joined else layers, "encoder")
     if not joined:
-        return [layer for layer, _ in hidden], None
+        return hidden, None
     if not layers:
         raise ValueError(f"{label} has no Linear layer to serve as the joined mu/logvar head")
     head, relu = layers[-1]
     if relu:
         raise ValueError(f"{head.label} is followed by a ReLU, but as the joined mu/logvar "
                          "head (no separate mu/logvar modules) it must be the last layer")
-    return [layer for layer, _ in hidden], head
+    return hidden, head
 
 
 def _split_decoder(layers, label):
     if not layers:
         raise ValueError(f"{label} has no Linear layer (it needs at least the output layer)")
-    for layer, relu in layers[:-1]:
-        if not relu:
-            raise ValueError(f"{layer.label} (Linear) is not followed by a ReLU: vaefast's "
-                             "decoder hidden layers all are")
+    hidden = _hidden(layers[:-1], "decoder")
     output, relu = layers[-1]
     if relu:
         raise ValueError(f"{output.label} is followed by a ReLU: the decoder's last Linear "
                          "(the output layer) must not be")
-    return [layer for layer, _ in layers[:-1]], output
+    return hidden, output
 
 
 def _split_joined(head, n_latent_hint):
