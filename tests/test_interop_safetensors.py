@@ -219,3 +219,29 @@ def test_missing_engine_names_the_extra(tmp_path, monkeypatch, package, call):
     with pytest.raises(ImportError, match=rf"needs the '{package}' package: pip install "
                                           r"\"vaefast\[interop\]\""):
         call(vaefast.VAE(D, hidden=(4,), latent_dim=2), tmp_path)
+
+
+def test_random_damage_is_always_a_clear_error(tmp_path):
+    """A one-byte change anywhere is a ValueError, or loads the very same
+    model (JSON whitespace in the header's padding may change harmlessly):
+    never a crash, never a different model."""
+    hypothesis = pytest.importorskip("hypothesis", reason="fuzzing needs hypothesis")
+    st = hypothesis.strategies
+    m = vaefast.VAE(D, hidden=(4,), latent_dim=2)
+    m.save(tmp_path / "m.st", format="safetensors")
+    blob = (tmp_path / "m.st").read_bytes()
+
+    @hypothesis.settings(max_examples=150, deadline=None, database=None)
+    @hypothesis.given(pos=st.integers(0, len(blob) - 1), value=st.integers(0, 255))
+    def damaged(pos, value):
+        hypothesis.assume(blob[pos] != value)
+        bad = bytearray(blob)
+        bad[pos] = value
+        (tmp_path / "t").write_bytes(bytes(bad))
+        try:
+            loaded = vaefast.VAE.load(tmp_path / "t")
+        except ValueError:
+            return
+        assert_same_model(m, loaded)
+
+    damaged()
