@@ -322,9 +322,10 @@ class VAE:
         return self.encode(X)[0]
 
     def _decode_raw(self, Z, mean):
-        outs = [self._core.decode(Z[s:s + _INFER_CHUNK], mean, self._scratch())
-                for s in range(0, Z.shape[0], _INFER_CHUNK)]
-        return outs[0] if len(outs) == 1 else np.concatenate(outs)
+        if Z.shape[0] <= _INFER_CHUNK:  # one core call, nothing else allocated
+            return self._core.decode(Z, mean, self._scratch())
+        return np.concatenate([self._core.decode(Z[s:s + _INFER_CHUNK], mean, self._scratch())
+                               for s in range(0, Z.shape[0], _INFER_CHUNK)])
 
     def decode(self, Z):
         """Mean of p(x|z): probabilities (Bernoulli) or the Gaussian mean.
