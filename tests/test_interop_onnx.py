@@ -171,6 +171,7 @@ def test_opset_choices(tmp_path):
     m = make_model("bernoulli", (8,), None)
     proto = m.to_onnx(tmp_path / "m.onnx", opset=13)
     assert proto.opset_import[0].version == 13
+    assert proto.ir_version == 7  # the oldest with opset 13: old runtimes load it
     out13 = session(tmp_path / "m.onnx").run(None, {"x": data(3)})[0]
     m.to_onnx(tmp_path / "m.onnx")
     np.testing.assert_array_equal(out13, session(tmp_path / "m.onnx").run(None, {"x": data(3)})[0])

@@ -108,8 +108,11 @@ def build_onnx(model, part="vae", opset=17):
     graph = onnx.helper.make_graph(g.nodes, f"vaefast_{part}", inputs,
                                    [tensor(name, widths[name]) for name in outputs],
                                    initializer=g.initializers)
-    proto = onnx.helper.make_model(graph, producer_name="vaefast",
-                                   opset_imports=[onnx.helper.make_opsetid("", opset)])
+    opsets = [onnx.helper.make_opsetid("", opset)]
+    # The oldest IR version that has this opset, not the installed onnx's
+    # newest: older onnxruntime releases refuse IR versions they don't know.
+    proto = onnx.helper.make_model(graph, producer_name="vaefast", opset_imports=opsets,
+                                   ir_version=onnx.helper.find_min_ir_version_for(opsets))
     proto.doc_string = f"vaefast {part}: {model!r}"
     onnx.checker.check_model(proto, full_check=True)
     return proto
