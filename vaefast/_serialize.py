@@ -1,9 +1,16 @@
-"""Save / load of a VAE (format: docs/model-format.md).
+"""Save / load of a VAE (formats: docs/model-format.md).
 
-An uncompressed .npz (np.savez) holding only plain arrays — never pickled
-objects — read back with ``allow_pickle=False``. A SHA-256 over every other
-entry detects truncation and tampering. Files are written atomically: a
-temporary file in the target directory, fsync, then os.replace.
+Two containers, told apart on load by the file's first bytes (never its
+name):
+
+* "npz" (the default): an uncompressed .npz (np.savez) holding only plain
+  arrays — never pickled objects — read back with ``allow_pickle=False``;
+* "safetensors": the weights under their get_weights() names, the config
+  and counters in the header's metadata (see _safetensors).
+
+In both a SHA-256 over everything else detects truncation and tampering.
+Files are written atomically: a temporary file in the target directory,
+fsync, then os.replace.
 """
 
 import hashlib
@@ -13,6 +20,9 @@ import tempfile
 
 import numpy as np
 
+from . import _safetensors
+
+FORMATS = ("npz", "safetensors")
 FORMAT_TAG = "vaefast.VAE"
 FORMAT_VERSION = 2
 # Version 1 (before conditional models and the new likelihoods) has the same
@@ -24,10 +34,15 @@ _KEYS = ("format", "version", "config", "state", *_ARRAYS)
 
 
 def _digest(payload):
-    """SHA-256 over the entries in _KEYS order: name, dtype, shape, bytes."""
+    """SHA-256 over the .npz entries in _KEYS order."""
+    return _hash_entries((k, payload[k]) for k in _KEYS)
+
+
+def _hash_entries(entries):
+    """SHA-256 over (name, array) pairs in order: name, dtype, shape, bytes."""
     h = hashlib.sha256()
-    for key in _KEYS:
-        a = np.ascontiguousarray(payload[key])
+    for key, a in entries:
+        a = np.ascontiguousarray(a)
         h.update(key.encode())
         h.update(a.dtype.str.encode())
         h.update(repr(a.shape).encode())
@@ -35,34 +50,42 @@ def _digest(payload):
     return h.hexdigest()
 
 
-def model_payload(model):
-    """The arrays of a saved model (with their checksum), in memory."""
+def _state_json(model):
+    return json.dumps({"step": int(model.step_), "epoch": int(model.epoch_),
+                       "optimizer": model.optimizer_, "seed": int(model.seed)}, sort_keys=True)
+
+
+def save_model(model, path, format="npz"):
+    """Write `model` to exactly `path`, atomically, in `format` (FORMATS)."""
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+    path = os.fspath(path)
+    if format == "safetensors":
+        blob = _safetensors_bytes(model)
+        _write_atomically(path, lambda f: f.write(blob))
+        return
     core = model._core
-    state = {"step": int(model.step_), "epoch": int(model.epoch_),
-             "optimizer": model.optimizer_, "seed": int(model.seed)}
     payload = {
         "format": np.array(FORMAT_TAG),
         "version": np.array(FORMAT_VERSION, dtype=np.int64),
         "config": np.array(json.dumps(model.get_config(), sort_keys=True)),
-        "state": np.array(json.dumps(state, sort_keys=True)),
+        "state": np.array(_state_json(model)),
         "params": core.get_buffer(0),
         "moment1": core.get_buffer(2),
         "moment2": core.get_buffer(3),
     }
     payload["sha256"] = np.array(_digest(payload))
-    return payload
+    _write_atomically(path, lambda f: np.savez(f, **payload))
 
 
-def save_model(model, path):
-    """Write `model` to exactly `path`, atomically."""
-    path = os.fspath(path)
-    payload = model_payload(model)
+def _write_atomically(path, write):
+    """write(f) into a temporary file beside `path`, fsync, rename over `path`."""
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
                                suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **payload)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -83,10 +106,6 @@ def save_model(model, path):
 
 
 def _read_payload(path):
-    with open(path, "rb") as f:
-        magic = f.read(4)
-    if magic != b"PK\x03\x04":  # every .npz is a zip archive
-        raise ValueError(f"{path!s} is not a vaefast model file (not an .npz archive)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             names = set(npz.files)
@@ -106,48 +125,67 @@ class _Foreign(Exception):
 
 
 def load_model(cls, path):
-    """Read a model written by save_model; ValueError on any damage."""
+    """Read a model written by save_model in either format (detected from
+    the file's first bytes); ValueError on any damage."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such model file: {path!s}")
-    return model_from_payload(cls, _read_payload(path), path)
+    with open(path, "rb") as f:
+        prefix = f.read(16)
+    if prefix[:4] == b"PK\x03\x04":  # every .npz is a zip archive
+        return _load_npz(cls, path)
+    if _safetensors.looks_like_safetensors(prefix):
+        return _load_safetensors(cls, path)
+    raise ValueError(f"{path!s} is not a vaefast model file (neither an .npz archive nor "
+                     "safetensors)")
 
 
-def model_from_payload(cls, payload, path="pickled VAE"):
-    """The model held by `payload` (model_payload's arrays); ValueError on any
-    damage, naming `path` (where the payload came from)."""
+def _check_version(path, version):
+    if version not in READABLE_VERSIONS:
+        raise ValueError(f"{path!s} has model format version {version}; this vaefast "
+                         f"reads versions {', '.join(map(str, READABLE_VERSIONS))}")
+
+
+def _load_npz(cls, path):
+    payload = _read_payload(path)
     if str(payload["format"]) != FORMAT_TAG:
         raise ValueError(f"{path!s} is not a vaefast model file "
                          f"(format tag {str(payload['format'])!r})")
     missing = [k for k in (*_KEYS, "sha256") if k not in payload]
     if missing:
         raise ValueError(f"{path!s} is corrupt: missing entry {missing[0]!r}")
-    version = int(payload["version"])
-    if version not in READABLE_VERSIONS:
-        raise ValueError(f"{path!s} has model format version {version}; this vaefast "
-                         f"reads versions {', '.join(map(str, READABLE_VERSIONS))}")
+    _check_version(path, int(payload["version"]))
     if str(payload["sha256"]) != _digest(payload):
         raise ValueError(f"{path!s} is corrupt: SHA-256 checksum mismatch")
+    model, state = _new_model(cls, path, str(payload["config"]), str(payload["state"]))
+    _restore(model, path, state, *(payload[k] for k in _ARRAYS))
+    return model
+
+
+def _new_model(cls, path, config_json, state_json):
+    """(model with a fresh core, state dict) from the stored JSON."""
     try:
-        config = json.loads(str(payload["config"]))
-        state = json.loads(str(payload["state"]))
-        model = cls(**config)
+        config = json.loads(config_json)
+        state = json.loads(state_json)
+        return cls(**config), state
     except Exception as exc:
         raise ValueError(f"{path!s} has an invalid configuration: {exc}") from None
+
+
+def _restore(model, path, state, params, moment1, moment2):
+    """Check the three flat buffers and put them and the counters in `model`."""
     n = model._core.num_params
-    for key in _ARRAYS:
-        a = payload[key]
+    for key, a in zip(_ARRAYS, (params, moment1, moment2)):
         if a.dtype != np.float32 or a.shape != (n,):
             raise ValueError(f"{path!s} is corrupt: {key} has dtype {a.dtype} and shape "
                              f"{a.shape}, expected float32 ({n},)")
-    if not np.isfinite(payload["params"]).all():
+    if not np.isfinite(params).all():
         raise ValueError(f"{path!s} is corrupt: non-finite parameters")
-    model._core.set_buffer(0, payload["params"])
-    model._core.set_buffer(2, payload["moment1"])
-    model._core.set_buffer(3, payload["moment2"])
+    model._core.set_buffer(0, np.ascontiguousarray(params))
+    model._core.set_buffer(2, np.ascontiguousarray(moment1))
+    model._core.set_buffer(3, np.ascontiguousarray(moment2))
     model.step_ = int(state["step"])
     model.epoch_ = int(state["epoch"])
     model.optimizer_ = state["optimizer"]
-    return model
 
 
 def model_to_bytes(model):
@@ -175,3 +213,65 @@ def model_from_bytes(cls, data):
             return load_model(cls, path)
         except ValueError as exc:
             raise ValueError(str(exc).replace(path, "data")) from None
+
+
+# ------------------------------------------------------------ safetensors
+# Tensor names: get_weights() keys; with an optimizer state, also
+# MOMENT_PREFIXES[i] + key for the optimizer's two moment buffers.
+MOMENT_PREFIXES = ("optimizer.moment1.", "optimizer.moment2.")
+_META_KEYS = ("format", "version", "config", "state")
+
+
+def _safetensors_digest(metadata, tensors):
+    """Over the metadata entries, then the tensors in name order (other
+    writers, e.g. the safetensors package, may store them in another order)."""
+    return _hash_entries([(k, np.array(metadata[k])) for k in _META_KEYS]
+                         + sorted(tensors.items()))
+
+
+def _safetensors_bytes(model):
+    core = model._core
+    tensors = model._named_from_flat(core.get_buffer(0))
+    if model.optimizer_ is not None:
+        for prefix, which in zip(MOMENT_PREFIXES, (2, 3)):
+            tensors.update((prefix + k, v)
+                           for k, v in model._named_from_flat(core.get_buffer(which)).items())
+    metadata = {"format": FORMAT_TAG, "version": str(FORMAT_VERSION),
+                "config": json.dumps(model.get_config(), sort_keys=True),
+                "state": _state_json(model)}
+    metadata["sha256"] = _safetensors_digest(metadata, tensors)
+    return _safetensors.encode(tensors, metadata)
+
+
+def _load_safetensors(cls, path):
+    with open(path, "rb") as f:
+        blob = f.read()
+    tensors, metadata = _safetensors.decode(blob, str(path))
+    if metadata.get("format") != FORMAT_TAG:
+        raise ValueError(f"{path!s} is a safetensors file but not a vaefast model (no "
+                         f"format tag {FORMAT_TAG!r} in its metadata); weights of other "
+                         "models can be read with vaefast.interop.from_torch("
+                         "safetensors.numpy.load_file(path))")
+    missing = [k for k in (*_META_KEYS, "sha256") if k not in metadata]
+    if missing:
+        raise ValueError(f"{path!s} is corrupt: missing metadata {missing[0]!r}")
+    if not metadata["version"].isdigit():
+        raise ValueError(f"{path!s} is corrupt: version {metadata['version']!r}")
+    _check_version(path, int(metadata["version"]))
+    if metadata["sha256"] != _safetensors_digest(metadata, tensors):
+        raise ValueError(f"{path!s} is corrupt: SHA-256 checksum mismatch")
+    model, state = _new_model(cls, path, metadata["config"], metadata["state"])
+    names = set(model._layout.shapes())
+    groups = [{k: tensors.pop(k) for k in names if k in tensors}]
+    if state.get("optimizer") is not None:
+        groups += [{k: tensors.pop(p + k) for k in names if p + k in tensors}
+                   for p in MOMENT_PREFIXES]
+    if tensors:
+        raise ValueError(f"{path!s} is corrupt: unexpected tensor {next(iter(tensors))!r}")
+    try:
+        flats = [model._layout.flat_from_named(g) for g in groups]
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ValueError(f"{path!s} is corrupt: {exc}") from None
+    zeros = np.zeros(model._core.num_params, np.float32)
+    _restore(model, path, state, flats[0], *(flats[1:] or (zeros, zeros)))
+    return model

@@ -47,11 +47,12 @@ def as_float32_array(value, name, ndim=None, allow_empty=False, finite=True,
         Accept, without copying, a 2-D float32 array whose rows are
         contiguous but spaced apart (see has_unit_rows).
     """
-    if (type(value) is np.ndarray and value.dtype == np.float32 and not finite
+    if (type(value) is np.ndarray and value.dtype == np.float32
             and (ndim is None or value.ndim == ndim)
             and (allow_empty or value.size)
             and (value.flags.c_contiguous or (row_strided and has_unit_rows(value)))):
-        return value  # fast path: already what the C core takes
+        # fast path: already what the C core takes (batch-1 inference lives here)
+        return require_finite(value, name) if finite else value
     try:
         arr = np.asarray(value)
     except Exception as exc:  # ragged lists and the like
@@ -130,13 +131,22 @@ def as_seed(value, name="seed"):
     return value
 
 
+_SMALL = 4096  # elements; below this require_finite tests directly
+
+
 def require_finite(arr, name):
     """Raise ValueError naming `name` if the float32 array holds NaN or infinity.
 
     One float32 sum is a single read pass with no temporary: finite data
     almost always sums to a finite value, and only when it does not (a
     NaN/inf, or a sum that overflows) is the exact element-wise test run.
+    Small arrays (batch-1 inference) take the exact test at once: on a few
+    thousand elements it is cheaper than the errstate context of the sum.
     """
+    if arr.size <= _SMALL:
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name} contains NaN or infinity")
+        return arr
     with np.errstate(over="ignore", invalid="ignore"):
         total = np.add.reduce(arr, axis=None, dtype=np.float32)
     if not np.isfinite(total) and not np.isfinite(arr).all():

@@ -1,4 +1,4 @@
-"""Command-line interface: ``python -m vaefast {demo,train,encode,sample,evaluate,info,walkthrough}``.
+"""Command-line interface: ``python -m vaefast {demo,train,encode,sample,evaluate,info,export,walkthrough}``.
 
 Every user error (missing file, bad shape, values outside [0, 1] for the
 Bernoulli likelihood, unknown data set) prints one line to stderr and
@@ -392,6 +392,22 @@ def _cmd_info(args, out):
     return 0
 
 
+def _cmd_export(args, out):
+    model = _load_model(args.model)
+    if not args.onnx and not args.safetensors:
+        raise CLIError("nothing to write: give --onnx FILE and/or --safetensors FILE")
+    if args.onnx:
+        try:
+            model.to_onnx(args.onnx, part=args.part, opset=args.opset)
+        except (ImportError, NotImplementedError, ValueError, TypeError) as exc:
+            raise CLIError(str(exc))
+        print(f"wrote {args.onnx} (ONNX {args.part}, opset {args.opset})", file=out)
+    if args.safetensors:
+        model.save(args.safetensors, format="safetensors")
+        print(f"wrote {args.safetensors} (safetensors)", file=out)
+    return 0
+
+
 def _cmd_walkthrough(args, out):
     from .walkthrough import print_walkthrough
     print_walkthrough(seed=args.seed, out=out)
@@ -460,13 +476,22 @@ def build_parser():
     i = sub.add_parser("info", help="model configuration and size")
     i.add_argument("model", metavar="MODEL")
 
+    x = sub.add_parser("export", help="write the model as ONNX and/or safetensors")
+    x.add_argument("model", metavar="MODEL")
+    x.add_argument("--onnx", metavar="OUT", help="ONNX file to write (needs vaefast[interop])")
+    x.add_argument("--part", choices=("vae", "encoder", "decoder"), default="vae",
+                   help="graph to export (default vae: x -> mean reconstruction)")
+    x.add_argument("--opset", type=int, default=17, help="ONNX opset version (default 17)")
+    x.add_argument("--safetensors", metavar="OUT", help="safetensors file to write")
+
     w = sub.add_parser("walkthrough", help="one VAE step by hand, printed as small matrices")
     w.add_argument("--seed", type=int, default=0)
     return p
 
 
 _COMMANDS = {"demo": _cmd_demo, "train": _cmd_train, "encode": _cmd_encode, "sample": _cmd_sample,
-             "evaluate": _cmd_evaluate, "info": _cmd_info, "walkthrough": _cmd_walkthrough}
+             "evaluate": _cmd_evaluate, "info": _cmd_info, "export": _cmd_export,
+             "walkthrough": _cmd_walkthrough}
 
 
 def main(argv=None):

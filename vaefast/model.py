@@ -285,6 +285,8 @@ class VAE:
         """
         X = self._check_X(X)
         c = self._check_c(c, X.shape[0])
+        if X.shape[0] <= _INFER_CHUNK:  # one core call, nothing else allocated
+            return self._core.encode(X, self._scratch(), c)
         mus, lvs = [], []
         for s in range(0, X.shape[0], _INFER_CHUNK):
             mu, lv = self._core.encode(X[s:s + _INFER_CHUNK], self._scratch(),
@@ -314,13 +316,15 @@ class VAE:
     def _decode_raw(self, Z, mean, c=None, size_factors=None):
         """Decoder on validated Z (and c, size factors): the output layer
         (mean=False) or the mean of p(x|z)."""
+        if Z.shape[0] <= _INFER_CHUNK:  # one core call, nothing else allocated
+            return self._core.decode(Z, mean, self._scratch(), c, size_factors)
+
         def part(a, s):
             return None if a is None else a[s:s + _INFER_CHUNK]
 
-        outs = [self._core.decode(Z[s:s + _INFER_CHUNK], mean, self._scratch(), part(c, s),
-                                  part(size_factors, s))
-                for s in range(0, Z.shape[0], _INFER_CHUNK)]
-        return outs[0] if len(outs) == 1 else np.concatenate(outs)
+        return np.concatenate([self._core.decode(Z[s:s + _INFER_CHUNK], mean, self._scratch(),
+                                                 part(c, s), part(size_factors, s))
+                               for s in range(0, Z.shape[0], _INFER_CHUNK)])
 
     @_dask_aware
     def decode(self, Z, c=None, size_factors=None):
@@ -582,7 +586,7 @@ class VAE:
                 "decoder_hidden": list(self.decoder_hidden),
                 "n_conditions": self.n_conditions, "variance": self.variance}
 
-    def save(self, path):
+    def save(self, path, format="npz"):
         """Write the model (config, weights, optimizer state, counters).
 
         Parameters
@@ -590,16 +594,24 @@ class VAE:
         path : str or os.PathLike
             The file written: exactly this name (no suffix added). It is
             written to a temporary file beside it and renamed, so an existing
-            model is replaced atomically. Format: docs/model-format.md.
+            model is replaced atomically.
+        format : {"npz", "safetensors"}
+            ``"npz"`` (default): vaefast's own .npz-based format;
+            ``"safetensors"``: the weights under their :meth:`get_weights`
+            names, the configuration and counters in the metadata (readable
+            by any safetensors reader). Both: docs/model-format.md.
         """
         from ._serialize import save_model
 
         with self._exclusive("save"):
-            save_model(self, path)
+            save_model(self, path, format)
 
     @classmethod
     def load(cls, path):
         """Read a model written by :meth:`save` (no code is ever executed).
+
+        The format (npz or safetensors) is detected from the file's first
+        bytes, not its name.
 
         Parameters
         ----------
@@ -653,6 +665,13 @@ class VAE:
     def __reduce__(self):
         # pickle / copy / cloudpickle: the saved-model bytes, never C pointers.
         return (type(self).from_bytes, (self.to_bytes(),))
+
+    def to_onnx(self, path, part="vae", opset=17):
+        """Write the model (or its encoder or decoder) as an ONNX graph; see
+        :func:`vaefast.interop.to_onnx` for the graph names and shapes."""
+        from .interop import to_onnx
+
+        return to_onnx(self, path, part=part, opset=opset)
 
     def __repr__(self):
         return (f"VAE(n_features={self.n_features}, hidden={self.hidden}, "

@@ -1,0 +1,124 @@
+"""Interoperability: ONNX export and PyTorch in and out.
+
+Every engine is imported only when its function is called, so
+``import vaefast`` (and ``import vaefast.interop``) imports none of onnx,
+onnxruntime or torch. The safetensors format needs no package at all: it is
+``VAE.save(path, format="safetensors")`` / ``VAE.load(path)``.
+
+See docs/interop.md for the graph names and shapes, the accepted PyTorch
+layouts and measured inference speed.
+"""
+
+__all__ = ["to_onnx", "to_torch", "from_torch"]
+
+
+def _require(package, extra="interop"):
+    import importlib
+
+    try:
+        return importlib.import_module(package)
+    except ImportError:
+        raise ImportError(f"this needs the {package!r} package: pip install "
+                          f"\"vaefast[{extra}]\"") from None
+
+
+def to_onnx(model, path, part="vae", opset=17):
+    """Write `model` (or one half of it) as an ONNX graph.
+
+    Parameters
+    ----------
+    model : vaefast.VAE
+    path : str or os.PathLike
+        The .onnx file written.
+    part : {"vae", "encoder", "decoder"}
+        ``"encoder"``: input ``x`` (N, n_features) -> outputs ``mu`` and
+        ``logvar`` (N, latent_dim), logvar clipped to [-30, 30];
+        ``"decoder"``: input ``z`` (N, latent_dim) -> ``x_mean``
+        (N, n_features), the mean of p(x|z) (sigmoid of the logits for
+        Bernoulli); ``"vae"``: input ``x`` -> ``x_mean`` through z = mu
+        (deterministic reconstruction). N is a dynamic dimension.
+    opset : int, >= 13
+        ONNX default-domain opset version.
+
+    Returns
+    -------
+    onnx.ModelProto
+        The graph written, already validated by ``onnx.checker``.
+
+    Raises
+    ------
+    NotImplementedError
+        For a likelihood or configuration option the exporter does not know
+        (named in the message).
+    """
+    _require("onnx")
+    from .onnx_export import to_onnx as _to_onnx
+
+    return _to_onnx(model, path, part, opset)
+
+
+def to_torch(model):
+    """A ``torch.nn.Module`` with the architecture and weights of `model`.
+
+    The module (:class:`vaefast.interop.torch_export.TorchVAE`) has
+    ``encode(x) -> (mu, logvar)``, ``decode(z)`` (the mean of p(x|z)),
+    ``reconstruct(x)`` and ``forward(x, eps=None)``, the per-sample ELBO with
+    the given reparameterization noise (``torch.randn`` when None). It
+    computes in the dtype of its parameters (float32; call ``.double()``
+    for float64). :func:`from_torch` turns it back into the same VAE.
+
+    Parameters
+    ----------
+    model : vaefast.VAE
+
+    Returns
+    -------
+    torch.nn.Module
+    """
+    _require("torch")
+    from .torch_export import to_torch as _to_torch
+
+    return _to_torch(model)
+
+
+def from_torch(source, likelihood=None, beta=None, seed=0):
+    """Build a VAE from PyTorch weights.
+
+    Parameters
+    ----------
+    source : torch.nn.Module, dict of str -> tensor/array, or tuple of modules
+        One of
+
+        * the PyTorch examples VAE layout: ``fc1`` (encoder hidden),
+          ``fc21`` (mu), ``fc22`` (logvar), ``fc3`` (decoder hidden), ``fc4``
+          (output logits), as a module or its ``state_dict()``;
+        * a module with ``encoder`` and ``decoder`` attributes that are
+          ``nn.Sequential`` of ``Linear`` and ``ReLU`` (a final ``Sigmoid``
+          in the decoder is read as the Bernoulli mean), with separate
+          ``mu``/``logvar`` (or ``fc_mu``/``fc_logvar``, ``fc_mu``/``fc_var``)
+          Linear heads, or with none: then the encoder's last Linear is the
+          joined head, mu in its first half of outputs, logvar in the second;
+          or its ``state_dict()`` (ReLU assumed between Linear layers);
+        * a tuple ``(encoder, decoder)`` (joined head) or ``(encoder, mu,
+          logvar, decoder)`` of such modules;
+        * a module made by :func:`to_torch` (exact round trip).
+    likelihood : {"bernoulli", "gaussian"}, optional
+        Needed unless the source says it (a to_torch module, the examples
+        layout: Bernoulli, a decoder ending in Sigmoid: Bernoulli).
+    beta : float, optional
+        KL weight (default: the to_torch module's, else 1).
+    seed : int
+        Seed of the new VAE (its training noise and shuffling).
+
+    Returns
+    -------
+    vaefast.VAE
+
+    Raises
+    ------
+    ValueError, TypeError
+        For anything else, naming the offending layer and why.
+    """
+    from .torch_import import from_torch as _from_torch
+
+    return _from_torch(source, likelihood=likelihood, beta=beta, seed=seed)

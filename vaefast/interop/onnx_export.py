@@ -1,0 +1,127 @@
+"""ONNX export of a VAE, built with the onnx package's helpers (no PyTorch).
+
+Graphs (every tensor float32, ``N`` a dynamic batch dimension):
+
+* ``encoder``: input ``x`` (N, n_features) -> ``mu`` (N, latent_dim),
+  ``logvar`` (N, latent_dim), logvar clipped to [-30, 30] as in vaefast.
+* ``decoder``: input ``z`` (N, latent_dim) -> ``x_mean`` (N, n_features), the
+  mean of p(x|z) (sigmoid of the logits for Bernoulli, the output layer
+  itself for the Gaussian).
+* ``vae``: input ``x`` -> ``x_mean``: encoder, z = mu (no sampling), decoder;
+  what ``VAE.reconstruct`` computes.
+
+Each layer is one Gemm (``h @ W + b``, the weight stored (in, out) exactly as
+``VAE.get_weights()`` names it, e.g. ``encoder.0.weight``) followed by Relu
+for hidden layers.
+"""
+
+import os
+
+import numpy as np
+
+from .. import _core
+from .._validation import as_int
+from ._likelihoods import likelihood_export
+from ._model_spec import exportable_config
+
+PARTS = ("encoder", "decoder", "vae")
+MIN_OPSET = 13  # Gemm-13 and Clip with min/max inputs
+
+
+class _GraphBuilder:
+    """Collects nodes and initializers; names follow get_weights()."""
+
+    def __init__(self, onnx, weights):
+        self.onnx, self.h, self.weights = onnx, onnx.helper, weights
+        self.nodes, self.initializers = [], []
+
+    def constant(self, name, array):
+        self.initializers.append(self.onnx.numpy_helper.from_array(
+            np.ascontiguousarray(array, dtype=np.float32), name))
+        return name
+
+    def node(self, op, inputs, output):
+        self.nodes.append(self.h.make_node(op, inputs, [output], name=output))
+        return output
+
+    def linear(self, x, layer, relu):
+        """x @ {layer}.weight + {layer}.bias, then Relu if `relu`."""
+        W = self.constant(f"{layer}.weight", self.weights[f"{layer}.weight"])
+        b = self.constant(f"{layer}.bias", self.weights[f"{layer}.bias"])
+        y = self.node("Gemm", [x, W, b], f"{layer}.out")
+        return self.node("Relu", [y], f"{layer}.relu") if relu else y
+
+    def encoder(self, x, config):
+        h = x
+        for i in range(len(config["hidden"])):
+            h = self.linear(h, f"encoder.{i}", relu=True)
+        mu = self.linear(h, "mu", relu=False)
+        raw = self.linear(h, "logvar", relu=False)
+        lo, hi = _core.LOGVAR_RANGE
+        clip = [raw, self.constant("logvar.min", lo), self.constant("logvar.max", hi)]
+        return mu, self.node("Clip", clip, "logvar.clipped")
+
+    def decoder(self, z, config):
+        g = z
+        for i in range(len(config["decoder_hidden"])):
+            g = self.linear(g, f"decoder.{i}", relu=True)
+        out = self.linear(g, "output", relu=False)
+        mean_op = likelihood_export(config["likelihood"]).onnx_mean
+        return self.node(mean_op or "Identity", [out], "x_mean.value")
+
+    def output(self, value, name):
+        """Expose `value` under the public graph name `name`."""
+        return self.node("Identity", [value], name)
+
+
+def build_onnx(model, part="vae", opset=17):
+    """The ONNX ModelProto of one part of `model` (see the module docstring)."""
+    import onnx
+
+    config = exportable_config(model)
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {PARTS}, got {part!r}")
+    opset = as_int(opset, "opset", minimum=MIN_OPSET)
+    newest = onnx.defs.onnx_opset_version()
+    if opset > newest:
+        raise ValueError(f"opset must be <= {newest} (the installed onnx {onnx.__version__} "
+                         f"knows no later one), got {opset}")
+    D, Z = config["n_features"], config["latent_dim"]
+    g = _GraphBuilder(onnx, model.get_weights())
+
+    def tensor(name, width):
+        return onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, ["N", width])
+
+    if part == "decoder":
+        inputs = [tensor("z", Z)]
+        outputs = [g.output(g.decoder("z", config), "x_mean")]
+        widths = {"x_mean": D}
+    else:
+        inputs = [tensor("x", D)]
+        mu, logvar = g.encoder("x", config)
+        if part == "encoder":
+            outputs = [g.output(mu, "mu"), g.output(logvar, "logvar")]
+            widths = {"mu": Z, "logvar": Z}
+        else:
+            outputs = [g.output(g.decoder(mu, config), "x_mean")]
+            widths = {"x_mean": D}
+    graph = onnx.helper.make_graph(g.nodes, f"vaefast_{part}", inputs,
+                                   [tensor(name, widths[name]) for name in outputs],
+                                   initializer=g.initializers)
+    opsets = [onnx.helper.make_opsetid("", opset)]
+    # The oldest IR version that has this opset, not the installed onnx's
+    # newest: older onnxruntime releases refuse IR versions they don't know.
+    proto = onnx.helper.make_model(graph, producer_name="vaefast", opset_imports=opsets,
+                                   ir_version=onnx.helper.find_min_ir_version_for(opsets))
+    proto.doc_string = f"vaefast {part}: {model!r}"
+    onnx.checker.check_model(proto, full_check=True)
+    return proto
+
+
+def to_onnx(model, path, part="vae", opset=17):
+    """Write one part of `model` as an ONNX file (see vaefast.interop.to_onnx)."""
+    import onnx
+
+    proto = build_onnx(model, part, opset)
+    onnx.save_model(proto, os.fspath(path))
+    return proto
