@@ -172,3 +172,21 @@ def test_cli_train_memory_maps_a_npy(npy, tmp_path, capsys):
     assert main(["train", str(npy), "--hidden", "12", "--latent-dim", "3", "--epochs", "2",
                  "--batch-size", "32", "--seed", "4", "--out", str(out)]) == 0
     np.testing.assert_array_equal(params(vaefast.VAE.load(out)), params(fitted(np.load(npy))))
+
+
+def test_early_stopping_and_progress_work_on_streams(npy, capsys):
+    X = np.load(npy)
+    val = data(200, seed=9)
+    kw = dict(epochs=6, batch_size=64, validation_data=val, early_stopping_patience=1,
+              learning_rate=0.05)
+    want = fitted(X, **kw)
+    assert want.history_.stopped_early and len(want.history_) < 6  # it does stop
+    for streamed in (np.load(npy, mmap_mode="r"), blocks_of(X)):
+        got = fitted(streamed, progress=True, **kw)
+        assert got.history_.history["val_loss"] == want.history_.history["val_loss"]
+        assert got.history_.stopped_early == want.history_.stopped_early
+        np.testing.assert_array_equal(params(got), params(want))
+    err = capsys.readouterr().err
+    assert "epoch 1" in err and "rows" not in err.split("epoch 1")[0]
+    fitted(lambda: iter(blocks_of(X)), epochs=1, progress=True)  # length unknown
+    assert f"{len(X)} rows" in capsys.readouterr().err

@@ -28,15 +28,13 @@ import threading
 
 import numpy as np
 
+from .dask import is_dask_array as _is_dask_array
+from .dask import row_chunked as _row_chunked
 from .train import OneProcessSource
 
 __all__ = ["is_stream", "make_source", "DEFAULT_BUFFER_BYTES"]
 
 DEFAULT_BUFFER_BYTES = 64 << 20  # per buffer; at most four are alive at once
-
-
-def _is_dask_array(X):
-    return type(X).__module__.split(".")[0] == "dask" and hasattr(X, "blocks")
 
 
 def _is_block_sequence(X):
@@ -79,16 +77,9 @@ def _fresh_iterator(X):
 
 
 def _dask_blocks(model, X):
-    if X.ndim != 2:
-        raise ValueError(f"X must be 2-dimensional, got shape {X.shape}")
-    if X.shape[1] != model.n_features:
-        raise ValueError(f"X must have {model.n_features} columns (n_features), "
-                         f"got {X.shape[1]}")
-    if X.numblocks[1] != 1:
-        X = X.rechunk({1: -1})  # whole rows per block
-    n = X.shape[0]
+    X = _row_chunked(X, model.n_features, "X")
     return (X.numblocks[0], lambda order: (X.blocks[i].compute() for i in order),
-            None if n != n else int(n))
+            X.shape[0])
 
 
 def _prefetched(produce):

@@ -57,7 +57,8 @@ def _model(obj):
     return getattr(obj, "model_", obj)
 
 
-def _row_chunks(X, n_cols, name):
+def row_chunked(X, n_cols, name):
+    """X checked (2-D, n_cols columns, known row chunks) and chunked by whole rows."""
     if X.ndim != 2:
         raise ValueError(f"{name} must be 2-dimensional, got shape {X.shape}")
     if X.shape[1] != n_cols:
@@ -78,7 +79,7 @@ def _map_rows(obj, X, n_cols, name, fn, width, dtype):
     import dask
     import dask.array as da
 
-    X = _row_chunks(X, n_cols, name)
+    X = row_chunked(X, n_cols, name)
     owner = dask.delayed(obj, pure=False)  # one graph key: shipped once per worker
     call = dask.delayed(fn, pure=True)
     starts = np.concatenate([[0], np.cumsum(X.chunks[0])[:-1]]).astype(int)

@@ -99,10 +99,14 @@ class _TinyBar:
     def update(self, k):
         self.n += k
         now = time.perf_counter()
-        if now - self._last > 0.1 or self.n >= self.total:
+        if now - self._last > 0.1 or (self.total and self.n >= self.total):
             self._last = now
+            if not self.total:  # a stream of unknown length: rows so far
+                sys.stderr.write(f"\r{self.desc} {self.n} rows {self.postfix}")
+                sys.stderr.flush()
+                return
             width = 30
-            filled = int(width * self.n / max(self.total, 1))
+            filled = min(width, int(width * self.n / self.total))
             sys.stderr.write(f"\r{self.desc} [{'#' * filled}{'.' * (width - filled)}] "
                              f"{self.n}/{self.total} {self.postfix}")
             sys.stderr.flush()
@@ -382,7 +386,7 @@ def fit(model, X, epochs=10, batch_size=128, learning_rate=1e-3, optimizer="adam
             t0 = time.perf_counter()
             trainer.start_epoch(epoch, min(1.0, (epoch + 1) / kl_warmup_epochs)
                                 if kl_warmup_epochs else 1.0)
-            bar = _make_bar(progress, source.n_rows or 0, f"epoch {epoch + 1}")
+            bar = _make_bar(progress, source.n_rows, f"epoch {epoch + 1}")
             try:
                 n = source.run_epoch(trainer, epoch, shuffle, bar)
             finally:
