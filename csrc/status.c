@@ -10,7 +10,6 @@ const char *vf_status_string(int status)
     case VF_ERR_NOMEM: return "out of memory";
     case VF_ERR_ISA: return "kernel set not available on this CPU or build";
     case VF_ERR_NONFINITE: return "non-finite value (NaN or Inf)";
-    case VF_ERR_BUSY: return "object is in use by another call";
     default: return "unknown error";
     }
 }

@@ -240,16 +240,6 @@ float *vf_vae_grads(vf_vae *m) { return m ? m->grads : NULL; }
 float *vf_vae_moment1(vf_vae *m) { return m ? m->m1 : NULL; }
 float *vf_vae_moment2(vf_vae *m) { return m ? m->m2 : NULL; }
 
-int vf_vae_set_beta(vf_vae *m, float beta)
-{
-    if (!m)
-        return VF_ERR_NULL;
-    if (!isfinite(beta) || beta < 0)
-        return VF_ERR_ARG;
-    m->beta = beta;
-    return VF_OK;
-}
-
 int vf_vae_reserve(vf_vae *m, int64_t B)
 {
     if (!m)

@@ -28,8 +28,7 @@ enum {
     VF_ERR_OVERFLOW = -3,  /* size arithmetic would overflow */
     VF_ERR_NOMEM = -4,     /* an allocation failed */
     VF_ERR_ISA = -5,       /* kernel set not built in or not supported */
-    VF_ERR_NONFINITE = -6, /* a loss or gradient became NaN/Inf */
-    VF_ERR_BUSY = -7       /* object in use by another call */
+    VF_ERR_NONFINITE = -6  /* a loss or gradient became NaN/Inf */
 };
 const char *vf_status_string(int status);
 
@@ -349,7 +348,6 @@ float *vf_vae_params(vf_vae *m);   /* (num_params) the parameter buffer */
 float *vf_vae_grads(vf_vae *m);    /* (num_params) last loss_and_grad */
 float *vf_vae_moment1(vf_vae *m);  /* (num_params) Adam m / SGD velocity */
 float *vf_vae_moment2(vf_vae *m);  /* (num_params) Adam v */
-int vf_vae_set_beta(vf_vae *m, float beta);
 
 /* Grow the training workspace to hold a batch of B rows (never shrinks).
  * loss_and_grad / train_step do this themselves; a step with B no larger

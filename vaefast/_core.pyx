@@ -6,7 +6,7 @@ from libc.stdint cimport int64_t, uint32_t, uint64_t
 
 cdef extern from "vaefast.h" nogil:
     int VF_OK, VF_ERR_ARG, VF_ERR_NULL, VF_ERR_OVERFLOW, VF_ERR_NOMEM
-    int VF_ERR_ISA, VF_ERR_NONFINITE, VF_ERR_BUSY
+    int VF_ERR_ISA, VF_ERR_NONFINITE
     const char *vf_status_string(int status)
 
 
@@ -27,8 +27,6 @@ cdef int check_status(int status, str what) except -1:
         raise MemoryError(message)
     if status == VF_ERR_NONFINITE:
         raise NonFiniteError(message)
-    if status == VF_ERR_BUSY:
-        raise RuntimeError(message)
     if status == VF_ERR_OVERFLOW:
         raise SizeOverflowError(message)
     raise ValueError(message)

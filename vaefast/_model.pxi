@@ -49,7 +49,6 @@ cdef extern from "vaefast.h" nogil:
     float *vf_vae_grads(vf_vae *m)
     float *vf_vae_moment1(vf_vae *m)
     float *vf_vae_moment2(vf_vae *m)
-    int vf_vae_set_beta(vf_vae *m, float beta)
     int vf_vae_reserve(vf_vae *m, int64_t B)
     int64_t vf_vae_infer_work_size(const vf_vae *m, int64_t B)
     int vf_vae_encode(const vf_vae *m, int64_t B, const float *X, int64_t ldx,
@@ -122,6 +121,8 @@ cdef class _Rows:
 
     cdef const vf_vae_rows *ptr(self) noexcept nogil:
         return &self.r
+# The model's four flat buffers (get_buffer / set_buffer), by name.
+PARAMS, GRADS, MOMENT1, MOMENT2 = 0, 1, 2, 3
 _OPTIMIZER_CODES = {"adam": VF_OPTIMIZER_ADAM, "sgd": VF_OPTIMIZER_SGD}
 
 
@@ -237,7 +238,7 @@ cdef class VAECore:
         raise ValueError(f"which must be 0..3, got {which}")
 
     def get_buffer(self, int which):
-        """Copy of buffer `which` (0 params, 1 grads, 2 moment1, 3 moment2)."""
+        """Copy of buffer `which` (PARAMS, GRADS, MOMENT1 or MOMENT2)."""
         cdef float *src = self._buffer(which)
         out = _np.empty(self.num_params, dtype=_np.float32)
         cdef float[::1] o = out
@@ -260,9 +261,6 @@ cdef class VAECore:
             for i in range(self.num_params):
                 dst[i] = values[i]
             vf_vae_unlock(self.m)
-
-    def set_beta(self, float beta):
-        check_status(vf_vae_set_beta(self.m, beta), "beta")
 
     def reserve(self, int64_t batch):
         check_status(vf_vae_reserve(self.m, batch), "reserve")

@@ -20,7 +20,7 @@ import tempfile
 
 import numpy as np
 
-from . import _safetensors
+from . import _core, _safetensors
 
 FORMATS = ("npz", "safetensors")
 FORMAT_TAG = "vaefast.VAE"
@@ -70,9 +70,9 @@ def save_model(model, path, format="npz"):
         "version": np.array(FORMAT_VERSION, dtype=np.int64),
         "config": np.array(json.dumps(model.get_config(), sort_keys=True)),
         "state": np.array(_state_json(model)),
-        "params": core.get_buffer(0),
-        "moment1": core.get_buffer(2),
-        "moment2": core.get_buffer(3),
+        "params": core.get_buffer(_core.PARAMS),
+        "moment1": core.get_buffer(_core.MOMENT1),
+        "moment2": core.get_buffer(_core.MOMENT2),
     }
     payload["sha256"] = np.array(_digest(payload))
     _write_atomically(path, lambda f: np.savez(f, **payload))
@@ -180,9 +180,9 @@ def _restore(model, path, state, params, moment1, moment2):
                              f"{a.shape}, expected float32 ({n},)")
     if not np.isfinite(params).all():
         raise ValueError(f"{path!s} is corrupt: non-finite parameters")
-    model._core.set_buffer(0, np.ascontiguousarray(params))
-    model._core.set_buffer(2, np.ascontiguousarray(moment1))
-    model._core.set_buffer(3, np.ascontiguousarray(moment2))
+    model._core.set_buffer(_core.PARAMS, np.ascontiguousarray(params))
+    model._core.set_buffer(_core.MOMENT1, np.ascontiguousarray(moment1))
+    model._core.set_buffer(_core.MOMENT2, np.ascontiguousarray(moment2))
     model.step_ = int(state["step"])
     model.epoch_ = int(state["epoch"])
     model.optimizer_ = state["optimizer"]
@@ -231,9 +231,9 @@ def _safetensors_digest(metadata, tensors):
 
 def _safetensors_bytes(model):
     core = model._core
-    tensors = model._named_from_flat(core.get_buffer(0))
+    tensors = model._named_from_flat(core.get_buffer(_core.PARAMS))
     if model.optimizer_ is not None:
-        for prefix, which in zip(MOMENT_PREFIXES, (2, 3)):
+        for prefix, which in zip(MOMENT_PREFIXES, (_core.MOMENT1, _core.MOMENT2)):
             tensors.update((prefix + k, v)
                            for k, v in model._named_from_flat(core.get_buffer(which)).items())
     metadata = {"format": FORMAT_TAG, "version": str(FORMAT_VERSION),

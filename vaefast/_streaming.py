@@ -30,7 +30,7 @@ import numpy as np
 
 from .dask import is_dask_array as _is_dask_array
 from .dask import row_chunked as _row_chunked
-from .train import OneProcessSource
+from ._source import OneProcessSource
 
 __all__ = ["is_stream", "make_source", "DEFAULT_BUFFER_BYTES"]
 

@@ -35,7 +35,7 @@ import zlib
 import numpy as np
 
 from . import _core
-from .train import OneProcessSource
+from ._source import OneProcessSource
 
 __all__ = ["DistributedError", "ShardSource", "rank_batch", "shard_rows"]
 

@@ -140,7 +140,7 @@ class VAE:
         self.step_ = 0       # optimizer steps taken (eps depends on (seed, step))
         self.epoch_ = 0      # epochs completed (shuffling depends on (seed, epoch))
         self.optimizer_ = None  # optimizer whose state the moment buffers hold
-        self._core.set_buffer(0, self._layout.init(self.seed))
+        self._core.set_buffer(_core.PARAMS, self._layout.init(self.seed))
 
     @property
     def step_(self):
@@ -169,7 +169,7 @@ class VAE:
         ``encoder.0.weight`` (and ``decoder.0.weight``) has C more rows, the
         last ones, for the conditions.
         """
-        return self._named_from_flat(self._core.get_buffer(0))
+        return self._named_from_flat(self._core.get_buffer(_core.PARAMS))
 
     def set_weights(self, weights):
         """Replace all parameters (same keys and shapes as :meth:`get_weights`).
@@ -188,7 +188,7 @@ class VAE:
         """
         flat = self._layout.flat_from_named(weights)
         with self._exclusive("set_weights"):
-            self._core.set_buffer(0, flat)
+            self._core.set_buffer(_core.PARAMS, flat)
 
     def num_params(self):
         """Number of trainable parameters."""
@@ -248,7 +248,7 @@ class VAE:
         if self._layout.extra is None:
             return None
         _, off, size = self._layout.extra
-        return self._core.get_buffer(0)[off:off + size]
+        return self._core.get_buffer(_core.PARAMS)[off:off + size]
 
     def _check_Z(self, Z, name="Z"):
         Z = as_float32_array(Z, name, ndim=2)
@@ -509,7 +509,7 @@ class VAE:
             eps = self._check_eps(eps, X.shape[0])
         with self._exclusive("loss_and_grad"):
             loss, _, _ = self._core.loss_and_grad(X, eps, self.seed, self.step_, 1.0, c, s)
-            grads = self._named_from_flat(self._core.get_buffer(1))
+            grads = self._named_from_flat(self._core.get_buffer(_core.GRADS))
         return float(loss), grads
 
     # ------------------------------------------------------------ training

@@ -23,6 +23,7 @@ import time
 import numpy as np
 
 from . import _core
+from ._source import OneProcessSource
 from ._validation import as_float, as_int
 
 __all__ = ["fit", "History"]
@@ -129,24 +130,6 @@ def _make_bar(progress, total, desc):
     except ImportError:
         return _TinyBar(total, desc)
     return tqdm(total=total, desc=desc, leave=False, file=sys.stderr)
-
-
-class OneProcessSource:
-    """What fit asks of a source besides run_epoch, for one process (the
-    MPI source in vaefast/distributed.py agrees on these across ranks)."""
-
-    is_root = True  # writes checkpoints
-
-    def total(self, values):
-        """Sum of `values` over all processes."""
-        return values
-
-    def any(self, flag):
-        """Whether `flag` is true in any process."""
-        return bool(flag)
-
-    def end_epoch(self, model):
-        """Called after each epoch (the MPI source checks the ranks agree)."""
 
 
 class InMemorySource(OneProcessSource):
@@ -376,8 +359,8 @@ def fit(model, X, epochs=10, batch_size=128, learning_rate=1e-3, optimizer="adam
     with model._exclusive("fit"):
         if model.optimizer_ != optimizer:
             zeros = np.zeros(core.num_params, dtype=np.float32)
-            core.set_buffer(2, zeros)
-            core.set_buffer(3, zeros)
+            core.set_buffer(_core.MOMENT1, zeros)
+            core.set_buffer(_core.MOMENT2, zeros)
             model.optimizer_ = optimizer
         core.reserve(source.batch_size)  # grow the workspace once, outside the steps
         best, best_params, since_best = math.inf, None, 0
@@ -411,11 +394,11 @@ def fit(model, X, epochs=10, batch_size=128, learning_rate=1e-3, optimizer="adam
             if early_stopping_patience is not None:
                 monitored = val if validation_data is not None else logs["loss"]
                 if monitored < best:
-                    best, best_params, since_best = monitored, core.get_buffer(0), 0
+                    best, best_params, since_best = monitored, core.get_buffer(_core.PARAMS), 0
                 else:
                     since_best += 1
                     if since_best >= early_stopping_patience:
-                        core.set_buffer(0, best_params)
+                        core.set_buffer(_core.PARAMS, best_params)
                         stop = True
             if checkpoint is not None and source.is_root:
                 from ._serialize import save_model

@@ -2,9 +2,6 @@
 #include "isa/isa.h"
 #include "kernels.h"
 
-#define VF_STR_(x) #x
-#define VF_STR(x) VF_STR_(x)
-
 /* Defined in isa/loss_kernels.c and isa/optim_kernels.c (same kernel set). */
 void VF_FN(vf_bernoulli_row)(int64_t N, const float *l, const float *x,
                              float *loss, float *dl, float scale);

@@ -2,9 +2,6 @@
 #include "isa/isa.h"
 #include "kernels.h"
 
-#define VF_STR_(x) #x
-#define VF_STR(x) VF_STR_(x)
-
 int VF_FN(vf_gemm_driver)(const vf_gemm_problem *p);
 
 const vf_gemm_kernels VF_FN(vf_gemm_kernels) = {

@@ -14,6 +14,8 @@
 #define VF_CAT_(a, b) a##_##b
 #define VF_CAT(a, b) VF_CAT_(a, b)
 #define VF_FN(name) VF_CAT(name, VF_ISA_NAME)
+#define VF_STR_(x) #x
+#define VF_STR(x) VF_STR_(x) /* VF_STR(VF_ISA_NAME): the set's name as a string */
 
 #if defined(VF_ISA_IS_avx512)
 #define VF_SIMD_AVX512 1

@@ -2,9 +2,6 @@
 #include "isa/isa.h"
 #include "likelihood_kernels.h"
 
-#define VF_STR_(x) #x
-#define VF_STR(x) VF_STR_(x)
-
 /* Defined in isa/likelihood_kernels.c (same kernel set). */
 void VF_FN(vf_poisson_rows)(int64_t rows, int64_t N, const float *out, int64_t ldo,
                             const float *x, int64_t ldx, const float *s, float *loss,

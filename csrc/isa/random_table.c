@@ -3,9 +3,6 @@
 #include "isa/rng_kernels.h"
 #include "kernels.h"
 
-#define VF_STR_(x) #x
-#define VF_STR(x) VF_STR_(x)
-
 const vf_random_kernels VF_FN(vf_random_kernels) = {
     .isa_name = VF_STR(VF_ISA_NAME),
     .philox = VF_FN(vf_philox_kernel),
