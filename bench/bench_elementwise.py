@@ -10,12 +10,16 @@ measured in the same run. Same thread count for both sides: vaefast uses its
 OpenMP threads, NumPy's element-wise ufuncs are single-threaded.
 """
 
-import time
+import os
+import sys
 
 import numpy as np
 import pytest
 
 from vaefast import ops
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench/timing.py
+from timing import median_seconds  # noqa: E402
 
 LOG_2PI_HALF = np.float32(0.5 * np.log(2 * np.pi))
 
@@ -140,22 +144,7 @@ def test_kernel(benchmark, case, impl):
 
 # ---------------------------------------------------------------- median table
 def _median_seconds(fn, repeats=15, min_time=0.02):
-    fn()
-    loops = 1
-    while True:
-        t0 = time.perf_counter()
-        for _ in range(loops):
-            fn()
-        if time.perf_counter() - t0 >= min_time:
-            break
-        loops *= 2
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(loops):
-            fn()
-        times.append((time.perf_counter() - t0) / loops)
-    return float(np.median(times))
+    return median_seconds(fn, repeats, min_time)[0]
 
 
 def measure(names=None, repeats=15, min_time=0.02):

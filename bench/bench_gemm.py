@@ -18,6 +18,7 @@ the machine's practical peak. Both sides run with the same thread count
 (vaefast.set_num_threads and threadpoolctl for OpenBLAS).
 """
 
+import os
 import sys
 import time
 
@@ -26,6 +27,9 @@ import pytest
 
 import vaefast
 from vaefast import _core, ops
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench/timing.py
+from timing import median_seconds  # noqa: E402
 
 try:
     from threadpoolctl import threadpool_limits
@@ -108,18 +112,7 @@ def test_square_2048(benchmark, threads, impl):
 # ------------------------------------------------------------ table mode
 def seconds(fn, clock, rounds=9, min_time=0.03):
     """(median, best) seconds per call over `rounds` timed batches."""
-    fn()
-    times = []
-    for _ in range(rounds):
-        n, t0 = 0, clock()
-        while True:
-            fn()
-            n += 1
-            elapsed = clock() - t0
-            if elapsed >= min_time:
-                break
-        times.append(elapsed / n)
-    return float(np.median(times)), min(times)
+    return median_seconds(fn, rounds, min_time, clock)
 
 
 def measure(threads, batches=BATCHES, layers=LAYERS, square_n=2048, rounds=9,

@@ -12,7 +12,8 @@ and compared with a float32 NumPy implementation (eps from numpy's
 generator) and, for the small shape, the float64 twin in vaefast.reference.
 """
 
-import time
+import os
+import sys
 
 import numpy as np
 import pytest
@@ -21,6 +22,9 @@ import vaefast
 from vaefast import _reference_rng as ref
 from vaefast.ops import reparameterize, reparameterize_backward
 from vaefast.random import normal
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench/timing.py
+from timing import median_seconds  # noqa: E402
 
 NORMAL_SIZES = [10**6, 10**7]
 REPARAM_SHAPES = [(1024, 20), (65536, 64)]
@@ -115,12 +119,7 @@ def test_memcpy_bandwidth(benchmark):
 
 # ----------------------------------------------------------------- script mode
 def _median(fn, repeat):
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    return median_seconds(fn, repeat)[0]
 
 
 def measure(sizes=NORMAL_SIZES, shapes=REPARAM_SHAPES, repeats=None):

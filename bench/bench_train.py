@@ -12,9 +12,9 @@ and the machine's practical peak: NumPy's 2048³ float32 matmul measured in the
 same run.
 """
 
+import sys
 import argparse
 import os
-import statistics
 import time
 
 import numpy as np
@@ -22,6 +22,9 @@ import pytest
 
 import vaefast
 from vaefast import reference as R
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench/timing.py
+from timing import median_seconds  # noqa: E402
 
 D, H, Z = 784, 400, 20
 FLOP_PER_SAMPLE = 3.28e6  # forward 1.30 + backward 1.98 MFLOP for 784-400-20
@@ -178,13 +181,7 @@ def test_encode(benchmark, framework):
 
 # ------------------------------------------------------------ ratio table
 def median_time(fn, repeats):
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return median_seconds(fn, repeats)[0]
 
 
 def measure_one(kind, batch, repeats, rows=None):

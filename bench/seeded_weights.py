@@ -6,7 +6,9 @@
 
 `save` trains Bernoulli and unit-Gaussian VAEs of three shapes (2 epochs on
 500 digits, seed 3) and stores their final parameter buffers, ELBOs and IWAE
-estimates; `compare` lists every entry that is not bit-identical. Run each
+estimates (and, where the model family exists, of Poisson, negative binomial,
+learned-variance and conditional models); `compare` lists every entry of the
+first file that is not bit-identical in the second. Run each
 kernel set separately (VAEFAST_ISA=generic|avx2|avx512): results are only
 comparable within one set.
 """
@@ -31,6 +33,19 @@ def save(path):
             res[key] = m._core.get_buffer(0)
             res[key + "-elbo"] = m.elbo(X[:50], seed=1)
             res[key + "-ll"] = m.log_likelihood(X[:20], n_samples=10, seed=1)
+    if hasattr(vaefast.VAE(2), "n_conditions"):  # the model family (format 2) on
+        counts = np.round(X * 16)  # digits' pixel values are counts 0..16
+        c = np.eye(3, dtype=np.float32)[np.arange(500) % 3]
+        for key, kw, data, fit_kw in (
+                ("poisson", dict(likelihood="poisson"), counts, {}),
+                ("negbin", dict(likelihood="negative_binomial"), counts, {}),
+                ("gauss-feature", dict(likelihood="gaussian", variance="feature"), X, {}),
+                ("gauss-sample", dict(likelihood="gaussian", variance="sample"), X, {}),
+                ("conditional", dict(n_conditions=3), X, dict(c=c))):
+            m = vaefast.VAE(64, hidden=(24,), latent_dim=5, seed=3, **kw)
+            m.fit(data[:500], epochs=2, batch_size=64, progress=False, **fit_kw)
+            res[key] = m._core.get_buffer(0)
+            res[key + "-elbo"] = m.elbo(data[:50], seed=1, **{k: v[:50] for k, v in fit_kw.items()})
     np.savez(path, **res)
     print(f"{vaefast.isa()}: {len(res)} entries -> {path}")
 

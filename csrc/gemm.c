@@ -1,33 +1,10 @@
 /* gemm.c: the public GEMM entry points: argument checks, then one call into
  * the active kernel set's driver (csrc/isa/gemm_driver.c). */
+#include "check.h"
 #include "gemm_kernels.h"
 #include "kernels.h"
 #include "threads.h"
 #include "vaefast.h"
-
-/* A stored matrix of `rows` rows of `cols` floats, row stride ld: check the
- * stride and that its extent fits in int64 (and so in size_t on 64-bit). */
-static int check_matrix(const void *ptr, int64_t rows, int64_t cols, int64_t ld)
-{
-    if (rows < 0 || cols < 0)
-        return VF_ERR_ARG;
-    if (ld < (cols > 1 ? cols : 1))
-        return VF_ERR_ARG;
-    if (rows == 0 || cols == 0)
-        return VF_OK;
-    if (!ptr)
-        return VF_ERR_NULL;
-    if (rows - 1 > (INT64_MAX / 4 - cols) / ld)
-        return VF_ERR_OVERFLOW;
-    return VF_OK;
-}
-
-#define VF_TRY(expr)            \
-    do {                        \
-        int vf_status_ = (expr); \
-        if (vf_status_ != VF_OK) \
-            return vf_status_;  \
-    } while (0)
 
 static int run(const vf_gemm_problem *p)
 {
@@ -52,9 +29,9 @@ static int forward_problem(vf_gemm_problem *p, int64_t M, int64_t N, int64_t K,
 {
     if (act != VF_ACT_NONE && act != VF_ACT_RELU)
         return VF_ERR_ARG;
-    VF_TRY(check_matrix(X, M, K, ldx));
-    VF_TRY(check_matrix(W, K, N, ldw));
-    VF_TRY(check_matrix(Y, M, N, ldy));
+    VF_TRY(vf_check_matrix(X, M, K, ldx));
+    VF_TRY(vf_check_matrix(W, K, N, ldw));
+    VF_TRY(vf_check_matrix(Y, M, N, ldy));
     *p = (vf_gemm_problem){
         .M = M, .N = N, .K = K, .A = X, .lda = ldx, .B = W, .ldb = ldw,
         .C = Y, .ldc = ldy, .bias = b, .relu = act == VF_ACT_RELU};
@@ -96,13 +73,13 @@ static int input_problem(vf_gemm_problem *p, int64_t M, int64_t N, int64_t K,
                          const float *W, int64_t ldw, const float *mask, int64_t ldm,
                          float *dX, int64_t lddx)
 {
-    VF_TRY(check_matrix(dY, M, N, lddy));
-    VF_TRY(check_matrix(W, K, N, ldw));
-    VF_TRY(check_matrix(dX, M, K, lddx));
+    VF_TRY(vf_check_matrix(dY, M, N, lddy));
+    VF_TRY(vf_check_matrix(W, K, N, ldw));
+    VF_TRY(vf_check_matrix(dX, M, K, lddx));
     if (mask)
-        VF_TRY(check_matrix(mask, M, K, ldm));
+        VF_TRY(vf_check_matrix(mask, M, K, ldm));
     if (Yo)
-        VF_TRY(check_matrix(Yo, M, N, ldyo));
+        VF_TRY(vf_check_matrix(Yo, M, N, ldyo));
     /* dX (M×K) = (dY ⊙ [Yo > 0]) (M×N) · Wᵀ: the product's inner dimension is N. */
     *p = (vf_gemm_problem){
         .M = M, .N = K, .K = N, .A = dY, .lda = lddy, .B = W, .ldb = ldw,
@@ -137,11 +114,11 @@ static int weight_problem(vf_gemm_problem *p, int64_t M, int64_t N, int64_t K,
 {
     if (accumulate != 0 && accumulate != 1)
         return VF_ERR_ARG;
-    VF_TRY(check_matrix(X, M, K, ldx));
-    VF_TRY(check_matrix(dY, M, N, lddy));
-    VF_TRY(check_matrix(dW, K, N, lddw));
+    VF_TRY(vf_check_matrix(X, M, K, ldx));
+    VF_TRY(vf_check_matrix(dY, M, N, lddy));
+    VF_TRY(vf_check_matrix(dW, K, N, lddw));
     if (Yo)
-        VF_TRY(check_matrix(Yo, M, N, ldyo));
+        VF_TRY(vf_check_matrix(Yo, M, N, ldyo));
     /* dW (K×N) = Xᵀ (K×M) · (dY ⊙ [Yo > 0]) (M×N); db rides along as the ones row. */
     *p = (vf_gemm_problem){
         .M = K, .N = N, .K = M, .A = X, .lda = ldx, .trans_a = 1, .B = dY,
@@ -177,9 +154,9 @@ static int matmul_problem(vf_gemm_problem *p, int trans_a, int trans_b, int64_t 
     if ((trans_a != 0 && trans_a != 1) || (trans_b != 0 && trans_b != 1) ||
         (accumulate != 0 && accumulate != 1))
         return VF_ERR_ARG;
-    VF_TRY(trans_a ? check_matrix(A, K, M, lda) : check_matrix(A, M, K, lda));
-    VF_TRY(trans_b ? check_matrix(B, N, K, ldb) : check_matrix(B, K, N, ldb));
-    VF_TRY(check_matrix(C, M, N, ldc));
+    VF_TRY(trans_a ? vf_check_matrix(A, K, M, lda) : vf_check_matrix(A, M, K, lda));
+    VF_TRY(trans_b ? vf_check_matrix(B, N, K, ldb) : vf_check_matrix(B, K, N, ldb));
+    VF_TRY(vf_check_matrix(C, M, N, ldc));
     *p = (vf_gemm_problem){
         .M = M, .N = N, .K = K, .A = A, .lda = lda, .trans_a = trans_a, .B = B,
         .ldb = ldb, .trans_b = trans_b, .C = C, .ldc = ldc, .accumulate = accumulate};

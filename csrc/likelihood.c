@@ -7,22 +7,11 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "check.h"
 #include "kernels.h"
 #include "vaefast.h"
 
 #define VF_LIK_PAR_MIN 16384 /* elements: below this, threads cost more than they save */
-
-/* A (M×N, ld) may be read: ld >= N and its extent fits in int64. */
-static int check_rows(int64_t M, int64_t N, const void *a, int64_t ld)
-{
-    if (!a)
-        return VF_ERR_NULL;
-    if (ld < N)
-        return VF_ERR_ARG;
-    if (M > 1 && ld > 0 && ld > (INT64_MAX / 4 - N) / (M - 1))
-        return VF_ERR_OVERFLOW;
-    return VF_OK;
-}
 
 /* The arguments every likelihood shares; outputs may be NULL. */
 static int check_common(int64_t M, int64_t N, const float *out, int64_t ldo,
@@ -31,11 +20,11 @@ static int check_common(int64_t M, int64_t N, const float *out, int64_t ldo,
 {
     if (M < 0 || N < 0 || !isfinite(scale))
         return VF_ERR_ARG;
-    int st = check_rows(M, N, out, ldo);
+    int st = vf_check_present(out, M, N, ldo);
     if (st == VF_OK)
-        st = check_rows(M, N, x, ldx);
+        st = vf_check_present(x, M, N, ldx);
     if (st == VF_OK && dout)
-        st = check_rows(M, N, dout, ldd);
+        st = vf_check_present(dout, M, N, ldd);
     return st;
 }
 
@@ -76,7 +65,7 @@ int vf_negbin_loss(int64_t M, int64_t N, const float *out, int64_t ldo,
     if (st == VF_OK && !log_theta)
         st = VF_ERR_NULL;
     if (st == VF_OK && dlog_theta)
-        st = check_rows(M, N, dlog_theta, lddt);
+        st = vf_check_present(dlog_theta, M, N, lddt);
     if (st != VF_OK)
         return st;
     const vf_likelihood_kernels *k = vf_active()->likelihood;
@@ -97,9 +86,9 @@ int vf_gaussian_var_loss(int64_t M, int64_t N, const float *y, int64_t ldy,
 {
     int st = check_common(M, N, y, ldy, x, ldx, dy, ldd, scale);
     if (st == VF_OK)
-        st = ldlv == 0 ? (logvar ? VF_OK : VF_ERR_NULL) : check_rows(M, N, logvar, ldlv);
+        st = ldlv == 0 ? (logvar ? VF_OK : VF_ERR_NULL) : vf_check_present(logvar, M, N, ldlv);
     if (st == VF_OK && dlogvar)
-        st = check_rows(M, N, dlogvar, lddlv);
+        st = vf_check_present(dlogvar, M, N, lddlv);
     if (st != VF_OK)
         return st;
     const vf_likelihood_kernels *k = vf_active()->likelihood;

@@ -7,35 +7,19 @@
 #include <stdint.h>
 
 #include "vaefast.h"
+#include "check.h"
 #include "kernels.h"
 #include "threads.h"
 
 #define VF_LOSS_PAR_MIN 32768 /* elements: below this, threads cost more than they save */
 #define VF_KL_PAR_MIN 8192    /* KL is cheap per byte but narrow rows make it compute-bound */
 
-/* A (M×N, ld): ld >= N, and the last element's offset fits in int64 / size_t. */
-static int vf_check_mat(int64_t M, int64_t N, int64_t ld)
+/* Two M×N operands that must both be present. */
+static int check_pair(int64_t M, int64_t N, const void *a, int64_t lda, const void *b,
+                      int64_t ldb)
 {
-    if (ld < N || ld < 0)
-        return VF_ERR_ARG;
-    if (M > 1 && ld > 0 && ld > (INT64_MAX - N) / (M - 1))
-        return VF_ERR_OVERFLOW;
-    if (M > 1 && (uint64_t)((M - 1) * ld + N) > (uint64_t)(SIZE_MAX / sizeof(float)))
-        return VF_ERR_OVERFLOW;
-    return VF_OK;
-}
-
-static int vf_check_pair(int64_t M, int64_t N, const void *a, int64_t lda,
-                         const void *b, int64_t ldb)
-{
-    if (M < 0 || N < 0)
-        return VF_ERR_ARG;
-    if (!a || !b)
-        return VF_ERR_NULL;
-    int s = vf_check_mat(M, N, lda);
-    if (s == VF_OK)
-        s = vf_check_mat(M, N, ldb);
-    return s;
+    VF_TRY(vf_check_present(a, M, N, lda));
+    return vf_check_present(b, M, N, ldb);
 }
 
 typedef void (*vf_loss_row_fn)(int64_t N, const float *y, const float *x, float *loss,
@@ -67,10 +51,10 @@ static int run_loss(vf_loss_row_fn row, int64_t M, int64_t N, const float *y, in
                     const float *x, int64_t ldx, float *loss, float *d, int64_t ldd,
                     float scale)
 {
-    int s = vf_check_pair(M, N, y, ldy, x, ldx);
+    int s = check_pair(M, N, y, ldy, x, ldx);
     if (s != VF_OK)
         return s;
-    if (d && (s = vf_check_mat(M, N, ldd)) != VF_OK)
+    if (d && (s = vf_check_matrix(d, M, N, ldd)) != VF_OK)
         return s;
     if (!isfinite(scale))
         return VF_ERR_ARG;
@@ -123,7 +107,7 @@ int vf_kl_normal(int64_t M, int64_t N,
                  const float *mu, int64_t ldmu,
                  const float *logvar, int64_t ldlv, float *kl)
 {
-    int s = vf_check_pair(M, N, mu, ldmu, logvar, ldlv);
+    int s = check_pair(M, N, mu, ldmu, logvar, ldlv);
     if (s != VF_OK)
         return s;
     if (!kl)

@@ -1,21 +1,12 @@
 /* Public reparameterization functions: argument checks and the thread split
  * (contiguous row ranges; every row is computed whole by one thread, and eps
  * depends only on (seed, step, row, col), so results do not depend on it). */
+#include "check.h"
 #include "kernels.h"
 #include "threads.h"
 #include "vaefast.h"
 
 #define VF_REPARAM_PAR_ELEMS 32768 /* below this many elements, one thread */
-
-/* M×N matrix with leading dimension ld: valid shape and addressable size. */
-static int check_mat(int64_t M, int64_t N, int64_t ld)
-{
-    if (ld < N || ld < 1)
-        return VF_ERR_ARG;
-    if (M > 0 && (M - 1) > (INT64_MAX - N) / ld)
-        return VF_ERR_OVERFLOW;
-    return VF_OK;
-}
 
 /* rows row0 .. row0+M-1 must fit the 32-bit row word of the counter. */
 static int check_dims(int64_t M, int64_t N, int64_t row0)
@@ -86,7 +77,7 @@ int vf_reparam_eps(uint64_t seed, uint64_t step, int64_t row0,
 {
     int s = check_dims(M, N, row0);
     if (s == VF_OK)
-        s = check_mat(M, N, ld);
+        s = vf_check_matrix(eps, M, N, ld);
     if (s != VF_OK)
         return s;
     if (M == 0 || N == 0)
@@ -107,13 +98,13 @@ int vf_reparam_forward(int64_t M, int64_t N,
 {
     int s = check_dims(M, N, row0);
     if (s == VF_OK)
-        s = check_mat(M, N, ldmu);
+        s = vf_check_matrix(mu, M, N, ldmu);
     if (s == VF_OK)
-        s = check_mat(M, N, ldlv);
+        s = vf_check_matrix(logvar, M, N, ldlv);
     if (s == VF_OK)
-        s = check_mat(M, N, ldz);
+        s = vf_check_matrix(z, M, N, ldz);
     if (s == VF_OK && eps)
-        s = check_mat(M, N, ldeps);
+        s = vf_check_matrix(eps, M, N, ldeps);
     if (s != VF_OK)
         return s;
     if (M == 0)
@@ -144,17 +135,17 @@ int vf_reparam_backward(int64_t M, int64_t N,
 {
     int s = check_dims(M, N, row0);
     if (s == VF_OK)
-        s = check_mat(M, N, ldmu);
+        s = vf_check_matrix(mu, M, N, ldmu);
     if (s == VF_OK)
-        s = check_mat(M, N, ldlv);
+        s = vf_check_matrix(logvar, M, N, ldlv);
     if (s == VF_OK)
-        s = check_mat(M, N, lddmu);
+        s = vf_check_matrix(dmu, M, N, lddmu);
     if (s == VF_OK)
-        s = check_mat(M, N, lddlv);
+        s = vf_check_matrix(dlogvar, M, N, lddlv);
     if (s == VF_OK && eps)
-        s = check_mat(M, N, ldeps);
+        s = vf_check_matrix(eps, M, N, ldeps);
     if (s == VF_OK && dz)
-        s = check_mat(M, N, lddz);
+        s = vf_check_matrix(dz, M, N, lddz);
     if (s != VF_OK)
         return s;
     if (M == 0 || N == 0)

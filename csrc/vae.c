@@ -663,51 +663,107 @@ static int likelihood_loss(vf_vae *m, int64_t B, const float *X, const float *s,
     }
 }
 
-/* Forward and backward for B rows (c: B×C, ldc, or NULL; s: B or NULL); fills
- * grads, recon, kl; *mean_loss = Σ_i recon_i + beta·kl_i / B in double (row
- * order, so thread-count free). */
-static int forward_backward(vf_vae *m, int64_t B, const float *X, const float *c,
-                            int64_t ldc, const float *s, const float *eps, uint64_t seed,
-                            uint64_t step, float kl_weight, double *mean_loss,
-                            double *mean_recon, double *mean_kl)
-{
-    const int64_t D = m->D, Z = m->Z;
-    const int E = m->n_enc, last = m->n_layers - 1;
-    const vf_vae_layer *LY = m->layers;
-    int st;
+/* ---- training step, as forward/backward pairs over the model's buffers.
+ * Activations live in m->act[l] (B×out of layer l); gradients w.r.t. layer
+ * outputs ping-pong between m->d1 and m->d2 (a grad_cursor). Every backward
+ * function overwrites the dW/db of the layers it covers. */
 
-    /* ---- forward: encoder and head */
-    int64_t ldin, ldx0;
-    const float *x0 = encoder_input(m, B, X, D, m->xenc, &ldx0); /* layer 0's input */
-    const float *in = x0;
-    ldin = ldx0;
-    for (int l = 0; l <= E; ++l) {
-        st = layer_forward(m, &LY[l], B, in, ldin, c, ldc, m->act[l], LY[l].out);
+typedef struct grad_cursor {
+    const float *d; /* dL/d(current layer output), already masked by its ReLU */
+    float *spare;   /* where the next gradient is written */
+    float *other;
+} grad_cursor;
+
+static void advance(grad_cursor *g)
+{
+    g->d = g->spare;
+    float *t = g->spare;
+    g->spare = g->other;
+    g->other = t;
+}
+
+/* Layers [first, last] forward on `in` (B×in_first, ldin); outputs kept in
+ * m->act for the backward pass. */
+static int layers_forward(vf_vae *m, int first, int last, int64_t B, const float *in,
+                          int64_t ldin, const float *c, int64_t ldc)
+{
+    for (int l = first; l <= last; ++l) {
+        int st = layer_forward(m, &m->layers[l], B, in, ldin, c, ldc, m->act[l],
+                               m->layers[l].out);
         if (st != VF_OK)
             return st;
         in = m->act[l];
-        ldin = LY[l].out;
+        ldin = m->layers[l].out;
     }
-    const float *H = m->act[E]; /* B×2Z: mu = H[:, :Z], raw logvar = H[:, Z:] */
+    return VF_OK;
+}
+
+/* Layers [last .. first] backward from g->d = dL/d(act[last]). The input of
+ * layer `first` is x0 (B×·, ldx0), which has no ReLU; every other input is
+ * act[l − 1], whose ReLU masks the gradient. With need_x0_grad, g->d ends as
+ * dL/d(x0); else layer `first` computes only its weight gradient. */
+static int layers_backward(vf_vae *m, int first, int last, int64_t B, const float *x0,
+                           int64_t ldx0, const float *c, int64_t ldc, grad_cursor *g,
+                           int need_x0_grad)
+{
+    for (int l = last; l >= first; --l) {
+        const vf_vae_layer *L = &m->layers[l];
+        const int at_first = l == first;
+        const float *x = at_first ? x0 : m->act[l - 1];
+        float *dx = at_first && !need_x0_grad ? NULL : g->spare;
+        int st = backward_any_layer(m, L, B, x, at_first ? ldx0 : L->in, c, ldc, g->d,
+                                    at_first ? NULL : m->act[l - 1], dx);
+        if (st != VF_OK)
+            return st;
+        if (dx)
+            advance(g);
+    }
+    return VF_OK;
+}
+
+/* Latent step forward: the head output H = act[n_enc] (B×2Z) is split into
+ * mu = H[:, :Z] and logvar = clamp(H[:, Z:]) (m->logvar), then
+ * z = mu + exp(logvar/2)·eps (m->z) and the per-row KL (m->kl); eps is
+ * given, or Philox(seed, step, shard_row0 + row, col). */
+static int latent_forward(vf_vae *m, int64_t B, const float *eps, uint64_t seed,
+                          uint64_t step)
+{
+    const int64_t Z = m->Z;
+    const float *H = m->act[m->n_enc];
     split_head(B, Z, H, 2 * Z, NULL, 0, m->logvar, Z);
-    st = vf_reparam_forward(B, Z, H, 2 * Z, m->logvar, Z, seed, step, m->shard_row0, eps, Z, m->z, Z, m->kl);
+    return vf_reparam_forward(B, Z, H, 2 * Z, m->logvar, Z, seed, step, m->shard_row0, eps,
+                              Z, m->z, Z, m->kl);
+}
+
+/* Latent step backward: from g->d = dL/dz (B×Z) to dL/dH (B×2Z) in g->spare,
+ * with kl_scale·KL's gradient added (eps regenerated as in the forward);
+ * the clamp passes gradient only inside [LOGVAR_MIN, LOGVAR_MAX]. */
+static int latent_backward(vf_vae *m, int64_t B, const float *eps, uint64_t seed,
+                           uint64_t step, float kl_scale, grad_cursor *g)
+{
+    const int64_t Z = m->Z;
+    const float *H = m->act[m->n_enc];
+    float *dH = g->spare;
+    int st = vf_reparam_backward(B, Z, H, 2 * Z, m->logvar, Z, seed, step, m->shard_row0,
+                                 eps, Z, g->d, Z, kl_scale, dH, 2 * Z, dH + Z, 2 * Z);
     if (st != VF_OK)
         return st;
-    /* ---- forward: decoder and output */
-    in = m->z;
-    ldin = Z;
-    for (int l = E + 1; l <= last; ++l) {
-        st = layer_forward(m, &LY[l], B, in, ldin, c, ldc, m->act[l], LY[l].out);
-        if (st != VF_OK)
-            return st;
-        in = m->act[l];
-        ldin = LY[l].out;
-    }
-    /* ---- loss and dL/d(out), scaled by 1/B for the batch mean */
-    const float scale = 1.0f / (float)(m->shard_batch ? m->shard_batch : B);
-    st = likelihood_loss(m, B, X, s, scale);
-    if (st != VF_OK)
-        return st;
+    for (int64_t i = 0; i < B; ++i)
+        for (int64_t j = 0; j < Z; ++j) {
+            float v = H[i * 2 * Z + Z + j];
+            if (!(v >= VF_LOGVAR_MIN && v <= VF_LOGVAR_MAX))
+                dH[i * 2 * Z + Z + j] = 0.0f;
+        }
+    advance(g);
+    return VF_OK;
+}
+
+/* Batch means of the loss, reconstruction and KL terms from m->recon and
+ * m->kl (double sums, rows in order); VF_ERR_NONFINITE if the loss is not
+ * finite. */
+static int batch_means(const vf_vae *m, int64_t B, double *mean_loss, double *mean_recon,
+                       double *mean_kl)
+{
     double sr = 0.0, sk = 0.0;
     for (int64_t i = 0; i < B; ++i) {
         sr += m->recon[i];
@@ -717,57 +773,36 @@ static int forward_backward(vf_vae *m, int64_t B, const float *X, const float *c
     if (mean_loss) *mean_loss = total / (double)B;
     if (mean_recon) *mean_recon = sr / (double)B;
     if (mean_kl) *mean_kl = sk / (double)B;
-    if (!isfinite(total))
-        return VF_ERR_NONFINITE;
+    return isfinite(total) ? VF_OK : VF_ERR_NONFINITE;
+}
 
-    /* ---- backward: output and decoder. d holds dL/d(layer output), already
-     * masked by that output's ReLU. */
-    const float *d = m->dout;
-    float *spare = m->d1, *other = m->d2;
-    for (int l = last; l > E; --l) {
-        const float *x = (l == E + 1) ? m->z : m->act[l - 1];
-        int64_t ldx = (l == E + 1) ? Z : LY[l].in;
-        /* dL/d(input); masked by the input's ReLU unless the input is z */
-        const float *mask = (l == E + 1) ? NULL : m->act[l - 1];
-        st = backward_any_layer(m, &LY[l], B, x, ldx, c, ldc, d, mask, spare);
-        if (st != VF_OK)
-            return st;
-        d = spare;
-        float *t = spare; spare = other; other = t;
-    }
-    /* d = dL/dz (B×Z). Latent: reparameterization + kl_weight·beta·KL. */
-    float *dH = spare; /* B×2Z */
-    st = vf_reparam_backward(B, Z, H, 2 * Z, m->logvar, Z, seed, step, m->shard_row0, eps, Z, d, Z,
-                             kl_weight * m->beta * scale, dH, 2 * Z, dH + Z, 2 * Z);
-    if (st != VF_OK)
+/* Forward and backward for B rows X (B×D) with conditions c (B×C, ldc) and
+ * size factors s (B), both may be NULL; fills grads, recon, kl and the batch
+ * means. Every dW and db is checked for NaN/Inf in the GEMM's epilogue, in
+ * registers (backward_layer): a NaN/Inf anywhere in a layer's output
+ * gradient reaches them, and so does an overflow of Xᵀ·dY itself, which a
+ * finite loss does not rule out (a huge learning rate found one). */
+static int forward_backward(vf_vae *m, int64_t B, const float *X, const float *c,
+                            int64_t ldc, const float *s, const float *eps, uint64_t seed,
+                            uint64_t step, float kl_weight, double *mean_loss,
+                            double *mean_recon, double *mean_kl)
+{
+    const int E = m->n_enc, last = m->n_layers - 1;
+    /* the gradient is of the batch mean (of the global batch when sharded) */
+    const float scale = 1.0f / (float)(m->shard_batch ? m->shard_batch : B);
+    int64_t ldx0;
+    const float *x0 = encoder_input(m, B, X, m->D, m->xenc, &ldx0);
+    grad_cursor g = {m->dout, m->d1, m->d2};
+    int st;
+    if ((st = layers_forward(m, 0, E, B, x0, ldx0, c, ldc)) != VF_OK ||
+        (st = latent_forward(m, B, eps, seed, step)) != VF_OK ||
+        (st = layers_forward(m, E + 1, last, B, m->z, m->Z, c, ldc)) != VF_OK ||
+        (st = likelihood_loss(m, B, X, s, scale)) != VF_OK ||
+        (st = batch_means(m, B, mean_loss, mean_recon, mean_kl)) != VF_OK ||
+        (st = layers_backward(m, E + 1, last, B, m->z, m->Z, c, ldc, &g, 1)) != VF_OK ||
+        (st = latent_backward(m, B, eps, seed, step, kl_weight * m->beta * scale, &g)) != VF_OK)
         return st;
-    /* the clamp passes gradient only inside [LOGVAR_MIN, LOGVAR_MAX] */
-    for (int64_t i = 0; i < B; ++i)
-        for (int64_t j = 0; j < Z; ++j) {
-            float v = H[i * 2 * Z + Z + j];
-            if (!(v >= VF_LOGVAR_MIN && v <= VF_LOGVAR_MAX))
-                dH[i * 2 * Z + Z + j] = 0.0f;
-        }
-    d = dH;
-    { float *t = spare; spare = other; other = t; }
-    /* ---- backward: head and encoder (no gradient w.r.t. X) */
-    for (int l = E; l >= 0; --l) {
-        const float *x = (l == 0) ? x0 : m->act[l - 1];
-        int64_t ldx = (l == 0) ? ldx0 : LY[l].in;
-        st = backward_any_layer(m, &LY[l], B, x, ldx, c, ldc, d,
-                                l > 0 ? m->act[l - 1] : NULL, l > 0 ? spare : NULL);
-        if (st != VF_OK)
-            return st;
-        if (l == 0)
-            break;
-        d = spare;
-        float *t = spare; spare = other; other = t;
-    }
-    /* Every dW and db was checked for NaN/Inf in the GEMM's epilogue, in
-     * registers (backward_layer): a NaN/Inf anywhere in a layer's output
-     * gradient reaches them, and so does an overflow of Xᵀ·dY itself, which
-     * a finite loss does not rule out (a huge learning rate found one). */
-    return VF_OK;
+    return layers_backward(m, 0, E, B, x0, ldx0, c, ldc, &g, 0);
 }
 
 int vf_vae_loss_and_grad(vf_vae *m, int64_t B, const float *X,
