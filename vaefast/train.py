@@ -102,20 +102,23 @@ class _TinyBar:
         now = time.perf_counter()
         if now - self._last > 0.1 or (self.total and self.n >= self.total):
             self._last = now
-            if not self.total:  # a stream of unknown length: rows so far
-                sys.stderr.write(f"\r{self.desc} {self.n} rows {self.postfix}")
-                sys.stderr.flush()
-                return
+            self._draw()
+
+    def _draw(self):
+        if not self.total:  # a stream of unknown length: rows so far
+            sys.stderr.write(f"\r{self.desc} {self.n} rows {self.postfix}")
+        else:
             width = 30
             filled = min(width, int(width * self.n / self.total))
             sys.stderr.write(f"\r{self.desc} [{'#' * filled}{'.' * (width - filled)}] "
                              f"{self.n}/{self.total} {self.postfix}")
-            sys.stderr.flush()
+        sys.stderr.flush()
 
     def set_postfix_str(self, s):
         self.postfix = s
 
     def close(self):
+        self._draw()  # the last state, which update may have skipped as too soon
         sys.stderr.write("\n")
         sys.stderr.flush()
 
