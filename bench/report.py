@@ -1,13 +1,17 @@
 """Benchmark report: run the comparisons of bench/ and write a Markdown page.
 
     python bench/report.py [--threads 2] [--repeats 5] [--quick] [--out-dir docs]
+                           [--isa avx2 --isa generic]
 
 Writes ``benchmarks.md`` and PNG plots (``benchmarks-*.png``, when matplotlib
 is installed) to the output folder: training samples/s of vaefast, PyTorch
 and the NumPy reference (bench_train.py), GEMM GFLOP/s per VAE layer shape
 against NumPy/OpenBLAS (bench_gemm.py) and the element-wise kernels
 (bench_elementwise.py, bench_random.py); the first two are checked against
-the targets of the issue.
+the targets of the issue. Training and GEMM are measured for every kernel
+set the machine supports (vaefast.supported_isas(), or --isa), each with the
+same tables and verdicts, so a slow set cannot hide behind the default one;
+PyTorch and the NumPy reference do not depend on the set and run once.
 
 The measurements are the bench scripts' own functions, run in fresh
 subprocesses with every framework on ``--threads`` threads. The module is
@@ -209,11 +213,70 @@ def scheduling_info():
     return info
 
 
-def measure_all(threads, repeats, quick=False, log=print):
-    """Run every benchmark; the result dict is what render_* take."""
+class _kernel_set:
+    """Context manager: benchmark subprocesses started inside run the
+    kernel set `name` (VAEFAST_ISA; None leaves the default choice)."""
+
+    def __init__(self, name):
+        self.name, self.saved = name, None
+
+    def __enter__(self):
+        self.saved = os.environ.get("VAEFAST_ISA")
+        if self.name is not None:
+            os.environ["VAEFAST_ISA"] = self.name
+        return self
+
+    def __exit__(self, *exc):
+        if self.saved is None:
+            os.environ.pop("VAEFAST_ISA", None)
+        else:
+            os.environ["VAEFAST_ISA"] = self.saved
+
+
+def kernel_sets(requested=None):
+    """The kernel sets to measure: `requested` (checked against the ones
+    this machine supports) or every supported one, the default set first.
+
+    Returns
+    -------
+    list of str
+    """
+    import vaefast
+
+    supported = list(vaefast.supported_isas())
+    if requested:
+        unknown = [n for n in requested if n not in supported]
+        if unknown:
+            raise ValueError(f"kernel set(s) {unknown} not supported here; "
+                             f"this machine supports {supported}")
+        supported = [n for n in supported if n in requested]
+    default = vaefast.isa()
+    return sorted(supported, key=lambda n: (n != default, -supported.index(n)))
+
+
+def measure_other_set(name, threads, repeats, quick=False):
+    """Training (vaefast only) and GEMM records of kernel set `name`."""
+    with _kernel_set(name):
+        gemm, _ = measure_gemm(threads, quick)
+        rows = (QUICK if quick else FULL)["train_rows"]
+        try:
+            train = _bench("bench_train").measure_table(["vaefast"], repeats, threads, rows=rows)
+        except subprocess.CalledProcessError as e:
+            raise RuntimeError(f"training benchmark failed:\n{e.stderr}") from e
+    return dict(train=train, gemm=gemm)
+
+
+def measure_all(threads, repeats, quick=False, log=print, isas=None):
+    """Run every benchmark; the result dict is what render_* take.
+
+    The main tables are of the first set of kernel_sets(isas) (the
+    machine's default unless --isa says otherwise); ``results["sets"]``
+    holds the training and GEMM records of the others."""
     import time
 
+    sets = kernel_sets(isas)
     meta = machine_info(threads, repeats, quick)
+    meta["isa"] = sets[0]
     if meta["load"] is not None and meta["load"][0] > 0.5:
         log(f"warning: load average {meta['load'][0]:.2f}: other work is running and will "
             "distort the numbers (vaefast's spinning OpenMP threads suffer most)")
@@ -223,17 +286,31 @@ def measure_all(threads, repeats, quick=False, log=print):
         log(f"[{time.perf_counter() - start:6.1f} s] {text}...")
         return fn()
 
-    gemm, meta["blas"] = stage(f"GEMM per layer shape and the square product, {threads} threads",
-                               lambda: measure_gemm(threads, quick))
-    train = stage("training throughput, one fresh process per number",
-                  lambda: measure_training(threads, repeats, quick))
-    elementwise = stage("element-wise and random kernels",
-                        lambda: measure_elementwise(threads, quick))
+    with _kernel_set(sets[0]):
+        gemm, meta["blas"] = stage(f"kernel set {sets[0]}: GEMM per layer shape and the "
+                                   f"square product, {threads} threads",
+                                   lambda: measure_gemm(threads, quick))
+        train = stage(f"kernel set {sets[0]}: training throughput, one fresh process per "
+                      "number", lambda: measure_training(threads, repeats, quick))
+        elementwise = stage("element-wise and random kernels",
+                            lambda: measure_elementwise(threads, quick))
+    others = {name: stage(f"kernel set {name}: GEMM and vaefast training",
+                          lambda name=name: measure_other_set(name, threads, repeats, quick))
+              for name in sets[1:]}
     log(f"[{time.perf_counter() - start:6.1f} s] done")
     if meta["load"] is not None:
         meta["load_after"] = list(os.getloadavg())
     return dict(meta=meta, flop_per_sample=_bench("bench_train").FLOP_PER_SAMPLE,
-                train=train, gemm=gemm, elementwise=elementwise)
+                train=train, gemm=gemm, elementwise=elementwise, sets=others)
+
+
+def set_results(results, name):
+    """The results of kernel set `name` from the page's point of view: its
+    own vaefast and GEMM records, the peers' training records of the run."""
+    own = results["sets"][name]
+    peers = [r for r in results.get("train") or [] if r["framework"] != "vaefast"]
+    return dict(results, train=peers + own["train"], gemm=own["gemm"], elementwise=None,
+                meta=dict(results["meta"], isa=name))
 
 
 # ---------------------------------------------------------------- analysing
@@ -371,7 +448,9 @@ def _machine_section(results):
         ("CPU", f"{cpu['model']} ({cores})"),
         ("Threads", f"{m['threads']} for every framework (vaefast.set_num_threads, "
                     "torch.set_num_threads, OMP_NUM_THREADS, OPENBLAS_NUM_THREADS)"),
-        ("vaefast kernel set", f"`{m['isa']}` (vaefast.isa())"),
+        ("vaefast kernel set", f"`{m['isa']}` in the main tables"
+         + ("; also measured: " + ", ".join(f"`{n}`" for n in results["sets"])
+            + " (a section each, below)" if results.get("sets") else "")),
         ("Versions", ", ".join(f"{k} {v[k]}" for k in v if v[k]) + f", Python {m['python']}"),
         ("NumPy's BLAS", blas),
         ("Platform", m["platform"]),
@@ -418,6 +497,19 @@ def _gemm_section(results):
             "`np.maximum(x @ W + b, 0)` for the forward pass, `x @ W` for the raw product "
             "and the same formulas for the backward products. Median seconds per call; "
             "vaefast / NumPy is NumPy's time over vaefast's.\n\n" + _table(header, body))
+
+
+def _set_section(results):
+    """Targets, training and GEMM tables of one more kernel set (no plots)."""
+    isa = results["meta"]["isa"]
+    return "\n".join([
+        f"The same measurements with `VAEFAST_ISA={isa}` in the same run (PyTorch and "
+        "the NumPy reference as above; NumPy's GEMM timed again beside this set's).", "",
+        _table(["Target", "Required", "Measured", "Verdict"],
+               [[c["what"], c["required"], c["measured"], c["verdict"]]
+                for c in target_checks(results)]),
+        "", f"### Training throughput, `{isa}`", "", _training_section(results),
+        "", f"### GEMM per layer shape, `{isa}`", "", _gemm_section(results)])
 
 
 def _elementwise_section(results):
@@ -502,6 +594,8 @@ def render_markdown(results, plots=None):
     if results.get("elementwise"):
         out += ["", "## Element-wise and random kernels", "",
                 _elementwise_section(results) + figure("elementwise")]
+    for name in results.get("sets") or {}:
+        out += ["", f"## Kernel set `{name}`", "", _set_section(set_results(results, name))]
     out += ["", "## How to reproduce", "", REPRODUCE]
     return "\n".join(out)
 
@@ -640,6 +734,8 @@ def main(argv=None):
                     help="training repeats per number (default 5, --quick 1)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     ap.add_argument("--out-dir", default=os.path.join(os.path.dirname(HERE), "docs"))
+    ap.add_argument("--isa", action="append", default=None,
+                    help="kernel set to measure (repeatable; default: every supported set)")
     ap.add_argument("--worker", choices=["gemm", "elementwise"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.threads < 1 or (args.repeats is not None and args.repeats < 1):
@@ -648,8 +744,12 @@ def main(argv=None):
         print(json.dumps(_worker(args.worker, args.threads, args.quick)))
         return
     repeats = args.repeats or (1 if args.quick else 5)
+    try:
+        kernel_sets(args.isa)
+    except ValueError as e:
+        ap.error(str(e))
     results = measure_all(args.threads, repeats, args.quick,
-                          log=lambda s: print(s, file=sys.stderr, flush=True))
+                          log=lambda s: print(s, file=sys.stderr, flush=True), isas=args.isa)
     results["meta"]["command"] = " ".join(
         ["python bench/report.py"] + (sys.argv[1:] if argv is None else list(argv)))
     for path in write_report(results, args.out_dir):

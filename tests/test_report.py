@@ -198,3 +198,33 @@ def test_cpu_info(report):
 def test_rejects_nonpositive_counts(report, args):
     with pytest.raises(SystemExit):
         report.main(args)  # argparse errors out before anything is measured
+
+
+def test_other_kernel_set_gets_its_own_tables_and_verdicts(report):
+    results = make_results()
+    slow = make_results(raw=0.5, square=0.4, gflops_1024=20.0)  # a slow set
+    results["sets"] = {"generic": dict(
+        train=[r for r in slow["train"] if r["framework"] == "vaefast"], gemm=slow["gemm"])}
+    md = report.render_markdown(results, plots={})
+    main, _, other = md.partition("## Kernel set `generic`")
+    assert other, "no section for the second kernel set"
+    assert "also measured: `generic`" in main
+    # the default set's verdicts, then the slow set's, each from its own records
+    assert check(main, "GEMM square product vs OpenBLAS") == ("0.85x (2048³)", "met")
+    assert check(other, "GEMM square product vs OpenBLAS") == ("0.40x (2048³)", "not met")
+    # the slow set's training ratio uses the run's PyTorch numbers (made for the fast set)
+    fast_1024 = 80.0e9 / 3.28e6
+    torch_1024 = fast_1024 / 1.5
+    want = (20.0e9 / 3.28e6) / torch_1024
+    assert check(other, "training vaefast / PyTorch, batch 1024") == (f"{want:.2f}x", "not met")
+    assert "### GEMM per layer shape, `generic`" in other
+
+
+def test_kernel_sets_default_first_and_rejects_unsupported(report):
+    import vaefast
+
+    sets = report.kernel_sets()
+    assert sets[0] == vaefast.isa() and sorted(sets) == sorted(vaefast.supported_isas())
+    assert report.kernel_sets(["generic"]) == ["generic"]
+    with pytest.raises(ValueError, match="not supported"):
+        report.kernel_sets(["no-such-set"])

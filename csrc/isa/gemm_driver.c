@@ -1,5 +1,6 @@
 /* gemm_driver.c: BLIS-style blocked SGEMM with a fused epilogue, compiled
- * once per kernel set (MR, NR, KC, MC come from gemm_ukernel.h).
+ * once per kernel set (MR, NR, KC, MC and the wide kernels come from
+ * isa/gemm_config.h, the kernels from isa/gemm_ukernel.h).
  *
  * Loops, outer to inner (jc, pc, ic are cache blocks; jp, ip micro-panels):
  *   jc over N in NC columns
@@ -8,8 +9,9 @@
  *       ic over M in MC      pack A (MC×KC) into MR-row panels, unless A is
  *                            read in place (see a_in_place)
  *         jp, ip             micro-kernel, epilogue in registers (edge tiles
- *                            under lane masks; on the AVX-512 set also
- *                            4/8-row and 8/16/24/40-column variants)
+ *                            under lane masks, with kernels of the tile's
+ *                            height and width; a product whose N has a
+ *                            wide kernel runs whole rows, see wide_kernel)
  *
  * K blocks are of equal size. Threads share the packed buffers and split
  * each loop's panels statically; a single thread runs the same loops
@@ -30,6 +32,10 @@
 #include <omp.h>
 #endif
 
+/* An operand of at most this many floats (64 KiB) stays in L1/L2 when read
+ * in place, so packing it would only add a copy. */
+#define VF_SMALL_OPERAND 16384
+
 /* Below this many multiply-adds a second thread costs more than it saves. */
 #define VF_GEMM_PARALLEL_MIN_MACS (600 * 1024)
 
@@ -43,51 +49,6 @@ static inline float relu_masked(float a, float m)
     return a * (float)(m > 0.0f) + m * 0.0f;
 }
 
-#if defined(VF_SIMD_AVX2) || defined(VF_SIMD_AVX512)
-#include <immintrin.h>
-/* dst[c*ldd + r] = src[r*lds + c] for an 8×8 block: 24 shuffles instead
- * of 64 scalar loads and stores scattered over 8 cache lines. */
-static inline void transpose8x8(const float *src, int64_t lds, float *dst, int64_t ldd)
-{
-    __m256 r[8], t[8], u[8];
-    for (int i = 0; i < 8; ++i)
-        r[i] = _mm256_loadu_ps(src + i * lds);
-    for (int i = 0; i < 8; i += 2) {
-        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);     /* a0 b0 a1 b1 | a4 b4 a5 b5 */
-        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]); /* a2 b2 a3 b3 | a6 b6 a7 b7 */
-    }
-    for (int h = 0; h < 8; h += 4) { /* rows 0-3, then rows 4-7 */
-        u[h + 0] = _mm256_shuffle_ps(t[h], t[h + 2], _MM_SHUFFLE(1, 0, 1, 0));
-        u[h + 1] = _mm256_shuffle_ps(t[h], t[h + 2], _MM_SHUFFLE(3, 2, 3, 2));
-        u[h + 2] = _mm256_shuffle_ps(t[h + 1], t[h + 3], _MM_SHUFFLE(1, 0, 1, 0));
-        u[h + 3] = _mm256_shuffle_ps(t[h + 1], t[h + 3], _MM_SHUFFLE(3, 2, 3, 2));
-    }
-    /* u[c] holds column c (low half) and c + 4 (high half) of rows 0-3;
-     * u[4 + c] the same for rows 4-7 */
-    for (int c = 0; c < 4; ++c) {
-        _mm256_storeu_ps(dst + c * ldd, _mm256_permute2f128_ps(u[c], u[4 + c], 0x20));
-        _mm256_storeu_ps(dst + (c + 4) * ldd, _mm256_permute2f128_ps(u[c], u[4 + c], 0x31));
-    }
-}
-/* dst[c*ldd + r] = src[r*lds + c] for a 4×8 block (4 rows of 8). */
-static inline void transpose4x8(const float *src, int64_t lds, float *dst, int64_t ldd)
-{
-    const __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + lds);
-    const __m256 r2 = _mm256_loadu_ps(src + 2 * lds), r3 = _mm256_loadu_ps(src + 3 * lds);
-    const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
-    const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
-    __m256 u[4]; /* u[c] = column c (low half) and c + 4 (high half) */
-    u[0] = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
-    u[1] = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
-    u[2] = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
-    u[3] = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
-    for (int c = 0; c < 4; ++c) {
-        _mm_storeu_ps(dst + c * ldd, _mm256_castps256_ps128(u[c]));
-        _mm_storeu_ps(dst + (c + 4) * ldd, _mm256_extractf128_ps(u[c], 1));
-    }
-}
-#define VF_HAVE_TRANSPOSE8 1
-#endif
 
 /* Ap (MR×kc, k-major) = rows i0.. of op(A), columns k0..k0+kc. Rows past the
  * end are zero, except row M, which is all ones when p->ones_row is set. */
@@ -104,8 +65,12 @@ static void pack_a_panel(const vf_gemm_problem *p, int64_t i0, int64_t k0,
         /* op(A) = Aᵀ: the panel's column k is `rows` consecutive floats of
          * A's row k0 + k, so copy row by row (weight gradients: A = X). */
         const float *src = p->A + k0 * p->lda + i0;
-        for (int64_t k = 0; k < kc; ++k)
-            memcpy(ap + k * VF_MR, src + k * p->lda, (size_t)rows * sizeof(float));
+        if (rows == VF_MR) /* a constant size: inline moves, not a call per k */
+            for (int64_t k = 0; k < kc; ++k)
+                memcpy(ap + k * VF_MR, src + k * p->lda, VF_MR * sizeof(float));
+        else
+            for (int64_t k = 0; k < kc; ++k)
+                memcpy(ap + k * VF_MR, src + k * p->lda, (size_t)rows * sizeof(float));
         return;
     }
     /* Untransposed A: the k-major panel is the transpose of A's rows. */
@@ -117,19 +82,19 @@ static void pack_a_panel(const vf_gemm_problem *p, int64_t i0, int64_t k0,
                 ap[k * VF_MR + r] = relu_masked(src[r * p->lda + k], m[r * p->ld_ar + k]);
         return;
     }
-    int64_t k_done = 0;
-#if defined(VF_HAVE_TRANSPOSE8) && VF_MR == 12
-    if (rows == VF_MR) { /* 8 + 4 rows by 8 columns at a time */
-        k_done = kc / 8 * 8;
-        for (int64_t kb = 0; kb < k_done; kb += 8) {
-            transpose8x8(src + kb, p->lda, ap + kb * VF_MR, VF_MR);
-            transpose4x8(src + 8 * p->lda + kb, p->lda, ap + kb * VF_MR + 8, VF_MR);
-        }
-    }
+    int64_t r_done = 0; /* rows packed by the SIMD transposes, 8 columns at a time */
+    const int64_t k_done = kc / 8 * 8;
+#ifdef VF_HAVE_TRANSPOSE
+    for (; r_done + 8 <= rows; r_done += 8)
+        for (int64_t kb = 0; kb < k_done; kb += 8)
+            vf_transpose8x8(src + r_done * p->lda + kb, p->lda, ap + kb * VF_MR + r_done, VF_MR);
+    for (; r_done + 4 <= rows; r_done += 4)
+        for (int64_t kb = 0; kb < k_done; kb += 8)
+            vf_transpose4x8(src + r_done * p->lda + kb, p->lda, ap + kb * VF_MR + r_done, VF_MR);
 #endif
-    /* read the rows side by side so the writes stay sequential */
-    for (int64_t k = k_done; k < kc; ++k)
-        for (int64_t r = 0; r < rows; ++r)
+    /* the rest: read the rows side by side so the writes stay sequential */
+    for (int64_t k = 0; k < kc; ++k)
+        for (int64_t r = k < k_done ? r_done : 0; r < rows; ++r)
             ap[k * VF_MR + r] = src[r * p->lda + k];
 }
 
@@ -147,6 +112,8 @@ static void pack_b_panel(const vf_gemm_problem *p, int64_t j0, int64_t nr,
                 const float *m = p->b_relu + (k0 + k) * p->ld_br + j0;
                 for (int64_t j = 0; j < nr; ++j)
                     dst[j] = relu_masked(src[j], m[j]);
+            } else if (nr == VF_NR) { /* a constant size: inline moves */
+                memcpy(dst, src, VF_NR * sizeof(float));
             } else {
                 memcpy(dst, src, (size_t)nr * sizeof(float));
             }
@@ -158,14 +125,14 @@ static void pack_b_panel(const vf_gemm_problem *p, int64_t j0, int64_t nr,
     /* op(B) = Bᵀ: panel column j is row j0 + j of the stored matrix */
     const float *base = p->B + j0 * p->ldb + k0;
     int64_t j_done = 0; /* columns already packed by the SIMD transposes */
-#ifdef VF_HAVE_TRANSPOSE8
+#ifdef VF_HAVE_TRANSPOSE
     const int64_t k_done = kc / 8 * 8;
     for (; j_done + 8 <= nr; j_done += 8)
         for (int64_t kb = 0; kb < k_done; kb += 8)
-            transpose8x8(base + j_done * p->ldb + kb, p->ldb, bp + kb * VF_NR + j_done, VF_NR);
+            vf_transpose8x8(base + j_done * p->ldb + kb, p->ldb, bp + kb * VF_NR + j_done, VF_NR);
     if (nr - j_done >= 4) { /* e.g. N = 20 = 16 + 4 */
         for (int64_t kb = 0; kb < k_done; kb += 8)
-            transpose4x8(base + j_done * p->ldb + kb, p->ldb, bp + kb * VF_NR + j_done, VF_NR);
+            vf_transpose4x8(base + j_done * p->ldb + kb, p->ldb, bp + kb * VF_NR + j_done, VF_NR);
         j_done += 4;
     }
     for (int64_t j = 0; j < j_done; ++j) /* the k tail of the SIMD rows */
@@ -229,8 +196,8 @@ static int merge_tile(const vf_gemm_problem *p, const float *restrict tile,
 }
 
 /* With B read in place, an nr-wide column panel is read in place too when
- * its kernel reads exactly nr columns (edge panels of 8/16/24 columns on
- * the avx512 set), else it is packed (zero-padded). Packing and the tiles
+ * its kernel reads exactly nr columns (nr a multiple of half a vector),
+ * else it is packed (zero-padded). Packing and the tiles
  * must agree, so both ask this. */
 static inline int b_panel_in_place(int b_in_place, int64_t nr)
 {
@@ -329,68 +296,122 @@ static int run_tile(const tile_ctx *t, int64_t jc, int64_t jp, int64_t ic, int64
     return merge_tile(p, t->tile, i0, mr, j0, nr, t->first_k, t->last_k, t->check);
 }
 
-#ifdef VF_HAVE_N40_UKERNEL
-/* 32 < N <= 40: rows 0..mr-1 (mr <= 8) of C at c through the 8×40 kernel,
- * which reads 8 rows of A when mr > 4, else 4 (a compile-time constant for
- * the kernel). Columns 0-31 come from column panel 0, 32.. from panel 1
- * (each in place or packed, see b_panel_in_place). */
-static int n40_rows(const tile_ctx *t, const float *a, int64_t a_rs, int64_t a_cs,
-                    float *c, const vf_tile_epilogue *ep, int64_t mr)
+/* ------------------------------------------------ wide kernels (hook)
+ * A set's configuration lists shape-specific kernels (VF_WIDE in
+ * isa/gemm_config.h): for n_lo < N <= n_hi, `rows` rows of C at a time
+ * across all N columns with one kernel, instead of full tiles plus a
+ * narrow edge tile that reads A again. B's columns past NR continue in the
+ * next column panel (psb floats on); the plan packs all of B or none. */
+typedef int (*wide_fn)(int64_t kc, const float *a, int64_t a_rs, int64_t a_cs,
+                       const float *b, int64_t rsb, int64_t psb, float *c, int64_t ldc,
+                       const vf_tile_epilogue *ep, int64_t mr, int64_t nr);
+typedef struct wide_kernel {
+    int64_t n_lo, n_hi;
+    int rows;
+    wide_fn run;
+} wide_kernel;
+
+#ifdef VF_HAVE_EDGE_UKERNEL
+/* mr <= max_rows rows: the variant reading VF_EDGE_HEIGHT(mr) rows */
+VF_INLINE int wide_tile(const int nv, const int nh, const int max_rows, int64_t kc,
+                        const float *a, int64_t a_rs, int64_t a_cs, const float *b,
+                        int64_t rsb, int64_t psb, float *c, int64_t ldc,
+                        const vf_tile_epilogue *ep, int64_t mr, int64_t nr)
 {
-    const vf_gemm_problem *p = t->p;
-    const float *b0 = t->b_in_place ? p->B + t->pc * p->ldb : t->bp;
-    const int64_t rsb0 = t->b_in_place ? p->ldb : VF_NR;
-    const int b1_in_place = b_panel_in_place(t->b_in_place, p->N - 32);
-    const float *b1 = b1_in_place ? p->B + t->pc * p->ldb + 32 : t->bp + t->kc_max * VF_NR;
-    const int64_t rsb1 = b1_in_place ? p->ldb : VF_NR;
-    return mr > 4 ? vf_ukernel_n40(8, t->kc, a, a_rs, a_cs, b0, rsb0, b1, rsb1, c, p->ldc, ep,
-                                   mr, p->N)
-                  : vf_ukernel_n40(4, t->kc, a, a_rs, a_cs, b0, rsb0, b1, rsb1, c, p->ldc, ep,
-                                   mr, p->N);
+    const int full = nr == nv * VW + nh * HW;
+    switch (VF_EDGE_HEIGHT(mr)) {
+#define VF_WIDE_CASE(R)                                                              \
+    case R:                                                                          \
+        if (R <= max_rows)                                                           \
+            return full ? vf_tile(R, nv, nh, 1, kc, a, a_rs, a_cs, b, rsb, psb, c, ldc, \
+                                  ep, mr, nr)                                        \
+                        : vf_tile(R, nv, nh, 0, kc, a, a_rs, a_cs, b, rsb, psb, c, ldc, \
+                                  ep, mr, nr);                                       \
+        break;
+        VF_FOR_EDGE_ROWS(VF_WIDE_CASE)
+#undef VF_WIDE_CASE
+    }
+    return 0; /* unreachable: mr <= max_rows */
 }
 
-/* 32 < N <= 40 (the VAE head, 2·latent = 40): row panel ip across all N
- * columns at once with the 8×40 kernel (n40_rows), instead of a 32-wide
- * tile plus an 8-wide one (different kernels, A read twice). */
-static int run_row_n40(const tile_ctx *t, int64_t ic, int64_t ip)
+#define VF_WIDE_DEFINE(lo, hi, nv, nh, rows)                                           \
+    static int wide_##lo##_##hi(int64_t kc, const float *a, int64_t a_rs, int64_t a_cs, \
+                                const float *b, int64_t rsb, int64_t psb, float *c,     \
+                                int64_t ldc, const vf_tile_epilogue *ep, int64_t mr,    \
+                                int64_t nr)                                             \
+    {                                                                                   \
+        return wide_tile(nv, nh, rows, kc, a, a_rs, a_cs, b, rsb, psb, c, ldc, ep, mr,  \
+                         nr);                                                           \
+    }
+VF_WIDE(VF_WIDE_DEFINE)
+#undef VF_WIDE_DEFINE
+
+#define VF_WIDE_ENTRY(lo, hi, nv, nh, rows) {lo, hi, rows, wide_##lo##_##hi},
+static const wide_kernel wide_kernels[] = {VF_WIDE(VF_WIDE_ENTRY){0, 0, 0, NULL}};
+#undef VF_WIDE_ENTRY
+
+static const wide_kernel *find_wide(int64_t N)
+{
+    for (const wide_kernel *w = wide_kernels; w->run; ++w)
+        if (N > w->n_lo && N <= w->n_hi)
+            return w;
+    return NULL;
+}
+
+/* Rows 0..mr-1 (mr <= w->rows) of C at c, all N columns, A at a. */
+static int wide_rows(const tile_ctx *t, const wide_kernel *w, const float *a, int64_t a_rs,
+                     int64_t a_cs, float *c, const vf_tile_epilogue *ep, int64_t mr)
+{
+    const vf_gemm_problem *p = t->p;
+    if (t->b_in_place) /* the plan reads all of B in place, or packs all */
+        return w->run(t->kc, a, a_rs, a_cs, p->B + t->pc * p->ldb, p->ldb, VF_NR, c, p->ldc,
+                      ep, mr, p->N);
+    return w->run(t->kc, a, a_rs, a_cs, t->bp, VF_NR, t->kc_max * VF_NR, c, p->ldc, ep, mr,
+                  p->N);
+}
+
+/* Row panel ip of the M block at ic across all N columns, w->rows rows at
+ * a time (A packed, or in place with the panel's own rows). */
+static int run_row_wide(const tile_ctx *t, const wide_kernel *w, int64_t ic, int64_t ip)
 {
     const vf_gemm_problem *p = t->p;
     const int64_t i0 = ic + ip * VF_MR;
     const int64_t mr = vf_min64(VF_MR, t->M - i0);
-    if (i0 + mr > p->M) /* holds the ones row: per column panel */
-        return run_tile(t, 0, 0, ic, ip) | run_tile(t, 0, 1, ic, ip);
+    if (i0 + mr > p->M) { /* holds the ones row: per column panel */
+        int bad = 0;
+        for (int64_t jp = 0; jp * VF_NR < p->N; ++jp)
+            bad |= run_tile(t, 0, jp, ic, ip);
+        return bad;
+    }
     int64_t a_rs, a_cs;
     const float *a = tile_a(t, ic, ip, &a_rs, &a_cs);
-    const vf_tile_epilogue ep = tile_epilogue(t, i0, 0);
-    float *c = p->C + i0 * p->ldc;
-    /* rows 0-7 (or 0-3), then 8-11 */
-    int bad = n40_rows(t, a, a_rs, a_cs, c, &ep, vf_min64(mr, 8));
-    if (mr > 8) {
-        vf_tile_epilogue ep8 = ep;
-        if (ep8.mask)
-            ep8.mask += 8 * ep8.ldm;
-        bad |= n40_rows(t, a + 8 * a_rs, a_rs, a_cs, c + 8 * p->ldc, &ep8, mr - 8);
+    int bad = 0;
+    for (int64_t r0 = 0; r0 < mr; r0 += w->rows) {
+        vf_tile_epilogue ep = tile_epilogue(t, i0 + r0, 0);
+        bad |= wide_rows(t, w, a + r0 * a_rs, a_rs, a_cs, p->C + (i0 + r0) * p->ldc, &ep,
+                         vf_min64(w->rows, mr - r0));
     }
     return bad;
 }
 
-/* The same with A read in place (a forward product): rows in groups of 8,
- * the kernel's best height (batch 32 = 4 groups rather than 8+4, 8+4, 8). */
-static int run_group_n40(const tile_ctx *t, int64_t ic, int64_t g)
+/* The same with A read in place (a forward product): groups of w->rows rows
+ * straight down the M block, the kernel's best height (batch 32 on the
+ * avx512 set = 4 groups of 8 rather than 8+4, 8+4, 8). */
+static int run_group_wide(const tile_ctx *t, const wide_kernel *w, int64_t ic, int64_t g)
 {
     const vf_gemm_problem *p = t->p;
-    const int64_t i0 = ic + 8 * g;
-    const int64_t mr = vf_min64(8, p->M - i0);
+    const int64_t i0 = ic + w->rows * g;
+    const int64_t mr = vf_min64(w->rows, p->M - i0);
     const float *a = p->A + i0 * p->lda + t->pc;
     int64_t a_rs = p->lda, a_cs = 1;
-    if (mr != 8 && mr != 4) { /* a short last group: zero-padded copy */
+    if (mr % VF_EDGE_ROWS != 0) { /* the kernel reads more rows: zero-padded copy */
         pack_a_panel(p, i0, t->pc, t->kc, t->edge_a);
         a = t->edge_a;
         a_rs = 1;
         a_cs = VF_MR;
     }
     const vf_tile_epilogue ep = tile_epilogue(t, i0, 0);
-    return n40_rows(t, a, a_rs, a_cs, p->C + i0 * p->ldc, &ep, mr);
+    return wide_rows(t, w, a, a_rs, a_cs, p->C + i0 * p->ldc, &ep, mr);
 }
 #endif
 
@@ -399,7 +420,8 @@ static int run_group_n40(const tile_ctx *t, int64_t ic, int64_t g)
 typedef struct driver_plan {
     const vf_gemm_problem *p;
     int64_t M, N, K;            /* M incl. the ones row */
-    int a_in_place, b_in_place, check, n40;
+    int a_in_place, b_in_place, check;
+    const wide_kernel *wide;    /* this N's wide kernel, or NULL */
     int64_t k_blocks, kc_step, kc_max;
     float *ap, *bp;             /* shared packing buffers */
 } driver_plan;
@@ -449,21 +471,22 @@ static int driver_loops(const driver_plan *d)
                     .kc = kc, .a_in_place = a_in_place, .b_in_place = b_in_place,
                     .first_k = kb == 0, .last_k = kb == k_blocks - 1, .check = check,
                     .tile = tile, .edge_a = edge_a};
-#ifdef VF_HAVE_N40_UKERNEL
-                if (d->n40 && a_in_place) {
+#ifdef VF_HAVE_EDGE_UKERNEL
+                const wide_kernel *w = d->wide;
+                if (w && a_in_place) {
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
-                    for (int64_t g = 0; g < (mc + 7) / 8; ++g)
-                        nonfinite |= run_group_n40(&t, ic, g);
+                    for (int64_t g = 0; g < (mc + w->rows - 1) / w->rows; ++g)
+                        nonfinite |= run_group_wide(&t, w, ic, g);
                     continue;
                 }
-                if (d->n40) {
+                if (w) {
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
                     for (int64_t ip = 0; ip < m_panels; ++ip)
-                        nonfinite |= run_row_n40(&t, ic, ip);
+                        nonfinite |= run_row_wide(&t, w, ic, ip);
                     continue;
                 }
 #endif
@@ -488,17 +511,26 @@ int VF_FN(vf_gemm_driver)(const vf_gemm_problem *p)
     if (M == 0 || N == 0)
         return VF_OK;
 
-    /* With few row panels, B is reused too little to repay packing it:
+    /* With few row panels, B is reused too little to repay packing it, and
+     * a small B (K = 20, the decoder's input) stays in cache unpacked:
      * read B's rows in place when they are contiguous (not transposed). */
-    const int b_in_place = !p->trans_b && !p->b_relu && M <= 4 * VF_MR;
+    int b_in_place = !p->trans_b && !p->b_relu &&
+                     (M <= VF_B_IN_PLACE_ROWS || K * N <= VF_SMALL_OPERAND);
     /* With few column panels, A is reused too little to repay packing it
-     * (a scalar transpose): read A's rows in place when not transposed.
+     * (a transpose), and a small A stays in cache unpacked: read A's rows in
+     * place when not transposed.
      * Wide products keep packing, which also avoids cache-set aliasing of
      * MR rows spaced a power of two apart. */
-    const int a_in_place = !p->trans_a && !p->ones_row && !p->a_relu && N <= 4 * VF_NR;
+    const int a_in_place = !p->trans_a && !p->ones_row && !p->a_relu &&
+                           (N <= 4 * VF_NR || M * K <= VF_SMALL_OPERAND);
     const int check = p->nonfinite != NULL;
-#ifdef VF_HAVE_N40_UKERNEL
-    const int n40 = N > 32 && N <= 40 && VF_NR == 32;
+    const wide_kernel *wide = NULL;
+#ifdef VF_HAVE_EDGE_UKERNEL
+    wide = find_wide(N);
+    /* a wide kernel reads all its columns one way: B in place only if the
+     * narrow last panel can be read in place too */
+    if (wide && !b_panel_in_place(b_in_place, N - (N - 1) / VF_NR * VF_NR))
+        b_in_place = 0;
 #endif
     int nonfinite = 0; /* per-thread flags, OR-ed: order-independent */
 
@@ -524,11 +556,8 @@ int VF_FN(vf_gemm_driver)(const vf_gemm_problem *p)
 
     driver_plan d = {
         .p = p, .M = M, .N = N, .K = K, .a_in_place = a_in_place, .b_in_place = b_in_place,
-        .check = check, .n40 = 0, .k_blocks = k_blocks, .kc_step = kc_step, .kc_max = kc_max,
+        .check = check, .wide = wide, .k_blocks = k_blocks, .kc_step = kc_step, .kc_max = kc_max,
         .ap = ap, .bp = bp};
-#ifdef VF_HAVE_N40_UKERNEL
-    d.n40 = n40;
-#endif
     /* No team for one thread: libgomp's team start/end costs futex system
      * calls, a visible share of a batch-32 layer. But inside someone else's
      * parallel region (the model's side-by-side backward products, or a

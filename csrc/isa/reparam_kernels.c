@@ -13,7 +13,7 @@
 
 #define EPS_TILE 2048 /* floats of eps per tile (8 KiB) */
 
-#define PAT_BLOCKS (EPS_TILE / 4 + RW)
+#define PAT_BLOCKS (EPS_TILE / 4 + VW)
 
 /* Generator state of one kernel call: round keys, the step words, and the
  * (row, col block) pattern of a tile in lane order, for tiles nbt blocks wide. */
@@ -34,17 +34,17 @@ static void gen_init(eps_gen *st, uint64_t seed, uint64_t step)
 
 /* buf (nr × 4·nbt) = eps of rows row .. row+nr-1, column blocks cb0 .. cb0+nbt-1,
  * nr·nbt <= EPS_TILE/4. Blocks are numbered row-major over the tile; lane j
- * of group g computes block g + rw_perm(j) (see vf_store_blocks). */
+ * of group g computes block g + vf_block_of_lane(j) (see vf_store_blocks). */
 static void gen_tile(eps_gen *st, uint32_t row, int64_t nr, int64_t cb0,
                      int64_t nbt, float *buf)
 {
     if (st->pat_nbt != nbt) { /* once per call (twice for wide rows) */
-        int inv[RW]; /* lane computing block p of a group */
-        for (int j = 0; j < RW; j++)
-            inv[rw_perm(j)] = j;
+        int inv[VW]; /* lane computing block p of a group */
+        for (int j = 0; j < VW; j++)
+            inv[vf_block_of_lane(j)] = j;
         uint32_t r = 0, c = 0;
-        for (int64_t q = 0; q < PAT_BLOCKS / RW * RW; q++) {
-            int64_t at = q - q % RW + inv[q % RW];
+        for (int64_t q = 0; q < PAT_BLOCKS / VW * VW; q++) {
+            int64_t at = q - q % VW + inv[q % VW];
             st->relrow[at] = r;
             st->cb[at] = c;
             if (++c == (uint32_t)nbt) {
@@ -56,7 +56,7 @@ static void gen_tile(eps_gen *st, uint32_t row, int64_t nr, int64_t cb0,
     }
     const vu vrow = vu_set1(row), vcb = vu_set1(RNG_REPARAM_TAG + (uint32_t)cb0);
     int64_t total = nr * nbt;
-    for (int64_t g = 0; g < total; g += RW) {
+    for (int64_t g = 0; g < total; g += VW) {
         vu c0 = vu_add(vu_load(st->relrow + g), vrow);
         vu c1 = vu_add(vu_load(st->cb + g), vcb);
         normal_group(st->rk0, st->rk1, c0, c1, st->s0, st->s1, buf + 4 * g);
@@ -79,7 +79,7 @@ static tiling plan(int64_t N)
     return t;
 }
 
-#define BUF_FLOATS (EPS_TILE + 4 * RW)
+#define BUF_FLOATS (EPS_TILE + 4 * VW)
 
 /* ------------------------------------------------------------------ eps */
 void VF_FN(vf_reparam_eps_kernel)(uint64_t seed, uint64_t step, int64_t row0,
@@ -108,20 +108,20 @@ static inline void row_forward(int64_t L, const float *mu, const float *lv,
                                const float *e, float *z, vf *acc)
 {
     const vf half = vf_set1(0.5f), one = vf_set1(1.0f);
-    for (int64_t c = 0; c < L; c += RW) {
-        int n = L - c < RW ? (int)(L - c) : RW;
+    for (int64_t c = 0; c < L; c += VW) {
+        int n = L - c < VW ? (int)(L - c) : VW;
         vf m, l, ep;
-        if (n == RW) {
+        if (n == VW) {
             m = vf_load(mu + c), l = vf_load(lv + c), ep = vf_load(e + c);
         } else { /* masked lanes read 0: their KL term is exp(0)+0−1−0 = 0 */
-            m = vf_loadn(mu + c, n), l = vf_loadn(lv + c, n), ep = vf_loadn(e + c, n);
+            m = vf_load_first(mu + c, n), l = vf_load_first(lv + c, n), ep = vf_load_first(e + c, n);
         }
         vf s = vf_exp(vf_mul(half, l));
         vf zz = vf_fma(s, ep, m);
-        if (n == RW)
+        if (n == VW)
             vf_store(z + c, zz);
         else
-            vf_storen(z + c, zz, n);
+            vf_store_first(z + c, zz, n);
         vf term = vf_sub(vf_fma(m, m, vf_sub(vf_mul(s, s), one)), l);
         *acc = vf_add(*acc, term);
     }
@@ -169,27 +169,27 @@ static inline void row_backward(int64_t L, const float *mu, const float *lv,
 {
     const vf half = vf_set1(0.5f), vks = vf_set1(ks);
     const vf hks = vf_set1(0.5f * ks);
-    for (int64_t c = 0; c < L; c += RW) {
-        int n = L - c < RW ? (int)(L - c) : RW;
+    for (int64_t c = 0; c < L; c += VW) {
+        int n = L - c < VW ? (int)(L - c) : VW;
         vf m, l, ep, d = vf_set1(0.0f);
-        if (n == RW) {
+        if (n == VW) {
             m = vf_load(mu + c), l = vf_load(lv + c), ep = vf_load(e + c);
             if (dz)
                 d = vf_load(dz + c);
         } else {
-            m = vf_loadn(mu + c, n), l = vf_loadn(lv + c, n), ep = vf_loadn(e + c, n);
+            m = vf_load_first(mu + c, n), l = vf_load_first(lv + c, n), ep = vf_load_first(e + c, n);
             if (dz)
-                d = vf_loadn(dz + c, n);
+                d = vf_load_first(dz + c, n);
         }
         vf s = vf_exp(vf_mul(half, l));
         vf gm = vf_fma(vks, m, d);
         vf gl = vf_fma(vf_mul(d, vf_mul(half, s)), ep, vf_mul(hks, vf_fma(s, s, vf_set1(-1.0f))));
-        if (n == RW) {
+        if (n == VW) {
             vf_store(dmu + c, gm);
             vf_store(dlv + c, gl);
         } else {
-            vf_storen(dmu + c, gm, n);
-            vf_storen(dlv + c, gl, n);
+            vf_store_first(dmu + c, gm, n);
+            vf_store_first(dlv + c, gl, n);
         }
     }
 }
