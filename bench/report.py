@@ -540,7 +540,8 @@ PyTorch or NumPy; the load average row above shows whether the run was alone.
     pip install torch --index-url https://download.pytorch.org/whl/cpu   # optional: the CPU build
     python bench/report.py --threads 2       # rewrites docs/benchmarks.md and docs/benchmarks-*.png
 
-`--repeats N` sets the training repeats (default 5), `--out-dir DIR` the output folder and
+`--repeats N` sets the training repeats (default 5), `--isa NAME` (repeatable) the kernel
+sets to measure (default: every set the machine supports), `--out-dir DIR` the output folder and
 `--quick` makes a smoke run with tiny sizes (seconds; the numbers mean nothing). Each part
 can also be run alone, printing a text table:
 

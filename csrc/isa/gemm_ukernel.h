@@ -91,10 +91,13 @@ VF_INLINE int vf_tile(const int rows, const int nv, const int nh, const int full
 {
     vf acc[VF_MR][VF_TILE_MAX_NV];
     hf hacc[VF_MR];
-    /* C's rows arrive in cache while the k loop runs (first and last line) */
-    VF_UNROLL for (int r = 0; r < rows; ++r) {
-        __builtin_prefetch(c + r * ldc, 1);
-        __builtin_prefetch(c + r * ldc + (nv * VW + nh * HW) - 1, 1);
+    /* C's rows arrive in cache while a long k loop runs (first and last
+     * line); a short one (K = 20) is better off without the extra loads */
+    if (kc >= 64) {
+        VF_UNROLL for (int r = 0; r < rows; ++r) {
+            __builtin_prefetch(c + r * ldc, 1);
+            __builtin_prefetch(c + r * ldc + (nv * VW + nh * HW) - 1, 1);
+        }
     }
     VF_UNROLL for (int r = 0; r < rows; ++r) {
         VF_UNROLL for (int v = 0; v < nv; ++v)

@@ -73,27 +73,48 @@ static void kl_one(int64_t N, const float *mu, const float *lv, float *kl)
 #else
 /* ------------------------------------------- SIMD, over the vector layer */
 
-/* The same formulas as the reference above, VW lanes at a time. */
+/* The same formulas as the reference above, VW lanes at a time: full
+ * vectors with plain loads and stores (`full`, a compile-time constant),
+ * the row's tail under the lane mask k. Returns the vector's loss terms. */
+VF_INLINE vf bernoulli_vec(const float *l, const float *x, float *dl, vf vscale, vm k,
+                           int full)
+{
+    const vf zero = vf_zero(), one = vf_set1(1.0f);
+    const vf vl = vf_load_if(l, k, full), vx = vf_load_if(x, k, full);
+    const vf e = vf_exp_nonpos(vf_neg_abs(vl));
+    const vf w = vf_add(one, e);
+    const vf inv = vf_div(one, w);
+    const vf sp = vf_add(vf_max(vl, zero), vf_log1p_unit(e, w, inv));
+    if (dl) {
+        const vf sig = vf_select(vf_lt(vl, zero), vf_mul(inv, e), inv);
+        vf_store_if(dl, vf_mul(vscale, vf_sub(sig, vx)), k, full);
+    }
+    return vf_maskz(k, vf_fnma(vx, vl, sp));
+}
+
 void VF_FN(vf_bernoulli_row)(int64_t N, const float *l, const float *x,
                              float *loss, float *dl, float scale)
 {
-    const vf zero = vf_zero(), one = vf_set1(1.0f), vscale = vf_set1(scale);
-    vf acc = zero;
-    for (int64_t j = 0; j < N; j += VW) {
-        const vm k = vm_first(N - j);
-        const vf vl = vf_load_mask(l + j, k), vx = vf_load_mask(x + j, k);
-        const vf e = vf_exp_nonpos(vf_neg_abs(vl));
-        const vf w = vf_add(one, e);
-        const vf inv = vf_div(one, w);
-        const vf sp = vf_add(vf_max(vl, zero), vf_log1p_unit(e, w, inv));
-        acc = vf_add(acc, vf_maskz(k, vf_fnma(vx, vl, sp)));
-        if (dl) {
-            const vf sig = vf_select(vf_lt(vl, zero), vf_mul(inv, e), inv);
-            vf_store_mask(dl + j, vf_mul(vscale, vf_sub(sig, vx)), k);
-        }
-    }
+    const vf vscale = vf_set1(scale);
+    vf acc = vf_zero();
+    int64_t j = 0;
+    for (; j + VW <= N; j += VW)
+        acc = vf_add(acc, bernoulli_vec(l + j, x + j, dl ? dl + j : NULL, vscale,
+                                        vm_first(VW), 1));
+    if (j < N)
+        acc = vf_add(acc, bernoulli_vec(l + j, x + j, dl ? dl + j : NULL, vscale,
+                                        vm_first(N - j), 0));
     if (loss)
         *loss = vf_hsum(acc);
+}
+
+/* d = y − x (0 in masked lanes); dy = scale·d */
+VF_INLINE vf gaussian_vec(const float *y, const float *x, float *dy, vf vscale, vm k, int full)
+{
+    const vf d = vf_sub(vf_load_if(y, k, full), vf_load_if(x, k, full));
+    if (dy)
+        vf_store_if(dy, vf_mul(vscale, d), k, full);
+    return d;
 }
 
 void VF_FN(vf_gaussian_row)(int64_t N, const float *y, const float *x,
@@ -101,12 +122,14 @@ void VF_FN(vf_gaussian_row)(int64_t N, const float *y, const float *x,
 {
     const vf vscale = vf_set1(scale);
     vf acc = vf_zero();
-    for (int64_t j = 0; j < N; j += VW) {
-        const vm k = vm_first(N - j);
-        const vf d = vf_sub(vf_load_mask(y + j, k), vf_load_mask(x + j, k));
-        acc = vf_fma(d, d, acc); /* masked lanes hold d = 0 */
-        if (dy)
-            vf_store_mask(dy + j, vf_mul(vscale, d), k);
+    int64_t j = 0;
+    for (; j + VW <= N; j += VW) {
+        const vf d = gaussian_vec(y + j, x + j, dy ? dy + j : NULL, vscale, vm_first(VW), 1);
+        acc = vf_fma(d, d, acc);
+    }
+    if (j < N) {
+        const vf d = gaussian_vec(y + j, x + j, dy ? dy + j : NULL, vscale, vm_first(N - j), 0);
+        acc = vf_fma(d, d, acc);
     }
     if (loss)
         *loss = (float)(0.5 * (double)vf_hsum(acc) + (double)N * VF_HALF_LOG_2PI);
@@ -133,7 +156,10 @@ static void kl_flat(int64_t rows, int64_t N, const float *mu, const float *lv, f
 {
     float buf[VF_KL_BLOCK * VF_KL_NARROW];
     const int64_t n = rows * N;
-    for (int64_t i = 0; i < n; i += VW) {
+    int64_t i = 0;
+    for (; i + VW <= n; i += VW)
+        vf_store(buf + i, kl_term(vf_load(mu + i), vf_load(lv + i)));
+    if (i < n) {
         const vm k = vm_first(n - i);
         vf_store_mask(buf + i, kl_term(vf_load_mask(mu + i, k), vf_load_mask(lv + i, k)), k);
     }

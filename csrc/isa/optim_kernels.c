@@ -79,48 +79,73 @@ VF_INLINE vm finite_both(vm k, vf a, vf b)
     return vm_and(k, vf_eq(vf_sub(s, s), vf_zero()));
 }
 
+/* One vector of Adam at p, g, m, v under lanes k (`full`: all lanes, plain
+ * loads; a compile-time constant); stores only where the result is finite,
+ * returns how many lanes were held back. */
+VF_INLINE int64_t adam_vec(float *p, const float *g, float *m, float *v, vm k, int full,
+                           const vf_adam_consts *c)
+{
+    const vf vg = vf_load_if(g, k, full);
+    vf vp = vf_mul(vf_load_if(p, k, full), vf_set1(c->decay));
+    const vf vm_ = vf_fma(vf_set1(c->beta1), vf_load_if(m, k, full),
+                          vf_mul(vf_set1(c->one_m_beta1), vg));
+    const vf vv = vf_fma(vf_set1(c->beta2), vf_load_if(v, k, full),
+                         vf_mul(vf_set1(c->one_m_beta2), vf_mul(vg, vg)));
+    const vf den = vf_fma(vf_sqrt(vv), vf_set1(c->inv_sqrt_bc2), vf_set1(c->eps));
+    vp = vf_fnma(vf_set1(c->step_size), vf_div_fast(vm_, den), vp);
+    const vm ok = finite_both(k, vp, vv);
+    if (full && vm_all(ok)) { /* the common case: plain stores */
+        vf_store(p, vp);
+        vf_store(m, vm_);
+        vf_store(v, vv);
+        return 0;
+    }
+    vf_store_mask(p, vp, ok); /* rare: the tail, or an update that overflows */
+    vf_store_mask(m, vm_, ok);
+    vf_store_mask(v, vv, ok);
+    return vm_count(vm_andnot(ok, k));
+}
+
 int64_t VF_FN(vf_adam_chunk)(int64_t n, float *p, const float *g, float *m, float *v,
                              const vf_adam_consts *c)
 {
-    const vf decay = vf_set1(c->decay);
-    const vf b1 = vf_set1(c->beta1), a1 = vf_set1(c->one_m_beta1);
-    const vf b2 = vf_set1(c->beta2), a2 = vf_set1(c->one_m_beta2);
-    const vf step = vf_set1(c->step_size), isb2 = vf_set1(c->inv_sqrt_bc2);
-    const vf eps = vf_set1(c->eps);
-    int64_t held = 0;
-    for (int64_t i = 0; i < n; i += VW) {
-        const vm k = vm_first(n - i);
-        const vf vg = vf_load_mask(g + i, k);
-        vf vp = vf_mul(vf_load_mask(p + i, k), decay);
-        const vf vm_ = vf_fma(b1, vf_load_mask(m + i, k), vf_mul(a1, vg));
-        const vf vv = vf_fma(b2, vf_load_mask(v + i, k), vf_mul(a2, vf_mul(vg, vg)));
-        const vf den = vf_fma(vf_sqrt(vv), isb2, eps);
-        vp = vf_fnma(step, vf_div_fast(vm_, den), vp);
-        const vm ok = finite_both(k, vp, vv);
-        held += vm_count(vm_andnot(ok, k)); /* rare: only when the update overflows */
-        vf_store_mask(p + i, vp, ok);
-        vf_store_mask(m + i, vm_, ok);
-        vf_store_mask(v + i, vv, ok);
-    }
+    int64_t held = 0, i = 0;
+    const vm all = vm_first(VW);
+    for (; i + VW <= n; i += VW)
+        held += adam_vec(p + i, g + i, m + i, v + i, all, 1, c);
+    if (i < n)
+        held += adam_vec(p + i, g + i, m + i, v + i, vm_first(n - i), 0, c);
     return held;
+}
+
+/* One vector of SGD with momentum, as adam_vec. */
+VF_INLINE int64_t sgd_vec(float *p, const float *g, float *vel, vm k, int full, float lr,
+                          float momentum, float weight_decay)
+{
+    const vf vp = vf_load_if(p, k, full);
+    const vf gp = vf_fma(vf_set1(weight_decay), vp, vf_load_if(g, k, full));
+    const vf vv = vf_fma(vf_set1(momentum), vf_load_if(vel, k, full), gp);
+    const vf np = vf_fnma(vf_set1(lr), vv, vp);
+    const vm ok = finite_both(k, np, vv);
+    if (full && vm_all(ok)) {
+        vf_store(vel, vv);
+        vf_store(p, np);
+        return 0;
+    }
+    vf_store_mask(vel, vv, ok);
+    vf_store_mask(p, np, ok);
+    return vm_count(vm_andnot(ok, k));
 }
 
 int64_t VF_FN(vf_sgd_chunk)(int64_t n, float *p, const float *g, float *vel,
                             float lr, float momentum, float weight_decay)
 {
-    const vf vlr = vf_set1(lr), mu = vf_set1(momentum), wd = vf_set1(weight_decay);
-    int64_t held = 0;
-    for (int64_t i = 0; i < n; i += VW) {
-        const vm k = vm_first(n - i);
-        const vf vp = vf_load_mask(p + i, k);
-        const vf gp = vf_fma(wd, vp, vf_load_mask(g + i, k));
-        const vf vv = vf_fma(mu, vf_load_mask(vel + i, k), gp);
-        const vf np = vf_fnma(vlr, vv, vp);
-        const vm ok = finite_both(k, np, vv);
-        held += vm_count(vm_andnot(ok, k));
-        vf_store_mask(vel + i, vv, ok);
-        vf_store_mask(p + i, np, ok);
-    }
+    int64_t held = 0, i = 0;
+    const vm all = vm_first(VW);
+    for (; i + VW <= n; i += VW)
+        held += sgd_vec(p + i, g + i, vel + i, all, 1, lr, momentum, weight_decay);
+    if (i < n)
+        held += sgd_vec(p + i, g + i, vel + i, vm_first(n - i), 0, lr, momentum, weight_decay);
     return held;
 }
 #endif

@@ -13,7 +13,7 @@
  *             select, bit casts, int conversions, horizontal sum,
  *             broadcast from memory
  *   vu_*      the uint32 lane operations of Philox
- *   vm_*      first(n) (lanes j < n), and/andnot, any, count
+ *   vm_*      first(n) (lanes j < n), and/andnot, any, all, count
  *
  * Semantics every block must keep (the kernels rely on them):
  *   vf_max(a, b) = a > b ? a : b,  vf_min(a, b) = a < b ? a : b  (x86's:
@@ -52,6 +52,7 @@ VF_INLINE vm vm_first(int64_t n) { return n >= 16 ? (vm)0xFFFF : (vm)((1u << n) 
 VF_INLINE vm vm_and(vm a, vm b) { return (vm)(a & b); }
 VF_INLINE vm vm_andnot(vm a, vm b) { return (vm)(~a & b); } /* b and not a */
 VF_INLINE int vm_any(vm a) { return a != 0; }
+VF_INLINE int vm_all(vm a) { return a == (vm)0xFFFF; }
 VF_INLINE int vm_count(vm a) { return __builtin_popcount((unsigned)a); }
 
 VF_INLINE vf vf_zero(void) { return _mm512_setzero_ps(); }
@@ -147,6 +148,7 @@ VF_INLINE vm vm_first(int64_t n)
 VF_INLINE vm vm_and(vm a, vm b) { return _mm256_and_si256(a, b); }
 VF_INLINE vm vm_andnot(vm a, vm b) { return _mm256_andnot_si256(a, b); }
 VF_INLINE int vm_any(vm a) { return _mm256_movemask_ps(_mm256_castsi256_ps(a)) != 0; }
+VF_INLINE int vm_all(vm a) { return _mm256_movemask_ps(_mm256_castsi256_ps(a)) == 0xFF; }
 VF_INLINE int vm_count(vm a)
 {
     return __builtin_popcount((unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(a)));
@@ -366,6 +368,7 @@ VF_INLINE vm vm_first(int64_t n) { return n > 0; }
 VF_INLINE vm vm_and(vm a, vm b) { return a & b; }
 VF_INLINE vm vm_andnot(vm a, vm b) { return ~a & b; }
 VF_INLINE int vm_any(vm a) { return a != 0; }
+VF_INLINE int vm_all(vm a) { return a != 0; }
 VF_INLINE int vm_count(vm a) { return a != 0; }
 
 VF_INLINE vf vf_zero(void) { return 0.0f; }
@@ -429,6 +432,18 @@ VF_INLINE void vf_store_blocks(float *dst, vf z0, vf z1, vf z2, vf z3)
 #endif
 
 /* ------------------------------------------- built from the block's ops */
+
+/* Plain load / store when `full` (a compile-time constant: all lanes of m
+ * are set), else masked: x86's masked stores are slow (AMD: microcoded), so
+ * loops run full vectors unmasked and only their tail under the mask. */
+VF_INLINE vf vf_load_if(const float *p, vm m, int full) { return full ? vf_load(p) : vf_load_mask(p, m); }
+VF_INLINE void vf_store_if(float *p, vf a, vm m, int full)
+{
+    if (full)
+        vf_store(p, a);
+    else
+        vf_store_mask(p, a, m);
+}
 
 #if !VF_SIMD_GENERIC && !defined(VF_AG)
 /* The GEMM tile's A operand (isa/gemm_ukernel.h): VF_AG values of one k
