@@ -8,6 +8,11 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #define VF_X86_HOST 1
+#elif defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMD
+#define HWCAP_ASIMD (1 << 1)
+#endif
 #endif
 
 VF_DECLARE_PART_TABLES(vf_gemm_kernels, gemm)
@@ -25,6 +30,11 @@ static const vf_kernel_table vf_table_avx2 = {
 static const vf_kernel_table vf_table_avx512 = {
     VF_ISA_AVX512, &vf_gemm_kernels_avx512, &vf_random_kernels_avx512,
     &vf_elementwise_kernels_avx512, &vf_likelihood_kernels_avx512};
+#endif
+#ifdef VF_HAVE_NEON_ISA
+static const vf_kernel_table vf_table_neon = {
+    VF_ISA_NEON, &vf_gemm_kernels_neon, &vf_random_kernels_neon,
+    &vf_elementwise_kernels_neon};
 #endif
 
 static const vf_kernel_table *vf_current = &vf_table_generic;
@@ -64,8 +74,11 @@ uint32_t vf_cpu_features(void)
         if (b & (1u << 30)) f |= VF_CPU_AVX512BW;
         if (b & (1u << 31)) f |= VF_CPU_AVX512VL;
     }
+#elif defined(__aarch64__) && defined(__linux__)
+    /* Advanced SIMD is architecturally mandatory; the kernel still says so */
+    if (getauxval(AT_HWCAP) & HWCAP_ASIMD) f |= VF_CPU_NEON;
 #elif defined(__aarch64__)
-    f |= VF_CPU_NEON; /* mandatory in AArch64 */
+    f |= VF_CPU_NEON;
 #endif
     return f;
 }
@@ -75,10 +88,14 @@ int vf_isa_compiled(int isa)
     if (isa == VF_ISA_GENERIC)
         return 1;
 #ifdef VF_HAVE_X86_ISAS
-    return isa == VF_ISA_AVX2 || isa == VF_ISA_AVX512;
-#else
-    return 0;
+    if (isa == VF_ISA_AVX2 || isa == VF_ISA_AVX512)
+        return 1;
 #endif
+#ifdef VF_HAVE_NEON_ISA
+    if (isa == VF_ISA_NEON)
+        return 1;
+#endif
+    return 0;
 }
 
 int vf_isa_supported(int isa)
@@ -93,6 +110,7 @@ int vf_isa_supported(int isa)
     case VF_ISA_GENERIC: return 1;
     case VF_ISA_AVX2: return (f & avx2) == avx2;
     case VF_ISA_AVX512: return (f & avx512) == avx512;
+    case VF_ISA_NEON: return (f & VF_CPU_NEON) != 0;
     default: return 0;
     }
 }
@@ -114,6 +132,9 @@ int vf_set_isa(int isa)
     case VF_ISA_AVX2: vf_current = &vf_table_avx2; break;
     case VF_ISA_AVX512: vf_current = &vf_table_avx512; break;
 #endif
+#ifdef VF_HAVE_NEON_ISA
+    case VF_ISA_NEON: vf_current = &vf_table_neon; break;
+#endif
     default: vf_current = &vf_table_generic; break;
     }
     return VF_OK;
@@ -127,6 +148,7 @@ const char *vf_isa_name(int isa)
     case VF_ISA_GENERIC: return "generic";
     case VF_ISA_AVX2: return "avx2";
     case VF_ISA_AVX512: return "avx512";
+    case VF_ISA_NEON: return "neon";
     default: return NULL;
     }
 }

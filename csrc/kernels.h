@@ -27,6 +27,7 @@ const vf_kernel_table *vf_active(void);
 #define VF_DECLARE_PART_TABLES(type, part)   \
     extern const type vf_##part##_kernels_generic; \
     extern const type vf_##part##_kernels_avx2;    \
-    extern const type vf_##part##_kernels_avx512;
+    extern const type vf_##part##_kernels_avx512;  \
+    extern const type vf_##part##_kernels_neon;
 
 #endif

@@ -33,7 +33,7 @@ enum {
 const char *vf_status_string(int status);
 
 /* ---------------------------------------------------------------- dispatch */
-enum { VF_ISA_GENERIC = 0, VF_ISA_AVX2 = 1, VF_ISA_AVX512 = 2, VF_ISA_COUNT = 3 };
+enum { VF_ISA_GENERIC = 0, VF_ISA_AVX2 = 1, VF_ISA_AVX512 = 2, VF_ISA_NEON = 3, VF_ISA_COUNT = 4 };
 
 /* CPU feature bits reported by vf_cpu_features(). The OS_* bits say that the
  * OS saves the register state (XGETBV), without which the ISA is unusable. */
@@ -56,7 +56,7 @@ int vf_isa_supported(int isa); /* 1 if compiled and usable on this CPU + OS */
 int vf_isa_best(void);         /* highest supported kernel set */
 int vf_set_isa(int isa);       /* VF_OK, or VF_ERR_ISA (nothing changed) */
 int vf_get_isa(void);
-const char *vf_isa_name(int isa); /* "generic" | "avx2" | "avx512" | NULL */
+const char *vf_isa_name(int isa); /* "generic" | "avx2" | "avx512" | "neon" | NULL */
 
 /* ----------------------------------------------------------------- threads */
 /* Threads per call, process-wide (default: OMP_NUM_THREADS, else the CPU

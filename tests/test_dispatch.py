@@ -1,10 +1,12 @@
 """Kernel-set dispatch: detection, forcing a level, failing loudly."""
 
+import platform
+
 import pytest
 
 import vaefast
 
-ALL_ISAS = ("generic", "avx2", "avx512")
+ALL_ISAS = ("generic", "avx2", "avx512", "neon")
 
 
 def test_active_isa_is_supported():
@@ -27,6 +29,17 @@ def test_avx512_machine_reports_avx512(run_python):
     assert result.stdout.strip() == "avx512"
 
 
+@pytest.mark.skipif(platform.machine().lower() not in ("aarch64", "arm64"),
+                    reason="not an AArch64 machine")
+def test_aarch64_machine_runs_neon(run_python):
+    # Advanced SIMD is part of every AArch64 CPU (the kernel's HWCAP_ASIMD)
+    assert vaefast.cpu_features()["neon"]
+    assert vaefast._core.compiled_isas() == ("generic", "neon")
+    result = run_python("import vaefast; print(vaefast.isa())")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "neon"
+
+
 def test_cpu_features_consistent():
     f = vaefast.cpu_features()
     assert set(f) >= {"avx2", "fma", "avx512f", "os_avx", "os_avx512"}
@@ -35,6 +48,8 @@ def test_cpu_features_consistent():
         assert f["avx512f"] and f["os_avx512"]
     if "avx2" in vaefast.supported_isas():
         assert f["avx2"] and f["fma"] and f["os_avx"]
+    if "neon" in vaefast.supported_isas():
+        assert f["neon"]
 
 
 @pytest.mark.parametrize("name", ALL_ISAS)

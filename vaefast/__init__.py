@@ -1,6 +1,7 @@
 """vaefast: variational autoencoders on the CPU, with fused SIMD C kernels.
 
-The kernel set (``generic``, ``avx2`` or ``avx512``) is chosen once, at
+The kernel set (``generic``, ``avx2`` or ``avx512`` on x86-64; ``generic``
+or ``neon`` on AArch64) is chosen once, at
 import: the best one this CPU supports, or the one named by the environment
 variable ``VAEFAST_ISA``. An unknown or unsupported value is an ImportError,
 never a silent fallback.
@@ -80,7 +81,8 @@ _threadpool.install()
 
 
 def isa():
-    """Name of the active kernel set: ``"generic"``, ``"avx2"`` or ``"avx512"``."""
+    """Name of the active kernel set: ``"generic"``, ``"avx2"``, ``"avx512"``
+    or ``"neon"``."""
     return _core.get_isa()
 
 

@@ -97,7 +97,7 @@ def normal(seed, shape, offset=0):
     Notes
     -----
     Identical for every thread count and chunking. Between kernel sets
-    (generic / avx2 / avx512) values agree to float32 rounding of the
+    (generic / avx2 / avx512 / neon) values agree to float32 rounding of the
     ln/sin/cos polynomials: every set satisfies
     ``|z - z64| <= 5e-7 * max(1, |z64|)`` against the float64 twin
     (``vaefast.reference``; observed max 2.2e-7), so two sets differ by at

@@ -14,7 +14,7 @@
  *                   a full tile plus a narrow edge tile that reads A again)
  *
  * The SIMD sets' tiles are nv vectors + nh half vectors wide (isa/gemm_ukernel.h);
- * NR must be 2·VW. The generic set has its own scalar reference kernel. */
+ * NR must be 2·VW or 3·VW. The generic set has its own scalar reference kernel. */
 #ifndef VF_ISA_GEMM_CONFIG_H
 #define VF_ISA_GEMM_CONFIG_H
 
@@ -45,6 +45,20 @@
 #define VF_FOR_EDGE_ROWS(X) X(1) X(2) X(3) X(4) X(5) X(6)
 #define VF_WIDE(X)
 
+#elif VF_SIMD_NEON
+/* 8×12: 24 q accumulators + 3 for B + 2 for A (8 rows, FMA by lane) of 32
+ * registers. KC·NR of B (12 KiB) and KC·MR of A (8 KiB) share a 32 KiB L1
+ * (Cortex-A72; 64 KiB on Neoverse N1/V1). Not tuned on hardware. */
+#define VF_MR 8
+#define VF_NR 12
+#define VF_KC 256
+#define VF_MC 192
+#define VF_NC 4080 /* a multiple of 12 */
+#define VF_B_IN_PLACE_ROWS 48
+#define VF_EDGE_ROWS 4 /* = the 4 rows of A one lane-FMA group reads */
+#define VF_FOR_EDGE_ROWS(X) X(4) X(8)
+#define VF_WIDE(X)
+
 #else
 /* scalar reference: 4×16, the j loop vectorised by the compiler */
 #define VF_MR 4
@@ -54,6 +68,9 @@
 #define VF_B_IN_PLACE_ROWS (4 * VF_MR)
 #endif
 
-#define VF_NC 4096 /* columns per outer block: a multiple of every NR */
+#ifndef VF_NC
+#define VF_NC 4096 /* columns per outer block: a multiple of NR */
+#endif
+_Static_assert(VF_NC % VF_NR == 0, "NC must hold whole NR-wide panels");
 
 #endif

@@ -46,6 +46,8 @@ typedef struct vf_tile_epilogue {
 
 #if !VF_SIMD_GENERIC
 #define VF_HAVE_EDGE_UKERNEL 1
+_Static_assert(VF_MR % VF_AG == 0 && VF_EDGE_ROWS % VF_AG == 0,
+               "tiles take rows of A in whole groups of VF_AG (isa/vec.h)");
 #define VF_TILE_MAX_NV 8 /* vectors per row of any kernel (arrays only) */
 #define VF_UNROLL _Pragma("GCC unroll 16")
 
@@ -115,12 +117,14 @@ VF_INLINE int vf_tile(const int rows, const int nv, const int nh, const int full
         if (nh)                                                               \
             bh = hf_load(bk + VF_BCOL(nv * VW, psb));                         \
         const float *ak = a + k * (A_CS);                                     \
-        VF_UNROLL for (int r = 0; r < rows; ++r) {                            \
-            const vf av = vf_bcast(ak + r * (A_RS));                          \
-            VF_UNROLL for (int v = 0; v < nv; ++v)                            \
-                acc[r][v] = vf_fma(av, bv[v], acc[r][v]);                     \
-            if (nh)                                                           \
-                hacc[r] = hf_fma(hf_low(av), bh, hacc[r]);                    \
+        VF_UNROLL for (int g = 0; g < rows; g += VF_AG) {                     \
+            const va ag = va_load(ak + g * (A_RS), (A_RS));                   \
+            VF_UNROLL for (int r = g; r < g + VF_AG; ++r) {                   \
+                VF_UNROLL for (int v = 0; v < nv; ++v)                        \
+                    acc[r][v] = vf_fma_lane(acc[r][v], bv[v], ag, r - g);     \
+                if (nh)                                                       \
+                    hacc[r] = hf_fma_lane(hacc[r], bh, ag, r - g);            \
+            }                                                                 \
         }                                                                     \
     }
     if (a_rs == 1 && a_cs == VF_MR) {
@@ -189,8 +193,14 @@ VF_INLINE int vf_edge_rows(const int rows, int64_t kc, const float *restrict ap,
         return VF_EDGE_CALL(1, 0, 0);
     case 3:
         return VF_EDGE_CALL(1, 1, 0);
+#if VF_NR > 2 * VW
+    case 4:
+        return VF_EDGE_CALL(2, 0, 0);
+    case 5:
+        return VF_EDGE_CALL(2, 1, 0);
+#endif
     default: /* short rows of full width keep the plain loads and stores */
-        return nr == VF_NR ? VF_EDGE_CALL(2, 0, 1) : VF_EDGE_CALL(2, 0, 0);
+        return nr == VF_NR ? VF_EDGE_CALL(VF_NR / VW, 0, 1) : VF_EDGE_CALL(VF_NR / VW, 0, 0);
     }
 #undef VF_EDGE_CALL
 }

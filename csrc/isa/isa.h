@@ -21,6 +21,8 @@
 #define VF_SIMD_AVX512 1
 #elif defined(VF_ISA_IS_avx2)
 #define VF_SIMD_AVX2 1
+#elif defined(VF_ISA_IS_neon) /* AArch64 (twice there: generic, neon) */
+#define VF_SIMD_NEON 1
 #else
 #define VF_SIMD_GENERIC 1
 #endif

@@ -233,6 +233,127 @@ VF_INLINE void vf_store_blocks(float *dst, vf z0, vf z1, vf z2, vf z3)
     _mm256_storeu_pd((double *)(dst + 24), _mm256_unpackhi_pd(d1, d3));
 }
 
+#elif VF_SIMD_NEON
+/* --------------------------------------------------------------- neon
+ * AArch64 Advanced SIMD, part of every AArch64 CPU (no compiler flag).
+ * min/max/select keep the x86 semantics above with a compare and a bit
+ * select (fmin/fmax would return NaN for a NaN first operand and +0 for
+ * max(-0, +0)); there are no masked loads, so tails go lane by lane. */
+#include <arm_neon.h>
+#define VW 4
+#define HW 2
+typedef float32x4_t vf;
+typedef uint32x4_t vu;
+typedef uint32x4_t vm; /* all-ones lanes */
+typedef float32x2_t hf;
+
+VF_INLINE vm vm_first(int64_t n)
+{
+    const uint32x4_t lane = {0, 1, 2, 3};
+    return vcltq_u32(lane, vdupq_n_u32(n <= 0 ? 0u : n < 4 ? (uint32_t)n : 4u));
+}
+VF_INLINE vm vm_and(vm a, vm b) { return vandq_u32(a, b); }
+VF_INLINE vm vm_andnot(vm a, vm b) { return vbicq_u32(b, a); } /* b and not a */
+VF_INLINE int vm_any(vm a) { return vmaxvq_u32(a) != 0; }
+VF_INLINE int vm_all(vm a) { return vminvq_u32(a) != 0; }
+VF_INLINE int vm_count(vm a) { return (int)vaddvq_u32(vshrq_n_u32(a, 31)); }
+
+VF_INLINE vf vf_zero(void) { return vdupq_n_f32(0.0f); }
+VF_INLINE vf vf_set1(float a) { return vdupq_n_f32(a); }
+VF_INLINE vf vf_bcast(const float *p) { return vld1q_dup_f32(p); }
+VF_INLINE vf vf_load(const float *p) { return vld1q_f32(p); }
+VF_INLINE void vf_store(float *p, vf a) { vst1q_f32(p, a); }
+VF_INLINE vf vf_load_mask(const float *p, vm m)
+{
+    float t[4];
+    for (int j = 0; j < 4; ++j)
+        t[j] = m[j] ? p[j] : 0.0f;
+    return vld1q_f32(t);
+}
+VF_INLINE void vf_store_mask(float *p, vf a, vm m)
+{
+    for (int j = 0; j < 4; ++j)
+        if (m[j])
+            p[j] = a[j];
+}
+VF_INLINE vf vf_add(vf a, vf b) { return vaddq_f32(a, b); }
+VF_INLINE vf vf_sub(vf a, vf b) { return vsubq_f32(a, b); }
+VF_INLINE vf vf_mul(vf a, vf b) { return vmulq_f32(a, b); }
+VF_INLINE vf vf_div(vf a, vf b) { return vdivq_f32(a, b); }
+/* exact: an 8-bit estimate (frecpe) would need two Newton steps */
+VF_INLINE vf vf_div_fast(vf a, vf b) { return vdivq_f32(a, b); }
+VF_INLINE vf vf_fma(vf a, vf b, vf c) { return vfmaq_f32(c, a, b); }
+VF_INLINE vf vf_fnma(vf a, vf b, vf c) { return vfmsq_f32(c, a, b); }
+VF_INLINE vf vf_sqrt(vf a) { return vsqrtq_f32(a); }
+VF_INLINE vf vf_min(vf a, vf b) { return vbslq_f32(vcltq_f32(a, b), a, b); }
+VF_INLINE vf vf_max(vf a, vf b) { return vbslq_f32(vcgtq_f32(a, b), a, b); }
+VF_INLINE vm vf_gt(vf a, vf b) { return vcgtq_f32(a, b); }
+VF_INLINE vm vf_lt(vf a, vf b) { return vcltq_f32(a, b); }
+VF_INLINE vm vf_eq(vf a, vf b) { return vceqq_f32(a, b); }
+VF_INLINE vm vf_isnan(vf a) { return vmvnq_u32(vceqq_f32(a, a)); }
+VF_INLINE vf vf_select(vm m, vf yes, vf no) { return vbslq_f32(m, yes, no); }
+VF_INLINE vf vf_maskz(vm m, vf a) { return vreinterpretq_f32_u32(vandq_u32(m, vreinterpretq_u32_f32(a))); }
+VF_INLINE vf vf_from_bits(vu a) { return vreinterpretq_f32_u32(a); }
+VF_INLINE vu vf_bits(vf a) { return vreinterpretq_u32_f32(a); }
+VF_INLINE vf vf_from_i32(vu a) { return vcvtq_f32_s32(vreinterpretq_s32_u32(a)); }
+VF_INLINE vf vf_from_u32(vu a) { return vcvtq_f32_u32(a); } /* correctly rounded */
+/* (lo + hi) halves, then the pair */
+VF_INLINE float vf_hsum(vf a)
+{
+    const float32x2_t s = vadd_f32(vget_low_f32(a), vget_high_f32(a));
+    return vget_lane_f32(vpadd_f32(s, s), 0);
+}
+
+VF_INLINE hf hf_zero(void) { return vdup_n_f32(0.0f); }
+VF_INLINE hf hf_load(const float *p) { return vld1_f32(p); }
+VF_INLINE hf hf_low(vf a) { return vget_low_f32(a); }
+VF_INLINE hf hf_fma(hf a, hf b, hf c) { return vfma_f32(c, a, b); }
+VF_INLINE vf vf_from_half(hf a) { return vcombine_f32(a, vdup_n_f32(0.0f)); }
+
+/* The GEMM tile's A operand (see the default below): four rows of A at
+ * once, each multiplied in by lane (fmla v.4s, v.4s, v.s[lane]), so an 8×12
+ * tile costs 2 loads of A per 24 FMAs instead of 8 broadcasts. */
+#define VF_AG 4
+typedef float32x4_t va;
+VF_INLINE va va_load(const float *p, int64_t stride)
+{
+    if (__builtin_constant_p(stride) && stride == 1) /* packed A: one load */
+        return vld1q_f32(p);
+    const va a = {p[0], p[stride], p[2 * stride], p[3 * stride]}; /* A in place */
+    return a;
+}
+/* lane: a compile-time constant after inlining (fmla by element) */
+VF_INLINE vf vf_fma_lane(vf acc, vf b, va a, const int lane) { return vfmaq_f32(acc, b, vdupq_n_f32(a[lane])); }
+VF_INLINE hf hf_fma_lane(hf acc, hf b, va a, const int lane) { return vfma_f32(acc, b, vdup_n_f32(a[lane])); }
+
+VF_INLINE vu vu_set1(uint32_t a) { return vdupq_n_u32(a); }
+VF_INLINE vu vu_load(const uint32_t *p) { return vld1q_u32(p); }
+VF_INLINE void vu_store(uint32_t *p, vu a) { vst1q_u32(p, a); }
+VF_INLINE vu vu_add(vu a, vu b) { return vaddq_u32(a, b); }
+VF_INLINE vu vu_sub(vu a, vu b) { return vsubq_u32(a, b); }
+VF_INLINE vu vu_and(vu a, vu b) { return vandq_u32(a, b); }
+VF_INLINE vu vu_or(vu a, vu b) { return vorrq_u32(a, b); }
+VF_INLINE vu vu_xor(vu a, vu b) { return veorq_u32(a, b); }
+VF_INLINE vu vu_xor3(vu a, vu b, vu c) { return veorq_u32(veorq_u32(a, b), c); }
+#define vu_srli(a, n) vshrq_n_u32((a), (n))
+#define vu_slli(a, n) vshlq_n_u32((a), (n))
+/* 64-bit-lane helpers of the split Philox (as the x86 blocks): the
+ * product of the even lanes as 64-bit lanes, odd lanes moved down, merge. */
+VF_INLINE vu vu_mul_even(vu a, vu m)
+{
+    return vreinterpretq_u32_u64(vmull_u32(vmovn_u64(vreinterpretq_u64_u32(a)),
+                                           vmovn_u64(vreinterpretq_u64_u32(m))));
+}
+VF_INLINE vu vu_hi64(vu a) { return vreinterpretq_u32_u64(vshrq_n_u64(vreinterpretq_u64_u32(a), 32)); }
+VF_INLINE vu vu_merge_even_odd(vu e, vu o) { return vtrn1q_u32(e, o); } /* e0 o0 e2 o2 */
+/* 4 vectors -> 16 floats, transposed: dst[4p + i] = z_i[p] (one 128-bit
+ * lane, so block p comes from lane p, as vf_block_of_lane says) */
+VF_INLINE void vf_store_blocks(float *dst, vf z0, vf z1, vf z2, vf z3)
+{
+    const float32x4x4_t z = {{z0, z1, z2, z3}};
+    vst4q_f32(dst, z);
+}
+
 #else
 /* ------------------------------------------- generic: one lane, plain C
  * (no FMA: -ffp-contract=off keeps a*b+c two roundings). The generic
@@ -323,6 +444,19 @@ VF_INLINE void vf_store_if(float *p, vf a, vm m, int full)
     else
         vf_store_mask(p, a, m);
 }
+
+#if !VF_SIMD_GENERIC && !defined(VF_AG)
+/* The GEMM tile's A operand (isa/gemm_ukernel.h): VF_AG values of one k
+ * (rows r, r+1, ... of A, stride apart) fetched at once, then each
+ * multiplied into its row's accumulators by vf_fma_lane(acc, b, a, lane)
+ * = acc + b·a[lane]. Here one value, a broadcast load; a set with FMA by
+ * lane (neon) defines its own. */
+#define VF_AG 1
+typedef vf va;
+VF_INLINE va va_load(const float *p, int64_t stride) { (void)stride; return vf_bcast(p); }
+VF_INLINE vf vf_fma_lane(vf acc, vf b, va a, const int lane) { (void)lane; return vf_fma(a, b, acc); }
+VF_INLINE hf hf_fma_lane(hf acc, hf b, va a, const int lane) { (void)lane; return hf_fma(hf_low(a), b, acc); }
+#endif
 
 /* The first n lanes (n may exceed VW: then all). */
 VF_INLINE vf vf_load_first(const float *p, int64_t n) { return vf_load_mask(p, vm_first(n)); }
