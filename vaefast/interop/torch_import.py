@@ -255,14 +255,21 @@ def _plan_from_state_dict(state):
 
 
 # ------------------------------------------------------------- checking
+# A conditional model's first layers take [x | c] and [z | c]; a state_dict
+# or plain modules cannot say where c starts, so widths never line up.
+_TO_TORCH_ONLY = ("(from_torch reads a conditional model, whose first layers take [x | c] "
+                  "and [z | c], or a variance='sample' output layer only from a to_torch "
+                  "module)")
+
+
 def _check_chain(plan):
     """Every layer's input width equals the previous layer's output width."""
-    def chain(layers, n_in, source):
+    def chain(layers, n_in, source, hint=""):
         for layer in layers:
             if layer.n_in != n_in:
                 raise ValueError(f"{layer.label} takes {layer.n_in} inputs but {source} "
-                                 f"gives {n_in}")
-            n_in, source = layer.n_out, layer.label
+                                 f"gives {n_in}" + (f" {hint}" if layer.n_in > n_in else ""))
+            n_in, source, hint = layer.n_out, layer.label, ""
         return n_in, source
 
     first = (plan.encoder or [plan.mu])[0]
@@ -272,12 +279,11 @@ def _check_chain(plan):
     if plan.mu.n_out != plan.logvar.n_out:
         raise ValueError(f"{plan.mu.label} gives {plan.mu.n_out} outputs but "
                          f"{plan.logvar.label} gives {plan.logvar.n_out}")
-    width, source = chain(plan.decoder + [plan.output], plan.mu.n_out, plan.mu.label)
+    width, source = chain(plan.decoder + [plan.output], plan.mu.n_out, plan.mu.label,
+                          _TO_TORCH_ONLY)
     if width != first.n_in:
         raise ValueError(f"{plan.output.label} gives {width} outputs but the encoder takes "
-                         f"{first.n_in} features (from_torch reads a conditional model, "
-                         "whose first layers take [x | c] and [z | c], or a variance='sample' "
-                         "output layer only from a to_torch module)")
+                         f"{first.n_in} features {_TO_TORCH_ONLY}")
 
 
 def _resolve_likelihood(plan, likelihood):
