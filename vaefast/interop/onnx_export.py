@@ -118,22 +118,16 @@ def build_onnx(model, part="vae", opset=17):
     def tensor(name, width):
         return onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, ["N", width])
 
-    C = config["n_conditions"]
-    c = "c" if C else None
-    widths = {"x": D, "z": Z, "c": C, "mu": Z, "logvar": Z, "x_mean": D, "x_logvar": D}
-    if part == "decoder":
-        inputs = ["z"]
-        decoded = g.decoder("z", c, config)
+    c = "c" if config["n_conditions"] else None
+    widths = {"x": D, "z": Z, "c": config["n_conditions"], "mu": Z, "logvar": Z,
+              "x_mean": D, "x_logvar": D}
+    if part == "encoder":
+        inputs, named = ["x"], zip(g.encoder("x", c, config), ("mu", "logvar"))
     else:
-        inputs = ["x"]
-        mu, logvar = g.encoder("x", c, config)
-        if part == "encoder":
-            outputs = [g.output(mu, "mu"), g.output(logvar, "logvar")]
-        else:
-            decoded = g.decoder(mu, c, config)
-    if part != "encoder":
-        outputs = [g.output(value, name) for value, name in zip(decoded, ("x_mean", "x_logvar"))
-                   if value is not None]
+        inputs = ["z"] if part == "decoder" else ["x"]
+        z = "z" if part == "decoder" else g.encoder("x", c, config)[0]  # z = mu
+        named = zip(g.decoder(z, c, config), ("x_mean", "x_logvar"))
+    outputs = [g.output(value, name) for value, name in named if value is not None]
     inputs += [c] if c else []
     graph = onnx.helper.make_graph(g.nodes, f"vaefast_{part}",
                                    [tensor(name, widths[name]) for name in inputs],
