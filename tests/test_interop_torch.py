@@ -106,8 +106,55 @@ def test_to_torch_encode_decode_and_elbo_match(likelihood, variance, n_condition
                                    rtol=1e-5)
         # ... and per sample with the NumPy noise VAE.elbo draws from its seed.
         eps = np.random.default_rng(7).standard_normal((X.shape[0], Z)).astype(np.float32)
-        np.testing.assert_allclose(m.elbo(X, seed=7, c=c, size_factors=s),
-                                   module(t64(X), t64(eps), t64(c), t64(s)).numpy(), rtol=1e-5)
+        want = module(t64(X), t64(eps), t64(c), t64(s)).numpy()
+        np.testing.assert_allclose(m.elbo(X, seed=7, c=c, size_factors=s), want, rtol=1e-5)
+        np.testing.assert_allclose(m.elbo(X, c=c, size_factors=s, eps=eps), want, rtol=1e-5)
+
+
+@pytest.mark.parametrize("likelihood, variance, n_conditions", KINDS)
+def test_to_torch_autograd_matches_vaefast_gradients(likelihood, variance, n_conditions):
+    """Training in PyTorch goes where vaefast's would: torch autograd of the
+    module's batch-mean negative ELBO (float64) equals loss_and_grad's
+    gradients for every parameter, the likelihood's own included."""
+    m = make_model(likelihood, (16,), (12,), beta=0.6, variance=variance,
+                   n_conditions=n_conditions)
+    check_gradients(m, make_data(likelihood, n=23, seed=3))
+
+
+@pytest.mark.parametrize("likelihood, variance, key, values", [
+    ("poisson", "unit", "output.bias", [40.0, 31.0, 29.0]),  # past the log-rate cap 30
+    ("negative_binomial", "unit", "likelihood.log_theta", [25.0, -25.0, 19.0]),  # [-20, 20]
+    ("gaussian", "feature", "likelihood.logvar", [-12.0, -11.0, -9.0]),  # floor -10
+])
+def test_to_torch_gradients_at_the_clamps_follow_vaefast(likelihood, variance, key, values):
+    """Parameters pushed past vaefast's clamps: the module's gradient there is
+    the kernels' (straight through the Poisson cap; only back inside for
+    log θ and the log-variance floor), not torch.clamp's zero."""
+    m = make_model(likelihood, (16,), (12,), beta=0.6, variance=variance)
+    w = m.get_weights()
+    w[key][:len(values)] = values
+    m.set_weights(w)
+    check_gradients(m, make_data(likelihood, n=23, seed=3))
+
+
+def check_gradients(m, X):
+    """loss_and_grad against torch autograd of the to_torch module (float64)."""
+    from vaefast.interop.torch_export import vaefast_weights
+
+    c, s = side_inputs(m, X.shape[0], seed=3)
+    eps = np.random.default_rng(8).standard_normal((X.shape[0], Z)).astype(np.float32)
+    loss, grads = m.loss_and_grad(X, eps=eps, c=c, size_factors=s)
+    module = interop.to_torch(m).double()
+    torch_loss = -module(t64(X), t64(eps), t64(c), t64(s)).mean()
+    torch_loss.backward()
+    np.testing.assert_allclose(loss, torch_loss.item(), rtol=1e-5)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(p.grad)  # read the gradients back under vaefast's names
+    want = vaefast_weights(module)
+    assert set(want) == set(grads)
+    for k in grads:
+        assert_close(grads[k], want[k], k)
 
 
 @pytest.mark.parametrize("likelihood, variance, n_conditions", KINDS)

@@ -15,8 +15,14 @@ output_mean_rows, the Gaussian's learned log-variance is floored at
 gaussian_logvar_min, log θ is clipped to [log_theta_min, log_theta_max].
 The log-densities are those of vaefast/_likelihood.py (every constant
 included), written in torch ops so they run in any dtype and differentiate.
+Their gradients at those clamps are the training kernels' (csrc/isa/
+likelihood_kernels.c), for descent on the negative ELBO: the Poisson cap
+passes the gradient straight through; a log-variance below its floor or a
+log θ outside its range gets gradient only where descent moves it back
+(per element, before a per-feature parameter's rows are summed).
 """
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -61,6 +67,34 @@ def _onnx_count_mean(g, out):
 
 
 # ------------------------------------------------------------ PyTorch
+@functools.lru_cache(maxsize=None)
+def _inward_clamp(torch):
+    """clamp(v, lo, hi) whose gradient outside [lo, hi] is kept only where
+    descent (v -= grad) moves v back inside, as vaefast's kernels do."""
+
+    class InwardClamp(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, v, lo, hi):
+            ctx.save_for_backward(v)
+            ctx.bounds = lo, hi
+            return v.clamp(lo, hi)
+
+        @staticmethod
+        def backward(ctx, grad):
+            (v,) = ctx.saved_tensors
+            lo, hi = ctx.bounds
+            outward = ((v < lo) & (grad > 0)) | ((v > hi) & (grad < 0))
+            return grad.masked_fill(outward, 0.0), None, None
+
+    return InwardClamp.apply
+
+
+def _capped_log_rate(torch, eta):
+    """min(eta, cap) with the gradient passed straight through (the Poisson kernel's)."""
+    over = (eta - LIMITS["poisson_lograte_max"]).clamp(min=0.0)
+    return eta - over.detach()
+
+
 def _count_mean(torch, out, size_factors):
     mean = torch.exp(out.clamp(max=LIMITS["poisson_lograte_max"]))
     return mean if size_factors is None else mean * size_factors[:, None]
@@ -81,18 +115,19 @@ def _gaussian_log_px(torch, out, x, extra, size_factors, variance):
     d = out[:, :D] - x
     if variance == "unit":
         return -(0.5 * d * d + _HALF_LOG_2PI).sum(dim=1)
-    logvar = out[:, D:] if variance == "sample" else extra[None, :]
-    v = logvar.clamp(min=LIMITS["gaussian_logvar_min"])
+    logvar = out[:, D:] if variance == "sample" else extra.expand(x.shape[0], D)
+    v = _inward_clamp(torch)(logvar, LIMITS["gaussian_logvar_min"], math.inf)
     return -(0.5 * (d * d * torch.exp(-v) + v) + _HALF_LOG_2PI).sum(dim=1)
 
 
 def _poisson_log_px(torch, out, x, extra, size_factors, variance):
-    eta = _log_rate(torch, out, size_factors).clamp(max=LIMITS["poisson_lograte_max"])
+    eta = _capped_log_rate(torch, _log_rate(torch, out, size_factors))
     return (x * eta - torch.exp(eta) - torch.lgamma(x + 1.0)).sum(dim=1)
 
 
 def _negative_binomial_log_px(torch, out, x, extra, size_factors, variance):
-    rho = extra.clamp(LIMITS["log_theta_min"], LIMITS["log_theta_max"])[None, :]
+    rho = _inward_clamp(torch)(extra.expand(x.shape[0], -1), LIMITS["log_theta_min"],
+                               LIMITS["log_theta_max"])
     theta = torch.exp(rho)
     a = _log_rate(torch, out, size_factors) - rho  # log(mean / θ)
     softplus = torch.nn.functional.softplus
