@@ -23,9 +23,10 @@ D, Z = 30, 4
 ARCHS = [((), ()), ((16,), None), ((24, 12), (10,))]
 
 
-def make_model(likelihood, hidden, dec, beta=1.0, seed=5):
+def make_model(likelihood, hidden, dec, beta=1.0, seed=5, variance="unit", n_conditions=0):
     m = vaefast.VAE(D, hidden=hidden, latent_dim=Z, likelihood=likelihood, beta=beta,
-                    seed=seed, decoder_hidden=dec)
+                    seed=seed, decoder_hidden=dec, variance=variance,
+                    n_conditions=n_conditions)
     rng = np.random.default_rng(seed)
     m.set_weights({k: 0.3 * rng.standard_normal(v.shape) for k, v in m.get_weights().items()})
     return m
@@ -34,8 +35,17 @@ def make_model(likelihood, hidden, dec, beta=1.0, seed=5):
 # Data each likelihood accepts. Every likelihood the model has is tested: a
 # new one fails here until it has an entry (and one in interop/_likelihoods).
 DATA = {"bernoulli": lambda rng, n: rng.random((n, D)) < 0.4,
-        "gaussian": lambda rng, n: rng.standard_normal((n, D))}
+        "gaussian": lambda rng, n: rng.standard_normal((n, D)),
+        "poisson": lambda rng, n: rng.poisson(3.0, (n, D)),
+        "negative_binomial": lambda rng, n: rng.negative_binomial(2, 0.3, (n, D))}
 LIKELIHOODS = vaefast.model._LIKELIHOODS
+COUNTS = ("poisson", "negative_binomial")
+# (likelihood, variance, n_conditions): every likelihood plain, then the
+# learned variances and conditional models.
+KINDS = ([(lik, "unit", 0) for lik in LIKELIHOODS]
+         + [("gaussian", "feature", 0), ("gaussian", "sample", 0), ("bernoulli", "unit", 3),
+            ("poisson", "unit", 2), ("negative_binomial", "unit", 2),
+            ("gaussian", "sample", 3), ("gaussian", "feature", 1)])
 
 
 def make_data(likelihood, n=17, seed=0):
@@ -44,8 +54,17 @@ def make_data(likelihood, n=17, seed=0):
     return DATA[likelihood](np.random.default_rng(seed), n).astype(np.float32)
 
 
+def side_inputs(m, n, seed=0):
+    """(c, size_factors) for n rows of model m: None where m takes none."""
+    rng = np.random.default_rng(seed + 50)
+    c = (rng.standard_normal((n, m.n_conditions)).astype(np.float32)
+         if m.n_conditions else None)
+    s = rng.uniform(0.5, 2.0, n).astype(np.float32) if m.likelihood in COUNTS else None
+    return c, s
+
+
 def t64(a):
-    return torch.from_numpy(np.asarray(a, dtype=np.float64))
+    return None if a is None else torch.from_numpy(np.asarray(a, dtype=np.float64))
 
 
 def assert_close(got, want, err_msg=""):
@@ -62,53 +81,138 @@ def assert_same_weights(a, b):
 
 
 # ------------------------------------------------------------ to_torch
-@pytest.mark.parametrize("likelihood", LIKELIHOODS)
+@pytest.mark.parametrize("likelihood, variance, n_conditions", KINDS)
 @pytest.mark.parametrize("hidden, dec", ARCHS)
-def test_to_torch_encode_decode_and_elbo_match(likelihood, hidden, dec):
-    m = make_model(likelihood, hidden, dec, beta=0.6)
+def test_to_torch_encode_decode_and_elbo_match(likelihood, variance, n_conditions, hidden, dec):
+    m = make_model(likelihood, hidden, dec, beta=0.6, variance=variance,
+                   n_conditions=n_conditions)
     X = make_data(likelihood)
+    c, s = side_inputs(m, X.shape[0])
     module = interop.to_torch(m).double()
     assert isinstance(module, nn.Module)
     with torch.no_grad():
-        mu, lv = (t.numpy() for t in module.encode(t64(X)))
-        want_mu, want_lv = m.encode(X)
+        mu, lv = (t.numpy() for t in module.encode(t64(X), t64(c)))
+        want_mu, want_lv = m.encode(X, c)
         assert_close(want_mu, mu, "mu")
         assert_close(want_lv, lv, "logvar")
-        z = np.random.default_rng(1).standard_normal((9, Z)).astype(np.float32)
-        assert_close(m.decode(z), module.decode(t64(z)).numpy(), "decode")
-        assert_close(m.reconstruct(X), module.reconstruct(t64(X)).numpy(), "reconstruct")
+        z = np.random.default_rng(1).standard_normal((X.shape[0], Z)).astype(np.float32)
+        assert_close(m.decode(z, c, s), module.decode(t64(z), t64(c), t64(s)).numpy(), "decode")
+        assert_close(m.reconstruct(X, c, s), module.reconstruct(t64(X), t64(c), t64(s)).numpy(),
+                     "reconstruct")
         # The ELBO with vaefast's own training noise (Philox at (seed, step)) ...
         eps = vaefast.ops.reparameterization_noise(m.seed, m.step_, (X.shape[0], Z))
-        loss, _ = m.loss_and_grad(X)  # no eps given: the core draws the same one
-        np.testing.assert_allclose(loss, -module(t64(X), t64(eps)).mean().item(), rtol=1e-5)
+        loss, _ = m.loss_and_grad(X, c=c, size_factors=s)  # the core draws the same eps
+        np.testing.assert_allclose(loss, -module(t64(X), t64(eps), t64(c), t64(s)).mean().item(),
+                                   rtol=1e-5)
         # ... and per sample with the NumPy noise VAE.elbo draws from its seed.
         eps = np.random.default_rng(7).standard_normal((X.shape[0], Z)).astype(np.float32)
-        np.testing.assert_allclose(m.elbo(X, seed=7), module(t64(X), t64(eps)).numpy(),
-                                   rtol=1e-5)
+        want = module(t64(X), t64(eps), t64(c), t64(s)).numpy()
+        np.testing.assert_allclose(m.elbo(X, seed=7, c=c, size_factors=s), want, rtol=1e-5)
+        np.testing.assert_allclose(m.elbo(X, c=c, size_factors=s, eps=eps), want, rtol=1e-5)
 
 
-@pytest.mark.parametrize("likelihood", LIKELIHOODS)
+@pytest.mark.parametrize("likelihood, variance, n_conditions", KINDS)
+def test_to_torch_autograd_matches_vaefast_gradients(likelihood, variance, n_conditions):
+    """Training in PyTorch goes where vaefast's would: torch autograd of the
+    module's batch-mean negative ELBO (float64) equals loss_and_grad's
+    gradients for every parameter, the likelihood's own included."""
+    m = make_model(likelihood, (16,), (12,), beta=0.6, variance=variance,
+                   n_conditions=n_conditions)
+    check_gradients(m, make_data(likelihood, n=23, seed=3))
+
+
+@pytest.mark.parametrize("likelihood, variance, key, values", [
+    ("poisson", "unit", "output.bias", [40.0, 31.0, 29.0]),  # past the log-rate cap 30
+    ("negative_binomial", "unit", "likelihood.log_theta", [25.0, -25.0, 19.0]),  # [-20, 20]
+    ("gaussian", "feature", "likelihood.logvar", [-12.0, -11.0, -9.0]),  # floor -10
+])
+def test_to_torch_gradients_at_the_clamps_follow_vaefast(likelihood, variance, key, values):
+    """Parameters pushed past vaefast's clamps: the module's gradient there is
+    the kernels' (straight through the Poisson cap; only back inside for
+    log θ and the log-variance floor), not torch.clamp's zero."""
+    m = make_model(likelihood, (16,), (12,), beta=0.6, variance=variance)
+    w = m.get_weights()
+    w[key][:len(values)] = values
+    m.set_weights(w)
+    check_gradients(m, make_data(likelihood, n=23, seed=3))
+
+
+def check_gradients(m, X):
+    """loss_and_grad against torch autograd of the to_torch module (float64)."""
+    from vaefast.interop.torch_export import vaefast_weights
+
+    c, s = side_inputs(m, X.shape[0], seed=3)
+    eps = np.random.default_rng(8).standard_normal((X.shape[0], Z)).astype(np.float32)
+    loss, grads = m.loss_and_grad(X, eps=eps, c=c, size_factors=s)
+    module = interop.to_torch(m).double()
+    torch_loss = -module(t64(X), t64(eps), t64(c), t64(s)).mean()
+    torch_loss.backward()
+    np.testing.assert_allclose(loss, torch_loss.item(), rtol=1e-5)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(p.grad)  # read the gradients back under vaefast's names
+    want = vaefast_weights(module)
+    assert set(want) == set(grads)
+    for k in grads:
+        assert_close(grads[k], want[k], k)
+
+
+@pytest.mark.parametrize("likelihood, variance, n_conditions", KINDS)
 @pytest.mark.parametrize("hidden, dec", ARCHS)
-def test_round_trip_vaefast_torch_vaefast_is_exact(likelihood, hidden, dec):
-    m = make_model(likelihood, hidden, dec, beta=0.25)
+def test_round_trip_vaefast_torch_vaefast_is_exact(likelihood, variance, n_conditions, hidden,
+                                                   dec):
+    m = make_model(likelihood, hidden, dec, beta=0.25, variance=variance,
+                   n_conditions=n_conditions)
     module = interop.to_torch(m)
     back = interop.from_torch(module)
     assert back.get_config() == {**m.get_config(), "seed": 0}
     assert_same_weights(m, back)
-    back = interop.from_torch(module.state_dict(), likelihood=likelihood, beta=0.25)
-    assert back.get_config() == {**m.get_config(), "seed": 0}
-    assert_same_weights(m, back)
+    state = module.state_dict()
+    if n_conditions or variance == "sample":  # the layouts a state_dict cannot say
+        with pytest.raises(ValueError, match="only from a to_torch module"):
+            interop.from_torch(state, likelihood=likelihood)
+    else:
+        back = interop.from_torch(state, likelihood=likelihood, beta=0.25)
+        assert back.get_config() == {**m.get_config(), "seed": 0}
+        assert_same_weights(m, back)
     # and torch -> vaefast -> torch gives the same tensors
     again = interop.to_torch(back).state_dict()
-    for k, v in module.state_dict().items():
+    for k, v in state.items():
         assert torch.equal(v, again[k]), k
 
 
 def test_to_torch_refuses_unknown_likelihood(monkeypatch):
     m = make_model("bernoulli", (8,), None)
-    monkeypatch.setattr(m, "likelihood", "negative_binomial")
-    with pytest.raises(NotImplementedError, match="'negative_binomial' likelihood"):
+    config = m.get_config()
+    monkeypatch.setattr(m, "get_config", lambda: {**config, "likelihood": "zipf"})
+    with pytest.raises(NotImplementedError, match="'zipf' likelihood"):
         interop.to_torch(m)
+
+
+def test_conditions_and_likelihood_parameters_are_checked():
+    m = make_model("negative_binomial", (8,), None, n_conditions=2)
+    module = interop.to_torch(m)
+    X = torch.from_numpy(make_data("negative_binomial", n=3))
+    with pytest.raises(ValueError, match="c is required"):
+        module.encode(X)
+    with pytest.raises(ValueError, match=r"c must have shape \(3, 2\)"):
+        module(X, c=torch.zeros(3, 5))
+    with pytest.raises(ValueError, match="c was given but this model is unconditional"):
+        interop.to_torch(make_model("poisson", (8,), None)).encode(X, torch.zeros(3, 1))
+    with pytest.raises(ValueError, match="contradicts the source: a to_torch module of a "
+                                         "'negative_binomial' model"):
+        interop.from_torch(module, likelihood="poisson")
+    state = interop.to_torch(make_model("negative_binomial", (8,), None)).state_dict()
+    assert "likelihood.log_theta" in state
+    with pytest.raises(ValueError, match="'likelihood.log_theta' does not belong to a "
+                                         "likelihood='poisson' model"):
+        interop.from_torch(state, likelihood="poisson")
+    del state["likelihood.log_theta"]
+    with pytest.raises(ValueError, match="likelihood='negative_binomial' needs its per-feature "
+                                         "parameters 'likelihood.log_theta'"):
+        interop.from_torch(state, likelihood="negative_binomial")
+    with pytest.raises(ValueError, match="likelihood must be one of"):
+        interop.from_torch(state, likelihood="zipf")
 
 
 # ---------------------------------------------- the PyTorch examples VAE

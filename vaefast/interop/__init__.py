@@ -32,11 +32,16 @@ def to_onnx(model, path, part="vae", opset=17):
         The .onnx file written.
     part : {"vae", "encoder", "decoder"}
         ``"encoder"``: input ``x`` (N, n_features) -> outputs ``mu`` and
-        ``logvar`` (N, latent_dim), logvar clipped to [-30, 30];
+        ``logvar`` (N, latent_dim), logvar clipped to [-30, 30] (count
+        likelihoods: the encoder reads log(1 + x), as vaefast's);
         ``"decoder"``: input ``z`` (N, latent_dim) -> ``x_mean``
         (N, n_features), the mean of p(x|z) (sigmoid of the logits for
-        Bernoulli); ``"vae"``: input ``x`` -> ``x_mean`` through z = mu
-        (deterministic reconstruction). N is a dynamic dimension.
+        Bernoulli, exp(min(output, 30)) for the count likelihoods with a
+        size factor of 1), and with a learned Gaussian variance
+        ``x_logvar`` (N, n_features), floored at -10; ``"vae"``: input
+        ``x`` -> the decoder's outputs through z = mu (deterministic
+        reconstruction). A conditional model has a second input ``c``
+        (N, n_conditions). N is a dynamic dimension.
     opset : int, >= 13
         ONNX default-domain opset version.
 
@@ -61,9 +66,12 @@ def to_torch(model):
     """A ``torch.nn.Module`` with the architecture and weights of `model`.
 
     The module (:class:`vaefast.interop.torch_export.TorchVAE`) has
-    ``encode(x) -> (mu, logvar)``, ``decode(z)`` (the mean of p(x|z)),
-    ``reconstruct(x)`` and ``forward(x, eps=None)``, the per-sample ELBO with
-    the given reparameterization noise (``torch.randn`` when None). It
+    ``encode(x, c=None) -> (mu, logvar)``, ``decode(z, c=None,
+    size_factors=None)`` (the mean of p(x|z)), ``reconstruct(x, c=None,
+    size_factors=None)`` and ``forward(x, eps=None, c=None,
+    size_factors=None)``, the per-sample ELBO with the given
+    reparameterization noise (``torch.randn`` when None), for every
+    likelihood, variance and conditional model vaefast has. It
     computes in the dtype of its parameters (float32; call ``.double()``
     for float64). :func:`from_torch` turns it back into the same VAE.
 
@@ -101,8 +109,13 @@ def from_torch(source, likelihood=None, beta=None, seed=0):
           or its ``state_dict()`` (ReLU assumed between Linear layers);
         * a tuple ``(encoder, decoder)`` (joined head) or ``(encoder, mu,
           logvar, decoder)`` of such modules;
-        * a module made by :func:`to_torch` (exact round trip).
-    likelihood : {"bernoulli", "gaussian"}, optional
+        * a module made by :func:`to_torch` (exact round trip, any model).
+
+        Conditional models and variance="sample" output layers are read only
+        from a to_torch module. A state_dict may hold the per-feature
+        ``likelihood.logvar`` (read as variance="feature") or
+        ``likelihood.log_theta`` (required by the negative binomial).
+    likelihood : {"bernoulli", "gaussian", "poisson", "negative_binomial"}, optional
         Needed unless the source says it (a to_torch module, the examples
         layout: Bernoulli, a decoder ending in Sigmoid: Bernoulli).
     beta : float, optional

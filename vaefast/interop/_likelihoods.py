@@ -1,52 +1,152 @@
 """What each likelihood means to the exporters, in one table.
 
 The decoder's output layer gives the likelihood's natural parameter (logits
-for Bernoulli, the mean for the unit-variance Gaussian). An exporter needs
-two facts per likelihood: how to turn that output into the mean of p(x|z)
-(the ONNX op, or None for the identity) and how to score log p(x|z) in
-PyTorch. A new likelihood is one entry of LIKELIHOODS; a model whose
-likelihood has no entry is refused with NotImplementedError naming it.
+for Bernoulli, the mean for the Gaussian, the log-mean for the count
+likelihoods). An exporter needs, per likelihood: how to turn that output
+into the mean of p(x|z) (in ONNX and in PyTorch), how to score log p(x|z)
+in PyTorch, and whether the encoder reads log(1 + x) instead of x (the
+count likelihoods: csrc/vae.c encoder_input). A new likelihood is one entry
+of LIKELIHOODS; a model whose likelihood has no entry is refused with
+NotImplementedError naming it.
+
+Every clamp mirrors vaefast's own (vaefast._core.LIKELIHOOD_LIMITS): the
+count mean is exp(min(out, poisson_lograte_max)) as in csrc/vae.c
+output_mean_rows, the Gaussian's learned log-variance is floored at
+gaussian_logvar_min, log θ is clipped to [log_theta_min, log_theta_max].
+The log-densities are those of vaefast/_likelihood.py (every constant
+included), written in torch ops so they run in any dtype and differentiate.
+Their gradients at those clamps are the training kernels' (csrc/isa/
+likelihood_kernels.c), for descent on the negative ELBO: the Poisson cap
+passes the gradient straight through; a log-variance below its floor or a
+log θ outside its range gets gradient only where descent moves it back
+(per element, before a per-feature parameter's rows are summed).
 """
 
+import functools
 import math
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable
+
+from .. import _core
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+LIMITS = _core.LIKELIHOOD_LIMITS
 
 
 @dataclass(frozen=True)
 class LikelihoodExport:
     """How one likelihood is written in the exported graphs.
 
-    onnx_mean : ONNX operator applied to the output layer to give the mean of
-        p(x|z), or None when the output layer already is the mean.
-    torch_mean : (torch, out) -> mean of p(x|z).
-    torch_log_px : (torch, out, x) -> log p(x|z) per row.
+    onnx_mean : (graph builder, output value name) -> name of the mean of
+        p(x|z) (size factor 1).
+    torch_mean : (torch, out, size_factors or None) -> mean of p(x|z).
+    torch_log_px : (torch, out, x, extra, size_factors, variance) -> log p(x|z)
+        per row; `out` is the whole output layer ((N, 2D) with
+        variance="sample"), `extra` the per-feature parameter or None.
+    log1p_input : the encoder reads log(1 + x).
     """
 
-    onnx_mean: Optional[str]
+    onnx_mean: Callable
     torch_mean: Callable
     torch_log_px: Callable
+    log1p_input: bool = False
 
 
-def _bernoulli_log_px(torch, logits, x):
+# ------------------------------------------------------------ ONNX means
+def _onnx_sigmoid(g, out):
+    return g.node("Sigmoid", [out], "x_mean.value")
+
+
+def _onnx_identity(g, out):
+    return g.node("Identity", [out], "x_mean.value")
+
+
+def _onnx_count_mean(g, out):
+    cap = g.constant("output.lograte_max", LIMITS["poisson_lograte_max"])
+    return g.node("Exp", [g.node("Min", [out, cap], "output.clamped")], "x_mean.value")
+
+
+# ------------------------------------------------------------ PyTorch
+@functools.lru_cache(maxsize=None)
+def _inward_clamp(torch):
+    """clamp(v, lo, hi) whose gradient outside [lo, hi] is kept only where
+    descent (v -= grad) moves v back inside, as vaefast's kernels do."""
+
+    class InwardClamp(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, v, lo, hi):
+            ctx.save_for_backward(v)
+            ctx.bounds = lo, hi
+            return v.clamp(lo, hi)
+
+        @staticmethod
+        def backward(ctx, grad):
+            (v,) = ctx.saved_tensors
+            lo, hi = ctx.bounds
+            outward = ((v < lo) & (grad > 0)) | ((v > hi) & (grad < 0))
+            return grad.masked_fill(outward, 0.0), None, None
+
+    return InwardClamp.apply
+
+
+def _capped_log_rate(torch, eta):
+    """min(eta, cap) with the gradient passed straight through (the Poisson kernel's)."""
+    over = (eta - LIMITS["poisson_lograte_max"]).clamp(min=0.0)
+    return eta - over.detach()
+
+
+def _count_mean(torch, out, size_factors):
+    mean = torch.exp(out.clamp(max=LIMITS["poisson_lograte_max"]))
+    return mean if size_factors is None else mean * size_factors[:, None]
+
+
+def _log_rate(torch, out, size_factors):
+    """eta = out + log s (the log-mean with size factors)."""
+    return out if size_factors is None else out + torch.log(size_factors)[:, None]
+
+
+def _bernoulli_log_px(torch, logits, x, extra, size_factors, variance):
     bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="none")
     return -bce.sum(dim=1)
 
 
-def _gaussian_log_px(torch, mean, x):
-    d = mean - x
-    return -(0.5 * d * d + _HALF_LOG_2PI).sum(dim=1)
+def _gaussian_log_px(torch, out, x, extra, size_factors, variance):
+    D = x.shape[1]
+    d = out[:, :D] - x
+    if variance == "unit":
+        return -(0.5 * d * d + _HALF_LOG_2PI).sum(dim=1)
+    logvar = out[:, D:] if variance == "sample" else extra.expand(x.shape[0], D)
+    v = _inward_clamp(torch)(logvar, LIMITS["gaussian_logvar_min"], math.inf)
+    return -(0.5 * (d * d * torch.exp(-v) + v) + _HALF_LOG_2PI).sum(dim=1)
+
+
+def _poisson_log_px(torch, out, x, extra, size_factors, variance):
+    eta = _capped_log_rate(torch, _log_rate(torch, out, size_factors))
+    return (x * eta - torch.exp(eta) - torch.lgamma(x + 1.0)).sum(dim=1)
+
+
+def _negative_binomial_log_px(torch, out, x, extra, size_factors, variance):
+    rho = _inward_clamp(torch)(extra.expand(x.shape[0], -1), LIMITS["log_theta_min"],
+                               LIMITS["log_theta_max"])
+    theta = torch.exp(rho)
+    a = _log_rate(torch, out, size_factors) - rho  # log(mean / θ)
+    softplus = torch.nn.functional.softplus
+    return (torch.lgamma(x + theta) - torch.lgamma(theta) - torch.lgamma(x + 1.0)
+            - theta * softplus(a) - x * softplus(-a)).sum(dim=1)
 
 
 LIKELIHOODS = {
-    "bernoulli": LikelihoodExport(onnx_mean="Sigmoid",
-                                  torch_mean=lambda torch, out: torch.sigmoid(out),
+    "bernoulli": LikelihoodExport(onnx_mean=_onnx_sigmoid,
+                                  torch_mean=lambda torch, out, s: torch.sigmoid(out),
                                   torch_log_px=_bernoulli_log_px),
-    "gaussian": LikelihoodExport(onnx_mean=None,
-                                 torch_mean=lambda torch, out: out,
+    "gaussian": LikelihoodExport(onnx_mean=_onnx_identity,
+                                 torch_mean=lambda torch, out, s: out,
                                  torch_log_px=_gaussian_log_px),
+    "poisson": LikelihoodExport(onnx_mean=_onnx_count_mean, torch_mean=_count_mean,
+                                torch_log_px=_poisson_log_px, log1p_input=True),
+    "negative_binomial": LikelihoodExport(onnx_mean=_onnx_count_mean, torch_mean=_count_mean,
+                                          torch_log_px=_negative_binomial_log_px,
+                                          log1p_input=True),
 }
 
 

@@ -1,27 +1,33 @@
 """The part of a VAE's configuration the exporters understand.
 
-Exporters translate the plain architecture (ReLU MLPs, a mu/logvar head, a
-likelihood from the table in _likelihoods). A configuration option they do
-not know (say, a conditioning input added later) must not be dropped
-silently: the exported graph would compute something else. Such a model is
-refused with NotImplementedError naming the option.
+Exporters translate the model family of vaefast/_layout.py: ReLU MLPs, a
+mu/logvar head, a likelihood from the table in _likelihoods, the Gaussian's
+variance ("unit", "feature": one learned log-variance per feature, "sample":
+a second half of the output layer) and conditions c (n_conditions columns
+appended to the encoder's input [x | c] and the decoder's input [z | c]). A
+configuration option they do not know (added to vaefast later) must not be
+dropped silently: the exported graph would compute something else. Such a
+model is refused with NotImplementedError naming the option.
 """
 
+from .._layout import _LIKELIHOOD_PARAM
 from ._likelihoods import likelihood_export
 
 # get_config() keys the exporters translate.
 KNOWN_CONFIG = frozenset({"n_features", "hidden", "latent_dim", "likelihood", "beta",
-                          "seed", "decoder_hidden"})
+                          "seed", "decoder_hidden", "n_conditions", "variance"})
 
 
 def exportable_config(model):
     """The model's config after checking every option is one the exporters
-    translate (an unknown option counts only when set: not None/0/False/empty)."""
+    translate (an unknown option counts only when set: not None/0/False/empty).
+    The config gains the defaults of options a model may lack (n_conditions 0,
+    variance "unit")."""
     from ..model import VAE
 
     if not isinstance(model, VAE):
         raise TypeError(f"model must be a vaefast.VAE, got {type(model).__name__}")
-    config = model.get_config()
+    config = {"n_conditions": 0, "variance": "unit", **model.get_config()}
     for key, value in config.items():
         if key not in KNOWN_CONFIG and value not in (None, 0, False, (), [], {}):
             raise NotImplementedError(
@@ -31,6 +37,13 @@ def exportable_config(model):
 
 
 def layer_names(n_encoder_hidden, n_decoder_hidden):
-    """The get_weights() layer prefixes in forward order."""
+    """The get_weights() layer prefixes in forward order (the output layer's
+    log-variance half, "output_logvar", with variance="sample", is not one)."""
     return ([f"encoder.{i}" for i in range(n_encoder_hidden)] + ["mu", "logvar"]
             + [f"decoder.{i}" for i in range(n_decoder_hidden)] + ["output"])
+
+
+def extra_param_name(config):
+    """The get_weights() key of the per-feature likelihood parameters
+    ("likelihood.logvar", "likelihood.log_theta"), or None."""
+    return _LIKELIHOOD_PARAM.get((config["likelihood"], config["variance"]))

@@ -4,11 +4,19 @@ Graphs (every tensor float32, ``N`` a dynamic batch dimension):
 
 * ``encoder``: input ``x`` (N, n_features) -> ``mu`` (N, latent_dim),
   ``logvar`` (N, latent_dim), logvar clipped to [-30, 30] as in vaefast.
+  For the count likelihoods the first layer reads log(1 + x), as vaefast's.
 * ``decoder``: input ``z`` (N, latent_dim) -> ``x_mean`` (N, n_features), the
-  mean of p(x|z) (sigmoid of the logits for Bernoulli, the output layer
-  itself for the Gaussian).
-* ``vae``: input ``x`` -> ``x_mean``: encoder, z = mu (no sampling), decoder;
-  what ``VAE.reconstruct`` computes.
+  mean of p(x|z): sigmoid of the logits for Bernoulli, the output layer
+  itself for the Gaussian, exp(min(output, 30)) for Poisson and negative
+  binomial (size factor 1: multiply by a row's size factor outside). With a
+  learned Gaussian variance also ``x_logvar`` (N, n_features), the
+  log-variance floored at -10 as in vaefast's likelihood.
+* ``vae``: input ``x`` -> the decoder's outputs through z = mu (no
+  sampling); what ``VAE.reconstruct`` computes.
+
+A conditional model (n_conditions = C > 0) has a second input ``c`` (N, C),
+concatenated after x (after log(1 + x)) and after z, where vaefast's first
+encoder and decoder layers read it (the last C rows of their weights).
 
 Each layer is one Gemm (``h @ W + b``, the weight stored (in, out) exactly as
 ``VAE.get_weights()`` names it, e.g. ``encoder.0.weight``) followed by Relu
@@ -21,7 +29,7 @@ import numpy as np
 
 from .. import _core
 from .._validation import as_int
-from ._likelihoods import likelihood_export
+from ._likelihoods import LIMITS, likelihood_export
 from ._model_spec import exportable_config
 
 PARTS = ("encoder", "decoder", "vae")
@@ -40,8 +48,8 @@ class _GraphBuilder:
             np.ascontiguousarray(array, dtype=np.float32), name))
         return name
 
-    def node(self, op, inputs, output):
-        self.nodes.append(self.h.make_node(op, inputs, [output], name=output))
+    def node(self, op, inputs, output, **attributes):
+        self.nodes.append(self.h.make_node(op, inputs, [output], name=output, **attributes))
         return output
 
     def linear(self, x, layer, relu):
@@ -51,8 +59,15 @@ class _GraphBuilder:
         y = self.node("Gemm", [x, W, b], f"{layer}.out")
         return self.node("Relu", [y], f"{layer}.relu") if relu else y
 
-    def encoder(self, x, config):
-        h = x
+    def first_input(self, x, c, prefix):
+        """The first layer's input: [x | c] for a conditional model."""
+        return self.node("Concat", [x, c], f"{prefix}.input", axis=1) if c else x
+
+    def encoder(self, x, c, config):
+        if likelihood_export(config["likelihood"]).log1p_input:  # as csrc/vae.c
+            one = self.constant("input.one", 1.0)
+            x = self.node("Log", [self.node("Add", [x, one], "input.plus_one")], "input.log1p")
+        h = self.first_input(x, c, "encoder")
         for i in range(len(config["hidden"])):
             h = self.linear(h, f"encoder.{i}", relu=True)
         mu = self.linear(h, "mu", relu=False)
@@ -61,13 +76,24 @@ class _GraphBuilder:
         clip = [raw, self.constant("logvar.min", lo), self.constant("logvar.max", hi)]
         return mu, self.node("Clip", clip, "logvar.clipped")
 
-    def decoder(self, z, config):
-        g = z
+    def decoder(self, z, c, config):
+        """(x_mean, x_logvar or None): x_logvar only with a learned variance."""
+        g = self.first_input(z, c, "decoder")
         for i in range(len(config["decoder_hidden"])):
             g = self.linear(g, f"decoder.{i}", relu=True)
         out = self.linear(g, "output", relu=False)
-        mean_op = likelihood_export(config["likelihood"]).onnx_mean
-        return self.node(mean_op or "Identity", [out], "x_mean.value")
+        mean = likelihood_export(config["likelihood"]).onnx_mean(self, out)
+        variance = config["variance"]
+        if variance == "unit":
+            return mean, None
+        if variance == "sample":
+            logvar = self.linear(g, "output_logvar", relu=False)
+        else:  # "feature": one log-variance per feature, the same in every row
+            vector = self.constant("likelihood.logvar", self.weights["likelihood.logvar"])
+            rows = self.node("Shape", [mean], "x_mean.shape")
+            logvar = self.node("Expand", [vector, rows], "likelihood.logvar.rows")
+        floor = self.constant("x_logvar.min", LIMITS["gaussian_logvar_min"])
+        return mean, self.node("Max", [logvar, floor], "x_logvar.value")
 
     def output(self, value, name):
         """Expose `value` under the public graph name `name`."""
@@ -92,20 +118,19 @@ def build_onnx(model, part="vae", opset=17):
     def tensor(name, width):
         return onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, ["N", width])
 
-    if part == "decoder":
-        inputs = [tensor("z", Z)]
-        outputs = [g.output(g.decoder("z", config), "x_mean")]
-        widths = {"x_mean": D}
+    c = "c" if config["n_conditions"] else None
+    widths = {"x": D, "z": Z, "c": config["n_conditions"], "mu": Z, "logvar": Z,
+              "x_mean": D, "x_logvar": D}
+    if part == "encoder":
+        inputs, named = ["x"], zip(g.encoder("x", c, config), ("mu", "logvar"))
     else:
-        inputs = [tensor("x", D)]
-        mu, logvar = g.encoder("x", config)
-        if part == "encoder":
-            outputs = [g.output(mu, "mu"), g.output(logvar, "logvar")]
-            widths = {"mu": Z, "logvar": Z}
-        else:
-            outputs = [g.output(g.decoder(mu, config), "x_mean")]
-            widths = {"x_mean": D}
-    graph = onnx.helper.make_graph(g.nodes, f"vaefast_{part}", inputs,
+        inputs = ["z"] if part == "decoder" else ["x"]
+        z = "z" if part == "decoder" else g.encoder("x", c, config)[0]  # z = mu
+        named = zip(g.decoder(z, c, config), ("x_mean", "x_logvar"))
+    outputs = [g.output(value, name) for value, name in named if value is not None]
+    inputs += [c] if c else []
+    graph = onnx.helper.make_graph(g.nodes, f"vaefast_{part}",
+                                   [tensor(name, widths[name]) for name in inputs],
                                    [tensor(name, widths[name]) for name in outputs],
                                    initializer=g.initializers)
     opsets = [onnx.helper.make_opsetid("", opset)]

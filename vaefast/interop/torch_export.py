@@ -7,7 +7,7 @@ import torch
 
 from .. import _core
 from ._likelihoods import likelihood_export
-from ._model_spec import exportable_config, layer_names
+from ._model_spec import exportable_config, extra_param_name, layer_names
 
 
 def _mlp(widths, final_linear):
@@ -24,10 +24,18 @@ def _mlp(widths, final_linear):
 class TorchVAE(torch.nn.Module):
     """The vaefast VAE architecture in PyTorch.
 
-    ``encoder``: Sequential of Linear+ReLU (n_features -> hidden...);
-    ``mu``, ``logvar``: Linear heads; ``decoder``: Sequential of Linear+ReLU
-    (latent_dim -> decoder_hidden...) ending in the Linear output layer (the
-    likelihood's natural parameter: logits or the Gaussian mean).
+    ``encoder``: Sequential of Linear+ReLU (n_features + n_conditions ->
+    hidden...); ``mu``, ``logvar``: Linear heads; ``decoder``: Sequential of
+    Linear+ReLU (latent_dim + n_conditions -> decoder_hidden...) ending in
+    the Linear output layer (the likelihood's natural parameter: logits, the
+    Gaussian mean, the count log-mean; with variance="sample" 2·n_features
+    outputs, the mean then the log-variance); ``likelihood``: a
+    ParameterDict with the per-feature ``logvar`` (variance="feature") or
+    ``log_theta`` (negative binomial), else empty.
+
+    Conditional models take the conditions ``c`` (N, n_conditions) in every
+    method; the first layers read ``[x | c]`` and ``[z | c]``. The count
+    likelihoods' encoder reads log(1 + x), as vaefast's does.
 
     Parameters
     ----------
@@ -37,58 +45,120 @@ class TorchVAE(torch.nn.Module):
 
     def __init__(self, config):
         super().__init__()
+        config = {"n_conditions": 0, "variance": "unit", **config}
         self.vaefast_config = dict(config)
-        self.likelihood = config["likelihood"]
+        self.likelihood_name = config["likelihood"]
+        self.variance = config["variance"]
+        self.n_conditions = int(config["n_conditions"])
         self.beta = float(config["beta"])
-        self._lik = likelihood_export(self.likelihood)
+        self._lik = likelihood_export(self.likelihood_name)
         hidden, dec = list(config["hidden"]), list(config["decoder_hidden"])
-        D, Z = config["n_features"], config["latent_dim"]
-        self.encoder = _mlp([D] + hidden, final_linear=False)
-        last = hidden[-1] if hidden else D
+        D, Z, C = config["n_features"], config["latent_dim"], self.n_conditions
+        self.n_features = D
+        self.encoder = _mlp([D + C] + hidden, final_linear=False)
+        last = hidden[-1] if hidden else D + C
         self.mu = torch.nn.Linear(last, Z)
         self.logvar = torch.nn.Linear(last, Z)
-        self.decoder = _mlp([Z] + dec + [D], final_linear=True)
+        n_out = 2 * D if self.variance == "sample" else D
+        self.decoder = _mlp([Z + C] + dec + [n_out], final_linear=True)
+        self.likelihood = torch.nn.ParameterDict()
+        extra = extra_param_name(config)
+        if extra:
+            self.likelihood[extra.split(".", 1)[1]] = torch.nn.Parameter(torch.zeros(D))
 
-    def encode(self, x):
-        """(mu, logvar) of q(z|x); logvar clamped to [-30, 30] as in vaefast."""
-        h = self.encoder(x)
+    def _with_c(self, h, c):
+        """[h | c] for a conditional model; checks c is given exactly then."""
+        if self.n_conditions == 0:
+            if c is not None:
+                raise ValueError("c was given but this model is unconditional (n_conditions=0)")
+            return h
+        if c is None:
+            raise ValueError(f"c is required: this model is conditional "
+                             f"(n_conditions={self.n_conditions})")
+        if c.shape != (h.shape[0], self.n_conditions):
+            raise ValueError(f"c must have shape ({h.shape[0]}, {self.n_conditions}), "
+                             f"got {tuple(c.shape)}")
+        return torch.cat([h, c.to(h.dtype)], dim=1)
+
+    def encode(self, x, c=None):
+        """(mu, logvar) of q(z|x[, c]); logvar clamped to [-30, 30] as in vaefast."""
+        if self._lik.log1p_input:
+            x = torch.log(1.0 + x)
+        h = self.encoder(self._with_c(x, c))
         lo, hi = _core.LOGVAR_RANGE
         return self.mu(h), self.logvar(h).clamp(lo, hi)
 
-    def decode(self, z):
-        """Mean of p(x|z)."""
-        return self._lik.torch_mean(torch, self.decoder(z))
+    def output_layer(self, z, c=None):
+        """The decoder's raw output (N, n_features), or (N, 2·n_features)
+        with variance="sample"."""
+        return self.decoder(self._with_c(z, c))
 
-    def reconstruct(self, x):
+    def decode(self, z, c=None, size_factors=None):
+        """Mean of p(x|z[, c]) (count likelihoods: times size_factors (N,), default 1)."""
+        out = self.output_layer(z, c)[:, :self.n_features]
+        return self._lik.torch_mean(torch, out, size_factors)
+
+    def reconstruct(self, x, c=None, size_factors=None):
         """decode(mu): the deterministic reconstruction."""
-        return self.decode(self.encode(x)[0])
+        return self.decode(self.encode(x, c)[0], c, size_factors)
 
-    def forward(self, x, eps=None):
+    def forward(self, x, eps=None, c=None, size_factors=None):
         """Per-sample ELBO ``log p(x|z) - beta·KL(q(z|x) || N(0, I))`` with
         ``z = mu + exp(logvar/2)·eps`` (eps ~ N(0, I) drawn by torch if None);
         train with ``loss = -module(x).mean()``."""
-        mu, logvar = self.encode(x)
+        mu, logvar = self.encode(x, c)
         if eps is None:
             eps = torch.randn_like(mu)
         z = mu + torch.exp(0.5 * logvar) * eps
-        log_px = self._lik.torch_log_px(torch, self.decoder(z), x)
+        extra = next(iter(self.likelihood.values()), None)
+        log_px = self._lik.torch_log_px(torch, self.output_layer(z, c), x, extra,
+                                        size_factors, self.variance)
         kl = 0.5 * (torch.exp(logvar) + mu * mu - 1.0 - logvar).sum(dim=1)
         return log_px - self.beta * kl
 
 
-def to_torch(model):
-    """TorchVAE with `model`'s weights (vaefast (in, out) -> torch (out, in))."""
-    config = exportable_config(model)
-    module = TorchVAE(config)
-    weights = model.get_weights()
+def weight_targets(module):
+    """[(get_weights() prefixes, torch Linear)] in forward order; the output
+    layer's prefixes are ("output", "output_logvar") with variance="sample"
+    (its rows split in two halves), else ("output",)."""
+    config = module.vaefast_config
     names = layer_names(len(config["hidden"]), len(config["decoder_hidden"]))
     # Sequential children are numbered with the ReLUs in between: map in order.
     enc = [m for m in module.encoder if isinstance(m, torch.nn.Linear)]
     dec = [m for m in module.decoder if isinstance(m, torch.nn.Linear)]
     targets = enc + [module.mu, module.logvar] + dec
     assert len(targets) == len(names)
+    prefixes = [(name,) for name in names]
+    if module.variance == "sample":
+        prefixes[-1] = ("output", "output_logvar")
+    return list(zip(prefixes, targets))
+
+
+def to_torch(model):
+    """TorchVAE with `model`'s weights (vaefast (in, out) -> torch (out, in))."""
+    module = TorchVAE(exportable_config(model))
+    weights = model.get_weights()
     with torch.no_grad():
-        for name, layer in zip(names, targets):
-            layer.weight.copy_(torch.from_numpy(weights[f"{name}.weight"].T.copy()))
-            layer.bias.copy_(torch.from_numpy(weights[f"{name}.bias"]))
+        for prefixes, layer in weight_targets(module):
+            layer.weight.copy_(torch.cat([torch.from_numpy(weights[f"{p}.weight"].T.copy())
+                                          for p in prefixes]))
+            layer.bias.copy_(torch.cat([torch.from_numpy(weights[f"{p}.bias"])
+                                        for p in prefixes]))
+        for key, param in module.likelihood.items():
+            param.copy_(torch.from_numpy(weights[f"likelihood.{key}"]))
     return module
+
+
+def vaefast_weights(module):
+    """The get_weights() dict of a TorchVAE (the inverse of to_torch's copy)."""
+    weights = {}
+    for prefixes, layer in weight_targets(module):
+        W = layer.weight.detach().cpu().numpy().T
+        b = layer.bias.detach().cpu().numpy()
+        width = W.shape[1] // len(prefixes)
+        for i, p in enumerate(prefixes):
+            weights[f"{p}.weight"] = W[:, i * width:(i + 1) * width]
+            weights[f"{p}.bias"] = b[i * width:(i + 1) * width]
+    for key, param in module.likelihood.items():
+        weights[f"likelihood.{key}"] = param.detach().cpu().numpy()
+    return weights

@@ -10,7 +10,8 @@ torch at all.
 
 import numpy as np
 
-from ._model_spec import layer_names
+from .._layout import LIKELIHOODS
+from ._model_spec import extra_param_name, layer_names
 
 EXAMPLE_LAYOUT = ("fc1", "fc21", "fc22", "fc3", "fc4")  # PyTorch examples' VAE
 HEAD_NAMES = (("mu", "logvar"), ("fc_mu", "fc_logvar"), ("fc_mu", "fc_var"))
@@ -45,13 +46,15 @@ class _Plan:
     output layer, and what the source says about likelihood and beta.
 
     `why` explains `likelihood`; `fixed` means the source's structure (a
-    sigmoid on the output) rules out any other likelihood."""
+    sigmoid on the output) rules out any other likelihood. `extra` holds the
+    per-feature likelihood parameters (state_dict keys "likelihood.*")."""
 
     def __init__(self, encoder, mu, logvar, decoder, output, likelihood=None, why="",
                  fixed=False, beta=None):
         self.encoder, self.mu, self.logvar = encoder, mu, logvar
         self.decoder, self.output = decoder, output
         self.likelihood, self.why, self.fixed, self.beta = likelihood, why, fixed, beta
+        self.extra = {}
 
 
 def _as_matrix(value, label, ndim):
@@ -185,11 +188,7 @@ def _plan_from_module(module):
             heads = (getattr(module, mu_name), getattr(module, lv_name))
             names = ("encoder", mu_name, lv_name, "decoder")
             break
-    plan = _plan_from_sequentials(module.encoder, module.decoder, heads, names)
-    config = getattr(module, "vaefast_config", None)  # a to_torch module
-    if isinstance(config, dict):
-        plan.likelihood, plan.beta = config.get("likelihood"), config.get("beta")
-    return plan
+    return _plan_from_sequentials(module.encoder, module.decoder, heads, names)
 
 
 def _plan_from_tuple(parts):
@@ -247,6 +246,8 @@ def _plan_from_state_dict(state):
                                  "mu/logvar heads")
             mu, logvar = _split_joined(enc.pop(), dec[0].n_in)
         plan = _Plan(enc, mu, logvar, dec[:-1], dec[-1])
+    plan.extra = {k: _as_matrix(v, k, 1) for k, v in state.items() if k.startswith("likelihood.")}
+    used.update(plan.extra)
     extra = [k for k in state if k not in used]
     if extra:
         raise ValueError(f"state_dict key {extra[0]!r} belongs to no layer vaefast maps")
@@ -254,14 +255,21 @@ def _plan_from_state_dict(state):
 
 
 # ------------------------------------------------------------- checking
+# A conditional model's first layers take [x | c] and [z | c]; a state_dict
+# or plain modules cannot say where c starts, so widths never line up.
+_TO_TORCH_ONLY = ("(from_torch reads a conditional model, whose first layers take [x | c] "
+                  "and [z | c], or a variance='sample' output layer only from a to_torch "
+                  "module)")
+
+
 def _check_chain(plan):
     """Every layer's input width equals the previous layer's output width."""
-    def chain(layers, n_in, source):
+    def chain(layers, n_in, source, hint=""):
         for layer in layers:
             if layer.n_in != n_in:
                 raise ValueError(f"{layer.label} takes {layer.n_in} inputs but {source} "
-                                 f"gives {n_in}")
-            n_in, source = layer.n_out, layer.label
+                                 f"gives {n_in}" + (f" {hint}" if layer.n_in > n_in else ""))
+            n_in, source, hint = layer.n_out, layer.label, ""
         return n_in, source
 
     first = (plan.encoder or [plan.mu])[0]
@@ -271,21 +279,61 @@ def _check_chain(plan):
     if plan.mu.n_out != plan.logvar.n_out:
         raise ValueError(f"{plan.mu.label} gives {plan.mu.n_out} outputs but "
                          f"{plan.logvar.label} gives {plan.logvar.n_out}")
-    width, source = chain(plan.decoder + [plan.output], plan.mu.n_out, plan.mu.label)
+    width, source = chain(plan.decoder + [plan.output], plan.mu.n_out, plan.mu.label,
+                          _TO_TORCH_ONLY)
     if width != first.n_in:
         raise ValueError(f"{plan.output.label} gives {width} outputs but the encoder takes "
-                         f"{first.n_in} features")
+                         f"{first.n_in} features {_TO_TORCH_ONLY}")
 
 
 def _resolve_likelihood(plan, likelihood):
     if likelihood is None:
         if plan.likelihood is None:
-            raise ValueError("likelihood must be given ('bernoulli' or 'gaussian'): the "
+            raise ValueError(f"likelihood must be given (one of {LIKELIHOODS}): the "
                              "source does not say what its decoder output means")
         return plan.likelihood
     if plan.fixed and likelihood != plan.likelihood:
         raise ValueError(f"likelihood={likelihood!r} contradicts the source: {plan.why}")
+    if likelihood not in LIKELIHOODS:
+        raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
     return likelihood
+
+
+def _resolve_variance(plan, likelihood):
+    """"feature" when the source holds a per-feature log-variance, else "unit";
+    checks the source's per-feature parameters are exactly the likelihood's."""
+    variance = "feature" if "likelihood.logvar" in plan.extra else "unit"
+    wanted = extra_param_name({"likelihood": likelihood, "variance": variance})
+    for key in plan.extra:
+        if key != wanted:
+            raise ValueError(f"state_dict key {key!r} does not belong to a "
+                             f"likelihood={likelihood!r} model")
+    if wanted and wanted not in plan.extra:
+        raise ValueError(f"likelihood={likelihood!r} needs its per-feature parameters "
+                         f"{wanted!r} (n_features,): give a state_dict holding that key "
+                         "or a to_torch module")
+    return variance
+
+
+def _from_to_torch_module(module, config, likelihood, beta, seed):
+    """The exact inverse of to_torch, for every configuration it exports."""
+    from ..model import VAE
+    from .torch_export import vaefast_weights
+
+    if likelihood is not None and likelihood != config["likelihood"]:
+        raise ValueError(f"likelihood={likelihood!r} contradicts the source: a to_torch "
+                         f"module of a {config['likelihood']!r} model")
+    # The Sequentials hold only Linear and ReLU where vaefast has them.
+    _split_encoder(_walk_sequential(module.encoder, "encoder")[0], "encoder", joined=False)
+    dec_layers, sigmoid = _walk_sequential(module.decoder, "decoder")
+    _split_decoder(dec_layers, "decoder")
+    if sigmoid:
+        raise ValueError("decoder ends in Sigmoid: a to_torch module's decoder ends in the "
+                         "output Linear (the mean is applied by decode)")
+    model = VAE(**{**config, "seed": seed,
+                   "beta": config["beta"] if beta is None else beta})
+    model.set_weights(vaefast_weights(module))
+    return model
 
 
 def from_torch(source, likelihood=None, beta=None, seed=0):
@@ -298,20 +346,26 @@ def from_torch(source, likelihood=None, beta=None, seed=0):
     elif isinstance(source, (tuple, list)):
         plan = _plan_from_tuple(source)
     elif hasattr(source, "state_dict") and hasattr(source, "named_modules"):
+        config = getattr(source, "vaefast_config", None)
+        if isinstance(config, dict):
+            return _from_to_torch_module(source, config, likelihood, beta, seed)
         plan = _plan_from_module(source)
     else:
         raise TypeError("source must be a torch.nn.Module, a state_dict or a tuple of "
                         f"modules, got {type(source).__name__}")
     _check_chain(plan)
+    likelihood = _resolve_likelihood(plan, likelihood)
+    variance = _resolve_variance(plan, likelihood)
     model = VAE(plan.output.n_out, hidden=[l.n_out for l in plan.encoder],
-                latent_dim=plan.mu.n_out, likelihood=_resolve_likelihood(plan, likelihood),
+                latent_dim=plan.mu.n_out, likelihood=likelihood,
                 beta=(plan.beta if plan.beta is not None else 1.0) if beta is None else beta,
-                seed=seed, decoder_hidden=[l.n_out for l in plan.decoder])
+                seed=seed, decoder_hidden=[l.n_out for l in plan.decoder], variance=variance)
     names = layer_names(len(plan.encoder), len(plan.decoder))
     layers = plan.encoder + [plan.mu, plan.logvar] + plan.decoder + [plan.output]
     weights = {}
     for name, layer in zip(names, layers):
         weights[f"{name}.weight"] = np.ascontiguousarray(layer.weight.T)
         weights[f"{name}.bias"] = layer.bias
+    weights.update(plan.extra)
     model.set_weights(weights)
     return model
