@@ -89,6 +89,17 @@ int vf_reparam_eps(uint64_t seed, uint64_t step, int64_t row0,
     return split_rows(M, N, eps_rows, &c);
 }
 
+/* The inputs forward and backward share: sizes, row range, mu and logvar
+ * (M×N), and eps (M×N) when given. */
+static int check_inputs(int64_t M, int64_t N, int64_t row0, const float *mu, int64_t ldmu,
+                        const float *logvar, int64_t ldlv, const float *eps, int64_t ldeps)
+{
+    VF_TRY(check_dims(M, N, row0));
+    VF_TRY(vf_check_matrix(mu, M, N, ldmu));
+    VF_TRY(vf_check_matrix(logvar, M, N, ldlv));
+    return eps ? vf_check_matrix(eps, M, N, ldeps) : VF_OK;
+}
+
 int vf_reparam_forward(int64_t M, int64_t N,
                        const float *mu, int64_t ldmu,
                        const float *logvar, int64_t ldlv,
@@ -96,17 +107,8 @@ int vf_reparam_forward(int64_t M, int64_t N,
                        const float *eps, int64_t ldeps,
                        float *z, int64_t ldz, float *kl)
 {
-    int s = check_dims(M, N, row0);
-    if (s == VF_OK)
-        s = vf_check_matrix(mu, M, N, ldmu);
-    if (s == VF_OK)
-        s = vf_check_matrix(logvar, M, N, ldlv);
-    if (s == VF_OK)
-        s = vf_check_matrix(z, M, N, ldz);
-    if (s == VF_OK && eps)
-        s = vf_check_matrix(eps, M, N, ldeps);
-    if (s != VF_OK)
-        return s;
+    VF_TRY(check_inputs(M, N, row0, mu, ldmu, logvar, ldlv, eps, ldeps));
+    VF_TRY(vf_check_matrix(z, M, N, ldz));
     if (M == 0)
         return VF_OK;
     if (N == 0) { /* no columns: z is empty and every KL is 0 */
@@ -133,21 +135,11 @@ int vf_reparam_backward(int64_t M, int64_t N,
                         float *dmu, int64_t lddmu,
                         float *dlogvar, int64_t lddlv)
 {
-    int s = check_dims(M, N, row0);
-    if (s == VF_OK)
-        s = vf_check_matrix(mu, M, N, ldmu);
-    if (s == VF_OK)
-        s = vf_check_matrix(logvar, M, N, ldlv);
-    if (s == VF_OK)
-        s = vf_check_matrix(dmu, M, N, lddmu);
-    if (s == VF_OK)
-        s = vf_check_matrix(dlogvar, M, N, lddlv);
-    if (s == VF_OK && eps)
-        s = vf_check_matrix(eps, M, N, ldeps);
-    if (s == VF_OK && dz)
-        s = vf_check_matrix(dz, M, N, lddz);
-    if (s != VF_OK)
-        return s;
+    VF_TRY(check_inputs(M, N, row0, mu, ldmu, logvar, ldlv, eps, ldeps));
+    VF_TRY(vf_check_matrix(dmu, M, N, lddmu));
+    VF_TRY(vf_check_matrix(dlogvar, M, N, lddlv));
+    if (dz)
+        VF_TRY(vf_check_matrix(dz, M, N, lddz));
     if (M == 0 || N == 0)
         return VF_OK;
     if (!mu || !logvar || !dmu || !dlogvar)

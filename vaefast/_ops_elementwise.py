@@ -51,6 +51,19 @@ def _loss_outputs(out, M, shape, need_grad, what):
     return loss, check_out(out[1], "out[1]", shape)
 
 
+def _run_loss(kernel, name, prediction, target, scale, need_grad, out, grad_name):
+    """Checks, outputs and one fused kernel call of a two-operand loss;
+    prediction and target are (argument name, value) pairs."""
+    (pname, p), (tname, t) = prediction, target
+    p, t = _pair(p, t, pname, tname)
+    scale = as_float(scale, "scale")
+    loss, grad = _loss_outputs(out, p.shape[0], p.shape, need_grad, grad_name)
+    kernel(p, t, loss, grad, scale)
+    if not np.isfinite(loss).all():
+        nonfinite_result(name, [(pname, p, p), (tname, t, t)])
+    return loss, grad
+
+
 def bernoulli_loss(logits, x, scale=1.0, need_grad=True, *, out=None):
     """Per-row Bernoulli negative log-likelihood with logits, and its gradient.
 
@@ -77,13 +90,8 @@ def bernoulli_loss(logits, x, scale=1.0, need_grad=True, *, out=None):
     loss : ndarray, float32, shape (M,)
     dlogits : ndarray, float32, shape (M, N), or None
     """
-    logits, x = _pair(logits, x, "logits", "x")
-    scale = as_float(scale, "scale")
-    loss, grad = _loss_outputs(out, logits.shape[0], logits.shape, need_grad, "dlogits")
-    _core.bernoulli_loss_into(logits, x, loss, grad, scale)
-    if not np.isfinite(loss).all():
-        nonfinite_result("bernoulli_loss", [("logits", logits, logits), ("x", x, x)])
-    return loss, grad
+    return _run_loss(_core.bernoulli_loss_into, "bernoulli_loss", ("logits", logits),
+                     ("x", x), scale, need_grad, out, "dlogits")
 
 
 def gaussian_loss(y, x, scale=1.0, need_grad=True, *, out=None):
@@ -109,13 +117,8 @@ def gaussian_loss(y, x, scale=1.0, need_grad=True, *, out=None):
     loss : ndarray, float32, shape (M,)
     dy : ndarray, float32, shape (M, N), or None
     """
-    y, x = _pair(y, x, "y", "x")
-    scale = as_float(scale, "scale")
-    loss, grad = _loss_outputs(out, y.shape[0], y.shape, need_grad, "dy")
-    _core.gaussian_loss_into(y, x, loss, grad, scale)
-    if not np.isfinite(loss).all():
-        nonfinite_result("gaussian_loss", [("y", y, y), ("x", x, x)])
-    return loss, grad
+    return _run_loss(_core.gaussian_loss_into, "gaussian_loss", ("y", y), ("x", x), scale,
+                     need_grad, out, "dy")
 
 
 def kl_normal(mu, logvar, *, out=None):
