@@ -182,17 +182,8 @@ def test_counts_validated():
 
 
 # ------------------------------------------- the twins: finite differences
-def _fd(f, a, h=1e-6):
-    g = np.zeros_like(a)
-    for idx in np.ndindex(a.shape):
-        ap, am = a.copy(), a.copy()
-        ap[idx] += h
-        am[idx] -= h
-        g[idx] = (f(ap) - f(am)) / (2 * h)
-    return g
-
-
-def test_twins_match_finite_differences(rng):
+def test_twins_match_finite_differences(rng, central_differences):
+    _fd = central_differences
     out = rng.normal(0.5, 1.0, (4, 5))
     x = rng.poisson(3.0, (4, 5)).astype(np.float64) + rng.uniform(0, 1, (4, 5)) * (rng.random((4, 5)) < 0.3)
     s = rng.uniform(0.5, 2.0, 4)
