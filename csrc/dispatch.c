@@ -34,7 +34,7 @@ static const vf_kernel_table vf_table_avx512 = {
 #ifdef VF_HAVE_NEON_ISA
 static const vf_kernel_table vf_table_neon = {
     VF_ISA_NEON, &vf_gemm_kernels_neon, &vf_random_kernels_neon,
-    &vf_elementwise_kernels_neon};
+    &vf_elementwise_kernels_neon, &vf_likelihood_kernels_neon};
 #endif
 
 static const vf_kernel_table *vf_current = &vf_table_generic;
