@@ -21,6 +21,11 @@ SCRIPT_TIMEOUT = 120
 @pytest.mark.parametrize("parent_threads", [1, 2], ids=["parent-serial", "parent-threaded"])
 @pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
 def test_children_match_parent(method, parent_threads, tmp_path):
+    if method == "fork" and parent_threads > 1 and os.environ.get("QEMU_LD_PREFIX"):
+        # seen in CI: qemu-user 7.2 aborts on an internal assertion ("cpu_exec:
+        # assertion failed: (cpu == current_cpu)") when a threaded process forks
+        pytest.skip("qemu-user cannot fork a multi-threaded process (emulator assertion); "
+                    "this case runs on real hardware and in the x86 jobs")
     out = tmp_path / "results.npz"
     proc = subprocess.run([sys.executable, SCENARIO, method, str(parent_threads), str(out)],
                           capture_output=True, text=True, timeout=SCRIPT_TIMEOUT,
