@@ -323,9 +323,9 @@ VF_INLINE int wide_tile(const int nv, const int nh, const int max_rows, int64_t 
 #define VF_WIDE_CASE(R)                                                              \
     case R:                                                                          \
         if (R <= max_rows)                                                           \
-            return full ? vf_tile(R, nv, nh, 1, kc, a, a_rs, a_cs, b, rsb, psb, c, ldc, \
+            return full ? vf_tile(R, nv, nh, 1, VF_EP_ANY, kc, a, a_rs, a_cs, b, rsb, psb, c, ldc, \
                                   ep, mr, nr)                                        \
-                        : vf_tile(R, nv, nh, 0, kc, a, a_rs, a_cs, b, rsb, psb, c, ldc, \
+                        : vf_tile(R, nv, nh, 0, VF_EP_ANY, kc, a, a_rs, a_cs, b, rsb, psb, c, ldc, \
                                   ep, mr, nr);                                       \
         break;
         VF_FOR_EDGE_ROWS(VF_WIDE_CASE)

@@ -51,24 +51,50 @@ _Static_assert(VF_MR % VF_AG == 0 && VF_EDGE_ROWS % VF_AG == 0,
 #define VF_TILE_MAX_NV 8 /* vectors per row of any kernel (arrays only) */
 #define VF_UNROLL _Pragma("GCC unroll 16")
 
+/* The epilogue's steps as bits. The full tile is compiled once per
+ * combination, so its epilogue tests nothing at run time (at K = 20 or 32,
+ * the VAE's decoder input and batch-32 weight gradients, those tests cost
+ * up to a fifth of a tile); other tiles read the flags (VF_EP_ANY). */
+enum {
+    VF_EP_ADD = 1,   /* add the old C */
+    VF_EP_BIAS = 2,  /* + bias */
+    VF_EP_CHECK = 4, /* finiteness check */
+    VF_EP_RELU = 8,  /* max(0, ·) */
+    VF_EP_MASK = 16, /* · [mask > 0] */
+    VF_EP_COMBOS = 32,
+    VF_EP_ANY = 32   /* the flags of ep, at run time */
+};
+
+/* The steps ep asks for, as VF_EP_* bits. */
+static inline int vf_ep_bits(const vf_tile_epilogue *ep)
+{
+    return (ep->add_old ? VF_EP_ADD : 0) | (ep->bias ? VF_EP_BIAS : 0) |
+           (ep->check ? VF_EP_CHECK : 0) | (ep->relu ? VF_EP_RELU : 0) |
+           (ep->mask ? VF_EP_MASK : 0);
+}
+
+/* Whether step `bit` runs: from `steps` (a compile-time constant) or, for
+ * VF_EP_ANY, from ep's flag `flag`. */
+#define VF_EP_HAS(steps, bit, flag) ((steps) == VF_EP_ANY ? !!(flag) : !!((steps) & (bit)))
+
 /* One vector of a tile row (columns off.. of row crow, mask row mrow or
- * NULL) through the epilogue, lanes `lanes` (the
- * tile's columns; others are neither read nor written); `full` (a
- * compile-time constant) uses plain loads and stores. */
-VF_INLINE void vf_ep(vf v, const vf_tile_epilogue *ep, float *crow, const float *mrow,
-                     int64_t off, vm lanes, int full, vf *chk)
+ * NULL) through the epilogue `steps`, lanes `lanes` (the tile's columns;
+ * others are neither read nor written); `full` (a compile-time constant)
+ * uses plain loads and stores. */
+VF_INLINE void vf_ep(vf v, const vf_tile_epilogue *ep, const int steps, float *crow,
+                     const float *mrow, int64_t off, vm lanes, int full, vf *chk)
 {
     float *c = crow + off;
 #define VF_LD(p) (full ? vf_load(p) : vf_load_mask((p), lanes))
-    if (ep->add_old)
+    if (VF_EP_HAS(steps, VF_EP_ADD, ep->add_old))
         v = vf_add(v, VF_LD(c));
-    if (ep->bias)
+    if (VF_EP_HAS(steps, VF_EP_BIAS, ep->bias))
         v = vf_add(v, VF_LD(ep->bias + off));
-    if (ep->check) /* v·0 is NaN exactly when v is NaN or ±Inf */
+    if (VF_EP_HAS(steps, VF_EP_CHECK, ep->check)) /* v·0 is NaN exactly when v is NaN or ±Inf */
         *chk = vf_fma(v, vf_zero(), *chk);
-    if (ep->relu) /* max(0, v) returns v when v is NaN: NaN propagates */
+    if (VF_EP_HAS(steps, VF_EP_RELU, ep->relu)) /* max(0, v) returns v when v is NaN */
         v = vf_max(vf_zero(), v);
-    if (mrow)
+    if (VF_EP_HAS(steps, VF_EP_MASK, mrow))
         v = vf_maskz(vf_gt(VF_LD(mrow + off), vf_zero()), v);
 #undef VF_LD
     if (full)
@@ -80,10 +106,12 @@ VF_INLINE void vf_ep(vf v, const vf_tile_epilogue *ep, float *crow, const float 
 /* Offset of column col (a compile-time constant) in a row of B panels. */
 #define VF_BCOL(col, psb) ((col) / VF_NR * (psb) + (col) % VF_NR)
 
-/* C (mr×nr) = epilogue(A (rows×kc) · B (kc × nv·VW + nh·HW)). rows, nv, nh
- * and full are compile-time constants; full: nr is the kernel's width (rows
- * past mr are computed but not stored either way). */
-VF_INLINE int vf_tile(const int rows, const int nv, const int nh, const int full, int64_t kc,
+/* C (mr×nr) = epilogue(A (rows×kc) · B (kc × nv·VW + nh·HW)). rows, nv, nh,
+ * full and steps are compile-time constants; full: nr is the kernel's width
+ * (rows past mr are computed but not stored either way); steps: the
+ * epilogue's VF_EP_* bits, or VF_EP_ANY. */
+VF_INLINE int vf_tile(const int rows, const int nv, const int nh, const int full,
+                      const int steps, int64_t kc,
                       const float *restrict a, int64_t a_rs, int64_t a_cs,
                       const float *restrict b, int64_t rsb, int64_t psb,
                       float *restrict c, int64_t ldc, const vf_tile_epilogue *ep,
@@ -140,32 +168,64 @@ VF_INLINE int vf_tile(const int rows, const int nv, const int nh, const int full
         if (r >= mr)
             break;
         float *crow = c + r * ldc;
-        const float *mrow = ep->mask ? ep->mask + r * ep->ldm : NULL;
+        const float *mrow =
+            VF_EP_HAS(steps, VF_EP_MASK, ep->mask) ? ep->mask + r * ep->ldm : NULL;
         VF_UNROLL for (int v = 0; v < nv; ++v) {
             const int64_t off = v * VW;
-            vf_ep(acc[r][v], ep, crow, mrow, off, full ? vm_first(VW) : vm_first(nr - off),
-                  full, &chk[v]);
+            vf_ep(acc[r][v], ep, steps, crow, mrow, off,
+                  full ? vm_first(VW) : vm_first(nr - off), full, &chk[v]);
         }
         if (nh) {
             const int64_t off = nv * VW;
             const int64_t lanes = full ? HW : nr - off < HW ? nr - off : HW;
-            vf_ep(vf_from_half(hacc[r]), ep, crow, mrow, off, vm_first(lanes), 0, &chk[nv]);
+            vf_ep(vf_from_half(hacc[r]), ep, steps, crow, mrow, off, vm_first(lanes), 0,
+                  &chk[nv]);
         }
     }
-    if (!ep->check)
+    if (!VF_EP_HAS(steps, VF_EP_CHECK, ep->check))
         return 0;
     VF_UNROLL for (int v = 1; v <= nv; ++v)
         chk[0] = vf_add(chk[0], chk[v]);
     return vm_any(vf_isnan(chk[0]));
 }
 
-/* The full MR×NR tile. */
+/* The full MR×NR tile, one copy per epilogue (VF_EP_* bits). */
+typedef int (*vf_full_tile_fn)(int64_t kc, const float *restrict ap, int64_t a_rs,
+                               int64_t a_cs, const float *restrict b, int64_t rsb,
+                               float *restrict cout, int64_t ldc, const vf_tile_epilogue *ep);
+#define VF_FULL_TILE(steps)                                                                 \
+    static int vf_full_tile_##steps(int64_t kc, const float *restrict ap, int64_t a_rs,   \
+                                    int64_t a_cs, const float *restrict b, int64_t rsb,   \
+                                    float *restrict cout, int64_t ldc,                    \
+                                    const vf_tile_epilogue *ep)                           \
+    {                                                                                      \
+        return vf_tile(VF_MR, VF_NR / VW, 0, 1, steps, kc, ap, a_rs, a_cs, b, rsb, 0, cout, \
+                       ldc, ep, VF_MR, VF_NR);                                             \
+    }
+#define VF_FOR_EP_COMBOS(X)                                                      \
+    X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13)   \
+    X(14) X(15) X(16) X(17) X(18) X(19) X(20) X(21) X(22) X(23) X(24) X(25)     \
+    X(26) X(27) X(28) X(29) X(30) X(31)
+VF_FOR_EP_COMBOS(VF_FULL_TILE)
+#undef VF_FULL_TILE
+#define VF_FULL_TILE_ENTRY(steps) vf_full_tile_##steps,
+static const vf_full_tile_fn vf_full_tiles[VF_EP_COMBOS] = {
+    VF_FOR_EP_COMBOS(VF_FULL_TILE_ENTRY)};
+#undef VF_FULL_TILE_ENTRY
+_Static_assert(sizeof vf_full_tiles / sizeof vf_full_tiles[0] == VF_EP_COMBOS,
+               "one full tile per epilogue combination");
+
+/* The full tile for epilogue ep: the driver looks it up once per tile. */
+static inline vf_full_tile_fn vf_full_tile_for(const vf_tile_epilogue *ep)
+{
+    return vf_full_tiles[vf_ep_bits(ep)];
+}
+
 static inline int vf_ukernel(int64_t kc, const float *restrict ap, int64_t a_rs,
                              int64_t a_cs, const float *restrict b, int64_t rsb,
                              float *restrict cout, int64_t ldc, const vf_tile_epilogue *ep)
 {
-    return vf_tile(VF_MR, VF_NR / VW, 0, 1, kc, ap, a_rs, a_cs, b, rsb, 0, cout, ldc, ep,
-                   VF_MR, VF_NR);
+    return vf_full_tile_for(ep)(kc, ap, a_rs, a_cs, b, rsb, cout, ldc, ep);
 }
 
 /* How many columns of a packed B panel the kernel for an nr-wide panel
@@ -185,7 +245,7 @@ VF_INLINE int vf_edge_rows(const int rows, int64_t kc, const float *restrict ap,
                            int64_t mr, int64_t nr)
 {
 #define VF_EDGE_CALL(nv, nh, full) \
-    vf_tile(rows, nv, nh, full, kc, ap, a_rs, a_cs, b, rsb, 0, cout, ldc, ep, mr, nr)
+    vf_tile(rows, nv, nh, full, VF_EP_ANY, kc, ap, a_rs, a_cs, b, rsb, 0, cout, ldc, ep, mr, nr)
     switch (VF_B_WIDTH(nr) / HW) {
     case 1:
         return VF_EDGE_CALL(0, 1, 0);
