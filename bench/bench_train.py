@@ -1,4 +1,4 @@
-"""Training and encoding throughput: vaefast vs the NumPy reference vs PyTorch.
+"""Training, encoding and ELBO throughput: vaefast vs the NumPy reference vs PyTorch.
 
 784-400-20 VAE, Bernoulli likelihood, Adam, random binarised data (N, 784),
 every framework on the same thread count.
@@ -136,6 +136,42 @@ def encoders(X):
     return runs
 
 
+def elbos(X):
+    """Per-sample ELBO of X, one noise draw: vaefast's fused core call, the
+    NumPy reference's forward + loss, and PyTorch's forward + loss of the
+    whole network (inference_mode, the same maths as TorchVAE.forward)."""
+    m = vaefast.VAE(D, hidden=(H,), latent_dim=Z, seed=0)
+    params = R.init_params(D, (H,), Z, seed=0)
+
+    def run_numpy():
+        eps = np.random.default_rng(0).standard_normal((X.shape[0], Z))
+        return -R.per_sample_loss(R.forward(params, X, eps), X, "bernoulli", 1.0)[0]
+
+    runs = {"vaefast": lambda: m.elbo(X, seed=0), "numpy": run_numpy}
+    try:
+        import torch
+
+        torch.set_num_threads(THREADS)
+        net, Xt = torch_model(), torch.from_numpy(X)
+
+        def run_torch():
+            with torch.inference_mode():
+                mu, lv = net.encode(Xt)
+                z = mu + torch.exp(0.5 * lv) * torch.randn_like(mu)
+                logits = net.out(torch.relu(net.dec(z)))
+                recon = torch.nn.functional.binary_cross_entropy_with_logits(
+                    logits, Xt, reduction="none").sum(1)
+                return -(recon + 0.5 * (lv.exp() + mu * mu - 1 - lv).sum(1))
+
+        runs["torch"] = run_torch
+    except ImportError:
+        pass
+    return runs
+
+
+INFERENCE = {"encode": encoders, "elbo": elbos}
+
+
 def peak_gflops(repeats=3):
     a = np.random.default_rng(0).random((2048, 2048), dtype=np.float32)
     a @ a
@@ -169,13 +205,14 @@ def test_train_epoch(benchmark, framework, batch):
 
 
 @pytest.mark.parametrize("framework", ["vaefast", "numpy", "torch"])
-def test_encode(benchmark, framework):
+@pytest.mark.parametrize("what", list(INFERENCE))
+def test_inference(benchmark, what, framework):
     if framework == "torch":
         pytest.importorskip("torch")
     X = make_data(8192)
-    run = encoders(X)[framework]
+    run = INFERENCE[what](X)[framework]
     run()
-    benchmark.group = "encode 8192 rows"
+    benchmark.group = f"{what} 8192 rows"
     benchmark.pedantic(run, rounds=5, iterations=1)
 
 
@@ -189,9 +226,10 @@ def measure_one(kind, batch, repeats, rows=None):
     vaefast.set_num_threads(THREADS)
     if kind == "peak":
         return peak_gflops()
-    if kind.startswith("encode-"):
+    what, _, framework = kind.partition("-")
+    if what in INFERENCE:  # "encode-torch", "elbo-vaefast", ...
         X = make_data(8192)
-        return X.shape[0] / median_time(encoders(X)[kind[7:]], repeats)
+        return X.shape[0] / median_time(INFERENCE[what](X)[framework], repeats)
     X = make_data(rows or rows_for(batch))
     return X.shape[0] / median_time(FRAMEWORKS[kind](X, batch), repeats)
 
@@ -272,14 +310,15 @@ def main():
         vs_n = rate["vaefast"] / rate["numpy"] if "numpy" in rate else float("nan")
         print(f"{batch:>6} " + " ".join(f"{rate[f]:>14.0f}" for f in frameworks)
               + f"  {vs_t:8.2f}  {vs_n:8.2f}  {gf:7.1f}  {100 * gf / peak:5.1f}")
-    enc = {f: run_isolated("encode-" + f, 0, args.repeats)
-           for f in ("vaefast", "numpy", "torch") if f in frameworks or f == "vaefast"}
-    print("encode (8192 rows) samples/s: "
-          + ", ".join(f"{k} {v:.0f}" for k, v in enc.items())
-          + "; vaefast/torch "
-          + (f"{enc['vaefast'] / enc['torch']:.2f}" if "torch" in enc else "n/a")
-          + "; vaefast/numpy "
-          + (f"{enc['vaefast'] / enc['numpy']:.2f}" if "numpy" in enc else "n/a"))
+    for what in INFERENCE:
+        rate = {f: run_isolated(f"{what}-{f}", 0, args.repeats)
+                for f in ("vaefast", "numpy", "torch") if f in frameworks or f == "vaefast"}
+        print(f"{what} (8192 rows) samples/s: "
+              + ", ".join(f"{k} {v:.0f}" for k, v in rate.items())
+              + "; vaefast/torch "
+              + (f"{rate['vaefast'] / rate['torch']:.2f}" if "torch" in rate else "n/a")
+              + "; vaefast/numpy "
+              + (f"{rate['vaefast'] / rate['numpy']:.2f}" if "numpy" in rate else "n/a"))
 
 
 if __name__ == "__main__":

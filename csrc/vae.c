@@ -631,36 +631,118 @@ static int column_sums(int64_t B, int64_t N, const float *d, float *g)
                ? VF_ERR_NONFINITE : VF_OK;
 }
 
+/* recon (B) = the likelihood's loss per row for output-layer values y
+ * (B×out_last, contiguous), targets X (B×D) and size factors s (B or NULL).
+ * With dout != NULL also its gradient w.r.t. y (scaled by `scale`,
+ * B×out_last), and, for a likelihood with per-feature parameters, their
+ * per-element gradients in dlik (B×D). */
+static int row_losses(const vf_vae *m, int64_t B, const float *y, const float *X,
+                      const float *s, float *recon, float *dout, float *dlik, float scale)
+{
+    const int64_t D = m->D;
+    const float *p_extra = m->extra >= 0 ? m->params + m->extra : NULL;
+    switch (m->likelihood) {
+    case VF_LIKELIHOOD_BERNOULLI:
+        return vf_bernoulli_loss(B, D, y, D, X, D, recon, dout, D, scale);
+    case VF_LIKELIHOOD_POISSON:
+        return vf_poisson_loss(B, D, y, D, X, D, s, recon, dout, D, scale);
+    case VF_LIKELIHOOD_NEGBIN:
+        return vf_negbin_loss(B, D, y, D, X, D, s, p_extra, recon, dout, D, dlik, D, scale);
+    default: /* Gaussian */
+        if (m->variance == VF_VARIANCE_UNIT)
+            return vf_gaussian_loss(B, D, y, D, X, D, recon, dout, D, scale);
+        if (m->variance == VF_VARIANCE_SAMPLE) /* y = [mean | logvar] (B×2D) */
+            return vf_gaussian_var_loss(B, D, y, 2 * D, X, D, y + D, 2 * D, recon, dout,
+                                        2 * D, dout ? dout + D : NULL, 2 * D, scale);
+        return vf_gaussian_var_loss(B, D, y, D, X, D, p_extra, 0, recon, dout, D, dlik, D,
+                                    scale);
+    }
+}
+
 /* recon (B) and dout (B×out_last) = the likelihood's loss and its gradient
  * w.r.t. the output layer (scaled by `scale`), for targets X (B×D) and size
  * factors s (B or NULL); the per-feature parameters' gradient goes to grads. */
 static int likelihood_loss(vf_vae *m, int64_t B, const float *X, const float *s,
                            float scale)
 {
-    const int64_t D = m->D;
-    const float *y = m->act[m->n_layers - 1];
-    float *g_extra = m->extra >= 0 ? m->grads + m->extra : NULL;
-    const float *p_extra = m->extra >= 0 ? m->params + m->extra : NULL;
-    int st;
-    switch (m->likelihood) {
-    case VF_LIKELIHOOD_BERNOULLI:
-        return vf_bernoulli_loss(B, D, y, D, X, D, m->recon, m->dout, D, scale);
-    case VF_LIKELIHOOD_POISSON:
-        return vf_poisson_loss(B, D, y, D, X, D, s, m->recon, m->dout, D, scale);
-    case VF_LIKELIHOOD_NEGBIN:
-        st = vf_negbin_loss(B, D, y, D, X, D, s, p_extra, m->recon, m->dout, D, m->dlik, D,
-                            scale);
-        return st != VF_OK ? st : column_sums(B, D, m->dlik, g_extra);
-    default: /* Gaussian */
-        if (m->variance == VF_VARIANCE_UNIT)
-            return vf_gaussian_loss(B, D, y, D, X, D, m->recon, m->dout, D, scale);
-        if (m->variance == VF_VARIANCE_SAMPLE) /* y = [mean | logvar] (B×2D) */
-            return vf_gaussian_var_loss(B, D, y, 2 * D, X, D, y + D, 2 * D, m->recon, m->dout,
-                                        2 * D, m->dout + D, 2 * D, scale);
-        st = vf_gaussian_var_loss(B, D, y, D, X, D, p_extra, 0, m->recon, m->dout, D, m->dlik,
-                                  D, scale);
-        return st != VF_OK ? st : column_sums(B, D, m->dlik, g_extra);
+    int st = row_losses(m, B, m->act[m->n_layers - 1], X, s, m->recon, m->dout, m->dlik,
+                        scale);
+    if (st != VF_OK || m->extra < 0)
+        return st;
+    return column_sums(B, m->D, m->dlik, m->grads + m->extra);
+}
+
+/* ---- per-sample ELBO: inference (const model, the caller's workspace),
+ * VF_ELBO_ROWS rows per pass so the pass's buffers stay in cache. */
+#define VF_ELBO_ROWS 256
+
+/* The workspace of one pass, carved from `work` (vf_vae_elbo_work_size). */
+typedef struct elbo_buffers {
+    float *bufA, *bufB; /* hidden layers, ping-pong (R×max_width) */
+    float *y;           /* output layer (R×out_last) */
+    float *xenc;        /* log1p(X) of the count likelihoods (R×D) */
+    float *lv, *z;      /* clamped logvar, latent sample (R×Z) */
+    float *kl, *recon;  /* per row (R) */
+} elbo_buffers;
+
+/* Lays the buffers out from `work` (or, with work NULL, only counts);
+ * returns the floats used, or -1 on overflow. */
+static int64_t elbo_layout(const vf_vae *m, float *work, elbo_buffers *b)
+{
+    const int64_t R = VF_ELBO_ROWS, out = m->layers[m->n_layers - 1].out;
+    const int64_t sizes[8] = {R * m->max_width, R * m->max_width, R * out, R * m->D,
+                              R * m->Z, R * m->Z, R, R};
+    float **dst[8] = {&b->bufA, &b->bufB, &b->y, &b->xenc, &b->lv, &b->z, &b->kl, &b->recon};
+    int64_t total = 0;
+    for (int i = 0; i < 8; ++i) {
+        if (work)
+            *dst[i] = work + total;
+        if (add_mul(&total, round_up(sizes[i]), 1) != VF_OK)
+            return -1;
     }
+    return total;
+}
+
+int64_t vf_vae_elbo_work_size(const vf_vae *m)
+{
+    elbo_buffers b;
+    return m ? elbo_layout(m, NULL, &b) : -1;
+}
+
+int vf_vae_elbo_rows(const vf_vae *m, int64_t B, const float *X, const vf_vae_rows *r,
+                     const float *eps, double *elbo, float *work)
+{
+    if (!m || (B > 0 && (!X || !eps || !elbo || !work)))
+        return VF_ERR_NULL;
+    if (B < 0 || check_rows_arg(m, r) != VF_OK)
+        return VF_ERR_ARG;
+    elbo_buffers b;
+    if (elbo_layout(m, work, &b) < 0)
+        return VF_ERR_OVERFLOW;
+    const int64_t D = m->D, Z = m->Z, ldc = r ? r->ldc : 0;
+    const int last = m->n_layers - 1;
+    for (int64_t i0 = 0; i0 < B; i0 += VF_ELBO_ROWS) {
+        const int64_t n = B - i0 < VF_ELBO_ROWS ? B - i0 : VF_ELBO_ROWS;
+        const float *x = X + i0 * D;
+        const float *c = r && r->c ? r->c + i0 * ldc : NULL;
+        const float *s = r && r->size_factors ? r->size_factors + i0 : NULL;
+        int64_t ld_in;
+        const float *in = encoder_input(m, n, x, D, b.xenc, &ld_in);
+        const float *H;
+        int st = run_layers(m, 0, m->n_enc, n, in, ld_in, c, ldc, b.bufA, b.bufB, NULL, 0, &H);
+        if (st != VF_OK)
+            return st;
+        split_head(n, Z, H, 2 * Z, NULL, 0, b.lv, Z);
+        if ((st = vf_reparam_forward(n, Z, H, 2 * Z, b.lv, Z, 0, 0, 0, eps + i0 * Z, Z, b.z, Z,
+                                     b.kl)) != VF_OK ||
+            (st = run_layers(m, m->n_enc + 1, last, n, b.z, Z, c, ldc, b.bufA, b.bufB, b.y,
+                             m->layers[last].out, NULL)) != VF_OK ||
+            (st = row_losses(m, n, b.y, x, s, b.recon, NULL, NULL, 0.0f)) != VF_OK)
+            return st;
+        for (int64_t i = 0; i < n; ++i)
+            elbo[i0 + i] = -((double)b.recon[i] + (double)m->beta * (double)b.kl[i]);
+    }
+    return VF_OK;
 }
 
 /* ---- training step, as forward/backward pairs over the model's buffers.

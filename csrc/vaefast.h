@@ -401,6 +401,18 @@ int vf_vae_encode_rows(const vf_vae *m, int64_t B, const float *X, int64_t ldx,
 int vf_vae_decode_rows(const vf_vae *m, int64_t B, const float *z, int64_t ldz,
                        const vf_vae_rows *r, int mean, float *out, int64_t ldo,
                        float *work);
+/* Per-sample ELBO of B rows X (B×D, contiguous) with side inputs r (may be
+ * NULL) and the given noise eps (B×Z, contiguous):
+ *   elbo[i] = −(loss_i + beta·KL_i)
+ * with loss_i the likelihood's per-row loss of vf_*_loss (every constant
+ * included) on the decoder output at z = mu + exp(logvar/2)·eps, and KL_i
+ * as vf_reparam_forward. Rows are processed in passes of a few hundred, in
+ * float32 (the row sums as the loss kernels make them), so NaN/Inf in the
+ * weights or data come out as NaN/Inf, not as an error. work:
+ * vf_vae_elbo_work_size(m) floats, whatever B. Thread-safe. */
+int64_t vf_vae_elbo_work_size(const vf_vae *m);
+int vf_vae_elbo_rows(const vf_vae *m, int64_t B, const float *X, const vf_vae_rows *r,
+                     const float *eps, double *elbo, float *work);
 int vf_vae_loss_and_grad_rows(vf_vae *m, int64_t B, const float *X, const vf_vae_rows *r,
                               const float *eps, uint64_t seed, uint64_t step,
                               float kl_weight, float *recon, float *kl, double *loss);

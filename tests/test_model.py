@@ -113,6 +113,24 @@ def test_per_sample_loss_and_elbo():
     np.testing.assert_allclose(loss, nelbo.mean(), rtol=1e-5)
 
 
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_elbo_over_several_passes_matches_the_float64_twin_row_by_row(likelihood):
+    # 600 rows: three of the core's 256-row passes, the last one partial
+    m = make(likelihood, beta=0.7)
+    X = data(600, likelihood, seed=5)
+    eps = np.random.default_rng(2).standard_normal((600, Z)).astype(np.float32)
+    got = m.elbo(X, eps=eps)
+    assert got.dtype == np.float64 and got.shape == (600,)
+    cache = R.forward(params64(m), X.astype(np.float64), eps.astype(np.float64))
+    nelbo, _, _ = R.per_sample_loss(cache, X.astype(np.float64), likelihood, 0.7)
+    # float32 layers and row sums of D = 24 terms against float64
+    np.testing.assert_allclose(got, -nelbo, rtol=1e-5)
+    # a row's ELBO does not depend on the rows around it (Dask chunks rely on it)
+    np.testing.assert_array_equal(got[250:260], m.elbo(X[250:260], eps=eps[250:260]))
+    with pytest.raises(ValueError, match="eps"):
+        m.elbo(X, eps=eps[:10])
+
+
 def test_logvar_clamp_blocks_gradient():
     m = make("gaussian")
     w = m.get_weights()

@@ -1,10 +1,9 @@
 """The evaluation maths of every model, in float64, in one place.
 
 ``log p(x|z)`` for each likelihood (the same densities the C loss kernels
-train on, every constant included), the KL term, and the ELBO and
-importance-weighted (IWAE) combinations used by :meth:`VAE.elbo` and
-:meth:`VAE.log_likelihood`. Training never comes here: the fused kernels in
-csrc/ compute the loss and its gradient.
+train on, every constant included) and the importance-weighted (IWAE)
+bound used by :meth:`VAE.log_likelihood`. Training and :meth:`VAE.elbo`
+never come here: the fused kernels in csrc/ compute the loss per row.
 """
 
 import math
@@ -83,17 +82,6 @@ def log_px(likelihood, variance, out, X, extra=None, size_factors=None):
     a = eta - rho[None, :]  # log(mean / θ)
     return np.sum(lgamma(X + theta) - lgamma(theta) - log_fact
                   - theta * softplus(a) - X * softplus(-a), axis=1)
-
-
-def kl_normal(mu, logvar):
-    """Per-row KL(N(mu, exp(logvar)) ‖ N(0, I)), float64."""
-    mu64, lv64 = mu.astype(np.float64), logvar.astype(np.float64)
-    return 0.5 * np.sum(np.exp(lv64) + mu64 * mu64 - 1.0 - lv64, axis=1)
-
-
-def elbo(log_px_rows, mu, logvar, beta):
-    """Per-row ELBO: log p(x|z) − beta·KL(q(z|x) ‖ p(z))."""
-    return log_px_rows - beta * kl_normal(mu, logvar)
 
 
 def iwae(log_px_rows, z, eps, logvar):

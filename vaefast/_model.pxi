@@ -30,6 +30,9 @@ cdef extern from "vaefast.h" nogil:
     int vf_vae_loss_and_grad_rows(vf_vae *m, int64_t B, const float *X, const vf_vae_rows *r,
                                   const float *eps, uint64_t seed, uint64_t step,
                                   float kl_weight, float *recon, float *kl, double *loss)
+    int64_t vf_vae_elbo_work_size(const vf_vae *m)
+    int vf_vae_elbo_rows(const vf_vae *m, int64_t B, const float *X, const vf_vae_rows *r,
+                         const float *eps, double *elbo, float *work)
     int vf_vae_train_steps_rows(vf_vae *m, int64_t n, const float *X, int64_t ldx,
                                 const vf_vae_rows *r, const int64_t *order, int64_t batch,
                                 int64_t first_batch, int64_t n_steps, uint64_t seed,
@@ -318,6 +321,39 @@ cdef class VAECore:
                     status = vf_vae_decode_rows(self.m, B, &z[0, 0], self.latent_dim, rows.ptr(),
                                                 1 if mean else 0, &ov[0, 0], D, &wv[0])
         check_status(status, "decode")
+        return out
+
+    def elbo_work_size(self):
+        """Floats of workspace elbo needs, whatever the row count."""
+        return max(vf_vae_elbo_work_size(self.m), 1)
+
+    def elbo(self, const float[:, ::1] X, const float[:, ::1] eps, work=None, c=None,
+             size_factors=None):
+        """Per-sample ELBO (B,) float64 of X (B, D) at noise eps (B, Z), with
+        conditions c (B, C) and size factors (B) if any. work: optional
+        float32 scratch of elbo_work_size() floats (one per concurrent caller)."""
+        cdef int64_t B = X.shape[0]
+        if X.shape[1] != self.n_features:
+            raise ValueError(f"X must have {self.n_features} columns, got {X.shape[1]}")
+        if eps.shape[0] != B or eps.shape[1] != self.latent_dim:
+            raise ValueError(f"eps must have shape ({B}, {self.latent_dim}), "
+                             f"got ({eps.shape[0]}, {eps.shape[1]})")
+        cdef _Rows rows = _Rows(B, self.n_conditions, c, size_factors)
+        cdef int64_t need = self.elbo_work_size()
+        if work is None:
+            work = _np.empty(need, dtype=_np.float32)
+        elif work.dtype != _np.float32 or work.ndim != 1 or work.shape[0] < need:
+            raise ValueError(f"work must be a float32 vector of at least {need} floats")
+        out = _np.empty(B, dtype=_np.float64)
+        cdef double[::1] ov = out
+        cdef float[::1] wv = work
+        cdef int status = VF_OK
+        if B > 0:
+            with self.reading():
+                with nogil:
+                    status = vf_vae_elbo_rows(self.m, B, &X[0, 0], rows.ptr(), &eps[0, 0],
+                                              &ov[0], &wv[0])
+        check_status(status, "elbo")
         return out
 
     def loss_and_grad(self, const float[:, ::1] X, eps, uint64_t seed, uint64_t step,

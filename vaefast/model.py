@@ -1,9 +1,9 @@
 """The VAE class: a thin shell over the C model (csrc/vae.c).
 
 No math happens here beyond bookkeeping: the parameter layout is
-vaefast/_layout.py, the evaluation maths (ELBO, importance-weighted
-log-likelihood) vaefast/_likelihood.py; every forward and backward pass and
-every optimizer step is one call into the core.
+vaefast/_layout.py, the evaluation maths of the importance-weighted
+log-likelihood vaefast/_likelihood.py; every forward and backward pass, the
+per-sample ELBO and every optimizer step is one call into the core.
 """
 
 import functools
@@ -258,13 +258,17 @@ class VAE:
         return Z
 
     # ------------------------------------------------------------ inference
-    def _scratch(self):
-        """This thread's inference workspace for _INFER_CHUNK rows (reused, so
-        repeated calls do not page-fault fresh memory; one per thread, so
-        concurrent inference is safe)."""
-        work = getattr(self._tls, "work", None)
+    def _scratch(self, kind="infer"):
+        """This thread's workspace for encode/decode of _INFER_CHUNK rows
+        (kind "infer") or for elbo (kind "elbo"), reused so repeated calls do
+        not page-fault fresh memory; one per thread, so concurrent inference
+        is safe."""
+        work = getattr(self._tls, kind, None)
         if work is None:
-            work = self._tls.work = np.empty(self._core.work_size(_INFER_CHUNK), np.float32)
+            size = (self._core.work_size(_INFER_CHUNK) if kind == "infer"
+                    else self._core.elbo_work_size())
+            work = np.empty(size, np.float32)
+            setattr(self._tls, kind, work)
         return work
 
     @_dask_aware
@@ -419,15 +423,13 @@ class VAE:
         X = self._check_X(X, targets=True)
         c = self._check_c(c, X.shape[0])
         s = self._check_size_factors(size_factors, X.shape[0])
-        mu, lv = self.encode(X, c)
         if eps is None:
             rng = _noise_generator(seed)
-            eps = rng.standard_normal(mu.shape).astype(np.float32)
+            eps = rng.standard_normal((X.shape[0], self.latent_dim)).astype(np.float32)
         else:
             eps = self._check_eps(eps, X.shape[0])
-        z = (mu + np.exp(0.5 * lv) * eps).astype(np.float32)
-        log_px = self._log_px(self._decode_raw(z, False, c), X, s)
-        return _likelihood.elbo(log_px, mu, lv, self.beta)
+        # one fused pass in the core (float32 layers and row sums, as training)
+        return self._core.elbo(X, eps, self._scratch("elbo"), c, s)
 
     @_dask_aware
     @_reads_weights
