@@ -52,6 +52,25 @@ def test_linear_forward(M, K, N, pad, act, bias, seed):
     assert y.dtype == np.float32 and y.shape == (M, N)
 
 
+@pytest.mark.parametrize("K, N", [(784, 400), (800, 200), (20, 400), (400, 64), (70, 63)])
+def test_one_row_forward(K, N):
+    # one sample (the serving case) has its own path on the SIMD sets: rows
+    # of B read in place several vectors wide, K in one or two blocks
+    rng = np.random.default_rng(K + N)
+    x, W = strided(rng, 1, K, 3), strided(rng, K, N, 5)
+    b = rng.standard_normal(N).astype(np.float32)
+    y = ops.linear(x, W, b, "relu")
+    exact = ref.linear_forward(x.astype(np.float64), W.astype(np.float64),
+                               b.astype(np.float64), "relu")
+    assert_product_close(y, exact, np.abs(np.hstack([x, [[1.0]]])), np.abs(np.vstack([W, b])),
+                         K + 1)
+    raw = ops.matmul(x, W)
+    assert_product_close(raw, x.astype(np.float64) @ W, np.abs(x), np.abs(W), K)
+    # and the row does not depend on the rows batched with it
+    X = np.vstack([x, rng.standard_normal((7, K)).astype(np.float32)])
+    np.testing.assert_array_equal(ops.linear(X, W, b, "relu")[:1], y)
+
+
 @given(M=dims, K=dims, N=dims, pad=st.sampled_from([0, 3]), act=st.sampled_from([None, "relu"]),
        need_dx=st.booleans(), seed=st.integers(0, 2**16))
 def test_linear_backward(M, K, N, pad, act, need_dx, seed):

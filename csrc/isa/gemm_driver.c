@@ -415,6 +415,38 @@ static int run_group_wide(const tile_ctx *t, const wide_kernel *w, int64_t ic, i
 }
 #endif
 
+#ifdef VF_HAVE_EDGE_UKERNEL
+/* ------------------------------------------------ one-row products
+ * A single row of A (a matrix-vector product, e.g. encoding one sample) has
+ * no reuse to block for: time goes to streaming B from L2/L3. A 1-row tile
+ * VF_ROW_NV vectors wide reads VF_ROW_NV·VW contiguous floats of each row
+ * of B (several cache lines a row, not one) with one broadcast of A per k,
+ * instead of NR-wide panels that walk B's rows NR floats at a time. B and A
+ * are read in place; columns past the last whole chunk go through the
+ * ordinary tiles. */
+#define VF_ROW_NV VF_TILE_MAX_NV
+#define VF_ROW_COLS (VF_ROW_NV * VW)
+_Static_assert(VF_ROW_COLS % VF_NR == 0, "row chunks end on panel boundaries");
+
+/* The row at ic (t->M == 1) across the N-block at jc (nc columns). */
+static int run_row_vector(const tile_ctx *t, int64_t jc, int64_t nc)
+{
+    const vf_gemm_problem *p = t->p;
+    const float *b = p->B + t->pc * p->ldb;
+    const float *a = p->A + t->pc;
+    int bad = 0;
+    int64_t j = 0;
+    for (; j + VF_ROW_COLS <= nc; j += VF_ROW_COLS) {
+        const vf_tile_epilogue ep = tile_epilogue(t, 0, jc + j);
+        bad |= vf_tile(1, VF_ROW_NV, 0, 1, VF_EP_ANY, t->kc, a, p->lda, 1, b + jc + j, p->ldb,
+                       VF_NR, p->C + jc + j, p->ldc, &ep, 1, VF_ROW_COLS);
+    }
+    for (int64_t jp = j / VF_NR; jp * VF_NR < nc; ++jp)
+        bad |= run_tile(t, jc, jp, 0, 0);
+    return bad;
+}
+#endif
+
 /* Everything one thread does: inside an OpenMP team the worksharing loops
  * split the panels; called directly (one thread), they run serially. */
 typedef struct driver_plan {
@@ -422,6 +454,7 @@ typedef struct driver_plan {
     int64_t M, N, K;            /* M incl. the ones row */
     int a_in_place, b_in_place, check;
     const wide_kernel *wide;    /* this N's wide kernel, or NULL */
+    int row_vector;             /* one row, one thread: run_row_vector */
     int64_t k_blocks, kc_step, kc_max;
     float *ap, *bp;             /* shared packing buffers */
 } driver_plan;
@@ -472,6 +505,10 @@ static int driver_loops(const driver_plan *d)
                     .first_k = kb == 0, .last_k = kb == k_blocks - 1, .check = check,
                     .tile = tile, .edge_a = edge_a};
 #ifdef VF_HAVE_EDGE_UKERNEL
+                if (d->row_vector) {
+                    nonfinite |= run_row_vector(&t, jc, nc);
+                    continue;
+                }
                 const wide_kernel *w = d->wide;
                 if (w && a_in_place) {
 #ifdef _OPENMP
@@ -554,10 +591,15 @@ int VF_FN(vf_gemm_driver)(const vf_gemm_problem *p)
         nthreads = omp_get_max_threads();
 #endif
 
+    int in_team = 0;
+#ifdef _OPENMP
+    in_team = omp_in_parallel();
+#endif
     driver_plan d = {
         .p = p, .M = M, .N = N, .K = K, .a_in_place = a_in_place, .b_in_place = b_in_place,
-        .check = check, .wide = wide, .k_blocks = k_blocks, .kc_step = kc_step, .kc_max = kc_max,
-        .ap = ap, .bp = bp};
+        .check = check, .wide = wide,
+        .row_vector = M == 1 && a_in_place && b_in_place && nthreads == 1 && !in_team,
+        .k_blocks = k_blocks, .kc_step = kc_step, .kc_max = kc_max, .ap = ap, .bp = bp};
     /* No team for one thread: libgomp's team start/end costs futex system
      * calls, a visible share of a batch-32 layer. But inside someone else's
      * parallel region (the model's side-by-side backward products, or a
