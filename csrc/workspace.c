@@ -5,8 +5,8 @@
 #include <stdlib.h>
 
 typedef struct {
-    float *data;
-    size_t capacity; /* floats */
+    float *data[VF_WORKSPACE_SLOTS];
+    size_t capacity[VF_WORKSPACE_SLOTS]; /* floats */
 } vf_workspace;
 
 static pthread_key_t vf_workspace_key;
@@ -15,7 +15,8 @@ static pthread_once_t vf_workspace_once = PTHREAD_ONCE_INIT;
 static void vf_workspace_free(void *ptr)
 {
     vf_workspace *ws = ptr;
-    free(ws->data);
+    for (int i = 0; i < VF_WORKSPACE_SLOTS; ++i)
+        free(ws->data[i]);
     free(ws);
 }
 
@@ -24,8 +25,10 @@ static void vf_workspace_make_key(void)
     (void)pthread_key_create(&vf_workspace_key, vf_workspace_free);
 }
 
-float *vf_workspace_get(size_t n_floats)
+float *vf_workspace_get_slot(int slot, size_t n_floats)
 {
+    if (slot < 0 || slot >= VF_WORKSPACE_SLOTS)
+        return NULL;
     if (n_floats == 0)
         n_floats = 1;
     if (n_floats > (SIZE_MAX - 63) / sizeof(float))
@@ -39,15 +42,15 @@ float *vf_workspace_get(size_t n_floats)
             return NULL;
         }
     }
-    if (ws->capacity < n_floats) {
+    if (ws->capacity[slot] < n_floats) {
         /* aligned_alloc wants the size to be a multiple of the alignment */
         size_t bytes = (n_floats * sizeof(float) + 63) / 64 * 64;
         float *fresh = aligned_alloc(64, bytes);
         if (!fresh)
             return NULL;
-        free(ws->data);
-        ws->data = fresh;
-        ws->capacity = bytes / sizeof(float);
+        free(ws->data[slot]);
+        ws->data[slot] = fresh;
+        ws->capacity[slot] = bytes / sizeof(float);
     }
-    return ws->data;
+    return ws->data[slot];
 }

@@ -10,7 +10,14 @@
 #include <stddef.h>
 
 /* At least n_floats floats, 64-byte aligned, valid until this thread's next
- * call; NULL if the allocation fails (or n_floats overflows). */
-float *vf_workspace_get(size_t n_floats);
+ * call for the same slot; NULL if the allocation fails (or n_floats
+ * overflows). Slot 0 (vf_workspace_get) holds the GEMM's packing buffers;
+ * slot 1 a result a GEMM computes through a second GEMM (its transpose). */
+#define VF_WORKSPACE_SLOTS 2
+float *vf_workspace_get_slot(int slot, size_t n_floats);
+static inline float *vf_workspace_get(size_t n_floats)
+{
+    return vf_workspace_get_slot(0, n_floats);
+}
 
 #endif
