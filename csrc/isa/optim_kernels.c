@@ -29,8 +29,9 @@ static inline int finite1(float x) { return x * 0.0f == 0.0f; }
 
 /* p, g, m, v (n). */
 int64_t VF_FN(vf_adam_chunk)(int64_t n, float *p, const float *g, float *m, float *v,
-                             const vf_adam_consts *c)
+                             const vf_adam_consts *cp)
 {
+    const vf_adam_consts k = *cp, *c = &k; /* a local copy: the stores cannot alias it */
     int64_t held = 0;
     for (int64_t i = 0; i < n; ++i) {
         float gi = g[i];
@@ -79,20 +80,26 @@ VF_INLINE vm finite_both(vm k, vf a, vf b)
     return vm_and(k, vf_eq(vf_sub(s, s), vf_zero()));
 }
 
+/* The constants broadcast once per chunk: read through the pointer inside
+ * the loop, they would be reloaded on every vector (the stores to p, m, v
+ * may alias *c as far as the compiler knows), 11 -> 8.6 cycles a vector. */
+typedef struct adam_vconsts {
+    vf decay, beta1, one_m_beta1, beta2, one_m_beta2, step_size, inv_sqrt_bc2, eps;
+} adam_vconsts;
+
 /* One vector of Adam at p, g, m, v under lanes k (`full`: all lanes, plain
  * loads; a compile-time constant); stores only where the result is finite,
  * returns how many lanes were held back. */
 VF_INLINE int64_t adam_vec(float *p, const float *g, float *m, float *v, vm k, int full,
-                           const vf_adam_consts *c)
+                           const adam_vconsts *c)
 {
     const vf vg = vf_load_if(g, k, full);
-    vf vp = vf_mul(vf_load_if(p, k, full), vf_set1(c->decay));
-    const vf vm_ = vf_fma(vf_set1(c->beta1), vf_load_if(m, k, full),
-                          vf_mul(vf_set1(c->one_m_beta1), vg));
-    const vf vv = vf_fma(vf_set1(c->beta2), vf_load_if(v, k, full),
-                         vf_mul(vf_set1(c->one_m_beta2), vf_mul(vg, vg)));
-    const vf den = vf_fma(vf_sqrt(vv), vf_set1(c->inv_sqrt_bc2), vf_set1(c->eps));
-    vp = vf_fnma(vf_set1(c->step_size), vf_div_fast(vm_, den), vp);
+    vf vp = vf_mul(vf_load_if(p, k, full), c->decay);
+    const vf vm_ = vf_fma(c->beta1, vf_load_if(m, k, full), vf_mul(c->one_m_beta1, vg));
+    const vf vv = vf_fma(c->beta2, vf_load_if(v, k, full),
+                         vf_mul(c->one_m_beta2, vf_mul(vg, vg)));
+    const vf den = vf_fma(vf_sqrt(vv), c->inv_sqrt_bc2, c->eps);
+    vp = vf_fnma(c->step_size, vf_div_fast(vm_, den), vp);
     const vm ok = finite_both(k, vp, vv);
     if (full && vm_all(ok)) { /* the common case: plain stores */
         vf_store(p, vp);
@@ -109,12 +116,16 @@ VF_INLINE int64_t adam_vec(float *p, const float *g, float *m, float *v, vm k, i
 int64_t VF_FN(vf_adam_chunk)(int64_t n, float *p, const float *g, float *m, float *v,
                              const vf_adam_consts *c)
 {
+    const adam_vconsts vc = {vf_set1(c->decay),        vf_set1(c->beta1),
+                             vf_set1(c->one_m_beta1),  vf_set1(c->beta2),
+                             vf_set1(c->one_m_beta2),  vf_set1(c->step_size),
+                             vf_set1(c->inv_sqrt_bc2), vf_set1(c->eps)};
     int64_t held = 0, i = 0;
     const vm all = vm_first(VW);
     for (; i + VW <= n; i += VW)
-        held += adam_vec(p + i, g + i, m + i, v + i, all, 1, c);
+        held += adam_vec(p + i, g + i, m + i, v + i, all, 1, &vc);
     if (i < n)
-        held += adam_vec(p + i, g + i, m + i, v + i, vm_first(n - i), 0, c);
+        held += adam_vec(p + i, g + i, m + i, v + i, vm_first(n - i), 0, &vc);
     return held;
 }
 
