@@ -415,7 +415,8 @@ static int run_group_wide(const tile_ctx *t, const wide_kernel *w, int64_t ic, i
 }
 #endif
 
-#ifdef VF_HAVE_EDGE_UKERNEL
+#if defined(VF_HAVE_EDGE_UKERNEL) && VF_AG == 1 /* a 1-row tile (NEON reads A in 4s) */
+#define VF_HAVE_ROW_VECTOR 1
 /* ------------------------------------------------ one-row products
  * A single row of A (a matrix-vector product, e.g. encoding one sample) has
  * no reuse to block for: time goes to streaming B from L2/L3. A 1-row tile
@@ -424,7 +425,7 @@ static int run_group_wide(const tile_ctx *t, const wide_kernel *w, int64_t ic, i
  * instead of NR-wide panels that walk B's rows NR floats at a time. B and A
  * are read in place; columns past the last whole chunk go through the
  * ordinary tiles. */
-#define VF_ROW_NV VF_TILE_MAX_NV
+#define VF_ROW_NV (VF_TILE_MAX_NV / (VF_NR / VW) * (VF_NR / VW)) /* whole panels */
 #define VF_ROW_COLS (VF_ROW_NV * VW)
 _Static_assert(VF_ROW_COLS % VF_NR == 0, "row chunks end on panel boundaries");
 
@@ -505,10 +506,12 @@ static int driver_loops(const driver_plan *d)
                     .first_k = kb == 0, .last_k = kb == k_blocks - 1, .check = check,
                     .tile = tile, .edge_a = edge_a};
 #ifdef VF_HAVE_EDGE_UKERNEL
+#ifdef VF_HAVE_ROW_VECTOR
                 if (d->row_vector) {
                     nonfinite |= run_row_vector(&t, jc, nc);
                     continue;
                 }
+#endif
                 const wide_kernel *w = d->wide;
                 if (w && a_in_place) {
 #ifdef _OPENMP
