@@ -239,8 +239,11 @@ CALLS = {
     "linear_backward_relu": (("x", "W", "dy", "y"),
                              lambda d: ops.linear_backward(d["x"], d["W"], d["dy"], d["y"], "relu")),
     "matmul": (("x", "W"), lambda d: ops.matmul(d["x"], d["W"])),
+    # a · bᵀ: with few rows of a, computed as b · aᵀ and transposed back
+    "matmul_trans_b": (("x", "W"),
+                       lambda d: ops.matmul(d["x"], np.ascontiguousarray(d["W"].T), trans_b=True)),
 }
-ARG_NAME = {"matmul": {"x": "a", "W": "b"}}
+ARG_NAME = {"matmul": {"x": "a", "W": "b"}, "matmul_trans_b": {"x": "a", "W": "b"}}
 
 
 @pytest.mark.parametrize("call", sorted(CALLS))
