@@ -66,9 +66,9 @@ def touches_stack(operands):
 
 def main():
     objdump, obj = sys.argv[1], sys.argv[2]
-    # the full tile without epilogue steps; its 31 siblings (one per
+    # the full-tile column kernel without epilogue steps; its 31 siblings (one per
     # epilogue, isa/gemm_ukernel.h) share the k loop
-    func = sys.argv[3] if len(sys.argv) > 3 else "vf_full_tile_0"
+    func = sys.argv[3] if len(sys.argv) > 3 else "vf_full_column_0"
     listing = subprocess.run([objdump, "-d", "--no-show-raw-insn", obj], check=True,
                              capture_output=True, text=True).stdout
     code = functions(listing).get(func)

@@ -296,6 +296,71 @@ static int run_tile(const tile_ctx *t, int64_t jc, int64_t jp, int64_t ic, int64
     return merge_tile(p, t->tile, i0, mr, j0, nr, t->first_k, t->last_k, t->check);
 }
 
+#ifdef VF_HAVE_EDGE_UKERNEL
+/* Full tiles ip .. ip+n-1 of column panel jp (all inside C proper and NR
+ * wide): one call of the column kernel. */
+static int run_full_column(const tile_ctx *t, int64_t jc, int64_t jp, int64_t ic, int64_t ip,
+                           int64_t n)
+{
+    const vf_gemm_problem *p = t->p;
+    const int64_t j0 = jc + jp * VF_NR, i0 = ic + ip * VF_MR;
+    const float *b = b_panel_in_place(t->b_in_place, VF_NR) ? p->B + t->pc * p->ldb + j0
+                                                            : t->bp + jp * t->kc_max * VF_NR;
+    const int64_t rsb = b_panel_in_place(t->b_in_place, VF_NR) ? p->ldb : VF_NR;
+    const float *a;
+    int64_t a_rs, a_cs, a_step;
+    if (t->a_in_place) {
+        a = p->A + i0 * p->lda + t->pc;
+        a_rs = p->lda, a_cs = 1, a_step = VF_MR * p->lda;
+    } else {
+        a = t->ap + ip * t->kc_max * VF_MR;
+        a_rs = 1, a_cs = VF_MR, a_step = t->kc_max * VF_MR;
+    }
+    const vf_tile_epilogue ep = tile_epilogue(t, i0, j0);
+    return vf_full_column_for(&ep)(n, t->kc, a, a_rs, a_cs, a_step, b, rsb,
+                                   p->C + i0 * p->ldc + j0, p->ldc, &ep);
+}
+#endif
+
+/* This thread's share of the step's tiles: the (column panel, row panel)
+ * pairs in column-major order, split in equal contiguous ranges (as a
+ * static schedule would); runs of full tiles in one column panel go to the
+ * column kernel, the rest tile by tile. Which thread computes a tile does
+ * not change its bits. */
+static int run_tiles(const tile_ctx *t, int64_t jc, int64_t n_panels, int64_t ic,
+                     int64_t m_panels)
+{
+    int64_t nt = 1, me = 0;
+#ifdef _OPENMP
+    nt = omp_get_num_threads();
+    me = omp_get_thread_num();
+#endif
+    const int64_t n = n_panels * m_panels, hi = n * (me + 1) / nt;
+#ifdef VF_HAVE_EDGE_UKERNEL
+    /* row panels whose tiles are full when their column panel is: inside C proper */
+    const int64_t full_rows = (t->p->M - ic) / VF_MR;
+#endif
+    int bad = 0;
+    for (int64_t idx = n * me / nt; idx < hi;) {
+        const int64_t jp = idx / m_panels, ip = idx % m_panels;
+#ifdef VF_HAVE_EDGE_UKERNEL
+        const int full_cols = jc + (jp + 1) * VF_NR <= t->p->N;
+        const int64_t run = full_cols ? vf_min64(hi - idx, vf_min64(m_panels, full_rows) - ip) : 0;
+        if (run > 0) {
+            bad |= run_full_column(t, jc, jp, ic, ip, run);
+            idx += run;
+            continue;
+        }
+#endif
+        bad |= run_tile(t, jc, jp, ic, ip);
+        ++idx;
+    }
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+    return bad;
+}
+
 /* ------------------------------------------------ wide kernels (hook)
  * A set's configuration lists shape-specific kernels (VF_WIDE in
  * isa/gemm_config.h): for n_lo < N <= n_hi, `rows` rows of C at a time
@@ -530,12 +595,7 @@ static int driver_loops(const driver_plan *d)
                     continue;
                 }
 #endif
-#ifdef _OPENMP
-#pragma omp for collapse(2) schedule(static)
-#endif
-                for (int64_t jp = 0; jp < n_panels; ++jp)
-                    for (int64_t ip = 0; ip < m_panels; ++ip)
-                        nonfinite |= run_tile(&t, jc, jp, ic, ip);
+                nonfinite |= run_tiles(&t, jc, n_panels, ic, m_panels);
             }
         }
     }

@@ -189,43 +189,57 @@ VF_INLINE int vf_tile(const int rows, const int nv, const int nh, const int full
     return vm_any(vf_isnan(chk[0]));
 }
 
-/* The full MR×NR tile, one copy per epilogue (VF_EP_* bits). */
-typedef int (*vf_full_tile_fn)(int64_t kc, const float *restrict ap, int64_t a_rs,
-                               int64_t a_cs, const float *restrict b, int64_t rsb,
-                               float *restrict cout, int64_t ldc, const vf_tile_epilogue *ep);
-#define VF_FULL_TILE(steps)                                                                 \
-    static int vf_full_tile_##steps(int64_t kc, const float *restrict ap, int64_t a_rs,   \
-                                    int64_t a_cs, const float *restrict b, int64_t rsb,   \
-                                    float *restrict cout, int64_t ldc,                    \
-                                    const vf_tile_epilogue *ep)                           \
-    {                                                                                      \
-        return vf_tile(VF_MR, VF_NR / VW, 0, 1, steps, kc, ap, a_rs, a_cs, b, rsb, 0, cout, \
-                       ldc, ep, VF_MR, VF_NR);                                             \
+/* n full MR×NR tiles straight down one column panel (tile t: A at
+ * a + t·a_step, C and the mask MR rows further per tile), one copy per
+ * epilogue (VF_EP_* bits). One call runs a whole column of tiles, so the
+ * driver's work per tile (where A, B and C are, the epilogue) is paid once
+ * per column: with K = 20 or 32 a tile is only a few hundred cycles. */
+typedef int (*vf_full_column_fn)(int64_t n, int64_t kc, const float *restrict a, int64_t a_rs,
+                                 int64_t a_cs, int64_t a_step, const float *restrict b,
+                                 int64_t rsb, float *restrict c, int64_t ldc,
+                                 const vf_tile_epilogue *ep);
+#define VF_FULL_COLUMN(steps)                                                                 \
+    static int vf_full_column_##steps(int64_t n, int64_t kc, const float *restrict a,        \
+                                      int64_t a_rs, int64_t a_cs, int64_t a_step,            \
+                                      const float *restrict b, int64_t rsb,                  \
+                                      float *restrict c, int64_t ldc,                        \
+                                      const vf_tile_epilogue *ep)                            \
+    {                                                                                        \
+        vf_tile_epilogue e = *ep;                                                            \
+        int bad = 0;                                                                         \
+        for (int64_t t = 0; t < n; ++t) {                                                    \
+            bad |= vf_tile(VF_MR, VF_NR / VW, 0, 1, steps, kc, a + t * a_step, a_rs, a_cs, b, \
+                           rsb, 0, c + t * VF_MR * ldc, ldc, &e, VF_MR, VF_NR);              \
+            if (e.mask)                                                                      \
+                e.mask += VF_MR * e.ldm;                                                     \
+        }                                                                                    \
+        return bad;                                                                          \
     }
 #define VF_FOR_EP_COMBOS(X)                                                      \
     X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13)   \
     X(14) X(15) X(16) X(17) X(18) X(19) X(20) X(21) X(22) X(23) X(24) X(25)     \
     X(26) X(27) X(28) X(29) X(30) X(31)
-VF_FOR_EP_COMBOS(VF_FULL_TILE)
-#undef VF_FULL_TILE
-#define VF_FULL_TILE_ENTRY(steps) vf_full_tile_##steps,
-static const vf_full_tile_fn vf_full_tiles[VF_EP_COMBOS] = {
-    VF_FOR_EP_COMBOS(VF_FULL_TILE_ENTRY)};
-#undef VF_FULL_TILE_ENTRY
-_Static_assert(sizeof vf_full_tiles / sizeof vf_full_tiles[0] == VF_EP_COMBOS,
-               "one full tile per epilogue combination");
+VF_FOR_EP_COMBOS(VF_FULL_COLUMN)
+#undef VF_FULL_COLUMN
+#define VF_FULL_COLUMN_ENTRY(steps) vf_full_column_##steps,
+static const vf_full_column_fn vf_full_columns[VF_EP_COMBOS] = {
+    VF_FOR_EP_COMBOS(VF_FULL_COLUMN_ENTRY)};
+#undef VF_FULL_COLUMN_ENTRY
+_Static_assert(sizeof vf_full_columns / sizeof vf_full_columns[0] == VF_EP_COMBOS,
+               "one column kernel per epilogue combination");
 
-/* The full tile for epilogue ep: the driver looks it up once per tile. */
-static inline vf_full_tile_fn vf_full_tile_for(const vf_tile_epilogue *ep)
+/* The column kernel for epilogue ep. */
+static inline vf_full_column_fn vf_full_column_for(const vf_tile_epilogue *ep)
 {
-    return vf_full_tiles[vf_ep_bits(ep)];
+    return vf_full_columns[vf_ep_bits(ep)];
 }
 
+/* One full MR×NR tile. */
 static inline int vf_ukernel(int64_t kc, const float *restrict ap, int64_t a_rs,
                              int64_t a_cs, const float *restrict b, int64_t rsb,
                              float *restrict cout, int64_t ldc, const vf_tile_epilogue *ep)
 {
-    return vf_full_tile_for(ep)(kc, ap, a_rs, a_cs, b, rsb, cout, ldc, ep);
+    return vf_full_column_for(ep)(1, kc, ap, a_rs, a_cs, 0, b, rsb, cout, ldc, ep);
 }
 
 /* How many columns of a packed B panel the kernel for an nr-wide panel
