@@ -11,7 +11,7 @@ m.encode(X[:7]); m.sample(5, seed=1); m.elbo(X[:9]); m.log_likelihood(X[:5], n_s
 m.loss_and_grad(X[:10])
 print("loss", h.history["loss"])
 # the model family: count likelihoods with size factors, learned variances,
-# a conditional model (csrc/likelihood.c and the [x | c] layers of csrc/vae.c)
+# a conditional model (csrc/likelihood.c and the [x | c] layers of csrc/vae_layers.c)
 counts = rng.poisson(3.0, (120, 13)).astype(np.float32)
 s = rng.uniform(0.5, 2.0, 120).astype(np.float32)
 for kw in (dict(likelihood="poisson"), dict(likelihood="negative_binomial", n_conditions=3),

@@ -57,7 +57,7 @@ int vf_linear_forward_checked(int64_t M, int64_t N, int64_t K, const float *X,
 }
 
 /* Y = act(Y + X·W + b): vf_linear_forward accumulating into Y (the second of
- * the two products of a layer whose input is [X | c], see csrc/vae.c). */
+ * the two products of a layer whose input is [X | c], see csrc/vae_layers.c). */
 int vf_linear_forward_acc(int64_t M, int64_t N, int64_t K, const float *X, int64_t ldx,
                           const float *W, int64_t ldw, const float *b, int act,
                           float *Y, int64_t ldy)

@@ -1,4 +1,4 @@
-# Binding of the model part (csrc/vae.c): the VAECore extension type owns
+# Binding of the model part (csrc/vae*.c): the VAECore extension type owns
 # one vf_vae. Shapes and dtypes are checked by vaefast/model.py; this layer
 # only checks what it needs to stay memory-safe.
 

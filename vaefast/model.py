@@ -1,4 +1,4 @@
-"""The VAE class: a thin shell over the C model (csrc/vae.c).
+"""The VAE class: a thin shell over the C model (csrc/vae*.c).
 
 No math happens here beyond bookkeeping: the parameter layout is
 vaefast/_layout.py, the evaluation maths of the importance-weighted

@@ -5,12 +5,12 @@ for Bernoulli, the mean for the Gaussian, the log-mean for the count
 likelihoods). An exporter needs, per likelihood: how to turn that output
 into the mean of p(x|z) (in ONNX and in PyTorch), how to score log p(x|z)
 in PyTorch, and whether the encoder reads log(1 + x) instead of x (the
-count likelihoods: csrc/vae.c encoder_input). A new likelihood is one entry
+count likelihoods: csrc/vae_layers.c vae_encoder_input). A new likelihood is one entry
 of LIKELIHOODS; a model whose likelihood has no entry is refused with
 NotImplementedError naming it.
 
 Every clamp mirrors vaefast's own (vaefast._core.LIKELIHOOD_LIMITS): the
-count mean is exp(min(out, poisson_lograte_max)) as in csrc/vae.c
+count mean is exp(min(out, poisson_lograte_max)) as in csrc/vae_infer.c
 output_mean_rows, the Gaussian's learned log-variance is floored at
 gaussian_logvar_min, log θ is clipped to [log_theta_min, log_theta_max].
 The log-densities are those of vaefast/_likelihood.py (every constant

@@ -64,7 +64,7 @@ class _GraphBuilder:
         return self.node("Concat", [x, c], f"{prefix}.input", axis=1) if c else x
 
     def encoder(self, x, c, config):
-        if likelihood_export(config["likelihood"]).log1p_input:  # as csrc/vae.c
+        if likelihood_export(config["likelihood"]).log1p_input:  # as csrc/vae_layers.c
             one = self.constant("input.one", 1.0)
             x = self.node("Log", [self.node("Add", [x, one], "input.plus_one")], "input.log1p")
         h = self.first_input(x, c, "encoder")

@@ -1,0 +1,187 @@
+/* vae_infer.c: encode, decode and the per-sample ELBO: read-only on the
+ * model, every buffer the caller's, so any number may run at once. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vae_internal.h"
+
+int vf_vae_encode(const vf_vae *m, int64_t B, const float *X, int64_t ldx,
+                  float *mu, int64_t ldmu, float *logvar, int64_t ldlv,
+                  float *work)
+{
+    return vf_vae_encode_rows(m, B, X, ldx, NULL, mu, ldmu, logvar, ldlv, work);
+}
+
+int vf_vae_encode_rows(const vf_vae *m, int64_t B, const float *X, int64_t ldx,
+                       const vf_vae_rows *r, float *mu, int64_t ldmu, float *logvar,
+                       int64_t ldlv, float *work)
+{
+    if (!m || (B > 0 && (!X || !mu || !logvar || !work)))
+        return VF_ERR_NULL;
+    if (B < 0 || ldx < m->D || ldmu < m->Z || ldlv < m->Z || vae_check_rows(m, r) != VF_OK)
+        return VF_ERR_ARG;
+    if (B == 0)
+        return VF_OK;
+    if (vf_vae_infer_work_size(m, B) < 0)
+        return VF_ERR_OVERFLOW;
+    float *bufA = work, *bufB = work + vae_round_up(B * m->max_width);
+    const float *H;
+    int64_t ld_in;
+    const float *in = vae_encoder_input(m, B, X, ldx, bufB + vae_round_up(B * m->max_width), &ld_in);
+    int st = vae_run_layers(m, 0, m->n_enc, B, in, ld_in, r ? r->c : NULL, r ? r->ldc : 0, bufA,
+                        bufB, NULL, 0, &H);
+    if (st != VF_OK)
+        return st;
+    vae_split_head(B, m->Z, H, 2 * m->Z, mu, ldmu, logvar, ldlv);
+    return VF_OK;
+}
+
+static float stable_sigmoid(float a)
+{
+    float e = expf(-fabsf(a));
+    return a >= 0 ? 1.0f / (1.0f + e) : e / (1.0f + e);
+}
+
+int vf_vae_decode(const vf_vae *m, int64_t B, const float *z, int64_t ldz,
+                  int mean, float *out, int64_t ldo, float *work)
+{
+    return vf_vae_decode_rows(m, B, z, ldz, NULL, mean, out, ldo, work);
+}
+
+/* out (B×D, ldo) <- the mean of p(x|z) from the output layer's values y
+ * (B×D, ldy; may be out itself), row range [lo, hi). */
+typedef struct output_mean_call {
+    const vf_vae *m;
+    const float *y;
+    int64_t ldy;
+    const float *s; /* size factors (B) or NULL */
+    float *out;
+    int64_t ldo;
+} output_mean_call;
+
+static int64_t output_mean_rows(const void *ctx, int64_t lo, int64_t hi)
+{
+    const output_mean_call *c = ctx;
+    const int64_t D = c->m->D;
+    const int lik = c->m->likelihood;
+    for (int64_t i = lo; i < hi; ++i) {
+        const float scale = c->s ? c->s[i] : 1.0f;
+        for (int64_t j = 0; j < D; ++j) {
+            float v = c->y[i * c->ldy + j];
+            c->out[i * c->ldo + j] = lik == VF_LIKELIHOOD_BERNOULLI ? stable_sigmoid(v)
+                                   : lik == VF_LIKELIHOOD_GAUSSIAN ? v
+                                   : scale * expf(fminf(v, VF_POISSON_LOGRATE_MAX));
+        }
+    }
+    return 0;
+}
+
+static void output_mean(const vf_vae *m, int64_t B, const float *y, int64_t ldy,
+                        const float *s, float *out, int64_t ldo)
+{
+    const output_mean_call c = {m, y, ldy, s, out, ldo};
+    vf_split_range(B, vf_threads_for(B * m->D, 65536), output_mean_rows, &c);
+}
+
+int vf_vae_decode_rows(const vf_vae *m, int64_t B, const float *z, int64_t ldz,
+                       const vf_vae_rows *r, int mean, float *out, int64_t ldo,
+                       float *work)
+{
+    if (!m || (B > 0 && (!z || !out || !work)))
+        return VF_ERR_NULL;
+    const int64_t width = mean ? m->D : m->layers[m->n_layers - 1].out;
+    if (B < 0 || ldz < m->Z || ldo < width || (mean != 0 && mean != 1) ||
+        vae_check_rows(m, r) != VF_OK)
+        return VF_ERR_ARG;
+    if (B == 0)
+        return VF_OK;
+    if (vf_vae_infer_work_size(m, B) < 0)
+        return VF_ERR_OVERFLOW;
+    float *bufA = work, *bufB = work + vae_round_up(B * m->max_width);
+    /* with variance SAMPLE the mean is half of the output layer: compute it
+     * in the workspace and copy that half */
+    const int via_work = mean && m->variance == VF_VARIANCE_SAMPLE;
+    const float *y = out;
+    int st = vae_run_layers(m, m->n_enc + 1, m->n_layers - 1, B, z, ldz, r ? r->c : NULL,
+                        r ? r->ldc : 0, bufA, bufB, via_work ? NULL : out, ldo, &y);
+    if (st != VF_OK)
+        return st;
+    if (mean && (m->likelihood != VF_LIKELIHOOD_GAUSSIAN || via_work))
+        output_mean(m, B, y, via_work ? 2 * m->D : ldo, r ? r->size_factors : NULL, out,
+                    ldo);
+    return VF_OK;
+}
+
+/* ---- per-sample ELBO: inference (const model, the caller's workspace),
+ * VF_ELBO_ROWS rows per pass so the pass's buffers stay in cache. */
+#define VF_ELBO_ROWS 256
+
+/* The workspace of one pass, carved from `work` (vf_vae_elbo_work_size). */
+typedef struct elbo_buffers {
+    float *bufA, *bufB; /* hidden layers, ping-pong (R×max_width) */
+    float *y;           /* output layer (R×out_last) */
+    float *xenc;        /* log1p(X) of the count likelihoods (R×D) */
+    float *lv, *z;      /* clamped logvar, latent sample (R×Z) */
+    float *kl, *recon;  /* per row (R) */
+} elbo_buffers;
+
+/* Lays the buffers out from `work` (or, with work NULL, only counts);
+ * returns the floats used, or -1 on overflow. */
+static int64_t elbo_layout(const vf_vae *m, float *work, elbo_buffers *b)
+{
+    const int64_t R = VF_ELBO_ROWS, out = m->layers[m->n_layers - 1].out;
+    const int64_t sizes[8] = {R * m->max_width, R * m->max_width, R * out, R * m->D,
+                              R * m->Z, R * m->Z, R, R};
+    float **dst[8] = {&b->bufA, &b->bufB, &b->y, &b->xenc, &b->lv, &b->z, &b->kl, &b->recon};
+    int64_t total = 0;
+    for (int i = 0; i < 8; ++i) {
+        if (work)
+            *dst[i] = work + total;
+        if (vae_add_mul(&total, vae_round_up(sizes[i]), 1) != VF_OK)
+            return -1;
+    }
+    return total;
+}
+
+int64_t vf_vae_elbo_work_size(const vf_vae *m)
+{
+    elbo_buffers b;
+    return m ? elbo_layout(m, NULL, &b) : -1;
+}
+
+int vf_vae_elbo_rows(const vf_vae *m, int64_t B, const float *X, const vf_vae_rows *r,
+                     const float *eps, double *elbo, float *work)
+{
+    if (!m || (B > 0 && (!X || !eps || !elbo || !work)))
+        return VF_ERR_NULL;
+    if (B < 0 || vae_check_rows(m, r) != VF_OK)
+        return VF_ERR_ARG;
+    elbo_buffers b;
+    if (elbo_layout(m, work, &b) < 0)
+        return VF_ERR_OVERFLOW;
+    const int64_t D = m->D, Z = m->Z, ldc = r ? r->ldc : 0;
+    const int last = m->n_layers - 1;
+    for (int64_t i0 = 0; i0 < B; i0 += VF_ELBO_ROWS) {
+        const int64_t n = B - i0 < VF_ELBO_ROWS ? B - i0 : VF_ELBO_ROWS;
+        const float *x = X + i0 * D;
+        const float *c = r && r->c ? r->c + i0 * ldc : NULL;
+        const float *s = r && r->size_factors ? r->size_factors + i0 : NULL;
+        int64_t ld_in;
+        const float *in = vae_encoder_input(m, n, x, D, b.xenc, &ld_in);
+        const float *H;
+        int st = vae_run_layers(m, 0, m->n_enc, n, in, ld_in, c, ldc, b.bufA, b.bufB, NULL, 0, &H);
+        if (st != VF_OK)
+            return st;
+        vae_split_head(n, Z, H, 2 * Z, NULL, 0, b.lv, Z);
+        if ((st = vf_reparam_forward(n, Z, H, 2 * Z, b.lv, Z, 0, 0, 0, eps + i0 * Z, Z, b.z, Z,
+                                     b.kl)) != VF_OK ||
+            (st = vae_run_layers(m, m->n_enc + 1, last, n, b.z, Z, c, ldc, b.bufA, b.bufB, b.y,
+                             m->layers[last].out, NULL)) != VF_OK ||
+            (st = vae_row_losses(m, n, b.y, x, s, b.recon, NULL, NULL, 0.0f)) != VF_OK)
+            return st;
+        for (int64_t i = 0; i < n; ++i)
+            elbo[i0 + i] = -((double)b.recon[i] + (double)m->beta * (double)b.kl[i]);
+    }
+    return VF_OK;
+}

@@ -1,0 +1,100 @@
+/* vae_internal.h: the VAE model's struct and the pieces its files share
+ * (internal; the public API is csrc/vaefast.h).
+ *
+ *   vae.c         create / destroy, the buffers, the lock, the workspace
+ *   vae_layers.c  what inference and training both run: the layers, the
+ *                 encoder input, the head split, the per-row likelihood loss
+ *   vae_infer.c   encode, decode, the per-sample ELBO (const model)
+ *   vae_train.c   forward + backward, the optimizer step, the training loops
+ *
+ * Layers are numbered in forward order:
+ *   0 .. E-1        encoder (ReLU)           X  -> h_1 .. h_E
+ *   E               head [mu | raw logvar]   h_E -> (B×2Z)
+ *   E+1 .. E+G      decoder (ReLU)           z  -> g_1 .. g_G
+ *   E+G+1           output (no activation)   g_G -> (B×D), or (B×2D) with
+ *                                            variance SAMPLE
+ * A conditional model (C > 0) feeds [X | c] to layer 0 and [z | c] to layer
+ * E+1 ("cond" layers); the count and variance likelihoods are wired in
+ * vae_row_losses. Layer math is delegated to the public kernels (vf_linear_*,
+ * vf_reparam_*, vf_*_loss, vf_*_update); these files only wire buffers. */
+#ifndef VF_VAE_INTERNAL_H
+#define VF_VAE_INTERNAL_H
+
+#include <stdint.h>
+
+#include "threads.h"
+#include "vaefast.h"
+
+typedef struct vf_vae_layer {
+    int64_t in, out; /* widths */
+    int64_t w, b;    /* offsets of W (in×out) and b (out) in the buffers */
+    int relu;
+    int cond;        /* input is [x | c]: W's last C rows multiply c */
+} vf_vae_layer;
+
+struct vf_vae {
+    int64_t D, Z, C;  /* features, latent width, conditions */
+    int likelihood, variance;
+    int64_t extra;    /* offset of the D per-feature likelihood parameters, or -1 */
+    float beta;
+    int n_enc, n_dec, n_layers;
+    vf_vae_layer layers[2 * VF_VAE_MAX_LAYERS + 2];
+    int64_t n_params;
+    float *params, *grads, *m1, *m2;
+    int64_t max_width; /* widest hidden / latent buffer (hidden widths, 2Z) */
+    /* training workspace, for up to `cap` rows */
+    int64_t cap;
+    float *work;
+    float *act[2 * VF_VAE_MAX_LAYERS + 2]; /* layer outputs (B×out) */
+    float *logvar, *z, *dout, *d1, *d2, *recon, *kl;
+    float *xbatch; /* gathered minibatch (cap×D) for vf_vae_train_steps */
+    vf_rwlock lock;         /* readers: inference; writer: one training step */
+    vf_thread_tuner tuner;  /* thread count of vf_vae_train_steps */
+    float *dlik;   /* per-element gradient of the per-feature parameters (cap×D) */
+    float *xenc;   /* the encoder's input log1p(X) of the count likelihoods (cap×D) */
+    float *cbatch, *sbatch; /* gathered conditions (cap×C), size factors (cap) */
+    /* Set only inside vf_vae_shard_grads: the shard's first row in the
+     * global minibatch (eps row index) and that minibatch's row count (the
+     * gradient's 1/B). 0 and 0 mean an unsharded batch. */
+    int64_t shard_row0, shard_batch;
+};
+
+#define VF_ALIGN_FLOATS 16 /* sub-buffers start on 64-byte boundaries */
+
+static inline int64_t vae_round_up(int64_t n)
+{
+    return (n + VF_ALIGN_FLOATS - 1) / VF_ALIGN_FLOATS * VF_ALIGN_FLOATS;
+}
+
+/* *acc += a·b with overflow checks (all operands >= 0). */
+static inline int vae_add_mul(int64_t *acc, int64_t a, int64_t b)
+{
+    if (a != 0 && b > (INT64_MAX / 4) / a)
+        return VF_ERR_OVERFLOW;
+    int64_t p = vae_round_up(a * b);
+    if (*acc > INT64_MAX / 4 - p)
+        return VF_ERR_OVERFLOW;
+    *acc += p;
+    return VF_OK;
+}
+
+static inline int vae_counts_model(const vf_vae *m)
+{
+    return m->likelihood == VF_LIKELIHOOD_POISSON || m->likelihood == VF_LIKELIHOOD_NEGBIN;
+}
+
+/* vae_layers.c */
+const float *vae_encoder_input(const vf_vae *m, int64_t B, const float *X, int64_t ldx,
+                               float *buf, int64_t *ld_out);
+void vae_split_head(int64_t B, int64_t Z, const float *H, int64_t ldh, float *mu,
+                    int64_t ldmu, float *lv, int64_t ldlv);
+int vae_layer_forward(const vf_vae *m, const vf_vae_layer *L, int64_t B, const float *x,
+                      int64_t ldx, const float *c, int64_t ldc, float *Y, int64_t ldy);
+int vae_run_layers(const vf_vae *m, int first, int last, int64_t B, const float *X,
+                   int64_t ldx, const float *c, int64_t ldc, float *bufA, float *bufB,
+                   float *out, int64_t ldo, const float **res);
+int vae_check_rows(const vf_vae *m, const vf_vae_rows *r);
+int vae_row_losses(const vf_vae *m, int64_t B, const float *y, const float *X,
+                   const float *s, float *recon, float *dout, float *dlik, float scale);
+
+#endif

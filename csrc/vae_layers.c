@@ -1,0 +1,141 @@
+/* vae_layers.c: what inference and training both run: the layers, the
+ * encoder's input, the head split and the per-row likelihood loss. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vae_internal.h"
+
+/* buf (rows×D) <- log(1 + X) (ldx), row range [lo, hi). */
+typedef struct log1p_call {
+    int64_t D;
+    const float *X;
+    int64_t ldx;
+    float *buf;
+} log1p_call;
+
+static int64_t log1p_rows(const void *ctx, int64_t lo, int64_t hi)
+{
+    const log1p_call *c = ctx;
+    for (int64_t i = lo; i < hi; ++i)
+        for (int64_t j = 0; j < c->D; ++j) /* glibc's log1pf is 3x slower */
+            c->buf[i * c->D + j] = logf(1.0f + c->X[i * c->ldx + j]);
+    return 0;
+}
+
+/* The encoder reads log(1 + x) for the count likelihoods: raw counts spanning
+ * orders of magnitude would blow up the first layer's activations (the
+ * decoder still models x itself). Returns X itself otherwise. buf: B×D. */
+const float *vae_encoder_input(const vf_vae *m, int64_t B, const float *X, int64_t ldx,
+                                  float *buf, int64_t *ld_out)
+{
+    *ld_out = ldx;
+    if (!vae_counts_model(m))
+        return X;
+    const int64_t D = m->D;
+    const log1p_call c = {D, X, ldx, buf};
+    vf_split_range(B, vf_threads_for(B * D, 65536), log1p_rows, &c);
+    *ld_out = D;
+    return buf;
+}
+
+/* Copy mu and clamp the raw logvar of a head output H (B×2Z, ldh). */
+void vae_split_head(int64_t B, int64_t Z, const float *H, int64_t ldh,
+                       float *mu, int64_t ldmu, float *lv, int64_t ldlv)
+{
+    for (int64_t i = 0; i < B; ++i) {
+        const float *h = H + i * ldh;
+        if (mu)
+            memcpy(mu + i * ldmu, h, (size_t)Z * sizeof(float));
+        for (int64_t j = 0; j < Z; ++j) {
+            float v = h[Z + j];
+            /* NaN passes through unchanged so the loss check sees it */
+            lv[i * ldlv + j] = v < VF_LOGVAR_MIN ? VF_LOGVAR_MIN
+                             : v > VF_LOGVAR_MAX ? VF_LOGVAR_MAX : v;
+        }
+    }
+}
+
+/* Y (B×out, ldy) = act(x·W + b) for layer L on x (B×in, ldx); a cond layer
+ * reads [x | c] as two products into Y: c (B×C, ldc)·W[in−C:] first (K = C,
+ * small), then x·W[:in−C] accumulated, bias and ReLU in its epilogue. */
+int vae_layer_forward(const vf_vae *m, const vf_vae_layer *L, int64_t B,
+                         const float *x, int64_t ldx, const float *c, int64_t ldc,
+                         float *Y, int64_t ldy)
+{
+    const float *W = m->params + L->w, *b = m->params + L->b;
+    const int act = L->relu ? VF_ACT_RELU : VF_ACT_NONE;
+    if (!L->cond)
+        return vf_linear_forward(B, L->out, L->in, x, ldx, W, L->out, b, act, Y, ldy);
+    const int64_t kx = L->in - m->C;
+    int st = vf_matmul(0, 0, B, L->out, m->C, c, ldc, W + kx * L->out, L->out, Y, ldy, 0);
+    if (st != VF_OK)
+        return st;
+    return vf_linear_forward_acc(B, L->out, kx, x, ldx, W, L->out, b, act, Y, ldy);
+}
+
+/* Run layers [first, last] on X (B×in, ldx), ping-ponging through bufA/bufB
+ * (B×max_width each); the final layer writes into out (ldo) if out != NULL,
+ * else into the next ping-pong buffer, returned in *res. c (B×C, ldc): the
+ * conditions, for a cond layer. */
+int vae_run_layers(const vf_vae *m, int first, int last, int64_t B,
+                      const float *X, int64_t ldx, const float *c, int64_t ldc,
+                      float *bufA, float *bufB, float *out, int64_t ldo, const float **res)
+{
+    const float *cur = X;
+    int64_t ld = ldx;
+    for (int l = first; l <= last; ++l) {
+        const vf_vae_layer *L = &m->layers[l];
+        float *dst = (l == last && out) ? out : ((l - first) % 2 == 0 ? bufA : bufB);
+        int64_t ldd = (l == last && out) ? ldo : L->out;
+        int st = vae_layer_forward(m, L, B, cur, ld, c, ldc, dst, ldd);
+        if (st != VF_OK)
+            return st;
+        cur = dst;
+        ld = ldd;
+    }
+    if (res)
+        *res = cur;
+    return VF_OK;
+}
+
+/* The side inputs r agree with the model: c given (ldc >= C) iff C > 0,
+ * size factors only for the count likelihoods. */
+int vae_check_rows(const vf_vae *m, const vf_vae_rows *r)
+{
+    const float *c = r ? r->c : NULL;
+    if ((m->C > 0) != (c != NULL) || (c && r->ldc < m->C))
+        return VF_ERR_ARG;
+    if (r && r->size_factors && m->likelihood != VF_LIKELIHOOD_POISSON &&
+        m->likelihood != VF_LIKELIHOOD_NEGBIN)
+        return VF_ERR_ARG;
+    return VF_OK;
+}
+
+/* recon (B) = the likelihood's loss per row for output-layer values y
+ * (B×out_last, contiguous), targets X (B×D) and size factors s (B or NULL).
+ * With dout != NULL also its gradient w.r.t. y (scaled by `scale`,
+ * B×out_last), and, for a likelihood with per-feature parameters, their
+ * per-element gradients in dlik (B×D). */
+int vae_row_losses(const vf_vae *m, int64_t B, const float *y, const float *X,
+                      const float *s, float *recon, float *dout, float *dlik, float scale)
+{
+    const int64_t D = m->D;
+    const float *p_extra = m->extra >= 0 ? m->params + m->extra : NULL;
+    switch (m->likelihood) {
+    case VF_LIKELIHOOD_BERNOULLI:
+        return vf_bernoulli_loss(B, D, y, D, X, D, recon, dout, D, scale);
+    case VF_LIKELIHOOD_POISSON:
+        return vf_poisson_loss(B, D, y, D, X, D, s, recon, dout, D, scale);
+    case VF_LIKELIHOOD_NEGBIN:
+        return vf_negbin_loss(B, D, y, D, X, D, s, p_extra, recon, dout, D, dlik, D, scale);
+    default: /* Gaussian */
+        if (m->variance == VF_VARIANCE_UNIT)
+            return vf_gaussian_loss(B, D, y, D, X, D, recon, dout, D, scale);
+        if (m->variance == VF_VARIANCE_SAMPLE) /* y = [mean | logvar] (B×2D) */
+            return vf_gaussian_var_loss(B, D, y, 2 * D, X, D, y + D, 2 * D, recon, dout,
+                                        2 * D, dout ? dout + D : NULL, 2 * D, scale);
+        return vf_gaussian_var_loss(B, D, y, D, X, D, p_extra, 0, recon, dout, D, dlik, D,
+                                    scale);
+    }
+}

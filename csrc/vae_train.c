@@ -1,0 +1,511 @@
+/* vae_train.c: a training step as forward/backward pairs over the model's
+ * buffers, the optimizer update, the multi-step loop and the data-parallel
+ * split of a step. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vae_internal.h"
+
+/* The backward products of layer L for output gradient d (B×out):
+ *   dW (in×out) = x (B×in)ᵀ · d,  db (out) = column sums of d   (overwrite)
+ *   dx (B×in)   = (d · Wᵀ) ⊙ [mask > 0]                         (if dx != NULL)
+ * VF_ERR_NONFINITE (after both are written) if any entry of dW or db is
+ * NaN/Inf, found in the GEMM epilogue at no extra pass.
+ * The two are independent. With exactly two threads they run side by side,
+ * one thread each, instead of each being split across both: two fork/joins
+ * and their barriers become one, and the small products of the head and the
+ * latent layer, too small to split, still get a thread each. (With more
+ * threads, splitting each product across all of them wins.) Each product is
+ * computed by the same code whatever its thread count, so the bits do not
+ * change. */
+static int layer_weight_grad(const vf_vae_layer *L, int64_t B, const float *x,
+                             int64_t ldx, const float *d, float *dW, float *db)
+{
+    return vf_linear_backward_weight_checked(B, L->out, L->in, x, ldx, d, L->out, NULL, 0,
+                                             dW, L->out, db, 0);
+}
+
+static int layer_input_grad(const vf_vae_layer *L, int64_t B, const float *d,
+                            const float *W, const float *mask, float *dx)
+{
+    return vf_linear_backward_input(B, L->out, L->in, d, L->out, W, L->out, mask, L->in,
+                                    dx, L->in);
+}
+
+static int backward_layer(const vf_vae_layer *L, int64_t B, const float *x, int64_t ldx,
+                          const float *d, const float *W, float *dW, float *db,
+                          const float *mask, float *dx)
+{
+    int st_w = VF_OK, st_x = VF_OK;
+#ifdef _OPENMP
+    if (dx && vf_threads_for(1, 0) == 2) {
+        /* inside the region each GEMM runs on its own thread (threads.h) */
+#pragma omp parallel sections num_threads(2)
+        {
+#pragma omp section
+            st_w = layer_weight_grad(L, B, x, ldx, d, dW, db);
+#pragma omp section
+            st_x = layer_input_grad(L, B, d, W, mask, dx);
+        }
+        return st_w != VF_OK ? st_w : st_x;
+    }
+#endif
+    st_w = layer_weight_grad(L, B, x, ldx, d, dW, db);
+    if (st_w == VF_OK && dx)
+        st_x = layer_input_grad(L, B, d, W, mask, dx);
+    return st_w != VF_OK ? st_w : st_x;
+}
+
+/* backward_layer for a layer whose input may be [x | c]: x's part as usual
+ * (dx is d·W[:in−C]ᵀ, the gradient w.r.t. c is not needed), then
+ * dW[in−C:] (C×out) = cᵀ·d (overwrite). */
+static int backward_any_layer(const vf_vae *m, const vf_vae_layer *L, int64_t B,
+                              const float *x, int64_t ldx, const float *c, int64_t ldc,
+                              const float *d, const float *mask, float *dx)
+{
+    const float *W = m->params + L->w;
+    float *dW = m->grads + L->w, *db = m->grads + L->b;
+    if (!L->cond)
+        return backward_layer(L, B, x, ldx, d, W, dW, db, mask, dx);
+    vf_vae_layer Lx = *L;
+    Lx.in = L->in - m->C;
+    int st = backward_layer(&Lx, B, x, ldx, d, W, dW, db, mask, dx);
+    if (st != VF_OK)
+        return st;
+    return vf_linear_backward_weight_checked(B, L->out, m->C, c, ldc, d, L->out, NULL, 0,
+                                             dW + Lx.in * L->out, L->out, NULL, 0);
+}
+
+/* g (N) = column sums of d (B×N, contiguous), rows in order (thread-count
+ * free: threads own blocks of 256 columns); VF_ERR_NONFINITE if any is NaN/Inf. */
+typedef struct column_sums_call {
+    int64_t B, N;
+    const float *d;
+    float *g;
+} column_sums_call;
+
+static int64_t column_sum_blocks(const void *ctx, int64_t lo, int64_t hi)
+{
+    const column_sums_call *c = ctx;
+    int64_t bad = 0;
+    for (int64_t j0 = lo * 256; j0 < hi * 256 && j0 < c->N; j0 += 256) {
+        const int64_t j1 = c->N - j0 < 256 ? c->N : j0 + 256;
+        for (int64_t j = j0; j < j1; ++j)
+            c->g[j] = 0.0f;
+        for (int64_t i = 0; i < c->B; ++i)
+            for (int64_t j = j0; j < j1; ++j)
+                c->g[j] += c->d[i * c->N + j];
+        for (int64_t j = j0; j < j1; ++j)
+            bad |= !isfinite(c->g[j]);
+    }
+    return bad;
+}
+
+static int column_sums(int64_t B, int64_t N, const float *d, float *g)
+{
+    const column_sums_call c = {B, N, d, g};
+    const int64_t blocks = (N + 255) / 256;
+    return vf_split_range(blocks, vf_threads_for(B * N, 262144), column_sum_blocks, &c)
+               ? VF_ERR_NONFINITE : VF_OK;
+}
+
+/* recon (B) and dout (B×out_last) = the likelihood's loss and its gradient
+ * w.r.t. the output layer (scaled by `scale`), for targets X (B×D) and size
+ * factors s (B or NULL); the per-feature parameters' gradient goes to grads. */
+static int likelihood_loss(vf_vae *m, int64_t B, const float *X, const float *s,
+                           float scale)
+{
+    int st = vae_row_losses(m, B, m->act[m->n_layers - 1], X, s, m->recon, m->dout, m->dlik,
+                        scale);
+    if (st != VF_OK || m->extra < 0)
+        return st;
+    return column_sums(B, m->D, m->dlik, m->grads + m->extra);
+}
+
+/* ---- training step, as forward/backward pairs over the model's buffers.
+ * Activations live in m->act[l] (B×out of layer l); gradients w.r.t. layer
+ * outputs ping-pong between m->d1 and m->d2 (a grad_cursor). Every backward
+ * function overwrites the dW/db of the layers it covers. */
+
+typedef struct grad_cursor {
+    const float *d; /* dL/d(current layer output), already masked by its ReLU */
+    float *spare;   /* where the next gradient is written */
+    float *other;
+} grad_cursor;
+
+static void advance(grad_cursor *g)
+{
+    g->d = g->spare;
+    float *t = g->spare;
+    g->spare = g->other;
+    g->other = t;
+}
+
+/* Layers [first, last] forward on `in` (B×in_first, ldin); outputs kept in
+ * m->act for the backward pass. */
+static int layers_forward(vf_vae *m, int first, int last, int64_t B, const float *in,
+                          int64_t ldin, const float *c, int64_t ldc)
+{
+    for (int l = first; l <= last; ++l) {
+        int st = vae_layer_forward(m, &m->layers[l], B, in, ldin, c, ldc, m->act[l],
+                               m->layers[l].out);
+        if (st != VF_OK)
+            return st;
+        in = m->act[l];
+        ldin = m->layers[l].out;
+    }
+    return VF_OK;
+}
+
+/* Layers [last .. first] backward from g->d = dL/d(act[last]). The input of
+ * layer `first` is x0 (B×·, ldx0), which has no ReLU; every other input is
+ * act[l − 1], whose ReLU masks the gradient. With need_x0_grad, g->d ends as
+ * dL/d(x0); else layer `first` computes only its weight gradient. */
+static int layers_backward(vf_vae *m, int first, int last, int64_t B, const float *x0,
+                           int64_t ldx0, const float *c, int64_t ldc, grad_cursor *g,
+                           int need_x0_grad)
+{
+    for (int l = last; l >= first; --l) {
+        const vf_vae_layer *L = &m->layers[l];
+        const int at_first = l == first;
+        const float *x = at_first ? x0 : m->act[l - 1];
+        float *dx = at_first && !need_x0_grad ? NULL : g->spare;
+        int st = backward_any_layer(m, L, B, x, at_first ? ldx0 : L->in, c, ldc, g->d,
+                                    at_first ? NULL : m->act[l - 1], dx);
+        if (st != VF_OK)
+            return st;
+        if (dx)
+            advance(g);
+    }
+    return VF_OK;
+}
+
+/* Latent step forward: the head output H = act[n_enc] (B×2Z) is split into
+ * mu = H[:, :Z] and logvar = clamp(H[:, Z:]) (m->logvar), then
+ * z = mu + exp(logvar/2)·eps (m->z) and the per-row KL (m->kl); eps is
+ * given, or Philox(seed, step, shard_row0 + row, col). */
+static int latent_forward(vf_vae *m, int64_t B, const float *eps, uint64_t seed,
+                          uint64_t step)
+{
+    const int64_t Z = m->Z;
+    const float *H = m->act[m->n_enc];
+    vae_split_head(B, Z, H, 2 * Z, NULL, 0, m->logvar, Z);
+    return vf_reparam_forward(B, Z, H, 2 * Z, m->logvar, Z, seed, step, m->shard_row0, eps,
+                              Z, m->z, Z, m->kl);
+}
+
+/* Latent step backward: from g->d = dL/dz (B×Z) to dL/dH (B×2Z) in g->spare,
+ * with kl_scale·KL's gradient added (eps regenerated as in the forward);
+ * the clamp passes gradient only inside [LOGVAR_MIN, LOGVAR_MAX]. */
+static int latent_backward(vf_vae *m, int64_t B, const float *eps, uint64_t seed,
+                           uint64_t step, float kl_scale, grad_cursor *g)
+{
+    const int64_t Z = m->Z;
+    const float *H = m->act[m->n_enc];
+    float *dH = g->spare;
+    int st = vf_reparam_backward(B, Z, H, 2 * Z, m->logvar, Z, seed, step, m->shard_row0,
+                                 eps, Z, g->d, Z, kl_scale, dH, 2 * Z, dH + Z, 2 * Z);
+    if (st != VF_OK)
+        return st;
+    for (int64_t i = 0; i < B; ++i)
+        for (int64_t j = 0; j < Z; ++j) {
+            float v = H[i * 2 * Z + Z + j];
+            if (!(v >= VF_LOGVAR_MIN && v <= VF_LOGVAR_MAX))
+                dH[i * 2 * Z + Z + j] = 0.0f;
+        }
+    advance(g);
+    return VF_OK;
+}
+
+/* Batch means of the loss, reconstruction and KL terms from m->recon and
+ * m->kl (double sums, rows in order); VF_ERR_NONFINITE if the loss is not
+ * finite. */
+static int batch_means(const vf_vae *m, int64_t B, double *mean_loss, double *mean_recon,
+                       double *mean_kl)
+{
+    double sr = 0.0, sk = 0.0;
+    for (int64_t i = 0; i < B; ++i) {
+        sr += m->recon[i];
+        sk += m->kl[i];
+    }
+    double total = sr + (double)m->beta * sk;
+    if (mean_loss) *mean_loss = total / (double)B;
+    if (mean_recon) *mean_recon = sr / (double)B;
+    if (mean_kl) *mean_kl = sk / (double)B;
+    return isfinite(total) ? VF_OK : VF_ERR_NONFINITE;
+}
+
+/* Forward and backward for B rows X (B×D) with conditions c (B×C, ldc) and
+ * size factors s (B), both may be NULL; fills grads, recon, kl and the batch
+ * means. Every dW and db is checked for NaN/Inf in the GEMM's epilogue, in
+ * registers (backward_layer): a NaN/Inf anywhere in a layer's output
+ * gradient reaches them, and so does an overflow of Xᵀ·dY itself, which a
+ * finite loss does not rule out (a huge learning rate found one). */
+static int forward_backward(vf_vae *m, int64_t B, const float *X, const float *c,
+                            int64_t ldc, const float *s, const float *eps, uint64_t seed,
+                            uint64_t step, float kl_weight, double *mean_loss,
+                            double *mean_recon, double *mean_kl)
+{
+    const int E = m->n_enc, last = m->n_layers - 1;
+    /* the gradient is of the batch mean (of the global batch when sharded) */
+    const float scale = 1.0f / (float)(m->shard_batch ? m->shard_batch : B);
+    int64_t ldx0;
+    const float *x0 = vae_encoder_input(m, B, X, m->D, m->xenc, &ldx0);
+    grad_cursor g = {m->dout, m->d1, m->d2};
+    int st;
+    if ((st = layers_forward(m, 0, E, B, x0, ldx0, c, ldc)) != VF_OK ||
+        (st = latent_forward(m, B, eps, seed, step)) != VF_OK ||
+        (st = layers_forward(m, E + 1, last, B, m->z, m->Z, c, ldc)) != VF_OK ||
+        (st = likelihood_loss(m, B, X, s, scale)) != VF_OK ||
+        (st = batch_means(m, B, mean_loss, mean_recon, mean_kl)) != VF_OK ||
+        (st = layers_backward(m, E + 1, last, B, m->z, m->Z, c, ldc, &g, 1)) != VF_OK ||
+        (st = latent_backward(m, B, eps, seed, step, kl_weight * m->beta * scale, &g)) != VF_OK)
+        return st;
+    return layers_backward(m, 0, E, B, x0, ldx0, c, ldc, &g, 0);
+}
+
+int vf_vae_loss_and_grad(vf_vae *m, int64_t B, const float *X,
+                         const float *eps, uint64_t seed, uint64_t step,
+                         float kl_weight, float *recon, float *kl,
+                         double *loss)
+{
+    return vf_vae_loss_and_grad_rows(m, B, X, NULL, eps, seed, step, kl_weight, recon, kl,
+                                     loss);
+}
+
+int vf_vae_loss_and_grad_rows(vf_vae *m, int64_t B, const float *X, const vf_vae_rows *r,
+                              const float *eps, uint64_t seed, uint64_t step,
+                              float kl_weight, float *recon, float *kl, double *loss)
+{
+    if (!m || !X)
+        return VF_ERR_NULL;
+    if (B < 1 || !isfinite(kl_weight) || kl_weight < 0 || vae_check_rows(m, r) != VF_OK)
+        return VF_ERR_ARG;
+    int st = vf_vae_reserve(m, B);
+    if (st != VF_OK)
+        return st;
+    st = forward_backward(m, B, X, r ? r->c : NULL, r ? r->ldc : 0,
+                          r ? r->size_factors : NULL, eps, seed, step, kl_weight, loss, NULL,
+                          NULL);
+    if (st == VF_OK || st == VF_ERR_NONFINITE) {
+        if (recon) memcpy(recon, m->recon, (size_t)B * sizeof(float));
+        if (kl) memcpy(kl, m->kl, (size_t)B * sizeof(float));
+    }
+    return st;
+}
+
+/* The optimizer arguments every update checks (VF_ERR_ARG / OVERFLOW). */
+static int check_update_args(float lr, float beta1, float beta2, float adam_eps,
+                             float weight_decay, int optimizer, uint64_t step)
+{
+    if (!isfinite(lr) || lr < 0 || !isfinite(beta1) || beta1 < 0 || beta1 >= 1 ||
+        !isfinite(weight_decay) || weight_decay < 0)
+        return VF_ERR_ARG;
+    if (optimizer == VF_OPTIMIZER_ADAM) {
+        if (!isfinite(beta2) || beta2 < 0 || beta2 >= 1 || !(adam_eps > 0) || !isfinite(adam_eps))
+            return VF_ERR_ARG;
+        if (step >= (uint64_t)INT64_MAX)
+            return VF_ERR_OVERFLOW;
+    } else if (optimizer != VF_OPTIMIZER_SGD) {
+        return VF_ERR_ARG;
+    }
+    return VF_OK;
+}
+
+/* One optimizer pass over the whole buffer with the gradient in m->grads. */
+static int apply_update(vf_vae *m, float lr, float beta1, float beta2, float adam_eps,
+                        float weight_decay, int optimizer, uint64_t step)
+{
+    if (optimizer == VF_OPTIMIZER_ADAM)
+        return vf_adam_update(m->n_params, m->params, m->grads, m->m1, m->m2, lr, beta1,
+                              beta2, adam_eps, weight_decay, (int64_t)step + 1);
+    return vf_sgd_update(m->n_params, m->params, m->grads, m->m1, lr, beta1, weight_decay);
+}
+
+/* One training step on contiguous X (B×D) with conditions c (B×C, ldc) and
+ * size factors s (B), both may be NULL (checked by the callers). */
+static int train_step_rows(vf_vae *m, int64_t B, const float *X, const float *c,
+                           int64_t ldc, const float *s, uint64_t seed, uint64_t step,
+                           float lr, float beta1, float beta2, float adam_eps,
+                           float weight_decay, int optimizer, float kl_weight, double *out3)
+{
+    if (!m || !X)
+        return VF_ERR_NULL;
+    if (B < 1 || !isfinite(kl_weight) || kl_weight < 0)
+        return VF_ERR_ARG;
+    int st = check_update_args(lr, beta1, beta2, adam_eps, weight_decay, optimizer, step);
+    if (st != VF_OK)
+        return st;
+    st = vf_vae_reserve(m, B);
+    if (st != VF_OK)
+        return st;
+    double l = 0, r = 0, k = 0;
+    st = forward_backward(m, B, X, c, ldc, s, NULL, seed, step, kl_weight, &l, &r, &k);
+    if (out3) {
+        out3[0] = l;
+        out3[1] = r;
+        out3[2] = k;
+    }
+    if (st != VF_OK)
+        return st; /* includes VF_ERR_NONFINITE: parameters untouched */
+    return apply_update(m, lr, beta1, beta2, adam_eps, weight_decay, optimizer, step);
+}
+
+int vf_vae_shard_grads(vf_vae *m, int64_t B, const float *X, const vf_vae_rows *rows,
+                       uint64_t seed, uint64_t step, int64_t row0, int64_t batch_total,
+                       float kl_weight, double *sums3)
+{
+    if (!m || (B > 0 && !X) || !sums3)
+        return VF_ERR_NULL;
+    if (vae_check_rows(m, rows) != VF_OK)
+        return VF_ERR_ARG;
+    if (B < 0 || row0 < 0 || batch_total < 1 || row0 > batch_total - B ||
+        !isfinite(kl_weight) || kl_weight < 0)
+        return VF_ERR_ARG;
+    sums3[0] = sums3[1] = sums3[2] = 0.0;
+    if (B == 0) { /* this rank's shard ran out: it adds nothing to the sum */
+        memset(m->grads, 0, (size_t)m->n_params * sizeof(float));
+        return VF_OK;
+    }
+    int st = vf_vae_reserve(m, B);
+    if (st != VF_OK)
+        return st;
+    double l = 0, r = 0, k = 0;
+    vf_rwlock_lock(&m->lock, 1);
+    m->shard_row0 = row0;
+    m->shard_batch = batch_total;
+    st = forward_backward(m, B, X, rows ? rows->c : NULL, rows ? rows->ldc : 0,
+                          rows ? rows->size_factors : NULL, NULL, seed, step, kl_weight, &l,
+                          &r, &k);
+    m->shard_row0 = m->shard_batch = 0;
+    vf_rwlock_unlock(&m->lock);
+    sums3[0] = l * (double)B;
+    sums3[1] = r * (double)B;
+    sums3[2] = k * (double)B;
+    return st;
+}
+
+int vf_vae_apply_update(vf_vae *m, uint64_t step, float lr, float beta1, float beta2,
+                        float adam_eps, float weight_decay, int optimizer)
+{
+    if (!m)
+        return VF_ERR_NULL;
+    int st = check_update_args(lr, beta1, beta2, adam_eps, weight_decay, optimizer, step);
+    if (st != VF_OK)
+        return st;
+    vf_rwlock_lock(&m->lock, 1);
+    st = apply_update(m, lr, beta1, beta2, adam_eps, weight_decay, optimizer, step);
+    vf_rwlock_unlock(&m->lock);
+    return st;
+}
+
+/* Rows of a minibatch into dst (rows×D): X[order[i]] or, without an
+ * order, X[r0 + i] (a strided X made contiguous). */
+typedef struct gather_call {
+    int64_t D;
+    const float *X;
+    int64_t ldx;
+    const int64_t *order; /* this step's slice, or NULL */
+    int64_t r0;
+    float *dst;
+} gather_call;
+
+static int64_t gather_rows(const void *ctx, int64_t lo, int64_t hi)
+{
+    const gather_call *c = ctx;
+    for (int64_t i = lo; i < hi; ++i) {
+        const int64_t src = c->order ? c->order[i] : c->r0 + i;
+        memcpy(c->dst + i * c->D, c->X + src * c->ldx, (size_t)c->D * sizeof(float));
+    }
+    return 0;
+}
+
+int vf_vae_train_step(vf_vae *m, int64_t B, const float *X, uint64_t seed,
+                      uint64_t step, float lr, float beta1, float beta2,
+                      float adam_eps, float weight_decay, int optimizer,
+                      float kl_weight, double *out3)
+{
+    if (m && m->C > 0)
+        return VF_ERR_ARG; /* a conditional model needs c: vf_vae_train_steps_rows */
+    return train_step_rows(m, B, X, NULL, 0, NULL, seed, step, lr, beta1, beta2, adam_eps,
+                           weight_decay, optimizer, kl_weight, out3);
+}
+
+int vf_vae_train_steps(vf_vae *m, int64_t n, const float *X, int64_t ldx,
+                       const int64_t *order, int64_t batch, int64_t first_batch,
+                       int64_t n_steps, uint64_t seed, uint64_t step0, float lr,
+                       float beta1, float beta2, float adam_eps, float weight_decay,
+                       int optimizer, float kl_weight, double *sums3, int64_t *done)
+{
+    return vf_vae_train_steps_rows(m, n, X, ldx, NULL, order, batch, first_batch, n_steps,
+                                   seed, step0, lr, beta1, beta2, adam_eps, weight_decay,
+                                   optimizer, kl_weight, sums3, done);
+}
+
+int vf_vae_train_steps_rows(vf_vae *m, int64_t n, const float *X, int64_t ldx,
+                            const vf_vae_rows *r, const int64_t *order, int64_t batch,
+                            int64_t first_batch, int64_t n_steps, uint64_t seed,
+                            uint64_t step0, float lr, float beta1, float beta2,
+                            float adam_eps, float weight_decay, int optimizer,
+                            float kl_weight, double *sums3, int64_t *done)
+{
+    if (!done)
+        return VF_ERR_NULL;
+    *done = 0;
+    if (!m || !X || !sums3)
+        return VF_ERR_NULL;
+    if (n < 1 || batch < 1 || first_batch < 0 || n_steps < 0 || ldx < m->D ||
+        vae_check_rows(m, r) != VF_OK)
+        return VF_ERR_ARG;
+    if (first_batch > (n - 1) / batch || n_steps > (n - 1) / batch + 1 - first_batch)
+        return VF_ERR_ARG; /* every step must start inside X */
+    int st = vf_vae_reserve(m, batch);
+    if (st != VF_OK)
+        return st;
+    const int64_t D = m->D, C = m->C;
+    const float *c = r ? r->c : NULL, *s = r ? r->size_factors : NULL;
+    const int64_t ldc = r ? r->ldc : 0;
+    for (int64_t k = 0; k < n_steps; ++k) {
+        const int64_t r0 = (first_batch + k) * batch;
+        const int64_t rows = n - r0 < batch ? n - r0 : batch;
+        const float *xb = X + r0 * ldx;
+        const float *cb = c ? c + r0 * ldc : NULL, *sb = s ? s + r0 : NULL;
+        int64_t ldcb = ldc;
+        if (order)
+            for (int64_t i = 0; i < rows; ++i)
+                if (order[r0 + i] < 0 || order[r0 + i] >= n)
+                    return VF_ERR_ARG;
+        /* One step is one write: readers see the weights before or after it.
+         * The tuner picks this step's thread count (threads.h). */
+        vf_rwlock_lock(&m->lock, 1);
+        vf_tuner_begin(&m->tuner, rows);
+        if (order || ldx != D) {
+            const gather_call g = {D, X, ldx, order ? order + r0 : NULL, r0, m->xbatch};
+            vf_split_range(rows, vf_threads_for(rows * D, 262144), gather_rows, &g);
+            xb = m->xbatch;
+        }
+        if (order && c) {
+            const gather_call g = {C, c, ldc, order + r0, r0, m->cbatch};
+            vf_split_range(rows, vf_threads_for(rows * C, 262144), gather_rows, &g);
+            cb = m->cbatch;
+            ldcb = C;
+        }
+        if (order && s) {
+            const gather_call g = {1, s, 1, order + r0, r0, m->sbatch};
+            vf_split_range(rows, 1, gather_rows, &g);
+            sb = m->sbatch;
+        }
+        double out3[3];
+        st = train_step_rows(m, rows, xb, cb, ldcb, sb, seed, step0 + (uint64_t)k, lr, beta1,
+                             beta2, adam_eps, weight_decay, optimizer, kl_weight, out3);
+        vf_tuner_end(&m->tuner, rows);
+        vf_rwlock_unlock(&m->lock);
+        if (st != VF_OK)
+            return st;
+        for (int j = 0; j < 3; ++j)
+            sums3[j] += out3[j] * (double)rows;
+        *done = k + 1;
+    }
+    return VF_OK;
+}
