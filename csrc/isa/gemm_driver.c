@@ -150,6 +150,14 @@ static void pack_b_panel(const vf_gemm_problem *p, int64_t j0, int64_t nr,
                 bp[k * VF_NR + j] = 0.0f;
 }
 
+/* c (n) = c·[m > 0]: the ReLU-backward mask, as the kernels' epilogue applies
+ * it (a NaN mask entry zeroes too). */
+static void mask_row(float *restrict c, const float *restrict m, int64_t n)
+{
+    for (int64_t j = 0; j < n; ++j)
+        c[j] = m[j] > 0.0f ? c[j] : 0.0f;
+}
+
 /* C[i0.., j0..] (mr×nr) = epilogue(tile [+ C]); row M goes to ones_row.
  * The epilogue (bias, ReLU, mask) runs after the last K block only.
  * Returns 1 if `check` and a final value before ReLU and mask, or of the
@@ -186,11 +194,8 @@ static int merge_tile(const vf_gemm_problem *p, const float *restrict tile,
         if (p->relu)
             for (int64_t j = 0; j < nr; ++j)
                 c[j] = c[j] < 0.0f ? 0.0f : c[j]; /* NaN stays NaN */
-        if (p->mask) {
-            const float *m = p->mask + i * p->ldm + j0;
-            for (int64_t j = 0; j < nr; ++j)
-                c[j] = m[j] > 0.0f ? c[j] : 0.0f;
-        }
+        if (p->mask)
+            mask_row(c, p->mask + i * p->ldm + j0, nr);
     }
     return bad;
 }
@@ -241,6 +246,20 @@ static const float *tile_a(const tile_ctx *t, int64_t ic, int64_t ip, int64_t *a
     return t->ap + ip * t->kc_max * VF_MR;
 }
 
+/* Column panel jp (nr columns) of the N block at jc: where its B is read
+ * (the caller's rows in place, or the packed panel) and its row stride. */
+static const float *tile_b(const tile_ctx *t, int64_t jc, int64_t jp, int64_t nr,
+                           int64_t *rsb)
+{
+    const vf_gemm_problem *p = t->p;
+    if (b_panel_in_place(t->b_in_place, nr)) {
+        *rsb = p->ldb;
+        return p->B + t->pc * p->ldb + jc + jp * VF_NR;
+    }
+    *rsb = VF_NR;
+    return t->bp + jp * t->kc_max * VF_NR;
+}
+
 static vf_tile_epilogue tile_epilogue(const tile_ctx *t, int64_t i0, int64_t j0)
 {
     const vf_gemm_problem *p = t->p;
@@ -262,15 +281,8 @@ static int run_tile(const tile_ctx *t, int64_t jc, int64_t jp, int64_t ic, int64
     const int64_t j0 = jc + jp * VF_NR;
     const int64_t nr = vf_min64(VF_NR, p->N - j0);
     const int64_t i0 = ic + ip * VF_MR;
-    const float *b;
     int64_t rsb;
-    if (b_panel_in_place(t->b_in_place, nr)) {
-        b = p->B + t->pc * p->ldb + j0;
-        rsb = p->ldb;
-    } else {
-        b = t->bp + jp * t->kc_max * VF_NR;
-        rsb = VF_NR;
-    }
+    const float *b = tile_b(t, jc, jp, nr, &rsb);
     int64_t a_rs, a_cs;
     const float *a = tile_a(t, ic, ip, &a_rs, &a_cs);
     const vf_tile_epilogue ep = tile_epilogue(t, i0, j0);
@@ -304,18 +316,11 @@ static int run_full_column(const tile_ctx *t, int64_t jc, int64_t jp, int64_t ic
 {
     const vf_gemm_problem *p = t->p;
     const int64_t j0 = jc + jp * VF_NR, i0 = ic + ip * VF_MR;
-    const float *b = b_panel_in_place(t->b_in_place, VF_NR) ? p->B + t->pc * p->ldb + j0
-                                                            : t->bp + jp * t->kc_max * VF_NR;
-    const int64_t rsb = b_panel_in_place(t->b_in_place, VF_NR) ? p->ldb : VF_NR;
-    const float *a;
-    int64_t a_rs, a_cs, a_step;
-    if (t->a_in_place) {
-        a = p->A + i0 * p->lda + t->pc;
-        a_rs = p->lda, a_cs = 1, a_step = VF_MR * p->lda;
-    } else {
-        a = t->ap + ip * t->kc_max * VF_MR;
-        a_rs = 1, a_cs = VF_MR, a_step = t->kc_max * VF_MR;
-    }
+    int64_t rsb, a_rs, a_cs;
+    const float *b = tile_b(t, jc, jp, VF_NR, &rsb);
+    const float *a = tile_a(t, ic, ip, &a_rs, &a_cs); /* full rows: never the edge copy */
+    /* the next row panel: MR rows on in place, one panel on when packed */
+    const int64_t a_step = t->a_in_place ? VF_MR * p->lda : t->kc_max * VF_MR;
     const vf_tile_epilogue ep = tile_epilogue(t, i0, j0);
     return vf_full_column_for(&ep)(n, t->kc, a, a_rs, a_cs, a_step, b, rsb,
                                    p->C + i0 * p->ldc + j0, p->ldc, &ep);
@@ -670,7 +675,7 @@ static int run_problem(const vf_gemm_problem *p)
      * would bind to that outer team and wait at its barriers: a deadlock.
      * There, a team of our own (of one thread) is required. */
 #ifdef _OPENMP
-    if (nthreads > 1 || omp_in_parallel()) {
+    if (nthreads > 1 || in_team) {
 #pragma omp parallel num_threads(nthreads) reduction(|: nonfinite)
         nonfinite |= driver_loops(&d);
     } else
@@ -726,12 +731,8 @@ static int run_transposed(const vf_gemm_problem *p)
         return st;
     transpose_back(p->M, p->N, s, p->C, p->ldc);
     if (p->mask)
-        for (int64_t i = 0; i < p->M; ++i) {
-            float *c = p->C + i * p->ldc;
-            const float *m = p->mask + i * p->ldm;
-            for (int64_t j = 0; j < p->N; ++j)
-                c[j] = m[j] > 0.0f ? c[j] : 0.0f;
-        }
+        for (int64_t i = 0; i < p->M; ++i)
+            mask_row(p->C + i * p->ldc, p->mask + i * p->ldm, p->N);
     return VF_OK;
 }
 
