@@ -237,9 +237,10 @@ int64_t vf_vae_infer_work_size(const vf_vae *m, int64_t B)
     if (!m || B < 0)
         return -1;
     int64_t total = 0;
-    if (vae_add_mul(&total, B, m->max_width) != VF_OK || vae_add_mul(&total, B, m->max_width) != VF_OK)
+    if (vae_add_mul(&total, B, m->max_width) != VF_OK || /* hidden ping-pong: bufA, */
+        vae_add_mul(&total, B, m->max_width) != VF_OK)   /* bufB */
         return -1;
-    if (vae_counts_model(m) && vae_add_mul(&total, B, m->D) != VF_OK) /* log1p(X), after bufA, bufB */
+    if (vae_counts_model(m) && vae_add_mul(&total, B, m->D) != VF_OK) /* then log1p(X) */
         return -1;
     return total;
 }

@@ -13,6 +13,21 @@ int vf_vae_encode(const vf_vae *m, int64_t B, const float *X, int64_t ldx,
     return vf_vae_encode_rows(m, B, X, ldx, NULL, mu, ldmu, logvar, ldlv, work);
 }
 
+/* The buffers of an inference workspace (vf_vae_infer_work_size(m, B)
+ * floats): buf[0], buf[1] the hidden layers' ping-pong (B×max_width each),
+ * buf[2] the count likelihoods' log1p(X) (B×D). VF_ERR_OVERFLOW if the
+ * sizes overflow. */
+static int infer_buffers(const vf_vae *m, int64_t B, float *work, float *buf[3])
+{
+    if (vf_vae_infer_work_size(m, B) < 0)
+        return VF_ERR_OVERFLOW;
+    const int64_t hidden = vae_round_up(B * m->max_width);
+    buf[0] = work;
+    buf[1] = work + hidden;
+    buf[2] = work + 2 * hidden;
+    return VF_OK;
+}
+
 int vf_vae_encode_rows(const vf_vae *m, int64_t B, const float *X, int64_t ldx,
                        const vf_vae_rows *r, float *mu, int64_t ldmu, float *logvar,
                        int64_t ldlv, float *work)
@@ -21,16 +36,15 @@ int vf_vae_encode_rows(const vf_vae *m, int64_t B, const float *X, int64_t ldx,
         return VF_ERR_NULL;
     if (B < 0 || ldx < m->D || ldmu < m->Z || ldlv < m->Z || vae_check_rows(m, r) != VF_OK)
         return VF_ERR_ARG;
-    if (B == 0)
-        return VF_OK;
-    if (vf_vae_infer_work_size(m, B) < 0)
-        return VF_ERR_OVERFLOW;
-    float *bufA = work, *bufB = work + vae_round_up(B * m->max_width);
+    float *buf[3];
+    int st;
+    if (B == 0 || (st = infer_buffers(m, B, work, buf)) != VF_OK)
+        return B == 0 ? VF_OK : st;
     const float *H;
     int64_t ld_in;
-    const float *in = vae_encoder_input(m, B, X, ldx, bufB + vae_round_up(B * m->max_width), &ld_in);
-    int st = vae_run_layers(m, 0, m->n_enc, B, in, ld_in, r ? r->c : NULL, r ? r->ldc : 0, bufA,
-                        bufB, NULL, 0, &H);
+    const float *in = vae_encoder_input(m, B, X, ldx, buf[2], &ld_in);
+    st = vae_run_layers(m, 0, m->n_enc, B, in, ld_in, r ? r->c : NULL, r ? r->ldc : 0, buf[0],
+                        buf[1], NULL, 0, &H);
     if (st != VF_OK)
         return st;
     vae_split_head(B, m->Z, H, 2 * m->Z, mu, ldmu, logvar, ldlv);
@@ -94,17 +108,16 @@ int vf_vae_decode_rows(const vf_vae *m, int64_t B, const float *z, int64_t ldz,
     if (B < 0 || ldz < m->Z || ldo < width || (mean != 0 && mean != 1) ||
         vae_check_rows(m, r) != VF_OK)
         return VF_ERR_ARG;
-    if (B == 0)
-        return VF_OK;
-    if (vf_vae_infer_work_size(m, B) < 0)
-        return VF_ERR_OVERFLOW;
-    float *bufA = work, *bufB = work + vae_round_up(B * m->max_width);
+    float *buf[3];
+    int st;
+    if (B == 0 || (st = infer_buffers(m, B, work, buf)) != VF_OK)
+        return B == 0 ? VF_OK : st;
     /* with variance SAMPLE the mean is half of the output layer: compute it
      * in the workspace and copy that half */
     const int via_work = mean && m->variance == VF_VARIANCE_SAMPLE;
     const float *y = out;
-    int st = vae_run_layers(m, m->n_enc + 1, m->n_layers - 1, B, z, ldz, r ? r->c : NULL,
-                        r ? r->ldc : 0, bufA, bufB, via_work ? NULL : out, ldo, &y);
+    st = vae_run_layers(m, m->n_enc + 1, m->n_layers - 1, B, z, ldz, r ? r->c : NULL,
+                        r ? r->ldc : 0, buf[0], buf[1], via_work ? NULL : out, ldo, &y);
     if (st != VF_OK)
         return st;
     if (mean && (m->likelihood != VF_LIKELIHOOD_GAUSSIAN || via_work))

@@ -27,7 +27,7 @@ static int64_t log1p_rows(const void *ctx, int64_t lo, int64_t hi)
  * orders of magnitude would blow up the first layer's activations (the
  * decoder still models x itself). Returns X itself otherwise. buf: B×D. */
 const float *vae_encoder_input(const vf_vae *m, int64_t B, const float *X, int64_t ldx,
-                                  float *buf, int64_t *ld_out)
+                               float *buf, int64_t *ld_out)
 {
     *ld_out = ldx;
     if (!vae_counts_model(m))
@@ -41,7 +41,7 @@ const float *vae_encoder_input(const vf_vae *m, int64_t B, const float *X, int64
 
 /* Copy mu and clamp the raw logvar of a head output H (B×2Z, ldh). */
 void vae_split_head(int64_t B, int64_t Z, const float *H, int64_t ldh,
-                       float *mu, int64_t ldmu, float *lv, int64_t ldlv)
+                    float *mu, int64_t ldmu, float *lv, int64_t ldlv)
 {
     for (int64_t i = 0; i < B; ++i) {
         const float *h = H + i * ldh;
@@ -60,8 +60,8 @@ void vae_split_head(int64_t B, int64_t Z, const float *H, int64_t ldh,
  * reads [x | c] as two products into Y: c (B×C, ldc)·W[in−C:] first (K = C,
  * small), then x·W[:in−C] accumulated, bias and ReLU in its epilogue. */
 int vae_layer_forward(const vf_vae *m, const vf_vae_layer *L, int64_t B,
-                         const float *x, int64_t ldx, const float *c, int64_t ldc,
-                         float *Y, int64_t ldy)
+                      const float *x, int64_t ldx, const float *c, int64_t ldc,
+                      float *Y, int64_t ldy)
 {
     const float *W = m->params + L->w, *b = m->params + L->b;
     const int act = L->relu ? VF_ACT_RELU : VF_ACT_NONE;
@@ -79,8 +79,8 @@ int vae_layer_forward(const vf_vae *m, const vf_vae_layer *L, int64_t B,
  * else into the next ping-pong buffer, returned in *res. c (B×C, ldc): the
  * conditions, for a cond layer. */
 int vae_run_layers(const vf_vae *m, int first, int last, int64_t B,
-                      const float *X, int64_t ldx, const float *c, int64_t ldc,
-                      float *bufA, float *bufB, float *out, int64_t ldo, const float **res)
+                   const float *X, int64_t ldx, const float *c, int64_t ldc,
+                   float *bufA, float *bufB, float *out, int64_t ldo, const float **res)
 {
     const float *cur = X;
     int64_t ld = ldx;
@@ -118,7 +118,7 @@ int vae_check_rows(const vf_vae *m, const vf_vae_rows *r)
  * B×out_last), and, for a likelihood with per-feature parameters, their
  * per-element gradients in dlik (B×D). */
 int vae_row_losses(const vf_vae *m, int64_t B, const float *y, const float *X,
-                      const float *s, float *recon, float *dout, float *dlik, float scale)
+                   const float *s, float *recon, float *dout, float *dlik, float scale)
 {
     const int64_t D = m->D;
     const float *p_extra = m->extra >= 0 ? m->params + m->extra : NULL;

@@ -117,7 +117,7 @@ static int likelihood_loss(vf_vae *m, int64_t B, const float *X, const float *s,
                            float scale)
 {
     int st = vae_row_losses(m, B, m->act[m->n_layers - 1], X, s, m->recon, m->dout, m->dlik,
-                        scale);
+                            scale);
     if (st != VF_OK || m->extra < 0)
         return st;
     return column_sums(B, m->D, m->dlik, m->grads + m->extra);
@@ -149,7 +149,7 @@ static int layers_forward(vf_vae *m, int first, int last, int64_t B, const float
 {
     for (int l = first; l <= last; ++l) {
         int st = vae_layer_forward(m, &m->layers[l], B, in, ldin, c, ldc, m->act[l],
-                               m->layers[l].out);
+                                   m->layers[l].out);
         if (st != VF_OK)
             return st;
         in = m->act[l];
