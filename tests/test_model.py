@@ -486,13 +486,16 @@ def test_progress_bar_only_when_asked(capsys):
 def test_core_preconditions():
     """vf_vae_create / train_step reject bad arguments with a status, not a crash."""
     from vaefast import _core
+    bernoulli = _core.LIKELIHOOD_ENUM["VF_LIKELIHOOD_BERNOULLI"]
     with pytest.raises(ValueError, match="vf_vae_create"):
-        _core.VAECore(0, [], [], 2, "bernoulli", 1.0)
+        _core.VAECore(4, [3], [], 2, 99, 1.0)  # no such likelihood
     with pytest.raises(ValueError, match="vf_vae_create"):
-        _core.VAECore(4, [3], [], 2, "bernoulli", float("nan"))
+        _core.VAECore(0, [], [], 2, bernoulli, 1.0)
+    with pytest.raises(ValueError, match="vf_vae_create"):
+        _core.VAECore(4, [3], [], 2, bernoulli, float("nan"))
     with pytest.raises(OverflowError):
-        _core.VAECore(4, [2**40], [], 2, "bernoulli", 1.0)
-    c = _core.VAECore(4, [3], [3], 2, "bernoulli", 1.0)
+        _core.VAECore(4, [2**40], [], 2, bernoulli, 1.0)
+    c = _core.VAECore(4, [3], [3], 2, bernoulli, 1.0)
     X = np.zeros((2, 4), np.float32)
     with pytest.raises(ValueError):  # beta1 must be < 1
         c.train_step(X, 0, 0, 1e-3, 1.0, 0.999, 1e-8, 0.0, "adam", 1.0)

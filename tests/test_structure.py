@@ -111,3 +111,61 @@ def test_lazy_imports_have_no_cycle_beyond_the_listed_entry_points():
 def test_model_does_not_import_the_test_oracle():
     graph = import_graph(module_level_only=False)
     assert "vaefast.reference" not in graph["vaefast.model"]
+
+
+def reachable(graph, start):
+    """Every module `start` imports, directly or through others."""
+    seen, todo = set(), [start]
+    while todo:
+        for child in graph.get(todo.pop(), ()):
+            if child not in seen:
+                seen.add(child)
+                todo.append(child)
+    return seen
+
+
+def test_reach_finds_indirect_imports():
+    assert reachable({"a": {"b"}, "b": {"c"}, "c": set()}, "a") == {"b", "c"}
+
+
+def test_reference_reaches_neither_the_model_nor_the_binding():
+    """The oracle of every test imports plain data only (the layout, the
+    likelihood registry), by any chain of imports, lazy ones included; the
+    package's __init__, which Python runs first, is not counted."""
+    graph = import_graph(module_level_only=False)
+    reached = reachable(graph, "vaefast.reference")
+    assert reached, "the reference imports the layout at least"
+    assert "vaefast.model" not in reached
+    assert "vaefast._core" not in reached
+    assert "vaefast" not in reached
+
+
+def string_literals(path):
+    return {node.value for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+
+
+def test_each_likelihood_name_is_written_in_at_most_two_modules():
+    """A likelihood is one registry record: its name, as a string literal
+    (docstrings and messages that mention it aside), stands in the registry
+    and at most one other module (the NumPy reference twin)."""
+    from vaefast._spec import likelihoods
+
+    literals = {name: string_literals(path) for name, path in module_files().items()}
+    for lik in likelihoods.REGISTRY.values():
+        writers = sorted(m for m, found in literals.items() if lik.name in found)
+        assert "vaefast._spec.likelihoods" in writers
+        assert len(writers) <= 2, f"{lik.name!r} is written in {writers}"
+
+
+def test_registry_constants_match_the_binding():
+    """The registry and limits hold the C core's enum codes and clamps as
+    plain numbers (so the reference needs no binding); they must be the
+    binding's."""
+    from vaefast import _core
+    from vaefast._spec import likelihoods, limits
+
+    assert {lik.c_enum: lik.code for lik in likelihoods.REGISTRY.values()} == \
+        _core.LIKELIHOOD_ENUM
+    assert limits.LIMITS == _core.LIKELIHOOD_LIMITS
+    assert limits.LOGVAR_RANGE == _core.LOGVAR_RANGE

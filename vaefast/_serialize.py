@@ -21,6 +21,7 @@ import tempfile
 import numpy as np
 
 from . import _core, _safetensors
+from ._validation import as_weight
 
 FORMATS = ("npz", "safetensors")
 FORMAT_TAG = "vaefast.VAE"
@@ -269,7 +270,7 @@ def _load_safetensors(cls, path):
     if tensors:
         raise ValueError(f"{path!s} is corrupt: unexpected tensor {next(iter(tensors))!r}")
     try:
-        flats = [model._layout.flat_from_named(g) for g in groups]
+        flats = [model._layout.flat_from_named(g, as_weight) for g in groups]
     except (KeyError, ValueError, TypeError) as exc:
         raise ValueError(f"{path!s} is corrupt: {exc}") from None
     zeros = np.zeros(model._core.num_params, np.float32)

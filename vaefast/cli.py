@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from ._layout import LIKELIHOODS, VARIANCES
+from ._spec import likelihoods
 
 
 class CLIError(Exception):
@@ -180,7 +180,7 @@ def _check_range(X, likelihood, spec):
     try:
         check_targets(X, likelihood, spec)
     except ValueError as exc:
-        raise CLIError(f"{exc}, or choose another likelihood such as --likelihood gaussian")
+        raise CLIError(f"{exc}, or choose another likelihood such as --likelihood {likelihoods.GAUSSIAN.name}")
 
 
 def _load_model(path):
@@ -221,7 +221,8 @@ def _cmd_demo(args, out):
     perm = np.random.default_rng(args.seed).permutation(len(X))
     n_val = len(X) // 10
     X_val, X_train = X[perm[:n_val]], X[perm[n_val:]]
-    model = VAE(64, hidden=(128,), latent_dim=8, likelihood="bernoulli", seed=args.seed)
+    model = VAE(64, hidden=(128,), latent_dim=8, likelihood=likelihoods.BERNOULLI.name,
+                seed=args.seed)
     print(f"vaefast demo: {model!r}", file=out)
     print(f"digits: {len(X_train)} training rows, {len(X_val)} validation rows, 64 pixels in [0, 1]",
           file=out)
@@ -444,8 +445,8 @@ def build_parser():
     t.add_argument("--epochs", type=int, default=10)
     t.add_argument("--batch-size", type=int, default=128)
     t.add_argument("--learning-rate", type=float, default=1e-3)
-    t.add_argument("--likelihood", choices=LIKELIHOODS, default="bernoulli")
-    t.add_argument("--variance", choices=VARIANCES, default="unit",
+    t.add_argument("--likelihood", choices=likelihoods.NAMES, default=likelihoods.DEFAULT)
+    t.add_argument("--variance", choices=likelihoods.VARIANCES, default="unit",
                    help="Gaussian variance: unit, learned per feature, or per sample")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", required=True, metavar="MODEL", help="where to save the model")

@@ -2,7 +2,7 @@
 
 No math happens here beyond bookkeeping: the parameter layout is
 vaefast/_layout.py, the evaluation maths of the importance-weighted
-log-likelihood vaefast/_likelihood.py; every forward and backward pass, the
+log-likelihood vaefast/_spec/densities.py; every forward and backward pass, the
 per-sample ELBO and every optimizer step is one call into the core.
 """
 
@@ -12,12 +12,11 @@ import threading
 import numpy as np
 
 from . import _core
-from . import _likelihood
-from ._layout import LIKELIHOODS as _LIKELIHOODS
-from ._layout import VARIANCES as _VARIANCES
-from ._layout import Layout
-from ._validation import (COUNT_LIKELIHOODS, as_float, as_float32_array, as_int, as_seed,
-                          as_size_factors, check_targets)
+from ._spec import likelihoods as _likelihoods
+from ._spec.densities import iwae as _iwae
+from ._spec.layout import Layout
+from ._validation import (as_float, as_float32_array, as_int, as_seed, as_size_factors,
+                          as_weight)
 from .train import History
 from .dask import dask_aware as _dask_aware
 
@@ -104,18 +103,19 @@ class VAE:
         learned log-variance is floored at -10 (in the kernel).
     """
 
-    def __init__(self, n_features, hidden=(400,), latent_dim=20, likelihood="bernoulli",
+    def __init__(self, n_features, hidden=(400,), latent_dim=20, likelihood=_likelihoods.DEFAULT,
                  beta=1.0, seed=0, decoder_hidden=None, n_conditions=0, variance="unit"):
         self.n_features = as_int(n_features, "n_features", minimum=1)
         self.hidden = _as_widths(hidden, "hidden")
         self.latent_dim = as_int(latent_dim, "latent_dim", minimum=1)
-        if likelihood not in _LIKELIHOODS:
-            raise ValueError(f"likelihood must be one of {_LIKELIHOODS}, got {likelihood!r}")
+        self._lik = _likelihoods.get(likelihood)
         self.likelihood = likelihood
-        if variance not in _VARIANCES:
-            raise ValueError(f"variance must be one of {_VARIANCES}, got {variance!r}")
-        if variance != "unit" and likelihood != "gaussian":
-            raise ValueError(f"variance={variance!r} needs likelihood='gaussian', "
+        if variance not in _likelihoods.VARIANCES:
+            raise ValueError(f"variance must be one of {_likelihoods.VARIANCES}, "
+                             f"got {variance!r}")
+        if variance not in self._lik.variances:
+            having = [k for k, v in _likelihoods.REGISTRY.items() if variance in v.variances]
+            raise ValueError(f"variance={variance!r} needs likelihood in {having}, "
                              f"got likelihood={likelihood!r}")
         self.variance = variance
         self.n_conditions = as_int(n_conditions, "n_conditions", minimum=0)
@@ -125,7 +125,7 @@ class VAE:
                                else _as_widths(decoder_hidden, "decoder_hidden"))
         self._core = _core.VAECore(self.n_features, list(self.hidden),
                                    list(self.decoder_hidden), self.latent_dim,
-                                   self.likelihood, self.beta, self.n_conditions,
+                                   self._lik.code, self.beta, self.n_conditions,
                                    self.variance)
         self._layout = Layout(self.n_features, self.hidden, self.latent_dim,
                               self.decoder_hidden, self.n_conditions, self.likelihood,
@@ -186,7 +186,7 @@ class VAE:
             Missing, extra or mis-shaped entries and non-finite values, with
             the key named; nothing is changed then.
         """
-        flat = self._layout.flat_from_named(weights)
+        flat = self._layout.flat_from_named(weights, as_weight)
         with self._exclusive("set_weights"):
             self._core.set_buffer(_core.PARAMS, flat)
 
@@ -216,7 +216,7 @@ class VAE:
         if X.shape[1] != self.n_features:
             raise ValueError(f"{name} must have {self.n_features} columns (n_features), "
                              f"got {X.shape[1]}")
-        return check_targets(X, self.likelihood, name) if targets else X
+        return self._lik.check_targets(X, name) if targets else X
 
     def _check_c(self, c, n, name="c"):
         """The conditions of n rows: required (n, n_conditions) for a
@@ -238,9 +238,9 @@ class VAE:
     def _check_size_factors(self, size_factors, n):
         if size_factors is None:
             return None
-        if self.likelihood not in COUNT_LIKELIHOODS:
+        if not self._lik.counts:
             raise ValueError("size_factors is only for the count likelihoods "
-                             f"{COUNT_LIKELIHOODS}, this VAE's is {self.likelihood!r}")
+                             f"{_likelihoods.COUNT_NAMES}, this VAE's is {self.likelihood!r}")
         return as_size_factors(size_factors, n)
 
     def _extra_param(self):
@@ -397,8 +397,7 @@ class VAE:
     # ------------------------------------------------------------ evaluation
     def _log_px(self, raw, X, size_factors=None):
         """log p(x|z) per row in float64; raw = the decoder's output layer."""
-        return _likelihood.log_px(self.likelihood, self.variance, raw, X,
-                                  self._extra_param(), size_factors)
+        return self._lik.log_px(raw, X, self._extra_param(), size_factors, self.variance)
 
     @_dask_aware
     @_reads_weights
@@ -478,7 +477,7 @@ class VAE:
             raw = self._decode_raw(np.ascontiguousarray(z.reshape(n * K, Zd)), False,
                                    rep(c, lo, n))
             log_px = self._log_px(raw, np.repeat(xb, K, axis=0), rep(s, lo, n)).reshape(n, K)
-            out[lo:lo + n] = _likelihood.iwae(log_px, z, eps, lv)
+            out[lo:lo + n] = _iwae(log_px, z, eps, lv)
         return out
 
     def _check_eps(self, eps, n):

@@ -16,6 +16,7 @@ except ImportError as _exc:  # pragma: no cover - depends on the environment
     raise ImportError('vaefast.sklearn needs scikit-learn >= 1.6: pip install "vaefast[sklearn]"'
                       ) from _exc
 
+from ._spec import likelihoods
 from ._validation import check_targets
 from .dask import dask_aware as _dask_aware
 from .model import VAE
@@ -75,7 +76,7 @@ class VAETransformer(TransformerMixin, BaseEstimator):
         The labels of the default one-hot condition encoder (conditional only).
     """
 
-    def __init__(self, hidden=(400,), latent_dim=20, likelihood="bernoulli", beta=1.0, epochs=10,
+    def __init__(self, hidden=(400,), latent_dim=20, likelihood=likelihoods.DEFAULT, beta=1.0, epochs=10,
                  batch_size=128, learning_rate=1e-3, random_state=None, variance="unit",
                  n_conditions=0, condition_encoder=None):
         self.hidden = hidden
