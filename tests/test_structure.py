@@ -1,9 +1,10 @@
 """The package's import graph runs one way (design: csrc -> _core ->
 model/train -> sklearn/cli/dask/mpi/interop), read from the source with ast.
 
-Module-level imports must form no cycle. Imports inside functions may not
-either, except the convenience methods that hand a model to a layer above
-it: VAE.to_onnx -> vaefast.interop (listed below, and nothing else).
+Imports form no cycle, those inside functions included; the model imports
+no engine or exporter (they wrap it); the NumPy reference reaches neither the
+model nor the compiled binding; only the model and its internal interface
+(vaefast/_internals.py) touch a model's private attributes.
 """
 
 import ast
@@ -12,9 +13,10 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "vaefast"
-# (importer, imported) pairs allowed to point upwards, each a method's lazy
-# entry point into an optional layer.
-UPWARD_ENTRY_POINTS = {("vaefast.model", "vaefast.interop")}
+# Modules that wrap a model from above: the model must import none of them.
+ABOVE_THE_MODEL = ("vaefast.dask", "vaefast.distributed", "vaefast.interop", "vaefast.sklearn",
+                   "vaefast.cli", "vaefast.training.data_parallel",
+                   "vaefast.training.streaming")
 
 
 def module_files():
@@ -100,12 +102,35 @@ def test_module_level_imports_have_no_cycle():
     assert find_cycle(import_graph(module_level_only=True)) is None
 
 
-def test_lazy_imports_have_no_cycle_beyond_the_listed_entry_points():
-    graph = import_graph(module_level_only=False)
-    for importer, imported in UPWARD_ENTRY_POINTS:
-        assert imported in graph[importer], f"stale entry: {importer} -> {imported}"
-        graph[importer].discard(imported)
-    assert find_cycle(graph) is None
+def test_lazy_imports_have_no_cycle_either():
+    assert find_cycle(import_graph(module_level_only=False)) is None
+
+
+def test_model_imports_no_engine_or_exporter():
+    imported = import_graph(module_level_only=False)["vaefast.model"]
+    wrong = sorted(m for m in imported
+                   if any(m == a or m.startswith(a + ".") for a in ABOVE_THE_MODEL))
+    assert not wrong
+
+
+MODEL_PRIVATES = {"_core", "_layout", "_lik", "_check_X", "_check_c", "_check_size_factors",
+                  "_check_Z", "_check_eps", "_exclusive", "_named_from_flat", "_extra_param",
+                  "_scratch", "_train_lock", "_tls", "_decode_raw", "_log_px"}
+
+
+def test_only_the_model_and_its_interface_touch_its_private_attributes():
+    """x._core, x._layout, ... on anything but self, outside model.py and
+    _internals.py, is a reach into the model's inside."""
+    allowed = {"vaefast.model", "vaefast._internals"}
+    reaches = []
+    for name, path in module_files().items():
+        if name in allowed:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Attribute) and node.attr in MODEL_PRIVATES
+                    and not (isinstance(node.value, ast.Name) and node.value.id == "self")):
+                reaches.append(f"{name}:{node.lineno} .{node.attr}")
+    assert not reaches
 
 
 def test_model_does_not_import_the_test_oracle():

@@ -209,7 +209,7 @@ def _printing_callback(out):
 
 
 def _cmd_demo(args, out):
-    from . import _png
+    from .io import png as _png
     from .datasets import load_digits
     from .model import VAE
     try:
@@ -248,7 +248,7 @@ def _cmd_demo(args, out):
 
 def _demo_conditional(args, out, X, y):
     """A conditional VAE on digits (one-hot labels): a PNG of samples, one row per class."""
-    from . import _png
+    from .io import png as _png
     from .model import VAE
     c = np.eye(10, dtype=np.float32)[y]
     model = VAE(64, hidden=(128,), latent_dim=8, n_conditions=10, seed=args.seed)
@@ -339,7 +339,7 @@ def _cmd_encode(args, out):
 
 
 def _cmd_sample(args, out):
-    from . import _png
+    from .io import png as _png
     model = _load_model(args.model)
     if args.n < 1:
         raise CLIError(f"-n must be >= 1, got {args.n}")
@@ -399,7 +399,9 @@ def _cmd_export(args, out):
         raise CLIError("nothing to write: give --onnx FILE and/or --safetensors FILE")
     if args.onnx:
         try:
-            model.to_onnx(args.onnx, part=args.part, opset=args.opset)
+            from .interop import to_onnx
+
+            to_onnx(model, args.onnx, part=args.part, opset=args.opset)
         except (ImportError, NotImplementedError, ValueError, TypeError) as exc:
             raise CLIError(str(exc))
         print(f"wrote {args.onnx} (ONNX {args.part}, opset {args.opset})", file=out)
@@ -410,7 +412,7 @@ def _cmd_export(args, out):
 
 
 def _cmd_walkthrough(args, out):
-    from .walkthrough import print_walkthrough
+    from .reference.walkthrough import print_walkthrough
     print_walkthrough(seed=args.seed, out=out)
     return 0
 

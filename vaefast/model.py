@@ -17,10 +17,10 @@ from ._spec.densities import iwae as _iwae
 from ._spec.layout import Layout
 from ._validation import (as_float, as_float32_array, as_int, as_seed, as_size_factors,
                           as_weight)
-from .train import History
-from .dask import dask_aware as _dask_aware
+from . import _fit_options
+from ._arrays import deferrable
 
-__all__ = ["VAE", "History", "NonFiniteError"]
+__all__ = ["VAE", "NonFiniteError"]
 
 NonFiniteError = _core.NonFiniteError
 
@@ -271,7 +271,7 @@ class VAE:
             setattr(self._tls, kind, work)
         return work
 
-    @_dask_aware
+    @deferrable
     @_reads_weights
     def encode(self, X, c=None):
         """Parameters of q(z|x) (q(z|x, c) for a conditional model).
@@ -301,7 +301,7 @@ class VAE:
             return mus[0], lvs[0]
         return np.concatenate(mus), np.concatenate(lvs)
 
-    @_dask_aware
+    @deferrable
     def transform(self, X, c=None):
         """The posterior mean mu (the usual embedding).
 
@@ -330,7 +330,7 @@ class VAE:
                                                  part(c, s), part(size_factors, s))
                                for s in range(0, Z.shape[0], _INFER_CHUNK)])
 
-    @_dask_aware
+    @deferrable
     def decode(self, Z, c=None, size_factors=None):
         """Mean of p(x|z): probabilities (Bernoulli), the Gaussian mean, or
         the count mean size_factor·exp(output) (Poisson, negative binomial).
@@ -350,7 +350,7 @@ class VAE:
         return self._decode_raw(Z, True, self._check_c(c, Z.shape[0]),
                                 self._check_size_factors(size_factors, Z.shape[0]))
 
-    @_dask_aware
+    @deferrable
     @_reads_weights
     def reconstruct(self, X, c=None, size_factors=None):
         """The mean reconstruction ``decode(transform(X, c), c)`` (no sampling).
@@ -399,7 +399,7 @@ class VAE:
         """log p(x|z) per row in float64; raw = the decoder's output layer."""
         return self._lik.log_px(raw, X, self._extra_param(), size_factors, self.variance)
 
-    @_dask_aware
+    @deferrable
     @_reads_weights
     def elbo(self, X, seed=None, c=None, size_factors=None, eps=None):
         """Per-sample ELBO, ``log p(x|z) − beta·KL(q(z|x) ‖ p(z))``, one z draw.
@@ -430,7 +430,7 @@ class VAE:
         # one fused pass in the core (float32 layers and row sums, as training)
         return self._core.elbo(X, eps, self._scratch("elbo"), c, s)
 
-    @_dask_aware
+    @deferrable
     @_reads_weights
     def log_likelihood(self, X, n_samples=100, seed=None, c=None, size_factors=None):
         """Importance-weighted estimate of log p(x) (Burda et al., IWAE bound).
@@ -514,69 +514,11 @@ class VAE:
         return float(loss), grads
 
     # ------------------------------------------------------------ training
-    def fit(self, X, epochs=10, batch_size=128, learning_rate=1e-3, optimizer="adam",
-            shuffle=True, validation_data=None, early_stopping_patience=None,
-            kl_warmup_epochs=0, callbacks=(), progress=None, c=None, size_factors=None,
-            comm=None, checkpoint=None, buffer_rows=None):
-        """Train with minibatches (one C call per step, the GIL released).
+    @_fit_options.declare
+    def fit(self, X, *args, **kwargs):
+        from .training import fit
 
-        Calling fit again continues training: the step and epoch counters and
-        the optimizer state persist.
-
-        Parameters
-        ----------
-        X : array_like, shape (n, n_features)
-            Training data (in [0, 1] for the Bernoulli likelihood, counts
-            >= 0 for Poisson and negative binomial).
-        epochs : int, >= 0
-        batch_size : int, >= 1
-        learning_rate : float, > 0
-        optimizer : {"adam", "sgd"}
-            Adam (0.9, 0.999, eps 1e-8) or SGD with momentum 0.9.
-        shuffle : bool
-            Seeded by (seed, epoch), so runs are reproducible and resumable.
-        validation_data : array_like or tuple, optional
-            Scored (mean negative ELBO) after every epoch: X_val, or a tuple
-            (X_val, c_val) or (X_val, c_val, size_factors_val) (c_val None
-            for an unconditional model).
-        early_stopping_patience : int, optional
-            Stop after this many epochs without improvement and restore the
-            best weights.
-        kl_warmup_epochs : int, >= 0
-            Ramp the KL gradient's weight linearly over this many epochs.
-        callbacks : sequence of callables
-            ``cb(epoch, logs)`` after each epoch; returning True stops.
-        progress : bool, optional
-            Progress bar on stderr (default: only on a terminal).
-        c : array_like, shape (n, n_conditions)
-            The conditions of X's rows; required exactly when n_conditions > 0.
-        size_factors : array_like, shape (n,), optional
-            Count likelihoods: per-row factors > 0 of the mean (library size).
-        comm : mpi4py.MPI.Comm, optional
-            Data-parallel training: each rank passes its shard as X and
-            batch_size is the global minibatch (docs/scaling.md).
-        checkpoint : str or os.PathLike, optional
-            Saved after every epoch (with comm: by rank 0).
-        buffer_rows : int, optional
-            Buffer of a streamed X (memmap, Dask array, sequence or callable
-            of row blocks; docs/scaling.md).
-
-        Returns
-        -------
-        History
-            Per-epoch loss, recon, kl, val_loss and seconds.
-
-        See :func:`vaefast.train.fit` for the details and the exceptions.
-        """
-        from .train import fit as _fit
-
-        return _fit(self, X, epochs=epochs, batch_size=batch_size,
-                    learning_rate=learning_rate, optimizer=optimizer, shuffle=shuffle,
-                    validation_data=validation_data,
-                    early_stopping_patience=early_stopping_patience,
-                    kl_warmup_epochs=kl_warmup_epochs, callbacks=callbacks,
-                    progress=progress, c=c, size_factors=size_factors, comm=comm,
-                    checkpoint=checkpoint, buffer_rows=buffer_rows)
+        return fit(self, X, *args, **kwargs)
 
     # ------------------------------------------------------------ persistence
     def get_config(self):
@@ -602,7 +544,7 @@ class VAE:
             names, the configuration and counters in the metadata (readable
             by any safetensors reader). Both: docs/model-format.md.
         """
-        from ._serialize import save_model
+        from .io.serialize import save_model
 
         with self._exclusive("save"):
             save_model(self, path, format)
@@ -630,7 +572,7 @@ class VAE:
             If the file is corrupt, truncated, tampered with or not a vaefast
             model.
         """
-        from ._serialize import load_model
+        from .io.serialize import load_model
 
         return load_model(cls, path)
 
@@ -643,7 +585,7 @@ class VAE:
             Config, weights, optimizer state and counters (pickling uses
             these bytes, so a copy continues training bit-identically).
         """
-        from ._serialize import model_to_bytes
+        from .io.serialize import model_to_bytes
 
         with self._exclusive("to_bytes"):
             return model_to_bytes(self)
@@ -659,20 +601,13 @@ class VAE:
         ValueError
             If the bytes are corrupt, truncated or not a vaefast model.
         """
-        from ._serialize import model_from_bytes
+        from .io.serialize import model_from_bytes
 
         return model_from_bytes(cls, data)
 
     def __reduce__(self):
         # pickle / copy / cloudpickle: the saved-model bytes, never C pointers.
         return (type(self).from_bytes, (self.to_bytes(),))
-
-    def to_onnx(self, path, part="vae", opset=17):
-        """Write the model (or its encoder or decoder) as an ONNX graph; see
-        :func:`vaefast.interop.to_onnx` for the graph names and shapes."""
-        from .interop import to_onnx
-
-        return to_onnx(self, path, part=part, opset=opset)
 
     def __repr__(self):
         return (f"VAE(n_features={self.n_features}, hidden={self.hidden}, "

@@ -18,7 +18,7 @@ except ImportError as _exc:  # pragma: no cover - depends on the environment
 
 from ._spec import likelihoods
 from ._validation import check_targets
-from .dask import dask_aware as _dask_aware
+from ._arrays import deferrable
 from .model import VAE
 
 # check name -> why vaefast does not pass it (keep this minimal and honest).
@@ -163,7 +163,7 @@ class VAETransformer(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "model_")
         return validate_data(self, X, dtype=np.float32, reset=False)
 
-    @_dask_aware
+    @deferrable
     def transform(self, X, y=None):
         """Posterior means (the embedding).
 
@@ -197,7 +197,7 @@ class VAETransformer(TransformerMixin, BaseEstimator):
         c = self._conditions(y, np.shape(X)[0]) if self.n_conditions else None
         return self.model_.decode(X, c)  # validated there: dtype, shape, finiteness
 
-    @_dask_aware
+    @deferrable
     def score_samples(self, X, y=None):
         """ELBO of each row (one Monte-Carlo sample).
 

@@ -28,12 +28,12 @@ import numpy as np
 # The layout (layer widths, init) is stated once, in vaefast/_spec/layout.py;
 # the likelihoods' names and the clamps in the registry beside it (plain
 # data: the reference never imports the compiled core it checks).
-from ._spec.layout import Layout, init_layer  # noqa: F401
-from ._spec.likelihoods import BERNOULLI, GAUSSIAN
-from ._spec.limits import LOGVAR_RANGE
+from .._spec.layout import Layout, init_layer  # noqa: F401
+from .._spec.likelihoods import BERNOULLI, GAUSSIAN
+from .._spec.limits import LOGVAR_RANGE
 # The random streams' twins (Philox4x32-10, normals, the reparameterization
 # noise eps(seed, step, row, col)) live beside the RNG kernels' binding.
-from ._reference_rng import normal, philox4x32_10, reparam_eps  # noqa: F401
+from .rng import normal, philox4x32_10, reparam_eps  # noqa: F401
 
 LIKELIHOODS = (BERNOULLI.name, GAUSSIAN.name)  # the twin's: csrc/vae*.c has more
 

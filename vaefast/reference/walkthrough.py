@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 
-from . import reference as ref
+from .. import reference as ref
 
 # Three small training examples (rows) with 4 features each.
 EXAMPLES = np.array([[0.0, 0.5, 1.0, 0.25],
