@@ -194,3 +194,10 @@ def test_registry_constants_match_the_binding():
         _core.LIKELIHOOD_ENUM
     assert limits.LIMITS == _core.LIKELIHOOD_LIMITS
     assert limits.LOGVAR_RANGE == _core.LOGVAR_RANGE
+
+
+def test_no_source_file_is_over_600_lines():
+    module_files()  # skips without the source tree
+    sizes = {p.name: len(p.read_text().splitlines())
+             for ext in ("*.py", "*.pyx", "*.pxi", "*.pxd") for p in PACKAGE.rglob(ext)}
+    assert sizes and max(sizes.values()) <= 600, sorted(sizes.items(), key=lambda kv: -kv[1])[:3]

@@ -1,13 +1,9 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """Binding to the C core (csrc/vaefast.h). Binding only: shapes, dtypes,
-releasing the GIL. Each part of the core has its own .pxi below."""
+releasing the GIL. Each part of the core has its own .pxi below; the C API
+they call is declared once, in _core.pxd."""
 
 from libc.stdint cimport int64_t, uint32_t, uint64_t
-
-cdef extern from "vaefast.h" nogil:
-    int VF_OK, VF_ERR_ARG, VF_ERR_NULL, VF_ERR_OVERFLOW, VF_ERR_NOMEM
-    int VF_ERR_ISA, VF_ERR_NONFINITE
-    const char *vf_status_string(int status)
 
 
 class NonFiniteError(FloatingPointError):

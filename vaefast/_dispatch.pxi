@@ -1,16 +1,5 @@
 # Dispatch and threads (csrc/dispatch.c, csrc/threads.c).
 
-cdef extern from "vaefast.h" nogil:
-    int VF_ISA_GENERIC, VF_ISA_AVX2, VF_ISA_AVX512, VF_ISA_COUNT
-    uint32_t vf_cpu_features()
-    int vf_isa_compiled(int isa)
-    int vf_isa_supported(int isa)
-    int vf_isa_best()
-    int vf_set_isa(int isa)
-    int vf_get_isa()
-    const char *vf_isa_name(int isa)
-    void vf_set_num_threads(int n)
-    int vf_get_num_threads()
 
 _FEATURE_BITS = (
     ("sse2", 0), ("avx", 1), ("avx2", 2), ("fma", 3), ("avx512f", 4),

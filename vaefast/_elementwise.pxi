@@ -1,21 +1,6 @@
 # Binding of the elementwise part (losses + optimizers): declarations and
 # thin wrappers. Shapes and dtypes are checked in vaefast/ops/_elementwise.py.
 
-cdef extern from "vaefast.h" nogil:
-    int vf_bernoulli_loss(int64_t M, int64_t N, const float *logits, int64_t ldl,
-                          const float *x, int64_t ldx, float *loss, float *dlogits,
-                          int64_t ldd, float scale)
-    int vf_gaussian_loss(int64_t M, int64_t N, const float *y, int64_t ldy,
-                         const float *x, int64_t ldx, float *loss, float *dy,
-                         int64_t ldd, float scale)
-    int vf_kl_normal(int64_t M, int64_t N, const float *mu, int64_t ldmu,
-                     const float *logvar, int64_t ldlv, float *kl)
-    int vf_adam_update(int64_t n, float *param, const float *grad, float *m, float *v,
-                       float lr, float beta1, float beta2, float eps,
-                       float weight_decay, int64_t t)
-    int vf_sgd_update(int64_t n, float *param, const float *grad, float *velocity,
-                      float lr, float momentum, float weight_decay)
-
 
 cdef _check_rows(str what, int64_t M, int64_t N, const float[:, ::1] other,
                  float[::1] loss, float[:, ::1] grad):

@@ -7,35 +7,6 @@
 # finite, or the result overflowed float32); vaefast/ops/_linear.py then
 # finds out which. Otherwise the return value is False.
 
-cdef extern from "vaefast.h" nogil:
-    int VF_ACT_NONE, VF_ACT_RELU
-    int vf_linear_forward(int64_t M, int64_t N, int64_t K, const float *X, int64_t ldx,
-                          const float *W, int64_t ldw, const float *b, int act,
-                          float *Y, int64_t ldy)
-    int vf_linear_backward_input(int64_t M, int64_t N, int64_t K, const float *dY,
-                                 int64_t lddy, const float *W, int64_t ldw,
-                                 const float *mask, int64_t ldm, float *dX, int64_t lddx)
-    int vf_linear_backward_weight(int64_t M, int64_t N, int64_t K, const float *X,
-                                  int64_t ldx, const float *dY, int64_t lddy,
-                                  float *dW, int64_t lddw, float *db, int accumulate)
-    int vf_matmul(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
-                  const float *A, int64_t lda, const float *B, int64_t ldb,
-                  float *C, int64_t ldc, int accumulate)
-    int vf_linear_forward_checked(int64_t M, int64_t N, int64_t K, const float *X,
-                                  int64_t ldx, const float *W, int64_t ldw, const float *b,
-                                  int act, float *Y, int64_t ldy)
-    int vf_linear_backward_input_checked(int64_t M, int64_t N, int64_t K, const float *dY,
-                                         int64_t lddy, const float *Yo, int64_t ldyo,
-                                         const float *W, int64_t ldw, const float *mask,
-                                         int64_t ldm, float *dX, int64_t lddx)
-    int vf_linear_backward_weight_checked(int64_t M, int64_t N, int64_t K, const float *X,
-                                          int64_t ldx, const float *dY, int64_t lddy,
-                                          const float *Yo, int64_t ldyo, float *dW,
-                                          int64_t lddw, float *db, int accumulate)
-    int vf_matmul_checked(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
-                          const float *A, int64_t lda, const float *B, int64_t ldb,
-                          float *C, int64_t ldc, int accumulate)
-
 
 cdef inline int64_t _row_ld(Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row_stride,
                             Py_ssize_t col_stride) noexcept:

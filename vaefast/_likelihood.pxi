@@ -2,19 +2,6 @@
 # learned-variance losses. Shapes and dtypes are checked in
 # vaefast/ops/_losses.py; this layer only checks what memory safety needs.
 
-cdef extern from "vaefast.h" nogil:
-    float VF_POISSON_LOGRATE_MAX, VF_LOG_THETA_MIN, VF_LOG_THETA_MAX, VF_GAUSS_LOGVAR_MIN
-    int vf_poisson_loss(int64_t M, int64_t N, const float *out, int64_t ldo,
-                        const float *x, int64_t ldx, const float *size_factors,
-                        float *loss, float *dout, int64_t ldd, float scale)
-    int vf_negbin_loss(int64_t M, int64_t N, const float *out, int64_t ldo,
-                       const float *x, int64_t ldx, const float *size_factors,
-                       const float *log_theta, float *loss, float *dout, int64_t ldd,
-                       float *dlog_theta, int64_t lddt, float scale)
-    int vf_gaussian_var_loss(int64_t M, int64_t N, const float *y, int64_t ldy,
-                             const float *x, int64_t ldx, const float *logvar, int64_t ldlv,
-                             float *loss, float *dy, int64_t ldd, float *dlogvar,
-                             int64_t lddlv, float scale)
 
 LIKELIHOOD_LIMITS = {"poisson_lograte_max": float(VF_POISSON_LOGRATE_MAX),
                      "log_theta_min": float(VF_LOG_THETA_MIN),

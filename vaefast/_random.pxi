@@ -1,25 +1,6 @@
 # Binding of the random part (csrc/rng.c, csrc/reparam.c). Arrays arrive
 # validated and C-contiguous from vaefast/random.py and vaefast/ops/_reparam.py.
 
-cdef extern from "vaefast.h" nogil:
-    int vf_philox4x32_10(int64_t n, const uint32_t *ctr, const uint32_t *key,
-                         uint32_t *out)
-    int vf_normal(uint64_t seed, uint64_t offset, int64_t n, float *out)
-    int vf_reparam_eps(uint64_t seed, uint64_t step, int64_t row0,
-                       int64_t M, int64_t N, float *eps, int64_t ld)
-    int vf_reparam_forward(int64_t M, int64_t N, const float *mu, int64_t ldmu,
-                           const float *logvar, int64_t ldlv,
-                           uint64_t seed, uint64_t step, int64_t row0,
-                           const float *eps, int64_t ldeps,
-                           float *z, int64_t ldz, float *kl)
-    int vf_reparam_backward(int64_t M, int64_t N, const float *mu, int64_t ldmu,
-                            const float *logvar, int64_t ldlv,
-                            uint64_t seed, uint64_t step, int64_t row0,
-                            const float *eps, int64_t ldeps,
-                            const float *dz, int64_t lddz, float kl_scale,
-                            float *dmu, int64_t lddmu,
-                            float *dlogvar, int64_t lddlv)
-
 
 def philox4x32_10(const uint32_t[:, ::1] ctr, const uint32_t[:, ::1] key,
                   uint32_t[:, ::1] out):

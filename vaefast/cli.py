@@ -180,7 +180,8 @@ def _check_range(X, likelihood, spec):
     try:
         check_targets(X, likelihood, spec)
     except ValueError as exc:
-        raise CLIError(f"{exc}, or choose another likelihood such as --likelihood {likelihoods.GAUSSIAN.name}")
+        raise CLIError(f"{exc}, or choose another likelihood such as --likelihood "
+                       f"{likelihoods.GAUSSIAN.name}")
 
 
 def _load_model(path):
@@ -377,9 +378,8 @@ def _cmd_evaluate(args, out):
         raise CLIError(f"--samples must be >= 1, got {args.samples}")
     elbo = float(np.mean(model.elbo(X, seed=args.seed, c=c)))
     ll = float(np.mean(model.log_likelihood(X, n_samples=args.samples, seed=args.seed, c=c)))
-    print(f"rows: {X.shape[0]}", file=out)
-    print(f"mean ELBO: {elbo:.4f}", file=out)
-    print(f"mean log-likelihood (importance-weighted, {args.samples} samples): {ll:.4f}", file=out)
+    print(f"rows: {X.shape[0]}\nmean ELBO: {elbo:.4f}\nmean log-likelihood "
+          f"(importance-weighted, {args.samples} samples): {ll:.4f}", file=out)
     return 0
 
 
@@ -387,9 +387,8 @@ def _cmd_info(args, out):
     model = _load_model(args.model)
     for k, v in model.get_config().items():
         print(f"{k}: {v}", file=out)
-    print(f"parameters: {model.num_params()}", file=out)
-    print(f"training step: {model.step_}", file=out)
-    print(f"epochs trained: {model.epoch_}", file=out)
+    print(f"parameters: {model.num_params()}\ntraining step: {model.step_}\n"
+          f"epochs trained: {model.epoch_}", file=out)
     return 0
 
 

@@ -19,6 +19,7 @@ from ._validation import (as_float, as_float32_array, as_int, as_seed, as_size_f
                           as_weight)
 from . import _fit_options
 from ._arrays import deferrable
+from .io.model_files import ModelFiles
 
 __all__ = ["VAE", "NonFiniteError"]
 
@@ -59,7 +60,7 @@ def _as_widths(value, name):
     return tuple(as_int(w, f"{name}[{i}]", minimum=1) for i, w in enumerate(widths))
 
 
-class VAE:
+class VAE(ModelFiles):
     """A variational autoencoder trained and run by vaefast's C core.
 
     Encoder: ReLU MLP ``n_features → hidden…``, then one linear head giving
@@ -528,86 +529,6 @@ class VAE:
                 "beta": self.beta, "seed": self.seed,
                 "decoder_hidden": list(self.decoder_hidden),
                 "n_conditions": self.n_conditions, "variance": self.variance}
-
-    def save(self, path, format="npz"):
-        """Write the model (config, weights, optimizer state, counters).
-
-        Parameters
-        ----------
-        path : str or os.PathLike
-            The file written: exactly this name (no suffix added). It is
-            written to a temporary file beside it and renamed, so an existing
-            model is replaced atomically.
-        format : {"npz", "safetensors"}
-            ``"npz"`` (default): vaefast's own .npz-based format;
-            ``"safetensors"``: the weights under their :meth:`get_weights`
-            names, the configuration and counters in the metadata (readable
-            by any safetensors reader). Both: docs/model-format.md.
-        """
-        from .io.serialize import save_model
-
-        with self._exclusive("save"):
-            save_model(self, path, format)
-
-    @classmethod
-    def load(cls, path):
-        """Read a model written by :meth:`save` (no code is ever executed).
-
-        The format (npz or safetensors) is detected from the file's first
-        bytes, not its name.
-
-        Parameters
-        ----------
-        path : str or os.PathLike
-
-        Returns
-        -------
-        VAE
-            With its weights, optimizer state and step/epoch counters, so
-            that fit continues exactly where the saved model stopped.
-
-        Raises
-        ------
-        ValueError
-            If the file is corrupt, truncated, tampered with or not a vaefast
-            model.
-        """
-        from .io.serialize import load_model
-
-        return load_model(cls, path)
-
-    def to_bytes(self):
-        """The model as bytes: exactly the file :meth:`save` writes.
-
-        Returns
-        -------
-        bytes
-            Config, weights, optimizer state and counters (pickling uses
-            these bytes, so a copy continues training bit-identically).
-        """
-        from .io.serialize import model_to_bytes
-
-        with self._exclusive("to_bytes"):
-            return model_to_bytes(self)
-
-    @classmethod
-    def from_bytes(cls, data):
-        """The model :meth:`to_bytes` returned `data` for.
-
-        Raises
-        ------
-        TypeError
-            If data is not bytes.
-        ValueError
-            If the bytes are corrupt, truncated or not a vaefast model.
-        """
-        from .io.serialize import model_from_bytes
-
-        return model_from_bytes(cls, data)
-
-    def __reduce__(self):
-        # pickle / copy / cloudpickle: the saved-model bytes, never C pointers.
-        return (type(self).from_bytes, (self.to_bytes(),))
 
     def __repr__(self):
         return (f"VAE(n_features={self.n_features}, hidden={self.hidden}, "

@@ -76,8 +76,8 @@ class VAETransformer(TransformerMixin, BaseEstimator):
         The labels of the default one-hot condition encoder (conditional only).
     """
 
-    def __init__(self, hidden=(400,), latent_dim=20, likelihood=likelihoods.DEFAULT, beta=1.0, epochs=10,
-                 batch_size=128, learning_rate=1e-3, random_state=None, variance="unit",
+    def __init__(self, hidden=(400,), latent_dim=20, likelihood=likelihoods.DEFAULT, beta=1.0,
+                 epochs=10, batch_size=128, learning_rate=1e-3, random_state=None, variance="unit",
                  n_conditions=0, condition_encoder=None):
         self.hidden = hidden
         self.latent_dim = latent_dim

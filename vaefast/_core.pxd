@@ -1,0 +1,184 @@
+# The C API of csrc/vaefast.h as the binding sees it, declared once for every
+# part of the binding: Cython reads this file (it shares _core.pyx's name)
+# before _core.pyx and the .pxi files it includes. Grouped by the part that
+# uses each declaration.
+
+from libc.stdint cimport int64_t, uint32_t, uint64_t
+
+# ---- status codes (_core.pyx)
+cdef extern from "vaefast.h" nogil:
+    int VF_OK, VF_ERR_ARG, VF_ERR_NULL, VF_ERR_OVERFLOW, VF_ERR_NOMEM
+    int VF_ERR_ISA, VF_ERR_NONFINITE
+    const char *vf_status_string(int status)
+
+# ---- kernel sets and threads (csrc/dispatch.c) (_dispatch.pxi)
+cdef extern from "vaefast.h" nogil:
+    int VF_ISA_GENERIC, VF_ISA_AVX2, VF_ISA_AVX512, VF_ISA_COUNT
+    uint32_t vf_cpu_features()
+    int vf_isa_compiled(int isa)
+    int vf_isa_supported(int isa)
+    int vf_isa_best()
+    int vf_set_isa(int isa)
+    int vf_get_isa()
+    const char *vf_isa_name(int isa)
+    void vf_set_num_threads(int n)
+    int vf_get_num_threads()
+
+# ---- dense layers (csrc/gemm*.c) (_gemm.pxi)
+cdef extern from "vaefast.h" nogil:
+    int VF_ACT_NONE, VF_ACT_RELU
+    int vf_linear_forward(int64_t M, int64_t N, int64_t K, const float *X, int64_t ldx,
+                          const float *W, int64_t ldw, const float *b, int act,
+                          float *Y, int64_t ldy)
+    int vf_linear_backward_input(int64_t M, int64_t N, int64_t K, const float *dY,
+                                 int64_t lddy, const float *W, int64_t ldw,
+                                 const float *mask, int64_t ldm, float *dX, int64_t lddx)
+    int vf_linear_backward_weight(int64_t M, int64_t N, int64_t K, const float *X,
+                                  int64_t ldx, const float *dY, int64_t lddy,
+                                  float *dW, int64_t lddw, float *db, int accumulate)
+    int vf_matmul(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                  const float *A, int64_t lda, const float *B, int64_t ldb,
+                  float *C, int64_t ldc, int accumulate)
+    int vf_linear_forward_checked(int64_t M, int64_t N, int64_t K, const float *X,
+                                  int64_t ldx, const float *W, int64_t ldw, const float *b,
+                                  int act, float *Y, int64_t ldy)
+    int vf_linear_backward_input_checked(int64_t M, int64_t N, int64_t K, const float *dY,
+                                         int64_t lddy, const float *Yo, int64_t ldyo,
+                                         const float *W, int64_t ldw, const float *mask,
+                                         int64_t ldm, float *dX, int64_t lddx)
+    int vf_linear_backward_weight_checked(int64_t M, int64_t N, int64_t K, const float *X,
+                                          int64_t ldx, const float *dY, int64_t lddy,
+                                          const float *Yo, int64_t ldyo, float *dW,
+                                          int64_t lddw, float *db, int accumulate)
+    int vf_matmul_checked(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                          const float *A, int64_t lda, const float *B, int64_t ldb,
+                          float *C, int64_t ldc, int accumulate)
+
+# ---- random streams (csrc/rng.c) (_random.pxi)
+cdef extern from "vaefast.h" nogil:
+    int vf_philox4x32_10(int64_t n, const uint32_t *ctr, const uint32_t *key,
+                         uint32_t *out)
+    int vf_normal(uint64_t seed, uint64_t offset, int64_t n, float *out)
+    int vf_reparam_eps(uint64_t seed, uint64_t step, int64_t row0,
+                       int64_t M, int64_t N, float *eps, int64_t ld)
+    int vf_reparam_forward(int64_t M, int64_t N, const float *mu, int64_t ldmu,
+                           const float *logvar, int64_t ldlv,
+                           uint64_t seed, uint64_t step, int64_t row0,
+                           const float *eps, int64_t ldeps,
+                           float *z, int64_t ldz, float *kl)
+    int vf_reparam_backward(int64_t M, int64_t N, const float *mu, int64_t ldmu,
+                            const float *logvar, int64_t ldlv,
+                            uint64_t seed, uint64_t step, int64_t row0,
+                            const float *eps, int64_t ldeps,
+                            const float *dz, int64_t lddz, float kl_scale,
+                            float *dmu, int64_t lddmu,
+                            float *dlogvar, int64_t lddlv)
+
+# ---- elementwise kernels (_elementwise.pxi)
+cdef extern from "vaefast.h" nogil:
+    int vf_bernoulli_loss(int64_t M, int64_t N, const float *logits, int64_t ldl,
+                          const float *x, int64_t ldx, float *loss, float *dlogits,
+                          int64_t ldd, float scale)
+    int vf_gaussian_loss(int64_t M, int64_t N, const float *y, int64_t ldy,
+                         const float *x, int64_t ldx, float *loss, float *dy,
+                         int64_t ldd, float scale)
+    int vf_kl_normal(int64_t M, int64_t N, const float *mu, int64_t ldmu,
+                     const float *logvar, int64_t ldlv, float *kl)
+    int vf_adam_update(int64_t n, float *param, const float *grad, float *m, float *v,
+                       float lr, float beta1, float beta2, float eps,
+                       float weight_decay, int64_t t)
+    int vf_sgd_update(int64_t n, float *param, const float *grad, float *velocity,
+                      float lr, float momentum, float weight_decay)
+
+# ---- likelihood losses (csrc/likelihood.c) (_likelihood.pxi)
+cdef extern from "vaefast.h" nogil:
+    float VF_POISSON_LOGRATE_MAX, VF_LOG_THETA_MIN, VF_LOG_THETA_MAX, VF_GAUSS_LOGVAR_MIN
+    int vf_poisson_loss(int64_t M, int64_t N, const float *out, int64_t ldo,
+                        const float *x, int64_t ldx, const float *size_factors,
+                        float *loss, float *dout, int64_t ldd, float scale)
+    int vf_negbin_loss(int64_t M, int64_t N, const float *out, int64_t ldo,
+                       const float *x, int64_t ldx, const float *size_factors,
+                       const float *log_theta, float *loss, float *dout, int64_t ldd,
+                       float *dlog_theta, int64_t lddt, float scale)
+    int vf_gaussian_var_loss(int64_t M, int64_t N, const float *y, int64_t ldy,
+                             const float *x, int64_t ldx, const float *logvar, int64_t ldlv,
+                             float *loss, float *dy, int64_t ldd, float *dlogvar,
+                             int64_t lddlv, float scale)
+
+# ---- the model (csrc/vae*.c) (_model.pxi)
+cdef extern from "vaefast.h" nogil:
+    ctypedef struct vf_vae:
+        pass
+    int VF_LIKELIHOOD_BERNOULLI, VF_LIKELIHOOD_GAUSSIAN, VF_LIKELIHOOD_POISSON
+    int VF_LIKELIHOOD_NEGBIN, VF_VARIANCE_UNIT, VF_VARIANCE_FEATURE, VF_VARIANCE_SAMPLE
+    ctypedef struct vf_vae_config:
+        int64_t n_features, n_conditions, latent
+        int n_enc
+        const int64_t *enc_hidden
+        int n_dec
+        const int64_t *dec_hidden
+        int likelihood, variance
+        float beta
+    ctypedef struct vf_vae_rows:
+        const float *c
+        int64_t ldc
+        const float *size_factors
+    int vf_vae_create_config(const vf_vae_config *cfg, vf_vae **out)
+    int vf_vae_layer_info(const vf_vae *m, int l, int64_t info[4])
+    int vf_vae_encode_rows(const vf_vae *m, int64_t B, const float *X, int64_t ldx,
+                           const vf_vae_rows *r, float *mu, int64_t ldmu, float *logvar,
+                           int64_t ldlv, float *work)
+    int vf_vae_decode_rows(const vf_vae *m, int64_t B, const float *z, int64_t ldz,
+                           const vf_vae_rows *r, int mean, float *out, int64_t ldo,
+                           float *work)
+    int vf_vae_loss_and_grad_rows(vf_vae *m, int64_t B, const float *X, const vf_vae_rows *r,
+                                  const float *eps, uint64_t seed, uint64_t step,
+                                  float kl_weight, float *recon, float *kl, double *loss)
+    int64_t vf_vae_elbo_work_size(const vf_vae *m)
+    int vf_vae_elbo_rows(const vf_vae *m, int64_t B, const float *X, const vf_vae_rows *r,
+                         const float *eps, double *elbo, float *work)
+    int vf_vae_train_steps_rows(vf_vae *m, int64_t n, const float *X, int64_t ldx,
+                                const vf_vae_rows *r, const int64_t *order, int64_t batch,
+                                int64_t first_batch, int64_t n_steps, uint64_t seed,
+                                uint64_t step0, float lr, float beta1, float beta2,
+                                float adam_eps, float weight_decay, int optimizer,
+                                float kl_weight, double *sums3, int64_t *done)
+    int VF_OPTIMIZER_ADAM, VF_OPTIMIZER_SGD
+    float VF_LOGVAR_MIN, VF_LOGVAR_MAX
+    int vf_vae_create(int64_t n_features, int n_enc, const int64_t *enc_hidden,
+                      int n_dec, const int64_t *dec_hidden, int64_t latent,
+                      int likelihood, float beta, vf_vae **out)
+    void vf_vae_destroy(vf_vae *m)
+    void vf_vae_lock(vf_vae *m, int write)
+    void vf_vae_unlock(vf_vae *m)
+    int64_t vf_vae_num_params(const vf_vae *m)
+    float *vf_vae_params(vf_vae *m)
+    float *vf_vae_grads(vf_vae *m)
+    float *vf_vae_moment1(vf_vae *m)
+    float *vf_vae_moment2(vf_vae *m)
+    int vf_vae_reserve(vf_vae *m, int64_t B)
+    int64_t vf_vae_infer_work_size(const vf_vae *m, int64_t B)
+    int vf_vae_encode(const vf_vae *m, int64_t B, const float *X, int64_t ldx,
+                      float *mu, int64_t ldmu, float *logvar, int64_t ldlv,
+                      float *work)
+    int vf_vae_decode(const vf_vae *m, int64_t B, const float *z, int64_t ldz,
+                      int mean, float *out, int64_t ldo, float *work)
+    int vf_vae_loss_and_grad(vf_vae *m, int64_t B, const float *X,
+                             const float *eps, uint64_t seed, uint64_t step,
+                             float kl_weight, float *recon, float *kl,
+                             double *loss)
+    int vf_vae_train_step(vf_vae *m, int64_t B, const float *X, uint64_t seed,
+                          uint64_t step, float lr, float beta1, float beta2,
+                          float adam_eps, float weight_decay, int optimizer,
+                          float kl_weight, double *out3)
+    int vf_vae_train_steps(vf_vae *m, int64_t n, const float *X, int64_t ldx,
+                           const int64_t *order, int64_t batch, int64_t first_batch,
+                           int64_t n_steps, uint64_t seed, uint64_t step0, float lr,
+                           float beta1, float beta2, float adam_eps, float weight_decay,
+                           int optimizer, float kl_weight, double *sums3, int64_t *done)
+    int vf_vae_shard_grads(vf_vae *m, int64_t B, const float *X, const vf_vae_rows *rows,
+                           uint64_t seed,
+                           uint64_t step, int64_t row0, int64_t batch_total,
+                           float kl_weight, double *sums3)
+    int vf_vae_apply_update(vf_vae *m, uint64_t step, float lr, float beta1, float beta2,
+                            float adam_eps, float weight_decay, int optimizer)
