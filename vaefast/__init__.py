@@ -59,7 +59,7 @@ from ._validation import Float32OverflowError  # noqa: E402
 from .model import VAE, NonFiniteError  # noqa: E402
 from .train import History  # noqa: E402
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402  (the git tag; see _version)
 
 
 def _select_isa_at_import():
