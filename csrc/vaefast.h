@@ -466,12 +466,14 @@ int vf_vae_train_steps(vf_vae *m, int64_t n, const float *X, int64_t ldx,
  * indptr[r] .. indptr[r+1]−1 of indices (int32 column numbers) and values.
  * Row pointers are int64 and need not start at 0 (a run of rows of a bigger
  * matrix is used in place); indices and values hold at least indptr[M]
- * entries. Rules (VF_ERR_ARG when broken, nothing computed): indptr[0] >= 0
+ * entries. Rules (VF_ERR_ARG when broken; the outputs are then unspecified,
+ * since the columns are checked as the product reads them): indptr[0] >= 0
  * and non-decreasing; a row's columns strictly increasing (sorted, no
  * duplicates: duplicates are refused, not summed) and in [0, K); values
  * finite, and >= 0 with VF_CSR_LOG1P. T is the transform of the stored
- * values: VF_CSR_NONE, or VF_CSR_LOG1P, log(1 + v) computed as the model's
- * encoder input is (logf(1 + v)); T(0) = 0, so the zeros stay zeros.
+ * values: VF_CSR_NONE, or VF_CSR_LOG1P, log(1 + v) = log(w) + (v − (w − 1))/w
+ * with w = 1 + v rounded and the kernel set's vector log (isa/vec_math.h;
+ * within a few ulp of log1p); T(0) = 0, so the zeros stay zeros.
  * Results are bit-identical for any thread count: every output row is one
  * thread's sum of its entries in storage order. */
 enum { VF_CSR_NONE = 0, VF_CSR_LOG1P = 1 };

@@ -5,16 +5,18 @@ stored entries only.
 x is a CSR matrix (scipy.sparse, a :class:`~vaefast._sparse_batch.CSRBatch`
 from :func:`gather_csr_rows`, or anything with ``format == "csr"`` and
 data/indices/indptr/shape; CSC is converted per call). T is None or
-``"log1p"``, log(1 + v) applied to the stored values as the model's encoder
-input is (zeros stay zero). Column indices must be sorted and unique within
+``"log1p"``, log(1 + v) applied to the stored values (zeros stay zero;
+within 2.5 float32 ulps of the exact log1p, by the kernel set's vector log,
+so not the same bits as the model's dense encoder input, which uses logf). Column indices must be sorted and unique within
 each row; values finite, and >= 0 with log1p. Each rule broken is a
 ValueError naming the array (``x.indices``, ``x.data``, ...).
 
 Numerics. Every output entry is one float32 sum of its row's (or column's)
 non-zero terms in storage order, one multiply-add each, so its error
-against the exact value is at most about ``nnz · eps · Σ|terms|`` (eps =
-2^-24, nnz the terms in that sum), the bound of the dense product with its
-zero terms dropped. Results are bit-identical for any thread count.
+against the exact value is at most ``(nnz + 4) · eps · Σ|terms|`` (eps =
+2^-24, nnz the terms in that sum, Σ over them and the bias; the 4 covers
+the bias and the transform), the bound of the dense product with its zero
+terms dropped (tests/test_csr.py). Results are bit-identical for any thread count.
 
 NaN/Inf in W, b, dy or y is found from the results, as in
 :mod:`vaefast._ops_linear`: the forward's pre-activation values and the
