@@ -460,6 +460,52 @@ int vf_vae_train_steps(vf_vae *m, int64_t n, const float *X, int64_t ldx,
                        float beta1, float beta2, float adam_eps, float weight_decay,
                        int optimizer, float kl_weight, double *sums3, int64_t *done);
 
+
+/* ------------------------------------------------ CSR input (csrc/csr.c) */
+/* A CSR matrix S (M×K) of float32 values: row r holds the entries
+ * indptr[r] .. indptr[r+1]−1 of indices (int32 column numbers) and values.
+ * Row pointers are int64 and need not start at 0 (a run of rows of a bigger
+ * matrix is used in place); indices and values hold at least indptr[M]
+ * entries. Rules (VF_ERR_ARG when broken; the outputs are then unspecified,
+ * since the columns are checked as the product reads them): indptr[0] >= 0
+ * and non-decreasing; a row's columns strictly increasing (sorted, no
+ * duplicates: duplicates are refused, not summed) and in [0, K); values
+ * finite, and >= 0 with VF_CSR_LOG1P. T is the transform of the stored
+ * values: VF_CSR_NONE, or VF_CSR_LOG1P, log(1 + v) = log(w) + (v − (w − 1))/w
+ * with w = 1 + v rounded and the kernel set's vector log (isa/vec_math.h;
+ * within a few ulp of log1p); T(0) = 0, so the zeros stay zeros.
+ * Results are bit-identical for any thread count: every output row is one
+ * thread's sum of its entries in storage order. */
+enum { VF_CSR_NONE = 0, VF_CSR_LOG1P = 1 };
+
+/* VF_OK if (indptr, indices, values) follow the rules above, else
+ * VF_ERR_ARG (VF_ERR_NULL for a missing array). */
+int vf_csr_check(int64_t M, int64_t K, const int64_t *indptr, const int32_t *indices,
+                 const float *values, int transform);
+
+/* Y (M×N, ldy) = act(T(S) · W (K×N, ldw) + b (N)); b may be NULL. Overwrites Y.
+ * VF_ERR_NONFINITE, after writing Y, when a value before the activation is
+ * NaN/Inf (a NaN/Inf in b, or in a row of W that some entry reads, or float32
+ * overflow); rows of W no entry reads are not read. */
+int vf_csr_linear_forward(int64_t M, int64_t N, int64_t K, const int64_t *indptr,
+                          const int32_t *indices, const float *values, int transform,
+                          const float *W, int64_t ldw, const float *b, int act, float *Y,
+                          int64_t ldy);
+
+/* dW (K×N, lddw) = T(S)ᵀ · dZ and db (N) = column sums of dZ, where
+ * dZ = dY (M×N, lddy) ⊙ [Yo > 0] with Yo (M×N, ldyo) the layer's ReLU
+ * output, or dZ = dY when Yo is NULL. accumulate = 0 overwrites dW and db
+ * (every row of dW is written, rows of columns absent from S with zeros),
+ * 1 adds to them. db may be NULL. Computed from the transpose of S (built in
+ * a scratch buffer: no dense copy of S), each dW row summed by one thread
+ * over S's rows in order. VF_ERR_NONFINITE, after writing, when a value of
+ * dW or db is NaN/Inf (db carries the check of dY and Yo). */
+int vf_csr_linear_backward_weight(int64_t M, int64_t N, int64_t K, const int64_t *indptr,
+                                  const int32_t *indices, const float *values,
+                                  int transform, const float *dY, int64_t lddy,
+                                  const float *Yo, int64_t ldyo, float *dW, int64_t lddw,
+                                  float *db, int accumulate);
+
 #ifdef __cplusplus
 }
 #endif
