@@ -30,6 +30,9 @@ from ._layout import Layout, init_layer  # noqa: F401
 # The random streams' twins (Philox4x32-10, normals, the reparameterization
 # noise eps(seed, step, row, col)) live beside the RNG kernels' binding.
 from ._reference_rng import normal, philox4x32_10, reparam_eps  # noqa: F401
+# The scVI-parameterised count losses (mean = library · softmax(decoder output)).
+from ._reference_count import (  # noqa: F401
+    count_loss, log_nb, log_poisson, log_zinb, scvi_log_mean)
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 
