@@ -506,6 +506,38 @@ int vf_csr_linear_backward_weight(int64_t M, int64_t N, int64_t K, const int64_t
                                   const float *Yo, int64_t ldyo, float *dW, int64_t lddw,
                                   float *db, int accumulate);
 
+/* ------------------------------------------------------------------------
+ * scVI-parameterised count losses (csrc/count.c). For row i (M rows, N genes)
+ * the mean is scVI's: mu_ij = library_i · softmax(rho_i)_j, i.e.
+ *   log mu_ij = log library_i + rho_ij − logsumexp_k rho_ik,
+ * rho (M×N, ldr) the decoder output, library (M) > 0 the observed total
+ * count. θ = exp(clamp(log_theta, VF_LOG_THETA_MIN, VF_LOG_THETA_MAX)),
+ * log_theta per gene (N, ldt == 0) or per element (M×N, ldt), a = log mu − ρ:
+ *   VF_COUNT_POISSON: −log p = mu − x·log mu + lgamma(x + 1)
+ *   VF_COUNT_NB:      −log p = −lgamma(x+θ) + lgamma(θ) + lgamma(x+1)
+ *                              + θ·softplus(a) + x·softplus(−a)
+ *   VF_COUNT_ZINB (pi, M×N, ldp: logits w of the dropout probability):
+ *                     x = 0: −log p = softplus(w) − logaddexp(w, −θ·softplus(a))
+ *                     x > 0: −log p = softplus(w) − log NB(x)
+ * Outputs (each may be NULL, all overwritten): loss (M) = Σ_j −log p;
+ * drho (M×N, lddr) = scale·∂loss_i/∂rho_ij (through the softmax);
+ * dpi (ZINB, M×N, lddp) = scale·∂loss_i/∂w_ij; dlog_theta (NB/ZINB) =
+ * scale·∂/∂ρ: per element (M×N, lddt) for a per-element log_theta, else
+ * per gene (N) summed over the rows; zero where ρ is clamped and descent
+ * would push it further out (for a per-gene ρ, judged on the sum).
+ * Counts x (M×N, ldx) must be integers in [0, 2^24]. VF_ERR_ARG for a count
+ * outside that, a library <= 0 or not finite, an unknown likelihood, or an
+ * output the likelihood does not have (then outputs are unspecified);
+ * VF_ERR_NOMEM if the per-gene partial sums (ceil(M/64)·N floats, this
+ * thread's workspace) cannot be allocated. Bit-identical for any thread count. */
+enum { VF_COUNT_POISSON = 0, VF_COUNT_NB = 1, VF_COUNT_ZINB = 2 };
+#define VF_COUNT_MAX 16777216.0f /* 2^24: float32 counts are exact integers up to here */
+int vf_count_loss(int likelihood, int64_t M, int64_t N, const float *rho, int64_t ldr,
+                  const float *x, int64_t ldx, const float *library,
+                  const float *log_theta, int64_t ldt, const float *pi, int64_t ldp,
+                  float *loss, float *drho, int64_t lddr, float *dlog_theta, int64_t lddt,
+                  float *dpi, int64_t lddp, float scale);
+
 #ifdef __cplusplus
 }
 #endif

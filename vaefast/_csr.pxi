@@ -1,6 +1,6 @@
 # Binding of the CSR-input products (csrc/csr.c). The CSR arrays arrive as
 # contiguous int64 row pointers, int32 column indices and float32 values
-# (converted and length-checked by vaefast/_ops_sparse.py); dense matrices as
+# (converted and length-checked by vaefast/ops/_sparse.py); dense matrices as
 # in _gemm.pxi. Each function returns the C status: VF_OK, VF_ERR_ARG (the
 # caller then finds which rule the input breaks and names the argument) or
 # VF_ERR_NONFINITE (the caller names the non-finite input); any other status
