@@ -13,6 +13,8 @@
 
 #include <stdint.h>
 
+#include "count_kernels.h"
+
 #define VF_LIK_BLOCK 64 /* rows per kernel call (the NB kernel computes its per-feature θ terms once per call) */
 
 typedef struct vf_likelihood_kernels {
@@ -39,6 +41,8 @@ typedef struct vf_likelihood_kernels {
                               const float *x, int64_t ldx, const float *logvar,
                               int64_t ldlv, float *loss, float *dy, int64_t ldd,
                               float *dlv, int64_t lddlv, float scale);
+    /* The scVI-parameterised count losses (csrc/count_kernels.h). */
+    vf_count_rows_fn count_rows;
 } vf_likelihood_kernels;
 
 #endif

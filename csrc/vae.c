@@ -54,9 +54,8 @@ int vf_vae_create_config(const vf_vae_config *cfg, vf_vae **out)
     if (n_features < 1 || latent < 1 || C < 0 || n_enc < 0 || n_dec < 0 ||
         n_enc > VF_VAE_MAX_LAYERS || n_dec > VF_VAE_MAX_LAYERS)
         return VF_ERR_ARG;
-    if (likelihood < VF_LIKELIHOOD_BERNOULLI || likelihood > VF_LIKELIHOOD_NEGBIN ||
-        variance < VF_VARIANCE_UNIT || variance > VF_VARIANCE_SAMPLE ||
-        (variance != VF_VARIANCE_UNIT && likelihood != VF_LIKELIHOOD_GAUSSIAN))
+    const vae_likelihood *lik = vae_likelihood_of(likelihood, variance);
+    if (!lik)
         return VF_ERR_ARG;
     if (!isfinite(beta) || beta < 0)
         return VF_ERR_ARG;
@@ -82,6 +81,7 @@ int vf_vae_create_config(const vf_vae_config *cfg, vf_vae **out)
     m->C = C;
     m->likelihood = likelihood;
     m->variance = variance;
+    m->lik = lik;
     m->beta = beta;
     m->n_enc = n_enc;
     m->n_dec = n_dec;
@@ -102,19 +102,20 @@ int vf_vae_create_config(const vf_vae_config *cfg, vf_vae **out)
         m->layers[l] = (vf_vae_layer){prev, dec_hidden[i], 0, 0, 1, i == 0 && C > 0};
         prev = dec_hidden[i];
     }
-    const int sample_var = variance == VF_VARIANCE_SAMPLE;
-    m->layers[l] = (vf_vae_layer){prev, sample_var ? 2 * n_features : n_features, 0, 0, 0,
-                                  n_dec == 0 && C > 0};
+    /* the mean, then any per-sample parameters of the likelihood */
+    const int64_t out_width = lik->out_width[variance] * n_features;
+    m->layers[l] = (vf_vae_layer){prev, out_width, 0, 0, 0, n_dec == 0 && C > 0};
 
     /* contiguous parameters: W then b, layer after layer (no padding, so the
      * buffer is exactly the concatenation Python reads and writes), then the
      * per-feature likelihood parameters if any. The output layer's result
-     * lives in the ping-pong buffers of decode when only half of it is the
-     * mean (variance SAMPLE), so it then counts towards max_width. */
+     * lives in the ping-pong buffers of decode when only part of it is the
+     * mean (per-sample parameters after it), so it then counts towards
+     * max_width. */
     int64_t off = 0;
     for (l = 0; l < m->n_layers; ++l) {
         vf_vae_layer *L = &m->layers[l];
-        if (L->out > m->max_width && (l != m->n_layers - 1 || sample_var))
+        if (L->out > m->max_width && (l != m->n_layers - 1 || out_width > n_features))
             m->max_width = L->out;
         if (L->in > (INT64_MAX / 8) / (L->out + 1) || off > INT64_MAX / 8 - L->in * L->out - L->out) {
             vf_vae_destroy(m);
@@ -126,7 +127,7 @@ int vf_vae_create_config(const vf_vae_config *cfg, vf_vae **out)
         off += L->out;
     }
     m->extra = -1;
-    if (likelihood == VF_LIKELIHOOD_NEGBIN || variance == VF_VARIANCE_FEATURE) {
+    if (lik->extra[variance]) {
         m->extra = off;
         off += n_features;
     }
@@ -147,7 +148,9 @@ int vf_vae_create(int64_t n_features, int n_enc, const int64_t *enc_hidden,
                   int n_dec, const int64_t *dec_hidden, int64_t latent,
                   int likelihood, float beta, vf_vae **out)
 {
-    if (likelihood != VF_LIKELIHOOD_BERNOULLI && likelihood != VF_LIKELIHOOD_GAUSSIAN)
+    /* the likelihoods that need no side input and no per-feature parameter */
+    const vae_likelihood *lik = vae_likelihood_of(likelihood, VF_VARIANCE_UNIT);
+    if (!lik || lik->size_factors || lik->extra[VF_VARIANCE_UNIT])
         return VF_ERR_ARG;
     vf_vae_config cfg = {n_features, 0, latent, n_enc, enc_hidden, n_dec, dec_hidden,
                          likelihood, VF_VARIANCE_UNIT, beta};
@@ -240,7 +243,7 @@ int64_t vf_vae_infer_work_size(const vf_vae *m, int64_t B)
     if (vae_add_mul(&total, B, m->max_width) != VF_OK || /* hidden ping-pong: bufA, */
         vae_add_mul(&total, B, m->max_width) != VF_OK)   /* bufB */
         return -1;
-    if (vae_counts_model(m) && vae_add_mul(&total, B, m->D) != VF_OK) /* then log1p(X) */
+    if (m->lik->input_row && vae_add_mul(&total, B, m->D) != VF_OK) /* then the input */
         return -1;
     return total;
 }

@@ -15,8 +15,8 @@ int vf_vae_encode(const vf_vae *m, int64_t B, const float *X, int64_t ldx,
 
 /* The buffers of an inference workspace (vf_vae_infer_work_size(m, B)
  * floats): buf[0], buf[1] the hidden layers' ping-pong (B×max_width each),
- * buf[2] the count likelihoods' log1p(X) (B×D). VF_ERR_OVERFLOW if the
- * sizes overflow. */
+ * buf[2] the encoder's transformed input (B×D, if the likelihood has
+ * one). VF_ERR_OVERFLOW if the sizes overflow. */
 static int infer_buffers(const vf_vae *m, int64_t B, float *work, float *buf[3])
 {
     if (vf_vae_infer_work_size(m, B) < 0)
@@ -51,12 +51,6 @@ int vf_vae_encode_rows(const vf_vae *m, int64_t B, const float *X, int64_t ldx,
     return VF_OK;
 }
 
-static float stable_sigmoid(float a)
-{
-    float e = expf(-fabsf(a));
-    return a >= 0 ? 1.0f / (1.0f + e) : e / (1.0f + e);
-}
-
 int vf_vae_decode(const vf_vae *m, int64_t B, const float *z, int64_t ldz,
                   int mean, float *out, int64_t ldo, float *work)
 {
@@ -64,7 +58,7 @@ int vf_vae_decode(const vf_vae *m, int64_t B, const float *z, int64_t ldz,
 }
 
 /* out (B×D, ldo) <- the mean of p(x|z) from the output layer's values y
- * (B×D, ldy; may be out itself), row range [lo, hi). */
+ * (B×out_last, ldy; may be out itself), row range [lo, hi). */
 typedef struct output_mean_call {
     const vf_vae *m;
     const float *y;
@@ -78,15 +72,13 @@ static int64_t output_mean_rows(const void *ctx, int64_t lo, int64_t hi)
 {
     const output_mean_call *c = ctx;
     const int64_t D = c->m->D;
-    const int lik = c->m->likelihood;
     for (int64_t i = lo; i < hi; ++i) {
-        const float scale = c->s ? c->s[i] : 1.0f;
-        for (int64_t j = 0; j < D; ++j) {
-            float v = c->y[i * c->ldy + j];
-            c->out[i * c->ldo + j] = lik == VF_LIKELIHOOD_BERNOULLI ? stable_sigmoid(v)
-                                   : lik == VF_LIKELIHOOD_GAUSSIAN ? v
-                                   : scale * expf(fminf(v, VF_POISSON_LOGRATE_MAX));
-        }
+        const float *y = c->y + i * c->ldy;
+        float *out = c->out + i * c->ldo;
+        if (c->m->lik->mean_row)
+            c->m->lik->mean_row(D, y, c->s ? c->s[i] : 1.0f, out);
+        else
+            memmove(out, y, (size_t)D * sizeof(float));
     }
     return 0;
 }
@@ -112,17 +104,17 @@ int vf_vae_decode_rows(const vf_vae *m, int64_t B, const float *z, int64_t ldz,
     int st;
     if (B == 0 || (st = infer_buffers(m, B, work, buf)) != VF_OK)
         return B == 0 ? VF_OK : st;
-    /* with variance SAMPLE the mean is half of the output layer: compute it
-     * in the workspace and copy that half */
-    const int via_work = mean && m->variance == VF_VARIANCE_SAMPLE;
+    /* when the output layer holds more than the mean (per-sample parameters
+     * after it), compute it in the workspace and take the mean from there */
+    const int via_work = mean && m->layers[m->n_layers - 1].out > m->D;
     const float *y = out;
     st = vae_run_layers(m, m->n_enc + 1, m->n_layers - 1, B, z, ldz, r ? r->c : NULL,
                         r ? r->ldc : 0, buf[0], buf[1], via_work ? NULL : out, ldo, &y);
     if (st != VF_OK)
         return st;
-    if (mean && (m->likelihood != VF_LIKELIHOOD_GAUSSIAN || via_work))
-        output_mean(m, B, y, via_work ? 2 * m->D : ldo, r ? r->size_factors : NULL, out,
-                    ldo);
+    if (mean && (m->lik->mean_row || via_work))
+        output_mean(m, B, y, via_work ? m->layers[m->n_layers - 1].out : ldo,
+                    r ? r->size_factors : NULL, out, ldo);
     return VF_OK;
 }
 
@@ -134,7 +126,7 @@ int vf_vae_decode_rows(const vf_vae *m, int64_t B, const float *z, int64_t ldz,
 typedef struct elbo_buffers {
     float *bufA, *bufB; /* hidden layers, ping-pong (R×max_width) */
     float *y;           /* output layer (R×out_last) */
-    float *xenc;        /* log1p(X) of the count likelihoods (R×D) */
+    float *xenc;        /* the encoder's transformed input (R×D) */
     float *lv, *z;      /* clamped logvar, latent sample (R×Z) */
     float *kl, *recon;  /* per row (R) */
 } elbo_buffers;
@@ -191,7 +183,7 @@ int vf_vae_elbo_rows(const vf_vae *m, int64_t B, const float *X, const vf_vae_ro
                                      b.kl)) != VF_OK ||
             (st = vae_run_layers(m, m->n_enc + 1, last, n, b.z, Z, c, ldc, b.bufA, b.bufB, b.y,
                              m->layers[last].out, NULL)) != VF_OK ||
-            (st = vae_row_losses(m, n, b.y, x, s, b.recon, NULL, NULL, 0.0f)) != VF_OK)
+            (st = m->lik->losses(m, n, b.y, x, s, b.recon, NULL, NULL, 0.0f)) != VF_OK)
             return st;
         for (int64_t i = 0; i < n; ++i)
             elbo[i0 + i] = -((double)b.recon[i] + (double)m->beta * (double)b.kl[i]);

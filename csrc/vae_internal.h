@@ -2,8 +2,9 @@
  * (internal; the public API is csrc/vaefast.h).
  *
  *   vae.c         create / destroy, the buffers, the lock, the workspace
+ *   vae_likelihood.c  the likelihood table: one vae_likelihood entry each
  *   vae_layers.c  what inference and training both run: the layers, the
- *                 encoder input, the head split, the per-row likelihood loss
+ *                 encoder input, the head split, the side-input check
  *   vae_infer.c   encode, decode, the per-sample ELBO (const model)
  *   vae_train.c   forward + backward, the optimizer step, the training loops
  *
@@ -14,8 +15,8 @@
  *   E+G+1           output (no activation)   g_G -> (B×D), or (B×2D) with
  *                                            variance SAMPLE
  * A conditional model (C > 0) feeds [X | c] to layer 0 and [z | c] to layer
- * E+1 ("cond" layers); the count and variance likelihoods are wired in
- * vae_row_losses. Layer math is delegated to the public kernels (vf_linear_*,
+ * E+1 ("cond" layers). What differs between likelihoods is in their table
+ * entry (vae_likelihood); no other file tests the likelihood. Layer math is delegated to the public kernels (vf_linear_*,
  * vf_reparam_*, vf_*_loss, vf_*_update); these files only wire buffers. */
 #ifndef VF_VAE_INTERNAL_H
 #define VF_VAE_INTERNAL_H
@@ -24,6 +25,35 @@
 
 #include "threads.h"
 #include "vaefast.h"
+
+#define VAE_VARIANCE_MODES 3 /* VF_VARIANCE_UNIT, _FEATURE, _SAMPLE */
+
+/* recon (B) = the likelihood's loss per row for output-layer values y
+ * (B×out_last, contiguous), targets X (B×D) and size factors s (B or NULL).
+ * With dout != NULL also its gradient w.r.t. y (scaled by `scale`,
+ * B×out_last), and, for a likelihood with per-feature parameters, their
+ * per-element gradients in dlik (B×D). */
+typedef int (*vae_lik_loss_fn)(const vf_vae *m, int64_t B, const float *y, const float *X,
+                               const float *s, float *recon, float *dout, float *dlik,
+                               float scale);
+
+/* One likelihood (csrc/vae_likelihood.c). */
+typedef struct vae_likelihood {
+    const char *name;
+    unsigned variances;                  /* bit v set: variance mode v accepted */
+    int out_width[VAE_VARIANCE_MODES];   /* output layer width / D, per mode */
+    int extra[VAE_VARIANCE_MODES];       /* per-feature vectors (D) after it: 0 or 1 */
+    /* out (D) = the encoder's input for one row x (D); NULL: x itself */
+    void (*input_row)(int64_t D, const float *x, float *out);
+    int size_factors;                    /* per-row size factors apply */
+    vae_lik_loss_fn losses;
+    /* out (D) = the mean of p(x|z) from one row y of the output layer and the
+     * row's size factor s (1 without); NULL: the first D columns of y */
+    void (*mean_row)(int64_t D, const float *y, float s, float *out);
+} vae_likelihood;
+
+/* The entry of (likelihood, variance), or NULL if the pair is invalid. */
+const vae_likelihood *vae_likelihood_of(int likelihood, int variance);
 
 typedef struct vf_vae_layer {
     int64_t in, out; /* widths */
@@ -35,6 +65,7 @@ typedef struct vf_vae_layer {
 struct vf_vae {
     int64_t D, Z, C;  /* features, latent width, conditions */
     int likelihood, variance;
+    const vae_likelihood *lik; /* the likelihood's table entry */
     int64_t extra;    /* offset of the D per-feature likelihood parameters, or -1 */
     float beta;
     int n_enc, n_dec, n_layers;
@@ -51,7 +82,7 @@ struct vf_vae {
     vf_rwlock lock;         /* readers: inference; writer: one training step */
     vf_thread_tuner tuner;  /* thread count of vf_vae_train_steps */
     float *dlik;   /* per-element gradient of the per-feature parameters (cap×D) */
-    float *xenc;   /* the encoder's input log1p(X) of the count likelihoods (cap×D) */
+    float *xenc;   /* the encoder's transformed input, e.g. log1p(X) (cap×D) */
     float *cbatch, *sbatch; /* gathered conditions (cap×C), size factors (cap) */
     /* Set only inside vf_vae_shard_grads: the shard's first row in the
      * global minibatch (eps row index) and that minibatch's row count (the
@@ -78,11 +109,6 @@ static inline int vae_add_mul(int64_t *acc, int64_t a, int64_t b)
     return VF_OK;
 }
 
-static inline int vae_counts_model(const vf_vae *m)
-{
-    return m->likelihood == VF_LIKELIHOOD_POISSON || m->likelihood == VF_LIKELIHOOD_NEGBIN;
-}
-
 /* vae_layers.c */
 const float *vae_encoder_input(const vf_vae *m, int64_t B, const float *X, int64_t ldx,
                                float *buf, int64_t *ld_out);
@@ -94,7 +120,5 @@ int vae_run_layers(const vf_vae *m, int first, int last, int64_t B, const float 
                    int64_t ldx, const float *c, int64_t ldc, float *bufA, float *bufB,
                    float *out, int64_t ldo, const float **res);
 int vae_check_rows(const vf_vae *m, const vf_vae_rows *r);
-int vae_row_losses(const vf_vae *m, int64_t B, const float *y, const float *X,
-                   const float *s, float *recon, float *dout, float *dlik, float scale);
 
 #endif

@@ -1,40 +1,37 @@
 /* vae_layers.c: what inference and training both run: the layers, the
- * encoder's input, the head split and the per-row likelihood loss. */
-#include <math.h>
-#include <stdlib.h>
+ * encoder's input, the head split, the side-input check. */
 #include <string.h>
 
 #include "vae_internal.h"
 
-/* buf (rows×D) <- log(1 + X) (ldx), row range [lo, hi). */
-typedef struct log1p_call {
-    int64_t D;
+/* buf (rows×D) <- the likelihood's input transform of X (ldx), rows [lo, hi). */
+typedef struct input_call {
+    const vf_vae *m;
     const float *X;
     int64_t ldx;
     float *buf;
-} log1p_call;
+} input_call;
 
-static int64_t log1p_rows(const void *ctx, int64_t lo, int64_t hi)
+static int64_t input_rows(const void *ctx, int64_t lo, int64_t hi)
 {
-    const log1p_call *c = ctx;
+    const input_call *c = ctx;
+    const int64_t D = c->m->D;
     for (int64_t i = lo; i < hi; ++i)
-        for (int64_t j = 0; j < c->D; ++j) /* glibc's log1pf is 3x slower */
-            c->buf[i * c->D + j] = logf(1.0f + c->X[i * c->ldx + j]);
+        c->m->lik->input_row(D, c->X + i * c->ldx, c->buf + i * D);
     return 0;
 }
 
-/* The encoder reads log(1 + x) for the count likelihoods: raw counts spanning
- * orders of magnitude would blow up the first layer's activations (the
- * decoder still models x itself). Returns X itself otherwise. buf: B×D. */
+/* The encoder's input: the likelihood's transform of X (e.g. log(1 + X) for
+ * counts; the decoder still models X itself) in buf (B×D), or X itself. */
 const float *vae_encoder_input(const vf_vae *m, int64_t B, const float *X, int64_t ldx,
                                float *buf, int64_t *ld_out)
 {
     *ld_out = ldx;
-    if (!vae_counts_model(m))
+    if (!m->lik->input_row)
         return X;
     const int64_t D = m->D;
-    const log1p_call c = {D, X, ldx, buf};
-    vf_split_range(B, vf_threads_for(B * D, 65536), log1p_rows, &c);
+    const input_call c = {m, X, ldx, buf};
+    vf_split_range(B, vf_threads_for(B * D, 65536), input_rows, &c);
     *ld_out = D;
     return buf;
 }
@@ -100,42 +97,13 @@ int vae_run_layers(const vf_vae *m, int first, int last, int64_t B,
 }
 
 /* The side inputs r agree with the model: c given (ldc >= C) iff C > 0,
- * size factors only for the count likelihoods. */
+ * size factors only if the likelihood takes them. */
 int vae_check_rows(const vf_vae *m, const vf_vae_rows *r)
 {
     const float *c = r ? r->c : NULL;
     if ((m->C > 0) != (c != NULL) || (c && r->ldc < m->C))
         return VF_ERR_ARG;
-    if (r && r->size_factors && m->likelihood != VF_LIKELIHOOD_POISSON &&
-        m->likelihood != VF_LIKELIHOOD_NEGBIN)
+    if (r && r->size_factors && !m->lik->size_factors)
         return VF_ERR_ARG;
     return VF_OK;
-}
-
-/* recon (B) = the likelihood's loss per row for output-layer values y
- * (B×out_last, contiguous), targets X (B×D) and size factors s (B or NULL).
- * With dout != NULL also its gradient w.r.t. y (scaled by `scale`,
- * B×out_last), and, for a likelihood with per-feature parameters, their
- * per-element gradients in dlik (B×D). */
-int vae_row_losses(const vf_vae *m, int64_t B, const float *y, const float *X,
-                   const float *s, float *recon, float *dout, float *dlik, float scale)
-{
-    const int64_t D = m->D;
-    const float *p_extra = m->extra >= 0 ? m->params + m->extra : NULL;
-    switch (m->likelihood) {
-    case VF_LIKELIHOOD_BERNOULLI:
-        return vf_bernoulli_loss(B, D, y, D, X, D, recon, dout, D, scale);
-    case VF_LIKELIHOOD_POISSON:
-        return vf_poisson_loss(B, D, y, D, X, D, s, recon, dout, D, scale);
-    case VF_LIKELIHOOD_NEGBIN:
-        return vf_negbin_loss(B, D, y, D, X, D, s, p_extra, recon, dout, D, dlik, D, scale);
-    default: /* Gaussian */
-        if (m->variance == VF_VARIANCE_UNIT)
-            return vf_gaussian_loss(B, D, y, D, X, D, recon, dout, D, scale);
-        if (m->variance == VF_VARIANCE_SAMPLE) /* y = [mean | logvar] (B×2D) */
-            return vf_gaussian_var_loss(B, D, y, 2 * D, X, D, y + D, 2 * D, recon, dout,
-                                        2 * D, dout ? dout + D : NULL, 2 * D, scale);
-        return vf_gaussian_var_loss(B, D, y, D, X, D, p_extra, 0, recon, dout, D, dlik, D,
-                                    scale);
-    }
 }

@@ -116,7 +116,7 @@ static int column_sums(int64_t B, int64_t N, const float *d, float *g)
 static int likelihood_loss(vf_vae *m, int64_t B, const float *X, const float *s,
                            float scale)
 {
-    int st = vae_row_losses(m, B, m->act[m->n_layers - 1], X, s, m->recon, m->dout, m->dlik,
+    int st = m->lik->losses(m, B, m->act[m->n_layers - 1], X, s, m->recon, m->dout, m->dlik,
                             scale);
     if (st != VF_OK || m->extra < 0)
         return st;

@@ -60,7 +60,7 @@ from .model import VAE, NonFiniteError  # noqa: E402
 from .training.history import History  # noqa: E402
 from . import dask as _dask  # noqa: E402,F401  (registers the Dask engine; imports no dask)
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402  (the git tag; see _version)
 
 
 def _select_isa_at_import():

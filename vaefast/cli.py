@@ -384,7 +384,13 @@ def _cmd_evaluate(args, out):
 
 
 def _cmd_info(args, out):
+    if args.model is None:  # the installation, for a bug report
+        from . import _info
+        print("\n".join(_info.report()), file=out)
+        return 0
     model = _load_model(args.model)
+    from .io.serialize import saved_by
+    print(f"written by: {saved_by(args.model) or 'a vaefast before it was recorded'}", file=out)
     for k, v in model.get_config().items():
         print(f"{k}: {v}", file=out)
     print(f"parameters: {model.num_params()}\ntraining step: {model.step_}\n"
@@ -418,7 +424,9 @@ def _cmd_walkthrough(args, out):
 
 def build_parser():
     """The argparse parser of the ``vaefast`` command."""
+    from ._version import __version__
     p = argparse.ArgumentParser(prog="vaefast", description="Variational autoencoders on the CPU.")
+    p.add_argument("--version", action="version", version=f"vaefast {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     def data_args(sp):
@@ -475,8 +483,9 @@ def build_parser():
     v.add_argument("--samples", type=int, default=100)
     v.add_argument("--seed", type=int, default=0)
 
-    i = sub.add_parser("info", help="model configuration and size")
-    i.add_argument("model", metavar="MODEL")
+    i = sub.add_parser("info", help="this installation (for bug reports), or with MODEL: "
+                                    "the model's configuration and size")
+    i.add_argument("model", metavar="MODEL", nargs="?")
 
     x = sub.add_parser("export", help="write the model as ONNX and/or safetensors")
     x.add_argument("model", metavar="MODEL")

@@ -15,9 +15,13 @@ void VF_FN(vf_gaussian_var_rows)(int64_t rows, int64_t N, const float *y, int64_
                                  int64_t ldlv, float *loss, float *dy, int64_t ldd,
                                  float *dlv, int64_t lddlv, float scale);
 
+int VF_FN(vf_count_rows)(const vf_count_problem *p, int64_t i0, int64_t rows,
+                         float *gene_acc); /* isa/count_kernels.c */
+
 const vf_likelihood_kernels VF_FN(vf_likelihood_kernels) = {
     .isa_name = VF_STR(VF_ISA_NAME),
     .poisson_rows = VF_FN(vf_poisson_rows),
     .negbin_rows = VF_FN(vf_negbin_rows),
     .gaussian_var_rows = VF_FN(vf_gaussian_var_rows),
+    .count_rows = VF_FN(vf_count_rows),
 };

@@ -21,6 +21,7 @@ import tempfile
 import numpy as np
 
 from .._internals import MOMENT1, MOMENT2, PARAMS, internals
+from .._version import __version__
 from . import safetensors as _safetensors
 
 FORMATS = ("npz", "safetensors")
@@ -32,6 +33,9 @@ FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 _ARRAYS = ("params", "moment1", "moment2")
 _KEYS = ("format", "version", "config", "state", *_ARRAYS)
+# Informational, outside the checksum (so readers that predate it still
+# verify the file) and not required on load: which vaefast wrote the file.
+WRITER_KEY = "writer"
 
 
 def _digest(payload):
@@ -76,7 +80,25 @@ def save_model(model, path, format="npz"):
         "moment2": inner.get_buffer(MOMENT2),
     }
     payload["sha256"] = np.array(_digest(payload))
+    payload[WRITER_KEY] = np.array(_writer())
     _write_atomically(path, lambda f: np.savez(f, **payload))
+
+
+def _writer():
+    return f"vaefast {__version__}"
+
+
+def saved_by(path):
+    """The ``writer`` entry of a saved model (e.g. ``"vaefast 0.2.0"``), or
+    None for a file written before vaefast recorded it."""
+    with open(path, "rb") as f:
+        prefix = f.read(16)
+    if prefix[:4] == b"PK\x03\x04":
+        with np.load(path, allow_pickle=False) as npz:
+            return str(npz[WRITER_KEY]) if WRITER_KEY in npz.files else None
+    with open(path, "rb") as f:
+        _, metadata = _safetensors.decode(f.read(), str(path))
+    return metadata.get(WRITER_KEY)
 
 
 def _write_atomically(path, write):
@@ -240,6 +262,7 @@ def _safetensors_bytes(model):
                 "config": json.dumps(model.get_config(), sort_keys=True),
                 "state": _state_json(model)}
     metadata["sha256"] = _safetensors_digest(metadata, tensors)
+    metadata[WRITER_KEY] = _writer()
     return _safetensors.encode(tensors, metadata)
 
 

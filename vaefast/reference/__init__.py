@@ -34,6 +34,9 @@ from .._spec.limits import LOGVAR_RANGE
 # The random streams' twins (Philox4x32-10, normals, the reparameterization
 # noise eps(seed, step, row, col)) live beside the RNG kernels' binding.
 from .rng import normal, philox4x32_10, reparam_eps  # noqa: F401
+# The scVI-parameterised count losses (mean = library · softmax(decoder output)).
+from .count import (  # noqa: F401
+    count_loss, log_nb, log_poisson, log_zinb, scvi_log_mean)
 
 LIKELIHOODS = (BERNOULLI.name, GAUSSIAN.name)  # the twin's: csrc/vae*.c has more
 

@@ -1,0 +1,125 @@
+/* vae_likelihood.c: the model's likelihoods, one table entry each.
+ *
+ * This is the only file of the model that names a likelihood: vae.c,
+ * vae_layers.c, vae_infer.c and vae_train.c read the entry (vae_likelihood_of)
+ * and never test the enum. An entry says
+ *   - which variance modes it takes, and for each the output layer's width
+ *     (a multiple of D: the mean first, then per-sample parameters) and the
+ *     per-feature parameter vectors (D floats each) stored after the output
+ *     layer;
+ *   - the encoder's input transform (NULL: X itself) and whether per-row size
+ *     factors apply;
+ *   - the per-row loss and its gradients (the public vf_*_loss kernels);
+ *   - the mean of p(x|z) from the output layer (NULL: its first D columns).
+ * Adding a likelihood: docs/kernels.md, "Adding a likelihood". */
+#include <math.h>
+
+#include "vae_internal.h"
+
+/* out (D) = log(1 + x): counts spanning orders of magnitude would blow up
+ * the first layer's activations; glibc's log1pf is 3x slower than this. */
+static void log1p_row(int64_t D, const float *x, float *out)
+{
+    for (int64_t j = 0; j < D; ++j)
+        out[j] = logf(1.0f + x[j]);
+}
+
+static float stable_sigmoid(float a)
+{
+    float e = expf(-fabsf(a));
+    return a >= 0 ? 1.0f / (1.0f + e) : e / (1.0f + e);
+}
+
+/* out (D) = sigmoid(y): the Bernoulli probabilities (s is unused). */
+static void sigmoid_row(int64_t D, const float *y, float s, float *out)
+{
+    (void)s;
+    for (int64_t j = 0; j < D; ++j)
+        out[j] = stable_sigmoid(y[j]);
+}
+
+/* out (D) = s·exp(y), y clamped as the count losses clamp the log-rate. */
+static void scaled_exp_row(int64_t D, const float *y, float s, float *out)
+{
+    for (int64_t j = 0; j < D; ++j)
+        out[j] = s * expf(fminf(y[j], VF_POISSON_LOGRATE_MAX));
+}
+
+/* The per-row losses, as vae_lik_loss_fn (vae_internal.h) states them. */
+static int bernoulli_losses(const vf_vae *m, int64_t B, const float *y, const float *X,
+                            const float *s, float *recon, float *dout, float *dlik,
+                            float scale)
+{
+    (void)s, (void)dlik;
+    const int64_t D = m->D;
+    return vf_bernoulli_loss(B, D, y, D, X, D, recon, dout, D, scale);
+}
+
+/* Unit variance, or the log-variance per feature (the D parameters after the
+ * output layer, one row shared by all rows) or per sample (the output
+ * layer's second half: y = [mean | logvar], B×2D). */
+static int gaussian_losses(const vf_vae *m, int64_t B, const float *y, const float *X,
+                           const float *s, float *recon, float *dout, float *dlik,
+                           float scale)
+{
+    (void)s;
+    const int64_t D = m->D;
+    if (m->variance == VF_VARIANCE_SAMPLE)
+        return vf_gaussian_var_loss(B, D, y, 2 * D, X, D, y + D, 2 * D, recon, dout, 2 * D,
+                                    dout ? dout + D : NULL, 2 * D, scale);
+    if (m->variance == VF_VARIANCE_FEATURE)
+        return vf_gaussian_var_loss(B, D, y, D, X, D, m->params + m->extra, 0, recon, dout,
+                                    D, dlik, D, scale);
+    return vf_gaussian_loss(B, D, y, D, X, D, recon, dout, D, scale);
+}
+
+static int poisson_losses(const vf_vae *m, int64_t B, const float *y, const float *X,
+                          const float *s, float *recon, float *dout, float *dlik,
+                          float scale)
+{
+    (void)dlik;
+    const int64_t D = m->D;
+    return vf_poisson_loss(B, D, y, D, X, D, s, recon, dout, D, scale);
+}
+
+/* log θ (D) is the per-feature parameter vector after the output layer. */
+static int negbin_losses(const vf_vae *m, int64_t B, const float *y, const float *X,
+                         const float *s, float *recon, float *dout, float *dlik, float scale)
+{
+    const int64_t D = m->D;
+    return vf_negbin_loss(B, D, y, D, X, D, s, m->params + m->extra, recon, dout, D, dlik,
+                          D, scale);
+}
+
+#define VF_UNIT_ONLY (1u << VF_VARIANCE_UNIT)
+
+static const vae_likelihood likelihoods[] = {
+    [VF_LIKELIHOOD_BERNOULLI] = {.name = "bernoulli", .variances = VF_UNIT_ONLY,
+                                 .out_width = {1}, .losses = bernoulli_losses,
+                                 .mean_row = sigmoid_row},
+    [VF_LIKELIHOOD_GAUSSIAN] = {.name = "gaussian",
+                                .variances = VF_UNIT_ONLY | 1u << VF_VARIANCE_FEATURE |
+                                             1u << VF_VARIANCE_SAMPLE,
+                                .out_width = {[VF_VARIANCE_UNIT] = 1, [VF_VARIANCE_FEATURE] = 1,
+                                              [VF_VARIANCE_SAMPLE] = 2},
+                                .extra = {[VF_VARIANCE_FEATURE] = 1},
+                                .losses = gaussian_losses},
+    [VF_LIKELIHOOD_POISSON] = {.name = "poisson", .variances = VF_UNIT_ONLY,
+                               .out_width = {1}, .input_row = log1p_row,
+                               .size_factors = 1, .losses = poisson_losses,
+                               .mean_row = scaled_exp_row},
+    [VF_LIKELIHOOD_NEGBIN] = {.name = "negative_binomial", .variances = VF_UNIT_ONLY,
+                              .out_width = {1}, .extra = {1}, .input_row = log1p_row,
+                              .size_factors = 1, .losses = negbin_losses,
+                              .mean_row = scaled_exp_row},
+};
+
+const vae_likelihood *vae_likelihood_of(int likelihood, int variance)
+{
+    const int n = (int)(sizeof likelihoods / sizeof likelihoods[0]);
+    if (likelihood < 0 || likelihood >= n || !likelihoods[likelihood].losses ||
+        variance < 0 || variance >= VAE_VARIANCE_MODES ||
+        !(likelihoods[likelihood].variances & 1u << variance))
+        return NULL;
+    return &likelihoods[likelihood];
+}
