@@ -3,7 +3,7 @@
 # before _core.pyx and the .pxi files it includes. Grouped by the part that
 # uses each declaration.
 
-from libc.stdint cimport int64_t, uint32_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 
 # ---- status codes (_core.pyx)
 cdef extern from "vaefast.h" nogil:
@@ -182,3 +182,29 @@ cdef extern from "vaefast.h" nogil:
                            float kl_weight, double *sums3)
     int vf_vae_apply_update(vf_vae *m, uint64_t step, float lr, float beta1, float beta2,
                             float adam_eps, float weight_decay, int optimizer)
+
+# ---- sparse first layer (csrc/csr.c) (_csr.pxi)
+cdef extern from "vaefast.h" nogil:
+    int VF_CSR_NONE, VF_CSR_LOG1P
+    int vf_csr_check(int64_t M, int64_t K, const int64_t *indptr, const int32_t *indices,
+                     const float *values, int transform)
+    int vf_csr_linear_forward(int64_t M, int64_t N, int64_t K, const int64_t *indptr,
+                              const int32_t *indices, const float *values, int transform,
+                              const float *W, int64_t ldw, const float *b, int act,
+                              float *Y, int64_t ldy)
+    int vf_csr_linear_backward_weight(int64_t M, int64_t N, int64_t K,
+                                      const int64_t *indptr, const int32_t *indices,
+                                      const float *values, int transform,
+                                      const float *dY, int64_t lddy, const float *Yo,
+                                      int64_t ldyo, float *dW, int64_t lddw, float *db,
+                                      int accumulate)
+
+# ---- count losses (csrc/count*.c) (_count.pxi)
+cdef extern from "vaefast.h" nogil:
+    int VF_COUNT_POISSON, VF_COUNT_NB, VF_COUNT_ZINB
+    float VF_COUNT_MAX
+    int vf_count_loss(int likelihood, int64_t M, int64_t N, const float *rho, int64_t ldr,
+                      const float *x, int64_t ldx, const float *library,
+                      const float *log_theta, int64_t ldt, const float *pi, int64_t ldp,
+                      float *loss, float *drho, int64_t lddr, float *dlog_theta, int64_t lddt,
+                      float *dpi, int64_t lddp, float scale)

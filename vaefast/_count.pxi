@@ -2,14 +2,6 @@
 # are checked in vaefast/ops/_count.py; this layer only checks what memory
 # safety needs.
 
-cdef extern from "vaefast.h" nogil:
-    int VF_COUNT_POISSON, VF_COUNT_NB, VF_COUNT_ZINB
-    float VF_COUNT_MAX
-    int vf_count_loss(int likelihood, int64_t M, int64_t N, const float *rho, int64_t ldr,
-                      const float *x, int64_t ldx, const float *library,
-                      const float *log_theta, int64_t ldt, const float *pi, int64_t ldp,
-                      float *loss, float *drho, int64_t lddr, float *dlog_theta, int64_t lddt,
-                      float *dpi, int64_t lddp, float scale)
 
 COUNT_CODES = {"poisson": VF_COUNT_POISSON, "nb": VF_COUNT_NB, "zinb": VF_COUNT_ZINB}
 COUNT_MAX = float(VF_COUNT_MAX)

@@ -8,21 +8,6 @@
 
 from libc.stdint cimport int32_t
 
-cdef extern from "vaefast.h" nogil:
-    int VF_CSR_NONE, VF_CSR_LOG1P
-    int vf_csr_check(int64_t M, int64_t K, const int64_t *indptr, const int32_t *indices,
-                     const float *values, int transform)
-    int vf_csr_linear_forward(int64_t M, int64_t N, int64_t K, const int64_t *indptr,
-                              const int32_t *indices, const float *values, int transform,
-                              const float *W, int64_t ldw, const float *b, int act,
-                              float *Y, int64_t ldy)
-    int vf_csr_linear_backward_weight(int64_t M, int64_t N, int64_t K,
-                                      const int64_t *indptr, const int32_t *indices,
-                                      const float *values, int transform,
-                                      const float *dY, int64_t lddy, const float *Yo,
-                                      int64_t ldyo, float *dW, int64_t lddw, float *db,
-                                      int accumulate)
-
 
 CSR_STATUS_OK = VF_OK
 CSR_STATUS_ARG = VF_ERR_ARG

@@ -9,6 +9,7 @@ docs/models.md; the float64 twin is ``vaefast.reference.count_loss``.
 import numpy as np
 
 from .. import _core
+from .._spec.likelihoods import POISSON
 from .._validation import as_float, as_float32_array, nonfinite_result
 
 __all__ = ["count_loss", "COUNT_LIKELIHOODS"]
@@ -74,7 +75,7 @@ def count_loss(x, rho_logits, library, log_theta=None, pi_logits=None, likelihoo
     if not (lib > 0).all():
         raise ValueError(f"library must be > 0, got a minimum of {lib.min()}")
     lt = w = None
-    if likelihood == "poisson":
+    if likelihood == POISSON.name:
         for name, value in (("log_theta", log_theta), ("pi_logits", pi_logits)):
             if value is not None:
                 raise ValueError(f"{name} is not a parameter of the Poisson likelihood")

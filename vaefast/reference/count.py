@@ -28,9 +28,11 @@ finite differences and PyTorch autograd).
 
 import numpy as np
 
-LOG_THETA_MIN = -20.0
-LOG_THETA_MAX = 20.0
-COUNT_LIKELIHOODS = ("poisson", "nb", "zinb")
+from .._spec.likelihoods import POISSON
+from .._spec.limits import LIMITS
+
+LOG_THETA_MIN, LOG_THETA_MAX = LIMITS["log_theta_min"], LIMITS["log_theta_max"]
+COUNT_LIKELIHOODS = (POISSON.name, "nb", "zinb")
 
 
 def _special():
@@ -107,7 +109,7 @@ def count_loss(x, rho_logits, library, log_theta=None, pi_logits=None,
     mu = np.exp(log_mu)
     p = mu / np.asarray(library, dtype=np.float64)[:, None]  # softmax(r)
     dlt = dpi = None
-    if likelihood == "poisson":
+    if likelihood == POISSON.name:
         logp = log_poisson(x, log_mu)
         g = mu - x  # ∂(−log p)/∂log mu
     else:
