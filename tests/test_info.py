@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import vaefast
-from vaefast import VAE, _info, _serialize, cli
+from vaefast import VAE, _info, cli
+from vaefast.io import serialize as _serialize
 
 # PEP 440, as setuptools-scm writes it: a tag (1.2.0), or between tags
 # 1.2.1.devN+g<hash>[.dYYYYMMDD] (the date when the tree was modified).
