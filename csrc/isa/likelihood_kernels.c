@@ -18,7 +18,7 @@
 
 #include "isa/isa.h"
 #include "isa/log_factorial.h"
-#include "likelihood_kernels.h"
+#include "isa/kernel_protos.h"
 #include "vaefast.h"
 
 #define VF_HALF_LOG_2PI_D 0.91893853320467274178
