@@ -47,7 +47,9 @@ def engines(threads, folder):
         import onnxruntime as ort
 
         path = os.path.join(folder, "encoder.onnx")
-        model.to_onnx(path, part="encoder")
+        from vaefast.interop import to_onnx
+
+        to_onnx(model, path, part="encoder")
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1

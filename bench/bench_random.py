@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import vaefast
-from vaefast import _reference_rng as ref
+from vaefast.reference import rng as ref
 from vaefast.ops import reparameterize, reparameterize_backward
 from vaefast.random import normal
 

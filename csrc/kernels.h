@@ -14,9 +14,11 @@
 #include "random_kernels.h"
 #include "elementwise_kernels.h"
 #include "likelihood_kernels.h"
+#include "csr_kernels.h"
 
 /* The parts, P(part, x) each (x: passed through, e.g. a set's name). */
-#define VF_KERNEL_PARTS(P, x) P(gemm, x) P(random, x) P(elementwise, x) P(likelihood, x)
+#define VF_KERNEL_PARTS(P, x) P(gemm, x) P(random, x) P(elementwise, x) P(likelihood, x) \
+    P(csr, x)
 
 #define VF_PART_FIELD_(part, unused) const vf_##part##_kernels *part;
 typedef struct vf_kernel_table {

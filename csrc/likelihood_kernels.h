@@ -13,6 +13,7 @@
 
 #include <stdint.h>
 
+#include "count_kernels.h"
 #include "kernel_list.h"
 
 #define VF_LIK_BLOCK 64 /* rows per kernel call (the NB kernel computes its per-feature θ terms once per call) */
@@ -37,7 +38,10 @@
     VF_K(void, gaussian_var_rows, vf_gaussian_var_rows,                                     \
          (int64_t rows, int64_t N, const float *y, int64_t ldy, const float *x,             \
           int64_t ldx, const float *logvar, int64_t ldlv, float *loss, float *dy,           \
-          int64_t ldd, float *dlv, int64_t lddlv, float scale))
+          int64_t ldd, float *dlv, int64_t lddlv, float scale))                              \
+    /* The scVI-parameterised count losses (csrc/count_kernels.h). */                       \
+    VF_K(int, count_rows, vf_count_rows,                                                    \
+         (const vf_count_problem *p, int64_t i0, int64_t rows, float *gene_acc))
 
 VF_PART_TYPE(likelihood)
 

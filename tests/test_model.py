@@ -486,13 +486,16 @@ def test_progress_bar_only_when_asked(capsys):
 def test_core_preconditions():
     """vf_vae_create / train_step reject bad arguments with a status, not a crash."""
     from vaefast import _core
+    bernoulli = _core.LIKELIHOOD_ENUM["VF_LIKELIHOOD_BERNOULLI"]
     with pytest.raises(ValueError, match="vf_vae_create"):
-        _core.VAECore(0, [], [], 2, "bernoulli", 1.0)
+        _core.VAECore(4, [3], [], 2, 99, 1.0)  # no such likelihood
     with pytest.raises(ValueError, match="vf_vae_create"):
-        _core.VAECore(4, [3], [], 2, "bernoulli", float("nan"))
+        _core.VAECore(0, [], [], 2, bernoulli, 1.0)
+    with pytest.raises(ValueError, match="vf_vae_create"):
+        _core.VAECore(4, [3], [], 2, bernoulli, float("nan"))
     with pytest.raises(OverflowError):
-        _core.VAECore(4, [2**40], [], 2, "bernoulli", 1.0)
-    c = _core.VAECore(4, [3], [3], 2, "bernoulli", 1.0)
+        _core.VAECore(4, [2**40], [], 2, bernoulli, 1.0)
+    c = _core.VAECore(4, [3], [3], 2, bernoulli, 1.0)
     X = np.zeros((2, 4), np.float32)
     with pytest.raises(ValueError):  # beta1 must be < 1
         c.train_step(X, 0, 0, 1e-3, 1.0, 0.999, 1e-8, 0.0, "adam", 1.0)
@@ -502,3 +505,25 @@ def test_core_preconditions():
         c.encode(np.zeros((2, 5), np.float32))
     with pytest.raises(ValueError, match="work"):
         c.encode(X, np.zeros(1, np.float32))
+
+
+@pytest.mark.parametrize("comm", [42, "world", object()])
+def test_fit_rejects_a_comm_that_is_not_a_communicator(comm):
+    m = vaefast.VAE(4, hidden=(3,), latent_dim=2)
+    with pytest.raises(TypeError, match="comm must be an mpi4py communicator"):
+        m.fit(np.zeros((4, 4), np.float32), epochs=1, comm=comm)
+    assert m.step_ == 0  # nothing trained
+
+
+def test_fit_options_are_declared_once():
+    """VAE.fit's signature and docstring come from the option table."""
+    import inspect
+
+    from vaefast import _fit_options
+
+    params = list(inspect.signature(vaefast.VAE.fit).parameters)
+    assert params == ["self", "X"] + [o.name for o in _fit_options.OPTIONS]
+    for o in _fit_options.OPTIONS:
+        assert f"\n{o.name} : " in vaefast.VAE.fit.__doc__
+    with pytest.raises(TypeError, match="epoch"):
+        vaefast.VAE(4).fit(np.zeros((2, 4)), epoch=3)

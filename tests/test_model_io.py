@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import vaefast
-from vaefast import _serialize
+from vaefast.io import serialize as _serialize
 
 D, Z = 12, 3
 

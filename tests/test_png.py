@@ -4,7 +4,7 @@ import zlib
 import numpy as np
 import pytest
 
-from vaefast import _png
+from vaefast.io import png as _png
 
 
 def decode_png(path):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import vaefast
-from vaefast import _reference_rng as ref
+from vaefast.reference import rng as ref
 from vaefast.random import normal, philox4x32
 
 # Random123 tests/kat_vectors, "philox4x32 10" lines: counter[4] key[2] -> out[4].

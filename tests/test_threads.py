@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import vaefast
-from vaefast import train as _train
+from vaefast.training import loop as _train
 
 HAVE_PROC_TASKS = os.path.isdir("/proc/self/task")
 
@@ -231,7 +231,7 @@ _INTERRUPTED_FIT = """
 import os, signal, threading, time
 import numpy as np
 import vaefast
-from vaefast import train as T
+from vaefast.training import loop as T
 n, batch = 20000, 32
 X = np.random.default_rng(0).random((n, 784), dtype=np.float32)
 m = vaefast.VAE(784, seed=1)

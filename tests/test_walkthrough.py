@@ -2,7 +2,7 @@ import io
 
 import numpy as np
 
-from vaefast import walkthrough as wt
+from vaefast.reference import walkthrough as wt
 
 # All float64: independent recomputation agrees to rounding (1e-12).
 TOL = dict(rtol=1e-12, atol=1e-12)

@@ -57,9 +57,10 @@ from . import datasets, ops, random  # noqa: E402,F401  (public submodules)
 from ._core import SizeOverflowError  # noqa: E402
 from ._validation import Float32OverflowError  # noqa: E402
 from .model import VAE, NonFiniteError  # noqa: E402
-from .train import History  # noqa: E402
+from .training.history import History  # noqa: E402
+from . import dask as _dask  # noqa: E402,F401  (registers the Dask engine; imports no dask)
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402  (the git tag; see _version)
 
 
 def _select_isa_at_import():
@@ -77,7 +78,7 @@ _select_isa_at_import()
 
 from . import _threadpool  # noqa: E402
 
-_threadpool.install()
+_threadpool.install(__version__)
 
 
 def isa():

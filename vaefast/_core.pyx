@@ -34,7 +34,9 @@ cdef int check_status(int status, str what) except -1:
 
 include "_dispatch.pxi"
 include "_gemm.pxi"
+include "_csr.pxi"
 include "_random.pxi"
 include "_elementwise.pxi"
 include "_likelihood.pxi"
+include "_count.pxi"
 include "_model.pxi"

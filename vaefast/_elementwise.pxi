@@ -1,5 +1,5 @@
 # Binding of the elementwise part (losses + optimizers): declarations and
-# thin wrappers. Shapes and dtypes are checked in vaefast/_ops_elementwise.py.
+# thin wrappers. Shapes and dtypes are checked in vaefast/ops/_elementwise.py.
 
 cdef extern from "vaefast.h" nogil:
     int vf_bernoulli_loss(int64_t M, int64_t N, const float *logits, int64_t ldl,

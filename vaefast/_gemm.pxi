@@ -1,10 +1,10 @@
 # Binding of the GEMM part (csrc/gemm.c). Matrices arrive as 2-D float32
-# arrays whose rows are contiguous (checked by vaefast/_ops_linear.py); the
+# arrays whose rows are contiguous (checked by vaefast/ops/_linear.py); the
 # row stride becomes the C leading dimension, so slices need no copy.
 #
 # With check=True the *_checked entry points run and the function returns
 # True when the GEMM saw a NaN/Inf before the activation (some input is not
-# finite, or the result overflowed float32); vaefast/_ops_linear.py then
+# finite, or the result overflowed float32); vaefast/ops/_linear.py then
 # finds out which. Otherwise the return value is False.
 
 cdef extern from "vaefast.h" nogil:

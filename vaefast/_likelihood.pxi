@@ -1,6 +1,6 @@
 # Binding of the likelihood part (csrc/likelihood.c): the count and
 # learned-variance losses. Shapes and dtypes are checked in
-# vaefast/_ops_likelihood.py; this layer only checks what memory safety needs.
+# vaefast/ops/_losses.py; this layer only checks what memory safety needs.
 
 cdef extern from "vaefast.h" nogil:
     float VF_POISSON_LOGRATE_MAX, VF_LOG_THETA_MIN, VF_LOG_THETA_MAX, VF_GAUSS_LOGVAR_MIN

@@ -85,8 +85,12 @@ import numpy as _np
 
 LOGVAR_RANGE = (float(VF_LOGVAR_MIN), float(VF_LOGVAR_MAX))
 
-_LIKELIHOOD_CODES = {"bernoulli": VF_LIKELIHOOD_BERNOULLI, "gaussian": VF_LIKELIHOOD_GAUSSIAN,
-                     "poisson": VF_LIKELIHOOD_POISSON, "negative_binomial": VF_LIKELIHOOD_NEGBIN}
+# The likelihood enum by its C name: the registry (vaefast/_spec/likelihoods.py)
+# holds each code as a plain int, and tests/test_structure.py compares them.
+LIKELIHOOD_ENUM = {"VF_LIKELIHOOD_BERNOULLI": VF_LIKELIHOOD_BERNOULLI,
+                   "VF_LIKELIHOOD_GAUSSIAN": VF_LIKELIHOOD_GAUSSIAN,
+                   "VF_LIKELIHOOD_POISSON": VF_LIKELIHOOD_POISSON,
+                   "VF_LIKELIHOOD_NEGBIN": VF_LIKELIHOOD_NEGBIN}
 _VARIANCE_CODES = {"unit": VF_VARIANCE_UNIT, "feature": VF_VARIANCE_FEATURE,
                    "sample": VF_VARIANCE_SAMPLE}
 
@@ -165,7 +169,7 @@ cdef class VAECore:
     cdef public uint64_t step
 
     def __cinit__(self, int64_t n_features, enc_hidden, dec_hidden, int64_t latent_dim,
-                  str likelihood, float beta, int64_t n_conditions=0, str variance="unit"):
+                  int likelihood, float beta, int64_t n_conditions=0, str variance="unit"):
         cdef int64_t[::1] enc = _np.ascontiguousarray(enc_hidden, dtype=_np.int64).reshape(-1)
         cdef int64_t[::1] dec = _np.ascontiguousarray(dec_hidden, dtype=_np.int64).reshape(-1)
         cdef int64_t dummy = 1
@@ -180,7 +184,7 @@ cdef class VAECore:
         cfg.enc_hidden = pe
         cfg.n_dec = <int>dec.shape[0]
         cfg.dec_hidden = pd
-        cfg.likelihood = _LIKELIHOOD_CODES[likelihood]
+        cfg.likelihood = likelihood  # an enum code: vf_vae_create_config checks it
         cfg.variance = _VARIANCE_CODES[variance]
         cfg.beta = beta
         self.m = NULL

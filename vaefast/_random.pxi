@@ -1,5 +1,5 @@
 # Binding of the random part (csrc/rng.c, csrc/reparam.c). Arrays arrive
-# validated and C-contiguous from vaefast/random.py and vaefast/_ops_reparam.py.
+# validated and C-contiguous from vaefast/random.py and vaefast/ops/_reparam.py.
 
 cdef extern from "vaefast.h" nogil:
     int vf_philox4x32_10(int64_t n, const uint32_t *ctr, const uint32_t *key,

@@ -17,6 +17,7 @@ import importlib.util
 import sys
 
 _MODULE = "threadpoolctl"
+_VERSION = [None]  # vaefast's version, given by install() (no import of the package)
 
 
 def _controller_class(threadpoolctl):
@@ -36,8 +37,7 @@ def _controller_class(threadpoolctl):
             self.dynlib.vf_set_num_threads(int(num_threads))
 
         def get_version(self):
-            from . import __version__
-            return __version__
+            return _VERSION[0]
 
     return VaefastController
 
@@ -71,8 +71,10 @@ class _RegisterAfterImport(importlib.abc.MetaPathFinder):
         return spec
 
 
-def install():
-    """Register now if threadpoolctl is imported, else when it is."""
+def install(version):
+    """Register now if threadpoolctl is imported, else when it is; the
+    controller reports `version` as vaefast's."""
+    _VERSION[0] = version
     if _MODULE in sys.modules:
         _register(sys.modules[_MODULE])
     elif not any(isinstance(f, _RegisterAfterImport) for f in sys.meta_path):

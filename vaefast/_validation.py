@@ -11,6 +11,7 @@ import operator
 import numpy as np
 
 from . import _core
+from ._spec import likelihoods
 
 
 class Float32OverflowError(ValueError, OverflowError):
@@ -177,25 +178,15 @@ def nonfinite_result(what, args):
     raise Float32OverflowError(f"{what} overflows float32 (all of {names} are finite)")
 
 
-COUNT_LIKELIHOODS = ("poisson", "negative_binomial")
-
-
 def check_targets(X, likelihood, name="X"):
     """Raise ValueError naming `name` if the float32 array X is outside the
-    support of `likelihood`: [0, 1] for Bernoulli, finite and >= 0 for the
-    count likelihoods (integer values are not required: lgamma(x + 1) is
-    used), anything finite for the Gaussian. Returns X."""
-    if X.size == 0:
-        return X
-    lo, hi = X.min(), X.max()
-    if likelihood == "bernoulli" and (lo < 0 or hi > 1):
-        raise ValueError(f"{name} must lie in [0, 1] for the Bernoulli likelihood, "
-                         f"got values in [{lo}, {hi}] (scale it, e.g. with "
-                         "MinMaxScaler(clip=True))")
-    if likelihood in COUNT_LIKELIHOODS and lo < 0:
-        raise ValueError(f"{name} must be non-negative counts for the {likelihood} "
-                         f"likelihood, got a minimum of {lo}")
-    return X
+    targets of `likelihood` (its registry record says which). Returns X."""
+    return likelihoods.get(likelihood).check_targets(X, name)
+
+
+def as_weight(value, name):
+    """One array of a weight dict (any shape, may be empty), as float32."""
+    return as_float32_array(value, name, allow_empty=True)
 
 
 def as_size_factors(value, n, name="size_factors"):

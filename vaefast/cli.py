@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from ._layout import LIKELIHOODS, VARIANCES
+from ._spec import likelihoods
 
 
 class CLIError(Exception):
@@ -180,7 +180,7 @@ def _check_range(X, likelihood, spec):
     try:
         check_targets(X, likelihood, spec)
     except ValueError as exc:
-        raise CLIError(f"{exc}, or choose another likelihood such as --likelihood gaussian")
+        raise CLIError(f"{exc}, or choose another likelihood such as --likelihood {likelihoods.GAUSSIAN.name}")
 
 
 def _load_model(path):
@@ -209,7 +209,7 @@ def _printing_callback(out):
 
 
 def _cmd_demo(args, out):
-    from . import _png
+    from .io import png as _png
     from .datasets import load_digits
     from .model import VAE
     try:
@@ -221,7 +221,8 @@ def _cmd_demo(args, out):
     perm = np.random.default_rng(args.seed).permutation(len(X))
     n_val = len(X) // 10
     X_val, X_train = X[perm[:n_val]], X[perm[n_val:]]
-    model = VAE(64, hidden=(128,), latent_dim=8, likelihood="bernoulli", seed=args.seed)
+    model = VAE(64, hidden=(128,), latent_dim=8, likelihood=likelihoods.BERNOULLI.name,
+                seed=args.seed)
     print(f"vaefast demo: {model!r}", file=out)
     print(f"digits: {len(X_train)} training rows, {len(X_val)} validation rows, 64 pixels in [0, 1]",
           file=out)
@@ -247,7 +248,7 @@ def _cmd_demo(args, out):
 
 def _demo_conditional(args, out, X, y):
     """A conditional VAE on digits (one-hot labels): a PNG of samples, one row per class."""
-    from . import _png
+    from .io import png as _png
     from .model import VAE
     c = np.eye(10, dtype=np.float32)[y]
     model = VAE(64, hidden=(128,), latent_dim=8, n_conditions=10, seed=args.seed)
@@ -338,7 +339,7 @@ def _cmd_encode(args, out):
 
 
 def _cmd_sample(args, out):
-    from . import _png
+    from .io import png as _png
     model = _load_model(args.model)
     if args.n < 1:
         raise CLIError(f"-n must be >= 1, got {args.n}")
@@ -383,7 +384,13 @@ def _cmd_evaluate(args, out):
 
 
 def _cmd_info(args, out):
+    if args.model is None:  # the installation, for a bug report
+        from . import _info
+        print("\n".join(_info.report()), file=out)
+        return 0
     model = _load_model(args.model)
+    from .io.serialize import saved_by
+    print(f"written by: {saved_by(args.model) or 'a vaefast before it was recorded'}", file=out)
     for k, v in model.get_config().items():
         print(f"{k}: {v}", file=out)
     print(f"parameters: {model.num_params()}", file=out)
@@ -398,7 +405,9 @@ def _cmd_export(args, out):
         raise CLIError("nothing to write: give --onnx FILE and/or --safetensors FILE")
     if args.onnx:
         try:
-            model.to_onnx(args.onnx, part=args.part, opset=args.opset)
+            from .interop import to_onnx
+
+            to_onnx(model, args.onnx, part=args.part, opset=args.opset)
         except (ImportError, NotImplementedError, ValueError, TypeError) as exc:
             raise CLIError(str(exc))
         print(f"wrote {args.onnx} (ONNX {args.part}, opset {args.opset})", file=out)
@@ -409,14 +418,16 @@ def _cmd_export(args, out):
 
 
 def _cmd_walkthrough(args, out):
-    from .walkthrough import print_walkthrough
+    from .reference.walkthrough import print_walkthrough
     print_walkthrough(seed=args.seed, out=out)
     return 0
 
 
 def build_parser():
     """The argparse parser of the ``vaefast`` command."""
+    from ._version import __version__
     p = argparse.ArgumentParser(prog="vaefast", description="Variational autoencoders on the CPU.")
+    p.add_argument("--version", action="version", version=f"vaefast {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     def data_args(sp):
@@ -444,8 +455,8 @@ def build_parser():
     t.add_argument("--epochs", type=int, default=10)
     t.add_argument("--batch-size", type=int, default=128)
     t.add_argument("--learning-rate", type=float, default=1e-3)
-    t.add_argument("--likelihood", choices=LIKELIHOODS, default="bernoulli")
-    t.add_argument("--variance", choices=VARIANCES, default="unit",
+    t.add_argument("--likelihood", choices=likelihoods.NAMES, default=likelihoods.DEFAULT)
+    t.add_argument("--variance", choices=likelihoods.VARIANCES, default="unit",
                    help="Gaussian variance: unit, learned per feature, or per sample")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", required=True, metavar="MODEL", help="where to save the model")
@@ -473,8 +484,9 @@ def build_parser():
     v.add_argument("--samples", type=int, default=100)
     v.add_argument("--seed", type=int, default=0)
 
-    i = sub.add_parser("info", help="model configuration and size")
-    i.add_argument("model", metavar="MODEL")
+    i = sub.add_parser("info", help="this installation (for bug reports), or with MODEL: "
+                                    "the model's configuration and size")
+    i.add_argument("model", metavar="MODEL", nargs="?")
 
     x = sub.add_parser("export", help="write the model as ONNX and/or safetensors")
     x.add_argument("model", metavar="MODEL")

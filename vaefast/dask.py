@@ -20,10 +20,10 @@ depends on, so a distributed cluster ships it to each worker once (pickled
 through its saved-model bytes), not once per chunk.
 """
 
-import functools
-import inspect
-
 import numpy as np
+
+from ._arrays import is_dask_array, register_engine, row_chunked
+from ._validation import as_int, as_seed
 
 __all__ = ["is_dask_array", "encode", "transform", "decode", "reconstruct", "elbo",
            "log_likelihood", "score_samples"]
@@ -31,44 +31,9 @@ __all__ = ["is_dask_array", "encode", "transform", "decode", "reconstruct", "elb
 _SKIP_PIECE = 1 << 20  # normals discarded per call when advancing a generator
 
 
-def is_dask_array(X):
-    """Whether X is a dask.array.Array (without importing dask)."""
-    return type(X).__module__.split(".")[0] == "dask" and hasattr(X, "to_delayed")
-
-
-def dask_aware(method):
-    """Decorator: a Dask array argument goes to this module's function of the
-    same name; anything else to the method itself."""
-    name = method.__name__
-    data_arg = list(inspect.signature(method).parameters)[1]  # X or Z
-
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        data = args[0] if args else kwargs.get(data_arg)
-        if is_dask_array(data):
-            return _LAZY[name](self, *args, **kwargs)
-        return method(self, *args, **kwargs)
-
-    return wrapper
-
-
 def _model(obj):
     """The VAE behind obj (a VAE or a fitted VAETransformer)."""
     return getattr(obj, "model_", obj)
-
-
-def row_chunked(X, n_cols, name):
-    """X checked (2-D, n_cols columns, known row chunks) and chunked by whole rows."""
-    if X.ndim != 2:
-        raise ValueError(f"{name} must be 2-dimensional, got shape {X.shape}")
-    if X.shape[1] != n_cols:
-        raise ValueError(f"{name} must have {n_cols} columns, got {X.shape[1]}")
-    if any(c != c for c in X.chunks[0]):
-        raise ValueError(f"{name} has unknown chunk sizes: call "
-                         f"{name}.compute_chunk_sizes() first")
-    if X.numblocks[1] != 1:
-        X = X.rechunk({1: -1})  # every chunk holds whole rows
-    return X
 
 
 def _map_rows(obj, X, n_cols, name, fn, width, dtype):
@@ -154,8 +119,6 @@ def _generator_at(seed, draws):
 
 
 def _whole_array_seed(seed):
-    from ._validation import as_seed
-
     if seed is None:  # one fresh seed for every chunk of this call
         return int(np.random.default_rng().integers(2 ** 63))
     return as_seed(seed)
@@ -175,8 +138,6 @@ def elbo(model, X, seed=None):
 def log_likelihood(model, X, n_samples=100, seed=None):
     """Lazy :meth:`VAE.log_likelihood`: (n,) float64, bit-identical to the
     in-memory call (see the module docstring for the cost of the noise)."""
-    from ._validation import as_int
-
     seed = _whole_array_seed(seed)
     K = as_int(n_samples, "n_samples", minimum=1)
     Z = model.latent_dim
@@ -190,3 +151,4 @@ def log_likelihood(model, X, n_samples=100, seed=None):
 _LAZY = {"encode": encode, "transform": transform, "decode": decode,
          "reconstruct": reconstruct, "elbo": elbo, "log_likelihood": log_likelihood,
          "score_samples": score_samples}
+register_engine(is_dask_array, _LAZY)

@@ -2,7 +2,7 @@
 
 No math happens here beyond bookkeeping: the parameter layout is
 vaefast/_layout.py, the evaluation maths of the importance-weighted
-log-likelihood vaefast/_likelihood.py; every forward and backward pass, the
+log-likelihood vaefast/_spec/densities.py; every forward and backward pass, the
 per-sample ELBO and every optimizer step is one call into the core.
 """
 
@@ -12,16 +12,15 @@ import threading
 import numpy as np
 
 from . import _core
-from . import _likelihood
-from ._layout import LIKELIHOODS as _LIKELIHOODS
-from ._layout import VARIANCES as _VARIANCES
-from ._layout import Layout
-from ._validation import (COUNT_LIKELIHOODS, as_float, as_float32_array, as_int, as_seed,
-                          as_size_factors, check_targets)
-from .train import History
-from .dask import dask_aware as _dask_aware
+from ._spec import likelihoods as _likelihoods
+from ._spec.densities import iwae as _iwae
+from ._spec.layout import Layout
+from ._validation import (as_float, as_float32_array, as_int, as_seed, as_size_factors,
+                          as_weight)
+from . import _fit_options
+from ._arrays import deferrable
 
-__all__ = ["VAE", "History", "NonFiniteError"]
+__all__ = ["VAE", "NonFiniteError"]
 
 NonFiniteError = _core.NonFiniteError
 
@@ -104,18 +103,19 @@ class VAE:
         learned log-variance is floored at -10 (in the kernel).
     """
 
-    def __init__(self, n_features, hidden=(400,), latent_dim=20, likelihood="bernoulli",
+    def __init__(self, n_features, hidden=(400,), latent_dim=20, likelihood=_likelihoods.DEFAULT,
                  beta=1.0, seed=0, decoder_hidden=None, n_conditions=0, variance="unit"):
         self.n_features = as_int(n_features, "n_features", minimum=1)
         self.hidden = _as_widths(hidden, "hidden")
         self.latent_dim = as_int(latent_dim, "latent_dim", minimum=1)
-        if likelihood not in _LIKELIHOODS:
-            raise ValueError(f"likelihood must be one of {_LIKELIHOODS}, got {likelihood!r}")
+        self._lik = _likelihoods.get(likelihood)
         self.likelihood = likelihood
-        if variance not in _VARIANCES:
-            raise ValueError(f"variance must be one of {_VARIANCES}, got {variance!r}")
-        if variance != "unit" and likelihood != "gaussian":
-            raise ValueError(f"variance={variance!r} needs likelihood='gaussian', "
+        if variance not in _likelihoods.VARIANCES:
+            raise ValueError(f"variance must be one of {_likelihoods.VARIANCES}, "
+                             f"got {variance!r}")
+        if variance not in self._lik.variances:
+            having = [k for k, v in _likelihoods.REGISTRY.items() if variance in v.variances]
+            raise ValueError(f"variance={variance!r} needs likelihood in {having}, "
                              f"got likelihood={likelihood!r}")
         self.variance = variance
         self.n_conditions = as_int(n_conditions, "n_conditions", minimum=0)
@@ -125,7 +125,7 @@ class VAE:
                                else _as_widths(decoder_hidden, "decoder_hidden"))
         self._core = _core.VAECore(self.n_features, list(self.hidden),
                                    list(self.decoder_hidden), self.latent_dim,
-                                   self.likelihood, self.beta, self.n_conditions,
+                                   self._lik.code, self.beta, self.n_conditions,
                                    self.variance)
         self._layout = Layout(self.n_features, self.hidden, self.latent_dim,
                               self.decoder_hidden, self.n_conditions, self.likelihood,
@@ -186,7 +186,7 @@ class VAE:
             Missing, extra or mis-shaped entries and non-finite values, with
             the key named; nothing is changed then.
         """
-        flat = self._layout.flat_from_named(weights)
+        flat = self._layout.flat_from_named(weights, as_weight)
         with self._exclusive("set_weights"):
             self._core.set_buffer(_core.PARAMS, flat)
 
@@ -216,7 +216,7 @@ class VAE:
         if X.shape[1] != self.n_features:
             raise ValueError(f"{name} must have {self.n_features} columns (n_features), "
                              f"got {X.shape[1]}")
-        return check_targets(X, self.likelihood, name) if targets else X
+        return self._lik.check_targets(X, name) if targets else X
 
     def _check_c(self, c, n, name="c"):
         """The conditions of n rows: required (n, n_conditions) for a
@@ -238,9 +238,9 @@ class VAE:
     def _check_size_factors(self, size_factors, n):
         if size_factors is None:
             return None
-        if self.likelihood not in COUNT_LIKELIHOODS:
+        if not self._lik.counts:
             raise ValueError("size_factors is only for the count likelihoods "
-                             f"{COUNT_LIKELIHOODS}, this VAE's is {self.likelihood!r}")
+                             f"{_likelihoods.COUNT_NAMES}, this VAE's is {self.likelihood!r}")
         return as_size_factors(size_factors, n)
 
     def _extra_param(self):
@@ -271,7 +271,7 @@ class VAE:
             setattr(self._tls, kind, work)
         return work
 
-    @_dask_aware
+    @deferrable
     @_reads_weights
     def encode(self, X, c=None):
         """Parameters of q(z|x) (q(z|x, c) for a conditional model).
@@ -301,7 +301,7 @@ class VAE:
             return mus[0], lvs[0]
         return np.concatenate(mus), np.concatenate(lvs)
 
-    @_dask_aware
+    @deferrable
     def transform(self, X, c=None):
         """The posterior mean mu (the usual embedding).
 
@@ -330,7 +330,7 @@ class VAE:
                                                  part(c, s), part(size_factors, s))
                                for s in range(0, Z.shape[0], _INFER_CHUNK)])
 
-    @_dask_aware
+    @deferrable
     def decode(self, Z, c=None, size_factors=None):
         """Mean of p(x|z): probabilities (Bernoulli), the Gaussian mean, or
         the count mean size_factor·exp(output) (Poisson, negative binomial).
@@ -350,7 +350,7 @@ class VAE:
         return self._decode_raw(Z, True, self._check_c(c, Z.shape[0]),
                                 self._check_size_factors(size_factors, Z.shape[0]))
 
-    @_dask_aware
+    @deferrable
     @_reads_weights
     def reconstruct(self, X, c=None, size_factors=None):
         """The mean reconstruction ``decode(transform(X, c), c)`` (no sampling).
@@ -397,10 +397,9 @@ class VAE:
     # ------------------------------------------------------------ evaluation
     def _log_px(self, raw, X, size_factors=None):
         """log p(x|z) per row in float64; raw = the decoder's output layer."""
-        return _likelihood.log_px(self.likelihood, self.variance, raw, X,
-                                  self._extra_param(), size_factors)
+        return self._lik.log_px(raw, X, self._extra_param(), size_factors, self.variance)
 
-    @_dask_aware
+    @deferrable
     @_reads_weights
     def elbo(self, X, seed=None, c=None, size_factors=None, eps=None):
         """Per-sample ELBO, ``log p(x|z) − beta·KL(q(z|x) ‖ p(z))``, one z draw.
@@ -431,7 +430,7 @@ class VAE:
         # one fused pass in the core (float32 layers and row sums, as training)
         return self._core.elbo(X, eps, self._scratch("elbo"), c, s)
 
-    @_dask_aware
+    @deferrable
     @_reads_weights
     def log_likelihood(self, X, n_samples=100, seed=None, c=None, size_factors=None):
         """Importance-weighted estimate of log p(x) (Burda et al., IWAE bound).
@@ -478,7 +477,7 @@ class VAE:
             raw = self._decode_raw(np.ascontiguousarray(z.reshape(n * K, Zd)), False,
                                    rep(c, lo, n))
             log_px = self._log_px(raw, np.repeat(xb, K, axis=0), rep(s, lo, n)).reshape(n, K)
-            out[lo:lo + n] = _likelihood.iwae(log_px, z, eps, lv)
+            out[lo:lo + n] = _iwae(log_px, z, eps, lv)
         return out
 
     def _check_eps(self, eps, n):
@@ -515,69 +514,11 @@ class VAE:
         return float(loss), grads
 
     # ------------------------------------------------------------ training
-    def fit(self, X, epochs=10, batch_size=128, learning_rate=1e-3, optimizer="adam",
-            shuffle=True, validation_data=None, early_stopping_patience=None,
-            kl_warmup_epochs=0, callbacks=(), progress=None, c=None, size_factors=None,
-            comm=None, checkpoint=None, buffer_rows=None):
-        """Train with minibatches (one C call per step, the GIL released).
+    @_fit_options.declare
+    def fit(self, X, *args, **kwargs):
+        from .training import fit
 
-        Calling fit again continues training: the step and epoch counters and
-        the optimizer state persist.
-
-        Parameters
-        ----------
-        X : array_like, shape (n, n_features)
-            Training data (in [0, 1] for the Bernoulli likelihood, counts
-            >= 0 for Poisson and negative binomial).
-        epochs : int, >= 0
-        batch_size : int, >= 1
-        learning_rate : float, > 0
-        optimizer : {"adam", "sgd"}
-            Adam (0.9, 0.999, eps 1e-8) or SGD with momentum 0.9.
-        shuffle : bool
-            Seeded by (seed, epoch), so runs are reproducible and resumable.
-        validation_data : array_like or tuple, optional
-            Scored (mean negative ELBO) after every epoch: X_val, or a tuple
-            (X_val, c_val) or (X_val, c_val, size_factors_val) (c_val None
-            for an unconditional model).
-        early_stopping_patience : int, optional
-            Stop after this many epochs without improvement and restore the
-            best weights.
-        kl_warmup_epochs : int, >= 0
-            Ramp the KL gradient's weight linearly over this many epochs.
-        callbacks : sequence of callables
-            ``cb(epoch, logs)`` after each epoch; returning True stops.
-        progress : bool, optional
-            Progress bar on stderr (default: only on a terminal).
-        c : array_like, shape (n, n_conditions)
-            The conditions of X's rows; required exactly when n_conditions > 0.
-        size_factors : array_like, shape (n,), optional
-            Count likelihoods: per-row factors > 0 of the mean (library size).
-        comm : mpi4py.MPI.Comm, optional
-            Data-parallel training: each rank passes its shard as X and
-            batch_size is the global minibatch (docs/scaling.md).
-        checkpoint : str or os.PathLike, optional
-            Saved after every epoch (with comm: by rank 0).
-        buffer_rows : int, optional
-            Buffer of a streamed X (memmap, Dask array, sequence or callable
-            of row blocks; docs/scaling.md).
-
-        Returns
-        -------
-        History
-            Per-epoch loss, recon, kl, val_loss and seconds.
-
-        See :func:`vaefast.train.fit` for the details and the exceptions.
-        """
-        from .train import fit as _fit
-
-        return _fit(self, X, epochs=epochs, batch_size=batch_size,
-                    learning_rate=learning_rate, optimizer=optimizer, shuffle=shuffle,
-                    validation_data=validation_data,
-                    early_stopping_patience=early_stopping_patience,
-                    kl_warmup_epochs=kl_warmup_epochs, callbacks=callbacks,
-                    progress=progress, c=c, size_factors=size_factors, comm=comm,
-                    checkpoint=checkpoint, buffer_rows=buffer_rows)
+        return fit(self, X, *args, **kwargs)
 
     # ------------------------------------------------------------ persistence
     def get_config(self):
@@ -603,7 +544,7 @@ class VAE:
             names, the configuration and counters in the metadata (readable
             by any safetensors reader). Both: docs/model-format.md.
         """
-        from ._serialize import save_model
+        from .io.serialize import save_model
 
         with self._exclusive("save"):
             save_model(self, path, format)
@@ -631,7 +572,7 @@ class VAE:
             If the file is corrupt, truncated, tampered with or not a vaefast
             model.
         """
-        from ._serialize import load_model
+        from .io.serialize import load_model
 
         return load_model(cls, path)
 
@@ -644,7 +585,7 @@ class VAE:
             Config, weights, optimizer state and counters (pickling uses
             these bytes, so a copy continues training bit-identically).
         """
-        from ._serialize import model_to_bytes
+        from .io.serialize import model_to_bytes
 
         with self._exclusive("to_bytes"):
             return model_to_bytes(self)
@@ -660,20 +601,13 @@ class VAE:
         ValueError
             If the bytes are corrupt, truncated or not a vaefast model.
         """
-        from ._serialize import model_from_bytes
+        from .io.serialize import model_from_bytes
 
         return model_from_bytes(cls, data)
 
     def __reduce__(self):
         # pickle / copy / cloudpickle: the saved-model bytes, never C pointers.
         return (type(self).from_bytes, (self.to_bytes(),))
-
-    def to_onnx(self, path, part="vae", opset=17):
-        """Write the model (or its encoder or decoder) as an ONNX graph; see
-        :func:`vaefast.interop.to_onnx` for the graph names and shapes."""
-        from .interop import to_onnx
-
-        return to_onnx(self, path, part=part, opset=opset)
 
     def __repr__(self):
         return (f"VAE(n_features={self.n_features}, hidden={self.hidden}, "

@@ -16,8 +16,9 @@ except ImportError as _exc:  # pragma: no cover - depends on the environment
     raise ImportError('vaefast.sklearn needs scikit-learn >= 1.6: pip install "vaefast[sklearn]"'
                       ) from _exc
 
+from ._spec import likelihoods
 from ._validation import check_targets
-from .dask import dask_aware as _dask_aware
+from ._arrays import deferrable
 from .model import VAE
 
 # check name -> why vaefast does not pass it (keep this minimal and honest).
@@ -75,7 +76,7 @@ class VAETransformer(TransformerMixin, BaseEstimator):
         The labels of the default one-hot condition encoder (conditional only).
     """
 
-    def __init__(self, hidden=(400,), latent_dim=20, likelihood="bernoulli", beta=1.0, epochs=10,
+    def __init__(self, hidden=(400,), latent_dim=20, likelihood=likelihoods.DEFAULT, beta=1.0, epochs=10,
                  batch_size=128, learning_rate=1e-3, random_state=None, variance="unit",
                  n_conditions=0, condition_encoder=None):
         self.hidden = hidden
@@ -162,7 +163,7 @@ class VAETransformer(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "model_")
         return validate_data(self, X, dtype=np.float32, reset=False)
 
-    @_dask_aware
+    @deferrable
     def transform(self, X, y=None):
         """Posterior means (the embedding).
 
@@ -196,7 +197,7 @@ class VAETransformer(TransformerMixin, BaseEstimator):
         c = self._conditions(y, np.shape(X)[0]) if self.n_conditions else None
         return self.model_.decode(X, c)  # validated there: dtype, shape, finiteness
 
-    @_dask_aware
+    @deferrable
     def score_samples(self, X, y=None):
         """ELBO of each row (one Monte-Carlo sample).
 

@@ -12,16 +12,16 @@
  * log1p(exp(−|a|)) with a = log μ − log θ, so no μ or θ is ever formed from a
  * huge exponent; lgamma / digamma of integer counts come from a table or a
  * short exact product / sum, and otherwise from the shifted Stirling series
- * (absolute error < 1e-11 for any argument > 0). */
+ * (isa/gamma_series.h; absolute error < 1e-11 for any argument > 0). */
 #include <math.h>
 #include <stdint.h>
 
 #include "isa/isa.h"
+#include "isa/gamma_series.h"
 #include "isa/log_factorial.h"
 #include "isa/kernel_protos.h"
 #include "vaefast.h"
 
-#define VF_HALF_LOG_2PI_D 0.91893853320467274178
 #define VF_NB_SEGMENT 256 /* features whose θ terms are computed together */
 
 /* lgamma(y) and digamma(y) for y > 0: shift y up to >= 8 by the recurrences
@@ -34,13 +34,10 @@ static void lgamma_digamma(double y, double *lg, double *dg)
         recip += 1.0 / y;
         y += 1.0;
     }
-    double r = 1.0 / y, r2 = r * r, ly = log(y);
-    *lg = (y - 0.5) * ly - y + VF_HALF_LOG_2PI_D +
-          r * (1.0 / 12 - r2 * (1.0 / 360 - r2 * (1.0 / 1260 - r2 / 1680)));
+    vf_stirling(y, lg, dg);
     if (prod != 1.0)
         *lg -= log(prod);
-    *dg = ly - 0.5 * r - r2 * (1.0 / 12 - r2 * (1.0 / 120 - r2 * (1.0 / 252 - r2 / 240))) -
-          recip;
+    *dg -= recip;
 }
 
 /* log(x!) = lgamma(x + 1) for a count x >= 0 (not necessarily an integer). */

@@ -13,7 +13,8 @@
  *             select, bit casts, int conversions, horizontal sum,
  *             broadcast from memory
  *   vu_*      the uint32 lane operations of Philox
- *   vm_*      first(n) (lanes j < n), and/andnot, any, all, count
+ *   vm_*      first(n) (lanes j < n), and/andnot, any, all, count, bits
+ *             (bit j set for lane j)
  *
  * Semantics every block must keep (the kernels rely on them):
  *   vf_max(a, b) = a > b ? a : b,  vf_min(a, b) = a < b ? a : b  (x86's:
@@ -54,6 +55,7 @@ VF_INLINE vm vm_andnot(vm a, vm b) { return (vm)(~a & b); } /* b and not a */
 VF_INLINE int vm_any(vm a) { return a != 0; }
 VF_INLINE int vm_all(vm a) { return a == (vm)0xFFFF; }
 VF_INLINE int vm_count(vm a) { return __builtin_popcount((unsigned)a); }
+VF_INLINE uint32_t vm_bits(vm a) { return (uint32_t)a; }
 
 VF_INLINE vf vf_zero(void) { return _mm512_setzero_ps(); }
 VF_INLINE vf vf_set1(float a) { return _mm512_set1_ps(a); }
@@ -153,6 +155,7 @@ VF_INLINE int vm_count(vm a)
 {
     return __builtin_popcount((unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(a)));
 }
+VF_INLINE uint32_t vm_bits(vm a) { return (uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(a)); }
 
 VF_INLINE vf vf_zero(void) { return _mm256_setzero_ps(); }
 VF_INLINE vf vf_set1(float a) { return _mm256_set1_ps(a); }
@@ -257,6 +260,11 @@ VF_INLINE vm vm_andnot(vm a, vm b) { return vbicq_u32(b, a); } /* b and not a */
 VF_INLINE int vm_any(vm a) { return vmaxvq_u32(a) != 0; }
 VF_INLINE int vm_all(vm a) { return vminvq_u32(a) != 0; }
 VF_INLINE int vm_count(vm a) { return (int)vaddvq_u32(vshrq_n_u32(a, 31)); }
+VF_INLINE uint32_t vm_bits(vm a)
+{
+    const uint32x4_t weight = {1, 2, 4, 8};
+    return vaddvq_u32(vandq_u32(a, weight));
+}
 
 VF_INLINE vf vf_zero(void) { return vdupq_n_f32(0.0f); }
 VF_INLINE vf vf_set1(float a) { return vdupq_n_f32(a); }
@@ -370,6 +378,7 @@ VF_INLINE vm vm_andnot(vm a, vm b) { return ~a & b; }
 VF_INLINE int vm_any(vm a) { return a != 0; }
 VF_INLINE int vm_all(vm a) { return a != 0; }
 VF_INLINE int vm_count(vm a) { return a != 0; }
+VF_INLINE uint32_t vm_bits(vm a) { return a != 0; }
 
 VF_INLINE vf vf_zero(void) { return 0.0f; }
 VF_INLINE vf vf_set1(float a) { return a; }

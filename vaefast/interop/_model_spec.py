@@ -10,7 +10,7 @@ dropped silently: the exported graph would compute something else. Such a
 model is refused with NotImplementedError naming the option.
 """
 
-from .._layout import _LIKELIHOOD_PARAM
+from .._spec import likelihoods
 from ._likelihoods import likelihood_export
 
 # get_config() keys the exporters translate.
@@ -46,4 +46,4 @@ def layer_names(n_encoder_hidden, n_decoder_hidden):
 def extra_param_name(config):
     """The get_weights() key of the per-feature likelihood parameters
     ("likelihood.logvar", "likelihood.log_theta"), or None."""
-    return _LIKELIHOOD_PARAM.get((config["likelihood"], config["variance"]))
+    return likelihoods.get(config["likelihood"]).extra_param_key(config["variance"])

@@ -27,9 +27,9 @@ import os
 
 import numpy as np
 
-from .. import _core
+from .._spec.limits import LIMITS, LOGVAR_RANGE
 from .._validation import as_int
-from ._likelihoods import LIMITS, likelihood_export
+from ._likelihoods import likelihood_export
 from ._model_spec import exportable_config
 
 PARTS = ("encoder", "decoder", "vae")
@@ -64,7 +64,7 @@ class _GraphBuilder:
         return self.node("Concat", [x, c], f"{prefix}.input", axis=1) if c else x
 
     def encoder(self, x, c, config):
-        if likelihood_export(config["likelihood"]).log1p_input:  # as csrc/vae_layers.c
+        if likelihood_export(config["likelihood"]).counts:  # as csrc/vae_layers.c
             one = self.constant("input.one", 1.0)
             x = self.node("Log", [self.node("Add", [x, one], "input.plus_one")], "input.log1p")
         h = self.first_input(x, c, "encoder")
@@ -72,7 +72,7 @@ class _GraphBuilder:
             h = self.linear(h, f"encoder.{i}", relu=True)
         mu = self.linear(h, "mu", relu=False)
         raw = self.linear(h, "logvar", relu=False)
-        lo, hi = _core.LOGVAR_RANGE
+        lo, hi = LOGVAR_RANGE
         clip = [raw, self.constant("logvar.min", lo), self.constant("logvar.max", hi)]
         return mu, self.node("Clip", clip, "logvar.clipped")
 

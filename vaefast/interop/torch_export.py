@@ -5,7 +5,7 @@ Imported only by vaefast.interop.to_torch (it imports torch at the top).
 
 import torch
 
-from .. import _core
+from .._spec.limits import LOGVAR_RANGE
 from ._likelihoods import likelihood_export
 from ._model_spec import exportable_config, extra_param_name, layer_names
 
@@ -82,10 +82,10 @@ class TorchVAE(torch.nn.Module):
 
     def encode(self, x, c=None):
         """(mu, logvar) of q(z|x[, c]); logvar clamped to [-30, 30] as in vaefast."""
-        if self._lik.log1p_input:
+        if self._lik.counts:
             x = torch.log(1.0 + x)
         h = self.encoder(self._with_c(x, c))
-        lo, hi = _core.LOGVAR_RANGE
+        lo, hi = LOGVAR_RANGE
         return self.mu(h), self.logvar(h).clamp(lo, hi)
 
     def output_layer(self, z, c=None):

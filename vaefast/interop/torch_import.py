@@ -10,12 +10,12 @@ torch at all.
 
 import numpy as np
 
-from .._layout import LIKELIHOODS
+from .._spec.likelihoods import BERNOULLI, NAMES as LIKELIHOODS
 from ._model_spec import extra_param_name, layer_names
 
 EXAMPLE_LAYOUT = ("fc1", "fc21", "fc22", "fc3", "fc4")  # PyTorch examples' VAE
 HEAD_NAMES = (("mu", "logvar"), ("fc_mu", "fc_logvar"), ("fc_mu", "fc_var"))
-_EXAMPLE_LIKELIHOOD = dict(likelihood="bernoulli", fixed=True,
+_EXAMPLE_LIKELIHOOD = dict(likelihood=BERNOULLI.name, fixed=True,
                            why="the PyTorch examples VAE decodes with a sigmoid")
 
 
@@ -167,7 +167,7 @@ def _plan_from_sequentials(encoder, decoder, heads, names):
         mu, logvar = _linear(heads[0], names[1]), _linear(heads[1], names[2])
     if not sigmoid:
         return _Plan(hidden, mu, logvar, dec_hidden, output)
-    return _Plan(hidden, mu, logvar, dec_hidden, output, likelihood="bernoulli", fixed=True,
+    return _Plan(hidden, mu, logvar, dec_hidden, output, likelihood=BERNOULLI.name, fixed=True,
                  why=f"{names[-1]} ends in Sigmoid (a Bernoulli mean)")
 
 

@@ -25,8 +25,8 @@ checked Python path below.
 
 import numpy as np
 
-from . import _core
-from ._validation import (as_float32_array, check_out, has_unit_rows, nonfinite_result,
+from .. import _core
+from .._validation import (as_float32_array, check_out, has_unit_rows, nonfinite_result,
                           reject_nonfinite)
 
 __all__ = ["linear", "linear_backward", "matmul"]

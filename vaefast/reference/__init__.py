@@ -25,18 +25,24 @@ import math
 
 import numpy as np
 
-# The layout (layer widths, init) is stated once, in vaefast/_layout.py.
-from ._layout import Layout, init_layer  # noqa: F401
+# The layout (layer widths, init) is stated once, in vaefast/_spec/layout.py;
+# the likelihoods' names and the clamps in the registry beside it (plain
+# data: the reference never imports the compiled core it checks).
+from .._spec.layout import Layout, init_layer  # noqa: F401
+from .._spec.likelihoods import BERNOULLI, GAUSSIAN
+from .._spec.limits import LOGVAR_RANGE
 # The random streams' twins (Philox4x32-10, normals, the reparameterization
 # noise eps(seed, step, row, col)) live beside the RNG kernels' binding.
-from ._reference_rng import normal, philox4x32_10, reparam_eps  # noqa: F401
+from .rng import normal, philox4x32_10, reparam_eps  # noqa: F401
+# The scVI-parameterised count losses (mean = library · softmax(decoder output)).
+from .count import (  # noqa: F401
+    count_loss, log_nb, log_poisson, log_zinb, scvi_log_mean)
 
-LIKELIHOODS = ("bernoulli", "gaussian")
+LIKELIHOODS = (BERNOULLI.name, GAUSSIAN.name)  # the twin's: csrc/vae*.c has more
 
 # The logvar head's output is clamped to this range before use, so exp never
 # overflows in float32; inside it the model is the plain one. exp(30) ~ 1e13.
-LOGVAR_MIN = -30.0
-LOGVAR_MAX = 30.0
+LOGVAR_MIN, LOGVAR_MAX = LOGVAR_RANGE
 
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -200,9 +206,9 @@ def gaussian_var_loss(y, x, logvar, scale=1.0):
 
 def recon_loss(likelihood, out, x, scale=1.0):
     """Dispatch to the likelihood's loss: (per-row loss, gradient w.r.t. out)."""
-    if likelihood == "bernoulli":
+    if likelihood == BERNOULLI.name:
         return bernoulli_loss(out, x, scale)
-    if likelihood == "gaussian":
+    if likelihood == GAUSSIAN.name:
         return gaussian_loss(out, x, scale)
     raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
 
@@ -329,7 +335,7 @@ def backward(params, cache, x, likelihood, beta):
             "output": (dW_out, db_out)}
 
 
-def loss_and_grad(params, x, eps, likelihood="bernoulli", beta=1.0):
+def loss_and_grad(params, x, eps, likelihood=BERNOULLI.name, beta=1.0):
     """Batch-mean negative ELBO and its gradients for noise eps (B, Z)."""
     cache = forward(params, x, eps)
     loss, _, _ = per_sample_loss(cache, x, likelihood, beta)
@@ -429,13 +435,13 @@ class SGD:
         return unflatten(params, new)
 
 
-def train_step(params, optimizer, x, eps, likelihood="bernoulli", beta=1.0):
+def train_step(params, optimizer, x, eps, likelihood=BERNOULLI.name, beta=1.0):
     """Forward, loss, backward and one optimizer step. Returns (new params, loss)."""
     loss, grads = loss_and_grad(params, x, eps, likelihood, beta)
     return optimizer.step(params, grads), loss
 
 
-def fit(params, X, epochs=1, batch_size=128, lr=1e-3, likelihood="bernoulli",
+def fit(params, X, epochs=1, batch_size=128, lr=1e-3, likelihood=BERNOULLI.name,
         beta=1.0, seed=0):
     """A plain NumPy training loop (the benchmark baseline and the demo's fallback).
 

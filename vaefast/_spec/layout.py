@@ -1,6 +1,6 @@
 """The VAE's parameter layout, stated once.
 
-The C core (csrc/vae.c) holds every parameter in one float32 buffer; this
+The C core (csrc/vae*.c) holds every parameter in one float32 buffer; this
 module says what lives where in it, how the public weight dict maps onto it,
 and how a fresh model is initialised. `VAE` checks at construction that the
 C side computed the same offsets (``VAECore.layer_offsets``), so the two can
@@ -26,14 +26,7 @@ import math
 
 import numpy as np
 
-from ._validation import as_float32_array
-
-LIKELIHOODS = ("bernoulli", "gaussian", "poisson", "negative_binomial")
-VARIANCES = ("unit", "feature", "sample")
-
-# Name of the per-feature likelihood parameter vector, by model kind.
-_LIKELIHOOD_PARAM = {("gaussian", "feature"): "likelihood.logvar",
-                     ("negative_binomial", "unit"): "likelihood.log_theta"}
+from . import likelihoods
 
 
 class Layout:
@@ -49,7 +42,7 @@ class Layout:
     """
 
     def __init__(self, n_features, hidden, latent_dim, decoder_hidden, n_conditions=0,
-                 likelihood="bernoulli", variance="unit"):
+                 likelihood=likelihoods.DEFAULT, variance="unit"):
         D, Z, C = n_features, latent_dim, n_conditions
         self.latent_dim, self.n_features = Z, D
         self.variance = variance
@@ -68,7 +61,7 @@ class Layout:
         for name, n_in, n_out in widths:
             self.layers.append((name, n_in, n_out, off, off + n_in * n_out))
             off += n_in * n_out + n_out
-        name = _LIKELIHOOD_PARAM.get((likelihood, variance))
+        name = likelihoods.REGISTRY[likelihood].extra_param_key(variance)
         self.extra = (name, off, D) if name else None
         self.n_params = off + (D if name else 0)
 
@@ -114,8 +107,11 @@ class Layout:
             named[name] = flat[off:off + size].copy()
         return named
 
-    def flat_from_named(self, weights):
-        """Dict of public key -> array (validated) -> the flat float32 buffer."""
+    def flat_from_named(self, weights, convert):
+        """Dict of public key -> array -> the flat float32 buffer.
+
+        convert(value, name) checks one array and returns it as float32 (the
+        caller's argument checks: this module stays plain data)."""
         if not isinstance(weights, dict):
             raise TypeError(f"weights must be a dict, got {type(weights).__name__}")
         shapes = self.shapes()
@@ -127,7 +123,7 @@ class Layout:
             raise KeyError(f"weights has unexpected key {extra[0]!r}")
         arrays = {}
         for k, shape in shapes.items():
-            a = as_float32_array(weights[k], f"weights[{k!r}]", allow_empty=True)
+            a = convert(weights[k], f"weights[{k!r}]")
             if a.shape != shape:
                 raise ValueError(f"weights[{k!r}] must have shape {shape}, got {a.shape}")
             arrays[k] = a

@@ -8,8 +8,8 @@ rejected with a ValueError naming the argument.
 
 import numpy as np
 
-from . import _core
-from ._validation import as_float, as_float32_array, as_size_factors, nonfinite_result
+from .. import _core
+from .._validation import as_float, as_float32_array, as_size_factors, nonfinite_result
 
 __all__ = ["poisson_loss", "negative_binomial_loss", "gaussian_var_loss", "LIMITS"]
 

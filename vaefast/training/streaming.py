@@ -28,9 +28,10 @@ import threading
 
 import numpy as np
 
-from .dask import is_dask_array as _is_dask_array
-from .dask import row_chunked as _row_chunked
-from ._source import OneProcessSource
+from .._arrays import is_dask_array as _is_dask_array
+from .._arrays import row_chunked as _row_chunked
+from .._internals import internals
+from .sources import OneProcessSource
 
 __all__ = ["is_stream", "make_source", "DEFAULT_BUFFER_BYTES"]
 
@@ -140,7 +141,7 @@ class MemmapSource(OneProcessSource):
         X, R, n = self.X, self.buffer_rows, self.n_rows
         for start in range(0, n, R):
             rows = X[order[start:start + R]] if order is not None else X[start:start + R]
-            yield self.model._check_X(np.asarray(rows), f"X rows {start}..", targets=True)
+            yield internals(self.model).check_X(np.asarray(rows), f"X rows {start}..")
 
     def run_epoch(self, trainer, epoch, shuffle, bar):
         order = (np.random.default_rng([self.model.seed, epoch]).permutation(self.n_rows)
@@ -163,7 +164,7 @@ class BlockSource(OneProcessSource):
         R, D = self.buffer_rows, self.model.n_features
         buf, fill = np.empty((R, D), np.float32), 0
         for i, block in enumerate(self.read_blocks(block_order)):
-            block = self.model._check_X(block, f"X block {i}", targets=True)
+            block = internals(self.model).check_X(block, f"X block {i}")
             pos = 0
             while pos < block.shape[0]:
                 take = min(R - fill, block.shape[0] - pos)

@@ -6,7 +6,7 @@ name):
 * "npz" (the default): an uncompressed .npz (np.savez) holding only plain
   arrays — never pickled objects — read back with ``allow_pickle=False``;
 * "safetensors": the weights under their get_weights() names, the config
-  and counters in the header's metadata (see _safetensors).
+  and counters in the header's metadata (see safetensors.py).
 
 In both a SHA-256 over everything else detects truncation and tampering.
 Files are written atomically: a temporary file in the target directory,
@@ -20,7 +20,9 @@ import tempfile
 
 import numpy as np
 
-from . import _core, _safetensors
+from .._internals import MOMENT1, MOMENT2, PARAMS, internals
+from .._version import __version__
+from . import safetensors as _safetensors
 
 FORMATS = ("npz", "safetensors")
 FORMAT_TAG = "vaefast.VAE"
@@ -31,6 +33,9 @@ FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 _ARRAYS = ("params", "moment1", "moment2")
 _KEYS = ("format", "version", "config", "state", *_ARRAYS)
+# Informational, outside the checksum (so readers that predate it still
+# verify the file) and not required on load: which vaefast wrote the file.
+WRITER_KEY = "writer"
 
 
 def _digest(payload):
@@ -64,18 +69,36 @@ def save_model(model, path, format="npz"):
         blob = _safetensors_bytes(model)
         _write_atomically(path, lambda f: f.write(blob))
         return
-    core = model._core
+    inner = internals(model)
     payload = {
         "format": np.array(FORMAT_TAG),
         "version": np.array(FORMAT_VERSION, dtype=np.int64),
         "config": np.array(json.dumps(model.get_config(), sort_keys=True)),
         "state": np.array(_state_json(model)),
-        "params": core.get_buffer(_core.PARAMS),
-        "moment1": core.get_buffer(_core.MOMENT1),
-        "moment2": core.get_buffer(_core.MOMENT2),
+        "params": inner.get_buffer(PARAMS),
+        "moment1": inner.get_buffer(MOMENT1),
+        "moment2": inner.get_buffer(MOMENT2),
     }
     payload["sha256"] = np.array(_digest(payload))
+    payload[WRITER_KEY] = np.array(_writer())
     _write_atomically(path, lambda f: np.savez(f, **payload))
+
+
+def _writer():
+    return f"vaefast {__version__}"
+
+
+def saved_by(path):
+    """The ``writer`` entry of a saved model (e.g. ``"vaefast 0.2.0"``), or
+    None for a file written before vaefast recorded it."""
+    with open(path, "rb") as f:
+        prefix = f.read(16)
+    if prefix[:4] == b"PK\x03\x04":
+        with np.load(path, allow_pickle=False) as npz:
+            return str(npz[WRITER_KEY]) if WRITER_KEY in npz.files else None
+    with open(path, "rb") as f:
+        _, metadata = _safetensors.decode(f.read(), str(path))
+    return metadata.get(WRITER_KEY)
 
 
 def _write_atomically(path, write):
@@ -173,16 +196,16 @@ def _new_model(cls, path, config_json, state_json):
 
 def _restore(model, path, state, params, moment1, moment2):
     """Check the three flat buffers and put them and the counters in `model`."""
-    n = model._core.num_params
+    inner = internals(model)
+    n = inner.num_params
     for key, a in zip(_ARRAYS, (params, moment1, moment2)):
         if a.dtype != np.float32 or a.shape != (n,):
             raise ValueError(f"{path!s} is corrupt: {key} has dtype {a.dtype} and shape "
                              f"{a.shape}, expected float32 ({n},)")
     if not np.isfinite(params).all():
         raise ValueError(f"{path!s} is corrupt: non-finite parameters")
-    model._core.set_buffer(_core.PARAMS, np.ascontiguousarray(params))
-    model._core.set_buffer(_core.MOMENT1, np.ascontiguousarray(moment1))
-    model._core.set_buffer(_core.MOMENT2, np.ascontiguousarray(moment2))
+    for which, a in zip((PARAMS, MOMENT1, MOMENT2), (params, moment1, moment2)):
+        inner.set_buffer(which, np.ascontiguousarray(a))
     model.step_ = int(state["step"])
     model.epoch_ = int(state["epoch"])
     model.optimizer_ = state["optimizer"]
@@ -230,16 +253,16 @@ def _safetensors_digest(metadata, tensors):
 
 
 def _safetensors_bytes(model):
-    core = model._core
-    tensors = model._named_from_flat(core.get_buffer(_core.PARAMS))
+    inner = internals(model)
+    tensors = inner.named(inner.get_buffer(PARAMS))
     if model.optimizer_ is not None:
-        for prefix, which in zip(MOMENT_PREFIXES, (_core.MOMENT1, _core.MOMENT2)):
-            tensors.update((prefix + k, v)
-                           for k, v in model._named_from_flat(core.get_buffer(which)).items())
+        for prefix, which in zip(MOMENT_PREFIXES, (MOMENT1, MOMENT2)):
+            tensors.update((prefix + k, v) for k, v in inner.named(inner.get_buffer(which)).items())
     metadata = {"format": FORMAT_TAG, "version": str(FORMAT_VERSION),
                 "config": json.dumps(model.get_config(), sort_keys=True),
                 "state": _state_json(model)}
     metadata["sha256"] = _safetensors_digest(metadata, tensors)
+    metadata[WRITER_KEY] = _writer()
     return _safetensors.encode(tensors, metadata)
 
 
@@ -261,7 +284,8 @@ def _load_safetensors(cls, path):
     if metadata["sha256"] != _safetensors_digest(metadata, tensors):
         raise ValueError(f"{path!s} is corrupt: SHA-256 checksum mismatch")
     model, state = _new_model(cls, path, metadata["config"], metadata["state"])
-    names = set(model._layout.shapes())
+    inner = internals(model)
+    names = set(inner.shapes())
     groups = [{k: tensors.pop(k) for k in names if k in tensors}]
     if state.get("optimizer") is not None:
         groups += [{k: tensors.pop(p + k) for k in names if p + k in tensors}
@@ -269,9 +293,9 @@ def _load_safetensors(cls, path):
     if tensors:
         raise ValueError(f"{path!s} is corrupt: unexpected tensor {next(iter(tensors))!r}")
     try:
-        flats = [model._layout.flat_from_named(g) for g in groups]
+        flats = [inner.flat(g) for g in groups]
     except (KeyError, ValueError, TypeError) as exc:
         raise ValueError(f"{path!s} is corrupt: {exc}") from None
-    zeros = np.zeros(model._core.num_params, np.float32)
+    zeros = np.zeros(inner.num_params, np.float32)
     _restore(model, path, state, flats[0], *(flats[1:] or (zeros, zeros)))
     return model

@@ -7,8 +7,8 @@ pass never stores it and the backward pass regenerates it (counter layout in
 
 import numpy as np
 
-from . import _core
-from ._validation import as_float, as_float32_array, as_int, as_seed, check_out, require_finite
+from .. import _core
+from .._validation import as_float, as_float32_array, as_int, as_seed, check_out, require_finite
 
 __all__ = ["reparameterize", "reparameterize_backward", "reparameterization_noise"]
 

@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 
-from . import reference as ref
+from .. import reference as ref
 
 # Three small training examples (rows) with 4 features each.
 EXAMPLES = np.array([[0.0, 0.5, 1.0, 0.25],
@@ -60,11 +60,11 @@ def walkthrough_steps(seed=0):
     s["W3"], s["b3"] = W3, b3
     s["y"] = ref.linear_forward(s["h_dec"], W3, b3)
     s["kl"] = ref.kl_normal(mu, logvar)
-    s["recon"] = ref.recon_loss("gaussian", s["y"], x)[0]
+    s["recon"] = ref.recon_loss(ref.GAUSSIAN.name, s["y"], x)[0]
     s["dKL_dmu"] = mu.copy()
     s["dKL_dsigma"] = s["sigma"] - 1.0 / s["sigma"]
     # recon_loss's gradient with scale 1: dL/dy = y − x for 0.5·(y − x)²
-    s["dRecon_dy"] = ref.recon_loss("gaussian", s["y"], x, 1.0)[1]
+    s["dRecon_dy"] = ref.recon_loss(ref.GAUSSIAN.name, s["y"], x, 1.0)[1]
     return s
 
 

@@ -12,8 +12,8 @@ update leaves them untouched.
 
 import numpy as np
 
-from . import _core
-from ._validation import (as_float, as_float32_array, as_int, check_out, nonfinite_result,
+from .. import _core
+from .._validation import (as_float, as_float32_array, as_int, check_out, nonfinite_result,
                           require_finite)
 
 __all__ = ["bernoulli_loss", "gaussian_loss", "kl_normal", "adam_update", "sgd_update"]

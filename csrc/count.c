@@ -1,0 +1,102 @@
+/* count.c: argument checks and the row-parallel driver of the scVI count
+ * losses (csrc/isa/count_kernels.c; the maths is in csrc/vaefast.h).
+ *
+ * Threads get whole blocks of VF_COUNT_BLOCK rows (static schedule). With a
+ * per-gene log θ each block writes its partial Σ_i ∂loss_i/∂ρ_j to its own
+ * row of this thread's workspace, and the partials are then added in block
+ * order: the result is bit-identical for any thread count. */
+#include <math.h>
+#include <stdint.h>
+
+#include "check.h"
+#include "count_kernels.h"
+#include "kernels.h"
+#include "vaefast.h"
+#include "workspace.h"
+
+#define VF_COUNT_PAR_MIN 16384 /* elements: below this, threads cost more than they save */
+#define VF_COUNT_WORK_SLOT 2   /* workspace.h */
+
+/* An optional M×N output (ld), or a matrix input that must be there. */
+static int check_opt(const float *p, int64_t M, int64_t N, int64_t ld)
+{
+    return p ? vf_check_present(p, M, N, ld) : VF_OK;
+}
+
+static int check_args(const vf_count_problem *p, int64_t M, int64_t N)
+{
+    const float *dlog_theta = p->dlt;
+    const int lik = p->likelihood;
+    if (M < 0 || N < 0 || !isfinite(p->scale) || lik < VF_COUNT_POISSON || lik > VF_COUNT_ZINB)
+        return VF_ERR_ARG;
+    VF_TRY(vf_check_present(p->rho, M, N, p->ldr));
+    VF_TRY(vf_check_present(p->x, M, N, p->ldx));
+    VF_TRY(vf_check_present(p->library, 1, M, M));
+    for (int64_t i = 0; i < M; ++i)
+        if (!(p->library[i] > 0.0f) || !isfinite(p->library[i]))
+            return VF_ERR_ARG;
+    if (lik == VF_COUNT_POISSON) {
+        if (dlog_theta || p->dpi)
+            return VF_ERR_ARG; /* outputs the Poisson does not have */
+    } else if (p->ldt == 0) {
+        VF_TRY(vf_check_present(p->log_theta, 1, N, N));
+        VF_TRY(check_opt(dlog_theta, 1, N, N));
+    } else {
+        VF_TRY(vf_check_present(p->log_theta, M, N, p->ldt));
+        VF_TRY(check_opt(dlog_theta, M, N, p->lddt));
+    }
+    if (lik == VF_COUNT_ZINB)
+        VF_TRY(vf_check_present(p->pi, M, N, p->ldp));
+    else if (p->dpi)
+        return VF_ERR_ARG;
+    VF_TRY(check_opt(p->drho, M, N, p->lddr));
+    VF_TRY(check_opt(p->dpi, M, N, p->lddp));
+    return VF_OK;
+}
+
+int vf_count_loss(int likelihood, int64_t M, int64_t N, const float *rho, int64_t ldr,
+                  const float *x, int64_t ldx, const float *library,
+                  const float *log_theta, int64_t ldt, const float *pi, int64_t ldp,
+                  float *loss, float *drho, int64_t lddr, float *dlog_theta, int64_t lddt,
+                  float *dpi, int64_t lddp, float scale)
+{
+    vf_count_problem p = {
+        .likelihood = likelihood, .N = N, .rho = rho, .ldr = ldr, .x = x, .ldx = ldx,
+        .library = library, .log_theta = log_theta, .ldt = ldt, .pi = pi, .ldp = ldp,
+        .loss = loss, .drho = drho, .lddr = lddr, .dlt = dlog_theta, .lddt = lddt,
+        .dpi = dpi, .lddp = lddp, .scale = scale,
+    };
+    VF_TRY(check_args(&p, M, N));
+    if (M == 0)
+        return VF_OK;
+    const int per_gene = likelihood != VF_COUNT_POISSON && ldt == 0;
+    const int64_t nb = (M + VF_COUNT_BLOCK - 1) / VF_COUNT_BLOCK;
+    float *partial = NULL;
+    if (per_gene && dlog_theta && N > 0) {
+        partial = vf_workspace_get_slot(VF_COUNT_WORK_SLOT, (size_t)nb * (size_t)N);
+        if (!partial)
+            return VF_ERR_NOMEM;
+    }
+    const vf_count_rows_fn rows_fn = vf_active()->likelihood->count_rows;
+    int bad = 0;
+#pragma omp parallel for schedule(static) reduction(| : bad) if (M * N >= VF_COUNT_PAR_MIN && nb > 1)
+    for (int64_t b = 0; b < nb; ++b) {
+        const int64_t i0 = b * VF_COUNT_BLOCK;
+        const int64_t rows = M - i0 < VF_COUNT_BLOCK ? M - i0 : VF_COUNT_BLOCK;
+        bad |= rows_fn(&p, i0, rows, partial ? partial + b * N : NULL);
+    }
+    if (bad)
+        return VF_ERR_ARG;
+    if (partial) { /* the blocks' partial sums in block order, the clamp rule, scale */
+        for (int64_t j = 0; j < N; ++j) {
+            float s = partial[j];
+            for (int64_t b = 1; b < nb; ++b)
+                s += partial[b * N + j];
+            const float r = log_theta[j];
+            if ((r < VF_LOG_THETA_MIN && s > 0.0f) || (r > VF_LOG_THETA_MAX && s < 0.0f))
+                s = 0.0f; /* descent would leave the range further */
+            dlog_theta[j] = scale * s;
+        }
+    }
+    return VF_OK;
+}

@@ -1,0 +1,38 @@
+/* count_kernels.h: the scVI count losses' problem description and kernel
+ * entry (internal; csrc/isa/count_kernels.c, driven by csrc/count.c).
+ *
+ * One kernel call handles a block of VF_COUNT_BLOCK rows; the driver gives
+ * whole blocks to threads, so every row sum and every per-gene partial sum
+ * is formed by one thread in one fixed order, whatever the thread count. */
+#ifndef VF_COUNT_KERNELS_H
+#define VF_COUNT_KERNELS_H
+
+#include <stdint.h>
+
+#define VF_COUNT_BLOCK 64 /* rows per kernel call (and per per-gene partial sum) */
+
+/* A validated vf_count_loss call (see csrc/vaefast.h): M rows of N genes. */
+typedef struct vf_count_problem {
+    int likelihood; /* VF_COUNT_POISSON, VF_COUNT_NB, VF_COUNT_ZINB */
+    int64_t N;
+    const float *rho; int64_t ldr;       /* decoder output (logits of softmax) */
+    const float *x; int64_t ldx;         /* counts */
+    const float *library;                /* M, > 0 */
+    const float *log_theta; int64_t ldt; /* ldt == 0: one row (N) for all rows */
+    const float *pi; int64_t ldp;        /* zero-inflation logits (ZINB) */
+    float *loss;                         /* M, or NULL */
+    float *drho; int64_t lddr;           /* or NULL */
+    float *dlt; int64_t lddt;            /* M×N (ldt != 0) or N, or NULL */
+    float *dpi; int64_t lddp;            /* ZINB, or NULL */
+    float scale;
+} vf_count_problem;
+
+/* Rows i0 .. i0+rows−1 of p: loss, drho, dpi and (per element) dlt, written
+ * for those rows. With a per-gene log θ, gene_acc (N) receives the block's
+ * unscaled Σ_i ∂loss_i/∂ρ_j (overwritten), and p->dlt is not touched.
+ * Returns nonzero if a count in the block is negative, NaN, infinite or not
+ * an integer (then the outputs are unspecified). */
+typedef int (*vf_count_rows_fn)(const vf_count_problem *p, int64_t i0, int64_t rows,
+                                float *gene_acc);
+
+#endif

@@ -1,0 +1,280 @@
+/* count_kernels.c: the scVI-parameterised count losses (Poisson, NB, ZINB with
+ * mean = library · softmax(rho)), loss and gradients fused, for one kernel set.
+ *
+ * Per row of N genes (rho: the decoder output, x: counts):
+ *   A  m = max_j rho_j
+ *   B  S = Σ_j exp(rho_j − m);  c = log L − log S, so log mu_j = (rho_j − m) + c
+ *   C  every gene, VW at a time: the terms that need no lgamma (all of a
+ *      zero count's loss; the softplus / sigmoid parts of the rest), g_j =
+ *      ∂loss/∂log mu_j into drho, G = Σ g_j, dpi, ∂/∂ρ. The lanes with x > 0
+ *      (a tenth of them in single-cell data) then get, one at a time in
+ *      double, the lgamma / digamma part (count_terms below).
+ *   D  drho_j = scale·(g_j − p_j·G), p_j = exp(rho_j − m)/S: the softmax's
+ *      chain rule (∂log mu_k/∂rho_j = δ_kj − p_j).
+ * Written once over the vector layer (isa/vec.h, vec_math.h); the generic
+ * set runs it one lane at a time. Row sums accumulate in one float vector
+ * (fixed lane order, vf_hsum) plus the double sum of the x > 0 terms, so
+ * results differ between kernel sets in the last bits but never between
+ * thread counts. */
+#include <math.h>
+#include <stdint.h>
+
+#include "count_kernels.h"
+#include "isa/gamma_series.h"
+#include "isa/isa.h"
+#include "isa/kernel_protos.h"
+#include "isa/log_factorial.h"
+#include "isa/vec_math.h"
+#include "vaefast.h"
+
+#define VF_COUNT_SHORT 16 /* counts up to this take the exact product / sum */
+
+/* log(x!) for an integer count x >= 0 */
+static inline double log_factorial(double x)
+{
+    if (x < VF_LOG_FACTORIAL_N)
+        return vf_log_factorial_table[(int)x];
+    double lg, dg;
+    vf_stirling(x + 1.0, &lg, &dg);
+    return lg;
+}
+
+/* For an integer count x > 0 and θ > 0:
+ *   *d1 = lgamma(x + θ) − lgamma(θ) − lgamma(x + 1)
+ *   *e  = x − θ·(ψ(x + θ) − ψ(θ)) = Σ_{k<x} k/(θ + k)
+ * (e is formed without the cancellation of x against θ·Δψ when θ >> x).
+ * The first VF_COUNT_SHORT factors exactly (Γ(y+1) = yΓ(y); the product
+ * stays below 1e140 for θ <= e^20), the rest as a difference of Stirling
+ * series at arguments >= 16, accurate in double (|lgamma| < 1e10 here). */
+static void count_terms(double x, double theta, double *d1, double *e)
+{
+    const int n = x < VF_COUNT_SHORT ? (int)x : VF_COUNT_SHORT;
+    double prod = 1.0, sum = 0.0;
+    for (int k = 0; k < n; ++k) {
+        prod *= theta + k;
+        sum += k / (theta + k);
+    }
+    double lg = log(prod);
+    if (x > VF_COUNT_SHORT) {
+        double lg1, dg1, lg0, dg0;
+        vf_stirling(theta + x, &lg1, &dg1);
+        vf_stirling(theta + VF_COUNT_SHORT, &lg0, &dg0);
+        lg += lg1 - lg0;
+        sum += (x - VF_COUNT_SHORT) - theta * (dg1 - dg0);
+    }
+    *d1 = lg - log_factorial(x);
+    *e = sum;
+}
+
+static inline float clamp_rho(float r)
+{
+    return fminf(fmaxf(r, VF_LOG_THETA_MIN), VF_LOG_THETA_MAX);
+}
+
+/* One row's pointers and constants. */
+typedef struct {
+    const float *r, *x, *lt, *w;
+    float *dr, *dlt, *dw; /* dlt: the row's per-element ∂/∂ρ or the block's gene_acc */
+    int acc_lt;           /* dlt accumulates (per-gene θ) rather than stores */
+    vf m, c, scale;
+} count_row;
+
+/* Step C on lanes [j, j+VW) under mask k (`full`: all lanes, compile-time).
+ * Adds the lanes' loss terms to *acc and their g to *G; sets *nz to the
+ * lanes with x > 0 and returns 0 if any lane's count is negative or NaN. */
+VF_INLINE int count_vec(const count_row *R, const int lik, int64_t j, vm k, int full,
+                        vf *acc, vf *G, vm *nz)
+{
+    const vf zero = vf_zero(), one = vf_set1(1.0f);
+    const vf x = vf_load_if(R->x + j, k, full);
+    const vf lm = vf_add(vf_sub(vf_load_if(R->r + j, k, full), R->m), R->c); /* log mu */
+    *nz = vf_gt(x, zero);
+    const int ok = vm_count(*nz) + vm_count(vf_eq(x, zero)) == VW;
+    vf loss, g;
+    if (lik == VF_COUNT_POISSON) {
+        const vf mu = vf_exp(lm);
+        loss = vf_fnma(x, lm, mu); /* mu − x·log mu (+ log x! later) */
+        g = vf_sub(mu, x);
+    } else {
+        const vf rho = vf_min(vf_set1(VF_LOG_THETA_MAX),
+                              vf_max(vf_set1(VF_LOG_THETA_MIN), vf_load_if(R->lt + j, k, full)));
+        const vf theta = vf_exp(rho);
+        const vf a = vf_sub(lm, rho); /* log(mu/θ) */
+        /* softplus(a), sigmoid(a) from one exp(−|a|) */
+        const vf e = vf_exp_nonpos(vf_neg_abs(a));
+        const vf w1 = vf_add(one, e), inv = vf_div(one, w1);
+        const vf sp = vf_add(vf_max(a, zero), vf_log1p_unit(e, w1, inv));
+        const vf sig = vf_select(vf_lt(a, zero), vf_mul(e, inv), inv);
+        /* NB without its lgamma terms: θ·sp(a) + x·sp(−a); g = (x+θ)σ − x;
+         * ∂/∂ρ = θ(sp − σ) − xσ (+ Σ_{k<x} k/(θ+k) later) */
+        loss = vf_fma(x, vf_sub(sp, a), vf_mul(theta, sp));
+        g = vf_fnma(x, vf_sub(one, sig), vf_mul(theta, sig));
+        const vf tsd = vf_mul(theta, vf_sub(sp, sig));
+        vf drho = vf_fnma(x, sig, tsd);
+        if (lik == VF_COUNT_ZINB) {
+            const vf w = vf_load_if(R->w + j, k, full);
+            const vf ew = vf_exp_nonpos(vf_neg_abs(w));
+            const vf ww = vf_add(one, ew), iw = vf_div(one, ww);
+            const vf spw = vf_add(vf_max(w, zero), vf_log1p_unit(ew, ww, iw));
+            const vf sgw = vf_select(vf_lt(w, zero), vf_mul(ew, iw), iw);
+            /* x = 0: −log p = sp(w) − logaddexp(w, l0), l0 = −θ·sp(a) */
+            const vf l0 = vf_mul(vf_set1(-1.0f), vf_mul(theta, sp));
+            const vf d = vf_sub(w, l0);
+            const vf ed = vf_exp_nonpos(vf_neg_abs(d));
+            const vf wd = vf_add(one, ed), id = vf_div(one, wd);
+            const vf lae = vf_add(vf_max(w, l0), vf_log1p_unit(ed, wd, id));
+            const vm dneg = vf_lt(d, zero);
+            const vf post = vf_select(dneg, id, vf_mul(ed, id)); /* σ(l0 − w) */
+            const vf sgd = vf_select(dneg, vf_mul(ed, id), id);  /* σ(w − l0) */
+            loss = vf_select(*nz, vf_add(spw, loss), vf_sub(spw, lae));
+            g = vf_select(*nz, g, vf_mul(post, vf_mul(theta, sig)));
+            drho = vf_select(*nz, drho, vf_mul(post, tsd));
+            if (R->dw)
+                vf_store_if(R->dw + j, vf_mul(R->scale, vf_select(*nz, sgw, vf_sub(sgw, sgd))), k,
+                            full);
+        }
+        if (R->dlt) {
+            if (R->acc_lt)
+                drho = vf_add(vf_load_if(R->dlt + j, k, full), drho);
+            vf_store_if(R->dlt + j, drho, k, full);
+        }
+    }
+    *acc = vf_add(*acc, vf_maskz(k, loss));
+    if (R->dr) {
+        g = vf_maskz(k, g);
+        vf_store_if(R->dr + j, g, k, full);
+        *G = vf_add(*G, g);
+    }
+    return ok;
+}
+
+/* The x > 0 lanes of a vector (bits of nz) at genes j..: the lgamma parts.
+ * Returns the loss to add; adds to dlt; 0 in *ok for a non-integer count. */
+static double count_sparse(const count_row *R, int lik, int64_t j, uint32_t bits, int *ok)
+{
+    double add = 0.0;
+    while (bits) {
+        const int l = __builtin_ctz(bits);
+        bits &= bits - 1;
+        const float xf = R->x[j + l];
+        if (!(xf <= VF_COUNT_MAX) || xf != floorf(xf)) {
+            *ok = 0;
+            continue;
+        }
+        if (lik == VF_COUNT_POISSON) {
+            add += log_factorial(xf);
+            continue;
+        }
+        double d1, e;
+        count_terms(xf, exp((double)clamp_rho(R->lt[j + l])), &d1, &e);
+        add -= d1;
+        if (R->dlt)
+            R->dlt[j + l] += (float)e;
+    }
+    return add;
+}
+
+/* One row, likelihood lik (a constant after inlining). Returns 0 for a bad count. */
+VF_INLINE int count_row_run(const count_row *R0, const int lik, int64_t N, float L,
+                            float *loss)
+{
+    count_row R = *R0;
+    const vf ninf = vf_set1(-INFINITY);
+    /* A: the row maximum */
+    vf mx = ninf;
+    for (int64_t j = 0; j < N; j += VW) {
+        const vm k = vm_first(N - j);
+        mx = vf_max(vf_select(k, vf_load_mask(R.r + j, k), ninf), mx);
+    }
+    float lanes[VW], m = -INFINITY;
+    vf_store(lanes, mx);
+    for (int l = 0; l < VW; ++l)
+        m = lanes[l] > m ? lanes[l] : m;
+    R.m = vf_set1(m);
+    /* B: S = Σ exp(rho − m) */
+    vf s = vf_zero();
+    for (int64_t j = 0; j < N; j += VW) {
+        const vm k = vm_first(N - j);
+        s = vf_add(s, vf_maskz(k, vf_exp(vf_sub(vf_load_mask(R.r + j, k), R.m))));
+    }
+    const float S = vf_hsum(s);
+    R.c = vf_set1((float)(log((double)L) - log((double)S)));
+    /* C */
+    vf acc = vf_zero(), G = vf_zero();
+    double extra = 0.0;
+    int ok = 1;
+    int64_t j = 0;
+    vm nz;
+    for (; j + VW <= N; j += VW) {
+        ok &= count_vec(&R, lik, j, vm_first(VW), 1, &acc, &G, &nz);
+        if (vm_any(nz))
+            extra += count_sparse(&R, lik, j, vm_bits(nz), &ok);
+    }
+    if (j < N) {
+        ok &= count_vec(&R, lik, j, vm_first(N - j), 0, &acc, &G, &nz);
+        if (vm_any(nz))
+            extra += count_sparse(&R, lik, j, vm_bits(nz), &ok);
+    }
+    if (loss)
+        *loss = (float)((double)vf_hsum(acc) + extra);
+    /* D */
+    if (R.dr) {
+        const vf gsum = vf_set1(vf_hsum(G)), inv_s = vf_set1(1.0f / S);
+        for (j = 0; j < N; j += VW) {
+            const vm k = vm_first(N - j);
+            const vf p = vf_mul(vf_exp(vf_sub(vf_load_mask(R.r + j, k), R.m)), inv_s);
+            const vf gj = vf_load_mask(R.dr + j, k);
+            vf_store_mask(R.dr + j, vf_mul(R.scale, vf_fnma(p, gsum, gj)), k);
+        }
+    }
+    if (R.dlt && !R.acc_lt) { /* per element: the clamp rule, then scale */
+        for (j = 0; j < N; j += VW) {
+            const vm k = vm_first(N - j);
+            const vf raw = vf_load_mask(R.lt + j, k), d = vf_load_mask(R.dlt + j, k);
+            const vm out = vm_and(vf_lt(raw, vf_set1(VF_LOG_THETA_MIN)), vf_gt(d, vf_zero()));
+            const vm out2 = vm_and(vf_gt(raw, vf_set1(VF_LOG_THETA_MAX)), vf_lt(d, vf_zero()));
+            const vf kept = vf_select(out, vf_zero(), vf_select(out2, vf_zero(), d));
+            vf_store_mask(R.dlt + j, vf_mul(R.scale, kept), k);
+        }
+    }
+    return ok;
+}
+
+int VF_FN(vf_count_rows)(const vf_count_problem *p, int64_t i0, int64_t rows,
+                         float *gene_acc)
+{
+    const int64_t N = p->N;
+    const int lik = p->likelihood;
+    const int theta_per_gene = lik != VF_COUNT_POISSON && p->ldt == 0;
+    if (gene_acc)
+        for (int64_t j = 0; j < N; ++j)
+            gene_acc[j] = 0.0f;
+    int ok = 1;
+    for (int64_t i = i0; i < i0 + rows; ++i) {
+        count_row R = {
+            .r = p->rho + i * p->ldr,
+            .x = p->x + i * p->ldx,
+            .lt = lik == VF_COUNT_POISSON ? NULL : p->log_theta + i * p->ldt,
+            .w = lik == VF_COUNT_ZINB ? p->pi + i * p->ldp : NULL,
+            .dr = p->drho ? p->drho + i * p->lddr : NULL,
+            .dlt = theta_per_gene ? gene_acc : (p->dlt ? p->dlt + i * p->lddt : NULL),
+            .dw = p->dpi ? p->dpi + i * p->lddp : NULL,
+            .acc_lt = theta_per_gene,
+            .scale = vf_set1(p->scale),
+        };
+        float *loss = p->loss ? p->loss + i : NULL;
+        if (N == 0) {
+            if (loss)
+                *loss = 0.0f;
+            continue;
+        }
+        const float L = p->library[i];
+        if (lik == VF_COUNT_POISSON)
+            ok &= count_row_run(&R, VF_COUNT_POISSON, N, L, loss);
+        else if (lik == VF_COUNT_NB)
+            ok &= count_row_run(&R, VF_COUNT_NB, N, L, loss);
+        else
+            ok &= count_row_run(&R, VF_COUNT_ZINB, N, L, loss);
+    }
+    return !ok;
+}

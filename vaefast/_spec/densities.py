@@ -1,0 +1,119 @@
+"""The likelihoods' NumPy maths, in float64: the registry's hooks.
+
+``log p(x|z)`` and the mean of p(x|z) for each likelihood (the densities
+the C loss kernels train on, every constant included) and the
+importance-weighted (IWAE) bound used by :meth:`VAE.log_likelihood`. Training and :meth:`VAE.elbo`
+never come here: the fused kernels in csrc/ compute the loss per row.
+"""
+
+import math
+
+import numpy as np
+
+from .limits import LIMITS
+
+HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+def softplus(a):
+    """log(1 + exp(a)), stable for any finite a."""
+    return np.maximum(a, 0) + np.log1p(np.exp(-np.abs(a)))
+
+
+def lgamma(y):
+    """log Γ(y) for y > 0, float64, elementwise (NumPy has no lgamma).
+
+    Shift y to >= 8 with Γ(y + 1) = y·Γ(y), then Stirling's series (absolute
+    error below 1e-11)."""
+    y = np.array(y, dtype=np.float64)
+    log_prod = np.zeros_like(y)
+    for _ in range(8):
+        small = y < 8.0
+        if not small.any():
+            break
+        log_prod[small] += np.log(y[small])
+        y[small] += 1.0
+    r = 1.0 / y
+    r2 = r * r
+    series = r * (1.0 / 12 - r2 * (1.0 / 360 - r2 * (1.0 / 1260 - r2 / 1680)))
+    return (y - 0.5) * np.log(y) - y + HALF_LOG_2PI + series - log_prod
+
+
+# Each log_px(out, X, extra, size_factors, variance) -> log p(x|z) per row
+# (float64) from the decoder's output layer `out` (n, D), or (n, 2D) with
+# variance="sample"; X (n, D); extra (D,) the per-feature parameter (the
+# log-variance with variance="feature", log θ for the negative binomial) or
+# None; size_factors (n,) or None (count likelihoods: mean = s·exp(out)).
+# The registry (likelihoods.py) names which is which.
+def bernoulli_log_px(out, X, extra, size_factors, variance):
+    out, X = _f64(out, X)
+    return -np.sum(softplus(out) - X * out, axis=1)
+
+
+def gaussian_log_px(out, X, extra, size_factors, variance):
+    out, X = _f64(out, X)
+    if variance == "unit":
+        d = out - X
+        return -np.sum(0.5 * d * d + HALF_LOG_2PI, axis=1)
+    D = X.shape[1]
+    lv = out[:, D:] if variance == "sample" else extra.astype(np.float64)[None, :]
+    v = np.maximum(lv, LIMITS["gaussian_logvar_min"])
+    d = out[:, :D] - X
+    return -np.sum(0.5 * (d * d * np.exp(-v) + v) + HALF_LOG_2PI, axis=1)
+
+
+def _log_mean(out, size_factors):
+    """eta = out + log s, the log-mean with size factors."""
+    if size_factors is None:
+        return out
+    return out + np.log(size_factors.astype(np.float64))[:, None]
+
+
+def poisson_log_px(out, X, extra, size_factors, variance):
+    out, X = _f64(out, X)
+    eta = np.minimum(_log_mean(out, size_factors), LIMITS["poisson_lograte_max"])
+    return np.sum(X * eta - np.exp(eta) - lgamma(X + 1.0), axis=1)
+
+
+def negative_binomial_log_px(out, X, extra, size_factors, variance):
+    out, X = _f64(out, X)
+    rho = np.clip(extra.astype(np.float64), LIMITS["log_theta_min"], LIMITS["log_theta_max"])
+    theta = np.exp(rho)[None, :]
+    a = _log_mean(out, size_factors) - rho[None, :]  # log(mean / θ)
+    return np.sum(lgamma(X + theta) - lgamma(theta) - lgamma(X + 1.0)
+                  - theta * softplus(a) - X * softplus(-a), axis=1)
+
+
+def _f64(out, X):
+    return out.astype(np.float64), X.astype(np.float64)
+
+
+# Each mean(out, D, size_factors) -> the mean of p(x|z) (what VAE.decode
+# returns) from the output layer, in out's dtype.
+def bernoulli_mean(out, D, size_factors):
+    return 1.0 / (1.0 + np.exp(-out))
+
+
+def gaussian_mean(out, D, size_factors):
+    return out[:, :D]
+
+
+def count_mean(out, D, size_factors):
+    mean = np.exp(np.minimum(out, LIMITS["poisson_lograte_max"]))
+    return mean if size_factors is None else mean * size_factors[:, None]
+
+
+def iwae(log_px_rows, z, eps, logvar):
+    """Per-row importance-weighted bound log (1/K) Σ_k p(x|z_k) p(z_k) / q(z_k|x).
+
+    log_px_rows (n, K); z, eps (n, K, Z) with z = mu + exp(logvar/2)·eps;
+    logvar (n, Z)."""
+    Zd = z.shape[2]
+    z64, e64 = z.astype(np.float64), eps.astype(np.float64)
+    log_pz = -0.5 * np.sum(z64 * z64, axis=2) - Zd * HALF_LOG_2PI
+    log_qz = (-0.5 * np.sum(e64 * e64, axis=2)
+              - 0.5 * np.sum(logvar.astype(np.float64), axis=1)[:, None]
+              - Zd * HALF_LOG_2PI)
+    logw = log_px_rows + log_pz - log_qz
+    top = logw.max(axis=1, keepdims=True)
+    return top[:, 0] + np.log(np.mean(np.exp(logw - top), axis=1))

@@ -1,0 +1,126 @@
+"""What each likelihood means to the exporters: the registry's torch and
+ONNX hooks (vaefast/_spec/likelihoods.py says which belongs to which).
+
+The decoder's output layer gives the likelihood's natural parameter (logits
+for Bernoulli, the mean for the Gaussian, the log-mean for the count
+likelihoods). An exporter needs, per likelihood: how to turn that output
+into the mean of p(x|z) (in ONNX and in PyTorch) and how to score log p(x|z)
+in PyTorch. No hook imports torch or onnx: each takes the torch module (or
+the ONNX graph builder) as its first argument.
+
+  onnx_mean(g, out) -> name of the mean of p(x|z) (size factor 1)
+  torch_mean(torch, out, size_factors or None) -> mean of p(x|z)
+  torch_log_px(torch, out, x, extra, size_factors, variance) -> log p(x|z)
+      per row; `out` is the whole output layer ((N, 2D) with
+      variance="sample"), `extra` the per-feature parameter or None.
+
+Every clamp mirrors vaefast's own (limits.py): the count mean is
+exp(min(out, poisson_lograte_max)) as in csrc/vae_infer.c output_mean_rows,
+the Gaussian's learned log-variance is floored at gaussian_logvar_min, log θ
+is clipped to [log_theta_min, log_theta_max]. The log-densities are those of
+densities.py (every constant included), written in torch ops so they run in
+any dtype and differentiate. Their gradients at those clamps are the
+training kernels' (csrc/isa/likelihood_kernels.c), for descent on the
+negative ELBO: the Poisson cap passes the gradient straight through; a
+log-variance below its floor or a log θ outside its range gets gradient only
+where descent moves it back (per element, before a per-feature parameter's
+rows are summed).
+"""
+
+import functools
+import math
+
+from .limits import LIMITS
+
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+# ------------------------------------------------------------ ONNX means
+def onnx_sigmoid(g, out):
+    return g.node("Sigmoid", [out], "x_mean.value")
+
+
+def onnx_identity(g, out):
+    return g.node("Identity", [out], "x_mean.value")
+
+
+def onnx_count_mean(g, out):
+    cap = g.constant("output.lograte_max", LIMITS["poisson_lograte_max"])
+    return g.node("Exp", [g.node("Min", [out, cap], "output.clamped")], "x_mean.value")
+
+
+# ------------------------------------------------------------ PyTorch
+@functools.lru_cache(maxsize=None)
+def _inward_clamp(torch):
+    """clamp(v, lo, hi) whose gradient outside [lo, hi] is kept only where
+    descent (v -= grad) moves v back inside, as vaefast's kernels do."""
+
+    class InwardClamp(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, v, lo, hi):
+            ctx.save_for_backward(v)
+            ctx.bounds = lo, hi
+            return v.clamp(lo, hi)
+
+        @staticmethod
+        def backward(ctx, grad):
+            (v,) = ctx.saved_tensors
+            lo, hi = ctx.bounds
+            outward = ((v < lo) & (grad > 0)) | ((v > hi) & (grad < 0))
+            return grad.masked_fill(outward, 0.0), None, None
+
+    return InwardClamp.apply
+
+
+def _capped_log_rate(torch, eta):
+    """min(eta, cap) with the gradient passed straight through (the Poisson kernel's)."""
+    over = (eta - LIMITS["poisson_lograte_max"]).clamp(min=0.0)
+    return eta - over.detach()
+
+
+def count_mean(torch, out, size_factors):
+    mean = torch.exp(out.clamp(max=LIMITS["poisson_lograte_max"]))
+    return mean if size_factors is None else mean * size_factors[:, None]
+
+
+def _log_rate(torch, out, size_factors):
+    """eta = out + log s (the log-mean with size factors)."""
+    return out if size_factors is None else out + torch.log(size_factors)[:, None]
+
+
+def bernoulli_log_px(torch, logits, x, extra, size_factors, variance):
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="none")
+    return -bce.sum(dim=1)
+
+
+def gaussian_log_px(torch, out, x, extra, size_factors, variance):
+    D = x.shape[1]
+    d = out[:, :D] - x
+    if variance == "unit":
+        return -(0.5 * d * d + _HALF_LOG_2PI).sum(dim=1)
+    logvar = out[:, D:] if variance == "sample" else extra.expand(x.shape[0], D)
+    v = _inward_clamp(torch)(logvar, LIMITS["gaussian_logvar_min"], math.inf)
+    return -(0.5 * (d * d * torch.exp(-v) + v) + _HALF_LOG_2PI).sum(dim=1)
+
+
+def poisson_log_px(torch, out, x, extra, size_factors, variance):
+    eta = _capped_log_rate(torch, _log_rate(torch, out, size_factors))
+    return (x * eta - torch.exp(eta) - torch.lgamma(x + 1.0)).sum(dim=1)
+
+
+def negative_binomial_log_px(torch, out, x, extra, size_factors, variance):
+    rho = _inward_clamp(torch)(extra.expand(x.shape[0], -1), LIMITS["log_theta_min"],
+                               LIMITS["log_theta_max"])
+    theta = torch.exp(rho)
+    a = _log_rate(torch, out, size_factors) - rho  # log(mean / θ)
+    softplus = torch.nn.functional.softplus
+    return (torch.lgamma(x + theta) - torch.lgamma(theta) - torch.lgamma(x + 1.0)
+            - theta * softplus(a) - x * softplus(-a)).sum(dim=1)
+
+
+def sigmoid_mean(torch, out, size_factors):
+    return torch.sigmoid(out)
+
+
+def identity_mean(torch, out, size_factors):
+    return out

@@ -1,0 +1,110 @@
+"""The scVI-parameterised count losses (csrc/count.c), one fused pass.
+
+mean = library · softmax(rho_logits) per row (scvi-tools' DecoderSCVI);
+Poisson, negative binomial ("nb") or zero-inflated negative binomial
+("zinb", zero-inflation logits ``pi_logits``). The maths is in
+docs/models.md; the float64 twin is ``vaefast.reference.count_loss``.
+"""
+
+import numpy as np
+
+from .. import _core
+from .._validation import as_float, as_float32_array, nonfinite_result
+
+__all__ = ["count_loss", "COUNT_LIKELIHOODS"]
+
+COUNT_LIKELIHOODS = tuple(_core.COUNT_CODES)
+
+
+def _counts(x, shape):
+    x = as_float32_array(x, "x", ndim=2)
+    if x.shape != shape:
+        raise ValueError(f"x must have the shape of rho_logits {shape}, got {x.shape}")
+    if (x < 0).any():
+        raise ValueError(f"x must be non-negative counts, got a minimum of {x.min()}")
+    if (x > _core.COUNT_MAX).any() or (x != np.floor(x)).any():
+        raise ValueError("x must hold integer counts (at most 2**24); "
+                         f"got e.g. {x[(x != np.floor(x)) | (x > _core.COUNT_MAX)][0]}")
+    return x
+
+
+def count_loss(x, rho_logits, library, log_theta=None, pi_logits=None, likelihood="zinb",
+               scale=1.0, need_grad=True):
+    """Per-row negative log-likelihood of counts under scVI's mean, and its gradients.
+
+    Parameters
+    ----------
+    x : array_like, shape (M, N)
+        Integer counts >= 0 (cells × genes).
+    rho_logits : array_like, shape (M, N)
+        The decoder's output; the mean is ``library[:, None] · softmax(rho_logits)``.
+    library : array_like, shape (M,)
+        Library sizes > 0 (the observed total count of each cell; not its log).
+    log_theta : array_like, shape (N,) or (M, N)
+        log of the inverse dispersion θ, per gene or per cell and gene
+        ("nb", "zinb"; clamped to ``vaefast.ops.LIMITS["log_theta_min"/"max"]``).
+    pi_logits : array_like, shape (M, N)
+        "zinb": logits of the dropout probability (scVI's ``zi_logits``).
+    likelihood : {"zinb", "nb", "poisson"}
+    scale : float
+        Factor applied to every gradient.
+    need_grad : bool
+        If False the gradients are None.
+
+    Returns
+    -------
+    loss : ndarray, float32, shape (M,)
+        Σ_j −log p(x_ij), every constant included.
+    drho : ndarray, float32, shape (M, N), or None
+        scale·∂loss_i/∂rho_logits (through the softmax).
+    dlog_theta : ndarray, float32, shape of log_theta, or None
+        scale·∂/∂log θ: summed over rows for a per-gene log_theta; None for
+        "poisson".
+    dpi : ndarray, float32, shape (M, N), or None
+        "zinb": scale·∂loss_i/∂pi_logits.
+    """
+    if likelihood not in COUNT_LIKELIHOODS:
+        raise ValueError(f"likelihood must be one of {COUNT_LIKELIHOODS}, got {likelihood!r}")
+    rho = as_float32_array(rho_logits, "rho_logits", ndim=2)
+    M, N = rho.shape
+    x = _counts(x, rho.shape)
+    lib = as_float32_array(library, "library", ndim=1)
+    if lib.shape[0] != M:
+        raise ValueError(f"library must have {M} entries (one per row), got {lib.shape[0]}")
+    if not (lib > 0).all():
+        raise ValueError(f"library must be > 0, got a minimum of {lib.min()}")
+    lt = w = None
+    if likelihood == "poisson":
+        for name, value in (("log_theta", log_theta), ("pi_logits", pi_logits)):
+            if value is not None:
+                raise ValueError(f"{name} is not a parameter of the Poisson likelihood")
+    else:
+        if log_theta is None:
+            raise ValueError(f"log_theta is required for likelihood={likelihood!r}")
+        lt = as_float32_array(log_theta, "log_theta", ndim=(1, 2))
+        if lt.shape not in ((N,), (M, N)):
+            raise ValueError(f"log_theta must have shape ({N},) or ({M}, {N}), got {lt.shape}")
+    if likelihood == "zinb":
+        if pi_logits is None:
+            raise ValueError("pi_logits is required for likelihood='zinb'")
+        w = as_float32_array(pi_logits, "pi_logits", ndim=2)
+        if w.shape != rho.shape:
+            raise ValueError(f"pi_logits must have shape {rho.shape}, got {w.shape}")
+    elif pi_logits is not None:
+        raise ValueError(f"pi_logits is not a parameter of likelihood={likelihood!r}")
+    scale = as_float(scale, "scale")
+    loss = np.empty(M, dtype=np.float32)
+    drho = dlt = dpi = None
+    if need_grad:
+        drho = np.empty((M, N), dtype=np.float32)
+        if lt is not None:
+            dlt = np.empty(lt.shape, dtype=np.float32)
+        if w is not None:
+            dpi = np.empty((M, N), dtype=np.float32)
+    lt2 = None if lt is None else lt.reshape(-1, N)
+    _core.count_loss_into(likelihood, rho, x, lib, lt2, w, loss, drho,
+                          None if dlt is None else dlt.reshape(-1, N), dpi, scale)
+    if not np.isfinite(loss).all():
+        nonfinite_result("count_loss", [("rho_logits", rho, rho), ("log_theta", lt, lt),
+                                        ("pi_logits", w, w)])
+    return loss, drho, dlt, dpi

@@ -1,0 +1,59 @@
+"""Training: the loop (loop.py), where the rows come from (sources.py,
+streaming.py, data_parallel.py) and what fit returns (history.py).
+
+The model's fit forwards here with its arguments; they are checked once,
+against the table of vaefast/_fit_options.py. Nothing here imports the
+model: a model is driven through its public methods and vaefast/_internals.py.
+"""
+
+from .. import _fit_options
+from .._internals import internals
+from . import loop, streaming
+from .history import History
+from .sources import InMemorySource
+
+__all__ = ["fit", "History"]
+
+
+def make_source(model, X, batch_size, comm, buffer_rows, c, size_factors):
+    """The source of fit's rows: this rank's shard (comm), a stream (memmap,
+    Dask array, sequence or callable of row blocks) or an in-memory array."""
+    if (c is not None or size_factors is not None) and comm is not None:
+        raise ValueError("c= and size_factors= are not supported with comm= yet: train a "
+                         "conditional or size-factor model in one process")
+    if comm is not None:
+        from .data_parallel import ShardSource
+
+        return ShardSource(model, X, batch_size, comm)
+    if streaming.is_stream(X):
+        if c is not None or size_factors is not None:
+            raise ValueError("c= and size_factors= need X in memory (not a memmap, Dask "
+                             "array or stream of blocks) for now")
+        return streaming.make_source(model, X, batch_size, buffer_rows)
+    if buffer_rows is not None:
+        raise ValueError("buffer_rows applies only to streamed X (a memmap, a Dask "
+                         "array, a sequence of arrays or a callable)")
+    return InMemorySource(model, X, batch_size, c, size_factors)
+
+
+def _agree_across_ranks(source, o, has_validation):
+    """With comm: refuse (on every rank) options that differ between ranks."""
+    source.require_same(epochs=o["epochs"], batch_size=o["batch_size"],
+                        learning_rate=o["learning_rate"], optimizer=o["optimizer"],
+                        shuffle=o["shuffle"], validation=has_validation,
+                        patience=o["early_stopping_patience"],
+                        kl_warmup=o["kl_warmup_epochs"],
+                        checkpoint=o["checkpoint"] is not None)
+
+
+@_fit_options.declare
+def fit(model, X, *args, **kwargs):
+    X, o = _fit_options.validate(model, X, *args, **kwargs)
+    source = make_source(model, X, o["batch_size"], o["comm"], o["buffer_rows"], o["c"],
+                         o["size_factors"])
+    X_val, side = o["validation_data"]
+    if X_val is not None:
+        X_val = internals(model).check_X(X_val, "validation_data")
+    if o["comm"] is not None:
+        _agree_across_ranks(source, o, X_val is not None)
+    return loop.run(model, source, o, (X_val, side))

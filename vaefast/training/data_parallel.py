@@ -1,0 +1,156 @@
+"""The MPI source of a data-parallel fit: this rank's shard (the contract is
+vaefast/distributed.py's docstring)."""
+
+import os
+import zlib
+
+import numpy as np
+
+from .. import _core
+from .._internals import internals
+from .sources import OneProcessSource
+
+__all__ = ["DistributedError", "ShardSource", "rank_batch", "shard_rows"]
+
+
+class DistributedError(RuntimeError):
+    """Raised on every rank of a data-parallel fit when one rank failed."""
+
+
+def rank_batch(batch_size, size, rank):
+    """Rows of a global minibatch of `batch_size` that rank `rank` of `size` takes."""
+    return batch_size // size + (1 if rank < batch_size % size else 0)
+
+
+def shard_rows(n, size, rank):
+    """The slice of rows [start, stop) of n that rank `rank` of `size` should
+    pass as its shard when every rank reads the same file (contiguous,
+    sizes differing by at most one)."""
+    return slice(n * rank // size, n * (rank + 1) // size)
+
+
+def _describe(exc):
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _state_crc(core):
+    crc = 0
+    for which in (0, 2, 3):  # parameters and the optimizer's moments
+        crc = zlib.crc32(core.get_buffer(which).tobytes(), crc)
+    return crc
+
+
+class ShardSource(OneProcessSource):
+    """This rank's shard of a data-parallel fit (see the module docstring)."""
+
+    is_root = False
+
+    def __init__(self, model, X, batch_size, comm):
+        from mpi4py import MPI  # the caller already has it: it passed a comm
+
+        self.MPI, self.comm = MPI, comm
+        self.rank, self.size = comm.Get_rank(), comm.Get_size()
+        self.is_root = self.rank == 0
+        if "OMP_NUM_THREADS" not in os.environ:
+            _core.set_num_threads(1)
+        error = None
+        try:
+            if batch_size < self.size:
+                raise ValueError(f"batch_size ({batch_size}) must be at least the number "
+                                 f"of ranks ({self.size}): it is the global minibatch")
+            self.X = internals(model).check_X(X)
+        except Exception as exc:
+            error = exc
+        start = (None if error is None else _describe(error),
+                 0 if error is not None else self.X.shape[0],
+                 _state_crc(internals(model).core), model.step_, model.epoch_, model.optimizer_)
+        everyone = comm.allgather(start)
+        self._raise_failures(error, [e[0] for e in everyone], "checking the shards")
+        if len({e[2:] for e in everyone}) != 1:
+            raise DistributedError("the ranks start from different models (weights, "
+                                   "optimizer state or step/epoch counters differ): build "
+                                   "the model with the same arguments and seed on every "
+                                   "rank, or load the same file")
+        self.shard_sizes = np.array([e[1] for e in everyone], dtype=np.int64)
+        self.rank_batches = np.array([rank_batch(batch_size, self.size, r)
+                                      for r in range(self.size)], dtype=np.int64)
+        self.batch_size = int(self.rank_batches[self.rank])
+        self.n_rows = self.X.shape[0]
+        self.n_steps = int(np.max(-(-self.shard_sizes // self.rank_batches)))
+
+    # ---- agreement between ranks
+    def require_same(self, **settings):
+        """Refuse (on every rank) fit arguments that differ between ranks:
+        they decide how many collectives each rank makes."""
+        everyone = self.comm.allgather(sorted(settings.items()))
+        differing = [k for k, v in everyone[0] if any(dict(e)[k] != v for e in everyone)]
+        if differing:
+            raise DistributedError(f"fit arguments differ between ranks: {differing}; "
+                                   "pass the same ones on every rank")
+
+    def _raise_failures(self, error, messages, what):
+        failed = [(r, m) for r, m in enumerate(messages) if m is not None]
+        if not failed:
+            return
+        if error is not None:
+            raise error
+        r, m = failed[0]
+        raise DistributedError(f"rank {r} failed while {what} ({m}); every rank stops")
+
+    def _agree(self, error, what):
+        """One Allreduce of an error flag; raise on every rank if any failed."""
+        flag = np.array([0 if error is None else 1], dtype=np.int32)
+        self.comm.Allreduce(self.MPI.IN_PLACE, flag, op=self.MPI.MAX)
+        if flag[0]:
+            messages = self.comm.allgather(None if error is None else _describe(error))
+            self._raise_failures(error, messages, what)
+
+    def total(self, values):
+        values = np.ascontiguousarray(values, dtype=np.float64)
+        out = np.empty_like(values)
+        self.comm.Allreduce(values, out, op=self.MPI.SUM)
+        return out
+
+    def any(self, flag):
+        return bool(self.comm.allreduce(bool(flag), op=self.MPI.LOR))
+
+    def end_epoch(self, model):
+        crcs = self.comm.allgather(_state_crc(internals(model).core))
+        if len(set(crcs)) != 1:
+            raise DistributedError(f"the ranks' weights differ after epoch {model.epoch_ - 1} "
+                                   f"(CRCs {crcs}): the replicas have diverged")
+
+    # ---- one epoch
+    def step_rows(self, step):
+        """Rows every rank trains on at step `step` of an epoch."""
+        start = step * self.rank_batches
+        return np.clip(self.shard_sizes - start, 0, self.rank_batches)
+
+    def run_epoch(self, trainer, epoch, shuffle, bar):
+        model, core, MPI = trainer.model, trainer.core, self.MPI
+        n, b = self.n_rows, self.batch_size
+        order = (np.random.default_rng([model.seed, epoch, self.rank]).permutation(n)
+                 if shuffle else None)
+        grads = core.grads_array()  # the C buffer itself: reduced in place
+        sums, local = np.zeros(3), np.zeros(3)
+        for s in range(self.n_steps):
+            rows = self.step_rows(s)
+            lo, hi = min(n, s * b), min(n, s * b + b)
+            error = None
+            try:
+                take = order[lo:hi] if order is not None else slice(lo, hi)
+                status = core.shard_grads(np.ascontiguousarray(self.X[take]), model.seed,
+                                          model.step_, int(rows[:self.rank].sum()),
+                                          int(rows.sum()), trainer.kl_weight, local)
+                trainer.check_status(status)
+            except Exception as exc:
+                error = exc
+            self._agree(error, f"computing the gradient of step {model.step_}")
+            self.comm.Allreduce(MPI.IN_PLACE, grads, op=MPI.SUM)
+            trainer.check_status(core.apply_update(model.step_, *trainer.update_args()))
+            model.step_ += 1
+            sums += local
+            if bar is not None and hi > lo:
+                bar.update(hi - lo)
+        trainer.sums = self.total(sums)
+        return int(self.shard_sizes.sum())
