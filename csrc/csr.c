@@ -10,6 +10,7 @@
 
 #include "check.h"
 #include "csr_kernels.h"
+#include "kernels.h"
 #include "threads.h"
 #include "vaefast.h"
 #include "workspace.h"
@@ -19,25 +20,7 @@
 /* Entries checked (and transformed) per call before a team pays. */
 #define VF_CSR_PREPARE_PAR_MIN 65536
 
-typedef struct csr_set {
-    vf_csr_rows_fn rows;
-    vf_csr_values_fn values;
-    vf_csr_masked_sums_fn masked_sums;
-} csr_set;
-
-static csr_set kernels(void)
-{
-    switch (vf_get_isa()) {
-#ifdef VF_HAVE_X86_ISAS
-    case VF_ISA_AVX2: return (csr_set){vf_csr_rows_avx2, vf_csr_values_avx2, vf_csr_masked_sums_avx2};
-    case VF_ISA_AVX512: return (csr_set){vf_csr_rows_avx512, vf_csr_values_avx512, vf_csr_masked_sums_avx512};
-#endif
-#ifdef VF_HAVE_NEON_ISA
-    case VF_ISA_NEON: return (csr_set){vf_csr_rows_neon, vf_csr_values_neon, vf_csr_masked_sums_neon};
-#endif
-    default: return (csr_set){vf_csr_rows_generic, vf_csr_values_generic, vf_csr_masked_sums_generic};
-    }
-}
+static const vf_csr_kernels *kernels(void) { return vf_active()->csr; }
 
 /* ------------------------------------------------ checks and transform */
 
@@ -87,7 +70,7 @@ static int values_pass(int64_t M, const int64_t *indptr, const float *values, in
                        float *out)
 {
     const int64_t base = indptr[0];
-    return kernels().values(indptr[M] - base, values + base, out, transform) ? VF_ERR_ARG
+    return kernels()->values(indptr[M] - base, values + base, out, transform) ? VF_ERR_ARG
                                                                              : VF_OK;
 }
 
@@ -120,7 +103,7 @@ int vf_csr_check(int64_t M, int64_t K, const int64_t *indptr, const int32_t *ind
 static int64_t run_rows(const void *ctx, int64_t lo, int64_t hi)
 {
     const vf_csr_problem *p = ctx;
-    return kernels().rows(p, lo, hi);
+    return kernels()->rows(p, lo, hi);
 }
 
 /* rows of p over threads; VF_ERR_NONFINITE if a checked value was NaN/Inf */
@@ -249,7 +232,7 @@ int vf_csr_linear_backward_weight(int64_t M, int64_t N, int64_t K, const int64_t
     if (transpose_batch(M, K, indptr, indices, tv, cptr, rows, ct_val))
         return VF_ERR_ARG;
     float *sums = dZ + dz_floats; /* dZ's column sums */
-    kernels().masked_sums(M, N, dY, lddy, Yo, ldyo, dZ, sums);
+    kernels()->masked_sums(M, N, dY, lddy, Yo, ldyo, dZ, sums);
     const float *dz = Yo ? dZ : dY;
     const int64_t ldz = Yo ? N : lddy;
     int bad = 0;

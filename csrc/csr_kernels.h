@@ -20,6 +20,8 @@
 
 #include <stdint.h>
 
+#include "kernel_list.h"
+
 typedef struct vf_csr_problem {
     const int64_t *ptr;         /* row pointers (rows + 1), entries ptr[r]..ptr[r+1]-1 */
     const int32_t *idx;         /* column index of each entry */
@@ -32,33 +34,25 @@ typedef struct vf_csr_problem {
     int relu, add_old, check;
 } vf_csr_problem;
 
-/* Rows [lo, hi) of the problem; returns 1 if check and a value before ReLU
- * was NaN/Inf, VF_CSR_BAD_COLUMNS (and stops, C unspecified) if a row's
- * columns are not strictly increasing inside [0, b_rows) (checked before
- * B is read), else 0. */
 #define VF_CSR_BAD_COLUMNS (1 << 20) /* above any sum of per-thread flags */
-typedef int (*vf_csr_rows_fn)(const vf_csr_problem *p, int64_t lo, int64_t hi);
 
-/* out (n) = T(v) (transform: VF_CSR_NONE or VF_CSR_LOG1P) for n stored
- * values; returns 1 if a value is NaN/Inf or, with log1p, negative. */
-typedef int (*vf_csr_values_fn)(int64_t n, const float *v, float *out, int transform);
+/* The part's kernels (csrc/kernel_list.h); csrc/csr.c calls them through
+ * vf_active()->csr. */
+#define VF_KERNELS_csr(VF_K)                                                                \
+    /* Rows [lo, hi) of the problem; returns 1 if check and a value before ReLU            \
+     * was NaN/Inf, VF_CSR_BAD_COLUMNS (and stops, C unspecified) if a row's               \
+     * columns are not strictly increasing inside [0, b_rows) (checked before              \
+     * B is read), else 0. */                                                              \
+    VF_K(int, rows, vf_csr_rows, (const vf_csr_problem *p, int64_t lo, int64_t hi))        \
+    /* out (n) = T(v) (transform: VF_CSR_NONE or VF_CSR_LOG1P) for n stored                \
+     * values; returns 1 if a value is NaN/Inf or, with log1p, negative. */                \
+    VF_K(int, values, vf_csr_values, (int64_t n, const float *v, float *out, int transform)) \
+    /* dZ (M×N) = dY ⊙ [Yo > 0] (not written when Yo is NULL: dZ = dY) and                 \
+     * sums (N) = column sums of dZ in row order. */                                       \
+    VF_K(void, masked_sums, vf_csr_masked_sums,                                            \
+         (int64_t M, int64_t N, const float *dY, int64_t lddy, const float *Yo,            \
+          int64_t ldyo, float *dZ, float *sums))
 
-/* dZ (M×N) = dY ⊙ [Yo > 0] (not written when Yo is NULL: dZ = dY) and
- * sums (N) = column sums of dZ in row order (csrc/isa/csr_kernels.c). */
-typedef void (*vf_csr_masked_sums_fn)(int64_t M, int64_t N, const float *dY, int64_t lddy,
-                                      const float *Yo, int64_t ldyo, float *dZ,
-                                      float *sums);
-
-/* The per-set kernels; csrc/csr.c picks a set with vf_get_isa(). */
-#define VF_CSR_DECLARE(set)                                                          \
-    int vf_csr_rows_##set(const vf_csr_problem *p, int64_t lo, int64_t hi);          \
-    int vf_csr_values_##set(int64_t n, const float *v, float *out, int transform);   \
-    void vf_csr_masked_sums_##set(int64_t M, int64_t N, const float *dY, int64_t lddy, \
-                                  const float *Yo, int64_t ldyo, float *dZ, float *sums);
-VF_CSR_DECLARE(generic)
-VF_CSR_DECLARE(avx2)
-VF_CSR_DECLARE(avx512)
-VF_CSR_DECLARE(neon)
-#undef VF_CSR_DECLARE
+VF_PART_TYPE(csr)
 
 #endif

@@ -1,7 +1,9 @@
 /* dispatch.c: CPU detection and the choice of kernel set.
  *
  * The choice is made once, at import: vaefast/__init__.py calls vf_set_isa
- * with the best supported set or the one VAEFAST_ISA names. */
+ * with the best supported set or the one VAEFAST_ISA names. The sets are
+ * the list VF_KERNEL_SETS (csrc/vaefast.h); the build says which of them it
+ * compiled in VF_BUILT_SETS (CMakeLists.txt), as VF_BUILT(NAME, name) items. */
 #include "vaefast.h"
 #include "kernels.h"
 
@@ -15,27 +17,30 @@
 #endif
 #endif
 
-VF_DECLARE_PART_TABLES(vf_gemm_kernels, gemm)
-VF_DECLARE_PART_TABLES(vf_random_kernels, random)
-VF_DECLARE_PART_TABLES(vf_elementwise_kernels, elementwise)
-VF_DECLARE_PART_TABLES(vf_likelihood_kernels, likelihood)
+#ifndef VF_BUILT_SETS
+#error "dispatch.c needs -DVF_BUILT_SETS=VF_BUILT(GENERIC,generic)... (CMakeLists.txt)"
+#endif
 
-static const vf_kernel_table vf_table_generic = {
-    VF_ISA_GENERIC, &vf_gemm_kernels_generic, &vf_random_kernels_generic,
-    &vf_elementwise_kernels_generic, &vf_likelihood_kernels_generic};
-#ifdef VF_HAVE_X86_ISAS
-static const vf_kernel_table vf_table_avx2 = {
-    VF_ISA_AVX2, &vf_gemm_kernels_avx2, &vf_random_kernels_avx2,
-    &vf_elementwise_kernels_avx2, &vf_likelihood_kernels_avx2};
-static const vf_kernel_table vf_table_avx512 = {
-    VF_ISA_AVX512, &vf_gemm_kernels_avx512, &vf_random_kernels_avx512,
-    &vf_elementwise_kernels_avx512, &vf_likelihood_kernels_avx512};
-#endif
-#ifdef VF_HAVE_NEON_ISA
-static const vf_kernel_table vf_table_neon = {
-    VF_ISA_NEON, &vf_gemm_kernels_neon, &vf_random_kernels_neon,
-    &vf_elementwise_kernels_neon, &vf_likelihood_kernels_neon};
-#endif
+/* Each compiled set's part tables (csrc/isa/kernel_tables.c), gathered in
+ * one vf_kernel_table per set. */
+#define VF_PART_EXTERN_(part, set) extern const vf_##part##_kernels vf_##part##_kernels_##set;
+#define VF_PART_REF_(part, set) .part = &vf_##part##_kernels_##set,
+#define VF_BUILT(NAME, set)                                                    \
+    VF_KERNEL_PARTS(VF_PART_EXTERN_, set)                                       \
+    static const vf_kernel_table vf_table_##set = {.isa = VF_ISA_##NAME,        \
+                                                   VF_KERNEL_PARTS(VF_PART_REF_, set)};
+VF_BUILT_SETS
+#undef VF_BUILT
+
+/* tables[isa]: NULL for a set this build does not contain */
+#define VF_BUILT(NAME, set) [VF_ISA_##NAME] = &vf_table_##set,
+static const vf_kernel_table *const vf_tables[VF_ISA_COUNT] = {VF_BUILT_SETS};
+#undef VF_BUILT
+
+#define VF_SET_NAME_(NAME, name, needs, arch, flags) #name,
+static const char *const vf_names[VF_ISA_COUNT] = {VF_KERNEL_SETS(VF_SET_NAME_)};
+#define VF_SET_NEEDS_(NAME, name, needs, arch, flags) (uint32_t)(needs),
+static const uint32_t vf_needs[VF_ISA_COUNT] = {VF_KERNEL_SETS(VF_SET_NEEDS_)};
 
 static const vf_kernel_table *vf_current = &vf_table_generic;
 
@@ -85,34 +90,14 @@ uint32_t vf_cpu_features(void)
 
 int vf_isa_compiled(int isa)
 {
-    if (isa == VF_ISA_GENERIC)
-        return 1;
-#ifdef VF_HAVE_X86_ISAS
-    if (isa == VF_ISA_AVX2 || isa == VF_ISA_AVX512)
-        return 1;
-#endif
-#ifdef VF_HAVE_NEON_ISA
-    if (isa == VF_ISA_NEON)
-        return 1;
-#endif
-    return 0;
+    return isa >= 0 && isa < VF_ISA_COUNT && vf_tables[isa] != NULL;
 }
 
 int vf_isa_supported(int isa)
 {
     if (!vf_isa_compiled(isa))
         return 0;
-    uint32_t f = vf_cpu_features();
-    const uint32_t avx2 = VF_CPU_AVX | VF_CPU_AVX2 | VF_CPU_FMA | VF_CPU_OS_AVX;
-    const uint32_t avx512 = avx2 | VF_CPU_AVX512F | VF_CPU_AVX512VL |
-                            VF_CPU_AVX512BW | VF_CPU_AVX512DQ | VF_CPU_OS_AVX512;
-    switch (isa) {
-    case VF_ISA_GENERIC: return 1;
-    case VF_ISA_AVX2: return (f & avx2) == avx2;
-    case VF_ISA_AVX512: return (f & avx512) == avx512;
-    case VF_ISA_NEON: return (f & VF_CPU_NEON) != 0;
-    default: return 0;
-    }
+    return (vf_cpu_features() & vf_needs[isa]) == vf_needs[isa];
 }
 
 int vf_isa_best(void)
@@ -127,16 +112,7 @@ int vf_set_isa(int isa)
 {
     if (!vf_isa_supported(isa))
         return VF_ERR_ISA;
-    switch (isa) {
-#ifdef VF_HAVE_X86_ISAS
-    case VF_ISA_AVX2: vf_current = &vf_table_avx2; break;
-    case VF_ISA_AVX512: vf_current = &vf_table_avx512; break;
-#endif
-#ifdef VF_HAVE_NEON_ISA
-    case VF_ISA_NEON: vf_current = &vf_table_neon; break;
-#endif
-    default: vf_current = &vf_table_generic; break;
-    }
+    vf_current = vf_tables[isa];
     return VF_OK;
 }
 
@@ -144,11 +120,5 @@ int vf_get_isa(void) { return vf_current->isa; }
 
 const char *vf_isa_name(int isa)
 {
-    switch (isa) {
-    case VF_ISA_GENERIC: return "generic";
-    case VF_ISA_AVX2: return "avx2";
-    case VF_ISA_AVX512: return "avx512";
-    case VF_ISA_NEON: return "neon";
-    default: return NULL;
-    }
+    return isa >= 0 && isa < VF_ISA_COUNT ? vf_names[isa] : NULL;
 }

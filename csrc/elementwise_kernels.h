@@ -9,6 +9,8 @@
 
 #include <stdint.h>
 
+#include "kernel_list.h"
+
 #define VF_KL_BLOCK 64 /* rows per kl_rows call */
 
 /* Constants of one Adam step, precomputed in double by the driver. */
@@ -21,31 +23,31 @@ typedef struct vf_adam_consts {
     float eps;
 } vf_adam_consts;
 
-typedef struct vf_elementwise_kernels {
-    const char *isa_name; /* which compiled copy this is */
+#define VF_KERNELS_elementwise(VF_K)                                                        \
+    /* One row: l, x (N); *loss = Σ softplus(l) − x·l (if loss != NULL);                    \
+     * dl (N) = scale·(sigmoid(l) − x) (if dl != NULL). */                                  \
+    VF_K(void, bernoulli_row, vf_bernoulli_row,                                             \
+         (int64_t N, const float *l, const float *x, float *loss, float *dl, float scale))  \
+    /* One row: y, x (N); *loss = Σ 0.5·(y − x)² + N·0.5·log(2π);                           \
+     * dy (N) = scale·(y − x). Either output may be NULL. */                                \
+    VF_K(void, gaussian_row, vf_gaussian_row,                                               \
+         (int64_t N, const float *y, const float *x, float *loss, float *dy, float scale))  \
+    /* A block of rows <= VF_KL_BLOCK: mu (rows×N, ldmu), lv (rows×N, ldlv);                \
+     * kl[r] = 0.5·Σ_j (exp(lv) + mu² − 1 − lv). */                                         \
+    VF_K(void, kl_rows, vf_kl_rows,                                                         \
+         (int64_t rows, int64_t N, const float *mu, int64_t ldmu, const float *lv,          \
+          int64_t ldlv, float *kl))                                                         \
+    /* n contiguous parameters: p, g, m, v (n), updated in place. An element whose new      \
+     * p, m or v would be NaN/Inf (the update overflows float32, e.g. g² for                \
+     * |g| > 1.8e19) keeps its old values; returns how many did. */                         \
+    VF_K(int64_t, adam_chunk, vf_adam_chunk,                                                \
+         (int64_t n, float *p, const float *g, float *m, float *v, const vf_adam_consts *c)) \
+    /* n contiguous parameters: p, g, vel (n), updated in place; elements whose update      \
+     * is not finite are kept, and counted, as for Adam. */                                 \
+    VF_K(int64_t, sgd_chunk, vf_sgd_chunk,                                                  \
+         (int64_t n, float *p, const float *g, float *vel, float lr, float momentum,        \
+          float weight_decay))
 
-    /* One row: l, x (N); *loss = Σ softplus(l) − x·l (if loss != NULL);
-     * dl (N) = scale·(sigmoid(l) − x) (if dl != NULL). */
-    void (*bernoulli_row)(int64_t N, const float *l, const float *x,
-                          float *loss, float *dl, float scale);
-    /* One row: y, x (N); *loss = Σ 0.5·(y − x)² + N·0.5·log(2π);
-     * dy (N) = scale·(y − x). Either output may be NULL. */
-    void (*gaussian_row)(int64_t N, const float *y, const float *x,
-                         float *loss, float *dy, float scale);
-    /* A block of rows <= VF_KL_BLOCK: mu (rows×N, ldmu), lv (rows×N, ldlv);
-     * kl[r] = 0.5·Σ_j (exp(lv) + mu² − 1 − lv). */
-    void (*kl_rows)(int64_t rows, int64_t N, const float *mu, int64_t ldmu,
-                    const float *lv, int64_t ldlv, float *kl);
-
-    /* n contiguous parameters: p, g, m, v (n), updated in place. An element
-     * whose new p, m or v would be NaN/Inf (the update overflows float32,
-     * e.g. g² for |g| > 1.8e19) keeps its old values; returns how many did. */
-    int64_t (*adam_chunk)(int64_t n, float *p, const float *g, float *m, float *v,
-                          const vf_adam_consts *c);
-    /* n contiguous parameters: p, g, vel (n), updated in place; elements
-     * whose update is not finite are kept, and counted, as for Adam. */
-    int64_t (*sgd_chunk)(int64_t n, float *p, const float *g, float *vel,
-                         float lr, float momentum, float weight_decay);
-} vf_elementwise_kernels;
+VF_PART_TYPE(elementwise)
 
 #endif

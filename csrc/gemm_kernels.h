@@ -26,6 +26,8 @@
 
 #include <stdint.h>
 
+#include "kernel_list.h"
+
 typedef struct vf_gemm_problem {
     int64_t M, N, K;
     const float *A; int64_t lda; int trans_a; /* A (M×K) or, trans, (K×M) */
@@ -41,10 +43,10 @@ typedef struct vf_gemm_problem {
     int *nonfinite;                           /* output flag or NULL */
 } vf_gemm_problem;
 
-typedef struct vf_gemm_kernels {
-    const char *isa_name;
-    /* Returns VF_OK or VF_ERR_NOMEM (packing buffers). Arguments are valid. */
-    int (*gemm)(const vf_gemm_problem *p);
-} vf_gemm_kernels;
+#define VF_KERNELS_gemm(VF_K)                                                  \
+    /* Returns VF_OK or VF_ERR_NOMEM (packing buffers). Arguments are valid. */ \
+    VF_K(int, gemm, vf_gemm_driver, (const vf_gemm_problem *p))
+
+VF_PART_TYPE(gemm)
 
 #endif

@@ -14,35 +14,35 @@
 #include <stdint.h>
 
 #include "count_kernels.h"
+#include "kernel_list.h"
 
 #define VF_LIK_BLOCK 64 /* rows per kernel call (the NB kernel computes its per-feature θ terms once per call) */
 
-typedef struct vf_likelihood_kernels {
-    const char *isa_name; /* which compiled copy this is */
+#define VF_KERNELS_likelihood(VF_K)                                                         \
+    /* rows × N: eta = out + log s_i (clamped above at VF_POISSON_LOGRATE_MAX);             \
+     * loss[i] = Σ_j exp(eta) − x·eta + lgamma(x + 1);                                      \
+     * dout = scale·(exp(eta) − x). loss or dout may be NULL. */                            \
+    VF_K(void, poisson_rows, vf_poisson_rows,                                               \
+         (int64_t rows, int64_t N, const float *out, int64_t ldo, const float *x,           \
+          int64_t ldx, const float *s, float *loss, float *dout, int64_t ldd, float scale)) \
+    /* rows × N, per-feature log θ (N): −log NB(x; mean s·exp(out), θ), its gradient        \
+     * w.r.t. out (dout) and, per element, w.r.t. log θ (dlt). Any output may be NULL. */   \
+    VF_K(void, negbin_rows, vf_negbin_rows,                                                 \
+         (int64_t rows, int64_t N, const float *out, int64_t ldo, const float *x,           \
+          int64_t ldx, const float *s, const float *log_theta, float *loss, float *dout,    \
+          int64_t ldd, float *dlt, int64_t lddt, float scale))                              \
+    /* rows × N: −log N(x; y, exp(v)), v = max(logvar, VF_GAUSS_LOGVAR_MIN), logvar         \
+     * (rows×N, ldlv) or, with ldlv == 0, one row (N) shared by all;                        \
+     * dy = scale·(y − x)·exp(−v), dlv = scale·0.5·(1 − (y − x)²·exp(−v))                   \
+     * (zero below the floor where it would push further down). */                         \
+    VF_K(void, gaussian_var_rows, vf_gaussian_var_rows,                                     \
+         (int64_t rows, int64_t N, const float *y, int64_t ldy, const float *x,             \
+          int64_t ldx, const float *logvar, int64_t ldlv, float *loss, float *dy,           \
+          int64_t ldd, float *dlv, int64_t lddlv, float scale))                              \
+    /* The scVI-parameterised count losses (csrc/count_kernels.h). */                       \
+    VF_K(int, count_rows, vf_count_rows,                                                    \
+         (const vf_count_problem *p, int64_t i0, int64_t rows, float *gene_acc))
 
-    /* rows × N: eta = out + log s_i (clamped above at VF_POISSON_LOGRATE_MAX);
-     * loss[i] = Σ_j exp(eta) − x·eta + lgamma(x + 1);
-     * dout = scale·(exp(eta) − x). loss or dout may be NULL. */
-    void (*poisson_rows)(int64_t rows, int64_t N, const float *out, int64_t ldo,
-                         const float *x, int64_t ldx, const float *s, float *loss,
-                         float *dout, int64_t ldd, float scale);
-    /* rows × N, per-feature log θ (N): −log NB(x; mean s·exp(out), θ), its
-     * gradient w.r.t. out (dout) and, per element, w.r.t. log θ (dlt). Any
-     * output may be NULL. */
-    void (*negbin_rows)(int64_t rows, int64_t N, const float *out, int64_t ldo,
-                        const float *x, int64_t ldx, const float *s,
-                        const float *log_theta, float *loss, float *dout, int64_t ldd,
-                        float *dlt, int64_t lddt, float scale);
-    /* rows × N: −log N(x; y, exp(v)), v = max(logvar, VF_GAUSS_LOGVAR_MIN),
-     * logvar (rows×N, ldlv) or, with ldlv == 0, one row (N) shared by all;
-     * dy = scale·(y − x)·exp(−v), dlv = scale·0.5·(1 − (y − x)²·exp(−v))
-     * (zero below the floor where it would push further down). */
-    void (*gaussian_var_rows)(int64_t rows, int64_t N, const float *y, int64_t ldy,
-                              const float *x, int64_t ldx, const float *logvar,
-                              int64_t ldlv, float *loss, float *dy, int64_t ldd,
-                              float *dlv, int64_t lddlv, float scale);
-    /* The scVI-parameterised count losses (csrc/count_kernels.h). */
-    vf_count_rows_fn count_rows;
-} vf_likelihood_kernels;
+VF_PART_TYPE(likelihood)
 
 #endif

@@ -83,11 +83,8 @@ int vf_gaussian_loss(int64_t M, int64_t N,
 
 typedef struct kl_call {
     vf_kl_rows_fn rows;
-    int64_t M, N;
-    const float *mu;
-    int64_t ldmu;
-    const float *logvar;
-    int64_t ldlv;
+    int64_t M, N, ldmu, ldlv;
+    const float *mu, *logvar;
     float *kl;
 } kl_call;
 
@@ -114,7 +111,7 @@ int vf_kl_normal(int64_t M, int64_t N,
         return VF_ERR_NULL;
     /* Fixed blocks of VF_KL_BLOCK rows (the kernel may treat a block as one
      * flat array when rows are narrow); blocks are what threads share. */
-    const kl_call c = {vf_active()->elementwise->kl_rows, M, N, mu, ldmu, logvar, ldlv, kl};
+    const kl_call c = {vf_active()->elementwise->kl_rows, M, N, ldmu, ldlv, mu, logvar, kl};
     int64_t nblocks = (M + VF_KL_BLOCK - 1) / VF_KL_BLOCK;
     vf_split_range(nblocks, vf_threads_for(M * N, VF_KL_PAR_MIN), kl_blocks, &c);
     return VF_OK;

@@ -57,37 +57,12 @@ int vf_vae_decode(const vf_vae *m, int64_t B, const float *z, int64_t ldz,
     return vf_vae_decode_rows(m, B, z, ldz, NULL, mean, out, ldo, work);
 }
 
-/* out (B×D, ldo) <- the mean of p(x|z) from the output layer's values y
- * (B×out_last, ldy; may be out itself), row range [lo, hi). */
-typedef struct output_mean_call {
-    const vf_vae *m;
-    const float *y;
-    int64_t ldy;
-    const float *s; /* size factors (B) or NULL */
-    float *out;
-    int64_t ldo;
-} output_mean_call;
-
-static int64_t output_mean_rows(const void *ctx, int64_t lo, int64_t hi)
+/* out (D) = the first D values of y (the mean of a likelihood whose output
+ * layer holds more than its mean). */
+static void copy_row(int64_t D, const float *y, float s, float *out)
 {
-    const output_mean_call *c = ctx;
-    const int64_t D = c->m->D;
-    for (int64_t i = lo; i < hi; ++i) {
-        const float *y = c->y + i * c->ldy;
-        float *out = c->out + i * c->ldo;
-        if (c->m->lik->mean_row)
-            c->m->lik->mean_row(D, y, c->s ? c->s[i] : 1.0f, out);
-        else
-            memmove(out, y, (size_t)D * sizeof(float));
-    }
-    return 0;
-}
-
-static void output_mean(const vf_vae *m, int64_t B, const float *y, int64_t ldy,
-                        const float *s, float *out, int64_t ldo)
-{
-    const output_mean_call c = {m, y, ldy, s, out, ldo};
-    vf_split_range(B, vf_threads_for(B * m->D, 65536), output_mean_rows, &c);
+    (void)s;
+    memmove(out, y, (size_t)D * sizeof(float));
 }
 
 int vf_vae_decode_rows(const vf_vae *m, int64_t B, const float *z, int64_t ldz,
@@ -113,8 +88,9 @@ int vf_vae_decode_rows(const vf_vae *m, int64_t B, const float *z, int64_t ldz,
     if (st != VF_OK)
         return st;
     if (mean && (m->lik->mean_row || via_work))
-        output_mean(m, B, y, via_work ? m->layers[m->n_layers - 1].out : ldo,
-                    r ? r->size_factors : NULL, out, ldo);
+        vae_map_rows(m->lik->mean_row ? m->lik->mean_row : copy_row, B, m->D, y,
+                     via_work ? m->layers[m->n_layers - 1].out : ldo,
+                     r ? r->size_factors : NULL, out, ldo);
     return VF_OK;
 }
 
@@ -183,7 +159,8 @@ int vf_vae_elbo_rows(const vf_vae *m, int64_t B, const float *X, const vf_vae_ro
                                      b.kl)) != VF_OK ||
             (st = vae_run_layers(m, m->n_enc + 1, last, n, b.z, Z, c, ldc, b.bufA, b.bufB, b.y,
                              m->layers[last].out, NULL)) != VF_OK ||
-            (st = m->lik->losses(m, n, b.y, x, s, b.recon, NULL, NULL, 0.0f)) != VF_OK)
+            (st = m->lik->losses(&(vae_lik_call){m, n, b.y, x, s, b.recon, NULL, NULL,
+                                                    0.0f})) != VF_OK)
             return st;
         for (int64_t i = 0; i < n; ++i)
             elbo[i0 + i] = -((double)b.recon[i] + (double)m->beta * (double)b.kl[i]);

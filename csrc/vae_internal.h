@@ -28,14 +28,22 @@
 
 #define VAE_VARIANCE_MODES 3 /* VF_VARIANCE_UNIT, _FEATURE, _SAMPLE */
 
-/* recon (B) = the likelihood's loss per row for output-layer values y
- * (B×out_last, contiguous), targets X (B×D) and size factors s (B or NULL).
- * With dout != NULL also its gradient w.r.t. y (scaled by `scale`,
- * B×out_last), and, for a likelihood with per-feature parameters, their
- * per-element gradients in dlik (B×D). */
-typedef int (*vae_lik_loss_fn)(const vf_vae *m, int64_t B, const float *y, const float *X,
-                               const float *s, float *recon, float *dout, float *dlik,
-                               float scale);
+/* One call of a likelihood's per-row loss: recon (B) = the loss per row
+ * for output-layer values y (B×out_last, contiguous), targets X (B×D) and
+ * size factors s (B or NULL). With dout != NULL also its gradient w.r.t. y
+ * (scaled by `scale`, B×out_last), and, for a likelihood with per-feature
+ * parameters, their per-element gradients in dlik (B×D). */
+typedef struct vae_lik_call {
+    const vf_vae *m;
+    int64_t B;
+    const float *y, *X, *s;
+    float *recon, *dout, *dlik;
+    float scale;
+} vae_lik_call;
+
+/* A per-row transform: out (D) from one row in (D or more) and the row's
+ * size factor s (1 without); out may be in itself. */
+typedef void (*vae_row_fn)(int64_t D, const float *in, float s, float *out);
 
 /* One likelihood (csrc/vae_likelihood.c). */
 typedef struct vae_likelihood {
@@ -44,12 +52,12 @@ typedef struct vae_likelihood {
     int out_width[VAE_VARIANCE_MODES];   /* output layer width / D, per mode */
     int extra[VAE_VARIANCE_MODES];       /* per-feature vectors (D) after it: 0 or 1 */
     /* out (D) = the encoder's input for one row x (D); NULL: x itself */
-    void (*input_row)(int64_t D, const float *x, float *out);
+    vae_row_fn input_row;
     int size_factors;                    /* per-row size factors apply */
-    vae_lik_loss_fn losses;
-    /* out (D) = the mean of p(x|z) from one row y of the output layer and the
-     * row's size factor s (1 without); NULL: the first D columns of y */
-    void (*mean_row)(int64_t D, const float *y, float s, float *out);
+    int (*losses)(const vae_lik_call *c);
+    /* out (D) = the mean of p(x|z) from one row of the output layer; NULL:
+     * the row's first D columns */
+    vae_row_fn mean_row;
 } vae_likelihood;
 
 /* The entry of (likelihood, variance), or NULL if the pair is invalid. */
@@ -110,6 +118,8 @@ static inline int vae_add_mul(int64_t *acc, int64_t a, int64_t b)
 }
 
 /* vae_layers.c */
+void vae_map_rows(vae_row_fn row, int64_t B, int64_t D, const float *in, int64_t ldi,
+                  const float *s, float *out, int64_t ldo);
 const float *vae_encoder_input(const vf_vae *m, int64_t B, const float *X, int64_t ldx,
                                float *buf, int64_t *ld_out);
 void vae_split_head(int64_t B, int64_t Z, const float *H, int64_t ldh, float *mu,

@@ -4,21 +4,29 @@
 
 #include "vae_internal.h"
 
-/* buf (rows×D) <- the likelihood's input transform of X (ldx), rows [lo, hi). */
-typedef struct input_call {
-    const vf_vae *m;
-    const float *X;
-    int64_t ldx;
-    float *buf;
-} input_call;
+/* One vae_map_rows call; map_rows runs it on rows [lo, hi). */
+typedef struct map_call {
+    vae_row_fn row;
+    int64_t D, ldi, ldo;
+    const float *in, *s;
+    float *out;
+} map_call;
 
-static int64_t input_rows(const void *ctx, int64_t lo, int64_t hi)
+static int64_t map_rows(const void *ctx, int64_t lo, int64_t hi)
 {
-    const input_call *c = ctx;
-    const int64_t D = c->m->D;
+    const map_call *c = ctx;
     for (int64_t i = lo; i < hi; ++i)
-        c->m->lik->input_row(D, c->X + i * c->ldx, c->buf + i * D);
+        c->row(c->D, c->in + i * c->ldi, c->s ? c->s[i] : 1.0f, c->out + i * c->ldo);
     return 0;
+}
+
+/* out (B×D, ldo) <- row(D, in_i, s_i) for every row i of in (B×·, ldi),
+ * size factors s (B) or NULL, split over threads. */
+void vae_map_rows(vae_row_fn row, int64_t B, int64_t D, const float *in, int64_t ldi,
+                  const float *s, float *out, int64_t ldo)
+{
+    const map_call c = {row, D, ldi, ldo, in, s, out};
+    vf_split_range(B, vf_threads_for(B * D, 65536), map_rows, &c);
 }
 
 /* The encoder's input: the likelihood's transform of X (e.g. log(1 + X) for
@@ -29,10 +37,8 @@ const float *vae_encoder_input(const vf_vae *m, int64_t B, const float *X, int64
     *ld_out = ldx;
     if (!m->lik->input_row)
         return X;
-    const int64_t D = m->D;
-    const input_call c = {m, X, ldx, buf};
-    vf_split_range(B, vf_threads_for(B * D, 65536), input_rows, &c);
-    *ld_out = D;
+    vae_map_rows(m->lik->input_row, B, m->D, X, ldx, NULL, buf, m->D);
+    *ld_out = m->D;
     return buf;
 }
 

@@ -18,8 +18,9 @@
 
 /* out (D) = log(1 + x): counts spanning orders of magnitude would blow up
  * the first layer's activations; glibc's log1pf is 3x slower than this. */
-static void log1p_row(int64_t D, const float *x, float *out)
+static void log1p_row(int64_t D, const float *x, float s, float *out)
 {
+    (void)s;
     for (int64_t j = 0; j < D; ++j)
         out[j] = logf(1.0f + x[j]);
 }
@@ -45,50 +46,42 @@ static void scaled_exp_row(int64_t D, const float *y, float s, float *out)
         out[j] = s * expf(fminf(y[j], VF_POISSON_LOGRATE_MAX));
 }
 
-/* The per-row losses, as vae_lik_loss_fn (vae_internal.h) states them. */
-static int bernoulli_losses(const vf_vae *m, int64_t B, const float *y, const float *X,
-                            const float *s, float *recon, float *dout, float *dlik,
-                            float scale)
+/* The per-row losses of a vae_lik_call (vae_internal.h). */
+static int bernoulli_losses(const vae_lik_call *c)
 {
-    (void)s, (void)dlik;
-    const int64_t D = m->D;
-    return vf_bernoulli_loss(B, D, y, D, X, D, recon, dout, D, scale);
+    const int64_t D = c->m->D;
+    return vf_bernoulli_loss(c->B, D, c->y, D, c->X, D, c->recon, c->dout, D, c->scale);
 }
 
 /* Unit variance, or the log-variance per feature (the D parameters after the
  * output layer, one row shared by all rows) or per sample (the output
  * layer's second half: y = [mean | logvar], B×2D). */
-static int gaussian_losses(const vf_vae *m, int64_t B, const float *y, const float *X,
-                           const float *s, float *recon, float *dout, float *dlik,
-                           float scale)
+static int gaussian_losses(const vae_lik_call *c)
 {
-    (void)s;
-    const int64_t D = m->D;
+    const vf_vae *m = c->m;
+    const int64_t B = c->B, D = m->D;
     if (m->variance == VF_VARIANCE_SAMPLE)
-        return vf_gaussian_var_loss(B, D, y, 2 * D, X, D, y + D, 2 * D, recon, dout, 2 * D,
-                                    dout ? dout + D : NULL, 2 * D, scale);
+        return vf_gaussian_var_loss(B, D, c->y, 2 * D, c->X, D, c->y + D, 2 * D, c->recon,
+                                    c->dout, 2 * D, c->dout ? c->dout + D : NULL, 2 * D,
+                                    c->scale);
     if (m->variance == VF_VARIANCE_FEATURE)
-        return vf_gaussian_var_loss(B, D, y, D, X, D, m->params + m->extra, 0, recon, dout,
-                                    D, dlik, D, scale);
-    return vf_gaussian_loss(B, D, y, D, X, D, recon, dout, D, scale);
+        return vf_gaussian_var_loss(B, D, c->y, D, c->X, D, m->params + m->extra, 0, c->recon,
+                                    c->dout, D, c->dlik, D, c->scale);
+    return vf_gaussian_loss(B, D, c->y, D, c->X, D, c->recon, c->dout, D, c->scale);
 }
 
-static int poisson_losses(const vf_vae *m, int64_t B, const float *y, const float *X,
-                          const float *s, float *recon, float *dout, float *dlik,
-                          float scale)
+static int poisson_losses(const vae_lik_call *c)
 {
-    (void)dlik;
-    const int64_t D = m->D;
-    return vf_poisson_loss(B, D, y, D, X, D, s, recon, dout, D, scale);
+    const int64_t D = c->m->D;
+    return vf_poisson_loss(c->B, D, c->y, D, c->X, D, c->s, c->recon, c->dout, D, c->scale);
 }
 
 /* log θ (D) is the per-feature parameter vector after the output layer. */
-static int negbin_losses(const vf_vae *m, int64_t B, const float *y, const float *X,
-                         const float *s, float *recon, float *dout, float *dlik, float scale)
+static int negbin_losses(const vae_lik_call *c)
 {
-    const int64_t D = m->D;
-    return vf_negbin_loss(B, D, y, D, X, D, s, m->params + m->extra, recon, dout, D, dlik,
-                          D, scale);
+    const int64_t D = c->m->D;
+    return vf_negbin_loss(c->B, D, c->y, D, c->X, D, c->s, c->m->params + c->m->extra,
+                          c->recon, c->dout, D, c->dlik, D, c->scale);
 }
 
 #define VF_UNIT_ONLY (1u << VF_VARIANCE_UNIT)

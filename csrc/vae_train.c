@@ -116,8 +116,9 @@ static int column_sums(int64_t B, int64_t N, const float *d, float *g)
 static int likelihood_loss(vf_vae *m, int64_t B, const float *X, const float *s,
                            float scale)
 {
-    int st = m->lik->losses(m, B, m->act[m->n_layers - 1], X, s, m->recon, m->dout, m->dlik,
-                            scale);
+    const vae_lik_call c = {m, B, m->act[m->n_layers - 1], X, s, m->recon, m->dout, m->dlik,
+                            scale};
+    int st = m->lik->losses(&c);
     if (st != VF_OK || m->extra < 0)
         return st;
     return column_sums(B, m->D, m->dlik, m->grads + m->extra);
@@ -295,46 +296,52 @@ int vf_vae_loss_and_grad_rows(vf_vae *m, int64_t B, const float *X, const vf_vae
     return st;
 }
 
-/* The optimizer arguments every update checks (VF_ERR_ARG / OVERFLOW). */
-static int check_update_args(float lr, float beta1, float beta2, float adam_eps,
-                             float weight_decay, int optimizer, uint64_t step)
+/* The optimizer and its hyper-parameters, as the public entry points take
+ * them (beta1 is SGD's momentum; beta2 and eps are Adam's). */
+typedef struct optim_args {
+    int kind; /* VF_OPTIMIZER_* */
+    float lr, beta1, beta2, eps, weight_decay;
+} optim_args;
+
+/* The checks every update makes (VF_ERR_ARG / OVERFLOW). */
+static int check_optimizer(const optim_args *o, uint64_t step)
 {
-    if (!isfinite(lr) || lr < 0 || !isfinite(beta1) || beta1 < 0 || beta1 >= 1 ||
-        !isfinite(weight_decay) || weight_decay < 0)
+    if (!isfinite(o->lr) || o->lr < 0 || !isfinite(o->beta1) || o->beta1 < 0 ||
+        o->beta1 >= 1 || !isfinite(o->weight_decay) || o->weight_decay < 0)
         return VF_ERR_ARG;
-    if (optimizer == VF_OPTIMIZER_ADAM) {
-        if (!isfinite(beta2) || beta2 < 0 || beta2 >= 1 || !(adam_eps > 0) || !isfinite(adam_eps))
+    if (o->kind == VF_OPTIMIZER_ADAM) {
+        if (!isfinite(o->beta2) || o->beta2 < 0 || o->beta2 >= 1 || !(o->eps > 0) ||
+            !isfinite(o->eps))
             return VF_ERR_ARG;
         if (step >= (uint64_t)INT64_MAX)
             return VF_ERR_OVERFLOW;
-    } else if (optimizer != VF_OPTIMIZER_SGD) {
+    } else if (o->kind != VF_OPTIMIZER_SGD) {
         return VF_ERR_ARG;
     }
     return VF_OK;
 }
 
 /* One optimizer pass over the whole buffer with the gradient in m->grads. */
-static int apply_update(vf_vae *m, float lr, float beta1, float beta2, float adam_eps,
-                        float weight_decay, int optimizer, uint64_t step)
+static int apply_update(vf_vae *m, const optim_args *o, uint64_t step)
 {
-    if (optimizer == VF_OPTIMIZER_ADAM)
-        return vf_adam_update(m->n_params, m->params, m->grads, m->m1, m->m2, lr, beta1,
-                              beta2, adam_eps, weight_decay, (int64_t)step + 1);
-    return vf_sgd_update(m->n_params, m->params, m->grads, m->m1, lr, beta1, weight_decay);
+    if (o->kind == VF_OPTIMIZER_ADAM)
+        return vf_adam_update(m->n_params, m->params, m->grads, m->m1, m->m2, o->lr, o->beta1,
+                              o->beta2, o->eps, o->weight_decay, (int64_t)step + 1);
+    return vf_sgd_update(m->n_params, m->params, m->grads, m->m1, o->lr, o->beta1,
+                         o->weight_decay);
 }
 
 /* One training step on contiguous X (B×D) with conditions c (B×C, ldc) and
  * size factors s (B), both may be NULL (checked by the callers). */
 static int train_step_rows(vf_vae *m, int64_t B, const float *X, const float *c,
                            int64_t ldc, const float *s, uint64_t seed, uint64_t step,
-                           float lr, float beta1, float beta2, float adam_eps,
-                           float weight_decay, int optimizer, float kl_weight, double *out3)
+                           const optim_args *o, float kl_weight, double *out3)
 {
     if (!m || !X)
         return VF_ERR_NULL;
     if (B < 1 || !isfinite(kl_weight) || kl_weight < 0)
         return VF_ERR_ARG;
-    int st = check_update_args(lr, beta1, beta2, adam_eps, weight_decay, optimizer, step);
+    int st = check_optimizer(o, step);
     if (st != VF_OK)
         return st;
     st = vf_vae_reserve(m, B);
@@ -349,7 +356,7 @@ static int train_step_rows(vf_vae *m, int64_t B, const float *X, const float *c,
     }
     if (st != VF_OK)
         return st; /* includes VF_ERR_NONFINITE: parameters untouched */
-    return apply_update(m, lr, beta1, beta2, adam_eps, weight_decay, optimizer, step);
+    return apply_update(m, o, step);
 }
 
 int vf_vae_shard_grads(vf_vae *m, int64_t B, const float *X, const vf_vae_rows *rows,
@@ -391,11 +398,12 @@ int vf_vae_apply_update(vf_vae *m, uint64_t step, float lr, float beta1, float b
 {
     if (!m)
         return VF_ERR_NULL;
-    int st = check_update_args(lr, beta1, beta2, adam_eps, weight_decay, optimizer, step);
+    const optim_args o = {optimizer, lr, beta1, beta2, adam_eps, weight_decay};
+    int st = check_optimizer(&o, step);
     if (st != VF_OK)
         return st;
     vf_rwlock_lock(&m->lock, 1);
-    st = apply_update(m, lr, beta1, beta2, adam_eps, weight_decay, optimizer, step);
+    st = apply_update(m, &o, step);
     vf_rwlock_unlock(&m->lock);
     return st;
 }
@@ -403,11 +411,9 @@ int vf_vae_apply_update(vf_vae *m, uint64_t step, float lr, float beta1, float b
 /* Rows of a minibatch into dst (rows×D): X[order[i]] or, without an
  * order, X[r0 + i] (a strided X made contiguous). */
 typedef struct gather_call {
-    int64_t D;
+    int64_t D, ldx, r0;
     const float *X;
-    int64_t ldx;
     const int64_t *order; /* this step's slice, or NULL */
-    int64_t r0;
     float *dst;
 } gather_call;
 
@@ -428,27 +434,15 @@ int vf_vae_train_step(vf_vae *m, int64_t B, const float *X, uint64_t seed,
 {
     if (m && m->C > 0)
         return VF_ERR_ARG; /* a conditional model needs c: vf_vae_train_steps_rows */
-    return train_step_rows(m, B, X, NULL, 0, NULL, seed, step, lr, beta1, beta2, adam_eps,
-                           weight_decay, optimizer, kl_weight, out3);
+    const optim_args o = {optimizer, lr, beta1, beta2, adam_eps, weight_decay};
+    return train_step_rows(m, B, X, NULL, 0, NULL, seed, step, &o, kl_weight, out3);
 }
 
-int vf_vae_train_steps(vf_vae *m, int64_t n, const float *X, int64_t ldx,
-                       const int64_t *order, int64_t batch, int64_t first_batch,
-                       int64_t n_steps, uint64_t seed, uint64_t step0, float lr,
-                       float beta1, float beta2, float adam_eps, float weight_decay,
-                       int optimizer, float kl_weight, double *sums3, int64_t *done)
-{
-    return vf_vae_train_steps_rows(m, n, X, ldx, NULL, order, batch, first_batch, n_steps,
-                                   seed, step0, lr, beta1, beta2, adam_eps, weight_decay,
-                                   optimizer, kl_weight, sums3, done);
-}
-
-int vf_vae_train_steps_rows(vf_vae *m, int64_t n, const float *X, int64_t ldx,
-                            const vf_vae_rows *r, const int64_t *order, int64_t batch,
-                            int64_t first_batch, int64_t n_steps, uint64_t seed,
-                            uint64_t step0, float lr, float beta1, float beta2,
-                            float adam_eps, float weight_decay, int optimizer,
-                            float kl_weight, double *sums3, int64_t *done)
+/* vf_vae_train_steps_rows with the optimizer as one struct. */
+static int train_steps(vf_vae *m, int64_t n, const float *X, int64_t ldx,
+                       const vf_vae_rows *r, const int64_t *order, int64_t batch,
+                       int64_t first_batch, int64_t n_steps, uint64_t seed, uint64_t step0,
+                       const optim_args *o, float kl_weight, double *sums3, int64_t *done)
 {
     if (!done)
         return VF_ERR_NULL;
@@ -481,24 +475,24 @@ int vf_vae_train_steps_rows(vf_vae *m, int64_t n, const float *X, int64_t ldx,
         vf_rwlock_lock(&m->lock, 1);
         vf_tuner_begin(&m->tuner, rows);
         if (order || ldx != D) {
-            const gather_call g = {D, X, ldx, order ? order + r0 : NULL, r0, m->xbatch};
+            const gather_call g = {D, ldx, r0, X, order ? order + r0 : NULL, m->xbatch};
             vf_split_range(rows, vf_threads_for(rows * D, 262144), gather_rows, &g);
             xb = m->xbatch;
         }
         if (order && c) {
-            const gather_call g = {C, c, ldc, order + r0, r0, m->cbatch};
+            const gather_call g = {C, ldc, r0, c, order + r0, m->cbatch};
             vf_split_range(rows, vf_threads_for(rows * C, 262144), gather_rows, &g);
             cb = m->cbatch;
             ldcb = C;
         }
         if (order && s) {
-            const gather_call g = {1, s, 1, order + r0, r0, m->sbatch};
+            const gather_call g = {1, 1, r0, s, order + r0, m->sbatch};
             vf_split_range(rows, 1, gather_rows, &g);
             sb = m->sbatch;
         }
         double out3[3];
-        st = train_step_rows(m, rows, xb, cb, ldcb, sb, seed, step0 + (uint64_t)k, lr, beta1,
-                             beta2, adam_eps, weight_decay, optimizer, kl_weight, out3);
+        st = train_step_rows(m, rows, xb, cb, ldcb, sb, seed, step0 + (uint64_t)k, o,
+                             kl_weight, out3);
         vf_tuner_end(&m->tuner, rows);
         vf_rwlock_unlock(&m->lock);
         if (st != VF_OK)
@@ -508,4 +502,27 @@ int vf_vae_train_steps_rows(vf_vae *m, int64_t n, const float *X, int64_t ldx,
         *done = k + 1;
     }
     return VF_OK;
+}
+
+int vf_vae_train_steps(vf_vae *m, int64_t n, const float *X, int64_t ldx,
+                       const int64_t *order, int64_t batch, int64_t first_batch,
+                       int64_t n_steps, uint64_t seed, uint64_t step0, float lr,
+                       float beta1, float beta2, float adam_eps, float weight_decay,
+                       int optimizer, float kl_weight, double *sums3, int64_t *done)
+{
+    const optim_args o = {optimizer, lr, beta1, beta2, adam_eps, weight_decay};
+    return train_steps(m, n, X, ldx, NULL, order, batch, first_batch, n_steps, seed, step0, &o,
+                       kl_weight, sums3, done);
+}
+
+int vf_vae_train_steps_rows(vf_vae *m, int64_t n, const float *X, int64_t ldx,
+                            const vf_vae_rows *r, const int64_t *order, int64_t batch,
+                            int64_t first_batch, int64_t n_steps, uint64_t seed,
+                            uint64_t step0, float lr, float beta1, float beta2,
+                            float adam_eps, float weight_decay, int optimizer,
+                            float kl_weight, double *sums3, int64_t *done)
+{
+    const optim_args o = {optimizer, lr, beta1, beta2, adam_eps, weight_decay};
+    return train_steps(m, n, X, ldx, r, order, batch, first_batch, n_steps, seed, step0, &o,
+                       kl_weight, sums3, done);
 }

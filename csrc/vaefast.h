@@ -33,8 +33,6 @@ enum {
 const char *vf_status_string(int status);
 
 /* ---------------------------------------------------------------- dispatch */
-enum { VF_ISA_GENERIC = 0, VF_ISA_AVX2 = 1, VF_ISA_AVX512 = 2, VF_ISA_NEON = 3, VF_ISA_COUNT = 4 };
-
 /* CPU feature bits reported by vf_cpu_features(). The OS_* bits say that the
  * OS saves the register state (XGETBV), without which the ISA is unusable. */
 enum {
@@ -48,8 +46,29 @@ enum {
     VF_CPU_AVX512DQ = 1u << 7,
     VF_CPU_OS_AVX = 1u << 8,
     VF_CPU_OS_AVX512 = 1u << 9,
-    VF_CPU_NEON = 1u << 10
+    VF_CPU_NEON = 1u << 10,
+    /* what the kernel sets below need */
+    VF_CPU_NEEDS_AVX2 = VF_CPU_AVX | VF_CPU_AVX2 | VF_CPU_FMA | VF_CPU_OS_AVX,
+    VF_CPU_NEEDS_AVX512 = VF_CPU_NEEDS_AVX2 | VF_CPU_AVX512F | VF_CPU_AVX512VL |
+                          VF_CPU_AVX512BW | VF_CPU_AVX512DQ | VF_CPU_OS_AVX512
 };
+
+/* The kernel sets, the one list of them: VF_SET(NAME, name, the CPU
+ * features it needs, the architecture it is built for, "compiler flags"),
+ * one set per line and no comma inside a field (CMakeLists.txt reads these
+ * lines to compile each set for its architecture). The enum VF_ISA_<NAME>
+ * follows the order (the values are ABI: append only), and so do
+ * vf_isa_name, the CPU checks and the kernel tables (csrc/dispatch.c). */
+#define VF_KERNEL_SETS(VF_SET)                                                           \
+    VF_SET(GENERIC, generic, 0, any, "")                                                 \
+    VF_SET(AVX2, avx2, VF_CPU_NEEDS_AVX2, x86_64, "-mavx2 -mfma")                         \
+    VF_SET(AVX512, avx512, VF_CPU_NEEDS_AVX512, x86_64, "-mavx512f -mavx512vl -mavx512bw -mavx512dq -mavx2 -mfma") \
+    VF_SET(NEON, neon, VF_CPU_NEON, aarch64, "") /* Advanced SIMD: part of every AArch64 CPU */
+
+#define VF_ISA_ENUM_(NAME, name, needs, arch, flags) VF_ISA_##NAME,
+enum { VF_KERNEL_SETS(VF_ISA_ENUM_) VF_ISA_COUNT };
+#undef VF_ISA_ENUM_
+
 uint32_t vf_cpu_features(void);
 int vf_isa_compiled(int isa);  /* 1 if this binary contains the kernel set */
 int vf_isa_supported(int isa); /* 1 if compiled and usable on this CPU + OS */

@@ -30,6 +30,29 @@ def likelihood_enum_values():
     return re.findall(r"\b(VF_LIKELIHOOD_[A-Z0-9_]+)\s*=", body)
 
 
+def kernel_sets():
+    """(NAME, name) of every VF_SET line of the list in csrc/vaefast.h."""
+    return re.findall(r"^\s*VF_SET\(([A-Z0-9_]+), ([a-z0-9_]+),", HEADER.read_text(), re.M)
+
+
+def test_kernel_sets_are_read_from_the_header():
+    assert ("GENERIC", "generic") in kernel_sets() and ("AVX512", "avx512") in kernel_sets()
+
+
+# Where the sets used to be listed again; they now expand VF_KERNEL_SETS (the
+# generic set, the starting one, may be named).
+LIST_READERS = ["CMakeLists.txt", "csrc/dispatch.c", "csrc/kernels.h",
+                "csrc/isa/kernel_tables.c", "csrc/isa/kernel_protos.h", "csrc/csr.c"]
+
+
+@pytest.mark.parametrize("path", LIST_READERS)
+def test_kernel_sets_listed_once(path):
+    text = (ROOT / path).read_text()
+    named = [n for N, n in kernel_sets() if n != "generic"
+             and re.search(rf"\b({n}|VF_ISA_{N})\b", text)]
+    assert not named, f"{path} names the kernel sets {named}: expand VF_KERNEL_SETS instead"
+
+
 def test_likelihood_enum_is_read_from_the_header():
     # the parse below must find the four likelihoods, or the next test checks nothing
     assert {"VF_LIKELIHOOD_BERNOULLI", "VF_LIKELIHOOD_POISSON"} <= set(likelihood_enum_values())

@@ -22,6 +22,7 @@
 #include "count_kernels.h"
 #include "isa/gamma_series.h"
 #include "isa/isa.h"
+#include "isa/kernel_protos.h"
 #include "isa/log_factorial.h"
 #include "isa/vec_math.h"
 #include "vaefast.h"

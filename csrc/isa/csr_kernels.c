@@ -13,6 +13,7 @@
  * gradient's masked dY with its column sums (vf_csr_masked_sums). */
 #include "csr_kernels.h"
 #include "isa/isa.h"
+#include "isa/kernel_protos.h"
 #include "isa/vec.h"
 #include "isa/vec_math.h"
 

@@ -1,9 +1,10 @@
 /* isa.h: naming for sources compiled once per kernel set.
  *
- * CMake compiles every .c file in csrc/isa/ three times (x86) with
- * -DVF_ISA_NAME=generic|avx2|avx512 and the matching -m flags. VF_FN(name)
- * appends the set's name so the three copies link side by side; helpers
- * inside those files are `static`. */
+ * CMake compiles every .c file in csrc/isa/ once per kernel set of the list
+ * VF_KERNEL_SETS (csrc/vaefast.h) built for the target architecture, with
+ * -DVF_ISA_NAME=<set> and the set's flags. VF_FN(name) appends the set's
+ * name so the copies link side by side; helpers inside those files are
+ * `static`. */
 #ifndef VF_ISA_ISA_H
 #define VF_ISA_ISA_H
 

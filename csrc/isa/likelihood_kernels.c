@@ -19,7 +19,7 @@
 #include "isa/isa.h"
 #include "isa/gamma_series.h"
 #include "isa/log_factorial.h"
-#include "likelihood_kernels.h"
+#include "isa/kernel_protos.h"
 #include "vaefast.h"
 
 #define VF_NB_SEGMENT 256 /* features whose θ terms are computed together */

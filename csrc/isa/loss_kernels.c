@@ -12,7 +12,7 @@
 
 #include "isa/isa.h"
 #include "isa/vec_math.h"
-#include "elementwise_kernels.h"
+#include "isa/kernel_protos.h"
 
 #define VF_HALF_LOG_2PI 0.91893853320467274178 /* 0.5·log(2π) */
 

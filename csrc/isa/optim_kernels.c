@@ -21,7 +21,7 @@
 
 #include "isa/isa.h"
 #include "isa/vec.h"
-#include "elementwise_kernels.h"
+#include "isa/kernel_protos.h"
 
 #if VF_SIMD_GENERIC
 /* x·0 is 0 for finite x, NaN otherwise. */

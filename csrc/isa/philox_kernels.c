@@ -2,7 +2,7 @@
  * Counter layouts and the Box-Muller mapping: see isa/rng_math.h. */
 #include <string.h>
 
-#include "isa/rng_kernels.h"
+#include "isa/kernel_protos.h"
 #include "isa/rng_math.h"
 
 /* out (n×4) = Philox4x32-10(ctr (n×4), key (n×2)); VW inputs per step,

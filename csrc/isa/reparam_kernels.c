@@ -8,7 +8,7 @@
  * its values and its KL sum do not depend on the tiling or thread split. */
 #include <string.h>
 
-#include "isa/rng_kernels.h"
+#include "isa/kernel_protos.h"
 #include "isa/rng_math.h"
 
 #define EPS_TILE 2048 /* floats of eps per tile (8 KiB) */
@@ -63,41 +63,57 @@ static void gen_tile(eps_gen *st, uint32_t row, int64_t nr, int64_t cb0,
     }
 }
 
-/* The tiling shared by the three kernels: calls body(i, j0, j1, e) for every
- * row i in [0, M) and column chunk [j0, j1), with e pointing at eps[i][j0]
- * (generated, or the caller's explicit eps), chunks of a row in order. */
+#define BUF_FLOATS (EPS_TILE + 4 * VW)
+
+/* The tiling shared by the three kernels, with the generator and the tile
+ * buffer: a tile is rows [i0, i0 + tile_rows) and, for each chunk of eps
+ * blocks (chunk_at), columns [j0, j1), chunks of a row in order. */
 typedef struct {
-    int64_t nb, cbchunk, rows_per_tile;
+    eps_gen gen;
+    int64_t N, nb, cbchunk, rows_per_tile;
+    float buf[BUF_FLOATS];
 } tiling;
 
-static tiling plan(int64_t N)
+static void plan(tiling *t, uint64_t seed, uint64_t step, int64_t N)
 {
-    tiling t;
-    t.nb = (N + 3) / 4;
-    t.cbchunk = t.nb < EPS_TILE / 4 ? t.nb : EPS_TILE / 4;
-    t.rows_per_tile = t.cbchunk == t.nb ? EPS_TILE / (4 * t.nb) : 1;
-    return t;
+    gen_init(&t->gen, seed, step);
+    t->N = N;
+    t->nb = (N + 3) / 4;
+    t->cbchunk = t->nb < EPS_TILE / 4 ? t->nb : EPS_TILE / 4;
+    t->rows_per_tile = t->cbchunk == t->nb ? EPS_TILE / (4 * t->nb) : 1;
 }
 
-#define BUF_FLOATS (EPS_TILE + 4 * VW)
+static inline int64_t tile_rows(const tiling *t, int64_t M, int64_t i0)
+{
+    return M - i0 < t->rows_per_tile ? M - i0 : t->rows_per_tile;
+}
+
+/* Blocks [cb0, cb0 + nbt) of a tile's rows: columns [j0, j1). */
+typedef struct {
+    int64_t cb0, nbt, j0, j1;
+} chunk;
+
+static inline chunk chunk_at(const tiling *t, int64_t cb0)
+{
+    chunk c = {cb0, t->nb - cb0 < t->cbchunk ? t->nb - cb0 : t->cbchunk, 4 * cb0, 0};
+    c.j1 = 4 * (cb0 + c.nbt) < t->N ? 4 * (cb0 + c.nbt) : t->N;
+    return c;
+}
 
 /* ------------------------------------------------------------------ eps */
 void VF_FN(vf_reparam_eps_kernel)(uint64_t seed, uint64_t step, int64_t row0,
                                   int64_t M, int64_t N, float *eps, int64_t ld)
 {
-    float buf[BUF_FLOATS];
-    eps_gen st;
-    gen_init(&st, seed, step);
-    tiling t = plan(N);
+    tiling t;
+    plan(&t, seed, step, N);
     for (int64_t i0 = 0; i0 < M; i0 += t.rows_per_tile) {
-        int64_t nr = M - i0 < t.rows_per_tile ? M - i0 : t.rows_per_tile;
+        const int64_t nr = tile_rows(&t, M, i0);
         for (int64_t cb0 = 0; cb0 < t.nb; cb0 += t.cbchunk) {
-            int64_t nbt = t.nb - cb0 < t.cbchunk ? t.nb - cb0 : t.cbchunk;
-            int64_t j0 = 4 * cb0, j1 = 4 * (cb0 + nbt) < N ? 4 * (cb0 + nbt) : N;
-            gen_tile(&st, (uint32_t)(row0 + i0), nr, cb0, nbt, buf);
+            const chunk c = chunk_at(&t, cb0);
+            gen_tile(&t.gen, (uint32_t)(row0 + i0), nr, cb0, c.nbt, t.buf);
             for (int64_t i = 0; i < nr; i++)
-                memcpy(eps + (i0 + i) * ld + j0, buf + i * 4 * nbt,
-                       sizeof(float) * (size_t)(j1 - j0));
+                memcpy(eps + (i0 + i) * ld + c.j0, t.buf + i * 4 * c.nbt,
+                       sizeof(float) * (size_t)(c.j1 - c.j0));
         }
     }
 }
@@ -133,24 +149,22 @@ void VF_FN(vf_reparam_forward_kernel)(int64_t M, int64_t N, const float *mu,
                                       const float *eps, int64_t ldeps, float *z,
                                       int64_t ldz, float *kl)
 {
-    float buf[BUF_FLOATS];
-    eps_gen st;
-    gen_init(&st, seed, step);
-    tiling t = plan(N);
+    tiling t;
+    plan(&t, seed, step, N);
     for (int64_t i0 = 0; i0 < M; i0 += t.rows_per_tile) {
-        int64_t nr = M - i0 < t.rows_per_tile ? M - i0 : t.rows_per_tile;
+        const int64_t nr = tile_rows(&t, M, i0);
         vf acc = vf_set1(0.0f); /* carried across the chunks of a wide row */
         for (int64_t cb0 = 0; cb0 < t.nb; cb0 += t.cbchunk) {
-            int64_t nbt = t.nb - cb0 < t.cbchunk ? t.nb - cb0 : t.cbchunk;
-            int64_t j0 = 4 * cb0, j1 = 4 * (cb0 + nbt) < N ? 4 * (cb0 + nbt) : N;
+            const chunk c = chunk_at(&t, cb0);
+            const int64_t j0 = c.j0;
             if (!eps)
-                gen_tile(&st, (uint32_t)(row0 + i0), nr, cb0, nbt, buf);
+                gen_tile(&t.gen, (uint32_t)(row0 + i0), nr, cb0, c.nbt, t.buf);
             for (int64_t i = 0; i < nr; i++) {
                 int64_t r = i0 + i;
-                const float *e = eps ? eps + r * ldeps + j0 : buf + i * 4 * nbt;
+                const float *e = eps ? eps + r * ldeps + j0 : t.buf + i * 4 * c.nbt;
                 if (nr > 1)
                     acc = vf_set1(0.0f);
-                row_forward(j1 - j0, mu + r * ldmu + j0, lv + r * ldlv + j0, e,
+                row_forward(c.j1 - j0, mu + r * ldmu + j0, lv + r * ldlv + j0, e,
                             z + r * ldz + j0, &acc);
                 if (nr > 1 && kl)
                     kl[r] = 0.5f * vf_hsum(acc);
@@ -202,25 +216,23 @@ void VF_FN(vf_reparam_backward_kernel)(int64_t M, int64_t N, const float *mu,
                                        float *dmu, int64_t lddmu, float *dlv,
                                        int64_t lddlv)
 {
-    float buf[BUF_FLOATS];
-    eps_gen st;
-    gen_init(&st, seed, step);
-    tiling t = plan(N);
+    tiling t;
+    plan(&t, seed, step, N);
     /* With dz NULL nothing reads eps: skip generating it. */
     int need_eps = dz != NULL && eps == NULL;
     if (!need_eps)
-        memset(buf, 0, sizeof buf);
+        memset(t.buf, 0, sizeof t.buf);
     for (int64_t i0 = 0; i0 < M; i0 += t.rows_per_tile) {
-        int64_t nr = M - i0 < t.rows_per_tile ? M - i0 : t.rows_per_tile;
+        const int64_t nr = tile_rows(&t, M, i0);
         for (int64_t cb0 = 0; cb0 < t.nb; cb0 += t.cbchunk) {
-            int64_t nbt = t.nb - cb0 < t.cbchunk ? t.nb - cb0 : t.cbchunk;
-            int64_t j0 = 4 * cb0, j1 = 4 * (cb0 + nbt) < N ? 4 * (cb0 + nbt) : N;
+            const chunk c = chunk_at(&t, cb0);
+            const int64_t j0 = c.j0;
             if (need_eps)
-                gen_tile(&st, (uint32_t)(row0 + i0), nr, cb0, nbt, buf);
+                gen_tile(&t.gen, (uint32_t)(row0 + i0), nr, cb0, c.nbt, t.buf);
             for (int64_t i = 0; i < nr; i++) {
                 int64_t r = i0 + i;
-                const float *e = eps ? eps + r * ldeps + j0 : buf + i * 4 * nbt;
-                row_backward(j1 - j0, mu + r * ldmu + j0, lv + r * ldlv + j0, e,
+                const float *e = eps ? eps + r * ldeps + j0 : t.buf + i * 4 * c.nbt;
+                row_backward(c.j1 - j0, mu + r * ldmu + j0, lv + r * ldlv + j0, e,
                              dz ? dz + r * lddz + j0 : NULL, kl_scale,
                              dmu + r * lddmu + j0, dlv + r * lddlv + j0);
             }
