@@ -25,17 +25,20 @@ typedef struct csr_set {
     vf_csr_masked_sums_fn masked_sums;
 } csr_set;
 
+#define VF_CSR_SET(set) \
+    (csr_set){vf_csr_rows_##set, vf_csr_values_##set, vf_csr_masked_sums_##set}
+
 static csr_set kernels(void)
 {
     switch (vf_get_isa()) {
 #ifdef VF_HAVE_X86_ISAS
-    case VF_ISA_AVX2: return (csr_set){vf_csr_rows_avx2, vf_csr_values_avx2, vf_csr_masked_sums_avx2};
-    case VF_ISA_AVX512: return (csr_set){vf_csr_rows_avx512, vf_csr_values_avx512, vf_csr_masked_sums_avx512};
+    case VF_ISA_AVX2: return VF_CSR_SET(avx2);
+    case VF_ISA_AVX512: return VF_CSR_SET(avx512);
 #endif
 #ifdef VF_HAVE_NEON_ISA
-    case VF_ISA_NEON: return (csr_set){vf_csr_rows_neon, vf_csr_values_neon, vf_csr_masked_sums_neon};
+    case VF_ISA_NEON: return VF_CSR_SET(neon);
 #endif
-    default: return (csr_set){vf_csr_rows_generic, vf_csr_values_generic, vf_csr_masked_sums_generic};
+    default: return VF_CSR_SET(generic);
     }
 }
 
@@ -167,9 +170,8 @@ int vf_csr_linear_forward(int64_t M, int64_t N, int64_t K, const int64_t *indptr
     float *tv = (float *)(ptr + M + 1);
     VF_TRY(values_pass(M, indptr, values, transform, tv)); /* columns: in the kernel */
     const vf_csr_problem p = {
-        .ptr = ptr, .idx = indices + base, .val = tv, .B = W,
-        .ldb = ldw, .b_rows = K, .C = Y, .ldc = ldy, .N = N, .bias = b, .relu = act == VF_ACT_RELU,
-        .check = 1};
+        .ptr = ptr, .idx = indices + base, .val = tv, .B = W, .ldb = ldw, .b_rows = K,
+        .C = Y, .ldc = ldy, .N = N, .bias = b, .relu = act == VF_ACT_RELU, .check = 1};
     return run(&p, M, nnz);
 }
 
@@ -258,8 +260,8 @@ int vf_csr_linear_backward_weight(int64_t M, int64_t N, int64_t K, const int64_t
         bad |= !(db[j] * 0.0f == 0.0f);
     }
     const vf_csr_problem p = {
-        .ptr = cptr, .idx = rows, .val = ct_val, .B = dz, .ldb = ldz, .b_rows = M, .C = dW, .ldc = lddw,
-        .N = N, .add_old = accumulate, .check = 1};
+        .ptr = cptr, .idx = rows, .val = ct_val, .B = dz, .ldb = ldz, .b_rows = M,
+        .C = dW, .ldc = lddw, .N = N, .add_old = accumulate, .check = 1};
     const int st = run(&p, K, nnz);
     if (st != VF_OK)
         return st;
