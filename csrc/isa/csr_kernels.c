@@ -99,16 +99,10 @@ VF_INLINE int csr_rows_nv(const vf_csr_problem *p, int64_t lo, int64_t hi, const
     return bad;
 }
 
-/* A chunk of B's columns read over and over (the weight gradient's dY, a
- * batch of rows) is kept within L1 by halving the chunk: 128 rows × 128
- * columns is 64 KiB, 64 columns 32 KiB. */
-#define VF_CSR_L1_FLOATS 8192
-
 int VF_FN(vf_csr_rows)(const vf_csr_problem *p, int64_t lo, int64_t hi)
 {
-    if (p->b_rows * VF_CSR_COLS > VF_CSR_L1_FLOATS &&
-        p->b_rows * (VF_CSR_COLS / 2) <= VF_CSR_L1_FLOATS && p->N > VF_CSR_COLS / 2)
-        return csr_rows_nv(p, lo, hi, VF_CSR_NV / 2);
+    /* (halving the chunk to keep the weight gradient's dY chunk in L1 was
+     * measured slower: twice the walks over the entries) */
     return csr_rows_nv(p, lo, hi, VF_CSR_NV);
 }
 
