@@ -150,9 +150,8 @@ int vf_csr_linear_forward(int64_t M, int64_t N, int64_t K, const int64_t *indptr
     float *tv = (float *)(ptr + M + 1);
     VF_TRY(values_pass(M, indptr, values, transform, tv)); /* columns: in the kernel */
     const vf_csr_problem p = {
-        .ptr = ptr, .idx = indices + base, .val = tv, .B = W,
-        .ldb = ldw, .b_rows = K, .C = Y, .ldc = ldy, .N = N, .bias = b, .relu = act == VF_ACT_RELU,
-        .check = 1};
+        .ptr = ptr, .idx = indices + base, .val = tv, .B = W, .ldb = ldw, .b_rows = K,
+        .C = Y, .ldc = ldy, .N = N, .bias = b, .relu = act == VF_ACT_RELU, .check = 1};
     return run(&p, M, nnz);
 }
 
@@ -241,8 +240,8 @@ int vf_csr_linear_backward_weight(int64_t M, int64_t N, int64_t K, const int64_t
         bad |= !(db[j] * 0.0f == 0.0f);
     }
     const vf_csr_problem p = {
-        .ptr = cptr, .idx = rows, .val = ct_val, .B = dz, .ldb = ldz, .b_rows = M, .C = dW, .ldc = lddw,
-        .N = N, .add_old = accumulate, .check = 1};
+        .ptr = cptr, .idx = rows, .val = ct_val, .B = dz, .ldb = ldz, .b_rows = M,
+        .C = dW, .ldc = lddw, .N = N, .add_old = accumulate, .check = 1};
     const int st = run(&p, K, nnz);
     if (st != VF_OK)
         return st;

@@ -27,7 +27,7 @@ typedef struct vf_csr_problem {
     const int32_t *idx;         /* column index of each entry */
     const float *val;           /* value of each entry (already transformed) */
     const float *B; int64_t ldb; /* dense right operand (K×N) */
-    int64_t b_rows;             /* K (rows of B), for the chunk width */
+    int64_t b_rows;             /* K (rows of B): the columns of S must be below */
     float *C; int64_t ldc;      /* output (rows×N) */
     int64_t N;
     const float *bias;          /* (N) or NULL */

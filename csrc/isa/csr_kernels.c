@@ -27,8 +27,8 @@
 /* Row r, columns j0 .. j0 + min(VF_CSR_COLS, N − j0): `full` (a compile-time
  * constant) when the chunk is whole, else every load and store is masked to
  * the n = N − j0 remaining columns (lanes past n read and write nothing). */
-VF_INLINE int csr_chunk(const vf_csr_problem *p, int64_t r, int64_t j0, const int nv,
-                        const int full)
+VF_INLINE int csr_chunk(const vf_csr_problem *p, int64_t r, int64_t j0, int64_t q_end,
+                        const int nv, const int full)
 {
     const int64_t n = p->N - j0;
     vm lanes[VF_CSR_NV];
@@ -50,7 +50,8 @@ VF_INLINE int csr_chunk(const vf_csr_problem *p, int64_t r, int64_t j0, const in
         prev = col;
         if (bad_cols)
             break;
-        const int64_t ahead = q + VF_CSR_AHEAD < end ? p->idx[q + VF_CSR_AHEAD] : -1;
+        /* up to q_end: the next rows' entries too */
+        const int64_t ahead = q + VF_CSR_AHEAD < q_end ? p->idx[q + VF_CSR_AHEAD] : -1;
         if ((uint64_t)ahead < (uint64_t)p->b_rows) { /* B's rows come in no order a
                                                         * hardware prefetcher sees */
             const float *next = B + ahead * p->ldb;
@@ -90,26 +91,22 @@ VF_INLINE int csr_rows_nv(const vf_csr_problem *p, int64_t lo, int64_t hi, const
     int bad = 0;
     const int64_t cols = nv * VW, whole = p->N / cols * cols;
     for (int64_t r = lo; r < hi; ++r) {
+        /* prefetch into the next row only after the row's last chunk */
+        const int64_t row_end = p->ptr[r + 1], all_end = p->ptr[hi];
         for (int64_t j0 = 0; j0 < whole; j0 += cols)
-            bad |= csr_chunk(p, r, j0, nv, 1);
+            bad |= csr_chunk(p, r, j0, j0 + cols < p->N ? row_end : all_end, nv, 1);
         if (whole < p->N)
-            bad |= csr_chunk(p, r, whole, nv, 0);
+            bad |= csr_chunk(p, r, whole, all_end, nv, 0);
         if (bad & VF_CSR_BAD_COLUMNS)
             return VF_CSR_BAD_COLUMNS;
     }
     return bad;
 }
 
-/* A chunk of B's columns read over and over (the weight gradient's dY, a
- * batch of rows) is kept within L1 by halving the chunk: 128 rows × 128
- * columns is 64 KiB, 64 columns 32 KiB. */
-#define VF_CSR_L1_FLOATS 8192
-
 int VF_FN(vf_csr_rows)(const vf_csr_problem *p, int64_t lo, int64_t hi)
 {
-    if (p->b_rows * VF_CSR_COLS > VF_CSR_L1_FLOATS &&
-        p->b_rows * (VF_CSR_COLS / 2) <= VF_CSR_L1_FLOATS && p->N > VF_CSR_COLS / 2)
-        return csr_rows_nv(p, lo, hi, VF_CSR_NV / 2);
+    /* (halving the chunk to keep the weight gradient's dY chunk in L1 was
+     * measured slower: twice the walks over the entries) */
     return csr_rows_nv(p, lo, hi, VF_CSR_NV);
 }
 

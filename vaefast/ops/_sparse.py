@@ -7,8 +7,9 @@ from :func:`gather_csr_rows`, or anything with ``format == "csr"`` and
 data/indices/indptr/shape; CSC is converted per call). T is None or
 ``"log1p"``, log(1 + v) applied to the stored values (zeros stay zero;
 within 2.5 float32 ulps of the exact log1p, by the kernel set's vector log,
-so not the same bits as the model's dense encoder input, which uses logf). Column indices must be sorted and unique within
-each row; values finite, and >= 0 with log1p. Each rule broken is a
+so not the same bits as the model's dense encoder input, which uses logf).
+Column indices must be sorted and unique within each row; values finite,
+and >= 0 with log1p. Each rule broken is a
 ValueError naming the array (``x.indices``, ``x.data``, ...).
 
 Numerics. Every output entry is one float32 sum of its row's (or column's)
