@@ -4,7 +4,8 @@
  * Threads get whole blocks of VF_COUNT_BLOCK rows (static schedule). With a
  * per-gene log θ each block writes its partial Σ_i ∂loss_i/∂ρ_j to its own
  * row of this thread's workspace, and the partials are then added in block
- * order: the result is bit-identical for any thread count. */
+ * order: the result is bit-identical for any thread count. A per-gene θ is
+ * formed once per call (libm's exp, the same in every kernel set). */
 #include <math.h>
 #include <stdint.h>
 
@@ -72,10 +73,16 @@ int vf_count_loss(int likelihood, int64_t M, int64_t N, const float *rho, int64_
     const int per_gene = likelihood != VF_COUNT_POISSON && ldt == 0;
     const int64_t nb = (M + VF_COUNT_BLOCK - 1) / VF_COUNT_BLOCK;
     float *partial = NULL;
-    if (per_gene && dlog_theta && N > 0) {
-        partial = vf_workspace_get_slot(VF_COUNT_WORK_SLOT, (size_t)nb * (size_t)N);
-        if (!partial)
+    if (per_gene) { /* θ_j once for all rows (N), then the blocks' partial sums */
+        const int64_t np = dlog_theta ? nb : 0;
+        float *work = vf_workspace_get_slot(VF_COUNT_WORK_SLOT, (size_t)(np + 1) * (size_t)N);
+        if (!work && N > 0)
             return VF_ERR_NOMEM;
+        for (int64_t j = 0; j < N; ++j)
+            work[j] = (float)exp((double)fminf(fmaxf(log_theta[j], VF_LOG_THETA_MIN),
+                                               VF_LOG_THETA_MAX));
+        p.theta_gene = work;
+        partial = np > 0 && N > 0 ? work + N : NULL;
     }
     const vf_count_rows_fn rows_fn = vf_active()->likelihood->count_rows;
     int bad = 0;

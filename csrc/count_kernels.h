@@ -19,6 +19,7 @@ typedef struct vf_count_problem {
     const float *x; int64_t ldx;         /* counts */
     const float *library;                /* M, > 0 */
     const float *log_theta; int64_t ldt; /* ldt == 0: one row (N) for all rows */
+    const float *theta_gene;             /* ldt == 0: θ_j = exp(clamped log θ_j) (N) */
     const float *pi; int64_t ldp;        /* zero-inflation logits (ZINB) */
     float *loss;                         /* M, or NULL */
     float *drho; int64_t lddr;           /* or NULL */

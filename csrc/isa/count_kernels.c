@@ -42,18 +42,20 @@ static inline double log_factorial(double x)
  *   *d1 = lgamma(x + θ) − lgamma(θ) − lgamma(x + 1)
  *   *e  = x − θ·(ψ(x + θ) − ψ(θ)) = Σ_{k<x} k/(θ + k)
  * (e is formed without the cancellation of x against θ·Δψ when θ >> x).
- * The first VF_COUNT_SHORT factors exactly (Γ(y+1) = yΓ(y); the product
- * stays below 1e140 for θ <= e^20), the rest as a difference of Stirling
+ * The first VF_COUNT_SHORT factors exactly (Γ(y+1) = yΓ(y); the products
+ * stay below 1e140 for θ <= e^20), the rest as a difference of Stirling
  * series at arguments >= 16, accurate in double (|lgamma| < 1e10 here). */
 static void count_terms(double x, double theta, double *d1, double *e)
 {
     const int n = x < VF_COUNT_SHORT ? (int)x : VF_COUNT_SHORT;
-    double prod = 1.0, sum = 0.0;
-    for (int k = 0; k < n; ++k) {
-        prod *= theta + k;
-        sum += k / (theta + k);
+    /* prod = Π_{k<n} (θ + k); num/den = Σ_{0<k<n} k/(θ + k) over the common
+     * denominator den = Π_{0<k<n} (θ + k): one division, not n */
+    double den = 1.0, num = 0.0;
+    for (int k = 1; k < n; ++k) {
+        num = num * (theta + k) + k * den;
+        den *= theta + k;
     }
-    double lg = log(prod);
+    double lg = log(theta * den), sum = num / den;
     if (x > VF_COUNT_SHORT) {
         double lg1, dg1, lg0, dg0;
         vf_stirling(theta + x, &lg1, &dg1);
@@ -72,7 +74,7 @@ static inline float clamp_rho(float r)
 
 /* One row's pointers and constants. */
 typedef struct {
-    const float *r, *x, *lt, *w;
+    const float *r, *x, *lt, *w, *th; /* th: θ per gene (or NULL: exp(ρ) here) */
     float *dr, *dlt, *dw; /* dlt: the row's per-element ∂/∂ρ or the block's gene_acc */
     int acc_lt;           /* dlt accumulates (per-gene θ) rather than stores */
     vf m, c, scale;
@@ -97,11 +99,12 @@ VF_INLINE int count_vec(const count_row *R, const int lik, int64_t j, vm k, int 
     } else {
         const vf rho = vf_min(vf_set1(VF_LOG_THETA_MAX),
                               vf_max(vf_set1(VF_LOG_THETA_MIN), vf_load_if(R->lt + j, k, full)));
-        const vf theta = vf_exp(rho);
+        const vf theta = R->th ? vf_load_if(R->th + j, k, full) : vf_exp(rho);
         const vf a = vf_sub(lm, rho); /* log(mu/θ) */
-        /* softplus(a), sigmoid(a) from one exp(−|a|) */
+        /* softplus(a), sigmoid(a) from one exp(−|a|); 1/(1 + e) to 2^-22
+         * (vf_div_fast: the divider is the slowest unit) */
         const vf e = vf_exp_nonpos(vf_neg_abs(a));
-        const vf w1 = vf_add(one, e), inv = vf_div(one, w1);
+        const vf w1 = vf_add(one, e), inv = vf_div_fast(one, w1);
         const vf sp = vf_add(vf_max(a, zero), vf_log1p_unit(e, w1, inv));
         const vf sig = vf_select(vf_lt(a, zero), vf_mul(e, inv), inv);
         /* NB without its lgamma terms: θ·sp(a) + x·sp(−a); g = (x+θ)σ − x;
@@ -113,14 +116,14 @@ VF_INLINE int count_vec(const count_row *R, const int lik, int64_t j, vm k, int 
         if (lik == VF_COUNT_ZINB) {
             const vf w = vf_load_if(R->w + j, k, full);
             const vf ew = vf_exp_nonpos(vf_neg_abs(w));
-            const vf ww = vf_add(one, ew), iw = vf_div(one, ww);
+            const vf ww = vf_add(one, ew), iw = vf_div_fast(one, ww);
             const vf spw = vf_add(vf_max(w, zero), vf_log1p_unit(ew, ww, iw));
             const vf sgw = vf_select(vf_lt(w, zero), vf_mul(ew, iw), iw);
             /* x = 0: −log p = sp(w) − logaddexp(w, l0), l0 = −θ·sp(a) */
             const vf l0 = vf_mul(vf_set1(-1.0f), vf_mul(theta, sp));
             const vf d = vf_sub(w, l0);
             const vf ed = vf_exp_nonpos(vf_neg_abs(d));
-            const vf wd = vf_add(one, ed), id = vf_div(one, wd);
+            const vf wd = vf_add(one, ed), id = vf_div_fast(one, wd);
             const vf lae = vf_add(vf_max(w, l0), vf_log1p_unit(ed, wd, id));
             const vm dneg = vf_lt(d, zero);
             const vf post = vf_select(dneg, id, vf_mul(ed, id)); /* σ(l0 − w) */
@@ -164,8 +167,13 @@ static double count_sparse(const count_row *R, int lik, int64_t j, uint32_t bits
             add += log_factorial(xf);
             continue;
         }
+        const float rc = clamp_rho(R->lt[j + l]);
+        if (xf == 1.0f) { /* the commonest count: lgamma(1 + θ) − lgamma(θ) = log θ */
+            add -= rc;
+            continue; /* and Σ_{k<1} k/(θ + k) = 0 */
+        }
         double d1, e;
-        count_terms(xf, exp((double)clamp_rho(R->lt[j + l])), &d1, &e);
+        count_terms(xf, R->th ? (double)R->th[j + l] : exp((double)rc), &d1, &e);
         add -= d1;
         if (R->dlt)
             R->dlt[j + l] += (float)e;
@@ -255,6 +263,7 @@ int VF_FN(vf_count_rows)(const vf_count_problem *p, int64_t i0, int64_t rows,
             .x = p->x + i * p->ldx,
             .lt = lik == VF_COUNT_POISSON ? NULL : p->log_theta + i * p->ldt,
             .w = lik == VF_COUNT_ZINB ? p->pi + i * p->ldp : NULL,
+            .th = theta_per_gene ? p->theta_gene : NULL,
             .dr = p->drho ? p->drho + i * p->lddr : NULL,
             .dlt = theta_per_gene ? gene_acc : (p->dlt ? p->dlt + i * p->lddt : NULL),
             .dw = p->dpi ? p->dpi + i * p->lddp : NULL,
