@@ -9,8 +9,9 @@
  *      ∂loss/∂log mu_j into drho, G = Σ g_j, dpi, ∂/∂ρ. The lanes with x > 0
  *      (a tenth of them in single-cell data) then get, one at a time in
  *      double, the lgamma / digamma part (count_terms below).
- *   D  drho_j = scale·(g_j − p_j·G), p_j = exp(rho_j − m)/S: the softmax's
- *      chain rule (∂log mu_k/∂rho_j = δ_kj − p_j).
+ *   D  drho_j = scale·(g_j − p_j·G), p_j = exp(rho_j − m)/S (the exp kept
+ *      from B in a row of scratch): the softmax's chain rule
+ *      (∂log mu_k/∂rho_j = δ_kj − p_j).
  * Written once over the vector layer (isa/vec.h, vec_math.h); the generic
  * set runs it one lane at a time. Row sums accumulate in one float vector
  * (fixed lane order, vf_hsum) plus the double sum of the x > 0 terms, so
@@ -76,6 +77,7 @@ static inline float clamp_rho(float r)
 typedef struct {
     const float *r, *x, *lt, *w, *th; /* th: θ per gene (or NULL: exp(ρ) here) */
     float *dr, *dlt, *dw; /* dlt: the row's per-element ∂/∂ρ or the block's gene_acc */
+    float *e;             /* exp(rho − m) from step B (N; with dr) */
     int acc_lt;           /* dlt accumulates (per-gene θ) rather than stores */
     vf m, c, scale;
 } count_row;
@@ -202,7 +204,10 @@ VF_INLINE int count_row_run(const count_row *R0, const int lik, int64_t N, float
     vf s = vf_zero();
     for (int64_t j = 0; j < N; j += VW) {
         const vm k = vm_first(N - j);
-        s = vf_add(s, vf_maskz(k, vf_exp(vf_sub(vf_load_mask(R.r + j, k), R.m))));
+        const vf e = vf_maskz(k, vf_exp(vf_sub(vf_load_mask(R.r + j, k), R.m)));
+        if (R.dr)
+            vf_store_mask(R.e + j, e, k);
+        s = vf_add(s, e);
     }
     const float S = vf_hsum(s);
     R.c = vf_set1((float)(log((double)L) - log((double)S)));
@@ -229,7 +234,7 @@ VF_INLINE int count_row_run(const count_row *R0, const int lik, int64_t N, float
         const vf gsum = vf_set1(vf_hsum(G)), inv_s = vf_set1(1.0f / S);
         for (j = 0; j < N; j += VW) {
             const vm k = vm_first(N - j);
-            const vf p = vf_mul(vf_exp(vf_sub(vf_load_mask(R.r + j, k), R.m)), inv_s);
+            const vf p = vf_mul(vf_load_mask(R.e + j, k), inv_s);
             const vf gj = vf_load_mask(R.dr + j, k);
             vf_store_mask(R.dr + j, vf_mul(R.scale, vf_fnma(p, gsum, gj)), k);
         }
@@ -248,7 +253,7 @@ VF_INLINE int count_row_run(const count_row *R0, const int lik, int64_t N, float
 }
 
 int VF_FN(vf_count_rows)(const vf_count_problem *p, int64_t i0, int64_t rows,
-                         float *gene_acc)
+                         float *gene_acc, float *row_e)
 {
     const int64_t N = p->N;
     const int lik = p->likelihood;
@@ -267,6 +272,7 @@ int VF_FN(vf_count_rows)(const vf_count_problem *p, int64_t i0, int64_t rows,
             .dr = p->drho ? p->drho + i * p->lddr : NULL,
             .dlt = theta_per_gene ? gene_acc : (p->dlt ? p->dlt + i * p->lddt : NULL),
             .dw = p->dpi ? p->dpi + i * p->lddp : NULL,
+            .e = row_e,
             .acc_lt = theta_per_gene,
             .scale = vf_set1(p->scale),
         };

@@ -16,7 +16,7 @@ void VF_FN(vf_gaussian_var_rows)(int64_t rows, int64_t N, const float *y, int64_
                                  float *dlv, int64_t lddlv, float scale);
 
 int VF_FN(vf_count_rows)(const vf_count_problem *p, int64_t i0, int64_t rows,
-                         float *gene_acc); /* isa/count_kernels.c */
+                         float *gene_acc, float *row_e); /* isa/count_kernels.c */
 
 const vf_likelihood_kernels VF_FN(vf_likelihood_kernels) = {
     .isa_name = VF_STR(VF_ISA_NAME),
