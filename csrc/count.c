@@ -4,7 +4,8 @@
  * Threads get whole blocks of VF_COUNT_BLOCK rows (static schedule). With a
  * per-gene log θ each block writes its partial Σ_i ∂loss_i/∂ρ_j to its own
  * row of this thread's workspace, and the partials are then added in block
- * order: the result is bit-identical for any thread count. */
+ * order: the result is bit-identical for any thread count. A per-gene θ is
+ * formed once per call (libm's exp, the same in every kernel set). */
 #include <math.h>
 #include <stdint.h>
 
@@ -70,12 +71,22 @@ int vf_count_loss(int likelihood, int64_t M, int64_t N, const float *rho, int64_
     if (M == 0)
         return VF_OK;
     const int per_gene = likelihood != VF_COUNT_POISSON && ldt == 0;
+    /* This thread's workspace: θ_j (N, per-gene θ), the blocks' partial sums
+     * of ∂/∂ρ (nb·N, per-gene θ with dlog_theta), a scratch row per block
+     * (nb·N, with drho) */
     const int64_t nb = (M + VF_COUNT_BLOCK - 1) / VF_COUNT_BLOCK;
-    float *partial = NULL;
-    if (per_gene && dlog_theta && N > 0) {
-        partial = vf_workspace_get_slot(VF_COUNT_WORK_SLOT, (size_t)nb * (size_t)N);
-        if (!partial)
-            return VF_ERR_NOMEM;
+    const int64_t n_theta = per_gene ? 1 : 0, n_part = per_gene && dlog_theta ? nb : 0;
+    const int64_t n_rows = drho ? nb : 0, n_work = (n_theta + n_part + n_rows) * N;
+    float *work = NULL;
+    if (n_work > 0 && !(work = vf_workspace_get_slot(VF_COUNT_WORK_SLOT, (size_t)n_work)))
+        return VF_ERR_NOMEM;
+    float *partial = work && n_part > 0 ? work + n_theta * N : NULL;
+    float *scratch = work && n_rows > 0 ? work + (n_theta + n_part) * N : NULL;
+    if (per_gene && N > 0) {
+        for (int64_t j = 0; j < N; ++j)
+            work[j] = (float)exp((double)fminf(fmaxf(log_theta[j], VF_LOG_THETA_MIN),
+                                               VF_LOG_THETA_MAX));
+        p.theta_gene = work;
     }
     const vf_count_rows_fn rows_fn = vf_active()->likelihood->count_rows;
     int bad = 0;
@@ -83,7 +94,8 @@ int vf_count_loss(int likelihood, int64_t M, int64_t N, const float *rho, int64_
     for (int64_t b = 0; b < nb; ++b) {
         const int64_t i0 = b * VF_COUNT_BLOCK;
         const int64_t rows = M - i0 < VF_COUNT_BLOCK ? M - i0 : VF_COUNT_BLOCK;
-        bad |= rows_fn(&p, i0, rows, partial ? partial + b * N : NULL);
+        bad |= rows_fn(&p, i0, rows, partial ? partial + b * N : NULL,
+                       scratch ? scratch + b * N : NULL);
     }
     if (bad)
         return VF_ERR_ARG;

@@ -19,6 +19,7 @@ typedef struct vf_count_problem {
     const float *x; int64_t ldx;         /* counts */
     const float *library;                /* M, > 0 */
     const float *log_theta; int64_t ldt; /* ldt == 0: one row (N) for all rows */
+    const float *theta_gene;             /* ldt == 0: θ_j = exp(clamped log θ_j) (N) */
     const float *pi; int64_t ldp;        /* zero-inflation logits (ZINB) */
     float *loss;                         /* M, or NULL */
     float *drho; int64_t lddr;           /* or NULL */
@@ -30,9 +31,10 @@ typedef struct vf_count_problem {
 /* Rows i0 .. i0+rows−1 of p: loss, drho, dpi and (per element) dlt, written
  * for those rows. With a per-gene log θ, gene_acc (N) receives the block's
  * unscaled Σ_i ∂loss_i/∂ρ_j (overwritten), and p->dlt is not touched.
+ * row_e (N, the block's own; needed when p->drho is set) is scratch.
  * Returns nonzero if a count in the block is negative, NaN, infinite or not
  * an integer (then the outputs are unspecified). */
 typedef int (*vf_count_rows_fn)(const vf_count_problem *p, int64_t i0, int64_t rows,
-                                float *gene_acc);
+                                float *gene_acc, float *row_e);
 
 #endif

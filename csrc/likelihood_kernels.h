@@ -41,7 +41,7 @@
           int64_t ldd, float *dlv, int64_t lddlv, float scale))                              \
     /* The scVI-parameterised count losses (csrc/count_kernels.h). */                       \
     VF_K(int, count_rows, vf_count_rows,                                                    \
-         (const vf_count_problem *p, int64_t i0, int64_t rows, float *gene_acc))
+         (const vf_count_problem *p, int64_t i0, int64_t rows, float *gene_acc, float *row_e))
 
 VF_PART_TYPE(likelihood)
 

@@ -9,8 +9,9 @@
  *      ∂loss/∂log mu_j into drho, G = Σ g_j, dpi, ∂/∂ρ. The lanes with x > 0
  *      (a tenth of them in single-cell data) then get, one at a time in
  *      double, the lgamma / digamma part (count_terms below).
- *   D  drho_j = scale·(g_j − p_j·G), p_j = exp(rho_j − m)/S: the softmax's
- *      chain rule (∂log mu_k/∂rho_j = δ_kj − p_j).
+ *   D  drho_j = scale·(g_j − p_j·G), p_j = exp(rho_j − m)/S (the exp kept
+ *      from B in a row of scratch): the softmax's chain rule
+ *      (∂log mu_k/∂rho_j = δ_kj − p_j).
  * Written once over the vector layer (isa/vec.h, vec_math.h); the generic
  * set runs it one lane at a time. Row sums accumulate in one float vector
  * (fixed lane order, vf_hsum) plus the double sum of the x > 0 terms, so
@@ -43,18 +44,20 @@ static inline double log_factorial(double x)
  *   *d1 = lgamma(x + θ) − lgamma(θ) − lgamma(x + 1)
  *   *e  = x − θ·(ψ(x + θ) − ψ(θ)) = Σ_{k<x} k/(θ + k)
  * (e is formed without the cancellation of x against θ·Δψ when θ >> x).
- * The first VF_COUNT_SHORT factors exactly (Γ(y+1) = yΓ(y); the product
- * stays below 1e140 for θ <= e^20), the rest as a difference of Stirling
+ * The first VF_COUNT_SHORT factors exactly (Γ(y+1) = yΓ(y); the products
+ * stay below 1e140 for θ <= e^20), the rest as a difference of Stirling
  * series at arguments >= 16, accurate in double (|lgamma| < 1e10 here). */
 static void count_terms(double x, double theta, double *d1, double *e)
 {
     const int n = x < VF_COUNT_SHORT ? (int)x : VF_COUNT_SHORT;
-    double prod = 1.0, sum = 0.0;
-    for (int k = 0; k < n; ++k) {
-        prod *= theta + k;
-        sum += k / (theta + k);
+    /* prod = Π_{k<n} (θ + k); num/den = Σ_{0<k<n} k/(θ + k) over the common
+     * denominator den = Π_{0<k<n} (θ + k): one division, not n */
+    double den = 1.0, num = 0.0;
+    for (int k = 1; k < n; ++k) {
+        num = num * (theta + k) + k * den;
+        den *= theta + k;
     }
-    double lg = log(prod);
+    double lg = log(theta * den), sum = num / den;
     if (x > VF_COUNT_SHORT) {
         double lg1, dg1, lg0, dg0;
         vf_stirling(theta + x, &lg1, &dg1);
@@ -73,8 +76,9 @@ static inline float clamp_rho(float r)
 
 /* One row's pointers and constants. */
 typedef struct {
-    const float *r, *x, *lt, *w;
+    const float *r, *x, *lt, *w, *th; /* th: θ per gene (or NULL: exp(ρ) here) */
     float *dr, *dlt, *dw; /* dlt: the row's per-element ∂/∂ρ or the block's gene_acc */
+    float *e;             /* exp(rho − m) from step B (N; with dr) */
     int acc_lt;           /* dlt accumulates (per-gene θ) rather than stores */
     vf m, c, scale;
 } count_row;
@@ -98,11 +102,12 @@ VF_INLINE int count_vec(const count_row *R, const int lik, int64_t j, vm k, int 
     } else {
         const vf rho = vf_min(vf_set1(VF_LOG_THETA_MAX),
                               vf_max(vf_set1(VF_LOG_THETA_MIN), vf_load_if(R->lt + j, k, full)));
-        const vf theta = vf_exp(rho);
+        const vf theta = R->th ? vf_load_if(R->th + j, k, full) : vf_exp(rho);
         const vf a = vf_sub(lm, rho); /* log(mu/θ) */
-        /* softplus(a), sigmoid(a) from one exp(−|a|) */
+        /* softplus(a), sigmoid(a) from one exp(−|a|); 1/(1 + e) to 2^-22
+         * (vf_div_fast: the divider is the slowest unit) */
         const vf e = vf_exp_nonpos(vf_neg_abs(a));
-        const vf w1 = vf_add(one, e), inv = vf_div(one, w1);
+        const vf w1 = vf_add(one, e), inv = vf_div_fast(one, w1);
         const vf sp = vf_add(vf_max(a, zero), vf_log1p_unit(e, w1, inv));
         const vf sig = vf_select(vf_lt(a, zero), vf_mul(e, inv), inv);
         /* NB without its lgamma terms: θ·sp(a) + x·sp(−a); g = (x+θ)σ − x;
@@ -114,14 +119,14 @@ VF_INLINE int count_vec(const count_row *R, const int lik, int64_t j, vm k, int 
         if (lik == VF_COUNT_ZINB) {
             const vf w = vf_load_if(R->w + j, k, full);
             const vf ew = vf_exp_nonpos(vf_neg_abs(w));
-            const vf ww = vf_add(one, ew), iw = vf_div(one, ww);
+            const vf ww = vf_add(one, ew), iw = vf_div_fast(one, ww);
             const vf spw = vf_add(vf_max(w, zero), vf_log1p_unit(ew, ww, iw));
             const vf sgw = vf_select(vf_lt(w, zero), vf_mul(ew, iw), iw);
             /* x = 0: −log p = sp(w) − logaddexp(w, l0), l0 = −θ·sp(a) */
             const vf l0 = vf_mul(vf_set1(-1.0f), vf_mul(theta, sp));
             const vf d = vf_sub(w, l0);
             const vf ed = vf_exp_nonpos(vf_neg_abs(d));
-            const vf wd = vf_add(one, ed), id = vf_div(one, wd);
+            const vf wd = vf_add(one, ed), id = vf_div_fast(one, wd);
             const vf lae = vf_add(vf_max(w, l0), vf_log1p_unit(ed, wd, id));
             const vm dneg = vf_lt(d, zero);
             const vf post = vf_select(dneg, id, vf_mul(ed, id)); /* σ(l0 − w) */
@@ -165,8 +170,13 @@ static double count_sparse(const count_row *R, int lik, int64_t j, uint32_t bits
             add += log_factorial(xf);
             continue;
         }
+        const float rc = clamp_rho(R->lt[j + l]);
+        if (xf == 1.0f) { /* the commonest count: lgamma(1 + θ) − lgamma(θ) = log θ */
+            add -= rc;
+            continue; /* and Σ_{k<1} k/(θ + k) = 0 */
+        }
         double d1, e;
-        count_terms(xf, exp((double)clamp_rho(R->lt[j + l])), &d1, &e);
+        count_terms(xf, R->th ? (double)R->th[j + l] : exp((double)rc), &d1, &e);
         add -= d1;
         if (R->dlt)
             R->dlt[j + l] += (float)e;
@@ -195,7 +205,10 @@ VF_INLINE int count_row_run(const count_row *R0, const int lik, int64_t N, float
     vf s = vf_zero();
     for (int64_t j = 0; j < N; j += VW) {
         const vm k = vm_first(N - j);
-        s = vf_add(s, vf_maskz(k, vf_exp(vf_sub(vf_load_mask(R.r + j, k), R.m))));
+        const vf e = vf_maskz(k, vf_exp(vf_sub(vf_load_mask(R.r + j, k), R.m)));
+        if (R.dr)
+            vf_store_mask(R.e + j, e, k);
+        s = vf_add(s, e);
     }
     const float S = vf_hsum(s);
     R.c = vf_set1((float)(log((double)L) - log((double)S)));
@@ -222,7 +235,7 @@ VF_INLINE int count_row_run(const count_row *R0, const int lik, int64_t N, float
         const vf gsum = vf_set1(vf_hsum(G)), inv_s = vf_set1(1.0f / S);
         for (j = 0; j < N; j += VW) {
             const vm k = vm_first(N - j);
-            const vf p = vf_mul(vf_exp(vf_sub(vf_load_mask(R.r + j, k), R.m)), inv_s);
+            const vf p = vf_mul(vf_load_mask(R.e + j, k), inv_s);
             const vf gj = vf_load_mask(R.dr + j, k);
             vf_store_mask(R.dr + j, vf_mul(R.scale, vf_fnma(p, gsum, gj)), k);
         }
@@ -241,7 +254,7 @@ VF_INLINE int count_row_run(const count_row *R0, const int lik, int64_t N, float
 }
 
 int VF_FN(vf_count_rows)(const vf_count_problem *p, int64_t i0, int64_t rows,
-                         float *gene_acc)
+                         float *gene_acc, float *row_e)
 {
     const int64_t N = p->N;
     const int lik = p->likelihood;
@@ -256,9 +269,11 @@ int VF_FN(vf_count_rows)(const vf_count_problem *p, int64_t i0, int64_t rows,
             .x = p->x + i * p->ldx,
             .lt = lik == VF_COUNT_POISSON ? NULL : p->log_theta + i * p->ldt,
             .w = lik == VF_COUNT_ZINB ? p->pi + i * p->ldp : NULL,
+            .th = theta_per_gene ? p->theta_gene : NULL,
             .dr = p->drho ? p->drho + i * p->lddr : NULL,
             .dlt = theta_per_gene ? gene_acc : (p->dlt ? p->dlt + i * p->lddt : NULL),
             .dw = p->dpi ? p->dpi + i * p->lddp : NULL,
+            .e = row_e,
             .acc_lt = theta_per_gene,
             .scale = vf_set1(p->scale),
         };

@@ -17,16 +17,13 @@ __all__ = ["count_loss", "COUNT_LIKELIHOODS"]
 COUNT_LIKELIHOODS = tuple(_core.COUNT_CODES)
 
 
-def _counts(x, shape):
-    x = as_float32_array(x, "x", ndim=2)
-    if x.shape != shape:
-        raise ValueError(f"x must have the shape of rho_logits {shape}, got {x.shape}")
+def _check_counts(x):
+    """Name what is wrong with the counts x (float32, finite); return if nothing."""
     if (x < 0).any():
         raise ValueError(f"x must be non-negative counts, got a minimum of {x.min()}")
     if (x > _core.COUNT_MAX).any() or (x != np.floor(x)).any():
         raise ValueError("x must hold integer counts (at most 2**24); "
                          f"got e.g. {x[(x != np.floor(x)) | (x > _core.COUNT_MAX)][0]}")
-    return x
 
 
 def count_loss(x, rho_logits, library, log_theta=None, pi_logits=None, likelihood="zinb",
@@ -68,7 +65,9 @@ def count_loss(x, rho_logits, library, log_theta=None, pi_logits=None, likelihoo
         raise ValueError(f"likelihood must be one of {COUNT_LIKELIHOODS}, got {likelihood!r}")
     rho = as_float32_array(rho_logits, "rho_logits", ndim=2)
     M, N = rho.shape
-    x = _counts(x, rho.shape)
+    x = as_float32_array(x, "x", ndim=2)
+    if x.shape != rho.shape:
+        raise ValueError(f"x must have the shape of rho_logits {rho.shape}, got {x.shape}")
     lib = as_float32_array(library, "library", ndim=1)
     if lib.shape[0] != M:
         raise ValueError(f"library must have {M} entries (one per row), got {lib.shape[0]}")
@@ -103,8 +102,14 @@ def count_loss(x, rho_logits, library, log_theta=None, pi_logits=None, likelihoo
         if w is not None:
             dpi = np.empty((M, N), dtype=np.float32)
     lt2 = None if lt is None else lt.reshape(-1, N)
-    _core.count_loss_into(likelihood, rho, x, lib, lt2, w, loss, drho,
-                          None if dlt is None else dlt.reshape(-1, N), dpi, scale)
+    try:
+        _core.count_loss_into(likelihood, rho, x, lib, lt2, w, loss, drho,
+                              None if dlt is None else dlt.reshape(-1, N), dpi, scale)
+    except ValueError:
+        # the core checks the counts in its pass (every other argument is
+        # checked above): find what to name only when it refuses
+        _check_counts(x)
+        raise
     if not np.isfinite(loss).all():
         nonfinite_result("count_loss", [("rho_logits", rho, rho), ("log_theta", lt, lt),
                                         ("pi_logits", w, w)])
