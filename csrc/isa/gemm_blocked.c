@@ -9,17 +9,14 @@
  *                            read in place (the plan's a_in_place)
  *         the route's units  micro-kernel calls, epilogue in registers
  *
- * K blocks are of equal size. Threads share the packed buffers and split
- * each step's panels and units; a single thread runs the same loops
- * without an OpenMP team. */
+ * K blocks are of equal size. Threads share the packed buffers and claim
+ * each step's panels and units from the thread team (threads.h); a single
+ * thread runs the same loops alone. */
 #include <string.h>
 
 #include "isa/gemm_internal.h"
+#include "threads.h"
 #include "vaefast.h"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 /* C[i0.., j0..] (mr×nr) = epilogue(tile [+ C]); row M goes to ones_row.
  * The epilogue (bias, ReLU, mask) runs after the last K block only.
@@ -178,35 +175,58 @@ int vf_tiles_run(const vf_gemm_step *s, int64_t lo, int64_t hi)
     return bad;
 }
 
-/* This thread's contiguous share [lo, hi) of n units. */
-static void my_share(int64_t n, int64_t *lo, int64_t *hi)
+/* ------------------------------------------------ the loops
+ * The caller walks the blocks; every step's packing and its route's units
+ * are parallel loops of the thread team (threads.h: units claimed one at
+ * a time by the caller and the workers, so a late or descheduled worker
+ * costs at most the unit it holds). */
+static int64_t pack_b_units(const void *ctx, int64_t lo, int64_t hi)
 {
-    int64_t nt = 1, me = 0;
-#ifdef _OPENMP
-    nt = omp_get_num_threads();
-    me = omp_get_thread_num();
-#endif
-    *lo = n * me / nt;
-    *hi = n * (me + 1) / nt;
+    const vf_gemm_step *s = ctx;
+    const vf_gemm_plan *d = s->d;
+    for (int64_t jp = lo; jp < hi; ++jp) {
+        const int64_t j0 = s->jc + jp * VF_NR;
+        const int64_t nr = vf_min64(VF_NR, d->N - j0);
+        if (!vf_b_panel_in_place(d->b_in_place, nr))
+            vf_pack_b_panel(s->p, j0, nr, s->pc, s->kc, d->bp + jp * d->kc_max * VF_NR);
+    }
+    return 0;
 }
 
-static void team_barrier(void)
+static int64_t pack_a_units(const void *ctx, int64_t lo, int64_t hi)
 {
-#ifdef _OPENMP
-#pragma omp barrier
-#endif
+    const vf_gemm_step *s = ctx;
+    for (int64_t ip = lo; ip < hi; ++ip)
+        vf_pack_a_panel(s->p, s->ic + ip * VF_MR, s->pc, s->kc,
+                        s->d->ap + ip * s->d->kc_max * VF_MR);
+    return 0;
 }
 
-/* Everything one thread does: inside an OpenMP team the panels and units
- * are split; called directly (one thread), the loops run serially. */
-static int blocked_loops(const vf_gemm_plan *d)
+/* Units lo..hi-1 of the step's route, with this thread's scratch. */
+static int64_t route_units(const void *ctx, int64_t lo, int64_t hi)
 {
-    const vf_gemm_problem *p = d->p;
-    const vf_route_ops *route = &vf_route_table[d->route];
-    int nonfinite = 0;
+    vf_gemm_step s = *(const vf_gemm_step *)ctx;
     _Alignas(64) float tile[VF_MR * VF_NR];
     _Alignas(64) float edge_a[VF_MR * VF_KC];
-    vf_gemm_step s = {.d = d, .p = p, .tile = tile, .edge_a = edge_a};
+    s.tile = tile;
+    s.edge_a = edge_a;
+    return vf_route_table[s.d->route].run(&s, lo, hi);
+}
+
+/* Units per claim: about 4 claims per thread (fewer, longer column runs;
+ * enough to even out a late thread). */
+static int64_t grain(int64_t units, int threads)
+{
+    const int64_t g = units / (4 * (int64_t)threads);
+    return g > 1 ? g : 1;
+}
+
+int vf_run_blocked(const vf_gemm_plan *d)
+{
+    const vf_gemm_problem *p = d->p;
+    const int nt = d->threads;
+    int64_t nonfinite = 0; /* flags OR-ed as a sum: order-independent */
+    vf_gemm_step s = {.d = d, .p = p};
     for (s.jc = 0; s.jc < d->N; s.jc += VF_NC) {
         s.nc = vf_min64(VF_NC, d->N - s.jc);
         s.n_panels = (s.nc + VF_NR - 1) / VF_NR;
@@ -215,54 +235,19 @@ static int blocked_loops(const vf_gemm_plan *d)
             s.kc = vf_min64(d->kc_step, d->K - s.pc);
             s.first_k = kb == 0;
             s.last_k = kb == d->k_blocks - 1;
-            int64_t lo, hi;
             /* only the last panel can be narrow: if it is read in place
-             * too, nothing is packed and the loop (and its barrier) is
-             * skipped */
-            if (!vf_b_panel_in_place(d->b_in_place, s.nc - (s.n_panels - 1) * VF_NR)) {
-                my_share(s.n_panels, &lo, &hi);
-                for (int64_t jp = lo; jp < hi; ++jp) {
-                    const int64_t j0 = s.jc + jp * VF_NR;
-                    const int64_t nr = vf_min64(VF_NR, d->N - j0);
-                    if (!vf_b_panel_in_place(d->b_in_place, nr))
-                        vf_pack_b_panel(p, j0, nr, s.pc, s.kc, d->bp + jp * d->kc_max * VF_NR);
-                }
-                team_barrier();
-            }
+             * too, nothing is packed */
+            if (!vf_b_panel_in_place(d->b_in_place, s.nc - (s.n_panels - 1) * VF_NR))
+                vf_team_for(nt, s.n_panels, 1, pack_b_units, &s);
             for (s.ic = 0; s.ic < d->M; s.ic += VF_MC) {
                 s.mc = vf_min64(VF_MC, d->M - s.ic);
                 s.m_panels = (s.mc + VF_MR - 1) / VF_MR;
-                if (!d->a_in_place) {
-                    my_share(s.m_panels, &lo, &hi);
-                    for (int64_t ip = lo; ip < hi; ++ip)
-                        vf_pack_a_panel(p, s.ic + ip * VF_MR, s.pc, s.kc,
-                                        d->ap + ip * d->kc_max * VF_MR);
-                    team_barrier();
-                }
-                my_share(route->units(&s), &lo, &hi);
-                if (hi > lo)
-                    nonfinite |= route->run(&s, lo, hi);
-                team_barrier();
+                if (!d->a_in_place)
+                    vf_team_for(nt, s.m_panels, 1, pack_a_units, &s);
+                const int64_t units = vf_route_table[d->route].units(&s);
+                nonfinite += vf_team_for(nt, units, grain(units, nt), route_units, &s);
             }
         }
     }
-    return nonfinite;
-}
-
-int vf_run_blocked(const vf_gemm_plan *d)
-{
-    int nonfinite = 0; /* per-thread flags, OR-ed: order-independent */
-    /* No team for one thread: libgomp's team start/end costs futex system
-     * calls, a visible share of a batch-32 layer. But inside someone else's
-     * parallel region (the model's side-by-side backward products, or a
-     * caller's own OpenMP code) the loops' barriers would bind to that outer
-     * team: a deadlock. There, a team of our own (of one thread) is required. */
-#ifdef _OPENMP
-    if (d->threads > 1 || d->in_team) {
-#pragma omp parallel num_threads(d->threads) reduction(|: nonfinite)
-        nonfinite |= blocked_loops(d);
-        return nonfinite;
-    }
-#endif
-    return blocked_loops(d);
+    return nonfinite != 0;
 }

@@ -8,12 +8,9 @@
  * produced by one micro-kernel call per K block, always summing k in the
  * same order, and which kernel computes a tile depends only on its shape. */
 #include "isa/gemm_internal.h"
+#include "threads.h"
 #include "vaefast.h"
 #include "workspace.h"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 /* An operand of at most this many floats (64 KiB) stays in L1/L2 when read
  * in place, so packing it would only add a copy. */
@@ -48,7 +45,7 @@ const vf_route_ops vf_route_table[VF_ROUTE_COUNT] = {
 static vf_route choose_route(const vf_gemm_plan *d)
 {
 #ifdef VF_HAVE_ROW_VECTOR
-    if (d->M == 1 && d->a_in_place && d->b_in_place && d->threads == 1 && !d->in_team)
+    if (d->M == 1 && d->a_in_place && d->b_in_place && d->threads == 1)
         return VF_ROUTE_ROW;
 #endif
     if (d->wide)
@@ -98,12 +95,8 @@ static int run_problem(const vf_gemm_problem *p)
         return VF_ERR_NOMEM;
     d.bp = d.ap + ap_floats;
 
-    d.threads = 1;
-#ifdef _OPENMP
-    if ((double)M * (double)N * (double)K >= VF_GEMM_PARALLEL_MIN_MACS)
-        d.threads = omp_get_max_threads();
-    d.in_team = omp_in_parallel();
-#endif
+    const double macs = (double)M * (double)N * (double)K;
+    d.threads = vf_threads_for(macs < 1e18 ? (int64_t)macs : INT64_MAX, VF_GEMM_PARALLEL_MIN_MACS);
     d.route = choose_route(&d);
     const int nonfinite = vf_run_blocked(&d);
     if (p->nonfinite)

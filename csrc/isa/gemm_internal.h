@@ -104,8 +104,7 @@ typedef struct vf_gemm_plan {
     const vf_wide_kernel *wide;   /* this N's wide kernel, or NULL */
     int64_t k_blocks, kc_step, kc_max;
     float *ap, *bp;               /* shared packing buffers */
-    int threads;                  /* team size */
-    int in_team;                  /* called inside an OpenMP parallel region */
+    int threads;                  /* team size (threads.h) */
 } vf_gemm_plan;
 
 /* What every unit of one (N block, K block, M block) step shares. */
@@ -116,7 +115,7 @@ typedef struct vf_gemm_step {
     int64_t pc, kc;               /* K block */
     int64_t ic, mc, m_panels;     /* M block */
     int first_k, last_k;
-    float *tile, *edge_a;         /* this thread's scratch */
+    float *tile, *edge_a;         /* the running thread's scratch */
 } vf_gemm_step;
 
 /* A route: how many units a step has, and units [lo, hi) of it computed.
