@@ -40,6 +40,12 @@
 #endif
 
 #define VF_TEAM_SPIN_NS 50000 /* idle spin before sleeping: 50 µs */
+/* A call whose caller waited for others' units longer than it worked
+ * (plus a spin) lost by having a team: a worker was preempted holding a
+ * unit. Later calls then run alone for a while, 1 ms at first, doubling
+ * (to 128 ms) while team calls keep losing, back to 1 ms when one wins. */
+#define VF_BACKOFF_MIN_NS 1000000
+#define VF_BACKOFF_MAX_NS 128000000
 #define VF_TEAM_MAX 64        /* workers at most */
 
 /* The claim word: generation (16 bits) | units (24 bits) | next (24 bits). */
@@ -58,6 +64,8 @@ typedef struct vf_pool {
     atomic_int owned;                /* a caller owns the pool */
     atomic_int sleepers, owner_waits;
     atomic_int started;              /* workers running */
+    atomic_llong alone_until;        /* now_ns() before which calls run alone */
+    int64_t backoff;                 /* next back-off (the owner's) */
     pthread_mutex_t lock;            /* sleeping, starting workers */
     pthread_cond_t wake, finished;
 } vf_pool;
@@ -180,7 +188,8 @@ int64_t vf_team_for(int nt, int64_t n, int64_t grain, vf_range_fn fn, const void
         grain = (n + VF_MAX_UNITS - 1) / VF_MAX_UNITS;
     const int64_t units = (n + grain - 1) / grain;
     int free_ = 0;
-    if (nt <= 1 || units <= 1 || !atomic_compare_exchange_strong(&pool.owned, &free_, 1))
+    if (nt <= 1 || units <= 1 || now_ns() < atomic_load(&pool.alone_until) ||
+        !atomic_compare_exchange_strong(&pool.owned, &free_, 1))
         return fn(ctx, 0, n); /* alone: one call over everything */
     const int workers = start_workers(nt);
     if (workers == 0) {
@@ -203,9 +212,11 @@ int64_t vf_team_for(int nt, int64_t n, int64_t grain, vf_range_fn fn, const void
         pthread_cond_broadcast(&pool.wake);
         pthread_mutex_unlock(&pool.lock);
     }
+    const int64_t t0 = now_ns();
     work(gen);
+    const int64_t t1 = now_ns();
     /* the units others still hold: spin a little, then sleep */
-    const int64_t until = now_ns() + VF_TEAM_SPIN_NS;
+    const int64_t until = t1 + VF_TEAM_SPIN_NS;
     for (int i = 0; atomic_load(&pool.done) < units; ++i) {
         VF_RELAX();
         if ((i & 63) == 63 && now_ns() > until) {
@@ -218,6 +229,15 @@ int64_t vf_team_for(int nt, int64_t n, int64_t grain, vf_range_fn fn, const void
         }
     }
     const int64_t sum = atomic_load(&pool.sum);
+    const int64_t t2 = now_ns();
+    if (t2 - t1 > (t1 - t0) + VF_TEAM_SPIN_NS) { /* the team lost: run alone a while */
+        pool.backoff = pool.backoff < VF_BACKOFF_MIN_NS ? VF_BACKOFF_MIN_NS
+                       : pool.backoff < VF_BACKOFF_MAX_NS ? 2 * pool.backoff
+                                                          : VF_BACKOFF_MAX_NS;
+        atomic_store(&pool.alone_until, t2 + pool.backoff);
+    } else {
+        pool.backoff = 0;
+    }
     atomic_store(&pool.owned, 0);
     return sum;
 }
