@@ -10,7 +10,10 @@
  *     turns up costs nothing (the caller does all units);
  *   - idle workers spin briefly (VF_TEAM_SPIN_NS) watching for the next
  *     job, then sleep on a condition variable, so a quiet process leaves
- *     its neighbours their cores within tens of microseconds.
+ *     its neighbours their cores within tens of microseconds;
+ *   - a loop in which the caller waited longer than it worked lost by having
+ *     a team (a worker was preempted holding a unit): later loops run on
+ *     the caller alone for a while (VF_BACKOFF_*), then the team is retried.
  * Units are fixed by the caller (rows, panels, tiles): who computes one
  * never changes its bits.
  *

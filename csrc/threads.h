@@ -64,8 +64,9 @@ int64_t vf_split_range(int64_t n, int nt, vf_range_fn fn, const void *ctx);
  * up to nt - 1 pool workers; returns when every unit is done, with the sum
  * of fn's results. The caller always works, so a worker that is asleep or
  * descheduled delays the call by at most one unit. Runs fn(ctx, 0, n) on
- * the caller alone when nt <= 1, when there is one unit, or when another
- * call owns the pool (one job at a time). */
+ * the caller alone when nt <= 1, when there is one unit, when another
+ * call owns the pool (one job at a time), or for a while after a loop the
+ * team lost (the caller waited longer than it worked: csrc/team.c). */
 int64_t vf_team_for(int nt, int64_t n, int64_t grain, vf_range_fn fn, const void *ctx);
 /* 1 on a thread that is running a unit of the team (calls made there run
  * alone: no nested teams). */
