@@ -1,20 +1,28 @@
-"""Check the code the compiler emitted for the NEON GEMM micro-kernel.
+"""Check the code the compiler emitted for the NEON GEMM micro-kernels.
 
-Speed cannot be measured under emulation, so the evidence is the inner K
-loop of the full 8×12 tile (isa/gemm_config.h): per k, 24 FMAs by lane,
-two loads of A, three of B, and loop control. This reads the disassembly
-of the cross-built object (`aarch64-linux-gnu-objdump -d`) of function
-FUNC, finds every single-block loop (a backward branch and the
-instructions it jumps back over) holding TILE_FMAS FMAs, and requires the densest of them (the packed-A
-loop) to have at least MIN_DENSITY FMAs per instruction and not to touch
-the stack (a spilled accumulator). A compiler or code change that breaks the register
-tile fails this loudly.
+Speed cannot be measured under emulation, so the evidence is the k loops
+of the micro-kernels: for the full 8×12 tile (isa/gemm_config.h), per k,
+24 FMAs by lane, two loads of A, three of B, and loop control. This reads
+the disassembly of the cross-built object of the micro-kernel entry point
+(`aarch64-linux-gnu-objdump -d` of gemm_ukr.c.o, where every tile kernel
+is instantiated) and finds, in every function, every single-block loop (a
+backward branch and the instructions it jumps back over) that holds an
+FMA: those are the k loops of the tiles (full tiles, one copy per
+epilogue; edge tiles; wide kernels), all of which run. It fails when
+
+  * any such loop touches the stack (a spilled accumulator or operand),
+  * a full-tile loop (TILE_FMAS FMAs) has fewer than MIN_DENSITY FMAs per
+    instruction,
+  * the full tile's column kernel FUNC has no full-tile loop at all.
+
+A compiler or code change that breaks the register tile fails this loudly.
 
 usage: python fma_density.py OBJDUMP OBJECT [FUNC]
 """
 import re
 import subprocess
 import sys
+from collections import Counter
 
 TILE_FMAS = 8 * 12 // 4  # MR × NR / 4 lanes: one fmla per accumulator per k
 MIN_DENSITY = 0.75
@@ -64,46 +72,55 @@ def touches_stack(operands):
     return re.search(r"\[sp\b", operands) is not None
 
 
+def k_loops(code):
+    """(fmas, instructions, stack accesses, address) of every loop with an FMA."""
+    for body in loops(code):
+        fmas = sum(is_fma(m) for _, m, _ in body)
+        if fmas:
+            yield fmas, len(body), sum(touches_stack(o) for _, _, o in body), body[0][0]
+
+
+def check(listing, func):
+    """Report lines and failure lines for one disassembly listing."""
+    report, failures = [], []
+    found_tile = False
+    for name, code in functions(listing).items():
+        shapes = Counter()
+        for fmas, n, spills, addr in k_loops(code):
+            shapes[(fmas, n, spills)] += 1
+            if spills:
+                failures.append(f"{name}: k loop at {addr:#x} ({fmas} FMAs in {n} "
+                                f"instructions) has {spills} stack accesses (spills)")
+            if fmas == TILE_FMAS and fmas / n < MIN_DENSITY:
+                failures.append(f"{name}: full-tile k loop at {addr:#x} has {fmas / n:.0%} "
+                                f"FMAs, needs >= {MIN_DENSITY:.0%}")
+            found_tile |= name == func and fmas == TILE_FMAS
+        if shapes:
+            loops_txt = ", ".join(
+                f"{c}x [{f} FMAs / {n} instr = {f / n:.0%}, {s} stack]"
+                for (f, n, s), c in sorted(shapes.items(), reverse=True))
+            report.append(f"{name}: {loops_txt}")
+    if not found_tile:
+        failures.append(f"no single-block loop in {func} with {TILE_FMAS} FMAs "
+                        "(the 8x12 tile's k loop)")
+    return report, failures
+
+
 def main():
     objdump, obj = sys.argv[1], sys.argv[2]
-    # the full-tile column kernel without epilogue steps; its 31 siblings (one per
-    # epilogue, isa/gemm_ukernel.h) share the k loop
+    # the full-tile column kernel without epilogue steps (isa/gemm_ukernel.h)
     func = sys.argv[3] if len(sys.argv) > 3 else "vf_full_column_0"
     listing = subprocess.run([objdump, "-d", "--no-show-raw-insn", obj], check=True,
                              capture_output=True, text=True).stdout
-    code = functions(listing).get(func)
-    if not code:
-        sys.exit(f"fma_density: no function {func!r} in {obj}")
-    tiles = [body for body in loops(code)
-             if sum(is_fma(m) for _, m, _ in body) == TILE_FMAS]
-    if not tiles:
-        sys.exit(f"fma_density: FAIL: no single-block loop in {func} with {TILE_FMAS} FMAs "
-                 "(the 8x12 tile's k loop)")
-    def density(body):
-        return sum(is_fma(m) for _, m, _ in body) / len(body)
-
-    for body in tiles:
-        fmas = sum(is_fma(m) for _, m, _ in body)
-        spills = sum(touches_stack(o) for _, _, o in body)
-        others = sorted({m for _, m, _ in body if not is_fma(m)})
-        print(f"fma_density: {func} k loop at {body[0][0]:#x}: {fmas} FMAs in {len(body)} "
-              f"instructions ({density(body):.0%}, {len(body) / fmas:.2f} instructions per "
-              f"FMA, {spills} stack accesses); others: {' '.join(others)}")
-    # The packed-A loop is the densest; the A-in-place copies (narrow
-    # products) gather A by rows and are reported only.
-    packed = max(tiles, key=density)
-    bad = False
-    if density(packed) < MIN_DENSITY:
-        print(f"fma_density: FAIL: the densest tile loop has {density(packed):.0%} FMAs, "
-              f"needs >= {MIN_DENSITY:.0%}")
-        bad = True
-    if any(touches_stack(o) for _, _, o in packed):
-        print("fma_density: FAIL: the densest tile loop touches the stack (spills)")
-        bad = True
-    if not bad:
-        print(f"fma_density: OK: packed-A k loop at {packed[0][0]:#x}, "
-              f"{density(packed):.0%} FMAs, no stack access")
-    sys.exit(1 if bad else 0)
+    report, failures = check(listing, func)
+    for line in report:
+        print(f"fma_density: {line}")
+    for line in failures:
+        print(f"fma_density: FAIL: {line}")
+    if not failures:
+        print(f"fma_density: OK: {sum(1 for _ in report)} functions with k loops, no spill, "
+              f"full tiles >= {MIN_DENSITY:.0%} FMAs")
+    sys.exit(1 if failures else 0)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 /* gemm.c: the public GEMM entry points: argument checks, then one call into
- * the active kernel set's driver (csrc/isa/gemm_driver.c). */
+ * the active kernel set's driver (csrc/isa/gemm_driver.c, which sizes its
+ * thread team with vf_threads_for). */
 #include "check.h"
 #include "gemm_kernels.h"
 #include "kernels.h"
@@ -8,7 +9,7 @@
 
 static int run(const vf_gemm_problem *p)
 {
-    vf_threads_sync(); /* the driver sizes its team by omp_get_max_threads() */
+    vf_threads_sync(); /* OpenMP's count follows the setting (threads.h) */
     return vf_active()->gemm->gemm(p);
 }
 

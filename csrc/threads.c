@@ -1,6 +1,6 @@
-/* threads.c: the thread-count setting, fork safety, the contiguous split
- * and the thread-count tuner (see threads.h and docs/threads.md).
- * A build without OpenMP still links and runs single-threaded. */
+/* threads.c: the thread-count setting, fork safety, the split of work
+ * over the thread team (csrc/team.c) and the thread-count tuner (see
+ * threads.h and docs/threads.md). */
 #define _GNU_SOURCE /* pthread_rwlockattr_setkind_np (glibc) */
 #include "threads.h"
 
@@ -33,6 +33,7 @@ static void after_fork_in_child(void)
     if (started_team)
         orphaned_pool = 1;
     pthread_mutex_init(&relock_mutex, NULL); /* a parent's thread may hold it */
+    vf_team_after_fork();
     atomic_fetch_add(&fork_count, 1u);
 }
 
@@ -75,21 +76,19 @@ int vf_threads_cap(int n)
 
 int vf_threads_for(int64_t work, int64_t min_work)
 {
-#ifdef _OPENMP
     pthread_once(&init_once, init);
-    if (work < min_work || orphaned_pool || omp_in_parallel())
+    if (work < min_work || orphaned_pool || vf_team_inside())
         return 1;
+#ifdef _OPENMP
+    if (omp_in_parallel())
+        return 1;
+#endif
     int n = atomic_load_explicit(&setting, memory_order_relaxed);
     if (cap > 0 && cap < n)
         n = cap;
     if (n > 1)
         started_team = 1;
     return n;
-#else
-    (void)work;
-    (void)min_work;
-    return 1;
-#endif
 }
 
 void vf_threads_sync(void)
@@ -141,35 +140,13 @@ void vf_rwlock_unlock(vf_rwlock *l)
     pthread_rwlock_unlock(&l->rw);
 }
 
-/* Start of range t of nt over [0, n): the first n % nt ranges get one more
- * item (exact in int64 for any n). */
-static int64_t range_start(int64_t n, int64_t nt, int64_t t)
-{
-    int64_t extra = n % nt;
-    return (n / nt) * t + (t < extra ? t : extra);
-}
-
 int64_t vf_split_range(int64_t n, int nt, vf_range_fn fn, const void *ctx)
 {
     if (n <= 0)
         return 0;
-    if (nt > n)
-        nt = (int)n;
-    if (nt <= 1)
-        return fn(ctx, 0, n);
-    int64_t sum = 0;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nt) reduction(+: sum)
-    {
-        int64_t T = omp_get_num_threads(), t = omp_get_thread_num();
-        int64_t lo = range_start(n, T, t), hi = range_start(n, T, t + 1);
-        if (hi > lo)
-            sum += fn(ctx, lo, hi);
-    }
-#else
-    sum = fn(ctx, 0, n);
-#endif
-    return sum;
+    /* about 4 units per thread: enough for a late thread to cost little */
+    const int64_t units = 4 * (int64_t)(nt > 1 ? nt : 1);
+    return vf_team_for(nt, n, (n + units - 1) / units, fn, ctx);
 }
 
 /* ------------------------------------------------------------------ tuner */

@@ -1,17 +1,21 @@
-/* threads.h: how many threads a call may use, the one contiguous split of
- * work over them, and the per-model thread-count tuner (internal).
+/* threads.h: how many threads a call may use, the thread team that runs
+ * parallel loops (csrc/team.c), and the per-model thread-count tuner
+ * (internal).
  *
  * The setting (vf_set_num_threads) is process-wide. A call runs on fewer
  * threads than the setting when
  *   - it is too small to repay a team (work < min_work),
- *   - it already runs inside a parallel region (no nested teams),
- *   - its thread inherited a started OpenMP pool across fork(): libgomp's
- *     workers do not exist in the child, and a team of more than one thread
- *     would wait for them forever; that thread runs serially (any thread the
- *     child starts gets a fresh pool),
+ *   - it already runs inside a parallel region or a unit of the team (no
+ *     nested teams),
+ *   - its thread inherited a started OpenMP pool across fork() (the
+ *     likelihood kernels' loop): libgomp's workers do not exist in the
+ *     child, and a team of more than one thread would wait for them
+ *     forever; that thread runs serially (any thread the child starts gets
+ *     a fresh pool),
  *   - the calling thread has a cap (vf_threads_cap), set by the tuner.
- * Every split is a pure function of (n, nt) over whole items, so results do
- * not depend on the thread count. */
+ * Work is cut into whole items (rows, blocks, panels, tiles) computed the
+ * same way whoever runs them, so results depend neither on the thread
+ * count nor on the schedule. */
 #ifndef VF_THREADS_H
 #define VF_THREADS_H
 
@@ -24,7 +28,8 @@
 int vf_threads_for(int64_t work, int64_t min_work);
 
 /* Makes OpenMP's own count for the calling thread (omp_get_max_threads,
- * read by the GEMM driver) equal to vf_threads_for(1, 0). */
+ * read by the OpenMP loops left: csrc/likelihood.c) equal to
+ * vf_threads_for(1, 0). */
 void vf_threads_sync(void);
 
 /* Caps the calling thread at `cap` threads (0: no cap); returns the old cap. */
@@ -47,10 +52,27 @@ void vf_rwlock_destroy(vf_rwlock *l);
 void vf_rwlock_lock(vf_rwlock *l, int write);
 void vf_rwlock_unlock(vf_rwlock *l);
 
-/* fn(ctx, lo, hi) for nt contiguous ranges [n·t/nt, n·(t+1)/nt) of [0, n),
- * one per thread; returns the sum of the results (integers: order-free). */
+/* fn(ctx, lo, hi) over ranges [lo, hi) covering [0, n) once, on up to nt
+ * threads; returns the sum of the results (integers: order-free). Which
+ * thread runs a range, and where ranges start, may differ from call to
+ * call: fn must compute each item the same way whatever range holds it. */
 typedef int64_t (*vf_range_fn)(const void *ctx, int64_t lo, int64_t hi);
 int64_t vf_split_range(int64_t n, int nt, vf_range_fn fn, const void *ctx);
+
+/* The thread team (csrc/team.c): fn over [0, n) in units of `grain` items
+ * (the last one shorter), claimed one at a time by the calling thread and
+ * up to nt - 1 pool workers; returns when every unit is done, with the sum
+ * of fn's results. The caller always works, so a worker that is asleep or
+ * descheduled delays the call by at most one unit. Runs fn(ctx, 0, n) on
+ * the caller alone when nt <= 1, when there is one unit, when another
+ * call owns the pool (one job at a time), or for a while after a loop the
+ * team lost (the caller waited longer than it worked: csrc/team.c). */
+int64_t vf_team_for(int nt, int64_t n, int64_t grain, vf_range_fn fn, const void *ctx);
+/* 1 on a thread that is running a unit of the team (calls made there run
+ * alone: no nested teams). */
+int vf_team_inside(void);
+/* Called in the child of fork(): the pool's workers were not copied. */
+void vf_team_after_fork(void);
 
 /* Chooses, step after step, between one thread and the full setting by
  * measured wall time per row. Results are bit-identical either way, so the

@@ -33,28 +33,40 @@ static int layer_input_grad(const vf_vae_layer *L, int64_t B, const float *d,
                                     dx, L->in);
 }
 
+/* The two independent products of a layer's backward pass as the two
+ * units of one team loop (threads.h): side by side on two threads, or one
+ * after the other on the caller when the other thread is late. */
+typedef struct backward_pair {
+    const vf_vae_layer *L;
+    int64_t B, ldx;
+    const float *x, *d, *W, *mask;
+    float *dW, *db, *dx;
+    int *st; /* [weight gradient, input gradient] */
+} backward_pair;
+
+static int64_t backward_pair_units(const void *ctx, int64_t lo, int64_t hi)
+{
+    const backward_pair *p = ctx;
+    for (int64_t u = lo; u < hi; ++u)
+        p->st[u] = u == 0 ? layer_weight_grad(p->L, p->B, p->x, p->ldx, p->d, p->dW, p->db)
+                          : layer_input_grad(p->L, p->B, p->d, p->W, p->mask, p->dx);
+    return 0;
+}
+
 static int backward_layer(const vf_vae_layer *L, int64_t B, const float *x, int64_t ldx,
                           const float *d, const float *W, float *dW, float *db,
                           const float *mask, float *dx)
 {
-    int st_w = VF_OK, st_x = VF_OK;
-#ifdef _OPENMP
-    if (dx && vf_threads_for(1, 0) == 2) {
-        /* inside the region each GEMM runs on its own thread (threads.h) */
-#pragma omp parallel sections num_threads(2)
-        {
-#pragma omp section
-            st_w = layer_weight_grad(L, B, x, ldx, d, dW, db);
-#pragma omp section
-            st_x = layer_input_grad(L, B, d, W, mask, dx);
-        }
-        return st_w != VF_OK ? st_w : st_x;
+    int st[2] = {VF_OK, VF_OK};
+    if (dx && vf_threads_for(1, 0) == 2) { /* inside a unit each GEMM runs alone */
+        const backward_pair p = {L, B, ldx, x, d, W, mask, dW, db, dx, st};
+        vf_team_for(2, 2, 1, backward_pair_units, &p);
+        return st[0] != VF_OK ? st[0] : st[1];
     }
-#endif
-    st_w = layer_weight_grad(L, B, x, ldx, d, dW, db);
-    if (st_w == VF_OK && dx)
-        st_x = layer_input_grad(L, B, d, W, mask, dx);
-    return st_w != VF_OK ? st_w : st_x;
+    st[0] = layer_weight_grad(L, B, x, ldx, d, dW, db);
+    if (st[0] == VF_OK && dx)
+        st[1] = layer_input_grad(L, B, d, W, mask, dx);
+    return st[0] != VF_OK ? st[0] : st[1];
 }
 
 /* backward_layer for a layer whose input may be [x | c]: x's part as usual

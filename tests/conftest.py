@@ -48,6 +48,14 @@ def run_python(tmp_path):
     return run
 
 
+@pytest.fixture
+def threads_setting():
+    """Restore the process-wide thread setting after the test."""
+    old = vaefast.get_num_threads()
+    yield
+    vaefast.set_num_threads(old)
+
+
 @pytest.fixture(params=vaefast.supported_isas())
 def kernel_set(request):
     """Run the test once per kernel set this CPU supports (the active set is

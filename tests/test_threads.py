@@ -18,14 +18,6 @@ from vaefast.training import loop as _train
 HAVE_PROC_TASKS = os.path.isdir("/proc/self/task")
 
 
-@pytest.fixture
-def threads_setting():
-    """Restore the process-wide thread setting after the test."""
-    old = vaefast.get_num_threads()
-    yield
-    vaefast.set_num_threads(old)
-
-
 def _step_once(core, X, batch, k):
     """Step k of an unshuffled Adam epoch, as fit runs it (one C call)."""
     sums = np.zeros(3)

@@ -5,6 +5,8 @@
  *                   an MC×KC block of A in L2
  *   VF_B_IN_PLACE_ROWS  products of at most this many rows read B in place
  *                   (too little reuse to repay packing it)
+ *   VF_A_IN_PLACE   1: narrow products read A's rows in place (no packing);
+ *                   0: A is always packed (the tiles have no in-place copy)
  *   VF_EDGE_ROWS    edge kernels exist for every multiple of this up to MR
  *                   (rows are a compile-time constant of a kernel)
  *   VF_WIDE(X)      shape-specific whole-row kernels, one X(...) per entry:
@@ -27,6 +29,7 @@
 #define VF_KC 512
 #define VF_MC 384
 #define VF_B_IN_PLACE_ROWS 48
+#define VF_A_IN_PLACE 1
 #define VF_EDGE_ROWS 4
 #define VF_FOR_EDGE_ROWS(X) X(4) X(8) X(12)
 /* N = 40 (the encoder head, 2·latent): 2 zmm + 1 ymm per row, 8 rows
@@ -41,6 +44,7 @@
 #define VF_KC 384 /* 784 = 3 × 264; 2-3% faster than 256 at the VAE's shapes */
 #define VF_MC 144
 #define VF_B_IN_PLACE_ROWS 48 /* batch 32: 0.80 -> 1.0× OpenBLAS */
+#define VF_A_IN_PLACE 1
 #define VF_EDGE_ROWS 1
 #define VF_FOR_EDGE_ROWS(X) X(1) X(2) X(3) X(4) X(5) X(6)
 #define VF_WIDE(X)
@@ -55,6 +59,11 @@
 #define VF_MC 192
 #define VF_NC 4080 /* a multiple of 12 */
 #define VF_B_IN_PLACE_ROWS 48
+/* A in place would be gathered 4 rows lda apart into one vector per k: 8
+ * scalar loads beside 24 accumulators and 3 B vectors spilled (24 FMAs in
+ * 46 instructions, 6-8 stack accesses). Packed, the k loop has 24 FMAs in
+ * 31 and no spill (.ci/fma_density.py) */
+#define VF_A_IN_PLACE 0
 #define VF_EDGE_ROWS 4 /* = the 4 rows of A one lane-FMA group reads */
 #define VF_FOR_EDGE_ROWS(X) X(4) X(8)
 #define VF_WIDE(X)
@@ -66,6 +75,7 @@
 #define VF_KC 256
 #define VF_MC 128
 #define VF_B_IN_PLACE_ROWS (4 * VF_MR)
+#define VF_A_IN_PLACE 1
 #endif
 
 #ifndef VF_NC

@@ -134,7 +134,8 @@ VF_INLINE int vf_tile(const int rows, const int nv, const int nh, const int full
             hacc[r] = hf_zero();
     }
     /* Packed A (a_rs = 1, a_cs = MR) gets its own copy of the loop with
-     * constant offsets: a runtime a_rs costs a register per row. */
+     * constant offsets: a runtime a_rs costs a register per row. A set
+     * that never reads A in place (VF_A_IN_PLACE 0) has only this copy. */
 #define VF_KLOOP(A_RS, A_CS)                                                  \
     for (int64_t k = 0; k < kc; ++k) {                                        \
         const float *bk = b + k * rsb;                                        \
@@ -155,11 +156,17 @@ VF_INLINE int vf_tile(const int rows, const int nv, const int nh, const int full
             }                                                                 \
         }                                                                     \
     }
+#if VF_A_IN_PLACE
     if (a_rs == 1 && a_cs == VF_MR) {
         VF_KLOOP(1, VF_MR)
     } else {
         VF_KLOOP(a_rs, a_cs)
     }
+#else
+    (void)a_rs;
+    (void)a_cs;
+    VF_KLOOP(1, VF_MR)
+#endif
 #undef VF_KLOOP
     vf chk[VF_TILE_MAX_NV + 1];
     VF_UNROLL for (int v = 0; v <= nv; ++v)

@@ -1,0 +1,190 @@
+"""vaefast beside other thread pools and after idle gaps (issue 22).
+
+    python bench/bench_neighbours.py [--repeats 3] [--threads 2] [--only NAME ...]
+                                     [--against DIR] [--json FILE]
+
+Every figure comes from a fresh interpreter; configurations are interleaved
+round after round and the medians printed. Scenarios:
+
+  linear     vaefast.ops.linear (bias + ReLU) at the VAE's layer shapes
+             32x400->784, 128x784->400, 128x400->784, GFLOP/s: alone, and
+             timed right after two NumPy (OpenBLAS) products on the same
+             thread count, whose workers keep spinning for a while after
+             their work, and after a 10 ms sleep; each series is 10 calls,
+             at N threads and at 1 thread.
+  pipeline   encode 4,096 rows of a 784-400-20 model, then one small BLAS
+             product of the latent means (x a 20x20 matrix), in a loop;
+             rows/s, against encode alone and against 1 thread.
+  requests   encode 1 and 64 rows once every 10 ms (a server answering
+             requests): median latency in ms, N threads and 1 thread.
+  fit        fit 784-400-20 at batch 128 with a per-epoch callback that
+             calls NumPy's BLAS (epochs of 1,024 rows); rows/s.
+  torch      (if PyTorch is installed) ops.linear right after torch.matmul
+             calls on the same thread count, against alone.
+
+--against DIR runs the children with the vaefast package found in DIR
+instead of the installed one (an A/B of two builds: DIR holds a `vaefast`
+folder with its compiled _core). The machine's load changes every figure:
+check `uptime` and repeat.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+SHAPES = ((32, 400, 784), (128, 784, 400), (128, 400, 784))
+
+_PRELUDE = """
+import json, os, sys, time
+base = {base!r}
+if base:  # import vaefast from DIR, not from the editable install
+    sys.meta_path = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]
+    sys.path.insert(0, base)
+import numpy as np
+from threadpoolctl import threadpool_limits
+import vaefast
+from vaefast import ops
+threads = {threads}
+vaefast.set_num_threads(threads)
+threadpool_limits(threads, user_api="blas")
+rng = np.random.default_rng(0)
+def med(xs):
+    xs = sorted(xs); return xs[len(xs) // 2]
+"""
+
+_LINEAR = """
+nb = rng.standard_normal((256, 256), dtype=np.float32)
+{setup}
+def before(mode):  # what runs right before each timed series of 10 calls
+    if mode == "after_blas":
+        nb @ nb; nb @ nb  # OpenBLAS on `threads` threads, then its spin
+    elif mode == "after_torch":
+        ta @ ta; ta @ ta  # PyTorch's own pool
+    elif mode == "after_sleep":
+        time.sleep(0.010)  # an idle gap: the workers have gone to sleep
+out = {{}}
+for M, K, N in {shapes}:
+    x = rng.standard_normal((M, K), dtype=np.float32)
+    W = rng.standard_normal((K, N), dtype=np.float32) / np.float32(K ** 0.5)
+    b = rng.standard_normal(N, dtype=np.float32)
+    y = np.empty((M, N), np.float32)
+    flops = 2.0 * M * K * N
+    for mode in {modes}:
+        rates = []
+        for _ in range(15):
+            before(mode)
+            t = time.perf_counter()
+            for _ in range(10):
+                ops.linear(x, W, b, "relu", out=y)
+            rates.append(10 * flops / (time.perf_counter() - t) / 1e9)
+        out[f"{{M}}x{{K}}->{{N}} {{mode}}"] = med(rates)
+print(json.dumps(out))
+"""
+
+_MODEL = """
+m = vaefast.VAE(784, hidden=(400,), latent_dim=20, seed=0)
+X = (rng.random((4096, 784)) < 0.3).astype(np.float32)
+"""
+
+_PIPELINE = _MODEL + """
+R = rng.standard_normal((20, 20)).astype(np.float32)
+out = {}
+for mode in ("encode_alone", "pipeline"):
+    m.encode(X)
+    rates = []
+    for _ in range(7):
+        t = time.perf_counter()
+        for _ in range(4):
+            mu, _ = m.encode(X)
+            if mode == "pipeline":
+                mu @ R
+        rates.append(4 * len(X) / (time.perf_counter() - t))
+    out[mode] = med(rates)
+print(json.dumps(out))
+"""
+
+_REQUESTS = _MODEL + """
+out = {}
+for rows in (1, 64):
+    x = X[:rows]
+    m.encode(x)
+    lat = []
+    for _ in range(60):
+        time.sleep(0.010)
+        t = time.perf_counter()
+        m.encode(x)
+        lat.append(1e3 * (time.perf_counter() - t))
+    out[f"{rows} rows ms"] = med(lat)
+print(json.dumps(out))
+"""
+
+_FIT = _MODEL + """
+nb = rng.standard_normal((256, 256), dtype=np.float32)
+def cb(epoch, logs):
+    nb @ nb; nb @ nb  # a NumPy statistic between epochs
+Xf = X[:1024]
+m.fit(Xf, epochs=1, batch_size=128)
+t = time.perf_counter()
+m.fit(Xf, epochs=16, batch_size=128, callbacks=[cb], progress=False)
+print(json.dumps({"rows/s": 16 * len(Xf) / (time.perf_counter() - t)}))
+"""
+
+def scenario_code(name):
+    linear = _LINEAR.format(shapes=SHAPES, setup="", modes=("alone", "after_blas", "after_sleep"))
+    torch = _LINEAR.format(shapes=SHAPES, modes=("after_torch",), setup=(
+        "import torch\ntorch.set_num_threads(threads)\nta = torch.randn(256, 256)"))
+    return {"linear": linear, "pipeline": _PIPELINE, "requests": _REQUESTS, "fit": _FIT,
+            "torch": torch}[name]
+
+
+def run_child(name, threads, base):
+    code = _PRELUDE.format(base=base or "", threads=threads) + scenario_code(name)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=900)
+    if out.returncode != 0:
+        raise RuntimeError(f"{name} ({threads} threads) failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def have_torch():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--only", nargs="*", default=None)
+    ap.add_argument("--against", default=None, help="import vaefast from this folder")
+    ap.add_argument("--json", default=None, help="also write the medians here")
+    args = ap.parse_args()
+    names = args.only or ["linear", "pipeline", "requests", "fit"] + (
+        ["torch"] if have_torch() else [])
+    counts = sorted({args.threads, 1}, reverse=True)
+    samples = {}
+    for _ in range(args.repeats):  # interleaved rounds of fresh processes
+        for name in names:
+            for nt in counts:
+                for key, val in run_child(name, nt, args.against).items():
+                    samples.setdefault((name, key, nt), []).append(val)
+    medians = {k: statistics.median(v) for k, v in samples.items()}
+    print(f"# medians of {args.repeats} fresh processes; load average "
+          f"{os.getloadavg()[0]:.1f} at the end")
+    print(f"{'scenario':<10} {'measure':<28} " + " ".join(f"{f'{nt} thr':>10}" for nt in counts))
+    for name, key in dict.fromkeys((n, k) for n, k, _ in medians):
+        vals = " ".join(f"{medians.get((name, key, nt), float('nan')):10.4g}" for nt in counts)
+        print(f"{name:<10} {key:<28} {vals}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({f"{n}|{k}|{t}": v for (n, k, t), v in medians.items()}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
