@@ -65,15 +65,7 @@ def test_likelihood_enum_in_at_most_three_c_files(value):
     assert len(where) <= 3, f"{value} is named in {where}: the model should read its table entry"
 
 
-# The GEMM driver is being split by another part of issue 21; strict, so the
-# mark has to go when that lands.
-OVER_600_PENDING = {"isa/gemm_driver.c"}
-
-
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="split pending"))
-    if n in OVER_600_PENDING else n
-    for n in (p.relative_to(CSRC).as_posix() for p in c_files())])
+@pytest.mark.parametrize("name", [p.relative_to(CSRC).as_posix() for p in c_files()])
 def test_no_c_file_over_600_lines(name):
     n = len((CSRC / name).read_text().splitlines())
     assert n <= 600, f"{name} has {n} lines"
