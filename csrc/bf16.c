@@ -4,6 +4,7 @@
  * (csrc/bf16_kernels.h). The avx2 set has no bf16 kernel of its own: with
  * it active, the emulation runs. */
 #include <stdatomic.h>
+#include <stdint.h>
 
 #include "bf16_kernels.h"
 #include "check.h"
@@ -62,11 +63,13 @@ int vf_gemm_bf16(int impl, int trans_a, int trans_b, int64_t M, int64_t N, int64
     VF_TRY(trans_b ? vf_check_matrix(B, N, K, ldb) : vf_check_matrix(B, K, N, ldb));
     VF_TRY(vf_check_matrix(C, M, N, ldc));
     int nonfinite = 0;
+    const int64_t kk = K > 0 ? K : 1, mn = M * N; /* M·N fits: C's size was checked */
+    const int64_t macs = mn > INT64_MAX / kk ? INT64_MAX : mn * kk;
     const vf_bf16_problem p = {
         .M = M, .N = N, .K = K, .A = A, .lda = lda, .trans_a = trans_a,
         .B = B, .ldb = ldb, .trans_b = trans_b, .C = C, .ldc = ldc, .bias = b,
         .relu = act == VF_ACT_RELU,
-        .nthreads = vf_threads_for(M * N * (K > 0 ? K : 1), VF_BF16_PARALLEL_MIN_MACS),
+        .nthreads = vf_threads_for(macs, VF_BF16_PARALLEL_MIN_MACS),
         .nonfinite = &nonfinite};
     int status;
 #ifdef VF_HAVE_X86_ISAS

@@ -15,6 +15,8 @@ oracle is of order 2^-9·|a|·|b|).
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import vaefast
 from vaefast import _core, ops
@@ -77,6 +79,37 @@ def test_gemm_matches_bf16_oracle(kernel_set, rng, M, N, K, trans):
     assert np.all(np.abs(got - exact) <= bound)
 
 
+def test_strided_operands_and_out(rng):
+    """Row slices are read in place (leading dimension > columns), and the
+    result goes into the caller's strided `out`."""
+    a = rng.standard_normal((30, 50)).astype(np.float32)[:, :37]
+    b = rng.standard_normal((37, 30)).astype(np.float32)[:, :23]
+    out = np.full((30, 28), 7.0, np.float32)
+    got = ops.matmul(a, b, out=out[:, :23], precision="bf16")
+    exact, bound = oracle(a, b)
+    assert np.all(np.abs(got - exact) <= bound)
+    np.testing.assert_array_equal(out[:, :23], got)
+    assert np.all(out[:, 23:] == 7.0)  # nothing written past the view
+
+
+@given(M=st.integers(1, 70), N=st.integers(1, 70), K=st.integers(0, 70),
+       ta=st.booleans(), tb=st.booleans(), seed=st.integers(0, 2**16))
+def test_gemm_random_shapes(M, N, K, ta, tb, seed):
+    """Every tile edge (rows mod 12 and 4, columns mod 32, 16 and 8, odd K):
+    the oracle's bound, and where the instruction exists the same bits as
+    the emulation."""
+    r = np.random.default_rng(seed)
+    a = r.standard_normal((K, M) if ta else (M, K)).astype(np.float32)
+    b = r.standard_normal((N, K) if tb else (K, N)).astype(np.float32)
+    got, flag = run(a, b, ta, tb, impl="emulated")
+    assert not flag
+    exact, bound = oracle(a, b, ta, tb)
+    assert np.all(np.abs(got - exact) <= bound)
+    if NATIVE:
+        nat, _ = run(a, b, ta, tb, impl="native")
+        np.testing.assert_array_equal(got.view(np.uint32), nat.view(np.uint32))
+
+
 @pytest.mark.parametrize("relu", [False, True])
 def test_linear_epilogue(rng, relu):
     x = rng.standard_normal((50, 70)).astype(np.float32)
@@ -115,6 +148,30 @@ def test_rounding_is_nearest_even(kernel_set):
     np.testing.assert_array_equal(got, want.astype(np.float32))
     # the tie 0x3F808000 goes down to even 0x3F80, 0x3F818000 up to 0x3F82
     assert got[0, 0] == 1.0 and got[0, 1].view(np.uint32) == 0x3F820000
+
+
+@pytest.mark.parametrize("K", [1, 64, 95])
+def test_nan_rounds_to_quiet_nan(kernel_set, K):
+    """A NaN operand stays NaN through the rounding (quieted, sign and top
+    payload kept) on the scalar (K = 1) and vector packing paths; being
+    the first NaN every entry meets, its bits are what every entry holds."""
+    a = np.ones((2, K), np.float32)
+    a[:, 0] = np.array([0xFF812345, 0x7FA00001], np.uint32).view(np.float32)
+    c, flag = run(a, np.eye(K, 3, dtype=np.float32))
+    assert flag
+    want = np.array([0xFFC10000, 0x7FE00000], np.uint32)  # (u >> 16 | 0x40) << 16
+    np.testing.assert_array_equal(c.view(np.uint32), np.repeat(want[:, None], 3, axis=1))
+
+
+def test_rounding_on_the_vector_path(kernel_set, rng):
+    """Ties and carries spread over a row of 96 (the avx512 set packs rows
+    of A 32 floats at a time): A @ I is round_bf16(A) exactly."""
+    low = rng.choice(np.array([0x8000, 0x7FFF, 0x8001, 0x0000, 0xFFFF], np.uint32), (3, 96))
+    high = rng.integers(0x3000, 0x5000, (3, 96)).astype(np.uint32) << 16
+    a = (high | low).astype(np.uint32).view(np.float32)
+    got, flag = run(a, np.eye(96, dtype=np.float32))
+    assert not flag
+    np.testing.assert_array_equal(got, bf16_round(a).astype(np.float32))
 
 
 def test_overflow_to_inf_is_flagged():

@@ -96,7 +96,16 @@ static void pack_a_panel(const vf_bf16_problem *p, int64_t i0, int64_t h, uint32
         const int64_t full = p->K / 2;
         for (int64_t r = 0; r < h; ++r) {
             const float *row = p->A + (i0 + r) * p->lda;
-            for (int64_t q = 0; q < full; ++q)
+            int64_t q = 0;
+#if VF_HAVE_BF16_PACK_ADJACENT
+            for (; q + VW <= full; q += VW) { /* VW pairs from 2·VW floats */
+                uint32_t pr[VW];
+                vu_store(pr, vu_bf16_pack_adjacent(vf_load(row + 2 * q), vf_load(row + 2 * q + VW)));
+                for (int j = 0; j < VW; ++j)
+                    ap[(q + j) * BF_MR + r] = pr[j];
+            }
+#endif
+            for (; q < full; ++q)
                 ap[q * BF_MR + r] = pair_scalar(row[2 * q], row[2 * q + 1]);
             if (full < kp)
                 ap[full * BF_MR + r] = pair_scalar(row[2 * full], 0.0f);
@@ -110,34 +119,48 @@ static void pack_a_panel(const vf_bf16_problem *p, int64_t i0, int64_t h, uint32
 
 #if VF_HAVE_DPBF16
 /* T (MR×NR) = Ap (kp × MR pairs) · Bp (kp × NR pairs), one VDPBF16PS per
- * row and vector of B per pair. */
-BF_TARGET static void tile(int64_t kp, const uint32_t *restrict ap,
-                           const uint32_t *restrict bp, float *restrict t)
+ * row and vector of B per pair; nv (1 or 2, a constant after inlining)
+ * vectors of columns: a panel at most VW wide (N = 40's last 8 columns)
+ * skips the second, all-zero, half. */
+BF_TARGET static inline __attribute__((always_inline)) void
+tile_nv(int64_t kp, const uint32_t *restrict ap, const uint32_t *restrict bp,
+        float *restrict t, const int nv)
 {
     vf acc[BF_MR][2];
 #pragma GCC unroll 12
     for (int r = 0; r < BF_MR; ++r)
         acc[r][0] = acc[r][1] = vf_zero();
     for (int64_t q = 0; q < kp; ++q) {
-        const vu b0 = vu_load(bp + q * BF_NR), b1 = vu_load(bp + q * BF_NR + VW);
+        const vu b0 = vu_load(bp + q * BF_NR);
+        const vu b1 = nv > 1 ? vu_load(bp + q * BF_NR + VW) : b0;
 #pragma GCC unroll 12
         for (int r = 0; r < BF_MR; ++r) {
             const vu a = vu_set1(ap[q * BF_MR + r]);
             acc[r][0] = vf_dpbf16(acc[r][0], a, b0);
-            acc[r][1] = vf_dpbf16(acc[r][1], a, b1);
+            if (nv > 1)
+                acc[r][1] = vf_dpbf16(acc[r][1], a, b1);
         }
     }
 #pragma GCC unroll 12
     for (int r = 0; r < BF_MR; ++r) {
         vf_store(t + r * BF_NR, acc[r][0]);
-        vf_store(t + r * BF_NR + VW, acc[r][1]);
+        vf_store(t + r * BF_NR + VW, acc[r][1]); /* nv = 1: zeros, never read */
     }
+}
+BF_TARGET static void tile(int64_t kp, const uint32_t *restrict ap,
+                           const uint32_t *restrict bp, float *restrict t, int64_t w)
+{
+    if (w <= VW)
+        tile_nv(kp, ap, bp, t, 1);
+    else
+        tile_nv(kp, ap, bp, t, 2);
 }
 #else
 /* The same tile through the scalar emulation (isa/vec_bf16.h). */
 static void tile(int64_t kp, const uint32_t *restrict ap, const uint32_t *restrict bp,
-                 float *restrict t)
+                 float *restrict t, int64_t w)
 {
+    (void)w; /* every column: the padding is zero */
     for (int r = 0; r < BF_MR; ++r)
         for (int c = 0; c < BF_NR; ++c)
             t[r * BF_NR + c] = 0.0f;
@@ -178,9 +201,10 @@ BF_TARGET static int run_block(const vf_bf16_problem *p, int64_t ic, int64_t mc,
     for (int64_t t = 0; t < ni * nj; ++t) {
         const int64_t jr = t / ni, ir = t % ni; /* A panels inner: B panel stays hot */
         float tl[BF_MR * BF_NR] __attribute__((aligned(64)));
-        tile(kp, ap + ir * BF_MR * kp, bp + jr * BF_NR * kp, tl);
-        bad |= epilogue(p, ic + ir * BF_MR, jc + jr * BF_NR, bf_min(BF_MR, mc - ir * BF_MR),
-                        bf_min(BF_NR, nc - jr * BF_NR), tl);
+        const int64_t w = bf_min(BF_NR, nc - jr * BF_NR);
+        tile(kp, ap + ir * BF_MR * kp, bp + jr * BF_NR * kp, tl, w);
+        bad |= epilogue(p, ic + ir * BF_MR, jc + jr * BF_NR, bf_min(BF_MR, mc - ir * BF_MR), w,
+                        tl);
     }
     return bad;
 }

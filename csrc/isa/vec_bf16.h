@@ -49,22 +49,37 @@ static inline uint32_t vf_bf16_round_bits(uint32_t u)
     return (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
 }
 
+/* VW floats rounded to bf16, each in the top 16 bits of its lane (the low
+ * 16 zero); NaN lanes: the top half with the quiet bit (x != x only there). */
+VF_INLINE vu vu_bf16_round_hi(vf x)
+{
+    const vu u = vf_bits(x), top = vu_set1(0xFFFF0000u);
+    const vu r = vu_and(vu_add(vu_add(u, vu_set1(0x7FFFu)), vu_and(vu_srli(u, 16), vu_set1(1u))),
+                        top);
+    const vu q = vu_or(vu_and(u, top), vu_set1(0x00400000u));
+    return vf_bits(vf_select(vf_isnan(x), vf_from_bits(q), vf_from_bits(r)));
+}
+
 /* The pair {lo, hi} as VDPBF16PS reads it, VW lanes at once:
  * bits 0-15 bf16(lo), bits 16-31 bf16(hi). */
 VF_INLINE vu vu_bf16_pair(vf lo, vf hi)
 {
-    const vu one = vu_set1(1u), bias = vu_set1(0x7FFFu);
-    const vu ul = vf_bits(lo), uh = vf_bits(hi);
-    vu rl = vu_srli(vu_add(vu_add(ul, bias), vu_and(vu_srli(ul, 16), one)), 16);
-    vu rh = vu_and(vu_add(vu_add(uh, bias), vu_and(vu_srli(uh, 16), one)),
-                   vu_set1(0xFFFF0000u));
-    /* NaN lanes: the top half with the quiet bit (x != x only for NaN) */
-    const vu ql = vu_or(vu_srli(ul, 16), vu_set1(0x40u));
-    const vu qh = vu_or(vu_and(uh, vu_set1(0xFFFF0000u)), vu_set1(0x00400000u));
-    rl = vf_bits(vf_select(vf_isnan(lo), vf_from_bits(ql), vf_from_bits(rl)));
-    rh = vf_bits(vf_select(vf_isnan(hi), vf_from_bits(qh), vf_from_bits(rh)));
-    return vu_or(rl, rh);
+    return vu_or(vu_srli(vu_bf16_round_hi(lo), 16), vu_bf16_round_hi(hi));
 }
+
+#if VF_SIMD_AVX512
+/* 2·VW consecutive floats x0 | x1 -> VW pairs (floats 2i, 2i+1 -> pair i):
+ * the top halves of all 32 rounded lanes, in order (a row of A, whose
+ * pairs are adjacent in memory). */
+VF_INLINE vu vu_bf16_pack_adjacent(vf x0, vf x1)
+{
+    const __m512i odd_words = _mm512_set_epi16(
+        63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33,
+        31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    return _mm512_permutex2var_epi16(vu_bf16_round_hi(x0), odd_words, vu_bf16_round_hi(x1));
+}
+#define VF_HAVE_BF16_PACK_ADJACENT 1
+#endif
 
 /* ------------------------------------- the dot product, scalar emulation */
 
