@@ -122,6 +122,39 @@ def test_linear_epilogue(rng, relu):
         assert np.all(got >= 0) and np.any(got == 0)
 
 
+@pytest.mark.parametrize("relu", [False, True])
+def test_linear_backward(kernel_set, rng, relu):
+    """dW = xᵀ·dz and dx = dz·Wᵀ against the bf16 oracle (the transposed
+    operand routes of packing), db a float32 column sum (float64 within one
+    rounding)."""
+    x = rng.standard_normal((45, 30)).astype(np.float32)
+    W = rng.standard_normal((30, 21)).astype(np.float32)
+    dy = rng.standard_normal((45, 21)).astype(np.float32)
+    y = rng.standard_normal((45, 21)).astype(np.float32) if relu else None
+    dx, dW, db = ops.linear_backward(x, W, dy, y, "relu" if relu else None, precision="bf16")
+    dz = dy * (y > 0) if relu else dy
+    exact, bound = oracle(x, dz, trans_a=True)
+    assert np.all(np.abs(dW - exact) <= bound)
+    exact, bound = oracle(dz, W, trans_b=True)
+    assert np.all(np.abs(dx - exact) <= bound)
+    col = dz.astype(np.float64).sum(axis=0)
+    assert np.all(np.abs(db - col) <= np.spacing(np.abs(col).astype(np.float32)))
+    assert ops.linear_backward(x, W, dy, y, "relu" if relu else None, need_dx=False,
+                               precision="bf16")[0] is None
+
+
+def test_linear_backward_rejects_masked_nan(rng):
+    x = rng.standard_normal((4, 3)).astype(np.float32)
+    W = rng.standard_normal((3, 2)).astype(np.float32)
+    dy = rng.standard_normal((4, 2)).astype(np.float32)
+    y = -np.ones((4, 2), np.float32)  # the mask is 0 everywhere
+    dy[1, 1] = np.inf
+    with pytest.raises(ValueError, match="^dy contains NaN"):
+        ops.linear_backward(x, W, dy, y, "relu", precision="bf16")
+    with pytest.raises(ValueError, match="precision"):
+        ops.linear_backward(x, W, dy, y, "relu", precision="fp16")
+
+
 def test_operands_really_are_bf16(rng):
     """Against the float32 product the bf16 result is off by ~2^-9 relative:
     the bound above separates the two, so rounding is not skipped."""

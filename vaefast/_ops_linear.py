@@ -121,7 +121,7 @@ def linear(x, W, b=None, activation=None, out=None, precision="fp32"):
     return y
 
 
-def linear_backward(x, W, dy, y=None, activation=None, need_dx=True):
+def linear_backward(x, W, dy, y=None, activation=None, need_dx=True, precision="fp32"):
     """Gradients of ``y = act(x @ W + b)`` given ``dy = dL/dy``.
 
     Parameters
@@ -136,6 +136,9 @@ def linear_backward(x, W, dy, y=None, activation=None, need_dx=True):
     activation : {None, "relu"}
     need_dx : bool
         Skip the input gradient (e.g. for the first layer).
+    precision : {"fp32", "bf16"}
+        "bf16": both products (dx, dW) with bf16 operands and float32
+        accumulation; db stays a float32 column sum (docs/precision.md).
 
     Returns
     -------
@@ -150,7 +153,8 @@ def linear_backward(x, W, dy, y=None, activation=None, need_dx=True):
     never stored. With the mask, a NaN/Inf in ``dy`` or ``y`` is rejected
     even where ``y <= 0``; W is not read (nor checked) without ``need_dx``.
     """
-    if activation is None or (type(activation) is str and activation == "relu"):
+    bf16 = precision != "fp32" and is_bf16(precision)
+    if not bf16 and (activation is None or (type(activation) is str and activation == "relu")):
         grads = _core.gemm_linear_backward_ready(x, W, dy, y, activation is not None,
                                                  bool(need_dx))
         if grads is not None:  # else: conversions, errors, empty or non-finite
@@ -173,6 +177,8 @@ def linear_backward(x, W, dy, y=None, activation=None, need_dx=True):
         if yv.shape != dyv.shape:
             raise ValueError(f"y must have shape {dyv.shape}, got {yv.shape}")
     args = [("x", x, xv), ("W", W, Wv if need_dx else None), ("dy", dy, dyv), ("y", y, yv)]
+    if bf16:
+        return _backward_bf16(xv, Wv, dyv, yv, need_dx, args)
     dW = np.empty((n_in, n_out), dtype=np.float32)
     db = np.empty(n_out, dtype=np.float32)
     # db (a column sum of every dz entry) carries the check of dy and y,
@@ -227,3 +233,23 @@ def matmul(a, b, trans_a=False, trans_b=False, out=None, precision="fp32"):
     if c.size == 0:
         reject_nonfinite([("a", a, av), ("b", b, bv)])
     return c
+
+
+def _backward_bf16(xv, Wv, dyv, yv, need_dx, args):
+    """linear_backward's precision="bf16" route: dz = dy ⊙ [y > 0] formed
+    here (the bf16 GEMM has no mask in its packing), dW = xᵀ·dz and
+    dx = dz·Wᵀ in bf16, db the column sums of dz in float64, stored as
+    float32. The inputs are scanned first (NaN/Inf in dy or y counts even
+    where the mask is 0, as on the float32 route)."""
+    reject_nonfinite(args)
+    dz = dyv if yv is None else np.where(yv > 0, dyv, np.float32(0.0))
+    dW = np.empty((xv.shape[1], dz.shape[1]), dtype=np.float32)
+    if _core.gemm_bf16(xv, dz, True, False, None, False, dW):
+        nonfinite_result("the gradient x.T @ dz in bf16", args)
+    db = dz.sum(axis=0, dtype=np.float64).astype(np.float32)
+    dx = None
+    if need_dx:
+        dx = np.empty((dz.shape[0], Wv.shape[0]), dtype=np.float32)
+        if _core.gemm_bf16(dz, Wv, False, True, None, False, dx):
+            nonfinite_result("the gradient dz @ W.T in bf16", args)
+    return dx, dW, db
