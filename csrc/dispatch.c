@@ -15,6 +15,9 @@
 #ifndef HWCAP_ASIMD
 #define HWCAP_ASIMD (1 << 1)
 #endif
+#ifndef HWCAP2_BF16
+#define HWCAP2_BF16 (1 << 14)
+#endif
 #endif
 
 #ifndef VF_BUILT_SETS
@@ -78,10 +81,17 @@ uint32_t vf_cpu_features(void)
         if (b & (1u << 17)) f |= VF_CPU_AVX512DQ;
         if (b & (1u << 30)) f |= VF_CPU_AVX512BW;
         if (b & (1u << 31)) f |= VF_CPU_AVX512VL;
+        /* bf16: leaf 7 sub-leaf 1 (if a = max sub-leaf allows), EAX bit 5;
+         * usable only with the AVX-512 state saved (the zmm operands) */
+        unsigned a1, b1, c1, d1;
+        if (a >= 1 && __get_cpuid_count(7, 1, &a1, &b1, &c1, &d1) && (a1 & (1u << 5)) &&
+            (f & VF_CPU_OS_AVX512))
+            f |= VF_CPU_AVX512_BF16;
     }
 #elif defined(__aarch64__) && defined(__linux__)
     /* Advanced SIMD is architecturally mandatory; the kernel still says so */
     if (getauxval(AT_HWCAP) & HWCAP_ASIMD) f |= VF_CPU_NEON;
+    if (getauxval(AT_HWCAP2) & HWCAP2_BF16) f |= VF_CPU_BF16;
 #elif defined(__aarch64__)
     f |= VF_CPU_NEON;
 #endif

@@ -47,6 +47,8 @@ enum {
     VF_CPU_OS_AVX = 1u << 8,
     VF_CPU_OS_AVX512 = 1u << 9,
     VF_CPU_NEON = 1u << 10,
+    VF_CPU_AVX512_BF16 = 1u << 11, /* VDPBF16PS (CPUID.(7,1):EAX[5]) */
+    VF_CPU_BF16 = 1u << 12,        /* AArch64 BFDOT/BFMMLA (HWCAP2_BF16) */
     /* what the kernel sets below need */
     VF_CPU_NEEDS_AVX2 = VF_CPU_AVX | VF_CPU_AVX2 | VF_CPU_FMA | VF_CPU_OS_AVX,
     VF_CPU_NEEDS_AVX512 = VF_CPU_NEEDS_AVX2 | VF_CPU_AVX512F | VF_CPU_AVX512VL |
@@ -156,6 +158,26 @@ int vf_linear_backward_weight_checked(int64_t M, int64_t N, int64_t K,
 int vf_matmul_checked(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
                       const float *A, int64_t lda, const float *B, int64_t ldb,
                       float *C, int64_t ldc, int accumulate);
+
+/* ------------------------------------------------------------- bf16 GEMM
+ * csrc/bf16.c. C (M×N, ldc) = act(op(A)·op(B) [+ b]) with op(A) and op(B)
+ * rounded to bf16 (nearest even) and float32 accumulation in the order of
+ * VDPBF16PS (csrc/bf16_kernels.h, docs/precision.md). impl: VF_BF16_AUTO
+ * (the instruction when the avx512 set is active and the CPU has
+ * AVX512_BF16, else the emulation), VF_BF16_EMULATED, or VF_BF16_NATIVE
+ * (VF_ERR_ISA where the instruction is missing). Both give the same bits.
+ * Returns VF_ERR_NONFINITE, after writing C, if a value before the
+ * activation is NaN or ±Inf (as the _checked float32 products). */
+enum { VF_BF16_AUTO = 0, VF_BF16_EMULATED = 1, VF_BF16_NATIVE = 2 };
+int vf_bf16_native_supported(void);
+int vf_bf16_auto_impl(void); /* what VF_BF16_AUTO runs now */
+int vf_gemm_bf16(int impl, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                 const float *A, int64_t lda, const float *B, int64_t ldb,
+                 const float *b, int act, float *C, int64_t ldc);
+/* out[i] = acc[i] + a.hi·b.hi + a.lo·b.lo for the bf16 pairs a[i], b[i]
+ * (one fp32 lane of VDPBF16PS), i < n: the instruction or its emulation. */
+int vf_bf16_dot2_lanes(int impl, int64_t n, const float *acc, const uint32_t *a,
+                       const uint32_t *b, float *out);
 
 /* ------------------------------------ RNG + reparameterization (csrc/rng*) */
 /* Counter layouts (key = (seed & 0xffffffff, seed >> 32) for both):

@@ -208,3 +208,14 @@ cdef extern from "vaefast.h" nogil:
                       const float *log_theta, int64_t ldt, const float *pi, int64_t ldp,
                       float *loss, float *drho, int64_t lddr, float *dlog_theta, int64_t lddt,
                       float *dpi, int64_t lddp, float scale)
+
+# ---- bf16 GEMM (csrc/bf16.c) (_bf16.pxi)
+cdef extern from "vaefast.h" nogil:
+    int VF_BF16_AUTO, VF_BF16_EMULATED, VF_BF16_NATIVE
+    int vf_bf16_native_supported()
+    int vf_bf16_auto_impl()
+    int vf_gemm_bf16(int impl, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                     const float *A, int64_t lda, const float *B, int64_t ldb,
+                     const float *b, int act, float *C, int64_t ldc)
+    int vf_bf16_dot2_lanes(int impl, int64_t n, const float *acc, const uint32_t *a,
+                           const uint32_t *b, float *out)

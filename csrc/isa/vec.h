@@ -2,7 +2,8 @@
  *
  * Every SIMD kernel in csrc/isa/ is written once against these operations;
  * this file is the only place that names an intrinsic (besides the 8×8
- * transposes packing uses, at the end of the x86 blocks). A block defines:
+ * transposes packing uses, at the end of the x86 blocks, and the bf16 part
+ * of the layer, in its sibling isa/vec_bf16.h). A block defines:
  *
  *   VW        lanes of a vector (16 avx512, 8 avx2, 1 generic)
  *   vf, vu    VW float / uint32 lanes;  vm  a lane mask (compare result)

@@ -26,6 +26,7 @@ checked Python path below.
 import numpy as np
 
 from .. import _core
+from ._bf16 import is_bf16
 from .._validation import (as_float32_array, check_out, has_unit_rows, nonfinite_result,
                           reject_nonfinite)
 
@@ -75,7 +76,7 @@ def _output(out, name, shape):
     return check_out(out, name, shape)
 
 
-def linear(x, W, b=None, activation=None, out=None):
+def linear(x, W, b=None, activation=None, out=None, precision="fp32"):
     """Dense layer forward pass: ``act(x @ W + b)`` in one fused GEMM.
 
     Bias and activation are applied in the GEMM's epilogue, while each output
@@ -89,12 +90,16 @@ def linear(x, W, b=None, activation=None, out=None):
     activation : {None, "relu"}
     out : ndarray, shape (batch, out_features), float32, optional
         Where to write the result (its rows must be contiguous).
+    precision : {"fp32", "bf16"}
+        "bf16": x and W rounded to bfloat16, float32 accumulation
+        (docs/precision.md); "fp32" is the default.
 
     Returns
     -------
     y : ndarray, shape (batch, out_features), float32
     """
-    if activation is None or (type(activation) is str and activation == "relu"):
+    bf16 = precision != "fp32" and is_bf16(precision)
+    if not bf16 and (activation is None or (type(activation) is str and activation == "relu")):
         y = _core.gemm_linear_ready(x, W, b, activation is not None, out)
         if y is not None:  # else: conversions, errors, empty or non-finite
             return y
@@ -106,14 +111,17 @@ def linear(x, W, b=None, activation=None, out=None):
                          f"(x shape {xv.shape}, W shape {Wv.shape})")
     bv = None if b is None else _vector(b, "b", Wv.shape[1])
     y = _output(out, "out", (xv.shape[0], Wv.shape[1]))
-    if _core.gemm_linear_forward(xv, Wv, bv, relu, y, True):
+    if bf16:
+        if _core.gemm_bf16(xv, Wv, False, False, bv, relu, y):
+            nonfinite_result("x @ W + b in bf16", [("x", x, xv), ("W", W, Wv), ("b", b, bv)])
+    elif _core.gemm_linear_forward(xv, Wv, bv, relu, y, True):
         nonfinite_result("x @ W + b", [("x", x, xv), ("W", W, Wv), ("b", b, bv)])
     if y.size == 0:  # no result to carry the check
         reject_nonfinite([("x", x, xv), ("W", W, Wv), ("b", b, bv)])
     return y
 
 
-def linear_backward(x, W, dy, y=None, activation=None, need_dx=True):
+def linear_backward(x, W, dy, y=None, activation=None, need_dx=True, precision="fp32"):
     """Gradients of ``y = act(x @ W + b)`` given ``dy = dL/dy``.
 
     Parameters
@@ -128,6 +136,9 @@ def linear_backward(x, W, dy, y=None, activation=None, need_dx=True):
     activation : {None, "relu"}
     need_dx : bool
         Skip the input gradient (e.g. for the first layer).
+    precision : {"fp32", "bf16"}
+        "bf16": both products (dx, dW) with bf16 operands and float32
+        accumulation; db stays a float32 column sum (docs/precision.md).
 
     Returns
     -------
@@ -142,7 +153,8 @@ def linear_backward(x, W, dy, y=None, activation=None, need_dx=True):
     never stored. With the mask, a NaN/Inf in ``dy`` or ``y`` is rejected
     even where ``y <= 0``; W is not read (nor checked) without ``need_dx``.
     """
-    if activation is None or (type(activation) is str and activation == "relu"):
+    bf16 = precision != "fp32" and is_bf16(precision)
+    if not bf16 and (activation is None or (type(activation) is str and activation == "relu")):
         grads = _core.gemm_linear_backward_ready(x, W, dy, y, activation is not None,
                                                  bool(need_dx))
         if grads is not None:  # else: conversions, errors, empty or non-finite
@@ -165,6 +177,8 @@ def linear_backward(x, W, dy, y=None, activation=None, need_dx=True):
         if yv.shape != dyv.shape:
             raise ValueError(f"y must have shape {dyv.shape}, got {yv.shape}")
     args = [("x", x, xv), ("W", W, Wv if need_dx else None), ("dy", dy, dyv), ("y", y, yv)]
+    if bf16:
+        return _backward_bf16(xv, Wv, dyv, yv, need_dx, args)
     dW = np.empty((n_in, n_out), dtype=np.float32)
     db = np.empty(n_out, dtype=np.float32)
     # db (a column sum of every dz entry) carries the check of dy and y,
@@ -181,7 +195,7 @@ def linear_backward(x, W, dy, y=None, activation=None, need_dx=True):
     return dx, dW, db
 
 
-def matmul(a, b, trans_a=False, trans_b=False, out=None):
+def matmul(a, b, trans_a=False, trans_b=False, out=None, precision="fp32"):
     """``op(a) @ op(b)`` on the SIMD GEMM, where op transposes if asked.
 
     Parameters
@@ -191,14 +205,19 @@ def matmul(a, b, trans_a=False, trans_b=False, out=None):
     trans_a, trans_b : bool
         Use the transpose without copying it.
     out : ndarray, shape (M, N), float32, optional
+    precision : {"fp32", "bf16"}
+        "bf16": both operands rounded to bfloat16, float32 accumulation
+        (docs/precision.md); "fp32" is the default.
 
     Returns
     -------
     c : ndarray, shape (M, N), float32
     """
-    c = _core.gemm_matmul_ready(a, b, bool(trans_a), bool(trans_b), out)
-    if c is not None:  # else: conversions, errors, empty or non-finite
-        return c
+    bf16 = precision != "fp32" and is_bf16(precision)
+    if not bf16:
+        c = _core.gemm_matmul_ready(a, b, bool(trans_a), bool(trans_b), out)
+        if c is not None:  # else: conversions, errors, empty or non-finite
+            return c
     av = _matrix(a, "a")
     bv = _matrix(b, "b")
     M, Ka = (av.shape[1], av.shape[0]) if trans_a else av.shape
@@ -206,8 +225,31 @@ def matmul(a, b, trans_a=False, trans_b=False, out=None):
     if Ka != Kb:
         raise ValueError(f"inner dimensions differ: op(a) is {(M, Ka)}, op(b) is {(Kb, N)}")
     c = _output(out, "out", (M, N))
-    if _core.gemm_matmul(av, bv, bool(trans_a), bool(trans_b), c, False, True):
+    if bf16:
+        if _core.gemm_bf16(av, bv, bool(trans_a), bool(trans_b), None, False, c):
+            nonfinite_result("a @ b in bf16", [("a", a, av), ("b", b, bv)])
+    elif _core.gemm_matmul(av, bv, bool(trans_a), bool(trans_b), c, False, True):
         nonfinite_result("a @ b", [("a", a, av), ("b", b, bv)])
     if c.size == 0:
         reject_nonfinite([("a", a, av), ("b", b, bv)])
     return c
+
+
+def _backward_bf16(xv, Wv, dyv, yv, need_dx, args):
+    """linear_backward's precision="bf16" route: dz = dy ⊙ [y > 0] formed
+    here (the bf16 GEMM has no mask in its packing), dW = xᵀ·dz and
+    dx = dz·Wᵀ in bf16, db the column sums of dz in float64, stored as
+    float32. The inputs are scanned first (NaN/Inf in dy or y counts even
+    where the mask is 0, as on the float32 route)."""
+    reject_nonfinite(args)
+    dz = dyv if yv is None else np.where(yv > 0, dyv, np.float32(0.0))
+    dW = np.empty((xv.shape[1], dz.shape[1]), dtype=np.float32)
+    if _core.gemm_bf16(xv, dz, True, False, None, False, dW):
+        nonfinite_result("the gradient x.T @ dz in bf16", args)
+    db = dz.sum(axis=0, dtype=np.float64).astype(np.float32)
+    dx = None
+    if need_dx:
+        dx = np.empty((dz.shape[0], Wv.shape[0]), dtype=np.float32)
+        if _core.gemm_bf16(dz, Wv, False, True, None, False, dx):
+            nonfinite_result("the gradient dz @ W.T in bf16", args)
+    return dx, dW, db

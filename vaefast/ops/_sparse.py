@@ -20,7 +20,7 @@ the bias and the transform), the bound of the dense product with its zero
 terms dropped (tests/test_csr.py). Results are bit-identical for any thread count.
 
 NaN/Inf in W, b, dy or y is found from the results, as in
-:mod:`vaefast._ops_linear`: the forward's pre-activation values and the
+:mod:`vaefast.ops._linear`: the forward's pre-activation values and the
 gradient's dW and db are checked in the kernel, and only then are the inputs
 scanned to name one. Rows of W that no stored entry of x refers to are not
 read, and so not checked.

@@ -1,0 +1,101 @@
+/* bf16.c: the bf16 GEMM's entry points: argument checks, and the choice
+ * between VDPBF16PS (the avx512 set's driver, on CPUs with AVX512_BF16) and
+ * the generic set's emulation of it, which give the same bits
+ * (csrc/bf16_kernels.h). The avx2 set has no bf16 kernel of its own: with
+ * it active, the emulation runs. */
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "bf16_kernels.h"
+#include "check.h"
+#include "threads.h"
+#include "vaefast.h"
+
+/* Below this many multiply-adds a second thread costs more than it saves
+ * (as the float32 driver's threshold). */
+#define VF_BF16_PARALLEL_MIN_MACS (600 * 1024)
+
+/* cpuid can trap to the hypervisor (microseconds): ask once */
+static atomic_int native_cached = -1;
+
+int vf_bf16_native_supported(void)
+{
+    int v = atomic_load_explicit(&native_cached, memory_order_relaxed);
+    if (v < 0) {
+#if defined(__x86_64__) /* the avx512 set is built for every x86_64 core (VF_KERNEL_SETS) */
+        v = vf_isa_supported(VF_ISA_AVX512) && (vf_cpu_features() & VF_CPU_AVX512_BF16) != 0;
+#else
+        v = 0; /* AArch64 BFDOT: not implemented (its rounding differs) */
+#endif
+        atomic_store_explicit(&native_cached, v, memory_order_relaxed);
+    }
+    return v;
+}
+
+int vf_bf16_auto_impl(void)
+{
+    return vf_get_isa() == VF_ISA_AVX512 && vf_bf16_native_supported() ? VF_BF16_NATIVE
+                                                                       : VF_BF16_EMULATED;
+}
+
+/* impl -> VF_BF16_EMULATED or VF_BF16_NATIVE, or an error */
+static int resolve(int impl, int *out)
+{
+    if (impl == VF_BF16_AUTO)
+        impl = vf_bf16_auto_impl();
+    if (impl == VF_BF16_NATIVE && !vf_bf16_native_supported())
+        return VF_ERR_ISA;
+    if (impl != VF_BF16_EMULATED && impl != VF_BF16_NATIVE)
+        return VF_ERR_ARG;
+    *out = impl;
+    return VF_OK;
+}
+
+int vf_gemm_bf16(int impl, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                 const float *A, int64_t lda, const float *B, int64_t ldb,
+                 const float *b, int act, float *C, int64_t ldc)
+{
+    if ((trans_a != 0 && trans_a != 1) || (trans_b != 0 && trans_b != 1) ||
+        (act != VF_ACT_NONE && act != VF_ACT_RELU))
+        return VF_ERR_ARG;
+    VF_TRY(resolve(impl, &impl));
+    VF_TRY(trans_a ? vf_check_matrix(A, K, M, lda) : vf_check_matrix(A, M, K, lda));
+    VF_TRY(trans_b ? vf_check_matrix(B, N, K, ldb) : vf_check_matrix(B, K, N, ldb));
+    VF_TRY(vf_check_matrix(C, M, N, ldc));
+    int nonfinite = 0;
+    const int64_t kk = K > 0 ? K : 1, mn = M * N; /* M·N fits: C's size was checked */
+    const int64_t macs = mn > INT64_MAX / kk ? INT64_MAX : mn * kk;
+    const vf_bf16_problem p = {
+        .M = M, .N = N, .K = K, .A = A, .lda = lda, .trans_a = trans_a,
+        .B = B, .ldb = ldb, .trans_b = trans_b, .C = C, .ldc = ldc, .bias = b,
+        .relu = act == VF_ACT_RELU,
+        .nthreads = vf_threads_for(macs, VF_BF16_PARALLEL_MIN_MACS),
+        .nonfinite = &nonfinite};
+    int status;
+#if defined(__x86_64__) /* the avx512 set is built for every x86_64 core (VF_KERNEL_SETS) */
+    if (impl == VF_BF16_NATIVE)
+        status = vf_gemm_bf16_avx512(&p);
+    else
+#endif
+        status = vf_gemm_bf16_generic(&p);
+    VF_TRY(status);
+    return nonfinite ? VF_ERR_NONFINITE : VF_OK;
+}
+
+int vf_bf16_dot2_lanes(int impl, int64_t n, const float *acc, const uint32_t *a,
+                       const uint32_t *b, float *out)
+{
+    VF_TRY(resolve(impl, &impl));
+    if (n < 0)
+        return VF_ERR_ARG;
+    if (n > 0 && (!acc || !a || !b || !out))
+        return VF_ERR_NULL;
+#if defined(__x86_64__) /* the avx512 set is built for every x86_64 core (VF_KERNEL_SETS) */
+    if (impl == VF_BF16_NATIVE) {
+        vf_bf16_dot2_lanes_avx512(n, acc, a, b, out);
+        return VF_OK;
+    }
+#endif
+    vf_bf16_dot2_lanes_generic(n, acc, a, b, out);
+    return VF_OK;
+}

@@ -1,0 +1,44 @@
+/* bf16_kernels.h: the bf16 GEMM's problem and per-set drivers (internal).
+ *
+ *   C (M×N, ldc) = act( op(A) (M×K) · op(B) (K×N) [+ bias] )
+ *
+ * with every entry of op(A) and op(B) rounded to bf16 while packing (round
+ * to nearest even, NaN kept NaN: isa/vec_bf16.h), k taken in pairs
+ * (2p, 2p+1) as VDPBF16PS reads them (an odd K gets a zero partner), and
+ * one float32 accumulator per C entry that starts at +0 and takes the
+ * pairs in order p = 0, 1, ... Blocking, tile shapes and threads never
+ * change that sequence, so the result is a function of the inputs alone:
+ * the emulating driver (generic set) and the VDPBF16PS driver (avx512 set,
+ * CPUs with AVX512_BF16) give the same bits.
+ *
+ * The epilogue adds the bias in float32, then (relu) maps v to v > 0 ? v : 0.
+ * If nonfinite is not NULL it is set to 1 when a value before ReLU is NaN or
+ * ±Inf (else 0), as in the float32 driver. */
+#ifndef VF_BF16_KERNELS_H
+#define VF_BF16_KERNELS_H
+
+#include <stdint.h>
+
+typedef struct vf_bf16_problem {
+    int64_t M, N, K;
+    const float *A; int64_t lda; int trans_a; /* A (M×K) or, trans, (K×M) */
+    const float *B; int64_t ldb; int trans_b; /* B (K×N) or, trans, (N×K) */
+    float *C; int64_t ldc;
+    const float *bias;                        /* (N) or NULL */
+    int relu;
+    int nthreads;                             /* team size, >= 1 */
+    int *nonfinite;                           /* output flag or NULL */
+} vf_bf16_problem;
+
+/* VF_OK or VF_ERR_NOMEM. The avx512 driver needs AVX512_BF16. */
+int vf_gemm_bf16_generic(const vf_bf16_problem *p);
+int vf_gemm_bf16_avx512(const vf_bf16_problem *p);
+
+/* out[i] = VDPBF16PS lane (acc[i], a[i], b[i]) for i < n: the instruction
+ * (avx512) or its emulation (generic), for the bit-for-bit tests. */
+void vf_bf16_dot2_lanes_generic(int64_t n, const float *acc, const uint32_t *a,
+                                const uint32_t *b, float *out);
+void vf_bf16_dot2_lanes_avx512(int64_t n, const float *acc, const uint32_t *a,
+                               const uint32_t *b, float *out);
+
+#endif

@@ -1,0 +1,267 @@
+/* gemm_bf16.c: the bf16 GEMM (bf16_kernels.h), compiled in the generic set
+ * (the emulation of VDPBF16PS, scalar) and the avx512 set (the instruction,
+ * run only on CPUs with AVX512_BF16); the avx2 set uses the generic one.
+ *
+ * Loops: jc over N in BF_NC columns (pack B: all of K, NR-wide panels of
+ * k-pairs), ic over M in BF_MC rows (pack A: MR-row panels of k-pairs), then
+ * the tiles of that block, split over threads. K is not blocked: one panel
+ * of B holds K/2 × NR pairs (50 KiB at K = 784 on avx512), read from L2. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bf16_kernels.h"
+#include "isa/isa.h"
+#include "isa/vec_bf16.h"
+#include "vaefast.h"
+
+#if VF_SIMD_GENERIC || VF_HAVE_DPBF16
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#if VF_HAVE_DPBF16
+#define BF_MR 12 /* 12 rows × 2 vectors: 24 accumulators + 2 B + 1 A of 32 zmm */
+#define BF_NR 32
+#define BF_TARGET VF_BF16_TARGET
+#else
+#define BF_MR 4
+#define BF_NR 8
+#define BF_TARGET
+#endif
+#define BF_MC (8 * BF_MR)
+#define BF_NC (8 * BF_NR)
+
+static inline int64_t bf_min(int64_t a, int64_t b) { return a < b ? a : b; }
+
+static inline uint32_t pair_scalar(float lo, float hi)
+{
+    uint32_t l, h;
+    memcpy(&l, &lo, 4);
+    memcpy(&h, &hi, 4);
+    return vf_bf16_round_bits(l) | (vf_bf16_round_bits(h) << 16);
+}
+
+/* op(A)[i][k] and op(B)[k][j], zero outside the matrix (the pad of an odd K) */
+static inline float a_at(const vf_bf16_problem *p, int64_t i, int64_t k)
+{
+    if (k >= p->K)
+        return 0.0f;
+    return p->trans_a ? p->A[k * p->lda + i] : p->A[i * p->lda + k];
+}
+static inline float b_at(const vf_bf16_problem *p, int64_t k, int64_t j)
+{
+    if (k >= p->K)
+        return 0.0f;
+    return p->trans_b ? p->B[j * p->ldb + k] : p->B[k * p->ldb + j];
+}
+
+/* Bp (kp × NR pairs) = columns j0..j0+w of op(B); columns past w are 0. */
+static void pack_b_panel(const vf_bf16_problem *p, int64_t j0, int64_t w, uint32_t *bp)
+{
+    const int64_t kp = (p->K + 1) / 2;
+    if (!p->trans_b) { /* rows 2q and 2q+1 side by side: VW columns at a time */
+        for (int64_t q = 0; q < kp; ++q) {
+            const float *r0 = p->B + 2 * q * p->ldb + j0;
+            const float *r1 = r0 + p->ldb;
+            const int has1 = 2 * q + 1 < p->K;
+            for (int64_t c = 0; c < BF_NR; c += VW) {
+                vu pr = vu_set1(0u);
+                if (c < w) {
+                    const vm m = vm_first(w - c);
+                    pr = vu_bf16_pair(vf_load_mask(r0 + c, m),
+                                      has1 ? vf_load_mask(r1 + c, m) : vf_zero());
+                }
+                vu_store(bp + q * BF_NR + c, pr);
+            }
+        }
+        return;
+    }
+    for (int64_t c = 0; c < BF_NR; ++c)
+        for (int64_t q = 0; q < kp; ++q)
+            bp[q * BF_NR + c] = c < w ? pair_scalar(b_at(p, 2 * q, j0 + c),
+                                                    b_at(p, 2 * q + 1, j0 + c))
+                                      : 0u;
+}
+
+/* Ap (kp × MR pairs) = rows i0..i0+h of op(A); rows past h are 0. */
+static void pack_a_panel(const vf_bf16_problem *p, int64_t i0, int64_t h, uint32_t *ap)
+{
+    const int64_t kp = (p->K + 1) / 2;
+    for (int64_t r = h; r < BF_MR; ++r)
+        for (int64_t q = 0; q < kp; ++q)
+            ap[q * BF_MR + r] = 0u;
+    if (!p->trans_a) { /* a row's pairs are adjacent floats */
+        const int64_t full = p->K / 2;
+        for (int64_t r = 0; r < h; ++r) {
+            const float *row = p->A + (i0 + r) * p->lda;
+            int64_t q = 0;
+#if VF_HAVE_BF16_PACK_ADJACENT
+            for (; q + VW <= full; q += VW) { /* VW pairs from 2·VW floats */
+                uint32_t pr[VW];
+                vu_store(pr, vu_bf16_pack_adjacent(vf_load(row + 2 * q), vf_load(row + 2 * q + VW)));
+                for (int j = 0; j < VW; ++j)
+                    ap[(q + j) * BF_MR + r] = pr[j];
+            }
+#endif
+            for (; q < full; ++q)
+                ap[q * BF_MR + r] = pair_scalar(row[2 * q], row[2 * q + 1]);
+            if (full < kp)
+                ap[full * BF_MR + r] = pair_scalar(row[2 * full], 0.0f);
+        }
+        return;
+    }
+    for (int64_t q = 0; q < kp; ++q)
+        for (int64_t r = 0; r < h; ++r)
+            ap[q * BF_MR + r] = pair_scalar(a_at(p, i0 + r, 2 * q), a_at(p, i0 + r, 2 * q + 1));
+}
+
+#if VF_HAVE_DPBF16
+/* T (MR×NR) = Ap (kp × MR pairs) · Bp (kp × NR pairs), one VDPBF16PS per
+ * row and vector of B per pair; nv (1 or 2, a constant after inlining)
+ * vectors of columns: a panel at most VW wide (N = 40's last 8 columns)
+ * skips the second, all-zero, half. */
+BF_TARGET static inline __attribute__((always_inline)) void
+tile_nv(int64_t kp, const uint32_t *restrict ap, const uint32_t *restrict bp,
+        float *restrict t, const int nv)
+{
+    vf acc[BF_MR][2];
+#pragma GCC unroll 12
+    for (int r = 0; r < BF_MR; ++r)
+        acc[r][0] = acc[r][1] = vf_zero();
+    for (int64_t q = 0; q < kp; ++q) {
+        const vu b0 = vu_load(bp + q * BF_NR);
+        const vu b1 = nv > 1 ? vu_load(bp + q * BF_NR + VW) : b0;
+#pragma GCC unroll 12
+        for (int r = 0; r < BF_MR; ++r) {
+            const vu a = vu_set1(ap[q * BF_MR + r]);
+            acc[r][0] = vf_dpbf16(acc[r][0], a, b0);
+            if (nv > 1)
+                acc[r][1] = vf_dpbf16(acc[r][1], a, b1);
+        }
+    }
+#pragma GCC unroll 12
+    for (int r = 0; r < BF_MR; ++r) {
+        vf_store(t + r * BF_NR, acc[r][0]);
+        vf_store(t + r * BF_NR + VW, acc[r][1]); /* nv = 1: zeros, never read */
+    }
+}
+BF_TARGET static void tile(int64_t kp, const uint32_t *restrict ap,
+                           const uint32_t *restrict bp, float *restrict t, int64_t w)
+{
+    if (w <= VW)
+        tile_nv(kp, ap, bp, t, 1);
+    else
+        tile_nv(kp, ap, bp, t, 2);
+}
+#else
+/* The same tile through the scalar emulation (isa/vec_bf16.h). */
+static void tile(int64_t kp, const uint32_t *restrict ap, const uint32_t *restrict bp,
+                 float *restrict t, int64_t w)
+{
+    (void)w; /* every column: the padding is zero */
+    for (int r = 0; r < BF_MR; ++r)
+        for (int c = 0; c < BF_NR; ++c)
+            t[r * BF_NR + c] = 0.0f;
+    for (int64_t q = 0; q < kp; ++q)
+        for (int r = 0; r < BF_MR; ++r)
+            for (int c = 0; c < BF_NR; ++c)
+                t[r * BF_NR + c] = vf_bf16_dot2(t[r * BF_NR + c], ap[q * BF_MR + r],
+                                                bp[q * BF_NR + c]);
+}
+#endif
+
+/* C tile = act(T + bias); returns 1 if a value before ReLU is not finite */
+static int epilogue(const vf_bf16_problem *p, int64_t i0, int64_t j0, int64_t h,
+                    int64_t w, const float *t)
+{
+    int bad = 0;
+    for (int64_t r = 0; r < h; ++r) {
+        float *c = p->C + (i0 + r) * p->ldc + j0;
+        for (int64_t j = 0; j < w; ++j) {
+            float v = t[r * BF_NR + j];
+            if (p->bias)
+                v += p->bias[j0 + j];
+            bad |= !isfinite(v);
+            c[j] = p->relu ? (v > 0.0f ? v : 0.0f) : v;
+        }
+    }
+    return bad;
+}
+
+BF_TARGET static int run_block(const vf_bf16_problem *p, int64_t ic, int64_t mc, int64_t jc,
+                               int64_t nc, const uint32_t *ap, const uint32_t *bp)
+{
+    const int64_t kp = (p->K + 1) / 2;
+    const int64_t ni = (mc + BF_MR - 1) / BF_MR, nj = (nc + BF_NR - 1) / BF_NR;
+    int bad = 0;
+#pragma omp parallel for num_threads(p->nthreads) schedule(static) reduction(|: bad) \
+    if (p->nthreads > 1)
+    for (int64_t t = 0; t < ni * nj; ++t) {
+        const int64_t jr = t / ni, ir = t % ni; /* A panels inner: B panel stays hot */
+        float tl[BF_MR * BF_NR] __attribute__((aligned(64)));
+        const int64_t w = bf_min(BF_NR, nc - jr * BF_NR);
+        tile(kp, ap + ir * BF_MR * kp, bp + jr * BF_NR * kp, tl, w);
+        bad |= epilogue(p, ic + ir * BF_MR, jc + jr * BF_NR, bf_min(BF_MR, mc - ir * BF_MR), w,
+                        tl);
+    }
+    return bad;
+}
+
+int VF_FN(vf_gemm_bf16)(const vf_bf16_problem *p)
+{
+    int bad = 0;
+    if (p->nonfinite)
+        *p->nonfinite = 0;
+    if (p->M == 0 || p->N == 0)
+        return VF_OK;
+    const int64_t kp = (p->K + 1) / 2;
+    const int64_t nc_max = bf_min(BF_NC, (p->N + BF_NR - 1) / BF_NR * BF_NR);
+    const int64_t mc_max = bf_min(BF_MC, (p->M + BF_MR - 1) / BF_MR * BF_MR);
+    /* +1 pair so a K of 0 still allocates */
+    uint32_t *bp = malloc((size_t)((kp + 1) * nc_max) * sizeof(uint32_t));
+    uint32_t *ap = malloc((size_t)((kp + 1) * mc_max) * sizeof(uint32_t));
+    if (!bp || !ap) {
+        free(bp);
+        free(ap);
+        return VF_ERR_NOMEM;
+    }
+    for (int64_t jc = 0; jc < p->N; jc += BF_NC) {
+        const int64_t nc = bf_min(BF_NC, p->N - jc);
+        for (int64_t j = 0; j < nc; j += BF_NR)
+            pack_b_panel(p, jc + j, bf_min(BF_NR, nc - j), bp + j * kp);
+        for (int64_t ic = 0; ic < p->M; ic += BF_MC) {
+            const int64_t mc = bf_min(BF_MC, p->M - ic);
+            for (int64_t i = 0; i < mc; i += BF_MR)
+                pack_a_panel(p, ic + i, bf_min(BF_MR, mc - i), ap + i * kp);
+            bad |= run_block(p, ic, mc, jc, nc, ap, bp);
+        }
+    }
+    free(bp);
+    free(ap);
+    if (p->nonfinite)
+        *p->nonfinite = bad;
+    return VF_OK;
+}
+
+BF_TARGET void VF_FN(vf_bf16_dot2_lanes)(int64_t n, const float *acc, const uint32_t *a,
+                                         const uint32_t *b, float *out)
+{
+#if VF_HAVE_DPBF16
+    int64_t i = 0;
+    for (; i < n; i += VW) {
+        const vm m = vm_first(n - i);
+        const vf r = vf_dpbf16(vf_load_mask(acc + i, m), vu_load_mask(a + i, m),
+                               vu_load_mask(b + i, m));
+        vf_store_mask(out + i, r, m);
+    }
+#else
+    for (int64_t i = 0; i < n; ++i)
+        out[i] = vf_bf16_dot2(acc[i], a[i], b[i]);
+#endif
+}
+
+#else
+typedef int vf_gemm_bf16_unused; /* this set uses the generic driver */
+#endif
