@@ -67,6 +67,17 @@ def _activation(activation):
     return activation == "relu"
 
 
+def _relu_output(y, dyv):
+    """The layer's ReLU output y, which a ReLU backward needs (its mask),
+    checked against dy's shape."""
+    if y is None:
+        raise ValueError("y is required with activation='relu'")
+    yv = _matrix(y, "y")
+    if yv.shape != dyv.shape:
+        raise ValueError(f"y must have shape {dyv.shape}, got {yv.shape}")
+    return yv
+
+
 def _output(out, name, shape):
     """A fresh output, or the caller's (float32, rows contiguous, writeable)."""
     if out is None:
@@ -169,13 +180,7 @@ def linear_backward(x, W, dy, y=None, activation=None, need_dx=True, precision="
     n_out = Wv.shape[1]
     if dyv.shape != (batch, n_out):
         raise ValueError(f"dy must have shape {(batch, n_out)}, got {dyv.shape}")
-    yv = None
-    if relu:
-        if y is None:
-            raise ValueError("y is required with activation='relu'")
-        yv = _matrix(y, "y")
-        if yv.shape != dyv.shape:
-            raise ValueError(f"y must have shape {dyv.shape}, got {yv.shape}")
+    yv = _relu_output(y, dyv) if relu else None
     args = [("x", x, xv), ("W", W, Wv if need_dx else None), ("dy", dy, dyv), ("y", y, yv)]
     if bf16:
         return _backward_bf16(xv, Wv, dyv, yv, need_dx, args)

@@ -29,7 +29,7 @@ read, and so not checked.
 import numpy as np
 
 from .. import _core
-from ._linear import _activation, _matrix, _output, _vector
+from ._linear import _activation, _matrix, _output, _relu_output, _vector
 from .._sparse_batch import csr_parts, explain_bad_csr, gather_csr_rows, gather_dense_rows
 from .._validation import check_out, nonfinite_result
 
@@ -129,13 +129,7 @@ def sparse_linear_weight_grad(x, dy, y=None, activation=None, transform=None,
     if dyv.shape[0] != rows:
         raise ValueError(f"dy must have {rows} rows to match x, got shape {dyv.shape}")
     n_out = dyv.shape[1]
-    yv = None
-    if relu:
-        if y is None:
-            raise ValueError("y is required with activation='relu'")
-        yv = _matrix(y, "y")
-        if yv.shape != dyv.shape:
-            raise ValueError(f"y must have shape {dyv.shape}, got {yv.shape}")
+    yv = _relu_output(y, dyv) if relu else None
     if accumulate and (dW is None or db is None):
         raise ValueError("accumulate=True needs dW and db to add to")
     dW = np.empty((cols, n_out), np.float32) if dW is None else check_out(
