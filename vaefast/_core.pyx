@@ -1,4 +1,9 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: freethreading_compatible = True
+# (Safe without the GIL, docs/threads.md "Free-threaded Python": module state
+# is immutable after import, each VAECore's weights are guarded by the C
+# core's readers-writer lock, its read depth is per thread, and the Python
+# VAE serialises the writers that touch VAECore.step.)
 """Binding to the C core (csrc/vaefast.h). Binding only: shapes, dtypes,
 releasing the GIL. Each part of the core has its own .pxi below; the C API
 they call is declared once, in _core.pxd."""

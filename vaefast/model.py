@@ -73,6 +73,14 @@ class VAE(ModelFiles):
     decoder, and every method taking X (or Z) takes ``c=`` too.
     The models and their losses: docs/models.md.
 
+    Threads (docs/threads.md): any number of threads may run the inference
+    methods at once, also during ``fit``; each sees the weights of one whole
+    training step (the C model's readers-writer lock). Writers (``fit``,
+    ``set_weights``, ``loss_and_grad``, ``save``, ``to_bytes``) share one
+    Python lock, ``_train_lock``, taken without waiting: a second writer
+    gets RuntimeError. The same holds on a free-threaded Python, where
+    vaefast runs without the GIL.
+
     Parameters
     ----------
     n_features : int
