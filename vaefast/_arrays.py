@@ -14,7 +14,7 @@ import inspect
 _ENGINES = []  # (accepts(data) -> bool, {method name: function(obj, *args, **kwargs)})
 
 
-def register_engine(accepts, functions):
+def register_engine(accepts, functions) -> None:
     """Route data that `accepts` recognises to `functions[method name]`."""
     _ENGINES.append((accepts, functions))
 

@@ -17,7 +17,7 @@ class Internals:
 
     __slots__ = ("model",)
 
-    def __init__(self, model):
+    def __init__(self, model) -> None:
         self.model = model
 
     @property
@@ -40,7 +40,7 @@ class Internals:
     def get_buffer(self, which):
         return self.core.get_buffer(which)
 
-    def set_buffer(self, which, flat):
+    def set_buffer(self, which, flat) -> None:
         self.core.set_buffer(which, flat)
 
     @property

@@ -33,7 +33,7 @@ def _controller_class(threadpoolctl):
         def get_num_threads(self):
             return self.dynlib.vf_get_num_threads()
 
-        def set_num_threads(self, num_threads):
+        def set_num_threads(self, num_threads) -> None:
             self.dynlib.vf_set_num_threads(int(num_threads))
 
         def get_version(self):
@@ -42,7 +42,7 @@ def _controller_class(threadpoolctl):
     return VaefastController
 
 
-def _register(threadpoolctl):
+def _register(threadpoolctl) -> None:
     if not hasattr(threadpoolctl, "register") or getattr(threadpoolctl, "_vaefast_registered",
                                                          False):
         return  # threadpoolctl < 3.5 has no register(): nothing to do
@@ -63,7 +63,7 @@ class _RegisterAfterImport(importlib.abc.MetaPathFinder):
             return spec
         exec_module = spec.loader.exec_module
 
-        def exec_then_register(module):
+        def exec_then_register(module) -> None:
             exec_module(module)
             _register(module)
 
@@ -71,7 +71,7 @@ class _RegisterAfterImport(importlib.abc.MetaPathFinder):
         return spec
 
 
-def install(version):
+def install(version) -> None:
     """Register now if threadpoolctl is imported, else when it is; the
     controller reports `version` as vaefast's."""
     _VERSION[0] = version

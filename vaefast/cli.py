@@ -194,22 +194,22 @@ def _load_model(path):
         raise CLIError(f"cannot load model {path}: {exc}")
 
 
-def _table_header():
+def _table_header() -> str:
     return f"{'epoch':>5} {'loss':>10} {'recon':>10} {'KL':>8} {'val_loss':>10} {'seconds':>8}"
 
 
-def _table_row(epoch, logs):
+def _table_row(epoch, logs) -> str:
     return (f"{epoch + 1:>5} {logs['loss']:>10.3f} {logs['recon']:>10.3f} {logs['kl']:>8.3f} "
             f"{logs['val_loss']:>10.3f} {logs['seconds']:>8.3f}")
 
 
 def _printing_callback(out):
-    def cb(epoch, logs):
+    def cb(epoch, logs) -> None:
         print(_table_row(epoch, logs), file=out, flush=True)
     return cb
 
 
-def _cmd_demo(args, out):
+def _cmd_demo(args, out) -> int:
     from .io import png as _png
     from .datasets import load_digits
     from .model import VAE
@@ -247,7 +247,7 @@ def _cmd_demo(args, out):
     return 0
 
 
-def _demo_conditional(args, out, X, y):
+def _demo_conditional(args, out, X, y) -> None:
     """A conditional VAE on digits (one-hot labels): a PNG of samples, one row per class."""
     from .io import png as _png
     from .model import VAE
@@ -292,7 +292,7 @@ def _mpi_comm():
     return MPI.COMM_WORLD
 
 
-def _cmd_train(args, out):
+def _cmd_train(args, out) -> int:
     from .model import VAE
     if getattr(args, "conditions", None):
         X, c = _data_and_conditions(args)
@@ -330,7 +330,7 @@ def _cmd_train(args, out):
     return 0
 
 
-def _cmd_encode(args, out):
+def _cmd_encode(args, out) -> int:
     model = _load_model(args.model)
     X, c = _data_and_conditions(args, model)
     Z = model.transform(X, c)
@@ -339,7 +339,7 @@ def _cmd_encode(args, out):
     return 0
 
 
-def _cmd_sample(args, out):
+def _cmd_sample(args, out) -> int:
     from .io import png as _png
     model = _load_model(args.model)
     if args.n < 1:
@@ -371,7 +371,7 @@ def _cmd_sample(args, out):
     return 0
 
 
-def _cmd_evaluate(args, out):
+def _cmd_evaluate(args, out) -> int:
     model = _load_model(args.model)
     X, c = _data_and_conditions(args, model)
     if args.samples < 1:
@@ -383,7 +383,7 @@ def _cmd_evaluate(args, out):
     return 0
 
 
-def _cmd_info(args, out):
+def _cmd_info(args, out) -> int:
     if args.model is None:  # the installation, for a bug report
         from . import _info
         print("\n".join(_info.report()), file=out)
@@ -398,7 +398,7 @@ def _cmd_info(args, out):
     return 0
 
 
-def _cmd_export(args, out):
+def _cmd_export(args, out) -> int:
     model = _load_model(args.model)
     if not args.onnx and not args.safetensors:
         raise CLIError("nothing to write: give --onnx FILE and/or --safetensors FILE")
@@ -416,7 +416,7 @@ def _cmd_export(args, out):
     return 0
 
 
-def _cmd_walkthrough(args, out):
+def _cmd_walkthrough(args, out) -> int:
     from .reference.walkthrough import print_walkthrough
     print_walkthrough(seed=args.seed, out=out)
     return 0
@@ -429,7 +429,7 @@ def build_parser():
     p.add_argument("--version", action="version", version=f"vaefast {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    def data_args(sp):
+    def data_args(sp) -> None:
         sp.add_argument("data", metavar="DATA",
                         help=".npy, .npz, .csv file, or 'fashion-mnist'")
         sp.add_argument("--key", help="array name inside a .npz file")

@@ -113,7 +113,7 @@ class VAE(ModelFiles):
     """
 
     def __init__(self, n_features, hidden=(400,), latent_dim=20, likelihood=_likelihoods.DEFAULT,
-                 beta=1.0, seed=0, decoder_hidden=None, n_conditions=0, variance="unit"):
+                 beta=1.0, seed=0, decoder_hidden=None, n_conditions=0, variance="unit") -> None:
         self.n_features = as_int(n_features, "n_features", minimum=1)
         self.hidden = _as_widths(hidden, "hidden")
         self.latent_dim = as_int(latent_dim, "latent_dim", minimum=1)
@@ -158,7 +158,7 @@ class VAE(ModelFiles):
         return int(self._core.step)
 
     @step_.setter
-    def step_(self, value):
+    def step_(self, value) -> None:
         self._core.step = value
 
     # ------------------------------------------------------------ weights
@@ -180,7 +180,7 @@ class VAE(ModelFiles):
         """
         return self._named_from_flat(self._core.get_buffer(_core.PARAMS))
 
-    def set_weights(self, weights):
+    def set_weights(self, weights) -> None:
         """Replace all parameters (same keys and shapes as :meth:`get_weights`).
 
         Parameters
@@ -213,7 +213,7 @@ class VAE(ModelFiles):
                     raise RuntimeError(f"{what}: this VAE is being trained by another "
                                        "thread (concurrent fit is not allowed)")
 
-            def __exit__(self, *exc):
+            def __exit__(self, *exc) -> bool:
                 model._train_lock.release()
                 return False
 
@@ -538,7 +538,7 @@ class VAE(ModelFiles):
                 "decoder_hidden": list(self.decoder_hidden),
                 "n_conditions": self.n_conditions, "variance": self.variance}
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"VAE(n_features={self.n_features}, hidden={self.hidden}, "
                 f"latent_dim={self.latent_dim}, likelihood={self.likelihood!r}, "
                 f"beta={self.beta}, seed={self.seed}, decoder_hidden={self.decoder_hidden}"

@@ -78,7 +78,7 @@ class VAETransformer(TransformerMixin, BaseEstimator):
 
     def __init__(self, hidden=(400,), latent_dim=20, likelihood=likelihoods.DEFAULT, beta=1.0,
                  epochs=10, batch_size=128, learning_rate=1e-3, random_state=None, variance="unit",
-                 n_conditions=0, condition_encoder=None):
+                 n_conditions=0, condition_encoder=None) -> None:
         self.hidden = hidden
         self.latent_dim = latent_dim
         self.likelihood = likelihood

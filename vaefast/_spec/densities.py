@@ -8,19 +8,24 @@ never come here: the fused kernels in csrc/ compute the loss per row.
 
 import math
 
+from typing import Literal, Optional
+
 import numpy as np
 
+from .._typing import ArrayLike, F64, Floats
 from .limits import LIMITS
+
+Variance = Literal["unit", "feature", "sample"]
 
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
-def softplus(a):
+def softplus(a: Floats) -> Floats:
     """log(1 + exp(a)), stable for any finite a."""
     return np.maximum(a, 0) + np.log1p(np.exp(-np.abs(a)))
 
 
-def lgamma(y):
+def lgamma(y: ArrayLike) -> F64:
     """log Γ(y) for y > 0, float64, elementwise (NumPy has no lgamma).
 
     Shift y to >= 8 with Γ(y + 1) = y·Γ(y), then Stirling's series (absolute
@@ -45,37 +50,46 @@ def lgamma(y):
 # log-variance with variance="feature", log θ for the negative binomial) or
 # None; size_factors (n,) or None (count likelihoods: mean = s·exp(out)).
 # The registry (likelihoods.py) names which is which.
-def bernoulli_log_px(out, X, extra, size_factors, variance):
+def bernoulli_log_px(out: Floats, X: Floats, extra: Optional[Floats],
+                     size_factors: Optional[Floats], variance: str) -> F64:
     out, X = _f64(out, X)
     return -np.sum(softplus(out) - X * out, axis=1)
 
 
-def gaussian_log_px(out, X, extra, size_factors, variance):
+def gaussian_log_px(out: Floats, X: Floats, extra: Optional[Floats],
+                    size_factors: Optional[Floats], variance: str) -> F64:
     out, X = _f64(out, X)
     if variance == "unit":
         d = out - X
         return -np.sum(0.5 * d * d + HALF_LOG_2PI, axis=1)
     D = X.shape[1]
-    lv = out[:, D:] if variance == "sample" else extra.astype(np.float64)[None, :]
+    if variance == "sample":
+        lv = out[:, D:]
+    else:
+        assert extra is not None, "variance='feature' needs the per-feature log-variance"
+        lv = extra.astype(np.float64)[None, :]
     v = np.maximum(lv, LIMITS["gaussian_logvar_min"])
     d = out[:, :D] - X
     return -np.sum(0.5 * (d * d * np.exp(-v) + v) + HALF_LOG_2PI, axis=1)
 
 
-def _log_mean(out, size_factors):
+def _log_mean(out: F64, size_factors: Optional[Floats]) -> F64:
     """eta = out + log s, the log-mean with size factors."""
     if size_factors is None:
         return out
     return out + np.log(size_factors.astype(np.float64))[:, None]
 
 
-def poisson_log_px(out, X, extra, size_factors, variance):
+def poisson_log_px(out: Floats, X: Floats, extra: Optional[Floats],
+                   size_factors: Optional[Floats], variance: str) -> F64:
     out, X = _f64(out, X)
     eta = np.minimum(_log_mean(out, size_factors), LIMITS["poisson_lograte_max"])
     return np.sum(X * eta - np.exp(eta) - lgamma(X + 1.0), axis=1)
 
 
-def negative_binomial_log_px(out, X, extra, size_factors, variance):
+def negative_binomial_log_px(out: Floats, X: Floats, extra: Optional[Floats],
+                             size_factors: Optional[Floats], variance: str) -> F64:
+    assert extra is not None, "the negative binomial needs log θ"
     out, X = _f64(out, X)
     rho = np.clip(extra.astype(np.float64), LIMITS["log_theta_min"], LIMITS["log_theta_max"])
     theta = np.exp(rho)[None, :]
@@ -84,26 +98,27 @@ def negative_binomial_log_px(out, X, extra, size_factors, variance):
                   - theta * softplus(a) - X * softplus(-a), axis=1)
 
 
-def _f64(out, X):
+def _f64(out: Floats, X: Floats) -> tuple[F64, F64]:
     return out.astype(np.float64), X.astype(np.float64)
 
 
 # Each mean(out, D, size_factors) -> the mean of p(x|z) (what VAE.decode
 # returns) from the output layer, in out's dtype.
-def bernoulli_mean(out, D, size_factors):
+def bernoulli_mean(out: Floats, D: int, size_factors: Optional[Floats]) -> Floats:
     return 1.0 / (1.0 + np.exp(-out))
 
 
-def gaussian_mean(out, D, size_factors):
+def gaussian_mean(out: Floats, D: int, size_factors: Optional[Floats]) -> Floats:
     return out[:, :D]
 
 
-def count_mean(out, D, size_factors):
+def count_mean(out: Floats, D: int, size_factors: Optional[Floats]) -> Floats:
     mean = np.exp(np.minimum(out, LIMITS["poisson_lograte_max"]))
     return mean if size_factors is None else mean * size_factors[:, None]
 
 
-def iwae(log_px_rows, z, eps, logvar):
+def iwae(log_px_rows: F64, z: Floats, eps: Floats, logvar: Floats) -> F64:
+
     """Per-row importance-weighted bound log (1/K) Σ_k p(x|z_k) p(z_k) / q(z_k|x).
 
     log_px_rows (n, K); z, eps (n, K, Z) with z = mu + exp(logvar/2)·eps;

@@ -29,87 +29,105 @@ rows are summed).
 
 import functools
 import math
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
+from .._typing import Tensor
 from .limits import LIMITS
+
+if TYPE_CHECKING:
+    from ..interop.onnx_export import _GraphBuilder
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 # ------------------------------------------------------------ ONNX means
-def onnx_sigmoid(g, out):
+def onnx_sigmoid(g: "_GraphBuilder", out: str) -> str:
     return g.node("Sigmoid", [out], "x_mean.value")
 
 
-def onnx_identity(g, out):
+def onnx_identity(g: "_GraphBuilder", out: str) -> str:
     return g.node("Identity", [out], "x_mean.value")
 
 
-def onnx_count_mean(g, out):
+def onnx_count_mean(g: "_GraphBuilder", out: str) -> str:
     cap = g.constant("output.lograte_max", LIMITS["poisson_lograte_max"])
     return g.node("Exp", [g.node("Min", [out, cap], "output.clamped")], "x_mean.value")
 
 
 # ------------------------------------------------------------ PyTorch
 @functools.lru_cache(maxsize=None)
-def _inward_clamp(torch):
+def _inward_clamp(torch: ModuleType) -> Callable[..., Tensor]:
     """clamp(v, lo, hi) whose gradient outside [lo, hi] is kept only where
     descent (v -= grad) moves v back inside, as vaefast's kernels do."""
 
-    class InwardClamp(torch.autograd.Function):
+    class InwardClamp(torch.autograd.Function):  # type: ignore[misc,name-defined]  # torch is untyped here
         @staticmethod
-        def forward(ctx, v, lo, hi):
+        def forward(ctx: Any, v: Tensor, lo: float, hi: float) -> Tensor:
             ctx.save_for_backward(v)
             ctx.bounds = lo, hi
             return v.clamp(lo, hi)
 
         @staticmethod
-        def backward(ctx, grad):
+        def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
             (v,) = ctx.saved_tensors
             lo, hi = ctx.bounds
             outward = ((v < lo) & (grad > 0)) | ((v > hi) & (grad < 0))
             return grad.masked_fill(outward, 0.0), None, None
 
-    return InwardClamp.apply
+    apply: Callable[..., Tensor] = InwardClamp.apply
+    return apply
 
 
-def _capped_log_rate(torch, eta):
+def _capped_log_rate(torch: ModuleType, eta: Tensor) -> Tensor:
     """min(eta, cap) with the gradient passed straight through (the Poisson kernel's)."""
     over = (eta - LIMITS["poisson_lograte_max"]).clamp(min=0.0)
     return eta - over.detach()
 
 
-def count_mean(torch, out, size_factors):
+def count_mean(torch: ModuleType, out: Tensor, size_factors: Optional[Tensor]) -> Tensor:
     mean = torch.exp(out.clamp(max=LIMITS["poisson_lograte_max"]))
     return mean if size_factors is None else mean * size_factors[:, None]
 
 
-def _log_rate(torch, out, size_factors):
+def _log_rate(torch: ModuleType, out: Tensor, size_factors: Optional[Tensor]) -> Tensor:
     """eta = out + log s (the log-mean with size factors)."""
     return out if size_factors is None else out + torch.log(size_factors)[:, None]
 
 
-def bernoulli_log_px(torch, logits, x, extra, size_factors, variance):
+def bernoulli_log_px(torch: ModuleType, logits: Tensor, x: Tensor, extra: Optional[Tensor],
+                     size_factors: Optional[Tensor], variance: str) -> Tensor:
     bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="none")
     return -bce.sum(dim=1)
 
 
-def gaussian_log_px(torch, out, x, extra, size_factors, variance):
+def gaussian_log_px(torch: ModuleType, out: Tensor, x: Tensor, extra: Optional[Tensor],
+                    size_factors: Optional[Tensor], variance: str) -> Tensor:
     D = x.shape[1]
     d = out[:, :D] - x
     if variance == "unit":
         return -(0.5 * d * d + _HALF_LOG_2PI).sum(dim=1)
-    logvar = out[:, D:] if variance == "sample" else extra.expand(x.shape[0], D)
+    if variance == "sample":
+        logvar = out[:, D:]
+    else:
+        assert extra is not None, "variance='feature' needs the per-feature log-variance"
+        logvar = extra.expand(x.shape[0], D)
     v = _inward_clamp(torch)(logvar, LIMITS["gaussian_logvar_min"], math.inf)
     return -(0.5 * (d * d * torch.exp(-v) + v) + _HALF_LOG_2PI).sum(dim=1)
 
 
-def poisson_log_px(torch, out, x, extra, size_factors, variance):
+def poisson_log_px(torch: ModuleType, out: Tensor, x: Tensor, extra: Optional[Tensor],
+                   size_factors: Optional[Tensor], variance: str) -> Tensor:
     eta = _capped_log_rate(torch, _log_rate(torch, out, size_factors))
     return (x * eta - torch.exp(eta) - torch.lgamma(x + 1.0)).sum(dim=1)
 
 
-def negative_binomial_log_px(torch, out, x, extra, size_factors, variance):
+def negative_binomial_log_px(torch: ModuleType, out: Tensor, x: Tensor,
+                             extra: Optional[Tensor], size_factors: Optional[Tensor],
+                             variance: str) -> Tensor:
+    assert extra is not None, "the negative binomial needs log θ"
     rho = _inward_clamp(torch)(extra.expand(x.shape[0], -1), LIMITS["log_theta_min"],
+
                                LIMITS["log_theta_max"])
     theta = torch.exp(rho)
     a = _log_rate(torch, out, size_factors) - rho  # log(mean / θ)
@@ -118,9 +136,10 @@ def negative_binomial_log_px(torch, out, x, extra, size_factors, variance):
             - theta * softplus(a) - x * softplus(-a)).sum(dim=1)
 
 
-def sigmoid_mean(torch, out, size_factors):
+def sigmoid_mean(torch: ModuleType, out: Tensor, size_factors: Optional[Tensor]) -> Tensor:
     return torch.sigmoid(out)
 
 
-def identity_mean(torch, out, size_factors):
+def identity_mean(torch: ModuleType, out: Tensor, size_factors: Optional[Tensor]) -> Tensor:
+
     return out

@@ -23,10 +23,16 @@ one of format version 1).
 """
 
 import math
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
+from .._typing import F32
 from . import likelihoods
+
+_D = TypeVar("_D", bound=np.generic)
+
 
 
 class Layout:
@@ -41,8 +47,9 @@ class Layout:
     n_params : int
     """
 
-    def __init__(self, n_features, hidden, latent_dim, decoder_hidden, n_conditions=0,
-                 likelihood=likelihoods.DEFAULT, variance="unit"):
+    def __init__(self, n_features: int, hidden: Sequence[int], latent_dim: int,
+                 decoder_hidden: Sequence[int], n_conditions: int = 0,
+                 likelihood: str = likelihoods.DEFAULT, variance: str = "unit") -> None:
         D, Z, C = n_features, latent_dim, n_conditions
         self.latent_dim, self.n_features = Z, D
         self.variance = variance
@@ -57,19 +64,22 @@ class Layout:
             widths.append((f"decoder.{i}", prev, h))
             prev = h
         widths.append(("output", prev, 2 * D if variance == "sample" else D))
-        self.layers, off = [], 0
+        self.layers: list[tuple[str, int, int, int, int]] = []
+        off = 0
         for name, n_in, n_out in widths:
             self.layers.append((name, n_in, n_out, off, off + n_in * n_out))
             off += n_in * n_out + n_out
-        name = likelihoods.REGISTRY[likelihood].extra_param_key(variance)
-        self.extra = (name, off, D) if name else None
-        self.n_params = off + (D if name else 0)
+        extra_key = likelihoods.REGISTRY[likelihood].extra_param_key(variance)
+        self.extra = (extra_key, off, D) if extra_key else None
+        self.n_params = off + (D if extra_key else 0)
+
 
     # ------------------------------------------------------------ naming
-    def _pieces(self):
-        """(key, layer index or None, 'W'/'b', column slice) for every public key."""
+    def _pieces(self) -> list[tuple[str, int, str, "slice[int, int, None]"]]:
+        """(key, layer index, 'W'/'b', column slice) for every public key."""
         Z, D = self.latent_dim, self.n_features
         out = []
+        splits: tuple[tuple[str, "slice[int, int, None]"], ...]
         for li, (name, _, n_out, _, _) in enumerate(self.layers):
             if name == "head":
                 splits = (("mu", slice(0, Z)), ("logvar", slice(Z, 2 * Z)))
@@ -82,15 +92,16 @@ class Layout:
                 out.append((f"{key}.bias", li, "b", cols))
         return out
 
-    def _view(self, flat, li, part, cols):
+    def _view(self, flat: NDArray[_D], li: int, part: str,
+              cols: "slice[int, int, None]") -> NDArray[_D]:
         _, n_in, n_out, w, b = self.layers[li]
         if part == "W":
             return flat[w:w + n_in * n_out].reshape(n_in, n_out)[:, cols]
         return flat[b:b + n_out][cols]
 
-    def shapes(self):
+    def shapes(self) -> dict[str, tuple[int, ...]]:
         """Public key -> shape, in buffer order."""
-        shapes = {}
+        shapes: dict[str, tuple[int, ...]] = {}
         for key, li, part, cols in self._pieces():
             n_in, width = self.layers[li][1], cols.stop - cols.start
             shapes[key] = (n_in, width) if part == "W" else (width,)
@@ -98,7 +109,7 @@ class Layout:
             shapes[self.extra[0]] = (self.extra[2],)
         return shapes
 
-    def named_from_flat(self, flat):
+    def named_from_flat(self, flat: F32) -> dict[str, F32]:
         """The flat buffer -> dict of public key -> float32 copy."""
         named = {key: self._view(flat, li, part, cols).copy()
                  for key, li, part, cols in self._pieces()}
@@ -107,7 +118,8 @@ class Layout:
             named[name] = flat[off:off + size].copy()
         return named
 
-    def flat_from_named(self, weights, convert):
+    def flat_from_named(self, weights: Mapping[str, ArrayLike],
+                        convert: Callable[[ArrayLike, str], F32]) -> F32:
         """Dict of public key -> array -> the flat float32 buffer.
 
         convert(value, name) checks one array and returns it as float32 (the
@@ -121,7 +133,7 @@ class Layout:
             raise KeyError(f"weights is missing key {missing[0]!r}")
         if extra:
             raise KeyError(f"weights has unexpected key {extra[0]!r}")
-        arrays = {}
+        arrays: dict[str, F32] = {}
         for k, shape in shapes.items():
             a = convert(weights[k], f"weights[{k!r}]")
             if a.shape != shape:
@@ -135,12 +147,13 @@ class Layout:
             flat[off:off + size] = arrays[name]
         return flat
 
-    def offsets(self):
+    def offsets(self) -> list[tuple[int, int, int, int]]:
         """[(n_in, n_out, w_offset, b_offset)] per layer: what the C core must agree on."""
         return [(n_in, n_out, w, b) for _, n_in, n_out, w, b in self.layers]
 
     # ------------------------------------------------------------ init
-    def init(self, seed, dtype=np.float32):
+    def init(self, seed: "int | np.random.SeedSequence",
+             dtype: "type[np.floating[Any]]" = np.float32) -> "NDArray[np.floating[Any]]":
         """Fresh parameters as a flat buffer.
 
         Every layer draws W then b from U(−1/√in, 1/√in) (PyTorch nn.Linear's
@@ -157,7 +170,9 @@ class Layout:
         return flat
 
 
-def init_layer(rng, n_in, n_out, dtype):
+def init_layer(rng: np.random.Generator, n_in: int, n_out: int,
+               dtype: "type[np.floating[Any]]") -> "tuple[NDArray[np.floating[Any]], NDArray[np.floating[Any]]]":
+
     """PyTorch nn.Linear's default: W (in×out), b (out) ~ U(−1/√in, 1/√in)."""
     bound = 1.0 / math.sqrt(n_in)
     W = rng.uniform(-bound, bound, size=(n_in, n_out)).astype(dtype)

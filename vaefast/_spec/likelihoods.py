@@ -19,8 +19,9 @@ this package never imports.
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
+from .._typing import Floats
 from . import densities, export_hooks
 from .limits import LIMITS  # noqa: F401  (the clamps, with the records)
 
@@ -53,22 +54,22 @@ class Likelihood:
     code: int
     c_enum: str
     output: str
-    targets: tuple
+    targets: tuple[float, float]
     counts: bool
-    log_px: Callable
-    mean: Callable
-    variances: tuple = ("unit",)
-    extra_param: Mapping = field(default_factory=dict)
+    log_px: Callable[..., Any]
+    mean: Callable[..., Any]
+    variances: tuple[str, ...] = ("unit",)
+    extra_param: Mapping[str, str] = field(default_factory=dict)
     target_hint: str = ""
-    torch_log_px: Optional[Callable] = None
-    torch_mean: Optional[Callable] = None
-    onnx_mean: Optional[Callable] = None
+    torch_log_px: Optional[Callable[..., Any]] = None
+    torch_mean: Optional[Callable[..., Any]] = None
+    onnx_mean: Optional[Callable[..., Any]] = None
 
-    def extra_param_key(self, variance):
+    def extra_param_key(self, variance: str) -> Optional[str]:
         """The key of the per-feature parameter vector, or None."""
         return self.extra_param.get(variance)
 
-    def check_targets(self, X, name="X"):
+    def check_targets(self, X: Floats, name: str = "X") -> Floats:
         """Raise ValueError naming `name` if the float32 array X holds values
         outside this likelihood's targets (non-integer counts are accepted:
         lgamma(x + 1) is used). Returns X."""
@@ -123,7 +124,8 @@ COUNT_NAMES = tuple(name for name, lik in REGISTRY.items() if lik.counts)
 DEFAULT = BERNOULLI.name
 
 
-def get(name, argument="likelihood"):
+def get(name: str, argument: str = "likelihood") -> Likelihood:
+
     """The record of likelihood `name`; ValueError naming `argument` if unknown."""
     try:
         return REGISTRY[name]

@@ -39,16 +39,17 @@ MIN_OPSET = 13  # Gemm-13 and Clip with min/max inputs
 class _GraphBuilder:
     """Collects nodes and initializers; names follow get_weights()."""
 
-    def __init__(self, onnx, weights):
+    def __init__(self, onnx, weights) -> None:
         self.onnx, self.h, self.weights = onnx, onnx.helper, weights
         self.nodes, self.initializers = [], []
 
-    def constant(self, name, array):
+    def constant(self, name: str, array: ArrayLike) -> str:
         self.initializers.append(self.onnx.numpy_helper.from_array(
             np.ascontiguousarray(array, dtype=np.float32), name))
         return name
 
-    def node(self, op, inputs, output, **attributes):
+    def node(self, op: str, inputs: list[str], output: str, **attributes: Any) -> str:
+
         self.nodes.append(self.h.make_node(op, inputs, [output], name=output, **attributes))
         return output
 

@@ -43,7 +43,7 @@ class TorchVAE(torch.nn.Module):
         ``VAE.get_config()`` of the model this mirrors.
     """
 
-    def __init__(self, config):
+    def __init__(self, config) -> None:
         super().__init__()
         config = {"n_conditions": 0, "variance": "unit", **config}
         self.vaefast_config = dict(config)

@@ -22,7 +22,7 @@ _EXAMPLE_LIKELIHOOD = dict(likelihood=BERNOULLI.name, fixed=True,
 class _Layer:
     """One Linear layer: `label` for messages, weight (out, in), bias (out,)."""
 
-    def __init__(self, label, weight, bias):
+    def __init__(self, label, weight, bias) -> None:
         self.label = label
         self.weight = _as_matrix(weight, f"{label}.weight", 2)
         if bias is None:  # a bias-free Linear is the same layer with bias 0
@@ -50,7 +50,7 @@ class _Plan:
     per-feature likelihood parameters (state_dict keys "likelihood.*")."""
 
     def __init__(self, encoder, mu, logvar, decoder, output, likelihood=None, why="",
-                 fixed=False, beta=None):
+                 fixed=False, beta=None) -> None:
         self.encoder, self.mu, self.logvar = encoder, mu, logvar
         self.decoder, self.output = decoder, output
         self.likelihood, self.why, self.fixed, self.beta = likelihood, why, fixed, beta

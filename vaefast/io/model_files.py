@@ -7,7 +7,7 @@ from .._internals import internals
 class ModelFiles:
     """save / load / to_bytes / from_bytes / pickle of a VAE (docs/model-format.md)."""
 
-    def save(self, path, format="npz"):
+    def save(self, path, format="npz") -> None:
         """Write the model (config, weights, optimizer state, counters).
 
         Parameters

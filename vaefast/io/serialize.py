@@ -84,7 +84,7 @@ def save_model(model, path, format="npz"):
     _write_atomically(path, lambda f: np.savez(f, **payload))
 
 
-def _writer():
+def _writer() -> str:
     return f"vaefast {__version__}"
 
 

@@ -176,7 +176,7 @@ def _beta(value, name):
 
 
 def adam_update(param, grad, m, v, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
-                weight_decay=0.0, step=1):
+                weight_decay=0.0, step=1) -> None:
     """One Adam step in place (AdamW-style decoupled weight decay).
 
     With b1 = beta1, b2 = beta2, t = step::
@@ -209,7 +209,7 @@ def adam_update(param, grad, m, v, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
                            as_int(step, "step", minimum=1))
 
 
-def sgd_update(param, grad, velocity, lr, momentum=0.9, weight_decay=0.0):
+def sgd_update(param, grad, velocity, lr, momentum=0.9, weight_decay=0.0) -> None:
     """One SGD-with-momentum step in place (PyTorch convention, no dampening).
 
     ::

@@ -402,7 +402,7 @@ def from_named(named, n_encoder, n_decoder):
 class Adam:
     """Adam over a params structure, one adam_update per array."""
 
-    def __init__(self, params, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
+    def __init__(self, params, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0) -> None:
         self.lr, self.beta1, self.beta2, self.eps, self.weight_decay = lr, beta1, beta2, eps, weight_decay
         self.m = [np.zeros_like(p) for p in flatten(params)]
         self.v = [np.zeros_like(p) for p in flatten(params)]
@@ -422,7 +422,7 @@ class Adam:
 class SGD:
     """SGD with momentum over a params structure."""
 
-    def __init__(self, params, lr=1e-2, momentum=0.9, weight_decay=0.0):
+    def __init__(self, params, lr=1e-2, momentum=0.9, weight_decay=0.0) -> None:
         self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
         self.velocity = [np.zeros_like(p) for p in flatten(params)]
 

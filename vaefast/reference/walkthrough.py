@@ -94,7 +94,7 @@ def format_matrix(name, a):
     return "\n".join(lines)
 
 
-def print_walkthrough(seed=0, out=None):
+def print_walkthrough(seed=0, out=None) -> None:
     """Print every step of :func:`walkthrough_steps` as small labelled matrices.
 
     Parameters

@@ -36,7 +36,7 @@ def make_source(model, X, batch_size, comm, buffer_rows, c, size_factors):
     return InMemorySource(model, X, batch_size, c, size_factors)
 
 
-def _agree_across_ranks(source, o, has_validation):
+def _agree_across_ranks(source, o, has_validation) -> None:
     """With comm: refuse (on every rank) options that differ between ranks."""
     source.require_same(epochs=o["epochs"], batch_size=o["batch_size"],
                         learning_rate=o["learning_rate"], optimizer=o["optimizer"],

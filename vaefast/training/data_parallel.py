@@ -29,7 +29,7 @@ def shard_rows(n, size, rank):
     return slice(n * rank // size, n * (rank + 1) // size)
 
 
-def _describe(exc):
+def _describe(exc) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -45,7 +45,7 @@ class ShardSource(OneProcessSource):
 
     is_root = False
 
-    def __init__(self, model, X, batch_size, comm):
+    def __init__(self, model, X, batch_size, comm) -> None:
         from mpi4py import MPI  # the caller already has it: it passed a comm
 
         self.MPI, self.comm = MPI, comm
@@ -97,7 +97,7 @@ class ShardSource(OneProcessSource):
         r, m = failed[0]
         raise DistributedError(f"rank {r} failed while {what} ({m}); every rank stops")
 
-    def _agree(self, error, what):
+    def _agree(self, error, what) -> None:
         """One Allreduce of an error flag; raise on every rank if any failed."""
         flag = np.array([0 if error is None else 1], dtype=np.int32)
         self.comm.Allreduce(self.MPI.IN_PLACE, flag, op=self.MPI.MAX)

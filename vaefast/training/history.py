@@ -20,20 +20,20 @@ class History:
 
     KEYS = ("loss", "recon", "kl", "val_loss", "seconds")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.history = {k: [] for k in self.KEYS}
         self.epochs = []
         self.stopped_early = False
 
-    def _append(self, epoch, logs):
+    def _append(self, epoch, logs) -> None:
         self.epochs.append(epoch)
         for k in self.KEYS:
             self.history[k].append(float(logs[k]))
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.epochs)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         lines = ["epoch        loss       recon          kl    val_loss   seconds"]
         for i, e in enumerate(self.epochs):
             h = {k: self.history[k][i] for k in self.KEYS}

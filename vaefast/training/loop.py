@@ -41,7 +41,7 @@ def _next_call_steps(steps, done, seconds, most):
 class Trainer:
     """Runs fused steps on contiguous row arrays; tracks the epoch's sums."""
 
-    def __init__(self, model, batch_size, lr, optimizer):
+    def __init__(self, model, batch_size, lr, optimizer) -> None:
         self.model, self.core = model, internals(model).core
         self.batch_size, self.lr, self.optimizer = batch_size, lr, optimizer
         self.beta1 = ADAM_BETA1 if optimizer == "adam" else SGD_MOMENTUM
@@ -49,7 +49,7 @@ class Trainer:
         self.sums = np.zeros(3)
         self.steps_per_call = 1  # grows to the paced size (_next_call_steps)
 
-    def start_epoch(self, epoch, kl_weight):
+    def start_epoch(self, epoch, kl_weight) -> None:
         self.epoch, self.kl_weight = epoch, kl_weight
         self.sums = np.zeros(3)
 
@@ -57,7 +57,7 @@ class Trainer:
         """(lr, beta1, beta2, adam_eps, weight_decay, optimizer) of the core."""
         return self.lr, self.beta1, ADAM_BETA2, ADAM_EPS, 0.0, self.optimizer
 
-    def steps(self, X, order, bar, c=None, size_factors=None):
+    def steps(self, X, order, bar, c=None, size_factors=None) -> None:
         """Train on all rows of X (in `order` if given), batch after batch;
         c and size_factors are X's side inputs (rows indexed like X's).
 
@@ -105,11 +105,11 @@ class Trainer:
 class _EarlyStopping:
     """Tracks the monitored loss; restores the best weights when patience runs out."""
 
-    def __init__(self, inner, patience):
+    def __init__(self, inner, patience) -> None:
         self.inner, self.patience = inner, patience
         self.best, self.best_params, self.since_best = math.inf, None, 0
 
-    def should_stop(self, monitored):
+    def should_stop(self, monitored) -> bool:
         if self.patience is None:
             return False
         if monitored < self.best:
@@ -123,7 +123,7 @@ class _EarlyStopping:
         return True
 
 
-def _reset_optimizer_if_switched(model, inner, optimizer):
+def _reset_optimizer_if_switched(model, inner, optimizer) -> None:
     """Switching optimizer starts its moment buffers from zero."""
     if model.optimizer_ != optimizer:
         zeros = np.zeros(inner.num_params, dtype=np.float32)

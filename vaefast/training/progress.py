@@ -7,18 +7,18 @@ import time
 class _TinyBar:
     """A minimal stderr progress bar for when tqdm is not installed."""
 
-    def __init__(self, total, desc):
+    def __init__(self, total, desc) -> None:
         self.total, self.desc, self.n, self.postfix = total, desc, 0, ""
         self._last = 0.0
 
-    def update(self, k):
+    def update(self, k) -> None:
         self.n += k
         now = time.perf_counter()
         if now - self._last > 0.1 or (self.total and self.n >= self.total):
             self._last = now
             self._draw()
 
-    def _draw(self):
+    def _draw(self) -> None:
         if not self.total:  # a stream of unknown length: rows so far
             sys.stderr.write(f"\r{self.desc} {self.n} rows {self.postfix}")
         else:
@@ -28,10 +28,10 @@ class _TinyBar:
                              f"{self.n}/{self.total} {self.postfix}")
         sys.stderr.flush()
 
-    def set_postfix_str(self, s):
+    def set_postfix_str(self, s) -> None:
         self.postfix = s
 
-    def close(self):
+    def close(self) -> None:
         self._draw()  # the last state, which update may have skipped as too soon
         sys.stderr.write("\n")
         sys.stderr.flush()

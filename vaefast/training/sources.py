@@ -24,7 +24,7 @@ class OneProcessSource:
         """Whether `flag` is true in any process."""
         return bool(flag)
 
-    def end_epoch(self, model):
+    def end_epoch(self, model) -> None:
         """Called after each epoch (the MPI source checks the ranks agree)."""
 
 
@@ -32,7 +32,7 @@ class InMemorySource(OneProcessSource):
     """Rows of one in-memory array (with their conditions and size factors),
     shuffled exactly by (seed, epoch)."""
 
-    def __init__(self, model, X, batch_size, c=None, size_factors=None):
+    def __init__(self, model, X, batch_size, c=None, size_factors=None) -> None:
         inner = internals(model)
         self.X = inner.check_X(X)
         self.n_rows = self.X.shape[0]

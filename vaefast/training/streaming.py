@@ -88,7 +88,7 @@ def _prefetched(produce):
     q = queue.Queue(maxsize=1)
     stop = threading.Event()
 
-    def put(item):
+    def put(item) -> bool:
         while not stop.is_set():
             try:
                 q.put(item, timeout=0.05)
@@ -97,7 +97,7 @@ def _prefetched(produce):
                 pass
         return False
 
-    def run():
+    def run() -> None:
         try:
             for item in produce():
                 if not put(("item", item)):
@@ -124,7 +124,7 @@ def _prefetched(produce):
 class MemmapSource(OneProcessSource):
     """Random-access rows: exact in-memory order, gathered buffer by buffer."""
 
-    def __init__(self, model, X, batch_size, buffer_rows):
+    def __init__(self, model, X, batch_size, buffer_rows) -> None:
         if X.ndim != 2:
             raise ValueError(f"X must be 2-dimensional, got shape {X.shape}")
         if X.shape[1] != model.n_features:
@@ -154,7 +154,7 @@ class MemmapSource(OneProcessSource):
 class BlockSource(OneProcessSource):
     """Row blocks read once per epoch through a bounded buffer."""
 
-    def __init__(self, model, n_blocks, read_blocks, n_rows, batch_size, buffer_rows):
+    def __init__(self, model, n_blocks, read_blocks, n_rows, batch_size, buffer_rows) -> None:
         self.model = model
         self.n_blocks, self.read_blocks, self.n_rows = n_blocks, read_blocks, n_rows
         self.batch_size = batch_size if n_rows is None else min(batch_size, max(n_rows, 1))

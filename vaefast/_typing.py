@@ -1,0 +1,21 @@
+"""Type aliases of vaefast's annotations (the public API is checked with
+``mypy --strict``; see .ci/typecheck). Nothing here runs at import beyond
+building the aliases from numpy.typing."""
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+__all__ = ["ArrayLike", "F32", "F64", "Floats", "I64", "Tensor", "Seed"]
+
+F32 = NDArray[np.float32]
+F64 = NDArray[np.float64]
+I64 = NDArray[np.int64]
+# float32 or float64 (the NumPy maths keep the dtype they are given)
+Floats = NDArray[np.floating[Any]]
+# A torch.Tensor. PyTorch is an optional peer, absent where the type check
+# runs, so its tensors are typed as Any (its module is passed in as `torch`).
+Tensor = Any
+# What as_seed accepts: an int in [0, 2**64)
+Seed = int
