@@ -48,7 +48,17 @@ def imported_modules(name, path, node, files):
             for a in node.names]
 
 
+def _is_type_checking_block(node):
+    """`if TYPE_CHECKING:` (or typing.TYPE_CHECKING) without an else."""
+    if not isinstance(node, ast.If) or node.orelse:
+        return False
+    test = node.test
+    return ((isinstance(test, ast.Name) and test.id == "TYPE_CHECKING")
+            or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"))
+
+
 def import_graph(module_level_only):
+
     files = module_files()
     graph = {}
     for name, path in files.items():
@@ -56,6 +66,8 @@ def import_graph(module_level_only):
 
         def visit(node, in_function):
             for child in ast.iter_child_nodes(node):
+                if _is_type_checking_block(child):
+                    continue  # imports for annotations only: never run
                 if isinstance(child, (ast.Import, ast.ImportFrom)):
                     if not (module_level_only and in_function):
                         edges.update(imported_modules(name, path, child, files))

@@ -10,16 +10,20 @@ package themselves), so the table is filled before any model exists.
 
 import functools
 import inspect
+from typing import Any, Callable, Mapping, TypeVar
 
-_ENGINES = []  # (accepts(data) -> bool, {method name: function(obj, *args, **kwargs)})
+_F = TypeVar("_F", bound=Callable[..., Any])
+# (accepts(data) -> bool, {method name: function(obj, *args, **kwargs)})
+_ENGINES: list[tuple[Callable[[object], bool], Mapping[str, Callable[..., Any]]]] = []
 
 
-def register_engine(accepts, functions) -> None:
+def register_engine(accepts: Callable[[object], bool],
+                    functions: Mapping[str, Callable[..., Any]]) -> None:
     """Route data that `accepts` recognises to `functions[method name]`."""
     _ENGINES.append((accepts, functions))
 
 
-def deferrable(method):
+def deferrable(method: _F) -> _F:
     """Decorator: a data argument (the first after self: X or Z) that an
     engine accepts goes to that engine's function; anything else to the
     method itself."""
@@ -27,22 +31,23 @@ def deferrable(method):
     data_arg = list(inspect.signature(method).parameters)[1]
 
     @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
+    def wrapper(self: object, *args: Any, **kwargs: Any) -> Any:
         data = args[0] if args else kwargs.get(data_arg)
         for accepts, functions in _ENGINES:
             if accepts(data):
                 return functions[name](self, *args, **kwargs)
         return method(self, *args, **kwargs)
 
-    return wrapper
+    return wrapper  # type: ignore[return-value]  # same signature: functools.wraps
 
 
-def is_dask_array(X):
+def is_dask_array(X: object) -> bool:
     """Whether X is a dask.array.Array (without importing dask)."""
     return type(X).__module__.split(".")[0] == "dask" and hasattr(X, "to_delayed")
 
 
-def row_chunked(X, n_cols, name):
+def row_chunked(X: Any, n_cols: int, name: str) -> Any:
+
     """A Dask array X checked (2-D, n_cols columns, known row chunks) and
     chunked by whole rows."""
     if X.ndim != 2:

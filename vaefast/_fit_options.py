@@ -11,7 +11,10 @@ checked by the training sources against it.
 import inspect
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Optional, TypeVar
+
+_Fit = TypeVar("_Fit", bound=Callable[..., Any])
+_Check = Callable[[Any, str], Any]
 
 from ._validation import as_float, as_int
 
@@ -20,39 +23,39 @@ OPTIMIZERS = ("adam", "sgd")
 
 # ---------------------------------------------------------------- constraints
 # Each takes (value, name) and returns the checked value or raises naming it.
-def _any(value, name):
+def _any(value: object, name: str) -> object:
     return value
 
 
-def _int_at_least(minimum, optional=False):
-    def check(value, name):
+def _int_at_least(minimum: int, optional: bool = False) -> _Check:
+    def check(value: object, name: str) -> Optional[int]:
         if optional and value is None:
             return None
         return as_int(value, name, minimum=minimum)
     return check
 
 
-def _positive_float(value, name):
+def _positive_float(value: object, name: str) -> float:
     return as_float(value, name, minimum=0.0, open_min=True)
 
 
-def _optimizer(value, name):
+def _optimizer(value: object, name: str) -> str:
     if value not in OPTIMIZERS:
         raise ValueError(f"{name} must be 'adam' or 'sgd', got {value!r}")
-    return value
+    return str(value)
 
 
-def _callbacks(value, name):
-    callbacks = (value,) if callable(value) else tuple(value)
+def _callbacks(value: Any, name: str) -> tuple[Callable[..., Any], ...]:
+    callbacks: tuple[Any, ...] = (value,) if callable(value) else tuple(value)
     for i, cb in enumerate(callbacks):
         if not callable(cb):
             raise TypeError(f"{name}[{i}] must be callable, got {type(cb).__name__}")
     return callbacks
 
 
-def _validation_data(value, name):
+def _validation_data(value: object, name: str) -> tuple[object, dict[str, object]]:
     """X_val, or (X_val, c_val[, size_factors_val]) -> (X_val, {side inputs})."""
-    side = {}
+    side: dict[str, object] = {}
     if isinstance(value, tuple):
         if not 1 <= len(value) <= 3:
             raise ValueError(f"{name} must be X_val or a tuple (X_val, c_val[, "
@@ -62,7 +65,7 @@ def _validation_data(value, name):
     return value, side
 
 
-def _communicator(value, name):
+def _communicator(value: object, name: str) -> object:
     """An mpi4py communicator. mpi4py is not imported here: whoever holds a
     communicator has imported it already."""
     if value is None:
@@ -78,7 +81,7 @@ def _communicator(value, name):
 class Option:
     name: str
     default: Any
-    check: Callable
+    check: _Check
     doc: str
 
 
@@ -180,17 +183,20 @@ SIGNATURE = inspect.Signature(
        for o in OPTIONS])
 
 
-def declare(method):
+def declare(method: _Fit) -> _Fit:
     """Give `method` (def fit(self, X, *args, **kwargs)) the table's
     signature and docstring."""
     options = "\n".join(f"{o.name} : {o.doc}".replace("\n        ", "\n    ")
                         for o in OPTIONS)
-    method.__signature__ = SIGNATURE
+    method.__signature__ = SIGNATURE  # type: ignore[attr-defined]  # read by inspect
+
     method.__doc__ = _DOC.format(options=options)
     return method
 
 
-def validate(model, X, *args, **kwargs):
+def validate(model: object, X: object, *args: Any,
+             **kwargs: Any) -> tuple[object, dict[str, Any]]:
+
     """Bind fit's arguments to the table (TypeError as for any call) and
     check each option; returns (X, {option name: checked value})."""
     bound = SIGNATURE.bind(model, X, *args, **kwargs)

@@ -8,8 +8,17 @@ private attributes (tests/test_structure.py checks it). It imports nothing
 of the model: it works on any object the model passes.
 """
 
-from ._core import GRADS, MOMENT1, MOMENT2, PARAMS  # noqa: F401  (the buffers)
+from typing import TYPE_CHECKING, ContextManager, Mapping, Optional
+
+
+from ._core import GRADS, MOMENT1, MOMENT2, PARAMS, VAECore  # noqa: F401  (the buffers)
+from ._typing import F32
 from ._validation import as_weight
+
+if TYPE_CHECKING:
+    from .model import VAE
+
+__all__ = ["GRADS", "MOMENT1", "MOMENT2", "PARAMS", "Internals", "internals"]
 
 
 class Internals:
@@ -17,49 +26,51 @@ class Internals:
 
     __slots__ = ("model",)
 
-    def __init__(self, model) -> None:
+    def __init__(self, model: "VAE") -> None:
         self.model = model
 
     @property
-    def core(self):
+    def core(self) -> VAECore:
         """The binding's VAECore: the training steps and the flat buffers."""
         return self.model._core
 
-    def check_X(self, X, name="X"):
+    def check_X(self, X: object, name: str = "X") -> F32:
         """Training rows: 2-D float32, n_features columns, valid targets."""
         return self.model._check_X(X, name, targets=True)
 
-    def check_side(self, c, size_factors, n):
+    def check_side(self, c: object, size_factors: object,
+                   n: int) -> tuple[Optional[F32], Optional[F32]]:
         """The conditions and size factors of n rows (None where absent)."""
         return self.model._check_c(c, n), self.model._check_size_factors(size_factors, n)
 
-    def exclusive(self, what):
+    def exclusive(self, what: str) -> ContextManager[None]:
         """Context: the model's training lock, or RuntimeError naming `what`."""
         return self.model._exclusive(what)
 
-    def get_buffer(self, which):
+    def get_buffer(self, which: int) -> F32:
         return self.core.get_buffer(which)
 
-    def set_buffer(self, which, flat) -> None:
+    def set_buffer(self, which: int, flat: F32) -> None:
         self.core.set_buffer(which, flat)
 
     @property
-    def num_params(self):
+    def num_params(self) -> int:
         return int(self.core.num_params)
 
-    def shapes(self):
+    def shapes(self) -> dict[str, tuple[int, ...]]:
         """get_weights() key -> shape."""
         return self.model._layout.shapes()
 
-    def named(self, flat):
+    def named(self, flat: F32) -> dict[str, F32]:
         """A flat buffer as a dict keyed like get_weights()."""
         return self.model._layout.named_from_flat(flat)
 
-    def flat(self, named):
+    def flat(self, named: Mapping[str, object]) -> F32:
         """A dict keyed like get_weights() (checked) as a flat buffer."""
         return self.model._layout.flat_from_named(named, as_weight)
 
 
-def internals(model):
+def internals(model: "VAE") -> Internals:
+
     """The internal interface of `model`."""
     return Internals(model)

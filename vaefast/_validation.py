@@ -8,9 +8,13 @@ needed), so the C core sees one layout.
 import numbers
 import operator
 
+from typing import Any, Iterable, NoReturn, Optional, Sequence, Union
+
 import numpy as np
+from numpy.typing import NDArray
 
 from . import _core
+from ._typing import F32
 from ._spec import likelihoods
 
 
@@ -19,7 +23,7 @@ class Float32OverflowError(ValueError, OverflowError):
     beyond float32's range (exported as vaefast.ops.Float32OverflowError)."""
 
 
-def has_unit_rows(arr):
+def has_unit_rows(arr: "NDArray[Any]") -> bool:
     """True if a 2-D float32 array's rows are contiguous and evenly spaced
     forward in memory (a row slice of a bigger matrix), so C can take it
     with a leading dimension and no copy."""
@@ -28,8 +32,9 @@ def has_unit_rows(arr):
     return _core.row_leading_dimension(*arr.shape, *arr.strides) >= 0
 
 
-def as_float32_array(value, name, ndim=None, allow_empty=False, finite=True,
-                     row_strided=False):
+def as_float32_array(value: object, name: str, ndim: Union[int, Sequence[int], None] = None,
+                     allow_empty: bool = False, finite: bool = True,
+                     row_strided: bool = False) -> F32:
     """Return `value` as a C-contiguous float32 ndarray, or raise.
 
     Parameters
@@ -84,7 +89,7 @@ def as_float32_array(value, name, ndim=None, allow_empty=False, finite=True,
     return arr
 
 
-def check_out(out, name, shape):
+def check_out(out: object, name: str, shape: Sequence[int]) -> F32:
     """Validate a caller-supplied output array (float32, C-contiguous, `shape`)."""
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
@@ -99,7 +104,7 @@ def check_out(out, name, shape):
     return out
 
 
-def as_int(value, name, minimum=None):
+def as_int(value: object, name: str, minimum: Optional[int] = None) -> int:
     """Return `value` as a Python int (bools rejected), checking `minimum`."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
@@ -109,7 +114,8 @@ def as_int(value, name, minimum=None):
     return value
 
 
-def as_float(value, name, minimum=None, maximum=None, open_min=False):
+def as_float(value: object, name: str, minimum: Optional[float] = None,
+             maximum: Optional[float] = None, open_min: bool = False) -> float:
     """Return `value` as a finite Python float inside the given bounds."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
@@ -124,7 +130,7 @@ def as_float(value, name, minimum=None, maximum=None, open_min=False):
     return value
 
 
-def as_seed(value, name="seed"):
+def as_seed(value: object, name: str = "seed") -> int:
     """A seed is an integer in [0, 2**64)."""
     value = as_int(value, name, minimum=0)
     if value >= 2**64:
@@ -135,7 +141,7 @@ def as_seed(value, name="seed"):
 _SMALL = 4096  # elements; below this require_finite tests directly
 
 
-def require_finite(arr, name):
+def require_finite(arr: F32, name: str) -> F32:
     """Raise ValueError naming `name` if the float32 array holds NaN or infinity.
 
     One float32 sum is a single read pass with no temporary: finite data
@@ -155,7 +161,7 @@ def require_finite(arr, name):
     return arr
 
 
-def reject_nonfinite(args):
+def reject_nonfinite(args: Iterable[tuple[str, object, Optional[F32]]]) -> None:
     """Raise for the first (name, given, converted) whose converted array has
     a NaN or infinity; return if none does. `given` is what the caller
     passed: if it was finite, the conversion to float32 overflowed. Slow
@@ -170,7 +176,7 @@ def reject_nonfinite(args):
         raise ValueError(f"{name} contains NaN or infinity")
 
 
-def nonfinite_result(what, args):
+def nonfinite_result(what: str, args: Sequence[tuple[str, object, Optional[F32]]]) -> NoReturn:
     """A kernel's result came out NaN/Inf: name the input, or, when every
     input is finite, report that the result is beyond float32's range."""
     reject_nonfinite(args)
@@ -178,18 +184,19 @@ def nonfinite_result(what, args):
     raise Float32OverflowError(f"{what} overflows float32 (all of {names} are finite)")
 
 
-def check_targets(X, likelihood, name="X"):
+def check_targets(X: F32, likelihood: str, name: str = "X") -> F32:
     """Raise ValueError naming `name` if the float32 array X is outside the
     targets of `likelihood` (its registry record says which). Returns X."""
     return likelihoods.get(likelihood).check_targets(X, name)
 
 
-def as_weight(value, name):
+def as_weight(value: object, name: str) -> F32:
     """One array of a weight dict (any shape, may be empty), as float32."""
     return as_float32_array(value, name, allow_empty=True)
 
 
-def as_size_factors(value, n, name="size_factors"):
+def as_size_factors(value: object, n: int, name: str = "size_factors") -> F32:
+
     """Per-row size factors: n finite values > 0, as a float32 vector."""
     s = as_float32_array(value, name, ndim=1)
     if s.shape[0] != n:

@@ -8,6 +8,8 @@ per-sample ELBO and every optimizer step is one call into the core.
 
 import functools
 import threading
+from typing import (TYPE_CHECKING, Any, Callable, ContextManager, Literal, Mapping, Optional,
+                    Sequence, TypeVar, cast)
 
 import numpy as np
 
@@ -20,6 +22,12 @@ from ._validation import (as_float, as_float32_array, as_int, as_seed, as_size_f
 from . import _fit_options
 from ._arrays import deferrable
 from .io.model_files import ModelFiles
+from ._typing import ArrayLike, F32, F64
+
+if TYPE_CHECKING:
+    from .training.history import History
+
+_M = TypeVar("_M", bound=Callable[..., Any])
 
 __all__ = ["VAE", "NonFiniteError"]
 
@@ -30,31 +38,31 @@ NonFiniteError = _core.NonFiniteError
 _INFER_CHUNK = 4096
 
 
-def _reads_weights(method):
+def _reads_weights(method: _M) -> _M:
     """Run `method` inside the core's read session: all its C calls see the
     weights of one completed training step, even while another thread runs
     fit (docs/threads.md)."""
 
     @functools.wraps(method)
-    def under_read_lock(self, *args, **kwargs):
+    def under_read_lock(self: "VAE", *args: Any, **kwargs: Any) -> Any:
         with self._core.reading():
             return method(self, *args, **kwargs)
 
-    return under_read_lock
+    return cast(_M, under_read_lock)
 
 
-def _noise_generator(seed):
+def _noise_generator(seed: "int | np.random.Generator | None") -> np.random.Generator:
     """The generator of elbo/log_likelihood noise: rows draw from it in order."""
     if isinstance(seed, np.random.Generator):
         return seed  # vaefast.dask hands each chunk one advanced to its rows
     return np.random.default_rng(None if seed is None else as_seed(seed))
 
 
-def _as_widths(value, name):
+def _as_widths(value: object, name: str) -> tuple[int, ...]:
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         value = (value,)
     try:
-        widths = tuple(value)
+        widths: tuple[object, ...] = tuple(value)  # type: ignore[arg-type]  # else TypeError
     except TypeError:
         raise TypeError(f"{name} must be a sequence of positive integers") from None
     return tuple(as_int(w, f"{name}[{i}]", minimum=1) for i, w in enumerate(widths))
@@ -112,8 +120,11 @@ class VAE(ModelFiles):
         learned log-variance is floored at -10 (in the kernel).
     """
 
-    def __init__(self, n_features, hidden=(400,), latent_dim=20, likelihood=_likelihoods.DEFAULT,
-                 beta=1.0, seed=0, decoder_hidden=None, n_conditions=0, variance="unit") -> None:
+    def __init__(self, n_features: int, hidden: "int | Sequence[int]" = (400,),
+                 latent_dim: int = 20, likelihood: str = _likelihoods.DEFAULT,
+                 beta: float = 1.0, seed: int = 0,
+                 decoder_hidden: "int | Sequence[int] | None" = None, n_conditions: int = 0,
+                 variance: str = "unit") -> None:
         self.n_features = as_int(n_features, "n_features", minimum=1)
         self.hidden = _as_widths(hidden, "hidden")
         self.latent_dim = as_int(latent_dim, "latent_dim", minimum=1)
@@ -148,24 +159,24 @@ class VAE(ModelFiles):
         self._tls = threading.local()  # per-thread inference workspace
         self.step_ = 0       # optimizer steps taken (eps depends on (seed, step))
         self.epoch_ = 0      # epochs completed (shuffling depends on (seed, epoch))
-        self.optimizer_ = None  # optimizer whose state the moment buffers hold
+        self.optimizer_: Optional[str] = None  # optimizer whose state the moment buffers hold
         self._core.set_buffer(_core.PARAMS, self._layout.init(self.seed))
 
     @property
-    def step_(self):
+    def step_(self) -> int:
         """Optimizer steps taken; the noise of a step depends on (seed, step).
         Kept by the core, which advances it with the steps themselves."""
         return int(self._core.step)
 
     @step_.setter
-    def step_(self, value) -> None:
+    def step_(self, value: int) -> None:
         self._core.step = value
 
     # ------------------------------------------------------------ weights
-    def _named_from_flat(self, flat):
+    def _named_from_flat(self, flat: F32) -> dict[str, F32]:
         return self._layout.named_from_flat(flat)
 
-    def get_weights(self):
+    def get_weights(self) -> dict[str, F32]:
         """All parameters as a dict of float32 copies.
 
         Keys: ``encoder.{i}.weight/bias``, ``mu.weight/bias``,
@@ -180,7 +191,7 @@ class VAE(ModelFiles):
         """
         return self._named_from_flat(self._core.get_buffer(_core.PARAMS))
 
-    def set_weights(self, weights) -> None:
+    def set_weights(self, weights: "Mapping[str, ArrayLike]") -> None:
         """Replace all parameters (same keys and shapes as :meth:`get_weights`).
 
         Parameters
@@ -199,35 +210,36 @@ class VAE(ModelFiles):
         with self._exclusive("set_weights"):
             self._core.set_buffer(_core.PARAMS, flat)
 
-    def num_params(self):
+    def num_params(self) -> int:
         """Number of trainable parameters."""
         return int(self._core.num_params)
 
     # ------------------------------------------------------------ locking
-    def _exclusive(self, what):
+    def _exclusive(self, what: str) -> ContextManager[None]:
         model = self
 
         class _Guard:
-            def __enter__(self):
+            def __enter__(self) -> None:
                 if not model._train_lock.acquire(blocking=False):
                     raise RuntimeError(f"{what}: this VAE is being trained by another "
                                        "thread (concurrent fit is not allowed)")
 
-            def __exit__(self, *exc) -> bool:
+            def __exit__(self, *exc: object) -> "Literal[False]":
+
                 model._train_lock.release()
                 return False
 
         return _Guard()
 
     # ------------------------------------------------------------ checks
-    def _check_X(self, X, name="X", targets=False):
+    def _check_X(self, X: object, name: str = "X", targets: bool = False) -> F32:
         X = as_float32_array(X, name, ndim=2)
         if X.shape[1] != self.n_features:
             raise ValueError(f"{name} must have {self.n_features} columns (n_features), "
                              f"got {X.shape[1]}")
         return self._lik.check_targets(X, name) if targets else X
 
-    def _check_c(self, c, n, name="c"):
+    def _check_c(self, c: object, n: int, name: str = "c") -> Optional[F32]:
         """The conditions of n rows: required (n, n_conditions) for a
         conditional model, refused for an unconditional one."""
         if self.n_conditions == 0:
@@ -238,13 +250,13 @@ class VAE(ModelFiles):
         if c is None:
             raise ValueError(f"{name} is required: this VAE is conditional "
                              f"(n_conditions={self.n_conditions})")
-        c = as_float32_array(c, name, ndim=2)
-        if c.shape != (n, self.n_conditions):
+        checked = as_float32_array(c, name, ndim=2)
+        if checked.shape != (n, self.n_conditions):
             raise ValueError(f"{name} must have shape ({n}, {self.n_conditions}) "
-                             f"(rows, n_conditions), got {c.shape}")
-        return c
+                             f"(rows, n_conditions), got {checked.shape}")
+        return checked
 
-    def _check_size_factors(self, size_factors, n):
+    def _check_size_factors(self, size_factors: object, n: int) -> Optional[F32]:
         if size_factors is None:
             return None
         if not self._lik.counts:
@@ -252,27 +264,27 @@ class VAE(ModelFiles):
                              f"{_likelihoods.COUNT_NAMES}, this VAE's is {self.likelihood!r}")
         return as_size_factors(size_factors, n)
 
-    def _extra_param(self):
+    def _extra_param(self) -> Optional[F32]:
         """The per-feature likelihood parameters (log-variance / log θ), or None."""
         if self._layout.extra is None:
             return None
         _, off, size = self._layout.extra
         return self._core.get_buffer(_core.PARAMS)[off:off + size]
 
-    def _check_Z(self, Z, name="Z"):
-        Z = as_float32_array(Z, name, ndim=2)
-        if Z.shape[1] != self.latent_dim:
+    def _check_Z(self, Z: object, name: str = "Z") -> F32:
+        checked = as_float32_array(Z, name, ndim=2)
+        if checked.shape[1] != self.latent_dim:
             raise ValueError(f"{name} must have {self.latent_dim} columns (latent_dim), "
-                             f"got {Z.shape[1]}")
-        return Z
+                             f"got {checked.shape[1]}")
+        return checked
 
     # ------------------------------------------------------------ inference
-    def _scratch(self, kind="infer"):
+    def _scratch(self, kind: str = "infer") -> F32:
         """This thread's workspace for encode/decode of _INFER_CHUNK rows
         (kind "infer") or for elbo (kind "elbo"), reused so repeated calls do
         not page-fault fresh memory; one per thread, so concurrent inference
         is safe."""
-        work = getattr(self._tls, kind, None)
+        work: Optional[F32] = getattr(self._tls, kind, None)
         if work is None:
             size = (self._core.work_size(_INFER_CHUNK) if kind == "infer"
                     else self._core.elbo_work_size())
@@ -282,7 +294,7 @@ class VAE(ModelFiles):
 
     @deferrable
     @_reads_weights
-    def encode(self, X, c=None):
+    def encode(self, X: ArrayLike, c: Optional[ArrayLike] = None) -> tuple[F32, F32]:
         """Parameters of q(z|x) (q(z|x, c) for a conditional model).
 
         Parameters
@@ -296,14 +308,14 @@ class VAE(ModelFiles):
         mu, logvar : ndarray, shape (n, latent_dim), float32
             logvar is clamped to [-30, 30], as in training.
         """
-        X = self._check_X(X)
-        c = self._check_c(c, X.shape[0])
-        if X.shape[0] <= _INFER_CHUNK:  # one core call, nothing else allocated
-            return self._core.encode(X, self._scratch(), c)
+        Xc = self._check_X(X)
+        cc = self._check_c(c, Xc.shape[0])
+        if Xc.shape[0] <= _INFER_CHUNK:  # one core call, nothing else allocated
+            return self._core.encode(Xc, self._scratch(), cc)
         mus, lvs = [], []
-        for s in range(0, X.shape[0], _INFER_CHUNK):
-            mu, lv = self._core.encode(X[s:s + _INFER_CHUNK], self._scratch(),
-                                       None if c is None else c[s:s + _INFER_CHUNK])
+        for s in range(0, Xc.shape[0], _INFER_CHUNK):
+            mu, lv = self._core.encode(Xc[s:s + _INFER_CHUNK], self._scratch(),
+                                       None if cc is None else cc[s:s + _INFER_CHUNK])
             mus.append(mu)
             lvs.append(lv)
         if len(mus) == 1:
@@ -311,7 +323,7 @@ class VAE(ModelFiles):
         return np.concatenate(mus), np.concatenate(lvs)
 
     @deferrable
-    def transform(self, X, c=None):
+    def transform(self, X: ArrayLike, c: Optional[ArrayLike] = None) -> F32:
         """The posterior mean mu (the usual embedding).
 
         Parameters
@@ -326,13 +338,14 @@ class VAE(ModelFiles):
         return self.encode(X, c)[0]
 
     @_reads_weights
-    def _decode_raw(self, Z, mean, c=None, size_factors=None):
+    def _decode_raw(self, Z: F32, mean: bool, c: Optional[F32] = None,
+                    size_factors: Optional[F32] = None) -> F32:
         """Decoder on validated Z (and c, size factors): the output layer
         (mean=False) or the mean of p(x|z)."""
         if Z.shape[0] <= _INFER_CHUNK:  # one core call, nothing else allocated
             return self._core.decode(Z, mean, self._scratch(), c, size_factors)
 
-        def part(a, s):
+        def part(a: Optional[F32], s: int) -> Optional[F32]:
             return None if a is None else a[s:s + _INFER_CHUNK]
 
         return np.concatenate([self._core.decode(Z[s:s + _INFER_CHUNK], mean, self._scratch(),
@@ -340,7 +353,8 @@ class VAE(ModelFiles):
                                for s in range(0, Z.shape[0], _INFER_CHUNK)])
 
     @deferrable
-    def decode(self, Z, c=None, size_factors=None):
+    def decode(self, Z: ArrayLike, c: Optional[ArrayLike] = None,
+               size_factors: Optional[ArrayLike] = None) -> F32:
         """Mean of p(x|z): probabilities (Bernoulli), the Gaussian mean, or
         the count mean size_factor·exp(output) (Poisson, negative binomial).
 
@@ -355,13 +369,14 @@ class VAE(ModelFiles):
         -------
         ndarray, shape (n, n_features), float32
         """
-        Z = self._check_Z(Z)
-        return self._decode_raw(Z, True, self._check_c(c, Z.shape[0]),
-                                self._check_size_factors(size_factors, Z.shape[0]))
+        Zc = self._check_Z(Z)
+        return self._decode_raw(Zc, True, self._check_c(c, Zc.shape[0]),
+                                self._check_size_factors(size_factors, Zc.shape[0]))
 
     @deferrable
     @_reads_weights
-    def reconstruct(self, X, c=None, size_factors=None):
+    def reconstruct(self, X: ArrayLike, c: Optional[ArrayLike] = None,
+                    size_factors: Optional[ArrayLike] = None) -> F32:
         """The mean reconstruction ``decode(transform(X, c), c)`` (no sampling).
 
         Parameters
@@ -374,12 +389,12 @@ class VAE(ModelFiles):
         -------
         ndarray, shape (n, n_features), float32
         """
-        X = self._check_X(X)
-        c = self._check_c(c, X.shape[0])
-        s = self._check_size_factors(size_factors, X.shape[0])
-        return self._decode_raw(self.transform(X, c), True, c, s)
+        Xc = self._check_X(X)
+        cc = self._check_c(c, Xc.shape[0])
+        s = self._check_size_factors(size_factors, Xc.shape[0])
+        return self._decode_raw(self.transform(Xc, cc), True, cc, s)
 
-    def sample(self, n, seed=None, c=None):
+    def sample(self, n: int, seed: Optional[int] = None, c: Optional[ArrayLike] = None) -> F32:
         """Draw samples from the model: z ~ N(0, I), then decode(z, c).
 
         Parameters
@@ -398,19 +413,21 @@ class VAE(ModelFiles):
             rates for the count likelihoods (size factor 1).
         """
         n = as_int(n, "n", minimum=1)
-        c = self._check_c(c, n)
+        cc = self._check_c(c, n)
         rng = np.random.default_rng(None if seed is None else as_seed(seed))
         z = rng.standard_normal((n, self.latent_dim)).astype(np.float32)
-        return self._decode_raw(z, True, c)
+        return self._decode_raw(z, True, cc)
 
     # ------------------------------------------------------------ evaluation
-    def _log_px(self, raw, X, size_factors=None):
+    def _log_px(self, raw: F32, X: F32, size_factors: Optional[F32] = None) -> F64:
         """log p(x|z) per row in float64; raw = the decoder's output layer."""
         return self._lik.log_px(raw, X, self._extra_param(), size_factors, self.variance)
 
     @deferrable
     @_reads_weights
-    def elbo(self, X, seed=None, c=None, size_factors=None, eps=None):
+    def elbo(self, X: ArrayLike, seed: "int | np.random.Generator | None" = None,
+             c: Optional[ArrayLike] = None, size_factors: Optional[ArrayLike] = None,
+             eps: Optional[ArrayLike] = None) -> F64:
         """Per-sample ELBO, ``log p(x|z) − beta·KL(q(z|x) ‖ p(z))``, one z draw.
 
         Parameters
@@ -428,20 +445,23 @@ class VAE(ModelFiles):
         -------
         ndarray, shape (n,), float64 (the plain ELBO when beta = 1).
         """
-        X = self._check_X(X, targets=True)
-        c = self._check_c(c, X.shape[0])
-        s = self._check_size_factors(size_factors, X.shape[0])
+        Xc = self._check_X(X, targets=True)
+        cc = self._check_c(c, Xc.shape[0])
+        s = self._check_size_factors(size_factors, Xc.shape[0])
         if eps is None:
             rng = _noise_generator(seed)
-            eps = rng.standard_normal((X.shape[0], self.latent_dim)).astype(np.float32)
+            noise = rng.standard_normal((Xc.shape[0], self.latent_dim)).astype(np.float32)
         else:
-            eps = self._check_eps(eps, X.shape[0])
+            noise = self._check_eps(eps, Xc.shape[0])
         # one fused pass in the core (float32 layers and row sums, as training)
-        return self._core.elbo(X, eps, self._scratch("elbo"), c, s)
+        return self._core.elbo(Xc, noise, self._scratch("elbo"), cc, s)
 
     @deferrable
     @_reads_weights
-    def log_likelihood(self, X, n_samples=100, seed=None, c=None, size_factors=None):
+    def log_likelihood(self, X: ArrayLike, n_samples: int = 100,
+                       seed: "int | np.random.Generator | None" = None,
+                       c: Optional[ArrayLike] = None,
+                       size_factors: Optional[ArrayLike] = None) -> F64:
         """Importance-weighted estimate of log p(x) (Burda et al., IWAE bound).
 
         ``log (1/K) Σ_k p(x|z_k) p(z_k) / q(z_k|x)`` with K = n_samples draws
@@ -463,39 +483,42 @@ class VAE(ModelFiles):
         -------
         ndarray, shape (n,), float64
         """
-        X = self._check_X(X, targets=True)
-        c = self._check_c(c, X.shape[0])
-        s = self._check_size_factors(size_factors, X.shape[0])
+        Xc = self._check_X(X, targets=True)
+        cc = self._check_c(c, Xc.shape[0])
+        s = self._check_size_factors(size_factors, Xc.shape[0])
         K = as_int(n_samples, "n_samples", minimum=1)
         rng = _noise_generator(seed)
         Zd = self.latent_dim
         chunk = max(1, _INFER_CHUNK // K)
-        out = np.empty(X.shape[0])
+        out = np.empty(Xc.shape[0])
 
-        def rep(a, lo, n):
+        def rep(a: Optional[F32], lo: int, n: int) -> Optional[F32]:
             return None if a is None else np.repeat(a[lo:lo + n], K, axis=0)
 
-        for lo in range(0, X.shape[0], chunk):
-            xb = X[lo:lo + chunk]
+        for lo in range(0, Xc.shape[0], chunk):
+            xb = Xc[lo:lo + chunk]
             n = xb.shape[0]
             mu, lv = self._core.encode(xb, self._scratch(),
-                                       None if c is None else c[lo:lo + n])
+                                       None if cc is None else cc[lo:lo + n])
             eps = rng.standard_normal((n, K, Zd)).astype(np.float32)
             sigma = np.exp(0.5 * lv)
             z = (mu[:, None, :] + sigma[:, None, :] * eps).astype(np.float32)
             raw = self._decode_raw(np.ascontiguousarray(z.reshape(n * K, Zd)), False,
-                                   rep(c, lo, n))
+                                   rep(cc, lo, n))
             log_px = self._log_px(raw, np.repeat(xb, K, axis=0), rep(s, lo, n)).reshape(n, K)
             out[lo:lo + n] = _iwae(log_px, z, eps, lv)
         return out
 
-    def _check_eps(self, eps, n):
-        eps = as_float32_array(eps, "eps", ndim=2)
-        if eps.shape != (n, self.latent_dim):
-            raise ValueError(f"eps must have shape {(n, self.latent_dim)}, got {eps.shape}")
-        return eps
+    def _check_eps(self, eps: object, n: int) -> F32:
+        checked = as_float32_array(eps, "eps", ndim=2)
+        if checked.shape != (n, self.latent_dim):
+            raise ValueError(f"eps must have shape {(n, self.latent_dim)}, "
+                             f"got {checked.shape}")
+        return checked
 
-    def loss_and_grad(self, X, eps=None, c=None, size_factors=None):
+    def loss_and_grad(self, X: ArrayLike, eps: Optional[ArrayLike] = None,
+                      c: Optional[ArrayLike] = None,
+                      size_factors: Optional[ArrayLike] = None) -> tuple[float, dict[str, F32]]:
         """Batch-mean negative ELBO (``recon + beta·KL``) and its gradients.
 
         Parameters
@@ -512,25 +535,25 @@ class VAE(ModelFiles):
         loss : float
         grads : dict keyed like :meth:`get_weights`
         """
-        X = self._check_X(X, targets=True)
-        c = self._check_c(c, X.shape[0])
-        s = self._check_size_factors(size_factors, X.shape[0])
-        if eps is not None:
-            eps = self._check_eps(eps, X.shape[0])
+        Xc = self._check_X(X, targets=True)
+        cc = self._check_c(c, Xc.shape[0])
+        s = self._check_size_factors(size_factors, Xc.shape[0])
+        noise = None if eps is None else self._check_eps(eps, Xc.shape[0])
         with self._exclusive("loss_and_grad"):
-            loss, _, _ = self._core.loss_and_grad(X, eps, self.seed, self.step_, 1.0, c, s)
+            loss, _, _ = self._core.loss_and_grad(Xc, noise, self.seed, self.step_, 1.0, cc, s)
             grads = self._named_from_flat(self._core.get_buffer(_core.GRADS))
         return float(loss), grads
 
     # ------------------------------------------------------------ training
     @_fit_options.declare
-    def fit(self, X, *args, **kwargs):
+    def fit(self, X: object, *args: Any, **kwargs: Any) -> "History":
         from .training import fit
 
         return fit(self, X, *args, **kwargs)
 
     # ------------------------------------------------------------ persistence
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
+
         """Constructor arguments as a JSON-serialisable dict."""
         return {"n_features": self.n_features, "hidden": list(self.hidden),
                 "latent_dim": self.latent_dim, "likelihood": self.likelihood,

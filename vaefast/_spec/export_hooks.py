@@ -30,27 +30,33 @@ rows are summed).
 import functools
 import math
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import Any, Callable, Optional, Protocol
 
-from .._typing import Tensor
+from .._typing import ArrayLike, Tensor
 from .limits import LIMITS
 
-if TYPE_CHECKING:
-    from ..interop.onnx_export import _GraphBuilder
+
+class OnnxGraph(Protocol):
+    """What the ONNX hooks use of the exporter's graph builder
+    (interop/onnx_export.py): named constants and nodes."""
+
+    def constant(self, name: str, array: ArrayLike) -> str: ...
+    def node(self, op: str, inputs: list[str], output: str, **attributes: Any) -> str: ...
+
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 # ------------------------------------------------------------ ONNX means
-def onnx_sigmoid(g: "_GraphBuilder", out: str) -> str:
+def onnx_sigmoid(g: OnnxGraph, out: str) -> str:
     return g.node("Sigmoid", [out], "x_mean.value")
 
 
-def onnx_identity(g: "_GraphBuilder", out: str) -> str:
+def onnx_identity(g: OnnxGraph, out: str) -> str:
     return g.node("Identity", [out], "x_mean.value")
 
 
-def onnx_count_mean(g: "_GraphBuilder", out: str) -> str:
+def onnx_count_mean(g: OnnxGraph, out: str) -> str:
     cap = g.constant("output.lograte_max", LIMITS["poisson_lograte_max"])
     return g.node("Exp", [g.node("Min", [out, cap], "output.clamped")], "x_mean.value")
 

@@ -26,7 +26,7 @@ import math
 from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import NDArray
 
 from .._typing import F32
 from . import likelihoods
@@ -118,8 +118,9 @@ class Layout:
             named[name] = flat[off:off + size].copy()
         return named
 
-    def flat_from_named(self, weights: Mapping[str, ArrayLike],
-                        convert: Callable[[ArrayLike, str], F32]) -> F32:
+    def flat_from_named(self, weights: Mapping[str, object],
+                        convert: Callable[[object, str], F32]) -> F32:
+
         """Dict of public key -> array -> the flat float32 buffer.
 
         convert(value, name) checks one array and returns it as float32 (the
