@@ -22,7 +22,7 @@ if "OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ:
     _os.environ["GOMP_SPINCOUNT"] = _DEFAULT_GOMP_SPINCOUNT
 
 
-def _find_core():
+def _find_core() -> None:
     """Import the compiled core.
 
     Running from a source checkout (e.g. ``python -m vaefast demo`` in the
@@ -31,8 +31,8 @@ def _find_core():
     is added to this package's search path.
     """
     try:
-        from . import _core
-        return _core
+        from . import _core  # noqa: F401
+        return
     except ImportError:
         import importlib.machinery
         import sys
@@ -45,14 +45,15 @@ def _find_core():
                 continue
             if any(f.startswith("_core.") and f.endswith(suffixes) for f in _os.listdir(folder)):
                 __path__.append(folder)
-                from . import _core
-                return _core
+                from . import _core  # noqa: F401, F811
+                return
         raise ImportError(
             "vaefast's compiled core (vaefast._core) is not built; install the package "
             "with `pip install .` (or `pip install -e . --no-build-isolation`)") from None
 
 
-_core = _find_core()
+_find_core()
+from . import _core  # noqa: E402  (found above)
 from . import datasets, ops, random  # noqa: E402,F401  (public submodules)
 from ._core import SizeOverflowError  # noqa: E402
 from ._validation import Float32OverflowError  # noqa: E402
@@ -63,7 +64,7 @@ from . import dask as _dask  # noqa: E402,F401  (registers the Dask engine; impo
 from ._version import __version__  # noqa: E402  (the git tag; see _version)
 
 
-def _select_isa_at_import():
+def _select_isa_at_import() -> None:
     forced = _os.environ.get("VAEFAST_ISA", "").strip().lower()
     if not forced:
         _core.set_isa(_core.best_isa())
@@ -81,13 +82,13 @@ from . import _threadpool  # noqa: E402
 _threadpool.install(__version__)
 
 
-def isa():
+def isa() -> str:
     """Name of the active kernel set: ``"generic"``, ``"avx2"``, ``"avx512"``
     or ``"neon"``."""
     return _core.get_isa()
 
 
-def cpu_features():
+def cpu_features() -> dict[str, bool]:
     """CPU features detected at run time, as a dict of name -> bool.
 
     ``os_avx`` / ``os_avx512`` report whether the operating system saves the
@@ -96,12 +97,12 @@ def cpu_features():
     return _core.cpu_features()
 
 
-def supported_isas():
+def supported_isas() -> tuple[str, ...]:
     """Kernel sets that are built in and usable on this CPU, lowest first."""
     return _core.supported_isas()
 
 
-def set_num_threads(n):
+def set_num_threads(n: int) -> None:
     """Set the number of threads vaefast's kernels use, for every thread of
     the process.
 
@@ -123,7 +124,7 @@ def set_num_threads(n):
     _core.set_num_threads(n)
 
 
-def get_num_threads():
+def get_num_threads() -> int:
     """The thread setting of :func:`set_num_threads` (default: ``OMP_NUM_THREADS``
     if set, else the number of CPUs)."""
     return _core.get_num_threads()

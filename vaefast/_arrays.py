@@ -47,7 +47,6 @@ def is_dask_array(X: object) -> bool:
 
 
 def row_chunked(X: Any, n_cols: int, name: str) -> Any:
-
     """A Dask array X checked (2-D, n_cols columns, known row chunks) and
     chunked by whole rows."""
     if X.ndim != 2:

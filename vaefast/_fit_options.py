@@ -196,7 +196,6 @@ def declare(method: _Fit) -> _Fit:
 
 def validate(model: object, X: object, *args: Any,
              **kwargs: Any) -> tuple[object, dict[str, Any]]:
-
     """Bind fit's arguments to the table (TypeError as for any call) and
     check each option; returns (X, {option name: checked value})."""
     bound = SIGNATURE.bind(model, X, *args, **kwargs)

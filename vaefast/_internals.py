@@ -71,6 +71,5 @@ class Internals:
 
 
 def internals(model: "VAE") -> Internals:
-
     """The internal interface of `model`."""
     return Internals(model)

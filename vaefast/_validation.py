@@ -196,7 +196,6 @@ def as_weight(value: object, name: str) -> F32:
 
 
 def as_size_factors(value: object, n: int, name: str = "size_factors") -> F32:
-
     """Per-row size factors: n finite values > 0, as a float32 vector."""
     s = as_float32_array(value, name, ndim=1)
     if s.shape[0] != n:

@@ -225,7 +225,6 @@ class VAE(ModelFiles):
                                        "thread (concurrent fit is not allowed)")
 
             def __exit__(self, *exc: object) -> "Literal[False]":
-
                 model._train_lock.release()
                 return False
 
@@ -250,11 +249,11 @@ class VAE(ModelFiles):
         if c is None:
             raise ValueError(f"{name} is required: this VAE is conditional "
                              f"(n_conditions={self.n_conditions})")
-        checked = as_float32_array(c, name, ndim=2)
-        if checked.shape != (n, self.n_conditions):
+        c = as_float32_array(c, name, ndim=2)
+        if c.shape != (n, self.n_conditions):
             raise ValueError(f"{name} must have shape ({n}, {self.n_conditions}) "
-                             f"(rows, n_conditions), got {checked.shape}")
-        return checked
+                             f"(rows, n_conditions), got {c.shape}")
+        return c
 
     def _check_size_factors(self, size_factors: object, n: int) -> Optional[F32]:
         if size_factors is None:
@@ -272,11 +271,11 @@ class VAE(ModelFiles):
         return self._core.get_buffer(_core.PARAMS)[off:off + size]
 
     def _check_Z(self, Z: object, name: str = "Z") -> F32:
-        checked = as_float32_array(Z, name, ndim=2)
-        if checked.shape[1] != self.latent_dim:
+        Z = as_float32_array(Z, name, ndim=2)
+        if Z.shape[1] != self.latent_dim:
             raise ValueError(f"{name} must have {self.latent_dim} columns (latent_dim), "
-                             f"got {checked.shape[1]}")
-        return checked
+                             f"got {Z.shape[1]}")
+        return Z
 
     # ------------------------------------------------------------ inference
     def _scratch(self, kind: str = "infer") -> F32:
@@ -308,14 +307,14 @@ class VAE(ModelFiles):
         mu, logvar : ndarray, shape (n, latent_dim), float32
             logvar is clamped to [-30, 30], as in training.
         """
-        Xc = self._check_X(X)
-        cc = self._check_c(c, Xc.shape[0])
-        if Xc.shape[0] <= _INFER_CHUNK:  # one core call, nothing else allocated
-            return self._core.encode(Xc, self._scratch(), cc)
+        X = self._check_X(X)
+        c = self._check_c(c, X.shape[0])
+        if X.shape[0] <= _INFER_CHUNK:  # one core call, nothing else allocated
+            return self._core.encode(X, self._scratch(), c)
         mus, lvs = [], []
-        for s in range(0, Xc.shape[0], _INFER_CHUNK):
-            mu, lv = self._core.encode(Xc[s:s + _INFER_CHUNK], self._scratch(),
-                                       None if cc is None else cc[s:s + _INFER_CHUNK])
+        for s in range(0, X.shape[0], _INFER_CHUNK):
+            mu, lv = self._core.encode(X[s:s + _INFER_CHUNK], self._scratch(),
+                                       None if c is None else c[s:s + _INFER_CHUNK])
             mus.append(mu)
             lvs.append(lv)
         if len(mus) == 1:
@@ -369,9 +368,9 @@ class VAE(ModelFiles):
         -------
         ndarray, shape (n, n_features), float32
         """
-        Zc = self._check_Z(Z)
-        return self._decode_raw(Zc, True, self._check_c(c, Zc.shape[0]),
-                                self._check_size_factors(size_factors, Zc.shape[0]))
+        Z = self._check_Z(Z)
+        return self._decode_raw(Z, True, self._check_c(c, Z.shape[0]),
+                                self._check_size_factors(size_factors, Z.shape[0]))
 
     @deferrable
     @_reads_weights
@@ -389,10 +388,10 @@ class VAE(ModelFiles):
         -------
         ndarray, shape (n, n_features), float32
         """
-        Xc = self._check_X(X)
-        cc = self._check_c(c, Xc.shape[0])
-        s = self._check_size_factors(size_factors, Xc.shape[0])
-        return self._decode_raw(self.transform(Xc, cc), True, cc, s)
+        X = self._check_X(X)
+        c = self._check_c(c, X.shape[0])
+        s = self._check_size_factors(size_factors, X.shape[0])
+        return self._decode_raw(self.transform(X, c), True, c, s)
 
     def sample(self, n: int, seed: Optional[int] = None, c: Optional[ArrayLike] = None) -> F32:
         """Draw samples from the model: z ~ N(0, I), then decode(z, c).
@@ -413,10 +412,10 @@ class VAE(ModelFiles):
             rates for the count likelihoods (size factor 1).
         """
         n = as_int(n, "n", minimum=1)
-        cc = self._check_c(c, n)
+        c = self._check_c(c, n)
         rng = np.random.default_rng(None if seed is None else as_seed(seed))
         z = rng.standard_normal((n, self.latent_dim)).astype(np.float32)
-        return self._decode_raw(z, True, cc)
+        return self._decode_raw(z, True, c)
 
     # ------------------------------------------------------------ evaluation
     def _log_px(self, raw: F32, X: F32, size_factors: Optional[F32] = None) -> F64:
@@ -445,16 +444,16 @@ class VAE(ModelFiles):
         -------
         ndarray, shape (n,), float64 (the plain ELBO when beta = 1).
         """
-        Xc = self._check_X(X, targets=True)
-        cc = self._check_c(c, Xc.shape[0])
-        s = self._check_size_factors(size_factors, Xc.shape[0])
+        X = self._check_X(X, targets=True)
+        c = self._check_c(c, X.shape[0])
+        s = self._check_size_factors(size_factors, X.shape[0])
         if eps is None:
             rng = _noise_generator(seed)
-            noise = rng.standard_normal((Xc.shape[0], self.latent_dim)).astype(np.float32)
+            eps = rng.standard_normal((X.shape[0], self.latent_dim)).astype(np.float32)
         else:
-            noise = self._check_eps(eps, Xc.shape[0])
+            eps = self._check_eps(eps, X.shape[0])
         # one fused pass in the core (float32 layers and row sums, as training)
-        return self._core.elbo(Xc, noise, self._scratch("elbo"), cc, s)
+        return self._core.elbo(X, eps, self._scratch("elbo"), c, s)
 
     @deferrable
     @_reads_weights
@@ -483,38 +482,37 @@ class VAE(ModelFiles):
         -------
         ndarray, shape (n,), float64
         """
-        Xc = self._check_X(X, targets=True)
-        cc = self._check_c(c, Xc.shape[0])
-        s = self._check_size_factors(size_factors, Xc.shape[0])
+        X = self._check_X(X, targets=True)
+        c = self._check_c(c, X.shape[0])
+        s = self._check_size_factors(size_factors, X.shape[0])
         K = as_int(n_samples, "n_samples", minimum=1)
         rng = _noise_generator(seed)
         Zd = self.latent_dim
         chunk = max(1, _INFER_CHUNK // K)
-        out = np.empty(Xc.shape[0])
+        out = np.empty(X.shape[0])
 
         def rep(a: Optional[F32], lo: int, n: int) -> Optional[F32]:
             return None if a is None else np.repeat(a[lo:lo + n], K, axis=0)
 
-        for lo in range(0, Xc.shape[0], chunk):
-            xb = Xc[lo:lo + chunk]
+        for lo in range(0, X.shape[0], chunk):
+            xb = X[lo:lo + chunk]
             n = xb.shape[0]
             mu, lv = self._core.encode(xb, self._scratch(),
-                                       None if cc is None else cc[lo:lo + n])
+                                       None if c is None else c[lo:lo + n])
             eps = rng.standard_normal((n, K, Zd)).astype(np.float32)
             sigma = np.exp(0.5 * lv)
             z = (mu[:, None, :] + sigma[:, None, :] * eps).astype(np.float32)
             raw = self._decode_raw(np.ascontiguousarray(z.reshape(n * K, Zd)), False,
-                                   rep(cc, lo, n))
+                                   rep(c, lo, n))
             log_px = self._log_px(raw, np.repeat(xb, K, axis=0), rep(s, lo, n)).reshape(n, K)
             out[lo:lo + n] = _iwae(log_px, z, eps, lv)
         return out
 
     def _check_eps(self, eps: object, n: int) -> F32:
-        checked = as_float32_array(eps, "eps", ndim=2)
-        if checked.shape != (n, self.latent_dim):
-            raise ValueError(f"eps must have shape {(n, self.latent_dim)}, "
-                             f"got {checked.shape}")
-        return checked
+        eps = as_float32_array(eps, "eps", ndim=2)
+        if eps.shape != (n, self.latent_dim):
+            raise ValueError(f"eps must have shape {(n, self.latent_dim)}, got {eps.shape}")
+        return eps
 
     def loss_and_grad(self, X: ArrayLike, eps: Optional[ArrayLike] = None,
                       c: Optional[ArrayLike] = None,
@@ -535,12 +533,13 @@ class VAE(ModelFiles):
         loss : float
         grads : dict keyed like :meth:`get_weights`
         """
-        Xc = self._check_X(X, targets=True)
-        cc = self._check_c(c, Xc.shape[0])
-        s = self._check_size_factors(size_factors, Xc.shape[0])
-        noise = None if eps is None else self._check_eps(eps, Xc.shape[0])
+        X = self._check_X(X, targets=True)
+        c = self._check_c(c, X.shape[0])
+        s = self._check_size_factors(size_factors, X.shape[0])
+        if eps is not None:
+            eps = self._check_eps(eps, X.shape[0])
         with self._exclusive("loss_and_grad"):
-            loss, _, _ = self._core.loss_and_grad(Xc, noise, self.seed, self.step_, 1.0, cc, s)
+            loss, _, _ = self._core.loss_and_grad(X, eps, self.seed, self.step_, 1.0, c, s)
             grads = self._named_from_flat(self._core.get_buffer(_core.GRADS))
         return float(loss), grads
 
@@ -553,7 +552,6 @@ class VAE(ModelFiles):
 
     # ------------------------------------------------------------ persistence
     def get_config(self) -> dict[str, Any]:
-
         """Constructor arguments as a JSON-serialisable dict."""
         return {"n_features": self.n_features, "hidden": list(self.hidden),
                 "latent_dim": self.latent_dim, "likelihood": self.likelihood,

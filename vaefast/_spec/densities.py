@@ -118,7 +118,6 @@ def count_mean(out: Floats, D: int, size_factors: Optional[Floats]) -> Floats:
 
 
 def iwae(log_px_rows: F64, z: Floats, eps: Floats, logvar: Floats) -> F64:
-
     """Per-row importance-weighted bound log (1/K) Σ_k p(x|z_k) p(z_k) / q(z_k|x).
 
     log_px_rows (n, K); z, eps (n, K, Z) with z = mu + exp(logvar/2)·eps;

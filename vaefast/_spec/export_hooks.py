@@ -147,5 +147,4 @@ def sigmoid_mean(torch: ModuleType, out: Tensor, size_factors: Optional[Tensor])
 
 
 def identity_mean(torch: ModuleType, out: Tensor, size_factors: Optional[Tensor]) -> Tensor:
-
     return out

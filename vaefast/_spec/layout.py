@@ -120,7 +120,6 @@ class Layout:
 
     def flat_from_named(self, weights: Mapping[str, object],
                         convert: Callable[[object, str], F32]) -> F32:
-
         """Dict of public key -> array -> the flat float32 buffer.
 
         convert(value, name) checks one array and returns it as float32 (the
@@ -173,7 +172,6 @@ class Layout:
 
 def init_layer(rng: np.random.Generator, n_in: int, n_out: int,
                dtype: "type[np.floating[Any]]") -> "tuple[NDArray[np.floating[Any]], NDArray[np.floating[Any]]]":
-
     """PyTorch nn.Linear's default: W (in×out), b (out) ~ U(−1/√in, 1/√in)."""
     bound = 1.0 / math.sqrt(n_in)
     W = rng.uniform(-bound, bound, size=(n_in, n_out)).astype(dtype)

@@ -125,7 +125,6 @@ DEFAULT = BERNOULLI.name
 
 
 def get(name: str, argument: str = "likelihood") -> Likelihood:
-
     """The record of likelihood `name`; ValueError naming `argument` if unknown."""
     try:
         return REGISTRY[name]

@@ -49,7 +49,6 @@ class _GraphBuilder:
         return name
 
     def node(self, op: str, inputs: list[str], output: str, **attributes: Any) -> str:
-
         self.nodes.append(self.h.make_node(op, inputs, [output], name=output, **attributes))
         return output
 

@@ -6,16 +6,22 @@ against the table of vaefast/_fit_options.py. Nothing here imports the
 model: a model is driven through its public methods and vaefast/_internals.py.
 """
 
+from typing import TYPE_CHECKING, Any, Mapping, Optional
+
 from .. import _fit_options
 from .._internals import internals
 from . import loop, streaming
 from .history import History
-from .sources import InMemorySource
+from .sources import InMemorySource, Source
+
+if TYPE_CHECKING:
+    from ..model import VAE
 
 __all__ = ["fit", "History"]
 
 
-def make_source(model, X, batch_size, comm, buffer_rows, c, size_factors):
+def make_source(model: "VAE", X: Any, batch_size: int, comm: Any, buffer_rows: Optional[int],
+                c: object, size_factors: object) -> Source:
     """The source of fit's rows: this rank's shard (comm), a stream (memmap,
     Dask array, sequence or callable of row blocks) or an in-memory array."""
     if (c is not None or size_factors is not None) and comm is not None:
@@ -36,7 +42,7 @@ def make_source(model, X, batch_size, comm, buffer_rows, c, size_factors):
     return InMemorySource(model, X, batch_size, c, size_factors)
 
 
-def _agree_across_ranks(source, o, has_validation) -> None:
+def _agree_across_ranks(source: Any, o: Mapping[str, Any], has_validation: bool) -> None:
     """With comm: refuse (on every rank) options that differ between ranks."""
     source.require_same(epochs=o["epochs"], batch_size=o["batch_size"],
                         learning_rate=o["learning_rate"], optimizer=o["optimizer"],
@@ -47,7 +53,7 @@ def _agree_across_ranks(source, o, has_validation) -> None:
 
 
 @_fit_options.declare
-def fit(model, X, *args, **kwargs):
+def fit(model: "VAE", X: object, *args: Any, **kwargs: Any) -> History:
     X, o = _fit_options.validate(model, X, *args, **kwargs)
     source = make_source(model, X, o["batch_size"], o["comm"], o["buffer_rows"], o["c"],
                          o["size_factors"])

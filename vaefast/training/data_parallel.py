@@ -3,12 +3,20 @@ vaefast/distributed.py's docstring)."""
 
 import os
 import zlib
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
 
 from .. import _core
 from .._internals import internals
+from .._typing import F64
+from .progress import Bar
 from .sources import OneProcessSource
+
+
+if TYPE_CHECKING:
+    from ..model import VAE
+    from .loop import Trainer
 
 __all__ = ["DistributedError", "ShardSource", "rank_batch", "shard_rows"]
 
@@ -17,23 +25,23 @@ class DistributedError(RuntimeError):
     """Raised on every rank of a data-parallel fit when one rank failed."""
 
 
-def rank_batch(batch_size, size, rank):
+def rank_batch(batch_size: int, size: int, rank: int) -> int:
     """Rows of a global minibatch of `batch_size` that rank `rank` of `size` takes."""
     return batch_size // size + (1 if rank < batch_size % size else 0)
 
 
-def shard_rows(n, size, rank):
+def shard_rows(n: int, size: int, rank: int) -> "slice[int, int, None]":
     """The slice of rows [start, stop) of n that rank `rank` of `size` should
     pass as its shard when every rank reads the same file (contiguous,
     sizes differing by at most one)."""
     return slice(n * rank // size, n * (rank + 1) // size)
 
 
-def _describe(exc) -> str:
+def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _state_crc(core):
+def _state_crc(core: _core.VAECore) -> int:
     crc = 0
     for which in (0, 2, 3):  # parameters and the optimizer's moments
         crc = zlib.crc32(core.get_buffer(which).tobytes(), crc)
@@ -45,7 +53,7 @@ class ShardSource(OneProcessSource):
 
     is_root = False
 
-    def __init__(self, model, X, batch_size, comm) -> None:
+    def __init__(self, model: "VAE", X: object, batch_size: int, comm: Any) -> None:
         from mpi4py import MPI  # the caller already has it: it passed a comm
 
         self.MPI, self.comm = MPI, comm
@@ -53,7 +61,7 @@ class ShardSource(OneProcessSource):
         self.is_root = self.rank == 0
         if "OMP_NUM_THREADS" not in os.environ:
             _core.set_num_threads(1)
-        error = None
+        error: Optional[Exception] = None
         try:
             if batch_size < self.size:
                 raise ValueError(f"batch_size ({batch_size}) must be at least the number "
@@ -79,7 +87,7 @@ class ShardSource(OneProcessSource):
         self.n_steps = int(np.max(-(-self.shard_sizes // self.rank_batches)))
 
     # ---- agreement between ranks
-    def require_same(self, **settings):
+    def require_same(self, **settings: object) -> None:
         """Refuse (on every rank) fit arguments that differ between ranks:
         they decide how many collectives each rank makes."""
         everyone = self.comm.allgather(sorted(settings.items()))
@@ -88,7 +96,8 @@ class ShardSource(OneProcessSource):
             raise DistributedError(f"fit arguments differ between ranks: {differing}; "
                                    "pass the same ones on every rank")
 
-    def _raise_failures(self, error, messages, what):
+    def _raise_failures(self, error: Optional[BaseException], messages: Sequence[Optional[str]],
+                        what: str) -> None:
         failed = [(r, m) for r, m in enumerate(messages) if m is not None]
         if not failed:
             return
@@ -97,7 +106,7 @@ class ShardSource(OneProcessSource):
         r, m = failed[0]
         raise DistributedError(f"rank {r} failed while {what} ({m}); every rank stops")
 
-    def _agree(self, error, what) -> None:
+    def _agree(self, error: Optional[BaseException], what: str) -> None:
         """One Allreduce of an error flag; raise on every rank if any failed."""
         flag = np.array([0 if error is None else 1], dtype=np.int32)
         self.comm.Allreduce(self.MPI.IN_PLACE, flag, op=self.MPI.MAX)
@@ -105,28 +114,29 @@ class ShardSource(OneProcessSource):
             messages = self.comm.allgather(None if error is None else _describe(error))
             self._raise_failures(error, messages, what)
 
-    def total(self, values):
+    def total(self, values: object) -> F64:  # type: ignore[override]  # any array_like in
         values = np.ascontiguousarray(values, dtype=np.float64)
         out = np.empty_like(values)
         self.comm.Allreduce(values, out, op=self.MPI.SUM)
         return out
 
-    def any(self, flag):
+    def any(self, flag: object) -> bool:
         return bool(self.comm.allreduce(bool(flag), op=self.MPI.LOR))
 
-    def end_epoch(self, model):
+    def end_epoch(self, model: "VAE") -> None:
         crcs = self.comm.allgather(_state_crc(internals(model).core))
         if len(set(crcs)) != 1:
             raise DistributedError(f"the ranks' weights differ after epoch {model.epoch_ - 1} "
                                    f"(CRCs {crcs}): the replicas have diverged")
 
     # ---- one epoch
-    def step_rows(self, step):
+    def step_rows(self, step: int) -> "np.ndarray[Any, np.dtype[np.int64]]":
         """Rows every rank trains on at step `step` of an epoch."""
         start = step * self.rank_batches
         return np.clip(self.shard_sizes - start, 0, self.rank_batches)
 
-    def run_epoch(self, trainer, epoch, shuffle, bar):
+    def run_epoch(self, trainer: "Trainer", epoch: int, shuffle: bool,
+                  bar: Optional[Bar]) -> int:
         model, core, MPI = trainer.model, trainer.core, self.MPI
         n, b = self.n_rows, self.batch_size
         order = (np.random.default_rng([model.seed, epoch, self.rank]).permutation(n)
@@ -136,7 +146,7 @@ class ShardSource(OneProcessSource):
         for s in range(self.n_steps):
             rows = self.step_rows(s)
             lo, hi = min(n, s * b), min(n, s * b + b)
-            error = None
+            error: Optional[Exception] = None
             try:
                 take = order[lo:hi] if order is not None else slice(lo, hi)
                 status = core.shard_grads(np.ascontiguousarray(self.X[take]), model.seed,

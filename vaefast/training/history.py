@@ -1,5 +1,7 @@
 """The per-epoch record fit returns."""
 
+from typing import Mapping
+
 __all__ = ["History"]
 
 
@@ -21,11 +23,11 @@ class History:
     KEYS = ("loss", "recon", "kl", "val_loss", "seconds")
 
     def __init__(self) -> None:
-        self.history = {k: [] for k in self.KEYS}
-        self.epochs = []
+        self.history: dict[str, list[float]] = {k: [] for k in self.KEYS}
+        self.epochs: list[int] = []
         self.stopped_early = False
 
-    def _append(self, epoch, logs) -> None:
+    def _append(self, epoch: int, logs: "Mapping[str, float]") -> None:
         self.epochs.append(epoch)
         for k in self.KEYS:
             self.history[k].append(float(logs[k]))

@@ -13,13 +13,23 @@ the model.
 
 import math
 import time
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
 from .._internals import MOMENT1, MOMENT2, PARAMS, internals
 from .._core import NONFINITE_STATUS, NonFiniteError, status_error
 from .history import History
-from .progress import make_bar
+from .progress import Bar, make_bar
+from .._internals import Internals
+from .._typing import F32, F64, I64
+
+if TYPE_CHECKING:
+    from ..model import VAE
+    from .sources import Source
+
+# X_val (checked) or None, and its side inputs (c, size_factors) by keyword
+Validation = tuple[Optional[F32], Mapping[str, Any]]
 
 # Optimizer hyper-parameters not exposed by fit (PyTorch's defaults for Adam;
 # SGD uses momentum 0.9).
@@ -29,7 +39,7 @@ _ROWS_PER_CALL = 8192     # at most this many training rows per C call (see Trai
 _SECONDS_PER_CALL = 0.1   # and about this much time
 
 
-def _next_call_steps(steps, done, seconds, most):
+def _next_call_steps(steps: int, done: int, seconds: float, most: int) -> int:
     """Steps for the next C call: about _SECONDS_PER_CALL at the pace just
     measured, at most `most`, growing at most 4x per call."""
     if done < 1:
@@ -41,7 +51,7 @@ def _next_call_steps(steps, done, seconds, most):
 class Trainer:
     """Runs fused steps on contiguous row arrays; tracks the epoch's sums."""
 
-    def __init__(self, model, batch_size, lr, optimizer) -> None:
+    def __init__(self, model: "VAE", batch_size: int, lr: float, optimizer: str) -> None:
         self.model, self.core = model, internals(model).core
         self.batch_size, self.lr, self.optimizer = batch_size, lr, optimizer
         self.beta1 = ADAM_BETA1 if optimizer == "adam" else SGD_MOMENTUM
@@ -49,15 +59,16 @@ class Trainer:
         self.sums = np.zeros(3)
         self.steps_per_call = 1  # grows to the paced size (_next_call_steps)
 
-    def start_epoch(self, epoch, kl_weight) -> None:
+    def start_epoch(self, epoch: int, kl_weight: float) -> None:
         self.epoch, self.kl_weight = epoch, kl_weight
         self.sums = np.zeros(3)
 
-    def update_args(self):
+    def update_args(self) -> tuple[float, float, float, float, float, str]:
         """(lr, beta1, beta2, adam_eps, weight_decay, optimizer) of the core."""
         return self.lr, self.beta1, ADAM_BETA2, ADAM_EPS, 0.0, self.optimizer
 
-    def steps(self, X, order, bar, c=None, size_factors=None) -> None:
+    def steps(self, X: F32, order: Optional[I64], bar: Optional[Bar], c: Optional[F32] = None,
+              size_factors: Optional[F32] = None) -> None:
         """Train on all rows of X (in `order` if given), batch after batch;
         c and size_factors are X's side inputs (rows indexed like X's).
 
@@ -90,7 +101,7 @@ class Trainer:
                 bar.set_postfix_str(f"loss {chunk[0] / rows:.3f}")
             self.check_status(status)
 
-    def check_status(self, status):
+    def check_status(self, status: int) -> None:
         """Raise the exception for a failed step's C status."""
         if status == NONFINITE_STATUS:
             raise NonFiniteError(
@@ -105,11 +116,12 @@ class Trainer:
 class _EarlyStopping:
     """Tracks the monitored loss; restores the best weights when patience runs out."""
 
-    def __init__(self, inner, patience) -> None:
+    def __init__(self, inner: Internals, patience: Optional[int]) -> None:
         self.inner, self.patience = inner, patience
-        self.best, self.best_params, self.since_best = math.inf, None, 0
+        self.best_params: Optional[F32] = None
+        self.best, self.since_best = math.inf, 0
 
-    def should_stop(self, monitored) -> bool:
+    def should_stop(self, monitored: float) -> bool:
         if self.patience is None:
             return False
         if monitored < self.best:
@@ -119,11 +131,12 @@ class _EarlyStopping:
         self.since_best += 1
         if self.since_best < self.patience:
             return False
+        assert self.best_params is not None  # set by the first finite loss
         self.inner.set_buffer(PARAMS, self.best_params)
         return True
 
 
-def _reset_optimizer_if_switched(model, inner, optimizer) -> None:
+def _reset_optimizer_if_switched(model: "VAE", inner: Internals, optimizer: str) -> None:
     """Switching optimizer starts its moment buffers from zero."""
     if model.optimizer_ != optimizer:
         zeros = np.zeros(inner.num_params, dtype=np.float32)
@@ -132,11 +145,11 @@ def _reset_optimizer_if_switched(model, inner, optimizer) -> None:
         model.optimizer_ = optimizer
 
 
-def _kl_weight(epoch, warmup_epochs):
+def _kl_weight(epoch: int, warmup_epochs: int) -> float:
     return min(1.0, (epoch + 1) / warmup_epochs) if warmup_epochs else 1.0
 
 
-def _train_epoch(source, trainer, epoch, o):
+def _train_epoch(source: "Source", trainer: Trainer, epoch: int, o: Mapping[str, Any]) -> int:
     """One epoch over the source, with its progress bar; returns the rows."""
     trainer.start_epoch(epoch, _kl_weight(epoch, o["kl_warmup_epochs"]))
     bar = make_bar(o["progress"], source.n_rows, f"epoch {epoch + 1}")
@@ -147,7 +160,7 @@ def _train_epoch(source, trainer, epoch, o):
             bar.close()
 
 
-def _validation_loss(model, source, validation):
+def _validation_loss(model: "VAE", source: "Source", validation: Validation) -> float:
     """Mean negative ELBO over every process's validation rows, or NaN."""
     X_val, side = validation
     if X_val is None:
@@ -157,7 +170,8 @@ def _validation_loss(model, source, validation):
     return float(val_sum / val_n)
 
 
-def _callbacks_stop(callbacks, epoch, logs):
+def _callbacks_stop(callbacks: Sequence[Callable[[int, dict[str, float]], object]], epoch: int,
+                    logs: Mapping[str, float]) -> bool:
     stop = False
     for cb in callbacks:
         if cb(epoch, dict(logs)) is True:
@@ -165,7 +179,8 @@ def _callbacks_stop(callbacks, epoch, logs):
     return stop
 
 
-def run(model, source, o, validation):
+def run(model: "VAE", source: "Source", o: Mapping[str, Any],
+        validation: Validation) -> History:
     """Run o["epochs"] epochs of `model` over `source` (options `o` checked
     by vaefast/_fit_options.py; validation = (X_val or None, side inputs)).
     Returns the History."""

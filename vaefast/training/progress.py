@@ -2,16 +2,25 @@
 
 import sys
 import time
+from typing import Optional, Protocol
+
+
+class Bar(Protocol):
+    """What fit uses of a progress bar (tqdm's names)."""
+
+    def update(self, k: int) -> object: ...
+    def set_postfix_str(self, s: str) -> None: ...
+    def close(self) -> None: ...
 
 
 class _TinyBar:
     """A minimal stderr progress bar for when tqdm is not installed."""
 
-    def __init__(self, total, desc) -> None:
+    def __init__(self, total: Optional[int], desc: str) -> None:
         self.total, self.desc, self.n, self.postfix = total, desc, 0, ""
         self._last = 0.0
 
-    def update(self, k) -> None:
+    def update(self, k: int) -> None:
         self.n += k
         now = time.perf_counter()
         if now - self._last > 0.1 or (self.total and self.n >= self.total):
@@ -28,7 +37,7 @@ class _TinyBar:
                              f"{self.n}/{self.total} {self.postfix}")
         sys.stderr.flush()
 
-    def set_postfix_str(self, s) -> None:
+    def set_postfix_str(self, s: str) -> None:
         self.postfix = s
 
     def close(self) -> None:
@@ -37,7 +46,7 @@ class _TinyBar:
         sys.stderr.flush()
 
 
-def make_bar(progress, total, desc):
+def make_bar(progress: Optional[bool], total: Optional[int], desc: str) -> Optional[Bar]:
     if progress is None:
         progress = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
     if not progress:
@@ -46,4 +55,6 @@ def make_bar(progress, total, desc):
         from tqdm import tqdm
     except ImportError:
         return _TinyBar(total, desc)
-    return tqdm(total=total, desc=desc, leave=False, file=sys.stderr)
+    bar: Bar = tqdm(total=total, desc=desc, leave=False, file=sys.stderr)
+    return bar
+

@@ -25,38 +25,51 @@ one (the GIL is released during training), so reading costs little time.
 
 import queue
 import threading
+from typing import (TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Sequence,
+                    TypeVar, Union)
 
 import numpy as np
 
 from .._arrays import is_dask_array as _is_dask_array
 from .._arrays import row_chunked as _row_chunked
 from .._internals import internals
+from .._typing import F32, I64
+from .progress import Bar
 from .sources import OneProcessSource
+
+if TYPE_CHECKING:
+    from ..model import VAE
+    from .loop import Trainer
+
+_T = TypeVar("_T")
+# Block indices in reading order -> the blocks (2-D arrays) in that order
+ReadBlocks = Callable[[Iterable[int]], Iterator[Any]]
 
 __all__ = ["is_stream", "make_source", "DEFAULT_BUFFER_BYTES"]
 
 DEFAULT_BUFFER_BYTES = 64 << 20  # per buffer; at most four are alive at once
 
 
-def _is_block_sequence(X):
+def _is_block_sequence(X: object) -> bool:
     return (isinstance(X, (list, tuple)) and len(X) > 0
             and all(isinstance(b, np.ndarray) and b.ndim == 2 for b in X))
 
 
-def is_stream(X):
+def is_stream(X: object) -> bool:
     """Whether fit reads X a buffer at a time (see the module docstring)."""
     return (isinstance(X, np.memmap) or _is_dask_array(X) or _is_block_sequence(X)
             or (callable(X) and not isinstance(X, np.ndarray)))
 
 
-def buffer_size(buffer_rows, batch_size, n_features):
+def buffer_size(buffer_rows: Optional[int], batch_size: int, n_features: int) -> int:
     """Rows per buffer: a multiple of batch_size, about DEFAULT_BUFFER_BYTES."""
     if buffer_rows is None:
         buffer_rows = DEFAULT_BUFFER_BYTES // (4 * n_features)
     return max(1, buffer_rows // batch_size) * batch_size
 
 
-def make_source(model, X, batch_size, buffer_rows):
+def make_source(model: "VAE", X: Any, batch_size: int,
+                buffer_rows: Optional[int]) -> Union["MemmapSource", "BlockSource"]:
     """The source object fit uses for a streamed X."""
     if isinstance(X, np.memmap):
         return MemmapSource(model, X, batch_size, buffer_rows)
@@ -69,7 +82,7 @@ def make_source(model, X, batch_size, buffer_rows):
                        buffer_rows)
 
 
-def _fresh_iterator(X):
+def _fresh_iterator(X: Callable[[], Any]) -> Iterator[Any]:
     it = X()
     if it is X or not hasattr(it, "__next__") and not hasattr(it, "__iter__"):
         raise TypeError("X: a callable must return a fresh iterator of 2-D arrays, got "
@@ -77,18 +90,18 @@ def _fresh_iterator(X):
     return iter(it)
 
 
-def _dask_blocks(model, X):
+def _dask_blocks(model: "VAE", X: Any) -> tuple[int, ReadBlocks, int]:
     X = _row_chunked(X, model.n_features, "X")
     return (X.numblocks[0], lambda order: (X.blocks[i].compute() for i in order),
             X.shape[0])
 
 
-def _prefetched(produce):
+def _prefetched(produce: Callable[[], Iterable[_T]]) -> Iterator[_T]:
     """Iterate the generator produce() one item ahead, in a helper thread."""
-    q = queue.Queue(maxsize=1)
+    q: "queue.Queue[tuple[str, Any]]" = queue.Queue(maxsize=1)
     stop = threading.Event()
 
-    def put(item) -> bool:
+    def put(item: tuple[str, Any]) -> bool:
         while not stop.is_set():
             try:
                 q.put(item, timeout=0.05)
@@ -124,7 +137,8 @@ def _prefetched(produce):
 class MemmapSource(OneProcessSource):
     """Random-access rows: exact in-memory order, gathered buffer by buffer."""
 
-    def __init__(self, model, X, batch_size, buffer_rows) -> None:
+    def __init__(self, model: "VAE", X: "np.memmap[Any, Any]", batch_size: int,
+                 buffer_rows: Optional[int]) -> None:
         if X.ndim != 2:
             raise ValueError(f"X must be 2-dimensional, got shape {X.shape}")
         if X.shape[1] != model.n_features:
@@ -137,13 +151,14 @@ class MemmapSource(OneProcessSource):
         self.batch_size = min(batch_size, self.n_rows)
         self.buffer_rows = buffer_size(buffer_rows, self.batch_size, model.n_features)
 
-    def _buffers(self, order):
+    def _buffers(self, order: Optional[I64]) -> Iterator[F32]:
         X, R, n = self.X, self.buffer_rows, self.n_rows
         for start in range(0, n, R):
             rows = X[order[start:start + R]] if order is not None else X[start:start + R]
             yield internals(self.model).check_X(np.asarray(rows), f"X rows {start}..")
 
-    def run_epoch(self, trainer, epoch, shuffle, bar):
+    def run_epoch(self, trainer: "Trainer", epoch: int, shuffle: bool,
+                  bar: Optional[Bar]) -> int:
         order = (np.random.default_rng([self.model.seed, epoch]).permutation(self.n_rows)
                  if shuffle else None)
         for buf in _prefetched(lambda: self._buffers(order)):
@@ -154,17 +169,18 @@ class MemmapSource(OneProcessSource):
 class BlockSource(OneProcessSource):
     """Row blocks read once per epoch through a bounded buffer."""
 
-    def __init__(self, model, n_blocks, read_blocks, n_rows, batch_size, buffer_rows) -> None:
+    def __init__(self, model: "VAE", n_blocks: Optional[int], read_blocks: ReadBlocks,
+                 n_rows: Optional[int], batch_size: int, buffer_rows: Optional[int]) -> None:
         self.model = model
         self.n_blocks, self.read_blocks, self.n_rows = n_blocks, read_blocks, n_rows
         self.batch_size = batch_size if n_rows is None else min(batch_size, max(n_rows, 1))
         self.buffer_rows = buffer_size(buffer_rows, self.batch_size, model.n_features)
 
-    def _buffers(self, block_order):
+    def _buffers(self, block_order: Iterable[int]) -> Iterator[F32]:
         R, D = self.buffer_rows, self.model.n_features
         buf, fill = np.empty((R, D), np.float32), 0
         for i, block in enumerate(self.read_blocks(block_order)):
-            block = internals(self.model).check_X(block, f"X block {i}")
+            block = internals(self.model).check_X(block, f"X block {i}")  # -> F32
             pos = 0
             while pos < block.shape[0]:
                 take = min(R - fill, block.shape[0] - pos)
@@ -176,13 +192,15 @@ class BlockSource(OneProcessSource):
         if fill:
             yield buf[:fill]
 
-    def run_epoch(self, trainer, epoch, shuffle, bar):
+    def run_epoch(self, trainer: "Trainer", epoch: int, shuffle: bool,
+                  bar: Optional[Bar]) -> int:
         seed = self.model.seed
         fits_one = self.n_rows is not None and self.n_rows <= self.buffer_rows
-        block_order = range(self.n_blocks or 0)
+        block_order: "Sequence[int] | I64" = range(self.n_blocks or 0)
         if shuffle and self.n_blocks and not fits_one:
             block_order = np.random.default_rng([seed, epoch]).permutation(self.n_blocks)
-        rows, k, held = 0, 0, None
+        rows, k = 0, 0
+        held: Optional[F32] = None
         # One buffer of look-ahead: only at the end is it known whether the
         # epoch fitted one buffer (then its order is the exact in-memory one).
         for buf in _prefetched(lambda: self._buffers(block_order)):
@@ -196,8 +214,10 @@ class BlockSource(OneProcessSource):
         self.n_rows = rows
         return rows
 
-    def _train(self, trainer, buf, epoch, k, shuffle, only, bar):
-        order = None
+    def _train(self, trainer: "Trainer", buf: F32, epoch: int, k: int, shuffle: bool,
+               only: bool, bar: Optional[Bar]) -> int:
+        order: Optional[I64] = None
+
         if shuffle:
             key = [self.model.seed, epoch] if only else [self.model.seed, epoch, k]
             order = np.random.default_rng(key).permutation(buf.shape[0]).astype(np.int64)
