@@ -16,7 +16,7 @@ raises Float32OverflowError.
 PRECISIONS = ("fp32", "bf16")
 
 
-def is_bf16(precision):
+def is_bf16(precision: object) -> bool:
     """True for "bf16", False for "fp32"; ValueError naming `precision` otherwise."""
     if type(precision) is str and precision in PRECISIONS:
         return precision == "bf16"

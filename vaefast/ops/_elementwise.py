@@ -10,23 +10,29 @@ all four arrays are checked before anything is written, so a rejected
 update leaves them untouched.
 """
 
+from typing import Callable, Optional, TypeGuard
+
 import numpy as np
 
 from .. import _core
+from .._typing import ArrayLike, F32
+
+# out= of a loss: (loss (M,), gradient (M, N) or None), both float32
+LossOut = tuple[F32, Optional[F32]]
 from .._validation import (as_float, as_float32_array, as_int, check_out, nonfinite_result,
                           require_finite)
 
 __all__ = ["bernoulli_loss", "gaussian_loss", "kl_normal", "adam_update", "sgd_update"]
 
 
-def _ready(a):
+def _ready(a: object) -> TypeGuard[F32]:
     """Already a non-empty 2-D C-contiguous float32 ndarray (the common case,
     checked cheaply: these kernels take microseconds at model shapes)."""
     return (type(a) is np.ndarray and a.dtype == np.float32 and a.ndim == 2
             and a.flags.c_contiguous and a.size > 0)
 
 
-def _pair(a, b, name_a, name_b):
+def _pair(a: object, b: object, name_a: str, name_b: str) -> tuple[F32, F32]:
     if not _ready(a):
         a = as_float32_array(a, name_a, ndim=2, finite=False)
     if not _ready(b):
@@ -36,7 +42,8 @@ def _pair(a, b, name_a, name_b):
     return a, b
 
 
-def _loss_outputs(out, M, shape, need_grad, what):
+def _loss_outputs(out: object, M: int, shape: tuple[int, ...], need_grad: bool,
+                  what: str) -> LossOut:
     """New (loss, grad) arrays, or the caller's `out` = (loss, grad) checked."""
     if out is None:
         return (np.empty(M, dtype=np.float32),
@@ -51,7 +58,9 @@ def _loss_outputs(out, M, shape, need_grad, what):
     return loss, check_out(out[1], "out[1]", shape)
 
 
-def _run_loss(kernel, name, prediction, target, scale, need_grad, out, grad_name):
+def _run_loss(kernel: Callable[..., None], name: str, prediction: tuple[str, object],
+              target: tuple[str, object], scale: object, need_grad: bool, out: object,
+              grad_name: str) -> LossOut:
     """Checks, outputs and one fused kernel call of a two-operand loss;
     prediction and target are (argument name, value) pairs."""
     (pname, p), (tname, t) = prediction, target
@@ -64,7 +73,8 @@ def _run_loss(kernel, name, prediction, target, scale, need_grad, out, grad_name
     return loss, grad
 
 
-def bernoulli_loss(logits, x, scale=1.0, need_grad=True, *, out=None):
+def bernoulli_loss(logits: ArrayLike, x: ArrayLike, scale: float = 1.0, need_grad: bool = True,
+                   *, out: Optional[LossOut] = None) -> LossOut:
     """Per-row Bernoulli negative log-likelihood with logits, and its gradient.
 
     loss[i] = Σ_j softplus(logits[i, j]) − x[i, j]·logits[i, j], computed
@@ -94,7 +104,8 @@ def bernoulli_loss(logits, x, scale=1.0, need_grad=True, *, out=None):
                      ("x", x), scale, need_grad, out, "dlogits")
 
 
-def gaussian_loss(y, x, scale=1.0, need_grad=True, *, out=None):
+def gaussian_loss(y: ArrayLike, x: ArrayLike, scale: float = 1.0, need_grad: bool = True,
+                  *, out: Optional[LossOut] = None) -> LossOut:
     """Per-row unit-variance Gaussian negative log-likelihood, and its gradient.
 
     loss[i] = Σ_j 0.5·(y[i, j] − x[i, j])² + 0.5·log(2π); dy = scale·(y − x).
@@ -121,7 +132,7 @@ def gaussian_loss(y, x, scale=1.0, need_grad=True, *, out=None):
                      need_grad, out, "dy")
 
 
-def kl_normal(mu, logvar, *, out=None):
+def kl_normal(mu: ArrayLike, logvar: ArrayLike, *, out: Optional[F32] = None) -> F32:
     """Per-row KL(N(mu, exp(logvar)) ‖ N(0, I)) = 0.5·Σ_j (exp(lv) + mu² − 1 − lv).
 
     Parameters
@@ -143,7 +154,7 @@ def kl_normal(mu, logvar, *, out=None):
     return kl
 
 
-def _state(arr, name, shape=None):
+def _state(arr: object, name: str, shape: Optional[tuple[int, ...]] = None) -> F32:
     """A float32, C-contiguous, writeable ndarray that can be updated in place."""
     if not isinstance(arr, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray updated in place, "
@@ -161,22 +172,23 @@ def _state(arr, name, shape=None):
     return require_finite(arr.reshape(-1), name)
 
 
-def _grad(grad, shape):
+def _grad(grad: object, shape: tuple[int, ...]) -> F32:
     g = as_float32_array(grad, "grad", finite=False)
     if g.shape != shape:
         raise ValueError(f"grad must have the shape of param {shape}, got {g.shape}")
     return require_finite(g.reshape(-1), "grad")
 
 
-def _beta(value, name):
+def _beta(value: object, name: str) -> float:
     value = as_float(value, name, minimum=0.0)
     if value >= 1.0:
         raise ValueError(f"{name} must be < 1, got {value}")
     return value
 
 
-def adam_update(param, grad, m, v, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
-                weight_decay=0.0, step=1) -> None:
+def adam_update(param: F32, grad: ArrayLike, m: F32, v: F32, lr: float = 1e-3,
+                beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+                weight_decay: float = 0.0, step: int = 1) -> None:
     """One Adam step in place (AdamW-style decoupled weight decay).
 
     With b1 = beta1, b2 = beta2, t = step::
@@ -209,7 +221,8 @@ def adam_update(param, grad, m, v, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
                            as_int(step, "step", minimum=1))
 
 
-def sgd_update(param, grad, velocity, lr, momentum=0.9, weight_decay=0.0) -> None:
+def sgd_update(param: F32, grad: ArrayLike, velocity: F32, lr: float, momentum: float = 0.9,
+               weight_decay: float = 0.0) -> None:
     """One SGD-with-momentum step in place (PyTorch convention, no dampening).
 
     ::

@@ -23,9 +23,12 @@ layouts and shapes in C; everything else, and every error, takes the
 checked Python path below.
 """
 
+from typing import Literal, Optional, Sequence, TypeGuard
+
 import numpy as np
 
 from .. import _core
+from .._typing import ArrayLike, F32
 from ._bf16 import is_bf16
 from .._validation import (as_float32_array, check_out, has_unit_rows, nonfinite_result,
                           reject_nonfinite)
@@ -33,25 +36,27 @@ from .._validation import (as_float32_array, check_out, has_unit_rows, nonfinite
 __all__ = ["linear", "linear_backward", "matmul"]
 
 _ACTIVATIONS = (None, "relu")
+Activation = Optional[Literal["relu"]]
+Precision = Literal["fp32", "bf16"]
 
 
 _F32 = np.dtype(np.float32)  # builtin dtypes are singletons: test with `is`
 
 
-def _takes_as_is(a):
+def _takes_as_is(a: object) -> TypeGuard[F32]:
     """True for a 2-D float32 ndarray the core takes without a copy (rows
     contiguous and evenly spaced, see has_unit_rows)."""
     return type(a) is np.ndarray and has_unit_rows(a)
 
 
-def _matrix(value, name):
+def _matrix(value: object, name: str) -> F32:
     if _takes_as_is(value):
         return value
     return as_float32_array(value, name, ndim=2, allow_empty=True, finite=False,
                             row_strided=True)
 
 
-def _vector(value, name, length):
+def _vector(value: object, name: str, length: int) -> F32:
     if (type(value) is np.ndarray and value.dtype is _F32 and value.ndim == 1
             and value.shape[0] == length and value.strides[0] == 4):
         return value
@@ -61,13 +66,13 @@ def _vector(value, name, length):
     return arr
 
 
-def _activation(activation):
+def _activation(activation: object) -> bool:
     if activation not in _ACTIVATIONS:
         raise ValueError(f"activation must be None or 'relu', got {activation!r}")
     return activation == "relu"
 
 
-def _relu_output(y, dyv):
+def _relu_output(y: Optional[ArrayLike], dyv: F32) -> F32:
     """The layer's ReLU output y, which a ReLU backward needs (its mask),
     checked against dy's shape."""
     if y is None:
@@ -78,7 +83,7 @@ def _relu_output(y, dyv):
     return yv
 
 
-def _output(out, name, shape):
+def _output(out: Optional[F32], name: str, shape: tuple[int, int]) -> F32:
     """A fresh output, or the caller's (float32, rows contiguous, writeable)."""
     if out is None:
         return np.empty(shape, dtype=np.float32)
@@ -87,7 +92,9 @@ def _output(out, name, shape):
     return check_out(out, name, shape)
 
 
-def linear(x, W, b=None, activation=None, out=None, precision="fp32"):
+def linear(x: ArrayLike, W: ArrayLike, b: Optional[ArrayLike] = None,
+           activation: Activation = None, out: Optional[F32] = None,
+           precision: Precision = "fp32") -> F32:
     """Dense layer forward pass: ``act(x @ W + b)`` in one fused GEMM.
 
     Bias and activation are applied in the GEMM's epilogue, while each output
@@ -132,7 +139,9 @@ def linear(x, W, b=None, activation=None, out=None, precision="fp32"):
     return y
 
 
-def linear_backward(x, W, dy, y=None, activation=None, need_dx=True, precision="fp32"):
+def linear_backward(x: ArrayLike, W: ArrayLike, dy: ArrayLike, y: Optional[ArrayLike] = None,
+                    activation: Activation = None, need_dx: bool = True,
+                    precision: Precision = "fp32") -> tuple[Optional[F32], F32, F32]:
     """Gradients of ``y = act(x @ W + b)`` given ``dy = dL/dy``.
 
     Parameters
@@ -190,7 +199,7 @@ def linear_backward(x, W, dy, y=None, activation=None, need_dx=True, precision="
     # dW that of x, dx that of W.
     if _core.gemm_linear_backward_weight(xv, dyv, dW, db, False, yv, True):
         nonfinite_result("the gradient x.T @ dz", args)
-    dx = None
+    dx: Optional[F32] = None
     if need_dx:
         dx = np.empty((batch, n_in), dtype=np.float32)
         if _core.gemm_linear_backward_input(dyv, Wv, None, dx, yv, True):
@@ -200,7 +209,8 @@ def linear_backward(x, W, dy, y=None, activation=None, need_dx=True, precision="
     return dx, dW, db
 
 
-def matmul(a, b, trans_a=False, trans_b=False, out=None, precision="fp32"):
+def matmul(a: ArrayLike, b: ArrayLike, trans_a: bool = False, trans_b: bool = False,
+           out: Optional[F32] = None, precision: Precision = "fp32") -> F32:
     """``op(a) @ op(b)`` on the SIMD GEMM, where op transposes if asked.
 
     Parameters
@@ -240,7 +250,9 @@ def matmul(a, b, trans_a=False, trans_b=False, out=None, precision="fp32"):
     return c
 
 
-def _backward_bf16(xv, Wv, dyv, yv, need_dx, args):
+def _backward_bf16(xv: F32, Wv: F32, dyv: F32, yv: Optional[F32], need_dx: bool,
+                   args: Sequence[tuple[str, object, Optional[F32]]]
+                   ) -> tuple[Optional[F32], F32, F32]:
     """linear_backward's precision="bf16" route: dz = dy ⊙ [y > 0] formed
     here (the bf16 GEMM has no mask in its packing), dW = xᵀ·dz and
     dx = dz·Wᵀ in bf16, db the column sums of dz in float64, stored as
@@ -252,7 +264,7 @@ def _backward_bf16(xv, Wv, dyv, yv, need_dx, args):
     if _core.gemm_bf16(xv, dz, True, False, None, False, dW):
         nonfinite_result("the gradient x.T @ dz in bf16", args)
     db = dz.sum(axis=0, dtype=np.float64).astype(np.float32)
-    dx = None
+    dx: Optional[F32] = None
     if need_dx:
         dx = np.empty((dz.shape[0], Wv.shape[0]), dtype=np.float32)
         if _core.gemm_bf16(dz, Wv, False, True, None, False, dx):
