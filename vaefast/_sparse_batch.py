@@ -19,8 +19,15 @@ makes a matrix canonical.
 
 import operator
 from collections import namedtuple
+from typing import Any, NoReturn, Optional, Union
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ._typing import F32, I32, I64, SparseMatrix
+
+# (data float32, indices int32, indptr int64, (rows, cols))
+CSRParts = tuple[F32, I32, I64, tuple[int, int]]
 
 __all__ = ["CSRBatch", "gather_csr_rows", "gather_dense_rows"]
 
@@ -35,25 +42,28 @@ class CSRBatch(namedtuple("_CSRArrays", "data indices indptr")):
 
     format = "csr"
 
-    def __new__(cls, data, indices, indptr, shape):
+    shape: tuple[int, int]
+
+    def __new__(cls, data: Any, indices: Any, indptr: Any,
+                shape: "tuple[int, int]") -> "CSRBatch":
         self = super().__new__(cls, data, indices, indptr)
         self.shape = (int(shape[0]), int(shape[1]))
         return self
 
     @property
-    def nnz(self):
+    def nnz(self) -> int:
         return int(self.indptr[-1] - self.indptr[0])
 
-    def toarray(self, transform=None):
+    def toarray(self, transform: Optional[str] = None) -> F32:
         """The rows as a dense float32 array (transform: None or "log1p")."""
         return _densify(self, transform)
 
 
-def _is_sparse_format(x, fmt):
+def _is_sparse_format(x: object, fmt: str) -> bool:
     return getattr(x, "format", None) == fmt and hasattr(x, "indptr")
 
 
-def csr_parts(x, name="x"):
+def csr_parts(x: SparseMatrix, name: str = "x") -> CSRParts:
     """(data float32, indices int32, indptr int64, (rows, cols)) of a CSR
     (or CSC, converted) matrix, with lengths checked; copies only what has
     another type. Raises TypeError/ValueError naming `name`."""
@@ -100,13 +110,14 @@ def csr_parts(x, name="x"):
             (rows, cols))
 
 
-def _raise_out_of_range(name, used, cols):
+def _raise_out_of_range(name: str, used: "NDArray[np.integer[Any]]", cols: int) -> NoReturn:
     lo, hi = int(used.min()), int(used.max())
     raise ValueError(f"{name}.indices must lie in [0, {cols}) (the number of "
                      f"columns), got values in [{lo}, {hi}]")
 
 
-def explain_bad_csr(data, indices, indptr, cols, transform, name="x"):
+def explain_bad_csr(data: F32, indices: I32, indptr: I64, cols: int, transform: Optional[str],
+                    name: str = "x") -> NoReturn:
     """Raise the ValueError naming which rule of the core's CSR input
     (vaefast.h, "CSR input") the arrays break; called after the core said
     one is broken, so it may be slow."""
@@ -137,7 +148,8 @@ def explain_bad_csr(data, indices, indptr, cols, transform, name="x"):
     raise ValueError(f"{name} is not a valid CSR matrix")
 
 
-def _row_index(rows, n_rows, name="rows"):
+def _row_index(rows: "slice | ArrayLike", n_rows: int,
+               name: str = "rows") -> Union[I64, tuple[int, int]]:
     """rows as a 1-D int64 array in [0, n_rows), or a (start, stop) pair
     for a slice of step 1 (read in place)."""
     if isinstance(rows, slice):
@@ -156,7 +168,7 @@ def _row_index(rows, n_rows, name="rows"):
     return idx
 
 
-def gather_csr_rows(X, rows):
+def gather_csr_rows(X: SparseMatrix, rows: "slice | ArrayLike") -> CSRBatch:
     """Rows of the CSR matrix X as a :class:`CSRBatch` ``(data, indices,
     indptr)``, without densifying anything.
 
@@ -203,7 +215,7 @@ def gather_csr_rows(X, rows):
     return CSRBatch(*csr_parts(sub, "X")[:3], sub.shape)
 
 
-def _densify(batch, transform):
+def _densify(batch: CSRBatch, transform: Optional[str]) -> F32:
     data, indices, indptr = batch.data, batch.indices, batch.indptr
     rows, cols = batch.shape
     out = np.zeros((rows, cols), dtype=np.float32)
@@ -217,7 +229,8 @@ def _densify(batch, transform):
     return out
 
 
-def gather_dense_rows(X, rows, transform=None):
+def gather_dense_rows(X: SparseMatrix, rows: "slice | ArrayLike",
+                      transform: Optional[str] = None) -> F32:
     """Rows of the CSR (or CSC) matrix X as a dense float32 array
     (len(rows), X.shape[1]): only the batch is densified. transform="log1p"
     applies log(1 + v) to the stored values (zeros stay zero)."""

@@ -7,11 +7,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["ArrayLike", "F32", "F64", "Floats", "I64", "Tensor", "Seed"]
+__all__ = ["ArrayLike", "F32", "F64", "Floats", "I64", "I32", "SparseMatrix", "Tensor", "Seed"]
 
 F32 = NDArray[np.float32]
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
+I32 = NDArray[np.int32]
 # float32 or float64 (the NumPy maths keep the dtype they are given)
 Floats = NDArray[np.floating[Any]]
 # A torch.Tensor. PyTorch is an optional peer, absent where the type check
@@ -19,3 +20,6 @@ Floats = NDArray[np.floating[Any]]
 Tensor = Any
 # What as_seed accepts: an int in [0, 2**64)
 Seed = int
+# A CSR (or CSC) matrix: scipy.sparse's, a vaefast CSRBatch, or anything with
+# format/data/indices/indptr/shape. SciPy is optional and untyped here.
+SparseMatrix = Any

@@ -6,9 +6,12 @@ Poisson, negative binomial ("nb") or zero-inflated negative binomial
 docs/models.md; the float64 twin is ``vaefast.reference.count_loss``.
 """
 
+from typing import Literal, Optional
+
 import numpy as np
 
 from .. import _core
+from .._typing import ArrayLike, F32
 from .._spec.likelihoods import POISSON
 from .._validation import as_float, as_float32_array, nonfinite_result
 
@@ -17,7 +20,7 @@ __all__ = ["count_loss", "COUNT_LIKELIHOODS"]
 COUNT_LIKELIHOODS = tuple(_core.COUNT_CODES)
 
 
-def _check_counts(x):
+def _check_counts(x: F32) -> None:
     """Name what is wrong with the counts x (float32, finite); return if nothing."""
     if (x < 0).any():
         raise ValueError(f"x must be non-negative counts, got a minimum of {x.min()}")
@@ -26,8 +29,11 @@ def _check_counts(x):
                          f"got e.g. {x[(x != np.floor(x)) | (x > _core.COUNT_MAX)][0]}")
 
 
-def count_loss(x, rho_logits, library, log_theta=None, pi_logits=None, likelihood="zinb",
-               scale=1.0, need_grad=True):
+def count_loss(x: ArrayLike, rho_logits: ArrayLike, library: ArrayLike,
+               log_theta: Optional[ArrayLike] = None, pi_logits: Optional[ArrayLike] = None,
+               likelihood: Literal["poisson", "nb", "zinb"] = "zinb", scale: float = 1.0,
+               need_grad: bool = True
+               ) -> tuple[F32, Optional[F32], Optional[F32], Optional[F32]]:
     """Per-row negative log-likelihood of counts under scVI's mean, and its gradients.
 
     Parameters
@@ -94,7 +100,9 @@ def count_loss(x, rho_logits, library, log_theta=None, pi_logits=None, likelihoo
         raise ValueError(f"pi_logits is not a parameter of likelihood={likelihood!r}")
     scale = as_float(scale, "scale")
     loss = np.empty(M, dtype=np.float32)
-    drho = dlt = dpi = None
+    drho: Optional[F32] = None
+    dlt: Optional[F32] = None
+    dpi: Optional[F32] = None
     if need_grad:
         drho = np.empty((M, N), dtype=np.float32)
         if lt is not None:

@@ -6,9 +6,12 @@ converted to C-contiguous float32; NaN/infinity and counts below zero are
 rejected with a ValueError naming the argument.
 """
 
+from typing import Optional
+
 import numpy as np
 
 from .. import _core
+from .._typing import ArrayLike, F32
 from .._validation import as_float, as_float32_array, as_size_factors, nonfinite_result
 
 __all__ = ["poisson_loss", "negative_binomial_loss", "gaussian_var_loss", "LIMITS"]
@@ -18,7 +21,8 @@ LIMITS = dict(_core.LIKELIHOOD_LIMITS)
 log θ, and the floor of a learned Gaussian log-variance."""
 
 
-def _inputs(out, x, out_name, size_factors=None, counts=False):
+def _inputs(out: object, x: object, out_name: str, size_factors: object = None,
+            counts: bool = False) -> tuple[F32, F32, Optional[F32]]:
     out = as_float32_array(out, out_name, ndim=2)
     x = as_float32_array(x, "x", ndim=2)
     if x.shape != out.shape:
@@ -29,13 +33,15 @@ def _inputs(out, x, out_name, size_factors=None, counts=False):
     return out, x, s
 
 
-def _outputs(shape, n_grads, need_grad):
+def _outputs(shape: tuple[int, ...], n_grads: int,
+             need_grad: bool) -> tuple[F32, list[Optional[F32]]]:
     loss = np.empty(shape[0], dtype=np.float32)
     grads = [np.empty(shape, dtype=np.float32) if need_grad else None for _ in range(n_grads)]
     return loss, grads
 
 
-def poisson_loss(out, x, size_factors=None, scale=1.0, need_grad=True):
+def poisson_loss(out: ArrayLike, x: ArrayLike, size_factors: Optional[ArrayLike] = None,
+                 scale: float = 1.0, need_grad: bool = True) -> tuple[F32, Optional[F32]]:
     """Per-row Poisson negative log-likelihood with log-rate ``out``.
 
     rate = size_factor·exp(out) (log-rate clamped above at
@@ -69,7 +75,10 @@ def poisson_loss(out, x, size_factors=None, scale=1.0, need_grad=True):
     return loss, dout
 
 
-def negative_binomial_loss(out, x, log_theta, size_factors=None, scale=1.0, need_grad=True):
+def negative_binomial_loss(out: ArrayLike, x: ArrayLike, log_theta: ArrayLike,
+                           size_factors: Optional[ArrayLike] = None, scale: float = 1.0,
+                           need_grad: bool = True
+                           ) -> tuple[F32, Optional[F32], Optional[F32]]:
     """Per-row negative-binomial negative log-likelihood.
 
     Mean μ = size_factor·exp(out), inverse dispersion θ = exp(log_theta)
@@ -107,7 +116,8 @@ def negative_binomial_loss(out, x, log_theta, size_factors=None, scale=1.0, need
     return loss, dout, dlt
 
 
-def gaussian_var_loss(y, x, logvar, scale=1.0, need_grad=True):
+def gaussian_var_loss(y: ArrayLike, x: ArrayLike, logvar: ArrayLike, scale: float = 1.0,
+                      need_grad: bool = True) -> tuple[F32, Optional[F32], Optional[F32]]:
     """Per-row Gaussian negative log-likelihood with a learned log-variance.
 
     v = max(logvar, ``LIMITS["gaussian_logvar_min"]``);

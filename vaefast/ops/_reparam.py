@@ -5,28 +5,31 @@ pass never stores it and the backward pass regenerates it (counter layout in
 ``vaefast.random``). Rows must satisfy ``row_offset + rows <= 2**32``.
 """
 
+from typing import Literal, Optional, Sequence, Union, overload
+
 import numpy as np
 
 from .. import _core
+from .._typing import ArrayLike, F32
 from .._validation import as_float, as_float32_array, as_int, as_seed, check_out, require_finite
 
 __all__ = ["reparameterize", "reparameterize_backward", "reparameterization_noise"]
 
 
-def _rows(row_offset, rows, name="row_offset"):
+def _rows(row_offset: object, rows: int, name: str = "row_offset") -> int:
     row_offset = as_int(row_offset, name, minimum=0)
     if row_offset + rows > 2**32:
         raise ValueError(f"{name} + rows must be <= 2**32, got {row_offset} + {rows}")
     return row_offset
 
 
-def _checked(value, name):
+def _checked(value: object, name: str) -> F32:
     """2-D float32 C-contiguous array without NaN/Inf, or an error naming it."""
     arr = as_float32_array(value, name, ndim=2, allow_empty=True, finite=False)
     return require_finite(arr, name)
 
 
-def _pair(mu, logvar):
+def _pair(mu: object, logvar: object) -> tuple[F32, F32]:
     mu = _checked(mu, "mu")
     logvar = _checked(logvar, "logvar")
     if logvar.shape != mu.shape:
@@ -34,7 +37,7 @@ def _pair(mu, logvar):
     return mu, logvar
 
 
-def _same(value, name, shape):
+def _same(value: object, name: str, shape: tuple[int, ...]) -> Optional[F32]:
     if value is None:
         return None
     arr = _checked(value, name)
@@ -43,7 +46,8 @@ def _same(value, name, shape):
     return arr
 
 
-def reparameterization_noise(seed, step, shape, row_offset=0):
+def reparameterization_noise(seed: int, step: int, shape: Sequence[int],
+                             row_offset: int = 0) -> F32:
     """The eps that :func:`reparameterize` uses, materialised.
 
     Parameters
@@ -67,8 +71,19 @@ def reparameterization_noise(seed, step, shape, row_offset=0):
     return eps
 
 
-def reparameterize(mu, logvar, seed, step, eps=None, row_offset=0, out=None,
-                   return_kl=False):
+@overload
+def reparameterize(mu: ArrayLike, logvar: ArrayLike, seed: int, step: int,
+                   eps: Optional[ArrayLike] = None, row_offset: int = 0,
+                   out: Optional[F32] = None, return_kl: Literal[False] = False) -> F32: ...
+@overload
+def reparameterize(mu: ArrayLike, logvar: ArrayLike, seed: int, step: int,
+                   eps: Optional[ArrayLike] = None, row_offset: int = 0,
+                   out: Optional[F32] = None, *,
+                   return_kl: Literal[True]) -> tuple[F32, F32]: ...
+def reparameterize(mu: ArrayLike, logvar: ArrayLike, seed: int, step: int,
+                   eps: Optional[ArrayLike] = None, row_offset: int = 0,
+                   out: Optional[F32] = None,
+                   return_kl: bool = False) -> Union[F32, tuple[F32, F32]]:
     """z = mu + exp(logvar / 2) · eps in one pass.
 
     Parameters
@@ -97,11 +112,13 @@ def reparameterize(mu, logvar, seed, step, eps=None, row_offset=0, out=None,
     z = np.empty(mu.shape, np.float32) if out is None else check_out(out, "out", mu.shape)
     kl = np.zeros(mu.shape[0], np.float32) if return_kl else None
     _core.reparam_forward(mu, logvar, seed, step, row_offset, eps, z, kl)
-    return (z, kl) if return_kl else z
+    return (z, kl) if kl is not None else z
 
 
-def reparameterize_backward(mu, logvar, dz, seed, step, eps=None, kl_scale=0.0,
-                            row_offset=0, out=None):
+def reparameterize_backward(mu: ArrayLike, logvar: ArrayLike, dz: Optional[ArrayLike],
+                            seed: int, step: int, eps: Optional[ArrayLike] = None,
+                            kl_scale: float = 0.0, row_offset: int = 0,
+                            out: Optional[Sequence[F32]] = None) -> tuple[F32, F32]:
     """Gradients of reparameterize (+ kl_scale · KL) w.r.t. mu and logvar.
 
     ``dmu = dz + kl_scale·mu`` and

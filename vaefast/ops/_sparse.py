@@ -26,25 +26,32 @@ scanned to name one. Rows of W that no stored entry of x refers to are not
 read, and so not checked.
 """
 
+from typing import Literal, Optional
+
 import numpy as np
 
 from .. import _core
+from .._sparse_batch import CSRParts
+from .._typing import ArrayLike, F32, SparseMatrix
+from ._linear import Activation
 from ._linear import _activation, _matrix, _output, _relu_output, _vector
 from .._sparse_batch import csr_parts, explain_bad_csr, gather_csr_rows, gather_dense_rows
 from .._validation import check_out, nonfinite_result
+
+Transform = Optional[Literal["log1p"]]
 
 __all__ = ["sparse_linear", "sparse_linear_weight_grad", "gather_csr_rows",
            "gather_dense_rows"]
 
 
-def _transform(transform):
+def _transform(transform: Optional[str]) -> int:
     try:
         return _core.CSR_TRANSFORMS[transform]
     except (KeyError, TypeError):
         raise ValueError(f"transform must be None or 'log1p', got {transform!r}") from None
 
 
-def _status(status, parts, transform):
+def _status(status: int, parts: CSRParts, transform: Optional[str]) -> bool:
     """Raise for a broken CSR rule (VF_ERR_ARG); True for VF_ERR_NONFINITE."""
     if status == _core.CSR_STATUS_ARG:
         data, indices, indptr, (_, cols) = parts
@@ -52,7 +59,9 @@ def _status(status, parts, transform):
     return status == _core.CSR_STATUS_NONFINITE
 
 
-def sparse_linear(x, W, b=None, activation=None, transform=None, out=None):
+def sparse_linear(x: SparseMatrix, W: ArrayLike, b: Optional[ArrayLike] = None,
+                  activation: Activation = None, transform: Transform = None,
+                  out: Optional[F32] = None) -> F32:
     """``act(T(x) @ W + b)`` for a CSR batch x, without densifying it.
 
     Parameters
@@ -89,8 +98,10 @@ def sparse_linear(x, W, b=None, activation=None, transform=None, out=None):
     return y
 
 
-def sparse_linear_weight_grad(x, dy, y=None, activation=None, transform=None,
-                              dW=None, db=None, accumulate=False):
+def sparse_linear_weight_grad(x: SparseMatrix, dy: ArrayLike, y: Optional[ArrayLike] = None,
+                              activation: Activation = None, transform: Transform = None,
+                              dW: Optional[F32] = None, db: Optional[F32] = None,
+                              accumulate: bool = False) -> tuple[F32, F32]:
     """Weight and bias gradients of ``y = act(T(x) @ W + b)`` for a CSR x.
 
     Parameters
