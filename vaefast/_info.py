@@ -66,8 +66,8 @@ def optional_packages(requirements: list[str] | None = None
         group = extra.group(1) if extra else "required"
         if group not in named:
             named.append(group)
-    for name in PEERS:
-        groups.setdefault(name, []).append("peer")
+    for peer in PEERS:
+        groups.setdefault(peer, []).append("peer")
     return [(name, package_version(name), tuple(g)) for name, g in groups.items()]
 
 

@@ -2,12 +2,13 @@
 ``mypy --strict``; see .ci/typecheck). Nothing here runs at import beyond
 building the aliases from numpy.typing."""
 
-from typing import Any
+import os
+from typing import Any, Union
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["ArrayLike", "F32", "F64", "Floats", "I64", "I32", "SparseMatrix", "Tensor", "Seed"]
+__all__ = ["ArrayLike", "F32", "F64", "Floats", "I64", "I32", "SparseMatrix", "StrPath", "Tensor", "Seed"]
 
 F32 = NDArray[np.float32]
 F64 = NDArray[np.float64]
@@ -23,3 +24,5 @@ Seed = int
 # A CSR (or CSC) matrix: scipy.sparse's, a vaefast CSRBatch, or anything with
 # format/data/indices/indptr/shape. SciPy is optional and untyped here.
 SparseMatrix = Any
+# A file name: str or os.PathLike
+StrPath = Union[str, "os.PathLike[str]"]

@@ -4,7 +4,14 @@ import gzip
 import os
 import struct
 
+from typing import Literal, Optional, Union, overload
+
 import numpy as np
+from numpy.typing import NDArray
+
+from ._typing import F32, I64
+
+U8 = NDArray[np.uint8]
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 _FASHION_FILES = {
@@ -13,7 +20,11 @@ _FASHION_FILES = {
 }
 
 
-def load_digits(return_y=False):
+@overload
+def load_digits(return_y: Literal[False] = False) -> F32: ...
+@overload
+def load_digits(return_y: Literal[True]) -> tuple[F32, I64]: ...
+def load_digits(return_y: bool = False) -> Union[F32, tuple[F32, I64]]:
     """The 8×8 handwritten digits of scikit-learn, scaled to [0, 1].
 
     Parameters
@@ -37,7 +48,7 @@ def load_digits(return_y=False):
     return (X, d.target) if return_y else X
 
 
-def _read_idx(path, magic, ndim):
+def _read_idx(path: str, magic: int, ndim: int) -> U8:
     """Read one gzipped IDX file; check magic number, dimensions and byte count."""
     opener = gzip.open if str(path).endswith(".gz") else open
     with opener(path, "rb") as f:
@@ -55,7 +66,8 @@ def _read_idx(path, magic, ndim):
     return np.frombuffer(body, dtype=np.uint8).reshape(dims)
 
 
-def load_fashion_mnist(path=None, kind="train"):
+def load_fashion_mnist(path: "Optional[str | os.PathLike[str]]" = None,
+                       kind: Literal["train", "test"] = "train") -> tuple[F32, U8]:
     """Fashion-MNIST from its IDX .gz files.
 
     Parameters

@@ -21,9 +21,13 @@ giving ``(r cos theta, r sin theta)``. The largest possible |value| is
 ``sqrt(66 ln 2) ≈ 6.76``. See ``vaefast.reference`` for the NumPy twin.
 """
 
+from typing import Sequence, Union
+
 import numpy as np
+from numpy.typing import NDArray
 
 from . import _core
+from ._typing import ArrayLike, F32
 from ._validation import as_int, as_seed
 
 __all__ = ["philox4x32", "normal"]
@@ -34,7 +38,7 @@ __all__ = ["philox4x32", "normal"]
 NORMAL_REL_TOL = 5e-7
 
 
-def _as_uint32(value, name, last):
+def _as_uint32(value: ArrayLike, name: str, last: int) -> NDArray[np.uint32]:
     arr = np.asarray(value)
     if arr.dtype == object or not np.issubdtype(arr.dtype, np.integer):
         raise TypeError(f"{name} must hold integers, got dtype {arr.dtype}")
@@ -47,7 +51,7 @@ def _as_uint32(value, name, last):
     return arr
 
 
-def philox4x32(counter, key):
+def philox4x32(counter: ArrayLike, key: ArrayLike) -> NDArray[np.uint32]:
     """Philox4x32-10 block function (Salmon et al., SC'11; Random123).
 
     Parameters
@@ -76,7 +80,7 @@ def philox4x32(counter, key):
     return out.reshape(lead + (4,))
 
 
-def normal(seed, shape, offset=0):
+def normal(seed: int, shape: Union[int, Sequence[int]], offset: int = 0) -> F32:
     """Standard normal variates, a pure function of (seed, offset + i).
 
     Parameters
@@ -108,7 +112,8 @@ def normal(seed, shape, offset=0):
     if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
         shape = (shape,)
     try:
-        shape = tuple(as_int(s, "shape", minimum=0) for s in shape)
+        shape = tuple(as_int(s, "shape", minimum=0)
+                      for s in shape)  # type: ignore[union-attr]  # bool: TypeError here
     except TypeError:
         raise TypeError(f"shape must be an int or a tuple of ints, got {shape!r}") from None
     n = int(np.prod(shape, dtype=np.int64)) if shape else 1

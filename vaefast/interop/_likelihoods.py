@@ -3,7 +3,7 @@
 from .._spec import likelihoods
 
 
-def likelihood_export(name):
+def likelihood_export(name: str) -> likelihoods.Likelihood:
     """The registry record of likelihood `name`, with its torch and ONNX hooks;
     NotImplementedError naming it if there is none or it has no hooks."""
     lik = likelihoods.REGISTRY.get(name)

@@ -10,6 +10,8 @@ dropped silently: the exported graph would compute something else. Such a
 model is refused with NotImplementedError naming the option.
 """
 
+from typing import Any, Mapping, Optional
+
 from .._spec import likelihoods
 from ._likelihoods import likelihood_export
 
@@ -18,7 +20,7 @@ KNOWN_CONFIG = frozenset({"n_features", "hidden", "latent_dim", "likelihood", "b
                           "seed", "decoder_hidden", "n_conditions", "variance"})
 
 
-def exportable_config(model):
+def exportable_config(model: object) -> dict[str, Any]:
     """The model's config after checking every option is one the exporters
     translate (an unknown option counts only when set: not None/0/False/empty).
     The config gains the defaults of options a model may lack (n_conditions 0,
@@ -36,14 +38,14 @@ def exportable_config(model):
     return config
 
 
-def layer_names(n_encoder_hidden, n_decoder_hidden):
+def layer_names(n_encoder_hidden: int, n_decoder_hidden: int) -> list[str]:
     """The get_weights() layer prefixes in forward order (the output layer's
     log-variance half, "output_logvar", with variance="sample", is not one)."""
     return ([f"encoder.{i}" for i in range(n_encoder_hidden)] + ["mu", "logvar"]
             + [f"decoder.{i}" for i in range(n_decoder_hidden)] + ["output"])
 
 
-def extra_param_name(config):
+def extra_param_name(config: Mapping[str, Any]) -> Optional[str]:
     """The get_weights() key of the per-feature likelihood parameters
     ("likelihood.logvar", "likelihood.log_theta"), or None."""
     return likelihoods.get(config["likelihood"]).extra_param_key(config["variance"])

@@ -1,13 +1,21 @@
 """The VAE's file methods (save, load, to_bytes, from_bytes, pickling), a
 base class of vaefast.model.VAE; the formats themselves are serialize.py's."""
 
+from typing import TYPE_CHECKING, Any, Callable, TypeVar, cast
+
 from .._internals import internals
+from .._typing import StrPath
+
+if TYPE_CHECKING:
+    from ..model import VAE
+
+_V = TypeVar("_V", bound="ModelFiles")
 
 
 class ModelFiles:
     """save / load / to_bytes / from_bytes / pickle of a VAE (docs/model-format.md)."""
 
-    def save(self, path, format="npz") -> None:
+    def save(self, path: StrPath, format: str = "npz") -> None:
         """Write the model (config, weights, optimizer state, counters).
 
         Parameters
@@ -24,11 +32,12 @@ class ModelFiles:
         """
         from .serialize import save_model
 
-        with internals(self).exclusive("save"):
-            save_model(self, path, format)
+        model = cast("VAE", self)  # the one class this is a base of
+        with internals(model).exclusive("save"):
+            save_model(model, path, format)
 
     @classmethod
-    def load(cls, path):
+    def load(cls: type[_V], path: StrPath) -> _V:
         """Read a model written by :meth:`save` (no code is ever executed).
 
         The format (npz or safetensors) is detected from the file's first
@@ -52,9 +61,9 @@ class ModelFiles:
         """
         from .serialize import load_model
 
-        return load_model(cls, path)
+        return cast(_V, load_model(cast("type[VAE]", cls), path))
 
-    def to_bytes(self):
+    def to_bytes(self) -> bytes:
         """The model as bytes: exactly the file :meth:`save` writes.
 
         Returns
@@ -65,11 +74,12 @@ class ModelFiles:
         """
         from .serialize import model_to_bytes
 
-        with internals(self).exclusive("to_bytes"):
-            return model_to_bytes(self)
+        model = cast("VAE", self)
+        with internals(model).exclusive("to_bytes"):
+            return model_to_bytes(model)
 
     @classmethod
-    def from_bytes(cls, data):
+    def from_bytes(cls: type[_V], data: "bytes | bytearray | memoryview") -> _V:
         """The model :meth:`to_bytes` returned `data` for.
 
         Raises
@@ -81,8 +91,8 @@ class ModelFiles:
         """
         from .serialize import model_from_bytes
 
-        return model_from_bytes(cls, data)
+        return cast(_V, model_from_bytes(cast("type[VAE]", cls), data))
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Callable[[bytes], Any], tuple[bytes]]:
         # pickle / copy / cloudpickle: the saved-model bytes, never C pointers.
         return (type(self).from_bytes, (self.to_bytes(),))

@@ -3,16 +3,21 @@
 import struct
 import zlib
 
+import os
+from typing import Union
+
 import numpy as np
 
+from .._typing import ArrayLike, F64
 
-def _chunk(kind, data):
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
     # Each chunk: length, type, data, CRC-32 over type + data.
     crc = zlib.crc32(kind + data) & 0xFFFFFFFF
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
 
 
-def write_png(path, image):
+def write_png(path: "Union[str, os.PathLike[str]]", image: ArrayLike) -> str:
     """Write a 2-D array as an 8-bit grayscale PNG.
 
     Parameters
@@ -44,7 +49,8 @@ def write_png(path, image):
     return str(path)
 
 
-def tile(images, rows, cols, side, pad=1):
+def tile(images: ArrayLike, rows: int, cols: int, side: int,
+         pad: int = 1) -> F64:
     """Arrange flat square images into a grid (rows × cols) with `pad` pixels of gap.
 
     Parameters
@@ -55,7 +61,7 @@ def tile(images, rows, cols, side, pad=1):
 
     Returns
     -------
-    ndarray, shape (rows*(side+pad)+pad, cols*(side+pad)+pad)
+    ndarray of float64, shape (rows*(side+pad)+pad, cols*(side+pad)+pad)
     """
     imgs = np.asarray(images, dtype=np.float64).reshape(-1, side, side)
     out = np.zeros((rows * (side + pad) + pad, cols * (side + pad) + pad))

@@ -15,23 +15,27 @@ allocation; nothing is ever unpickled or executed.
 import json
 import struct
 
+from typing import Any, Mapping
+
 import numpy as np
+from numpy.typing import NDArray
 
 # safetensors dtype codes this reader accepts (vaefast writes F32 only).
-DTYPES = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8"), "F16": np.dtype("<f2"),
-          "I64": np.dtype("<i8"), "I32": np.dtype("<i4")}
+DTYPES: dict[str, "np.dtype[Any]"] = {
+    "F32": np.dtype("<f4"), "F64": np.dtype("<f8"), "F16": np.dtype("<f2"),
+    "I64": np.dtype("<i8"), "I32": np.dtype("<i4")}
 _CODES = {v: k for k, v in DTYPES.items()}
 MAX_HEADER = 100 * 2**20  # bytes; the reference implementation's limit
 HEADER_ALIGN = 8
 
 
-def looks_like_safetensors(prefix):
+def looks_like_safetensors(prefix: bytes) -> bool:
     """True if the first bytes of a file are a safetensors header start."""
     return len(prefix) >= 9 and prefix[8:9] == b"{" and \
         struct.unpack("<Q", prefix[:8])[0] <= MAX_HEADER
 
 
-def encode(tensors, metadata):
+def encode(tensors: Mapping[str, NDArray[Any]], metadata: Mapping[str, str]) -> bytes:
     """The bytes of a safetensors file.
 
     Parameters
@@ -40,7 +44,9 @@ def encode(tensors, metadata):
         Written in this order (dtype one of DTYPES).
     metadata : dict of str -> str
     """
-    header, chunks, offset = {"__metadata__": dict(metadata)}, [], 0
+    header: dict[str, object] = {"__metadata__": dict(metadata)}
+    chunks: list[bytes] = []
+    offset = 0
     for name, array in tensors.items():
         a = np.ascontiguousarray(array)
         a = a.astype(a.dtype.newbyteorder("<"), copy=False)
@@ -53,7 +59,7 @@ def encode(tensors, metadata):
     return struct.pack("<Q", len(text)) + text + b"".join(chunks)
 
 
-def decode(blob, where):
+def decode(blob: bytes, where: str) -> tuple[dict[str, NDArray[Any]], dict[str, str]]:
     """(tensors, metadata) from the bytes of a safetensors file.
 
     Tensors are read-only views of `blob`, in header order. `where` names the
@@ -92,7 +98,8 @@ def decode(blob, where):
     return tensors, metadata
 
 
-def _tensor(name, info, data, where):
+def _tensor(name: str, info: object, data: "bytes | memoryview",
+            where: str) -> NDArray[Any]:
     what = f"{where} is corrupt: tensor {name!r}"
     if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
         raise ValueError(f"{what} needs exactly dtype, shape and data_offsets")

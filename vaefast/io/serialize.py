@@ -18,11 +18,20 @@ import json
 import os
 import tempfile
 
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional, TypeVar
+
 import numpy as np
+from numpy.typing import NDArray
 
 from .._internals import MOMENT1, MOMENT2, PARAMS, internals
+from .._typing import F32, StrPath
 from .._version import __version__
 from . import safetensors as _safetensors
+
+if TYPE_CHECKING:
+    from ..model import VAE
+
+_V = TypeVar("_V", bound="VAE")
 
 FORMATS = ("npz", "safetensors")
 FORMAT_TAG = "vaefast.VAE"
@@ -38,12 +47,12 @@ _KEYS = ("format", "version", "config", "state", *_ARRAYS)
 WRITER_KEY = "writer"
 
 
-def _digest(payload):
+def _digest(payload: Mapping[str, NDArray[Any]]) -> str:
     """SHA-256 over the .npz entries in _KEYS order."""
     return _hash_entries((k, payload[k]) for k in _KEYS)
 
 
-def _hash_entries(entries):
+def _hash_entries(entries: Iterable[tuple[str, NDArray[Any]]]) -> str:
     """SHA-256 over (name, array) pairs in order: name, dtype, shape, bytes."""
     h = hashlib.sha256()
     for key, a in entries:
@@ -55,12 +64,12 @@ def _hash_entries(entries):
     return h.hexdigest()
 
 
-def _state_json(model):
+def _state_json(model: "VAE") -> str:
     return json.dumps({"step": int(model.step_), "epoch": int(model.epoch_),
                        "optimizer": model.optimizer_, "seed": int(model.seed)}, sort_keys=True)
 
 
-def save_model(model, path, format="npz"):
+def save_model(model: "VAE", path: StrPath, format: str = "npz") -> None:
     """Write `model` to exactly `path`, atomically, in `format` (FORMATS)."""
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
@@ -81,14 +90,15 @@ def save_model(model, path, format="npz"):
     }
     payload["sha256"] = np.array(_digest(payload))
     payload[WRITER_KEY] = np.array(_writer())
-    _write_atomically(path, lambda f: np.savez(f, **payload))
+    # (NumPy's stub matches **payload against savez's allow_pickle= keyword)
+    _write_atomically(path, lambda f: np.savez(f, **payload))  # type: ignore[arg-type]
 
 
 def _writer() -> str:
     return f"vaefast {__version__}"
 
 
-def saved_by(path):
+def saved_by(path: StrPath) -> Optional[str]:
     """The ``writer`` entry of a saved model (e.g. ``"vaefast 0.2.0"``), or
     None for a file written before vaefast recorded it."""
     with open(path, "rb") as f:
@@ -101,7 +111,7 @@ def saved_by(path):
     return metadata.get(WRITER_KEY)
 
 
-def _write_atomically(path, write):
+def _write_atomically(path: StrPath, write: Callable[[IO[bytes]], object]) -> None:
     """write(f) into a temporary file beside `path`, fsync, rename over `path`."""
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
@@ -128,7 +138,7 @@ def _write_atomically(path, write):
         pass
 
 
-def _read_payload(path):
+def _read_payload(path: StrPath) -> dict[str, NDArray[Any]]:
     try:
         with np.load(path, allow_pickle=False) as npz:
             names = set(npz.files)
@@ -147,7 +157,7 @@ class _Foreign(Exception):
     pass
 
 
-def load_model(cls, path):
+def load_model(cls: type[_V], path: StrPath) -> _V:
     """Read a model written by save_model in either format (detected from
     the file's first bytes); ValueError on any damage."""
     if not os.path.exists(path):
@@ -162,13 +172,13 @@ def load_model(cls, path):
                      "safetensors)")
 
 
-def _check_version(path, version):
+def _check_version(path: StrPath, version: int) -> None:
     if version not in READABLE_VERSIONS:
         raise ValueError(f"{path!s} has model format version {version}; this vaefast "
                          f"reads versions {', '.join(map(str, READABLE_VERSIONS))}")
 
 
-def _load_npz(cls, path):
+def _load_npz(cls: type[_V], path: StrPath) -> _V:
     payload = _read_payload(path)
     if str(payload["format"]) != FORMAT_TAG:
         raise ValueError(f"{path!s} is not a vaefast model file "
@@ -184,7 +194,8 @@ def _load_npz(cls, path):
     return model
 
 
-def _new_model(cls, path, config_json, state_json):
+def _new_model(cls: type[_V], path: StrPath, config_json: str,
+               state_json: str) -> tuple[_V, dict[str, Any]]:
     """(model with a fresh core, state dict) from the stored JSON."""
     try:
         config = json.loads(config_json)
@@ -194,7 +205,8 @@ def _new_model(cls, path, config_json, state_json):
         raise ValueError(f"{path!s} has an invalid configuration: {exc}") from None
 
 
-def _restore(model, path, state, params, moment1, moment2):
+def _restore(model: "VAE", path: StrPath, state: Mapping[str, Any], params: F32, moment1: F32,
+             moment2: F32) -> None:
     """Check the three flat buffers and put them and the counters in `model`."""
     inner = internals(model)
     n = inner.num_params
@@ -211,7 +223,7 @@ def _restore(model, path, state, params, moment1, moment2):
     model.optimizer_ = state["optimizer"]
 
 
-def model_to_bytes(model):
+def model_to_bytes(model: "VAE") -> bytes:
     """The bytes of the file save_model writes (pickling and to_bytes).
 
     Goes through a private temporary file so that the bytes are exactly the
@@ -224,7 +236,7 @@ def model_to_bytes(model):
             return f.read()
 
 
-def model_from_bytes(cls, data):
+def model_from_bytes(cls: type[_V], data: "bytes | bytearray | memoryview") -> _V:
     """The model whose saved file is `data` (bytes); ValueError on damage."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"data must be bytes, got {type(data).__name__}")
@@ -245,14 +257,14 @@ MOMENT_PREFIXES = ("optimizer.moment1.", "optimizer.moment2.")
 _META_KEYS = ("format", "version", "config", "state")
 
 
-def _safetensors_digest(metadata, tensors):
+def _safetensors_digest(metadata: Mapping[str, str], tensors: Mapping[str, NDArray[Any]]) -> str:
     """Over the metadata entries, then the tensors in name order (other
     writers, e.g. the safetensors package, may store them in another order)."""
     return _hash_entries([(k, np.array(metadata[k])) for k in _META_KEYS]
                          + sorted(tensors.items()))
 
 
-def _safetensors_bytes(model):
+def _safetensors_bytes(model: "VAE") -> bytes:
     inner = internals(model)
     tensors = inner.named(inner.get_buffer(PARAMS))
     if model.optimizer_ is not None:
@@ -266,7 +278,7 @@ def _safetensors_bytes(model):
     return _safetensors.encode(tensors, metadata)
 
 
-def _load_safetensors(cls, path):
+def _load_safetensors(cls: type[_V], path: StrPath) -> _V:
     with open(path, "rb") as f:
         blob = f.read()
     tensors, metadata = _safetensors.decode(blob, str(path))
