@@ -13,15 +13,20 @@ it is (a finder on ``sys.meta_path`` that waits for that one name).
 """
 
 import importlib.abc
+import importlib.machinery
 import importlib.util
 import sys
+from types import ModuleType
+from typing import Any, Optional, Sequence
 
 _MODULE = "threadpoolctl"
-_VERSION = [None]  # vaefast's version, given by install() (no import of the package)
+# vaefast's version, given by install() (no import of the package)
+_VERSION: list[Optional[str]] = [None]
 
 
-def _controller_class(threadpoolctl):
-    class VaefastController(threadpoolctl.LibController):
+def _controller_class(threadpoolctl: Any) -> type:
+    # threadpoolctl is optional and untyped: its base class is Any here
+    class VaefastController(threadpoolctl.LibController):  # type: ignore[misc]
         """Controls vf_set_num_threads of vaefast's compiled core."""
 
         user_api = "openmp"
@@ -30,19 +35,19 @@ def _controller_class(threadpoolctl):
         # a library named _core.* without these symbols is someone else's
         check_symbols = ("vf_set_num_threads", "vf_get_num_threads")
 
-        def get_num_threads(self):
+        def get_num_threads(self) -> int:
             return self.dynlib.vf_get_num_threads()
 
-        def set_num_threads(self, num_threads) -> None:
+        def set_num_threads(self, num_threads: int) -> None:
             self.dynlib.vf_set_num_threads(int(num_threads))
 
-        def get_version(self):
+        def get_version(self) -> Optional[str]:
             return _VERSION[0]
 
     return VaefastController
 
 
-def _register(threadpoolctl) -> None:
+def _register(threadpoolctl: Any) -> None:
     if not hasattr(threadpoolctl, "register") or getattr(threadpoolctl, "_vaefast_registered",
                                                          False):
         return  # threadpoolctl < 3.5 has no register(): nothing to do
@@ -54,7 +59,9 @@ class _RegisterAfterImport(importlib.abc.MetaPathFinder):
     """Finds nothing itself; when threadpoolctl is imported, wraps its loader
     so that the controller is registered once the module has run."""
 
-    def find_spec(self, name, path=None, target=None):
+    def find_spec(self, name: str, path: Optional[Sequence[str]] = None,
+                  target: Optional[ModuleType] = None
+                  ) -> Optional[importlib.machinery.ModuleSpec]:
         if name != _MODULE:
             return None
         sys.meta_path.remove(self)  # the real finders take over from here
@@ -63,15 +70,15 @@ class _RegisterAfterImport(importlib.abc.MetaPathFinder):
             return spec
         exec_module = spec.loader.exec_module
 
-        def exec_then_register(module) -> None:
+        def exec_then_register(module: ModuleType) -> None:
             exec_module(module)
             _register(module)
 
-        spec.loader.exec_module = exec_then_register
+        spec.loader.exec_module = exec_then_register  # type: ignore[method-assign]  # wrapped once
         return spec
 
 
-def install(version) -> None:
+def install(version: str) -> None:
     """Register now if threadpoolctl is imported, else when it is; the
     controller reports `version` as vaefast's."""
     _VERSION[0] = version

@@ -5,6 +5,7 @@ never needs it.
 """
 
 import zlib
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -20,14 +21,15 @@ from ._spec import likelihoods
 from ._validation import check_targets
 from ._arrays import deferrable
 from .model import VAE
+from ._typing import ArrayLike, F32, F64
 
 # check name -> why vaefast does not pass it (keep this minimal and honest).
-EXPECTED_FAILED_CHECKS = {}
+EXPECTED_FAILED_CHECKS: dict[str, str] = {}
 
 _SCORE_SEED = 12345  # fixed noise for score_samples: same rows -> same scores
 
 
-def _seed_from(random_state):
+def _seed_from(random_state: object) -> int:
     """None -> 0 (reproducible by default); an int as is; a RandomState draws one."""
     if random_state is None:
         return 0
@@ -36,7 +38,8 @@ def _seed_from(random_state):
     return int(check_random_state(random_state).randint(0, 2**31 - 1))
 
 
-class VAETransformer(TransformerMixin, BaseEstimator):
+# scikit-learn is untyped here: its base classes are Any to the checker.
+class VAETransformer(TransformerMixin, BaseEstimator):  # type: ignore[misc]
     """A variational autoencoder as a scikit-learn transformer.
 
     ``transform`` gives the posterior means (n, latent_dim); ``score_samples``
@@ -76,9 +79,11 @@ class VAETransformer(TransformerMixin, BaseEstimator):
         The labels of the default one-hot condition encoder (conditional only).
     """
 
-    def __init__(self, hidden=(400,), latent_dim=20, likelihood=likelihoods.DEFAULT, beta=1.0,
-                 epochs=10, batch_size=128, learning_rate=1e-3, random_state=None, variance="unit",
-                 n_conditions=0, condition_encoder=None) -> None:
+    def __init__(self, hidden: Union[int, Sequence[int]] = (400,), latent_dim: int = 20,
+                 likelihood: str = likelihoods.DEFAULT, beta: float = 1.0, epochs: int = 10,
+                 batch_size: int = 128, learning_rate: float = 1e-3,
+                 random_state: object = None, variance: str = "unit", n_conditions: int = 0,
+                 condition_encoder: Optional[Callable[[Any], ArrayLike]] = None) -> None:
         self.hidden = hidden
         self.latent_dim = latent_dim
         self.likelihood = likelihood
@@ -91,7 +96,7 @@ class VAETransformer(TransformerMixin, BaseEstimator):
         self.n_conditions = n_conditions
         self.condition_encoder = condition_encoder
 
-    def fit(self, X, y=None):
+    def fit(self, X: ArrayLike, y: Optional[ArrayLike] = None) -> "VAETransformer":
         """Train a fresh VAE on X.
 
         Parameters
@@ -105,18 +110,18 @@ class VAETransformer(TransformerMixin, BaseEstimator):
         -------
         self
         """
-        X = validate_data(self, X, dtype=np.float32, reset=True)
-        check_targets(X, self.likelihood)
-        c = self._conditions(y, X.shape[0], fitting=True)
-        self.model_ = VAE(X.shape[1], hidden=tuple(np.atleast_1d(self.hidden).tolist()),
+        Xv: F32 = validate_data(self, X, dtype=np.float32, reset=True)
+        check_targets(Xv, self.likelihood)
+        c = self._conditions(y, Xv.shape[0], fitting=True)
+        self.model_ = VAE(Xv.shape[1], hidden=tuple(np.atleast_1d(self.hidden).tolist()),
                           latent_dim=self.latent_dim, likelihood=self.likelihood, beta=self.beta,
                           seed=_seed_from(self.random_state), variance=self.variance,
                           n_conditions=self.n_conditions)
-        self.history_ = self.model_.fit(X, c=c, epochs=self.epochs, batch_size=self.batch_size,
+        self.history_ = self.model_.fit(Xv, c=c, epochs=self.epochs, batch_size=self.batch_size,
                                         learning_rate=self.learning_rate, progress=False)
         return self
 
-    def _conditions(self, y, n, fitting=False):
+    def _conditions(self, y: Any, n: int, fitting: bool = False) -> Optional[F32]:
         """c (n, n_conditions) from y, or None for an unconditional model."""
         if not self.n_conditions:
             return None
@@ -145,7 +150,8 @@ class VAETransformer(TransformerMixin, BaseEstimator):
             raise ValueError(f"y has labels not seen in fit, e.g. {y[unknown][0]!r}")
         return np.eye(self.n_conditions, dtype=np.float32)[idx]
 
-    def fit_transform(self, X, y=None, **fit_params):
+    def fit_transform(self, X: ArrayLike, y: Optional[ArrayLike] = None,
+                      **fit_params: Any) -> F32:
         """fit(X, y) then transform(X, y) (y gives a conditional model's conditions).
 
         Parameters
@@ -159,12 +165,12 @@ class VAETransformer(TransformerMixin, BaseEstimator):
         """
         return self.fit(X, y, **fit_params).transform(X, y)
 
-    def _X(self, X):
+    def _X(self, X: ArrayLike) -> F32:
         check_is_fitted(self, "model_")
         return validate_data(self, X, dtype=np.float32, reset=False)
 
     @deferrable
-    def transform(self, X, y=None):
+    def transform(self, X: ArrayLike, y: Optional[ArrayLike] = None) -> F32:
         """Posterior means (the embedding).
 
         Parameters
@@ -180,7 +186,7 @@ class VAETransformer(TransformerMixin, BaseEstimator):
         X = self._X(X)
         return self.model_.transform(X, self._conditions(y, X.shape[0]))
 
-    def inverse_transform(self, X, y=None):
+    def inverse_transform(self, X: ArrayLike, y: Optional[ArrayLike] = None) -> F32:
         """Decode latent codes to data space (the means of p(x|z)).
 
         Parameters
@@ -198,7 +204,7 @@ class VAETransformer(TransformerMixin, BaseEstimator):
         return self.model_.decode(X, c)  # validated there: dtype, shape, finiteness
 
     @deferrable
-    def score_samples(self, X, y=None):
+    def score_samples(self, X: ArrayLike, y: Optional[ArrayLike] = None) -> F64:
         """ELBO of each row (one Monte-Carlo sample).
 
         The noise of a row is seeded by a CRC of the row's bytes, so a row gets
@@ -220,7 +226,7 @@ class VAETransformer(TransformerMixin, BaseEstimator):
                         .standard_normal(m.latent_dim) for row in X]).astype(np.float32)
         return m.elbo(X, eps=eps, c=self._conditions(y, X.shape[0]))
 
-    def score(self, X, y=None):
+    def score(self, X: ArrayLike, y: Optional[ArrayLike] = None) -> float:
         """Mean ELBO of X (higher is better), as used by GridSearchCV.
 
         Parameters
@@ -235,7 +241,8 @@ class VAETransformer(TransformerMixin, BaseEstimator):
         """
         return float(np.mean(self.score_samples(X, y)))
 
-    def sample(self, n_samples=1, random_state=None, y=None):
+    def sample(self, n_samples: int = 1, random_state: object = None,
+               y: Optional[ArrayLike] = None) -> F32:
         """Draw rows from the model.
 
         Parameters
@@ -255,7 +262,7 @@ class VAETransformer(TransformerMixin, BaseEstimator):
         return self.model_.sample(n_samples, seed=None if random_state is None
                                   else _seed_from(random_state), c=c)
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         # The C core computes in float32 whatever the input dtype.

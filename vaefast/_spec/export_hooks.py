@@ -67,7 +67,7 @@ def _inward_clamp(torch: ModuleType) -> Callable[..., Tensor]:
     """clamp(v, lo, hi) whose gradient outside [lo, hi] is kept only where
     descent (v -= grad) moves v back inside, as vaefast's kernels do."""
 
-    class InwardClamp(torch.autograd.Function):  # type: ignore[misc,name-defined]  # torch is untyped here
+    class InwardClamp(torch.autograd.Function):  # type: ignore[misc,name-defined]  # no torch types
         @staticmethod
         def forward(ctx: Any, v: Tensor, lo: float, hi: float) -> Tensor:
             ctx.save_for_backward(v)
