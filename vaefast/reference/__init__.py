@@ -22,8 +22,10 @@ Parameters are held as a dict of layers, each a (W, b) pair with W shaped
 """
 
 import math
+from typing import Any, Callable, Literal, Optional, Protocol, Sequence, TypedDict, overload
 
 import numpy as np
+from numpy.typing import NDArray
 
 # The layout (layer widths, init) is stated once, in vaefast/_spec/layout.py;
 # the likelihoods' names and the clamps in the registry beside it (plain
@@ -38,6 +40,25 @@ from .rng import normal, philox4x32_10, reparam_eps  # noqa: F401
 from .count import (  # noqa: F401
     count_loss, log_nb, log_poisson, log_zinb, scvi_log_mean)
 
+# Arrays of the twin: float64 (or float32, kept as given)
+Array = NDArray[np.floating[Any]]
+Pair = tuple[Array, Array]  # (W (in, out), b (out))
+
+
+class Params(TypedDict):
+    """The structure of the module docstring: (W, b) of each layer."""
+
+    encoder: list[Pair]
+    head: Pair
+    decoder: list[Pair]
+    output: Pair
+
+
+class Optimizer(Protocol):
+    """Adam or SGD below: one step over a params structure."""
+
+    def step(self, params: Params, grads: Params) -> Params: ...
+
 LIKELIHOODS = (BERNOULLI.name, GAUSSIAN.name)  # the twin's: csrc/vae*.c has more
 
 # The logvar head's output is clamped to this range before use, so exp never
@@ -48,7 +69,8 @@ HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 # --------------------------------------------------------------- dense layer
-def linear_forward(x, W, b=None, activation=None):
+def linear_forward(x: Array, W: Array, b: Optional[Array] = None,
+                   activation: Optional[str] = None) -> Array:
     """y (B, out) = act(x (B, in) · W (in, out) + b (out)).  [vf_linear_forward]"""
     y = x @ W
     if b is not None:
@@ -60,12 +82,22 @@ def linear_forward(x, W, b=None, activation=None):
     return y
 
 
-def relu_mask(grad, y):
+def relu_mask(grad: Array, y: Array) -> Array:
     """Gradient through a ReLU whose output was y: grad where y > 0, else 0."""
     return np.where(y > 0, grad, 0).astype(grad.dtype, copy=False)
 
 
-def linear_backward(x, W, dy, y=None, activation=None, need_dx=True):
+@overload
+def linear_backward(x: Array, W: Array, dy: Array, y: Optional[Array] = None,
+                    activation: Optional[str] = None,
+                    need_dx: Literal[True] = True) -> tuple[Array, Array, Array]: ...
+@overload
+def linear_backward(x: Array, W: Array, dy: Array, y: Optional[Array] = None,
+                    activation: Optional[str] = None,
+                    need_dx: bool = True) -> tuple[Optional[Array], Array, Array]: ...
+def linear_backward(x: Array, W: Array, dy: Array, y: Optional[Array] = None,
+                    activation: Optional[str] = None,
+                    need_dx: bool = True) -> tuple[Optional[Array], Array, Array]:
     """Gradients of a dense layer y = act(x·W + b).
 
     dy (B, out) is dL/dy; with activation="relu", y (B, out) is the forward
@@ -88,7 +120,7 @@ def linear_backward(x, W, dy, y=None, activation=None, need_dx=True):
 
 
 # ------------------------------------------------------ reparameterization
-def split_head(head_out):
+def split_head(head_out: Array) -> Pair:
     """[mu | logvar] (B, 2Z) -> mu (B, Z), logvar clamped (B, Z)."""
     Z = head_out.shape[1] // 2
     mu = head_out[:, :Z]
@@ -96,12 +128,13 @@ def split_head(head_out):
     return mu, logvar
 
 
-def reparam_forward(mu, logvar, eps):
+def reparam_forward(mu: Array, logvar: Array, eps: Array) -> Array:
     """z (B, Z) = mu + exp(0.5·logvar) ⊙ eps.  [vf_reparam_forward]"""
     return mu + np.exp(0.5 * logvar) * eps
 
 
-def reparam_backward(mu, logvar, eps, dz, kl_scale):
+def reparam_backward(mu: Array, logvar: Array, eps: Array, dz: Optional[Array],
+                     kl_scale: float) -> Pair:
     """Gradients of (dz-weighted z) + kl_scale·KL w.r.t. mu and logvar.
 
     dmu = dz + kl_scale·mu; dlogvar = dz·0.5·sigma·eps + kl_scale·0.5·(exp(logvar) − 1).
@@ -116,43 +149,44 @@ def reparam_backward(mu, logvar, eps, dz, kl_scale):
 
 
 # ------------------------------------------------------------------ losses
-def kl_normal(mu, logvar):
+def kl_normal(mu: Array, logvar: Array) -> Array:
     """Per-row KL(N(mu, exp(logvar)) ‖ N(0, I)) = 0.5·Σ(exp(lv) + mu² − 1 − lv)."""
     return 0.5 * np.sum(np.exp(logvar) + mu * mu - 1 - logvar, axis=1)
 
 
-def softplus(a):
+def softplus(a: Array) -> Array:
     """log(1 + exp(a)), stable for any finite a."""
     return np.maximum(a, 0) + np.log1p(np.exp(-np.abs(a)))
 
 
-def sigmoid(a):
+def sigmoid(a: Array) -> Array:
     """1 / (1 + exp(−a)), stable for any finite a."""
     e = np.exp(-np.abs(a))
     return np.where(a >= 0, 1 / (1 + e), e / (1 + e))
 
 
-def bernoulli_loss(logits, x, scale=1.0):
+def bernoulli_loss(logits: Array, x: Array, scale: float = 1.0) -> Pair:
     """Per-row −log p(x | logits) = Σ softplus(l) − x·l, and scale·(sigmoid(l) − x)."""
     loss = np.sum(softplus(logits) - x * logits, axis=1)
     return loss, scale * (sigmoid(logits) - x)
 
 
-def gaussian_loss(y, x, scale=1.0):
+def gaussian_loss(y: Array, x: Array, scale: float = 1.0) -> Pair:
     """Per-row −log N(x; y, I) = Σ 0.5·(y − x)² + 0.5·log 2π, and scale·(y − x)."""
     diff = y - x
     loss = np.sum(0.5 * diff * diff + HALF_LOG_2PI, axis=1)
     return loss, scale * diff
 
 
-def _special():
+def _special() -> tuple[Callable[[Array], Array], Callable[[Array], Array]]:
     """scipy.special's gammaln/digamma: an lgamma independent of the C kernels'."""
     from scipy import special
 
     return special.gammaln, special.digamma
 
 
-def poisson_loss(out, x, size_factors=None, scale=1.0):
+def poisson_loss(out: Array, x: Array, size_factors: Optional[Array] = None,
+                 scale: float = 1.0) -> Pair:
     """Per-row −log Poisson(x; rate), rate = s·exp(min(out + log s, 30) − log s).
 
     loss = Σ rate − x·eta + lgamma(x + 1), eta = min(out + log s, 30);
@@ -166,7 +200,8 @@ def poisson_loss(out, x, size_factors=None, scale=1.0):
     return loss, scale * (rate - x)
 
 
-def negbin_loss(out, x, log_theta, size_factors=None, scale=1.0):
+def negbin_loss(out: Array, x: Array, log_theta: Array, size_factors: Optional[Array] = None,
+                scale: float = 1.0) -> tuple[Array, Array, Array]:
     """Per-row −log NB(x; mean μ = s·exp(out), inverse dispersion θ = exp(log θ)).
 
     −log p = −lgamma(x+θ) + lgamma(θ) + lgamma(x+1) − θ·log(θ/(θ+μ)) − x·log(μ/(θ+μ));
@@ -189,7 +224,8 @@ def negbin_loss(out, x, log_theta, size_factors=None, scale=1.0):
     return -logp.sum(axis=1), scale * dout, scale * dlt
 
 
-def gaussian_var_loss(y, x, logvar, scale=1.0):
+def gaussian_var_loss(y: Array, x: Array, logvar: Array,
+                      scale: float = 1.0) -> tuple[Array, Array, Array]:
     """Per-row −log N(x; y, exp(v)), v = max(logvar, −10) (logvar (M, N) or (N,)).
 
     Returns (loss, scale·∂/∂y, scale·∂/∂logvar per element; zero below the
@@ -204,7 +240,7 @@ def gaussian_var_loss(y, x, logvar, scale=1.0):
     return loss, scale * d / np.exp(v), scale * dlv
 
 
-def recon_loss(likelihood, out, x, scale=1.0):
+def recon_loss(likelihood: str, out: Array, x: Array, scale: float = 1.0) -> Pair:
     """Dispatch to the likelihood's loss: (per-row loss, gradient w.r.t. out)."""
     if likelihood == BERNOULLI.name:
         return bernoulli_loss(out, x, scale)
@@ -214,7 +250,9 @@ def recon_loss(likelihood, out, x, scale=1.0):
 
 
 # -------------------------------------------------------------- optimizers
-def adam_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, t):
+def adam_update(param: Array, grad: Array, m: Array, v: Array, lr: float, beta1: float,
+                beta2: float, eps: float, weight_decay: float,
+                t: int) -> tuple[Array, Array, Array]:
     """One Adam step (t >= 1), decoupled weight decay. Returns new (param, m, v)."""
     param = param * (1 - lr * weight_decay) if weight_decay else param
     m = beta1 * m + (1 - beta1) * grad
@@ -224,7 +262,8 @@ def adam_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, t):
     return param - lr * m_hat / (np.sqrt(v_hat) + eps), m, v
 
 
-def sgd_update(param, grad, velocity, lr, momentum, weight_decay):
+def sgd_update(param: Array, grad: Array, velocity: Array, lr: float, momentum: float,
+               weight_decay: float) -> Pair:
     """SGD with momentum (PyTorch convention). Returns new (param, velocity)."""
     g = grad + weight_decay * param if weight_decay else grad
     velocity = momentum * velocity + g
@@ -232,13 +271,15 @@ def sgd_update(param, grad, velocity, lr, momentum, weight_decay):
 
 
 # ------------------------------------------------------------------- model
-def _layout(n_features, hidden, latent_dim, decoder_hidden):
+def _layout(n_features: int, hidden: Sequence[int], latent_dim: int,
+            decoder_hidden: Optional[Sequence[int]]) -> tuple[Layout, int]:
     hidden = tuple(hidden)
     decoder_hidden = tuple(reversed(hidden)) if decoder_hidden is None else tuple(decoder_hidden)
     return Layout(n_features, hidden, latent_dim, decoder_hidden), len(hidden)
 
 
-def layer_sizes(n_features, hidden, latent_dim, decoder_hidden=None):
+def layer_sizes(n_features: int, hidden: Sequence[int], latent_dim: int,
+                decoder_hidden: Optional[Sequence[int]] = None) -> dict[str, Any]:
     """Widths of every layer: (encoder dims, head dims, decoder dims, output dims)."""
     layout, n_enc = _layout(n_features, hidden, latent_dim, decoder_hidden)
     dims = [(n_in, n_out) for _, n_in, n_out, _, _ in layout.layers]
@@ -246,8 +287,9 @@ def layer_sizes(n_features, hidden, latent_dim, decoder_hidden=None):
             "output": dims[-1]}
 
 
-def init_params(n_features, hidden=(400,), latent_dim=20, decoder_hidden=None,
-                seed=0, dtype=np.float32):
+def init_params(n_features: int, hidden: Sequence[int] = (400,), latent_dim: int = 20,
+                decoder_hidden: Optional[Sequence[int]] = None, seed: int = 0,
+                dtype: "type[np.floating[Any]]" = np.float32) -> Params:
     """Fresh parameters, drawn layer by layer in forward order (vaefast/_layout.py)."""
     layout, n_enc = _layout(n_features, hidden, latent_dim, decoder_hidden)
     flat = layout.init(seed, dtype)
@@ -257,7 +299,7 @@ def init_params(n_features, hidden=(400,), latent_dim=20, decoder_hidden=None,
             "output": pairs[-1]}
 
 
-def mlp_forward(layers, x):
+def mlp_forward(layers: Sequence[Pair], x: Array) -> list[Array]:
     """ReLU MLP: returns the list of activations [x, h1, h2, ...]."""
     acts = [x]
     for W, b in layers:
@@ -265,7 +307,7 @@ def mlp_forward(layers, x):
     return acts
 
 
-def encode(params, x):
+def encode(params: Params, x: Array) -> tuple[list[Array], Array, Array, Array]:
     """x (B, D) -> encoder activations, mu (B, Z), clamped logvar (B, Z), raw head (B, 2Z)."""
     enc_acts = mlp_forward(params["encoder"], x)
     head_out = linear_forward(enc_acts[-1], *params["head"])
@@ -273,14 +315,14 @@ def encode(params, x):
     return enc_acts, mu, logvar, head_out
 
 
-def decode(params, z):
+def decode(params: Params, z: Array) -> tuple[list[Array], Array]:
     """z (B, Z) -> decoder activations, output (B, D) (logits or Gaussian mean)."""
     dec_acts = mlp_forward(params["decoder"], z)
     out = linear_forward(dec_acts[-1], *params["output"])
     return dec_acts, out
 
 
-def forward(params, x, eps):
+def forward(params: Params, x: Array, eps: Array) -> dict[str, Any]:
     """Full forward pass with the given noise eps (B, Z). Returns a cache dict."""
     enc_acts, mu, logvar, head_out = encode(params, x)
     z = reparam_forward(mu, logvar, eps)
@@ -289,22 +331,25 @@ def forward(params, x, eps):
             "eps": eps, "z": z, "dec_acts": dec_acts, "out": out}
 
 
-def per_sample_loss(cache, x, likelihood, beta):
+def per_sample_loss(cache: dict[str, Any], x: Array, likelihood: str,
+                    beta: float) -> tuple[Array, Array, Array]:
     """Per-sample (negative ELBO, reconstruction NLL, KL), each shaped (B,)."""
     recon, _ = recon_loss(likelihood, cache["out"], x)
     kl = kl_normal(cache["mu"], cache["logvar"])
     return recon + beta * kl, recon, kl
 
 
-def mlp_backward(layers, acts, d_out, need_dx=True):
+def mlp_backward(layers: Sequence[Pair], acts: Sequence[Array], d_out: Array,
+                 need_dx: bool = True) -> tuple[list[Pair], Optional[Array]]:
     """Backward through a ReLU MLP. d_out is dL/d(last activation).
 
     Returns (list of (dW, db) in forward order, dL/d(input) or None).
     """
-    grads = [None] * len(layers)
-    d = d_out
+    grads: list[Any] = [None] * len(layers)
+    d: Optional[Array] = d_out
     for i in reversed(range(len(layers))):
         W, _ = layers[i]
+        assert d is not None  # dx is only skipped for the first layer, the last visited
         dx, dW, db = linear_backward(acts[i], W, d, acts[i + 1], "relu",
                                      need_dx=need_dx or i > 0)
         grads[i] = (dW, db)
@@ -312,7 +357,8 @@ def mlp_backward(layers, acts, d_out, need_dx=True):
     return grads, d
 
 
-def backward(params, cache, x, likelihood, beta):
+def backward(params: Params, cache: dict[str, Any], x: Array, likelihood: str,
+             beta: float) -> Params:
     """Gradients of the batch-mean negative ELBO, shaped like params."""
     B = x.shape[0]
     scale = 1.0 / B
@@ -335,7 +381,8 @@ def backward(params, cache, x, likelihood, beta):
             "output": (dW_out, db_out)}
 
 
-def loss_and_grad(params, x, eps, likelihood=BERNOULLI.name, beta=1.0):
+def loss_and_grad(params: Params, x: Array, eps: Array, likelihood: str = BERNOULLI.name,
+                  beta: float = 1.0) -> tuple[float, Params]:
     """Batch-mean negative ELBO and its gradients for noise eps (B, Z)."""
     cache = forward(params, x, eps)
     loss, _, _ = per_sample_loss(cache, x, likelihood, beta)
@@ -343,9 +390,9 @@ def loss_and_grad(params, x, eps, likelihood=BERNOULLI.name, beta=1.0):
 
 
 # ------------------------------------------------- parameter bookkeeping
-def flatten(params):
+def flatten(params: Params) -> list[Array]:
     """Every array of params, in forward order: [W, b, W, b, ...]."""
-    out = []
+    out: list[Array] = []
     for W, b in params["encoder"]:
         out += [W, b]
     out += list(params["head"])
@@ -355,11 +402,11 @@ def flatten(params):
     return out
 
 
-def unflatten(template, arrays):
+def unflatten(template: Params, arrays: Sequence[Array]) -> Params:
     """Inverse of flatten: rebuild params' structure from a list of arrays."""
     it = iter(arrays)
 
-    def pair():
+    def pair() -> Pair:
         return (next(it), next(it))
 
     return {
@@ -370,9 +417,9 @@ def unflatten(template, arrays):
     }
 
 
-def to_named(params):
+def to_named(params: Params) -> dict[str, Array]:
     """Params -> the public weight dict (keys as in VAE.get_weights)."""
-    named = {}
+    named: dict[str, Array] = {}
     for i, (W, b) in enumerate(params["encoder"]):
         named[f"encoder.{i}.weight"], named[f"encoder.{i}.bias"] = W, b
     W, b = params["head"]
@@ -385,7 +432,7 @@ def to_named(params):
     return named
 
 
-def from_named(named, n_encoder, n_decoder):
+def from_named(named: "dict[str, Array]", n_encoder: int, n_decoder: int) -> Params:
     """The public weight dict -> params (the head's two halves joined)."""
     return {
         "encoder": [(named[f"encoder.{i}.weight"], named[f"encoder.{i}.bias"])
@@ -402,13 +449,14 @@ def from_named(named, n_encoder, n_decoder):
 class Adam:
     """Adam over a params structure, one adam_update per array."""
 
-    def __init__(self, params, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0) -> None:
+    def __init__(self, params: Params, lr: float = 1e-3, beta1: float = 0.9,
+                 beta2: float = 0.999, eps: float = 1e-8, weight_decay: float = 0.0) -> None:
         self.lr, self.beta1, self.beta2, self.eps, self.weight_decay = lr, beta1, beta2, eps, weight_decay
         self.m = [np.zeros_like(p) for p in flatten(params)]
         self.v = [np.zeros_like(p) for p in flatten(params)]
         self.t = 0
 
-    def step(self, params, grads):
+    def step(self, params: Params, grads: Params) -> Params:
         self.t += 1
         new = []
         for i, (p, g) in enumerate(zip(flatten(params), flatten(grads))):
@@ -422,11 +470,12 @@ class Adam:
 class SGD:
     """SGD with momentum over a params structure."""
 
-    def __init__(self, params, lr=1e-2, momentum=0.9, weight_decay=0.0) -> None:
+    def __init__(self, params: Params, lr: float = 1e-2, momentum: float = 0.9,
+                 weight_decay: float = 0.0) -> None:
         self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
         self.velocity = [np.zeros_like(p) for p in flatten(params)]
 
-    def step(self, params, grads):
+    def step(self, params: Params, grads: Params) -> Params:
         new = []
         for i, (p, g) in enumerate(zip(flatten(params), flatten(grads))):
             p, self.velocity[i] = sgd_update(p, g, self.velocity[i], self.lr,
@@ -435,14 +484,16 @@ class SGD:
         return unflatten(params, new)
 
 
-def train_step(params, optimizer, x, eps, likelihood=BERNOULLI.name, beta=1.0):
+def train_step(params: Params, optimizer: Optimizer, x: Array, eps: Array,
+               likelihood: str = BERNOULLI.name, beta: float = 1.0) -> tuple[Params, float]:
     """Forward, loss, backward and one optimizer step. Returns (new params, loss)."""
     loss, grads = loss_and_grad(params, x, eps, likelihood, beta)
     return optimizer.step(params, grads), loss
 
 
-def fit(params, X, epochs=1, batch_size=128, lr=1e-3, likelihood=BERNOULLI.name,
-        beta=1.0, seed=0):
+def fit(params: Params, X: Array, epochs: int = 1, batch_size: int = 128, lr: float = 1e-3,
+        likelihood: str = BERNOULLI.name, beta: float = 1.0,
+        seed: int = 0) -> tuple[Params, list[float]]:
     """A plain NumPy training loop (the benchmark baseline and the demo's fallback).
 
     Returns (params, list of per-epoch mean training losses).

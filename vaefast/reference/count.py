@@ -26,31 +26,35 @@ forms derived in docs/models.md (tests/test_zinb.py checks them against
 finite differences and PyTorch autograd).
 """
 
+from typing import Any, Callable, Optional
+
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from .._spec.likelihoods import POISSON
 from .._spec.limits import LIMITS
 
 LOG_THETA_MIN, LOG_THETA_MAX = LIMITS["log_theta_min"], LIMITS["log_theta_max"]
 COUNT_LIKELIHOODS = (POISSON.name, "nb", "zinb")
+F64 = NDArray[np.float64]
 
 
-def _special():
+def _special() -> tuple[Callable[[Any], F64], Callable[[Any], F64]]:
     """scipy.special's gammaln/digamma (scipy is a test dependency only)."""
     from scipy import special
 
     return special.gammaln, special.digamma
 
 
-def _softplus(a):
+def _softplus(a: F64) -> F64:
     return np.logaddexp(0.0, a)
 
 
-def _sigmoid(a):
+def _sigmoid(a: F64) -> F64:
     return np.exp(-np.logaddexp(0.0, -a))
 
 
-def scvi_log_mean(rho_logits, library):
+def scvi_log_mean(rho_logits: ArrayLike, library: ArrayLike) -> F64:
     """log mu (n, G) = log L_i + log_softmax(rho_logits)_ij."""
     r = np.asarray(rho_logits, dtype=np.float64)
     top = r.max(axis=1, keepdims=True)
@@ -58,13 +62,13 @@ def scvi_log_mean(rho_logits, library):
     return np.log(np.asarray(library, dtype=np.float64))[:, None] + r - lse
 
 
-def log_poisson(x, log_mu):
+def log_poisson(x: F64, log_mu: F64) -> F64:
     """Elementwise log Poisson(x; mu) from log mu."""
     gammaln, _ = _special()
     return x * log_mu - np.exp(log_mu) - gammaln(x + 1.0)
 
 
-def log_nb(x, log_mu, log_theta):
+def log_nb(x: F64, log_mu: F64, log_theta: F64) -> F64:
     """Elementwise log NB(x; mean mu, inverse dispersion θ = exp(log_theta))."""
     gammaln, _ = _special()
     theta = np.exp(log_theta)
@@ -73,7 +77,7 @@ def log_nb(x, log_mu, log_theta):
             - theta * _softplus(a) - x * _softplus(-a))
 
 
-def log_zinb(x, log_mu, log_theta, pi_logits):
+def log_zinb(x: F64, log_mu: F64, log_theta: F64, pi_logits: F64) -> F64:
     """Elementwise log ZINB(x; mu, θ, dropout probability sigmoid(pi_logits))."""
     theta = np.exp(log_theta)
     l0 = -theta * _softplus(log_mu - log_theta)
@@ -82,8 +86,10 @@ def log_zinb(x, log_mu, log_theta, pi_logits):
     return np.where(x > 0, nonzero, zero)
 
 
-def count_loss(x, rho_logits, library, log_theta=None, pi_logits=None,
-               likelihood="zinb", scale=1.0):
+def count_loss(x: ArrayLike, rho_logits: ArrayLike, library: ArrayLike,
+               log_theta: Optional[ArrayLike] = None, pi_logits: Optional[ArrayLike] = None,
+               likelihood: str = "zinb", scale: float = 1.0
+               ) -> tuple[F64, F64, Optional[F64], Optional[F64]]:
     """Per-row negative log-likelihood and its gradients, float64.  [vf_count_loss]
 
     Parameters
@@ -135,7 +141,7 @@ def count_loss(x, rho_logits, library, log_theta=None, pi_logits=None,
             g = np.where(zero, post * theta * sig, g_nb)
             dr = np.where(zero, post * theta * (sp - sig), drho_nb)
             dpi = scale * np.where(zero, _sigmoid(w) - _sigmoid(w - l0), _sigmoid(w))
-        if np.ndim(log_theta) == 1:
+        if np.ndim(log_theta) == 1:  # type: ignore[arg-type]  # given for NB and ZINB
             dr = dr.sum(axis=0)
             raw = raw[0]
         dlt = np.where(((raw < LOG_THETA_MIN) & (dr > 0)) | ((raw > LOG_THETA_MAX) & (dr < 0)),

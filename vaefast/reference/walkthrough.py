@@ -6,10 +6,13 @@ twin of the C kernels), so every number can be checked with pencil and paper.
 """
 
 import sys
+from typing import Any, Optional, TextIO
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .. import reference as ref
+from .._spec.likelihoods import GAUSSIAN
 
 # Three small training examples (rows) with 4 features each.
 EXAMPLES = np.array([[0.0, 0.5, 1.0, 0.25],
@@ -17,7 +20,7 @@ EXAMPLES = np.array([[0.0, 0.5, 1.0, 0.25],
                      [0.25, 1.0, 0.0, 0.5]])
 
 
-def walkthrough_steps(seed=0):
+def walkthrough_steps(seed: int = 0) -> dict[str, NDArray[Any]]:
     """Every intermediate of one VAE forward pass and its main gradients.
 
     Parameters
@@ -44,7 +47,7 @@ def walkthrough_steps(seed=0):
     Wh, bh = params["head"]
     (W2, b2), = params["decoder"]
     W3, b3 = params["output"]
-    s = {"x": x, "W1": W1, "b1": b1}
+    s: dict[str, NDArray[Any]] = {"x": x, "W1": W1, "b1": b1}
     s["pre1"] = ref.linear_forward(x, W1, b1)
     s["h"] = ref.linear_forward(x, W1, b1, "relu")
     s["W_mu"], s["b_mu"] = Wh[:, :2], bh[:2]
@@ -60,11 +63,11 @@ def walkthrough_steps(seed=0):
     s["W3"], s["b3"] = W3, b3
     s["y"] = ref.linear_forward(s["h_dec"], W3, b3)
     s["kl"] = ref.kl_normal(mu, logvar)
-    s["recon"] = ref.recon_loss(ref.GAUSSIAN.name, s["y"], x)[0]
+    s["recon"] = ref.recon_loss(GAUSSIAN.name, s["y"], x)[0]
     s["dKL_dmu"] = mu.copy()
     s["dKL_dsigma"] = s["sigma"] - 1.0 / s["sigma"]
     # recon_loss's gradient with scale 1: dL/dy = y − x for 0.5·(y − x)²
-    s["dRecon_dy"] = ref.recon_loss(ref.GAUSSIAN.name, s["y"], x, 1.0)[1]
+    s["dRecon_dy"] = ref.recon_loss(GAUSSIAN.name, s["y"], x, 1.0)[1]
     return s
 
 
@@ -84,7 +87,7 @@ _SECTIONS = [
 ]
 
 
-def format_matrix(name, a):
+def format_matrix(name: str, a: NDArray[Any]) -> str:
     """A labelled matrix (or vector) as text, 3 decimals, shape in the label."""
     a = np.atleast_2d(np.asarray(a))
     shape = "×".join(str(n) for n in np.asarray(a).shape)
@@ -94,7 +97,7 @@ def format_matrix(name, a):
     return "\n".join(lines)
 
 
-def print_walkthrough(seed=0, out=None) -> None:
+def print_walkthrough(seed: int = 0, out: Optional[TextIO] = None) -> None:
     """Print every step of :func:`walkthrough_steps` as small labelled matrices.
 
     Parameters
