@@ -9,10 +9,23 @@ See docs/interop.md for the graph names and shapes, the accepted PyTorch
 layouts and measured inference speed.
 """
 
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Literal, Optional
+
+from .._typing import StrPath
+
+if TYPE_CHECKING:
+    from ..model import VAE
+
 __all__ = ["to_onnx", "to_torch", "from_torch"]
 
+# onnx.ModelProto and torch.nn.Module: the packages are optional and absent
+# where the type check runs, so their objects are Any.
+OnnxModel = Any
+TorchModule = Any
 
-def _require(package, extra="interop"):
+
+def _require(package: str, extra: str = "interop") -> ModuleType:
     import importlib
 
     try:
@@ -22,7 +35,8 @@ def _require(package, extra="interop"):
                           f"\"vaefast[{extra}]\"") from None
 
 
-def to_onnx(model, path, part="vae", opset=17):
+def to_onnx(model: "VAE", path: StrPath, part: Literal["vae", "encoder", "decoder"] = "vae",
+            opset: int = 17) -> OnnxModel:
     """Write `model` (or one half of it) as an ONNX graph.
 
     Parameters
@@ -62,7 +76,7 @@ def to_onnx(model, path, part="vae", opset=17):
     return _to_onnx(model, path, part, opset)
 
 
-def to_torch(model):
+def to_torch(model: "VAE") -> TorchModule:
     """A ``torch.nn.Module`` with the architecture and weights of `model`.
 
     The module (:class:`vaefast.interop.torch_export.TorchVAE`) has
@@ -89,7 +103,8 @@ def to_torch(model):
     return _to_torch(model)
 
 
-def from_torch(source, likelihood=None, beta=None, seed=0):
+def from_torch(source: Any, likelihood: Optional[str] = None, beta: Optional[float] = None,
+               seed: int = 0) -> "VAE":
     """Build a VAE from PyTorch weights.
 
     Parameters

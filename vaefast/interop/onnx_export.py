@@ -25,7 +25,15 @@ for hidden layers.
 
 import os
 
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional
+
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from .._typing import StrPath
+
+if TYPE_CHECKING:
+    from ..model import VAE
 
 from .._spec.limits import LIMITS, LOGVAR_RANGE
 from .._validation import as_int
@@ -39,9 +47,10 @@ MIN_OPSET = 13  # Gemm-13 and Clip with min/max inputs
 class _GraphBuilder:
     """Collects nodes and initializers; names follow get_weights()."""
 
-    def __init__(self, onnx, weights) -> None:
+    def __init__(self, onnx: Any, weights: Mapping[str, NDArray[Any]]) -> None:
         self.onnx, self.h, self.weights = onnx, onnx.helper, weights
-        self.nodes, self.initializers = [], []
+        self.nodes: list[Any] = []  # onnx NodeProto (onnx: optional, untyped here)
+        self.initializers: list[Any] = []  # onnx TensorProto
 
     def constant(self, name: str, array: ArrayLike) -> str:
         self.initializers.append(self.onnx.numpy_helper.from_array(
@@ -52,18 +61,18 @@ class _GraphBuilder:
         self.nodes.append(self.h.make_node(op, inputs, [output], name=output, **attributes))
         return output
 
-    def linear(self, x, layer, relu):
+    def linear(self, x: str, layer: str, relu: bool) -> str:
         """x @ {layer}.weight + {layer}.bias, then Relu if `relu`."""
         W = self.constant(f"{layer}.weight", self.weights[f"{layer}.weight"])
         b = self.constant(f"{layer}.bias", self.weights[f"{layer}.bias"])
         y = self.node("Gemm", [x, W, b], f"{layer}.out")
         return self.node("Relu", [y], f"{layer}.relu") if relu else y
 
-    def first_input(self, x, c, prefix):
+    def first_input(self, x: str, c: Optional[str], prefix: str) -> str:
         """The first layer's input: [x | c] for a conditional model."""
         return self.node("Concat", [x, c], f"{prefix}.input", axis=1) if c else x
 
-    def encoder(self, x, c, config):
+    def encoder(self, x: str, c: Optional[str], config: Mapping[str, Any]) -> tuple[str, str]:
         if likelihood_export(config["likelihood"]).counts:  # as csrc/vae_layers.c
             one = self.constant("input.one", 1.0)
             x = self.node("Log", [self.node("Add", [x, one], "input.plus_one")], "input.log1p")
@@ -76,13 +85,16 @@ class _GraphBuilder:
         clip = [raw, self.constant("logvar.min", lo), self.constant("logvar.max", hi)]
         return mu, self.node("Clip", clip, "logvar.clipped")
 
-    def decoder(self, z, c, config):
+    def decoder(self, z: str, c: Optional[str],
+                config: Mapping[str, Any]) -> tuple[str, Optional[str]]:
         """(x_mean, x_logvar or None): x_logvar only with a learned variance."""
         g = self.first_input(z, c, "decoder")
         for i in range(len(config["decoder_hidden"])):
             g = self.linear(g, f"decoder.{i}", relu=True)
         out = self.linear(g, "output", relu=False)
-        mean = likelihood_export(config["likelihood"]).onnx_mean(self, out)
+        onnx_mean = likelihood_export(config["likelihood"]).onnx_mean
+        assert onnx_mean is not None  # likelihood_export refuses a record without
+        mean: str = onnx_mean(self, out)
         variance = config["variance"]
         if variance == "unit":
             return mean, None
@@ -95,12 +107,12 @@ class _GraphBuilder:
         floor = self.constant("x_logvar.min", LIMITS["gaussian_logvar_min"])
         return mean, self.node("Max", [logvar, floor], "x_logvar.value")
 
-    def output(self, value, name):
+    def output(self, value: str, name: str) -> str:
         """Expose `value` under the public graph name `name`."""
         return self.node("Identity", [value], name)
 
 
-def build_onnx(model, part="vae", opset=17):
+def build_onnx(model: "VAE", part: str = "vae", opset: int = 17) -> Any:
     """The ONNX ModelProto of one part of `model` (see the module docstring)."""
     import onnx
 
@@ -115,12 +127,13 @@ def build_onnx(model, part="vae", opset=17):
     D, Z = config["n_features"], config["latent_dim"]
     g = _GraphBuilder(onnx, model.get_weights())
 
-    def tensor(name, width):
+    def tensor(name: str, width: int) -> Any:
         return onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, ["N", width])
 
     c = "c" if config["n_conditions"] else None
     widths = {"x": D, "z": Z, "c": config["n_conditions"], "mu": Z, "logvar": Z,
               "x_mean": D, "x_logvar": D}
+    named: Iterable[tuple[Optional[str], str]]
     if part == "encoder":
         inputs, named = ["x"], zip(g.encoder("x", c, config), ("mu", "logvar"))
     else:
@@ -143,7 +156,7 @@ def build_onnx(model, part="vae", opset=17):
     return proto
 
 
-def to_onnx(model, path, part="vae", opset=17):
+def to_onnx(model: "VAE", path: StrPath, part: str = "vae", opset: int = 17) -> Any:
     """Write one part of `model` as an ONNX file (see vaefast.interop.to_onnx)."""
     import onnx
 

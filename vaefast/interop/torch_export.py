@@ -3,14 +3,22 @@
 Imported only by vaefast.interop.to_torch (it imports torch at the top).
 """
 
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
+
+import numpy as np
 import torch
+from numpy.typing import NDArray
 
 from .._spec.limits import LOGVAR_RANGE
+from .._typing import Tensor
+
+if TYPE_CHECKING:
+    from ..model import VAE
 from ._likelihoods import likelihood_export
 from ._model_spec import exportable_config, extra_param_name, layer_names
 
 
-def _mlp(widths, final_linear):
+def _mlp(widths: Sequence[int], final_linear: bool) -> Any:
     """Linear+ReLU for each consecutive pair of `widths`; the last Linear has
     no ReLU when `final_linear`."""
     layers = []
@@ -21,7 +29,8 @@ def _mlp(widths, final_linear):
     return torch.nn.Sequential(*layers)
 
 
-class TorchVAE(torch.nn.Module):
+# torch is Any to the checker (optional, absent where the check runs).
+class TorchVAE(torch.nn.Module):  # type: ignore[misc]
     """The vaefast VAE architecture in PyTorch.
 
     ``encoder``: Sequential of Linear+ReLU (n_features + n_conditions ->
@@ -43,7 +52,7 @@ class TorchVAE(torch.nn.Module):
         ``VAE.get_config()`` of the model this mirrors.
     """
 
-    def __init__(self, config) -> None:
+    def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__()
         config = {"n_conditions": 0, "variance": "unit", **config}
         self.vaefast_config = dict(config)
@@ -66,7 +75,7 @@ class TorchVAE(torch.nn.Module):
         if extra:
             self.likelihood[extra.split(".", 1)[1]] = torch.nn.Parameter(torch.zeros(D))
 
-    def _with_c(self, h, c):
+    def _with_c(self, h: Tensor, c: Optional[Tensor]) -> Tensor:
         """[h | c] for a conditional model; checks c is given exactly then."""
         if self.n_conditions == 0:
             if c is not None:
@@ -80,7 +89,7 @@ class TorchVAE(torch.nn.Module):
                              f"got {tuple(c.shape)}")
         return torch.cat([h, c.to(h.dtype)], dim=1)
 
-    def encode(self, x, c=None):
+    def encode(self, x: Tensor, c: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
         """(mu, logvar) of q(z|x[, c]); logvar clamped to [-30, 30] as in vaefast."""
         if self._lik.counts:
             x = torch.log(1.0 + x)
@@ -88,21 +97,25 @@ class TorchVAE(torch.nn.Module):
         lo, hi = LOGVAR_RANGE
         return self.mu(h), self.logvar(h).clamp(lo, hi)
 
-    def output_layer(self, z, c=None):
+    def output_layer(self, z: Tensor, c: Optional[Tensor] = None) -> Tensor:
         """The decoder's raw output (N, n_features), or (N, 2·n_features)
         with variance="sample"."""
         return self.decoder(self._with_c(z, c))
 
-    def decode(self, z, c=None, size_factors=None):
+    def decode(self, z: Tensor, c: Optional[Tensor] = None,
+               size_factors: Optional[Tensor] = None) -> Tensor:
         """Mean of p(x|z[, c]) (count likelihoods: times size_factors (N,), default 1)."""
         out = self.output_layer(z, c)[:, :self.n_features]
+        assert self._lik.torch_mean is not None  # likelihood_export checked the hooks
         return self._lik.torch_mean(torch, out, size_factors)
 
-    def reconstruct(self, x, c=None, size_factors=None):
+    def reconstruct(self, x: Tensor, c: Optional[Tensor] = None,
+                    size_factors: Optional[Tensor] = None) -> Tensor:
         """decode(mu): the deterministic reconstruction."""
         return self.decode(self.encode(x, c)[0], c, size_factors)
 
-    def forward(self, x, eps=None, c=None, size_factors=None):
+    def forward(self, x: Tensor, eps: Optional[Tensor] = None, c: Optional[Tensor] = None,
+                size_factors: Optional[Tensor] = None) -> Tensor:
         """Per-sample ELBO ``log p(x|z) - beta·KL(q(z|x) || N(0, I))`` with
         ``z = mu + exp(logvar/2)·eps`` (eps ~ N(0, I) drawn by torch if None);
         train with ``loss = -module(x).mean()``."""
@@ -111,13 +124,14 @@ class TorchVAE(torch.nn.Module):
             eps = torch.randn_like(mu)
         z = mu + torch.exp(0.5 * logvar) * eps
         extra = next(iter(self.likelihood.values()), None)
+        assert self._lik.torch_log_px is not None  # likelihood_export checked the hooks
         log_px = self._lik.torch_log_px(torch, self.output_layer(z, c), x, extra,
                                         size_factors, self.variance)
         kl = 0.5 * (torch.exp(logvar) + mu * mu - 1.0 - logvar).sum(dim=1)
         return log_px - self.beta * kl
 
 
-def weight_targets(module):
+def weight_targets(module: TorchVAE) -> list[tuple[tuple[str, ...], Any]]:
     """[(get_weights() prefixes, torch Linear)] in forward order; the output
     layer's prefixes are ("output", "output_logvar") with variance="sample"
     (its rows split in two halves), else ("output",)."""
@@ -128,13 +142,13 @@ def weight_targets(module):
     dec = [m for m in module.decoder if isinstance(m, torch.nn.Linear)]
     targets = enc + [module.mu, module.logvar] + dec
     assert len(targets) == len(names)
-    prefixes = [(name,) for name in names]
+    prefixes: list[tuple[str, ...]] = [(name,) for name in names]
     if module.variance == "sample":
         prefixes[-1] = ("output", "output_logvar")
     return list(zip(prefixes, targets))
 
 
-def to_torch(model):
+def to_torch(model: "VAE") -> TorchVAE:
     """TorchVAE with `model`'s weights (vaefast (in, out) -> torch (out, in))."""
     module = TorchVAE(exportable_config(model))
     weights = model.get_weights()
@@ -149,9 +163,9 @@ def to_torch(model):
     return module
 
 
-def vaefast_weights(module):
+def vaefast_weights(module: TorchVAE) -> dict[str, NDArray[np.float32]]:
     """The get_weights() dict of a TorchVAE (the inverse of to_torch's copy)."""
-    weights = {}
+    weights: dict[str, NDArray[np.float32]] = {}
     for prefixes, layer in weight_targets(module):
         W = layer.weight.detach().cpu().numpy().T
         b = layer.bias.detach().cpu().numpy()

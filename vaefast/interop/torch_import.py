@@ -8,21 +8,32 @@ imported only when a module is given: a state_dict of NumPy arrays needs no
 torch at all.
 """
 
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
+
 import numpy as np
+from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    from ..model import VAE
+
+F32 = NDArray[np.float32]
+# [layer, followed by a ReLU] of a walked Sequential
+_Walked = list[list[Any]]
 
 from .._spec.likelihoods import BERNOULLI, NAMES as LIKELIHOODS
 from ._model_spec import extra_param_name, layer_names
 
 EXAMPLE_LAYOUT = ("fc1", "fc21", "fc22", "fc3", "fc4")  # PyTorch examples' VAE
 HEAD_NAMES = (("mu", "logvar"), ("fc_mu", "fc_logvar"), ("fc_mu", "fc_var"))
-_EXAMPLE_LIKELIHOOD = dict(likelihood=BERNOULLI.name, fixed=True,
-                           why="the PyTorch examples VAE decodes with a sigmoid")
+_EXAMPLE_LIKELIHOOD: dict[str, Any] = dict(
+    likelihood=BERNOULLI.name, fixed=True,
+    why="the PyTorch examples VAE decodes with a sigmoid")
 
 
 class _Layer:
     """One Linear layer: `label` for messages, weight (out, in), bias (out,)."""
 
-    def __init__(self, label, weight, bias) -> None:
+    def __init__(self, label: str, weight: object, bias: object) -> None:
         self.label = label
         self.weight = _as_matrix(weight, f"{label}.weight", 2)
         if bias is None:  # a bias-free Linear is the same layer with bias 0
@@ -33,11 +44,11 @@ class _Layer:
                              f"weight has {self.weight.shape[0]} output rows")
 
     @property
-    def n_in(self):
+    def n_in(self) -> int:
         return self.weight.shape[1]
 
     @property
-    def n_out(self):
+    def n_out(self) -> int:
         return self.weight.shape[0]
 
 
@@ -49,15 +60,16 @@ class _Plan:
     sigmoid on the output) rules out any other likelihood. `extra` holds the
     per-feature likelihood parameters (state_dict keys "likelihood.*")."""
 
-    def __init__(self, encoder, mu, logvar, decoder, output, likelihood=None, why="",
-                 fixed=False, beta=None) -> None:
+    def __init__(self, encoder: list[_Layer], mu: _Layer, logvar: _Layer,
+                 decoder: list[_Layer], output: _Layer, likelihood: Optional[str] = None,
+                 why: str = "", fixed: bool = False, beta: Optional[float] = None) -> None:
         self.encoder, self.mu, self.logvar = encoder, mu, logvar
         self.decoder, self.output = decoder, output
         self.likelihood, self.why, self.fixed, self.beta = likelihood, why, fixed, beta
-        self.extra = {}
+        self.extra: dict[str, F32] = {}
 
 
-def _as_matrix(value, label, ndim):
+def _as_matrix(value: Any, label: str, ndim: int) -> F32:
     if hasattr(value, "detach"):  # a torch tensor or parameter
         value = value.detach().cpu().numpy()
     arr = np.asarray(value)
@@ -69,7 +81,7 @@ def _as_matrix(value, label, ndim):
 
 
 # ------------------------------------------------------------- modules
-def _linear(module, label):
+def _linear(module: Any, label: str) -> _Layer:
     import torch
 
     if not isinstance(module, torch.nn.Linear):
@@ -78,7 +90,7 @@ def _linear(module, label):
     return _Layer(label, module.weight, module.bias)
 
 
-def _walk_sequential(seq, label):
+def _walk_sequential(seq: Any, label: str) -> tuple[_Walked, bool]:
     """[(_Layer, followed_by_relu)] and whether a final Sigmoid ends `seq`."""
     import torch
 
@@ -86,7 +98,8 @@ def _walk_sequential(seq, label):
         raise TypeError(f"{label} is {type(seq).__name__}: expected a torch.nn.Sequential "
                         "of Linear and ReLU layers")
     children = list(seq)
-    layers, sigmoid = [], False
+    layers: _Walked = []
+    sigmoid = False
     for i, child in enumerate(children):
         where = f"{label}[{i}]"
         if isinstance(child, torch.nn.Linear):
@@ -105,7 +118,7 @@ def _walk_sequential(seq, label):
     return layers, sigmoid
 
 
-def _hidden(layers, part):
+def _hidden(layers: _Walked, part: str) -> list[_Layer]:
     """The _Layers of (layer, followed_by_relu) pairs that must all be ReLU'd."""
     for layer, relu in layers:
         if not relu:
@@ -114,7 +127,8 @@ def _hidden(layers, part):
     return [layer for layer, _ in layers]
 
 
-def _split_encoder(layers, label, joined):
+def _split_encoder(layers: _Walked, label: str,
+                   joined: bool) -> tuple[list[_Layer], Optional[_Layer]]:
     """Encoder hidden layers (+ the joined head when `joined`): every hidden
     Linear is followed by a ReLU, a joined head is not."""
     hidden = _hidden(layers[:-1] if joined else layers, "encoder")
@@ -129,7 +143,7 @@ def _split_encoder(layers, label, joined):
     return hidden, head
 
 
-def _split_decoder(layers, label):
+def _split_decoder(layers: _Walked, label: str) -> tuple[list[_Layer], _Layer]:
     if not layers:
         raise ValueError(f"{label} has no Linear layer (it needs at least the output layer)")
     hidden = _hidden(layers[:-1], "decoder")
@@ -140,7 +154,7 @@ def _split_decoder(layers, label):
     return hidden, output
 
 
-def _split_joined(head, n_latent_hint):
+def _split_joined(head: _Layer, n_latent_hint: Optional[int]) -> tuple[_Layer, _Layer]:
     if head.n_out % 2:
         raise ValueError(f"{head.label} has {head.n_out} outputs: a joined mu/logvar head "
                          "needs an even number (mu first, logvar second)")
@@ -152,7 +166,8 @@ def _split_joined(head, n_latent_hint):
             _Layer(f"{head.label}[{Z}:] (logvar)", head.weight[Z:], head.bias[Z:]))
 
 
-def _plan_from_sequentials(encoder, decoder, heads, names):
+def _plan_from_sequentials(encoder: Any, decoder: Any, heads: Optional[Sequence[Any]],
+                           names: Sequence[str]) -> _Plan:
     """`heads` = (mu, logvar) modules or None (joined head in the encoder)."""
     enc_layers, enc_sigmoid = _walk_sequential(encoder, names[0])
     if enc_sigmoid:
@@ -162,6 +177,7 @@ def _plan_from_sequentials(encoder, decoder, heads, names):
     dec_hidden, output = _split_decoder(dec_layers, names[-1])
     hidden, head = _split_encoder(enc_layers, names[0], joined=heads is None)
     if heads is None:
+        assert head is not None  # _split_encoder(joined=True) returns one or raises
         mu, logvar = _split_joined(head, dec_layers[0][0].n_in)
     else:
         mu, logvar = _linear(heads[0], names[1]), _linear(heads[1], names[2])
@@ -171,7 +187,7 @@ def _plan_from_sequentials(encoder, decoder, heads, names):
                  why=f"{names[-1]} ends in Sigmoid (a Bernoulli mean)")
 
 
-def _plan_from_module(module):
+def _plan_from_module(module: Any) -> _Plan:
     import torch
 
     if all(isinstance(getattr(module, n, None), torch.nn.Module) for n in EXAMPLE_LAYOUT):
@@ -182,7 +198,8 @@ def _plan_from_module(module):
         raise ValueError(f"{type(module).__name__} has neither the PyTorch examples VAE "
                          f"layout ({', '.join(EXAMPLE_LAYOUT)}) nor encoder and decoder "
                          "nn.Sequential attributes")
-    heads, names = None, ("encoder", "decoder")
+    heads: Optional[tuple[Any, Any]] = None
+    names: tuple[str, ...] = ("encoder", "decoder")
     for mu_name, lv_name in HEAD_NAMES:
         if hasattr(module, mu_name) and hasattr(module, lv_name):
             heads = (getattr(module, mu_name), getattr(module, lv_name))
@@ -191,7 +208,7 @@ def _plan_from_module(module):
     return _plan_from_sequentials(module.encoder, module.decoder, heads, names)
 
 
-def _plan_from_tuple(parts):
+def _plan_from_tuple(parts: Sequence[Any]) -> _Plan:
     if len(parts) == 2:
         return _plan_from_sequentials(parts[0], parts[1], None, ("source[0]", "source[1]"))
     if len(parts) == 4:
@@ -202,7 +219,7 @@ def _plan_from_tuple(parts):
 
 
 # ---------------------------------------------------------- state_dicts
-def _state_layer(state, prefix, used):
+def _state_layer(state: Mapping[str, Any], prefix: str, used: set[str]) -> _Layer:
     w, b = f"{prefix}.weight", f"{prefix}.bias"
     if w not in state:
         raise KeyError(f"state_dict has no {w!r}")
@@ -210,9 +227,9 @@ def _state_layer(state, prefix, used):
     return _Layer(prefix, state[w], state.get(b))
 
 
-def _sequential_prefixes(state, name):
+def _sequential_prefixes(state: Mapping[str, Any], name: str) -> list[str]:
     """'name.k' for every 'name.k.weight' key, in numeric order of k."""
-    ks = []
+    ks: list[int] = []
     for key in state:
         parts = key.split(".")
         if len(parts) == 3 and parts[0] == name and parts[2] == "weight":
@@ -222,9 +239,9 @@ def _sequential_prefixes(state, name):
     return [f"{name}.{k}" for k in sorted(ks)]
 
 
-def _plan_from_state_dict(state):
+def _plan_from_state_dict(state: Mapping[str, Any]) -> _Plan:
     """ReLU is assumed between Linear layers (a state_dict holds no activations)."""
-    used = set()
+    used: set[str] = set()
     if all(f"{n}.weight" in state for n in EXAMPLE_LAYOUT):
         layers = [_state_layer(state, n, used) for n in EXAMPLE_LAYOUT]
         plan = _Plan([layers[0]], layers[1], layers[2], [layers[3]], layers[4],
@@ -262,9 +279,10 @@ _TO_TORCH_ONLY = ("(from_torch reads a conditional model, whose first layers tak
                   "module)")
 
 
-def _check_chain(plan):
+def _check_chain(plan: _Plan) -> None:
     """Every layer's input width equals the previous layer's output width."""
-    def chain(layers, n_in, source, hint=""):
+    def chain(layers: Sequence[_Layer], n_in: int, source: str,
+              hint: str = "") -> tuple[int, str]:
         for layer in layers:
             if layer.n_in != n_in:
                 raise ValueError(f"{layer.label} takes {layer.n_in} inputs but {source} "
@@ -286,7 +304,7 @@ def _check_chain(plan):
                          f"{first.n_in} features {_TO_TORCH_ONLY}")
 
 
-def _resolve_likelihood(plan, likelihood):
+def _resolve_likelihood(plan: _Plan, likelihood: Optional[str]) -> str:
     if likelihood is None:
         if plan.likelihood is None:
             raise ValueError(f"likelihood must be given (one of {LIKELIHOODS}): the "
@@ -299,7 +317,7 @@ def _resolve_likelihood(plan, likelihood):
     return likelihood
 
 
-def _resolve_variance(plan, likelihood):
+def _resolve_variance(plan: _Plan, likelihood: str) -> str:
     """"feature" when the source holds a per-feature log-variance, else "unit";
     checks the source's per-feature parameters are exactly the likelihood's."""
     variance = "feature" if "likelihood.logvar" in plan.extra else "unit"
@@ -315,7 +333,8 @@ def _resolve_variance(plan, likelihood):
     return variance
 
 
-def _from_to_torch_module(module, config, likelihood, beta, seed):
+def _from_to_torch_module(module: Any, config: Mapping[str, Any], likelihood: Optional[str],
+                          beta: Optional[float], seed: int) -> "VAE":
     """The exact inverse of to_torch, for every configuration it exports."""
     from ..model import VAE
     from .torch_export import vaefast_weights
@@ -336,7 +355,8 @@ def _from_to_torch_module(module, config, likelihood, beta, seed):
     return model
 
 
-def from_torch(source, likelihood=None, beta=None, seed=0):
+def from_torch(source: Any, likelihood: Optional[str] = None, beta: Optional[float] = None,
+               seed: int = 0) -> "VAE":
     """See vaefast.interop.from_torch."""
     from ..model import VAE
 
