@@ -10,17 +10,23 @@ import io
 import os
 import sys
 import time
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence, TextIO
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ._spec import likelihoods
+from ._typing import F32
+
+if TYPE_CHECKING:
+    from .model import VAE
 
 
 class CLIError(Exception):
     """A user error: printed as one line, exit code 2."""
 
 
-def _parse_hidden(text):
+def _parse_hidden(text: object) -> tuple[int, ...]:
     try:
         widths = tuple(int(t) for t in str(text).split(",") if t.strip())
     except ValueError:
@@ -30,7 +36,7 @@ def _parse_hidden(text):
     return widths
 
 
-def load_data(spec, key=None, data_dir=None):
+def load_data(spec: str, key: Optional[str] = None, data_dir: Optional[str] = None) -> F32:
     """Load a data matrix for the CLI.
 
     Parameters
@@ -97,7 +103,9 @@ def load_data(spec, key=None, data_dir=None):
     return X
 
 
-def load_conditions(spec, X, n_conditions=None, key=None, data_dir=None):
+def load_conditions(spec: str, X: F32, n_conditions: Optional[int] = None,
+                    key: Optional[str] = None,
+                    data_dir: Optional[str] = None) -> tuple[F32, F32]:
     """The conditions of a conditional model for the rows of X.
 
     Parameters
@@ -117,6 +125,8 @@ def load_conditions(spec, X, n_conditions=None, key=None, data_dir=None):
     X : ndarray (X without the label column, if one was named)
     c : ndarray of float32, shape (n, n_conditions)
     """
+    labels: NDArray[Any]
+    col: Optional[int]
     try:
         col = int(spec)
     except ValueError:
@@ -152,7 +162,8 @@ def load_conditions(spec, X, n_conditions=None, key=None, data_dir=None):
     return X, np.eye(k, dtype=np.float32)[labels]
 
 
-def _data_and_conditions(args, model=None):
+def _data_and_conditions(args: argparse.Namespace,
+                         model: "Optional[VAE]" = None) -> tuple[F32, Optional[F32]]:
     """DATA (and its conditions, for a conditional model) of a command."""
     X = load_data(args.data, args.key, args.data_dir)
     c = None
@@ -169,13 +180,13 @@ def _data_and_conditions(args, model=None):
     return X, c
 
 
-def _check_for_model(X, model, spec):
+def _check_for_model(X: F32, model: "VAE", spec: str) -> None:
     if X.shape[1] != model.n_features:
         raise CLIError(f"{spec}: {X.shape[1]} features per row, the model expects {model.n_features}")
     _check_range(X, model.likelihood, spec)
 
 
-def _check_range(X, likelihood, spec):
+def _check_range(X: F32, likelihood: str, spec: str) -> None:
     from ._validation import check_targets
     try:
         check_targets(X, likelihood, spec)
@@ -184,7 +195,7 @@ def _check_range(X, likelihood, spec):
                        f"{likelihoods.GAUSSIAN.name}")
 
 
-def _load_model(path):
+def _load_model(path: str) -> "VAE":
     from .model import VAE
     if not os.path.exists(path):
         raise CLIError(f"model file not found: {path}")
@@ -198,18 +209,18 @@ def _table_header() -> str:
     return f"{'epoch':>5} {'loss':>10} {'recon':>10} {'KL':>8} {'val_loss':>10} {'seconds':>8}"
 
 
-def _table_row(epoch, logs) -> str:
+def _table_row(epoch: int, logs: Mapping[str, float]) -> str:
     return (f"{epoch + 1:>5} {logs['loss']:>10.3f} {logs['recon']:>10.3f} {logs['kl']:>8.3f} "
             f"{logs['val_loss']:>10.3f} {logs['seconds']:>8.3f}")
 
 
-def _printing_callback(out):
-    def cb(epoch, logs) -> None:
+def _printing_callback(out: TextIO) -> Callable[[int, Mapping[str, float]], None]:
+    def cb(epoch: int, logs: Mapping[str, float]) -> None:
         print(_table_row(epoch, logs), file=out, flush=True)
     return cb
 
 
-def _cmd_demo(args, out) -> int:
+def _cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     from .io import png as _png
     from .datasets import load_digits
     from .model import VAE
@@ -247,7 +258,7 @@ def _cmd_demo(args, out) -> int:
     return 0
 
 
-def _demo_conditional(args, out, X, y) -> None:
+def _demo_conditional(args: argparse.Namespace, out: TextIO, X: F32, y: NDArray[Any]) -> None:
     """A conditional VAE on digits (one-hot labels): a PNG of samples, one row per class."""
     from .io import png as _png
     from .model import VAE
@@ -264,11 +275,11 @@ def _demo_conditional(args, out, X, y) -> None:
     print(f"wrote {path} (row k: samples of digit k)", file=out)
 
 
-def _upscale(img, k):
+def _upscale(img: NDArray[Any], k: int) -> NDArray[Any]:
     return np.kron(img, np.ones((k, k)))
 
 
-def _training_data(args):
+def _training_data(args: argparse.Namespace) -> NDArray[Any]:
     """A .npy is memory-mapped (fit reads it a buffer at a time, so it may be
     larger than RAM; rows are checked as they are read); the rest is loaded."""
     if not (args.data.lower().endswith(".npy") and os.path.exists(args.data)):
@@ -283,7 +294,7 @@ def _training_data(args):
     return X
 
 
-def _mpi_comm():
+def _mpi_comm() -> Any:
     try:
         from mpi4py import MPI
     except ImportError:
@@ -292,7 +303,7 @@ def _mpi_comm():
     return MPI.COMM_WORLD
 
 
-def _cmd_train(args, out) -> int:
+def _cmd_train(args: argparse.Namespace, out: TextIO) -> int:
     from .model import VAE
     if getattr(args, "conditions", None):
         X, c = _data_and_conditions(args)
@@ -330,7 +341,7 @@ def _cmd_train(args, out) -> int:
     return 0
 
 
-def _cmd_encode(args, out) -> int:
+def _cmd_encode(args: argparse.Namespace, out: TextIO) -> int:
     model = _load_model(args.model)
     X, c = _data_and_conditions(args, model)
     Z = model.transform(X, c)
@@ -339,7 +350,7 @@ def _cmd_encode(args, out) -> int:
     return 0
 
 
-def _cmd_sample(args, out) -> int:
+def _cmd_sample(args: argparse.Namespace, out: TextIO) -> int:
     from .io import png as _png
     model = _load_model(args.model)
     if args.n < 1:
@@ -371,7 +382,7 @@ def _cmd_sample(args, out) -> int:
     return 0
 
 
-def _cmd_evaluate(args, out) -> int:
+def _cmd_evaluate(args: argparse.Namespace, out: TextIO) -> int:
     model = _load_model(args.model)
     X, c = _data_and_conditions(args, model)
     if args.samples < 1:
@@ -383,7 +394,7 @@ def _cmd_evaluate(args, out) -> int:
     return 0
 
 
-def _cmd_info(args, out) -> int:
+def _cmd_info(args: argparse.Namespace, out: TextIO) -> int:
     if args.model is None:  # the installation, for a bug report
         from . import _info
         print("\n".join(_info.report()), file=out)
@@ -398,7 +409,7 @@ def _cmd_info(args, out) -> int:
     return 0
 
 
-def _cmd_export(args, out) -> int:
+def _cmd_export(args: argparse.Namespace, out: TextIO) -> int:
     model = _load_model(args.model)
     if not args.onnx and not args.safetensors:
         raise CLIError("nothing to write: give --onnx FILE and/or --safetensors FILE")
@@ -416,20 +427,20 @@ def _cmd_export(args, out) -> int:
     return 0
 
 
-def _cmd_walkthrough(args, out) -> int:
+def _cmd_walkthrough(args: argparse.Namespace, out: TextIO) -> int:
     from .reference.walkthrough import print_walkthrough
     print_walkthrough(seed=args.seed, out=out)
     return 0
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of the ``vaefast`` command."""
     from ._version import __version__
     p = argparse.ArgumentParser(prog="vaefast", description="Variational autoencoders on the CPU.")
     p.add_argument("--version", action="version", version=f"vaefast {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    def data_args(sp) -> None:
+    def data_args(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("data", metavar="DATA",
                         help=".npy, .npz, .csv file, or 'fashion-mnist'")
         sp.add_argument("--key", help="array name inside a .npz file")
@@ -505,7 +516,7 @@ _COMMANDS = {"demo": _cmd_demo, "train": _cmd_train, "encode": _cmd_encode, "sam
              "walkthrough": _cmd_walkthrough}
 
 
-def main(argv=None):
+def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the ``vaefast`` command line.
 
     Parameters
