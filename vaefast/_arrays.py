@@ -10,7 +10,7 @@ package themselves), so the table is filled before any model exists.
 
 import functools
 import inspect
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, Callable, Mapping, TypeVar, cast
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 # (accepts(data) -> bool, {method name: function(obj, *args, **kwargs)})
@@ -38,7 +38,7 @@ def deferrable(method: _F) -> _F:
                 return functions[name](self, *args, **kwargs)
         return method(self, *args, **kwargs)
 
-    return wrapper  # type: ignore[return-value]  # same signature: functools.wraps
+    return cast(_F, wrapper)  # functools.wraps: the method's own signature
 
 
 def is_dask_array(X: object) -> bool:

@@ -36,7 +36,7 @@ def _controller_class(threadpoolctl: Any) -> type:
         check_symbols = ("vf_set_num_threads", "vf_get_num_threads")
 
         def get_num_threads(self) -> int:
-            return self.dynlib.vf_get_num_threads()
+            return int(self.dynlib.vf_get_num_threads())
 
         def set_num_threads(self, num_threads: int) -> None:
             self.dynlib.vf_set_num_threads(int(num_threads))

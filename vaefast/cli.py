@@ -10,7 +10,7 @@ import io
 import os
 import sys
 import time
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence, TextIO
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence, TextIO, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -291,7 +291,7 @@ def _training_data(args: argparse.Namespace) -> NDArray[Any]:
     if X.ndim != 2 or 0 in X.shape or not np.issubdtype(X.dtype, np.number):
         raise CLIError(f"{args.data}: expected a non-empty 2-D array of numbers, got shape "
                        f"{X.shape} and dtype {X.dtype}")
-    return X
+    return cast("NDArray[Any]", X)
 
 
 def _mpi_comm() -> Any:

@@ -5,7 +5,7 @@ never needs it.
 """
 
 import zlib
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union, cast
 
 import numpy as np
 
@@ -148,7 +148,7 @@ class VAETransformer(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         unknown = self.classes_[idx] != y
         if unknown.any():
             raise ValueError(f"y has labels not seen in fit, e.g. {y[unknown][0]!r}")
-        return np.eye(self.n_conditions, dtype=np.float32)[idx]
+        return cast(F32, np.eye(self.n_conditions, dtype=np.float32)[idx])
 
     def fit_transform(self, X: ArrayLike, y: Optional[ArrayLike] = None,
                       **fit_params: Any) -> F32:
@@ -167,7 +167,7 @@ class VAETransformer(TransformerMixin, BaseEstimator):  # type: ignore[misc]
 
     def _X(self, X: ArrayLike) -> F32:
         check_is_fitted(self, "model_")
-        return validate_data(self, X, dtype=np.float32, reset=False)
+        return cast(F32, validate_data(self, X, dtype=np.float32, reset=False))
 
     @deferrable
     def transform(self, X: ArrayLike, y: Optional[ArrayLike] = None) -> F32:

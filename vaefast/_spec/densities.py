@@ -8,7 +8,7 @@ never come here: the fused kernels in csrc/ compute the loss per row.
 
 import math
 
-from typing import Literal, Optional
+from typing import Literal, Optional, cast
 
 import numpy as np
 
@@ -41,7 +41,7 @@ def lgamma(y: ArrayLike) -> F64:
     r = 1.0 / y
     r2 = r * r
     series = r * (1.0 / 12 - r2 * (1.0 / 360 - r2 * (1.0 / 1260 - r2 / 1680)))
-    return (y - 0.5) * np.log(y) - y + HALF_LOG_2PI + series - log_prod
+    return cast(F64, (y - 0.5) * np.log(y) - y + HALF_LOG_2PI + series - log_prod)
 
 
 # Each log_px(out, X, extra, size_factors, variance) -> log p(x|z) per row
@@ -53,7 +53,7 @@ def lgamma(y: ArrayLike) -> F64:
 def bernoulli_log_px(out: Floats, X: Floats, extra: Optional[Floats],
                      size_factors: Optional[Floats], variance: str) -> F64:
     out, X = _f64(out, X)
-    return -np.sum(softplus(out) - X * out, axis=1)
+    return cast(F64, -np.sum(softplus(out) - X * out, axis=1))
 
 
 def gaussian_log_px(out: Floats, X: Floats, extra: Optional[Floats],
@@ -61,7 +61,7 @@ def gaussian_log_px(out: Floats, X: Floats, extra: Optional[Floats],
     out, X = _f64(out, X)
     if variance == "unit":
         d = out - X
-        return -np.sum(0.5 * d * d + HALF_LOG_2PI, axis=1)
+        return cast(F64, -np.sum(0.5 * d * d + HALF_LOG_2PI, axis=1))
     D = X.shape[1]
     if variance == "sample":
         lv = out[:, D:]
@@ -70,7 +70,7 @@ def gaussian_log_px(out: Floats, X: Floats, extra: Optional[Floats],
         lv = extra.astype(np.float64)[None, :]
     v = np.maximum(lv, LIMITS["gaussian_logvar_min"])
     d = out[:, :D] - X
-    return -np.sum(0.5 * (d * d * np.exp(-v) + v) + HALF_LOG_2PI, axis=1)
+    return cast(F64, -np.sum(0.5 * (d * d * np.exp(-v) + v) + HALF_LOG_2PI, axis=1))
 
 
 def _log_mean(out: F64, size_factors: Optional[Floats]) -> F64:
@@ -84,7 +84,7 @@ def poisson_log_px(out: Floats, X: Floats, extra: Optional[Floats],
                    size_factors: Optional[Floats], variance: str) -> F64:
     out, X = _f64(out, X)
     eta = np.minimum(_log_mean(out, size_factors), LIMITS["poisson_lograte_max"])
-    return np.sum(X * eta - np.exp(eta) - lgamma(X + 1.0), axis=1)
+    return cast(F64, np.sum(X * eta - np.exp(eta) - lgamma(X + 1.0), axis=1))
 
 
 def negative_binomial_log_px(out: Floats, X: Floats, extra: Optional[Floats],
@@ -94,8 +94,8 @@ def negative_binomial_log_px(out: Floats, X: Floats, extra: Optional[Floats],
     rho = np.clip(extra.astype(np.float64), LIMITS["log_theta_min"], LIMITS["log_theta_max"])
     theta = np.exp(rho)[None, :]
     a = _log_mean(out, size_factors) - rho[None, :]  # log(mean / θ)
-    return np.sum(lgamma(X + theta) - lgamma(theta) - lgamma(X + 1.0)
-                  - theta * softplus(a) - X * softplus(-a), axis=1)
+    return cast(F64, np.sum(lgamma(X + theta) - lgamma(theta) - lgamma(X + 1.0)
+                            - theta * softplus(a) - X * softplus(-a), axis=1))
 
 
 def _f64(out: Floats, X: Floats) -> tuple[F64, F64]:
@@ -130,4 +130,4 @@ def iwae(log_px_rows: F64, z: Floats, eps: Floats, logvar: Floats) -> F64:
               - Zd * HALF_LOG_2PI)
     logw = log_px_rows + log_pz - log_qz
     top = logw.max(axis=1, keepdims=True)
-    return top[:, 0] + np.log(np.mean(np.exp(logw - top), axis=1))
+    return cast(F64, top[:, 0] + np.log(np.mean(np.exp(logw - top), axis=1)))

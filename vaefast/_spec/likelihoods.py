@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 
-from .._typing import Floats
+from .._typing import F64, Floats
 from . import densities, export_hooks
 from .limits import LIMITS  # noqa: F401  (the clamps, with the records)
 
@@ -56,8 +56,8 @@ class Likelihood:
     output: str
     targets: tuple[float, float]
     counts: bool
-    log_px: Callable[..., Any]
-    mean: Callable[..., Any]
+    log_px: Callable[[Floats, Floats, Optional[Floats], Optional[Floats], str], F64]
+    mean: Callable[[Floats, int, Optional[Floats]], Floats]
     variances: tuple[str, ...] = ("unit",)
     extra_param: Mapping[str, str] = field(default_factory=dict)
     target_hint: str = ""

@@ -30,7 +30,7 @@ def _mlp(widths: Sequence[int], final_linear: bool) -> Any:
 
 
 # torch is Any to the checker (optional, absent where the check runs).
-class TorchVAE(torch.nn.Module):  # type: ignore[misc]
+class TorchVAE(torch.nn.Module):  # type: ignore[misc]  # Any base (see above)
     """The vaefast VAE architecture in PyTorch.
 
     ``encoder``: Sequential of Linear+ReLU (n_features + n_conditions ->

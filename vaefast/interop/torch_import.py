@@ -45,11 +45,11 @@ class _Layer:
 
     @property
     def n_in(self) -> int:
-        return self.weight.shape[1]
+        return int(self.weight.shape[1])
 
     @property
     def n_out(self) -> int:
-        return self.weight.shape[0]
+        return int(self.weight.shape[0])
 
 
 class _Plan:

@@ -22,7 +22,7 @@ Parameters are held as a dict of layers, each a (W, b) pair with W shaped
 """
 
 import math
-from typing import Any, Callable, Literal, Optional, Protocol, Sequence, TypedDict, overload
+from typing import Any, Callable, Literal, Optional, Protocol, Sequence, TypedDict, cast, overload
 
 import numpy as np
 from numpy.typing import NDArray
@@ -130,7 +130,7 @@ def split_head(head_out: Array) -> Pair:
 
 def reparam_forward(mu: Array, logvar: Array, eps: Array) -> Array:
     """z (B, Z) = mu + exp(0.5·logvar) ⊙ eps.  [vf_reparam_forward]"""
-    return mu + np.exp(0.5 * logvar) * eps
+    return cast(Array, mu + np.exp(0.5 * logvar) * eps)
 
 
 def reparam_backward(mu: Array, logvar: Array, eps: Array, dz: Optional[Array],
@@ -151,7 +151,7 @@ def reparam_backward(mu: Array, logvar: Array, eps: Array, dz: Optional[Array],
 # ------------------------------------------------------------------ losses
 def kl_normal(mu: Array, logvar: Array) -> Array:
     """Per-row KL(N(mu, exp(logvar)) ‖ N(0, I)) = 0.5·Σ(exp(lv) + mu² − 1 − lv)."""
-    return 0.5 * np.sum(np.exp(logvar) + mu * mu - 1 - logvar, axis=1)
+    return cast(Array, 0.5 * np.sum(np.exp(logvar) + mu * mu - 1 - logvar, axis=1))
 
 
 def softplus(a: Array) -> Array:

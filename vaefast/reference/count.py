@@ -26,7 +26,7 @@ forms derived in docs/models.md (tests/test_zinb.py checks them against
 finite differences and PyTorch autograd).
 """
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, cast
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -59,7 +59,7 @@ def scvi_log_mean(rho_logits: ArrayLike, library: ArrayLike) -> F64:
     r = np.asarray(rho_logits, dtype=np.float64)
     top = r.max(axis=1, keepdims=True)
     lse = top + np.log(np.exp(r - top).sum(axis=1, keepdims=True))
-    return np.log(np.asarray(library, dtype=np.float64))[:, None] + r - lse
+    return cast(F64, np.log(np.asarray(library, dtype=np.float64))[:, None] + r - lse)
 
 
 def log_poisson(x: F64, log_mu: F64) -> F64:

@@ -3,7 +3,7 @@ vaefast/distributed.py's docstring)."""
 
 import os
 import zlib
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence, cast
 
 import numpy as np
 
@@ -114,7 +114,7 @@ class ShardSource(OneProcessSource):
             messages = self.comm.allgather(None if error is None else _describe(error))
             self._raise_failures(error, messages, what)
 
-    def total(self, values: object) -> F64:  # type: ignore[override]  # any array_like in
+    def total(self, values: F64) -> F64:
         values = np.ascontiguousarray(values, dtype=np.float64)
         out = np.empty_like(values)
         self.comm.Allreduce(values, out, op=self.MPI.SUM)
@@ -133,7 +133,8 @@ class ShardSource(OneProcessSource):
     def step_rows(self, step: int) -> "np.ndarray[Any, np.dtype[np.int64]]":
         """Rows every rank trains on at step `step` of an epoch."""
         start = step * self.rank_batches
-        return np.clip(self.shard_sizes - start, 0, self.rank_batches)
+        return cast("np.ndarray[Any, np.dtype[np.int64]]",
+                    np.clip(self.shard_sizes - start, 0, self.rank_batches))
 
     def run_epoch(self, trainer: "Trainer", epoch: int, shuffle: bool,
                   bar: Optional[Bar]) -> int:

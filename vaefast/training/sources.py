@@ -6,7 +6,7 @@ streaming.py, an MPI shard in data_parallel.py (which agrees on these
 across ranks). The loop (loop.py) runs the epochs over any of them.
 """
 
-from typing import TYPE_CHECKING, Optional, Protocol, TypeVar
+from typing import TYPE_CHECKING, Optional, Protocol
 
 import numpy as np
 
@@ -17,9 +17,6 @@ from .progress import Bar
 if TYPE_CHECKING:
     from ..model import VAE
     from .loop import Trainer
-
-_T = TypeVar("_T")
-
 
 class Source(Protocol):
     """What the loop (loop.py) asks of a source of rows."""
@@ -41,7 +38,7 @@ class OneProcessSource:
 
     is_root = True  # writes checkpoints
 
-    def total(self, values: _T) -> _T:
+    def total(self, values: F64) -> F64:
         """Sum of `values` over all processes."""
         return values
 
@@ -61,7 +58,7 @@ class InMemorySource(OneProcessSource):
                  size_factors: object = None) -> None:
         inner = internals(model)
         self.X = inner.check_X(X)
-        self.n_rows = self.X.shape[0]
+        self.n_rows: int = self.X.shape[0]
         self.c, self.size_factors = inner.check_side(c, size_factors, self.n_rows)
         self.batch_size = min(batch_size, self.n_rows)
 

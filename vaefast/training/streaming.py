@@ -147,7 +147,7 @@ class MemmapSource(OneProcessSource):
         if X.shape[0] == 0:
             raise ValueError(f"X must not be empty, got shape {X.shape}")
         self.model, self.X = model, X
-        self.n_rows = X.shape[0]
+        self.n_rows: int = X.shape[0]
         self.batch_size = min(batch_size, self.n_rows)
         self.buffer_rows = buffer_size(buffer_rows, self.batch_size, model.n_features)
 
@@ -222,4 +222,4 @@ class BlockSource(OneProcessSource):
             key = [self.model.seed, epoch] if only else [self.model.seed, epoch, k]
             order = np.random.default_rng(key).permutation(buf.shape[0]).astype(np.int64)
         trainer.steps(buf, order, bar)
-        return buf.shape[0]
+        return int(buf.shape[0])
