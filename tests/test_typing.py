@@ -95,9 +95,7 @@ def test_stub_function_parameters_match_the_binding():
 def test_stub_methods_match_the_binding(cls):
     stub = _stub_class(cls)
     runtime_cls = getattr(_core, cls)
-    methods = {n.name: n for n in stub.body if isinstance(n, ast.FunctionDef)
-               and not any(isinstance(d, ast.Name) and d.id == "property"
-                           for d in n.decorator_list)}
+    methods = {n.name: n for n in stub.body if isinstance(n, ast.FunctionDef)}
     runtime = {n for n, v in vars(runtime_cls).items()
                if callable(v) and (not n.startswith("__") or n in ("__enter__", "__exit__"))}
     if cls == "_ReadSession":
@@ -110,20 +108,29 @@ def test_stub_methods_match_the_binding(cls):
         assert _stub_params(node) == _runtime_params(getattr(runtime_cls, name)), name
 
 
-def test_stub_properties_match_the_binding():
+def _is_final(annotation):
+    return (isinstance(annotation, ast.Subscript) and isinstance(annotation.value, ast.Name)
+            and annotation.value.id == "Final")
+
+
+def test_stub_attributes_match_the_binding():
+    """The stub's VAECore attributes are the binding's; those it marks Final
+    are read-only there (cdef readonly), the others writable (cdef public)."""
     stub = _stub_class("VAECore")
-    props = {n.name for n in stub.body if isinstance(n, ast.FunctionDef)
-             and any(isinstance(d, ast.Name) and d.id == "property" for d in n.decorator_list)}
-    attrs = {n.target.id for n in stub.body if isinstance(n, ast.AnnAssign)}
+    attrs = {n.target.id: _is_final(n.annotation) for n in stub.body
+             if isinstance(n, ast.AnnAssign)}
     runtime = {n for n, v in vars(_core.VAECore).items()
                if type(v).__name__ == "getset_descriptor" and not n.startswith("__")}
-    assert props | attrs == runtime
+    assert set(attrs) == runtime
     core = _core.VAECore(6, [4], [4], 2, 0, 1.0)
-    core.step = 3  # `step` is writable (cdef public), the rest read-only
-    assert core.step == 3
-    for name in props:
-        with pytest.raises(AttributeError):
-            setattr(core, name, 1)
+    for name, final in attrs.items():
+        if final:
+            with pytest.raises(AttributeError):
+                setattr(core, name, 1)
+        else:
+            setattr(core, name, 3)
+            assert getattr(core, name) == 3
+    assert sum(attrs.values()) == len(attrs) - 1  # only `step` is writable
 
 
 def test_stub_constructor_keywords_are_the_bindings():

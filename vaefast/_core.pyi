@@ -133,19 +133,14 @@ class _ReadSession:
 class VAECore:
     """One C model (vf_vae) and its readers-writer lock."""
 
-    @property
-    def n_features(self) -> int: ...
-    @property
-    def latent_dim(self) -> int: ...
-    @property
-    def num_params(self) -> int: ...
-    @property
-    def n_conditions(self) -> int: ...
-    @property
-    def out_width(self) -> int: ...
-    @property
-    def n_layers(self) -> int: ...
-    step: int  # optimizer steps taken (uint64)
+    # read-only (cdef readonly) sizes of the model
+    n_features: Final[int]
+    latent_dim: Final[int]
+    num_params: Final[int]
+    n_conditions: Final[int]
+    out_width: Final[int]
+    n_layers: Final[int]
+    step: int  # optimizer steps taken (uint64; cdef public: writable)
 
     def __init__(self, n_features: int, enc_hidden: object, dec_hidden: object,
                  latent_dim: int, likelihood: int, beta: float, n_conditions: int = 0,
