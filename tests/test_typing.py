@@ -158,3 +158,25 @@ def test_stub_constants_have_the_stated_types():
     assert {type(_core.PARAMS), type(_core.GRADS), type(_core.NONFINITE_STATUS)} == {int}
     mu, lv = _core.VAECore(6, [4], [4], 2, 0, 1.0).encode(np.zeros((3, 6), np.float32))
     assert mu.dtype == lv.dtype == np.float32 and mu.shape == (3, 2)
+
+
+def test_typed_fit_signature_is_the_option_table():
+    """model.py declares VAE.fit's parameters for type checkers (under
+    TYPE_CHECKING); at run time they come from vaefast/_fit_options.py's
+    table. Same names, order and defaults, or a new option is untyped."""
+    from vaefast import _fit_options, model
+
+    tree = ast.parse(pathlib.Path(model.__file__).read_text(encoding="utf-8"))
+    typed = [node for node in ast.walk(tree) if isinstance(node, ast.If)
+             and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+             for node in node.body if isinstance(node, ast.FunctionDef) and node.name == "fit"]
+    assert len(typed) == 1
+    args = typed[0].args
+    defaults = [None] * (len(args.args) - len(args.defaults)) + args.defaults
+    declared = [(a.arg, None if d is None else ast.literal_eval(d))
+                for a, d in zip(args.args, defaults)]
+    runtime = [(p.name, None if p.default is p.empty else p.default)
+               for p in _fit_options.SIGNATURE.parameters.values()]
+    assert declared == runtime
+    assert not (args.vararg or args.kwarg or args.kwonlyargs)
+    assert inspect.signature(vaefast.VAE.fit) == _fit_options.SIGNATURE  # what users see

@@ -22,12 +22,14 @@ from ._validation import (as_float, as_float32_array, as_int, as_seed, as_size_f
 from . import _fit_options
 from ._arrays import deferrable
 from .io.model_files import ModelFiles
-from ._typing import ArrayLike, F32, F64
+from ._typing import ArrayLike, F32, F64, StrPath
 
 if TYPE_CHECKING:
     from .training.history import History
 
 _M = TypeVar("_M", bound=Callable[..., Any])
+# A fit callback: cb(epoch, logs) -> True to stop
+FitCallback = Callable[[int, dict[str, float]], object]
 
 __all__ = ["VAE", "NonFiniteError"]
 
@@ -544,11 +546,24 @@ class VAE(ModelFiles):
         return float(loss), grads
 
     # ------------------------------------------------------------ training
-    @_fit_options.declare
-    def fit(self, X: object, *args: Any, **kwargs: Any) -> "History":
-        from .training import fit
+    if TYPE_CHECKING:
+        # fit's signature for type checkers; at run time it is the table of
+        # vaefast/_fit_options.py's (tests/test_typing.py: the two agree).
+        def fit(self, X: object, epochs: int = 10, batch_size: int = 128,
+                learning_rate: float = 1e-3, optimizer: Literal["adam", "sgd"] = "adam",
+                shuffle: bool = True, validation_data: object = None,
+                early_stopping_patience: Optional[int] = None, kl_warmup_epochs: int = 0,
+                callbacks: "FitCallback | Sequence[FitCallback]" = (),
+                progress: Optional[bool] = None, c: Optional[ArrayLike] = None,
+                size_factors: Optional[ArrayLike] = None, comm: Any = None,
+                checkpoint: Optional[StrPath] = None,
+                buffer_rows: Optional[int] = None) -> "History": ...
+    else:
+        @_fit_options.declare
+        def fit(self, X, *args, **kwargs):
+            from .training import fit
 
-        return fit(self, X, *args, **kwargs)
+            return fit(self, X, *args, **kwargs)
 
     # ------------------------------------------------------------ persistence
     def get_config(self) -> dict[str, Any]:
