@@ -72,7 +72,7 @@ def load_fashion_mnist(path: "Optional[str | os.PathLike[str]]" = None,
 
     Parameters
     ----------
-    path : str, optional
+    path : str or os.PathLike, optional
         Folder holding the files (default /usr/share/datasets/fashion-mnist,
         where the Debian package ``dataset-fashion-mnist`` installs them).
     kind : {"train", "test"}

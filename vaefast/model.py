@@ -95,7 +95,7 @@ class VAE(ModelFiles):
     ----------
     n_features : int
         Input dimension D.
-    hidden : sequence of int
+    hidden : int or sequence of int
         Encoder hidden widths (may be empty).
     latent_dim : int
         Latent dimension Z.
@@ -111,7 +111,7 @@ class VAE(ModelFiles):
         Seeds the initialisation (PyTorch nn.Linear's default scheme), the
         reparameterization noise (a function of (seed, step)) and shuffling
         (a function of (seed, epoch)).
-    decoder_hidden : sequence of int, optional
+    decoder_hidden : int or sequence of int, optional
         Decoder hidden widths; default: ``hidden`` reversed.
     n_conditions : int, >= 0
         Width C of the condition vector (0: an unconditional VAE).

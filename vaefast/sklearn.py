@@ -50,7 +50,7 @@ class VAETransformer(TransformerMixin, BaseEstimator):  # type: ignore[misc]
 
     Parameters
     ----------
-    hidden : tuple of int
+    hidden : int or tuple of int
         Encoder hidden widths (the decoder mirrors them).
     latent_dim : int
     likelihood : {"bernoulli", "gaussian", "poisson", "negative_binomial"}
