@@ -147,10 +147,10 @@ int vf_linear_backward_weight_checked(int64_t M, int64_t N, int64_t K, const flo
     return run_checked(&p);
 }
 
-static int matmul_problem(vf_gemm_problem *p, int trans_a, int trans_b, int64_t M,
-                          int64_t N, int64_t K, const float *A, int64_t lda,
-                          const float *B, int64_t ldb, float *C, int64_t ldc,
-                          int accumulate)
+/* C = op(A)·op(B) (+ C), checked (run_checked) or not (run). */
+static int matmul(int checked, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                  const float *A, int64_t lda, const float *B, int64_t ldb, float *C,
+                  int64_t ldc, int accumulate)
 {
     if ((trans_a != 0 && trans_a != 1) || (trans_b != 0 && trans_b != 1) ||
         (accumulate != 0 && accumulate != 1))
@@ -158,26 +158,22 @@ static int matmul_problem(vf_gemm_problem *p, int trans_a, int trans_b, int64_t 
     VF_TRY(trans_a ? vf_check_matrix(A, K, M, lda) : vf_check_matrix(A, M, K, lda));
     VF_TRY(trans_b ? vf_check_matrix(B, N, K, ldb) : vf_check_matrix(B, K, N, ldb));
     VF_TRY(vf_check_matrix(C, M, N, ldc));
-    *p = (vf_gemm_problem){
+    vf_gemm_problem p = {
         .M = M, .N = N, .K = K, .A = A, .lda = lda, .trans_a = trans_a, .B = B,
         .ldb = ldb, .trans_b = trans_b, .C = C, .ldc = ldc, .accumulate = accumulate};
-    return VF_OK;
+    return checked ? run_checked(&p) : run(&p);
 }
 
 int vf_matmul(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
               const float *A, int64_t lda, const float *B, int64_t ldb,
               float *C, int64_t ldc, int accumulate)
 {
-    vf_gemm_problem p;
-    VF_TRY(matmul_problem(&p, trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate));
-    return run(&p);
+    return matmul(0, trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
 }
 
 int vf_matmul_checked(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
                       const float *A, int64_t lda, const float *B, int64_t ldb,
                       float *C, int64_t ldc, int accumulate)
 {
-    vf_gemm_problem p;
-    VF_TRY(matmul_problem(&p, trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate));
-    return run_checked(&p);
+    return matmul(1, trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
 }
