@@ -48,6 +48,14 @@ typedef struct vf_gemm_problem {
     const float *b_relu; int64_t ld_br;       /* (K×N) or NULL */
 } vf_gemm_problem;
 
+/* The product p on the active kernel set (csrc/gemm.c), for the model's
+ * layers, whose arguments are valid by construction; the public entry
+ * points check theirs first. The checked run returns VF_ERR_NONFINITE,
+ * once C is written, if a value before the activation (or of ones_row) is
+ * NaN/Inf; it sets p->nonfinite. */
+int vf_gemm_run(const vf_gemm_problem *p);
+int vf_gemm_run_checked(vf_gemm_problem *p);
+
 #define VF_KERNELS_gemm(VF_K)                                                  \
     /* Returns VF_OK or VF_ERR_NOMEM (packing buffers). Arguments are valid. */ \
     VF_K(int, gemm, vf_gemm_driver, (const vf_gemm_problem *p))
