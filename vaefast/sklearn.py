@@ -20,6 +20,7 @@ except ImportError as _exc:  # pragma: no cover - depends on the environment
 from ._spec import likelihoods
 from ._validation import check_targets
 from ._arrays import deferrable
+from ._docstrings import shared_doc
 from .model import VAE
 from ._typing import ArrayLike, F32, F64
 
@@ -36,6 +37,15 @@ def _seed_from(random_state: object) -> int:
     if isinstance(random_state, (int, np.integer)):
         return int(random_state)
     return int(check_random_state(random_state).randint(0, 2**31 - 1))
+
+
+# The parameter entries that several methods share (vaefast/_docstrings.py).
+_Y_CONDITIONS = ("y : array_like, optional\n"
+                 "            The conditions' source (conditional models only).")
+_params_doc = shared_doc(
+    y_conditions=_Y_CONDITIONS,
+    params_X_y=("Parameters\n        ----------\n"
+                "        X : array_like, shape (n, n_features_in_)\n        " + _Y_CONDITIONS))
 
 
 # scikit-learn is untyped here: its base classes are Any to the checker.
@@ -170,14 +180,11 @@ class VAETransformer(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         return cast(F32, validate_data(self, X, dtype=np.float32, reset=False))
 
     @deferrable
+    @_params_doc
     def transform(self, X: ArrayLike, y: Optional[ArrayLike] = None) -> F32:
         """Posterior means (the embedding).
 
-        Parameters
-        ----------
-        X : array_like, shape (n, n_features_in_)
-        y : array_like, optional
-            The conditions' source (conditional models only).
+        {params_X_y}
 
         Returns
         -------
@@ -186,14 +193,14 @@ class VAETransformer(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         X = self._X(X)
         return self.model_.transform(X, self._conditions(y, X.shape[0]))
 
+    @_params_doc
     def inverse_transform(self, X: ArrayLike, y: Optional[ArrayLike] = None) -> F32:
         """Decode latent codes to data space (the means of p(x|z)).
 
         Parameters
         ----------
         X : array_like, shape (n, latent_dim)
-        y : array_like, optional
-            The conditions' source (conditional models only).
+        {y_conditions}
 
         Returns
         -------
@@ -204,17 +211,14 @@ class VAETransformer(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         return self.model_.decode(X, c)  # validated there: dtype, shape, finiteness
 
     @deferrable
+    @_params_doc
     def score_samples(self, X: ArrayLike, y: Optional[ArrayLike] = None) -> F64:
         """ELBO of each row (one Monte-Carlo sample).
 
         The noise of a row is seeded by a CRC of the row's bytes, so a row gets
         the same score whatever batch, order or subset it comes in.
 
-        Parameters
-        ----------
-        X : array_like, shape (n, n_features_in_)
-        y : array_like, optional
-            The conditions' source (conditional models only).
+        {params_X_y}
 
         Returns
         -------
@@ -226,14 +230,11 @@ class VAETransformer(TransformerMixin, BaseEstimator):  # type: ignore[misc]
                         .standard_normal(m.latent_dim) for row in X]).astype(np.float32)
         return m.elbo(X, eps=eps, c=self._conditions(y, X.shape[0]))
 
+    @_params_doc
     def score(self, X: ArrayLike, y: Optional[ArrayLike] = None) -> float:
         """Mean ELBO of X (higher is better), as used by GridSearchCV.
 
-        Parameters
-        ----------
-        X : array_like, shape (n, n_features_in_)
-        y : array_like, optional
-            The conditions' source (conditional models only).
+        {params_X_y}
 
         Returns
         -------

@@ -11,6 +11,7 @@ from typing import Optional
 import numpy as np
 
 from .. import _core
+from .._docstrings import shared_doc
 from .._typing import ArrayLike, F32
 from .._validation import as_float, as_float32_array, as_size_factors, nonfinite_result
 
@@ -19,6 +20,17 @@ __all__ = ["poisson_loss", "negative_binomial_loss", "gaussian_var_loss", "LIMIT
 LIMITS = dict(_core.LIKELIHOOD_LIMITS)
 """The clamps the kernels apply: the Poisson log-rate's maximum, the range of
 log θ, and the floor of a learned Gaussian log-variance."""
+
+
+# The tail of every loss's Parameters and the head of its Returns.
+_loss_doc = shared_doc(scale_need_grad_loss="""scale : float
+        Factor applied to the gradients.
+    need_grad : bool
+        If False, the gradients are None.
+
+    Returns
+    -------
+    loss : ndarray, float32, shape (M,)""")
 
 
 def _inputs(out: object, x: object, out_name: str, size_factors: object = None,
@@ -40,6 +52,7 @@ def _outputs(shape: tuple[int, ...], n_grads: int,
     return loss, grads
 
 
+@_loss_doc
 def poisson_loss(out: ArrayLike, x: ArrayLike, size_factors: Optional[ArrayLike] = None,
                  scale: float = 1.0, need_grad: bool = True) -> tuple[F32, Optional[F32]]:
     """Per-row Poisson negative log-likelihood with log-rate ``out``.
@@ -56,14 +69,7 @@ def poisson_loss(out: ArrayLike, x: ArrayLike, size_factors: Optional[ArrayLike]
         Counts (finite, >= 0; need not be integers).
     size_factors : array_like, shape (M,), optional
         Per-row factors > 0 (default 1).
-    scale : float
-        Factor applied to the gradient.
-    need_grad : bool
-        If False, dout is None.
-
-    Returns
-    -------
-    loss : ndarray, float32, shape (M,)
+    {scale_need_grad_loss}
     dout : ndarray, float32, shape (M, N), or None
     """
     out, x, s = _inputs(out, x, "out", size_factors, counts=True)
@@ -75,6 +81,7 @@ def poisson_loss(out: ArrayLike, x: ArrayLike, size_factors: Optional[ArrayLike]
     return loss, dout
 
 
+@_loss_doc
 def negative_binomial_loss(out: ArrayLike, x: ArrayLike, log_theta: ArrayLike,
                            size_factors: Optional[ArrayLike] = None, scale: float = 1.0,
                            need_grad: bool = True
@@ -93,12 +100,7 @@ def negative_binomial_loss(out: ArrayLike, x: ArrayLike, log_theta: ArrayLike,
         Counts (finite, >= 0).
     log_theta : array_like, shape (N,)
     size_factors : array_like, shape (M,), optional
-    scale : float
-    need_grad : bool
-
-    Returns
-    -------
-    loss : ndarray, float32, shape (M,)
+    {scale_need_grad_loss}
     dout : ndarray, float32, shape (M, N), or None
         scale·∂loss/∂out.
     dlog_theta : ndarray, float32, shape (M, N), or None
@@ -116,6 +118,7 @@ def negative_binomial_loss(out: ArrayLike, x: ArrayLike, log_theta: ArrayLike,
     return loss, dout, dlt
 
 
+@_loss_doc
 def gaussian_var_loss(y: ArrayLike, x: ArrayLike, logvar: ArrayLike, scale: float = 1.0,
                       need_grad: bool = True) -> tuple[F32, Optional[F32], Optional[F32]]:
     """Per-row Gaussian negative log-likelihood with a learned log-variance.
@@ -131,12 +134,7 @@ def gaussian_var_loss(y: ArrayLike, x: ArrayLike, logvar: ArrayLike, scale: floa
         Targets.
     logvar : array_like, shape (M, N) or (N,)
         Per element, or one per feature shared by every row.
-    scale : float
-    need_grad : bool
-
-    Returns
-    -------
-    loss : ndarray, float32, shape (M,)
+    {scale_need_grad_loss}
     dy : ndarray, float32, shape (M, N), or None
     dlogvar : ndarray, float32, shape (M, N), or None
         Per element (sum over rows for a per-feature log-variance); zero
