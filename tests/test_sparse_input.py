@@ -1,0 +1,353 @@
+"""Every input kind X can take (vaefast/_rows.py, vaefast/_gathered.py):
+dense, scipy CSR / CSC / COO (matrix and sparray), AnnData (.X, a layer, a
+view, a backed file), a Dask array.
+
+Oracle: the same call on the dense NumPy array. Sparse and AnnData input is
+made dense one batch (fit) or one chunk (inference) at a time and goes
+through the same float32 code on the same rows in the same order, so the
+results must be equal bit for bit: encodings, reconstructions, the seeded
+ELBO and log-likelihood, and the weights of a seeded fit (on every kernel
+set). Nothing here is a tolerance: any difference is a bug. The memory test
+asserts that no dense copy of the whole matrix is made.
+"""
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+sp = pytest.importorskip("scipy.sparse")
+
+import vaefast  # noqa: E402
+from vaefast import _rows  # noqa: E402
+
+D = 40
+
+
+def _anndata():
+    return pytest.importorskip("anndata", reason="anndata is not installed "
+                               "(pip install 'vaefast[anndata]')")
+
+
+@pytest.fixture(scope="module")
+def counts():
+    """(300, D) counts, about 90% zeros, no empty column."""
+    rng = np.random.default_rng(7)
+    X = rng.poisson(3.0, (300, D)).astype(np.float32) + 1
+    X[rng.random(X.shape) >= 0.1] = 0
+    return X
+
+
+def model(likelihood="poisson", **kw):
+    return vaefast.VAE(D, hidden=(16,), latent_dim=4, likelihood=likelihood, seed=3, **kw)
+
+
+@pytest.fixture(scope="module")
+def fitted(counts):
+    m = model()
+    m.fit(counts, epochs=1, batch_size=64, progress=False)
+    return m
+
+
+@pytest.fixture(scope="module")
+def h5ad(counts, tmp_path_factory):
+    """A small .h5ad with X = CSR counts and layers["counts"] = the same as CSC."""
+    ad = _anndata()
+    a = ad.AnnData(X=sp.csr_matrix(counts))
+    a.layers["counts"] = sp.csc_matrix(counts)
+    path = tmp_path_factory.mktemp("h5ad") / "counts.h5ad"
+    a.write_h5ad(path)
+    return path
+
+
+# name -> (make(counts, h5ad path) -> X, extra keyword arguments)
+def _in_memory_anndata(X, path=None):
+    a = _anndata().AnnData(X=np.zeros_like(X))
+    a.layers["counts"] = sp.csr_matrix(X)
+    return a
+
+
+KINDS = {
+    "csr_matrix": lambda X, p: sp.csr_matrix(X),
+    "csr_array": lambda X, p: sp.csr_array(X),
+    "csc_matrix": lambda X, p: sp.csc_matrix(X),
+    "csc_array": lambda X, p: sp.csc_array(X),
+    "coo_matrix": lambda X, p: sp.coo_matrix(X),
+    "anndata_dense": lambda X, p: _anndata().AnnData(X=X.copy()),
+    "anndata_csr": lambda X, p: _anndata().AnnData(X=sp.csr_matrix(X)),
+    "anndata_layer": _in_memory_anndata,
+    "anndata_backed": lambda X, p: _anndata().read_h5ad(p(), backed="r"),
+}
+LAYER = {"anndata_layer": "counts"}
+
+
+def make(kind, counts, h5ad_path):
+    return KINDS[kind](counts, h5ad_path), ({"layer": LAYER[kind]} if kind in LAYER else {})
+
+
+@pytest.fixture
+def h5ad_path(request):
+    return lambda: request.getfixturevalue("h5ad")
+
+
+def assert_same(got, want):
+    if isinstance(want, tuple):
+        for g, w in zip(got, want):
+            assert_same(g, w)
+        return
+    assert isinstance(got, np.ndarray) and got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_inference_equals_dense(kind, fitted, counts, h5ad_path):
+    X, kw = make(kind, counts, h5ad_path)
+    m = fitted
+    assert_same(m.encode(X, **kw), m.encode(counts))
+    assert_same(m.transform(X, **kw), m.transform(counts))
+    assert_same(m.reconstruct(X, **kw), m.reconstruct(counts))
+    assert_same(m.elbo(X, seed=5, **kw), m.elbo(counts, seed=5))
+    assert_same(m.log_likelihood(X, n_samples=7, seed=5, **kw),
+                m.log_likelihood(counts, n_samples=7, seed=5))
+    s = np.linspace(0.5, 2.0, counts.shape[0])
+    assert_same(m.elbo(X, seed=1, size_factors=s, **kw), m.elbo(counts, seed=1, size_factors=s))
+
+
+def test_inference_in_chunks_equals_dense(fitted, counts, monkeypatch):
+    """Many chunks (the noise generator continues across them)."""
+    monkeypatch.setattr(_rows, "_CHUNK_BYTES", 4 * D * 37)  # 37 rows per chunk
+    X = sp.csr_matrix(counts)
+    assert_same(fitted.encode(X), fitted.encode(counts))
+    assert_same(fitted.elbo(X, seed=2), fitted.elbo(counts, seed=2))
+    assert_same(fitted.log_likelihood(X, n_samples=3, seed=2),
+                fitted.log_likelihood(counts, n_samples=3, seed=2))
+    eps = np.random.default_rng(0).standard_normal((counts.shape[0], 4)).astype(np.float32)
+    assert_same(fitted.elbo(X, eps=eps), fitted.elbo(counts, eps=eps))
+
+
+def test_anndata_view(fitted, counts):
+    ad = _anndata()
+    a = ad.AnnData(X=sp.csr_matrix(counts))
+    rows = np.arange(10, 250, 3)
+    view = a[rows]
+    assert view.is_view
+    assert_same(fitted.encode(view), fitted.encode(counts[rows]))
+    assert_same(fitted.elbo(view, seed=4), fitted.elbo(counts[rows], seed=4))
+
+
+def test_backed_view(fitted, counts, h5ad):
+    ad = _anndata()
+    b = ad.read_h5ad(h5ad, backed="r")
+    assert_same(fitted.transform(b[20:120]), fitted.transform(counts[20:120]))
+    assert_same(fitted.transform(b, layer="counts"), fitted.transform(counts))
+
+
+def test_dask_array(fitted, counts):
+    da = pytest.importorskip("dask.array")
+    dX = da.from_array(counts, chunks=(70, D))
+    assert_same(fitted.transform(dX).compute(), fitted.transform(counts))
+    assert_same(fitted.elbo(dX, seed=3).compute(), fitted.elbo(counts, seed=3))
+
+
+def fit_weights(X, epochs=2, likelihood="poisson", model_kw=None, **kw):
+    m = model(likelihood, **(model_kw or {}))
+    h = m.fit(X, epochs=epochs, batch_size=48, progress=False, **kw)
+    return m.get_weights(), h
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+@pytest.mark.parametrize("kind", ["csr_matrix", "csc_array", "anndata_layer", "anndata_backed"])
+def test_seeded_fit_bit_identical_on_every_kernel_set(kind, kernel_set, counts, h5ad_path):
+    X, kw = make(kind, counts, h5ad_path)
+    want, h_want = fit_weights(counts)
+    got, h_got = fit_weights(X, **kw)
+    assert_same_weights(got, want)
+    assert h_got.history["loss"] == h_want.history["loss"]
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_fit_with_side_inputs_and_validation(counts, shuffle):
+    """Conditions, size factors, a sparse validation set, several batches per buffer."""
+    rng = np.random.default_rng(1)
+    c = rng.random((counts.shape[0], 2)).astype(np.float32)
+    s = rng.uniform(0.5, 2.0, counts.shape[0]).astype(np.float32)
+    V = counts[:50]
+    opts = dict(model_kw={"n_conditions": 2}, c=c, size_factors=s, shuffle=shuffle,
+                likelihood="negative_binomial")
+    want, h_want = fit_weights(counts, validation_data=(V, c[:50], s[:50]), **opts)
+    got, h_got = fit_weights(sp.csr_matrix(counts), buffer_rows=96,
+                             validation_data=(sp.csr_matrix(V), c[:50], s[:50]), **opts)
+    assert_same_weights(got, want)
+    assert h_got.history["val_loss"] == h_want.history["val_loss"]
+
+
+def test_dask_fit_matches_when_one_buffer(counts):
+    """The Dask path takes arrays; an epoch that fits one buffer is exact."""
+    da = pytest.importorskip("dask.array")
+    want, _ = fit_weights(counts)
+    got, _ = fit_weights(da.from_array(counts, chunks=(70, D)))
+    assert_same_weights(got, want)
+
+
+def test_data_parallel_shard(counts, threads_setting):
+    """A CSR shard trains as the dense shard (one rank, MPI.COMM_SELF)."""
+    MPI = pytest.importorskip("mpi4py.MPI")
+    want, _ = fit_weights(counts, comm=MPI.COMM_SELF)
+    got, _ = fit_weights(sp.csr_matrix(counts), comm=MPI.COMM_SELF)
+    assert_same_weights(got, want)
+
+
+def test_sklearn_transformer(counts):
+    pytest.importorskip("sklearn")
+    from vaefast.sklearn import VAETransformer
+
+    est = VAETransformer(hidden=(16,), latent_dim=4, likelihood="poisson", epochs=1,
+                         random_state=0).fit(counts)
+    assert_same(est.transform(sp.csr_matrix(counts)), est.transform(counts))
+    assert_same(est.score_samples(sp.csc_matrix(counts)), est.score_samples(counts))
+
+
+# ---------------------------------------------------------------- memory
+def test_no_dense_copy_of_the_matrix(monkeypatch):
+    """A 20,000 x 4,000 CSR at 0.5% density: 320 MB dense, 3.2 MB of entries.
+    Fit and encode must stay far below the dense size (traced by
+    tracemalloc, which sees NumPy's allocations), and every gather is of at
+    most one batch (fit) or one chunk (encode)."""
+    n, d, batch = 20000, 4000, 128
+    X = sp.random(n, d, density=0.005, format="csr", dtype=np.float32,
+                  random_state=np.random.default_rng(0))
+    X.data[:] = np.ceil(X.data * 5)
+    m = vaefast.VAE(d, hidden=(8,), latent_dim=2, likelihood="poisson", seed=0)
+    sizes = []
+    take = _rows.Rows.take
+
+    def spy(self, rows):
+        out = take(self, rows)
+        sizes.append(out.shape[0])
+        return out
+
+    monkeypatch.setattr(_rows.Rows, "take", spy)
+    dense_bytes = n * d * 4
+    m.transform(X[:1].toarray())  # the model's inference workspace (for 4096 rows), made once
+    tracemalloc.start()
+    try:
+        m.fit(X, epochs=1, batch_size=batch, progress=False)
+        _, fit_peak = tracemalloc.get_traced_memory()
+        assert max(sizes) == batch and sum(sizes) == n
+        tracemalloc.reset_peak()
+        sizes.clear()
+        mu = m.transform(X)
+        _, encode_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert mu.shape == (n, 2)
+    assert max(sizes) == _rows.chunk_rows(d, 4096) and sum(sizes) == n
+    assert fit_peak < dense_bytes / 20, fit_peak
+    assert encode_peak < dense_bytes / 20, encode_peak
+
+
+def test_import_vaefast_imports_neither_scipy_nor_anndata(run_python):
+    proc = run_python("import sys, vaefast; "
+                      "print([m for m in ('scipy', 'anndata', 'h5py', 'pandas') "
+                      "if m in sys.modules])")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+# ---------------------------------------------------------------- bad input
+def test_wrong_number_of_genes(fitted, counts):
+    X = sp.csr_matrix(counts[:, :-1])
+    with pytest.raises(ValueError, match=f"X must have {D} columns"):
+        model().fit(X, epochs=1, progress=False)
+    with pytest.raises(ValueError, match=f"X must have {D} columns"):
+        fitted.transform(X)
+    with pytest.raises(ValueError, match=f"validation_data must have {D} columns"):
+        model().fit(sp.csr_matrix(counts), epochs=1, progress=False, validation_data=X)
+
+
+def test_non_2d(fitted, tmp_path):
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(tmp_path / "v.h5", "w") as f:
+        f["v"] = np.ones(D, np.float32)
+        with pytest.raises(ValueError, match="X must be 2-dimensional"):
+            fitted.transform(f["v"])
+        with pytest.raises(ValueError, match="X must be 2-dimensional"):
+            model().fit(f["v"], progress=False)
+
+
+@pytest.mark.parametrize("value, message", [(-1.0, "X must be non-negative counts"),
+                                            (np.nan, "X contains NaN or infinity")])
+def test_bad_values_refused_before_any_step(counts, value, message):
+    X = sp.csr_matrix(counts)
+    X.data[-1] = value  # the last row: found before the first step, not at it
+    m = model()
+    before = m.get_weights()
+    with pytest.raises(ValueError, match=message):
+        m.fit(X, epochs=1, progress=False)
+    assert m.step_ == 0
+    assert_same_weights(m.get_weights(), before)
+
+
+def test_bernoulli_targets_checked(counts):
+    with pytest.raises(ValueError, match=r"X must lie in \[0, 1\]"):
+        model("bernoulli").fit(sp.csr_matrix(counts), progress=False)
+
+
+def test_duplicate_indices_refused_unsorted_accepted(fitted, counts):
+    X = sp.csr_matrix(counts)
+    r = int(np.argmax(np.diff(X.indptr) >= 2))
+    lo = X.indptr[r]
+    dup = sp.csr_matrix((X.data.copy(), X.indices.copy(), X.indptr.copy()), shape=X.shape)
+    dup.indices[lo + 1] = dup.indices[lo]
+    dup.has_canonical_format = False
+    with pytest.raises(ValueError, match=f"X has duplicate column indices in row {r}"):
+        model().fit(dup, progress=False)
+    unsorted = sp.csr_matrix((X.data.copy(), X.indices.copy(), X.indptr.copy()),
+                             shape=X.shape)
+    unsorted.indices[[lo, lo + 1]] = unsorted.indices[[lo + 1, lo]]
+    unsorted.data[[lo, lo + 1]] = unsorted.data[[lo + 1, lo]]
+    unsorted.has_sorted_indices = False
+    assert_same(fitted.transform(unsorted), fitted.transform(counts))
+    want, _ = fit_weights(counts, epochs=1)
+    got, _ = fit_weights(unsorted, epochs=1)
+    assert_same_weights(got, want)
+
+
+def test_missing_layer_and_layer_without_anndata(fitted, counts):
+    ad = _anndata()
+    a = ad.AnnData(X=sp.csr_matrix(counts))
+    with pytest.raises(KeyError, match="layer='counts' is not a layer of X"):
+        model().fit(a, layer="counts", progress=False)
+    with pytest.raises(KeyError, match="layer='raw' is not a layer of X"):
+        fitted.transform(a, layer="raw")
+    with pytest.raises(ValueError, match="layer='counts' applies only when X is an AnnData"):
+        model().fit(sp.csr_matrix(counts), layer="counts", progress=False)
+    with pytest.raises(TypeError, match="layer must be a str"):
+        model().fit(a, layer=3, progress=False)
+
+
+def test_per_row_argument_length(fitted, counts):
+    with pytest.raises(ValueError, match="size_factors must have 300 rows"):
+        fitted.elbo(sp.csr_matrix(counts), size_factors=np.ones(299))
+
+
+def test_empty_matrix(fitted):
+    with pytest.raises(ValueError, match="X must not be empty"):
+        fitted.transform(sp.csr_matrix((0, D), dtype=np.float32))
+    with pytest.raises(ValueError, match="X must not be empty"):
+        model().fit(sp.csr_matrix((0, D), dtype=np.float32), progress=False)
+
+
+def test_scipy_not_imported_by_detection():
+    """Detection is by module name and attributes: a duck-typed CSR object
+    (vaefast's own CSRBatch) is taken as sparse without scipy."""
+    from vaefast._sparse_batch import gather_csr_rows
+
+    batch = gather_csr_rows(sp.csr_matrix(np.eye(3, dtype=np.float32)), slice(0, 3))
+    assert _rows.is_gatherable(batch) and isinstance(_rows.resolve(batch), _rows.Rows)
+    assert not _rows.is_gatherable(np.eye(3))
