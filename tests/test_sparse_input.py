@@ -150,6 +150,9 @@ def test_dask_array(fitted, counts):
 
 
 def fit_weights(X, epochs=2, likelihood="poisson", model_kw=None, **kw):
+    """Weights and history of a seeded fit; sparse X on the dense-batch path
+    (bit-identical to the dense fit) unless sparse_first_layer=True is passed."""
+    kw.setdefault("sparse_first_layer", False)
     m = model(likelihood, **(model_kw or {}))
     h = m.fit(X, epochs=epochs, batch_size=48, progress=False, **kw)
     return m.get_weights(), h
@@ -232,6 +235,7 @@ def test_no_dense_copy_of_the_matrix(monkeypatch):
         return out
 
     monkeypatch.setattr(_rows.Rows, "take", spy)
+    monkeypatch.setattr(_rows.Rows, "take_csr", lambda self, rows: None)  # dense batches
     dense_bytes = n * d * 4
     m.transform(X[:1].toarray())  # the model's inference workspace (for 4096 rows), made once
     tracemalloc.start()
@@ -249,6 +253,14 @@ def test_no_dense_copy_of_the_matrix(monkeypatch):
     assert max(sizes) == _rows.chunk_rows(d, 4096) and sum(sizes) == n
     assert fit_peak < dense_bytes / 20, fit_peak
     assert encode_peak < dense_bytes / 20, encode_peak
+    monkeypatch.undo()  # the default fit: CSR batches for the first layer too
+    tracemalloc.start()
+    try:
+        m.fit(X, epochs=1, batch_size=batch, progress=False)
+        _, csr_fit_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert csr_fit_peak < dense_bytes / 20, csr_fit_peak
 
 
 def test_import_vaefast_imports_neither_scipy_nor_anndata(run_python):
@@ -368,3 +380,92 @@ def test_single_cell_doc_example_runs(run_python):
     assert shapes.startswith("(2000, 10) (1043, 10) separation ")
     # the kernel set may move the last digit; the types must stay well apart
     assert float(shapes.split()[-1]) > 8
+
+
+# ---------------------------------------------------------------- CSR first layer
+# With sparse X, fit runs the first encoder layer's forward and weight
+# gradient on the batch's stored entries (csrc/vae_csr.c). Oracle: the dense
+# path on the same batch. Their first-layer outputs differ only by float32
+# rounding: the summation order, and log1p evaluated as the CSR kernels do
+# (log w + (v - (w - 1))/w, a few ulp from the dense path's logf(1 + v)),
+# |diff| <= (n + 4)·u·S per entry (tests/test_csr.py), n <= 40 stored
+# entries per row here, so about 3e-6·S. To first order that perturbs the
+# loss and every gradient by a few times that, relatively: the tests allow
+# 1e-5 of each gradient tensor's largest entry and 1e-6 of the loss.
+def _csr_loss_and_grad(m, X, eps, csr):
+    from vaefast._internals import GRADS, internals
+    from vaefast._sparse_batch import gather_csr_rows
+
+    core = internals(m).core
+    batch = gather_csr_rows(sp.csr_matrix(X), slice(0, X.shape[0])) if csr else None
+    loss, _, _ = core.loss_and_grad(X, eps, m.seed, 0, 1.0, None, None, batch)
+    return loss, internals(m).named(core.get_buffer(GRADS))
+
+
+@pytest.mark.parametrize("likelihood", ["poisson", "negative_binomial", "gaussian",
+                                        "bernoulli"])
+@pytest.mark.parametrize("hidden", [(16, 8), ()])
+def test_csr_first_layer_gradient_matches_dense(counts, kernel_set, likelihood, hidden):
+    X = counts[:64] if likelihood != "bernoulli" else (counts[:64] > 0).astype(np.float32)
+    m = vaefast.VAE(D, hidden=hidden, latent_dim=4, likelihood=likelihood, seed=5)
+    eps = np.random.default_rng(2).standard_normal((64, 4)).astype(np.float32)
+    want_loss, want = _csr_loss_and_grad(m, X, eps, csr=False)
+    got_loss, got = _csr_loss_and_grad(m, X, eps, csr=True)
+    assert abs(got_loss - want_loss) <= 1e-6 * abs(want_loss)
+    for k in want:
+        scale = np.abs(want[k]).max()
+        np.testing.assert_allclose(got[k], want[k], rtol=0, atol=1e-5 * scale + 1e-30,
+                                   err_msg=k)
+
+
+@pytest.mark.parametrize("kind", ["csr_matrix", "csc_array", "anndata_backed"])
+def test_csr_first_layer_fit_close_to_dense(kind, kernel_set, counts, h5ad_path):
+    """2 epochs of 7 Adam steps (lr 1e-3): each step moves a weight by about
+    lr at most, and the two paths' gradients agree to 1e-5 relatively, so
+    the weights may drift apart by far less than steps·lr·1e-3 = 1.4e-5
+    (measured here: at most 3e-8, i.e. a float32 ulp or two)."""
+    X, kw = make(kind, counts, h5ad_path)
+    want, h_want = fit_weights(counts)
+    got, h_got = fit_weights(X, sparse_first_layer=True, **kw)
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=0, atol=14 * 1e-3 * 1e-3, err_msg=k)
+    np.testing.assert_allclose(h_got.history["loss"], h_want.history["loss"], rtol=1e-6)
+
+
+def test_csr_first_layer_used_and_thread_count_free(counts, threads_setting, monkeypatch):
+    """The CSR batches reach the core (one per buffer), and the result is the
+    same bit for bit on 1 and 2 threads."""
+    calls = []
+    take_csr = _rows.Rows.take_csr
+
+    def spy(self, rows):
+        calls.append(rows)
+        return take_csr(self, rows)
+
+    monkeypatch.setattr(_rows.Rows, "take_csr", spy)
+    fits = []
+    for threads in (1, 2):
+        vaefast.set_num_threads(threads)
+        fits.append(fit_weights(sp.csr_matrix(counts), sparse_first_layer=True)[0])
+    assert len(calls) == 2 * 2 * 7  # 2 fits x 2 epochs x 7 batches
+    assert_same_weights(fits[0], fits[1])
+
+
+def test_csr_first_layer_unsorted_indices(counts):
+    X = sp.csr_matrix(counts)
+    lo = X.indptr[int(np.argmax(np.diff(X.indptr) >= 2))]
+    X.indices[[lo, lo + 1]] = X.indices[[lo + 1, lo]]
+    X.data[[lo, lo + 1]] = X.data[[lo + 1, lo]]
+    X.has_sorted_indices = False
+    got, _ = fit_weights(X, sparse_first_layer=True)
+    want, _ = fit_weights(sp.csr_matrix(counts), sparse_first_layer=True)
+    assert_same_weights(got, want)
+
+
+def test_conditional_model_uses_the_dense_batch(counts, monkeypatch):
+    monkeypatch.setattr(_rows.Rows, "take_csr", None)  # would fail if called
+    c = np.random.default_rng(0).random((counts.shape[0], 2)).astype(np.float32)
+    want, _ = fit_weights(counts, model_kw={"n_conditions": 2}, c=c)
+    got, _ = fit_weights(sp.csr_matrix(counts), model_kw={"n_conditions": 2}, c=c,
+                         sparse_first_layer=True)
+    assert_same_weights(got, want)

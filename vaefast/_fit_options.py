@@ -139,6 +139,13 @@ OPTIONS = (
     Option("buffer_rows", None, _int_at_least(1, optional=True), """int, optional
         Rows read per buffer for streamed X (default: about 64 MiB; one
         batch for sparse, backed and AnnData X)."""),
+    Option("sparse_first_layer", True, lambda v, n: bool(v), """bool
+        With sparse X (scipy, a sparse AnnData matrix, backed or not) and an
+        unconditional model: run the first encoder layer's forward and
+        weight gradient on the batch's stored entries (CSR kernels) instead
+        of the dense batch: faster on mostly-zero data, equal to the dense
+        fit up to float32 rounding (docs/single-cell.md). False: the dense
+        batch, bit-identical to the fit on the dense array."""),
     Option("layer", None, _optional_str, """str, optional
         With an AnnData X: train on ``X.layers[layer]`` instead of ``X.X``
         (validation_data, if an AnnData, is read from the same layer)."""),
@@ -162,8 +169,9 @@ X : array_like, shape (n, n_features), or a stream of rows
     A scipy sparse matrix (CSR, CSC, ...), a backed matrix or an AnnData
     (or a view of one, or a backed one) is read a batch at a time and only
     that batch is made dense; the batches are the in-memory ones, so the
-    weights equal those of the same fit on the dense array
-    (docs/single-cell.md). With `comm`, this rank's shard.
+    weights equal those of the same fit on the dense array (bit for bit
+    with sparse_first_layer=False, else up to float32 rounding:
+    docs/single-cell.md). With `comm`, this rank's shard.
 {options}
 
 Returns

@@ -24,7 +24,7 @@ import operator
 
 import numpy as np
 
-from ._sparse_batch import gather_dense_rows
+from ._sparse_batch import CSRBatch, gather_csr_rows, gather_dense_rows
 
 __all__ = ["Rows", "is_anndata", "is_gatherable", "resolve", "chunk_rows"]
 
@@ -76,17 +76,38 @@ class Rows:
     def n_rows(self):
         return self.shape[0]
 
+    @property
+    def sparse(self):
+        """Whether :meth:`take_csr` gives CSR rows (else the matrix is dense)."""
+        return self.in_memory or getattr(self.matrix, "format", None) in ("csr", "csc")
+
     def take(self, rows):
         """Rows (a slice of step 1 or 1-D int array, any order, repeats
         allowed) as a dense float32 (len(rows), columns) array."""
         if self.in_memory:
             return gather_dense_rows(self.matrix, rows)
+        block, order = self._read(rows)
+        if _is_sparse(block):
+            return gather_csr_rows(_canonical(block, self.name), order).toarray()
+        return np.ascontiguousarray(np.asarray(block, dtype=np.float32)[order])
+
+    def take_csr(self, rows):
+        """Rows as a CSRBatch (float32 data, int32 indices sorted within each
+        row, int64 indptr from 0), for the CSR first layer; never dense."""
+        if self.in_memory:
+            batch = gather_csr_rows(self.matrix, rows)
+            return batch if self.sorted_rows else _sort_rows(batch)
+        block, order = self._read(rows)
+        return gather_csr_rows(_canonical(block, self.name), order)
+
+    def _read(self, rows):
+        """(block read from the file, the block's rows in the order asked)."""
         if isinstance(rows, slice):  # contiguous rows: one read
             block = self.matrix[rows]
-            return _dense(block, np.arange(_len(block)))
+            return block, np.arange(block.shape[0])
         # files read increasing rows best (h5py requires it): read each once, reorder
         uniq, back = np.unique(np.asarray(rows, dtype=np.int64), return_inverse=True)
-        return _dense(self.matrix[uniq], back)
+        return self.matrix[uniq], back
 
     def check(self, check_values):
         """Check every stored value of an in-memory sparse matrix with
@@ -100,6 +121,7 @@ class Rows:
         indptr = np.asarray(X.indptr)
         n, start = self.shape[0], 0
         canonical = getattr(X, "has_canonical_format", False) is True
+        self.sorted_rows = True
         while start < n:
             lo = int(indptr[start])
             stop = int(np.searchsorted(indptr, lo + _CHECK_ENTRIES, side="right")) - 1
@@ -107,30 +129,43 @@ class Rows:
             hi = int(indptr[stop])
             check_values(np.asarray(X.data[lo:hi], dtype=np.float32), self.name)
             if not canonical:
-                _refuse_duplicates(np.asarray(X.indices[lo:hi]), indptr[start:stop + 1] - lo,
-                                   start, self.name)
+                self.sorted_rows &= _refuse_duplicates(np.asarray(X.indices[lo:hi]),
+                                                  indptr[start:stop + 1] - lo, start, self.name)
             start = stop
         return self
 
-
-def _len(block):
-    return block.shape[0]
+    sorted_rows = False  # column indices sorted within each row (known after check)
 
 
-def _dense(block, order):
-    """A block read from a file (sparse or dense) as float32 rows `order`."""
-    if _is_sparse(block):
-        return gather_dense_rows(block if block.format == "csr" else block.tocsr(), order)
-    return np.ascontiguousarray(np.asarray(block, dtype=np.float32)[order])
+def _canonical(block, name):
+    """A sparse block read from a file as CSR with sorted, unique columns."""
+    block = block if block.format == "csr" else block.tocsr()
+    if getattr(block, "has_canonical_format", False) is not True:
+        indptr = np.asarray(block.indptr)
+        if not _refuse_duplicates(np.asarray(block.indices)[indptr[0]:indptr[-1]],
+                                  indptr - indptr[0], 0, name):
+            block = block.sorted_indices()
+    return block
+
+
+def _sort_rows(batch):
+    """A CSRBatch with each row's entries in increasing column order."""
+    order = np.lexsort((batch.indices, _row_numbers(batch.indptr)))
+    return CSRBatch(batch.data[order], batch.indices[order], batch.indptr, batch.shape)
+
+
+def _row_numbers(indptr):
+    lengths = np.diff(indptr)
+    return np.repeat(np.arange(lengths.size), lengths)
 
 
 def _refuse_duplicates(indices, indptr, row0, name):
-    """ValueError naming `name` if a row of this piece repeats a column."""
-    lengths = np.diff(indptr)
-    row_of = np.repeat(np.arange(lengths.size), lengths)
+    """ValueError naming `name` if a row of this piece repeats a column;
+    returns whether the columns are sorted within every row."""
+    row_of = _row_numbers(indptr)
     same_row = row_of[1:] == row_of[:-1]
     if not (same_row & (indices[1:] <= indices[:-1])).any():
-        return  # sorted and unique within every row
+        return True  # sorted and unique within every row
     order = np.lexsort((indices, row_of))
     i, r = indices[order], row_of[order]
     dup = (r[1:] == r[:-1]) & (i[1:] == i[:-1])
@@ -138,6 +173,7 @@ def _refuse_duplicates(indices, indptr, row0, name):
         raise ValueError(f"{name} has duplicate column indices in row "
                          f"{row0 + int(r[1:][dup][0])}; sum them first (scipy: "
                          f"{name}.sum_duplicates())")
+    return False
 
 
 def _layer_matrix(adata, layer, name):

@@ -15,7 +15,8 @@ from .sources import InMemorySource
 __all__ = ["fit", "History"]
 
 
-def make_source(model, X, batch_size, comm, buffer_rows, c, size_factors, layer=None):
+def make_source(model, X, batch_size, comm, buffer_rows, c, size_factors, layer=None,
+                sparse_first_layer=False):
     """The source of fit's rows: this rank's shard (comm), rows gathered a
     batch at a time (sparse, backed, AnnData: vaefast/_rows.py), a stream
     (memmap, Dask array, sequence or callable of row blocks) or an
@@ -30,7 +31,7 @@ def make_source(model, X, batch_size, comm, buffer_rows, c, size_factors, layer=
         return ShardSource(model, X, batch_size, comm)
     if isinstance(X, _rows.Rows):
         return streaming.RandomAccessSource(model, X, batch_size, buffer_rows, c,
-                                            size_factors)
+                                            size_factors, sparse_first_layer)
     if streaming.is_stream(X):
         if c is not None or size_factors is not None:
             raise ValueError("c= and size_factors= need X in memory (not a memmap, Dask "
@@ -56,7 +57,7 @@ def _agree_across_ranks(source, o, has_validation):
 def fit(model, X, *args, **kwargs):
     X, o = _fit_options.validate(model, X, *args, **kwargs)
     source = make_source(model, X, o["batch_size"], o["comm"], o["buffer_rows"], o["c"],
-                         o["size_factors"], o["layer"])
+                         o["size_factors"], o["layer"], o["sparse_first_layer"])
     X_val, side = o["validation_data"]
     if X_val is not None:
         X_val = _rows.resolve(X_val, "validation_data",

@@ -127,8 +127,10 @@ class RandomAccessSource(OneProcessSource):
     vaefast/_rows.py): the exact in-memory order, gathered buffer by buffer,
     with the conditions and size factors of those rows."""
 
-    def __init__(self, model, X, batch_size, buffer_rows, c=None, size_factors=None):
+    def __init__(self, model, X, batch_size, buffer_rows, c=None, size_factors=None,
+                 sparse_first_layer=False):
         inner = internals(model)
+        self.take_csr = None  # rows -> CSRBatch, for the CSR first layer
         if isinstance(X, np.memmap):
             if X.ndim != 2:
                 raise ValueError(f"X must be 2-dimensional, got shape {X.shape}")
@@ -141,6 +143,8 @@ class RandomAccessSource(OneProcessSource):
             default_rows = buffer_rows
         else:  # Rows: a batch at a time unless buffer_rows asks for more
             self.take = inner.check_rows(X).take
+            if sparse_first_layer and X.sparse and model.n_conditions == 0:
+                self.take_csr = X.take_csr
             default_rows = batch_size if buffer_rows is None else buffer_rows
         self.model = model
         self.n_rows = X.shape[0]
@@ -152,16 +156,18 @@ class RandomAccessSource(OneProcessSource):
         R, n = self.buffer_rows, self.n_rows
         for start in range(0, n, R):
             rows = order[start:start + R] if order is not None else slice(start, start + R)
-            buf = internals(self.model).check_X(self.take(rows), f"X rows {start}..")
+            csr = None if self.take_csr is None else self.take_csr(rows)
+            dense = self.take(rows) if csr is None else csr.toarray()  # the loss's targets
+            buf = internals(self.model).check_X(dense, f"X rows {start}..")
             side = [None if a is None else np.ascontiguousarray(a[rows])
                     for a in (self.c, self.size_factors)]
-            yield buf, side
+            yield buf, side, csr
 
     def run_epoch(self, trainer, epoch, shuffle, bar):
         order = (np.random.default_rng([self.model.seed, epoch]).permutation(self.n_rows)
                  if shuffle else None)
-        for buf, (c, s) in _prefetched(lambda: self._buffers(order)):
-            trainer.steps(buf, None, bar, c, s)
+        for buf, (c, s), csr in _prefetched(lambda: self._buffers(order)):
+            trainer.steps(buf, None, bar, c, s, csr)
         return self.n_rows
 
 
