@@ -139,25 +139,27 @@ def main():
     for threads in (1, 2):
         res, filled = measure(args.genes, args.density, args.batch, args.hidden,
                               args.rounds, threads)
-        print(f"\n{threads} thread(s): {args.batch} × {args.genes}, {100 * filled:.1f}% "
-              f"non-zero, hidden {args.hidden}; µs per forward + weight gradient")
-        print(f"{'path':<18}{'median':>10}{'best':>10}{'dense/this':>13}")
-        dense_med = res["dense"][0]
-        for name, (med, best) in res.items():
-            ratio = f"{dense_med / med:13.2f}" if name != "gather 128 rows" else ""
-            print(f"{name:<18}{1e6 * med:10.1f}{1e6 * best:10.1f}{ratio}")
+        print_table(f"{threads} thread(s): {args.batch} × {args.genes}, {100 * filled:.1f}% "
+                    f"non-zero, hidden {args.hidden}; µs per forward + weight gradient",
+                    "path", res, "dense", 1e6, "gather 128 rows")
         print(f"speed-up sparse vs dense: {res['dense'][0] / res['sparse'][0]:.2f}x "
               f"(median), {res['dense'][1] / res['sparse'][1]:.2f}x (best); vs dense + "
               f"densify {res['dense + densify'][0] / res['sparse'][0]:.2f}x")
     for threads in (1, 2):
         res = measure_epoch(args.cells, args.genes, args.density, args.batch, args.hidden,
                             args.epoch_rounds, threads)
-        print(f"\n{threads} thread(s): one epoch of fit, {args.cells} × {args.genes}, "
-              f"batch {args.batch}, hidden {args.hidden}; seconds (wall)")
-        print(f"{'input':<24}{'median':>10}{'best':>10}{'dense/this':>13}")
-        base = res["dense array"][0]
-        for name, (med, best) in res.items():
-            print(f"{name:<24}{med:10.2f}{best:10.2f}{base / med:13.2f}")
+        print_table(f"{threads} thread(s): one epoch of fit, {args.cells} × {args.genes}, "
+                    f"batch {args.batch}, hidden {args.hidden}; seconds (wall)",
+                    "input", res, "dense array", 1.0)
+
+
+def print_table(title, first, res, base, unit, no_ratio=None):
+    """res: {name: (median, best) seconds}, shown in `unit`s with base's median / each."""
+    print(f"\n{title}")
+    print(f"{first:<24}{'median':>10}{'best':>10}{'dense/this':>13}")
+    for name, (med, best) in res.items():
+        ratio = f"{res[base][0] / med:13.2f}" if name != no_ratio else ""
+        print(f"{name:<24}{unit * med:10.2f}{unit * best:10.2f}{ratio}")
 
 
 if __name__ == "__main__":
