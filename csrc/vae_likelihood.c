@@ -99,11 +99,11 @@ static const vae_likelihood likelihoods[] = {
                                 .losses = gaussian_losses},
     [VF_LIKELIHOOD_POISSON] = {.name = "poisson", .variances = VF_UNIT_ONLY,
                                .out_width = {1}, .input_row = log1p_row,
-                               .size_factors = 1, .losses = poisson_losses,
+                               .input_csr = VF_CSR_LOG1P, .size_factors = 1, .losses = poisson_losses,
                                .mean_row = scaled_exp_row},
     [VF_LIKELIHOOD_NEGBIN] = {.name = "negative_binomial", .variances = VF_UNIT_ONLY,
                               .out_width = {1}, .extra = {1}, .input_row = log1p_row,
-                              .size_factors = 1, .losses = negbin_losses,
+                              .input_csr = VF_CSR_LOG1P, .size_factors = 1, .losses = negbin_losses,
                               .mean_row = scaled_exp_row},
 };
 
