@@ -54,6 +54,9 @@ typedef struct vae_likelihood {
     /* out (D) = the encoder's input for one row x (D); NULL: x itself */
     vae_row_fn input_row;
     int size_factors;                    /* per-row size factors apply */
+    /* losses writes the per-feature parameters' gradient already summed over
+     * the rows (D floats at dlik) instead of per element (B×D) */
+    int extra_summed;
     int (*losses)(const vae_lik_call *c);
     /* out (D) = the mean of p(x|z) from one row of the output layer; NULL:
      * the row's first D columns */

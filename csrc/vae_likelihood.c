@@ -13,6 +13,7 @@
  *   - the mean of p(x|z) from the output layer (NULL: its first D columns).
  * Adding a likelihood: docs/kernels.md, "Adding a likelihood". */
 #include <math.h>
+#include <stdlib.h>
 
 #include "vae_internal.h"
 
@@ -84,6 +85,73 @@ static int negbin_losses(const vae_lik_call *c)
                           c->recon, c->dout, D, c->dlik, D, c->scale);
 }
 
+/* out (D) = s·softmax(y): scVI's mean for library s (s = 1: the normalised
+ * expression). Sums in double in index order; out may be y itself. */
+static void scaled_softmax_row(int64_t D, const float *y, float s, float *out)
+{
+    float top = -INFINITY;
+    for (int64_t j = 0; j < D; ++j)
+        top = fmaxf(top, y[j]);
+    double sum = 0.0;
+    for (int64_t j = 0; j < D; ++j) {
+        const float e = expf(y[j] - top);
+        out[j] = e;
+        sum += e;
+    }
+    const float k = (float)((double)s / sum);
+    for (int64_t j = 0; j < D; ++j)
+        out[j] *= k;
+}
+
+/* The scVI count losses (vf_count_loss, kind VF_COUNT_*): mean = library ·
+ * softmax(rho). library = the size factors when given, else each row's
+ * observed total count (scvi-tools' use_observed_lib_size; a row summing to
+ * 0 is VF_ERR_ARG, as is any non-integer count). The output layer is rho
+ * (B×D) or, for ZINB, [rho | pi] (B×2D: one GEMM gives both heads); log θ
+ * per gene is the vector after it, and the kernel writes its gradient
+ * summed over the rows (extra_summed). */
+static int scvi_losses(const vae_lik_call *c, int kind, int64_t width)
+{
+    const vf_vae *m = c->m;
+    const int64_t B = c->B, D = m->D, ld = width * D;
+    const float *library = c->s;
+    float *owned = NULL;
+    if (!library && B > 0) {
+        if (!(owned = malloc((size_t)B * sizeof(float))))
+            return VF_ERR_NOMEM;
+        for (int64_t i = 0; i < B; ++i) { /* float64: exact for any float32 counts */
+            double t = 0.0;
+            for (int64_t j = 0; j < D; ++j)
+                t += c->X[i * D + j];
+            owned[i] = (float)t;
+        }
+        library = owned;
+    }
+    const float *log_theta = m->extra >= 0 ? m->params + m->extra : NULL;
+    const int zi = width > 1, grads = c->dout != NULL;
+    const int st = vf_count_loss(kind, B, D, c->y, ld, c->X, D, library, log_theta, 0,
+                                 zi ? c->y + D : NULL, ld, c->recon, c->dout, ld,
+                                 grads && log_theta ? c->dlik : NULL, 0,
+                                 grads && zi ? c->dout + D : NULL, ld, c->scale);
+    free(owned);
+    return st;
+}
+
+static int zinb_losses(const vae_lik_call *c)
+{
+    return scvi_losses(c, VF_COUNT_ZINB, 2);
+}
+
+static int scvi_nb_losses(const vae_lik_call *c)
+{
+    return scvi_losses(c, VF_COUNT_NB, 1);
+}
+
+static int scvi_poisson_losses(const vae_lik_call *c)
+{
+    return scvi_losses(c, VF_COUNT_POISSON, 1);
+}
+
 #define VF_UNIT_ONLY (1u << VF_VARIANCE_UNIT)
 
 static const vae_likelihood likelihoods[] = {
@@ -105,6 +173,18 @@ static const vae_likelihood likelihoods[] = {
                               .out_width = {1}, .extra = {1}, .input_row = log1p_row,
                               .size_factors = 1, .losses = negbin_losses,
                               .mean_row = scaled_exp_row},
+    [VF_LIKELIHOOD_ZINB] = {.name = "zinb", .variances = VF_UNIT_ONLY, .out_width = {2},
+                            .extra = {1}, .extra_summed = 1, .input_row = log1p_row,
+                            .size_factors = 1, .losses = zinb_losses,
+                            .mean_row = scaled_softmax_row},
+    [VF_LIKELIHOOD_SCVI_NB] = {.name = "scvi_nb", .variances = VF_UNIT_ONLY,
+                               .out_width = {1}, .extra = {1}, .extra_summed = 1,
+                               .input_row = log1p_row, .size_factors = 1,
+                               .losses = scvi_nb_losses, .mean_row = scaled_softmax_row},
+    [VF_LIKELIHOOD_SCVI_POISSON] = {.name = "scvi_poisson", .variances = VF_UNIT_ONLY,
+                                    .out_width = {1}, .input_row = log1p_row,
+                                    .size_factors = 1, .losses = scvi_poisson_losses,
+                                    .mean_row = scaled_softmax_row},
 };
 
 const vae_likelihood *vae_likelihood_of(int likelihood, int variance)
