@@ -105,12 +105,13 @@ def _check_scvi_counts(X, name, likelihood):
     """The scVI likelihoods' counts: finite integers up to 2^24 (exact in
     float32; the kernel's lgamma(x + 1) is of an integer), every row with a
     positive total (its observed library size)."""
-    if not np.isfinite(X).all():
+    totals = X.sum(axis=1, dtype=np.float64)  # NaN/Inf show here; no overflow
+    if not np.isfinite(totals).all():
         raise ValueError(f"{name} must be finite counts for the {likelihood} likelihood")
     if X.max() > LIMITS["count_max"] or (X != np.floor(X)).any():
         raise ValueError(f"{name} must hold integer counts in [0, 2^24] for the "
                          f"{likelihood} likelihood")
-    empty = np.flatnonzero(X.sum(axis=1, dtype=np.float64) <= 0)
+    empty = np.flatnonzero(totals <= 0)
     if empty.size:
         raise ValueError(
             f"{name} has {empty.size} row(s) of zero total count (first: row {empty[0]}); "
