@@ -135,36 +135,43 @@ GAUSSIAN = Likelihood(
     log_px=densities.gaussian_log_px, mean=densities.gaussian_mean,
     torch_log_px=export_hooks.gaussian_log_px, torch_mean=export_hooks.identity_mean,
     onnx_mean=export_hooks.onnx_identity)
-POISSON = Likelihood(
+
+
+def _count_likelihood(**fields):
+    """A count likelihood: targets are counts >= 0 (size factors apply, the
+    encoder reads log(1 + x)) and, unless `fields` say otherwise, its mean is
+    size factor · exp(output)."""
+    defaults = dict(targets=(0.0, math.inf), counts=True, mean=densities.count_mean,
+                    torch_mean=export_hooks.count_mean, onnx_mean=export_hooks.onnx_count_mean)
+    return Likelihood(**{**defaults, **fields})
+
+
+POISSON = _count_likelihood(
     name="poisson", title="Poisson", code=2, c_enum="VF_LIKELIHOOD_POISSON",
-    output="log-rate",
-    targets=(0.0, math.inf), counts=True,
-    log_px=densities.poisson_log_px, mean=densities.count_mean,
-    torch_log_px=export_hooks.poisson_log_px, torch_mean=export_hooks.count_mean,
-    onnx_mean=export_hooks.onnx_count_mean)
-NEGATIVE_BINOMIAL = Likelihood(
+    output="log-rate", log_px=densities.poisson_log_px,
+    torch_log_px=export_hooks.poisson_log_px)
+NEGATIVE_BINOMIAL = _count_likelihood(
     name="negative_binomial", title="negative binomial", code=3,
     c_enum="VF_LIKELIHOOD_NEGBIN", output="log-mean",
-    targets=(0.0, math.inf), counts=True, extra_param={"unit": "likelihood.log_theta"},
-    log_px=densities.negative_binomial_log_px, mean=densities.count_mean,
-    torch_log_px=export_hooks.negative_binomial_log_px, torch_mean=export_hooks.count_mean,
-    onnx_mean=export_hooks.onnx_count_mean)
+    extra_param={"unit": "likelihood.log_theta"},
+    log_px=densities.negative_binomial_log_px,
+    torch_log_px=export_hooks.negative_binomial_log_px)
 
 # scVI's parameterisation (scvi-tools' DecoderSCVI): mean = library ·
 # softmax(output), library = the row's total count or its size factor; no
 # export hooks yet (the exporters refuse them).
-_SCVI = dict(targets=(0.0, math.inf), counts=True, observed_library=True,
-             mean=densities.softmax_mean)
-ZINB = Likelihood(
+_SCVI = dict(observed_library=True, mean=densities.softmax_mean, torch_mean=None,
+             onnx_mean=None)
+ZINB = _count_likelihood(
     name="zinb", title="zero-inflated negative binomial (scVI)", code=4,
     c_enum="VF_LIKELIHOOD_ZINB", output="rho | zero-inflation logits",
     heads=("output", "output_pi"), extra_param={"unit": "likelihood.log_theta"},
     log_px=densities.zinb_log_px, **_SCVI)
-SCVI_NB = Likelihood(
+SCVI_NB = _count_likelihood(
     name="scvi_nb", title="negative binomial (scVI)", code=5,
     c_enum="VF_LIKELIHOOD_SCVI_NB", output="rho", extra_param={"unit": "likelihood.log_theta"},
     log_px=densities.scvi_nb_log_px, **_SCVI)
-SCVI_POISSON = Likelihood(
+SCVI_POISSON = _count_likelihood(
     name="scvi_poisson", title="Poisson (scVI)", code=6,
     c_enum="VF_LIKELIHOOD_SCVI_POISSON", output="rho",
     log_px=densities.scvi_poisson_log_px, **_SCVI)
