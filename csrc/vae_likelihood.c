@@ -121,11 +121,13 @@ static int scvi_losses(const vae_lik_call *c, int kind, int64_t width)
     if (!library && B > 0) {
         if (!(owned = malloc((size_t)B * sizeof(float))))
             return VF_ERR_NOMEM;
-        for (int64_t i = 0; i < B; ++i) { /* float64: exact for any float32 counts */
-            double t = 0.0;
+        for (int64_t i = 0; i < B; ++i) {
+            /* float64 in 8 fixed lanes (vectorisable, no long add chain):
+             * exact for integer counts, so the order cannot matter */
+            double t[8] = {0};
             for (int64_t j = 0; j < D; ++j)
-                t += c->X[i * D + j];
-            owned[i] = (float)t;
+                t[j & 7] += c->X[i * D + j];
+            owned[i] = (float)(((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7])));
         }
         library = owned;
     }
