@@ -12,6 +12,8 @@ of float32 values, so relative errors of ~1e-5 (loss) and ~1e-4 of the
 largest entry (gradients) are float32 rounding, not a bug.
 """
 
+import pickle
+
 import numpy as np
 import pytest
 
@@ -190,6 +192,10 @@ def test_save_load_round_trip_keeps_the_new_parameters(lik, tmp_path):
     for k in w:
         np.testing.assert_array_equal(wb[k], w[k], err_msg=k)
     np.testing.assert_array_equal(back.elbo(X, seed=1), m.elbo(X, seed=1))
+    unpickled = pickle.loads(pickle.dumps(m))
+    for k in w:
+        np.testing.assert_array_equal(unpickled.get_weights()[k], w[k], err_msg=k)
+    np.testing.assert_array_equal(unpickled.elbo(X, seed=1), m.elbo(X, seed=1))
 
 
 def test_fit_on_synthetic_zinb_counts_lowers_the_held_out_negative_elbo():
@@ -256,6 +262,13 @@ def test_bad_counts_raise_naming_the_argument(bad, match, method):
             "loss_and_grad": lambda Xb: m.loss_and_grad(Xb)}[method]
     with pytest.raises(ValueError, match=match):
         call(bad(X))
+
+
+@pytest.mark.parametrize("lik", SCVI)
+def test_only_the_per_gene_dispersion_is_accepted(lik):
+    for variance in ("feature", "sample"):
+        with pytest.raises(ValueError, match="variance"):
+            vaefast.VAE(D, likelihood=lik, variance=variance)
 
 
 def test_normalized_expression_arguments_are_checked():
