@@ -56,6 +56,9 @@ typedef struct vae_likelihood {
     vae_row_fn input_row;
     int input_csr;                       /* the same map as a VF_CSR_* transform */
     int size_factors;                    /* per-row size factors apply */
+    /* losses writes the per-feature parameters' gradient already summed over
+     * the rows (D floats at dlik) instead of per element (B×D) */
+    int extra_summed;
     int (*losses)(const vae_lik_call *c);
     /* out (D) = the mean of p(x|z) from one row of the output layer; NULL:
      * the row's first D columns */

@@ -141,11 +141,18 @@ static int column_sums(int64_t B, int64_t N, const float *d, float *g)
 static int likelihood_loss(vf_vae *m, int64_t B, const float *X, const float *s,
                            float scale)
 {
-    const vae_lik_call c = {m, B, m->act[m->n_layers - 1], X, s, m->recon, m->dout, m->dlik,
-                            scale};
+    const int summed = m->extra >= 0 && m->lik->extra_summed;
+    const vae_lik_call c = {m, B, m->act[m->n_layers - 1], X, s, m->recon, m->dout,
+                            summed ? m->grads + m->extra : m->dlik, scale};
     int st = m->lik->losses(&c);
     if (st != VF_OK || m->extra < 0)
         return st;
+    if (summed) { /* the kernel summed over the rows; keep the non-finite check */
+        for (int64_t j = 0; j < m->D; ++j)
+            if (!isfinite(m->grads[m->extra + j]))
+                return VF_ERR_NONFINITE;
+        return VF_OK;
+    }
     return column_sums(B, m->D, m->dlik, m->grads + m->extra);
 }
 

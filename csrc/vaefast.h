@@ -308,7 +308,12 @@ enum {
     VF_LIKELIHOOD_BERNOULLI = 0, /* logits */
     VF_LIKELIHOOD_GAUSSIAN = 1,  /* mean (and log-variance, see below) */
     VF_LIKELIHOOD_POISSON = 2,   /* log-rate */
-    VF_LIKELIHOOD_NEGBIN = 3     /* log-mean; per-feature log θ in the buffer */
+    VF_LIKELIHOOD_NEGBIN = 3,    /* log-mean; per-feature log θ in the buffer */
+    /* scVI's mean, library · softmax(rho) (vf_count_loss), the library the
+     * size factor when given, else the row's observed total count: */
+    VF_LIKELIHOOD_ZINB = 4,         /* [rho | zero-inflation logits] (2D); log θ */
+    VF_LIKELIHOOD_SCVI_NB = 5,      /* rho; per-feature log θ in the buffer */
+    VF_LIKELIHOOD_SCVI_POISSON = 6  /* rho */
 };
 /* Gaussian variance: 1, one learned log-variance per feature (D floats after
  * the output layer, floored at VF_GAUSS_LOGVAR_MIN), or per sample and

@@ -98,7 +98,8 @@ cdef extern from "vaefast.h" nogil:
     ctypedef struct vf_vae:
         pass
     int VF_LIKELIHOOD_BERNOULLI, VF_LIKELIHOOD_GAUSSIAN, VF_LIKELIHOOD_POISSON
-    int VF_LIKELIHOOD_NEGBIN, VF_VARIANCE_UNIT, VF_VARIANCE_FEATURE, VF_VARIANCE_SAMPLE
+    int VF_LIKELIHOOD_NEGBIN, VF_LIKELIHOOD_ZINB, VF_LIKELIHOOD_SCVI_NB
+    int VF_LIKELIHOOD_SCVI_POISSON, VF_VARIANCE_UNIT, VF_VARIANCE_FEATURE, VF_VARIANCE_SAMPLE
     ctypedef struct vf_vae_config:
         int64_t n_features, n_conditions, latent
         int n_enc
