@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import _core
 from .._typing import ArrayLike, F32
-from .._spec.likelihoods import POISSON
+from .._spec.likelihoods import POISSON, ZINB
 from .._validation import as_float, as_float32_array, nonfinite_result
 
 __all__ = ["count_loss", "COUNT_LIKELIHOODS"]
@@ -31,8 +31,7 @@ def _check_counts(x: F32) -> None:
 
 def count_loss(x: ArrayLike, rho_logits: ArrayLike, library: ArrayLike,
                log_theta: Optional[ArrayLike] = None, pi_logits: Optional[ArrayLike] = None,
-               likelihood: Literal["poisson", "nb", "zinb"] = "zinb", scale: float = 1.0,
-               need_grad: bool = True
+               likelihood: str = ZINB.name, scale: float = 1.0, need_grad: bool = True
                ) -> tuple[F32, Optional[F32], Optional[F32], Optional[F32]]:
     """Per-row negative log-likelihood of counts under scVI's mean, and its gradients.
 
@@ -90,9 +89,9 @@ def count_loss(x: ArrayLike, rho_logits: ArrayLike, library: ArrayLike,
         lt = as_float32_array(log_theta, "log_theta", ndim=(1, 2))
         if lt.shape not in ((N,), (M, N)):
             raise ValueError(f"log_theta must have shape ({N},) or ({M}, {N}), got {lt.shape}")
-    if likelihood == "zinb":
+    if likelihood == ZINB.name:
         if pi_logits is None:
-            raise ValueError("pi_logits is required for likelihood='zinb'")
+            raise ValueError(f"pi_logits is required for likelihood={ZINB.name!r}")
         w = as_float32_array(pi_logits, "pi_logits", ndim=2)
         if w.shape != rho.shape:
             raise ValueError(f"pi_logits must have shape {rho.shape}, got {w.shape}")

@@ -31,27 +31,32 @@ from numpy.typing import NDArray
 # the likelihoods' names and the clamps in the registry beside it (plain
 # data: the reference never imports the compiled core it checks).
 from .._spec.layout import Layout, init_layer  # noqa: F401
-from .._spec.likelihoods import BERNOULLI, GAUSSIAN
+from .._spec.likelihoods import BERNOULLI, GAUSSIAN, REGISTRY
 from .._spec.limits import LOGVAR_RANGE
 # The random streams' twins (Philox4x32-10, normals, the reparameterization
 # noise eps(seed, step, row, col)) live beside the RNG kernels' binding.
 from .rng import normal, philox4x32_10, reparam_eps  # noqa: F401
 # The scVI-parameterised count losses (mean = library · softmax(decoder output)).
 from .count import (  # noqa: F401
-    count_loss, log_nb, log_poisson, log_zinb, scvi_log_mean)
+    SCVI_KINDS, count_loss, log_nb, log_poisson, log_zinb, scvi_log_mean, scvi_recon)
 
 # Arrays of the twin: float64 (or float32, kept as given)
 Array = NDArray[np.floating[Any]]
 Pair = tuple[Array, Array]  # (W (in, out), b (out))
 
 
-class Params(TypedDict):
-    """The structure of the module docstring: (W, b) of each layer."""
-
+class _Layers(TypedDict):
     encoder: list[Pair]
     head: Pair
     decoder: list[Pair]
     output: Pair
+
+
+class Params(_Layers, total=False):
+    """The structure of the module docstring: (W, b) of each layer, and an
+    scVI likelihood's per-gene log θ (D,) under "likelihood"."""
+
+    likelihood: Array
 
 
 class Optimizer(Protocol):
@@ -59,7 +64,10 @@ class Optimizer(Protocol):
 
     def step(self, params: Params, grads: Params) -> Params: ...
 
-LIKELIHOODS = (BERNOULLI.name, GAUSSIAN.name)  # the twin's: csrc/vae*.c has more
+
+# The twin's whole-model likelihoods on any real targets (csrc/vae*.c has
+# more); the scVI ones (SCVI_KINDS: counts, log θ in params["likelihood"]) too.
+LIKELIHOODS = (BERNOULLI.name, GAUSSIAN.name)
 
 # The logvar head's output is clamped to this range before use, so exp never
 # overflows in float32; inside it the model is the plain one. exp(30) ~ 1e13.
@@ -242,11 +250,27 @@ def gaussian_var_loss(y: Array, x: Array, logvar: Array,
 
 def recon_loss(likelihood: str, out: Array, x: Array, scale: float = 1.0) -> Pair:
     """Dispatch to the likelihood's loss: (per-row loss, gradient w.r.t. out)."""
+    return recon_terms(likelihood, out, x, scale)[:2]
+
+
+def recon_terms(likelihood, out, x, scale=1.0, params=None, size_factors=None):
+    """(per-row loss, gradient w.r.t. out, gradient w.r.t. the per-feature
+    parameter params["likelihood"] (log θ) or None)."""
     if likelihood == BERNOULLI.name:
-        return bernoulli_loss(out, x, scale)
+        return bernoulli_loss(out, x, scale) + (None,)
     if likelihood == GAUSSIAN.name:
-        return gaussian_loss(out, x, scale)
-    raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+        return gaussian_loss(out, x, scale) + (None,)
+    if likelihood in SCVI_KINDS:
+        log_theta = None if params is None else params.get("likelihood")
+        return scvi_recon(likelihood, out, x, log_theta, size_factors, scale)
+    raise ValueError(f"likelihood must be one of {LIKELIHOODS + tuple(SCVI_KINDS)}, "
+                     f"got {likelihood!r}")
+
+
+def encoder_input(likelihood, x):
+    """What the encoder reads: log(1 + x) for a count likelihood (the
+    registry's `counts`), else x itself."""
+    return np.log1p(x) if REGISTRY[likelihood].counts else x
 
 
 # -------------------------------------------------------------- optimizers
@@ -322,19 +346,21 @@ def decode(params: Params, z: Array) -> tuple[list[Array], Array]:
     return dec_acts, out
 
 
-def forward(params: Params, x: Array, eps: Array) -> dict[str, Any]:
+def forward(params: Params, x: Array, eps: Array,
+            likelihood: str = BERNOULLI.name) -> dict[str, Any]:
     """Full forward pass with the given noise eps (B, Z). Returns a cache dict."""
-    enc_acts, mu, logvar, head_out = encode(params, x)
+    enc_acts, mu, logvar, head_out = encode(params, encoder_input(likelihood, x))
     z = reparam_forward(mu, logvar, eps)
     dec_acts, out = decode(params, z)
     return {"enc_acts": enc_acts, "head_out": head_out, "mu": mu, "logvar": logvar,
             "eps": eps, "z": z, "dec_acts": dec_acts, "out": out}
 
 
-def per_sample_loss(cache: dict[str, Any], x: Array, likelihood: str,
-                    beta: float) -> tuple[Array, Array, Array]:
+def per_sample_loss(cache: dict[str, Any], x: Array, likelihood: str, beta: float,
+                    params: Optional[Params] = None,
+                    size_factors: Optional[Array] = None) -> tuple[Array, Array, Array]:
     """Per-sample (negative ELBO, reconstruction NLL, KL), each shaped (B,)."""
-    recon, _ = recon_loss(likelihood, cache["out"], x)
+    recon = recon_terms(likelihood, cache["out"], x, 1.0, params, size_factors)[0]
     kl = kl_normal(cache["mu"], cache["logvar"])
     return recon + beta * kl, recon, kl
 
@@ -357,13 +383,13 @@ def mlp_backward(layers: Sequence[Pair], acts: Sequence[Array], d_out: Array,
     return grads, d
 
 
-def backward(params: Params, cache: dict[str, Any], x: Array, likelihood: str,
-             beta: float) -> Params:
+def backward(params: Params, cache: dict[str, Any], x: Array, likelihood: str, beta: float,
+             size_factors: Optional[Array] = None) -> Params:
     """Gradients of the batch-mean negative ELBO, shaped like params."""
     B = x.shape[0]
     scale = 1.0 / B
-    # reconstruction: dL/d(out) = (sigmoid(out) − x)/B or (out − x)/B
-    _, d_out = recon_loss(likelihood, cache["out"], x, scale)
+    # reconstruction: dL/d(out) = (sigmoid(out) − x)/B or (out − x)/B, ...
+    _, d_out, d_lik = recon_terms(likelihood, cache["out"], x, scale, params, size_factors)
     dec_acts = cache["dec_acts"]
     d_h, dW_out, db_out = linear_backward(dec_acts[-1], params["output"][0], d_out)
     dec_grads, dz = mlp_backward(params["decoder"], dec_acts, d_h)
@@ -377,16 +403,23 @@ def backward(params: Params, cache: dict[str, Any], x: Array, likelihood: str,
     enc_acts = cache["enc_acts"]
     d_enc_top, dW_head, db_head = linear_backward(enc_acts[-1], params["head"][0], d_head)
     enc_grads, _ = mlp_backward(params["encoder"], enc_acts, d_enc_top, need_dx=False)
-    return {"encoder": enc_grads, "head": (dW_head, db_head), "decoder": dec_grads,
-            "output": (dW_out, db_out)}
+    grads = {"encoder": enc_grads, "head": (dW_head, db_head), "decoder": dec_grads,
+             "output": (dW_out, db_out)}
+    if d_lik is not None:
+        grads["likelihood"] = d_lik
+    return grads
 
 
 def loss_and_grad(params: Params, x: Array, eps: Array, likelihood: str = BERNOULLI.name,
-                  beta: float = 1.0) -> tuple[float, Params]:
-    """Batch-mean negative ELBO and its gradients for noise eps (B, Z)."""
-    cache = forward(params, x, eps)
-    loss, _, _ = per_sample_loss(cache, x, likelihood, beta)
-    return loss.mean(), backward(params, cache, x, likelihood, beta)
+                  beta: float = 1.0, size_factors: Optional[Array] = None) -> tuple[float, Params]:
+    """Batch-mean negative ELBO and its gradients for noise eps (B, Z).
+
+    A count likelihood's encoder reads log(1 + x); an scVI likelihood's
+    per-gene log θ is params["likelihood"] (D,), its gradient
+    grads["likelihood"]; size_factors (B,) replace the observed library."""
+    cache = forward(params, x, eps, likelihood)
+    loss, _, _ = per_sample_loss(cache, x, likelihood, beta, params, size_factors)
+    return loss.mean(), backward(params, cache, x, likelihood, beta, size_factors)
 
 
 # ------------------------------------------------- parameter bookkeeping

@@ -31,11 +31,11 @@ from typing import Any, Callable, Optional, cast
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .._spec.likelihoods import POISSON
+from .._spec.likelihoods import POISSON, SCVI_NB, SCVI_POISSON, ZINB
 from .._spec.limits import LIMITS
 
 LOG_THETA_MIN, LOG_THETA_MAX = LIMITS["log_theta_min"], LIMITS["log_theta_max"]
-COUNT_LIKELIHOODS = (POISSON.name, "nb", "zinb")
+COUNT_LIKELIHOODS = (POISSON.name, "nb", ZINB.name)
 F64 = NDArray[np.float64]
 
 
@@ -88,7 +88,7 @@ def log_zinb(x: F64, log_mu: F64, log_theta: F64, pi_logits: F64) -> F64:
 
 def count_loss(x: ArrayLike, rho_logits: ArrayLike, library: ArrayLike,
                log_theta: Optional[ArrayLike] = None, pi_logits: Optional[ArrayLike] = None,
-               likelihood: str = "zinb", scale: float = 1.0
+               likelihood: str = ZINB.name, scale: float = 1.0
                ) -> tuple[F64, F64, Optional[F64], Optional[F64]]:
     """Per-row negative log-likelihood and its gradients, float64.  [vf_count_loss]
 
@@ -150,3 +150,24 @@ def count_loss(x: ArrayLike, rho_logits: ArrayLike, library: ArrayLike,
     # chain through log mu = log L + r − logsumexp(r): ∂/∂r_j = g_j − p_j·Σ_k g_k
     drho = scale * (g - p * g.sum(axis=1, keepdims=True))
     return -logp.sum(axis=1), drho, dlt, dpi
+
+
+# The model's scVI likelihoods (vaefast/_spec/likelihoods.py) -> count_loss's kind.
+SCVI_KINDS = {ZINB.name: ZINB.name, SCVI_NB.name: "nb", SCVI_POISSON.name: POISSON.name}
+
+
+def scvi_recon(likelihood, out, x, log_theta=None, size_factors=None, scale=1.0):
+    """The model's scVI reconstruction term: (per-row loss, scale·∂/∂out,
+    scale·∂/∂log θ summed over the rows, or None).
+
+    out (n, D) is rho, or [rho | pi] (n, 2D) for "zinb"; the library is
+    size_factors, else the row totals of x (the C model's rule,
+    csrc/vae_likelihood.c)."""
+    kind = SCVI_KINDS[likelihood]
+    x = np.asarray(x, dtype=np.float64)
+    D = x.shape[1]
+    library = x.sum(axis=1) if size_factors is None else size_factors
+    pi = out[:, D:] if kind == ZINB.name else None
+    loss, drho, dlt, dpi = count_loss(x, out[:, :D], library, log_theta, pi, kind, scale)
+    dout = drho if dpi is None else np.concatenate([drho, dpi], axis=1)
+    return loss, dout, dlt
