@@ -13,6 +13,8 @@ from typing_extensions import disjoint_base
 import numpy as np
 from numpy.typing import NDArray
 
+from ._sparse_batch import CSRBatch
+
 _F32 = NDArray[np.float32]
 _F64 = NDArray[np.float64]
 _I32 = NDArray[np.int32]
@@ -162,15 +164,16 @@ class VAECore:
              size_factors: _F32 | None = None) -> _F64: ...
     def loss_and_grad(self, X: _F32, eps: _F32 | None, seed: int, step: int,
                       kl_weight: float = 1.0, c: _F32 | None = None,
-                      size_factors: _F32 | None = None) -> tuple[float, _F32, _F32]: ...
+                      size_factors: _F32 | None = None,
+                      csr: CSRBatch | None = None) -> tuple[float, _F32, _F32]: ...
     def train_step(self, X: _F32, seed: int, step: int, lr: float, beta1: float, beta2: float,
                    adam_eps: float, weight_decay: float, optimizer: str,
                    kl_weight: float) -> tuple[float, float, float]: ...
     def train_steps(self, X: _F32, order: _I64 | None, batch: int, first_batch: int,
                     n_steps: int, seed: int, step0: int, lr: float, beta1: float, beta2: float,
                     adam_eps: float, weight_decay: float, optimizer: str, kl_weight: float,
-                    sums: _F64, c: _F32 | None = None,
-                    size_factors: _F32 | None = None) -> tuple[int, int]: ...
+                    sums: _F64, c: _F32 | None = None, size_factors: _F32 | None = None,
+                    csr: CSRBatch | None = None) -> tuple[int, int]: ...
     def grads_array(self) -> _F32: ...
     def shard_grads(self, X: _F32, seed: int, step: int, row0: int, batch_total: int,
                     kl_weight: float, sums: _F64) -> int: ...

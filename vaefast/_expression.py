@@ -8,15 +8,35 @@ features of each row: scvi-tools calls it the normalised expression
 sample, no batch transform).
 """
 
+from typing import TYPE_CHECKING, Optional, Protocol
+
 import numpy as np
 
+from ._typing import ArrayLike, F32
 from ._validation import as_float
+
+if TYPE_CHECKING:
+    from ._spec.likelihoods import Likelihood
+
+
+class _Model(Protocol):
+    """What the method uses of the VAE it is mixed into."""
+
+    likelihood: str
+    _lik: "Likelihood"
+
+    def _check_X(self, X: object, name: str = ..., targets: bool = ...) -> F32: ...
+    def _check_c(self, c: object, n: int, name: str = ...) -> Optional[F32]: ...
+    def transform(self, X: ArrayLike, c: Optional[ArrayLike] = ...) -> F32: ...
+    def _decode_raw(self, Z: F32, mean: bool, c: Optional[F32] = ...,
+                    size_factors: Optional[F32] = ...) -> F32: ...
 
 
 class ExpressionMethods:
     """Methods of VAE that only the scVI-parameterised likelihoods have."""
 
-    def get_normalized_expression(self, X, c=None, library_size=None):
+    def get_normalized_expression(self: _Model, X: ArrayLike, c: Optional[ArrayLike] = None,
+                                  library_size: Optional[float] = None) -> F32:
         """softmax(rho) of the decoded posterior mean, times `library_size`.
 
         For each row x: z = the encoder's mean for x (``transform``), rho =

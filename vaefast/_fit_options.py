@@ -65,13 +65,13 @@ def _validation_data(value: object, name: str) -> tuple[object, dict[str, object
     return value, side
 
 
-def _optional_str(value, name):
+def _optional_str(value: object, name: str) -> Optional[str]:
     if value is not None and not isinstance(value, str):
         raise TypeError(f"{name} must be a str or None, got {type(value).__name__}")
     return value
 
 
-def _communicator(value, name):
+def _communicator(value: object, name: str) -> object:
     """An mpi4py communicator. mpi4py is not imported here: whoever holds a
     communicator has imported it already."""
     if value is None:

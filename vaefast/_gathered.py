@@ -13,8 +13,10 @@ the same chunks.
 """
 
 import inspect
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
+from numpy.typing import NDArray
 
 from . import _rows
 from ._arrays import register_engine
@@ -25,14 +27,14 @@ _NOISY = ("elbo", "log_likelihood")
 _MOST_ROWS = 4096  # the model's own inference chunk
 
 
-def _generator(seed):
+def _generator(seed: "int | np.random.Generator | None") -> np.random.Generator:
     """One generator for every chunk: rows draw from it in order."""
     if isinstance(seed, np.random.Generator):
         return seed
     return np.random.default_rng(None if seed is None else as_seed(seed))
 
 
-def _per_row(value, key, n):
+def _per_row(value: Any, key: str, n: int) -> Any:
     """A per-row argument as an array of n rows (None stays None)."""
     if value is None:
         return None
@@ -43,17 +45,17 @@ def _per_row(value, key, n):
     return value
 
 
-def _joined(parts):
+def _joined(parts: Sequence[Any]) -> Any:
     if isinstance(parts[0], tuple):  # encode: (mu, logvar)
         return tuple(np.concatenate(p) for p in zip(*parts))
     return np.concatenate(parts)
 
 
-def _by_chunks(name):
+def _by_chunks(name: str) -> Callable[..., Any]:
     """The engine function for method `name`: resolve X, run the method on
     each chunk of its rows, join the results."""
 
-    def call(obj, *args, layer=None, **kwargs):
+    def call(obj: Any, *args: Any, layer: Optional[str] = None, **kwargs: Any) -> Any:
         method = getattr(obj, name)
         signature = inspect.signature(method)
         arguments = dict(signature.bind(*args, **kwargs).arguments)
@@ -70,7 +72,7 @@ def _by_chunks(name):
             if key in arguments:
                 arguments[key] = _per_row(arguments[key], key, n)
         step = _rows.chunk_rows(rows.shape[1], _MOST_ROWS)
-        parts = []
+        parts: list[Any] = []
         for lo in range(0, n, step):
             hi = min(n, lo + step)
             chunk = {k: v[lo:hi] if k in _PER_ROW and v is not None else v

@@ -15,6 +15,7 @@ from ._typing import F32
 from ._validation import as_float32_array, as_weight
 
 if TYPE_CHECKING:
+    from ._rows import Rows
     from .model import VAE
 
 __all__ = ["GRADS", "MOMENT1", "MOMENT2", "PARAMS", "Internals", "internals"]
@@ -37,7 +38,7 @@ class Internals:
         """Training rows: 2-D float32, n_features columns, valid targets."""
         return self.model._check_X(X, name, targets=True)
 
-    def check_rows(self, rows):
+    def check_rows(self, rows: "Rows") -> "Rows":
         """A sparse or backed input (vaefast/_rows.py Rows): n_features
         columns, at least one row, valid stored values (an in-memory matrix
         is checked whole now, a backed one a batch at a time when read)."""
@@ -49,7 +50,7 @@ class Internals:
             raise ValueError(f"{rows.name} must not be empty, got shape {rows.shape}")
         return rows.check(self._check_values)
 
-    def _check_values(self, values, name):
+    def _check_values(self, values: object, name: str) -> F32:
         values = as_float32_array(values, name, allow_empty=True)
         return self.model._lik.check_targets(values, name)
 

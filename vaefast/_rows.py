@@ -21,10 +21,16 @@ Only a batch of rows is ever made dense (:meth:`Rows.take`).
 """
 
 import operator
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from ._sparse_batch import CSRBatch, gather_csr_rows, gather_dense_rows
+from ._typing import F32, I64, SparseMatrix
+
+# Which rows: a slice of step 1 or a 1-D array of indices
+RowIndex = Union[slice, ArrayLike]
 
 __all__ = ["Rows", "is_anndata", "is_gatherable", "resolve", "chunk_rows"]
 
@@ -32,15 +38,15 @@ _CHECK_ENTRIES = 1 << 22  # stored entries checked per piece (bounds the tempora
 _CHUNK_BYTES = 8 << 20    # dense bytes per inference chunk (chunk_rows)
 
 
-def _root(x):
+def _root(x: object) -> str:
     return type(x).__module__.split(".")[0]
 
 
-def is_anndata(x):
+def is_anndata(x: object) -> bool:
     return _root(x) == "anndata" and all(hasattr(x, a) for a in ("obs", "var", "layers", "X"))
 
 
-def _is_sparse(x):
+def _is_sparse(x: object) -> bool:
     if isinstance(x, np.ndarray):
         return False
     if getattr(x, "format", None) in ("csr", "csc") and hasattr(x, "indptr"):
@@ -48,12 +54,12 @@ def _is_sparse(x):
     return _root(x) == "scipy" and hasattr(x, "tocsr") and hasattr(x, "nnz")
 
 
-def _is_backed(x):
+def _is_backed(x: object) -> bool:
     return (not isinstance(x, np.ndarray) and _root(x) in ("anndata", "h5py")
             and hasattr(x, "shape") and hasattr(x, "__getitem__"))
 
 
-def is_gatherable(x):
+def is_gatherable(x: object) -> bool:
     """Whether x is read through :class:`Rows` (sparse, backed or AnnData)."""
     return isinstance(x, Rows) or is_anndata(x) or _is_sparse(x) or _is_backed(x)
 
@@ -66,22 +72,22 @@ class Rows:
     matrix's values were checked when it was made (else each batch is).
     """
 
-    def __init__(self, matrix, name, in_memory):
+    def __init__(self, matrix: SparseMatrix, name: str, in_memory: bool) -> None:
         self.matrix, self.name, self.in_memory = matrix, name, in_memory
-        self.shape = tuple(operator.index(s) for s in matrix.shape)
+        self.shape: tuple[int, ...] = tuple(operator.index(s) for s in matrix.shape)
         if len(self.shape) != 2:
             raise ValueError(f"{name} must be 2-dimensional, got shape {self.shape}")
 
     @property
-    def n_rows(self):
+    def n_rows(self) -> int:
         return self.shape[0]
 
     @property
-    def sparse(self):
+    def sparse(self) -> bool:
         """Whether :meth:`take_csr` gives CSR rows (else the matrix is dense)."""
         return self.in_memory or getattr(self.matrix, "format", None) in ("csr", "csc")
 
-    def take(self, rows):
+    def take(self, rows: RowIndex) -> F32:
         """Rows (a slice of step 1 or 1-D int array, any order, repeats
         allowed) as a dense float32 (len(rows), columns) array."""
         if self.in_memory:
@@ -91,7 +97,7 @@ class Rows:
             return gather_csr_rows(_canonical(block, self.name), order).toarray()
         return np.ascontiguousarray(np.asarray(block, dtype=np.float32)[order])
 
-    def take_csr(self, rows):
+    def take_csr(self, rows: RowIndex) -> CSRBatch:
         """Rows as a CSRBatch (float32 data, int32 indices sorted within each
         row, int64 indptr from 0), for the CSR first layer; never dense."""
         if self.in_memory:
@@ -100,7 +106,7 @@ class Rows:
         block, order = self._read(rows)
         return gather_csr_rows(_canonical(block, self.name), order)
 
-    def _read(self, rows):
+    def _read(self, rows: RowIndex) -> tuple[Any, I64]:
         """(block read from the file, the block's rows in the order asked)."""
         if isinstance(rows, slice):  # contiguous rows: one read
             block = self.matrix[rows]
@@ -109,7 +115,7 @@ class Rows:
         uniq, back = np.unique(np.asarray(rows, dtype=np.int64), return_inverse=True)
         return self.matrix[uniq], back
 
-    def check(self, check_values):
+    def check(self, check_values: Callable[[F32, str], object]) -> "Rows":
         """Check every stored value of an in-memory sparse matrix with
         check_values(float32 1-D array, name), and refuse duplicate column
         indices within a row (they would be summed by scipy but not here);
@@ -137,7 +143,7 @@ class Rows:
     sorted_rows = False  # column indices sorted within each row (known after check)
 
 
-def _canonical(block, name):
+def _canonical(block: SparseMatrix, name: str) -> SparseMatrix:
     """A sparse block read from a file as CSR with sorted, unique columns."""
     block = block if block.format == "csr" else block.tocsr()
     if getattr(block, "has_canonical_format", False) is not True:
@@ -148,18 +154,19 @@ def _canonical(block, name):
     return block
 
 
-def _sort_rows(batch):
+def _sort_rows(batch: CSRBatch) -> CSRBatch:
     """A CSRBatch with each row's entries in increasing column order."""
     order = np.lexsort((batch.indices, _row_numbers(batch.indptr)))
     return CSRBatch(batch.data[order], batch.indices[order], batch.indptr, batch.shape)
 
 
-def _row_numbers(indptr):
+def _row_numbers(indptr: NDArray[Any]) -> I64:
     lengths = np.diff(indptr)
     return np.repeat(np.arange(lengths.size), lengths)
 
 
-def _refuse_duplicates(indices, indptr, row0, name):
+def _refuse_duplicates(indices: NDArray[Any], indptr: NDArray[Any], row0: int,
+                       name: str) -> bool:
     """ValueError naming `name` if a row of this piece repeats a column;
     returns whether the columns are sorted within every row."""
     row_of = _row_numbers(indptr)
@@ -176,7 +183,7 @@ def _refuse_duplicates(indices, indptr, row0, name):
     return False
 
 
-def _layer_matrix(adata, layer, name):
+def _layer_matrix(adata: Any, layer: Optional[str], name: str) -> Any:
     if layer is None:
         if adata.X is None:
             raise ValueError(f"{name}.X is None: pass layer= to name the matrix to use")
@@ -187,7 +194,7 @@ def _layer_matrix(adata, layer, name):
     return adata.layers[layer]
 
 
-def resolve(x, name="X", layer=None):
+def resolve(x: Any, name: str = "X", layer: Optional[str] = None) -> Any:
     """x as fit and the inference methods read it: a :class:`Rows` for a
     sparse, backed or AnnData input (an AnnData's dense ``.X`` or layer is
     returned as the array itself), x itself for anything else; `layer`
@@ -212,6 +219,6 @@ def resolve(x, name="X", layer=None):
     return x
 
 
-def chunk_rows(n_cols, most):
+def chunk_rows(n_cols: int, most: int) -> int:
     """Rows per inference chunk: about _CHUNK_BYTES dense, 1 .. most."""
     return max(1, min(most, _CHUNK_BYTES // (4 * max(1, n_cols))))

@@ -564,8 +564,9 @@ class VAE(ModelFiles, ExpressionMethods):
                 callbacks: "FitCallback | Sequence[FitCallback]" = (),
                 progress: Optional[bool] = None, c: Optional[ArrayLike] = None,
                 size_factors: Optional[ArrayLike] = None, comm: Any = None,
-                checkpoint: Optional[StrPath] = None,
-                buffer_rows: Optional[int] = None) -> "History": ...
+                checkpoint: Optional[StrPath] = None, buffer_rows: Optional[int] = None,
+                sparse_first_layer: bool = True,
+                layer: Optional[str] = None) -> "History": ...
     else:
         @_fit_options.declare
         def fit(self, X, *args, **kwargs):

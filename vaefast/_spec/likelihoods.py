@@ -102,7 +102,7 @@ class Likelihood:
         return X
 
 
-def _check_scvi_counts(X, name, likelihood):
+def _check_scvi_counts(X: Floats, name: str, likelihood: str) -> None:
     """The scVI likelihoods' counts: finite integers up to 2^24 (exact in
     float32; the kernel's lgamma(x + 1) is of an integer), every row with a
     positive total (its observed library size)."""

@@ -250,10 +250,13 @@ def gaussian_var_loss(y: Array, x: Array, logvar: Array,
 
 def recon_loss(likelihood: str, out: Array, x: Array, scale: float = 1.0) -> Pair:
     """Dispatch to the likelihood's loss: (per-row loss, gradient w.r.t. out)."""
-    return recon_terms(likelihood, out, x, scale)[:2]
+    loss, grad, _ = recon_terms(likelihood, out, x, scale)
+    return loss, grad
 
 
-def recon_terms(likelihood, out, x, scale=1.0, params=None, size_factors=None):
+def recon_terms(likelihood: str, out: Array, x: Array, scale: float = 1.0,
+                params: Optional[Params] = None, size_factors: Optional[Array] = None
+                ) -> tuple[Array, Array, Optional[Array]]:
     """(per-row loss, gradient w.r.t. out, gradient w.r.t. the per-feature
     parameter params["likelihood"] (log θ) or None)."""
     if likelihood == BERNOULLI.name:
@@ -267,7 +270,7 @@ def recon_terms(likelihood, out, x, scale=1.0, params=None, size_factors=None):
                      f"got {likelihood!r}")
 
 
-def encoder_input(likelihood, x):
+def encoder_input(likelihood: str, x: Array) -> Array:
     """What the encoder reads: log(1 + x) for a count likelihood (the
     registry's `counts`), else x itself."""
     return np.log1p(x) if REGISTRY[likelihood].counts else x
@@ -403,8 +406,8 @@ def backward(params: Params, cache: dict[str, Any], x: Array, likelihood: str, b
     enc_acts = cache["enc_acts"]
     d_enc_top, dW_head, db_head = linear_backward(enc_acts[-1], params["head"][0], d_head)
     enc_grads, _ = mlp_backward(params["encoder"], enc_acts, d_enc_top, need_dx=False)
-    grads = {"encoder": enc_grads, "head": (dW_head, db_head), "decoder": dec_grads,
-             "output": (dW_out, db_out)}
+    grads: Params = {"encoder": enc_grads, "head": (dW_head, db_head), "decoder": dec_grads,
+                     "output": (dW_out, db_out)}
     if d_lik is not None:
         grads["likelihood"] = d_lik
     return grads

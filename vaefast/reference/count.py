@@ -156,7 +156,9 @@ def count_loss(x: ArrayLike, rho_logits: ArrayLike, library: ArrayLike,
 SCVI_KINDS = {ZINB.name: ZINB.name, SCVI_NB.name: "nb", SCVI_POISSON.name: POISSON.name}
 
 
-def scvi_recon(likelihood, out, x, log_theta=None, size_factors=None, scale=1.0):
+def scvi_recon(likelihood: str, out: Any, x: Any, log_theta: Optional[ArrayLike] = None,
+               size_factors: Optional[ArrayLike] = None,
+               scale: float = 1.0) -> tuple[F64, F64, Optional[F64]]:
     """The model's scVI reconstruction term: (per-row loss, scale·∂/∂out,
     scale·∂/∂log θ summed over the rows, or None).
 

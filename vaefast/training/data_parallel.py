@@ -3,13 +3,13 @@ vaefast/distributed.py's docstring)."""
 
 import os
 import zlib
-from typing import TYPE_CHECKING, Any, Optional, Sequence, cast
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, cast
 
 import numpy as np
 
 from .. import _core, _rows
-from .._internals import internals
-from .._typing import F64
+from .._internals import Internals, internals
+from .._typing import F32, F64
 from .progress import Bar
 from .sources import OneProcessSource
 
@@ -85,7 +85,8 @@ class ShardSource(OneProcessSource):
         self.batch_size = int(self.rank_batches[self.rank])
         self.n_steps = int(np.max(-(-self.shard_sizes // self.rank_batches)))
 
-    def _set_rows(self, inner, X):
+    def _set_rows(self, inner: Internals, X: Any) -> None:
+        self.take: Callable[[Any], F32]
         """self.take(rows) -> this shard's rows as a contiguous float32 batch."""
         if isinstance(X, _rows.Rows):  # sparse / backed: only a batch made dense
             take = inner.check_rows(X).take

@@ -22,6 +22,7 @@ from .._core import NONFINITE_STATUS, NonFiniteError, status_error
 from .history import History
 from .progress import Bar, make_bar
 from .._internals import Internals
+from .._sparse_batch import CSRBatch
 from .._typing import F32, F64, I64
 
 if TYPE_CHECKING:

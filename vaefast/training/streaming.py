@@ -33,7 +33,8 @@ import numpy as np
 
 from .._arrays import is_dask_array as _is_dask_array
 from .._arrays import row_chunked as _row_chunked
-from .._internals import internals
+from .._internals import Internals, internals
+from .._sparse_batch import CSRBatch
 from .._typing import F32, I64
 from .progress import Bar
 from .sources import OneProcessSource
@@ -70,7 +71,7 @@ def buffer_size(buffer_rows: Optional[int], batch_size: int, n_features: int) ->
 
 
 def make_source(model: "VAE", X: Any, batch_size: int,
-                buffer_rows: Optional[int]) -> Union["MemmapSource", "BlockSource"]:
+                buffer_rows: Optional[int]) -> Union["RandomAccessSource", "BlockSource"]:
     """The source object fit uses for a streamed X."""
     if isinstance(X, np.memmap):
         return RandomAccessSource(model, X, batch_size, buffer_rows)
@@ -140,10 +141,13 @@ class RandomAccessSource(OneProcessSource):
     vaefast/_rows.py): the exact in-memory order, gathered buffer by buffer,
     with the conditions and size factors of those rows."""
 
-    def __init__(self, model, X, batch_size, buffer_rows, c=None, size_factors=None,
-                 sparse_first_layer=False):
+    def __init__(self, model: "VAE", X: Any, batch_size: int, buffer_rows: Optional[int],
+                 c: object = None, size_factors: object = None,
+                 sparse_first_layer: bool = False) -> None:
         inner = internals(model)
-        self.take_csr = None  # rows -> CSRBatch, for the CSR first layer
+        self.take: Callable[[Any], Any]
+        # rows -> CSRBatch, for the CSR first layer
+        self.take_csr: Optional[Callable[[Any], CSRBatch]] = None
         if isinstance(X, np.memmap):
             if X.ndim != 2:
                 raise ValueError(f"X must be 2-dimensional, got shape {X.shape}")
@@ -160,12 +164,13 @@ class RandomAccessSource(OneProcessSource):
                 self.take_csr = X.take_csr
             default_rows = batch_size if buffer_rows is None else buffer_rows
         self.model = model
-        self.n_rows = X.shape[0]
+        self.n_rows: int = X.shape[0]
         self.c, self.size_factors = inner.check_side(c, size_factors, self.n_rows)
         self.batch_size = min(batch_size, self.n_rows)
         self.buffer_rows = buffer_size(default_rows, self.batch_size, model.n_features)
 
-    def _buffers(self, order):
+    def _buffers(self, order: Optional[I64]
+                 ) -> Iterator[tuple[F32, list[Optional[F32]], Optional[CSRBatch]]]:
         R, n = self.buffer_rows, self.n_rows
         for start in range(0, n, R):
             rows = order[start:start + R] if order is not None else slice(start, start + R)
