@@ -73,6 +73,15 @@ def test_sparse_cells_give_the_same_result(planted):
         np.testing.assert_array_equal(a[key], b[key])
 
 
+def test_normalized_expression_of_sparse_cells(planted):
+    sp = pytest.importorskip("scipy.sparse", reason="scipy is not installed")
+    m, X, *_ = planted
+    want = m.get_normalized_expression(X, library_size=1e4)
+    np.testing.assert_array_equal(m.get_normalized_expression(sp.csr_matrix(X),
+                                                              library_size=1e4), want)
+    np.testing.assert_allclose(want.sum(axis=1), 1e4, rtol=1e-5)
+
+
 def test_errors_name_the_argument(planted):
     m, X, cell_type, *_ = planted
     with pytest.raises(ValueError, match="model must use a likelihood with scVI's mean"):

@@ -10,12 +10,14 @@ sample, no batch transform).
 
 import numpy as np
 
+from ._arrays import deferrable
 from ._validation import as_float
 
 
 class ExpressionMethods:
     """Methods of VAE that only the scVI-parameterised likelihoods have."""
 
+    @deferrable
     def get_normalized_expression(self, X, c=None, library_size=None):
         """softmax(rho) of the decoded posterior mean, times `library_size`.
 
@@ -27,8 +29,10 @@ class ExpressionMethods:
 
         Parameters
         ----------
-        X : array_like, shape (n, n_features)
-            Counts (any values the encoder accepts; no targets are checked).
+        X : array_like, scipy sparse matrix or AnnData, shape (n, n_features)
+            Counts (any values the encoder accepts; no targets are checked);
+            sparse and AnnData input is read a chunk of rows at a time, and
+            ``layer=`` names an AnnData layer, as for ``transform``.
         c : array_like, shape (n, n_conditions), for a conditional model
         library_size : float, > 0, optional
             Scale of every row (default 1: proportions).
