@@ -11,7 +11,10 @@ about 90 % zeros), split 90/10 into training and held-out cells. Each
 framework runs in a fresh process per thread count, pinned to that many
 threads. Printed: the median seconds of one epoch (between epoch-end
 callbacks, so one-off setup is left out), the held-out negative ELBO per
-cell (one Monte-Carlo sample, reconstruction + KL(z)) and the ratios.
+cell (one Monte-Carlo sample, reconstruction + KL(z)) and the ratios; then,
+over all cells, the cell-type silhouette and the kNN batch entropy of the
+latent space and the AUC with which each framework's differential
+expression between types 0 and 1 ranks the planted genes (scikit-learn).
 
 scvi-tools is a peer, never a dependency of vaefast: install it into a
 separate venv beside the CPU build of PyTorch, and name that interpreter
@@ -60,8 +63,11 @@ def run_vaefast(data, threads, epochs, likelihood):
     m.fit(X[train], c=c[train], epochs=epochs, batch_size=BATCH, learning_rate=LR,
           progress=False, callbacks=lambda epoch, logs: stamps.append(time.perf_counter()))
     nelbo = -float(np.mean(m.elbo(X[test], c=c[test], seed=1)))
+    from vaefast.single_cell import differential_expression
+    de = differential_expression(m, X, data["cell_type"], 0, 1, c=c)
+    analysis = dict(latent=m.transform(X, c), proba_de=de["proba_de"], lfc=de["lfc_mean"])
     return dict(epoch_s=statistics.median(np.diff(stamps)), nelbo=nelbo,
-                version=vaefast.__version__)
+                version=vaefast.__version__), analysis
 
 
 def run_scvi(data, threads, epochs, likelihood):
@@ -101,14 +107,51 @@ def run_scvi(data, threads, epochs, likelihood):
     # get_elbo is −(mean over cells of reconstruction loss + KL(z)), the ELBO
     # (scvi/model/base/_vaemixin.py, _log_likelihood.py in 1.4)
     nelbo = -float(model.get_elbo(adata=a_test))
+    a_all = adata_of(np.arange(len(X)))
+    a_all.obs["cell_type"] = data["cell_type"].astype(str)
+    scvi.model.SCVI.setup_anndata(a_all, batch_key="batch")
+    de = model.differential_expression(a_all, groupby="cell_type", group1="0", group2="1",
+                                       mode="change", delta=0.25)
+    de = de.loc[[str(g) for g in a_all.var_names]]  # back in gene order
+    analysis = dict(latent=model.get_latent_representation(a_all),
+                    proba_de=de["proba_de"].to_numpy(), lfc=de["lfc_mean"].to_numpy())
     return dict(epoch_s=statistics.median(np.diff(stamps)), nelbo=nelbo,
-                version=scvi.__version__)
+                version=scvi.__version__), analysis
 
 
 def child(args):
     data = dict(np.load(args.data))
     run = run_vaefast if args.child == "vaefast" else run_scvi
-    print("RESULT " + json.dumps(run(data, args.threads[0], args.epochs, args.likelihood)))
+    result, analysis = run(data, args.threads[0], args.epochs, args.likelihood)
+    np.savez(args.out, **analysis)
+    print("RESULT " + json.dumps(result))
+
+
+def batch_entropy(latent, batch, k=50):
+    """Mean over cells of the entropy of the batch labels among each cell's
+    k nearest neighbours in the latent space, divided by log(#batches):
+    1 = batches perfectly mixed, 0 = separated."""
+    from sklearn.neighbors import NearestNeighbors
+    nn = NearestNeighbors(n_neighbors=k + 1).fit(latent)
+    idx = nn.kneighbors(latent, return_distance=False)[:, 1:]
+    levels = np.unique(batch)
+    p = np.stack([(batch[idx] == b).mean(axis=1) for b in levels], axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = -np.where(p > 0, p * np.log(p), 0.0).sum(axis=1)
+    return float(h.mean() / np.log(len(levels)))
+
+
+def analysis_metrics(path, data):
+    """Cell-type silhouette and batch entropy of the latent space, and the
+    AUC of the DE ranking (proba_de, |lfc|) for the planted genes."""
+    from sklearn.metrics import roc_auc_score, silhouette_score
+    a = np.load(path)
+    truth = np.zeros(data["X"].shape[1], bool)
+    truth[data["de_genes"]] = True
+    return dict(silhouette=float(silhouette_score(a["latent"], data["cell_type"])),
+                batch_entropy=batch_entropy(a["latent"], data["batch"]),
+                auc_proba=float(roc_auc_score(truth, a["proba_de"])),
+                auc_lfc=float(roc_auc_score(truth, np.abs(a["lfc"]))))
 
 
 def main():
@@ -121,6 +164,7 @@ def main():
     ap.add_argument("--scvi-python", default=sys.executable)
     ap.add_argument("--child", choices=["vaefast", "scvi"], help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         return child(args)
@@ -139,15 +183,16 @@ def main():
             for name, python in (("vaefast", sys.executable), ("scvi", args.scvi_python)):
                 env = dict(os.environ, OMP_NUM_THREADS=str(threads),
                            OPENBLAS_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+                out_path = os.path.join(tmp, f"{name}-{threads}.npz")
                 out = subprocess.run(
                     [python, os.path.abspath(__file__), "--child", name, "--data", path,
                      "--threads", str(threads), "--epochs", str(args.epochs),
-                     "--likelihood", args.likelihood],
+                     "--likelihood", args.likelihood, "--out", out_path],
                     env=env, capture_output=True, text=True)
                 line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
                 if out.returncode or not line:
                     sys.exit(f"{name} failed ({out.returncode}):\n{out.stderr[-3000:]}")
-                res[name] = json.loads(line[-1][7:])
+                res[name] = dict(json.loads(line[-1][7:]), **analysis_metrics(out_path, data))
             rows.append((threads, res))
     print("| threads | vaefast s/epoch | scvi-tools s/epoch | speed-up | "
           "held-out −ELBO vaefast | scvi-tools | difference |")
@@ -157,6 +202,14 @@ def main():
         print(f"| {threads} | {v['epoch_s']:.3f} | {s['epoch_s']:.3f} | "
               f"{s['epoch_s'] / v['epoch_s']:.1f}× | {v['nelbo']:.1f} | {s['nelbo']:.1f} | "
               f"{100 * (v['nelbo'] - s['nelbo']) / s['nelbo']:+.2f} % |")
+    print("\n| threads | framework | cell-type silhouette | batch entropy (kNN 50) | "
+          "DE AUC (proba_de) | DE AUC (abs lfc) |")
+    print("|---|---|---|---|---|---|")
+    for threads, r in rows:
+        for name in ("vaefast", "scvi"):
+            m = r[name]
+            print(f"| {threads} | {name} | {m['silhouette']:.3f} | {m['batch_entropy']:.3f} | "
+                  f"{m['auc_proba']:.3f} | {m['auc_lfc']:.3f} |")
     print(f"(vaefast {rows[0][1]['vaefast']['version']}, scvi-tools "
           f"{rows[0][1]['scvi']['version']}; vaefast without batch norm and dropout, "
           "batch joined to the first layers only)")

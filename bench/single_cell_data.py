@@ -12,7 +12,8 @@ dimensions); gene expression is
 
 so the counts carry a batch effect to be removed, cell types to be kept
 apart, and a planted set of genes (`de_genes`) whose expression differs
-between types 0 and 1 by a known log fold change. About 90 % of the entries
+between types 0 and 1 by a known log fold change (their latent centres are
+the same, so those genes are all that tells the two types apart). About 90 % of the entries
 are zero with the defaults. Everything is a pure function of the seed.
 """
 
@@ -31,6 +32,7 @@ def make_counts(n_cells=12000, n_genes=2000, n_types=5, n_batches=2, latent_dim=
     """
     rng = np.random.default_rng(seed)
     centres = rng.normal(0.0, 2.0, (n_types, latent_dim))
+    centres[1] = centres[0]  # types 0 and 1 differ only in the planted genes
     cell_type = rng.integers(0, n_types, n_cells)
     batch = rng.integers(0, n_batches, n_cells)
     latent = centres[cell_type] + rng.normal(0.0, 0.5, (n_cells, latent_dim))

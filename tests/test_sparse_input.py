@@ -402,11 +402,22 @@ def _csr_loss_and_grad(m, X, eps, csr):
     return loss, internals(m).named(core.get_buffer(GRADS))
 
 
+def _first_rows(counts, likelihood):
+    """64 rows valid for the likelihood: 0/1 for Bernoulli; for the scVI
+    likelihoods, whose library is the row total, no empty row."""
+    X = counts[:64].copy()
+    if likelihood == "bernoulli":
+        return (X > 0).astype(np.float32)
+    if likelihood.startswith(("zinb", "scvi")):
+        X[:, 0] += 1
+    return X
+
+
 @pytest.mark.parametrize("likelihood", ["poisson", "negative_binomial", "gaussian",
-                                        "bernoulli"])
+                                        "bernoulli", "zinb", "scvi_nb", "scvi_poisson"])
 @pytest.mark.parametrize("hidden", [(16, 8), ()])
 def test_csr_first_layer_gradient_matches_dense(counts, kernel_set, likelihood, hidden):
-    X = counts[:64] if likelihood != "bernoulli" else (counts[:64] > 0).astype(np.float32)
+    X = _first_rows(counts, likelihood)
     m = vaefast.VAE(D, hidden=hidden, latent_dim=4, likelihood=likelihood, seed=5)
     eps = np.random.default_rng(2).standard_normal((64, 4)).astype(np.float32)
     want_loss, want = _csr_loss_and_grad(m, X, eps, csr=False)
@@ -430,6 +441,18 @@ def test_csr_first_layer_fit_close_to_dense(kind, kernel_set, counts, h5ad_path)
     for k in want:
         np.testing.assert_allclose(got[k], want[k], rtol=0, atol=14 * 1e-3 * 1e-3, err_msg=k)
     np.testing.assert_allclose(h_got.history["loss"], h_want.history["loss"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["csr_matrix", "csc_array"])
+def test_empty_cell_refused_for_the_observed_library(kind, counts):
+    """The scVI likelihoods' library is a row's total: an empty row is named
+    before any step, from the sparse matrix's stored values alone."""
+    X = _first_rows(counts, "zinb")
+    X[5] = 0
+    m = model("zinb")
+    with pytest.raises(ValueError, match=r"X has 1 row\(s\) of zero total count \(first: row 5\)"):
+        m.fit(make(kind, X, None)[0], epochs=1, batch_size=32, progress=False)
+    assert m.step_ == 0
 
 
 def test_csr_first_layer_used_and_thread_count_free(counts, threads_setting, monkeypatch):

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Optional, Protocol
 
 import numpy as np
 
+from ._arrays import deferrable
 from ._typing import ArrayLike, F32
 from ._validation import as_float
 
@@ -35,6 +36,7 @@ class _Model(Protocol):
 class ExpressionMethods:
     """Methods of VAE that only the scVI-parameterised likelihoods have."""
 
+    @deferrable
     def get_normalized_expression(self: _Model, X: ArrayLike, c: Optional[ArrayLike] = None,
                                   library_size: Optional[float] = None) -> F32:
         """softmax(rho) of the decoded posterior mean, times `library_size`.
@@ -47,8 +49,10 @@ class ExpressionMethods:
 
         Parameters
         ----------
-        X : array_like, shape (n, n_features)
-            Counts (any values the encoder accepts; no targets are checked).
+        X : array_like, scipy sparse matrix or AnnData, shape (n, n_features)
+            Counts (any values the encoder accepts; no targets are checked);
+            sparse and AnnData input is read a chunk of rows at a time, and
+            ``layer=`` names an AnnData layer, as for ``transform``.
         c : array_like, shape (n, n_conditions), for a conditional model
         library_size : float, > 0, optional
             Scale of every row (default 1: proportions).

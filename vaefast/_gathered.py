@@ -1,6 +1,6 @@
 """Sparse, backed and AnnData input to the inference methods (``encode``,
-``transform``, ``decode``, ``reconstruct``, ``elbo``, ``log_likelihood``
-and the scikit-learn transformer's ``transform`` / ``score_samples``).
+``transform``, ``decode``, ``reconstruct``, ``elbo``, ``log_likelihood``,
+``get_normalized_expression`` and the scikit-learn transformer's ``transform`` / ``score_samples``).
 
 X is read a chunk of rows at a time through vaefast/_rows.py (about 8 MiB
 dense per chunk); each chunk runs the in-memory method and the results are
@@ -85,5 +85,5 @@ def _by_chunks(name: str) -> Callable[..., Any]:
 
 
 _METHODS = ("encode", "transform", "decode", "reconstruct", "elbo", "log_likelihood",
-            "score_samples")
+            "score_samples", "get_normalized_expression")
 register_engine(_rows.is_gatherable, {name: _by_chunks(name) for name in _METHODS})

@@ -48,7 +48,7 @@ class Internals:
                              f"got {rows.shape[1]}")
         if rows.shape[0] == 0:
             raise ValueError(f"{rows.name} must not be empty, got shape {rows.shape}")
-        return rows.check(self._check_values)
+        return rows.check(self._check_values, self.model._lik.check_row_totals)
 
     def _check_values(self, values: object, name: str) -> F32:
         values = as_float32_array(values, name, allow_empty=True)

@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ._sparse_batch import CSRBatch, gather_csr_rows, gather_dense_rows
-from ._typing import F32, I64, SparseMatrix
+from ._typing import F32, F64, I64, SparseMatrix
 
 # Which rows: a slice of step 1 or a 1-D array of indices
 RowIndex = Union[slice, ArrayLike]
@@ -115,29 +115,40 @@ class Rows:
         uniq, back = np.unique(np.asarray(rows, dtype=np.int64), return_inverse=True)
         return self.matrix[uniq], back
 
-    def check(self, check_values: Callable[[F32, str], object]) -> "Rows":
+    def check(self, check_values: Callable[[F32, str], object],
+              check_totals: Optional[Callable[[F64, str], object]] = None) -> "Rows":
         """Check every stored value of an in-memory sparse matrix with
         check_values(float32 1-D array, name), and refuse duplicate column
         indices within a row (they would be summed by scipy but not here);
-        a piece of the entries at a time. Backed matrices: nothing (each
-        batch is checked when read)."""
+        a piece of the entries at a time. check_totals, if given, is then
+        called once with every row's total (float64, n rows) and the name.
+        Backed matrices: nothing (each batch is checked when read)."""
         if not self.in_memory:
             return self
         X = self.matrix
         indptr = np.asarray(X.indptr)
         n, start = self.shape[0], 0
         canonical = getattr(X, "has_canonical_format", False) is True
+        totals = np.zeros(n) if check_totals is not None else None
         self.sorted_rows = True
         while start < n:
             lo = int(indptr[start])
             stop = int(np.searchsorted(indptr, lo + _CHECK_ENTRIES, side="right")) - 1
             stop = min(n, max(stop, start + 1))
             hi = int(indptr[stop])
-            check_values(np.asarray(X.data[lo:hi], dtype=np.float32), self.name)
+            values = np.asarray(X.data[lo:hi], dtype=np.float32)
+            check_values(values, self.name)
+            if check_totals is not None:
+                assert totals is not None  # allocated with check_totals
+                totals[start:stop] = np.bincount(_row_numbers(indptr[start:stop + 1] - lo),
+                                                 weights=values, minlength=stop - start)
             if not canonical:
                 self.sorted_rows &= _refuse_duplicates(np.asarray(X.indices[lo:hi]),
                                                   indptr[start:stop + 1] - lo, start, self.name)
             start = stop
+        if check_totals is not None:
+            assert totals is not None
+            check_totals(totals, self.name)
         return self
 
     sorted_rows = False  # column indices sorted within each row (known after check)

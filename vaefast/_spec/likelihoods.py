@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 
-from .._typing import F64, Floats
+from .._typing import ArrayLike, F64, Floats
 from . import densities, export_hooks
 from .limits import LIMITS
 
@@ -101,18 +101,29 @@ class Likelihood:
             _check_scvi_counts(X, name, self.name)
         return X
 
+    def check_row_totals(self, totals: ArrayLike, name: str = "X") -> None:
+        """Raise ValueError naming `name` if this likelihood's library size is
+        the observed total count and a row's total (in `totals`) is zero."""
+        if self.observed_library:
+            _check_row_totals(totals, name, self.name)
+
 
 def _check_scvi_counts(X: Floats, name: str, likelihood: str) -> None:
     """The scVI likelihoods' counts: finite integers up to 2^24 (exact in
     float32; the kernel's lgamma(x + 1) is of an integer), every row with a
-    positive total (its observed library size)."""
-    totals = X.sum(axis=1, dtype=np.float64)  # NaN/Inf show here; no overflow
-    if not np.isfinite(totals).all():
+    positive total (its observed library size). A 1-D X is a piece of a
+    sparse matrix's stored values: its rows are checked by check_row_totals."""
+    if not np.isfinite(X).all():
         raise ValueError(f"{name} must be finite counts for the {likelihood} likelihood")
     if X.max() > LIMITS["count_max"] or (X != np.floor(X)).any():
         raise ValueError(f"{name} must hold integer counts in [0, 2^24] for the "
                          f"{likelihood} likelihood")
-    empty = np.flatnonzero(totals <= 0)
+    if X.ndim == 2:
+        _check_row_totals(X.sum(axis=1, dtype=np.float64), name, likelihood)
+
+
+def _check_row_totals(totals: ArrayLike, name: str, likelihood: str) -> None:
+    empty = np.flatnonzero(np.asarray(totals) <= 0)
     if empty.size:
         raise ValueError(
             f"{name} has {empty.size} row(s) of zero total count (first: row {empty[0]}); "

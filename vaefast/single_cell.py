@@ -1,0 +1,123 @@
+"""Single-cell analyses on a trained scVI-parameterised VAE.
+
+``differential_expression`` compares two groups of cells through the model:
+for cells of each group it draws latent codes from q(z|x), decodes each to
+the normalised expression softmax(rho) (the same quantity as
+``VAE.get_normalized_expression``, here per posterior sample), pairs draws
+of the first group with draws of the second at random, and summarises the
+log2 fold change of every gene over the pairs: its mean and median, and
+the posterior probability that its magnitude exceeds ``delta`` (the
+"change" test of Boyeau et al., as scvi-tools' ``differential_expression``
+describes it). Genes are ranked by that probability.
+
+Only NumPy is used; the model is reached through its public methods.
+"""
+
+from typing import TYPE_CHECKING, Any, Optional
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ._spec import likelihoods
+from ._typing import ArrayLike, F32, I64
+
+if TYPE_CHECKING:
+    from .model import VAE
+from ._validation import as_float
+
+
+def _group_rows(groups: NDArray[Any], group: object, name: str) -> I64:
+    rows = np.flatnonzero(groups == group)
+    if rows.size == 0:
+        raise ValueError(f"{name}={group!r} names no cell of groups")
+    return rows
+
+
+def _posterior_expression(model: "VAE", X: Any, c: Optional[NDArray[Any]], rows: I64,
+                          n_draws: int, rng: np.random.Generator) -> F32:
+    """(n_draws, n_features) normalised expression of draws z ~ q(z|x) for
+    cells drawn at random (with replacement) from `rows`."""
+    cells = rng.choice(rows, n_draws)
+    order = np.argsort(cells, kind="stable")  # encode each needed row once
+    uniq, inverse = np.unique(cells[order], return_inverse=True)
+    mu, logvar = model.encode(X[uniq], None if c is None else c[uniq])
+    z = np.empty((n_draws, mu.shape[1]), np.float32)
+    eps = rng.standard_normal((n_draws, mu.shape[1])).astype(np.float32)
+    z[order] = mu[inverse] + np.exp(0.5 * logvar[inverse]) * eps[order]
+    cz = None if c is None else c[cells]
+    return model.decode(z, cz)
+
+
+def differential_expression(model: "VAE", X: Any, groups: ArrayLike, group1: object,
+                            group2: object = None, c: Optional[ArrayLike] = None,
+                            n_draws: int = 2000, delta: float = 0.25,
+                            pseudocount: float = 1e-6,
+                            seed: int = 0) -> dict[str, NDArray[Any]]:
+    """Rank the features (genes) by evidence of a change between two groups.
+
+    Parameters
+    ----------
+    model : vaefast.VAE
+        Trained with a likelihood that has scVI's mean (``"zinb"``,
+        ``"scvi_nb"``, ``"scvi_poisson"``): its decoder gives normalised
+        expression.
+    X : array_like or scipy sparse matrix, shape (n, n_features)
+        The cells (counts), as the model's ``encode`` takes them.
+    groups : array_like, shape (n,)
+        The group label of each cell.
+    group1, group2 :
+        The labels compared; ``group2=None`` compares group1 with every
+        other cell.
+    c : array_like, shape (n, n_conditions), optional
+        The cells' conditions, for a conditional model.
+    n_draws : int
+        Posterior draws per group (cells drawn at random with replacement,
+        one latent sample each); draws are paired in order.
+    delta : float, >= 0
+        The smallest |log2 fold change| that counts as a change.
+    pseudocount : float, > 0
+        Added to the expression before the logarithm.
+    seed : int
+        Seeds the choice of cells and the latent draws.
+
+    Returns
+    -------
+    dict of ndarray, shape (n_features,) each
+        ``proba_de`` (P(|LFC| > delta)), ``lfc_mean``, ``lfc_median``,
+        ``scale1`` and ``scale2`` (mean normalised expression in each group),
+        and ``rank`` (feature indices, most evident change first: by
+        proba_de, ties by |lfc_mean|).
+
+    Raises
+    ------
+    ValueError
+        If the model has no scVI mean, a group names no cell, groups does
+        not have one label per row, or an argument is out of range (named).
+    """
+    if not likelihoods.get(model.likelihood).observed_library:
+        raise ValueError("model must use a likelihood with scVI's mean ('zinb', "
+                         f"'scvi_nb', 'scvi_poisson'), got {model.likelihood!r}")
+    n = X.shape[0]
+    groups = np.asarray(groups)
+    if groups.shape != (n,):
+        raise ValueError(f"groups must hold one label per row of X, shape ({n},), "
+                         f"got {groups.shape}")
+    if int(n_draws) != n_draws or n_draws < 1:
+        raise ValueError(f"n_draws must be a positive integer, got {n_draws!r}")
+    delta = as_float(delta, "delta", minimum=0.0)
+    pseudocount = as_float(pseudocount, "pseudocount", minimum=0.0, open_min=True)
+    c = None if c is None else np.asarray(c, dtype=np.float32)
+    rows1 = _group_rows(groups, group1, "group1")
+    rows2 = (np.flatnonzero(groups != group1) if group2 is None
+             else _group_rows(groups, group2, "group2"))
+    if rows2.size == 0:
+        raise ValueError(f"group1={group1!r} holds every cell: nothing to compare with")
+    rng = np.random.default_rng(seed)
+    h1 = _posterior_expression(model, X, c, rows1, int(n_draws), rng)
+    h2 = _posterior_expression(model, X, c, rows2, int(n_draws), rng)
+    lfc = np.log2(h1 + pseudocount) - np.log2(h2 + pseudocount)
+    proba = (np.abs(lfc) > delta).mean(axis=0)
+    lfc_mean = lfc.mean(axis=0)
+    rank = np.lexsort((-np.abs(lfc_mean), -proba))
+    return dict(proba_de=proba, lfc_mean=lfc_mean, lfc_median=np.median(lfc, axis=0),
+                scale1=h1.mean(axis=0), scale2=h2.mean(axis=0), rank=rank)
