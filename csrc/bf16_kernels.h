@@ -33,6 +33,10 @@ typedef struct vf_bf16_problem {
 /* VF_OK or VF_ERR_NOMEM. The avx512 driver needs AVX512_BF16. */
 int vf_gemm_bf16_generic(const vf_bf16_problem *p);
 int vf_gemm_bf16_avx512(const vf_bf16_problem *p);
+/* The same product on AMX tiles (isa/gemm_amx.c, the avx512 set): needs
+ * VF_CPU_AMX_BF16. Its sums are not VDPBF16PS's, so its bits differ from
+ * the two drivers above (docs/precision.md gives the bound). */
+int vf_gemm_bf16_amx_avx512(const vf_bf16_problem *p);
 
 /* out[i] = VDPBF16PS lane (acc[i], a[i], b[i]) for i < n: the instruction
  * (avx512) or its emulation (generic), for the bit-for-bit tests. */

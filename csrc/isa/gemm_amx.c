@@ -1,0 +1,248 @@
+/* gemm_amx.c: the bf16 GEMM (bf16_kernels.h) on Intel AMX, compiled in the
+ * avx512 set only (the tile instructions through function-level target
+ * attributes: the set's flags stay AMX-free) and run only where
+ * vf_cpu_features() reports VF_CPU_AMX_BF16 (CPU, OS and Linux permission).
+ *
+ * TDPBF16PS tmm_c, tmm_a, tmm_b: C (16×16 fp32) += A (16 rows × 16 bf16
+ * pairs) · B (16 pair-rows × 16 columns, each entry a pair of k = 2q, 2q+1).
+ * Operands are packed tile by tile (1 KiB, rows of 64 bytes):
+ *
+ *   A block (mc rows, padded to 32): ap[((g·nq + s)·16 + r)·16 + qq] =
+ *       pair (2(16s+qq), 2(16s+qq)+1) of row 16g + r of op(A)
+ *   B block (nc columns, padded to 32): bp[((h·nq + s)·16 + qq)·16 + c] =
+ *       pair (2(16s+qq), 2(16s+qq)+1) of column 16h + c of op(B)
+ *
+ * with nq = ceil(K/32) k-steps; rows, columns and k past the matrix are 0.
+ * The micro-kernel keeps a 32×32 block of C in tmm0-3, loads two A and two
+ * B tiles per k-step into tmm4-7, and walks all of K in order; the fp32
+ * result then goes through the epilogue (bias, ReLU, the nonfinite flag).
+ * Each C entry is the same sequence of TDPBF16PS steps whatever the thread
+ * count. The arithmetic is not VDPBF16PS's (docs/precision.md: products
+ * below 2^-126 flushed, each pair's two products summed before they meet
+ * the accumulator), so this route's bits differ from the emulation's. */
+#include <immintrin.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bf16_kernels.h"
+#include "isa/isa.h"
+#include "isa/vec_bf16.h"
+#include "vaefast.h"
+
+#if VF_SIMD_AVX512
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define AMX_TARGET __attribute__((target("amx-tile,amx-bf16")))
+#define AMX_TILE 256 /* uint32 pairs per tile: 16 rows × 16 */
+#define AMX_MC 128   /* rows of A per packed block (a multiple of 32) */
+#define AMX_NC 256   /* columns of B per packed block (a multiple of 32) */
+
+/* The GCC 12 tile intrinsics are asm without a memory clobber: fence the
+ * ordinary stores of the packers and loads of the epilogue around them. */
+#define AMX_FENCE() __asm__ volatile("" ::: "memory")
+
+static inline int64_t amx_min(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* the 64-byte LDTILECFG operand (palette 1) */
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} __attribute__((packed, aligned(64))) amx_config;
+
+static inline uint32_t amx_pair(float lo, float hi)
+{
+    uint32_t l, h;
+    memcpy(&l, &lo, 4);
+    memcpy(&h, &hi, 4);
+    return vf_bf16_round_bits(l) | (vf_bf16_round_bits(h) << 16);
+}
+
+/* 16 lanes: op(A) rows i0 + lane (lanes < h), entries k and k + 1 as one
+ * pair each; a k past K reads 0 (trans_a: rows of the stored K×M matrix). */
+static inline vu a_pairs_down_k(const vf_bf16_problem *p, int64_t i0, int64_t h, int64_t k)
+{
+    const vm m = vm_first(h);
+    const float *r0 = p->A + k * p->lda + i0;
+    const vf lo = k < p->K ? vf_load_mask(r0, m) : vf_zero();
+    const vf hi = k + 1 < p->K ? vf_load_mask(r0 + p->lda, m) : vf_zero();
+    return vu_bf16_pair(lo, hi);
+}
+
+/* Pack rows i0..i0+h of op(A) (h <= AMX_MC) into tiles; nq k-steps. */
+static void pack_a(const vf_bf16_problem *p, int64_t i0, int64_t h, int64_t nq, uint32_t *ap)
+{
+    const int64_t groups = (h + 31) / 32 * 2;
+    memset(ap, 0, (size_t)(groups * nq * AMX_TILE) * sizeof(uint32_t));
+    for (int64_t g = 0; g < groups && 16 * g < h; ++g) {
+        const int64_t r0 = 16 * g, rows = amx_min(16, h - r0);
+        for (int64_t s = 0; s < nq; ++s) {
+            uint32_t *t = ap + (g * nq + s) * AMX_TILE;
+            if (p->trans_a) { /* a pair of one row: two rows of the stored matrix */
+                for (int64_t qq = 0; qq < 16 && 32 * s + 2 * qq < p->K; ++qq) {
+                    uint32_t col[16];
+                    vu_store(col, a_pairs_down_k(p, i0 + r0, rows, 32 * s + 2 * qq));
+                    for (int64_t r = 0; r < rows; ++r)
+                        t[r * 16 + qq] = col[r];
+                }
+                continue;
+            }
+            const int64_t k0 = 32 * s, kn = amx_min(32, p->K - k0); /* a row's 32 floats */
+            for (int64_t r = 0; r < rows; ++r) {
+                const float *row = p->A + (i0 + r0 + r) * p->lda + k0;
+                if (kn == 32) {
+                    vu_store(t + r * 16, vu_bf16_pack_adjacent(vf_load(row), vf_load(row + 16)));
+                    continue;
+                }
+                for (int64_t qq = 0; 2 * qq < kn; ++qq)
+                    t[r * 16 + qq] = amx_pair(row[2 * qq], 2 * qq + 1 < kn ? row[2 * qq + 1] : 0.0f);
+            }
+        }
+    }
+}
+
+/* Pack columns j0..j0+w of op(B) (w <= AMX_NC) into tiles; nq k-steps. */
+static void pack_b(const vf_bf16_problem *p, int64_t j0, int64_t w, int64_t nq, uint32_t *bp)
+{
+    const int64_t groups = (w + 31) / 32 * 2;
+    memset(bp, 0, (size_t)(groups * nq * AMX_TILE) * sizeof(uint32_t));
+    for (int64_t h = 0; h < groups && 16 * h < w; ++h) {
+        const int64_t c0 = 16 * h, cols = amx_min(16, w - c0);
+        const vm m = vm_first(cols);
+        for (int64_t s = 0; s < nq; ++s) {
+            uint32_t *t = bp + (h * nq + s) * AMX_TILE;
+            for (int64_t qq = 0; qq < 16 && 32 * s + 2 * qq < p->K; ++qq) {
+                const int64_t k = 32 * s + 2 * qq;
+                if (!p->trans_b) { /* rows k, k + 1 side by side */
+                    const float *r0 = p->B + k * p->ldb + j0 + c0;
+                    vu_store(t + qq * 16,
+                             vu_bf16_pair(vf_load_mask(r0, m),
+                                          k + 1 < p->K ? vf_load_mask(r0 + p->ldb, m) : vf_zero()));
+                    continue;
+                }
+                for (int64_t c = 0; c < cols; ++c) { /* a column's pair: adjacent floats */
+                    const float *col = p->B + (j0 + c0 + c) * p->ldb + k;
+                    t[qq * 16 + c] = amx_pair(col[0], k + 1 < p->K ? col[1] : 0.0f);
+                }
+            }
+        }
+    }
+}
+
+/* t (32×32, row stride 32) = A row groups (a, a + 1) · B column groups
+ * (b, b + 1), each nq tiles long. */
+AMX_TARGET static void micro(int64_t nq, const uint32_t *a, const uint32_t *b, float *t)
+{
+    const uint32_t *a1 = a + nq * AMX_TILE, *b1 = b + nq * AMX_TILE;
+    AMX_FENCE();
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (int64_t s = 0; s < nq; ++s) {
+        _tile_loadd(4, a + s * AMX_TILE, 64);
+        _tile_loadd(5, a1 + s * AMX_TILE, 64);
+        _tile_loadd(6, b + s * AMX_TILE, 64);
+        _tile_loadd(7, b1 + s * AMX_TILE, 64);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+    _tile_stored(0, t, 128);
+    _tile_stored(1, t + 16, 128);
+    _tile_stored(2, t + 16 * 32, 128);
+    _tile_stored(3, t + 16 * 32 + 16, 128);
+    AMX_FENCE();
+}
+
+/* C rows i0.., columns j0.. (h×w of t, h, w <= 32) = act(t + bias);
+ * returns 1 if a value before ReLU is NaN or ±Inf. */
+static int epilogue(const vf_bf16_problem *p, int64_t i0, int64_t j0, int64_t h, int64_t w,
+                    const float *t)
+{
+    vm bad = 0;
+    for (int64_t r = 0; r < h; ++r)
+        for (int64_t c = 0; c < w; c += 16) {
+            const vm m = vm_first(w - c);
+            vf v = vf_load(t + r * 32 + c);
+            if (p->bias)
+                v = vf_add(v, vf_load_mask(p->bias + j0 + c, m));
+            bad |= m & vf_isnan(vf_sub(v, v)); /* NaN exactly for NaN and ±Inf */
+            if (p->relu)
+                v = vf_max(v, vf_zero()); /* NaN and -0 -> +0, as v > 0 ? v : 0 */
+            vf_store_mask(p->C + (i0 + r) * p->ldc + j0 + c, v, m);
+        }
+    return bad != 0;
+}
+
+AMX_TARGET static int run_block(const vf_bf16_problem *p, int64_t ic, int64_t mc, int64_t jc,
+                                int64_t nc, int64_t nq, const uint32_t *ap, const uint32_t *bp)
+{
+    const int64_t ni = (mc + 31) / 32, nj = (nc + 31) / 32;
+    int bad = 0;
+#pragma omp parallel num_threads(p->nthreads) reduction(|: bad) if (p->nthreads > 1)
+    {
+        /* tile configuration is per thread */
+        amx_config cfg;
+        memset(&cfg, 0, sizeof cfg);
+        cfg.palette = 1;
+        for (int i = 0; i < 8; ++i) {
+            cfg.colsb[i] = 64;
+            cfg.rows[i] = 16;
+        }
+        _tile_loadconfig(&cfg);
+        float t[32 * 32] __attribute__((aligned(64)));
+#pragma omp for schedule(static)
+        for (int64_t x = 0; x < ni * nj; ++x) {
+            const int64_t jr = x / ni, ir = x % ni; /* A blocks inner: B stays hot */
+            micro(nq, ap + 2 * ir * nq * AMX_TILE, bp + 2 * jr * nq * AMX_TILE, t);
+            bad |= epilogue(p, ic + 32 * ir, jc + 32 * jr, amx_min(32, mc - 32 * ir),
+                            amx_min(32, nc - 32 * jr), t);
+        }
+        _tile_release();
+    }
+    return bad;
+}
+
+int VF_FN(vf_gemm_bf16_amx)(const vf_bf16_problem *p)
+{
+    int bad = 0;
+    if (p->nonfinite)
+        *p->nonfinite = 0;
+    if (p->M == 0 || p->N == 0)
+        return VF_OK;
+    const int64_t nq = (p->K + 31) / 32;
+    const int64_t nc_max = amx_min(AMX_NC, (p->N + 31) / 32 * 32);
+    const int64_t mc_max = amx_min(AMX_MC, (p->M + 31) / 32 * 32);
+    /* +1 tile so a K of 0 still allocates */
+    uint32_t *bp = aligned_alloc(64, (size_t)((nq * nc_max / 16 + 1) * AMX_TILE) * 4);
+    uint32_t *ap = aligned_alloc(64, (size_t)((nq * mc_max / 16 + 1) * AMX_TILE) * 4);
+    if (!bp || !ap) {
+        free(bp);
+        free(ap);
+        return VF_ERR_NOMEM;
+    }
+    for (int64_t jc = 0; jc < p->N; jc += AMX_NC) {
+        const int64_t nc = amx_min(AMX_NC, p->N - jc);
+        pack_b(p, jc, nc, nq, bp);
+        for (int64_t ic = 0; ic < p->M; ic += AMX_MC) {
+            const int64_t mc = amx_min(AMX_MC, p->M - ic);
+            pack_a(p, ic, mc, nq, ap);
+            bad |= run_block(p, ic, mc, jc, nc, nq, ap, bp);
+        }
+    }
+    free(bp);
+    free(ap);
+    if (p->nonfinite)
+        *p->nonfinite = bad;
+    return VF_OK;
+}
+
+#else
+typedef int vf_gemm_amx_unused; /* AMX: the avx512 set only */
+#endif
