@@ -9,12 +9,13 @@
  *
  *   A block (mc rows, padded to 32): ap[((g·nq + s)·16 + r)·16 + qq] =
  *       pair (2(16s+qq), 2(16s+qq)+1) of row 16g + r of op(A)
- *   B block (nc columns, padded to 32): bp[((h·nq + s)·16 + qq)·16 + c] =
+ *   B block (nc columns, padded to 16): bp[((h·nq + s)·16 + qq)·16 + c] =
  *       pair (2(16s+qq), 2(16s+qq)+1) of column 16h + c of op(B)
  *
  * with nq = ceil(K/32) k-steps; rows, columns and k past the matrix are 0.
  * The micro-kernel keeps a 32×32 block of C in tmm0-3, loads two A and two
- * B tiles per k-step into tmm4-7, and walks all of K in order; the fp32
+ * B tiles per k-step into tmm4-7 (one B tile for a last block 16 columns
+ * wide, as in N = 40), and walks all of K in order; the fp32
  * result then goes through the epilogue (bias, ReLU, the nonfinite flag).
  * Each C entry is the same sequence of TDPBF16PS steps whatever the thread
  * count. The arithmetic is not VDPBF16PS's (docs/precision.md: products
@@ -108,9 +109,9 @@ static void pack_a(const vf_bf16_problem *p, int64_t i0, int64_t h, int64_t nq, 
 /* Pack columns j0..j0+w of op(B) (w <= AMX_NC) into tiles; nq k-steps. */
 static void pack_b(const vf_bf16_problem *p, int64_t j0, int64_t w, int64_t nq, uint32_t *bp)
 {
-    const int64_t groups = (w + 31) / 32 * 2;
+    const int64_t groups = (w + 15) / 16;
     memset(bp, 0, (size_t)(groups * nq * AMX_TILE) * sizeof(uint32_t));
-    for (int64_t h = 0; h < groups && 16 * h < w; ++h) {
+    for (int64_t h = 0; h < groups; ++h) {
         const int64_t c0 = 16 * h, cols = amx_min(16, w - c0);
         const vm m = vm_first(cols);
         for (int64_t s = 0; s < nq; ++s) {
@@ -133,10 +134,36 @@ static void pack_b(const vf_bf16_problem *p, int64_t j0, int64_t w, int64_t nq, 
     }
 }
 
-/* t (32×32, row stride 32) = A row groups (a, a + 1) · B column groups
- * (b, b + 1), each nq tiles long. */
-AMX_TARGET static void micro(int64_t nq, const uint32_t *a, const uint32_t *b, float *t)
+/* micro's nb = 1 case: C in tmm0 and tmm2 */
+AMX_TARGET static void micro_one_column_group(int64_t nq, const uint32_t *a, const uint32_t *b,
+                                              float *t)
 {
+    const uint32_t *a1 = a + nq * AMX_TILE;
+    AMX_FENCE();
+    _tile_zero(0);
+    _tile_zero(2);
+    for (int64_t s = 0; s < nq; ++s) {
+        _tile_loadd(4, a + s * AMX_TILE, 64);
+        _tile_loadd(5, a1 + s * AMX_TILE, 64);
+        _tile_loadd(6, b + s * AMX_TILE, 64);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(2, 5, 6);
+    }
+    _tile_stored(0, t, 128);
+    _tile_stored(2, t + 16 * 32, 128);
+    AMX_FENCE();
+}
+
+/* t (32×32, row stride 32) = A row groups (a, a + 1) · B column groups
+ * (b, b + 1), each nq tiles long; nb = 1: only group b (t's columns 16-31
+ * left as they were), the last 16 columns of an N such as 40. */
+AMX_TARGET static void micro(int64_t nq, const uint32_t *a, const uint32_t *b, float *t,
+                             int nb)
+{
+    if (nb == 1) {
+        micro_one_column_group(nq, a, b, t);
+        return;
+    }
     const uint32_t *a1 = a + nq * AMX_TILE, *b1 = b + nq * AMX_TILE;
     AMX_FENCE();
     _tile_zero(0);
@@ -200,9 +227,10 @@ AMX_TARGET static int run_block(const vf_bf16_problem *p, int64_t ic, int64_t mc
 #pragma omp for schedule(static)
         for (int64_t x = 0; x < ni * nj; ++x) {
             const int64_t jr = x / ni, ir = x % ni; /* A blocks inner: B stays hot */
-            micro(nq, ap + 2 * ir * nq * AMX_TILE, bp + 2 * jr * nq * AMX_TILE, t);
-            bad |= epilogue(p, ic + 32 * ir, jc + 32 * jr, amx_min(32, mc - 32 * ir),
-                            amx_min(32, nc - 32 * jr), t);
+            const int64_t w = amx_min(32, nc - 32 * jr);
+            micro(nq, ap + 2 * ir * nq * AMX_TILE, bp + 2 * jr * nq * AMX_TILE, t,
+                  w > 16 ? 2 : 1);
+            bad |= epilogue(p, ic + 32 * ir, jc + 32 * jr, amx_min(32, mc - 32 * ir), w, t);
         }
         _tile_release();
     }
