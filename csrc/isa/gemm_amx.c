@@ -17,8 +17,8 @@
  * B tiles per k-step into tmm4-7 (one B tile for a last block 16 columns
  * wide, as in N = 40), and walks all of K in order; the fp32
  * result then goes through the epilogue (bias, ReLU, the nonfinite flag).
- * Each C entry is the same sequence of TDPBF16PS steps whatever the thread
- * count. The arithmetic is not VDPBF16PS's (docs/precision.md: products
+ * Threads take micro-tiles from the team (csrc/threads.h); each C entry
+ * is the same sequence of TDPBF16PS steps whatever the thread count. The arithmetic is not VDPBF16PS's (docs/precision.md: products
  * below 2^-126 flushed, each pair's two products summed before they meet
  * the accumulator), so this route's bits differ from the emulation's. */
 #include <immintrin.h>
@@ -29,13 +29,10 @@
 #include "bf16_kernels.h"
 #include "isa/isa.h"
 #include "isa/vec_bf16.h"
+#include "threads.h"
 #include "vaefast.h"
 
 #if VF_SIMD_AVX512
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #define AMX_TARGET __attribute__((target("amx-tile,amx-bf16")))
 #define AMX_TILE 256 /* uint32 pairs per tile: 16 rows × 16 */
@@ -207,33 +204,39 @@ static int epilogue(const vf_bf16_problem *p, int64_t i0, int64_t j0, int64_t h,
     return bad != 0;
 }
 
-AMX_TARGET static int run_block(const vf_bf16_problem *p, int64_t ic, int64_t mc, int64_t jc,
-                                int64_t nc, int64_t nq, const uint32_t *ap, const uint32_t *bp)
+/* one block's micro-tiles, for the team (csrc/threads.h) */
+typedef struct {
+    const vf_bf16_problem *p;
+    int64_t ic, mc, jc, nc, nq, ni;
+    const uint32_t *ap, *bp;
+} amx_block;
+
+/* micro-tiles [lo, hi) of the block: x = jr·ni + ir (A blocks inner, so a
+ * unit's B tiles stay hot); returns 1 if a value was NaN or ±Inf. Tiles
+ * are configured per unit: the configuration is per thread, and a unit
+ * may run on the caller or on any pool worker. */
+AMX_TARGET static int64_t run_tiles(const void *ctx, int64_t lo, int64_t hi)
 {
-    const int64_t ni = (mc + 31) / 32, nj = (nc + 31) / 32;
-    int bad = 0;
-#pragma omp parallel num_threads(p->nthreads) reduction(|: bad) if (p->nthreads > 1)
-    {
-        /* tile configuration is per thread */
-        amx_config cfg;
-        memset(&cfg, 0, sizeof cfg);
-        cfg.palette = 1;
-        for (int i = 0; i < 8; ++i) {
-            cfg.colsb[i] = 64;
-            cfg.rows[i] = 16;
-        }
-        _tile_loadconfig(&cfg);
-        float t[32 * 32] __attribute__((aligned(64)));
-#pragma omp for schedule(static)
-        for (int64_t x = 0; x < ni * nj; ++x) {
-            const int64_t jr = x / ni, ir = x % ni; /* A blocks inner: B stays hot */
-            const int64_t w = amx_min(32, nc - 32 * jr);
-            micro(nq, ap + 2 * ir * nq * AMX_TILE, bp + 2 * jr * nq * AMX_TILE, t,
-                  w > 16 ? 2 : 1);
-            bad |= epilogue(p, ic + 32 * ir, jc + 32 * jr, amx_min(32, mc - 32 * ir), w, t);
-        }
-        _tile_release();
+    const amx_block *b = ctx;
+    amx_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int i = 0; i < 8; ++i) {
+        cfg.colsb[i] = 64;
+        cfg.rows[i] = 16;
     }
+    _tile_loadconfig(&cfg);
+    float t[32 * 32] __attribute__((aligned(64)));
+    int bad = 0;
+    for (int64_t x = lo; x < hi; ++x) {
+        const int64_t jr = x / b->ni, ir = x % b->ni;
+        const int64_t w = amx_min(32, b->nc - 32 * jr);
+        micro(b->nq, b->ap + 2 * ir * b->nq * AMX_TILE, b->bp + 2 * jr * b->nq * AMX_TILE, t,
+              w > 16 ? 2 : 1);
+        bad |= epilogue(b->p, b->ic + 32 * ir, b->jc + 32 * jr, amx_min(32, b->mc - 32 * ir), w,
+                        t);
+    }
+    _tile_release();
     return bad;
 }
 
@@ -261,7 +264,9 @@ int VF_FN(vf_gemm_bf16_amx)(const vf_bf16_problem *p)
         for (int64_t ic = 0; ic < p->M; ic += AMX_MC) {
             const int64_t mc = amx_min(AMX_MC, p->M - ic);
             pack_a(p, ic, mc, nq, ap);
-            bad |= run_block(p, ic, mc, jc, nc, nq, ap, bp);
+            const amx_block blk = {.p = p, .ic = ic, .mc = mc, .jc = jc, .nc = nc, .nq = nq,
+                                   .ni = (mc + 31) / 32, .ap = ap, .bp = bp};
+            bad |= vf_team_for(p->nthreads, blk.ni * ((nc + 31) / 32), 1, run_tiles, &blk) != 0;
         }
     }
     free(bp);
