@@ -4,8 +4,9 @@
  *
  * Loops: jc over N in BF_NC columns (pack B: all of K, NR-wide panels of
  * k-pairs), ic over M in BF_MC rows (pack A: MR-row panels of k-pairs), then
- * the tiles of that block, split over threads. K is not blocked: one panel
- * of B holds K/2 × NR pairs (50 KiB at K = 784 on avx512), read from L2. */
+ * the tiles of that block, taken by the thread team (csrc/threads.h). K is
+ * not blocked: one panel of B holds K/2 × NR pairs (50 KiB at K = 784 on
+ * avx512), read from L2. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,13 +14,10 @@
 #include "bf16_kernels.h"
 #include "isa/isa.h"
 #include "isa/vec_bf16.h"
+#include "threads.h"
 #include "vaefast.h"
 
 #if VF_SIMD_GENERIC || VF_HAVE_DPBF16
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #if VF_HAVE_DPBF16
 #define BF_MR 12 /* 12 rows × 2 vectors: 24 accumulators + 2 B + 1 A of 32 zmm */
@@ -190,21 +188,27 @@ static int epilogue(const vf_bf16_problem *p, int64_t i0, int64_t j0, int64_t h,
     return bad;
 }
 
-BF_TARGET static int run_block(const vf_bf16_problem *p, int64_t ic, int64_t mc, int64_t jc,
-                               int64_t nc, const uint32_t *ap, const uint32_t *bp)
+/* one block's tiles, for the team (csrc/threads.h) */
+typedef struct {
+    const vf_bf16_problem *p;
+    int64_t ic, mc, jc, nc, ni;
+    const uint32_t *ap, *bp;
+} bf_block;
+
+/* tiles [lo, hi) of the block, t = jr·ni + ir (A panels inner: the B panel
+ * stays hot); returns 1 if a value before ReLU was NaN or ±Inf */
+BF_TARGET static int64_t run_tiles(const void *ctx, int64_t lo, int64_t hi)
 {
-    const int64_t kp = (p->K + 1) / 2;
-    const int64_t ni = (mc + BF_MR - 1) / BF_MR, nj = (nc + BF_NR - 1) / BF_NR;
+    const bf_block *b = ctx;
+    const int64_t kp = (b->p->K + 1) / 2;
     int bad = 0;
-#pragma omp parallel for num_threads(p->nthreads) schedule(static) reduction(|: bad) \
-    if (p->nthreads > 1)
-    for (int64_t t = 0; t < ni * nj; ++t) {
-        const int64_t jr = t / ni, ir = t % ni; /* A panels inner: B panel stays hot */
+    for (int64_t t = lo; t < hi; ++t) {
+        const int64_t jr = t / b->ni, ir = t % b->ni;
         float tl[BF_MR * BF_NR] __attribute__((aligned(64)));
-        const int64_t w = bf_min(BF_NR, nc - jr * BF_NR);
-        tile(kp, ap + ir * BF_MR * kp, bp + jr * BF_NR * kp, tl, w);
-        bad |= epilogue(p, ic + ir * BF_MR, jc + jr * BF_NR, bf_min(BF_MR, mc - ir * BF_MR), w,
-                        tl);
+        const int64_t w = bf_min(BF_NR, b->nc - jr * BF_NR);
+        tile(kp, b->ap + ir * BF_MR * kp, b->bp + jr * BF_NR * kp, tl, w);
+        bad |= epilogue(b->p, b->ic + ir * BF_MR, b->jc + jr * BF_NR,
+                        bf_min(BF_MR, b->mc - ir * BF_MR), w, tl);
     }
     return bad;
 }
@@ -235,7 +239,10 @@ int VF_FN(vf_gemm_bf16)(const vf_bf16_problem *p)
             const int64_t mc = bf_min(BF_MC, p->M - ic);
             for (int64_t i = 0; i < mc; i += BF_MR)
                 pack_a_panel(p, ic + i, bf_min(BF_MR, mc - i), ap + i * kp);
-            bad |= run_block(p, ic, mc, jc, nc, ap, bp);
+            const bf_block blk = {.p = p, .ic = ic, .mc = mc, .jc = jc, .nc = nc,
+                                  .ni = (mc + BF_MR - 1) / BF_MR, .ap = ap, .bp = bp};
+            bad |= vf_team_for(p->nthreads, blk.ni * ((nc + BF_NR - 1) / BF_NR), 1, run_tiles,
+                               &blk) != 0;
         }
     }
     free(bp);
