@@ -19,15 +19,11 @@
 
 #include <stdint.h>
 
+#include "gemm_kernels.h"
+
 typedef struct vf_bf16_problem {
-    int64_t M, N, K;
-    const float *A; int64_t lda; int trans_a; /* A (M×K) or, trans, (K×M) */
-    const float *B; int64_t ldb; int trans_b; /* B (K×N) or, trans, (N×K) */
-    float *C; int64_t ldc;
-    const float *bias;                        /* (N) or NULL */
-    int relu;
+    VF_GEMM_PROBLEM_FIELDS
     int nthreads;                             /* team size, >= 1 */
-    int *nonfinite;                           /* output flag or NULL */
 } vf_bf16_problem;
 
 /* VF_OK or VF_ERR_NOMEM. The avx512 driver needs AVX512_BF16. */

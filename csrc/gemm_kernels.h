@@ -28,20 +28,33 @@
 
 #include "kernel_list.h"
 
+/* The fields every GEMM problem has, the float32 one below and the bf16 one
+ * (bf16_kernels.h): C = act(op(A)·op(B) [+ bias]) with a non-finite flag. */
+#define VF_GEMM_PROBLEM_FIELDS                                                 \
+    int64_t M, N, K;                                                           \
+    const float *A; int64_t lda; int trans_a; /* A (M×K) or, trans, (K×M) */   \
+    const float *B; int64_t ldb; int trans_b; /* B (K×N) or, trans, (N×K) */   \
+    float *C; int64_t ldc;                                                     \
+    const float *bias;                        /* (N) or NULL */                \
+    int relu;                                                                  \
+    int *nonfinite;                           /* output flag or NULL */
+
 typedef struct vf_gemm_problem {
-    int64_t M, N, K;
-    const float *A; int64_t lda; int trans_a; /* A (M×K) or, trans, (K×M) */
-    const float *B; int64_t ldb; int trans_b; /* B (K×N) or, trans, (N×K) */
-    float *C; int64_t ldc;
+    VF_GEMM_PROBLEM_FIELDS
     int accumulate;                           /* 1: C += ..., 0: C = ... */
-    const float *bias;                        /* (N) or NULL */
-    int relu;
     const float *mask; int64_t ldm;           /* (M×N) or NULL */
     float *ones_row;                          /* (N) or NULL, see above */
     const float *a_relu; int64_t ld_ar;       /* (M×K) or NULL, see above */
     const float *b_relu; int64_t ld_br;       /* (K×N) or NULL */
-    int *nonfinite;                           /* output flag or NULL */
 } vf_gemm_problem;
+
+/* The product p on the active kernel set (csrc/gemm.c), for the model's
+ * layers, whose arguments are valid by construction; the public entry
+ * points check theirs first. The checked run returns VF_ERR_NONFINITE,
+ * once C is written, if a value before the activation (or of ones_row) is
+ * NaN/Inf; it sets p->nonfinite. */
+int vf_gemm_run(const vf_gemm_problem *p);
+int vf_gemm_run_checked(vf_gemm_problem *p);
 
 #define VF_KERNELS_gemm(VF_K)                                                  \
     /* Returns VF_OK or VF_ERR_NOMEM (packing buffers). Arguments are valid. */ \

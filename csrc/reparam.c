@@ -89,25 +89,24 @@ int vf_reparam_eps(uint64_t seed, uint64_t step, int64_t row0,
     return split_rows(M, N, eps_rows, &c);
 }
 
-/* The inputs forward and backward share: sizes, row range, mu and logvar
- * (M×N), and eps (M×N) when given. */
-static int check_inputs(int64_t M, int64_t N, int64_t row0, const float *mu, int64_t ldmu,
-                        const float *logvar, int64_t ldlv, const float *eps, int64_t ldeps)
+/* The inputs forward and backward share: sizes, mu and logvar (M×N), the
+ * noise's row range and its eps (M×N) when given. */
+static int check_inputs(int64_t M, int64_t N, const float *mu, int64_t ldmu,
+                        const float *logvar, int64_t ldlv, const vf_noise *noise)
 {
-    VF_TRY(check_dims(M, N, row0));
+    if (!noise)
+        return VF_ERR_NULL;
+    VF_TRY(check_dims(M, N, noise->row0));
     VF_TRY(vf_check_matrix(mu, M, N, ldmu));
     VF_TRY(vf_check_matrix(logvar, M, N, ldlv));
-    return eps ? vf_check_matrix(eps, M, N, ldeps) : VF_OK;
+    return noise->eps ? vf_check_matrix(noise->eps, M, N, noise->ldeps) : VF_OK;
 }
 
-int vf_reparam_forward(int64_t M, int64_t N,
-                       const float *mu, int64_t ldmu,
-                       const float *logvar, int64_t ldlv,
-                       uint64_t seed, uint64_t step, int64_t row0,
-                       const float *eps, int64_t ldeps,
+int vf_reparam_forward(int64_t M, int64_t N, const float *mu, int64_t ldmu,
+                       const float *logvar, int64_t ldlv, const vf_noise *noise,
                        float *z, int64_t ldz, float *kl)
 {
-    VF_TRY(check_inputs(M, N, row0, mu, ldmu, logvar, ldlv, eps, ldeps));
+    VF_TRY(check_inputs(M, N, mu, ldmu, logvar, ldlv, noise));
     VF_TRY(vf_check_matrix(z, M, N, ldz));
     if (M == 0)
         return VF_OK;
@@ -119,23 +118,19 @@ int vf_reparam_forward(int64_t M, int64_t N,
     }
     if (!mu || !logvar || !z)
         return VF_ERR_NULL;
-    const reparam_call c = {.k = vf_active()->random, .N = N, .row0 = row0, .seed = seed,
-                            .step = step, .mu = mu, .ldmu = ldmu, .logvar = logvar,
-                            .ldlv = ldlv, .eps = eps, .ldeps = ldeps, .out = z, .ldo = ldz,
-                            .kl = kl};
+    const reparam_call c = {.k = vf_active()->random, .N = N, .row0 = noise->row0,
+                            .seed = noise->seed, .step = noise->step, .mu = mu, .ldmu = ldmu,
+                            .logvar = logvar, .ldlv = ldlv, .eps = noise->eps,
+                            .ldeps = noise->ldeps, .out = z, .ldo = ldz, .kl = kl};
     return split_rows(M, N, forward_rows, &c);
 }
 
-int vf_reparam_backward(int64_t M, int64_t N,
-                        const float *mu, int64_t ldmu,
-                        const float *logvar, int64_t ldlv,
-                        uint64_t seed, uint64_t step, int64_t row0,
-                        const float *eps, int64_t ldeps,
+int vf_reparam_backward(int64_t M, int64_t N, const float *mu, int64_t ldmu,
+                        const float *logvar, int64_t ldlv, const vf_noise *noise,
                         const float *dz, int64_t lddz, float kl_scale,
-                        float *dmu, int64_t lddmu,
-                        float *dlogvar, int64_t lddlv)
+                        float *dmu, int64_t lddmu, float *dlogvar, int64_t lddlv)
 {
-    VF_TRY(check_inputs(M, N, row0, mu, ldmu, logvar, ldlv, eps, ldeps));
+    VF_TRY(check_inputs(M, N, mu, ldmu, logvar, ldlv, noise));
     VF_TRY(vf_check_matrix(dmu, M, N, lddmu));
     VF_TRY(vf_check_matrix(dlogvar, M, N, lddlv));
     if (dz)
@@ -144,9 +139,10 @@ int vf_reparam_backward(int64_t M, int64_t N,
         return VF_OK;
     if (!mu || !logvar || !dmu || !dlogvar)
         return VF_ERR_NULL;
-    const reparam_call c = {.k = vf_active()->random, .N = N, .row0 = row0, .seed = seed,
-                            .step = step, .mu = mu, .ldmu = ldmu, .logvar = logvar,
-                            .ldlv = ldlv, .eps = eps, .ldeps = ldeps, .dz = dz, .lddz = lddz,
+    const reparam_call c = {.k = vf_active()->random, .N = N, .row0 = noise->row0,
+                            .seed = noise->seed, .step = noise->step, .mu = mu, .ldmu = ldmu,
+                            .logvar = logvar, .ldlv = ldlv, .eps = noise->eps,
+                            .ldeps = noise->ldeps, .dz = dz, .lddz = lddz,
                             .kl_scale = kl_scale, .out = dmu, .ldo = lddmu, .out2 = dlogvar,
                             .ldo2 = lddlv};
     return split_rows(M, N, backward_rows, &c);

@@ -155,8 +155,8 @@ int vf_vae_elbo_rows(const vf_vae *m, int64_t B, const float *X, const vf_vae_ro
         if (st != VF_OK)
             return st;
         vae_split_head(n, Z, H, 2 * Z, NULL, 0, b.lv, Z);
-        if ((st = vf_reparam_forward(n, Z, H, 2 * Z, b.lv, Z, 0, 0, 0, eps + i0 * Z, Z, b.z, Z,
-                                     b.kl)) != VF_OK ||
+        const vf_noise given = {.eps = eps + i0 * Z, .ldeps = Z};
+        if ((st = vf_reparam_forward(n, Z, H, 2 * Z, b.lv, Z, &given, b.z, Z, b.kl)) != VF_OK ||
             (st = vae_run_layers(m, m->n_enc + 1, last, n, b.z, Z, c, ldc, b.bufA, b.bufB, b.y,
                              m->layers[last].out, NULL)) != VF_OK ||
             (st = m->lik->losses(&(vae_lik_call){m, n, b.y, x, s, b.recon, NULL, NULL,

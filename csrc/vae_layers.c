@@ -2,6 +2,8 @@
  * encoder's input, the head split, the side-input check. */
 #include <string.h>
 
+#include "check.h"
+#include "gemm_kernels.h"
 #include "vae_internal.h"
 
 /* One vae_map_rows call; map_rows runs it on rows [lo, hi). */
@@ -66,15 +68,18 @@ int vae_layer_forward(const vf_vae *m, const vf_vae_layer *L, int64_t B,
                       const float *x, int64_t ldx, const float *c, int64_t ldc,
                       float *Y, int64_t ldy)
 {
-    const float *W = m->params + L->w, *b = m->params + L->b;
-    const int act = L->relu ? VF_ACT_RELU : VF_ACT_NONE;
-    if (!L->cond)
-        return vf_linear_forward(B, L->out, L->in, x, ldx, W, L->out, b, act, Y, ldy);
-    const int64_t kx = L->in - m->C;
-    int st = vf_matmul(0, 0, B, L->out, m->C, c, ldc, W + kx * L->out, L->out, Y, ldy, 0);
-    if (st != VF_OK)
-        return st;
-    return vf_linear_forward_acc(B, L->out, kx, x, ldx, W, L->out, b, act, Y, ldy);
+    const float *W = m->params + L->w;
+    const int64_t kx = L->in - (L->cond ? m->C : 0);
+    if (L->cond) {
+        const vf_gemm_problem pc = {.M = B, .N = L->out, .K = m->C, .A = c, .lda = ldc,
+                                    .B = W + kx * L->out, .ldb = L->out, .C = Y, .ldc = ldy};
+        VF_TRY(vf_gemm_run(&pc));
+    }
+    /* unchecked: a NaN reaches the loss, whose check reports it */
+    const vf_gemm_problem px = {.M = B, .N = L->out, .K = kx, .A = x, .lda = ldx, .B = W,
+                                .ldb = L->out, .C = Y, .ldc = ldy, .bias = m->params + L->b,
+                                .relu = L->relu, .accumulate = L->cond};
+    return vf_gemm_run(&px);
 }
 
 /* Run layers [first, last] on X (B×in, ldx), ping-ponging through bufA/bufB

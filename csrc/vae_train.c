@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
+#include "gemm_kernels.h"
 #include "vae_internal.h"
 
 /* The backward products of layer L for output gradient d (B×out):
@@ -19,18 +21,30 @@
  * threads, splitting each product across all of them wins.) Each product is
  * computed by the same code whatever its thread count, so the bits do not
  * change. */
+/* dW (in×out) = xᵀ (in×B) · d (B×out) and db = column sums of d, overwritten;
+ * VF_ERR_NONFINITE if any is NaN/Inf (checked: the step's gradient check). */
+static int weight_grad(int64_t B, int64_t in, int64_t out, const float *x, int64_t ldx,
+                       const float *d, float *dW, float *db)
+{
+    vf_gemm_problem p = {.M = in, .N = out, .K = B, .A = x, .lda = ldx, .trans_a = 1,
+                         .B = d, .ldb = out, .C = dW, .ldc = out, .ones_row = db};
+    return vf_gemm_run_checked(&p);
+}
+
 static int layer_weight_grad(const vf_vae_layer *L, int64_t B, const float *x,
                              int64_t ldx, const float *d, float *dW, float *db)
 {
-    return vf_linear_backward_weight_checked(B, L->out, L->in, x, ldx, d, L->out, NULL, 0,
-                                             dW, L->out, db, 0);
+    return weight_grad(B, L->in, L->out, x, ldx, d, dW, db);
 }
 
+/* dx (B×in) = (d (B×out) · Wᵀ) ⊙ [mask > 0], mask (B×in) or NULL. */
 static int layer_input_grad(const vf_vae_layer *L, int64_t B, const float *d,
                             const float *W, const float *mask, float *dx)
 {
-    return vf_linear_backward_input(B, L->out, L->in, d, L->out, W, L->out, mask, L->in,
-                                    dx, L->in);
+    const vf_gemm_problem p = {.M = B, .N = L->in, .K = L->out, .A = d, .lda = L->out,
+                               .B = W, .ldb = L->out, .trans_b = 1, .C = dx, .ldc = L->in,
+                               .mask = mask, .ldm = L->in};
+    return vf_gemm_run(&p);
 }
 
 /* The two independent products of a layer's backward pass as the two
@@ -85,8 +99,7 @@ static int backward_any_layer(const vf_vae *m, const vf_vae_layer *L, int64_t B,
     int st = backward_layer(&Lx, B, x, ldx, d, W, dW, db, mask, dx);
     if (st != VF_OK)
         return st;
-    return vf_linear_backward_weight_checked(B, L->out, m->C, c, ldc, d, L->out, NULL, 0,
-                                             dW + Lx.in * L->out, L->out, NULL, 0);
+    return weight_grad(B, m->C, L->out, c, ldc, d, dW + Lx.in * L->out, NULL);
 }
 
 /* g (N) = column sums of d (B×N, contiguous), rows in order (thread-count
@@ -204,8 +217,9 @@ static int latent_forward(vf_vae *m, int64_t B, const float *eps, uint64_t seed,
     const int64_t Z = m->Z;
     const float *H = m->act[m->n_enc];
     vae_split_head(B, Z, H, 2 * Z, NULL, 0, m->logvar, Z);
-    return vf_reparam_forward(B, Z, H, 2 * Z, m->logvar, Z, seed, step, m->shard_row0, eps,
-                              Z, m->z, Z, m->kl);
+    const vf_noise noise = {.seed = seed, .step = step, .row0 = m->shard_row0, .eps = eps,
+                            .ldeps = Z};
+    return vf_reparam_forward(B, Z, H, 2 * Z, m->logvar, Z, &noise, m->z, Z, m->kl);
 }
 
 /* Latent step backward: from g->d = dL/dz (B×Z) to dL/dH (B×2Z) in g->spare,
@@ -217,8 +231,10 @@ static int latent_backward(vf_vae *m, int64_t B, const float *eps, uint64_t seed
     const int64_t Z = m->Z;
     const float *H = m->act[m->n_enc];
     float *dH = g->spare;
-    int st = vf_reparam_backward(B, Z, H, 2 * Z, m->logvar, Z, seed, step, m->shard_row0,
-                                 eps, Z, g->d, Z, kl_scale, dH, 2 * Z, dH + Z, 2 * Z);
+    const vf_noise noise = {.seed = seed, .step = step, .row0 = m->shard_row0, .eps = eps,
+                            .ldeps = Z};
+    int st = vf_reparam_backward(B, Z, H, 2 * Z, m->logvar, Z, &noise, g->d, Z, kl_scale, dH,
+                                 2 * Z, dH + Z, 2 * Z);
     if (st != VF_OK)
         return st;
     for (int64_t i = 0; i < B; ++i)

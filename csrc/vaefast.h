@@ -92,6 +92,12 @@ int vf_get_num_threads(void);
 /* -------------------------------------------------- GEMM core (csrc/gemm*) */
 enum { VF_ACT_NONE = 0, VF_ACT_RELU = 1 };
 
+/* Every GEMM entry point below returns VF_ERR_NONFINITE, after writing every
+ * output, when a result before the activation / mask (after bias and
+ * accumulation), or of db, is NaN or ±Inf. Any NaN/Inf input entry makes
+ * such a result non-finite (NaN·0 = ∞·0 = NaN), as does float32 overflow,
+ * so callers need no input scan. */
+
 /* Y (M×N, ldy) = act(X (M×K, ldx) · W (K×N, ldw) + b (N)).
  * b may be NULL. Bias and activation are applied in the GEMM epilogue.
  * Overwrites Y. */
@@ -110,22 +116,23 @@ int vf_linear_forward_acc(int64_t M, int64_t N, int64_t K,
                           const float *b, int act,
                           float *Y, int64_t ldy);
 
-/* dX (M×K, lddx) = (dY (M×N, lddy) · Wᵀ) ⊙ [mask > 0]
- * W (K×N, ldw) is the forward weight; mask (M×K, ldm) is the forward output
- * of the previous ReLU layer, or NULL for no mask. Overwrites dX. */
+/* dX (M×K, lddx) = ((dY ⊙ [Yo > 0]) (M×N, lddy) · Wᵀ) ⊙ [mask > 0]
+ * W (K×N, ldw) is the forward weight. Yo (M×N, ldyo) is this layer's ReLU
+ * output, or NULL for none (a NaN/Inf in Yo also counts as non-finite);
+ * mask (M×K, ldm) is the forward output of the previous ReLU layer, or
+ * NULL for no mask. Overwrites dX. */
 int vf_linear_backward_input(int64_t M, int64_t N, int64_t K,
-                             const float *dY, int64_t lddy,
-                             const float *W, int64_t ldw,
-                             const float *mask, int64_t ldm,
+                             const float *dY, int64_t lddy, const float *Yo, int64_t ldyo,
+                             const float *W, int64_t ldw, const float *mask, int64_t ldm,
                              float *dX, int64_t lddx);
 
-/* dW (K×N, lddw) = Xᵀ · dY and db (N) = column sums of dY, where
- * X (M×K, ldx), dY (M×N, lddy). db may be NULL.
+/* dW (K×N, lddw) = Xᵀ · dZ and db (N) = column sums of dZ, where
+ * dZ = dY ⊙ [Yo > 0] (Yo as above, or NULL: dZ = dY), X (M×K, ldx),
+ * dY (M×N, lddy). db may be NULL.
  * accumulate = 0 overwrites dW and db, 1 adds to them. */
 int vf_linear_backward_weight(int64_t M, int64_t N, int64_t K,
-                              const float *X, int64_t ldx,
-                              const float *dY, int64_t lddy,
-                              float *dW, int64_t lddw,
+                              const float *X, int64_t ldx, const float *dY, int64_t lddy,
+                              const float *Yo, int64_t ldyo, float *dW, int64_t lddw,
                               float *db, int accumulate);
 
 /* C (M×N, ldc) = op(A) · op(B), op(A) M×K, op(B) K×N.
@@ -134,32 +141,6 @@ int vf_linear_backward_weight(int64_t M, int64_t N, int64_t K,
 int vf_matmul(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
               const float *A, int64_t lda, const float *B, int64_t ldb,
               float *C, int64_t ldc, int accumulate);
-
-/* Checked variants (used by vaefast.ops): as above, but they return
- * VF_ERR_NONFINITE, after writing every output, when a result before the
- * activation / mask (after bias and accumulation), or of db, is NaN or ±Inf.
- * Any NaN/Inf input entry makes such a result non-finite (NaN·0 = ∞·0 =
- * NaN), as does float32 overflow, so no input scan is needed. In the
- * backward pair, Yo (M×N, ldyo) is this layer's ReLU output, or NULL: dY
- * is read as dY ⊙ [Yo > 0] (a NaN/Inf in Yo also counts). */
-int vf_linear_forward_checked(int64_t M, int64_t N, int64_t K,
-                              const float *X, int64_t ldx, const float *W, int64_t ldw,
-                              const float *b, int act, float *Y, int64_t ldy);
-int vf_linear_backward_input_checked(int64_t M, int64_t N, int64_t K,
-                                     const float *dY, int64_t lddy,
-                                     const float *Yo, int64_t ldyo,
-                                     const float *W, int64_t ldw,
-                                     const float *mask, int64_t ldm,
-                                     float *dX, int64_t lddx);
-int vf_linear_backward_weight_checked(int64_t M, int64_t N, int64_t K,
-                                      const float *X, int64_t ldx,
-                                      const float *dY, int64_t lddy,
-                                      const float *Yo, int64_t ldyo,
-                                      float *dW, int64_t lddw,
-                                      float *db, int accumulate);
-int vf_matmul_checked(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
-                      const float *A, int64_t lda, const float *B, int64_t ldb,
-                      float *C, int64_t ldc, int accumulate);
 
 /* ------------------------------------------------------------- bf16 GEMM
  * csrc/bf16.c. C (M×N, ldc) = act(op(A)·op(B) [+ b]) with op(A) and op(B)
@@ -172,7 +153,7 @@ int vf_matmul_checked(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
  * active, AMX, else the instruction, else the emulation. A route this CPU
  * (or process) cannot run is VF_ERR_ISA. Returns VF_ERR_NONFINITE, after
  * writing C, if a value before the activation is NaN or ±Inf (as the
- * _checked float32 products). Every route's bits are independent of the
+ * float32 products). Every route's bits are independent of the
  * thread count. */
 enum { VF_BF16_AUTO = 0, VF_BF16_EMULATED = 1, VF_BF16_NATIVE = 2, VF_BF16_AMX = 3 };
 int vf_bf16_native_supported(void);
@@ -211,29 +192,31 @@ int vf_normal(uint64_t seed, uint64_t offset, int64_t n, float *out);
 int vf_reparam_eps(uint64_t seed, uint64_t step, int64_t row0,
                    int64_t M, int64_t N, float *eps, int64_t ld);
 
-/* z (M×N) = mu + exp(0.5·logvar) ⊙ eps, eps generated in-kernel from
- * (seed, step, row0 + i, j) unless eps != NULL is given.
+/* The noise of a reparameterization over rows i < M, columns j < N:
+ * eps[i][j] is the variate for (seed, step, row0 + i, j), generated in the
+ * kernel (never stored), unless eps != NULL gives it (M×N, ldeps). */
+typedef struct vf_noise {
+    uint64_t seed, step;
+    int64_t row0;
+    const float *eps;
+    int64_t ldeps;
+} vf_noise;
+
+/* z (M×N) = mu + exp(0.5·logvar) ⊙ eps, eps from `noise`.
  * kl (M), if not NULL, receives the per-row KL(N(mu, var) ‖ N(0, I)).
  * Overwrites z and kl. */
-int vf_reparam_forward(int64_t M, int64_t N,
-                       const float *mu, int64_t ldmu,
-                       const float *logvar, int64_t ldlv,
-                       uint64_t seed, uint64_t step, int64_t row0,
-                       const float *eps, int64_t ldeps,
+int vf_reparam_forward(int64_t M, int64_t N, const float *mu, int64_t ldmu,
+                       const float *logvar, int64_t ldlv, const vf_noise *noise,
                        float *z, int64_t ldz, float *kl);
 
-/* Backward of reparameterization + kl_scale·KL, eps regenerated:
+/* Backward of reparameterization + kl_scale·KL, eps regenerated from `noise`:
  *   dmu     = dz + kl_scale·mu
  *   dlogvar = dz ⊙ 0.5·exp(0.5·logvar) ⊙ eps + kl_scale·0.5·(exp(logvar) − 1)
  * dz may be NULL (KL only). Overwrites dmu and dlogvar. */
-int vf_reparam_backward(int64_t M, int64_t N,
-                        const float *mu, int64_t ldmu,
-                        const float *logvar, int64_t ldlv,
-                        uint64_t seed, uint64_t step, int64_t row0,
-                        const float *eps, int64_t ldeps,
+int vf_reparam_backward(int64_t M, int64_t N, const float *mu, int64_t ldmu,
+                        const float *logvar, int64_t ldlv, const vf_noise *noise,
                         const float *dz, int64_t lddz, float kl_scale,
-                        float *dmu, int64_t lddmu,
-                        float *dlogvar, int64_t lddlv);
+                        float *dmu, int64_t lddmu, float *dlogvar, int64_t lddlv);
 
 /* ------------------------------------ losses + optimizers (csrc/loss*, optim*) */
 /* Bernoulli likelihood with logits l (M×N) and targets x (M×N):

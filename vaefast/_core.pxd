@@ -31,28 +31,16 @@ cdef extern from "vaefast.h" nogil:
                           const float *W, int64_t ldw, const float *b, int act,
                           float *Y, int64_t ldy)
     int vf_linear_backward_input(int64_t M, int64_t N, int64_t K, const float *dY,
-                                 int64_t lddy, const float *W, int64_t ldw,
-                                 const float *mask, int64_t ldm, float *dX, int64_t lddx)
+                                 int64_t lddy, const float *Yo, int64_t ldyo,
+                                 const float *W, int64_t ldw, const float *mask,
+                                 int64_t ldm, float *dX, int64_t lddx)
     int vf_linear_backward_weight(int64_t M, int64_t N, int64_t K, const float *X,
                                   int64_t ldx, const float *dY, int64_t lddy,
-                                  float *dW, int64_t lddw, float *db, int accumulate)
+                                  const float *Yo, int64_t ldyo, float *dW,
+                                  int64_t lddw, float *db, int accumulate)
     int vf_matmul(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
                   const float *A, int64_t lda, const float *B, int64_t ldb,
                   float *C, int64_t ldc, int accumulate)
-    int vf_linear_forward_checked(int64_t M, int64_t N, int64_t K, const float *X,
-                                  int64_t ldx, const float *W, int64_t ldw, const float *b,
-                                  int act, float *Y, int64_t ldy)
-    int vf_linear_backward_input_checked(int64_t M, int64_t N, int64_t K, const float *dY,
-                                         int64_t lddy, const float *Yo, int64_t ldyo,
-                                         const float *W, int64_t ldw, const float *mask,
-                                         int64_t ldm, float *dX, int64_t lddx)
-    int vf_linear_backward_weight_checked(int64_t M, int64_t N, int64_t K, const float *X,
-                                          int64_t ldx, const float *dY, int64_t lddy,
-                                          const float *Yo, int64_t ldyo, float *dW,
-                                          int64_t lddw, float *db, int accumulate)
-    int vf_matmul_checked(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
-                          const float *A, int64_t lda, const float *B, int64_t ldb,
-                          float *C, int64_t ldc, int accumulate)
 
 # ---- random streams (csrc/rng.c) (_random.pxi)
 cdef extern from "vaefast.h" nogil:
@@ -61,18 +49,18 @@ cdef extern from "vaefast.h" nogil:
     int vf_normal(uint64_t seed, uint64_t offset, int64_t n, float *out)
     int vf_reparam_eps(uint64_t seed, uint64_t step, int64_t row0,
                        int64_t M, int64_t N, float *eps, int64_t ld)
+    ctypedef struct vf_noise:
+        uint64_t seed, step
+        int64_t row0
+        const float *eps
+        int64_t ldeps
     int vf_reparam_forward(int64_t M, int64_t N, const float *mu, int64_t ldmu,
-                           const float *logvar, int64_t ldlv,
-                           uint64_t seed, uint64_t step, int64_t row0,
-                           const float *eps, int64_t ldeps,
+                           const float *logvar, int64_t ldlv, const vf_noise *noise,
                            float *z, int64_t ldz, float *kl)
     int vf_reparam_backward(int64_t M, int64_t N, const float *mu, int64_t ldmu,
-                            const float *logvar, int64_t ldlv,
-                            uint64_t seed, uint64_t step, int64_t row0,
-                            const float *eps, int64_t ldeps,
+                            const float *logvar, int64_t ldlv, const vf_noise *noise,
                             const float *dz, int64_t lddz, float kl_scale,
-                            float *dmu, int64_t lddmu,
-                            float *dlogvar, int64_t lddlv)
+                            float *dmu, int64_t lddmu, float *dlogvar, int64_t lddlv)
 
 # ---- elementwise kernels (_elementwise.pxi)
 cdef extern from "vaefast.h" nogil:

@@ -2,10 +2,9 @@
 # arrays whose rows are contiguous (checked by vaefast/ops/_linear.py); the
 # row stride becomes the C leading dimension, so slices need no copy.
 #
-# With check=True the *_checked entry points run and the function returns
-# True when the GEMM saw a NaN/Inf before the activation (some input is not
-# finite, or the result overflowed float32); vaefast/ops/_linear.py then
-# finds out which. Otherwise the return value is False.
+# Each function returns True when the GEMM saw a NaN/Inf before the
+# activation (some input is not finite, or the result overflowed float32);
+# vaefast/ops/_linear.py then finds out which. Otherwise it returns False.
 
 
 cdef inline int64_t _row_ld(Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row_stride,
@@ -57,7 +56,7 @@ cdef bint _nonfinite(int status, str what) except -1:
 
 
 def gemm_linear_forward(const float[:, :] x, const float[:, :] W, const float[::1] b,
-                        bint relu, float[:, :] y, bint check=False):
+                        bint relu, float[:, :] y):
     """y (M×N) = act(x (M×K) · W (K×N) + b). Shapes checked by the caller."""
     cdef int64_t M = x.shape[0], K = x.shape[1], N = W.shape[1]
     cdef int64_t ldx = _ld(x, "x"), ldw = _ld(W, "W"), ldy = _ld(y, "out")
@@ -68,67 +67,60 @@ def gemm_linear_forward(const float[:, :] x, const float[:, :] W, const float[::
     cdef int act = VF_ACT_RELU if relu else VF_ACT_NONE
     cdef int status
     with nogil:
-        if check:
-            status = vf_linear_forward_checked(M, N, K, px, ldx, pw, ldw, pb, act, py, ldy)
-        else:
-            status = vf_linear_forward(M, N, K, px, ldx, pw, ldw, pb, act, py, ldy)
+        status = vf_linear_forward(M, N, K, px, ldx, pw, ldw, pb, act, py, ldy)
     return _nonfinite(status, "linear")
+
+
+cdef inline int64_t _opt_ld(const float[:, :] a, str name) except -1:
+    return _ld(a, name) if a is not None else 0
+
+
+cdef inline const float *_opt_ptr(const float[:, :] a):
+    return _ptr(a) if a is not None else NULL
 
 
 def gemm_linear_backward_input(const float[:, :] dy, const float[:, :] W,
                                const float[:, :] mask, float[:, :] dx,
-                               const float[:, :] relu_out=None, bint check=False):
+                               const float[:, :] relu_out=None):
     """dx (M×K) = ((dy ⊙ [relu_out > 0]) (M×N) · Wᵀ) ⊙ [mask > 0];
-    mask and relu_out (M×N, checked variant only) may be None."""
+    mask (M×K) and relu_out (M×N) may be None."""
     cdef int64_t M = dy.shape[0], N = dy.shape[1], K = W.shape[0]
     cdef int64_t lddy = _ld(dy, "dy"), ldw = _ld(W, "W"), lddx = _ld(dx, "dx")
-    cdef int64_t ldm = _ld(mask, "mask") if mask is not None else 0
+    cdef int64_t ldm = _opt_ld(mask, "mask"), ldr = _opt_ld(relu_out, "y")
     cdef const float *pdy = _ptr(dy)
     cdef const float *pw = _ptr(W)
-    cdef const float *pm = _ptr(mask) if mask is not None else NULL
+    cdef const float *pm = _opt_ptr(mask)
+    cdef const float *pr = _opt_ptr(relu_out)
     cdef float *pdx = _wptr(dx)
-    cdef int64_t ldr = _ld(relu_out, "y") if relu_out is not None else 0
-    cdef const float *pr = _ptr(relu_out) if relu_out is not None else NULL
     cdef int status
-    if relu_out is not None and not check:
-        raise ValueError("relu_out needs check=True")
     with nogil:
-        if check:
-            status = vf_linear_backward_input_checked(M, N, K, pdy, lddy, pr, ldr, pw, ldw,
-                                                      pm, ldm, pdx, lddx)
-        else:
-            status = vf_linear_backward_input(M, N, K, pdy, lddy, pw, ldw, pm, ldm, pdx, lddx)
+        status = vf_linear_backward_input(M, N, K, pdy, lddy, pr, ldr, pw, ldw, pm, ldm,
+                                          pdx, lddx)
     return _nonfinite(status, "linear_backward (dx)")
 
 
 def gemm_linear_backward_weight(const float[:, :] x, const float[:, :] dy,
                                 float[:, :] dW, float[::1] db, bint accumulate,
-                                const float[:, :] relu_out=None, bint check=False):
+                                const float[:, :] relu_out=None):
     """dW (K×N) (+)= xᵀ (K×M) · dz (M×N); db (N) (+)= column sums of dz,
-    where dz = dy ⊙ [relu_out > 0] (checked variant only) or dy."""
+    where dz = dy ⊙ [relu_out > 0], or dy when relu_out is None."""
     cdef int64_t M = x.shape[0], K = x.shape[1], N = dy.shape[1]
     cdef int64_t ldx = _ld(x, "x"), lddy = _ld(dy, "dy"), lddw = _ld(dW, "dW")
+    cdef int64_t ldr = _opt_ld(relu_out, "y")
     cdef const float *px = _ptr(x)
     cdef const float *pdy = _ptr(dy)
+    cdef const float *pr = _opt_ptr(relu_out)
     cdef float *pdw = _wptr(dW)
     cdef float *pdb = &db[0] if db is not None and db.shape[0] > 0 else NULL
-    cdef int64_t ldr = _ld(relu_out, "y") if relu_out is not None else 0
-    cdef const float *pr = _ptr(relu_out) if relu_out is not None else NULL
     cdef int status
-    if relu_out is not None and not check:
-        raise ValueError("relu_out needs check=True")
     with nogil:
-        if check:
-            status = vf_linear_backward_weight_checked(M, N, K, px, ldx, pdy, lddy, pr, ldr,
-                                                       pdw, lddw, pdb, 1 if accumulate else 0)
-        else:
-            status = vf_linear_backward_weight(M, N, K, px, ldx, pdy, lddy, pdw, lddw, pdb,
-                                               1 if accumulate else 0)
+        status = vf_linear_backward_weight(M, N, K, px, ldx, pdy, lddy, pr, ldr, pdw, lddw,
+                                           pdb, 1 if accumulate else 0)
     return _nonfinite(status, "linear_backward (dW)")
 
 
 def gemm_matmul(const float[:, :] a, const float[:, :] b, bint trans_a, bint trans_b,
-                float[:, :] c, bint accumulate, bint check=False):
+                float[:, :] c, bint accumulate):
     """c (M×N) (+)= op(a) · op(b)."""
     cdef int64_t M = c.shape[0], N = c.shape[1]
     cdef int64_t K = a.shape[0] if trans_a else a.shape[1]
@@ -138,12 +130,8 @@ def gemm_matmul(const float[:, :] a, const float[:, :] b, bint trans_a, bint tra
     cdef float *pc = _wptr(c)
     cdef int status
     with nogil:
-        if check:
-            status = vf_matmul_checked(1 if trans_a else 0, 1 if trans_b else 0, M, N, K,
-                                       pa, lda, pb, ldb, pc, ldc, 1 if accumulate else 0)
-        else:
-            status = vf_matmul(1 if trans_a else 0, 1 if trans_b else 0, M, N, K, pa, lda,
-                               pb, ldb, pc, ldc, 1 if accumulate else 0)
+        status = vf_matmul(1 if trans_a else 0, 1 if trans_b else 0, M, N, K, pa, lda,
+                           pb, ldb, pc, ldc, 1 if accumulate else 0)
     return _nonfinite(status, "matmul")
 
 
@@ -223,7 +211,7 @@ def gemm_linear_ready(x, W, b, bint relu, out):
         if not have_y or my.rows != mx.rows or my.cols != mw.cols:
             return None
         with nogil:
-            status = vf_linear_forward_checked(mx.rows, mw.cols, mx.cols, mx.ptr, mx.ld,
+            status = vf_linear_forward(mx.rows, mw.cols, mx.cols, mx.ptr, mx.ld,
                                                mw.ptr, mw.ld, pb, act, my.ptr, my.ld)
     finally:
         PyBuffer_Release(&vx)
@@ -259,7 +247,7 @@ def gemm_matmul_ready(a, b, bint trans_a, bint trans_b, out):
         if not have_c or mc.rows != M or mc.cols != N:
             return None
         with nogil:
-            status = vf_matmul_checked(trans_a, trans_b, M, N, K, ma.ptr, ma.ld, mb.ptr, mb.ld,
+            status = vf_matmul(trans_a, trans_b, M, N, K, ma.ptr, ma.ld, mb.ptr, mb.ld,
                                        mc.ptr, mc.ld, 0)
     finally:
         PyBuffer_Release(&va)
@@ -307,11 +295,11 @@ def gemm_linear_backward_ready(x, W, dy, y, bint relu, bint need_dx):
             _take(dx, &vdx, &mdx, 2, True)
         with nogil:
             # db (every dz entry's column sum) checks dy and y, dW x, dx W
-            status = vf_linear_backward_weight_checked(B, n_out, n_in, mx.ptr, mx.ld, md.ptr,
+            status = vf_linear_backward_weight(B, n_out, n_in, mx.ptr, mx.ld, md.ptr,
                                                        md.ld, py, ldy, mdw.ptr, mdw.ld,
                                                        mdb.ptr, 0)
             if status == VF_OK and need_dx:
-                status = vf_linear_backward_input_checked(B, n_out, n_in, md.ptr, md.ld, py,
+                status = vf_linear_backward_input(B, n_out, n_in, md.ptr, md.ld, py,
                                                           ldy, mw.ptr, mw.ld, NULL, 0,
                                                           mdx.ptr, mdx.ld)
         PyBuffer_Release(&vdw)

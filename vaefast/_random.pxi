@@ -36,27 +36,35 @@ def reparam_eps(uint64_t seed, uint64_t step, int64_t row0, float[:, ::1] eps):
     check_status(status, "reparameterization_noise")
 
 
+cdef vf_noise _noise(uint64_t seed, uint64_t step, int64_t row0, eps_obj, int64_t N):
+    """The noise of a reparameterization: Philox (seed, step, row0 + i, j), or
+    eps_obj (M×N, C-contiguous float32, kept alive by the caller) if not None."""
+    cdef const float[:, ::1] eps
+    cdef vf_noise noise
+    noise.seed, noise.step, noise.row0, noise.eps, noise.ldeps = seed, step, row0, NULL, N
+    if eps_obj is not None:
+        eps = eps_obj
+        noise.eps = &eps[0, 0]
+    return noise
+
+
 def reparam_forward(const float[:, ::1] mu, const float[:, ::1] logvar,
                     uint64_t seed, uint64_t step, int64_t row0, eps_obj,
                     float[:, ::1] z, kl_obj):
     """z = mu + exp(logvar/2)·eps (eps_obj None: generated); kl_obj (M) or None."""
     cdef int64_t M = mu.shape[0], N = mu.shape[1]
-    cdef const float[:, ::1] eps
     cdef float[::1] kl
-    cdef const float *pe = NULL
     cdef float *pk = NULL
     if M == 0 or N == 0:
         return
-    if eps_obj is not None:
-        eps = eps_obj
-        pe = &eps[0, 0]
+    cdef vf_noise noise = _noise(seed, step, row0, eps_obj, N)
     if kl_obj is not None:
         kl = kl_obj
         pk = &kl[0]
     cdef int status
     with nogil:
-        status = vf_reparam_forward(M, N, &mu[0, 0], N, &logvar[0, 0], N,
-                                    seed, step, row0, pe, N, &z[0, 0], N, pk)
+        status = vf_reparam_forward(M, N, &mu[0, 0], N, &logvar[0, 0], N, &noise,
+                                    &z[0, 0], N, pk)
     check_status(status, "reparameterize")
 
 
@@ -65,21 +73,16 @@ def reparam_backward(const float[:, ::1] mu, const float[:, ::1] logvar,
                      float kl_scale, float[:, ::1] dmu, float[:, ::1] dlogvar):
     """dmu, dlogvar of reparameterization + kl_scale·KL (dz_obj may be None)."""
     cdef int64_t M = mu.shape[0], N = mu.shape[1]
-    cdef const float[:, ::1] eps
     cdef const float[:, ::1] dz
-    cdef const float *pe = NULL
     cdef const float *pd = NULL
     if M == 0 or N == 0:
         return
-    if eps_obj is not None:
-        eps = eps_obj
-        pe = &eps[0, 0]
+    cdef vf_noise noise = _noise(seed, step, row0, eps_obj, N)
     if dz_obj is not None:
         dz = dz_obj
         pd = &dz[0, 0]
     cdef int status
     with nogil:
-        status = vf_reparam_backward(M, N, &mu[0, 0], N, &logvar[0, 0], N,
-                                     seed, step, row0, pe, N, pd, N, kl_scale,
-                                     &dmu[0, 0], N, &dlogvar[0, 0], N)
+        status = vf_reparam_backward(M, N, &mu[0, 0], N, &logvar[0, 0], N, &noise,
+                                     pd, N, kl_scale, &dmu[0, 0], N, &dlogvar[0, 0], N)
     check_status(status, "reparameterize_backward")

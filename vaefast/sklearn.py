@@ -19,6 +19,7 @@ except ImportError as _exc:  # pragma: no cover - depends on the environment
 from ._spec import likelihoods
 from ._validation import check_targets
 from ._arrays import deferrable
+from ._docstrings import shared_doc
 from .model import VAE
 
 # check name -> why vaefast does not pass it (keep this minimal and honest).
@@ -34,6 +35,15 @@ def _seed_from(random_state):
     if isinstance(random_state, (int, np.integer)):
         return int(random_state)
     return int(check_random_state(random_state).randint(0, 2**31 - 1))
+
+
+# The parameter entries that several methods share (vaefast/_docstrings.py).
+_Y_CONDITIONS = ("y : array_like, optional\n"
+                 "            The conditions' source (conditional models only).")
+_params_doc = shared_doc(
+    y_conditions=_Y_CONDITIONS,
+    params_X_y=("Parameters\n        ----------\n"
+                "        X : array_like, shape (n, n_features_in_)\n        " + _Y_CONDITIONS))
 
 
 class VAETransformer(TransformerMixin, BaseEstimator):
@@ -164,14 +174,11 @@ class VAETransformer(TransformerMixin, BaseEstimator):
         return validate_data(self, X, dtype=np.float32, reset=False)
 
     @deferrable
+    @_params_doc
     def transform(self, X, y=None):
         """Posterior means (the embedding).
 
-        Parameters
-        ----------
-        X : array_like, shape (n, n_features_in_)
-        y : array_like, optional
-            The conditions' source (conditional models only).
+        {params_X_y}
 
         Returns
         -------
@@ -180,14 +187,14 @@ class VAETransformer(TransformerMixin, BaseEstimator):
         X = self._X(X)
         return self.model_.transform(X, self._conditions(y, X.shape[0]))
 
+    @_params_doc
     def inverse_transform(self, X, y=None):
         """Decode latent codes to data space (the means of p(x|z)).
 
         Parameters
         ----------
         X : array_like, shape (n, latent_dim)
-        y : array_like, optional
-            The conditions' source (conditional models only).
+        {y_conditions}
 
         Returns
         -------
@@ -198,17 +205,14 @@ class VAETransformer(TransformerMixin, BaseEstimator):
         return self.model_.decode(X, c)  # validated there: dtype, shape, finiteness
 
     @deferrable
+    @_params_doc
     def score_samples(self, X, y=None):
         """ELBO of each row (one Monte-Carlo sample).
 
         The noise of a row is seeded by a CRC of the row's bytes, so a row gets
         the same score whatever batch, order or subset it comes in.
 
-        Parameters
-        ----------
-        X : array_like, shape (n, n_features_in_)
-        y : array_like, optional
-            The conditions' source (conditional models only).
+        {params_X_y}
 
         Returns
         -------
@@ -220,14 +224,11 @@ class VAETransformer(TransformerMixin, BaseEstimator):
                         .standard_normal(m.latent_dim) for row in X]).astype(np.float32)
         return m.elbo(X, eps=eps, c=self._conditions(y, X.shape[0]))
 
+    @_params_doc
     def score(self, X, y=None):
         """Mean ELBO of X (higher is better), as used by GridSearchCV.
 
-        Parameters
-        ----------
-        X : array_like, shape (n, n_features_in_)
-        y : array_like, optional
-            The conditions' source (conditional models only).
+        {params_X_y}
 
         Returns
         -------

@@ -83,30 +83,19 @@ VF_INLINE vu vu_bf16_pack_adjacent(vf x0, vf x1)
 
 /* ------------------------------------- the dot product, scalar emulation */
 
-static inline float vf_bf16_f32(uint32_t bits)
-{
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-static inline uint32_t vf_bf16_bits32(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return u;
-}
-static inline uint64_t vf_bf16_bits64(double d)
-{
-    uint64_t u;
-    memcpy(&u, &d, 8);
-    return u;
-}
-static inline double vf_bf16_f64(uint64_t u)
-{
-    double d;
-    memcpy(&d, &u, 8);
-    return d;
-}
+/* Bit casts between floats and their integer images (memcpy: no aliasing UB). */
+#define VF_BF16_BITCAST(name, From, To)                                       \
+    static inline To name(From v)                                             \
+    {                                                                         \
+        To r;                                                                 \
+        memcpy(&r, &v, sizeof r);                                             \
+        return r;                                                             \
+    }
+VF_BF16_BITCAST(vf_bf16_f32, uint32_t, float)
+VF_BF16_BITCAST(vf_bf16_bits32, float, uint32_t)
+VF_BF16_BITCAST(vf_bf16_bits64, double, uint64_t)
+VF_BF16_BITCAST(vf_bf16_f64, uint64_t, double)
+#undef VF_BF16_BITCAST
 
 /* float32 bits with subnormals replaced by zero of the same sign (DAZ) */
 static inline uint32_t vf_bf16_daz(uint32_t u)

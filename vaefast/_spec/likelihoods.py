@@ -102,20 +102,27 @@ GAUSSIAN = Likelihood(
     log_px=densities.gaussian_log_px, mean=densities.gaussian_mean,
     torch_log_px=export_hooks.gaussian_log_px, torch_mean=export_hooks.identity_mean,
     onnx_mean=export_hooks.onnx_identity)
-POISSON = Likelihood(
+
+
+def _count_likelihood(**fields):
+    """A count likelihood: targets are counts >= 0 (size factors apply, the
+    encoder reads log(1 + x)) and, unless `fields` say otherwise, its mean is
+    size factor · exp(output)."""
+    defaults = dict(targets=(0.0, math.inf), counts=True, mean=densities.count_mean,
+                    torch_mean=export_hooks.count_mean, onnx_mean=export_hooks.onnx_count_mean)
+    return Likelihood(**{**defaults, **fields})
+
+
+POISSON = _count_likelihood(
     name="poisson", title="Poisson", code=2, c_enum="VF_LIKELIHOOD_POISSON",
-    output="log-rate",
-    targets=(0.0, math.inf), counts=True,
-    log_px=densities.poisson_log_px, mean=densities.count_mean,
-    torch_log_px=export_hooks.poisson_log_px, torch_mean=export_hooks.count_mean,
-    onnx_mean=export_hooks.onnx_count_mean)
-NEGATIVE_BINOMIAL = Likelihood(
+    output="log-rate", log_px=densities.poisson_log_px,
+    torch_log_px=export_hooks.poisson_log_px)
+NEGATIVE_BINOMIAL = _count_likelihood(
     name="negative_binomial", title="negative binomial", code=3,
     c_enum="VF_LIKELIHOOD_NEGBIN", output="log-mean",
-    targets=(0.0, math.inf), counts=True, extra_param={"unit": "likelihood.log_theta"},
-    log_px=densities.negative_binomial_log_px, mean=densities.count_mean,
-    torch_log_px=export_hooks.negative_binomial_log_px, torch_mean=export_hooks.count_mean,
-    onnx_mean=export_hooks.onnx_count_mean)
+    extra_param={"unit": "likelihood.log_theta"},
+    log_px=densities.negative_binomial_log_px,
+    torch_log_px=export_hooks.negative_binomial_log_px)
 
 REGISTRY = {lik.name: lik for lik in (BERNOULLI, GAUSSIAN, POISSON, NEGATIVE_BINOMIAL)}
 NAMES = tuple(REGISTRY)

@@ -114,30 +114,32 @@ def _hidden(layers, part):
     return [layer for layer, _ in layers]
 
 
+def _last_linear(layers, label, role, why):
+    """Split layers into the hidden ones (all ReLU'd) and the last Linear, which
+    serves as `role` and must not be followed by a ReLU (`why` says why)."""
+    if not layers:
+        raise ValueError(f"{label} has no Linear layer to serve as {role}")
+    last, relu = layers[-1]
+    if relu:
+        raise ValueError(f"{last.label} is followed by a ReLU, but as {role} {why}")
+    return last
+
+
 def _split_encoder(layers, label, joined):
     """Encoder hidden layers (+ the joined head when `joined`): every hidden
     Linear is followed by a ReLU, a joined head is not."""
     hidden = _hidden(layers[:-1] if joined else layers, "encoder")
     if not joined:
         return hidden, None
-    if not layers:
-        raise ValueError(f"{label} has no Linear layer to serve as the joined mu/logvar head")
-    head, relu = layers[-1]
-    if relu:
-        raise ValueError(f"{head.label} is followed by a ReLU, but as the joined mu/logvar "
-                         "head (no separate mu/logvar modules) it must be the last layer")
-    return hidden, head
+    return hidden, _last_linear(layers, label, "the joined mu/logvar head",
+                                "(no separate mu/logvar modules) it must be the last layer")
 
 
 def _split_decoder(layers, label):
-    if not layers:
-        raise ValueError(f"{label} has no Linear layer (it needs at least the output layer)")
-    hidden = _hidden(layers[:-1], "decoder")
-    output, relu = layers[-1]
-    if relu:
-        raise ValueError(f"{output.label} is followed by a ReLU: the decoder's last Linear "
-                         "(the output layer) must not be")
-    return hidden, output
+    """Decoder hidden layers (all ReLU'd) and the output layer (not)."""
+    output = _last_linear(layers, label, "the decoder's output layer",
+                          "(the decoder's last Linear) it must not be")
+    return _hidden(layers[:-1], "decoder"), output
 
 
 def _split_joined(head, n_latent_hint):

@@ -125,7 +125,7 @@ def linear(x, W, b=None, activation=None, out=None, precision="fp32"):
     if bf16:
         if _core.gemm_bf16(xv, Wv, False, False, bv, relu, y):
             nonfinite_result("x @ W + b in bf16", [("x", x, xv), ("W", W, Wv), ("b", b, bv)])
-    elif _core.gemm_linear_forward(xv, Wv, bv, relu, y, True):
+    elif _core.gemm_linear_forward(xv, Wv, bv, relu, y):
         nonfinite_result("x @ W + b", [("x", x, xv), ("W", W, Wv), ("b", b, bv)])
     if y.size == 0:  # no result to carry the check
         reject_nonfinite([("x", x, xv), ("W", W, Wv), ("b", b, bv)])
@@ -188,12 +188,12 @@ def linear_backward(x, W, dy, y=None, activation=None, need_dx=True, precision="
     db = np.empty(n_out, dtype=np.float32)
     # db (a column sum of every dz entry) carries the check of dy and y,
     # dW that of x, dx that of W.
-    if _core.gemm_linear_backward_weight(xv, dyv, dW, db, False, yv, True):
+    if _core.gemm_linear_backward_weight(xv, dyv, dW, db, False, yv):
         nonfinite_result("the gradient x.T @ dz", args)
     dx = None
     if need_dx:
         dx = np.empty((batch, n_in), dtype=np.float32)
-        if _core.gemm_linear_backward_input(dyv, Wv, None, dx, yv, True):
+        if _core.gemm_linear_backward_input(dyv, Wv, None, dx, yv):
             nonfinite_result("the gradient dz @ W.T", args)
     if batch == 0 or n_out == 0:  # empty products check nothing
         reject_nonfinite(args)
@@ -233,7 +233,7 @@ def matmul(a, b, trans_a=False, trans_b=False, out=None, precision="fp32"):
     if bf16:
         if _core.gemm_bf16(av, bv, bool(trans_a), bool(trans_b), None, False, c):
             nonfinite_result("a @ b in bf16", [("a", a, av), ("b", b, bv)])
-    elif _core.gemm_matmul(av, bv, bool(trans_a), bool(trans_b), c, False, True):
+    elif _core.gemm_matmul(av, bv, bool(trans_a), bool(trans_b), c, False):
         nonfinite_result("a @ b", [("a", a, av), ("b", b, bv)])
     if c.size == 0:
         reject_nonfinite([("a", a, av), ("b", b, bv)])

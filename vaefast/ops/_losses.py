@@ -9,6 +9,7 @@ rejected with a ValueError naming the argument.
 import numpy as np
 
 from .. import _core
+from .._docstrings import shared_doc
 from .._validation import as_float, as_float32_array, as_size_factors, nonfinite_result
 
 __all__ = ["poisson_loss", "negative_binomial_loss", "gaussian_var_loss", "LIMITS"]
@@ -16,6 +17,17 @@ __all__ = ["poisson_loss", "negative_binomial_loss", "gaussian_var_loss", "LIMIT
 LIMITS = dict(_core.LIKELIHOOD_LIMITS)
 """The clamps the kernels apply: the Poisson log-rate's maximum, the range of
 log θ, and the floor of a learned Gaussian log-variance."""
+
+
+# The tail of every loss's Parameters and the head of its Returns.
+_loss_doc = shared_doc(scale_need_grad_loss="""scale : float
+        Factor applied to the gradients.
+    need_grad : bool
+        If False, the gradients are None.
+
+    Returns
+    -------
+    loss : ndarray, float32, shape (M,)""")
 
 
 def _inputs(out, x, out_name, size_factors=None, counts=False):
@@ -35,6 +47,7 @@ def _outputs(shape, n_grads, need_grad):
     return loss, grads
 
 
+@_loss_doc
 def poisson_loss(out, x, size_factors=None, scale=1.0, need_grad=True):
     """Per-row Poisson negative log-likelihood with log-rate ``out``.
 
@@ -50,14 +63,7 @@ def poisson_loss(out, x, size_factors=None, scale=1.0, need_grad=True):
         Counts (finite, >= 0; need not be integers).
     size_factors : array_like, shape (M,), optional
         Per-row factors > 0 (default 1).
-    scale : float
-        Factor applied to the gradient.
-    need_grad : bool
-        If False, dout is None.
-
-    Returns
-    -------
-    loss : ndarray, float32, shape (M,)
+    {scale_need_grad_loss}
     dout : ndarray, float32, shape (M, N), or None
     """
     out, x, s = _inputs(out, x, "out", size_factors, counts=True)
@@ -69,6 +75,7 @@ def poisson_loss(out, x, size_factors=None, scale=1.0, need_grad=True):
     return loss, dout
 
 
+@_loss_doc
 def negative_binomial_loss(out, x, log_theta, size_factors=None, scale=1.0, need_grad=True):
     """Per-row negative-binomial negative log-likelihood.
 
@@ -84,12 +91,7 @@ def negative_binomial_loss(out, x, log_theta, size_factors=None, scale=1.0, need
         Counts (finite, >= 0).
     log_theta : array_like, shape (N,)
     size_factors : array_like, shape (M,), optional
-    scale : float
-    need_grad : bool
-
-    Returns
-    -------
-    loss : ndarray, float32, shape (M,)
+    {scale_need_grad_loss}
     dout : ndarray, float32, shape (M, N), or None
         scale·∂loss/∂out.
     dlog_theta : ndarray, float32, shape (M, N), or None
@@ -107,6 +109,7 @@ def negative_binomial_loss(out, x, log_theta, size_factors=None, scale=1.0, need
     return loss, dout, dlt
 
 
+@_loss_doc
 def gaussian_var_loss(y, x, logvar, scale=1.0, need_grad=True):
     """Per-row Gaussian negative log-likelihood with a learned log-variance.
 
@@ -121,12 +124,7 @@ def gaussian_var_loss(y, x, logvar, scale=1.0, need_grad=True):
         Targets.
     logvar : array_like, shape (M, N) or (N,)
         Per element, or one per feature shared by every row.
-    scale : float
-    need_grad : bool
-
-    Returns
-    -------
-    loss : ndarray, float32, shape (M,)
+    {scale_need_grad_loss}
     dy : ndarray, float32, shape (M, N), or None
     dlogvar : ndarray, float32, shape (M, N), or None
         Per element (sum over rows for a per-feature log-variance); zero
