@@ -30,8 +30,9 @@ typedef struct vf_bf16_problem {
 int vf_gemm_bf16_generic(const vf_bf16_problem *p);
 int vf_gemm_bf16_avx512(const vf_bf16_problem *p);
 /* The same product on AMX tiles (isa/gemm_amx.c, the avx512 set): needs
- * VF_CPU_AMX_BF16. Its sums are not VDPBF16PS's, so its bits differ from
- * the two drivers above (docs/precision.md gives the bound). */
+ * VF_CPU_AMX_BF16. TDPBF16PS sums in another order than VDPBF16PS (per 32
+ * k: even and odd products apart, then C + (E + O): docs/precision.md),
+ * so its bits differ from the two drivers above. */
 int vf_gemm_bf16_amx_avx512(const vf_bf16_problem *p);
 
 /* out[i] = VDPBF16PS lane (acc[i], a[i], b[i]) for i < n: the instruction

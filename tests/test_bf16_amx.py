@@ -1,19 +1,20 @@
 """The AMX route of the bf16 GEMM (csrc/isa/gemm_amx.c, impl="amx"), its
 detection and its choice.
 
-TDPBF16PS does not give VDPBF16PS's bits (measured on this project's
-Sapphire Rapids VM, docs/precision.md): within one instruction the two
-products of a pair are summed (one rounding) before they meet the
-accumulator, products below 2^-126 are flushed to zero, and with several
-pairs in one instruction no simple order of float32 roundings reproduced
-it. So the oracle is the float64 product of the operands rounded to bf16
-(NumPy's rounding, tests/test_bf16.py), with inputs below 2^-126 read as
-zero (DAZ, as both instructions do), and the tolerance of float32
-recursive summation: γ_K·Σ_k|a_k·b_k| (γ_K = K·u/(1 − K·u), u = 2^-24),
-which the measured error stays under (at most 0.53·K·u·Σ|a·b| over random,
-wide-range and cancelling inputs), plus (2K + 1)·2^-126 for the flushed
-products and result. A wrong pairing, a lost tile or unrounded operands
-(an error of order 2^-9·|a·b|) cannot pass.
+TDPBF16PS does not give VDPBF16PS's bits. Its order was found by
+experiment on this project's Sapphire Rapids VM (docs/precision.md): per
+instruction (32 k), the even-k and the odd-k products are summed into two
+separate float32 sums from zero, one exact product at a time, then
+C = C + (E + O); every add is rounded once to nearest even and flushed to
+zero below 2^-126, and inputs below 2^-126 read as zero.
+`tdpbf16ps_model` below is that order in NumPy (float64 with TwoSum and a
+sticky bit, so each rounding to float32 is correct), and the route must
+equal it (values: a zero's sign is not compared). Independently of the
+order, the error against the float64 product of the bf16-rounded operands
+must stay within the float32 recursive-summation bound γ_K·Σ_k|a_k·b_k|
+(γ_K = K·u/(1 − K·u), u = 2^-24; measured at most 0.53·K·u·Σ|a·b|), plus
+(2K + 1)·2^-126 for flushed values. A wrong pairing, a lost tile or
+unrounded operands (an error of order 2^-9·|a·b|) fails both.
 """
 
 import importlib.util
@@ -99,24 +100,60 @@ def test_amx_within_the_summation_bound(M, N, K, trans, kind):
     assert np.all(np.abs(got - exact) <= bound)
 
 
+def add_rne_ftz(x, y):
+    """x + y rounded once to float32 (nearest even, exponent unbounded), then
+    flushed to a zero if below 2^-126; x, y float64 arrays (float32 values
+    or exact bf16 products). TwoSum gives the float64 sum's error; a sticky
+    last bit (round to odd) makes the final rounding to 24 bits correct."""
+    s = x + y
+    bb = s - x
+    err = (x - (s - bb)) + (y - bb)
+    even = (s.view(np.int64) & 1) == 0
+    s = np.where((err != 0) & even, np.nextafter(s, np.where(err > 0, np.inf, -np.inf)), s)
+    tiny = np.abs(s) < TINY
+    with np.errstate(over="ignore"):
+        r = s.astype(np.float32).astype(np.float64)
+        # below 2^-126: round to 24 bits at a scale where that is a normal
+        # rounding, and keep only a result that reached 2^-126
+        up = (s * 2.0**100).astype(np.float32).astype(np.float64) * 2.0**-100
+    return np.where(tiny, np.where(np.abs(up) >= TINY, up, 0.0), r)
+
+
+def tdpbf16ps_model(a, b):
+    """C (M×N) of the AMX route, emulated: per TDPBF16PS (k in steps of
+    32), two float32 sums start at 0: E over the even k, O over the odd k,
+    each adding one exact product at a time (add_rne_ftz); then
+    C = C + (E + O), both adds rounded the same way. Inputs below 2^-126
+    read as 0."""
+    A, B = daz(bf16_round(a)), daz(bf16_round(b))
+    M, K = A.shape
+    C = np.zeros((M, B.shape[1]))
+    for k0 in range(0, K, 32):
+        E = np.zeros_like(C)
+        O = np.zeros_like(C)
+        for k in range(k0, min(k0 + 32, K)):
+            if k % 2 == 0:
+                E = add_rne_ftz(E, A[:, k:k + 1] * B[k:k + 1])
+            else:
+                O = add_rne_ftz(O, A[:, k:k + 1] * B[k:k + 1])
+        C = add_rne_ftz(C, add_rne_ftz(E, O))
+    return C
+
+
 @needs_amx
-def test_one_pair_is_one_rounding_of_the_pair_sum():
-    """K <= 2 (one bf16 pair, one TDPBF16PS on a zero accumulator): the
-    result is exactly RNE_fp32(a0·b0 + a1·b1), with a product below 2^-126
-    flushed first. Exponents within ±8 octaves keep the products within 2^34
-    of each other, so their float64 sum (8 + 8 + 34 bits) is exact."""
-    rng = np.random.default_rng(7)
-    a = (rng.standard_normal((400, 2)) * np.exp2(rng.integers(-8, 8, (400, 2))))
-    b = (rng.standard_normal((2, 300)) * np.exp2(rng.integers(-8, 8, (2, 300))))
-    a[::5] *= 2.0**-110  # rows whose products straddle 2^-126
-    a, b = a.astype(np.float32), b.astype(np.float32)
-    A, B = bf16_round(a), bf16_round(b)
-    p0 = daz(A[:, :1] * B[:1])
-    p1 = daz(A[:, 1:] * B[1:])
-    want = daz((p0 + p1).astype(np.float32))
+@pytest.mark.parametrize("M,N,K", [(1, 1, 1), (1, 1, 2), (16, 16, 32), (17, 33, 33),
+                                   (31, 15, 65), (40, 70, 100), (33, 45, 400)])
+@pytest.mark.parametrize("kind", ["normal", "wide", "cancel"])
+def test_amx_equals_its_emulation(M, N, K, kind):
+    """TDPBF16PS's order, found by experiment on this project's Xeon (and
+    not the one in VDPBF16PS): within one instruction the even-k and the
+    odd-k products go into two separate float32 sums, which are added
+    together and then to the accumulator, every add rounded once (nearest
+    even) and flushed below 2^-126. Equal values (a zero's sign aside)."""
+    rng = np.random.default_rng(M * 7919 + N * 31 + K)
+    a, b = operands(rng, M, N, K, False, False, kind)
     got, _ = amx(a, b)
-    np.testing.assert_array_equal(got, want)  # every bit (a zero's sign aside)
-    assert np.any((A[:, :1] * B[:1] != 0) & (p0 == 0))  # the flush was exercised
+    np.testing.assert_array_equal(got.astype(np.float64), tdpbf16ps_model(a, b))
 
 
 @needs_amx

@@ -18,9 +18,10 @@
  * wide, as in N = 40), and walks all of K in order; the fp32
  * result then goes through the epilogue (bias, ReLU, the nonfinite flag).
  * Threads take micro-tiles from the team (csrc/threads.h); each C entry
- * is the same sequence of TDPBF16PS steps whatever the thread count. The arithmetic is not VDPBF16PS's (docs/precision.md: products
- * below 2^-126 flushed, each pair's two products summed before they meet
- * the accumulator), so this route's bits differ from the emulation's. */
+ * is the same sequence of TDPBF16PS steps whatever the thread count. The
+ * arithmetic is not VDPBF16PS's (docs/precision.md: per instruction,
+ * even-k and odd-k products in two float32 sums, then C + (E + O)), so
+ * this route's bits differ from the emulation's. */
 #include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
