@@ -1,8 +1,8 @@
 /* bf16.c: the bf16 GEMM's entry points: argument checks, and the choice
  * of route: AMX tiles (TDPBF16PS, CPUs and processes with VF_CPU_AMX_BF16),
  * VDPBF16PS (the avx512 set's driver, on CPUs with AVX512_BF16), or the
- * generic set's emulation of VDPBF16PS; the last two give the same bits,
- * AMX its own (csrc/bf16_kernels.h). The avx2 set has no bf16 kernel of its
+ * generic set's emulation of VDPBF16PS, which give the same bits, or its
+ * emulation of TDPBF16PS, which gives AMX's bits (csrc/bf16_kernels.h). The avx2 set has no bf16 kernel of its
  * own: with it active, the emulation runs. */
 #include <stdatomic.h>
 #include <stdint.h>
@@ -52,7 +52,8 @@ int vf_bf16_amx_supported(void)
 int vf_bf16_impl_supported(int impl)
 {
     switch (impl) {
-    case VF_BF16_EMULATED: return 1;
+    case VF_BF16_EMULATED:
+    case VF_BF16_AMX_EMULATED: return 1;
     case VF_BF16_NATIVE: return vf_bf16_native_supported();
     case VF_BF16_AMX: return vf_bf16_amx_supported();
     default: return 0;
@@ -66,7 +67,7 @@ static atomic_int auto_fixed = VF_BF16_AUTO;
 int vf_bf16_set_auto(int impl)
 {
     if (impl != VF_BF16_AUTO && !vf_bf16_impl_supported(impl))
-        return impl >= VF_BF16_AUTO && impl <= VF_BF16_AMX ? VF_ERR_ISA : VF_ERR_ARG;
+        return impl >= VF_BF16_AUTO && impl <= VF_BF16_AMX_EMULATED ? VF_ERR_ISA : VF_ERR_ARG;
     atomic_store_explicit(&auto_fixed, impl, memory_order_relaxed);
     return VF_OK;
 }
@@ -83,12 +84,12 @@ int vf_bf16_auto_impl(void)
                                         : VF_BF16_EMULATED;
 }
 
-/* impl -> VF_BF16_EMULATED, VF_BF16_NATIVE or VF_BF16_AMX, or an error */
+/* impl -> a route (not VF_BF16_AUTO), or an error */
 static int resolve(int impl, int *out)
 {
     if (impl == VF_BF16_AUTO)
         impl = vf_bf16_auto_impl();
-    if (impl < VF_BF16_EMULATED || impl > VF_BF16_AMX)
+    if (impl < VF_BF16_EMULATED || impl > VF_BF16_AMX_EMULATED)
         return VF_ERR_ARG;
     if (!vf_bf16_impl_supported(impl))
         return VF_ERR_ISA;
@@ -115,6 +116,7 @@ int vf_gemm_bf16(int impl, int trans_a, int trans_b, int64_t M, int64_t N, int64
         .B = B, .ldb = ldb, .trans_b = trans_b, .C = C, .ldc = ldc, .bias = b,
         .relu = act == VF_ACT_RELU,
         .nthreads = vf_threads_for(macs, VF_BF16_PARALLEL_MIN_MACS),
+        .amx_order = impl == VF_BF16_AMX_EMULATED,
         .nonfinite = &nonfinite};
     int status;
 #if defined(__x86_64__) /* the avx512 set is built for every x86_64 core (VF_KERNEL_SETS) */
@@ -133,7 +135,7 @@ int vf_bf16_dot2_lanes(int impl, int64_t n, const float *acc, const uint32_t *a,
                        const uint32_t *b, float *out)
 {
     VF_TRY(resolve(impl, &impl));
-    if (impl == VF_BF16_AMX) /* one lane has no tile form */
+    if (impl == VF_BF16_AMX || impl == VF_BF16_AMX_EMULATED) /* no one-lane form */
         return VF_ERR_ARG;
     if (n < 0)
         return VF_ERR_ARG;

@@ -24,9 +24,11 @@
 typedef struct vf_bf16_problem {
     VF_GEMM_PROBLEM_FIELDS
     int nthreads;                             /* team size, >= 1 */
+    int amx_order;                            /* 1: TDPBF16PS's sums (generic only) */
 } vf_bf16_problem;
 
-/* VF_OK or VF_ERR_NOMEM. The avx512 driver needs AVX512_BF16. */
+/* VF_OK or VF_ERR_NOMEM. The avx512 driver needs AVX512_BF16. The generic
+ * one with amx_order emulates the AMX driver (the same bits). */
 int vf_gemm_bf16_generic(const vf_bf16_problem *p);
 int vf_gemm_bf16_avx512(const vf_bf16_problem *p);
 /* The same product on AMX tiles (isa/gemm_amx.c, the avx512 set): needs

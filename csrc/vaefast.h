@@ -148,14 +148,21 @@ int vf_matmul(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
  * docs/precision.md). impl, the route: VF_BF16_EMULATED (VDPBF16PS's
  * arithmetic in scalar code, every CPU), VF_BF16_NATIVE (the instruction:
  * AVX512_BF16; the same bits as the emulation), VF_BF16_AMX (TDPBF16PS on
- * AMX tiles: its own bits, within the bound in docs/precision.md), or
- * VF_BF16_AUTO: the route vf_bf16_set_auto fixed, else, with the avx512 set
+ * AMX tiles: its own bits, within the bound in docs/precision.md),
+ * VF_BF16_AMX_EMULATED (TDPBF16PS's order in scalar code, every CPU: the
+ * AMX route's bits), or VF_BF16_AUTO: the route vf_bf16_set_auto fixed, else, with the avx512 set
  * active, AMX, else the instruction, else the emulation. A route this CPU
  * (or process) cannot run is VF_ERR_ISA. Returns VF_ERR_NONFINITE, after
  * writing C, if a value before the activation is NaN or ±Inf (as the
  * float32 products). Every route's bits are independent of the
  * thread count. */
-enum { VF_BF16_AUTO = 0, VF_BF16_EMULATED = 1, VF_BF16_NATIVE = 2, VF_BF16_AMX = 3 };
+enum {
+    VF_BF16_AUTO = 0,
+    VF_BF16_EMULATED = 1,
+    VF_BF16_NATIVE = 2,
+    VF_BF16_AMX = 3,
+    VF_BF16_AMX_EMULATED = 4
+};
 int vf_bf16_native_supported(void);
 int vf_bf16_amx_supported(void);
 int vf_bf16_impl_supported(int impl);
@@ -166,7 +173,7 @@ int vf_gemm_bf16(int impl, int trans_a, int trans_b, int64_t M, int64_t N, int64
                  const float *b, int act, float *C, int64_t ldc);
 /* out[i] = acc[i] + a.hi·b.hi + a.lo·b.lo for the bf16 pairs a[i], b[i]
  * (one fp32 lane of VDPBF16PS), i < n: the instruction or its emulation
- * (VF_ERR_ARG for VF_BF16_AMX). */
+ * (VF_ERR_ARG for the two AMX routes). */
 int vf_bf16_dot2_lanes(int impl, int64_t n, const float *acc, const uint32_t *a,
                        const uint32_t *b, float *out);
 

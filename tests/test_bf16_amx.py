@@ -8,8 +8,10 @@ separate float32 sums from zero, one exact product at a time, then
 C = C + (E + O); every add is rounded once to nearest even and flushed to
 zero below 2^-126, and inputs below 2^-126 read as zero.
 `tdpbf16ps_model` below is that order in NumPy (float64 with TwoSum and a
-sticky bit, so each rounding to float32 is correct), and the route must
-equal it (values: a zero's sign is not compared). Independently of the
+sticky bit, so each rounding to float32 is correct); the library's scalar
+route "amx_emulated" must equal it (values: a zero's sign is not
+compared), on every machine, and the instruction must give the
+emulation's bits where AMX exists. Independently of the
 order, the error against the float64 product of the bf16-rounded operands
 must stay within the float32 recursive-summation bound γ_K·Σ_k|a_k·b_k|
 (γ_K = K·u/(1 − K·u), u = 2^-24; measured at most 0.53·K·u·Σ|a·b|), plus
@@ -140,20 +142,39 @@ def tdpbf16ps_model(a, b):
     return C
 
 
-@needs_amx
-@pytest.mark.parametrize("M,N,K", [(1, 1, 1), (1, 1, 2), (16, 16, 32), (17, 33, 33),
-                                   (31, 15, 65), (40, 70, 100), (33, 45, 400)])
+ORDER_SHAPES = [(1, 1, 1), (1, 1, 2), (16, 16, 32), (17, 33, 33), (31, 15, 65),
+                (40, 70, 100), (33, 45, 400)]
+
+
+@pytest.mark.parametrize("M,N,K", ORDER_SHAPES)
 @pytest.mark.parametrize("kind", ["normal", "wide", "cancel"])
-def test_amx_equals_its_emulation(M, N, K, kind):
-    """TDPBF16PS's order, found by experiment on this project's Xeon (and
-    not the one in VDPBF16PS): within one instruction the even-k and the
-    odd-k products go into two separate float32 sums, which are added
-    together and then to the accumulator, every add rounded once (nearest
-    even) and flushed below 2^-126. Equal values (a zero's sign aside)."""
+def test_amx_emulation_follows_the_order(M, N, K, kind):
+    """The scalar route "amx_emulated" (generic set, every CPU) against the
+    order in NumPy, value for value (a zero's sign aside)."""
     rng = np.random.default_rng(M * 7919 + N * 31 + K)
     a, b = operands(rng, M, N, K, False, False, kind)
-    got, _ = amx(a, b)
+    got, _ = amx(a, b, impl="amx_emulated")
     np.testing.assert_array_equal(got.astype(np.float64), tdpbf16ps_model(a, b))
+
+
+@needs_amx
+@pytest.mark.parametrize("M,N,K", ORDER_SHAPES + [(129, 257, 95), (32, 400, 784)])
+@pytest.mark.parametrize("trans", [(False, False), (True, True)])
+@pytest.mark.parametrize("kind", ["normal", "wide", "cancel"])
+def test_amx_equals_its_emulation_bit_for_bit(M, N, K, trans, kind):
+    """TDPBF16PS's order, found by experiment on this project's Xeon (and
+    not the one of VDPBF16PS): within one instruction the even-k and the
+    odd-k products go into two separate float32 sums, which are added
+    together and then to the accumulator, every add rounded once (nearest
+    even) and flushed below 2^-126. The instruction and its emulation give
+    the same bits, epilogue included."""
+    rng = np.random.default_rng(M * 7919 + N * 31 + K + 1)
+    a, b = operands(rng, M, N, K, *trans, kind)
+    bias = rng.standard_normal(N).astype(np.float32)
+    got, flag = amx(a, b, *trans, bias=bias, relu=True)
+    emu, emu_flag = amx(a, b, *trans, bias=bias, relu=True, impl="amx_emulated")
+    assert flag == emu_flag
+    np.testing.assert_array_equal(got.view(np.uint32), emu.view(np.uint32))
 
 
 @needs_amx
@@ -244,16 +265,18 @@ def test_features_and_route_consistent():
 def test_dot2_lanes_have_no_amx_form():
     one = np.ones(1, np.float32)
     pair = np.ones(1, np.uint32)
-    with pytest.raises(ValueError):
-        _core.bf16_dot2_lanes(one, pair, pair, one.copy(), "amx" if AMX else "fast")
+    for route in ("amx_emulated", "amx" if AMX else "fast"):
+        with pytest.raises(ValueError):
+            _core.bf16_dot2_lanes(one, pair, pair, one.copy(), route)
 
 
 ROUTE = "from vaefast import _core; print(_core.bf16_auto_impl())"
 
 
-@pytest.mark.parametrize("route", ["emulated", "native", "amx"])
+@pytest.mark.parametrize("route", ["emulated", "native", "amx", "amx_emulated"])
 def test_vaefast_bf16_forces_a_route(route, run_python):
-    supported = {"emulated": True, "native": _core.bf16_native_supported(), "amx": AMX}
+    supported = {"emulated": True, "native": _core.bf16_native_supported(), "amx": AMX,
+                 "amx_emulated": True}
     r = run_python(ROUTE, VAEFAST_BF16=route)
     if supported[route]:
         assert r.returncode == 0, r.stderr

@@ -2,8 +2,9 @@
 # float32, rows contiguous; _ld/_ptr/_wptr/_vptr come from there); the
 # Python layer is vaefast/ops/_bf16.py.
 
-# the routes (csrc/vaefast.h): "emulated" and "native" give the same bits
-_BF16_IMPLS = {"auto": 0, "emulated": 1, "native": 2, "amx": 3}
+# the routes (csrc/vaefast.h): "emulated" and "native" give the same bits,
+# and so do "amx" and "amx_emulated"
+_BF16_IMPLS = {"auto": 0, "emulated": 1, "native": 2, "amx": 3, "amx_emulated": 4}
 _BF16_MISSING = {
     "native": "this CPU has no AVX512_BF16 (or vaefast was built without the avx512 set)",
     "amx": "this CPU or OS offers no AMX-BF16 to this process (cpu_features()['amx_bf16']"
@@ -31,7 +32,8 @@ def bf16_amx_supported():
 
 
 def bf16_auto_impl():
-    """'amx', 'native' or 'emulated': what precision='bf16' runs now."""
+    """The route precision='bf16' runs now: 'amx', 'native' or 'emulated'
+    (or 'amx_emulated' if set_bf16_route chose it)."""
     cdef int im = vf_bf16_auto_impl()
     return next(n for n, v in _BF16_IMPLS.items() if v == im)
 

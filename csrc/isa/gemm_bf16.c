@@ -146,19 +146,48 @@ tile_nv(int64_t kp, const uint32_t *restrict ap, const uint32_t *restrict bp,
     }
 }
 BF_TARGET static void tile(int64_t kp, const uint32_t *restrict ap,
-                           const uint32_t *restrict bp, float *restrict t, int64_t w)
+                           const uint32_t *restrict bp, float *restrict t, int64_t w,
+                           int amx_order)
 {
+    (void)amx_order; /* the generic set's alone (csrc/bf16.c) */
     if (w <= VW)
         tile_nv(kp, ap, bp, t, 1);
     else
         tile_nv(kp, ap, bp, t, 2);
 }
 #else
-/* The same tile through the scalar emulation (isa/vec_bf16.h). */
+/* One entry (row r, column c) of the tile in TDPBF16PS's order
+ * (docs/precision.md): per 16 pairs (one instruction), the even (lo) and
+ * odd (hi) products go into two sums from +0, one step each, then
+ * t + (E + O), each add one rounded, flushed step (x·1 is exact). */
+static float amx_order_entry(int64_t kp, const uint32_t *ap, const uint32_t *bp, int r, int c)
+{
+    const uint32_t one = 0x3F800000u;
+    uint32_t t = 0;
+    for (int64_t q0 = 0; q0 < kp; q0 += 16) {
+        uint32_t e = 0, o = 0;
+        for (int64_t q = q0; q < q0 + 16 && q < kp; ++q) {
+            const uint32_t a = ap[q * BF_MR + r], b = bp[q * BF_NR + c];
+            e = vf_bf16_step_bits(e, vf_bf16_daz(a << 16), vf_bf16_daz(b << 16));
+            o = vf_bf16_step_bits(o, vf_bf16_daz(a & 0xFFFF0000u), vf_bf16_daz(b & 0xFFFF0000u));
+        }
+        t = vf_bf16_step_bits(t, vf_bf16_step_bits(e, o, one), one);
+    }
+    return vf_bf16_f32(t);
+}
+
+/* The same tile through the scalar emulation (isa/vec_bf16.h): of
+ * VDPBF16PS, or (amx_order) of TDPBF16PS. */
 static void tile(int64_t kp, const uint32_t *restrict ap, const uint32_t *restrict bp,
-                 float *restrict t, int64_t w)
+                 float *restrict t, int64_t w, int amx_order)
 {
     (void)w; /* every column: the padding is zero */
+    if (amx_order) {
+        for (int r = 0; r < BF_MR; ++r)
+            for (int c = 0; c < BF_NR; ++c)
+                t[r * BF_NR + c] = amx_order_entry(kp, ap, bp, r, c);
+        return;
+    }
     for (int r = 0; r < BF_MR; ++r)
         for (int c = 0; c < BF_NR; ++c)
             t[r * BF_NR + c] = 0.0f;
@@ -206,7 +235,7 @@ BF_TARGET static int64_t run_tiles(const void *ctx, int64_t lo, int64_t hi)
         const int64_t jr = t / b->ni, ir = t % b->ni;
         float tl[BF_MR * BF_NR] __attribute__((aligned(64)));
         const int64_t w = bf_min(BF_NR, b->nc - jr * BF_NR);
-        tile(kp, b->ap + ir * BF_MR * kp, b->bp + jr * BF_NR * kp, tl, w);
+        tile(kp, b->ap + ir * BF_MR * kp, b->bp + jr * BF_NR * kp, tl, w, b->p->amx_order);
         bad |= epilogue(b->p, b->ic + ir * BF_MR, b->jc + jr * BF_NR,
                         bf_min(BF_MR, b->mc - ir * BF_MR), w, tl);
     }
