@@ -16,7 +16,14 @@ and bias gradients for a given dy. Timed per step, 1 and 2 threads:
   (``ops.gather_dense_rows`` of the gathered rows).
 
 The gather itself (``ops.gather_csr_rows`` of 128 random rows) is timed
-separately: both paths start from it. Median (and best) of `rounds` rounds:
+separately: both paths start from it.
+
+Then one epoch of ``VAE.fit`` (negative binomial, ``hidden``, latent 10) on
+``--cells`` cells (wall time, median of ``--epoch-rounds``): from the dense
+array; from the CSR matrix with ``sparse_first_layer=False`` (dense batches
+gathered from it: the same arithmetic as the dense fit); and from the CSR
+matrix with the default ``sparse_first_layer=True`` (the CSR kernels run the
+first layer inside the training step, csrc/vae_csr.c). Median (and best) of `rounds` rounds:
 with one thread of the calling thread's CPU time (time.thread_time, which
 descheduling on a shared machine does not inflate), with two of wall time.
 The machine may be shared: look at both numbers and repeat.
@@ -91,6 +98,32 @@ def measure(genes, density, batch, hidden, rounds, threads):
     return out, csr.nnz / (batch * genes)
 
 
+def measure_epoch(cells, genes, density, batch, hidden, rounds, threads):
+    """Median wall seconds of one epoch of fit: dense array, CSR with dense
+    batches, CSR with the CSR first layer."""
+    X = make_counts(np.random.default_rng(1), cells, genes, density)
+    dense = X.toarray()
+
+    def epoch(data, **kw):
+        m = vaefast.VAE(genes, hidden=(hidden,), latent_dim=10,
+                        likelihood="negative_binomial", seed=0)
+        t0 = time.perf_counter()
+        m.fit(data, epochs=1, batch_size=batch, progress=False, **kw)
+        return time.perf_counter() - t0
+
+    before = vaefast.get_num_threads()
+    try:
+        vaefast.set_num_threads(threads)
+        runs = {"dense array": [], "CSR, dense batches": [], "CSR, CSR first layer": []}
+        for _ in range(rounds):  # interleaved: a busy spell hits every path
+            runs["dense array"].append(epoch(dense))
+            runs["CSR, dense batches"].append(epoch(X, sparse_first_layer=False))
+            runs["CSR, CSR first layer"].append(epoch(X))
+    finally:
+        vaefast.set_num_threads(before)
+    return {k: (float(np.median(v)), min(v)) for k, v in runs.items()}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--genes", type=int, default=2000)
@@ -98,22 +131,35 @@ def main():
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--cells", type=int, default=20000)
+    ap.add_argument("--epoch-rounds", type=int, default=3)
     args = ap.parse_args()
     print(f"kernel set {vaefast.isa()}, load average {os.getloadavg()[0]:.1f} "
           f"(shared machine: timings vary)")
     for threads in (1, 2):
         res, filled = measure(args.genes, args.density, args.batch, args.hidden,
                               args.rounds, threads)
-        print(f"\n{threads} thread(s): {args.batch} × {args.genes}, {100 * filled:.1f}% "
-              f"non-zero, hidden {args.hidden}; µs per forward + weight gradient")
-        print(f"{'path':<18}{'median':>10}{'best':>10}{'dense/this':>13}")
-        dense_med = res["dense"][0]
-        for name, (med, best) in res.items():
-            ratio = f"{dense_med / med:13.2f}" if name != "gather 128 rows" else ""
-            print(f"{name:<18}{1e6 * med:10.1f}{1e6 * best:10.1f}{ratio}")
+        print_table(f"{threads} thread(s): {args.batch} × {args.genes}, {100 * filled:.1f}% "
+                    f"non-zero, hidden {args.hidden}; µs per forward + weight gradient",
+                    "path", res, "dense", 1e6, "gather 128 rows")
         print(f"speed-up sparse vs dense: {res['dense'][0] / res['sparse'][0]:.2f}x "
               f"(median), {res['dense'][1] / res['sparse'][1]:.2f}x (best); vs dense + "
               f"densify {res['dense + densify'][0] / res['sparse'][0]:.2f}x")
+    for threads in (1, 2):
+        res = measure_epoch(args.cells, args.genes, args.density, args.batch, args.hidden,
+                            args.epoch_rounds, threads)
+        print_table(f"{threads} thread(s): one epoch of fit, {args.cells} × {args.genes}, "
+                    f"batch {args.batch}, hidden {args.hidden}; seconds (wall)",
+                    "input", res, "dense array", 1.0)
+
+
+def print_table(title, first, res, base, unit, no_ratio=None):
+    """res: {name: (median, best) seconds}, shown in `unit`s with base's median / each."""
+    print(f"\n{title}")
+    print(f"{first:<24}{'median':>10}{'best':>10}{'dense/this':>13}")
+    for name, (med, best) in res.items():
+        ratio = f"{res[base][0] / med:13.2f}" if name != no_ratio else ""
+        print(f"{name:<24}{unit * med:10.2f}{unit * best:10.2f}{ratio}")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@
  *                 encoder input, the head split, the side-input check
  *   vae_infer.c   encode, decode, the per-sample ELBO (const model)
  *   vae_train.c   forward + backward, the optimizer step, the training loops
+ *   vae_csr.c     a training step's first layer on the batch's CSR form
  *
  * Layers are numbered in forward order:
  *   0 .. E-1        encoder (ReLU)           X  -> h_1 .. h_E
@@ -53,7 +54,11 @@ typedef struct vae_likelihood {
     int extra[VAE_VARIANCE_MODES];       /* per-feature vectors (D) after it: 0 or 1 */
     /* out (D) = the encoder's input for one row x (D); NULL: x itself */
     vae_row_fn input_row;
+    int input_csr;                       /* the same map as a VF_CSR_* transform */
     int size_factors;                    /* per-row size factors apply */
+    /* losses writes the per-feature parameters' gradient already summed over
+     * the rows (D floats at dlik) instead of per element (B×D) */
+    int extra_summed;
     int (*losses)(const vae_lik_call *c);
     /* out (D) = the mean of p(x|z) from one row of the output layer; NULL:
      * the row's first D columns */
@@ -96,6 +101,11 @@ struct vf_vae {
      * global minibatch (eps row index) and that minibatch's row count (the
      * gradient's 1/B). 0 and 0 mean an unsharded batch. */
     int64_t shard_row0, shard_batch;
+    /* Set only for a step whose batch is also given in CSR form (the
+     * batch's rows from indptr[0]): the first layer runs on it (vae_csr.c). */
+    const int64_t *csr_indptr;
+    const int32_t *csr_indices;
+    const float *csr_values;
 };
 
 #define VF_ALIGN_FLOATS 16 /* sub-buffers start on 64-byte boundaries */
@@ -130,5 +140,11 @@ int vae_run_layers(const vf_vae *m, int first, int last, int64_t B, const float 
                    int64_t ldx, const float *c, int64_t ldc, float *bufA, float *bufB,
                    float *out, int64_t ldo, const float **res);
 int vae_check_rows(const vf_vae *m, const vf_vae_rows *r);
+
+/* vae_csr.c */
+int vae_csr_usable(const vf_vae *m, const vf_vae_rows *r);
+void vae_csr_select(vf_vae *m, const vf_vae_rows *r, int64_t row0);
+int vae_csr_first_forward(vf_vae *m, int64_t B);
+int vae_csr_first_weight_grad(vf_vae *m, int64_t B, const float *d);
 
 #endif

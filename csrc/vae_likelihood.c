@@ -13,16 +13,19 @@
  *   - the mean of p(x|z) from the output layer (NULL: its first D columns).
  * Adding a likelihood: docs/kernels.md, "Adding a likelihood". */
 #include <math.h>
+#include <stdlib.h>
 
 #include "vae_internal.h"
 
 /* out (D) = log(1 + x): counts spanning orders of magnitude would blow up
- * the first layer's activations; glibc's log1pf is 3x slower than this. */
+ * the first layer's activations; glibc's log1pf is 3x slower than this.
+ * Count data are mostly zeros, and logf(1) = 0 exactly: skipping them gives
+ * the same bits at a fraction of the logf calls. */
 static void log1p_row(int64_t D, const float *x, float s, float *out)
 {
     (void)s;
     for (int64_t j = 0; j < D; ++j)
-        out[j] = logf(1.0f + x[j]);
+        out[j] = x[j] == 0.0f ? 0.0f : logf(1.0f + x[j]);
 }
 
 static float stable_sigmoid(float a)
@@ -84,7 +87,79 @@ static int negbin_losses(const vae_lik_call *c)
                           c->recon, c->dout, D, c->dlik, D, c->scale);
 }
 
+/* out (D) = s·softmax(y): scVI's mean for library s (s = 1: the normalised
+ * expression). Sums in double in index order; out may be y itself. */
+static void scaled_softmax_row(int64_t D, const float *y, float s, float *out)
+{
+    float top = -INFINITY;
+    for (int64_t j = 0; j < D; ++j)
+        top = fmaxf(top, y[j]);
+    double sum = 0.0;
+    for (int64_t j = 0; j < D; ++j) {
+        const float e = expf(y[j] - top);
+        out[j] = e;
+        sum += e;
+    }
+    const float k = (float)((double)s / sum);
+    for (int64_t j = 0; j < D; ++j)
+        out[j] *= k;
+}
+
+/* The scVI count losses (vf_count_loss, kind VF_COUNT_*): mean = library ·
+ * softmax(rho). library = the size factors when given, else each row's
+ * observed total count (scvi-tools' use_observed_lib_size; a row summing to
+ * 0 is VF_ERR_ARG, as is any non-integer count). The output layer is rho
+ * (B×D) or, for ZINB, [rho | pi] (B×2D: one GEMM gives both heads); log θ
+ * per gene is the vector after it, and the kernel writes its gradient
+ * summed over the rows (extra_summed). */
+static int scvi_losses(const vae_lik_call *c, int kind, int64_t width)
+{
+    const vf_vae *m = c->m;
+    const int64_t B = c->B, D = m->D, ld = width * D;
+    const float *library = c->s;
+    float *owned = NULL;
+    if (!library && B > 0) {
+        if (!(owned = malloc((size_t)B * sizeof(float))))
+            return VF_ERR_NOMEM;
+        for (int64_t i = 0; i < B; ++i) {
+            /* float64 in 8 fixed lanes (vectorisable, no long add chain):
+             * exact for integer counts, so the order cannot matter */
+            double t[8] = {0};
+            for (int64_t j = 0; j < D; ++j)
+                t[j & 7] += c->X[i * D + j];
+            owned[i] = (float)(((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7])));
+        }
+        library = owned;
+    }
+    const float *log_theta = m->extra >= 0 ? m->params + m->extra : NULL;
+    const int zi = width > 1, grads = c->dout != NULL;
+    const int st = vf_count_loss(kind, B, D, c->y, ld, c->X, D, library, log_theta, 0,
+                                 zi ? c->y + D : NULL, ld, c->recon, c->dout, ld,
+                                 grads && log_theta ? c->dlik : NULL, 0,
+                                 grads && zi ? c->dout + D : NULL, ld, c->scale);
+    free(owned);
+    return st;
+}
+
+static int zinb_losses(const vae_lik_call *c)
+{
+    return scvi_losses(c, VF_COUNT_ZINB, 2);
+}
+
+static int scvi_nb_losses(const vae_lik_call *c)
+{
+    return scvi_losses(c, VF_COUNT_NB, 1);
+}
+
+static int scvi_poisson_losses(const vae_lik_call *c)
+{
+    return scvi_losses(c, VF_COUNT_POISSON, 1);
+}
+
 #define VF_UNIT_ONLY (1u << VF_VARIANCE_UNIT)
+
+/* Counts: the encoder reads log(1 + x), from a dense batch or from CSR rows. */
+#define LOG1P_INPUT .input_row = log1p_row, .input_csr = VF_CSR_LOG1P
 
 static const vae_likelihood likelihoods[] = {
     [VF_LIKELIHOOD_BERNOULLI] = {.name = "bernoulli", .variances = VF_UNIT_ONLY,
@@ -98,13 +173,25 @@ static const vae_likelihood likelihoods[] = {
                                 .extra = {[VF_VARIANCE_FEATURE] = 1},
                                 .losses = gaussian_losses},
     [VF_LIKELIHOOD_POISSON] = {.name = "poisson", .variances = VF_UNIT_ONLY,
-                               .out_width = {1}, .input_row = log1p_row,
+                               .out_width = {1}, LOG1P_INPUT,
                                .size_factors = 1, .losses = poisson_losses,
                                .mean_row = scaled_exp_row},
     [VF_LIKELIHOOD_NEGBIN] = {.name = "negative_binomial", .variances = VF_UNIT_ONLY,
-                              .out_width = {1}, .extra = {1}, .input_row = log1p_row,
+                              .out_width = {1}, .extra = {1}, LOG1P_INPUT,
                               .size_factors = 1, .losses = negbin_losses,
                               .mean_row = scaled_exp_row},
+    [VF_LIKELIHOOD_ZINB] = {.name = "zinb", .variances = VF_UNIT_ONLY, .out_width = {2},
+                            .extra = {1}, .extra_summed = 1, LOG1P_INPUT,
+                            .size_factors = 1, .losses = zinb_losses,
+                            .mean_row = scaled_softmax_row},
+    [VF_LIKELIHOOD_SCVI_NB] = {.name = "scvi_nb", .variances = VF_UNIT_ONLY,
+                               .out_width = {1}, .extra = {1}, .extra_summed = 1,
+                               LOG1P_INPUT, .size_factors = 1,
+                               .losses = scvi_nb_losses, .mean_row = scaled_softmax_row},
+    [VF_LIKELIHOOD_SCVI_POISSON] = {.name = "scvi_poisson", .variances = VF_UNIT_ONLY,
+                                    .out_width = {1}, LOG1P_INPUT,
+                                    .size_factors = 1, .losses = scvi_poisson_losses,
+                                    .mean_row = scaled_softmax_row},
 };
 
 const vae_likelihood *vae_likelihood_of(int likelihood, int variance)

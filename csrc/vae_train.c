@@ -141,11 +141,18 @@ static int column_sums(int64_t B, int64_t N, const float *d, float *g)
 static int likelihood_loss(vf_vae *m, int64_t B, const float *X, const float *s,
                            float scale)
 {
-    const vae_lik_call c = {m, B, m->act[m->n_layers - 1], X, s, m->recon, m->dout, m->dlik,
-                            scale};
+    const int summed = m->extra >= 0 && m->lik->extra_summed;
+    const vae_lik_call c = {m, B, m->act[m->n_layers - 1], X, s, m->recon, m->dout,
+                            summed ? m->grads + m->extra : m->dlik, scale};
     int st = m->lik->losses(&c);
     if (st != VF_OK || m->extra < 0)
         return st;
+    if (summed) { /* the kernel summed over the rows; keep the non-finite check */
+        for (int64_t j = 0; j < m->D; ++j)
+            if (!isfinite(m->grads[m->extra + j]))
+                return VF_ERR_NONFINITE;
+        return VF_OK;
+    }
     return column_sums(B, m->D, m->dlik, m->grads + m->extra);
 }
 
@@ -279,19 +286,24 @@ static int forward_backward(vf_vae *m, int64_t B, const float *X, const float *c
     const int E = m->n_enc, last = m->n_layers - 1;
     /* the gradient is of the batch mean (of the global batch when sharded) */
     const float scale = 1.0f / (float)(m->shard_batch ? m->shard_batch : B);
-    int64_t ldx0;
-    const float *x0 = vae_encoder_input(m, B, X, m->D, m->xenc, &ldx0);
+    /* with the batch in CSR form, layer 0 runs on it (vae_csr.c) and the
+     * dense layers start at 1, on its output */
+    const int sparse = m->csr_indptr != NULL;
+    int64_t ldx0 = m->layers[0].out;
+    const float *x0 = sparse ? m->act[0] : vae_encoder_input(m, B, X, m->D, m->xenc, &ldx0);
     grad_cursor g = {m->dout, m->d1, m->d2};
     int st;
-    if ((st = layers_forward(m, 0, E, B, x0, ldx0, c, ldc)) != VF_OK ||
+    if ((sparse && (st = vae_csr_first_forward(m, B)) != VF_OK) ||
+        (st = layers_forward(m, sparse, E, B, x0, ldx0, c, ldc)) != VF_OK ||
         (st = latent_forward(m, B, eps, seed, step)) != VF_OK ||
         (st = layers_forward(m, E + 1, last, B, m->z, m->Z, c, ldc)) != VF_OK ||
         (st = likelihood_loss(m, B, X, s, scale)) != VF_OK ||
         (st = batch_means(m, B, mean_loss, mean_recon, mean_kl)) != VF_OK ||
         (st = layers_backward(m, E + 1, last, B, m->z, m->Z, c, ldc, &g, 1)) != VF_OK ||
-        (st = latent_backward(m, B, eps, seed, step, kl_weight * m->beta * scale, &g)) != VF_OK)
+        (st = latent_backward(m, B, eps, seed, step, kl_weight * m->beta * scale, &g)) != VF_OK ||
+        (st = layers_backward(m, sparse, E, B, x0, ldx0, c, ldc, &g, sparse)) != VF_OK)
         return st;
-    return layers_backward(m, 0, E, B, x0, ldx0, c, ldc, &g, 0);
+    return sparse ? vae_csr_first_weight_grad(m, B, g.d) : VF_OK;
 }
 
 int vf_vae_loss_and_grad(vf_vae *m, int64_t B, const float *X,
@@ -309,14 +321,17 @@ int vf_vae_loss_and_grad_rows(vf_vae *m, int64_t B, const float *X, const vf_vae
 {
     if (!m || !X)
         return VF_ERR_NULL;
-    if (B < 1 || !isfinite(kl_weight) || kl_weight < 0 || vae_check_rows(m, r) != VF_OK)
+    if (B < 1 || !isfinite(kl_weight) || kl_weight < 0 || vae_check_rows(m, r) != VF_OK ||
+        vae_csr_usable(m, r) != VF_OK)
         return VF_ERR_ARG;
     int st = vf_vae_reserve(m, B);
     if (st != VF_OK)
         return st;
+    vae_csr_select(m, r, 0);
     st = forward_backward(m, B, X, r ? r->c : NULL, r ? r->ldc : 0,
                           r ? r->size_factors : NULL, eps, seed, step, kl_weight, loss, NULL,
                           NULL);
+    vae_csr_select(m, NULL, 0);
     if (st == VF_OK || st == VF_ERR_NONFINITE) {
         if (recon) memcpy(recon, m->recon, (size_t)B * sizeof(float));
         if (kl) memcpy(kl, m->kl, (size_t)B * sizeof(float));
@@ -478,8 +493,9 @@ static int train_steps(vf_vae *m, int64_t n, const float *X, int64_t ldx,
     if (!m || !X || !sums3)
         return VF_ERR_NULL;
     if (n < 1 || batch < 1 || first_batch < 0 || n_steps < 0 || ldx < m->D ||
-        vae_check_rows(m, r) != VF_OK)
-        return VF_ERR_ARG;
+        vae_check_rows(m, r) != VF_OK || vae_csr_usable(m, r) != VF_OK ||
+        (order && r && r->csr_indptr))
+        return VF_ERR_ARG; /* CSR rows come in the order of the steps */
     if (first_batch > (n - 1) / batch || n_steps > (n - 1) / batch + 1 - first_batch)
         return VF_ERR_ARG; /* every step must start inside X */
     int st = vf_vae_reserve(m, batch);
@@ -519,8 +535,10 @@ static int train_steps(vf_vae *m, int64_t n, const float *X, int64_t ldx,
             sb = m->sbatch;
         }
         double out3[3];
+        vae_csr_select(m, r, r0);
         st = train_step_rows(m, rows, xb, cb, ldcb, sb, seed, step0 + (uint64_t)k, o,
                              kl_weight, out3);
+        vae_csr_select(m, NULL, 0);
         vf_tuner_end(&m->tuner, rows);
         vf_rwlock_unlock(&m->lock);
         if (st != VF_OK)

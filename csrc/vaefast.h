@@ -325,7 +325,12 @@ enum {
     VF_LIKELIHOOD_BERNOULLI = 0, /* logits */
     VF_LIKELIHOOD_GAUSSIAN = 1,  /* mean (and log-variance, see below) */
     VF_LIKELIHOOD_POISSON = 2,   /* log-rate */
-    VF_LIKELIHOOD_NEGBIN = 3     /* log-mean; per-feature log θ in the buffer */
+    VF_LIKELIHOOD_NEGBIN = 3,    /* log-mean; per-feature log θ in the buffer */
+    /* scVI's mean, library · softmax(rho) (vf_count_loss), the library the
+     * size factor when given, else the row's observed total count: */
+    VF_LIKELIHOOD_ZINB = 4,         /* [rho | zero-inflation logits] (2D); log θ */
+    VF_LIKELIHOOD_SCVI_NB = 5,      /* rho; per-feature log θ in the buffer */
+    VF_LIKELIHOOD_SCVI_POISSON = 6  /* rho */
 };
 /* Gaussian variance: 1, one learned log-variance per feature (D floats after
  * the output layer, floored at VF_GAUSS_LOGVAR_MIN), or per sample and
@@ -377,11 +382,21 @@ int vf_vae_layer_info(const vf_vae *m, int l, int64_t info[4]);
 
 /* Per-row side inputs, for the *_rows variants below: the conditions c
  * (rows×C, ldc; required iff C > 0) and the size factors (rows, > 0; NULL
- * means 1; count likelihoods only). The plain functions pass none. */
+ * means 1; count likelihoods only). The plain functions pass none.
+ * csr_indptr / csr_indices / csr_values (optional, all or none): the same
+ * rows as X in CSR form ("CSR input" below; indptr has rows + 1 entries).
+ * vf_vae_loss_and_grad_rows and vf_vae_train_steps_rows (without an order)
+ * then run the first encoder layer's forward and weight gradient on them
+ * with the CSR kernels, the likelihood's input map (log1p for the count
+ * likelihoods) as their transform; X still gives the loss's targets. An
+ * unconditional model only (VF_ERR_ARG otherwise). The other functions use X. */
 typedef struct vf_vae_rows {
     const float *c;
     int64_t ldc;
     const float *size_factors;
+    const int64_t *csr_indptr;
+    const int32_t *csr_indices;
+    const float *csr_values;
 } vf_vae_rows;
 
 int64_t vf_vae_num_params(const vf_vae *m); /* floats in each buffer */

@@ -16,7 +16,8 @@ from vaefast.io import serialize as _serialize
 # 1.2.1.devN+g<hash>[.dYYYYMMDD] (the date when the tree was modified).
 PEP440 = re.compile(r"^\d+(\.\d+)*((a|b|rc)\d+)?(\.post\d+)?(\.dev\d+)?(\+[a-z0-9]+(\.[a-z0-9]+)*)?$")
 OPTIONAL_MODULES = ("torch", "scipy", "sklearn", "dask", "distributed", "mpi4py", "onnx",
-                    "onnxruntime", "safetensors", "threadpoolctl", "matplotlib", "randomgen")
+                    "onnxruntime", "safetensors", "threadpoolctl", "matplotlib", "randomgen",
+                    "anndata", "h5py", "pandas")
 
 
 def test_version_is_the_installed_metadata():

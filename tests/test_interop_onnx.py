@@ -50,7 +50,8 @@ def _count_mean(out, bound):
 # until its mean is added (and its entry in vaefast/interop/_likelihoods.py).
 MEAN = {"bernoulli": _sigmoid, "gaussian": lambda out, bound: (out, bound),
         "poisson": _count_mean, "negative_binomial": _count_mean}
-LIKELIHOODS = vaefast._spec.likelihoods.NAMES
+# the exportable ones (the others' hooks are None: tests/test_scvi_model.py)
+LIKELIHOODS = tuple(k for k, v in vaefast._spec.likelihoods.REGISTRY.items() if v.onnx_mean)
 COUNTS = ("poisson", "negative_binomial")
 # (likelihood, variance, n_conditions): every likelihood plain, then the
 # learned variances and conditional models.

@@ -59,6 +59,7 @@ from ._validation import Float32OverflowError  # noqa: E402
 from .model import VAE, NonFiniteError  # noqa: E402
 from .training.history import History  # noqa: E402
 from . import dask as _dask  # noqa: E402,F401  (registers the Dask engine; imports no dask)
+from . import _gathered  # noqa: E402,F401  (sparse / AnnData input; imports neither)
 
 from ._version import __version__  # noqa: E402  (the git tag; see _version)
 

@@ -98,7 +98,8 @@ cdef extern from "vaefast.h" nogil:
     ctypedef struct vf_vae:
         pass
     int VF_LIKELIHOOD_BERNOULLI, VF_LIKELIHOOD_GAUSSIAN, VF_LIKELIHOOD_POISSON
-    int VF_LIKELIHOOD_NEGBIN, VF_VARIANCE_UNIT, VF_VARIANCE_FEATURE, VF_VARIANCE_SAMPLE
+    int VF_LIKELIHOOD_NEGBIN, VF_LIKELIHOOD_ZINB, VF_LIKELIHOOD_SCVI_NB
+    int VF_LIKELIHOOD_SCVI_POISSON, VF_VARIANCE_UNIT, VF_VARIANCE_FEATURE, VF_VARIANCE_SAMPLE
     ctypedef struct vf_vae_config:
         int64_t n_features, n_conditions, latent
         int n_enc
@@ -111,6 +112,9 @@ cdef extern from "vaefast.h" nogil:
         const float *c
         int64_t ldc
         const float *size_factors
+        const int64_t *csr_indptr
+        const int32_t *csr_indices
+        const float *csr_values
     int vf_vae_create_config(const vf_vae_config *cfg, vf_vae **out)
     int vf_vae_layer_info(const vf_vae *m, int l, int64_t info[4])
     int vf_vae_encode_rows(const vf_vae *m, int64_t B, const float *X, int64_t ldx,

@@ -62,6 +62,12 @@ def _validation_data(value, name):
     return value, side
 
 
+def _optional_str(value, name):
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"{name} must be a str or None, got {type(value).__name__}")
+    return value
+
+
 def _communicator(value, name):
     """An mpi4py communicator. mpi4py is not imported here: whoever holds a
     communicator has imported it already."""
@@ -131,7 +137,18 @@ OPTIONS = (
     Option("checkpoint", None, _any, """str or os.PathLike, optional
         Save the model there after every epoch (with `comm`, rank 0 only)."""),
     Option("buffer_rows", None, _int_at_least(1, optional=True), """int, optional
-        Rows read per buffer for streamed X (default: about 64 MiB)."""),
+        Rows read per buffer for streamed X (default: about 64 MiB; one
+        batch for sparse, backed and AnnData X)."""),
+    Option("sparse_first_layer", True, lambda v, n: bool(v), """bool
+        With sparse X (scipy, a sparse AnnData matrix, backed or not) and an
+        unconditional model: run the first encoder layer's forward and
+        weight gradient on the batch's stored entries (CSR kernels) instead
+        of the dense batch: faster on mostly-zero data, equal to the dense
+        fit up to float32 rounding (docs/single-cell.md). False: the dense
+        batch, bit-identical to the fit on the dense array."""),
+    Option("layer", None, _optional_str, """str, optional
+        With an AnnData X: train on ``X.layers[layer]`` instead of ``X.X``
+        (validation_data, if an AnnData, is read from the same layer)."""),
 )
 
 _DOC = """Train with minibatches (one C call per step, the GIL released).
@@ -149,7 +166,12 @@ X : array_like, shape (n, n_features), or a stream of rows
     (e.g. ``np.load(path, mmap_mode="r")``), a Dask array, a sequence of 2-D
     arrays, or a callable returning a fresh iterator of 2-D arrays; these are
     read a buffer at a time (docs/scaling.md says which orders are exact).
-    With `comm`, this rank's shard.
+    A scipy sparse matrix (CSR, CSC, ...), a backed matrix or an AnnData
+    (or a view of one, or a backed one) is read a batch at a time and only
+    that batch is made dense; the batches are the in-memory ones, so the
+    weights equal those of the same fit on the dense array (bit for bit
+    with sparse_first_layer=False, else up to float32 rounding:
+    docs/single-cell.md). With `comm`, this rank's shard.
 {options}
 
 Returns

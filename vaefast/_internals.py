@@ -9,7 +9,7 @@ of the model: it works on any object the model passes.
 """
 
 from ._core import GRADS, MOMENT1, MOMENT2, PARAMS  # noqa: F401  (the buffers)
-from ._validation import as_weight
+from ._validation import as_float32_array, as_weight
 
 
 class Internals:
@@ -28,6 +28,22 @@ class Internals:
     def check_X(self, X, name="X"):
         """Training rows: 2-D float32, n_features columns, valid targets."""
         return self.model._check_X(X, name, targets=True)
+
+    def check_rows(self, rows):
+        """A sparse or backed input (vaefast/_rows.py Rows): n_features
+        columns, at least one row, valid stored values (an in-memory matrix
+        is checked whole now, a backed one a batch at a time when read)."""
+        n_features = self.model.n_features
+        if rows.shape[1] != n_features:
+            raise ValueError(f"{rows.name} must have {n_features} columns (n_features), "
+                             f"got {rows.shape[1]}")
+        if rows.shape[0] == 0:
+            raise ValueError(f"{rows.name} must not be empty, got shape {rows.shape}")
+        return rows.check(self._check_values, self.model._lik.check_row_totals)
+
+    def _check_values(self, values, name):
+        values = as_float32_array(values, name, allow_empty=True)
+        return self.model._lik.check_targets(values, name)
 
     def check_side(self, c, size_factors, n):
         """The conditions and size factors of n rows (None where absent)."""

@@ -6,7 +6,8 @@
 LIKELIHOOD_LIMITS = {"poisson_lograte_max": float(VF_POISSON_LOGRATE_MAX),
                      "log_theta_min": float(VF_LOG_THETA_MIN),
                      "log_theta_max": float(VF_LOG_THETA_MAX),
-                     "gaussian_logvar_min": float(VF_GAUSS_LOGVAR_MIN)}
+                     "gaussian_logvar_min": float(VF_GAUSS_LOGVAR_MIN),
+                     "count_max": float(VF_COUNT_MAX)}
 
 
 cdef const float *_opt_vec(const float[::1] v, int64_t n, str name) except? NULL:

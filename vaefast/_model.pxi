@@ -14,7 +14,10 @@ LOGVAR_RANGE = (float(VF_LOGVAR_MIN), float(VF_LOGVAR_MAX))
 LIKELIHOOD_ENUM = {"VF_LIKELIHOOD_BERNOULLI": VF_LIKELIHOOD_BERNOULLI,
                    "VF_LIKELIHOOD_GAUSSIAN": VF_LIKELIHOOD_GAUSSIAN,
                    "VF_LIKELIHOOD_POISSON": VF_LIKELIHOOD_POISSON,
-                   "VF_LIKELIHOOD_NEGBIN": VF_LIKELIHOOD_NEGBIN}
+                   "VF_LIKELIHOOD_NEGBIN": VF_LIKELIHOOD_NEGBIN,
+                   "VF_LIKELIHOOD_ZINB": VF_LIKELIHOOD_ZINB,
+                   "VF_LIKELIHOOD_SCVI_NB": VF_LIKELIHOOD_SCVI_NB,
+                   "VF_LIKELIHOOD_SCVI_POISSON": VF_LIKELIHOOD_SCVI_POISSON}
 _VARIANCE_CODES = {"unit": VF_VARIANCE_UNIT, "feature": VF_VARIANCE_FEATURE,
                    "sample": VF_VARIANCE_SAMPLE}
 
@@ -23,7 +26,7 @@ cdef class _Rows:
     """The per-row side inputs (conditions c, size factors) of one core call,
     as the vf_vae_rows the C functions take; holds the arrays alive."""
     cdef vf_vae_rows r
-    cdef object c_arr, s_arr
+    cdef object c_arr, s_arr, csr_arrs
 
     def __cinit__(self, int64_t n, int64_t n_conditions, c, size_factors):
         cdef const float[:, ::1] cv
@@ -31,6 +34,9 @@ cdef class _Rows:
         self.r.c = NULL
         self.r.ldc = 0
         self.r.size_factors = NULL
+        self.r.csr_indptr = NULL
+        self.r.csr_indices = NULL
+        self.r.csr_values = NULL
         if (c is None) != (n_conditions == 0):
             raise ValueError("c must be given exactly when the model has conditions")
         if c is not None:
@@ -49,6 +55,22 @@ cdef class _Rows:
             self.s_arr = size_factors
             if n > 0:
                 self.r.size_factors = &sv[0]
+
+    cdef set_csr(self, int64_t n, csr):
+        """The same n rows in CSR form, (data float32, indices int32, indptr
+        int64 of n + 1 entries) as vaefast._sparse_batch.CSRBatch holds them."""
+        cdef const float[::1] data = csr.data
+        cdef const int32_t[::1] indices = csr.indices
+        cdef const int64_t[::1] indptr = csr.indptr
+        if indptr.shape[0] != n + 1:
+            raise ValueError(f"csr must have {n} rows, got {indptr.shape[0] - 1}")
+        if indptr[0] < 0 or indptr[n] > min(data.shape[0], indices.shape[0]):
+            raise ValueError("csr.indptr refers past its data or indices")
+        self.csr_arrs = (data, indices, indptr)
+        self.r.csr_indptr = &indptr[0]
+        # empty batches still need valid pointers: the kernels read none
+        self.r.csr_indices = &indices[0] if indices.shape[0] else <const int32_t *>&indptr[0]
+        self.r.csr_values = &data[0] if data.shape[0] else <const float *>&indptr[0]
 
     cdef const vf_vae_rows *ptr(self) noexcept nogil:
         return &self.r
@@ -285,8 +307,9 @@ cdef class VAECore:
         return out
 
     def loss_and_grad(self, const float[:, ::1] X, eps, uint64_t seed, uint64_t step,
-                      float kl_weight=1.0, c=None, size_factors=None):
+                      float kl_weight=1.0, c=None, size_factors=None, csr=None):
         """Per-sample (recon, kl) and the batch-mean loss; grads land in buffer 1.
+        csr: X's rows in CSR form for the first layer (as train_steps).
 
         Raises NonFiniteError if the loss or a gradient is not finite."""
         cdef int64_t B = X.shape[0]
@@ -295,6 +318,8 @@ cdef class VAECore:
         if B < 1:
             raise ValueError("X must have at least one row")
         cdef _Rows rows = _Rows(B, self.n_conditions, c, size_factors)
+        if csr is not None:
+            rows.set_csr(B, csr)
         cdef const float[:, ::1] ev
         cdef const float *pe = NULL
         if eps is not None:
@@ -342,10 +367,13 @@ cdef class VAECore:
     def train_steps(self, const float[:, ::1] X, order, int64_t batch, int64_t first_batch,
                     int64_t n_steps, uint64_t seed, uint64_t step0, float lr, float beta1,
                     float beta2, float adam_eps, float weight_decay, str optimizer,
-                    float kl_weight, double[::1] sums, c=None, size_factors=None):
+                    float kl_weight, double[::1] sums, c=None, size_factors=None,
+                    csr=None):
         """Up to n_steps fused steps in one C call (vf_vae_train_steps).
 
-        order: int64 row permutation of X, or None. sums (3) is incremented
+        order: int64 row permutation of X, or None. csr: X's rows in CSR
+        form (a CSRBatch; no order), for the first layer (vaefast.h,
+        vf_vae_rows). sums (3) is incremented
         by rows·{loss, recon, KL}; self.step advances by the steps done.
         Returns (steps done, status); a failing
         status is not raised here so that the caller learns how far it got
@@ -358,6 +386,8 @@ cdef class VAECore:
         if sums.shape[0] != 3:
             raise ValueError("sums must have 3 entries")
         cdef _Rows rows = _Rows(n, self.n_conditions, c, size_factors)
+        if csr is not None:
+            rows.set_csr(n, csr)
         cdef const int64_t[::1] idx
         cdef const int64_t *pidx = NULL
         if order is not None:

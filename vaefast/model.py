@@ -19,6 +19,7 @@ from ._validation import (as_float, as_float32_array, as_int, as_seed, as_size_f
                           as_weight)
 from . import _fit_options
 from ._arrays import deferrable
+from ._expression import ExpressionMethods
 from .io.model_files import ModelFiles
 
 __all__ = ["VAE", "NonFiniteError"]
@@ -60,7 +61,7 @@ def _as_widths(value, name):
     return tuple(as_int(w, f"{name}[{i}]", minimum=1) for i, w in enumerate(widths))
 
 
-class VAE(ModelFiles):
+class VAE(ModelFiles, ExpressionMethods):
     """A variational autoencoder trained and run by vaefast's C core.
 
     Encoder: ReLU MLP ``n_features → hidden…``, then one linear head giving
@@ -81,12 +82,17 @@ class VAE(ModelFiles):
         Encoder hidden widths (may be empty).
     latent_dim : int
         Latent dimension Z.
-    likelihood : {"bernoulli", "gaussian", "poisson", "negative_binomial"}
+    likelihood : {"bernoulli", "gaussian", "poisson", "negative_binomial", "zinb", ...}
         p(x|z): Bernoulli with logits (targets in [0, 1]); Gaussian; Poisson
         with rate s·exp(output); negative binomial with mean s·exp(output)
         and a learned inverse dispersion θ per feature (s: the per-row size
         factor, 1 unless ``size_factors=`` is given). Counts must be finite
-        and >= 0; they need not be integers.
+        and >= 0; they need not be integers. The single-cell (scVI)
+        likelihoods ``"zinb"``, ``"scvi_nb"``, ``"scvi_poisson"`` have scVI's
+        mean library·softmax(output), library = the row's total count (or
+        its size factor), ``"zinb"`` a second output head of zero-inflation
+        logits; their counts must be integers, every row with a total > 0
+        (docs/models.md; :meth:`get_normalized_expression`).
     beta : float
         Weight of the KL term (beta-VAE); 1 is the plain ELBO.
     seed : int
@@ -369,6 +375,8 @@ class VAE(ModelFiles):
         X = self._check_X(X)
         c = self._check_c(c, X.shape[0])
         s = self._check_size_factors(size_factors, X.shape[0])
+        if s is None and self._lik.observed_library:  # scVI: the observed library
+            s = X.sum(axis=1, dtype=np.float64).astype(np.float32)
         return self._decode_raw(self.transform(X, c), True, c, s)
 
     def sample(self, n, seed=None, c=None):

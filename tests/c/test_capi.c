@@ -180,7 +180,7 @@ static void poisson_checks(const char *isa)
         return;
     EXPECT(vf_vae_num_params(m) == N_PARAMS_P);
     params_init(m, 3);
-    const vf_vae_rows rows = {c, C_COND, s};
+    const vf_vae_rows rows = {.c = c, .ldc = C_COND, .size_factors = s};
     int64_t nw = vf_vae_elbo_work_size(m), ni = vf_vae_infer_work_size(m, B);
     float *work = malloc((size_t)(nw > ni ? nw : ni) * sizeof(float));
     double elbo[B];
@@ -192,6 +192,15 @@ static void poisson_checks(const char *isa)
     check_values(isa, "Poisson decode mean", mean, NULL, POIS_MEAN, B * D, TOL_VALUE, 0.0);
     /* the conditional model needs its conditions */
     EXPECT(vf_vae_encode(m, B, X, D, mu, Z, lv, Z, work) == VF_ERR_ARG);
+    /* the CSR first layer is for unconditional models only */
+    const int64_t indptr[B + 1] = {0};
+    const int32_t no_indices[1] = {0};
+    const vf_vae_rows with_csr = {.c = c, .ldc = C_COND, .size_factors = s,
+                                  .csr_indptr = indptr, .csr_indices = no_indices,
+                                  .csr_values = s};
+    double loss;
+    EXPECT(vf_vae_loss_and_grad_rows(m, B, X, &with_csr, eps, SEED, 0, 1.0f, NULL, NULL,
+                                     &loss) == VF_ERR_ARG);
     free(work);
     vf_vae_destroy(m);
 }
@@ -237,11 +246,15 @@ static void argument_checks(const float *X)
     if (!m)
         return;
     const float s[B] = {1, 1, 1, 1, 1, 1, 1, 1};
-    const vf_vae_rows with_s = {NULL, 0, s};
+    const vf_vae_rows with_s = {.size_factors = s};
+    const int64_t indptr[B + 1] = {0};
+    const vf_vae_rows half_csr = {.csr_indptr = indptr}; /* indices and values missing */
     double loss, sums[3] = {0, 0, 0};
     int64_t done = -1, bad_order[B] = {0, 1, 2, 3, 4, 5, 6, N_ROWS};
     EXPECT(vf_vae_loss_and_grad_rows(m, B, X, &with_s, NULL, SEED, 0, 1.0f, NULL, NULL,
                                      &loss) == VF_ERR_ARG); /* no size factors for Bernoulli */
+    EXPECT(vf_vae_loss_and_grad_rows(m, B, X, &half_csr, NULL, SEED, 0, 1.0f, NULL, NULL,
+                                     &loss) == VF_ERR_ARG);
     EXPECT(vf_vae_loss_and_grad(m, 0, X, NULL, SEED, 0, 1.0f, NULL, NULL, &loss) == VF_ERR_ARG);
     EXPECT(vf_vae_loss_and_grad(m, B, NULL, NULL, SEED, 0, 1.0f, NULL, NULL, &loss) ==
            VF_ERR_NULL);

@@ -84,6 +84,53 @@ def negative_binomial_log_px(out, X, extra, size_factors, variance):
                   - theta * softplus(a) - X * softplus(-a), axis=1)
 
 
+def _scvi_terms(out, X, extra, size_factors):
+    """scVI's mean (scvi-tools DecoderSCVI): log mu = log L + log_softmax(rho),
+    rho = out[:, :D], L = size_factors or the row totals of X. Returns
+    (X, log mu, clamped log θ or None) in float64."""
+    X = X.astype(np.float64)
+    rho = out[:, :X.shape[1]].astype(np.float64)
+    lib = X.sum(axis=1) if size_factors is None else size_factors.astype(np.float64)
+    top = rho.max(axis=1, keepdims=True)
+    lse = top + np.log(np.exp(rho - top).sum(axis=1, keepdims=True))
+    log_mu = np.log(lib)[:, None] + rho - lse
+    if extra is None:
+        return X, log_mu, None
+    return X, log_mu, np.clip(extra.astype(np.float64), LIMITS["log_theta_min"],
+                              LIMITS["log_theta_max"])[None, :]
+
+
+def _log_nb(X, log_mu, log_theta):
+    """Elementwise log NB(X; mu, θ), stable: softplus of a = log(mu/θ)."""
+    theta = np.exp(log_theta)
+    a = log_mu - log_theta
+    return (lgamma(X + theta) - lgamma(theta) - lgamma(X + 1.0)
+            - theta * softplus(a) - X * softplus(-a))
+
+
+def scvi_poisson_log_px(out, X, extra, size_factors, variance):
+    X, log_mu, _ = _scvi_terms(out, X, None, size_factors)
+    return np.sum(X * log_mu - np.exp(log_mu) - lgamma(X + 1.0), axis=1)
+
+
+def scvi_nb_log_px(out, X, extra, size_factors, variance):
+    X, log_mu, log_theta = _scvi_terms(out, X, extra, size_factors)
+    return np.sum(_log_nb(X, log_mu, log_theta), axis=1)
+
+
+def zinb_log_px(out, X, extra, size_factors, variance):
+    """ZINB with zero-inflation logits w = out[:, D:]: a zero is
+    log(sigmoid(w) + sigmoid(−w)·NB(0)) = logaddexp(w, log NB(0)) − softplus(w);
+    a count x > 0 is log NB(x) − softplus(w)."""
+    X, log_mu, log_theta = _scvi_terms(out, X, extra, size_factors)
+    w = out[:, X.shape[1]:].astype(np.float64)
+    log_nb0 = -np.exp(log_theta) * softplus(log_mu - log_theta)
+    nonzero = X > 0
+    # lgamma only where the count is non-zero (the zero case needs none)
+    log_nb = np.where(nonzero, _log_nb(np.where(nonzero, X, 1.0), log_mu, log_theta), 0.0)
+    return np.sum(np.where(nonzero, log_nb, np.logaddexp(w, log_nb0)) - softplus(w), axis=1)
+
+
 def _f64(out, X):
     return out.astype(np.float64), X.astype(np.float64)
 
@@ -100,6 +147,15 @@ def gaussian_mean(out, D, size_factors):
 
 def count_mean(out, D, size_factors):
     mean = np.exp(np.minimum(out, LIMITS["poisson_lograte_max"]))
+    return mean if size_factors is None else mean * size_factors[:, None]
+
+
+def softmax_mean(out, D, size_factors):
+    """scVI's mean L·softmax(out[:, :D]); L = size_factors, or 1 (the
+    normalised expression) without."""
+    rho = out[:, :D]
+    e = np.exp(rho - rho.max(axis=1, keepdims=True))
+    mean = e / e.sum(axis=1, keepdims=True)
     return mean if size_factors is None else mean * size_factors[:, None]
 
 

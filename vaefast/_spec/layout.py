@@ -14,9 +14,11 @@ Buffer order (forward order; each layer is W (in×out, row-major) then b (out)):
     head        hE → 2Z                      columns [0, Z) mu, [Z, 2Z) logvar
     decoder.i   (Z + C) → g1 → … → gG        ReLU; rows [Z, Z+C) multiply c
     output      gG → D, or gG → 2D           mean/logits; with variance="sample"
-                                             columns [D, 2D) are the log-variance
+                                             columns [D, 2D) are the log-variance,
+                                             for "zinb" the zero-inflation logits
     likelihood  D floats, only for variance="feature" (the log-variance) and
-                negative_binomial (log θ, the inverse dispersion)
+                negative_binomial, scvi_nb and zinb (log θ, the inverse
+                dispersion, per gene)
 
 C = n_conditions (0 for an unconditional model: the layout is then exactly the
 one of format version 1).
@@ -56,7 +58,8 @@ class Layout:
         for i, h in enumerate(decoder_hidden):
             widths.append((f"decoder.{i}", prev, h))
             prev = h
-        widths.append(("output", prev, 2 * D if variance == "sample" else D))
+        self.heads = likelihoods.REGISTRY[likelihood].output_heads(variance)
+        widths.append(("output", prev, len(self.heads) * D))
         self.layers, off = [], 0
         for name, n_in, n_out in widths:
             self.layers.append((name, n_in, n_out, off, off + n_in * n_out))
@@ -73,8 +76,9 @@ class Layout:
         for li, (name, _, n_out, _, _) in enumerate(self.layers):
             if name == "head":
                 splits = (("mu", slice(0, Z)), ("logvar", slice(Z, 2 * Z)))
-            elif name == "output" and self.variance == "sample":
-                splits = (("output", slice(0, D)), ("output_logvar", slice(D, 2 * D)))
+            elif name == "output":
+                splits = tuple((key, slice(k * D, (k + 1) * D))
+                               for k, key in enumerate(self.heads))
             else:
                 splits = ((name, slice(0, n_out)),)
             for key, cols in splits:

@@ -21,8 +21,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Optional
 
+import numpy as np
+
 from . import densities, export_hooks
-from .limits import LIMITS  # noqa: F401  (the clamps, with the records)
+from .limits import LIMITS
 
 VARIANCES = ("unit", "feature", "sample")
 
@@ -41,6 +43,11 @@ class Likelihood:
     variances : the ``variance=`` modes it has.
     extra_param : variance -> get_weights() key of its per-feature
         parameter vector (n_features floats after the last layer).
+    heads : the output layer's blocks of n_features columns (their
+        get_weights() prefixes): one, or [rho | pi] for ZINB (one GEMM).
+    observed_library : scVI's mean, library · softmax(output): counts must
+        be integers, and the library is the size factor when given, else the
+        row's observed total count, so a row of X summing to 0 is refused.
     log_px : NumPy float64 log p(x|z) per row,
         ``log_px(out, X, extra, size_factors, variance)``.
     mean : NumPy mean of p(x|z), ``mean(out, n_features, size_factors)``.
@@ -63,10 +70,16 @@ class Likelihood:
     torch_log_px: Optional[Callable] = None
     torch_mean: Optional[Callable] = None
     onnx_mean: Optional[Callable] = None
+    heads: tuple = ("output",)
+    observed_library: bool = False
 
     def extra_param_key(self, variance):
         """The key of the per-feature parameter vector, or None."""
         return self.extra_param.get(variance)
+
+    def output_heads(self, variance):
+        """The output layer's blocks of n_features columns, by public key prefix."""
+        return ("output", "output_logvar") if variance == "sample" else self.heads
 
     def check_targets(self, X, name="X"):
         """Raise ValueError naming `name` if the float32 array X holds values
@@ -83,7 +96,38 @@ class Likelihood:
         if math.isfinite(low) and lo < low:
             raise ValueError(f"{name} must be non-negative counts for the {self.name} "
                              f"likelihood, got a minimum of {lo}")
+        if self.observed_library:
+            _check_scvi_counts(X, name, self.name)
         return X
+
+    def check_row_totals(self, totals, name="X"):
+        """Raise ValueError naming `name` if this likelihood's library size is
+        the observed total count and a row's total (in `totals`) is zero."""
+        if self.observed_library:
+            _check_row_totals(totals, name, self.name)
+
+
+def _check_scvi_counts(X, name, likelihood):
+    """The scVI likelihoods' counts: finite integers up to 2^24 (exact in
+    float32; the kernel's lgamma(x + 1) is of an integer), every row with a
+    positive total (its observed library size). A 1-D X is a piece of a
+    sparse matrix's stored values: its rows are checked by check_row_totals."""
+    if not np.isfinite(X).all():
+        raise ValueError(f"{name} must be finite counts for the {likelihood} likelihood")
+    if X.max() > LIMITS["count_max"] or (X != np.floor(X)).any():
+        raise ValueError(f"{name} must hold integer counts in [0, 2^24] for the "
+                         f"{likelihood} likelihood")
+    if X.ndim == 2:
+        _check_row_totals(X.sum(axis=1, dtype=np.float64), name, likelihood)
+
+
+def _check_row_totals(totals, name, likelihood):
+    empty = np.flatnonzero(np.asarray(totals) <= 0)
+    if empty.size:
+        raise ValueError(
+            f"{name} has {empty.size} row(s) of zero total count (first: row {empty[0]}); "
+            f"the {likelihood} likelihood's library size is the observed total count "
+            f"(scvi-tools' log-library would be -inf): drop empty cells")
 
 
 BERNOULLI = Likelihood(
@@ -124,7 +168,27 @@ NEGATIVE_BINOMIAL = _count_likelihood(
     log_px=densities.negative_binomial_log_px,
     torch_log_px=export_hooks.negative_binomial_log_px)
 
-REGISTRY = {lik.name: lik for lik in (BERNOULLI, GAUSSIAN, POISSON, NEGATIVE_BINOMIAL)}
+# scVI's parameterisation (scvi-tools' DecoderSCVI): mean = library ·
+# softmax(output), library = the row's total count or its size factor; no
+# export hooks yet (the exporters refuse them).
+_SCVI = dict(observed_library=True, mean=densities.softmax_mean, torch_mean=None,
+             onnx_mean=None)
+ZINB = _count_likelihood(
+    name="zinb", title="zero-inflated negative binomial (scVI)", code=4,
+    c_enum="VF_LIKELIHOOD_ZINB", output="rho | zero-inflation logits",
+    heads=("output", "output_pi"), extra_param={"unit": "likelihood.log_theta"},
+    log_px=densities.zinb_log_px, **_SCVI)
+SCVI_NB = _count_likelihood(
+    name="scvi_nb", title="negative binomial (scVI)", code=5,
+    c_enum="VF_LIKELIHOOD_SCVI_NB", output="rho", extra_param={"unit": "likelihood.log_theta"},
+    log_px=densities.scvi_nb_log_px, **_SCVI)
+SCVI_POISSON = _count_likelihood(
+    name="scvi_poisson", title="Poisson (scVI)", code=6,
+    c_enum="VF_LIKELIHOOD_SCVI_POISSON", output="rho",
+    log_px=densities.scvi_poisson_log_px, **_SCVI)
+
+REGISTRY = {lik.name: lik for lik in (BERNOULLI, GAUSSIAN, POISSON, NEGATIVE_BINOMIAL,
+                                      ZINB, SCVI_NB, SCVI_POISSON)}
 NAMES = tuple(REGISTRY)
 COUNT_NAMES = tuple(name for name, lik in REGISTRY.items() if lik.counts)
 DEFAULT = BERNOULLI.name

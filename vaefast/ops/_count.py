@@ -9,7 +9,7 @@ docs/models.md; the float64 twin is ``vaefast.reference.count_loss``.
 import numpy as np
 
 from .. import _core
-from .._spec.likelihoods import POISSON
+from .._spec.likelihoods import POISSON, ZINB
 from .._validation import as_float, as_float32_array, nonfinite_result
 
 __all__ = ["count_loss", "COUNT_LIKELIHOODS"]
@@ -26,7 +26,7 @@ def _check_counts(x):
                          f"got e.g. {x[(x != np.floor(x)) | (x > _core.COUNT_MAX)][0]}")
 
 
-def count_loss(x, rho_logits, library, log_theta=None, pi_logits=None, likelihood="zinb",
+def count_loss(x, rho_logits, library, log_theta=None, pi_logits=None, likelihood=ZINB.name,
                scale=1.0, need_grad=True):
     """Per-row negative log-likelihood of counts under scVI's mean, and its gradients.
 
@@ -84,9 +84,9 @@ def count_loss(x, rho_logits, library, log_theta=None, pi_logits=None, likelihoo
         lt = as_float32_array(log_theta, "log_theta", ndim=(1, 2))
         if lt.shape not in ((N,), (M, N)):
             raise ValueError(f"log_theta must have shape ({N},) or ({M}, {N}), got {lt.shape}")
-    if likelihood == "zinb":
+    if likelihood == ZINB.name:
         if pi_logits is None:
-            raise ValueError("pi_logits is required for likelihood='zinb'")
+            raise ValueError(f"pi_logits is required for likelihood={ZINB.name!r}")
         w = as_float32_array(pi_logits, "pi_logits", ndim=2)
         if w.shape != rho.shape:
             raise ValueError(f"pi_logits must have shape {rho.shape}, got {w.shape}")

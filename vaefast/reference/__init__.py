@@ -29,16 +29,18 @@ import numpy as np
 # the likelihoods' names and the clamps in the registry beside it (plain
 # data: the reference never imports the compiled core it checks).
 from .._spec.layout import Layout, init_layer  # noqa: F401
-from .._spec.likelihoods import BERNOULLI, GAUSSIAN
+from .._spec.likelihoods import BERNOULLI, GAUSSIAN, REGISTRY
 from .._spec.limits import LOGVAR_RANGE
 # The random streams' twins (Philox4x32-10, normals, the reparameterization
 # noise eps(seed, step, row, col)) live beside the RNG kernels' binding.
 from .rng import normal, philox4x32_10, reparam_eps  # noqa: F401
 # The scVI-parameterised count losses (mean = library · softmax(decoder output)).
 from .count import (  # noqa: F401
-    count_loss, log_nb, log_poisson, log_zinb, scvi_log_mean)
+    SCVI_KINDS, count_loss, log_nb, log_poisson, log_zinb, scvi_log_mean, scvi_recon)
 
-LIKELIHOODS = (BERNOULLI.name, GAUSSIAN.name)  # the twin's: csrc/vae*.c has more
+# The twin's whole-model likelihoods on any real targets (csrc/vae*.c has
+# more); the scVI ones (SCVI_KINDS: counts, log θ in params["likelihood"]) too.
+LIKELIHOODS = (BERNOULLI.name, GAUSSIAN.name)
 
 # The logvar head's output is clamped to this range before use, so exp never
 # overflows in float32; inside it the model is the plain one. exp(30) ~ 1e13.
@@ -206,11 +208,27 @@ def gaussian_var_loss(y, x, logvar, scale=1.0):
 
 def recon_loss(likelihood, out, x, scale=1.0):
     """Dispatch to the likelihood's loss: (per-row loss, gradient w.r.t. out)."""
+    return recon_terms(likelihood, out, x, scale)[:2]
+
+
+def recon_terms(likelihood, out, x, scale=1.0, params=None, size_factors=None):
+    """(per-row loss, gradient w.r.t. out, gradient w.r.t. the per-feature
+    parameter params["likelihood"] (log θ) or None)."""
     if likelihood == BERNOULLI.name:
-        return bernoulli_loss(out, x, scale)
+        return bernoulli_loss(out, x, scale) + (None,)
     if likelihood == GAUSSIAN.name:
-        return gaussian_loss(out, x, scale)
-    raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+        return gaussian_loss(out, x, scale) + (None,)
+    if likelihood in SCVI_KINDS:
+        log_theta = None if params is None else params.get("likelihood")
+        return scvi_recon(likelihood, out, x, log_theta, size_factors, scale)
+    raise ValueError(f"likelihood must be one of {LIKELIHOODS + tuple(SCVI_KINDS)}, "
+                     f"got {likelihood!r}")
+
+
+def encoder_input(likelihood, x):
+    """What the encoder reads: log(1 + x) for a count likelihood (the
+    registry's `counts`), else x itself."""
+    return np.log1p(x) if REGISTRY[likelihood].counts else x
 
 
 # -------------------------------------------------------------- optimizers
@@ -280,18 +298,18 @@ def decode(params, z):
     return dec_acts, out
 
 
-def forward(params, x, eps):
+def forward(params, x, eps, likelihood=BERNOULLI.name):
     """Full forward pass with the given noise eps (B, Z). Returns a cache dict."""
-    enc_acts, mu, logvar, head_out = encode(params, x)
+    enc_acts, mu, logvar, head_out = encode(params, encoder_input(likelihood, x))
     z = reparam_forward(mu, logvar, eps)
     dec_acts, out = decode(params, z)
     return {"enc_acts": enc_acts, "head_out": head_out, "mu": mu, "logvar": logvar,
             "eps": eps, "z": z, "dec_acts": dec_acts, "out": out}
 
 
-def per_sample_loss(cache, x, likelihood, beta):
+def per_sample_loss(cache, x, likelihood, beta, params=None, size_factors=None):
     """Per-sample (negative ELBO, reconstruction NLL, KL), each shaped (B,)."""
-    recon, _ = recon_loss(likelihood, cache["out"], x)
+    recon = recon_terms(likelihood, cache["out"], x, 1.0, params, size_factors)[0]
     kl = kl_normal(cache["mu"], cache["logvar"])
     return recon + beta * kl, recon, kl
 
@@ -312,12 +330,12 @@ def mlp_backward(layers, acts, d_out, need_dx=True):
     return grads, d
 
 
-def backward(params, cache, x, likelihood, beta):
+def backward(params, cache, x, likelihood, beta, size_factors=None):
     """Gradients of the batch-mean negative ELBO, shaped like params."""
     B = x.shape[0]
     scale = 1.0 / B
-    # reconstruction: dL/d(out) = (sigmoid(out) − x)/B or (out − x)/B
-    _, d_out = recon_loss(likelihood, cache["out"], x, scale)
+    # reconstruction: dL/d(out) = (sigmoid(out) − x)/B or (out − x)/B, ...
+    _, d_out, d_lik = recon_terms(likelihood, cache["out"], x, scale, params, size_factors)
     dec_acts = cache["dec_acts"]
     d_h, dW_out, db_out = linear_backward(dec_acts[-1], params["output"][0], d_out)
     dec_grads, dz = mlp_backward(params["decoder"], dec_acts, d_h)
@@ -331,15 +349,22 @@ def backward(params, cache, x, likelihood, beta):
     enc_acts = cache["enc_acts"]
     d_enc_top, dW_head, db_head = linear_backward(enc_acts[-1], params["head"][0], d_head)
     enc_grads, _ = mlp_backward(params["encoder"], enc_acts, d_enc_top, need_dx=False)
-    return {"encoder": enc_grads, "head": (dW_head, db_head), "decoder": dec_grads,
-            "output": (dW_out, db_out)}
+    grads = {"encoder": enc_grads, "head": (dW_head, db_head), "decoder": dec_grads,
+             "output": (dW_out, db_out)}
+    if d_lik is not None:
+        grads["likelihood"] = d_lik
+    return grads
 
 
-def loss_and_grad(params, x, eps, likelihood=BERNOULLI.name, beta=1.0):
-    """Batch-mean negative ELBO and its gradients for noise eps (B, Z)."""
-    cache = forward(params, x, eps)
-    loss, _, _ = per_sample_loss(cache, x, likelihood, beta)
-    return loss.mean(), backward(params, cache, x, likelihood, beta)
+def loss_and_grad(params, x, eps, likelihood=BERNOULLI.name, beta=1.0, size_factors=None):
+    """Batch-mean negative ELBO and its gradients for noise eps (B, Z).
+
+    A count likelihood's encoder reads log(1 + x); an scVI likelihood's
+    per-gene log θ is params["likelihood"] (D,), its gradient
+    grads["likelihood"]; size_factors (B,) replace the observed library."""
+    cache = forward(params, x, eps, likelihood)
+    loss, _, _ = per_sample_loss(cache, x, likelihood, beta, params, size_factors)
+    return loss.mean(), backward(params, cache, x, likelihood, beta, size_factors)
 
 
 # ------------------------------------------------- parameter bookkeeping

@@ -28,11 +28,11 @@ finite differences and PyTorch autograd).
 
 import numpy as np
 
-from .._spec.likelihoods import POISSON
+from .._spec.likelihoods import POISSON, SCVI_NB, SCVI_POISSON, ZINB
 from .._spec.limits import LIMITS
 
 LOG_THETA_MIN, LOG_THETA_MAX = LIMITS["log_theta_min"], LIMITS["log_theta_max"]
-COUNT_LIKELIHOODS = (POISSON.name, "nb", "zinb")
+COUNT_LIKELIHOODS = (POISSON.name, "nb", ZINB.name)
 
 
 def _special():
@@ -83,7 +83,7 @@ def log_zinb(x, log_mu, log_theta, pi_logits):
 
 
 def count_loss(x, rho_logits, library, log_theta=None, pi_logits=None,
-               likelihood="zinb", scale=1.0):
+               likelihood=ZINB.name, scale=1.0):
     """Per-row negative log-likelihood and its gradients, float64.  [vf_count_loss]
 
     Parameters
@@ -144,3 +144,24 @@ def count_loss(x, rho_logits, library, log_theta=None, pi_logits=None,
     # chain through log mu = log L + r − logsumexp(r): ∂/∂r_j = g_j − p_j·Σ_k g_k
     drho = scale * (g - p * g.sum(axis=1, keepdims=True))
     return -logp.sum(axis=1), drho, dlt, dpi
+
+
+# The model's scVI likelihoods (vaefast/_spec/likelihoods.py) -> count_loss's kind.
+SCVI_KINDS = {ZINB.name: ZINB.name, SCVI_NB.name: "nb", SCVI_POISSON.name: POISSON.name}
+
+
+def scvi_recon(likelihood, out, x, log_theta=None, size_factors=None, scale=1.0):
+    """The model's scVI reconstruction term: (per-row loss, scale·∂/∂out,
+    scale·∂/∂log θ summed over the rows, or None).
+
+    out (n, D) is rho, or [rho | pi] (n, 2D) for "zinb"; the library is
+    size_factors, else the row totals of x (the C model's rule,
+    csrc/vae_likelihood.c)."""
+    kind = SCVI_KINDS[likelihood]
+    x = np.asarray(x, dtype=np.float64)
+    D = x.shape[1]
+    library = x.sum(axis=1) if size_factors is None else size_factors
+    pi = out[:, D:] if kind == ZINB.name else None
+    loss, drho, dlt, dpi = count_loss(x, out[:, :D], library, log_theta, pi, kind, scale)
+    dout = drho if dpi is None else np.concatenate([drho, dpi], axis=1)
+    return loss, dout, dlt

@@ -6,7 +6,7 @@ against the table of vaefast/_fit_options.py. Nothing here imports the
 model: a model is driven through its public methods and vaefast/_internals.py.
 """
 
-from .. import _fit_options
+from .. import _fit_options, _rows
 from .._internals import internals
 from . import loop, streaming
 from .history import History
@@ -15,16 +15,23 @@ from .sources import InMemorySource
 __all__ = ["fit", "History"]
 
 
-def make_source(model, X, batch_size, comm, buffer_rows, c, size_factors):
-    """The source of fit's rows: this rank's shard (comm), a stream (memmap,
-    Dask array, sequence or callable of row blocks) or an in-memory array."""
+def make_source(model, X, batch_size, comm, buffer_rows, c, size_factors, layer=None,
+                sparse_first_layer=False):
+    """The source of fit's rows: this rank's shard (comm), rows gathered a
+    batch at a time (sparse, backed, AnnData: vaefast/_rows.py), a stream
+    (memmap, Dask array, sequence or callable of row blocks) or an
+    in-memory array."""
     if (c is not None or size_factors is not None) and comm is not None:
         raise ValueError("c= and size_factors= are not supported with comm= yet: train a "
                          "conditional or size-factor model in one process")
+    X = _rows.resolve(X, "X", layer)
     if comm is not None:
         from .data_parallel import ShardSource
 
         return ShardSource(model, X, batch_size, comm)
+    if isinstance(X, _rows.Rows):
+        return streaming.RandomAccessSource(model, X, batch_size, buffer_rows, c,
+                                            size_factors, sparse_first_layer)
     if streaming.is_stream(X):
         if c is not None or size_factors is not None:
             raise ValueError("c= and size_factors= need X in memory (not a memmap, Dask "
@@ -50,10 +57,15 @@ def _agree_across_ranks(source, o, has_validation):
 def fit(model, X, *args, **kwargs):
     X, o = _fit_options.validate(model, X, *args, **kwargs)
     source = make_source(model, X, o["batch_size"], o["comm"], o["buffer_rows"], o["c"],
-                         o["size_factors"])
+                         o["size_factors"], o["layer"], o["sparse_first_layer"])
     X_val, side = o["validation_data"]
     if X_val is not None:
-        X_val = internals(model).check_X(X_val, "validation_data")
+        X_val = _rows.resolve(X_val, "validation_data",
+                              o["layer"] if _rows.is_anndata(X_val) else None)
+        if isinstance(X_val, _rows.Rows):  # elbo reads it a chunk at a time
+            internals(model).check_rows(X_val)
+        else:
+            X_val = internals(model).check_X(X_val, "validation_data")
     if o["comm"] is not None:
         _agree_across_ranks(source, o, X_val is not None)
     return loop.run(model, source, o, (X_val, side))

@@ -6,7 +6,7 @@ import zlib
 
 import numpy as np
 
-from .. import _core
+from .. import _core, _rows
 from .._internals import internals
 from .sources import OneProcessSource
 
@@ -58,11 +58,11 @@ class ShardSource(OneProcessSource):
             if batch_size < self.size:
                 raise ValueError(f"batch_size ({batch_size}) must be at least the number "
                                  f"of ranks ({self.size}): it is the global minibatch")
-            self.X = internals(model).check_X(X)
+            self._set_rows(internals(model), X)
         except Exception as exc:
             error = exc
         start = (None if error is None else _describe(error),
-                 0 if error is not None else self.X.shape[0],
+                 0 if error is not None else self.n_rows,
                  _state_crc(internals(model).core), model.step_, model.epoch_, model.optimizer_)
         everyone = comm.allgather(start)
         self._raise_failures(error, [e[0] for e in everyone], "checking the shards")
@@ -75,8 +75,17 @@ class ShardSource(OneProcessSource):
         self.rank_batches = np.array([rank_batch(batch_size, self.size, r)
                                       for r in range(self.size)], dtype=np.int64)
         self.batch_size = int(self.rank_batches[self.rank])
-        self.n_rows = self.X.shape[0]
         self.n_steps = int(np.max(-(-self.shard_sizes // self.rank_batches)))
+
+    def _set_rows(self, inner, X):
+        """self.take(rows) -> this shard's rows as a contiguous float32 batch."""
+        if isinstance(X, _rows.Rows):  # sparse / backed: only a batch made dense
+            take = inner.check_rows(X).take
+            self.take = lambda rows: inner.check_X(take(rows))
+        else:
+            X = inner.check_X(X)
+            self.take = lambda rows: np.ascontiguousarray(X[rows])
+        self.n_rows = X.shape[0]
 
     # ---- agreement between ranks
     def require_same(self, **settings):
@@ -139,7 +148,7 @@ class ShardSource(OneProcessSource):
             error = None
             try:
                 take = order[lo:hi] if order is not None else slice(lo, hi)
-                status = core.shard_grads(np.ascontiguousarray(self.X[take]), model.seed,
+                status = core.shard_grads(self.take(take), model.seed,
                                           model.step_, int(rows[:self.rank].sum()),
                                           int(rows.sum()), trainer.kl_weight, local)
                 trainer.check_status(status)

@@ -57,9 +57,10 @@ class Trainer:
         """(lr, beta1, beta2, adam_eps, weight_decay, optimizer) of the core."""
         return self.lr, self.beta1, ADAM_BETA2, ADAM_EPS, 0.0, self.optimizer
 
-    def steps(self, X, order, bar, c=None, size_factors=None):
+    def steps(self, X, order, bar, c=None, size_factors=None, csr=None):
         """Train on all rows of X (in `order` if given), batch after batch;
-        c and size_factors are X's side inputs (rows indexed like X's).
+        c and size_factors are X's side inputs (rows indexed like X's), csr
+        X's rows in CSR form for the first layer (then no order).
 
         Steps run in chunks, one C call each, so that the trip through
         Python is paid once per chunk, not once per step; a chunk takes
@@ -79,7 +80,7 @@ class Trainer:
             done, status = core.train_steps(
                 X, order, batch_size, bi, k, model.seed, model.step_,
                 *self.update_args()[:5], self.optimizer, self.kl_weight, chunk, c,
-                size_factors)
+                size_factors, csr)
             self.steps_per_call = _next_call_steps(self.steps_per_call, done,
                                                    time.perf_counter() - t_call, most_steps)
             rows = min(n, (bi + done) * batch_size) - bi * batch_size

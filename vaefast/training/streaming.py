@@ -3,7 +3,8 @@
 Two kinds of stream, so that memory is bounded by the buffer, not the data:
 
 * **Random access** (a ``numpy.memmap``, e.g. ``np.load(path,
-  mmap_mode="r")``): the epoch's order is the in-memory one,
+  mmap_mode="r")``, or a sparse, backed or AnnData matrix, gathered through
+  vaefast/_rows.py one batch at a time by default): the epoch's order is the in-memory one,
   ``default_rng([seed, epoch]).permutation(n)``; the rows of the next
   ``buffer_rows`` positions of that order are gathered into a buffer and
   trained on. The batches are the in-memory batches, so the weights are
@@ -59,7 +60,7 @@ def buffer_size(buffer_rows, batch_size, n_features):
 def make_source(model, X, batch_size, buffer_rows):
     """The source object fit uses for a streamed X."""
     if isinstance(X, np.memmap):
-        return MemmapSource(model, X, batch_size, buffer_rows)
+        return RandomAccessSource(model, X, batch_size, buffer_rows)
     if _is_dask_array(X):
         return BlockSource(model, *_dask_blocks(model, X), batch_size, buffer_rows)
     if _is_block_sequence(X):
@@ -121,33 +122,52 @@ def _prefetched(produce):
         thread.join()
 
 
-class MemmapSource(OneProcessSource):
-    """Random-access rows: exact in-memory order, gathered buffer by buffer."""
+class RandomAccessSource(OneProcessSource):
+    """Random-access rows (a memmap, or a sparse / backed matrix read through
+    vaefast/_rows.py): the exact in-memory order, gathered buffer by buffer,
+    with the conditions and size factors of those rows."""
 
-    def __init__(self, model, X, batch_size, buffer_rows):
-        if X.ndim != 2:
-            raise ValueError(f"X must be 2-dimensional, got shape {X.shape}")
-        if X.shape[1] != model.n_features:
-            raise ValueError(f"X must have {model.n_features} columns (n_features), "
-                             f"got {X.shape[1]}")
-        if X.shape[0] == 0:
-            raise ValueError(f"X must not be empty, got shape {X.shape}")
-        self.model, self.X = model, X
+    def __init__(self, model, X, batch_size, buffer_rows, c=None, size_factors=None,
+                 sparse_first_layer=False):
+        inner = internals(model)
+        self.take_csr = None  # rows -> CSRBatch, for the CSR first layer
+        if isinstance(X, np.memmap):
+            if X.ndim != 2:
+                raise ValueError(f"X must be 2-dimensional, got shape {X.shape}")
+            if X.shape[1] != model.n_features:
+                raise ValueError(f"X must have {model.n_features} columns (n_features), "
+                                 f"got {X.shape[1]}")
+            if X.shape[0] == 0:
+                raise ValueError(f"X must not be empty, got shape {X.shape}")
+            self.take = lambda rows: np.asarray(X[rows])
+            default_rows = buffer_rows
+        else:  # Rows: a batch at a time unless buffer_rows asks for more
+            self.take = inner.check_rows(X).take
+            if sparse_first_layer and X.sparse and model.n_conditions == 0:
+                self.take_csr = X.take_csr
+            default_rows = batch_size if buffer_rows is None else buffer_rows
+        self.model = model
         self.n_rows = X.shape[0]
+        self.c, self.size_factors = inner.check_side(c, size_factors, self.n_rows)
         self.batch_size = min(batch_size, self.n_rows)
-        self.buffer_rows = buffer_size(buffer_rows, self.batch_size, model.n_features)
+        self.buffer_rows = buffer_size(default_rows, self.batch_size, model.n_features)
 
     def _buffers(self, order):
-        X, R, n = self.X, self.buffer_rows, self.n_rows
+        R, n = self.buffer_rows, self.n_rows
         for start in range(0, n, R):
-            rows = X[order[start:start + R]] if order is not None else X[start:start + R]
-            yield internals(self.model).check_X(np.asarray(rows), f"X rows {start}..")
+            rows = order[start:start + R] if order is not None else slice(start, start + R)
+            csr = None if self.take_csr is None else self.take_csr(rows)
+            dense = self.take(rows) if csr is None else csr.toarray()  # the loss's targets
+            buf = internals(self.model).check_X(dense, f"X rows {start}..")
+            side = [None if a is None else np.ascontiguousarray(a[rows])
+                    for a in (self.c, self.size_factors)]
+            yield buf, side, csr
 
     def run_epoch(self, trainer, epoch, shuffle, bar):
         order = (np.random.default_rng([self.model.seed, epoch]).permutation(self.n_rows)
                  if shuffle else None)
-        for buf in _prefetched(lambda: self._buffers(order)):
-            trainer.steps(buf, None, bar)
+        for buf, (c, s), csr in _prefetched(lambda: self._buffers(order)):
+            trainer.steps(buf, None, bar, c, s, csr)
         return self.n_rows
 
 

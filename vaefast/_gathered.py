@@ -1,0 +1,87 @@
+"""Sparse, backed and AnnData input to the inference methods (``encode``,
+``transform``, ``decode``, ``reconstruct``, ``elbo``, ``log_likelihood``
+and the scikit-learn transformer's ``transform`` / ``score_samples``).
+
+X is read a chunk of rows at a time through vaefast/_rows.py (about 8 MiB
+dense per chunk); each chunk runs the in-memory method and the results are
+concatenated, so they are bit-identical to the call on the dense array:
+the deterministic methods work row by row, and ``elbo`` /
+``log_likelihood`` draw their noise from one NumPy generator, row after
+row, which every chunk continues. ``layer=`` names an AnnData layer.
+Per-row arguments (``c``, ``size_factors``, ``eps``, ``y``) are cut into
+the same chunks.
+"""
+
+import inspect
+
+import numpy as np
+
+from . import _rows
+from ._arrays import register_engine
+from ._validation import as_seed
+
+_PER_ROW = ("c", "size_factors", "eps", "y")
+_NOISY = ("elbo", "log_likelihood")
+_MOST_ROWS = 4096  # the model's own inference chunk
+
+
+def _generator(seed):
+    """One generator for every chunk: rows draw from it in order."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    return np.random.default_rng(None if seed is None else as_seed(seed))
+
+
+def _per_row(value, key, n):
+    """A per-row argument as an array of n rows (None stays None)."""
+    if value is None:
+        return None
+    value = value if isinstance(value, np.ndarray) else np.asarray(value)
+    if value.ndim == 0 or value.shape[0] != n:
+        raise ValueError(f"{key} must have {n} rows (one per row of X), got shape "
+                         f"{value.shape}")
+    return value
+
+
+def _joined(parts):
+    if isinstance(parts[0], tuple):  # encode: (mu, logvar)
+        return tuple(np.concatenate(p) for p in zip(*parts))
+    return np.concatenate(parts)
+
+
+def _by_chunks(name):
+    """The engine function for method `name`: resolve X, run the method on
+    each chunk of its rows, join the results."""
+
+    def call(obj, *args, layer=None, **kwargs):
+        method = getattr(obj, name)
+        signature = inspect.signature(method)
+        arguments = dict(signature.bind(*args, **kwargs).arguments)
+        data_arg = next(iter(signature.parameters))
+        rows = _rows.resolve(arguments.pop(data_arg), data_arg, layer)
+        if not isinstance(rows, _rows.Rows):  # an AnnData's dense matrix
+            return method(rows, **arguments)
+        n = rows.n_rows
+        if n == 0:  # the method names the problem
+            return method(rows.take(slice(0, 0)), **arguments)
+        if name in _NOISY:
+            arguments["seed"] = _generator(arguments.get("seed"))
+        for key in _PER_ROW:
+            if key in arguments:
+                arguments[key] = _per_row(arguments[key], key, n)
+        step = _rows.chunk_rows(rows.shape[1], _MOST_ROWS)
+        parts = []
+        for lo in range(0, n, step):
+            hi = min(n, lo + step)
+            chunk = {k: v[lo:hi] if k in _PER_ROW and v is not None else v
+                     for k, v in arguments.items()}
+            parts.append(method(rows.take(slice(lo, hi)), **chunk))
+        return _joined(parts)
+
+    call.__name__ = name
+    return call
+
+
+_METHODS = ("encode", "transform", "decode", "reconstruct", "elbo", "log_likelihood",
+            "score_samples")
+register_engine(_rows.is_gatherable, {name: _by_chunks(name) for name in _METHODS})
