@@ -156,13 +156,8 @@ int vf_matmul(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
  * writing C, if a value before the activation is NaN or ±Inf (as the
  * float32 products). Every route's bits are independent of the
  * thread count. */
-enum {
-    VF_BF16_AUTO = 0,
-    VF_BF16_EMULATED = 1,
-    VF_BF16_NATIVE = 2,
-    VF_BF16_AMX = 3,
-    VF_BF16_AMX_EMULATED = 4
-};
+enum { VF_BF16_AUTO = 0, VF_BF16_EMULATED = 1, VF_BF16_NATIVE = 2, VF_BF16_AMX = 3,
+       VF_BF16_AMX_EMULATED = 4 };
 int vf_bf16_native_supported(void);
 int vf_bf16_amx_supported(void);
 int vf_bf16_impl_supported(int impl);
