@@ -1,20 +1,23 @@
-"""bf16 vs float32 GEMM at the VAE's shapes, one thread, one process.
+"""bf16 vs float32 GEMM at the VAE's shapes and 2048³, per bf16 route.
 
-    python bench/bench_bf16.py [--rounds N]
+    python bench/bench_bf16.py [--rounds N] [--threads 1 2]
 
 For each layer of the 784-400-20 VAE (the head 400 -> 40 = [mu | logvar])
-at batch 32, 128 and 1024, the forward product ``x @ W + b`` through
-``vaefast.ops.linear`` with precision="fp32" and precision="bf16", in the
-same run, timed with the thread's CPU clock (median and best of the
-rounds; a shared machine inflates wall time, not CPU time). GFLOP/s counts
-2·M·N·K. The bf16 column says which implementation ran: "native"
-(VDPBF16PS, avx512 set on a CPU with AVX512_BF16) or "emulated" (the
-scalar emulation: correct bits, not meant to be fast). The last column is
-the bf16/fp32 speed ratio of the medians.
+at batch 32, 128 and 1024, and for a 2048×2048×2048 product, the forward
+``x @ W + b`` through ``vaefast.ops.linear`` with precision="fp32" and with
+precision="bf16" on each bf16 route this CPU runs (set_bf16_route, as
+VAEFAST_BF16 does): "amx" (TDPBF16PS on AMX tiles), "native" (VDPBF16PS,
+AVX512_BF16) and "emulated" (the scalar emulation: correct bits, not meant
+to be fast; left out unless --emulated). Each thread count runs in a fresh
+process. Times are medians (and bests) of the rounds: the calling thread's
+CPU clock at one thread (a shared machine inflates wall time, not CPU
+time), wall time at two. GFLOP/s counts 2·M·N·K; the ratio columns are
+each route over fp32, medians of the same run.
 """
 
 import argparse
 import os
+import subprocess
 import sys
 import time
 
@@ -27,10 +30,17 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench/timing.p
 from timing import median_seconds  # noqa: E402
 
 BATCHES = (32, 128, 1024)
-LAYERS = ((784, 400), (400, 40), (20, 400), (400, 784))
+LAYERS = ((784, 400), (400, 784), (400, 40), (20, 400))
+SQUARE = 2048
 
 
-def measure(batch, n_in, n_out, rounds):
+def routes(emulated):
+    have = {"amx": _core.bf16_amx_supported(), "native": _core.bf16_native_supported(),
+            "emulated": emulated}
+    return [r for r, ok in have.items() if ok]
+
+
+def measure(batch, n_in, n_out, rounds, bf16_routes, clock):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch, n_in)).astype(np.float32)
     W = (rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)).astype(np.float32)
@@ -38,28 +48,51 @@ def measure(batch, n_in, n_out, rounds):
     y = np.empty((batch, n_out), np.float32)
     flops = 2.0 * batch * n_in * n_out
     out = {}
-    for precision in ("fp32", "bf16"):
+    for name in ["fp32"] + bf16_routes:
+        precision = "fp32" if name == "fp32" else "bf16"
+        if precision == "bf16":
+            _core.set_bf16_route(name)
+
         def call():
             ops.linear(x, W, b, out=y, precision=precision)
-        med, best = median_seconds(call, rounds=rounds, min_time=0.02, clock=time.thread_time)
-        out[precision] = (flops / med / 1e9, flops / best / 1e9)
+        med, best = median_seconds(call, rounds=rounds, min_time=0.02, clock=clock)
+        out[name] = (flops / med / 1e9, flops / best / 1e9)
+    _core.set_bf16_route("auto")
     return out
+
+
+def run(threads, rounds, emulated):
+    vaefast.set_num_threads(threads)
+    clock = time.thread_time if threads == 1 else time.perf_counter
+    bf16_routes = routes(emulated)
+    names = ["fp32"] + bf16_routes
+    print(f"# kernel set {vaefast.isa()}, {threads} thread(s), "
+          f"{'CPU' if threads == 1 else 'wall'} time, median (best) GFLOP/s of {rounds} rounds")
+    print(f"{'M':>5} {'K->N':>9} " + " ".join(f"{n:>15}" for n in names) + " "
+          + " ".join(f"{n + '/fp32':>13}" for n in bf16_routes))
+    shapes = [(m, k, n) for m in BATCHES for k, n in LAYERS] + [(SQUARE, SQUARE, SQUARE)]
+    for m, k, n in shapes:
+        r = measure(m, k, n, rounds if m < SQUARE else max(3, rounds // 3), bf16_routes, clock)
+        cells = " ".join(f"{r[x][0]:>7.1f} ({r[x][1]:>5.1f})" for x in names)
+        ratios = " ".join(f"{r[x][0] / r['fp32'][0]:>13.2f}" for x in bf16_routes)
+        print(f"{m:>5} {k:>4}->{n:<4} {cells} {ratios}", flush=True)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--emulated", action="store_true",
+                        help="also time the scalar emulation (slow)")
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    vaefast.set_num_threads(1)
-    print(f"# kernel set {vaefast.isa()}, bf16 {_core.bf16_auto_impl()}, 1 thread, "
-          f"CPU time, median (best) GFLOP/s of {args.rounds} rounds")
-    print(f"{'batch':>5} {'layer':>9} {'fp32':>15} {'bf16':>15} {'bf16/fp32':>9}")
-    for batch in BATCHES:
-        for n_in, n_out in LAYERS:
-            r = measure(batch, n_in, n_out, args.rounds)
-            f, h = r["fp32"], r["bf16"]
-            print(f"{batch:>5} {n_in:>4}->{n_out:<4} {f[0]:>7.1f} ({f[1]:>5.1f}) "
-                  f"{h[0]:>7.1f} ({h[1]:>5.1f}) {h[0] / f[0]:>9.2f}", flush=True)
+    if args.child is not None:
+        run(args.child, args.rounds, args.emulated)
+        return
+    for threads in args.threads:  # a fresh process per thread count
+        cmd = [sys.executable, os.path.abspath(__file__), "--child", str(threads),
+               "--rounds", str(args.rounds)] + (["--emulated"] if args.emulated else [])
+        subprocess.run(cmd, check=True)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 /* bf16.c: the bf16 GEMM's entry points: argument checks, and the choice
- * between VDPBF16PS (the avx512 set's driver, on CPUs with AVX512_BF16) and
- * the generic set's emulation of it, which give the same bits
- * (csrc/bf16_kernels.h). The avx2 set has no bf16 kernel of its own: with
- * it active, the emulation runs. */
+ * of route: AMX tiles (TDPBF16PS, CPUs and processes with VF_CPU_AMX_BF16),
+ * VDPBF16PS (the avx512 set's driver, on CPUs with AVX512_BF16), or the
+ * generic set's emulation of VDPBF16PS, which give the same bits, or its
+ * emulation of TDPBF16PS, which gives AMX's bits (csrc/bf16_kernels.h). The avx2 set has no bf16 kernel of its
+ * own: with it active, the emulation runs. */
 #include <stdatomic.h>
 #include <stdint.h>
 
@@ -32,21 +33,66 @@ int vf_bf16_native_supported(void)
     return v;
 }
 
-int vf_bf16_auto_impl(void)
+static atomic_int amx_cached = -1;
+
+int vf_bf16_amx_supported(void)
 {
-    return vf_get_isa() == VF_ISA_AVX512 && vf_bf16_native_supported() ? VF_BF16_NATIVE
-                                                                       : VF_BF16_EMULATED;
+    int v = atomic_load_explicit(&amx_cached, memory_order_relaxed);
+    if (v < 0) {
+#if defined(__x86_64__)
+        v = vf_isa_compiled(VF_ISA_AVX512) && (vf_cpu_features() & VF_CPU_AMX_BF16) != 0;
+#else
+        v = 0;
+#endif
+        atomic_store_explicit(&amx_cached, v, memory_order_relaxed);
+    }
+    return v;
 }
 
-/* impl -> VF_BF16_EMULATED or VF_BF16_NATIVE, or an error */
+int vf_bf16_impl_supported(int impl)
+{
+    switch (impl) {
+    case VF_BF16_EMULATED:
+    case VF_BF16_AMX_EMULATED: return 1;
+    case VF_BF16_NATIVE: return vf_bf16_native_supported();
+    case VF_BF16_AMX: return vf_bf16_amx_supported();
+    default: return 0;
+    }
+}
+
+/* what VF_BF16_AUTO means: VF_BF16_AUTO (chosen from the active set) or a
+ * route fixed by vf_bf16_set_auto (VAEFAST_BF16) */
+static atomic_int auto_fixed = VF_BF16_AUTO;
+
+int vf_bf16_set_auto(int impl)
+{
+    if (impl != VF_BF16_AUTO && !vf_bf16_impl_supported(impl))
+        return impl >= VF_BF16_AUTO && impl <= VF_BF16_AMX_EMULATED ? VF_ERR_ISA : VF_ERR_ARG;
+    atomic_store_explicit(&auto_fixed, impl, memory_order_relaxed);
+    return VF_OK;
+}
+
+int vf_bf16_auto_impl(void)
+{
+    const int fixed = atomic_load_explicit(&auto_fixed, memory_order_relaxed);
+    if (fixed != VF_BF16_AUTO)
+        return fixed;
+    if (vf_get_isa() != VF_ISA_AVX512)
+        return VF_BF16_EMULATED;
+    return vf_bf16_amx_supported()      ? VF_BF16_AMX
+           : vf_bf16_native_supported() ? VF_BF16_NATIVE
+                                        : VF_BF16_EMULATED;
+}
+
+/* impl -> a route (not VF_BF16_AUTO), or an error */
 static int resolve(int impl, int *out)
 {
     if (impl == VF_BF16_AUTO)
         impl = vf_bf16_auto_impl();
-    if (impl == VF_BF16_NATIVE && !vf_bf16_native_supported())
-        return VF_ERR_ISA;
-    if (impl != VF_BF16_EMULATED && impl != VF_BF16_NATIVE)
+    if (impl < VF_BF16_EMULATED || impl > VF_BF16_AMX_EMULATED)
         return VF_ERR_ARG;
+    if (!vf_bf16_impl_supported(impl))
+        return VF_ERR_ISA;
     *out = impl;
     return VF_OK;
 }
@@ -70,10 +116,13 @@ int vf_gemm_bf16(int impl, int trans_a, int trans_b, int64_t M, int64_t N, int64
         .B = B, .ldb = ldb, .trans_b = trans_b, .C = C, .ldc = ldc, .bias = b,
         .relu = act == VF_ACT_RELU,
         .nthreads = vf_threads_for(macs, VF_BF16_PARALLEL_MIN_MACS),
+        .amx_order = impl == VF_BF16_AMX_EMULATED,
         .nonfinite = &nonfinite};
     int status;
 #if defined(__x86_64__) /* the avx512 set is built for every x86_64 core (VF_KERNEL_SETS) */
-    if (impl == VF_BF16_NATIVE)
+    if (impl == VF_BF16_AMX)
+        status = vf_gemm_bf16_amx_avx512(&p);
+    else if (impl == VF_BF16_NATIVE)
         status = vf_gemm_bf16_avx512(&p);
     else
 #endif
@@ -86,6 +135,8 @@ int vf_bf16_dot2_lanes(int impl, int64_t n, const float *acc, const uint32_t *a,
                        const uint32_t *b, float *out)
 {
     VF_TRY(resolve(impl, &impl));
+    if (impl == VF_BF16_AMX || impl == VF_BF16_AMX_EMULATED) /* no one-lane form */
+        return VF_ERR_ARG;
     if (n < 0)
         return VF_ERR_ARG;
     if (n > 0 && (!acc || !a || !b || !out))

@@ -24,11 +24,18 @@
 typedef struct vf_bf16_problem {
     VF_GEMM_PROBLEM_FIELDS
     int nthreads;                             /* team size, >= 1 */
+    int amx_order;                            /* 1: TDPBF16PS's sums (generic only) */
 } vf_bf16_problem;
 
-/* VF_OK or VF_ERR_NOMEM. The avx512 driver needs AVX512_BF16. */
+/* VF_OK or VF_ERR_NOMEM. The avx512 driver needs AVX512_BF16. The generic
+ * one with amx_order emulates the AMX driver (the same bits). */
 int vf_gemm_bf16_generic(const vf_bf16_problem *p);
 int vf_gemm_bf16_avx512(const vf_bf16_problem *p);
+/* The same product on AMX tiles (isa/gemm_amx.c, the avx512 set): needs
+ * VF_CPU_AMX_BF16. TDPBF16PS sums in another order than VDPBF16PS (per 32
+ * k: even and odd products apart, then C + (E + O): docs/precision.md),
+ * so its bits differ from the two drivers above. */
+int vf_gemm_bf16_amx_avx512(const vf_bf16_problem *p);
 
 /* out[i] = VDPBF16PS lane (acc[i], a[i], b[i]) for i < n: the instruction
  * (avx512) or its emulation (generic), for the bit-for-bit tests. */

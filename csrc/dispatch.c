@@ -10,6 +10,11 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #define VF_X86_HOST 1
+#if defined(__linux__)
+#include <stdatomic.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #elif defined(__aarch64__) && defined(__linux__)
 #include <sys/auxv.h>
 #ifndef HWCAP_ASIMD
@@ -59,6 +64,37 @@ static uint64_t vf_xgetbv0(void)
 }
 #endif
 
+#ifdef VF_X86_HOST
+/* AMX: the CPU bits (CPUID.(7,0):EDX[24] AMX-TILE, [22] AMX-BF16), the OS
+ * saving the tile state (XCR0[17] XTILECFG, [18] XTILEDATA), and, on Linux,
+ * this process's permission to use it: tile data is 8 KiB of state the
+ * kernel enables per process on request (arch_prctl ARCH_REQ_XCOMP_PERM),
+ * before which a tile instruction traps. The request is made once (fork
+ * children inherit the permission with this cache); if it fails, AMX is
+ * reported absent and never used. AMX_TILE: CPU + OS; AMX_BF16: also the
+ * permission, i.e. usable. */
+static uint32_t vf_x86_amx(unsigned edx7, uint64_t xcr0)
+{
+    if (!(edx7 & (1u << 24)) || (xcr0 & (3ull << 17)) != (3ull << 17))
+        return 0;
+    uint32_t f = VF_CPU_AMX_TILE;
+    if (!(edx7 & (1u << 22)))
+        return f;
+#if defined(__linux__)
+    static atomic_int permitted = -1;
+    int ok = atomic_load_explicit(&permitted, memory_order_relaxed);
+    if (ok < 0) {
+        const long ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18;
+        ok = syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+        atomic_store_explicit(&permitted, ok, memory_order_relaxed);
+    }
+    return ok ? f | VF_CPU_AMX_BF16 : f;
+#else
+    return f; /* no known way to ask for the tile state: not used */
+#endif
+}
+#endif
+
 uint32_t vf_cpu_features(void)
 {
     uint32_t f = 0;
@@ -70,8 +106,9 @@ uint32_t vf_cpu_features(void)
     if (c & (1u << 28)) f |= VF_CPU_AVX;
     if (c & (1u << 12)) f |= VF_CPU_FMA;
     int osxsave = (c >> 27) & 1;
+    uint64_t xcr0 = 0;
     if (osxsave) {
-        uint64_t xcr0 = vf_xgetbv0();
+        xcr0 = vf_xgetbv0();
         if ((xcr0 & 0x6) == 0x6) f |= VF_CPU_OS_AVX;            /* XMM + YMM */
         if ((xcr0 & 0xE6) == 0xE6) f |= VF_CPU_OS_AVX512;       /* + opmask, ZMM */
     }
@@ -87,6 +124,7 @@ uint32_t vf_cpu_features(void)
         if (a >= 1 && __get_cpuid_count(7, 1, &a1, &b1, &c1, &d1) && (a1 & (1u << 5)) &&
             (f & VF_CPU_OS_AVX512))
             f |= VF_CPU_AVX512_BF16;
+        f |= vf_x86_amx(d, xcr0);
     }
 #elif defined(__aarch64__) && defined(__linux__)
     /* Advanced SIMD is architecturally mandatory; the kernel still says so */

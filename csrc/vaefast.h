@@ -49,6 +49,8 @@ enum {
     VF_CPU_NEON = 1u << 10,
     VF_CPU_AVX512_BF16 = 1u << 11, /* VDPBF16PS (CPUID.(7,1):EAX[5]) */
     VF_CPU_BF16 = 1u << 12,        /* AArch64 BFDOT/BFMMLA (HWCAP2_BF16) */
+    VF_CPU_AMX_TILE = 1u << 13,    /* AMX tiles, state saved by the OS */
+    VF_CPU_AMX_BF16 = 1u << 14,    /* TDPBF16PS, and Linux let this process use it */
     /* what the kernel sets below need */
     VF_CPU_NEEDS_AVX2 = VF_CPU_AVX | VF_CPU_AVX2 | VF_CPU_FMA | VF_CPU_OS_AVX,
     VF_CPU_NEEDS_AVX512 = VF_CPU_NEEDS_AVX2 | VF_CPU_AVX512F | VF_CPU_AVX512VL |
@@ -142,21 +144,31 @@ int vf_matmul(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
 
 /* ------------------------------------------------------------- bf16 GEMM
  * csrc/bf16.c. C (M×N, ldc) = act(op(A)·op(B) [+ b]) with op(A) and op(B)
- * rounded to bf16 (nearest even) and float32 accumulation in the order of
- * VDPBF16PS (csrc/bf16_kernels.h, docs/precision.md). impl: VF_BF16_AUTO
- * (the instruction when the avx512 set is active and the CPU has
- * AVX512_BF16, else the emulation), VF_BF16_EMULATED, or VF_BF16_NATIVE
- * (VF_ERR_ISA where the instruction is missing). Both give the same bits.
- * Returns VF_ERR_NONFINITE, after writing C, if a value before the
- * activation is NaN or ±Inf (as the float32 products). */
-enum { VF_BF16_AUTO = 0, VF_BF16_EMULATED = 1, VF_BF16_NATIVE = 2 };
+ * rounded to bf16 (nearest even) and float32 accumulation (csrc/bf16_kernels.h,
+ * docs/precision.md). impl, the route: VF_BF16_EMULATED (VDPBF16PS's
+ * arithmetic in scalar code, every CPU), VF_BF16_NATIVE (the instruction:
+ * AVX512_BF16; the same bits as the emulation), VF_BF16_AMX (TDPBF16PS on
+ * AMX tiles: its own bits, within the bound in docs/precision.md),
+ * VF_BF16_AMX_EMULATED (TDPBF16PS's order in scalar code, every CPU: the
+ * AMX route's bits), or VF_BF16_AUTO: the route vf_bf16_set_auto fixed, else, with the avx512 set
+ * active, AMX, else the instruction, else the emulation. A route this CPU
+ * (or process) cannot run is VF_ERR_ISA. Returns VF_ERR_NONFINITE, after
+ * writing C, if a value before the activation is NaN or ±Inf (as the
+ * float32 products). Every route's bits are independent of the
+ * thread count. */
+enum { VF_BF16_AUTO = 0, VF_BF16_EMULATED = 1, VF_BF16_NATIVE = 2, VF_BF16_AMX = 3,
+       VF_BF16_AMX_EMULATED = 4 };
 int vf_bf16_native_supported(void);
-int vf_bf16_auto_impl(void); /* what VF_BF16_AUTO runs now */
+int vf_bf16_amx_supported(void);
+int vf_bf16_impl_supported(int impl);
+int vf_bf16_set_auto(int impl); /* VF_OK, VF_ERR_ISA (unsupported), VF_ERR_ARG */
+int vf_bf16_auto_impl(void);    /* what VF_BF16_AUTO runs now */
 int vf_gemm_bf16(int impl, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
                  const float *A, int64_t lda, const float *B, int64_t ldb,
                  const float *b, int act, float *C, int64_t ldc);
 /* out[i] = acc[i] + a.hi·b.hi + a.lo·b.lo for the bf16 pairs a[i], b[i]
- * (one fp32 lane of VDPBF16PS), i < n: the instruction or its emulation. */
+ * (one fp32 lane of VDPBF16PS), i < n: the instruction or its emulation
+ * (VF_ERR_ARG for the two AMX routes). */
 int vf_bf16_dot2_lanes(int impl, int64_t n, const float *acc, const uint32_t *a,
                        const uint32_t *b, float *out);
 

@@ -13,6 +13,8 @@ and neither can unrounded float32 operands (their difference to the bf16
 oracle is of order 2^-9·|a|·|b|).
 """
 
+import os
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -267,8 +269,13 @@ def test_cpu_features_report_bf16():
     assert NATIVE == (f["avx512_bf16"] and "avx512" in vaefast.supported_isas())
     if f["avx512_bf16"]:
         assert f["os_avx512"]  # detection includes the OS check
-    assert _core.bf16_auto_impl() == ("native" if NATIVE and vaefast.isa() == "avx512"
-                                      else "emulated")
+    # the automatic route (AMX first: tests/test_bf16_amx.py), unless
+    # VAEFAST_BF16 fixed one
+    amx = _core.bf16_amx_supported()
+    auto = ("emulated" if vaefast.isa() != "avx512"
+            else "amx" if amx else "native" if NATIVE else "emulated")
+    forced = os.environ.get("VAEFAST_BF16", "").strip().lower()
+    assert _core.bf16_auto_impl() == (forced if forced not in ("", "auto") else auto)
 
 
 # --------------------------------------- the emulation of one VDPBF16PS lane

@@ -78,6 +78,19 @@ def _select_isa_at_import() -> None:
 
 _select_isa_at_import()
 
+
+def _select_bf16_route_at_import() -> None:
+    """VAEFAST_BF16=amx|native|emulated fixes the route of precision="bf16"
+    (docs/precision.md); unset or "auto": chosen from the active kernel set."""
+    forced = _os.environ.get("VAEFAST_BF16", "").strip().lower()
+    try:
+        _core.set_bf16_route(forced or "auto")
+    except ValueError as exc:
+        raise ImportError(f"VAEFAST_BF16={forced!r}: {exc}") from None
+
+
+_select_bf16_route_at_import()
+
 from . import _threadpool  # noqa: E402
 
 _threadpool.install(__version__)

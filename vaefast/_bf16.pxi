@@ -2,15 +2,21 @@
 # float32, rows contiguous; _ld/_ptr/_wptr/_vptr come from there); the
 # Python layer is vaefast/ops/_bf16.py.
 
-_BF16_IMPLS = {"auto": 0, "emulated": 1, "native": 2}
+# the routes (csrc/vaefast.h): "emulated" and "native" give the same bits,
+# and so do "amx" and "amx_emulated"
+_BF16_IMPLS = {"auto": 0, "emulated": 1, "native": 2, "amx": 3, "amx_emulated": 4}
+_BF16_MISSING = {
+    "native": "this CPU has no AVX512_BF16 (or vaefast was built without the avx512 set)",
+    "amx": "this CPU or OS offers no AMX-BF16 to this process (cpu_features()['amx_bf16']"
+           " is False: no AMX, no tile state in XCR0, or Linux refused the permission)",
+}
 
 
-cdef int _bf16_impl(str impl) except -1:
+cdef int _bf16_impl(str impl, str name="impl") except -1:
     if impl not in _BF16_IMPLS:
-        raise ValueError(f"impl must be one of {', '.join(_BF16_IMPLS)}, got {impl!r}")
-    if impl == "native" and not vf_bf16_native_supported():
-        raise ValueError("impl='native': this CPU has no AVX512_BF16 "
-                         "(or vaefast was built without the avx512 set)")
+        raise ValueError(f"{name} must be one of {', '.join(_BF16_IMPLS)}, got {impl!r}")
+    if impl != "auto" and not vf_bf16_impl_supported(_BF16_IMPLS[impl]):
+        raise ValueError(f"{name}={impl!r}: {_BF16_MISSING[impl]}")
     return _BF16_IMPLS[impl]
 
 
@@ -19,9 +25,24 @@ def bf16_native_supported():
     return bool(vf_bf16_native_supported())
 
 
+def bf16_amx_supported():
+    """True if TDPBF16PS can run in this process (AMX-BF16, the OS saves the
+    tile state, and Linux granted the permission)."""
+    return bool(vf_bf16_amx_supported())
+
+
 def bf16_auto_impl():
-    """'native' or 'emulated': what precision='bf16' runs with the active set."""
-    return "native" if vf_bf16_auto_impl() == VF_BF16_NATIVE else "emulated"
+    """The route precision='bf16' runs now: 'amx', 'native' or 'emulated'
+    (or 'amx_emulated' if set_bf16_route chose it)."""
+    cdef int im = vf_bf16_auto_impl()
+    return next(n for n, v in _BF16_IMPLS.items() if v == im)
+
+
+def set_bf16_route(str impl):
+    """Fix what impl='auto' (and so precision='bf16') runs: a route name, or
+    'auto' for the choice from the active kernel set. ValueError if unknown
+    or not supported here (VAEFAST_BF16, vaefast/__init__.py)."""
+    check_status(vf_bf16_set_auto(_bf16_impl(impl, "route")), "set_bf16_route")
 
 
 def gemm_bf16(const float[:, :] a, const float[:, :] b, bint trans_a, bint trans_b,

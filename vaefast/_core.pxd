@@ -203,8 +203,11 @@ cdef extern from "vaefast.h" nogil:
 
 # ---- bf16 GEMM (csrc/bf16.c) (_bf16.pxi)
 cdef extern from "vaefast.h" nogil:
-    int VF_BF16_AUTO, VF_BF16_EMULATED, VF_BF16_NATIVE
+    int VF_BF16_AUTO, VF_BF16_EMULATED, VF_BF16_NATIVE, VF_BF16_AMX
     int vf_bf16_native_supported()
+    int vf_bf16_amx_supported()
+    int vf_bf16_impl_supported(int impl)
+    int vf_bf16_set_auto(int impl)
     int vf_bf16_auto_impl()
     int vf_gemm_bf16(int impl, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
                      const float *A, int64_t lda, const float *B, int64_t ldb,

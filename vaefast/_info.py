@@ -24,7 +24,7 @@ from ._version import __version__
 # process with vaefast's (docs/threads.md): worth knowing in a bug report.
 PEERS = ("torch",)
 # Environment variables read by vaefast or by the OpenMP runtime it uses.
-ENVIRONMENT = ("VAEFAST_ISA", "OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT",
+ENVIRONMENT = ("VAEFAST_ISA", "VAEFAST_BF16", "OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT",
                "OMP_PROC_BIND", "OMP_PLACES", "OMP_DYNAMIC")
 # File names of the GNU, LLVM and Intel OpenMP runtimes (auditwheel's
 # grafted copies add a hash: libgomp-a34b3233.so.1).
@@ -96,6 +96,7 @@ class Info:
     supported_isas: tuple[str, ...]
     compiled_isas: tuple[str, ...]
     cpu_features: dict[str, bool]
+    bf16_route: str  # what precision="bf16" runs: "amx", "native" or "emulated"
     threads: int
     cpus: int | None
     cpus_usable: int | None  # None where the affinity mask cannot be read
@@ -119,6 +120,7 @@ def collect() -> Info:
         supported_isas=tuple(_core.supported_isas()),
         compiled_isas=tuple(_core.compiled_isas()),
         cpu_features=dict(_core.cpu_features()),
+        bf16_route=_core.bf16_auto_impl(),
         threads=_core.get_num_threads(),
         cpus=os.cpu_count(),
         cpus_usable=len(affinity(0)) if affinity is not None else None,
@@ -148,6 +150,7 @@ def report(info: Info | None = None) -> list[str]:
         f"kernel sets built in: {' '.join(i.compiled_isas)}",
         f"CPU features: {' '.join(k for k, v in i.cpu_features.items() if v) or 'none'}",
         f"CPU features absent: {' '.join(k for k, v in i.cpu_features.items() if not v) or 'none'}",
+        f"bf16 route: {i.bf16_route}",
         f"threads: {i.threads} (CPUs: {i.cpus}{usable})",
         f"OpenMP runtimes loaded: {runtimes}",
         f"environment: {environment}",

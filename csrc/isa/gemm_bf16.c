@@ -4,8 +4,9 @@
  *
  * Loops: jc over N in BF_NC columns (pack B: all of K, NR-wide panels of
  * k-pairs), ic over M in BF_MC rows (pack A: MR-row panels of k-pairs), then
- * the tiles of that block, split over threads. K is not blocked: one panel
- * of B holds K/2 × NR pairs (50 KiB at K = 784 on avx512), read from L2. */
+ * the tiles of that block, taken by the thread team (csrc/threads.h). K is
+ * not blocked: one panel of B holds K/2 × NR pairs (50 KiB at K = 784 on
+ * avx512), read from L2. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,13 +14,10 @@
 #include "bf16_kernels.h"
 #include "isa/isa.h"
 #include "isa/vec_bf16.h"
+#include "threads.h"
 #include "vaefast.h"
 
 #if VF_SIMD_GENERIC || VF_HAVE_DPBF16
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #if VF_HAVE_DPBF16
 #define BF_MR 12 /* 12 rows × 2 vectors: 24 accumulators + 2 B + 1 A of 32 zmm */
@@ -148,19 +146,48 @@ tile_nv(int64_t kp, const uint32_t *restrict ap, const uint32_t *restrict bp,
     }
 }
 BF_TARGET static void tile(int64_t kp, const uint32_t *restrict ap,
-                           const uint32_t *restrict bp, float *restrict t, int64_t w)
+                           const uint32_t *restrict bp, float *restrict t, int64_t w,
+                           int amx_order)
 {
+    (void)amx_order; /* the generic set's alone (csrc/bf16.c) */
     if (w <= VW)
         tile_nv(kp, ap, bp, t, 1);
     else
         tile_nv(kp, ap, bp, t, 2);
 }
 #else
-/* The same tile through the scalar emulation (isa/vec_bf16.h). */
+/* One entry (row r, column c) of the tile in TDPBF16PS's order
+ * (docs/precision.md): per 16 pairs (one instruction), the even (lo) and
+ * odd (hi) products go into two sums from +0, one step each, then
+ * t + (E + O), each add one rounded, flushed step (x·1 is exact). */
+static float amx_order_entry(int64_t kp, const uint32_t *ap, const uint32_t *bp, int r, int c)
+{
+    const uint32_t one = 0x3F800000u;
+    uint32_t t = 0;
+    for (int64_t q0 = 0; q0 < kp; q0 += 16) {
+        uint32_t e = 0, o = 0;
+        for (int64_t q = q0; q < q0 + 16 && q < kp; ++q) {
+            const uint32_t a = ap[q * BF_MR + r], b = bp[q * BF_NR + c];
+            e = vf_bf16_step_bits(e, vf_bf16_daz(a << 16), vf_bf16_daz(b << 16));
+            o = vf_bf16_step_bits(o, vf_bf16_daz(a & 0xFFFF0000u), vf_bf16_daz(b & 0xFFFF0000u));
+        }
+        t = vf_bf16_step_bits(t, vf_bf16_step_bits(e, o, one), one);
+    }
+    return vf_bf16_f32(t);
+}
+
+/* The same tile through the scalar emulation (isa/vec_bf16.h): of
+ * VDPBF16PS, or (amx_order) of TDPBF16PS. */
 static void tile(int64_t kp, const uint32_t *restrict ap, const uint32_t *restrict bp,
-                 float *restrict t, int64_t w)
+                 float *restrict t, int64_t w, int amx_order)
 {
     (void)w; /* every column: the padding is zero */
+    if (amx_order) {
+        for (int r = 0; r < BF_MR; ++r)
+            for (int c = 0; c < BF_NR; ++c)
+                t[r * BF_NR + c] = amx_order_entry(kp, ap, bp, r, c);
+        return;
+    }
     for (int r = 0; r < BF_MR; ++r)
         for (int c = 0; c < BF_NR; ++c)
             t[r * BF_NR + c] = 0.0f;
@@ -190,21 +217,27 @@ static int epilogue(const vf_bf16_problem *p, int64_t i0, int64_t j0, int64_t h,
     return bad;
 }
 
-BF_TARGET static int run_block(const vf_bf16_problem *p, int64_t ic, int64_t mc, int64_t jc,
-                               int64_t nc, const uint32_t *ap, const uint32_t *bp)
+/* one block's tiles, for the team (csrc/threads.h) */
+typedef struct {
+    const vf_bf16_problem *p;
+    int64_t ic, mc, jc, nc, ni;
+    const uint32_t *ap, *bp;
+} bf_block;
+
+/* tiles [lo, hi) of the block, t = jr·ni + ir (A panels inner: the B panel
+ * stays hot); returns 1 if a value before ReLU was NaN or ±Inf */
+BF_TARGET static int64_t run_tiles(const void *ctx, int64_t lo, int64_t hi)
 {
-    const int64_t kp = (p->K + 1) / 2;
-    const int64_t ni = (mc + BF_MR - 1) / BF_MR, nj = (nc + BF_NR - 1) / BF_NR;
+    const bf_block *b = ctx;
+    const int64_t kp = (b->p->K + 1) / 2;
     int bad = 0;
-#pragma omp parallel for num_threads(p->nthreads) schedule(static) reduction(|: bad) \
-    if (p->nthreads > 1)
-    for (int64_t t = 0; t < ni * nj; ++t) {
-        const int64_t jr = t / ni, ir = t % ni; /* A panels inner: B panel stays hot */
+    for (int64_t t = lo; t < hi; ++t) {
+        const int64_t jr = t / b->ni, ir = t % b->ni;
         float tl[BF_MR * BF_NR] __attribute__((aligned(64)));
-        const int64_t w = bf_min(BF_NR, nc - jr * BF_NR);
-        tile(kp, ap + ir * BF_MR * kp, bp + jr * BF_NR * kp, tl, w);
-        bad |= epilogue(p, ic + ir * BF_MR, jc + jr * BF_NR, bf_min(BF_MR, mc - ir * BF_MR), w,
-                        tl);
+        const int64_t w = bf_min(BF_NR, b->nc - jr * BF_NR);
+        tile(kp, b->ap + ir * BF_MR * kp, b->bp + jr * BF_NR * kp, tl, w, b->p->amx_order);
+        bad |= epilogue(b->p, b->ic + ir * BF_MR, b->jc + jr * BF_NR,
+                        bf_min(BF_MR, b->mc - ir * BF_MR), w, tl);
     }
     return bad;
 }
@@ -235,7 +268,10 @@ int VF_FN(vf_gemm_bf16)(const vf_bf16_problem *p)
             const int64_t mc = bf_min(BF_MC, p->M - ic);
             for (int64_t i = 0; i < mc; i += BF_MR)
                 pack_a_panel(p, ic + i, bf_min(BF_MR, mc - i), ap + i * kp);
-            bad |= run_block(p, ic, mc, jc, nc, ap, bp);
+            const bf_block blk = {.p = p, .ic = ic, .mc = mc, .jc = jc, .nc = nc,
+                                  .ni = (mc + BF_MR - 1) / BF_MR, .ap = ap, .bp = bp};
+            bad |= vf_team_for(p->nthreads, blk.ni * ((nc + BF_NR - 1) / BF_NR), 1, run_tiles,
+                               &blk) != 0;
         }
     }
     free(bp);

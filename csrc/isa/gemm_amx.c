@@ -1,0 +1,261 @@
+/* gemm_amx.c: the bf16 GEMM (bf16_kernels.h) on Intel AMX, compiled in the
+ * avx512 set only (the tile instructions through function-level target
+ * attributes: the set's flags stay AMX-free) and run only where
+ * vf_cpu_features() reports VF_CPU_AMX_BF16 (CPU, OS and Linux permission).
+ *
+ * TDPBF16PS tmm_c, tmm_a, tmm_b: C (16×16 fp32) += A (16 rows × 16 bf16
+ * pairs) · B (16 pair-rows × 16 columns, each entry a pair of k = 2q, 2q+1).
+ * Operands are packed tile by tile (1 KiB, rows of 64 bytes):
+ *
+ *   A block (mc rows, padded to 32): ap[((g·nq + s)·16 + r)·16 + qq] =
+ *       pair (2(16s+qq), 2(16s+qq)+1) of row 16g + r of op(A)
+ *   B block (nc columns, padded to 16): bp[((h·nq + s)·16 + qq)·16 + c] =
+ *       pair (2(16s+qq), 2(16s+qq)+1) of column 16h + c of op(B)
+ *
+ * with nq = ceil(K/32) k-steps; rows, columns and k past the matrix are 0.
+ * The micro-kernel keeps a 32×32 block of C in tmm0-3, loads two A and two
+ * B tiles per k-step into tmm4-7 (one B tile for a last block 16 columns
+ * wide, as in N = 40), and walks all of K in order; the fp32
+ * result then goes through the epilogue (bias, ReLU, the nonfinite flag).
+ * Threads take micro-tiles from the team (csrc/threads.h); each C entry
+ * is the same sequence of TDPBF16PS steps whatever the thread count. The
+ * arithmetic is not VDPBF16PS's (docs/precision.md: per instruction,
+ * even-k and odd-k products in two float32 sums, then C + (E + O)), so
+ * this route's bits differ from the emulation's. */
+#include <immintrin.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bf16_kernels.h"
+#include "isa/isa.h"
+#include "isa/vec_bf16.h"
+#include "threads.h"
+#include "vaefast.h"
+
+#if VF_SIMD_AVX512
+
+#define AMX_TARGET __attribute__((target("amx-tile,amx-bf16")))
+#define AMX_TILE 256 /* uint32 pairs per tile: 16 rows × 16 */
+#define AMX_MC 128   /* rows of A per packed block (a multiple of 32) */
+#define AMX_NC 256   /* columns of B per packed block (a multiple of 32) */
+
+/* The GCC 12 tile intrinsics are asm without a memory clobber: fence the
+ * ordinary stores of the packers and loads of the epilogue around them. */
+#define AMX_FENCE() __asm__ volatile("" ::: "memory")
+
+static inline int64_t amx_min(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* the 64-byte LDTILECFG operand (palette 1) */
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} __attribute__((packed, aligned(64))) amx_config;
+
+static inline uint32_t amx_pair(float lo, float hi)
+{
+    uint32_t l, h;
+    memcpy(&l, &lo, 4);
+    memcpy(&h, &hi, 4);
+    return vf_bf16_round_bits(l) | (vf_bf16_round_bits(h) << 16);
+}
+
+/* 16 lanes: op(A) rows i0 + lane (lanes < h), entries k and k + 1 as one
+ * pair each; a k past K reads 0 (trans_a: rows of the stored K×M matrix). */
+static inline vu a_pairs_down_k(const vf_bf16_problem *p, int64_t i0, int64_t h, int64_t k)
+{
+    const vm m = vm_first(h);
+    const float *r0 = p->A + k * p->lda + i0;
+    const vf lo = k < p->K ? vf_load_mask(r0, m) : vf_zero();
+    const vf hi = k + 1 < p->K ? vf_load_mask(r0 + p->lda, m) : vf_zero();
+    return vu_bf16_pair(lo, hi);
+}
+
+/* Pack rows i0..i0+h of op(A) (h <= AMX_MC) into tiles; nq k-steps. */
+static void pack_a(const vf_bf16_problem *p, int64_t i0, int64_t h, int64_t nq, uint32_t *ap)
+{
+    const int64_t groups = (h + 31) / 32 * 2;
+    memset(ap, 0, (size_t)(groups * nq * AMX_TILE) * sizeof(uint32_t));
+    for (int64_t g = 0; g < groups && 16 * g < h; ++g) {
+        const int64_t r0 = 16 * g, rows = amx_min(16, h - r0);
+        for (int64_t s = 0; s < nq; ++s) {
+            uint32_t *t = ap + (g * nq + s) * AMX_TILE;
+            if (p->trans_a) { /* a pair of one row: two rows of the stored matrix */
+                for (int64_t qq = 0; qq < 16 && 32 * s + 2 * qq < p->K; ++qq) {
+                    uint32_t col[16];
+                    vu_store(col, a_pairs_down_k(p, i0 + r0, rows, 32 * s + 2 * qq));
+                    for (int64_t r = 0; r < rows; ++r)
+                        t[r * 16 + qq] = col[r];
+                }
+                continue;
+            }
+            const int64_t k0 = 32 * s, kn = amx_min(32, p->K - k0); /* a row's 32 floats */
+            for (int64_t r = 0; r < rows; ++r) {
+                const float *row = p->A + (i0 + r0 + r) * p->lda + k0;
+                if (kn == 32) {
+                    vu_store(t + r * 16, vu_bf16_pack_adjacent(vf_load(row), vf_load(row + 16)));
+                    continue;
+                }
+                for (int64_t qq = 0; 2 * qq < kn; ++qq)
+                    t[r * 16 + qq] = amx_pair(row[2 * qq], 2 * qq + 1 < kn ? row[2 * qq + 1] : 0.0f);
+            }
+        }
+    }
+}
+
+/* Pack columns j0..j0+w of op(B) (w <= AMX_NC) into tiles; nq k-steps. */
+static void pack_b(const vf_bf16_problem *p, int64_t j0, int64_t w, int64_t nq, uint32_t *bp)
+{
+    const int64_t groups = (w + 15) / 16;
+    memset(bp, 0, (size_t)(groups * nq * AMX_TILE) * sizeof(uint32_t));
+    for (int64_t h = 0; h < groups; ++h) {
+        const int64_t c0 = 16 * h, cols = amx_min(16, w - c0);
+        const vm m = vm_first(cols);
+        for (int64_t s = 0; s < nq; ++s) {
+            uint32_t *t = bp + (h * nq + s) * AMX_TILE;
+            for (int64_t qq = 0; qq < 16 && 32 * s + 2 * qq < p->K; ++qq) {
+                const int64_t k = 32 * s + 2 * qq;
+                if (!p->trans_b) { /* rows k, k + 1 side by side */
+                    const float *r0 = p->B + k * p->ldb + j0 + c0;
+                    vu_store(t + qq * 16,
+                             vu_bf16_pair(vf_load_mask(r0, m),
+                                          k + 1 < p->K ? vf_load_mask(r0 + p->ldb, m) : vf_zero()));
+                    continue;
+                }
+                for (int64_t c = 0; c < cols; ++c) { /* a column's pair: adjacent floats */
+                    const float *col = p->B + (j0 + c0 + c) * p->ldb + k;
+                    t[qq * 16 + c] = amx_pair(col[0], k + 1 < p->K ? col[1] : 0.0f);
+                }
+            }
+        }
+    }
+}
+
+/* t (32×32, row stride 32) = A row groups (a, a + 1) · B column groups
+ * (b, b + 1), each nq tiles long; nb = 1: only group b (t's columns 16-31
+ * left as they were), the last 16 columns of an N such as 40. */
+AMX_TARGET static void micro(int64_t nq, const uint32_t *a, const uint32_t *b, float *t,
+                             int nb)
+{
+    const uint32_t *a1 = a + nq * AMX_TILE, *b1 = b + nq * AMX_TILE;
+    AMX_FENCE();
+    _tile_zero(0);
+    _tile_zero(2);
+    if (nb == 2) {
+        _tile_zero(1);
+        _tile_zero(3);
+    }
+    for (int64_t s = 0; s < nq; ++s) {
+        _tile_loadd(4, a + s * AMX_TILE, 64);
+        _tile_loadd(5, a1 + s * AMX_TILE, 64);
+        _tile_loadd(6, b + s * AMX_TILE, 64);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(2, 5, 6);
+        if (nb == 2) {
+            _tile_loadd(7, b1 + s * AMX_TILE, 64);
+            _tile_dpbf16ps(1, 4, 7);
+            _tile_dpbf16ps(3, 5, 7);
+        }
+    }
+    _tile_stored(0, t, 128);
+    _tile_stored(2, t + 16 * 32, 128);
+    if (nb == 2) {
+        _tile_stored(1, t + 16, 128);
+        _tile_stored(3, t + 16 * 32 + 16, 128);
+    }
+    AMX_FENCE();
+}
+
+/* C rows i0.., columns j0.. (h×w of t, h, w <= 32) = act(t + bias);
+ * returns 1 if a value before ReLU is NaN or ±Inf. */
+static int epilogue(const vf_bf16_problem *p, int64_t i0, int64_t j0, int64_t h, int64_t w,
+                    const float *t)
+{
+    vm bad = 0;
+    for (int64_t r = 0; r < h; ++r)
+        for (int64_t c = 0; c < w; c += 16) {
+            const vm m = vm_first(w - c);
+            vf v = vf_load(t + r * 32 + c);
+            if (p->bias)
+                v = vf_add(v, vf_load_mask(p->bias + j0 + c, m));
+            bad |= m & vf_isnan(vf_sub(v, v)); /* NaN exactly for NaN and ±Inf */
+            if (p->relu)
+                v = vf_max(v, vf_zero()); /* NaN and -0 -> +0, as v > 0 ? v : 0 */
+            vf_store_mask(p->C + (i0 + r) * p->ldc + j0 + c, v, m);
+        }
+    return bad != 0;
+}
+
+/* one block's micro-tiles, for the team (csrc/threads.h) */
+typedef struct {
+    const vf_bf16_problem *p;
+    int64_t ic, mc, jc, nc, nq, ni;
+    const uint32_t *ap, *bp;
+} amx_block;
+
+/* micro-tiles [lo, hi) of the block: x = jr·ni + ir (A blocks inner, so a
+ * unit's B tiles stay hot); returns 1 if a value was NaN or ±Inf. Tiles
+ * are configured per unit: the configuration is per thread, and a unit
+ * may run on the caller or on any pool worker. */
+AMX_TARGET static int64_t run_tiles(const void *ctx, int64_t lo, int64_t hi)
+{
+    const amx_block *b = ctx;
+    amx_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int i = 0; i < 8; ++i) {
+        cfg.colsb[i] = 64;
+        cfg.rows[i] = 16;
+    }
+    _tile_loadconfig(&cfg);
+    float t[32 * 32] __attribute__((aligned(64)));
+    int bad = 0;
+    for (int64_t x = lo; x < hi; ++x) {
+        const int64_t jr = x / b->ni, ir = x % b->ni;
+        const int64_t w = amx_min(32, b->nc - 32 * jr);
+        micro(b->nq, b->ap + 2 * ir * b->nq * AMX_TILE, b->bp + 2 * jr * b->nq * AMX_TILE, t,
+              w > 16 ? 2 : 1);
+        bad |= epilogue(b->p, b->ic + 32 * ir, b->jc + 32 * jr, amx_min(32, b->mc - 32 * ir), w,
+                        t);
+    }
+    _tile_release();
+    return bad;
+}
+
+/* An empty C (M or N = 0) runs no block; K = 0 packs zero tiles: C = bias. */
+int VF_FN(vf_gemm_bf16_amx)(const vf_bf16_problem *p)
+{
+    const int64_t nq = (p->K + 31) / 32;
+    const int64_t nc_max = amx_min(AMX_NC, (p->N + 31) / 32 * 32);
+    const int64_t mc_max = amx_min(AMX_MC, (p->M + 31) / 32 * 32);
+    /* +1 tile so a K of 0 still allocates */
+    uint32_t *bp = aligned_alloc(64, (size_t)((nq * nc_max / 16 + 1) * AMX_TILE) * 4);
+    uint32_t *ap = aligned_alloc(64, (size_t)((nq * mc_max / 16 + 1) * AMX_TILE) * 4);
+    if (!bp || !ap) {
+        free(bp);
+        free(ap);
+        return VF_ERR_NOMEM;
+    }
+    int bad = 0;
+    for (int64_t jc = 0; jc < p->N; jc += AMX_NC) {
+        const int64_t nc = amx_min(AMX_NC, p->N - jc);
+        pack_b(p, jc, nc, nq, bp);
+        for (int64_t ic = 0; ic < p->M; ic += AMX_MC) {
+            const int64_t mc = amx_min(AMX_MC, p->M - ic);
+            pack_a(p, ic, mc, nq, ap);
+            const amx_block blk = {.p = p, .ic = ic, .mc = mc, .jc = jc, .nc = nc, .nq = nq,
+                                   .ni = (mc + 31) / 32, .ap = ap, .bp = bp};
+            bad |= vf_team_for(p->nthreads, blk.ni * ((nc + 31) / 32), 1, run_tiles, &blk) != 0;
+        }
+    }
+    free(bp);
+    free(ap);
+    if (p->nonfinite)
+        *p->nonfinite = bad;
+    return VF_OK;
+}
+
+#else
+typedef int vf_gemm_amx_unused; /* AMX: the avx512 set only */
+#endif
