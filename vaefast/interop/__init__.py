@@ -12,6 +12,9 @@ layouts and measured inference speed.
 __all__ = ["to_onnx", "to_torch", "from_torch"]
 
 
+from ._model_spec import exportable_config
+
+
 def _require(package, extra="interop"):
     import importlib
 
@@ -56,6 +59,7 @@ def to_onnx(model, path, part="vae", opset=17):
         For a likelihood or configuration option the exporter does not know
         (named in the message).
     """
+    exportable_config(model)  # refuse what cannot be exported, onnx installed or not
     _require("onnx")
     from .onnx_export import to_onnx as _to_onnx
 
@@ -83,6 +87,7 @@ def to_torch(model):
     -------
     torch.nn.Module
     """
+    exportable_config(model)  # refuse what cannot be exported, torch installed or not
     _require("torch")
     from .torch_export import to_torch as _to_torch
 
