@@ -13,6 +13,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal, Optional
 
 from .._typing import StrPath
+from ._model_spec import exportable_config
 
 if TYPE_CHECKING:
     from ..model import VAE
@@ -70,6 +71,7 @@ def to_onnx(model: "VAE", path: StrPath, part: Literal["vae", "encoder", "decode
         For a likelihood or configuration option the exporter does not know
         (named in the message).
     """
+    exportable_config(model)  # refuse what cannot be exported, onnx installed or not
     _require("onnx")
     from .onnx_export import to_onnx as _to_onnx
 
@@ -97,6 +99,7 @@ def to_torch(model: "VAE") -> TorchModule:
     -------
     torch.nn.Module
     """
+    exportable_config(model)  # refuse what cannot be exported, torch installed or not
     _require("torch")
     from .torch_export import to_torch as _to_torch
 
