@@ -181,9 +181,19 @@ def test_posterior_predictive_mean(data):
     z = np.tile(mu, (reps, 1)) + np.tile(np.exp(0.5 * logvar), (reps, 1)) * \
         rng.standard_normal((reps * 8, mu.shape[1])).astype(np.float32)
     oracle = m.decode(z, np.tile(c, (reps, 1)), size_factors=np.tile(L, reps))
-    oracle = oracle.reshape(reps, 8, GENES).mean(axis=0)
+    means = oracle.reshape(reps, 8, GENES)
+    oracle = means.mean(axis=0)
     se = stack.std(axis=0) / np.sqrt(S)
     assert (np.abs(stack.mean(axis=0) - oracle) <= 5 * se + 0.02 * oracle + 1e-3).all()
+    # the spread: NB given z has variance mu + mu^2/theta (theta: the model's
+    # per-gene weights), plus the spread of mu over z. The sample variance of
+    # 400 draws is off by ~10-20% per entry; the mean ratio over the 320
+    # entries by ~1-2%, so 15% fails only a wrong law (Poisson would give
+    # mu alone: a ratio of about 0.5 here)
+    theta = np.exp(m.get_weights()["likelihood.log_theta"].astype(np.float64))
+    var = (means + means ** 2 / theta).mean(axis=0) + means.var(axis=0)
+    ratio = stack.var(axis=0, ddof=1) / var
+    assert 0.85 < ratio.mean() < 1.15
     again = m.posterior_predictive_sample(sub, n_samples=2, seed=9)
     np.testing.assert_array_equal(again[0].toarray(), draws[0].toarray())
 
