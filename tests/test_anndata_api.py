@@ -279,3 +279,24 @@ def test_table_without_pandas(data, monkeypatch):
     assert list(table["gene"]) == list(frame.index)
     for col in frame.columns:
         np.testing.assert_array_equal(table[col], frame[col].to_numpy())
+
+
+def test_doc_section_runs(data, tmp_path, monkeypatch):
+    """docs/single-cell.md's AnnData API example runs on an AnnData with the
+    obs columns and layer it names."""
+    import pathlib
+    import re
+
+    _, adata, X, *_ = data
+    obs = adata.obs.rename(columns={"age": "pct_mito"})
+    obs["batch"] = obs["batch"].cat.rename_categories({"a": "b1"})
+    cells = ad.AnnData(np.zeros_like(X), obs=obs, var=adata.var,
+                       layers={"counts": sparse.csr_matrix(X)})
+    doc = (pathlib.Path(__file__).parents[1] / "docs" / "single-cell.md").read_text()
+    code = next(block for block in re.findall(r"```python\n(.*?)```", doc, re.S)
+                if "from_anndata" in block)
+    monkeypatch.chdir(tmp_path)
+    scope = {"vaefast": vaefast, "adata": cells}
+    exec(code, scope)
+    assert scope["de"].shape == (GENES, 8) and scope["z"].shape == (N, 10)
+    assert vaefast.VAE.load("model.vae").anndata_setup_["layer"] == "counts"
