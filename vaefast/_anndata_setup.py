@@ -12,9 +12,9 @@ file's state, vaefast/io/serialize.py)::
 c is, in that order, the one-hot columns of each categorical key (its
 categories in the stored order) and the continuous keys as floats. Cells
 are mapped by category *value*, so an AnnData whose categories are listed
-in another order gives the same c. pandas is only touched through the
-AnnData's own obs; nothing here is imported by ``import vaefast`` until an
-AnnData is passed.
+in another order gives the same c. pandas (anndata's own dependency) is
+imported only when conditions are built from an AnnData, never by
+``import vaefast``.
 """
 
 import numpy as np
