@@ -20,6 +20,7 @@ from ._validation import (as_float, as_float32_array, as_int, as_seed, as_size_f
 from . import _fit_options
 from ._arrays import deferrable
 from ._expression import ExpressionMethods
+from ._scvi_api import ScviToolsMethods
 from .io.model_files import ModelFiles
 
 __all__ = ["VAE", "NonFiniteError"]
@@ -61,7 +62,7 @@ def _as_widths(value, name):
     return tuple(as_int(w, f"{name}[{i}]", minimum=1) for i, w in enumerate(widths))
 
 
-class VAE(ModelFiles, ExpressionMethods):
+class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods):
     """A variational autoencoder trained and run by vaefast's C core.
 
     Encoder: ReLU MLP ``n_features → hidden…``, then one linear head giving

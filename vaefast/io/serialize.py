@@ -56,8 +56,11 @@ def _hash_entries(entries):
 
 
 def _state_json(model):
-    return json.dumps({"step": int(model.step_), "epoch": int(model.epoch_),
-                       "optimizer": model.optimizer_, "seed": int(model.seed)}, sort_keys=True)
+    state = {"step": int(model.step_), "epoch": int(model.epoch_),
+             "optimizer": model.optimizer_, "seed": int(model.seed)}
+    if getattr(model, "anndata_setup_", None) is not None:  # VAE.from_anndata's keys
+        state["anndata_setup"] = model.anndata_setup_
+    return json.dumps(state, sort_keys=True)
 
 
 def save_model(model, path, format="npz"):
@@ -209,6 +212,11 @@ def _restore(model, path, state, params, moment1, moment2):
     model.step_ = int(state["step"])
     model.epoch_ = int(state["epoch"])
     model.optimizer_ = state["optimizer"]
+    setup = state.get("anndata_setup")  # absent from files of models not from_anndata
+    if setup is not None:
+        from .._anndata_setup import check_stored
+
+        model.anndata_setup_ = check_stored(setup, model.n_conditions, path)
 
 
 def model_to_bytes(model):
