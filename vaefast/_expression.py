@@ -5,16 +5,18 @@ For the likelihoods with scVI's mean (``"zinb"``, ``"scvi_nb"``,
 ``observed_library``) the decoder's softmax(rho) is a distribution over the
 features of each row: scvi-tools calls it the normalised expression
 (``SCVI.get_normalized_expression``; here the decoded latent mean, one
-sample, no batch transform).
+sample, no batch transform; or, with ``transform_batch`` and ``n_samples``,
+decoded under another batch and averaged over posterior draws).
 """
 
-from typing import TYPE_CHECKING, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Optional, Protocol
 
 import numpy as np
 
 from ._arrays import deferrable
+from ._anndata_setup import batch_columns
 from ._typing import ArrayLike, F32
-from ._validation import as_float
+from ._validation import as_float, as_int
 
 if TYPE_CHECKING:
     from ._spec.likelihoods import Likelihood
@@ -25,6 +27,9 @@ class _Model(Protocol):
 
     likelihood: str
     _lik: "Likelihood"
+    anndata_setup_: Optional[dict[str, Any]]
+
+    def encode(self, X: ArrayLike, c: Optional[ArrayLike] = ...) -> tuple[F32, F32]: ...
 
     def _check_X(self, X: object, name: str = ..., targets: bool = ...) -> F32: ...
     def _check_c(self, c: object, n: int, name: str = ...) -> Optional[F32]: ...
@@ -38,7 +43,9 @@ class ExpressionMethods:
 
     @deferrable
     def get_normalized_expression(self: _Model, X: ArrayLike, c: Optional[ArrayLike] = None,
-                                  library_size: Optional[float] = None) -> F32:
+                                  library_size: Optional[float] = None,
+                                  transform_batch: object = None, n_samples: int = 1,
+                                  seed: int = 0) -> F32:
         """softmax(rho) of the decoded posterior mean, times `library_size`.
 
         For each row x: z = the encoder's mean for x (``transform``), rho =
@@ -56,6 +63,18 @@ class ExpressionMethods:
         c : array_like, shape (n, n_conditions), for a conditional model
         library_size : float, > 0, optional
             Scale of every row (default 1: proportions).
+        transform_batch : a category of the model's ``batch_key``, optional
+            Decode every cell as if it came from this batch: the batch's
+            one-hot replaces the batch columns of c (the model must be built
+            by ``VAE.from_anndata(..., batch_key=...)``); the encoder still
+            reads each cell's own c.
+        n_samples : int, >= 1
+            1 (default): decode the posterior mean z (deterministic; scvi-tools
+            decodes one posterior draw instead). More: the average of the
+            normalised expression of `n_samples` draws z ~ q(z|x) per cell.
+        seed : int or numpy.random.Generator
+            Seeds the draws when n_samples > 1 (rows draw in order, so the
+            result does not depend on how the rows are chunked).
 
         Returns
         -------
@@ -73,7 +92,23 @@ class ExpressionMethods:
                              f"likelihood is {self.likelihood!r}")
         if library_size is not None:
             library_size = as_float(library_size, "library_size", minimum=0.0, open_min=True)
+        n_samples = as_int(n_samples, "n_samples", minimum=1)
         X = self._check_X(X)
         c = self._check_c(c, X.shape[0])
         s = None if library_size is None else np.full(X.shape[0], library_size, np.float32)
-        return self._decode_raw(self.transform(X, c), True, c, s)
+        c_out = c
+        if transform_batch is not None:
+            first, onehot = batch_columns(self.anndata_setup_, transform_batch)
+            assert c is not None  # batch_columns requires a conditional model's setup
+            c_out = c.copy()
+            c_out[:, first:first + onehot.size] = onehot
+        if n_samples == 1:
+            return self._decode_raw(self.transform(X, c), True, c_out, s)
+        mu, logvar = self.encode(X, c)
+        rng = np.random.default_rng(seed)
+        eps = rng.standard_normal((X.shape[0], n_samples, mu.shape[1])).astype(np.float32)
+        total = np.zeros(X.shape, np.float64)
+        for k in range(n_samples):
+            z = mu + np.exp(0.5 * logvar) * eps[:, k]
+            total += self._decode_raw(z, True, c_out, s)
+        return (total / n_samples).astype(np.float32)

@@ -7,7 +7,9 @@ dense per chunk); each chunk runs the in-memory method and the results are
 concatenated, so they are bit-identical to the call on the dense array:
 the deterministic methods work row by row, and ``elbo`` /
 ``log_likelihood`` draw their noise from one NumPy generator, row after
-row, which every chunk continues. ``layer=`` names an AnnData layer.
+row, which every chunk continues. ``layer=`` names an AnnData layer; a model
+built by ``VAE.from_anndata`` reads c and its layer from the AnnData
+(vaefast/_anndata_setup.py).
 Per-row arguments (``c``, ``size_factors``, ``eps``, ``y``) are cut into
 the same chunks.
 """
@@ -18,12 +20,12 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from . import _rows
+from . import _anndata_setup, _rows
 from ._arrays import register_engine
 from ._validation import as_seed
 
 _PER_ROW = ("c", "size_factors", "eps", "y")
-_NOISY = ("elbo", "log_likelihood")
+_NOISY = ("elbo", "log_likelihood", "get_normalized_expression")
 _MOST_ROWS = 4096  # the model's own inference chunk
 
 
@@ -60,14 +62,18 @@ def _by_chunks(name: str) -> Callable[..., Any]:
         signature = inspect.signature(method)
         arguments = dict(signature.bind(*args, **kwargs).arguments)
         data_arg = next(iter(signature.parameters))
-        rows = _rows.resolve(arguments.pop(data_arg), data_arg, layer)
+        data = arguments.pop(data_arg)
+        if _rows.is_anndata(data) and "c" in signature.parameters:
+            arguments["c"], layer = _anndata_setup.fill(obj, data, arguments.get("c"), layer)
+        rows = _rows.resolve(data, data_arg, layer)
         if not isinstance(rows, _rows.Rows):  # an AnnData's dense matrix
             return method(rows, **arguments)
         n = rows.n_rows
         if n == 0:  # the method names the problem
             return method(rows.take(slice(0, 0)), **arguments)
         if name in _NOISY:
-            arguments["seed"] = _generator(arguments.get("seed"))
+            arguments["seed"] = _generator(arguments.get(
+                "seed", signature.parameters["seed"].default))
         for key in _PER_ROW:
             if key in arguments:
                 arguments[key] = _per_row(arguments[key], key, n)

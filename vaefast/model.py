@@ -22,6 +22,7 @@ from ._validation import (as_float, as_float32_array, as_int, as_seed, as_size_f
 from . import _fit_options
 from ._arrays import deferrable
 from ._expression import ExpressionMethods
+from ._scvi_api import ScviToolsMethods
 from .io.model_files import ModelFiles
 from ._typing import ArrayLike, F32, F64, StrPath
 
@@ -71,7 +72,7 @@ def _as_widths(value: object, name: str) -> tuple[int, ...]:
     return tuple(as_int(w, f"{name}[{i}]", minimum=1) for i, w in enumerate(widths))
 
 
-class VAE(ModelFiles, ExpressionMethods):
+class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods):
     """A variational autoencoder trained and run by vaefast's C core.
 
     Encoder: ReLU MLP ``n_features → hidden…``, then one linear head giving

@@ -8,7 +8,9 @@ of the first group with draws of the second at random, and summarises the
 log2 fold change of every gene over the pairs: its mean and median, and
 the posterior probability that its magnitude exceeds ``delta`` (the
 "change" test of Boyeau et al., as scvi-tools' ``differential_expression``
-describes it). Genes are ranked by that probability.
+describes it). Genes are ranked by that probability. The "vanilla" mode
+instead weighs h1 > h2 against h1 <= h2 over the same pairs (its Bayes
+factor), and ranks by the Bayes factor's magnitude.
 
 Only NumPy is used; the model is reached through its public methods.
 """
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import numpy as np
 from numpy.typing import NDArray
 
+from . import _rows
 from ._spec import likelihoods
 from ._typing import ArrayLike, F32, I64
 
@@ -40,7 +43,8 @@ def _posterior_expression(model: "VAE", X: Any, c: Optional[NDArray[Any]], rows:
     cells = rng.choice(rows, n_draws)
     order = np.argsort(cells, kind="stable")  # encode each needed row once
     uniq, inverse = np.unique(cells[order], return_inverse=True)
-    mu, logvar = model.encode(X[uniq], None if c is None else c[uniq])
+    cells_x = X.take(uniq) if isinstance(X, _rows.Rows) else X[uniq]
+    mu, logvar = model.encode(cells_x, None if c is None else c[uniq])
     z = np.empty((n_draws, mu.shape[1]), np.float32)
     eps = rng.standard_normal((n_draws, mu.shape[1])).astype(np.float32)
     z[order] = mu[inverse] + np.exp(0.5 * logvar[inverse]) * eps[order]
@@ -51,8 +55,8 @@ def _posterior_expression(model: "VAE", X: Any, c: Optional[NDArray[Any]], rows:
 def differential_expression(model: "VAE", X: Any, groups: ArrayLike, group1: object,
                             group2: object = None, c: Optional[ArrayLike] = None,
                             n_draws: int = 2000, delta: float = 0.25,
-                            pseudocount: float = 1e-6,
-                            seed: int = 0) -> dict[str, NDArray[Any]]:
+                            pseudocount: float = 1e-6, seed: int = 0,
+                            mode: str = "change") -> dict[str, NDArray[Any]]:
     """Rank the features (genes) by evidence of a change between two groups.
 
     Parameters
@@ -61,7 +65,7 @@ def differential_expression(model: "VAE", X: Any, groups: ArrayLike, group1: obj
         Trained with a likelihood that has scVI's mean (``"zinb"``,
         ``"scvi_nb"``, ``"scvi_poisson"``): its decoder gives normalised
         expression.
-    X : array_like or scipy sparse matrix, shape (n, n_features)
+    X : array_like, scipy sparse matrix or vaefast._rows.Rows, shape (n, n_features)
         The cells (counts), as the model's ``encode`` takes them.
     groups : array_like, shape (n,)
         The group label of each cell.
@@ -79,14 +83,22 @@ def differential_expression(model: "VAE", X: Any, groups: ArrayLike, group1: obj
         Added to the expression before the logarithm.
     seed : int
         Seeds the choice of cells and the latent draws.
+    mode : {"change", "vanilla"}
+        Which hypothesis ``bayes_factor`` weighs (the names of scvi-tools'
+        modes): "change", |LFC| > delta against |LFC| <= delta; "vanilla",
+        h1 > h2 against h1 <= h2 (with ``proba_m1`` = P(h1 > h2) and
+        ``proba_m2`` = 1 - proba_m1).
 
     Returns
     -------
     dict of ndarray, shape (n_features,) each
-        ``proba_de`` (P(|LFC| > delta)), ``lfc_mean``, ``lfc_median``,
+        ``proba_de`` (P(|LFC| > delta)), ``proba_not_de`` (1 - proba_de),
+        ``bayes_factor`` (natural log odds of the mode's hypothesis, each
+        probability plus 1e-8), ``lfc_mean``, ``lfc_median``, ``lfc_std``,
         ``scale1`` and ``scale2`` (mean normalised expression in each group),
-        and ``rank`` (feature indices, most evident change first: by
-        proba_de, ties by |lfc_mean|).
+        in "vanilla" mode ``proba_m1`` and ``proba_m2``, and ``rank``
+        (feature indices, most evident change first: "change" by proba_de,
+        "vanilla" by |bayes_factor|; ties by |lfc_mean|).
 
     Raises
     ------
@@ -94,6 +106,8 @@ def differential_expression(model: "VAE", X: Any, groups: ArrayLike, group1: obj
         If the model has no scVI mean, a group names no cell, groups does
         not have one label per row, or an argument is out of range (named).
     """
+    if mode not in ("change", "vanilla"):
+        raise ValueError(f"mode must be 'change' or 'vanilla', got {mode!r}")
     if not likelihoods.get(model.likelihood).observed_library:
         raise ValueError("model must use a likelihood with scVI's mean ('zinb', "
                          f"'scvi_nb', 'scvi_poisson'), got {model.likelihood!r}")
@@ -118,6 +132,21 @@ def differential_expression(model: "VAE", X: Any, groups: ArrayLike, group1: obj
     lfc = np.log2(h1 + pseudocount) - np.log2(h2 + pseudocount)
     proba = (np.abs(lfc) > delta).mean(axis=0)
     lfc_mean = lfc.mean(axis=0)
-    rank = np.lexsort((-np.abs(lfc_mean), -proba))
-    return dict(proba_de=proba, lfc_mean=lfc_mean, lfc_median=np.median(lfc, axis=0),
-                scale1=h1.mean(axis=0), scale2=h2.mean(axis=0), rank=rank)
+    out = dict(proba_de=proba, proba_not_de=1.0 - proba, lfc_mean=lfc_mean,
+               lfc_median=np.median(lfc, axis=0), lfc_std=lfc.std(axis=0),
+               scale1=h1.mean(axis=0), scale2=h2.mean(axis=0))
+    if mode == "change":
+        out["bayes_factor"] = _log_odds(proba)
+        key = proba
+    else:
+        out["proba_m1"] = (h1 > h2).mean(axis=0)
+        out["proba_m2"] = 1.0 - out["proba_m1"]
+        out["bayes_factor"] = _log_odds(out["proba_m1"])
+        key = np.abs(out["bayes_factor"])
+    out["rank"] = np.lexsort((-np.abs(lfc_mean), -key))
+    return out
+
+
+def _log_odds(p: NDArray[Any], eps: float = 1e-8) -> NDArray[Any]:
+    """log(p + eps) - log(1 - p + eps): eps keeps p = 0 or 1 finite."""
+    return np.log(p + eps) - np.log(1.0 - p + eps)

@@ -65,8 +65,11 @@ def _hash_entries(entries: Iterable[tuple[str, NDArray[Any]]]) -> str:
 
 
 def _state_json(model: "VAE") -> str:
-    return json.dumps({"step": int(model.step_), "epoch": int(model.epoch_),
-                       "optimizer": model.optimizer_, "seed": int(model.seed)}, sort_keys=True)
+    state: dict[str, object] = {"step": int(model.step_), "epoch": int(model.epoch_),
+                                "optimizer": model.optimizer_, "seed": int(model.seed)}
+    if getattr(model, "anndata_setup_", None) is not None:  # VAE.from_anndata's keys
+        state["anndata_setup"] = model.anndata_setup_
+    return json.dumps(state, sort_keys=True)
 
 
 def save_model(model: "VAE", path: StrPath, format: str = "npz") -> None:
@@ -221,6 +224,11 @@ def _restore(model: "VAE", path: StrPath, state: Mapping[str, Any], params: F32,
     model.step_ = int(state["step"])
     model.epoch_ = int(state["epoch"])
     model.optimizer_ = state["optimizer"]
+    setup = state.get("anndata_setup")  # absent from files of models not from_anndata
+    if setup is not None:
+        from .._anndata_setup import check_stored
+
+        model.anndata_setup_ = check_stored(setup, model.n_conditions, path)
 
 
 def model_to_bytes(model: "VAE") -> bytes:

@@ -8,7 +8,7 @@ model: a model is driven through its public methods and vaefast/_internals.py.
 
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 
-from .. import _fit_options, _rows
+from .. import _anndata_setup, _fit_options, _rows
 from .._internals import internals
 from . import loop, streaming
 from .history import History
@@ -62,10 +62,15 @@ def _agree_across_ranks(source: Any, o: Mapping[str, Any], has_validation: bool)
 @_fit_options.declare
 def fit(model: "VAE", X: object, *args: Any, **kwargs: Any) -> History:
     X, o = _fit_options.validate(model, X, *args, **kwargs)
+    if _rows.is_anndata(X):  # a model built by from_anndata: c and layer from it
+        o["c"], o["layer"] = _anndata_setup.fill(model, X, o["c"], o["layer"])
     source = make_source(model, X, o["batch_size"], o["comm"], o["buffer_rows"], o["c"],
                          o["size_factors"], o["layer"], o["sparse_first_layer"])
     X_val, side = o["validation_data"]
     if X_val is not None:
+        if _rows.is_anndata(X_val) and side.get("c") is None:
+            c_val, _ = _anndata_setup.fill(model, X_val, None, None)
+            side = side if c_val is None else {**side, "c": c_val}
         X_val = _rows.resolve(X_val, "validation_data",
                               o["layer"] if _rows.is_anndata(X_val) else None)
         if isinstance(X_val, _rows.Rows):  # elbo reads it a chunk at a time

@@ -1,0 +1,166 @@
+"""How a model built by ``VAE.from_anndata`` reads the conditions of cells
+from an AnnData's ``obs``: the one place that builds ``c`` from obs columns.
+
+The setup is a plain JSON-ready dict stored on the model (and in its saved
+file's state, vaefast/io/serialize.py)::
+
+    {"layer": str or None,
+     "batch_key": str or None,           # also the first "categorical" entry
+     "categorical": [[key, [category, ...]], ...],
+     "continuous": [key, ...]}
+
+c is, in that order, the one-hot columns of each categorical key (its
+categories in the stored order) and the continuous keys as floats. Cells
+are mapped by category *value*, so an AnnData whose categories are listed
+in another order gives the same c. pandas (anndata's own dependency) is
+imported only when conditions are built from an AnnData, never by
+``import vaefast``.
+"""
+
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+
+from ._typing import F32, StrPath
+
+# The setup: {"layer", "batch_key", "categorical": [(key, categories)], "continuous": [key]}
+Setup = dict[str, Any]
+
+__all__ = ["make_setup", "conditions", "n_conditions", "batch_columns", "fill"]
+
+
+def _column(adata: Any, key: str, role: str) -> Any:
+    if not isinstance(key, str):
+        raise TypeError(f"{role} must name obs columns (str), got {key!r}")
+    if key not in adata.obs.columns:
+        raise KeyError(f"{role}={key!r} is not a column of adata.obs (its columns: "
+                       f"{list(adata.obs.columns)})")
+    col = adata.obs[key]
+    if col.isna().any():
+        row = int(np.flatnonzero(col.isna().to_numpy())[0])
+        raise ValueError(f"obs column {key!r} ({role}) has a missing (NaN) value in "
+                         f"cell {row} ({adata.obs_names[row]!r})")
+    return col
+
+
+def _python(value: object) -> object:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _categories(col: Any) -> list[Any]:
+    """The categories of an obs column: its categorical dtype's list, or its
+    sorted distinct values, as JSON-ready Python scalars."""
+    if str(col.dtype) == "category":
+        values = list(col.cat.categories)
+    else:
+        values = sorted(set(col.tolist()), key=lambda v: (type(v).__name__, v))
+    return [_python(v) for v in values]
+
+
+def make_setup(adata: Any, layer: Optional[str] = None, batch_key: Optional[str] = None,
+               categorical_covariate_keys: Union[str, Sequence[str]] = (),
+               continuous_covariate_keys: Union[str, Sequence[str]] = ()) -> Setup:
+    """The setup dict of an AnnData (keys checked, categories listed)."""
+    if isinstance(categorical_covariate_keys, str):
+        categorical_covariate_keys = (categorical_covariate_keys,)
+    if isinstance(continuous_covariate_keys, str):
+        continuous_covariate_keys = (continuous_covariate_keys,)
+    roles = ([(batch_key, "batch_key")] if batch_key is not None else []) + \
+        [(k, "categorical_covariate_keys") for k in categorical_covariate_keys]
+    keys = [k for k, _ in roles] + list(continuous_covariate_keys)
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"an obs column is named twice among batch_key and the "
+                         f"covariate keys: {keys}")
+    categorical = []
+    for key, role in roles:
+        cats = _categories(_column(adata, key, role))
+        if not cats:
+            raise ValueError(f"{role}={key!r}: obs column has no category")
+        categorical.append([key, cats])
+    setup = {"layer": layer, "batch_key": batch_key, "categorical": categorical,
+             "continuous": list(continuous_covariate_keys)}
+    conditions(setup, adata)  # continuous keys: present and finite
+    return setup
+
+
+def n_conditions(setup: Setup) -> int:
+    return sum(len(cats) for _, cats in setup["categorical"]) + len(setup["continuous"])
+
+
+def batch_columns(setup: Optional[Setup], transform_batch: object) -> tuple[int, F32]:
+    """(first column, one-hot row) of the batch's block of c for the
+    category `transform_batch` of batch_key."""
+    if setup is None or setup["batch_key"] is None:
+        raise ValueError("transform_batch needs a model built by VAE.from_anndata with "
+                         "batch_key=")
+    key, cats = setup["categorical"][0]
+    if transform_batch not in cats:
+        raise ValueError(f"transform_batch={transform_batch!r} is not a category of "
+                         f"batch_key {key!r} (its categories: {cats})")
+    onehot = np.zeros(len(cats), np.float32)
+    onehot[cats.index(transform_batch)] = 1.0
+    return 0, onehot
+
+
+def conditions(setup: Setup, adata: Any) -> Optional[F32]:
+    """c (n_obs, n_conditions) float32 for the cells of `adata`, or None for
+    a setup with no key. Unknown categories, missing keys and NaN values are
+    errors naming the key."""
+    import pandas as pd  # anndata's own dependency: present whenever an AnnData is
+
+    n = adata.n_obs
+    blocks = []
+    for i, (key, cats) in enumerate(setup["categorical"]):
+        role = "batch_key" if i == 0 and setup["batch_key"] is not None \
+            else "categorical_covariate_keys"
+        values = np.asarray(_column(adata, key, role).astype(object))
+        codes = pd.Index(cats, dtype=object).get_indexer(values)
+        if (codes < 0).any():
+            bad = values[np.flatnonzero(codes < 0)[0]]
+            raise ValueError(f"obs column {key!r} ({role}) has category {bad!r}, unknown "
+                             f"to this model (its categories: {cats})")
+        block = np.zeros((n, len(cats)), np.float32)
+        block[np.arange(n), codes] = 1.0
+        blocks.append(block)
+    for key in setup["continuous"]:
+        col = _column(adata, key, "continuous_covariate_keys")
+        try:
+            values = col.to_numpy(dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"continuous_covariate_keys: obs column {key!r} is not "
+                             f"numeric (dtype {col.dtype})") from None
+        if not np.isfinite(values).all():
+            raise ValueError(f"continuous_covariate_keys: obs column {key!r} has a "
+                             "non-finite value")
+        blocks.append(values.astype(np.float32)[:, None])
+    return np.concatenate(blocks, axis=1) if blocks else None
+
+
+def fill(model: object, adata: Any, c: Any,
+         layer: Optional[str]) -> tuple[Any, Optional[str]]:
+    """(c, layer) for a call on `adata`: c built from the model's setup when
+    not given, the setup's layer when `layer` is None. A model with no setup
+    returns them unchanged."""
+    setup = getattr(model, "anndata_setup_", None)
+    if setup is None:
+        return c, layer
+    if c is None:
+        c = conditions(setup, adata)
+    return c, setup["layer"] if layer is None else layer
+
+
+def check_stored(setup: Any, n_model_conditions: int, path: StrPath) -> Setup:
+    """A setup read from a saved model's state, checked against its shape."""
+    try:
+        ok = (isinstance(setup, dict)
+              and all(isinstance(k, str) and isinstance(c, list) and c
+                      for k, c in setup["categorical"])
+              and all(isinstance(k, str) for k in setup["continuous"])
+              and n_conditions(setup) == n_model_conditions)
+    except (KeyError, TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{path!s} is corrupt: its AnnData setup does not match the "
+                         f"model's {n_model_conditions} conditions")
+    checked: Setup = setup
+    return checked
