@@ -1,24 +1,12 @@
-/* dispatch.c: CPU detection and the choice of kernel set.
+/* dispatch.c: the choice of kernel set.
  *
  * The choice is made once, at import: vaefast/__init__.py calls vf_set_isa
  * with the best supported set or the one VAEFAST_ISA names. The sets are
  * the list VF_KERNEL_SETS (csrc/vaefast.h); the build says which of them it
- * compiled in VF_BUILT_SETS (CMakeLists.txt), as VF_BUILT(NAME, name) items. */
+ * compiled in VF_BUILT_SETS (CMakeLists.txt), as VF_BUILT(NAME, name) items.
+ * The CPU's features (vf_cpu_features) are read in csrc/platform_cpu.c. */
 #include "vaefast.h"
 #include "kernels.h"
-
-#if defined(__x86_64__) || defined(__i386__)
-#include <cpuid.h>
-#define VF_X86_HOST 1
-#elif defined(__aarch64__) && defined(__linux__)
-#include <sys/auxv.h>
-#ifndef HWCAP_ASIMD
-#define HWCAP_ASIMD (1 << 1)
-#endif
-#ifndef HWCAP2_BF16
-#define HWCAP2_BF16 (1 << 14)
-#endif
-#endif
 
 #ifndef VF_BUILT_SETS
 #error "dispatch.c needs -DVF_BUILT_SETS=VF_BUILT(GENERIC,generic)... (CMakeLists.txt)"
@@ -48,55 +36,6 @@ static const uint32_t vf_needs[VF_ISA_COUNT] = {VF_KERNEL_SETS(VF_SET_NEEDS_)};
 static const vf_kernel_table *vf_current = &vf_table_generic;
 
 const vf_kernel_table *vf_active(void) { return vf_current; }
-
-#ifdef VF_X86_HOST
-/* XCR0: which register states the OS saves on context switch. */
-static uint64_t vf_xgetbv0(void)
-{
-    uint32_t lo, hi;
-    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-    return ((uint64_t)hi << 32) | lo;
-}
-#endif
-
-uint32_t vf_cpu_features(void)
-{
-    uint32_t f = 0;
-#ifdef VF_X86_HOST
-    unsigned a, b, c, d;
-    if (!__get_cpuid(1, &a, &b, &c, &d))
-        return 0;
-    if (d & (1u << 26)) f |= VF_CPU_SSE2;
-    if (c & (1u << 28)) f |= VF_CPU_AVX;
-    if (c & (1u << 12)) f |= VF_CPU_FMA;
-    int osxsave = (c >> 27) & 1;
-    if (osxsave) {
-        uint64_t xcr0 = vf_xgetbv0();
-        if ((xcr0 & 0x6) == 0x6) f |= VF_CPU_OS_AVX;            /* XMM + YMM */
-        if ((xcr0 & 0xE6) == 0xE6) f |= VF_CPU_OS_AVX512;       /* + opmask, ZMM */
-    }
-    if (__get_cpuid_count(7, 0, &a, &b, &c, &d)) {
-        if (b & (1u << 5)) f |= VF_CPU_AVX2;
-        if (b & (1u << 16)) f |= VF_CPU_AVX512F;
-        if (b & (1u << 17)) f |= VF_CPU_AVX512DQ;
-        if (b & (1u << 30)) f |= VF_CPU_AVX512BW;
-        if (b & (1u << 31)) f |= VF_CPU_AVX512VL;
-        /* bf16: leaf 7 sub-leaf 1 (if a = max sub-leaf allows), EAX bit 5;
-         * usable only with the AVX-512 state saved (the zmm operands) */
-        unsigned a1, b1, c1, d1;
-        if (a >= 1 && __get_cpuid_count(7, 1, &a1, &b1, &c1, &d1) && (a1 & (1u << 5)) &&
-            (f & VF_CPU_OS_AVX512))
-            f |= VF_CPU_AVX512_BF16;
-    }
-#elif defined(__aarch64__) && defined(__linux__)
-    /* Advanced SIMD is architecturally mandatory; the kernel still says so */
-    if (getauxval(AT_HWCAP) & HWCAP_ASIMD) f |= VF_CPU_NEON;
-    if (getauxval(AT_HWCAP2) & HWCAP2_BF16) f |= VF_CPU_BF16;
-#elif defined(__aarch64__)
-    f |= VF_CPU_NEON;
-#endif
-    return f;
-}
 
 int vf_isa_compiled(int isa)
 {
