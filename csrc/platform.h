@@ -62,8 +62,9 @@ typedef pthread_key_t vf_os_tls;
 
 /* ---------------------------------------------------------------- threads */
 
-/* Starts fn(arg) on a new detached thread; 0 on success. */
-int vf_os_thread_start(void (*fn)(void *), void *arg);
+/* Starts fn(arg) on a new detached thread (fn's result is dropped); 0 on
+ * success. */
+int vf_os_thread_start(void *(*fn)(void *), void *arg);
 
 void vf_os_mutex_init(vf_os_mutex *m);
 void vf_os_mutex_lock(vf_os_mutex *m);

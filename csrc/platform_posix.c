@@ -7,37 +7,15 @@
 #include <stdlib.h>
 #include <time.h>
 
-typedef struct {
-    void (*fn)(void *);
-    void *arg;
-} start_args;
-
-static void *thread_main(void *p)
+int vf_os_thread_start(void *(*fn)(void *), void *arg)
 {
-    const start_args a = *(start_args *)p;
-    free(p);
-    a.fn(a.arg);
-    return NULL;
-}
-
-int vf_os_thread_start(void (*fn)(void *), void *arg)
-{
-    start_args *a = malloc(sizeof *a);
-    if (!a)
-        return -1;
-    a->fn = fn;
-    a->arg = arg;
     pthread_t t;
     pthread_attr_t attr;
-    if (pthread_attr_init(&attr) != 0) {
-        free(a);
+    if (pthread_attr_init(&attr) != 0)
         return -1;
-    }
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    const int st = pthread_create(&t, &attr, thread_main, a);
+    const int st = pthread_create(&t, &attr, fn, arg);
     pthread_attr_destroy(&attr);
-    if (st != 0)
-        free(a);
     return st;
 }
 

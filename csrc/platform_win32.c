@@ -20,8 +20,10 @@ _Static_assert(sizeof(INIT_ONCE) == sizeof(vf_os_once), "vf_os_once holds an INI
 _Static_assert(sizeof(DWORD) <= sizeof(vf_os_tls), "vf_os_tls holds an FLS index");
 #define SRW(x) ((SRWLOCK *)&(x)->opaque)
 
+/* the thread's function and argument, passed from vf_os_thread_start to
+ * the new thread (which frees them) */
 typedef struct {
-    void (*fn)(void *);
+    void *(*fn)(void *);
     void *arg;
 } start_args;
 
@@ -29,17 +31,16 @@ static unsigned __stdcall thread_main(void *p)
 {
     const start_args a = *(start_args *)p;
     free(p);
-    a.fn(a.arg);
+    (void)a.fn(a.arg);
     return 0;
 }
 
-int vf_os_thread_start(void (*fn)(void *), void *arg)
+int vf_os_thread_start(void *(*fn)(void *), void *arg)
 {
     start_args *a = malloc(sizeof *a);
     if (!a)
         return -1;
-    a->fn = fn;
-    a->arg = arg;
+    *a = (start_args){fn, arg};
     /* _beginthreadex, not CreateThread: the C runtime sets up the thread */
     const uintptr_t h = _beginthreadex(NULL, 0, thread_main, a, 0, NULL);
     if (h == 0) {

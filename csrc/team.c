@@ -112,7 +112,7 @@ static void work(unsigned gen)
     }
 }
 
-static void worker_main(void *arg)
+static void *worker_main(void *arg)
 {
     const int id = (int)(intptr_t)arg; /* 1.. (the caller is 0) */
     unsigned seen = atomic_load(&pool.gen);
@@ -136,6 +136,7 @@ static void worker_main(void *arg)
         if (id < atomic_load_explicit(&pool.nt, memory_order_relaxed))
             work(g);
     }
+    return NULL;
 }
 
 /* Makes sure workers 1..nt-1 run; returns how many do. */
