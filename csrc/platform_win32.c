@@ -4,6 +4,11 @@
  * _aligned_malloc and QueryPerformanceCounter. There is no fork, so no
  * fork handler. Built and tested with MinGW-w64 under Wine (.ci/portable-c);
  * MSVC is untested. */
+#if !defined(_WIN64)
+/* 32-bit Windows calls the FLS callback as __stdcall, which the thread-exit
+ * functions given to vf_os_tls_create are not; x64 has one convention. */
+#error "vaefast's Windows platform layer is for 64-bit Windows"
+#endif
 #define WIN32_LEAN_AND_MEAN
 #include <windows.h>
 
@@ -113,7 +118,7 @@ void vf_os_rwlock_unlock(vf_os_rwlock *l)
 
 int vf_os_tls_create(vf_os_tls *key, void (*dtor)(void *))
 {
-    const DWORD k = FlsAlloc((PFLS_CALLBACK_FUNCTION)dtor);
+    const DWORD k = FlsAlloc((PFLS_CALLBACK_FUNCTION)dtor); /* same convention on x64 */
     if (k == FLS_OUT_OF_INDEXES)
         return -1;
     *key = k;
