@@ -29,18 +29,8 @@
  * region or from a forked child before its pool is rebuilt. */
 #include "threads.h"
 
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
-#include <time.h>
-
-#if defined(__x86_64__) || defined(__i386__)
-#define VF_RELAX() __builtin_ia32_pause()
-#elif defined(__aarch64__)
-#define VF_RELAX() __asm__ __volatile__("yield")
-#else
-#define VF_RELAX() ((void)0)
-#endif
 
 #define VF_TEAM_SPIN_NS 50000 /* idle spin before sleeping: 50 µs */
 /* A call whose caller waited for others' units longer than it worked
@@ -67,24 +57,17 @@ typedef struct vf_pool {
     atomic_int owned;                /* a caller owns the pool */
     atomic_int sleepers, owner_waits;
     atomic_int started;              /* workers running */
-    atomic_llong alone_until;        /* now_ns() before which calls run alone */
+    atomic_llong alone_until;        /* vf_os_now_ns() before which calls run alone */
     int64_t backoff;                 /* next back-off (the owner's) */
-    pthread_mutex_t lock;            /* sleeping, starting workers */
-    pthread_cond_t wake, finished;
+    vf_os_mutex lock;                /* sleeping, starting workers */
+    vf_os_cond wake, finished;
 } vf_pool;
 
 static vf_pool pool = {
-    .lock = PTHREAD_MUTEX_INITIALIZER,
-    .wake = PTHREAD_COND_INITIALIZER,
-    .finished = PTHREAD_COND_INITIALIZER,
+    .lock = VF_OS_MUTEX_INIT,
+    .wake = VF_OS_COND_INIT,
+    .finished = VF_OS_COND_INIT,
 };
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static uint64_t claim_word(unsigned gen, int64_t units, int64_t next)
 {
@@ -92,7 +75,7 @@ static uint64_t claim_word(unsigned gen, int64_t units, int64_t next)
            (uint64_t)next;
 }
 
-static _Thread_local int inside; /* running a unit */
+static VF_OS_THREAD_LOCAL int inside; /* running a unit */
 
 int vf_team_inside(void)
 {
@@ -121,9 +104,9 @@ static void work(unsigned gen)
         if (r)
             atomic_fetch_add_explicit(&pool.sum, r, memory_order_relaxed);
         if (atomic_fetch_add(&pool.done, 1) + 1 == units && atomic_load(&pool.owner_waits)) {
-            pthread_mutex_lock(&pool.lock);
-            pthread_cond_broadcast(&pool.finished);
-            pthread_mutex_unlock(&pool.lock);
+            vf_os_mutex_lock(&pool.lock);
+            vf_os_cond_broadcast(&pool.finished);
+            vf_os_mutex_unlock(&pool.lock);
         }
         w = atomic_load_explicit(&pool.claim, memory_order_acquire);
     }
@@ -135,17 +118,17 @@ static void *worker_main(void *arg)
     unsigned seen = atomic_load(&pool.gen);
     for (;;) {
         /* spin a little, then sleep until the generation moves on */
-        const int64_t until = now_ns() + VF_TEAM_SPIN_NS;
+        const int64_t until = vf_os_now_ns() + VF_TEAM_SPIN_NS;
         unsigned g;
         for (int i = 0; (g = atomic_load(&pool.gen)) == seen; ++i) {
-            VF_RELAX();
-            if ((i & 63) == 63 && now_ns() > until) {
-                pthread_mutex_lock(&pool.lock);
+            vf_os_cpu_relax();
+            if ((i & 63) == 63 && vf_os_now_ns() > until) {
+                vf_os_mutex_lock(&pool.lock);
                 atomic_fetch_add(&pool.sleepers, 1);
                 while ((g = atomic_load(&pool.gen)) == seen)
-                    pthread_cond_wait(&pool.wake, &pool.lock);
+                    vf_os_cond_wait(&pool.wake, &pool.lock);
                 atomic_fetch_sub(&pool.sleepers, 1);
-                pthread_mutex_unlock(&pool.lock);
+                vf_os_mutex_unlock(&pool.lock);
                 break;
             }
         }
@@ -164,20 +147,14 @@ static int start_workers(int nt)
     int have = atomic_load(&pool.started);
     if (have >= nt - 1)
         return have;
-    pthread_mutex_lock(&pool.lock);
+    vf_os_mutex_lock(&pool.lock);
     while (pool.started < nt - 1) {
-        pthread_t t;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        const int st = pthread_create(&t, &attr, worker_main, (void *)(intptr_t)(pool.started + 1));
-        pthread_attr_destroy(&attr);
-        if (st != 0)
+        if (vf_os_thread_start(worker_main, (void *)(intptr_t)(pool.started + 1)) != 0)
             break; /* run with the workers there are */
         atomic_fetch_add(&pool.started, 1);
     }
     have = atomic_load(&pool.started);
-    pthread_mutex_unlock(&pool.lock);
+    vf_os_mutex_unlock(&pool.lock);
     return have;
 }
 
@@ -191,7 +168,7 @@ int64_t vf_team_for(int nt, int64_t n, int64_t grain, vf_range_fn fn, const void
         grain = (n + VF_MAX_UNITS - 1) / VF_MAX_UNITS;
     const int64_t units = (n + grain - 1) / grain;
     int free_ = 0;
-    if (nt <= 1 || units <= 1 || now_ns() < atomic_load(&pool.alone_until) ||
+    if (nt <= 1 || units <= 1 || vf_os_now_ns() < atomic_load(&pool.alone_until) ||
         !atomic_compare_exchange_strong(&pool.owned, &free_, 1))
         return fn(ctx, 0, n); /* alone: one call over everything */
     const int workers = start_workers(nt);
@@ -211,28 +188,28 @@ int64_t vf_team_for(int nt, int64_t n, int64_t grain, vf_range_fn fn, const void
     atomic_store(&pool.claim, claim_word(gen, units, 0));
     atomic_store(&pool.gen, gen);
     if (atomic_load(&pool.sleepers) > 0) {
-        pthread_mutex_lock(&pool.lock);
-        pthread_cond_broadcast(&pool.wake);
-        pthread_mutex_unlock(&pool.lock);
+        vf_os_mutex_lock(&pool.lock);
+        vf_os_cond_broadcast(&pool.wake);
+        vf_os_mutex_unlock(&pool.lock);
     }
-    const int64_t t0 = now_ns();
+    const int64_t t0 = vf_os_now_ns();
     work(gen);
-    const int64_t t1 = now_ns();
+    const int64_t t1 = vf_os_now_ns();
     /* the units others still hold: spin a little, then sleep */
     const int64_t until = t1 + VF_TEAM_SPIN_NS;
     for (int i = 0; atomic_load(&pool.done) < units; ++i) {
-        VF_RELAX();
-        if ((i & 63) == 63 && now_ns() > until) {
-            pthread_mutex_lock(&pool.lock);
+        vf_os_cpu_relax();
+        if ((i & 63) == 63 && vf_os_now_ns() > until) {
+            vf_os_mutex_lock(&pool.lock);
             atomic_store(&pool.owner_waits, 1);
             while (atomic_load(&pool.done) < units)
-                pthread_cond_wait(&pool.finished, &pool.lock);
+                vf_os_cond_wait(&pool.finished, &pool.lock);
             atomic_store(&pool.owner_waits, 0);
-            pthread_mutex_unlock(&pool.lock);
+            vf_os_mutex_unlock(&pool.lock);
         }
     }
     const int64_t sum = atomic_load(&pool.sum);
-    const int64_t t2 = now_ns();
+    const int64_t t2 = vf_os_now_ns();
     if (t2 - t1 > (t1 - t0) + VF_TEAM_SPIN_NS) { /* the team lost: run alone a while */
         pool.backoff = pool.backoff < VF_BACKOFF_MIN_NS ? VF_BACKOFF_MIN_NS
                        : pool.backoff < VF_BACKOFF_MAX_NS ? 2 * pool.backoff
@@ -249,9 +226,9 @@ int64_t vf_team_for(int nt, int64_t n, int64_t grain, vf_range_fn fn, const void
  * over (its lock may have been held by a thread of the parent). */
 void vf_team_after_fork(void)
 {
-    pthread_mutex_init(&pool.lock, NULL);
-    pthread_cond_init(&pool.wake, NULL);
-    pthread_cond_init(&pool.finished, NULL);
+    vf_os_mutex_init(&pool.lock);
+    vf_os_cond_init(&pool.wake);
+    vf_os_cond_init(&pool.finished);
     atomic_store(&pool.started, 0);
     atomic_store(&pool.sleepers, 0);
     atomic_store(&pool.owner_waits, 0);

@@ -1,14 +1,11 @@
 /* threads.c: the thread-count setting, fork safety, the split of work
  * over the thread team (csrc/team.c) and the thread-count tuner (see
  * threads.h and docs/threads.md). */
-#define _GNU_SOURCE /* pthread_rwlockattr_setkind_np (glibc) */
 #include "threads.h"
 
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "vaefast.h"
 
@@ -19,12 +16,12 @@
 static atomic_int setting;       /* threads per call; 0 until first use */
 static atomic_uint fork_count;   /* see vf_fork_generation */
 static int tuner_off;            /* VAEFAST_TUNE_THREADS=0: always the setting */
-static pthread_once_t init_once = PTHREAD_ONCE_INIT;
-static pthread_mutex_t relock_mutex = PTHREAD_MUTEX_INITIALIZER; /* vf_rwlock_lock */
+static vf_os_once init_once = VF_OS_ONCE_INIT;
+static vf_os_mutex relock_mutex = VF_OS_MUTEX_INIT; /* vf_rwlock_lock */
 
-static _Thread_local int cap;           /* 0: none */
-static _Thread_local int started_team;  /* may own a libgomp pool */
-static _Thread_local int orphaned_pool; /* owned one in the parent of a fork */
+static VF_OS_THREAD_LOCAL int cap;           /* 0: none */
+static VF_OS_THREAD_LOCAL int started_team;  /* may own a libgomp pool */
+static VF_OS_THREAD_LOCAL int orphaned_pool; /* owned one in the parent of a fork */
 
 /* Runs in the child of fork(), on the one thread it has: if that thread
  * started teams in the parent, its pool's workers were not copied. */
@@ -32,7 +29,7 @@ static void after_fork_in_child(void)
 {
     if (started_team)
         orphaned_pool = 1;
-    pthread_mutex_init(&relock_mutex, NULL); /* a parent's thread may hold it */
+    vf_os_mutex_init(&relock_mutex); /* a parent's thread may hold it */
     vf_team_after_fork();
     atomic_fetch_add(&fork_count, 1u);
 }
@@ -47,18 +44,30 @@ static void init(void)
     atomic_compare_exchange_strong(&setting, &unset, n < 1 ? 1 : n);
     const char *tune = getenv("VAEFAST_TUNE_THREADS");
     tuner_off = tune && strcmp(tune, "0") == 0;
-    (void)pthread_atfork(NULL, NULL, after_fork_in_child);
+    (void)vf_os_at_fork_child(after_fork_in_child);
 }
 
 void vf_set_num_threads(int n)
 {
-    pthread_once(&init_once, init);
+    vf_os_once_run(&init_once, init);
+#ifndef _OPENMP
+    n = 1; /* a build without OpenMP runs single-threaded (vf_openmp_version) */
+#endif
     atomic_store(&setting, n < 1 ? 1 : n);
+}
+
+int vf_openmp_version(void)
+{
+#ifdef _OPENMP
+    return _OPENMP;
+#else
+    return 0;
+#endif
 }
 
 int vf_get_num_threads(void)
 {
-    pthread_once(&init_once, init);
+    vf_os_once_run(&init_once, init);
     return atomic_load(&setting);
 }
 
@@ -76,7 +85,7 @@ int vf_threads_cap(int n)
 
 int vf_threads_for(int64_t work, int64_t min_work)
 {
-    pthread_once(&init_once, init);
+    vf_os_once_run(&init_once, init);
     if (work < min_work || orphaned_pool || vf_team_inside())
         return 1;
 #ifdef _OPENMP
@@ -102,42 +111,32 @@ void vf_threads_sync(void)
 
 int vf_rwlock_init(vf_rwlock *l)
 {
-    pthread_once(&init_once, init); /* the fork handler counts generations */
-    pthread_rwlockattr_t attr;
-    if (pthread_rwlockattr_init(&attr) != 0)
-        return VF_ERR_NOMEM;
-#ifdef __GLIBC__
-    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-#endif
-    int st = pthread_rwlock_init(&l->rw, &attr);
-    pthread_rwlockattr_destroy(&attr);
+    vf_os_once_run(&init_once, init); /* the fork handler counts generations */
+    const int st = vf_os_rwlock_init(&l->rw);
     atomic_store(&l->generation, vf_fork_generation());
     return st == 0 ? VF_OK : VF_ERR_NOMEM;
 }
 
 void vf_rwlock_destroy(vf_rwlock *l)
 {
-    pthread_rwlock_destroy(&l->rw);
+    vf_os_rwlock_destroy(&l->rw);
 }
 
 void vf_rwlock_lock(vf_rwlock *l, int write)
 {
     const unsigned g = vf_fork_generation();
     if (atomic_load(&l->generation) != g) {
-        pthread_mutex_lock(&relock_mutex);
+        vf_os_mutex_lock(&relock_mutex);
         if (atomic_load(&l->generation) != g) /* first use in a child of fork() */
             (void)vf_rwlock_init(l);
-        pthread_mutex_unlock(&relock_mutex);
+        vf_os_mutex_unlock(&relock_mutex);
     }
-    if (write)
-        pthread_rwlock_wrlock(&l->rw);
-    else
-        pthread_rwlock_rdlock(&l->rw);
+    vf_os_rwlock_lock(&l->rw, write);
 }
 
 void vf_rwlock_unlock(vf_rwlock *l)
 {
-    pthread_rwlock_unlock(&l->rw);
+    vf_os_rwlock_unlock(&l->rw);
 }
 
 int64_t vf_split_range(int64_t n, int nt, vf_range_fn fn, const void *ctx)
@@ -156,9 +155,7 @@ int64_t vf_split_range(int64_t n, int nt, vf_range_fn fn, const void *ctx)
 
 static double seconds_now(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    return 1e-9 * (double)vf_os_now_ns();
 }
 
 void vf_tuner_begin(vf_thread_tuner *t, int64_t rows)

@@ -19,9 +19,10 @@
 #ifndef VF_THREADS_H
 #define VF_THREADS_H
 
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+
+#include "platform.h"
 
 /* Team size for a call of `work` units that pays for threads from
  * `min_work` units on (min_work 0: any size). */
@@ -44,7 +45,7 @@ unsigned vf_fork_generation(void);
  * a stream of readers cannot starve training), and a child process
  * re-creates it on first use (a parent's thread may have held it). */
 typedef struct vf_rwlock {
-    pthread_rwlock_t rw;
+    vf_os_rwlock rw;
     atomic_uint generation; /* vf_fork_generation() when (re)created */
 } vf_rwlock;
 int vf_rwlock_init(vf_rwlock *l);

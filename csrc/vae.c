@@ -5,13 +5,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "platform.h"
 #include "vae_internal.h"
 
 static float *alloc_floats(int64_t n)
 {
-    void *p = NULL;
     size_t bytes = (size_t)(n > 0 ? n : 1) * sizeof(float);
-    if (posix_memalign(&p, 64, bytes) != 0)
+    void *p = vf_os_aligned_alloc(64, bytes);
+    if (!p)
         return NULL;
     memset(p, 0, bytes);
     return (float *)p;
@@ -21,11 +22,11 @@ void vf_vae_destroy(vf_vae *m)
 {
     if (!m)
         return;
-    free(m->params);
-    free(m->grads);
-    free(m->m1);
-    free(m->m2);
-    free(m->work);
+    vf_os_aligned_free(m->params);
+    vf_os_aligned_free(m->grads);
+    vf_os_aligned_free(m->m1);
+    vf_os_aligned_free(m->m2);
+    vf_os_aligned_free(m->work);
     vf_rwlock_destroy(&m->lock);
     free(m);
 }
@@ -212,7 +213,7 @@ int vf_vae_reserve(vf_vae *m, int64_t B)
     float *w = alloc_floats(total);
     if (!w)
         return VF_ERR_NOMEM;
-    free(m->work);
+    vf_os_aligned_free(m->work);
     m->work = w;
     m->cap = B;
     float *p = w;

@@ -85,9 +85,11 @@ const char *vf_isa_name(int isa); /* "generic" | "avx2" | "avx512" | "neon" | NU
 /* Threads per call, process-wide (default: OMP_NUM_THREADS, else the CPU
  * count). A thread of a forked child that started teams in the parent runs
  * serially; vf_vae_train_steps may use one thread for a step when that is
- * measured to be faster (docs/threads.md). */
+ * measured to be faster (docs/threads.md). A build without OpenMP runs
+ * single-threaded: the setting stays 1. */
 void vf_set_num_threads(int n); /* n >= 1 */
 int vf_get_num_threads(void);
+int vf_openmp_version(void); /* the build's _OPENMP (yyyymm), 0 without OpenMP */
 
 /* -------------------------------------------------- GEMM core (csrc/gemm*) */
 enum { VF_ACT_NONE = 0, VF_ACT_RELU = 1 };

@@ -7,6 +7,9 @@ import pytest
 import vaefast
 
 ALL_ISAS = ("generic", "avx2", "avx512", "neon")
+# A build without OpenMP runs single-threaded: the setting stays 1.
+needs_threads = pytest.mark.skipif(vaefast._core.openmp_version() == 0,
+                                   reason="built without OpenMP: single-threaded")
 
 
 def test_active_isa_is_supported():
@@ -71,6 +74,7 @@ def test_bogus_value_fails_loudly(bogus, run_python):
     assert "VAEFAST_ISA" in result.stderr and "unknown kernel set" in result.stderr
 
 
+@needs_threads
 def test_threads_roundtrip():
     before = vaefast.get_num_threads()
     try:

@@ -129,3 +129,21 @@ def test_openmp_runtime_of_the_core():
         needs_gomp = b"libgomp" in f.read()  # DT_NEEDED names the runtime it links
     if needs_gomp:
         assert any("libgomp" in os.path.basename(p) for p in runtimes), runtimes
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the ELF's DT_NEEDED names")
+def test_openmp_of_the_build_is_reported(threads_setting):
+    """The OpenMP line says what the binary links (a build without OpenMP, as
+    -DVAEFAST_OPENMP=OFF makes, links no runtime), and such a build keeps the
+    thread setting at 1 whatever is asked."""
+    with open(vaefast._core.__file__, "rb") as f:
+        links_openmp = re.search(rb"lib(gomp|omp|iomp5)\.so", f.read()) is not None
+    version = vaefast._core.openmp_version()
+    assert (version != 0) == links_openmp
+    line = next(x for x in _info.report() if x.startswith("OpenMP: "))
+    if version:
+        assert 200505 <= version <= 209912 and line == f"OpenMP: version {version}"
+    else:
+        assert line == "OpenMP: none in this build (single-threaded)"
+    vaefast.set_num_threads(3)
+    assert vaefast.get_num_threads() == (3 if version else 1)

@@ -16,6 +16,9 @@ import vaefast
 from vaefast.training import loop as _train
 
 HAVE_PROC_TASKS = os.path.isdir("/proc/self/task")
+# A build without OpenMP runs single-threaded: the setting stays 1.
+needs_threads = pytest.mark.skipif(vaefast._core.openmp_version() == 0,
+                                   reason="built without OpenMP: single-threaded")
 
 
 def _step_once(core, X, batch, k):
@@ -126,6 +129,7 @@ def test_setting_is_process_wide(threads_setting):
 
 # ---------------------------------------------------------------- threadpoolctl
 
+@needs_threads
 def test_threadpool_info_lists_vaefast(threads_setting):
     threadpoolctl = pytest.importorskip("threadpoolctl")
     vaefast.set_num_threads(3)
@@ -136,6 +140,7 @@ def test_threadpool_info_lists_vaefast(threads_setting):
     assert mine[0]["version"] == vaefast.__version__
 
 
+@needs_threads
 @pytest.mark.parametrize("kwargs", [{}, {"user_api": "openmp"}])
 def test_threadpool_limits_set_and_restore(kwargs, threads_setting):
     threadpoolctl = pytest.importorskip("threadpoolctl")
@@ -170,6 +175,7 @@ print(before, limited, os_threads())
 """
 
 
+@needs_threads
 @pytest.mark.skipif(not HAVE_PROC_TASKS, reason="counts threads in /proc/self/task")
 @pytest.mark.parametrize("order", ["vaefast-first", "threadpoolctl-first"])
 def test_threadpool_limits_are_obeyed(order, run_python):

@@ -140,7 +140,8 @@ def set_num_threads(n: int) -> None:
 
 def get_num_threads() -> int:
     """The thread setting of :func:`set_num_threads` (default: ``OMP_NUM_THREADS``
-    if set, else the number of CPUs)."""
+    if set, else the number of CPUs); always 1 in a build without OpenMP, which
+    runs single-threaded (``python -m vaefast info`` says which)."""
     return _core.get_num_threads()
 
 

@@ -23,6 +23,7 @@ cdef extern from "vaefast.h" nogil:
     const char *vf_isa_name(int isa)
     void vf_set_num_threads(int n)
     int vf_get_num_threads()
+    int vf_openmp_version()
 
 # ---- dense layers (csrc/gemm*.c) (_gemm.pxi)
 cdef extern from "vaefast.h" nogil:

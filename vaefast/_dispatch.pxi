@@ -53,3 +53,9 @@ def set_num_threads(int n):
 
 def get_num_threads():
     return vf_get_num_threads()
+
+
+def openmp_version():
+    """The build's OpenMP version (_OPENMP, yyyymm), or 0 for a build without
+    OpenMP, which runs single-threaded."""
+    return vf_openmp_version()

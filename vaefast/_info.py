@@ -98,6 +98,7 @@ class Info:
     cpu_features: dict[str, bool]
     bf16_route: str  # what precision="bf16" runs: "amx", "native" or "emulated"
     threads: int
+    openmp: int  # the build's _OPENMP (yyyymm); 0: built without, single-threaded
     cpus: int | None
     cpus_usable: int | None  # None where the affinity mask cannot be read
     openmp_runtimes: list[str] | None
@@ -122,6 +123,7 @@ def collect() -> Info:
         cpu_features=dict(_core.cpu_features()),
         bf16_route=_core.bf16_auto_impl(),
         threads=_core.get_num_threads(),
+        openmp=_core.openmp_version(),
         cpus=os.cpu_count(),
         cpus_usable=len(affinity(0)) if affinity is not None else None,
         openmp_runtimes=openmp_runtimes(),
@@ -152,6 +154,7 @@ def report(info: Info | None = None) -> list[str]:
         f"CPU features absent: {' '.join(k for k, v in i.cpu_features.items() if not v) or 'none'}",
         f"bf16 route: {i.bf16_route}",
         f"threads: {i.threads} (CPUs: {i.cpus}{usable})",
+        f"OpenMP: {f'version {i.openmp}' if i.openmp else 'none in this build (single-threaded)'}",
         f"OpenMP runtimes loaded: {runtimes}",
         f"environment: {environment}",
         "packages (name version [required, or the extras that name it]):",

@@ -30,6 +30,7 @@
 #include "bf16_kernels.h"
 #include "isa/isa.h"
 #include "isa/vec_bf16.h"
+#include "platform.h"
 #include "threads.h"
 #include "vaefast.h"
 
@@ -230,11 +231,11 @@ int VF_FN(vf_gemm_bf16_amx)(const vf_bf16_problem *p)
     const int64_t nc_max = amx_min(AMX_NC, (p->N + 31) / 32 * 32);
     const int64_t mc_max = amx_min(AMX_MC, (p->M + 31) / 32 * 32);
     /* +1 tile so a K of 0 still allocates */
-    uint32_t *bp = aligned_alloc(64, (size_t)((nq * nc_max / 16 + 1) * AMX_TILE) * 4);
-    uint32_t *ap = aligned_alloc(64, (size_t)((nq * mc_max / 16 + 1) * AMX_TILE) * 4);
+    uint32_t *bp = vf_os_aligned_alloc(64, (size_t)((nq * nc_max / 16 + 1) * AMX_TILE) * 4);
+    uint32_t *ap = vf_os_aligned_alloc(64, (size_t)((nq * mc_max / 16 + 1) * AMX_TILE) * 4);
     if (!bp || !ap) {
-        free(bp);
-        free(ap);
+        vf_os_aligned_free(bp);
+        vf_os_aligned_free(ap);
         return VF_ERR_NOMEM;
     }
     int bad = 0;
@@ -249,8 +250,8 @@ int VF_FN(vf_gemm_bf16_amx)(const vf_bf16_problem *p)
             bad |= vf_team_for(p->nthreads, blk.ni * ((nc + 31) / 32), 1, run_tiles, &blk) != 0;
         }
     }
-    free(bp);
-    free(ap);
+    vf_os_aligned_free(bp);
+    vf_os_aligned_free(ap);
     if (p->nonfinite)
         *p->nonfinite = bad;
     return VF_OK;

@@ -223,6 +223,21 @@ static float *trained_with_threads(int n, const float *X)
     return p;
 }
 
+/* FNV-1a of the float bits: a fingerprint of the trained parameters, which
+ * .ci/portable-c compares across compilers and operating systems (the
+ * generic set must give the same bits everywhere). */
+static uint64_t bits_hash(const float *p, int64_t n)
+{
+    uint64_t h = UINT64_C(14695981039346656037);
+    for (int64_t i = 0; i < n; ++i) {
+        uint32_t u;
+        memcpy(&u, &p[i], sizeof u);
+        for (int k = 0; k < 4; ++k)
+            h = (h ^ ((u >> (8 * k)) & 0xFF)) * UINT64_C(1099511628211);
+    }
+    return h;
+}
+
 /* Bad arguments get a status, never a crash. */
 static void argument_checks(const float *X)
 {
@@ -294,6 +309,11 @@ int main(void)
         const int same = p1 && p2 && memcmp(p1, p2, (size_t)N_PARAMS_A * sizeof(float)) == 0;
         printf("  %-7s %-22s %s\n", name, "1 vs 2 threads", same ? "bit-identical" : "FAIL");
         failures += !same;
+        if (p1) { /* two halves: printf's %llx is not in every Windows C runtime */
+            const uint64_t h = bits_hash(p1, N_PARAMS_A);
+            printf("  %-7s %-22s %08x%08x\n", name, "trained params bits", (unsigned)(h >> 32),
+                   (unsigned)(h & 0xFFFFFFFFu));
+        }
         free(p1);
         free(p2);
     }

@@ -1,0 +1,77 @@
+/* platform_posix.c: csrc/platform.h on POSIX systems (Linux, macOS, the
+ * BSDs): pthreads, pthread_atfork, posix_memalign, CLOCK_MONOTONIC. */
+#define _GNU_SOURCE /* pthread_rwlockattr_setkind_np (glibc) */
+#include "platform.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+
+int vf_os_thread_start(void *(*fn)(void *), void *arg)
+{
+    pthread_t t;
+    pthread_attr_t attr;
+    if (pthread_attr_init(&attr) != 0)
+        return -1;
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    const int st = pthread_create(&t, &attr, fn, arg);
+    pthread_attr_destroy(&attr);
+    return st;
+}
+
+void vf_os_mutex_init(vf_os_mutex *m) { pthread_mutex_init(m, NULL); }
+void vf_os_mutex_lock(vf_os_mutex *m) { pthread_mutex_lock(m); }
+void vf_os_mutex_unlock(vf_os_mutex *m) { pthread_mutex_unlock(m); }
+void vf_os_cond_init(vf_os_cond *c) { pthread_cond_init(c, NULL); }
+void vf_os_cond_wait(vf_os_cond *c, vf_os_mutex *m) { pthread_cond_wait(c, m); }
+void vf_os_cond_broadcast(vf_os_cond *c) { pthread_cond_broadcast(c); }
+void vf_os_once_run(vf_os_once *o, void (*fn)(void)) { pthread_once(o, fn); }
+
+int vf_os_rwlock_init(vf_os_rwlock *l)
+{
+    pthread_rwlockattr_t attr;
+    if (pthread_rwlockattr_init(&attr) != 0)
+        return -1;
+#ifdef __GLIBC__
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+#endif
+    const int st = pthread_rwlock_init(l, &attr);
+    pthread_rwlockattr_destroy(&attr);
+    return st;
+}
+
+void vf_os_rwlock_destroy(vf_os_rwlock *l) { pthread_rwlock_destroy(l); }
+
+void vf_os_rwlock_lock(vf_os_rwlock *l, int write)
+{
+    if (write)
+        pthread_rwlock_wrlock(l);
+    else
+        pthread_rwlock_rdlock(l);
+}
+
+void vf_os_rwlock_unlock(vf_os_rwlock *l) { pthread_rwlock_unlock(l); }
+
+int vf_os_tls_create(vf_os_tls *key, void (*dtor)(void *)) { return pthread_key_create(key, dtor); }
+void *vf_os_tls_get(vf_os_tls key) { return pthread_getspecific(key); }
+int vf_os_tls_set(vf_os_tls key, void *value) { return pthread_setspecific(key, value); }
+
+int vf_os_at_fork_child(void (*fn)(void)) { return pthread_atfork(NULL, NULL, fn); }
+
+void *vf_os_aligned_alloc(size_t align, size_t bytes)
+{
+    void *p = NULL;
+    if (bytes > SIZE_MAX - (align - 1))
+        return NULL;
+    bytes = (bytes + align - 1) / align * align;
+    return posix_memalign(&p, align, bytes ? bytes : align) == 0 ? p : NULL;
+}
+
+void vf_os_aligned_free(void *p) { free(p); }
+
+int64_t vf_os_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
