@@ -39,7 +39,7 @@ int vf_bf16_amx_supported(void)
 {
     int v = atomic_load_explicit(&amx_cached, memory_order_relaxed);
     if (v < 0) {
-#if defined(__x86_64__)
+#if defined(__x86_64__) && VF_AMX_ROUTE
         v = vf_isa_compiled(VF_ISA_AVX512) && (vf_cpu_features() & VF_CPU_AMX_BF16) != 0;
 #else
         v = 0;

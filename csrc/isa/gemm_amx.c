@@ -34,7 +34,7 @@
 #include "threads.h"
 #include "vaefast.h"
 
-#if VF_SIMD_AVX512
+#if VF_SIMD_AVX512 && VF_AMX_ROUTE
 
 #define AMX_TARGET __attribute__((target("amx-tile,amx-bf16")))
 #define AMX_TILE 256 /* uint32 pairs per tile: 16 rows × 16 */
@@ -257,6 +257,14 @@ int VF_FN(vf_gemm_bf16_amx)(const vf_bf16_problem *p)
     return VF_OK;
 }
 
+#elif VF_SIMD_AVX512
+/* A build without the AMX route (CMakeLists.txt): never chosen, since
+ * vf_bf16_amx_supported says 0 there. */
+int VF_FN(vf_gemm_bf16_amx)(const vf_bf16_problem *p)
+{
+    (void)p;
+    return VF_ERR_ISA;
+}
 #else
 typedef int vf_gemm_amx_unused; /* AMX: the avx512 set only */
 #endif
