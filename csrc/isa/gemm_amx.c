@@ -22,7 +22,6 @@
  * arithmetic is not VDPBF16PS's (docs/precision.md: per instruction,
  * even-k and odd-k products in two float32 sums, then C + (E + O)), so
  * this route's bits differ from the emulation's. */
-#include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +34,7 @@
 #include "vaefast.h"
 
 #if VF_SIMD_AVX512 && VF_AMX_ROUTE
+#include <immintrin.h>
 
 #define AMX_TARGET __attribute__((target("amx-tile,amx-bf16")))
 #define AMX_TILE 256 /* uint32 pairs per tile: 16 rows × 16 */
