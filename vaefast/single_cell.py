@@ -41,13 +41,11 @@ def _posterior_expression(model: "VAE", X: Any, c: Optional[NDArray[Any]], rows:
     """(n_draws, n_features) normalised expression of draws z ~ q(z|x) for
     cells drawn at random (with replacement) from `rows`."""
     cells = rng.choice(rows, n_draws)
-    order = np.argsort(cells, kind="stable")  # encode each needed row once
-    uniq, inverse = np.unique(cells[order], return_inverse=True)
+    uniq, inverse = np.unique(cells, return_inverse=True)  # encode each needed row once
     cells_x = X.take(uniq) if isinstance(X, _rows.Rows) else X[uniq]
     mu, logvar = model.encode(cells_x, None if c is None else c[uniq])
-    z = np.empty((n_draws, mu.shape[1]), np.float32)
     eps = rng.standard_normal((n_draws, mu.shape[1])).astype(np.float32)
-    z[order] = mu[inverse] + np.exp(0.5 * logvar[inverse]) * eps[order]
+    z = mu[inverse] + np.exp(0.5 * logvar[inverse]) * eps
     cz = None if c is None else c[cells]
     return model.decode(z, cz)
 
