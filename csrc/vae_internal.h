@@ -73,6 +73,7 @@ typedef struct vf_vae_layer {
     int64_t w, b;    /* offsets of W (in×out) and b (out) in the buffers */
     int relu;
     int cond;        /* input is [x | c]: W's last C rows multiply c */
+    float dropout;   /* training-only dropout rate on the output (vae_dropout.c) */
 } vf_vae_layer;
 
 struct vf_vae {

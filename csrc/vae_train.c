@@ -7,6 +7,7 @@
 
 #include "check.h"
 #include "gemm_kernels.h"
+#include "vae_dropout.h"
 #include "vae_internal.h"
 
 /* The backward products of layer L for output gradient d (B×out):
@@ -176,15 +177,17 @@ static void advance(grad_cursor *g)
 }
 
 /* Layers [first, last] forward on `in` (B×in_first, ldin); outputs kept in
- * m->act for the backward pass. */
+ * m->act for the backward pass, after the step's dropout (seed, step). */
 static int layers_forward(vf_vae *m, int first, int last, int64_t B, const float *in,
-                          int64_t ldin, const float *c, int64_t ldc)
+                          int64_t ldin, const float *c, int64_t ldc, uint64_t seed,
+                          uint64_t step)
 {
     for (int l = first; l <= last; ++l) {
         int st = vae_layer_forward(m, &m->layers[l], B, in, ldin, c, ldc, m->act[l],
                                    m->layers[l].out);
         if (st != VF_OK)
             return st;
+        vae_dropout_forward(m, l, B, seed, step);
         in = m->act[l];
         ldin = m->layers[l].out;
     }
@@ -208,6 +211,8 @@ static int layers_backward(vf_vae *m, int first, int last, int64_t B, const floa
                                     at_first ? NULL : m->act[l - 1], dx);
         if (st != VF_OK)
             return st;
+        if (dx && l > 0) /* the input was act[l − 1], maybe after dropout */
+            vae_dropout_backward(m, l - 1, B, dx);
         if (dx)
             advance(g);
     }
@@ -293,10 +298,11 @@ static int forward_backward(vf_vae *m, int64_t B, const float *X, const float *c
     const float *x0 = sparse ? m->act[0] : vae_encoder_input(m, B, X, m->D, m->xenc, &ldx0);
     grad_cursor g = {m->dout, m->d1, m->d2};
     int st;
-    if ((sparse && (st = vae_csr_first_forward(m, B)) != VF_OK) ||
-        (st = layers_forward(m, sparse, E, B, x0, ldx0, c, ldc)) != VF_OK ||
+    if ((sparse && ((st = vae_csr_first_forward(m, B)) != VF_OK ||
+                    (st = vae_dropout_forward(m, 0, B, seed, step)) != VF_OK)) ||
+        (st = layers_forward(m, sparse, E, B, x0, ldx0, c, ldc, seed, step)) != VF_OK ||
         (st = latent_forward(m, B, eps, seed, step)) != VF_OK ||
-        (st = layers_forward(m, E + 1, last, B, m->z, m->Z, c, ldc)) != VF_OK ||
+        (st = layers_forward(m, E + 1, last, B, m->z, m->Z, c, ldc, seed, step)) != VF_OK ||
         (st = likelihood_loss(m, B, X, s, scale)) != VF_OK ||
         (st = batch_means(m, B, mean_loss, mean_recon, mean_kl)) != VF_OK ||
         (st = layers_backward(m, E + 1, last, B, m->z, m->Z, c, ldc, &g, 1)) != VF_OK ||

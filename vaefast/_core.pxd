@@ -215,3 +215,9 @@ cdef extern from "vaefast.h" nogil:
                      const float *b, int act, float *C, int64_t ldc)
     int vf_bf16_dot2_lanes(int impl, int64_t n, const float *acc, const uint32_t *a,
                            const uint32_t *b, float *out)
+
+# ---- dropout on the model's hidden layers (csrc/vae_dropout.c) (_random.pxi, _model.pxi)
+cdef extern from "vae_dropout.h" nogil:
+    int vf_vae_set_dropout(vf_vae *m, float encoder_rate, float decoder_rate)
+    int vf_dropout_mask(uint64_t seed, uint64_t step, int layer, int64_t row0, int64_t M,
+                        int64_t N, float p, float *mask, int64_t ld)

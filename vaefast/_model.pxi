@@ -150,6 +150,10 @@ cdef class VAECore:
         check_status(vf_vae_layer_info(self.m, l, info), "layer_info")
         return (info[0], info[1], info[2], info[3])
 
+    def set_dropout(self, float encoder_rate, float decoder_rate):
+        """Training-only dropout rates of the encoder's and decoder's hidden layers."""
+        check_status(vf_vae_set_dropout(self.m, encoder_rate, decoder_rate), "set_dropout")
+
     def __dealloc__(self):
         vf_vae_destroy(self.m)
         self.m = NULL

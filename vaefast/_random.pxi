@@ -36,6 +36,19 @@ def reparam_eps(uint64_t seed, uint64_t step, int64_t row0, float[:, ::1] eps):
     check_status(status, "reparameterization_noise")
 
 
+def dropout_mask(uint64_t seed, uint64_t step, int layer, int64_t row0, float p,
+                 float[:, ::1] mask):
+    """mask (M×N) = the keep mask (1 kept, 0 dropped) of rate p of rows
+    row0 .. row0+M-1 of model layer `layer` at (seed, step)."""
+    cdef int64_t M = mask.shape[0], N = mask.shape[1]
+    if M == 0 or N == 0:
+        return
+    cdef int status
+    with nogil:
+        status = vf_dropout_mask(seed, step, layer, row0, M, N, p, &mask[0, 0], N)
+    check_status(status, "dropout_mask")
+
+
 cdef vf_noise _noise(uint64_t seed, uint64_t step, int64_t row0, eps_obj, int64_t N):
     """The noise of a reparameterization: Philox (seed, step, row0 + i, j), or
     eps_obj (M×N, C-contiguous float32, kept alive by the caller) if not None."""

@@ -100,6 +100,7 @@ class ScviToolsMethods:
         setup = _anndata_setup.make_setup(adata, layer, batch_key,
                                           categorical_covariate_keys,
                                           continuous_covariate_keys)
+        model_kwargs = {"dropout_rate": 0.1, "dropout_on": "encoder", **model_kwargs}
         model = cls(adata.n_vars, n_conditions=_anndata_setup.n_conditions(setup),
                     **model_kwargs)
         model.anndata_setup_ = setup

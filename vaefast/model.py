@@ -19,7 +19,7 @@ from ._spec.densities import iwae as _iwae
 from ._spec.layout import Layout
 from ._validation import (as_float, as_float32_array, as_int, as_seed, as_size_factors,
                           as_weight)
-from . import _fit_options
+from . import _fit_options, _hidden_options
 from ._arrays import deferrable
 from ._expression import ExpressionMethods
 from ._scvi_api import ScviToolsMethods
@@ -127,13 +127,17 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods):
         0.5·log 2π per feature), one learned log-variance per feature, or a
         log-variance per sample and feature from a second output head; a
         learned log-variance is floored at -10 (in the kernel).
+    dropout_rate : float in [0, 1), dropout_on : {"encoder", "decoder", "both"}
+        Training-only inverted dropout after the ReLU of those hidden layers,
+        its mask a function of (seed, step, layer, row, column).
     """
 
     def __init__(self, n_features: int, hidden: "int | Sequence[int]" = (400,),
                  latent_dim: int = 20, likelihood: str = _likelihoods.DEFAULT,
                  beta: float = 1.0, seed: int = 0,
                  decoder_hidden: "int | Sequence[int] | None" = None, n_conditions: int = 0,
-                 variance: str = "unit") -> None:
+                 variance: str = "unit", dropout_rate: float = 0.0,
+                 dropout_on: str = "both") -> None:
         self.n_features = as_int(n_features, "n_features", minimum=1)
         self.hidden = _as_widths(hidden, "hidden")
         self.latent_dim = as_int(latent_dim, "latent_dim", minimum=1)
@@ -156,6 +160,8 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods):
                                    list(self.decoder_hidden), self.latent_dim,
                                    self._lik.code, self.beta, self.n_conditions,
                                    self.variance)
+        self.dropout_rate, self.dropout_on = _hidden_options.configure(
+            self._core, dropout_rate, dropout_on)
         self._layout = Layout(self.n_features, self.hidden, self.latent_dim,
                               self.decoder_hidden, self.n_conditions, self.likelihood,
                               self.variance)
@@ -582,7 +588,8 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods):
                 "latent_dim": self.latent_dim, "likelihood": self.likelihood,
                 "beta": self.beta, "seed": self.seed,
                 "decoder_hidden": list(self.decoder_hidden),
-                "n_conditions": self.n_conditions, "variance": self.variance}
+                "n_conditions": self.n_conditions, "variance": self.variance,
+                **_hidden_options.config_entries(self.dropout_rate, self.dropout_on)}
 
     def __repr__(self) -> str:
         return (f"VAE(n_features={self.n_features}, hidden={self.hidden}, "
