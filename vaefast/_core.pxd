@@ -221,3 +221,24 @@ cdef extern from "vae_dropout.h" nogil:
     int vf_vae_set_dropout(vf_vae *m, float encoder_rate, float decoder_rate)
     int vf_dropout_mask(uint64_t seed, uint64_t step, int layer, int64_t row0, int64_t M,
                         int64_t N, float p, float *mask, int64_t ld)
+
+# ---- batch and layer normalisation (csrc/norm.c) (_norm.pxi)
+cdef extern from "norm.h" nogil:
+    int vf_batch_norm_train(int64_t M, int64_t N, const float *y, int64_t ldy,
+                            const float *gamma, const float *beta, float eps, float momentum,
+                            int act, float *out, int64_t ldo, float *xhat, int64_t ldxh,
+                            float *inv_std, float *running_mean, float *running_var)
+    int vf_batch_norm_infer(int64_t M, int64_t N, const float *y, int64_t ldy,
+                            const float *gamma, const float *beta, const float *running_mean,
+                            const float *running_var, float eps, int act, float *out,
+                            int64_t ldo)
+    int vf_batch_norm_backward(int64_t M, int64_t N, const float *dz, int64_t lddz,
+                               const float *xhat, int64_t ldxh, const float *gamma,
+                               const float *inv_std, float *dy, int64_t lddy, float *dgamma,
+                               float *dbeta)
+    int vf_layer_norm_forward(int64_t M, int64_t N, const float *y, int64_t ldy, float eps,
+                              int act, float *out, int64_t ldo, float *xhat, int64_t ldxh,
+                              float *inv_std)
+    int vf_layer_norm_backward(int64_t M, int64_t N, const float *dz, int64_t lddz,
+                               const float *xhat, int64_t ldxh, const float *inv_std,
+                               float *dy, int64_t lddy)
