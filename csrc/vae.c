@@ -7,6 +7,7 @@
 
 #include "platform.h"
 #include "vae_internal.h"
+#include "vae_norm.h"
 
 static float *alloc_floats(int64_t n)
 {
@@ -27,6 +28,7 @@ void vf_vae_destroy(vf_vae *m)
     vf_os_aligned_free(m->m1);
     vf_os_aligned_free(m->m2);
     vf_os_aligned_free(m->work);
+    vae_norm_free(m);
     vf_rwlock_destroy(&m->lock);
     free(m);
 }

@@ -14,8 +14,9 @@ int vae_csr_usable(const vf_vae *m, const vf_vae_rows *r)
 {
     if (!r || (!r->csr_indptr && !r->csr_indices && !r->csr_values))
         return VF_OK;
-    if (!r->csr_indptr || !r->csr_indices || !r->csr_values || m->C > 0)
-        return VF_ERR_ARG;
+    if (!r->csr_indptr || !r->csr_indices || !r->csr_values || m->C > 0 ||
+        m->layers[0].norm)
+        return VF_ERR_ARG; /* a normalised first layer runs dense (vae_norm.c) */
     if (m->lik->input_row && m->lik->input_csr == VF_CSR_NONE)
         return VF_ERR_ARG; /* an input map the CSR kernels do not have */
     return VF_OK;

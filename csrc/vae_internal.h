@@ -74,7 +74,10 @@ typedef struct vf_vae_layer {
     int relu;
     int cond;        /* input is [x | c]: W's last C rows multiply c */
     float dropout;   /* training-only dropout rate on the output (vae_dropout.c) */
+    int norm;        /* normalised before its ReLU (vae_norm.c): GEMM without it */
 } vf_vae_layer;
+
+typedef struct vae_norm vae_norm; /* csrc/vae_norm.c */
 
 struct vf_vae {
     int64_t D, Z, C;  /* features, latent width, conditions */
@@ -107,6 +110,7 @@ struct vf_vae {
     const int64_t *csr_indptr;
     const int32_t *csr_indices;
     const float *csr_values;
+    vae_norm *norm; /* batch / layer normalisation, or NULL (vae_norm.c) */
 };
 
 #define VF_ALIGN_FLOATS 16 /* sub-buffers start on 64-byte boundaries */

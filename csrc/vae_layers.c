@@ -5,6 +5,7 @@
 #include "check.h"
 #include "gemm_kernels.h"
 #include "vae_internal.h"
+#include "vae_norm.h"
 
 /* One vae_map_rows call; map_rows runs it on rows [lo, hi). */
 typedef struct map_call {
@@ -78,7 +79,7 @@ int vae_layer_forward(const vf_vae *m, const vf_vae_layer *L, int64_t B,
     /* unchecked: a NaN reaches the loss, whose check reports it */
     const vf_gemm_problem px = {.M = B, .N = L->out, .K = kx, .A = x, .lda = ldx, .B = W,
                                 .ldb = L->out, .C = Y, .ldc = ldy, .bias = m->params + L->b,
-                                .relu = L->relu, .accumulate = L->cond};
+                                .relu = L->relu && !L->norm, .accumulate = L->cond};
     return vf_gemm_run(&px);
 }
 
@@ -99,6 +100,7 @@ int vae_run_layers(const vf_vae *m, int first, int last, int64_t B,
         int st = vae_layer_forward(m, L, B, cur, ld, c, ldc, dst, ldd);
         if (st != VF_OK)
             return st;
+        vae_norm_infer(m, l, B, dst, ldd);
         cur = dst;
         ld = ldd;
     }

@@ -9,6 +9,7 @@
 #include "gemm_kernels.h"
 #include "vae_dropout.h"
 #include "vae_internal.h"
+#include "vae_norm.h"
 
 /* The backward products of layer L for output gradient d (B×out):
  *   dW (in×out) = x (B×in)ᵀ · d,  db (out) = column sums of d   (overwrite)
@@ -185,7 +186,7 @@ static int layers_forward(vf_vae *m, int first, int last, int64_t B, const float
     for (int l = first; l <= last; ++l) {
         int st = vae_layer_forward(m, &m->layers[l], B, in, ldin, c, ldc, m->act[l],
                                    m->layers[l].out);
-        if (st != VF_OK)
+        if (st != VF_OK || (st = vae_norm_train_forward(m, l, B)) != VF_OK)
             return st;
         vae_dropout_forward(m, l, B, seed, step);
         in = m->act[l];
@@ -207,7 +208,11 @@ static int layers_backward(vf_vae *m, int first, int last, int64_t B, const floa
         const int at_first = l == first;
         const float *x = at_first ? x0 : m->act[l - 1];
         float *dx = at_first && !need_x0_grad ? NULL : g->spare;
-        int st = backward_any_layer(m, L, B, x, at_first ? ldx0 : L->in, c, ldc, g->d,
+        /* g->d is one of the model's gradient buffers, writable */
+        int st = vae_norm_backward(m, l, B, (float *)g->d);
+        if (st != VF_OK)
+            return st;
+        st = backward_any_layer(m, L, B, x, at_first ? ldx0 : L->in, c, ldc, g->d,
                                     at_first ? NULL : m->act[l - 1], dx);
         if (st != VF_OK)
             return st;
@@ -414,8 +419,8 @@ int vf_vae_shard_grads(vf_vae *m, int64_t B, const float *X, const vf_vae_rows *
 {
     if (!m || (B > 0 && !X) || !sums3)
         return VF_ERR_NULL;
-    if (vae_check_rows(m, rows) != VF_OK)
-        return VF_ERR_ARG;
+    if (vae_check_rows(m, rows) != VF_OK || vae_norm_has_batch_norm(m))
+        return VF_ERR_ARG; /* batch statistics of a shard are not the batch's */
     if (B < 0 || row0 < 0 || batch_total < 1 || row0 > batch_total - B ||
         !isfinite(kl_weight) || kl_weight < 0)
         return VF_ERR_ARG;

@@ -17,6 +17,7 @@ import vaefast
 from vaefast import _core
 from vaefast.reference import from_named
 from vaefast.reference import dropout as twin
+from vaefast.reference.hidden import HiddenLayer, loss as twin_loss
 from vaefast.reference.rng import reparam_eps
 
 D, Z, ENC, DEC = 7, 3, (6, 5), (4,)
@@ -91,10 +92,12 @@ def test_loss_and_gradients_match_twin_by_central_differences(on, central_differ
     w = named64(m)
     x64 = X.astype(np.float64)
 
+    enc = [HiddenLayer(k, p_enc) for k in masks[0]]
+    dec = [HiddenLayer(k, p_dec) for k in masks[1]]
+
     def f_of(key):
         def f(a):
-            return twin.loss(from_named({**w, key: a}, len(ENC), len(DEC)), x64, eps, masks,
-                             p_enc, p_dec)
+            return twin_loss(from_named({**w, key: a}, len(ENC), len(DEC)), x64, eps, enc, dec)
         return f
 
     np.testing.assert_allclose(loss, f_of("output.bias")(w["output.bias"]), rtol=1e-5)

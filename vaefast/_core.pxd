@@ -242,3 +242,9 @@ cdef extern from "norm.h" nogil:
     int vf_layer_norm_backward(int64_t M, int64_t N, const float *dz, int64_t lddz,
                                const float *xhat, int64_t ldxh, const float *inv_std,
                                float *dy, int64_t lddy)
+
+# ---- normalisation of the model's hidden layers (csrc/vae_norm.c) (_model.pxi)
+cdef extern from "vae_norm.h" nogil:
+    int vf_vae_set_norm(vf_vae *m, int batch_norm_sides, int layer_norm_sides)
+    int64_t vf_vae_norm_stats_size(const vf_vae *m)
+    float *vf_vae_norm_stats(vf_vae *m)

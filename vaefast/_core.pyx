@@ -9,6 +9,7 @@ releasing the GIL. Each part of the core has its own .pxi below; the C API
 they call is declared once, in _core.pxd."""
 
 from libc.stdint cimport int64_t, uint32_t, uint64_t
+from libc.string cimport memcpy
 
 
 class NonFiniteError(FloatingPointError):

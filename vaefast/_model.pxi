@@ -154,6 +154,36 @@ cdef class VAECore:
         """Training-only dropout rates of the encoder's and decoder's hidden layers."""
         check_status(vf_vae_set_dropout(self.m, encoder_rate, decoder_rate), "set_dropout")
 
+    def set_norm(self, int batch_norm_sides, int layer_norm_sides):
+        """Batch / layer normalisation of the hidden layers (sides: bit 0 the
+        encoder, bit 1 the decoder), once, before the parameters are set:
+        batch norm's scale and shift join the parameter buffer."""
+        check_status(vf_vae_set_norm(self.m, batch_norm_sides, layer_norm_sides), "set_norm")
+        self.num_params = vf_vae_num_params(self.m)
+
+    def get_norm_stats(self):
+        """Copy of the running statistics of the batch-norm layers."""
+        cdef int64_t n = vf_vae_norm_stats_size(self.m)
+        out = _np.empty(n, dtype=_np.float32)
+        cdef float[::1] o = out
+        with self.reading():
+            if n > 0:
+                memcpy(&o[0], vf_vae_norm_stats(self.m), n * sizeof(float))
+        return out
+
+    def set_norm_stats(self, const float[::1] values):
+        """Overwrite the running statistics (vf_vae_norm_stats_size floats)."""
+        cdef int64_t n = vf_vae_norm_stats_size(self.m)
+        if values.shape[0] != n:
+            raise ValueError(f"values must hold {n} floats, got {values.shape[0]}")
+        self._check_can_write("set_norm_stats")
+        if n == 0:
+            return
+        with nogil:
+            vf_vae_lock(self.m, 1)
+            memcpy(vf_vae_norm_stats(self.m), &values[0], n * sizeof(float))
+            vf_vae_unlock(self.m)
+
     def __dealloc__(self):
         vf_vae_destroy(self.m)
         self.m = NULL

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional, TypeVar, Union, cast
 import numpy as np
 from numpy.typing import NDArray
 
-from . import _anndata_setup, _rows
+from . import _anndata_setup, _hidden_options, _rows
 from ._spec.limits import LIMITS
 from ._typing import F32
 from ._validation import as_int
@@ -100,7 +100,7 @@ class ScviToolsMethods:
         setup = _anndata_setup.make_setup(adata, layer, batch_key,
                                           categorical_covariate_keys,
                                           continuous_covariate_keys)
-        model_kwargs = {"dropout_rate": 0.1, "dropout_on": "encoder", **model_kwargs}
+        model_kwargs = {**_hidden_options.SCVI_DEFAULTS, **model_kwargs}
         model = cls(adata.n_vars, n_conditions=_anndata_setup.n_conditions(setup),
                     **model_kwargs)
         model.anndata_setup_ = setup

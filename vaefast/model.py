@@ -127,17 +127,17 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods):
         0.5·log 2π per feature), one learned log-variance per feature, or a
         log-variance per sample and feature from a second output head; a
         learned log-variance is floored at -10 (in the kernel).
-    dropout_rate : float in [0, 1), dropout_on : {"encoder", "decoder", "both"}
-        Training-only inverted dropout after the ReLU of those hidden layers,
-        its mask a function of (seed, step, layer, row, column).
+    dropout_rate, dropout_on, use_batch_norm, use_layer_norm
+        Hidden-layer dropout (rate in [0, 1) on "encoder", "decoder", "both")
+        and normalisation ("none" or a side): vaefast/_hidden_options.py.
     """
 
     def __init__(self, n_features: int, hidden: "int | Sequence[int]" = (400,),
                  latent_dim: int = 20, likelihood: str = _likelihoods.DEFAULT,
                  beta: float = 1.0, seed: int = 0,
                  decoder_hidden: "int | Sequence[int] | None" = None, n_conditions: int = 0,
-                 variance: str = "unit", dropout_rate: float = 0.0,
-                 dropout_on: str = "both") -> None:
+                 variance: str = "unit", dropout_rate: float = 0.0, dropout_on: str = "both",
+                 use_batch_norm: str = "none", use_layer_norm: str = "none") -> None:
         self.n_features = as_int(n_features, "n_features", minimum=1)
         self.hidden = _as_widths(hidden, "hidden")
         self.latent_dim = as_int(latent_dim, "latent_dim", minimum=1)
@@ -160,11 +160,11 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods):
                                    list(self.decoder_hidden), self.latent_dim,
                                    self._lik.code, self.beta, self.n_conditions,
                                    self.variance)
-        self.dropout_rate, self.dropout_on = _hidden_options.configure(
-            self._core, dropout_rate, dropout_on)
+        bn = _hidden_options.configure(self, dropout_rate, dropout_on, use_batch_norm,
+                                       use_layer_norm)
         self._layout = Layout(self.n_features, self.hidden, self.latent_dim,
                               self.decoder_hidden, self.n_conditions, self.likelihood,
-                              self.variance)
+                              self.variance, bn)
         core_offsets = [self._core.layer_info(i) for i in range(self._core.n_layers)]
         if (core_offsets != self._layout.offsets()
                 or self._core.num_params != self._layout.n_params):
@@ -589,7 +589,7 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods):
                 "beta": self.beta, "seed": self.seed,
                 "decoder_hidden": list(self.decoder_hidden),
                 "n_conditions": self.n_conditions, "variance": self.variance,
-                **_hidden_options.config_entries(self.dropout_rate, self.dropout_on)}
+                **_hidden_options.config_entries(self)}
 
     def __repr__(self) -> str:
         return (f"VAE(n_features={self.n_features}, hidden={self.hidden}, "

@@ -20,6 +20,10 @@ Buffer order (forward order; each layer is W (in×out, row-major) then b (out)):
                 negative_binomial, scvi_nb and zinb (log θ, the inverse
                 dispersion, per gene)
 
+    batch norm  per batch-normalised hidden layer, in forward order, its scale
+                then its shift (width each; ``{layer}.batch_norm.weight/bias``),
+                only with use_batch_norm (csrc/vae_norm.c)
+
 C = n_conditions (0 for an unconditional model: the layout is then exactly the
 one of format version 1).
 """
@@ -51,7 +55,8 @@ class Layout:
 
     def __init__(self, n_features: int, hidden: Sequence[int], latent_dim: int,
                  decoder_hidden: Sequence[int], n_conditions: int = 0,
-                 likelihood: str = likelihoods.DEFAULT, variance: str = "unit") -> None:
+                 likelihood: str = likelihoods.DEFAULT, variance: str = "unit",
+                 batch_norm: Sequence[tuple[str, int]] = ()) -> None:
         D, Z, C = n_features, latent_dim, n_conditions
         self.latent_dim, self.n_features = Z, D
         self.variance = variance
@@ -74,7 +79,13 @@ class Layout:
             off += n_in * n_out + n_out
         extra_key = likelihoods.REGISTRY[likelihood].extra_param_key(variance)
         self.extra = (extra_key, off, D) if extra_key else None
-        self.n_params = off + (D if extra_key else 0)
+        off += D if extra_key else 0
+        # (key prefix, offset of the scale, width) of each batch-norm layer
+        self.norms: list[tuple[str, int, int]] = []
+        for name, width in batch_norm:
+            self.norms.append((f"{name}.batch_norm", off, width))
+            off += 2 * width
+        self.n_params = off
 
 
     # ------------------------------------------------------------ naming
@@ -111,7 +122,15 @@ class Layout:
             shapes[key] = (n_in, width) if part == "W" else (width,)
         if self.extra:
             shapes[self.extra[0]] = (self.extra[2],)
+        for key, _, width in self.norms:
+            shapes[f"{key}.weight"] = shapes[f"{key}.bias"] = (width,)
         return shapes
+
+    def _norm_views(self, flat: NDArray[_D]) -> dict[str, NDArray[_D]]:
+        """Public key -> view of flat, for the batch-norm scales and shifts."""
+        return {k: v for key, off, w in self.norms
+                for k, v in ((f"{key}.weight", flat[off:off + w]),
+                             (f"{key}.bias", flat[off + w:off + 2 * w]))}
 
     def named_from_flat(self, flat: F32) -> dict[str, F32]:
         """The flat buffer -> dict of public key -> float32 copy."""
@@ -120,6 +139,7 @@ class Layout:
         if self.extra:
             name, off, size = self.extra
             named[name] = flat[off:off + size].copy()
+        named.update((k, v.copy()) for k, v in self._norm_views(flat).items())
         return named
 
     def flat_from_named(self, weights: Mapping[str, object],
@@ -149,6 +169,8 @@ class Layout:
         if self.extra:
             name, off, size = self.extra
             flat[off:off + size] = arrays[name]
+        for k, view in self._norm_views(flat).items():
+            view[...] = arrays[k]
         return flat
 
     def offsets(self) -> list[tuple[int, int, int, int]]:
@@ -163,7 +185,8 @@ class Layout:
         Every layer draws W then b from U(−1/√in, 1/√in) (PyTorch nn.Linear's
         default), layer after layer in forward order from
         ``np.random.default_rng(seed)``. The per-feature likelihood
-        parameters start at 0 (unit variance; θ = 1) and draw nothing.
+        parameters start at 0 (unit variance; θ = 1) and draw nothing, as
+        do the batch-norm scales (1) and shifts (0), torch's defaults.
         """
         rng = np.random.default_rng(seed)
         flat = np.zeros(self.n_params, dtype=dtype)
@@ -171,6 +194,8 @@ class Layout:
             W, bias = init_layer(rng, n_in, n_out, dtype)
             flat[w:w + n_in * n_out] = W.ravel()
             flat[b:b + n_out] = bias
+        for key, view in self._norm_views(flat).items():
+            view[...] = 1.0 if key.endswith(".weight") else 0.0
         return flat
 
 

@@ -15,9 +15,11 @@ from typing import Any, Mapping, Optional
 from .._spec import likelihoods
 from ._likelihoods import likelihood_export
 
-# get_config() keys the exporters translate.
+# get_config() keys the exporters translate (dropout is training-only: the
+# exported inference is exact without it).
 KNOWN_CONFIG = frozenset({"n_features", "hidden", "latent_dim", "likelihood", "beta",
-                          "seed", "decoder_hidden", "n_conditions", "variance"})
+                          "seed", "decoder_hidden", "n_conditions", "variance",
+                          "dropout_rate", "dropout_on"})
 
 
 def exportable_config(model: object) -> dict[str, Any]:

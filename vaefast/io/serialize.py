@@ -23,6 +23,7 @@ from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional
 import numpy as np
 from numpy.typing import NDArray
 
+from .. import _hidden_options
 from .._internals import MOMENT1, MOMENT2, PARAMS, internals
 from .._typing import F32, StrPath
 from .._version import __version__
@@ -69,6 +70,7 @@ def _state_json(model: "VAE") -> str:
                                 "optimizer": model.optimizer_, "seed": int(model.seed)}
     if getattr(model, "anndata_setup_", None) is not None:  # VAE.from_anndata's keys
         state["anndata_setup"] = model.anndata_setup_
+    state.update(_hidden_options.state_entries(model))  # batch norm's running statistics
     return json.dumps(state, sort_keys=True)
 
 
@@ -224,6 +226,7 @@ def _restore(model: "VAE", path: StrPath, state: Mapping[str, Any], params: F32,
     model.step_ = int(state["step"])
     model.epoch_ = int(state["epoch"])
     model.optimizer_ = state["optimizer"]
+    _hidden_options.restore_state(model, state, path)
     setup = state.get("anndata_setup")  # absent from files of models not from_anndata
     if setup is not None:
         from .._anndata_setup import check_stored

@@ -16,18 +16,18 @@ from .. import _core
 from .._typing import ArrayLike, F32
 from .._validation import as_float, as_float32_array, require_finite
 
-__all__ = ["BatchNormCache", "LayerNormCache", "batch_norm", "batch_norm_backward",
+__all__ = ["batch_norm", "batch_norm_backward",
            "batch_norm_inference", "layer_norm", "layer_norm_backward"]
 
 
-class BatchNormCache(NamedTuple):
+class _BatchNormCache(NamedTuple):
     """What batch_norm keeps for its backward pass."""
     xhat: F32     # (M, N) the normalised input
     inv_std: F32  # (N,) 1 / sqrt(batch variance + eps)
     gamma: F32    # (N,)
 
 
-class LayerNormCache(NamedTuple):
+class _LayerNormCache(NamedTuple):
     """What layer_norm keeps for its backward pass."""
     xhat: F32     # (M, N)
     inv_std: F32  # (M,)
@@ -48,6 +48,12 @@ def _vector(value: object, name: str, n: int) -> F32:
     return arr
 
 
+def _cache(cache: object, kind: type, made_by: str) -> None:
+    if not isinstance(cache, kind):
+        raise TypeError(f"cache must be the cache {made_by} returned, got "
+                        f"{type(cache).__name__}")
+
+
 def _act(relu: object) -> int:
     if not isinstance(relu, (bool, np.bool_)):
         raise TypeError(f"relu must be a bool, got {type(relu).__name__}")
@@ -61,7 +67,7 @@ def _eps(eps: object) -> float:
 def batch_norm(y: ArrayLike, gamma: ArrayLike, beta: ArrayLike, eps: float = 1e-3,
                momentum: float = 0.01, relu: bool = False,
                running_mean: Optional[F32] = None,
-               running_var: Optional[F32] = None) -> tuple[F32, BatchNormCache]:
+               running_var: Optional[F32] = None) -> tuple[F32, _BatchNormCache]:
     """Batch normalisation in training: act(gamma·(y − mean)/sqrt(var + eps) + beta).
 
     Parameters
@@ -95,7 +101,7 @@ def batch_norm(y: ArrayLike, gamma: ArrayLike, beta: ArrayLike, eps: float = 1e-
     inv_std = np.empty(N, np.float32)
     _core.batch_norm_train_into(y, gamma, beta, _eps(eps), mom, _act(relu), out, xhat,
                                 inv_std, running_mean, running_var)
-    return out, BatchNormCache(xhat, inv_std, gamma)
+    return out, _BatchNormCache(xhat, inv_std, gamma)
 
 
 def batch_norm_inference(y: ArrayLike, gamma: ArrayLike, beta: ArrayLike,
@@ -114,9 +120,10 @@ def batch_norm_inference(y: ArrayLike, gamma: ArrayLike, beta: ArrayLike,
     return out
 
 
-def batch_norm_backward(dz: ArrayLike, cache: BatchNormCache) -> tuple[F32, F32, F32]:
+def batch_norm_backward(dz: ArrayLike, cache: _BatchNormCache) -> tuple[F32, F32, F32]:
     """Gradients (dy (M, N), dgamma (N,), dbeta (N,)) from dz = dL/d(affine
     output), already masked by a ReLU if there was one."""
+    _cache(cache, _BatchNormCache, "batch_norm")
     xhat, inv_std, gamma = cache
     dz = _matrix(dz, "dz")
     if dz.shape != xhat.shape:
@@ -129,17 +136,18 @@ def batch_norm_backward(dz: ArrayLike, cache: BatchNormCache) -> tuple[F32, F32,
 
 
 def layer_norm(y: ArrayLike, eps: float = 1e-5,
-               relu: bool = False) -> tuple[F32, LayerNormCache]:
+               relu: bool = False) -> tuple[F32, _LayerNormCache]:
     """Layer normalisation without affine, per row: act((y − mean)/sqrt(var + eps))."""
     y = _matrix(y, "y")
     out, xhat = np.empty_like(y), np.empty_like(y)
     inv_std = np.empty(y.shape[0], np.float32)
     _core.layer_norm_forward_into(y, _eps(eps), _act(relu), out, xhat, inv_std)
-    return out, LayerNormCache(xhat, inv_std)
+    return out, _LayerNormCache(xhat, inv_std)
 
 
-def layer_norm_backward(dz: ArrayLike, cache: LayerNormCache) -> F32:
+def layer_norm_backward(dz: ArrayLike, cache: _LayerNormCache) -> F32:
     """dy (M, N) from dz = dL/d(normalised y), masked by a ReLU if there was one."""
+    _cache(cache, _LayerNormCache, "layer_norm")
     xhat, inv_std = cache
     dz = _matrix(dz, "dz")
     if dz.shape != xhat.shape:

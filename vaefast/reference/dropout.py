@@ -1,22 +1,18 @@
 """NumPy twin of the hidden layers' dropout (csrc/vae_dropout.c).
 
 The keep mask is drawn from the same Philox4x32-10 blocks as the kernel
-(counter layout in csrc/vae_dropout.c), so twin and core agree bit for bit;
-``loss`` is the model's batch-mean negative ELBO with given masks, the
-float64 oracle of the core's training loss (and, by central differences, of
-its gradients).
+(counter layout in csrc/vae_dropout.c), so twin and core agree bit for bit.
+The model's training loss with dropout and normalisation: hidden.py.
 """
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 from numpy.typing import NDArray
 
-from . import (Params, encoder_input, linear_forward, per_sample_loss,
-               reparam_forward, split_head)
 from .rng import _seed_key, philox4x32_10
 
-__all__ = ["DROPOUT_TAG", "dropout_mask", "layer_masks", "loss"]
+__all__ = ["DROPOUT_TAG", "dropout_mask", "layer_masks"]
 
 DROPOUT_TAG = 0x40000000
 
@@ -50,25 +46,3 @@ def layer_masks(seed: int, step: int, row0: int, M: int, enc_widths: Sequence[in
     dec = [dropout_mask(seed, step, E + 1 + i, row0, M, w, p_dec)
            for i, w in enumerate(dec_widths)]
     return enc, dec
-
-
-def _mlp(layers: Sequence[tuple[F64, F64]], x: F64, masks: Sequence[F64], p: float) -> F64:
-    for (W, b), keep in zip(layers, masks):
-        x = linear_forward(x, W, b, "relu") * keep / (1.0 - p)
-    return x
-
-
-def loss(params: Params, x: F64, eps: F64, masks: tuple[Sequence[F64], Sequence[F64]],
-         p_enc: float, p_dec: float, likelihood: str = "bernoulli", beta: float = 1.0,
-         size_factors: Optional[F64] = None) -> float:
-    """Batch-mean negative ELBO with inverted dropout: each hidden layer's
-    ReLU output times keep / (1 − p)."""
-    h = _mlp(params["encoder"], encoder_input(likelihood, x), masks[0], p_enc)
-    head_out = linear_forward(h, *params["head"])
-    mu, logvar = split_head(head_out)
-    z = reparam_forward(mu, logvar, eps)
-    g = _mlp(params["decoder"], z, masks[1], p_dec)
-    out = linear_forward(g, *params["output"])
-    cache = {"out": out, "mu": mu, "logvar": logvar}
-    total, _, _ = per_sample_loss(cache, x, likelihood, beta, params, size_factors)
-    return float(total.mean())

@@ -8,7 +8,7 @@ model: a model is driven through its public methods and vaefast/_internals.py.
 
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 
-from .. import _anndata_setup, _fit_options, _rows
+from .. import _anndata_setup, _fit_options, _hidden_options, _rows
 from .._internals import internals
 from . import loop, streaming
 from .history import History
@@ -31,6 +31,7 @@ def make_source(model: "VAE", X: Any, batch_size: int, comm: Any, buffer_rows: O
         raise ValueError("c= and size_factors= are not supported with comm= yet: train a "
                          "conditional or size-factor model in one process")
     X = _rows.resolve(X, "X", layer)
+    _hidden_options.check_fit(model, getattr(X, "shape", (None,))[0], batch_size, comm)
     if comm is not None:
         from .data_parallel import ShardSource
 

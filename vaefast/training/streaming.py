@@ -31,6 +31,7 @@ from typing import (TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, 
 
 import numpy as np
 
+from .. import _hidden_options
 from .._arrays import is_dask_array as _is_dask_array
 from .._arrays import row_chunked as _row_chunked
 from .._internals import Internals, internals
@@ -160,7 +161,8 @@ class RandomAccessSource(OneProcessSource):
             default_rows = buffer_rows
         else:  # Rows: a batch at a time unless buffer_rows asks for more
             self.take = inner.check_rows(X).take
-            if sparse_first_layer and X.sparse and model.n_conditions == 0:
+            if (sparse_first_layer and X.sparse and model.n_conditions == 0
+                    and not _hidden_options.first_layer_normalised(model)):
                 self.take_csr = X.take_csr
             default_rows = batch_size if buffer_rows is None else buffer_rows
         self.model = model

@@ -1,0 +1,272 @@
+"""The VAE with batch / layer normalisation on its hidden layers
+(csrc/vae_norm.c, vaefast/_hidden_options.py) against the float64 twin
+(vaefast/reference/hidden.py) by central differences, against a PyTorch
+model with BatchNorm1d / LayerNorm, and for threads, save/load and checks.
+
+Tolerances as in test_dropout.py: float32 loss rtol 1e-5; gradients through
+float32 GEMMs and normalisations rtol 1e-4 with atol 1e-4 × max |gradient|.
+"""
+
+import pickle
+
+import numpy as np
+import pytest
+
+import vaefast
+from vaefast.reference import from_named
+from vaefast.reference import norm as norm_twin
+from vaefast.reference.dropout import layer_masks
+from vaefast.reference.hidden import BN_EPS, BN_MOMENTUM, LN_EPS, HiddenLayer, loss as twin_loss
+from vaefast.reference.rng import reparam_eps
+
+D, Z, ENC, DEC = 7, 3, (6, 5), (4,)
+CONFIGS = {
+    "bn_both": dict(use_batch_norm="both"),
+    "ln_both": dict(use_layer_norm="both"),
+    "bn_enc_ln_dec_dropout": dict(use_batch_norm="encoder", use_layer_norm="both",
+                                  dropout_rate=0.3),
+}
+
+
+def model(seed=3, **kw):
+    return vaefast.VAE(D, hidden=ENC, decoder_hidden=DEC, latent_dim=Z, seed=seed, **kw)
+
+
+def data(B, seed=0):
+    return (np.random.default_rng(seed).random((B, D)) < 0.4).astype(np.float32)
+
+
+def on(option, side):
+    return option in (side, "both")
+
+
+def twin_layers(m, w, B):
+    """The HiddenLayer list of each side for model m, weights w, at its step."""
+    p = m.dropout_rate
+    p_enc = p if on(m.dropout_on, "encoder") else 0.0
+    p_dec = p if on(m.dropout_on, "decoder") else 0.0
+    masks = layer_masks(m.seed, m.step_, 0, B, ENC, DEC, p_enc, p_dec)
+    out = []
+    for side, widths, keeps, rate in (("encoder", ENC, masks[0], p_enc),
+                                      ("decoder", DEC, masks[1], p_dec)):
+        out.append([HiddenLayer(k if rate else None, rate,
+                                (w[f"{side}.{i}.batch_norm.weight"],
+                                 w[f"{side}.{i}.batch_norm.bias"])
+                                if on(m.use_batch_norm, side) else None,
+                                on(m.use_layer_norm, side))
+                    for i, k in enumerate(keeps)])
+    return out
+
+
+def perturbed(m, key):
+    """A fresh weight set with the batch-norm scales and shifts moved off
+    (1, 0), so that their gradients are tested at a generic point."""
+    rng = np.random.default_rng(7)
+    w = m.get_weights()
+    for k in w:
+        if ".batch_norm." in k:
+            w[k] = (w[k] + rng.uniform(-0.5, 0.5, w[k].shape)).astype(np.float32)
+    m.set_weights(w)
+    return {k: v.astype(np.float64) for k, v in w.items()}
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_loss_and_gradients_match_twin_by_central_differences(name, central_differences):
+    m = model(**CONFIGS[name])
+    m.step_ = 5
+    w = perturbed(m, name)
+    X = data(9)
+    loss, grads = m.loss_and_grad(X)
+    enc, dec = twin_layers(m, w, 9)
+    eps = reparam_eps(m.seed, m.step_, 0, 9, Z)
+    x64 = X.astype(np.float64)
+
+    def f_of(key):
+        def f(a):
+            ww = {**w, key: a}
+            e, d = twin_layers(m, ww, 9)
+            return twin_loss(from_named(ww, len(ENC), len(DEC)), x64, eps, e, d)
+        return f
+
+    np.testing.assert_allclose(loss, twin_loss(from_named(w, len(ENC), len(DEC)), x64, eps,
+                                               enc, dec), rtol=1e-5)
+    assert set(grads) == set(w)
+    for key in w:
+        want = central_differences(f_of(key), w[key])
+        np.testing.assert_allclose(grads[key], want, rtol=1e-4,
+                                   atol=1e-4 * np.abs(want).max() + 1e-7, err_msg=key)
+
+
+def test_matches_torch_model_with_batchnorm1d_and_layernorm():
+    torch = pytest.importorskip("torch")
+    m = model(use_batch_norm="both", use_layer_norm="decoder")
+    w = perturbed(m, "torch")
+    X = data(12, seed=1)
+    before = m._core.get_norm_stats()
+    loss, grads = m.loss_and_grad(X)
+    eps = torch.tensor(reparam_eps(m.seed, m.step_, 0, 12, Z))
+    t = {k: torch.tensor(v, requires_grad=True) for k, v in w.items()}
+    bns = {}
+
+    def hidden(x, side, i, width, layer_norm):
+        y = x @ t[f"{side}.{i}.weight"] + t[f"{side}.{i}.bias"]
+        stats = bns[f"{side}.{i}"] = (torch.zeros(width, dtype=torch.float64),
+                                      torch.ones(width, dtype=torch.float64))
+        y = torch.nn.functional.batch_norm(  # BatchNorm1d's maths, training mode
+            y, *stats, t[f"{side}.{i}.batch_norm.weight"], t[f"{side}.{i}.batch_norm.bias"],
+            training=True, momentum=BN_MOMENTUM, eps=BN_EPS)
+        if layer_norm:
+            y = torch.nn.functional.layer_norm(y, (width,), eps=LN_EPS)
+        return torch.relu(y)
+
+    h = torch.tensor(X, dtype=torch.float64)
+    for i, width in enumerate(ENC):
+        h = hidden(h, "encoder", i, width, False)
+    mu = h @ t["mu.weight"] + t["mu.bias"]
+    logvar = torch.clamp(h @ t["logvar.weight"] + t["logvar.bias"], -30.0, 30.0)
+    g = mu + torch.exp(0.5 * logvar) * eps
+    for i, width in enumerate(DEC):
+        g = hidden(g, "decoder", i, width, True)
+    out = g @ t["output.weight"] + t["output.bias"]
+    recon = torch.nn.functional.binary_cross_entropy_with_logits(
+        out, torch.tensor(X, dtype=torch.float64), reduction="none").sum(1)
+    kl = 0.5 * (torch.exp(logvar) + mu ** 2 - 1 - logvar).sum(1)
+    want_loss = (recon + kl).mean()
+    want_loss.backward()
+    np.testing.assert_allclose(loss, want_loss.item(), rtol=1e-5)
+    for k, v in t.items():
+        want = v.grad.numpy()
+        np.testing.assert_allclose(grads[k], want, rtol=1e-4,
+                                   atol=1e-4 * np.abs(want).max() + 1e-7, err_msg=k)
+    # running statistics: forward order, each layer's mean then variance
+    np.testing.assert_array_equal(before, np.concatenate(
+        [np.r_[np.zeros(n), np.ones(n)] for n in (*ENC, *DEC)]).astype(np.float32))
+    want_stats = np.concatenate([np.r_[mean.numpy(), var.numpy()] for mean, var in bns.values()])
+    np.testing.assert_allclose(m._core.get_norm_stats(), want_stats, rtol=1e-5, atol=1e-7)
+
+
+def test_inference_uses_the_running_statistics():
+    m = model(use_batch_norm="both", use_layer_norm="encoder", dropout_rate=0.2)
+    X = data(200, seed=2)
+    m.fit(X, epochs=3, batch_size=32, progress=False)
+    stats = m._core.get_norm_stats().astype(np.float64)
+    assert not np.array_equal(stats[:ENC[0]], np.zeros(ENC[0]))  # they moved
+    w = {k: v.astype(np.float64) for k, v in m.get_weights().items()}
+    h, off = X.astype(np.float64), 0
+    for i, width in enumerate(ENC):
+        y = h @ w[f"encoder.{i}.weight"] + w[f"encoder.{i}.bias"]
+        y = norm_twin.batch_norm_infer(y, w[f"encoder.{i}.batch_norm.weight"],
+                                       w[f"encoder.{i}.batch_norm.bias"],
+                                       stats[off:off + width], stats[off + width:off + 2 * width],
+                                       BN_EPS)
+        h = norm_twin.layer_norm_forward(y, LN_EPS, relu=True)[0]
+        off += 2 * width
+    mu, logvar = m.encode(X)
+    np.testing.assert_allclose(mu, h @ w["mu.weight"] + w["mu.bias"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(logvar, h @ w["logvar.weight"] + w["logvar.bias"], rtol=1e-4,
+                               atol=1e-5)
+    # inference is a function of the row alone: no batch statistics
+    np.testing.assert_array_equal(m.encode(X[:1])[0], mu[:1])
+
+
+def fit_state(threads, **kw):
+    vaefast.set_num_threads(threads)
+    m = vaefast.VAE(40, hidden=(300,), latent_dim=8, likelihood="poisson", seed=1,
+                    use_batch_norm="both", use_layer_norm="decoder", dropout_rate=0.1, **kw)
+    X = np.random.default_rng(2).poisson(1.0, (520, 40)).astype(np.float32)
+    m.fit(X, epochs=2, batch_size=256, progress=False)
+    return m.get_weights(), m._core.get_norm_stats()
+
+
+def test_seeded_fit_bit_identical_for_1_2_3_threads(threads_setting):
+    want_w, want_s = fit_state(1)
+    for threads in (2, 3):
+        got_w, got_s = fit_state(threads)
+        np.testing.assert_array_equal(got_s, want_s, err_msg=f"{threads} threads")
+        for k in want_w:
+            np.testing.assert_array_equal(got_w[k], want_w[k], err_msg=f"{threads}: {k}")
+
+
+def test_sparse_input_trains_as_dense_with_a_normalised_first_layer():
+    sp = pytest.importorskip("scipy.sparse")
+    X = np.random.default_rng(4).poisson(0.5, (90, D)).astype(np.float32)
+    runs = []
+    for data_ in (X, sp.csr_matrix(X)):
+        m = model(use_batch_norm="encoder", likelihood="poisson")
+        m.fit(data_, epochs=2, batch_size=30, progress=False)
+        runs.append((m.get_weights(), m._core.get_norm_stats()))
+    for k in runs[0][0]:
+        np.testing.assert_array_equal(runs[1][0][k], runs[0][0][k], err_msg=k)
+    np.testing.assert_array_equal(runs[1][1], runs[0][1])
+
+
+@pytest.mark.parametrize("fmt", ["npz", "safetensors"])
+def test_save_load_and_pickle_carry_parameters_and_running_statistics(tmp_path, fmt):
+    X = data(64)
+    m = model(use_batch_norm="both", use_layer_norm="encoder", dropout_rate=0.2)
+    m.fit(X, epochs=1, batch_size=16, progress=False)
+    path = tmp_path / "m.vae"
+    m.save(path, format=fmt)
+    copies = [vaefast.VAE.load(path), pickle.loads(pickle.dumps(m))]
+    m.fit(X, epochs=1, batch_size=16, progress=False)
+    for c in copies:
+        assert c.get_config() == m.get_config()
+        c.fit(X, epochs=1, batch_size=16, progress=False)
+        np.testing.assert_array_equal(c._core.get_norm_stats(), m._core.get_norm_stats())
+        for k, v in m.get_weights().items():
+            np.testing.assert_array_equal(c.get_weights()[k], v, err_msg=k)
+        np.testing.assert_array_equal(c.encode(X)[0], m.encode(X)[0])
+
+
+def test_weights_layout_and_initial_values():
+    plain, m = model(), model(use_batch_norm="both")
+    w, w0 = m.get_weights(), plain.get_weights()
+    for k in w0:  # the other layers draw the same initial values
+        np.testing.assert_array_equal(w[k], w0[k], err_msg=k)
+    for side, widths in (("encoder", ENC), ("decoder", DEC)):
+        for i, width in enumerate(widths):
+            np.testing.assert_array_equal(w[f"{side}.{i}.batch_norm.weight"], np.ones(width))
+            np.testing.assert_array_equal(w[f"{side}.{i}.batch_norm.bias"], np.zeros(width))
+    assert m.num_params() == plain.num_params() + 2 * (sum(ENC) + sum(DEC))
+    assert "use_batch_norm" not in plain.get_config()
+
+
+@pytest.mark.parametrize("kw, name", [
+    ({"use_batch_norm": "yes"}, "use_batch_norm"),
+    ({"use_batch_norm": None}, "use_batch_norm"),
+    ({"use_layer_norm": True}, "use_layer_norm"),
+])
+def test_bad_options_name_themselves(kw, name):
+    with pytest.raises(ValueError, match=name):
+        model(**kw)
+
+
+def test_fit_refuses_a_one_row_batch_and_comm():
+    m = model(use_batch_norm="encoder")
+    with pytest.raises(ValueError, match="batch_size"):
+        m.fit(data(33), epochs=1, batch_size=32, progress=False)
+    with pytest.raises(ValueError):  # the core refuses one row, too
+        m.loss_and_grad(data(1))
+
+
+def test_fit_refuses_data_parallel_batch_norm():
+    MPI = pytest.importorskip("mpi4py.MPI")
+    with pytest.raises(ValueError, match="comm"):
+        model(use_batch_norm="both").fit(data(32), epochs=1, batch_size=16, progress=False,
+                                         comm=MPI.COMM_SELF)
+
+
+def test_exporters_refuse_normalised_models():
+    m = model(use_layer_norm="decoder")
+    from vaefast.interop._model_spec import exportable_config
+
+    with pytest.raises(NotImplementedError, match="use_layer_norm"):
+        exportable_config(m)
+    assert exportable_config(model(dropout_rate=0.1))["dropout_rate"] == 0.1
+
+
+def test_from_anndata_uses_scvi_defaults():
+    ad = pytest.importorskip("anndata")
+    adata = ad.AnnData(np.random.default_rng(0).poisson(1.0, (10, D)).astype(np.float32))
+    m = vaefast.VAE.from_anndata(adata, hidden=(4,), latent_dim=2, likelihood="poisson")
+    assert (m.use_batch_norm, m.use_layer_norm) == ("both", "none")
