@@ -20,7 +20,7 @@ from ._validation import as_float
 if TYPE_CHECKING:
     from .model import VAE
 
-__all__ = ["SIDES", "NORM_SIDES", "SCVI_DEFAULTS", "configure", "config_entries",
+__all__ = ["HiddenOptions", "SIDES", "NORM_SIDES", "SCVI_DEFAULTS", "configure", "config_entries",
            "state_entries", "restore_state", "check_fit", "first_layer_normalised"]
 
 SIDES = ("encoder", "decoder", "both")
@@ -28,6 +28,16 @@ NORM_SIDES = ("none", *SIDES)
 _BITS = {"none": 0, "encoder": 1, "decoder": 2, "both": 3}
 SCVI_DEFAULTS = {"dropout_rate": 0.1, "dropout_on": "encoder", "use_batch_norm": "both"}
 _STATE_KEY = "batch_norm_running_stats"
+
+
+class HiddenOptions:
+    """The options as attributes of the VAE (a base class of it); set by
+    configure, from the constructor's arguments."""
+
+    dropout_rate: float  # in [0, 1)
+    dropout_on: str      # one of SIDES
+    use_batch_norm: str  # one of NORM_SIDES
+    use_layer_norm: str  # one of NORM_SIDES
 
 
 def _choice(value: object, name: str, choices: tuple[str, ...]) -> str:

@@ -72,7 +72,7 @@ def _as_widths(value: object, name: str) -> tuple[int, ...]:
     return tuple(as_int(w, f"{name}[{i}]", minimum=1) for i, w in enumerate(widths))
 
 
-class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods):
+class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods, _hidden_options.HiddenOptions):
     """A variational autoencoder trained and run by vaefast's C core.
 
     Encoder: ReLU MLP ``n_features → hidden…``, then one linear head giving

@@ -46,11 +46,11 @@ def loss(params: Params, x: F64, eps: F64, encoder: Sequence[HiddenLayer],
     """Batch-mean negative ELBO in training mode, noise eps (B, Z)."""
     h = encoder_input(likelihood, x)
     for (W, b), layer in zip(params["encoder"], encoder):
-        h = layer(linear_forward(h, W, b))
+        h = layer(np.asarray(linear_forward(h, W, b), np.float64))
     mu, logvar = split_head(linear_forward(h, *params["head"]))
     g = reparam_forward(mu, logvar, eps)
     for (W, b), layer in zip(params["decoder"], decoder):
-        g = layer(linear_forward(g, W, b))
+        g = layer(np.asarray(linear_forward(g, W, b), np.float64))
     cache = {"out": linear_forward(g, *params["output"]), "mu": mu, "logvar": logvar}
     total, _, _ = per_sample_loss(cache, x, likelihood, beta, params)
     return float(total.mean())

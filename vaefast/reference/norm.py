@@ -64,4 +64,5 @@ def layer_norm_backward(dz: F64, xhat: F64, inv_std: F64) -> F64:
     """dy from dz = dL/dxhat.  [vf_layer_norm_backward]"""
     m1 = dz.mean(axis=1, keepdims=True)
     m2 = (dz * xhat).mean(axis=1, keepdims=True)
-    return inv_std[:, None] * (dz - m1 - xhat * m2)
+    dy: F64 = inv_std[:, None] * (dz - m1 - xhat * m2)
+    return dy
