@@ -84,15 +84,23 @@ static int64_t bn_train_blocks(const void *ctx, int64_t lo, int64_t hi)
     return 0;
 }
 
+/* Rows [lo, hi), a block of columns at a time: each column's 1/sqrt once
+ * per block, not per element. */
 static int64_t bn_infer_rows(const void *ctx, int64_t lo, int64_t hi)
 {
     const bn_call *c = ctx;
-    for (int64_t i = lo; i < hi; ++i)
-        for (int64_t j = 0; j < c->N; ++j) {
-            const float inv = 1.0f / sqrtf(c->rvar_in[j] + c->eps);
-            const float xh = (c->y[i * c->ldy + j] - c->rmean_in[j]) * inv;
-            c->out[i * c->ldo + j] = apply_act(c->gamma[j] * xh + c->beta[j], c->act);
-        }
+    float inv[NORM_COLS];
+    for (int64_t j0 = 0; j0 < c->N; j0 += NORM_COLS) {
+        const int64_t nb = c->N - j0 < NORM_COLS ? c->N - j0 : NORM_COLS;
+        for (int64_t j = 0; j < nb; ++j)
+            inv[j] = 1.0f / sqrtf(c->rvar_in[j0 + j] + c->eps);
+        for (int64_t i = lo; i < hi; ++i)
+            for (int64_t j = 0; j < nb; ++j) {
+                const float xh = (c->y[i * c->ldy + j0 + j] - c->rmean_in[j0 + j]) * inv[j];
+                c->out[i * c->ldo + j0 + j] =
+                    apply_act(c->gamma[j0 + j] * xh + c->beta[j0 + j], c->act);
+            }
+    }
     return 0;
 }
 

@@ -100,3 +100,17 @@ def _central_differences(f, a, h=1e-6):
 def central_differences():
     """The finite-difference oracle of the twins' gradients (a function)."""
     return _central_differences
+
+
+@pytest.fixture(scope="session")
+def torch_loss_hidden():
+    """tests/torch_reference.py's torch_loss_hidden (tests/ is no package:
+    the module is loaded by path)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).with_name("torch_reference.py")
+    spec = importlib.util.spec_from_file_location("vaefast_torch_reference_hidden", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.torch_loss_hidden

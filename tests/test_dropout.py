@@ -20,6 +20,7 @@ from vaefast.reference import dropout as twin
 from vaefast.reference.hidden import HiddenLayer, loss as twin_loss
 from vaefast.reference.rng import reparam_eps
 
+
 D, Z, ENC, DEC = 7, 3, (6, 5), (4,)
 
 
@@ -107,7 +108,7 @@ def test_loss_and_gradients_match_twin_by_central_differences(on, central_differ
                                    atol=1e-4 * np.abs(want).max() + 1e-7, err_msg=key)
 
 
-def test_gradients_match_torch_autograd():
+def test_gradients_match_torch_autograd(torch_loss_hidden):
     torch = pytest.importorskip("torch")
     p = 0.25
     m = small_model(p, "both")
@@ -116,23 +117,10 @@ def test_gradients_match_torch_autograd():
     loss, grads = m.loss_and_grad(X)
     (enc_masks, dec_masks), eps = twin_setup(m, 11, p, p)
     t = {k: torch.tensor(v, requires_grad=True) for k, v in named64(m).items()}
-    h = torch.tensor(X, dtype=torch.float64)
-    for i, keep in enumerate(enc_masks):
-        h = torch.relu(h @ t[f"encoder.{i}.weight"] + t[f"encoder.{i}.bias"])
-        h = h * torch.tensor(keep) / (1 - p)
-    mu = h @ t["mu.weight"] + t["mu.bias"]
-    logvar = torch.clamp(h @ t["logvar.weight"] + t["logvar.bias"], -30.0, 30.0)
-    g = mu + torch.exp(0.5 * logvar) * torch.tensor(eps)
-    for i, keep in enumerate(dec_masks):
-        g = torch.relu(g @ t[f"decoder.{i}.weight"] + t[f"decoder.{i}.bias"])
-        g = g * torch.tensor(keep) / (1 - p)
-    out = g @ t["output.weight"] + t["output.bias"]
-    recon = torch.nn.functional.binary_cross_entropy_with_logits(
-        out, torch.tensor(X, dtype=torch.float64), reduction="none").sum(1)
-    kl = 0.5 * (torch.exp(logvar) + mu ** 2 - 1 - logvar).sum(1)
-    want_loss = (recon + kl).mean()
-    want_loss.backward()
-    np.testing.assert_allclose(loss, want_loss.item(), rtol=1e-5)
+    masks = {"encoder": enc_masks, "decoder": dec_masks}
+    want_loss = torch_loss_hidden(
+        t, X, eps, lambda y, side, i: torch.relu(y) * torch.tensor(masks[side][i]) / (1 - p))
+    np.testing.assert_allclose(loss, want_loss, rtol=1e-5)
     for k, v in t.items():
         want = v.grad.numpy()
         np.testing.assert_allclose(grads[k], want, rtol=1e-4,

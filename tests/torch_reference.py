@@ -51,6 +51,33 @@ def torch_loss(weights, X, eps, likelihood, beta, n_enc, n_dec):
     return loss.item(), {k: v.grad.numpy() for k, v in t.items()}
 
 
+def torch_loss_hidden(t, X, eps, hidden):
+    """Batch-mean negative ELBO of a Bernoulli model from torch tensors t (the
+    get_weights() keys, float64, requires_grad) with hidden(y, side, i) giving
+    hidden layer i's output from its linear output y (norms, ReLU, dropout);
+    backward() is run, so the gradients are in t[key].grad."""
+    import torch
+
+    def mlp(h, side):
+        i = 0
+        while f"{side}.{i}.weight" in t:
+            h = hidden(h @ t[f"{side}.{i}.weight"] + t[f"{side}.{i}.bias"], side, i)
+            i += 1
+        return h
+
+    h = mlp(torch.tensor(X, dtype=torch.float64), "encoder")
+    mu = h @ t["mu.weight"] + t["mu.bias"]
+    logvar = torch.clamp(h @ t["logvar.weight"] + t["logvar.bias"], -30.0, 30.0)
+    out = mlp(mu + torch.exp(0.5 * logvar) * torch.tensor(eps), "decoder")
+    out = out @ t["output.weight"] + t["output.bias"]
+    recon = torch.nn.functional.binary_cross_entropy_with_logits(
+        out, torch.tensor(X, dtype=torch.float64), reduction="none").sum(1)
+    kl = 0.5 * (torch.exp(logvar) + mu ** 2 - 1 - logvar).sum(1)
+    loss = (recon + kl).mean()
+    loss.backward()
+    return loss.item()
+
+
 def dump_inputs(config, rows=11):
     """The data and noise of one dumped model (a pure function of its config)."""
     rng = np.random.default_rng(config["seed"])
