@@ -16,7 +16,7 @@ struct vae_norm {
     int64_t g[VAE_NL];    /* offset of gamma (beta follows) in params, or -1 */
     int64_t stat[VAE_NL]; /* offset of the running mean (var follows), or -1 */
     int ln[VAE_NL];       /* layer norm on layer l */
-    float *stats;
+    float *stats;   /* n_stats floats, then the step's pending update (n_stats) */
     int64_t n_stats;
     /* training workspace for `cap` rows: per layer, batch norm's xhat (cap×out)
      * and inv_std (out), layer norm's xhat (cap×out) and inv_std (cap) */
@@ -81,7 +81,7 @@ int vf_vae_set_norm(vf_vae *m, int batch_norm_sides, int layer_norm_sides)
         }
         n->ln[l] = (layer_norm_sides & side) != 0;
     }
-    n->stats = zeroed(n->n_stats);
+    n->stats = zeroed(2 * n->n_stats);
     if (!n->stats || grow_params(m, total) != VF_OK) {
         vf_os_aligned_free(n->stats);
         free(n);
@@ -171,13 +171,25 @@ int vae_norm_train_forward(vf_vae *m, int l, int64_t B)
     int st = reserve(m, B);
     const int64_t N = m->layers[l].out, g = n->g[l];
     float *Y = m->act[l];
+    /* the running statistics move into the pending copy; vae_norm_commit
+     * keeps them once the whole step is finite */
+    float *pending = n->stats + n->n_stats + (g >= 0 ? n->stat[l] : 0);
+    if (g >= 0)
+        memcpy(pending, n->stats + n->stat[l], (size_t)(2 * N) * sizeof(float));
     if (st == VF_OK && g >= 0)
         st = vf_batch_norm_train(B, N, Y, N, m->params + g, m->params + g + N, VAE_BN_EPS,
                                  VAE_BN_MOMENTUM, !n->ln[l], Y, N, n->xb[l], N, n->ib[l],
-                                 n->stats + n->stat[l], n->stats + n->stat[l] + N);
+                                 pending, pending + N);
     if (st == VF_OK && n->ln[l])
         st = vf_layer_norm_forward(B, N, Y, N, VAE_LN_EPS, 1, Y, N, n->xl[l], N, n->il[l]);
     return st;
+}
+
+void vae_norm_commit(vf_vae *m)
+{
+    if (vae_norm_has_batch_norm(m))
+        memcpy(m->norm->stats, m->norm->stats + m->norm->n_stats,
+               (size_t)m->norm->n_stats * sizeof(float));
 }
 
 int vae_norm_backward(vf_vae *m, int l, int64_t B, float *d)

@@ -34,9 +34,14 @@ float *vf_vae_norm_stats(vf_vae *m);
 void vae_norm_free(vf_vae *m);
 int vae_norm_has_batch_norm(const vf_vae *m);
 /* act[l] (B×out) in place: the GEMM's output -> normalised, ReLU; batch
- * statistics, their xhat kept for the backward pass, running statistics
- * updated. VF_ERR_ARG for B < 2 with batch norm, VF_ERR_NOMEM. */
+ * statistics, their xhat kept for the backward pass, the running
+ * statistics' update computed into a pending copy. VF_ERR_ARG for B < 2
+ * with batch norm, VF_ERR_NOMEM. */
 int vae_norm_train_forward(vf_vae *m, int l, int64_t B);
+/* Keep the pending running statistics: after a forward/backward pass that
+ * ended finite (a rejected step leaves them, like the parameters, as they
+ * were). */
+void vae_norm_commit(vf_vae *m);
 /* d (B×out): dL/d(layer l's ReLU output), masked by it -> dL/d(its GEMM
  * output), in place; batch norm's dgamma/dbeta into m->grads. */
 int vae_norm_backward(vf_vae *m, int l, int64_t B, float *d);

@@ -312,9 +312,11 @@ static int forward_backward(vf_vae *m, int64_t B, const float *X, const float *c
         (st = batch_means(m, B, mean_loss, mean_recon, mean_kl)) != VF_OK ||
         (st = layers_backward(m, E + 1, last, B, m->z, m->Z, c, ldc, &g, 1)) != VF_OK ||
         (st = latent_backward(m, B, eps, seed, step, kl_weight * m->beta * scale, &g)) != VF_OK ||
-        (st = layers_backward(m, sparse, E, B, x0, ldx0, c, ldc, &g, sparse)) != VF_OK)
+        (st = layers_backward(m, sparse, E, B, x0, ldx0, c, ldc, &g, sparse)) != VF_OK ||
+        (sparse && (st = vae_csr_first_weight_grad(m, B, g.d)) != VF_OK))
         return st;
-    return sparse ? vae_csr_first_weight_grad(m, B, g.d) : VF_OK;
+    vae_norm_commit(m); /* batch norm's running statistics: the step is finite */
+    return VF_OK;
 }
 
 int vf_vae_loss_and_grad(vf_vae *m, int64_t B, const float *X,

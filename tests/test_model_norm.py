@@ -258,3 +258,21 @@ def test_from_anndata_uses_scvi_defaults():
     adata = ad.AnnData(np.random.default_rng(0).poisson(1.0, (10, D)).astype(np.float32))
     m = vaefast.VAE.from_anndata(adata, hidden=(4,), latent_dim=2, likelihood="poisson")
     assert (m.use_batch_norm, m.use_layer_norm) == ("both", "none")
+
+
+def test_a_rejected_step_leaves_the_running_statistics():
+    """A step that turns non-finite changes no parameter (test_hardening) and,
+    likewise, no running statistic."""
+    m = model(use_batch_norm="both")
+    X = data(16)
+    m.loss_and_grad(X)
+    before, weights = m._core.get_norm_stats(), m.get_weights()
+    huge = weights["encoder.0.weight"].copy()
+    huge[:] = 3e38  # X·W overflows float32: the loss becomes NaN
+    m.set_weights({**weights, "encoder.0.weight": huge})
+    with pytest.raises(vaefast.NonFiniteError):
+        m.loss_and_grad(X)
+    np.testing.assert_array_equal(m._core.get_norm_stats(), before)
+    m.set_weights(weights)
+    m.loss_and_grad(X)  # a finite step moves them again
+    assert not np.array_equal(m._core.get_norm_stats(), before)
