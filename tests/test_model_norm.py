@@ -249,8 +249,40 @@ def test_exporters_refuse_normalised_models():
     from vaefast.interop._model_spec import exportable_config
 
     with pytest.raises(NotImplementedError, match="use_layer_norm"):
-        exportable_config(m)
+        exportable_config(m, fold_batch_norm=True)
+    with pytest.raises(NotImplementedError, match="use_batch_norm"):  # to_torch: no folding
+        exportable_config(model(use_batch_norm="both"))
     assert exportable_config(model(dropout_rate=0.1))["dropout_rate"] == 0.1
+
+
+@pytest.mark.parametrize("part", ["encoder", "decoder", "vae"])
+def test_onnx_export_folds_batch_norm(tmp_path, part):
+    """The exported graph (batch norm folded into the Linear layers) computes
+    what the model's inference computes: float32 rounding of the folding,
+    a few ulps of values O(1-10), hence rtol 1e-4 / atol 1e-4."""
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from vaefast import interop
+
+    m = model(use_batch_norm="both", dropout_rate=0.1, likelihood="gaussian")
+    X = np.random.default_rng(5).standard_normal((200, D)).astype(np.float32)
+    m.fit(X, epochs=3, batch_size=32, progress=False)
+    n = m._core.get_norm_stats().size  # statistics far from (0, 1): folding matters
+    m._core.set_norm_stats(np.random.default_rng(7).uniform(0.3, 2.0, n).astype(np.float32))
+    path = tmp_path / f"{part}.onnx"
+    interop.to_onnx(m, path, part=part)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    z = np.random.default_rng(6).standard_normal((50, Z)).astype(np.float32)
+    x_in = z if part == "decoder" else X[:50]
+    got = sess.run(None, {sess.get_inputs()[0].name: x_in})
+    if part == "encoder":
+        want = m.encode(X[:50])
+    elif part == "decoder":
+        want = (m.decode(z),)
+    else:
+        want = (m.decode(m.encode(X[:50])[0]),)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
 
 
 def test_from_anndata_uses_scvi_defaults():

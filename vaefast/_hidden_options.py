@@ -15,19 +15,21 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional
 import numpy as np
 
 from ._internals import internals
+from ._typing import F32
 from ._validation import as_float
 
 if TYPE_CHECKING:
     from .model import VAE
 
 __all__ = ["HiddenOptions", "SIDES", "NORM_SIDES", "SCVI_DEFAULTS", "configure", "config_entries",
-           "state_entries", "restore_state", "check_fit", "first_layer_normalised"]
+           "state_entries", "restore_state", "running_statistics", "BN_EPS", "check_fit", "first_layer_normalised"]
 
 SIDES = ("encoder", "decoder", "both")
 NORM_SIDES = ("none", *SIDES)
 _BITS = {"none": 0, "encoder": 1, "decoder": 2, "both": 3}
 SCVI_DEFAULTS = {"dropout_rate": 0.1, "dropout_on": "encoder", "use_batch_norm": "both"}
 _STATE_KEY = "batch_norm_running_stats"
+BN_EPS = 0.001  # csrc/vae_norm.h VAE_BN_EPS, for inference-only exporters
 
 
 class HiddenOptions:
@@ -61,9 +63,25 @@ def configure(model: "VAE", dropout_rate: object, dropout_on: object, use_batch_
     internals(model).core.set_dropout(rate if model.dropout_on != "decoder" else 0.0,
                             rate if model.dropout_on != "encoder" else 0.0)
     internals(model).core.set_norm(bn, _BITS[model.use_layer_norm])
+    return _batch_norm_layers(model)
+
+
+def _batch_norm_layers(model: "VAE") -> list[tuple[str, int]]:
+    """(get_weights() prefix, width) of each batch-normalised layer, in forward
+    order (the order of their parameters and running statistics)."""
+    bn = _BITS[model.use_batch_norm]
     sides = (("encoder", model.hidden, 1), ("decoder", model.decoder_hidden, 2))
     return [(f"{side}.{i}", w) for side, widths, bit in sides if bn & bit
             for i, w in enumerate(widths)]
+
+
+def running_statistics(model: "VAE") -> list[tuple[str, F32, F32]]:
+    """(prefix, running mean, running variance) of each batch-norm layer."""
+    stats, out, off = internals(model).core.get_norm_stats(), [], 0
+    for prefix, width in _batch_norm_layers(model):
+        out.append((prefix, stats[off:off + width], stats[off + width:off + 2 * width]))
+        off += 2 * width
+    return out
 
 
 def config_entries(model: "VAE") -> dict[str, Any]:

@@ -69,9 +69,12 @@ def to_onnx(model: "VAE", path: StrPath, part: Literal["vae", "encoder", "decode
     ------
     NotImplementedError
         For a likelihood or configuration option the exporter does not know
-        (named in the message).
+        (named in the message). Batch norm is exported folded into its
+        Linear (the inference affine of the running statistics); layer norm
+        is not exported yet.
     """
-    exportable_config(model)  # refuse what cannot be exported, onnx installed or not
+    # refuse what cannot be exported, onnx installed or not (batch norm folds)
+    exportable_config(model, fold_batch_norm=True)
     _require("onnx")
     from .onnx_export import to_onnx as _to_onnx
 

@@ -12,6 +12,9 @@ model is refused with NotImplementedError naming the option.
 
 from typing import Any, Mapping, Optional
 
+import numpy as np
+from numpy.typing import NDArray
+
 from .._spec import likelihoods
 from ._likelihoods import likelihood_export
 
@@ -22,22 +25,43 @@ KNOWN_CONFIG = frozenset({"n_features", "hidden", "latent_dim", "likelihood", "b
                           "dropout_rate", "dropout_on"})
 
 
-def exportable_config(model: object) -> dict[str, Any]:
+def exportable_config(model: object, fold_batch_norm: bool = False) -> dict[str, Any]:
     """The model's config after checking every option is one the exporters
     translate (an unknown option counts only when set: not None/0/False/empty).
     The config gains the defaults of options a model may lack (n_conditions 0,
-    variance "unit")."""
+    variance "unit"). With fold_batch_norm (an inference-only exporter), batch
+    norm is allowed: the exporter takes folded_weights() instead of the
+    weights."""
     from ..model import VAE
 
     if not isinstance(model, VAE):
         raise TypeError(f"model must be a vaefast.VAE, got {type(model).__name__}")
     config = {"n_conditions": 0, "variance": "unit", **model.get_config()}
     for key, value in config.items():
-        if key not in KNOWN_CONFIG and value not in (None, 0, False, (), [], {}):
+        known = key in KNOWN_CONFIG or (fold_batch_norm and key == "use_batch_norm")
+        if not known and value not in (None, 0, False, (), [], {}):
             raise NotImplementedError(
                 f"exporting a model with {key}={value!r} is not implemented")
     likelihood_export(config["likelihood"])  # NotImplementedError if unknown
     return config
+
+
+def folded_weights(model: Any) -> dict[str, NDArray[np.float32]]:
+    """get_weights() with each batch-normalised layer's inference affine
+    (running statistics) folded into its Linear: W·s and (b − mean)·s + beta
+    per column, s = gamma / sqrt(running var + eps), in float64, and the
+    batch_norm keys dropped; the plain weights without batch norm."""
+    from .. import _hidden_options
+
+    weights: dict[str, NDArray[np.float32]] = model.get_weights()
+    for prefix, mean, var in _hidden_options.running_statistics(model):
+        gamma = weights.pop(f"{prefix}.batch_norm.weight").astype(np.float64)
+        beta = weights.pop(f"{prefix}.batch_norm.bias").astype(np.float64)
+        s = gamma / np.sqrt(var.astype(np.float64) + _hidden_options.BN_EPS)
+        W, b = weights[f"{prefix}.weight"], weights[f"{prefix}.bias"]
+        weights[f"{prefix}.weight"] = (W * s).astype(np.float32)
+        weights[f"{prefix}.bias"] = ((b - mean) * s + beta).astype(np.float32)
+    return weights
 
 
 def layer_names(n_encoder_hidden: int, n_decoder_hidden: int) -> list[str]:

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 from .._spec.limits import LIMITS, LOGVAR_RANGE
 from .._validation import as_int
 from ._likelihoods import likelihood_export
-from ._model_spec import exportable_config
+from ._model_spec import exportable_config, folded_weights
 
 PARTS = ("encoder", "decoder", "vae")
 MIN_OPSET = 13  # Gemm-13 and Clip with min/max inputs
@@ -116,7 +116,7 @@ def build_onnx(model: "VAE", part: str = "vae", opset: int = 17) -> Any:
     """The ONNX ModelProto of one part of `model` (see the module docstring)."""
     import onnx
 
-    config = exportable_config(model)
+    config = exportable_config(model, fold_batch_norm=True)
     if part not in PARTS:
         raise ValueError(f"part must be one of {PARTS}, got {part!r}")
     opset = as_int(opset, "opset", minimum=MIN_OPSET)
@@ -125,7 +125,7 @@ def build_onnx(model: "VAE", part: str = "vae", opset: int = 17) -> Any:
         raise ValueError(f"opset must be <= {newest} (the installed onnx {onnx.__version__} "
                          f"knows no later one), got {opset}")
     D, Z = config["n_features"], config["latent_dim"]
-    g = _GraphBuilder(onnx, model.get_weights())
+    g = _GraphBuilder(onnx, folded_weights(model))  # batch norm: inference affine folded
 
     def tensor(name: str, width: int) -> Any:
         return onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, ["N", width])
