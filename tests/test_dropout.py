@@ -233,3 +233,30 @@ def test_from_anndata_uses_scvi_encoder_dropout():
     m2 = vaefast.VAE.from_anndata(adata, hidden=(4,), latent_dim=2, likelihood="poisson",
                                   dropout_rate=0.0)
     assert m2.dropout_rate == 0.0
+
+
+def test_shards_draw_the_rows_of_the_whole_batch(threads_setting):
+    """Data-parallel shards address dropout rows by their global index, so the
+    gradients of two half-batch shards sum to the whole batch's (float32
+    summation order aside: rtol 1e-5, atol 1e-6 × the largest entry)."""
+    m = small_model(0.5)
+    core = m._core
+    X = data(20, seed=3)
+    m.step_ = 9
+    _, want = m.loss_and_grad(X)
+    got = None
+    for row0 in (0, 10):
+        sums = np.zeros(3)
+        assert core.shard_grads(X[row0:row0 + 10], m.seed, 9, row0, 20, 1.0, sums) == 0
+        part = m._named_from_flat(core.get_buffer(_core.GRADS))
+        got = part if got is None else {k: got[k] + part[k] for k in got}
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-5,
+                                   atol=1e-6 * np.abs(want[k]).max(), err_msg=k)
+    # with another row offset the second shard draws other noise and masks
+    sums = np.zeros(3)
+    core.shard_grads(X[10:], m.seed, 9, 0, 20, 1.0, sums)
+    other = m._named_from_flat(core.get_buffer(_core.GRADS))
+    first = {k: got[k] - part[k] for k in got}
+    assert not np.allclose(first["encoder.0.weight"] + other["encoder.0.weight"],
+                           want["encoder.0.weight"], rtol=1e-3)
