@@ -246,13 +246,48 @@ def test_fit_refuses_data_parallel_batch_norm():
 
 def test_exporters_refuse_normalised_models():
     m = model(use_layer_norm="decoder")
-    from vaefast.interop._model_spec import exportable_config
+    from vaefast.interop._model_spec import ONNX_ALSO, TORCH_ALSO, exportable_config
 
-    with pytest.raises(NotImplementedError, match="use_layer_norm"):
-        exportable_config(m, fold_batch_norm=True)
-    with pytest.raises(NotImplementedError, match="use_batch_norm"):  # to_torch: no folding
+    with pytest.raises(NotImplementedError, match="use_layer_norm"):  # ONNX: no layer norm
+        exportable_config(m, ONNX_ALSO)
+    with pytest.raises(NotImplementedError, match="use_batch_norm"):  # an exporter without
         exportable_config(model(use_batch_norm="both"))
+    assert exportable_config(m, TORCH_ALSO)["use_layer_norm"] == "decoder"
     assert exportable_config(model(dropout_rate=0.1))["dropout_rate"] == 0.1
+
+
+def test_to_torch_module_computes_the_same_model():
+    """Eval mode: the running statistics (inference); train mode without
+    dropout: batch statistics, the same loss and gradients as the core
+    (torch float64 on the float32 weights; tolerances as above)."""
+    torch = pytest.importorskip("torch")
+    from vaefast import interop
+
+    X = data(64, seed=8)
+    m = model(use_batch_norm="both", use_layer_norm="encoder")
+    m.fit(X, epochs=2, batch_size=16, progress=False)
+    n = m._core.get_norm_stats().size
+    m._core.set_norm_stats(np.random.default_rng(9).uniform(0.3, 2.0, n).astype(np.float32))
+    module = interop.to_torch(m).double().eval()
+    x = torch.tensor(X, dtype=torch.float64)
+    mu, logvar = (t.detach().numpy() for t in module.encode(x))
+    want_mu, want_logvar = m.encode(X)
+    np.testing.assert_allclose(mu, want_mu, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(logvar, want_logvar, rtol=1e-4, atol=1e-5)
+    module.train()
+    eps = reparam_eps(m.seed, m.step_, 0, 64, Z)
+    loss = -module(x, torch.tensor(eps)).mean()
+    loss.backward()
+    got_loss, grads = m.loss_and_grad(X, eps=eps.astype(np.float32))
+    np.testing.assert_allclose(got_loss, loss.item(), rtol=1e-5)
+    from vaefast.interop.torch_export import batch_norm_targets
+
+    for prefix, bn in batch_norm_targets(module):
+        want = bn.weight.grad.numpy()
+        np.testing.assert_allclose(grads[f"{prefix}.batch_norm.weight"], want, rtol=1e-4,
+                                   atol=1e-4 * np.abs(want).max())
+    with pytest.raises(ValueError, match="BatchNorm1d"):  # no way back yet
+        interop.from_torch(module)
 
 
 @pytest.mark.parametrize("part", ["encoder", "decoder", "vae"])

@@ -13,7 +13,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal, Optional
 
 from .._typing import StrPath
-from ._model_spec import exportable_config
+from ._model_spec import ONNX_ALSO, TORCH_ALSO, exportable_config
 
 if TYPE_CHECKING:
     from ..model import VAE
@@ -74,7 +74,7 @@ def to_onnx(model: "VAE", path: StrPath, part: Literal["vae", "encoder", "decode
         is not exported yet.
     """
     # refuse what cannot be exported, onnx installed or not (batch norm folds)
-    exportable_config(model, fold_batch_norm=True)
+    exportable_config(model, ONNX_ALSO)
     _require("onnx")
     from .onnx_export import to_onnx as _to_onnx
 
@@ -93,6 +93,11 @@ def to_torch(model: "VAE") -> TorchModule:
     likelihood, variance and conditional model vaefast has. It
     computes in the dtype of its parameters (float32; call ``.double()``
     for float64). :func:`from_torch` turns it back into the same VAE.
+    Hidden layers with batch / layer norm and dropout are Linear →
+    BatchNorm1d (momentum 0.01, eps 0.001, the running statistics copied) →
+    LayerNorm (no affine) → ReLU → Dropout, as vaefast trains them (the
+    module's own dropout masks come from torch's generator); from_torch
+    does not read such modules back yet.
 
     Parameters
     ----------
@@ -102,7 +107,7 @@ def to_torch(model: "VAE") -> TorchModule:
     -------
     torch.nn.Module
     """
-    exportable_config(model)  # refuse what cannot be exported, torch installed or not
+    exportable_config(model, TORCH_ALSO)  # refuse what cannot be exported, torch installed or not
     _require("torch")
     from .torch_export import to_torch as _to_torch
 

@@ -25,25 +25,28 @@ KNOWN_CONFIG = frozenset({"n_features", "hidden", "latent_dim", "likelihood", "b
                           "dropout_rate", "dropout_on"})
 
 
-def exportable_config(model: object, fold_batch_norm: bool = False) -> dict[str, Any]:
+def exportable_config(model: object, also: "frozenset[str]" = frozenset()) -> dict[str, Any]:
     """The model's config after checking every option is one the exporters
     translate (an unknown option counts only when set: not None/0/False/empty).
     The config gains the defaults of options a model may lack (n_conditions 0,
-    variance "unit"). With fold_batch_norm (an inference-only exporter), batch
-    norm is allowed: the exporter takes folded_weights() instead of the
-    weights."""
+    variance "unit"). `also`: the further options this exporter translates
+    (ONNX: use_batch_norm, through folded_weights(); to_torch: the norms)."""
     from ..model import VAE
 
     if not isinstance(model, VAE):
         raise TypeError(f"model must be a vaefast.VAE, got {type(model).__name__}")
     config = {"n_conditions": 0, "variance": "unit", **model.get_config()}
     for key, value in config.items():
-        known = key in KNOWN_CONFIG or (fold_batch_norm and key == "use_batch_norm")
+        known = key in KNOWN_CONFIG or key in also
         if not known and value not in (None, 0, False, (), [], {}):
             raise NotImplementedError(
                 f"exporting a model with {key}={value!r} is not implemented")
     likelihood_export(config["likelihood"])  # NotImplementedError if unknown
     return config
+
+
+ONNX_ALSO = frozenset({"use_batch_norm"})
+TORCH_ALSO = frozenset({"use_batch_norm", "use_layer_norm"})
 
 
 def folded_weights(model: Any) -> dict[str, NDArray[np.float32]]:

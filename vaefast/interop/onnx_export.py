@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 from .._spec.limits import LIMITS, LOGVAR_RANGE
 from .._validation import as_int
 from ._likelihoods import likelihood_export
-from ._model_spec import exportable_config, folded_weights
+from ._model_spec import ONNX_ALSO, exportable_config, folded_weights
 
 PARTS = ("encoder", "decoder", "vae")
 MIN_OPSET = 13  # Gemm-13 and Clip with min/max inputs
@@ -116,7 +116,7 @@ def build_onnx(model: "VAE", part: str = "vae", opset: int = 17) -> Any:
     """The ONNX ModelProto of one part of `model` (see the module docstring)."""
     import onnx
 
-    config = exportable_config(model, fold_batch_norm=True)
+    config = exportable_config(model, ONNX_ALSO)
     if part not in PARTS:
         raise ValueError(f"part must be one of {PARTS}, got {part!r}")
     opset = as_int(opset, "opset", minimum=MIN_OPSET)

@@ -15,18 +15,38 @@ from .._typing import Tensor
 if TYPE_CHECKING:
     from ..model import VAE
 from ._likelihoods import likelihood_export
-from ._model_spec import exportable_config, extra_param_name, layer_names
+from ._model_spec import TORCH_ALSO, exportable_config, extra_param_name, layer_names
 
 
-def _mlp(widths: Sequence[int], final_linear: bool) -> Any:
+def _mlp(widths: Sequence[int], final_linear: bool, batch_norm: bool = False,
+         layer_norm: bool = False, dropout: float = 0.0) -> Any:
     """Linear+ReLU for each consecutive pair of `widths`; the last Linear has
-    no ReLU when `final_linear`."""
+    no ReLU when `final_linear`. A hidden layer is Linear → [BatchNorm1d] →
+    [LayerNorm] → ReLU → [Dropout] (vaefast/_hidden_options.py)."""
     layers = []
     for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
         layers.append(torch.nn.Linear(n_in, n_out))
-        if not (final_linear and i == len(widths) - 2):
-            layers.append(torch.nn.ReLU())
+        if final_linear and i == len(widths) - 2:
+            continue
+        if batch_norm:
+            layers.append(torch.nn.BatchNorm1d(n_out, momentum=0.01, eps=0.001))
+        if layer_norm:
+            layers.append(torch.nn.LayerNorm(n_out, elementwise_affine=False))
+        layers.append(torch.nn.ReLU())
+        if dropout > 0:
+            layers.append(torch.nn.Dropout(dropout))
     return torch.nn.Sequential(*layers)
+
+
+def _side_options(config: Mapping[str, Any], side: str) -> dict[str, Any]:
+    """_mlp's hidden-layer options of one side from a get_config() dict."""
+    def on(key: str, default: str) -> bool:
+        return config.get(key, default) in (side, "both")
+
+    return {"batch_norm": on("use_batch_norm", "none"),
+            "layer_norm": on("use_layer_norm", "none"),
+            "dropout": float(config.get("dropout_rate", 0.0)) if on("dropout_on", "both")
+            else 0.0}
 
 
 # torch is Any to the checker (optional, absent where the check runs).
@@ -64,12 +84,12 @@ class TorchVAE(torch.nn.Module):  # type: ignore[misc]  # Any base (see above)
         hidden, dec = list(config["hidden"]), list(config["decoder_hidden"])
         D, Z, C = config["n_features"], config["latent_dim"], self.n_conditions
         self.n_features = D
-        self.encoder = _mlp([D + C] + hidden, final_linear=False)
+        self.encoder = _mlp([D + C] + hidden, False, **_side_options(config, "encoder"))
         last = hidden[-1] if hidden else D + C
         self.mu = torch.nn.Linear(last, Z)
         self.logvar = torch.nn.Linear(last, Z)
         n_out = 2 * D if self.variance == "sample" else D
-        self.decoder = _mlp([Z + C] + dec + [n_out], final_linear=True)
+        self.decoder = _mlp([Z + C] + dec + [n_out], True, **_side_options(config, "decoder"))
         self.likelihood = torch.nn.ParameterDict()
         extra = extra_param_name(config)
         if extra:
@@ -148,11 +168,28 @@ def weight_targets(module: TorchVAE) -> list[tuple[tuple[str, ...], Any]]:
     return list(zip(prefixes, targets))
 
 
+def batch_norm_targets(module: TorchVAE) -> list[tuple[str, Any]]:
+    """[(get_weights() prefix of the layer, its BatchNorm1d)] in forward order."""
+    out = []
+    for side in ("encoder", "decoder"):
+        norms = [m for m in getattr(module, side) if isinstance(m, torch.nn.BatchNorm1d)]
+        out += [(f"{side}.{i}", bn) for i, bn in enumerate(norms)]
+    return out
+
+
 def to_torch(model: "VAE") -> TorchVAE:
     """TorchVAE with `model`'s weights (vaefast (in, out) -> torch (out, in))."""
-    module = TorchVAE(exportable_config(model))
+    from .._hidden_options import running_statistics
+
+    module = TorchVAE(exportable_config(model, TORCH_ALSO))
     weights = model.get_weights()
+    stats = {prefix: (mean, var) for prefix, mean, var in running_statistics(model)}
     with torch.no_grad():
+        for prefix, bn in batch_norm_targets(module):
+            bn.weight.copy_(torch.from_numpy(weights[f"{prefix}.batch_norm.weight"]))
+            bn.bias.copy_(torch.from_numpy(weights[f"{prefix}.batch_norm.bias"]))
+            bn.running_mean.copy_(torch.from_numpy(stats[prefix][0]))
+            bn.running_var.copy_(torch.from_numpy(stats[prefix][1]))
         for prefixes, layer in weight_targets(module):
             layer.weight.copy_(torch.cat([torch.from_numpy(weights[f"{p}.weight"].T.copy())
                                           for p in prefixes]))
@@ -175,4 +212,7 @@ def vaefast_weights(module: TorchVAE) -> dict[str, NDArray[np.float32]]:
             weights[f"{p}.bias"] = b[i * width:(i + 1) * width]
     for key, param in module.likelihood.items():
         weights[f"likelihood.{key}"] = param.detach().cpu().numpy()
+    for prefix, bn in batch_norm_targets(module):
+        weights[f"{prefix}.batch_norm.weight"] = bn.weight.detach().cpu().numpy()
+        weights[f"{prefix}.batch_norm.bias"] = bn.bias.detach().cpu().numpy()
     return weights
