@@ -21,6 +21,9 @@ round after round and the medians printed. Scenarios:
              calls NumPy's BLAS (epochs of 1,024 rows); rows/s.
   torch      (if PyTorch is installed) ops.linear right after torch.matmul
              calls on the same thread count, against alone.
+  dask       (if Dask is installed) encode of 16,384 rows in chunks of 1,024
+             from Dask's threaded scheduler with 1 and 2 worker threads
+             (each encode call itself on N threads); rows/s.
 
 --against DIR runs the children with the vaefast package found in DIR
 instead of the installed one (an A/B of two builds: DIR holds a `vaefast`
@@ -132,12 +135,33 @@ m.fit(Xf, epochs=16, batch_size=128, callbacks=[cb], progress=False)
 print(json.dumps({"rows/s": 16 * len(Xf) / (time.perf_counter() - t)}))
 """
 
+_DASK = _MODEL + """
+import dask
+import dask.array as da
+Xd = da.from_array(np.concatenate([X] * 4), chunks=(1024, 784))
+def enc(block):
+    return m.encode(block)[0]
+out = {}
+for workers in (1, 2):  # Dask's threaded scheduler: its worker threads call encode
+    Xd.map_blocks(enc, chunks=(1024, 20), dtype=np.float32).compute(scheduler="threads",
+                                                                    num_workers=workers)
+    rates = []
+    for _ in range(7):
+        t = time.perf_counter()
+        Xd.map_blocks(enc, chunks=(1024, 20), dtype=np.float32).compute(
+            scheduler="threads", num_workers=workers)
+        rates.append(Xd.shape[0] / (time.perf_counter() - t))
+    out[f"encode, {workers} dask workers"] = med(rates)
+print(json.dumps(out))
+"""
+
+
 def scenario_code(name):
     linear = _LINEAR.format(shapes=SHAPES, setup="", modes=("alone", "after_blas", "after_sleep"))
     torch = _LINEAR.format(shapes=SHAPES, modes=("after_torch",), setup=(
         "import torch\ntorch.set_num_threads(threads)\nta = torch.randn(256, 256)"))
     return {"linear": linear, "pipeline": _PIPELINE, "requests": _REQUESTS, "fit": _FIT,
-            "torch": torch}[name]
+            "torch": torch, "dask": _DASK}[name]
 
 
 def run_child(name, threads, base):
@@ -149,9 +173,9 @@ def run_child(name, threads, base):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def have_torch():
+def have(module):
     try:
-        import torch  # noqa: F401
+        __import__(module)
     except ImportError:
         return False
     return True
@@ -165,8 +189,8 @@ def main():
     ap.add_argument("--against", default=None, help="import vaefast from this folder")
     ap.add_argument("--json", default=None, help="also write the medians here")
     args = ap.parse_args()
-    names = args.only or ["linear", "pipeline", "requests", "fit"] + (
-        ["torch"] if have_torch() else [])
+    names = args.only or ["linear", "pipeline", "requests", "fit"] + [
+        n for n in ("torch", "dask") if have(n)]
     counts = sorted({args.threads, 1}, reverse=True)
     samples = {}
     for _ in range(args.repeats):  # interleaved rounds of fresh processes
