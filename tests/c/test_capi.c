@@ -205,6 +205,47 @@ static void poisson_checks(const char *isa)
     vf_vae_destroy(m);
 }
 
+/* The ZINB model (scVI's mean): the ELBO with the observed library, the
+ * encodings, and the decoded mean with size factors as the library. */
+static void zinb_checks(const char *isa)
+{
+    float X[B * D], s[B], eps[B * Z], mu[B * Z], lv[B * Z], mean[B * D];
+    for (int i = 0; i < B * D; ++i) /* column 0 >= 1: no empty cell */
+        X[i] = (float)(hashed((uint64_t)i, 8) % 5 + (i % D == 0));
+    for (int i = 0; i < B; ++i)
+        s[i] = 0.5f + (float)(hashed((uint64_t)i, 6) % 4) / 4.0f;
+    for (int i = 0; i < B * Z; ++i)
+        eps[i] = (float)((int)(hashed((uint64_t)i, 7) % 2049) - 1024) / 512.0f;
+    const vf_vae_config cfg = {.n_features = D, .latent = Z, .n_enc = 1, .enc_hidden = HIDDEN,
+                               .n_dec = 1, .dec_hidden = HIDDEN,
+                               .likelihood = VF_LIKELIHOOD_ZINB,
+                               .variance = VF_VARIANCE_UNIT, .beta = 1.0f};
+    vf_vae *m = NULL;
+    EXPECT(vf_vae_create_config(&cfg, &m) == VF_OK);
+    if (!m)
+        return;
+    EXPECT(vf_vae_num_params(m) == N_PARAMS_Z);
+    params_init(m, 9);
+    int64_t nw = vf_vae_elbo_work_size(m), ni = vf_vae_infer_work_size(m, B);
+    float *work = malloc((size_t)(nw > ni ? nw : ni) * sizeof(float));
+    double elbo[B];
+    EXPECT(work != NULL);
+    EXPECT(vf_vae_elbo_rows(m, B, X, NULL, eps, elbo, work) == VF_OK);
+    check_values(isa, "ZINB ELBO", NULL, elbo, ZINB_ELBO, B, TOL_VALUE, 0.0);
+    EXPECT(vf_vae_encode(m, B, X, D, mu, Z, lv, Z, work) == VF_OK);
+    check_values(isa, "ZINB encode mu", mu, NULL, ZINB_MU, B * Z, TOL_VALUE, TOL_ABS);
+    const vf_vae_rows rows = {.size_factors = s};
+    EXPECT(vf_vae_decode_rows(m, B, mu, Z, &rows, 1, mean, D, work) == VF_OK);
+    check_values(isa, "ZINB decode mean", mean, NULL, ZINB_MEAN, B * D, TOL_VALUE, 0.0);
+    /* an empty cell has no library: refused, not a NaN */
+    float Xe[B * D];
+    memcpy(Xe, X, sizeof Xe);
+    memset(Xe + 3 * D, 0, D * sizeof(float));
+    EXPECT(vf_vae_elbo_rows(m, B, Xe, NULL, eps, elbo, work) != VF_OK);
+    free(work);
+    vf_vae_destroy(m);
+}
+
 /* Trains with n threads from fresh parameters; returns a copy of the result. */
 static float *trained_with_threads(int n, const float *X)
 {
@@ -305,6 +346,7 @@ int main(void)
         printf("%s:\n", name);
         bernoulli_checks(name, X);
         poisson_checks(name);
+        zinb_checks(name);
         float *p1 = trained_with_threads(1, X), *p2 = trained_with_threads(2, X);
         const int same = p1 && p2 && memcmp(p1, p2, (size_t)N_PARAMS_A * sizeof(float)) == 0;
         printf("  %-7s %-22s %s\n", name, "1 vs 2 threads", same ? "bit-identical" : "FAIL");
