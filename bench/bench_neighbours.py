@@ -14,7 +14,9 @@ round after round and the medians printed. Scenarios:
              at N threads and at 1 thread.
   pipeline   encode 4,096 rows of a 784-400-20 model, then one small BLAS
              product of the latent means (x a 20x20 matrix), in a loop;
-             rows/s, against encode alone and against 1 thread.
+             rows/s, against encode alone and against 1 thread; with
+             PyTorch installed also the same product in torch
+             (pipeline_torch).
   requests   encode 1 and 64 rows once every 10 ms (a server answering
              requests): median latency in ms, N threads and 1 thread.
   fit        fit 784-400-20 at batch 128 with a per-epoch callback that
@@ -94,8 +96,15 @@ X = (rng.random((4096, 784)) < 0.3).astype(np.float32)
 
 _PIPELINE = _MODEL + """
 R = rng.standard_normal((20, 20)).astype(np.float32)
+try:  # the same small product in PyTorch: its own thread pool wakes up
+    import torch
+    torch.set_num_threads(threads)
+    Rt = torch.from_numpy(R)
+    modes = ("encode_alone", "pipeline", "pipeline_torch")
+except ImportError:
+    modes = ("encode_alone", "pipeline")
 out = {}
-for mode in ("encode_alone", "pipeline"):
+for mode in modes:
     m.encode(X)
     rates = []
     for _ in range(7):
@@ -104,6 +113,8 @@ for mode in ("encode_alone", "pipeline"):
             mu, _ = m.encode(X)
             if mode == "pipeline":
                 mu @ R
+            elif mode == "pipeline_torch":
+                torch.from_numpy(mu) @ Rt
         rates.append(4 * len(X) / (time.perf_counter() - t))
     out[mode] = med(rates)
 print(json.dumps(out))
