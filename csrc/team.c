@@ -73,6 +73,7 @@ typedef struct vf_pool {
     atomic_int owned;                /* a caller owns the pool */
     atomic_int callers;              /* threads inside vf_team_for now */
     atomic_int sleepers, owner_waits;
+    atomic_int wake_sent;            /* a broadcast is on its way to the sleepers */
     atomic_int started;              /* workers running */
     atomic_llong alone_until;        /* vf_os_now_ns() before which calls run alone */
     int64_t backoff;                 /* next back-off (the owner's) */
@@ -163,6 +164,7 @@ static void *worker_main(void *arg)
                 while ((g = atomic_load(&pool.gen)) == seen)
                     vf_os_cond_wait(&pool.wake, &pool.lock);
                 atomic_fetch_sub(&pool.sleepers, 1);
+                atomic_store(&pool.wake_sent, 0);
                 vf_os_mutex_unlock(&pool.lock);
                 break;
             }
@@ -222,7 +224,12 @@ static int64_t team_for(int nt, int64_t n, int64_t grain, vf_range_fn fn, const 
     for (int t = 0; t < nt; ++t) /* home ranges: nt equal parts */
         atomic_store(&pool.claim[t].w, claim_word(gen, units * (t + 1) / nt, units * t / nt));
     atomic_store(&pool.gen, gen);
-    if (atomic_load(&pool.sleepers) > 0) {
+    /* Wake the sleepers, once: until a woken worker runs (on a virtual
+     * machine that can take milliseconds) every loop would see them still
+     * asleep and pay the lock and the system call again. A sleeper that
+     * misses a job this way only costs that job its help: the caller
+     * takes every unit nobody claimed. */
+    if (atomic_load(&pool.sleepers) > 0 && !atomic_exchange(&pool.wake_sent, 1)) {
         vf_os_mutex_lock(&pool.lock);
         vf_os_cond_broadcast(&pool.wake);
         vf_os_mutex_unlock(&pool.lock);
@@ -268,6 +275,7 @@ void vf_team_after_fork(void)
     atomic_store(&pool.sleepers, 0);
     atomic_store(&pool.owner_waits, 0);
     atomic_store(&pool.owned, 0);
+    atomic_store(&pool.wake_sent, 0);
     atomic_store(&pool.callers, 0); /* the parent's other threads are gone */
 }
 
