@@ -158,6 +158,23 @@ static void bernoulli_checks(const char *isa, const float *X)
     vf_vae_destroy(m);
 }
 
+/* A D-H-Z-H-D model of a count likelihood with n_cond conditions, its
+ * n_params parameters filled by params_init(salt); NULL if refused. */
+static vf_vae *count_model(int likelihood, int64_t n_cond, int64_t n_params, uint64_t salt)
+{
+    const vf_vae_config cfg = {.n_features = D, .n_conditions = n_cond, .latent = Z,
+                               .n_enc = 1, .enc_hidden = HIDDEN, .n_dec = 1,
+                               .dec_hidden = HIDDEN, .likelihood = likelihood,
+                               .variance = VF_VARIANCE_UNIT, .beta = 1.0f};
+    vf_vae *m = NULL;
+    EXPECT(vf_vae_create_config(&cfg, &m) == VF_OK);
+    if (m) {
+        EXPECT(vf_vae_num_params(m) == n_params);
+        params_init(m, salt);
+    }
+    return m;
+}
+
 /* The conditional Poisson model: per-sample ELBO with given eps, decoded mean. */
 static void poisson_checks(const char *isa)
 {
@@ -170,16 +187,9 @@ static void poisson_checks(const char *isa)
         s[i] = 0.5f + (float)(hashed((uint64_t)i, 6) % 4) / 4.0f;
     for (int i = 0; i < B * Z; ++i)
         eps[i] = (float)((int)(hashed((uint64_t)i, 7) % 2049) - 1024) / 512.0f;
-    const vf_vae_config cfg = {.n_features = D, .n_conditions = C_COND, .latent = Z,
-                               .n_enc = 1, .enc_hidden = HIDDEN, .n_dec = 1,
-                               .dec_hidden = HIDDEN, .likelihood = VF_LIKELIHOOD_POISSON,
-                               .variance = VF_VARIANCE_UNIT, .beta = 1.0f};
-    vf_vae *m = NULL;
-    EXPECT(vf_vae_create_config(&cfg, &m) == VF_OK);
+    vf_vae *m = count_model(VF_LIKELIHOOD_POISSON, C_COND, N_PARAMS_P, 3);
     if (!m)
         return;
-    EXPECT(vf_vae_num_params(m) == N_PARAMS_P);
-    params_init(m, 3);
     const vf_vae_rows rows = {.c = c, .ldc = C_COND, .size_factors = s};
     int64_t nw = vf_vae_elbo_work_size(m), ni = vf_vae_infer_work_size(m, B);
     float *work = malloc((size_t)(nw > ni ? nw : ni) * sizeof(float));
@@ -216,16 +226,9 @@ static void zinb_checks(const char *isa)
         s[i] = 0.5f + (float)(hashed((uint64_t)i, 6) % 4) / 4.0f;
     for (int i = 0; i < B * Z; ++i)
         eps[i] = (float)((int)(hashed((uint64_t)i, 7) % 2049) - 1024) / 512.0f;
-    const vf_vae_config cfg = {.n_features = D, .latent = Z, .n_enc = 1, .enc_hidden = HIDDEN,
-                               .n_dec = 1, .dec_hidden = HIDDEN,
-                               .likelihood = VF_LIKELIHOOD_ZINB,
-                               .variance = VF_VARIANCE_UNIT, .beta = 1.0f};
-    vf_vae *m = NULL;
-    EXPECT(vf_vae_create_config(&cfg, &m) == VF_OK);
+    vf_vae *m = count_model(VF_LIKELIHOOD_ZINB, 0, N_PARAMS_Z, 9);
     if (!m)
         return;
-    EXPECT(vf_vae_num_params(m) == N_PARAMS_Z);
-    params_init(m, 9);
     int64_t nw = vf_vae_elbo_work_size(m), ni = vf_vae_infer_work_size(m, B);
     float *work = malloc((size_t)(nw > ni ? nw : ni) * sizeof(float));
     double elbo[B];
