@@ -115,3 +115,23 @@ def test_sparse_inference_bad_input(counts):
     bad.data[3] = -1.0
     with pytest.raises(ValueError):
         m.transform(bad)
+
+
+def test_canonical_rows_are_not_sorted_again_unsorted_ones_are(counts, monkeypatch):
+    """A canonical CSR (scipy's has_canonical_format) goes to the core as it
+    is; a matrix with unsorted rows is sorted a chunk at a time and gives
+    the same encodings bit for bit."""
+    m = model("scvi_nb")
+    X = sp.csr_matrix(counts)
+    want = m.transform(X)
+    lo = X.indptr[int(np.argmax(np.diff(X.indptr) >= 2))]
+    X.indices[[lo, lo + 1]] = X.indices[[lo + 1, lo]]
+    X.data[[lo, lo + 1]] = X.data[[lo + 1, lo]]
+    X.has_sorted_indices = False
+    np.testing.assert_array_equal(m.transform(X), want)
+
+    def refuse(batch):
+        raise AssertionError("a canonical chunk was sorted")
+
+    monkeypatch.setattr(_rows, "_sort_rows", refuse)
+    np.testing.assert_array_equal(m.transform(sp.csr_matrix(counts)), want)

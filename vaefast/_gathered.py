@@ -83,6 +83,8 @@ def _by_chunks(name: str) -> Callable[..., Any]:
                 arguments[key] = _per_row(arguments[key], key, n)
         step = _rows.chunk_rows(rows.shape[1], _MOST_ROWS)
         sparse = _sparse_infer.applies(obj, name, rows)
+        if sparse:
+            _sparse_infer.prepare(rows)
         parts: list[Any] = []
         for lo in range(0, n, step):
             hi = min(n, lo + step)

@@ -33,6 +33,16 @@ def applies(obj: Any, name: str, rows: Any) -> bool:
             and rows.sparse)
 
 
+def prepare(rows: Any) -> None:
+    """Mark `rows` (an in-memory _rows.Rows) as sorted within each row when
+    its matrix says so (scipy's has_canonical_format: sorted columns, no
+    duplicates; scipy finds out with one pass in C if it does not know),
+    so that take_csr does not sort every chunk again. Fit learns this from
+    its own check of the values, which inference does not run."""
+    if rows.in_memory and getattr(rows.matrix, "has_canonical_format", False) is True:
+        rows.sorted_rows = True
+
+
 def row_totals(batch: CSRBatch) -> F32:
     """Each row's sum of stored values (float64 running sums, exact for
     counts below 2^53), as float32: scVI's observed library."""
