@@ -135,3 +135,18 @@ def test_canonical_rows_are_not_sorted_again_unsorted_ones_are(counts, monkeypat
 
     monkeypatch.setattr(_rows, "_sort_rows", refuse)
     np.testing.assert_array_equal(m.transform(sp.csr_matrix(counts)), want)
+
+
+@pytest.mark.parametrize("backed", [False, True])
+def test_anndata_input(counts, tmp_path, backed, no_dense_chunks):
+    """An AnnData's CSR .X, in memory or backed by an .h5ad file, takes the
+    CSR first layer too (the backed file a chunk at a time)."""
+    ad = pytest.importorskip("anndata", reason="anndata is not installed "
+                             "(pip install 'vaefast[anndata]')")
+    a = ad.AnnData(X=sp.csr_matrix(counts))
+    if backed:
+        a.write_h5ad(tmp_path / "c.h5ad")
+        a = ad.read_h5ad(tmp_path / "c.h5ad", backed="r")
+    m = model("zinb")
+    close(m.encode(a), m.encode(counts))
+    np.testing.assert_allclose(m.elbo(a, seed=4), m.elbo(counts, seed=4), rtol=1e-6)
