@@ -230,14 +230,23 @@ cdef class VAECore:
             raise ValueError(f"work must be a float32 vector of at least {need} floats")
         return work
 
-    def encode(self, const float[:, ::1] X, work=None, c=None):
+    def encode(self, const float[:, ::1] X, work=None, c=None, csr=None):
         """X (B, D) -> (mu (B, Z), clamped logvar (B, Z)). work: optional
         float32 scratch of work_size(B) floats (one per concurrent caller);
-        c (B, C): the conditions of a conditional model."""
-        cdef int64_t B = X.shape[0], Z = self.latent_dim
-        if X.shape[1] != self.n_features:
-            raise ValueError(f"X must have {self.n_features} columns, got {X.shape[1]}")
+        c (B, C): the conditions of a conditional model. csr: the rows in
+        CSR form (a CSRBatch) for the first layer; X is then None."""
+        if (X is None) == (csr is None):
+            raise ValueError("encode takes exactly one of X and csr")
+        cdef int64_t B = X.shape[0] if csr is None else csr.shape[0], Z = self.latent_dim
+        cdef int64_t D = X.shape[1] if csr is None else csr.shape[1]
+        if D != self.n_features:
+            raise ValueError(f"X must have {self.n_features} columns, got {D}")
         cdef _Rows rows = _Rows(B, self.n_conditions, c, None)
+        cdef const float *px = NULL
+        if csr is not None:
+            rows.set_csr(B, csr)
+        elif B > 0:
+            px = &X[0, 0]
         mu = _np.empty((B, Z), dtype=_np.float32)
         lv = _np.empty((B, Z), dtype=_np.float32)
         work = self._work(work, B)
@@ -248,7 +257,7 @@ cdef class VAECore:
         if B > 0:
             with self.reading():
                 with nogil:
-                    status = vf_vae_encode_rows(self.m, B, &X[0, 0], self.n_features,
+                    status = vf_vae_encode_rows(self.m, B, px, self.n_features,
                                                 rows.ptr(), &mv[0, 0], Z, &lvv[0, 0], Z, &wv[0])
         check_status(status, "encode")
         return mu, lv
@@ -278,10 +287,11 @@ cdef class VAECore:
         return max(vf_vae_elbo_work_size(self.m), 1)
 
     def elbo(self, const float[:, ::1] X, const float[:, ::1] eps, work=None, c=None,
-             size_factors=None):
+             size_factors=None, csr=None):
         """Per-sample ELBO (B,) float64 of X (B, D) at noise eps (B, Z), with
         conditions c (B, C) and size factors (B) if any. work: optional
-        float32 scratch of elbo_work_size() floats (one per concurrent caller)."""
+        float32 scratch of elbo_work_size() floats (one per concurrent caller).
+        csr: X's rows in CSR form (a CSRBatch) for the first layer."""
         cdef int64_t B = X.shape[0]
         if X.shape[1] != self.n_features:
             raise ValueError(f"X must have {self.n_features} columns, got {X.shape[1]}")
@@ -289,6 +299,8 @@ cdef class VAECore:
             raise ValueError(f"eps must have shape ({B}, {self.latent_dim}), "
                              f"got ({eps.shape[0]}, {eps.shape[1]})")
         cdef _Rows rows = _Rows(B, self.n_conditions, c, size_factors)
+        if csr is not None:
+            rows.set_csr(B, csr)
         cdef int64_t need = self.elbo_work_size()
         if work is None:
             work = _np.empty(need, dtype=_np.float32)
