@@ -202,6 +202,15 @@ cdef extern from "vaefast.h" nogil:
                       float *loss, float *drho, int64_t lddr, float *dlog_theta, int64_t lddt,
                       float *dpi, int64_t lddp, float scale)
 
+# ---- categorical covariates (csrc/covariates.c) (_covariates.pxi)
+cdef extern from "covariates.h" nogil:
+    int vf_cov_gather_add(int64_t M, int64_t N, int64_t K, const int32_t *codes, int64_t ldc,
+                          const int64_t *levels, const float *T, int64_t ldt, int act,
+                          float *Y, int64_t ldy)
+    int vf_cov_scatter_add(int64_t M, int64_t N, int64_t K, const int32_t *codes,
+                           int64_t ldc, const int64_t *levels, const float *dY,
+                           int64_t lddy, float *dT, int64_t lddt, int accumulate)
+
 # ---- bf16 GEMM (csrc/bf16.c) (_bf16.pxi)
 cdef extern from "vaefast.h" nogil:
     int VF_BF16_AUTO, VF_BF16_EMULATED, VF_BF16_NATIVE, VF_BF16_AMX

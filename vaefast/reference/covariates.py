@@ -1,0 +1,41 @@
+"""NumPy twin of the categorical covariates' kernels (csrc/covariates.c).
+
+Covariate k (of K) has ``levels[k]`` categories; its weight rows are
+``off_k .. off_k + levels[k] - 1`` of one stacked table (R×N), with
+``off_k = levels[0] + … + levels[k-1]``. Written as the one-hot product it
+stands for, so it is an independent check of the gather/scatter kernels::
+
+    gather_add:   y + onehot(codes) · table          (M×N)
+    scatter_add:  onehot(codes)ᵀ · dy                (R×N)
+
+``onehot(codes)`` (M×R) has a 1 in column off_k + codes[i, k] of row i for
+every k. Works in the dtype of its float inputs (float64 for the oracle).
+"""
+
+from typing import Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+def onehot(codes: NDArray, levels: Sequence[int], dtype: type = np.float64) -> NDArray:
+    """The (M, Σ levels) indicator matrix of integer codes (M, K)."""
+    codes = np.asarray(codes).reshape(len(codes), len(levels))
+    offsets = np.concatenate([[0], np.cumsum(levels)[:-1]]).astype(np.int64)
+    out = np.zeros((codes.shape[0], int(np.sum(levels))), dtype=dtype)
+    rows = np.arange(codes.shape[0])
+    for k in range(len(levels)):
+        out[rows, offsets[k] + codes[:, k]] = 1
+    return out
+
+
+def gather_add(y: NDArray, codes: NDArray, levels: Sequence[int], table: NDArray,
+               activation: str = "none") -> NDArray:
+    """act(y + onehot(codes)·table); activation "none" or "relu"."""
+    pre = y + onehot(codes, levels, table.dtype) @ table
+    return np.maximum(pre, 0) if activation == "relu" else pre
+
+
+def scatter_add(dy: NDArray, codes: NDArray, levels: Sequence[int]) -> NDArray:
+    """onehot(codes)ᵀ·dy: the table's gradient from the pre-activation's."""
+    return onehot(codes, levels, dy.dtype).T @ dy
