@@ -94,10 +94,10 @@ int vf_cov_gather_add(int64_t M, int64_t N, int64_t K, const int32_t *codes, int
 }
 
 typedef struct scatter_call {
-    int64_t M, N, K, R, ldc, lddy, lddt;
+    int64_t M, N, K, R, ldc, lddy, ldyo, lddt;
     const int32_t *codes;
     const int64_t *off;
-    const float *dY;
+    const float *dY, *Yo;
     float *dT;
     int accumulate;
 } scatter_call;
@@ -113,28 +113,35 @@ static int64_t scatter_blocks(const void *ctx, int64_t lo, int64_t hi)
             for (int64_t j = j0; j < j1; ++j)
                 c->dT[r * c->lddt + j] = 0.0f;
     for (int64_t i = 0; i < c->M; ++i) {
-        const float *d = c->dY + i * c->lddy;
+        const float *d = c->dY + i * c->lddy, *yo = c->Yo ? c->Yo + i * c->ldyo : NULL;
         for (int64_t k = 0; k < c->K; ++k) {
             float *t = c->dT + (c->off[k] + c->codes[i * c->ldc + k]) * c->lddt;
-            for (int64_t j = j0; j < j1; ++j)
-                t[j] += d[j];
+            if (yo) /* through the ReLU: adding 0 where it was off keeps -0 and order */
+                for (int64_t j = j0; j < j1; ++j)
+                    t[j] += yo[j] > 0.0f ? d[j] : 0.0f;
+            else
+                for (int64_t j = j0; j < j1; ++j)
+                    t[j] += d[j];
         }
     }
     return 0;
 }
 
 int vf_cov_scatter_add(int64_t M, int64_t N, int64_t K, const int32_t *codes, int64_t ldc,
-                       const int64_t *levels, const float *dY, int64_t lddy, float *dT,
-                       int64_t lddt, int accumulate)
+                       const int64_t *levels, const float *dY, int64_t lddy,
+                       const float *Yo, int64_t ldyo, float *dT, int64_t lddt, int accumulate)
 {
     int64_t off[VF_COV_MAX_K], R = 0;
     VF_TRY(check_codes(M, N, K, codes, ldc, levels, off, &R));
     VF_TRY(vf_check_present(dY, M, N, lddy));
+    if (Yo)
+        VF_TRY(vf_check_matrix(Yo, M, N, ldyo));
     if (K == 0 || N == 0)
         return VF_OK;
     VF_TRY(vf_check_present(dT, R, N, lddt));
     const scatter_call c = {.M = M, .N = N, .K = K, .R = R, .ldc = ldc, .lddy = lddy,
-                            .lddt = lddt, .codes = codes, .off = off, .dY = dY, .dT = dT,
+                            .ldyo = ldyo, .lddt = lddt, .codes = codes, .off = off, .dY = dY,
+                            .Yo = Yo, .dT = dT,
                             .accumulate = accumulate};
     const int64_t blocks = (N + VF_COV_COLS - 1) / VF_COV_COLS;
     /* each unit a whole column block: the split only decides who runs it */

@@ -30,13 +30,14 @@ int vf_cov_gather_add(int64_t M, int64_t N, int64_t K, const int32_t *codes, int
                       const int64_t *levels, const float *T, int64_t ldt, int act,
                       float *Y, int64_t ldy);
 
-/* dT (R×N, lddt) <- (accumulate ? dT : 0) + Σ_i Σ_k e_{off_k + codes[i,k]} dY[i, :]
- * for dY (M×N, lddy), the gradient of the pre-activation. Threads own
+/* dT (R×N, lddt) <- (accumulate ? dT : 0) + Σ_i Σ_k e_{off_k + codes[i,k]} dZ[i, :]
+ * with dZ the pre-activation's gradient: dY (M×N, lddy) itself, or, given
+ * the ReLU's output Yo (M×N, ldyo), dY where Yo > 0 and 0 elsewhere. Threads own
  * blocks of columns and walk the rows in order, so every entry of dT is
  * the same sum in the same order for any thread count. */
 int vf_cov_scatter_add(int64_t M, int64_t N, int64_t K, const int32_t *codes, int64_t ldc,
-                       const int64_t *levels, const float *dY, int64_t lddy, float *dT,
-                       int64_t lddt, int accumulate);
+                       const int64_t *levels, const float *dY, int64_t lddy,
+                       const float *Yo, int64_t ldyo, float *dT, int64_t lddt, int accumulate);
 
 #ifdef __cplusplus
 }

@@ -92,6 +92,19 @@ def _in_order(dy, codes, levels, start):
     return acc
 
 
+def test_scatter_add_through_the_relu(rng):
+    pre, codes, table = make(rng)
+    y = ops.covariate_gather_add(pre, codes, LEVELS, table, "relu")
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    got = ops.covariate_scatter_add(dy, codes, LEVELS, y=y)
+    dz = np.where(y > 0, dy, np.float32(0))
+    np.testing.assert_array_equal(got, ops.covariate_scatter_add(dz, codes, LEVELS))
+    want = twin.scatter_add(dy.astype(np.float64), codes, LEVELS, y.astype(np.float64))
+    assert np.all(np.abs(got - want) <= scatter_bound(dz, codes, LEVELS))
+    with pytest.raises(ValueError, match="y must have the shape of dy"):
+        ops.covariate_scatter_add(dy, codes, LEVELS, y=y[:5])
+
+
 def test_scatter_add_is_the_adjoint_of_the_gather_add(rng):
     # d/dT Σ W ⊙ (onehot·T) = onehotᵀ·W: checked in float64 by central differences
     # on the twin, then the kernel's against the twin's
@@ -146,8 +159,8 @@ def test_bit_identical_for_any_thread_count(rng, threads_setting, shape):
     results = []
     for n in (1, 2, 3):
         vaefast.set_num_threads(n)
-        results.append((ops.covariate_gather_add(y, codes, levels, table, "relu"),
-                        ops.covariate_scatter_add(y, codes, levels)))
+        g = ops.covariate_gather_add(y, codes, levels, table, "relu")
+        results.append((g, ops.covariate_scatter_add(y, codes, levels, y=g)))
     for g, s in results[1:]:
         np.testing.assert_array_equal(g, results[0][0])
         np.testing.assert_array_equal(s, results[0][1])
@@ -195,7 +208,7 @@ def test_the_c_core_checks_codes_itself(rng):
     with pytest.raises(ValueError, match="cov_gather_add"):
         vaefast._core.cov_gather_add_into(bad, levels, table, 0, y.copy())
     with pytest.raises(ValueError, match="cov_scatter_add"):
-        vaefast._core.cov_scatter_add_into(bad, levels, y, np.zeros_like(table), 0)
+        vaefast._core.cov_scatter_add_into(bad, levels, y, None, np.zeros_like(table), 0)
     before = y.copy()
     with pytest.raises(ValueError):
         vaefast._core.cov_gather_add_into(bad, levels, table, 0, y)

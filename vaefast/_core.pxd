@@ -209,7 +209,8 @@ cdef extern from "covariates.h" nogil:
                           float *Y, int64_t ldy)
     int vf_cov_scatter_add(int64_t M, int64_t N, int64_t K, const int32_t *codes,
                            int64_t ldc, const int64_t *levels, const float *dY,
-                           int64_t lddy, float *dT, int64_t lddt, int accumulate)
+                           int64_t lddy, const float *Yo, int64_t ldyo, float *dT,
+                           int64_t lddt, int accumulate)
 
 # ---- bf16 GEMM (csrc/bf16.c) (_bf16.pxi)
 cdef extern from "vaefast.h" nogil:

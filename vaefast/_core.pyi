@@ -117,8 +117,8 @@ def count_loss_into(likelihood: str, rho: _F32, x: _F32, library: _F32,
 
 # ---- categorical covariates (_covariates.pxi)
 def cov_gather_add_into(codes: _I32, levels: _I64, table: _F32, relu: int, y: _F32) -> None: ...
-def cov_scatter_add_into(codes: _I32, levels: _I64, dy: _F32, dtable: _F32,
-                         accumulate: int) -> None: ...
+def cov_scatter_add_into(codes: _I32, levels: _I64, dy: _F32, y: _F32 | None,
+                         dtable: _F32, accumulate: int) -> None: ...
 
 # ---- the model (_model.pxi)
 LOGVAR_RANGE: Final[tuple[float, float]]

@@ -33,8 +33,10 @@ def cov_gather_add_into(const int32_t[:, ::1] codes, const int64_t[::1] levels,
 
 
 def cov_scatter_add_into(const int32_t[:, ::1] codes, const int64_t[::1] levels,
-                         const float[:, ::1] dy, float[:, ::1] dtable, int accumulate):
-    """dtable (R×N) <- (accumulate ? dtable : 0) + onehot(codes)ᵀ·dy."""
+                         const float[:, ::1] dy, const float[:, ::1] y, float[:, ::1] dtable,
+                         int accumulate):
+    """dtable (R×N) <- (accumulate ? dtable : 0) + onehot(codes)ᵀ·dz, dz = dy, or
+    dy where the ReLU output y (M×N, or None) is > 0."""
     cdef int64_t M = dy.shape[0], N = dy.shape[1], K = levels.shape[0]
     cdef int64_t R = sum(levels)
     _cov_shapes("cov_scatter_add", M, N, codes, levels, R, dtable.shape[0], dtable.shape[1])
@@ -44,8 +46,13 @@ def cov_scatter_add_into(const int32_t[:, ::1] codes, const int64_t[::1] levels,
         if not accumulate:
             dtable[:, :] = 0
         return
+    cdef const float *py = NULL
+    if y is not None:
+        if y.shape[0] != M or y.shape[1] != N:
+            raise ValueError(f"cov_scatter_add: y must have shape ({M}, {N})")
+        py = &y[0, 0]
     cdef int status
     with nogil:
         status = vf_cov_scatter_add(M, N, K, &codes[0, 0], K, &levels[0], &dy[0, 0], N,
-                                    &dtable[0, 0], N, accumulate)
+                                    py, N, &dtable[0, 0], N, accumulate)
     check_status(status, "cov_scatter_add")

@@ -67,8 +67,12 @@ def covariate_gather_add(y: ArrayLike, codes: ArrayLike, levels: Union[int, Sequ
 
 
 def covariate_scatter_add(dy: ArrayLike, codes: ArrayLike, levels: Union[int, Sequence[int]],
-                          out: Optional[F32] = None, accumulate: bool = False) -> F32:
-    """The table's gradient ``onehot(codes)ᵀ·dy`` as a scatter-add of dy's rows.
+                          y: Optional[ArrayLike] = None, out: Optional[F32] = None,
+                          accumulate: bool = False) -> F32:
+    """The table's gradient ``onehot(codes)ᵀ·dz`` as a scatter-add of dz's rows.
+
+    dz is the pre-activation's gradient: ``dy`` itself, or, with the ReLU's
+    forward output ``y``, ``dy`` where ``y > 0`` (0 elsewhere).
 
     Parameters
     ----------
@@ -76,6 +80,8 @@ def covariate_scatter_add(dy: ArrayLike, codes: ArrayLike, levels: Union[int, Se
         Gradient of the loss w.r.t. the pre-activations.
     codes, levels
         As for :func:`covariate_gather_add`.
+    y : array_like, shape (M, N), optional
+        The layer's output after a ReLU (None: no activation).
     out : ndarray, float32, shape (sum(levels), N), optional
         Written in place.
     accumulate : bool
@@ -94,6 +100,11 @@ def covariate_scatter_add(dy: ArrayLike, codes: ArrayLike, levels: Union[int, Se
     shape = (_table_rows(lv), N)
     if accumulate and out is None:
         raise ValueError("accumulate=True needs out")
+    yv = None
+    if y is not None:
+        yv = as_float32_array(y, "y", ndim=2, allow_empty=True)
+        if yv.shape != dv.shape:
+            raise ValueError(f"y must have the shape of dy {dv.shape}, got {yv.shape}")
     res = check_out(out, "out", shape) if out is not None else np.empty(shape, np.float32)
-    _core.cov_scatter_add_into(cv, lv, dv, res, bool(accumulate))
+    _core.cov_scatter_add_into(cv, lv, dv, yv, res, bool(accumulate))
     return res

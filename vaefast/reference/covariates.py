@@ -12,7 +12,7 @@ stands for, so it is an independent check of the gather/scatter kernels::
 every k. Works in the dtype of its float inputs (float64 for the oracle).
 """
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
@@ -36,6 +36,9 @@ def gather_add(y: NDArray, codes: NDArray, levels: Sequence[int], table: NDArray
     return np.maximum(pre, 0) if activation == "relu" else pre
 
 
-def scatter_add(dy: NDArray, codes: NDArray, levels: Sequence[int]) -> NDArray:
-    """onehot(codes)ᵀ·dy: the table's gradient from the pre-activation's."""
-    return onehot(codes, levels, dy.dtype).T @ dy
+def scatter_add(dy: NDArray, codes: NDArray, levels: Sequence[int],
+                y: Optional[NDArray] = None) -> NDArray:
+    """onehot(codes)ᵀ·dz: the table's gradient from the pre-activation's, dz =
+    dy, or dy where the ReLU output y > 0."""
+    dz = dy if y is None else np.where(y > 0, dy, 0).astype(dy.dtype, copy=False)
+    return onehot(codes, levels, dy.dtype).T @ dz
