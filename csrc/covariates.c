@@ -8,7 +8,7 @@
 #include "threads.h"
 #include "vaefast.h"
 
-#define VF_COV_PAR_MIN 16384 /* elements: below this, threads cost more than they save */
+#define VF_COV_PAR_MIN 65536 /* elements: below this, threads cost more than they save */
 #define VF_COV_COLS 64       /* columns a scatter-add unit owns (4 cache lines) */
 #define VF_COV_MAX_K 1024    /* covariates per row: bounds the offsets array */
 
@@ -57,19 +57,31 @@ typedef struct cov_call {
 static int64_t gather_rows(const void *ctx, int64_t lo, int64_t hi)
 {
     const cov_call *c = ctx;
+    const int64_t N = c->N, K = c->K;
     int64_t bad = 0;
     for (int64_t i = lo; i < hi; ++i) {
-        float *y = c->Y + i * c->ldy;
-        for (int64_t k = 0; k < c->K; ++k) {
-            const float *t = c->T + (c->off[k] + c->codes[i * c->ldc + k]) * c->ldt;
-            for (int64_t j = 0; j < c->N; ++j)
+        float *restrict y = c->Y + i * c->ldy;
+        const int32_t *code = c->codes + i * c->ldc;
+        for (int64_t k = 0; k + 1 < K; ++k) {
+            const float *restrict t = c->T + (c->off[k] + code[k]) * c->ldt;
+            for (int64_t j = 0; j < N; ++j)
                 y[j] += t[j];
         }
-        for (int64_t j = 0; j < c->N; ++j) {
-            bad += !isfinite(y[j]);
-            if (c->relu)
-                y[j] = y[j] > 0.0f ? y[j] : 0.0f;
-        }
+        /* the last covariate's add, the check and the ReLU in one pass;
+         * v − v is 0 for a finite v and NaN otherwise (branch-free) */
+        const float *restrict t = K > 0 ? c->T + (c->off[K - 1] + code[K - 1]) * c->ldt : NULL;
+        if (t)
+            for (int64_t j = 0; j < N; ++j) {
+                const float v = y[j] + t[j];
+                bad += v - v != 0.0f;
+                y[j] = c->relu && !(v > 0.0f) ? 0.0f : v;
+            }
+        else
+            for (int64_t j = 0; j < N; ++j) {
+                const float v = y[j];
+                bad += v - v != 0.0f;
+                y[j] = c->relu && !(v > 0.0f) ? 0.0f : v;
+            }
     }
     return bad;
 }
@@ -115,7 +127,7 @@ static int64_t scatter_blocks(const void *ctx, int64_t lo, int64_t hi)
     for (int64_t i = 0; i < c->M; ++i) {
         const float *d = c->dY + i * c->lddy, *yo = c->Yo ? c->Yo + i * c->ldyo : NULL;
         for (int64_t k = 0; k < c->K; ++k) {
-            float *t = c->dT + (c->off[k] + c->codes[i * c->ldc + k]) * c->lddt;
+            float *restrict t = c->dT + (c->off[k] + c->codes[i * c->ldc + k]) * c->lddt;
             if (yo) /* through the ReLU: adding 0 where it was off keeps -0 and order */
                 for (int64_t j = j0; j < j1; ++j)
                     t[j] += yo[j] > 0.0f ? d[j] : 0.0f;

@@ -24,7 +24,7 @@ extern "C" {
 /* Y (M×N, ldy) <- act(Y + Σ_k T[off_k + codes[i,k], :]), T (R×N, ldt),
  * act VF_ACT_NONE or VF_ACT_RELU. Rows are independent; each element adds
  * its K table entries in covariate order (bit-identical for any thread
- * count). VF_ERR_NONFINITE, after writing Y, if a value before the
+ * count; T must not overlap Y). VF_ERR_NONFINITE, after writing Y, if a value before the
  * activation is NaN or infinite. */
 int vf_cov_gather_add(int64_t M, int64_t N, int64_t K, const int32_t *codes, int64_t ldc,
                       const int64_t *levels, const float *T, int64_t ldt, int act,

@@ -3,6 +3,15 @@
 # vaefast/ops/_covariates.py; this layer checks what memory safety needs.
 
 
+cdef int64_t _cov_rows(const int64_t[::1] levels):
+    """Σ levels: the stacked table's row count."""
+    cdef int64_t total = 0
+    cdef Py_ssize_t k
+    for k in range(levels.shape[0]):
+        total += levels[k]
+    return total
+
+
 cdef int _cov_shapes(str what, int64_t M, int64_t N, const int32_t[:, ::1] codes,
                      const int64_t[::1] levels, int64_t R, int64_t table_rows,
                      int64_t table_cols) except -1:
@@ -18,7 +27,7 @@ def cov_gather_add_into(const int32_t[:, ::1] codes, const int64_t[::1] levels,
                         const float[:, ::1] table, int relu, float[:, ::1] y):
     """y (M×N) <- act(y + Σ_k table[off_k + codes[:, k]]) in place."""
     cdef int64_t M = y.shape[0], N = y.shape[1], K = levels.shape[0]
-    cdef int64_t R = sum(levels)
+    cdef int64_t R = _cov_rows(levels)
     _cov_shapes("cov_gather_add", M, N, codes, levels, R, table.shape[0], table.shape[1])
     if M == 0 or N == 0:
         return
@@ -38,7 +47,7 @@ def cov_scatter_add_into(const int32_t[:, ::1] codes, const int64_t[::1] levels,
     """dtable (R×N) <- (accumulate ? dtable : 0) + onehot(codes)ᵀ·dz, dz = dy, or
     dy where the ReLU output y (M×N, or None) is > 0."""
     cdef int64_t M = dy.shape[0], N = dy.shape[1], K = levels.shape[0]
-    cdef int64_t R = sum(levels)
+    cdef int64_t R = _cov_rows(levels)
     _cov_shapes("cov_scatter_add", M, N, codes, levels, R, dtable.shape[0], dtable.shape[1])
     if K == 0 or N == 0:
         return
