@@ -109,20 +109,22 @@ class CovariateModel:
         return params
 
 
-def _forward_side(layers: list[Layer], x: F64, codes: Optional[NDArray],
+def _forward_side(layers: list[Layer], x: F64, codes: Optional[NDArray[Any]],
                   levels: tuple[int, ...]) -> list[F64]:
     """Activations [x, h1, …, last]; ReLU on all but the last layer."""
     acts = [x]
     for i, L in enumerate(layers):
         pre = acts[-1] @ L["W"] + L["b"]
         if "T" in L:
+            assert codes is not None  # a table comes with the covariates
             pre = cov.gather_add(pre, codes, levels, L["T"])
         acts.append(pre if i == len(layers) - 1 else np.maximum(pre, 0))
     return acts
 
 
 def _backward_side(layers: list[Layer], acts: list[F64], d_top: F64,
-                   codes: Optional[NDArray], levels: tuple[int, ...]) -> tuple[list[Layer], F64]:
+                   codes: Optional[NDArray[Any]], levels: tuple[int, ...]
+                   ) -> tuple[list[Layer], F64]:
     """Gradients of each layer (W, b, T) and of the side's input."""
     grads: list[Layer] = [{} for _ in layers]
     d = d_top
@@ -130,17 +132,20 @@ def _backward_side(layers: list[Layer], acts: list[F64], d_top: F64,
         dz = d if i == len(layers) - 1 else np.where(acts[i + 1] > 0, d, 0.0)
         grads[i] = {"W": acts[i].T @ dz, "b": dz.sum(axis=0)}
         if "T" in layers[i]:
+            assert codes is not None
             grads[i]["T"] = cov.scatter_add(dz, codes, levels)
         d = dz @ layers[i]["W"].T
     return grads, d
 
 
-def _with(a: F64, cont: Optional[F64], on: bool) -> F64:
+def _with(a: NDArray[Any], cont: Optional[F64], on: bool) -> NDArray[Any]:
+    """[a | cont] when `on` and there are continuous covariates, else a."""
     return np.concatenate([a, cont], axis=1) if on and cont is not None and cont.shape[1] else a
 
 
 def loss_and_grad(spec: CovariateModel, params: dict[str, Any], x: F64,
-                  codes: Optional[NDArray], cont: Optional[F64], labels: Optional[NDArray],
+                  codes: Optional[NDArray[Any]], cont: Optional[F64],
+                  labels: Optional[NDArray[Any]],
                   eps: F64, beta: float = 1.0) -> tuple[float, F64, dict[str, Any]]:
     """Batch-mean negative ELBO, the per-row negative ELBO and the gradients
     (shaped like params) for noise eps (B, Z). codes (B, K) in
@@ -149,7 +154,8 @@ def loss_and_grad(spec: CovariateModel, params: dict[str, Any], x: F64,
     lv = spec.levels
     d = disp.get(spec.dispersion, spec.n_batch, spec.n_labels)
     enc_layers = [*params["encoder"], params["head"]]
-    enc = _forward_side(enc_layers, _with(np.log1p(x), cont, spec.encode), codes, lv)
+    x_in: F64 = np.log1p(x)
+    enc = _forward_side(enc_layers, _with(x_in, cont, spec.encode), codes, lv)
     mu, logvar = ref.split_head(enc[-1])
     z = ref.reparam_forward(mu, logvar, eps)
     dec_layers = [*params["decoder"], params["output"]]
@@ -170,8 +176,11 @@ def loss_and_grad(spec: CovariateModel, params: dict[str, Any], x: F64,
                                        spec.likelihood, scale)
     kl = ref.kl_normal(mu, logvar)
     per_row = recon + beta * kl
-    d_out = np.concatenate([drho] + ([dpi] if pi is not None else [])
-                           + ([dlt] if d.head else []), axis=1)
+    blocks = [drho] + ([dpi] if dpi is not None else [])
+    if d.head:  # log θ's head: its gradient is the loss's, per element
+        assert dlt is not None
+        blocks.append(dlt)
+    d_out: F64 = np.concatenate(blocks, axis=1)
     dec_grads, dz_in = _backward_side(dec_layers, dec, d_out, codes, lv)
     dmu, dlv = ref.reparam_backward(mu, logvar, eps, dz_in[:, :spec.latent], beta * scale)
     raw = enc[-1][:, spec.latent:]
@@ -179,6 +188,7 @@ def loss_and_grad(spec: CovariateModel, params: dict[str, Any], x: F64,
     enc_grads, _ = _backward_side(enc_layers, enc, np.concatenate([dmu, dlv], axis=1), codes, lv)
     grads: dict[str, Any] = {"encoder": enc_grads[:-1], "head": enc_grads[-1],
                              "decoder": dec_grads[:-1], "output": dec_grads[-1]}
+    assert dlt is not None  # NB and ZINB have log θ
     if d.per == "gene":
         grads["log_theta"] = dlt.reshape(1, D)
     elif row is not None:

@@ -12,33 +12,36 @@ stands for, so it is an independent check of the gather/scatter kernels::
 every k. Works in the dtype of its float inputs (float64 for the oracle).
 """
 
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import DTypeLike, NDArray
+
+Array = NDArray[Any]
 
 
-def onehot(codes: NDArray, levels: Sequence[int], dtype: type = np.float64) -> NDArray:
+def onehot(codes: Array, levels: Sequence[int], dtype: DTypeLike = np.float64) -> Array:
     """The (M, Σ levels) indicator matrix of integer codes (M, K)."""
     codes = np.asarray(codes).reshape(len(codes), len(levels))
     offsets = np.concatenate([[0], np.cumsum(levels)[:-1]]).astype(np.int64)
-    out = np.zeros((codes.shape[0], int(np.sum(levels))), dtype=dtype)
+    out: Array = np.zeros((codes.shape[0], int(np.sum(levels))), dtype=dtype)
     rows = np.arange(codes.shape[0])
     for k in range(len(levels)):
         out[rows, offsets[k] + codes[:, k]] = 1
     return out
 
 
-def gather_add(y: NDArray, codes: NDArray, levels: Sequence[int], table: NDArray,
-               activation: str = "none") -> NDArray:
+def gather_add(y: Array, codes: Array, levels: Sequence[int], table: Array,
+               activation: str = "none") -> Array:
     """act(y + onehot(codes)·table); activation "none" or "relu"."""
-    pre = y + onehot(codes, levels, table.dtype) @ table
+    pre: Array = y + onehot(codes, levels, table.dtype) @ table
     return np.maximum(pre, 0) if activation == "relu" else pre
 
 
-def scatter_add(dy: NDArray, codes: NDArray, levels: Sequence[int],
-                y: Optional[NDArray] = None) -> NDArray:
+def scatter_add(dy: Array, codes: Array, levels: Sequence[int],
+                y: Optional[Array] = None) -> Array:
     """onehot(codes)ᵀ·dz: the table's gradient from the pre-activation's, dz =
     dy, or dy where the ReLU output y > 0."""
     dz = dy if y is None else np.where(y > 0, dy, 0).astype(dy.dtype, copy=False)
-    return onehot(codes, levels, dy.dtype).T @ dz
+    out: Array = onehot(codes, levels, dy.dtype).T @ dz
+    return out
