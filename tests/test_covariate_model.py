@@ -165,3 +165,27 @@ def test_gene_batch_theta_is_a_gather_of_the_table(rng):
         _, pr, _ = loss_and_grad(gene, p, x[rows], codes[rows], cont[rows], None, eps[rows])
         np.testing.assert_allclose(per_row[rows], pr, rtol=1e-12)
     assert twin_cov.onehot(codes, [3]).sum() == len(codes)
+
+
+@pytest.mark.parametrize("likelihood", ["nb", "zinb"])
+def test_gene_batch_theta_with_the_float32_kernels(rng, likelihood):
+    # "gene-batch" as the C model will run it: log θ rows gathered by batch
+    # code (a gather-add onto zeros: bit-equal to indexing the table), the
+    # count loss per element, the table's gradient a scatter-add of the
+    # per-element gradient (bit-equal to a float32 sum of each batch's rows
+    # in row order)
+    M, D, n_batch = 40, 7, 3
+    batch = rng.integers(0, n_batch, M)
+    table = rng.uniform(-1.0, 2.0, (n_batch, D)).astype(np.float32)
+    lt = ops.covariate_gather_add(np.zeros((M, D), np.float32), batch, n_batch, table)
+    np.testing.assert_array_equal(lt, table[batch])
+    x = rng.poisson(2.0, (M, D)).astype(np.float32)
+    x[:, 0] += 1
+    rho = rng.standard_normal((M, D)).astype(np.float32)
+    pi = rng.standard_normal((M, D)).astype(np.float32) if likelihood == "zinb" else None
+    _, _, dlt, _ = ops.count_loss(x, rho, x.sum(1), lt, pi, likelihood, scale=1.0 / M)
+    got = ops.covariate_scatter_add(dlt, batch, n_batch)
+    want = np.zeros_like(table)
+    for i in range(M):
+        want[batch[i]] += dlt[i]
+    np.testing.assert_array_equal(got, want)
