@@ -17,6 +17,8 @@
 
 #include <stdint.h>
 
+#include "vaefast.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -38,6 +40,30 @@ int vf_cov_gather_add(int64_t M, int64_t N, int64_t K, const int32_t *codes, int
 int vf_cov_scatter_add(int64_t M, int64_t N, int64_t K, const int32_t *codes, int64_t ldc,
                        const int64_t *levels, const float *dY, int64_t lddy,
                        const float *Yo, int64_t ldyo, float *dT, int64_t lddt, int accumulate);
+
+/* A VAE whose layers receive K categorical covariates (scVI's rule,
+ * docs/covariates.md): every hidden decoder layer (deep != 0) or only the
+ * first; the encoder's the same way only with encode != 0; the head and the
+ * output layer get them only when they are their side's first layer. Each
+ * receiving layer gets a table (Σ levels × out) after the model's other
+ * parameters, in layer order (vf_vae_cov_table gives where). Row i's codes
+ * then come in vf_vae_rows.codes[i·ldk + k] (ldk >= K, required iff K > 0)
+ * for every *_rows call; a code out of range is VF_ERR_ARG. cfg's
+ * conditions, if any, remain the continuous covariates of layer 0 and of
+ * the decoder's first layer. K <= VF_VAE_MAX_CAT; the CSR input of a step
+ * is refused (VF_ERR_ARG) when the encoder's first layer has a table. */
+#define VF_VAE_MAX_CAT 64
+typedef struct vf_vae_covariates {
+    int64_t n_cat;          /* K */
+    const int64_t *levels;  /* (K) categories of each, >= 1 */
+    int deep, encode;
+} vf_vae_covariates;
+int vf_vae_create_covariates(const vf_vae_config *cfg, const vf_vae_covariates *cov,
+                             vf_vae **out);
+
+/* info = {offset of layer l's covariate table in the buffers, its rows};
+ * {0, 0} for a layer without one. */
+int vf_vae_cov_table(const vf_vae *m, int l, int64_t info[2]);
 
 #ifdef __cplusplus
 }

@@ -14,7 +14,7 @@ int vae_csr_usable(const vf_vae *m, const vf_vae_rows *r)
 {
     if (!r || (!r->csr_indptr && !r->csr_indices && !r->csr_values))
         return VF_OK;
-    if (!r->csr_indptr || !r->csr_indices || !r->csr_values || m->C > 0)
+    if (!r->csr_indptr || !r->csr_indices || !r->csr_values || m->C > 0 || m->layers[0].cov)
         return VF_ERR_ARG;
     if (m->lik->input_row && m->lik->input_csr == VF_CSR_NONE)
         return VF_ERR_ARG; /* an input map the CSR kernels do not have */
