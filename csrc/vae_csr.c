@@ -16,7 +16,7 @@ int vae_csr_usable(const vf_vae *m, const vf_vae_rows *r)
 {
     if (!r || (!r->csr_indptr && !r->csr_indices && !r->csr_values))
         return VF_OK;
-    if (!r->csr_indptr || !r->csr_indices || !r->csr_values || m->C > 0)
+    if (!r->csr_indptr || !r->csr_indices || !r->csr_values || m->C > 0 || m->layers[0].cov)
         return VF_ERR_ARG;
     if (m->lik->input_row && m->lik->input_csr == VF_CSR_NONE)
         return VF_ERR_ARG; /* an input map the CSR kernels do not have */
@@ -59,18 +59,17 @@ int vae_encoder_layers(const vf_vae *m, int64_t B, const float *X, int64_t ldx,
                        const vf_vae_rows *r, int64_t row0, float *xbuf, float *bufA,
                        float *bufB, const float **H)
 {
-    const float *c = r ? r->c : NULL;
-    const int64_t ldc = r ? r->ldc : 0;
+    const vae_side sd = vae_side_of(r, row0);
     if (!r || !r->csr_indptr) {
         int64_t ld_in;
         const float *in = vae_encoder_input(m, B, X, ldx, xbuf, &ld_in);
-        return vae_run_layers(m, 0, m->n_enc, B, in, ld_in, c, ldc, bufA, bufB, NULL, 0, H);
+        return vae_run_layers(m, 0, m->n_enc, B, in, ld_in, &sd, bufA, bufB, NULL, 0, H);
     }
     const int st = csr_first(m, B, r->csr_indptr + row0, r->csr_indices, r->csr_values, bufA);
     if (st != VF_OK)
         return st;
-    return vae_run_layers(m, 1, m->n_enc, B, bufA, m->layers[0].out, c, ldc, bufB, bufA, NULL,
-                          0, H);
+    return vae_run_layers(m, 1, m->n_enc, B, bufA, m->layers[0].out, &sd, bufB, bufA, NULL, 0,
+                          H);
 }
 
 /* dW0 = T(S)ᵀ·dZ0, db0 = column sums of dZ0 (overwrite), with d (B×out0) the

@@ -82,8 +82,9 @@ int vf_vae_decode_rows(const vf_vae *m, int64_t B, const float *z, int64_t ldz,
      * after it), compute it in the workspace and take the mean from there */
     const int via_work = mean && m->layers[m->n_layers - 1].out > m->D;
     const float *y = out;
-    st = vae_run_layers(m, m->n_enc + 1, m->n_layers - 1, B, z, ldz, r ? r->c : NULL,
-                        r ? r->ldc : 0, buf[0], buf[1], via_work ? NULL : out, ldo, &y);
+    const vae_side sd = vae_side_of(r, 0);
+    st = vae_run_layers(m, m->n_enc + 1, m->n_layers - 1, B, z, ldz, &sd, buf[0], buf[1],
+                        via_work ? NULL : out, ldo, &y);
     if (st != VF_OK)
         return st;
     if (mean && (m->lik->mean_row || via_work))
@@ -140,23 +141,21 @@ int vf_vae_elbo_rows(const vf_vae *m, int64_t B, const float *X, const vf_vae_ro
     elbo_buffers b;
     if (elbo_layout(m, work, &b) < 0)
         return VF_ERR_OVERFLOW;
-    const int64_t D = m->D, Z = m->Z, ldc = r ? r->ldc : 0;
+    const int64_t D = m->D, Z = m->Z;
     const int last = m->n_layers - 1;
     for (int64_t i0 = 0; i0 < B; i0 += VF_ELBO_ROWS) {
         const int64_t n = B - i0 < VF_ELBO_ROWS ? B - i0 : VF_ELBO_ROWS;
         const float *x = X + i0 * D;
-        const float *c = r && r->c ? r->c + i0 * ldc : NULL;
+        const vae_side sd = vae_side_of(r, i0);
         const float *s = r && r->size_factors ? r->size_factors + i0 : NULL;
-        const vf_vae_rows part = {c, ldc, s, r ? r->csr_indptr : NULL,
-                                  r ? r->csr_indices : NULL, r ? r->csr_values : NULL};
         const float *H;
-        int st = vae_encoder_layers(m, n, x, D, &part, i0, b.xenc, b.bufA, b.bufB, &H);
+        int st = vae_encoder_layers(m, n, x, D, r, i0, b.xenc, b.bufA, b.bufB, &H);
         if (st != VF_OK)
             return st;
         vae_split_head(n, Z, H, 2 * Z, NULL, 0, b.lv, Z);
         const vf_noise given = {.eps = eps + i0 * Z, .ldeps = Z};
         if ((st = vf_reparam_forward(n, Z, H, 2 * Z, b.lv, Z, &given, b.z, Z, b.kl)) != VF_OK ||
-            (st = vae_run_layers(m, m->n_enc + 1, last, n, b.z, Z, c, ldc, b.bufA, b.bufB, b.y,
+            (st = vae_run_layers(m, m->n_enc + 1, last, n, b.z, Z, &sd, b.bufA, b.bufB, b.y,
                              m->layers[last].out, NULL)) != VF_OK ||
             (st = m->lik->losses(&(vae_lik_call){m, n, b.y, x, s, b.recon, NULL, NULL,
                                                     0.0f})) != VF_OK)

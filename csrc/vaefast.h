@@ -392,6 +392,7 @@ int vf_vae_layer_info(const vf_vae *m, int l, int64_t info[4]);
 typedef struct vf_vae_rows {
     const float *c;
     int64_t ldc;
+    const int32_t *codes; int64_t ldk; /* categorical codes (csrc/covariates.h) */
     const float *size_factors;
     const int64_t *csr_indptr;
     const int32_t *csr_indices;

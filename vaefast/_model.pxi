@@ -24,13 +24,25 @@ _VARIANCE_CODES = {"unit": VF_VARIANCE_UNIT, "feature": VF_VARIANCE_FEATURE,
 
 cdef class _Rows:
     """The per-row side inputs (conditions c, size factors) of one core call,
-    as the vf_vae_rows the C functions take; holds the arrays alive."""
+    as the vf_vae_rows the C functions take; holds the arrays alive. For a
+    model with categorical covariates c is the pair (c or None, codes
+    (n, K) int32): the C core checks K and every code."""
     cdef vf_vae_rows r
-    cdef object c_arr, s_arr, csr_arrs
+    cdef object c_arr, s_arr, csr_arrs, k_arr
 
     def __cinit__(self, int64_t n, int64_t n_conditions, c, size_factors):
         cdef const float[:, ::1] cv
         cdef const float[::1] sv
+        cdef const int32_t[:, ::1] kv
+        if isinstance(c, tuple):
+            c, codes = c
+            kv = codes
+            if kv.shape[0] != n:
+                raise ValueError(f"codes must have {n} rows, got {kv.shape[0]}")
+            self.k_arr = codes
+            if n > 0 and kv.shape[1] > 0:
+                self.r.codes = &kv[0, 0]
+            self.r.ldk = kv.shape[1]
         self.r.c = NULL
         self.r.ldc = 0
         self.r.size_factors = NULL
@@ -106,7 +118,7 @@ cdef class VAECore:
     calls. encode/decode use a caller-given workspace per thread."""
 
     cdef vf_vae *m
-    cdef readonly int64_t n_features, latent_dim, num_params, n_conditions, out_width
+    cdef readonly int64_t n_features, latent_dim, num_params, n_conditions, out_width, n_cat
     cdef readonly int n_layers
     cdef object _reads  # threading.local: this thread's reading() depth
     # Optimizer steps taken (VAE.step_). train_steps advances it in the same
@@ -115,13 +127,16 @@ cdef class VAECore:
     cdef public uint64_t step
 
     def __cinit__(self, int64_t n_features, enc_hidden, dec_hidden, int64_t latent_dim,
-                  int likelihood, float beta, int64_t n_conditions=0, str variance="unit"):
+                  int likelihood, float beta, int64_t n_conditions=0, str variance="unit",
+                  categorical=(), bint deep=True, bint encode=False):
         cdef int64_t[::1] enc = _np.ascontiguousarray(enc_hidden, dtype=_np.int64).reshape(-1)
         cdef int64_t[::1] dec = _np.ascontiguousarray(dec_hidden, dtype=_np.int64).reshape(-1)
         cdef int64_t dummy = 1
         cdef const int64_t *pe = &enc[0] if enc.shape[0] > 0 else &dummy
         cdef const int64_t *pd = &dec[0] if dec.shape[0] > 0 else &dummy
         cdef vf_vae_config cfg
+        cdef vf_vae_covariates cov
+        cdef int64_t[::1] lev = _np.ascontiguousarray(categorical, dtype=_np.int64).reshape(-1)
         cdef int status
         cfg.n_features = n_features
         cfg.n_conditions = n_conditions
@@ -135,8 +150,16 @@ cdef class VAECore:
         cfg.beta = beta
         self.m = NULL
         self._reads = _threading.local()
-        status = vf_vae_create_config(&cfg, &self.m)
+        if lev.shape[0] > 0:  # categorical covariates (csrc/covariates.h)
+            cov.n_cat = lev.shape[0]
+            cov.levels = &lev[0]
+            cov.deep = deep
+            cov.encode = encode
+            status = vf_vae_create_covariates(&cfg, &cov, &self.m)
+        else:
+            status = vf_vae_create_config(&cfg, &self.m)
         check_status(status, "vf_vae_create")
+        self.n_cat = lev.shape[0]
         self.n_features = n_features
         self.latent_dim = latent_dim
         self.n_conditions = n_conditions
@@ -149,6 +172,12 @@ cdef class VAECore:
         cdef int64_t info[4]
         check_status(vf_vae_layer_info(self.m, l, info), "layer_info")
         return (info[0], info[1], info[2], info[3])
+
+    def cov_table(self, int l):
+        """(offset, rows) of layer l's categorical covariate table, (0, 0) if none."""
+        cdef int64_t info[2]
+        check_status(vf_vae_cov_table(self.m, l, info), "cov_table")
+        return (info[0], info[1])
 
     def __dealloc__(self):
         vf_vae_destroy(self.m)
