@@ -14,13 +14,18 @@ round after round and the medians printed. Scenarios:
              at N threads and at 1 thread.
   pipeline   encode 4,096 rows of a 784-400-20 model, then one small BLAS
              product of the latent means (x a 20x20 matrix), in a loop;
-             rows/s, against encode alone and against 1 thread.
+             rows/s, against encode alone and against 1 thread; with
+             PyTorch installed also the same product in torch
+             (pipeline_torch).
   requests   encode 1 and 64 rows once every 10 ms (a server answering
              requests): median latency in ms, N threads and 1 thread.
   fit        fit 784-400-20 at batch 128 with a per-epoch callback that
              calls NumPy's BLAS (epochs of 1,024 rows); rows/s.
   torch      (if PyTorch is installed) ops.linear right after torch.matmul
              calls on the same thread count, against alone.
+  dask       (if Dask is installed) encode of 16,384 rows in chunks of 1,024
+             from Dask's threaded scheduler with 1 and 2 worker threads
+             (each encode call itself on N threads); rows/s.
 
 --against DIR runs the children with the vaefast package found in DIR
 instead of the installed one (an A/B of two builds: DIR holds a `vaefast`
@@ -91,8 +96,15 @@ X = (rng.random((4096, 784)) < 0.3).astype(np.float32)
 
 _PIPELINE = _MODEL + """
 R = rng.standard_normal((20, 20)).astype(np.float32)
+try:  # the same small product in PyTorch: its own thread pool wakes up
+    import torch
+    torch.set_num_threads(threads)
+    Rt = torch.from_numpy(R)
+    modes = ("encode_alone", "pipeline", "pipeline_torch")
+except ImportError:
+    modes = ("encode_alone", "pipeline")
 out = {}
-for mode in ("encode_alone", "pipeline"):
+for mode in modes:
     m.encode(X)
     rates = []
     for _ in range(7):
@@ -101,6 +113,8 @@ for mode in ("encode_alone", "pipeline"):
             mu, _ = m.encode(X)
             if mode == "pipeline":
                 mu @ R
+            elif mode == "pipeline_torch":
+                torch.from_numpy(mu) @ Rt
         rates.append(4 * len(X) / (time.perf_counter() - t))
     out[mode] = med(rates)
 print(json.dumps(out))
@@ -132,12 +146,33 @@ m.fit(Xf, epochs=16, batch_size=128, callbacks=[cb], progress=False)
 print(json.dumps({"rows/s": 16 * len(Xf) / (time.perf_counter() - t)}))
 """
 
+_DASK = _MODEL + """
+import dask
+import dask.array as da
+Xd = da.from_array(np.concatenate([X] * 4), chunks=(1024, 784))
+def enc(block):
+    return m.encode(block)[0]
+out = {}
+for workers in (1, 2):  # Dask's threaded scheduler: its worker threads call encode
+    Xd.map_blocks(enc, chunks=(1024, 20), dtype=np.float32).compute(scheduler="threads",
+                                                                    num_workers=workers)
+    rates = []
+    for _ in range(7):
+        t = time.perf_counter()
+        Xd.map_blocks(enc, chunks=(1024, 20), dtype=np.float32).compute(
+            scheduler="threads", num_workers=workers)
+        rates.append(Xd.shape[0] / (time.perf_counter() - t))
+    out[f"encode, {workers} dask workers"] = med(rates)
+print(json.dumps(out))
+"""
+
+
 def scenario_code(name):
     linear = _LINEAR.format(shapes=SHAPES, setup="", modes=("alone", "after_blas", "after_sleep"))
     torch = _LINEAR.format(shapes=SHAPES, modes=("after_torch",), setup=(
         "import torch\ntorch.set_num_threads(threads)\nta = torch.randn(256, 256)"))
     return {"linear": linear, "pipeline": _PIPELINE, "requests": _REQUESTS, "fit": _FIT,
-            "torch": torch}[name]
+            "torch": torch, "dask": _DASK}[name]
 
 
 def run_child(name, threads, base):
@@ -149,9 +184,9 @@ def run_child(name, threads, base):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def have_torch():
+def have(module):
     try:
-        import torch  # noqa: F401
+        __import__(module)
     except ImportError:
         return False
     return True
@@ -165,8 +200,8 @@ def main():
     ap.add_argument("--against", default=None, help="import vaefast from this folder")
     ap.add_argument("--json", default=None, help="also write the medians here")
     args = ap.parse_args()
-    names = args.only or ["linear", "pipeline", "requests", "fit"] + (
-        ["torch"] if have_torch() else [])
+    names = args.only or ["linear", "pipeline", "requests", "fit"] + [
+        n for n in ("torch", "dask") if have(n)]
     counts = sorted({args.threads, 1}, reverse=True)
     samples = {}
     for _ in range(args.repeats):  # interleaved rounds of fresh processes

@@ -1,9 +1,14 @@
 /* team.c: vaefast's own thread team (see threads.h, docs/threads.md).
  *
  * One process-wide pool of worker threads, started lazily. A parallel loop
- * (vf_team_for) publishes one job, a range of units; the calling thread
- * and the workers claim units one at a time from a shared counter and the
- * call returns once every unit is done. So:
+ * (vf_team_for) publishes one job, a range of units cut into one home
+ * range per thread (thread t's is the t-th of nt equal parts, as a static
+ * split would give it); each thread claims units one at a time from its
+ * home range, then from the others' in turn, and the call returns once
+ * every unit is done. So:
+ *   - when every thread is there, each computes its own home range: loops
+ *     over the same items (packing a panel, then the tiles that read it)
+ *     find the data in their own core's cache, as with a static split;
  *   - the caller works too: a worker that is still asleep, or descheduled
  *     because another library's threads hold its core, costs at most the
  *     unit it holds, never a fixed share of the loop; a worker that never
@@ -19,14 +24,18 @@
  *
  * The job lives in the pool, not on the caller's stack, so a worker that
  * wakes up late can never touch a finished call's data: every claim is a
- * compare-and-swap of one word holding the job's generation, its unit
- * count and the next unit, so a stale worker's claim fails. A worker
- * reads the job's function and context before its claim; a claim that
- * succeeds proves the job was still open, i.e. those fields were its own.
+ * compare-and-swap of one home range's word holding the job's generation,
+ * the range's end and its next unit, so a stale worker's claim fails. A
+ * worker reads the job's function and context before its claim; a claim
+ * that succeeds proves the job was still open (the next job is published
+ * only when every unit is done), i.e. those fields were its own.
  *
  * One caller at a time owns the pool; a second caller (another Python
  * thread) runs its loop alone, as does a call made inside an OpenMP
- * region or from a forked child before its pool is rebuilt. */
+ * region or from a forked child before its pool is rebuilt. While two or
+ * more callers are inside loops (Dask's worker threads, a thread pool of
+ * the user's), each runs alone: they already keep the cores busy, and a
+ * team on top would put more threads than cores on the machine. */
 #include "threads.h"
 
 #include <stdatomic.h>
@@ -41,13 +50,20 @@
 #define VF_BACKOFF_MAX_NS 128000000
 #define VF_TEAM_MAX 64        /* workers at most */
 
-/* The claim word: generation (16 bits) | units (24 bits) | next (24 bits). */
+/* A home range's claim word: generation (16 bits) | end (24 bits) | next
+ * (24 bits), unit indices of the whole job. */
 #define VF_FIELD 24
 #define VF_MASK ((UINT64_C(1) << VF_FIELD) - 1)
 #define VF_MAX_UNITS ((int64_t)VF_MASK)
 
+/* one claim word per cache line: threads claiming from their own home
+ * ranges do not contend */
+typedef struct vf_claim {
+    _Alignas(64) _Atomic uint64_t w;
+} vf_claim;
+
 typedef struct vf_pool {
-    _Atomic uint64_t claim;
+    vf_claim claim[VF_TEAM_MAX + 1]; /* home range of thread t (caller 0) */
     atomic_uint gen;                 /* bumped per job; workers watch it */
     atomic_llong done, sum;          /* units done, sum of their results */
     _Atomic(vf_range_fn) fn;
@@ -55,7 +71,9 @@ typedef struct vf_pool {
     atomic_llong n, grain;           /* items, items per unit */
     atomic_int nt;                   /* team size of the job */
     atomic_int owned;                /* a caller owns the pool */
+    atomic_int callers;              /* threads inside vf_team_for now */
     atomic_int sleepers, owner_waits;
+    atomic_int wake_sent;            /* a broadcast is on its way to the sleepers */
     atomic_int started;              /* workers running */
     atomic_llong alone_until;        /* vf_os_now_ns() before which calls run alone */
     int64_t backoff;                 /* next back-off (the owner's) */
@@ -69,9 +87,9 @@ static vf_pool pool = {
     .finished = VF_OS_COND_INIT,
 };
 
-static uint64_t claim_word(unsigned gen, int64_t units, int64_t next)
+static uint64_t claim_word(unsigned gen, int64_t end, int64_t next)
 {
-    return ((uint64_t)(gen & 0xFFFF) << (2 * VF_FIELD)) | ((uint64_t)units << VF_FIELD) |
+    return ((uint64_t)(gen & 0xFFFF) << (2 * VF_FIELD)) | ((uint64_t)end << VF_FIELD) |
            (uint64_t)next;
 }
 
@@ -82,34 +100,52 @@ int vf_team_inside(void)
     return inside;
 }
 
-/* Claims and runs units of job `gen` until none is left. */
-static void work(unsigned gen)
+/* Claims and runs units of job `gen` from home range r until it is empty
+ * (or the job is another's); 0 once the job is seen to be stale. */
+static int work_range(unsigned gen, int r, vf_range_fn fn, const void *ctx, int64_t n,
+                      int64_t grain)
 {
-    const vf_range_fn fn = atomic_load_explicit(&pool.fn, memory_order_relaxed);
-    const void *ctx = atomic_load_explicit(&pool.ctx, memory_order_relaxed);
-    const int64_t n = atomic_load_explicit(&pool.n, memory_order_relaxed);
-    const int64_t grain = atomic_load_explicit(&pool.grain, memory_order_relaxed);
-    uint64_t w = atomic_load_explicit(&pool.claim, memory_order_acquire);
+    _Atomic uint64_t *word = &pool.claim[r].w;
+    uint64_t w = atomic_load_explicit(word, memory_order_acquire);
     for (;;) {
-        const int64_t units = (int64_t)((w >> VF_FIELD) & VF_MASK), next = (int64_t)(w & VF_MASK);
-        if ((w >> (2 * VF_FIELD)) != (gen & 0xFFFF) || next >= units)
-            return; /* another job, or nothing left */
-        if (!atomic_compare_exchange_weak_explicit(&pool.claim, &w, w + 1, memory_order_acq_rel,
+        const int64_t end = (int64_t)((w >> VF_FIELD) & VF_MASK), next = (int64_t)(w & VF_MASK);
+        if ((w >> (2 * VF_FIELD)) != (gen & 0xFFFF))
+            return 0; /* another job */
+        if (next >= end)
+            return 1; /* this range is done */
+        if (!atomic_compare_exchange_weak_explicit(word, &w, w + 1, memory_order_acq_rel,
                                                    memory_order_acquire))
             continue;
         const int64_t lo = next * grain, hi = lo + grain < n ? lo + grain : n;
         inside = 1;
-        const int64_t r = fn(ctx, lo, hi);
+        const int64_t res = fn(ctx, lo, hi);
         inside = 0;
-        if (r)
-            atomic_fetch_add_explicit(&pool.sum, r, memory_order_relaxed);
+        if (res)
+            atomic_fetch_add_explicit(&pool.sum, res, memory_order_relaxed);
+        const int64_t units = (n + grain - 1) / grain;
         if (atomic_fetch_add(&pool.done, 1) + 1 == units && atomic_load(&pool.owner_waits)) {
             vf_os_mutex_lock(&pool.lock);
             vf_os_cond_broadcast(&pool.finished);
             vf_os_mutex_unlock(&pool.lock);
         }
-        w = atomic_load_explicit(&pool.claim, memory_order_acquire);
+        w = atomic_load_explicit(word, memory_order_acquire);
     }
+}
+
+/* Thread `me` runs units of job `gen`: its home range first, then the
+ * others' (the next thread's first), until none is left. */
+static void work(unsigned gen, int me)
+{
+    const vf_range_fn fn = atomic_load_explicit(&pool.fn, memory_order_relaxed);
+    const void *ctx = atomic_load_explicit(&pool.ctx, memory_order_relaxed);
+    const int64_t n = atomic_load_explicit(&pool.n, memory_order_relaxed);
+    const int64_t grain = atomic_load_explicit(&pool.grain, memory_order_relaxed);
+    const int nt = atomic_load_explicit(&pool.nt, memory_order_relaxed);
+    if (me >= nt || nt > VF_TEAM_MAX + 1)
+        return; /* not in this job's team (or fields of a newer job) */
+    for (int k = 0; k < nt; ++k)
+        if (!work_range(gen, (me + k) % nt, fn, ctx, n, grain))
+            return;
 }
 
 static void *worker_main(void *arg)
@@ -128,13 +164,13 @@ static void *worker_main(void *arg)
                 while ((g = atomic_load(&pool.gen)) == seen)
                     vf_os_cond_wait(&pool.wake, &pool.lock);
                 atomic_fetch_sub(&pool.sleepers, 1);
+                atomic_store(&pool.wake_sent, 0);
                 vf_os_mutex_unlock(&pool.lock);
                 break;
             }
         }
         seen = g;
-        if (id < atomic_load_explicit(&pool.nt, memory_order_relaxed))
-            work(g);
+        work(g, id);
     }
     return NULL;
 }
@@ -158,12 +194,12 @@ static int start_workers(int nt)
     return have;
 }
 
-int64_t vf_team_for(int nt, int64_t n, int64_t grain, vf_range_fn fn, const void *ctx)
+static int64_t team_for(int nt, int64_t n, int64_t grain, vf_range_fn fn, const void *ctx)
 {
-    if (n <= 0)
-        return 0;
     if (grain < 1)
         grain = 1;
+    if (nt > VF_TEAM_MAX + 1)
+        nt = VF_TEAM_MAX + 1;
     if ((n + grain - 1) / grain > VF_MAX_UNITS)
         grain = (n + VF_MAX_UNITS - 1) / VF_MAX_UNITS;
     const int64_t units = (n + grain - 1) / grain;
@@ -185,15 +221,21 @@ int64_t vf_team_for(int nt, int64_t n, int64_t grain, vf_range_fn fn, const void
     atomic_store(&pool.done, 0);
     atomic_store(&pool.sum, 0);
     const unsigned gen = (atomic_load(&pool.gen) + 1) & 0xFFFF;
-    atomic_store(&pool.claim, claim_word(gen, units, 0));
+    for (int t = 0; t < nt; ++t) /* home ranges: nt equal parts */
+        atomic_store(&pool.claim[t].w, claim_word(gen, units * (t + 1) / nt, units * t / nt));
     atomic_store(&pool.gen, gen);
-    if (atomic_load(&pool.sleepers) > 0) {
+    /* Wake the sleepers, once: until a woken worker runs (on a virtual
+     * machine that can take milliseconds) every loop would see them still
+     * asleep and pay the lock and the system call again. A sleeper that
+     * misses a job this way only costs that job its help: the caller
+     * takes every unit nobody claimed. */
+    if (atomic_load(&pool.sleepers) > 0 && !atomic_exchange(&pool.wake_sent, 1)) {
         vf_os_mutex_lock(&pool.lock);
         vf_os_cond_broadcast(&pool.wake);
         vf_os_mutex_unlock(&pool.lock);
     }
     const int64_t t0 = vf_os_now_ns();
-    work(gen);
+    work(gen, 0);
     const int64_t t1 = vf_os_now_ns();
     /* the units others still hold: spin a little, then sleep */
     const int64_t until = t1 + VF_TEAM_SPIN_NS;
@@ -233,4 +275,18 @@ void vf_team_after_fork(void)
     atomic_store(&pool.sleepers, 0);
     atomic_store(&pool.owner_waits, 0);
     atomic_store(&pool.owned, 0);
+    atomic_store(&pool.wake_sent, 0);
+    atomic_store(&pool.callers, 0); /* the parent's other threads are gone */
+}
+
+int64_t vf_team_for(int nt, int64_t n, int64_t grain, vf_range_fn fn, const void *ctx)
+{
+    if (n <= 0)
+        return 0;
+    if (inside) /* a unit's own loop: no nested team, and not another caller */
+        return fn(ctx, 0, n);
+    const int others = atomic_fetch_add(&pool.callers, 1);
+    const int64_t sum = team_for(others ? 1 : nt, n, grain, fn, ctx);
+    atomic_fetch_sub(&pool.callers, 1);
+    return sum;
 }

@@ -190,7 +190,7 @@ int vf_vae_reserve(vf_vae *m, int64_t B)
         return VF_OK;
     /* layout: act[l] (B×out_l) for every layer, logvar, z (B×Z),
      * dout (B×out_last), d1, d2 (B×max_width), recon, kl (B), xbatch (B×D),
-     * dlik (B×D), xenc (B×D), cbatch (B×C), sbatch (B) */
+     * dlik (B×D), xenc (B×D), cbatch (B×C), sbatch (B), kbatch (B×n_cat, int32) */
     const int64_t out_last = m->layers[m->n_layers - 1].out;
     int64_t total = 0;
     int st = VF_OK;
@@ -208,6 +208,7 @@ int vf_vae_reserve(vf_vae *m, int64_t B)
     if (st == VF_OK) st = vae_add_mul(&total, B, m->D);
     if (st == VF_OK) st = vae_add_mul(&total, B, m->C);
     if (st == VF_OK) st = vae_add_mul(&total, B, 1);
+    if (st == VF_OK) st = vae_add_mul(&total, B, m->n_cat);
     if (st != VF_OK)
         return st;
     if ((uint64_t)total > SIZE_MAX / sizeof(float))
@@ -234,7 +235,8 @@ int vf_vae_reserve(vf_vae *m, int64_t B)
     m->dlik = p;   p += vae_round_up(B * m->D);
     m->xenc = p;   p += vae_round_up(B * m->D);
     m->cbatch = p; p += vae_round_up(B * m->C);
-    m->sbatch = p;
+    m->sbatch = p; p += vae_round_up(B);
+    m->kbatch = (int32_t *)(void *)p; /* int32 in float-sized slots */
     return VF_OK;
 }
 

@@ -4,8 +4,11 @@
  * instead of dense GEMMs over mostly zeros. T is the likelihood's encoder
  * input map as a CSR transform (log1p for the count likelihoods), so the
  * results equal the dense path's up to float32 rounding (the summation
- * order and the log1p evaluation differ), not bit for bit. */
+ * order and the log1p evaluation differ), not bit for bit. Inference
+ * (vf_vae_encode_rows, vf_vae_elbo_rows) runs its encoder the same way
+ * (vae_encoder_layers). */
 #include "vae_internal.h"
+#include "vae_norm.h"
 
 /* VF_OK if r's CSR form can replace the first layer's dense input: none
  * given, or all three arrays for an unconditional model whose input map
@@ -14,9 +17,9 @@ int vae_csr_usable(const vf_vae *m, const vf_vae_rows *r)
 {
     if (!r || (!r->csr_indptr && !r->csr_indices && !r->csr_values))
         return VF_OK;
-    if (!r->csr_indptr || !r->csr_indices || !r->csr_values || m->C > 0 ||
+    if (!r->csr_indptr || !r->csr_indices || !r->csr_values || m->C > 0 || m->layers[0].cov ||
         m->layers[0].norm)
-        return VF_ERR_ARG; /* a normalised first layer runs dense (vae_norm.c) */
+        return VF_ERR_ARG; /* a normalised first layer trains dense (vae_norm.c) */
     if (m->lik->input_row && m->lik->input_csr == VF_CSR_NONE)
         return VF_ERR_ARG; /* an input map the CSR kernels do not have */
     return VF_OK;
@@ -31,14 +34,46 @@ void vae_csr_select(vf_vae *m, const vf_vae_rows *r, int64_t row0)
     m->csr_values = on ? r->csr_values : NULL;
 }
 
+/* Y (B×out0) = act(T(S)·W0 + b0) for the CSR rows (indptr: B + 1 entries,
+ * any base). */
+static int csr_first(const vf_vae *m, int64_t B, const int64_t *indptr,
+                     const int32_t *indices, const float *values, float *Y)
+{
+    const vf_vae_layer *L = &m->layers[0];
+    return vf_csr_linear_forward(B, L->out, L->in, indptr, indices, values,
+                                 m->lik->input_csr, m->params + L->w, L->out,
+                                 m->params + L->b,
+                                 L->relu && !L->norm ? VF_ACT_RELU : VF_ACT_NONE, Y,
+                                 L->out);
+}
+
 /* act[0] (B×out0) = act(T(S)·W0 + b0). */
 int vae_csr_first_forward(vf_vae *m, int64_t B)
 {
-    const vf_vae_layer *L = &m->layers[0];
-    return vf_csr_linear_forward(B, L->out, L->in, m->csr_indptr, m->csr_indices,
-                                 m->csr_values, m->lik->input_csr, m->params + L->w, L->out,
-                                 m->params + L->b, L->relu ? VF_ACT_RELU : VF_ACT_NONE,
-                                 m->act[0], L->out);
+    return csr_first(m, B, m->csr_indptr, m->csr_indices, m->csr_values, m->act[0]);
+}
+
+/* Inference: the encoder (layers 0 .. n_enc) on B rows, the rows row0 ..
+ * row0+B−1 of r's CSR form when r has one (X unused and may be NULL: the
+ * first layer reads the stored entries), else on X (B×D, ldx) through the
+ * likelihood's input map into xbuf (B×D). Ping-pongs through bufA/bufB
+ * (B×max_width); *H = the head's output (B×2Z). Read-only on the model. */
+int vae_encoder_layers(const vf_vae *m, int64_t B, const float *X, int64_t ldx,
+                       const vf_vae_rows *r, int64_t row0, float *xbuf, float *bufA,
+                       float *bufB, const float **H)
+{
+    const vae_side sd = vae_side_of(r, row0);
+    if (!r || !r->csr_indptr) {
+        int64_t ld_in;
+        const float *in = vae_encoder_input(m, B, X, ldx, xbuf, &ld_in);
+        return vae_run_layers(m, 0, m->n_enc, B, in, ld_in, &sd, bufA, bufB, NULL, 0, H);
+    }
+    const int st = csr_first(m, B, r->csr_indptr + row0, r->csr_indices, r->csr_values, bufA);
+    if (st != VF_OK)
+        return st;
+    vae_norm_infer(m, 0, B, bufA, m->layers[0].out); /* (training runs it dense) */
+    return vae_run_layers(m, 1, m->n_enc, B, bufA, m->layers[0].out, &sd, bufB, bufA, NULL, 0,
+                          H);
 }
 
 /* dW0 = T(S)ᵀ·dZ0, db0 = column sums of dZ0 (overwrite), with d (B×out0) the

@@ -32,19 +32,18 @@ int vf_vae_encode_rows(const vf_vae *m, int64_t B, const float *X, int64_t ldx,
                        const vf_vae_rows *r, float *mu, int64_t ldmu, float *logvar,
                        int64_t ldlv, float *work)
 {
-    if (!m || (B > 0 && (!X || !mu || !logvar || !work)))
+    const int csr = r && r->csr_indptr; /* then X may be NULL */
+    if (!m || (B > 0 && ((!X && !csr) || !mu || !logvar || !work)))
         return VF_ERR_NULL;
-    if (B < 0 || ldx < m->D || ldmu < m->Z || ldlv < m->Z || vae_check_rows(m, r) != VF_OK)
+    if (B < 0 || (X && ldx < m->D) || ldmu < m->Z || ldlv < m->Z ||
+        vae_check_rows(m, r) != VF_OK || vae_csr_usable(m, r) != VF_OK)
         return VF_ERR_ARG;
     float *buf[3];
     int st;
     if (B == 0 || (st = infer_buffers(m, B, work, buf)) != VF_OK)
         return B == 0 ? VF_OK : st;
     const float *H;
-    int64_t ld_in;
-    const float *in = vae_encoder_input(m, B, X, ldx, buf[2], &ld_in);
-    st = vae_run_layers(m, 0, m->n_enc, B, in, ld_in, r ? r->c : NULL, r ? r->ldc : 0, buf[0],
-                        buf[1], NULL, 0, &H);
+    st = vae_encoder_layers(m, B, X, ldx, r, 0, buf[2], buf[0], buf[1], &H);
     if (st != VF_OK)
         return st;
     vae_split_head(B, m->Z, H, 2 * m->Z, mu, ldmu, logvar, ldlv);
@@ -83,8 +82,9 @@ int vf_vae_decode_rows(const vf_vae *m, int64_t B, const float *z, int64_t ldz,
      * after it), compute it in the workspace and take the mean from there */
     const int via_work = mean && m->layers[m->n_layers - 1].out > m->D;
     const float *y = out;
-    st = vae_run_layers(m, m->n_enc + 1, m->n_layers - 1, B, z, ldz, r ? r->c : NULL,
-                        r ? r->ldc : 0, buf[0], buf[1], via_work ? NULL : out, ldo, &y);
+    const vae_side sd = vae_side_of(r, 0);
+    st = vae_run_layers(m, m->n_enc + 1, m->n_layers - 1, B, z, ldz, &sd, buf[0], buf[1],
+                        via_work ? NULL : out, ldo, &y);
     if (st != VF_OK)
         return st;
     if (mean && (m->lik->mean_row || via_work))
@@ -136,28 +136,26 @@ int vf_vae_elbo_rows(const vf_vae *m, int64_t B, const float *X, const vf_vae_ro
 {
     if (!m || (B > 0 && (!X || !eps || !elbo || !work)))
         return VF_ERR_NULL;
-    if (B < 0 || vae_check_rows(m, r) != VF_OK)
+    if (B < 0 || vae_check_rows(m, r) != VF_OK || vae_csr_usable(m, r) != VF_OK)
         return VF_ERR_ARG;
     elbo_buffers b;
     if (elbo_layout(m, work, &b) < 0)
         return VF_ERR_OVERFLOW;
-    const int64_t D = m->D, Z = m->Z, ldc = r ? r->ldc : 0;
+    const int64_t D = m->D, Z = m->Z;
     const int last = m->n_layers - 1;
     for (int64_t i0 = 0; i0 < B; i0 += VF_ELBO_ROWS) {
         const int64_t n = B - i0 < VF_ELBO_ROWS ? B - i0 : VF_ELBO_ROWS;
         const float *x = X + i0 * D;
-        const float *c = r && r->c ? r->c + i0 * ldc : NULL;
+        const vae_side sd = vae_side_of(r, i0);
         const float *s = r && r->size_factors ? r->size_factors + i0 : NULL;
-        int64_t ld_in;
-        const float *in = vae_encoder_input(m, n, x, D, b.xenc, &ld_in);
         const float *H;
-        int st = vae_run_layers(m, 0, m->n_enc, n, in, ld_in, c, ldc, b.bufA, b.bufB, NULL, 0, &H);
+        int st = vae_encoder_layers(m, n, x, D, r, i0, b.xenc, b.bufA, b.bufB, &H);
         if (st != VF_OK)
             return st;
         vae_split_head(n, Z, H, 2 * Z, NULL, 0, b.lv, Z);
         const vf_noise given = {.eps = eps + i0 * Z, .ldeps = Z};
         if ((st = vf_reparam_forward(n, Z, H, 2 * Z, b.lv, Z, &given, b.z, Z, b.kl)) != VF_OK ||
-            (st = vae_run_layers(m, m->n_enc + 1, last, n, b.z, Z, c, ldc, b.bufA, b.bufB, b.y,
+            (st = vae_run_layers(m, m->n_enc + 1, last, n, b.z, Z, &sd, b.bufA, b.bufB, b.y,
                              m->layers[last].out, NULL)) != VF_OK ||
             (st = m->lik->losses(&(vae_lik_call){m, n, b.y, x, s, b.recon, NULL, NULL,
                                                     0.0f})) != VF_OK)

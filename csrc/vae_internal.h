@@ -24,6 +24,7 @@
 
 #include <stdint.h>
 
+#include "covariates.h"
 #include "threads.h"
 #include "vaefast.h"
 
@@ -73,11 +74,21 @@ typedef struct vf_vae_layer {
     int64_t w, b;    /* offsets of W (in×out) and b (out) in the buffers */
     int relu;
     int cond;        /* input is [x | c]: W's last C rows multiply c */
+    int64_t cov;     /* offset of its covariate table (cat_rows×out), 0: none */
     float dropout;   /* training-only dropout rate on the output (vae_dropout.c) */
     int norm;        /* normalised before its ReLU (vae_norm.c): GEMM without it */
 } vf_vae_layer;
 
 typedef struct vae_norm vae_norm; /* csrc/vae_norm.c */
+
+/* A call's per-row side inputs, as the layers read them: conditions c
+ * (B×C, ldc) and categorical codes k (B×n_cat, ldk), either NULL. */
+typedef struct vae_side {
+    const float *c;
+    int64_t ldc;
+    const int32_t *k;
+    int64_t ldk;
+} vae_side;
 
 struct vf_vae {
     int64_t D, Z, C;  /* features, latent width, conditions */
@@ -105,6 +116,10 @@ struct vf_vae {
      * global minibatch (eps row index) and that minibatch's row count (the
      * gradient's 1/B). 0 and 0 mean an unsharded batch. */
     int64_t shard_row0, shard_batch;
+    /* categorical covariates (vae_covariates.c): K, their levels, the
+     * tables' row count; kbatch: a minibatch's gathered codes (cap×K) */
+    int64_t n_cat, cat_rows, cat_levels[VF_VAE_MAX_CAT];
+    int32_t *kbatch;
     /* Set only for a step whose batch is also given in CSR form (the
      * batch's rows from indptr[0]): the first layer runs on it (vae_csr.c). */
     const int64_t *csr_indptr;
@@ -140,16 +155,30 @@ const float *vae_encoder_input(const vf_vae *m, int64_t B, const float *X, int64
 void vae_split_head(int64_t B, int64_t Z, const float *H, int64_t ldh, float *mu,
                     int64_t ldmu, float *lv, int64_t ldlv);
 int vae_layer_forward(const vf_vae *m, const vf_vae_layer *L, int64_t B, const float *x,
-                      int64_t ldx, const float *c, int64_t ldc, float *Y, int64_t ldy);
+                      int64_t ldx, const vae_side *sd, float *Y, int64_t ldy);
 int vae_run_layers(const vf_vae *m, int first, int last, int64_t B, const float *X,
-                   int64_t ldx, const float *c, int64_t ldc, float *bufA, float *bufB,
+                   int64_t ldx, const vae_side *sd, float *bufA, float *bufB,
                    float *out, int64_t ldo, const float **res);
+vae_side vae_side_of(const vf_vae_rows *r, int64_t row0);
+
+/* vae_covariates.c */
+int vae_cov_backward(const vf_vae *m, const vf_vae_layer *L, int64_t B, const vae_side *sd,
+                     const float *d, float *grads);
+const int32_t *vae_cov_gather_codes(vf_vae *m, const vf_vae_rows *r, const int64_t *order,
+                                    int64_t rows, int64_t *ldk);
 int vae_check_rows(const vf_vae *m, const vf_vae_rows *r);
+
+/* vae_covariates.c: the parameter, gradient and moment buffers grown to n
+ * floats (the new tail zero), for parameters added after creation */
+int vae_grow_params(vf_vae *m, int64_t n);
 
 /* vae_csr.c */
 int vae_csr_usable(const vf_vae *m, const vf_vae_rows *r);
 void vae_csr_select(vf_vae *m, const vf_vae_rows *r, int64_t row0);
 int vae_csr_first_forward(vf_vae *m, int64_t B);
 int vae_csr_first_weight_grad(vf_vae *m, int64_t B, const float *d);
+int vae_encoder_layers(const vf_vae *m, int64_t B, const float *X, int64_t ldx,
+                       const vf_vae_rows *r, int64_t row0, float *xbuf, float *bufA,
+                       float *bufB, const float **H);
 
 #endif

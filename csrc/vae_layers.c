@@ -63,32 +63,39 @@ void vae_split_head(int64_t B, int64_t Z, const float *H, int64_t ldh,
 }
 
 /* Y (B×out, ldy) = act(x·W + b) for layer L on x (B×in, ldx); a cond layer
- * reads [x | c] as two products into Y: c (B×C, ldc)·W[in−C:] first (K = C,
- * small), then x·W[:in−C] accumulated, bias and ReLU in its epilogue. */
+ * reads [x | c] as two products into Y: c (B×C)·W[in−C:] first (K = C,
+ * small), then x·W[:in−C] accumulated, bias and ReLU in its epilogue. A
+ * layer with a covariate table adds its rows gathered by the codes
+ * (csrc/covariates.c), the ReLU after them. */
 int vae_layer_forward(const vf_vae *m, const vf_vae_layer *L, int64_t B,
-                      const float *x, int64_t ldx, const float *c, int64_t ldc,
+                      const float *x, int64_t ldx, const vae_side *sd,
                       float *Y, int64_t ldy)
 {
     const float *W = m->params + L->w;
     const int64_t kx = L->in - (L->cond ? m->C : 0);
     if (L->cond) {
-        const vf_gemm_problem pc = {.M = B, .N = L->out, .K = m->C, .A = c, .lda = ldc,
+        const vf_gemm_problem pc = {.M = B, .N = L->out, .K = m->C, .A = sd->c, .lda = sd->ldc,
                                     .B = W + kx * L->out, .ldb = L->out, .C = Y, .ldc = ldy};
         VF_TRY(vf_gemm_run(&pc));
     }
     /* unchecked: a NaN reaches the loss, whose check reports it */
     const vf_gemm_problem px = {.M = B, .N = L->out, .K = kx, .A = x, .lda = ldx, .B = W,
                                 .ldb = L->out, .C = Y, .ldc = ldy, .bias = m->params + L->b,
-                                .relu = L->relu && !L->norm, .accumulate = L->cond};
-    return vf_gemm_run(&px);
+                                .relu = L->relu && !L->cov && !L->norm, .accumulate = L->cond};
+    int st = vf_gemm_run(&px);
+    if (st == VF_OK && L->cov) /* a normalised layer's ReLU comes after its norm */
+        st = vf_cov_gather_add(B, L->out, m->n_cat, sd->k, sd->ldk, m->cat_levels,
+                               m->params + L->cov, L->out,
+                               L->relu && !L->norm ? VF_ACT_RELU : VF_ACT_NONE, Y, ldy);
+    return st == VF_ERR_NONFINITE ? VF_OK : st; /* as above: the loss reports it */
 }
 
 /* Run layers [first, last] on X (B×in, ldx), ping-ponging through bufA/bufB
  * (B×max_width each); the final layer writes into out (ldo) if out != NULL,
- * else into the next ping-pong buffer, returned in *res. c (B×C, ldc): the
- * conditions, for a cond layer. */
+ * else into the next ping-pong buffer, returned in *res. sd: the rows'
+ * conditions and codes. */
 int vae_run_layers(const vf_vae *m, int first, int last, int64_t B,
-                   const float *X, int64_t ldx, const float *c, int64_t ldc,
+                   const float *X, int64_t ldx, const vae_side *sd,
                    float *bufA, float *bufB, float *out, int64_t ldo, const float **res)
 {
     const float *cur = X;
@@ -97,7 +104,7 @@ int vae_run_layers(const vf_vae *m, int first, int last, int64_t B,
         const vf_vae_layer *L = &m->layers[l];
         float *dst = (l == last && out) ? out : ((l - first) % 2 == 0 ? bufA : bufB);
         int64_t ldd = (l == last && out) ? ldo : L->out;
-        int st = vae_layer_forward(m, L, B, cur, ld, c, ldc, dst, ldd);
+        int st = vae_layer_forward(m, L, B, cur, ld, sd, dst, ldd);
         if (st != VF_OK)
             return st;
         vae_norm_infer(m, l, B, dst, ldd);
@@ -109,12 +116,29 @@ int vae_run_layers(const vf_vae *m, int first, int last, int64_t B,
     return VF_OK;
 }
 
+/* The side inputs of rows row0.. of r (none for r NULL). */
+vae_side vae_side_of(const vf_vae_rows *r, int64_t row0)
+{
+    vae_side sd = {0};
+    if (r && r->c)
+        sd = (vae_side){.c = r->c + row0 * r->ldc, .ldc = r->ldc};
+    if (r && r->codes) {
+        sd.k = r->codes + row0 * r->ldk;
+        sd.ldk = r->ldk;
+    }
+    return sd;
+}
+
 /* The side inputs r agree with the model: c given (ldc >= C) iff C > 0,
- * size factors only if the likelihood takes them. */
+ * codes (ldk >= n_cat) iff n_cat > 0, size factors only if the likelihood
+ * takes them. */
 int vae_check_rows(const vf_vae *m, const vf_vae_rows *r)
 {
     const float *c = r ? r->c : NULL;
+    const int32_t *k = r ? r->codes : NULL;
     if ((m->C > 0) != (c != NULL) || (c && r->ldc < m->C))
+        return VF_ERR_ARG;
+    if ((m->n_cat > 0) != (k != NULL) || (k && r->ldk < m->n_cat))
         return VF_ERR_ARG;
     if (r && r->size_factors && !m->lik->size_factors)
         return VF_ERR_ARG;

@@ -34,26 +34,6 @@ static float *zeroed(int64_t n)
     return p;
 }
 
-/* The four parameter-sized buffers grown to `total` floats, old values kept. */
-static int grow_params(vf_vae *m, int64_t total)
-{
-    float **bufs[4] = {&m->params, &m->grads, &m->m1, &m->m2};
-    float *fresh[4];
-    for (int k = 0; k < 4; ++k)
-        if (!(fresh[k] = zeroed(total))) {
-            while (k-- > 0)
-                vf_os_aligned_free(fresh[k]);
-            return VF_ERR_NOMEM;
-        }
-    for (int k = 0; k < 4; ++k) {
-        memcpy(fresh[k], *bufs[k], (size_t)m->n_params * sizeof(float));
-        vf_os_aligned_free(*bufs[k]);
-        *bufs[k] = fresh[k];
-    }
-    m->n_params = total;
-    return VF_OK;
-}
-
 int vf_vae_set_norm(vf_vae *m, int batch_norm_sides, int layer_norm_sides)
 {
     if (!m)
@@ -82,7 +62,7 @@ int vf_vae_set_norm(vf_vae *m, int batch_norm_sides, int layer_norm_sides)
         n->ln[l] = (layer_norm_sides & side) != 0;
     }
     n->stats = zeroed(2 * n->n_stats);
-    if (!n->stats || grow_params(m, total) != VF_OK) {
+    if (!n->stats || vae_grow_params(m, total) != VF_OK) {
         vf_os_aligned_free(n->stats);
         free(n);
         return VF_ERR_NOMEM;

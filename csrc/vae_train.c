@@ -87,21 +87,20 @@ static int backward_layer(const vf_vae_layer *L, int64_t B, const float *x, int6
 
 /* backward_layer for a layer whose input may be [x | c]: x's part as usual
  * (dx is d·W[:in−C]ᵀ, the gradient w.r.t. c is not needed), then
- * dW[in−C:] (C×out) = cᵀ·d (overwrite). */
+ * dW[in−C:] (C×out) = cᵀ·d (overwrite); a covariate table's gradient is a
+ * scatter-add of d (vae_covariates.c). */
 static int backward_any_layer(const vf_vae *m, const vf_vae_layer *L, int64_t B,
-                              const float *x, int64_t ldx, const float *c, int64_t ldc,
+                              const float *x, int64_t ldx, const vae_side *sd,
                               const float *d, const float *mask, float *dx)
 {
     const float *W = m->params + L->w;
     float *dW = m->grads + L->w, *db = m->grads + L->b;
-    if (!L->cond)
-        return backward_layer(L, B, x, ldx, d, W, dW, db, mask, dx);
     vf_vae_layer Lx = *L;
-    Lx.in = L->in - m->C;
+    Lx.in = L->in - (L->cond ? m->C : 0);
     int st = backward_layer(&Lx, B, x, ldx, d, W, dW, db, mask, dx);
-    if (st != VF_OK)
-        return st;
-    return weight_grad(B, m->C, L->out, c, ldc, d, dW + Lx.in * L->out, NULL);
+    if (st == VF_OK && L->cond)
+        st = weight_grad(B, m->C, L->out, sd->c, sd->ldc, d, dW + Lx.in * L->out, NULL);
+    return st == VF_OK && L->cov ? vae_cov_backward(m, L, B, sd, d, m->grads) : st;
 }
 
 /* g (N) = column sums of d (B×N, contiguous), rows in order (thread-count
@@ -180,11 +179,10 @@ static void advance(grad_cursor *g)
 /* Layers [first, last] forward on `in` (B×in_first, ldin); outputs kept in
  * m->act for the backward pass, after the step's dropout (seed, step). */
 static int layers_forward(vf_vae *m, int first, int last, int64_t B, const float *in,
-                          int64_t ldin, const float *c, int64_t ldc, uint64_t seed,
-                          uint64_t step)
+                          int64_t ldin, const vae_side *sd, uint64_t seed, uint64_t step)
 {
     for (int l = first; l <= last; ++l) {
-        int st = vae_layer_forward(m, &m->layers[l], B, in, ldin, c, ldc, m->act[l],
+        int st = vae_layer_forward(m, &m->layers[l], B, in, ldin, sd, m->act[l],
                                    m->layers[l].out);
         if (st != VF_OK || (st = vae_norm_train_forward(m, l, B)) != VF_OK)
             return st;
@@ -200,7 +198,7 @@ static int layers_forward(vf_vae *m, int first, int last, int64_t B, const float
  * act[l − 1], whose ReLU masks the gradient. With need_x0_grad, g->d ends as
  * dL/d(x0); else layer `first` computes only its weight gradient. */
 static int layers_backward(vf_vae *m, int first, int last, int64_t B, const float *x0,
-                           int64_t ldx0, const float *c, int64_t ldc, grad_cursor *g,
+                           int64_t ldx0, const vae_side *sd, grad_cursor *g,
                            int need_x0_grad)
 {
     for (int l = last; l >= first; --l) {
@@ -212,7 +210,7 @@ static int layers_backward(vf_vae *m, int first, int last, int64_t B, const floa
         int st = vae_norm_backward(m, l, B, (float *)g->d);
         if (st != VF_OK)
             return st;
-        st = backward_any_layer(m, L, B, x, at_first ? ldx0 : L->in, c, ldc, g->d,
+        st = backward_any_layer(m, L, B, x, at_first ? ldx0 : L->in, sd, g->d,
                                     at_first ? NULL : m->act[l - 1], dx);
         if (st != VF_OK)
             return st;
@@ -282,14 +280,14 @@ static int batch_means(const vf_vae *m, int64_t B, double *mean_loss, double *me
     return isfinite(total) ? VF_OK : VF_ERR_NONFINITE;
 }
 
-/* Forward and backward for B rows X (B×D) with conditions c (B×C, ldc) and
- * size factors s (B), both may be NULL; fills grads, recon, kl and the batch
+/* Forward and backward for B rows X (B×D) with side inputs sd (conditions,
+ * codes) and size factors s (B), may be NULL; fills grads, recon, kl and the batch
  * means. Every dW and db is checked for NaN/Inf in the GEMM's epilogue, in
  * registers (backward_layer): a NaN/Inf anywhere in a layer's output
  * gradient reaches them, and so does an overflow of Xᵀ·dY itself, which a
  * finite loss does not rule out (a huge learning rate found one). */
-static int forward_backward(vf_vae *m, int64_t B, const float *X, const float *c,
-                            int64_t ldc, const float *s, const float *eps, uint64_t seed,
+static int forward_backward(vf_vae *m, int64_t B, const float *X, const vae_side *sd,
+                            const float *s, const float *eps, uint64_t seed,
                             uint64_t step, float kl_weight, double *mean_loss,
                             double *mean_recon, double *mean_kl)
 {
@@ -305,14 +303,14 @@ static int forward_backward(vf_vae *m, int64_t B, const float *X, const float *c
     int st;
     if ((sparse && ((st = vae_csr_first_forward(m, B)) != VF_OK ||
                     (st = vae_dropout_forward(m, 0, B, seed, step)) != VF_OK)) ||
-        (st = layers_forward(m, sparse, E, B, x0, ldx0, c, ldc, seed, step)) != VF_OK ||
+        (st = layers_forward(m, sparse, E, B, x0, ldx0, sd, seed, step)) != VF_OK ||
         (st = latent_forward(m, B, eps, seed, step)) != VF_OK ||
-        (st = layers_forward(m, E + 1, last, B, m->z, m->Z, c, ldc, seed, step)) != VF_OK ||
+        (st = layers_forward(m, E + 1, last, B, m->z, m->Z, sd, seed, step)) != VF_OK ||
         (st = likelihood_loss(m, B, X, s, scale)) != VF_OK ||
         (st = batch_means(m, B, mean_loss, mean_recon, mean_kl)) != VF_OK ||
-        (st = layers_backward(m, E + 1, last, B, m->z, m->Z, c, ldc, &g, 1)) != VF_OK ||
+        (st = layers_backward(m, E + 1, last, B, m->z, m->Z, sd, &g, 1)) != VF_OK ||
         (st = latent_backward(m, B, eps, seed, step, kl_weight * m->beta * scale, &g)) != VF_OK ||
-        (st = layers_backward(m, sparse, E, B, x0, ldx0, c, ldc, &g, sparse)) != VF_OK ||
+        (st = layers_backward(m, sparse, E, B, x0, ldx0, sd, &g, sparse)) != VF_OK ||
         (sparse && (st = vae_csr_first_weight_grad(m, B, g.d)) != VF_OK))
         return st;
     vae_norm_commit(m); /* batch norm's running statistics: the step is finite */
@@ -341,9 +339,9 @@ int vf_vae_loss_and_grad_rows(vf_vae *m, int64_t B, const float *X, const vf_vae
     if (st != VF_OK)
         return st;
     vae_csr_select(m, r, 0);
-    st = forward_backward(m, B, X, r ? r->c : NULL, r ? r->ldc : 0,
-                          r ? r->size_factors : NULL, eps, seed, step, kl_weight, loss, NULL,
-                          NULL);
+    const vae_side sd = vae_side_of(r, 0);
+    st = forward_backward(m, B, X, &sd, r ? r->size_factors : NULL, eps, seed, step, kl_weight,
+                          loss, NULL, NULL);
     vae_csr_select(m, NULL, 0);
     if (st == VF_OK || st == VF_ERR_NONFINITE) {
         if (recon) memcpy(recon, m->recon, (size_t)B * sizeof(float));
@@ -387,10 +385,10 @@ static int apply_update(vf_vae *m, const optim_args *o, uint64_t step)
                          o->weight_decay);
 }
 
-/* One training step on contiguous X (B×D) with conditions c (B×C, ldc) and
- * size factors s (B), both may be NULL (checked by the callers). */
-static int train_step_rows(vf_vae *m, int64_t B, const float *X, const float *c,
-                           int64_t ldc, const float *s, uint64_t seed, uint64_t step,
+/* One training step on contiguous X (B×D) with side inputs sd and size
+ * factors s (B, or NULL), checked by the callers. */
+static int train_step_rows(vf_vae *m, int64_t B, const float *X, const vae_side *sd,
+                           const float *s, uint64_t seed, uint64_t step,
                            const optim_args *o, float kl_weight, double *out3)
 {
     if (!m || !X)
@@ -404,7 +402,7 @@ static int train_step_rows(vf_vae *m, int64_t B, const float *X, const float *c,
     if (st != VF_OK)
         return st;
     double l = 0, r = 0, k = 0;
-    st = forward_backward(m, B, X, c, ldc, s, NULL, seed, step, kl_weight, &l, &r, &k);
+    st = forward_backward(m, B, X, sd, s, NULL, seed, step, kl_weight, &l, &r, &k);
     if (out3) {
         out3[0] = l;
         out3[1] = r;
@@ -438,9 +436,9 @@ int vf_vae_shard_grads(vf_vae *m, int64_t B, const float *X, const vf_vae_rows *
     vf_rwlock_lock(&m->lock, 1);
     m->shard_row0 = row0;
     m->shard_batch = batch_total;
-    st = forward_backward(m, B, X, rows ? rows->c : NULL, rows ? rows->ldc : 0,
-                          rows ? rows->size_factors : NULL, NULL, seed, step, kl_weight, &l,
-                          &r, &k);
+    const vae_side sd = vae_side_of(rows, 0);
+    st = forward_backward(m, B, X, &sd, rows ? rows->size_factors : NULL, NULL, seed, step,
+                          kl_weight, &l, &r, &k);
     m->shard_row0 = m->shard_batch = 0;
     vf_rwlock_unlock(&m->lock);
     sums3[0] = l * (double)B;
@@ -488,10 +486,11 @@ int vf_vae_train_step(vf_vae *m, int64_t B, const float *X, uint64_t seed,
                       float adam_eps, float weight_decay, int optimizer,
                       float kl_weight, double *out3)
 {
-    if (m && m->C > 0)
+    if (m && (m->C > 0 || m->n_cat > 0))
         return VF_ERR_ARG; /* a conditional model needs c: vf_vae_train_steps_rows */
     const optim_args o = {optimizer, lr, beta1, beta2, adam_eps, weight_decay};
-    return train_step_rows(m, B, X, NULL, 0, NULL, seed, step, &o, kl_weight, out3);
+    const vae_side none = {0};
+    return train_step_rows(m, B, X, &none, NULL, seed, step, &o, kl_weight, out3);
 }
 
 /* vf_vae_train_steps_rows with the optimizer as one struct. */
@@ -547,10 +546,15 @@ static int train_steps(vf_vae *m, int64_t n, const float *X, int64_t ldx,
             vf_split_range(rows, 1, gather_rows, &g);
             sb = m->sbatch;
         }
+        vae_side sd = vae_side_of(r, r0);
+        sd.c = cb;
+        sd.ldc = ldcb;
+        if (order && sd.k) /* this step's rows of the codes, in its order */
+            sd.k = vae_cov_gather_codes(m, r, order + r0, rows, &sd.ldk);
         double out3[3];
         vae_csr_select(m, r, r0);
-        st = train_step_rows(m, rows, xb, cb, ldcb, sb, seed, step0 + (uint64_t)k, o,
-                             kl_weight, out3);
+        st = train_step_rows(m, rows, xb, &sd, sb, seed, step0 + (uint64_t)k, o, kl_weight,
+                             out3);
         vae_csr_select(m, NULL, 0);
         vf_tuner_end(&m->tuner, rows);
         vf_rwlock_unlock(&m->lock);

@@ -385,11 +385,14 @@ int vf_vae_layer_info(const vf_vae *m, int l, int64_t info[4]);
  * vf_vae_loss_and_grad_rows and vf_vae_train_steps_rows (without an order)
  * then run the first encoder layer's forward and weight gradient on them
  * with the CSR kernels, the likelihood's input map (log1p for the count
- * likelihoods) as their transform; X still gives the loss's targets. An
+ * likelihoods) as their transform; X still gives the loss's targets.
+ * vf_vae_encode_rows (X may then be NULL) and vf_vae_elbo_rows (X: the
+ * targets) run the encoder's first layer on them the same way. An
  * unconditional model only (VF_ERR_ARG otherwise). The other functions use X. */
 typedef struct vf_vae_rows {
     const float *c;
     int64_t ldc;
+    const int32_t *codes; int64_t ldk; /* categorical codes (csrc/covariates.h) */
     const float *size_factors;
     const int64_t *csr_indptr;
     const int32_t *csr_indices;

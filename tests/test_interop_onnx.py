@@ -36,6 +36,18 @@ def _sigmoid(out, bound):
     return 1 / (1 + np.exp(-out)), bound + ELEMENTWISE_ATOL  # 1-Lipschitz, expf ulps
 
 
+def _softmax_mean(out, bound):
+    """scVI's normalised expression softmax(out) per row: errors b_j in out
+    move entry i by at most s_i·(exp(b_i + max_j b_j) − 1) (log s_i = out_i −
+    logsumexp(out) moves by at most b_i + max b), plus float32 ulps of the
+    exp, the row sum and the division (a row of 40 features: 48·U·s_i)."""
+    top = out.max(axis=1, keepdims=True)
+    e = np.exp(out - top)
+    mean = e / e.sum(axis=1, keepdims=True)
+    spread = bound + bound.max(axis=1, keepdims=True)
+    return mean, mean * np.expm1(spread) + 48 * U * mean + 2.0 ** -146
+
+
 def _count_mean(out, bound):
     """exp(min(out, 30)): an error b in out moves it by at most exp(out + b) − exp(out);
     a few float32 ulps of expf on top (and a few subnormal spacings, 2**-149:
@@ -49,10 +61,10 @@ def _count_mean(out, bound):
 # likelihood. Every likelihood the model has is tested: a new one fails here
 # until its mean is added (and its entry in vaefast/interop/_likelihoods.py).
 MEAN = {"bernoulli": _sigmoid, "gaussian": lambda out, bound: (out, bound),
-        "poisson": _count_mean, "negative_binomial": _count_mean}
-# the exportable ones (the others' hooks are None: tests/test_scvi_model.py)
-LIKELIHOODS = tuple(k for k, v in vaefast._spec.likelihoods.REGISTRY.items() if v.onnx_mean)
-COUNTS = ("poisson", "negative_binomial")
+        "poisson": _count_mean, "negative_binomial": _count_mean,
+        "zinb": _softmax_mean, "scvi_nb": _softmax_mean, "scvi_poisson": _softmax_mean}
+LIKELIHOODS = tuple(vaefast._spec.likelihoods.REGISTRY)
+COUNTS = ("poisson", "negative_binomial", "zinb", "scvi_nb", "scvi_poisson")
 # (likelihood, variance, n_conditions): every likelihood plain, then the
 # learned variances and conditional models.
 KINDS = ([(lik, "unit", 0) for lik in LIKELIHOODS]

@@ -19,7 +19,6 @@ import pytest
 
 import vaefast
 import vaefast.reference as R
-from vaefast import interop
 
 SCVI = ("zinb", "scvi_nb", "scvi_poisson")
 D, H, Z = 12, 9, 3
@@ -279,15 +278,6 @@ def test_normalized_expression_arguments_are_checked():
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(ValueError, match="library_size"):
             m.get_normalized_expression(X, library_size=bad)
-
-
-@pytest.mark.parametrize("lik", SCVI)
-def test_exporters_refuse_the_scvi_likelihoods(lik, tmp_path):
-    m = model(lik)
-    with pytest.raises(NotImplementedError, match=f"'{lik}' likelihood"):
-        interop.to_torch(m)
-    with pytest.raises(NotImplementedError, match=f"'{lik}' likelihood"):
-        interop.to_onnx(m, tmp_path / "m.onnx")
 
 
 # ------------------------------------------------ PyTorch, written independently

@@ -20,13 +20,16 @@ imported only when conditions are built from an AnnData, never by
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ._typing import F32, StrPath
+
+I32 = NDArray[np.int32]
 
 # The setup: {"layer", "batch_key", "categorical": [(key, categories)], "continuous": [key]}
 Setup = dict[str, Any]
 
-__all__ = ["make_setup", "conditions", "n_conditions", "batch_columns", "fill"]
+__all__ = ["make_setup", "covariates", "conditions", "n_conditions", "batch_columns", "fill"]
 
 
 def _column(adata: Any, key: str, role: str) -> Any:
@@ -102,14 +105,15 @@ def batch_columns(setup: Optional[Setup], transform_batch: object) -> tuple[int,
     return 0, onehot
 
 
-def conditions(setup: Setup, adata: Any) -> Optional[F32]:
-    """c (n_obs, n_conditions) float32 for the cells of `adata`, or None for
-    a setup with no key. Unknown categories, missing keys and NaN values are
-    errors naming the key."""
+def covariates(setup: Setup, adata: Any) -> tuple[Optional[I32], list[int], Optional[F32]]:
+    """The cells' covariates as the core takes them: codes (n_obs, K) int32,
+    one column per categorical key (the batch first; a category's code is
+    its index in the stored list), their levels (K), and the continuous keys
+    as a float32 (n_obs, n_continuous) matrix; None for an empty part.
+    Unknown categories, missing keys and NaN values are errors naming the key."""
     import pandas as pd  # anndata's own dependency: present whenever an AnnData is
 
-    n = adata.n_obs
-    blocks = []
+    columns, levels = [], []
     for i, (key, cats) in enumerate(setup["categorical"]):
         role = "batch_key" if i == 0 and setup["batch_key"] is not None \
             else "categorical_covariate_keys"
@@ -119,9 +123,9 @@ def conditions(setup: Setup, adata: Any) -> Optional[F32]:
             bad = values[np.flatnonzero(codes < 0)[0]]
             raise ValueError(f"obs column {key!r} ({role}) has category {bad!r}, unknown "
                              f"to this model (its categories: {cats})")
-        block = np.zeros((n, len(cats)), np.float32)
-        block[np.arange(n), codes] = 1.0
-        blocks.append(block)
+        columns.append(codes.astype(np.int32))
+        levels.append(len(cats))
+    cont = []
     for key in setup["continuous"]:
         col = _column(adata, key, "continuous_covariate_keys")
         try:
@@ -132,7 +136,24 @@ def conditions(setup: Setup, adata: Any) -> Optional[F32]:
         if not np.isfinite(values).all():
             raise ValueError(f"continuous_covariate_keys: obs column {key!r} has a "
                              "non-finite value")
-        blocks.append(values.astype(np.float32)[:, None])
+        cont.append(values.astype(np.float32))
+    codes_out = np.stack(columns, axis=1) if columns else None
+    return codes_out, levels, np.stack(cont, axis=1) if cont else None
+
+
+def conditions(setup: Setup, adata: Any) -> Optional[F32]:
+    """c (n_obs, n_conditions) float32 for the cells of `adata`, or None for
+    a setup with no key: the one-hot columns of covariates()' codes, then its
+    continuous matrix (today's conditional model; errors as covariates())."""
+    codes, levels, cont = covariates(setup, adata)
+    blocks = []
+    for k, n in enumerate(levels):
+        assert codes is not None  # levels come with codes
+        block = np.zeros((len(codes), n), np.float32)
+        block[np.arange(len(codes)), codes[:, k]] = 1.0
+        blocks.append(block)
+    if cont is not None:
+        blocks.append(cont)
     return np.concatenate(blocks, axis=1) if blocks else None
 
 

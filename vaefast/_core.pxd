@@ -112,6 +112,8 @@ cdef extern from "vaefast.h" nogil:
     ctypedef struct vf_vae_rows:
         const float *c
         int64_t ldc
+        const int32_t *codes
+        int64_t ldk
         const float *size_factors
         const int64_t *csr_indptr
         const int32_t *csr_indices
@@ -201,6 +203,24 @@ cdef extern from "vaefast.h" nogil:
                       const float *log_theta, int64_t ldt, const float *pi, int64_t ldp,
                       float *loss, float *drho, int64_t lddr, float *dlog_theta, int64_t lddt,
                       float *dpi, int64_t lddp, float scale)
+
+# ---- categorical covariates (csrc/covariates.c) (_covariates.pxi)
+cdef extern from "covariates.h" nogil:
+    int vf_cov_gather_add(int64_t M, int64_t N, int64_t K, const int32_t *codes, int64_t ldc,
+                          const int64_t *levels, const float *T, int64_t ldt, int act,
+                          float *Y, int64_t ldy)
+    int vf_cov_scatter_add(int64_t M, int64_t N, int64_t K, const int32_t *codes,
+                           int64_t ldc, const int64_t *levels, const float *dY,
+                           int64_t lddy, const float *Yo, int64_t ldyo, float *dT,
+                           int64_t lddt, int accumulate)
+    int VF_VAE_MAX_CAT
+    ctypedef struct vf_vae_covariates:
+        int64_t n_cat
+        const int64_t *levels
+        int deep, encode
+    int vf_vae_create_covariates(const vf_vae_config *cfg, const vf_vae_covariates *cov,
+                                 vf_vae **out)
+    int vf_vae_cov_table(const vf_vae *m, int l, int64_t info[2])
 
 # ---- bf16 GEMM (csrc/bf16.c) (_bf16.pxi)
 cdef extern from "vaefast.h" nogil:

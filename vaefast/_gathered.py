@@ -4,14 +4,18 @@
 
 X is read a chunk of rows at a time through vaefast/_rows.py (about 8 MiB
 dense per chunk); each chunk runs the in-memory method and the results are
-concatenated, so they are bit-identical to the call on the dense array:
+concatenated, so they are bit-identical to the call on the dense array
+(but see the CSR first layer below):
 the deterministic methods work row by row, and ``elbo`` /
 ``log_likelihood`` draw their noise from one NumPy generator, row after
 row, which every chunk continues. ``layer=`` names an AnnData layer; a model
 built by ``VAE.from_anndata`` reads c and its layer from the AnnData
 (vaefast/_anndata_setup.py).
 Per-row arguments (``c``, ``size_factors``, ``eps``, ``y``) are cut into
-the same chunks.
+the same chunks. On sparse rows an unconditional VAE's ``encode``,
+``transform``, ``reconstruct`` and ``elbo`` run their first layer on the
+chunk's CSR form instead (vaefast/_sparse_infer.py): equal to the dense
+chunk's results within float32 rounding, not bit for bit.
 """
 
 import inspect
@@ -20,7 +24,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from . import _anndata_setup, _rows
+from . import _anndata_setup, _rows, _sparse_infer
 from ._arrays import register_engine
 from ._validation import as_seed
 
@@ -78,12 +82,18 @@ def _by_chunks(name: str) -> Callable[..., Any]:
             if key in arguments:
                 arguments[key] = _per_row(arguments[key], key, n)
         step = _rows.chunk_rows(rows.shape[1], _MOST_ROWS)
+        sparse = _sparse_infer.applies(obj, name, rows)
+        if sparse:
+            _sparse_infer.prepare(rows)
         parts: list[Any] = []
         for lo in range(0, n, step):
             hi = min(n, lo + step)
             chunk = {k: v[lo:hi] if k in _PER_ROW and v is not None else v
                      for k, v in arguments.items()}
-            parts.append(method(rows.take(slice(lo, hi)), **chunk))
+            if sparse:  # the CSR first layer: the chunk is not densified
+                parts.append(_sparse_infer.run(obj, name, rows.take_csr(slice(lo, hi)), chunk))
+            else:
+                parts.append(method(rows.take(slice(lo, hi)), **chunk))
         return _joined(parts)
 
     call.__name__ = name

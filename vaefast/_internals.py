@@ -59,6 +59,24 @@ class Internals:
         """The conditions and size factors of n rows (None where absent)."""
         return self.model._check_c(c, n), self.model._check_size_factors(size_factors, n)
 
+    def check_eps(self, eps: object, n: int) -> F32:
+        """Given noise of n rows: (n, latent_dim) float32."""
+        return self.model._check_eps(eps, n)
+
+    @property
+    def observed_library(self) -> bool:
+        """Whether the likelihood's library is each row's total (scVI)."""
+        return bool(self.model._lik.observed_library)
+
+    def scratch(self, kind: str = "infer") -> F32:
+        """This thread's inference workspace ("infer": encode / decode of a
+        chunk; "elbo")."""
+        return self.model._scratch(kind)
+
+    def decode_raw(self, Z: F32, mean: bool, size_factors: Optional[F32]) -> F32:
+        """The decoder on checked latents of an unconditional model."""
+        return self.model._decode_raw(Z, mean, None, size_factors)
+
     def exclusive(self, what: str) -> ContextManager[None]:
         """Context: the model's training lock, or RuntimeError naming `what`."""
         return self.model._exclusive(what)

@@ -24,13 +24,25 @@ _VARIANCE_CODES = {"unit": VF_VARIANCE_UNIT, "feature": VF_VARIANCE_FEATURE,
 
 cdef class _Rows:
     """The per-row side inputs (conditions c, size factors) of one core call,
-    as the vf_vae_rows the C functions take; holds the arrays alive."""
+    as the vf_vae_rows the C functions take; holds the arrays alive. For a
+    model with categorical covariates c is the pair (c or None, codes
+    (n, K) int32): the C core checks K and every code."""
     cdef vf_vae_rows r
-    cdef object c_arr, s_arr, csr_arrs
+    cdef object c_arr, s_arr, csr_arrs, k_arr
 
     def __cinit__(self, int64_t n, int64_t n_conditions, c, size_factors):
         cdef const float[:, ::1] cv
         cdef const float[::1] sv
+        cdef const int32_t[:, ::1] kv
+        if isinstance(c, tuple):
+            c, codes = c
+            kv = codes
+            if kv.shape[0] != n:
+                raise ValueError(f"codes must have {n} rows, got {kv.shape[0]}")
+            self.k_arr = codes
+            if n > 0 and kv.shape[1] > 0:
+                self.r.codes = &kv[0, 0]
+            self.r.ldk = kv.shape[1]
         self.r.c = NULL
         self.r.ldc = 0
         self.r.size_factors = NULL
@@ -106,7 +118,7 @@ cdef class VAECore:
     calls. encode/decode use a caller-given workspace per thread."""
 
     cdef vf_vae *m
-    cdef readonly int64_t n_features, latent_dim, num_params, n_conditions, out_width
+    cdef readonly int64_t n_features, latent_dim, num_params, n_conditions, out_width, n_cat
     cdef readonly int n_layers
     cdef object _reads  # threading.local: this thread's reading() depth
     # Optimizer steps taken (VAE.step_). train_steps advances it in the same
@@ -115,13 +127,16 @@ cdef class VAECore:
     cdef public uint64_t step
 
     def __cinit__(self, int64_t n_features, enc_hidden, dec_hidden, int64_t latent_dim,
-                  int likelihood, float beta, int64_t n_conditions=0, str variance="unit"):
+                  int likelihood, float beta, int64_t n_conditions=0, str variance="unit",
+                  categorical=(), bint deep=True, bint encode=False):
         cdef int64_t[::1] enc = _np.ascontiguousarray(enc_hidden, dtype=_np.int64).reshape(-1)
         cdef int64_t[::1] dec = _np.ascontiguousarray(dec_hidden, dtype=_np.int64).reshape(-1)
         cdef int64_t dummy = 1
         cdef const int64_t *pe = &enc[0] if enc.shape[0] > 0 else &dummy
         cdef const int64_t *pd = &dec[0] if dec.shape[0] > 0 else &dummy
         cdef vf_vae_config cfg
+        cdef vf_vae_covariates cov
+        cdef int64_t[::1] lev = _np.ascontiguousarray(categorical, dtype=_np.int64).reshape(-1)
         cdef int status
         cfg.n_features = n_features
         cfg.n_conditions = n_conditions
@@ -135,8 +150,16 @@ cdef class VAECore:
         cfg.beta = beta
         self.m = NULL
         self._reads = _threading.local()
-        status = vf_vae_create_config(&cfg, &self.m)
+        if lev.shape[0] > 0:  # categorical covariates (csrc/covariates.h)
+            cov.n_cat = lev.shape[0]
+            cov.levels = &lev[0]
+            cov.deep = deep
+            cov.encode = encode
+            status = vf_vae_create_covariates(&cfg, &cov, &self.m)
+        else:
+            status = vf_vae_create_config(&cfg, &self.m)
         check_status(status, "vf_vae_create")
+        self.n_cat = lev.shape[0]
         self.n_features = n_features
         self.latent_dim = latent_dim
         self.n_conditions = n_conditions
@@ -183,6 +206,12 @@ cdef class VAECore:
             vf_vae_lock(self.m, 1)
             memcpy(vf_vae_norm_stats(self.m), &values[0], n * sizeof(float))
             vf_vae_unlock(self.m)
+
+    def cov_table(self, int l):
+        """(offset, rows) of layer l's categorical covariate table, (0, 0) if none."""
+        cdef int64_t info[2]
+        check_status(vf_vae_cov_table(self.m, l, info), "cov_table")
+        return (info[0], info[1])
 
     def __dealloc__(self):
         vf_vae_destroy(self.m)
@@ -264,14 +293,23 @@ cdef class VAECore:
             raise ValueError(f"work must be a float32 vector of at least {need} floats")
         return work
 
-    def encode(self, const float[:, ::1] X, work=None, c=None):
+    def encode(self, const float[:, ::1] X, work=None, c=None, csr=None):
         """X (B, D) -> (mu (B, Z), clamped logvar (B, Z)). work: optional
         float32 scratch of work_size(B) floats (one per concurrent caller);
-        c (B, C): the conditions of a conditional model."""
-        cdef int64_t B = X.shape[0], Z = self.latent_dim
-        if X.shape[1] != self.n_features:
-            raise ValueError(f"X must have {self.n_features} columns, got {X.shape[1]}")
+        c (B, C): the conditions of a conditional model. csr: the rows in
+        CSR form (a CSRBatch) for the first layer; X is then None."""
+        if (X is None) == (csr is None):
+            raise ValueError("encode takes exactly one of X and csr")
+        cdef int64_t B = X.shape[0] if csr is None else csr.shape[0], Z = self.latent_dim
+        cdef int64_t D = X.shape[1] if csr is None else csr.shape[1]
+        if D != self.n_features:
+            raise ValueError(f"X must have {self.n_features} columns, got {D}")
         cdef _Rows rows = _Rows(B, self.n_conditions, c, None)
+        cdef const float *px = NULL
+        if csr is not None:
+            rows.set_csr(B, csr)
+        elif B > 0:
+            px = &X[0, 0]
         mu = _np.empty((B, Z), dtype=_np.float32)
         lv = _np.empty((B, Z), dtype=_np.float32)
         work = self._work(work, B)
@@ -282,7 +320,7 @@ cdef class VAECore:
         if B > 0:
             with self.reading():
                 with nogil:
-                    status = vf_vae_encode_rows(self.m, B, &X[0, 0], self.n_features,
+                    status = vf_vae_encode_rows(self.m, B, px, self.n_features,
                                                 rows.ptr(), &mv[0, 0], Z, &lvv[0, 0], Z, &wv[0])
         check_status(status, "encode")
         return mu, lv
@@ -312,10 +350,11 @@ cdef class VAECore:
         return max(vf_vae_elbo_work_size(self.m), 1)
 
     def elbo(self, const float[:, ::1] X, const float[:, ::1] eps, work=None, c=None,
-             size_factors=None):
+             size_factors=None, csr=None):
         """Per-sample ELBO (B,) float64 of X (B, D) at noise eps (B, Z), with
         conditions c (B, C) and size factors (B) if any. work: optional
-        float32 scratch of elbo_work_size() floats (one per concurrent caller)."""
+        float32 scratch of elbo_work_size() floats (one per concurrent caller).
+        csr: X's rows in CSR form (a CSRBatch) for the first layer."""
         cdef int64_t B = X.shape[0]
         if X.shape[1] != self.n_features:
             raise ValueError(f"X must have {self.n_features} columns, got {X.shape[1]}")
@@ -323,6 +362,8 @@ cdef class VAECore:
             raise ValueError(f"eps must have shape ({B}, {self.latent_dim}), "
                              f"got ({eps.shape[0]}, {eps.shape[1]})")
         cdef _Rows rows = _Rows(B, self.n_conditions, c, size_factors)
+        if csr is not None:
+            rows.set_csr(B, csr)
         cdef int64_t need = self.elbo_work_size()
         if work is None:
             work = _np.empty(need, dtype=_np.float32)

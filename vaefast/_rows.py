@@ -26,6 +26,7 @@ from typing import Any, Callable, Optional, Union
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ._backed_csr import BackedCSR
 from ._sparse_batch import CSRBatch, gather_csr_rows, gather_dense_rows
 from ._typing import F32, F64, I64, SparseMatrix
 
@@ -74,6 +75,8 @@ class Rows:
 
     def __init__(self, matrix: SparseMatrix, name: str, in_memory: bool) -> None:
         self.matrix, self.name, self.in_memory = matrix, name, in_memory
+        # a backed CSR file: rows read straight from its datasets
+        self._backed = None if in_memory else BackedCSR.of(matrix)
         self.shape: tuple[int, ...] = tuple(operator.index(s) for s in matrix.shape)
         if len(self.shape) != 2:
             raise ValueError(f"{name} must be 2-dimensional, got shape {self.shape}")
@@ -109,10 +112,16 @@ class Rows:
     def _read(self, rows: RowIndex) -> tuple[Any, I64]:
         """(block read from the file, the block's rows in the order asked)."""
         if isinstance(rows, slice):  # contiguous rows: one read
-            block = self.matrix[rows]
+            if self._backed is not None:
+                start, stop, _ = rows.indices(self.shape[0])
+                block = self._backed.rows(np.arange(start, stop, dtype=np.int64))
+            else:
+                block = self.matrix[rows]
             return block, np.arange(block.shape[0])
         # files read increasing rows best (h5py requires it): read each once, reorder
         uniq, back = np.unique(np.asarray(rows, dtype=np.int64), return_inverse=True)
+        if self._backed is not None:
+            return self._backed.rows(uniq), back
         return self.matrix[uniq], back
 
     def check(self, check_values: Callable[[F32, str], object],

@@ -13,6 +13,7 @@ test_capi.c (`hashed`).
 import numpy as np
 
 from vaefast import reference as ref
+from vaefast._spec import densities
 
 # --- the problem, as test_capi.c sets it up (keep the two in step)
 D, H, Z, B, N_ROWS = 12, 16, 4, 8, 24
@@ -119,6 +120,32 @@ def poisson_model():
             "POIS_MEAN": (s[:, None] * np.exp(np.minimum(mean_out, 30.0))).ravel()}
 
 
+def zinb_model():
+    """An unconditional ZINB model (scVI's mean, observed library): ELBO with
+    given eps, encodings, and the decoded mean library·softmax(rho) with size
+    factors as the library. Log θ is the buffer's last D entries."""
+    lay, n_layers = layers([(D, H), (H, 2 * Z), (Z, H), (H, 2 * D)])
+    n = n_layers + D
+    flat = params_init(n, salt=9)
+    (W0, b0), (Wh, bh), (W1, b1), (Wo, bo) = [
+        (flat[w:w + i * o].reshape(i, o), flat[b:b + o]) for i, o, w, b in lay]
+    log_theta = flat[n_layers:]
+    X = np.array([[hashed(i * D + j, 8) % 5 + (j == 0) for j in range(D)] for i in range(B)],
+                 float)  # column 0 >= 1: no empty cell (its library would be 0)
+    s = np.array([0.5 + (hashed(i, 6) % 4) / 4.0 for i in range(B)])
+    e = np.array([[(hashed(i * Z + k, 7) % 2049 - 1024) / 512.0 for k in range(Z)]
+                  for i in range(B)])
+    h = ref.linear_forward(np.log1p(X), W0, b0, "relu")
+    mu, lv = ref.split_head(ref.linear_forward(h, Wh, bh))
+    z = ref.reparam_forward(mu, lv, e)
+    out = ref.linear_forward(ref.linear_forward(z, W1, b1, "relu"), Wo, bo)
+    log_px = densities.zinb_log_px(out, X, log_theta, None, "unit")
+    elbo = log_px - BETA * ref.kl_normal(mu, lv)
+    mean_out = ref.linear_forward(ref.linear_forward(mu, W1, b1, "relu"), Wo, bo)
+    return {"N_PARAMS_Z": n, "ZINB_ELBO": elbo, "ZINB_MU": mu.ravel(),
+            "ZINB_MEAN": densities.softmax_mean(mean_out, D, s).ravel()}
+
+
 def emit(values):
     print("/* expected.h: written by tests/c/make_expected.py (the float64 NumPy twin,")
     print(" * vaefast.reference); do not edit. */")
@@ -134,4 +161,4 @@ def emit(values):
 
 
 if __name__ == "__main__":
-    emit({**bernoulli_model(), **poisson_model()})
+    emit({**bernoulli_model(), **poisson_model(), **zinb_model()})

@@ -158,6 +158,23 @@ static void bernoulli_checks(const char *isa, const float *X)
     vf_vae_destroy(m);
 }
 
+/* A D-H-Z-H-D model of a count likelihood with n_cond conditions, its
+ * n_params parameters filled by params_init(salt); NULL if refused. */
+static vf_vae *count_model(int likelihood, int64_t n_cond, int64_t n_params, uint64_t salt)
+{
+    const vf_vae_config cfg = {.n_features = D, .n_conditions = n_cond, .latent = Z,
+                               .n_enc = 1, .enc_hidden = HIDDEN, .n_dec = 1,
+                               .dec_hidden = HIDDEN, .likelihood = likelihood,
+                               .variance = VF_VARIANCE_UNIT, .beta = 1.0f};
+    vf_vae *m = NULL;
+    EXPECT(vf_vae_create_config(&cfg, &m) == VF_OK);
+    if (m) {
+        EXPECT(vf_vae_num_params(m) == n_params);
+        params_init(m, salt);
+    }
+    return m;
+}
+
 /* The conditional Poisson model: per-sample ELBO with given eps, decoded mean. */
 static void poisson_checks(const char *isa)
 {
@@ -170,16 +187,9 @@ static void poisson_checks(const char *isa)
         s[i] = 0.5f + (float)(hashed((uint64_t)i, 6) % 4) / 4.0f;
     for (int i = 0; i < B * Z; ++i)
         eps[i] = (float)((int)(hashed((uint64_t)i, 7) % 2049) - 1024) / 512.0f;
-    const vf_vae_config cfg = {.n_features = D, .n_conditions = C_COND, .latent = Z,
-                               .n_enc = 1, .enc_hidden = HIDDEN, .n_dec = 1,
-                               .dec_hidden = HIDDEN, .likelihood = VF_LIKELIHOOD_POISSON,
-                               .variance = VF_VARIANCE_UNIT, .beta = 1.0f};
-    vf_vae *m = NULL;
-    EXPECT(vf_vae_create_config(&cfg, &m) == VF_OK);
+    vf_vae *m = count_model(VF_LIKELIHOOD_POISSON, C_COND, N_PARAMS_P, 3);
     if (!m)
         return;
-    EXPECT(vf_vae_num_params(m) == N_PARAMS_P);
-    params_init(m, 3);
     const vf_vae_rows rows = {.c = c, .ldc = C_COND, .size_factors = s};
     int64_t nw = vf_vae_elbo_work_size(m), ni = vf_vae_infer_work_size(m, B);
     float *work = malloc((size_t)(nw > ni ? nw : ni) * sizeof(float));
@@ -201,6 +211,40 @@ static void poisson_checks(const char *isa)
     double loss;
     EXPECT(vf_vae_loss_and_grad_rows(m, B, X, &with_csr, eps, SEED, 0, 1.0f, NULL, NULL,
                                      &loss) == VF_ERR_ARG);
+    free(work);
+    vf_vae_destroy(m);
+}
+
+/* The ZINB model (scVI's mean): the ELBO with the observed library, the
+ * encodings, and the decoded mean with size factors as the library. */
+static void zinb_checks(const char *isa)
+{
+    float X[B * D], s[B], eps[B * Z], mu[B * Z], lv[B * Z], mean[B * D];
+    for (int i = 0; i < B * D; ++i) /* column 0 >= 1: no empty cell */
+        X[i] = (float)(hashed((uint64_t)i, 8) % 5 + (i % D == 0));
+    for (int i = 0; i < B; ++i)
+        s[i] = 0.5f + (float)(hashed((uint64_t)i, 6) % 4) / 4.0f;
+    for (int i = 0; i < B * Z; ++i)
+        eps[i] = (float)((int)(hashed((uint64_t)i, 7) % 2049) - 1024) / 512.0f;
+    vf_vae *m = count_model(VF_LIKELIHOOD_ZINB, 0, N_PARAMS_Z, 9);
+    if (!m)
+        return;
+    int64_t nw = vf_vae_elbo_work_size(m), ni = vf_vae_infer_work_size(m, B);
+    float *work = malloc((size_t)(nw > ni ? nw : ni) * sizeof(float));
+    double elbo[B];
+    EXPECT(work != NULL);
+    EXPECT(vf_vae_elbo_rows(m, B, X, NULL, eps, elbo, work) == VF_OK);
+    check_values(isa, "ZINB ELBO", NULL, elbo, ZINB_ELBO, B, TOL_VALUE, 0.0);
+    EXPECT(vf_vae_encode(m, B, X, D, mu, Z, lv, Z, work) == VF_OK);
+    check_values(isa, "ZINB encode mu", mu, NULL, ZINB_MU, B * Z, TOL_VALUE, TOL_ABS);
+    const vf_vae_rows rows = {.size_factors = s};
+    EXPECT(vf_vae_decode_rows(m, B, mu, Z, &rows, 1, mean, D, work) == VF_OK);
+    check_values(isa, "ZINB decode mean", mean, NULL, ZINB_MEAN, B * D, TOL_VALUE, 0.0);
+    /* an empty cell has no library: refused, not a NaN */
+    float Xe[B * D];
+    memcpy(Xe, X, sizeof Xe);
+    memset(Xe + 3 * D, 0, D * sizeof(float));
+    EXPECT(vf_vae_elbo_rows(m, B, Xe, NULL, eps, elbo, work) != VF_OK);
     free(work);
     vf_vae_destroy(m);
 }
@@ -305,6 +349,7 @@ int main(void)
         printf("%s:\n", name);
         bernoulli_checks(name, X);
         poisson_checks(name);
+        zinb_checks(name);
         float *p1 = trained_with_threads(1, X), *p2 = trained_with_threads(2, X);
         const int same = p1 && p2 && memcmp(p1, p2, (size_t)N_PARAMS_A * sizeof(float)) == 0;
         printf("  %-7s %-22s %s\n", name, "1 vs 2 threads", same ? "bit-identical" : "FAIL");

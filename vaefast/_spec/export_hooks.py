@@ -61,6 +61,11 @@ def onnx_count_mean(g: OnnxGraph, out: str) -> str:
     return g.node("Exp", [g.node("Min", [out, cap], "output.clamped")], "x_mean.value")
 
 
+def onnx_softmax_mean(g: OnnxGraph, out: str) -> str:
+    """scVI's mean with library 1 (the normalised expression): softmax(rho)."""
+    return g.node("Softmax", [out], "x_mean.value", axis=1)
+
+
 # ------------------------------------------------------------ PyTorch
 @functools.lru_cache(maxsize=None)
 def _inward_clamp(torch: ModuleType) -> Callable[..., Tensor]:
@@ -132,14 +137,8 @@ def negative_binomial_log_px(torch: ModuleType, out: Tensor, x: Tensor,
                              extra: Optional[Tensor], size_factors: Optional[Tensor],
                              variance: str) -> Tensor:
     assert extra is not None, "the negative binomial needs log θ"
-    rho = _inward_clamp(torch)(extra.expand(x.shape[0], -1), LIMITS["log_theta_min"],
-
-                               LIMITS["log_theta_max"])
-    theta = torch.exp(rho)
-    a = _log_rate(torch, out, size_factors) - rho  # log(mean / θ)
-    softplus = torch.nn.functional.softplus
-    return (torch.lgamma(x + theta) - torch.lgamma(theta) - torch.lgamma(x + 1.0)
-            - theta * softplus(a) - x * softplus(-a)).sum(dim=1)
+    log_theta = _clamped_log_theta(torch, extra, x.shape[0])
+    return _log_nb(torch, x, _log_rate(torch, out, size_factors), log_theta).sum(dim=1)
 
 
 def sigmoid_mean(torch: ModuleType, out: Tensor, size_factors: Optional[Tensor]) -> Tensor:
@@ -148,3 +147,62 @@ def sigmoid_mean(torch: ModuleType, out: Tensor, size_factors: Optional[Tensor])
 
 def identity_mean(torch: ModuleType, out: Tensor, size_factors: Optional[Tensor]) -> Tensor:
     return out
+
+
+# scVI's parameterisation (densities.py _scvi_terms): log mu = log L +
+# log_softmax(rho), rho = out[:, :D], L = the size factors or the row totals.
+def softmax_mean(torch: ModuleType, out: Tensor, size_factors: Optional[Tensor]) -> Tensor:
+    mean = torch.softmax(out, dim=1)
+    return mean if size_factors is None else mean * size_factors[:, None]
+
+
+def _scvi_log_mean(torch: ModuleType, out: Tensor, x: Tensor,
+                   size_factors: Optional[Tensor]) -> Tensor:
+    library = x.sum(dim=1) if size_factors is None else size_factors
+    return torch.log(library)[:, None] + torch.log_softmax(out[:, :x.shape[1]], dim=1)
+
+
+def _clamped_log_theta(torch: ModuleType, extra: Tensor, rows: int) -> Tensor:
+    return _inward_clamp(torch)(extra.expand(rows, -1), LIMITS["log_theta_min"],
+                                LIMITS["log_theta_max"])
+
+
+def _log_nb(torch: ModuleType, x: Tensor, log_mu: Tensor, log_theta: Tensor) -> Tensor:
+    """Elementwise log NB(x; mu, θ) in the softplus form of densities._log_nb."""
+    theta = torch.exp(log_theta)
+    a = log_mu - log_theta
+    softplus = torch.nn.functional.softplus
+    return (torch.lgamma(x + theta) - torch.lgamma(theta) - torch.lgamma(x + 1.0)
+            - theta * softplus(a) - x * softplus(-a))
+
+
+def scvi_poisson_log_px(torch: ModuleType, out: Tensor, x: Tensor, extra: Optional[Tensor],
+                        size_factors: Optional[Tensor], variance: str) -> Tensor:
+    log_mu = _scvi_log_mean(torch, out, x, size_factors)
+    return (x * log_mu - torch.exp(log_mu) - torch.lgamma(x + 1.0)).sum(dim=1)
+
+
+def scvi_nb_log_px(torch: ModuleType, out: Tensor, x: Tensor, extra: Optional[Tensor],
+                   size_factors: Optional[Tensor], variance: str) -> Tensor:
+    assert extra is not None, "the scVI NB needs log θ"
+    log_mu = _scvi_log_mean(torch, out, x, size_factors)
+    return _log_nb(torch, x, log_mu, _clamped_log_theta(torch, extra, x.shape[0])).sum(dim=1)
+
+
+def zinb_log_px(torch: ModuleType, out: Tensor, x: Tensor, extra: Optional[Tensor],
+                size_factors: Optional[Tensor], variance: str) -> Tensor:
+    """out = [rho | w], w the zero-inflation logits: a zero scores
+    logaddexp(w, log NB(0)) - softplus(w), a count log NB(x) - softplus(w)."""
+    assert extra is not None, "the ZINB needs log θ"
+    D = x.shape[1]
+    log_mu = _scvi_log_mean(torch, out, x, size_factors)
+    log_theta = _clamped_log_theta(torch, extra, x.shape[0])
+    w = out[:, D:]
+    softplus = torch.nn.functional.softplus
+    log_nb0 = -torch.exp(log_theta) * softplus(log_mu - log_theta)
+    nonzero = x > 0
+    # lgamma only where the count is non-zero: torch.where would carry a NaN
+    # gradient from the branch not taken, so that branch reads x = 1 there
+    log_nb = _log_nb(torch, torch.where(nonzero, x, torch.ones_like(x)), log_mu, log_theta)
+    zero = torch.logaddexp(w, log_nb0)
+    return (torch.where(nonzero, log_nb, zero) - softplus(w)).sum(dim=1)

@@ -171,23 +171,24 @@ NEGATIVE_BINOMIAL = _count_likelihood(
     torch_log_px=export_hooks.negative_binomial_log_px)
 
 # scVI's parameterisation (scvi-tools' DecoderSCVI): mean = library ·
-# softmax(output), library = the row's total count or its size factor; no
-# export hooks yet (the exporters refuse them).
-_SCVI = dict(observed_library=True, mean=densities.softmax_mean, torch_mean=None,
-             onnx_mean=None)
+# softmax(output), library = the row's total count or its size factor.
+_SCVI = dict(observed_library=True, mean=densities.softmax_mean,
+             torch_mean=export_hooks.softmax_mean, onnx_mean=export_hooks.onnx_softmax_mean)
 ZINB = _count_likelihood(
     name="zinb", title="zero-inflated negative binomial (scVI)", code=4,
     c_enum="VF_LIKELIHOOD_ZINB", output="rho | zero-inflation logits",
     heads=("output", "output_pi"), extra_param={"unit": "likelihood.log_theta"},
-    log_px=densities.zinb_log_px, **_SCVI)
+    log_px=densities.zinb_log_px, torch_log_px=export_hooks.zinb_log_px, **_SCVI)
 SCVI_NB = _count_likelihood(
     name="scvi_nb", title="negative binomial (scVI)", code=5,
     c_enum="VF_LIKELIHOOD_SCVI_NB", output="rho", extra_param={"unit": "likelihood.log_theta"},
-    log_px=densities.scvi_nb_log_px, **_SCVI)
+    log_px=densities.scvi_nb_log_px, torch_log_px=export_hooks.scvi_nb_log_px,
+    **_SCVI)
 SCVI_POISSON = _count_likelihood(
     name="scvi_poisson", title="Poisson (scVI)", code=6,
     c_enum="VF_LIKELIHOOD_SCVI_POISSON", output="rho",
-    log_px=densities.scvi_poisson_log_px, **_SCVI)
+    log_px=densities.scvi_poisson_log_px,
+    torch_log_px=export_hooks.scvi_poisson_log_px, **_SCVI)
 
 REGISTRY = {lik.name: lik for lik in (BERNOULLI, GAUSSIAN, POISSON, NEGATIVE_BINOMIAL,
                                       ZINB, SCVI_NB, SCVI_POISSON)}

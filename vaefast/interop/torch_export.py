@@ -57,8 +57,9 @@ class TorchVAE(torch.nn.Module):  # type: ignore[misc]  # Any base (see above)
     hidden...); ``mu``, ``logvar``: Linear heads; ``decoder``: Sequential of
     Linear+ReLU (latent_dim + n_conditions -> decoder_hidden...) ending in
     the Linear output layer (the likelihood's natural parameter: logits, the
-    Gaussian mean, the count log-mean; with variance="sample" 2·n_features
-    outputs, the mean then the log-variance); ``likelihood``: a
+    Gaussian mean, the count log-mean, scVI's rho; with variance="sample"
+    2·n_features outputs, the mean then the log-variance, and for ZINB rho
+    then the zero-inflation logits); ``likelihood``: a
     ParameterDict with the per-feature ``logvar`` (variance="feature") or
     ``log_theta`` (negative binomial), else empty.
 
@@ -88,7 +89,8 @@ class TorchVAE(torch.nn.Module):  # type: ignore[misc]  # Any base (see above)
         last = hidden[-1] if hidden else D + C
         self.mu = torch.nn.Linear(last, Z)
         self.logvar = torch.nn.Linear(last, Z)
-        n_out = 2 * D if self.variance == "sample" else D
+        self.heads = self._lik.output_heads(self.variance)  # D columns each
+        n_out = len(self.heads) * D
         self.decoder = _mlp([Z + C] + dec + [n_out], True, **_side_options(config, "decoder"))
         self.likelihood = torch.nn.ParameterDict()
         extra = extra_param_name(config)
@@ -119,7 +121,8 @@ class TorchVAE(torch.nn.Module):  # type: ignore[misc]  # Any base (see above)
 
     def output_layer(self, z: Tensor, c: Optional[Tensor] = None) -> Tensor:
         """The decoder's raw output (N, n_features), or (N, 2·n_features)
-        with variance="sample"."""
+        with variance="sample" (mean | log-variance) and ZINB (rho | zero-inflation
+        logits)."""
         return self.decoder(self._with_c(z, c))
 
     def decode(self, z: Tensor, c: Optional[Tensor] = None,
@@ -153,8 +156,9 @@ class TorchVAE(torch.nn.Module):  # type: ignore[misc]  # Any base (see above)
 
 def weight_targets(module: TorchVAE) -> list[tuple[tuple[str, ...], Any]]:
     """[(get_weights() prefixes, torch Linear)] in forward order; the output
-    layer's prefixes are ("output", "output_logvar") with variance="sample"
-    (its rows split in two halves), else ("output",)."""
+    layer's prefixes are its heads (its rows split in equal parts): ("output",
+    "output_logvar") with variance="sample", ("output", "output_pi") for ZINB,
+    else ("output",)."""
     config = module.vaefast_config
     names = layer_names(len(config["hidden"]), len(config["decoder_hidden"]))
     # Sequential children are numbered with the ReLUs in between: map in order.
@@ -163,8 +167,7 @@ def weight_targets(module: TorchVAE) -> list[tuple[tuple[str, ...], Any]]:
     targets = enc + [module.mu, module.logvar] + dec
     assert len(targets) == len(names)
     prefixes: list[tuple[str, ...]] = [(name,) for name in names]
-    if module.variance == "sample":
-        prefixes[-1] = ("output", "output_logvar")
+    prefixes[-1] = tuple(module.heads)
     return list(zip(prefixes, targets))
 
 

@@ -278,8 +278,8 @@ def _plan_from_state_dict(state: Mapping[str, Any]) -> _Plan:
 # A conditional model's first layers take [x | c] and [z | c]; a state_dict
 # or plain modules cannot say where c starts, so widths never line up.
 _TO_TORCH_ONLY = ("(from_torch reads a conditional model, whose first layers take [x | c] "
-                  "and [z | c], or a variance='sample' output layer only from a to_torch "
-                  "module)")
+                  "and [z | c], or an output layer of two heads (variance='sample', ZINB) "
+                  "only from a to_torch module)")
 
 
 def _check_chain(plan: _Plan) -> None:
