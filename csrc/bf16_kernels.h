@@ -27,6 +27,11 @@ typedef struct vf_bf16_problem {
     int amx_order;                            /* 1: TDPBF16PS's sums (generic only) */
 } vf_bf16_problem;
 
+/* The product of a valid problem p on route impl (VF_BF16_AUTO or a
+ * route; VF_ERR_ISA if this CPU cannot run it): fills p->nthreads and
+ * p->amx_order, then runs the route's driver (csrc/bf16.c). */
+int vf_bf16_run(int impl, vf_bf16_problem *p);
+
 /* VF_OK or VF_ERR_NOMEM. The avx512 driver needs AVX512_BF16. The generic
  * one with amx_order emulates the AMX driver (the same bits). */
 int vf_gemm_bf16_generic(const vf_bf16_problem *p);

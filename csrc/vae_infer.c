@@ -44,7 +44,7 @@ int vf_vae_encode_rows(const vf_vae *m, int64_t B, const float *X, int64_t ldx,
     int64_t ld_in;
     const float *in = vae_encoder_input(m, B, X, ldx, buf[2], &ld_in);
     st = vae_run_layers(m, 0, m->n_enc, B, in, ld_in, r ? r->c : NULL, r ? r->ldc : 0, buf[0],
-                        buf[1], NULL, 0, &H);
+                        buf[1], NULL, 0, &H, vae_bf16(r));
     if (st != VF_OK)
         return st;
     vae_split_head(B, m->Z, H, 2 * m->Z, mu, ldmu, logvar, ldlv);
@@ -84,7 +84,7 @@ int vf_vae_decode_rows(const vf_vae *m, int64_t B, const float *z, int64_t ldz,
     const int via_work = mean && m->layers[m->n_layers - 1].out > m->D;
     const float *y = out;
     st = vae_run_layers(m, m->n_enc + 1, m->n_layers - 1, B, z, ldz, r ? r->c : NULL,
-                        r ? r->ldc : 0, buf[0], buf[1], via_work ? NULL : out, ldo, &y);
+                        r ? r->ldc : 0, buf[0], buf[1], via_work ? NULL : out, ldo, &y, vae_bf16(r));
     if (st != VF_OK)
         return st;
     if (mean && (m->lik->mean_row || via_work))
@@ -151,14 +151,15 @@ int vf_vae_elbo_rows(const vf_vae *m, int64_t B, const float *X, const vf_vae_ro
         int64_t ld_in;
         const float *in = vae_encoder_input(m, n, x, D, b.xenc, &ld_in);
         const float *H;
-        int st = vae_run_layers(m, 0, m->n_enc, n, in, ld_in, c, ldc, b.bufA, b.bufB, NULL, 0, &H);
+        int st = vae_run_layers(m, 0, m->n_enc, n, in, ld_in, c, ldc, b.bufA, b.bufB, NULL, 0, &H,
+                                vae_bf16(r));
         if (st != VF_OK)
             return st;
         vae_split_head(n, Z, H, 2 * Z, NULL, 0, b.lv, Z);
         const vf_noise given = {.eps = eps + i0 * Z, .ldeps = Z};
         if ((st = vf_reparam_forward(n, Z, H, 2 * Z, b.lv, Z, &given, b.z, Z, b.kl)) != VF_OK ||
             (st = vae_run_layers(m, m->n_enc + 1, last, n, b.z, Z, c, ldc, b.bufA, b.bufB, b.y,
-                             m->layers[last].out, NULL)) != VF_OK ||
+                             m->layers[last].out, NULL, vae_bf16(r))) != VF_OK ||
             (st = m->lik->losses(&(vae_lik_call){m, n, b.y, x, s, b.recon, NULL, NULL,
                                                     0.0f})) != VF_OK)
             return st;

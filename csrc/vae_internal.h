@@ -106,6 +106,8 @@ struct vf_vae {
     const int64_t *csr_indptr;
     const int32_t *csr_indices;
     const float *csr_values;
+    /* 1 while a training call whose rows ask for VF_PRECISION_BF16 runs */
+    int bf16;
 };
 
 #define VF_ALIGN_FLOATS 16 /* sub-buffers start on 64-byte boundaries */
@@ -135,11 +137,17 @@ const float *vae_encoder_input(const vf_vae *m, int64_t B, const float *X, int64
 void vae_split_head(int64_t B, int64_t Z, const float *H, int64_t ldh, float *mu,
                     int64_t ldmu, float *lv, int64_t ldlv);
 int vae_layer_forward(const vf_vae *m, const vf_vae_layer *L, int64_t B, const float *x,
-                      int64_t ldx, const float *c, int64_t ldc, float *Y, int64_t ldy);
+                      int64_t ldx, const float *c, int64_t ldc, float *Y, int64_t ldy,
+                      int bf16);
 int vae_run_layers(const vf_vae *m, int first, int last, int64_t B, const float *X,
                    int64_t ldx, const float *c, int64_t ldc, float *bufA, float *bufB,
-                   float *out, int64_t ldo, const float **res);
+                   float *out, int64_t ldo, const float **res, int bf16);
 int vae_check_rows(const vf_vae *m, const vf_vae_rows *r);
+/* 1 if the rows ask for bf16 layers (vf_vae_rows.precision) */
+static inline int vae_bf16(const vf_vae_rows *r)
+{
+    return r && r->precision == VF_PRECISION_BF16;
+}
 
 /* vae_csr.c */
 int vae_csr_usable(const vf_vae *m, const vf_vae_rows *r);

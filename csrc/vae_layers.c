@@ -66,19 +66,20 @@ void vae_split_head(int64_t B, int64_t Z, const float *H, int64_t ldh,
  * small), then x·W[:in−C] accumulated, bias and ReLU in its epilogue. */
 int vae_layer_forward(const vf_vae *m, const vf_vae_layer *L, int64_t B,
                       const float *x, int64_t ldx, const float *c, int64_t ldc,
-                      float *Y, int64_t ldy)
+                      float *Y, int64_t ldy, int bf16)
 {
     const float *W = m->params + L->w;
     const int64_t kx = L->in - (L->cond ? m->C : 0);
     if (L->cond) {
         const vf_gemm_problem pc = {.M = B, .N = L->out, .K = m->C, .A = c, .lda = ldc,
-                                    .B = W + kx * L->out, .ldb = L->out, .C = Y, .ldc = ldy};
+                                    .B = W + kx * L->out, .ldb = L->out, .C = Y, .ldc = ldy,
+                                    .bf16 = bf16};
         VF_TRY(vf_gemm_run(&pc));
     }
     /* unchecked: a NaN reaches the loss, whose check reports it */
     const vf_gemm_problem px = {.M = B, .N = L->out, .K = kx, .A = x, .lda = ldx, .B = W,
                                 .ldb = L->out, .C = Y, .ldc = ldy, .bias = m->params + L->b,
-                                .relu = L->relu, .accumulate = L->cond};
+                                .relu = L->relu, .accumulate = L->cond, .bf16 = bf16};
     return vf_gemm_run(&px);
 }
 
@@ -88,7 +89,8 @@ int vae_layer_forward(const vf_vae *m, const vf_vae_layer *L, int64_t B,
  * conditions, for a cond layer. */
 int vae_run_layers(const vf_vae *m, int first, int last, int64_t B,
                    const float *X, int64_t ldx, const float *c, int64_t ldc,
-                   float *bufA, float *bufB, float *out, int64_t ldo, const float **res)
+                   float *bufA, float *bufB, float *out, int64_t ldo, const float **res,
+                   int bf16)
 {
     const float *cur = X;
     int64_t ld = ldx;
@@ -96,7 +98,7 @@ int vae_run_layers(const vf_vae *m, int first, int last, int64_t B,
         const vf_vae_layer *L = &m->layers[l];
         float *dst = (l == last && out) ? out : ((l - first) % 2 == 0 ? bufA : bufB);
         int64_t ldd = (l == last && out) ? ldo : L->out;
-        int st = vae_layer_forward(m, L, B, cur, ld, c, ldc, dst, ldd);
+        int st = vae_layer_forward(m, L, B, cur, ld, c, ldc, dst, ldd, bf16);
         if (st != VF_OK)
             return st;
         cur = dst;
@@ -113,6 +115,8 @@ int vae_check_rows(const vf_vae *m, const vf_vae_rows *r)
 {
     const float *c = r ? r->c : NULL;
     if ((m->C > 0) != (c != NULL) || (c && r->ldc < m->C))
+        return VF_ERR_ARG;
+    if (r && r->precision != VF_PRECISION_FP32 && r->precision != VF_PRECISION_BF16)
         return VF_ERR_ARG;
     if (r && r->size_factors && !m->lik->size_factors)
         return VF_ERR_ARG;

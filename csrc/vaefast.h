@@ -394,7 +394,13 @@ typedef struct vf_vae_rows {
     const int64_t *csr_indptr;
     const int32_t *csr_indices;
     const float *csr_values;
+    /* VF_PRECISION_FP32 (0: a zeroed struct) or VF_PRECISION_BF16: every
+     * dense layer's GEMM with bf16 operands and float32 accumulation on the
+     * bf16 route (forward and both backward products; the CSR first layer,
+     * biases, losses, KL and the optimizer stay float32: docs/precision.md) */
+    int precision;
 } vf_vae_rows;
+enum { VF_PRECISION_FP32 = 0, VF_PRECISION_BF16 = 1 };
 
 int64_t vf_vae_num_params(const vf_vae *m); /* floats in each buffer */
 float *vf_vae_params(vf_vae *m);   /* (num_params) the parameter buffer */
