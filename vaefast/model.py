@@ -530,7 +530,8 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods):
 
     def loss_and_grad(self, X: ArrayLike, eps: Optional[ArrayLike] = None,
                       c: Optional[ArrayLike] = None,
-                      size_factors: Optional[ArrayLike] = None) -> tuple[float, dict[str, F32]]:
+                      size_factors: Optional[ArrayLike] = None,
+                      precision: Optional[str] = None) -> tuple[float, dict[str, F32]]:
         """Batch-mean negative ELBO (``recon + beta·KL``) and its gradients.
 
         Parameters
@@ -541,19 +542,21 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods):
             (seed, current step), i.e. what the next training step uses.
         c : array_like, shape (n, n_conditions), for a conditional model
         size_factors : array_like, shape (n,), optional (count likelihoods)
+        precision : {"fp32", "bf16"}, optional (default: the model's)
 
         Returns
         -------
         loss : float
         grads : dict keyed like :meth:`get_weights`
         """
-        X = self._check_X(X, targets=True)
+        X, p = self._check_X(X, targets=True), _precision.code(self.precision, precision)
         c = self._check_c(c, X.shape[0])
         s = self._check_size_factors(size_factors, X.shape[0])
         if eps is not None:
             eps = self._check_eps(eps, X.shape[0])
         with self._exclusive("loss_and_grad"):
-            loss, _, _ = self._core.loss_and_grad(X, eps, self.seed, self.step_, 1.0, c, s)
+            loss, _, _ = self._core.loss_and_grad(X, eps, self.seed, self.step_, 1.0, c, s,
+                                                  precision=p)
             grads = self._named_from_flat(self._core.get_buffer(_core.GRADS))
         return float(loss), grads
 
