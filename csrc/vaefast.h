@@ -394,11 +394,7 @@ typedef struct vf_vae_rows {
     const int64_t *csr_indptr;
     const int32_t *csr_indices;
     const float *csr_values;
-    /* VF_PRECISION_FP32 (0: a zeroed struct) or VF_PRECISION_BF16: every
-     * dense layer's GEMM with bf16 operands and float32 accumulation on the
-     * bf16 route (forward and both backward products; the CSR first layer,
-     * biases, losses, KL and the optimizer stay float32: docs/precision.md) */
-    int precision;
+    int precision; /* VF_PRECISION_BF16: dense layers' GEMMs bf16 (docs/precision.md) */
 } vf_vae_rows;
 enum { VF_PRECISION_FP32 = 0, VF_PRECISION_BF16 = 1 };
 
