@@ -28,9 +28,14 @@ static int column_sums(const vf_gemm_problem *p, float *ones)
     double *s = calloc((size_t)(p->N > 0 ? p->N : 1), sizeof(double));
     if (!s)
         return -1;
-    for (int64_t k = 0; k < p->K; ++k)
+    for (int64_t k = 0; k < p->K && !p->trans_b; ++k) { /* k in order either way */
+        const float *row = p->B + k * p->ldb;
         for (int64_t j = 0; j < p->N; ++j)
-            s[j] += p->trans_b ? p->B[j * p->ldb + k] : p->B[k * p->ldb + j];
+            s[j] += row[j];
+    }
+    for (int64_t j = 0; j < p->N && p->trans_b; ++j)
+        for (int64_t k = 0; k < p->K; ++k)
+            s[j] += p->B[j * p->ldb + k];
     int bad = 0;
     for (int64_t j = 0; j < p->N; ++j) {
         ones[j] = (p->accumulate ? ones[j] : 0.0f) + (float)s[j];
@@ -78,11 +83,12 @@ int vf_gemm_run_bf16(const vf_gemm_problem *p)
     free(T);
     if (st != VF_OK)
         return st;
-    if (p->mask)
-        for (int64_t i = 0; i < p->M; ++i)
-            for (int64_t j = 0; j < p->N; ++j)
-                if (!(p->mask[i * p->ldm + j] > 0.0f))
-                    p->C[i * p->ldc + j] = 0.0f;
+    for (int64_t i = 0; i < p->M && p->mask; ++i) {
+        float *c = p->C + i * p->ldc;
+        const float *mask = p->mask + i * p->ldm;
+        for (int64_t j = 0; j < p->N; ++j)
+            c[j] = mask[j] > 0.0f ? c[j] : 0.0f;
+    }
     if (p->ones_row) {
         const int ones_bad = column_sums(p, p->ones_row);
         if (ones_bad < 0)
