@@ -11,7 +11,8 @@
  * the emulating driver (generic set) and the VDPBF16PS driver (avx512 set,
  * CPUs with AVX512_BF16) give the same bits.
  *
- * The epilogue adds the bias in float32, then (relu) maps v to v > 0 ? v : 0.
+ * The epilogue adds the bias in float32, then (relu) maps v to v > 0 ? v : 0,
+ * then (mask) multiplies by [mask > 0] (the ReLU backward of the layers).
  * If nonfinite is not NULL it is set to 1 when a value before ReLU is NaN or
  * ±Inf (else 0), as in the float32 driver. */
 #ifndef VF_BF16_KERNELS_H
@@ -25,6 +26,7 @@ typedef struct vf_bf16_problem {
     VF_GEMM_PROBLEM_FIELDS
     int nthreads;                             /* team size, >= 1 */
     int amx_order;                            /* 1: TDPBF16PS's sums (generic only) */
+    const float *mask; int64_t ldm;           /* (M×N) or NULL, see above */
 } vf_bf16_problem;
 
 /* The product of a valid problem p on route impl (VF_BF16_AUTO or a

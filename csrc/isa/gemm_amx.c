@@ -176,7 +176,7 @@ AMX_TARGET static void micro(int64_t nq, const uint32_t *a, const uint32_t *b, f
     AMX_FENCE();
 }
 
-/* C rows i0.., columns j0.. (h×w of t, h, w <= 32) = act(t + bias);
+/* C rows i0.., columns j0.. (h×w of t, h, w <= 32) = act(t + bias) ⊙ [mask > 0];
  * returns 1 if a value before ReLU is NaN or ±Inf. */
 static int epilogue(const vf_bf16_problem *p, int64_t i0, int64_t j0, int64_t h, int64_t w,
                     const float *t)
@@ -191,6 +191,9 @@ static int epilogue(const vf_bf16_problem *p, int64_t i0, int64_t j0, int64_t h,
             bad |= m & vf_isnan(vf_sub(v, v)); /* NaN exactly for NaN and ±Inf */
             if (p->relu)
                 v = vf_max(v, vf_zero()); /* NaN and -0 -> +0, as v > 0 ? v : 0 */
+            if (p->mask) /* a NaN mask entry zeroes too */
+                v = vf_select(vf_gt(vf_load_mask(p->mask + (i0 + r) * p->ldm + j0 + c, m),
+                                    vf_zero()), v, vf_zero());
             vf_store_mask(p->C + (i0 + r) * p->ldc + j0 + c, v, m);
         }
     return bad != 0;

@@ -199,7 +199,7 @@ static void tile(int64_t kp, const uint32_t *restrict ap, const uint32_t *restri
 }
 #endif
 
-/* C tile = act(T + bias); returns 1 if a value before ReLU is not finite */
+/* C tile = act(T + bias) ⊙ [mask > 0]; returns 1 if a value before ReLU is not finite */
 static int epilogue(const vf_bf16_problem *p, int64_t i0, int64_t j0, int64_t h,
                     int64_t w, const float *t)
 {
@@ -212,6 +212,8 @@ static int epilogue(const vf_bf16_problem *p, int64_t i0, int64_t j0, int64_t h,
                 v += p->bias[j0 + j];
             bad |= !isfinite(v);
             c[j] = p->relu ? (v > 0.0f ? v : 0.0f) : v;
+            if (p->mask && !(p->mask[(i0 + r) * p->ldm + j0 + j] > 0.0f))
+                c[j] = 0.0f;
         }
     }
     return bad;
