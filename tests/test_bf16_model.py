@@ -302,3 +302,37 @@ def test_save_and_load_keep_the_precision(tmp_path):
         # the loaded model runs bf16 by default: the same bits as an explicit bf16 call
         np.testing.assert_array_equal(back.encode(X)[0], m.encode(X, precision="bf16")[0])
         assert not np.array_equal(back.encode(X)[0], back.encode(X, precision="fp32")[0])
+
+
+def test_conditional_layer_adds_two_bf16_products(kernel_set):
+    # a conditional layer reads [x | c] as two products, c·W_c then x·W_x
+    # accumulated (csrc/gemm_bf16_layers.c: float32 add, then bias)
+    C = 3
+    m = vaefast.VAE(D, hidden=(), latent_dim=Z, n_conditions=C, likelihood="gaussian", seed=5)
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((B, D)).astype(np.float32)
+    c = rng.standard_normal((B, C)).astype(np.float32)
+    w = {k: v.astype(np.float64) for k, v in m.get_weights().items()}
+    for name, got in zip(("mu", "logvar"), m.encode(X, c, precision="bf16")):
+        W, b = w[name + ".weight"], w[name + ".bias"]
+        px, ex = product(X, 0.0, W[:D], 0.0)
+        pc, ec = product(c, 0.0, W[D:], 0.0)
+        want = px + pc + b
+        bound = ex + ec + 2 * U * (np.abs(px) + np.abs(pc) + np.abs(b))
+        assert np.all(np.abs(got - want) <= bound), name
+        got32 = m.encode(X, c, precision="fp32")[0 if name == "mu" else 1]
+        assert np.mean(np.abs(got32 - want) > bound) > 0.5
+
+
+def test_conditional_bf16_fit_learns_and_is_thread_count_free(threads_setting):
+    rng = np.random.default_rng(2)
+    X, c = data(384), rng.random((384, 2)).astype(np.float32)
+    fits = []
+    for threads in (1, 2):
+        vaefast.set_num_threads(threads)
+        m = vaefast.VAE(64, hidden=(300,), latent_dim=4, n_conditions=2, seed=4)
+        h = m.fit(X, c=c, epochs=4, batch_size=128, precision="bf16", progress=False)
+        assert h.history["loss"][-1] < 0.9 * h.history["loss"][0]
+        fits.append(m.get_weights())
+    for k, v in fits[0].items():
+        np.testing.assert_array_equal(v.view(np.uint32), fits[1][k].view(np.uint32))
