@@ -119,9 +119,9 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods):
         learned log-variance is floored at -10 (in the kernel).
     precision : {"fp32", "bf16"}
         The layers' GEMMs in float32, or with bf16 operands and float32
-        accumulation (docs/precision.md); saved with the model. ``fit``,
-        ``encode``, ``decode``, ``elbo`` and ``sample`` take ``precision=``
-        to override it for one call.
+        accumulation (docs/precision.md); saved with the model, used by
+        every method. ``fit``, ``encode``, ``decode``, ``elbo``, ``sample``
+        and ``loss_and_grad`` take ``precision=`` to override it for one call.
     """
 
     def __init__(self, n_features: int, hidden: "int | Sequence[int]" = (400,),
@@ -511,8 +511,8 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods):
         for lo in range(0, X.shape[0], chunk):
             xb = X[lo:lo + chunk]
             n = xb.shape[0]
-            mu, lv = self._core.encode(xb, self._scratch(),
-                                       None if c is None else c[lo:lo + n])
+            mu, lv = self._core.encode(xb, self._scratch(), None if c is None else c[lo:lo + n],
+                                       _precision.CODES[self.precision])
             eps = rng.standard_normal((n, K, Zd)).astype(np.float32)
             sigma = np.exp(0.5 * lv)
             z = (mu[:, None, :] + sigma[:, None, :] * eps).astype(np.float32)
