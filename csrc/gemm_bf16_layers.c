@@ -2,69 +2,29 @@
  * set) on the bf16 route of the process (csrc/bf16.c): op(A) and op(B)
  * rounded to bf16 while the driver packs them, float32 accumulation.
  *
- * The bf16 drivers compute C = act(op(A)·op(B) + bias) with the non-finite
- * flag; what the float32 driver also does for the layers is done here, in
- * float32, around that product:
- *   accumulate  C_new = act((C_old + T) + bias), T = op(A)·op(B) in a
- *               scratch matrix (the conditional layers' second product);
- *   mask        C ⊙ [mask > 0]: in the drivers' epilogue, or after the
- *               float32 add of an accumulated product (ReLU backward);
- *   ones_row    the column sums of op(B), summed in double in row order
- *               from float32 op(B) (never bf16: the bias gradient is a long
- *               sum whose small terms bf16 would drop), overwritten or
- *               accumulated with C, and counted in the non-finite flag.
+ * The bf16 drivers compute C = act(op(A)·op(B) + bias) ⊙ [mask > 0], the
+ * ones row (the column sums of the float32 op(B), taken while packing B,
+ * float32 in k order: the bias gradient, never bf16, a long sum whose
+ * small terms bf16 would drop) and the non-finite flag (bf16_kernels.h).
+ * What else the layers need is done here, in float32:
+ *   accumulate  C_new = act((C_old + T) + bias) ⊙ [mask > 0], with
+ *               T = op(A)·op(B) in a scratch matrix (the conditional
+ *               layers' second product);
+ *   ones_row    counted in the non-finite flag.
  * Each of these is a fixed sequence per entry, so the result, like the
- * driver's, does not depend on the thread count. a_relu / b_relu (the
- * public linear-backward entry points only) are not taken: VF_ERR_ARG. */
+ * driver's, does not depend on the thread count. What the layers never
+ * ask is not taken (VF_ERR_ARG): a_relu / b_relu (the public
+ * linear-backward entry points only), ones_row with a transposed B, with
+ * accumulate or with M = 0. */
 #include <math.h>
 #include <stdlib.h>
 
 #include "bf16_kernels.h"
 #include "gemm_kernels.h"
-#include "threads.h"
 #include "vaefast.h"
 
-/* ones (N) [+]= column sums of op(B) (K×N), in blocks of 256 columns that
- * the threads share (each sum the same k order whatever their count). */
-typedef struct sums_call {
-    const vf_gemm_problem *p;
-    float *ones;
-} sums_call;
-
-static int64_t column_sum_blocks(const void *ctx, int64_t lo, int64_t hi)
-{
-    const sums_call *c = ctx;
-    const vf_gemm_problem *p = c->p;
-    int64_t bad = 0;
-    for (int64_t j0 = 256 * lo; j0 < 256 * hi && j0 < p->N; j0 += 256) {
-        const int64_t w = p->N - j0 < 256 ? p->N - j0 : 256;
-        double s[256] = {0};
-        for (int64_t k = 0; k < p->K && !p->trans_b; ++k) {
-            const float *row = p->B + k * p->ldb + j0;
-            for (int64_t j = 0; j < w; ++j)
-                s[j] += row[j];
-        }
-        for (int64_t j = 0; j < w && p->trans_b; ++j)
-            for (int64_t k = 0; k < p->K; ++k)
-                s[j] += p->B[(j0 + j) * p->ldb + k];
-        for (int64_t j = 0; j < w; ++j) {
-            c->ones[j0 + j] = (p->accumulate ? c->ones[j0 + j] : 0.0f) + (float)s[j];
-            bad |= !isfinite(c->ones[j0 + j]);
-        }
-    }
-    return bad;
-}
-
-/* returns 1 if a sum is NaN/Inf */
-static int column_sums(const vf_gemm_problem *p, float *ones)
-{
-    const sums_call c = {p, ones};
-    return vf_split_range((p->N + 255) / 256, vf_threads_for(p->K * p->N, 262144),
-                          column_sum_blocks, &c) != 0;
-}
-
-/* C (M×N) = act((C + T) + bias) ⊙ [mask > 0], T (M×N, contiguous); returns 1 if a value
- * before ReLU is NaN/Inf. */
+/* C (M×N) = act((C + T) + bias) ⊙ [mask > 0], T (M×N, contiguous);
+ * returns 1 if a value before ReLU is NaN/Inf. */
 static int add_epilogue(const vf_gemm_problem *p, const float *T)
 {
     int bad = 0;
@@ -85,7 +45,7 @@ static int add_epilogue(const vf_gemm_problem *p, const float *T)
 
 int vf_gemm_run_bf16(const vf_gemm_problem *p)
 {
-    if (p->a_relu || p->b_relu)
+    if (p->a_relu || p->b_relu || (p->ones_row && (p->trans_b || p->accumulate || p->M < 1)))
         return VF_ERR_ARG;
     float *T = NULL;
     if (p->accumulate && p->M > 0 && p->N > 0 &&
@@ -96,15 +56,16 @@ int vf_gemm_run_bf16(const vf_gemm_problem *p)
         .M = p->M, .N = p->N, .K = p->K, .A = p->A, .lda = p->lda, .trans_a = p->trans_a,
         .B = p->B, .ldb = p->ldb, .trans_b = p->trans_b, .C = T ? T : p->C,
         .ldc = T ? p->N : p->ldc, .bias = T ? NULL : p->bias, .relu = T ? 0 : p->relu,
-        .mask = T ? NULL : p->mask, .ldm = p->ldm, .nonfinite = &bad};
+        .mask = T ? NULL : p->mask, .ldm = p->ldm, .ones_row = p->ones_row,
+        .nonfinite = &bad};
     int st = vf_bf16_run(VF_BF16_AUTO, &q);
     if (st == VF_OK && T)
         bad = add_epilogue(p, T);
     free(T);
     if (st != VF_OK)
         return st;
-    if (p->ones_row)
-        bad |= column_sums(p, p->ones_row);
+    for (int64_t j = 0; j < p->N && p->ones_row; ++j)
+        bad |= !isfinite(p->ones_row[j]);
     if (p->nonfinite)
         *p->nonfinite = bad;
     return VF_OK;

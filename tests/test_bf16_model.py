@@ -122,14 +122,20 @@ def twin_elbo(t, X):
     return -(recon + kl), e_recon + e_kl + e32
 
 
+def bias_grad(d, ed):
+    """Column sums of the float32 d (never bf16), summed in float32 in row
+    order (csrc/bf16_kernels.h): recursive summation, γ_B·Σ|d|."""
+    db = d.sum(0)
+    return db, ed.sum(0) + gamma(d.shape[0]) * (np.abs(d) + ed).sum(0) + 1e-37
+
+
 def twin_grads(w, t, X, eps):
     """Gradients of the batch-mean negative ELBO, and their bounds."""
     g = {}
 
     def weight_and_bias(name, x, ex, d, ed):
         g[name + ".weight"] = product(x.T, ex.T, d, ed) if np.ndim(ex) else product(x.T, ex, d, ed)
-        db = d.sum(0)  # float64 sums of the float32 column (csrc/gemm_bf16_layers.c)
-        g[name + ".bias"] = (db, ed.sum(0) + U * np.abs(db))
+        g[name + ".bias"] = bias_grad(d, ed)
 
     dy = (t["y"] - X) / B
     e_dy = t["e_y"] / B + 2 * U * np.abs(dy)
@@ -153,8 +159,7 @@ def twin_grads(w, t, X, eps):
     for k, name in enumerate(("mu", "logvar")):
         cols = slice(k * Z, (k + 1) * Z)
         g[name + ".weight"] = (wh[:, cols], ewh[:, cols])
-        db = dh[:, cols].sum(0)
-        g[name + ".bias"] = (db, e_dh[:, cols].sum(0) + U * np.abs(db))
+        g[name + ".bias"] = bias_grad(dh[:, cols], e_dh[:, cols])
     Wh = np.concatenate([w["mu.weight"], w["logvar.weight"]], axis=1)
     d1, e_d1 = product(dh, e_dh, Wh.T, 0.0)
     d1, e_d1 = masked(d1, e_d1, t["p1"], t["e_h1"])

@@ -118,6 +118,7 @@ static void pack_b(const vf_bf16_problem *p, int64_t j0, int64_t w, int64_t nq, 
     for (int64_t h = 0; h < groups; ++h) {
         const int64_t c0 = 16 * h, cols = amx_min(16, w - c0);
         const vm m = vm_first(cols);
+        vf sum = vf_zero(); /* the ones row: float32, k in order (bf16_kernels.h) */
         for (int64_t s = 0; s < nq; ++s) {
             uint32_t *t = bp + (h * nq + s) * AMX_TILE;
             if (p->trans_b) { /* a column's pairs: adjacent floats of a stored row */
@@ -133,11 +134,14 @@ static void pack_b(const vf_bf16_problem *p, int64_t j0, int64_t w, int64_t nq, 
             for (int64_t qq = 0; qq < 16 && 32 * s + 2 * qq < p->K; ++qq) {
                 const int64_t k = 32 * s + 2 * qq; /* rows k, k + 1 side by side */
                 const float *r0 = p->B + k * p->ldb + j0 + c0;
-                vu_store(t + qq * 16,
-                         vu_bf16_pair(vf_load_mask(r0, m),
-                                      k + 1 < p->K ? vf_load_mask(r0 + p->ldb, m) : vf_zero()));
+                const vf lo = vf_load_mask(r0, m);
+                const vf hi = k + 1 < p->K ? vf_load_mask(r0 + p->ldb, m) : vf_zero();
+                sum = vf_add(vf_add(sum, lo), hi);
+                vu_store(t + qq * 16, vu_bf16_pair(lo, hi));
             }
         }
+        if (p->ones_row && !p->trans_b)
+            vf_store_mask(p->ones_row + j0 + c0, sum, m);
     }
 }
 
