@@ -23,14 +23,15 @@ from ._typing import F32
 _METHODS = frozenset(("encode", "transform", "reconstruct", "elbo"))
 
 
-def applies(obj: Any, name: str, rows: Any) -> bool:
-    """Whether method `name` of `obj` on `rows` (a _rows.Rows) runs here:
-    a VAE without conditions (the CSR first layer has no condition rows)
-    reading a matrix that gives CSR rows."""
+def applies(obj: Any, name: str, rows: Any, arguments: dict) -> bool:
+    """Whether method `name` of `obj` on `rows` (a _rows.Rows) with the
+    call's `arguments` runs here: a float32 call (bf16 runs the dense path,
+    which has the bf16 layers) of a VAE without conditions (the CSR first
+    layer has no condition rows) reading a matrix that gives CSR rows."""
     from .model import VAE  # model imports the engines: import at call time
 
     return (name in _METHODS and isinstance(obj, VAE) and obj.n_conditions == 0
-            and rows.sparse)
+            and (arguments.get("precision") or obj.precision) == "fp32" and rows.sparse)
 
 
 def prepare(rows: Any) -> None:

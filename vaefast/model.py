@@ -18,8 +18,8 @@ from ._spec import likelihoods as _likelihoods
 from ._spec.densities import iwae as _iwae
 from ._spec.layout import Layout
 from ._validation import (as_float, as_float32_array, as_int, as_seed, as_size_factors,
-                          as_weight)
-from . import _fit_options
+                          as_weight, as_widths as _as_widths)
+from . import _fit_options, _precision
 from ._arrays import deferrable
 from ._expression import ExpressionMethods
 from ._scvi_api import ScviToolsMethods
@@ -60,16 +60,6 @@ def _noise_generator(seed: "int | np.random.Generator | None") -> np.random.Gene
     if isinstance(seed, np.random.Generator):
         return seed  # vaefast.dask hands each chunk one advanced to its rows
     return np.random.default_rng(None if seed is None else as_seed(seed))
-
-
-def _as_widths(value: object, name: str) -> tuple[int, ...]:
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        value = (value,)
-    try:
-        widths: tuple[object, ...] = tuple(value)  # type: ignore[arg-type]  # else TypeError
-    except TypeError:
-        raise TypeError(f"{name} must be a sequence of positive integers") from None
-    return tuple(as_int(w, f"{name}[{i}]", minimum=1) for i, w in enumerate(widths))
 
 
 class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods):
@@ -127,13 +117,18 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods):
         0.5·log 2π per feature), one learned log-variance per feature, or a
         log-variance per sample and feature from a second output head; a
         learned log-variance is floored at -10 (in the kernel).
+    precision : {"fp32", "bf16"}
+        The layers' GEMMs in float32, or with bf16 operands and float32
+        accumulation (docs/precision.md); saved with the model, used by
+        every method. ``fit``, ``encode``, ``decode``, ``elbo``, ``sample``
+        and ``loss_and_grad`` take ``precision=`` to override it for one call.
     """
 
     def __init__(self, n_features: int, hidden: "int | Sequence[int]" = (400,),
                  latent_dim: int = 20, likelihood: str = _likelihoods.DEFAULT,
                  beta: float = 1.0, seed: int = 0,
                  decoder_hidden: "int | Sequence[int] | None" = None, n_conditions: int = 0,
-                 variance: str = "unit") -> None:
+                 variance: str = "unit", precision: str = _precision.DEFAULT) -> None:
         self.n_features = as_int(n_features, "n_features", minimum=1)
         self.hidden = _as_widths(hidden, "hidden")
         self.latent_dim = as_int(latent_dim, "latent_dim", minimum=1)
@@ -147,6 +142,7 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods):
             raise ValueError(f"variance={variance!r} needs likelihood in {having}, "
                              f"got likelihood={likelihood!r}")
         self.variance = variance
+        self.precision = _precision.check(precision)
         self.n_conditions = as_int(n_conditions, "n_conditions", minimum=0)
         self.beta = as_float(beta, "beta", minimum=0.0)
         self.seed = as_seed(seed)
@@ -302,7 +298,8 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods):
 
     @deferrable
     @_reads_weights
-    def encode(self, X: ArrayLike, c: Optional[ArrayLike] = None) -> tuple[F32, F32]:
+    def encode(self, X: ArrayLike, c: Optional[ArrayLike] = None,
+               precision: Optional[str] = None) -> tuple[F32, F32]:
         """Parameters of q(z|x) (q(z|x, c) for a conditional model).
 
         Parameters
@@ -310,6 +307,7 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods):
         X : array_like, shape (n, n_features)
         c : array_like, shape (n, n_conditions)
             The conditions; required exactly when n_conditions > 0.
+        precision : {"fp32", "bf16"}, optional (default: the model's)
 
         Returns
         -------
@@ -317,13 +315,13 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods):
             logvar is clamped to [-30, 30], as in training.
         """
         X = self._check_X(X)
-        c = self._check_c(c, X.shape[0])
+        c, p = self._check_c(c, X.shape[0]), _precision.code(self.precision, precision)
         if X.shape[0] <= _INFER_CHUNK:  # one core call, nothing else allocated
-            return self._core.encode(X, self._scratch(), c)
+            return self._core.encode(X, self._scratch(), c, precision=p)
         mus, lvs = [], []
         for s in range(0, X.shape[0], _INFER_CHUNK):
             mu, lv = self._core.encode(X[s:s + _INFER_CHUNK], self._scratch(),
-                                       None if c is None else c[s:s + _INFER_CHUNK])
+                                       None if c is None else c[s:s + _INFER_CHUNK], precision=p)
             mus.append(mu)
             lvs.append(lv)
         if len(mus) == 1:
@@ -347,22 +345,23 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods):
 
     @_reads_weights
     def _decode_raw(self, Z: F32, mean: bool, c: Optional[F32] = None,
-                    size_factors: Optional[F32] = None) -> F32:
+                    size_factors: Optional[F32] = None, precision: Optional[str] = None) -> F32:
         """Decoder on validated Z (and c, size factors): the output layer
         (mean=False) or the mean of p(x|z)."""
+        p = _precision.code(self.precision, precision)
         if Z.shape[0] <= _INFER_CHUNK:  # one core call, nothing else allocated
-            return self._core.decode(Z, mean, self._scratch(), c, size_factors)
+            return self._core.decode(Z, mean, self._scratch(), c, size_factors, p)
 
         def part(a: Optional[F32], s: int) -> Optional[F32]:
             return None if a is None else a[s:s + _INFER_CHUNK]
 
         return np.concatenate([self._core.decode(Z[s:s + _INFER_CHUNK], mean, self._scratch(),
-                                                 part(c, s), part(size_factors, s))
+                                                 part(c, s), part(size_factors, s), p)
                                for s in range(0, Z.shape[0], _INFER_CHUNK)])
 
     @deferrable
     def decode(self, Z: ArrayLike, c: Optional[ArrayLike] = None,
-               size_factors: Optional[ArrayLike] = None) -> F32:
+               size_factors: Optional[ArrayLike] = None, precision: Optional[str] = None) -> F32:
         """Mean of p(x|z): probabilities (Bernoulli), the Gaussian mean, or
         the count mean size_factor·exp(output) (Poisson, negative binomial).
 
@@ -372,6 +371,7 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods):
         c : array_like, shape (n, n_conditions), for a conditional model
         size_factors : array_like, shape (n,), optional
             Count likelihoods only (default 1).
+        precision : {"fp32", "bf16"}, optional (default: the model's)
 
         Returns
         -------
@@ -379,7 +379,7 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods):
         """
         Z = self._check_Z(Z)
         return self._decode_raw(Z, True, self._check_c(c, Z.shape[0]),
-                                self._check_size_factors(size_factors, Z.shape[0]))
+                                self._check_size_factors(size_factors, Z.shape[0]), precision)
 
     @deferrable
     @_reads_weights
@@ -404,7 +404,8 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods):
             s = X.sum(axis=1, dtype=np.float64).astype(np.float32)
         return self._decode_raw(self.transform(X, c), True, c, s)
 
-    def sample(self, n: int, seed: Optional[int] = None, c: Optional[ArrayLike] = None) -> F32:
+    def sample(self, n: int, seed: Optional[int] = None, c: Optional[ArrayLike] = None,
+               precision: Optional[str] = None) -> F32:
         """Draw samples from the model: z ~ N(0, I), then decode(z, c).
 
         Parameters
@@ -415,6 +416,7 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods):
             Seed of the NumPy generator drawing z (fresh entropy if None).
         c : array_like, shape (n, n_conditions), for a conditional model
             The condition of each sample.
+        precision : {"fp32", "bf16"}, optional (default: the model's)
 
         Returns
         -------
@@ -426,7 +428,7 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods):
         c = self._check_c(c, n)
         rng = np.random.default_rng(None if seed is None else as_seed(seed))
         z = rng.standard_normal((n, self.latent_dim)).astype(np.float32)
-        return self._decode_raw(z, True, c)
+        return self._decode_raw(z, True, c, None, precision)
 
     # ------------------------------------------------------------ evaluation
     def _log_px(self, raw: F32, X: F32, size_factors: Optional[F32] = None) -> F64:
@@ -437,7 +439,7 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods):
     @_reads_weights
     def elbo(self, X: ArrayLike, seed: "int | np.random.Generator | None" = None,
              c: Optional[ArrayLike] = None, size_factors: Optional[ArrayLike] = None,
-             eps: Optional[ArrayLike] = None) -> F64:
+             eps: Optional[ArrayLike] = None, precision: Optional[str] = None) -> F64:
         """Per-sample ELBO, ``log p(x|z) − beta·KL(q(z|x) ‖ p(z))``, one z draw.
 
         Parameters
@@ -450,12 +452,13 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods):
         size_factors : array_like, shape (n,), optional (count likelihoods)
         eps : array_like, shape (n, latent_dim), optional
             The noise to use instead of drawing it (then seed is unused).
+        precision : {"fp32", "bf16"}, optional (default: the model's)
 
         Returns
         -------
         ndarray, shape (n,), float64 (the plain ELBO when beta = 1).
         """
-        X = self._check_X(X, targets=True)
+        X, p = self._check_X(X, targets=True), _precision.code(self.precision, precision)
         c = self._check_c(c, X.shape[0])
         s = self._check_size_factors(size_factors, X.shape[0])
         if eps is None:
@@ -464,7 +467,7 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods):
         else:
             eps = self._check_eps(eps, X.shape[0])
         # one fused pass in the core (float32 layers and row sums, as training)
-        return self._core.elbo(X, eps, self._scratch("elbo"), c, s)
+        return self._core.elbo(X, eps, self._scratch("elbo"), c, s, precision=p)
 
     @deferrable
     @_reads_weights
@@ -508,8 +511,8 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods):
         for lo in range(0, X.shape[0], chunk):
             xb = X[lo:lo + chunk]
             n = xb.shape[0]
-            mu, lv = self._core.encode(xb, self._scratch(),
-                                       None if c is None else c[lo:lo + n])
+            mu, lv = self._core.encode(xb, self._scratch(), None if c is None else c[lo:lo + n],
+                                       precision=_precision.CODES[self.precision])
             eps = rng.standard_normal((n, K, Zd)).astype(np.float32)
             sigma = np.exp(0.5 * lv)
             z = (mu[:, None, :] + sigma[:, None, :] * eps).astype(np.float32)
@@ -527,7 +530,8 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods):
 
     def loss_and_grad(self, X: ArrayLike, eps: Optional[ArrayLike] = None,
                       c: Optional[ArrayLike] = None,
-                      size_factors: Optional[ArrayLike] = None) -> tuple[float, dict[str, F32]]:
+                      size_factors: Optional[ArrayLike] = None,
+                      precision: Optional[str] = None) -> tuple[float, dict[str, F32]]:
         """Batch-mean negative ELBO (``recon + beta·KL``) and its gradients.
 
         Parameters
@@ -538,19 +542,21 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods):
             (seed, current step), i.e. what the next training step uses.
         c : array_like, shape (n, n_conditions), for a conditional model
         size_factors : array_like, shape (n,), optional (count likelihoods)
+        precision : {"fp32", "bf16"}, optional (default: the model's)
 
         Returns
         -------
         loss : float
         grads : dict keyed like :meth:`get_weights`
         """
-        X = self._check_X(X, targets=True)
+        X, p = self._check_X(X, targets=True), _precision.code(self.precision, precision)
         c = self._check_c(c, X.shape[0])
         s = self._check_size_factors(size_factors, X.shape[0])
         if eps is not None:
             eps = self._check_eps(eps, X.shape[0])
         with self._exclusive("loss_and_grad"):
-            loss, _, _ = self._core.loss_and_grad(X, eps, self.seed, self.step_, 1.0, c, s)
+            loss, _, _ = self._core.loss_and_grad(X, eps, self.seed, self.step_, 1.0, c, s,
+                                                  precision=p)
             grads = self._named_from_flat(self._core.get_buffer(_core.GRADS))
         return float(loss), grads
 
@@ -566,8 +572,8 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods):
                 progress: Optional[bool] = None, c: Optional[ArrayLike] = None,
                 size_factors: Optional[ArrayLike] = None, comm: Any = None,
                 checkpoint: Optional[StrPath] = None, buffer_rows: Optional[int] = None,
-                sparse_first_layer: bool = True,
-                layer: Optional[str] = None) -> "History": ...
+                sparse_first_layer: bool = True, layer: Optional[str] = None,
+                precision: Optional[str] = None) -> "History": ...
     else:
         @_fit_options.declare
         def fit(self, X, *args, **kwargs):
@@ -582,11 +588,13 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods):
                 "latent_dim": self.latent_dim, "likelihood": self.likelihood,
                 "beta": self.beta, "seed": self.seed,
                 "decoder_hidden": list(self.decoder_hidden),
-                "n_conditions": self.n_conditions, "variance": self.variance}
+                "n_conditions": self.n_conditions, "variance": self.variance,
+                **({} if self.precision == "fp32" else {"precision": self.precision})}
 
     def __repr__(self) -> str:
         return (f"VAE(n_features={self.n_features}, hidden={self.hidden}, "
                 f"latent_dim={self.latent_dim}, likelihood={self.likelihood!r}, "
                 f"beta={self.beta}, seed={self.seed}, decoder_hidden={self.decoder_hidden}"
                 + (f", n_conditions={self.n_conditions}" if self.n_conditions else "")
-                + (f", variance={self.variance!r}" if self.variance != "unit" else "") + ")")
+                + (f", variance={self.variance!r}" if self.variance != "unit" else "")
+                + (f", precision={self.precision!r}" if self.precision != "fp32" else "") + ")")

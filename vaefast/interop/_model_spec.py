@@ -17,7 +17,8 @@ from ._likelihoods import likelihood_export
 
 # get_config() keys the exporters translate.
 KNOWN_CONFIG = frozenset({"n_features", "hidden", "latent_dim", "likelihood", "beta",
-                          "seed", "decoder_hidden", "n_conditions", "variance"})
+                          "seed", "decoder_hidden", "n_conditions", "variance",
+                          "precision"})  # precision: how it runs, not what it is
 
 
 def exportable_config(model: object) -> dict[str, Any]:
