@@ -97,6 +97,24 @@ static int resolve(int impl, int *out)
     return VF_OK;
 }
 
+/* The product of a checked problem p (nthreads and amx_order are filled in
+ * here) on route impl (VF_BF16_AUTO: the process's default route). */
+int vf_bf16_run(int impl, vf_bf16_problem *p)
+{
+    VF_TRY(resolve(impl, &impl));
+    const int64_t kk = p->K > 0 ? p->K : 1, mn = p->M * p->N; /* M·N fits: C's size was checked */
+    const int64_t macs = mn > INT64_MAX / kk ? INT64_MAX : mn * kk;
+    p->nthreads = vf_threads_for(macs, VF_BF16_PARALLEL_MIN_MACS);
+    p->amx_order = impl == VF_BF16_AMX_EMULATED;
+#if defined(__x86_64__) /* the avx512 set is built for every x86_64 core (VF_KERNEL_SETS) */
+    if (impl == VF_BF16_AMX)
+        return vf_gemm_bf16_amx_avx512(p);
+    if (impl == VF_BF16_NATIVE)
+        return vf_gemm_bf16_avx512(p);
+#endif
+    return vf_gemm_bf16_generic(p);
+}
+
 int vf_gemm_bf16(int impl, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
                  const float *A, int64_t lda, const float *B, int64_t ldb,
                  const float *b, int act, float *C, int64_t ldc)
@@ -109,25 +127,11 @@ int vf_gemm_bf16(int impl, int trans_a, int trans_b, int64_t M, int64_t N, int64
     VF_TRY(trans_b ? vf_check_matrix(B, N, K, ldb) : vf_check_matrix(B, K, N, ldb));
     VF_TRY(vf_check_matrix(C, M, N, ldc));
     int nonfinite = 0;
-    const int64_t kk = K > 0 ? K : 1, mn = M * N; /* M·N fits: C's size was checked */
-    const int64_t macs = mn > INT64_MAX / kk ? INT64_MAX : mn * kk;
-    const vf_bf16_problem p = {
+    vf_bf16_problem p = {
         .M = M, .N = N, .K = K, .A = A, .lda = lda, .trans_a = trans_a,
         .B = B, .ldb = ldb, .trans_b = trans_b, .C = C, .ldc = ldc, .bias = b,
-        .relu = act == VF_ACT_RELU,
-        .nthreads = vf_threads_for(macs, VF_BF16_PARALLEL_MIN_MACS),
-        .amx_order = impl == VF_BF16_AMX_EMULATED,
-        .nonfinite = &nonfinite};
-    int status;
-#if defined(__x86_64__) /* the avx512 set is built for every x86_64 core (VF_KERNEL_SETS) */
-    if (impl == VF_BF16_AMX)
-        status = vf_gemm_bf16_amx_avx512(&p);
-    else if (impl == VF_BF16_NATIVE)
-        status = vf_gemm_bf16_avx512(&p);
-    else
-#endif
-        status = vf_gemm_bf16_generic(&p);
-    VF_TRY(status);
+        .relu = act == VF_ACT_RELU, .nonfinite = &nonfinite};
+    VF_TRY(vf_bf16_run(impl, &p));
     return nonfinite ? VF_ERR_NONFINITE : VF_OK;
 }
 

@@ -11,7 +11,13 @@
  * the emulating driver (generic set) and the VDPBF16PS driver (avx512 set,
  * CPUs with AVX512_BF16) give the same bits.
  *
- * The epilogue adds the bias in float32, then (relu) maps v to v > 0 ? v : 0.
+ * The epilogue adds the bias in float32, then (relu) maps v to v > 0 ? v : 0,
+ * then (mask) multiplies by [mask > 0] (the ReLU backward of the layers).
+ * If ones_row is not NULL (op(B) not transposed only), it receives the
+ * column sums of the float32 op(B), each 0 + b_0 + b_1 + ... in k order in
+ * float32 (a pad k of an odd K adds +0), taken while packing B: the bias
+ * gradient of a layer, never rounded to bf16. Every driver sums the same
+ * sequence, so the routes agree on it bit for bit.
  * If nonfinite is not NULL it is set to 1 when a value before ReLU is NaN or
  * ±Inf (else 0), as in the float32 driver. */
 #ifndef VF_BF16_KERNELS_H
@@ -25,7 +31,14 @@ typedef struct vf_bf16_problem {
     VF_GEMM_PROBLEM_FIELDS
     int nthreads;                             /* team size, >= 1 */
     int amx_order;                            /* 1: TDPBF16PS's sums (generic only) */
+    const float *mask; int64_t ldm;           /* (M×N) or NULL, see above */
+    float *ones_row;                          /* (N) or NULL, see above */
 } vf_bf16_problem;
+
+/* The product of a valid problem p on route impl (VF_BF16_AUTO or a
+ * route; VF_ERR_ISA if this CPU cannot run it): fills p->nthreads and
+ * p->amx_order, then runs the route's driver (csrc/bf16.c). */
+int vf_bf16_run(int impl, vf_bf16_problem *p);
 
 /* VF_OK or VF_ERR_NOMEM. The avx512 driver needs AVX512_BF16. The generic
  * one with amx_order emulates the AMX driver (the same bits). */

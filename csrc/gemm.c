@@ -10,6 +10,8 @@
 int vf_gemm_run(const vf_gemm_problem *p)
 {
     vf_threads_sync(); /* OpenMP's count follows the setting (threads.h) */
+    if (p->bf16)
+        return vf_gemm_run_bf16(p);
     return vf_active()->gemm->gemm(p);
 }
 

@@ -46,6 +46,7 @@ typedef struct vf_gemm_problem {
     float *ones_row;                          /* (N) or NULL, see above */
     const float *a_relu; int64_t ld_ar;       /* (M×K) or NULL, see above */
     const float *b_relu; int64_t ld_br;       /* (K×N) or NULL */
+    int bf16;                                 /* 1: bf16 operands (gemm_bf16_layers.c) */
 } vf_gemm_problem;
 
 /* The product p on the active kernel set (csrc/gemm.c), for the model's
@@ -55,6 +56,9 @@ typedef struct vf_gemm_problem {
  * NaN/Inf; it sets p->nonfinite. */
 int vf_gemm_run(const vf_gemm_problem *p);
 int vf_gemm_run_checked(vf_gemm_problem *p);
+/* The same with op(A), op(B) rounded to bf16 (p->bf16 set: vf_gemm_run
+ * comes here): the bf16 route, float32 accumulation, no a_relu / b_relu. */
+int vf_gemm_run_bf16(const vf_gemm_problem *p);
 
 #define VF_KERNELS_gemm(VF_K)                                                  \
     /* Returns VF_OK or VF_ERR_NOMEM (packing buffers). Arguments are valid. */ \

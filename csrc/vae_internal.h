@@ -88,6 +88,7 @@ typedef struct vae_side {
     int64_t ldc;
     const int32_t *k;
     int64_t ldk;
+    int bf16; /* the layers' products in bf16 (vf_vae_rows.precision) */
 } vae_side;
 
 struct vf_vae {
@@ -126,6 +127,8 @@ struct vf_vae {
     const int32_t *csr_indices;
     const float *csr_values;
     vae_norm *norm; /* batch / layer normalisation, or NULL (vae_norm.c) */
+    /* 1 while a training call whose rows ask for VF_PRECISION_BF16 runs */
+    int bf16;
 };
 
 #define VF_ALIGN_FLOATS 16 /* sub-buffers start on 64-byte boundaries */
@@ -167,6 +170,11 @@ int vae_cov_backward(const vf_vae *m, const vf_vae_layer *L, int64_t B, const va
 const int32_t *vae_cov_gather_codes(vf_vae *m, const vf_vae_rows *r, const int64_t *order,
                                     int64_t rows, int64_t *ldk);
 int vae_check_rows(const vf_vae *m, const vf_vae_rows *r);
+/* 1 if the rows ask for bf16 layers (vf_vae_rows.precision) */
+static inline int vae_bf16(const vf_vae_rows *r)
+{
+    return r && r->precision == VF_PRECISION_BF16;
+}
 
 /* vae_covariates.c: the parameter, gradient and moment buffers grown to n
  * floats (the new tail zero), for parameters added after creation */

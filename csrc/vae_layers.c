@@ -75,13 +75,15 @@ int vae_layer_forward(const vf_vae *m, const vf_vae_layer *L, int64_t B,
     const int64_t kx = L->in - (L->cond ? m->C : 0);
     if (L->cond) {
         const vf_gemm_problem pc = {.M = B, .N = L->out, .K = m->C, .A = sd->c, .lda = sd->ldc,
-                                    .B = W + kx * L->out, .ldb = L->out, .C = Y, .ldc = ldy};
+                                    .B = W + kx * L->out, .ldb = L->out, .C = Y, .ldc = ldy,
+                                    .bf16 = sd->bf16};
         VF_TRY(vf_gemm_run(&pc));
     }
     /* unchecked: a NaN reaches the loss, whose check reports it */
     const vf_gemm_problem px = {.M = B, .N = L->out, .K = kx, .A = x, .lda = ldx, .B = W,
                                 .ldb = L->out, .C = Y, .ldc = ldy, .bias = m->params + L->b,
-                                .relu = L->relu && !L->cov && !L->norm, .accumulate = L->cond};
+                                .relu = L->relu && !L->cov && !L->norm, .accumulate = L->cond,
+                                .bf16 = sd->bf16};
     int st = vf_gemm_run(&px);
     if (st == VF_OK && L->cov) /* a normalised layer's ReLU comes after its norm */
         st = vf_cov_gather_add(B, L->out, m->n_cat, sd->k, sd->ldk, m->cat_levels,
@@ -119,9 +121,11 @@ int vae_run_layers(const vf_vae *m, int first, int last, int64_t B,
 /* The side inputs of rows row0.. of r (none for r NULL). */
 vae_side vae_side_of(const vf_vae_rows *r, int64_t row0)
 {
-    vae_side sd = {0};
-    if (r && r->c)
-        sd = (vae_side){.c = r->c + row0 * r->ldc, .ldc = r->ldc};
+    vae_side sd = {.bf16 = vae_bf16(r)};
+    if (r && r->c) {
+        sd.c = r->c + row0 * r->ldc;
+        sd.ldc = r->ldc;
+    }
     if (r && r->codes) {
         sd.k = r->codes + row0 * r->ldk;
         sd.ldk = r->ldk;
@@ -139,6 +143,8 @@ int vae_check_rows(const vf_vae *m, const vf_vae_rows *r)
     if ((m->C > 0) != (c != NULL) || (c && r->ldc < m->C))
         return VF_ERR_ARG;
     if ((m->n_cat > 0) != (k != NULL) || (k && r->ldk < m->n_cat))
+        return VF_ERR_ARG;
+    if (r && r->precision != VF_PRECISION_FP32 && r->precision != VF_PRECISION_BF16)
         return VF_ERR_ARG;
     if (r && r->size_factors && !m->lik->size_factors)
         return VF_ERR_ARG;

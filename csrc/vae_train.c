@@ -26,26 +26,27 @@
 /* dW (in×out) = xᵀ (in×B) · d (B×out) and db = column sums of d, overwritten;
  * VF_ERR_NONFINITE if any is NaN/Inf (checked: the step's gradient check). */
 static int weight_grad(int64_t B, int64_t in, int64_t out, const float *x, int64_t ldx,
-                       const float *d, float *dW, float *db)
+                       const float *d, float *dW, float *db, int bf16)
 {
     vf_gemm_problem p = {.M = in, .N = out, .K = B, .A = x, .lda = ldx, .trans_a = 1,
-                         .B = d, .ldb = out, .C = dW, .ldc = out, .ones_row = db};
+                         .B = d, .ldb = out, .C = dW, .ldc = out, .ones_row = db,
+                         .bf16 = bf16};
     return vf_gemm_run_checked(&p);
 }
 
 static int layer_weight_grad(const vf_vae_layer *L, int64_t B, const float *x,
-                             int64_t ldx, const float *d, float *dW, float *db)
+                             int64_t ldx, const float *d, float *dW, float *db, int bf16)
 {
-    return weight_grad(B, L->in, L->out, x, ldx, d, dW, db);
+    return weight_grad(B, L->in, L->out, x, ldx, d, dW, db, bf16);
 }
 
 /* dx (B×in) = (d (B×out) · Wᵀ) ⊙ [mask > 0], mask (B×in) or NULL. */
 static int layer_input_grad(const vf_vae_layer *L, int64_t B, const float *d,
-                            const float *W, const float *mask, float *dx)
+                            const float *W, const float *mask, float *dx, int bf16)
 {
     const vf_gemm_problem p = {.M = B, .N = L->in, .K = L->out, .A = d, .lda = L->out,
                                .B = W, .ldb = L->out, .trans_b = 1, .C = dx, .ldc = L->in,
-                               .mask = mask, .ldm = L->in};
+                               .mask = mask, .ldm = L->in, .bf16 = bf16};
     return vf_gemm_run(&p);
 }
 
@@ -58,30 +59,32 @@ typedef struct backward_pair {
     const float *x, *d, *W, *mask;
     float *dW, *db, *dx;
     int *st; /* [weight gradient, input gradient] */
+    int bf16;
 } backward_pair;
 
 static int64_t backward_pair_units(const void *ctx, int64_t lo, int64_t hi)
 {
     const backward_pair *p = ctx;
     for (int64_t u = lo; u < hi; ++u)
-        p->st[u] = u == 0 ? layer_weight_grad(p->L, p->B, p->x, p->ldx, p->d, p->dW, p->db)
-                          : layer_input_grad(p->L, p->B, p->d, p->W, p->mask, p->dx);
+        p->st[u] = u == 0 ? layer_weight_grad(p->L, p->B, p->x, p->ldx, p->d, p->dW, p->db,
+                                              p->bf16)
+                          : layer_input_grad(p->L, p->B, p->d, p->W, p->mask, p->dx, p->bf16);
     return 0;
 }
 
 static int backward_layer(const vf_vae_layer *L, int64_t B, const float *x, int64_t ldx,
                           const float *d, const float *W, float *dW, float *db,
-                          const float *mask, float *dx)
+                          const float *mask, float *dx, int bf16)
 {
     int st[2] = {VF_OK, VF_OK};
     if (dx && vf_threads_for(1, 0) == 2) { /* inside a unit each GEMM runs alone */
-        const backward_pair p = {L, B, ldx, x, d, W, mask, dW, db, dx, st};
+        const backward_pair p = {L, B, ldx, x, d, W, mask, dW, db, dx, st, bf16};
         vf_team_for(2, 2, 1, backward_pair_units, &p);
         return st[0] != VF_OK ? st[0] : st[1];
     }
-    st[0] = layer_weight_grad(L, B, x, ldx, d, dW, db);
+    st[0] = layer_weight_grad(L, B, x, ldx, d, dW, db, bf16);
     if (st[0] == VF_OK && dx)
-        st[1] = layer_input_grad(L, B, d, W, mask, dx);
+        st[1] = layer_input_grad(L, B, d, W, mask, dx, bf16);
     return st[0] != VF_OK ? st[0] : st[1];
 }
 
@@ -97,9 +100,10 @@ static int backward_any_layer(const vf_vae *m, const vf_vae_layer *L, int64_t B,
     float *dW = m->grads + L->w, *db = m->grads + L->b;
     vf_vae_layer Lx = *L;
     Lx.in = L->in - (L->cond ? m->C : 0);
-    int st = backward_layer(&Lx, B, x, ldx, d, W, dW, db, mask, dx);
+    int st = backward_layer(&Lx, B, x, ldx, d, W, dW, db, mask, dx, m->bf16);
     if (st == VF_OK && L->cond)
-        st = weight_grad(B, m->C, L->out, sd->c, sd->ldc, d, dW + Lx.in * L->out, NULL);
+        st = weight_grad(B, m->C, L->out, sd->c, sd->ldc, d, dW + Lx.in * L->out, NULL,
+                         m->bf16);
     return st == VF_OK && L->cov ? vae_cov_backward(m, L, B, sd, d, m->grads) : st;
 }
 
@@ -206,11 +210,9 @@ static int layers_backward(vf_vae *m, int first, int last, int64_t B, const floa
         const int at_first = l == first;
         const float *x = at_first ? x0 : m->act[l - 1];
         float *dx = at_first && !need_x0_grad ? NULL : g->spare;
-        /* g->d is one of the model's gradient buffers, writable */
-        int st = vae_norm_backward(m, l, B, (float *)g->d);
-        if (st != VF_OK)
-            return st;
-        st = backward_any_layer(m, L, B, x, at_first ? ldx0 : L->in, sd, g->d,
+        int st = vae_norm_backward(m, l, B, (float *)g->d); /* g->d: a writable buffer */
+        if (st == VF_OK)
+            st = backward_any_layer(m, L, B, x, at_first ? ldx0 : L->in, sd, g->d,
                                     at_first ? NULL : m->act[l - 1], dx);
         if (st != VF_OK)
             return st;
@@ -339,10 +341,12 @@ int vf_vae_loss_and_grad_rows(vf_vae *m, int64_t B, const float *X, const vf_vae
     if (st != VF_OK)
         return st;
     vae_csr_select(m, r, 0);
+    m->bf16 = vae_bf16(r);
     const vae_side sd = vae_side_of(r, 0);
     st = forward_backward(m, B, X, &sd, r ? r->size_factors : NULL, eps, seed, step, kl_weight,
                           loss, NULL, NULL);
     vae_csr_select(m, NULL, 0);
+    m->bf16 = 0;
     if (st == VF_OK || st == VF_ERR_NONFINITE) {
         if (recon) memcpy(recon, m->recon, (size_t)B * sizeof(float));
         if (kl) memcpy(kl, m->kl, (size_t)B * sizeof(float));
@@ -436,10 +440,12 @@ int vf_vae_shard_grads(vf_vae *m, int64_t B, const float *X, const vf_vae_rows *
     vf_rwlock_lock(&m->lock, 1);
     m->shard_row0 = row0;
     m->shard_batch = batch_total;
+    m->bf16 = vae_bf16(rows);
     const vae_side sd = vae_side_of(rows, 0);
     st = forward_backward(m, B, X, &sd, rows ? rows->size_factors : NULL, NULL, seed, step,
                           kl_weight, &l, &r, &k);
     m->shard_row0 = m->shard_batch = 0;
+    m->bf16 = 0;
     vf_rwlock_unlock(&m->lock);
     sums3[0] = l * (double)B;
     sums3[1] = r * (double)B;
@@ -553,9 +559,11 @@ static int train_steps(vf_vae *m, int64_t n, const float *X, int64_t ldx,
             sd.k = vae_cov_gather_codes(m, r, order + r0, rows, &sd.ldk);
         double out3[3];
         vae_csr_select(m, r, r0);
+        m->bf16 = vae_bf16(r);
         st = train_step_rows(m, rows, xb, &sd, sb, seed, step0 + (uint64_t)k, o, kl_weight,
                              out3);
         vae_csr_select(m, NULL, 0);
+        m->bf16 = 0;
         vf_tuner_end(&m->tuner, rows);
         vf_rwlock_unlock(&m->lock);
         if (st != VF_OK)

@@ -397,7 +397,9 @@ typedef struct vf_vae_rows {
     const int64_t *csr_indptr;
     const int32_t *csr_indices;
     const float *csr_values;
+    int precision; /* VF_PRECISION_BF16: dense layers' GEMMs bf16 (docs/precision.md) */
 } vf_vae_rows;
+enum { VF_PRECISION_FP32 = 0, VF_PRECISION_BF16 = 1 };
 
 int64_t vf_vae_num_params(const vf_vae *m); /* floats in each buffer */
 float *vf_vae_params(vf_vae *m);   /* (num_params) the parameter buffer */

@@ -105,6 +105,18 @@ def test_conditional_model_reads_dense_chunks(counts, monkeypatch):
     np.testing.assert_array_equal(m.transform(sp.csr_matrix(counts), c), m.transform(counts, c))
 
 
+def test_bf16_reads_dense_chunks(counts, monkeypatch):
+    """A bf16 call (the model's precision or the call's) takes the dense
+    path, which has the bf16 layers: the same bits as the dense input."""
+    monkeypatch.setattr(_rows.Rows, "take_csr", None)  # would fail if called
+    m = model("scvi_nb", precision="bf16")
+    X = sp.csr_matrix(counts)
+    np.testing.assert_array_equal(m.transform(X), m.transform(counts))
+    m = model("scvi_nb")
+    np.testing.assert_array_equal(m.encode(X, precision="bf16")[0],
+                                  m.encode(counts, precision="bf16")[0])
+
+
 def test_sparse_inference_bad_input(counts):
     m = model("zinb")
     with pytest.raises(ValueError, match="2000 columns"):

@@ -118,6 +118,7 @@ cdef extern from "vaefast.h" nogil:
         const int64_t *csr_indptr
         const int32_t *csr_indices
         const float *csr_values
+        int precision
     int vf_vae_create_config(const vf_vae_config *cfg, vf_vae **out)
     int vf_vae_layer_info(const vf_vae *m, int l, int64_t info[4])
     int vf_vae_encode_rows(const vf_vae *m, int64_t B, const float *X, int64_t ldx,

@@ -16,6 +16,7 @@ from typing import Any, Callable, Optional, TypeVar
 _Fit = TypeVar("_Fit", bound=Callable[..., Any])
 _Check = Callable[[Any, str], Any]
 
+from ._precision import check as _precision_name
 from ._validation import as_float, as_int
 
 OPTIMIZERS = ("adam", "sgd")
@@ -69,6 +70,10 @@ def _optional_str(value: object, name: str) -> Optional[str]:
     if value is not None and not isinstance(value, str):
         raise TypeError(f"{name} must be a str or None, got {type(value).__name__}")
     return value
+
+
+def _precision(value: object, name: str) -> Optional[str]:
+    return None if value is None else _precision_name(value, name)
 
 
 def _communicator(value: object, name: str) -> object:
@@ -152,6 +157,12 @@ OPTIONS = (
     Option("layer", None, _optional_str, """str, optional
         With an AnnData X: train on ``X.layers[layer]`` instead of ``X.X``
         (validation_data, if an AnnData, is read from the same layer)."""),
+    Option("precision", None, _precision, """{"fp32", "bf16"}, optional
+        The layers' GEMMs of this call's steps: float32, or bf16 operands
+        with float32 accumulation and float32 master weights, Adam state,
+        biases, losses and KL (docs/precision.md). Default: the model's
+        ``precision``. The CSR first layer (sparse_first_layer) stays
+        float32."""),
 )
 
 _DOC = """Train with minibatches (one C call per step, the GIL released).

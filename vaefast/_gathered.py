@@ -82,7 +82,7 @@ def _by_chunks(name: str) -> Callable[..., Any]:
             if key in arguments:
                 arguments[key] = _per_row(arguments[key], key, n)
         step = _rows.chunk_rows(rows.shape[1], _MOST_ROWS)
-        sparse = _sparse_infer.applies(obj, name, rows)
+        sparse = _sparse_infer.applies(obj, name, rows, arguments)
         if sparse:
             _sparse_infer.prepare(rows)
         parts: list[Any] = []

@@ -21,8 +21,9 @@ from ._validation import as_float
 if TYPE_CHECKING:
     from .model import VAE
 
-__all__ = ["HiddenOptions", "SIDES", "NORM_SIDES", "SCVI_DEFAULTS", "configure", "config_entries",
-           "state_entries", "restore_state", "running_statistics", "BN_EPS", "check_fit", "first_layer_normalised"]
+__all__ = ["HiddenOptions", "SIDES", "NORM_SIDES", "SCVI_DEFAULTS", "configure",
+           "config_entries", "state_entries", "restore_state", "running_statistics", "BN_EPS",
+           "check_fit", "first_layer_normalised"]
 
 SIDES = ("encoder", "decoder", "both")
 NORM_SIDES = ("none", *SIDES)

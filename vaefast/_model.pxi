@@ -26,11 +26,12 @@ cdef class _Rows:
     """The per-row side inputs (conditions c, size factors) of one core call,
     as the vf_vae_rows the C functions take; holds the arrays alive. For a
     model with categorical covariates c is the pair (c or None, codes
-    (n, K) int32): the C core checks K and every code."""
+    (n, K) int32): the C core checks K and every code. precision: 0 float32
+    layers, 1 bf16 GEMM operands (vaefast/_precision.py)."""
     cdef vf_vae_rows r
     cdef object c_arr, s_arr, csr_arrs, k_arr
 
-    def __cinit__(self, int64_t n, int64_t n_conditions, c, size_factors):
+    def __cinit__(self, int64_t n, int64_t n_conditions, c, size_factors, int precision=0):
         cdef const float[:, ::1] cv
         cdef const float[::1] sv
         cdef const int32_t[:, ::1] kv
@@ -49,6 +50,7 @@ cdef class _Rows:
         self.r.csr_indptr = NULL
         self.r.csr_indices = NULL
         self.r.csr_values = NULL
+        self.r.precision = precision
         if (c is None) != (n_conditions == 0):
             raise ValueError("c must be given exactly when the model has conditions")
         if c is not None:
@@ -293,7 +295,7 @@ cdef class VAECore:
             raise ValueError(f"work must be a float32 vector of at least {need} floats")
         return work
 
-    def encode(self, const float[:, ::1] X, work=None, c=None, csr=None):
+    def encode(self, const float[:, ::1] X, work=None, c=None, csr=None, int precision=0):
         """X (B, D) -> (mu (B, Z), clamped logvar (B, Z)). work: optional
         float32 scratch of work_size(B) floats (one per concurrent caller);
         c (B, C): the conditions of a conditional model. csr: the rows in
@@ -304,7 +306,7 @@ cdef class VAECore:
         cdef int64_t D = X.shape[1] if csr is None else csr.shape[1]
         if D != self.n_features:
             raise ValueError(f"X must have {self.n_features} columns, got {D}")
-        cdef _Rows rows = _Rows(B, self.n_conditions, c, None)
+        cdef _Rows rows = _Rows(B, self.n_conditions, c, None, precision)
         cdef const float *px = NULL
         if csr is not None:
             rows.set_csr(B, csr)
@@ -325,13 +327,14 @@ cdef class VAECore:
         check_status(status, "encode")
         return mu, lv
 
-    def decode(self, const float[:, ::1] z, bint mean, work=None, c=None, size_factors=None):
+    def decode(self, const float[:, ::1] z, bint mean, work=None, c=None, size_factors=None,
+               int precision=0):
         """z (B, Z) -> output-layer values (B, out_width), or the mean of p(x|z)
         (B, D), with conditions c (B, C) and size factors (B) if any."""
         cdef int64_t B = z.shape[0], D = self.n_features if mean else self.out_width
         if z.shape[1] != self.latent_dim:
             raise ValueError(f"Z must have {self.latent_dim} columns, got {z.shape[1]}")
-        cdef _Rows rows = _Rows(B, self.n_conditions, c, size_factors)
+        cdef _Rows rows = _Rows(B, self.n_conditions, c, size_factors, precision)
         out = _np.empty((B, D), dtype=_np.float32)
         work = self._work(work, B)
         cdef float[:, ::1] ov = out
@@ -350,7 +353,7 @@ cdef class VAECore:
         return max(vf_vae_elbo_work_size(self.m), 1)
 
     def elbo(self, const float[:, ::1] X, const float[:, ::1] eps, work=None, c=None,
-             size_factors=None, csr=None):
+             size_factors=None, csr=None, int precision=0):
         """Per-sample ELBO (B,) float64 of X (B, D) at noise eps (B, Z), with
         conditions c (B, C) and size factors (B) if any. work: optional
         float32 scratch of elbo_work_size() floats (one per concurrent caller).
@@ -361,7 +364,7 @@ cdef class VAECore:
         if eps.shape[0] != B or eps.shape[1] != self.latent_dim:
             raise ValueError(f"eps must have shape ({B}, {self.latent_dim}), "
                              f"got ({eps.shape[0]}, {eps.shape[1]})")
-        cdef _Rows rows = _Rows(B, self.n_conditions, c, size_factors)
+        cdef _Rows rows = _Rows(B, self.n_conditions, c, size_factors, precision)
         if csr is not None:
             rows.set_csr(B, csr)
         cdef int64_t need = self.elbo_work_size()
@@ -382,7 +385,8 @@ cdef class VAECore:
         return out
 
     def loss_and_grad(self, const float[:, ::1] X, eps, uint64_t seed, uint64_t step,
-                      float kl_weight=1.0, c=None, size_factors=None, csr=None):
+                      float kl_weight=1.0, c=None, size_factors=None, csr=None,
+                      int precision=0):
         """Per-sample (recon, kl) and the batch-mean loss; grads land in buffer 1.
         csr: X's rows in CSR form for the first layer (as train_steps).
 
@@ -392,7 +396,7 @@ cdef class VAECore:
             raise ValueError(f"X must have {self.n_features} columns, got {X.shape[1]}")
         if B < 1:
             raise ValueError("X must have at least one row")
-        cdef _Rows rows = _Rows(B, self.n_conditions, c, size_factors)
+        cdef _Rows rows = _Rows(B, self.n_conditions, c, size_factors, precision)
         if csr is not None:
             rows.set_csr(B, csr)
         cdef const float[:, ::1] ev
@@ -443,7 +447,7 @@ cdef class VAECore:
                     int64_t n_steps, uint64_t seed, uint64_t step0, float lr, float beta1,
                     float beta2, float adam_eps, float weight_decay, str optimizer,
                     float kl_weight, double[::1] sums, c=None, size_factors=None,
-                    csr=None):
+                    csr=None, int precision=0):
         """Up to n_steps fused steps in one C call (vf_vae_train_steps).
 
         order: int64 row permutation of X, or None. csr: X's rows in CSR
@@ -460,7 +464,7 @@ cdef class VAECore:
             raise ValueError("X must have at least one row")
         if sums.shape[0] != 3:
             raise ValueError("sums must have 3 entries")
-        cdef _Rows rows = _Rows(n, self.n_conditions, c, size_factors)
+        cdef _Rows rows = _Rows(n, self.n_conditions, c, size_factors, precision)
         if csr is not None:
             rows.set_csr(n, csr)
         cdef const int64_t[::1] idx
@@ -489,7 +493,8 @@ cdef class VAECore:
         return _np.asarray(_FloatView(self, <size_t>vf_vae_grads(self.m), self.num_params))
 
     def shard_grads(self, const float[:, ::1] X, uint64_t seed, uint64_t step,
-                    int64_t row0, int64_t batch_total, float kl_weight, double[::1] sums):
+                    int64_t row0, int64_t batch_total, float kl_weight, double[::1] sums,
+                    int precision=0):
         """vf_vae_shard_grads on X (B may be 0); sums (3) receives this shard's
         {loss, recon, KL} sums. Returns the status (not raised)."""
         cdef int64_t B = X.shape[0]
@@ -498,7 +503,7 @@ cdef class VAECore:
         if sums.shape[0] != 3:
             raise ValueError("sums must have 3 entries")
         cdef const float *px = &X[0, 0] if B > 0 else NULL
-        cdef _Rows rows = _Rows(B, self.n_conditions, None, None)  # comm= takes no c yet
+        cdef _Rows rows = _Rows(B, self.n_conditions, None, None, precision)  # comm=: no c yet
         cdef int status
         with nogil:
             status = vf_vae_shard_grads(self.m, B, px, rows.ptr(), seed, step, row0,

@@ -23,14 +23,15 @@ from ._typing import F32
 _METHODS = frozenset(("encode", "transform", "reconstruct", "elbo"))
 
 
-def applies(obj: Any, name: str, rows: Any) -> bool:
-    """Whether method `name` of `obj` on `rows` (a _rows.Rows) runs here:
-    a VAE without conditions (the CSR first layer has no condition rows)
-    reading a matrix that gives CSR rows."""
+def applies(obj: Any, name: str, rows: Any, arguments: dict[str, Any]) -> bool:
+    """Whether method `name` of `obj` on `rows` (a _rows.Rows) with the
+    call's `arguments` runs here: a float32 call (bf16 runs the dense path,
+    which has the bf16 layers) of a VAE without conditions (the CSR first
+    layer has no condition rows) reading a matrix that gives CSR rows."""
     from .model import VAE  # model imports the engines: import at call time
 
     return (name in _METHODS and isinstance(obj, VAE) and obj.n_conditions == 0
-            and rows.sparse)
+            and (arguments.get("precision") or obj.precision) == "fp32" and rows.sparse)
 
 
 def prepare(rows: Any) -> None:
@@ -47,7 +48,8 @@ def row_totals(batch: CSRBatch) -> F32:
     """Each row's sum of stored values (float64 running sums, exact for
     counts below 2^53), as float32: scVI's observed library."""
     ends = np.concatenate(([0.0], np.cumsum(batch.data, dtype=np.float64)))
-    return (ends[batch.indptr[1:]] - ends[batch.indptr[:-1]]).astype(np.float32)
+    totals: F32 = (ends[batch.indptr[1:]] - ends[batch.indptr[:-1]]).astype(np.float32)
+    return totals
 
 
 def _encode(inner: Internals, batch: CSRBatch) -> tuple[F32, F32]:
@@ -62,19 +64,19 @@ def _reconstruct(inner: Internals, batch: CSRBatch, s: Optional[F32]) -> F32:
 
 def _elbo(inner: Internals, batch: CSRBatch, seed: Any, s: Optional[F32],
           eps: Optional[Any]) -> Any:
-    from .model import _noise_generator
+    from ._validation import noise_generator as _noise_generator
 
     targets = inner.check_X(batch.toarray())
     n = batch.shape[0]
     if eps is not None:
         noise = inner.check_eps(eps, n)
     else:  # the generator's next n rows, as the dense path draws them
-        noise = _noise_generator(seed).standard_normal((n, inner.model.latent_dim))
-        noise = noise.astype(np.float32)
+        noise = _noise_generator(seed).standard_normal(
+            (n, inner.model.latent_dim)).astype(np.float32)
     return inner.core.elbo(targets, noise, inner.scratch("elbo"), None, s, csr=batch)
 
 
-def run(model: Any, name: str, batch: CSRBatch, arguments: dict) -> Any:
+def run(model: Any, name: str, batch: CSRBatch, arguments: dict[str, Any]) -> Any:
     """Method `name` of `model` on the CSR rows `batch`, with the method's
     other arguments (c must be None: :func:`applies` holds)."""
     inner = internals(model)

@@ -203,3 +203,22 @@ def as_size_factors(value: object, n: int, name: str = "size_factors") -> F32:
     if not (s > 0).all():
         raise ValueError(f"{name} must be > 0, got a minimum of {s.min()}")
     return s
+
+
+def as_widths(value: object, name: str) -> tuple[int, ...]:
+    """Layer widths: an int or a sequence of ints >= 1, as a tuple; TypeError/
+    ValueError naming `name`."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = (value,)
+    try:
+        widths: tuple[object, ...] = tuple(value)  # type: ignore[arg-type]  # else TypeError
+    except TypeError:
+        raise TypeError(f"{name} must be a sequence of positive integers") from None
+    return tuple(as_int(w, f"{name}[{i}]", minimum=1) for i, w in enumerate(widths))
+
+
+def noise_generator(seed: "int | np.random.Generator | None") -> np.random.Generator:
+    """The generator of elbo/log_likelihood noise: rows draw from it in order."""
+    if isinstance(seed, np.random.Generator):
+        return seed  # vaefast.dask hands each chunk one advanced to its rows
+    return np.random.default_rng(None if seed is None else as_seed(seed))

@@ -18,8 +18,9 @@ from ._spec import likelihoods as _likelihoods
 from ._spec.densities import iwae as _iwae
 from ._spec.layout import Layout
 from ._validation import (as_float, as_float32_array, as_int, as_seed, as_size_factors,
-                          as_weight)
-from . import _fit_options, _hidden_options
+                          as_weight, as_widths as _as_widths,
+                          noise_generator as _noise_generator)
+from . import _fit_options, _hidden_options, _precision
 from ._arrays import deferrable
 from ._expression import ExpressionMethods
 from ._scvi_api import ScviToolsMethods
@@ -53,23 +54,6 @@ def _reads_weights(method: _M) -> _M:
             return method(self, *args, **kwargs)
 
     return cast(_M, under_read_lock)
-
-
-def _noise_generator(seed: "int | np.random.Generator | None") -> np.random.Generator:
-    """The generator of elbo/log_likelihood noise: rows draw from it in order."""
-    if isinstance(seed, np.random.Generator):
-        return seed  # vaefast.dask hands each chunk one advanced to its rows
-    return np.random.default_rng(None if seed is None else as_seed(seed))
-
-
-def _as_widths(value: object, name: str) -> tuple[int, ...]:
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        value = (value,)
-    try:
-        widths: tuple[object, ...] = tuple(value)  # type: ignore[arg-type]  # else TypeError
-    except TypeError:
-        raise TypeError(f"{name} must be a sequence of positive integers") from None
-    return tuple(as_int(w, f"{name}[{i}]", minimum=1) for i, w in enumerate(widths))
 
 
 class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods, _hidden_options.HiddenOptions):
@@ -127,16 +111,21 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods, _hidden_options.Hidde
         0.5·log 2π per feature), one learned log-variance per feature, or a
         log-variance per sample and feature from a second output head; a
         learned log-variance is floored at -10 (in the kernel).
+    precision : {"fp32", "bf16"}
+        The layers' GEMMs in float32, or with bf16 operands and float32
+        accumulation (docs/precision.md); saved with the model, used by
+        every method. ``fit``, ``encode``, ``decode``, ``elbo``, ``sample``
+        and ``loss_and_grad`` take ``precision=`` to override it for one call.
     dropout_rate, dropout_on, use_batch_norm, use_layer_norm
-        Hidden-layer dropout (rate in [0, 1) on "encoder", "decoder", "both")
-        and normalisation ("none" or a side): vaefast/_hidden_options.py.
+        Hidden-layer dropout and normalisation: vaefast/_hidden_options.py.
     """
 
     def __init__(self, n_features: int, hidden: "int | Sequence[int]" = (400,),
                  latent_dim: int = 20, likelihood: str = _likelihoods.DEFAULT,
                  beta: float = 1.0, seed: int = 0,
                  decoder_hidden: "int | Sequence[int] | None" = None, n_conditions: int = 0,
-                 variance: str = "unit", dropout_rate: float = 0.0, dropout_on: str = "both",
+                 variance: str = "unit", precision: str = _precision.DEFAULT,
+                 dropout_rate: float = 0.0, dropout_on: str = "both",
                  use_batch_norm: str = "none", use_layer_norm: str = "none") -> None:
         self.n_features = as_int(n_features, "n_features", minimum=1)
         self.hidden = _as_widths(hidden, "hidden")
@@ -151,6 +140,7 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods, _hidden_options.Hidde
             raise ValueError(f"variance={variance!r} needs likelihood in {having}, "
                              f"got likelihood={likelihood!r}")
         self.variance = variance
+        self.precision = _precision.check(precision)
         self.n_conditions = as_int(n_conditions, "n_conditions", minimum=0)
         self.beta = as_float(beta, "beta", minimum=0.0)
         self.seed = as_seed(seed)
@@ -160,8 +150,7 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods, _hidden_options.Hidde
                                    list(self.decoder_hidden), self.latent_dim,
                                    self._lik.code, self.beta, self.n_conditions,
                                    self.variance)
-        bn = _hidden_options.configure(self, dropout_rate, dropout_on, use_batch_norm,
-                                       use_layer_norm)
+        bn = _hidden_options.configure(self, dropout_rate, dropout_on, use_batch_norm, use_layer_norm)
         self._layout = Layout(self.n_features, self.hidden, self.latent_dim,
                               self.decoder_hidden, self.n_conditions, self.likelihood,
                               self.variance, bn)
@@ -308,7 +297,8 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods, _hidden_options.Hidde
 
     @deferrable
     @_reads_weights
-    def encode(self, X: ArrayLike, c: Optional[ArrayLike] = None) -> tuple[F32, F32]:
+    def encode(self, X: ArrayLike, c: Optional[ArrayLike] = None,
+               precision: Optional[str] = None) -> tuple[F32, F32]:
         """Parameters of q(z|x) (q(z|x, c) for a conditional model).
 
         Parameters
@@ -316,6 +306,7 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods, _hidden_options.Hidde
         X : array_like, shape (n, n_features)
         c : array_like, shape (n, n_conditions)
             The conditions; required exactly when n_conditions > 0.
+        precision : {"fp32", "bf16"}, optional (default: the model's)
 
         Returns
         -------
@@ -323,13 +314,13 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods, _hidden_options.Hidde
             logvar is clamped to [-30, 30], as in training.
         """
         X = self._check_X(X)
-        c = self._check_c(c, X.shape[0])
+        c, p = self._check_c(c, X.shape[0]), _precision.code(self.precision, precision)
         if X.shape[0] <= _INFER_CHUNK:  # one core call, nothing else allocated
-            return self._core.encode(X, self._scratch(), c)
+            return self._core.encode(X, self._scratch(), c, precision=p)
         mus, lvs = [], []
         for s in range(0, X.shape[0], _INFER_CHUNK):
             mu, lv = self._core.encode(X[s:s + _INFER_CHUNK], self._scratch(),
-                                       None if c is None else c[s:s + _INFER_CHUNK])
+                                       None if c is None else c[s:s + _INFER_CHUNK], precision=p)
             mus.append(mu)
             lvs.append(lv)
         if len(mus) == 1:
@@ -353,22 +344,23 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods, _hidden_options.Hidde
 
     @_reads_weights
     def _decode_raw(self, Z: F32, mean: bool, c: Optional[F32] = None,
-                    size_factors: Optional[F32] = None) -> F32:
+                    size_factors: Optional[F32] = None, precision: Optional[str] = None) -> F32:
         """Decoder on validated Z (and c, size factors): the output layer
         (mean=False) or the mean of p(x|z)."""
+        p = _precision.code(self.precision, precision)
         if Z.shape[0] <= _INFER_CHUNK:  # one core call, nothing else allocated
-            return self._core.decode(Z, mean, self._scratch(), c, size_factors)
+            return self._core.decode(Z, mean, self._scratch(), c, size_factors, p)
 
         def part(a: Optional[F32], s: int) -> Optional[F32]:
             return None if a is None else a[s:s + _INFER_CHUNK]
 
         return np.concatenate([self._core.decode(Z[s:s + _INFER_CHUNK], mean, self._scratch(),
-                                                 part(c, s), part(size_factors, s))
+                                                 part(c, s), part(size_factors, s), p)
                                for s in range(0, Z.shape[0], _INFER_CHUNK)])
 
     @deferrable
     def decode(self, Z: ArrayLike, c: Optional[ArrayLike] = None,
-               size_factors: Optional[ArrayLike] = None) -> F32:
+               size_factors: Optional[ArrayLike] = None, precision: Optional[str] = None) -> F32:
         """Mean of p(x|z): probabilities (Bernoulli), the Gaussian mean, or
         the count mean size_factor·exp(output) (Poisson, negative binomial).
 
@@ -378,6 +370,7 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods, _hidden_options.Hidde
         c : array_like, shape (n, n_conditions), for a conditional model
         size_factors : array_like, shape (n,), optional
             Count likelihoods only (default 1).
+        precision : {"fp32", "bf16"}, optional (default: the model's)
 
         Returns
         -------
@@ -385,7 +378,7 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods, _hidden_options.Hidde
         """
         Z = self._check_Z(Z)
         return self._decode_raw(Z, True, self._check_c(c, Z.shape[0]),
-                                self._check_size_factors(size_factors, Z.shape[0]))
+                                self._check_size_factors(size_factors, Z.shape[0]), precision)
 
     @deferrable
     @_reads_weights
@@ -410,7 +403,8 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods, _hidden_options.Hidde
             s = X.sum(axis=1, dtype=np.float64).astype(np.float32)
         return self._decode_raw(self.transform(X, c), True, c, s)
 
-    def sample(self, n: int, seed: Optional[int] = None, c: Optional[ArrayLike] = None) -> F32:
+    def sample(self, n: int, seed: Optional[int] = None, c: Optional[ArrayLike] = None,
+               precision: Optional[str] = None) -> F32:
         """Draw samples from the model: z ~ N(0, I), then decode(z, c).
 
         Parameters
@@ -421,6 +415,7 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods, _hidden_options.Hidde
             Seed of the NumPy generator drawing z (fresh entropy if None).
         c : array_like, shape (n, n_conditions), for a conditional model
             The condition of each sample.
+        precision : {"fp32", "bf16"}, optional (default: the model's)
 
         Returns
         -------
@@ -432,7 +427,7 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods, _hidden_options.Hidde
         c = self._check_c(c, n)
         rng = np.random.default_rng(None if seed is None else as_seed(seed))
         z = rng.standard_normal((n, self.latent_dim)).astype(np.float32)
-        return self._decode_raw(z, True, c)
+        return self._decode_raw(z, True, c, None, precision)
 
     # ------------------------------------------------------------ evaluation
     def _log_px(self, raw: F32, X: F32, size_factors: Optional[F32] = None) -> F64:
@@ -443,7 +438,7 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods, _hidden_options.Hidde
     @_reads_weights
     def elbo(self, X: ArrayLike, seed: "int | np.random.Generator | None" = None,
              c: Optional[ArrayLike] = None, size_factors: Optional[ArrayLike] = None,
-             eps: Optional[ArrayLike] = None) -> F64:
+             eps: Optional[ArrayLike] = None, precision: Optional[str] = None) -> F64:
         """Per-sample ELBO, ``log p(x|z) − beta·KL(q(z|x) ‖ p(z))``, one z draw.
 
         Parameters
@@ -456,12 +451,13 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods, _hidden_options.Hidde
         size_factors : array_like, shape (n,), optional (count likelihoods)
         eps : array_like, shape (n, latent_dim), optional
             The noise to use instead of drawing it (then seed is unused).
+        precision : {"fp32", "bf16"}, optional (default: the model's)
 
         Returns
         -------
         ndarray, shape (n,), float64 (the plain ELBO when beta = 1).
         """
-        X = self._check_X(X, targets=True)
+        X, p = self._check_X(X, targets=True), _precision.code(self.precision, precision)
         c = self._check_c(c, X.shape[0])
         s = self._check_size_factors(size_factors, X.shape[0])
         if eps is None:
@@ -470,7 +466,7 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods, _hidden_options.Hidde
         else:
             eps = self._check_eps(eps, X.shape[0])
         # one fused pass in the core (float32 layers and row sums, as training)
-        return self._core.elbo(X, eps, self._scratch("elbo"), c, s)
+        return self._core.elbo(X, eps, self._scratch("elbo"), c, s, precision=p)
 
     @deferrable
     @_reads_weights
@@ -514,8 +510,8 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods, _hidden_options.Hidde
         for lo in range(0, X.shape[0], chunk):
             xb = X[lo:lo + chunk]
             n = xb.shape[0]
-            mu, lv = self._core.encode(xb, self._scratch(),
-                                       None if c is None else c[lo:lo + n])
+            mu, lv = self._core.encode(xb, self._scratch(), None if c is None else c[lo:lo + n],
+                                       precision=_precision.CODES[self.precision])
             eps = rng.standard_normal((n, K, Zd)).astype(np.float32)
             sigma = np.exp(0.5 * lv)
             z = (mu[:, None, :] + sigma[:, None, :] * eps).astype(np.float32)
@@ -533,7 +529,8 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods, _hidden_options.Hidde
 
     def loss_and_grad(self, X: ArrayLike, eps: Optional[ArrayLike] = None,
                       c: Optional[ArrayLike] = None,
-                      size_factors: Optional[ArrayLike] = None) -> tuple[float, dict[str, F32]]:
+                      size_factors: Optional[ArrayLike] = None,
+                      precision: Optional[str] = None) -> tuple[float, dict[str, F32]]:
         """Batch-mean negative ELBO (``recon + beta·KL``) and its gradients.
 
         Parameters
@@ -544,19 +541,21 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods, _hidden_options.Hidde
             (seed, current step), i.e. what the next training step uses.
         c : array_like, shape (n, n_conditions), for a conditional model
         size_factors : array_like, shape (n,), optional (count likelihoods)
+        precision : {"fp32", "bf16"}, optional (default: the model's)
 
         Returns
         -------
         loss : float
         grads : dict keyed like :meth:`get_weights`
         """
-        X = self._check_X(X, targets=True)
+        X, p = self._check_X(X, targets=True), _precision.code(self.precision, precision)
         c = self._check_c(c, X.shape[0])
         s = self._check_size_factors(size_factors, X.shape[0])
         if eps is not None:
             eps = self._check_eps(eps, X.shape[0])
         with self._exclusive("loss_and_grad"):
-            loss, _, _ = self._core.loss_and_grad(X, eps, self.seed, self.step_, 1.0, c, s)
+            loss, _, _ = self._core.loss_and_grad(X, eps, self.seed, self.step_, 1.0, c, s,
+                                                  precision=p)
             grads = self._named_from_flat(self._core.get_buffer(_core.GRADS))
         return float(loss), grads
 
@@ -572,8 +571,8 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods, _hidden_options.Hidde
                 progress: Optional[bool] = None, c: Optional[ArrayLike] = None,
                 size_factors: Optional[ArrayLike] = None, comm: Any = None,
                 checkpoint: Optional[StrPath] = None, buffer_rows: Optional[int] = None,
-                sparse_first_layer: bool = True,
-                layer: Optional[str] = None) -> "History": ...
+                sparse_first_layer: bool = True, layer: Optional[str] = None,
+                precision: Optional[str] = None) -> "History": ...
     else:
         @_fit_options.declare
         def fit(self, X, *args, **kwargs):
@@ -585,10 +584,10 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods, _hidden_options.Hidde
     def get_config(self) -> dict[str, Any]:
         """Constructor arguments as a JSON-serialisable dict."""
         return {"n_features": self.n_features, "hidden": list(self.hidden),
-                "latent_dim": self.latent_dim, "likelihood": self.likelihood,
-                "beta": self.beta, "seed": self.seed,
-                "decoder_hidden": list(self.decoder_hidden),
+                "latent_dim": self.latent_dim, "likelihood": self.likelihood, "beta": self.beta,
+                "seed": self.seed, "decoder_hidden": list(self.decoder_hidden),
                 "n_conditions": self.n_conditions, "variance": self.variance,
+                **({} if self.precision == "fp32" else {"precision": self.precision}),
                 **_hidden_options.config_entries(self)}
 
     def __repr__(self) -> str:
@@ -596,4 +595,5 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods, _hidden_options.Hidde
                 f"latent_dim={self.latent_dim}, likelihood={self.likelihood!r}, "
                 f"beta={self.beta}, seed={self.seed}, decoder_hidden={self.decoder_hidden}"
                 + (f", n_conditions={self.n_conditions}" if self.n_conditions else "")
-                + (f", variance={self.variance!r}" if self.variance != "unit" else "") + ")")
+                + (f", variance={self.variance!r}" if self.variance != "unit" else "")
+                + (f", precision={self.precision!r}" if self.precision != "fp32" else "") + ")")

@@ -54,12 +54,23 @@ typedef struct {
     uint8_t rows[16];
 } __attribute__((packed, aligned(64))) amx_config;
 
-static inline uint32_t amx_pair(float lo, float hi)
+/* t[c·16 + q] = src[q·16 + c] for a 16×16 block of pairs: four 8×8
+ * transposes (the bits move as floats, shuffles never change them). */
+static inline void tile_transpose(const uint32_t *src, uint32_t *t)
 {
-    uint32_t l, h;
-    memcpy(&l, &lo, 4);
-    memcpy(&h, &hi, 4);
-    return vf_bf16_round_bits(l) | (vf_bf16_round_bits(h) << 16);
+    for (int r = 0; r < 16; r += 8)
+        for (int c = 0; c < 16; c += 8)
+            vf_transpose8x8((const float *)src + r * 16 + c, 16, (float *)t + c * 16 + r, 16);
+}
+
+/* 16 pairs: floats k0 .. k0 + 31 of row (k0 + 2q, k0 + 2q + 1 -> pair q),
+ * the kn <= 32 floats up to K; the rest reads 0. */
+static inline vu row_pairs(const float *row, int64_t kn)
+{
+    const vf lo = kn >= 16 ? vf_load(row) : vf_load_first(row, kn);
+    const vf hi = kn >= 32 ? vf_load(row + 16) : kn > 16 ? vf_load_first(row + 16, kn - 16)
+                                                        : vf_zero();
+    return vu_bf16_pack_adjacent(lo, hi);
 }
 
 /* 16 lanes: op(A) rows i0 + lane (lanes < h), entries k and k + 1 as one
@@ -83,24 +94,18 @@ static void pack_a(const vf_bf16_problem *p, int64_t i0, int64_t h, int64_t nq, 
         for (int64_t s = 0; s < nq; ++s) {
             uint32_t *t = ap + (g * nq + s) * AMX_TILE;
             if (p->trans_a) { /* a pair of one row: two rows of the stored matrix */
-                for (int64_t qq = 0; qq < 16 && 32 * s + 2 * qq < p->K; ++qq) {
-                    uint32_t col[16];
-                    vu_store(col, a_pairs_down_k(p, i0 + r0, rows, 32 * s + 2 * qq));
-                    for (int64_t r = 0; r < rows; ++r)
-                        t[r * 16 + qq] = col[r];
-                }
+                uint32_t q_by_r[256] __attribute__((aligned(64)));
+                for (int64_t qq = 0; qq < 16; ++qq) /* pairs past K: a zero row */
+                    vu_store(q_by_r + qq * 16, 32 * s + 2 * qq < p->K
+                                                   ? a_pairs_down_k(p, i0 + r0, rows,
+                                                                    32 * s + 2 * qq)
+                                                   : vu_set1(0));
+                tile_transpose(q_by_r, t);
                 continue;
             }
             const int64_t k0 = 32 * s, kn = amx_min(32, p->K - k0); /* a row's 32 floats */
-            for (int64_t r = 0; r < rows; ++r) {
-                const float *row = p->A + (i0 + r0 + r) * p->lda + k0;
-                if (kn == 32) {
-                    vu_store(t + r * 16, vu_bf16_pack_adjacent(vf_load(row), vf_load(row + 16)));
-                    continue;
-                }
-                for (int64_t qq = 0; 2 * qq < kn; ++qq)
-                    t[r * 16 + qq] = amx_pair(row[2 * qq], 2 * qq + 1 < kn ? row[2 * qq + 1] : 0.0f);
-            }
+            for (int64_t r = 0; r < rows; ++r)
+                vu_store(t + r * 16, row_pairs(p->A + (i0 + r0 + r) * p->lda + k0, kn));
         }
     }
 }
@@ -113,23 +118,30 @@ static void pack_b(const vf_bf16_problem *p, int64_t j0, int64_t w, int64_t nq, 
     for (int64_t h = 0; h < groups; ++h) {
         const int64_t c0 = 16 * h, cols = amx_min(16, w - c0);
         const vm m = vm_first(cols);
+        vf sum = vf_zero(); /* the ones row: float32, k in order (bf16_kernels.h) */
         for (int64_t s = 0; s < nq; ++s) {
             uint32_t *t = bp + (h * nq + s) * AMX_TILE;
+            if (p->trans_b) { /* a column's pairs: adjacent floats of a stored row */
+                uint32_t c_by_q[256] __attribute__((aligned(64)));
+                const int64_t k0 = 32 * s, kn = amx_min(32, p->K - k0);
+                for (int64_t c = 0; c < 16; ++c) /* columns past N: a zero row */
+                    vu_store(c_by_q + c * 16,
+                             c < cols ? row_pairs(p->B + (j0 + c0 + c) * p->ldb + k0, kn)
+                                      : vu_set1(0));
+                tile_transpose(c_by_q, t);
+                continue;
+            }
             for (int64_t qq = 0; qq < 16 && 32 * s + 2 * qq < p->K; ++qq) {
-                const int64_t k = 32 * s + 2 * qq;
-                if (!p->trans_b) { /* rows k, k + 1 side by side */
-                    const float *r0 = p->B + k * p->ldb + j0 + c0;
-                    vu_store(t + qq * 16,
-                             vu_bf16_pair(vf_load_mask(r0, m),
-                                          k + 1 < p->K ? vf_load_mask(r0 + p->ldb, m) : vf_zero()));
-                    continue;
-                }
-                for (int64_t c = 0; c < cols; ++c) { /* a column's pair: adjacent floats */
-                    const float *col = p->B + (j0 + c0 + c) * p->ldb + k;
-                    t[qq * 16 + c] = amx_pair(col[0], k + 1 < p->K ? col[1] : 0.0f);
-                }
+                const int64_t k = 32 * s + 2 * qq; /* rows k, k + 1 side by side */
+                const float *r0 = p->B + k * p->ldb + j0 + c0;
+                const vf lo = vf_load_mask(r0, m);
+                const vf hi = k + 1 < p->K ? vf_load_mask(r0 + p->ldb, m) : vf_zero();
+                sum = vf_add(vf_add(sum, lo), hi);
+                vu_store(t + qq * 16, vu_bf16_pair(lo, hi));
             }
         }
+        if (p->ones_row && !p->trans_b)
+            vf_store_mask(p->ones_row + j0 + c0, sum, m);
     }
 }
 
@@ -168,7 +180,7 @@ AMX_TARGET static void micro(int64_t nq, const uint32_t *a, const uint32_t *b, f
     AMX_FENCE();
 }
 
-/* C rows i0.., columns j0.. (h×w of t, h, w <= 32) = act(t + bias);
+/* C rows i0.., columns j0.. (h×w of t, h, w <= 32) = act(t + bias) ⊙ [mask > 0];
  * returns 1 if a value before ReLU is NaN or ±Inf. */
 static int epilogue(const vf_bf16_problem *p, int64_t i0, int64_t j0, int64_t h, int64_t w,
                     const float *t)
@@ -183,6 +195,9 @@ static int epilogue(const vf_bf16_problem *p, int64_t i0, int64_t j0, int64_t h,
             bad |= m & vf_isnan(vf_sub(v, v)); /* NaN exactly for NaN and ±Inf */
             if (p->relu)
                 v = vf_max(v, vf_zero()); /* NaN and -0 -> +0, as v > 0 ? v : 0 */
+            if (p->mask) /* a NaN mask entry zeroes too */
+                v = vf_select(vf_gt(vf_load_mask(p->mask + (i0 + r) * p->ldm + j0 + c, m),
+                                    vf_zero()), v, vf_zero());
             vf_store_mask(p->C + (i0 + r) * p->ldc + j0 + c, v, m);
         }
     return bad != 0;
@@ -229,24 +244,27 @@ int VF_FN(vf_gemm_bf16_amx)(const vf_bf16_problem *p)
 {
     const int64_t nq = (p->K + 31) / 32;
     const int64_t nc_max = amx_min(AMX_NC, (p->N + 31) / 32 * 32);
-    const int64_t mc_max = amx_min(AMX_MC, (p->M + 31) / 32 * 32);
-    /* +1 tile so a K of 0 still allocates */
+    const int64_t m_pad = (p->M + 31) / 32 * 32;
+    /* +1 tile so a K of 0 still allocates; all of op(A) is packed once, not
+     * once per block of B columns */
     uint32_t *bp = vf_os_aligned_alloc(64, (size_t)((nq * nc_max / 16 + 1) * AMX_TILE) * 4);
-    uint32_t *ap = vf_os_aligned_alloc(64, (size_t)((nq * mc_max / 16 + 1) * AMX_TILE) * 4);
+    uint32_t *ap = vf_os_aligned_alloc(64, (size_t)((nq * m_pad / 16 + 1) * AMX_TILE) * 4);
     if (!bp || !ap) {
         vf_os_aligned_free(bp);
         vf_os_aligned_free(ap);
         return VF_ERR_NOMEM;
     }
     int bad = 0;
+    for (int64_t ic = 0; ic < p->M && p->N > 0; ic += AMX_MC)
+        pack_a(p, ic, amx_min(AMX_MC, p->M - ic), nq, ap + ic / 16 * nq * AMX_TILE);
     for (int64_t jc = 0; jc < p->N; jc += AMX_NC) {
         const int64_t nc = amx_min(AMX_NC, p->N - jc);
         pack_b(p, jc, nc, nq, bp);
         for (int64_t ic = 0; ic < p->M; ic += AMX_MC) {
             const int64_t mc = amx_min(AMX_MC, p->M - ic);
-            pack_a(p, ic, mc, nq, ap);
             const amx_block blk = {.p = p, .ic = ic, .mc = mc, .jc = jc, .nc = nc, .nq = nq,
-                                   .ni = (mc + 31) / 32, .ap = ap, .bp = bp};
+                                   .ni = (mc + 31) / 32, .ap = ap + ic / 16 * nq * AMX_TILE,
+                                   .bp = bp};
             bad |= vf_team_for(p->nthreads, blk.ni * ((nc + 31) / 32), 1, run_tiles, &blk) != 0;
         }
     }

@@ -60,6 +60,9 @@ static void pack_b_panel(const vf_bf16_problem *p, int64_t j0, int64_t w, uint32
 {
     const int64_t kp = (p->K + 1) / 2;
     if (!p->trans_b) { /* rows 2q and 2q+1 side by side: VW columns at a time */
+        vf sums[BF_NR / VW]; /* the ones row: float32, k in order */
+        for (int64_t c = 0; c < BF_NR; c += VW)
+            sums[c / VW] = vf_zero();
         for (int64_t q = 0; q < kp; ++q) {
             const float *r0 = p->B + 2 * q * p->ldb + j0;
             const float *r1 = r0 + p->ldb;
@@ -68,12 +71,16 @@ static void pack_b_panel(const vf_bf16_problem *p, int64_t j0, int64_t w, uint32
                 vu pr = vu_set1(0u);
                 if (c < w) {
                     const vm m = vm_first(w - c);
-                    pr = vu_bf16_pair(vf_load_mask(r0 + c, m),
-                                      has1 ? vf_load_mask(r1 + c, m) : vf_zero());
+                    const vf lo = vf_load_mask(r0 + c, m);
+                    const vf hi = has1 ? vf_load_mask(r1 + c, m) : vf_zero();
+                    sums[c / VW] = vf_add(vf_add(sums[c / VW], lo), hi);
+                    pr = vu_bf16_pair(lo, hi);
                 }
                 vu_store(bp + q * BF_NR + c, pr);
             }
         }
+        for (int64_t c = 0; c < w && p->ones_row; c += VW)
+            vf_store_mask(p->ones_row + j0 + c, sums[c / VW], vm_first(w - c));
         return;
     }
     for (int64_t c = 0; c < BF_NR; ++c)
@@ -199,7 +206,7 @@ static void tile(int64_t kp, const uint32_t *restrict ap, const uint32_t *restri
 }
 #endif
 
-/* C tile = act(T + bias); returns 1 if a value before ReLU is not finite */
+/* C tile = act(T + bias) ⊙ [mask > 0]; returns 1 if a value before ReLU is not finite */
 static int epilogue(const vf_bf16_problem *p, int64_t i0, int64_t j0, int64_t h,
                     int64_t w, const float *t)
 {
@@ -212,6 +219,8 @@ static int epilogue(const vf_bf16_problem *p, int64_t i0, int64_t j0, int64_t h,
                 v += p->bias[j0 + j];
             bad |= !isfinite(v);
             c[j] = p->relu ? (v > 0.0f ? v : 0.0f) : v;
+            if (p->mask && !(p->mask[(i0 + r) * p->ldm + j0 + j] > 0.0f))
+                c[j] = 0.0f;
         }
     }
     return bad;

@@ -22,7 +22,8 @@ from ._likelihoods import likelihood_export
 # exported inference is exact without it).
 KNOWN_CONFIG = frozenset({"n_features", "hidden", "latent_dim", "likelihood", "beta",
                           "seed", "decoder_hidden", "n_conditions", "variance",
-                          "dropout_rate", "dropout_on"})
+                          "dropout_rate", "dropout_on",
+                          "precision"})  # precision: how it runs, not what it is
 
 
 def exportable_config(model: object, also: "frozenset[str]" = frozenset()) -> dict[str, Any]:

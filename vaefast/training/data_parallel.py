@@ -162,7 +162,8 @@ class ShardSource(OneProcessSource):
                 take = order[lo:hi] if order is not None else slice(lo, hi)
                 status = core.shard_grads(self.take(take), model.seed,
                                           model.step_, int(rows[:self.rank].sum()),
-                                          int(rows.sum()), trainer.kl_weight, local)
+                                          int(rows.sum()), trainer.kl_weight, local,
+                                          trainer.precision)
                 trainer.check_status(status)
             except Exception as exc:
                 error = exc

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
+from .. import _precision
 from .._internals import MOMENT1, MOMENT2, PARAMS, internals
 from .._core import NONFINITE_STATUS, NonFiniteError, status_error
 from .history import History
@@ -59,6 +60,7 @@ class Trainer:
         self.epoch, self.kl_weight = 0, 1.0
         self.sums = np.zeros(3)
         self.steps_per_call = 1  # grows to the paced size (_next_call_steps)
+        self.precision = 0  # the core's code of fit's precision (vaefast/_precision.py)
 
     def start_epoch(self, epoch: int, kl_weight: float) -> None:
         self.epoch, self.kl_weight = epoch, kl_weight
@@ -92,7 +94,7 @@ class Trainer:
             done, status = core.train_steps(
                 X, order, batch_size, bi, k, model.seed, model.step_,
                 *self.update_args()[:5], self.optimizer, self.kl_weight, chunk, c,
-                size_factors, csr)
+                size_factors, csr, self.precision)
             self.steps_per_call = _next_call_steps(self.steps_per_call, done,
                                                    time.perf_counter() - t_call, most_steps)
             rows = min(n, (bi + done) * batch_size) - bi * batch_size
@@ -189,6 +191,7 @@ def run(model: "VAE", source: "Source", o: Mapping[str, Any],
     inner = internals(model)
     history = History()
     trainer = Trainer(model, source.batch_size, o["learning_rate"], o["optimizer"])
+    trainer.precision = _precision.code(model.precision, o["precision"])
     early = _EarlyStopping(inner, o["early_stopping_patience"])
     with inner.exclusive("fit"):
         _reset_optimizer_if_switched(model, inner, o["optimizer"])
