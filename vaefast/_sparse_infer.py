@@ -12,7 +12,7 @@ densifies the chunk for its loss targets; ``encode`` / ``transform`` /
 ``reconstruct`` never do.
 """
 
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from ._typing import F32
 _METHODS = frozenset(("encode", "transform", "reconstruct", "elbo"))
 
 
-def applies(obj: Any, name: str, rows: Any, arguments: dict) -> bool:
+def applies(obj: Any, name: str, rows: Any, arguments: dict[str, Any]) -> bool:
     """Whether method `name` of `obj` on `rows` (a _rows.Rows) with the
     call's `arguments` runs here: a float32 call (bf16 runs the dense path,
     which has the bf16 layers) of a VAE without conditions (the CSR first
@@ -48,7 +48,7 @@ def row_totals(batch: CSRBatch) -> F32:
     """Each row's sum of stored values (float64 running sums, exact for
     counts below 2^53), as float32: scVI's observed library."""
     ends = np.concatenate(([0.0], np.cumsum(batch.data, dtype=np.float64)))
-    return (ends[batch.indptr[1:]] - ends[batch.indptr[:-1]]).astype(np.float32)
+    return cast(F32, (ends[batch.indptr[1:]] - ends[batch.indptr[:-1]]).astype(np.float32))
 
 
 def _encode(inner: Internals, batch: CSRBatch) -> tuple[F32, F32]:
@@ -70,12 +70,12 @@ def _elbo(inner: Internals, batch: CSRBatch, seed: Any, s: Optional[F32],
     if eps is not None:
         noise = inner.check_eps(eps, n)
     else:  # the generator's next n rows, as the dense path draws them
-        noise = _noise_generator(seed).standard_normal((n, inner.model.latent_dim))
-        noise = noise.astype(np.float32)
+        drawn = _noise_generator(seed).standard_normal((n, inner.model.latent_dim))
+        noise = drawn.astype(np.float32)
     return inner.core.elbo(targets, noise, inner.scratch("elbo"), None, s, csr=batch)
 
 
-def run(model: Any, name: str, batch: CSRBatch, arguments: dict) -> Any:
+def run(model: Any, name: str, batch: CSRBatch, arguments: dict[str, Any]) -> Any:
     """Method `name` of `model` on the CSR rows `batch`, with the method's
     other arguments (c must be None: :func:`applies` holds)."""
     inner = internals(model)
