@@ -6,6 +6,8 @@
  * sysctlbyname on macOS (untested), Advanced SIMD alone elsewhere. */
 #if defined(__APPLE__)
 #define _DARWIN_C_SOURCE /* sysctlbyname under _POSIX_C_SOURCE */
+#elif defined(__linux__)
+#define _DEFAULT_SOURCE /* glibc declares syscall() only then, not under _POSIX_C_SOURCE */
 #endif
 #include <stdint.h>
 

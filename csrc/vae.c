@@ -95,19 +95,21 @@ int vf_vae_create_config(const vf_vae_config *cfg, vf_vae **out)
     int l = 0;
     m->max_width = 2 * latent;
     for (int i = 0; i < n_enc; ++i, ++l) {
-        m->layers[l] = (vf_vae_layer){prev, enc_hidden[i], 0, 0, 1, i == 0 && C > 0};
+        m->layers[l] = (vf_vae_layer){.in = prev, .out = enc_hidden[i], .relu = 1,
+                                      .cond = i == 0 && C > 0};
         prev = enc_hidden[i];
     }
-    m->layers[l] = (vf_vae_layer){prev, 2 * latent, 0, 0, 0, n_enc == 0 && C > 0};
+    m->layers[l] = (vf_vae_layer){.in = prev, .out = 2 * latent, .cond = n_enc == 0 && C > 0};
     ++l;
     prev = latent + C;
     for (int i = 0; i < n_dec; ++i, ++l) {
-        m->layers[l] = (vf_vae_layer){prev, dec_hidden[i], 0, 0, 1, i == 0 && C > 0};
+        m->layers[l] = (vf_vae_layer){.in = prev, .out = dec_hidden[i], .relu = 1,
+                                      .cond = i == 0 && C > 0};
         prev = dec_hidden[i];
     }
     /* the mean, then any per-sample parameters of the likelihood */
     const int64_t out_width = lik->out_width[variance] * n_features;
-    m->layers[l] = (vf_vae_layer){prev, out_width, 0, 0, 0, n_dec == 0 && C > 0};
+    m->layers[l] = (vf_vae_layer){.in = prev, .out = out_width, .cond = n_dec == 0 && C > 0};
 
     /* contiguous parameters: W then b, layer after layer (no padding, so the
      * buffer is exactly the concatenation Python reads and writes), then the

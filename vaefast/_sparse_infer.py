@@ -12,7 +12,7 @@ densifies the chunk for its loss targets; ``encode`` / ``transform`` /
 ``reconstruct`` never do.
 """
 
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 import numpy as np
 
@@ -48,8 +48,7 @@ def row_totals(batch: CSRBatch) -> F32:
     """Each row's sum of stored values (float64 running sums, exact for
     counts below 2^53), as float32: scVI's observed library."""
     ends = np.concatenate(([0.0], np.cumsum(batch.data, dtype=np.float64)))
-    totals: F32 = (ends[batch.indptr[1:]] - ends[batch.indptr[:-1]]).astype(np.float32)
-    return totals
+    return cast(F32, (ends[batch.indptr[1:]] - ends[batch.indptr[:-1]]).astype(np.float32))
 
 
 def _encode(inner: Internals, batch: CSRBatch) -> tuple[F32, F32]:
@@ -71,8 +70,8 @@ def _elbo(inner: Internals, batch: CSRBatch, seed: Any, s: Optional[F32],
     if eps is not None:
         noise = inner.check_eps(eps, n)
     else:  # the generator's next n rows, as the dense path draws them
-        noise = _noise_generator(seed).standard_normal(
-            (n, inner.model.latent_dim)).astype(np.float32)
+        drawn = _noise_generator(seed).standard_normal((n, inner.model.latent_dim))
+        noise = drawn.astype(np.float32)
     return inner.core.elbo(targets, noise, inner.scratch("elbo"), None, s, csr=batch)
 
 
