@@ -164,6 +164,15 @@ int vae_run_layers(const vf_vae *m, int first, int last, int64_t B, const float 
                    float *out, int64_t ldo, const float **res);
 vae_side vae_side_of(const vf_vae_rows *r, int64_t row0);
 
+/* vae_layer_grad.c: layer L's backward pass from d = dL/d(out) (B×out):
+ * dW, db (and the condition/covariate parts) into m->grads, overwritten;
+ * dx = d·W[:in]ᵀ ⊙ [mask > 0] when dx != NULL. g (N) = column sums of d
+ * (B×N), rows in order. Both VF_ERR_NONFINITE on a NaN/Inf gradient. */
+int vae_backward_any_layer(const vf_vae *m, const vf_vae_layer *L, int64_t B,
+                           const float *x, int64_t ldx, const vae_side *sd,
+                           const float *d, const float *mask, float *dx);
+int vae_column_sums(int64_t B, int64_t N, const float *d, float *g);
+
 /* vae_covariates.c */
 int vae_cov_backward(const vf_vae *m, const vf_vae_layer *L, int64_t B, const vae_side *sd,
                      const float *d, float *grads);

@@ -11,135 +11,6 @@
 #include "vae_internal.h"
 #include "vae_norm.h"
 
-/* The backward products of layer L for output gradient d (B×out):
- *   dW (in×out) = x (B×in)ᵀ · d,  db (out) = column sums of d   (overwrite)
- *   dx (B×in)   = (d · Wᵀ) ⊙ [mask > 0]                         (if dx != NULL)
- * VF_ERR_NONFINITE (after both are written) if any entry of dW or db is
- * NaN/Inf, found in the GEMM epilogue at no extra pass.
- * The two are independent. With exactly two threads they run side by side,
- * one thread each, instead of each being split across both: two fork/joins
- * and their barriers become one, and the small products of the head and the
- * latent layer, too small to split, still get a thread each. (With more
- * threads, splitting each product across all of them wins.) Each product is
- * computed by the same code whatever its thread count, so the bits do not
- * change. */
-/* dW (in×out) = xᵀ (in×B) · d (B×out) and db = column sums of d, overwritten;
- * VF_ERR_NONFINITE if any is NaN/Inf (checked: the step's gradient check). */
-static int weight_grad(int64_t B, int64_t in, int64_t out, const float *x, int64_t ldx,
-                       const float *d, float *dW, float *db, int bf16)
-{
-    vf_gemm_problem p = {.M = in, .N = out, .K = B, .A = x, .lda = ldx, .trans_a = 1,
-                         .B = d, .ldb = out, .C = dW, .ldc = out, .ones_row = db,
-                         .bf16 = bf16};
-    return vf_gemm_run_checked(&p);
-}
-
-static int layer_weight_grad(const vf_vae_layer *L, int64_t B, const float *x,
-                             int64_t ldx, const float *d, float *dW, float *db, int bf16)
-{
-    return weight_grad(B, L->in, L->out, x, ldx, d, dW, db, bf16);
-}
-
-/* dx (B×in) = (d (B×out) · Wᵀ) ⊙ [mask > 0], mask (B×in) or NULL. */
-static int layer_input_grad(const vf_vae_layer *L, int64_t B, const float *d,
-                            const float *W, const float *mask, float *dx, int bf16)
-{
-    const vf_gemm_problem p = {.M = B, .N = L->in, .K = L->out, .A = d, .lda = L->out,
-                               .B = W, .ldb = L->out, .trans_b = 1, .C = dx, .ldc = L->in,
-                               .mask = mask, .ldm = L->in, .bf16 = bf16};
-    return vf_gemm_run(&p);
-}
-
-/* The two independent products of a layer's backward pass as the two
- * units of one team loop (threads.h): side by side on two threads, or one
- * after the other on the caller when the other thread is late. */
-typedef struct backward_pair {
-    const vf_vae_layer *L;
-    int64_t B, ldx;
-    const float *x, *d, *W, *mask;
-    float *dW, *db, *dx;
-    int *st; /* [weight gradient, input gradient] */
-    int bf16;
-} backward_pair;
-
-static int64_t backward_pair_units(const void *ctx, int64_t lo, int64_t hi)
-{
-    const backward_pair *p = ctx;
-    for (int64_t u = lo; u < hi; ++u)
-        p->st[u] = u == 0 ? layer_weight_grad(p->L, p->B, p->x, p->ldx, p->d, p->dW, p->db,
-                                              p->bf16)
-                          : layer_input_grad(p->L, p->B, p->d, p->W, p->mask, p->dx, p->bf16);
-    return 0;
-}
-
-static int backward_layer(const vf_vae_layer *L, int64_t B, const float *x, int64_t ldx,
-                          const float *d, const float *W, float *dW, float *db,
-                          const float *mask, float *dx, int bf16)
-{
-    int st[2] = {VF_OK, VF_OK};
-    if (dx && vf_threads_for(1, 0) == 2) { /* inside a unit each GEMM runs alone */
-        const backward_pair p = {L, B, ldx, x, d, W, mask, dW, db, dx, st, bf16};
-        vf_team_for(2, 2, 1, backward_pair_units, &p);
-        return st[0] != VF_OK ? st[0] : st[1];
-    }
-    st[0] = layer_weight_grad(L, B, x, ldx, d, dW, db, bf16);
-    if (st[0] == VF_OK && dx)
-        st[1] = layer_input_grad(L, B, d, W, mask, dx, bf16);
-    return st[0] != VF_OK ? st[0] : st[1];
-}
-
-/* backward_layer for a layer whose input may be [x | c]: x's part as usual
- * (dx is d·W[:in−C]ᵀ, the gradient w.r.t. c is not needed), then
- * dW[in−C:] (C×out) = cᵀ·d (overwrite); a covariate table's gradient is a
- * scatter-add of d (vae_covariates.c). */
-static int backward_any_layer(const vf_vae *m, const vf_vae_layer *L, int64_t B,
-                              const float *x, int64_t ldx, const vae_side *sd,
-                              const float *d, const float *mask, float *dx)
-{
-    const float *W = m->params + L->w;
-    float *dW = m->grads + L->w, *db = m->grads + L->b;
-    vf_vae_layer Lx = *L;
-    Lx.in = L->in - (L->cond ? m->C : 0);
-    int st = backward_layer(&Lx, B, x, ldx, d, W, dW, db, mask, dx, m->bf16);
-    if (st == VF_OK && L->cond)
-        st = weight_grad(B, m->C, L->out, sd->c, sd->ldc, d, dW + Lx.in * L->out, NULL,
-                         m->bf16);
-    return st == VF_OK && L->cov ? vae_cov_backward(m, L, B, sd, d, m->grads) : st;
-}
-
-/* g (N) = column sums of d (B×N, contiguous), rows in order (thread-count
- * free: threads own blocks of 256 columns); VF_ERR_NONFINITE if any is NaN/Inf. */
-typedef struct column_sums_call {
-    int64_t B, N;
-    const float *d;
-    float *g;
-} column_sums_call;
-
-static int64_t column_sum_blocks(const void *ctx, int64_t lo, int64_t hi)
-{
-    const column_sums_call *c = ctx;
-    int64_t bad = 0;
-    for (int64_t j0 = lo * 256; j0 < hi * 256 && j0 < c->N; j0 += 256) {
-        const int64_t j1 = c->N - j0 < 256 ? c->N : j0 + 256;
-        for (int64_t j = j0; j < j1; ++j)
-            c->g[j] = 0.0f;
-        for (int64_t i = 0; i < c->B; ++i)
-            for (int64_t j = j0; j < j1; ++j)
-                c->g[j] += c->d[i * c->N + j];
-        for (int64_t j = j0; j < j1; ++j)
-            bad |= !isfinite(c->g[j]);
-    }
-    return bad;
-}
-
-static int column_sums(int64_t B, int64_t N, const float *d, float *g)
-{
-    const column_sums_call c = {B, N, d, g};
-    const int64_t blocks = (N + 255) / 256;
-    return vf_split_range(blocks, vf_threads_for(B * N, 262144), column_sum_blocks, &c)
-               ? VF_ERR_NONFINITE : VF_OK;
-}
-
 /* recon (B) and dout (B×out_last) = the likelihood's loss and its gradient
  * w.r.t. the output layer (scaled by `scale`), for targets X (B×D) and size
  * factors s (B or NULL); the per-feature parameters' gradient goes to grads. */
@@ -158,7 +29,7 @@ static int likelihood_loss(vf_vae *m, int64_t B, const float *X, const float *s,
                 return VF_ERR_NONFINITE;
         return VF_OK;
     }
-    return column_sums(B, m->D, m->dlik, m->grads + m->extra);
+    return vae_column_sums(B, m->D, m->dlik, m->grads + m->extra);
 }
 
 /* ---- training step, as forward/backward pairs over the model's buffers.
@@ -212,8 +83,8 @@ static int layers_backward(vf_vae *m, int first, int last, int64_t B, const floa
         float *dx = at_first && !need_x0_grad ? NULL : g->spare;
         int st = vae_norm_backward(m, l, B, (float *)g->d); /* g->d: a writable buffer */
         if (st == VF_OK)
-            st = backward_any_layer(m, L, B, x, at_first ? ldx0 : L->in, sd, g->d,
-                                    at_first ? NULL : m->act[l - 1], dx);
+            st = vae_backward_any_layer(m, L, B, x, at_first ? ldx0 : L->in, sd,
+                                        g->d, at_first ? NULL : m->act[l - 1], dx);
         if (st != VF_OK)
             return st;
         if (dx && l > 0) /* the input was act[l − 1], maybe after dropout */
