@@ -7,7 +7,6 @@
  * Determinism: every output row is computed by one thread from its own
  * entries in storage order (csr_kernels.h), and the preparation passes are
  * elementwise or per row, so results are bit-identical for any thread count. */
-#include <string.h>
 
 #include "check.h"
 #include "csr_kernels.h"

@@ -35,24 +35,26 @@ typedef struct table_call {
 static int64_t table_rows(const void *ctx, int64_t lo, int64_t hi)
 {
     const table_call *c = ctx;
+    /* locals: the stores to the table cannot then alias them */
+    const int64_t K = c->K, nblk = c->nblk, *ptr = c->ptr;
+    const int32_t *restrict idx = c->idx;
     int64_t bad = 0;
     for (int64_t r = lo; r < hi; ++r) {
-        const int64_t start = c->ptr[r], end = c->ptr[r + 1];
-        int64_t *e = c->pos + r * (c->nblk + 1);
-        for (int64_t b = 0; b <= c->nblk; ++b)
+        const int64_t start = ptr[r], end = ptr[r + 1];
+        int64_t *restrict e = c->pos + r * (nblk + 1);
+        for (int64_t b = 0; b <= nblk; ++b)
             e[b] = start;
-        int ok = end >= start;
-        int64_t prev = -1;
+        int64_t ok = end >= start, prev = -1;
         for (int64_t q = start; q < end; ++q) {
-            const int64_t col = c->idx[q];
-            const int good = (col > prev) & (col < c->K);
+            const int64_t col = idx[q];
+            const int64_t good = (col > prev) & (col < K);
             ok &= good;
             prev = col;
             /* the last entry of block col>>shift leaves its end in the next
              * slot (a bad entry writes slot 0, and the row is refused) */
-            e[good ? (col >> VF_CSR_BLOCK_SHIFT) + 1 : 0] = q + 1;
+            e[((col >> VF_CSR_BLOCK_SHIFT) + 1) & -good] = q + 1;
         }
-        for (int64_t b = 1; b <= c->nblk; ++b) /* empty blocks start where the last ended */
+        for (int64_t b = 1; b <= nblk; ++b) /* empty blocks start where the last ended */
             e[b] = e[b] > e[b - 1] ? e[b] : e[b - 1];
         bad += !ok;
     }
