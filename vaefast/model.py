@@ -6,31 +6,28 @@ log-likelihood vaefast/_spec/densities.py; every forward and backward pass, the
 per-sample ELBO and every optimizer step is one call into the core.
 """
 
-import functools
 import threading
 from typing import (TYPE_CHECKING, Any, Callable, ContextManager, Literal, Mapping, Optional,
-                    Sequence, TypeVar, cast)
+                    Sequence)
 
 import numpy as np
 
 from . import _core
 from ._spec import likelihoods as _likelihoods
-from ._spec.densities import iwae as _iwae
 from ._spec.layout import Layout
 from ._validation import (as_float, as_float32_array, as_int, as_seed, as_size_factors,
-                          as_weight, as_widths as _as_widths,
-                          noise_generator as _noise_generator)
+                          as_weight, as_widths as _as_widths)
 from . import _fit_options, _hidden_options, _precision
 from ._arrays import deferrable
+from ._evaluation import _INFER_CHUNK, EvaluationMethods, _reads_weights
 from ._expression import ExpressionMethods
 from ._scvi_api import ScviToolsMethods
 from .io.model_files import ModelFiles
-from ._typing import ArrayLike, F32, F64, StrPath
+from ._typing import ArrayLike, F32, StrPath
 
 if TYPE_CHECKING:
     from .training.history import History
 
-_M = TypeVar("_M", bound=Callable[..., Any])
 # A fit callback: cb(epoch, logs) -> True to stop
 FitCallback = Callable[[int, dict[str, float]], object]
 
@@ -38,25 +35,8 @@ __all__ = ["VAE", "NonFiniteError"]
 
 NonFiniteError = _core.NonFiniteError
 
-# Rows per core call in inference: bounds the per-call workspace (and the
-# decoder's chunk·K rows in log_likelihood) to a few MB.
-_INFER_CHUNK = 4096
 
-
-def _reads_weights(method: _M) -> _M:
-    """Run `method` inside the core's read session: all its C calls see the
-    weights of one completed training step, even while another thread runs
-    fit (docs/threads.md)."""
-
-    @functools.wraps(method)
-    def under_read_lock(self: "VAE", *args: Any, **kwargs: Any) -> Any:
-        with self._core.reading():
-            return method(self, *args, **kwargs)
-
-    return cast(_M, under_read_lock)
-
-
-class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods, _hidden_options.HiddenOptions):
+class VAE(EvaluationMethods, ModelFiles, ExpressionMethods, ScviToolsMethods, _hidden_options.HiddenOptions):
     """A variational autoencoder trained and run by vaefast's C core.
 
     Encoder: ReLU MLP ``n_features → hidden…``, then one linear head giving
@@ -428,136 +408,6 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods, _hidden_options.Hidde
         rng = np.random.default_rng(None if seed is None else as_seed(seed))
         z = rng.standard_normal((n, self.latent_dim)).astype(np.float32)
         return self._decode_raw(z, True, c, None, precision)
-
-    # ------------------------------------------------------------ evaluation
-    def _log_px(self, raw: F32, X: F32, size_factors: Optional[F32] = None) -> F64:
-        """log p(x|z) per row in float64; raw = the decoder's output layer."""
-        return self._lik.log_px(raw, X, self._extra_param(), size_factors, self.variance)
-
-    @deferrable
-    @_reads_weights
-    def elbo(self, X: ArrayLike, seed: "int | np.random.Generator | None" = None,
-             c: Optional[ArrayLike] = None, size_factors: Optional[ArrayLike] = None,
-             eps: Optional[ArrayLike] = None, precision: Optional[str] = None) -> F64:
-        """Per-sample ELBO, ``log p(x|z) − beta·KL(q(z|x) ‖ p(z))``, one z draw.
-
-        Parameters
-        ----------
-        X : array_like, shape (n, n_features)
-        seed : int or numpy.random.Generator, optional
-            Seeds the NumPy generator drawing eps (fresh entropy if None);
-            a Generator is used as is.
-        c : array_like, shape (n, n_conditions), for a conditional model
-        size_factors : array_like, shape (n,), optional (count likelihoods)
-        eps : array_like, shape (n, latent_dim), optional
-            The noise to use instead of drawing it (then seed is unused).
-        precision : {"fp32", "bf16"}, optional (default: the model's)
-
-        Returns
-        -------
-        ndarray, shape (n,), float64 (the plain ELBO when beta = 1).
-        """
-        X, p = self._check_X(X, targets=True), _precision.code(self.precision, precision)
-        c = self._check_c(c, X.shape[0])
-        s = self._check_size_factors(size_factors, X.shape[0])
-        if eps is None:
-            rng = _noise_generator(seed)
-            eps = rng.standard_normal((X.shape[0], self.latent_dim)).astype(np.float32)
-        else:
-            eps = self._check_eps(eps, X.shape[0])
-        # one fused pass in the core (float32 layers and row sums, as training)
-        return self._core.elbo(X, eps, self._scratch("elbo"), c, s, precision=p)
-
-    @deferrable
-    @_reads_weights
-    def log_likelihood(self, X: ArrayLike, n_samples: int = 100,
-                       seed: "int | np.random.Generator | None" = None,
-                       c: Optional[ArrayLike] = None,
-                       size_factors: Optional[ArrayLike] = None) -> F64:
-        """Importance-weighted estimate of log p(x) (Burda et al., IWAE bound).
-
-        ``log (1/K) Σ_k p(x|z_k) p(z_k) / q(z_k|x)`` with K = n_samples draws
-        z_k ~ q(z|x); a lower bound that tightens as K grows. Rows are
-        processed in chunks; the decoder runs on chunk·K rows at once.
-
-        Parameters
-        ----------
-        X : array_like, shape (n, n_features)
-        n_samples : int, >= 1
-            Importance samples per row (K).
-        seed : int or numpy.random.Generator, optional
-            Seed of the noise (fresh entropy if None); a Generator is used
-            as is.
-        c : array_like, shape (n, n_conditions), for a conditional model
-        size_factors : array_like, shape (n,), optional (count likelihoods)
-
-        Returns
-        -------
-        ndarray, shape (n,), float64
-        """
-        X = self._check_X(X, targets=True)
-        c = self._check_c(c, X.shape[0])
-        s = self._check_size_factors(size_factors, X.shape[0])
-        K = as_int(n_samples, "n_samples", minimum=1)
-        rng = _noise_generator(seed)
-        Zd = self.latent_dim
-        chunk = max(1, _INFER_CHUNK // K)
-        out = np.empty(X.shape[0])
-
-        def rep(a: Optional[F32], lo: int, n: int) -> Optional[F32]:
-            return None if a is None else np.repeat(a[lo:lo + n], K, axis=0)
-
-        for lo in range(0, X.shape[0], chunk):
-            xb = X[lo:lo + chunk]
-            n = xb.shape[0]
-            mu, lv = self._core.encode(xb, self._scratch(), None if c is None else c[lo:lo + n],
-                                       precision=_precision.CODES[self.precision])
-            eps = rng.standard_normal((n, K, Zd)).astype(np.float32)
-            sigma = np.exp(0.5 * lv)
-            z = (mu[:, None, :] + sigma[:, None, :] * eps).astype(np.float32)
-            raw = self._decode_raw(np.ascontiguousarray(z.reshape(n * K, Zd)), False,
-                                   rep(c, lo, n))
-            log_px = self._log_px(raw, np.repeat(xb, K, axis=0), rep(s, lo, n)).reshape(n, K)
-            out[lo:lo + n] = _iwae(log_px, z, eps, lv)
-        return out
-
-    def _check_eps(self, eps: object, n: int) -> F32:
-        eps = as_float32_array(eps, "eps", ndim=2)
-        if eps.shape != (n, self.latent_dim):
-            raise ValueError(f"eps must have shape {(n, self.latent_dim)}, got {eps.shape}")
-        return eps
-
-    def loss_and_grad(self, X: ArrayLike, eps: Optional[ArrayLike] = None,
-                      c: Optional[ArrayLike] = None,
-                      size_factors: Optional[ArrayLike] = None,
-                      precision: Optional[str] = None) -> tuple[float, dict[str, F32]]:
-        """Batch-mean negative ELBO (``recon + beta·KL``) and its gradients.
-
-        Parameters
-        ----------
-        X : array_like, shape (n, n_features)
-        eps : array_like, shape (n, latent_dim), optional
-            Reparameterization noise; default: the core's generator at
-            (seed, current step), i.e. what the next training step uses.
-        c : array_like, shape (n, n_conditions), for a conditional model
-        size_factors : array_like, shape (n,), optional (count likelihoods)
-        precision : {"fp32", "bf16"}, optional (default: the model's)
-
-        Returns
-        -------
-        loss : float
-        grads : dict keyed like :meth:`get_weights`
-        """
-        X, p = self._check_X(X, targets=True), _precision.code(self.precision, precision)
-        c = self._check_c(c, X.shape[0])
-        s = self._check_size_factors(size_factors, X.shape[0])
-        if eps is not None:
-            eps = self._check_eps(eps, X.shape[0])
-        with self._exclusive("loss_and_grad"):
-            loss, _, _ = self._core.loss_and_grad(X, eps, self.seed, self.step_, 1.0, c, s,
-                                                  precision=p)
-            grads = self._named_from_flat(self._core.get_buffer(_core.GRADS))
-        return float(loss), grads
 
     # ------------------------------------------------------------ training
     if TYPE_CHECKING:
