@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, cast
 
 import numpy as np
 
-from . import _core, _precision
+from . import _core, _covariate_codes as _cov, _precision
 from ._arrays import deferrable
 from ._spec.densities import iwae as _iwae
 from ._typing import ArrayLike, F32, F64
@@ -52,7 +52,8 @@ class EvaluationMethods:
     @_reads_weights
     def elbo(self: "VAE", X: ArrayLike, seed: "int | np.random.Generator | None" = None,
              c: Optional[ArrayLike] = None, size_factors: Optional[ArrayLike] = None,
-             eps: Optional[ArrayLike] = None, precision: Optional[str] = None) -> F64:
+             eps: Optional[ArrayLike] = None, precision: Optional[str] = None,
+             codes: Optional[ArrayLike] = None) -> F64:
         """Per-sample ELBO, ``log p(x|z) − beta·KL(q(z|x) ‖ p(z))``, one z draw.
 
         Parameters
@@ -66,13 +67,14 @@ class EvaluationMethods:
         eps : array_like, shape (n, latent_dim), optional
             The noise to use instead of drawing it (then seed is unused).
         precision : {"fp32", "bf16"}, optional (default: the model's)
+        codes : array_like of int, shape (n, K), for a model with K categorical covariates
 
         Returns
         -------
         ndarray, shape (n,), float64 (the plain ELBO when beta = 1).
         """
         X, p = self._check_X(X, targets=True), _precision.code(self.precision, precision)
-        c = self._check_c(c, X.shape[0])
+        c = self._check_c(c, X.shape[0], codes=codes)
         s = self._check_size_factors(size_factors, X.shape[0])
         if eps is None:
             rng = _noise_generator(seed)
@@ -87,7 +89,8 @@ class EvaluationMethods:
     def log_likelihood(self: "VAE", X: ArrayLike, n_samples: int = 100,
                        seed: "int | np.random.Generator | None" = None,
                        c: Optional[ArrayLike] = None,
-                       size_factors: Optional[ArrayLike] = None) -> F64:
+                       size_factors: Optional[ArrayLike] = None,
+                       codes: Optional[ArrayLike] = None) -> F64:
         """Importance-weighted estimate of log p(x) (Burda et al., IWAE bound).
 
         ``log (1/K) Σ_k p(x|z_k) p(z_k) / q(z_k|x)`` with K = n_samples draws
@@ -104,13 +107,14 @@ class EvaluationMethods:
             as is.
         c : array_like, shape (n, n_conditions), for a conditional model
         size_factors : array_like, shape (n,), optional (count likelihoods)
+        codes : array_like of int, shape (n, K), for a model with K categorical covariates
 
         Returns
         -------
         ndarray, shape (n,), float64
         """
         X = self._check_X(X, targets=True)
-        c = self._check_c(c, X.shape[0])
+        c = self._check_c(c, X.shape[0], codes=codes)
         s = self._check_size_factors(size_factors, X.shape[0])
         K = as_int(n_samples, "n_samples", minimum=1)
         rng = _noise_generator(seed)
@@ -118,13 +122,13 @@ class EvaluationMethods:
         chunk = max(1, _INFER_CHUNK // K)
         out = np.empty(X.shape[0])
 
-        def rep(a: Optional[F32], lo: int, n: int) -> Optional[F32]:
-            return None if a is None else np.repeat(a[lo:lo + n], K, axis=0)
+        def rep(a: Any, lo: int, n: int) -> Any:
+            return _cov.repeat(_cov.take(a, slice(lo, lo + n)), K)
 
         for lo in range(0, X.shape[0], chunk):
             xb = X[lo:lo + chunk]
             n = xb.shape[0]
-            mu, lv = self._core.encode(xb, self._scratch(), None if c is None else c[lo:lo + n],
+            mu, lv = self._core.encode(xb, self._scratch(), _cov.take(c, slice(lo, lo + n)),
                                        precision=_precision.CODES[self.precision])
             eps = rng.standard_normal((n, K, Zd)).astype(np.float32)
             sigma = np.exp(0.5 * lv)
@@ -144,7 +148,8 @@ class EvaluationMethods:
     def loss_and_grad(self: "VAE", X: ArrayLike, eps: Optional[ArrayLike] = None,
                       c: Optional[ArrayLike] = None,
                       size_factors: Optional[ArrayLike] = None,
-                      precision: Optional[str] = None) -> tuple[float, dict[str, F32]]:
+                      precision: Optional[str] = None,
+                      codes: Optional[ArrayLike] = None) -> tuple[float, dict[str, F32]]:
         """Batch-mean negative ELBO (``recon + beta·KL``) and its gradients.
 
         Parameters
@@ -156,6 +161,7 @@ class EvaluationMethods:
         c : array_like, shape (n, n_conditions), for a conditional model
         size_factors : array_like, shape (n,), optional (count likelihoods)
         precision : {"fp32", "bf16"}, optional (default: the model's)
+        codes : array_like of int, shape (n, K), for a model with K categorical covariates
 
         Returns
         -------
@@ -163,7 +169,7 @@ class EvaluationMethods:
         grads : dict keyed like :meth:`get_weights`
         """
         X, p = self._check_X(X, targets=True), _precision.code(self.precision, precision)
-        c = self._check_c(c, X.shape[0])
+        c = self._check_c(c, X.shape[0], codes=codes)
         s = self._check_size_factors(size_factors, X.shape[0])
         if eps is not None:
             eps = self._check_eps(eps, X.shape[0])

@@ -17,7 +17,7 @@ from ._spec import likelihoods as _likelihoods
 from ._spec.layout import Layout
 from ._validation import (as_float, as_float32_array, as_int, as_seed, as_size_factors,
                           as_weight, as_widths as _as_widths)
-from . import _fit_options, _hidden_options, _precision
+from . import _covariate_codes as _cov, _fit_options, _hidden_options, _precision
 from ._arrays import deferrable
 from ._evaluation import _INFER_CHUNK, EvaluationMethods, _reads_weights
 from ._expression import ExpressionMethods
@@ -46,7 +46,11 @@ class VAE(EvaluationMethods, ModelFiles, ExpressionMethods, ScviToolsMethods, _h
     ``variance="sample"``), the log-rate (Poisson) or the log-mean (negative
     binomial). With ``n_conditions`` = C > 0 it is a conditional VAE: a
     condition vector c (n, C) joins the input of the encoder and of the
-    decoder, and every method taking X (or Z) takes ``c=`` too.
+    decoder, and every method taking X (or Z) takes ``c=`` too. With
+    ``categorical_covariates`` (levels per covariate) it has scVI's
+    categorical covariates: every such method takes ``codes=`` (n, K), one
+    integer code per row and covariate, added to the injected layers as
+    rows of a table (a gather-add; the one-hot is never built).
     The models and their losses: docs/models.md.
 
     Threads (docs/threads.md): any number of threads may run the inference
@@ -98,6 +102,16 @@ class VAE(EvaluationMethods, ModelFiles, ExpressionMethods, ScviToolsMethods, _h
         and ``loss_and_grad`` take ``precision=`` to override it for one call.
     dropout_rate, dropout_on, use_batch_norm, use_layer_norm
         Hidden-layer dropout and normalisation: vaefast/_hidden_options.py.
+    categorical_covariates : int or sequence of int, >= 1 each
+        Categories of each categorical covariate (the batch first, if any);
+        default none. Named apart from scVI's ``n_cats_per_cov``, which
+        leaves the batch out.
+    deeply_inject_covariates : bool
+        The covariates enter every hidden layer of a side (scVI's name and
+        default), not only its first.
+    encode_covariates : bool
+        The encoder receives them too (scVI's name and default, False); the
+        decoder always does.
     """
 
     def __init__(self, n_features: int, hidden: "int | Sequence[int]" = (400,),
@@ -106,7 +120,9 @@ class VAE(EvaluationMethods, ModelFiles, ExpressionMethods, ScviToolsMethods, _h
                  decoder_hidden: "int | Sequence[int] | None" = None, n_conditions: int = 0,
                  variance: str = "unit", precision: str = _precision.DEFAULT,
                  dropout_rate: float = 0.0, dropout_on: str = "both",
-                 use_batch_norm: str = "none", use_layer_norm: str = "none") -> None:
+                 use_batch_norm: str = "none", use_layer_norm: str = "none",
+                 categorical_covariates: "int | Sequence[int]" = (),
+                 deeply_inject_covariates: bool = True, encode_covariates: bool = False) -> None:
         self.n_features = as_int(n_features, "n_features", minimum=1)
         self.hidden = _as_widths(hidden, "hidden")
         self.latent_dim = as_int(latent_dim, "latent_dim", minimum=1)
@@ -126,16 +142,25 @@ class VAE(EvaluationMethods, ModelFiles, ExpressionMethods, ScviToolsMethods, _h
         self.seed = as_seed(seed)
         self.decoder_hidden = (tuple(reversed(self.hidden)) if decoder_hidden is None
                                else _as_widths(decoder_hidden, "decoder_hidden"))
+        self._levels = _cov.as_levels(categorical_covariates, "categorical_covariates")
+        self.categorical_covariates = tuple(int(n) for n in self._levels)
+        self.deeply_inject_covariates = _cov.as_flag(deeply_inject_covariates,
+                                                     "deeply_inject_covariates")
+        self.encode_covariates = _cov.as_flag(encode_covariates, "encode_covariates")
         self._core = _core.VAECore(self.n_features, list(self.hidden),
                                    list(self.decoder_hidden), self.latent_dim,
                                    self._lik.code, self.beta, self.n_conditions,
-                                   self.variance)
+                                   self.variance, self._levels, self.deeply_inject_covariates,
+                                   self.encode_covariates)
         bn = _hidden_options.configure(self, dropout_rate, dropout_on, use_batch_norm, use_layer_norm)
         self._layout = Layout(self.n_features, self.hidden, self.latent_dim,
                               self.decoder_hidden, self.n_conditions, self.likelihood,
-                              self.variance, bn)
+                              self.variance, bn, self.categorical_covariates,
+                              self.deeply_inject_covariates, self.encode_covariates)
         core_offsets = [self._core.layer_info(i) for i in range(self._core.n_layers)]
+        core_tables = [self._core.cov_table(i) for i in range(self._core.n_layers)]
         if (core_offsets != self._layout.offsets()
+                or core_tables != self._layout.table_offsets()
                 or self._core.num_params != self._layout.n_params):
             raise AssertionError("the C core and vaefast/_layout.py disagree on the "
                                  "parameter layout")
@@ -222,14 +247,18 @@ class VAE(EvaluationMethods, ModelFiles, ExpressionMethods, ScviToolsMethods, _h
                              f"got {X.shape[1]}")
         return self._lik.check_targets(X, name) if targets else X
 
-    def _check_c(self, c: object, n: int, name: str = "c") -> Optional[F32]:
-        """The conditions of n rows: required (n, n_conditions) for a
-        conditional model, refused for an unconditional one."""
+    def _check_c(self, c: object, n: int, name: str = "c", codes: object = None,
+                 codes_name: str = "codes") -> _cov.Side:
+        """The side inputs of n rows as the core takes them: the conditions
+        (required (n, n_conditions) for a conditional model, refused for an
+        unconditional one) and the codes (required (n, K) exactly when the
+        model has K categorical covariates); with codes, the pair (c, codes)."""
+        k = _cov.model_codes(codes, self._levels, n, codes_name)
         if self.n_conditions == 0:
             if c is not None:
                 raise ValueError(f"{name} was given but this VAE is unconditional "
                                  "(n_conditions=0)")
-            return None
+            return _cov.side(None, k)
         if c is None:
             raise ValueError(f"{name} is required: this VAE is conditional "
                              f"(n_conditions={self.n_conditions})")
@@ -237,7 +266,7 @@ class VAE(EvaluationMethods, ModelFiles, ExpressionMethods, ScviToolsMethods, _h
         if c.shape != (n, self.n_conditions):
             raise ValueError(f"{name} must have shape ({n}, {self.n_conditions}) "
                              f"(rows, n_conditions), got {c.shape}")
-        return c
+        return _cov.side(c, k)
 
     def _check_size_factors(self, size_factors: object, n: int) -> Optional[F32]:
         if size_factors is None:
@@ -278,7 +307,8 @@ class VAE(EvaluationMethods, ModelFiles, ExpressionMethods, ScviToolsMethods, _h
     @deferrable
     @_reads_weights
     def encode(self, X: ArrayLike, c: Optional[ArrayLike] = None,
-               precision: Optional[str] = None) -> tuple[F32, F32]:
+               precision: Optional[str] = None,
+               codes: Optional[ArrayLike] = None) -> tuple[F32, F32]:
         """Parameters of q(z|x) (q(z|x, c) for a conditional model).
 
         Parameters
@@ -287,6 +317,7 @@ class VAE(EvaluationMethods, ModelFiles, ExpressionMethods, ScviToolsMethods, _h
         c : array_like, shape (n, n_conditions)
             The conditions; required exactly when n_conditions > 0.
         precision : {"fp32", "bf16"}, optional (default: the model's)
+        codes : array_like of int, shape (n, K), for a model with K categorical covariates
 
         Returns
         -------
@@ -294,13 +325,19 @@ class VAE(EvaluationMethods, ModelFiles, ExpressionMethods, ScviToolsMethods, _h
             logvar is clamped to [-30, 30], as in training.
         """
         X = self._check_X(X)
-        c, p = self._check_c(c, X.shape[0]), _precision.code(self.precision, precision)
+        return self._encode_checked(X, self._check_c(c, X.shape[0], codes=codes), precision)
+
+    @_reads_weights
+    def _encode_checked(self, X: F32, c: _cov.Side,
+                        precision: Optional[str]) -> tuple[F32, F32]:
+        """encode on validated X and side inputs, a chunk of rows per core call."""
+        p = _precision.code(self.precision, precision)
         if X.shape[0] <= _INFER_CHUNK:  # one core call, nothing else allocated
             return self._core.encode(X, self._scratch(), c, precision=p)
         mus, lvs = [], []
         for s in range(0, X.shape[0], _INFER_CHUNK):
             mu, lv = self._core.encode(X[s:s + _INFER_CHUNK], self._scratch(),
-                                       None if c is None else c[s:s + _INFER_CHUNK], precision=p)
+                                       _cov.take(c, slice(s, s + _INFER_CHUNK)), precision=p)
             mus.append(mu)
             lvs.append(lv)
         if len(mus) == 1:
@@ -308,31 +345,33 @@ class VAE(EvaluationMethods, ModelFiles, ExpressionMethods, ScviToolsMethods, _h
         return np.concatenate(mus), np.concatenate(lvs)
 
     @deferrable
-    def transform(self, X: ArrayLike, c: Optional[ArrayLike] = None) -> F32:
+    def transform(self, X: ArrayLike, c: Optional[ArrayLike] = None,
+                  codes: Optional[ArrayLike] = None) -> F32:
         """The posterior mean mu (the usual embedding).
 
         Parameters
         ----------
         X : array_like, shape (n, n_features)
         c : array_like, shape (n, n_conditions), for a conditional model
+        codes : array_like of int, shape (n, K), for a model with K categorical covariates
 
         Returns
         -------
         mu : ndarray, shape (n, latent_dim), float32
         """
-        return self.encode(X, c)[0]
+        return self.encode(X, c, codes=codes)[0]
 
     @_reads_weights
-    def _decode_raw(self, Z: F32, mean: bool, c: Optional[F32] = None,
+    def _decode_raw(self, Z: F32, mean: bool, c: _cov.Side = None,
                     size_factors: Optional[F32] = None, precision: Optional[str] = None) -> F32:
-        """Decoder on validated Z (and c, size factors): the output layer
-        (mean=False) or the mean of p(x|z)."""
+        """Decoder on validated Z (and side inputs c, size factors): the
+        output layer (mean=False) or the mean of p(x|z)."""
         p = _precision.code(self.precision, precision)
         if Z.shape[0] <= _INFER_CHUNK:  # one core call, nothing else allocated
             return self._core.decode(Z, mean, self._scratch(), c, size_factors, p)
 
-        def part(a: Optional[F32], s: int) -> Optional[F32]:
-            return None if a is None else a[s:s + _INFER_CHUNK]
+        def part(a: _cov.Side, s: int) -> Any:
+            return _cov.take(a, slice(s, s + _INFER_CHUNK))
 
         return np.concatenate([self._core.decode(Z[s:s + _INFER_CHUNK], mean, self._scratch(),
                                                  part(c, s), part(size_factors, s), p)
@@ -340,7 +379,8 @@ class VAE(EvaluationMethods, ModelFiles, ExpressionMethods, ScviToolsMethods, _h
 
     @deferrable
     def decode(self, Z: ArrayLike, c: Optional[ArrayLike] = None,
-               size_factors: Optional[ArrayLike] = None, precision: Optional[str] = None) -> F32:
+               size_factors: Optional[ArrayLike] = None, precision: Optional[str] = None,
+               codes: Optional[ArrayLike] = None) -> F32:
         """Mean of p(x|z): probabilities (Bernoulli), the Gaussian mean, or
         the count mean size_factor·exp(output) (Poisson, negative binomial).
 
@@ -351,40 +391,44 @@ class VAE(EvaluationMethods, ModelFiles, ExpressionMethods, ScviToolsMethods, _h
         size_factors : array_like, shape (n,), optional
             Count likelihoods only (default 1).
         precision : {"fp32", "bf16"}, optional (default: the model's)
+        codes : array_like of int, shape (n, K), for a model with K categorical covariates
 
         Returns
         -------
         ndarray, shape (n, n_features), float32
         """
         Z = self._check_Z(Z)
-        return self._decode_raw(Z, True, self._check_c(c, Z.shape[0]),
+        return self._decode_raw(Z, True, self._check_c(c, Z.shape[0], codes=codes),
                                 self._check_size_factors(size_factors, Z.shape[0]), precision)
 
     @deferrable
     @_reads_weights
     def reconstruct(self, X: ArrayLike, c: Optional[ArrayLike] = None,
-                    size_factors: Optional[ArrayLike] = None) -> F32:
-        """The mean reconstruction ``decode(transform(X, c), c)`` (no sampling).
+                    size_factors: Optional[ArrayLike] = None,
+                    codes: Optional[ArrayLike] = None) -> F32:
+        """The mean reconstruction ``decode(transform(X, c), c)`` (no sampling;
+        the same codes for both).
 
         Parameters
         ----------
         X : array_like, shape (n, n_features)
         c : array_like, shape (n, n_conditions), for a conditional model
         size_factors : array_like, shape (n,), optional (count likelihoods)
+        codes : array_like of int, shape (n, K), for a model with K categorical covariates
 
         Returns
         -------
         ndarray, shape (n, n_features), float32
         """
         X = self._check_X(X)
-        c = self._check_c(c, X.shape[0])
+        c = self._check_c(c, X.shape[0], codes=codes)
         s = self._check_size_factors(size_factors, X.shape[0])
         if s is None and self._lik.observed_library:  # scVI: the observed library
             s = X.sum(axis=1, dtype=np.float64).astype(np.float32)
-        return self._decode_raw(self.transform(X, c), True, c, s)
+        return self._decode_raw(self._encode_checked(X, c, None)[0], True, c, s)
 
     def sample(self, n: int, seed: Optional[int] = None, c: Optional[ArrayLike] = None,
-               precision: Optional[str] = None) -> F32:
+               precision: Optional[str] = None, codes: Optional[ArrayLike] = None) -> F32:
         """Draw samples from the model: z ~ N(0, I), then decode(z, c).
 
         Parameters
@@ -396,6 +440,8 @@ class VAE(EvaluationMethods, ModelFiles, ExpressionMethods, ScviToolsMethods, _h
         c : array_like, shape (n, n_conditions), for a conditional model
             The condition of each sample.
         precision : {"fp32", "bf16"}, optional (default: the model's)
+        codes : array_like of int, shape (n, K), for a model with K categorical covariates
+            The covariates of each sample.
 
         Returns
         -------
@@ -404,7 +450,7 @@ class VAE(EvaluationMethods, ModelFiles, ExpressionMethods, ScviToolsMethods, _h
             rates for the count likelihoods (size factor 1).
         """
         n = as_int(n, "n", minimum=1)
-        c = self._check_c(c, n)
+        c = self._check_c(c, n, codes=codes)
         rng = np.random.default_rng(None if seed is None else as_seed(seed))
         z = rng.standard_normal((n, self.latent_dim)).astype(np.float32)
         return self._decode_raw(z, True, c, None, precision)
@@ -422,7 +468,8 @@ class VAE(EvaluationMethods, ModelFiles, ExpressionMethods, ScviToolsMethods, _h
                 size_factors: Optional[ArrayLike] = None, comm: Any = None,
                 checkpoint: Optional[StrPath] = None, buffer_rows: Optional[int] = None,
                 sparse_first_layer: bool = True, layer: Optional[str] = None,
-                precision: Optional[str] = None) -> "History": ...
+                precision: Optional[str] = None,
+                codes: Optional[ArrayLike] = None) -> "History": ...
     else:
         @_fit_options.declare
         def fit(self, X, *args, **kwargs):
@@ -438,7 +485,17 @@ class VAE(EvaluationMethods, ModelFiles, ExpressionMethods, ScviToolsMethods, _h
                 "seed": self.seed, "decoder_hidden": list(self.decoder_hidden),
                 "n_conditions": self.n_conditions, "variance": self.variance,
                 **({} if self.precision == "fp32" else {"precision": self.precision}),
+                **self._covariate_config(),
                 **_hidden_options.config_entries(self)}
+
+    def _covariate_config(self) -> dict[str, Any]:
+        """get_config's covariate entries: none for a model without (older
+        files, which lack them, load as such a model)."""
+        if not self.categorical_covariates:
+            return {}
+        return {"categorical_covariates": list(self.categorical_covariates),
+                "deeply_inject_covariates": self.deeply_inject_covariates,
+                "encode_covariates": self.encode_covariates}
 
     def __repr__(self) -> str:
         return (f"VAE(n_features={self.n_features}, hidden={self.hidden}, "
@@ -446,4 +503,5 @@ class VAE(EvaluationMethods, ModelFiles, ExpressionMethods, ScviToolsMethods, _h
                 f"beta={self.beta}, seed={self.seed}, decoder_hidden={self.decoder_hidden}"
                 + (f", n_conditions={self.n_conditions}" if self.n_conditions else "")
                 + (f", variance={self.variance!r}" if self.variance != "unit" else "")
-                + (f", precision={self.precision!r}" if self.precision != "fp32" else "") + ")")
+                + (f", precision={self.precision!r}" if self.precision != "fp32" else "")
+                + "".join(f", {k}={v!r}" for k, v in self._covariate_config().items()) + ")")
