@@ -5,7 +5,7 @@ A row's categorical covariates are integer codes, one column per covariate
 lie in [0, levels[k]). A user never builds the one-hot matrix.
 """
 
-from typing import Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 from numpy.typing import NDArray
@@ -85,15 +85,15 @@ def side(c: Optional[NDArray[np.float32]], codes: Optional[I32]) -> Side:
     return c if codes is None else (c, codes)
 
 
-def take(value: Side, rows: object) -> Side:
+def take(value: Side, rows: Any) -> Side:
     """Rows `rows` (a slice or an index array) of a side input, contiguous."""
     if value is None:
         return None
     if isinstance(value, tuple):
         c, codes = value
-        return (None if c is None else np.ascontiguousarray(c[rows]),  # type: ignore[index]
-                np.ascontiguousarray(codes[rows]))  # type: ignore[index]
-    return np.ascontiguousarray(value[rows])  # type: ignore[index]
+        return (None if c is None else np.ascontiguousarray(c[rows]),
+                np.ascontiguousarray(codes[rows]))
+    return np.ascontiguousarray(value[rows])
 
 
 def repeat(value: Side, times: int) -> Side:

@@ -7,7 +7,7 @@ chunk, shared with vaefast/model.py.
 """
 
 import functools
-from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Optional, TypeVar, cast
 
 import numpy as np
 
@@ -44,13 +44,36 @@ def _reads_weights(method: _M) -> _M:
 class EvaluationMethods:
     """elbo, log_likelihood and loss_and_grad of VAE (and their checks)."""
 
-    def _log_px(self: "VAE", raw: F32, X: F32, size_factors: Optional[F32] = None) -> F64:
+    if TYPE_CHECKING:  # what these methods use of the VAE they are mixed into
+        from ._spec.likelihoods import Likelihood
+
+        _core: _core.VAECore
+        _lik: Likelihood
+        variance: str
+        precision: str
+        latent_dim: int
+        seed: int
+        step_: int
+
+        def _extra_param(self) -> Optional[F32]: ...
+        def _check_X(self, X: object, name: str = ..., targets: bool = ...) -> F32: ...
+        def _check_c(self, c: object, n: int, name: str = ...,
+                     codes: object = ...) -> _cov.Side: ...
+        def _check_size_factors(self, size_factors: object, n: int) -> Optional[F32]: ...
+        def _scratch(self, kind: str = ...) -> F32: ...
+        def _decode_raw(self, Z: F32, mean: bool, c: _cov.Side = ...,
+                        size_factors: Optional[F32] = ...,
+                        precision: Optional[str] = ...) -> F32: ...
+        def _exclusive(self, what: str) -> ContextManager[None]: ...
+        def _named_from_flat(self, flat: F32) -> dict[str, F32]: ...
+
+    def _log_px(self, raw: F32, X: F32, size_factors: Optional[F32] = None) -> F64:
         """log p(x|z) per row in float64; raw = the decoder's output layer."""
         return self._lik.log_px(raw, X, self._extra_param(), size_factors, self.variance)
 
     @deferrable
     @_reads_weights
-    def elbo(self: "VAE", X: ArrayLike, seed: "int | np.random.Generator | None" = None,
+    def elbo(self, X: ArrayLike, seed: "int | np.random.Generator | None" = None,
              c: Optional[ArrayLike] = None, size_factors: Optional[ArrayLike] = None,
              eps: Optional[ArrayLike] = None, precision: Optional[str] = None,
              codes: Optional[ArrayLike] = None) -> F64:
@@ -74,7 +97,7 @@ class EvaluationMethods:
         ndarray, shape (n,), float64 (the plain ELBO when beta = 1).
         """
         X, p = self._check_X(X, targets=True), _precision.code(self.precision, precision)
-        c = self._check_c(c, X.shape[0], codes=codes)
+        side = self._check_c(c, X.shape[0], codes=codes)
         s = self._check_size_factors(size_factors, X.shape[0])
         if eps is None:
             rng = _noise_generator(seed)
@@ -82,11 +105,11 @@ class EvaluationMethods:
         else:
             eps = self._check_eps(eps, X.shape[0])
         # one fused pass in the core (float32 layers and row sums, as training)
-        return self._core.elbo(X, eps, self._scratch("elbo"), c, s, precision=p)
+        return self._core.elbo(X, eps, self._scratch("elbo"), side, s, precision=p)
 
     @deferrable
     @_reads_weights
-    def log_likelihood(self: "VAE", X: ArrayLike, n_samples: int = 100,
+    def log_likelihood(self, X: ArrayLike, n_samples: int = 100,
                        seed: "int | np.random.Generator | None" = None,
                        c: Optional[ArrayLike] = None,
                        size_factors: Optional[ArrayLike] = None,
@@ -114,7 +137,7 @@ class EvaluationMethods:
         ndarray, shape (n,), float64
         """
         X = self._check_X(X, targets=True)
-        c = self._check_c(c, X.shape[0], codes=codes)
+        side = self._check_c(c, X.shape[0], codes=codes)
         s = self._check_size_factors(size_factors, X.shape[0])
         K = as_int(n_samples, "n_samples", minimum=1)
         rng = _noise_generator(seed)
@@ -128,24 +151,24 @@ class EvaluationMethods:
         for lo in range(0, X.shape[0], chunk):
             xb = X[lo:lo + chunk]
             n = xb.shape[0]
-            mu, lv = self._core.encode(xb, self._scratch(), _cov.take(c, slice(lo, lo + n)),
+            mu, lv = self._core.encode(xb, self._scratch(), _cov.take(side, slice(lo, lo + n)),
                                        precision=_precision.CODES[self.precision])
             eps = rng.standard_normal((n, K, Zd)).astype(np.float32)
             sigma = np.exp(0.5 * lv)
             z = (mu[:, None, :] + sigma[:, None, :] * eps).astype(np.float32)
             raw = self._decode_raw(np.ascontiguousarray(z.reshape(n * K, Zd)), False,
-                                   rep(c, lo, n))
+                                   rep(side, lo, n))
             log_px = self._log_px(raw, np.repeat(xb, K, axis=0), rep(s, lo, n)).reshape(n, K)
             out[lo:lo + n] = _iwae(log_px, z, eps, lv)
         return out
 
-    def _check_eps(self: "VAE", eps: object, n: int) -> F32:
+    def _check_eps(self, eps: object, n: int) -> F32:
         eps = as_float32_array(eps, "eps", ndim=2)
         if eps.shape != (n, self.latent_dim):
             raise ValueError(f"eps must have shape {(n, self.latent_dim)}, got {eps.shape}")
         return eps
 
-    def loss_and_grad(self: "VAE", X: ArrayLike, eps: Optional[ArrayLike] = None,
+    def loss_and_grad(self, X: ArrayLike, eps: Optional[ArrayLike] = None,
                       c: Optional[ArrayLike] = None,
                       size_factors: Optional[ArrayLike] = None,
                       precision: Optional[str] = None,
@@ -169,12 +192,12 @@ class EvaluationMethods:
         grads : dict keyed like :meth:`get_weights`
         """
         X, p = self._check_X(X, targets=True), _precision.code(self.precision, precision)
-        c = self._check_c(c, X.shape[0], codes=codes)
+        side = self._check_c(c, X.shape[0], codes=codes)
         s = self._check_size_factors(size_factors, X.shape[0])
         if eps is not None:
             eps = self._check_eps(eps, X.shape[0])
         with self._exclusive("loss_and_grad"):
-            loss, _, _ = self._core.loss_and_grad(X, eps, self.seed, self.step_, 1.0, c, s,
+            loss, _, _ = self._core.loss_and_grad(X, eps, self.seed, self.step_, 1.0, side, s,
                                                   precision=p)
             grads = self._named_from_flat(self._core.get_buffer(_core.GRADS))
         return float(loss), grads

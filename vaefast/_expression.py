@@ -94,11 +94,11 @@ class ExpressionMethods:
             library_size = as_float(library_size, "library_size", minimum=0.0, open_min=True)
         n_samples = as_int(n_samples, "n_samples", minimum=1)
         X = self._check_X(X)
-        c = self._check_c(c, X.shape[0], codes=codes)
+        side = self._check_c(c, X.shape[0], codes=codes)
         s = None if library_size is None else np.full(X.shape[0], library_size, np.float32)
-        c_out = c if transform_batch is None else with_batch(self.anndata_setup_, c,
-                                                               transform_batch)
-        mu, logvar = self._encode_checked(X, c, None)
+        c_out = side if transform_batch is None else with_batch(self.anndata_setup_, side,
+                                                                  transform_batch)
+        mu, logvar = self._encode_checked(X, side, None)
         if n_samples == 1:
             return self._decode_raw(mu, True, c_out, s)
         rng = np.random.default_rng(seed)

@@ -421,11 +421,11 @@ class VAE(EvaluationMethods, ModelFiles, ExpressionMethods, ScviToolsMethods, _h
         ndarray, shape (n, n_features), float32
         """
         X = self._check_X(X)
-        c = self._check_c(c, X.shape[0], codes=codes)
+        side = self._check_c(c, X.shape[0], codes=codes)
         s = self._check_size_factors(size_factors, X.shape[0])
         if s is None and self._lik.observed_library:  # scVI: the observed library
             s = X.sum(axis=1, dtype=np.float64).astype(np.float32)
-        return self._decode_raw(self._encode_checked(X, c, None)[0], True, c, s)
+        return self._decode_raw(self._encode_checked(X, side, None)[0], True, side, s)
 
     def sample(self, n: int, seed: Optional[int] = None, c: Optional[ArrayLike] = None,
                precision: Optional[str] = None, codes: Optional[ArrayLike] = None) -> F32:
@@ -450,10 +450,10 @@ class VAE(EvaluationMethods, ModelFiles, ExpressionMethods, ScviToolsMethods, _h
             rates for the count likelihoods (size factor 1).
         """
         n = as_int(n, "n", minimum=1)
-        c = self._check_c(c, n, codes=codes)
+        side = self._check_c(c, n, codes=codes)
         rng = np.random.default_rng(None if seed is None else as_seed(seed))
         z = rng.standard_normal((n, self.latent_dim)).astype(np.float32)
-        return self._decode_raw(z, True, c, None, precision)
+        return self._decode_raw(z, True, side, None, precision)
 
     # ------------------------------------------------------------ training
     if TYPE_CHECKING:

@@ -174,7 +174,7 @@ class RandomAccessSource(OneProcessSource):
         self.buffer_rows = buffer_size(default_rows, self.batch_size, model.n_features)
 
     def _buffers(self, order: Optional[I64]
-                 ) -> Iterator[tuple[F32, list[Optional[F32]], Optional[CSRBatch]]]:
+                 ) -> Iterator[tuple[F32, list[Any], Optional[CSRBatch]]]:
         R, n = self.buffer_rows, self.n_rows
         for start in range(0, n, R):
             rows = order[start:start + R] if order is not None else slice(start, start + R)
