@@ -93,6 +93,10 @@ def to_torch(model: "VAE") -> TorchModule:
     likelihood, variance and conditional model vaefast has. It
     computes in the dtype of its parameters (float32; call ``.double()``
     for float64). :func:`from_torch` turns it back into the same VAE.
+    A model with categorical covariates gives a module whose methods take
+    ``codes=`` (N, K) too, each receiving layer adding its table's rows
+    after its Linear (vaefast/interop/torch_covariates.py); ONNX export
+    refuses such a model (NotImplementedError).
     Hidden layers with batch / layer norm and dropout are Linear →
     BatchNorm1d (momentum 0.01, eps 0.001, the running statistics copied) →
     LayerNorm (no affine) → ReLU → Dropout, as vaefast trains them (the

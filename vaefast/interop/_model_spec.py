@@ -47,7 +47,8 @@ def exportable_config(model: object, also: "frozenset[str]" = frozenset()) -> di
 
 
 ONNX_ALSO = frozenset({"use_batch_norm"})
-TORCH_ALSO = frozenset({"use_batch_norm", "use_layer_norm"})
+TORCH_ALSO = frozenset({"use_batch_norm", "use_layer_norm", "categorical_covariates",
+                        "deeply_inject_covariates", "encode_covariates"})
 
 
 def folded_weights(model: Any) -> dict[str, NDArray[np.float32]]:
