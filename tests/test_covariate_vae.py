@@ -2,7 +2,8 @@
 ``codes=``; vaefast/model.py, vaefast/_covariate_codes.py) against the
 float64 twin of scVI's architecture (vaefast.reference.covariate_model),
 against the same model with the covariates as one-hot conditions, across
-thread counts, through save/load/pickle/copy, and every argument error.
+thread counts, through save/load/pickle/copy, and every argument error
+(export: tests/test_covariate_vae_torch.py, tests/test_covariate_vae_onnx.py).
 
 Tolerances are tests/test_covariate_core.py's (float32 model, same loss):
 the loss to 2e-5 relative, the gradients to 1e-3 relative plus 1e-4 of the
@@ -16,7 +17,6 @@ import numpy as np
 import pytest
 
 import vaefast
-import vaefast.interop
 from vaefast.reference.covariate_model import CovariateModel, loss_and_grad
 
 D, Z, HID = 9, 3, (8, 6)
@@ -199,12 +199,6 @@ def test_save_load_pickle_copy_keep_the_covariates(rng, tmp_path):
     assert "categorical_covariates" not in plain.get_config()
     back = vaefast.VAE.load(tmp_path / "plain.npz")
     assert back.categorical_covariates == () and back.num_params() == plain.num_params()
-
-
-def test_onnx_export_refuses_covariates(tmp_path):
-    m = vae(PLACES[0])  # to_torch supports them: tests/test_covariate_vae_torch.py
-    with pytest.raises(NotImplementedError, match="categorical_covariates"):
-        vaefast.interop.to_onnx(m, tmp_path / "m.onnx")
 
 
 def test_errors_name_the_argument(rng):
