@@ -13,7 +13,8 @@
 
 /* recon (B) and dout (B×out_last) = the likelihood's loss and its gradient
  * w.r.t. the output layer (scaled by `scale`), for targets X (B×D) and size
- * factors s (B or NULL); the per-feature parameters' gradient goes to grads. */
+ * factors s (B or NULL), the rows' codes in sd (a dispersion table reads
+ * them); the per-feature parameters' gradient goes to grads. */
 static int likelihood_loss(vf_vae *m, int64_t B, const float *X, const float *s,
                            const vae_side *sd, float scale)
 {
