@@ -261,6 +261,13 @@ def test_errors(rng):
     with pytest.raises(ValueError, match="dispersion_covariate must be an int in"):
         _core.VAECore(*args, zinb, 1.0, categorical=[3, 2], dispersion="gene-label",
                       dispersion_covariate=2)
+    for bad_column in (True, 1.0, "1"):
+        with pytest.raises(ValueError, match="dispersion_covariate must be an int in"):
+            _core.VAECore(*args, zinb, 1.0, categorical=[3, 2], dispersion="gene-batch",
+                          dispersion_covariate=bad_column)
+    core = _core.VAECore(*args, zinb, 1.0, categorical=[3, 2], dispersion="gene-label",
+                         dispersion_covariate=np.int64(1))  # NumPy's integers are fine
+    assert core.dispersion_info()[1:] == (1, core.num_params - 2 * D, 2)
     with pytest.raises(ValueError, match="needs dispersion_covariate"):
         _core.VAECore(*args, zinb, 1.0, categorical=[3, 2], dispersion="gene-label")
     with pytest.raises(ValueError, match="only for 'gene-batch' and 'gene-label'"):
@@ -346,3 +353,30 @@ def test_one_steps_gradients_match_torch_autograd(rng, mode):
             close(g[k], w[k], f"{l}.{k}")
     if mode == "gene-batch":
         close(got_lt, want_g["log_theta"], "log_theta")
+
+
+@pytest.mark.parametrize("mode", ["gene-label", "gene-cell"])
+def test_batch_norm_comes_after_the_dispersion_parameters(rng, mode):
+    """set_norm appends after the dispersion table (the layout of
+    csrc/vae_dispersion.h), and a normalised model with the mode trains."""
+    _, core = build(mode)
+    before = core.dispersion_info(), [core.layer_info(l) for l in range(core.n_layers)]
+    n = core.num_params
+    core.set_norm(3, 0)
+    assert (core.dispersion_info(), [core.layer_info(l) for l in range(core.n_layers)]) == before
+    assert core.num_params == n + 2 * 2 * sum(HID)  # gamma and beta per hidden unit
+    spec, plain = build(mode)
+    flat = np.zeros(core.num_params, np.float32)
+    flat[:n] = to_flat(plain, f32(spec.init(rng)))
+    off = n
+    for width in (*HID, *reversed(HID)):  # per hidden layer gamma (= 1 here), then beta
+        flat[off:off + width] = 1.0
+        off += 2 * width
+    core.set_buffer(_core.PARAMS, flat)
+    x, codes, eps = data(rng, B=256)
+    first = core.loss_and_grad(x, eps, 0, 0, 1.0, c=(None, codes))[0]
+    for epoch in range(10):
+        assert core.train_steps(x, None, 64, 0, 4, 11, 4 * epoch, 1e-2, 0.9, 0.999, 1e-8,
+                                0.0, "adam", 1.0, np.zeros(3), c=(None, codes)) == (4, 0)
+    assert np.isfinite(core.get_buffer(_core.PARAMS)).all()
+    assert core.loss_and_grad(x, eps, 0, 0, 1.0, c=(None, codes))[0] < first

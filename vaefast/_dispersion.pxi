@@ -3,6 +3,8 @@
 # The mode names are vaefast/_spec/dispersion.py's (tests/test_dispersion_core.py
 # compares the two).
 
+import operator as _operator
+
 DISPERSION_CODES = {"gene": VF_DISPERSION_GENE, "gene-batch": VF_DISPERSION_GENE_BATCH,
                     "gene-label": VF_DISPERSION_GENE_LABEL,
                     "gene-cell": VF_DISPERSION_GENE_CELL}
@@ -36,10 +38,14 @@ cdef int _set_dispersion(vf_vae *m, object mode, object column, int likelihood,
         if column is None and mode == "gene-label":
             raise ValueError("dispersion='gene-label' needs dispersion_covariate: the column "
                              "of the codes that holds the label")
-        column = 0 if column is None else column
-        if isinstance(column, bool) or not isinstance(column, int) or not 0 <= column < n_cat:
+        given = 0 if column is None else column
+        try:  # any integer type (NumPy's too), never a bool or a float
+            column = -1 if isinstance(given, bool) else _operator.index(given)
+        except TypeError:
+            column = -1
+        if not 0 <= column < n_cat:
             raise ValueError(f"dispersion_covariate must be an int in [0, {n_cat}), "
-                             f"got {column!r}")
+                             f"got {given!r}")
     check_status(vf_vae_set_dispersion(m, DISPERSION_CODES[mode], column if table else -1),
                  "set_dispersion")
     return 0
