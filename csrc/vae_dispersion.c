@@ -31,7 +31,16 @@ static const vae_dispersion modes[] = {
 };
 #define N_MODES ((int)(sizeof modes / sizeof modes[0]))
 
-int vf_vae_set_dispersion(vf_vae *m, int mode, int64_t column)
+/* The table's rows for code column `column` (levels given for a side
+ * column, else 0 or the covariate's own), or -1 if the pair is invalid. */
+static int64_t table_rows(const vf_vae *m, int64_t column, int64_t levels)
+{
+    if (column >= 0 && column < m->n_cat)
+        return levels == 0 || levels == m->cat_levels[column] ? m->cat_levels[column] : -1;
+    return column == m->n_cat && levels >= 1 && levels <= INT32_MAX ? levels : -1;
+}
+
+int vf_vae_set_dispersion(vf_vae *m, int mode, int64_t column, int64_t levels)
 {
     if (!m)
         return VF_ERR_NULL;
@@ -40,10 +49,11 @@ int vf_vae_set_dispersion(vf_vae *m, int mode, int64_t column)
     if (mode == VF_DISPERSION_GENE)
         return VF_OK;
     const vae_dispersion *d = &modes[mode];
-    if (!(m->lik->dispersions & 1u << mode) || (d->table && (column < 0 || column >= m->n_cat)))
+    const int64_t rows = d->table ? table_rows(m, column, levels) : 0;
+    if (!(m->lik->dispersions & 1u << mode) || rows < 0)
         return VF_ERR_ARG;
     vf_vae_layer *L = &m->layers[m->n_layers - 1];
-    const int64_t D = m->D, rows = d->table ? m->cat_levels[column] : 0;
+    const int64_t D = m->D;
     /* the output layer grows by D columns (W: in more rows' worth, b: D);
      * the per-gene vector after it goes; the covariate tables move by the
      * difference; the table comes last */
@@ -68,6 +78,8 @@ int vf_vae_set_dispersion(vf_vae *m, int mode, int64_t column)
     m->disp = mode;
     m->disp_col = d->table ? column : -1;
     m->disp_table = d->table ? n - rows * D : -1;
+    m->disp_levels = rows;
+    m->side_codes = d->table && column == m->n_cat; /* the rows carry one more column */
     float *bufs[4] = {m->params, m->grads, m->m1, m->m2};
     for (int i = 0; i < 4; ++i)
         memset(bufs[i], 0, (size_t)n * sizeof(float));
@@ -86,7 +98,7 @@ int vf_vae_dispersion_info(const vf_vae *m, int64_t info[4])
     info[0] = m->disp;
     info[1] = table ? m->disp_col : -1;
     info[2] = table ? m->disp_table : -1;
-    info[3] = table ? m->cat_levels[m->disp_col] : 0;
+    info[3] = table ? m->disp_levels : 0;
     return VF_OK;
 }
 
@@ -95,7 +107,7 @@ int vf_vae_dispersion_info(const vf_vae *m, int64_t info[4])
 static int gather_rows(const vf_vae *m, int64_t B, const int32_t *k, int64_t ldk,
                        float *out)
 {
-    const int64_t D = m->D, col = m->disp_col, levels = m->cat_levels[col];
+    const int64_t D = m->D, col = m->disp_col, levels = m->disp_levels;
     for (int64_t i = 0; i < B; ++i) {
         const int32_t code = k[i * ldk + col];
         if (code < 0 || code >= levels)
@@ -121,7 +133,7 @@ int vae_theta_begin(const vae_lik_call *c, int64_t heads, vae_theta *t)
         t->dlt = grads && t->lt ? c->dlik : NULL;
         return VF_OK;
     }
-    if (!c->k)
+    if (!c->k || c->ldk <= m->disp_col)
         return VF_ERR_ARG;
     if (c->B > 0 && !(t->owned = malloc((size_t)(c->B * D) * sizeof(float))))
         return VF_ERR_NOMEM;
@@ -143,9 +155,9 @@ int vae_theta_end(const vae_lik_call *c, vae_theta *t, int st)
         return st;
     /* the table's gradient: each row's per-gene gradient added to its
      * code's row, rows in order (bit-identical for any thread count) */
-    const int64_t col = m->disp_col, D = m->D, n = m->cat_levels[col] * D;
+    const int64_t col = m->disp_col, D = m->D, n = m->disp_levels * D;
     float *g = m->grads + m->disp_table;
-    VF_TRY(vf_cov_scatter_add(c->B, D, 1, c->k + col, c->ldk, &m->cat_levels[col], t->dlt, D,
+    VF_TRY(vf_cov_scatter_add(c->B, D, 1, c->k + col, c->ldk, &m->disp_levels, t->dlt, D,
                               NULL, 0, g, D, 0));
     for (int64_t j = 0; j < n; ++j)
         if (!isfinite(g[j]))

@@ -132,9 +132,11 @@ struct vf_vae {
     vae_norm *norm; /* batch / layer normalisation, or NULL (vae_norm.c) */
     /* 1 while a training call whose rows ask for VF_PRECISION_BF16 runs */
     int bf16;
-    /* θ's mode (vae_dispersion.c; 0: gene), its code column and table offset */
+    /* θ's mode (vae_dispersion.c; 0: gene), its code column, table offset
+     * and rows; side_codes: code columns after the n_cat injected ones that
+     * the rows carry (1: the dispersion table's own column, 0: none) */
     int disp;
-    int64_t disp_col, disp_table;
+    int64_t disp_col, disp_table, disp_levels, side_codes;
 };
 
 #define VF_ALIGN_FLOATS 16 /* sub-buffers start on 64-byte boundaries */

@@ -256,13 +256,21 @@ def test_errors(rng):
     args = (D, [4], [4], Z)
     with pytest.raises(ValueError, match="dispersion must be one of"):
         _core.VAECore(*args, zinb, 1.0, categorical=[3], dispersion="gene-sample")
-    with pytest.raises(ValueError, match="needs categorical covariates"):
+    with pytest.raises(ValueError, match="needs dispersion_covariate .* or dispersion_levels"):
         _core.VAECore(*args, zinb, 1.0, dispersion="gene-batch")
-    with pytest.raises(ValueError, match="dispersion_covariate must be an int in"):
+    with pytest.raises(ValueError, match=r"dispersion_covariate must be in \[0, 2\], got 3"):
+        _core.VAECore(*args, zinb, 1.0, categorical=[3, 2], dispersion="gene-label",
+                      dispersion_covariate=3)
+    with pytest.raises(ValueError, match="dispersion_levels must be >= 1 for the side column"):
         _core.VAECore(*args, zinb, 1.0, categorical=[3, 2], dispersion="gene-label",
                       dispersion_covariate=2)
+    with pytest.raises(ValueError, match="set_dispersion"):  # not column 1's level count
+        _core.VAECore(*args, zinb, 1.0, categorical=[3, 2], dispersion="gene-label",
+                      dispersion_covariate=1, dispersion_levels=5)
+    with pytest.raises(ValueError, match="dispersion_levels is only for"):
+        _core.VAECore(*args, zinb, 1.0, dispersion="gene-cell", dispersion_levels=2)
     for bad_column in (True, 1.0, "1"):
-        with pytest.raises(ValueError, match="dispersion_covariate must be an int in"):
+        with pytest.raises(ValueError, match="dispersion_covariate must be an int"):
             _core.VAECore(*args, zinb, 1.0, categorical=[3, 2], dispersion="gene-batch",
                           dispersion_covariate=bad_column)
     core = _core.VAECore(*args, zinb, 1.0, categorical=[3, 2], dispersion="gene-label",
@@ -380,3 +388,67 @@ def test_batch_norm_comes_after_the_dispersion_parameters(rng, mode):
                                 0.0, "adam", 1.0, np.zeros(3), c=(None, codes)) == (4, 0)
     assert np.isfinite(core.get_buffer(_core.PARAMS)).all()
     assert core.loss_and_grad(x, eps, 0, 0, 1.0, c=(None, codes))[0] < first
+
+
+SIDE_LEVELS = (3, 2)  # injected covariates; the label is a side column after them
+
+
+def build_side(mode, likelihood="zinb", beta=0.8):
+    """scVI's own arrangement: the label (column 2 of the codes, 4 values)
+    indexes θ's table but is no covariate of the layers."""
+    spec = CovariateModel(D, HID, Z, SIDE_LEVELS, likelihood=likelihood, dispersion=mode,
+                          n_labels=LEVELS[LABEL])
+    core = _core.VAECore(D, list(HID), list(reversed(HID)), Z,
+                         REGISTRY[CORE_LIK[likelihood]].code, beta,
+                         categorical=list(SIDE_LEVELS), dispersion=mode,
+                         dispersion_levels=LEVELS[LABEL])
+    return spec, core
+
+
+@pytest.mark.parametrize("likelihood", ["zinb", "nb"])
+def test_side_label_column_matches_the_twin(rng, likelihood, kernel_set):
+    spec, core = build_side("gene-label", likelihood)
+    assert core.dispersion_info()[1:] == (2, core.num_params - LEVELS[LABEL] * D, 4)
+    params = f32(spec.init(rng))
+    core.set_buffer(_core.PARAMS, to_flat(core, params))
+    x, codes, eps = data(rng)  # columns: two covariates, then the label
+    loss, recon, kl = core.loss_and_grad(x, eps, 0, 0, 1.0, c=(None, codes))
+    want, per_row, want_g = loss_and_grad(spec, params, x.astype(np.float64), codes[:, :2],
+                                          None, codes[:, LABEL], eps.astype(np.float64),
+                                          beta=0.8)
+    np.testing.assert_allclose(loss, want, rtol=2e-5)
+    got, got_lt = grads_like(core, core.get_buffer(_core.GRADS), params)
+    for l, (g, w) in enumerate(zip(got, layers_of(want_g))):
+        assert set(g) == set(w), l
+        for k in w:
+            close(g[k], w[k], f"{l}.{k}")
+    close(got_lt, want_g["log_theta"], "log_theta")
+    elbo = core.elbo(x, eps, c=(None, codes))
+    np.testing.assert_allclose(-elbo, per_row, rtol=2e-5)
+
+
+def test_side_column_without_covariates_trains_bit_identically(rng, threads_setting):
+    """A model with no injected covariates and θ per label (a side column):
+    train_steps gathers the column with the rows; 1/2/3 threads agree."""
+    x, codes, _ = data(rng, B=300)
+    labels = np.ascontiguousarray(codes[:, LABEL:])
+    order = rng.permutation(300).astype(np.int64)
+    results = []
+    for n in (1, 2, 3):
+        vaefast.set_num_threads(n)
+        core = _core.VAECore(D, list(HID), list(reversed(HID)), Z, REGISTRY["zinb"].code, 1.0,
+                             dispersion="gene-label", dispersion_levels=4)
+        assert core.dispersion_info()[1:] == (0, core.num_params - 4 * D, 4)
+        core.set_buffer(_core.PARAMS, (0.2 * np.random.default_rng(2).standard_normal(
+            core.num_params)).astype(np.float32))
+        assert core.train_steps(x, order, 64, 0, 4, 11, 0, 1e-2, 0.9, 0.999, 1e-8, 0.0, "adam",
+                                1.0, np.zeros(3), c=(None, labels)) == (4, 0)
+        results.append(core.get_buffer(_core.PARAMS))
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])
+    bad = labels.copy()
+    bad[7, 0] = 4
+    with pytest.raises(ValueError, match="loss_and_grad"):
+        core.loss_and_grad(x, np.zeros((300, Z), np.float32), 0, 0, 1.0, c=(None, bad))
+    with pytest.raises(ValueError, match="encode"):
+        core.encode(x)  # the rows must carry the side column

@@ -247,7 +247,7 @@ cdef extern from "vae_dropout.h" nogil:
 cdef extern from "vae_dispersion.h" nogil:
     int VF_DISPERSION_GENE, VF_DISPERSION_GENE_BATCH, VF_DISPERSION_GENE_LABEL
     int VF_DISPERSION_GENE_CELL
-    int vf_vae_set_dispersion(vf_vae *m, int mode, int64_t column)
+    int vf_vae_set_dispersion(vf_vae *m, int mode, int64_t column, int64_t levels)
     int vf_vae_dispersion_info(const vf_vae *m, int64_t info[4])
 
 # ---- batch and layer normalisation (csrc/norm.c) (_norm.pxi)

@@ -131,7 +131,7 @@ cdef class VAECore:
     def __cinit__(self, int64_t n_features, enc_hidden, dec_hidden, int64_t latent_dim,
                   int likelihood, float beta, int64_t n_conditions=0, str variance="unit",
                   categorical=(), bint deep=True, bint encode=False, dispersion="gene",
-                  dispersion_covariate=None):
+                  dispersion_covariate=None, dispersion_levels=None):
         cdef int64_t[::1] enc = _np.ascontiguousarray(enc_hidden, dtype=_np.int64).reshape(-1)
         cdef int64_t[::1] dec = _np.ascontiguousarray(dec_hidden, dtype=_np.int64).reshape(-1)
         cdef int64_t dummy = 1
@@ -162,7 +162,8 @@ cdef class VAECore:
         else:
             status = vf_vae_create_config(&cfg, &self.m)
         check_status(status, "vf_vae_create")
-        _set_dispersion(self.m, dispersion, dispersion_covariate, likelihood, lev.shape[0])
+        _set_dispersion(self.m, dispersion, dispersion_covariate, dispersion_levels, likelihood,
+                        lev.shape[0])
         self.n_cat = lev.shape[0]
         self.n_features = n_features
         self.latent_dim = latent_dim
