@@ -243,6 +243,13 @@ cdef extern from "vae_dropout.h" nogil:
     int vf_dropout_mask(uint64_t seed, uint64_t step, int layer, int64_t row0, int64_t M,
                         int64_t N, float p, float *mask, int64_t ld)
 
+# ---- the NB/ZINB dispersion modes (csrc/vae_dispersion.c) (_dispersion.pxi)
+cdef extern from "vae_dispersion.h" nogil:
+    int VF_DISPERSION_GENE, VF_DISPERSION_GENE_BATCH, VF_DISPERSION_GENE_LABEL
+    int VF_DISPERSION_GENE_CELL
+    int vf_vae_set_dispersion(vf_vae *m, int mode, int64_t column, int64_t levels)
+    int vf_vae_dispersion_info(const vf_vae *m, int64_t info[4])
+
 # ---- batch and layer normalisation (csrc/norm.c) (_norm.pxi)
 cdef extern from "norm.h" nogil:
     int vf_batch_norm_train(int64_t M, int64_t N, const float *y, int64_t ldy,

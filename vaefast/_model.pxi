@@ -130,7 +130,8 @@ cdef class VAECore:
 
     def __cinit__(self, int64_t n_features, enc_hidden, dec_hidden, int64_t latent_dim,
                   int likelihood, float beta, int64_t n_conditions=0, str variance="unit",
-                  categorical=(), bint deep=True, bint encode=False):
+                  categorical=(), bint deep=True, bint encode=False, dispersion="gene",
+                  dispersion_covariate=None, dispersion_levels=None):
         cdef int64_t[::1] enc = _np.ascontiguousarray(enc_hidden, dtype=_np.int64).reshape(-1)
         cdef int64_t[::1] dec = _np.ascontiguousarray(dec_hidden, dtype=_np.int64).reshape(-1)
         cdef int64_t dummy = 1
@@ -161,6 +162,8 @@ cdef class VAECore:
         else:
             status = vf_vae_create_config(&cfg, &self.m)
         check_status(status, "vf_vae_create")
+        _set_dispersion(self.m, dispersion, dispersion_covariate, dispersion_levels, likelihood,
+                        lev.shape[0])
         self.n_cat = lev.shape[0]
         self.n_features = n_features
         self.latent_dim = latent_dim
@@ -174,6 +177,11 @@ cdef class VAECore:
         cdef int64_t info[4]
         check_status(vf_vae_layer_info(self.m, l, info), "layer_info")
         return (info[0], info[1], info[2], info[3])
+
+    def dispersion_info(self):
+        """(mode, code column or -1, offset of the log θ table or -1, its rows
+        or 0): where θ lives (csrc/vae_dispersion.h has the layout)."""
+        return _dispersion_info(self.m)
 
     def set_dropout(self, float encoder_rate, float decoder_rate):
         """Training-only dropout rates of the encoder's and decoder's hidden layers."""
