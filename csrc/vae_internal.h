@@ -129,6 +129,8 @@ struct vf_vae {
     vae_norm *norm; /* batch / layer normalisation, or NULL (vae_norm.c) */
     /* 1 while a training call whose rows ask for VF_PRECISION_BF16 runs */
     int bf16;
+    vf_vae_grad_hook grad_hook; /* vf_vae_set_grad_hook, or NULL */
+    void *grad_hook_ctx;
 };
 
 #define VF_ALIGN_FLOATS 16 /* sub-buffers start on 64-byte boundaries */
@@ -188,6 +190,8 @@ static inline int vae_bf16(const vf_vae_rows *r)
 /* vae_covariates.c: the parameter, gradient and moment buffers grown to n
  * floats (the new tail zero), for parameters added after creation */
 int vae_grow_params(vf_vae *m, int64_t n);
+/* Layer l's gradient is final: tell the grad hook, if any (vae_grad_hook.c). */
+void vae_grad_ready(const vf_vae *m, int l);
 
 /* vae_csr.c */
 int vae_csr_usable(const vf_vae *m, const vf_vae_rows *r);
