@@ -10,6 +10,7 @@ import numpy as np
 from .. import _core, _rows
 from .._internals import Internals, internals
 from .._typing import F32, F64
+from .overlap import BucketedAllreduce
 from .progress import Bar
 from .sources import OneProcessSource
 
@@ -152,6 +153,10 @@ class ShardSource(OneProcessSource):
         n, b = self.n_rows, self.batch_size
         order = (np.random.default_rng([model.seed, epoch, self.rank]).permutation(n)
                  if shuffle else None)
+        # the exchange overlapped with the backward pass (overlap.py), unless
+        # VAEFAST_MPI_OVERLAP=0: one blocking Allreduce after it, as before
+        reducer = (BucketedAllreduce(core, self.comm, MPI)
+                   if os.environ.get("VAEFAST_MPI_OVERLAP", "1") != "0" else None)
         grads = core.grads_array()  # the C buffer itself: reduced in place
         sums, local = np.zeros(3), np.zeros(3)
         for s in range(self.n_steps):
@@ -163,12 +168,16 @@ class ShardSource(OneProcessSource):
                 status = core.shard_grads(self.take(take), model.seed,
                                           model.step_, int(rows[:self.rank].sum()),
                                           int(rows.sum()), trainer.kl_weight, local,
-                                          trainer.precision)
+                                          trainer.precision,
+                                          None if reducer is None else reducer.on_layer)
                 trainer.check_status(status)
             except Exception as exc:
                 error = exc
+            if reducer is not None:  # every rank, failed or not: the same collectives
+                reducer.finish()
             self._agree(error, f"computing the gradient of step {model.step_}")
-            self.comm.Allreduce(MPI.IN_PLACE, grads, op=MPI.SUM)
+            if reducer is None:
+                self.comm.Allreduce(MPI.IN_PLACE, grads, op=MPI.SUM)
             trainer.check_status(core.apply_update(model.step_, *trainer.update_args()))
             model.step_ += 1
             sums += local
