@@ -54,7 +54,7 @@ MPI_MODES = {
 }
 
 
-def mpi_rank(steps, batch_per_rank):
+def mpi_rank(steps, batch_per_rank, late_ms=0.0):
     """Run inside mpiexec: a split-step loop with per-phase timing, then fit."""
     from mpi4py import MPI
 
@@ -69,7 +69,7 @@ def mpi_rank(steps, batch_per_rank):
     grads = core.grads_array()
     B = batch_per_rank * size
     local = np.zeros(3)
-    t_grad = t_reduce = t_update = 0.0
+    t_grad = t_reduce = t_update = cpu_reduce = 0.0
     overlap = os.environ.get("VAEFAST_MPI_OVERLAP", "1") != "0"
     if overlap:  # as fit does: buckets started during the backward pass
         from vaefast.training.overlap import BucketedAllreduce
@@ -81,17 +81,20 @@ def mpi_rank(steps, batch_per_rank):
         t0 = time.perf_counter()
         core.shard_grads(xb, 0, s, rank * batch_per_rank, B, 1.0, local, 0,
                          reducer.on_layer if overlap else None)
-        t1 = time.perf_counter()
+        if late_ms and rank == size - 1:  # a late partner: rank 0 reports its wait
+            time.sleep(late_ms / 1e3)
+        t1, c1 = time.perf_counter(), time.process_time()
         if overlap:
-            reducer.finish()
+            reducer.finish(False)
         else:
             comm.Allreduce(MPI.IN_PLACE, grads, op=MPI.SUM)
-        t2 = time.perf_counter()
+        t2, c2 = time.perf_counter(), time.process_time()
         core.apply_update(s, 1e-3, 0.9, 0.999, 1e-8, 0.0, "adam")
         t3 = time.perf_counter()
         if s >= 10:  # warm-up excluded
             t_grad += t1 - t0
             t_reduce += t2 - t1
+            cpu_reduce += c2 - c1  # CPU burnt while waiting: polling vs sleeping
             t_update += t3 - t2
     timed = steps - 10
     # the same through fit(comm=...): what a user gets, per-step Python included
@@ -107,9 +110,9 @@ def mpi_rank(steps, batch_per_rank):
     cpu = comm.gather(cpu_per_row)
     if rank == 0:
         _emit(bench="mpi", ranks=size, threads_per_rank=1, batch_per_rank=batch_per_rank,
-              mode=os.environ.get("VAEFAST_BENCH_MPI_MODE", "overlap"),
+              mode=os.environ.get("VAEFAST_BENCH_MPI_MODE", "overlap"), late_ms=late_ms,
               ms_gradient=1e3 * t_grad / timed, ms_allreduce=1e3 * t_reduce / timed,
-              ms_update=1e3 * t_update / timed,
+              cpu_ms_allreduce=1e3 * cpu_reduce / timed, ms_update=1e3 * t_update / timed,
               fit_samples_per_s=size * len(X) / fit_s,
               cpu_ms_per_1k_rows_each_rank=[1e6 * c for c in cpu])
 
@@ -131,7 +134,8 @@ def mpi(args):
             for n in (1, 2):
                 out = subprocess.run([mpiexec, "-n", str(n), "-launcher", "fork", "-iface", "lo",
                                       sys.executable, __file__, "mpi-rank", "--steps",
-                                      str(args.steps), "--batch", str(args.batch)],
+                                      str(args.steps), "--batch", str(args.batch),
+                                      "--late-ms", str(args.late_ms)],
                                      env=dict(env, VAEFAST_BENCH_MPI_MODE=mode, **MPI_MODES[mode]),
                                      capture_output=True, text=True, check=True).stdout
                 row = json.loads(out.strip().splitlines()[-1])
@@ -243,9 +247,14 @@ def main():
     a.add_argument("--repeats", type=int, default=3)
     a.add_argument("--modes", default="blocking,overlap",
                    help=f"comma-separated, from {sorted(MPI_MODES)}")
+    late = dict(type=float, default=0.0, help="the last rank sleeps this long before each "
+                "exchange of the split-step loop (not fit): rank 0's cpu_ms_allreduce is "
+                "then the CPU its wait burns")
+    a.add_argument("--late-ms", **late)
     a = sub.add_parser("mpi-rank")
     a.add_argument("--steps", type=int, default=200)
     a.add_argument("--batch", type=int, default=128)
+    a.add_argument("--late-ms", **late)
     a = sub.add_parser("dask")
     a.add_argument("--rows", type=int, default=200_000)
     a.add_argument("--chunk", type=int, default=10_000)
@@ -259,7 +268,7 @@ def main():
     if args.what == "mpi":
         mpi(args)
     elif args.what == "mpi-rank":
-        mpi_rank(args.steps, args.batch)
+        mpi_rank(args.steps, args.batch, args.late_ms)
     elif args.what == "dask":
         dask_bench(args)
     else:

@@ -117,11 +117,15 @@ class ShardSource(OneProcessSource):
         r, m = failed[0]
         raise DistributedError(f"rank {r} failed while {what} ({m}); every rank stops")
 
-    def _agree(self, error: Optional[BaseException], what: str) -> None:
-        """One Allreduce of an error flag; raise on every rank if any failed."""
-        flag = np.array([0 if error is None else 1], dtype=np.int32)
-        self.comm.Allreduce(self.MPI.IN_PLACE, flag, op=self.MPI.MAX)
-        if flag[0]:
+    def _agree(self, error: Optional[BaseException], what: str,
+               any_failed: Optional[bool] = None) -> None:
+        """One Allreduce of an error flag (unless any_failed is that result
+        already); raise on every rank if any failed."""
+        if any_failed is None:
+            flag = np.array([0 if error is None else 1], dtype=np.int32)
+            self.comm.Allreduce(self.MPI.IN_PLACE, flag, op=self.MPI.MAX)
+            any_failed = bool(flag[0])
+        if any_failed:
             messages = self.comm.allgather(None if error is None else _describe(error))
             self._raise_failures(error, messages, what)
 
@@ -173,10 +177,11 @@ class ShardSource(OneProcessSource):
                 trainer.check_status(status)
             except Exception as exc:
                 error = exc
+            what = f"computing the gradient of step {model.step_}"
             if reducer is not None:  # every rank, failed or not: the same collectives
-                reducer.finish()
-            self._agree(error, f"computing the gradient of step {model.step_}")
-            if reducer is None:
+                self._agree(error, what, reducer.finish(error is not None))
+            else:
+                self._agree(error, what)
                 self.comm.Allreduce(MPI.IN_PLACE, grads, op=MPI.SUM)
             trainer.check_status(core.apply_update(model.step_, *trainer.update_args()))
             model.step_ += 1

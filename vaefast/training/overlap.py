@@ -22,12 +22,18 @@ Allreduce of the whole buffer would use.
 Why the wait sleeps: MPICH polls while it waits in Wait/Allreduce, a full
 core for as long as the partner is late; on a machine with as many cores
 as ranks (or hyperthreads sharing a core) that steals from the rank being
-waited for. The wait here spins on ``Testall`` for ``spin_s`` and then
-sleeps between tests, the sleep doubling from 20 µs to ``max_sleep_s``.
+waited for. The step's error flag is reduced with the buckets (started
+after them): it completes once every rank has finished its backward pass.
+The wait for it spins for ``spin_s``, then sleeps between tests, the sleep
+doubling from 20 µs to ``max_sleep_s``; then every rank is present and
+the buckets' transfers are polled to the end (sleeping there would slow
+the transfer itself, which needs both sides).
 """
 
 import time
 from typing import Any, List, Optional, Tuple
+
+import numpy as np
 
 from .. import _core
 
@@ -70,7 +76,7 @@ class BucketedAllreduce:
 
     def __init__(self, core: _core.VAECore, comm: Any, MPI: Any,
                  bucket_floats: Optional[int] = None, spin_s: float = 50e-6,
-                 max_sleep_s: float = 200e-6) -> None:
+                 max_sleep_s: float = 100e-6) -> None:
         self.comm, self.MPI = comm, MPI
         self.grads = core.grads_array()  # the C buffer itself: reduced in place
         self.plan = bucket_plan(core, bucket_floats)
@@ -92,16 +98,26 @@ class BucketedAllreduce:
         self._start_through(layer)
         self.MPI.Request.Testall(self.requests)
 
-    def finish(self) -> None:
-        """Start the buckets left, then wait for all: spin, then sleep."""
+    def finish(self, failed: bool) -> bool:
+        """Start the buckets left, then this step's error flag (its MAX over
+        the ranks, started after the buckets on every rank); wait for the
+        flag without holding the core, then for the buckets. Returns whether
+        any rank failed (its gradient is then garbage)."""
         self._start_through(-1)
+        flag = np.array([1 if failed else 0], dtype=np.int32)
+        arrived = self.comm.Iallreduce(self.MPI.IN_PLACE, flag, op=self.MPI.MAX)
         requests, self.requests, self.started = self.requests, [], 0
-        Testall = self.MPI.Request.Testall
+        # The flag completes once every rank has finished its backward: until
+        # then a partner is still computing, and polling for it would take a
+        # core it may need. Spin briefly, then sleep between tests.
         t0 = time.perf_counter()
-        while not Testall(requests):
+        while not arrived.Test():
             if time.perf_counter() - t0 >= self.spin_s:
                 break
         sleep = 20e-6
-        while not Testall(requests):
+        while not arrived.Test():
             time.sleep(sleep)
             sleep = min(2 * sleep, self.max_sleep_s)
+        # every rank is here and takes part in the transfers: poll till done
+        self.MPI.Request.Waitall(requests)
+        return bool(flag[0])
