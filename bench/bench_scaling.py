@@ -1,7 +1,7 @@
 """Scaling benchmarks: MPI data-parallel training, Dask inference, streaming fit.
 
     python bench/bench_scaling.py mpi     [--steps 200]      # launches mpiexec itself
-        [--modes blocking,throttle,overlap]  # the exchange: see MPI_MODES
+        [--modes blocking,throttle,overlap] [--late-ms 5]  # the exchange: MPI_MODES
     python bench/bench_scaling.py dask    [--rows 200000]
     python bench/bench_scaling.py stream  [--rows 1000000]
 
@@ -45,12 +45,14 @@ def _emit(**kw):
 # while it waits); the same with MPICH's progress throttle (a usleep(1) after
 # 64 polls that found nothing, MPIR_CVAR_CH4_PROGRESS_THROTTLE); or the
 # default, per-layer buckets overlapped with the backward pass and a
-# sleeping wait (vaefast/training/overlap.py).
+# sleeping wait (vaefast/training/overlap.py), alone or with the throttle.
+_THROTTLE = {"MPIR_CVAR_CH4_PROGRESS_THROTTLE": "1",
+             "MPIR_CVAR_CH4_PROGRESS_THROTTLE_NO_PROGRESS_COUNT": "64"}
 MPI_MODES = {
     "blocking": {"VAEFAST_MPI_OVERLAP": "0"},
-    "throttle": {"VAEFAST_MPI_OVERLAP": "0", "MPIR_CVAR_CH4_PROGRESS_THROTTLE": "1",
-                 "MPIR_CVAR_CH4_PROGRESS_THROTTLE_NO_PROGRESS_COUNT": "64"},
+    "throttle": {"VAEFAST_MPI_OVERLAP": "0", **_THROTTLE},
     "overlap": {"VAEFAST_MPI_OVERLAP": "1"},
+    "overlap+throttle": {"VAEFAST_MPI_OVERLAP": "1", **_THROTTLE},
 }
 
 
