@@ -22,6 +22,15 @@ cdef class _LayerHook:
     def __cinit__(self, VAECore core, on_layer):
         self.core, self.on_layer, self.error = core, on_layer, None
 
+    cdef int _set(self, vf_vae_grad_hook hook, void *ctx):
+        # it waits for the model's writer lock: without the GIL, so that a
+        # thread holding a read session (VAECore.reading) can finish it
+        cdef vf_vae *m = self.core.m
+        cdef int status
+        with nogil:
+            status = vf_vae_set_grad_hook(m, hook, ctx)
+        return status
+
     cdef void call(self, int layer) noexcept:
         if self.error is not None:
             return
@@ -32,13 +41,12 @@ cdef class _LayerHook:
 
     def __enter__(self):
         if self.on_layer is not None:
-            check_status(vf_vae_set_grad_hook(self.core.m, _grad_ready, <void *>self),
-                         "set_grad_hook")
+            check_status(self._set(_grad_ready, <void *>self), "set_grad_hook")
         return self
 
     def __exit__(self, *exc_info):
         if self.on_layer is not None:
-            vf_vae_set_grad_hook(self.core.m, NULL, NULL)
+            self._set(NULL, NULL)
             if self.error is not None and exc_info[0] is None:
                 raise self.error
         return False
