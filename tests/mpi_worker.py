@@ -134,7 +134,12 @@ def main(scenario, outdir):
             out["error"] = np.array(str(exc))
     elif scenario == "overlap":
         out.update(overlapped_and_blocking(X, comm))
-    elif scenario in ("nan_shard", "fail_midway", "fail_in_backward", "different_models"):
+    elif scenario in ("nan_shard", "fail_midway", "fail_in_backward", "different_models",
+                      "different_overlap"):
+        if scenario == "different_overlap" and rank == 1:
+            import os
+
+            os.environ["VAEFAST_MPI_OVERLAP"] = "0"  # rank 0 overlaps, rank 1 blocks
         if scenario == "nan_shard" and rank == 1:
             X[5, 7] = np.nan
         if scenario == "fail_midway" and rank == 1:

@@ -195,6 +195,13 @@ def test_ranks_starting_from_different_models_are_refused(tmp_path):
         assert r["distributed"] and "different models" in str(r["error"])
 
 
+def test_ranks_with_different_exchanges_are_refused(tmp_path):
+    # an overlapped and a blocking exchange would not match: refused up front
+    for r in run_ranks("different_overlap", tmp_path):
+        assert r["distributed"] and "VAEFAST_MPI_OVERLAP differs" in str(r["error"])
+        assert int(r["step"]) == 0
+
+
 def test_ranks_with_different_fit_arguments_are_refused(tmp_path):
     for r in run_ranks("different_arguments", tmp_path):
         assert "fit arguments differ between ranks: ['epochs']" in str(r["error"])

@@ -60,6 +60,8 @@ class ShardSource(OneProcessSource):
         self.MPI, self.comm = MPI, comm
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
         self.is_root = self.rank == 0
+        # both sides of every step's collectives must agree (checked below)
+        self.overlap = os.environ.get("VAEFAST_MPI_OVERLAP", "1") != "0"
         if "OMP_NUM_THREADS" not in os.environ:
             _core.set_num_threads(1)
         error: Optional[Exception] = None
@@ -72,10 +74,14 @@ class ShardSource(OneProcessSource):
             error = exc
         start = (None if error is None else _describe(error),
                  0 if error is not None else self.n_rows,
-                 _state_crc(internals(model).core), model.step_, model.epoch_, model.optimizer_)
+                 self.overlap, _state_crc(internals(model).core), model.step_, model.epoch_,
+                 model.optimizer_)
         everyone = comm.allgather(start)
         self._raise_failures(error, [e[0] for e in everyone], "checking the shards")
-        if len({e[2:] for e in everyone}) != 1:
+        if len({e[2] for e in everyone}) != 1:
+            raise DistributedError("VAEFAST_MPI_OVERLAP differs between ranks (the "
+                                   "exchanges would not match): set it alike on every rank")
+        if len({e[3:] for e in everyone}) != 1:
             raise DistributedError("the ranks start from different models (weights, "
                                    "optimizer state or step/epoch counters differ): build "
                                    "the model with the same arguments and seed on every "
@@ -159,8 +165,7 @@ class ShardSource(OneProcessSource):
                  if shuffle else None)
         # the exchange overlapped with the backward pass (overlap.py), unless
         # VAEFAST_MPI_OVERLAP=0: one blocking Allreduce after it, as before
-        reducer = (BucketedAllreduce(core, self.comm, MPI)
-                   if os.environ.get("VAEFAST_MPI_OVERLAP", "1") != "0" else None)
+        reducer = BucketedAllreduce(core, self.comm, MPI) if self.overlap else None
         grads = core.grads_array()  # the C buffer itself: reduced in place
         sums, local = np.zeros(3), np.zeros(3)
         for s in range(self.n_steps):
