@@ -16,8 +16,9 @@ still the sum of the same N rank values by one reduction. With two ranks
 that sum is one IEEE addition, a + b = b + a, so the result is
 bit-identical to one Allreduce of the whole buffer (tests/test_mpi.py
 checks it); with more ranks MPI chooses the reduction algorithm per message
-size, the same on every step and rank, but not necessarily the one a single
-Allreduce of the whole buffer would use.
+size, the same on every step, but not necessarily the one a single
+Allreduce of the whole buffer would use (the per-epoch CRC of the weights
+still checks that the ranks agree).
 
 Why the wait sleeps: MPICH polls while it waits in Wait/Allreduce, a full
 core for as long as the partner is late; on a machine with as many cores
