@@ -137,6 +137,8 @@ struct vf_vae {
      * the rows carry (1: the dispersion table's own column, 0: none) */
     int disp;
     int64_t disp_col, disp_table, disp_levels, side_codes;
+    vf_vae_grad_hook grad_hook; /* vf_vae_set_grad_hook, or NULL */
+    void *grad_hook_ctx;
 };
 
 #define VF_ALIGN_FLOATS 16 /* sub-buffers start on 64-byte boundaries */
@@ -196,6 +198,8 @@ static inline int vae_bf16(const vf_vae_rows *r)
 /* vae_covariates.c: the parameter, gradient and moment buffers grown to n
  * floats (the new tail zero), for parameters added after creation */
 int vae_grow_params(vf_vae *m, int64_t n);
+/* Layer l's gradient is final: tell the grad hook, if any (vae_grad_hook.c). */
+void vae_grad_ready(const vf_vae *m, int l);
 
 /* vae_dispersion.c: log θ of a count loss call whose output layer has
  * `heads` D-wide heads before any θ head: lt (ldt 0: one D vector) and,

@@ -88,6 +88,7 @@ static int layers_backward(vf_vae *m, int first, int last, int64_t B, const floa
                                         g->d, at_first ? NULL : m->act[l - 1], dx);
         if (st != VF_OK)
             return st;
+        vae_grad_ready(m, l); /* its dW, db are final: the exchange may start */
         if (dx && l > 0) /* the input was act[l − 1], maybe after dropout */
             vae_dropout_backward(m, l - 1, B, dx);
         if (dx)

@@ -178,6 +178,8 @@ cdef extern from "vaefast.h" nogil:
                            float kl_weight, double *sums3)
     int vf_vae_apply_update(vf_vae *m, uint64_t step, float lr, float beta1, float beta2,
                             float adam_eps, float weight_decay, int optimizer)
+    ctypedef void (*vf_vae_grad_hook)(void *ctx, int layer) noexcept nogil
+    int vf_vae_set_grad_hook(vf_vae *m, vf_vae_grad_hook hook, void *ctx)
 
 # ---- sparse first layer (csrc/csr.c) (_csr.pxi)
 cdef extern from "vaefast.h" nogil:

@@ -6,7 +6,7 @@ dtype and layout; it is written here as the float32 ndarray the Python layer
 passes. Parameters the binding checks for None are Optional.
 """
 
-from typing import Final, Literal
+from typing import Callable, Final, Literal
 
 from typing_extensions import disjoint_base
 
@@ -215,6 +215,7 @@ class VAECore:
                     csr: CSRBatch | None = None, precision: int = 0) -> tuple[int, int]: ...
     def grads_array(self) -> _F32: ...
     def shard_grads(self, X: _F32, seed: int, step: int, row0: int, batch_total: int,
-                    kl_weight: float, sums: _F64, precision: int = 0) -> int: ...
+                    kl_weight: float, sums: _F64, precision: int = 0,
+                    on_layer: Callable[[int], object] | None = None) -> int: ...
     def apply_update(self, step: int, lr: float, beta1: float, beta2: float, adam_eps: float,
                      weight_decay: float, optimizer: str) -> int: ...

@@ -502,9 +502,11 @@ cdef class VAECore:
 
     def shard_grads(self, const float[:, ::1] X, uint64_t seed, uint64_t step,
                     int64_t row0, int64_t batch_total, float kl_weight, double[::1] sums,
-                    int precision=0):
+                    int precision=0, on_layer=None):
         """vf_vae_shard_grads on X (B may be 0); sums (3) receives this shard's
-        {loss, recon, KL} sums. Returns the status (not raised)."""
+        {loss, recon, KL} sums. Returns the status (not raised). on_layer(l),
+        if given, is called as soon as layer l's gradient is final
+        (_grad_hook.pxi); an exception it raises is raised after the call."""
         cdef int64_t B = X.shape[0]
         if X.shape[1] != self.n_features:
             raise ValueError(f"X must have {self.n_features} columns, got {X.shape[1]}")
@@ -513,9 +515,10 @@ cdef class VAECore:
         cdef const float *px = &X[0, 0] if B > 0 else NULL
         cdef _Rows rows = _Rows(B, self.n_conditions, None, None, precision)  # comm=: no c yet
         cdef int status
-        with nogil:
-            status = vf_vae_shard_grads(self.m, B, px, rows.ptr(), seed, step, row0,
-                                        batch_total, kl_weight, &sums[0])
+        with _LayerHook(self, on_layer):
+            with nogil:
+                status = vf_vae_shard_grads(self.m, B, px, rows.ptr(), seed, step, row0,
+                                            batch_total, kl_weight, &sums[0])
         return status
 
     def apply_update(self, uint64_t step, float lr, float beta1, float beta2, float adam_eps,
