@@ -17,8 +17,11 @@
  * B tiles per k-step into tmm4-7 (one B tile for a last block 16 columns
  * wide, as in N = 40), and walks all of K in order; the fp32
  * result then goes through the epilogue (bias, ReLU, the nonfinite flag).
- * Threads take micro-tiles from the team (csrc/threads.h); each C entry
- * is the same sequence of TDPBF16PS steps whatever the thread count. The
+ * Two team loops (csrc/threads.h) per product: the packing, 16 rows of
+ * op(A) or 16 columns of op(B) per unit (bf16 conversion in parallel,
+ * never serial on the caller), then C in units of 32 rows × 128 columns
+ * (one LDTILECFG per run of units); each C entry is the same sequence of
+ * TDPBF16PS steps whatever the thread count. The
  * arithmetic is not VDPBF16PS's (docs/precision.md: per instruction,
  * even-k and odd-k products in two float32 sums, then C + (E + O)), so
  * this route's bits differ from the emulation's. */
@@ -38,8 +41,10 @@
 
 #define AMX_TARGET __attribute__((target("amx-tile,amx-bf16")))
 #define AMX_TILE 256 /* uint32 pairs per tile: 16 rows × 16 */
-#define AMX_MC 128   /* rows of A per packed block (a multiple of 32) */
-#define AMX_NC 256   /* columns of B per packed block (a multiple of 32) */
+#define AMX_UNIT_N 128 /* columns of C per unit of the team (a multiple of 32) */
+/* packed op(B) up to this size stays in a core's L2 (2 MiB on Sapphire
+ * Rapids): units then go row block by row block, each op(A) tile read once */
+#define AMX_B_CACHED (1 << 20)
 
 /* The GCC 12 tile intrinsics are asm without a memory clobber: fence the
  * ordinary stores of the packers and loads of the epilogue around them. */
@@ -84,65 +89,65 @@ static inline vu a_pairs_down_k(const vf_bf16_problem *p, int64_t i0, int64_t h,
     return vu_bf16_pair(lo, hi);
 }
 
-/* Pack rows i0..i0+h of op(A) (h <= AMX_MC) into tiles; nq k-steps. */
-static void pack_a(const vf_bf16_problem *p, int64_t i0, int64_t h, int64_t nq, uint32_t *ap)
+/* Pack 16-row group g of op(A) (rows 16g..16g+15; rows past M read 0)
+ * into its nq tiles at t. Every byte of the tiles is written, so the
+ * buffer needs no clearing first. */
+static void pack_a_group(const vf_bf16_problem *p, int64_t g, int64_t nq, uint32_t *t)
 {
-    const int64_t groups = (h + 31) / 32 * 2;
-    memset(ap, 0, (size_t)(groups * nq * AMX_TILE) * sizeof(uint32_t));
-    for (int64_t g = 0; g < groups && 16 * g < h; ++g) {
-        const int64_t r0 = 16 * g, rows = amx_min(16, h - r0);
-        for (int64_t s = 0; s < nq; ++s) {
-            uint32_t *t = ap + (g * nq + s) * AMX_TILE;
-            if (p->trans_a) { /* a pair of one row: two rows of the stored matrix */
-                uint32_t q_by_r[256] __attribute__((aligned(64)));
-                for (int64_t qq = 0; qq < 16; ++qq) /* pairs past K: a zero row */
-                    vu_store(q_by_r + qq * 16, 32 * s + 2 * qq < p->K
-                                                   ? a_pairs_down_k(p, i0 + r0, rows,
-                                                                    32 * s + 2 * qq)
-                                                   : vu_set1(0));
-                tile_transpose(q_by_r, t);
-                continue;
-            }
-            const int64_t k0 = 32 * s, kn = amx_min(32, p->K - k0); /* a row's 32 floats */
-            for (int64_t r = 0; r < rows; ++r)
-                vu_store(t + r * 16, row_pairs(p->A + (i0 + r0 + r) * p->lda + k0, kn));
+    const int64_t r0 = 16 * g, rows = amx_min(16, p->M - r0);
+    if (rows <= 0) { /* the padding group of an M that is not a multiple of 32 */
+        memset(t, 0, (size_t)(nq * AMX_TILE) * sizeof(uint32_t));
+        return;
+    }
+    for (int64_t s = 0; s < nq; ++s, t += AMX_TILE) {
+        if (p->trans_a) { /* a pair of one row: two rows of the stored matrix */
+            uint32_t q_by_r[256] __attribute__((aligned(64)));
+            for (int64_t qq = 0; qq < 16; ++qq) /* pairs past K: a zero row */
+                vu_store(q_by_r + qq * 16, 32 * s + 2 * qq < p->K
+                                               ? a_pairs_down_k(p, r0, rows, 32 * s + 2 * qq)
+                                               : vu_set1(0));
+            tile_transpose(q_by_r, t);
+            continue;
         }
+        const int64_t k0 = 32 * s, kn = amx_min(32, p->K - k0); /* a row's 32 floats */
+        for (int64_t r = 0; r < rows; ++r)
+            vu_store(t + r * 16, row_pairs(p->A + (r0 + r) * p->lda + k0, kn));
+        for (int64_t r = rows; r < 16; ++r)
+            vu_store(t + r * 16, vu_set1(0));
     }
 }
 
-/* Pack columns j0..j0+w of op(B) (w <= AMX_NC) into tiles; nq k-steps. */
-static void pack_b(const vf_bf16_problem *p, int64_t j0, int64_t w, int64_t nq, uint32_t *bp)
+/* Pack 16-column group h of op(B) (columns past N read 0) into its nq
+ * tiles at t, every byte written; the ones row of its columns too. */
+static void pack_b_group(const vf_bf16_problem *p, int64_t h, int64_t nq, uint32_t *t)
 {
-    const int64_t groups = (w + 15) / 16;
-    memset(bp, 0, (size_t)(groups * nq * AMX_TILE) * sizeof(uint32_t));
-    for (int64_t h = 0; h < groups; ++h) {
-        const int64_t c0 = 16 * h, cols = amx_min(16, w - c0);
-        const vm m = vm_first(cols);
-        vf sum = vf_zero(); /* the ones row: float32, k in order (bf16_kernels.h) */
-        for (int64_t s = 0; s < nq; ++s) {
-            uint32_t *t = bp + (h * nq + s) * AMX_TILE;
-            if (p->trans_b) { /* a column's pairs: adjacent floats of a stored row */
-                uint32_t c_by_q[256] __attribute__((aligned(64)));
-                const int64_t k0 = 32 * s, kn = amx_min(32, p->K - k0);
-                for (int64_t c = 0; c < 16; ++c) /* columns past N: a zero row */
-                    vu_store(c_by_q + c * 16,
-                             c < cols ? row_pairs(p->B + (j0 + c0 + c) * p->ldb + k0, kn)
-                                      : vu_set1(0));
-                tile_transpose(c_by_q, t);
-                continue;
-            }
-            for (int64_t qq = 0; qq < 16 && 32 * s + 2 * qq < p->K; ++qq) {
-                const int64_t k = 32 * s + 2 * qq; /* rows k, k + 1 side by side */
-                const float *r0 = p->B + k * p->ldb + j0 + c0;
-                const vf lo = vf_load_mask(r0, m);
-                const vf hi = k + 1 < p->K ? vf_load_mask(r0 + p->ldb, m) : vf_zero();
-                sum = vf_add(vf_add(sum, lo), hi);
-                vu_store(t + qq * 16, vu_bf16_pair(lo, hi));
-            }
+    const int64_t c0 = 16 * h, cols = amx_min(16, p->N - c0);
+    const vm m = vm_first(cols);
+    vf sum = vf_zero(); /* the ones row: float32, k in order (bf16_kernels.h) */
+    for (int64_t s = 0; s < nq; ++s, t += AMX_TILE) {
+        const int64_t k0 = 32 * s, kn = amx_min(32, p->K - k0);
+        if (p->trans_b) { /* a column's pairs: adjacent floats of a stored row */
+            uint32_t c_by_q[256] __attribute__((aligned(64)));
+            for (int64_t c = 0; c < 16; ++c) /* columns past N: a zero row */
+                vu_store(c_by_q + c * 16,
+                         c < cols ? row_pairs(p->B + (c0 + c) * p->ldb + k0, kn) : vu_set1(0));
+            tile_transpose(c_by_q, t);
+            continue;
         }
-        if (p->ones_row && !p->trans_b)
-            vf_store_mask(p->ones_row + j0 + c0, sum, m);
+        int64_t qq = 0;
+        for (; qq < 16 && 2 * qq < kn; ++qq) {
+            const int64_t k = k0 + 2 * qq; /* rows k, k + 1 side by side */
+            const float *r0 = p->B + k * p->ldb + c0;
+            const vf lo = vf_load_mask(r0, m);
+            const vf hi = k + 1 < p->K ? vf_load_mask(r0 + p->ldb, m) : vf_zero();
+            sum = vf_add(vf_add(sum, lo), hi);
+            vu_store(t + qq * 16, vu_bf16_pair(lo, hi));
+        }
+        for (; qq < 16; ++qq) /* pairs past K */
+            vu_store(t + qq * 16, vu_set1(0));
     }
+    if (p->ones_row && !p->trans_b)
+        vf_store_mask(p->ones_row + c0, sum, m);
 }
 
 /* t (32×32, row stride 32) = A row groups (a, a + 1) · B column groups
@@ -203,20 +208,37 @@ static int epilogue(const vf_bf16_problem *p, int64_t i0, int64_t j0, int64_t h,
     return bad != 0;
 }
 
-/* one block's micro-tiles, for the team (csrc/threads.h) */
+/* The whole product, for the team (csrc/threads.h): op(A) packed in ga
+ * groups of 16 rows (ga even: M padded to 32), op(B) in gb groups of 16
+ * columns, then C in units of 32 rows × up to AMX_UNIT_N columns. */
 typedef struct {
     const vf_bf16_problem *p;
-    int64_t ic, mc, jc, nc, nq, ni;
-    const uint32_t *ap, *bp;
-} amx_block;
+    int64_t nq, ga, gb, ni, nj;
+    int rows_outer; /* units row block by row block (B all in cache) */
+    uint32_t *ap, *bp;
+} amx_job;
 
-/* micro-tiles [lo, hi) of the block: x = jr·ni + ir (A blocks inner, so a
- * unit's B tiles stay hot); returns 1 if a value was NaN or ±Inf. Tiles
- * are configured per unit: the configuration is per thread, and a unit
- * may run on the caller or on any pool worker. */
-AMX_TARGET static int64_t run_tiles(const void *ctx, int64_t lo, int64_t hi)
+/* pack units [lo, hi): [0, ga) op(A)'s groups, [ga, ga + gb) op(B)'s */
+static int64_t pack_units(const void *ctx, int64_t lo, int64_t hi)
 {
-    const amx_block *b = ctx;
+    const amx_job *j = ctx;
+    for (int64_t x = lo; x < hi; ++x) {
+        if (x < j->ga)
+            pack_a_group(j->p, x, j->nq, j->ap + x * j->nq * AMX_TILE);
+        else
+            pack_b_group(j->p, x - j->ga, j->nq, j->bp + (x - j->ga) * j->nq * AMX_TILE);
+    }
+    return 0;
+}
+
+/* C units [lo, hi): unit x is row block ir (32 rows) × column block jb
+ * (AMX_UNIT_N columns, in micro-tiles of 32); returns 1 if a value was NaN
+ * or ±Inf. Tiles are configured once per call: the configuration is per
+ * thread, and a unit may run on the caller or on any pool worker. */
+AMX_TARGET static int64_t run_units(const void *ctx, int64_t lo, int64_t hi)
+{
+    const amx_job *j = ctx;
+    const vf_bf16_problem *p = j->p;
     amx_config cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.palette = 1;
@@ -228,48 +250,47 @@ AMX_TARGET static int64_t run_tiles(const void *ctx, int64_t lo, int64_t hi)
     float t[32 * 32] __attribute__((aligned(64)));
     int bad = 0;
     for (int64_t x = lo; x < hi; ++x) {
-        const int64_t jr = x / b->ni, ir = x % b->ni;
-        const int64_t w = amx_min(32, b->nc - 32 * jr);
-        micro(b->nq, b->ap + 2 * ir * b->nq * AMX_TILE, b->bp + 2 * jr * b->nq * AMX_TILE, t,
-              w > 16 ? 2 : 1);
-        bad |= epilogue(b->p, b->ic + 32 * ir, b->jc + 32 * jr, amx_min(32, b->mc - 32 * ir), w,
-                        t);
+        const int64_t ir = j->rows_outer ? x / j->nj : x % j->ni;
+        const int64_t jb = j->rows_outer ? x % j->nj : x / j->ni;
+        const int64_t h = amx_min(32, p->M - 32 * ir);
+        const int64_t j_end = amx_min(p->N, (jb + 1) * AMX_UNIT_N);
+        for (int64_t j0 = jb * AMX_UNIT_N; j0 < j_end; j0 += 32) {
+            const int64_t w = amx_min(32, p->N - j0);
+            micro(j->nq, j->ap + 2 * ir * j->nq * AMX_TILE, j->bp + j0 / 16 * j->nq * AMX_TILE,
+                  t, w > 16 ? 2 : 1);
+            bad |= epilogue(p, 32 * ir, j0, h, w, t);
+        }
     }
     _tile_release();
     return bad;
 }
 
-/* An empty C (M or N = 0) runs no block; K = 0 packs zero tiles: C = bias. */
+/* An empty C (M or N = 0) runs nothing; K = 0 packs zero tiles: C = bias.
+ * Two team loops: the packing (all of op(A) and op(B), each group by one
+ * thread), then C's units. */
 int VF_FN(vf_gemm_bf16_amx)(const vf_bf16_problem *p)
 {
+    if (p->M < 1 || p->N < 1) {
+        if (p->nonfinite)
+            *p->nonfinite = 0;
+        return VF_OK;
+    }
     const int64_t nq = (p->K + 31) / 32;
-    const int64_t nc_max = amx_min(AMX_NC, (p->N + 31) / 32 * 32);
-    const int64_t m_pad = (p->M + 31) / 32 * 32;
-    /* +1 tile so a K of 0 still allocates; all of op(A) is packed once, not
-     * once per block of B columns */
-    uint32_t *bp = vf_os_aligned_alloc(64, (size_t)((nq * nc_max / 16 + 1) * AMX_TILE) * 4);
-    uint32_t *ap = vf_os_aligned_alloc(64, (size_t)((nq * m_pad / 16 + 1) * AMX_TILE) * 4);
-    if (!bp || !ap) {
-        vf_os_aligned_free(bp);
-        vf_os_aligned_free(ap);
-        return VF_ERR_NOMEM;
-    }
+    amx_job j = {.p = p, .nq = nq, .ga = (p->M + 31) / 32 * 2, .gb = (p->N + 15) / 16,
+                 .ni = (p->M + 31) / 32, .nj = (p->N + AMX_UNIT_N - 1) / AMX_UNIT_N};
+    j.rows_outer = j.gb * nq * AMX_TILE * 4 <= AMX_B_CACHED;
+    /* +1 tile so a K of 0 still allocates */
+    j.bp = vf_os_aligned_alloc(64, (size_t)((nq * j.gb + 1) * AMX_TILE) * 4);
+    j.ap = vf_os_aligned_alloc(64, (size_t)((nq * j.ga + 1) * AMX_TILE) * 4);
     int bad = 0;
-    for (int64_t ic = 0; ic < p->M && p->N > 0; ic += AMX_MC)
-        pack_a(p, ic, amx_min(AMX_MC, p->M - ic), nq, ap + ic / 16 * nq * AMX_TILE);
-    for (int64_t jc = 0; jc < p->N; jc += AMX_NC) {
-        const int64_t nc = amx_min(AMX_NC, p->N - jc);
-        pack_b(p, jc, nc, nq, bp);
-        for (int64_t ic = 0; ic < p->M; ic += AMX_MC) {
-            const int64_t mc = amx_min(AMX_MC, p->M - ic);
-            const amx_block blk = {.p = p, .ic = ic, .mc = mc, .jc = jc, .nc = nc, .nq = nq,
-                                   .ni = (mc + 31) / 32, .ap = ap + ic / 16 * nq * AMX_TILE,
-                                   .bp = bp};
-            bad |= vf_team_for(p->nthreads, blk.ni * ((nc + 31) / 32), 1, run_tiles, &blk) != 0;
-        }
+    if (j.bp && j.ap) {
+        vf_team_for(p->nthreads, j.ga + j.gb, 1, pack_units, &j);
+        bad = vf_team_for(p->nthreads, j.ni * j.nj, 1, run_units, &j) != 0;
     }
-    vf_os_aligned_free(bp);
-    vf_os_aligned_free(ap);
+    vf_os_aligned_free(j.bp);
+    vf_os_aligned_free(j.ap);
+    if (!j.bp || !j.ap)
+        return VF_ERR_NOMEM;
     if (p->nonfinite)
         *p->nonfinite = bad;
     return VF_OK;
