@@ -18,7 +18,7 @@
  * wide, as in N = 40), and walks all of K in order; the fp32
  * result then goes through the epilogue (bias, ReLU, the nonfinite flag).
  * Two team loops (csrc/threads.h) per product: the packing, 16 rows of
- * op(A) or 16 columns of op(B) per unit (bf16 conversion in parallel,
+ * op(A) or 128 columns of op(B) per unit (bf16 conversion in parallel,
  * never serial on the caller), then C in units of 32 rows × 128 columns
  * (one LDTILECFG per run of units); each C entry is the same sequence of
  * TDPBF16PS steps whatever the thread count. The
@@ -45,6 +45,7 @@
 /* packed op(B) up to this size stays in a core's L2 (2 MiB on Sapphire
  * Rapids): units then go row block by row block, each op(A) tile read once */
 #define AMX_B_CACHED (1 << 20)
+#define AMX_B_BLOCK 8 /* 16-column groups of op(B) per packing unit */
 
 /* The GCC 12 tile intrinsics are asm without a memory clobber: fence the
  * ordinary stores of the packers and loads of the epilogue around them. */
@@ -117,37 +118,58 @@ static void pack_a_group(const vf_bf16_problem *p, int64_t g, int64_t nq, uint32
     }
 }
 
-/* Pack 16-column group h of op(B) (columns past N read 0) into its nq
- * tiles at t, every byte written; the ones row of its columns too. */
-static void pack_b_group(const vf_bf16_problem *p, int64_t h, int64_t nq, uint32_t *t)
+/* Pack 16-column group h of a transposed op(B) into its nq tiles at t. */
+static void pack_bt_group(const vf_bf16_problem *p, int64_t h, int64_t nq, uint32_t *t)
 {
     const int64_t c0 = 16 * h, cols = amx_min(16, p->N - c0);
-    const vm m = vm_first(cols);
-    vf sum = vf_zero(); /* the ones row: float32, k in order (bf16_kernels.h) */
     for (int64_t s = 0; s < nq; ++s, t += AMX_TILE) {
         const int64_t k0 = 32 * s, kn = amx_min(32, p->K - k0);
-        if (p->trans_b) { /* a column's pairs: adjacent floats of a stored row */
-            uint32_t c_by_q[256] __attribute__((aligned(64)));
-            for (int64_t c = 0; c < 16; ++c) /* columns past N: a zero row */
-                vu_store(c_by_q + c * 16,
-                         c < cols ? row_pairs(p->B + (c0 + c) * p->ldb + k0, kn) : vu_set1(0));
-            tile_transpose(c_by_q, t);
-            continue;
-        }
-        int64_t qq = 0;
-        for (; qq < 16 && 2 * qq < kn; ++qq) {
-            const int64_t k = k0 + 2 * qq; /* rows k, k + 1 side by side */
-            const float *r0 = p->B + k * p->ldb + c0;
-            const vf lo = vf_load_mask(r0, m);
-            const vf hi = k + 1 < p->K ? vf_load_mask(r0 + p->ldb, m) : vf_zero();
-            sum = vf_add(vf_add(sum, lo), hi);
-            vu_store(t + qq * 16, vu_bf16_pair(lo, hi));
-        }
-        for (; qq < 16; ++qq) /* pairs past K */
-            vu_store(t + qq * 16, vu_set1(0));
+        uint32_t c_by_q[256] __attribute__((aligned(64)));
+        for (int64_t c = 0; c < 16; ++c) /* a column's pairs: adjacent floats of a stored row */
+            vu_store(c_by_q + c * 16,
+                     c < cols ? row_pairs(p->B + (c0 + c) * p->ldb + k0, kn) : vu_set1(0));
+        tile_transpose(c_by_q, t); /* columns past N: zero rows */
     }
-    if (p->ones_row && !p->trans_b)
-        vf_store_mask(p->ones_row + c0, sum, m);
+}
+
+/* Pack the 16-column groups h0 .. h1 - 1 (h1 - h0 <= AMX_B_BLOCK) of op(B)
+ * into their nq tiles each (group h at bp + h·nq tiles), every byte
+ * written; the ones row of their columns too. A transposed op(B) goes
+ * group by group; a plain one row pair by row pair across all the groups,
+ * so each stored row is read in one contiguous run (walking down a
+ * 64-byte column strip instead misses the cache on every row). */
+static void pack_b_block(const vf_bf16_problem *p, int64_t h0, int64_t h1, int64_t nq,
+                         uint32_t *bp)
+{
+    if (p->trans_b) {
+        for (int64_t h = h0; h < h1; ++h)
+            pack_bt_group(p, h, nq, bp + h * nq * AMX_TILE);
+        return;
+    }
+    vf sum[AMX_B_BLOCK]; /* the ones row: float32, k in order (bf16_kernels.h) */
+    for (int64_t h = h0; h < h1; ++h)
+        sum[h - h0] = vf_zero();
+    for (int64_t s = 0; s < nq; ++s) {
+        const int64_t k0 = 32 * s, kn = amx_min(32, p->K - k0);
+        for (int64_t qq = 0; qq < 16; ++qq) {
+            const int64_t k = k0 + 2 * qq; /* rows k, k + 1 side by side */
+            for (int64_t h = h0; h < h1; ++h) {
+                uint32_t *row = bp + ((h * nq + s) * 16 + qq) * 16;
+                if (2 * qq >= kn) { /* pairs past K */
+                    vu_store(row, vu_set1(0));
+                    continue;
+                }
+                const vm m = vm_first(p->N - 16 * h);
+                const float *r0 = p->B + k * p->ldb + 16 * h;
+                const vf lo = vf_load_mask(r0, m);
+                const vf hi = k + 1 < p->K ? vf_load_mask(r0 + p->ldb, m) : vf_zero();
+                sum[h - h0] = vf_add(vf_add(sum[h - h0], lo), hi);
+                vu_store(row, vu_bf16_pair(lo, hi));
+            }
+        }
+    }
+    for (int64_t h = h0; h < h1 && p->ones_row; ++h)
+        vf_store_mask(p->ones_row + 16 * h, sum[h - h0], vm_first(p->N - 16 * h));
 }
 
 /* t (32×32, row stride 32) = A row groups (a, a + 1) · B column groups
@@ -218,15 +240,17 @@ typedef struct {
     uint32_t *ap, *bp;
 } amx_job;
 
-/* pack units [lo, hi): [0, ga) op(A)'s groups, [ga, ga + gb) op(B)'s */
+/* pack units [lo, hi): [0, ga) op(A)'s groups, then op(B)'s blocks of
+ * AMX_B_BLOCK groups */
 static int64_t pack_units(const void *ctx, int64_t lo, int64_t hi)
 {
     const amx_job *j = ctx;
     for (int64_t x = lo; x < hi; ++x) {
+        const int64_t h0 = (x - j->ga) * AMX_B_BLOCK;
         if (x < j->ga)
             pack_a_group(j->p, x, j->nq, j->ap + x * j->nq * AMX_TILE);
         else
-            pack_b_group(j->p, x - j->ga, j->nq, j->bp + (x - j->ga) * j->nq * AMX_TILE);
+            pack_b_block(j->p, h0, amx_min(j->gb, h0 + AMX_B_BLOCK), j->nq, j->bp);
     }
     return 0;
 }
@@ -284,7 +308,7 @@ int VF_FN(vf_gemm_bf16_amx)(const vf_bf16_problem *p)
     j.ap = vf_os_aligned_alloc(64, (size_t)((nq * j.ga + 1) * AMX_TILE) * 4);
     int bad = 0;
     if (j.bp && j.ap) {
-        vf_team_for(p->nthreads, j.ga + j.gb, 1, pack_units, &j);
+        vf_team_for(p->nthreads, j.ga + (j.gb + AMX_B_BLOCK - 1) / AMX_B_BLOCK, 1, pack_units, &j);
         bad = vf_team_for(p->nthreads, j.ni * j.nj, 1, run_units, &j) != 0;
     }
     vf_os_aligned_free(j.bp);
