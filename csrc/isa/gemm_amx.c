@@ -45,6 +45,9 @@
 /* packed op(B) up to this size stays in a core's L2 (2 MiB on Sapphire
  * Rapids): units then go row block by row block, each op(A) tile read once */
 #define AMX_B_CACHED (1 << 20)
+/* from this many blocks of 32 rows on (and op(B) in cache), a unit packs
+ * its own op(A) rows (amx_job.fused): enough units to share out */
+#define AMX_FUSE_MIN_BLOCKS 8
 #define AMX_B_BLOCK 8 /* 16-column groups of op(B) per packing unit */
 
 /* The GCC 12 tile intrinsics are asm without a memory clobber: fence the
@@ -100,21 +103,22 @@ static void pack_a_group(const vf_bf16_problem *p, int64_t g, int64_t nq, uint32
         memset(t, 0, (size_t)(nq * AMX_TILE) * sizeof(uint32_t));
         return;
     }
-    for (int64_t s = 0; s < nq; ++s, t += AMX_TILE) {
-        if (p->trans_a) { /* a pair of one row: two rows of the stored matrix */
-            uint32_t q_by_r[256] __attribute__((aligned(64)));
-            for (int64_t qq = 0; qq < 16; ++qq) /* pairs past K: a zero row */
-                vu_store(q_by_r + qq * 16, 32 * s + 2 * qq < p->K
-                                               ? a_pairs_down_k(p, r0, rows, 32 * s + 2 * qq)
-                                               : vu_set1(0));
-            tile_transpose(q_by_r, t);
-            continue;
-        }
-        const int64_t k0 = 32 * s, kn = amx_min(32, p->K - k0); /* a row's 32 floats */
-        for (int64_t r = 0; r < rows; ++r)
-            vu_store(t + r * 16, row_pairs(p->A + (r0 + r) * p->lda + k0, kn));
-        for (int64_t r = rows; r < 16; ++r)
-            vu_store(t + r * 16, vu_set1(0));
+    if (!p->trans_a) { /* row by row: each stored row read in one contiguous run */
+        for (int64_t r = 0; r < 16; ++r)
+            for (int64_t s = 0; s < nq; ++s) /* a row's 32 floats per k-step */
+                vu_store(t + s * AMX_TILE + r * 16,
+                         r < rows ? row_pairs(p->A + (r0 + r) * p->lda + 32 * s,
+                                              amx_min(32, p->K - 32 * s))
+                                  : vu_set1(0));
+        return;
+    }
+    for (int64_t s = 0; s < nq; ++s, t += AMX_TILE) { /* a pair of one row: two stored rows */
+        uint32_t q_by_r[256] __attribute__((aligned(64)));
+        for (int64_t qq = 0; qq < 16; ++qq) /* pairs past K: a zero row */
+            vu_store(q_by_r + qq * 16, 32 * s + 2 * qq < p->K
+                                           ? a_pairs_down_k(p, r0, rows, 32 * s + 2 * qq)
+                                           : vu_set1(0));
+        tile_transpose(q_by_r, t);
     }
 }
 
@@ -237,17 +241,21 @@ typedef struct {
     const vf_bf16_problem *p;
     int64_t nq, ga, gb, ni, nj;
     int rows_outer; /* units row block by row block (B all in cache) */
+    int fused;      /* rows_outer with many row blocks: a unit is a row block
+                     * (all columns) and packs its own op(A) rows first, so
+                     * they are read back from cache, not from memory */
+    int64_t a_units; /* op(A)'s groups packed by the first loop: ga, or 0 if fused */
     uint32_t *ap, *bp;
 } amx_job;
 
-/* pack units [lo, hi): [0, ga) op(A)'s groups, then op(B)'s blocks of
+/* pack units [lo, hi): [0, a_units) op(A)'s groups, then op(B)'s blocks of
  * AMX_B_BLOCK groups */
 static int64_t pack_units(const void *ctx, int64_t lo, int64_t hi)
 {
     const amx_job *j = ctx;
     for (int64_t x = lo; x < hi; ++x) {
-        const int64_t h0 = (x - j->ga) * AMX_B_BLOCK;
-        if (x < j->ga)
+        const int64_t h0 = (x - j->a_units) * AMX_B_BLOCK;
+        if (x < j->a_units)
             pack_a_group(j->p, x, j->nq, j->ap + x * j->nq * AMX_TILE);
         else
             pack_b_block(j->p, h0, amx_min(j->gb, h0 + AMX_B_BLOCK), j->nq, j->bp);
@@ -274,14 +282,17 @@ AMX_TARGET static int64_t run_units(const void *ctx, int64_t lo, int64_t hi)
     float t[32 * 32] __attribute__((aligned(64)));
     int bad = 0;
     for (int64_t x = lo; x < hi; ++x) {
-        const int64_t ir = j->rows_outer ? x / j->nj : x % j->ni;
-        const int64_t jb = j->rows_outer ? x % j->nj : x / j->ni;
+        const int64_t ir = j->fused ? x : j->rows_outer ? x / j->nj : x % j->ni;
+        const int64_t jb = j->fused ? 0 : j->rows_outer ? x % j->nj : x / j->ni;
         const int64_t h = amx_min(32, p->M - 32 * ir);
-        const int64_t j_end = amx_min(p->N, (jb + 1) * AMX_UNIT_N);
+        const uint32_t *a = j->ap + 2 * ir * j->nq * AMX_TILE;
+        if (j->fused)
+            for (int64_t g = 2 * ir; g < 2 * ir + 2; ++g)
+                pack_a_group(p, g, j->nq, j->ap + g * j->nq * AMX_TILE);
+        const int64_t j_end = j->fused ? p->N : amx_min(p->N, (jb + 1) * AMX_UNIT_N);
         for (int64_t j0 = jb * AMX_UNIT_N; j0 < j_end; j0 += 32) {
             const int64_t w = amx_min(32, p->N - j0);
-            micro(j->nq, j->ap + 2 * ir * j->nq * AMX_TILE, j->bp + j0 / 16 * j->nq * AMX_TILE,
-                  t, w > 16 ? 2 : 1);
+            micro(j->nq, a, j->bp + j0 / 16 * j->nq * AMX_TILE, t, w > 16 ? 2 : 1);
             bad |= epilogue(p, 32 * ir, j0, h, w, t);
         }
     }
@@ -303,13 +314,16 @@ int VF_FN(vf_gemm_bf16_amx)(const vf_bf16_problem *p)
     amx_job j = {.p = p, .nq = nq, .ga = (p->M + 31) / 32 * 2, .gb = (p->N + 15) / 16,
                  .ni = (p->M + 31) / 32, .nj = (p->N + AMX_UNIT_N - 1) / AMX_UNIT_N};
     j.rows_outer = j.gb * nq * AMX_TILE * 4 <= AMX_B_CACHED;
+    j.fused = j.rows_outer && j.ni >= AMX_FUSE_MIN_BLOCKS;
+    j.a_units = j.fused ? 0 : j.ga;
     /* +1 tile so a K of 0 still allocates */
     j.bp = vf_os_aligned_alloc(64, (size_t)((nq * j.gb + 1) * AMX_TILE) * 4);
     j.ap = vf_os_aligned_alloc(64, (size_t)((nq * j.ga + 1) * AMX_TILE) * 4);
     int bad = 0;
     if (j.bp && j.ap) {
-        vf_team_for(p->nthreads, j.ga + (j.gb + AMX_B_BLOCK - 1) / AMX_B_BLOCK, 1, pack_units, &j);
-        bad = vf_team_for(p->nthreads, j.ni * j.nj, 1, run_units, &j) != 0;
+        vf_team_for(p->nthreads, j.a_units + (j.gb + AMX_B_BLOCK - 1) / AMX_B_BLOCK, 1,
+                    pack_units, &j);
+        bad = vf_team_for(p->nthreads, j.fused ? j.ni : j.ni * j.nj, 1, run_units, &j) != 0;
     }
     vf_os_aligned_free(j.bp);
     vf_os_aligned_free(j.ap);
