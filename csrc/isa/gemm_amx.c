@@ -35,6 +35,7 @@
 #include "platform.h"
 #include "threads.h"
 #include "vaefast.h"
+#include "workspace.h"
 
 #if VF_SIMD_AVX512 && VF_AMX_ROUTE
 #include <immintrin.h>
@@ -316,19 +317,15 @@ int VF_FN(vf_gemm_bf16_amx)(const vf_bf16_problem *p)
     j.rows_outer = j.gb * nq * AMX_TILE * 4 <= AMX_B_CACHED;
     j.fused = j.rows_outer && j.ni >= AMX_FUSE_MIN_BLOCKS;
     j.a_units = j.fused ? 0 : j.ga;
-    /* +1 tile so a K of 0 still allocates */
-    j.bp = vf_os_aligned_alloc(64, (size_t)((nq * j.gb + 1) * AMX_TILE) * 4);
-    j.ap = vf_os_aligned_alloc(64, (size_t)((nq * j.ga + 1) * AMX_TILE) * 4);
-    int bad = 0;
-    if (j.bp && j.ap) {
-        vf_team_for(p->nthreads, j.a_units + (j.gb + AMX_B_BLOCK - 1) / AMX_B_BLOCK, 1,
-                    pack_units, &j);
-        bad = vf_team_for(p->nthreads, j.fused ? j.ni : j.ni * j.nj, 1, run_units, &j) != 0;
-    }
-    vf_os_aligned_free(j.bp);
-    vf_os_aligned_free(j.ap);
-    if (!j.bp || !j.ap)
+    /* the calling thread's GEMM packing buffer (no page faults on every
+     * call); +1 tile so a K of 0 still gets one */
+    j.bp = (uint32_t *)vf_workspace_get((size_t)((nq * (j.gb + j.ga) + 1) * AMX_TILE));
+    if (!j.bp)
         return VF_ERR_NOMEM;
+    j.ap = j.bp + nq * j.gb * AMX_TILE;
+    vf_team_for(p->nthreads, j.a_units + (j.gb + AMX_B_BLOCK - 1) / AMX_B_BLOCK, 1,
+                pack_units, &j);
+    const int bad = vf_team_for(p->nthreads, j.fused ? j.ni : j.ni * j.nj, 1, run_units, &j) != 0;
     if (p->nonfinite)
         *p->nonfinite = bad;
     return VF_OK;
