@@ -157,12 +157,16 @@ def test_amx_emulation_follows_the_order(M, N, K, kind):
     np.testing.assert_array_equal(got.astype(np.float64), tdpbf16ps_model(a, b))
 
 
-# (300, 130, 150): many row blocks with op(B) in cache, each unit packing
-# its own rows of op(A); (70, 1040, 520): op(B) packed past 1 MiB, units
-# column block by column block (csrc/isa/gemm_amx.c)
+# The AMX driver's four schedules (amx_schedule in csrc/isa/gemm_amx.c):
+# (32, 400, 784) a small op(A), units packing their own columns of op(B);
+# (100, 40, 400) op(B) in cache, few row blocks; (300, 130, 150) many row
+# blocks, units packing their own rows of op(A); (70, 1040, 520) op(B)
+# packed past 1 MiB, units column block by column block.
+SCHEDULE_SHAPES = [(32, 400, 784), (100, 40, 400), (300, 130, 150), (70, 1040, 520)]
+
+
 @needs_amx
-@pytest.mark.parametrize("M,N,K", ORDER_SHAPES + [(129, 257, 95), (32, 400, 784),
-                                                  (300, 130, 150), (70, 1040, 520)])
+@pytest.mark.parametrize("M,N,K", ORDER_SHAPES + [(129, 257, 95)] + SCHEDULE_SHAPES)
 @pytest.mark.parametrize("trans", [(False, False), (True, True)])
 @pytest.mark.parametrize("kind", ["normal", "wide", "cancel"])
 def test_amx_equals_its_emulation_bit_for_bit(M, N, K, trans, kind):
@@ -222,9 +226,9 @@ def test_nonfinite_flag_and_overflow():
 
 
 @needs_amx
-@pytest.mark.parametrize("M,N,K", [(300, 600, 500), (32, 400, 784), (70, 1040, 520)])
+@pytest.mark.parametrize("M,N,K", [(300, 600, 500), (100, 300, 400)] + SCHEDULE_SHAPES)
 def test_thread_count_does_not_change_bits(rng, threads_setting, M, N, K):
-    """Each of the driver's schedules (see the shapes above) on 1 and 2 threads."""
+    """Each of the driver's schedules (SCHEDULE_SHAPES) on 1 and 2 threads."""
     a = rng.standard_normal((M, K)).astype(np.float32)
     b = rng.standard_normal((K, N)).astype(np.float32)
     vaefast.set_num_threads(1)

@@ -17,11 +17,12 @@
  * B tiles per k-step into tmm4-7 (one B tile for a last block 16 columns
  * wide, as in N = 40), and walks all of K in order; the fp32
  * result then goes through the epilogue (bias, ReLU, the nonfinite flag).
- * Two team loops (csrc/threads.h) per product: the packing, 16 rows of
- * op(A) or 128 columns of op(B) per unit (bf16 conversion in parallel,
- * never serial on the caller), then C in units of 32 rows × 128 columns
- * (one LDTILECFG per run of units); each C entry is the same sequence of
- * TDPBF16PS steps whatever the thread count. The
+ * At most two team loops (csrc/threads.h) per product: the packing, 16
+ * rows of op(A) or 128 columns of op(B) per unit (the bf16 conversion in
+ * parallel, never serial on the caller but for a small op(A)), then C's
+ * units, which may pack one operand themselves (amx_schedule below), with
+ * one LDTILECFG per run of units; each C entry is the same sequence of
+ * TDPBF16PS steps whatever the thread count and the schedule. The
  * arithmetic is not VDPBF16PS's (docs/precision.md: per instruction,
  * even-k and odd-k products in two float32 sums, then C + (E + O)), so
  * this route's bits differ from the emulation's. */
@@ -47,9 +48,11 @@
  * Rapids): units then go row block by row block, each op(A) tile read once */
 #define AMX_B_CACHED (1 << 20)
 /* from this many blocks of 32 rows on (and op(B) in cache), a unit packs
- * its own op(A) rows (amx_job.fused): enough units to share out */
+ * its own op(A) rows (AMX_ROWS_PACK_A): enough units to share out */
 #define AMX_FUSE_MIN_BLOCKS 8
-#define AMX_B_BLOCK 8 /* 16-column groups of op(B) per packing unit */
+/* packed op(A) up to this size is packed by the caller (AMX_COLS_PACK_B) */
+#define AMX_A_SMALL (64 << 10)
+#define AMX_B_BLOCK (AMX_UNIT_N / 16) /* 16-column groups of op(B) per packing unit */
 
 /* The GCC 12 tile intrinsics are asm without a memory clobber: fence the
  * ordinary stores of the packers and loads of the epilogue around them. */
@@ -235,22 +238,32 @@ static int epilogue(const vf_bf16_problem *p, int64_t i0, int64_t j0, int64_t h,
     return bad != 0;
 }
 
+/* How C's units are cut, and which operand a unit packs itself (the
+ * other one is packed before, by a team loop or, small, by the caller). */
+typedef enum {
+    AMX_COLS,        /* 32 rows × AMX_UNIT_N columns, row blocks inner (op(B) large) */
+    AMX_ROWS,        /* the same, column blocks inner (op(B) in cache) */
+    AMX_ROWS_PACK_A, /* 32 rows × all columns, packing its rows of op(A) first
+                      * (many row blocks, op(B) in cache: op(A) read back from
+                      * cache, not from memory) */
+    AMX_COLS_PACK_B  /* all rows × AMX_UNIT_N columns, packing its columns of
+                      * op(B) first (op(A) small, packed by the caller): one
+                      * team loop per product */
+} amx_schedule;
+
 /* The whole product, for the team (csrc/threads.h): op(A) packed in ga
  * groups of 16 rows (ga even: M padded to 32), op(B) in gb groups of 16
- * columns, then C in units of 32 rows × up to AMX_UNIT_N columns. */
+ * columns; C in ni row blocks of 32 and nj column blocks of AMX_UNIT_N. */
 typedef struct {
     const vf_bf16_problem *p;
     int64_t nq, ga, gb, ni, nj;
-    int rows_outer; /* units row block by row block (B all in cache) */
-    int fused;      /* rows_outer with many row blocks: a unit is a row block
-                     * (all columns) and packs its own op(A) rows first, so
-                     * they are read back from cache, not from memory */
-    int64_t a_units; /* op(A)'s groups packed by the first loop: ga, or 0 if fused */
+    amx_schedule schedule;
+    int64_t a_units, b_units; /* groups / blocks packed by the first team loop */
     uint32_t *ap, *bp;
 } amx_job;
 
-/* pack units [lo, hi): [0, a_units) op(A)'s groups, then op(B)'s blocks of
- * AMX_B_BLOCK groups */
+/* pack units [lo, hi): [0, a_units) op(A)'s groups, then b_units blocks of
+ * AMX_B_BLOCK groups of op(B) */
 static int64_t pack_units(const void *ctx, int64_t lo, int64_t hi)
 {
     const amx_job *j = ctx;
@@ -264,10 +277,9 @@ static int64_t pack_units(const void *ctx, int64_t lo, int64_t hi)
     return 0;
 }
 
-/* C units [lo, hi): unit x is row block ir (32 rows) × column block jb
- * (AMX_UNIT_N columns, in micro-tiles of 32); returns 1 if a value was NaN
- * or ±Inf. Tiles are configured once per call: the configuration is per
- * thread, and a unit may run on the caller or on any pool worker. */
+/* C units [lo, hi) (amx_schedule); returns 1 if a value was NaN or ±Inf.
+ * Tiles are configured once per call: the configuration is per thread,
+ * and a unit may run on the caller or on any pool worker. */
 AMX_TARGET static int64_t run_units(const void *ctx, int64_t lo, int64_t hi)
 {
     const amx_job *j = ctx;
@@ -283,19 +295,27 @@ AMX_TARGET static int64_t run_units(const void *ctx, int64_t lo, int64_t hi)
     float t[32 * 32] __attribute__((aligned(64)));
     int bad = 0;
     for (int64_t x = lo; x < hi; ++x) {
-        const int64_t ir = j->fused ? x : j->rows_outer ? x / j->nj : x % j->ni;
-        const int64_t jb = j->fused ? 0 : j->rows_outer ? x % j->nj : x / j->ni;
-        const int64_t h = amx_min(32, p->M - 32 * ir);
-        const uint32_t *a = j->ap + 2 * ir * j->nq * AMX_TILE;
-        if (j->fused)
-            for (int64_t g = 2 * ir; g < 2 * ir + 2; ++g)
+        int64_t i0 = 0, i1 = j->ni, b0 = 0, b1 = j->nj; /* row blocks, column blocks */
+        switch (j->schedule) {
+        case AMX_COLS: i0 = x % j->ni, b0 = x / j->ni, i1 = i0 + 1, b1 = b0 + 1; break;
+        case AMX_ROWS: i0 = x / j->nj, b0 = x % j->nj, i1 = i0 + 1, b1 = b0 + 1; break;
+        case AMX_ROWS_PACK_A:
+            i0 = x, i1 = x + 1;
+            for (int64_t g = 2 * x; g < 2 * x + 2; ++g)
                 pack_a_group(p, g, j->nq, j->ap + g * j->nq * AMX_TILE);
-        const int64_t j_end = j->fused ? p->N : amx_min(p->N, (jb + 1) * AMX_UNIT_N);
-        for (int64_t j0 = jb * AMX_UNIT_N; j0 < j_end; j0 += 32) {
-            const int64_t w = amx_min(32, p->N - j0);
-            micro(j->nq, a, j->bp + j0 / 16 * j->nq * AMX_TILE, t, w > 16 ? 2 : 1);
-            bad |= epilogue(p, 32 * ir, j0, h, w, t);
+            break;
+        case AMX_COLS_PACK_B:
+            b0 = x, b1 = x + 1;
+            pack_b_block(p, x * AMX_B_BLOCK, amx_min(j->gb, (x + 1) * AMX_B_BLOCK), j->nq, j->bp);
+            break;
         }
+        for (int64_t ir = i0; ir < i1; ++ir)
+            for (int64_t j0 = b0 * AMX_UNIT_N; j0 < amx_min(p->N, b1 * AMX_UNIT_N); j0 += 32) {
+                const int64_t w = amx_min(32, p->N - j0);
+                micro(j->nq, j->ap + 2 * ir * j->nq * AMX_TILE,
+                      j->bp + j0 / 16 * j->nq * AMX_TILE, t, w > 16 ? 2 : 1);
+                bad |= epilogue(p, 32 * ir, j0, amx_min(32, p->M - 32 * ir), w, t);
+            }
     }
     _tile_release();
     return bad;
@@ -314,18 +334,28 @@ int VF_FN(vf_gemm_bf16_amx)(const vf_bf16_problem *p)
     const int64_t nq = (p->K + 31) / 32;
     amx_job j = {.p = p, .nq = nq, .ga = (p->M + 31) / 32 * 2, .gb = (p->N + 15) / 16,
                  .ni = (p->M + 31) / 32, .nj = (p->N + AMX_UNIT_N - 1) / AMX_UNIT_N};
-    j.rows_outer = j.gb * nq * AMX_TILE * 4 <= AMX_B_CACHED;
-    j.fused = j.rows_outer && j.ni >= AMX_FUSE_MIN_BLOCKS;
-    j.a_units = j.fused ? 0 : j.ga;
+    const int b_cached = j.gb * nq * AMX_TILE * 4 <= AMX_B_CACHED;
+    j.schedule = b_cached && j.ni >= AMX_FUSE_MIN_BLOCKS    ? AMX_ROWS_PACK_A
+                 : j.ga * nq * AMX_TILE * 4 <= AMX_A_SMALL ? AMX_COLS_PACK_B
+                 : b_cached                                ? AMX_ROWS
+                                                           : AMX_COLS;
+    j.a_units = j.schedule == AMX_ROWS_PACK_A || j.schedule == AMX_COLS_PACK_B ? 0 : j.ga;
+    j.b_units = j.schedule == AMX_COLS_PACK_B ? 0 : j.nj;
     /* the calling thread's GEMM packing buffer (no page faults on every
      * call); +1 tile so a K of 0 still gets one */
     j.bp = (uint32_t *)vf_workspace_get((size_t)((nq * (j.gb + j.ga) + 1) * AMX_TILE));
     if (!j.bp)
         return VF_ERR_NOMEM;
     j.ap = j.bp + nq * j.gb * AMX_TILE;
-    vf_team_for(p->nthreads, j.a_units + (j.gb + AMX_B_BLOCK - 1) / AMX_B_BLOCK, 1,
-                pack_units, &j);
-    const int bad = vf_team_for(p->nthreads, j.fused ? j.ni : j.ni * j.nj, 1, run_units, &j) != 0;
+    if (j.schedule == AMX_COLS_PACK_B) /* small: not worth a team loop */
+        for (int64_t g = 0; g < j.ga; ++g)
+            pack_a_group(p, g, nq, j.ap + g * nq * AMX_TILE);
+    if (j.a_units + j.b_units > 0)
+        vf_team_for(p->nthreads, j.a_units + j.b_units, 1, pack_units, &j);
+    const int64_t units = j.schedule == AMX_ROWS_PACK_A   ? j.ni
+                          : j.schedule == AMX_COLS_PACK_B ? j.nj
+                                                          : j.ni * j.nj;
+    const int bad = vf_team_for(p->nthreads, units, 1, run_units, &j) != 0;
     if (p->nonfinite)
         *p->nonfinite = bad;
     return VF_OK;
