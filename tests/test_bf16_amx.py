@@ -186,6 +186,38 @@ def test_amx_equals_its_emulation_bit_for_bit(M, N, K, trans, kind):
 
 
 @needs_amx
+@pytest.mark.parametrize("trans", [(False, False), (True, True), (True, False), (False, True)])
+def test_amx_packing_keeps_the_emulated_rounding_of_subnormals(trans):
+    """The AMX driver converts with VCVTNE2PS2BF16, which flushes float32
+    subnormals to zero, while the emulation rounds them (those next to
+    2^-126 up to it): vectors holding one are converted the emulated way,
+    so the bits still equal the emulation's. Sparse subnormals (most
+    vectors take the instruction), the ones that round up among them, the
+    operands plain and transposed (the two ways pairs are formed)."""
+    rng = np.random.default_rng(7)
+    M, N, K = 40, 70, 100
+    a = rng.standard_normal((M, K)).astype(np.float32)
+    b = rng.standard_normal((K, N)).astype(np.float32)
+    edge = np.array([0x007FFFFF, 0x007F8000, 0x807FC000, 0x00000001, 0x803FFFFF],
+                    np.uint32).view(np.float32)  # the first three round up to ±2^-126
+    for m in (a, b):
+        idx = rng.choice(m.size, 12, replace=False)
+        m.flat[idx] = rng.choice(edge, 12)
+    a, b = (np.ascontiguousarray(a.T) if trans[0] else a,
+            np.ascontiguousarray(b.T) if trans[1] else b)
+    got, flag = amx(a, b, *trans)
+    emu, emu_flag = amx(a, b, *trans, impl="amx_emulated")
+    assert flag == emu_flag == 0
+    np.testing.assert_array_equal(got.view(np.uint32), emu.view(np.uint32))
+    # the round-up is there to see: a row of 2^-126 edges times a column of 2^100
+    e = np.zeros((1, 32), np.float32)
+    e[0, 0] = edge[0]
+    big = np.full((32, 1), 2.0**100, np.float32)
+    got, _ = amx(e, big)
+    assert got[0, 0] == np.float32(2.0**-126 * 2.0**100)
+
+
+@needs_amx
 def test_amx_is_not_the_vdpbf16ps_order():
     """The documented difference: k = 0 gives the accumulator 1 (the first
     TDPBF16PS, k < 32), then the pair k = 32, 33 holds the products 2^-24,

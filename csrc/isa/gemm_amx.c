@@ -76,31 +76,66 @@ static inline void tile_transpose(const uint32_t *src, uint32_t *t)
             vf_transpose8x8((const float *)src + r * 16 + c, 16, (float *)t + c * 16 + r, 16);
 }
 
+/* VCVTNE2PS2BF16 rounds as vf_bf16_round_bits does (nearest even, NaN
+ * quieted the same way) except that it flushes float32 subnormals to
+ * zero, where the emulation keeps them (those next to 2^-126 round up to
+ * it). A vector holding a subnormal takes the emulated rounding, so the
+ * packed bits never depend on the instruction being there (cvt: the CPU
+ * has AVX512_BF16; the AMX CPUs all have it). */
+static inline vm has_subnormal(vf x)
+{
+    const vu mag = vu_and(vf_bits(x), vu_set1(0x7FFFFFFFu));
+    return _mm512_mask_cmplt_epu32_mask(_mm512_test_epi32_mask(mag, mag), mag,
+                                        vu_set1(0x00800000u));
+}
+
+/* 32 consecutive floats x0 | x1 -> 16 pairs (vu_bf16_pack_adjacent) */
+VF_BF16_TARGET static inline vu pack_adjacent(vf x0, vf x1, int cvt)
+{
+    if (cvt && !(has_subnormal(x0) | has_subnormal(x1)))
+        return (vu)_mm512_cvtne2ps_pbh(x1, x0); /* words 0-15 from x0, 16-31 from x1 */
+    return vu_bf16_pack_adjacent(x0, x1);
+}
+
+/* lane i: bf16(lo[i]) | bf16(hi[i]) << 16 (vu_bf16_pair) */
+VF_BF16_TARGET static inline vu pack_pair(vf lo, vf hi, int cvt)
+{
+    if (cvt && !(has_subnormal(lo) | has_subnormal(hi))) {
+        const __m512i interleave = _mm512_set_epi16(
+            31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
+            23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+        return _mm512_permutexvar_epi16(interleave, (vu)_mm512_cvtne2ps_pbh(hi, lo));
+    }
+    return vu_bf16_pair(lo, hi);
+}
+
 /* 16 pairs: floats k0 .. k0 + 31 of row (k0 + 2q, k0 + 2q + 1 -> pair q),
  * the kn <= 32 floats up to K; the rest reads 0. */
-static inline vu row_pairs(const float *row, int64_t kn)
+VF_BF16_TARGET static inline vu row_pairs(const float *row, int64_t kn, int cvt)
 {
     const vf lo = kn >= 16 ? vf_load(row) : vf_load_first(row, kn);
     const vf hi = kn >= 32 ? vf_load(row + 16) : kn > 16 ? vf_load_first(row + 16, kn - 16)
                                                         : vf_zero();
-    return vu_bf16_pack_adjacent(lo, hi);
+    return pack_adjacent(lo, hi, cvt);
 }
 
 /* 16 lanes: op(A) rows i0 + lane (lanes < h), entries k and k + 1 as one
  * pair each; a k past K reads 0 (trans_a: rows of the stored K×M matrix). */
-static inline vu a_pairs_down_k(const vf_bf16_problem *p, int64_t i0, int64_t h, int64_t k)
+VF_BF16_TARGET static inline vu a_pairs_down_k(const vf_bf16_problem *p, int64_t i0, int64_t h,
+                                              int64_t k, int cvt)
 {
     const vm m = vm_first(h);
     const float *r0 = p->A + k * p->lda + i0;
     const vf lo = k < p->K ? vf_load_mask(r0, m) : vf_zero();
     const vf hi = k + 1 < p->K ? vf_load_mask(r0 + p->lda, m) : vf_zero();
-    return vu_bf16_pair(lo, hi);
+    return pack_pair(lo, hi, cvt);
 }
 
 /* Pack 16-row group g of op(A) (rows 16g..16g+15; rows past M read 0)
  * into its nq tiles at t. Every byte of the tiles is written, so the
  * buffer needs no clearing first. */
-static void pack_a_group(const vf_bf16_problem *p, int64_t g, int64_t nq, uint32_t *t)
+VF_BF16_TARGET static void pack_a_group(const vf_bf16_problem *p, int64_t g, int64_t nq,
+                                        uint32_t *t, int cvt)
 {
     const int64_t r0 = 16 * g, rows = amx_min(16, p->M - r0);
     if (rows <= 0) { /* the padding group of an M that is not a multiple of 32 */
@@ -112,7 +147,7 @@ static void pack_a_group(const vf_bf16_problem *p, int64_t g, int64_t nq, uint32
             for (int64_t s = 0; s < nq; ++s) /* a row's 32 floats per k-step */
                 vu_store(t + s * AMX_TILE + r * 16,
                          r < rows ? row_pairs(p->A + (r0 + r) * p->lda + 32 * s,
-                                              amx_min(32, p->K - 32 * s))
+                                              amx_min(32, p->K - 32 * s), cvt)
                                   : vu_set1(0));
         return;
     }
@@ -120,14 +155,15 @@ static void pack_a_group(const vf_bf16_problem *p, int64_t g, int64_t nq, uint32
         uint32_t q_by_r[256] __attribute__((aligned(64)));
         for (int64_t qq = 0; qq < 16; ++qq) /* pairs past K: a zero row */
             vu_store(q_by_r + qq * 16, 32 * s + 2 * qq < p->K
-                                           ? a_pairs_down_k(p, r0, rows, 32 * s + 2 * qq)
+                                           ? a_pairs_down_k(p, r0, rows, 32 * s + 2 * qq, cvt)
                                            : vu_set1(0));
         tile_transpose(q_by_r, t);
     }
 }
 
 /* Pack 16-column group h of a transposed op(B) into its nq tiles at t. */
-static void pack_bt_group(const vf_bf16_problem *p, int64_t h, int64_t nq, uint32_t *t)
+VF_BF16_TARGET static void pack_bt_group(const vf_bf16_problem *p, int64_t h, int64_t nq,
+                                         uint32_t *t, int cvt)
 {
     const int64_t c0 = 16 * h, cols = amx_min(16, p->N - c0);
     for (int64_t s = 0; s < nq; ++s, t += AMX_TILE) {
@@ -135,7 +171,8 @@ static void pack_bt_group(const vf_bf16_problem *p, int64_t h, int64_t nq, uint3
         uint32_t c_by_q[256] __attribute__((aligned(64)));
         for (int64_t c = 0; c < 16; ++c) /* a column's pairs: adjacent floats of a stored row */
             vu_store(c_by_q + c * 16,
-                     c < cols ? row_pairs(p->B + (c0 + c) * p->ldb + k0, kn) : vu_set1(0));
+                     c < cols ? row_pairs(p->B + (c0 + c) * p->ldb + k0, kn, cvt)
+                              : vu_set1(0));
         tile_transpose(c_by_q, t); /* columns past N: zero rows */
     }
 }
@@ -146,12 +183,12 @@ static void pack_bt_group(const vf_bf16_problem *p, int64_t h, int64_t nq, uint3
  * group by group; a plain one row pair by row pair across all the groups,
  * so each stored row is read in one contiguous run (walking down a
  * 64-byte column strip instead misses the cache on every row). */
-static void pack_b_block(const vf_bf16_problem *p, int64_t h0, int64_t h1, int64_t nq,
-                         uint32_t *bp)
+VF_BF16_TARGET static void pack_b_block(const vf_bf16_problem *p, int64_t h0, int64_t h1,
+                                        int64_t nq, uint32_t *bp, int cvt)
 {
     if (p->trans_b) {
         for (int64_t h = h0; h < h1; ++h)
-            pack_bt_group(p, h, nq, bp + h * nq * AMX_TILE);
+            pack_bt_group(p, h, nq, bp + h * nq * AMX_TILE, cvt);
         return;
     }
     vf sum[AMX_B_BLOCK]; /* the ones row: float32, k in order (bf16_kernels.h) */
@@ -172,7 +209,7 @@ static void pack_b_block(const vf_bf16_problem *p, int64_t h0, int64_t h1, int64
                 const vf lo = vf_load_mask(r0, m);
                 const vf hi = k + 1 < p->K ? vf_load_mask(r0 + p->ldb, m) : vf_zero();
                 sum[h - h0] = vf_add(vf_add(sum[h - h0], lo), hi);
-                vu_store(row, vu_bf16_pair(lo, hi));
+                vu_store(row, pack_pair(lo, hi, cvt));
             }
         }
     }
@@ -258,6 +295,7 @@ typedef struct {
     const vf_bf16_problem *p;
     int64_t nq, ga, gb, ni, nj;
     amx_schedule schedule;
+    int cvt; /* VCVTNE2PS2BF16 available (pack_adjacent) */
     int64_t a_units, b_units; /* groups / blocks packed by the first team loop */
     uint32_t *ap, *bp;
 } amx_job;
@@ -270,9 +308,9 @@ static int64_t pack_units(const void *ctx, int64_t lo, int64_t hi)
     for (int64_t x = lo; x < hi; ++x) {
         const int64_t h0 = (x - j->a_units) * AMX_B_BLOCK;
         if (x < j->a_units)
-            pack_a_group(j->p, x, j->nq, j->ap + x * j->nq * AMX_TILE);
+            pack_a_group(j->p, x, j->nq, j->ap + x * j->nq * AMX_TILE, j->cvt);
         else
-            pack_b_block(j->p, h0, amx_min(j->gb, h0 + AMX_B_BLOCK), j->nq, j->bp);
+            pack_b_block(j->p, h0, amx_min(j->gb, h0 + AMX_B_BLOCK), j->nq, j->bp, j->cvt);
     }
     return 0;
 }
@@ -302,11 +340,12 @@ AMX_TARGET static int64_t run_units(const void *ctx, int64_t lo, int64_t hi)
         case AMX_ROWS_PACK_A:
             i0 = x, i1 = x + 1;
             for (int64_t g = 2 * x; g < 2 * x + 2; ++g)
-                pack_a_group(p, g, j->nq, j->ap + g * j->nq * AMX_TILE);
+                pack_a_group(p, g, j->nq, j->ap + g * j->nq * AMX_TILE, j->cvt);
             break;
         case AMX_COLS_PACK_B:
             b0 = x, b1 = x + 1;
-            pack_b_block(p, x * AMX_B_BLOCK, amx_min(j->gb, (x + 1) * AMX_B_BLOCK), j->nq, j->bp);
+            pack_b_block(p, x * AMX_B_BLOCK, amx_min(j->gb, (x + 1) * AMX_B_BLOCK), j->nq, j->bp,
+                         j->cvt);
             break;
         }
         for (int64_t ir = i0; ir < i1; ++ir)
@@ -334,6 +373,7 @@ int VF_FN(vf_gemm_bf16_amx)(const vf_bf16_problem *p)
     const int64_t nq = (p->K + 31) / 32;
     amx_job j = {.p = p, .nq = nq, .ga = (p->M + 31) / 32 * 2, .gb = (p->N + 15) / 16,
                  .ni = (p->M + 31) / 32, .nj = (p->N + AMX_UNIT_N - 1) / AMX_UNIT_N};
+    j.cvt = vf_bf16_native_supported();
     const int b_cached = j.gb * nq * AMX_TILE * 4 <= AMX_B_CACHED;
     j.schedule = b_cached && j.ni >= AMX_FUSE_MIN_BLOCKS    ? AMX_ROWS_PACK_A
                  : j.ga * nq * AMX_TILE * 4 <= AMX_A_SMALL ? AMX_COLS_PACK_B
@@ -349,7 +389,7 @@ int VF_FN(vf_gemm_bf16_amx)(const vf_bf16_problem *p)
     j.ap = j.bp + nq * j.gb * AMX_TILE;
     if (j.schedule == AMX_COLS_PACK_B) /* small: not worth a team loop */
         for (int64_t g = 0; g < j.ga; ++g)
-            pack_a_group(p, g, nq, j.ap + g * nq * AMX_TILE);
+            pack_a_group(p, g, nq, j.ap + g * nq * AMX_TILE, j.cvt);
     if (j.a_units + j.b_units > 0)
         vf_team_for(p->nthreads, j.a_units + j.b_units, 1, pack_units, &j);
     const int64_t units = j.schedule == AMX_ROWS_PACK_A   ? j.ni
