@@ -50,6 +50,9 @@
 /* from this many blocks of 32 rows on (and op(B) in cache), a unit packs
  * its own op(A) rows (AMX_ROWS_PACK_A): enough units to share out */
 #define AMX_FUSE_MIN_BLOCKS 8
+#define AMX_OWN_A_SLOT 3 /* workspace.h */
+/* a unit's result when it has no memory: negative in any sum of units */
+#define AMX_NOMEM (-(INT64_C(1) << 40))
 /* packed op(A) up to this size is packed by the caller (AMX_COLS_PACK_B) */
 #define AMX_A_SMALL (64 << 10)
 #define AMX_B_BLOCK (AMX_UNIT_N / 16) /* 16-column groups of op(B) per packing unit */
@@ -331,16 +334,24 @@ AMX_TARGET static int64_t run_units(const void *ctx, int64_t lo, int64_t hi)
     }
     _tile_loadconfig(&cfg);
     float t[32 * 32] __attribute__((aligned(64)));
-    int bad = 0;
+    int64_t bad = 0;
+    uint32_t *own_a = NULL;
     for (int64_t x = lo; x < hi; ++x) {
         int64_t i0 = 0, i1 = j->ni, b0 = 0, b1 = j->nj; /* row blocks, column blocks */
+        const uint32_t *a = NULL; /* packed rows of op(A), if not in j->ap */
         switch (j->schedule) {
         case AMX_COLS: i0 = x % j->ni, b0 = x / j->ni, i1 = i0 + 1, b1 = b0 + 1; break;
         case AMX_ROWS: i0 = x / j->nj, b0 = x % j->nj, i1 = i0 + 1, b1 = b0 + 1; break;
-        case AMX_ROWS_PACK_A:
+        case AMX_ROWS_PACK_A: /* into this thread's buffer: no dirty lines to write back */
             i0 = x, i1 = x + 1;
-            for (int64_t g = 2 * x; g < 2 * x + 2; ++g)
-                pack_a_group(p, g, j->nq, j->ap + g * j->nq * AMX_TILE, j->cvt);
+            if (!own_a && !(own_a = (uint32_t *)vf_workspace_get_slot(
+                                AMX_OWN_A_SLOT, (size_t)(2 * j->nq + 1) * AMX_TILE))) {
+                bad = AMX_NOMEM; /* reported by the driver */
+                break;
+            }
+            for (int64_t g = 0; g < 2; ++g)
+                pack_a_group(p, 2 * x + g, j->nq, own_a + g * j->nq * AMX_TILE, j->cvt);
+            a = own_a;
             break;
         case AMX_COLS_PACK_B:
             b0 = x, b1 = x + 1;
@@ -348,10 +359,12 @@ AMX_TARGET static int64_t run_units(const void *ctx, int64_t lo, int64_t hi)
                          j->cvt);
             break;
         }
+        if (bad == AMX_NOMEM)
+            break;
         for (int64_t ir = i0; ir < i1; ++ir)
             for (int64_t j0 = b0 * AMX_UNIT_N; j0 < amx_min(p->N, b1 * AMX_UNIT_N); j0 += 32) {
                 const int64_t w = amx_min(32, p->N - j0);
-                micro(j->nq, j->ap + 2 * ir * j->nq * AMX_TILE,
+                micro(j->nq, a ? a : j->ap + 2 * ir * j->nq * AMX_TILE,
                       j->bp + j0 / 16 * j->nq * AMX_TILE, t, w > 16 ? 2 : 1);
                 bad |= epilogue(p, 32 * ir, j0, amx_min(32, p->M - 32 * ir), w, t);
             }
@@ -383,7 +396,8 @@ int VF_FN(vf_gemm_bf16_amx)(const vf_bf16_problem *p)
     j.b_units = j.schedule == AMX_COLS_PACK_B ? 0 : j.nj;
     /* the calling thread's GEMM packing buffer (no page faults on every
      * call); +1 tile so a K of 0 still gets one */
-    j.bp = (uint32_t *)vf_workspace_get((size_t)((nq * (j.gb + j.ga) + 1) * AMX_TILE));
+    const int64_t a_tiles = j.schedule == AMX_ROWS_PACK_A ? 0 : nq * j.ga;
+    j.bp = (uint32_t *)vf_workspace_get((size_t)((nq * j.gb + a_tiles + 1) * AMX_TILE));
     if (!j.bp)
         return VF_ERR_NOMEM;
     j.ap = j.bp + nq * j.gb * AMX_TILE;
@@ -395,9 +409,11 @@ int VF_FN(vf_gemm_bf16_amx)(const vf_bf16_problem *p)
     const int64_t units = j.schedule == AMX_ROWS_PACK_A   ? j.ni
                           : j.schedule == AMX_COLS_PACK_B ? j.nj
                                                           : j.ni * j.nj;
-    const int bad = vf_team_for(p->nthreads, units, 1, run_units, &j) != 0;
+    const int64_t bad = vf_team_for(p->nthreads, units, 1, run_units, &j);
+    if (bad < 0) /* a unit could not get its buffer */
+        return VF_ERR_NOMEM;
     if (p->nonfinite)
-        *p->nonfinite = bad;
+        *p->nonfinite = bad != 0;
     return VF_OK;
 }
 
