@@ -157,8 +157,16 @@ def test_amx_emulation_follows_the_order(M, N, K, kind):
     np.testing.assert_array_equal(got.astype(np.float64), tdpbf16ps_model(a, b))
 
 
+# The AMX driver's four schedules (amx_schedule in csrc/isa/gemm_amx.c):
+# (32, 400, 784) a small op(A), units packing their own columns of op(B);
+# (100, 40, 400) op(B) in cache, few row blocks; (300, 130, 150) many row
+# blocks, units packing their own rows of op(A); (70, 1040, 520) op(B)
+# packed past 1 MiB, units column block by column block.
+SCHEDULE_SHAPES = [(32, 400, 784), (100, 40, 400), (300, 130, 150), (70, 1040, 520)]
+
+
 @needs_amx
-@pytest.mark.parametrize("M,N,K", ORDER_SHAPES + [(129, 257, 95), (32, 400, 784)])
+@pytest.mark.parametrize("M,N,K", ORDER_SHAPES + [(129, 257, 95)] + SCHEDULE_SHAPES)
 @pytest.mark.parametrize("trans", [(False, False), (True, True)])
 @pytest.mark.parametrize("kind", ["normal", "wide", "cancel"])
 def test_amx_equals_its_emulation_bit_for_bit(M, N, K, trans, kind):
@@ -175,6 +183,38 @@ def test_amx_equals_its_emulation_bit_for_bit(M, N, K, trans, kind):
     emu, emu_flag = amx(a, b, *trans, bias=bias, relu=True, impl="amx_emulated")
     assert flag == emu_flag
     np.testing.assert_array_equal(got.view(np.uint32), emu.view(np.uint32))
+
+
+@needs_amx
+@pytest.mark.parametrize("trans", [(False, False), (True, True), (True, False), (False, True)])
+def test_amx_packing_keeps_the_emulated_rounding_of_subnormals(trans):
+    """The AMX driver converts with VCVTNE2PS2BF16, which flushes float32
+    subnormals to zero, while the emulation rounds them (those next to
+    2^-126 up to it): vectors holding one are converted the emulated way,
+    so the bits still equal the emulation's. Sparse subnormals (most
+    vectors take the instruction), the ones that round up among them, the
+    operands plain and transposed (the two ways pairs are formed)."""
+    rng = np.random.default_rng(7)
+    M, N, K = 40, 70, 100
+    a = rng.standard_normal((M, K)).astype(np.float32)
+    b = rng.standard_normal((K, N)).astype(np.float32)
+    edge = np.array([0x007FFFFF, 0x007F8000, 0x807FC000, 0x00000001, 0x803FFFFF],
+                    np.uint32).view(np.float32)  # the first three round up to ±2^-126
+    for m in (a, b):
+        idx = rng.choice(m.size, 12, replace=False)
+        m.flat[idx] = rng.choice(edge, 12)
+    a, b = (np.ascontiguousarray(a.T) if trans[0] else a,
+            np.ascontiguousarray(b.T) if trans[1] else b)
+    got, flag = amx(a, b, *trans)
+    emu, emu_flag = amx(a, b, *trans, impl="amx_emulated")
+    assert flag == emu_flag == 0
+    np.testing.assert_array_equal(got.view(np.uint32), emu.view(np.uint32))
+    # the round-up is there to see: a row of 2^-126 edges times a column of 2^100
+    e = np.zeros((1, 32), np.float32)
+    e[0, 0] = edge[0]
+    big = np.full((32, 1), 2.0**100, np.float32)
+    got, _ = amx(e, big)
+    assert got[0, 0] == np.float32(2.0**-126 * 2.0**100)
 
 
 @needs_amx
@@ -218,9 +258,11 @@ def test_nonfinite_flag_and_overflow():
 
 
 @needs_amx
-def test_thread_count_does_not_change_bits(rng, threads_setting):
-    a = rng.standard_normal((300, 500)).astype(np.float32)
-    b = rng.standard_normal((500, 600)).astype(np.float32)
+@pytest.mark.parametrize("M,N,K", [(300, 600, 500), (100, 300, 400)] + SCHEDULE_SHAPES)
+def test_thread_count_does_not_change_bits(rng, threads_setting, M, N, K):
+    """Each of the driver's schedules (SCHEDULE_SHAPES) on 1 and 2 threads."""
+    a = rng.standard_normal((M, K)).astype(np.float32)
+    b = rng.standard_normal((K, N)).astype(np.float32)
     vaefast.set_num_threads(1)
     one, _ = amx(a, b)
     vaefast.set_num_threads(2)
