@@ -6,20 +6,22 @@
  * results equal the dense path's up to float32 rounding (the summation
  * order and the log1p evaluation differ), not bit for bit. Inference
  * (vf_vae_encode_rows, vf_vae_elbo_rows) runs its encoder the same way
- * (vae_encoder_layers). */
+ * (vae_encoder_layers). A normalised first layer (batch or layer norm, as
+ * scVI's encoder has) normalises the CSR product as the dense layer does;
+ * categorical covariates in the decoder's layers travel in the rows as
+ * ever, only covariates of the first layer itself are refused. */
 #include "vae_internal.h"
 #include "vae_norm.h"
 
 /* VF_OK if r's CSR form can replace the first layer's dense input: none
  * given, or all three arrays for an unconditional model whose input map
- * has a CSR transform. */
+ * has a CSR transform, without conditions or first-layer covariates. */
 int vae_csr_usable(const vf_vae *m, const vf_vae_rows *r)
 {
     if (!r || (!r->csr_indptr && !r->csr_indices && !r->csr_values))
         return VF_OK;
-    if (!r->csr_indptr || !r->csr_indices || !r->csr_values || m->C > 0 || m->layers[0].cov ||
-        m->layers[0].norm)
-        return VF_ERR_ARG; /* a normalised first layer trains dense (vae_norm.c) */
+    if (!r->csr_indptr || !r->csr_indices || !r->csr_values || m->C > 0 || m->layers[0].cov)
+        return VF_ERR_ARG;
     if (m->lik->input_row && m->lik->input_csr == VF_CSR_NONE)
         return VF_ERR_ARG; /* an input map the CSR kernels do not have */
     return VF_OK;
@@ -47,10 +49,12 @@ static int csr_first(const vf_vae *m, int64_t B, const int64_t *indptr,
                                  L->out);
 }
 
-/* act[0] (B×out0) = act(T(S)·W0 + b0). */
+/* act[0] (B×out0) = act(T(S)·W0 + b0), normalised first (batch statistics
+ * kept for the backward pass) when the layer is. */
 int vae_csr_first_forward(vf_vae *m, int64_t B)
 {
-    return csr_first(m, B, m->csr_indptr, m->csr_indices, m->csr_values, m->act[0]);
+    int st = csr_first(m, B, m->csr_indptr, m->csr_indices, m->csr_values, m->act[0]);
+    return st != VF_OK ? st : vae_norm_train_forward(m, 0, B);
 }
 
 /* Inference: the encoder (layers 0 .. n_enc) on B rows, the rows row0 ..
@@ -77,12 +81,24 @@ int vae_encoder_layers(const vf_vae *m, int64_t B, const float *X, int64_t ldx,
 }
 
 /* dW0 = T(S)ᵀ·dZ0, db0 = column sums of dZ0 (overwrite), with d (B×out0) the
- * gradient w.r.t. act[0] and dZ0 = d masked by act[0]'s ReLU. */
+ * gradient w.r.t. act[0] and dZ0 = d masked by act[0]'s ReLU — for a
+ * normalised layer masked here, then taken back through the norm (d is
+ * overwritten: the training step's gradient buffer). */
 int vae_csr_first_weight_grad(vf_vae *m, int64_t B, const float *d)
 {
     const vf_vae_layer *L = &m->layers[0];
+    const float *mask = L->relu ? m->act[0] : NULL;
+    if (L->norm) {
+        float *dz = (float *)d; /* the step's writable gradient buffer */
+        const int64_t n = B * L->out;
+        for (int64_t k = 0; mask && k < n; ++k) /* as the kernels mask: NaN/Inf kept */
+            dz[k] = dz[k] * (mask[k] > 0.0f ? 1.0f : 0.0f) + mask[k] * 0.0f;
+        int st = vae_norm_backward(m, 0, B, dz);
+        if (st != VF_OK)
+            return st;
+        mask = NULL;
+    }
     return vf_csr_linear_backward_weight(B, L->out, L->in, m->csr_indptr, m->csr_indices,
-                                         m->csr_values, m->lik->input_csr, d, L->out,
-                                         L->relu ? m->act[0] : NULL, L->out,
-                                         m->grads + L->w, L->out, m->grads + L->b, 0);
+                                         m->csr_values, m->lik->input_csr, d, L->out, mask,
+                                         L->out, m->grads + L->w, L->out, m->grads + L->b, 0);
 }
