@@ -1,5 +1,7 @@
 """The CSR first layer for models with categorical covariates (scVI's
-``encode_covariates=False``: the codes enter the decoder's layers only) and
+``encode_covariates=False``: the codes enter the decoder's layers only; and
+``encode_covariates=True``: the first layer adds its covariate rows after
+the CSR product, csrc/vae_csr.c) and
 for a normalised first layer (scVI's ``use_batch_norm="both"``): training
 steps, fit, and the sparse inference of vaefast/_sparse_infer.py
 (encode, transform, reconstruct, elbo) with ``codes=``.
@@ -50,16 +52,16 @@ def codes():
     return np.stack([rng.integers(0, n, N) for n in LEVELS], axis=1).astype(np.int32)
 
 
-def model(likelihood="zinb", norm="plain", deep=True, **kw):
+def model(likelihood="zinb", norm="plain", deep=True, encode=False, **kw):
     return vaefast.VAE(D, hidden=(32,), latent_dim=5, likelihood=likelihood, seed=4,
                        categorical_covariates=LEVELS, deeply_inject_covariates=deep,
-                       **NORMS[norm], **kw)
+                       encode_covariates=encode, **NORMS[norm], **kw)
 
 
-def trained(likelihood, norm, deep, counts, codes):
+def trained(likelihood, norm, deep, counts, codes, encode=False):
     """A model one epoch into training (dense), so that batch norm's running
     statistics and the covariate rows are not their initial values."""
-    m = model(likelihood, norm, deep)
+    m = model(likelihood, norm, deep, encode)
     m.fit(counts, epochs=1, batch_size=64, progress=False, codes=codes)
     return m
 
@@ -83,11 +85,11 @@ def no_dense_chunks(monkeypatch):
 
 
 @pytest.mark.parametrize("norm", list(NORMS))
-@pytest.mark.parametrize("deep", [True, False])
+@pytest.mark.parametrize("deep,encode", [(True, False), (False, False), (True, True)])
 @pytest.mark.parametrize("likelihood", ["zinb", "negative_binomial"])
 def test_sparse_inference_with_codes_close_to_dense(counts, codes, kernel_set, likelihood,
-                                                    norm, deep, monkeypatch):
-    m = trained(likelihood, norm, deep, counts, codes)
+                                                    norm, deep, encode, monkeypatch):
+    m = trained(likelihood, norm, deep, counts, codes, encode)
     want = {"encode": m.encode(counts, codes=codes),
             "transform": m.transform(counts, codes=codes),
             "reconstruct": m.reconstruct(counts, codes=codes),
@@ -132,12 +134,13 @@ def _batch_norm_gain(m, X):
     return max(1.0, float((S.max(axis=0) / (T @ W + b).std(axis=0)).max()))
 
 
+@pytest.mark.parametrize("encode", [False, True])
 @pytest.mark.parametrize("norm", list(NORMS))
 @pytest.mark.parametrize("likelihood", ["zinb", "scvi_nb", "negative_binomial", "poisson"])
 def test_training_step_gradient_with_codes_matches_dense(counts, codes, kernel_set,
-                                                         likelihood, norm):
+                                                         likelihood, norm, encode):
     X, k = counts[:64], np.ascontiguousarray(codes[:64])
-    m = model(likelihood, norm)
+    m = model(likelihood, norm, encode=encode)
     want_loss, want = _loss_and_grad(m, X, k, csr=False)
     got_loss, got = _loss_and_grad(m, X, k, csr=True)
     assert abs(got_loss - want_loss) <= 1e-6 * abs(want_loss)
@@ -155,20 +158,22 @@ def test_training_step_gradient_with_codes_matches_dense(counts, codes, kernel_s
                                    err_msg=name)
 
 
-def fit_weights(X, codes, norm, sparse_first_layer, epochs=2):
-    m = model("zinb", norm)
+def fit_weights(X, codes, norm, sparse_first_layer, epochs=2, encode=False):
+    m = model("zinb", norm, encode=encode)
     h = m.fit(X, epochs=epochs, batch_size=48, progress=False, codes=codes,
               sparse_first_layer=sparse_first_layer)
     return m, h
 
 
-@pytest.mark.parametrize("norm", ["plain", "batchnorm"])
-def test_fit_from_csr_with_codes_close_to_dense(counts, codes, kernel_set, norm, monkeypatch):
+@pytest.mark.parametrize("norm,encode", [("plain", False), ("batchnorm", False),
+                                         ("plain", True), ("batchnorm", True)])
+def test_fit_from_csr_with_codes_close_to_dense(counts, codes, kernel_set, norm, encode,
+                                                monkeypatch):
     """2 epochs of 7 Adam steps (lr 1e-3) whose gradients agree to 1e-5
     relatively: the weights may drift apart by far less than
     steps·lr·1e-3 = 1.4e-5 (tests/test_sparse_input.py's bound). The CSR
     batches reach the core: one take_csr per batch."""
-    want, h_want = fit_weights(counts, codes, norm, False)
+    want, h_want = fit_weights(counts, codes, norm, False, encode=encode)
     calls = []
     take_csr = _rows.Rows.take_csr
 
@@ -177,7 +182,7 @@ def test_fit_from_csr_with_codes_close_to_dense(counts, codes, kernel_set, norm,
         return take_csr(self, rows)
 
     monkeypatch.setattr(_rows.Rows, "take_csr", spy)
-    got, h_got = fit_weights(sp.csr_matrix(counts), codes, norm, True)
+    got, h_got = fit_weights(sp.csr_matrix(counts), codes, norm, True, encode=encode)
     assert len(calls) == 2 * 7
     assert_fits_close(got, want, 14, norm == "batchnorm")
     np.testing.assert_allclose(h_got.history["loss"], h_want.history["loss"], rtol=1e-6)
@@ -206,25 +211,9 @@ def test_sparse_fit_thread_count_free(counts, codes, threads_setting):
     for threads in (1, 2):
         vaefast.set_num_threads(threads)
         fits.append(fit_weights(sp.csr_matrix(counts), codes, "batchnorm", True,
-                                epochs=1)[0].get_weights())
+                                epochs=1, encode=True)[0].get_weights())
     for k in fits[0]:
         np.testing.assert_array_equal(fits[0][k], fits[1][k], err_msg=k)
-
-
-def test_encoded_covariates_use_the_dense_batch(counts, codes, monkeypatch):
-    """encode_covariates=True puts the codes in the first layer, which the
-    CSR kernels do not have: fit and inference gather dense batches, so
-    the results equal the dense array's bit for bit."""
-    m_dense = model(encode_covariates=True)
-    m_dense.fit(counts, epochs=1, batch_size=64, progress=False, codes=codes)
-    monkeypatch.setattr(_rows.Rows, "take_csr", None)  # would fail if called
-    m = model(encode_covariates=True)
-    m.fit(sp.csr_matrix(counts), epochs=1, batch_size=64, progress=False, codes=codes,
-          sparse_first_layer=True)
-    for k, w in m_dense.get_weights().items():
-        np.testing.assert_array_equal(m.get_weights()[k], w, err_msg=k)
-    np.testing.assert_array_equal(m.transform(sp.csr_matrix(counts), codes=codes),
-                                  m_dense.transform(counts, codes=codes))
 
 
 def test_from_anndata_model_takes_the_sparse_path(counts, codes, monkeypatch):

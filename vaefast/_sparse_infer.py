@@ -29,13 +29,11 @@ def applies(obj: Any, name: str, rows: Any, arguments: dict[str, Any]) -> bool:
     """Whether method `name` of `obj` on `rows` (a _rows.Rows) with the
     call's `arguments` runs here: a float32 call (bf16 runs the dense path,
     which has the bf16 layers) of a VAE without conditions (the CSR first
-    layer has no condition rows; categorical covariates are fine unless
-    they enter the first layer, encode_covariates) reading a matrix that
-    gives CSR rows."""
+    layer has no condition rows; categorical covariates are fine, in any
+    layer) reading a matrix that gives CSR rows."""
     from .model import VAE  # model imports the engines: import at call time
 
     return (name in _METHODS and isinstance(obj, VAE) and obj.n_conditions == 0
-            and not (obj.categorical_covariates and obj.encode_covariates)
             and (arguments.get("precision") or obj.precision) == "fp32" and rows.sparse)
 
 

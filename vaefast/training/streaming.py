@@ -161,8 +161,7 @@ class RandomAccessSource(OneProcessSource):
             default_rows = buffer_rows
         else:  # Rows: a batch at a time unless buffer_rows asks for more
             self.take = inner.check_rows(X).take
-            if (sparse_first_layer and X.sparse and model.n_conditions == 0
-                    and not (model.categorical_covariates and model.encode_covariates)):
+            if sparse_first_layer and X.sparse and model.n_conditions == 0:
                 self.take_csr = X.take_csr
             default_rows = batch_size if buffer_rows is None else buffer_rows
         self.model = model
