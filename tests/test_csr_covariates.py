@@ -75,6 +75,19 @@ def close(got, want, rel=1e-5):
     np.testing.assert_allclose(got, want, rtol=0, atol=rel * np.abs(want).max() + 1e-6)
 
 
+def spy_csr(monkeypatch):
+    """Record every Rows.take_csr call (the CSR batches the core gets)."""
+    calls = []
+    take_csr = _rows.Rows.take_csr
+
+    def spy(self, rows):
+        calls.append(rows)
+        return take_csr(self, rows)
+
+    monkeypatch.setattr(_rows.Rows, "take_csr", spy)
+    return calls
+
+
 @pytest.fixture
 def no_dense_chunks(monkeypatch):
     """Rows.take (a dense chunk for the encoder) fails if called."""
@@ -174,14 +187,7 @@ def test_fit_from_csr_with_codes_close_to_dense(counts, codes, kernel_set, norm,
     steps·lr·1e-3 = 1.4e-5 (tests/test_sparse_input.py's bound). The CSR
     batches reach the core: one take_csr per batch."""
     want, h_want = fit_weights(counts, codes, norm, False, encode=encode)
-    calls = []
-    take_csr = _rows.Rows.take_csr
-
-    def spy(self, rows):
-        calls.append(rows)
-        return take_csr(self, rows)
-
-    monkeypatch.setattr(_rows.Rows, "take_csr", spy)
+    calls = spy_csr(monkeypatch)
     got, h_got = fit_weights(sp.csr_matrix(counts), codes, norm, True, encode=encode)
     assert len(calls) == 2 * 7
     assert_fits_close(got, want, 14, norm == "batchnorm")
@@ -234,14 +240,7 @@ def test_from_anndata_model_takes_the_sparse_path(counts, codes, monkeypatch):
         return m, h
 
     want, h_want = fitted(False)
-    calls = []
-    take_csr = _rows.Rows.take_csr
-
-    def spy(self, rows):
-        calls.append(rows)
-        return take_csr(self, rows)
-
-    monkeypatch.setattr(_rows.Rows, "take_csr", spy)
+    calls = spy_csr(monkeypatch)
     got, h_got = fitted(True)
     assert len(calls) == 5  # 300 rows in batches of 64
     assert_fits_close(got, want, 5, True)
@@ -249,5 +248,5 @@ def test_from_anndata_model_takes_the_sparse_path(counts, codes, monkeypatch):
     calls.clear()
     z = got.get_latent_representation(adata)
     assert len(calls) == 1  # one inference chunk, in CSR form
-    monkeypatch.setattr(_rows.Rows, "take_csr", take_csr)
+    monkeypatch.undo()
     close(z, got.transform(counts, codes=codes[:, :1]))
