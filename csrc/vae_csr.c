@@ -6,20 +6,23 @@
  * results equal the dense path's up to float32 rounding (the summation
  * order and the log1p evaluation differ), not bit for bit. Inference
  * (vf_vae_encode_rows, vf_vae_elbo_rows) runs its encoder the same way
- * (vae_encoder_layers). */
+ * (vae_encoder_layers). A normalised first layer (batch or layer norm, as
+ * scVI's encoder has) normalises the CSR product as the dense layer does,
+ * and a first layer with categorical covariates (encode_covariates) adds
+ * its table's rows gathered by the codes after the product (the same
+ * gather-add and scatter-add gradient as the dense layer, rows in order). */
 #include "vae_internal.h"
 #include "vae_norm.h"
 
 /* VF_OK if r's CSR form can replace the first layer's dense input: none
  * given, or all three arrays for an unconditional model whose input map
- * has a CSR transform. */
+ * has a CSR transform, without conditions. */
 int vae_csr_usable(const vf_vae *m, const vf_vae_rows *r)
 {
     if (!r || (!r->csr_indptr && !r->csr_indices && !r->csr_values))
         return VF_OK;
-    if (!r->csr_indptr || !r->csr_indices || !r->csr_values || m->C > 0 || m->layers[0].cov ||
-        m->layers[0].norm)
-        return VF_ERR_ARG; /* a normalised first layer trains dense (vae_norm.c) */
+    if (!r->csr_indptr || !r->csr_indices || !r->csr_values || m->C > 0)
+        return VF_ERR_ARG;
     if (m->lik->input_row && m->lik->input_csr == VF_CSR_NONE)
         return VF_ERR_ARG; /* an input map the CSR kernels do not have */
     return VF_OK;
@@ -34,23 +37,30 @@ void vae_csr_select(vf_vae *m, const vf_vae_rows *r, int64_t row0)
     m->csr_values = on ? r->csr_values : NULL;
 }
 
-/* Y (B×out0) = act(T(S)·W0 + b0) for the CSR rows (indptr: B + 1 entries,
- * any base). */
+/* Y (B×out0) = act(T(S)·W0 + b0 [+ the covariate rows of sd's codes]) for
+ * the CSR rows (indptr: B + 1 entries, any base); a normalised layer's
+ * ReLU comes after its norm, a covariate layer's after the gather-add. */
 static int csr_first(const vf_vae *m, int64_t B, const int64_t *indptr,
-                     const int32_t *indices, const float *values, float *Y)
+                     const int32_t *indices, const float *values, const vae_side *sd,
+                     float *Y)
 {
     const vf_vae_layer *L = &m->layers[0];
-    return vf_csr_linear_forward(B, L->out, L->in, indptr, indices, values,
-                                 m->lik->input_csr, m->params + L->w, L->out,
-                                 m->params + L->b,
-                                 L->relu && !L->norm ? VF_ACT_RELU : VF_ACT_NONE, Y,
-                                 L->out);
+    const int act = L->relu && !L->norm ? VF_ACT_RELU : VF_ACT_NONE;
+    int st = vf_csr_linear_forward(B, L->out, L->in, indptr, indices, values,
+                                   m->lik->input_csr, m->params + L->w, L->out,
+                                   m->params + L->b, L->cov ? VF_ACT_NONE : act, Y, L->out);
+    if (st == VF_OK && L->cov)
+        st = vf_cov_gather_add(B, L->out, m->n_cat, sd->k, sd->ldk, m->cat_levels,
+                               m->params + L->cov, L->out, act, Y, L->out);
+    return st == VF_ERR_NONFINITE ? VF_OK : st; /* the loss reports a NaN (vae_layers.c) */
 }
 
-/* act[0] (B×out0) = act(T(S)·W0 + b0). */
-int vae_csr_first_forward(vf_vae *m, int64_t B)
+/* act[0] (B×out0) = act(T(S)·W0 + b0), normalised first (batch statistics
+ * kept for the backward pass) when the layer is. */
+int vae_csr_first_forward(vf_vae *m, int64_t B, const vae_side *sd)
 {
-    return csr_first(m, B, m->csr_indptr, m->csr_indices, m->csr_values, m->act[0]);
+    int st = csr_first(m, B, m->csr_indptr, m->csr_indices, m->csr_values, sd, m->act[0]);
+    return st != VF_OK ? st : vae_norm_train_forward(m, 0, B);
 }
 
 /* Inference: the encoder (layers 0 .. n_enc) on B rows, the rows row0 ..
@@ -68,7 +78,8 @@ int vae_encoder_layers(const vf_vae *m, int64_t B, const float *X, int64_t ldx,
         const float *in = vae_encoder_input(m, B, X, ldx, xbuf, &ld_in);
         return vae_run_layers(m, 0, m->n_enc, B, in, ld_in, &sd, bufA, bufB, NULL, 0, H);
     }
-    const int st = csr_first(m, B, r->csr_indptr + row0, r->csr_indices, r->csr_values, bufA);
+    const int st = csr_first(m, B, r->csr_indptr + row0, r->csr_indices, r->csr_values, &sd,
+                             bufA);
     if (st != VF_OK)
         return st;
     vae_norm_infer(m, 0, B, bufA, m->layers[0].out); /* (training runs it dense) */
@@ -77,12 +88,27 @@ int vae_encoder_layers(const vf_vae *m, int64_t B, const float *X, int64_t ldx,
 }
 
 /* dW0 = T(S)ᵀ·dZ0, db0 = column sums of dZ0 (overwrite), with d (B×out0) the
- * gradient w.r.t. act[0] and dZ0 = d masked by act[0]'s ReLU. */
-int vae_csr_first_weight_grad(vf_vae *m, int64_t B, const float *d)
+ * gradient w.r.t. act[0] and dZ0 = d masked by act[0]'s ReLU — for a
+ * normalised or covariate layer masked here, then taken back through the
+ * norm (d is overwritten: the training step's gradient buffer); the
+ * covariate table's gradient is dZ0 scattered by sd's codes. */
+int vae_csr_first_weight_grad(vf_vae *m, int64_t B, const vae_side *sd, const float *d)
 {
     const vf_vae_layer *L = &m->layers[0];
+    const float *mask = L->relu ? m->act[0] : NULL;
+    if (L->norm || L->cov) {
+        float *dz = (float *)d; /* the step's writable gradient buffer */
+        const int64_t n = B * L->out;
+        for (int64_t k = 0; mask && k < n; ++k) /* as the kernels mask: NaN/Inf kept */
+            dz[k] = dz[k] * (mask[k] > 0.0f ? 1.0f : 0.0f) + mask[k] * 0.0f;
+        int st = vae_norm_backward(m, 0, B, dz);
+        if (st == VF_OK && L->cov)
+            st = vae_cov_backward(m, L, B, sd, dz, m->grads);
+        if (st != VF_OK)
+            return st;
+        mask = NULL;
+    }
     return vf_csr_linear_backward_weight(B, L->out, L->in, m->csr_indptr, m->csr_indices,
-                                         m->csr_values, m->lik->input_csr, d, L->out,
-                                         L->relu ? m->act[0] : NULL, L->out,
-                                         m->grads + L->w, L->out, m->grads + L->b, 0);
+                                         m->csr_values, m->lik->input_csr, d, L->out, mask,
+                                         L->out, m->grads + L->w, L->out, m->grads + L->b, 0);
 }

@@ -219,8 +219,8 @@ int vae_theta_end(const vae_lik_call *c, vae_theta *t, int st);
 /* vae_csr.c */
 int vae_csr_usable(const vf_vae *m, const vf_vae_rows *r);
 void vae_csr_select(vf_vae *m, const vf_vae_rows *r, int64_t row0);
-int vae_csr_first_forward(vf_vae *m, int64_t B);
-int vae_csr_first_weight_grad(vf_vae *m, int64_t B, const float *d);
+int vae_csr_first_forward(vf_vae *m, int64_t B, const vae_side *sd);
+int vae_csr_first_weight_grad(vf_vae *m, int64_t B, const vae_side *sd, const float *d);
 int vae_encoder_layers(const vf_vae *m, int64_t B, const float *X, int64_t ldx,
                        const vf_vae_rows *r, int64_t row0, float *xbuf, float *bufA,
                        float *bufB, const float **H);

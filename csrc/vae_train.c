@@ -176,7 +176,7 @@ static int forward_backward(vf_vae *m, int64_t B, const float *X, const vae_side
     const float *x0 = sparse ? m->act[0] : vae_encoder_input(m, B, X, m->D, m->xenc, &ldx0);
     grad_cursor g = {m->dout, m->d1, m->d2};
     int st;
-    if ((sparse && ((st = vae_csr_first_forward(m, B)) != VF_OK ||
+    if ((sparse && ((st = vae_csr_first_forward(m, B, sd)) != VF_OK ||
                     (st = vae_dropout_forward(m, 0, B, seed, step)) != VF_OK)) ||
         (st = layers_forward(m, sparse, E, B, x0, ldx0, sd, seed, step)) != VF_OK ||
         (st = latent_forward(m, B, eps, seed, step)) != VF_OK ||
@@ -186,7 +186,7 @@ static int forward_backward(vf_vae *m, int64_t B, const float *X, const vae_side
         (st = layers_backward(m, E + 1, last, B, m->z, m->Z, sd, &g, 1)) != VF_OK ||
         (st = latent_backward(m, B, eps, seed, step, kl_weight * m->beta * scale, &g)) != VF_OK ||
         (st = layers_backward(m, sparse, E, B, x0, ldx0, sd, &g, sparse)) != VF_OK ||
-        (sparse && (st = vae_csr_first_weight_grad(m, B, g.d)) != VF_OK))
+        (sparse && (st = vae_csr_first_weight_grad(m, B, sd, g.d)) != VF_OK))
         return st;
     vae_norm_commit(m); /* batch norm's running statistics: the step is finite */
     return VF_OK;

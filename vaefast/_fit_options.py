@@ -150,7 +150,7 @@ OPTIONS = (
         batch for sparse, backed and AnnData X)."""),
     Option("sparse_first_layer", True, lambda v, n: bool(v), """bool
         With sparse X (scipy, a sparse AnnData matrix, backed or not) and an
-        unconditional model: run the first encoder layer's forward and
+        unconditional model (categorical covariates allowed): run the first encoder layer's forward and
         weight gradient on the batch's stored entries (CSR kernels) instead
         of the dense batch: faster on mostly-zero data, equal to the dense
         fit up to float32 rounding (docs/single-cell.md). False: the dense

@@ -12,7 +12,8 @@ row, which every chunk continues. ``layer=`` names an AnnData layer; a model
 built by ``VAE.from_anndata`` reads c and its layer from the AnnData
 (vaefast/_anndata_setup.py).
 Per-row arguments (``c``, ``size_factors``, ``eps``, ``y``) are cut into
-the same chunks. On sparse rows an unconditional VAE's ``encode``,
+the same chunks. On sparse rows an unconditional VAE's (codes allowed)
+``encode``,
 ``transform``, ``reconstruct`` and ``elbo`` run their first layer on the
 chunk's CSR form instead (vaefast/_sparse_infer.py): equal to the dense
 chunk's results within float32 rounding, not bit for bit.

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = ["HiddenOptions", "SIDES", "NORM_SIDES", "SCVI_DEFAULTS", "configure",
            "config_entries", "state_entries", "restore_state", "running_statistics", "BN_EPS",
-           "check_fit", "first_layer_normalised"]
+           "check_fit"]
 
 SIDES = ("encoder", "decoder", "both")
 NORM_SIDES = ("none", *SIDES)
@@ -111,12 +111,6 @@ def check_fit(model: "VAE", n_rows: Optional[int], batch_size: int, comm: object
         raise ValueError(f"batch_size: with use_batch_norm, no batch may have 1 row; "
                          f"{n_rows} rows in batches of {batch_size} leave one: change "
                          "batch_size")
-
-
-def first_layer_normalised(model: "VAE") -> bool:
-    """The first encoder layer is normalised: it cannot run on a CSR batch."""
-    return bool(model.hidden) and any(
-        option in ("encoder", "both") for option in (model.use_batch_norm, model.use_layer_norm))
 
 
 def state_entries(model: "VAE") -> dict[str, Any]:

@@ -76,9 +76,11 @@ class Internals:
         chunk; "elbo")."""
         return self.model._scratch(kind)
 
-    def decode_raw(self, Z: F32, mean: bool, size_factors: Optional[F32]) -> F32:
-        """The decoder on checked latents of an unconditional model."""
-        return self.model._decode_raw(Z, mean, None, size_factors)
+    def decode_raw(self, Z: F32, mean: bool, size_factors: Optional[F32],
+                   side: "Side" = None) -> F32:
+        """The decoder on checked latents of an unconditional model, with
+        its checked codes (check_side's pair) if it has categorical covariates."""
+        return self.model._decode_raw(Z, mean, side, size_factors)
 
     def exclusive(self, what: str) -> ContextManager[None]:
         """Context: the model's training lock, or RuntimeError naming `what`."""

@@ -1,5 +1,6 @@
 """Inference on CSR rows: ``encode``, ``transform``, ``reconstruct`` and
-``elbo`` of an unconditional VAE on a chunk of sparse rows, with the
+``elbo`` of an unconditional VAE (with or without categorical covariates,
+whose codes go to the decoder's layers) on a chunk of sparse rows, with the
 encoder's first layer run by the CSR kernels on the stored entries (the
 core's vf_vae_encode_rows / vf_vae_elbo_rows with the rows' CSR form)
 instead of a GEMM over the densified chunk.
@@ -16,6 +17,7 @@ from typing import Any, Optional, cast
 
 import numpy as np
 
+from ._covariate_codes import Side
 from ._internals import Internals, internals
 from ._sparse_batch import CSRBatch
 from ._typing import F32
@@ -27,11 +29,11 @@ def applies(obj: Any, name: str, rows: Any, arguments: dict[str, Any]) -> bool:
     """Whether method `name` of `obj` on `rows` (a _rows.Rows) with the
     call's `arguments` runs here: a float32 call (bf16 runs the dense path,
     which has the bf16 layers) of a VAE without conditions (the CSR first
-    layer has no condition rows) reading a matrix that gives CSR rows."""
+    layer has no condition rows; categorical covariates are fine, in any
+    layer) reading a matrix that gives CSR rows."""
     from .model import VAE  # model imports the engines: import at call time
 
     return (name in _METHODS and isinstance(obj, VAE) and obj.n_conditions == 0
-            and not obj.categorical_covariates
             and (arguments.get("precision") or obj.precision) == "fp32" and rows.sparse)
 
 
@@ -52,17 +54,17 @@ def row_totals(batch: CSRBatch) -> F32:
     return cast(F32, (ends[batch.indptr[1:]] - ends[batch.indptr[:-1]]).astype(np.float32))
 
 
-def _encode(inner: Internals, batch: CSRBatch) -> tuple[F32, F32]:
-    return inner.core.encode(None, inner.scratch(), None, csr=batch)
+def _encode(inner: Internals, batch: CSRBatch, side: Side) -> tuple[F32, F32]:
+    return inner.core.encode(None, inner.scratch(), side, csr=batch)
 
 
-def _reconstruct(inner: Internals, batch: CSRBatch, s: Optional[F32]) -> F32:
+def _reconstruct(inner: Internals, batch: CSRBatch, side: Side, s: Optional[F32]) -> F32:
     if s is None and inner.observed_library:
         s = row_totals(batch)
-    return inner.decode_raw(_encode(inner, batch)[0], True, s)
+    return inner.decode_raw(_encode(inner, batch, side)[0], True, s, side)
 
 
-def _elbo(inner: Internals, batch: CSRBatch, seed: Any, s: Optional[F32],
+def _elbo(inner: Internals, batch: CSRBatch, side: Side, seed: Any, s: Optional[F32],
           eps: Optional[Any]) -> Any:
     from ._validation import noise_generator as _noise_generator
 
@@ -73,19 +75,21 @@ def _elbo(inner: Internals, batch: CSRBatch, seed: Any, s: Optional[F32],
     else:  # the generator's next n rows, as the dense path draws them
         drawn = _noise_generator(seed).standard_normal((n, inner.model.latent_dim))
         noise = drawn.astype(np.float32)
-    return inner.core.elbo(targets, noise, inner.scratch("elbo"), None, s, csr=batch)
+    return inner.core.elbo(targets, noise, inner.scratch("elbo"), side, s, csr=batch)
 
 
 def run(model: Any, name: str, batch: CSRBatch, arguments: dict[str, Any]) -> Any:
     """Method `name` of `model` on the CSR rows `batch`, with the method's
-    other arguments (c must be None: :func:`applies` holds)."""
+    other arguments (c must be None: :func:`applies` holds; the codes, if
+    the model has categorical covariates, go with the rows to the core)."""
     inner = internals(model)
-    _, s = inner.check_side(arguments.get("c"), arguments.get("size_factors"), batch.shape[0])
+    side, s = inner.check_side(arguments.get("c"), arguments.get("size_factors"),
+                               batch.shape[0], arguments.get("codes"))
     with inner.core.reading():  # one training step's weights throughout
         if name == "encode":
-            return _encode(inner, batch)
+            return _encode(inner, batch, side)
         if name == "transform":
-            return _encode(inner, batch)[0]
+            return _encode(inner, batch, side)[0]
         if name == "reconstruct":
-            return _reconstruct(inner, batch, s)
-        return _elbo(inner, batch, arguments.get("seed"), s, arguments.get("eps"))
+            return _reconstruct(inner, batch, side, s)
+        return _elbo(inner, batch, side, arguments.get("seed"), s, arguments.get("eps"))

@@ -31,7 +31,6 @@ from typing import (TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, 
 
 import numpy as np
 
-from .. import _hidden_options
 from .._arrays import is_dask_array as _is_dask_array
 from .._arrays import row_chunked as _row_chunked
 from .._covariate_codes import take
@@ -162,9 +161,7 @@ class RandomAccessSource(OneProcessSource):
             default_rows = buffer_rows
         else:  # Rows: a batch at a time unless buffer_rows asks for more
             self.take = inner.check_rows(X).take
-            if (sparse_first_layer and X.sparse and model.n_conditions == 0
-                    and not model.categorical_covariates
-                    and not _hidden_options.first_layer_normalised(model)):
+            if sparse_first_layer and X.sparse and model.n_conditions == 0:
                 self.take_csr = X.take_csr
             default_rows = batch_size if buffer_rows is None else buffer_rows
         self.model = model
