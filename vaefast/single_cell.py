@@ -82,7 +82,7 @@ def estimate_pseudocount(h1: NDArray[Any], h2: NDArray[Any], unexpressed1: NDArr
         peak = h.max(axis=0)
         eps.append(float(np.quantile(peak[unexpressed], quantile)) if unexpressed.any()
                    else 1e-10)
-    return max(1e-10, max(eps) / h1.shape[1])
+    return max(1e-10, max(eps) / int(h1.shape[1]))
 
 
 def summarise(h1: NDArray[Any], h2: NDArray[Any], delta: float, pseudocount: float,
