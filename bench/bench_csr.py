@@ -18,6 +18,12 @@ and bias gradients for a given dy. Timed per step, 1 and 2 threads:
 The gather itself (``ops.gather_csr_rows`` of 128 random rows) is timed
 separately: both paths start from it.
 
+W starts on a 64-byte boundary, as the first layer's weights do inside the
+model (the parameter block of csrc/vae.c is 64-byte aligned and W0 is its
+first part). NumPy's own allocation of W is usually 16 bytes off, which
+splits every 64-byte load of the sparse forward across two cache lines
+(about 1.4× its time, busy machine); ``--numpy-w`` measures that case.
+
 Then one epoch of ``VAE.fit`` (negative binomial, ``hidden``, latent 10) on
 ``--cells`` cells (wall time, median of ``--epoch-rounds``): from the dense
 array; from the CSR matrix with ``sparse_first_layer=False`` (dense batches
@@ -55,12 +61,23 @@ def make_counts(rng, cells, genes, density):
     return sp.csr_matrix((data, indices, indptr), shape=(cells, genes))
 
 
-def measure(genes, density, batch, hidden, rounds, threads):
+def aligned_copy(a, boundary=64):
+    """A C-contiguous copy of float32 `a` whose data starts on `boundary` bytes."""
+    buf = np.empty(a.size + boundary // 4, np.float32)
+    start = (-buf.ctypes.data % boundary) // 4
+    out = buf[start:start + a.size].reshape(a.shape)
+    out[...] = a
+    return out
+
+
+def measure(genes, density, batch, hidden, rounds, threads, numpy_w=False):
     rng = np.random.default_rng(0)
     X = make_counts(rng, 20 * batch, genes, density)
     rows = rng.choice(X.shape[0], batch, replace=False)
     csr = ops.gather_csr_rows(X, rows)
     W = (rng.standard_normal((genes, hidden)) * 0.05).astype(np.float32)
+    if not numpy_w:
+        W = aligned_copy(W)  # as the model holds W0
     b = rng.standard_normal(hidden).astype(np.float32)
     dy = rng.standard_normal((batch, hidden)).astype(np.float32)
     dense = ops.gather_dense_rows(X, rows)
@@ -133,19 +150,22 @@ def main():
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--cells", type=int, default=20000)
     ap.add_argument("--epoch-rounds", type=int, default=3)
+    ap.add_argument("--numpy-w", action="store_true",
+                    help="W as NumPy allocates it (usually not 64-byte aligned)")
+    ap.add_argument("--no-epoch", action="store_true", help="skip the epochs of fit")
     args = ap.parse_args()
     print(f"kernel set {vaefast.isa()}, load average {os.getloadavg()[0]:.1f} "
           f"(shared machine: timings vary)")
     for threads in (1, 2):
         res, filled = measure(args.genes, args.density, args.batch, args.hidden,
-                              args.rounds, threads)
+                              args.rounds, threads, args.numpy_w)
         print_table(f"{threads} thread(s): {args.batch} × {args.genes}, {100 * filled:.1f}% "
                     f"non-zero, hidden {args.hidden}; µs per forward + weight gradient",
                     "path", res, "dense", 1e6, "gather 128 rows")
         print(f"speed-up sparse vs dense: {res['dense'][0] / res['sparse'][0]:.2f}x "
               f"(median), {res['dense'][1] / res['sparse'][1]:.2f}x (best); vs dense + "
               f"densify {res['dense + densify'][0] / res['sparse'][0]:.2f}x")
-    for threads in (1, 2):
+    for threads in () if args.no_epoch else (1, 2):
         res = measure_epoch(args.cells, args.genes, args.density, args.batch, args.hidden,
                             args.epoch_rounds, threads)
         print_table(f"{threads} thread(s): one epoch of fit, {args.cells} × {args.genes}, "

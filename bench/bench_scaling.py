@@ -1,6 +1,7 @@
 """Scaling benchmarks: MPI data-parallel training, Dask inference, streaming fit.
 
     python bench/bench_scaling.py mpi     [--steps 200]      # launches mpiexec itself
+        [--modes blocking,throttle,overlap] [--late-ms 5]  # the exchange: MPI_MODES
     python bench/bench_scaling.py dask    [--rows 200000]
     python bench/bench_scaling.py stream  [--rows 1000000]
 
@@ -39,7 +40,23 @@ def _emit(**kw):
 
 
 # ---------------------------------------------------------------- MPI
-def mpi_rank(steps, batch_per_rank):
+# How the ranks exchange the gradient (environment of every rank): one
+# blocking Allreduce after the backward pass, as before issue 22 (MPICH polls
+# while it waits); the same with MPICH's progress throttle (a usleep(1) after
+# 64 polls that found nothing, MPIR_CVAR_CH4_PROGRESS_THROTTLE); or the
+# default, per-layer buckets overlapped with the backward pass and a
+# sleeping wait (vaefast/training/overlap.py), alone or with the throttle.
+_THROTTLE = {"MPIR_CVAR_CH4_PROGRESS_THROTTLE": "1",
+             "MPIR_CVAR_CH4_PROGRESS_THROTTLE_NO_PROGRESS_COUNT": "64"}
+MPI_MODES = {
+    "blocking": {"VAEFAST_MPI_OVERLAP": "0"},
+    "throttle": {"VAEFAST_MPI_OVERLAP": "0", **_THROTTLE},
+    "overlap": {"VAEFAST_MPI_OVERLAP": "1"},
+    "overlap+throttle": {"VAEFAST_MPI_OVERLAP": "1", **_THROTTLE},
+}
+
+
+def mpi_rank(steps, batch_per_rank, late_ms=0.0):
     """Run inside mpiexec: a split-step loop with per-phase timing, then fit."""
     from mpi4py import MPI
 
@@ -54,20 +71,32 @@ def mpi_rank(steps, batch_per_rank):
     grads = core.grads_array()
     B = batch_per_rank * size
     local = np.zeros(3)
-    t_grad = t_reduce = t_update = 0.0
+    t_grad = t_reduce = t_update = cpu_reduce = 0.0
+    overlap = os.environ.get("VAEFAST_MPI_OVERLAP", "1") != "0"
+    if overlap:  # as fit does: buckets started during the backward pass
+        from vaefast.training.overlap import BucketedAllreduce
+
+        reducer = BucketedAllreduce(core, comm, MPI)
     comm.Barrier()
     for s in range(steps):
         xb = X[s * batch_per_rank:(s + 1) * batch_per_rank]
         t0 = time.perf_counter()
-        core.shard_grads(xb, 0, s, rank * batch_per_rank, B, 1.0, local)
-        t1 = time.perf_counter()
-        comm.Allreduce(MPI.IN_PLACE, grads, op=MPI.SUM)
-        t2 = time.perf_counter()
+        core.shard_grads(xb, 0, s, rank * batch_per_rank, B, 1.0, local, 0,
+                         reducer.on_layer if overlap else None)
+        if late_ms and rank == size - 1:  # a late partner: rank 0 reports its wait
+            time.sleep(late_ms / 1e3)
+        t1, c1 = time.perf_counter(), time.process_time()
+        if overlap:
+            reducer.finish(False)
+        else:
+            comm.Allreduce(MPI.IN_PLACE, grads, op=MPI.SUM)
+        t2, c2 = time.perf_counter(), time.process_time()
         core.apply_update(s, 1e-3, 0.9, 0.999, 1e-8, 0.0, "adam")
         t3 = time.perf_counter()
         if s >= 10:  # warm-up excluded
             t_grad += t1 - t0
             t_reduce += t2 - t1
+            cpu_reduce += c2 - c1  # CPU burnt while waiting: polling vs sleeping
             t_update += t3 - t2
     timed = steps - 10
     # the same through fit(comm=...): what a user gets, per-step Python included
@@ -83,8 +112,9 @@ def mpi_rank(steps, batch_per_rank):
     cpu = comm.gather(cpu_per_row)
     if rank == 0:
         _emit(bench="mpi", ranks=size, threads_per_rank=1, batch_per_rank=batch_per_rank,
+              mode=os.environ.get("VAEFAST_BENCH_MPI_MODE", "overlap"), late_ms=late_ms,
               ms_gradient=1e3 * t_grad / timed, ms_allreduce=1e3 * t_reduce / timed,
-              ms_update=1e3 * t_update / timed,
+              cpu_ms_allreduce=1e3 * cpu_reduce / timed, ms_update=1e3 * t_update / timed,
               fit_samples_per_s=size * len(X) / fit_s,
               cpu_ms_per_1k_rows_each_rank=[1e6 * c for c in cpu])
 
@@ -96,19 +126,27 @@ def mpi(args):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     lib = os.path.join(os.path.dirname(os.path.dirname(mpiexec)), "lib")
     env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (lib, env.get("LD_LIBRARY_PATH")) if p)
+    modes = args.modes.split(",")
+    unknown = [m for m in modes if m not in MPI_MODES]
+    if unknown:
+        raise SystemExit(f"--modes: unknown {unknown}; choose from {sorted(MPI_MODES)}")
     results = {}
-    for repeat in range(args.repeats):  # interleaved 1/2/1/2... against drift in load
-        for n in (1, 2):
-            out = subprocess.run([mpiexec, "-n", str(n), "-launcher", "fork", "-iface", "lo",
-                                  sys.executable, __file__, "mpi-rank", "--steps",
-                                  str(args.steps), "--batch", str(args.batch)],
-                                 env=env, capture_output=True, text=True, check=True).stdout
-            row = json.loads(out.strip().splitlines()[-1])
-            print(out.strip(), flush=True)
-            results.setdefault(n, []).append(row["fit_samples_per_s"])
-    one, two = np.median(results[1]), np.median(results[2])
-    _emit(bench="mpi-summary", median_samples_per_s_1=one, median_samples_per_s_2=two,
-          speedup=two / one, efficiency=two / one / 2)
+    for repeat in range(args.repeats):  # interleaved against drift in load
+        for mode in modes:
+            for n in (1, 2):
+                out = subprocess.run([mpiexec, "-n", str(n), "-launcher", "fork", "-iface", "lo",
+                                      sys.executable, __file__, "mpi-rank", "--steps",
+                                      str(args.steps), "--batch", str(args.batch),
+                                      "--late-ms", str(args.late_ms)],
+                                     env=dict(env, VAEFAST_BENCH_MPI_MODE=mode, **MPI_MODES[mode]),
+                                     capture_output=True, text=True, check=True).stdout
+                row = json.loads(out.strip().splitlines()[-1])
+                print(out.strip(), flush=True)
+                results.setdefault((mode, n), []).append(row["fit_samples_per_s"])
+    for mode in modes:
+        one, two = np.median(results[mode, 1]), np.median(results[mode, 2])
+        _emit(bench="mpi-summary", mode=mode, median_samples_per_s_1=one,
+              median_samples_per_s_2=two, speedup=two / one, efficiency=two / one / 2)
 
 
 # ---------------------------------------------------------------- Dask
@@ -209,9 +247,16 @@ def main():
     a.add_argument("--steps", type=int, default=200)
     a.add_argument("--batch", type=int, default=128, help="rows per rank per step")
     a.add_argument("--repeats", type=int, default=3)
+    a.add_argument("--modes", default="blocking,overlap",
+                   help=f"comma-separated, from {sorted(MPI_MODES)}")
+    late = dict(type=float, default=0.0, help="the last rank sleeps this long before each "
+                "exchange of the split-step loop (not fit): rank 0's cpu_ms_allreduce is "
+                "then the CPU its wait burns")
+    a.add_argument("--late-ms", **late)
     a = sub.add_parser("mpi-rank")
     a.add_argument("--steps", type=int, default=200)
     a.add_argument("--batch", type=int, default=128)
+    a.add_argument("--late-ms", **late)
     a = sub.add_parser("dask")
     a.add_argument("--rows", type=int, default=200_000)
     a.add_argument("--chunk", type=int, default=10_000)
@@ -225,7 +270,7 @@ def main():
     if args.what == "mpi":
         mpi(args)
     elif args.what == "mpi-rank":
-        mpi_rank(args.steps, args.batch)
+        mpi_rank(args.steps, args.batch, args.late_ms)
     elif args.what == "dask":
         dask_bench(args)
     else:

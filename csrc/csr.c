@@ -1,12 +1,12 @@
 /* csr.c: the public sparse-input products (vaefast.h, "CSR input"):
- * argument checks, the value transform, the batch's transpose for the
- * weight gradient, and the row split over threads around the per-set
- * kernel (csrc/isa/csr_kernels.c).
+ * argument checks, the value transform, and the row split over threads
+ * around the per-set forward kernel (csrc/isa/csr_kernels.c); the weight
+ * gradient runs on the batch's block table (csrc/csr_blocks.c) with the
+ * blocked kernel (csrc/isa/csr_blocked.c).
  *
  * Determinism: every output row is computed by one thread from its own
  * entries in storage order (csr_kernels.h), and the preparation passes are
- * elementwise or serial, so results are bit-identical for any thread count. */
-#include <string.h>
+ * elementwise or per row, so results are bit-identical for any thread count. */
 
 #include "check.h"
 #include "csr_kernels.h"
@@ -123,6 +123,38 @@ static void *scratch(size_t ints, size_t floats)
     return vf_workspace_get_slot(1, 2 * ints + floats);
 }
 
+/* ptr (M + 1) = indptr − indptr[0]; VF_ERR_ARG if the pointers decrease. */
+static int zero_based(int64_t M, const int64_t *indptr, int64_t *ptr)
+{
+    int decreasing = 0;
+    for (int64_t r = 0; r <= M; ++r) {
+        ptr[r] = indptr[r] - indptr[0];
+        decreasing |= r > 0 && ptr[r] < ptr[r - 1];
+    }
+    return decreasing ? VF_ERR_ARG : VF_OK;
+}
+
+/* Workspace for a blocked product: the zero-based row pointers (M + 1,
+ * filled from indptr; VF_ERR_ARG if they decrease), the block table
+ * (M × (blocks + 1)), then nnz + `extra` floats (*tv: the transformed
+ * values; the extra floats follow them). */
+static int block_scratch(int64_t M, int64_t K, const int64_t *indptr, size_t extra,
+                         int64_t **ptr, int64_t **pos, float **tv)
+{
+    const int64_t nnz = indptr[M] - indptr[0];
+    const int64_t nb1 = vf_csr_blocks(K) + 1;
+    if (M > (int64_t)(SIZE_MAX / 16) / nb1 || nnz > (int64_t)(SIZE_MAX / 16) ||
+        extra > SIZE_MAX / 4)
+        return VF_ERR_OVERFLOW;
+    const size_t ints = (size_t)M + 1 + (size_t)M * (size_t)nb1;
+    *ptr = scratch(ints, (size_t)nnz + extra);
+    if (!*ptr)
+        return VF_ERR_NOMEM;
+    *pos = *ptr + M + 1;
+    *tv = (float *)(*pos + M * nb1);
+    return zero_based(M, indptr, *ptr);
+}
+
 int vf_csr_linear_forward(int64_t M, int64_t N, int64_t K, const int64_t *indptr,
                           const int32_t *indices, const float *values, int transform,
                           const float *W, int64_t ldw, const float *b, int act, float *Y,
@@ -136,65 +168,18 @@ int vf_csr_linear_forward(int64_t M, int64_t N, int64_t K, const int64_t *indptr
     if (M == 0 || N == 0)
         return vf_csr_check(M, K, indptr, indices, values, transform);
     const int64_t base = indptr[0], nnz = indptr[M] - base;
-    /* zero-based row pointers and (transformed) values of the rows */
+    /* zero-based row pointers and (transformed) values of the rows (the
+     * plain row walk: the blocked one was no faster here, busy machine) */
     int64_t *ptr = scratch((size_t)M + 1, (size_t)nnz);
     if (!ptr)
         return VF_ERR_NOMEM;
-    int decreasing = 0;
-    for (int64_t r = 0; r <= M; ++r) {
-        ptr[r] = indptr[r] - base;
-        decreasing |= r > 0 && ptr[r] < ptr[r - 1];
-    }
-    if (decreasing)
-        return VF_ERR_ARG;
+    VF_TRY(zero_based(M, indptr, ptr));
     float *tv = (float *)(ptr + M + 1);
     VF_TRY(values_pass(M, indptr, values, transform, tv)); /* columns: in the kernel */
     const vf_csr_problem p = {
         .ptr = ptr, .idx = indices + base, .val = tv, .B = W, .ldb = ldw, .b_rows = K,
         .C = Y, .ldc = ldy, .N = N, .bias = b, .relu = act == VF_ACT_RELU, .check = 1};
     return run(&p, M, nnz);
-}
-
-/* The batch transposed (CSC of the rows = CSR of the columns), stable: a
- * column's entries keep their row order. cptr (K+2), rows (nnz), tv (nnz,
- * the transformed values, zero-based) -> ct_val (nnz). The counting pass
- * checks the structure (row pointers non-decreasing, columns strictly
- * increasing in [0, K)); returns 1, having transposed nothing, if broken. */
-static int transpose_batch(int64_t M, int64_t K, const int64_t *restrict indptr,
-                           const int32_t *restrict indices, const float *restrict tv,
-                           int64_t *restrict cptr, int32_t *restrict rows,
-                           float *restrict ct_val)
-{
-    const int64_t base = indptr[0];
-    memset(cptr, 0, (size_t)(K + 2) * sizeof *cptr);
-    int bad = 0;
-    for (int64_t r = 0; r < M; ++r) {
-        const int64_t start = indptr[r], end = indptr[r + 1];
-        bad |= end < start;
-        int64_t prev = -1;
-        for (int64_t q = start; q < end; ++q) {
-            const int64_t col = indices[q];
-            bad |= (col <= prev) | (col >= K);
-            prev = col;
-            ++cptr[(uint64_t)col < (uint64_t)K ? col + 1 : K + 1]; /* K + 1: a bad one's */
-        }
-    }
-    if (bad)
-        return 1;
-    for (int64_t c = 0; c < K; ++c)
-        cptr[c + 1] += cptr[c];
-    for (int64_t r = 0; r < M; ++r) { /* cptr[c]: the next free slot of column c */
-        const int64_t end = indptr[r + 1];
-        for (int64_t q = indptr[r]; q < end; ++q) {
-            const int64_t at = cptr[indices[q]]++;
-            rows[at] = (int32_t)r;
-            ct_val[at] = tv[q - base];
-        }
-    }
-    for (int64_t c = K; c > 0; --c) /* back to the starts */
-        cptr[c] = cptr[c - 1];
-    cptr[0] = 0;
-    return 0;
 }
 
 int vf_csr_linear_backward_weight(int64_t M, int64_t N, int64_t K, const int64_t *indptr,
@@ -206,8 +191,6 @@ int vf_csr_linear_backward_weight(int64_t M, int64_t N, int64_t K, const int64_t
     if (accumulate != 0 && accumulate != 1)
         return VF_ERR_ARG;
     VF_TRY(check_structure(M, K, indptr, indices, values, transform));
-    if (M > INT32_MAX)
-        return VF_ERR_ARG; /* the transpose's row indices are int32 */
     VF_TRY(vf_check_matrix(dY, M, N, lddy));
     VF_TRY(vf_check_matrix(dW, K, N, lddw));
     if (Yo)
@@ -215,21 +198,16 @@ int vf_csr_linear_backward_weight(int64_t M, int64_t N, int64_t K, const int64_t
     if (N == 0)
         return vf_csr_check(M, K, indptr, indices, values, transform);
     const int64_t nnz = indptr[M] - indptr[0];
-    /* int64 cptr (K+2); then floats: tv (nnz), the transposed values (nnz),
-     * their row indices (nnz int32 in float slots), dZ (M×N with a mask) */
-    const size_t dz_floats = Yo ? (size_t)M * (size_t)N : 0;
-    if (nnz > (int64_t)(SIZE_MAX / 16) || (size_t)N > SIZE_MAX / 16 ||
-        (Yo && (size_t)M > SIZE_MAX / 16 / (size_t)N))
+    /* after the values: dZ (M×N with the ReLU mask), then its column sums */
+    if ((size_t)N > SIZE_MAX / 16 || (Yo && (size_t)M > SIZE_MAX / 16 / (size_t)N))
         return VF_ERR_OVERFLOW;
-    int64_t *cptr = scratch((size_t)K + 2, 3 * (size_t)nnz + dz_floats + (size_t)N);
-    if (!cptr)
-        return VF_ERR_NOMEM;
-    float *tv = (float *)(cptr + K + 2), *ct_val = tv + nnz;
-    int32_t *rows = (int32_t *)(ct_val + nnz);
-    float *dZ = (float *)(rows + nnz);
+    const size_t dz_floats = Yo ? (size_t)M * (size_t)N : 0;
+    float *tv;
+    int64_t *ptr, *pos;
+    VF_TRY(block_scratch(M, K, indptr, dz_floats + (size_t)N, &ptr, &pos, &tv));
     VF_TRY(values_pass(M, indptr, values, transform, tv));
-    if (transpose_batch(M, K, indptr, indices, tv, cptr, rows, ct_val))
-        return VF_ERR_ARG;
+    VF_TRY(vf_csr_block_table(M, K, ptr, indices + indptr[0], pos));
+    float *dZ = tv + nnz;
     float *sums = dZ + dz_floats; /* dZ's column sums */
     kernels()->masked_sums(M, N, dY, lddy, Yo, ldyo, dZ, sums);
     const float *dz = Yo ? dZ : dY;
@@ -240,9 +218,10 @@ int vf_csr_linear_backward_weight(int64_t M, int64_t N, int64_t K, const int64_t
         bad |= !(db[j] * 0.0f == 0.0f);
     }
     const vf_csr_problem p = {
-        .ptr = cptr, .idx = rows, .val = ct_val, .B = dz, .ldb = ldz, .b_rows = M,
-        .C = dW, .ldc = lddw, .N = N, .add_old = accumulate, .check = 1};
-    const int st = run(&p, K, nnz);
+        .ptr = ptr, .idx = indices + indptr[0], .val = tv, .B = dz, .ldb = ldz,
+        .b_rows = K, .C = dW, .ldc = lddw, .N = N, .add_old = accumulate, .check = 1,
+        .pos = pos, .nblk = vf_csr_blocks(K)};
+    const int st = vf_csr_scatter_blocked(&p, M, nnz);
     if (st != VF_OK)
         return st;
     return bad ? VF_ERR_NONFINITE : VF_OK;

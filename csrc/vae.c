@@ -210,7 +210,7 @@ int vf_vae_reserve(vf_vae *m, int64_t B)
     if (st == VF_OK) st = vae_add_mul(&total, B, m->D);
     if (st == VF_OK) st = vae_add_mul(&total, B, m->C);
     if (st == VF_OK) st = vae_add_mul(&total, B, 1);
-    if (st == VF_OK) st = vae_add_mul(&total, B, m->n_cat);
+    if (st == VF_OK) st = vae_add_mul(&total, B, m->n_cat + m->side_codes);
     if (st != VF_OK)
         return st;
     if ((uint64_t)total > SIZE_MAX / sizeof(float))

@@ -119,14 +119,14 @@ int vae_cov_backward(const vf_vae *m, const vf_vae_layer *L, int64_t B, const va
                               NULL, 0, grads + L->cov, L->out, 0);
 }
 
-/* The codes of a step's rows order[0 .. rows) of r, in m->kbatch (rows×n_cat);
- * *ldk = n_cat. */
+/* The codes of a step's rows order[0 .. rows) of r, in m->kbatch (rows×K,
+ * K = n_cat + side_codes); *ldk = K. */
 const int32_t *vae_cov_gather_codes(vf_vae *m, const vf_vae_rows *r, const int64_t *order,
                                     int64_t rows, int64_t *ldk)
 {
-    const size_t bytes = (size_t)m->n_cat * sizeof(int32_t);
+    const int64_t K = m->n_cat + m->side_codes;
     for (int64_t i = 0; i < rows; ++i)
-        memcpy(m->kbatch + i * m->n_cat, r->codes + order[i] * r->ldk, bytes);
-    *ldk = m->n_cat;
+        memcpy(m->kbatch + i * K, r->codes + order[i] * r->ldk, (size_t)K * sizeof(int32_t));
+    *ldk = K;
     return m->kbatch;
 }

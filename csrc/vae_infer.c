@@ -158,7 +158,7 @@ int vf_vae_elbo_rows(const vf_vae *m, int64_t B, const float *X, const vf_vae_ro
             (st = vae_run_layers(m, m->n_enc + 1, last, n, b.z, Z, &sd, b.bufA, b.bufB, b.y,
                              m->layers[last].out, NULL)) != VF_OK ||
             (st = m->lik->losses(&(vae_lik_call){m, n, b.y, x, s, b.recon, NULL, NULL,
-                                                    0.0f})) != VF_OK)
+                                                    0.0f, sd.k, sd.ldk})) != VF_OK)
             return st;
         for (int64_t i = 0; i < n; ++i)
             elbo[i0 + i] = -((double)b.recon[i] + (double)m->beta * (double)b.kl[i]);

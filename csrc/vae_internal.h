@@ -41,6 +41,8 @@ typedef struct vae_lik_call {
     const float *y, *X, *s;
     float *recon, *dout, *dlik;
     float scale;
+    const int32_t *k; /* the rows' categorical codes (B×n_cat, ldk), or NULL */
+    int64_t ldk;
 } vae_lik_call;
 
 /* A per-row transform: out (D) from one row in (D or more) and the row's
@@ -64,6 +66,7 @@ typedef struct vae_likelihood {
     /* out (D) = the mean of p(x|z) from one row of the output layer; NULL:
      * the row's first D columns */
     vae_row_fn mean_row;
+    unsigned dispersions; /* bit d: VF_DISPERSION_* mode d taken (gene always) */
 } vae_likelihood;
 
 /* The entry of (likelihood, variance), or NULL if the pair is invalid. */
@@ -129,6 +132,13 @@ struct vf_vae {
     vae_norm *norm; /* batch / layer normalisation, or NULL (vae_norm.c) */
     /* 1 while a training call whose rows ask for VF_PRECISION_BF16 runs */
     int bf16;
+    /* θ's mode (vae_dispersion.c; 0: gene), its code column, table offset
+     * and rows; side_codes: code columns after the n_cat injected ones that
+     * the rows carry (1: the dispersion table's own column, 0: none) */
+    int disp;
+    int64_t disp_col, disp_table, disp_levels, side_codes;
+    vf_vae_grad_hook grad_hook; /* vf_vae_set_grad_hook, or NULL */
+    void *grad_hook_ctx;
 };
 
 #define VF_ALIGN_FLOATS 16 /* sub-buffers start on 64-byte boundaries */
@@ -188,6 +198,23 @@ static inline int vae_bf16(const vf_vae_rows *r)
 /* vae_covariates.c: the parameter, gradient and moment buffers grown to n
  * floats (the new tail zero), for parameters added after creation */
 int vae_grow_params(vf_vae *m, int64_t n);
+/* Layer l's gradient is final: tell the grad hook, if any (vae_grad_hook.c). */
+void vae_grad_ready(const vf_vae *m, int l);
+
+/* vae_dispersion.c: log θ of a count loss call whose output layer has
+ * `heads` D-wide heads before any θ head: lt (ldt 0: one D vector) and,
+ * with c->dout, where the loss writes its gradient (dlt, lddt). vae_theta_end
+ * turns that gradient into the table's (after a successful loss) and frees
+ * what vae_theta_begin took; it returns st or its own error. */
+typedef struct vae_theta {
+    const float *lt;
+    int64_t ldt;
+    float *dlt;
+    int64_t lddt;
+    float *owned;
+} vae_theta;
+int vae_theta_begin(const vae_lik_call *c, int64_t heads, vae_theta *t);
+int vae_theta_end(const vae_lik_call *c, vae_theta *t, int st);
 
 /* vae_csr.c */
 int vae_csr_usable(const vf_vae *m, const vf_vae_rows *r);

@@ -134,15 +134,16 @@ vae_side vae_side_of(const vf_vae_rows *r, int64_t row0)
 }
 
 /* The side inputs r agree with the model: c given (ldc >= C) iff C > 0,
- * codes (ldk >= n_cat) iff n_cat > 0, size factors only if the likelihood
- * takes them. */
+ * codes (ldk >= K) iff K > 0 (K = n_cat + side_codes), size factors only
+ * if the likelihood takes them. */
 int vae_check_rows(const vf_vae *m, const vf_vae_rows *r)
 {
     const float *c = r ? r->c : NULL;
     const int32_t *k = r ? r->codes : NULL;
     if ((m->C > 0) != (c != NULL) || (c && r->ldc < m->C))
         return VF_ERR_ARG;
-    if ((m->n_cat > 0) != (k != NULL) || (k && r->ldk < m->n_cat))
+    const int64_t K = m->n_cat + m->side_codes;
+    if ((K > 0) != (k != NULL) || (k && r->ldk < K))
         return VF_ERR_ARG;
     if (r && r->precision != VF_PRECISION_FP32 && r->precision != VF_PRECISION_BF16)
         return VF_ERR_ARG;

@@ -17,6 +17,7 @@
 
 #include "csr_kernels.h"
 #include "kernels.h"
+#include "vae_dispersion.h"
 #include "vae_internal.h"
 
 /* out (D) = log(1 + x): counts spanning orders of magnitude would blow up
@@ -138,13 +139,14 @@ static float row_total(int64_t D, const float *x)
  * softmax(rho). library = the size factors when given, else each row's
  * observed total count (scvi-tools' use_observed_lib_size; a row summing to
  * 0 is VF_ERR_ARG, as is any non-integer count). The output layer is rho
- * (B×D) or, for ZINB, [rho | pi] (B×2D: one GEMM gives both heads); log θ
- * per gene is the vector after it, and the kernel writes its gradient
- * summed over the rows (extra_summed). */
+ * (B×D) or, for ZINB, [rho | pi] (B×2D: one GEMM gives both heads), then
+ * log θ's head with dispersion gene-cell; log θ and where its gradient goes
+ * are the dispersion mode's (vae_dispersion.c: per gene, the kernel sums
+ * the gradient over the rows, extra_summed). */
 static int scvi_losses(const vae_lik_call *c, int kind, int64_t width)
 {
     const vf_vae *m = c->m;
-    const int64_t B = c->B, D = m->D, ld = width * D;
+    const int64_t B = c->B, D = m->D, ld = m->layers[m->n_layers - 1].out;
     const float *library = c->s;
     float *owned = NULL;
     if (!library && B > 0) {
@@ -154,12 +156,15 @@ static int scvi_losses(const vae_lik_call *c, int kind, int64_t width)
             owned[i] = row_total(D, c->X + i * D);
         library = owned;
     }
-    const float *log_theta = m->extra >= 0 ? m->params + m->extra : NULL;
+    vae_theta t;
     const int zi = width > 1, grads = c->dout != NULL;
-    const int st = vf_count_loss(kind, B, D, c->y, ld, c->X, D, library, log_theta, 0,
-                                 zi ? c->y + D : NULL, ld, c->recon, c->dout, ld,
-                                 grads && log_theta ? c->dlik : NULL, 0,
-                                 grads && zi ? c->dout + D : NULL, ld, c->scale);
+    int st = vae_theta_begin(c, width, &t);
+    if (st == VF_OK)
+        st = vae_theta_end(c, &t,
+                           vf_count_loss(kind, B, D, c->y, ld, c->X, D, library, t.lt, t.ldt,
+                                         zi ? c->y + D : NULL, ld, c->recon, c->dout, ld,
+                                         t.dlt, t.lddt, grads && zi ? c->dout + D : NULL, ld,
+                                         c->scale));
     free(owned);
     return st;
 }
@@ -180,6 +185,10 @@ static int scvi_poisson_losses(const vae_lik_call *c)
 }
 
 #define VF_UNIT_ONLY (1u << VF_VARIANCE_UNIT)
+/* θ per gene, per gene and code, or from a decoder head (vae_dispersion.h) */
+#define ALL_DISPERSIONS                                                          \
+    (1u << VF_DISPERSION_GENE | 1u << VF_DISPERSION_GENE_BATCH |                 \
+     1u << VF_DISPERSION_GENE_LABEL | 1u << VF_DISPERSION_GENE_CELL)
 
 /* Counts: the encoder reads log(1 + x), from a dense batch or from CSR rows. */
 #define LOG1P_INPUT .input_row = log1p_row, .input_csr = VF_CSR_LOG1P
@@ -206,11 +215,12 @@ static const vae_likelihood likelihoods[] = {
     [VF_LIKELIHOOD_ZINB] = {.name = "zinb", .variances = VF_UNIT_ONLY, .out_width = {2},
                             .extra = {1}, .extra_summed = 1, LOG1P_INPUT,
                             .size_factors = 1, .losses = zinb_losses,
-                            .mean_row = scaled_softmax_row},
+                            .mean_row = scaled_softmax_row, .dispersions = ALL_DISPERSIONS},
     [VF_LIKELIHOOD_SCVI_NB] = {.name = "scvi_nb", .variances = VF_UNIT_ONLY,
                                .out_width = {1}, .extra = {1}, .extra_summed = 1,
                                LOG1P_INPUT, .size_factors = 1,
-                               .losses = scvi_nb_losses, .mean_row = scaled_softmax_row},
+                               .losses = scvi_nb_losses, .mean_row = scaled_softmax_row,
+                               .dispersions = ALL_DISPERSIONS},
     [VF_LIKELIHOOD_SCVI_POISSON] = {.name = "scvi_poisson", .variances = VF_UNIT_ONLY,
                                     .out_width = {1}, LOG1P_INPUT,
                                     .size_factors = 1, .losses = scvi_poisson_losses,

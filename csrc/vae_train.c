@@ -13,13 +13,14 @@
 
 /* recon (B) and dout (B×out_last) = the likelihood's loss and its gradient
  * w.r.t. the output layer (scaled by `scale`), for targets X (B×D) and size
- * factors s (B or NULL); the per-feature parameters' gradient goes to grads. */
+ * factors s (B or NULL), the rows' codes in sd (a dispersion table reads
+ * them); the per-feature parameters' gradient goes to grads. */
 static int likelihood_loss(vf_vae *m, int64_t B, const float *X, const float *s,
-                           float scale)
+                           const vae_side *sd, float scale)
 {
     const int summed = m->extra >= 0 && m->lik->extra_summed;
     const vae_lik_call c = {m, B, m->act[m->n_layers - 1], X, s, m->recon, m->dout,
-                            summed ? m->grads + m->extra : m->dlik, scale};
+                            summed ? m->grads + m->extra : m->dlik, scale, sd->k, sd->ldk};
     int st = m->lik->losses(&c);
     if (st != VF_OK || m->extra < 0)
         return st;
@@ -87,6 +88,7 @@ static int layers_backward(vf_vae *m, int first, int last, int64_t B, const floa
                                         g->d, at_first ? NULL : m->act[l - 1], dx);
         if (st != VF_OK)
             return st;
+        vae_grad_ready(m, l); /* its dW, db are final: the exchange may start */
         if (dx && l > 0) /* the input was act[l − 1], maybe after dropout */
             vae_dropout_backward(m, l - 1, B, dx);
         if (dx)
@@ -179,7 +181,7 @@ static int forward_backward(vf_vae *m, int64_t B, const float *X, const vae_side
         (st = layers_forward(m, sparse, E, B, x0, ldx0, sd, seed, step)) != VF_OK ||
         (st = latent_forward(m, B, eps, seed, step)) != VF_OK ||
         (st = layers_forward(m, E + 1, last, B, m->z, m->Z, sd, seed, step)) != VF_OK ||
-        (st = likelihood_loss(m, B, X, s, scale)) != VF_OK ||
+        (st = likelihood_loss(m, B, X, s, sd, scale)) != VF_OK ||
         (st = batch_means(m, B, mean_loss, mean_recon, mean_kl)) != VF_OK ||
         (st = layers_backward(m, E + 1, last, B, m->z, m->Z, sd, &g, 1)) != VF_OK ||
         (st = latent_backward(m, B, eps, seed, step, kl_weight * m->beta * scale, &g)) != VF_OK ||

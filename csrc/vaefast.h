@@ -502,6 +502,15 @@ int vf_vae_shard_grads(vf_vae *m, int64_t B, const float *X, const vf_vae_rows *
 int vf_vae_apply_update(vf_vae *m, uint64_t step, float lr, float beta1, float beta2,
                         float adam_eps, float weight_decay, int optimizer);
 
+/* An optional callback for overlapping the gradient exchange with the
+ * backward pass (csrc/vae_grad_hook.c): while set, every training call that
+ * runs a backward pass calls hook(ctx, l) on the calling thread as soon as
+ * layer l's dW and db are final in the grads buffer (layers come last to
+ * first; the parameters after the last layer's, vf_vae_layer_info, are final
+ * only when the call returns). NULL removes it. Returns VF_ERR_NULL for m. */
+typedef void (*vf_vae_grad_hook)(void *ctx, int layer);
+int vf_vae_set_grad_hook(vf_vae *m, vf_vae_grad_hook hook, void *ctx);
+
 /* n_steps training steps in one call, exactly as n_steps calls of
  * vf_vae_train_step: step k (0-based) trains on the rows
  * order[r0 .. r0 + rows) of X (n×D, ldx), r0 = (first_batch + k)·batch,

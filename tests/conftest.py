@@ -102,6 +102,26 @@ def central_differences():
     return _central_differences
 
 
+def _assert_named_gradients(grads, loss_of, w):
+    """Each float32 gradient grads[key] against central differences of the
+    float64 loss_of(weights) in w[key] alone. The tolerance is float32's:
+    the model's gradients are sums of B·width float32 products, each within
+    a few ulp (1e-7 relative) of its float64 value, so 1e-4 of the largest
+    entry covers them with room; smaller entries are held to 1e-4 relative."""
+    assert set(grads) == set(w)
+    for key in w:
+        want = _central_differences(lambda a: loss_of({**w, key: a}), w[key])
+        np.testing.assert_allclose(grads[key], want, rtol=1e-4,
+                                   atol=1e-4 * np.abs(want).max() + 1e-7, err_msg=key)
+
+
+@pytest.fixture
+def assert_named_gradients():
+    """Checks a model's named gradients against central differences of a
+    float64 twin's loss (a function: grads, loss_of(named weights), w)."""
+    return _assert_named_gradients
+
+
 @pytest.fixture(scope="session")
 def torch_loss_hidden():
     """tests/torch_reference.py's torch_loss_hidden (tests/ is no package:

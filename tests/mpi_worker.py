@@ -17,6 +17,9 @@ from vaefast.distributed import DistributedError
 SHARD = 300        # rows per rank
 GLOBAL_BATCH = 64  # split 32 + 32
 CONFIG = dict(n_features=64, hidden=(32,), latent_dim=8, seed=3)
+# the overlap scenario: 6 layers and a tail (per-feature variances, layer-norm parameters)
+OVERLAP_CONFIG = dict(CONFIG, hidden=(32, 16), likelihood="gaussian", variance="feature",
+                      use_layer_norm="both")
 
 
 def digits():
@@ -60,6 +63,46 @@ class FailingCore:
         return self._inner.shard_grads(X, seed, step, *args)
 
 
+class FailingInBackward(FailingCore):
+    """Fails inside the C backward at a given step, after the last layer's
+    bucket has started its Iallreduce (the grad hook raises at the next layer)."""
+
+    def shard_grads(self, X, seed, step, *args):
+        *args, on_layer = args
+        if step == self._fail_step:
+            calls = []
+
+            def failing(layer):
+                calls.append(layer)
+                if len(calls) > 1:
+                    raise RuntimeError(f"injected failure in the backward of step {step}")
+                on_layer(layer)
+            return self._inner.shard_grads(X, seed, step, *args, failing)
+        return self._inner.shard_grads(X, seed, step, *args, on_layer)
+
+
+def overlapped_and_blocking(X, comm):
+    """The same fit with the exchange overlapped, one bucket per layer plus
+    the tail (likelihood and layer-norm parameters), and with one blocking
+    Allreduce (VAEFAST_MPI_OVERLAP=0): {params_*, buckets, hooks}."""
+    import os
+
+    from vaefast.training import overlap
+
+    out, hooks = {}, []
+    overlap.BUCKET_FLOATS = 1
+    on_layer = overlap.BucketedAllreduce.on_layer
+    overlap.BucketedAllreduce.on_layer = lambda self, l: (hooks.append(l), on_layer(self, l))
+    for mode in ("1", "0"):
+        os.environ["VAEFAST_MPI_OVERLAP"] = mode
+        model = vaefast.VAE(**OVERLAP_CONFIG)
+        model.fit(X, epochs=2, batch_size=GLOBAL_BATCH, comm=comm, progress=False)
+        out[f"params_{mode}"] = model._core.get_buffer(0)
+    out["buckets"] = np.array(overlap.bucket_plan(model._core))
+    out["hooks"] = np.array(hooks)
+    return out
+
+
 def main(scenario, outdir):
     from mpi4py import MPI
 
@@ -89,11 +132,24 @@ def main(scenario, outdir):
             out["error"] = np.array("")
         except DistributedError as exc:
             out["error"] = np.array(str(exc))
-    elif scenario in ("nan_shard", "fail_midway", "different_models"):
+    elif scenario == "overlap":
+        out.update(overlapped_and_blocking(X, comm))
+    elif scenario in ("nan_shard", "fail_midway", "fail_in_backward", "different_models",
+                      "different_overlap"):
+        if scenario == "different_overlap" and rank == 1:
+            import os
+
+            os.environ["VAEFAST_MPI_OVERLAP"] = "0"  # rank 0 overlaps, rank 1 blocks
         if scenario == "nan_shard" and rank == 1:
             X[5, 7] = np.nan
         if scenario == "fail_midway" and rank == 1:
             model._core = FailingCore(model._core, fail_step=3)
+        if scenario == "fail_in_backward":
+            from vaefast.training import overlap
+
+            overlap.BUCKET_FLOATS = 1  # every rank: one bucket per layer
+            if rank == 1:
+                model._core = FailingInBackward(model._core, fail_step=2)
         if scenario == "different_models" and rank == 1:
             model = vaefast.VAE(**{**CONFIG, "seed": 4})
         try:

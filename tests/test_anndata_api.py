@@ -49,19 +49,23 @@ def data():
     return m, adata, X, genes, sign
 
 
-def _by_hand_c(obs, batch_cats=("a", "b", "c")):
-    """The conditions from_anndata documents, built independently."""
-    b = np.array([[float(v == k) for k in batch_cats] for v in obs["batch"].astype(str)])
-    d = np.array([[float(v == k) for k in ("d1", "d2")] for v in obs["donor"]])
-    return np.hstack([b, d, obs["age"].to_numpy()[:, None]]).astype(np.float32)
+def _by_hand(obs, batch_cats=("a", "b", "c")):
+    """The conditions c (the continuous key) and the codes (batch, donor)
+    from_anndata documents, built independently."""
+    b = [batch_cats.index(v) for v in obs["batch"].astype(str)]
+    d = [("d1", "d2").index(v) for v in obs["donor"]]
+    return (obs["age"].to_numpy()[:, None].astype(np.float32),
+            np.array([b, d], dtype=np.int32).T.copy())
 
 
 def test_setup_shapes_and_conditions(data):
     m, adata, X, *_ = data
-    assert m.n_features == GENES and m.n_conditions == 3 + 2 + 1
-    c = _by_hand_c(adata.obs)
-    np.testing.assert_array_equal(m.transform(adata), m.transform(X, c))
-    np.testing.assert_array_equal(m.get_latent_representation(adata), m.transform(X, c))
+    assert m.n_features == GENES and m.n_conditions == 1
+    assert m.categorical_covariates == (3, 2)
+    c, codes = _by_hand(adata.obs)
+    np.testing.assert_array_equal(m.transform(adata), m.transform(X, c, codes=codes))
+    np.testing.assert_array_equal(m.get_latent_representation(adata),
+                                  m.transform(X, c, codes=codes))
 
 
 def test_category_order_does_not_matter(data):
@@ -130,31 +134,32 @@ def test_stored_layer_is_read(data):
                          layers={"counts": sparse.csr_matrix(X), "twice": 2 * X})
     m2 = vaefast.VAE.from_anndata(layered, layer="counts", batch_key="batch",
                                   hidden=(8,), latent_dim=2, seed=1)
-    c = _by_hand_c(adata.obs)[:, :3]
-    np.testing.assert_array_equal(m2.transform(layered), m2.transform(X, c))
+    codes = _by_hand(adata.obs)[1][:, :1]
+    np.testing.assert_array_equal(m2.transform(layered), m2.transform(X, codes=codes))
     # an explicit layer= overrides the stored one
     np.testing.assert_array_equal(m2.transform(layered, layer="twice"),
-                                  m2.transform(2 * X, c))
+                                  m2.transform(2 * X, codes=codes))
 
 
 def test_transform_batch_equals_decoding_by_hand(data):
     m, adata, X, *_ = data
-    c = _by_hand_c(adata.obs)
-    z = m.transform(X, c)  # the encoder reads each cell's own batch
-    c_b = c.copy()
-    c_b[:, :3] = [0.0, 1.0, 0.0]  # batch "b"
-    expected = m.decode(z, c_b)  # scVI mean with size factor 1: softmax(rho)
+    c, codes = _by_hand(adata.obs)
+    z = m.transform(X, c, codes=codes)  # the encoder reads each cell's own batch
+    codes_b = codes.copy()
+    codes_b[:, 0] = 1  # batch "b"
+    expected = m.decode(z, c, codes=codes_b)  # scVI mean with size factor 1: softmax(rho)
     got = m.get_normalized_expression(adata, transform_batch="b")
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-9)
     assert not np.allclose(got, m.get_normalized_expression(adata, transform_batch="a"))
     # n_samples: the average over posterior draws, seeded, chunking-independent
     many = m.get_normalized_expression(adata, transform_batch="b", n_samples=8, seed=2)
-    dense = m.get_normalized_expression(X, c, transform_batch="b", n_samples=8, seed=2)
+    dense = m.get_normalized_expression(X, c, transform_batch="b", n_samples=8, seed=2,
+                                        codes=codes)
     np.testing.assert_allclose(many, dense, rtol=1e-6)
     np.testing.assert_allclose(many.sum(axis=1), 1.0, rtol=1e-5)
-    mu, logvar = m.encode(X, c)
+    mu, logvar = m.encode(X, c, codes=codes)
     eps = np.random.default_rng(2).standard_normal((N, 8, 4)).astype(np.float32)
-    by_hand = np.mean([m.decode(mu + np.exp(0.5 * logvar) * eps[:, k], c_b)
+    by_hand = np.mean([m.decode(mu + np.exp(0.5 * logvar) * eps[:, k], c, codes=codes_b)
                        for k in range(8)], axis=0)
     np.testing.assert_allclose(many, by_hand, rtol=1e-5, atol=1e-9)
 
@@ -173,14 +178,15 @@ def test_posterior_predictive_mean(data):
     assert len(draws) == S and sparse.issparse(draws[0]) and draws[0].shape == (8, GENES)
     stack = np.stack([d.toarray() for d in draws])
     assert np.array_equal(stack, np.round(stack)) and stack.min() >= 0
-    c = _by_hand_c(adata.obs)[cells]
-    mu, logvar = m.encode(X[cells], c)
+    c, codes = (a[cells] for a in _by_hand(adata.obs))
+    mu, logvar = m.encode(X[cells], c, codes=codes)
     L = X[cells].sum(axis=1)
     reps = 20000  # z draws per cell for the oracle
     rng = np.random.default_rng(1)
     z = np.tile(mu, (reps, 1)) + np.tile(np.exp(0.5 * logvar), (reps, 1)) * \
         rng.standard_normal((reps * 8, mu.shape[1])).astype(np.float32)
-    oracle = m.decode(z, np.tile(c, (reps, 1)), size_factors=np.tile(L, reps))
+    oracle = m.decode(z, np.tile(c, (reps, 1)), size_factors=np.tile(L, reps),
+                      codes=np.tile(codes, (reps, 1)))
     means = oracle.reshape(reps, 8, GENES)
     oracle = means.mean(axis=0)
     se = stack.std(axis=0) / np.sqrt(S)
@@ -271,10 +277,10 @@ def test_table_without_pandas(data, monkeypatch):
 
     m, adata, *_ = data
     frame = m.differential_expression(adata, "cell_type", "T", n_draws=200, mode="vanilla")
-    c = _by_hand_c(adata.obs)  # obs is read with pandas: c given instead
+    c, codes = _by_hand(adata.obs)  # obs is read with pandas: c and codes given instead
     monkeypatch.setitem(sys.modules, "pandas", None)  # import pandas now fails
     table = m.differential_expression(adata, "cell_type", "T", n_draws=200, mode="vanilla",
-                                      c=c)
+                                      c=c, codes=codes)
     assert isinstance(table, np.ndarray) and table.dtype.names[0] == "gene"
     assert list(table["gene"]) == list(frame.index)
     for col in frame.columns:

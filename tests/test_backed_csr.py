@@ -4,6 +4,8 @@ scipy's rows exactly (the values are copied, never computed), in any order,
 with repeats, empty rows and slices; other backed layouts (CSC) keep
 anndata's reader."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -73,3 +75,29 @@ def test_reader_only_for_backed_csr(stored, tmp_path):
     csc = _rows.resolve(ad.read_h5ad(csc_path, backed="r"), "X")
     assert not csc.in_memory and csc._backed is None  # a CSC file keeps anndata's reader ...
     np.testing.assert_array_equal(csc.take(np.array([3, 1, 2])), X[[3, 1, 2]])  # ... and works
+
+
+def test_reader_kept_per_unchanged_file(stored, tmp_path):
+    """A pread reader is built once per file: a second opening of the same
+    unchanged file reuses it (and its rows are still right); a rewritten
+    file gets a new reader with the new values. Readers of h5py slices hold
+    the open file's datasets, so they are never kept."""
+    X, path, reader = stored
+    first = BackedCSR.of(ad.read_h5ad(path, backed="r").X)
+    again = BackedCSR.of(ad.read_h5ad(path, backed="r").X)
+    rows = np.array([3, 4, 5, 200])
+    if reader is _SliceRanges:
+        assert first is not again
+        return
+    assert first is again
+    np.testing.assert_array_equal(again.rows(rows).toarray(), X[rows])
+    copy = tmp_path / "rewritten.h5ad"
+    copy.write_bytes(path.read_bytes())
+    old = BackedCSR.of(ad.read_h5ad(copy, backed="r").X)
+    before = copy.stat().st_mtime_ns
+    ad.AnnData(X=sp.csr_matrix(X * 2)).write_h5ad(copy)
+    # a rewrite within the file system's clock tick would keep the time
+    os.utime(copy, ns=(before + 10**9, before + 10**9))
+    new = BackedCSR.of(ad.read_h5ad(copy, backed="r").X)
+    assert new is not old
+    np.testing.assert_array_equal(new.rows(rows).toarray(), 2 * X[rows])

@@ -33,8 +33,13 @@ def test_codes_index_the_stored_categories(rng):
     # non-categorical column: its sorted distinct values
     np.testing.assert_array_equal(codes[:, 1], (adata.obs["donor"] == "d2").to_numpy())
     np.testing.assert_array_equal(cont, adata.obs[["age", "dose"]].to_numpy(np.float32))
-    # the one-hot conditions are those codes' indicator columns, then cont
-    c = setup_mod.conditions(s, adata)
+    # the codes form (from_anndata's): c is the continuous keys alone
+    np.testing.assert_array_equal(setup_mod.conditions(s, adata), cont)
+    assert setup_mod.n_conditions(s) == 2 and setup_mod.levels(s) == [3, 2]
+    # the older one-hot form (saved models): those codes' indicator columns, then cont
+    old = {k: v for k, v in s.items() if k != "codes"}
+    c = setup_mod.conditions(old, adata)
+    assert setup_mod.n_conditions(old) == 7 and setup_mod.levels(old) == []
     np.testing.assert_array_equal(c[:, :3], np.eye(3, dtype=np.float32)[codes[:, 0]])
     np.testing.assert_array_equal(c[:, 3:5], np.eye(2, dtype=np.float32)[codes[:, 1]])
     np.testing.assert_array_equal(c[:, 5:], cont)

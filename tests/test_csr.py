@@ -294,6 +294,25 @@ def test_bad_structure_is_named(x, match):
         ops.sparse_linear(x, np.ones((5, 3), np.float32))
 
 
+_BLOCK_CROSSING = [  # the weight gradient's block table (64 columns a block) must catch
+    (np.array([100, 50], np.int32), r"x\.indices must be sorted"),    # a later block back
+    (np.array([70, 70], np.int32), r"x\.indices must be sorted"),     # a duplicate
+    (np.array([3, 200], np.int32), r"x\.indices must lie in \[0, 150\)"),  # past K
+    (np.array([-70, 3], np.int32), r"x\.indices must lie in \[0, 150\)"),  # negative
+]
+
+
+@pytest.mark.parametrize("indices, match", _BLOCK_CROSSING)
+@pytest.mark.parametrize("grad", [False, True])
+def test_bad_columns_across_blocks_are_named(indices, match, grad):
+    x = _Raw(np.ones(2, np.float32), indices, np.array([0, 0, 2]), (2, 150))
+    with pytest.raises(ValueError, match=match):
+        if grad:
+            ops.sparse_linear_weight_grad(x, np.ones((2, 3), np.float32))
+        else:
+            ops.sparse_linear(x, np.ones((150, 3), np.float32))
+
+
 def test_bad_dense_arguments_are_named(rng):
     X = counts(rng, 4, 6, 0.5)
     W = rng.standard_normal((6, 3)).astype(np.float32)

@@ -93,8 +93,8 @@ def small_model():
 def test_estimated_pseudocount_is_used(small_model):
     m, X, groups = small_model
     rng = np.random.default_rng(7)  # the same stream differential_expression draws from
-    h1 = _posterior_expression(m, X, None, np.flatnonzero(groups == 0), 300, rng)
-    h2 = _posterior_expression(m, X, None, np.flatnonzero(groups == 1), 300, rng)
+    h1 = _posterior_expression(m, X, None, None, np.flatnonzero(groups == 0), 300, rng)
+    h2 = _posterior_expression(m, X, None, None, np.flatnonzero(groups == 1), 300, rng)
     unexpressed = np.arange(12) == 5
     pc = estimate_pseudocount(h1, h2, unexpressed, unexpressed)
     assert pc > 1e-10

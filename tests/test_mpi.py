@@ -148,6 +148,8 @@ def test_rank0_checkpoint_resumes_bit_identically(tmp_path, runs):
 @pytest.mark.parametrize("scenario,step,message", [
     ("nan_shard", 0, "X contains NaN or infinity"),
     ("fail_midway", 3, "injected failure at step 3"),
+    # inside the C backward, after the last layer's bucket started its Iallreduce
+    ("fail_in_backward", 2, "injected failure in the backward of step 2"),
 ])
 def test_a_failing_rank_stops_every_rank_with_a_clear_error(scenario, step, message, tmp_path):
     ranks = run_ranks(scenario, tmp_path)
@@ -159,10 +161,45 @@ def test_a_failing_rank_stops_every_rank_with_a_clear_error(scenario, step, mess
     assert int(ranks[0]["step"]) == int(ranks[1]["step"]) == step
 
 
+def test_overlapped_exchange_is_bit_identical_to_one_blocking_allreduce(tmp_path):
+    # the overlapped exchange (training/overlap.py), one bucket per layer and
+    # one for the tail (likelihood variances, layer-norm gains and shifts),
+    # against VAEFAST_MPI_OVERLAP=0 (one Allreduce after the backward): with
+    # two ranks each element is one float32 addition either way, so the
+    # weights after 20 steps must agree bit for bit
+    from vaefast.training.overlap import bucket_plan
+
+    ranks = run_ranks("overlap", tmp_path)
+    model = vaefast.VAE(**W.OVERLAP_CONFIG)
+    n_layers = model._core.n_layers
+    buckets = ranks[0]["buckets"]
+    np.testing.assert_array_equal(buckets, bucket_plan(model._core, 1))
+    assert len(buckets) == n_layers + 1 and buckets[-1][0] == -1  # layers, then the tail
+    # the buckets tile the buffer, last layer first, the tail last
+    assert buckets[-1][2] == model._core.num_params and buckets[-2][1] == 0
+    assert all(a[1] == b[2] for a, b in zip(buckets[:-2], buckets[1:-1]))
+    # the C backward reported every layer, last to first, on every step
+    hooks = ranks[0]["hooks"]
+    assert len(hooks) == 20 * n_layers
+    np.testing.assert_array_equal(hooks[:n_layers], np.arange(n_layers)[::-1])
+    start = model._core.get_buffer(0)
+    for r in ranks:
+        assert not np.array_equal(r["params_1"], start)  # it trained
+        np.testing.assert_array_equal(r["params_1"], r["params_0"])
+    np.testing.assert_array_equal(ranks[0]["params_1"], ranks[1]["params_1"])
+
+
 def test_ranks_starting_from_different_models_are_refused(tmp_path):
     ranks = run_ranks("different_models", tmp_path)
     for r in ranks:
         assert r["distributed"] and "different models" in str(r["error"])
+
+
+def test_ranks_with_different_exchanges_are_refused(tmp_path):
+    # an overlapped and a blocking exchange would not match: refused up front
+    for r in run_ranks("different_overlap", tmp_path):
+        assert r["distributed"] and "VAEFAST_MPI_OVERLAP differs" in str(r["error"])
+        assert int(r["step"]) == 0
 
 
 def test_ranks_with_different_fit_arguments_are_refused(tmp_path):

@@ -141,7 +141,8 @@ def test_stub_constructor_keywords_are_the_bindings():
     names = [name for name, _ in _stub_params(init)]
     values = dict(n_features=6, enc_hidden=[4], dec_hidden=[5], latent_dim=2, likelihood=0,
                   beta=1.0, n_conditions=0, variance="unit", categorical=(), deep=True,
-                  encode=False)
+                  encode=False, dispersion="gene", dispersion_covariate=None,
+                  dispersion_levels=None)
     assert names == list(values)
     core = _core.VAECore(**values)
     assert (core.n_features, core.latent_dim, core.n_conditions) == (6, 2, 0)

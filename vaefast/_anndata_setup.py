@@ -1,5 +1,6 @@
-"""How a model built by ``VAE.from_anndata`` reads the conditions of cells
-from an AnnData's ``obs``: the one place that builds ``c`` from obs columns.
+"""How a model built by ``VAE.from_anndata`` reads the covariates of cells
+from an AnnData's ``obs``: the one place that builds ``c`` and ``codes``
+from obs columns.
 
 The setup is a plain JSON-ready dict stored on the model (and in its saved
 file's state, vaefast/io/serialize.py)::
@@ -7,12 +8,16 @@ file's state, vaefast/io/serialize.py)::
     {"layer": str or None,
      "batch_key": str or None,           # also the first "categorical" entry
      "categorical": [[key, [category, ...]], ...],
-     "continuous": [key, ...]}
+     "continuous": [key, ...],
+     "codes": True}                      # absent in the older one-hot form
 
-c is, in that order, the one-hot columns of each categorical key (its
-categories in the stored order) and the continuous keys as floats. Cells
-are mapped by category *value*, so an AnnData whose categories are listed
-in another order gives the same c. pandas (anndata's own dependency) is
+With "codes" (what from_anndata builds now, as scVI does) the categorical
+keys are the model's categorical covariates: ``codes`` holds one column per
+key, a category's index in the stored list, and c only the continuous keys
+as floats. Without it (models saved before; still loaded and run) c is, in
+that order, the one-hot columns of each categorical key and the continuous
+keys. Cells are mapped by category *value*, so an AnnData whose categories
+are listed in another order gives the same codes and c. pandas (anndata's own dependency) is
 imported only when conditions are built from an AnnData, never by
 ``import vaefast``.
 """
@@ -29,7 +34,8 @@ I32 = NDArray[np.int32]
 # The setup: {"layer", "batch_key", "categorical": [(key, categories)], "continuous": [key]}
 Setup = dict[str, Any]
 
-__all__ = ["make_setup", "covariates", "conditions", "n_conditions", "batch_columns", "fill"]
+__all__ = ["make_setup", "covariates", "conditions", "n_conditions", "levels", "with_batch",
+           "fill", "fill_codes", "check_stored"]
 
 
 def _column(adata: Any, key: str, role: str) -> Any:
@@ -81,18 +87,26 @@ def make_setup(adata: Any, layer: Optional[str] = None, batch_key: Optional[str]
             raise ValueError(f"{role}={key!r}: obs column has no category")
         categorical.append([key, cats])
     setup = {"layer": layer, "batch_key": batch_key, "categorical": categorical,
-             "continuous": list(continuous_covariate_keys)}
+             "continuous": list(continuous_covariate_keys), "codes": True}
     conditions(setup, adata)  # continuous keys: present and finite
     return setup
 
 
 def n_conditions(setup: Setup) -> int:
-    return sum(len(cats) for _, cats in setup["categorical"]) + len(setup["continuous"])
+    """The width of c: the continuous keys (and the one-hot blocks in the older form)."""
+    onehot = 0 if setup.get("codes") else sum(len(cats) for _, cats in setup["categorical"])
+    return onehot + len(setup["continuous"])
 
 
-def batch_columns(setup: Optional[Setup], transform_batch: object) -> tuple[int, F32]:
-    """(first column, one-hot row) of the batch's block of c for the
-    category `transform_batch` of batch_key."""
+def levels(setup: Setup) -> list[int]:
+    """The model's categorical_covariates: the categories of each key, codes form only."""
+    return [len(cats) for _, cats in setup["categorical"]] if setup.get("codes") else []
+
+
+def with_batch(setup: Optional[Setup], side: Any, transform_batch: object) -> Any:
+    """A call's checked side inputs (c, or the pair (c, codes)) with every
+    cell's batch set to the category `transform_batch` of batch_key: its
+    code (the codes form) or its one-hot block of c (the older form)."""
     if setup is None or setup["batch_key"] is None:
         raise ValueError("transform_batch needs a model built by VAE.from_anndata with "
                          "batch_key=")
@@ -100,9 +114,15 @@ def batch_columns(setup: Optional[Setup], transform_batch: object) -> tuple[int,
     if transform_batch not in cats:
         raise ValueError(f"transform_batch={transform_batch!r} is not a category of "
                          f"batch_key {key!r} (its categories: {cats})")
-    onehot = np.zeros(len(cats), np.float32)
-    onehot[cats.index(transform_batch)] = 1.0
-    return 0, onehot
+    if setup.get("codes"):  # the batch is the first covariate
+        c, codes = side
+        codes = codes.copy()
+        codes[:, 0] = cats.index(transform_batch)
+        return c, codes
+    c = side.copy()
+    c[:, :len(cats)] = 0.0
+    c[:, cats.index(transform_batch)] = 1.0
+    return c
 
 
 def covariates(setup: Setup, adata: Any) -> tuple[Optional[I32], list[int], Optional[F32]]:
@@ -143,11 +163,12 @@ def covariates(setup: Setup, adata: Any) -> tuple[Optional[I32], list[int], Opti
 
 def conditions(setup: Setup, adata: Any) -> Optional[F32]:
     """c (n_obs, n_conditions) float32 for the cells of `adata`, or None for
-    a setup with no key: the one-hot columns of covariates()' codes, then its
-    continuous matrix (today's conditional model; errors as covariates())."""
-    codes, levels, cont = covariates(setup, adata)
+    a setup with no such key: in the older form the one-hot columns of
+    covariates()' codes, then its continuous matrix; in the codes form the
+    continuous matrix alone (errors as covariates())."""
+    codes, n_cats, cont = covariates(setup, adata)
     blocks = []
-    for k, n in enumerate(levels):
+    for k, n in enumerate([] if setup.get("codes") else n_cats):
         assert codes is not None  # levels come with codes
         block = np.zeros((len(codes), n), np.float32)
         block[np.arange(len(codes)), codes[:, k]] = 1.0
@@ -170,18 +191,31 @@ def fill(model: object, adata: Any, c: Any,
     return c, setup["layer"] if layer is None else layer
 
 
-def check_stored(setup: Any, n_model_conditions: int, path: StrPath) -> Setup:
-    """A setup read from a saved model's state, checked against its shape."""
+def fill_codes(model: object, adata: Any, codes: Any) -> Any:
+    """The codes for a call on `adata`: built from the model's setup (codes
+    form) when not given; otherwise as given."""
+    setup = getattr(model, "anndata_setup_", None)
+    if codes is not None or setup is None or not setup.get("codes"):
+        return codes
+    return covariates(setup, adata)[0]
+
+
+def check_stored(setup: Any, n_model_conditions: int, path: StrPath,
+                 model_levels: Sequence[int] = ()) -> Setup:
+    """A setup read from a saved model's state, checked against its shape
+    (its conditions and categorical covariates; either form)."""
     try:
         ok = (isinstance(setup, dict)
               and all(isinstance(k, str) and isinstance(c, list) and c
                       for k, c in setup["categorical"])
               and all(isinstance(k, str) for k in setup["continuous"])
-              and n_conditions(setup) == n_model_conditions)
+              and n_conditions(setup) == n_model_conditions
+              and levels(setup) == list(model_levels))
     except (KeyError, TypeError, ValueError):
         ok = False
     if not ok:
         raise ValueError(f"{path!s} is corrupt: its AnnData setup does not match the "
-                         f"model's {n_model_conditions} conditions")
+                         f"model's {n_model_conditions} conditions and categorical "
+                         f"covariates {list(model_levels)}")
     checked: Setup = setup
     return checked

@@ -13,10 +13,17 @@ file, found once from the chunk table, instead of through HDF5's chunk
 cache, which re-reads a whole chunk (170 kB in a million-cell file) for
 every row of a batch. Otherwise ranges are h5py slices. The values are the
 file's, unchanged.
+
+A reader is built once per file and group (reading ``indptr`` and the chunk
+table costs milliseconds for a million cells) and kept for the next call on
+the same file while the file is open read-only and unchanged on disk (the
+same inode, size and modification time); a few are kept, newest last.
 """
 
 import os
+import threading
 import weakref
+from collections import OrderedDict
 from typing import Any, Optional
 
 import numpy as np
@@ -48,11 +55,17 @@ class _FileRanges:
             raise ValueError("not every chunk is stored unfiltered")
         self.offsets = offsets
 
+    @staticmethod
+    def applies(ds: Any) -> bool:
+        """Whether `ds` may be read with pread: 1-D, unfiltered, and its
+        chunk table readable."""
+        plain = not (ds.compression or ds.shuffle or ds.fletcher32 or ds.scaleoffset)
+        return plain and ds.ndim == 1 and (ds.chunks is None or
+                                           hasattr(ds.id, "chunk_iter"))
+
     @classmethod
     def of(cls, ds: Any, fd: int) -> Optional["_FileRanges"]:
-        plain = not (ds.compression or ds.shuffle or ds.fletcher32 or ds.scaleoffset)
-        if not plain or ds.ndim != 1 or (ds.chunks is not None and
-                                         not hasattr(ds.id, "chunk_iter")):
+        if not cls.applies(ds):
             return None
         try:
             return cls(ds, fd)
@@ -93,7 +106,8 @@ class BackedCSR:
         data, indices = group["data"], group["indices"]
         self.data: Any = _SliceRanges(data)
         self.indices: Any = _SliceRanges(indices)
-        if getattr(group.file, "mode", None) == "r" and hasattr(os, "pread"):
+        if (_read_only(group) and hasattr(os, "pread")
+                and _FileRanges.applies(data) and _FileRanges.applies(indices)):
             fd = os.open(group.file.filename, os.O_RDONLY)
             weakref.finalize(self, os.close, fd)
             direct = _FileRanges.of(data, fd), _FileRanges.of(indices, fd)
@@ -111,7 +125,7 @@ class BackedCSR:
                 return None
         except TypeError:  # not a mapping
             return None
-        return cls(group, tuple(matrix.shape))
+        return _cached(group, tuple(matrix.shape))
 
     def rows(self, rows: I64) -> Any:
         """Rows `rows` (increasing, unique) as a scipy CSR matrix."""
@@ -128,3 +142,39 @@ class BackedCSR:
         np.cumsum(lengths, out=out_ptr[1:])
         return scipy.sparse.csr_matrix((self.data.read(los, his), self.indices.read(los, his),
                                         out_ptr), shape=(len(rows), self.shape[1]))
+
+
+def _read_only(group: Any) -> bool:
+    return getattr(group.file, "mode", None) == "r"
+
+
+_CACHE_SIZE = 4
+_cache: "OrderedDict[tuple[Any, ...], BackedCSR]" = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def _cached(group: Any, shape: tuple[int, ...]) -> BackedCSR:
+    """The reader of `group`, built once per read-only file left unchanged
+    on disk. Only pread readers are kept (they hold their own descriptor);
+    one that reads h5py slices, or of a file open for writing, is built
+    every time."""
+    if not _read_only(group):
+        return BackedCSR(group, shape)
+    try:
+        st = os.stat(group.file.filename)
+    except OSError:  # not a file on disk (e.g. an in-memory HDF5 driver)
+        return BackedCSR(group, shape)
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, group.name, shape)
+    with _cache_lock:
+        reader = _cache.get(key)
+        if reader is not None:
+            _cache.move_to_end(key)
+            return reader
+    reader = BackedCSR(group, shape)
+    if not isinstance(reader.data, _FileRanges):  # h5py slices die with this open file
+        return reader
+    with _cache_lock:
+        _cache[key] = reader
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return reader

@@ -178,6 +178,8 @@ cdef extern from "vaefast.h" nogil:
                            float kl_weight, double *sums3)
     int vf_vae_apply_update(vf_vae *m, uint64_t step, float lr, float beta1, float beta2,
                             float adam_eps, float weight_decay, int optimizer)
+    ctypedef void (*vf_vae_grad_hook)(void *ctx, int layer) noexcept nogil
+    int vf_vae_set_grad_hook(vf_vae *m, vf_vae_grad_hook hook, void *ctx)
 
 # ---- sparse first layer (csrc/csr.c) (_csr.pxi)
 cdef extern from "vaefast.h" nogil:
@@ -242,6 +244,13 @@ cdef extern from "vae_dropout.h" nogil:
     int vf_vae_set_dropout(vf_vae *m, float encoder_rate, float decoder_rate)
     int vf_dropout_mask(uint64_t seed, uint64_t step, int layer, int64_t row0, int64_t M,
                         int64_t N, float p, float *mask, int64_t ld)
+
+# ---- the NB/ZINB dispersion modes (csrc/vae_dispersion.c) (_dispersion.pxi)
+cdef extern from "vae_dispersion.h" nogil:
+    int VF_DISPERSION_GENE, VF_DISPERSION_GENE_BATCH, VF_DISPERSION_GENE_LABEL
+    int VF_DISPERSION_GENE_CELL
+    int vf_vae_set_dispersion(vf_vae *m, int mode, int64_t column, int64_t levels)
+    int vf_vae_dispersion_info(const vf_vae *m, int64_t info[4])
 
 # ---- batch and layer normalisation (csrc/norm.c) (_norm.pxi)
 cdef extern from "norm.h" nogil:

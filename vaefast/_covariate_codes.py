@@ -5,7 +5,7 @@ A row's categorical covariates are integer codes, one column per covariate
 lie in [0, levels[k]). A user never builds the one-hot matrix.
 """
 
-from typing import Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 from numpy.typing import NDArray
@@ -58,3 +58,57 @@ def as_codes(codes: object, levels: I64, rows: int, name: str = "codes") -> I32:
             bad = col[(col < 0) | (col >= levels[k])][0]
             raise ValueError(f"{name}[:, {k}] must lie in [0, {levels[k]}), got {bad}")
     return np.ascontiguousarray(arr, dtype=np.int32)
+
+
+# ---- a model's per-row side inputs (vaefast/model.py's codes=)
+# The core takes a call's conditions as c, or as the pair (c or None, codes)
+# for a model with categorical covariates (vaefast/_model.pxi _Rows).
+Side = Union[None, NDArray[np.float32], tuple[Optional[NDArray[np.float32]], I32]]
+
+
+def model_codes(codes: object, levels: I64, rows: int, name: str = "codes") -> Optional[I32]:
+    """A model's codes of `rows` rows: required (rows, K) when it has K > 0
+    categorical covariates (``levels``), refused when it has none."""
+    if levels.shape[0] == 0:
+        if codes is not None:
+            raise ValueError(f"{name} was given but this VAE has no categorical covariates "
+                             "(categorical_covariates=())")
+        return None
+    if codes is None:
+        raise ValueError(f"{name} is required: this VAE has categorical covariates "
+                         f"(categorical_covariates={levels.tolist()})")
+    return as_codes(codes, levels, rows, name)
+
+
+def side(c: Optional[NDArray[np.float32]], codes: Optional[I32]) -> Side:
+    """The core's argument for checked conditions c and codes."""
+    return c if codes is None else (c, codes)
+
+
+def take(value: Side, rows: Any) -> Side:
+    """Rows `rows` (a slice or an index array) of a side input, contiguous."""
+    if value is None:
+        return None
+    if isinstance(value, tuple):
+        c, codes = value
+        return (None if c is None else np.ascontiguousarray(c[rows]),
+                np.ascontiguousarray(codes[rows]))
+    return np.ascontiguousarray(value[rows])
+
+
+def repeat(value: Side, times: int) -> Side:
+    """Each row of a side input `times` times in a row (np.repeat on axis 0)."""
+    if value is None:
+        return None
+    if isinstance(value, tuple):
+        c, codes = value
+        return (None if c is None else np.repeat(c, times, axis=0),
+                np.repeat(codes, times, axis=0))
+    return np.repeat(value, times, axis=0)
+
+
+def as_flag(value: object, name: str) -> bool:
+    """A bool argument (True/False, NumPy's too), named when it is not one."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return bool(value)

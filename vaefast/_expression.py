@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, Optional, Protocol
 import numpy as np
 
 from ._arrays import deferrable
-from ._anndata_setup import batch_columns
+from ._anndata_setup import with_batch
+from ._covariate_codes import Side
 from ._typing import ArrayLike, F32
 from ._validation import as_float, as_int
 
@@ -29,12 +30,10 @@ class _Model(Protocol):
     _lik: "Likelihood"
     anndata_setup_: Optional[dict[str, Any]]
 
-    def encode(self, X: ArrayLike, c: Optional[ArrayLike] = ...) -> tuple[F32, F32]: ...
-
     def _check_X(self, X: object, name: str = ..., targets: bool = ...) -> F32: ...
-    def _check_c(self, c: object, n: int, name: str = ...) -> Optional[F32]: ...
-    def transform(self, X: ArrayLike, c: Optional[ArrayLike] = ...) -> F32: ...
-    def _decode_raw(self, Z: F32, mean: bool, c: Optional[F32] = ...,
+    def _check_c(self, c: object, n: int, name: str = ..., codes: object = ...) -> Side: ...
+    def _encode_checked(self, X: F32, c: Side, precision: Optional[str]) -> tuple[F32, F32]: ...
+    def _decode_raw(self, Z: F32, mean: bool, c: Side = ...,
                     size_factors: Optional[F32] = ...) -> F32: ...
 
 
@@ -45,7 +44,7 @@ class ExpressionMethods:
     def get_normalized_expression(self: _Model, X: ArrayLike, c: Optional[ArrayLike] = None,
                                   library_size: Optional[float] = None,
                                   transform_batch: object = None, n_samples: int = 1,
-                                  seed: int = 0) -> F32:
+                                  seed: int = 0, codes: Optional[ArrayLike] = None) -> F32:
         """softmax(rho) of the decoded posterior mean, times `library_size`.
 
         For each row x: z = the encoder's mean for x (``transform``), rho =
@@ -75,6 +74,7 @@ class ExpressionMethods:
         seed : int or numpy.random.Generator
             Seeds the draws when n_samples > 1 (rows draw in order, so the
             result does not depend on how the rows are chunked).
+        codes : array_like of int, shape (n, K), for a model with K categorical covariates
 
         Returns
         -------
@@ -94,17 +94,13 @@ class ExpressionMethods:
             library_size = as_float(library_size, "library_size", minimum=0.0, open_min=True)
         n_samples = as_int(n_samples, "n_samples", minimum=1)
         X = self._check_X(X)
-        c = self._check_c(c, X.shape[0])
+        side = self._check_c(c, X.shape[0], codes=codes)
         s = None if library_size is None else np.full(X.shape[0], library_size, np.float32)
-        c_out = c
-        if transform_batch is not None:
-            first, onehot = batch_columns(self.anndata_setup_, transform_batch)
-            assert c is not None  # batch_columns requires a conditional model's setup
-            c_out = c.copy()
-            c_out[:, first:first + onehot.size] = onehot
+        c_out = side if transform_batch is None else with_batch(self.anndata_setup_, side,
+                                                                  transform_batch)
+        mu, logvar = self._encode_checked(X, side, None)
         if n_samples == 1:
-            return self._decode_raw(self.transform(X, c), True, c_out, s)
-        mu, logvar = self.encode(X, c)
+            return self._decode_raw(mu, True, c_out, s)
         rng = np.random.default_rng(seed)
         eps = rng.standard_normal((X.shape[0], n_samples, mu.shape[1])).astype(np.float32)
         total = np.zeros(X.shape, np.float64)

@@ -55,14 +55,15 @@ def _callbacks(value: Any, name: str) -> tuple[Callable[..., Any], ...]:
 
 
 def _validation_data(value: object, name: str) -> tuple[object, dict[str, object]]:
-    """X_val, or (X_val, c_val[, size_factors_val]) -> (X_val, {side inputs})."""
+    """X_val, or (X_val, c_val[, size_factors_val[, codes_val]]) -> (X_val,
+    {side inputs})."""
     side: dict[str, object] = {}
     if isinstance(value, tuple):
-        if not 1 <= len(value) <= 3:
+        if not 1 <= len(value) <= 4:
             raise ValueError(f"{name} must be X_val or a tuple (X_val, c_val[, "
-                             f"size_factors_val]), got a tuple of {len(value)}")
+                             f"size_factors_val[, codes_val]]), got a tuple of {len(value)}")
         value, *rest = value
-        side = dict(zip(("c", "size_factors"), rest))
+        side = dict(zip(("c", "size_factors", "codes"), rest))
     return value, side
 
 
@@ -115,8 +116,8 @@ OPTIONS = (
     Option("validation_data", None, _validation_data, """array_like or tuple, optional
         Evaluated after every epoch: mean negative ELBO with noise seeded by
         the model's seed (the same draw every epoch). X_val, or (X_val,
-        c_val) or (X_val, c_val, size_factors_val) (c_val None for an
-        unconditional model). With `comm`, the mean over every rank's
+        c_val) or (X_val, c_val, size_factors_val) or (X_val, c_val,
+        size_factors_val, codes_val) (None where the model has none). With `comm`, the mean over every rank's
         validation rows."""),
     Option("early_stopping_patience", None, _int_at_least(1, optional=True), """int, optional
         Stop when the monitored loss (val_loss with validation data, else
@@ -163,6 +164,10 @@ OPTIONS = (
         biases, losses and KL (docs/precision.md). Default: the model's
         ``precision``. The CSR first layer (sparse_first_layer) stays
         float32."""),
+    Option("codes", None, _any, """array_like of int, shape (n, K), optional
+        The categorical covariates of X's rows, one code per covariate:
+        required exactly when the model has K > 0 (``categorical_covariates``;
+        in-memory, sparse or AnnData X, no `comm`)."""),
 )
 
 _DOC = """Train with minibatches (one C call per step, the GIL released).

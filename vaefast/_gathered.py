@@ -28,7 +28,7 @@ from . import _anndata_setup, _rows, _sparse_infer
 from ._arrays import register_engine
 from ._validation import as_seed
 
-_PER_ROW = ("c", "size_factors", "eps", "y")
+_PER_ROW = ("c", "size_factors", "eps", "y", "codes")
 _NOISY = ("elbo", "log_likelihood", "get_normalized_expression")
 _MOST_ROWS = 4096  # the model's own inference chunk
 
@@ -69,6 +69,8 @@ def _by_chunks(name: str) -> Callable[..., Any]:
         data = arguments.pop(data_arg)
         if _rows.is_anndata(data) and "c" in signature.parameters:
             arguments["c"], layer = _anndata_setup.fill(obj, data, arguments.get("c"), layer)
+            if "codes" in signature.parameters:
+                arguments["codes"] = _anndata_setup.fill_codes(obj, data, arguments.get("codes"))
         rows = _rows.resolve(data, data_arg, layer)
         if not isinstance(rows, _rows.Rows):  # an AnnData's dense matrix
             return method(rows, **arguments)

@@ -15,6 +15,7 @@ from ._typing import F32
 from ._validation import as_float32_array, as_weight
 
 if TYPE_CHECKING:
+    from ._covariate_codes import Side
     from ._rows import Rows
     from .model import VAE
 
@@ -54,10 +55,12 @@ class Internals:
         values = as_float32_array(values, name, allow_empty=True)
         return self.model._lik.check_targets(values, name)
 
-    def check_side(self, c: object, size_factors: object,
-                   n: int) -> tuple[Optional[F32], Optional[F32]]:
-        """The conditions and size factors of n rows (None where absent)."""
-        return self.model._check_c(c, n), self.model._check_size_factors(size_factors, n)
+    def check_side(self, c: object, size_factors: object, n: int,
+                   codes: object = None) -> tuple["Side", Optional[F32]]:
+        """The conditions (with the codes: the core's pair) and size
+        factors of n rows (None where absent)."""
+        return (self.model._check_c(c, n, codes=codes),
+                self.model._check_size_factors(size_factors, n))
 
     def check_eps(self, eps: object, n: int) -> F32:
         """Given noise of n rows: (n, latent_dim) float32."""

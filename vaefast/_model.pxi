@@ -130,7 +130,8 @@ cdef class VAECore:
 
     def __cinit__(self, int64_t n_features, enc_hidden, dec_hidden, int64_t latent_dim,
                   int likelihood, float beta, int64_t n_conditions=0, str variance="unit",
-                  categorical=(), bint deep=True, bint encode=False):
+                  categorical=(), bint deep=True, bint encode=False, dispersion="gene",
+                  dispersion_covariate=None, dispersion_levels=None):
         cdef int64_t[::1] enc = _np.ascontiguousarray(enc_hidden, dtype=_np.int64).reshape(-1)
         cdef int64_t[::1] dec = _np.ascontiguousarray(dec_hidden, dtype=_np.int64).reshape(-1)
         cdef int64_t dummy = 1
@@ -161,6 +162,8 @@ cdef class VAECore:
         else:
             status = vf_vae_create_config(&cfg, &self.m)
         check_status(status, "vf_vae_create")
+        _set_dispersion(self.m, dispersion, dispersion_covariate, dispersion_levels, likelihood,
+                        lev.shape[0])
         self.n_cat = lev.shape[0]
         self.n_features = n_features
         self.latent_dim = latent_dim
@@ -174,6 +177,11 @@ cdef class VAECore:
         cdef int64_t info[4]
         check_status(vf_vae_layer_info(self.m, l, info), "layer_info")
         return (info[0], info[1], info[2], info[3])
+
+    def dispersion_info(self):
+        """(mode, code column or -1, offset of the log θ table or -1, its rows
+        or 0): where θ lives (csrc/vae_dispersion.h has the layout)."""
+        return _dispersion_info(self.m)
 
     def set_dropout(self, float encoder_rate, float decoder_rate):
         """Training-only dropout rates of the encoder's and decoder's hidden layers."""
@@ -494,9 +502,11 @@ cdef class VAECore:
 
     def shard_grads(self, const float[:, ::1] X, uint64_t seed, uint64_t step,
                     int64_t row0, int64_t batch_total, float kl_weight, double[::1] sums,
-                    int precision=0):
+                    int precision=0, on_layer=None):
         """vf_vae_shard_grads on X (B may be 0); sums (3) receives this shard's
-        {loss, recon, KL} sums. Returns the status (not raised)."""
+        {loss, recon, KL} sums. Returns the status (not raised). on_layer(l),
+        if given, is called as soon as layer l's gradient is final
+        (_grad_hook.pxi); an exception it raises is raised after the call."""
         cdef int64_t B = X.shape[0]
         if X.shape[1] != self.n_features:
             raise ValueError(f"X must have {self.n_features} columns, got {X.shape[1]}")
@@ -505,9 +515,10 @@ cdef class VAECore:
         cdef const float *px = &X[0, 0] if B > 0 else NULL
         cdef _Rows rows = _Rows(B, self.n_conditions, None, None, precision)  # comm=: no c yet
         cdef int status
-        with nogil:
-            status = vf_vae_shard_grads(self.m, B, px, rows.ptr(), seed, step, row0,
-                                        batch_total, kl_weight, &sums[0])
+        with _LayerHook(self, on_layer):
+            with nogil:
+                status = vf_vae_shard_grads(self.m, B, px, rows.ptr(), seed, step, row0,
+                                            batch_total, kl_weight, &sums[0])
         return status
 
     def apply_update(self, uint64_t step, float lr, float beta1, float beta2, float adam_eps,

@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 
 from . import _anndata_setup, _hidden_options, _rows
 from ._spec.limits import LIMITS
+from ._covariate_codes import take
 from ._typing import F32
 from ._validation import as_int
 
@@ -47,12 +48,11 @@ class ScviToolsMethods:
         n_features: int
 
         def __init__(self, n_features: int, **kwargs: Any) -> None: ...
-        def encode(self, X: Any, c: Any = ...) -> tuple[F32, F32]: ...
-        def transform(self, X: Any, c: Any = ...) -> F32: ...
+        def _encode_checked(self, X: F32, c: Any, precision: Optional[str]) -> tuple[F32, F32]: ...
         def _check_X(self, X: object, name: str = ..., targets: bool = ...) -> F32: ...
-        def _check_c(self, c: object, n: int, name: str = ...) -> Optional[F32]: ...
+        def _check_c(self, c: object, n: int, name: str = ..., codes: object = ...) -> Any: ...
         def _extra_param(self) -> Optional[F32]: ...
-        def _decode_raw(self, Z: F32, mean: bool, c: Optional[F32] = ...,
+        def _decode_raw(self, Z: F32, mean: bool, c: Any = ...,
                         size_factors: Optional[F32] = ...) -> F32: ...
 
     @classmethod
@@ -63,14 +63,19 @@ class ScviToolsMethods:
                      **model_kwargs: Any) -> _S:
         """A VAE for the cells of `adata`, conditioned on its obs columns.
 
-        n_features is the AnnData's number of variables; the conditions c
-        are the one-hot of `batch_key`'s categories, then the one-hot of each
-        categorical key, then the continuous keys as floats (unscaled). The
-        keys, the category lists and `layer` are stored with the model (and
-        in its saved file): ``fit``, every inference method and the methods
-        below, given an AnnData and no ``c``, build c from them (by category
-        value, so another AnnData listing the categories in another order
-        maps alike) and read the stored layer unless ``layer=`` is given.
+        n_features is the AnnData's number of variables. As in scVI,
+        `batch_key` and the categorical keys are the model's categorical
+        covariates (``categorical_covariates``, the batch first: one code
+        per cell and key, added to the injected layers by a gather-add;
+        ``deeply_inject_covariates`` and ``encode_covariates`` may be
+        passed), and the continuous keys its conditions c, as floats
+        (unscaled). The keys, the category lists and `layer` are stored with
+        the model (and in its saved file): ``fit``, every inference method
+        and the methods below, given an AnnData and no ``c``/``codes``,
+        build them (by category value, so another AnnData listing the
+        categories in another order maps alike) and read the stored layer
+        unless ``layer=`` is given. Models saved by older versions (the
+        categories as one-hot conditions) still load and run.
 
         Parameters
         ----------
@@ -89,10 +94,11 @@ class ScviToolsMethods:
             If a key is not an obs column or `layer` not a layer (named).
         ValueError
             If a column has a missing value, a continuous one is not numeric
-            and finite (named), or model_kwargs set n_features/n_conditions.
+            and finite (named), or model_kwargs set n_features, n_conditions or
+            categorical_covariates.
         """
         _require_anndata(adata, "from_anndata")
-        for taken in ("n_features", "n_conditions"):
+        for taken in ("n_features", "n_conditions", "categorical_covariates"):
             if taken in model_kwargs:
                 raise ValueError(f"{taken} comes from the AnnData; do not pass it")
         if layer is not None:
@@ -102,12 +108,13 @@ class ScviToolsMethods:
                                           continuous_covariate_keys)
         model_kwargs = {**_hidden_options.SCVI_DEFAULTS, **model_kwargs}
         model = cls(adata.n_vars, n_conditions=_anndata_setup.n_conditions(setup),
-                    **model_kwargs)
+                    categorical_covariates=_anndata_setup.levels(setup), **model_kwargs)
         model.anndata_setup_ = setup
         return model
 
     def get_latent_representation(self, adata: Any, c: Any = None, layer: Optional[str] = None,
-                                  give_mean: bool = True, seed: int = 0) -> F32:
+                                  give_mean: bool = True, seed: int = 0,
+                                  codes: Any = None) -> F32:
         """The latent code of each cell: the posterior mean (``transform``),
         or with ``give_mean=False`` one draw z ~ q(z|x) seeded by `seed`.
 
@@ -117,12 +124,14 @@ class ScviToolsMethods:
         c : array_like, shape (n, n_conditions), optional
             Built from the model's AnnData setup when adata is an AnnData.
         layer : str, optional (AnnData only; default: the stored layer)
+        codes : array_like of int, shape (n, K), optional
+            The categorical covariates; built like c.
 
         Returns
         -------
         ndarray, shape (n, latent_dim), float32
         """
-        extra = {} if layer is None else {"layer": layer}
+        extra = {"codes": codes, **({} if layer is None else {"layer": layer})}
         model: Any = self  # layer= is taken by the AnnData engine (_gathered.py)
         if give_mean:
             return cast(F32, model.transform(adata, c, **extra))
@@ -131,7 +140,8 @@ class ScviToolsMethods:
         return cast(F32, mu + np.exp(0.5 * logvar) * eps)
 
     def posterior_predictive_sample(self, adata: Any, n_samples: int = 1, c: Any = None,
-                                    layer: Optional[str] = None, seed: int = 0) -> Any:
+                                    layer: Optional[str] = None, seed: int = 0,
+                                    codes: Any = None) -> Any:
         """Counts drawn from p(x | z) with z ~ q(z | x), for each cell.
 
         Each draw: z from the cell's posterior, the decoder's mean
@@ -145,7 +155,7 @@ class ScviToolsMethods:
         ----------
         adata : AnnData, array_like or scipy sparse matrix, shape (n, n_features)
         n_samples : int, >= 1
-        c, layer : as for get_latent_representation
+        c, layer, codes : as for get_latent_representation
         seed : int
             Seeds every draw (same seed, same counts).
 
@@ -162,9 +172,10 @@ class ScviToolsMethods:
         n_samples = as_int(n_samples, "n_samples", minimum=1)
         if _rows.is_anndata(adata):
             c, layer = _anndata_setup.fill(self, adata, c, layer)
+            codes = _anndata_setup.fill_codes(self, adata, codes)
         rows = _rows.resolve(adata, "adata", layer)
         n = rows.shape[0]
-        c = None if c is None else self._check_c(c, n)
+        side = self._check_c(c, n, codes=codes)
         rng = np.random.default_rng(seed)
         step = _rows.chunk_rows(self.n_features, 4096)
         parts: list[list[Any]] = [[] for _ in range(n_samples)]
@@ -172,16 +183,17 @@ class ScviToolsMethods:
             hi = min(n, lo + step)
             X = rows.take(slice(lo, hi)) if isinstance(rows, _rows.Rows) else rows[lo:hi]
             X = self._check_X(X, "adata", targets=True)
-            cc = None if c is None else c[lo:hi]
+            cc = take(side, slice(lo, hi))
             for k, counts in enumerate(self._draw_counts(X, cc, n_samples, rng)):
                 parts[k].append(_sparse_if_possible(counts))
         out = [_stack(p) for p in parts]
         return out[0] if n_samples == 1 else out
 
-    def _draw_counts(self, X: F32, c: Optional[F32], n_samples: int,
+    def _draw_counts(self, X: F32, c: Any, n_samples: int,
                      rng: np.random.Generator) -> Iterator[F32]:
-        """n_samples arrays of counts for the rows X (checked counts)."""
-        mu, logvar = self.encode(X, c)
+        """n_samples arrays of counts for the rows X (checked counts; c the
+        checked side inputs)."""
+        mu, logvar = self._encode_checked(X, c, None)
         library = X.sum(axis=1, dtype=np.float64)
         log_theta = self._extra_param()
         theta = None if log_theta is None else np.exp(np.clip(
@@ -206,7 +218,7 @@ class ScviToolsMethods:
                                 pseudocount: Optional[float] = None, seed: int = 0,
                                 layer: Optional[str] = None, c: Any = None,
                                 test_mode: str = "three",
-                                threshold_counts: float = 0.01) -> Any:
+                                threshold_counts: float = 0.01, codes: Any = None) -> Any:
         """Per-gene evidence of a change between two groups of cells
         (:func:`vaefast.single_cell.differential_expression` on the AnnData).
 
@@ -223,7 +235,7 @@ class ScviToolsMethods:
             As :func:`vaefast.single_cell.differential_expression` (scvi-tools'
             defaults: pseudocount estimated, proba_de the larger one-sided
             probability).
-        layer, c : optional; default: the model's AnnData setup.
+        layer, c, codes : optional; default: the model's AnnData setup.
 
         Returns
         -------
@@ -239,11 +251,13 @@ class ScviToolsMethods:
         if not isinstance(groupby, str) or groupby not in adata.obs.columns:
             raise KeyError(f"groupby={groupby!r} is not a column of adata.obs")
         c, layer = _anndata_setup.fill(self, adata, c, layer)
+        codes = _anndata_setup.fill_codes(self, adata, codes)
         groups = np.asarray(adata.obs[groupby].astype(object))
         de = differential_expression(cast("VAE", self), _rows.resolve(adata, "adata", layer), groups,
                                      group1, group2, c=c, n_draws=n_draws, delta=delta,
                                      pseudocount=pseudocount, seed=seed, mode=mode,
-                                     test_mode=test_mode, threshold_counts=threshold_counts)
+                                     test_mode=test_mode, threshold_counts=threshold_counts,
+                                     codes=codes)
         return _table(de, np.asarray(adata.var_names.astype(str)), mode)
 
 

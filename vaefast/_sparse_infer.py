@@ -31,6 +31,7 @@ def applies(obj: Any, name: str, rows: Any, arguments: dict[str, Any]) -> bool:
     from .model import VAE  # model imports the engines: import at call time
 
     return (name in _METHODS and isinstance(obj, VAE) and obj.n_conditions == 0
+            and not obj.categorical_covariates
             and (arguments.get("precision") or obj.precision) == "fp32" and rows.sparse)
 
 

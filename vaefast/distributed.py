@@ -18,10 +18,15 @@ The contract (docs/scaling.md):
   given the rank's row offset) and each rank's gradient is scaled by
   1/(global rows), so one ``Allreduce(SUM)`` of the flat gradient buffer, in
   place, gives every rank the one-process gradient up to float32 summation
-  order. Every rank then applies the same optimizer step, so the weights stay
+  order. That sum runs as fixed buckets of whole layers, each started
+  (``Iallreduce``) as soon as the backward pass has completed it
+  (vaefast/training/overlap.py; bit-identical to one Allreduce with two
+  ranks; ``VAEFAST_MPI_OVERLAP=0`` restores the one blocking Allreduce).
+  Every rank then applies the same optimizer step, so the weights stay
   identical; a CRC of the weights is compared after every epoch.
-* Before each gradient exchange the ranks Allreduce an error flag: a rank
-  that fails (bad rows, NaN/Inf, any exception) raises its own exception and
+* After each gradient exchange, before the update, the ranks Allreduce an
+  error flag: a rank that fails (bad rows, NaN/Inf, any exception) still
+  makes every collective of the step, then raises its own exception and
   every other rank raises :class:`DistributedError` naming it; no rank hangs.
 * Rank 0 writes fit's ``checkpoint``; resuming is loading that file on every
   rank and calling fit again.

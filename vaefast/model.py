@@ -6,31 +6,28 @@ log-likelihood vaefast/_spec/densities.py; every forward and backward pass, the
 per-sample ELBO and every optimizer step is one call into the core.
 """
 
-import functools
 import threading
 from typing import (TYPE_CHECKING, Any, Callable, ContextManager, Literal, Mapping, Optional,
-                    Sequence, TypeVar, cast)
+                    Sequence)
 
 import numpy as np
 
 from . import _core
 from ._spec import likelihoods as _likelihoods
-from ._spec.densities import iwae as _iwae
 from ._spec.layout import Layout
 from ._validation import (as_float, as_float32_array, as_int, as_seed, as_size_factors,
-                          as_weight, as_widths as _as_widths,
-                          noise_generator as _noise_generator)
-from . import _fit_options, _hidden_options, _precision
+                          as_weight, as_widths as _as_widths)
+from . import _covariate_codes as _cov, _fit_options, _hidden_options, _precision
 from ._arrays import deferrable
+from ._evaluation import _INFER_CHUNK, EvaluationMethods, _reads_weights
 from ._expression import ExpressionMethods
 from ._scvi_api import ScviToolsMethods
 from .io.model_files import ModelFiles
-from ._typing import ArrayLike, F32, F64, StrPath
+from ._typing import ArrayLike, F32, StrPath
 
 if TYPE_CHECKING:
     from .training.history import History
 
-_M = TypeVar("_M", bound=Callable[..., Any])
 # A fit callback: cb(epoch, logs) -> True to stop
 FitCallback = Callable[[int, dict[str, float]], object]
 
@@ -38,25 +35,8 @@ __all__ = ["VAE", "NonFiniteError"]
 
 NonFiniteError = _core.NonFiniteError
 
-# Rows per core call in inference: bounds the per-call workspace (and the
-# decoder's chunk·K rows in log_likelihood) to a few MB.
-_INFER_CHUNK = 4096
 
-
-def _reads_weights(method: _M) -> _M:
-    """Run `method` inside the core's read session: all its C calls see the
-    weights of one completed training step, even while another thread runs
-    fit (docs/threads.md)."""
-
-    @functools.wraps(method)
-    def under_read_lock(self: "VAE", *args: Any, **kwargs: Any) -> Any:
-        with self._core.reading():
-            return method(self, *args, **kwargs)
-
-    return cast(_M, under_read_lock)
-
-
-class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods, _hidden_options.HiddenOptions):
+class VAE(EvaluationMethods, ModelFiles, ExpressionMethods, ScviToolsMethods, _hidden_options.HiddenOptions):
     """A variational autoencoder trained and run by vaefast's C core.
 
     Encoder: ReLU MLP ``n_features → hidden…``, then one linear head giving
@@ -66,7 +46,11 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods, _hidden_options.Hidde
     ``variance="sample"``), the log-rate (Poisson) or the log-mean (negative
     binomial). With ``n_conditions`` = C > 0 it is a conditional VAE: a
     condition vector c (n, C) joins the input of the encoder and of the
-    decoder, and every method taking X (or Z) takes ``c=`` too.
+    decoder, and every method taking X (or Z) takes ``c=`` too. With
+    ``categorical_covariates`` (levels per covariate) it has scVI's
+    categorical covariates: every such method takes ``codes=`` (n, K), one
+    integer code per row and covariate, added to the injected layers as
+    rows of a table (a gather-add; the one-hot is never built).
     The models and their losses: docs/models.md.
 
     Threads (docs/threads.md): any number of threads may run the inference
@@ -118,6 +102,16 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods, _hidden_options.Hidde
         and ``loss_and_grad`` take ``precision=`` to override it for one call.
     dropout_rate, dropout_on, use_batch_norm, use_layer_norm
         Hidden-layer dropout and normalisation: vaefast/_hidden_options.py.
+    categorical_covariates : int or sequence of int, >= 1 each
+        Categories of each categorical covariate (the batch first, if any);
+        default none. Named apart from scVI's ``n_cats_per_cov``, which
+        leaves the batch out.
+    deeply_inject_covariates : bool
+        The covariates enter every hidden layer of a side (scVI's name and
+        default), not only its first.
+    encode_covariates : bool
+        The encoder receives them too (scVI's name and default, False); the
+        decoder always does.
     """
 
     def __init__(self, n_features: int, hidden: "int | Sequence[int]" = (400,),
@@ -126,7 +120,9 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods, _hidden_options.Hidde
                  decoder_hidden: "int | Sequence[int] | None" = None, n_conditions: int = 0,
                  variance: str = "unit", precision: str = _precision.DEFAULT,
                  dropout_rate: float = 0.0, dropout_on: str = "both",
-                 use_batch_norm: str = "none", use_layer_norm: str = "none") -> None:
+                 use_batch_norm: str = "none", use_layer_norm: str = "none",
+                 categorical_covariates: "int | Sequence[int]" = (),
+                 deeply_inject_covariates: bool = True, encode_covariates: bool = False) -> None:
         self.n_features = as_int(n_features, "n_features", minimum=1)
         self.hidden = _as_widths(hidden, "hidden")
         self.latent_dim = as_int(latent_dim, "latent_dim", minimum=1)
@@ -146,16 +142,25 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods, _hidden_options.Hidde
         self.seed = as_seed(seed)
         self.decoder_hidden = (tuple(reversed(self.hidden)) if decoder_hidden is None
                                else _as_widths(decoder_hidden, "decoder_hidden"))
+        self._levels = _cov.as_levels(categorical_covariates, "categorical_covariates")
+        self.categorical_covariates = tuple(int(n) for n in self._levels)
+        self.deeply_inject_covariates = _cov.as_flag(deeply_inject_covariates,
+                                                     "deeply_inject_covariates")
+        self.encode_covariates = _cov.as_flag(encode_covariates, "encode_covariates")
         self._core = _core.VAECore(self.n_features, list(self.hidden),
                                    list(self.decoder_hidden), self.latent_dim,
                                    self._lik.code, self.beta, self.n_conditions,
-                                   self.variance)
+                                   self.variance, self._levels, self.deeply_inject_covariates,
+                                   self.encode_covariates)
         bn = _hidden_options.configure(self, dropout_rate, dropout_on, use_batch_norm, use_layer_norm)
         self._layout = Layout(self.n_features, self.hidden, self.latent_dim,
                               self.decoder_hidden, self.n_conditions, self.likelihood,
-                              self.variance, bn)
+                              self.variance, bn, self.categorical_covariates,
+                              self.deeply_inject_covariates, self.encode_covariates)
         core_offsets = [self._core.layer_info(i) for i in range(self._core.n_layers)]
+        core_tables = [self._core.cov_table(i) for i in range(self._core.n_layers)]
         if (core_offsets != self._layout.offsets()
+                or core_tables != self._layout.table_offsets()
                 or self._core.num_params != self._layout.n_params):
             raise AssertionError("the C core and vaefast/_layout.py disagree on the "
                                  "parameter layout")
@@ -242,14 +247,18 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods, _hidden_options.Hidde
                              f"got {X.shape[1]}")
         return self._lik.check_targets(X, name) if targets else X
 
-    def _check_c(self, c: object, n: int, name: str = "c") -> Optional[F32]:
-        """The conditions of n rows: required (n, n_conditions) for a
-        conditional model, refused for an unconditional one."""
+    def _check_c(self, c: object, n: int, name: str = "c", codes: object = None,
+                 codes_name: str = "codes") -> _cov.Side:
+        """The side inputs of n rows as the core takes them: the conditions
+        (required (n, n_conditions) for a conditional model, refused for an
+        unconditional one) and the codes (required (n, K) exactly when the
+        model has K categorical covariates); with codes, the pair (c, codes)."""
+        k = _cov.model_codes(codes, self._levels, n, codes_name)
         if self.n_conditions == 0:
             if c is not None:
                 raise ValueError(f"{name} was given but this VAE is unconditional "
                                  "(n_conditions=0)")
-            return None
+            return _cov.side(None, k)
         if c is None:
             raise ValueError(f"{name} is required: this VAE is conditional "
                              f"(n_conditions={self.n_conditions})")
@@ -257,7 +266,7 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods, _hidden_options.Hidde
         if c.shape != (n, self.n_conditions):
             raise ValueError(f"{name} must have shape ({n}, {self.n_conditions}) "
                              f"(rows, n_conditions), got {c.shape}")
-        return c
+        return _cov.side(c, k)
 
     def _check_size_factors(self, size_factors: object, n: int) -> Optional[F32]:
         if size_factors is None:
@@ -298,7 +307,8 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods, _hidden_options.Hidde
     @deferrable
     @_reads_weights
     def encode(self, X: ArrayLike, c: Optional[ArrayLike] = None,
-               precision: Optional[str] = None) -> tuple[F32, F32]:
+               precision: Optional[str] = None,
+               codes: Optional[ArrayLike] = None) -> tuple[F32, F32]:
         """Parameters of q(z|x) (q(z|x, c) for a conditional model).
 
         Parameters
@@ -307,6 +317,7 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods, _hidden_options.Hidde
         c : array_like, shape (n, n_conditions)
             The conditions; required exactly when n_conditions > 0.
         precision : {"fp32", "bf16"}, optional (default: the model's)
+        codes : array_like of int, shape (n, K), for a model with K categorical covariates
 
         Returns
         -------
@@ -314,13 +325,19 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods, _hidden_options.Hidde
             logvar is clamped to [-30, 30], as in training.
         """
         X = self._check_X(X)
-        c, p = self._check_c(c, X.shape[0]), _precision.code(self.precision, precision)
+        return self._encode_checked(X, self._check_c(c, X.shape[0], codes=codes), precision)
+
+    @_reads_weights
+    def _encode_checked(self, X: F32, c: _cov.Side,
+                        precision: Optional[str]) -> tuple[F32, F32]:
+        """encode on validated X and side inputs, a chunk of rows per core call."""
+        p = _precision.code(self.precision, precision)
         if X.shape[0] <= _INFER_CHUNK:  # one core call, nothing else allocated
             return self._core.encode(X, self._scratch(), c, precision=p)
         mus, lvs = [], []
         for s in range(0, X.shape[0], _INFER_CHUNK):
             mu, lv = self._core.encode(X[s:s + _INFER_CHUNK], self._scratch(),
-                                       None if c is None else c[s:s + _INFER_CHUNK], precision=p)
+                                       _cov.take(c, slice(s, s + _INFER_CHUNK)), precision=p)
             mus.append(mu)
             lvs.append(lv)
         if len(mus) == 1:
@@ -328,31 +345,33 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods, _hidden_options.Hidde
         return np.concatenate(mus), np.concatenate(lvs)
 
     @deferrable
-    def transform(self, X: ArrayLike, c: Optional[ArrayLike] = None) -> F32:
+    def transform(self, X: ArrayLike, c: Optional[ArrayLike] = None,
+                  codes: Optional[ArrayLike] = None) -> F32:
         """The posterior mean mu (the usual embedding).
 
         Parameters
         ----------
         X : array_like, shape (n, n_features)
         c : array_like, shape (n, n_conditions), for a conditional model
+        codes : array_like of int, shape (n, K), for a model with K categorical covariates
 
         Returns
         -------
         mu : ndarray, shape (n, latent_dim), float32
         """
-        return self.encode(X, c)[0]
+        return self.encode(X, c, codes=codes)[0]
 
     @_reads_weights
-    def _decode_raw(self, Z: F32, mean: bool, c: Optional[F32] = None,
+    def _decode_raw(self, Z: F32, mean: bool, c: _cov.Side = None,
                     size_factors: Optional[F32] = None, precision: Optional[str] = None) -> F32:
-        """Decoder on validated Z (and c, size factors): the output layer
-        (mean=False) or the mean of p(x|z)."""
+        """Decoder on validated Z (and side inputs c, size factors): the
+        output layer (mean=False) or the mean of p(x|z)."""
         p = _precision.code(self.precision, precision)
         if Z.shape[0] <= _INFER_CHUNK:  # one core call, nothing else allocated
             return self._core.decode(Z, mean, self._scratch(), c, size_factors, p)
 
-        def part(a: Optional[F32], s: int) -> Optional[F32]:
-            return None if a is None else a[s:s + _INFER_CHUNK]
+        def part(a: _cov.Side, s: int) -> Any:
+            return _cov.take(a, slice(s, s + _INFER_CHUNK))
 
         return np.concatenate([self._core.decode(Z[s:s + _INFER_CHUNK], mean, self._scratch(),
                                                  part(c, s), part(size_factors, s), p)
@@ -360,7 +379,8 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods, _hidden_options.Hidde
 
     @deferrable
     def decode(self, Z: ArrayLike, c: Optional[ArrayLike] = None,
-               size_factors: Optional[ArrayLike] = None, precision: Optional[str] = None) -> F32:
+               size_factors: Optional[ArrayLike] = None, precision: Optional[str] = None,
+               codes: Optional[ArrayLike] = None) -> F32:
         """Mean of p(x|z): probabilities (Bernoulli), the Gaussian mean, or
         the count mean size_factor·exp(output) (Poisson, negative binomial).
 
@@ -371,40 +391,44 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods, _hidden_options.Hidde
         size_factors : array_like, shape (n,), optional
             Count likelihoods only (default 1).
         precision : {"fp32", "bf16"}, optional (default: the model's)
+        codes : array_like of int, shape (n, K), for a model with K categorical covariates
 
         Returns
         -------
         ndarray, shape (n, n_features), float32
         """
         Z = self._check_Z(Z)
-        return self._decode_raw(Z, True, self._check_c(c, Z.shape[0]),
+        return self._decode_raw(Z, True, self._check_c(c, Z.shape[0], codes=codes),
                                 self._check_size_factors(size_factors, Z.shape[0]), precision)
 
     @deferrable
     @_reads_weights
     def reconstruct(self, X: ArrayLike, c: Optional[ArrayLike] = None,
-                    size_factors: Optional[ArrayLike] = None) -> F32:
-        """The mean reconstruction ``decode(transform(X, c), c)`` (no sampling).
+                    size_factors: Optional[ArrayLike] = None,
+                    codes: Optional[ArrayLike] = None) -> F32:
+        """The mean reconstruction ``decode(transform(X, c), c)`` (no sampling;
+        the same codes for both).
 
         Parameters
         ----------
         X : array_like, shape (n, n_features)
         c : array_like, shape (n, n_conditions), for a conditional model
         size_factors : array_like, shape (n,), optional (count likelihoods)
+        codes : array_like of int, shape (n, K), for a model with K categorical covariates
 
         Returns
         -------
         ndarray, shape (n, n_features), float32
         """
         X = self._check_X(X)
-        c = self._check_c(c, X.shape[0])
+        side = self._check_c(c, X.shape[0], codes=codes)
         s = self._check_size_factors(size_factors, X.shape[0])
         if s is None and self._lik.observed_library:  # scVI: the observed library
             s = X.sum(axis=1, dtype=np.float64).astype(np.float32)
-        return self._decode_raw(self.transform(X, c), True, c, s)
+        return self._decode_raw(self._encode_checked(X, side, None)[0], True, side, s)
 
     def sample(self, n: int, seed: Optional[int] = None, c: Optional[ArrayLike] = None,
-               precision: Optional[str] = None) -> F32:
+               precision: Optional[str] = None, codes: Optional[ArrayLike] = None) -> F32:
         """Draw samples from the model: z ~ N(0, I), then decode(z, c).
 
         Parameters
@@ -416,6 +440,8 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods, _hidden_options.Hidde
         c : array_like, shape (n, n_conditions), for a conditional model
             The condition of each sample.
         precision : {"fp32", "bf16"}, optional (default: the model's)
+        codes : array_like of int, shape (n, K), for a model with K categorical covariates
+            The covariates of each sample.
 
         Returns
         -------
@@ -424,140 +450,10 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods, _hidden_options.Hidde
             rates for the count likelihoods (size factor 1).
         """
         n = as_int(n, "n", minimum=1)
-        c = self._check_c(c, n)
+        side = self._check_c(c, n, codes=codes)
         rng = np.random.default_rng(None if seed is None else as_seed(seed))
         z = rng.standard_normal((n, self.latent_dim)).astype(np.float32)
-        return self._decode_raw(z, True, c, None, precision)
-
-    # ------------------------------------------------------------ evaluation
-    def _log_px(self, raw: F32, X: F32, size_factors: Optional[F32] = None) -> F64:
-        """log p(x|z) per row in float64; raw = the decoder's output layer."""
-        return self._lik.log_px(raw, X, self._extra_param(), size_factors, self.variance)
-
-    @deferrable
-    @_reads_weights
-    def elbo(self, X: ArrayLike, seed: "int | np.random.Generator | None" = None,
-             c: Optional[ArrayLike] = None, size_factors: Optional[ArrayLike] = None,
-             eps: Optional[ArrayLike] = None, precision: Optional[str] = None) -> F64:
-        """Per-sample ELBO, ``log p(x|z) − beta·KL(q(z|x) ‖ p(z))``, one z draw.
-
-        Parameters
-        ----------
-        X : array_like, shape (n, n_features)
-        seed : int or numpy.random.Generator, optional
-            Seeds the NumPy generator drawing eps (fresh entropy if None);
-            a Generator is used as is.
-        c : array_like, shape (n, n_conditions), for a conditional model
-        size_factors : array_like, shape (n,), optional (count likelihoods)
-        eps : array_like, shape (n, latent_dim), optional
-            The noise to use instead of drawing it (then seed is unused).
-        precision : {"fp32", "bf16"}, optional (default: the model's)
-
-        Returns
-        -------
-        ndarray, shape (n,), float64 (the plain ELBO when beta = 1).
-        """
-        X, p = self._check_X(X, targets=True), _precision.code(self.precision, precision)
-        c = self._check_c(c, X.shape[0])
-        s = self._check_size_factors(size_factors, X.shape[0])
-        if eps is None:
-            rng = _noise_generator(seed)
-            eps = rng.standard_normal((X.shape[0], self.latent_dim)).astype(np.float32)
-        else:
-            eps = self._check_eps(eps, X.shape[0])
-        # one fused pass in the core (float32 layers and row sums, as training)
-        return self._core.elbo(X, eps, self._scratch("elbo"), c, s, precision=p)
-
-    @deferrable
-    @_reads_weights
-    def log_likelihood(self, X: ArrayLike, n_samples: int = 100,
-                       seed: "int | np.random.Generator | None" = None,
-                       c: Optional[ArrayLike] = None,
-                       size_factors: Optional[ArrayLike] = None) -> F64:
-        """Importance-weighted estimate of log p(x) (Burda et al., IWAE bound).
-
-        ``log (1/K) Σ_k p(x|z_k) p(z_k) / q(z_k|x)`` with K = n_samples draws
-        z_k ~ q(z|x); a lower bound that tightens as K grows. Rows are
-        processed in chunks; the decoder runs on chunk·K rows at once.
-
-        Parameters
-        ----------
-        X : array_like, shape (n, n_features)
-        n_samples : int, >= 1
-            Importance samples per row (K).
-        seed : int or numpy.random.Generator, optional
-            Seed of the noise (fresh entropy if None); a Generator is used
-            as is.
-        c : array_like, shape (n, n_conditions), for a conditional model
-        size_factors : array_like, shape (n,), optional (count likelihoods)
-
-        Returns
-        -------
-        ndarray, shape (n,), float64
-        """
-        X = self._check_X(X, targets=True)
-        c = self._check_c(c, X.shape[0])
-        s = self._check_size_factors(size_factors, X.shape[0])
-        K = as_int(n_samples, "n_samples", minimum=1)
-        rng = _noise_generator(seed)
-        Zd = self.latent_dim
-        chunk = max(1, _INFER_CHUNK // K)
-        out = np.empty(X.shape[0])
-
-        def rep(a: Optional[F32], lo: int, n: int) -> Optional[F32]:
-            return None if a is None else np.repeat(a[lo:lo + n], K, axis=0)
-
-        for lo in range(0, X.shape[0], chunk):
-            xb = X[lo:lo + chunk]
-            n = xb.shape[0]
-            mu, lv = self._core.encode(xb, self._scratch(), None if c is None else c[lo:lo + n],
-                                       precision=_precision.CODES[self.precision])
-            eps = rng.standard_normal((n, K, Zd)).astype(np.float32)
-            sigma = np.exp(0.5 * lv)
-            z = (mu[:, None, :] + sigma[:, None, :] * eps).astype(np.float32)
-            raw = self._decode_raw(np.ascontiguousarray(z.reshape(n * K, Zd)), False,
-                                   rep(c, lo, n))
-            log_px = self._log_px(raw, np.repeat(xb, K, axis=0), rep(s, lo, n)).reshape(n, K)
-            out[lo:lo + n] = _iwae(log_px, z, eps, lv)
-        return out
-
-    def _check_eps(self, eps: object, n: int) -> F32:
-        eps = as_float32_array(eps, "eps", ndim=2)
-        if eps.shape != (n, self.latent_dim):
-            raise ValueError(f"eps must have shape {(n, self.latent_dim)}, got {eps.shape}")
-        return eps
-
-    def loss_and_grad(self, X: ArrayLike, eps: Optional[ArrayLike] = None,
-                      c: Optional[ArrayLike] = None,
-                      size_factors: Optional[ArrayLike] = None,
-                      precision: Optional[str] = None) -> tuple[float, dict[str, F32]]:
-        """Batch-mean negative ELBO (``recon + beta·KL``) and its gradients.
-
-        Parameters
-        ----------
-        X : array_like, shape (n, n_features)
-        eps : array_like, shape (n, latent_dim), optional
-            Reparameterization noise; default: the core's generator at
-            (seed, current step), i.e. what the next training step uses.
-        c : array_like, shape (n, n_conditions), for a conditional model
-        size_factors : array_like, shape (n,), optional (count likelihoods)
-        precision : {"fp32", "bf16"}, optional (default: the model's)
-
-        Returns
-        -------
-        loss : float
-        grads : dict keyed like :meth:`get_weights`
-        """
-        X, p = self._check_X(X, targets=True), _precision.code(self.precision, precision)
-        c = self._check_c(c, X.shape[0])
-        s = self._check_size_factors(size_factors, X.shape[0])
-        if eps is not None:
-            eps = self._check_eps(eps, X.shape[0])
-        with self._exclusive("loss_and_grad"):
-            loss, _, _ = self._core.loss_and_grad(X, eps, self.seed, self.step_, 1.0, c, s,
-                                                  precision=p)
-            grads = self._named_from_flat(self._core.get_buffer(_core.GRADS))
-        return float(loss), grads
+        return self._decode_raw(z, True, side, None, precision)
 
     # ------------------------------------------------------------ training
     if TYPE_CHECKING:
@@ -572,7 +468,8 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods, _hidden_options.Hidde
                 size_factors: Optional[ArrayLike] = None, comm: Any = None,
                 checkpoint: Optional[StrPath] = None, buffer_rows: Optional[int] = None,
                 sparse_first_layer: bool = True, layer: Optional[str] = None,
-                precision: Optional[str] = None) -> "History": ...
+                precision: Optional[str] = None,
+                codes: Optional[ArrayLike] = None) -> "History": ...
     else:
         @_fit_options.declare
         def fit(self, X, *args, **kwargs):
@@ -588,7 +485,17 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods, _hidden_options.Hidde
                 "seed": self.seed, "decoder_hidden": list(self.decoder_hidden),
                 "n_conditions": self.n_conditions, "variance": self.variance,
                 **({} if self.precision == "fp32" else {"precision": self.precision}),
+                **self._covariate_config(),
                 **_hidden_options.config_entries(self)}
+
+    def _covariate_config(self) -> dict[str, Any]:
+        """get_config's covariate entries: none for a model without (older
+        files, which lack them, load as such a model)."""
+        if not self.categorical_covariates:
+            return {}
+        return {"categorical_covariates": list(self.categorical_covariates),
+                "deeply_inject_covariates": self.deeply_inject_covariates,
+                "encode_covariates": self.encode_covariates}
 
     def __repr__(self) -> str:
         return (f"VAE(n_features={self.n_features}, hidden={self.hidden}, "
@@ -596,4 +503,5 @@ class VAE(ModelFiles, ExpressionMethods, ScviToolsMethods, _hidden_options.Hidde
                 f"beta={self.beta}, seed={self.seed}, decoder_hidden={self.decoder_hidden}"
                 + (f", n_conditions={self.n_conditions}" if self.n_conditions else "")
                 + (f", variance={self.variance!r}" if self.variance != "unit" else "")
-                + (f", precision={self.precision!r}" if self.precision != "fp32" else "") + ")")
+                + (f", precision={self.precision!r}" if self.precision != "fp32" else "")
+                + "".join(f", {k}={v!r}" for k, v in self._covariate_config().items()) + ")")

@@ -41,18 +41,21 @@ def _group_rows(groups: NDArray[Any], group: object, name: str) -> I64:
     return rows
 
 
-def _posterior_expression(model: "VAE", X: Any, c: Optional[NDArray[Any]], rows: I64,
+def _posterior_expression(model: "VAE", X: Any, c: Optional[NDArray[Any]],
+                          codes: Optional[NDArray[Any]], rows: I64,
                           n_draws: int, rng: np.random.Generator) -> F32:
     """(n_draws, n_features) normalised expression of draws z ~ q(z|x) for
     cells drawn at random (with replacement) from `rows`."""
     cells = rng.choice(rows, n_draws)
     uniq, inverse = np.unique(cells, return_inverse=True)  # encode each needed row once
     cells_x = X.take(uniq) if isinstance(X, _rows.Rows) else X[uniq]
-    mu, logvar = model.encode(cells_x, None if c is None else c[uniq])
+    def of(a: Optional[NDArray[Any]], at: I64) -> Optional[NDArray[Any]]:
+        return None if a is None else a[at]
+
+    mu, logvar = model.encode(cells_x, of(c, uniq), codes=of(codes, uniq))
     eps = rng.standard_normal((n_draws, mu.shape[1])).astype(np.float32)
     z = mu[inverse] + np.exp(0.5 * logvar[inverse]) * eps
-    cz = None if c is None else c[cells]
-    return model.decode(z, cz)
+    return model.decode(z, of(c, cells), codes=of(codes, cells))
 
 
 def _group_mean(X: Any, rows: I64, step: int = 4096) -> NDArray[np.float64]:
@@ -120,7 +123,8 @@ def differential_expression(model: "VAE", X: Any, groups: ArrayLike, group1: obj
                             n_draws: int = 5000, delta: float = 0.25,
                             pseudocount: Optional[float] = None, seed: int = 0,
                             mode: str = "change", test_mode: str = "three",
-                            threshold_counts: float = 0.01) -> dict[str, NDArray[Any]]:
+                            threshold_counts: float = 0.01,
+                            codes: Optional[ArrayLike] = None) -> dict[str, NDArray[Any]]:
     """Rank the features (genes) by evidence of a change between two groups.
 
     Parameters
@@ -198,14 +202,15 @@ def differential_expression(model: "VAE", X: Any, groups: ArrayLike, group1: obj
         pseudocount = as_float(pseudocount, "pseudocount", minimum=0.0, open_min=True)
     threshold_counts = as_float(threshold_counts, "threshold_counts", minimum=0.0)
     c = None if c is None else np.asarray(c, dtype=np.float32)
+    codes = None if codes is None else np.asarray(codes)
     rows1 = _group_rows(groups, group1, "group1")
     rows2 = (np.flatnonzero(groups != group1) if group2 is None
              else _group_rows(groups, group2, "group2"))
     if rows2.size == 0:
         raise ValueError(f"group1={group1!r} holds every cell: nothing to compare with")
     rng = np.random.default_rng(seed)
-    h1 = _posterior_expression(model, X, c, rows1, int(n_draws), rng)
-    h2 = _posterior_expression(model, X, c, rows2, int(n_draws), rng)
+    h1 = _posterior_expression(model, X, c, codes, rows1, int(n_draws), rng)
+    h2 = _posterior_expression(model, X, c, codes, rows2, int(n_draws), rng)
     if pseudocount is None:
         pseudocount = estimate_pseudocount(h1, h2,
                                            _group_mean(X, rows1) < threshold_counts,

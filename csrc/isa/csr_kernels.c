@@ -6,10 +6,9 @@
  * in order:  acc (chunk) += val[p] · B[idx[p], chunk]. A row's entries are
  * few (a 90%-zero row of 2,000 genes has ~200), so a row of B is read per
  * entry, not per column of S, and the zeros cost nothing. The epilogue runs
- * on the registers and the chunk is stored once. The same body serves the
- * forward product (S = the batch, B = W) and the weight gradient (S = the
- * batch transposed, B = dY), see csrc/csr.c; it checks each column as it
- * reads it. Also here: the value transform (vf_csr_values) and the weight
+ * on the registers and the chunk is stored once. It serves the forward
+ * product (S = the batch, B = W; see csrc/csr.c; the weight gradient is
+ * csr_blocked.c's) and checks each column as it reads it. Also here: the value transform (vf_csr_values) and the weight
  * gradient's masked dY with its column sums (vf_csr_masked_sums). */
 #include "csr_kernels.h"
 #include "isa/isa.h"

@@ -20,6 +20,15 @@ Buffer order (forward order; each layer is W (in×out, row-major) then b (out)):
                 negative_binomial, scvi_nb and zinb (log θ, the inverse
                 dispersion, per gene)
 
+    covariates  per layer receiving categorical covariates, in forward order,
+                its table T (Σ levels × out, row-major; ``{key}.covariates``,
+                split like the layer's weight): a row's pre-activation gains
+                T[off_k + code_k] for each covariate k (csrc/covariates.c).
+                The decoder's first layer always receives them, its other
+                hidden layers with ``deep``; the encoder's the same way with
+                ``encode`` (scVI's FCLayers.inject_into_layer; the head or
+                output layer of a side without hidden layers is its first)
+
     batch norm  per batch-normalised hidden layer, in forward order, its scale
                 then its shift (width each; ``{layer}.batch_norm.weight/bias``),
                 only with use_batch_norm (csrc/vae_norm.c)
@@ -56,7 +65,9 @@ class Layout:
     def __init__(self, n_features: int, hidden: Sequence[int], latent_dim: int,
                  decoder_hidden: Sequence[int], n_conditions: int = 0,
                  likelihood: str = likelihoods.DEFAULT, variance: str = "unit",
-                 batch_norm: Sequence[tuple[str, int]] = ()) -> None:
+                 batch_norm: Sequence[tuple[str, int]] = (),
+                 categorical: Sequence[int] = (), deep: bool = True,
+                 encode: bool = False) -> None:
         D, Z, C = n_features, latent_dim, n_conditions
         self.latent_dim, self.n_features = Z, D
         self.variance = variance
@@ -80,6 +91,12 @@ class Layout:
         extra_key = likelihoods.REGISTRY[likelihood].extra_param_key(variance)
         self.extra = (extra_key, off, D) if extra_key else None
         off += D if extra_key else 0
+        # layer index -> offset of its covariate table (cat_rows × n_out)
+        self.cat_rows = int(sum(categorical))
+        self.tables: dict[int, int] = {}
+        for li in self._receiving(len(hidden), len(decoder_hidden), deep, encode):
+            self.tables[li] = off
+            off += self.cat_rows * self.layers[li][2]
         # (key prefix, offset of the scale, width) of each batch-norm layer
         self.norms: list[tuple[str, int, int]] = []
         for name, width in batch_norm:
@@ -87,6 +104,13 @@ class Layout:
             off += 2 * width
         self.n_params = off
 
+    def _receiving(self, n_enc: int, n_dec: int, deep: bool, encode: bool) -> list[int]:
+        """Indices of the layers with a covariate table (none without covariates)."""
+        if not self.cat_rows:
+            return []
+        enc = [i for i in range(n_enc + 1) if encode and (i == 0 or (deep and i < n_enc))]
+        dec = [n_enc + 1 + i for i in range(n_dec + 1) if i == 0 or (deep and i < n_dec)]
+        return enc + dec
 
     # ------------------------------------------------------------ naming
     def _pieces(self) -> list[tuple[str, int, str, "slice[int, int, None]"]]:
@@ -105,6 +129,8 @@ class Layout:
             for key, cols in splits:
                 out.append((f"{key}.weight", li, "W", cols))
                 out.append((f"{key}.bias", li, "b", cols))
+                if li in self.tables:
+                    out.append((f"{key}.covariates", li, "T", cols))
         return out
 
     def _view(self, flat: NDArray[_D], li: int, part: str,
@@ -112,6 +138,9 @@ class Layout:
         _, n_in, n_out, w, b = self.layers[li]
         if part == "W":
             return flat[w:w + n_in * n_out].reshape(n_in, n_out)[:, cols]
+        if part == "T":
+            t = self.tables[li]
+            return flat[t:t + self.cat_rows * n_out].reshape(self.cat_rows, n_out)[:, cols]
         return flat[b:b + n_out][cols]
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
@@ -119,7 +148,8 @@ class Layout:
         shapes: dict[str, tuple[int, ...]] = {}
         for key, li, part, cols in self._pieces():
             n_in, width = self.layers[li][1], cols.stop - cols.start
-            shapes[key] = (n_in, width) if part == "W" else (width,)
+            rows = {"W": n_in, "T": self.cat_rows}.get(part)
+            shapes[key] = (width,) if rows is None else (rows, width)
         if self.extra:
             shapes[self.extra[0]] = (self.extra[2],)
         for key, _, width in self.norms:
@@ -177,6 +207,12 @@ class Layout:
         """[(n_in, n_out, w_offset, b_offset)] per layer: what the C core must agree on."""
         return [(n_in, n_out, w, b) for _, n_in, n_out, w, b in self.layers]
 
+    def table_offsets(self) -> list[tuple[int, int]]:
+        """[(offset, rows)] of each layer's covariate table, (0, 0) if none:
+        what the C core's cov_table must agree on."""
+        return [(self.tables[li], self.cat_rows) if li in self.tables else (0, 0)
+                for li in range(len(self.layers))]
+
     # ------------------------------------------------------------ init
     def init(self, seed: "int | np.random.SeedSequence",
              dtype: "type[np.floating[Any]]" = np.float32) -> "NDArray[np.floating[Any]]":
@@ -186,7 +222,10 @@ class Layout:
         default), layer after layer in forward order from
         ``np.random.default_rng(seed)``. The per-feature likelihood
         parameters start at 0 (unit variance; θ = 1) and draw nothing, as
-        do the batch-norm scales (1) and shifts (0), torch's defaults.
+        do the batch-norm scales (1) and shifts (0), torch's defaults. The
+        covariate tables draw after all layers, in forward order, from
+        U(−1/√(in + Σ levels), ·): scVI's layer is one nn.Linear over the
+        input joined with the one-hot covariates, whose fan-in that is.
         """
         rng = np.random.default_rng(seed)
         flat = np.zeros(self.n_params, dtype=dtype)
@@ -194,6 +233,11 @@ class Layout:
             W, bias = init_layer(rng, n_in, n_out, dtype)
             flat[w:w + n_in * n_out] = W.ravel()
             flat[b:b + n_out] = bias
+        for li, t in self.tables.items():
+            _, n_in, n_out, _, _ = self.layers[li]
+            bound = 1.0 / math.sqrt(n_in + self.cat_rows)
+            table = rng.uniform(-bound, bound, size=self.cat_rows * n_out)
+            flat[t:t + table.size] = table.astype(dtype)
         for key, view in self._norm_views(flat).items():
             view[...] = 1.0 if key.endswith(".weight") else 0.0
         return flat

@@ -56,7 +56,9 @@ def to_onnx(model: "VAE", path: StrPath, part: Literal["vae", "encoder", "decode
         ``x_logvar`` (N, n_features), floored at -10; ``"vae"``: input
         ``x`` -> the decoder's outputs through z = mu (deterministic
         reconstruction). A conditional model has a second input ``c``
-        (N, n_conditions). N is a dynamic dimension.
+        (N, n_conditions), a model with K categorical covariates an input
+        ``codes`` (N, K) int64 in each graph whose layers read them. N is a
+        dynamic dimension.
     opset : int, >= 13
         ONNX default-domain opset version.
 
@@ -93,6 +95,10 @@ def to_torch(model: "VAE") -> TorchModule:
     likelihood, variance and conditional model vaefast has. It
     computes in the dtype of its parameters (float32; call ``.double()``
     for float64). :func:`from_torch` turns it back into the same VAE.
+    A model with categorical covariates gives a module whose methods take
+    ``codes=`` (N, K) too, each receiving layer adding its table's rows
+    after its Linear (vaefast/interop/torch_covariates.py); its ONNX
+    graphs take an input ``codes`` (vaefast/interop/onnx_export.py).
     Hidden layers with batch / layer norm and dropout are Linear →
     BatchNorm1d (momentum 0.01, eps 0.001, the running statistics copied) →
     LayerNorm (no affine) → ReLU → Dropout, as vaefast trains them (the

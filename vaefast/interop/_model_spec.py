@@ -46,8 +46,10 @@ def exportable_config(model: object, also: "frozenset[str]" = frozenset()) -> di
     return config
 
 
-ONNX_ALSO = frozenset({"use_batch_norm"})
-TORCH_ALSO = frozenset({"use_batch_norm", "use_layer_norm"})
+ONNX_ALSO = frozenset({"use_batch_norm", "categorical_covariates",
+                       "deeply_inject_covariates", "encode_covariates"})
+TORCH_ALSO = frozenset({"use_batch_norm", "use_layer_norm", "categorical_covariates",
+                        "deeply_inject_covariates", "encode_covariates"})
 
 
 def folded_weights(model: Any) -> dict[str, NDArray[np.float32]]:
@@ -65,6 +67,9 @@ def folded_weights(model: Any) -> dict[str, NDArray[np.float32]]:
         W, b = weights[f"{prefix}.weight"], weights[f"{prefix}.bias"]
         weights[f"{prefix}.weight"] = (W * s).astype(np.float32)
         weights[f"{prefix}.bias"] = ((b - mean) * s + beta).astype(np.float32)
+        if f"{prefix}.covariates" in weights:  # its rows join the pre-activation: scaled too
+            weights[f"{prefix}.covariates"] = (weights[f"{prefix}.covariates"] * s).astype(
+                np.float32)
     return weights
 
 

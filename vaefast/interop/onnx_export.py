@@ -18,6 +18,12 @@ A conditional model (n_conditions = C > 0) has a second input ``c`` (N, C),
 concatenated after x (after log(1 + x)) and after z, where vaefast's first
 encoder and decoder layers read it (the last C rows of their weights).
 
+A model with K categorical covariates has an input ``codes`` (N, K) int64;
+each layer that receives them adds Gather(T, codes + offsets) summed over
+the K covariates (ReduceSum) to its Gemm, T its ``{layer}.covariates``
+table. The graph does not check the codes' range (onnxruntime's Gather
+refuses an index out of the table).
+
 Each layer is one Gemm (``h @ W + b``, the weight stored (in, out) exactly as
 ``VAE.get_weights()`` names it, e.g. ``encoder.0.weight``) followed by Relu
 for hidden layers.
@@ -51,6 +57,20 @@ class _GraphBuilder:
         self.onnx, self.h, self.weights = onnx, onnx.helper, weights
         self.nodes: list[Any] = []  # onnx NodeProto (onnx: optional, untyped here)
         self.initializers: list[Any] = []  # onnx TensorProto
+        self.levels: list[int] = []  # of the categorical covariates (input "codes")
+        self.rows: Optional[str] = None  # codes + offsets, once a layer reads them
+
+    def table_rows(self) -> str:
+        """The stacked tables' rows of the input ``codes`` (N, K) int64: added
+        to the graph by the first layer that reads them (the part has an input
+        ``codes`` exactly then)."""
+        if self.rows is None:
+            offsets = np.cumsum([0] + self.levels[:-1]).astype(np.int64)
+            for name, value in (("codes.offsets", offsets), ("codes.axis", np.array([1]))):
+                self.initializers.append(self.onnx.numpy_helper.from_array(
+                    value.astype(np.int64), name))
+            self.rows = self.node("Add", ["codes", "codes.offsets"], "codes.rows")
+        return self.rows
 
     def constant(self, name: str, array: ArrayLike) -> str:
         self.initializers.append(self.onnx.numpy_helper.from_array(
@@ -66,6 +86,13 @@ class _GraphBuilder:
         W = self.constant(f"{layer}.weight", self.weights[f"{layer}.weight"])
         b = self.constant(f"{layer}.bias", self.weights[f"{layer}.bias"])
         y = self.node("Gemm", [x, W, b], f"{layer}.out")
+        if f"{layer}.covariates" in self.weights:
+            T = self.constant(f"{layer}.covariates", self.weights[f"{layer}.covariates"])
+            picked = self.node("Gather", [T, self.table_rows()], f"{layer}.covariates.rows",
+                               axis=0)
+            added = self.node("ReduceSum", [picked, "codes.axis"], f"{layer}.covariates.sum",
+                              keepdims=0)
+            y = self.node("Add", [y, added], f"{layer}.out.covariates")
         return self.node("Relu", [y], f"{layer}.relu") if relu else y
 
     def first_input(self, x: str, c: Optional[str], prefix: str) -> str:
@@ -131,6 +158,7 @@ def build_onnx(model: "VAE", part: str = "vae", opset: int = 17) -> Any:
         return onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, ["N", width])
 
     c = "c" if config["n_conditions"] else None
+    g.levels = list(config.get("categorical_covariates", ()))
     widths = {"x": D, "z": Z, "c": config["n_conditions"], "mu": Z, "logvar": Z,
               "x_mean": D, "x_logvar": D}
     named: Iterable[tuple[Optional[str], str]]
@@ -142,8 +170,10 @@ def build_onnx(model: "VAE", part: str = "vae", opset: int = 17) -> Any:
         named = zip(g.decoder(z, c, config), ("x_mean", "x_logvar"))
     outputs = [g.output(value, name) for value, name in named if value is not None]
     inputs += [c] if c else []
+    codes = [onnx.helper.make_tensor_value_info("codes", onnx.TensorProto.INT64,
+                                                ["N", len(g.levels)])] if g.rows else []
     graph = onnx.helper.make_graph(g.nodes, f"vaefast_{part}",
-                                   [tensor(name, widths[name]) for name in inputs],
+                                   [tensor(name, widths[name]) for name in inputs] + codes,
                                    [tensor(name, widths[name]) for name in outputs],
                                    initializer=g.initializers)
     opsets = [onnx.helper.make_opsetid("", opset)]

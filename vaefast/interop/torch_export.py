@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from ..model import VAE
 from ._likelihoods import likelihood_export
 from ._model_spec import TORCH_ALSO, exportable_config, extra_param_name, layer_names
+from .torch_covariates import CovariateTables, copy_in, copy_out
 
 
 def _mlp(widths: Sequence[int], final_linear: bool, batch_norm: bool = False,
@@ -64,7 +65,9 @@ class TorchVAE(torch.nn.Module):  # type: ignore[misc]  # Any base (see above)
     ``log_theta`` (negative binomial), else empty.
 
     Conditional models take the conditions ``c`` (N, n_conditions) in every
-    method; the first layers read ``[x | c]`` and ``[z | c]``. The count
+    method; the first layers read ``[x | c]`` and ``[z | c]``. Models with
+    categorical covariates take ``codes`` (N, K) ints too; ``covariates``
+    holds their tables (vaefast/interop/torch_covariates.py). The count
     likelihoods' encoder reads log(1 + x), as vaefast's does.
 
     Parameters
@@ -96,6 +99,7 @@ class TorchVAE(torch.nn.Module):  # type: ignore[misc]  # Any base (see above)
         extra = extra_param_name(config)
         if extra:
             self.likelihood[extra.split(".", 1)[1]] = torch.nn.Parameter(torch.zeros(D))
+        self.covariates = CovariateTables(config)
 
     def _with_c(self, h: Tensor, c: Optional[Tensor]) -> Tensor:
         """[h | c] for a conditional model; checks c is given exactly then."""
@@ -111,44 +115,52 @@ class TorchVAE(torch.nn.Module):  # type: ignore[misc]  # Any base (see above)
                              f"got {tuple(c.shape)}")
         return torch.cat([h, c.to(h.dtype)], dim=1)
 
-    def encode(self, x: Tensor, c: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+    def encode(self, x: Tensor, c: Optional[Tensor] = None,
+               codes: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
         """(mu, logvar) of q(z|x[, c]); logvar clamped to [-30, 30] as in vaefast."""
+        codes = self.covariates.check(codes, x.shape[0])
         if self._lik.counts:
             x = torch.log(1.0 + x)
-        h = self.encoder(self._with_c(x, c))
+        h = self.covariates.run("encoder", self.encoder, self._with_c(x, c), codes)
+        head = self.covariates.add("head", torch.cat([self.mu(h), self.logvar(h)], dim=1), codes)
         lo, hi = LOGVAR_RANGE
-        return self.mu(h), self.logvar(h).clamp(lo, hi)
+        Z = self.mu.out_features
+        return head[:, :Z], head[:, Z:].clamp(lo, hi)
 
-    def output_layer(self, z: Tensor, c: Optional[Tensor] = None) -> Tensor:
+    def output_layer(self, z: Tensor, c: Optional[Tensor] = None,
+                     codes: Optional[Tensor] = None) -> Tensor:
         """The decoder's raw output (N, n_features), or (N, 2·n_features)
         with variance="sample" (mean | log-variance) and ZINB (rho | zero-inflation
         logits)."""
-        return self.decoder(self._with_c(z, c))
+        codes = self.covariates.check(codes, z.shape[0])
+        return self.covariates.run("decoder", self.decoder, self._with_c(z, c), codes, "output")
 
     def decode(self, z: Tensor, c: Optional[Tensor] = None,
-               size_factors: Optional[Tensor] = None) -> Tensor:
+               size_factors: Optional[Tensor] = None, codes: Optional[Tensor] = None) -> Tensor:
         """Mean of p(x|z[, c]) (count likelihoods: times size_factors (N,), default 1)."""
-        out = self.output_layer(z, c)[:, :self.n_features]
+        out = self.output_layer(z, c, codes)[:, :self.n_features]
         assert self._lik.torch_mean is not None  # likelihood_export checked the hooks
         return self._lik.torch_mean(torch, out, size_factors)
 
     def reconstruct(self, x: Tensor, c: Optional[Tensor] = None,
-                    size_factors: Optional[Tensor] = None) -> Tensor:
+                    size_factors: Optional[Tensor] = None,
+                    codes: Optional[Tensor] = None) -> Tensor:
         """decode(mu): the deterministic reconstruction."""
-        return self.decode(self.encode(x, c)[0], c, size_factors)
+        return self.decode(self.encode(x, c, codes)[0], c, size_factors, codes)
 
     def forward(self, x: Tensor, eps: Optional[Tensor] = None, c: Optional[Tensor] = None,
-                size_factors: Optional[Tensor] = None) -> Tensor:
+                size_factors: Optional[Tensor] = None,
+                codes: Optional[Tensor] = None) -> Tensor:
         """Per-sample ELBO ``log p(x|z) - beta·KL(q(z|x) || N(0, I))`` with
         ``z = mu + exp(logvar/2)·eps`` (eps ~ N(0, I) drawn by torch if None);
         train with ``loss = -module(x).mean()``."""
-        mu, logvar = self.encode(x, c)
+        mu, logvar = self.encode(x, c, codes)
         if eps is None:
             eps = torch.randn_like(mu)
         z = mu + torch.exp(0.5 * logvar) * eps
         extra = next(iter(self.likelihood.values()), None)
         assert self._lik.torch_log_px is not None  # likelihood_export checked the hooks
-        log_px = self._lik.torch_log_px(torch, self.output_layer(z, c), x, extra,
+        log_px = self._lik.torch_log_px(torch, self.output_layer(z, c, codes), x, extra,
                                         size_factors, self.variance)
         kl = 0.5 * (torch.exp(logvar) + mu * mu - 1.0 - logvar).sum(dim=1)
         return log_px - self.beta * kl
@@ -200,6 +212,7 @@ def to_torch(model: "VAE") -> TorchVAE:
                                         for p in prefixes]))
         for key, param in module.likelihood.items():
             param.copy_(torch.from_numpy(weights[f"likelihood.{key}"]))
+        copy_in(module, weights)
     return module
 
 
@@ -218,4 +231,5 @@ def vaefast_weights(module: TorchVAE) -> dict[str, NDArray[np.float32]]:
     for prefix, bn in batch_norm_targets(module):
         weights[f"{prefix}.batch_norm.weight"] = bn.weight.detach().cpu().numpy()
         weights[f"{prefix}.batch_norm.bias"] = bn.bias.detach().cpu().numpy()
+    copy_out(module, weights)
     return weights

@@ -231,7 +231,8 @@ def _restore(model: "VAE", path: StrPath, state: Mapping[str, Any], params: F32,
     if setup is not None:
         from .._anndata_setup import check_stored
 
-        model.anndata_setup_ = check_stored(setup, model.n_conditions, path)
+        model.anndata_setup_ = check_stored(setup, model.n_conditions, path,
+                                            model.categorical_covariates)
 
 
 def model_to_bytes(model: "VAE") -> bytes:

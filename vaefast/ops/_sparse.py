@@ -128,9 +128,9 @@ def sparse_linear_weight_grad(x: SparseMatrix, dy: ArrayLike, y: Optional[ArrayL
     db : ndarray (out_features,)
         Column sums of ``dz``.
 
-    dW is computed from the batch's transpose (a scratch copy of the entries,
-    never a dense matrix), one thread per block of dW's rows, each entry
-    summed over the batch's rows in order.
+    dW is computed from the batch's entries (never a dense matrix), block by
+    block of 64 of dW's rows, one thread per block, each entry summed over
+    the batch's rows in order.
     """
     relu = _activation(activation)
     code = _transform(transform)

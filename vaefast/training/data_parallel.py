@@ -10,6 +10,7 @@ import numpy as np
 from .. import _core, _rows
 from .._internals import Internals, internals
 from .._typing import F32, F64
+from .overlap import BucketedAllreduce
 from .progress import Bar
 from .sources import OneProcessSource
 
@@ -59,6 +60,8 @@ class ShardSource(OneProcessSource):
         self.MPI, self.comm = MPI, comm
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
         self.is_root = self.rank == 0
+        # both sides of every step's collectives must agree (checked below)
+        self.overlap = os.environ.get("VAEFAST_MPI_OVERLAP", "1") != "0"
         if "OMP_NUM_THREADS" not in os.environ:
             _core.set_num_threads(1)
         error: Optional[Exception] = None
@@ -71,10 +74,14 @@ class ShardSource(OneProcessSource):
             error = exc
         start = (None if error is None else _describe(error),
                  0 if error is not None else self.n_rows,
-                 _state_crc(internals(model).core), model.step_, model.epoch_, model.optimizer_)
+                 self.overlap, _state_crc(internals(model).core), model.step_, model.epoch_,
+                 model.optimizer_)
         everyone = comm.allgather(start)
         self._raise_failures(error, [e[0] for e in everyone], "checking the shards")
-        if len({e[2:] for e in everyone}) != 1:
+        if len({e[2] for e in everyone}) != 1:
+            raise DistributedError("VAEFAST_MPI_OVERLAP differs between ranks (the "
+                                   "exchanges would not match): set it alike on every rank")
+        if len({e[3:] for e in everyone}) != 1:
             raise DistributedError("the ranks start from different models (weights, "
                                    "optimizer state or step/epoch counters differ): build "
                                    "the model with the same arguments and seed on every "
@@ -116,11 +123,15 @@ class ShardSource(OneProcessSource):
         r, m = failed[0]
         raise DistributedError(f"rank {r} failed while {what} ({m}); every rank stops")
 
-    def _agree(self, error: Optional[BaseException], what: str) -> None:
-        """One Allreduce of an error flag; raise on every rank if any failed."""
-        flag = np.array([0 if error is None else 1], dtype=np.int32)
-        self.comm.Allreduce(self.MPI.IN_PLACE, flag, op=self.MPI.MAX)
-        if flag[0]:
+    def _agree(self, error: Optional[BaseException], what: str,
+               any_failed: Optional[bool] = None) -> None:
+        """One Allreduce of an error flag (unless any_failed is that result
+        already); raise on every rank if any failed."""
+        if any_failed is None:
+            flag = np.array([0 if error is None else 1], dtype=np.int32)
+            self.comm.Allreduce(self.MPI.IN_PLACE, flag, op=self.MPI.MAX)
+            any_failed = bool(flag[0])
+        if any_failed:
             messages = self.comm.allgather(None if error is None else _describe(error))
             self._raise_failures(error, messages, what)
 
@@ -152,6 +163,9 @@ class ShardSource(OneProcessSource):
         n, b = self.n_rows, self.batch_size
         order = (np.random.default_rng([model.seed, epoch, self.rank]).permutation(n)
                  if shuffle else None)
+        # the exchange overlapped with the backward pass (overlap.py), unless
+        # VAEFAST_MPI_OVERLAP=0: one blocking Allreduce after it, as before
+        reducer = BucketedAllreduce(core, self.comm, MPI) if self.overlap else None
         grads = core.grads_array()  # the C buffer itself: reduced in place
         sums, local = np.zeros(3), np.zeros(3)
         for s in range(self.n_steps):
@@ -163,12 +177,17 @@ class ShardSource(OneProcessSource):
                 status = core.shard_grads(self.take(take), model.seed,
                                           model.step_, int(rows[:self.rank].sum()),
                                           int(rows.sum()), trainer.kl_weight, local,
-                                          trainer.precision)
+                                          trainer.precision,
+                                          None if reducer is None else reducer.on_layer)
                 trainer.check_status(status)
             except Exception as exc:
                 error = exc
-            self._agree(error, f"computing the gradient of step {model.step_}")
-            self.comm.Allreduce(MPI.IN_PLACE, grads, op=MPI.SUM)
+            what = f"computing the gradient of step {model.step_}"
+            if reducer is not None:  # every rank, failed or not: the same collectives
+                self._agree(error, what, reducer.finish(error is not None))
+            else:
+                self._agree(error, what)
+                self.comm.Allreduce(MPI.IN_PLACE, grads, op=MPI.SUM)
             trainer.check_status(core.apply_update(model.step_, *trainer.update_args()))
             model.step_ += 1
             sums += local

@@ -27,6 +27,7 @@ from .._sparse_batch import CSRBatch
 from .._typing import F32, F64, I64
 
 if TYPE_CHECKING:
+    from .._covariate_codes import Side
     from ..model import VAE
     from .sources import Source
 
@@ -70,10 +71,11 @@ class Trainer:
         """(lr, beta1, beta2, adam_eps, weight_decay, optimizer) of the core."""
         return self.lr, self.beta1, ADAM_BETA2, ADAM_EPS, 0.0, self.optimizer
 
-    def steps(self, X: F32, order: Optional[I64], bar: Optional[Bar], c: Optional[F32] = None,
+    def steps(self, X: F32, order: Optional[I64], bar: Optional[Bar], c: "Side" = None,
               size_factors: Optional[F32] = None, csr: "Optional[CSRBatch]" = None) -> None:
         """Train on all rows of X (in `order` if given), batch after batch;
-        c and size_factors are X's side inputs (rows indexed like X's), csr
+        c (with codes, the pair (c, codes)) and size_factors are X's side
+        inputs (rows indexed like X's), csr
         X's rows in CSR form for the first layer (then no order).
 
         Steps run in chunks, one C call each, so that the trip through

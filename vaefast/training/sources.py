@@ -55,11 +55,11 @@ class InMemorySource(OneProcessSource):
     shuffled exactly by (seed, epoch)."""
 
     def __init__(self, model: "VAE", X: object, batch_size: int, c: object = None,
-                 size_factors: object = None) -> None:
+                 size_factors: object = None, codes: object = None) -> None:
         inner = internals(model)
         self.X = inner.check_X(X)
         self.n_rows: int = self.X.shape[0]
-        self.c, self.size_factors = inner.check_side(c, size_factors, self.n_rows)
+        self.c, self.size_factors = inner.check_side(c, size_factors, self.n_rows, codes)
         self.batch_size = min(batch_size, self.n_rows)
 
     def run_epoch(self, trainer: "Trainer", epoch: int, shuffle: bool,

@@ -34,6 +34,7 @@ import numpy as np
 from .. import _hidden_options
 from .._arrays import is_dask_array as _is_dask_array
 from .._arrays import row_chunked as _row_chunked
+from .._covariate_codes import take
 from .._internals import Internals, internals
 from .._sparse_batch import CSRBatch
 from .._typing import F32, I64
@@ -144,7 +145,7 @@ class RandomAccessSource(OneProcessSource):
 
     def __init__(self, model: "VAE", X: Any, batch_size: int, buffer_rows: Optional[int],
                  c: object = None, size_factors: object = None,
-                 sparse_first_layer: bool = False) -> None:
+                 sparse_first_layer: bool = False, codes: object = None) -> None:
         inner = internals(model)
         self.take: Callable[[Any], Any]
         # rows -> CSRBatch, for the CSR first layer
@@ -162,25 +163,25 @@ class RandomAccessSource(OneProcessSource):
         else:  # Rows: a batch at a time unless buffer_rows asks for more
             self.take = inner.check_rows(X).take
             if (sparse_first_layer and X.sparse and model.n_conditions == 0
+                    and not model.categorical_covariates
                     and not _hidden_options.first_layer_normalised(model)):
                 self.take_csr = X.take_csr
             default_rows = batch_size if buffer_rows is None else buffer_rows
         self.model = model
         self.n_rows: int = X.shape[0]
-        self.c, self.size_factors = inner.check_side(c, size_factors, self.n_rows)
+        self.c, self.size_factors = inner.check_side(c, size_factors, self.n_rows, codes)
         self.batch_size = min(batch_size, self.n_rows)
         self.buffer_rows = buffer_size(default_rows, self.batch_size, model.n_features)
 
     def _buffers(self, order: Optional[I64]
-                 ) -> Iterator[tuple[F32, list[Optional[F32]], Optional[CSRBatch]]]:
+                 ) -> Iterator[tuple[F32, list[Any], Optional[CSRBatch]]]:
         R, n = self.buffer_rows, self.n_rows
         for start in range(0, n, R):
             rows = order[start:start + R] if order is not None else slice(start, start + R)
             csr = None if self.take_csr is None else self.take_csr(rows)
             dense = self.take(rows) if csr is None else csr.toarray()  # the loss's targets
             buf = internals(self.model).check_X(dense, f"X rows {start}..")
-            side = [None if a is None else np.ascontiguousarray(a[rows])
-                    for a in (self.c, self.size_factors)]
+            side = [take(a, rows) for a in (self.c, self.size_factors)]
             yield buf, side, csr
 
     def run_epoch(self, trainer: "Trainer", epoch: int, shuffle: bool,
