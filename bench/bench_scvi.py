@@ -26,12 +26,10 @@ with --scvi-python (default: the running one):
     pip install torch==2.13.0 scvi-tools
 
 Both read the same CSR AnnData (obs "batch", "cell_type"). The vaefast
-model is built in one function, build_vaefast: scVI's architecture as far as
-the Python API allows (batch norm on both sides, dropout 0.1 on the encoder,
-ZINB, per-gene dispersion, observed library, log(1 + x) input); the one
-difference left is where the batch enters: vaefast joins its one-hot to the
-first layer of the encoder and of the decoder, scVI injects it into every
-decoder layer and not the encoder. Differential expression uses each
+model is built in one function, build_vaefast: scVI's architecture (batch
+norm on both sides, dropout 0.1 on the encoder, ZINB, per-gene dispersion,
+observed library, log(1 + x) input, the batch added to every decoder hidden
+layer and not the encoder). Differential expression uses each
 framework's own method with the same arguments (mode "change", delta 0.25);
 the column "both tails" ranks by P(|LFC| > delta) instead (test_mode "two";
 for vaefast also with a fixed pseudocount of 1e-6: vaefast's summary before
@@ -72,13 +70,11 @@ def adata_of(data, rows):
 
 
 def build_vaefast(adata, likelihood):
-    """vaefast's side of the comparison, as close to scVI's architecture as
-    the Python API allows: from_anndata's scVI defaults (batch norm on both
-    sides, dropout 0.1 on the encoder), 128/10, one hidden layer, per-gene
-    dispersion, observed library, log(1 + x) encoder input. The batch is a
-    one-hot condition joined to the first layer of the encoder and of the
-    decoder (scVI injects it into every decoder layer and not the encoder):
-    switch here when VAE takes categorical covariates."""
+    """vaefast's side of the comparison: from_anndata's scVI defaults (batch
+    norm on both sides, dropout 0.1 on the encoder, the batch a categorical
+    covariate added to every decoder hidden layer and not the encoder),
+    128/10, one hidden layer, per-gene dispersion, observed library,
+    log(1 + x) encoder input."""
     import vaefast
     return vaefast.VAE.from_anndata(adata, batch_key="batch", hidden=(HIDDEN,),
                                     latent_dim=LATENT, likelihood=likelihood, seed=0)
@@ -248,8 +244,7 @@ def main():
             print(f"| {threads} | {name} | {m['silhouette']:.3f} | {m['batch_entropy']:.3f} | "
                   f"{m['auc_proba']:.3f} | {m['auc_lfc']:.3f} | {m['auc_two']:.3f} |")
     print(f"(vaefast {rows[0][1]['vaefast']['version']}, scvi-tools "
-          f"{rows[0][1]['scvi']['version']}; vaefast's batch joined to the first layer of "
-          "encoder and decoder, scVI's to every decoder layer)")
+          f"{rows[0][1]['scvi']['version']})")
 
 
 if __name__ == "__main__":
