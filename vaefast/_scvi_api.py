@@ -214,10 +214,11 @@ class ScviToolsMethods:
 
     def differential_expression(self, adata: Any, groupby: str, group1: object,
                                 group2: object = None, mode: str = "change",
-                                delta: float = 0.25, n_draws: int = 2000,
-                                pseudocount: float = 1e-6, seed: int = 0,
+                                delta: float = 0.25, n_draws: int = 5000,
+                                pseudocount: Optional[float] = None, seed: int = 0,
                                 layer: Optional[str] = None, c: Any = None,
-                                codes: Any = None) -> Any:
+                                test_mode: str = "three",
+                                threshold_counts: float = 0.01, codes: Any = None) -> Any:
         """Per-gene evidence of a change between two groups of cells
         (:func:`vaefast.single_cell.differential_expression` on the AnnData).
 
@@ -230,8 +231,10 @@ class ScviToolsMethods:
             Its values compared; ``group2=None``: group1 against all others.
         mode : {"change", "vanilla"}
             As scvi-tools' modes (bayes_factor of |LFC| > delta, or of h1 > h2).
-        delta, n_draws, pseudocount, seed :
-            As :func:`vaefast.single_cell.differential_expression`.
+        delta, n_draws, pseudocount, seed, test_mode, threshold_counts :
+            As :func:`vaefast.single_cell.differential_expression` (scvi-tools'
+            defaults: pseudocount estimated, proba_de the larger one-sided
+            probability).
         layer, c, codes : optional; default: the model's AnnData setup.
 
         Returns
@@ -252,7 +255,9 @@ class ScviToolsMethods:
         groups = np.asarray(adata.obs[groupby].astype(object))
         de = differential_expression(cast("VAE", self), _rows.resolve(adata, "adata", layer), groups,
                                      group1, group2, c=c, n_draws=n_draws, delta=delta,
-                                     pseudocount=pseudocount, seed=seed, mode=mode, codes=codes)
+                                     pseudocount=pseudocount, seed=seed, mode=mode,
+                                     test_mode=test_mode, threshold_counts=threshold_counts,
+                                     codes=codes)
         return _table(de, np.asarray(adata.var_names.astype(str)), mode)
 
 
