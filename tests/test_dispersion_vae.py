@@ -1,0 +1,287 @@
+"""The Python VAE's ``dispersion=`` (vaefast/_dispersion_options.py over the
+C core's modes, csrc/vae_dispersion.c) against the float64 twin
+(vaefast.reference.covariate_model): loss, per-row ELBO and every gradient
+per mode; training lowers the loss; 1/2 threads bit-identical; persistence;
+the refusals of the exporters; every argument error.
+
+scVI's modes (scvi-tools 1.4 scvi/module/_vae.py): log θ per gene, a
+(levels × D) table indexed by the batch or the label code, or a decoder head.
+Tolerances are tests/test_covariate_vae.py's (float32 model, same loss): the
+loss to 2e-5 relative, the gradients to 1e-3 relative plus 1e-4 of the
+largest entry of their block.
+"""
+
+import copy
+import pickle
+
+import numpy as np
+import pytest
+
+import vaefast
+from vaefast.reference.covariate_model import CovariateModel, loss_and_grad
+
+D, Z, HID = 9, 3, (8, 6)
+LEVELS = (3, 2, 4)  # the last covariate doubles as the label in "label-cov"
+N_LABELS = 4
+TWIN_LIK = {"zinb": "zinb", "scvi_nb": "nb"}
+# case -> (model kwargs, model's covariate levels, twin's dispersion, the label column)
+CASES = {
+    "gene": (dict(dispersion="gene"), LEVELS, "gene", None),
+    "batch": (dict(dispersion="gene-batch"), LEVELS, "gene-batch", None),
+    "label-side": (dict(dispersion="gene-label", n_labels=N_LABELS), LEVELS[:2],
+                   "gene-label", 2),
+    "label-cov": (dict(dispersion="gene-label", dispersion_covariate=2), LEVELS,
+                  "gene-label", 2),
+    "cell": (dict(dispersion="gene-cell"), LEVELS, "gene-cell", None),
+}
+
+
+def vae(case, likelihood="zinb", beta=0.8, **kw):
+    kwargs, levels, _, _ = CASES[case]
+    return vaefast.VAE(D, hidden=HID, latent_dim=Z, likelihood=likelihood, beta=beta,
+                       categorical_covariates=levels, **kwargs, **kw)
+
+
+def twin(case, likelihood="zinb"):
+    _, levels, mode, _ = CASES[case]
+    return CovariateModel(D, HID, Z, levels, likelihood=TWIN_LIK[likelihood], dispersion=mode,
+                          n_labels=N_LABELS)
+
+
+def data(rng, B=16):
+    """Counts (every row with a count: scVI's library), the three code
+    columns (the model of "label-side" takes all three: two covariates, then
+    the label) and noise."""
+    x = rng.poisson(1.2, (B, D)).astype(np.float32)
+    x[rng.random(x.shape) < 0.5] = 0
+    x[:, 0] += 1
+    codes = np.stack([rng.integers(0, n, B) for n in LEVELS], axis=1)
+    eps = rng.standard_normal((B, Z)).astype(np.float32)
+    return x, codes, eps
+
+
+def as_f32(params):
+    """The twin's parameters rounded to float32 (what the model holds), in float64."""
+    if isinstance(params, list):
+        return [as_f32(p) for p in params]
+    if isinstance(params, dict):
+        return {k: as_f32(v) for k, v in params.items()}
+    return params.astype(np.float32).astype(np.float64)
+
+
+def named(params, spec):
+    """The twin's structure -> the VAE's weight keys (weights (in, out))."""
+    out = {}
+
+    def put(key, L, cols=slice(None)):
+        out[f"{key}.weight"] = L["W"][:, cols]
+        out[f"{key}.bias"] = L["b"][cols]
+        if "T" in L:
+            out[f"{key}.covariates"] = L["T"][:, cols]
+
+    for i, L in enumerate(params["encoder"]):
+        put(f"encoder.{i}", L)
+    put("mu", params["head"], slice(0, Z))
+    put("logvar", params["head"], slice(Z, 2 * Z))
+    for i, L in enumerate(params["decoder"]):
+        put(f"decoder.{i}", L)
+    heads = ["output"] + (["output_pi"] if spec.likelihood == "zinb" else [])
+    heads += ["output_log_theta"] if spec.dispersion == "gene-cell" else []
+    for k, key in enumerate(heads):
+        put(key, params["output"], slice(k * D, (k + 1) * D))
+    if spec.dispersion == "gene":
+        out["likelihood.log_theta"] = params["log_theta"][0]
+    elif "log_theta" in params:
+        out["likelihood.log_theta_table"] = params["log_theta"]
+    return {k: np.asarray(v, np.float32) for k, v in out.items()}
+
+
+def model_codes(case, codes):
+    """The model's codes= for a case: every column but the label's when the
+    label is a covariate's; all three for the side column."""
+    return codes if case != "label-side" else codes[:, :3]
+
+
+@pytest.mark.parametrize("likelihood", ["zinb", "scvi_nb"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_loss_elbo_and_gradients_match_the_twin(rng, case, likelihood, kernel_set):
+    spec = twin(case, likelihood)
+    params = as_f32(spec.init(rng))
+    m = vae(case, likelihood)
+    m.set_weights(named(params, spec))
+    x, codes, eps = data(rng)
+    label = CASES[case][3]
+    layer_codes = codes[:, :len(CASES[case][1])]
+    loss, grads = m.loss_and_grad(x, eps, codes=model_codes(case, codes))
+    want, per_row, want_g = loss_and_grad(spec, params, x.astype(np.float64), layer_codes,
+                                          None, None if label is None else codes[:, label],
+                                          eps.astype(np.float64), beta=0.8)
+    np.testing.assert_allclose(loss, want, rtol=2e-5)
+    np.testing.assert_allclose(-m.elbo(x, eps=eps, codes=model_codes(case, codes)), per_row,
+                               rtol=2e-5)
+    want_named = named(want_g, spec)
+    assert set(grads) == set(want_named)
+    for k, w in want_named.items():
+        atol = 1e-4 * max(float(np.abs(w).max()), 1e-12)
+        np.testing.assert_allclose(grads[k], w, rtol=1e-3, atol=atol, err_msg=k)
+
+
+def test_the_table_rows_and_head_are_what_decides_theta(rng):
+    """θ's row follows the code: changing only the batch code of the θ table
+    (a gene-batch model whose layers ignore the batch: their tables zeroed)
+    changes the loss; equal table rows give equal losses."""
+    m = vae("batch", seed=3)
+    w = m.get_weights()
+    for k in w:
+        if k.endswith(".covariates"):
+            w[k][...] = 0
+    x, codes, eps = data(rng)
+    other = codes.copy()
+    other[:, 0] = (codes[:, 0] + 1) % 3
+    m.set_weights(w)
+    assert m.loss_and_grad(x, eps, codes=codes)[0] != m.loss_and_grad(x, eps, codes=other)[0]
+    w["likelihood.log_theta_table"][...] = w["likelihood.log_theta_table"][0]
+    m.set_weights(w)
+    assert m.loss_and_grad(x, eps, codes=codes)[0] == m.loss_and_grad(x, eps, codes=other)[0]
+
+
+def test_initialisation_follows_scvi(rng):
+    """The θ table starts from N(0, 1) (scVI's torch.randn px_r); the head
+    columns like the other output columns, U(±1/√in)."""
+    big = vaefast.VAE(400, hidden=(8,), latent_dim=2, likelihood="zinb",
+                      categorical_covariates=(50,), dispersion="gene-batch", seed=1)
+    t = big.get_weights()["likelihood.log_theta_table"].astype(np.float64)
+    assert t.shape == (50, 400)
+    assert abs(t.mean()) < 0.02 and abs(t.std() - 1) < 0.02  # 20000 draws: σ/√n ≈ 0.007
+    w = vae("cell").get_weights()
+    bound = 1 / np.sqrt(HID[0])
+    for k in ("output_log_theta.weight", "output_log_theta.bias"):
+        assert np.abs(w[k]).max() <= bound and np.abs(w[k]).max() > 0.5 * bound
+
+
+@pytest.mark.parametrize("case", ["batch", "label-side", "cell"])
+def test_training_lowers_the_loss_and_is_bit_identical_for_1_and_2_threads(
+        rng, case, threads_setting):
+    x, codes, eps = data(rng, B=400)
+    c = model_codes(case, codes)
+    results = []
+    for n in (1, 2):
+        vaefast.set_num_threads(n)
+        m = vae(case, seed=5)
+        before = m.loss_and_grad(x, eps, codes=c)[0]
+        m.fit(x, epochs=4, batch_size=64, learning_rate=1e-2, codes=c, progress=False)
+        assert m.loss_and_grad(x, eps, codes=c)[0] < before
+        results.append((m.get_weights(), m.transform(x, codes=c)))
+    for k, w in results[1][0].items():
+        np.testing.assert_array_equal(w, results[0][0][k], err_msg=k)
+    np.testing.assert_array_equal(results[1][1], results[0][1])
+
+
+@pytest.mark.parametrize("case", ["batch", "label-side", "label-cov", "cell"])
+def test_save_load_pickle_copy_keep_the_mode(rng, tmp_path, case):
+    x, codes, _ = data(rng, B=64)
+    c = model_codes(case, codes)
+    m = vae(case, seed=2, use_batch_norm="both")
+    m.fit(x, epochs=1, batch_size=16, codes=c, progress=False)
+    want = m.decode(m.transform(x, codes=c), codes=c)
+    copies = [pickle.loads(pickle.dumps(m)), copy.copy(m), copy.deepcopy(m)]
+    for fmt in ("npz", "safetensors"):
+        path = tmp_path / f"m.{fmt}"
+        m.save(path, format=fmt)
+        copies.append(vaefast.VAE.load(path))
+    for back in copies:
+        assert back.dispersion == m.dispersion
+        assert back.get_config() == m.get_config()
+        for k, w in m.get_weights().items():
+            np.testing.assert_array_equal(back.get_weights()[k], w, err_msg=k)
+        np.testing.assert_array_equal(back.decode(back.transform(x, codes=c), codes=c), want)
+
+
+def test_old_files_load_with_per_gene_theta(tmp_path):
+    """A config without the dispersion entries (every file written before
+    them) is dispersion="gene", with its per-gene vector."""
+    m = vaefast.VAE(D, hidden=(4,), latent_dim=2, likelihood="zinb")
+    assert "dispersion" not in m.get_config()
+    m.save(tmp_path / "old.npz")
+    back = vaefast.VAE.load(tmp_path / "old.npz")
+    assert back.dispersion == "gene" and "likelihood.log_theta" in back.get_weights()
+
+
+@pytest.mark.parametrize("case", ["batch", "label-side", "cell"])
+def test_onnx_export_refuses_the_modes(case, tmp_path):
+    pytest.importorskip("onnx")
+    from vaefast.interop import to_onnx
+
+    for part in ("vae", "decoder"):
+        with pytest.raises(NotImplementedError, match=f"dispersion='{CASES[case][2]}'"):
+            to_onnx(vae(case), tmp_path / "m.onnx", part=part)
+    assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.parametrize("case", ["batch", "label-side", "cell"])
+def test_to_torch_refuses_the_modes(case):
+    pytest.importorskip("torch")
+    from vaefast.interop import to_torch
+
+    with pytest.raises(NotImplementedError, match=f"dispersion='{CASES[case][2]}'"):
+        to_torch(vae(case))
+
+
+def test_per_gene_theta_readers_refuse_the_modes(rng):
+    x, codes, _ = data(rng)
+    m = vae("batch")
+    with pytest.raises(NotImplementedError, match="dispersion='gene-batch'"):
+        m.log_likelihood(x, n_samples=2, seed=0, codes=codes)
+
+
+def test_errors_name_the_argument(rng):
+    x, codes, eps = data(rng)
+    with pytest.raises(ValueError, match="dispersion must be one of"):
+        vaefast.VAE(D, likelihood="zinb", dispersion="per-gene")
+    with pytest.raises(ValueError, match="dispersion must be one of"):
+        vaefast.VAE(D, likelihood="zinb", dispersion=None)
+    with pytest.raises(ValueError, match="dispersion='gene-batch' needs a likelihood"):
+        vaefast.VAE(D, likelihood="negative_binomial", categorical_covariates=2,
+                    dispersion="gene-batch")
+    with pytest.raises(ValueError, match="dispersion='gene-cell' needs a likelihood"):
+        vaefast.VAE(D, likelihood="poisson", dispersion="gene-cell")
+    with pytest.raises(ValueError, match="needs categorical_covariates"):
+        vaefast.VAE(D, likelihood="zinb", dispersion="gene-batch")
+    with pytest.raises(ValueError, match="'gene-label' needs n_labels"):
+        vaefast.VAE(D, likelihood="zinb", categorical_covariates=2, dispersion="gene-label")
+    with pytest.raises(ValueError, match=r"dispersion_covariate must be in \[0, 1\)"):
+        vaefast.VAE(D, likelihood="zinb", categorical_covariates=2, dispersion="gene-batch",
+                    dispersion_covariate=1)
+    with pytest.raises(TypeError, match="dispersion_covariate must be an integer"):
+        vaefast.VAE(D, likelihood="zinb", categorical_covariates=2, dispersion="gene-batch",
+                    dispersion_covariate=True)
+    with pytest.raises(ValueError, match="n_labels must be >= 1"):
+        vaefast.VAE(D, likelihood="zinb", dispersion="gene-label", n_labels=0)
+    with pytest.raises(ValueError, match="n_labels is only for"):
+        vaefast.VAE(D, likelihood="zinb", categorical_covariates=2, dispersion="gene-batch",
+                    n_labels=3)
+    with pytest.raises(ValueError, match="dispersion_covariate is only for"):
+        vaefast.VAE(D, likelihood="zinb", dispersion="gene-cell", dispersion_covariate=0)
+    with pytest.raises(ValueError, match="not both"):
+        vaefast.VAE(D, likelihood="zinb", categorical_covariates=2, dispersion="gene-label",
+                    dispersion_covariate=0, n_labels=3)
+    # the label column of the codes: missing, out of range, wrong width
+    side = vae("label-side")
+    with pytest.raises(ValueError, match="codes is required: dispersion='gene-label'"):
+        side.transform(x)
+    with pytest.raises(ValueError, match=r"codes must have shape \(16, 3\)"):
+        side.loss_and_grad(x, eps, codes=codes[:, :2])
+    bad = codes.copy()
+    bad[5, 2] = N_LABELS
+    with pytest.raises(ValueError, match=r"codes\[:, 2\] must lie in \[0, 4\), got 4"):
+        side.fit(x, epochs=1, codes=bad, progress=False)
+    bad[5, 2] = -1
+    with pytest.raises(ValueError, match=r"codes\[:, 2\]"):
+        side.elbo(x, eps=eps, codes=bad)
+    only_labels = vaefast.VAE(D, hidden=(4,), latent_dim=2, likelihood="zinb",
+                              dispersion="gene-label", n_labels=2)
+    with pytest.raises(ValueError, match=r"codes must have shape \(16, 1\)"):
+        only_labels.encode(x, codes=codes)
+    np.testing.assert_array_equal(  # the labels alone, as a (n, 1) column
+        only_labels.encode(x, codes=codes[:, 1:2])[0],
+        only_labels.encode(x, codes=1 - codes[:, 1:2])[0])
