@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 import vaefast
-from vaefast.reference.covariate_model import CovariateModel, loss_and_grad
+from vaefast.reference.covariate_model import (CovariateModel, loss_and_grad,
+                                               rounded_to_float32, vae_weights)
 
 D, Z, HID = 9, 3, (8, 6)
 LEVELS = (3, 2, 4)  # the last covariate doubles as the label in "label-cov"
@@ -60,42 +61,6 @@ def data(rng, B=16):
     return x, codes, eps
 
 
-def as_f32(params):
-    """The twin's parameters rounded to float32 (what the model holds), in float64."""
-    if isinstance(params, list):
-        return [as_f32(p) for p in params]
-    if isinstance(params, dict):
-        return {k: as_f32(v) for k, v in params.items()}
-    return params.astype(np.float32).astype(np.float64)
-
-
-def named(params, spec):
-    """The twin's structure -> the VAE's weight keys (weights (in, out))."""
-    out = {}
-
-    def put(key, L, cols=slice(None)):
-        out[f"{key}.weight"] = L["W"][:, cols]
-        out[f"{key}.bias"] = L["b"][cols]
-        if "T" in L:
-            out[f"{key}.covariates"] = L["T"][:, cols]
-
-    for i, L in enumerate(params["encoder"]):
-        put(f"encoder.{i}", L)
-    put("mu", params["head"], slice(0, Z))
-    put("logvar", params["head"], slice(Z, 2 * Z))
-    for i, L in enumerate(params["decoder"]):
-        put(f"decoder.{i}", L)
-    heads = ["output"] + (["output_pi"] if spec.likelihood == "zinb" else [])
-    heads += ["output_log_theta"] if spec.dispersion == "gene-cell" else []
-    for k, key in enumerate(heads):
-        put(key, params["output"], slice(k * D, (k + 1) * D))
-    if spec.dispersion == "gene":
-        out["likelihood.log_theta"] = params["log_theta"][0]
-    elif "log_theta" in params:
-        out["likelihood.log_theta_table"] = params["log_theta"]
-    return {k: np.asarray(v, np.float32) for k, v in out.items()}
-
-
 def model_codes(case, codes):
     """The model's codes= for a case: every column but the label's when the
     label is a covariate's; all three for the side column."""
@@ -106,9 +71,9 @@ def model_codes(case, codes):
 @pytest.mark.parametrize("case", list(CASES))
 def test_loss_elbo_and_gradients_match_the_twin(rng, case, likelihood, kernel_set):
     spec = twin(case, likelihood)
-    params = as_f32(spec.init(rng))
+    params = rounded_to_float32(spec.init(rng))
     m = vae(case, likelihood)
-    m.set_weights(named(params, spec))
+    m.set_weights(vae_weights(spec, params))
     x, codes, eps = data(rng)
     label = CASES[case][3]
     layer_codes = codes[:, :len(CASES[case][1])]
@@ -119,7 +84,7 @@ def test_loss_elbo_and_gradients_match_the_twin(rng, case, likelihood, kernel_se
     np.testing.assert_allclose(loss, want, rtol=2e-5)
     np.testing.assert_allclose(-m.elbo(x, eps=eps, codes=model_codes(case, codes)), per_row,
                                rtol=2e-5)
-    want_named = named(want_g, spec)
+    want_named = vae_weights(spec, want_g)
     assert set(grads) == set(want_named)
     for k, w in want_named.items():
         atol = 1e-4 * max(float(np.abs(w).max()), 1e-12)
@@ -184,12 +149,10 @@ def test_save_load_pickle_copy_keep_the_mode(rng, tmp_path, case):
     m = vae(case, seed=2, use_batch_norm="both")
     m.fit(x, epochs=1, batch_size=16, codes=c, progress=False)
     want = m.decode(m.transform(x, codes=c), codes=c)
-    copies = [pickle.loads(pickle.dumps(m)), copy.copy(m), copy.deepcopy(m)]
     for fmt in ("npz", "safetensors"):
-        path = tmp_path / f"m.{fmt}"
-        m.save(path, format=fmt)
-        copies.append(vaefast.VAE.load(path))
-    for back in copies:
+        m.save(tmp_path / f"m.{fmt}", format=fmt)
+    for back in [pickle.loads(pickle.dumps(m)), copy.copy(m), copy.deepcopy(m),
+                 *(vaefast.VAE.load(tmp_path / f"m.{fmt}") for fmt in ("npz", "safetensors"))]:
         assert back.dispersion == m.dispersion
         assert back.get_config() == m.get_config()
         for k, w in m.get_weights().items():
