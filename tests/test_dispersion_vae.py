@@ -248,3 +248,50 @@ def test_errors_name_the_argument(rng):
     np.testing.assert_array_equal(  # the labels alone, as a (n, 1) column
         only_labels.encode(x, codes=codes[:, 1:2])[0],
         only_labels.encode(x, codes=1 - codes[:, 1:2])[0])
+
+
+def test_from_anndata_labels_key_is_the_last_code_column(rng, tmp_path):
+    """from_anndata(labels_key=, dispersion="gene-label"): n_labels from the
+    obs column's categories, the label appended to the codes it builds; the
+    fit on the AnnData is the fit on the dense counts with codes built by
+    hand; the setup survives save/load; the argument errors."""
+    ad = pytest.importorskip("anndata", reason="the AnnData route needs the anndata extra")
+    pd = pytest.importorskip("pandas")
+    n, kinds = 96, ("T", "B", "NK")
+    x = rng.poisson(2.0, (n, D)).astype(np.float32)
+    x[:, 0] += 1
+    batch, kind = rng.choice(["a", "b"], n), rng.choice(kinds, n)
+    adata = ad.AnnData(x, obs=pd.DataFrame(
+        {"batch": pd.Categorical(batch, categories=["a", "b"]),
+         "kind": pd.Categorical(kind, categories=list(kinds))},
+        index=[f"c{i}" for i in range(n)]))
+
+    def build(**kw):
+        return vaefast.VAE.from_anndata(adata, batch_key="batch", likelihood="zinb",
+                                        hidden=(8,), latent_dim=3, seed=4, **kw)
+
+    m = build(labels_key="kind", dispersion="gene-label")
+    assert m.get_config()["n_labels"] == 3 and m.categorical_covariates == (2,)
+    codes = np.stack([(batch == "b").astype(int), [kinds.index(k) for k in kind]], axis=1)
+    dense = build(labels_key="kind", dispersion="gene-label")
+    m.fit(adata, epochs=2, batch_size=32, progress=False)
+    dense.fit(x, epochs=2, batch_size=32, codes=codes, progress=False)
+    for k, w in dense.get_weights().items():
+        np.testing.assert_array_equal(m.get_weights()[k], w, err_msg=k)
+    want = dense.transform(x, codes=codes)
+    np.testing.assert_array_equal(m.get_latent_representation(adata), want)
+    m.save(tmp_path / "m.npz")
+    back = vaefast.VAE.load(tmp_path / "m.npz")
+    np.testing.assert_array_equal(back.get_latent_representation(adata), want)
+    with pytest.raises(ValueError, match="labels_key is only for dispersion='gene-label'"):
+        build(labels_key="kind")
+    with pytest.raises(ValueError, match="n_labels comes from the AnnData"):
+        build(labels_key="kind", dispersion="gene-label", n_labels=3)
+    with pytest.raises(KeyError, match="labels_key"):
+        build(labels_key="cell_type", dispersion="gene-label")
+    with pytest.raises(ValueError, match="'gene-label' needs n_labels"):
+        build(dispersion="gene-label")
+    other = adata.copy()
+    other.obs["kind"] = pd.Categorical(["DC"] * n)
+    with pytest.raises(ValueError, match=r"obs column 'kind' \(labels_key\) has category 'DC'"):
+        m.get_latent_representation(other)

@@ -60,7 +60,7 @@ class ScviToolsMethods:
                      batch_key: Optional[str] = None,
                      categorical_covariate_keys: Union[str, tuple[str, ...], list[str]] = (),
                      continuous_covariate_keys: Union[str, tuple[str, ...], list[str]] = (),
-                     **model_kwargs: Any) -> _S:
+                     labels_key: Optional[str] = None, **model_kwargs: Any) -> _S:
         """A VAE for the cells of `adata`, conditioned on its obs columns.
 
         n_features is the AnnData's number of variables. As in scVI,
@@ -85,6 +85,9 @@ class ScviToolsMethods:
         batch_key : str, optional
             obs column of the batch (its categories: ``transform_batch``).
         categorical_covariate_keys, continuous_covariate_keys : sequence of str
+        labels_key : str, optional
+            obs column of the cells' labels, for ``dispersion="gene-label"``
+            only (θ per gene and label; ``n_labels`` is its categories).
         **model_kwargs
             The other arguments of VAE (``likelihood="zinb"``, ``hidden``...).
 
@@ -98,15 +101,20 @@ class ScviToolsMethods:
             categorical_covariates.
         """
         _require_anndata(adata, "from_anndata")
-        for taken in ("n_features", "n_conditions", "categorical_covariates"):
+        for taken in ("n_features", "n_conditions", "categorical_covariates", "n_labels"):
             if taken in model_kwargs:
                 raise ValueError(f"{taken} comes from the AnnData; do not pass it")
         if layer is not None:
             _rows.resolve(adata, "adata", layer)  # names an unknown layer
         setup = _anndata_setup.make_setup(adata, layer, batch_key,
                                           categorical_covariate_keys,
-                                          continuous_covariate_keys)
+                                          continuous_covariate_keys, labels_key)
         model_kwargs = {**_hidden_options.SCVI_DEFAULTS, **model_kwargs}
+        if labels_key is not None:
+            if model_kwargs.get("dispersion") != "gene-label":
+                raise ValueError("labels_key is only for dispersion='gene-label', got "
+                                 f"dispersion={model_kwargs.get('dispersion', 'gene')!r}")
+            model_kwargs["n_labels"] = len(setup["labels"][1])
         model = cls(adata.n_vars, n_conditions=_anndata_setup.n_conditions(setup),
                     categorical_covariates=_anndata_setup.levels(setup), **model_kwargs)
         model.anndata_setup_ = setup
