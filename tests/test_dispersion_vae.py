@@ -283,6 +283,13 @@ def test_from_anndata_labels_key_is_the_last_code_column(rng, tmp_path):
     m.save(tmp_path / "m.npz")
     back = vaefast.VAE.load(tmp_path / "m.npz")
     np.testing.assert_array_equal(back.get_latent_representation(adata), want)
+    from vaefast._anndata_setup import check_stored
+
+    for setup, n_labels in ((m.anndata_setup_, 2), (m.anndata_setup_, None),
+                            ({k: v for k, v in m.anndata_setup_.items() if k != "labels"}, 3)):
+        with pytest.raises(ValueError, match="corrupt"):  # a stored setup must fit the model
+            check_stored(setup, 0, "f.npz", [2], n_labels)
+    assert check_stored(m.anndata_setup_, 0, "f.npz", [2], 3) is m.anndata_setup_
     with pytest.raises(ValueError, match="labels_key is only for dispersion='gene-label'"):
         build(labels_key="kind")
     with pytest.raises(ValueError, match="n_labels comes from the AnnData"):

@@ -208,21 +208,23 @@ def fill_codes(model: object, adata: Any, codes: Any) -> Any:
 
 
 def check_stored(setup: Any, n_model_conditions: int, path: StrPath,
-                 model_levels: Sequence[int] = ()) -> Setup:
+                 model_levels: Sequence[int] = (), n_labels: Optional[int] = None) -> Setup:
     """A setup read from a saved model's state, checked against its shape
-    (its conditions and categorical covariates; either form)."""
+    (its conditions, categorical covariates and labels; either form)."""
     try:
         ok = (isinstance(setup, dict)
               and all(isinstance(k, str) and isinstance(c, list) and c
                       for k, c in setup["categorical"])
               and all(isinstance(k, str) for k in setup["continuous"])
               and n_conditions(setup) == n_model_conditions
-              and levels(setup) == list(model_levels))
+              and levels(setup) == list(model_levels)
+              and (len(setup["labels"][1]) if "labels" in setup else None) == n_labels)
     except (KeyError, TypeError, ValueError):
         ok = False
     if not ok:
         raise ValueError(f"{path!s} is corrupt: its AnnData setup does not match the "
                          f"model's {n_model_conditions} conditions and categorical "
-                         f"covariates {list(model_levels)}")
+                         f"covariates {list(model_levels)}"
+                         + ("" if n_labels is None else f" and {n_labels} labels"))
     checked: Setup = setup
     return checked
