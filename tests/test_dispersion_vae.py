@@ -190,11 +190,55 @@ def test_to_torch_refuses_the_modes(case):
         to_torch(vae(case))
 
 
-def test_per_gene_theta_readers_refuse_the_modes(rng):
-    x, codes, _ = data(rng)
-    m = vae("batch")
-    with pytest.raises(NotImplementedError, match="dispersion='gene-batch'"):
-        m.log_likelihood(x, n_samples=2, seed=0, codes=codes)
+def as_gene_model(m, log_theta):
+    """A dispersion="gene" model with m's layers and θ = exp(log_theta)."""
+    g = vaefast.VAE(D, hidden=HID, latent_dim=Z, likelihood=m.likelihood, beta=0.8,
+                    categorical_covariates=m.categorical_covariates)
+    w = {k: v for k, v in m.get_weights().items()
+         if k != "likelihood.log_theta_table" and not k.startswith("output_log_theta")}
+    g.set_weights({**w, "likelihood.log_theta": np.asarray(log_theta, np.float32)})
+    return g
+
+
+@pytest.mark.parametrize("likelihood", ["zinb", "scvi_nb"])
+@pytest.mark.parametrize("case", ["batch", "label-side"])
+def test_log_likelihood_and_sampling_read_each_rows_table_row(rng, case, likelihood):
+    """On the rows of one code, a table mode's log_likelihood and sampled
+    counts are the "gene" model's with θ = that code's table row."""
+    x, codes, _ = data(rng, B=60)
+    m = vae(case, likelihood, seed=1)
+    table = 0.5 * rng.standard_normal(m.get_weights()["likelihood.log_theta_table"].shape)
+    m.set_weights({**m.get_weights(), "likelihood.log_theta_table": table.astype(np.float32)})
+    col = 0 if case == "batch" else 2
+    for level in range(len(table)):
+        rows = codes[:, col] == level
+        g = as_gene_model(m, table[level])
+        c = model_codes(case, codes)[rows]
+        layer_codes = c[:, :len(m.categorical_covariates)]
+        np.testing.assert_array_equal(m.log_likelihood(x[rows], 4, seed=3, codes=c),
+                                      g.log_likelihood(x[rows], 4, seed=3, codes=layer_codes))
+        draws = [list(model._draw_counts(x[rows], model._check_c(None, rows.sum(), codes=cc),
+                                         2, np.random.default_rng(8)))
+                 for model, cc in ((m, c), (g, layer_codes))]
+        for a, b in zip(*draws):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_log_likelihood_reads_the_gene_cell_head(rng):
+    """With the head's weights 0 and bias v, "gene-cell" is "gene" with
+    log θ = v (the output layer computed 1/3 wider: float32 rounding)."""
+    x, codes, _ = data(rng, B=40)
+    m = vae("cell", seed=2)
+    v = (0.3 * rng.standard_normal(D)).astype(np.float32)
+    w = m.get_weights()
+    w["output_log_theta.weight"][...] = 0
+    w["output_log_theta.bias"][...] = v
+    m.set_weights(w)
+    g = as_gene_model(m, v)
+    np.testing.assert_allclose(m.log_likelihood(x, 4, seed=3, codes=codes),
+                               g.log_likelihood(x, 4, seed=3, codes=codes), rtol=1e-5)
+    with pytest.raises(NotImplementedError, match="dispersion='gene-cell'"):
+        m._extra_param()  # no per-gene vector to read
 
 
 def test_errors_name_the_argument(rng):

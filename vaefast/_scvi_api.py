@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 from . import _anndata_setup, _hidden_options, _rows
 from ._spec.limits import LIMITS
 from ._covariate_codes import take
+from ._dispersion_options import log_theta_rows
 from ._typing import F32
 from ._validation import as_int
 
@@ -203,20 +204,20 @@ class ScviToolsMethods:
         checked side inputs)."""
         mu, logvar = self._encode_checked(X, c, None)
         library = X.sum(axis=1, dtype=np.float64)
-        log_theta = self._extra_param()
-        theta = None if log_theta is None else np.exp(np.clip(
-            log_theta.astype(np.float64), LIMITS["log_theta_min"], LIMITS["log_theta_max"]))
         D = self.n_features
         for _ in range(n_samples):
             z = mu + np.exp(0.5 * logvar) * rng.standard_normal(mu.shape).astype(np.float32)
             raw = self._decode_raw(z, False, c).astype(np.float64)
+            log_theta = log_theta_rows(self, raw, c)  # (D,) or per row (n, D)
+            theta = None if log_theta is None else np.exp(np.clip(
+                log_theta, LIMITS["log_theta_min"], LIMITS["log_theta_max"]))
             rho = raw[:, :D]
             p = np.exp(rho - rho.max(axis=1, keepdims=True))
             mean = library[:, None] * p / p.sum(axis=1, keepdims=True)
             rate = mean if theta is None else rng.gamma(theta, mean / theta)
             counts = rng.poisson(rate).astype(np.float32)
-            if raw.shape[1] > D:  # zinb: zero-inflation logits
-                dropout = rng.random(counts.shape) < 1.0 / (1.0 + np.exp(-raw[:, D:]))
+            if self.likelihood == "zinb":  # zero-inflation logits: the second head
+                dropout = rng.random(counts.shape) < 1.0 / (1.0 + np.exp(-raw[:, D:2 * D]))
                 counts[dropout] = 0.0
             yield counts
 

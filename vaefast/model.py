@@ -300,7 +300,7 @@ class VAE(EvaluationMethods, ModelFiles, ExpressionMethods, ScviToolsMethods, _h
 
     def _extra_param(self) -> Optional[F32]:
         """The per-feature likelihood parameters (log-variance / log θ), or None."""
-        _disp.check_supported(self, "reading the per-gene θ (log-likelihood, sampling counts)")
+        _disp.check_supported(self, "the per-gene θ vector")  # else: _disp.log_theta_rows
         if self._layout.extra is None:
             return None
         _, off, size = self._layout.extra
