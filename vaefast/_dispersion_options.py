@@ -12,16 +12,14 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
-from . import _core, _covariate_codes as _cov
+from . import _covariate_codes as _cov
 from ._spec import dispersion as _spec
-from ._typing import F32
 from ._validation import as_int
 
 if TYPE_CHECKING:
     from .model import VAE
 
-__all__ = ["Choice", "choose", "model_codes", "config_entries", "check_supported",
-           "log_theta_rows"]
+__all__ = ["Choice", "choose", "model_codes", "config_entries", "check_supported"]
 
 
 class Choice:
@@ -120,19 +118,3 @@ def check_supported(model: "VAE", what: str) -> None:
         raise NotImplementedError(f"{what} is not implemented for dispersion="
                                   f"{model.dispersion!r} (only 'gene')")
 
-
-def log_theta_rows(model: Any, raw: F32, side: "_cov.Side") -> Optional[F32]:
-    """log θ (unclamped) for the rows of `raw`, the decoder's output layer
-    (n, its width), whose checked side inputs are `side`: the model's
-    per-feature vector (D,) for "gene" (None without one), else (n, D): the
-    "gene-cell" head's columns, or the table rows of the rows' codes."""
-    choice = model._dispersion
-    if choice.mode == _spec.DEFAULT:
-        return model._extra_param()
-    D = model.n_features
-    if choice.column is None:  # "gene-cell": the output layer's last D columns
-        return raw[:, -D:]
-    assert isinstance(side, tuple)  # a table mode always has codes
-    off, rows = model._layout.theta_table
-    table = model._core.get_buffer(_core.PARAMS)[off:off + rows * D].reshape(rows, D)
-    return table[side[1][:, choice.column]]

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable, ContextManager, Optional, TypeV
 
 import numpy as np
 
-from . import _core, _covariate_codes as _cov, _dispersion_options as _disp, _precision
+from . import _core, _covariate_codes as _cov, _precision
 from ._arrays import deferrable
 from ._spec.densities import iwae as _iwae
 from ._typing import ArrayLike, F32, F64
@@ -56,6 +56,7 @@ class EvaluationMethods:
         step_: int
 
         def _extra_param(self) -> Optional[F32]: ...
+        def _log_theta_rows(self, raw: F32, side: _cov.Side) -> Optional[F32]: ...
         def _check_X(self, X: object, name: str = ..., targets: bool = ...) -> F32: ...
         def _check_c(self, c: object, n: int, name: str = ...,
                      codes: object = ...) -> _cov.Side: ...
@@ -71,7 +72,7 @@ class EvaluationMethods:
                 side: _cov.Side = None) -> F64:
         """log p(x|z) per row in float64; raw = the decoder's output layer,
         side = the rows' checked side inputs (θ's row may depend on them)."""
-        return self._lik.log_px(raw, X, _disp.log_theta_rows(self, raw, side), size_factors,
+        return self._lik.log_px(raw, X, self._log_theta_rows(raw, side), size_factors,
                                 self.variance)
 
     @deferrable

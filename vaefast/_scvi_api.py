@@ -18,7 +18,6 @@ from numpy.typing import NDArray
 from . import _anndata_setup, _hidden_options, _rows
 from ._spec.limits import LIMITS
 from ._covariate_codes import take
-from ._dispersion_options import log_theta_rows
 from ._typing import F32
 from ._validation import as_int
 
@@ -53,6 +52,7 @@ class ScviToolsMethods:
         def _check_X(self, X: object, name: str = ..., targets: bool = ...) -> F32: ...
         def _check_c(self, c: object, n: int, name: str = ..., codes: object = ...) -> Any: ...
         def _extra_param(self) -> Optional[F32]: ...
+        def _log_theta_rows(self, raw: F32, side: Any) -> Optional[F32]: ...
         def _decode_raw(self, Z: F32, mean: bool, c: Any = ...,
                         size_factors: Optional[F32] = ...) -> F32: ...
 
@@ -208,7 +208,7 @@ class ScviToolsMethods:
         for _ in range(n_samples):
             z = mu + np.exp(0.5 * logvar) * rng.standard_normal(mu.shape).astype(np.float32)
             raw = self._decode_raw(z, False, c).astype(np.float64)
-            log_theta = log_theta_rows(self, raw, c)  # (D,) or per row (n, D)
+            log_theta = self._log_theta_rows(raw, c)  # (D,) or per row (n, D)
             theta = None if log_theta is None else np.exp(np.clip(
                 log_theta, LIMITS["log_theta_min"], LIMITS["log_theta_max"]))
             rho = raw[:, :D]
@@ -216,7 +216,7 @@ class ScviToolsMethods:
             mean = library[:, None] * p / p.sum(axis=1, keepdims=True)
             rate = mean if theta is None else rng.gamma(theta, mean / theta)
             counts = rng.poisson(rate).astype(np.float32)
-            if self.likelihood == "zinb":  # zero-inflation logits: the second head
+            if "output_pi" in self._lik.heads:  # zero-inflation logits: the second head
                 dropout = rng.random(counts.shape) < 1.0 / (1.0 + np.exp(-raw[:, D:2 * D]))
                 counts[dropout] = 0.0
             yield counts

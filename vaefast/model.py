@@ -306,6 +306,19 @@ class VAE(EvaluationMethods, ModelFiles, ExpressionMethods, ScviToolsMethods, _h
         _, off, size = self._layout.extra
         return self._core.get_buffer(_core.PARAMS)[off:off + size]
 
+    def _log_theta_rows(self, raw: F32, side: _cov.Side) -> Optional[F32]:
+        """log θ (unclamped) for the rows of `raw`, the decoder's output layer,
+        whose checked side inputs are `side`: the per-feature vector (D,) for
+        dispersion "gene" (None without one), else (n, D): the "gene-cell"
+        head's columns, or the table rows of the rows' codes."""
+        choice, D = self._dispersion, self.n_features
+        if choice.rows == 0:
+            return raw[:, -D:] if choice.mode == "gene-cell" else self._extra_param()
+        assert isinstance(side, tuple) and choice.column is not None  # a table reads codes
+        off, rows = self._layout.theta_table
+        table = self._core.get_buffer(_core.PARAMS)[off:off + rows * D].reshape(rows, D)
+        return table[side[1][:, choice.column]]
+
     def _check_Z(self, Z: object, name: str = "Z") -> F32:
         Z = as_float32_array(Z, name, ndim=2)
         if Z.shape[1] != self.latent_dim:
