@@ -28,19 +28,18 @@ class Choice:
     mode : the mode's name; column : the codes' column indexing the log θ
     table (None without a table); n_labels : the label levels of a side
     column (None unless the label is one); rows : the table's rows (0
-    without a table); core_kwargs : VAECore's dispersion arguments;
+    without a table); core_column : VAECore's dispersion_covariate;
     code_levels : the levels of every column a row's codes carry.
     """
 
     def __init__(self, mode: str, column: Optional[int], n_labels: Optional[int],
                  levels: "_cov.I64") -> None:
         self.mode, self.column, self.n_labels = mode, column, n_labels
-        side = n_labels is not None
-        self.code_levels = np.append(levels, n_labels).astype(np.int64) if side else levels
+        self.code_levels = levels if n_labels is None else \
+            np.append(levels, n_labels).astype(np.int64)
         self.rows = 0 if column is None else int(self.code_levels[column])
-        self.core_kwargs = {"dispersion": mode,
-                            "dispersion_covariate": None if side else column,
-                            "dispersion_levels": n_labels}
+        # VAECore's dispersion_covariate: none for the side column (its levels say it)
+        self.core_column = column if n_labels is None else None
 
 
 def choose(dispersion: object, dispersion_covariate: object, n_labels: object,

@@ -167,7 +167,9 @@ class VAE(EvaluationMethods, ModelFiles, ExpressionMethods, ScviToolsMethods, _h
                                    list(self.decoder_hidden), self.latent_dim,
                                    self._lik.code, self.beta, self.n_conditions,
                                    self.variance, self._levels, self.deeply_inject_covariates,
-                                   self.encode_covariates, **self._dispersion.core_kwargs)
+                                   self.encode_covariates, dispersion=self.dispersion,
+                                   dispersion_covariate=self._dispersion.core_column,
+                                   dispersion_levels=self._dispersion.n_labels)
         bn = _hidden_options.configure(self, dropout_rate, dropout_on, use_batch_norm, use_layer_norm)
         self._layout = Layout(self.n_features, self.hidden, self.latent_dim,
                               self.decoder_hidden, self.n_conditions, self.likelihood,
@@ -306,7 +308,8 @@ class VAE(EvaluationMethods, ModelFiles, ExpressionMethods, ScviToolsMethods, _h
         _, off, size = self._layout.extra
         return self._core.get_buffer(_core.PARAMS)[off:off + size]
 
-    def _log_theta_rows(self, raw: F32, side: _cov.Side) -> Optional[F32]:
+    def _log_theta_rows(self, raw: "np.ndarray[Any, Any]",
+                        side: _cov.Side) -> "Optional[np.ndarray[Any, Any]]":
         """log θ (unclamped) for the rows of `raw`, the decoder's output layer,
         whose checked side inputs are `side`: the per-feature vector (D,) for
         dispersion "gene" (None without one), else (n, D): the "gene-cell"
