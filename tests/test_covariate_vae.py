@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 import vaefast
-from vaefast.reference.covariate_model import CovariateModel, loss_and_grad
+from vaefast.reference.covariate_model import (CovariateModel, loss_and_grad,
+                                               rounded_to_float32, vae_weights)
 
 D, Z, HID = 9, 3, (8, 6)
 LEVELS = (3, 2, 4)
@@ -42,45 +43,14 @@ def data(rng, B=16, n_cont=0):
     return x, codes, cont, eps
 
 
-def as_f32(params):
-    """The twin's parameters rounded to float32 (what the model holds), in float64."""
-    if isinstance(params, list):
-        return [as_f32(p) for p in params]
-    if isinstance(params, dict):
-        return {k: as_f32(v) for k, v in params.items()}
-    return params.astype(np.float32).astype(np.float64)
-
-
-def named(params):
-    """The twin's structure -> the VAE's weight keys (weights (in, out))."""
-    out = {}
-
-    def put(key, L, cols=slice(None)):
-        out[f"{key}.weight"] = L["W"][:, cols]
-        out[f"{key}.bias"] = L["b"][cols]
-        if "T" in L:
-            out[f"{key}.covariates"] = L["T"][:, cols]
-
-    for i, L in enumerate(params["encoder"]):
-        put(f"encoder.{i}", L)
-    put("mu", params["head"], slice(0, Z))
-    put("logvar", params["head"], slice(Z, 2 * Z))
-    for i, L in enumerate(params["decoder"]):
-        put(f"decoder.{i}", L)
-    put("output", params["output"], slice(0, D))
-    put("output_pi", params["output"], slice(D, 2 * D))
-    out["likelihood.log_theta"] = params["log_theta"][0]
-    return {k: np.asarray(v, np.float32) for k, v in out.items()}
-
-
 @pytest.mark.parametrize("place", PLACES, ids=lambda p: f"deep{p['deep']:d}-enc{p['encode']:d}")
 def test_loss_and_gradients_match_the_twin(rng, place, kernel_set):
     n_cont = 2 if place["encode"] else 0  # the model joins c to the encoder's input too
     spec = CovariateModel(D, HID, Z, LEVELS, n_continuous=n_cont, likelihood="zinb",
                           **place)
-    params = as_f32(spec.init(rng))
+    params = rounded_to_float32(spec.init(rng))
     m = vae(place, n_cont)
-    m.set_weights(named(params))
+    m.set_weights(vae_weights(spec, params))
     x, codes, cont, eps = data(rng, n_cont=n_cont)
     loss, grads = m.loss_and_grad(x, eps, c=cont, codes=codes)
     want, per_row, want_g = loss_and_grad(spec, params, x.astype(np.float64), codes,
@@ -89,7 +59,7 @@ def test_loss_and_gradients_match_the_twin(rng, place, kernel_set):
     np.testing.assert_allclose(loss, want, rtol=2e-5)
     # the per-row ELBO with the same noise, through elbo()
     np.testing.assert_allclose(-m.elbo(x, c=cont, eps=eps, codes=codes), per_row, rtol=2e-5)
-    want_named = named(want_g)
+    want_named = vae_weights(spec, want_g)
     assert set(grads) == set(want_named)
     assert any(k.endswith(".covariates") for k in grads)
     for k, w in want_named.items():

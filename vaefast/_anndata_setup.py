@@ -9,12 +9,14 @@ file's state, vaefast/io/serialize.py)::
      "batch_key": str or None,           # also the first "categorical" entry
      "categorical": [[key, [category, ...]], ...],
      "continuous": [key, ...],
-     "codes": True}                      # absent in the older one-hot form
+     "codes": True,                      # absent in the older one-hot form
+     "labels": [key, [category, ...]]}   # only with labels_key (dispersion="gene-label")
 
 With "codes" (what from_anndata builds now, as scVI does) the categorical
 keys are the model's categorical covariates: ``codes`` holds one column per
 key, a category's index in the stored list, and c only the continuous keys
-as floats. Without it (models saved before; still loaded and run) c is, in
+as floats; with "labels" the codes have one more, last, column: the cell's
+label (θ's row, vaefast/_dispersion_options.py). Without it (models saved before; still loaded and run) c is, in
 that order, the one-hot columns of each categorical key and the continuous
 keys. Cells are mapped by category *value*, so an AnnData whose categories
 are listed in another order gives the same codes and c. pandas (anndata's own dependency) is
@@ -68,7 +70,8 @@ def _categories(col: Any) -> list[Any]:
 
 def make_setup(adata: Any, layer: Optional[str] = None, batch_key: Optional[str] = None,
                categorical_covariate_keys: Union[str, Sequence[str]] = (),
-               continuous_covariate_keys: Union[str, Sequence[str]] = ()) -> Setup:
+               continuous_covariate_keys: Union[str, Sequence[str]] = (),
+               labels_key: Optional[str] = None) -> Setup:
     """The setup dict of an AnnData (keys checked, categories listed)."""
     if isinstance(categorical_covariate_keys, str):
         categorical_covariate_keys = (categorical_covariate_keys,)
@@ -76,18 +79,20 @@ def make_setup(adata: Any, layer: Optional[str] = None, batch_key: Optional[str]
         continuous_covariate_keys = (continuous_covariate_keys,)
     roles = ([(batch_key, "batch_key")] if batch_key is not None else []) + \
         [(k, "categorical_covariate_keys") for k in categorical_covariate_keys]
-    keys = [k for k, _ in roles] + list(continuous_covariate_keys)
+    labels = [] if labels_key is None else [(labels_key, "labels_key")]
+    keys = [k for k, _ in roles + labels] + list(continuous_covariate_keys)
     if len(set(keys)) != len(keys):
         raise ValueError(f"an obs column is named twice among batch_key and the "
                          f"covariate keys: {keys}")
     categorical = []
-    for key, role in roles:
+    for key, role in roles + labels:
         cats = _categories(_column(adata, key, role))
         if not cats:
             raise ValueError(f"{role}={key!r}: obs column has no category")
         categorical.append([key, cats])
-    setup = {"layer": layer, "batch_key": batch_key, "categorical": categorical,
-             "continuous": list(continuous_covariate_keys), "codes": True}
+    setup = {"layer": layer, "batch_key": batch_key, "categorical": categorical[:len(roles)],
+             "continuous": list(continuous_covariate_keys), "codes": True,
+             **({"labels": categorical[-1]} if labels else {})}
     conditions(setup, adata)  # continuous keys: present and finite
     return setup
 
@@ -128,15 +133,17 @@ def with_batch(setup: Optional[Setup], side: Any, transform_batch: object) -> An
 def covariates(setup: Setup, adata: Any) -> tuple[Optional[I32], list[int], Optional[F32]]:
     """The cells' covariates as the core takes them: codes (n_obs, K) int32,
     one column per categorical key (the batch first; a category's code is
-    its index in the stored list), their levels (K), and the continuous keys
+    its index in the stored list; then the label, if the setup has one),
+    their levels (K), and the continuous keys
     as a float32 (n_obs, n_continuous) matrix; None for an empty part.
     Unknown categories, missing keys and NaN values are errors naming the key."""
     import pandas as pd  # anndata's own dependency: present whenever an AnnData is
 
     columns, levels = [], []
-    for i, (key, cats) in enumerate(setup["categorical"]):
+    labels = [setup["labels"]] if setup.get("labels") else []
+    for i, (key, cats) in enumerate(setup["categorical"] + labels):
         role = "batch_key" if i == 0 and setup["batch_key"] is not None \
-            else "categorical_covariate_keys"
+            else "labels_key" if i == len(setup["categorical"]) else "categorical_covariate_keys"
         values = np.asarray(_column(adata, key, role).astype(object))
         codes = pd.Index(cats, dtype=object).get_indexer(values)
         if (codes < 0).any():
@@ -201,21 +208,23 @@ def fill_codes(model: object, adata: Any, codes: Any) -> Any:
 
 
 def check_stored(setup: Any, n_model_conditions: int, path: StrPath,
-                 model_levels: Sequence[int] = ()) -> Setup:
+                 model_levels: Sequence[int] = (), n_labels: Optional[int] = None) -> Setup:
     """A setup read from a saved model's state, checked against its shape
-    (its conditions and categorical covariates; either form)."""
+    (its conditions, categorical covariates and labels; either form)."""
     try:
         ok = (isinstance(setup, dict)
               and all(isinstance(k, str) and isinstance(c, list) and c
                       for k, c in setup["categorical"])
               and all(isinstance(k, str) for k in setup["continuous"])
               and n_conditions(setup) == n_model_conditions
-              and levels(setup) == list(model_levels))
+              and levels(setup) == list(model_levels)
+              and (len(setup["labels"][1]) if "labels" in setup else None) == n_labels)
     except (KeyError, TypeError, ValueError):
         ok = False
     if not ok:
         raise ValueError(f"{path!s} is corrupt: its AnnData setup does not match the "
                          f"model's {n_model_conditions} conditions and categorical "
-                         f"covariates {list(model_levels)}")
+                         f"covariates {list(model_levels)}"
+                         + ("" if n_labels is None else f" and {n_labels} labels"))
     checked: Setup = setup
     return checked

@@ -56,6 +56,8 @@ class EvaluationMethods:
         step_: int
 
         def _extra_param(self) -> Optional[F32]: ...
+        def _log_theta_rows(self, raw: "np.ndarray[Any, Any]",
+                            side: _cov.Side) -> "Optional[np.ndarray[Any, Any]]": ...
         def _check_X(self, X: object, name: str = ..., targets: bool = ...) -> F32: ...
         def _check_c(self, c: object, n: int, name: str = ...,
                      codes: object = ...) -> _cov.Side: ...
@@ -67,9 +69,12 @@ class EvaluationMethods:
         def _exclusive(self, what: str) -> ContextManager[None]: ...
         def _named_from_flat(self, flat: F32) -> dict[str, F32]: ...
 
-    def _log_px(self, raw: F32, X: F32, size_factors: Optional[F32] = None) -> F64:
-        """log p(x|z) per row in float64; raw = the decoder's output layer."""
-        return self._lik.log_px(raw, X, self._extra_param(), size_factors, self.variance)
+    def _log_px(self, raw: F32, X: F32, size_factors: Optional[F32] = None,
+                side: _cov.Side = None) -> F64:
+        """log p(x|z) per row in float64; raw = the decoder's output layer,
+        side = the rows' checked side inputs (θ's row may depend on them)."""
+        return self._lik.log_px(raw, X, self._log_theta_rows(raw, side), size_factors,
+                                self.variance)
 
     @deferrable
     @_reads_weights
@@ -158,7 +163,8 @@ class EvaluationMethods:
             z = (mu[:, None, :] + sigma[:, None, :] * eps).astype(np.float32)
             raw = self._decode_raw(np.ascontiguousarray(z.reshape(n * K, Zd)), False,
                                    rep(side, lo, n))
-            log_px = self._log_px(raw, np.repeat(xb, K, axis=0), rep(s, lo, n)).reshape(n, K)
+            log_px = self._log_px(raw, np.repeat(xb, K, axis=0), rep(s, lo, n),
+                                  rep(side, lo, n)).reshape(n, K)
             out[lo:lo + n] = _iwae(log_px, z, eps, lv)
         return out
 

@@ -52,6 +52,8 @@ class ScviToolsMethods:
         def _check_X(self, X: object, name: str = ..., targets: bool = ...) -> F32: ...
         def _check_c(self, c: object, n: int, name: str = ..., codes: object = ...) -> Any: ...
         def _extra_param(self) -> Optional[F32]: ...
+        def _log_theta_rows(self, raw: "np.ndarray[Any, Any]",
+                            side: Any) -> "Optional[np.ndarray[Any, Any]]": ...
         def _decode_raw(self, Z: F32, mean: bool, c: Any = ...,
                         size_factors: Optional[F32] = ...) -> F32: ...
 
@@ -60,7 +62,7 @@ class ScviToolsMethods:
                      batch_key: Optional[str] = None,
                      categorical_covariate_keys: Union[str, tuple[str, ...], list[str]] = (),
                      continuous_covariate_keys: Union[str, tuple[str, ...], list[str]] = (),
-                     **model_kwargs: Any) -> _S:
+                     labels_key: Optional[str] = None, **model_kwargs: Any) -> _S:
         """A VAE for the cells of `adata`, conditioned on its obs columns.
 
         n_features is the AnnData's number of variables. As in scVI,
@@ -85,6 +87,9 @@ class ScviToolsMethods:
         batch_key : str, optional
             obs column of the batch (its categories: ``transform_batch``).
         categorical_covariate_keys, continuous_covariate_keys : sequence of str
+        labels_key : str, optional
+            obs column of the cells' labels, for ``dispersion="gene-label"``
+            only (θ per gene and label; ``n_labels`` is its categories).
         **model_kwargs
             The other arguments of VAE (``likelihood="zinb"``, ``hidden``...).
 
@@ -98,15 +103,20 @@ class ScviToolsMethods:
             categorical_covariates.
         """
         _require_anndata(adata, "from_anndata")
-        for taken in ("n_features", "n_conditions", "categorical_covariates"):
+        for taken in ("n_features", "n_conditions", "categorical_covariates", "n_labels"):
             if taken in model_kwargs:
                 raise ValueError(f"{taken} comes from the AnnData; do not pass it")
         if layer is not None:
             _rows.resolve(adata, "adata", layer)  # names an unknown layer
         setup = _anndata_setup.make_setup(adata, layer, batch_key,
                                           categorical_covariate_keys,
-                                          continuous_covariate_keys)
+                                          continuous_covariate_keys, labels_key)
         model_kwargs = {**_hidden_options.SCVI_DEFAULTS, **model_kwargs}
+        if labels_key is not None:
+            if model_kwargs.get("dispersion") != "gene-label":
+                raise ValueError("labels_key is only for dispersion='gene-label', got "
+                                 f"dispersion={model_kwargs.get('dispersion', 'gene')!r}")
+            model_kwargs["n_labels"] = len(setup["labels"][1])
         model = cls(adata.n_vars, n_conditions=_anndata_setup.n_conditions(setup),
                     categorical_covariates=_anndata_setup.levels(setup), **model_kwargs)
         model.anndata_setup_ = setup
@@ -195,20 +205,20 @@ class ScviToolsMethods:
         checked side inputs)."""
         mu, logvar = self._encode_checked(X, c, None)
         library = X.sum(axis=1, dtype=np.float64)
-        log_theta = self._extra_param()
-        theta = None if log_theta is None else np.exp(np.clip(
-            log_theta.astype(np.float64), LIMITS["log_theta_min"], LIMITS["log_theta_max"]))
         D = self.n_features
         for _ in range(n_samples):
             z = mu + np.exp(0.5 * logvar) * rng.standard_normal(mu.shape).astype(np.float32)
             raw = self._decode_raw(z, False, c).astype(np.float64)
+            log_theta = self._log_theta_rows(raw, c)  # (D,) or per row (n, D)
+            theta = None if log_theta is None else np.exp(np.clip(
+                log_theta, LIMITS["log_theta_min"], LIMITS["log_theta_max"]))
             rho = raw[:, :D]
             p = np.exp(rho - rho.max(axis=1, keepdims=True))
             mean = library[:, None] * p / p.sum(axis=1, keepdims=True)
             rate = mean if theta is None else rng.gamma(theta, mean / theta)
             counts = rng.poisson(rate).astype(np.float32)
-            if raw.shape[1] > D:  # zinb: zero-inflation logits
-                dropout = rng.random(counts.shape) < 1.0 / (1.0 + np.exp(-raw[:, D:]))
+            if "output_pi" in self._lik.heads:  # zero-inflation logits: the second head
+                dropout = rng.random(counts.shape) < 1.0 / (1.0 + np.exp(-raw[:, D:2 * D]))
                 counts[dropout] = 0.0
             yield counts
 

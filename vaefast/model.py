@@ -17,7 +17,8 @@ from ._spec import likelihoods as _likelihoods
 from ._spec.layout import Layout
 from ._validation import (as_float, as_float32_array, as_int, as_seed, as_size_factors,
                           as_weight, as_widths as _as_widths)
-from . import _covariate_codes as _cov, _fit_options, _hidden_options, _precision
+from . import (_covariate_codes as _cov, _dispersion_options as _disp, _fit_options,
+               _hidden_options, _precision)
 from ._arrays import deferrable
 from ._evaluation import _INFER_CHUNK, EvaluationMethods, _reads_weights
 from ._expression import ExpressionMethods
@@ -112,6 +113,17 @@ class VAE(EvaluationMethods, ModelFiles, ExpressionMethods, ScviToolsMethods, _h
     encode_covariates : bool
         The encoder receives them too (scVI's name and default, False); the
         decoder always does.
+    dispersion : {"gene", "gene-batch", "gene-label", "gene-cell"}
+        What θ of ``"zinb"``/``"scvi_nb"`` depends on (scVI's name and
+        modes): the gene; the gene and a covariate's code (the batch, column
+        0, unless ``dispersion_covariate``); the gene and the label; the
+        gene and the cell (a last output head, ``output_log_theta``). The
+        tables are ``likelihood.log_theta_table``: vaefast/_dispersion_options.py.
+    dispersion_covariate : int, optional
+        The covariate whose code picks θ's row ("gene-batch", "gene-label").
+    n_labels : int, optional
+        "gene-label" as scVI does it: the labels, in [0, n_labels), ride as a
+        last column of every ``codes=`` (n, K + 1), seen by no layer.
     """
 
     def __init__(self, n_features: int, hidden: "int | Sequence[int]" = (400,),
@@ -122,7 +134,9 @@ class VAE(EvaluationMethods, ModelFiles, ExpressionMethods, ScviToolsMethods, _h
                  dropout_rate: float = 0.0, dropout_on: str = "both",
                  use_batch_norm: str = "none", use_layer_norm: str = "none",
                  categorical_covariates: "int | Sequence[int]" = (),
-                 deeply_inject_covariates: bool = True, encode_covariates: bool = False) -> None:
+                 deeply_inject_covariates: bool = True, encode_covariates: bool = False,
+                 dispersion: str = "gene", dispersion_covariate: Optional[int] = None,
+                 n_labels: Optional[int] = None) -> None:
         self.n_features = as_int(n_features, "n_features", minimum=1)
         self.hidden = _as_widths(hidden, "hidden")
         self.latent_dim = as_int(latent_dim, "latent_dim", minimum=1)
@@ -147,20 +161,27 @@ class VAE(EvaluationMethods, ModelFiles, ExpressionMethods, ScviToolsMethods, _h
         self.deeply_inject_covariates = _cov.as_flag(deeply_inject_covariates,
                                                      "deeply_inject_covariates")
         self.encode_covariates = _cov.as_flag(encode_covariates, "encode_covariates")
+        self._dispersion = _disp.choose(dispersion, dispersion_covariate, n_labels, self._levels)
+        self.dispersion = self._dispersion.mode
         self._core = _core.VAECore(self.n_features, list(self.hidden),
                                    list(self.decoder_hidden), self.latent_dim,
                                    self._lik.code, self.beta, self.n_conditions,
                                    self.variance, self._levels, self.deeply_inject_covariates,
-                                   self.encode_covariates)
+                                   self.encode_covariates, dispersion=self.dispersion,
+                                   dispersion_covariate=self._dispersion.core_column,
+                                   dispersion_levels=self._dispersion.n_labels)
         bn = _hidden_options.configure(self, dropout_rate, dropout_on, use_batch_norm, use_layer_norm)
         self._layout = Layout(self.n_features, self.hidden, self.latent_dim,
                               self.decoder_hidden, self.n_conditions, self.likelihood,
                               self.variance, bn, self.categorical_covariates,
-                              self.deeply_inject_covariates, self.encode_covariates)
+                              self.deeply_inject_covariates, self.encode_covariates,
+                              self.dispersion, self._dispersion.rows)
         core_offsets = [self._core.layer_info(i) for i in range(self._core.n_layers)]
         core_tables = [self._core.cov_table(i) for i in range(self._core.n_layers)]
+        _, _, theta_off, theta_rows = self._core.dispersion_info()
         if (core_offsets != self._layout.offsets()
                 or core_tables != self._layout.table_offsets()
+                or (theta_rows and (theta_off, theta_rows) != self._layout.theta_table)
                 or self._core.num_params != self._layout.n_params):
             raise AssertionError("the C core and vaefast/_layout.py disagree on the "
                                  "parameter layout")
@@ -194,7 +215,10 @@ class VAE(EvaluationMethods, ModelFiles, ExpressionMethods, ScviToolsMethods, _h
         out_features), biases (out_features,). With ``variance="sample"``
         also ``output_logvar.weight/bias``; with ``variance="feature"``
         ``likelihood.logvar`` (n_features,); for the negative binomial
-        ``likelihood.log_theta`` (n_features,). A conditional model's
+        ``likelihood.log_theta`` (n_features,), or with ``dispersion=``
+        "gene-batch"/"gene-label" ``likelihood.log_theta_table`` (rows,
+        n_features) and with "gene-cell" ``output_log_theta.weight/bias``
+        instead. A conditional model's
         ``encoder.0.weight`` (and ``decoder.0.weight``) has C more rows, the
         last ones, for the conditions.
         """
@@ -253,7 +277,7 @@ class VAE(EvaluationMethods, ModelFiles, ExpressionMethods, ScviToolsMethods, _h
         (required (n, n_conditions) for a conditional model, refused for an
         unconditional one) and the codes (required (n, K) exactly when the
         model has K categorical covariates); with codes, the pair (c, codes)."""
-        k = _cov.model_codes(codes, self._levels, n, codes_name)
+        k = _disp.model_codes(self._dispersion, codes, n, codes_name)
         if self.n_conditions == 0:
             if c is not None:
                 raise ValueError(f"{name} was given but this VAE is unconditional "
@@ -278,10 +302,25 @@ class VAE(EvaluationMethods, ModelFiles, ExpressionMethods, ScviToolsMethods, _h
 
     def _extra_param(self) -> Optional[F32]:
         """The per-feature likelihood parameters (log-variance / log θ), or None."""
+        _disp.check_supported(self, "the per-gene θ vector")  # else: _disp.log_theta_rows
         if self._layout.extra is None:
             return None
         _, off, size = self._layout.extra
         return self._core.get_buffer(_core.PARAMS)[off:off + size]
+
+    def _log_theta_rows(self, raw: "np.ndarray[Any, Any]",
+                        side: _cov.Side) -> "Optional[np.ndarray[Any, Any]]":
+        """log θ (unclamped) for the rows of `raw`, the decoder's output layer,
+        whose checked side inputs are `side`: the per-feature vector (D,) for
+        dispersion "gene" (None without one), else (n, D): the "gene-cell"
+        head's columns, or the table rows of the rows' codes."""
+        choice, D = self._dispersion, self.n_features
+        if choice.rows == 0:
+            return raw[:, -D:] if choice.mode == "gene-cell" else self._extra_param()
+        assert isinstance(side, tuple) and choice.column is not None  # a table reads codes
+        off, rows = self._layout.theta_table
+        table = self._core.get_buffer(_core.PARAMS)[off:off + rows * D].reshape(rows, D)
+        return table[side[1][:, choice.column]]
 
     def _check_Z(self, Z: object, name: str = "Z") -> F32:
         Z = as_float32_array(Z, name, ndim=2)
@@ -485,7 +524,7 @@ class VAE(EvaluationMethods, ModelFiles, ExpressionMethods, ScviToolsMethods, _h
                 "seed": self.seed, "decoder_hidden": list(self.decoder_hidden),
                 "n_conditions": self.n_conditions, "variance": self.variance,
                 **({} if self.precision == "fp32" else {"precision": self.precision}),
-                **self._covariate_config(),
+                **self._covariate_config(), **_disp.config_entries(self._dispersion),
                 **_hidden_options.config_entries(self)}
 
     def _covariate_config(self) -> dict[str, Any]:
@@ -504,4 +543,5 @@ class VAE(EvaluationMethods, ModelFiles, ExpressionMethods, ScviToolsMethods, _h
                 + (f", n_conditions={self.n_conditions}" if self.n_conditions else "")
                 + (f", variance={self.variance!r}" if self.variance != "unit" else "")
                 + (f", precision={self.precision!r}" if self.precision != "fp32" else "")
-                + "".join(f", {k}={v!r}" for k, v in self._covariate_config().items()) + ")")
+                + "".join(f", {k}={v!r}" for k, v in {**self._covariate_config(),
+                          **_disp.config_entries(self._dispersion)}.items()) + ")")

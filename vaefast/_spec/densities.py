@@ -102,7 +102,7 @@ def _scvi_terms(out: Floats, X: Floats, extra: Optional[Floats],
                 size_factors: Optional[Floats]) -> tuple[F64, F64, Optional[F64]]:
     """scVI's mean (scvi-tools DecoderSCVI): log mu = log L + log_softmax(rho),
     rho = out[:, :D], L = size_factors or the row totals of X. Returns
-    (X, log mu, clamped log θ or None) in float64."""
+    (X, log mu, clamped log θ (1, D) or, per row, (n, D), or None) in float64."""
     X = cast(F64, X.astype(np.float64))
     rho = out[:, :X.shape[1]].astype(np.float64)
     lib = X.sum(axis=1) if size_factors is None else size_factors.astype(np.float64)
@@ -111,8 +111,8 @@ def _scvi_terms(out: Floats, X: Floats, extra: Optional[Floats],
     log_mu = cast(F64, np.log(lib)[:, None] + rho - lse)
     if extra is None:
         return X, log_mu, None
-    return X, log_mu, np.clip(extra.astype(np.float64), LIMITS["log_theta_min"],
-                              LIMITS["log_theta_max"])[None, :]
+    return X, log_mu, np.atleast_2d(np.clip(extra.astype(np.float64),
+                                            LIMITS["log_theta_min"], LIMITS["log_theta_max"]))
 
 
 def _log_nb(X: F64, log_mu: F64, log_theta: F64) -> F64:
@@ -138,12 +138,12 @@ def scvi_nb_log_px(out: Floats, X: Floats, extra: Optional[Floats],
 
 def zinb_log_px(out: Floats, X: Floats, extra: Optional[Floats],
                 size_factors: Optional[Floats], variance: str) -> F64:
-    """ZINB with zero-inflation logits w = out[:, D:]: a zero is
+    """ZINB with zero-inflation logits w = out[:, D:2D]: a zero is
     log(sigmoid(w) + sigmoid(−w)·NB(0)) = logaddexp(w, log NB(0)) − softplus(w);
     a count x > 0 is log NB(x) − softplus(w)."""
     X, log_mu, log_theta = _scvi_terms(out, X, extra, size_factors)
     assert log_theta is not None, "the ZINB needs log θ"
-    w = out[:, X.shape[1]:].astype(np.float64)
+    w = out[:, X.shape[1]:2 * X.shape[1]].astype(np.float64)
     log_nb0 = -np.exp(log_theta) * softplus(log_mu - log_theta)
     nonzero = X > 0
     # lgamma only where the count is non-zero (the zero case needs none)

@@ -29,6 +29,11 @@ Buffer order (forward order; each layer is W (in×out, row-major) then b (out)):
                 ``encode`` (scVI's FCLayers.inject_into_layer; the head or
                 output layer of a side without hidden layers is its first)
 
+    dispersion  only with dispersion="gene-batch"/"gene-label": the log θ table
+                (rows × D, ``likelihood.log_theta_table``; csrc/vae_dispersion.c);
+                "gene-cell" instead widens the output layer by a last block of D
+                columns (``output_log_theta``); neither has the per-gene vector
+
     batch norm  per batch-normalised hidden layer, in forward order, its scale
                 then its shift (width each; ``{layer}.batch_norm.weight/bias``),
                 only with use_batch_norm (csrc/vae_norm.c)
@@ -44,7 +49,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .._typing import F32
-from . import likelihoods
+from . import dispersion as _dispersion, likelihoods
 
 _D = TypeVar("_D", bound=np.generic)
 
@@ -59,6 +64,8 @@ class Layout:
         In buffer order.
     extra : (name, offset, size) or None
         The per-feature likelihood parameters after the last layer.
+    theta_table : (offset, rows)
+        The log θ table of a dispersion mode with one (rows 0 otherwise).
     n_params : int
     """
 
@@ -67,7 +74,8 @@ class Layout:
                  likelihood: str = likelihoods.DEFAULT, variance: str = "unit",
                  batch_norm: Sequence[tuple[str, int]] = (),
                  categorical: Sequence[int] = (), deep: bool = True,
-                 encode: bool = False) -> None:
+                 encode: bool = False, dispersion: str = _dispersion.DEFAULT,
+                 theta_rows: int = 0) -> None:
         D, Z, C = n_features, latent_dim, n_conditions
         self.latent_dim, self.n_features = Z, D
         self.variance = variance
@@ -82,13 +90,16 @@ class Layout:
             widths.append((f"decoder.{i}", prev, h))
             prev = h
         self.heads = likelihoods.REGISTRY[likelihood].output_heads(variance)
+        if _dispersion.REGISTRY[dispersion].head:
+            self.heads += ("output_log_theta",)
         widths.append(("output", prev, len(self.heads) * D))
         self.layers: list[tuple[str, int, int, int, int]] = []
         off = 0
         for name, n_in, n_out in widths:
             self.layers.append((name, n_in, n_out, off, off + n_in * n_out))
             off += n_in * n_out + n_out
-        extra_key = likelihoods.REGISTRY[likelihood].extra_param_key(variance)
+        extra_key = (likelihoods.REGISTRY[likelihood].extra_param_key(variance)
+                     if dispersion == _dispersion.DEFAULT else None)
         self.extra = (extra_key, off, D) if extra_key else None
         off += D if extra_key else 0
         # layer index -> offset of its covariate table (cat_rows × n_out)
@@ -97,6 +108,9 @@ class Layout:
         for li in self._receiving(len(hidden), len(decoder_hidden), deep, encode):
             self.tables[li] = off
             off += self.cat_rows * self.layers[li][2]
+        # (offset, rows) of the log θ table, rows 0 without one
+        self.theta_table = (off, theta_rows)
+        off += theta_rows * D
         # (key prefix, offset of the scale, width) of each batch-norm layer
         self.norms: list[tuple[str, int, int]] = []
         for name, width in batch_norm:
@@ -150,26 +164,30 @@ class Layout:
             n_in, width = self.layers[li][1], cols.stop - cols.start
             rows = {"W": n_in, "T": self.cat_rows}.get(part)
             shapes[key] = (width,) if rows is None else (rows, width)
-        if self.extra:
-            shapes[self.extra[0]] = (self.extra[2],)
-        for key, _, width in self.norms:
-            shapes[f"{key}.weight"] = shapes[f"{key}.bias"] = (width,)
+        scratch = np.zeros(self.n_params, np.float32)
+        shapes.update((k, v.shape) for k, v in self._loose_views(scratch).items())
         return shapes
 
-    def _norm_views(self, flat: NDArray[_D]) -> dict[str, NDArray[_D]]:
-        """Public key -> view of flat, for the batch-norm scales and shifts."""
-        return {k: v for key, off, w in self.norms
-                for k, v in ((f"{key}.weight", flat[off:off + w]),
-                             (f"{key}.bias", flat[off + w:off + 2 * w]))}
+    def _loose_views(self, flat: NDArray[_D]) -> dict[str, NDArray[_D]]:
+        """Public key -> view of flat, for the parameters outside the layers:
+        the per-feature vector, the log θ table, the batch-norm scales and
+        shifts."""
+        views = {} if self.extra is None else {
+            self.extra[0]: flat[self.extra[1]:self.extra[1] + self.extra[2]]}
+        off, rows = self.theta_table
+        if rows:
+            views["likelihood.log_theta_table"] = flat[off:off + rows * self.n_features].reshape(
+                rows, self.n_features)
+        views.update((k, v) for key, off, w in self.norms
+                     for k, v in ((f"{key}.weight", flat[off:off + w]),
+                                  (f"{key}.bias", flat[off + w:off + 2 * w])))
+        return views
 
     def named_from_flat(self, flat: F32) -> dict[str, F32]:
         """The flat buffer -> dict of public key -> float32 copy."""
         named = {key: self._view(flat, li, part, cols).copy()
                  for key, li, part, cols in self._pieces()}
-        if self.extra:
-            name, off, size = self.extra
-            named[name] = flat[off:off + size].copy()
-        named.update((k, v.copy()) for k, v in self._norm_views(flat).items())
+        named.update((k, v.copy()) for k, v in self._loose_views(flat).items())
         return named
 
     def flat_from_named(self, weights: Mapping[str, object],
@@ -196,10 +214,7 @@ class Layout:
         flat = np.empty(self.n_params, dtype=np.float32)
         for key, li, part, cols in self._pieces():
             self._view(flat, li, part, cols)[...] = arrays[key]
-        if self.extra:
-            name, off, size = self.extra
-            flat[off:off + size] = arrays[name]
-        for k, view in self._norm_views(flat).items():
+        for k, view in self._loose_views(flat).items():
             view[...] = arrays[k]
         return flat
 
@@ -225,7 +240,9 @@ class Layout:
         do the batch-norm scales (1) and shifts (0), torch's defaults. The
         covariate tables draw after all layers, in forward order, from
         U(−1/√(in + Σ levels), ·): scVI's layer is one nn.Linear over the
-        input joined with the one-hot covariates, whose fan-in that is.
+        input joined with the one-hot covariates, whose fan-in that is. The
+        log θ table (dispersion "gene-batch"/"gene-label") draws last, from
+        N(0, 1) as scVI's px_r does.
         """
         rng = np.random.default_rng(seed)
         flat = np.zeros(self.n_params, dtype=dtype)
@@ -238,8 +255,12 @@ class Layout:
             bound = 1.0 / math.sqrt(n_in + self.cat_rows)
             table = rng.uniform(-bound, bound, size=self.cat_rows * n_out)
             flat[t:t + table.size] = table.astype(dtype)
-        for key, view in self._norm_views(flat).items():
-            view[...] = 1.0 if key.endswith(".weight") else 0.0
+        off, rows = self.theta_table  # scVI: torch.randn (scvi/module/_vae.py)
+        flat[off:off + rows * self.n_features] = rng.standard_normal(
+            rows * self.n_features).astype(dtype)
+        for key, view in self._loose_views(flat).items():
+            if key.endswith(".batch_norm.weight"):
+                view[...] = 1.0
         return flat
 
 

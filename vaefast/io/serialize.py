@@ -232,7 +232,8 @@ def _restore(model: "VAE", path: StrPath, state: Mapping[str, Any], params: F32,
         from .._anndata_setup import check_stored
 
         model.anndata_setup_ = check_stored(setup, model.n_conditions, path,
-                                            model.categorical_covariates)
+                                            model.categorical_covariates,
+                                            model.get_config().get("n_labels"))
 
 
 def model_to_bytes(model: "VAE") -> bytes:

@@ -194,3 +194,44 @@ def loss_and_grad(spec: CovariateModel, params: dict[str, Any], x: F64,
     elif row is not None:
         grads["log_theta"] = cov.scatter_add(dlt, row.reshape(-1, 1), [len(params["log_theta"])])
     return float(per_row.mean()), per_row, grads
+
+
+def rounded_to_float32(params: Any) -> Any:
+    """params (or its gradients) rounded to float32, kept in float64: the
+    values a float32 model holds, for comparing the two on equal weights."""
+    if isinstance(params, list):
+        return [rounded_to_float32(p) for p in params]
+    if isinstance(params, dict):
+        return {k: rounded_to_float32(v) for k, v in params.items()}
+    return params.astype(np.float32).astype(np.float64)
+
+
+def vae_weights(spec: CovariateModel, params: dict[str, Any]) -> dict[str, NDArray[np.float32]]:
+    """params (or its gradients) under the keys of ``vaefast.VAE.get_weights``
+    (weights (in, out); the output layer split into its heads; log θ as
+    ``likelihood.log_theta`` for "gene", ``likelihood.log_theta_table``
+    for a table mode), as float32."""
+    Z, D = spec.latent, spec.n_features
+    out: dict[str, Any] = {}
+
+    def put(key: str, L: Layer, cols: "slice[Any, Any, Any]" = slice(None)) -> None:
+        out[f"{key}.weight"] = L["W"][:, cols]
+        out[f"{key}.bias"] = L["b"][cols]
+        if "T" in L:
+            out[f"{key}.covariates"] = L["T"][:, cols]
+
+    for i, L in enumerate(params["encoder"]):
+        put(f"encoder.{i}", L)
+    put("mu", params["head"], slice(0, Z))
+    put("logvar", params["head"], slice(Z, 2 * Z))
+    for i, L in enumerate(params["decoder"]):
+        put(f"decoder.{i}", L)
+    heads = ["output"] + (["output_pi"] if spec.likelihood == "zinb" else [])
+    heads += ["output_log_theta"] if disp.REGISTRY[spec.dispersion].head else []
+    for k, key in enumerate(heads):
+        put(key, params["output"], slice(k * D, (k + 1) * D))
+    if spec.dispersion == disp.DEFAULT:
+        out["likelihood.log_theta"] = params["log_theta"][0]
+    elif "log_theta" in params:
+        out["likelihood.log_theta_table"] = params["log_theta"]
+    return {k: np.asarray(v, np.float32) for k, v in out.items()}
