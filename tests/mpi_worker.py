@@ -136,10 +136,12 @@ def main(scenario, outdir):
         out.update(overlapped_and_blocking(X, comm))
     elif scenario in ("nan_shard", "fail_midway", "fail_in_backward", "different_models",
                       "different_overlap"):
-        if scenario == "different_overlap" and rank == 1:
+        if scenario in ("different_overlap", "fail_in_backward"):
             import os
 
-            os.environ["VAEFAST_MPI_OVERLAP"] = "0"  # rank 0 overlaps, rank 1 blocks
+            # rank 0 overlaps and rank 1 blocks; both overlap for the failure
+            os.environ["VAEFAST_MPI_OVERLAP"] = ("0" if scenario == "different_overlap"
+                                                 and rank == 1 else "1")
         if scenario == "nan_shard" and rank == 1:
             X[5, 7] = np.nan
         if scenario == "fail_midway" and rank == 1:

@@ -21,7 +21,8 @@ The contract (docs/scaling.md):
   order. That sum runs as fixed buckets of whole layers, each started
   (``Iallreduce``) as soon as the backward pass has completed it
   (vaefast/training/overlap.py; bit-identical to one Allreduce with two
-  ranks; ``VAEFAST_MPI_OVERLAP=0`` restores the one blocking Allreduce).
+  ranks), when ``VAEFAST_MPI_OVERLAP=1``; by default one blocking Allreduce
+  after the backward pass, which was faster on a quiet 2-core machine.
   Every rank then applies the same optimizer step, so the weights stay
   identical; a CRC of the weights is compared after every epoch.
 * After each gradient exchange, before the update, the ranks Allreduce an
