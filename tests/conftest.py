@@ -134,3 +134,50 @@ def torch_loss_hidden():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.torch_loss_hidden
+
+
+def _close_to(got, want, rel=1e-5):
+    """got (an array or a tuple of them) equal to want's dtype and shape and
+    within rel of want's largest entry (+1e-6): the bound of a sparse path
+    against the dense one (float32 sums in another order)."""
+    if isinstance(want, tuple):
+        for g, w in zip(got, want):
+            _close_to(g, w, rel)
+        return
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=0, atol=rel * np.abs(want).max() + 1e-6)
+
+
+@pytest.fixture
+def close_to():
+    """Checks a sparse path's result against the dense path's (a function:
+    got, want[, rel])."""
+    return _close_to
+
+
+@pytest.fixture
+def csr_calls(monkeypatch):
+    """Records every Rows.take_csr call (the CSR batches the core gets): the
+    list of the rows asked for."""
+    from vaefast import _rows
+
+    calls = []
+    take_csr = _rows.Rows.take_csr
+
+    def spy(self, rows):
+        calls.append(rows)
+        return take_csr(self, rows)
+
+    monkeypatch.setattr(_rows.Rows, "take_csr", spy)
+    return calls
+
+
+@pytest.fixture
+def no_dense_chunks(monkeypatch):
+    """Rows.take (a dense chunk for the encoder) fails if called."""
+    from vaefast import _rows
+
+    def refuse(self, rows):
+        raise AssertionError("a dense chunk was gathered")
+
+    monkeypatch.setattr(_rows.Rows, "take", refuse)

@@ -66,42 +66,11 @@ def trained(likelihood, norm, deep, counts, codes, encode=False):
     return m
 
 
-def close(got, want, rel=1e-5):
-    if isinstance(want, tuple):
-        for g, w in zip(got, want):
-            close(g, w, rel)
-        return
-    assert got.dtype == want.dtype and got.shape == want.shape
-    np.testing.assert_allclose(got, want, rtol=0, atol=rel * np.abs(want).max() + 1e-6)
-
-
-def spy_csr(monkeypatch):
-    """Record every Rows.take_csr call (the CSR batches the core gets)."""
-    calls = []
-    take_csr = _rows.Rows.take_csr
-
-    def spy(self, rows):
-        calls.append(rows)
-        return take_csr(self, rows)
-
-    monkeypatch.setattr(_rows.Rows, "take_csr", spy)
-    return calls
-
-
-@pytest.fixture
-def no_dense_chunks(monkeypatch):
-    """Rows.take (a dense chunk for the encoder) fails if called."""
-    def refuse(self, rows):
-        raise AssertionError("a dense chunk was gathered")
-
-    monkeypatch.setattr(_rows.Rows, "take", refuse)
-
-
 @pytest.mark.parametrize("norm", list(NORMS))
 @pytest.mark.parametrize("deep,encode", [(True, False), (False, False), (True, True)])
 @pytest.mark.parametrize("likelihood", ["zinb", "negative_binomial"])
 def test_sparse_inference_with_codes_close_to_dense(counts, codes, kernel_set, likelihood,
-                                                    norm, deep, encode, monkeypatch):
+                                                    norm, deep, encode, monkeypatch, close_to):
     m = trained(likelihood, norm, deep, counts, codes, encode)
     want = {"encode": m.encode(counts, codes=codes),
             "transform": m.transform(counts, codes=codes),
@@ -109,9 +78,9 @@ def test_sparse_inference_with_codes_close_to_dense(counts, codes, kernel_set, l
             "elbo": m.elbo(counts, seed=3, codes=codes)}
     monkeypatch.setattr(_rows.Rows, "take", lambda self, rows: pytest.fail("dense chunk"))
     X = sp.csr_matrix(counts)
-    close(m.encode(X, codes=codes), want["encode"])
-    close(m.transform(X, codes=codes), want["transform"])
-    close(m.reconstruct(X, codes=codes), want["reconstruct"])
+    close_to(m.encode(X, codes=codes), want["encode"])
+    close_to(m.transform(X, codes=codes), want["transform"])
+    close_to(m.reconstruct(X, codes=codes), want["reconstruct"])
     np.testing.assert_allclose(m.elbo(X, seed=3, codes=codes), want["elbo"], rtol=1e-6)
 
 
@@ -181,15 +150,15 @@ def fit_weights(X, codes, norm, sparse_first_layer, epochs=2, encode=False):
 @pytest.mark.parametrize("norm,encode", [("plain", False), ("batchnorm", False),
                                          ("plain", True), ("batchnorm", True)])
 def test_fit_from_csr_with_codes_close_to_dense(counts, codes, kernel_set, norm, encode,
-                                                monkeypatch):
+                                                csr_calls):
     """2 epochs of 7 Adam steps (lr 1e-3) whose gradients agree to 1e-5
     relatively: the weights may drift apart by far less than
     steps·lr·1e-3 = 1.4e-5 (tests/test_sparse_input.py's bound). The CSR
     batches reach the core: one take_csr per batch."""
     want, h_want = fit_weights(counts, codes, norm, False, encode=encode)
-    calls = spy_csr(monkeypatch)
+    csr_calls.clear()
     got, h_got = fit_weights(sp.csr_matrix(counts), codes, norm, True, encode=encode)
-    assert len(calls) == 2 * 7
+    assert len(csr_calls) == 2 * 7
     assert_fits_close(got, want, 14, norm == "batchnorm")
     np.testing.assert_allclose(h_got.history["loss"], h_want.history["loss"], rtol=1e-6)
 
@@ -222,7 +191,8 @@ def test_sparse_fit_thread_count_free(counts, codes, threads_setting):
         np.testing.assert_array_equal(fits[0][k], fits[1][k], err_msg=k)
 
 
-def test_from_anndata_model_takes_the_sparse_path(counts, codes, monkeypatch):
+def test_from_anndata_model_takes_the_sparse_path(counts, codes, monkeypatch, csr_calls,
+                                                  close_to):
     """A from_anndata model (scVI's defaults: batch norm on both sides,
     dropout, a batch covariate) on a CSR AnnData: fit and
     get_latent_representation run the CSR first layer (spied), and agree
@@ -240,13 +210,13 @@ def test_from_anndata_model_takes_the_sparse_path(counts, codes, monkeypatch):
         return m, h
 
     want, h_want = fitted(False)
-    calls = spy_csr(monkeypatch)
+    csr_calls.clear()
     got, h_got = fitted(True)
-    assert len(calls) == 5  # 300 rows in batches of 64
+    assert len(csr_calls) == 5  # 300 rows in batches of 64
     assert_fits_close(got, want, 5, True)
     np.testing.assert_allclose(h_got.history["loss"], h_want.history["loss"], rtol=1e-6)
-    calls.clear()
+    csr_calls.clear()
     z = got.get_latent_representation(adata)
-    assert len(calls) == 1  # one inference chunk, in CSR form
+    assert len(csr_calls) == 1  # one inference chunk, in CSR form
     monkeypatch.undo()
-    close(z, got.transform(counts, codes=codes[:, :1]))
+    close_to(z, got.transform(counts, codes=codes[:, :1]))

@@ -466,22 +466,14 @@ def test_empty_cell_refused_for_the_observed_library(kind, counts):
     assert m.step_ == 0
 
 
-def test_csr_first_layer_used_and_thread_count_free(counts, threads_setting, monkeypatch):
+def test_csr_first_layer_used_and_thread_count_free(counts, threads_setting, csr_calls):
     """The CSR batches reach the core (one per buffer), and the result is the
     same bit for bit on 1 and 2 threads."""
-    calls = []
-    take_csr = _rows.Rows.take_csr
-
-    def spy(self, rows):
-        calls.append(rows)
-        return take_csr(self, rows)
-
-    monkeypatch.setattr(_rows.Rows, "take_csr", spy)
     fits = []
     for threads in (1, 2):
         vaefast.set_num_threads(threads)
         fits.append(fit_weights(sp.csr_matrix(counts), sparse_first_layer=True)[0])
-    assert len(calls) == 2 * 2 * 7  # 2 fits x 2 epochs x 7 batches
+    assert len(csr_calls) == 2 * 2 * 7  # 2 fits x 2 epochs x 7 batches
     assert_same_weights(fits[0], fits[1])
 
 
