@@ -100,10 +100,11 @@ int vf_team_inside(void)
     return inside;
 }
 
-/* Claims and runs units of job `gen` from home range r until it is empty
- * (or the job is another's); 0 once the job is seen to be stale. */
+/* Claims and runs units of job `gen` (`units` of `grain` items, n in all)
+ * from home range r until it is empty (or the job is another's); 0 once the
+ * job is seen to be stale. */
 static int work_range(unsigned gen, int r, vf_range_fn fn, const void *ctx, int64_t n,
-                      int64_t grain)
+                      int64_t grain, int64_t units)
 {
     _Atomic uint64_t *word = &pool.claim[r].w;
     uint64_t w = atomic_load_explicit(word, memory_order_acquire);
@@ -122,7 +123,6 @@ static int work_range(unsigned gen, int r, vf_range_fn fn, const void *ctx, int6
         inside = 0;
         if (res)
             atomic_fetch_add_explicit(&pool.sum, res, memory_order_relaxed);
-        const int64_t units = (n + grain - 1) / grain;
         if (atomic_fetch_add(&pool.done, 1) + 1 == units && atomic_load(&pool.owner_waits)) {
             vf_os_mutex_lock(&pool.lock);
             vf_os_cond_broadcast(&pool.finished);
@@ -141,10 +141,11 @@ static void work(unsigned gen, int me)
     const int64_t n = atomic_load_explicit(&pool.n, memory_order_relaxed);
     const int64_t grain = atomic_load_explicit(&pool.grain, memory_order_relaxed);
     const int nt = atomic_load_explicit(&pool.nt, memory_order_relaxed);
-    if (me >= nt || nt > VF_TEAM_MAX + 1)
-        return; /* not in this job's team (or fields of a newer job) */
+    if (me >= nt)
+        return; /* not in this job's team (team_for clamps nt to VF_TEAM_MAX + 1) */
+    const int64_t units = (n + grain - 1) / grain;
     for (int k = 0; k < nt; ++k)
-        if (!work_range(gen, (me + k) % nt, fn, ctx, n, grain))
+        if (!work_range(gen, (me + k) % nt, fn, ctx, n, grain, units))
             return;
 }
 
