@@ -71,22 +71,30 @@ int vf_count_loss(int likelihood, int64_t M, int64_t N, const float *rho, int64_
     if (M == 0)
         return VF_OK;
     const int per_gene = likelihood != VF_COUNT_POISSON && ldt == 0;
-    /* This thread's workspace: θ_j (N, per-gene θ), the blocks' partial sums
-     * of ∂/∂ρ (nb·N, per-gene θ with dlog_theta), a scratch row per block
-     * (nb·N, with drho) */
+    /* This thread's workspace: θ_j, 1/θ_j and the small-count table
+     * ((2 + VF_COUNT_TAB_ROWS)·N, per-gene θ), the blocks' partial sums of
+     * ∂/∂ρ (nb·N, per-gene θ with dlog_theta), a scratch row per block
+     * (nb·N, with drho or a per-gene θ) */
     const int64_t nb = (M + VF_COUNT_BLOCK - 1) / VF_COUNT_BLOCK;
-    const int64_t n_theta = per_gene ? 1 : 0, n_part = per_gene && dlog_theta ? nb : 0;
-    const int64_t n_rows = drho ? nb : 0, n_work = (n_theta + n_part + n_rows) * N;
+    const int64_t n_theta = per_gene ? 2 + VF_COUNT_TAB_ROWS : 0;
+    const int64_t n_part = per_gene && dlog_theta ? nb : 0;
+    const int64_t n_rows = drho || per_gene ? nb : 0;
+    const int64_t n_work = (n_theta + n_part + n_rows) * N;
     float *work = NULL;
     if (n_work > 0 && !(work = vf_workspace_get_slot(VF_COUNT_WORK_SLOT, (size_t)n_work)))
         return VF_ERR_NOMEM;
     float *partial = work && n_part > 0 ? work + n_theta * N : NULL;
     float *scratch = work && n_rows > 0 ? work + (n_theta + n_part) * N : NULL;
     if (per_gene && N > 0) {
-        for (int64_t j = 0; j < N; ++j)
-            work[j] = (float)exp((double)fminf(fmaxf(log_theta[j], VF_LOG_THETA_MIN),
-                                               VF_LOG_THETA_MAX));
+        for (int64_t j = 0; j < N; ++j) {
+            const double r = fminf(fmaxf(log_theta[j], VF_LOG_THETA_MIN), VF_LOG_THETA_MAX);
+            work[j] = (float)exp(r);
+            work[N + j] = (float)exp(-r);
+        }
         p.theta_gene = work;
+        p.inv_theta_gene = work + N;
+        p.tab = work + 2 * N;
+        vf_active()->likelihood->count_table(N, p.inv_theta_gene, work + 2 * N);
     }
     const vf_count_rows_fn rows_fn = vf_active()->likelihood->count_rows;
     int bad = 0;

@@ -11,6 +11,17 @@
 
 #define VF_COUNT_BLOCK 64 /* rows per kernel call (and per per-gene partial sum) */
 
+/* Counts 2 .. VF_COUNT_TAB−1 of a per-gene θ read their lgamma / digamma
+ * parts from a table built once per call (count_table): for x in that range
+ * and gene j, with u_k = k/θ_j,
+ *   tab[(x−2)·N + j]              = Σ_{0<k<x} log(1 + u_k)
+ *                                   (lgamma(x+θ) − lgamma(θ) = x·log θ + that)
+ *   tab[(VF_COUNT_TAB−2 + x−2)·N + j] = Σ_{0<k<x} u_k/(1 + u_k) = Σ k/(θ + k)
+ * in float32 (each term a few ulp, the sums of positive terms), so the
+ * commonest non-zero counts cost two loads instead of a double log. */
+#define VF_COUNT_TAB 8
+#define VF_COUNT_TAB_ROWS (2 * (VF_COUNT_TAB - 2)) /* rows of N in the table */
+
 /* A validated vf_count_loss call (see csrc/vaefast.h): M rows of N genes. */
 typedef struct vf_count_problem {
     int likelihood; /* VF_COUNT_POISSON, VF_COUNT_NB, VF_COUNT_ZINB */
@@ -20,6 +31,8 @@ typedef struct vf_count_problem {
     const float *library;                /* M, > 0 */
     const float *log_theta; int64_t ldt; /* ldt == 0: one row (N) for all rows */
     const float *theta_gene;             /* ldt == 0: θ_j = exp(clamped log θ_j) (N) */
+    const float *inv_theta_gene;         /* ldt == 0: 1/θ_j (N) */
+    const float *tab;                    /* ldt == 0: the small-count table, else NULL */
     const float *pi; int64_t ldp;        /* zero-inflation logits (ZINB) */
     float *loss;                         /* M, or NULL */
     float *drho; int64_t lddr;           /* or NULL */
@@ -31,7 +44,8 @@ typedef struct vf_count_problem {
 /* Rows i0 .. i0+rows−1 of p: loss, drho, dpi and (per element) dlt, written
  * for those rows. With a per-gene log θ, gene_acc (N) receives the block's
  * unscaled Σ_i ∂loss_i/∂ρ_j (overwritten), and p->dlt is not touched.
- * row_e (N, the block's own; needed when p->drho is set) is scratch.
+ * row_e (N, the block's own; needed when p->drho is set or log θ is per
+ * gene) is scratch.
  * Returns nonzero if a count in the block is negative, NaN, infinite or not
  * an integer (then the outputs are unspecified). */
 typedef int (*vf_count_rows_fn)(const vf_count_problem *p, int64_t i0, int64_t rows,

@@ -41,7 +41,9 @@
           int64_t ldd, float *dlv, int64_t lddlv, float scale))                              \
     /* The scVI-parameterised count losses (csrc/count_kernels.h). */                       \
     VF_K(int, count_rows, vf_count_rows,                                                    \
-         (const vf_count_problem *p, int64_t i0, int64_t rows, float *gene_acc, float *row_e))
+         (const vf_count_problem *p, int64_t i0, int64_t rows, float *gene_acc, float *row_e)) \
+    /* The small-count table of a per-gene θ (count_kernels.h, VF_COUNT_TAB). */            \
+    VF_K(void, count_table, vf_count_table, (int64_t N, const float *inv_theta, float *tab))
 
 VF_PART_TYPE(likelihood)
 

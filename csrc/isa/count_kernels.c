@@ -77,11 +77,25 @@ static inline float clamp_rho(float r)
 /* One row's pointers and constants. */
 typedef struct {
     const float *r, *x, *lt, *w, *th; /* th: θ per gene (or NULL: exp(ρ) here) */
+    const float *ith;     /* 1/θ per gene (with th), else NULL */
+    const float *tab;     /* the small-count table (with th), else NULL */
+    int64_t N;
     float *dr, *dlt, *dw; /* dlt: the row's per-element ∂/∂ρ or the block's gene_acc */
-    float *e;             /* exp(rho − m) from step B (N; with dr) */
+    float *e;             /* exp(rho − m) from step B (N; with dr or ith) */
     int acc_lt;           /* dlt accumulates (per-gene θ) rather than stores */
     vf m, c, scale;
+    vf k_mu;              /* L/S: mu_j = k_mu · e_j */
 } count_row;
+
+/* exp(−|a|) for a = log(mu/θ) without an exp: e^a = mu/θ = k_mu·e_j/θ_j
+ * from step B's e_j (a per-gene θ), inverted where a >= 0 (there e^a >= 1;
+ * where a < 0 the unused inverse may be Inf or NaN). A few ulp, as the exp. */
+VF_INLINE vf exp_neg_abs_from_b(const count_row *R, int64_t j, vm k, int full, vf a)
+{
+    const vf u = vf_mul(vf_mul(vf_load_if(R->e + j, k, full), R->k_mu),
+                        vf_load_if(R->ith + j, k, full));
+    return vf_select(vf_lt(a, vf_zero()), u, vf_div_fast(vf_set1(1.0f), u));
+}
 
 /* Step C on lanes [j, j+VW) under mask k (`full`: all lanes, compile-time).
  * Adds the lanes' loss terms to *acc and their g to *G; sets *nz to the
@@ -106,7 +120,7 @@ VF_INLINE int count_vec(const count_row *R, const int lik, int64_t j, vm k, int 
         const vf a = vf_sub(lm, rho); /* log(mu/θ) */
         /* softplus(a), sigmoid(a) from one exp(−|a|); 1/(1 + e) to 2^-22
          * (vf_div_fast: the divider is the slowest unit) */
-        const vf e = vf_exp_nonpos(vf_neg_abs(a));
+        const vf e = R->ith ? exp_neg_abs_from_b(R, j, k, full, a) : vf_exp_nonpos(vf_neg_abs(a));
         const vf w1 = vf_add(one, e), inv = vf_div_fast(one, w1);
         const vf sp = vf_add(vf_max(a, zero), vf_log1p_unit(e, w1, inv));
         const vf sig = vf_select(vf_lt(a, zero), vf_mul(e, inv), inv);
@@ -176,7 +190,13 @@ static double count_sparse(const count_row *R, int lik, int64_t j, uint32_t bits
             continue; /* and Σ_{k<1} k/(θ + k) = 0 */
         }
         double d1, e;
-        count_terms(xf, R->th ? (double)R->th[j + l] : exp((double)rc), &d1, &e);
+        if (R->tab && xf < VF_COUNT_TAB) { /* the table: x·log θ + Σ log(1 + k/θ) − log x! */
+            const float *t = R->tab + ((int64_t)xf - 2) * R->N + j + l;
+            d1 = (double)xf * rc + (double)t[0] - vf_log_factorial_table[(int)xf];
+            e = t[(VF_COUNT_TAB - 2) * R->N];
+        } else {
+            count_terms(xf, R->th ? (double)R->th[j + l] : exp((double)rc), &d1, &e);
+        }
         add -= d1;
         if (R->dlt)
             R->dlt[j + l] += (float)e;
@@ -206,12 +226,13 @@ VF_INLINE int count_row_run(const count_row *R0, const int lik, int64_t N, float
     for (int64_t j = 0; j < N; j += VW) {
         const vm k = vm_first(N - j);
         const vf e = vf_maskz(k, vf_exp(vf_sub(vf_load_mask(R.r + j, k), R.m)));
-        if (R.dr)
+        if (R.e)
             vf_store_mask(R.e + j, e, k);
         s = vf_add(s, e);
     }
     const float S = vf_hsum(s);
     R.c = vf_set1((float)(log((double)L) - log((double)S)));
+    R.k_mu = vf_set1((float)((double)L / (double)S));
     /* C */
     vf acc = vf_zero(), G = vf_zero();
     double extra = 0.0;
@@ -270,10 +291,13 @@ int VF_FN(vf_count_rows)(const vf_count_problem *p, int64_t i0, int64_t rows,
             .lt = lik == VF_COUNT_POISSON ? NULL : p->log_theta + i * p->ldt,
             .w = lik == VF_COUNT_ZINB ? p->pi + i * p->ldp : NULL,
             .th = theta_per_gene ? p->theta_gene : NULL,
+            .ith = theta_per_gene ? p->inv_theta_gene : NULL,
+            .tab = theta_per_gene ? p->tab : NULL,
+            .N = N,
             .dr = p->drho ? p->drho + i * p->lddr : NULL,
             .dlt = theta_per_gene ? gene_acc : (p->dlt ? p->dlt + i * p->lddt : NULL),
             .dw = p->dpi ? p->dpi + i * p->lddp : NULL,
-            .e = row_e,
+            .e = p->drho || theta_per_gene ? row_e : NULL,
             .acc_lt = theta_per_gene,
             .scale = vf_set1(p->scale),
         };
@@ -292,4 +316,24 @@ int VF_FN(vf_count_rows)(const vf_count_problem *p, int64_t i0, int64_t rows,
             ok &= count_row_run(&R, VF_COUNT_ZINB, N, L, loss);
     }
     return !ok;
+}
+
+void VF_FN(vf_count_table)(int64_t N, const float *inv_theta, float *tab)
+{
+    const vf one = vf_set1(1.0f);
+    float *etab = tab + (VF_COUNT_TAB - 2) * N;
+    for (int64_t j = 0; j < N; j += VW) {
+        const vm m = vm_first(N - j);
+        const vf it = vf_load_mask(inv_theta + j, m);
+        vf t = vf_zero(), e = vf_zero();
+        for (int x = 2; x < VF_COUNT_TAB; ++x) { /* adds k = x − 1 */
+            const vf u = vf_mul(vf_set1((float)(x - 1)), it);
+            const vf w = vf_add(one, u), inv = vf_div(one, w);
+            /* log1p(u) = log(w) + (u − (w − 1))/w (isa/vec_math.h) */
+            t = vf_add(t, vf_fma(vf_sub(u, vf_sub(w, one)), inv, vf_log(w)));
+            e = vf_fma(u, inv, e);
+            vf_store_mask(tab + (x - 2) * N + j, t, m);
+            vf_store_mask(etab + (x - 2) * N + j, e, m);
+        }
+    }
 }
