@@ -31,7 +31,8 @@ static int check_args(const vf_count_problem *p, int64_t M, int64_t N)
     if (M < 0 || N < 0 || !isfinite(p->scale) || lik < VF_COUNT_POISSON || lik > VF_COUNT_ZINB)
         return VF_ERR_ARG;
     VF_TRY(vf_check_present(p->rho, M, N, p->ldr));
-    VF_TRY(vf_check_present(p->x, M, N, p->ldx));
+    if (!p->xptr) /* CSR counts: checked by vf_count_loss_csr */
+        VF_TRY(vf_check_present(p->x, M, N, p->ldx));
     VF_TRY(vf_check_present(p->library, 1, M, M));
     for (int64_t i = 0; i < M; ++i)
         if (!(p->library[i] > 0.0f) || !isfinite(p->library[i]))
@@ -55,30 +56,26 @@ static int check_args(const vf_count_problem *p, int64_t M, int64_t N)
     return VF_OK;
 }
 
-int vf_count_loss(int likelihood, int64_t M, int64_t N, const float *rho, int64_t ldr,
-                  const float *x, int64_t ldx, const float *library,
-                  const float *log_theta, int64_t ldt, const float *pi, int64_t ldp,
-                  float *loss, float *drho, int64_t lddr, float *dlog_theta, int64_t lddt,
-                  float *dpi, int64_t lddp, float scale)
+/* p (checked) over its M rows: the workspace, θ, the blocks over threads,
+ * the per-gene sums. */
+static int count_run(vf_count_problem p, int64_t M)
 {
-    vf_count_problem p = {
-        .likelihood = likelihood, .N = N, .rho = rho, .ldr = ldr, .x = x, .ldx = ldx,
-        .library = library, .log_theta = log_theta, .ldt = ldt, .pi = pi, .ldp = ldp,
-        .loss = loss, .drho = drho, .lddr = lddr, .dlt = dlog_theta, .lddt = lddt,
-        .dpi = dpi, .lddp = lddp, .scale = scale,
-    };
-    VF_TRY(check_args(&p, M, N));
+    const int64_t N = p.N, ldt = p.ldt;
+    const int likelihood = p.likelihood;
+    const float *log_theta = p.log_theta;
+    float *drho = p.drho, *dlog_theta = p.dlt;
+    const float scale = p.scale;
     if (M == 0)
         return VF_OK;
     const int per_gene = likelihood != VF_COUNT_POISSON && ldt == 0;
     /* This thread's workspace: θ_j, 1/θ_j and the small-count table
      * ((2 + VF_COUNT_TAB_ROWS)·N, per-gene θ), the blocks' partial sums of
      * ∂/∂ρ (nb·N, per-gene θ with dlog_theta), a scratch row per block
-     * (nb·N, with drho or a per-gene θ) */
+     * (nb·N, with drho or a per-gene θ; two per block with CSR counts) */
     const int64_t nb = (M + VF_COUNT_BLOCK - 1) / VF_COUNT_BLOCK;
     const int64_t n_theta = per_gene ? 2 + VF_COUNT_TAB_ROWS : 0;
     const int64_t n_part = per_gene && dlog_theta ? nb : 0;
-    const int64_t n_rows = drho || per_gene ? nb : 0;
+    const int64_t n_rows = p.xptr ? 2 * nb : drho || per_gene ? nb : 0;
     const int64_t n_work = (n_theta + n_part + n_rows) * N;
     float *work = NULL;
     if (n_work > 0 && !(work = vf_workspace_get_slot(VF_COUNT_WORK_SLOT, (size_t)n_work)))
@@ -103,7 +100,7 @@ int vf_count_loss(int likelihood, int64_t M, int64_t N, const float *rho, int64_
         const int64_t i0 = b * VF_COUNT_BLOCK;
         const int64_t rows = M - i0 < VF_COUNT_BLOCK ? M - i0 : VF_COUNT_BLOCK;
         bad |= rows_fn(&p, i0, rows, partial ? partial + b * N : NULL,
-                       scratch ? scratch + b * N : NULL);
+                       scratch ? scratch + b * (n_rows / nb) * N : NULL);
     }
     if (bad)
         return VF_ERR_ARG;
@@ -119,4 +116,41 @@ int vf_count_loss(int likelihood, int64_t M, int64_t N, const float *rho, int64_
         }
     }
     return VF_OK;
+}
+
+int vf_count_loss(int likelihood, int64_t M, int64_t N, const float *rho, int64_t ldr,
+                  const float *x, int64_t ldx, const float *library,
+                  const float *log_theta, int64_t ldt, const float *pi, int64_t ldp,
+                  float *loss, float *drho, int64_t lddr, float *dlog_theta, int64_t lddt,
+                  float *dpi, int64_t lddp, float scale)
+{
+    vf_count_problem p = {
+        .likelihood = likelihood, .N = N, .rho = rho, .ldr = ldr, .x = x, .ldx = ldx,
+        .library = library, .log_theta = log_theta, .ldt = ldt, .pi = pi, .ldp = ldp,
+        .loss = loss, .drho = drho, .lddr = lddr, .dlt = dlog_theta, .lddt = lddt,
+        .dpi = dpi, .lddp = lddp, .scale = scale,
+    };
+    VF_TRY(check_args(&p, M, N));
+    return count_run(p, M);
+}
+
+int vf_count_loss_csr(int likelihood, int64_t M, int64_t N, const float *rho, int64_t ldr,
+                      const int64_t *indptr, const int32_t *indices, const float *values,
+                      const float *library, const float *log_theta, int64_t ldt,
+                      const float *pi, int64_t ldp, float *loss, float *drho, int64_t lddr,
+                      float *dlog_theta, int64_t lddt, float *dpi, int64_t lddp, float scale)
+{
+    vf_count_problem p = {
+        .likelihood = likelihood, .N = N, .rho = rho, .ldr = ldr, .xptr = indptr,
+        .xidx = indices, .xval = values, .library = library, .log_theta = log_theta,
+        .ldt = ldt, .pi = pi, .ldp = ldp, .loss = loss, .drho = drho, .lddr = lddr,
+        .dlt = dlog_theta, .lddt = lddt, .dpi = dpi, .lddp = lddp, .scale = scale,
+    };
+    if (M < 0 || N < 0)
+        return VF_ERR_ARG;
+    /* the structure (columns strictly increasing in [0, N)) and finite
+     * values; the counts' sign and integrality are the kernel's checks */
+    VF_TRY(vf_csr_check(M, N, indptr, indices, values, VF_CSR_NONE));
+    VF_TRY(check_args(&p, M, N));
+    return count_run(p, M);
 }

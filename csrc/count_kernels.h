@@ -27,7 +27,10 @@ typedef struct vf_count_problem {
     int likelihood; /* VF_COUNT_POISSON, VF_COUNT_NB, VF_COUNT_ZINB */
     int64_t N;
     const float *rho; int64_t ldr;       /* decoder output (logits of softmax) */
-    const float *x; int64_t ldx;         /* counts */
+    const float *x; int64_t ldx;         /* counts (dense), or NULL: */
+    const int64_t *xptr;                 /* the counts as CSR rows: row i's entries are */
+    const int32_t *xidx;                 /* xptr[i] .. xptr[i+1]−1 (any base), columns */
+    const float *xval;                   /* strictly increasing in [0, N) (checked) */
     const float *library;                /* M, > 0 */
     const float *log_theta; int64_t ldt; /* ldt == 0: one row (N) for all rows */
     const float *theta_gene;             /* ldt == 0: θ_j = exp(clamped log θ_j) (N) */
@@ -44,8 +47,10 @@ typedef struct vf_count_problem {
 /* Rows i0 .. i0+rows−1 of p: loss, drho, dpi and (per element) dlt, written
  * for those rows. With a per-gene log θ, gene_acc (N) receives the block's
  * unscaled Σ_i ∂loss_i/∂ρ_j (overwritten), and p->dlt is not touched.
- * row_e (N, the block's own; needed when p->drho is set or log θ is per
- * gene) is scratch.
+ * row_e (the block's own scratch: N when p->drho is set or log θ is per
+ * gene, plus N more with CSR counts, zeroed by the kernel: each row's
+ * entries are written there, read as the dense path reads x, and cleared, so
+ * results equal the dense-count path's bit for bit; never more than a row).
  * Returns nonzero if a count in the block is negative, NaN, infinite or not
  * an integer (then the outputs are unspecified). */
 typedef int (*vf_count_rows_fn)(const vf_count_problem *p, int64_t i0, int64_t rows,

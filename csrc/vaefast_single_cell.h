@@ -84,4 +84,15 @@ int vf_count_loss(int likelihood, int64_t M, int64_t N, const float *rho, int64_
                   const float *log_theta, int64_t ldt, const float *pi, int64_t ldp,
                   float *loss, float *drho, int64_t lddr, float *dlog_theta, int64_t lddt,
                   float *dpi, int64_t lddp, float scale);
+/* vf_count_loss with the counts as CSR rows (indptr: M + 1 entries, any
+ * base; indices strictly increasing in [0, N) within a row; values the
+ * stored counts): the counts are never formed densely (one row at a time
+ * in the workspace), and every output equals vf_count_loss's on the dense
+ * counts bit for bit. VF_ERR_ARG also for a broken structure or a NaN/Inf
+ * value; the workspace grows by ceil(M/64)·N floats. */
+int vf_count_loss_csr(int likelihood, int64_t M, int64_t N, const float *rho, int64_t ldr,
+                      const int64_t *indptr, const int32_t *indices, const float *values,
+                      const float *library, const float *log_theta, int64_t ldt,
+                      const float *pi, int64_t ldp, float *loss, float *drho, int64_t lddr,
+                      float *dlog_theta, int64_t lddt, float *dpi, int64_t lddp, float scale);
 #endif /* VF_SINGLE_CELL_H */

@@ -206,6 +206,12 @@ cdef extern from "vaefast.h" nogil:
                       const float *log_theta, int64_t ldt, const float *pi, int64_t ldp,
                       float *loss, float *drho, int64_t lddr, float *dlog_theta, int64_t lddt,
                       float *dpi, int64_t lddp, float scale)
+    int vf_count_loss_csr(int likelihood, int64_t M, int64_t N, const float *rho,
+                          int64_t ldr, const int64_t *indptr, const int32_t *indices,
+                          const float *values, const float *library, const float *log_theta,
+                          int64_t ldt, const float *pi, int64_t ldp, float *loss, float *drho,
+                          int64_t lddr, float *dlog_theta, int64_t lddt, float *dpi,
+                          int64_t lddp, float scale)
 
 # ---- categorical covariates (csrc/covariates.c) (_covariates.pxi)
 cdef extern from "covariates.h" nogil:

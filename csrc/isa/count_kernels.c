@@ -284,10 +284,16 @@ int VF_FN(vf_count_rows)(const vf_count_problem *p, int64_t i0, int64_t rows,
         for (int64_t j = 0; j < N; ++j)
             gene_acc[j] = 0.0f;
     int ok = 1;
+    float *xrow = p->xptr ? row_e + N : NULL; /* CSR counts: one row at a time */
+    for (int64_t j = 0; xrow && j < N; ++j)
+        xrow[j] = 0.0f;
     for (int64_t i = i0; i < i0 + rows; ++i) {
+        const int64_t q0 = p->xptr ? p->xptr[i] : 0, q1 = p->xptr ? p->xptr[i + 1] : 0;
+        for (int64_t q = q0; q < q1; ++q)
+            xrow[p->xidx[q]] = p->xval[q];
         count_row R = {
             .r = p->rho + i * p->ldr,
-            .x = p->x + i * p->ldx,
+            .x = xrow ? xrow : p->x + i * p->ldx,
             .lt = lik == VF_COUNT_POISSON ? NULL : p->log_theta + i * p->ldt,
             .w = lik == VF_COUNT_ZINB ? p->pi + i * p->ldp : NULL,
             .th = theta_per_gene ? p->theta_gene : NULL,
@@ -314,6 +320,8 @@ int VF_FN(vf_count_rows)(const vf_count_problem *p, int64_t i0, int64_t rows,
             ok &= count_row_run(&R, VF_COUNT_NB, N, L, loss);
         else
             ok &= count_row_run(&R, VF_COUNT_ZINB, N, L, loss);
+        for (int64_t q = q0; q < q1; ++q)
+            xrow[p->xidx[q]] = 0.0f;
     }
     return !ok;
 }

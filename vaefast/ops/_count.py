@@ -13,6 +13,7 @@ import numpy as np
 from .. import _core
 from .._typing import ArrayLike, F32
 from .._spec.likelihoods import POISSON, ZINB
+from .._sparse_batch import csr_parts, explain_bad_csr
 from .._validation import as_float, as_float32_array, nonfinite_result
 
 __all__ = ["count_loss", "COUNT_LIKELIHOODS"]
@@ -29,6 +30,16 @@ def _check_counts(x: F32) -> None:
                          f"got e.g. {x[(x != np.floor(x)) | (x > _core.COUNT_MAX)][0]}")
 
 
+def _check_csr_counts(parts: tuple, N: int) -> None:
+    """Name what is wrong with CSR counts (structure, then values)."""
+    data, indices, indptr, _ = parts
+    stored = data[int(indptr[0]):int(indptr[-1])]
+    if not np.isfinite(stored).all():
+        raise ValueError("x contains NaN or infinity")
+    _check_counts(stored)
+    explain_bad_csr(data, indices, indptr, N, None, "x")
+
+
 def count_loss(x: ArrayLike, rho_logits: ArrayLike, library: ArrayLike,
                log_theta: Optional[ArrayLike] = None, pi_logits: Optional[ArrayLike] = None,
                likelihood: str = ZINB.name, scale: float = 1.0, need_grad: bool = True
@@ -37,8 +48,10 @@ def count_loss(x: ArrayLike, rho_logits: ArrayLike, library: ArrayLike,
 
     Parameters
     ----------
-    x : array_like, shape (M, N)
-        Integer counts >= 0 (cells × genes).
+    x : array_like or CSR (or CSC) matrix, shape (M, N)
+        Integer counts >= 0 (cells × genes). A sparse x stays sparse: the
+        core reads its stored entries (one row at a time) and the results
+        equal those of the dense x bit for bit.
     rho_logits : array_like, shape (M, N)
         The decoder's output; the mean is ``library[:, None] · softmax(rho_logits)``.
     library : array_like, shape (M,)
@@ -70,9 +83,12 @@ def count_loss(x: ArrayLike, rho_logits: ArrayLike, library: ArrayLike,
         raise ValueError(f"likelihood must be one of {COUNT_LIKELIHOODS}, got {likelihood!r}")
     rho = as_float32_array(rho_logits, "rho_logits", ndim=2)
     M, N = rho.shape
-    x = as_float32_array(x, "x", ndim=2)
-    if x.shape != rho.shape:
-        raise ValueError(f"x must have the shape of rho_logits {rho.shape}, got {x.shape}")
+    sparse = getattr(x, "format", None) in ("csr", "csc") and hasattr(x, "indptr")
+    parts = csr_parts(x, "x") if sparse else None
+    x = None if sparse else as_float32_array(x, "x", ndim=2)
+    shape = parts[3] if parts is not None else x.shape
+    if shape != rho.shape:
+        raise ValueError(f"x must have the shape of rho_logits {rho.shape}, got {shape}")
     lib = as_float32_array(library, "library", ndim=1)
     if lib.shape[0] != M:
         raise ValueError(f"library must have {M} entries (one per row), got {lib.shape[0]}")
@@ -109,13 +125,21 @@ def count_loss(x: ArrayLike, rho_logits: ArrayLike, library: ArrayLike,
         if w is not None:
             dpi = np.empty((M, N), dtype=np.float32)
     lt2 = None if lt is None else lt.reshape(-1, N)
+    outputs = (lib, lt2, w, loss, drho, None if dlt is None else dlt.reshape(-1, N), dpi,
+               scale)
     try:
-        _core.count_loss_into(likelihood, rho, x, lib, lt2, w, loss, drho,
-                              None if dlt is None else dlt.reshape(-1, N), dpi, scale)
+        if parts is None:
+            _core.count_loss_into(likelihood, rho, x, *outputs)
+        else:
+            data, indices, indptr, _ = parts
+            _core.count_loss_csr_into(likelihood, rho, indptr, indices, data, *outputs)
     except ValueError:
         # the core checks the counts in its pass (every other argument is
         # checked above): find what to name only when it refuses
-        _check_counts(x)
+        if parts is not None:
+            _check_csr_counts(parts, N)
+        else:
+            _check_counts(x)
         raise
     if not np.isfinite(loss).all():
         nonfinite_result("count_loss", [("rho_logits", rho, rho), ("log_theta", lt, lt),
