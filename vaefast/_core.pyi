@@ -130,6 +130,10 @@ def gaussian_var_loss_into(y: _F32, x: _F32, logvar: _F32, loss: _F32, dy: _F32 
 def count_loss_into(likelihood: str, rho: _F32, x: _F32, library: _F32,
                     log_theta: _F32 | None, pi: _F32 | None, loss: _F32, drho: _F32 | None,
                     dlog_theta: _F32 | None, dpi: _F32 | None, scale: float) -> None: ...
+def count_loss_csr_into(likelihood: str, rho: _F32, indptr: _I64, indices: _I32,
+                        values: _F32, library: _F32, log_theta: _F32 | None,
+                        pi: _F32 | None, loss: _F32, drho: _F32 | None,
+                        dlog_theta: _F32 | None, dpi: _F32 | None, scale: float) -> None: ...
 
 # ---- categorical covariates (_covariates.pxi)
 def cov_gather_add_into(codes: _I32, levels: _I64, table: _F32, relu: int, y: _F32) -> None: ...
