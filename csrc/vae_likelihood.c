@@ -143,28 +143,46 @@ static float row_total(int64_t D, const float *x)
  * log θ's head with dispersion gene-cell; log θ and where its gradient goes
  * are the dispersion mode's (vae_dispersion.c: per gene, the kernel sums
  * the gradient over the rows, extra_summed). */
+/* A CSR row's total count (row i of the training batch's CSR form), in
+ * float64 in order: exact for integer counts, as row_total is. */
+static float csr_row_total(const vf_vae *m, int64_t i)
+{
+    double sum = 0.0;
+    for (int64_t q = m->csr_indptr[i]; q < m->csr_indptr[i + 1]; ++q)
+        sum += m->csr_values[q];
+    return (float)sum;
+}
+
+/* When the training batch has a CSR form (vae_csr.c), the counts are read
+ * from it (vf_count_loss_csr: the same results, the targets never dense). */
 static int scvi_losses(const vae_lik_call *c, int kind, int64_t width)
 {
     const vf_vae *m = c->m;
     const int64_t B = c->B, D = m->D, ld = m->layers[m->n_layers - 1].out;
+    const int csr = m->csr_indptr != NULL;
     const float *library = c->s;
     float *owned = NULL;
     if (!library && B > 0) {
         if (!(owned = malloc((size_t)B * sizeof(float))))
             return VF_ERR_NOMEM;
         for (int64_t i = 0; i < B; ++i)
-            owned[i] = row_total(D, c->X + i * D);
+            owned[i] = csr ? csr_row_total(m, i) : row_total(D, c->X + i * D);
         library = owned;
     }
     vae_theta t;
     const int zi = width > 1, grads = c->dout != NULL;
+    const float *pi = zi ? c->y + D : NULL;
+    float *dpi = grads && zi ? c->dout + D : NULL;
     int st = vae_theta_begin(c, width, &t);
-    if (st == VF_OK)
-        st = vae_theta_end(c, &t,
-                           vf_count_loss(kind, B, D, c->y, ld, c->X, D, library, t.lt, t.ldt,
-                                         zi ? c->y + D : NULL, ld, c->recon, c->dout, ld,
-                                         t.dlt, t.lddt, grads && zi ? c->dout + D : NULL, ld,
-                                         c->scale));
+    if (st == VF_OK) {
+        const int ls =
+            csr ? vf_count_loss_csr(kind, B, D, c->y, ld, m->csr_indptr, m->csr_indices,
+                                    m->csr_values, library, t.lt, t.ldt, pi, ld, c->recon,
+                                    c->dout, ld, t.dlt, t.lddt, dpi, ld, c->scale)
+                : vf_count_loss(kind, B, D, c->y, ld, c->X, D, library, t.lt, t.ldt, pi, ld,
+                                c->recon, c->dout, ld, t.dlt, t.lddt, dpi, ld, c->scale);
+        st = vae_theta_end(c, &t, ls);
+    }
     free(owned);
     return st;
 }
