@@ -74,9 +74,9 @@ int vf_csr_linear_backward_weight(int64_t M, int64_t N, int64_t K, const int64_t
  * Counts x (M×N, ldx) must be integers in [0, 2^24]. VF_ERR_ARG for a count
  * outside that, a library <= 0 or not finite, an unknown likelihood, or an
  * output the likelihood does not have (then outputs are unspecified);
- * VF_ERR_NOMEM if this thread's workspace (at most (2·ceil(M/64) + 1)·N
- * floats: θ, per-gene partial sums, a scratch row per 64 rows) cannot be
- * allocated. Bit-identical for any thread count. */
+ * VF_ERR_NOMEM if this thread's workspace (at most (2·ceil(M/64) + 14)·N
+ * floats: θ, 1/θ, the small-count table, per-gene partial sums, a scratch
+ * row per 64 rows) cannot be allocated. Bit-identical for any thread count. */
 enum { VF_COUNT_POISSON = 0, VF_COUNT_NB = 1, VF_COUNT_ZINB = 2 };
 #define VF_COUNT_MAX 16777216.0f /* 2^24: float32 counts are exact integers up to here */
 int vf_count_loss(int likelihood, int64_t M, int64_t N, const float *rho, int64_t ldr,

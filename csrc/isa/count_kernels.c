@@ -8,7 +8,8 @@
  *      zero count's loss; the softplus / sigmoid parts of the rest), g_j =
  *      ∂loss/∂log mu_j into drho, G = Σ g_j, dpi, ∂/∂ρ. The lanes with x > 0
  *      (a tenth of them in single-cell data) then get, one at a time in
- *      double, the lgamma / digamma part (count_terms below).
+ *      double, the lgamma / digamma part (count_terms below; counts 2–7
+ *      of a per-gene θ from the call's table, count_kernels.h).
  *   D  drho_j = scale·(g_j − p_j·G), p_j = exp(rho_j − m)/S (the exp kept
  *      from B in a row of scratch): the softmax's chain rule
  *      (∂log mu_k/∂rho_j = δ_kj − p_j).
