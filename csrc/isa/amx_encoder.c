@@ -107,11 +107,18 @@ AMX_TARGET static int64_t run_blocks(const void *ctx, int64_t lo, int64_t hi)
         uint32_t *a = buf, *next = buf + half;
         for (int64_t g = 0; g < 2; ++g)
             pack_a_group(&j->x, 2 * x + g, j->nq[0], a + g * j->nq[0] * AMX_TILE, j->cvt, &bad);
+        /* the next block of this run, prefetched during the first layer */
+        const int64_t r1 = 32 * (x + 1), rn = amx_min(32, c->M - r1);
+        const char *pf = x + 1 < hi ? (const char *)(c->X + r1 * c->ldx) : NULL;
+        const int64_t calls = (c->layer[0].out + 31) / 32;
+        const int64_t pf_per_call = pf ? ((rn - 1) * c->ldx + c->layer[0].in) * 4 / calls + 64
+                                       : 0;
         for (int l = 0; l < c->n; ++l) {
             const int64_t nq = j->nq[l], out = c->layer[l].out;
             for (int64_t j0 = 0; j0 < out; j0 += 32) {
                 const int64_t w = amx_min(32, out - j0);
-                micro(nq, a, j->bp[l] + j0 / 16 * nq * AMX_TILE, t, w > 16 ? 2 : 1);
+                micro(nq, a, j->bp[l] + j0 / 16 * nq * AMX_TILE, t, w > 16 ? 2 : 1,
+                      l == 0 && pf ? pf + j0 / 32 * pf_per_call : NULL, pf_per_call);
                 if (l == c->n - 1) /* float32 out; the flag is the caller's concern */
                     (void)epilogue(&j->w[l], 32 * x, j0, amx_min(32, c->M - 32 * x), w, t);
                 else
@@ -153,7 +160,11 @@ int VF_FN(vf_bf16_chain_amx)(const vf_bf16_chain *c)
     for (int l = 0; l < c->n; bp += (c->layer[l].out + 15) / 16 * j.nq[l] * AMX_TILE, ++l)
         j.bp[l] = bp;
     vf_team_for(c->nthreads, units, 1, pack_weights, &j);
-    const int64_t bad = vf_team_for(c->nthreads, (c->M + 31) / 32, 1, run_blocks, &j);
+    /* runs of up to 4 blocks (8 runs a thread at least): a run prefetches
+     * its next block, so a longer run waits on memory less */
+    const int64_t blocks = (c->M + 31) / 32;
+    const int64_t run = amx_min(4, blocks / (8 * c->nthreads) > 1 ? blocks / (8 * c->nthreads) : 1);
+    const int64_t bad = vf_team_for(c->nthreads, blocks, run, run_blocks, &j);
     return bad < 0 ? VF_ERR_NOMEM : bad > 0 ? VF_ERR_NONFINITE : VF_OK;
 }
 
