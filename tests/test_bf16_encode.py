@@ -25,9 +25,10 @@ U = 2.0**-24
 
 # (D, hidden, Z, rows): widths that are not multiples of 16 or 32 (the
 # k-padding of a hidden block), rows that end inside a 16-row group, a head
-# wider than 32, no hidden layer, and the benchmark's shape
+# wider than 32, no hidden layer, the benchmark's shape, and K split into
+# chunks of k-steps (784 and 350 inputs: csrc/isa/amx_encoder.c CHAIN_KC)
 SHAPES = [(40, (48,), 5, 64), (37, (33, 17), 3, 77), (9, (), 2, 31), (3, (17,), 2, 1),
-          (70, (96, 50, 24), 20, 45), (784, (400,), 20, 300)]
+          (70, (96, 50, 24), 20, 45), (784, (400,), 20, 300), (50, (350, 333), 4, 40)]
 
 
 def bf(x):

@@ -13,10 +13,12 @@
  *   or, for the last layer, stores float32 into Y.
  *
  * The weights are packed once per call, before, by a team loop (all
- * layers' column blocks as its units). A unit's A tiles live in its
+ * layers' column blocks as its units). A unit's buffers live in its
  * thread's workspace slot 3 (as gemm_amx.c's own-op(A) units: both are
- * never active at once on one thread): two buffers, this layer's and the
- * next's, 2·nq tiles each.
+ * never active at once on one thread): the A tiles of this layer and of
+ * the next (2·nq tiles each), and the float32 sums of a layer's column
+ * blocks while K goes chunk by chunk (run_blocks). A run of blocks
+ * prefetches its next block of X during the first layer's products.
  *
  * Bits: each product is gemm_amx.c's (the same packing, TDPBF16PS steps
  * in k order and epilogue); a hidden value is rounded to bf16 from the
@@ -39,6 +41,9 @@
 #include "isa/amx_tiles.h"
 
 #define CHAIN_SLOT 3 /* workspace.h: a unit's own A tiles */
+/* at most this many k-steps of 32 per chunk (20 KiB of A tiles: L1 keeps
+ * them with the weights streaming past); K splits into equal chunks */
+#define CHAIN_KC 10
 /* a unit's result when it has no memory: negative in any sum of units */
 #define CHAIN_NOMEM (-(INT64_C(1) << 40))
 
@@ -49,7 +54,7 @@ typedef struct {
     int64_t nq[VF_BF16_CHAIN_MAX];          /* k-steps of 32 of layer l */
     int64_t unit_end[VF_BF16_CHAIN_MAX];    /* weight-packing units of layers 0..l */
     uint32_t *bp[VF_BF16_CHAIN_MAX];        /* packed W_l */
-    int64_t max_nq;
+    int64_t max_nq, max_cols; /* over the layers: k-steps, 32-column blocks */
     int cvt; /* VCVTNE2PS2BF16 available (pack_adjacent) */
 } chain_job;
 
@@ -90,17 +95,23 @@ VF_BF16_TARGET static void hidden_to_tiles(const vf_bf16_chain_layer *L, int64_t
     }
 }
 
+static inline int64_t chunk_count(int64_t nq) { return nq > 0 ? (nq + CHAIN_KC - 1) / CHAIN_KC : 1; }
+
 /* Row blocks [lo, hi) of 32 rows through every layer; returns 1 if X's
- * rows there hold a NaN or ±Inf (the block is computed all the same). */
+ * rows there hold a NaN or ±Inf (the block is computed all the same).
+ * K goes in chunks of up to CHAIN_KC steps, each over all of a layer's
+ * columns: a chunk of A tiles stays in L1 while the weights stream past
+ * it from L2; the column blocks' float32 sums wait in acc. */
 AMX_TARGET static int64_t run_blocks(const void *ctx, int64_t lo, int64_t hi)
 {
     const chain_job *j = ctx;
     const vf_bf16_chain *c = j->c;
     const int64_t half = 2 * j->max_nq * AMX_TILE;
-    uint32_t *buf = (uint32_t *)vf_workspace_get_slot(CHAIN_SLOT, (size_t)(2 * half));
+    uint32_t *buf = (uint32_t *)vf_workspace_get_slot(
+        CHAIN_SLOT, (size_t)(2 * half + j->max_cols * 32 * 32));
     if (!buf)
         return CHAIN_NOMEM;
-    float t[32 * 32] __attribute__((aligned(64)));
+    float *acc = (float *)(buf + 2 * half);
     vm bad = 0;
     amx_configure(); /* once for the run of blocks */
     for (int64_t x = lo; x < hi; ++x) {
@@ -110,19 +121,26 @@ AMX_TARGET static int64_t run_blocks(const void *ctx, int64_t lo, int64_t hi)
         /* the next block of this run, prefetched during the first layer */
         const int64_t r1 = 32 * (x + 1), rn = amx_min(32, c->M - r1);
         const char *pf = x + 1 < hi ? (const char *)(c->X + r1 * c->ldx) : NULL;
-        const int64_t calls = (c->layer[0].out + 31) / 32;
+        const int64_t calls = (c->layer[0].out + 31) / 32 * chunk_count(j->nq[0]);
         const int64_t pf_per_call = pf ? ((rn - 1) * c->ldx + c->layer[0].in) * 4 / calls + 64
                                        : 0;
-        for (int l = 0; l < c->n; ++l) {
+        for (int l = 0, call = 0; l < c->n; ++l) {
             const int64_t nq = j->nq[l], out = c->layer[l].out;
-            for (int64_t j0 = 0; j0 < out; j0 += 32) {
-                const int64_t w = amx_min(32, out - j0);
-                micro(nq, a, j->bp[l] + j0 / 16 * nq * AMX_TILE, t, w > 16 ? 2 : 1,
-                      l == 0 && pf ? pf + j0 / 32 * pf_per_call : NULL, pf_per_call);
-                if (l == c->n - 1) /* float32 out; the flag is the caller's concern */
-                    (void)epilogue(&j->w[l], 32 * x, j0, amx_min(32, c->M - 32 * x), w, t);
-                else
-                    hidden_to_tiles(&c->layer[l], j0, w, t, j->nq[l + 1], next, j->cvt);
+            const int64_t kc = nq > 0 ? (nq + chunk_count(nq) - 1) / chunk_count(nq) : 1;
+            for (int64_t k0 = 0; k0 < nq || k0 == 0; k0 += kc) { /* K = 0: once */
+                const int64_t k1 = amx_min(nq, k0 + kc);
+                for (int64_t j0 = 0; j0 < out; j0 += 32, ++call) {
+                    const int64_t w = amx_min(32, out - j0);
+                    float *t = acc + j0 * 32; /* this column block's 32×32 sums */
+                    micro(nq, k0, k1, a, j->bp[l] + j0 / 16 * nq * AMX_TILE, t, w > 16 ? 2 : 1,
+                          k0 > 0, l == 0 && pf ? pf + call * pf_per_call : NULL, pf_per_call);
+                    if (k1 < nq)
+                        continue;
+                    if (l == c->n - 1) /* float32 out; the flag is the caller's concern */
+                        (void)epilogue(&j->w[l], 32 * x, j0, amx_min(32, c->M - 32 * x), w, t);
+                    else
+                        hidden_to_tiles(&c->layer[l], j0, w, t, j->nq[l + 1], next, j->cvt);
+                }
             }
             uint32_t *done = a;
             a = next;
@@ -148,6 +166,7 @@ int VF_FN(vf_bf16_chain_amx)(const vf_bf16_chain *c)
                                    .ldc = last ? c->ldy : 0, .bias = L->bias, .relu = L->relu};
         j.nq[l] = (L->in + 31) / 32;
         j.max_nq = j.nq[l] > j.max_nq ? j.nq[l] : j.max_nq;
+        j.max_cols = (L->out + 31) / 32 > j.max_cols ? (L->out + 31) / 32 : j.max_cols;
         const int64_t gb = (L->out + 15) / 16;
         units += (gb + AMX_B_BLOCK - 1) / AMX_B_BLOCK;
         j.unit_end[l] = units;

@@ -200,24 +200,37 @@ VF_BF16_TARGET static inline void pack_b_block(const vf_bf16_problem *p, int64_t
 }
 
 /* t (32×32, row stride 32) = A row groups (a, a + 1) · B column groups
- * (b, b + 1), each nq tiles long; nb = 1: only group b (t's columns 16-31
- * left as they were), the last 16 columns of an N such as 40. pf (or
- * NULL): pf_bytes the caller reads next, prefetched into L2 a share per
- * k-step, so the loads from memory overlap the tile products. */
-AMX_TARGET static inline void micro(int64_t nq, const uint32_t *a, const uint32_t *b, float *t,
-                                    int nb, const char *pf, int64_t pf_bytes)
+ * (b, b + 1), each nq tiles long, over k-steps [s0, s1); acc: t's values
+ * are the start (the sums of steps before s0: a float32 store and load
+ * are exact, so splitting K never changes the bits), else 0. nb = 1: only
+ * group b (t's columns 16-31 left as they were), the last 16 columns of
+ * an N such as 40. pf (or NULL): pf_bytes the caller reads next,
+ * prefetched into L2 a share per k-step, so the loads from memory overlap
+ * the tile products. */
+AMX_TARGET static inline void micro(int64_t nq, int64_t s0, int64_t s1, const uint32_t *a,
+                                    const uint32_t *b, float *t, int nb, int acc,
+                                    const char *pf, int64_t pf_bytes)
 {
     const uint32_t *a1 = a + nq * AMX_TILE, *b1 = b + nq * AMX_TILE;
-    const int64_t per = ((pf_bytes + nq - 1) / (nq > 0 ? nq : 1) + 63) / 64 * 64;
+    const int64_t per = ((pf_bytes + (s1 - s0) - 1) / (s1 > s0 ? s1 - s0 : 1) + 63) / 64 * 64;
     AMX_FENCE();
-    _tile_zero(0);
-    _tile_zero(2);
-    if (nb == 2) {
-        _tile_zero(1);
-        _tile_zero(3);
+    if (acc) {
+        _tile_loadd(0, t, 128);
+        _tile_loadd(2, t + 16 * 32, 128);
+        if (nb == 2) {
+            _tile_loadd(1, t + 16, 128);
+            _tile_loadd(3, t + 16 * 32 + 16, 128);
+        }
+    } else {
+        _tile_zero(0);
+        _tile_zero(2);
+        if (nb == 2) {
+            _tile_zero(1);
+            _tile_zero(3);
+        }
     }
-    for (int64_t s = 0; s < nq; ++s) {
-        for (int64_t o = s * per; pf && o < (s + 1) * per && o < pf_bytes; o += 64)
+    for (int64_t s = s0; s < s1; ++s) {
+        for (int64_t o = (s - s0) * per; pf && o < (s - s0 + 1) * per && o < pf_bytes; o += 64)
             _mm_prefetch(pf + o, _MM_HINT_T1);
         _tile_loadd(4, a + s * AMX_TILE, 64);
         _tile_loadd(5, a1 + s * AMX_TILE, 64);

@@ -132,8 +132,8 @@ AMX_TARGET static int64_t run_units(const void *ctx, int64_t lo, int64_t hi)
         for (int64_t ir = i0; ir < i1; ++ir)
             for (int64_t j0 = b0 * AMX_UNIT_N; j0 < amx_min(p->N, b1 * AMX_UNIT_N); j0 += 32) {
                 const int64_t w = amx_min(32, p->N - j0);
-                micro(j->nq, a ? a : j->ap + 2 * ir * j->nq * AMX_TILE,
-                      j->bp + j0 / 16 * j->nq * AMX_TILE, t, w > 16 ? 2 : 1, NULL, 0);
+                micro(j->nq, 0, j->nq, a ? a : j->ap + 2 * ir * j->nq * AMX_TILE,
+                      j->bp + j0 / 16 * j->nq * AMX_TILE, t, w > 16 ? 2 : 1, 0, NULL, 0);
                 bad |= epilogue(p, 32 * ir, j0, amx_min(32, p->M - 32 * ir), w, t);
             }
     }
