@@ -4,7 +4,7 @@ vaefast bf16 vs vaefast fp32 vs PyTorch with torch.autocast("cpu", bfloat16).
 The 784-400-20 Bernoulli VAE of bench/bench_train.py (same data, same torch
 twin), Adam. Every (framework, thread count) runs in a fresh process:
 
-    python bench/bench_bf16_model.py [--threads 1 2] [--rounds 5]
+    python bench/bench_bf16_model.py [--threads 1 2] [--rounds 5] [--what encode]
 
 Training: samples/s of one fit epoch at batch 32, 128 and 1024; encode: 8,192
 rows. One thread is timed in CPU time of the calling thread (both frameworks
@@ -80,10 +80,12 @@ def torch_runs(threads):
     return runs, f"torch {torch.__version__}"
 
 
-def worker(framework, threads, rounds):
+def worker(framework, threads, rounds, what):
     runs, label = (vaefast_runs if framework == "vaefast" else torch_runs)(threads)
     clock = time.thread_time if threads == 1 else time.perf_counter
     for (kind, precision, batch), (rows, fn) in runs.items():
+        if kind not in what:
+            continue
         med, _ = median_seconds(fn, rounds=rounds, clock=clock)
         print(json.dumps({"framework": framework, "label": label, "kind": kind,
                           "precision": precision, "batch": batch, "threads": threads,
@@ -94,15 +96,17 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--what", nargs="+", choices=["train", "encode"], default=["train", "encode"])
     ap.add_argument("--worker", choices=["vaefast", "torch"])
     a = ap.parse_args()
     if a.worker:
-        return worker(a.worker, a.threads[0], a.rounds)
+        return worker(a.worker, a.threads[0], a.rounds, a.what)
     rows = []
     for t in a.threads:
         for fw in ("vaefast", "torch"):
             out = subprocess.run([sys.executable, __file__, "--worker", fw, "--threads", str(t),
-                                  "--rounds", str(a.rounds)], capture_output=True, text=True)
+                                  "--rounds", str(a.rounds), "--what", *a.what],
+                                 capture_output=True, text=True)
             if out.returncode != 0:
                 print(f"{fw} at {t} threads failed:\n{out.stderr[-2000:]}", file=sys.stderr)
             rows += [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
@@ -114,6 +118,8 @@ def main():
     print("|---|---|---|---|---|---|---|---|")
     for t in a.threads:
         for kind, batch in [("train", b) for b in BATCHES] + [("encode", ENCODE_ROWS)]:
+            if kind not in a.what:
+                continue
             f32 = res.get(("vaefast", kind, "fp32", batch, t), np.nan)
             b16 = res.get(("vaefast", kind, "bf16", batch, t), np.nan)
             tb = res.get(("torch", kind, "bf16", batch, t), np.nan)

@@ -115,6 +115,25 @@ int vf_bf16_run(int impl, vf_bf16_problem *p)
     return vf_gemm_bf16_generic(p);
 }
 
+int vf_bf16_chain_run(vf_bf16_chain *c)
+{
+#if defined(__x86_64__) && VF_AMX_ROUTE
+    if (vf_bf16_auto_impl() != VF_BF16_AMX)
+        return VF_ERR_ISA;
+    int64_t macs = 0; /* saturating: only the thread count depends on it */
+    for (int l = 0; l < c->n; ++l) {
+        const int64_t per_row = c->layer[l].in * c->layer[l].out;
+        macs = per_row > 0 && c->M > (INT64_MAX - macs) / per_row ? INT64_MAX
+                                                                  : macs + c->M * per_row;
+    }
+    c->nthreads = vf_threads_for(macs, VF_BF16_PARALLEL_MIN_MACS);
+    return vf_bf16_chain_amx_avx512(c);
+#else
+    (void)c;
+    return VF_ERR_ISA;
+#endif
+}
+
 int vf_gemm_bf16(int impl, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
                  const float *A, int64_t lda, const float *B, int64_t ldb,
                  const float *b, int act, float *C, int64_t ldc)

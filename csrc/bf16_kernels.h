@@ -57,4 +57,35 @@ void vf_bf16_dot2_lanes_generic(int64_t n, const float *acc, const uint32_t *a,
 void vf_bf16_dot2_lanes_avx512(int64_t n, const float *acc, const uint32_t *a,
                                const uint32_t *b, float *out);
 
+/* A chain of dense layers on M rows (the bf16 encoder: csrc/vae_bf16_encode.c)
+ *
+ *   H_0 = X (M×in_0, ldx),  H_l+1 = act_l(H_l · W_l + b_l),  Y = H_n (M×out_n-1, ldy)
+ *
+ * W_l (in_l×out_l, contiguous), every product as a vf_bf16_problem's on the
+ * AMX route (same packing, sums and epilogue), so Y has the bits of n
+ * products run one after the other. It runs 32 rows at a time, each
+ * hidden block going from a product's epilogue straight into the next
+ * product's packed bf16 operand, never to memory in float32. */
+#define VF_BF16_CHAIN_MAX 8
+typedef struct vf_bf16_chain_layer {
+    const float *W, *bias; /* bias: out floats, or NULL */
+    int64_t in, out;
+    int relu;
+} vf_bf16_chain_layer;
+typedef struct vf_bf16_chain {
+    int64_t M;
+    const float *X; int64_t ldx;
+    int n;                                        /* 1 .. VF_BF16_CHAIN_MAX */
+    vf_bf16_chain_layer layer[VF_BF16_CHAIN_MAX]; /* in_l+1 = out_l */
+    float *Y; int64_t ldy;
+    int nthreads;                                 /* team size (vf_bf16_chain_run) */
+} vf_bf16_chain;
+
+/* The chain c on the process's bf16 route (csrc/bf16.c): VF_OK;
+ * VF_ERR_NONFINITE if X holds a NaN or ±Inf (checked while it is
+ * converted; Y is then unspecified); VF_ERR_NOMEM; VF_ERR_ISA when the
+ * route is not AMX (the caller then runs the layers one by one). */
+int vf_bf16_chain_run(vf_bf16_chain *c);
+int vf_bf16_chain_amx_avx512(const vf_bf16_chain *c);
+
 #endif

@@ -42,9 +42,12 @@ int vf_vae_encode_rows(const vf_vae *m, int64_t B, const float *X, int64_t ldx,
     int st;
     if (B == 0 || (st = infer_buffers(m, B, work, buf)) != VF_OK)
         return B == 0 ? VF_OK : st;
-    const float *H;
-    st = vae_encoder_layers(m, B, X, ldx, r, 0, buf[2], buf[0], buf[1], &H);
-    if (st != VF_OK)
+    const float *H = buf[0];
+    int done = 0; /* bf16, dense: X checked, and on AMX the whole encoder run */
+    if (vae_bf16(r) && !csr && (st = vae_bf16_encode(m, B, X, ldx, buf[0], &done)) != VF_OK)
+        return st;
+    if (!done && (st = vae_encoder_layers(m, B, X, ldx, r, 0, buf[2], buf[0], buf[1], &H)) !=
+                     VF_OK)
         return st;
     vae_split_head(B, m->Z, H, 2 * m->Z, mu, ldmu, logvar, ldlv);
     return VF_OK;

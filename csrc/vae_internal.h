@@ -221,6 +221,11 @@ int vae_csr_usable(const vf_vae *m, const vf_vae_rows *r);
 void vae_csr_select(vf_vae *m, const vf_vae_rows *r, int64_t row0);
 int vae_csr_first_forward(vf_vae *m, int64_t B, const vae_side *sd);
 int vae_csr_first_weight_grad(vf_vae *m, int64_t B, const vae_side *sd, const float *d);
+/* vae_bf16_encode.c: bf16 encode's head output H (B×2Z) from dense X:
+ * VF_ERR_NONFINITE if X holds NaN/±Inf; *done = 1 if H was computed (a
+ * plain encoder on the AMX route), else the caller runs the layers. */
+int vae_bf16_encode(const vf_vae *m, int64_t B, const float *X, int64_t ldx, float *H,
+                    int *done);
 int vae_encoder_layers(const vf_vae *m, int64_t B, const float *X, int64_t ldx,
                        const vf_vae_rows *r, int64_t row0, float *xbuf, float *bufA,
                        float *bufB, const float **H);

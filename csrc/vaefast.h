@@ -452,7 +452,9 @@ int vf_vae_train_step(vf_vae *m, int64_t B, const float *X, uint64_t seed,
  * output layer (2D columns with variance SAMPLE) if mean == 0, else the mean
  * of p(x|z) (D columns): sigmoid (Bernoulli), the Gaussian mean, s·exp(out)
  * (Poisson, negative binomial). train_steps: r->c is n×C (ldc) and
- * r->size_factors (n), indexed like the rows of X. */
+ * r->size_factors (n), indexed like the rows of X. encode_rows with
+ * r->precision VF_PRECISION_BF16 and a dense X returns VF_ERR_NONFINITE if
+ * X holds a NaN or ±Inf (checked while X is converted to bf16). */
 int vf_vae_encode_rows(const vf_vae *m, int64_t B, const float *X, int64_t ldx,
                        const vf_vae_rows *r, float *mu, int64_t ldmu, float *logvar,
                        int64_t ldlv, float *work);

@@ -332,6 +332,8 @@ cdef class VAECore:
                 with nogil:
                     status = vf_vae_encode_rows(self.m, B, px, self.n_features,
                                                 rows.ptr(), &mv[0, 0], Z, &lvv[0, 0], Z, &wv[0])
+        if status == VF_ERR_NONFINITE:  # bf16: X checked while converted (vaefast.h)
+            raise ValueError("X contains NaN or infinity")
         check_status(status, "encode")
         return mu, lv
 

@@ -264,8 +264,9 @@ class VAE(EvaluationMethods, ModelFiles, ExpressionMethods, ScviToolsMethods, _h
         return _Guard()
 
     # ------------------------------------------------------------ checks
-    def _check_X(self, X: object, name: str = "X", targets: bool = False) -> F32:
-        X = as_float32_array(X, name, ndim=2)
+    def _check_X(self, X: object, name: str = "X", targets: bool = False,
+                 finite: bool = True) -> F32:
+        X = as_float32_array(X, name, ndim=2, finite=finite)
         if X.shape[1] != self.n_features:
             raise ValueError(f"{name} must have {self.n_features} columns (n_features), "
                              f"got {X.shape[1]}")
@@ -363,7 +364,10 @@ class VAE(EvaluationMethods, ModelFiles, ExpressionMethods, ScviToolsMethods, _h
         mu, logvar : ndarray, shape (n, latent_dim), float32
             logvar is clamped to [-30, 30], as in training.
         """
-        X = self._check_X(X)
+        # bf16 on float32 input: the core scans X for NaN/inf as it converts it
+        bf16 = _precision.code(self.precision, precision) == _precision.CODES["bf16"]
+        X = self._check_X(X, finite=not (bf16 and isinstance(X, np.ndarray)
+                                         and X.dtype == np.float32))
         return self._encode_checked(X, self._check_c(c, X.shape[0], codes=codes), precision)
 
     @_reads_weights
