@@ -7,8 +7,9 @@ SIMD kernels compute such lanes without arithmetic on the subnormals
 
 Oracles, all bit-exact: a float32·float32 product is exact in float64, so
 casting it to float32 is the one IEEE rounding (subnormal range included):
-    g = 0:        m' = RN32(b1·m),  v' = RN32(b2·v),  p' = p (the update is
-                  under a hundredth of an ulp of p: |m'| < 2^-126, den >= eps)
+    g = 0:        m' = RN32(b1·m),  v' = RN32(b2·v) (v normal or subnormal),
+                  p' = p (the update is under a hundredth of an ulp of p:
+                  |m'| < 2^-126, den >= eps)
     |u| large:    m' = u = RN32(RN32(1 − b1)·g)  (b1·m is under half an ulp
                   of u); p and v there follow the float64 twin within the
                   bounds of tests/test_optim.py's first step.
@@ -41,13 +42,16 @@ def _bits(a):
 
 
 def _dead_state(rng, n):
-    """p ~ N(0, 1), m = ±k·2^-149 (k < 600), v normal, g: 0 in half the
-    lanes (±0), N(0, 1e-3) in the others."""
+    """p ~ N(0, 1), m = ±k·2^-149 (k < 600), g: 0 in half the lanes (±0),
+    N(0, 1e-3) in the others; v normal, or k·2^-149 (k < 1000, where v
+    sticks after ~65k steps) in a third of the lanes with g = 0."""
     p = rng.normal(size=n).astype(np.float32)
     m = (rng.integers(1, 600, n) * rng.choice([-1, 1], n)).astype(np.float32) * TINY
-    v = (rng.random(n) * 1e-6 + 1e-9).astype(np.float32)
     g = np.where(rng.random(n) < 0.5, 0.0, rng.normal(size=n) * 1e-3).astype(np.float32)
     g[::17] = -0.0
+    v = (rng.random(n) * 1e-6 + 1e-9).astype(np.float32)
+    v_dead = rng.integers(1, 1000, n).astype(np.float32) * TINY
+    v = np.where((g == 0) & (rng.random(n) < 0.33), v_dead, v).astype(np.float32)
     return p, m, v, g
 
 
@@ -56,6 +60,7 @@ def test_subnormal_m_is_exact_over_steps(rng, n):
     p, m, v, g = _dead_state(rng, n)
     dead = g == 0
     assert np.all(np.abs(m) < np.float32(2.0**-126)) and dead.any() and (~dead).any()
+    assert np.any(v[dead] < np.float32(2.0**-126))
     for t in range(1, 6):
         p0, m0, v0 = p.copy(), m.copy(), v.copy()
         ops.adam_update(p, g, m, v, lr=LR, beta1=B1, beta2=B2, eps=EPS, step=t)
@@ -81,6 +86,7 @@ def test_lanes_handed_back_are_exact_too(rng):
     n = 64
     p, m, v, g = _dead_state(rng, n)
     g[:] = 0.0
+    v = (rng.random(n) * 1e-6 + 1e-9).astype(np.float32)  # normal: the twin's bound holds
     # one case per block of 16 (a whole vector on every set), g = 0 elsewhere
     g[3:16:4] = 1e-40   # tiny nonzero gradient: u subnormal too
     g[17:32:4] = -3e-38
