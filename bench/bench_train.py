@@ -10,6 +10,15 @@ The table reports samples/s (medians over repeats), the ratios the targets
 are stated in, vaefast's GFLOP/s at 3.28 MFLOP per sample per training step,
 and the machine's practical peak: NumPy's 2048³ float32 matmul measured in the
 same run.
+
+    python bench/bench_train.py --peak-ratio [--warm-steps 1200]  # % of peak
+
+prints vaefast's training GFLOP/s as a share of the sgemm peak with both
+timed in one process, alternating, on the thread's CPU clock (one thread:
+a busy machine's other processes then cost less than on the wall clock),
+after `--warm-steps` training steps: Adam slows down once dead units' first
+moments reach the subnormals (~800 steps at batch 32 with this data), so the
+steady state needs a warmed-up model.
 """
 
 import sys
@@ -233,6 +242,29 @@ def measure_one(kind, batch, repeats, rows=None):
     return X.shape[0] / median_time(FRAMEWORKS[kind](X, batch), repeats)
 
 
+def peak_ratio(batch, repeats, warm_steps, rows=None):
+    """(best, median) of vaefast's one-thread training GFLOP/s over the
+    sgemm 2048³ GFLOP/s, each timed `repeats` times, alternating, on the
+    thread's CPU clock, after warm_steps training steps."""
+    vaefast.set_num_threads(1)
+    X = make_data(rows or rows_for(batch))
+    train = VaefastTrain(X, batch)
+    while warm_steps > 0:
+        train()
+        warm_steps -= -(-X.shape[0] // batch)
+    a = np.random.default_rng(0).random((2048, 2048), dtype=np.float32)
+    a @ a
+    gemm, step = [], []
+    for _ in range(repeats):
+        for fn, out, flop in ((lambda: a @ a, gemm, 2 * 2048**3),
+                              (train, step, X.shape[0] * FLOP_PER_SAMPLE)):
+            t = time.thread_time()
+            fn()
+            out.append(flop / (time.thread_time() - t) / 1e9)
+    ratios = sorted(s / g for s, g in zip(step, gemm))
+    return max(step) / max(gemm), ratios[len(ratios) // 2], max(step), max(gemm)
+
+
 def bench_env(threads):
     """Environment of a benchmark subprocess: every framework on `threads`
     threads, without the OpenBLAS core-type / cache-size overrides a test
@@ -283,12 +315,33 @@ def main():
         rows = int(sys.argv[5]) if len(sys.argv) == 6 else None
         print(measure_one(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), rows))
         return
+    if len(sys.argv) == 5 and sys.argv[1] == "--ratio-one":
+        print(*peak_ratio(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])))
+        return
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=THREADS)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--no-numpy", action="store_true", help="skip the slow NumPy baseline")
+    ap.add_argument("--peak-ratio", action="store_true",
+                    help="one thread: training GFLOP/s / sgemm GFLOP/s, in one process per batch")
+    ap.add_argument("--warm-steps", type=int, default=1200,
+                    help="training steps before --peak-ratio times (default 1200)")
     args = ap.parse_args()
     THREADS = args.threads
+    if args.peak_ratio:
+        import subprocess
+
+        print(f"vaefast {vaefast.isa()}, 1 thread, thread CPU time, after {args.warm_steps} "
+              f"steps; % of the same process's NumPy sgemm 2048³")
+        print(f"{'batch':>6} {'best %':>7} {'median %':>9} {'train GF/s':>11} {'sgemm GF/s':>11}")
+        for batch in BATCHES:
+            cmd = [sys.executable, os.path.abspath(__file__), "--ratio-one", str(batch),
+                   str(args.repeats), str(args.warm_steps)]
+            out = subprocess.run(cmd, env=bench_env(1), capture_output=True, text=True,
+                                 check=True, cwd=os.path.dirname(os.path.abspath(__file__)))
+            best, med, gf, peak = map(float, out.stdout.split())
+            print(f"{batch:>6} {100 * best:7.1f} {100 * med:9.1f} {gf:11.1f} {peak:11.1f}")
+        return
     frameworks = list(FRAMEWORKS)
     try:
         import torch  # noqa: F401
