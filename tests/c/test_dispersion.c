@@ -99,17 +99,24 @@ static void check(const char *isa, const char *mode, const char *what, const flo
     }
 }
 
-/* The case's ZINB model (K covariates in every decoder hidden layer, its
- * dispersion mode set, parameters from the hash); NULL if refused. */
-static vf_vae *mode_model(const mode_case *c)
+/* A D-H-Z-H-D model of `likelihood` whose decoder hidden layer receives the
+ * K covariates; NULL if refused. */
+static vf_vae *covariate_model(int likelihood)
 {
     const vf_vae_config cfg = {.n_features = D, .latent = Z, .n_enc = 1, .enc_hidden = HIDDEN,
-                               .n_dec = 1, .dec_hidden = HIDDEN,
-                               .likelihood = VF_LIKELIHOOD_ZINB,
+                               .n_dec = 1, .dec_hidden = HIDDEN, .likelihood = likelihood,
                                .variance = VF_VARIANCE_UNIT, .beta = 1.0f};
     const vf_vae_covariates cov = {.n_cat = K, .levels = LEVELS, .deep = 1, .encode = 0};
     vf_vae *m = NULL;
     EXPECT(vf_vae_create_covariates(&cfg, &cov, &m) == VF_OK);
+    return m;
+}
+
+/* The case's ZINB model (K covariates in every decoder hidden layer, its
+ * dispersion mode set, parameters from the hash); NULL if refused. */
+static vf_vae *mode_model(const mode_case *c)
+{
+    vf_vae *m = covariate_model(VF_LIKELIHOOD_ZINB);
     if (!m)
         return NULL;
     EXPECT(vf_vae_set_dispersion(m, c->mode, c->column, c->levels) == VF_OK);
@@ -218,14 +225,8 @@ done:
 /* vf_vae_set_dispersion's refusals: nothing changes then. */
 static void argument_checks(void)
 {
-    const vf_vae_config cfg = {.n_features = D, .latent = Z, .n_enc = 1, .enc_hidden = HIDDEN,
-                               .n_dec = 1, .dec_hidden = HIDDEN,
-                               .likelihood = VF_LIKELIHOOD_ZINB,
-                               .variance = VF_VARIANCE_UNIT, .beta = 1.0f};
-    const vf_vae_covariates cov = {.n_cat = K, .levels = LEVELS, .deep = 1, .encode = 0};
-    vf_vae *m = NULL;
     EXPECT(vf_vae_set_dispersion(NULL, VF_DISPERSION_GENE_CELL, -1, 0) == VF_ERR_NULL);
-    EXPECT(vf_vae_create_covariates(&cfg, &cov, &m) == VF_OK);
+    vf_vae *m = covariate_model(VF_LIKELIHOOD_ZINB);
     if (m) {
         const int64_t n = vf_vae_num_params(m);
         EXPECT(vf_vae_set_dispersion(m, 4, 0, 0) == VF_ERR_ARG);  /* no such mode */
@@ -236,11 +237,8 @@ static void argument_checks(void)
         int64_t info[4];
         EXPECT(vf_vae_dispersion_info(m, info) == VF_OK && info[0] == VF_DISPERSION_GENE);
         vf_vae_destroy(m);
-        m = NULL;
     }
-    vf_vae_config poisson = cfg;
-    poisson.likelihood = VF_LIKELIHOOD_POISSON; /* no θ: no mode but gene */
-    EXPECT(vf_vae_create_covariates(&poisson, &cov, &m) == VF_OK);
+    m = covariate_model(VF_LIKELIHOOD_POISSON); /* no θ: no mode but gene */
     if (m)
         EXPECT(vf_vae_set_dispersion(m, VF_DISPERSION_GENE_BATCH, 0, 0) == VF_ERR_ARG);
     vf_vae_destroy(m);
