@@ -57,17 +57,17 @@ class FailingCore:
     def __getattr__(self, name):
         return getattr(self._inner, name)
 
-    def shard_grads(self, X, seed, step, *args):
+    def shard_grads(self, X, seed, step, *args, **kw):
         if step == self._fail_step:
             raise RuntimeError(f"injected failure at step {step}")
-        return self._inner.shard_grads(X, seed, step, *args)
+        return self._inner.shard_grads(X, seed, step, *args, **kw)
 
 
 class FailingInBackward(FailingCore):
     """Fails inside the C backward at a given step, after the last layer's
     bucket has started its Iallreduce (the grad hook raises at the next layer)."""
 
-    def shard_grads(self, X, seed, step, *args):
+    def shard_grads(self, X, seed, step, *args, **kw):
         *args, on_layer = args
         if step == self._fail_step:
             calls = []
@@ -77,8 +77,8 @@ class FailingInBackward(FailingCore):
                 if len(calls) > 1:
                     raise RuntimeError(f"injected failure in the backward of step {step}")
                 on_layer(layer)
-            return self._inner.shard_grads(X, seed, step, *args, failing)
-        return self._inner.shard_grads(X, seed, step, *args, on_layer)
+            return self._inner.shard_grads(X, seed, step, *args, failing, **kw)
+        return self._inner.shard_grads(X, seed, step, *args, on_layer, **kw)
 
 
 def overlapped_and_blocking(X, comm):

@@ -2,7 +2,7 @@
 C core's modes, csrc/vae_dispersion.c) against the float64 twin
 (vaefast.reference.covariate_model): loss, per-row ELBO and every gradient
 per mode; training lowers the loss; 1/2 threads bit-identical; persistence;
-the refusals of the exporters; every argument error.
+every argument error (the exporters: tests/test_dispersion_export.py).
 
 scVI's modes (scvi-tools 1.4 scvi/module/_vae.py): log θ per gene, a
 (levels × D) table indexed by the batch or the label code, or a decoder head.
@@ -168,26 +168,6 @@ def test_old_files_load_with_per_gene_theta(tmp_path):
     m.save(tmp_path / "old.npz")
     back = vaefast.VAE.load(tmp_path / "old.npz")
     assert back.dispersion == "gene" and "likelihood.log_theta" in back.get_weights()
-
-
-@pytest.mark.parametrize("case", ["batch", "label-side", "cell"])
-def test_onnx_export_refuses_the_modes(case, tmp_path):
-    pytest.importorskip("onnx")
-    from vaefast.interop import to_onnx
-
-    for part in ("vae", "decoder"):
-        with pytest.raises(NotImplementedError, match=f"dispersion='{CASES[case][2]}'"):
-            to_onnx(vae(case), tmp_path / "m.onnx", part=part)
-    assert not (tmp_path / "m.onnx").exists()
-
-
-@pytest.mark.parametrize("case", ["batch", "label-side", "cell"])
-def test_to_torch_refuses_the_modes(case):
-    pytest.importorskip("torch")
-    from vaefast.interop import to_torch
-
-    with pytest.raises(NotImplementedError, match=f"dispersion='{CASES[case][2]}'"):
-        to_torch(vae(case))
 
 
 def as_gene_model(m, log_theta):

@@ -167,7 +167,8 @@ OPTIONS = (
     Option("codes", None, _any, """array_like of int, shape (n, K), optional
         The categorical covariates of X's rows, one code per covariate:
         required exactly when the model has K > 0 (``categorical_covariates``;
-        in-memory, sparse or AnnData X, no `comm`)."""),
+        in-memory, sparse or AnnData X; with `comm`, this rank's shard's
+        codes)."""),
 )
 
 _DOC = """Train with minibatches (one C call per step, the GIL released).

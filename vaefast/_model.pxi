@@ -504,18 +504,19 @@ cdef class VAECore:
 
     def shard_grads(self, const float[:, ::1] X, uint64_t seed, uint64_t step,
                     int64_t row0, int64_t batch_total, float kl_weight, double[::1] sums,
-                    int precision=0, on_layer=None):
+                    int precision=0, on_layer=None, c=None):
         """vf_vae_shard_grads on X (B may be 0); sums (3) receives this shard's
         {loss, recon, KL} sums. Returns the status (not raised). on_layer(l),
         if given, is called as soon as layer l's gradient is final
-        (_grad_hook.pxi); an exception it raises is raised after the call."""
+        (_grad_hook.pxi); an exception it raises is raised after the call.
+        c: the rows' side inputs as _Rows takes them (with comm=: the codes)."""
         cdef int64_t B = X.shape[0]
         if X.shape[1] != self.n_features:
             raise ValueError(f"X must have {self.n_features} columns, got {X.shape[1]}")
         if sums.shape[0] != 3:
             raise ValueError("sums must have 3 entries")
         cdef const float *px = &X[0, 0] if B > 0 else NULL
-        cdef _Rows rows = _Rows(B, self.n_conditions, None, None, precision)  # comm=: no c yet
+        cdef _Rows rows = _Rows(B, self.n_conditions, c, None, precision)
         cdef int status
         with _LayerHook(self, on_layer):
             with nogil:

@@ -6,7 +6,8 @@
  * parameters against expected.h: the same computations in float64 by the
  * NumPy twin (tests/c/make_expected.py says how). Every kernel set this CPU
  * supports is run; within a set, 1 and 2 threads must agree bit for bit.
- * Also the argument errors of the model's entry points.
+ * Also the argument errors of the model's entry points, and the NB/ZINB
+ * dispersion modes (tests/c/test_dispersion.c).
  *
  * Build and run (no Python needed):
  *   cmake -S . -B build-ctest -DVAEFAST_BUILD_CTEST=ON && cmake --build build-ctest
@@ -34,6 +35,7 @@
 
 #include "vaefast.h"
 #include "expected.h"
+#include "test_dispersion.h"
 
 /* keep in step with tests/c/make_expected.py */
 enum { D = 12, H = 16, Z = 4, B = 8, N_ROWS = 24, C_COND = 2 };
@@ -350,6 +352,7 @@ int main(void)
         bernoulli_checks(name, X);
         poisson_checks(name);
         zinb_checks(name);
+        failures += dispersion_checks(name); /* tests/c/test_dispersion.c */
         float *p1 = trained_with_threads(1, X), *p2 = trained_with_threads(2, X);
         const int same = p1 && p2 && memcmp(p1, p2, (size_t)N_PARAMS_A * sizeof(float)) == 0;
         printf("  %-7s %-22s %s\n", name, "1 vs 2 threads", same ? "bit-identical" : "FAIL");

@@ -57,8 +57,12 @@ def to_onnx(model: "VAE", path: StrPath, part: Literal["vae", "encoder", "decode
         ``x`` -> the decoder's outputs through z = mu (deterministic
         reconstruction). A conditional model has a second input ``c``
         (N, n_conditions), a model with K categorical covariates an input
-        ``codes`` (N, K) int64 in each graph whose layers read them. N is a
-        dynamic dimension.
+        ``codes`` (N, K) int64 in each graph whose layers read them. With
+        a NB/ZINB ``dispersion=`` other than "gene" the decoder's graphs
+        also output ``log_theta`` (N, n_features), each row's log θ clipped
+        to [-20, 20] (its θ table row, gathered by the code, or the
+        "gene-cell" head), and read ``codes`` ((N, K + 1) with the labels of
+        ``n_labels`` last). N is a dynamic dimension.
     opset : int, >= 13
         ONNX default-domain opset version.
 
@@ -99,6 +103,11 @@ def to_torch(model: "VAE") -> TorchModule:
     ``codes=`` (N, K) too, each receiving layer adding its table's rows
     after its Linear (vaefast/interop/torch_covariates.py); its ONNX
     graphs take an input ``codes`` (vaefast/interop/onnx_export.py).
+    The NB/ZINB dispersion modes export too: a θ table per batch or label
+    code (``likelihood.log_theta_table``, gathered by the code), or the
+    "gene-cell" head as D more outputs of the output Linear
+    (vaefast/interop/torch_dispersion.py); ``log_theta(z, codes=)`` gives
+    each row's log θ.
     Hidden layers with batch / layer norm and dropout are Linear →
     BatchNorm1d (momentum 0.01, eps 0.001, the running statistics copied) →
     LayerNorm (no affine) → ReLU → Dropout, as vaefast trains them (the

@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .._spec import likelihoods
+from ._dispersion_spec import CONFIG_KEYS as DISPERSION_KEYS
 from ._likelihoods import likelihood_export
 
 # get_config() keys the exporters translate (dropout is training-only: the
@@ -47,9 +48,9 @@ def exportable_config(model: object, also: "frozenset[str]" = frozenset()) -> di
 
 
 ONNX_ALSO = frozenset({"use_batch_norm", "categorical_covariates",
-                       "deeply_inject_covariates", "encode_covariates"})
+                       "deeply_inject_covariates", "encode_covariates"}) | DISPERSION_KEYS
 TORCH_ALSO = frozenset({"use_batch_norm", "use_layer_norm", "categorical_covariates",
-                        "deeply_inject_covariates", "encode_covariates"})
+                        "deeply_inject_covariates", "encode_covariates"}) | DISPERSION_KEYS
 
 
 def folded_weights(model: Any) -> dict[str, NDArray[np.float32]]:
@@ -82,5 +83,8 @@ def layer_names(n_encoder_hidden: int, n_decoder_hidden: int) -> list[str]:
 
 def extra_param_name(config: Mapping[str, Any]) -> Optional[str]:
     """The get_weights() key of the per-feature likelihood parameters
-    ("likelihood.logvar", "likelihood.log_theta"), or None."""
+    ("likelihood.logvar", "likelihood.log_theta"), or None (also for a
+    dispersion mode other than "gene": its log θ is a table or a head)."""
+    if config.get("dispersion", "gene") != "gene":
+        return None
     return likelihoods.get(config["likelihood"]).extra_param_key(config["variance"])

@@ -6,6 +6,8 @@ FCLayers, whose one-hot joins the Linear's input), the rows
 T[off_k + codes[:, k]] of its table T (Σ levels, out), summed over the
 covariates k: an embedding lookup per covariate, not a one-hot product.
 Which layers receive them is vaefast/_spec/layout.py's rule (``tables``).
+With dispersion="gene-label" and ``n_labels`` the codes carry one more,
+last column, the labels, which no layer reads (vaefast/interop/torch_dispersion.py).
 Imported only with torch.
 """
 
@@ -16,6 +18,7 @@ import torch
 
 from .._spec.layout import Layout
 from .._typing import Tensor
+from ._dispersion_spec import dispersion_spec
 
 
 class CovariateTables(torch.nn.Module):  # type: ignore[misc]  # torch is Any to the checker
@@ -26,6 +29,7 @@ class CovariateTables(torch.nn.Module):  # type: ignore[misc]  # torch is Any to
         super().__init__()
         levels = [int(n) for n in config.get("categorical_covariates", ())]
         self.levels = levels
+        self.code_levels = list(dispersion_spec(config).code_levels)  # + the labels' column
         layout = Layout(config["n_features"], config["hidden"], config["latent_dim"],
                         config["decoder_hidden"], config["n_conditions"], config["likelihood"],
                         config["variance"], (), levels,
@@ -48,24 +52,24 @@ class CovariateTables(torch.nn.Module):  # type: ignore[misc]  # torch is Any to
     def check(self, codes: Optional[Tensor], n: int) -> Optional[Tensor]:
         """The codes (n, K) as int64, checked like vaefast's: given exactly
         when the model has covariates, the right shape, every code in range."""
-        if not self.levels:
+        levels = self.code_levels
+        if not levels:
             if codes is not None:
                 raise ValueError("codes was given but this model has no categorical "
                                  "covariates")
             return None
         if codes is None:
-            raise ValueError(f"codes is required: this model has categorical covariates "
-                             f"{self.levels}")
+            raise ValueError(f"codes is required: this model's codes have levels {levels}")
         codes = torch.as_tensor(codes)
         if codes.dtype.is_floating_point or codes.dtype == torch.bool:
             raise TypeError(f"codes must hold integer codes, got dtype {codes.dtype}")
-        if tuple(codes.shape) != (n, len(self.levels)):
-            raise ValueError(f"codes must have shape ({n}, {len(self.levels)}), got "
+        if tuple(codes.shape) != (n, len(levels)):
+            raise ValueError(f"codes must have shape ({n}, {len(levels)}), got "
                              f"{tuple(codes.shape)}")
-        bound = torch.tensor(self.levels, device=codes.device)
+        bound = torch.tensor(levels, device=codes.device)
         if n and bool(((codes < 0) | (codes >= bound)).any()):
             raise ValueError(f"codes out of range: column k must lie in [0, levels[k]), "
-                             f"levels {self.levels}")
+                             f"levels {levels}")
         return codes.long()
 
     def add(self, name: str, pre: Tensor, codes: Optional[Tensor]) -> Tensor:
@@ -74,7 +78,8 @@ class CovariateTables(torch.nn.Module):  # type: ignore[misc]  # torch is Any to
         if table is None:
             return pre
         assert codes is not None  # check() required them
-        return pre + torch.nn.functional.embedding(codes + self.offsets, table).sum(dim=1)
+        rows = codes[:, :len(self.levels)] + self.offsets  # not the labels' column
+        return pre + torch.nn.functional.embedding(rows, table).sum(dim=1)
 
     def run(self, side: str, sequential: Any, h: Tensor, codes: Optional[Tensor],
             last: Optional[str] = None) -> Tensor:

@@ -16,7 +16,9 @@ if TYPE_CHECKING:
     from ..model import VAE
 from ._likelihoods import likelihood_export
 from ._model_spec import TORCH_ALSO, exportable_config, extra_param_name, layer_names
+from ._dispersion_spec import HEAD as THETA_HEAD, dispersion_spec
 from .torch_covariates import CovariateTables, copy_in, copy_out
+from .torch_dispersion import add_parameters, clamped, split_output
 
 
 def _mlp(widths: Sequence[int], final_linear: bool, batch_norm: bool = False,
@@ -67,7 +69,9 @@ class TorchVAE(torch.nn.Module):  # type: ignore[misc]  # Any base (see above)
     Conditional models take the conditions ``c`` (N, n_conditions) in every
     method; the first layers read ``[x | c]`` and ``[z | c]``. Models with
     categorical covariates take ``codes`` (N, K) ints too; ``covariates``
-    holds their tables (vaefast/interop/torch_covariates.py). The count
+    holds their tables (vaefast/interop/torch_covariates.py); with
+    dispersion="gene-label" and n_labels, ``codes`` (N, K + 1), the labels
+    last. The count
     likelihoods' encoder reads log(1 + x), as vaefast's does.
 
     Parameters
@@ -92,13 +96,17 @@ class TorchVAE(torch.nn.Module):  # type: ignore[misc]  # Any base (see above)
         last = hidden[-1] if hidden else D + C
         self.mu = torch.nn.Linear(last, Z)
         self.logvar = torch.nn.Linear(last, Z)
+        self.dispersion = dispersion_spec(config)
         self.heads = self._lik.output_heads(self.variance)  # D columns each
+        if self.dispersion.head:
+            self.heads += (THETA_HEAD,)
         n_out = len(self.heads) * D
         self.decoder = _mlp([Z + C] + dec + [n_out], True, **_side_options(config, "decoder"))
         self.likelihood = torch.nn.ParameterDict()
         extra = extra_param_name(config)
         if extra:
             self.likelihood[extra.split(".", 1)[1]] = torch.nn.Parameter(torch.zeros(D))
+        add_parameters(self, self.dispersion, D)
         self.covariates = CovariateTables(config)
 
     def _with_c(self, h: Tensor, c: Optional[Tensor]) -> Tensor:
@@ -131,7 +139,7 @@ class TorchVAE(torch.nn.Module):  # type: ignore[misc]  # Any base (see above)
                      codes: Optional[Tensor] = None) -> Tensor:
         """The decoder's raw output (N, n_features), or (N, 2·n_features)
         with variance="sample" (mean | log-variance) and ZINB (rho | zero-inflation
-        logits)."""
+        logits), and n_features more columns (log θ) with dispersion="gene-cell"."""
         codes = self.covariates.check(codes, z.shape[0])
         return self.covariates.run("decoder", self.decoder, self._with_c(z, c), codes, "output")
 
@@ -141,6 +149,19 @@ class TorchVAE(torch.nn.Module):  # type: ignore[misc]  # Any base (see above)
         out = self.output_layer(z, c, codes)[:, :self.n_features]
         assert self._lik.torch_mean is not None  # likelihood_export checked the hooks
         return self._lik.torch_mean(torch, out, size_factors)
+
+    def log_theta(self, z: Tensor, c: Optional[Tensor] = None,
+                  codes: Optional[Tensor] = None) -> Tensor:
+        """log θ (N, n_features) of p(x|z) for the negative binomials, clamped
+        as vaefast's kernels clamp it: the per-gene vector, each row's table
+        row, or the "gene-cell" head's columns."""
+        if not any(k.startswith("log_theta") for k in self.likelihood) and \
+                not self.dispersion.head:
+            raise ValueError(f"the {self.likelihood_name!r} likelihood has no θ")
+        checked = self.covariates.check(codes, z.shape[0])
+        theta = split_output(self, self.output_layer(z, c, codes), checked)[1]
+        assert theta is not None
+        return clamped(theta.expand(z.shape[0], -1))
 
     def reconstruct(self, x: Tensor, c: Optional[Tensor] = None,
                     size_factors: Optional[Tensor] = None,
@@ -158,10 +179,10 @@ class TorchVAE(torch.nn.Module):  # type: ignore[misc]  # Any base (see above)
         if eps is None:
             eps = torch.randn_like(mu)
         z = mu + torch.exp(0.5 * logvar) * eps
-        extra = next(iter(self.likelihood.values()), None)
+        out, extra = split_output(self, self.output_layer(z, c, codes),
+                                  self.covariates.check(codes, x.shape[0]))
         assert self._lik.torch_log_px is not None  # likelihood_export checked the hooks
-        log_px = self._lik.torch_log_px(torch, self.output_layer(z, c, codes), x, extra,
-                                        size_factors, self.variance)
+        log_px = self._lik.torch_log_px(torch, out, x, extra, size_factors, self.variance)
         kl = 0.5 * (torch.exp(logvar) + mu * mu - 1.0 - logvar).sum(dim=1)
         return log_px - self.beta * kl
 

@@ -27,15 +27,15 @@ def make_source(model: "VAE", X: Any, batch_size: int, comm: Any, buffer_rows: O
     batch at a time (sparse, backed, AnnData: vaefast/_rows.py), a stream
     (memmap, Dask array, sequence or callable of row blocks) or an
     in-memory array."""
-    if (c is not None or size_factors is not None or codes is not None) and comm is not None:
-        raise ValueError("c=, size_factors= and codes= are not supported with comm= yet: "
+    if (c is not None or size_factors is not None) and comm is not None:
+        raise ValueError("c= and size_factors= are not supported with comm= yet: "
                          "train a conditional or size-factor model in one process")
     X = _rows.resolve(X, "X", layer)
     _hidden_options.check_fit(model, getattr(X, "shape", (None,))[0], batch_size, comm)
     if comm is not None:
         from .data_parallel import ShardSource
 
-        return ShardSource(model, X, batch_size, comm)
+        return ShardSource(model, X, batch_size, comm, codes)
     if isinstance(X, _rows.Rows):
         return streaming.RandomAccessSource(model, X, batch_size, buffer_rows, c,
                                             size_factors, sparse_first_layer, codes)

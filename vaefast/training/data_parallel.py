@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, cast
 
 import numpy as np
 
-from .. import _core, _rows
+from .. import _core, _covariate_codes as _cov, _rows
 from .._internals import Internals, internals
 from .._typing import F32, F64
 from .overlap import BucketedAllreduce
@@ -54,7 +54,8 @@ class ShardSource(OneProcessSource):
 
     is_root = False
 
-    def __init__(self, model: "VAE", X: object, batch_size: int, comm: Any) -> None:
+    def __init__(self, model: "VAE", X: object, batch_size: int, comm: Any,
+                 codes: object = None) -> None:
         from mpi4py import MPI  # the caller already has it: it passed a comm
 
         self.MPI, self.comm = MPI, comm
@@ -72,6 +73,8 @@ class ShardSource(OneProcessSource):
                 raise ValueError(f"batch_size ({batch_size}) must be at least the number "
                                  f"of ranks ({self.size}): it is the global minibatch")
             self._set_rows(internals(model), X)
+            # this shard's codes (categorical covariates, θ's table rows), checked
+            self.side = internals(model).check_side(None, None, self.n_rows, codes)[0]
         except Exception as exc:
             error = exc
         start = (None if error is None else _describe(error),
@@ -180,7 +183,8 @@ class ShardSource(OneProcessSource):
                                           model.step_, int(rows[:self.rank].sum()),
                                           int(rows.sum()), trainer.kl_weight, local,
                                           trainer.precision,
-                                          None if reducer is None else reducer.on_layer)
+                                          None if reducer is None else reducer.on_layer,
+                                          c=_cov.take(self.side, take))
                 trainer.check_status(status)
             except Exception as exc:
                 error = exc
