@@ -50,6 +50,21 @@
 #define VF_BACKOFF_MAX_NS 128000000
 #define VF_TEAM_MAX 64        /* workers at most */
 
+/* Counters read by vf_team_stats (bench/bench_neighbours.py --stats), each
+ * a running total since the process started. */
+enum {
+    ST_JOBS,        /* loops run by the team */
+    ST_HELPED,      /* ... of which a worker ran at least one unit */
+    ST_WORK_NS,     /* caller's time running units in team loops */
+    ST_JOIN_NS,     /* caller's time waiting for workers' units */
+    ST_LOST,        /* team loops lost (join wait > work + spin) */
+    ST_BACKOFF,     /* loops run alone because of a back-off */
+    ST_WAKES,       /* broadcasts to sleeping workers */
+    ST_WAKE_NS,     /* broadcast to a woken worker running, summed */
+    ST_WOKEN,       /* wake-ups timed in ST_WAKE_NS */
+    VF_TEAM_STATS
+};
+
 /* A home range's claim word: generation (16 bits) | end (24 bits) | next
  * (24 bits), unit indices of the whole job. */
 #define VF_FIELD 24
@@ -77,6 +92,9 @@ typedef struct vf_pool {
     atomic_int started;              /* workers running */
     atomic_llong alone_until;        /* vf_os_now_ns() before which calls run alone */
     int64_t backoff;                 /* next back-off (the owner's) */
+    atomic_llong wake_at;            /* vf_os_now_ns() of the last broadcast */
+    atomic_llong worker_units;       /* units of this job run by workers */
+    atomic_llong stats[VF_TEAM_STATS]; /* see vf_team_stats */
     vf_os_mutex lock;                /* sleeping, starting workers */
     vf_os_cond wake, finished;
 } vf_pool;
@@ -86,6 +104,17 @@ static vf_pool pool = {
     .wake = VF_OS_COND_INIT,
     .finished = VF_OS_COND_INIT,
 };
+
+static void stat_add(int which, int64_t v)
+{
+    atomic_fetch_add_explicit(&pool.stats[which], v, memory_order_relaxed);
+}
+
+void vf_team_stats(int64_t *out, int n)
+{
+    for (int i = 0; i < n && i < VF_TEAM_STATS; ++i)
+        out[i] = atomic_load_explicit(&pool.stats[i], memory_order_relaxed);
+}
 
 static uint64_t claim_word(unsigned gen, int64_t end, int64_t next)
 {
@@ -104,7 +133,7 @@ int vf_team_inside(void)
  * from home range r until it is empty (or the job is another's); 0 once the
  * job is seen to be stale. */
 static int work_range(unsigned gen, int r, vf_range_fn fn, const void *ctx, int64_t n,
-                      int64_t grain, int64_t units)
+                      int64_t grain, int64_t units, int me)
 {
     _Atomic uint64_t *word = &pool.claim[r].w;
     uint64_t w = atomic_load_explicit(word, memory_order_acquire);
@@ -123,6 +152,8 @@ static int work_range(unsigned gen, int r, vf_range_fn fn, const void *ctx, int6
         inside = 0;
         if (res)
             atomic_fetch_add_explicit(&pool.sum, res, memory_order_relaxed);
+        if (me)
+            atomic_fetch_add_explicit(&pool.worker_units, 1, memory_order_relaxed);
         if (atomic_fetch_add(&pool.done, 1) + 1 == units && atomic_load(&pool.owner_waits)) {
             vf_os_mutex_lock(&pool.lock);
             vf_os_cond_broadcast(&pool.finished);
@@ -145,7 +176,7 @@ static void work(unsigned gen, int me)
         return; /* not in this job's team (team_for clamps nt to VF_TEAM_MAX + 1) */
     const int64_t units = (n + grain - 1) / grain;
     for (int k = 0; k < nt; ++k)
-        if (!work_range(gen, (me + k) % nt, fn, ctx, n, grain, units))
+        if (!work_range(gen, (me + k) % nt, fn, ctx, n, grain, units, me))
             return;
 }
 
@@ -165,7 +196,10 @@ static void *worker_main(void *arg)
                 while ((g = atomic_load(&pool.gen)) == seen)
                     vf_os_cond_wait(&pool.wake, &pool.lock);
                 atomic_fetch_sub(&pool.sleepers, 1);
-                atomic_store(&pool.wake_sent, 0);
+                if (atomic_exchange(&pool.wake_sent, 0)) { /* first one up times it */
+                    stat_add(ST_WAKE_NS, vf_os_now_ns() - atomic_load(&pool.wake_at));
+                    stat_add(ST_WOKEN, 1);
+                }
                 vf_os_mutex_unlock(&pool.lock);
                 break;
             }
@@ -205,9 +239,14 @@ static int64_t team_for(int nt, int64_t n, int64_t grain, vf_range_fn fn, const 
         grain = (n + VF_MAX_UNITS - 1) / VF_MAX_UNITS;
     const int64_t units = (n + grain - 1) / grain;
     int free_ = 0;
-    if (nt <= 1 || units <= 1 || vf_os_now_ns() < atomic_load(&pool.alone_until) ||
-        !atomic_compare_exchange_strong(&pool.owned, &free_, 1))
+    if (nt <= 1 || units <= 1)
         return fn(ctx, 0, n); /* alone: one call over everything */
+    if (vf_os_now_ns() < atomic_load(&pool.alone_until)) {
+        stat_add(ST_BACKOFF, 1);
+        return fn(ctx, 0, n);
+    }
+    if (!atomic_compare_exchange_strong(&pool.owned, &free_, 1))
+        return fn(ctx, 0, n);
     const int workers = start_workers(nt);
     if (workers == 0) {
         atomic_store(&pool.owned, 0);
@@ -221,6 +260,7 @@ static int64_t team_for(int nt, int64_t n, int64_t grain, vf_range_fn fn, const 
     atomic_store_explicit(&pool.nt, nt, memory_order_relaxed);
     atomic_store(&pool.done, 0);
     atomic_store(&pool.sum, 0);
+    atomic_store_explicit(&pool.worker_units, 0, memory_order_relaxed);
     const unsigned gen = (atomic_load(&pool.gen) + 1) & 0xFFFF;
     for (int t = 0; t < nt; ++t) /* home ranges: nt equal parts */
         atomic_store(&pool.claim[t].w, claim_word(gen, units * (t + 1) / nt, units * t / nt));
@@ -231,6 +271,8 @@ static int64_t team_for(int nt, int64_t n, int64_t grain, vf_range_fn fn, const 
      * misses a job this way only costs that job its help: the caller
      * takes every unit nobody claimed. */
     if (atomic_load(&pool.sleepers) > 0 && !atomic_exchange(&pool.wake_sent, 1)) {
+        atomic_store(&pool.wake_at, vf_os_now_ns());
+        stat_add(ST_WAKES, 1);
         vf_os_mutex_lock(&pool.lock);
         vf_os_cond_broadcast(&pool.wake);
         vf_os_mutex_unlock(&pool.lock);
@@ -253,7 +295,12 @@ static int64_t team_for(int nt, int64_t n, int64_t grain, vf_range_fn fn, const 
     }
     const int64_t sum = atomic_load(&pool.sum);
     const int64_t t2 = vf_os_now_ns();
+    stat_add(ST_JOBS, 1);
+    stat_add(ST_HELPED, atomic_load_explicit(&pool.worker_units, memory_order_relaxed) > 0);
+    stat_add(ST_WORK_NS, t1 - t0);
+    stat_add(ST_JOIN_NS, t2 - t1);
     if (t2 - t1 > (t1 - t0) + VF_TEAM_SPIN_NS) { /* the team lost: run alone a while */
+        stat_add(ST_LOST, 1);
         pool.backoff = pool.backoff < VF_BACKOFF_MIN_NS ? VF_BACKOFF_MIN_NS
                        : pool.backoff < VF_BACKOFF_MAX_NS ? 2 * pool.backoff
                                                           : VF_BACKOFF_MAX_NS;

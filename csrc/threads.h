@@ -74,6 +74,9 @@ int64_t vf_team_for(int nt, int64_t n, int64_t grain, vf_range_fn fn, const void
 int vf_team_inside(void);
 /* Called in the child of fork(): the pool's workers were not copied. */
 void vf_team_after_fork(void);
+/* Running totals of the team (csrc/team.c: jobs, helped jobs, work and
+ * join ns, lost jobs, back-offs, wakes, wake ns, woken), for benchmarks. */
+void vf_team_stats(int64_t *out, int n);
 
 /* Chooses, step after step, between one thread and the full setting by
  * measured wall time per row. Results are bit-identical either way, so the
