@@ -41,7 +41,20 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#define VF_TEAM_SPIN_NS 50000 /* idle spin before sleeping: 50 µs */
+#define VF_TEAM_SPIN_NS 50000 /* idle spin before sleeping: 50 µs of running */
+/* A spin counts only the time its thread ran: a jump of the clock of more
+ * than VF_TEAM_JUMP_NS between two looks means it was descheduled (another
+ * pool's spinner or another process held the core), and a worker that went
+ * to sleep for that would cost the next loop a wake-up. VF_TEAM_SPIN_MAX_NS
+ * bounds the spin in wall time all the same. */
+#define VF_TEAM_JUMP_NS 20000
+#define VF_TEAM_SPIN_MAX_NS 2000000
+/* After an idle gap (every worker asleep), loops run on the caller alone
+ * until the caller has been busy for VF_TEAM_WAKE_AFTER_NS, then the
+ * workers are woken: a short call (a small request) never pays for a
+ * wake-up, or waits for a cold worker holding a unit, and a long one
+ * loses at most this much of its second thread. */
+#define VF_TEAM_WAKE_AFTER_NS 1000000
 /* A call whose caller waited for others' units longer than it worked
  * (plus a spin) lost by having a team: a worker was preempted holding a
  * unit. Later calls then run alone for a while, 1 ms at first, doubling
@@ -62,6 +75,7 @@ enum {
     ST_WAKES,       /* broadcasts to sleeping workers */
     ST_WAKE_NS,     /* broadcast to a woken worker running, summed */
     ST_WOKEN,       /* wake-ups timed in ST_WAKE_NS */
+    ST_DEFERRED,    /* loops run alone while the workers slept (VF_TEAM_WAKE_AFTER_NS) */
     VF_TEAM_STATS
 };
 
@@ -92,6 +106,8 @@ typedef struct vf_pool {
     atomic_int started;              /* workers running */
     atomic_llong alone_until;        /* vf_os_now_ns() before which calls run alone */
     int64_t backoff;                 /* next back-off (the owner's) */
+    int64_t burst_start;             /* the owner's busy run, see VF_TEAM_WAKE_AFTER_NS */
+    atomic_llong last_end;           /* end of the last loop that could use the team */
     atomic_llong wake_at;            /* vf_os_now_ns() of the last broadcast */
     atomic_llong worker_units;       /* units of this job run by workers */
     atomic_llong stats[VF_TEAM_STATS]; /* see vf_team_stats */
@@ -114,6 +130,28 @@ void vf_team_stats(int64_t *out, int n)
 {
     for (int i = 0; i < n && i < VF_TEAM_STATS; ++i)
         out[i] = atomic_load_explicit(&pool.stats[i], memory_order_relaxed);
+}
+
+/* A spin of VF_TEAM_SPIN_NS of the thread's own running time (see
+ * VF_TEAM_JUMP_NS): spin_begin, then spin_over at every look. */
+typedef struct vf_spin {
+    int64_t last, until, limit;
+} vf_spin;
+
+static void spin_begin(vf_spin *s)
+{
+    s->last = vf_os_now_ns();
+    s->until = s->last + VF_TEAM_SPIN_NS;
+    s->limit = s->last + VF_TEAM_SPIN_MAX_NS;
+}
+
+static int spin_over(vf_spin *s)
+{
+    const int64_t t = vf_os_now_ns();
+    if (t - s->last > VF_TEAM_JUMP_NS) /* descheduled meanwhile: not spent spinning */
+        s->until += t - s->last;
+    s->last = t;
+    return t > s->until || t > s->limit;
 }
 
 static uint64_t claim_word(unsigned gen, int64_t end, int64_t next)
@@ -186,11 +224,12 @@ static void *worker_main(void *arg)
     unsigned seen = atomic_load(&pool.gen);
     for (;;) {
         /* spin a little, then sleep until the generation moves on */
-        const int64_t until = vf_os_now_ns() + VF_TEAM_SPIN_NS;
+        vf_spin spin;
+        spin_begin(&spin);
         unsigned g;
         for (int i = 0; (g = atomic_load(&pool.gen)) == seen; ++i) {
             vf_os_cpu_relax();
-            if ((i & 63) == 63 && vf_os_now_ns() > until) {
+            if ((i & 15) == 15 && spin_over(&spin)) {
                 vf_os_mutex_lock(&pool.lock);
                 atomic_fetch_add(&pool.sleepers, 1);
                 while ((g = atomic_load(&pool.gen)) == seen)
@@ -243,14 +282,23 @@ static int64_t team_for(int nt, int64_t n, int64_t grain, vf_range_fn fn, const 
         return fn(ctx, 0, n); /* alone: one call over everything */
     if (vf_os_now_ns() < atomic_load(&pool.alone_until)) {
         stat_add(ST_BACKOFF, 1);
-        return fn(ctx, 0, n);
+        const int64_t sum = fn(ctx, 0, n);
+        atomic_store_explicit(&pool.last_end, vf_os_now_ns(), memory_order_relaxed);
+        return sum;
     }
     if (!atomic_compare_exchange_strong(&pool.owned, &free_, 1))
         return fn(ctx, 0, n);
     const int workers = start_workers(nt);
-    if (workers == 0) {
+    const int64_t now = vf_os_now_ns();
+    if (now - atomic_load_explicit(&pool.last_end, memory_order_relaxed) > VF_TEAM_SPIN_NS)
+        pool.burst_start = now; /* after an idle gap: a new busy run */
+    if (workers == 0 || (atomic_load(&pool.sleepers) >= workers && !atomic_load(&pool.wake_sent) &&
+                         now - pool.burst_start < VF_TEAM_WAKE_AFTER_NS)) {
+        const int64_t sum = fn(ctx, 0, n); /* alone, no wake-up yet */
+        atomic_store_explicit(&pool.last_end, vf_os_now_ns(), memory_order_relaxed);
+        stat_add(ST_DEFERRED, 1);
         atomic_store(&pool.owned, 0);
-        return fn(ctx, 0, n);
+        return sum;
     }
     /* the job: fields first, then the claim word, then the generation */
     atomic_store_explicit(&pool.fn, fn, memory_order_relaxed);
@@ -281,10 +329,11 @@ static int64_t team_for(int nt, int64_t n, int64_t grain, vf_range_fn fn, const 
     work(gen, 0);
     const int64_t t1 = vf_os_now_ns();
     /* the units others still hold: spin a little, then sleep */
-    const int64_t until = t1 + VF_TEAM_SPIN_NS;
+    vf_spin spin;
+    spin_begin(&spin);
     for (int i = 0; atomic_load(&pool.done) < units; ++i) {
         vf_os_cpu_relax();
-        if ((i & 63) == 63 && vf_os_now_ns() > until) {
+        if ((i & 15) == 15 && spin_over(&spin)) {
             vf_os_mutex_lock(&pool.lock);
             atomic_store(&pool.owner_waits, 1);
             while (atomic_load(&pool.done) < units)
@@ -308,6 +357,7 @@ static int64_t team_for(int nt, int64_t n, int64_t grain, vf_range_fn fn, const 
     } else {
         pool.backoff = 0;
     }
+    atomic_store_explicit(&pool.last_end, t2, memory_order_relaxed);
     atomic_store(&pool.owned, 0);
     return sum;
 }
