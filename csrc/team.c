@@ -49,11 +49,15 @@
  * bounds the spin in wall time all the same. */
 #define VF_TEAM_JUMP_NS 20000
 #define VF_TEAM_SPIN_MAX_NS 2000000
-/* After an idle gap (every worker asleep), loops run on the caller alone
- * until the caller has been busy for VF_TEAM_WAKE_AFTER_NS, then the
- * workers are woken: a short call (a small request) never pays for a
+/* After an idle gap (no loop for VF_TEAM_GAP_NS: a server between
+ * requests, a loop waiting on I/O) with every worker asleep, loops run on
+ * the caller alone until it has been busy for VF_TEAM_WAKE_AFTER_NS, then
+ * the workers are woken: a short call (a small request) never pays for a
  * wake-up, or waits for a cold worker holding a unit, and a long one
- * loses at most this much of its second thread. */
+ * loses at most this much of its second thread. After a shorter pause
+ * (NumPy's BLAS between two calls, Python code) the workers are woken at
+ * once, as the process is busy and the wake-up is repaid. */
+#define VF_TEAM_GAP_NS 2000000
 #define VF_TEAM_WAKE_AFTER_NS 1000000
 /* A call whose caller waited for others' units longer than it worked
  * (plus a spin) lost by having a team: a worker was preempted holding a
@@ -290,7 +294,7 @@ static int64_t team_for(int nt, int64_t n, int64_t grain, vf_range_fn fn, const 
         return fn(ctx, 0, n);
     const int workers = start_workers(nt);
     const int64_t now = vf_os_now_ns();
-    if (now - atomic_load_explicit(&pool.last_end, memory_order_relaxed) > VF_TEAM_SPIN_NS)
+    if (now - atomic_load_explicit(&pool.last_end, memory_order_relaxed) > VF_TEAM_GAP_NS)
         pool.burst_start = now; /* after an idle gap: a new busy run */
     if (workers == 0 || (atomic_load(&pool.sleepers) >= workers && !atomic_load(&pool.wake_sent) &&
                          now - pool.burst_start < VF_TEAM_WAKE_AFTER_NS)) {
