@@ -72,9 +72,11 @@ def test_short_call_after_a_gap_does_not_wake_the_workers(rng, threads_setting):
     and runs loops on the team. A machine busy enough to deschedule the
     caller for a millisecond can spoil one try, so five are allowed."""
     vaefast.set_num_threads(2)
-    x = rng.standard_normal((16, 400), dtype=np.float32)
-    W = rng.standard_normal((400, 784), dtype=np.float32)
-    b = np.zeros(784, np.float32)
+    # 4x400->400: just over the GEMM's threshold for threads (600K products),
+    # a fraction of a millisecond even on the generic kernel set
+    x = rng.standard_normal((4, 400), dtype=np.float32)
+    W = rng.standard_normal((400, 400), dtype=np.float32)
+    b = np.zeros(400, np.float32)
     ops.linear(x, W, b)  # the pool's workers exist
     quiet = False
     for _ in range(5):
