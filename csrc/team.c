@@ -13,9 +13,12 @@
  *     because another library's threads hold its core, costs at most the
  *     unit it holds, never a fixed share of the loop; a worker that never
  *     turns up costs nothing (the caller does all units);
- *   - idle workers spin briefly (VF_TEAM_SPIN_NS) watching for the next
- *     job, then sleep on a condition variable, so a quiet process leaves
- *     its neighbours their cores within tens of microseconds;
+ *   - idle workers spin briefly (VF_TEAM_SPIN_NS of their own running
+ *     time) watching for the next job, then sleep on a condition variable,
+ *     so a quiet process leaves its neighbours their cores within tens of
+ *     microseconds;
+ *   - after an idle gap, loops run on the caller alone until it has been
+ *     busy a while (VF_TEAM_WAKE_AFTER_NS), then the workers are woken;
  *   - a loop in which the caller waited longer than it worked lost by having
  *     a team (a worker was preempted holding a unit): later loops run on
  *     the caller alone for a while (VF_BACKOFF_*), then the team is retried.

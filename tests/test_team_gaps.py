@@ -34,6 +34,18 @@ def _stats():
     return np.array(out, dtype=np.int64)
 
 
+def _run(code, what):
+    """Runs `code` in a fresh interpreter; its last line of output. A hang
+    fails at the timeout instead of stalling the run."""
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             timeout=240)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{what} did not finish within 240 s")
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip().splitlines()[-1]
+
+
 def _calls_with_gaps(x, W, b, model, X):
     """A short product and a short encode after idle gaps, then a burst long
     enough to wake the workers; every result, in order."""
@@ -111,13 +123,7 @@ def test_short_call_after_a_gap_does_not_wake_the_workers():
     millisecond can spoil one try of the short call, so one of five must
     show it."""
     _stats()  # skips on a build without the counters
-    try:
-        out = subprocess.run([sys.executable, "-c", _SHORT_AND_LONG],
-                             capture_output=True, text=True, timeout=240)
-    except subprocess.TimeoutExpired:
-        pytest.fail("short and long calls after idle gaps did not finish within 240 s")
-    assert out.returncode == 0, out.stderr
-    res = json.loads(out.stdout.strip().splitlines()[-1])
+    res = json.loads(_run(_SHORT_AND_LONG, "short and long calls after idle gaps"))
     assert any(d[DEFERRED] >= 1 and d[WAKES] == 0 for d in res["short"]), (
         f"every short call after a gap woke the workers: {res['short']}")
     d = res["long"]
@@ -161,10 +167,4 @@ def test_pipeline_beside_a_spinning_neighbour_finishes():
     """encode, a small NumPy product and idle gaps, with NumPy's pool busy in
     another thread and vaefast on 3 threads (more than the cores): the same
     bits every time, and no hang (a hang fails at the timeout)."""
-    try:
-        out = subprocess.run([sys.executable, "-c", _SPINNING_NEIGHBOUR],
-                             capture_output=True, text=True, timeout=240)
-    except subprocess.TimeoutExpired:
-        pytest.fail("the pipeline beside a spinning NumPy pool did not finish within 240 s")
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "ok"
+    assert _run(_SPINNING_NEIGHBOUR, "the pipeline beside a spinning NumPy pool") == "ok"
