@@ -1,7 +1,7 @@
 """vaefast beside other thread pools and after idle gaps (issue 22).
 
     python bench/bench_neighbours.py [--repeats 3] [--threads 2] [--only NAME ...]
-                                     [--against DIR] [--json FILE]
+                                     [--against DIR] [--json FILE] [--stats]
 
 Every figure comes from a fresh interpreter; configurations are interleaved
 round after round and the medians printed. Scenarios:
@@ -26,6 +26,12 @@ round after round and the medians printed. Scenarios:
   dask       (if Dask is installed) encode of 16,384 rows in chunks of 1,024
              from Dask's threaded scheduler with 1 and 2 worker threads
              (each encode call itself on N threads); rows/s.
+
+--stats prints, for each scenario and thread count, the thread team's
+running totals in the last round's child (csrc/team.c, vf_team_stats: loops
+run by the team, loops a worker helped, the caller's work and join time,
+lost loops, back-offs, wake-ups and their mean latency, loops run alone
+while the workers slept).
 
 --against DIR runs the children with the vaefast package found in DIR
 instead of the installed one (an A/B of two builds: DIR holds a `vaefast`
@@ -167,6 +173,26 @@ print(json.dumps(out))
 """
 
 
+_STATS = """
+import ctypes
+_lib = ctypes.CDLL(vaefast._core.__file__)
+if hasattr(_lib, "vf_team_stats"):
+    _st = (ctypes.c_int64 * 10)()
+    _lib.vf_team_stats(_st, 10)
+    print("STATS " + json.dumps(list(_st)), file=sys.stderr)
+"""
+STAT_NAMES = ("jobs", "helped", "work ms", "join ms", "lost", "backoff", "wakes", "wake us",
+              "woken", "alone asleep")
+
+
+def format_stats(st):
+    """One line of the team's totals (see --stats)."""
+    st = list(st) + [0] * (len(STAT_NAMES) - len(st))
+    st[2], st[3] = st[2] / 1e6, st[3] / 1e6
+    st[7] = st[7] / 1e3 / max(st[8], 1)  # mean wake-up latency
+    return " ".join(f"{n}={v:.4g}" for n, v in zip(STAT_NAMES, st) if n != "woken")
+
+
 def scenario_code(name):
     linear = _LINEAR.format(shapes=SHAPES, setup="", modes=("alone", "after_blas", "after_sleep"))
     torch = _LINEAR.format(shapes=SHAPES, modes=("after_torch",), setup=(
@@ -175,12 +201,15 @@ def scenario_code(name):
             "torch": torch, "dask": _DASK}[name]
 
 
-def run_child(name, threads, base):
-    code = _PRELUDE.format(base=base or "", threads=threads) + scenario_code(name)
+def run_child(name, threads, base, stats=None):
+    code = _PRELUDE.format(base=base or "", threads=threads) + scenario_code(name) + _STATS
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=900)
     if out.returncode != 0:
         raise RuntimeError(f"{name} ({threads} threads) failed:\n{out.stderr}")
+    if stats is not None:
+        stats[(name, threads)] = [json.loads(line[6:]) for line in out.stderr.splitlines()
+                                  if line.startswith("STATS ")]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -199,15 +228,16 @@ def main():
     ap.add_argument("--only", nargs="*", default=None)
     ap.add_argument("--against", default=None, help="import vaefast from this folder")
     ap.add_argument("--json", default=None, help="also write the medians here")
+    ap.add_argument("--stats", action="store_true", help="print the team's counters")
     args = ap.parse_args()
     names = args.only or ["linear", "pipeline", "requests", "fit"] + [
         n for n in ("torch", "dask") if have(n)]
     counts = sorted({args.threads, 1}, reverse=True)
-    samples = {}
+    samples, stats = {}, {}
     for _ in range(args.repeats):  # interleaved rounds of fresh processes
         for name in names:
             for nt in counts:
-                for key, val in run_child(name, nt, args.against).items():
+                for key, val in run_child(name, nt, args.against, stats).items():
                     samples.setdefault((name, key, nt), []).append(val)
     medians = {k: statistics.median(v) for k, v in samples.items()}
     print(f"# medians of {args.repeats} fresh processes; load average "
@@ -216,6 +246,11 @@ def main():
     for name, key in dict.fromkeys((n, k) for n, k, _ in medians):
         vals = " ".join(f"{medians.get((name, key, nt), float('nan')):10.4g}" for nt in counts)
         print(f"{name:<10} {key:<28} {vals}")
+    if args.stats:
+        print("# the team's totals in the last round's child (csrc/team.c, vf_team_stats)")
+        for (name, nt), st in stats.items():
+            if st and nt > 1:
+                print(f"{name:<10} {nt} thr: {format_stats(st[0])}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({f"{n}|{k}|{t}": v for (n, k, t), v in medians.items()}, f, indent=1)

@@ -13,9 +13,12 @@
  *     because another library's threads hold its core, costs at most the
  *     unit it holds, never a fixed share of the loop; a worker that never
  *     turns up costs nothing (the caller does all units);
- *   - idle workers spin briefly (VF_TEAM_SPIN_NS) watching for the next
- *     job, then sleep on a condition variable, so a quiet process leaves
- *     its neighbours their cores within tens of microseconds;
+ *   - idle workers spin briefly (VF_TEAM_SPIN_NS of their own running
+ *     time) watching for the next job, then sleep on a condition variable,
+ *     so a quiet process leaves its neighbours their cores within tens of
+ *     microseconds;
+ *   - after an idle gap, loops run on the caller alone until it has been
+ *     busy a while (VF_TEAM_WAKE_AFTER_NS), then the workers are woken;
  *   - a loop in which the caller waited longer than it worked lost by having
  *     a team (a worker was preempted holding a unit): later loops run on
  *     the caller alone for a while (VF_BACKOFF_*), then the team is retried.
@@ -41,7 +44,24 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#define VF_TEAM_SPIN_NS 50000 /* idle spin before sleeping: 50 µs */
+#define VF_TEAM_SPIN_NS 50000 /* idle spin before sleeping: 50 µs of running */
+/* A spin counts only the time its thread ran: a jump of the clock of more
+ * than VF_TEAM_JUMP_NS between two looks means it was descheduled (another
+ * pool's spinner or another process held the core), and a worker that went
+ * to sleep for that would cost the next loop a wake-up. VF_TEAM_SPIN_MAX_NS
+ * bounds the spin in wall time all the same. */
+#define VF_TEAM_JUMP_NS 20000
+#define VF_TEAM_SPIN_MAX_NS 2000000
+/* After an idle gap (no loop for VF_TEAM_GAP_NS: a server between
+ * requests, a loop waiting on I/O) with every worker asleep, loops run on
+ * the caller alone until it has been busy for VF_TEAM_WAKE_AFTER_NS, then
+ * the workers are woken: a short call (a small request) never pays for a
+ * wake-up, or waits for a cold worker holding a unit, and a long one
+ * loses at most this much of its second thread. After a shorter pause
+ * (NumPy's BLAS between two calls, Python code) the workers are woken at
+ * once, as the process is busy and the wake-up is repaid. */
+#define VF_TEAM_GAP_NS 2000000
+#define VF_TEAM_WAKE_AFTER_NS 1000000
 /* A call whose caller waited for others' units longer than it worked
  * (plus a spin) lost by having a team: a worker was preempted holding a
  * unit. Later calls then run alone for a while, 1 ms at first, doubling
@@ -49,6 +69,22 @@
 #define VF_BACKOFF_MIN_NS 1000000
 #define VF_BACKOFF_MAX_NS 128000000
 #define VF_TEAM_MAX 64        /* workers at most */
+
+/* Counters read by vf_team_stats (bench/bench_neighbours.py --stats), each
+ * a running total since the process started. */
+enum {
+    ST_JOBS,        /* loops run by the team */
+    ST_HELPED,      /* ... of which a worker ran at least one unit */
+    ST_WORK_NS,     /* caller's time running units in team loops */
+    ST_JOIN_NS,     /* caller's time waiting for workers' units */
+    ST_LOST,        /* team loops lost (join wait > work + spin) */
+    ST_BACKOFF,     /* loops run alone because of a back-off */
+    ST_WAKES,       /* broadcasts to sleeping workers */
+    ST_WAKE_NS,     /* broadcast to a woken worker running, summed */
+    ST_WOKEN,       /* wake-ups timed in ST_WAKE_NS */
+    ST_DEFERRED,    /* loops run alone while the workers slept (VF_TEAM_WAKE_AFTER_NS) */
+    VF_TEAM_STATS
+};
 
 /* A home range's claim word: generation (16 bits) | end (24 bits) | next
  * (24 bits), unit indices of the whole job. */
@@ -77,6 +113,11 @@ typedef struct vf_pool {
     atomic_int started;              /* workers running */
     atomic_llong alone_until;        /* vf_os_now_ns() before which calls run alone */
     int64_t backoff;                 /* next back-off (the owner's) */
+    int64_t burst_start;             /* the owner's busy run, see VF_TEAM_WAKE_AFTER_NS */
+    atomic_llong last_end;           /* end of the last loop that could use the team */
+    atomic_llong wake_at;            /* vf_os_now_ns() of the last broadcast */
+    atomic_llong worker_units;       /* units of this job run by workers */
+    atomic_llong stats[VF_TEAM_STATS]; /* see vf_team_stats */
     vf_os_mutex lock;                /* sleeping, starting workers */
     vf_os_cond wake, finished;
 } vf_pool;
@@ -86,6 +127,39 @@ static vf_pool pool = {
     .wake = VF_OS_COND_INIT,
     .finished = VF_OS_COND_INIT,
 };
+
+static void stat_add(int which, int64_t v)
+{
+    atomic_fetch_add_explicit(&pool.stats[which], v, memory_order_relaxed);
+}
+
+void vf_team_stats(int64_t *out, int n)
+{
+    for (int i = 0; i < n && i < VF_TEAM_STATS; ++i)
+        out[i] = atomic_load_explicit(&pool.stats[i], memory_order_relaxed);
+}
+
+/* A spin of VF_TEAM_SPIN_NS of the thread's own running time (see
+ * VF_TEAM_JUMP_NS): spin_begin, then spin_over at every look. */
+typedef struct vf_spin {
+    int64_t last, until, limit;
+} vf_spin;
+
+static void spin_begin(vf_spin *s)
+{
+    s->last = vf_os_now_ns();
+    s->until = s->last + VF_TEAM_SPIN_NS;
+    s->limit = s->last + VF_TEAM_SPIN_MAX_NS;
+}
+
+static int spin_over(vf_spin *s)
+{
+    const int64_t t = vf_os_now_ns();
+    if (t - s->last > VF_TEAM_JUMP_NS) /* descheduled meanwhile: not spent spinning */
+        s->until += t - s->last;
+    s->last = t;
+    return t > s->until || t > s->limit;
+}
 
 static uint64_t claim_word(unsigned gen, int64_t end, int64_t next)
 {
@@ -104,7 +178,7 @@ int vf_team_inside(void)
  * from home range r until it is empty (or the job is another's); 0 once the
  * job is seen to be stale. */
 static int work_range(unsigned gen, int r, vf_range_fn fn, const void *ctx, int64_t n,
-                      int64_t grain, int64_t units)
+                      int64_t grain, int64_t units, int me)
 {
     _Atomic uint64_t *word = &pool.claim[r].w;
     uint64_t w = atomic_load_explicit(word, memory_order_acquire);
@@ -123,6 +197,8 @@ static int work_range(unsigned gen, int r, vf_range_fn fn, const void *ctx, int6
         inside = 0;
         if (res)
             atomic_fetch_add_explicit(&pool.sum, res, memory_order_relaxed);
+        if (me)
+            atomic_fetch_add_explicit(&pool.worker_units, 1, memory_order_relaxed);
         if (atomic_fetch_add(&pool.done, 1) + 1 == units && atomic_load(&pool.owner_waits)) {
             vf_os_mutex_lock(&pool.lock);
             vf_os_cond_broadcast(&pool.finished);
@@ -145,7 +221,7 @@ static void work(unsigned gen, int me)
         return; /* not in this job's team (team_for clamps nt to VF_TEAM_MAX + 1) */
     const int64_t units = (n + grain - 1) / grain;
     for (int k = 0; k < nt; ++k)
-        if (!work_range(gen, (me + k) % nt, fn, ctx, n, grain, units))
+        if (!work_range(gen, (me + k) % nt, fn, ctx, n, grain, units, me))
             return;
 }
 
@@ -155,17 +231,21 @@ static void *worker_main(void *arg)
     unsigned seen = atomic_load(&pool.gen);
     for (;;) {
         /* spin a little, then sleep until the generation moves on */
-        const int64_t until = vf_os_now_ns() + VF_TEAM_SPIN_NS;
+        vf_spin spin;
+        spin_begin(&spin);
         unsigned g;
         for (int i = 0; (g = atomic_load(&pool.gen)) == seen; ++i) {
             vf_os_cpu_relax();
-            if ((i & 63) == 63 && vf_os_now_ns() > until) {
+            if ((i & 15) == 15 && spin_over(&spin)) {
                 vf_os_mutex_lock(&pool.lock);
                 atomic_fetch_add(&pool.sleepers, 1);
                 while ((g = atomic_load(&pool.gen)) == seen)
                     vf_os_cond_wait(&pool.wake, &pool.lock);
                 atomic_fetch_sub(&pool.sleepers, 1);
-                atomic_store(&pool.wake_sent, 0);
+                if (atomic_exchange(&pool.wake_sent, 0)) { /* first one up times it */
+                    stat_add(ST_WAKE_NS, vf_os_now_ns() - atomic_load(&pool.wake_at));
+                    stat_add(ST_WOKEN, 1);
+                }
                 vf_os_mutex_unlock(&pool.lock);
                 break;
             }
@@ -205,13 +285,27 @@ static int64_t team_for(int nt, int64_t n, int64_t grain, vf_range_fn fn, const 
         grain = (n + VF_MAX_UNITS - 1) / VF_MAX_UNITS;
     const int64_t units = (n + grain - 1) / grain;
     int free_ = 0;
-    if (nt <= 1 || units <= 1 || vf_os_now_ns() < atomic_load(&pool.alone_until) ||
-        !atomic_compare_exchange_strong(&pool.owned, &free_, 1))
+    if (nt <= 1 || units <= 1)
         return fn(ctx, 0, n); /* alone: one call over everything */
-    const int workers = start_workers(nt);
-    if (workers == 0) {
-        atomic_store(&pool.owned, 0);
+    if (vf_os_now_ns() < atomic_load(&pool.alone_until)) {
+        stat_add(ST_BACKOFF, 1);
+        const int64_t sum = fn(ctx, 0, n);
+        atomic_store_explicit(&pool.last_end, vf_os_now_ns(), memory_order_relaxed);
+        return sum;
+    }
+    if (!atomic_compare_exchange_strong(&pool.owned, &free_, 1))
         return fn(ctx, 0, n);
+    const int workers = start_workers(nt);
+    const int64_t now = vf_os_now_ns();
+    if (now - atomic_load_explicit(&pool.last_end, memory_order_relaxed) > VF_TEAM_GAP_NS)
+        pool.burst_start = now; /* after an idle gap: a new busy run */
+    if (workers == 0 || (atomic_load(&pool.sleepers) >= workers && !atomic_load(&pool.wake_sent) &&
+                         now - pool.burst_start < VF_TEAM_WAKE_AFTER_NS)) {
+        const int64_t sum = fn(ctx, 0, n); /* alone, no wake-up yet */
+        atomic_store_explicit(&pool.last_end, vf_os_now_ns(), memory_order_relaxed);
+        stat_add(ST_DEFERRED, 1);
+        atomic_store(&pool.owned, 0);
+        return sum;
     }
     /* the job: fields first, then the claim word, then the generation */
     atomic_store_explicit(&pool.fn, fn, memory_order_relaxed);
@@ -221,6 +315,7 @@ static int64_t team_for(int nt, int64_t n, int64_t grain, vf_range_fn fn, const 
     atomic_store_explicit(&pool.nt, nt, memory_order_relaxed);
     atomic_store(&pool.done, 0);
     atomic_store(&pool.sum, 0);
+    atomic_store_explicit(&pool.worker_units, 0, memory_order_relaxed);
     const unsigned gen = (atomic_load(&pool.gen) + 1) & 0xFFFF;
     for (int t = 0; t < nt; ++t) /* home ranges: nt equal parts */
         atomic_store(&pool.claim[t].w, claim_word(gen, units * (t + 1) / nt, units * t / nt));
@@ -231,6 +326,8 @@ static int64_t team_for(int nt, int64_t n, int64_t grain, vf_range_fn fn, const 
      * misses a job this way only costs that job its help: the caller
      * takes every unit nobody claimed. */
     if (atomic_load(&pool.sleepers) > 0 && !atomic_exchange(&pool.wake_sent, 1)) {
+        atomic_store(&pool.wake_at, vf_os_now_ns());
+        stat_add(ST_WAKES, 1);
         vf_os_mutex_lock(&pool.lock);
         vf_os_cond_broadcast(&pool.wake);
         vf_os_mutex_unlock(&pool.lock);
@@ -239,10 +336,11 @@ static int64_t team_for(int nt, int64_t n, int64_t grain, vf_range_fn fn, const 
     work(gen, 0);
     const int64_t t1 = vf_os_now_ns();
     /* the units others still hold: spin a little, then sleep */
-    const int64_t until = t1 + VF_TEAM_SPIN_NS;
+    vf_spin spin;
+    spin_begin(&spin);
     for (int i = 0; atomic_load(&pool.done) < units; ++i) {
         vf_os_cpu_relax();
-        if ((i & 63) == 63 && vf_os_now_ns() > until) {
+        if ((i & 15) == 15 && spin_over(&spin)) {
             vf_os_mutex_lock(&pool.lock);
             atomic_store(&pool.owner_waits, 1);
             while (atomic_load(&pool.done) < units)
@@ -253,7 +351,12 @@ static int64_t team_for(int nt, int64_t n, int64_t grain, vf_range_fn fn, const 
     }
     const int64_t sum = atomic_load(&pool.sum);
     const int64_t t2 = vf_os_now_ns();
+    stat_add(ST_JOBS, 1);
+    stat_add(ST_HELPED, atomic_load_explicit(&pool.worker_units, memory_order_relaxed) > 0);
+    stat_add(ST_WORK_NS, t1 - t0);
+    stat_add(ST_JOIN_NS, t2 - t1);
     if (t2 - t1 > (t1 - t0) + VF_TEAM_SPIN_NS) { /* the team lost: run alone a while */
+        stat_add(ST_LOST, 1);
         pool.backoff = pool.backoff < VF_BACKOFF_MIN_NS ? VF_BACKOFF_MIN_NS
                        : pool.backoff < VF_BACKOFF_MAX_NS ? 2 * pool.backoff
                                                           : VF_BACKOFF_MAX_NS;
@@ -261,6 +364,7 @@ static int64_t team_for(int nt, int64_t n, int64_t grain, vf_range_fn fn, const 
     } else {
         pool.backoff = 0;
     }
+    atomic_store_explicit(&pool.last_end, t2, memory_order_relaxed);
     atomic_store(&pool.owned, 0);
     return sum;
 }

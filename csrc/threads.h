@@ -66,14 +66,19 @@ int64_t vf_split_range(int64_t n, int nt, vf_range_fn fn, const void *ctx);
  * of fn's results. The caller always works, so a worker that is asleep or
  * descheduled delays the call by at most one unit. Runs fn(ctx, 0, n) on
  * the caller alone when nt <= 1, when there is one unit, when another
- * call owns the pool (one job at a time), or for a while after a loop the
- * team lost (the caller waited longer than it worked: csrc/team.c). */
+ * call owns the pool (one job at a time), for a while after a loop the
+ * team lost (the caller waited longer than it worked), or after an idle
+ * gap until the caller has been busy for 1 ms (csrc/team.c). */
 int64_t vf_team_for(int nt, int64_t n, int64_t grain, vf_range_fn fn, const void *ctx);
 /* 1 on a thread that is running a unit of the team (calls made there run
  * alone: no nested teams). */
 int vf_team_inside(void);
 /* Called in the child of fork(): the pool's workers were not copied. */
 void vf_team_after_fork(void);
+/* Running totals of the team into out[0..n-1] (csrc/team.c, enum ST_*:
+ * jobs, helped jobs, work and join ns, lost jobs, back-offs, wakes, wake
+ * ns, woken, loops run alone while the workers slept), for benchmarks. */
+void vf_team_stats(int64_t *out, int n);
 
 /* Chooses, step after step, between one thread and the full setting by
  * measured wall time per row. Results are bit-identical either way, so the

@@ -1,0 +1,170 @@
+"""The thread team after idle gaps and beside a spinning neighbour
+(csrc/team.c: VF_TEAM_WAKE_AFTER_NS, spins that count only running time).
+
+After an idle gap the caller runs loops alone until it has been busy for a
+while, and only then wakes the workers; a worker that was descheduled
+while spinning stays awake. Oracles: the same calls on one thread (bit for
+bit: who computes a unit must not change a bit), NumPy in float64 for the
+product, and the team's own counters (vf_team_stats) for which schedule
+ran.
+"""
+
+import ctypes
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import vaefast
+from vaefast import ops
+
+# indices of vf_team_stats (csrc/team.c, enum ST_*)
+JOBS, WAKES, DEFERRED, NSTATS = 0, 6, 9, 10
+
+
+def _stats():
+    lib = ctypes.CDLL(vaefast._core.__file__)
+    if not hasattr(lib, "vf_team_stats"):
+        pytest.skip("this build does not export vf_team_stats")
+    out = (ctypes.c_int64 * NSTATS)()
+    lib.vf_team_stats(out, NSTATS)
+    return np.array(out, dtype=np.int64)
+
+
+def _run(code, what):
+    """Runs `code` in a fresh interpreter; its last line of output. A hang
+    fails at the timeout instead of stalling the run."""
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             timeout=240)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{what} did not finish within 240 s")
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip().splitlines()[-1]
+
+
+def _calls_with_gaps(x, W, b, model, X):
+    """A short product and a short encode after idle gaps, then a burst long
+    enough to wake the workers; every result, in order."""
+    out = []
+    for _ in range(3):
+        time.sleep(0.02)  # the workers go to sleep
+        out.append(ops.linear(x, W, b, "relu"))
+        out.extend(model.encode(X[:64]))
+        for _ in range(40):  # a busy run: the workers are woken and join
+            y = ops.linear(x, W, b, "relu")
+        out.append(y)
+        out.extend(model.encode(X))
+    return out
+
+
+def test_bits_after_idle_gaps(rng, threads_setting):
+    x = rng.standard_normal((128, 784), dtype=np.float32)
+    W = (rng.standard_normal((784, 400)) / np.sqrt(784)).astype(np.float32)
+    b = rng.standard_normal(400).astype(np.float32)
+    X = (rng.random((2048, 784)) < 0.3).astype(np.float32)
+    model = vaefast.VAE(784, hidden=(400,), latent_dim=20, seed=5)
+    results = {}
+    for nt in (1, 2, 3):
+        vaefast.set_num_threads(nt)
+        results[nt] = _calls_with_gaps(x, W, b, model, X)
+    for nt in (2, 3):
+        for i, (a, c) in enumerate(zip(results[nt], results[1])):
+            assert np.array_equal(a, c), f"{nt} threads vs 1, result {i}"
+    # the product itself against float64: K = 784 float32 terms of O(1)
+    oracle = np.maximum(x.astype(np.float64) @ W.astype(np.float64) + b, 0)
+    np.testing.assert_allclose(results[1][0], oracle, rtol=0, atol=1e-4 * np.abs(oracle).max())
+
+
+_SHORT_AND_LONG = """
+import ctypes, json, time
+import numpy as np
+import vaefast
+from vaefast import ops
+lib = ctypes.CDLL(vaefast._core.__file__)
+def stats():
+    out = (ctypes.c_int64 * 10)()
+    lib.vf_team_stats(out, 10)
+    return np.array(out, dtype=np.int64)
+vaefast.set_num_threads(2)
+rng = np.random.default_rng(2)
+# 4x400->400: just over the GEMM's threshold for threads (600K products),
+# a fraction of a millisecond even on the generic kernel set
+x = rng.standard_normal((4, 400), dtype=np.float32)
+W = rng.standard_normal((400, 400), dtype=np.float32)
+b = np.zeros(400, np.float32)
+ops.linear(x, W, b)  # the pool's worker exists
+short = []
+for _ in range(5):
+    time.sleep(0.05)
+    s0 = stats()
+    ops.linear(x, W, b)
+    short.append((stats() - s0).tolist())
+xl = rng.standard_normal((256, 784), dtype=np.float32)
+Wl = rng.standard_normal((784, 400), dtype=np.float32)
+bl = np.zeros(400, np.float32)
+time.sleep(0.05)
+s0 = stats()
+t = time.perf_counter()
+while time.perf_counter() - t < 0.05:  # 50 ms busy: far over 1 ms
+    ops.linear(xl, Wl, bl)
+print(json.dumps({"short": short, "long": (stats() - s0).tolist()}))
+"""
+
+
+def test_short_call_after_a_gap_does_not_wake_the_workers():
+    """A call well under VF_TEAM_WAKE_AFTER_NS (1 ms) right after an idle gap
+    runs alone and sends no wake-up; a long busy run does wake the workers
+    and runs loops on the team. In a fresh process, so that no other test's
+    workers are about; a machine busy enough to deschedule the caller for a
+    millisecond can spoil one try of the short call, so one of five must
+    show it."""
+    _stats()  # skips on a build without the counters
+    res = json.loads(_run(_SHORT_AND_LONG, "short and long calls after idle gaps"))
+    assert any(d[DEFERRED] >= 1 and d[WAKES] == 0 for d in res["short"]), (
+        f"every short call after a gap woke the workers: {res['short']}")
+    d = res["long"]
+    assert d[WAKES] >= 1 and d[JOBS] >= 1, f"a long busy run never used the team: {d}"
+
+
+_SPINNING_NEIGHBOUR = """
+import threading, time
+import numpy as np
+from threadpoolctl import threadpool_limits
+import vaefast
+vaefast.set_num_threads(3)
+threadpool_limits(2, user_api="blas")
+rng = np.random.default_rng(1)
+m = vaefast.VAE(784, hidden=(400,), latent_dim=20, seed=0)
+X = (rng.random((1024, 784)) < 0.3).astype(np.float32)
+R = rng.standard_normal((20, 20)).astype(np.float32)
+want = m.encode(X)[0]
+stop = threading.Event()
+nb = rng.standard_normal((200, 200)).astype(np.float32)
+def neighbour():  # NumPy's pool working, then spinning, now and then
+    while not stop.is_set():
+        nb @ nb
+        time.sleep(0.003)
+t = threading.Thread(target=neighbour)
+t.start()
+for i in range(60):
+    mu = m.encode(X)[0]
+    assert np.array_equal(mu, want), i
+    mu @ R  # the pipeline's small BLAS product
+    if i % 10 == 0:
+        time.sleep(0.02)
+        assert np.array_equal(m.encode(X[:64])[0], want[:64]), i
+stop.set()
+t.join()
+print("ok")
+"""
+
+
+def test_pipeline_beside_a_spinning_neighbour_finishes():
+    """encode, a small NumPy product and idle gaps, with NumPy's pool busy in
+    another thread and vaefast on 3 threads (more than the cores): the same
+    bits every time, and no hang (a hang fails at the timeout)."""
+    assert _run(_SPINNING_NEIGHBOUR, "the pipeline beside a spinning NumPy pool") == "ok"
