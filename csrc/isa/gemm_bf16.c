@@ -27,8 +27,8 @@
 #define BF_NR 32
 #define BF_TARGET VF_BF16_TARGET
 #elif VF_HAVE_BFMLAL
-#define BF_MR 8 /* 8 rows × 3 vectors: 24 accumulators + 3 B + 1 A of 32 v registers */
-#define BF_NR 12
+#define BF_MR 8 /* 8 rows × 2 vectors: 16 accumulators (isa/gemm_bf16_neon.h) */
+#define BF_NR 8
 #define BF_TARGET VF_BFMLAL_TARGET
 #else
 #define BF_MR 4

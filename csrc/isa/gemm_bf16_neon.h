@@ -82,29 +82,30 @@ static inline void vf_bfmlal_leave(const vf_bfmlal_env *e)
 /* acc (4 lanes) + b.hi·a.hi, then + b.lo·a.lo, lane by lane */
 #define VF_BFMLAL2(acc, b, a) vbfmlalbq_f32(vbfmlaltq_f32((acc), (b), (a)), (b), (a))
 
-/* T (8×12, row stride 12) = Ap (kp × 8 pairs) · Bp (kp × 12 pairs), nv
- * (1-3, a constant after inlining) vectors of 4 columns; 24 accumulators,
- * 3 of B, A's pair broadcast row by row. Not the by-element form
- * (vbfmlaltq_laneq_f32): its bf16 operand must sit in v0-v15, which GCC 12
- * does not enforce (the assembler then rejects v16-v31). Returns 1 if a
- * NaN came out (FPSR: the caller). */
+/* T (8×8, row stride 8) = Ap (kp × 8 pairs) · Bp (kp × 8 pairs), nv (1 or
+ * 2, a constant after inlining) vectors of 4 columns; 16 accumulators, 2 of
+ * B, A's 8 pairs broadcast: GCC 12 -O3 gives a k loop of 50 instructions,
+ * 32 BFMLAL, no stack access (8×12 spilled 4-5 accumulators). Not the
+ * by-element form (vbfmlaltq_laneq_f32): its bf16 operand must sit in
+ * v0-v15, which GCC 12 does not enforce (the assembler then rejects
+ * v16-v31). Returns 1 if a NaN came out (FPSR: the caller). */
 VF_BFMLAL_TARGET static inline __attribute__((always_inline)) int
 vf_bfmlal_tile_nv(int64_t kp, const uint32_t *restrict ap, const uint32_t *restrict bp,
                   float *restrict t, const int nv)
 {
-    float32x4_t acc[8][3];
+    float32x4_t acc[8][2];
     for (int r = 0; r < 8; ++r)
-        for (int c = 0; c < 3; ++c)
+        for (int c = 0; c < 2; ++c)
             acc[r][c] = vdupq_n_f32(0.0f);
     for (int64_t q = 0; q < kp; ++q) {
-        bfloat16x8_t b[3];
-#pragma GCC unroll 3
+        bfloat16x8_t b[2];
+#pragma GCC unroll 2
         for (int c = 0; c < nv; ++c)
-            b[c] = vreinterpretq_bf16_u32(vld1q_u32(bp + q * 12 + 4 * c));
+            b[c] = vreinterpretq_bf16_u32(vld1q_u32(bp + q * 8 + 4 * c));
 #pragma GCC unroll 8
         for (int r = 0; r < 8; ++r) {
             const bfloat16x8_t a = vreinterpretq_bf16_u32(vdupq_n_u32(ap[q * 8 + r]));
-#pragma GCC unroll 3
+#pragma GCC unroll 2
             for (int c = 0; c < nv; ++c)
                 acc[r][c] = VF_BFMLAL2(acc[r][c], b[c], a);
         }
@@ -113,7 +114,7 @@ vf_bfmlal_tile_nv(int64_t kp, const uint32_t *restrict ap, const uint32_t *restr
     for (int r = 0; r < 8; ++r)
         for (int c = 0; c < nv; ++c) {
             num = vandq_u32(num, vceqq_f32(acc[r][c], acc[r][c]));
-            vst1q_f32(t + r * 12 + 4 * c, acc[r][c]);
+            vst1q_f32(t + r * 8 + 4 * c, acc[r][c]);
         }
     return vminvq_u32(num) == 0;
 }
@@ -127,9 +128,8 @@ VF_BFMLAL_TARGET static inline int vf_bfmlal_tile(int64_t kp, const uint32_t *re
 {
     vf_fpcr_set(env->bfmlal);
     vf_fpsr_set(0);
-    const int nan = w <= 4   ? vf_bfmlal_tile_nv(kp, ap, bp, t, 1)
-                    : w <= 8 ? vf_bfmlal_tile_nv(kp, ap, bp, t, 2)
-                             : vf_bfmlal_tile_nv(kp, ap, bp, t, 3);
+    const int nan = w <= 4 ? vf_bfmlal_tile_nv(kp, ap, bp, t, 1)
+                           : vf_bfmlal_tile_nv(kp, ap, bp, t, 2);
     const uint64_t fpsr = vf_fpsr_get();
     vf_fpcr_set(env->ieee);
     return nan || (fpsr & VF_FPSR_REDO) != 0;
