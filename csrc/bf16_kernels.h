@@ -26,14 +26,7 @@
 #include <stdint.h>
 
 #include "gemm_kernels.h"
-
-/* The AArch64 route (BFMLALT/BFMLALB, isa/gemm_bf16_neon.h) is built where
- * GCC's per-function target("arch=armv8.2-a+bf16") is known to work. */
-#if defined(__aarch64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 10
-#define VF_BFMLAL_ROUTE 1
-#else
-#define VF_BFMLAL_ROUTE 0
-#endif
+#include "platform.h" /* VF_BFMLAL_ROUTE: the AArch64 route is built */
 
 typedef struct vf_bf16_problem {
     VF_GEMM_PROBLEM_FIELDS
