@@ -1,6 +1,7 @@
 /* bf16.c: the bf16 GEMM's entry points: argument checks, and the choice
  * of route: AMX tiles (TDPBF16PS, CPUs and processes with VF_CPU_AMX_BF16),
- * VDPBF16PS (the avx512 set's driver, on CPUs with AVX512_BF16), or the
+ * VDPBF16PS (the avx512 set's driver, on CPUs with AVX512_BF16) or BFMLAL
+ * (the neon set's, on AArch64 CPUs with FEAT_BF16): "native", or the
  * generic set's emulation of VDPBF16PS, which give the same bits, or its
  * emulation of TDPBF16PS, which gives AMX's bits (csrc/bf16_kernels.h). The avx2 set has no bf16 kernel of its
  * own: with it active, the emulation runs. */
@@ -25,8 +26,10 @@ int vf_bf16_native_supported(void)
     if (v < 0) {
 #if defined(__x86_64__) /* the avx512 set is built for every x86_64 core (VF_KERNEL_SETS) */
         v = vf_isa_supported(VF_ISA_AVX512) && (vf_cpu_features() & VF_CPU_AVX512_BF16) != 0;
+#elif VF_BFMLAL_ROUTE /* the neon set is built for every AArch64 core */
+        v = vf_isa_supported(VF_ISA_NEON) && (vf_cpu_features() & VF_CPU_BF16) != 0;
 #else
-        v = 0; /* AArch64 BFDOT: not implemented (its rounding differs) */
+        v = 0;
 #endif
         atomic_store_explicit(&native_cached, v, memory_order_relaxed);
     }
@@ -77,6 +80,8 @@ int vf_bf16_auto_impl(void)
     const int fixed = atomic_load_explicit(&auto_fixed, memory_order_relaxed);
     if (fixed != VF_BF16_AUTO)
         return fixed;
+    if (vf_get_isa() == VF_ISA_NEON)
+        return vf_bf16_native_supported() ? VF_BF16_NATIVE : VF_BF16_EMULATED;
     if (vf_get_isa() != VF_ISA_AVX512)
         return VF_BF16_EMULATED;
     return vf_bf16_amx_supported()      ? VF_BF16_AMX
@@ -111,6 +116,9 @@ int vf_bf16_run(int impl, vf_bf16_problem *p)
         return vf_gemm_bf16_amx_avx512(p);
     if (impl == VF_BF16_NATIVE)
         return vf_gemm_bf16_avx512(p);
+#elif VF_BFMLAL_ROUTE
+    if (impl == VF_BF16_NATIVE)
+        return vf_gemm_bf16_neon(p);
 #endif
     return vf_gemm_bf16_generic(p);
 }
@@ -167,6 +175,11 @@ int vf_bf16_dot2_lanes(int impl, int64_t n, const float *acc, const uint32_t *a,
 #if defined(__x86_64__) /* the avx512 set is built for every x86_64 core (VF_KERNEL_SETS) */
     if (impl == VF_BF16_NATIVE) {
         vf_bf16_dot2_lanes_avx512(n, acc, a, b, out);
+        return VF_OK;
+    }
+#elif VF_BFMLAL_ROUTE
+    if (impl == VF_BF16_NATIVE) {
+        vf_bf16_dot2_lanes_neon(n, acc, a, b, out);
         return VF_OK;
     }
 #endif

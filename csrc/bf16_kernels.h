@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "gemm_kernels.h"
+#include "platform.h" /* VF_BFMLAL_ROUTE: the AArch64 route is built */
 
 typedef struct vf_bf16_problem {
     VF_GEMM_PROBLEM_FIELDS
@@ -44,6 +45,8 @@ int vf_bf16_run(int impl, vf_bf16_problem *p);
  * one with amx_order emulates the AMX driver (the same bits). */
 int vf_gemm_bf16_generic(const vf_bf16_problem *p);
 int vf_gemm_bf16_avx512(const vf_bf16_problem *p);
+/* The neon driver needs FEAT_BF16 (VF_CPU_BF16); the same bits as the two above. */
+int vf_gemm_bf16_neon(const vf_bf16_problem *p);
 /* The same product on AMX tiles (isa/gemm_amx.c, the avx512 set): needs
  * VF_CPU_AMX_BF16. TDPBF16PS sums in another order than VDPBF16PS (per 32
  * k: even and odd products apart, then C + (E + O): docs/precision.md),
@@ -51,11 +54,14 @@ int vf_gemm_bf16_avx512(const vf_bf16_problem *p);
 int vf_gemm_bf16_amx_avx512(const vf_bf16_problem *p);
 
 /* out[i] = VDPBF16PS lane (acc[i], a[i], b[i]) for i < n: the instruction
- * (avx512) or its emulation (generic), for the bit-for-bit tests. */
+ * (avx512), BFMLALT + BFMLALB (neon) or the emulation (generic), for the
+ * bit-for-bit tests. */
 void vf_bf16_dot2_lanes_generic(int64_t n, const float *acc, const uint32_t *a,
                                 const uint32_t *b, float *out);
 void vf_bf16_dot2_lanes_avx512(int64_t n, const float *acc, const uint32_t *a,
                                const uint32_t *b, float *out);
+void vf_bf16_dot2_lanes_neon(int64_t n, const float *acc, const uint32_t *a,
+                             const uint32_t *b, float *out);
 
 /* A chain of dense layers on M rows (the bf16 encoder: csrc/vae_bf16_encode.c)
  *

@@ -40,6 +40,15 @@ typedef pthread_key_t vf_os_tls;
 #define VF_OS_ONCE_INIT PTHREAD_ONCE_INIT
 #endif
 
+/* The AArch64 bf16 route (BFMLALT/BFMLALB, csrc/isa/gemm_bf16_neon.h) is
+ * built where GCC's per-function target("arch=armv8.2-a+bf16") is known to
+ * work; elsewhere AArch64 runs the emulation. */
+#if defined(__aarch64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 10
+#define VF_BFMLAL_ROUTE 1
+#else
+#define VF_BFMLAL_ROUTE 0
+#endif
+
 /* Thread-local storage and a spin-wait hint, by compiler. */
 #if defined(_MSC_VER) && !defined(__clang__)
 #include <intrin.h>

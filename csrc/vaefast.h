@@ -149,11 +149,13 @@ int vf_matmul(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
  * rounded to bf16 (nearest even) and float32 accumulation (csrc/bf16_kernels.h,
  * docs/precision.md). impl, the route: VF_BF16_EMULATED (VDPBF16PS's
  * arithmetic in scalar code, every CPU), VF_BF16_NATIVE (the instruction:
- * AVX512_BF16; the same bits as the emulation), VF_BF16_AMX (TDPBF16PS on
+ * AVX512_BF16, or AArch64 BF16's BFMLALT + BFMLALB; the same bits as the
+ * emulation), VF_BF16_AMX (TDPBF16PS on
  * AMX tiles: its own bits, within the bound in docs/precision.md),
  * VF_BF16_AMX_EMULATED (TDPBF16PS's order in scalar code, every CPU: the
  * AMX route's bits), or VF_BF16_AUTO: the route vf_bf16_set_auto fixed, else, with the avx512 set
- * active, AMX, else the instruction, else the emulation. A route this CPU
+ * active, AMX, else the instruction, else the emulation (with the neon set
+ * active: the instruction, else the emulation). A route this CPU
  * (or process) cannot run is VF_ERR_ISA. Returns VF_ERR_NONFINITE, after
  * writing C, if a value before the activation is NaN or ±Inf (as the
  * float32 products). Every route's bits are independent of the

@@ -26,7 +26,8 @@ from vaefast import _core, ops
 U = 2.0**-24
 NATIVE = _core.bf16_native_supported()
 needs_native = pytest.mark.skipif(
-    not NATIVE, reason="this CPU has no AVX512_BF16 (VDPBF16PS): only the emulation runs")
+    not NATIVE, reason="this CPU has no AVX512_BF16 (VDPBF16PS) or AArch64 BF16 (BFMLAL):"
+                       " only the emulation runs")
 
 
 def bf16_round(x):
@@ -266,13 +267,15 @@ def test_thread_count_does_not_change_bits(rng):
 def test_cpu_features_report_bf16():
     f = vaefast.cpu_features()
     assert "avx512_bf16" in f and "bf16" in f
-    assert NATIVE == (f["avx512_bf16"] and "avx512" in vaefast.supported_isas())
+    assert NATIVE == ((f["avx512_bf16"] and "avx512" in vaefast.supported_isas())
+                      or (f["bf16"] and "neon" in vaefast.supported_isas()))
     if f["avx512_bf16"]:
         assert f["os_avx512"]  # detection includes the OS check
     # the automatic route (AMX first: tests/test_bf16_amx.py), unless
     # VAEFAST_BF16 fixed one
     amx = _core.bf16_amx_supported()
-    auto = ("emulated" if vaefast.isa() != "avx512"
+    auto = ("native" if vaefast.isa() == "neon" and NATIVE
+            else "emulated" if vaefast.isa() != "avx512"
             else "amx" if amx else "native" if NATIVE else "emulated")
     forced = os.environ.get("VAEFAST_BF16", "").strip().lower()
     assert _core.bf16_auto_impl() == (forced if forced not in ("", "auto") else auto)

@@ -260,7 +260,7 @@ def test_bf16_fit_is_bit_identical_for_any_thread_count(threads_setting, threads
 
 ROUTE_PAIRS = [
     pytest.param("emulated", "native", marks=pytest.mark.skipif(
-        not NATIVE, reason="this CPU has no AVX512_BF16: only the emulation runs")),
+        not NATIVE, reason="this CPU has no AVX512_BF16 or AArch64 BF16: only the emulation runs")),
     pytest.param("amx_emulated", "amx", marks=pytest.mark.skipif(
         not AMX, reason="no AMX-BF16 for this process: only its emulation runs")),
 ]

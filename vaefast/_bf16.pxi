@@ -6,7 +6,8 @@
 # and so do "amx" and "amx_emulated"
 _BF16_IMPLS = {"auto": 0, "emulated": 1, "native": 2, "amx": 3, "amx_emulated": 4}
 _BF16_MISSING = {
-    "native": "this CPU has no AVX512_BF16 (or vaefast was built without the avx512 set)",
+    "native": "this CPU has no AVX512_BF16 (x86) or BF16 (AArch64), or vaefast was built"
+              " without the avx512 (neon) set",
     "amx": "this CPU or OS offers no AMX-BF16 to this process (cpu_features()['amx_bf16']"
            " is False: no AMX, no tile state in XCR0, or Linux refused the permission)",
 }
@@ -21,7 +22,8 @@ cdef int _bf16_impl(str impl, str name="impl") except -1:
 
 
 def bf16_native_supported():
-    """True if VDPBF16PS can run here (AVX512_BF16 and the OS saves zmm)."""
+    """True if the bf16 instructions can run here: VDPBF16PS (AVX512_BF16 and
+    the OS saves zmm) or, on AArch64, BFMLALT/BFMLALB (the BF16 hwcap)."""
     return bool(vf_bf16_native_supported())
 
 

@@ -1,6 +1,8 @@
 /* gemm_bf16.c: the bf16 GEMM (bf16_kernels.h), compiled in the generic set
- * (the emulation of VDPBF16PS, scalar) and the avx512 set (the instruction,
- * run only on CPUs with AVX512_BF16); the avx2 set uses the generic one.
+ * (the emulation of VDPBF16PS, scalar), the avx512 set (the instruction,
+ * run only on CPUs with AVX512_BF16) and the neon set (BFMLALT + BFMLALB,
+ * run only on CPUs with FEAT_BF16: isa/gemm_bf16_neon.h); the avx2 set uses
+ * the generic one.
  *
  * Loops: jc over N in BF_NC columns (pack B: all of K, NR-wide panels of
  * k-pairs), ic over M in BF_MC rows (pack A: MR-row panels of k-pairs), then
@@ -13,16 +15,21 @@
 
 #include "bf16_kernels.h"
 #include "isa/isa.h"
+#include "isa/gemm_bf16_neon.h"
 #include "isa/vec_bf16.h"
 #include "threads.h"
 #include "vaefast.h"
 
-#if VF_SIMD_GENERIC || VF_HAVE_DPBF16
+#if VF_SIMD_GENERIC || VF_HAVE_DPBF16 || VF_HAVE_BFMLAL
 
 #if VF_HAVE_DPBF16
 #define BF_MR 12 /* 12 rows × 2 vectors: 24 accumulators + 2 B + 1 A of 32 zmm */
 #define BF_NR 32
 #define BF_TARGET VF_BF16_TARGET
+#elif VF_HAVE_BFMLAL
+#define BF_MR 8 /* 8 rows × 2 vectors: 16 accumulators (isa/gemm_bf16_neon.h) */
+#define BF_NR 8
+#define BF_TARGET VF_BFMLAL_TARGET
 #else
 #define BF_MR 4
 #define BF_NR 8
@@ -185,10 +192,9 @@ static float amx_order_entry(int64_t kp, const uint32_t *ap, const uint32_t *bp,
 
 /* The same tile through the scalar emulation (isa/vec_bf16.h): of
  * VDPBF16PS, or (amx_order) of TDPBF16PS. */
-static void tile(int64_t kp, const uint32_t *restrict ap, const uint32_t *restrict bp,
-                 float *restrict t, int64_t w, int amx_order)
+static void tile_emulated(int64_t kp, const uint32_t *restrict ap, const uint32_t *restrict bp,
+                          float *restrict t, int amx_order)
 {
-    (void)w; /* every column: the padding is zero */
     if (amx_order) {
         for (int r = 0; r < BF_MR; ++r)
             for (int c = 0; c < BF_NR; ++c)
@@ -204,6 +210,24 @@ static void tile(int64_t kp, const uint32_t *restrict ap, const uint32_t *restri
                 t[r * BF_NR + c] = vf_bf16_dot2(t[r * BF_NR + c], ap[q * BF_MR + r],
                                                 bp[q * BF_NR + c]);
 }
+
+#if VF_HAVE_BFMLAL
+/* BFMLAL's tile, or the emulation's where a step underflowed or a NaN came
+ * out (the two corners where they differ: isa/gemm_bf16_neon.h). */
+BF_TARGET static void tile(int64_t kp, const uint32_t *restrict ap, const uint32_t *restrict bp,
+                           float *restrict t, int64_t w, const vf_bfmlal_env *env)
+{
+    if (vf_bfmlal_tile(kp, ap, bp, t, w, env))
+        tile_emulated(kp, ap, bp, t, 0);
+}
+#else
+static void tile(int64_t kp, const uint32_t *restrict ap, const uint32_t *restrict bp,
+                 float *restrict t, int64_t w, int amx_order)
+{
+    (void)w; /* every column: the padding is zero */
+    tile_emulated(kp, ap, bp, t, amx_order);
+}
+#endif
 #endif
 
 /* C tile = act(T + bias) ⊙ [mask > 0]; returns 1 if a value before ReLU is not finite */
@@ -240,14 +264,24 @@ BF_TARGET static int64_t run_tiles(const void *ctx, int64_t lo, int64_t hi)
     const bf_block *b = ctx;
     const int64_t kp = (b->p->K + 1) / 2;
     int bad = 0;
+#if VF_HAVE_BFMLAL
+    const vf_bfmlal_env env = vf_bfmlal_enter(); /* FPCR is per thread: set in each */
+#endif
     for (int64_t t = lo; t < hi; ++t) {
         const int64_t jr = t / b->ni, ir = t % b->ni;
         float tl[BF_MR * BF_NR] __attribute__((aligned(64)));
         const int64_t w = bf_min(BF_NR, b->nc - jr * BF_NR);
+#if VF_HAVE_BFMLAL
+        tile(kp, b->ap + ir * BF_MR * kp, b->bp + jr * BF_NR * kp, tl, w, &env);
+#else
         tile(kp, b->ap + ir * BF_MR * kp, b->bp + jr * BF_NR * kp, tl, w, b->p->amx_order);
+#endif
         bad |= epilogue(b->p, b->ic + ir * BF_MR, b->jc + jr * BF_NR,
                         bf_min(BF_MR, b->mc - ir * BF_MR), w, tl);
     }
+#if VF_HAVE_BFMLAL
+    vf_bfmlal_leave(&env);
+#endif
     return bad;
 }
 
@@ -301,6 +335,8 @@ BF_TARGET void VF_FN(vf_bf16_dot2_lanes)(int64_t n, const float *acc, const uint
                                vu_load_mask(b + i, m));
         vf_store_mask(out + i, r, m);
     }
+#elif VF_HAVE_BFMLAL
+    vf_bfmlal_lanes(n, acc, a, b, out);
 #else
     for (int64_t i = 0; i < n; ++i)
         out[i] = vf_bf16_dot2(acc[i], a[i], b[i]);
