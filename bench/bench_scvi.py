@@ -2,6 +2,7 @@
 
     python bench/bench_scvi.py [--cells 12000] [--genes 2000] [--epochs 15]
                                [--threads 1 2] [--likelihood zinb]
+                               [--speed-only] [--bf16]
 
 Both frameworks train the same architecture (128 hidden, 10 latent, one
 hidden layer each side, the likelihood given, dispersion per gene, batch
@@ -13,11 +14,16 @@ a known low-rank ZINB model with cell types, a two-level batch effect and
 about 90 % zeros), split 90/10 into training and held-out cells. Each
 framework runs in a fresh process per thread count, pinned to that many
 threads. Printed: the median seconds of one epoch (between epoch-end
-callbacks, so one-off setup is left out), the held-out negative ELBO per
+callbacks, so one-off setup is left out), in wall-clock time and in the
+process's CPU time (on a busy machine the CPU time is the steadier of the
+two; with 1 thread they agree on a quiet one), the held-out negative ELBO per
 cell (one Monte-Carlo sample, reconstruction + KL(z)) and the ratios; then,
 over all cells, the cell-type silhouette and the kNN batch entropy of the
 latent space and the AUC with which each framework's differential
 expression between types 0 and 1 ranks the planted genes (scikit-learn).
+--speed-only leaves that analysis out (it takes longer than the training).
+--bf16 adds a row for vaefast with fit(precision="bf16") (docs/precision.md)
+beside the float32 one, which stays the comparison.
 
 scvi-tools is a peer, never a dependency of vaefast: install it into a
 separate venv beside the CPU build of PyTorch, and name that interpreter
@@ -39,7 +45,6 @@ it followed scvi-tools), to show what that choice costs each framework.
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -80,7 +85,18 @@ def build_vaefast(adata, likelihood):
                                     latent_dim=LATENT, likelihood=likelihood, seed=0)
 
 
-def run_vaefast(data, threads, epochs, likelihood, kl_warmup):
+def stamp(stamps):
+    """Append (wall, process CPU) seconds now: one epoch-end mark."""
+    stamps.append((time.perf_counter(), time.process_time()))
+
+
+def epoch_times(stamps):
+    """Median (wall, CPU) seconds between consecutive epoch-end marks."""
+    d = np.diff(np.array(stamps), axis=0)
+    return dict(epoch_s=float(np.median(d[:, 0])), epoch_cpu=float(np.median(d[:, 1])))
+
+
+def run_vaefast(data, threads, epochs, likelihood, kl_warmup, analysis=True, precision=None):
     import vaefast
     vaefast.set_num_threads(threads)
     train, test = split(len(data["X"]))
@@ -88,9 +104,12 @@ def run_vaefast(data, threads, epochs, likelihood, kl_warmup):
     m = build_vaefast(a_train, likelihood)
     stamps = []
     m.fit(a_train, epochs=epochs, batch_size=BATCH, learning_rate=LR, progress=False,
-          kl_warmup_epochs=kl_warmup,
-          callbacks=lambda epoch, logs: stamps.append(time.perf_counter()))
+          kl_warmup_epochs=kl_warmup, callbacks=lambda epoch, logs: stamp(stamps),
+          **({} if precision is None else {"precision": precision}))
     nelbo = -float(np.mean(m.elbo(adata_of(data, test), seed=1)))
+    result = dict(epoch_times(stamps), nelbo=nelbo, version=vaefast.__version__)
+    if not analysis:
+        return result, None
     a_all = adata_of(data, np.arange(len(data["X"])))
     de = m.differential_expression(a_all, "cell_type", "0", "1", mode="change", delta=0.25)
     de = de.loc[[str(g) for g in a_all.var_names]]  # back in gene order
@@ -100,11 +119,10 @@ def run_vaefast(data, threads, epochs, likelihood, kl_warmup):
     analysis = dict(latent=m.get_latent_representation(a_all),
                     proba_de=de["proba_de"].to_numpy(), lfc=de["lfc_mean"].to_numpy(),
                     proba_de_two=old.loc[de.index, "proba_de"].to_numpy())
-    return dict(epoch_s=statistics.median(np.diff(stamps)), nelbo=nelbo,
-                version=vaefast.__version__), analysis
+    return result, analysis
 
 
-def run_scvi(data, threads, epochs, likelihood, kl_warmup):
+def run_scvi(data, threads, epochs, likelihood, kl_warmup, analysis=True, precision=None):
     import torch
     import scvi
     from lightning.pytorch.callbacks import Callback
@@ -122,7 +140,7 @@ def run_scvi(data, threads, epochs, likelihood, kl_warmup):
 
     class Stamp(Callback):
         def on_train_epoch_end(self, trainer, module):
-            stamps.append(time.perf_counter())
+            stamp(stamps)
 
     model.train(max_epochs=epochs, batch_size=BATCH, train_size=1.0, accelerator="cpu",
                 devices=1, early_stopping=False,
@@ -133,6 +151,9 @@ def run_scvi(data, threads, epochs, likelihood, kl_warmup):
     # get_elbo is −(mean over cells of reconstruction loss + KL(z)), the ELBO
     # (scvi/model/base/_vaemixin.py, _log_likelihood.py in 1.4)
     nelbo = -float(model.get_elbo(adata=a_test))
+    result = dict(epoch_times(stamps), nelbo=nelbo, version=scvi.__version__)
+    if not analysis:
+        return result, None
     a_all = adata_of(data, np.arange(len(data["X"])))
     scvi.model.SCVI.setup_anndata(a_all, batch_key="batch")
     de = model.differential_expression(a_all, groupby="cell_type", group1="0", group2="1",
@@ -143,15 +164,16 @@ def run_scvi(data, threads, epochs, likelihood, kl_warmup):
     analysis = dict(latent=model.get_latent_representation(a_all),
                     proba_de=de["proba_de"].to_numpy(), lfc=de["lfc_mean"].to_numpy(),
                     proba_de_two=two.loc[de.index, "proba_de"].to_numpy())
-    return dict(epoch_s=statistics.median(np.diff(stamps)), nelbo=nelbo,
-                version=scvi.__version__), analysis
+    return result, analysis
 
 
 def child(args):
     data = dict(np.load(args.data))
-    run = run_vaefast if args.child == "vaefast" else run_scvi
-    result, analysis = run(data, args.threads[0], args.epochs, args.likelihood, args.kl_warmup)
-    np.savez(args.out, **analysis)
+    run = run_scvi if args.child == "scvi" else run_vaefast
+    result, analysis = run(data, args.threads[0], args.epochs, args.likelihood, args.kl_warmup,
+                           not args.speed_only, "bf16" if args.child == "vaefast-bf16" else None)
+    if analysis is not None:
+        np.savez(args.out, **analysis)
     print("RESULT " + json.dumps(result))
 
 
@@ -193,7 +215,12 @@ def main():
     ap.add_argument("--kl-warmup", type=int, default=400,
                     help="epochs of KL warm-up for both (scvi-tools' default 400; 0: none)")
     ap.add_argument("--scvi-python", default=sys.executable)
-    ap.add_argument("--child", choices=["vaefast", "scvi"], help=argparse.SUPPRESS)
+    ap.add_argument("--speed-only", action="store_true",
+                    help="time the epochs and the held-out ELBO only (no DE, no latent metrics)")
+    ap.add_argument("--bf16", action="store_true",
+                    help='add vaefast with precision="bf16" as an extra row')
+    ap.add_argument("--child", choices=["vaefast", "vaefast-bf16", "scvi"],
+                    help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -210,9 +237,12 @@ def main():
               f"{args.epochs} epochs, likelihood {args.likelihood}, batch {BATCH}, "
               f"KL warm-up {args.kl_warmup} epochs")
         rows = []
+        runs = [("vaefast", sys.executable), ("scvi", args.scvi_python)]
+        if args.bf16:
+            runs.insert(1, ("vaefast-bf16", sys.executable))
         for threads in args.threads:
             res = {}
-            for name, python in (("vaefast", sys.executable), ("scvi", args.scvi_python)):
+            for name, python in runs:
                 env = dict(os.environ, OMP_NUM_THREADS=str(threads),
                            OPENBLAS_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
                 out_path = os.path.join(tmp, f"{name}-{threads}.npz")
@@ -220,21 +250,42 @@ def main():
                     [python, os.path.abspath(__file__), "--child", name, "--data", path,
                      "--threads", str(threads), "--epochs", str(args.epochs),
                      "--likelihood", args.likelihood, "--kl-warmup", str(args.kl_warmup),
-                     "--out", out_path],
+                     "--out", out_path] + (["--speed-only"] if args.speed_only else []),
                     env=env, capture_output=True, text=True)
                 line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
                 if out.returncode or not line:
                     sys.exit(f"{name} failed ({out.returncode}):\n{out.stderr[-3000:]}")
-                res[name] = dict(json.loads(line[-1][7:]), **analysis_metrics(out_path, data))
+                res[name] = json.loads(line[-1][7:])
+                if not args.speed_only:
+                    res[name].update(analysis_metrics(out_path, data))
             rows.append((threads, res))
-    print("| threads | vaefast s/epoch | scvi-tools s/epoch | speed-up | "
-          "held-out −ELBO vaefast | scvi-tools | difference |")
-    print("|---|---|---|---|---|---|---|")
+    print_speed(rows)
+    if not args.speed_only:
+        print_analysis(rows)
+    print(f"(vaefast {rows[0][1]['vaefast']['version']}, scvi-tools "
+          f"{rows[0][1]['scvi']['version']})")
+
+
+def print_speed(rows):
+    """The epoch-time and held-out ELBO table: each vaefast row against
+    scvi-tools at the same thread count."""
+    print("| threads | vaefast | s/epoch wall | scvi-tools | speed-up | s/epoch CPU | "
+          "scvi-tools | speed-up | held-out −ELBO | scvi-tools | difference |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for threads, r in rows:
-        v, s = r["vaefast"], r["scvi"]
-        print(f"| {threads} | {v['epoch_s']:.3f} | {s['epoch_s']:.3f} | "
-              f"{s['epoch_s'] / v['epoch_s']:.1f}× | {v['nelbo']:.1f} | {s['nelbo']:.1f} | "
-              f"{100 * (v['nelbo'] - s['nelbo']) / s['nelbo']:+.2f} % |")
+        s = r["scvi"]
+        for name in [k for k in r if k != "scvi"]:
+            v = r[name]
+            print(f"| {threads} | {'fp32' if name == 'vaefast' else 'bf16'} | "
+                  f"{v['epoch_s']:.3f} | {s['epoch_s']:.3f} | "
+                  f"{s['epoch_s'] / v['epoch_s']:.1f}× | {v['epoch_cpu']:.3f} | "
+                  f"{s['epoch_cpu']:.3f} | {s['epoch_cpu'] / v['epoch_cpu']:.1f}× | "
+                  f"{v['nelbo']:.1f} | {s['nelbo']:.1f} | "
+                  f"{100 * (v['nelbo'] - s['nelbo']) / s['nelbo']:+.2f} % |")
+
+
+def print_analysis(rows):
+    """The latent-space and differential-expression table."""
     print("\n| threads | framework | cell-type silhouette | batch entropy (kNN 50) | "
           "DE AUC (proba_de) | DE AUC (abs lfc) | DE AUC (both tails) |")
     print("|---|---|---|---|---|---|---|")
@@ -243,8 +294,6 @@ def main():
             m = r[name]
             print(f"| {threads} | {name} | {m['silhouette']:.3f} | {m['batch_entropy']:.3f} | "
                   f"{m['auc_proba']:.3f} | {m['auc_lfc']:.3f} | {m['auc_two']:.3f} |")
-    print(f"(vaefast {rows[0][1]['vaefast']['version']}, scvi-tools "
-          f"{rows[0][1]['scvi']['version']})")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@
 
 #include "check.h"
 #include "gemm_kernels.h"
+#include "vae_csr_steps.h"
 #include "vae_dropout.h"
 #include "vae_internal.h"
 #include "vae_norm.h"
@@ -381,16 +382,18 @@ static int train_steps(vf_vae *m, int64_t n, const float *X, int64_t ldx,
     if (!done)
         return VF_ERR_NULL;
     *done = 0;
-    if (!m || !X || !sums3)
+    /* without X, the targets are the CSR rows made dense (vae_csr_steps.c) */
+    if (!m || (!X && !(r && r->csr_indptr)) || !sums3)
         return VF_ERR_NULL;
-    if (n < 1 || batch < 1 || first_batch < 0 || n_steps < 0 || ldx < m->D ||
-        vae_check_rows(m, r) != VF_OK || vae_csr_usable(m, r) != VF_OK ||
-        (order && r && r->csr_indptr))
-        return VF_ERR_ARG; /* CSR rows come in the order of the steps */
+    if (n < 1 || batch < 1 || first_batch < 0 || n_steps < 0 || (X && ldx < m->D) ||
+        vae_check_rows(m, r) != VF_OK || vae_csr_usable(m, r) != VF_OK)
+        return VF_ERR_ARG;
     if (first_batch > (n - 1) / batch || n_steps > (n - 1) / batch + 1 - first_batch)
         return VF_ERR_ARG; /* every step must start inside X */
     int st = vf_vae_reserve(m, batch);
-    if (st != VF_OK)
+    vae_csr_steps cs;
+    if (st != VF_OK ||
+        (st = vae_csr_steps_begin(r, X, order, n, batch, first_batch, n_steps, &cs)) != VF_OK)
         return st;
     const int64_t D = m->D, C = m->C;
     const float *c = r ? r->c : NULL, *s = r ? r->size_factors : NULL;
@@ -398,18 +401,20 @@ static int train_steps(vf_vae *m, int64_t n, const float *X, int64_t ldx,
     for (int64_t k = 0; k < n_steps; ++k) {
         const int64_t r0 = (first_batch + k) * batch;
         const int64_t rows = n - r0 < batch ? n - r0 : batch;
-        const float *xb = X + r0 * ldx;
+        const float *xb = X ? X + r0 * ldx : NULL;
         const float *cb = c ? c + r0 * ldc : NULL, *sb = s ? s + r0 : NULL;
         int64_t ldcb = ldc;
         if (order)
             for (int64_t i = 0; i < rows; ++i)
                 if (order[r0 + i] < 0 || order[r0 + i] >= n)
-                    return VF_ERR_ARG;
+                    st = VF_ERR_ARG;
+        if (st != VF_OK)
+            break;
         /* One step is one write: readers see the weights before or after it.
          * The tuner picks this step's thread count (threads.h). */
         vf_rwlock_lock(&m->lock, 1);
         vf_tuner_begin(&m->tuner, rows);
-        if (order || ldx != D) {
+        if (X && (order || ldx != D)) {
             const gather_call g = {D, ldx, r0, X, order ? order + r0 : NULL, m->xbatch};
             vf_split_range(rows, vf_threads_for(rows * D, 262144), gather_rows, &g);
             xb = m->xbatch;
@@ -431,21 +436,26 @@ static int train_steps(vf_vae *m, int64_t n, const float *X, int64_t ldx,
         if (order && sd.k) /* this step's rows of the codes, in its order */
             sd.k = vae_cov_gather_codes(m, r, order + r0, rows, &sd.ldk);
         double out3[3];
-        vae_csr_select(m, r, r0);
+        if (cs.on)
+            st = vae_csr_steps_take(m, r, &cs, r0, rows, &xb);
+        else
+            vae_csr_select(m, r, r0);
         m->bf16 = vae_bf16(r);
-        st = train_step_rows(m, rows, xb, &sd, sb, seed, step0 + (uint64_t)k, o, kl_weight,
-                             out3);
+        if (st == VF_OK)
+            st = train_step_rows(m, rows, xb, &sd, sb, seed, step0 + (uint64_t)k, o,
+                                 kl_weight, out3);
         vae_csr_select(m, NULL, 0);
         m->bf16 = 0;
         vf_tuner_end(&m->tuner, rows);
         vf_rwlock_unlock(&m->lock);
         if (st != VF_OK)
-            return st;
+            break;
         for (int j = 0; j < 3; ++j)
             sums3[j] += out3[j] * (double)rows;
         *done = k + 1;
     }
-    return VF_OK;
+    vae_csr_steps_end(&cs);
+    return st;
 }
 
 int vf_vae_train_steps(vf_vae *m, int64_t n, const float *X, int64_t ldx,

@@ -384,10 +384,13 @@ int vf_vae_layer_info(const vf_vae *m, int l, int64_t info[4]);
  * means 1; count likelihoods only). The plain functions pass none.
  * csr_indptr / csr_indices / csr_values (optional, all or none): the same
  * rows as X in CSR form ("CSR input" below; indptr has rows + 1 entries).
- * vf_vae_loss_and_grad_rows and vf_vae_train_steps_rows (without an order)
- * then run the first encoder layer's forward and weight gradient on them
- * with the CSR kernels, the likelihood's input map (log1p for the count
- * likelihoods) as their transform; X still gives the loss's targets.
+ * vf_vae_loss_and_grad_rows and vf_vae_train_steps_rows then run the first
+ * encoder layer's forward and weight gradient on them with the CSR kernels,
+ * the likelihood's input map (log1p for the count likelihoods) as their
+ * transform; X still gives the loss's targets. vf_vae_train_steps_rows with
+ * an order gathers each step's CSR rows by it, and takes X NULL: the
+ * targets are then the CSR rows made dense, a step at a time
+ * (csrc/vae_csr_steps.c).
  * vf_vae_encode_rows (X may then be NULL) and vf_vae_elbo_rows (X: the
  * targets) run the encoder's first layer on them the same way. An
  * unconditional model only (VF_ERR_ARG otherwise). The other functions use X. */

@@ -212,7 +212,7 @@ class VAECore:
     def train_step(self, X: _F32, seed: int, step: int, lr: float, beta1: float, beta2: float,
                    adam_eps: float, weight_decay: float, optimizer: str,
                    kl_weight: float) -> tuple[float, float, float]: ...
-    def train_steps(self, X: _F32, order: _I64 | None, batch: int, first_batch: int,
+    def train_steps(self, X: _F32 | None, order: _I64 | None, batch: int, first_batch: int,
                     n_steps: int, seed: int, step0: int, lr: float, beta1: float, beta2: float,
                     adam_eps: float, weight_decay: float, optimizer: str, kl_weight: float,
                     sums: _F64, c: _Side = None, size_factors: _F32 | None = None,

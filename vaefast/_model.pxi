@@ -461,15 +461,20 @@ cdef class VAECore:
         """Up to n_steps fused steps in one C call (vf_vae_train_steps).
 
         order: int64 row permutation of X, or None. csr: X's rows in CSR
-        form (a CSRBatch; no order), for the first layer (vaefast.h,
-        vf_vae_rows). sums (3) is incremented
+        form (a CSRBatch), for the first layer (vaefast.h, vf_vae_rows);
+        X None: the loss's targets are csr's rows made dense in C, a batch
+        at a time (csrc/vae_csr_steps.c). sums (3) is incremented
         by rows·{loss, recon, KL}; self.step advances by the steps done.
         Returns (steps done, status); a failing
         status is not raised here so that the caller learns how far it got
         (turn it into an exception with status_error)."""
-        cdef int64_t n = X.shape[0]
-        if X.shape[1] != self.n_features:
+        if X is None and csr is None:
+            raise ValueError("X must be given unless csr is")
+        cdef int64_t n = csr.shape[0] if X is None else X.shape[0]
+        if X is not None and X.shape[1] != self.n_features:
             raise ValueError(f"X must have {self.n_features} columns, got {X.shape[1]}")
+        if X is None and csr.shape[1] != self.n_features:
+            raise ValueError(f"csr must have {self.n_features} columns, got {csr.shape[1]}")
         if n < 1:
             raise ValueError("X must have at least one row")
         if sums.shape[0] != 3:
@@ -488,8 +493,10 @@ cdef class VAECore:
         cdef int64_t done = 0
         cdef int status
         self._check_can_write("train_steps")  # each step locks (vf_vae_train_steps)
+        cdef const float *px = NULL if X is None else &X[0, 0]
+        cdef int64_t ldx = self.n_features if X is None else X.shape[1]
         with nogil:
-            status = vf_vae_train_steps_rows(self.m, n, &X[0, 0], X.shape[1], rows.ptr(), pidx,
+            status = vf_vae_train_steps_rows(self.m, n, px, ldx, rows.ptr(), pidx,
                                              batch, first_batch, n_steps, seed, step0, lr,
                                              beta1, beta2, adam_eps, weight_decay, opt,
                                              kl_weight, &sums[0], &done)

@@ -71,12 +71,14 @@ class Trainer:
         """(lr, beta1, beta2, adam_eps, weight_decay, optimizer) of the core."""
         return self.lr, self.beta1, ADAM_BETA2, ADAM_EPS, 0.0, self.optimizer
 
-    def steps(self, X: F32, order: Optional[I64], bar: Optional[Bar], c: "Side" = None,
-              size_factors: Optional[F32] = None, csr: "Optional[CSRBatch]" = None) -> None:
+    def steps(self, X: Optional[F32], order: Optional[I64], bar: Optional[Bar],
+              c: "Side" = None, size_factors: Optional[F32] = None,
+              csr: "Optional[CSRBatch]" = None) -> None:
         """Train on all rows of X (in `order` if given), batch after batch;
         c (with codes, the pair (c, codes)) and size_factors are X's side
         inputs (rows indexed like X's), csr
-        X's rows in CSR form for the first layer (then no order).
+        X's rows in CSR form for the first layer. X None: csr's rows are
+        the data, each batch gathered (in `order`) and made dense in C.
 
         Steps run in chunks, one C call each, so that the trip through
         Python is paid once per chunk, not once per step; a chunk takes
@@ -85,7 +87,9 @@ class Trainer:
         not. The core advances model.step_ with the steps themselves.
         """
         model, core, batch_size = self.model, self.core, self.batch_size
-        n = X.shape[0]
+        if X is None:
+            assert csr is not None  # the source gives one or the other
+        n = X.shape[0] if X is not None else csr.shape[0]
         n_batches = -(-n // batch_size)
         most_steps = max(1, _ROWS_PER_CALL // batch_size)
         bi = 0

@@ -149,6 +149,7 @@ class RandomAccessSource(OneProcessSource):
         self.take: Callable[[Any], Any]
         # rows -> CSRBatch, for the CSR first layer
         self.take_csr: Optional[Callable[[Any], CSRBatch]] = None
+        self.whole = False  # the core gathers the batches from X's arrays
         if isinstance(X, np.memmap):
             if X.ndim != 2:
                 raise ValueError(f"X must be 2-dimensional, got shape {X.shape}")
@@ -163,6 +164,7 @@ class RandomAccessSource(OneProcessSource):
             self.take = inner.check_rows(X).take
             if sparse_first_layer and X.sparse and model.n_conditions == 0:
                 self.take_csr = X.take_csr
+                self.whole = buffer_rows is None and _whole_in_core(X)
             default_rows = batch_size if buffer_rows is None else buffer_rows
         self.model = model
         self.n_rows: int = X.shape[0]
@@ -185,9 +187,24 @@ class RandomAccessSource(OneProcessSource):
                   bar: Optional[Bar]) -> int:
         order = (np.random.default_rng([self.model.seed, epoch]).permutation(self.n_rows)
                  if shuffle else None)
+        matrix = self.take_csr(slice(0, self.n_rows)) if self.whole else None
+        if matrix is not None:  # the core gathers each batch (csrc/vae_csr_steps.c)
+            trainer.steps(None, order, bar, self.c, self.size_factors, matrix)
+            return self.n_rows
         for buf, (c, s), csr in _prefetched(lambda: self._buffers(order)):
             trainer.steps(buf, None, bar, c, s, csr)
         return self.n_rows
+
+
+def _whole_in_core(X: Any) -> bool:
+    """Whether the core can gather fit's batches from X's own arrays: an
+    in-memory CSR matrix (checked whole when fit began) with float32 values,
+    int32 column indices sorted within each row, so that the whole matrix is
+    a view (take_csr of all rows), never a copy of its entries."""
+    m = X.matrix
+    return (X.in_memory and X.sorted_rows and getattr(m, "format", None) == "csr"
+            and getattr(m.data, "dtype", None) == np.float32
+            and getattr(m.indices, "dtype", None) == np.int32)
 
 
 class BlockSource(OneProcessSource):
