@@ -167,4 +167,5 @@ def test_pipeline_beside_a_spinning_neighbour_finishes():
     """encode, a small NumPy product and idle gaps, with NumPy's pool busy in
     another thread and vaefast on 3 threads (more than the cores): the same
     bits every time, and no hang (a hang fails at the timeout)."""
+    pytest.importorskip("threadpoolctl")  # the child pins NumPy's pool with it
     assert _run(_SPINNING_NEIGHBOUR, "the pipeline beside a spinning NumPy pool") == "ok"
