@@ -493,7 +493,9 @@ cdef class VAECore:
         cdef int64_t done = 0
         cdef int status
         self._check_can_write("train_steps")  # each step locks (vf_vae_train_steps)
-        cdef const float *px = NULL if X is None else &X[0, 0]
+        cdef const float *px = NULL
+        if X is not None:
+            px = &X[0, 0]
         cdef int64_t ldx = self.n_features if X is None else X.shape[1]
         with nogil:
             status = vf_vae_train_steps_rows(self.m, n, px, ldx, rows.ptr(), pidx,
