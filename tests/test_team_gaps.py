@@ -22,7 +22,7 @@ import vaefast
 from vaefast import ops
 
 # indices of vf_team_stats (csrc/team.c, enum ST_*)
-JOBS, WAKES, DEFERRED, NSTATS = 0, 6, 9, 10
+JOBS, CALLER_NS, WAKES, DEFERRED, NSTATS = 0, 2, 6, 9, 10
 
 
 def _stats():
@@ -124,6 +124,9 @@ def test_short_call_after_a_gap_does_not_wake_the_workers():
     show it."""
     _stats()  # skips on a build without the counters
     res = json.loads(_run(_SHORT_AND_LONG, "short and long calls after idle gaps"))
+    if all(d[CALLER_NS] >= 1_000_000 for d in res["short"]):
+        # an emulated CPU (qemu) runs the short call for over 1 ms: it is not short there
+        pytest.skip(f"the short call took over 1 ms on this CPU: {res['short']}")
     assert any(d[DEFERRED] >= 1 and d[WAKES] == 0 for d in res["short"]), (
         f"every short call after a gap woke the workers: {res['short']}")
     d = res["long"]
