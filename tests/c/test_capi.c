@@ -28,6 +28,7 @@
  * lr·m̂/(√v̂ + eps) is made Lipschitz in the gradient by eps = 1e-3 (a gradient
  * error δ moves it by at most lr·δ/eps), so the trained parameters get the
  * gradient's tolerance scaled by those factors. */
+#include "expect.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,13 +90,7 @@ static void check_values(const char *isa, const char *what, const float *gotf,
     }
 }
 
-#define EXPECT(cond)                                                        \
-    do {                                                                    \
-        if (!(cond)) {                                                      \
-            printf("  FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);        \
-            ++failures;                                                     \
-        }                                                                   \
-    } while (0)
+/* EXPECT(cond): tests/c/expect.h, counting into `failures` above */
 
 static const int64_t HIDDEN[1] = {H};
 

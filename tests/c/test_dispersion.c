@@ -20,6 +20,7 @@
  * (<= ~1 here) on a gradient that cancels. TOL_REL / TOL_ABS are some 10×
  * the largest difference seen (generic against avx512: 1.5e-7 on a
  * gradient, 1.4e-7 relative on an ELBO); each check prints its worst. */
+#include "expect.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,13 +60,7 @@ static const mode_case CASES[] = {
 
 static int failures;
 
-#define EXPECT(cond)                                                        \
-    do {                                                                    \
-        if (!(cond)) {                                                      \
-            printf("  FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);        \
-            ++failures;                                                     \
-        }                                                                   \
-    } while (0)
+/* EXPECT(cond): tests/c/expect.h, counting into `failures` above */
 
 /* make_expected_dispersion.hashed */
 static uint32_t hashed(uint64_t i, uint64_t salt)
