@@ -101,8 +101,10 @@ short = []
 for _ in range(5):
     time.sleep(0.05)
     s0 = stats()
+    t = time.perf_counter_ns()
     ops.linear(x, W, b)
-    short.append((stats() - s0).tolist())
+    wall = time.perf_counter_ns() - t
+    short.append({"wall_ns": wall, "stats": (stats() - s0).tolist()})
 xl = rng.standard_normal((256, 784), dtype=np.float32)
 Wl = rng.standard_normal((784, 400), dtype=np.float32)
 bl = np.zeros(400, np.float32)
@@ -116,19 +118,21 @@ print(json.dumps({"short": short, "long": (stats() - s0).tolist()}))
 
 
 def test_short_call_after_a_gap_does_not_wake_the_workers():
-    """A call well under VF_TEAM_WAKE_AFTER_NS (1 ms) right after an idle gap
-    runs alone and sends no wake-up; a long busy run does wake the workers
-    and runs loops on the team. In a fresh process, so that no other test's
-    workers are about; a machine busy enough to deschedule the caller for a
-    millisecond can spoil one try of the short call, so one of five must
-    show it."""
+    """A call that ends within VF_TEAM_WAKE_AFTER_NS (1 ms) of its start, right
+    after an idle gap, runs alone and sends no wake-up: its caller cannot have
+    been busy for 1 ms. A long busy run does wake the workers and runs loops
+    on the team. In a fresh process, so that no other test's workers are
+    about. Tries whose wall time exceeded 1 ms (the caller descheduled, or an
+    emulated CPU where the product itself takes longer) rightly may wake the
+    workers and are not judged; the test skips if no try was short."""
     _stats()  # skips on a build without the counters
     res = json.loads(_run(_SHORT_AND_LONG, "short and long calls after idle gaps"))
-    if all(d[CALLER_NS] >= 1_000_000 for d in res["short"]):
-        # an emulated CPU (qemu) runs the short call for over 1 ms: it is not short there
-        pytest.skip(f"the short call took over 1 ms on this CPU: {res['short']}")
-    assert any(d[DEFERRED] >= 1 and d[WAKES] == 0 for d in res["short"]), (
-        f"every short call after a gap woke the workers: {res['short']}")
+    short = [r["stats"] for r in res["short"] if r["wall_ns"] < 1_000_000]
+    if not short:
+        pytest.skip(f"no call of the 4x400->400 product ended within 1 ms here: {res['short']}")
+    for d in short:
+        assert d[DEFERRED] >= 1 and d[WAKES] == 0, (
+            f"a call under 1 ms after a gap woke the workers: {res['short']}")
     d = res["long"]
     assert d[WAKES] >= 1 and d[JOBS] >= 1, f"a long busy run never used the team: {d}"
 
