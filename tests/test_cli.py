@@ -119,6 +119,9 @@ def test_demo_without_sklearn(monkeypatch, tmp_path, capsys):
 def test_walkthrough_command(capsys):
     assert cli.main(["walkthrough"]) == 0
     assert "dKL/dsigma" in capsys.readouterr().out
+    assert cli.main(["walkthrough", "--model", "scvi", "--dispersion", "gene"]) == 0
+    out = capsys.readouterr().out
+    assert "ZINB, dispersion 'gene'" in out and "dRecon/dpi" in out
 
 
 def test_module_runs_from_the_source_checkout(request, tmp_path):

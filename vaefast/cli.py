@@ -428,6 +428,10 @@ def _cmd_export(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_walkthrough(args: argparse.Namespace, out: TextIO) -> int:
+    if args.model == "scvi":
+        from .reference.walkthrough_scvi import print_scvi_walkthrough
+        print_scvi_walkthrough(seed=args.seed, dispersion=args.dispersion, out=out)
+        return 0
     from .reference.walkthrough import print_walkthrough
     print_walkthrough(seed=args.seed, out=out)
     return 0
@@ -508,6 +512,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("walkthrough", help="one VAE step by hand, printed as small matrices")
     w.add_argument("--seed", type=int, default=0)
+    w.add_argument("--model", choices=("vae", "scvi"), default="vae",
+                   help="the plain VAE (Gaussian) or the single-cell model (ZINB, batch, dropout)")
+    w.add_argument("--dispersion", choices=("gene", "gene-batch"), default="gene-batch",
+                   help="with --model scvi: log theta per gene, or per gene and batch")
     return p
 
 
