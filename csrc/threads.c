@@ -195,3 +195,31 @@ void vf_tuner_end(vf_thread_tuner *t, int64_t rows)
     if (t->per_row[0] > 0 && t->per_row[1] > 0)
         t->wide = t->per_row[1] < t->per_row[0];
 }
+
+static int size_class(int64_t rows)
+{
+    int c = 0;
+    for (int64_t r = rows >> 2; r > 0 && c < VF_TUNER_CLASSES - 1; r >>= 2)
+        ++c;
+    return c;
+}
+
+int vf_sized_tuner_begin(vf_sized_tuner *t, int64_t rows)
+{
+    if (atomic_exchange_explicit(&t->busy, 1, memory_order_acquire))
+        return -1; /* another thread is timing a call of this model */
+    const int c = size_class(rows);
+    vf_thread_tuner *tt = &t->by_size[c];
+    if (tt->per_row[0] == 0 && tt->per_row[1] == 0)
+        tt->wide = 1; /* untimed: the first call runs on the setting */
+    vf_tuner_begin(tt, rows);
+    return c;
+}
+
+void vf_sized_tuner_end(vf_sized_tuner *t, int cls, int64_t rows)
+{
+    if (cls < 0)
+        return;
+    vf_tuner_end(&t->by_size[cls], rows);
+    atomic_store_explicit(&t->busy, 0, memory_order_release);
+}

@@ -98,4 +98,19 @@ typedef struct vf_thread_tuner {
 void vf_tuner_begin(vf_thread_tuner *t, int64_t rows); /* caps this thread */
 void vf_tuner_end(vf_thread_tuner *t, int64_t rows);   /* times the step, uncaps */
 
+/* Tuners for calls of any row count (inference: encode, decode, elbo), one
+ * per size class, since per-row times of 1 and 4,096 rows do not compare.
+ * One call at a time is timed (a try-lock): a call made meanwhile, from
+ * another thread, runs on the setting untimed. Zero-initialised = fresh. */
+#define VF_TUNER_CLASSES 6 /* rows: 1-3, 4-15, 16-63, 64-255, 256-1023, more */
+typedef struct vf_sized_tuner {
+    atomic_int busy;
+    vf_thread_tuner by_size[VF_TUNER_CLASSES];
+} vf_sized_tuner;
+
+/* Returns the class timed for this call (pass it to vf_sized_tuner_end),
+ * or -1 if the call runs untimed. */
+int vf_sized_tuner_begin(vf_sized_tuner *t, int64_t rows);
+void vf_sized_tuner_end(vf_sized_tuner *t, int cls, int64_t rows);
+
 #endif

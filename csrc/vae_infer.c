@@ -28,7 +28,7 @@ static int infer_buffers(const vf_vae *m, int64_t B, float *work, float *buf[3])
     return VF_OK;
 }
 
-int vf_vae_encode_rows(const vf_vae *m, int64_t B, const float *X, int64_t ldx,
+static int encode_rows(const vf_vae *m, int64_t B, const float *X, int64_t ldx,
                        const vf_vae_rows *r, float *mu, int64_t ldmu, float *logvar,
                        int64_t ldlv, float *work)
 {
@@ -67,7 +67,7 @@ static void copy_row(int64_t D, const float *y, float s, float *out)
     memmove(out, y, (size_t)D * sizeof(float));
 }
 
-int vf_vae_decode_rows(const vf_vae *m, int64_t B, const float *z, int64_t ldz,
+static int decode_rows(const vf_vae *m, int64_t B, const float *z, int64_t ldz,
                        const vf_vae_rows *r, int mean, float *out, int64_t ldo,
                        float *work)
 {
@@ -134,7 +134,7 @@ int64_t vf_vae_elbo_work_size(const vf_vae *m)
     return m ? elbo_layout(m, NULL, &b) : -1;
 }
 
-int vf_vae_elbo_rows(const vf_vae *m, int64_t B, const float *X, const vf_vae_rows *r,
+static int elbo_rows(const vf_vae *m, int64_t B, const float *X, const vf_vae_rows *r,
                      const float *eps, double *elbo, float *work)
 {
     if (!m || (B > 0 && (!X || !eps || !elbo || !work)))
@@ -167,4 +167,51 @@ int vf_vae_elbo_rows(const vf_vae *m, int64_t B, const float *X, const vf_vae_ro
             elbo[i0 + i] = -((double)b.recon[i] + (double)m->beta * (double)b.kl[i]);
     }
     return VF_OK;
+}
+
+/* ---- the public calls: each picks its thread count with the model's
+ * inference tuner (threads.h), so that beside a neighbour that holds a
+ * core (another pool's spinning threads, a busy process) a call runs on
+ * one thread when that is faster. Results are the same bits either way. */
+
+/* The tuner is the one field an inference call writes; a model is always
+ * allocated (vf_vae_create), never defined const, so this write is sound. */
+static vf_sized_tuner *infer_tuner(const vf_vae *m)
+{
+    return (vf_sized_tuner *)&m->infer_tuner;
+}
+
+int vf_vae_encode_rows(const vf_vae *m, int64_t B, const float *X, int64_t ldx,
+                       const vf_vae_rows *r, float *mu, int64_t ldmu, float *logvar,
+                       int64_t ldlv, float *work)
+{
+    if (!m)
+        return VF_ERR_NULL;
+    const int cls = vf_sized_tuner_begin(infer_tuner(m), B);
+    const int st = encode_rows(m, B, X, ldx, r, mu, ldmu, logvar, ldlv, work);
+    vf_sized_tuner_end(infer_tuner(m), cls, B);
+    return st;
+}
+
+int vf_vae_decode_rows(const vf_vae *m, int64_t B, const float *z, int64_t ldz,
+                       const vf_vae_rows *r, int mean, float *out, int64_t ldo,
+                       float *work)
+{
+    if (!m)
+        return VF_ERR_NULL;
+    const int cls = vf_sized_tuner_begin(infer_tuner(m), B);
+    const int st = decode_rows(m, B, z, ldz, r, mean, out, ldo, work);
+    vf_sized_tuner_end(infer_tuner(m), cls, B);
+    return st;
+}
+
+int vf_vae_elbo_rows(const vf_vae *m, int64_t B, const float *X, const vf_vae_rows *r,
+                     const float *eps, double *elbo, float *work)
+{
+    if (!m)
+        return VF_ERR_NULL;
+    const int cls = vf_sized_tuner_begin(infer_tuner(m), B);
+    const int st = elbo_rows(m, B, X, r, eps, elbo, work);
+    vf_sized_tuner_end(infer_tuner(m), cls, B);
+    return st;
 }
