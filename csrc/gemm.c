@@ -25,6 +25,23 @@ int vf_gemm_run_checked(vf_gemm_problem *p)
     return nonfinite ? VF_ERR_NONFINITE : VF_OK;
 }
 
+/* The public products pick their thread count per call, as the model's
+ * inference does (threads.h, vf_sized_tuner): one tuner per entry point,
+ * by size class of the work (calls of a millisecond or more). Beside a
+ * neighbour that holds a core (another pool's spinning workers) a call
+ * then runs on one thread when two are slower. Same bits either way. */
+enum { TUNE_FORWARD, TUNE_BACKWARD_INPUT, TUNE_BACKWARD_WEIGHT, TUNE_MATMUL, TUNE_ENTRIES };
+static vf_sized_tuner tuners[TUNE_ENTRIES];
+
+static int run_tuned(int entry, vf_gemm_problem *p)
+{
+    const int64_t units = vf_tune_units((double)p->M * (double)p->N * (double)p->K);
+    const int cls = vf_sized_tuner_begin(&tuners[entry], units);
+    const int st = vf_gemm_run_checked(p);
+    vf_sized_tuner_end(&tuners[entry], cls, units);
+    return st;
+}
+
 /* Y = act([Y +] X·W + b), accumulate 0 or 1; NULL-checked arguments. */
 static int forward(int64_t M, int64_t N, int64_t K, const float *X, int64_t ldx,
                    const float *W, int64_t ldw, const float *b, int act, float *Y,
@@ -38,7 +55,7 @@ static int forward(int64_t M, int64_t N, int64_t K, const float *X, int64_t ldx,
     vf_gemm_problem p = {
         .M = M, .N = N, .K = K, .A = X, .lda = ldx, .B = W, .ldb = ldw, .C = Y,
         .ldc = ldy, .bias = b, .relu = act == VF_ACT_RELU, .accumulate = accumulate};
-    return vf_gemm_run_checked(&p);
+    return run_tuned(TUNE_FORWARD, &p);
 }
 
 int vf_linear_forward(int64_t M, int64_t N, int64_t K, const float *X, int64_t ldx,
@@ -73,7 +90,7 @@ int vf_linear_backward_input(int64_t M, int64_t N, int64_t K,
         .M = M, .N = K, .K = N, .A = dY, .lda = lddy, .B = W, .ldb = ldw,
         .trans_b = 1, .C = dX, .ldc = lddx, .mask = mask, .ldm = ldm,
         .a_relu = Yo, .ld_ar = ldyo};
-    return vf_gemm_run_checked(&p);
+    return run_tuned(TUNE_BACKWARD_INPUT, &p);
 }
 
 int vf_linear_backward_weight(int64_t M, int64_t N, int64_t K,
@@ -93,7 +110,7 @@ int vf_linear_backward_weight(int64_t M, int64_t N, int64_t K,
         .M = K, .N = N, .K = M, .A = X, .lda = ldx, .trans_a = 1, .B = dY,
         .ldb = lddy, .C = dW, .ldc = lddw, .accumulate = accumulate, .ones_row = db,
         .b_relu = Yo, .ld_br = ldyo};
-    return vf_gemm_run_checked(&p);
+    return run_tuned(TUNE_BACKWARD_WEIGHT, &p);
 }
 
 int vf_matmul(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
@@ -109,5 +126,5 @@ int vf_matmul(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
     vf_gemm_problem p = {
         .M = M, .N = N, .K = K, .A = A, .lda = lda, .trans_a = trans_a, .B = B,
         .ldb = ldb, .trans_b = trans_b, .C = C, .ldc = ldc, .accumulate = accumulate};
-    return vf_gemm_run_checked(&p);
+    return run_tuned(TUNE_MATMUL, &p);
 }

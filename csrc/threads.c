@@ -196,30 +196,37 @@ void vf_tuner_end(vf_thread_tuner *t, int64_t rows)
         t->wide = t->per_row[1] < t->per_row[0];
 }
 
-static int size_class(int64_t rows)
+static int size_class(int64_t units)
 {
     int c = 0;
-    for (int64_t r = rows >> 2; r > 0 && c < VF_TUNER_CLASSES - 1; r >>= 2)
+    for (int64_t u = units / (4 * VF_TUNE_MIN_UNITS); u > 0 && c < VF_TUNER_CLASSES - 1; u >>= 2)
         ++c;
     return c;
 }
 
-int vf_sized_tuner_begin(vf_sized_tuner *t, int64_t rows)
+int64_t vf_tune_units(double macs)
 {
+    return macs < 0x1p62 ? (int64_t)(macs / 65536.0) : INT64_C(1) << 46;
+}
+
+int vf_sized_tuner_begin(vf_sized_tuner *t, int64_t units)
+{
+    if (units < VF_TUNE_MIN_UNITS)
+        return -1;
     if (atomic_exchange_explicit(&t->busy, 1, memory_order_acquire))
-        return -1; /* another thread is timing a call of this model */
-    const int c = size_class(rows);
+        return -1; /* another thread is timing a call */
+    const int c = size_class(units);
     vf_thread_tuner *tt = &t->by_size[c];
     if (tt->per_row[0] == 0 && tt->per_row[1] == 0)
         tt->wide = 1; /* untimed: the first call runs on the setting */
-    vf_tuner_begin(tt, rows);
+    vf_tuner_begin(tt, units);
     return c;
 }
 
-void vf_sized_tuner_end(vf_sized_tuner *t, int cls, int64_t rows)
+void vf_sized_tuner_end(vf_sized_tuner *t, int cls, int64_t units)
 {
     if (cls < 0)
         return;
-    vf_tuner_end(&t->by_size[cls], rows);
+    vf_tuner_end(&t->by_size[cls], units);
     atomic_store_explicit(&t->busy, 0, memory_order_release);
 }

@@ -98,19 +98,27 @@ typedef struct vf_thread_tuner {
 void vf_tuner_begin(vf_thread_tuner *t, int64_t rows); /* caps this thread */
 void vf_tuner_end(vf_thread_tuner *t, int64_t rows);   /* times the step, uncaps */
 
-/* Tuners for calls of any row count (inference: encode, decode, elbo), one
- * per size class, since per-row times of 1 and 4,096 rows do not compare.
- * One call at a time is timed (a try-lock): a call made meanwhile, from
- * another thread, runs on the setting untimed. Zero-initialised = fresh. */
-#define VF_TUNER_CLASSES 6 /* rows: 1-3, 4-15, 16-63, 64-255, 256-1023, more */
+/* Tuners for calls of any size (inference: encode, decode, elbo; the
+ * public products), one per size class of work, since per-unit times of
+ * small and large calls do not compare. Work is counted in units of 2^16
+ * multiply-adds. A call under VF_TUNE_MIN_UNITS (about a millisecond on
+ * one thread) is not tuned: one wake-up of a sleeping worker would swamp
+ * its timing, and the team's own deferral (team.c) already keeps short
+ * calls off sleeping workers. One call at a time is timed (a try-lock): a
+ * call made meanwhile, from another thread, runs on the setting untimed.
+ * Zero-initialised = fresh; a class's first call runs on the setting. */
+#define VF_TUNE_MIN_UNITS 1024 /* 64M multiply-adds */
+#define VF_TUNER_CLASSES 6     /* units: 1K-4K, 4K-16K, ..., 1M and more */
 typedef struct vf_sized_tuner {
     atomic_int busy;
     vf_thread_tuner by_size[VF_TUNER_CLASSES];
 } vf_sized_tuner;
 
 /* Returns the class timed for this call (pass it to vf_sized_tuner_end),
- * or -1 if the call runs untimed. */
-int vf_sized_tuner_begin(vf_sized_tuner *t, int64_t rows);
-void vf_sized_tuner_end(vf_sized_tuner *t, int cls, int64_t rows);
+ * or -1 if the call runs untimed on the setting. */
+int vf_sized_tuner_begin(vf_sized_tuner *t, int64_t units);
+void vf_sized_tuner_end(vf_sized_tuner *t, int cls, int64_t units);
+/* Units of `macs` multiply-adds (saturating). */
+int64_t vf_tune_units(double macs);
 
 #endif

@@ -181,15 +181,26 @@ static vf_sized_tuner *infer_tuner(const vf_vae *m)
     return (vf_sized_tuner *)&m->infer_tuner;
 }
 
+/* The tuner's work units of a call of B rows: the multiply-adds of every
+ * layer (encode and decode do about half; the classes are coarse). */
+static int64_t call_units(const vf_vae *m, int64_t B)
+{
+    double macs = 0;
+    for (int i = 0; i < m->n_layers; ++i)
+        macs += (double)m->layers[i].in * (double)m->layers[i].out;
+    return vf_tune_units(macs * (double)B);
+}
+
 int vf_vae_encode_rows(const vf_vae *m, int64_t B, const float *X, int64_t ldx,
                        const vf_vae_rows *r, float *mu, int64_t ldmu, float *logvar,
                        int64_t ldlv, float *work)
 {
     if (!m)
         return VF_ERR_NULL;
-    const int cls = vf_sized_tuner_begin(infer_tuner(m), B);
+    const int64_t units = call_units(m, B);
+    const int cls = vf_sized_tuner_begin(infer_tuner(m), units);
     const int st = encode_rows(m, B, X, ldx, r, mu, ldmu, logvar, ldlv, work);
-    vf_sized_tuner_end(infer_tuner(m), cls, B);
+    vf_sized_tuner_end(infer_tuner(m), cls, units);
     return st;
 }
 
@@ -199,9 +210,10 @@ int vf_vae_decode_rows(const vf_vae *m, int64_t B, const float *z, int64_t ldz,
 {
     if (!m)
         return VF_ERR_NULL;
-    const int cls = vf_sized_tuner_begin(infer_tuner(m), B);
+    const int64_t units = call_units(m, B);
+    const int cls = vf_sized_tuner_begin(infer_tuner(m), units);
     const int st = decode_rows(m, B, z, ldz, r, mean, out, ldo, work);
-    vf_sized_tuner_end(infer_tuner(m), cls, B);
+    vf_sized_tuner_end(infer_tuner(m), cls, units);
     return st;
 }
 
@@ -210,8 +222,9 @@ int vf_vae_elbo_rows(const vf_vae *m, int64_t B, const float *X, const vf_vae_ro
 {
     if (!m)
         return VF_ERR_NULL;
-    const int cls = vf_sized_tuner_begin(infer_tuner(m), B);
+    const int64_t units = call_units(m, B);
+    const int cls = vf_sized_tuner_begin(infer_tuner(m), units);
     const int st = elbo_rows(m, B, X, r, eps, elbo, work);
-    vf_sized_tuner_end(infer_tuner(m), cls, B);
+    vf_sized_tuner_end(infer_tuner(m), cls, units);
     return st;
 }
