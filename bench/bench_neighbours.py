@@ -33,6 +33,11 @@ run by the team, loops a worker helped, the caller's work and join time,
 lost loops, back-offs, wake-ups and their mean latency, loops run alone
 while the workers slept).
 
+--openblas-timeout E sets OPENBLAS_THREAD_TIMEOUT=E in the children: NumPy's
+OpenBLAS (0.3.31 here) keeps each idle worker spinning, without yielding,
+for about 2^28 cycles (~100 ms) after every threaded call, holding a core
+that vaefast's second thread needs; E = 4 makes them sleep at once.
+
 --against DIR runs the children with the vaefast package found in DIR
 instead of the installed one (an A/B of two builds: DIR holds a `vaefast`
 folder with its compiled _core). The machine's load changes every figure:
@@ -201,10 +206,10 @@ def scenario_code(name):
             "torch": torch, "dask": _DASK}[name]
 
 
-def run_child(name, threads, base, stats=None):
+def run_child(name, threads, base, stats=None, env=None):
     code = _PRELUDE.format(base=base or "", threads=threads) + scenario_code(name) + _STATS
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=900)
+                         timeout=900, env=env)
     if out.returncode != 0:
         raise RuntimeError(f"{name} ({threads} threads) failed:\n{out.stderr}")
     if stats is not None:
@@ -229,7 +234,14 @@ def main():
     ap.add_argument("--against", default=None, help="import vaefast from this folder")
     ap.add_argument("--json", default=None, help="also write the medians here")
     ap.add_argument("--stats", action="store_true", help="print the team's counters")
+    ap.add_argument("--openblas-timeout", type=int, default=None, metavar="E",
+                    help="run the children with OPENBLAS_THREAD_TIMEOUT=E: OpenBLAS's idle "
+                         "workers then spin about 2^E cycles instead of 2^28 (read when "
+                         "NumPy loads OpenBLAS)")
     args = ap.parse_args()
+    env = dict(os.environ)
+    if args.openblas_timeout is not None:
+        env["OPENBLAS_THREAD_TIMEOUT"] = str(args.openblas_timeout)
     names = args.only or ["linear", "pipeline", "requests", "fit"] + [
         n for n in ("torch", "dask") if have(n)]
     counts = sorted({args.threads, 1}, reverse=True)
@@ -237,7 +249,7 @@ def main():
     for _ in range(args.repeats):  # interleaved rounds of fresh processes
         for name in names:
             for nt in counts:
-                for key, val in run_child(name, nt, args.against, stats).items():
+                for key, val in run_child(name, nt, args.against, stats, env).items():
                     samples.setdefault((name, key, nt), []).append(val)
     medians = {k: statistics.median(v) for k, v in samples.items()}
     print(f"# medians of {args.repeats} fresh processes; load average "
