@@ -217,8 +217,12 @@ int vf_sized_tuner_begin(vf_sized_tuner *t, int64_t units)
         return -1; /* another thread is timing a call */
     const int c = size_class(units);
     vf_thread_tuner *tt = &t->by_size[c];
-    if (tt->per_row[0] == 0 && tt->per_row[1] == 0)
-        tt->wide = 1; /* untimed: the first call runs on the setting */
+    if (!t->warm[c]) { /* the first call: on the setting, untimed */
+        t->warm[c] = 1;
+        tt->wide = 1;
+        atomic_store_explicit(&t->busy, 0, memory_order_release);
+        return -1;
+    }
     vf_tuner_begin(tt, units);
     return c;
 }

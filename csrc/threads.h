@@ -106,12 +106,16 @@ void vf_tuner_end(vf_thread_tuner *t, int64_t rows);   /* times the step, uncaps
  * its timing, and the team's own deferral (team.c) already keeps short
  * calls off sleeping workers. One call at a time is timed (a try-lock): a
  * call made meanwhile, from another thread, runs on the setting untimed.
- * Zero-initialised = fresh; a class's first call runs on the setting. */
+ * Zero-initialised = fresh. A class's first call runs on the setting
+ * untimed (it may start threads, fault in AMX state, fill caches: a cold
+ * timing would bench the team for hundreds of calls), its second too,
+ * timed, and its third tries one thread. */
 #define VF_TUNE_MIN_UNITS 1024 /* 64M multiply-adds */
 #define VF_TUNER_CLASSES 6     /* units: 1K-4K, 4K-16K, ..., 1M and more */
 typedef struct vf_sized_tuner {
     atomic_int busy;
     vf_thread_tuner by_size[VF_TUNER_CLASSES];
+    int warm[VF_TUNER_CLASSES]; /* the class's first call (untimed) has run */
 } vf_sized_tuner;
 
 /* Returns the class timed for this call (pass it to vf_sized_tuner_end),

@@ -174,19 +174,25 @@ static int elbo_rows(const vf_vae *m, int64_t B, const float *X, const vf_vae_ro
  * core (another pool's spinning threads, a busy process) a call runs on
  * one thread when that is faster. Results are the same bits either way. */
 
-/* The tuner is the one field an inference call writes; a model is always
- * allocated (vf_vae_create), never defined const, so this write is sound. */
-static vf_sized_tuner *infer_tuner(const vf_vae *m)
+/* The tuners are the one field an inference call writes; a model is always
+ * allocated (vf_vae_create), never defined const, so this write is sound.
+ * One per entry point, precision and input form: their times per unit of
+ * work differ (bf16 runs several times faster than float32, a CSR first
+ * layer faster than a dense one), and one tuner fed both would compare a
+ * fast call on one thread with a slow one on two. */
+enum { INFER_ENCODE, INFER_DECODE, INFER_ELBO };
+
+static vf_sized_tuner *infer_tuner(const vf_vae *m, int entry, const vf_vae_rows *r)
 {
-    return (vf_sized_tuner *)&m->infer_tuner;
+    const int form = (vae_bf16(r) ? 2 : 0) + (r && r->csr_indptr ? 1 : 0);
+    return (vf_sized_tuner *)&m->infer_tuner[4 * entry + form];
 }
 
-/* The tuner's work units of a call of B rows: the multiply-adds of every
- * layer (encode and decode do about half; the classes are coarse). */
-static int64_t call_units(const vf_vae *m, int64_t B)
+/* The tuner's work units of a call of B rows through layers first..last. */
+static int64_t call_units(const vf_vae *m, int first, int last, int64_t B)
 {
     double macs = 0;
-    for (int i = 0; i < m->n_layers; ++i)
+    for (int i = first; i <= last; ++i)
         macs += (double)m->layers[i].in * (double)m->layers[i].out;
     return vf_tune_units(macs * (double)B);
 }
@@ -197,10 +203,11 @@ int vf_vae_encode_rows(const vf_vae *m, int64_t B, const float *X, int64_t ldx,
 {
     if (!m)
         return VF_ERR_NULL;
-    const int64_t units = call_units(m, B);
-    const int cls = vf_sized_tuner_begin(infer_tuner(m), units);
+    vf_sized_tuner *t = infer_tuner(m, INFER_ENCODE, r);
+    const int64_t units = call_units(m, 0, m->n_enc, B);
+    const int cls = vf_sized_tuner_begin(t, units);
     const int st = encode_rows(m, B, X, ldx, r, mu, ldmu, logvar, ldlv, work);
-    vf_sized_tuner_end(infer_tuner(m), cls, units);
+    vf_sized_tuner_end(t, cls, units);
     return st;
 }
 
@@ -210,10 +217,11 @@ int vf_vae_decode_rows(const vf_vae *m, int64_t B, const float *z, int64_t ldz,
 {
     if (!m)
         return VF_ERR_NULL;
-    const int64_t units = call_units(m, B);
-    const int cls = vf_sized_tuner_begin(infer_tuner(m), units);
+    vf_sized_tuner *t = infer_tuner(m, INFER_DECODE, r);
+    const int64_t units = call_units(m, m->n_enc + 1, m->n_layers - 1, B);
+    const int cls = vf_sized_tuner_begin(t, units);
     const int st = decode_rows(m, B, z, ldz, r, mean, out, ldo, work);
-    vf_sized_tuner_end(infer_tuner(m), cls, units);
+    vf_sized_tuner_end(t, cls, units);
     return st;
 }
 
@@ -222,9 +230,10 @@ int vf_vae_elbo_rows(const vf_vae *m, int64_t B, const float *X, const vf_vae_ro
 {
     if (!m)
         return VF_ERR_NULL;
-    const int64_t units = call_units(m, B);
-    const int cls = vf_sized_tuner_begin(infer_tuner(m), units);
+    vf_sized_tuner *t = infer_tuner(m, INFER_ELBO, r);
+    const int64_t units = call_units(m, 0, m->n_layers - 1, B);
+    const int cls = vf_sized_tuner_begin(t, units);
     const int st = elbo_rows(m, B, X, r, eps, elbo, work);
-    vf_sized_tuner_end(infer_tuner(m), cls, units);
+    vf_sized_tuner_end(t, cls, units);
     return st;
 }

@@ -113,9 +113,10 @@ struct vf_vae {
     float *xbatch; /* gathered minibatch (cap×D) for vf_vae_train_steps */
     vf_rwlock lock;         /* readers: inference; writer: one training step */
     vf_thread_tuner tuner;  /* thread count of vf_vae_train_steps */
-    /* thread count of encode, decode and elbo calls: the one part of the
-     * model an inference call writes (vae_infer_tuner) */
-    vf_sized_tuner infer_tuner;
+    /* thread count of encode, decode and elbo calls, one tuner per call,
+     * precision and input form (vae_infer.c): the one part of the model
+     * an inference call writes */
+    vf_sized_tuner infer_tuner[12];
     float *dlik;   /* per-element gradient of the per-feature parameters (cap×D) */
     float *xenc;   /* the encoder's transformed input, e.g. log1p(X) (cap×D) */
     float *cbatch, *sbatch; /* gathered conditions (cap×C), size factors (cap) */
