@@ -18,7 +18,8 @@ round after round and the medians printed. Scenarios:
              PyTorch installed also the same product in torch
              (pipeline_torch).
   requests   encode 1 and 64 rows once every 10 ms (a server answering
-             requests): median latency in ms, N threads and 1 thread.
+             requests): median latency in ms, N threads and 1 thread; with
+             PyTorch installed also its encoder of the same shape.
   fit        fit 784-400-20 at batch 128 with a per-epoch callback that
              calls NumPy's BLAS (epochs of 1,024 rows); rows/s.
   torch      (if PyTorch is installed) ops.linear right after torch.matmul
@@ -132,17 +133,29 @@ print(json.dumps(out))
 """
 
 _REQUESTS = _MODEL + """
+encoders = {"": lambda x: m.encode(x)}
+try:  # PyTorch's encoder of the same shape (784-400 ReLU, then the 2x20 head)
+    import torch
+    torch.set_num_threads(threads)
+    net = torch.nn.Sequential(torch.nn.Linear(784, 400), torch.nn.ReLU(), torch.nn.Linear(400, 40))
+    def torch_encode(x):
+        with torch.no_grad():
+            return net(torch.from_numpy(x)).numpy()
+    encoders["torch "] = torch_encode
+except ImportError:
+    pass
 out = {}
-for rows in (1, 64):
-    x = X[:rows]
-    m.encode(x)
-    lat = []
-    for _ in range(60):
-        time.sleep(0.010)
-        t = time.perf_counter()
-        m.encode(x)
-        lat.append(1e3 * (time.perf_counter() - t))
-    out[f"{rows} rows ms"] = med(lat)
+for label, encode in encoders.items():
+    for rows in (1, 64):
+        x = X[:rows]
+        encode(x)
+        lat = []
+        for _ in range(60):
+            time.sleep(0.010)
+            t = time.perf_counter()
+            encode(x)
+            lat.append(1e3 * (time.perf_counter() - t))
+        out[f"{label}{rows} rows ms"] = med(lat)
 print(json.dumps(out))
 """
 
