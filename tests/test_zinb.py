@@ -5,8 +5,12 @@ against PyTorch autograd, finite differences and scipy in
 tests/test_zinb_reference.py).
 
 Tolerances, u = 2**-24. The kernel works in float32 apart from the lgamma /
-digamma part of x > 0 (double). log mu = (rho − m) + (log L − log S) carries
-an absolute error lmerr ≈ u·(|rho − m| + |log L − log S| + 4). Each element
+digamma part of x >= 8, and of x >= 2 with a per-element θ (double); a
+count of 1 (log θ) and counts 2–7 of a per-gene θ (x·log θ plus the float32
+table's sum of log1p terms, minus log x!) are float32 too: a few ulp of
+those terms, |Σ log1p| <= |d1| + x·|log θ| + log x!, so the parts below
+count 2·(x·|log θ| + log x!) beside |d1|. log mu = (rho − m) +
+(log L − log S) carries an absolute error lmerr ≈ u·(|rho − m| + |log L − log S| + 4). Each element
 is a short chain of float32 operations (exp, log1p, division: a few ulp
 each), so its loss and gradient are within 32u of the magnitude of their
 parts, plus the effect of lmerr (|∂/∂log mu| · lmerr; for ZINB's zero case
@@ -60,7 +64,9 @@ def _tolerances(lik, x, rho, lib, lt, w, scale):
         a = lm - rc
         sp, sig = np.logaddexp(0, a), 1 / (1 + np.exp(-a))
         d1 = special.gammaln(x + th) - special.gammaln(th) - special.gammaln(x + 1)
-        lparts = th * sp + x * np.abs(sp - a) + np.abs(d1)
+        # d1 in float32 is x·log θ + Σ log1p(k/θ) − log x!: its terms' sizes
+        lparts = th * sp + x * np.abs(sp - a) + np.abs(d1) + 2 * (x * np.abs(rc)
+                                                                 + special.gammaln(x + 1))
         gparts = (x + th) * sig + x
         tparts = th * (sp + sig) + 2 * x
         amp = 1.0
