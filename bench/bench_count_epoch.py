@@ -22,7 +22,8 @@ rounds and each model's ratio to the unit Gaussian in the same clock; the
 range of the per-round ratios (each round's fits ran back to back) follows.
 
 With --transform the zinb children also time ``transform`` of all cells
-from the CSR matrix and from the dense array (median of 7).
+from the CSR matrix and from the dense array (median of 7; CPU time with
+one thread, wall time with more).
 
 The machine may be shared: compare ratios within one run, and repeat.
 """
@@ -65,8 +66,9 @@ def child(path, name, epochs, threads, transform):
 
         from timing import median_seconds
         csr = sp.csr_matrix(X)
-        out["transform_dense"] = median_seconds(lambda: m.transform(X), rounds=7)[0]
-        out["transform_csr"] = median_seconds(lambda: m.transform(csr), rounds=7)[0]
+        clock = time.process_time if threads == 1 else time.perf_counter
+        out["transform_dense"] = median_seconds(lambda: m.transform(X), rounds=7, clock=clock)[0]
+        out["transform_csr"] = median_seconds(lambda: m.transform(csr), rounds=7, clock=clock)[0]
     print(json.dumps(out))
 
 
@@ -129,7 +131,7 @@ def main():
             if args.transform and "zinb" in runs:
                 td = np.median([x["transform_dense"] for x in runs["zinb"]])
                 tc = np.median([x["transform_csr"] for x in runs["zinb"]])
-                print(f"  transform (zinb, wall): dense {td:.4f}, CSR {tc:.4f}, "
+                print(f"  transform (zinb; 1 thread CPU, else wall): dense {td:.4f}, CSR {tc:.4f}, "
                       f"dense/CSR {td / tc:.2f}×")
 
 
