@@ -12,15 +12,19 @@
 #define VF_COUNT_BLOCK 64 /* rows per kernel call (and per per-gene partial sum) */
 
 /* Counts 2 .. VF_COUNT_TAB−1 of a per-gene θ read their lgamma / digamma
- * parts from a table built once per call (count_table): for x in that range
- * and gene j, with u_k = k/θ_j,
- *   tab[(x−2)·N + j]              = Σ_{0<k<x} log(1 + u_k)
- *                                   (lgamma(x+θ) − lgamma(θ) = x·log θ + that)
- *   tab[(VF_COUNT_TAB−2 + x−2)·N + j] = Σ_{0<k<x} u_k/(1 + u_k) = Σ k/(θ + k)
+ * parts from a table built once per call (count_table), gene-major (one
+ * 64-byte line per gene, so the kernel's gathers touch one line a lane):
+ * for x in that range and gene j, with u_k = k/θ_j,
+ *   tab[VF_COUNT_TAB_STRIDE·j + x−2]     = Σ_{0<k<x} log(1 + u_k)
+ *                                          (lgamma(x+θ) − lgamma(θ) = x·log θ + that)
+ *   tab[VF_COUNT_TAB_STRIDE·j + 8 + x−2] = Σ_{0<k<x} u_k/(1 + u_k) = Σ k/(θ + k)
  * in float32 (each term a few ulp, the sums of positive terms), so the
- * commonest non-zero counts cost two loads instead of a double log. */
+ * commonest non-zero counts cost two gathers instead of a double log.
+ * Slots 6, 7, 14, 15 of a gene's line are not used. */
 #define VF_COUNT_TAB 8
-#define VF_COUNT_TAB_ROWS (2 * (VF_COUNT_TAB - 2)) /* rows of N in the table */
+#define VF_COUNT_TAB_HALF 8    /* offset of the Σ k/(θ + k) half of a gene's line */
+#define VF_COUNT_TAB_STRIDE 16 /* floats per gene */
+#define VF_COUNT_TAB_ROWS VF_COUNT_TAB_STRIDE /* rows of N the table takes */
 
 /* A validated vf_count_loss call (see csrc/vaefast.h): M rows of N genes. */
 typedef struct vf_count_problem {

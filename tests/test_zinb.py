@@ -5,8 +5,12 @@ against PyTorch autograd, finite differences and scipy in
 tests/test_zinb_reference.py).
 
 Tolerances, u = 2**-24. The kernel works in float32 apart from the lgamma /
-digamma part of x > 0 (double). log mu = (rho − m) + (log L − log S) carries
-an absolute error lmerr ≈ u·(|rho − m| + |log L − log S| + 4). Each element
+digamma part of x >= 8, and of x >= 2 with a per-element θ (double); a
+count of 1 (log θ) and counts 2–7 of a per-gene θ (x·log θ plus the float32
+table's sum of log1p terms, minus log x!) are float32 too: a few ulp of
+those terms, |Σ log1p| <= |d1| + x·|log θ| + log x!, so the parts below
+count 2·(x·|log θ| + log x!) beside |d1|. log mu = (rho − m) +
+(log L − log S) carries an absolute error lmerr ≈ u·(|rho − m| + |log L − log S| + 4). Each element
 is a short chain of float32 operations (exp, log1p, division: a few ulp
 each), so its loss and gradient are within 32u of the magnitude of their
 parts, plus the effect of lmerr (|∂/∂log mu| · lmerr; for ZINB's zero case
@@ -60,7 +64,9 @@ def _tolerances(lik, x, rho, lib, lt, w, scale):
         a = lm - rc
         sp, sig = np.logaddexp(0, a), 1 / (1 + np.exp(-a))
         d1 = special.gammaln(x + th) - special.gammaln(th) - special.gammaln(x + 1)
-        lparts = th * sp + x * np.abs(sp - a) + np.abs(d1)
+        # d1 in float32 is x·log θ + Σ log1p(k/θ) − log x!: its terms' sizes
+        lparts = th * sp + x * np.abs(sp - a) + np.abs(d1) + 2 * (x * np.abs(rc)
+                                                                 + special.gammaln(x + 1))
         gparts = (x + th) * sig + x
         tparts = th * (sp + sig) + 2 * x
         amp = 1.0
@@ -154,6 +160,33 @@ def test_extreme_inputs_stay_finite_and_match(rng):
                 assert np.all(np.abs(g - v) <= tol)
         if lik != "poisson":  # the clamp: descent never pushes ρ further out
             assert not got[2][0] < 0 and not got[2][1] > 0
+
+
+@pytest.mark.parametrize("lik", ["nb", "zinb"])
+@pytest.mark.parametrize("N", [17, 1500])
+def test_small_counts_of_a_per_gene_theta_match_twin(rng, lik, N):
+    """Counts 1–7 of a per-gene θ take the vector path (a count of 1 in the
+    main pass; 2–7 compressed into a list and read from the table with
+    gathers, the list handled whenever 256 positions have piled up): dense
+    rows of them (one in three zero, so a 1500-gene row fills the list
+    several times) over log θ from −8 to 12, against the float64 twin."""
+    pytest.importorskip("scipy")
+    M = 9
+    x = rng.integers(0, 8, (M, N)).astype(np.float32)
+    x[rng.random((M, N)) < 0.3] = 0.0
+    x[:, -1] = 9.0  # a count past the table in every row, one at a time
+    rho = rng.normal(0.0, 1.0, (M, N)).astype(np.float32)
+    lib = rng.uniform(1e3, 1e5, M).astype(np.float32)
+    lt = np.linspace(-8.0, 12.0, N).astype(np.float32)
+    rng.shuffle(lt)
+    w = rng.normal(-1.0, 2.0, (M, N)).astype(np.float32)
+    got = _run(lik, x, rho, lib, lt, w, 0.5)
+    want = ref.count_loss(x, rho, lib, lt, w, lik, 0.5)
+    tols = _tolerances(lik, x, rho, lib, lt, w, 0.5)
+    for name, g, v, tol in zip(("loss", "drho", "dlog_theta", "dpi"), got, want, tols):
+        if v is not None:
+            err = np.abs(g - v)
+            assert np.all(err <= tol), (name, float((err / tol).max()))
 
 
 # ----------------------------------------------------------------- bad input

@@ -6,16 +6,19 @@
  *   B  S = Σ_j exp(rho_j − m);  c = log L − log S, so log mu_j = (rho_j − m) + c
  *   C  every gene, VW at a time: the terms that need no lgamma (all of a
  *      zero count's loss; the softplus / sigmoid parts of the rest), g_j =
- *      ∂loss/∂log mu_j into drho, G = Σ g_j, dpi, ∂/∂ρ. The lanes with x > 0
- *      (a tenth of them in single-cell data) then get, one at a time in
- *      double, the lgamma / digamma part (count_terms below; counts 2–7
- *      of a per-gene θ from the call's table, count_kernels.h).
+ *      ∂loss/∂log mu_j into drho, G = Σ g_j, dpi, ∂/∂ρ, and the lgamma
+ *      part of a count of 1 (log θ, no digamma part). The positions of
+ *      counts 2–7 of a per-gene θ (a third of the non-zeros in single-cell
+ *      data) are compressed into a list and their lgamma / digamma parts
+ *      read VW at a time from the call's table (gathers, count_kernels.h);
+ *      the rest (larger counts, a per-element θ: a few in a hundred
+ *      non-zeros) get them one at a time in double (count_terms below).
  *   D  drho_j = scale·(g_j − p_j·G), p_j = exp(rho_j − m)/S (the exp kept
  *      from B in a row of scratch): the softmax's chain rule
  *      (∂log mu_k/∂rho_j = δ_kj − p_j).
  * Written once over the vector layer (isa/vec.h, vec_math.h); the generic
  * set runs it one lane at a time. Row sums accumulate in one float vector
- * (fixed lane order, vf_hsum) plus the double sum of the x > 0 terms, so
+ * (fixed lane order, vf_hsum) plus the double sum of the one-at-a-time terms, so
  * results differ between kernel sets in the last bits but never between
  * thread counts. */
 #include <math.h>
@@ -30,6 +33,7 @@
 #include "vaefast.h"
 
 #define VF_COUNT_SHORT 16 /* counts up to this take the exact product / sum */
+#define VF_COUNT_LIST 256 /* table-lane positions held before they are handled */
 
 /* log(x!) for an integer count x >= 0 */
 static inline double log_factorial(double x)
@@ -80,6 +84,7 @@ typedef struct {
     const float *r, *x, *lt, *w, *th; /* th: θ per gene (or NULL: exp(ρ) here) */
     const float *ith;     /* 1/θ per gene (with th), else NULL */
     const float *tab;     /* the small-count table (with th), else NULL */
+    const float *lfact;   /* log x! for x < VF_COUNT_TAB, float (with tab) */
     int64_t N;
     float *dr, *dlt, *dw; /* dlt: the row's per-element ∂/∂ρ or the block's gene_acc */
     float *e;             /* exp(rho − m) from step B (N; with dr or ith) */
@@ -99,17 +104,28 @@ VF_INLINE vf exp_neg_abs_from_b(const count_row *R, int64_t j, vm k, int full, v
 }
 
 /* Step C on lanes [j, j+VW) under mask k (`full`: all lanes, compile-time).
- * Adds the lanes' loss terms to *acc and their g to *G; sets *nz to the
- * lanes with x > 0 and returns 0 if any lane's count is negative or NaN. */
+ * Adds the lanes' loss terms to *acc and their g to *G (a count of 1: all
+ * of it); sets *tl to the lanes of counts 2..VF_COUNT_TAB−1 when R->tab is
+ * there (their table part is still to come), *nz to the other lanes with
+ * x > 1 or a non-integer x > 0 (count_sparse's), and returns 0 if any
+ * lane's count is negative or NaN. */
 VF_INLINE int count_vec(const count_row *R, const int lik, int64_t j, vm k, int full,
-                        vf *acc, vf *G, vm *nz)
+                        vf *acc, vf *G, vm *nz, vm *tl)
 {
     const vf zero = vf_zero(), one = vf_set1(1.0f);
     const vf x = vf_load_if(R->x + j, k, full);
     const vf lm = vf_add(vf_sub(vf_load_if(R->r + j, k, full), R->m), R->c); /* log mu */
-    *nz = vf_gt(x, zero);
-    const int ok = vm_count(*nz) + vm_count(vf_eq(x, zero)) == VW;
-    vf loss, g;
+    const vm pos = vf_gt(x, zero), x1 = vf_eq(x, one);
+    const int ok = vm_count(pos) + vm_count(vf_eq(x, zero)) == VW;
+    *nz = vm_andnot(x1, pos);
+    if (R->tab) { /* integer counts below VF_COUNT_TAB (the rounding trick is exact there) */
+        const vf magic = vf_set1(VF_ROUND_MAGIC);
+        const vm small = vm_and(vf_lt(x, vf_set1((float)VF_COUNT_TAB)),
+                                vf_eq(vf_sub(vf_add(x, magic), magic), x));
+        *tl = vm_and(small, *nz);
+        *nz = vm_andnot(small, *nz);
+    }
+    vf loss, g, lg1 = zero; /* lg1: a count of 1's lgamma part, log θ (Poisson: log 1! = 0) */
     if (lik == VF_COUNT_POISSON) {
         const vf mu = vf_exp(lm);
         loss = vf_fnma(x, lm, mu); /* mu − x·log mu (+ log x! later) */
@@ -118,6 +134,7 @@ VF_INLINE int count_vec(const count_row *R, const int lik, int64_t j, vm k, int 
         const vf rho = vf_min(vf_set1(VF_LOG_THETA_MAX),
                               vf_max(vf_set1(VF_LOG_THETA_MIN), vf_load_if(R->lt + j, k, full)));
         const vf theta = R->th ? vf_load_if(R->th + j, k, full) : vf_exp(rho);
+        lg1 = vf_maskz(x1, rho);
         const vf a = vf_sub(lm, rho); /* log(mu/θ) */
         /* softplus(a), sigmoid(a) from one exp(−|a|); 1/(1 + e) to 2^-22
          * (vf_div_fast: the divider is the slowest unit) */
@@ -146,11 +163,11 @@ VF_INLINE int count_vec(const count_row *R, const int lik, int64_t j, vm k, int 
             const vm dneg = vf_lt(d, zero);
             const vf post = vf_select(dneg, id, vf_mul(ed, id)); /* σ(l0 − w) */
             const vf sgd = vf_select(dneg, vf_mul(ed, id), id);  /* σ(w − l0) */
-            loss = vf_select(*nz, vf_add(spw, loss), vf_sub(spw, lae));
-            g = vf_select(*nz, g, vf_mul(post, vf_mul(theta, sig)));
-            drho = vf_select(*nz, drho, vf_mul(post, tsd));
+            loss = vf_select(pos, vf_add(spw, loss), vf_sub(spw, lae));
+            g = vf_select(pos, g, vf_mul(post, vf_mul(theta, sig)));
+            drho = vf_select(pos, drho, vf_mul(post, tsd));
             if (R->dw)
-                vf_store_if(R->dw + j, vf_mul(R->scale, vf_select(*nz, sgw, vf_sub(sgw, sgd))), k,
+                vf_store_if(R->dw + j, vf_mul(R->scale, vf_select(pos, sgw, vf_sub(sgw, sgd))), k,
                             full);
         }
         if (R->dlt) {
@@ -159,7 +176,7 @@ VF_INLINE int count_vec(const count_row *R, const int lik, int64_t j, vm k, int 
             vf_store_if(R->dlt + j, drho, k, full);
         }
     }
-    *acc = vf_add(*acc, vf_maskz(k, loss));
+    *acc = vf_add(*acc, vf_maskz(k, vf_sub(loss, lg1)));
     if (R->dr) {
         g = vf_maskz(k, g);
         vf_store_if(R->dr + j, g, k, full);
@@ -168,7 +185,37 @@ VF_INLINE int count_vec(const count_row *R, const int lik, int64_t j, vm k, int 
     return ok;
 }
 
-/* The x > 0 lanes of a vector (bits of nz) at genes j..: the lgamma parts.
+/* Counts of a per-gene θ in 2..VF_COUNT_TAB−1 at the n genes pos[0..n)
+ * (pos has room for n rounded up to VW; padded here with pos[0]): their
+ * lgamma parts x·log θ + Σ log(1 + k/θ) − log x! subtracted from acc, VW
+ * at a time from the table, and their Σ k/(θ + k) added to dlt. */
+VF_INLINE vf count_table_lanes(const count_row *R, uint32_t *pos, int n, vf acc)
+{
+    for (int q = n; q % VW; ++q)
+        pos[q] = pos[0];
+    const vf magic = vf_set1(VF_ROUND_MAGIC);
+    const vf lo = vf_set1(VF_LOG_THETA_MIN), hi = vf_set1(VF_LOG_THETA_MAX);
+    for (int q = 0; q < n; q += VW) {
+        const vm k = vm_first(n - q);
+        const vu p = vu_load(pos + q);
+        const vf x = vf_gather(R->x, p);
+        const vf rc = vf_min(hi, vf_max(lo, vf_gather(R->lt, p)));
+        const vu xi = vu_sub(vf_bits(vf_add(x, magic)), vf_bits(magic)); /* x as an integer */
+        const vu ti = vu_add(vu_slli(p, 4), vu_sub(xi, vu_set1(2)));      /* STRIDE·j + x − 2 */
+        const vf t = vf_gather(R->tab, ti);
+        const vf d1 = vf_fma(x, rc, vf_sub(t, vf_gather(R->lfact, xi)));
+        acc = vf_sub(acc, vf_maskz(k, d1));
+        if (R->dlt) { /* distinct genes: an add per lane */
+            float el[VW];
+            vf_store(el, vf_gather(R->tab + VF_COUNT_TAB_HALF, ti));
+            for (int l = 0; l < VW && q + l < n; ++l)
+                R->dlt[pos[q + l]] += el[l];
+        }
+    }
+    return acc;
+}
+
+/* The other x > 1 lanes of a vector (bits of nz) at genes j..: the lgamma parts.
  * Returns the loss to add; adds to dlt; 0 in *ok for a non-integer count. */
 static double count_sparse(const count_row *R, int lik, int64_t j, uint32_t bits, int *ok)
 {
@@ -186,18 +233,8 @@ static double count_sparse(const count_row *R, int lik, int64_t j, uint32_t bits
             continue;
         }
         const float rc = clamp_rho(R->lt[j + l]);
-        if (xf == 1.0f) { /* the commonest count: lgamma(1 + θ) − lgamma(θ) = log θ */
-            add -= rc;
-            continue; /* and Σ_{k<1} k/(θ + k) = 0 */
-        }
         double d1, e;
-        if (R->tab && xf < VF_COUNT_TAB) { /* the table: x·log θ + Σ log(1 + k/θ) − log x! */
-            const float *t = R->tab + ((int64_t)xf - 2) * R->N + j + l;
-            d1 = (double)xf * rc + (double)t[0] - vf_log_factorial_table[(int)xf];
-            e = t[(VF_COUNT_TAB - 2) * R->N];
-        } else {
-            count_terms(xf, R->th ? (double)R->th[j + l] : exp((double)rc), &d1, &e);
-        }
+        count_terms(xf, R->th ? (double)R->th[j + l] : exp((double)rc), &d1, &e);
         add -= d1;
         if (R->dlt)
             R->dlt[j + l] += (float)e;
@@ -234,22 +271,35 @@ VF_INLINE int count_row_run(const count_row *R0, const int lik, int64_t N, float
     const float S = vf_hsum(s);
     R.c = vf_set1((float)(log((double)L) - log((double)S)));
     R.k_mu = vf_set1((float)((double)L / (double)S));
-    /* C */
+    /* C (the table lanes' positions gathered in `list`, handled when it fills and at the end) */
     vf acc = vf_zero(), G = vf_zero();
     double extra = 0.0;
     int ok = 1;
     int64_t j = 0;
-    vm nz;
+    vm nz, tl = vm_first(0);
+    uint32_t list[VF_COUNT_LIST + VW];
+    int nl = 0;
     for (; j + VW <= N; j += VW) {
-        ok &= count_vec(&R, lik, j, vm_first(VW), 1, &acc, &G, &nz);
+        ok &= count_vec(&R, lik, j, vm_first(VW), 1, &acc, &G, &nz, &tl);
         if (vm_any(nz))
             extra += count_sparse(&R, lik, j, vm_bits(nz), &ok);
+        if (R.tab && vm_any(tl)) {
+            nl += vm_positions(list + nl, tl, (uint32_t)j);
+            if (nl > VF_COUNT_LIST - VW) {
+                acc = count_table_lanes(&R, list, nl, acc);
+                nl = 0;
+            }
+        }
     }
     if (j < N) {
-        ok &= count_vec(&R, lik, j, vm_first(N - j), 0, &acc, &G, &nz);
+        ok &= count_vec(&R, lik, j, vm_first(N - j), 0, &acc, &G, &nz, &tl);
         if (vm_any(nz))
             extra += count_sparse(&R, lik, j, vm_bits(nz), &ok);
+        if (R.tab && vm_any(tl))
+            nl += vm_positions(list + nl, tl, (uint32_t)j);
     }
+    if (nl > 0)
+        acc = count_table_lanes(&R, list, nl, acc);
     if (loss)
         *loss = (float)((double)vf_hsum(acc) + extra);
     /* D */
@@ -285,6 +335,11 @@ int VF_FN(vf_count_rows)(const vf_count_problem *p, int64_t i0, int64_t rows,
         for (int64_t j = 0; j < N; ++j)
             gene_acc[j] = 0.0f;
     int ok = 1;
+    float lfact[VF_COUNT_TAB];
+    for (int x = 0; x < VF_COUNT_TAB; ++x)
+        lfact[x] = (float)vf_log_factorial_table[x];
+    /* the table's gathers take int32 indices */
+    const int use_tab = theta_per_gene && N <= INT32_MAX / VF_COUNT_TAB_STRIDE;
     float *xrow = p->xptr ? row_e + N : NULL; /* CSR counts: one row at a time */
     for (int64_t j = 0; xrow && j < N; ++j)
         xrow[j] = 0.0f;
@@ -299,7 +354,8 @@ int VF_FN(vf_count_rows)(const vf_count_problem *p, int64_t i0, int64_t rows,
             .w = lik == VF_COUNT_ZINB ? p->pi + i * p->ldp : NULL,
             .th = theta_per_gene ? p->theta_gene : NULL,
             .ith = theta_per_gene ? p->inv_theta_gene : NULL,
-            .tab = theta_per_gene ? p->tab : NULL,
+            .tab = use_tab ? p->tab : NULL,
+            .lfact = lfact,
             .N = N,
             .dr = p->drho ? p->drho + i * p->lddr : NULL,
             .dlt = theta_per_gene ? gene_acc : (p->dlt ? p->dlt + i * p->lddt : NULL),
@@ -330,19 +386,24 @@ int VF_FN(vf_count_rows)(const vf_count_problem *p, int64_t i0, int64_t rows,
 void VF_FN(vf_count_table)(int64_t N, const float *inv_theta, float *tab)
 {
     const vf one = vf_set1(1.0f);
-    float *etab = tab + (VF_COUNT_TAB - 2) * N;
     for (int64_t j = 0; j < N; j += VW) {
         const vm m = vm_first(N - j);
+        const int nl = N - j < VW ? (int)(N - j) : VW;
         const vf it = vf_load_mask(inv_theta + j, m);
         vf t = vf_zero(), e = vf_zero();
+        float tl[VW], el[VW];
         for (int x = 2; x < VF_COUNT_TAB; ++x) { /* adds k = x − 1 */
             const vf u = vf_mul(vf_set1((float)(x - 1)), it);
             const vf w = vf_add(one, u), inv = vf_div(one, w);
             /* log1p(u) = log(w) + (u − (w − 1))/w (isa/vec_math.h) */
             t = vf_add(t, vf_fma(vf_sub(u, vf_sub(w, one)), inv, vf_log(w)));
             e = vf_fma(u, inv, e);
-            vf_store_mask(tab + (x - 2) * N + j, t, m);
-            vf_store_mask(etab + (x - 2) * N + j, e, m);
+            vf_store(tl, t);
+            vf_store(el, e);
+            for (int l = 0; l < nl; ++l) { /* gene-major: a gene's line */
+                tab[(j + l) * VF_COUNT_TAB_STRIDE + x - 2] = tl[l];
+                tab[(j + l) * VF_COUNT_TAB_STRIDE + VF_COUNT_TAB_HALF + x - 2] = el[l];
+            }
         }
     }
 }

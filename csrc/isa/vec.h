@@ -15,7 +15,10 @@
  *             broadcast from memory
  *   vu_*      the uint32 lane operations of Philox
  *   vm_*      first(n) (lanes j < n), and/andnot, any, all, count, bits
- *             (bit j set for lane j)
+ *             (bit j set for lane j), positions (the set lanes' indices,
+ *             compressed: avx512's compress store, else a bit loop)
+ *   vf_gather p[idx_l] for a vu of indices (avx2/avx512: the gather
+ *             instruction; neon, generic: lane by lane)
  *
  * Semantics every block must keep (the kernels rely on them):
  *   vf_max(a, b) = a > b ? a : b,  vf_min(a, b) = a < b ? a : b  (x86's:
@@ -118,6 +121,16 @@ VF_INLINE vu vu_hi64(vu a) { return _mm512_srli_epi64(a, 32); }
 VF_INLINE vu vu_merge_even_odd(vu e, vu o)
 {
     return _mm512_mask_blend_epi32(0xAAAA, e, _mm512_slli_epi64(o, 32));
+}
+/* p[idx_l] per lane (idx < 2^31); the set positions of m (base + lane) at
+ * dst in lane order, returning how many (dst has room for VW) */
+VF_INLINE vf vf_gather(const float *p, vu idx) { return _mm512_i32gather_ps(idx, p, 4); }
+#define VF_HAVE_COMPRESS 1
+VF_INLINE int vm_positions(uint32_t *dst, vm m, uint32_t base)
+{
+    const __m512i iota = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    _mm512_mask_compressstoreu_epi32(dst, m, _mm512_add_epi32(iota, _mm512_set1_epi32((int)base)));
+    return __builtin_popcount((unsigned)m);
 }
 /* 4 vectors -> 4·VW floats, a 4×4 transpose inside each 128-bit lane:
  * lane 4L+p of z0..z3 lands at block p·(VW/4)+L (see vf_block_of_lane). */
@@ -225,6 +238,7 @@ VF_INLINE vu vu_merge_even_odd(vu e, vu o)
 {
     return _mm256_blend_epi32(e, _mm256_slli_epi64(o, 32), 0xAA);
 }
+VF_INLINE vf vf_gather(const float *p, vu idx) { return _mm256_i32gather_ps(p, idx, 4); }
 VF_INLINE void vf_store_blocks(float *dst, vf z0, vf z1, vf z2, vf z3)
 {
     __m256 t0 = _mm256_unpacklo_ps(z0, z1), t1 = _mm256_unpackhi_ps(z0, z1);
@@ -355,6 +369,12 @@ VF_INLINE vu vu_mul_even(vu a, vu m)
 }
 VF_INLINE vu vu_hi64(vu a) { return vreinterpretq_u32_u64(vshrq_n_u64(vreinterpretq_u64_u32(a), 32)); }
 VF_INLINE vu vu_merge_even_odd(vu e, vu o) { return vtrn1q_u32(e, o); } /* e0 o0 e2 o2 */
+VF_INLINE vf vf_gather(const float *p, vu idx)
+{
+    const float v[4] = {p[vgetq_lane_u32(idx, 0)], p[vgetq_lane_u32(idx, 1)],
+                        p[vgetq_lane_u32(idx, 2)], p[vgetq_lane_u32(idx, 3)]};
+    return vld1q_f32(v);
+}
 /* 4 vectors -> 16 floats, transposed: dst[4p + i] = z_i[p] (one 128-bit
  * lane, so block p comes from lane p, as vf_block_of_lane says) */
 VF_INLINE void vf_store_blocks(float *dst, vf z0, vf z1, vf z2, vf z3)
@@ -425,6 +445,7 @@ VF_INLINE vu vu_xor(vu a, vu b) { return a ^ b; }
 VF_INLINE vu vu_xor3(vu a, vu b, vu c) { return a ^ b ^ c; }
 #define vu_srli(a, n) ((uint32_t)(a) >> (n))
 #define vu_slli(a, n) ((uint32_t)(a) << (n))
+VF_INLINE vf vf_gather(const float *p, vu idx) { return p[idx]; }
 /* hi:lo = a·m, 32x32 -> 64 (the one-lane Philox needs no even/odd split) */
 VF_INLINE void vu_mulhilo(vu a, vu m, vu *hi, vu *lo)
 {
@@ -454,6 +475,20 @@ VF_INLINE void vf_store_if(float *p, vf a, vm m, int full)
     else
         vf_store_mask(p, a, m);
 }
+
+#ifndef VF_HAVE_COMPRESS
+/* The set positions of m (base + lane) at dst in lane order; how many. */
+VF_INLINE int vm_positions(uint32_t *dst, vm m, uint32_t base)
+{
+    uint32_t bits = vm_bits(m);
+    int n = 0;
+    while (bits) {
+        dst[n++] = base + (uint32_t)__builtin_ctz(bits);
+        bits &= bits - 1;
+    }
+    return n;
+}
+#endif
 
 #if !VF_SIMD_GENERIC && !defined(VF_AG)
 /* The GEMM tile's A operand (isa/gemm_ukernel.h): VF_AG values of one k
