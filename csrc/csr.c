@@ -2,10 +2,20 @@
  * argument checks, the value transform, the batch's transpose for the
  * weight gradient, and the row split over threads around the per-set
  * kernels (csrc/isa/csr_kernels.c: rows for the forward, columns for the
- * weight gradient on the transpose). *
+ * weight gradient on the transpose).
+ *
  * Determinism: every output row is computed by one thread from its own
  * entries in storage order (csr_kernels.h), and the preparation passes are
- * elementwise or per row, so results are bit-identical for any thread count. */
+ * elementwise or serial (the transpose), so results are bit-identical for
+ * any thread count.
+ *
+ * Order against the dense path (csrc/gemm.c): there an output element is
+ * a sum over all K (or M) terms, zeros included, in the GEMM's K blocks
+ * with several partial accumulators; here it is one running sum of the
+ * non-zero terms only, in increasing column (forward) or row (weight
+ * gradient) order, from +0. Zero terms add exactly 0, so the two differ by
+ * the rounding of their different orders only: each within
+ * (n + 4)·u·Σ|terms| of the exact value (vaefast/ops/_sparse.py). */
 
 #include <string.h>
 
