@@ -29,7 +29,8 @@ Then one epoch of ``VAE.fit`` (negative binomial, ``hidden``, latent 10) on
 array; from the CSR matrix with ``sparse_first_layer=False`` (dense batches
 gathered from it: the same arithmetic as the dense fit); and from the CSR
 matrix with the default ``sparse_first_layer=True`` (the CSR kernels run the
-first layer inside the training step, csrc/vae_csr.c). Median (and best) of `rounds` rounds:
+first layer inside the training step, csrc/vae_csr.c). Median (and best) of `rounds` rounds,
+the paths interleaved round by round (a busy spell hits them all):
 with one thread of the calling thread's CPU time (time.thread_time, which
 descheduling on a shared machine does not inflate), with two of wall time.
 The machine may be shared: look at both numbers and repeat.
@@ -106,10 +107,14 @@ def measure(genes, density, batch, hidden, rounds, threads, numpy_w=False):
     try:
         vaefast.set_num_threads(threads)
         clock = time.thread_time if threads == 1 else time.perf_counter
-        out = {name: median_seconds(fn, rounds=rounds, min_time=0.02, clock=clock)
-               for name, fn in (("sparse", sparse_step), ("dense", dense_step),
-                                ("dense + densify", densify_step),
-                                ("gather 128 rows", gather_step))}
+        paths = (("sparse", sparse_step), ("dense", dense_step),
+                 ("dense + densify", densify_step), ("gather 128 rows", gather_step))
+        runs = {name: [] for name, _ in paths}
+        for _ in range(rounds):  # interleaved: a busy spell hits every path
+            for name, fn in paths:
+                runs[name].append(median_seconds(fn, rounds=1, min_time=0.02,
+                                                 clock=clock)[0])
+        out = {name: (float(np.median(t)), min(t)) for name, t in runs.items()}
     finally:
         vaefast.set_num_threads(before)
     return out, csr.nnz / (batch * genes)

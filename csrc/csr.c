@@ -1,12 +1,23 @@
 /* csr.c: the public sparse-input products (vaefast.h, "CSR input"):
- * argument checks, the value transform, and the row split over threads
- * around the per-set forward kernel (csrc/isa/csr_kernels.c); the weight
- * gradient runs on the batch's block table (csrc/csr_blocks.c) with the
- * blocked kernel (csrc/isa/csr_blocked.c).
+ * argument checks, the value transform, the batch's transpose for the
+ * weight gradient, and the row split over threads around the per-set
+ * kernels (csrc/isa/csr_kernels.c: rows for the forward, columns for the
+ * weight gradient on the transpose).
  *
  * Determinism: every output row is computed by one thread from its own
  * entries in storage order (csr_kernels.h), and the preparation passes are
- * elementwise or per row, so results are bit-identical for any thread count. */
+ * elementwise or serial (the transpose), so results are bit-identical for
+ * any thread count.
+ *
+ * Order against the dense path (csrc/gemm.c): there an output element is
+ * a sum over all K (or M) terms, zeros included, in the GEMM's K blocks
+ * with several partial accumulators; here it is one running sum of the
+ * non-zero terms only, in increasing column (forward) or row (weight
+ * gradient) order, from +0. Zero terms add exactly 0, so the two differ by
+ * the rounding of their different orders only: each within
+ * (n + 4)·u·Σ|terms| of the exact value (vaefast/ops/_sparse.py). */
+
+#include <string.h>
 
 #include "check.h"
 #include "csr_kernels.h"
@@ -106,11 +117,18 @@ static int64_t run_rows(const void *ctx, int64_t lo, int64_t hi)
     return kernels()->rows(p, lo, hi);
 }
 
-/* rows of p over threads; VF_ERR_NONFINITE if a checked value was NaN/Inf */
-static int run(const vf_csr_problem *p, int64_t rows, int64_t nnz)
+static int64_t run_columns(const void *ctx, int64_t lo, int64_t hi)
+{
+    const vf_csr_problem *p = ctx;
+    return kernels()->columns(p, lo, hi);
+}
+
+/* rows of p over threads (packed: the transpose's, ent); VF_ERR_NONFINITE
+ * if a checked value was NaN/Inf */
+static int run(const vf_csr_problem *p, int64_t rows, int64_t nnz, int packed)
 {
     const int nt = vf_threads_for(nnz * p->N, VF_CSR_PARALLEL_MIN_MACS);
-    const int64_t flags = vf_split_range(rows, nt, run_rows, p);
+    const int64_t flags = vf_split_range(rows, nt, packed ? run_columns : run_rows, p);
     return flags >= VF_CSR_BAD_COLUMNS ? VF_ERR_ARG : flags ? VF_ERR_NONFINITE : VF_OK;
 }
 
@@ -134,25 +152,47 @@ static int zero_based(int64_t M, const int64_t *indptr, int64_t *ptr)
     return decreasing ? VF_ERR_ARG : VF_OK;
 }
 
-/* Workspace for a blocked product: the zero-based row pointers (M + 1,
- * filled from indptr; VF_ERR_ARG if they decrease), the block table
- * (M × (blocks + 1)), then nnz + `extra` floats (*tv: the transformed
- * values; the extra floats follow them). */
-static int block_scratch(int64_t M, int64_t K, const int64_t *indptr, size_t extra,
-                         int64_t **ptr, int64_t **pos, float **tv)
+/* The batch transposed (CSC: the CSR of its columns), stable: a column's
+ * entries keep their rows' order. cptr (K + 1) = the column pointers; ent
+ * (nnz) = each entry as (row | bits of its transformed value tv << 32),
+ * column by column: one store per entry, the pass's cost (a third of a
+ * row-and-value pair's, measured); cnt (K + 1 int32) is scratch. The
+ * counting pass checks the columns (strictly increasing inside [0, K) in
+ * each row; ptr zero-based and non-decreasing); VF_ERR_ARG, having placed
+ * nothing, if they break. */
+static int transpose(int64_t M, int64_t K, const int64_t *restrict ptr,
+                     const int32_t *restrict idx, const float *restrict tv,
+                     int64_t *restrict cptr, int32_t *restrict cnt, uint64_t *restrict ent)
 {
-    const int64_t nnz = indptr[M] - indptr[0];
-    const int64_t nb1 = vf_csr_blocks(K) + 1;
-    if (M > (int64_t)(SIZE_MAX / 16) / nb1 || nnz > (int64_t)(SIZE_MAX / 16) ||
-        extra > SIZE_MAX / 4)
-        return VF_ERR_OVERFLOW;
-    const size_t ints = (size_t)M + 1 + (size_t)M * (size_t)nb1;
-    *ptr = scratch(ints, (size_t)nnz + extra);
-    if (!*ptr)
-        return VF_ERR_NOMEM;
-    *pos = *ptr + M + 1;
-    *tv = (float *)(*pos + M * nb1);
-    return zero_based(M, indptr, *ptr);
+    memset(cnt, 0, (size_t)(K + 1) * sizeof *cnt);
+    int64_t bad = 0;
+    for (int64_t r = 0; r < M; ++r) {
+        int64_t prev = -1;
+        for (int64_t q = ptr[r], end = ptr[r + 1]; q < end; ++q) {
+            const int64_t col = idx[q];
+            const int64_t good = (col > prev) & (col < K);
+            bad |= !good;
+            prev = col;
+            ++cnt[good ? col : K]; /* slot K: a bad entry's (the batch is refused) */
+        }
+    }
+    if (bad)
+        return VF_ERR_ARG;
+    int64_t at = 0; /* cnt[c] becomes column c's next free slot */
+    for (int64_t c = 0; c < K; ++c) {
+        cptr[c] = at;
+        const int64_t n = cnt[c];
+        cnt[c] = (int32_t)at;
+        at += n;
+    }
+    cptr[K] = at;
+    for (int64_t r = 0; r < M; ++r)
+        for (int64_t q = ptr[r], end = ptr[r + 1]; q < end; ++q) {
+            uint32_t bits;
+            memcpy(&bits, tv + q, sizeof bits);
+            ent[cnt[idx[q]]++] = (uint64_t)r | (uint64_t)bits << 32;
+        }
+    return VF_OK;
 }
 
 int vf_csr_linear_forward(int64_t M, int64_t N, int64_t K, const int64_t *indptr,
@@ -179,7 +219,7 @@ int vf_csr_linear_forward(int64_t M, int64_t N, int64_t K, const int64_t *indptr
     const vf_csr_problem p = {
         .ptr = ptr, .idx = indices + base, .val = tv, .B = W, .ldb = ldw, .b_rows = K,
         .C = Y, .ldc = ldy, .N = N, .bias = b, .relu = act == VF_ACT_RELU, .check = 1};
-    return run(&p, M, nnz);
+    return run(&p, M, nnz, 0);
 }
 
 int vf_csr_linear_backward_weight(int64_t M, int64_t N, int64_t K, const int64_t *indptr,
@@ -197,18 +237,31 @@ int vf_csr_linear_backward_weight(int64_t M, int64_t N, int64_t K, const int64_t
         VF_TRY(vf_check_matrix(Yo, M, N, ldyo));
     if (N == 0)
         return vf_csr_check(M, K, indptr, indices, values, transform);
+    if (M > INT32_MAX || K > INT32_MAX - 1)
+        return VF_ERR_ARG; /* the transpose's rows and slots are int32 */
     const int64_t nnz = indptr[M] - indptr[0];
-    /* after the values: dZ (M×N with the ReLU mask), then its column sums */
+    if (nnz > INT32_MAX)
+        return VF_ERR_OVERFLOW;
     if ((size_t)N > SIZE_MAX / 16 || (Yo && (size_t)M > SIZE_MAX / 16 / (size_t)N))
         return VF_ERR_OVERFLOW;
+    /* floats: dZ (M×N with the ReLU mask, if Yo; first, so that its rows
+     * start on the workspace's 64-byte boundary when N is a multiple of 16:
+     * a split load costs two), its column sums (N, padded to 16); int64: ptr
+     * (M + 1), cptr (K + 1), ent (nnz); floats: tv (nnz); int32: cnt (K + 1) */
     const size_t dz_floats = Yo ? (size_t)M * (size_t)N : 0;
-    float *tv;
-    int64_t *ptr, *pos;
-    VF_TRY(block_scratch(M, K, indptr, dz_floats + (size_t)N, &ptr, &pos, &tv));
-    VF_TRY(values_pass(M, indptr, values, transform, tv));
-    VF_TRY(vf_csr_block_table(M, K, ptr, indices + indptr[0], pos));
-    float *dZ = tv + nnz;
+    const size_t head = (dz_floats + (size_t)N + 15) / 16 * 16;
+    float *dZ = scratch((size_t)M + (size_t)K + 2 + (size_t)nnz,
+                        head + (size_t)nnz + (size_t)K + 1);
+    if (!dZ)
+        return VF_ERR_NOMEM;
     float *sums = dZ + dz_floats; /* dZ's column sums */
+    int64_t *ptr = (int64_t *)(dZ + head), *cptr = ptr + M + 1;
+    uint64_t *ent = (uint64_t *)(cptr + K + 1);
+    float *tv = (float *)(ent + nnz);
+    int32_t *cnt = (int32_t *)(tv + nnz);
+    VF_TRY(zero_based(M, indptr, ptr));
+    VF_TRY(values_pass(M, indptr, values, transform, tv));
+    VF_TRY(transpose(M, K, ptr, indices + indptr[0], tv, cptr, cnt, ent));
     kernels()->masked_sums(M, N, dY, lddy, Yo, ldyo, dZ, sums);
     const float *dz = Yo ? dZ : dY;
     const int64_t ldz = Yo ? N : lddy;
@@ -217,11 +270,12 @@ int vf_csr_linear_backward_weight(int64_t M, int64_t N, int64_t K, const int64_t
         db[j] = accumulate ? db[j] + sums[j] : sums[j];
         bad |= !(db[j] * 0.0f == 0.0f);
     }
+    /* dW's row k = column k of the batch times dZ: the forward's row kernel
+     * on the transpose (its rows: dZ's, in increasing order) */
     const vf_csr_problem p = {
-        .ptr = ptr, .idx = indices + indptr[0], .val = tv, .B = dz, .ldb = ldz,
-        .b_rows = K, .C = dW, .ldc = lddw, .N = N, .add_old = accumulate, .check = 1,
-        .pos = pos, .nblk = vf_csr_blocks(K)};
-    const int st = vf_csr_scatter_blocked(&p, M, nnz);
+        .ptr = cptr, .ent = ent, .B = dz, .ldb = ldz, .b_rows = M, .C = dW, .ldc = lddw,
+        .N = N, .add_old = accumulate, .check = 1};
+    const int st = run(&p, K, nnz, 1);
     if (st != VF_OK)
         return st;
     return bad ? VF_ERR_NONFINITE : VF_OK;

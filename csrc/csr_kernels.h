@@ -32,17 +32,10 @@ typedef struct vf_csr_problem {
     int64_t N;
     const float *bias;          /* (N) or NULL */
     int relu, add_old, check;
-    /* the blocked weight gradient's table (csrc/csr_blocks.c):
-     * pos[r·(nblk+1) + b] = the first entry of row r whose column is
-     * >= b·VF_CSR_BLOCK */
-    const int64_t *pos; int64_t nblk;
+    /* columns only: the entries as (row | value bits << 32), in place of
+     * idx and val (csrc/csr.c's transpose) */
+    const uint64_t *ent;
 } vf_csr_problem;
-
-/* Columns of S per block of the blocked weight gradient: a block of C's
- * rows, 64 × 128 floats = 32 KiB on avx512, stays in L1 while every row's
- * entries in it are walked. A power of two: an entry's block is col >> 6. */
-#define VF_CSR_BLOCK_SHIFT 6
-#define VF_CSR_BLOCK (1 << VF_CSR_BLOCK_SHIFT)
 
 #define VF_CSR_BAD_COLUMNS (1 << 20) /* above any sum of per-thread flags */
 
@@ -62,22 +55,12 @@ typedef struct vf_csr_problem {
     VF_K(void, masked_sums, vf_csr_masked_sums,                                            \
          (int64_t M, int64_t N, const float *dY, int64_t lddy, const float *Yo,            \
           int64_t ldyo, float *dZ, float *sums))                                          \
-    /* The weight gradient on the block table, S the batch (not transposed):               \
-     * C rows of blocks [blo, bhi) (C: b_rows × N) = epilogue(Σ_r val · B[r, :]),          \
-     * rows r in increasing order: bit-identical to `rows` on the transposed               \
-     * batch. Returns 1 if check and a result was NaN/Inf, else 0. */                      \
-    VF_K(int, scatter_blocked, vf_csr_scatter_blocked,                                     \
-         (const vf_csr_problem *p, int64_t rows, int64_t blo, int64_t bhi))
+    /* The weight gradient on the batch's transpose: rows [lo, hi) of the              \
+     * problem with the entries packed in ent (their rows are valid and                    \
+     * strictly increasing: not checked, and B's rows not prefetched); the                 \
+     * same sums and epilogue as `rows`. */                                                \
+    VF_K(int, columns, vf_csr_columns, (const vf_csr_problem *p, int64_t lo, int64_t hi))
 
 VF_PART_TYPE(csr)
-
-/* csrc/csr_blocks.c: blocks of VF_CSR_BLOCK columns in K columns; the table
- * (M × (blocks + 1) int64, from zero-based row pointers; VF_ERR_ARG if the
- * structure is broken); and the blocked weight gradient over threads
- * (VF_ERR_NONFINITE if the check found a NaN/Inf). */
-int64_t vf_csr_blocks(int64_t K);
-int vf_csr_block_table(int64_t M, int64_t K, const int64_t *ptr, const int32_t *idx,
-                       int64_t *pos);
-int vf_csr_scatter_blocked(const vf_csr_problem *p, int64_t M, int64_t nnz);
 
 #endif

@@ -150,12 +150,25 @@ def test_agrees_with_the_dense_path(kernel_set, transform):
     _, abs_terms, n_terms = forward_twin(X, W, b, "relu", transform)
     bound = ((n_terms + 4) + 8 * np.sqrt(2001)) * U * abs_terms
     assert np.all(np.abs(y.astype(np.float64) - y_dense) <= bound)
+    # each against the float64 value (a failure says which path drifted):
+    # the CSR sum within (n + 4)·u·S; the dense one within its own part
+    exact, _, _ = forward_twin(X, W, b, "relu", transform)
+    assert_sum_close(y, exact, abs_terms, n_terms)
+    assert np.all(np.abs(y_dense - exact) <= 8 * np.sqrt(2001) * U * abs_terms + 1e-30)
     dy = rng.standard_normal(y.shape).astype(np.float32)
     _, dW_dense, db_dense = ops.linear_backward(T32, W, dy, y, "relu", need_dx=False)
     dW, db = ops.sparse_linear_weight_grad(X, dy, y, "relu", transform)
     dz = np.abs(dy.astype(np.float64)) * (y > 0)
-    bound = (128 + 4 + 8 * np.sqrt(129)) * U * (np.abs(T32).T.astype(np.float64) @ dz)
+    S = np.abs(T32).T.astype(np.float64) @ dz
+    bound = (128 + 4 + 8 * np.sqrt(129)) * U * S
     assert np.all(np.abs(dW.astype(np.float64) - dW_dense) <= bound + 1e-30)
+    # each against the float64 value: the CSR sum (one running sum over the
+    # feature's non-zero rows, row order) within (n + 4)·u·S with n its
+    # non-zeros, the dense GEMM's (all 128 rows, zeros too) within 8·√129·u·S
+    dz_signed = dy.astype(np.float64) * (y > 0)
+    dW_exact = transformed(X, transform).T @ dz_signed
+    assert_sum_close(dW, dW_exact, S, np.diff(X.tocsc().indptr)[:, None])
+    assert np.all(np.abs(dW_dense - dW_exact) <= 8 * np.sqrt(129) * U * S + 1e-30)
     np.testing.assert_allclose(db, db_dense, rtol=0, atol=1e-4)
 
 
@@ -294,7 +307,7 @@ def test_bad_structure_is_named(x, match):
         ops.sparse_linear(x, np.ones((5, 3), np.float32))
 
 
-_BLOCK_CROSSING = [  # the weight gradient's block table (64 columns a block) must catch
+_BLOCK_CROSSING = [  # the weight gradient's transpose (its counting pass) must catch
     (np.array([100, 50], np.int32), r"x\.indices must be sorted"),    # a later block back
     (np.array([70, 70], np.int32), r"x\.indices must be sorted"),     # a duplicate
     (np.array([3, 200], np.int32), r"x\.indices must lie in \[0, 150\)"),  # past K

@@ -10,6 +10,8 @@
  * product (S = the batch, B = W; see csrc/csr.c; the weight gradient is
  * csr_blocked.c's) and checks each column as it reads it. Also here: the value transform (vf_csr_values) and the weight
  * gradient's masked dY with its column sums (vf_csr_masked_sums). */
+#include <string.h>
+
 #include "csr_kernels.h"
 #include "isa/isa.h"
 #include "isa/kernel_protos.h"
@@ -23,11 +25,20 @@
 /* entries ahead whose row of B is prefetched */
 #define VF_CSR_AHEAD 8
 
+/* the value of a packed entry of the transpose (its high 32 bits) */
+VF_INLINE float entry_value(uint64_t e)
+{
+    const uint32_t bits = (uint32_t)(e >> 32);
+    float v;
+    memcpy(&v, &bits, sizeof v);
+    return v;
+}
+
 /* Row r, columns j0 .. j0 + min(VF_CSR_COLS, N − j0): `full` (a compile-time
  * constant) when the chunk is whole, else every load and store is masked to
  * the n = N − j0 remaining columns (lanes past n read and write nothing). */
 VF_INLINE int csr_chunk(const vf_csr_problem *p, int64_t r, int64_t j0, int64_t q_end,
-                        const int nv, const int full)
+                        const int nv, const int full, const int packed)
 {
     const int64_t n = p->N - j0;
     vm lanes[VF_CSR_NV];
@@ -42,6 +53,15 @@ VF_INLINE int csr_chunk(const vf_csr_problem *p, int64_t r, int64_t j0, int64_t 
     int64_t prev = -1;
     int bad_cols = 0;
     for (int64_t q = p->ptr[r], end = p->ptr[r + 1]; q < end; ++q) {
+        if (packed) { /* the transpose's entries: valid, and B (dZ) small */
+            const uint64_t e = p->ent[q];
+            const vf a = vf_set1(entry_value(e));
+            const float *b = B + (int64_t)(uint32_t)e * p->ldb;
+#pragma GCC unroll 8
+            for (int v = 0; v < nv; ++v)
+                acc[v] = vf_fma(a, vf_load_if(b + v * VW, lanes[v], full), acc[v]);
+            continue;
+        }
         /* the structure check, before B is read: columns strictly
          * increasing inside [0, b_rows) */
         const int64_t col = p->idx[q];
@@ -85,7 +105,8 @@ VF_INLINE int csr_chunk(const vf_csr_problem *p, int64_t r, int64_t j0, int64_t 
 }
 
 /* Rows [lo, hi) in chunks of nv vectors (a compile-time constant). */
-VF_INLINE int csr_rows_nv(const vf_csr_problem *p, int64_t lo, int64_t hi, const int nv)
+VF_INLINE int csr_rows_nv(const vf_csr_problem *p, int64_t lo, int64_t hi, const int nv,
+                          const int packed)
 {
     int bad = 0;
     const int64_t cols = nv * VW, whole = p->N / cols * cols;
@@ -93,9 +114,9 @@ VF_INLINE int csr_rows_nv(const vf_csr_problem *p, int64_t lo, int64_t hi, const
         /* prefetch into the next row only after the row's last chunk */
         const int64_t row_end = p->ptr[r + 1], all_end = p->ptr[hi];
         for (int64_t j0 = 0; j0 < whole; j0 += cols)
-            bad |= csr_chunk(p, r, j0, j0 + cols < p->N ? row_end : all_end, nv, 1);
+            bad |= csr_chunk(p, r, j0, j0 + cols < p->N ? row_end : all_end, nv, 1, packed);
         if (whole < p->N)
-            bad |= csr_chunk(p, r, whole, all_end, nv, 0);
+            bad |= csr_chunk(p, r, whole, all_end, nv, 0, packed);
         if (bad & VF_CSR_BAD_COLUMNS)
             return VF_CSR_BAD_COLUMNS;
     }
@@ -106,7 +127,12 @@ int VF_FN(vf_csr_rows)(const vf_csr_problem *p, int64_t lo, int64_t hi)
 {
     /* (halving the chunk to keep the weight gradient's dY chunk in L1 was
      * measured slower: twice the walks over the entries) */
-    return csr_rows_nv(p, lo, hi, VF_CSR_NV);
+    return csr_rows_nv(p, lo, hi, VF_CSR_NV, 0);
+}
+
+int VF_FN(vf_csr_columns)(const vf_csr_problem *p, int64_t lo, int64_t hi)
+{
+    return csr_rows_nv(p, lo, hi, VF_CSR_NV, 1);
 }
 
 /* out (n) = T(v) for the n stored values v; returns 1 if a value is NaN/Inf

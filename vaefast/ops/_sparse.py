@@ -128,9 +128,10 @@ def sparse_linear_weight_grad(x: SparseMatrix, dy: ArrayLike, y: Optional[ArrayL
     db : ndarray (out_features,)
         Column sums of ``dz``.
 
-    dW is computed from the batch's entries (never a dense matrix), block by
-    block of 64 of dW's rows, one thread per block, each entry summed over
-    the batch's rows in order.
+    dW is computed from the batch's entries (never a dense matrix),
+    transposed once per call: each row of dW is one sum over the batch rows
+    that hold its feature, in row order, kept in registers and written once;
+    threads split dW's rows.
     """
     relu = _activation(activation)
     code = _transform(transform)
