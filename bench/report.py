@@ -586,6 +586,7 @@ sets to measure (default: every set the machine supports), `--out-dir DIR` the o
 can also be run alone, printing a text table:
 
     python bench/bench_train.py --threads 2
+    python bench/bench_train.py --peak-ratio     # one thread, warmed: % of the sgemm peak
     python bench/bench_gemm.py 2
     python bench/bench_elementwise.py 2
     python bench/bench_random.py
