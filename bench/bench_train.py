@@ -229,8 +229,16 @@ def median_time(fn, repeats):
     return median_seconds(fn, repeats)[0]
 
 
-def measure_one(kind, batch, repeats, rows=None):
-    """samples/s of one framework (or the sgemm peak) in this process."""
+def warm_up(train, steps):
+    """Run whole epochs of `train` until at least `steps` steps are done."""
+    while steps > 0:
+        train()
+        steps -= -(-train.X.shape[0] // train.batch)
+
+
+def measure_one(kind, batch, repeats, rows=None, warm_steps=0):
+    """samples/s of one framework (or the sgemm peak) in this process;
+    vaefast's training is timed after `warm_steps` steps (see peak_ratio)."""
     vaefast.set_num_threads(THREADS)
     if kind == "peak":
         return peak_gflops()
@@ -239,7 +247,10 @@ def measure_one(kind, batch, repeats, rows=None):
         X = make_data(8192)
         return X.shape[0] / median_time(INFERENCE[what](X)[framework], repeats)
     X = make_data(rows or rows_for(batch))
-    return X.shape[0] / median_time(FRAMEWORKS[kind](X, batch), repeats)
+    run = FRAMEWORKS[kind](X, batch)
+    if kind == "vaefast":
+        warm_up(run, warm_steps)
+    return X.shape[0] / median_time(run, repeats)
 
 
 def peak_ratio(batch, repeats, warm_steps, rows=None):
@@ -249,9 +260,7 @@ def peak_ratio(batch, repeats, warm_steps, rows=None):
     vaefast.set_num_threads(1)
     X = make_data(rows or rows_for(batch))
     train = VaefastTrain(X, batch)
-    while warm_steps > 0:
-        train()
-        warm_steps -= -(-X.shape[0] // batch)
+    warm_up(train, warm_steps)
     a = np.random.default_rng(0).random((2048, 2048), dtype=np.float32)
     a @ a
     gemm, step = [], []
@@ -276,25 +285,26 @@ def bench_env(threads):
     return env
 
 
-def run_isolated(kind, batch, repeats, threads=None, rows=None):
+def run_isolated(kind, batch, repeats, threads=None, rows=None, warm_steps=0):
     """Run measure_one in a fresh interpreter: thread pools of one framework
     (OpenBLAS, libgomp, torch) keep spinning after their work and would slow
     the next framework measured in the same process."""
     import subprocess
     import sys
 
-    cmd = [sys.executable, os.path.abspath(__file__), "--one", kind, str(batch), str(repeats)]
-    if rows:
-        cmd.append(str(rows))
+    cmd = [sys.executable, os.path.abspath(__file__), "--one", kind, str(batch), str(repeats),
+           str(rows or 0), str(warm_steps)]
     out = subprocess.run(cmd, env=bench_env(THREADS if threads is None else threads),
                          capture_output=True, text=True, check=True,
                          cwd=os.path.dirname(os.path.abspath(__file__)))
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def measure_table(frameworks, repeats, threads=None, batches=BATCHES, rows=None):
+def measure_table(frameworks, repeats, threads=None, batches=BATCHES, rows=None,
+                  warm_steps=0):
     """Training samples/s of each framework at each batch size, each number
-    from a fresh process (NumPy gets half the repeats: it is the slow one).
+    from a fresh process (NumPy gets half the repeats: it is the slow one);
+    vaefast's after `warm_steps` training steps.
 
     Returns
     -------
@@ -303,20 +313,45 @@ def measure_table(frameworks, repeats, threads=None, batches=BATCHES, rows=None)
     """
     return [{"batch": batch, "framework": f,
              "samples_per_s": run_isolated(f, batch, repeats if f != "numpy"
-                                           else max(1, repeats // 2), threads, rows)}
+                                           else max(1, repeats // 2), threads, rows,
+                                           warm_steps if f == "vaefast" else 0)}
             for batch in batches for f in frameworks]
+
+
+def measure_peak_ratios(repeats, warm_steps, batches=BATCHES, rows=None):
+    """peak_ratio at each batch size, each in a fresh one-thread process.
+
+    Returns
+    -------
+    list of dict
+        ``{"batch", "best", "median", "train_gflops", "sgemm_gflops",
+        "warm_steps"}`` records (best and median: fractions of the peak).
+    """
+    import subprocess
+
+    records = []
+    for batch in batches:
+        cmd = [sys.executable, os.path.abspath(__file__), "--ratio-one", str(batch),
+               str(repeats), str(warm_steps), str(rows or 0)]
+        out = subprocess.run(cmd, env=bench_env(1), capture_output=True, text=True,
+                             check=True, cwd=os.path.dirname(os.path.abspath(__file__)))
+        best, med, gf, peak = map(float, out.stdout.split())
+        records.append(dict(batch=batch, best=best, median=med, train_gflops=gf,
+                            sgemm_gflops=peak, warm_steps=warm_steps))
+    return records
 
 
 def main():
     global THREADS
     import sys
 
-    if len(sys.argv) in (5, 6) and sys.argv[1] == "--one":
-        rows = int(sys.argv[5]) if len(sys.argv) == 6 else None
-        print(measure_one(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), rows))
+    if len(sys.argv) == 7 and sys.argv[1] == "--one":  # kind batch repeats rows warm
+        print(measure_one(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]),
+                          int(sys.argv[5]) or None, int(sys.argv[6])))
         return
-    if len(sys.argv) == 5 and sys.argv[1] == "--ratio-one":
-        print(*peak_ratio(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])))
+    if len(sys.argv) in (5, 6) and sys.argv[1] == "--ratio-one":  # batch repeats warm [rows]
+        rows = int(sys.argv[5]) or None if len(sys.argv) == 6 else None
+        print(*peak_ratio(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), rows))
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=THREADS)
@@ -329,18 +364,12 @@ def main():
     args = ap.parse_args()
     THREADS = args.threads
     if args.peak_ratio:
-        import subprocess
-
         print(f"vaefast {vaefast.isa()}, 1 thread, thread CPU time, after {args.warm_steps} "
               f"steps; % of the same process's NumPy sgemm 2048³")
         print(f"{'batch':>6} {'best %':>7} {'median %':>9} {'train GF/s':>11} {'sgemm GF/s':>11}")
-        for batch in BATCHES:
-            cmd = [sys.executable, os.path.abspath(__file__), "--ratio-one", str(batch),
-                   str(args.repeats), str(args.warm_steps)]
-            out = subprocess.run(cmd, env=bench_env(1), capture_output=True, text=True,
-                                 check=True, cwd=os.path.dirname(os.path.abspath(__file__)))
-            best, med, gf, peak = map(float, out.stdout.split())
-            print(f"{batch:>6} {100 * best:7.1f} {100 * med:9.1f} {gf:11.1f} {peak:11.1f}")
+        for r in measure_peak_ratios(args.repeats, args.warm_steps):
+            print(f"{r['batch']:>6} {100 * r['best']:7.1f} {100 * r['median']:9.1f} "
+                  f"{r['train_gflops']:11.1f} {r['sgemm_gflops']:11.1f}")
         return
     frameworks = list(FRAMEWORKS)
     try:

@@ -107,6 +107,23 @@ def test_fraction_of_peak_at_1024(report, gflops, expected):
     assert row[-2:] == [f"{gflops:.1f}", f"{gflops:.1f} %"]  # GFLOP/s, % of peak
 
 
+def test_warmed_peak_ratio_gives_gflops_and_fraction(report):
+    """The one-thread warmed records, not samples/s over the run's sgemm,
+    give the GFLOP/s and % of peak columns and the peak target."""
+    results = make_results(gflops_1024=90.0)  # would be 90 % without the records
+    results["peak_ratio"] = [dict(batch=b, best=0.7, median=0.65, train_gflops=120.0,
+                                  sgemm_gflops=180.0, warm_steps=1200)
+                             for b in (32, 128, 1024)]
+    results["peak_ratio"][2].update(median=0.69, train_gflops=125.0)
+    md = report.render_markdown(results, plots={})
+    assert check(md, "training GFLOP/s as % of peak, batch 1024") == ("69.0 %", "not met")
+    rows = {r[0]: r for r in table_rows(md) if len(r) == 8 and r[0].isdigit()}
+    assert rows["1024"][-2:] == ["125.0", "69.0 %"]
+    assert rows["128"][-2:] == ["120.0", "65.0 %"]
+    assert rows["32"][1] == "10,000"  # samples/s still the run's own
+    assert "after 1200 warm-up training steps" in md
+
+
 def test_training_table_rows(report):
     md = report.render_markdown(make_results(), plots={})
     rows = {r[0]: r for r in table_rows(md) if len(r) == 8 and r[0].isdigit()}
