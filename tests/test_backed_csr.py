@@ -17,21 +17,24 @@ from vaefast import _rows  # noqa: E402
 from vaefast._backed_csr import BackedCSR, _FileRanges, _SliceRanges  # noqa: E402
 
 
-def _contiguous(path):
-    """Rewrite the file's X/data and X/indices unchunked (HDF5's contiguous layout)."""
+def _rewrite(path, chunks):
+    """Rewrite the file's X/data and X/indices with `chunks` (None: HDF5's
+    contiguous layout)."""
     import h5py
 
     with h5py.File(path, "r+") as f:
         for name in ("data", "indices"):
             values, attrs = f["X"][name][:], dict(f["X"][name].attrs)
             del f["X"][name]
-            f["X"].create_dataset(name, data=values, chunks=None)
+            f["X"].create_dataset(name, data=values, chunks=chunks)
             f["X"][name].attrs.update(attrs)
 
 
 # how the file is written -> the reader expected: pread at byte offsets for
-# chunked and contiguous files, h5py slices for a compressed one
-LAYOUTS = {"chunked": _FileRanges, "contiguous": _FileRanges, "gzip": _SliceRanges}
+# chunked and contiguous files, h5py slices for a compressed one;
+# "small_chunks": 5 entries a chunk, so that most rows' ranges cross chunks
+LAYOUTS = {"chunked": _FileRanges, "contiguous": _FileRanges, "small_chunks": _FileRanges,
+           "gzip": _SliceRanges}
 
 
 @pytest.fixture(scope="module", params=list(LAYOUTS))
@@ -42,8 +45,8 @@ def stored(request, tmp_path_factory):
     path = tmp_path_factory.mktemp("backed") / f"x_{request.param}.h5ad"
     a = ad.AnnData(X=sp.csr_matrix(X))
     a.write_h5ad(path, compression="gzip" if request.param == "gzip" else None)
-    if request.param == "contiguous":
-        _contiguous(path)
+    if request.param in ("contiguous", "small_chunks"):
+        _rewrite(path, None if request.param == "contiguous" else (5,))
     return X, path, LAYOUTS[request.param]
 
 
@@ -101,3 +104,18 @@ def test_reader_kept_per_unchanged_file(stored, tmp_path):
     new = BackedCSR.of(ad.read_h5ad(copy, backed="r").X)
     assert new is not old
     np.testing.assert_array_equal(new.rows(rows).toarray(), 2 * X[rows])
+
+
+def test_truncated_file_is_an_error(stored, tmp_path):
+    """A file cut short after its reader was built: a short read is an
+    OSError naming the dataset, never rows of garbage."""
+    X, path, reader = stored
+    if reader is _SliceRanges:
+        pytest.skip("h5py reads the compressed file itself")
+    copy = tmp_path / "cut.h5ad"
+    copy.write_bytes(path.read_bytes())
+    backed = BackedCSR(ad.read_h5ad(copy, backed="r").X.group, X.shape)
+    last = int(backed.data.offsets.max())  # data's last chunk (or the whole dataset)
+    os.truncate(copy, last + 4)
+    with pytest.raises(OSError, match="X/data.*ended"):
+        backed.rows(np.arange(X.shape[0]))

@@ -232,21 +232,12 @@ def test_no_dense_copy_of_the_matrix(monkeypatch):
                   random_state=np.random.default_rng(0))
     X.data[:] = np.ceil(X.data * 5)
     m = vaefast.VAE(d, hidden=(8,), latent_dim=2, likelihood="poisson", seed=0)
-    sizes = []
-    take = _rows.Rows.take
-
-    def spy(self, rows):
-        out = take(self, rows)
-        sizes.append(out.shape[0])
-        return out
-
-    monkeypatch.setattr(_rows.Rows, "take", spy)
-    monkeypatch.setattr(_rows.Rows, "take_csr", lambda self, rows: None)  # dense batches
+    sizes = dense_batch_sizes(monkeypatch)
     dense_bytes = n * d * 4
     m.transform(X[:1].toarray())  # the model's inference workspace (for 4096 rows), made once
     tracemalloc.start()
     try:
-        m.fit(X, epochs=1, batch_size=batch, progress=False)
+        m.fit(X, epochs=1, batch_size=batch, progress=False, sparse_first_layer=False)
         _, fit_peak = tracemalloc.get_traced_memory()
         assert max(sizes) == batch and sum(sizes) == n
         tracemalloc.reset_peak()
@@ -490,9 +481,29 @@ def test_csr_first_layer_unsorted_indices(counts):
 
 
 def test_conditional_model_uses_the_dense_batch(counts, monkeypatch):
-    monkeypatch.setattr(_rows.Rows, "take_csr", None)  # would fail if called
     c = np.random.default_rng(0).random((counts.shape[0], 2)).astype(np.float32)
     want, _ = fit_weights(counts, model_kw={"n_conditions": 2}, c=c)
+    sizes = dense_batch_sizes(monkeypatch)
     got, _ = fit_weights(sp.csr_matrix(counts), model_kw={"n_conditions": 2}, c=c,
                          sparse_first_layer=True)
     assert_same_weights(got, want)
+    # each batch alone made dense (48 rows, the last one the rest), both epochs
+    n = counts.shape[0]
+    assert max(sizes) == 48 and sum(sizes) == 2 * n and len(sizes) == 2 * -(-n // 48)
+
+
+def dense_batch_sizes(monkeypatch):
+    """Records the rows of every batch fit makes dense from CSR rows
+    (training/streaming.py _dense_batch), in a list it returns."""
+    from vaefast.training import streaming
+
+    sizes = []
+    dense_batch = streaming._dense_batch
+
+    def spy(csr, sel):
+        out = dense_batch(csr, sel)
+        sizes.append(out.shape[0])
+        return out
+
+    monkeypatch.setattr(streaming, "_dense_batch", spy)
+    return sizes

@@ -38,7 +38,7 @@ class _FileRanges:
     when it is contiguous)."""
 
     def __init__(self, ds: Any, fd: int) -> None:
-        self.fd, self.dtype = fd, np.dtype(ds.dtype)
+        self.fd, self.dtype, self.name = fd, np.dtype(ds.dtype), str(ds.name)
         if ds.chunks is None:
             self.chunk, self.offsets = max(int(ds.shape[0]), 1), np.array([ds.id.get_offset()])
             return
@@ -73,16 +73,40 @@ class _FileRanges:
             return None
 
     def read(self, los: I64, his: I64) -> NDArray[Any]:
-        """The concatenation of elements [lo, hi) for each (lo, hi)."""
-        size, parts = self.dtype.itemsize, []
-        for lo, hi in zip(los.tolist(), his.tolist()):
-            while lo < hi:  # one read per chunk the range touches
-                k = lo // self.chunk
-                end = min(hi, (k + 1) * self.chunk)
-                where = int(self.offsets[k]) + (lo - k * self.chunk) * size
-                parts.append(os.pread(self.fd, (end - lo) * size, where))
-                lo = end
-        return np.frombuffer(b"".join(parts), dtype=self.dtype)
+        """The concatenation of elements [lo, hi) for each (lo, hi), read
+        straight into one array: one read per chunk a range touches, each
+        into its place (no list of pieces joined afterwards: half the
+        memory and one copy less)."""
+        size, chunk = self.dtype.itemsize, self.chunk
+        keep = his > los
+        los, his = los[keep], his[keep]
+        # the pieces: each range cut at the chunk boundaries it crosses
+        first, last = los // chunk, (his - 1) // chunk
+        counts = last - first + 1
+        starts = np.cumsum(counts) - counts
+        k = np.repeat(first, counts) + np.arange(int(counts.sum())) - np.repeat(starts, counts)
+        lo = np.maximum(np.repeat(los, counts), k * chunk)
+        hi = np.minimum(np.repeat(his, counts), (k + 1) * chunk)
+        where = self.offsets[k] + (lo - k * chunk) * size
+        nbytes = (hi - lo) * size
+        out = np.empty(int((his - los).sum()), dtype=self.dtype)
+        view, pos = memoryview(out).cast("B"), 0
+        for w, n in zip(where.tolist(), nbytes.tolist()):
+            got = _read_into(self.fd, view[pos:pos + n], w)
+            if got != n:
+                raise OSError(f"{self.name}: the file ended {n - got} bytes early "
+                              f"(truncated since it was opened?)")
+            pos += n
+        return out
+
+
+def _read_into(fd: int, view: memoryview, where: int) -> int:
+    """Read len(view) bytes at offset `where` of fd into view; bytes read."""
+    if hasattr(os, "preadv"):
+        return os.preadv(fd, [view], where)
+    data = os.pread(fd, len(view), where)  # no preadv (e.g. Windows has no pread either)
+    view[:len(data)] = data
+    return len(data)
 
 
 class _SliceRanges:

@@ -146,8 +146,10 @@ OPTIONS = (
     Option("checkpoint", None, _any, """str or os.PathLike, optional
         Save the model there after every epoch (with `comm`, rank 0 only)."""),
     Option("buffer_rows", None, _int_at_least(1, optional=True), """int, optional
-        Rows read per buffer for streamed X (default: about 64 MiB; one
-        batch for sparse, backed and AnnData X)."""),
+        Rows read per buffer for streamed X, rounded down to a multiple of
+        batch_size (default: about 64 MiB of dense rows; for sparse, backed
+        and AnnData X about 64 MiB of stored entries, read at once and
+        kept CSR; one batch for a dense backed matrix)."""),
     Option("sparse_first_layer", True, lambda v, n: bool(v), """bool
         With sparse X (scipy, a sparse AnnData matrix, backed or not) and an
         unconditional model (categorical covariates allowed): run the first encoder layer's forward and

@@ -10,6 +10,8 @@ of the model: it works on any object the model passes.
 
 from typing import TYPE_CHECKING, Any, ContextManager, Mapping, Optional
 
+import numpy as np
+
 from ._core import GRADS, MOMENT1, MOMENT2, PARAMS, VAECore  # noqa: F401  (the buffers)
 from ._typing import F32
 from ._validation import as_float32_array, as_weight
@@ -17,6 +19,7 @@ from ._validation import as_float32_array, as_weight
 if TYPE_CHECKING:
     from ._covariate_codes import Side
     from ._rows import Rows
+    from ._sparse_batch import CSRBatch
     from .model import VAE
 
 __all__ = ["GRADS", "MOMENT1", "MOMENT2", "PARAMS", "Internals", "internals"]
@@ -50,6 +53,25 @@ class Internals:
         if rows.shape[0] == 0:
             raise ValueError(f"{rows.name} must not be empty, got shape {rows.shape}")
         return rows.check(self._check_values, self.model._lik.check_row_totals)
+
+    def check_csr_rows(self, batch: "CSRBatch", name: str) -> None:
+        """CSR rows read from a file (canonical: no duplicate columns): their
+        stored values within the likelihood's targets (zeros always are),
+        and, where the library size is the observed total, no row whose
+        total is zero. Those likelihoods' values were just checked to be
+        non-negative, so a row's total is zero exactly when its largest
+        stored value is (or it stores none): a float32 maximum per row
+        instead of a float64 sum, no temporaries the size of the entries."""
+        data = batch.data[batch.indptr[0]:batch.indptr[-1]]
+        self._check_values(data, name)
+        lik = self.model._lik
+        if lik.observed_library:
+            starts = batch.indptr[:-1] - batch.indptr[0]
+            stored = np.diff(batch.indptr) > 0
+            most = np.zeros(starts.size, dtype=np.float32)
+            if data.size:
+                most[stored] = np.maximum.reduceat(data, starts[stored])
+            lik.check_row_totals(most, name)
 
     def _check_values(self, values: object, name: str) -> F32:
         values = as_float32_array(values, name, allow_empty=True)

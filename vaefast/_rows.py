@@ -107,7 +107,36 @@ class Rows:
             batch = gather_csr_rows(self.matrix, rows)
             return batch if self.sorted_rows else _sort_rows(batch)
         block, order = self._read(rows)
-        return gather_csr_rows(_canonical(block, self.name), order)
+        sel: RowIndex = order
+        if order.size == block.shape[0] and (order == np.arange(order.size)).all():
+            sel = slice(0, order.size)  # rows read in the order asked: views, no gather
+        return gather_csr_rows(_canonical(block, self.name), sel)
+
+    def take_csr_sorted(self, rows: RowIndex) -> tuple[CSRBatch, Optional[I64]]:
+        """Rows (a slice, or distinct indices in any order) as a CSRBatch of
+        those rows in increasing order, and where each asked row is in it
+        (None for a slice: in the order asked). A file is read in
+        increasing row order anyway; handing its rows over in that order
+        with the positions lets the core gather the batches (no reorder in
+        NumPy)."""
+        if isinstance(rows, slice):
+            return self.take_csr(rows), None
+        uniq, back = np.unique(np.asarray(rows, dtype=np.int64), return_inverse=True)
+        if uniq.size != back.size:
+            raise ValueError(f"{self.name}: rows must be distinct, got {back.size - uniq.size} "
+                             "repeated")
+        return self.take_csr(uniq), back.astype(np.int64, copy=False)
+
+    @property
+    def mean_row_entries(self) -> float:
+        """Stored entries per row on average (1.0 when unknown)."""
+        if self._backed is not None:
+            indptr = self._backed.indptr
+        elif self.in_memory and getattr(self.matrix, "format", None) == "csr":
+            indptr = self.matrix.indptr
+        else:
+            return 1.0
+        return max(1.0, float(indptr[-1] - indptr[0]) / max(1, self.shape[0]))
 
     def _read(self, rows: RowIndex) -> tuple[Any, I64]:
         """(block read from the file, the block's rows in the order asked)."""

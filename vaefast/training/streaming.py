@@ -35,7 +35,8 @@ from .._arrays import is_dask_array as _is_dask_array
 from .._arrays import row_chunked as _row_chunked
 from .._covariate_codes import take
 from .._internals import Internals, internals
-from .._sparse_batch import CSRBatch
+from .._rows import Rows
+from .._sparse_batch import CSRBatch, gather_dense_rows
 from .._typing import F32, I64
 from .progress import Bar
 from .sources import OneProcessSource
@@ -140,15 +141,25 @@ def _prefetched(produce: Callable[[], Iterable[_T]]) -> Iterator[_T]:
 class RandomAccessSource(OneProcessSource):
     """Random-access rows (a memmap, or a sparse / backed matrix read through
     vaefast/_rows.py): the exact in-memory order, gathered buffer by buffer,
-    with the conditions and size factors of those rows."""
+    with the conditions and size factors of those rows.
+
+    Sparse rows (in memory or a backed .h5ad) are read a buffer of many
+    batches at a time (about DEFAULT_BUFFER_BYTES of stored entries: one
+    read per buffer, its rows in increasing order) and stay CSR: with the
+    CSR first layer the buffer goes to the core whole with the positions of
+    the epoch's order in it, and the core gathers each batch and makes it
+    dense as the loss's targets (csrc/vae_csr_steps.c). Otherwise (a
+    conditional model, whose first layer takes x and c concatenated, or
+    sparse_first_layer=False) the first layer needs the dense batch, and
+    each batch alone is made dense here (_dense_batch)."""
 
     def __init__(self, model: "VAE", X: Any, batch_size: int, buffer_rows: Optional[int],
                  c: object = None, size_factors: object = None,
                  sparse_first_layer: bool = False, codes: object = None) -> None:
         inner = internals(model)
         self.take: Callable[[Any], Any]
-        # rows -> CSRBatch, for the CSR first layer
-        self.take_csr: Optional[Callable[[Any], CSRBatch]] = None
+        self.rows: Optional[Rows] = None  # sparse rows, read as CSR buffers
+        self.csr_core = False  # the core takes the CSR rows (first layer and targets)
         self.whole = False  # the core gathers the batches from X's arrays
         if isinstance(X, np.memmap):
             if X.ndim != 2:
@@ -160,40 +171,74 @@ class RandomAccessSource(OneProcessSource):
                 raise ValueError(f"X must not be empty, got shape {X.shape}")
             self.take = lambda rows: np.asarray(X[rows])
             default_rows = buffer_rows
-        else:  # Rows: a batch at a time unless buffer_rows asks for more
+        else:  # Rows: sparse ones a buffer of CSR rows at a time, dense ones a batch
             self.take = inner.check_rows(X).take
-            if sparse_first_layer and X.sparse and model.n_conditions == 0:
-                self.take_csr = X.take_csr
-                self.whole = buffer_rows is None and _whole_in_core(X)
             default_rows = batch_size if buffer_rows is None else buffer_rows
+            if X.sparse:
+                self.rows = X
+                self.csr_core = sparse_first_layer and model.n_conditions == 0
+                self.whole = self.csr_core and buffer_rows is None and _whole_in_core(X)
+                if buffer_rows is None:  # entries of value (4 bytes) and index (4)
+                    default_rows = int(DEFAULT_BUFFER_BYTES // (8 * X.mean_row_entries))
         self.model = model
         self.n_rows: int = X.shape[0]
         self.c, self.size_factors = inner.check_side(c, size_factors, self.n_rows, codes)
         self.batch_size = min(batch_size, self.n_rows)
         self.buffer_rows = buffer_size(default_rows, self.batch_size, model.n_features)
 
-    def _buffers(self, order: Optional[I64]
-                 ) -> Iterator[tuple[F32, list[Any], Optional[CSRBatch]]]:
+    def _buffers(self, order: Optional[I64]) -> Iterator[tuple[F32, list[Any]]]:
+        """Dense buffers of rows (a memmap's, or a dense backed matrix's)."""
         R, n = self.buffer_rows, self.n_rows
         for start in range(0, n, R):
             rows = order[start:start + R] if order is not None else slice(start, start + R)
-            csr = None if self.take_csr is None else self.take_csr(rows)
-            dense = self.take(rows) if csr is None else csr.toarray()  # the loss's targets
-            buf = internals(self.model).check_X(dense, f"X rows {start}..")
-            side = [take(a, rows) for a in (self.c, self.size_factors)]
-            yield buf, side, csr
+            buf = internals(self.model).check_X(self.take(rows), f"X rows {start}..")
+            yield buf, [take(a, rows) for a in (self.c, self.size_factors)]
+
+    def _csr_buffers(self, order: Optional[I64]
+                     ) -> Iterator[tuple[CSRBatch, Optional[I64], list[Any]]]:
+        """(CSR rows of a buffer in increasing order, the positions in it of
+        the buffer's rows in the epoch's order (None: in order), their side
+        inputs indexed like the CSR rows), checked."""
+        assert self.rows is not None
+        R, n = self.buffer_rows, self.n_rows
+        inner = internals(self.model)
+        for start in range(0, n, R):
+            rows = order[start:start + R] if order is not None else slice(start, start + R)
+            csr, pos = self.rows.take_csr_sorted(rows)
+            if not self.rows.in_memory:  # an in-memory matrix was checked whole
+                inner.check_csr_rows(csr, f"X rows {start}..")
+            read = rows if pos is None else np.sort(rows)
+            yield csr, pos, [take(a, read) for a in (self.c, self.size_factors)]
 
     def run_epoch(self, trainer: "Trainer", epoch: int, shuffle: bool,
                   bar: Optional[Bar]) -> int:
         order = (np.random.default_rng([self.model.seed, epoch]).permutation(self.n_rows)
                  if shuffle else None)
-        matrix = self.take_csr(slice(0, self.n_rows)) if self.whole else None
-        if matrix is not None:  # the core gathers each batch (csrc/vae_csr_steps.c)
+        if self.whole:  # the core gathers each batch (csrc/vae_csr_steps.c)
+            assert self.rows is not None
+            matrix = self.rows.take_csr(slice(0, self.n_rows))
             trainer.steps(None, order, bar, self.c, self.size_factors, matrix)
             return self.n_rows
-        for buf, (c, s), csr in _prefetched(lambda: self._buffers(order)):
-            trainer.steps(buf, None, bar, c, s, csr)
+        if self.rows is None:
+            for buf, (c, s) in _prefetched(lambda: self._buffers(order)):
+                trainer.steps(buf, None, bar, c, s)
+            return self.n_rows
+        for csr, pos, (c, s) in _prefetched(lambda: self._csr_buffers(order)):
+            if self.csr_core:
+                trainer.steps(None, pos, bar, c, s, csr)
+                continue
+            B = self.batch_size
+            for b in range(0, csr.shape[0], B):
+                sel = slice(b, b + B) if pos is None else pos[b:b + B]
+                trainer.steps(_dense_batch(csr, sel), None, bar,
+                              *[take(a, sel) for a in (c, s)])
         return self.n_rows
+
+
+def _dense_batch(csr: CSRBatch, sel: "slice | I64") -> F32:
+    """Rows `sel` of a CSR buffer made dense: one batch, for a first layer
+    that takes the dense batch (conditional models, sparse_first_layer=False)."""
+    return gather_dense_rows(csr, sel)
 
 
 def _whole_in_core(X: Any) -> bool:
