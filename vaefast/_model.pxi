@@ -509,7 +509,14 @@ cdef class VAECore:
     def grads_array(self):
         """The C gradient buffer itself as a float32 ndarray (no copy): it
         stays valid as long as the array (which keeps this core alive)."""
-        return _np.asarray(_FloatView(self, <size_t>vf_vae_grads(self.m), self.num_params))
+        return self.buffer_array(1)
+
+    def buffer_array(self, int which):
+        """Buffer `which` (as get_buffer) itself as a float32 ndarray, no
+        copy and no lock: for the data-parallel exchange, which writes the
+        gradient and the optimizer's moments in place (never the parameters:
+        readers hold the model's lock for those)."""
+        return _np.asarray(_FloatView(self, <size_t>self._buffer(which), self.num_params))
 
     def shard_grads(self, const float[:, ::1] X, uint64_t seed, uint64_t step,
                     int64_t row0, int64_t batch_total, float kl_weight, double[::1] sums,
@@ -541,6 +548,24 @@ cdef class VAECore:
         with nogil:
             status = vf_vae_apply_update(self.m, step, lr, beta1, beta2, adam_eps,
                                          weight_decay, opt)
+        return status
+
+    def apply_update_slice(self, int64_t lo, int64_t hi, float[::1] out, uint64_t step,
+                           float lr, float beta1, float beta2, float adam_eps,
+                           float weight_decay, str optimizer):
+        """vf_vae_apply_update_slice: the update of parameters [lo, hi) written
+        to out (hi - lo floats), moments updated in place; returns the status."""
+        if lo < 0 or hi < lo or hi > self.num_params:
+            raise ValueError(f"lo, hi must satisfy 0 <= lo <= hi <= {self.num_params}, "
+                             f"got {lo}, {hi}")
+        if out.shape[0] != hi - lo:
+            raise ValueError(f"out must hold hi - lo = {hi - lo} floats, got {out.shape[0]}")
+        cdef int opt = _OPTIMIZER_CODES[optimizer]
+        cdef float *po = &out[0] if hi > lo else NULL
+        cdef int status
+        with nogil:
+            status = vf_vae_apply_update_slice(self.m, lo, hi, po, step, lr, beta1, beta2,
+                                               adam_eps, weight_decay, opt)
         return status
 
 
