@@ -510,12 +510,12 @@ int vf_vae_apply_update(vf_vae *m, uint64_t step, float lr, float beta1, float b
                         float adam_eps, float weight_decay, int optimizer);
 /* The optimizer step of vf_vae_apply_update on the parameters [lo, hi) only,
  * for data-parallel ranks that each update one slice of the model (ZeRO-1:
- * the summed gradient is needed only on the slice): reads params[lo, hi)
- * and grads[lo, hi), updates the moments [lo, hi) in place and writes the
- * new parameters to out (hi − lo floats; out may be vf_vae_params(m) + lo,
- * otherwise the parameters are left alone). The update is element-wise, so
+ * the summed gradient is needed only on the slice): p (hi − lo floats) holds
+ * those parameters, vf_vae_params(m) + lo itself or a copy the caller keeps
+ * (the model's own are then left alone), and is updated in place with
+ * grads[lo, hi), as are the moments [lo, hi). The update is element-wise, so
  * the values are bit for bit those of the whole-buffer update. */
-int vf_vae_apply_update_slice(vf_vae *m, int64_t lo, int64_t hi, float *out, uint64_t step,
+int vf_vae_apply_update_slice(vf_vae *m, int64_t lo, int64_t hi, float *p, uint64_t step,
                               float lr, float beta1, float beta2, float adam_eps,
                               float weight_decay, int optimizer);
 

@@ -514,8 +514,8 @@ cdef class VAECore:
     def buffer_array(self, int which):
         """Buffer `which` (as get_buffer) itself as a float32 ndarray, no
         copy and no lock: for the data-parallel exchange, which writes the
-        gradient and the optimizer's moments in place (never the parameters:
-        readers hold the model's lock for those)."""
+        gradient and the optimizer's moments in place (the parameters only
+        through set_buffer: readers hold the model's lock for those)."""
         return _np.asarray(_FloatView(self, <size_t>self._buffer(which), self.num_params))
 
     def shard_grads(self, const float[:, ::1] X, uint64_t seed, uint64_t step,
@@ -550,18 +550,20 @@ cdef class VAECore:
                                          weight_decay, opt)
         return status
 
-    def apply_update_slice(self, int64_t lo, int64_t hi, float[::1] out, uint64_t step,
+    def apply_update_slice(self, int64_t lo, int64_t hi, float[::1] params, uint64_t step,
                            float lr, float beta1, float beta2, float adam_eps,
                            float weight_decay, str optimizer):
-        """vf_vae_apply_update_slice: the update of parameters [lo, hi) written
-        to out (hi - lo floats), moments updated in place; returns the status."""
+        """vf_vae_apply_update_slice: params (hi - lo floats, a copy of the
+        parameters [lo, hi) the caller keeps) and the moments [lo, hi)
+        updated in place; returns the status."""
         if lo < 0 or hi < lo or hi > self.num_params:
             raise ValueError(f"lo, hi must satisfy 0 <= lo <= hi <= {self.num_params}, "
                              f"got {lo}, {hi}")
-        if out.shape[0] != hi - lo:
-            raise ValueError(f"out must hold hi - lo = {hi - lo} floats, got {out.shape[0]}")
+        if params.shape[0] != hi - lo:
+            raise ValueError(f"params must hold hi - lo = {hi - lo} floats, "
+                             f"got {params.shape[0]}")
         cdef int opt = _OPTIMIZER_CODES[optimizer]
-        cdef float *po = &out[0] if hi > lo else NULL
+        cdef float *po = &params[0] if hi > lo else NULL
         cdef int status
         with nogil:
             status = vf_vae_apply_update_slice(self.m, lo, hi, po, step, lr, beta1, beta2,

@@ -9,8 +9,9 @@ Each rank owns one slice of the parameters (`slices`). A step:
 2. each rank sums its slice of every rank's gradient, in rank order
    (g_0 + g_1 + ... + g_{N-1}, left to right), into its own gradient
    buffer, then runs the optimizer on its slice only (ZeRO-1: the moments of
-   a slice are current on its owner only), writing the new parameters into
-   the shared parameter vector; barrier;
+   a slice are current on its owner only), in place on its slice of the
+   shared parameter vector (which holds the weights between steps);
+   barrier;
 3. each rank installs the shared parameter vector as its weights (one
    locked copy, so a reader of the model sees whole steps).
 
@@ -86,6 +87,9 @@ class SharedExchange:
                 self.params = np.frombuffer(buf, dtype=np.float32, count=n,
                                             offset=4 * (HEADER + n))
         self.grads = core.buffer_array(1)  # the C buffers themselves
+        # the shared vector holds the weights between steps: this rank's
+        # slice is where its update runs (no copy in per step)
+        self.params[self.lo:self.hi] = core.buffer_array(0)[self.lo:self.hi]
         self.closed = False
 
     def _sync(self) -> None:
@@ -124,7 +128,8 @@ class SharedExchange:
         self.headers[self.rank][_STATUS] = status
         self._sync()
         # held-back entries (an overflowing update) keep their old values in
-        # the shared vector, as the whole-buffer update leaves them
+        # the shared vector, as the whole-buffer update leaves them; one
+        # locked copy, so readers of the model see whole steps
         self.core.set_buffer(0, self.params)
         return next((int(h[_STATUS]) for h in self.headers if h[_STATUS]), 0)
 
