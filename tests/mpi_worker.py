@@ -195,6 +195,15 @@ def main(scenario, outdir):
         out.update(overlapped_and_blocking(X, comm))
     elif scenario == "shm":
         out.update(shared_and_allreduce(X, comm))
+    elif scenario == "shm_unmapped":  # rank 1 cannot map the window: every rank falls back
+        from vaefast.training import shm_exchange
+
+        if rank == 1:
+            def unmappable(self, n):
+                raise OSError("injected: no view of the window")
+            shm_exchange.SharedExchange._map = unmappable
+        model.fit(X, epochs=2, batch_size=GLOBAL_BATCH, comm=comm, progress=False)
+        out["params"] = model._core.get_buffer(0)
     elif scenario == "shm_rank_order":  # any number of ranks
         model.fit(X, epochs=1, batch_size=GLOBAL_BATCH, shuffle=False, comm=comm,
                   progress=False)

@@ -213,6 +213,14 @@ def test_shared_memory_exchange_is_bit_identical_to_the_allreduce(tmp_path):
                                               ranks[0][f"{name}_1_buf{which}"])
 
 
+def test_a_window_one_rank_cannot_map_falls_back_to_the_allreduce(tmp_path, runs):
+    # the window is allocated (collectively), rank 1 fails to map it: every
+    # rank frees it and trains through the Allreduce, the same bits as "train"
+    ranks = run_ranks("shm_unmapped", tmp_path)
+    for r in ranks:
+        np.testing.assert_array_equal(r["params"], runs("train")[0]["params"])
+
+
 def test_shared_memory_exchange_sums_in_rank_order_on_three_ranks(tmp_path):
     # three unequal slices, rank batches 22/21/21 and a last step where rank
     # 0's shard has run out: the weights and moments equal, bit for bit, a

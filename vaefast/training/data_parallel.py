@@ -194,11 +194,11 @@ class ShardSource(OneProcessSource):
         if not self.shm:
             return None
         exchange: Optional[SharedExchange] = None
-        try:
+        try:  # a collective allocation: it fails on every rank or on none
             exchange = SharedExchange(core, self.comm, self.MPI)
         except Exception:  # e.g. no shared memory for the window: the Allreduce
             pass
-        if self.comm.allreduce(exchange is not None, op=self.MPI.LAND):
+        if self.comm.allreduce(exchange is not None and exchange.mapped, op=self.MPI.LAND):
             return exchange
         if exchange is not None:
             exchange.close(gather=False)

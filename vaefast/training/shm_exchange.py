@@ -67,7 +67,10 @@ def on_one_node(comm: Any, MPI: Any) -> bool:
 
 class SharedExchange:
     """A window for one epoch's steps: `reduce` then `update` each step,
-    `close` once (every rank, also after a failed step)."""
+    `close` once (every rank, also after a failed step). Construction is
+    collective (the allocation); if it returns, the caller checks `mapped`
+    on every rank before the first step (the views of the peers' segments
+    may still have failed here) and closes it unused otherwise."""
 
     def __init__(self, core: _core.VAECore, comm: Any, MPI: Any) -> None:
         self.core, self.comm, self.MPI = core, comm, MPI
@@ -77,7 +80,17 @@ class SharedExchange:
         # rank r's segment: header, gradient slot; rank 0's also the shared parameters
         floats = HEADER + n + (n if self.rank == 0 else 0)
         self.win = MPI.Win.Allocate_shared(4 * floats, 4, comm=comm)
-        self.win.Lock_all(MPI.MODE_NOCHECK)
+        self.closed = self.locked = self.mapped = False
+        try:
+            self._map(n)
+            self.mapped = True
+        except Exception:  # the caller agrees on falling back (no collective here)
+            pass
+
+    def _map(self, n: int) -> None:
+        """This rank's views of every segment (no collective)."""
+        self.win.Lock_all(self.MPI.MODE_NOCHECK)
+        self.locked = True
         self.headers, self.slots = [], []
         for q in range(self.size):
             buf = self.win.Shared_query(q)[0]
@@ -86,11 +99,10 @@ class SharedExchange:
             if q == 0:
                 self.params = np.frombuffer(buf, dtype=np.float32, count=n,
                                             offset=4 * (HEADER + n))
-        self.grads = core.buffer_array(1)  # the C buffers themselves
+        self.grads = self.core.buffer_array(1)  # the C buffers themselves
         # the shared vector holds the weights between steps: this rank's
         # slice is where its update runs (no copy in per step)
-        self.params[self.lo:self.hi] = core.buffer_array(0)[self.lo:self.hi]
-        self.closed = False
+        self.params[self.lo:self.hi] = self.core.buffer_array(0)[self.lo:self.hi]
 
     def _sync(self) -> None:
         """Every rank's writes so far are visible to every rank."""
@@ -147,6 +159,8 @@ class SharedExchange:
             self._sync()
             moments[:lo] = self.params[:lo]
             moments[hi:] = self.params[hi:]
-        self._sync()
-        self.win.Unlock_all()
-        self.win.Free()
+        if gather:
+            self._sync()
+        if self.locked:
+            self.win.Unlock_all()
+        self.win.Free()  # collective
