@@ -1,7 +1,7 @@
 """Scaling benchmarks: MPI data-parallel training, Dask inference, streaming fit.
 
     python bench/bench_scaling.py mpi     [--steps 200]      # launches mpiexec itself
-        [--modes blocking,throttle,overlap] [--late-ms 5]  # the exchange: MPI_MODES
+        [--modes blocking,shm,throttle,overlap] [--late-ms 5]  # the exchange: MPI_MODES
     python bench/bench_scaling.py dask    [--rows 200000]
     python bench/bench_scaling.py stream  [--rows 1000000]
 
@@ -43,16 +43,19 @@ def _emit(**kw):
 # How the ranks exchange the gradient (environment of every rank): one
 # blocking Allreduce after the backward pass, as before issue 22 (MPICH polls
 # while it waits); the same with MPICH's progress throttle (a usleep(1) after
-# 64 polls that found nothing, MPIR_CVAR_CH4_PROGRESS_THROTTLE); or the
-# default, per-layer buckets overlapped with the backward pass and a
-# sleeping wait (vaefast/training/overlap.py), alone or with the throttle.
+# 64 polls that found nothing, MPIR_CVAR_CH4_PROGRESS_THROTTLE); per-layer
+# buckets overlapped with the backward pass and a sleeping wait
+# (vaefast/training/overlap.py), alone or with the throttle; or fit's default
+# on one machine, the shared-memory window with the optimizer split between
+# the ranks (vaefast/training/shm_exchange.py).
 _THROTTLE = {"MPIR_CVAR_CH4_PROGRESS_THROTTLE": "1",
              "MPIR_CVAR_CH4_PROGRESS_THROTTLE_NO_PROGRESS_COUNT": "64"}
 MPI_MODES = {
-    "blocking": {"VAEFAST_MPI_OVERLAP": "0"},
-    "throttle": {"VAEFAST_MPI_OVERLAP": "0", **_THROTTLE},
+    "blocking": {"VAEFAST_MPI_OVERLAP": "0", "VAEFAST_MPI_SHM": "0"},
+    "throttle": {"VAEFAST_MPI_OVERLAP": "0", "VAEFAST_MPI_SHM": "0", **_THROTTLE},
     "overlap": {"VAEFAST_MPI_OVERLAP": "1"},
     "overlap+throttle": {"VAEFAST_MPI_OVERLAP": "1", **_THROTTLE},
+    "shm": {"VAEFAST_MPI_OVERLAP": "0", "VAEFAST_MPI_SHM": "1"},
 }
 
 
@@ -73,10 +76,15 @@ def mpi_rank(steps, batch_per_rank, late_ms=0.0):
     local = np.zeros(3)
     t_grad = t_reduce = t_update = cpu_reduce = 0.0
     overlap = os.environ.get("VAEFAST_MPI_OVERLAP", "1") != "0"
+    shm = not overlap and size > 1 and os.environ.get("VAEFAST_MPI_SHM", "1") != "0"
     if overlap:  # as fit does: buckets started during the backward pass
         from vaefast.training.overlap import BucketedAllreduce
 
         reducer = BucketedAllreduce(core, comm, MPI)
+    if shm:  # as fit does on one machine: the window, the update split
+        from vaefast.training.shm_exchange import SharedExchange
+
+        exchange = SharedExchange(core, comm, MPI)
     comm.Barrier()
     for s in range(steps):
         xb = X[s * batch_per_rank:(s + 1) * batch_per_rank]
@@ -88,10 +96,15 @@ def mpi_rank(steps, batch_per_rank, late_ms=0.0):
         t1, c1 = time.perf_counter(), time.process_time()
         if overlap:
             reducer.finish(False)
+        elif shm:  # the exchange: gradients in, each rank sums its slice
+            exchange.reduce(False)
         else:
             comm.Allreduce(MPI.IN_PLACE, grads, op=MPI.SUM)
         t2, c2 = time.perf_counter(), time.process_time()
-        core.apply_update(s, 1e-3, 0.9, 0.999, 1e-8, 0.0, "adam")
+        if shm:  # the update: this rank's slice, then every slice installed
+            exchange.update(s, 1e-3, 0.9, 0.999, 1e-8, 0.0, "adam")
+        else:
+            core.apply_update(s, 1e-3, 0.9, 0.999, 1e-8, 0.0, "adam")
         t3 = time.perf_counter()
         if s >= 10:  # warm-up excluded
             t_grad += t1 - t0
@@ -99,6 +112,8 @@ def mpi_rank(steps, batch_per_rank, late_ms=0.0):
             cpu_reduce += c2 - c1  # CPU burnt while waiting: polling vs sleeping
             t_update += t3 - t2
     timed = steps - 10
+    if shm:
+        exchange.close()
     # the same through fit(comm=...): what a user gets, per-step Python included
     model = _model()
     comm.Barrier()
@@ -247,7 +262,7 @@ def main():
     a.add_argument("--steps", type=int, default=200)
     a.add_argument("--batch", type=int, default=128, help="rows per rank per step")
     a.add_argument("--repeats", type=int, default=3)
-    a.add_argument("--modes", default="blocking,overlap",
+    a.add_argument("--modes", default="blocking,shm",
                    help=f"comma-separated, from {sorted(MPI_MODES)}")
     late = dict(type=float, default=0.0, help="the last rank sleeps this long before each "
                 "exchange of the split-step loop (not fit): rank 0's cpu_ms_allreduce is "

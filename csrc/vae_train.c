@@ -342,6 +342,32 @@ int vf_vae_apply_update(vf_vae *m, uint64_t step, float lr, float beta1, float b
     return st;
 }
 
+int vf_vae_apply_update_slice(vf_vae *m, int64_t lo, int64_t hi, float *p, uint64_t step,
+                              float lr, float beta1, float beta2, float adam_eps,
+                              float weight_decay, int optimizer)
+{
+    if (!m || (hi > lo && !p))
+        return VF_ERR_NULL;
+    if (lo < 0 || hi < lo || hi > m->n_params)
+        return VF_ERR_ARG;
+    const optim_args o = {optimizer, lr, beta1, beta2, adam_eps, weight_decay};
+    int st = check_optimizer(&o, step);
+    if (st != VF_OK || hi == lo)
+        return st;
+    const int64_t n = hi - lo;
+    /* the moments (and maybe the parameters) are written: a write like any update */
+    vf_rwlock_lock(&m->lock, 1);
+    /* element-wise kernels (masked vector tails): a slice's bits are the
+     * whole buffer's at the same positions, wherever the slice starts */
+    if (o.kind == VF_OPTIMIZER_ADAM)
+        st = vf_adam_update(n, p, m->grads + lo, m->m1 + lo, m->m2 + lo, o.lr, o.beta1,
+                            o.beta2, o.eps, o.weight_decay, (int64_t)step + 1);
+    else
+        st = vf_sgd_update(n, p, m->grads + lo, m->m1 + lo, o.lr, o.beta1, o.weight_decay);
+    vf_rwlock_unlock(&m->lock);
+    return st;
+}
+
 /* Rows of a minibatch into dst (rows×D): X[order[i]] or, without an
  * order, X[r0 + i] (a strided X made contiguous). */
 typedef struct gather_call {

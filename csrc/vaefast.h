@@ -508,6 +508,16 @@ int vf_vae_shard_grads(vf_vae *m, int64_t B, const float *X, const vf_vae_rows *
                        float kl_weight, double *sums3);
 int vf_vae_apply_update(vf_vae *m, uint64_t step, float lr, float beta1, float beta2,
                         float adam_eps, float weight_decay, int optimizer);
+/* The optimizer step of vf_vae_apply_update on the parameters [lo, hi) only,
+ * for data-parallel ranks that each update one slice of the model (ZeRO-1:
+ * the summed gradient is needed only on the slice): p (hi − lo floats) holds
+ * those parameters, vf_vae_params(m) + lo itself or a copy the caller keeps
+ * (the model's own are then left alone), and is updated in place with
+ * grads[lo, hi), as are the moments [lo, hi). The update is element-wise, so
+ * the values are bit for bit those of the whole-buffer update. */
+int vf_vae_apply_update_slice(vf_vae *m, int64_t lo, int64_t hi, float *p, uint64_t step,
+                              float lr, float beta1, float beta2, float adam_eps,
+                              float weight_decay, int optimizer);
 
 /* An optional callback for overlapping the gradient exchange with the
  * backward pass (csrc/vae_grad_hook.c): while set, every training call that

@@ -103,6 +103,65 @@ def overlapped_and_blocking(X, comm):
     return out
 
 
+def shared_and_allreduce(X, comm):
+    """The same fits through the shared-memory window (VAEFAST_MPI_SHM=1) and
+    through one blocking Allreduce (VAEFAST_MPI_SHM=0), for Adam on the
+    6-layer model with a tail and SGD on the small one: the weights, both
+    moment buffers and how many windows each opened."""
+    import os
+
+    from vaefast.training import data_parallel
+
+    opened = []
+
+    class Counting(data_parallel.SharedExchange):
+        def __init__(self, *args):
+            opened.append(1)
+            super().__init__(*args)
+
+    data_parallel.SharedExchange = Counting
+    os.environ["VAEFAST_MPI_OVERLAP"] = "0"
+    out = {}
+    for name, config, optimizer in (("adam", OVERLAP_CONFIG, "adam"), ("sgd", CONFIG, "sgd")):
+        for mode in ("1", "0"):
+            os.environ["VAEFAST_MPI_SHM"] = mode
+            del opened[:]
+            model = vaefast.VAE(**config)
+            model.fit(X, epochs=2, batch_size=GLOBAL_BATCH, comm=comm, progress=False,
+                      optimizer=optimizer)
+            for which in range(4):
+                out[f"{name}_{mode}_buf{which}"] = model._core.get_buffer(which)
+            out[f"{name}_{mode}_opened"] = np.array(len(opened))
+    return out
+
+
+def rank_order_oracle(X, comm):
+    """fit(shuffle=False) one epoch by hand: each rank's shard gradient, all
+    gathered, summed in rank order in NumPy float32, one whole-buffer Adam
+    step on every rank: (params, moment1, moment2)."""
+    from vaefast.distributed import rank_batch
+
+    rank, size = comm.Get_rank(), comm.Get_size()
+    model = vaefast.VAE(**CONFIG)
+    core, local = model._core, np.zeros(3)
+    rb = np.array([rank_batch(GLOBAL_BATCH, size, q) for q in range(size)])
+    sizes = np.array(comm.allgather(len(X)))
+    for s in range(int(np.max(-(-sizes // rb)))):
+        counts = np.clip(sizes - s * rb, 0, rb)
+        xb = X[s * rb[rank]:s * rb[rank] + counts[rank]]
+        vaefast._core.status_error(core.shard_grads(
+            xb, model.seed, s, int(counts[:rank].sum()), int(counts.sum()), 1.0, local),
+            "shard_grads")
+        parts = comm.allgather(core.get_buffer(1))
+        total = parts[0].copy()
+        for part in parts[1:]:
+            total += part
+        core.set_buffer(1, total)
+        vaefast._core.status_error(core.apply_update(s, 1e-3, 0.9, 0.999, 1e-8, 0.0, "adam"),
+                                   "apply_update")
+    return [core.get_buffer(which) for which in (0, 2, 3)]
+
+
 def main(scenario, outdir):
     from mpi4py import MPI
 
@@ -134,15 +193,36 @@ def main(scenario, outdir):
             out["error"] = np.array(str(exc))
     elif scenario == "overlap":
         out.update(overlapped_and_blocking(X, comm))
-    elif scenario in ("nan_shard", "fail_midway", "fail_in_backward", "different_models",
-                      "different_overlap"):
-        if scenario in ("different_overlap", "fail_in_backward"):
-            import os
+    elif scenario == "shm":
+        out.update(shared_and_allreduce(X, comm))
+    elif scenario == "shm_unmapped":  # rank 1 cannot map the window: every rank falls back
+        from vaefast.training import shm_exchange
 
+        if rank == 1:
+            def unmappable(self, n):
+                raise OSError("injected: no view of the window")
+            shm_exchange.SharedExchange._map = unmappable
+        model.fit(X, epochs=2, batch_size=GLOBAL_BATCH, comm=comm, progress=False)
+        out["params"] = model._core.get_buffer(0)
+    elif scenario == "shm_rank_order":  # any number of ranks
+        model.fit(X, epochs=1, batch_size=GLOBAL_BATCH, shuffle=False, comm=comm,
+                  progress=False)
+        for which, buf in zip((0, 2, 3), rank_order_oracle(X, comm)):
+            out[f"fit{which}"] = model._core.get_buffer(which)
+            out[f"oracle{which}"] = buf
+    elif scenario in ("nan_shard", "fail_midway", "fail_in_backward", "different_models",
+                      "different_overlap", "different_shm", "nan_shard_allreduce"):
+        import os
+
+        if scenario in ("different_overlap", "fail_in_backward"):
             # rank 0 overlaps and rank 1 blocks; both overlap for the failure
             os.environ["VAEFAST_MPI_OVERLAP"] = ("0" if scenario == "different_overlap"
                                                  and rank == 1 else "1")
-        if scenario == "nan_shard" and rank == 1:
+        if scenario == "different_shm" and rank == 1:
+            os.environ["VAEFAST_MPI_SHM"] = "0"  # rank 0 takes the window
+        if scenario == "nan_shard_allreduce":
+            os.environ["VAEFAST_MPI_SHM"] = "0"
+        if scenario in ("nan_shard", "nan_shard_allreduce") and rank == 1:
             X[5, 7] = np.nan
         if scenario == "fail_midway" and rank == 1:
             model._core = FailingCore(model._core, fail_step=3)

@@ -146,7 +146,8 @@ def test_rank0_checkpoint_resumes_bit_identically(tmp_path, runs):
 
 
 @pytest.mark.parametrize("scenario,step,message", [
-    ("nan_shard", 0, "X contains NaN or infinity"),
+    ("nan_shard", 0, "X contains NaN or infinity"),  # the shared-memory exchange
+    ("nan_shard_allreduce", 0, "X contains NaN or infinity"),
     ("fail_midway", 3, "injected failure at step 3"),
     # inside the C backward, after the last layer's bucket started its Iallreduce
     ("fail_in_backward", 2, "injected failure in the backward of step 2"),
@@ -189,16 +190,68 @@ def test_overlapped_exchange_is_bit_identical_to_one_blocking_allreduce(tmp_path
     np.testing.assert_array_equal(ranks[0]["params_1"], ranks[1]["params_1"])
 
 
+def test_shared_memory_exchange_is_bit_identical_to_the_allreduce(tmp_path):
+    # On one machine fit exchanges through a shared-memory window and each
+    # rank updates one slice (training/shm_exchange.py); VAEFAST_MPI_SHM=0
+    # forces one blocking Allreduce and the whole update on every rank. With
+    # two ranks each summed element is one float32 addition either way and
+    # the optimizer is element-wise, so after 2 epochs (20 steps) the weights
+    # and both moment buffers agree bit for bit (so the slices' moments were
+    # gathered onto every rank at each epoch's end).
+    ranks = run_ranks("shm", tmp_path)
+    for name in ("adam", "sgd"):
+        config = W.OVERLAP_CONFIG if name == "adam" else W.CONFIG
+        start = vaefast.VAE(**config)._core.get_buffer(0)
+        for r in ranks:
+            assert int(r[f"{name}_1_opened"]) == 2  # one window per epoch
+            assert int(r[f"{name}_0_opened"]) == 0  # the fallback, when asked
+            assert not np.array_equal(r[f"{name}_1_buf0"], start)  # it trained
+            for which in (0, 2, 3):
+                np.testing.assert_array_equal(r[f"{name}_1_buf{which}"],
+                                              r[f"{name}_0_buf{which}"])
+                np.testing.assert_array_equal(r[f"{name}_1_buf{which}"],
+                                              ranks[0][f"{name}_1_buf{which}"])
+
+
+def test_a_window_one_rank_cannot_map_falls_back_to_the_allreduce(tmp_path, runs):
+    # the window is allocated (collectively), rank 1 fails to map it: every
+    # rank frees it and trains through the Allreduce, the same bits as "train"
+    ranks = run_ranks("shm_unmapped", tmp_path)
+    for r in ranks:
+        np.testing.assert_array_equal(r["params"], runs("train")[0]["params"])
+
+
+def test_shared_memory_exchange_sums_in_rank_order_on_three_ranks(tmp_path):
+    # three unequal slices, rank batches 22/21/21 and a last step where rank
+    # 0's shard has run out: the weights and moments equal, bit for bit, a
+    # by-hand loop that gathers every rank's gradient and sums them in rank
+    # order in NumPy float32, then runs one whole-buffer Adam step
+    from vaefast.training.shm_exchange import slices
+
+    n = vaefast.VAE(**W.CONFIG)._core.num_params
+    parts = slices(n, 3)
+    assert parts[0][0] == 0 and parts[-1][1] == n
+    assert all(a[1] == b[0] and a[1] % 16 == 0 for a, b in zip(parts, parts[1:]))
+    ranks = run_ranks("shm_rank_order", tmp_path, n=3)
+    for r in ranks:
+        for which in (0, 2, 3):
+            np.testing.assert_array_equal(r[f"fit{which}"], r[f"oracle{which}"])
+            np.testing.assert_array_equal(r[f"fit{which}"], ranks[0][f"fit{which}"])
+
+
 def test_ranks_starting_from_different_models_are_refused(tmp_path):
     ranks = run_ranks("different_models", tmp_path)
     for r in ranks:
         assert r["distributed"] and "different models" in str(r["error"])
 
 
-def test_ranks_with_different_exchanges_are_refused(tmp_path):
-    # an overlapped and a blocking exchange would not match: refused up front
-    for r in run_ranks("different_overlap", tmp_path):
-        assert r["distributed"] and "VAEFAST_MPI_OVERLAP differs" in str(r["error"])
+@pytest.mark.parametrize("scenario,variable", [("different_overlap", "VAEFAST_MPI_OVERLAP"),
+                                               ("different_shm", "VAEFAST_MPI_SHM")])
+def test_ranks_with_different_exchanges_are_refused(scenario, variable, tmp_path):
+    # overlapped, blocking and shared-memory exchanges would not match:
+    # refused up front
+    for r in run_ranks(scenario, tmp_path):
+        assert r["distributed"] and f"{variable} differs" in str(r["error"])
         assert int(r["step"]) == 0
 
 

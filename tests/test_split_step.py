@@ -95,3 +95,39 @@ def test_empty_shard_and_bad_offsets():
             bad(status, "shard_grads")
     with pytest.raises(ValueError):
         bad(m._core.apply_update(0, -1.0, *ADAM[1:]), "apply_update")
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_update_by_slices_equals_the_whole_update(optimizer):
+    # the data-parallel ranks each update one slice (apply_update_slice, on a
+    # copy of the slice's parameters): element-wise, so slices cut anywhere
+    # (here unaligned, one empty) give the whole-buffer update's bits, and
+    # the model's own parameters are left alone
+    args = (1e-3, 0.9, 0.999, 1e-8, 0.01, optimizer)
+    whole, parts = model(), model()
+    for step in range(3):
+        for m in (whole, parts):
+            m.loss_and_grad(batch())
+        whole._core.apply_update(step, *args)
+        n, before = parts.num_params(), parts._core.get_buffer(0)
+        new = before.copy()
+        for lo, hi in ((0, 7), (7, 7), (7, n // 3 + 5), (n // 3 + 5, n)):
+            assert parts._core.apply_update_slice(lo, hi, new[lo:hi], step, *args) == 0
+        np.testing.assert_array_equal(parts._core.get_buffer(0), before)
+        parts._core.set_buffer(0, new)
+        for which in (0, 2, 3):
+            np.testing.assert_array_equal(parts._core.get_buffer(which),
+                                          whole._core.get_buffer(which))
+    assert not np.array_equal(whole._core.get_buffer(0), model()._core.get_buffer(0))
+
+
+def test_update_slice_refuses_bad_bounds():
+    core = model()._core
+    p = np.zeros(4, dtype=np.float32)
+    with pytest.raises(ValueError, match="lo, hi"):
+        core.apply_update_slice(-1, 3, p[:4], 0, *ADAM)
+    with pytest.raises(ValueError, match="lo, hi"):
+        core.apply_update_slice(0, core.num_params + 1, p, 0, *ADAM)
+    with pytest.raises(ValueError, match="params must hold"):
+        core.apply_update_slice(0, 3, p, 0, *ADAM)
+    assert core.apply_update_slice(0, 4, p, 0, 1e-3, 0.9, 0.999, 1e-8, -1.0, "adam") != 0

@@ -178,6 +178,9 @@ cdef extern from "vaefast.h" nogil:
                            float kl_weight, double *sums3)
     int vf_vae_apply_update(vf_vae *m, uint64_t step, float lr, float beta1, float beta2,
                             float adam_eps, float weight_decay, int optimizer)
+    int vf_vae_apply_update_slice(vf_vae *m, int64_t lo, int64_t hi, float *p,
+                                  uint64_t step, float lr, float beta1, float beta2,
+                                  float adam_eps, float weight_decay, int optimizer)
     ctypedef void (*vf_vae_grad_hook)(void *ctx, int layer) noexcept nogil
     int vf_vae_set_grad_hook(vf_vae *m, vf_vae_grad_hook hook, void *ctx)
 

@@ -509,7 +509,14 @@ cdef class VAECore:
     def grads_array(self):
         """The C gradient buffer itself as a float32 ndarray (no copy): it
         stays valid as long as the array (which keeps this core alive)."""
-        return _np.asarray(_FloatView(self, <size_t>vf_vae_grads(self.m), self.num_params))
+        return self.buffer_array(1)
+
+    def buffer_array(self, int which):
+        """Buffer `which` (as get_buffer) itself as a float32 ndarray, no
+        copy and no lock: for the data-parallel exchange, which writes the
+        gradient and the optimizer's moments in place (the parameters only
+        through set_buffer: readers hold the model's lock for those)."""
+        return _np.asarray(_FloatView(self, <size_t>self._buffer(which), self.num_params))
 
     def shard_grads(self, const float[:, ::1] X, uint64_t seed, uint64_t step,
                     int64_t row0, int64_t batch_total, float kl_weight, double[::1] sums,
@@ -543,37 +550,25 @@ cdef class VAECore:
                                          weight_decay, opt)
         return status
 
-
-cdef class _FloatView:
-    """A writable float32 buffer over memory owned by a VAECore, which it
-    keeps alive (so the pointer cannot dangle)."""
-
-    cdef object owner
-    cdef float *ptr
-    cdef Py_ssize_t shape[1]
-    cdef Py_ssize_t strides[1]
-
-    def __cinit__(self, owner, size_t address, Py_ssize_t n):
-        self.owner = owner
-        self.ptr = <float *>address
-        self.shape[0] = n
-        self.strides[0] = sizeof(float)
-
-    def __getbuffer__(self, Py_buffer *buf, int flags):
-        buf.buf = self.ptr
-        buf.obj = self
-        buf.len = self.shape[0] * sizeof(float)
-        buf.readonly = 0
-        buf.itemsize = sizeof(float)
-        buf.format = b"f"
-        buf.ndim = 1
-        buf.shape = self.shape
-        buf.strides = self.strides
-        buf.suboffsets = NULL
-        buf.internal = NULL
-
-    def __releasebuffer__(self, Py_buffer *buf):
-        pass
+    def apply_update_slice(self, int64_t lo, int64_t hi, float[::1] params, uint64_t step,
+                           float lr, float beta1, float beta2, float adam_eps,
+                           float weight_decay, str optimizer):
+        """vf_vae_apply_update_slice: params (hi - lo floats, a copy of the
+        parameters [lo, hi) the caller keeps) and the moments [lo, hi)
+        updated in place; returns the status."""
+        if lo < 0 or hi < lo or hi > self.num_params:
+            raise ValueError(f"lo, hi must satisfy 0 <= lo <= hi <= {self.num_params}, "
+                             f"got {lo}, {hi}")
+        if params.shape[0] != hi - lo:
+            raise ValueError(f"params must hold hi - lo = {hi - lo} floats, "
+                             f"got {params.shape[0]}")
+        cdef int opt = _OPTIMIZER_CODES[optimizer]
+        cdef float *po = &params[0] if hi > lo else NULL
+        cdef int status
+        with nogil:
+            status = vf_vae_apply_update_slice(self.m, lo, hi, po, step, lr, beta1, beta2,
+                                               adam_eps, weight_decay, opt)
+        return status
 
 
 def status_error(int status, str what):

@@ -18,14 +18,17 @@ The contract (docs/scaling.md):
   given the rank's row offset) and each rank's gradient is scaled by
   1/(global rows), so one ``Allreduce(SUM)`` of the flat gradient buffer, in
   place, gives every rank the one-process gradient up to float32 summation
-  order. That sum runs as fixed buckets of whole layers, each started
+  order. When every rank is on one machine the sum goes through an MPI-3
+  shared-memory window instead: each rank sums one slice in rank order and
+  runs the optimizer on it, then the ranks copy each other's slices
+  (vaefast/training/shm_exchange.py; ``VAEFAST_MPI_SHM=0`` turns it off).
+  Otherwise one blocking Allreduce after the backward pass, or, with
+  ``VAEFAST_MPI_OVERLAP=1``, fixed buckets of whole layers, each started
   (``Iallreduce``) as soon as the backward pass has completed it
-  (vaefast/training/overlap.py; bit-identical to one Allreduce with two
-  ranks), when ``VAEFAST_MPI_OVERLAP=1``; by default one blocking Allreduce
-  after the backward pass, which was faster on a quiet 2-core machine.
-  Every rank then applies the same optimizer step, so the weights stay
-  identical; a CRC of the weights is compared after every epoch.
-* After each gradient exchange, before the update, the ranks Allreduce an
+  (vaefast/training/overlap.py). With two ranks all three give the same
+  bits. The weights stay identical on every rank; a CRC of the weights and
+  moments is compared after every epoch.
+* With each gradient exchange, before the update, the ranks share an
   error flag: a rank that fails (bad rows, NaN/Inf, any exception) still
   makes every collective of the step, then raises its own exception and
   every other rank raises :class:`DistributedError` naming it; no rank hangs.

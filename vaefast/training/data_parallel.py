@@ -11,6 +11,7 @@ from .. import _core, _covariate_codes as _cov, _rows
 from .._internals import Internals, internals
 from .._typing import F32, F64
 from .overlap import BucketedAllreduce
+from .shm_exchange import SharedExchange, on_one_node
 from .progress import Bar
 from .sources import OneProcessSource
 
@@ -61,10 +62,14 @@ class ShardSource(OneProcessSource):
         self.MPI, self.comm = MPI, comm
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
         self.is_root = self.rank == 0
-        # both sides of every step's collectives must agree (checked below)
-        # overlapped exchange only on request: on a quiet 2-core machine it ran
-        # at 1.48x of one rank against 1.71x for the blocking Allreduce
+        # both sides of every step's collectives must agree (checked below).
+        # The exchange: through a shared-memory window when every rank is on
+        # this machine (shm_exchange.py) unless VAEFAST_MPI_SHM=0; otherwise
+        # one blocking Allreduce, or the overlapped buckets on request
+        # (VAEFAST_MPI_OVERLAP=1, which also turns the window off: overlap.py)
         self.overlap = os.environ.get("VAEFAST_MPI_OVERLAP", "0") == "1"
+        shm_asked = os.environ.get("VAEFAST_MPI_SHM", "1") != "0"
+        one_node = self.size > 1 and on_one_node(comm, MPI)  # collective: every rank
         if "OMP_NUM_THREADS" not in os.environ:
             _core.set_num_threads(1)
         error: Optional[Exception] = None
@@ -79,13 +84,15 @@ class ShardSource(OneProcessSource):
             error = exc
         start = (None if error is None else _describe(error),
                  0 if error is not None else self.n_rows,
-                 self.overlap, _state_crc(internals(model).core), model.step_, model.epoch_,
-                 model.optimizer_)
+                 (self.overlap, shm_asked, one_node), _state_crc(internals(model).core),
+                 model.step_, model.epoch_, model.optimizer_)
         everyone = comm.allgather(start)
         self._raise_failures(error, [e[0] for e in everyone], "checking the shards")
-        if len({e[2] for e in everyone}) != 1:
-            raise DistributedError("VAEFAST_MPI_OVERLAP differs between ranks (the "
-                                   "exchanges would not match): set it alike on every rank")
+        for k, name in enumerate(("VAEFAST_MPI_OVERLAP", "VAEFAST_MPI_SHM")):
+            if len({e[2][k] for e in everyone}) != 1:
+                raise DistributedError(f"{name} differs between ranks (the exchanges "
+                                       "would not match): set it alike on every rank")
+        self.shm = shm_asked and not self.overlap and all(e[2][2] for e in everyone)
         if len({e[3:] for e in everyone}) != 1:
             raise DistributedError("the ranks start from different models (weights, "
                                    "optimizer state or step/epoch counters differ): build "
@@ -164,15 +171,45 @@ class ShardSource(OneProcessSource):
 
     def run_epoch(self, trainer: "Trainer", epoch: int, shuffle: bool,
                   bar: Optional[Bar]) -> int:
-        model, core, MPI = trainer.model, trainer.core, self.MPI
-        n, b = self.n_rows, self.batch_size
-        order = (np.random.default_rng([model.seed, epoch, self.rank]).permutation(n)
+        model, core = trainer.model, trainer.core
+        order = (np.random.default_rng([model.seed, epoch, self.rank]).permutation(self.n_rows)
                  if shuffle else None)
-        # the exchange overlapped with the backward pass (overlap.py), unless
-        # VAEFAST_MPI_OVERLAP=0: one blocking Allreduce after it, as before
-        reducer = BucketedAllreduce(core, self.comm, MPI) if self.overlap else None
+        # the exchange: shared memory, overlapped buckets or one Allreduce
+        exchange = self._open_window(core)
+        reducer = BucketedAllreduce(core, self.comm, self.MPI) if self.overlap else None
         grads = core.grads_array()  # the C buffer itself: reduced in place
         sums, local = np.zeros(3), np.zeros(3)
+        try:
+            self._steps(trainer, exchange, reducer, grads, order, sums, local, bar)
+        finally:  # every rank, failed step or not (the failure was agreed)
+            if exchange is not None:
+                exchange.close()
+        trainer.sums = self.total(sums)
+        return int(self.shard_sizes.sum())
+
+    def _open_window(self, core: _core.VAECore) -> Optional[SharedExchange]:
+        """The shared-memory exchange of this epoch, or None for the
+        Allreduce paths (not asked for, ranks on several machines, or the
+        window could not be allocated on some rank)."""
+        if not self.shm:
+            return None
+        exchange: Optional[SharedExchange] = None
+        try:  # a collective allocation: it fails on every rank or on none
+            exchange = SharedExchange(core, self.comm, self.MPI)
+        except Exception:  # e.g. no shared memory for the window: the Allreduce
+            pass
+        if self.comm.allreduce(exchange is not None and exchange.mapped, op=self.MPI.LAND):
+            return exchange
+        if exchange is not None:
+            exchange.close(gather=False)
+        self.shm = False  # the rest of this fit takes the Allreduce
+        return None
+
+    def _steps(self, trainer: "Trainer", exchange: Optional[SharedExchange],
+               reducer: Optional[BucketedAllreduce], grads: F32, order: Any, sums: F64,
+               local: F64, bar: Optional[Bar]) -> None:
+        model, core, MPI = trainer.model, trainer.core, self.MPI
+        n, b = self.n_rows, self.batch_size
         for s in range(self.n_steps):
             rows = self.step_rows(s)
             lo, hi = min(n, s * b), min(n, s * b + b)
@@ -189,15 +226,19 @@ class ShardSource(OneProcessSource):
             except Exception as exc:
                 error = exc
             what = f"computing the gradient of step {model.step_}"
-            if reducer is not None:  # every rank, failed or not: the same collectives
-                self._agree(error, what, reducer.finish(error is not None))
+            # every rank, failed or not: the same collectives
+            if exchange is not None:
+                self._agree(error, what, exchange.reduce(error is not None))
+                status = exchange.update(model.step_, *trainer.update_args())
             else:
-                self._agree(error, what)
-                self.comm.Allreduce(MPI.IN_PLACE, grads, op=MPI.SUM)
-            trainer.check_status(core.apply_update(model.step_, *trainer.update_args()))
+                if reducer is not None:
+                    self._agree(error, what, reducer.finish(error is not None))
+                else:
+                    self._agree(error, what)
+                    self.comm.Allreduce(MPI.IN_PLACE, grads, op=MPI.SUM)
+                status = core.apply_update(model.step_, *trainer.update_args())
+            trainer.check_status(status)
             model.step_ += 1
             sums += local
             if bar is not None and hi > lo:
                 bar.update(hi - lo)
-        trainer.sums = self.total(sums)
-        return int(self.shard_sizes.sum())
