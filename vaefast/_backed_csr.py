@@ -90,7 +90,7 @@ class _FileRanges:
         where = self.offsets[k] + (lo - k * chunk) * size
         nbytes = (hi - lo) * size
         out = np.empty(int((his - los).sum()), dtype=self.dtype)
-        view, pos = memoryview(out).cast("B"), 0
+        view, pos = out.data.cast("B"), 0
         for w, n in zip(where.tolist(), nbytes.tolist()):
             got = _read_into(self.fd, view[pos:pos + n], w)
             if got != n:

@@ -148,6 +148,7 @@ class _GraphBuilder:
             raw = self.linear(g, THETA_HEAD, relu=False)
         elif spec.table:
             table = self.constant(TABLE_KEY, self.weights[TABLE_KEY])
+            assert spec.column is not None  # a table mode names the code column it reads
             column = self.int_constant("log_theta.column", spec.column)  # a scalar: (N,)
             code = self.node("Gather", [self.codes(), column], "log_theta.code", axis=1)
             raw = self.node("Gather", [table, code], "log_theta.rows", axis=0)

@@ -6,7 +6,7 @@ Poisson, negative binomial ("nb") or zero-inflated negative binomial
 docs/models.md; the float64 twin is ``vaefast.reference.count_loss``.
 """
 
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 import numpy as np
 
@@ -30,7 +30,7 @@ def _check_counts(x: F32) -> None:
                          f"got e.g. {x[(x != np.floor(x)) | (x > _core.COUNT_MAX)][0]}")
 
 
-def _check_csr_counts(parts: tuple, N: int) -> None:
+def _check_csr_counts(parts: tuple[Any, ...], N: int) -> None:
     """Name what is wrong with CSR counts (structure, then values)."""
     data, indices, indptr, _ = parts
     stored = data[int(indptr[0]):int(indptr[-1])]
@@ -85,8 +85,8 @@ def count_loss(x: ArrayLike, rho_logits: ArrayLike, library: ArrayLike,
     M, N = rho.shape
     sparse = getattr(x, "format", None) in ("csr", "csc") and hasattr(x, "indptr")
     parts = csr_parts(x, "x") if sparse else None
-    x = None if sparse else as_float32_array(x, "x", ndim=2)
-    shape = parts[3] if parts is not None else x.shape
+    dense = None if sparse else as_float32_array(x, "x", ndim=2)
+    shape = parts[3] if parts is not None else dense.shape if dense is not None else None
     if shape != rho.shape:
         raise ValueError(f"x must have the shape of rho_logits {rho.shape}, got {shape}")
     lib = as_float32_array(library, "library", ndim=1)
@@ -129,7 +129,8 @@ def count_loss(x: ArrayLike, rho_logits: ArrayLike, library: ArrayLike,
                scale)
     try:
         if parts is None:
-            _core.count_loss_into(likelihood, rho, x, *outputs)
+            assert dense is not None
+            _core.count_loss_into(likelihood, rho, dense, *outputs)
         else:
             data, indices, indptr, _ = parts
             _core.count_loss_csr_into(likelihood, rho, indptr, indices, data, *outputs)
@@ -139,7 +140,8 @@ def count_loss(x: ArrayLike, rho_logits: ArrayLike, library: ArrayLike,
         if parts is not None:
             _check_csr_counts(parts, N)
         else:
-            _check_counts(x)
+            assert dense is not None
+            _check_counts(dense)
         raise
     if not np.isfinite(loss).all():
         nonfinite_result("count_loss", [("rho_logits", rho, rho), ("log_theta", lt, lt),

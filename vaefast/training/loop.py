@@ -87,9 +87,11 @@ class Trainer:
         not. The core advances model.step_ with the steps themselves.
         """
         model, core, batch_size = self.model, self.core, self.batch_size
-        if X is None:
+        if X is not None:
+            n = X.shape[0]
+        else:
             assert csr is not None  # the source gives one or the other
-        n = X.shape[0] if X is not None else csr.shape[0]
+            n = csr.shape[0]
         n_batches = -(-n // batch_size)
         most_steps = max(1, _ROWS_PER_CALL // batch_size)
         bi = 0

@@ -207,7 +207,7 @@ class RandomAccessSource(OneProcessSource):
             csr, pos = self.rows.take_csr_sorted(rows)
             if not self.rows.in_memory:  # an in-memory matrix was checked whole
                 inner.check_csr_rows(csr, f"X rows {start}..")
-            read = rows if pos is None else np.sort(rows)
+            read = rows if pos is None or isinstance(rows, slice) else np.sort(rows)
             yield csr, pos, [take(a, read) for a in (self.c, self.size_factors)]
 
     def run_epoch(self, trainer: "Trainer", epoch: int, shuffle: bool,
@@ -230,8 +230,8 @@ class RandomAccessSource(OneProcessSource):
             B = self.batch_size
             for b in range(0, csr.shape[0], B):
                 sel = slice(b, b + B) if pos is None else pos[b:b + B]
-                trainer.steps(_dense_batch(csr, sel), None, bar,
-                              *[take(a, sel) for a in (c, s)])
+                trainer.steps(_dense_batch(csr, sel), None, bar, take(c, sel),
+                              None if s is None else np.ascontiguousarray(s[sel]))
         return self.n_rows
 
 
