@@ -116,7 +116,7 @@ struct vf_vae {
     /* thread count of encode, decode and elbo calls, one tuner per call,
      * precision and input form (vae_infer.c): the one part of the model
      * an inference call writes */
-    vf_sized_tuner infer_tuner[12];
+    vf_sized_tuner infer_tuner[3 * 4]; /* call (encode, decode, elbo) × form (fp32/bf16 × dense/CSR) */
     float *dlik;   /* per-element gradient of the per-feature parameters (cap×D) */
     float *xenc;   /* the encoder's transformed input, e.g. log1p(X) (cap×D) */
     float *cbatch, *sbatch; /* gathered conditions (cap×C), size factors (cap) */

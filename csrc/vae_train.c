@@ -254,13 +254,23 @@ static int check_optimizer(const optim_args *o, uint64_t step)
 }
 
 /* One optimizer pass over the whole buffer with the gradient in m->grads. */
+/* The optimizer step on parameters [lo, hi), held at p (the model's own
+ * params + lo, or a caller's copy), with grads and moments [lo, hi). The
+ * kernels are element-wise (masked vector tails), so a slice's bits are the
+ * whole buffer's at the same positions, wherever the slice starts. */
+static int update_range(vf_vae *m, const optim_args *o, uint64_t step, int64_t lo, int64_t hi,
+                        float *p)
+{
+    const int64_t n = hi - lo;
+    if (o->kind == VF_OPTIMIZER_ADAM)
+        return vf_adam_update(n, p, m->grads + lo, m->m1 + lo, m->m2 + lo, o->lr, o->beta1,
+                              o->beta2, o->eps, o->weight_decay, (int64_t)step + 1);
+    return vf_sgd_update(n, p, m->grads + lo, m->m1 + lo, o->lr, o->beta1, o->weight_decay);
+}
+
 static int apply_update(vf_vae *m, const optim_args *o, uint64_t step)
 {
-    if (o->kind == VF_OPTIMIZER_ADAM)
-        return vf_adam_update(m->n_params, m->params, m->grads, m->m1, m->m2, o->lr, o->beta1,
-                              o->beta2, o->eps, o->weight_decay, (int64_t)step + 1);
-    return vf_sgd_update(m->n_params, m->params, m->grads, m->m1, o->lr, o->beta1,
-                         o->weight_decay);
+    return update_range(m, o, step, 0, m->n_params, m->params);
 }
 
 /* One training step on contiguous X (B×D) with side inputs sd and size
@@ -354,16 +364,9 @@ int vf_vae_apply_update_slice(vf_vae *m, int64_t lo, int64_t hi, float *p, uint6
     int st = check_optimizer(&o, step);
     if (st != VF_OK || hi == lo)
         return st;
-    const int64_t n = hi - lo;
     /* the moments (and maybe the parameters) are written: a write like any update */
     vf_rwlock_lock(&m->lock, 1);
-    /* element-wise kernels (masked vector tails): a slice's bits are the
-     * whole buffer's at the same positions, wherever the slice starts */
-    if (o.kind == VF_OPTIMIZER_ADAM)
-        st = vf_adam_update(n, p, m->grads + lo, m->m1 + lo, m->m2 + lo, o.lr, o.beta1,
-                            o.beta2, o.eps, o.weight_decay, (int64_t)step + 1);
-    else
-        st = vf_sgd_update(n, p, m->grads + lo, m->m1 + lo, o.lr, o.beta1, o.weight_decay);
+    st = update_range(m, &o, step, lo, hi, p);
     vf_rwlock_unlock(&m->lock);
     return st;
 }
