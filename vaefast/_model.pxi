@@ -509,7 +509,7 @@ cdef class VAECore:
     def grads_array(self):
         """The C gradient buffer itself as a float32 ndarray (no copy): it
         stays valid as long as the array (which keeps this core alive)."""
-        return self.buffer_array(1)
+        return self.buffer_array(GRADS)
 
     def buffer_array(self, int which):
         """Buffer `which` (as get_buffer) itself as a float32 ndarray, no

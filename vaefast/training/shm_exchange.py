@@ -99,10 +99,10 @@ class SharedExchange:
             if q == 0:
                 self.params = np.frombuffer(buf, dtype=np.float32, count=n,
                                             offset=4 * (HEADER + n))
-        self.grads = self.core.buffer_array(1)  # the C buffers themselves
+        self.grads = self.core.grads_array()  # the C buffer itself
         # the shared vector holds the weights between steps: this rank's
         # slice is where its update runs (no copy in per step)
-        self.params[self.lo:self.hi] = self.core.buffer_array(0)[self.lo:self.hi]
+        self.params[self.lo:self.hi] = self.core.buffer_array(_core.PARAMS)[self.lo:self.hi]
 
     def _sync(self) -> None:
         """Every rank's writes so far are visible to every rank."""
@@ -142,7 +142,7 @@ class SharedExchange:
         # held-back entries (an overflowing update) keep their old values in
         # the shared vector, as the whole-buffer update leaves them; one
         # locked copy, so readers of the model see whole steps
-        self.core.set_buffer(0, self.params)
+        self.core.set_buffer(_core.PARAMS, self.params)
         return next((int(h[_STATUS]) for h in self.headers if h[_STATUS]), 0)
 
     def close(self, gather: bool = True) -> None:
@@ -152,7 +152,7 @@ class SharedExchange:
             return
         self.closed = True
         lo, hi = self.lo, self.hi
-        for which in (2, 3) if gather else ():  # MOMENT1, MOMENT2 (SGD: velocity, zeros)
+        for which in (_core.MOMENT1, _core.MOMENT2) if gather else ():  # SGD: velocity, zeros
             moments = self.core.buffer_array(which)
             self._sync()  # every rank is done reading the shared vector
             self.params[lo:hi] = moments[lo:hi]
