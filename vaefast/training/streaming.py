@@ -27,7 +27,7 @@ one (the GIL is released during training), so reading costs little time.
 import queue
 import threading
 from typing import (TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Sequence,
-                    TypeVar, Union)
+                    TypeVar, Union, cast)
 
 import numpy as np
 
@@ -231,7 +231,7 @@ class RandomAccessSource(OneProcessSource):
             for b in range(0, csr.shape[0], B):
                 sel = slice(b, b + B) if pos is None else pos[b:b + B]
                 trainer.steps(_dense_batch(csr, sel), None, bar, take(c, sel),
-                              None if s is None else np.ascontiguousarray(s[sel]))
+                              cast(Optional[F32], take(s, sel)))  # size factors: an array
         return self.n_rows
 
 
