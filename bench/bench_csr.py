@@ -18,6 +18,11 @@ and bias gradients for a given dy. Timed per step, 1 and 2 threads:
 The gather itself (``ops.gather_csr_rows`` of 128 random rows) is timed
 separately: both paths start from it.
 
+Both paths write their outputs (y, dW, db) into the same arrays every step,
+as the training step writes into the model's gradient block: a fresh 1 MB
+dW costs about 0.4 ms of page faults per call here, more than the sparse
+weight gradient itself, and would measure the allocator instead.
+
 W starts on a 64-byte boundary, as the first layer's weights do inside the
 model (the parameter block of csrc/vae.c is 64-byte aligned and W0 is its
 first part). NumPy's own allocation of W is usually 16 bytes off, which
@@ -84,15 +89,17 @@ def measure(genes, density, batch, hidden, rounds, threads, numpy_w=False):
     dense = ops.gather_dense_rows(X, rows)
     work = np.empty_like(dense)
     y_out = np.empty((batch, hidden), np.float32)
+    dW = aligned_copy(np.zeros((genes, hidden), np.float32))  # the model's gradient block
+    db = np.empty(hidden, np.float32)
 
     def sparse_step():
         y = ops.sparse_linear(csr, W, b, "relu", "log1p", out=y_out)
-        ops.sparse_linear_weight_grad(csr, dy, y, "relu", "log1p")
+        ops.sparse_linear_weight_grad(csr, dy, y, "relu", "log1p", dW=dW, db=db)
 
     def dense_from(xd):
         np.log1p(xd, out=work)
         y = ops.linear(work, W, b, "relu", out=y_out)
-        ops.linear_backward(work, W, dy, y, "relu", need_dx=False)
+        ops.linear_backward(work, W, dy, y, "relu", need_dx=False, dW=dW, db=db)
 
     def dense_step():
         dense_from(dense)

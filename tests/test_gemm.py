@@ -369,6 +369,43 @@ def test_fast_and_checked_paths_agree():
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_backward_into_given_arrays(precision):
+    """linear_backward's dW= and db= receive exactly the bits of fresh
+    outputs, on the fast path (float32 in) and the checked one (float64 in),
+    and are the arrays returned; stale contents are overwritten."""
+    rng = np.random.default_rng(15)
+    x, W, dy = (rng.standard_normal(s).astype(np.float32) for s in ((37, 29), (29, 51), (37, 51)))
+    y = ops.linear(x, W, None, "relu")
+    _, want_dW, want_db = ops.linear_backward(x, W, dy, y, "relu", precision=precision)
+    for xin in (x, x.astype(np.float64)):
+        dW = np.full((29, 51), np.nan, np.float32)
+        db = np.full(51, np.nan, np.float32)
+        dx, gW, gb = ops.linear_backward(xin, W, dy, y, "relu", need_dx=False,
+                                         precision=precision, dW=dW, db=db)
+        assert dx is None and gW is dW and gb is db
+        np.testing.assert_array_equal(dW, want_dW)
+        np.testing.assert_array_equal(db, want_db)
+
+
+@pytest.mark.parametrize("name, bad, match", [
+    ("dW", np.empty((51, 29), np.float32), "dW must have shape"),
+    ("dW", np.empty((29, 51), np.float64), "dW must have dtype float32"),
+    ("dW", np.empty((29, 102), np.float32)[:, ::2], "dW must be C-contiguous"),
+    ("dW", np.empty((30, 51), np.float32)[1:], None),  # contiguous slice: accepted
+    ("db", np.empty(50, np.float32), "db must have shape"),
+    ("db", [0.0] * 51, "db must be a numpy.ndarray"),
+])
+def test_backward_given_arrays_are_checked(name, bad, match):
+    x, W, dy = np.ones((3, 29), np.float32), np.ones((29, 51), np.float32), np.ones((3, 51), np.float32)
+    if match is None:
+        np.testing.assert_array_equal(ops.linear_backward(x, W, dy, **{name: bad})[1],
+                                      ops.linear_backward(x, W, dy)[1])
+        return
+    with pytest.raises((TypeError, ValueError), match=match):
+        ops.linear_backward(x, W, dy, **{name: bad})
+
+
 def test_read_only_out_is_rejected():
     out = np.empty((2, 5), np.float32)
     out.flags.writeable = False

@@ -54,7 +54,8 @@ def gemm_linear_ready(x: object, W: object, b: object, relu: bool,
 def gemm_matmul_ready(a: object, b: object, trans_a: bool, trans_b: bool,
                       out: object) -> _F32 | None: ...
 def gemm_linear_backward_ready(x: object, W: object, dy: object, y: object, relu: bool,
-                               need_dx: bool) -> tuple[_F32 | None, _F32, _F32] | None: ...
+                               need_dx: bool, dW: object = None,
+                               db: object = None) -> tuple[_F32 | None, _F32, _F32] | None: ...
 
 # ---- CSR input (_csr.pxi): each returns a C status
 CSR_STATUS_OK: Final[int]

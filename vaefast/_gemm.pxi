@@ -257,8 +257,9 @@ def gemm_matmul_ready(a, b, bint trans_a, bint trans_b, out):
     return out if status == VF_OK else None
 
 
-def gemm_linear_backward_ready(x, W, dy, y, bint relu, bint need_dx):
-    """ops.linear_backward without the Python checks: (dx, dW, db) or None."""
+def gemm_linear_backward_ready(x, W, dy, y, bint relu, bint need_dx, dW=None, db=None):
+    """ops.linear_backward without the Python checks: (dx, dW, db) or None.
+    dW and db: the caller's outputs, or None for fresh ones."""
     cdef Py_buffer vx, vw, vd, vy, vdx, vdw, vdb
     cdef _Mat mx, mw, md, my, mdx, mdw, mdb
     cdef int status = VF_OK
@@ -273,7 +274,7 @@ def gemm_linear_backward_ready(x, W, dy, y, bint relu, bint need_dx):
         PyBuffer_Release(&vx)
         PyBuffer_Release(&vw)
         return None
-    cdef bint have_y = False
+    cdef bint have_y = False, have_dw = False, have_db = False
     cdef int64_t B = mx.rows, n_in = mx.cols, n_out = mw.cols
     dx = None
     try:
@@ -285,11 +286,18 @@ def gemm_linear_backward_ready(x, W, dy, y, bint relu, bint need_dx):
             if not have_y or my.rows != B or my.cols != n_out:
                 return None
             py, ldy = my.ptr, my.ld
-        # fresh C-contiguous float32 arrays: always takeable
-        dW = _gempty((n_in, n_out), dtype=_gf32)
-        db = _gempty(n_out, dtype=_gf32)
-        _take(dW, &vdw, &mdw, 2, True)
-        _take(db, &vdb, &mdb, 1, True)
+        if dW is None:
+            dW = _gempty((n_in, n_out), dtype=_gf32)
+        if db is None:
+            db = _gempty(n_out, dtype=_gf32)
+        # the caller's outputs must be writable float32 of the right shapes
+        # (else the Python path names what is wrong); fresh ones always are
+        have_dw = _take(dW, &vdw, &mdw, 2, True)
+        if not have_dw or mdw.rows != n_in or mdw.cols != n_out or mdw.ld != n_out:
+            return None
+        have_db = _take(db, &vdb, &mdb, 1, True)
+        if not have_db or mdb.cols != n_out:
+            return None
         if need_dx:
             dx = _gempty((B, n_in), dtype=_gf32)
             _take(dx, &vdx, &mdx, 2, True)
@@ -302,8 +310,6 @@ def gemm_linear_backward_ready(x, W, dy, y, bint relu, bint need_dx):
                 status = vf_linear_backward_input(B, n_out, n_in, md.ptr, md.ld, py,
                                                           ldy, mw.ptr, mw.ld, NULL, 0,
                                                           mdx.ptr, mdx.ld)
-        PyBuffer_Release(&vdw)
-        PyBuffer_Release(&vdb)
         if need_dx:
             PyBuffer_Release(&vdx)
     finally:
@@ -312,4 +318,8 @@ def gemm_linear_backward_ready(x, W, dy, y, bint relu, bint need_dx):
         PyBuffer_Release(&vd)
         if have_y:
             PyBuffer_Release(&vy)
+        if have_dw:
+            PyBuffer_Release(&vdw)
+        if have_db:
+            PyBuffer_Release(&vdb)
     return (dx, dW, db) if status == VF_OK else None

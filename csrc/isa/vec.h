@@ -464,6 +464,35 @@ VF_INLINE void vf_store_blocks(float *dst, vf z0, vf z1, vf z2, vf z3)
 
 /* ------------------------------------------- built from the block's ops */
 
+/* A full vector to p bypassing the caches (an output written once, read by a
+ * later pass: storing it normally first reads each line in, and evicts what
+ * the next call reads), if p is on a vector boundary; else a plain store.
+ * A kernel that streams ends with vf_stream_fence() (streaming stores are
+ * weakly ordered: the fence orders them before the team's join). AArch64
+ * and the generic set store normally. */
+VF_INLINE void vf_stream(float *p, vf a)
+{
+#if VF_SIMD_AVX512
+    if (((uintptr_t)p & 63) == 0) {
+        _mm512_stream_ps(p, a);
+        return;
+    }
+#elif VF_SIMD_AVX2
+    if (((uintptr_t)p & 31) == 0) {
+        _mm256_stream_ps(p, a);
+        return;
+    }
+#endif
+    vf_store(p, a);
+}
+
+VF_INLINE void vf_stream_fence(void)
+{
+#if VF_SIMD_AVX512 || VF_SIMD_AVX2
+    _mm_sfence();
+#endif
+}
+
 /* Plain load / store when `full` (a compile-time constant: all lanes of m
  * are set), else masked: x86's masked stores are slow (AMD: microcoded), so
  * loops run full vectors unmasked and only their tail under the mask. */
