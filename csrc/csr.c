@@ -5,9 +5,10 @@
  * weight gradient on the transpose).
  *
  * Determinism: every output row is computed by one thread from its own
- * entries in storage order (csr_kernels.h), and the preparation passes are
- * elementwise or serial (the transpose), so results are bit-identical for
- * any thread count.
+ * entries in storage order (csr_kernels.h), the preparation passes are
+ * elementwise, and the transpose places every entry where the serial one
+ * would (each column range's entries in row order), so results are
+ * bit-identical for any thread count.
  *
  * Order against the dense path (csrc/gemm.c): there an output element is
  * a sum over all K (or M) terms, zeros included, in the GEMM's K blocks
@@ -30,6 +31,10 @@
 #define VF_CSR_PARALLEL_MIN_MACS (256 * 1024)
 /* Entries checked (and transformed) per call before a team pays. */
 #define VF_CSR_PREPARE_PAR_MIN 65536
+/* Entries of the weight gradient's transpose before a team pays: its two
+ * passes cost several cycles an entry, and the columns kernel's team follows
+ * (a 128-row batch of 2,000 genes at 10 % holds ~26K). */
+#define VF_CSR_TRANSPOSE_PAR_MIN 8192
 
 static const vf_csr_kernels *kernels(void) { return vf_active()->csr; }
 
@@ -154,44 +159,133 @@ static int zero_based(int64_t M, const int64_t *indptr, int64_t *ptr)
 
 /* The batch transposed (CSC: the CSR of its columns), stable: a column's
  * entries keep their rows' order. cptr (K + 1) = the column pointers; ent
- * (nnz) = each entry as (row | bits of its transformed value tv << 32),
- * column by column: one store per entry, the pass's cost (a third of a
- * row-and-value pair's, measured); cnt (K + 1 int32) is scratch. The
- * counting pass checks the columns (strictly increasing inside [0, K) in
- * each row; ptr zero-based and non-decreasing); VF_ERR_ARG, having placed
- * nothing, if they break. */
-static int transpose(int64_t M, int64_t K, const int64_t *restrict ptr,
-                     const int32_t *restrict idx, const float *restrict tv,
-                     int64_t *restrict cptr, int32_t *restrict cnt, uint64_t *restrict ent)
+ * (nnz) = each entry as (row | bits of its transformed value << 32), column
+ * by column: one store per entry, the pass's cost (a third of a
+ * row-and-value pair's, measured).
+ *
+ * Three passes over threads (serial, the transpose was most of the weight
+ * gradient's time on two threads): by blocks of rows, transform and check
+ * the values into tv and check the columns (strictly increasing inside
+ * [0, K) in each row); then by ranges of columns, count each column's
+ * entries; serially, the column pointers; by the same ranges, place the
+ * entries. A range of columns owns one stretch of ent, so threads share
+ * only the cache lines at its ends (split by rows, every column's stretch
+ * was written by both threads, slower than one); each row's entries in a
+ * range are a stretch of the row (its columns are sorted), found by
+ * bisection. */
+typedef struct transpose_call {
+    int64_t M, K, ranges;
+    const int64_t *ptr;   /* M + 1, zero-based */
+    const int32_t *idx;   /* the batch's columns, zero-based like ptr */
+    const float *values;  /* its values, zero-based like ptr */
+    int transform;
+    float *tv;            /* nnz: T(values) */
+    int64_t *cptr;        /* K + 1: counts (slot K: bad entries), then column pointers */
+    int32_t *next;        /* K: each column's next free slot */
+    uint64_t *ent;
+} transpose_call;
+
+/* Rows [lo, hi): nonzero if a value or (with several ranges: one range
+ * counts them in the same pass) a column is bad. */
+static int64_t check_rows(const void *ctx, int64_t lo, int64_t hi)
 {
-    memset(cnt, 0, (size_t)(K + 1) * sizeof *cnt);
+    const transpose_call *c = ctx;
+    const index_call ic = {c->K, c->ptr, c->idx};
+    const int64_t q0 = c->ptr[lo], q1 = c->ptr[hi];
+    return kernels()->values(q1 - q0, c->values + q0, c->tv + q0, c->transform) |
+           (c->ranges > 1 && index_rows(&ic, lo, hi) != 0);
+}
+
+/* One range, whole rows: count the columns and check them in one pass;
+ * nonzero if a column is bad. */
+static int64_t count_checked(const transpose_call *c)
+{
+    int64_t *restrict cnt = c->cptr;
+    memset(cnt, 0, (size_t)(c->K + 1) * sizeof *cnt);
     int64_t bad = 0;
-    for (int64_t r = 0; r < M; ++r) {
+    for (int64_t r = 0; r < c->M; ++r) {
         int64_t prev = -1;
-        for (int64_t q = ptr[r], end = ptr[r + 1]; q < end; ++q) {
-            const int64_t col = idx[q];
-            const int64_t good = (col > prev) & (col < K);
+        for (int64_t q = c->ptr[r], end = c->ptr[r + 1]; q < end; ++q) {
+            const int64_t col = c->idx[q];
+            const int64_t good = (col > prev) & (col < c->K);
             bad |= !good;
             prev = col;
-            ++cnt[good ? col : K]; /* slot K: a bad entry's (the batch is refused) */
+            ++cnt[good ? col : c->K]; /* slot K: a bad entry's (the batch is refused) */
         }
     }
-    if (bad)
+    return bad;
+}
+
+/* The first entry of row r whose column is >= col (the row's are sorted). */
+static int64_t row_lower_bound(const transpose_call *c, int64_t r, int64_t col)
+{
+    int64_t a = c->ptr[r], b = c->ptr[r + 1];
+    while (a < b) {
+        const int64_t mid = a + (b - a) / 2;
+        if (c->idx[mid] < col)
+            a = mid + 1;
+        else
+            b = mid;
+    }
+    return a;
+}
+
+static int64_t range_col(const transpose_call *c, int64_t k) { return k * c->K / c->ranges; }
+
+/* Column ranges [lo, hi): count their entries, or (place) put each entry in
+ * its column's next slot. */
+static int64_t column_ranges(const transpose_call *c, int64_t lo, int64_t hi, int place)
+{
+    const int64_t c0 = range_col(c, lo), c1 = range_col(c, hi);
+    int64_t *restrict cnt = c->cptr;
+    int32_t *restrict next = c->next;
+    uint64_t *restrict ent = c->ent;
+    for (int64_t col = c0; !place && col < c1; ++col)
+        cnt[col] = 0;
+    for (int64_t r = 0; c0 < c1 && r < c->M; ++r) {
+        const int64_t end = c1 == c->K ? c->ptr[r + 1] : row_lower_bound(c, r, c1);
+        const int64_t q0 = c0 == 0 ? c->ptr[r] : row_lower_bound(c, r, c0);
+        if (!place) {
+            for (int64_t q = q0; q < end; ++q)
+                ++cnt[c->idx[q]];
+            continue;
+        }
+        for (int64_t q = q0; q < end; ++q) {
+            uint32_t bits;
+            memcpy(&bits, c->tv + q, sizeof bits);
+            ent[next[c->idx[q]]++] = (uint64_t)r | (uint64_t)bits << 32;
+        }
+    }
+    return 0;
+}
+
+static int64_t count_ranges(const void *ctx, int64_t lo, int64_t hi)
+{
+    return column_ranges(ctx, lo, hi, 0);
+}
+
+static int64_t place_ranges(const void *ctx, int64_t lo, int64_t hi)
+{
+    return column_ranges(ctx, lo, hi, 1);
+}
+
+/* VF_ERR_ARG, having placed nothing, if a value or a column is bad. */
+static int transpose(const transpose_call *c, int nt)
+{
+    if (vf_split_range(c->M, nt, check_rows, c) != 0)
         return VF_ERR_ARG;
-    int64_t at = 0; /* cnt[c] becomes column c's next free slot */
-    for (int64_t c = 0; c < K; ++c) {
-        cptr[c] = at;
-        const int64_t n = cnt[c];
-        cnt[c] = (int32_t)at;
+    if (c->ranges == 1 ? count_checked(c) != 0
+                       : vf_split_range(c->ranges, nt, count_ranges, c) != 0)
+        return VF_ERR_ARG;
+    int64_t at = 0;
+    for (int64_t col = 0; col < c->K; ++col) {
+        const int64_t n = c->cptr[col];
+        c->cptr[col] = at;
+        c->next[col] = (int32_t)at;
         at += n;
     }
-    cptr[K] = at;
-    for (int64_t r = 0; r < M; ++r)
-        for (int64_t q = ptr[r], end = ptr[r + 1]; q < end; ++q) {
-            uint32_t bits;
-            memcpy(&bits, tv + q, sizeof bits);
-            ent[cnt[idx[q]]++] = (uint64_t)r | (uint64_t)bits << 32;
-        }
+    c->cptr[c->K] = at;
+    vf_split_range(c->ranges, nt, place_ranges, c);
     return VF_OK;
 }
 
@@ -247,7 +341,7 @@ int vf_csr_linear_backward_weight(int64_t M, int64_t N, int64_t K, const int64_t
     /* floats: dZ (M×N with the ReLU mask, if Yo; first, so that its rows
      * start on the workspace's 64-byte boundary when N is a multiple of 16:
      * a split load costs two), its column sums (N, padded to 16); int64: ptr
-     * (M + 1), cptr (K + 1), ent (nnz); floats: tv (nnz); int32: cnt (K + 1) */
+     * (M + 1), cptr (K + 1), ent (nnz); floats: tv (nnz); int32: next (K + 1) */
     const size_t dz_floats = Yo ? (size_t)M * (size_t)N : 0;
     const size_t head = (dz_floats + (size_t)N + 15) / 16 * 16;
     float *dZ = scratch((size_t)M + (size_t)K + 2 + (size_t)nnz,
@@ -258,10 +352,15 @@ int vf_csr_linear_backward_weight(int64_t M, int64_t N, int64_t K, const int64_t
     int64_t *ptr = (int64_t *)(dZ + head), *cptr = ptr + M + 1;
     uint64_t *ent = (uint64_t *)(cptr + K + 1);
     float *tv = (float *)(ent + nnz);
-    int32_t *cnt = (int32_t *)(tv + nnz);
     VF_TRY(zero_based(M, indptr, ptr));
-    VF_TRY(values_pass(M, indptr, values, transform, tv));
-    VF_TRY(transpose(M, K, ptr, indices + indptr[0], tv, cptr, cnt, ent));
+    /* a few column ranges a thread: genes' densities differ */
+    const int nt = vf_threads_for(nnz, VF_CSR_TRANSPOSE_PAR_MIN);
+    const transpose_call tc = {
+        .M = M, .K = K, .ranges = nt > 1 ? 4 * nt : 1, .ptr = ptr,
+        .idx = indices + indptr[0], .values = values + indptr[0], .transform = transform,
+        .tv = tv, .cptr = cptr, .next = (int32_t *)(tv + nnz), .ent = ent};
+    VF_TRY(transpose(&tc, nt));
+
     kernels()->masked_sums(M, N, dY, lddy, Yo, ldyo, dZ, sums);
     const float *dz = Yo ? dZ : dY;
     const int64_t ldz = Yo ? N : lddy;

@@ -326,6 +326,40 @@ def test_bad_columns_across_blocks_are_named(indices, match, grad):
             ops.sparse_linear(x, np.ones((150, 3), np.float32))
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("row, how, match", [
+    (0, "unsorted", r"x\.indices must be sorted"),
+    (127, "duplicate", r"x\.indices must be sorted"),
+    (64, "past", r"x\.indices must lie in \[0, 2000\)"),
+    (100, "negative", r"x\.indices must lie in \[0, 2000\)"),
+])
+def test_bad_columns_in_a_threaded_transpose_are_named(threads, row, how, match):
+    # a batch large enough (> 8192 entries) for the weight gradient's
+    # transpose to split over threads: its checks run before anything is
+    # counted or placed by column range, so a bad column is an error, not
+    # an out-of-bounds write
+    X = counts(np.random.default_rng(row), 128, 2000, 0.1)
+    indices = X.indices.copy()
+    q0, q1 = X.indptr[row], X.indptr[row + 1]
+    assert q1 - q0 >= 2
+    if how == "unsorted":
+        indices[q0], indices[q0 + 1] = indices[q0 + 1], indices[q0]
+    elif how == "duplicate":
+        indices[q1 - 1] = indices[q1 - 2]
+    else:
+        indices[q0 + 1] = 2000 + 7 if how == "past" else -3
+    x = _Raw(X.data.astype(np.float32), indices, X.indptr, X.shape)
+    dW = np.full((2000, 16), 5.0, np.float32)
+    before = vaefast.get_num_threads()
+    try:
+        vaefast.set_num_threads(threads)
+        with pytest.raises(ValueError, match=match):
+            ops.sparse_linear_weight_grad(x, np.ones((128, 16), np.float32), dW=dW)
+    finally:
+        vaefast.set_num_threads(before)
+    assert np.all(dW == 5.0)  # refused before anything was written
+
+
 def test_bad_dense_arguments_are_named(rng):
     X = counts(rng, 4, 6, 0.5)
     W = rng.standard_normal((6, 3)).astype(np.float32)
