@@ -1,7 +1,7 @@
 /* count.c: argument checks and the row-parallel driver of the scVI count
  * losses (csrc/isa/count_kernels.c; the maths is in csrc/vaefast.h).
  *
- * Threads get whole blocks of VF_COUNT_BLOCK rows (static schedule). With a
+ * The team (threads.h) runs whole blocks of VF_COUNT_BLOCK rows. With a
  * per-gene log θ each block writes its partial Σ_i ∂loss_i/∂ρ_j to its own
  * row of this thread's workspace, and the partials are then added in block
  * order: the result is bit-identical for any thread count. A per-gene θ is
@@ -12,6 +12,7 @@
 #include "check.h"
 #include "count_kernels.h"
 #include "kernels.h"
+#include "threads.h"
 #include "vaefast.h"
 #include "workspace.h"
 
@@ -56,6 +57,31 @@ static int check_args(const vf_count_problem *p, int64_t M, int64_t N)
     return VF_OK;
 }
 
+/* The blocks of one call, for the team. */
+typedef struct count_blocks_call {
+    const vf_count_problem *p;
+    vf_count_rows_fn rows_fn;
+    int64_t M;
+    float *partial;     /* a row of N per block, or NULL */
+    float *scratch;     /* rows_per_block rows of N per block, or NULL */
+    int64_t rows_per_block;
+} count_blocks_call;
+
+/* Blocks [lo, hi); nonzero if a count was bad. */
+static int64_t count_blocks(const void *ctx, int64_t lo, int64_t hi)
+{
+    const count_blocks_call *c = ctx;
+    const int64_t N = c->p->N;
+    int bad = 0;
+    for (int64_t b = lo; b < hi; ++b) {
+        const int64_t i0 = b * VF_COUNT_BLOCK;
+        const int64_t rows = c->M - i0 < VF_COUNT_BLOCK ? c->M - i0 : VF_COUNT_BLOCK;
+        bad |= c->rows_fn(c->p, i0, rows, c->partial ? c->partial + b * N : NULL,
+                          c->scratch ? c->scratch + b * c->rows_per_block * N : NULL);
+    }
+    return bad;
+}
+
 /* p (checked) over its M rows: the workspace, θ, the blocks over threads,
  * the per-gene sums. */
 static int count_run(vf_count_problem p, int64_t M)
@@ -93,16 +119,10 @@ static int count_run(vf_count_problem p, int64_t M)
         p.tab = work + 2 * N;
         vf_active()->likelihood->count_table(N, p.inv_theta_gene, work + 2 * N);
     }
-    const vf_count_rows_fn rows_fn = vf_active()->likelihood->count_rows;
-    int bad = 0;
-#pragma omp parallel for schedule(static) reduction(| : bad) if (M * N >= VF_COUNT_PAR_MIN && nb > 1)
-    for (int64_t b = 0; b < nb; ++b) {
-        const int64_t i0 = b * VF_COUNT_BLOCK;
-        const int64_t rows = M - i0 < VF_COUNT_BLOCK ? M - i0 : VF_COUNT_BLOCK;
-        bad |= rows_fn(&p, i0, rows, partial ? partial + b * N : NULL,
-                       scratch ? scratch + b * (n_rows / nb) * N : NULL);
-    }
-    if (bad)
+    const count_blocks_call call = {
+        .p = &p, .rows_fn = vf_active()->likelihood->count_rows, .M = M,
+        .partial = partial, .scratch = scratch, .rows_per_block = n_rows / nb};
+    if (vf_split_range(nb, vf_threads_for(M * N, VF_COUNT_PAR_MIN), count_blocks, &call))
         return VF_ERR_ARG;
     if (partial) { /* the blocks' partial sums in block order, the clamp rule, scale */
         for (int64_t j = 0; j < N; ++j) {

@@ -1,7 +1,7 @@
 /* likelihood.c: argument checks and row-parallel drivers of the count and
  * learned-variance likelihood kernels (csrc/isa/likelihood_kernels.c).
  *
- * Threads get whole blocks of VF_LIK_BLOCK rows (static schedule), so each
+ * The team (threads.h) runs whole blocks of VF_LIK_BLOCK rows, so each
  * row's sum is computed by one kernel call in a fixed order: results are
  * bit-identical for any thread count. */
 #include <math.h>
@@ -9,6 +9,7 @@
 
 #include "check.h"
 #include "kernels.h"
+#include "threads.h"
 #include "vaefast.h"
 
 #define VF_LIK_PAR_MIN 16384 /* elements: below this, threads cost more than they save */
@@ -28,18 +29,63 @@ static int check_common(int64_t M, int64_t N, const float *out, int64_t ldo,
     return st;
 }
 
-/* Run `body` for every block of VF_LIK_BLOCK rows of the enclosing function's
- * M×N problem, with i0 (first row) and rows (block height) in scope. */
-#define VF_FOR_ROW_BLOCKS(body)                                                    \
-    do {                                                                           \
-        const int64_t nb_ = (M + VF_LIK_BLOCK - 1) / VF_LIK_BLOCK;                 \
-        _Pragma("omp parallel for schedule(static) if (M * N >= VF_LIK_PAR_MIN && nb_ > 1)") \
-        for (int64_t b_ = 0; b_ < nb_; ++b_) {                                     \
-            const int64_t i0 = b_ * VF_LIK_BLOCK;                                  \
-            const int64_t rows = M - i0 < VF_LIK_BLOCK ? M - i0 : VF_LIK_BLOCK;    \
-            body;                                                                  \
-        }                                                                          \
-    } while (0)
+/* One call's arguments (a likelihood uses some of them) and its kernel on
+ * one block of rows. */
+typedef struct lik_call {
+    void (*block)(const struct lik_call *c, int64_t i0, int64_t rows);
+    const vf_likelihood_kernels *k;
+    int64_t M, N;
+    const float *out, *x, *size_factors, *log_theta, *logvar;
+    int64_t ldo, ldx, ldlv, ldd, ldd2;
+    float *loss, *dout, *dout2; /* dout2: d log θ or d logvar */
+    float scale;
+} lik_call;
+
+/* An optional output's rows from i0 on. */
+static float *rows_of(float *p, int64_t i0, int64_t ld) { return p ? p + i0 * ld : NULL; }
+
+static int64_t lik_blocks(const void *ctx, int64_t lo, int64_t hi)
+{
+    const lik_call *c = ctx;
+    for (int64_t b = lo; b < hi; ++b) {
+        const int64_t i0 = b * VF_LIK_BLOCK;
+        c->block(c, i0, c->M - i0 < VF_LIK_BLOCK ? c->M - i0 : VF_LIK_BLOCK);
+    }
+    return 0;
+}
+
+/* c's blocks over the team. */
+static int run_blocks(const lik_call *c)
+{
+    const int64_t nb = (c->M + VF_LIK_BLOCK - 1) / VF_LIK_BLOCK;
+    vf_split_range(nb, vf_threads_for(c->M * c->N, VF_LIK_PAR_MIN), lik_blocks, c);
+    return VF_OK;
+}
+
+static void poisson_block(const lik_call *c, int64_t i0, int64_t rows)
+{
+    const float *s = c->size_factors;
+    c->k->poisson_rows(rows, c->N, c->out + i0 * c->ldo, c->ldo, c->x + i0 * c->ldx, c->ldx,
+                       s ? s + i0 : NULL, rows_of(c->loss, i0, 1),
+                       rows_of(c->dout, i0, c->ldd), c->ldd, c->scale);
+}
+
+static void negbin_block(const lik_call *c, int64_t i0, int64_t rows)
+{
+    const float *s = c->size_factors;
+    c->k->negbin_rows(rows, c->N, c->out + i0 * c->ldo, c->ldo, c->x + i0 * c->ldx, c->ldx,
+                      s ? s + i0 : NULL, c->log_theta, rows_of(c->loss, i0, 1),
+                      rows_of(c->dout, i0, c->ldd), c->ldd, rows_of(c->dout2, i0, c->ldd2),
+                      c->ldd2, c->scale);
+}
+
+static void gaussian_var_block(const lik_call *c, int64_t i0, int64_t rows)
+{
+    c->k->gaussian_var_rows(rows, c->N, c->out + i0 * c->ldo, c->ldo, c->x + i0 * c->ldx,
+                            c->ldx, c->logvar + i0 * c->ldlv, c->ldlv,
+                            rows_of(c->loss, i0, 1), rows_of(c->dout, i0, c->ldd), c->ldd,
+                            rows_of(c->dout2, i0, c->ldd2), c->ldd2, c->scale);
+}
 
 int vf_poisson_loss(int64_t M, int64_t N, const float *out, int64_t ldo,
                     const float *x, int64_t ldx, const float *size_factors,
@@ -48,12 +94,11 @@ int vf_poisson_loss(int64_t M, int64_t N, const float *out, int64_t ldo,
     int st = check_common(M, N, out, ldo, x, ldx, dout, ldd, scale);
     if (st != VF_OK)
         return st;
-    const vf_likelihood_kernels *k = vf_active()->likelihood;
-    const float *s = size_factors;
-    VF_FOR_ROW_BLOCKS(k->poisson_rows(rows, N, out + i0 * ldo, ldo, x + i0 * ldx, ldx,
-                                        s ? s + i0 : NULL, loss ? loss + i0 : NULL,
-                                        dout ? dout + i0 * ldd : NULL, ldd, scale));
-    return VF_OK;
+    const lik_call c = {
+        .block = poisson_block, .k = vf_active()->likelihood, .M = M, .N = N, .out = out,
+        .ldo = ldo, .x = x, .ldx = ldx, .size_factors = size_factors, .loss = loss,
+        .dout = dout, .ldd = ldd, .scale = scale};
+    return run_blocks(&c);
 }
 
 int vf_negbin_loss(int64_t M, int64_t N, const float *out, int64_t ldo,
@@ -68,15 +113,12 @@ int vf_negbin_loss(int64_t M, int64_t N, const float *out, int64_t ldo,
         st = vf_check_present(dlog_theta, M, N, lddt);
     if (st != VF_OK)
         return st;
-    const vf_likelihood_kernels *k = vf_active()->likelihood;
-    const float *s = size_factors;
-    VF_FOR_ROW_BLOCKS(k->negbin_rows(rows, N, out + i0 * ldo, ldo, x + i0 * ldx, ldx,
-                                       s ? s + i0 : NULL, log_theta,
-                                       loss ? loss + i0 : NULL,
-                                       dout ? dout + i0 * ldd : NULL, ldd,
-                                       dlog_theta ? dlog_theta + i0 * lddt : NULL, lddt,
-                                       scale));
-    return VF_OK;
+    const lik_call c = {
+        .block = negbin_block, .k = vf_active()->likelihood, .M = M, .N = N, .out = out,
+        .ldo = ldo, .x = x, .ldx = ldx, .size_factors = size_factors,
+        .log_theta = log_theta, .loss = loss, .dout = dout, .ldd = ldd,
+        .dout2 = dlog_theta, .ldd2 = lddt, .scale = scale};
+    return run_blocks(&c);
 }
 
 int vf_gaussian_var_loss(int64_t M, int64_t N, const float *y, int64_t ldy,
@@ -91,12 +133,10 @@ int vf_gaussian_var_loss(int64_t M, int64_t N, const float *y, int64_t ldy,
         st = vf_check_present(dlogvar, M, N, lddlv);
     if (st != VF_OK)
         return st;
-    const vf_likelihood_kernels *k = vf_active()->likelihood;
-    VF_FOR_ROW_BLOCKS(k->gaussian_var_rows(rows, N, y + i0 * ldy, ldy, x + i0 * ldx, ldx,
-                                             logvar + i0 * ldlv, ldlv,
-                                             loss ? loss + i0 : NULL,
-                                             dy ? dy + i0 * ldd : NULL, ldd,
-                                             dlogvar ? dlogvar + i0 * lddlv : NULL, lddlv,
-                                             scale));
-    return VF_OK;
+    const lik_call c = {
+        .block = gaussian_var_block, .k = vf_active()->likelihood, .M = M, .N = N,
+        .out = y, .ldo = ldy, .x = x, .ldx = ldx, .logvar = logvar, .ldlv = ldlv,
+        .loss = loss, .dout = dy, .ldd = ldd, .dout2 = dlogvar, .ldd2 = lddlv,
+        .scale = scale};
+    return run_blocks(&c);
 }

@@ -9,18 +9,6 @@ never a silent fallback.
 
 import os as _os
 
-# OpenMP threads waiting at a barrier spin before they sleep. libgomp's
-# default spin (300,000 rounds, milliseconds) suits a machine of one's own;
-# when other processes share the cores, a spinning thread burns the time
-# slice its partner needs to reach the barrier, and a 2-thread training step
-# ran 10-50x slower than on one thread here. A short spin keeps barriers on
-# an idle machine as fast and gives the core away under contention. Must be
-# set before libgomp loads (with the compiled core, below); the user's own
-# OMP_WAIT_POLICY or GOMP_SPINCOUNT always wins. See docs/threads.md.
-_DEFAULT_GOMP_SPINCOUNT = "10000"
-if "OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ:
-    _os.environ["GOMP_SPINCOUNT"] = _DEFAULT_GOMP_SPINCOUNT
-
 
 def _find_core() -> None:
     """Import the compiled core.
