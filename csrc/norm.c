@@ -40,6 +40,31 @@ typedef struct bn_call {
     float *dgamma, *dbeta;            /* backward */
 } bn_call;
 
+/* One row's nb columns of the training forward: xhat = (y − mean)·inv, then
+ * out = act(gamma·xhat + beta). Written as plain loops over a local row, with
+ * the activation a select, so that the compiler vectorises them (the fused
+ * loop with a branch ran one element at a time: 82 µs for the scVI step's
+ * 128×128 layer); the same operations in the same order, so the same bits. */
+static void bn_train_row(const bn_call *c, int64_t nb, const float *y, const float *mean,
+                         const float *inv, float *xhat, float *out, const float *gamma,
+                         const float *beta)
+{
+    float xh[NORM_COLS];
+    for (int64_t j = 0; j < nb; ++j)
+        xh[j] = (y[j] - mean[j]) * inv[j];
+    for (int64_t j = 0; xhat && j < nb; ++j)
+        xhat[j] = xh[j];
+    if (c->act) {
+        for (int64_t j = 0; j < nb; ++j) {
+            const float v = gamma[j] * xh[j] + beta[j];
+            out[j] = v > 0.0f ? v : 0.0f; /* apply_act's ReLU: NaN -> 0 */
+        }
+    } else {
+        for (int64_t j = 0; j < nb; ++j)
+            out[j] = gamma[j] * xh[j] + beta[j];
+    }
+}
+
 static int64_t bn_train_blocks(const void *ctx, int64_t lo, int64_t hi)
 {
     const bn_call *c = ctx;
@@ -72,14 +97,10 @@ static int64_t bn_train_blocks(const void *ctx, int64_t lo, int64_t hi)
                                   mom * (float)(var * (double)c->M / (double)(c->M - 1));
             }
         }
-        for (int64_t i = 0; i < c->M; ++i)
-            for (int64_t j = 0; j < nb; ++j) {
-                const float xh = (c->y[i * c->ldy + j0 + j] - mean[j]) * inv[j];
-                if (c->xhat)
-                    c->xhat[i * c->ldxh + j0 + j] = xh;
-                c->out[i * c->ldo + j0 + j] =
-                    apply_act(c->gamma[j0 + j] * xh + c->beta[j0 + j], c->act);
-            }
+        for (int64_t i = 0; i < c->M; ++i) /* out may be y (in place): a row's xhat first */
+            bn_train_row(c, nb, c->y + i * c->ldy + j0, mean, inv,
+                         c->xhat ? c->xhat + i * c->ldxh + j0 : NULL, c->out + i * c->ldo + j0,
+                         c->gamma + j0, c->beta + j0);
     }
     return 0;
 }

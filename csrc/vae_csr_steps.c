@@ -19,14 +19,15 @@
 
 int vae_csr_steps_begin(const vf_vae_rows *r, const float *X,
                         const int64_t *order, int64_t n, int64_t batch, int64_t first_batch,
-                        int64_t n_steps, vae_csr_steps *cs)
+                        int64_t n_steps, int csr_targets, vae_csr_steps *cs)
 {
     *cs = (vae_csr_steps){0};
     if (!r || !r->csr_indptr || (!order && X))
         return VF_OK; /* no CSR rows, or vae_csr_select's contiguous rows */
     cs->on = 1;
     cs->order = order;
-    cs->dense = X == NULL;
+    cs->dense = X == NULL && !csr_targets;
+    cs->no_x = X == NULL;
     if (!order)
         return VF_OK; /* the step's rows are contiguous in r: no copy */
     /* the workspace holds the step with the most entries of this call */
@@ -107,8 +108,9 @@ int vae_csr_steps_take(vf_vae *m, const vf_vae_rows *r, vae_csr_steps *cs, int64
         const densify_call c = {m->D, m->csr_indptr, m->csr_indices, m->csr_values, m->xbatch};
         if (vf_split_range(rows, vf_threads_for(rows * m->D, 262144), densify_rows, &c))
             return VF_ERR_ARG;
-        *xb = m->xbatch;
     }
+    if (cs->no_x) /* dense targets, or (the loss reads the CSR rows) a step's X not read */
+        *xb = m->xbatch;
     return VF_OK;
 }
 

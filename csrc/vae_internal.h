@@ -62,6 +62,9 @@ typedef struct vae_likelihood {
     /* losses writes the per-feature parameters' gradient already summed over
      * the rows (D floats at dlik) instead of per element (B×D) */
     int extra_summed;
+    /* losses reads the targets from the batch's CSR form when it has one:
+     * a training step from CSR rows needs no dense copy of them */
+    int csr_targets;
     int (*losses)(const vae_lik_call *c);
     /* out (D) = the mean of p(x|z) from one row of the output layer; NULL:
      * the row's first D columns */

@@ -210,6 +210,8 @@ static int scvi_poisson_losses(const vae_lik_call *c)
 
 /* Counts: the encoder reads log(1 + x), from a dense batch or from CSR rows. */
 #define LOG1P_INPUT .input_row = log1p_row, .input_csr = VF_CSR_LOG1P
+/* scVI's count losses (scvi_losses) read CSR targets as they are */
+#define CSR_TARGETS .csr_targets = 1
 
 static const vae_likelihood likelihoods[] = {
     [VF_LIKELIHOOD_BERNOULLI] = {.name = "bernoulli", .variances = VF_UNIT_ONLY,
@@ -232,16 +234,17 @@ static const vae_likelihood likelihoods[] = {
                               .mean_row = scaled_exp_row},
     [VF_LIKELIHOOD_ZINB] = {.name = "zinb", .variances = VF_UNIT_ONLY, .out_width = {2},
                             .extra = {1}, .extra_summed = 1, LOG1P_INPUT,
-                            .size_factors = 1, .losses = zinb_losses,
+                            .size_factors = 1, CSR_TARGETS, .losses = zinb_losses,
                             .mean_row = scaled_softmax_row, .dispersions = ALL_DISPERSIONS},
     [VF_LIKELIHOOD_SCVI_NB] = {.name = "scvi_nb", .variances = VF_UNIT_ONLY,
                                .out_width = {1}, .extra = {1}, .extra_summed = 1,
-                               LOG1P_INPUT, .size_factors = 1,
+                               LOG1P_INPUT, .size_factors = 1, CSR_TARGETS,
                                .losses = scvi_nb_losses, .mean_row = scaled_softmax_row,
                                .dispersions = ALL_DISPERSIONS},
     [VF_LIKELIHOOD_SCVI_POISSON] = {.name = "scvi_poisson", .variances = VF_UNIT_ONLY,
                                     .out_width = {1}, LOG1P_INPUT,
-                                    .size_factors = 1, .losses = scvi_poisson_losses,
+                                    .size_factors = 1, CSR_TARGETS,
+                                    .losses = scvi_poisson_losses,
                                     .mean_row = scaled_softmax_row},
 };
 

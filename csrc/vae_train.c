@@ -422,7 +422,8 @@ static int train_steps(vf_vae *m, int64_t n, const float *X, int64_t ldx,
     int st = vf_vae_reserve(m, batch);
     vae_csr_steps cs;
     if (st != VF_OK ||
-        (st = vae_csr_steps_begin(r, X, order, n, batch, first_batch, n_steps, &cs)) != VF_OK)
+        (st = vae_csr_steps_begin(r, X, order, n, batch, first_batch, n_steps,
+                                  m->lik->csr_targets, &cs)) != VF_OK)
         return st;
     const int64_t D = m->D, C = m->C;
     const float *c = r ? r->c : NULL, *s = r ? r->size_factors : NULL;
