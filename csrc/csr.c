@@ -171,10 +171,14 @@ static int zero_based(int64_t M, const int64_t *indptr, int64_t *ptr)
  * entries. A range of columns owns one stretch of ent, so threads share
  * only the cache lines at its ends (split by rows, every column's stretch
  * was written by both threads, slower than one); each row's entries in a
- * range are a stretch of the row (its columns are sorted), found by
- * bisection. */
+ * range are a stretch of the row (its columns are sorted), whose bounds the
+ * checking pass records as it walks the row (bisecting for them in each
+ * pass cost more than the second thread saved after a pause). */
+#define VF_CSR_MAX_RANGES 64
 typedef struct transpose_call {
     int64_t M, K, ranges;
+    int64_t cut[VF_CSR_MAX_RANGES + 1]; /* range k: columns [cut[k], cut[k + 1]) */
+    int64_t *bound;       /* M × (ranges + 1): row r's first entry in range k */
     const int64_t *ptr;   /* M + 1, zero-based */
     const int32_t *idx;   /* the batch's columns, zero-based like ptr */
     const float *values;  /* its values, zero-based like ptr */
@@ -186,14 +190,31 @@ typedef struct transpose_call {
 } transpose_call;
 
 /* Rows [lo, hi): nonzero if a value or (with several ranges: one range
- * counts them in the same pass) a column is bad. */
+ * counts them in the same pass) a column is bad; with several ranges, each
+ * row's range bounds (meaningless for a row with bad columns). */
 static int64_t check_rows(const void *ctx, int64_t lo, int64_t hi)
 {
     const transpose_call *c = ctx;
-    const index_call ic = {c->K, c->ptr, c->idx};
-    const int64_t q0 = c->ptr[lo], q1 = c->ptr[hi];
-    return kernels()->values(q1 - q0, c->values + q0, c->tv + q0, c->transform) |
-           (c->ranges > 1 && index_rows(&ic, lo, hi) != 0);
+    const int64_t q0 = c->ptr[lo], q1 = c->ptr[hi], R = c->ranges;
+    int64_t bad = kernels()->values(q1 - q0, c->values + q0, c->tv + q0, c->transform);
+    for (int64_t r = lo; R > 1 && r < hi; ++r) {
+        int64_t *b = c->bound + r * (R + 1);
+        const int64_t end = c->ptr[r + 1];
+        int64_t prev = -1, k = 1;
+        int ok = end >= c->ptr[r];
+        b[0] = c->ptr[r];
+        for (int64_t q = c->ptr[r]; q < end; ++q) {
+            const int64_t col = c->idx[q];
+            ok &= (col > prev) & (col < c->K);
+            prev = col;
+            while (k < R && col >= c->cut[k])
+                b[k++] = q;
+        }
+        while (k <= R)
+            b[k++] = end;
+        bad |= !ok;
+    }
+    return bad;
 }
 
 /* One range, whole rows: count the columns and check them in one pass;
@@ -216,35 +237,19 @@ static int64_t count_checked(const transpose_call *c)
     return bad;
 }
 
-/* The first entry of row r whose column is >= col (the row's are sorted). */
-static int64_t row_lower_bound(const transpose_call *c, int64_t r, int64_t col)
-{
-    int64_t a = c->ptr[r], b = c->ptr[r + 1];
-    while (a < b) {
-        const int64_t mid = a + (b - a) / 2;
-        if (c->idx[mid] < col)
-            a = mid + 1;
-        else
-            b = mid;
-    }
-    return a;
-}
-
-static int64_t range_col(const transpose_call *c, int64_t k) { return k * c->K / c->ranges; }
-
 /* Column ranges [lo, hi): count their entries, or (place) put each entry in
  * its column's next slot. */
 static int64_t column_ranges(const transpose_call *c, int64_t lo, int64_t hi, int place)
 {
-    const int64_t c0 = range_col(c, lo), c1 = range_col(c, hi);
+    const int64_t c0 = c->cut[lo], c1 = c->cut[hi], R = c->ranges;
     int64_t *restrict cnt = c->cptr;
     int32_t *restrict next = c->next;
     uint64_t *restrict ent = c->ent;
     for (int64_t col = c0; !place && col < c1; ++col)
         cnt[col] = 0;
     for (int64_t r = 0; c0 < c1 && r < c->M; ++r) {
-        const int64_t end = c1 == c->K ? c->ptr[r + 1] : row_lower_bound(c, r, c1);
-        const int64_t q0 = c0 == 0 ? c->ptr[r] : row_lower_bound(c, r, c0);
+        const int64_t *b = c->bound + r * (R + 1); /* (one range: whole rows) */
+        const int64_t q0 = R > 1 ? b[lo] : c->ptr[r], end = R > 1 ? b[hi] : c->ptr[r + 1];
         if (!place) {
             for (int64_t q = q0; q < end; ++q)
                 ++cnt[c->idx[q]];
@@ -338,27 +343,33 @@ int vf_csr_linear_backward_weight(int64_t M, int64_t N, int64_t K, const int64_t
         return VF_ERR_OVERFLOW;
     if ((size_t)N > SIZE_MAX / 16 || (Yo && (size_t)M > SIZE_MAX / 16 / (size_t)N))
         return VF_ERR_OVERFLOW;
+    /* the transpose's column ranges: a few a thread (genes' densities differ) */
+    const int nt = vf_threads_for(nnz, VF_CSR_TRANSPOSE_PAR_MIN);
+    const int64_t ranges = nt > 1 ? (4 * nt < VF_CSR_MAX_RANGES ? 4 * nt : VF_CSR_MAX_RANGES) : 1;
+    const size_t n_bound = ranges > 1 ? (size_t)M * (size_t)(ranges + 1) : 0; /* M < 2^31 */
     /* floats: dZ (M×N with the ReLU mask, if Yo; first, so that its rows
      * start on the workspace's 64-byte boundary when N is a multiple of 16:
      * a split load costs two), its column sums (N, padded to 16); int64: ptr
-     * (M + 1), cptr (K + 1), ent (nnz); floats: tv (nnz); int32: next (K + 1) */
+     * (M + 1), cptr (K + 1), ent (nnz), the range bounds; floats: tv (nnz);
+     * int32: next (K + 1) */
     const size_t dz_floats = Yo ? (size_t)M * (size_t)N : 0;
     const size_t head = (dz_floats + (size_t)N + 15) / 16 * 16;
-    float *dZ = scratch((size_t)M + (size_t)K + 2 + (size_t)nnz,
+    float *dZ = scratch((size_t)M + (size_t)K + 2 + (size_t)nnz + n_bound,
                         head + (size_t)nnz + (size_t)K + 1);
     if (!dZ)
         return VF_ERR_NOMEM;
     float *sums = dZ + dz_floats; /* dZ's column sums */
     int64_t *ptr = (int64_t *)(dZ + head), *cptr = ptr + M + 1;
     uint64_t *ent = (uint64_t *)(cptr + K + 1);
-    float *tv = (float *)(ent + nnz);
+    int64_t *bound = (int64_t *)(ent + nnz);
+    float *tv = (float *)(bound + n_bound);
     VF_TRY(zero_based(M, indptr, ptr));
-    /* a few column ranges a thread: genes' densities differ */
-    const int nt = vf_threads_for(nnz, VF_CSR_TRANSPOSE_PAR_MIN);
-    const transpose_call tc = {
-        .M = M, .K = K, .ranges = nt > 1 ? 4 * nt : 1, .ptr = ptr,
+    transpose_call tc = {
+        .M = M, .K = K, .ranges = ranges, .bound = bound, .ptr = ptr,
         .idx = indices + indptr[0], .values = values + indptr[0], .transform = transform,
         .tv = tv, .cptr = cptr, .next = (int32_t *)(tv + nnz), .ent = ent};
+    for (int64_t k = 0; k <= ranges; ++k)
+        tc.cut[k] = k * K / ranges;
     VF_TRY(transpose(&tc, nt));
 
     kernels()->masked_sums(M, N, dY, lddy, Yo, ldyo, dZ, sums);
