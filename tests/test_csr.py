@@ -413,3 +413,30 @@ def test_nonfinite_dense_inputs_are_named(rng):
     two = _csr([2, 2], [0, 2], [0, 2, 2], (2, 4))
     with pytest.raises(ops.Float32OverflowError, match="overflows float32"):
         ops.sparse_linear(two, huge)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_weight_grad_same_bits_whatever_dy_alignment(threads):
+    # dy whose rows do not start on 64-byte boundaries is copied first
+    # (csr.c): the gradient must not depend on where dy lies in memory
+    rng = np.random.default_rng(31)
+    X = counts(rng, 128, 2000, 0.1)
+    base = np.empty(128 * 48 + 64, np.float32)
+    start = (-base.ctypes.data % 64) // 4
+    results = []
+    before = vaefast.get_num_threads()
+    try:
+        vaefast.set_num_threads(threads)
+        dy0 = rng.standard_normal((128, 48)).astype(np.float32)
+        for shift in (0, 1, 3):  # floats past a 64-byte boundary
+            dy = base[start + shift:start + shift + 128 * 48].reshape(128, 48)
+            dy[...] = dy0
+            results.append(ops.sparse_linear_weight_grad(X, dy, None, None, "log1p"))
+        strided = np.zeros((128, 52), np.float32)[:, :48]  # rows 208 bytes apart
+        strided[...] = dy0
+        results.append(ops.sparse_linear_weight_grad(X, strided, None, None, "log1p"))
+    finally:
+        vaefast.set_num_threads(before)
+    for dW, db in results[1:]:
+        np.testing.assert_array_equal(dW, results[0][0])
+        np.testing.assert_array_equal(db, results[0][1])
