@@ -68,7 +68,7 @@ static int64_t dropout_rows(const void *ctx, int64_t lo, int64_t hi)
 
 static void run_rows(const dropout_call *c, int64_t M)
 {
-    vf_split_range(M, vf_threads_for(M * c->N, 32768), dropout_rows, c);
+    vf_split_range(M, vf_threads_for(M * c->N, 8192), dropout_rows, c);
 }
 
 static int valid_rate(float p)
