@@ -73,6 +73,10 @@ int64_t vf_team_for(int nt, int64_t n, int64_t grain, vf_range_fn fn, const void
 /* 1 on a thread that is running a unit of the team (calls made there run
  * alone: no nested teams). */
 int vf_team_inside(void);
+/* vf_team_hold(1) ... vf_team_hold(0) around a call made of many loops
+ * with short serial parts between them (a training call's steps): idle
+ * workers spin longer before they sleep meanwhile (csrc/team.c). */
+void vf_team_hold(int on);
 /* Called in the child of fork(): the pool's workers were not copied. */
 void vf_team_after_fork(void);
 /* Running totals of the team into out[0..n-1] (csrc/team.c, enum ST_*:

@@ -428,6 +428,7 @@ static int train_steps(vf_vae *m, int64_t n, const float *X, int64_t ldx,
     const int64_t D = m->D, C = m->C;
     const float *c = r ? r->c : NULL, *s = r ? r->size_factors : NULL;
     const int64_t ldc = r ? r->ldc : 0;
+    vf_team_hold(1); /* steps back to back: keep the workers awake between loops */
     for (int64_t k = 0; k < n_steps; ++k) {
         const int64_t r0 = (first_batch + k) * batch;
         const int64_t rows = n - r0 < batch ? n - r0 : batch;
@@ -484,6 +485,7 @@ static int train_steps(vf_vae *m, int64_t n, const float *X, int64_t ldx,
             sums3[j] += out3[j] * (double)rows;
         *done = k + 1;
     }
+    vf_team_hold(0);
     vae_csr_steps_end(&cs);
     return st;
 }
