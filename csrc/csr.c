@@ -245,20 +245,23 @@ static int64_t column_ranges(const transpose_call *c, int64_t lo, int64_t hi, in
     int64_t *restrict cnt = c->cptr;
     int32_t *restrict next = c->next;
     uint64_t *restrict ent = c->ent;
+    const int32_t *restrict idx = c->idx;
+    const float *restrict tv = c->tv;
+    const int64_t *restrict ptr = c->ptr, *restrict bound = c->bound, M = c->M;
     for (int64_t col = c0; !place && col < c1; ++col)
         cnt[col] = 0;
-    for (int64_t r = 0; c0 < c1 && r < c->M; ++r) {
-        const int64_t *b = c->bound + r * (R + 1); /* (one range: whole rows) */
-        const int64_t q0 = R > 1 ? b[lo] : c->ptr[r], end = R > 1 ? b[hi] : c->ptr[r + 1];
+    for (int64_t r = 0; c0 < c1 && r < M; ++r) {
+        const int64_t *b = bound + r * (R + 1); /* (one range: whole rows) */
+        const int64_t q0 = R > 1 ? b[lo] : ptr[r], end = R > 1 ? b[hi] : ptr[r + 1];
         if (!place) {
             for (int64_t q = q0; q < end; ++q)
-                ++cnt[c->idx[q]];
+                ++cnt[idx[q]];
             continue;
         }
         for (int64_t q = q0; q < end; ++q) {
             uint32_t bits;
-            memcpy(&bits, c->tv + q, sizeof bits);
-            ent[next[c->idx[q]]++] = (uint64_t)r | (uint64_t)bits << 32;
+            memcpy(&bits, tv + q, sizeof bits);
+            ent[next[idx[q]]++] = (uint64_t)r | (uint64_t)bits << 32;
         }
     }
     return 0;
