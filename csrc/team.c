@@ -403,6 +403,7 @@ void vf_team_after_fork(void)
     atomic_store(&pool.owned, 0);
     atomic_store(&pool.wake_sent, 0);
     atomic_store(&pool.callers, 0); /* the parent's other threads are gone */
+    atomic_store(&holds, 0);        /* and so are their training calls */
 }
 
 int64_t vf_team_for(int nt, int64_t n, int64_t grain, vf_range_fn fn, const void *ctx)
