@@ -253,7 +253,6 @@ static int check_optimizer(const optim_args *o, uint64_t step)
     return VF_OK;
 }
 
-/* One optimizer pass over the whole buffer with the gradient in m->grads. */
 /* The optimizer step on parameters [lo, hi), held at p (the model's own
  * params + lo, or a caller's copy), with grads and moments [lo, hi). The
  * kernels are element-wise (masked vector tails), so a slice's bits are the
@@ -268,6 +267,7 @@ static int update_range(vf_vae *m, const optim_args *o, uint64_t step, int64_t l
     return vf_sgd_update(n, p, m->grads + lo, m->m1 + lo, o->lr, o->beta1, o->weight_decay);
 }
 
+/* One optimizer pass over the whole buffer with the gradient in m->grads. */
 static int apply_update(vf_vae *m, const optim_args *o, uint64_t step)
 {
     return update_range(m, o, step, 0, m->n_params, m->params);
