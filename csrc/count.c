@@ -18,6 +18,8 @@
 
 #define VF_COUNT_PAR_MIN 16384 /* elements: below this, threads cost more than they save */
 #define VF_COUNT_WORK_SLOT 2   /* workspace.h */
+#define VF_THETA_GENES 256     /* genes per unit of the θ pass */
+#define VF_THETA_PAR_MIN 1024  /* genes: below this the θ pass stays on the caller */
 
 /* An optional M×N output (ld), or a matrix input that must be there. */
 static int check_opt(const float *p, int64_t M, int64_t N, int64_t ld)
@@ -82,6 +84,32 @@ static int64_t count_blocks(const void *ctx, int64_t lo, int64_t hi)
     return bad;
 }
 
+/* θ_j, 1/θ_j and the small-count table of genes [lo, hi)·VF_THETA_GENES:
+ * each gene's entries depend on its own log θ_j only, so any split gives
+ * the same bits (the table's vector chunks start at multiples of
+ * VF_THETA_GENES, a multiple of every kernel set's width). */
+typedef struct theta_call {
+    const float *log_theta;
+    float *work; /* θ (N), 1/θ (N), the table (VF_COUNT_TAB_ROWS·N) */
+    int64_t N;
+} theta_call;
+
+static int64_t theta_blocks(const void *ctx, int64_t lo, int64_t hi)
+{
+    const theta_call *c = ctx;
+    const int64_t N = c->N, j0 = lo * VF_THETA_GENES;
+    const int64_t j1 = hi * VF_THETA_GENES < N ? hi * VF_THETA_GENES : N;
+    float *theta = c->work, *inv_theta = c->work + N, *tab = c->work + 2 * N;
+    for (int64_t j = j0; j < j1; ++j) {
+        const double r = fminf(fmaxf(c->log_theta[j], VF_LOG_THETA_MIN), VF_LOG_THETA_MAX);
+        theta[j] = (float)exp(r);
+        inv_theta[j] = (float)exp(-r);
+    }
+    vf_active()->likelihood->count_table(j1 - j0, inv_theta + j0,
+                                         tab + j0 * VF_COUNT_TAB_STRIDE);
+    return 0;
+}
+
 /* p (checked) over its M rows: the workspace, θ, the blocks over threads,
  * the per-gene sums. */
 static int count_run(vf_count_problem p, int64_t M)
@@ -109,15 +137,12 @@ static int count_run(vf_count_problem p, int64_t M)
     float *partial = work && n_part > 0 ? work + n_theta * N : NULL;
     float *scratch = work && n_rows > 0 ? work + (n_theta + n_part) * N : NULL;
     if (per_gene && N > 0) {
-        for (int64_t j = 0; j < N; ++j) {
-            const double r = fminf(fmaxf(log_theta[j], VF_LOG_THETA_MIN), VF_LOG_THETA_MAX);
-            work[j] = (float)exp(r);
-            work[N + j] = (float)exp(-r);
-        }
+        const theta_call tc = {log_theta, work, N};
+        vf_split_range((N + VF_THETA_GENES - 1) / VF_THETA_GENES,
+                       vf_threads_for(N, VF_THETA_PAR_MIN), theta_blocks, &tc);
         p.theta_gene = work;
         p.inv_theta_gene = work + N;
         p.tab = work + 2 * N;
-        vf_active()->likelihood->count_table(N, p.inv_theta_gene, work + 2 * N);
     }
     const count_blocks_call call = {
         .p = &p, .rows_fn = vf_active()->likelihood->count_rows, .M = M,
@@ -138,6 +163,12 @@ static int count_run(vf_count_problem p, int64_t M)
     return VF_OK;
 }
 
+int vf_count_loss_problem(const vf_count_problem *p, int64_t M)
+{
+    VF_TRY(check_args(p, M, p->N));
+    return count_run(*p, M);
+}
+
 int vf_count_loss(int likelihood, int64_t M, int64_t N, const float *rho, int64_t ldr,
                   const float *x, int64_t ldx, const float *library,
                   const float *log_theta, int64_t ldt, const float *pi, int64_t ldp,
@@ -150,8 +181,7 @@ int vf_count_loss(int likelihood, int64_t M, int64_t N, const float *rho, int64_
         .loss = loss, .drho = drho, .lddr = lddr, .dlt = dlog_theta, .lddt = lddt,
         .dpi = dpi, .lddp = lddp, .scale = scale,
     };
-    VF_TRY(check_args(&p, M, N));
-    return count_run(p, M);
+    return vf_count_loss_problem(&p, M);
 }
 
 int vf_count_loss_csr(int likelihood, int64_t M, int64_t N, const float *rho, int64_t ldr,
@@ -171,6 +201,5 @@ int vf_count_loss_csr(int likelihood, int64_t M, int64_t N, const float *rho, in
     /* the structure (columns strictly increasing in [0, N)) and finite
      * values; the counts' sign and integrality are the kernel's checks */
     VF_TRY(vf_csr_check(M, N, indptr, indices, values, VF_CSR_NONE));
-    VF_TRY(check_args(&p, M, N));
-    return count_run(p, M);
+    return vf_count_loss_problem(&p, M);
 }

@@ -60,4 +60,10 @@ typedef struct vf_count_problem {
 typedef int (*vf_count_rows_fn)(const vf_count_problem *p, int64_t i0, int64_t rows,
                                 float *gene_acc, float *row_e);
 
+/* Checks p's arguments and runs it over its M rows (csrc/count.c). A CSR
+ * form's structure and values are not checked here: vf_count_loss_csr does
+ * that first, and a training step's first layer has done it for the
+ * batch's CSR rows (vae_csr.c) before its loss reads them. */
+int vf_count_loss_problem(const vf_count_problem *p, int64_t M);
+
 #endif

@@ -15,6 +15,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "count_kernels.h"
 #include "csr_kernels.h"
 #include "kernels.h"
 #include "vae_dispersion.h"
@@ -154,7 +155,8 @@ static float csr_row_total(const vf_vae *m, int64_t i)
 }
 
 /* When the training batch has a CSR form (vae_csr.c), the counts are read
- * from it (vf_count_loss_csr: the same results, the targets never dense). */
+ * from it (as vf_count_loss_csr reads them: the same results, the targets
+ * never dense). */
 static int scvi_losses(const vae_lik_call *c, int kind, int64_t width)
 {
     const vf_vae *m = c->m;
@@ -175,12 +177,14 @@ static int scvi_losses(const vae_lik_call *c, int kind, int64_t width)
     float *dpi = grads && zi ? c->dout + D : NULL;
     int st = vae_theta_begin(c, width, &t);
     if (st == VF_OK) {
-        const int ls =
-            csr ? vf_count_loss_csr(kind, B, D, c->y, ld, m->csr_indptr, m->csr_indices,
-                                    m->csr_values, library, t.lt, t.ldt, pi, ld, c->recon,
-                                    c->dout, ld, t.dlt, t.lddt, dpi, ld, c->scale)
-                : vf_count_loss(kind, B, D, c->y, ld, c->X, D, library, t.lt, t.ldt, pi, ld,
-                                c->recon, c->dout, ld, t.dlt, t.lddt, dpi, ld, c->scale);
+        /* CSR counts: checked by this step's first layer (vae_csr.c) */
+        const vf_count_problem p = {
+            .likelihood = kind, .N = D, .rho = c->y, .ldr = ld, .x = csr ? NULL : c->X,
+            .ldx = D, .xptr = csr ? m->csr_indptr : NULL, .xidx = m->csr_indices,
+            .xval = m->csr_values, .library = library, .log_theta = t.lt, .ldt = t.ldt,
+            .pi = pi, .ldp = ld, .loss = c->recon, .drho = c->dout, .lddr = ld, .dlt = t.dlt,
+            .lddt = t.lddt, .dpi = dpi, .lddp = ld, .scale = c->scale};
+        const int ls = vf_count_loss_problem(&p, B);
         st = vae_theta_end(c, &t, ls);
     }
     free(owned);

@@ -124,9 +124,11 @@ def test_loss_only_equals_loss_with_gradients(rng, lik):
     assert only[1:] == (None, None, None)
 
 
-@pytest.mark.parametrize("per_cell_theta", [False, True])
-def test_bit_identical_across_thread_counts(rng, per_cell_theta):
-    x, rho, lib, lt, w = _case(rng, 300, 257, per_cell_theta)
+# 1,300 genes: the per-gene θ pass (θ, 1/θ, the small-count table) splits
+# over the team in blocks of 256 genes, the last one partial
+@pytest.mark.parametrize("per_cell_theta,genes", [(False, 257), (True, 257), (False, 1300)])
+def test_bit_identical_across_thread_counts(rng, per_cell_theta, genes):
+    x, rho, lib, lt, w = _case(rng, 300, genes, per_cell_theta)
     old = vaefast.get_num_threads()
     results = []
     try:
