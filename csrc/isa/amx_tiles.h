@@ -16,6 +16,7 @@
 #define AMX_TILE 256 /* uint32 pairs per tile: 16 rows × 16 */
 #define AMX_UNIT_N 128 /* columns of C per unit of the team (a multiple of 32) */
 #define AMX_B_BLOCK (AMX_UNIT_N / 16) /* 16-column groups of op(B) per packing unit */
+#define AMX_PF_ROWS 8 /* rows of a plain op(B) prefetched ahead of its packing */
 
 /* The GCC 12 tile intrinsics are asm without a memory clobber: fence the
  * ordinary stores of the packers and loads of the epilogue around them. */
@@ -180,6 +181,11 @@ VF_BF16_TARGET static inline void pack_b_block(const vf_bf16_problem *p, int64_t
         const int64_t k0 = 32 * s, kn = amx_min(32, p->K - k0);
         for (int64_t qq = 0; qq < 16; ++qq) {
             const int64_t k = k0 + 2 * qq; /* rows k, k + 1 side by side */
+            /* each row's run is short (at most 512 bytes, a page apart):
+             * too short for the hardware prefetcher, so fetch ahead */
+            for (int64_t r = k + AMX_PF_ROWS; r < k + AMX_PF_ROWS + 2 && r < p->K; ++r)
+                for (int64_t h = h0; h < h1; ++h)
+                    _mm_prefetch((const char *)(p->B + r * p->ldb + 16 * h), _MM_HINT_T0);
             for (int64_t h = h0; h < h1; ++h) {
                 uint32_t *row = bp + ((h * nq + s) * 16 + qq) * 16;
                 if (2 * qq >= kn) { /* pairs past K */
