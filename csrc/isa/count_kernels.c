@@ -93,14 +93,25 @@ typedef struct {
     vf k_mu;              /* L/S: mu_j = k_mu · e_j */
 } count_row;
 
-/* exp(−|a|) for a = log(mu/θ) without an exp: e^a = mu/θ = k_mu·e_j/θ_j
- * from step B's e_j (a per-gene θ), inverted where a >= 0 (there e^a >= 1;
- * where a < 0 the unused inverse may be Inf or NaN). A few ulp, as the exp. */
-VF_INLINE vf exp_neg_abs_from_b(const count_row *R, int64_t j, vm k, int full, vf a)
+/* u = e^a = mu/θ: from step B's e_j as k_mu·e_j/θ_j (a per-gene θ: no
+ * exp), else exp(a); held at most 2^60 (only a library above ~2e9 reaches
+ * it, θ >= e^-20), so 1 + u and its reciprocal stay normal, and
+ * log(1 + u) there is log u = a to rounding. u may underflow to 0, where
+ * softplus and σ are 0 too. A NaN passes. */
+VF_INLINE vf mu_over_theta(const count_row *R, int64_t j, vm k, int full, vf a)
 {
-    const vf u = vf_mul(vf_mul(vf_load_if(R->e + j, k, full), R->k_mu),
-                        vf_load_if(R->ith + j, k, full));
-    return vf_select(vf_lt(a, vf_zero()), u, vf_div_fast(vf_set1(1.0f), u));
+    const vf u = R->ith ? vf_mul(vf_mul(vf_load_if(R->e + j, k, full), R->k_mu),
+                                 vf_load_if(R->ith + j, k, full))
+                        : vf_exp(a);
+    return vf_min(vf_set1(0x1p60f), u);
+}
+
+/* log(1 + t) for t >= 0 given v = 1 + t (rounded) and iv = 1/v: log v plus
+ * what the rounding of v lost, (t − (v − 1))/v, so small t come out as t
+ * (for t >= 1, v − 1 is exact and the term is v's rounding error). */
+VF_INLINE vf log1p_given(vf t, vf v, vf iv)
+{
+    return vf_fma(vf_sub(t, vf_sub(v, vf_set1(1.0f))), iv, vf_log(v));
 }
 
 /* Step C on lanes [j, j+VW) under mask k (`full`: all lanes, compile-time).
@@ -136,34 +147,43 @@ VF_INLINE int count_vec(const count_row *R, const int lik, int64_t j, vm k, int 
         const vf theta = R->th ? vf_load_if(R->th + j, k, full) : vf_exp(rho);
         lg1 = vf_maskz(x1, rho);
         const vf a = vf_sub(lm, rho); /* log(mu/θ) */
-        /* softplus(a), sigmoid(a) from one exp(−|a|); 1/(1 + e) to 2^-22
-         * (vf_div_fast: the divider is the slowest unit) */
-        const vf e = R->ith ? exp_neg_abs_from_b(R, j, k, full, a) : vf_exp_nonpos(vf_neg_abs(a));
-        const vf w1 = vf_add(one, e), inv = vf_div_fast(one, w1);
-        const vf sp = vf_add(vf_max(a, zero), vf_log1p_unit(e, w1, inv));
-        const vf sig = vf_select(vf_lt(a, zero), vf_mul(e, inv), inv);
+        /* softplus(a) = log(1 + u) and σ(a) = u/(1 + u) from u = e^a, with
+         * one reciprocal (vf_div_fast: the divider is the slowest unit) */
+        const vf u = mu_over_theta(R, j, k, full, a);
+        const vf v = vf_add(one, u), iv = vf_div_fast(one, v); /* iv = 1 − σ(a) */
+        const vf sp = log1p_given(u, v, iv);
+        const vf sig = vf_mul(u, iv);
         /* NB without its lgamma terms: θ·sp(a) + x·sp(−a); g = (x+θ)σ − x;
          * ∂/∂ρ = θ(sp − σ) − xσ (+ Σ_{k<x} k/(θ+k) later) */
         loss = vf_fma(x, vf_sub(sp, a), vf_mul(theta, sp));
-        g = vf_fnma(x, vf_sub(one, sig), vf_mul(theta, sig));
+        g = vf_fnma(x, iv, vf_mul(theta, sig));
         const vf tsd = vf_mul(theta, vf_sub(sp, sig));
         vf drho = vf_fnma(x, sig, tsd);
         if (lik == VF_COUNT_ZINB) {
+            /* w: the zero-inflation logit, π = σ(w); ew = e^-|w| */
             const vf w = vf_load_if(R->w + j, k, full);
             const vf ew = vf_exp_nonpos(vf_neg_abs(w));
             const vf ww = vf_add(one, ew), iw = vf_div_fast(one, ww);
-            const vf spw = vf_add(vf_max(w, zero), vf_log1p_unit(ew, ww, iw));
             const vf sgw = vf_select(vf_lt(w, zero), vf_mul(ew, iw), iw);
-            /* x = 0: −log p = sp(w) − logaddexp(w, l0), l0 = −θ·sp(a) */
+            /* x = 0: −log p = sp(w) − logaddexp(w, l0), l0 = −θ·sp(a) = log NB(0);
+             * with d = w − l0 and ed = e^-|d|:
+             *   sp(w) = max(w, 0) + log1p(ew),
+             *   logaddexp(w, l0) = max(w, l0) + log1p(ed),
+             * and the two log1p's of a zero count taken as one log of
+             * (1 + ew)/(1 + ed) (both in [1, 2]: no cancellation) plus the
+             * rounding terms of log1p_given */
             const vf l0 = vf_mul(vf_set1(-1.0f), vf_mul(theta, sp));
             const vf d = vf_sub(w, l0);
             const vf ed = vf_exp_nonpos(vf_neg_abs(d));
             const vf wd = vf_add(one, ed), id = vf_div_fast(one, wd);
-            const vf lae = vf_add(vf_max(w, l0), vf_log1p_unit(ed, wd, id));
+            const vf cw = vf_mul(vf_sub(ew, vf_sub(ww, one)), iw);
+            const vf cd = vf_mul(vf_sub(ed, vf_sub(wd, one)), id);
+            const vf lg = vf_log(vf_select(pos, ww, vf_mul(ww, id)));
+            const vf spw = vf_add(vf_add(vf_max(w, zero), lg), cw); /* zero count: less log1p(ed) */
             const vm dneg = vf_lt(d, zero);
             const vf post = vf_select(dneg, id, vf_mul(ed, id)); /* σ(l0 − w) */
             const vf sgd = vf_select(dneg, vf_mul(ed, id), id);  /* σ(w − l0) */
-            loss = vf_select(pos, vf_add(spw, loss), vf_sub(spw, lae));
+            loss = vf_select(pos, vf_add(spw, loss), vf_sub(spw, vf_add(vf_max(w, l0), cd)));
             g = vf_select(pos, g, vf_mul(post, vf_mul(theta, sig)));
             drho = vf_select(pos, drho, vf_mul(post, tsd));
             if (R->dw)
