@@ -248,6 +248,30 @@ def test_linear_epilogue_on_amx(rng, relu):
 
 
 @needs_amx
+@pytest.mark.parametrize("N", [4000, 45, 17, 128])
+@pytest.mark.parametrize("relu", [False, True])
+def test_epilogue_into_rows_off_the_line(rng, N, relu):
+    """C whose rows start 4-60 bytes past a 64-byte line (a layer's weight
+    gradient inside the flat buffer): the epilogue's line-aligned masked
+    stores write exactly the row's w floats, the same values as into an
+    aligned C, and nothing before or after the matrix."""
+    M, K = 40, 70
+    x = rng.standard_normal((M, K)).astype(np.float32)
+    W = rng.standard_normal((K, N)).astype(np.float32)
+    bias = rng.standard_normal(N).astype(np.float32)
+    want, _ = amx(x, W, bias=bias, relu=relu)
+    for off in range(1, 16):
+        buf = np.full(M * N + 64, np.nan, np.float32)
+        start = (-buf.ctypes.data % 64) // 4 + off  # off floats past a line
+        c = buf[start:start + M * N].reshape(M, N)
+        assert c.ctypes.data % 64 == 4 * off
+        flag = _core.gemm_bf16(x, W, False, False, bias, relu, c, "amx")
+        assert not flag
+        np.testing.assert_array_equal(c, want)
+        assert np.all(np.isnan(buf[:start])) and np.all(np.isnan(buf[start + M * N:]))
+
+
+@needs_amx
 def test_nonfinite_flag_and_overflow():
     big = np.full((3, 4), 3e38, np.float32)  # four products of 3e38 overflow
     c, flag = amx(big, np.ones((4, 2), np.float32))
