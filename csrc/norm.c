@@ -40,12 +40,14 @@ typedef struct bn_call {
     float *dgamma, *dbeta;            /* backward */
 } bn_call;
 
-/* One row's nb columns of the training forward: xhat = (y − mean)·inv, then
- * out = act(gamma·xhat + beta). Written as plain loops over a local row, with
- * the activation a select, so that the compiler vectorises them (the fused
- * loop with a branch ran one element at a time: 82 µs for the scVI step's
- * 128×128 layer); the same operations in the same order, so the same bits. */
-static void bn_train_row(const bn_call *c, int64_t nb, const float *y, const float *mean,
+/* One row's nb columns of the forward: xhat = (y − mean)·inv (kept when
+ * xhat is given: training), then out = act(gamma·xhat + beta); out may be y.
+ * Written as plain loops over a local row, with the activation a select, so
+ * that the compiler vectorises them (the fused loop with a branch ran one
+ * element at a time: 82 µs for the scVI step's 128×128 layer); the same
+ * operations in the same order, so the same bits. Training passes the
+ * batch's mean and 1/std, inference the running ones. */
+static void bn_apply_row(const bn_call *c, int64_t nb, const float *y, const float *mean,
                          const float *inv, float *xhat, float *out, const float *gamma,
                          const float *beta)
 {
@@ -98,7 +100,7 @@ static int64_t bn_train_blocks(const void *ctx, int64_t lo, int64_t hi)
             }
         }
         for (int64_t i = 0; i < c->M; ++i) /* out may be y (in place): a row's xhat first */
-            bn_train_row(c, nb, c->y + i * c->ldy + j0, mean, inv,
+            bn_apply_row(c, nb, c->y + i * c->ldy + j0, mean, inv,
                          c->xhat ? c->xhat + i * c->ldxh + j0 : NULL, c->out + i * c->ldo + j0,
                          c->gamma + j0, c->beta + j0);
     }
@@ -116,11 +118,8 @@ static int64_t bn_infer_rows(const void *ctx, int64_t lo, int64_t hi)
         for (int64_t j = 0; j < nb; ++j)
             inv[j] = 1.0f / sqrtf(c->rvar_in[j0 + j] + c->eps);
         for (int64_t i = lo; i < hi; ++i)
-            for (int64_t j = 0; j < nb; ++j) {
-                const float xh = (c->y[i * c->ldy + j0 + j] - c->rmean_in[j0 + j]) * inv[j];
-                c->out[i * c->ldo + j0 + j] =
-                    apply_act(c->gamma[j0 + j] * xh + c->beta[j0 + j], c->act);
-            }
+            bn_apply_row(c, nb, c->y + i * c->ldy + j0, c->rmean_in + j0, inv, NULL,
+                         c->out + i * c->ldo + j0, c->gamma + j0, c->beta + j0);
     }
     return 0;
 }
