@@ -11,8 +11,8 @@
  * and a first layer with categorical covariates (encode_covariates) adds
  * its table's rows gathered by the codes after the product (the same
  * gather-add and scatter-add gradient as the dense layer, rows in order). */
-#include <string.h>
-
+#include "csr_kernels.h"
+#include "kernels.h"
 #include "vae_internal.h"
 #include "vae_norm.h"
 
@@ -89,24 +89,6 @@ int vae_encoder_layers(const vf_vae *m, int64_t B, const float *X, int64_t ldx,
                           H);
 }
 
-/* dz ⊙= [y > 0], as the kernels mask (a NaN or ±Inf in y still reaches dz
- * through y·0). The test is on y's bits (as an int32, > 0 exactly for
- * y > 0 and for NaNs with the sign clear, which y·0 makes NaN anyway) and
- * the factor is picked as bits: GCC then vectorises the loop, which it
- * will not do for a float comparison; the branchy form mispredicted on
- * every other entry of a ReLU's output (60 µs per 128×128 step, measured). */
-static void mask_by_output(int64_t n, float *restrict dz, const float *restrict y)
-{
-    for (int64_t k = 0; k < n; ++k) {
-        int32_t bits;
-        memcpy(&bits, y + k, sizeof bits);
-        const int32_t keep_bits = bits > 0 ? 0x3f800000 : 0; /* 1.0f or +0.0f */
-        float keep;
-        memcpy(&keep, &keep_bits, sizeof keep);
-        dz[k] = dz[k] * keep + y[k] * 0.0f;
-    }
-}
-
 /* dW0 = T(S)ᵀ·dZ0, db0 = column sums of dZ0 (overwrite), with d (B×out0) the
  * gradient w.r.t. act[0] and dZ0 = d masked by act[0]'s ReLU — for a
  * normalised or covariate layer masked here, then taken back through the
@@ -118,8 +100,10 @@ int vae_csr_first_weight_grad(vf_vae *m, int64_t B, const vae_side *sd, const fl
     const float *mask = L->relu ? m->act[0] : NULL;
     if (L->norm || L->cov) {
         float *dz = (float *)d; /* the step's writable gradient buffer */
-        if (mask)
-            mask_by_output(B * L->out, dz, mask);
+        if (mask) /* dz ⊙= [mask > 0] in place, as the weight gradient masks (NaN/Inf
+                   * kept); its column sums land in db, which is written below */
+            vf_active()->csr->masked_sums(B, L->out, dz, L->out, mask, L->out, dz,
+                                          m->grads + L->b);
         int st = vae_norm_backward(m, 0, B, dz);
         if (st == VF_OK && L->cov)
             st = vae_cov_backward(m, L, B, sd, dz, m->grads);

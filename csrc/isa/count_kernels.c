@@ -106,12 +106,15 @@ VF_INLINE vf mu_over_theta(const count_row *R, int64_t j, vm k, int full, vf a)
     return vf_min(vf_set1(0x1p60f), u);
 }
 
+/* What rounding v = 1 + t lost: t − (v − 1), exact (for t >= 1, v − 1 is
+ * exact and this is v's rounding error). */
+VF_INLINE vf lost_in_one_plus(vf t, vf v) { return vf_sub(t, vf_sub(v, vf_set1(1.0f))); }
+
 /* log(1 + t) for t >= 0 given v = 1 + t (rounded) and iv = 1/v: log v plus
- * what the rounding of v lost, (t − (v − 1))/v, so small t come out as t
- * (for t >= 1, v − 1 is exact and the term is v's rounding error). */
+ * what the rounding lost, over v, so small t come out as t. */
 VF_INLINE vf log1p_given(vf t, vf v, vf iv)
 {
-    return vf_fma(vf_sub(t, vf_sub(v, vf_set1(1.0f))), iv, vf_log(v));
+    return vf_fma(lost_in_one_plus(t, v), iv, vf_log(v));
 }
 
 /* Step C on lanes [j, j+VW) under mask k (`full`: all lanes, compile-time).
@@ -176,8 +179,8 @@ VF_INLINE int count_vec(const count_row *R, const int lik, int64_t j, vm k, int 
             const vf d = vf_sub(w, l0);
             const vf ed = vf_exp_nonpos(vf_neg_abs(d));
             const vf wd = vf_add(one, ed), id = vf_div_fast(one, wd);
-            const vf cw = vf_mul(vf_sub(ew, vf_sub(ww, one)), iw);
-            const vf cd = vf_mul(vf_sub(ed, vf_sub(wd, one)), id);
+            const vf cw = vf_mul(lost_in_one_plus(ew, ww), iw);
+            const vf cd = vf_mul(lost_in_one_plus(ed, wd), id);
             const vf lg = vf_log(vf_select(pos, ww, vf_mul(ww, id)));
             const vf spw = vf_add(vf_add(vf_max(w, zero), lg), cw); /* zero count: less log1p(ed) */
             const vm dneg = vf_lt(d, zero);
@@ -415,8 +418,7 @@ void VF_FN(vf_count_table)(int64_t N, const float *inv_theta, float *tab)
         for (int x = 2; x < VF_COUNT_TAB; ++x) { /* adds k = x − 1 */
             const vf u = vf_mul(vf_set1((float)(x - 1)), it);
             const vf w = vf_add(one, u), inv = vf_div(one, w);
-            /* log1p(u) = log(w) + (u − (w − 1))/w (isa/vec_math.h) */
-            t = vf_add(t, vf_fma(vf_sub(u, vf_sub(w, one)), inv, vf_log(w)));
+            t = vf_add(t, log1p_given(u, w, inv));
             e = vf_fma(u, inv, e);
             vf_store(tl, t);
             vf_store(el, e);
