@@ -17,6 +17,9 @@
 #include "vae_csr_steps.h"
 #include "vae_internal.h"
 
+/* entries of a step's gather before a second thread pays */
+#define VF_GATHER_PAR_MIN 8192
+
 int vae_csr_steps_begin(const vf_vae_rows *r, const float *X,
                         const int64_t *order, int64_t n, int64_t batch, int64_t first_batch,
                         int64_t n_steps, int csr_targets, vae_csr_steps *cs)
@@ -85,19 +88,42 @@ static int64_t densify_rows(const void *ctx, int64_t lo, int64_t hi)
     return bad;
 }
 
+/* Rows [lo, hi) of a step's gather: each row's entries copied to its
+ * place in the step's arrays (indptr already made). Split over the team:
+ * 29 -> 22 us a step at 128 rows of ~210 entries (scVI bench, 2 threads);
+ * prefetching the next rows' entries was slower (32 / 25 us). */
+typedef struct gather_call {
+    const int64_t *ip, *order, *indptr;
+    const int32_t *src_idx;
+    const float *src_val;
+    int32_t *idx;
+    float *val;
+} gather_call;
+
+static int64_t gather_rows(const void *ctx, int64_t lo, int64_t hi)
+{
+    const gather_call *c = ctx;
+    for (int64_t i = lo; i < hi; ++i) {
+        const int64_t s = c->order[i], pos = c->indptr[i], n = c->indptr[i + 1] - pos;
+        memcpy(c->idx + pos, c->src_idx + c->ip[s], (size_t)n * sizeof(int32_t));
+        memcpy(c->val + pos, c->src_val + c->ip[s], (size_t)n * sizeof(float));
+    }
+    return 0;
+}
+
 int vae_csr_steps_take(vf_vae *m, const vf_vae_rows *r, vae_csr_steps *cs, int64_t r0,
                        int64_t rows, const float **xb)
 {
     const int64_t *ip = r->csr_indptr;
     if (cs->order) { /* the step's rows' entries, in its order */
-        int64_t pos = 0;
+        const int64_t *order = cs->order + r0;
         cs->indptr[0] = 0;
-        for (int64_t i = 0; i < rows; ++i) {
-            const int64_t src = cs->order[r0 + i], len = ip[src + 1] - ip[src];
-            memcpy(cs->indices + pos, r->csr_indices + ip[src], (size_t)len * sizeof(int32_t));
-            memcpy(cs->values + pos, r->csr_values + ip[src], (size_t)len * sizeof(float));
-            cs->indptr[i + 1] = pos += len;
-        }
+        for (int64_t i = 0; i < rows; ++i)
+            cs->indptr[i + 1] = cs->indptr[i] + ip[order[i] + 1] - ip[order[i]];
+        const gather_call c = {ip, order, cs->indptr, r->csr_indices, r->csr_values,
+                               cs->indices, cs->values};
+        vf_split_range(rows, vf_threads_for(cs->indptr[rows], VF_GATHER_PAR_MIN), gather_rows,
+                       &c);
         m->csr_indptr = cs->indptr;
         m->csr_indices = cs->indices;
         m->csr_values = cs->values;

@@ -72,6 +72,9 @@ VF_INLINE vf vf_add(vf a, vf b) { return _mm512_add_ps(a, b); }
 VF_INLINE vf vf_sub(vf a, vf b) { return _mm512_sub_ps(a, b); }
 VF_INLINE vf vf_mul(vf a, vf b) { return _mm512_mul_ps(a, b); }
 VF_INLINE vf vf_div(vf a, vf b) { return _mm512_div_ps(a, b); }
+/* a·2^n for integral n, rounded once (isa/vec_math.h's exp) */
+#define VF_HAVE_SCALEF 1
+VF_INLINE vf vf_scalef(vf a, vf n) { return _mm512_scalef_ps(a, n); }
 /* a/b to 2^-22 relative: 14-bit reciprocal estimate and one Newton step
  * (the divider is the slowest unit, and sqrt may already occupy it) */
 VF_INLINE vf vf_div_fast(vf a, vf b)

@@ -8,7 +8,10 @@
  *   x <= 88.72, +Inf above, gradual underflow below about -87.3.
  *   vf_exp_nonpos is the same for x <= 0 when results below FLT_MIN may
  *   come out as ~1.2e-38 (an absolute error < 1.2e-38): one factor, no
- *   range clamp above. Both about 1–2 ulp; a NaN x gives NaN.
+ *   range clamp above. Both about 1–2 ulp; a NaN x gives NaN. Where the
+ *   set has vf_scalef (AVX-512's vscalefps), p·2^n is that one
+ *   instruction: it rounds p·2^n once, as the exact power-of-two factors
+ *   do, so every set gives the same bits (one op in place of ten).
  * log(u) for normal u > 0: u = 2^e·m, m in [√½, √2), ln u = e·ln2 + ln(1+f),
  *   f = m−1 exact, ln(1+f) = f − f²/2 + f³·P(f), P a degree-7 least-squares
  *   fit of relative error (max 7.4e-9 with float32 coefficients).
@@ -28,12 +31,13 @@
 #define VF_LN2_LO_F -2.12194440e-4f
 #define VF_ROUND_MAGIC 12582912.0f /* 1.5·2^23: t + magic rounds t to an integer */
 
-/* exp(r) for x = n·ln2 + r; *ni = n as an integer. |x| < 2^22. */
-VF_INLINE vf vf_exp_reduced(vf x, vu *ni)
+/* exp(r) for x = n·ln2 + r; *nf = n, *ni = n as an integer. |x| < 2^22. */
+VF_INLINE vf vf_exp_reduced(vf x, vf *nf, vu *ni)
 {
     const vf magic = vf_set1(VF_ROUND_MAGIC);
     vf t = vf_fma(x, vf_set1(VF_LOG2E_F), magic);
     vf n = vf_sub(t, magic);
+    *nf = n;
     *ni = vu_sub(vf_bits(t), vf_bits(magic));
     vf r = vf_fma(n, vf_set1(-VF_LN2_HI_F), x);
     r = vf_fma(n, vf_set1(-VF_LN2_LO_F), r);
@@ -53,20 +57,32 @@ VF_INLINE vf vf_pow2i(vu k) { return vf_from_bits(vu_slli(vu_add(k, vu_set1(127)
 VF_INLINE vf vf_exp(vf x)
 {
     x = vf_min(vf_set1(89.0f), vf_max(vf_set1(-104.0f), x)); /* NaN passes */
+    vf n;
     vu ni;
-    vf p = vf_exp_reduced(x, &ni);
+    vf p = vf_exp_reduced(x, &n, &ni);
+#ifdef VF_HAVE_SCALEF
+    (void)ni;
+    return vf_scalef(p, n);
+#else
     /* n = a + b with a = n >> 1 (arithmetic, via +256 bias), b = n − a. */
     vu a = vu_sub(vu_srli(vu_add(ni, vu_set1(256)), 1), vu_set1(128));
     vu b = vu_sub(ni, a);
     return vf_mul(vf_mul(p, vf_pow2i(a)), vf_pow2i(b));
+#endif
 }
 
 VF_INLINE vf vf_exp_nonpos(vf x)
 {
     x = vf_max(vf_set1(-87.3365447504f), x); /* n in [−126, 0]: 2^n is normal */
+    vf n;
     vu ni;
-    vf p = vf_exp_reduced(x, &ni);
+    vf p = vf_exp_reduced(x, &n, &ni);
+#ifdef VF_HAVE_SCALEF
+    (void)ni;
+    return vf_scalef(p, n);
+#else
     return vf_mul(p, vf_pow2i(ni));
+#endif
 }
 
 VF_INLINE vf vf_log(vf u)
