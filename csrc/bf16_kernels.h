@@ -34,6 +34,14 @@ typedef struct vf_bf16_problem {
     int amx_order;                            /* 1: TDPBF16PS's sums (generic only) */
     const float *mask; int64_t ldm;           /* (M×N) or NULL, see above */
     float *ones_row;                          /* (N) or NULL, see above */
+    /* The AMX route only (the others ignore both). emit_a, with a plain
+     * op(B): op(B) is also written, as it is packed, in the packed op(A)
+     * layout of a product whose op(A) is this op(B) (K rows, N deep: the
+     * input gradient d·Wᵀ after the weight gradient xᵀ·d reads the same
+     * d), and *emitted is set; packed_a: op(A) already in that layout
+     * (an emit_a of an earlier product), not packed again. */
+    uint32_t *emit_a; int *emitted;
+    const uint32_t *packed_a;
 } vf_bf16_problem;
 
 /* The product of a valid problem p on route impl (VF_BF16_AUTO or a

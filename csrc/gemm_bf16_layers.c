@@ -57,7 +57,8 @@ int vf_gemm_run_bf16(const vf_gemm_problem *p)
         .B = p->B, .ldb = p->ldb, .trans_b = p->trans_b, .C = T ? T : p->C,
         .ldc = T ? p->N : p->ldc, .bias = T ? NULL : p->bias, .relu = T ? 0 : p->relu,
         .mask = T ? NULL : p->mask, .ldm = p->ldm, .ones_row = p->ones_row,
-        .nonfinite = &bad};
+        .nonfinite = &bad, .emit_a = p->emit_a, .emitted = p->emitted,
+        .packed_a = p->packed_a};
     int st = vf_bf16_run(VF_BF16_AUTO, &q);
     if (st == VF_OK && T)
         bad = add_epilogue(p, T);

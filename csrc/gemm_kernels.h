@@ -47,6 +47,8 @@ typedef struct vf_gemm_problem {
     const float *a_relu; int64_t ld_ar;       /* (M×K) or NULL, see above */
     const float *b_relu; int64_t ld_br;       /* (K×N) or NULL */
     int bf16;                                 /* 1: bf16 operands (gemm_bf16_layers.c) */
+    uint32_t *emit_a; int *emitted;           /* bf16: see vf_bf16_problem */
+    const uint32_t *packed_a;
 } vf_gemm_problem;
 
 /* The product p on the active kernel set (csrc/gemm.c), for the model's

@@ -14,8 +14,10 @@
  * overflows). Slot 0 (vf_workspace_get) holds the GEMM's packing buffers;
  * slot 1 a result a GEMM computes through a second GEMM (its transpose);
  * slot 2 the count losses' per-gene partial sums (csrc/count.c); slot 3
- * the rows of op(A) an AMX unit packs for itself (csrc/isa/gemm_amx.c). */
-#define VF_WORKSPACE_SLOTS 4
+ * the rows of op(A) an AMX unit packs for itself (csrc/isa/gemm_amx.c);
+ * slot 4 a layer's output gradient packed once for both of its backward
+ * products (csrc/vae_layer_grad.c). */
+#define VF_WORKSPACE_SLOTS 5
 float *vf_workspace_get_slot(int slot, size_t n_floats);
 static inline float *vf_workspace_get(size_t n_floats)
 {

@@ -341,3 +341,29 @@ def test_conditional_bf16_fit_learns_and_is_thread_count_free(threads_setting):
         fits.append(m.get_weights())
     for k, v in fits[0].items():
         np.testing.assert_array_equal(v.view(np.uint32), fits[1][k].view(np.uint32))
+
+
+def _fit_odd_shapes(features, threads, route):
+    """A bf16 fit whose layer widths and batch are not multiples of 16 or 32."""
+    _core.set_bf16_route(route)
+    vaefast.set_num_threads(threads)
+    X = np.tile(data(300, seed=4), 2)[:, :features]
+    m = vaefast.VAE(features, hidden=(37,), latent_dim=5, seed=3)
+    m.fit(X, epochs=1, batch_size=50, precision="bf16", progress=False)
+    return m.get_weights()
+
+
+@pytest.mark.skipif(not AMX, reason="no AMX-BF16 for this process: the packed-once output "
+                    "gradient is the AMX route's")
+@pytest.mark.parametrize("features", [40, 64, 100])
+def test_output_gradient_packed_once_gives_the_emulations_bits(bf16_route_restored,
+                                                               threads_setting, features):
+    # One thread: the weight gradient's packing of d also writes the input
+    # gradient's packed op(A) (vae_layer_grad.c). The oracle: the scalar AMX
+    # emulation, which packs each product's operands itself. Widths 40, 64
+    # and 100 give an odd last 16-column group, whole 32-column steps and a
+    # part-filled one; batch 50 leaves rows of the last 32-row block empty.
+    fused = _fit_odd_shapes(features, 1, "amx")
+    oracle = _fit_odd_shapes(features, 1, "amx_emulated")
+    for k, v in fused.items():
+        np.testing.assert_array_equal(v.view(np.uint32), oracle[k].view(np.uint32))

@@ -160,12 +160,24 @@ VF_BF16_TARGET static inline void pack_bt_group(const vf_bf16_problem *p, int64_
     }
 }
 
-/* Pack the 16-column groups h0 .. h1 - 1 (h1 - h0 <= AMX_B_BLOCK) of op(B)
- * into their nq tiles each (group h at bp + h·nq tiles), every byte
- * written; the ones row of their columns too. A transposed op(B) goes
- * group by group; a plain one row pair by row pair across all the groups,
- * so each stored row is read in one contiguous run (walking down a
- * 64-byte column strip instead misses the cache on every row). */
+/* Row R of a plain op(B), its floats 32s' .. 32s' + 31 (lo | hi, zero past
+ * N), as row R of the packed op(A) of a product with op(A) = op(B) (K
+ * rows, N deep: p->emit_a): the bytes pack_a_group writes from the same
+ * floats (row_pairs: pack_adjacent of the same two vectors). */
+VF_BF16_TARGET static inline void emit_a_row(const vf_bf16_problem *p, int64_t R, int64_t s,
+                                             vf lo, vf hi, int cvt)
+{
+    const int64_t nqa = (p->N + 31) / 32;
+    vu_store(p->emit_a + (((R / 16) * nqa + s) * 16 + R % 16) * 16, pack_adjacent(lo, hi, cvt));
+}
+
+/* Pack the 16-column groups h0 .. h1 - 1 (h1 - h0 <= AMX_B_BLOCK, h0 even)
+ * of op(B) into their nq tiles each (group h at bp + h·nq tiles), every
+ * byte written; the ones row of their columns too, and (p->emit_a, plain
+ * op(B)) its rows as an op(A). A transposed op(B) goes group by group; a
+ * plain one row pair by row pair across all the groups, so each stored
+ * row is read in one contiguous run (walking down a 64-byte column strip
+ * instead misses the cache on every row). */
 VF_BF16_TARGET static inline void pack_b_block(const vf_bf16_problem *p, int64_t h0, int64_t h1,
                                                int64_t nq, uint32_t *bp, int cvt)
 {
@@ -181,6 +193,7 @@ VF_BF16_TARGET static inline void pack_b_block(const vf_bf16_problem *p, int64_t
         const int64_t k0 = 32 * s, kn = amx_min(32, p->K - k0);
         for (int64_t qq = 0; qq < 16; ++qq) {
             const int64_t k = k0 + 2 * qq; /* rows k, k + 1 side by side */
+            vf lo_even = vf_zero(), hi_even = vf_zero(); /* group h − 1's, for emit_a */
             /* each row's run is short (at most 512 bytes, a page apart):
              * too short for the hardware prefetcher, so fetch ahead */
             for (int64_t r = k + AMX_PF_ROWS; r < k + AMX_PF_ROWS + 2 && r < p->K; ++r)
@@ -198,6 +211,18 @@ VF_BF16_TARGET static inline void pack_b_block(const vf_bf16_problem *p, int64_t
                 const vf hi = k + 1 < p->K ? vf_load_mask(r0 + p->ldb, m) : vf_zero();
                 sum[h - h0] = vf_add(vf_add(sum[h - h0], lo), hi);
                 vu_store(row, pack_pair(lo, hi, cvt));
+                if (p->emit_a) { /* a pair of groups is one k-step of the op(A) rows */
+                    const int odd = (int)(h & 1), last = h + 1 == (p->N + 15) / 16;
+                    if (!odd && !last) {
+                        lo_even = lo, hi_even = hi;
+                        continue;
+                    }
+                    const vf l0 = odd ? lo_even : lo, l1 = odd ? lo : vf_zero();
+                    const vf h0v = odd ? hi_even : hi, h1v = odd ? hi : vf_zero();
+                    emit_a_row(p, k, h / 2, l0, l1, cvt);
+                    if (k + 1 < p->K)
+                        emit_a_row(p, k + 1, h / 2, h0v, h1v, cvt);
+                }
             }
         }
     }

@@ -156,22 +156,31 @@ int VF_FN(vf_gemm_bf16_amx)(const vf_bf16_problem *p)
                  .ni = (p->M + 31) / 32, .nj = (p->N + AMX_UNIT_N - 1) / AMX_UNIT_N};
     j.cvt = vf_bf16_native_supported();
     const int b_cached = j.gb * nq * AMX_TILE * 4 <= AMX_B_CACHED;
-    j.schedule = b_cached && j.ni >= AMX_FUSE_MIN_BLOCKS    ? AMX_ROWS_PACK_A
+    const int a_given = p->packed_a != NULL;
+    j.schedule = b_cached && j.ni >= AMX_FUSE_MIN_BLOCKS    ? (a_given ? AMX_ROWS : AMX_ROWS_PACK_A)
                  : j.ga * nq * AMX_TILE * 4 <= AMX_A_SMALL ? AMX_COLS_PACK_B
                  : b_cached                                ? AMX_ROWS
                                                            : AMX_COLS;
-    j.a_units = j.schedule == AMX_ROWS_PACK_A || j.schedule == AMX_COLS_PACK_B ? 0 : j.ga;
+    j.a_units = j.schedule == AMX_ROWS_PACK_A || j.schedule == AMX_COLS_PACK_B || a_given ? 0
+                                                                                         : j.ga;
     j.b_units = j.schedule == AMX_COLS_PACK_B ? 0 : j.nj;
     /* the calling thread's GEMM packing buffer (no page faults on every
      * call); +1 tile so a K of 0 still gets one */
-    const int64_t a_tiles = j.schedule == AMX_ROWS_PACK_A ? 0 : nq * j.ga;
+    const int64_t a_tiles = j.schedule == AMX_ROWS_PACK_A || a_given ? 0 : nq * j.ga;
     j.bp = (uint32_t *)vf_workspace_get((size_t)((nq * j.gb + a_tiles + 1) * AMX_TILE));
     if (!j.bp)
         return VF_ERR_NOMEM;
-    j.ap = j.bp + nq * j.gb * AMX_TILE;
-    if (j.schedule == AMX_COLS_PACK_B) /* small: not worth a team loop */
+    j.ap = a_given ? (uint32_t *)p->packed_a : j.bp + nq * j.gb * AMX_TILE;
+    if (j.schedule == AMX_COLS_PACK_B && !a_given) /* small: not worth a team loop */
         for (int64_t g = 0; g < j.ga; ++g)
             pack_a_group(p, g, nq, j.ap + g * nq * AMX_TILE, j.cvt, NULL);
+    const int emit = p->emit_a && !p->trans_b;
+    if (emit) { /* op(A) rows past K (up to a multiple of 32) are zero rows */
+        const int64_t nqa = (p->N + 31) / 32, rows = (p->K + 31) / 32 * 32;
+        for (int64_t R = p->K; R < rows; ++R)
+            for (int64_t s = 0; s < nqa; ++s)
+                vu_store(p->emit_a + (((R / 16) * nqa + s) * 16 + R % 16) * 16, vu_set1(0));
+    }
     if (j.a_units + j.b_units > 0)
         vf_team_for(p->nthreads, j.a_units + j.b_units, 1, pack_units, &j);
     const int64_t units = j.schedule == AMX_ROWS_PACK_A   ? j.ni
@@ -180,6 +189,8 @@ int VF_FN(vf_gemm_bf16_amx)(const vf_bf16_problem *p)
     const int64_t bad = vf_team_for(p->nthreads, units, 1, run_units, &j);
     if (bad < 0) /* a unit could not get its buffer */
         return VF_ERR_NOMEM;
+    if (emit && p->emitted)
+        *p->emitted = 1;
     if (p->nonfinite)
         *p->nonfinite = bad != 0;
     return VF_OK;
