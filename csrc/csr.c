@@ -83,8 +83,7 @@ static int check_structure(int64_t M, int64_t K, const int64_t *indptr,
     return VF_OK;
 }
 
-/* out = T(values) of entries indptr[0] .. indptr[M]-1, checked (finite,
- * and >= 0 with log1p). */
+/* A block of the value transform, for the team. */
 typedef struct values_call {
     const float *in;
     float *out;
@@ -97,6 +96,8 @@ static int64_t values_block(const void *ctx, int64_t lo, int64_t hi)
     return kernels()->values(hi - lo, c->in + lo, c->out + lo, c->transform) != 0;
 }
 
+/* out = T(values) of entries indptr[0] .. indptr[M]-1, checked (finite,
+ * and >= 0 with log1p). */
 static int values_pass(int64_t M, const int64_t *indptr, const float *values, int transform,
                        float *out)
 {
