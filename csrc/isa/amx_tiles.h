@@ -160,15 +160,20 @@ VF_BF16_TARGET static inline void pack_bt_group(const vf_bf16_problem *p, int64_
     }
 }
 
-/* Row R of a plain op(B), its floats 32s' .. 32s' + 31 (lo | hi, zero past
- * N), as row R of the packed op(A) of a product with op(A) = op(B) (K
- * rows, N deep: p->emit_a): the bytes pack_a_group writes from the same
- * floats (row_pairs: pack_adjacent of the same two vectors). */
+/* Where p->emit_a holds row R's k-step s: the packed op(A) layout of a
+ * product whose op(A) is p's op(B) (K rows, N deep, ceil(N/32) steps). */
+static inline uint32_t *emit_a_at(const vf_bf16_problem *p, int64_t R, int64_t s)
+{
+    return p->emit_a + (((R / 16) * ((p->N + 31) / 32) + s) * 16 + R % 16) * 16;
+}
+
+/* Row R of a plain op(B), its floats 32s .. 32s + 31 (lo | hi, zero past
+ * N), into p->emit_a: the bytes pack_a_group writes from the same floats
+ * (row_pairs: pack_adjacent of the same two vectors). */
 VF_BF16_TARGET static inline void emit_a_row(const vf_bf16_problem *p, int64_t R, int64_t s,
                                              vf lo, vf hi, int cvt)
 {
-    const int64_t nqa = (p->N + 31) / 32;
-    vu_store(p->emit_a + (((R / 16) * nqa + s) * 16 + R % 16) * 16, pack_adjacent(lo, hi, cvt));
+    vu_store(emit_a_at(p, R, s), pack_adjacent(lo, hi, cvt));
 }
 
 /* Pack the 16-column groups h0 .. h1 - 1 (h1 - h0 <= AMX_B_BLOCK, h0 even)

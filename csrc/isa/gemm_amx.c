@@ -179,7 +179,7 @@ int VF_FN(vf_gemm_bf16_amx)(const vf_bf16_problem *p)
         const int64_t nqa = (p->N + 31) / 32, rows = (p->K + 31) / 32 * 32;
         for (int64_t R = p->K; R < rows; ++R)
             for (int64_t s = 0; s < nqa; ++s)
-                vu_store(p->emit_a + (((R / 16) * nqa + s) * 16 + R % 16) * 16, vu_set1(0));
+                vu_store(emit_a_at(p, R, s), vu_set1(0));
     }
     if (j.a_units + j.b_units > 0)
         vf_team_for(p->nthreads, j.a_units + j.b_units, 1, pack_units, &j);
