@@ -39,9 +39,12 @@ typedef struct vf_bf16_problem {
      * layout of a product whose op(A) is this op(B) (K rows, N deep: the
      * input gradient d·Wᵀ after the weight gradient xᵀ·d reads the same
      * d), and *emitted is set; packed_a: op(A) already in that layout
-     * (an emit_a of an earlier product), not packed again. */
+     * (an emit_a of an earlier product), not packed again; packed_b:
+     * op(B) already packed in the driver's op(B) layout (a layer's weights,
+     * packed by the optimizer step that wrote them: vae_packed_weights.c),
+     * not with ones_row or emit_a. */
     uint32_t *emit_a; int *emitted;
-    const uint32_t *packed_a;
+    const uint32_t *packed_a, *packed_b;
 } vf_bf16_problem;
 
 /* The product of a valid problem p on route impl (VF_BF16_AUTO or a
@@ -60,6 +63,10 @@ int vf_gemm_bf16_neon(const vf_bf16_problem *p);
  * k: even and odd products apart, then C + (E + O): docs/precision.md),
  * so its bits differ from the two drivers above. */
 int vf_gemm_bf16_amx_avx512(const vf_bf16_problem *p);
+/* Rows 16g .. 16g + 15 of a layer's W (rows × cols) packed as the AMX
+ * driver packs op(B) = W (fwd) and op(B) = Wᵀ (bwd, or NULL): isa/amx_weights.c. */
+void vf_amx_pack_weight_rows_avx512(const float *W, int64_t rows, int64_t cols, int64_t g,
+                                    uint32_t *fwd, uint32_t *bwd);
 
 /* out[i] = VDPBF16PS lane (acc[i], a[i], b[i]) for i < n: the instruction
  * (avx512), BFMLALT + BFMLALB (neon) or the emulation (generic), for the

@@ -23,6 +23,11 @@ typedef struct vf_adam_consts {
     float eps;
 } vf_adam_consts;
 
+/* Adam's constants for step t >= 1 (csrc/optim.c: the bias corrections in
+ * double); VF_ERR_ARG for a hyper-parameter out of range. */
+int vf_adam_consts_of(float lr, float beta1, float beta2, float eps, float weight_decay,
+                      int64_t t, vf_adam_consts *out);
+
 #define VF_KERNELS_elementwise(VF_K)                                                        \
     /* One row: l, x (N); *loss = Σ softplus(l) − x·l (if loss != NULL);                    \
      * dl (N) = scale·(sigmoid(l) − x) (if dl != NULL). */                                  \

@@ -15,7 +15,7 @@
  * driver's, does not depend on the thread count. What the layers never
  * ask is not taken (VF_ERR_ARG): a_relu / b_relu (the public
  * linear-backward entry points only), ones_row with a transposed B, with
- * accumulate or with M = 0. */
+ * accumulate or with M = 0, a packed_b with ones_row or emit_a. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -45,7 +45,8 @@ static int add_epilogue(const vf_gemm_problem *p, const float *T)
 
 int vf_gemm_run_bf16(const vf_gemm_problem *p)
 {
-    if (p->a_relu || p->b_relu || (p->ones_row && (p->trans_b || p->accumulate || p->M < 1)))
+    if (p->a_relu || p->b_relu || (p->ones_row && (p->trans_b || p->accumulate || p->M < 1)) ||
+        (p->packed_b && (p->ones_row || p->emit_a)))
         return VF_ERR_ARG;
     float *T = NULL;
     if (p->accumulate && p->M > 0 && p->N > 0 &&
@@ -58,7 +59,7 @@ int vf_gemm_run_bf16(const vf_gemm_problem *p)
         .ldc = T ? p->N : p->ldc, .bias = T ? NULL : p->bias, .relu = T ? 0 : p->relu,
         .mask = T ? NULL : p->mask, .ldm = p->ldm, .ones_row = p->ones_row,
         .nonfinite = &bad, .emit_a = p->emit_a, .emitted = p->emitted,
-        .packed_a = p->packed_a};
+        .packed_a = p->packed_a, .packed_b = p->packed_b};
     int st = vf_bf16_run(VF_BF16_AUTO, &q);
     if (st == VF_OK && T)
         bad = add_epilogue(p, T);

@@ -48,7 +48,7 @@ typedef struct vf_gemm_problem {
     const float *b_relu; int64_t ld_br;       /* (K×N) or NULL */
     int bf16;                                 /* 1: bf16 operands (gemm_bf16_layers.c) */
     uint32_t *emit_a; int *emitted;           /* bf16: see vf_bf16_problem */
-    const uint32_t *packed_a;
+    const uint32_t *packed_a, *packed_b;
 } vf_gemm_problem;
 
 /* The product p on the active kernel set (csrc/gemm.c), for the model's

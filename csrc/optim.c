@@ -56,15 +56,9 @@ static int run_update(const update_call *c)
     return held ? VF_ERR_NONFINITE : VF_OK;
 }
 
-int vf_adam_update(int64_t n, float *param, const float *grad,
-                   float *m, float *v, float lr, float beta1, float beta2,
-                   float eps, float weight_decay, int64_t t)
+int vf_adam_consts_of(float lr, float beta1, float beta2, float eps, float weight_decay,
+                      int64_t t, vf_adam_consts *out)
 {
-    int s = vf_check_flat(n);
-    if (s != VF_OK)
-        return s;
-    if (!param || !grad || !m || !v)
-        return VF_ERR_NULL;
     if (t < 1 || !isfinite(lr) || lr < 0.0f || !isfinite(eps) || eps < 0.0f ||
         !isfinite(weight_decay) || weight_decay < 0.0f ||
         !(beta1 >= 0.0f && beta1 < 1.0f) || !(beta2 >= 0.0f && beta2 < 1.0f))
@@ -82,6 +76,22 @@ int vf_adam_update(int64_t n, float *param, const float *grad,
     c.step_size = (float)((double)lr / bc1);
     c.inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2));
     c.eps = eps;
+    *out = c;
+    return VF_OK;
+}
+
+int vf_adam_update(int64_t n, float *param, const float *grad,
+                   float *m, float *v, float lr, float beta1, float beta2,
+                   float eps, float weight_decay, int64_t t)
+{
+    int s = vf_check_flat(n);
+    if (s != VF_OK)
+        return s;
+    if (!param || !grad || !m || !v)
+        return VF_ERR_NULL;
+    vf_adam_consts c;
+    if ((s = vf_adam_consts_of(lr, beta1, beta2, eps, weight_decay, t, &c)) != VF_OK)
+        return s;
     const update_call u = {.k = vf_active()->elementwise, .n = n, .param = param, .m = m,
                            .v = v, .grad = grad, .adam = &c};
     return run_update(&u);

@@ -29,13 +29,17 @@ void vf_vae_destroy(vf_vae *m)
     vf_os_aligned_free(m->m2);
     vf_os_aligned_free(m->work);
     vae_norm_free(m);
+    vae_packed_free(m);
     vf_rwlock_destroy(&m->lock);
     free(m);
 }
 
 void vf_vae_lock(vf_vae *m, int write)
 {
-    vf_rwlock_lock(&m->lock, write);
+    if (write)
+        vae_lock_write(m);
+    else
+        vf_rwlock_lock(&m->lock, 0);
 }
 
 void vf_vae_unlock(vf_vae *m)

@@ -8,7 +8,7 @@ int vf_vae_set_grad_hook(vf_vae *m, vf_vae_grad_hook hook, void *ctx)
     if (!m)
         return VF_ERR_NULL;
     /* the writer's lock: no training call is running while the hook changes */
-    vf_rwlock_lock(&m->lock, 1);
+    vae_lock_write(m);
     m->grad_hook = hook;
     m->grad_hook_ctx = hook ? ctx : NULL;
     vf_rwlock_unlock(&m->lock);

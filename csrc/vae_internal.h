@@ -8,6 +8,8 @@
  *   vae_infer.c   encode, decode, the per-sample ELBO (const model)
  *   vae_train.c   forward + backward, the optimizer step, the training loops
  *   vae_csr.c     a training step's first layer on the batch's CSR form
+ *   vae_packed_weights.c  a bf16 training call's weights, packed by its
+ *                 optimizer step for the next step's products
  *
  * Layers are numbered in forward order:
  *   0 .. E-1        encoder (ReLU)           X  -> h_1 .. h_E
@@ -86,6 +88,7 @@ typedef struct vf_vae_layer {
 } vf_vae_layer;
 
 typedef struct vae_norm vae_norm; /* csrc/vae_norm.c */
+typedef struct vae_packed vae_packed; /* csrc/vae_packed_weights.c */
 
 /* A call's per-row side inputs, as the layers read them: conditions c
  * (B×C, ldc) and categorical codes k (B×n_cat, ldk), either NULL. */
@@ -146,7 +149,18 @@ struct vf_vae {
     int64_t disp_col, disp_table, disp_levels, side_codes;
     vf_vae_grad_hook grad_hook; /* vf_vae_set_grad_hook, or NULL */
     void *grad_hook_ctx;
+    uint64_t write_locks; /* acquisitions of the lock for writing (vae_lock_write) */
+    vae_packed *packed;   /* or NULL (vae_packed_weights.c) */
 };
+
+/* The model's lock for writing, counted: what was derived from the
+ * weights under one acquisition can tell whether another writer came
+ * before the next (vae_packed_weights.c). */
+static inline void vae_lock_write(vf_vae *m)
+{
+    vf_rwlock_lock(&m->lock, 1);
+    ++m->write_locks;
+}
 
 #define VF_ALIGN_FLOATS 16 /* sub-buffers start on 64-byte boundaries */
 
@@ -222,6 +236,19 @@ typedef struct vae_theta {
 } vae_theta;
 int vae_theta_begin(const vae_lik_call *c, int64_t heads, vae_theta *t);
 int vae_theta_end(const vae_lik_call *c, vae_theta *t, int st);
+
+/* vae_packed_weights.c. Under the write lock: begin at a training call's
+ * first step (packing on for bf16 Adam on the AMX route; nothing packed
+ * yet), end when it returns. vae_packed_adam: the optimizer step that also
+ * packs (when vae_packed_on). vae_packed_weights: layer L's W packed as
+ * its forward's (input_grad 0) or input gradient's (1) op(B) if current,
+ * else NULL (the product packs W itself). */
+void vae_packed_begin(vf_vae *m, int bf16, int adam, int first_sparse);
+void vae_packed_end(vf_vae *m);
+void vae_packed_free(vf_vae *m);
+int vae_packed_on(const vf_vae *m);
+int vae_packed_adam(vf_vae *m, const struct vf_adam_consts *c);
+const uint32_t *vae_packed_weights(const vf_vae *m, const vf_vae_layer *L, int input_grad);
 
 /* vae_csr.c */
 int vae_csr_usable(const vf_vae *m, const vf_vae_rows *r);

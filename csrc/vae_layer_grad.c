@@ -21,9 +21,10 @@
  * threads, splitting each product across all of them wins.) Each product is
  * computed by the same code whatever its thread count, so the bits do not
  * change. */
+
 /* dW (in×out) = xᵀ (in×B) · d (B×out) and db = column sums of d, overwritten;
- * VF_ERR_NONFINITE if any is NaN/Inf (checked: the step's gradient check). */
-/* emit_a (or NULL): d also written as the packed op(A) of the input
+ * VF_ERR_NONFINITE if any is NaN/Inf (checked: the step's gradient check).
+ * emit_a (or NULL): d also written as the packed op(A) of the input
  * gradient, *emitted set if it was (the AMX route; vf_bf16_problem). */
 static int weight_grad_emit(int64_t B, int64_t in, int64_t out, const float *x, int64_t ldx,
                             const float *d, float *dW, float *db, int bf16, uint32_t *emit_a,
@@ -48,22 +49,24 @@ static int layer_weight_grad(const vf_vae_layer *L, int64_t B, const float *x,
 }
 
 /* dx (B×in) = (d (B×out) · Wᵀ) ⊙ [mask > 0], mask (B×in) or NULL; d_packed
- * (or NULL): d already packed as op(A) by the weight gradient. */
+ * (or NULL): d already packed as op(A) by the weight gradient; w_packed (or
+ * NULL): Wᵀ packed as op(B) by the last optimizer step. */
 static int input_grad_packed(const vf_vae_layer *L, int64_t B, const float *d,
                              const float *W, const float *mask, float *dx, int bf16,
-                             const uint32_t *d_packed)
+                             const uint32_t *d_packed, const uint32_t *w_packed)
 {
     const vf_gemm_problem p = {.M = B, .N = L->in, .K = L->out, .A = d, .lda = L->out,
                                .B = W, .ldb = L->out, .trans_b = 1, .C = dx, .ldc = L->in,
                                .mask = mask, .ldm = L->in, .bf16 = bf16,
-                               .packed_a = d_packed};
+                               .packed_a = d_packed, .packed_b = w_packed};
     return vf_gemm_run(&p);
 }
 
 static int layer_input_grad(const vf_vae_layer *L, int64_t B, const float *d,
-                            const float *W, const float *mask, float *dx, int bf16)
+                            const float *W, const uint32_t *w_packed, const float *mask,
+                            float *dx, int bf16)
 {
-    return input_grad_packed(L, B, d, W, mask, dx, bf16, NULL);
+    return input_grad_packed(L, B, d, W, mask, dx, bf16, NULL, w_packed);
 }
 
 /* Both products one after the other. With bf16, d is converted once: the
@@ -73,8 +76,9 @@ static int layer_input_grad(const vf_vae_layer *L, int64_t B, const float *d,
  * decoder output, one thread: that packing was 105 of the input
  * gradient's 353 us. */
 static int weight_then_input_grad(const vf_vae_layer *L, int64_t B, const float *x,
-                                  int64_t ldx, const float *d, const float *W, float *dW,
-                                  float *db, const float *mask, float *dx, int bf16)
+                                  int64_t ldx, const float *d, const float *W,
+                                  const uint32_t *w_packed, float *dW, float *db,
+                                  const float *mask, float *dx, int bf16)
 {
     uint32_t *d_packed = NULL;
     if (bf16 && dx) { /* the packed op(A) of d: 16-row groups (an even number) × 32-deep steps */
@@ -85,7 +89,7 @@ static int weight_then_input_grad(const vf_vae_layer *L, int64_t B, const float 
     int emitted = 0;
     int st = weight_grad_emit(B, L->in, L->out, x, ldx, d, dW, db, bf16, d_packed, &emitted);
     if (st == VF_OK && dx)
-        st = input_grad_packed(L, B, d, W, mask, dx, bf16, emitted ? d_packed : NULL);
+        st = input_grad_packed(L, B, d, W, mask, dx, bf16, emitted ? d_packed : NULL, w_packed);
     return st;
 }
 
@@ -96,6 +100,7 @@ typedef struct backward_pair {
     const vf_vae_layer *L;
     int64_t B, ldx;
     const float *x, *d, *W, *mask;
+    const uint32_t *w_packed;
     float *dW, *db, *dx;
     int *st; /* [weight gradient, input gradient] */
     int bf16;
@@ -107,21 +112,22 @@ static int64_t backward_pair_units(const void *ctx, int64_t lo, int64_t hi)
     for (int64_t u = lo; u < hi; ++u)
         p->st[u] = u == 0 ? layer_weight_grad(p->L, p->B, p->x, p->ldx, p->d, p->dW, p->db,
                                               p->bf16)
-                          : layer_input_grad(p->L, p->B, p->d, p->W, p->mask, p->dx, p->bf16);
+                          : layer_input_grad(p->L, p->B, p->d, p->W, p->w_packed, p->mask,
+                                             p->dx, p->bf16);
     return 0;
 }
 
 static int backward_layer(const vf_vae_layer *L, int64_t B, const float *x, int64_t ldx,
-                          const float *d, const float *W, float *dW, float *db,
-                          const float *mask, float *dx, int bf16)
+                          const float *d, const float *W, const uint32_t *w_packed, float *dW,
+                          float *db, const float *mask, float *dx, int bf16)
 {
     int st[2] = {VF_OK, VF_OK};
     if (dx && vf_threads_for(1, 0) == 2) { /* inside a unit each GEMM runs alone */
-        const backward_pair p = {L, B, ldx, x, d, W, mask, dW, db, dx, st, bf16};
+        const backward_pair p = {L, B, ldx, x, d, W, mask, w_packed, dW, db, dx, st, bf16};
         vf_team_for(2, 2, 1, backward_pair_units, &p);
         return st[0] != VF_OK ? st[0] : st[1];
     }
-    return weight_then_input_grad(L, B, x, ldx, d, W, dW, db, mask, dx, bf16);
+    return weight_then_input_grad(L, B, x, ldx, d, W, w_packed, dW, db, mask, dx, bf16);
 }
 
 /* backward_layer for a layer whose input may be [x | c]: x's part as usual
@@ -136,7 +142,8 @@ int vae_backward_any_layer(const vf_vae *m, const vf_vae_layer *L, int64_t B,
     float *dW = m->grads + L->w, *db = m->grads + L->b;
     vf_vae_layer Lx = *L;
     Lx.in = L->in - (L->cond ? m->C : 0);
-    int st = backward_layer(&Lx, B, x, ldx, d, W, dW, db, mask, dx, m->bf16);
+    const uint32_t *w_packed = dx ? vae_packed_weights(m, L, 1) : NULL;
+    int st = backward_layer(&Lx, B, x, ldx, d, W, w_packed, dW, db, mask, dx, m->bf16);
     if (st == VF_OK && L->cond)
         st = weight_grad(B, m->C, L->out, sd->c, sd->ldc, d, dW + Lx.in * L->out, NULL,
                          m->bf16);

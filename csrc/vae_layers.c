@@ -83,7 +83,7 @@ int vae_layer_forward(const vf_vae *m, const vf_vae_layer *L, int64_t B,
     const vf_gemm_problem px = {.M = B, .N = L->out, .K = kx, .A = x, .lda = ldx, .B = W,
                                 .ldb = L->out, .C = Y, .ldc = ldy, .bias = m->params + L->b,
                                 .relu = L->relu && !L->cov && !L->norm, .accumulate = L->cond,
-                                .bf16 = sd->bf16};
+                                .bf16 = sd->bf16, .packed_b = vae_packed_weights(m, L, 0)};
     int st = vf_gemm_run(&px);
     if (st == VF_OK && L->cov) /* a normalised layer's ReLU comes after its norm */
         st = vf_cov_gather_add(B, L->out, m->n_cat, sd->k, sd->ldk, m->cat_levels,

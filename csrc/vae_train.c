@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "elementwise_kernels.h"
 #include "gemm_kernels.h"
 #include "vae_csr_steps.h"
 #include "vae_dropout.h"
@@ -267,9 +268,19 @@ static int update_range(vf_vae *m, const optim_args *o, uint64_t step, int64_t l
     return vf_sgd_update(n, p, m->grads + lo, m->m1 + lo, o->lr, o->beta1, o->weight_decay);
 }
 
-/* One optimizer pass over the whole buffer with the gradient in m->grads. */
+/* One optimizer pass over the whole buffer with the gradient in m->grads
+ * (inside a training call that packs, packing its large weights too). */
 static int apply_update(vf_vae *m, const optim_args *o, uint64_t step)
 {
+    if (o->kind == VF_OPTIMIZER_ADAM && vae_packed_on(m)) {
+        vf_adam_consts c;
+        int st = vf_adam_consts_of(o->lr, o->beta1, o->beta2, o->eps, o->weight_decay,
+                                   (int64_t)step + 1, &c);
+        if (st == VF_OK)
+            st = vae_packed_adam(m, &c);
+        if (st != VF_ERR_NOMEM)
+            return st;
+    }
     return update_range(m, o, step, 0, m->n_params, m->params);
 }
 
@@ -321,7 +332,7 @@ int vf_vae_shard_grads(vf_vae *m, int64_t B, const float *X, const vf_vae_rows *
     if (st != VF_OK)
         return st;
     double l = 0, r = 0, k = 0;
-    vf_rwlock_lock(&m->lock, 1);
+    vae_lock_write(m);
     m->shard_row0 = row0;
     m->shard_batch = batch_total;
     m->bf16 = vae_bf16(rows);
@@ -346,7 +357,7 @@ int vf_vae_apply_update(vf_vae *m, uint64_t step, float lr, float beta1, float b
     int st = check_optimizer(&o, step);
     if (st != VF_OK)
         return st;
-    vf_rwlock_lock(&m->lock, 1);
+    vae_lock_write(m);
     st = apply_update(m, &o, step);
     vf_rwlock_unlock(&m->lock);
     return st;
@@ -365,7 +376,7 @@ int vf_vae_apply_update_slice(vf_vae *m, int64_t lo, int64_t hi, float *p, uint6
     if (st != VF_OK || hi == lo)
         return st;
     /* the moments (and maybe the parameters) are written: a write like any update */
-    vf_rwlock_lock(&m->lock, 1);
+    vae_lock_write(m);
     st = update_range(m, &o, step, lo, hi, p);
     vf_rwlock_unlock(&m->lock);
     return st;
@@ -443,7 +454,10 @@ static int train_steps(vf_vae *m, int64_t n, const float *X, int64_t ldx,
             break;
         /* One step is one write: readers see the weights before or after it.
          * The tuner picks this step's thread count (threads.h). */
-        vf_rwlock_lock(&m->lock, 1);
+        vae_lock_write(m);
+        if (k == 0)
+            vae_packed_begin(m, vae_bf16(r), o->kind == VF_OPTIMIZER_ADAM,
+                             r && r->csr_indptr);
         vf_tuner_begin(&m->tuner, rows);
         if (X && (order || ldx != D)) {
             const gather_call g = {D, ldx, r0, X, order ? order + r0 : NULL, m->xbatch};
@@ -486,6 +500,11 @@ static int train_steps(vf_vae *m, int64_t n, const float *X, int64_t ldx,
         *done = k + 1;
     }
     vf_team_hold(0);
+    if (n_steps > 0) { /* the packed weights are this call's only */
+        vae_lock_write(m);
+        vae_packed_end(m);
+        vf_rwlock_unlock(&m->lock);
+    }
     vae_csr_steps_end(&cs);
     return st;
 }

@@ -367,3 +367,32 @@ def test_output_gradient_packed_once_gives_the_emulations_bits(bf16_route_restor
     oracle = _fit_odd_shapes(features, 1, "amx_emulated")
     for k, v in fused.items():
         np.testing.assert_array_equal(v.view(np.uint32), oracle[k].view(np.uint32))
+
+
+def _fit_wide_layers(threads, route, features=1000, hidden=100):
+    """A bf16 fit with two layers of 1000 x 100 weights (both packed by the
+    optimizer on the AMX route) whose widths leave part-filled 16-row
+    groups, 16-column groups and 32-deep steps in both packed layouts."""
+    _core.set_bf16_route(route)
+    vaefast.set_num_threads(threads)
+    rng = np.random.default_rng(6)
+    X = (rng.random((600, features)) < 0.2).astype(np.float32)
+    m = vaefast.VAE(features, hidden=(hidden,), latent_dim=5, seed=8)
+    m.fit(X, epochs=2, batch_size=50, precision="bf16", progress=False)
+    return m.get_weights()
+
+
+@pytest.mark.skipif(not AMX, reason="no AMX-BF16 for this process: the weights packed by the "
+                    "optimizer step are the AMX route's")
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_weights_packed_by_the_optimizer_give_the_emulations_bits(bf16_route_restored,
+                                                                  threads_setting, threads):
+    # Inside a training call the Adam step packs the 1000 x 100 encoder
+    # layer and the 100 x 1000 decoder output for the next step's products
+    # (vae_packed_weights.c); 12 steps of 50 rows run as calls of 1, 4 and
+    # 7 steps, so most steps read them. The oracle: the scalar AMX
+    # emulation, whose products pack every operand from float32 themselves.
+    packed = _fit_wide_layers(threads, "amx")
+    oracle = _fit_wide_layers(threads, "amx_emulated")
+    for k, v in packed.items():
+        np.testing.assert_array_equal(v.view(np.uint32), oracle[k].view(np.uint32))

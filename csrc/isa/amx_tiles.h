@@ -46,13 +46,32 @@ AMX_TARGET static inline void amx_configure(void)
     _tile_loadconfig(&cfg);
 }
 
-/* t[c·16 + q] = src[q·16 + c] for a 16×16 block of pairs: four 8×8
- * transposes (the bits move as floats, shuffles never change them). */
-static inline void tile_transpose(const uint32_t *src, uint32_t *t)
+/* Row q of tile t gets lane q of every r[c] (t[q·16 + c] = r[c][q]): a
+ * 16×16 transpose of pairs in registers, 64 shuffles (the bits move, never
+ * change). */
+static inline void tile_transpose(const vu r[16], uint32_t *t)
 {
-    for (int r = 0; r < 16; r += 8)
-        for (int c = 0; c < 16; c += 8)
-            vf_transpose8x8((const float *)src + r * 16 + c, 16, (float *)t + c * 16 + r, 16);
+    vu a[16], b[16];
+    for (int i = 0; i < 16; i += 2) { /* 128-bit lane j: r_i[4j], r_i+1[4j], r_i[4j+1], r_i+1[4j+1] */
+        a[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+        a[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) { /* b[i + c], lane j: entry 4j + c of r_i .. r_i+3 */
+        b[i] = _mm512_unpacklo_epi64(a[i], a[i + 2]);
+        b[i + 1] = _mm512_unpackhi_epi64(a[i], a[i + 2]);
+        b[i + 2] = _mm512_unpacklo_epi64(a[i + 1], a[i + 3]);
+        b[i + 3] = _mm512_unpackhi_epi64(a[i + 1], a[i + 3]);
+    }
+    for (int c = 0; c < 4; ++c) { /* the four row groups' lane j side by side: entry 4j + c */
+        const vu v0 = _mm512_shuffle_i32x4(b[c], b[4 + c], 0x88);
+        const vu v1 = _mm512_shuffle_i32x4(b[c], b[4 + c], 0xDD);
+        const vu w0 = _mm512_shuffle_i32x4(b[8 + c], b[12 + c], 0x88);
+        const vu w1 = _mm512_shuffle_i32x4(b[8 + c], b[12 + c], 0xDD);
+        vu_store(t + c * 16, _mm512_shuffle_i32x4(v0, w0, 0x88));
+        vu_store(t + (4 + c) * 16, _mm512_shuffle_i32x4(v1, w1, 0x88));
+        vu_store(t + (8 + c) * 16, _mm512_shuffle_i32x4(v0, w0, 0xDD));
+        vu_store(t + (12 + c) * 16, _mm512_shuffle_i32x4(v1, w1, 0xDD));
+    }
 }
 
 /* VCVTNE2PS2BF16 rounds as vf_bf16_round_bits does (nearest even, NaN
@@ -135,11 +154,10 @@ VF_BF16_TARGET static inline void pack_a_group(const vf_bf16_problem *p, int64_t
         return;
     }
     for (int64_t s = 0; s < nq; ++s, t += AMX_TILE) { /* a pair of one row: two stored rows */
-        uint32_t q_by_r[256] __attribute__((aligned(64)));
+        vu q_by_r[16];
         for (int64_t qq = 0; qq < 16; ++qq) /* pairs past K: a zero row */
-            vu_store(q_by_r + qq * 16, 32 * s + 2 * qq < p->K
-                                           ? a_pairs_down_k(p, r0, rows, 32 * s + 2 * qq, cvt)
-                                           : vu_set1(0));
+            q_by_r[qq] = 32 * s + 2 * qq < p->K ? a_pairs_down_k(p, r0, rows, 32 * s + 2 * qq, cvt)
+                                                : vu_set1(0);
         tile_transpose(q_by_r, t);
     }
 }
@@ -151,11 +169,10 @@ VF_BF16_TARGET static inline void pack_bt_group(const vf_bf16_problem *p, int64_
     const int64_t c0 = 16 * h, cols = amx_min(16, p->N - c0);
     for (int64_t s = 0; s < nq; ++s, t += AMX_TILE) {
         const int64_t k0 = 32 * s, kn = amx_min(32, p->K - k0);
-        uint32_t c_by_q[256] __attribute__((aligned(64)));
+        vu c_by_q[16];
         for (int64_t c = 0; c < 16; ++c) /* a column's pairs: adjacent floats of a stored row */
-            vu_store(c_by_q + c * 16,
-                     c < cols ? row_pairs(p->B + (c0 + c) * p->ldb + k0, kn, cvt, NULL)
-                              : vu_set1(0));
+            c_by_q[c] = c < cols ? row_pairs(p->B + (c0 + c) * p->ldb + k0, kn, cvt, NULL)
+                                 : vu_set1(0);
         tile_transpose(c_by_q, t); /* columns past N: zero rows */
     }
 }
@@ -174,6 +191,41 @@ VF_BF16_TARGET static inline void emit_a_row(const vf_bf16_problem *p, int64_t R
                                              vf lo, vf hi, int cvt)
 {
     vu_store(emit_a_at(p, R, s), pack_adjacent(lo, hi, cvt));
+}
+
+/* Where pair-row (k, k + 1) (k even) of 16-column group h sits in a packed
+ * op(B) of nq k-steps. */
+static inline uint32_t *b_row_at(uint32_t *bp, int64_t nq, int64_t h, int64_t k)
+{
+    return bp + ((h * nq + k / 32) * 16 + (k % 32) / 2) * 16;
+}
+
+/* Pair-row (k, k + 1) (k even, k < K) of 16-column group h of a plain
+ * op(B): column c's pair (B[k][16h + c], B[k + 1][16h + c]), 0 past N and
+ * for k + 1 = K; *lo and *hi get the two rows' floats. */
+VF_BF16_TARGET static inline vu b_pair_row(const vf_bf16_problem *p, int64_t k, int64_t h,
+                                           int cvt, vf *lo, vf *hi)
+{
+    const vm m = vm_first(p->N - 16 * h);
+    const float *r0 = p->B + k * p->ldb + 16 * h;
+    *lo = vf_load_mask(r0, m);
+    *hi = k + 1 < p->K ? vf_load_mask(r0 + p->ldb, m) : vf_zero();
+    return pack_pair(*lo, *hi, cvt);
+}
+
+/* Rows [k0, k1) of a plain op(B) (k0 even; k1 up to 32·nq, the rows past K
+ * zero pair-rows), every column group: the bytes pack_b_block writes for
+ * those rows (no ones row, no emit_a). */
+VF_BF16_TARGET static inline void pack_b_rows(const vf_bf16_problem *p, int64_t k0, int64_t k1,
+                                              int64_t nq, uint32_t *bp, int cvt)
+{
+    const int64_t gb = (p->N + 15) / 16;
+    for (int64_t h = 0; h < gb; ++h) /* group by group: its pair-rows are adjacent tile rows */
+        for (int64_t k = k0; k < k1; k += 2) {
+            vf lo, hi;
+            vu_store(b_row_at(bp, nq, h, k),
+                     k < p->K ? b_pair_row(p, k, h, cvt, &lo, &hi) : vu_set1(0));
+        }
 }
 
 /* Pack the 16-column groups h0 .. h1 - 1 (h1 - h0 <= AMX_B_BLOCK, h0 even)
@@ -205,17 +257,14 @@ VF_BF16_TARGET static inline void pack_b_block(const vf_bf16_problem *p, int64_t
                 for (int64_t h = h0; h < h1; ++h)
                     _mm_prefetch((const char *)(p->B + r * p->ldb + 16 * h), _MM_HINT_T0);
             for (int64_t h = h0; h < h1; ++h) {
-                uint32_t *row = bp + ((h * nq + s) * 16 + qq) * 16;
+                uint32_t *row = b_row_at(bp, nq, h, k);
                 if (2 * qq >= kn) { /* pairs past K */
                     vu_store(row, vu_set1(0));
                     continue;
                 }
-                const vm m = vm_first(p->N - 16 * h);
-                const float *r0 = p->B + k * p->ldb + 16 * h;
-                const vf lo = vf_load_mask(r0, m);
-                const vf hi = k + 1 < p->K ? vf_load_mask(r0 + p->ldb, m) : vf_zero();
+                vf lo, hi;
+                vu_store(row, b_pair_row(p, k, h, cvt, &lo, &hi));
                 sum[h - h0] = vf_add(vf_add(sum[h - h0], lo), hi);
-                vu_store(row, pack_pair(lo, hi, cvt));
                 if (p->emit_a) { /* a pair of groups is one k-step of the op(A) rows */
                     const int odd = (int)(h & 1), last = h + 1 == (p->N + 15) / 16;
                     if (!odd && !last) {

@@ -21,7 +21,8 @@
  * rows of op(A) or 128 columns of op(B) per unit (the bf16 conversion in
  * parallel, never serial on the caller but for a small op(A)), then C's
  * units, which may pack one operand themselves (amx_schedule below), with
- * one LDTILECFG per run of units; each C entry is the same sequence of
+ * one LDTILECFG per run of units (a packed_b given: no packing of op(B)
+ * at all); each C entry is the same sequence of
  * TDPBF16PS steps whatever the thread count and the schedule. The
  * arithmetic is not VDPBF16PS's (docs/precision.md: per instruction,
  * even-k and odd-k products in two float32 sums, then C + (E + O)), so
@@ -76,6 +77,7 @@ typedef struct {
     int cvt; /* VCVTNE2PS2BF16 available (pack_adjacent) */
     int64_t a_units, b_units; /* groups / blocks packed by the first team loop */
     uint32_t *ap, *bp;
+    int b_given; /* bp is p->packed_b: the units never pack op(B) */
 } amx_job;
 
 /* pack units [lo, hi): [0, a_units) op(A)'s groups, then b_units blocks of
@@ -123,8 +125,9 @@ AMX_TARGET static int64_t run_units(const void *ctx, int64_t lo, int64_t hi)
             break;
         case AMX_COLS_PACK_B:
             b0 = x, b1 = x + 1;
-            pack_b_block(p, x * AMX_B_BLOCK, amx_min(j->gb, (x + 1) * AMX_B_BLOCK), j->nq, j->bp,
-                         j->cvt);
+            if (!j->b_given)
+                pack_b_block(p, x * AMX_B_BLOCK, amx_min(j->gb, (x + 1) * AMX_B_BLOCK), j->nq,
+                             j->bp, j->cvt);
             break;
         }
         if (bad == AMX_NOMEM)
@@ -163,18 +166,21 @@ int VF_FN(vf_gemm_bf16_amx)(const vf_bf16_problem *p)
                                                            : AMX_COLS;
     j.a_units = j.schedule == AMX_ROWS_PACK_A || j.schedule == AMX_COLS_PACK_B || a_given ? 0
                                                                                          : j.ga;
-    j.b_units = j.schedule == AMX_COLS_PACK_B ? 0 : j.nj;
+    j.b_given = p->packed_b != NULL;
+    j.b_units = j.schedule == AMX_COLS_PACK_B || j.b_given ? 0 : j.nj;
     /* the calling thread's GEMM packing buffer (no page faults on every
      * call); +1 tile so a K of 0 still gets one */
     const int64_t a_tiles = j.schedule == AMX_ROWS_PACK_A || a_given ? 0 : nq * j.ga;
-    j.bp = (uint32_t *)vf_workspace_get((size_t)((nq * j.gb + a_tiles + 1) * AMX_TILE));
-    if (!j.bp)
+    const int64_t b_tiles = j.b_given ? 0 : nq * j.gb;
+    uint32_t *work = (uint32_t *)vf_workspace_get((size_t)((b_tiles + a_tiles + 1) * AMX_TILE));
+    if (!work)
         return VF_ERR_NOMEM;
-    j.ap = a_given ? (uint32_t *)p->packed_a : j.bp + nq * j.gb * AMX_TILE;
+    j.bp = j.b_given ? (uint32_t *)p->packed_b : work;
+    j.ap = a_given ? (uint32_t *)p->packed_a : work + b_tiles * AMX_TILE;
     if (j.schedule == AMX_COLS_PACK_B && !a_given) /* small: not worth a team loop */
         for (int64_t g = 0; g < j.ga; ++g)
             pack_a_group(p, g, nq, j.ap + g * nq * AMX_TILE, j.cvt, NULL);
-    const int emit = p->emit_a && !p->trans_b;
+    const int emit = p->emit_a && !p->trans_b && !j.b_given;
     if (emit) { /* op(A) rows past K (up to a multiple of 32) are zero rows */
         const int64_t nqa = (p->N + 31) / 32, rows = (p->K + 31) / 32 * 32;
         for (int64_t R = p->K; R < rows; ++R)
