@@ -123,6 +123,20 @@ int vf_bf16_run(int impl, vf_bf16_problem *p)
     return vf_gemm_bf16_generic(p);
 }
 
+int vf_bf16_run_pair(vf_bf16_problem *w, vf_bf16_problem *x, int nthreads)
+{
+#if defined(__x86_64__)
+    if (vf_bf16_auto_impl() != VF_BF16_AMX)
+        return VF_ERR_ISA;
+    w->nthreads = nthreads, x->nthreads = 1;
+    w->amx_order = x->amx_order = 0;
+    return vf_gemm_bf16_amx_pair_avx512(w, x);
+#else
+    (void)w, (void)x, (void)nthreads;
+    return VF_ERR_ISA;
+#endif
+}
+
 int vf_bf16_chain_run(vf_bf16_chain *c)
 {
 #if defined(__x86_64__) && VF_AMX_ROUTE

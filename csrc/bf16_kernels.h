@@ -63,6 +63,15 @@ int vf_gemm_bf16_neon(const vf_bf16_problem *p);
  * k: even and odd products apart, then C + (E + O): docs/precision.md),
  * so its bits differ from the two drivers above. */
 int vf_gemm_bf16_amx_avx512(const vf_bf16_problem *p);
+/* A layer's weight gradient w and input gradient x on one team of
+ * w->nthreads (x->nthreads 1): x as one unit, w as its column units, taken
+ * by whoever is free; each product's bits are its own driver's.
+ * VF_ERR_ISA (nothing done) when w is not one that packs its op(B) column
+ * by column (a small op(A)) or asks for emit_a. */
+int vf_gemm_bf16_amx_pair_avx512(const vf_bf16_problem *w, const vf_bf16_problem *x);
+/* The same through the process's route (csrc/bf16.c): VF_ERR_ISA unless it
+ * is AMX. */
+int vf_bf16_run_pair(vf_bf16_problem *w, vf_bf16_problem *x, int nthreads);
 /* Rows 16g .. 16g + 15 of a layer's W (rows × cols) packed as the AMX
  * driver packs op(B) = W (fwd) and op(B) = Wᵀ (bwd, or NULL): isa/amx_weights.c. */
 void vf_amx_pack_weight_rows_avx512(const float *W, int64_t rows, int64_t cols, int64_t g,

@@ -21,6 +21,7 @@
 
 #include "bf16_kernels.h"
 #include "gemm_kernels.h"
+#include "threads.h"
 #include "vaefast.h"
 
 /* C (M×N) = act((C + T) + bias) ⊙ [mask > 0], T (M×N, contiguous);
@@ -43,32 +44,66 @@ static int add_epilogue(const vf_gemm_problem *p, const float *T)
     return bad;
 }
 
+static int asks_what_layers_never_ask(const vf_gemm_problem *p)
+{
+    return p->a_relu || p->b_relu || (p->ones_row && (p->trans_b || p->accumulate || p->M < 1)) ||
+           (p->packed_b && (p->ones_row || p->emit_a));
+}
+
+/* p as the drivers' problem, its result in T when given (accumulate) */
+static vf_bf16_problem bf16_problem_of(const vf_gemm_problem *p, float *T, int *bad)
+{
+    return (vf_bf16_problem){
+        .M = p->M, .N = p->N, .K = p->K, .A = p->A, .lda = p->lda, .trans_a = p->trans_a,
+        .B = p->B, .ldb = p->ldb, .trans_b = p->trans_b, .C = T ? T : p->C,
+        .ldc = T ? p->N : p->ldc, .bias = T ? NULL : p->bias, .relu = T ? 0 : p->relu,
+        .mask = T ? NULL : p->mask, .ldm = p->ldm, .ones_row = p->ones_row,
+        .nonfinite = bad, .emit_a = p->emit_a, .emitted = p->emitted,
+        .packed_a = p->packed_a, .packed_b = p->packed_b};
+}
+
+/* p's flag once its driver ran: the ones row counts */
+static void report_nonfinite(const vf_gemm_problem *p, int bad)
+{
+    for (int64_t j = 0; j < p->N && p->ones_row; ++j)
+        bad |= !isfinite(p->ones_row[j]);
+    if (p->nonfinite)
+        *p->nonfinite = bad;
+}
+
 int vf_gemm_run_bf16(const vf_gemm_problem *p)
 {
-    if (p->a_relu || p->b_relu || (p->ones_row && (p->trans_b || p->accumulate || p->M < 1)) ||
-        (p->packed_b && (p->ones_row || p->emit_a)))
+    if (asks_what_layers_never_ask(p))
         return VF_ERR_ARG;
     float *T = NULL;
     if (p->accumulate && p->M > 0 && p->N > 0 &&
         !(T = malloc((size_t)(p->M * p->N) * sizeof(float))))
         return VF_ERR_NOMEM;
     int bad = 0;
-    vf_bf16_problem q = {
-        .M = p->M, .N = p->N, .K = p->K, .A = p->A, .lda = p->lda, .trans_a = p->trans_a,
-        .B = p->B, .ldb = p->ldb, .trans_b = p->trans_b, .C = T ? T : p->C,
-        .ldc = T ? p->N : p->ldc, .bias = T ? NULL : p->bias, .relu = T ? 0 : p->relu,
-        .mask = T ? NULL : p->mask, .ldm = p->ldm, .ones_row = p->ones_row,
-        .nonfinite = &bad, .emit_a = p->emit_a, .emitted = p->emitted,
-        .packed_a = p->packed_a, .packed_b = p->packed_b};
+    vf_bf16_problem q = bf16_problem_of(p, T, &bad);
     int st = vf_bf16_run(VF_BF16_AUTO, &q);
     if (st == VF_OK && T)
         bad = add_epilogue(p, T);
     free(T);
     if (st != VF_OK)
         return st;
-    for (int64_t j = 0; j < p->N && p->ones_row; ++j)
-        bad |= !isfinite(p->ones_row[j]);
-    if (p->nonfinite)
-        *p->nonfinite = bad;
+    report_nonfinite(p, bad);
+    return VF_OK;
+}
+
+int vf_gemm_run_bf16_pair(const vf_gemm_problem *w, const vf_gemm_problem *x, int nthreads)
+{
+    if (asks_what_layers_never_ask(w) || asks_what_layers_never_ask(x))
+        return VF_ERR_ARG;
+    if (w->accumulate || x->accumulate)
+        return VF_ERR_ISA; /* never asked of a backward pair: run them apart */
+    vf_threads_sync(); /* as vf_gemm_run */
+    int bad_w = 0, bad_x = 0;
+    vf_bf16_problem qw = bf16_problem_of(w, NULL, &bad_w), qx = bf16_problem_of(x, NULL, &bad_x);
+    const int st = vf_bf16_run_pair(&qw, &qx, nthreads);
+    if (st != VF_OK)
+        return st;
+    report_nonfinite(w, bad_w);
+    report_nonfinite(x, bad_x);
     return VF_OK;
 }

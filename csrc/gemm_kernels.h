@@ -57,6 +57,11 @@ typedef struct vf_gemm_problem {
  * once C is written, if a value before the activation (or of ones_row) is
  * NaN/Inf; it sets p->nonfinite. */
 int vf_gemm_run(const vf_gemm_problem *p);
+/* Two bf16 products of a layer's backward pass, w the weight gradient and
+ * x the input gradient, side by side on a team of nthreads (the AMX route:
+ * bf16_kernels.h); VF_ERR_ISA, nothing done, when they cannot be: then run
+ * them apart. Each product gets the bits of its own run. */
+int vf_gemm_run_bf16_pair(const vf_gemm_problem *w, const vf_gemm_problem *x, int nthreads);
 int vf_gemm_run_checked(vf_gemm_problem *p);
 /* The same with op(A), op(B) rounded to bf16 (p->bf16 set: vf_gemm_run
  * comes here): the bf16 route, float32 accumulation, no a_relu / b_relu. */

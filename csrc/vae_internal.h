@@ -89,6 +89,7 @@ typedef struct vf_vae_layer {
 
 typedef struct vae_norm vae_norm; /* csrc/vae_norm.c */
 typedef struct vae_packed vae_packed; /* csrc/vae_packed_weights.c */
+struct vf_adam_consts;                /* csrc/elementwise_kernels.h */
 
 /* A call's per-row side inputs, as the layers read them: conditions c
  * (B×C, ldc) and categorical codes k (B×n_cat, ldk), either NULL. */

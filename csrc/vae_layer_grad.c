@@ -18,21 +18,43 @@
  * one thread each, instead of each being split across both: two fork/joins
  * and their barriers become one, and the small products of the head and the
  * latent layer, too small to split, still get a thread each. (With more
- * threads, splitting each product across all of them wins.) Each product is
- * computed by the same code whatever its thread count, so the bits do not
- * change. */
+ * threads, splitting each product across all of them wins.) In bf16 on
+ * the AMX route the weight gradient is also cut into its column units, so
+ * the thread that finishes the input gradient first helps with it
+ * (backward_mixed). Each product is computed by the same code whatever its
+ * thread count, so the bits do not change. */
 
-/* dW (in×out) = xᵀ (in×B) · d (B×out) and db = column sums of d, overwritten;
- * VF_ERR_NONFINITE if any is NaN/Inf (checked: the step's gradient check).
- * emit_a (or NULL): d also written as the packed op(A) of the input
- * gradient, *emitted set if it was (the AMX route; vf_bf16_problem). */
+/* dW (in×out) = xᵀ (in×B) · d (B×out) and db = column sums of d, overwritten */
+static vf_gemm_problem weight_grad_problem(int64_t B, int64_t in, int64_t out, const float *x,
+                                           int64_t ldx, const float *d, float *dW, float *db,
+                                           int bf16)
+{
+    return (vf_gemm_problem){.M = in, .N = out, .K = B, .A = x, .lda = ldx, .trans_a = 1,
+                             .B = d, .ldb = out, .C = dW, .ldc = out, .ones_row = db,
+                             .bf16 = bf16};
+}
+
+/* dx (B×in) = (d (B×out) · Wᵀ) ⊙ [mask > 0], mask (B×in) or NULL; w_packed
+ * (or NULL): Wᵀ packed as op(B) by the last optimizer step. */
+static vf_gemm_problem input_grad_problem(const vf_vae_layer *L, int64_t B, const float *d,
+                                          const float *W, const uint32_t *w_packed,
+                                          const float *mask, float *dx, int bf16)
+{
+    return (vf_gemm_problem){.M = B, .N = L->in, .K = L->out, .A = d, .lda = L->out,
+                             .B = W, .ldb = L->out, .trans_b = 1, .C = dx, .ldc = L->in,
+                             .mask = mask, .ldm = L->in, .bf16 = bf16, .packed_b = w_packed};
+}
+
+/* The weight gradient, VF_ERR_NONFINITE if any of dW or db is NaN/Inf
+ * (checked: the step's gradient check). emit_a (or NULL): d also written
+ * as the packed op(A) of the input gradient, *emitted set if it was (the
+ * AMX route; vf_bf16_problem). */
 static int weight_grad_emit(int64_t B, int64_t in, int64_t out, const float *x, int64_t ldx,
                             const float *d, float *dW, float *db, int bf16, uint32_t *emit_a,
                             int *emitted)
 {
-    vf_gemm_problem p = {.M = in, .N = out, .K = B, .A = x, .lda = ldx, .trans_a = 1,
-                         .B = d, .ldb = out, .C = dW, .ldc = out, .ones_row = db,
-                         .bf16 = bf16, .emit_a = emit_a, .emitted = emitted};
+    vf_gemm_problem p = weight_grad_problem(B, in, out, x, ldx, d, dW, db, bf16);
+    p.emit_a = emit_a, p.emitted = emitted;
     return vf_gemm_run_checked(&p);
 }
 
@@ -48,17 +70,14 @@ static int layer_weight_grad(const vf_vae_layer *L, int64_t B, const float *x,
     return weight_grad(B, L->in, L->out, x, ldx, d, dW, db, bf16);
 }
 
-/* dx (B×in) = (d (B×out) · Wᵀ) ⊙ [mask > 0], mask (B×in) or NULL; d_packed
- * (or NULL): d already packed as op(A) by the weight gradient; w_packed (or
- * NULL): Wᵀ packed as op(B) by the last optimizer step. */
+/* The input gradient; d_packed (or NULL): d already packed as op(A) by the
+ * weight gradient. */
 static int input_grad_packed(const vf_vae_layer *L, int64_t B, const float *d,
                              const float *W, const float *mask, float *dx, int bf16,
                              const uint32_t *d_packed, const uint32_t *w_packed)
 {
-    const vf_gemm_problem p = {.M = B, .N = L->in, .K = L->out, .A = d, .lda = L->out,
-                               .B = W, .ldb = L->out, .trans_b = 1, .C = dx, .ldc = L->in,
-                               .mask = mask, .ldm = L->in, .bf16 = bf16,
-                               .packed_a = d_packed, .packed_b = w_packed};
+    vf_gemm_problem p = input_grad_problem(L, B, d, W, w_packed, mask, dx, bf16);
+    p.packed_a = d_packed;
     return vf_gemm_run(&p);
 }
 
@@ -117,12 +136,36 @@ static int64_t backward_pair_units(const void *ctx, int64_t lo, int64_t hi)
     return 0;
 }
 
+/* Both bf16 products on two threads as one team loop of the AMX route:
+ * the input gradient as one unit, the weight gradient as its column
+ * units, so the thread done with the first helps with the second (scVI's
+ * decoder output, 128 x 128 x 4000 each: the input gradient takes about
+ * 215 us on one thread, the weight gradient 313; side by side 340-380 us
+ * a step for the decoder's backward, mixed 330-338). VF_ERR_ISA if the
+ * route cannot. */
+static int backward_mixed(const vf_vae_layer *L, int64_t B, const float *x, int64_t ldx,
+                          const float *d, const float *W, const uint32_t *w_packed, float *dW,
+                          float *db, const float *mask, float *dx)
+{
+    int nonfinite = 0;
+    vf_gemm_problem pw = weight_grad_problem(B, L->in, L->out, x, ldx, d, dW, db, 1);
+    pw.nonfinite = &nonfinite;
+    const vf_gemm_problem px = input_grad_problem(L, B, d, W, w_packed, mask, dx, 1);
+    VF_TRY(vf_gemm_run_bf16_pair(&pw, &px, 2));
+    return nonfinite ? VF_ERR_NONFINITE : VF_OK;
+}
+
 static int backward_layer(const vf_vae_layer *L, int64_t B, const float *x, int64_t ldx,
                           const float *d, const float *W, const uint32_t *w_packed, float *dW,
                           float *db, const float *mask, float *dx, int bf16)
 {
     int st[2] = {VF_OK, VF_OK};
     if (dx && vf_threads_for(1, 0) == 2) { /* inside a unit each GEMM runs alone */
+        if (bf16) {
+            const int mixed = backward_mixed(L, B, x, ldx, d, W, w_packed, dW, db, mask, dx);
+            if (mixed != VF_ERR_ISA)
+                return mixed;
+        }
         const backward_pair p = {L, B, ldx, x, d, W, mask, w_packed, dW, db, dx, st, bf16};
         vf_team_for(2, 2, 1, backward_pair_units, &p);
         return st[0] != VF_OK ? st[0] : st[1];

@@ -16,8 +16,9 @@
  * slot 2 the count losses' per-gene partial sums (csrc/count.c); slot 3
  * the rows of op(A) an AMX unit packs for itself (csrc/isa/gemm_amx.c);
  * slot 4 a layer's output gradient packed once for both of its backward
- * products (csrc/vae_layer_grad.c). */
-#define VF_WORKSPACE_SLOTS 5
+ * products (csrc/vae_layer_grad.c); slot 5 the weight gradient's packing
+ * beside the input gradient on the AMX route (gemm_amx.c's pair). */
+#define VF_WORKSPACE_SLOTS 6
 float *vf_workspace_get_slot(int slot, size_t n_floats);
 static inline float *vf_workspace_get(size_t n_floats)
 {

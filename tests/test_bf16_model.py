@@ -396,3 +396,20 @@ def test_weights_packed_by_the_optimizer_give_the_emulations_bits(bf16_route_res
     oracle = _fit_wide_layers(threads, "amx_emulated")
     for k, v in packed.items():
         np.testing.assert_array_equal(v.view(np.uint32), oracle[k].view(np.uint32))
+
+
+@pytest.mark.skipif(not AMX, reason="no AMX-BF16 for this process: the mixed backward pair is "
+                    "the AMX route's")
+@pytest.mark.parametrize("features", [40, 64, 100])
+def test_backward_pair_mixed_on_two_threads_gives_the_emulations_bits(bf16_route_restored,
+                                                                      threads_setting,
+                                                                      features):
+    # Two threads: a layer's input gradient runs as one unit and its weight
+    # gradient as column units of the same team loop (vae_layer_grad.c,
+    # backward_mixed); odd widths give a last column unit part-filled. The
+    # oracle: the scalar AMX emulation on two threads, which runs the two
+    # products side by side, each packing its own operands.
+    mixed = _fit_odd_shapes(features, 2, "amx")
+    oracle = _fit_odd_shapes(features, 2, "amx_emulated")
+    for k, v in mixed.items():
+        np.testing.assert_array_equal(v.view(np.uint32), oracle[k].view(np.uint32))

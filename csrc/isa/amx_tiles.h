@@ -80,17 +80,22 @@ static inline void tile_transpose(const vu r[16], uint32_t *t)
  * it). A vector holding a subnormal takes the emulated rounding, so the
  * packed bits never depend on the instruction being there (cvt: the CPU
  * has AVX512_BF16; the AMX CPUs all have it). */
-static inline vm has_subnormal(vf x)
+static inline int either_subnormal(vf x, vf y)
 {
-    const vu mag = vu_and(vf_bits(x), vu_set1(0x7FFFFFFFu));
-    return _mm512_mask_cmplt_epu32_mask(_mm512_test_epi32_mask(mag, mag), mag,
-                                        vu_set1(0x00800000u));
+    /* subnormal: magnitude bits in [1, 2^23 − 1], so magnitude − 1 (an
+     * unsigned wrap for ±0) below 2^23 − 1; one compare for both vectors,
+     * the rest off the shuffle port that the conversion and the packing
+     * keep busy */
+    const vu mag_x = vu_and(vf_bits(x), vu_set1(0x7FFFFFFFu));
+    const vu mag_y = vu_and(vf_bits(y), vu_set1(0x7FFFFFFFu));
+    const vu least = _mm512_min_epu32(vu_sub(mag_x, vu_set1(1)), vu_sub(mag_y, vu_set1(1)));
+    return _mm512_cmplt_epu32_mask(least, vu_set1(0x007FFFFFu)) != 0;
 }
 
 /* 32 consecutive floats x0 | x1 -> 16 pairs (vu_bf16_pack_adjacent) */
 VF_BF16_TARGET static inline vu pack_adjacent(vf x0, vf x1, int cvt)
 {
-    if (cvt && !(has_subnormal(x0) | has_subnormal(x1)))
+    if (cvt && !either_subnormal(x0, x1))
         return (vu)_mm512_cvtne2ps_pbh(x1, x0); /* words 0-15 from x0, 16-31 from x1 */
     return vu_bf16_pack_adjacent(x0, x1);
 }
@@ -98,7 +103,7 @@ VF_BF16_TARGET static inline vu pack_adjacent(vf x0, vf x1, int cvt)
 /* lane i: bf16(lo[i]) | bf16(hi[i]) << 16 (vu_bf16_pair) */
 VF_BF16_TARGET static inline vu pack_pair(vf lo, vf hi, int cvt)
 {
-    if (cvt && !(has_subnormal(lo) | has_subnormal(hi))) {
+    if (cvt && !either_subnormal(lo, hi)) {
         const __m512i interleave = _mm512_set_epi16(
             31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
             23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);

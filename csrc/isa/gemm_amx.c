@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "bf16_kernels.h"
+#include "check.h"
 #include "isa/isa.h"
 #include "isa/vec_bf16.h"
 #include "platform.h"
@@ -49,6 +50,7 @@
  * its own op(A) rows (AMX_ROWS_PACK_A): enough units to share out */
 #define AMX_FUSE_MIN_BLOCKS 8
 #define AMX_OWN_A_SLOT 3 /* workspace.h */
+#define AMX_PAIR_SLOT 5  /* the weight gradient's buffers beside a pair's input gradient */
 /* a unit's result when it has no memory: negative in any sum of units */
 #define AMX_NOMEM (-(INT64_C(1) << 40))
 /* packed op(A) up to this size is packed by the caller (AMX_COLS_PACK_B) */
@@ -144,6 +146,67 @@ AMX_TARGET static int64_t run_units(const void *ctx, int64_t lo, int64_t hi)
     return bad;
 }
 
+/* p's job (M, N >= 1): the schedule, the packing buffer (this thread's
+ * workspace slot), a small op(A) packed here and emit_a's zero rows. */
+static int amx_plan(const vf_bf16_problem *p, int slot, amx_job *j)
+{
+    const int64_t nq = (p->K + 31) / 32;
+    *j = (amx_job){.p = p, .nq = nq, .ga = (p->M + 31) / 32 * 2, .gb = (p->N + 15) / 16,
+                   .ni = (p->M + 31) / 32, .nj = (p->N + AMX_UNIT_N - 1) / AMX_UNIT_N};
+    j->cvt = vf_bf16_native_supported();
+    const int b_cached = j->gb * nq * AMX_TILE * 4 <= AMX_B_CACHED;
+    const int a_given = p->packed_a != NULL;
+    j->schedule = b_cached && j->ni >= AMX_FUSE_MIN_BLOCKS ? (a_given ? AMX_ROWS : AMX_ROWS_PACK_A)
+                  : j->ga * nq * AMX_TILE * 4 <= AMX_A_SMALL ? AMX_COLS_PACK_B
+                  : b_cached                                 ? AMX_ROWS
+                                                             : AMX_COLS;
+    j->a_units = j->schedule == AMX_ROWS_PACK_A || j->schedule == AMX_COLS_PACK_B || a_given
+                     ? 0
+                     : j->ga;
+    j->b_given = p->packed_b != NULL;
+    j->b_units = j->schedule == AMX_COLS_PACK_B || j->b_given ? 0 : j->nj;
+    /* the calling thread's GEMM packing buffer (no page faults on every
+     * call); +1 tile so a K of 0 still gets one */
+    const int64_t a_tiles = j->schedule == AMX_ROWS_PACK_A || a_given ? 0 : nq * j->ga;
+    const int64_t b_tiles = j->b_given ? 0 : nq * j->gb;
+    uint32_t *work = (uint32_t *)vf_workspace_get_slot(
+        slot, (size_t)((b_tiles + a_tiles + 1) * AMX_TILE));
+    if (!work)
+        return VF_ERR_NOMEM;
+    j->bp = j->b_given ? (uint32_t *)p->packed_b : work;
+    j->ap = a_given ? (uint32_t *)p->packed_a : work + b_tiles * AMX_TILE;
+    if (j->schedule == AMX_COLS_PACK_B && !a_given) /* small: not worth a team loop */
+        for (int64_t g = 0; g < j->ga; ++g)
+            pack_a_group(p, g, nq, j->ap + g * nq * AMX_TILE, j->cvt, NULL);
+    if (p->emit_a && !p->trans_b && !j->b_given) { /* op(A) rows past K (up to a multiple of 32) are zero rows */
+        const int64_t nqa = (p->N + 31) / 32, rows = (p->K + 31) / 32 * 32;
+        for (int64_t R = p->K; R < rows; ++R)
+            for (int64_t s = 0; s < nqa; ++s)
+                vu_store(emit_a_at(p, R, s), vu_set1(0));
+    }
+    return VF_OK;
+}
+
+/* C's units of a planned job (amx_schedule) */
+static int64_t amx_units(const amx_job *j)
+{
+    return j->schedule == AMX_ROWS_PACK_A   ? j->ni
+           : j->schedule == AMX_COLS_PACK_B ? j->nj
+                                            : j->ni * j->nj;
+}
+
+/* The flags of a finished product: *emitted, *nonfinite. */
+static int amx_finish(const vf_bf16_problem *p, const amx_job *j, int64_t bad)
+{
+    if (bad < 0) /* a unit could not get its buffer */
+        return VF_ERR_NOMEM;
+    if (p->emit_a && !p->trans_b && !j->b_given && p->emitted)
+        *p->emitted = 1;
+    if (p->nonfinite)
+        *p->nonfinite = bad != 0;
+    return VF_OK;
+}
+
 /* An empty C (M or N = 0) runs nothing; K = 0 packs zero tiles: C = bias.
  * Two team loops: the packing (all of op(A) and op(B), each group by one
  * thread), then C's units. */
@@ -154,52 +217,49 @@ int VF_FN(vf_gemm_bf16_amx)(const vf_bf16_problem *p)
             *p->nonfinite = 0;
         return VF_OK;
     }
-    const int64_t nq = (p->K + 31) / 32;
-    amx_job j = {.p = p, .nq = nq, .ga = (p->M + 31) / 32 * 2, .gb = (p->N + 15) / 16,
-                 .ni = (p->M + 31) / 32, .nj = (p->N + AMX_UNIT_N - 1) / AMX_UNIT_N};
-    j.cvt = vf_bf16_native_supported();
-    const int b_cached = j.gb * nq * AMX_TILE * 4 <= AMX_B_CACHED;
-    const int a_given = p->packed_a != NULL;
-    j.schedule = b_cached && j.ni >= AMX_FUSE_MIN_BLOCKS    ? (a_given ? AMX_ROWS : AMX_ROWS_PACK_A)
-                 : j.ga * nq * AMX_TILE * 4 <= AMX_A_SMALL ? AMX_COLS_PACK_B
-                 : b_cached                                ? AMX_ROWS
-                                                           : AMX_COLS;
-    j.a_units = j.schedule == AMX_ROWS_PACK_A || j.schedule == AMX_COLS_PACK_B || a_given ? 0
-                                                                                         : j.ga;
-    j.b_given = p->packed_b != NULL;
-    j.b_units = j.schedule == AMX_COLS_PACK_B || j.b_given ? 0 : j.nj;
-    /* the calling thread's GEMM packing buffer (no page faults on every
-     * call); +1 tile so a K of 0 still gets one */
-    const int64_t a_tiles = j.schedule == AMX_ROWS_PACK_A || a_given ? 0 : nq * j.ga;
-    const int64_t b_tiles = j.b_given ? 0 : nq * j.gb;
-    uint32_t *work = (uint32_t *)vf_workspace_get((size_t)((b_tiles + a_tiles + 1) * AMX_TILE));
-    if (!work)
-        return VF_ERR_NOMEM;
-    j.bp = j.b_given ? (uint32_t *)p->packed_b : work;
-    j.ap = a_given ? (uint32_t *)p->packed_a : work + b_tiles * AMX_TILE;
-    if (j.schedule == AMX_COLS_PACK_B && !a_given) /* small: not worth a team loop */
-        for (int64_t g = 0; g < j.ga; ++g)
-            pack_a_group(p, g, nq, j.ap + g * nq * AMX_TILE, j.cvt, NULL);
-    const int emit = p->emit_a && !p->trans_b && !j.b_given;
-    if (emit) { /* op(A) rows past K (up to a multiple of 32) are zero rows */
-        const int64_t nqa = (p->N + 31) / 32, rows = (p->K + 31) / 32 * 32;
-        for (int64_t R = p->K; R < rows; ++R)
-            for (int64_t s = 0; s < nqa; ++s)
-                vu_store(emit_a_at(p, R, s), vu_set1(0));
-    }
+    amx_job j;
+    VF_TRY(amx_plan(p, 0, &j));
     if (j.a_units + j.b_units > 0)
         vf_team_for(p->nthreads, j.a_units + j.b_units, 1, pack_units, &j);
-    const int64_t units = j.schedule == AMX_ROWS_PACK_A   ? j.ni
-                          : j.schedule == AMX_COLS_PACK_B ? j.nj
-                                                          : j.ni * j.nj;
-    const int64_t bad = vf_team_for(p->nthreads, units, 1, run_units, &j);
-    if (bad < 0) /* a unit could not get its buffer */
-        return VF_ERR_NOMEM;
-    if (emit && p->emitted)
-        *p->emitted = 1;
-    if (p->nonfinite)
-        *p->nonfinite = bad != 0;
-    return VF_OK;
+    return amx_finish(p, &j, vf_team_for(p->nthreads, amx_units(&j), 1, run_units, &j));
+}
+
+/* A layer's two backward products on a team of w->nthreads: x (the input
+ * gradient) as one unit, run alone by whichever thread takes it, and w
+ * (the weight gradient) as its column units, each packing its own columns
+ * of op(B); whoever is free takes the next unit, so the thread done with
+ * x helps with w's columns. */
+typedef struct amx_pair {
+    const amx_job *w;
+    const vf_bf16_problem *x;
+    int *x_status;
+} amx_pair;
+
+static int64_t pair_units(const void *ctx, int64_t lo, int64_t hi)
+{
+    const amx_pair *c = ctx;
+    int64_t bad = 0;
+    for (int64_t u = lo; u < hi; ++u) {
+        if (u > 0)
+            bad |= run_units(c->w, u - 1, u);
+        else
+            *c->x_status = VF_FN(vf_gemm_bf16_amx)(c->x);
+    }
+    return bad;
+}
+
+int VF_FN(vf_gemm_bf16_amx_pair)(const vf_bf16_problem *w, const vf_bf16_problem *x)
+{
+    if (w->M < 1 || w->N < 1 || w->emit_a)
+        return VF_ERR_ISA;
+    amx_job j;
+    VF_TRY(amx_plan(w, AMX_PAIR_SLOT, &j));
+    if (j.schedule != AMX_COLS_PACK_B) /* its units would need a packing loop first */
+        return VF_ERR_ISA;
+    int x_status = VF_OK;
+    const amx_pair c = {&j, x, &x_status};
+    const int st = amx_finish(w, &j, vf_team_for(w->nthreads, 1 + j.nj, 1, pair_units, &c));
+    return st != VF_OK ? st : x_status;
 }
 
 #elif VF_SIMD_AVX512
@@ -208,6 +268,12 @@ int VF_FN(vf_gemm_bf16_amx)(const vf_bf16_problem *p)
 int VF_FN(vf_gemm_bf16_amx)(const vf_bf16_problem *p)
 {
     (void)p;
+    return VF_ERR_ISA;
+}
+
+int VF_FN(vf_gemm_bf16_amx_pair)(const vf_bf16_problem *w, const vf_bf16_problem *x)
+{
+    (void)w, (void)x;
     return VF_ERR_ISA;
 }
 #else
