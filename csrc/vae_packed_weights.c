@@ -66,8 +66,7 @@ void vae_packed_begin(vf_vae *m, int bf16, int adam, int first_sparse)
     vae_packed *p = m->packed;
     if (p)
         p->on = 0, p->stamp = 0;
-#if defined(__x86_64__)
-    if (!bf16 || !adam || vf_bf16_auto_impl() != VF_BF16_AMX)
+    if (!bf16 || !adam || vf_bf16_auto_impl() != VF_BF16_AMX) /* never off x86-64 */
         return;
     if (!p) {
         if (!(p = calloc(1, sizeof *p)))
@@ -97,9 +96,6 @@ void vae_packed_begin(vf_vae *m, int bf16, int adam, int first_sparse)
         p->buf = buf, p->cap = (size_t)need;
     }
     p->on = 1;
-#else
-    (void)bf16, (void)adam, (void)first_sparse;
-#endif
 }
 
 void vae_packed_end(vf_vae *m)
@@ -189,25 +185,32 @@ typedef struct packed_adam_call {
     const vf_elementwise_kernels *k;
 } packed_adam_call;
 
+/* Unit u's rows of its layer's W in both layouts, from the weights as
+ * stored (a held-back entry keeps its old value). The AMX route: x86-64. */
+static void pack_unit_rows(const vf_vae *m, const packed_unit *u)
+{
+#if defined(__x86_64__)
+    const vae_packed *p = m->packed;
+    const vf_vae_layer *L = &m->layers[u->layer];
+    vf_amx_pack_weight_rows_avx512(m->params + L->w, L->in, L->out, u->g,
+                                   p->buf + p->fwd[u->layer],
+                                   p->bwd[u->layer] < 0 ? NULL : p->buf + p->bwd[u->layer]);
+#else
+    (void)m, (void)u;
+#endif
+}
+
 static int64_t packed_adam_units(const void *ctx, int64_t lo, int64_t hi)
 {
     const packed_adam_call *c = ctx;
     vf_vae *m = c->m;
-    const vae_packed *p = m->packed;
     int64_t held = 0;
     for (int64_t i = lo; i < hi; ++i) {
         const packed_unit *u = &c->units[i];
         held += c->k->adam_chunk(u->hi - u->lo, m->params + u->lo, m->grads + u->lo,
                                  m->m1 + u->lo, m->m2 + u->lo, c->c);
-#if defined(__x86_64__)
-        if (u->layer >= 0) { /* from the weights as stored: a held-back entry keeps its old value */
-            const vf_vae_layer *L = &m->layers[u->layer];
-            vf_amx_pack_weight_rows_avx512(m->params + L->w, L->in, L->out, u->g,
-                                           p->buf + p->fwd[u->layer],
-                                           p->bwd[u->layer] < 0 ? NULL
-                                                                : p->buf + p->bwd[u->layer]);
-        }
-#endif
+        if (u->layer >= 0)
+            pack_unit_rows(m, u);
     }
     return held;
 }

@@ -343,14 +343,27 @@ def test_conditional_bf16_fit_learns_and_is_thread_count_free(threads_setting):
         np.testing.assert_array_equal(v.view(np.uint32), fits[1][k].view(np.uint32))
 
 
-def _fit_odd_shapes(features, threads, route):
-    """A bf16 fit whose layer widths and batch are not multiples of 16 or 32."""
+def _bf16_fit(route, threads, X, hidden, seed, epochs):
+    """The weights after a bf16 fit of 50-row batches on `route`."""
     _core.set_bf16_route(route)
     vaefast.set_num_threads(threads)
-    X = np.tile(data(300, seed=4), 2)[:, :features]
-    m = vaefast.VAE(features, hidden=(37,), latent_dim=5, seed=3)
-    m.fit(X, epochs=1, batch_size=50, precision="bf16", progress=False)
+    m = vaefast.VAE(X.shape[1], hidden=(hidden,), latent_dim=5, seed=seed)
+    m.fit(X, epochs=epochs, batch_size=50, precision="bf16", progress=False)
     return m.get_weights()
+
+
+def _assert_amx_gives_the_emulations_bits(threads, X, hidden, seed, epochs=1):
+    """The AMX route and its scalar emulation (which packs every operand of
+    every product itself) train the same weights, bit for bit."""
+    got = _bf16_fit("amx", threads, X, hidden, seed, epochs)
+    oracle = _bf16_fit("amx_emulated", threads, X, hidden, seed, epochs)
+    for k, v in got.items():
+        np.testing.assert_array_equal(v.view(np.uint32), oracle[k].view(np.uint32))
+
+
+def _odd_shapes(features):
+    """Rows whose width, with hidden 37 and batch 50, is not a multiple of 16 or 32."""
+    return np.tile(data(300, seed=4), 2)[:, :features]
 
 
 @pytest.mark.skipif(not AMX, reason="no AMX-BF16 for this process: the packed-once output "
@@ -363,23 +376,7 @@ def test_output_gradient_packed_once_gives_the_emulations_bits(bf16_route_restor
     # emulation, which packs each product's operands itself. Widths 40, 64
     # and 100 give an odd last 16-column group, whole 32-column steps and a
     # part-filled one; batch 50 leaves rows of the last 32-row block empty.
-    fused = _fit_odd_shapes(features, 1, "amx")
-    oracle = _fit_odd_shapes(features, 1, "amx_emulated")
-    for k, v in fused.items():
-        np.testing.assert_array_equal(v.view(np.uint32), oracle[k].view(np.uint32))
-
-
-def _fit_wide_layers(threads, route, features=1000, hidden=100):
-    """A bf16 fit with two layers of 1000 x 100 weights (both packed by the
-    optimizer on the AMX route) whose widths leave part-filled 16-row
-    groups, 16-column groups and 32-deep steps in both packed layouts."""
-    _core.set_bf16_route(route)
-    vaefast.set_num_threads(threads)
-    rng = np.random.default_rng(6)
-    X = (rng.random((600, features)) < 0.2).astype(np.float32)
-    m = vaefast.VAE(features, hidden=(hidden,), latent_dim=5, seed=8)
-    m.fit(X, epochs=2, batch_size=50, precision="bf16", progress=False)
-    return m.get_weights()
+    _assert_amx_gives_the_emulations_bits(1, _odd_shapes(features), hidden=37, seed=3)
 
 
 @pytest.mark.skipif(not AMX, reason="no AMX-BF16 for this process: the weights packed by the "
@@ -392,10 +389,10 @@ def test_weights_packed_by_the_optimizer_give_the_emulations_bits(bf16_route_res
     # (vae_packed_weights.c); 12 steps of 50 rows run as calls of 1, 4 and
     # 7 steps, so most steps read them. The oracle: the scalar AMX
     # emulation, whose products pack every operand from float32 themselves.
-    packed = _fit_wide_layers(threads, "amx")
-    oracle = _fit_wide_layers(threads, "amx_emulated")
-    for k, v in packed.items():
-        np.testing.assert_array_equal(v.view(np.uint32), oracle[k].view(np.uint32))
+    # Widths 1000 and 100 leave part-filled 16-row groups, 16-column groups
+    # and 32-deep steps in both packed layouts.
+    X = (np.random.default_rng(6).random((600, 1000)) < 0.2).astype(np.float32)
+    _assert_amx_gives_the_emulations_bits(threads, X, hidden=100, seed=8, epochs=2)
 
 
 @pytest.mark.skipif(not AMX, reason="no AMX-BF16 for this process: the mixed backward pair is "
@@ -409,7 +406,4 @@ def test_backward_pair_mixed_on_two_threads_gives_the_emulations_bits(bf16_route
     # backward_mixed); odd widths give a last column unit part-filled. The
     # oracle: the scalar AMX emulation on two threads, which runs the two
     # products side by side, each packing its own operands.
-    mixed = _fit_odd_shapes(features, 2, "amx")
-    oracle = _fit_odd_shapes(features, 2, "amx_emulated")
-    for k, v in mixed.items():
-        np.testing.assert_array_equal(v.view(np.uint32), oracle[k].view(np.uint32))
+    _assert_amx_gives_the_emulations_bits(2, _odd_shapes(features), hidden=37, seed=3)
