@@ -80,6 +80,7 @@ typedef struct {
     int64_t a_units, b_units; /* groups / blocks packed by the first team loop */
     uint32_t *ap, *bp;
     int b_given; /* bp is p->packed_b: the units never pack op(B) */
+    int emit;    /* op(B) is also written as p->emit_a (plain op(B), packed here) */
 } amx_job;
 
 /* pack units [lo, hi): [0, a_units) op(A)'s groups, then b_units blocks of
@@ -146,9 +147,8 @@ AMX_TARGET static int64_t run_units(const void *ctx, int64_t lo, int64_t hi)
     return bad;
 }
 
-/* p's job (M, N >= 1): the schedule, the packing buffer (this thread's
- * workspace slot), a small op(A) packed here and emit_a's zero rows. */
-static int amx_plan(const vf_bf16_problem *p, int slot, amx_job *j)
+/* p's job (M, N >= 1): its blocks, schedule and packing units. */
+static void amx_layout(const vf_bf16_problem *p, amx_job *j)
 {
     const int64_t nq = (p->K + 31) / 32;
     *j = (amx_job){.p = p, .nq = nq, .ga = (p->M + 31) / 32 * 2, .gb = (p->N + 15) / 16,
@@ -165,6 +165,15 @@ static int amx_plan(const vf_bf16_problem *p, int slot, amx_job *j)
                      : j->ga;
     j->b_given = p->packed_b != NULL;
     j->b_units = j->schedule == AMX_COLS_PACK_B || j->b_given ? 0 : j->nj;
+    j->emit = p->emit_a && !p->trans_b && !j->b_given;
+}
+
+/* A laid-out job's packing buffer (this thread's workspace slot), its small
+ * op(A) packed here and emit_a's zero rows. */
+static int amx_prepare(const vf_bf16_problem *p, int slot, amx_job *j)
+{
+    const int64_t nq = j->nq;
+    const int a_given = p->packed_a != NULL;
     /* the calling thread's GEMM packing buffer (no page faults on every
      * call); +1 tile so a K of 0 still gets one */
     const int64_t a_tiles = j->schedule == AMX_ROWS_PACK_A || a_given ? 0 : nq * j->ga;
@@ -178,7 +187,7 @@ static int amx_plan(const vf_bf16_problem *p, int slot, amx_job *j)
     if (j->schedule == AMX_COLS_PACK_B && !a_given) /* small: not worth a team loop */
         for (int64_t g = 0; g < j->ga; ++g)
             pack_a_group(p, g, nq, j->ap + g * nq * AMX_TILE, j->cvt, NULL);
-    if (p->emit_a && !p->trans_b && !j->b_given) { /* op(A) rows past K (up to a multiple of 32) are zero rows */
+    if (j->emit) { /* op(A) rows past K (up to a multiple of 32) are zero rows */
         const int64_t nqa = (p->N + 31) / 32, rows = (p->K + 31) / 32 * 32;
         for (int64_t R = p->K; R < rows; ++R)
             for (int64_t s = 0; s < nqa; ++s)
@@ -200,7 +209,7 @@ static int amx_finish(const vf_bf16_problem *p, const amx_job *j, int64_t bad)
 {
     if (bad < 0) /* a unit could not get its buffer */
         return VF_ERR_NOMEM;
-    if (p->emit_a && !p->trans_b && !j->b_given && p->emitted)
+    if (j->emit && p->emitted)
         *p->emitted = 1;
     if (p->nonfinite)
         *p->nonfinite = bad != 0;
@@ -218,7 +227,8 @@ int VF_FN(vf_gemm_bf16_amx)(const vf_bf16_problem *p)
         return VF_OK;
     }
     amx_job j;
-    VF_TRY(amx_plan(p, 0, &j));
+    amx_layout(p, &j);
+    VF_TRY(amx_prepare(p, 0, &j));
     if (j.a_units + j.b_units > 0)
         vf_team_for(p->nthreads, j.a_units + j.b_units, 1, pack_units, &j);
     return amx_finish(p, &j, vf_team_for(p->nthreads, amx_units(&j), 1, run_units, &j));
@@ -253,9 +263,10 @@ int VF_FN(vf_gemm_bf16_amx_pair)(const vf_bf16_problem *w, const vf_bf16_problem
     if (w->M < 1 || w->N < 1 || w->emit_a)
         return VF_ERR_ISA;
     amx_job j;
-    VF_TRY(amx_plan(w, AMX_PAIR_SLOT, &j));
+    amx_layout(w, &j);
     if (j.schedule != AMX_COLS_PACK_B) /* its units would need a packing loop first */
         return VF_ERR_ISA;
+    VF_TRY(amx_prepare(w, AMX_PAIR_SLOT, &j));
     int x_status = VF_OK;
     const amx_pair c = {&j, x, &x_status};
     const int st = amx_finish(w, &j, vf_team_for(w->nthreads, 1 + j.nj, 1, pair_units, &c));
