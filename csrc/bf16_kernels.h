@@ -65,9 +65,11 @@ int vf_gemm_bf16_neon(const vf_bf16_problem *p);
 int vf_gemm_bf16_amx_avx512(const vf_bf16_problem *p);
 /* A layer's weight gradient w and input gradient x on one team of
  * w->nthreads (x->nthreads 1): x as one unit, w as its column units, taken
- * by whoever is free; each product's bits are its own driver's.
+ * by whoever is free; each product's bits are its own driver's. With
+ * w->emit_a (x->packed_a the same buffer), w's op(B) is packed and
+ * emitted by a team loop first, so x reads its op(A) from there.
  * VF_ERR_ISA (nothing done) when w is not one that packs its op(B) column
- * by column (a small op(A)) or asks for emit_a. */
+ * by column (a small op(A)). */
 int vf_gemm_bf16_amx_pair_avx512(const vf_bf16_problem *w, const vf_bf16_problem *x);
 /* The same through the process's route (csrc/bf16.c): VF_ERR_ISA unless it
  * is AMX. */

@@ -88,6 +88,16 @@ static int layer_input_grad(const vf_vae_layer *L, int64_t B, const float *d,
     return input_grad_packed(L, B, d, W, mask, dx, bf16, NULL, w_packed);
 }
 
+/* This thread's buffer for d (B×out) packed as op(A) (16-row groups, an
+ * even number, × 32-deep steps), or NULL. */
+static uint32_t *d_as_a_buffer(int64_t B, int64_t out)
+{
+    const int64_t rows = (B + 31) / 32 * 32, steps = (out + 31) / 32;
+    if ((size_t)rows * (size_t)steps >= SIZE_MAX / 4096)
+        return NULL;
+    return (uint32_t *)vf_workspace_get_slot(4, (size_t)(rows * steps * 16));
+}
+
 /* Both products one after the other. With bf16, d is converted once: the
  * weight gradient (d its op(B)) also writes it as the input gradient's
  * packed op(A) where the AMX route runs it (the same bytes the input
@@ -99,12 +109,7 @@ static int weight_then_input_grad(const vf_vae_layer *L, int64_t B, const float 
                                   const uint32_t *w_packed, float *dW, float *db,
                                   const float *mask, float *dx, int bf16)
 {
-    uint32_t *d_packed = NULL;
-    if (bf16 && dx) { /* the packed op(A) of d: 16-row groups (an even number) × 32-deep steps */
-        const int64_t rows = (B + 31) / 32 * 32, steps = (L->out + 31) / 32;
-        if ((size_t)rows * (size_t)steps < SIZE_MAX / 4096)
-            d_packed = (uint32_t *)vf_workspace_get_slot(4, (size_t)(rows * steps * 16));
-    }
+    uint32_t *d_packed = bf16 && dx ? d_as_a_buffer(B, L->out) : NULL;
     int emitted = 0;
     int st = weight_grad_emit(B, L->in, L->out, x, ldx, d, dW, db, bf16, d_packed, &emitted);
     if (st == VF_OK && dx)
@@ -136,13 +141,16 @@ static int64_t backward_pair_units(const void *ctx, int64_t lo, int64_t hi)
     return 0;
 }
 
-/* Both bf16 products on two threads as one team loop of the AMX route:
- * the input gradient as one unit, the weight gradient as its column
- * units, so the thread done with the first helps with the second (scVI's
- * decoder output, 128 x 128 x 4000 each: the input gradient takes about
- * 215 us on one thread, the weight gradient 313; side by side 340-380 us
- * a step for the decoder's backward, mixed 330-338). VF_ERR_ISA if the
- * route cannot. */
+/* Both bf16 products on two threads of the AMX route: d packed first as
+ * the weight gradient's op(B) and the input gradient's op(A) at once, by
+ * column blocks on both threads; then one team loop with the input
+ * gradient as one unit and the weight gradient as its column units, so
+ * the thread done with the first helps with the second. scVI's decoder
+ * output, 128 x 128 x 4000 each: the input gradient takes about 215 us on
+ * one thread, the weight gradient 313; side by side 340-380 us a step for
+ * the decoder's backward, mixed 330-338; with d read once instead of once
+ * per product, 311-366 (median 326) against 342-366 (median 349), seven
+ * alternating runs. VF_ERR_ISA if the route cannot. */
 static int backward_mixed(const vf_vae_layer *L, int64_t B, const float *x, int64_t ldx,
                           const float *d, const float *W, const uint32_t *w_packed, float *dW,
                           float *db, const float *mask, float *dx)
@@ -150,7 +158,12 @@ static int backward_mixed(const vf_vae_layer *L, int64_t B, const float *x, int6
     int nonfinite = 0;
     vf_gemm_problem pw = weight_grad_problem(B, L->in, L->out, x, ldx, d, dW, db, 1);
     pw.nonfinite = &nonfinite;
-    const vf_gemm_problem px = input_grad_problem(L, B, d, W, w_packed, mask, dx, 1);
+    vf_gemm_problem px = input_grad_problem(L, B, d, W, w_packed, mask, dx, 1);
+    uint32_t *d_packed = d_as_a_buffer(B, L->out);
+    if (!d_packed)
+        return VF_ERR_NOMEM;
+    pw.emit_a = d_packed;
+    px.packed_a = d_packed;
     VF_TRY(vf_gemm_run_bf16_pair(&pw, &px, 2));
     return nonfinite ? VF_ERR_NONFINITE : VF_OK;
 }

@@ -401,9 +401,11 @@ def test_weights_packed_by_the_optimizer_give_the_emulations_bits(bf16_route_res
 def test_backward_pair_mixed_on_two_threads_gives_the_emulations_bits(bf16_route_restored,
                                                                       threads_setting,
                                                                       features):
-    # Two threads: a layer's input gradient runs as one unit and its weight
-    # gradient as column units of the same team loop (vae_layer_grad.c,
-    # backward_mixed); odd widths give a last column unit part-filled. The
-    # oracle: the scalar AMX emulation on two threads, which runs the two
-    # products side by side, each packing its own operands.
+    # Two threads: d is packed once, as the weight gradient's op(B) and the
+    # input gradient's op(A), by a first team loop; then the input gradient
+    # runs as one unit and the weight gradient as column units of one team
+    # loop (vae_layer_grad.c, backward_mixed); odd widths give a last
+    # column unit part-filled and part-filled op(A) steps. The oracle: the
+    # scalar AMX emulation on two threads, which runs the two products side
+    # by side, each packing its own operands.
     _assert_amx_gives_the_emulations_bits(2, _odd_shapes(features), hidden=37, seed=3)

@@ -238,7 +238,9 @@ int VF_FN(vf_gemm_bf16_amx)(const vf_bf16_problem *p)
  * gradient) as one unit, run alone by whichever thread takes it, and w
  * (the weight gradient) as its column units, each packing its own columns
  * of op(B); whoever is free takes the next unit, so the thread done with
- * x helps with w's columns. */
+ * x helps with w's columns. With emit_a, a team loop packs all of w's
+ * op(B) first and writes it as x's op(A) on the way: d is read once, not
+ * once by each product. */
 typedef struct amx_pair {
     const amx_job *w;
     const vf_bf16_problem *x;
@@ -260,13 +262,18 @@ static int64_t pair_units(const void *ctx, int64_t lo, int64_t hi)
 
 int VF_FN(vf_gemm_bf16_amx_pair)(const vf_bf16_problem *w, const vf_bf16_problem *x)
 {
-    if (w->M < 1 || w->N < 1 || w->emit_a)
+    if (w->M < 1 || w->N < 1)
         return VF_ERR_ISA;
     amx_job j;
     amx_layout(w, &j);
-    if (j.schedule != AMX_COLS_PACK_B) /* its units would need a packing loop first */
-        return VF_ERR_ISA;
+    if (j.schedule != AMX_COLS_PACK_B || (w->emit_a && !j.emit))
+        return VF_ERR_ISA; /* its units would need a packing loop first */
     VF_TRY(amx_prepare(w, AMX_PAIR_SLOT, &j));
+    if (j.emit) { /* x's op(A): all of it packed first, by w's column blocks */
+        j.b_units = j.nj;
+        vf_team_for(w->nthreads, j.b_units, 1, pack_units, &j);
+        j.b_given = 1; /* its units only multiply */
+    }
     int x_status = VF_OK;
     const amx_pair c = {&j, x, &x_status};
     const int st = amx_finish(w, &j, vf_team_for(w->nthreads, 1 + j.nj, 1, pair_units, &c));
