@@ -159,9 +159,7 @@ static int backward_mixed(const vf_vae_layer *L, int64_t B, const float *x, int6
     vf_gemm_problem pw = weight_grad_problem(B, L->in, L->out, x, ldx, d, dW, db, 1);
     pw.nonfinite = &nonfinite;
     vf_gemm_problem px = input_grad_problem(L, B, d, W, w_packed, mask, dx, 1);
-    uint32_t *d_packed = d_as_a_buffer(B, L->out);
-    if (!d_packed)
-        return VF_ERR_NOMEM;
+    uint32_t *d_packed = d_as_a_buffer(B, L->out); /* NULL: each product packs d itself */
     pw.emit_a = d_packed;
     px.packed_a = d_packed;
     VF_TRY(vf_gemm_run_bf16_pair(&pw, &px, 2));

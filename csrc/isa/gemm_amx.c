@@ -79,7 +79,7 @@ typedef struct {
     int cvt; /* VCVTNE2PS2BF16 available (pack_adjacent) */
     int64_t a_units, b_units; /* groups / blocks packed by the first team loop */
     uint32_t *ap, *bp;
-    int b_given; /* bp is p->packed_b: the units never pack op(B) */
+    int b_given; /* the units never pack op(B): p->packed_b, or packed by a loop first */
     int emit;    /* op(B) is also written as p->emit_a (plain op(B), packed here) */
 } amx_job;
 
