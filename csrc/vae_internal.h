@@ -152,6 +152,7 @@ struct vf_vae {
     void *grad_hook_ctx;
     uint64_t write_locks; /* acquisitions of the lock for writing (vae_lock_write) */
     vae_packed *packed;   /* or NULL (vae_packed_weights.c) */
+    int64_t held_updates; /* steps whose update ran held (vae_train.c), for tests */
 };
 
 /* The model's lock for writing, counted: what was derived from the
@@ -238,6 +239,17 @@ typedef struct vae_theta {
 int vae_theta_begin(const vae_lik_call *c, int64_t heads, vae_theta *t);
 int vae_theta_end(const vae_lik_call *c, vae_theta *t, int st);
 
+/* vae_update.c: the optimizer step over the model's buffers. The optimizer
+ * and its hyper-parameters as the public entry points take them (beta1 is
+ * SGD's momentum; beta2 and eps are Adam's). */
+typedef struct vae_optim {
+    int kind; /* VF_OPTIMIZER_* */
+    float lr, beta1, beta2, eps, weight_decay;
+} vae_optim;
+int vae_check_optimizer(const vae_optim *o, uint64_t step);
+int vae_apply_update(vf_vae *m, const vae_optim *o, uint64_t step);
+int vae_update_part(vf_vae *m, const vae_optim *o, uint64_t step, int part);
+
 /* vae_packed_weights.c. Under the write lock: begin at a training call's
  * first step (packing on for bf16 Adam on the AMX route; nothing packed
  * yet), end when it returns. vae_packed_adam: the optimizer step that also
@@ -249,6 +261,12 @@ void vae_packed_end(vf_vae *m);
 void vae_packed_free(vf_vae *m);
 int vae_packed_on(const vf_vae *m);
 int vae_packed_adam(vf_vae *m, const struct vf_adam_consts *c);
+/* A step's update split in two (vae_train.c's held update), each part on
+ * the calling thread: part 1 updates and packs layer `layer`'s W, part 0
+ * everything else. vae_packed_mark_current: the packed forms are this
+ * step's (called under the step's own lock, once both parts are done). */
+int vae_packed_adam_part(vf_vae *m, const struct vf_adam_consts *c, int layer, int part);
+void vae_packed_mark_current(vf_vae *m);
 const uint32_t *vae_packed_weights(const vf_vae *m, const vf_vae_layer *L, int input_grad);
 
 /* vae_csr.c */

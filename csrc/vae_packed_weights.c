@@ -43,8 +43,8 @@ struct vae_packed {
     int64_t fwd[VAE_LAYER_SLOTS], bwd[VAE_LAYER_SLOTS]; /* offsets in buf, -1: none */
     int on;          /* this training call's optimizer packs */
     uint64_t stamp;  /* the write-lock count under which they are current; 0: never */
-    packed_unit *units;
-    int64_t units_cap;
+    packed_unit *units; /* the pass's units, planned by vae_packed_begin */
+    int64_t units_cap, n_units;
 };
 
 /* uint32s of a packed op(B) of K rows and N columns (gemm_amx.c's layout) */
@@ -59,6 +59,51 @@ static int packable(const vf_vae *m, int l, int first_sparse)
 {
     const vf_vae_layer *L = &m->layers[l];
     return !(l == 0 && first_sparse) && !L->cond && L->in * L->out >= VAE_PACKED_MIN;
+}
+
+/* The pass's units: each packed layer's 16-row groups first (the larger
+ * ones, so the team's last units are short), then the rest of the buffer
+ * in chunks, into p->units. VF_ERR_NOMEM if out of memory. */
+static int plan_units(vf_vae *m)
+{
+    vae_packed *p = m->packed;
+    int64_t n = 0, rest = m->n_params;
+    for (int l = 0; l < m->n_layers; ++l)
+        if (p->fwd[l] >= 0) {
+            n += (m->layers[l].in + 15) / 16;
+            rest -= m->layers[l].in * m->layers[l].out;
+        }
+    n += rest / VAE_PACKED_CHUNK + m->n_layers + 1; /* a short chunk before each W and at the end */
+    if (n > p->units_cap) {
+        packed_unit *u = realloc(p->units, (size_t)n * sizeof *u);
+        if (!u)
+            return VF_ERR_NOMEM;
+        p->units = u, p->units_cap = n;
+    }
+    packed_unit *u = p->units;
+    int64_t k = 0;
+    for (int l = 0; l < m->n_layers; ++l) {
+        const vf_vae_layer *L = &m->layers[l];
+        for (int64_t g = 0; p->fwd[l] >= 0 && 16 * g < L->in; ++g) {
+            const int64_t r1 = 16 * g + 16 < L->in ? 16 * g + 16 : L->in;
+            u[k++] = (packed_unit){L->w + 16 * g * L->out, L->w + r1 * L->out, g, l};
+        }
+    }
+    int64_t at = 0; /* the gaps between packed Ws, in buffer order */
+    for (;;) {
+        int64_t next = m->n_params, skip = m->n_params;
+        for (int l = 0; l < m->n_layers; ++l)
+            if (p->fwd[l] >= 0 && m->layers[l].w >= at && m->layers[l].w < next)
+                next = m->layers[l].w, skip = next + m->layers[l].in * m->layers[l].out;
+        for (int64_t i = at; i < next; i += VAE_PACKED_CHUNK)
+            u[k++] = (packed_unit){i, next - i < VAE_PACKED_CHUNK ? next : i + VAE_PACKED_CHUNK,
+                                   0, -1};
+        if (next == m->n_params)
+            break;
+        at = skip;
+    }
+    p->n_units = k;
+    return VF_OK;
 }
 
 void vae_packed_begin(vf_vae *m, int bf16, int adam, int first_sparse)
@@ -95,7 +140,7 @@ void vae_packed_begin(vf_vae *m, int bf16, int adam, int first_sparse)
         vf_os_aligned_free(p->buf);
         p->buf = buf, p->cap = (size_t)need;
     }
-    p->on = 1;
+    p->on = plan_units(m) == VF_OK; /* the layout holds for the whole call */
 }
 
 void vae_packed_end(vf_vae *m)
@@ -131,51 +176,6 @@ const uint32_t *vae_packed_weights(const vf_vae *m, const vf_vae_layer *L, int i
             return off < 0 ? NULL : p->buf + off;
         }
     return NULL;
-}
-
-/* The pass's units: each packed layer's 16-row groups first (the larger
- * ones, so the team's last units are short), then the rest of the buffer
- * in chunks. NULL if out of memory. */
-static packed_unit *plan_units(vf_vae *m, int64_t *n_units)
-{
-    vae_packed *p = m->packed;
-    int64_t n = 0, rest = m->n_params;
-    for (int l = 0; l < m->n_layers; ++l)
-        if (p->fwd[l] >= 0) {
-            n += (m->layers[l].in + 15) / 16;
-            rest -= m->layers[l].in * m->layers[l].out;
-        }
-    n += rest / VAE_PACKED_CHUNK + m->n_layers + 1; /* a short chunk before each W and at the end */
-    if (n > p->units_cap) {
-        packed_unit *u = realloc(p->units, (size_t)n * sizeof *u);
-        if (!u)
-            return NULL;
-        p->units = u, p->units_cap = n;
-    }
-    packed_unit *u = p->units;
-    int64_t k = 0;
-    for (int l = 0; l < m->n_layers; ++l) {
-        const vf_vae_layer *L = &m->layers[l];
-        for (int64_t g = 0; p->fwd[l] >= 0 && 16 * g < L->in; ++g) {
-            const int64_t r1 = 16 * g + 16 < L->in ? 16 * g + 16 : L->in;
-            u[k++] = (packed_unit){L->w + 16 * g * L->out, L->w + r1 * L->out, g, l};
-        }
-    }
-    int64_t at = 0; /* the gaps between packed Ws, in buffer order */
-    for (;;) {
-        int64_t next = m->n_params, skip = m->n_params;
-        for (int l = 0; l < m->n_layers; ++l)
-            if (p->fwd[l] >= 0 && m->layers[l].w >= at && m->layers[l].w < next)
-                next = m->layers[l].w, skip = next + m->layers[l].in * m->layers[l].out;
-        for (int64_t i = at; i < next; i += VAE_PACKED_CHUNK)
-            u[k++] = (packed_unit){i, next - i < VAE_PACKED_CHUNK ? next : i + VAE_PACKED_CHUNK,
-                                   0, -1};
-        if (next == m->n_params)
-            break;
-        at = skip;
-    }
-    *n_units = k;
-    return u;
 }
 
 typedef struct packed_adam_call {
@@ -217,13 +217,27 @@ static int64_t packed_adam_units(const void *ctx, int64_t lo, int64_t hi)
 
 int vae_packed_adam(vf_vae *m, const vf_adam_consts *c)
 {
-    int64_t n_units = 0;
-    const packed_unit *units = plan_units(m, &n_units);
-    if (!units)
-        return VF_ERR_NOMEM;
-    const packed_adam_call call = {m, units, c, vf_active()->elementwise};
-    const int64_t held = vf_team_for(vf_threads_for(m->n_params, VAE_PACKED_PAR_MIN), n_units,
-                                     1, packed_adam_units, &call);
+    const vae_packed *p = m->packed;
+    const packed_adam_call call = {m, p->units, c, vf_active()->elementwise};
+    const int64_t held = vf_team_for(vf_threads_for(m->n_params, VAE_PACKED_PAR_MIN),
+                                     p->n_units, 1, packed_adam_units, &call);
     m->packed->stamp = m->write_locks + 1; /* current until someone else writes */
     return held ? VF_ERR_NONFINITE : VF_OK;
+}
+
+int vae_packed_adam_part(vf_vae *m, const vf_adam_consts *c, int layer, int part)
+{
+    const vae_packed *p = m->packed;
+    const packed_adam_call call = {m, p->units, c, vf_active()->elementwise};
+    int64_t held = 0;
+    for (int64_t i = 0; i < p->n_units; ++i)
+        if ((p->units[i].layer == layer) == (part == 1))
+            held += packed_adam_units(&call, i, i + 1);
+    return held ? VF_ERR_NONFINITE : VF_OK;
+}
+
+void vae_packed_mark_current(vf_vae *m)
+{
+    if (vae_packed_on(m))
+        m->packed->stamp = m->write_locks;
 }

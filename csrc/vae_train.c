@@ -157,16 +157,98 @@ static int batch_means(const vf_vae *m, int64_t B, double *mean_loss, double *me
     return isfinite(total) ? VF_OK : VF_ERR_NONFINITE;
 }
 
+/* The forward pass up to the output layer's input: layer 0 on the batch's
+ * CSR form (sparse) or on x0, the encoder, the latent step and the
+ * decoder's hidden layers. */
+static int forward_to_output(vf_vae *m, int64_t B, const float *x0, int64_t ldx0,
+                             const vae_side *sd, const float *eps, uint64_t seed,
+                             uint64_t step, int sparse)
+{
+    const int E = m->n_enc, last = m->n_layers - 1;
+    int st;
+    if ((sparse && ((st = vae_csr_first_forward(m, B, sd)) != VF_OK ||
+                    (st = vae_dropout_forward(m, 0, B, seed, step)) != VF_OK)) ||
+        (st = layers_forward(m, sparse, E, B, x0, ldx0, sd, seed, step)) != VF_OK ||
+        (st = latent_forward(m, B, eps, seed, step)) != VF_OK ||
+        (st = layers_forward(m, E + 1, last - 1, B, m->z, m->Z, sd, seed, step)) != VF_OK)
+        return st;
+    return VF_OK;
+}
+
+/* ---- a held update: step k's optimizer step run at the start of step
+ * k + 1, beside that step's forward pass (train_steps, see held_update_pays).
+ * Two lanes, a unit each of one team loop: lane 0 updates every parameter
+ * but the output layer's W, then runs forward_to_output, which reads only
+ * parameters lane 0 has just written; lane 1 updates (and, for bf16,
+ * packs) the output layer's W, which only the output layer's forward reads,
+ * after both lanes. Each parameter gets the same update as in apply_update
+ * (the kernels are element-wise), so the bits are unchanged; on one thread
+ * the lanes run one after the other. */
+typedef struct held_update {
+    const vae_optim *o;
+    int held;      /* m->grads holds step `step`'s gradient, not yet applied */
+    uint64_t step;
+    double out3[3]; /* that step's means and rows, counted once it is applied */
+    int64_t rows;
+    int ran;       /* the last forward_backward ran the held update ... */
+    int status;    /* ... with this result */
+} held_update;
+
+typedef struct held_lanes {
+    vf_vae *m;
+    const held_update *h;
+    int64_t B, ldx0;
+    const float *x0, *eps;
+    const vae_side *sd;
+    uint64_t seed, step;
+    int sparse;
+    int *st; /* [0] lane 0's update, [1] its forward, [2] lane 1's update */
+} held_lanes;
+
+static int64_t run_held_lanes(const void *ctx, int64_t lo, int64_t hi)
+{
+    const held_lanes *c = ctx;
+    for (int64_t lane = lo; lane < hi; ++lane) {
+        if (lane == 1) {
+            c->st[2] = vae_update_part(c->m, c->h->o, c->h->step, 1);
+            continue;
+        }
+        c->st[0] = vae_update_part(c->m, c->h->o, c->h->step, 0);
+        if (c->st[0] == VF_OK)
+            c->st[1] = forward_to_output(c->m, c->B, c->x0, c->ldx0, c->sd, c->eps, c->seed,
+                                         c->step, c->sparse);
+    }
+    return 0;
+}
+
+/* h's update beside forward_to_output; h->status: the update's result. */
+static int held_update_and_forward(vf_vae *m, held_update *h, int64_t B, const float *x0,
+                                   int64_t ldx0, const vae_side *sd, const float *eps,
+                                   uint64_t seed, uint64_t step, int sparse)
+{
+    int st[3] = {VF_OK, VF_OK, VF_OK};
+    const held_lanes c = {m, h, B, ldx0, x0, eps, sd, seed, step, sparse, st};
+    vf_team_for(vf_threads_for(2, 0), 2, 1, run_held_lanes, &c);
+    vae_packed_mark_current(m);
+    h->held = 0;
+    h->ran = 1;
+    ++m->held_updates;
+    h->status = st[0] != VF_OK ? st[0] : st[2];
+    return h->status != VF_OK ? h->status : st[1];
+}
+
 /* Forward and backward for B rows X (B×D) with side inputs sd (conditions,
  * codes) and size factors s (B), may be NULL; fills grads, recon, kl and the batch
  * means. Every dW and db is checked for NaN/Inf in the GEMM's epilogue, in
  * registers (backward_layer): a NaN/Inf anywhere in a layer's output
  * gradient reaches them, and so does an overflow of Xᵀ·dY itself, which a
- * finite loss does not rule out (a huge learning rate found one). */
+ * finite loss does not rule out (a huge learning rate found one). With h
+ * holding a step's update, that update runs first, beside the forward pass
+ * (held_update_and_forward). */
 static int forward_backward(vf_vae *m, int64_t B, const float *X, const vae_side *sd,
                             const float *s, const float *eps, uint64_t seed,
                             uint64_t step, float kl_weight, double *mean_loss,
-                            double *mean_recon, double *mean_kl)
+                            double *mean_recon, double *mean_kl, held_update *h)
 {
     const int E = m->n_enc, last = m->n_layers - 1;
     /* the gradient is of the batch mean (of the global batch when sharded) */
@@ -176,13 +258,15 @@ static int forward_backward(vf_vae *m, int64_t B, const float *X, const vae_side
     const int sparse = m->csr_indptr != NULL;
     int64_t ldx0 = m->layers[0].out;
     const float *x0 = sparse ? m->act[0] : vae_encoder_input(m, B, X, m->D, m->xenc, &ldx0);
+    /* the output layer's input: the last hidden layer's output, or z */
+    const float *g_last = last > E + 1 ? m->act[last - 1] : m->z;
+    const int64_t ld_last = last > E + 1 ? m->layers[last - 1].out : m->Z;
     grad_cursor g = {m->dout, m->d1, m->d2};
-    int st;
-    if ((sparse && ((st = vae_csr_first_forward(m, B, sd)) != VF_OK ||
-                    (st = vae_dropout_forward(m, 0, B, seed, step)) != VF_OK)) ||
-        (st = layers_forward(m, sparse, E, B, x0, ldx0, sd, seed, step)) != VF_OK ||
-        (st = latent_forward(m, B, eps, seed, step)) != VF_OK ||
-        (st = layers_forward(m, E + 1, last, B, m->z, m->Z, sd, seed, step)) != VF_OK ||
+    int st = h && h->held
+                 ? held_update_and_forward(m, h, B, x0, ldx0, sd, eps, seed, step, sparse)
+                 : forward_to_output(m, B, x0, ldx0, sd, eps, seed, step, sparse);
+    if (st != VF_OK ||
+        (st = layers_forward(m, last, last, B, g_last, ld_last, sd, seed, step)) != VF_OK ||
         (st = likelihood_loss(m, B, X, s, sd, scale)) != VF_OK ||
         (st = batch_means(m, B, mean_loss, mean_recon, mean_kl)) != VF_OK ||
         (st = layers_backward(m, E + 1, last, B, m->z, m->Z, sd, &g, 1)) != VF_OK ||
@@ -219,7 +303,7 @@ int vf_vae_loss_and_grad_rows(vf_vae *m, int64_t B, const float *X, const vf_vae
     m->bf16 = vae_bf16(r);
     const vae_side sd = vae_side_of(r, 0);
     st = forward_backward(m, B, X, &sd, r ? r->size_factors : NULL, eps, seed, step, kl_weight,
-                          loss, NULL, NULL);
+                          loss, NULL, NULL, NULL);
     vae_csr_select(m, NULL, 0);
     m->bf16 = 0;
     if (st == VF_OK || st == VF_ERR_NONFINITE) {
@@ -229,79 +313,27 @@ int vf_vae_loss_and_grad_rows(vf_vae *m, int64_t B, const float *X, const vf_vae
     return st;
 }
 
-/* The optimizer and its hyper-parameters, as the public entry points take
- * them (beta1 is SGD's momentum; beta2 and eps are Adam's). */
-typedef struct optim_args {
-    int kind; /* VF_OPTIMIZER_* */
-    float lr, beta1, beta2, eps, weight_decay;
-} optim_args;
-
-/* The checks every update makes (VF_ERR_ARG / OVERFLOW). */
-static int check_optimizer(const optim_args *o, uint64_t step)
-{
-    if (!isfinite(o->lr) || o->lr < 0 || !isfinite(o->beta1) || o->beta1 < 0 ||
-        o->beta1 >= 1 || !isfinite(o->weight_decay) || o->weight_decay < 0)
-        return VF_ERR_ARG;
-    if (o->kind == VF_OPTIMIZER_ADAM) {
-        if (!isfinite(o->beta2) || o->beta2 < 0 || o->beta2 >= 1 || !(o->eps > 0) ||
-            !isfinite(o->eps))
-            return VF_ERR_ARG;
-        if (step >= (uint64_t)INT64_MAX)
-            return VF_ERR_OVERFLOW;
-    } else if (o->kind != VF_OPTIMIZER_SGD) {
-        return VF_ERR_ARG;
-    }
-    return VF_OK;
-}
-
-/* The optimizer step on parameters [lo, hi), held at p (the model's own
- * params + lo, or a caller's copy), with grads and moments [lo, hi). The
- * kernels are element-wise (masked vector tails), so a slice's bits are the
- * whole buffer's at the same positions, wherever the slice starts. */
-static int update_range(vf_vae *m, const optim_args *o, uint64_t step, int64_t lo, int64_t hi,
-                        float *p)
-{
-    const int64_t n = hi - lo;
-    if (o->kind == VF_OPTIMIZER_ADAM)
-        return vf_adam_update(n, p, m->grads + lo, m->m1 + lo, m->m2 + lo, o->lr, o->beta1,
-                              o->beta2, o->eps, o->weight_decay, (int64_t)step + 1);
-    return vf_sgd_update(n, p, m->grads + lo, m->m1 + lo, o->lr, o->beta1, o->weight_decay);
-}
-
-/* One optimizer pass over the whole buffer with the gradient in m->grads
- * (inside a training call that packs, packing its large weights too). */
-static int apply_update(vf_vae *m, const optim_args *o, uint64_t step)
-{
-    if (o->kind == VF_OPTIMIZER_ADAM && vae_packed_on(m)) {
-        vf_adam_consts c;
-        int st = vf_adam_consts_of(o->lr, o->beta1, o->beta2, o->eps, o->weight_decay,
-                                   (int64_t)step + 1, &c);
-        if (st == VF_OK)
-            st = vae_packed_adam(m, &c);
-        if (st != VF_ERR_NOMEM)
-            return st;
-    }
-    return update_range(m, o, step, 0, m->n_params, m->params);
-}
-
 /* One training step on contiguous X (B×D) with side inputs sd and size
- * factors s (B, or NULL), checked by the callers. */
+ * factors s (B, or NULL), checked by the callers. With h (train_steps),
+ * the update h holds runs first (beside the forward pass), and this step's
+ * update is held in h in its place. */
 static int train_step_rows(vf_vae *m, int64_t B, const float *X, const vae_side *sd,
                            const float *s, uint64_t seed, uint64_t step,
-                           const optim_args *o, float kl_weight, double *out3)
+                           const vae_optim *o, float kl_weight, double *out3,
+                           held_update *h)
 {
     if (!m || !X)
         return VF_ERR_NULL;
     if (B < 1 || !isfinite(kl_weight) || kl_weight < 0)
         return VF_ERR_ARG;
-    int st = check_optimizer(o, step);
+    int st = vae_check_optimizer(o, step);
     if (st != VF_OK)
         return st;
     st = vf_vae_reserve(m, B);
     if (st != VF_OK)
         return st;
     double l = 0, r = 0, k = 0;
-    st = forward_backward(m, B, X, sd, s, NULL, seed, step, kl_weight, &l, &r, &k);
+    st = forward_backward(m, B, X, sd, s, NULL, seed, step, kl_weight, &l, &r, &k, h);
     if (out3) {
         out3[0] = l;
         out3[1] = r;
@@ -309,7 +341,23 @@ static int train_step_rows(vf_vae *m, int64_t B, const float *X, const vae_side 
     }
     if (st != VF_OK)
         return st; /* includes VF_ERR_NONFINITE: parameters untouched */
-    return apply_update(m, o, step);
+    if (!h)
+        return vae_apply_update(m, o, step);
+    h->held = 1;
+    h->step = step;
+    return VF_OK;
+}
+
+/* 1 if holding each step's update for the next step's forward pass pays:
+ * a model whose layer 0 runs on CSR rows (the forward up to the output
+ * layer is a fraction of the update, so the two lanes come out about even:
+ * scVI's 2,000 × 128 CSR layer, 128 × 4,000 output W), more than one
+ * thread, and more than one step. */
+static int held_update_pays(const vf_vae *m, const vf_vae_rows *r, int64_t n_steps)
+{
+    const vf_vae_layer *L = &m->layers[m->n_layers - 1];
+    return n_steps > 1 && r && r->csr_indptr && L->in * L->out >= 65536 &&
+           vf_threads_for(2, 0) > 1 && m->shard_batch == 0;
 }
 
 int vf_vae_shard_grads(vf_vae *m, int64_t B, const float *X, const vf_vae_rows *rows,
@@ -338,47 +386,13 @@ int vf_vae_shard_grads(vf_vae *m, int64_t B, const float *X, const vf_vae_rows *
     m->bf16 = vae_bf16(rows);
     const vae_side sd = vae_side_of(rows, 0);
     st = forward_backward(m, B, X, &sd, rows ? rows->size_factors : NULL, NULL, seed, step,
-                          kl_weight, &l, &r, &k);
+                          kl_weight, &l, &r, &k, NULL);
     m->shard_row0 = m->shard_batch = 0;
     m->bf16 = 0;
     vf_rwlock_unlock(&m->lock);
     sums3[0] = l * (double)B;
     sums3[1] = r * (double)B;
     sums3[2] = k * (double)B;
-    return st;
-}
-
-int vf_vae_apply_update(vf_vae *m, uint64_t step, float lr, float beta1, float beta2,
-                        float adam_eps, float weight_decay, int optimizer)
-{
-    if (!m)
-        return VF_ERR_NULL;
-    const optim_args o = {optimizer, lr, beta1, beta2, adam_eps, weight_decay};
-    int st = check_optimizer(&o, step);
-    if (st != VF_OK)
-        return st;
-    vae_lock_write(m);
-    st = apply_update(m, &o, step);
-    vf_rwlock_unlock(&m->lock);
-    return st;
-}
-
-int vf_vae_apply_update_slice(vf_vae *m, int64_t lo, int64_t hi, float *p, uint64_t step,
-                              float lr, float beta1, float beta2, float adam_eps,
-                              float weight_decay, int optimizer)
-{
-    if (!m || (hi > lo && !p))
-        return VF_ERR_NULL;
-    if (lo < 0 || hi < lo || hi > m->n_params)
-        return VF_ERR_ARG;
-    const optim_args o = {optimizer, lr, beta1, beta2, adam_eps, weight_decay};
-    int st = check_optimizer(&o, step);
-    if (st != VF_OK || hi == lo)
-        return st;
-    /* the moments (and maybe the parameters) are written: a write like any update */
-    vae_lock_write(m);
-    st = update_range(m, &o, step, lo, hi, p);
-    vf_rwlock_unlock(&m->lock);
     return st;
 }
 
@@ -408,16 +422,24 @@ int vf_vae_train_step(vf_vae *m, int64_t B, const float *X, uint64_t seed,
 {
     if (m && (m->C > 0 || m->n_cat > 0))
         return VF_ERR_ARG; /* a conditional model needs c: vf_vae_train_steps_rows */
-    const optim_args o = {optimizer, lr, beta1, beta2, adam_eps, weight_decay};
+    const vae_optim o = {optimizer, lr, beta1, beta2, adam_eps, weight_decay};
     const vae_side none = {0};
-    return train_step_rows(m, B, X, &none, NULL, seed, step, &o, kl_weight, out3);
+    return train_step_rows(m, B, X, &none, NULL, seed, step, &o, kl_weight, out3, NULL);
+}
+
+/* A step's means into the call's sums (rows-weighted), and one more done. */
+static void count_step(const double *out3, int64_t rows, double *sums3, int64_t *done)
+{
+    for (int j = 0; j < 3; ++j)
+        sums3[j] += out3[j] * (double)rows;
+    ++*done;
 }
 
 /* vf_vae_train_steps_rows with the optimizer as one struct. */
 static int train_steps(vf_vae *m, int64_t n, const float *X, int64_t ldx,
                        const vf_vae_rows *r, const int64_t *order, int64_t batch,
                        int64_t first_batch, int64_t n_steps, uint64_t seed, uint64_t step0,
-                       const optim_args *o, float kl_weight, double *sums3, int64_t *done)
+                       const vae_optim *o, float kl_weight, double *sums3, int64_t *done)
 {
     if (!done)
         return VF_ERR_NULL;
@@ -439,6 +461,9 @@ static int train_steps(vf_vae *m, int64_t n, const float *X, int64_t ldx,
     const int64_t D = m->D, C = m->C;
     const float *c = r ? r->c : NULL, *s = r ? r->size_factors : NULL;
     const int64_t ldc = r ? r->ldc : 0;
+    /* a step counts (done, sums3) once its update is applied */
+    held_update held = {.o = o};
+    held_update *h = held_update_pays(m, r, n_steps) ? &held : NULL;
     vf_team_hold(1); /* steps back to back: keep the workers awake between loops */
     for (int64_t k = 0; k < n_steps; ++k) {
         const int64_t r0 = (first_batch + k) * batch;
@@ -486,22 +511,41 @@ static int train_steps(vf_vae *m, int64_t n, const float *X, int64_t ldx,
         else
             vae_csr_select(m, r, r0);
         m->bf16 = vae_bf16(r);
+        if (h)
+            h->ran = 0;
         if (st == VF_OK)
             st = train_step_rows(m, rows, xb, &sd, sb, seed, step0 + (uint64_t)k, o,
-                                 kl_weight, out3);
+                                 kl_weight, out3, h);
         vae_csr_select(m, NULL, 0);
         m->bf16 = 0;
         vf_tuner_end(&m->tuner, rows);
         vf_rwlock_unlock(&m->lock);
+        if (h && h->ran) { /* the previous step's update ran */
+            if (h->status != VF_OK) {
+                st = h->status; /* that step failed, and this one did not count */
+                break;
+            }
+            count_step(h->out3, h->rows, sums3, done);
+        }
         if (st != VF_OK)
             break;
-        for (int j = 0; j < 3; ++j)
-            sums3[j] += out3[j] * (double)rows;
-        *done = k + 1;
+        if (h) { /* held for the next step */
+            memcpy(h->out3, out3, sizeof out3);
+            h->rows = rows;
+        } else {
+            count_step(out3, rows, sums3, done);
+        }
     }
     vf_team_hold(0);
     if (n_steps > 0) { /* the packed weights are this call's only */
         vae_lock_write(m);
+        if (h && h->held) { /* the last step's update */
+            const int su = vae_apply_update(m, o, h->step);
+            if (su == VF_OK)
+                count_step(h->out3, h->rows, sums3, done);
+            else if (st == VF_OK)
+                st = su;
+        }
         vae_packed_end(m);
         vf_rwlock_unlock(&m->lock);
     }
@@ -515,7 +559,7 @@ int vf_vae_train_steps(vf_vae *m, int64_t n, const float *X, int64_t ldx,
                        float beta1, float beta2, float adam_eps, float weight_decay,
                        int optimizer, float kl_weight, double *sums3, int64_t *done)
 {
-    const optim_args o = {optimizer, lr, beta1, beta2, adam_eps, weight_decay};
+    const vae_optim o = {optimizer, lr, beta1, beta2, adam_eps, weight_decay};
     return train_steps(m, n, X, ldx, NULL, order, batch, first_batch, n_steps, seed, step0, &o,
                        kl_weight, sums3, done);
 }
@@ -527,7 +571,7 @@ int vf_vae_train_steps_rows(vf_vae *m, int64_t n, const float *X, int64_t ldx,
                             float adam_eps, float weight_decay, int optimizer,
                             float kl_weight, double *sums3, int64_t *done)
 {
-    const optim_args o = {optimizer, lr, beta1, beta2, adam_eps, weight_decay};
+    const vae_optim o = {optimizer, lr, beta1, beta2, adam_eps, weight_decay};
     return train_steps(m, n, X, ldx, r, order, batch, first_batch, n_steps, seed, step0, &o,
                        kl_weight, sums3, done);
 }

@@ -282,6 +282,11 @@ cdef extern from "norm.h" nogil:
                                const float *xhat, int64_t ldxh, const float *inv_std,
                                float *dy, int64_t lddy)
 
+# ---- the model's internals that tests read (csrc/vae_internal.h) (_model.pxi)
+cdef extern from "vae_internal.h" nogil:
+    ctypedef struct vf_vae_internals "struct vf_vae":
+        int64_t held_updates
+
 # ---- normalisation of the model's hidden layers (csrc/vae_norm.c) (_model.pxi)
 cdef extern from "vae_norm.h" nogil:
     int vf_vae_set_norm(vf_vae *m, int batch_norm_sides, int layer_norm_sides)

@@ -194,6 +194,12 @@ cdef class VAECore:
         check_status(vf_vae_set_norm(self.m, batch_norm_sides, layer_norm_sides), "set_norm")
         self.num_params = vf_vae_num_params(self.m)
 
+    def held_updates(self):
+        """Training steps whose optimizer step ran held, at the start of the
+        next step beside its forward pass (csrc/vae_train.c), since creation."""
+        with self.reading():
+            return (<vf_vae_internals *>self.m).held_updates
+
     def get_norm_stats(self):
         """Copy of the running statistics of the batch-norm layers."""
         cdef int64_t n = vf_vae_norm_stats_size(self.m)
