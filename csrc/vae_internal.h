@@ -152,7 +152,7 @@ struct vf_vae {
     void *grad_hook_ctx;
     uint64_t write_locks; /* acquisitions of the lock for writing (vae_lock_write) */
     vae_packed *packed;   /* or NULL (vae_packed_weights.c) */
-    int64_t held_updates; /* steps whose update ran held (vae_train.c), for tests */
+    int64_t held_updates; /* steps whose update ran held (vae_step.c), for tests */
 };
 
 /* The model's lock for writing, counted: what was derived from the
@@ -199,11 +199,14 @@ vae_side vae_side_of(const vf_vae_rows *r, int64_t row0);
 
 /* vae_layer_grad.c: layer L's backward pass from d = dL/d(out) (B×out):
  * dW, db (and the condition/covariate parts) into m->grads, overwritten;
- * dx = d·W[:in]ᵀ ⊙ [mask > 0] when dx != NULL. g (N) = column sums of d
- * (B×N), rows in order. Both VF_ERR_NONFINITE on a NaN/Inf gradient. */
+ * dx = d·W[:in]ᵀ ⊙ [mask > 0] when dx != NULL (vae_backward_input: dx
+ * alone, the same bits). g (N) = column sums of d (B×N), rows in order.
+ * VF_ERR_NONFINITE on a NaN/Inf weight gradient or column sum. */
 int vae_backward_any_layer(const vf_vae *m, const vf_vae_layer *L, int64_t B,
                            const float *x, int64_t ldx, const vae_side *sd,
                            const float *d, const float *mask, float *dx);
+int vae_backward_input(const vf_vae *m, const vf_vae_layer *L, int64_t B, const float *d,
+                       const float *mask, float *dx);
 int vae_column_sums(int64_t B, int64_t N, const float *d, float *g);
 
 /* vae_covariates.c */
@@ -249,6 +252,24 @@ typedef struct vae_optim {
 int vae_check_optimizer(const vae_optim *o, uint64_t step);
 int vae_apply_update(vf_vae *m, const vae_optim *o, uint64_t step);
 int vae_update_part(vf_vae *m, const vae_optim *o, uint64_t step, int part);
+
+/* vae_step.c: one step's forward and backward pass on B rows X (B×D)
+ * with side inputs sd and size factors s (B or NULL); fills grads, recon,
+ * kl and the batch means. With h holding a step's update (vae_train.c's
+ * multi-step loop), that update runs first, beside the forward pass. */
+typedef struct vae_held_update {
+    const vae_optim *o;
+    int held;      /* m->grads holds step `step`'s gradient, not yet applied */
+    uint64_t step;
+    double out3[3]; /* that step's means and rows, counted once it is applied */
+    int64_t rows;
+    int ran;       /* the last forward_backward ran the held update ... */
+    int status;    /* ... with this result */
+} vae_held_update;
+int vae_forward_backward(vf_vae *m, int64_t B, const float *X, const vae_side *sd,
+                         const float *s, const float *eps, uint64_t seed, uint64_t step,
+                         float kl_weight, double *mean_loss, double *mean_recon,
+                         double *mean_kl, vae_held_update *h);
 
 /* vae_packed_weights.c. Under the write lock: begin at a training call's
  * first step (packing on for bf16 Adam on the AMX route; nothing packed

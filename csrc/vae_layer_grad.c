@@ -204,6 +204,15 @@ int vae_backward_any_layer(const vf_vae *m, const vf_vae_layer *L, int64_t B,
     return st == VF_OK && L->cov ? vae_cov_backward(m, L, B, sd, d, m->grads) : st;
 }
 
+int vae_backward_input(const vf_vae *m, const vf_vae_layer *L, int64_t B, const float *d,
+                       const float *mask, float *dx)
+{
+    vf_vae_layer Lx = *L;
+    Lx.in = L->in - (L->cond ? m->C : 0);
+    return layer_input_grad(&Lx, B, d, m->params + L->w, vae_packed_weights(m, L, 1), mask,
+                            dx, m->bf16);
+}
+
 /* g (N) = column sums of d (B×N, contiguous), rows in order (thread-count
  * free: threads own blocks of 256 columns); VF_ERR_NONFINITE if any is NaN/Inf. */
 typedef struct column_sums_call {

@@ -1,8 +1,9 @@
-"""The held update (csrc/vae_train.c): on more than one thread, a training
+"""The held update (csrc/vae_step.c): on more than one thread, a training
 call from CSR rows runs each step's optimizer step at the start of the next
 step, in one lane beside that step's forward pass up to the output layer
 (the other lane updates the output layer's W), and the last step's at the
-end of the call.
+end of the call; its backward pass runs in two lanes too (the output
+layer's weight gradient beside everything below it).
 
 Oracle: the same fit on one thread, where the update is never held and runs
 at the end of its own step. Both update every parameter with the same
@@ -42,10 +43,25 @@ def counts():
     return sp.csr_matrix(X)
 
 
-def fit(X, threads, precision="fp32", epochs=2, **kw):
+# model variants: the scVI defaults, batch codes injected into every layer
+# of the decoder and the encoder with a per-batch dispersion, and no
+# normalisation or dropout with two hidden layers
+VARIANTS = {
+    "scvi": dict(use_batch_norm="both", dropout_rate=0.1),
+    "covariates": dict(use_batch_norm="both", dropout_rate=0.1, categorical_covariates=(3,),
+                       deeply_inject_covariates=True, encode_covariates=True,
+                       dispersion="gene-batch"),
+    "plain": dict(hidden=(128, 64), use_batch_norm="none", dropout_rate=0.0),
+}
+
+
+def fit(X, threads, precision="fp32", epochs=2, variant="scvi", **kw):
     vaefast.set_num_threads(threads)
-    m = vaefast.VAE(GENES, hidden=(128,), latent_dim=10, likelihood="zinb", seed=4,
-                    use_batch_norm="both", dropout_rate=0.1, precision=precision)
+    model_kw = {"hidden": (128,), **VARIANTS[variant]}
+    m = vaefast.VAE(GENES, latent_dim=10, likelihood="zinb", seed=4, precision=precision,
+                    **model_kw)
+    if "categorical_covariates" in model_kw:
+        kw["codes"] = (np.arange(X.shape[0]) % 3).astype(np.int32)[:, None]
     error = None
     try:
         history = m.fit(X, epochs=epochs, batch_size=64, progress=False, **kw)
@@ -61,11 +77,12 @@ def assert_same_weights(a, b):
         np.testing.assert_array_equal(wa[k].view(np.uint32), wb[k].view(np.uint32), err_msg=k)
 
 
+@pytest.mark.parametrize("variant", list(VARIANTS))
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 @pytest.mark.parametrize("threads", [2, 3])
-def test_same_bits_as_one_thread(counts, threads_setting, precision, threads):
-    want, h_want, _ = fit(counts, 1, precision)
-    got, h_got, _ = fit(counts, threads, precision)
+def test_same_bits_as_one_thread(counts, threads_setting, precision, threads, variant):
+    want, h_want, _ = fit(counts, 1, precision, variant=variant)
+    got, h_got, _ = fit(counts, threads, precision, variant=variant)
     assert want._core.held_updates() == 0  # one thread: never held
     # calls of 1, 3 and 4 steps: every step but the last of a call is held
     assert got._core.held_updates() == 5
