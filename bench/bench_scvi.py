@@ -290,7 +290,7 @@ def print_analysis(rows):
           "DE AUC (proba_de) | DE AUC (abs lfc) | DE AUC (both tails) |")
     print("|---|---|---|---|---|---|---|")
     for threads, r in rows:
-        for name in ("vaefast", "scvi"):
+        for name in r:  # vaefast, vaefast-bf16 (with --bf16), scvi
             m = r[name]
             print(f"| {threads} | {name} | {m['silhouette']:.3f} | {m['batch_entropy']:.3f} | "
                   f"{m['auc_proba']:.3f} | {m['auc_lfc']:.3f} | {m['auc_two']:.3f} |")
