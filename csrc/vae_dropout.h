@@ -23,7 +23,7 @@ int vf_vae_set_dropout(vf_vae *m, float encoder_rate, float decoder_rate);
 int vf_dropout_mask(uint64_t seed, uint64_t step, int layer, int64_t row0, int64_t M,
                     int64_t N, float p, float *mask, int64_t ld);
 
-/* Internal (vae_train.c). act[l] (B×out) of layer l ⊙= keep / (1 − p) for
+/* Internal (vae_step.c). act[l] (B×out) of layer l ⊙= keep / (1 − p) for
  * rows shard_row0 + i; no-op without dropout on l. Returns VF_OK. */
 int vae_dropout_forward(const vf_vae *m, int l, int64_t B, uint64_t seed, uint64_t step);
 /* d (B×out of layer l, the gradient w.r.t. act[l], masked by [act[l] > 0])

@@ -6,7 +6,9 @@
  *   vae_layers.c  what inference and training both run: the layers, the
  *                 encoder input, the head split, the side-input check
  *   vae_infer.c   encode, decode, the per-sample ELBO (const model)
- *   vae_train.c   forward + backward, the optimizer step, the training loops
+ *   vae_step.c    a training step's forward + backward pass (and its lanes)
+ *   vae_update.c  the optimizer step
+ *   vae_train.c   the training entry points and the multi-step loop
  *   vae_csr.c     a training step's first layer on the batch's CSR form
  *   vae_packed_weights.c  a bf16 training call's weights, packed by its
  *                 optimizer step for the next step's products
@@ -282,7 +284,7 @@ void vae_packed_end(vf_vae *m);
 void vae_packed_free(vf_vae *m);
 int vae_packed_on(const vf_vae *m);
 int vae_packed_adam(vf_vae *m, const struct vf_adam_consts *c);
-/* A step's update split in two (vae_train.c's held update), each part on
+/* A step's update split in two (vae_step.c's held update), each part on
  * the calling thread: part 1 updates and packs layer `layer`'s W, part 0
  * everything else. vae_packed_mark_current: the packed forms are this
  * step's (called under the step's own lock, once both parts are done). */

@@ -1,7 +1,7 @@
 /* vae_likelihood.c: the model's likelihoods, one table entry each.
  *
  * This is the only file of the model that names a likelihood: vae.c,
- * vae_layers.c, vae_infer.c and vae_train.c read the entry (vae_likelihood_of)
+ * vae_layers.c, vae_infer.c, vae_step.c and vae_train.c read the entry (vae_likelihood_of)
  * and never test the enum. An entry says
  *   - which variance modes it takes, and for each the output layer's width
  *     (a multiple of D: the mean first, then per-sample parameters) and the

@@ -30,7 +30,7 @@ int vf_vae_set_norm(vf_vae *m, int batch_norm_sides, int layer_norm_sides);
 int64_t vf_vae_norm_stats_size(const vf_vae *m);
 float *vf_vae_norm_stats(vf_vae *m);
 
-/* Internal (vae_layers.c, vae_train.c, vae.c). */
+/* Internal (vae_layers.c, vae_step.c, vae_train.c, vae.c). */
 void vae_norm_free(vf_vae *m);
 int vae_norm_has_batch_norm(const vf_vae *m);
 /* act[l] (B×out) in place: the GEMM's output -> normalised, ReLU; batch

@@ -33,8 +33,8 @@ int vf_vae_loss_and_grad_rows(vf_vae *m, int64_t B, const float *X, const vf_vae
     vae_csr_select(m, r, 0);
     m->bf16 = vae_bf16(r);
     const vae_side sd = vae_side_of(r, 0);
-    st = vae_forward_backward(m, B, X, &sd, r ? r->size_factors : NULL, eps, seed, step, kl_weight,
-                          loss, NULL, NULL, NULL);
+    st = vae_forward_backward(m, B, X, &sd, r ? r->size_factors : NULL, eps, seed, step,
+                              kl_weight, loss, NULL, NULL, NULL);
     vae_csr_select(m, NULL, 0);
     m->bf16 = 0;
     if (st == VF_OK || st == VF_ERR_NONFINITE) {
@@ -116,8 +116,8 @@ int vf_vae_shard_grads(vf_vae *m, int64_t B, const float *X, const vf_vae_rows *
     m->shard_batch = batch_total;
     m->bf16 = vae_bf16(rows);
     const vae_side sd = vae_side_of(rows, 0);
-    st = vae_forward_backward(m, B, X, &sd, rows ? rows->size_factors : NULL, NULL, seed, step,
-                          kl_weight, &l, &r, &k, NULL);
+    st = vae_forward_backward(m, B, X, &sd, rows ? rows->size_factors : NULL, NULL, seed,
+                              step, kl_weight, &l, &r, &k, NULL);
     m->shard_row0 = m->shard_batch = 0;
     m->bf16 = 0;
     vf_rwlock_unlock(&m->lock);

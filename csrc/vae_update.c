@@ -1,6 +1,6 @@
 /* vae_update.c: the optimizer step over the model's buffers: all of them
  * (a training step's), a slice (a data-parallel rank's), or in two parts
- * for a held update (vae_train.c). */
+ * for a held update (vae_step.c). */
 #include <math.h>
 #include <stdint.h>
 
@@ -39,19 +39,27 @@ static int update_range(vf_vae *m, const vae_optim *o, uint64_t step, int64_t lo
     return vf_sgd_update(n, p, m->grads + lo, m->m1 + lo, o->lr, o->beta1, o->weight_decay);
 }
 
+/* 1 if the step runs as the packing pass (Adam inside a training call that
+ * packs: vae_packed_weights.c, whose units vae_packed_begin planned), with
+ * its constants in *c. */
+static int packing_pass(const vf_vae *m, const vae_optim *o, uint64_t step, vf_adam_consts *c,
+                        int *st)
+{
+    if (o->kind != VF_OPTIMIZER_ADAM || !vae_packed_on(m))
+        return 0;
+    *st = vf_adam_consts_of(o->lr, o->beta1, o->beta2, o->eps, o->weight_decay,
+                            (int64_t)step + 1, c);
+    return 1;
+}
+
 /* One optimizer pass over the whole buffer with the gradient in m->grads
  * (inside a training call that packs, packing its large weights too). */
 int vae_apply_update(vf_vae *m, const vae_optim *o, uint64_t step)
 {
-    if (o->kind == VF_OPTIMIZER_ADAM && vae_packed_on(m)) {
-        vf_adam_consts c;
-        int st = vf_adam_consts_of(o->lr, o->beta1, o->beta2, o->eps, o->weight_decay,
-                                   (int64_t)step + 1, &c);
-        if (st == VF_OK)
-            st = vae_packed_adam(m, &c);
-        if (st != VF_ERR_NOMEM)
-            return st;
-    }
+    vf_adam_consts c;
+    int st;
+    if (packing_pass(m, o, step, &c, &st))
+        return st != VF_OK ? st : vae_packed_adam(m, &c);
     return update_range(m, o, step, 0, m->n_params, m->params);
 }
 
@@ -60,16 +68,14 @@ int vae_apply_update(vf_vae *m, const vae_optim *o, uint64_t step)
 int vae_update_part(vf_vae *m, const vae_optim *o, uint64_t step, int part)
 {
     const int out = m->n_layers - 1;
-    if (o->kind == VF_OPTIMIZER_ADAM && vae_packed_on(m)) {
-        vf_adam_consts c;
-        int st = vf_adam_consts_of(o->lr, o->beta1, o->beta2, o->eps, o->weight_decay,
-                                   (int64_t)step + 1, &c);
+    vf_adam_consts c;
+    int st;
+    if (packing_pass(m, o, step, &c, &st))
         return st != VF_OK ? st : vae_packed_adam_part(m, &c, out, part);
-    }
     const int64_t w0 = m->layers[out].w, w1 = w0 + m->layers[out].in * m->layers[out].out;
     if (part)
         return update_range(m, o, step, w0, w1, m->params + w0);
-    int st = w0 > 0 ? update_range(m, o, step, 0, w0, m->params) : VF_OK;
+    st = w0 > 0 ? update_range(m, o, step, 0, w0, m->params) : VF_OK;
     const int st1 = w1 < m->n_params ? update_range(m, o, step, w1, m->n_params,
                                                     m->params + w1)
                                      : VF_OK;

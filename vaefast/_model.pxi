@@ -196,7 +196,7 @@ cdef class VAECore:
 
     def held_updates(self):
         """Training steps whose optimizer step ran held, at the start of the
-        next step beside its forward pass (csrc/vae_train.c), since creation."""
+        next step beside its forward pass (csrc/vae_step.c), since creation."""
         with self.reading():
             return (<vf_vae_internals *>self.m).held_updates
 
