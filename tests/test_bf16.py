@@ -382,16 +382,22 @@ def test_emulation_matches_instruction_bit_for_bit(rng):
 
 
 @needs_native
-@pytest.mark.parametrize("M,N,K", [(37, 45, 31), (128, 400, 784), (1, 40, 400), (50, 3, 2)])
-def test_gemm_emulated_equals_native(rng, M, N, K):
+@pytest.mark.parametrize("trans", [(False, False), (True, False), (False, True)])
+@pytest.mark.parametrize("M,N,K", [(37, 45, 31), (128, 400, 784), (1, 40, 400), (50, 3, 2),
+                                   (13, 17, 801)])
+def test_gemm_emulated_equals_native(rng, M, N, K, trans):
     """Whole products, with entries over a wide exponent range (tiny products
-    that flush, huge ones that cancel) and ReLU + bias."""
-    scale = np.exp2(rng.integers(-70, 40, (M, K))).astype(np.float32)
+    that flush, huge ones that cancel, float32 subnormals that the packing
+    rounds) and ReLU + bias; each operand plain or transposed, as the
+    layers' forward, weight-gradient and input-gradient products take them."""
+    ta, tb = trans
+    scale = np.exp2(rng.integers(-140, 40, (M, K))).astype(np.float32)
     a = (rng.standard_normal((M, K)) * scale).astype(np.float32)
-    b = (rng.standard_normal((K, N)) * np.exp2(rng.integers(-70, 40, (K, N)))).astype(np.float32)
+    b = (rng.standard_normal((K, N)) * np.exp2(rng.integers(-140, 40, (K, N)))).astype(np.float32)
+    a, b = (np.ascontiguousarray(a.T) if ta else a), (np.ascontiguousarray(b.T) if tb else b)
     bias = rng.standard_normal(N).astype(np.float32)
-    ce, fe = run(a, b, bias=bias, relu=True, impl="emulated")
-    cn, fn = run(a, b, bias=bias, relu=True, impl="native")
+    ce, fe = run(a, b, ta, tb, bias=bias, relu=True, impl="emulated")
+    cn, fn = run(a, b, ta, tb, bias=bias, relu=True, impl="native")
     assert fe == fn
     np.testing.assert_array_equal(ce.view(np.uint32), cn.view(np.uint32))
 

@@ -17,6 +17,9 @@
 #include "isa/isa.h"
 #include "isa/gemm_bf16_neon.h"
 #include "isa/vec_bf16.h"
+#if VF_HAVE_DPBF16
+#include "isa/bf16_tiles_avx512.h" /* tile_transpose, epilogue */
+#endif
 #include "threads.h"
 #include "vaefast.h"
 
@@ -62,6 +65,30 @@ static inline float b_at(const vf_bf16_problem *p, int64_t k, int64_t j)
     return p->trans_b ? p->B[j * p->ldb + k] : p->B[k * p->ldb + j];
 }
 
+#if VF_HAVE_DPBF16
+/* Pairs q0 .. q0 + nq - 1 (nq <= 16) of n <= 16 rows whose pairs are
+ * adjacent floats (rows ld apart from base, floats k0 .. of each, zero
+ * from K on) into out[q·stride + r], r < 16; rows n .. 15 get zeros when
+ * stride reaches them (a 16×16 transpose of pairs; stride 12 writes the
+ * first 12 rows of each pair row). */
+static void pack_adjacent_block(const float *base, int64_t ld, int64_t n, int64_t k0, int64_t K,
+                                int64_t nq, uint32_t *out, int64_t stride)
+{
+    vu r[16];
+    const vm m0 = vm_first(K - k0), m1 = K - k0 > VW ? vm_first(K - k0 - VW) : (vm)0;
+    for (int64_t c = 0; c < 16; ++c) {
+        const float *row = base + c * ld + k0;
+        r[c] = c < n ? vu_bf16_pack_adjacent(vf_load_mask(row, m0), vf_load_mask(row + VW, m1))
+                     : vu_set1(0u);
+    }
+    uint32_t t[256] __attribute__((aligned(64)));
+    tile_transpose(r, t);
+    const vm lanes = vm_first(stride);
+    for (int64_t q = 0; q < nq; ++q)
+        vu_store_mask(out + q * stride, vu_load(t + 16 * q), lanes);
+}
+#endif
+
 /* Bp (kp × NR pairs) = columns j0..j0+w of op(B); columns past w are 0. */
 static void pack_b_panel(const vf_bf16_problem *p, int64_t j0, int64_t w, uint32_t *bp)
 {
@@ -90,43 +117,48 @@ static void pack_b_panel(const vf_bf16_problem *p, int64_t j0, int64_t w, uint32
             vf_store_mask(p->ones_row + j0 + c, sums[c / VW], vm_first(w - c));
         return;
     }
+#if VF_HAVE_DPBF16
+    /* column c's pairs are adjacent floats of B's row j0 + c */
+    for (int64_t c0 = 0; c0 < BF_NR; c0 += 16)
+        for (int64_t q0 = 0; q0 < kp; q0 += 16)
+            pack_adjacent_block(p->B + (j0 + c0) * p->ldb, p->ldb, bf_min(16, w - c0),
+                                2 * q0, p->K, bf_min(16, kp - q0), bp + q0 * BF_NR + c0, BF_NR);
+#else
     for (int64_t c = 0; c < BF_NR; ++c)
         for (int64_t q = 0; q < kp; ++q)
             bp[q * BF_NR + c] = c < w ? pair_scalar(b_at(p, 2 * q, j0 + c),
                                                     b_at(p, 2 * q + 1, j0 + c))
                                       : 0u;
+#endif
 }
 
 /* Ap (kp × MR pairs) = rows i0..i0+h of op(A); rows past h are 0. */
 static void pack_a_panel(const vf_bf16_problem *p, int64_t i0, int64_t h, uint32_t *ap)
 {
     const int64_t kp = (p->K + 1) / 2;
+#if VF_HAVE_DPBF16
+    if (!p->trans_a) { /* a row's pairs are adjacent floats */
+        for (int64_t q0 = 0; q0 < kp; q0 += 16)
+            pack_adjacent_block(p->A + i0 * p->lda, p->lda, h, 2 * q0, p->K,
+                                bf_min(16, kp - q0), ap + q0 * BF_MR, BF_MR);
+        return;
+    }
+    /* pair q of every row: rows 2q and 2q + 1 of A, side by side */
+    const vm rows = vm_first(h), all = vm_first(BF_MR);
+    for (int64_t q = 0; q < kp; ++q) {
+        const float *r0 = p->A + 2 * q * p->lda + i0;
+        const vf lo = vf_load_mask(r0, rows);
+        const vf hi = 2 * q + 1 < p->K ? vf_load_mask(r0 + p->lda, rows) : vf_zero();
+        vu_store_mask(ap + q * BF_MR, vu_bf16_pair(lo, hi), all);
+    }
+#else
     for (int64_t r = h; r < BF_MR; ++r)
         for (int64_t q = 0; q < kp; ++q)
             ap[q * BF_MR + r] = 0u;
-    if (!p->trans_a) { /* a row's pairs are adjacent floats */
-        const int64_t full = p->K / 2;
-        for (int64_t r = 0; r < h; ++r) {
-            const float *row = p->A + (i0 + r) * p->lda;
-            int64_t q = 0;
-#if VF_HAVE_BF16_PACK_ADJACENT
-            for (; q + VW <= full; q += VW) { /* VW pairs from 2·VW floats */
-                uint32_t pr[VW];
-                vu_store(pr, vu_bf16_pack_adjacent(vf_load(row + 2 * q), vf_load(row + 2 * q + VW)));
-                for (int j = 0; j < VW; ++j)
-                    ap[(q + j) * BF_MR + r] = pr[j];
-            }
-#endif
-            for (; q < full; ++q)
-                ap[q * BF_MR + r] = pair_scalar(row[2 * q], row[2 * q + 1]);
-            if (full < kp)
-                ap[full * BF_MR + r] = pair_scalar(row[2 * full], 0.0f);
-        }
-        return;
-    }
     for (int64_t q = 0; q < kp; ++q)
         for (int64_t r = 0; r < h; ++r)
             ap[q * BF_MR + r] = pair_scalar(a_at(p, i0 + r, 2 * q), a_at(p, i0 + r, 2 * q + 1));
+#endif
 }
 
 #if VF_HAVE_DPBF16
@@ -230,6 +262,7 @@ static void tile(int64_t kp, const uint32_t *restrict ap, const uint32_t *restri
 #endif
 #endif
 
+#if !VF_HAVE_DPBF16 /* the avx512 set's is isa/bf16_tiles_avx512.h's */
 /* C tile = act(T + bias) ⊙ [mask > 0]; returns 1 if a value before ReLU is not finite */
 static int epilogue(const vf_bf16_problem *p, int64_t i0, int64_t j0, int64_t h,
                     int64_t w, const float *t)
@@ -249,6 +282,7 @@ static int epilogue(const vf_bf16_problem *p, int64_t i0, int64_t j0, int64_t h,
     }
     return bad;
 }
+#endif
 
 /* one block's tiles, for the team (csrc/threads.h) */
 typedef struct {

@@ -177,6 +177,7 @@ VF_BF16_TARGET static inline __attribute__((always_inline)) vf vf_dpbf16(vf acc,
     return _mm512_dpbf16_ps(acc, (__m512bh)a, (__m512bh)b);
 }
 VF_INLINE vu vu_load_mask(const uint32_t *p, vm m) { return _mm512_maskz_loadu_epi32(m, p); }
+VF_INLINE void vu_store_mask(uint32_t *p, vu v, vm m) { _mm512_mask_storeu_epi32(p, m, v); }
 #endif
 
 #endif
