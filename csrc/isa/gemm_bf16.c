@@ -4,11 +4,11 @@
  * run only on CPUs with FEAT_BF16: isa/gemm_bf16_neon.h); the avx2 set uses
  * the generic one.
  *
- * Loops: jc over N in BF_NC columns (pack B: all of K, NR-wide panels of
- * k-pairs), ic over M in BF_MC rows (pack A: MR-row panels of k-pairs), then
- * the tiles of that block, taken by the thread team (csrc/threads.h). K is
- * not blocked: one panel of B holds K/2 × NR pairs (50 KiB at K = 784 on
- * avx512), read from L2. */
+ * Two team loops (csrc/threads.h): the first packs every NR-wide panel of
+ * op(B) and MR-high panel of op(A) (k-pairs, all of K: not blocked, so a
+ * C entry's sum runs in one order whatever the blocking), the second runs
+ * the MR×NR tiles in blocks of A panels that stay in L2 (BF_BLOCK_BYTES),
+ * B panel by B panel. The buffers are the calling thread's workspace. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +22,7 @@
 #endif
 #include "threads.h"
 #include "vaefast.h"
+#include "workspace.h"
 
 #if VF_SIMD_GENERIC || VF_HAVE_DPBF16 || VF_HAVE_BFMLAL
 
@@ -38,10 +39,12 @@
 #define BF_NR 8
 #define BF_TARGET
 #endif
-#define BF_MC (8 * BF_MR)
-#define BF_NC (8 * BF_NR)
+/* op(A)'s panels that a block of tiles reads over and over: about half of
+ * a 1 MiB L2 (Zen 4's; Sapphire Rapids has 2 MiB) */
+#define BF_BLOCK_BYTES (512 * 1024)
 
 static inline int64_t bf_min(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t bf_max(int64_t a, int64_t b) { return a > b ? a : b; }
 
 static inline uint32_t pair_scalar(float lo, float hi)
 {
@@ -284,34 +287,54 @@ static int epilogue(const vf_bf16_problem *p, int64_t i0, int64_t j0, int64_t h,
 }
 #endif
 
-/* one block's tiles, for the team (csrc/threads.h) */
+/* The product for the team (csrc/threads.h): every panel of op(B) and of
+ * op(A) packed (one loop), then the tiles (a second), block by block. */
 typedef struct {
     const vf_bf16_problem *p;
-    int64_t ic, mc, jc, nc, ni;
-    const uint32_t *ap, *bp;
-} bf_block;
+    int64_t kp;
+    int64_t nb, na;  /* panels: NR columns of op(B), MR rows of op(A) */
+    int64_t mb;      /* A panels per block: a block's tiles reuse its A panels from L2 */
+    uint32_t *bp, *ap;
+} bf_job;
 
-/* tiles [lo, hi) of the block, t = jr·ni + ir (A panels inner: the B panel
- * stays hot); returns 1 if a value before ReLU was NaN or ±Inf */
+static int64_t pack_panels(const void *ctx, int64_t lo, int64_t hi)
+{
+    const bf_job *j = ctx;
+    for (int64_t u = lo; u < hi; ++u) {
+        if (u < j->nb)
+            pack_b_panel(j->p, u * BF_NR, bf_min(BF_NR, j->p->N - u * BF_NR),
+                         j->bp + u * BF_NR * j->kp);
+        else
+            pack_a_panel(j->p, (u - j->nb) * BF_MR, bf_min(BF_MR, j->p->M - (u - j->nb) * BF_MR),
+                         j->ap + (u - j->nb) * BF_MR * j->kp);
+    }
+    return 0;
+}
+
+/* tiles [lo, hi): block of mb A panels outer, then B panels, then the
+ * block's A panels (the B panel stays hot); returns 1 if a value before
+ * ReLU was NaN or ±Inf */
 BF_TARGET static int64_t run_tiles(const void *ctx, int64_t lo, int64_t hi)
 {
-    const bf_block *b = ctx;
-    const int64_t kp = (b->p->K + 1) / 2;
+    const bf_job *j = ctx;
     int bad = 0;
 #if VF_HAVE_BFMLAL
     const vf_bfmlal_env env = vf_bfmlal_enter(); /* FPCR is per thread: set in each */
 #endif
     for (int64_t t = lo; t < hi; ++t) {
-        const int64_t jr = t / b->ni, ir = t % b->ni;
+        const int64_t block = t / (j->nb * j->mb), first = block * j->mb;
+        const int64_t in_block = bf_min(j->mb, j->na - first);
+        const int64_t rest = t - block * j->nb * j->mb;
+        const int64_t jr = rest / in_block, ir = first + rest % in_block;
         float tl[BF_MR * BF_NR] __attribute__((aligned(64)));
-        const int64_t w = bf_min(BF_NR, b->nc - jr * BF_NR);
+        const int64_t w = bf_min(BF_NR, j->p->N - jr * BF_NR);
+        const uint32_t *ap = j->ap + ir * BF_MR * j->kp, *bp = j->bp + jr * BF_NR * j->kp;
 #if VF_HAVE_BFMLAL
-        tile(kp, b->ap + ir * BF_MR * kp, b->bp + jr * BF_NR * kp, tl, w, &env);
+        tile(j->kp, ap, bp, tl, w, &env);
 #else
-        tile(kp, b->ap + ir * BF_MR * kp, b->bp + jr * BF_NR * kp, tl, w, b->p->amx_order);
+        tile(j->kp, ap, bp, tl, w, j->p->amx_order);
 #endif
-        bad |= epilogue(b->p, b->ic + ir * BF_MR, b->jc + jr * BF_NR,
-                        bf_min(BF_MR, b->mc - ir * BF_MR), w, tl);
+        bad |= epilogue(j->p, ir * BF_MR, jr * BF_NR, bf_min(BF_MR, j->p->M - ir * BF_MR), w, tl);
     }
 #if VF_HAVE_BFMLAL
     vf_bfmlal_leave(&env);
@@ -321,38 +344,24 @@ BF_TARGET static int64_t run_tiles(const void *ctx, int64_t lo, int64_t hi)
 
 int VF_FN(vf_gemm_bf16)(const vf_bf16_problem *p)
 {
-    int bad = 0;
     if (p->nonfinite)
         *p->nonfinite = 0;
     if (p->M == 0 || p->N == 0)
         return VF_OK;
-    const int64_t kp = (p->K + 1) / 2;
-    const int64_t nc_max = bf_min(BF_NC, (p->N + BF_NR - 1) / BF_NR * BF_NR);
-    const int64_t mc_max = bf_min(BF_MC, (p->M + BF_MR - 1) / BF_MR * BF_MR);
-    /* +1 pair so a K of 0 still allocates */
-    uint32_t *bp = malloc((size_t)((kp + 1) * nc_max) * sizeof(uint32_t));
-    uint32_t *ap = malloc((size_t)((kp + 1) * mc_max) * sizeof(uint32_t));
-    if (!bp || !ap) {
-        free(bp);
-        free(ap);
+    bf_job j = {.p = p, .kp = (p->K + 1) / 2, .nb = (p->N + BF_NR - 1) / BF_NR,
+                .na = (p->M + BF_MR - 1) / BF_MR};
+    /* A panels of a block: about BF_BLOCK_BYTES of them (at least one) */
+    j.mb = bf_min(j.na, bf_max(1, BF_BLOCK_BYTES / (4 * BF_MR * (j.kp + 1))));
+    /* the calling thread's packing buffer (no page faults on every call);
+     * +1 pair so a K of 0 still gets one */
+    const size_t b_pairs = (size_t)(j.kp * j.nb * BF_NR), a_pairs = (size_t)(j.kp * j.na * BF_MR);
+    uint32_t *work = (uint32_t *)vf_workspace_get(b_pairs + a_pairs + 1);
+    if (!work)
         return VF_ERR_NOMEM;
-    }
-    for (int64_t jc = 0; jc < p->N; jc += BF_NC) {
-        const int64_t nc = bf_min(BF_NC, p->N - jc);
-        for (int64_t j = 0; j < nc; j += BF_NR)
-            pack_b_panel(p, jc + j, bf_min(BF_NR, nc - j), bp + j * kp);
-        for (int64_t ic = 0; ic < p->M; ic += BF_MC) {
-            const int64_t mc = bf_min(BF_MC, p->M - ic);
-            for (int64_t i = 0; i < mc; i += BF_MR)
-                pack_a_panel(p, ic + i, bf_min(BF_MR, mc - i), ap + i * kp);
-            const bf_block blk = {.p = p, .ic = ic, .mc = mc, .jc = jc, .nc = nc,
-                                  .ni = (mc + BF_MR - 1) / BF_MR, .ap = ap, .bp = bp};
-            bad |= vf_team_for(p->nthreads, blk.ni * ((nc + BF_NR - 1) / BF_NR), 1, run_tiles,
-                               &blk) != 0;
-        }
-    }
-    free(bp);
-    free(ap);
+    j.bp = work;
+    j.ap = work + b_pairs;
+    vf_team_for(p->nthreads, j.nb + j.na, 1, pack_panels, &j);
+    const int bad = vf_team_for(p->nthreads, j.nb * j.na, 1, run_tiles, &j) != 0;
     if (p->nonfinite)
         *p->nonfinite = bad;
     return VF_OK;
