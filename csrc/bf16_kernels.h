@@ -34,7 +34,8 @@ typedef struct vf_bf16_problem {
     int amx_order;                            /* 1: TDPBF16PS's sums (generic only) */
     const float *mask; int64_t ldm;           /* (M×N) or NULL, see above */
     float *ones_row;                          /* (N) or NULL, see above */
-    /* The AMX route only (the others ignore both). emit_a, with a plain
+    /* The AMX route only (the others ignore them), but for packed_b, which
+     * the VDPBF16PS driver takes too, in its own layout. emit_a, with a plain
      * op(B): op(B) is also written, as it is packed, in the packed op(A)
      * layout of a product whose op(A) is this op(B) (K rows, N deep: the
      * input gradient d·Wᵀ after the weight gradient xᵀ·d reads the same
@@ -78,6 +79,10 @@ int vf_bf16_run_pair(vf_bf16_problem *w, vf_bf16_problem *x, int nthreads);
  * driver packs op(B) = W (fwd) and op(B) = Wᵀ (bwd, or NULL): isa/amx_weights.c. */
 void vf_amx_pack_weight_rows_avx512(const float *W, int64_t rows, int64_t cols, int64_t g,
                                     uint32_t *fwd, uint32_t *bwd);
+/* The same for the VDPBF16PS driver (isa/gemm_bf16.c, CPUs with AVX512_BF16). */
+void vf_bf16_pack_weight_rows_avx512(const float *W, int64_t rows, int64_t cols, int64_t g,
+                                     uint32_t *fwd, uint32_t *bwd);
+
 
 /* out[i] = VDPBF16PS lane (acc[i], a[i], b[i]) for i < n: the instruction
  * (avx512), BFMLALT + BFMLALB (neon) or the emulation (generic), for the

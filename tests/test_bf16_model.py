@@ -352,11 +352,13 @@ def _bf16_fit(route, threads, X, hidden, seed, epochs):
     return m.get_weights()
 
 
-def _assert_amx_gives_the_emulations_bits(threads, X, hidden, seed, epochs=1):
-    """The AMX route and its scalar emulation (which packs every operand of
-    every product itself) train the same weights, bit for bit."""
-    got = _bf16_fit("amx", threads, X, hidden, seed, epochs)
-    oracle = _bf16_fit("amx_emulated", threads, X, hidden, seed, epochs)
+def _assert_amx_gives_the_emulations_bits(threads, X, hidden, seed, epochs=1, route="amx"):
+    """The AMX (or VDPBF16PS: route "native") route and its scalar emulation
+    (which packs every operand of every product itself) train the same
+    weights, bit for bit."""
+    got = _bf16_fit(route, threads, X, hidden, seed, epochs)
+    oracle = _bf16_fit({"amx": "amx_emulated", "native": "emulated"}[route], threads, X,
+                       hidden, seed, epochs)
     for k, v in got.items():
         np.testing.assert_array_equal(v.view(np.uint32), oracle[k].view(np.uint32))
 
@@ -379,20 +381,41 @@ def test_output_gradient_packed_once_gives_the_emulations_bits(bf16_route_restor
     _assert_amx_gives_the_emulations_bits(1, _odd_shapes(features), hidden=37, seed=3)
 
 
-@pytest.mark.skipif(not AMX, reason="no AMX-BF16 for this process: the weights packed by the "
-                    "optimizer step are the AMX route's")
+@pytest.mark.parametrize("route", [
+    pytest.param("amx", marks=pytest.mark.skipif(
+        not AMX, reason="no AMX-BF16 for this process: its route's packed weights do not run")),
+    pytest.param("native", marks=pytest.mark.skipif(
+        not NATIVE, reason="no AVX512_BF16 for this process: its route's packed weights "
+        "do not run"))])
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_weights_packed_by_the_optimizer_give_the_emulations_bits(bf16_route_restored,
-                                                                  threads_setting, threads):
+                                                                  threads_setting, threads,
+                                                                  route):
     # Inside a training call the Adam step packs the 1000 x 100 encoder
     # layer and the 100 x 1000 decoder output for the next step's products
-    # (vae_packed_weights.c); 12 steps of 50 rows run as calls of 1, 4 and
-    # 7 steps, so most steps read them. The oracle: the scalar AMX
-    # emulation, whose products pack every operand from float32 themselves.
-    # Widths 1000 and 100 leave part-filled 16-row groups, 16-column groups
-    # and 32-deep steps in both packed layouts.
+    # (vae_packed_weights.c), in the layout of the route's driver; 12 steps
+    # of 50 rows run as calls of 1, 4 and 7 steps, so most steps read them.
+    # The oracle: the route's scalar emulation, whose products pack every
+    # operand from float32 themselves. Widths 1000 and 100 leave part-filled
+    # 16-row groups, 16- and 32-column groups and odd pair counts in both
+    # packed layouts.
     X = (np.random.default_rng(6).random((600, 1000)) < 0.2).astype(np.float32)
-    _assert_amx_gives_the_emulations_bits(threads, X, hidden=100, seed=8, epochs=2)
+    _assert_amx_gives_the_emulations_bits(threads, X, hidden=100, seed=8, epochs=2,
+                                          route=route)
+
+
+@pytest.mark.skipif(not NATIVE, reason="no AVX512_BF16 for this process: its route's packed "
+                    "weights do not run")
+@pytest.mark.parametrize("hidden", [70, 90])
+def test_native_packed_weights_with_odd_rows(bf16_route_restored, threads_setting, hidden):
+    # Odd and part-filled shapes of the VDPBF16PS route's packed weights
+    # (packed from 65,536 entries of W): 1001 inputs (an odd pair count, a
+    # last 16-row group of 9 rows, a last panel of 9 columns) and 70 or 90
+    # hidden units (a last 32-row panel of Wᵀ whose second half is all pad,
+    # or part-filled).
+    X = (np.random.default_rng(7).random((300, 1001)) < 0.2).astype(np.float32)
+    _assert_amx_gives_the_emulations_bits(2, X, hidden=hidden, seed=9, epochs=2,
+                                          route="native")
 
 
 @pytest.mark.skipif(not AMX, reason="no AMX-BF16 for this process: the mixed backward pair is "

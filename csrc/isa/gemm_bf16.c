@@ -92,6 +92,31 @@ static void pack_adjacent_block(const float *base, int64_t ld, int64_t n, int64_
 }
 #endif
 
+/* Pair rows q_lo .. q_hi - 1 of a plain op(B) (K rows, ldb apart), its
+ * columns j0 .. j0 + w - 1, into the NR-wide panel bp (columns past w get
+ * 0); sums (NR / VW vectors) or NULL: the ones row's column sums, k in order. */
+static void pack_b_pair_rows(const float *B, int64_t ldb, int64_t K, int64_t q_lo, int64_t q_hi,
+                             int64_t j0, int64_t w, uint32_t *bp, vf *sums)
+{
+    for (int64_t q = q_lo; q < q_hi; ++q) {
+        const float *r0 = B + 2 * q * ldb + j0;
+        const float *r1 = r0 + ldb;
+        const int has1 = 2 * q + 1 < K;
+        for (int64_t c = 0; c < BF_NR; c += VW) {
+            vu pr = vu_set1(0u);
+            if (c < w) {
+                const vm m = vm_first(w - c);
+                const vf lo = vf_load_mask(r0 + c, m);
+                const vf hi = has1 ? vf_load_mask(r1 + c, m) : vf_zero();
+                if (sums)
+                    sums[c / VW] = vf_add(vf_add(sums[c / VW], lo), hi);
+                pr = vu_bf16_pair(lo, hi);
+            }
+            vu_store(bp + q * BF_NR + c, pr);
+        }
+    }
+}
+
 /* Bp (kp × NR pairs) = columns j0..j0+w of op(B); columns past w are 0. */
 static void pack_b_panel(const vf_bf16_problem *p, int64_t j0, int64_t w, uint32_t *bp)
 {
@@ -100,22 +125,7 @@ static void pack_b_panel(const vf_bf16_problem *p, int64_t j0, int64_t w, uint32
         vf sums[BF_NR / VW]; /* the ones row: float32, k in order */
         for (int64_t c = 0; c < BF_NR; c += VW)
             sums[c / VW] = vf_zero();
-        for (int64_t q = 0; q < kp; ++q) {
-            const float *r0 = p->B + 2 * q * p->ldb + j0;
-            const float *r1 = r0 + p->ldb;
-            const int has1 = 2 * q + 1 < p->K;
-            for (int64_t c = 0; c < BF_NR; c += VW) {
-                vu pr = vu_set1(0u);
-                if (c < w) {
-                    const vm m = vm_first(w - c);
-                    const vf lo = vf_load_mask(r0 + c, m);
-                    const vf hi = has1 ? vf_load_mask(r1 + c, m) : vf_zero();
-                    sums[c / VW] = vf_add(vf_add(sums[c / VW], lo), hi);
-                    pr = vu_bf16_pair(lo, hi);
-                }
-                vu_store(bp + q * BF_NR + c, pr);
-            }
-        }
+        pack_b_pair_rows(p->B, p->ldb, p->K, 0, kp, j0, w, bp, p->ones_row ? sums : NULL);
         for (int64_t c = 0; c < w && p->ones_row; c += VW)
             vf_store_mask(p->ones_row + j0 + c, sums[c / VW], vm_first(w - c));
         return;
@@ -163,6 +173,34 @@ static void pack_a_panel(const vf_bf16_problem *p, int64_t i0, int64_t h, uint32
             ap[q * BF_MR + r] = pair_scalar(a_at(p, i0 + r, 2 * q), a_at(p, i0 + r, 2 * q + 1));
 #endif
 }
+
+#if VF_HAVE_DPBF16
+/* Rows 16g .. 16g + 15 of a layer's W (rows × cols, the layer's in × out)
+ * packed as this driver packs them (vae_packed_weights.c), so the bytes are
+ * the ones its products would pack themselves:
+ *   fwd: op(B) = W of the forward x·W (K = rows, N = cols): pair rows
+ *        8g .. 8g + 7 of every panel;
+ *   bwd: op(B) = Wᵀ of the input gradient d·Wᵀ (K = cols, N = rows): half
+ *        g % 2 of panel g / 2 (the last group also the zero half after it).
+ * Either layout covers all of W once every group g < ceil(rows/16) ran. */
+void VF_FN(vf_bf16_pack_weight_rows)(const float *W, int64_t rows, int64_t cols, int64_t g,
+                                     uint32_t *fwd, uint32_t *bwd)
+{
+    const int64_t kp = (rows + 1) / 2, q_hi = bf_min(8 * g + 8, kp);
+    for (int64_t j0 = 0; j0 < cols; j0 += BF_NR)
+        pack_b_pair_rows(W, cols, rows, 8 * g, q_hi, j0, bf_min(BF_NR, cols - j0),
+                         fwd + j0 * kp, NULL);
+    if (!bwd)
+        return;
+    const int64_t kpt = (cols + 1) / 2, last = (rows + 15) / 16 - 1;
+    uint32_t *panel = bwd + (g / 2) * BF_NR * kpt;
+    for (int64_t half = g % 2; half < (g == last ? 2 : g % 2 + 1); ++half)
+        for (int64_t q0 = 0; q0 < kpt; q0 += 16)
+            pack_adjacent_block(W + 16 * (g - g % 2 + half) * cols, cols,
+                                half == g % 2 ? bf_min(16, rows - 16 * g) : 0, 2 * q0, cols,
+                                bf_min(16, kpt - q0), panel + q0 * BF_NR + 16 * half, BF_NR);
+}
+#endif
 
 #if VF_HAVE_DPBF16
 /* T (MR×NR) = Ap (kp × MR pairs) · Bp (kp × NR pairs), one VDPBF16PS per
@@ -294,13 +332,14 @@ typedef struct {
     int64_t kp;
     int64_t nb, na;  /* panels: NR columns of op(B), MR rows of op(A) */
     int64_t mb;      /* A panels per block: a block's tiles reuse its A panels from L2 */
+    int b_given;     /* op(B) came packed (packed_b): the packing loop skips its panels */
     uint32_t *bp, *ap;
 } bf_job;
 
 static int64_t pack_panels(const void *ctx, int64_t lo, int64_t hi)
 {
     const bf_job *j = ctx;
-    for (int64_t u = lo; u < hi; ++u) {
+    for (int64_t u = lo + (j->b_given ? j->nb : 0); u < hi + (j->b_given ? j->nb : 0); ++u) {
         if (u < j->nb)
             pack_b_panel(j->p, u * BF_NR, bf_min(BF_NR, j->p->N - u * BF_NR),
                          j->bp + u * BF_NR * j->kp);
@@ -360,7 +399,11 @@ int VF_FN(vf_gemm_bf16)(const vf_bf16_problem *p)
         return VF_ERR_NOMEM;
     j.bp = work;
     j.ap = work + b_pairs;
-    vf_team_for(p->nthreads, j.nb + j.na, 1, pack_panels, &j);
+#if VF_HAVE_DPBF16
+    if (p->packed_b) /* a layer's weights, packed by the optimizer step */
+        j.bp = (uint32_t *)p->packed_b, j.b_given = 1;
+#endif
+    vf_team_for(p->nthreads, (j.b_given ? 0 : j.nb) + j.na, 1, pack_panels, &j);
     const int bad = vf_team_for(p->nthreads, j.nb * j.na, 1, run_tiles, &j) != 0;
     if (p->nonfinite)
         *p->nonfinite = bad;
