@@ -354,6 +354,28 @@ static int64_t pack_panels(const void *ctx, int64_t lo, int64_t hi)
     return 0;
 }
 
+#if VF_HAVE_BFMLAL
+#define ENV_ARG (&env)
+#else
+#define ENV_ARG NULL
+#endif
+
+/* Tile (ir, jr) of the job into C; returns 1 if a value before ReLU was
+ * NaN or ±Inf. env: the thread's FPCR state on the BFMLAL set, else NULL. */
+BF_TARGET static inline int tile_into_c(const bf_job *j, int64_t ir, int64_t jr, const void *env)
+{
+    float tl[BF_MR * BF_NR] __attribute__((aligned(64)));
+    const int64_t w = bf_min(BF_NR, j->p->N - jr * BF_NR);
+    const uint32_t *ap = j->ap + ir * BF_MR * j->kp, *bp = j->bp + jr * BF_NR * j->kp;
+#if VF_HAVE_BFMLAL
+    tile(j->kp, ap, bp, tl, w, env);
+#else
+    (void)env;
+    tile(j->kp, ap, bp, tl, w, j->p->amx_order);
+#endif
+    return epilogue(j->p, ir * BF_MR, jr * BF_NR, bf_min(BF_MR, j->p->M - ir * BF_MR), w, tl);
+}
+
 /* A panels [lo, hi), each packed by the thread that then runs its row of
  * tiles against every B panel (the product's B stays in L2): a small op(B)
  * gives an A panel few tiles, and an A panel packed on one core and read
@@ -368,19 +390,10 @@ BF_TARGET static int64_t run_rows(const void *ctx, int64_t lo, int64_t hi)
     const vf_bfmlal_env env = vf_bfmlal_enter(); /* FPCR is per thread: set in each */
 #endif
     for (int64_t ir = lo; ir < hi; ++ir) {
-        const int64_t h = bf_min(BF_MR, j->p->M - ir * BF_MR);
-        uint32_t *ap = j->ap + ir * BF_MR * j->kp;
-        pack_a_panel(j->p, ir * BF_MR, h, ap);
-        for (int64_t jr = 0; jr < j->nb; ++jr) {
-            float tl[BF_MR * BF_NR] __attribute__((aligned(64)));
-            const int64_t w = bf_min(BF_NR, j->p->N - jr * BF_NR);
-#if VF_HAVE_BFMLAL
-            tile(j->kp, ap, j->bp + jr * BF_NR * j->kp, tl, w, &env);
-#else
-            tile(j->kp, ap, j->bp + jr * BF_NR * j->kp, tl, w, j->p->amx_order);
-#endif
-            bad |= epilogue(j->p, ir * BF_MR, jr * BF_NR, h, w, tl);
-        }
+        pack_a_panel(j->p, ir * BF_MR, bf_min(BF_MR, j->p->M - ir * BF_MR),
+                     j->ap + ir * BF_MR * j->kp);
+        for (int64_t jr = 0; jr < j->nb; ++jr)
+            bad |= tile_into_c(j, ir, jr, ENV_ARG);
     }
 #if VF_HAVE_BFMLAL
     vf_bfmlal_leave(&env);
@@ -403,15 +416,7 @@ BF_TARGET static int64_t run_tiles(const void *ctx, int64_t lo, int64_t hi)
         const int64_t in_block = bf_min(j->mb, j->na - first);
         const int64_t rest = t - block * j->nb * j->mb;
         const int64_t jr = rest / in_block, ir = first + rest % in_block;
-        float tl[BF_MR * BF_NR] __attribute__((aligned(64)));
-        const int64_t w = bf_min(BF_NR, j->p->N - jr * BF_NR);
-        const uint32_t *ap = j->ap + ir * BF_MR * j->kp, *bp = j->bp + jr * BF_NR * j->kp;
-#if VF_HAVE_BFMLAL
-        tile(j->kp, ap, bp, tl, w, &env);
-#else
-        tile(j->kp, ap, bp, tl, w, j->p->amx_order);
-#endif
-        bad |= epilogue(j->p, ir * BF_MR, jr * BF_NR, bf_min(BF_MR, j->p->M - ir * BF_MR), w, tl);
+        bad |= tile_into_c(j, ir, jr, ENV_ARG);
     }
 #if VF_HAVE_BFMLAL
     vf_bfmlal_leave(&env);
