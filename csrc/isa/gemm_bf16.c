@@ -44,7 +44,7 @@
 /* op(A)'s panels that a block of tiles reads over and over: about half of
  * a 1 MiB L2 (Zen 4's; Sapphire Rapids has 2 MiB) */
 #define BF_BLOCK_BYTES (512 * 1024)
-/* an op(B) up to this size is read whole by each row of tiles (run_rows) */
+/* an op(B) up to this size is read whole by each row of tiles (row_of_tiles) */
 #define BF_ROWS_B_BYTES (256 * 1024)
 
 static inline int64_t bf_min(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -337,6 +337,7 @@ typedef struct {
     int64_t nb, na;  /* panels: NR columns of op(B), MR rows of op(A) */
     int64_t mb;      /* A panels per block: a block's tiles reuse its A panels from L2 */
     int b_given;     /* op(B) came packed (packed_b): the packing loop skips its panels */
+    int by_rows;     /* the tile loop's units: rows of tiles (row_of_tiles), else tiles */
     uint32_t *bp, *ap;
 } bf_job;
 
@@ -376,48 +377,42 @@ BF_TARGET static inline int tile_into_c(const bf_job *j, int64_t ir, int64_t jr,
     return epilogue(j->p, ir * BF_MR, jr * BF_NR, bf_min(BF_MR, j->p->M - ir * BF_MR), w, tl);
 }
 
-/* A panels [lo, hi), each packed by the thread that then runs its row of
- * tiles against every B panel (the product's B stays in L2): a small op(B)
- * gives an A panel few tiles, and an A panel packed on one core and read
- * on the other cost more than its tiles (400→40 at batch 128 ran 0.6× as
- * fast on two threads as on one). Returns 1 if a value before ReLU was
- * NaN or ±Inf. */
-BF_TARGET static int64_t run_rows(const void *ctx, int64_t lo, int64_t hi)
+/* Row unit ir: A panel ir packed by the thread that then runs its row of
+ * tiles against every B panel (the product's B stays in L2). A small
+ * op(B) gives an A panel few tiles, and an A panel packed on one core and
+ * read on the other cost more than its tiles (400→40 at batch 128 ran
+ * 0.6× as fast on two threads as on one). */
+BF_TARGET static int row_of_tiles(const bf_job *j, int64_t ir, const void *env)
 {
-    const bf_job *j = ctx;
     int bad = 0;
-#if VF_HAVE_BFMLAL
-    const vf_bfmlal_env env = vf_bfmlal_enter(); /* FPCR is per thread: set in each */
-#endif
-    for (int64_t ir = lo; ir < hi; ++ir) {
-        pack_a_panel(j->p, ir * BF_MR, bf_min(BF_MR, j->p->M - ir * BF_MR),
-                     j->ap + ir * BF_MR * j->kp);
-        for (int64_t jr = 0; jr < j->nb; ++jr)
-            bad |= tile_into_c(j, ir, jr, ENV_ARG);
-    }
-#if VF_HAVE_BFMLAL
-    vf_bfmlal_leave(&env);
-#endif
+    pack_a_panel(j->p, ir * BF_MR, bf_min(BF_MR, j->p->M - ir * BF_MR),
+                 j->ap + ir * BF_MR * j->kp);
+    for (int64_t jr = 0; jr < j->nb; ++jr)
+        bad |= tile_into_c(j, ir, jr, env);
     return bad;
 }
 
-/* tiles [lo, hi): block of mb A panels outer, then B panels, then the
- * block's A panels (the B panel stays hot); returns 1 if a value before
- * ReLU was NaN or ±Inf */
-BF_TARGET static int64_t run_tiles(const void *ctx, int64_t lo, int64_t hi)
+/* Block unit t: blocks of mb A panels outer, then B panels, then the
+ * block's A panels (the B panel stays hot). */
+BF_TARGET static int block_tile(const bf_job *j, int64_t t, const void *env)
+{
+    const int64_t block = t / (j->nb * j->mb), first = block * j->mb;
+    const int64_t in_block = bf_min(j->mb, j->na - first);
+    const int64_t rest = t - block * j->nb * j->mb;
+    return tile_into_c(j, first + rest % in_block, rest / in_block, env);
+}
+
+/* units [lo, hi) of the tile loop (j->by_rows: row units, else block
+ * units); returns 1 if a value before ReLU was NaN or ±Inf */
+BF_TARGET static int64_t run_units(const void *ctx, int64_t lo, int64_t hi)
 {
     const bf_job *j = ctx;
     int bad = 0;
 #if VF_HAVE_BFMLAL
     const vf_bfmlal_env env = vf_bfmlal_enter(); /* FPCR is per thread: set in each */
 #endif
-    for (int64_t t = lo; t < hi; ++t) {
-        const int64_t block = t / (j->nb * j->mb), first = block * j->mb;
-        const int64_t in_block = bf_min(j->mb, j->na - first);
-        const int64_t rest = t - block * j->nb * j->mb;
-        const int64_t jr = rest / in_block, ir = first + rest % in_block;
-        bad |= tile_into_c(j, ir, jr, ENV_ARG);
-    }
+    for (int64_t u = lo; u < hi; ++u)
+        bad |= j->by_rows ? row_of_tiles(j, u, ENV_ARG) : block_tile(j, u, ENV_ARG);
 #if VF_HAVE_BFMLAL
     vf_bfmlal_leave(&env);
 #endif
@@ -447,12 +442,12 @@ int VF_FN(vf_gemm_bf16)(const vf_bf16_problem *p)
         j.bp = (uint32_t *)p->packed_b, j.b_given = 1;
 #endif
     /* a small op(B): A panels are packed by the units that use them */
-    const int by_rows = (size_t)(j.kp * j.nb * BF_NR) * sizeof(uint32_t) <= BF_ROWS_B_BYTES;
-    const int64_t pack_units = (j.b_given ? 0 : j.nb) + (by_rows ? 0 : j.na);
+    j.by_rows = (size_t)(j.kp * j.nb * BF_NR) * sizeof(uint32_t) <= BF_ROWS_B_BYTES;
+    const int64_t pack_units = (j.b_given ? 0 : j.nb) + (j.by_rows ? 0 : j.na);
     if (pack_units > 0)
         vf_team_for(p->nthreads, pack_units, 1, pack_panels, &j);
-    const int bad = (by_rows ? vf_team_for(p->nthreads, j.na, 1, run_rows, &j)
-                             : vf_team_for(p->nthreads, j.nb * j.na, 1, run_tiles, &j)) != 0;
+    const int bad =
+        vf_team_for(p->nthreads, j.by_rows ? j.na : j.nb * j.na, 1, run_units, &j) != 0;
     if (p->nonfinite)
         *p->nonfinite = bad;
     return VF_OK;
