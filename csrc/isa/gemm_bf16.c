@@ -73,26 +73,31 @@ static inline float b_at(const vf_bf16_problem *p, int64_t k, int64_t j)
 }
 
 #if VF_HAVE_DPBF16
-/* Pairs q0 .. q0 + nq - 1 (nq <= 16) of n <= 16 rows whose pairs are
- * adjacent floats (rows ld apart from base, floats k0 .. of each, zero
- * from K on) into out[q·stride + r], r < 16; rows n .. 15 get zeros when
- * stride reaches them (a 16×16 transpose of pairs; stride 12 writes the
- * first 12 rows of each pair row). */
-static void pack_adjacent_block(const float *base, int64_t ld, int64_t n, int64_t k0, int64_t K,
-                                int64_t nq, uint32_t *out, int64_t stride)
+/* All (K + 1) / 2 pairs of n <= 16 rows whose pairs are adjacent floats
+ * (rows ld apart from base, K floats each, a zero after an odd K) into
+ * out[q·stride + r], r < 16; rows n .. 15 get zeros where stride reaches
+ * them. 16×16 transposes of pairs; stride 12 writes the first 12 rows of
+ * each pair row. */
+static void pack_adjacent_rows(const float *base, int64_t ld, int64_t n, int64_t K,
+                               uint32_t *out, int64_t stride)
 {
-    vu r[16];
-    const vm m0 = vm_first(K - k0), m1 = K - k0 > VW ? vm_first(K - k0 - VW) : (vm)0;
-    for (int64_t c = 0; c < 16; ++c) {
-        const float *row = base + c * ld + k0;
-        r[c] = c < n ? vu_bf16_pack_adjacent(vf_load_mask(row, m0), vf_load_mask(row + VW, m1))
-                     : vu_set1(0u);
-    }
-    uint32_t t[256] __attribute__((aligned(64)));
-    tile_transpose(r, t);
+    const int64_t kp = (K + 1) / 2;
     const vm lanes = vm_first(stride);
-    for (int64_t q = 0; q < nq; ++q)
-        vu_store_mask(out + q * stride, vu_load(t + 16 * q), lanes);
+    for (int64_t q0 = 0; q0 < kp; q0 += 16) {
+        const int64_t k0 = 2 * q0, nq = kp - q0 < 16 ? kp - q0 : 16;
+        const vm m0 = vm_first(K - k0), m1 = K - k0 > VW ? vm_first(K - k0 - VW) : (vm)0;
+        vu r[16];
+        for (int64_t c = 0; c < 16; ++c) {
+            const float *row = base + c * ld + k0;
+            r[c] = c < n ? vu_bf16_pack_adjacent(vf_load_mask(row, m0),
+                                                 vf_load_mask(row + VW, m1))
+                         : vu_set1(0u);
+        }
+        uint32_t t[256] __attribute__((aligned(64)));
+        tile_transpose(r, t);
+        for (int64_t q = 0; q < nq; ++q)
+            vu_store_mask(out + (q0 + q) * stride, vu_load(t + 16 * q), lanes);
+    }
 }
 #endif
 
@@ -137,9 +142,8 @@ static void pack_b_panel(const vf_bf16_problem *p, int64_t j0, int64_t w, uint32
 #if VF_HAVE_DPBF16
     /* column c's pairs are adjacent floats of B's row j0 + c */
     for (int64_t c0 = 0; c0 < BF_NR; c0 += 16)
-        for (int64_t q0 = 0; q0 < kp; q0 += 16)
-            pack_adjacent_block(p->B + (j0 + c0) * p->ldb, p->ldb, bf_min(16, w - c0),
-                                2 * q0, p->K, bf_min(16, kp - q0), bp + q0 * BF_NR + c0, BF_NR);
+        pack_adjacent_rows(p->B + (j0 + c0) * p->ldb, p->ldb, bf_min(16, w - c0), p->K, bp + c0,
+                           BF_NR);
 #else
     for (int64_t c = 0; c < BF_NR; ++c)
         for (int64_t q = 0; q < kp; ++q)
@@ -155,9 +159,7 @@ static void pack_a_panel(const vf_bf16_problem *p, int64_t i0, int64_t h, uint32
     const int64_t kp = (p->K + 1) / 2;
 #if VF_HAVE_DPBF16
     if (!p->trans_a) { /* a row's pairs are adjacent floats */
-        for (int64_t q0 = 0; q0 < kp; q0 += 16)
-            pack_adjacent_block(p->A + i0 * p->lda, p->lda, h, 2 * q0, p->K,
-                                bf_min(16, kp - q0), ap + q0 * BF_MR, BF_MR);
+        pack_adjacent_rows(p->A + i0 * p->lda, p->lda, h, p->K, ap, BF_MR);
         return;
     }
     /* pair q of every row: rows 2q and 2q + 1 of A, side by side */
@@ -199,10 +201,9 @@ void VF_FN(vf_bf16_pack_weight_rows)(const float *W, int64_t rows, int64_t cols,
     const int64_t kpt = (cols + 1) / 2, last = (rows + 15) / 16 - 1;
     uint32_t *panel = bwd + (g / 2) * BF_NR * kpt;
     for (int64_t half = g % 2; half < (g == last ? 2 : g % 2 + 1); ++half)
-        for (int64_t q0 = 0; q0 < kpt; q0 += 16)
-            pack_adjacent_block(W + 16 * (g - g % 2 + half) * cols, cols,
-                                half == g % 2 ? bf_min(16, rows - 16 * g) : 0, 2 * q0, cols,
-                                bf_min(16, kpt - q0), panel + q0 * BF_NR + 16 * half, BF_NR);
+        pack_adjacent_rows(W + 16 * (g - g % 2 + half) * cols, cols,
+                           half == g % 2 ? bf_min(16, rows - 16 * g) : 0, cols,
+                           panel + 16 * half, BF_NR);
 }
 #endif
 
