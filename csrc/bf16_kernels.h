@@ -76,10 +76,13 @@ int vf_gemm_bf16_amx_pair_avx512(const vf_bf16_problem *w, const vf_bf16_problem
  * is AMX. */
 int vf_bf16_run_pair(vf_bf16_problem *w, vf_bf16_problem *x, int nthreads);
 /* Rows 16g .. 16g + 15 of a layer's W (rows × cols) packed as the AMX
- * driver packs op(B) = W (fwd) and op(B) = Wᵀ (bwd, or NULL): isa/amx_weights.c. */
+ * driver packs op(B) = W (fwd) and op(B) = Wᵀ (bwd, or NULL): isa/amx_weights.c;
+ * vf_amx_packed_b_words: the uint32s of such an op(B) of K rows, N columns. */
+int64_t vf_amx_packed_b_words_avx512(int64_t K, int64_t N);
 void vf_amx_pack_weight_rows_avx512(const float *W, int64_t rows, int64_t cols, int64_t g,
                                     uint32_t *fwd, uint32_t *bwd);
 /* The same for the VDPBF16PS driver (isa/gemm_bf16.c, CPUs with AVX512_BF16). */
+int64_t vf_bf16_packed_b_words_avx512(int64_t K, int64_t N);
 void vf_bf16_pack_weight_rows_avx512(const float *W, int64_t rows, int64_t cols, int64_t g,
                                      uint32_t *fwd, uint32_t *bwd);
 

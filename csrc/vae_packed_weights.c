@@ -43,32 +43,39 @@ struct vae_packed {
     size_t cap;    /* uint32s in buf */
     int64_t fwd[VAE_LAYER_SLOTS], bwd[VAE_LAYER_SLOTS]; /* offsets in buf, -1: none */
     int on;          /* this training call's optimizer packs */
-    int route;       /* for VF_BF16_AMX's driver or VF_BF16_NATIVE's: whose layout */
+    const struct packed_layout *layout; /* whose driver's layout */
     uint64_t stamp;  /* the write-lock count under which they are current; 0: never */
     packed_unit *units; /* the pass's units, planned by vae_packed_begin */
     int64_t units_cap, n_units;
 };
 
-/* uint32s of a packed op(B) of K rows and N columns in the layout of
- * route's driver: gemm_amx.c's (16×16-pair tiles, K in 32s) or
- * gemm_bf16.c's (32-column panels of K/2 pairs) */
-static int64_t packed_size(int route, int64_t K, int64_t N)
-{
-    if (route == VF_BF16_AMX)
-        return (K + 31) / 32 * ((N + 15) / 16) * 256;
-    return (K + 1) / 2 * ((N + 31) / 32 * 32);
-}
+/* A bf16 route whose products take packed weights: the size of its
+ * driver's packed op(B) and the packer of a unit's rows, both from the
+ * driver's own files, so each layout is stated once. */
+typedef struct packed_layout {
+    int route; /* vf_bf16_auto_impl() */
+    int64_t (*words)(int64_t K, int64_t N);
+    void (*pack_rows)(const float *W, int64_t rows, int64_t cols, int64_t g, uint32_t *fwd,
+                      uint32_t *bwd);
+} packed_layout;
 
-/* The route whose products take packed weights here, else 0: AMX and
- * VDPBF16PS (x86-64; AArch64's BFMLAL driver packs for itself). */
-static int packing_route(void)
-{
+/* AMX and VDPBF16PS (x86-64; AArch64's BFMLAL driver packs for itself) */
+static const packed_layout LAYOUTS[] = {
 #if defined(__x86_64__)
-    const int route = vf_bf16_auto_impl();
-    return route == VF_BF16_AMX || route == VF_BF16_NATIVE ? route : 0;
-#else
-    return 0;
+    {VF_BF16_AMX, vf_amx_packed_b_words_avx512, vf_amx_pack_weight_rows_avx512},
+    {VF_BF16_NATIVE, vf_bf16_packed_b_words_avx512, vf_bf16_pack_weight_rows_avx512},
 #endif
+    {0, NULL, NULL},
+};
+
+/* The layout of the process's bf16 route, NULL when it packs for itself. */
+static const packed_layout *packing_layout(void)
+{
+    const int route = vf_bf16_auto_impl();
+    for (const packed_layout *l = LAYOUTS; l->words; ++l)
+        if (l->route == route)
+            return l;
+    return NULL;
 }
 
 /* 1 if layer l's products run through vae_layer_forward / backward_layer
@@ -129,15 +136,15 @@ void vae_packed_begin(vf_vae *m, int bf16, int adam, int first_sparse)
     vae_packed *p = m->packed;
     if (p)
         p->on = 0, p->stamp = 0;
-    const int route = packing_route();
-    if (!bf16 || !adam || !route)
+    const packed_layout *layout = packing_layout();
+    if (!bf16 || !adam || !layout)
         return;
     if (!p) {
         if (!(p = calloc(1, sizeof *p)))
             return; /* the products pack themselves */
         m->packed = p;
     }
-    p->route = route;
+    p->layout = layout;
     int64_t need = 0;
     for (int l = 0; l < m->n_layers; ++l) {
         const vf_vae_layer *L = &m->layers[l];
@@ -145,10 +152,10 @@ void vae_packed_begin(vf_vae *m, int bf16, int adam, int first_sparse)
         if (!packable(m, l, first_sparse))
             continue;
         p->fwd[l] = need;
-        need += packed_size(route, L->in, L->out);
+        need += layout->words(L->in, L->out);
         if (l > 0) { /* layer 0 has no input gradient */
             p->bwd[l] = need;
-            need += packed_size(route, L->out, L->in);
+            need += layout->words(L->out, L->in);
         }
     }
     if (need == 0)
@@ -206,21 +213,14 @@ typedef struct packed_adam_call {
 } packed_adam_call;
 
 /* Unit u's rows of its layer's W in both layouts, from the weights as
- * stored (a held-back entry keeps its old value). x86-64 only. */
+ * stored (a held-back entry keeps its old value). */
 static void pack_unit_rows(const vf_vae *m, const packed_unit *u)
 {
-#if defined(__x86_64__)
     const vae_packed *p = m->packed;
     const vf_vae_layer *L = &m->layers[u->layer];
     uint32_t *fwd = p->buf + p->fwd[u->layer];
     uint32_t *bwd = p->bwd[u->layer] < 0 ? NULL : p->buf + p->bwd[u->layer];
-    if (p->route == VF_BF16_AMX)
-        vf_amx_pack_weight_rows_avx512(m->params + L->w, L->in, L->out, u->g, fwd, bwd);
-    else
-        vf_bf16_pack_weight_rows_avx512(m->params + L->w, L->in, L->out, u->g, fwd, bwd);
-#else
-    (void)m, (void)u;
-#endif
+    p->layout->pack_rows(m->params + L->w, L->in, L->out, u->g, fwd, bwd);
 }
 
 static int64_t packed_adam_units(const void *ctx, int64_t lo, int64_t hi)

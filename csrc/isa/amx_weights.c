@@ -12,6 +12,11 @@
 #if VF_SIMD_AVX512 && VF_AMX_ROUTE
 #include "isa/amx_tiles.h"
 
+int64_t VF_FN(vf_amx_packed_b_words)(int64_t K, int64_t N)
+{
+    return (K + 31) / 32 * ((N + 15) / 16) * AMX_TILE; /* 16×16-pair tiles, K in 32s */
+}
+
 /* Rows 16g .. 16g + 15 of W (rows × cols, row-major; the layer's in × out)
  * into
  *   fwd: op(B) = W of the forward x·W (K = rows, N = cols), their pair-rows
@@ -35,6 +40,12 @@ void VF_FN(vf_amx_pack_weight_rows)(const float *W, int64_t rows, int64_t cols, 
 
 #elif VF_SIMD_AVX512
 /* A build without the AMX route: never called (vf_bf16_amx_supported is 0). */
+int64_t VF_FN(vf_amx_packed_b_words)(int64_t K, int64_t N)
+{
+    (void)K, (void)N;
+    return 0;
+}
+
 void VF_FN(vf_amx_pack_weight_rows)(const float *W, int64_t rows, int64_t cols, int64_t g,
                                     uint32_t *fwd, uint32_t *bwd)
 {
