@@ -223,11 +223,11 @@ def test_sklearn_transformer(counts):
 
 # ---------------------------------------------------------------- memory
 def test_no_dense_copy_of_the_matrix(monkeypatch):
-    """A 20,000 x 4,000 CSR at 0.5% density: 320 MB dense, 3.2 MB of entries.
+    """A 10,000 x 4,000 CSR at 0.5% density: 160 MB dense, 1.6 MB of entries.
     Fit and encode must stay far below the dense size (traced by
     tracemalloc, which sees NumPy's allocations), and every gather is of at
     most one batch (fit) or one chunk (encode)."""
-    n, d, batch = 20000, 4000, 128
+    n, d, batch = 10000, 4000, 128
     X = sp.random(n, d, density=0.005, format="csr", dtype=np.float32,
                   random_state=np.random.default_rng(0))
     X.data[:] = np.ceil(X.data * 5)

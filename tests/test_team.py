@@ -141,10 +141,10 @@ W = rng.standard_normal((784, 400)).astype(np.float32)
 b = np.zeros(400, np.float32)
 want = ops.linear(x, W, b)
 m = vaefast.VAE(784, hidden=(400,), latent_dim=20, seed=0)
-X = (rng.random((1024, 784)) < 0.3).astype(np.float32)
-for i in range(200):
+X = (rng.random((512, 784)) < 0.3).astype(np.float32)
+for i in range(80):  # 200 took 89 s on emulated AArch64
     assert np.array_equal(ops.linear(x, W, b), want)
-    if i % 50 == 0:
+    if i % 20 == 0:
         m.fit(X, epochs=1, batch_size=128, progress=False,
               callbacks=[lambda epoch, logs: nb @ nb])
         time.sleep(0.01)  # an idle gap: workers go to sleep
