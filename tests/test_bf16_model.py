@@ -23,6 +23,8 @@ the fp32 result lies outside them) and rigorous enough not to fail a
 correct bf16 one whichever route runs (AMX's order keeps the same γ_K bound).
 """
 
+import platform
+
 import numpy as np
 import pytest
 
@@ -33,6 +35,11 @@ U = 2.0**-24
 D, H1, Z, H2, B = 40, 48, 5, 32, 64
 NATIVE = _core.bf16_native_supported()
 AMX = _core.bf16_amx_supported()
+# The optimizer packs weights for the x86-64 routes only (vae_packed_weights.c):
+# AArch64's BFMLAL driver packs its operands itself; its training bits are
+# checked by test_bf16_fit_is_bit_identical_for_any_thread_count and
+# test_emulated_route_fits_the_same_bits.
+OPTIMIZER_PACKS_NATIVE = NATIVE and platform.machine().lower() in ("x86_64", "amd64")
 
 
 def bf(x):
@@ -385,8 +392,8 @@ def test_output_gradient_packed_once_gives_the_emulations_bits(bf16_route_restor
     pytest.param("amx", marks=pytest.mark.skipif(
         not AMX, reason="no AMX-BF16 for this process: its route's packed weights do not run")),
     pytest.param("native", marks=pytest.mark.skipif(
-        not NATIVE, reason="no AVX512_BF16 for this process: its route's packed weights "
-        "do not run"))])
+        not OPTIMIZER_PACKS_NATIVE, reason="no AVX512_BF16 for this process: its route's "
+        "packed weights do not run"))])
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_weights_packed_by_the_optimizer_give_the_emulations_bits(bf16_route_restored,
                                                                   threads_setting, threads,
@@ -404,8 +411,8 @@ def test_weights_packed_by_the_optimizer_give_the_emulations_bits(bf16_route_res
                                           route=route)
 
 
-@pytest.mark.skipif(not NATIVE, reason="no AVX512_BF16 for this process: its route's packed "
-                    "weights do not run")
+@pytest.mark.skipif(not OPTIMIZER_PACKS_NATIVE, reason="no AVX512_BF16 for this process: its "
+                    "route's packed weights do not run")
 @pytest.mark.parametrize("hidden", [70, 90])
 def test_native_packed_weights_with_odd_rows(bf16_route_restored, threads_setting, hidden):
     # Odd and part-filled shapes of the VDPBF16PS route's packed weights
