@@ -24,6 +24,9 @@ round after round and the medians printed. Scenarios:
              calls NumPy's BLAS (epochs of 1,024 rows); rows/s.
   torch      (if PyTorch is installed) ops.linear right after torch.matmul
              calls on the same thread count, against alone.
+  torch_linear  (if PyTorch is installed) PyTorch's own linear + ReLU at the
+             same shapes, alone and right after the NumPy products: the
+             same pattern for another framework's pool.
   dask       (if Dask is installed) encode of 16,384 rows in chunks of 1,024
              from Dask's threaded scheduler with 1 and 2 worker threads
              (each encode call itself on N threads); rows/s.
@@ -88,6 +91,7 @@ for M, K, N in {shapes}:
     W = rng.standard_normal((K, N), dtype=np.float32) / np.float32(K ** 0.5)
     b = rng.standard_normal(N, dtype=np.float32)
     y = np.empty((M, N), np.float32)
+    {prepare}
     flops = 2.0 * M * K * N
     for mode in {modes}:
         rates = []
@@ -95,7 +99,7 @@ for M, K, N in {shapes}:
             before(mode)
             t = time.perf_counter()
             for _ in range(10):
-                ops.linear(x, W, b, "relu", out=y)
+                {call}
             rates.append(10 * flops / (time.perf_counter() - t) / 1e9)
         out[f"{{M}}x{{K}}->{{N}} {{mode}}"] = med(rates)
 print(json.dumps(out))
@@ -211,12 +215,23 @@ def format_stats(st):
     return " ".join(f"{n}={v:.4g}" for n, v in zip(STAT_NAMES, st) if n != "woken")
 
 
+_VAEFAST_CALL = dict(prepare="pass", call='ops.linear(x, W, b, "relu", out=y)')
+_TORCH_SETUP = "import torch\ntorch.set_num_threads(threads)\nta = torch.randn(256, 256)"
+
+
 def scenario_code(name):
-    linear = _LINEAR.format(shapes=SHAPES, setup="", modes=("alone", "after_blas", "after_sleep"))
-    torch = _LINEAR.format(shapes=SHAPES, modes=("after_torch",), setup=(
-        "import torch\ntorch.set_num_threads(threads)\nta = torch.randn(256, 256)"))
+    linear = _LINEAR.format(shapes=SHAPES, setup="", modes=("alone", "after_blas", "after_sleep"),
+                            **_VAEFAST_CALL)
+    torch = _LINEAR.format(shapes=SHAPES, modes=("after_torch",), setup=_TORCH_SETUP,
+                           **_VAEFAST_CALL)
+    # PyTorch's own linear + ReLU in the same pattern: what another
+    # framework's pool does beside NumPy's spinning OpenBLAS workers
+    torch_linear = _LINEAR.format(
+        shapes=SHAPES, modes=("alone", "after_blas"), setup=_TORCH_SETUP,
+        prepare="xt, Wt, bt = (torch.from_numpy(a) for a in (x, np.ascontiguousarray(W.T), b))",
+        call="torch.relu(torch.nn.functional.linear(xt, Wt, bt))")
     return {"linear": linear, "pipeline": _PIPELINE, "requests": _REQUESTS, "fit": _FIT,
-            "torch": torch, "dask": _DASK}[name]
+            "torch": torch, "torch_linear": torch_linear, "dask": _DASK}[name]
 
 
 def run_child(name, threads, base, stats=None, env=None):
@@ -256,7 +271,7 @@ def main():
     if args.openblas_timeout is not None:
         env["OPENBLAS_THREAD_TIMEOUT"] = str(args.openblas_timeout)
     names = args.only or ["linear", "pipeline", "requests", "fit"] + [
-        n for n in ("torch", "dask") if have(n)]
+        n for n in ("torch", "torch_linear", "dask") if have(n.split("_")[0])]
     counts = sorted({args.threads, 1}, reverse=True)
     samples, stats = {}, {}
     for _ in range(args.repeats):  # interleaved rounds of fresh processes
