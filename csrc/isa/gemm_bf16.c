@@ -48,6 +48,7 @@
 #define BF_ROWS_B_BYTES (256 * 1024)
 
 static inline int64_t bf_min(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t bf_max(int64_t a, int64_t b) { return a > b ? a : b; }
 
 /* uint32s of a packed op(B) of K rows and N columns: NR-column panels of
  * (K + 1) / 2 pairs, the last panel zero-padded */
@@ -55,7 +56,6 @@ static inline int64_t bf_packed_b_words(int64_t K, int64_t N)
 {
     return (K + 1) / 2 * ((N + BF_NR - 1) / BF_NR * BF_NR);
 }
-static inline int64_t bf_max(int64_t a, int64_t b) { return a > b ? a : b; }
 
 static inline uint32_t pair_scalar(float lo, float hi)
 {
@@ -444,7 +444,8 @@ int VF_FN(vf_gemm_bf16)(const vf_bf16_problem *p)
     j.mb = bf_min(j.na, bf_max(1, BF_BLOCK_BYTES / (4 * BF_MR * (j.kp + 1))));
     /* the calling thread's packing buffer (no page faults on every call);
      * +1 pair so a K of 0 still gets one */
-    const size_t b_pairs = (size_t)bf_packed_b_words(p->K, p->N), a_pairs = (size_t)(j.kp * j.na * BF_MR);
+    const size_t b_pairs = (size_t)bf_packed_b_words(p->K, p->N);
+    const size_t a_pairs = (size_t)(j.kp * j.na * BF_MR);
     uint32_t *work = (uint32_t *)vf_workspace_get(b_pairs + a_pairs + 1);
     if (!work)
         return VF_ERR_NOMEM;
