@@ -40,6 +40,9 @@ AMX = _core.bf16_amx_supported()
 # checked by test_bf16_fit_is_bit_identical_for_any_thread_count and
 # test_emulated_route_fits_the_same_bits.
 OPTIMIZER_PACKS_NATIVE = NATIVE and platform.machine().lower() in ("x86_64", "amd64")
+needs_native_packing = pytest.mark.skipif(
+    not OPTIMIZER_PACKS_NATIVE, reason="the optimizer packs weights for the x86-64 VDPBF16PS "
+    "route only, and this process has no such route")
 
 
 def bf(x):
@@ -391,9 +394,7 @@ def test_output_gradient_packed_once_gives_the_emulations_bits(bf16_route_restor
 @pytest.mark.parametrize("route", [
     pytest.param("amx", marks=pytest.mark.skipif(
         not AMX, reason="no AMX-BF16 for this process: its route's packed weights do not run")),
-    pytest.param("native", marks=pytest.mark.skipif(
-        not OPTIMIZER_PACKS_NATIVE, reason="no AVX512_BF16 for this process: its route's "
-        "packed weights do not run"))])
+    pytest.param("native", marks=needs_native_packing)])
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_weights_packed_by_the_optimizer_give_the_emulations_bits(bf16_route_restored,
                                                                   threads_setting, threads,
@@ -411,8 +412,7 @@ def test_weights_packed_by_the_optimizer_give_the_emulations_bits(bf16_route_res
                                           route=route)
 
 
-@pytest.mark.skipif(not OPTIMIZER_PACKS_NATIVE, reason="no AVX512_BF16 for this process: its "
-                    "route's packed weights do not run")
+@needs_native_packing
 @pytest.mark.parametrize("hidden", [70, 90])
 def test_native_packed_weights_with_odd_rows(bf16_route_restored, threads_setting, hidden):
     # Odd and part-filled shapes of the VDPBF16PS route's packed weights

@@ -35,8 +35,8 @@ def test_reader_during_fit_sees_whole_steps(rng, threads_setting):
     weights after some whole step, and never goes back to an older step: a
     read that overlapped a step's update would match none of them."""
     vaefast.set_num_threads(2)
-    # 32 steps and a 64-row probe: emulated AArch64 runs this in about a
-    # quarter of the 132 s that 64 steps and 256 rows took
+    # 32 steps and a 64-row probe (64 steps and 256 rows took 132 s on
+    # emulated AArch64)
     n, batch, D = 1024, 32, 784
     X = rng.random((n, D), dtype=np.float32)
     probe = np.ascontiguousarray(X[:64])

@@ -456,7 +456,7 @@ int VF_FN(vf_gemm_bf16)(const vf_bf16_problem *p)
         j.bp = (uint32_t *)p->packed_b, j.b_given = 1;
 #endif
     /* a small op(B): A panels are packed by the units that use them */
-    j.by_rows = (size_t)(j.kp * j.nb * BF_NR) * sizeof(uint32_t) <= BF_ROWS_B_BYTES;
+    j.by_rows = b_pairs * sizeof(uint32_t) <= BF_ROWS_B_BYTES;
     const int64_t pack_units = (j.b_given ? 0 : j.nb) + (j.by_rows ? 0 : j.na);
     if (pack_units > 0)
         vf_team_for(p->nthreads, pack_units, 1, pack_panels, &j);
