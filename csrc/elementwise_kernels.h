@@ -21,7 +21,17 @@ typedef struct vf_adam_consts {
     float step_size;  /* lr / (1 − beta1^t) */
     float inv_sqrt_bc2; /* 1 / sqrt(1 − beta2^t) */
     float eps;
+    /* 1: vectors holding a subnormal m or v take the route that does no
+     * arithmetic on them (isa/optim_kernels.c), for CPUs where such
+     * arithmetic takes microcode assists; 0: the plain path. Same bits. */
+    int subnormal_route;
 } vf_adam_consts;
+
+/* Adam's subnormal route for the steps that follow: 1 or 0 forces it (the
+ * tests cover both), -1 returns to the CPU's choice (route unless
+ * vf_cpu_features() has VF_CPU_FAST_SUBNORMALS). Returns the route now in
+ * effect. */
+int vf_adam_set_subnormal_route(int route);
 
 /* Adam's constants for step t >= 1 (csrc/optim.c: the bias corrections in
  * double); VF_ERR_ARG for a hyper-parameter out of range. */

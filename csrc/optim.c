@@ -4,6 +4,7 @@
  * is element-wise, so the thread count cannot change any bit. The Adam bias
  * corrections are computed once per call in double. */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "vaefast.h"
@@ -56,6 +57,28 @@ static int run_update(const update_call *c)
     return held ? VF_ERR_NONFINITE : VF_OK;
 }
 
+/* -1 until the first step asks the CPU (cpuid is a VM exit under a
+ * hypervisor: too slow for every step) */
+static atomic_int subnormal_route = -1;
+
+static int cpu_subnormal_route(void)
+{
+    return (vf_cpu_features() & VF_CPU_FAST_SUBNORMALS) == 0;
+}
+
+int vf_adam_set_subnormal_route(int route)
+{
+    const int r = route == 0 || route == 1 ? route : cpu_subnormal_route();
+    atomic_store_explicit(&subnormal_route, r, memory_order_relaxed);
+    return r;
+}
+
+static int adam_subnormal_route(void)
+{
+    int r = atomic_load_explicit(&subnormal_route, memory_order_relaxed);
+    return r >= 0 ? r : vf_adam_set_subnormal_route(-1);
+}
+
 int vf_adam_consts_of(float lr, float beta1, float beta2, float eps, float weight_decay,
                       int64_t t, vf_adam_consts *out)
 {
@@ -76,6 +99,7 @@ int vf_adam_consts_of(float lr, float beta1, float beta2, float eps, float weigh
     c.step_size = (float)((double)lr / bc1);
     c.inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2));
     c.eps = eps;
+    c.subnormal_route = adam_subnormal_route();
     *out = c;
     return VF_OK;
 }

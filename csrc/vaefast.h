@@ -51,6 +51,7 @@ enum {
     VF_CPU_BF16 = 1u << 12,        /* AArch64 BFDOT/BFMMLA (HWCAP2_BF16) */
     VF_CPU_AMX_TILE = 1u << 13,    /* AMX tiles, state saved by the OS */
     VF_CPU_AMX_BF16 = 1u << 14,    /* TDPBF16PS, and Linux let this process use it */
+    VF_CPU_FAST_SUBNORMALS = 1u << 15, /* vector ops on subnormals take no microcode assist */
     /* what the kernel sets below need */
     VF_CPU_NEEDS_AVX2 = VF_CPU_AVX | VF_CPU_AVX2 | VF_CPU_FMA | VF_CPU_OS_AVX,
     VF_CPU_NEEDS_AVX512 = VF_CPU_NEEDS_AVX2 | VF_CPU_AVX512F | VF_CPU_AVX512VL |

@@ -1,6 +1,8 @@
 """Kernel-set dispatch: detection, forcing a level, failing loudly."""
 
+import os
 import platform
+import re
 
 import pytest
 
@@ -53,6 +55,25 @@ def test_cpu_features_consistent():
         assert f["avx2"] and f["fma"] and f["os_avx"]
     if "neon" in vaefast.supported_isas():
         assert f["neon"]
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64")
+                    or not os.path.exists("/proc/cpuinfo"),
+                    reason="the vendor rule is x86's; read from Linux's /proc/cpuinfo")
+def test_fast_subnormals_follows_the_vendor():
+    # platform_cpu.c: AMD family 19h (25) and later; Adam's route is its negation
+    info = open("/proc/cpuinfo").read()
+    vendor = re.search(r"^vendor_id\s*:\s*(\S+)", info, re.M).group(1)
+    family = int(re.search(r"^cpu family\s*:\s*(\d+)", info, re.M).group(1))
+    expected = vendor == "AuthenticAMD" and family >= 0x19
+    assert vaefast.cpu_features()["fast_subnormals"] is expected
+    assert vaefast._core.set_adam_subnormal_route(None) is (not expected)
+
+
+@pytest.mark.skipif(platform.machine().lower() in ("x86_64", "amd64"), reason="x86")
+def test_fast_subnormals_is_not_claimed_off_x86():
+    assert vaefast.cpu_features()["fast_subnormals"] is False
+    assert vaefast._core.set_adam_subnormal_route(None) is True
 
 
 @pytest.mark.parametrize("name", ALL_ISAS)

@@ -15,13 +15,15 @@ casting it to float32 is the one IEEE rounding (subnormal range included):
                   bounds of tests/test_optim.py's first step.
 Lanes the fast route hands back to the ordinary kernel (a tiny nonzero g,
 p = 0) are checked too: m' = RN32(b1·m + u) is exact in float64 there.
+Where the CPU takes no assists on subnormals the plain path runs instead
+(cpu_features()["fast_subnormals"]); every test here runs on both.
 """
 
 import numpy as np
 import pytest
 
 import vaefast
-from vaefast import ops
+from vaefast import _core, ops
 from vaefast import reference as ref
 
 U = 2.0**-24
@@ -39,6 +41,14 @@ def _rn32(x):
 
 def _bits(a):
     return np.asarray(a, np.float32).view(np.uint32)
+
+
+@pytest.fixture(autouse=True, params=[True, False], ids=["route", "plain"])
+def subnormal_route(request):
+    """Each test on both of Adam's paths for vectors holding a subnormal m or v."""
+    assert _core.set_adam_subnormal_route(request.param) is request.param
+    yield request.param
+    _core.set_adam_subnormal_route(None)
 
 
 def _dead_state(rng, n):
@@ -116,3 +126,17 @@ def test_dead_state_is_thread_count_free(rng):
         out.append(np.stack([P, M, V]))
     vaefast.set_num_threads(1)
     assert np.array_equal(_bits(out[0]), _bits(out[1]))
+
+
+def test_the_two_paths_give_the_same_bits(rng, subnormal_route):
+    p, m, v, g = _dead_state(rng, 4099)
+    g[3::50] = 1e-40  # lanes the route hands back to the plain path
+    out = []
+    for route in (subnormal_route, not subnormal_route):
+        _core.set_adam_subnormal_route(route)
+        P, M, V = p.copy(), m.copy(), v.copy()
+        for t in range(1, 5):
+            ops.adam_update(P, g, M, V, lr=LR, beta1=B1, beta2=B2, eps=EPS, step=t)
+        out.append(np.stack([P, M, V]))
+    assert np.array_equal(_bits(out[0]), _bits(out[1]))
+    assert not np.array_equal(_bits(out[0][0]), _bits(p))  # the live lanes moved

@@ -95,6 +95,9 @@ def cpu_features() -> dict[str, bool]:
 
     ``os_avx`` / ``os_avx512`` report whether the operating system saves the
     wider register state (XGETBV); without it the instructions are unusable.
+    ``fast_subnormals`` says that vector arithmetic on subnormal floats runs
+    without microcode assists (AMD Zen 3 and later); Adam then skips its
+    route around them, which costs time where no assist is taken.
     """
     return _core.cpu_features()
 

@@ -292,3 +292,7 @@ cdef extern from "vae_norm.h" nogil:
     int vf_vae_set_norm(vf_vae *m, int batch_norm_sides, int layer_norm_sides)
     int64_t vf_vae_norm_stats_size(const vf_vae *m)
     float *vf_vae_norm_stats(vf_vae *m)
+
+# ---- Adam's route around subnormal moments (csrc/optim.c) (_elementwise.pxi)
+cdef extern from "elementwise_kernels.h" nogil:
+    int vf_adam_set_subnormal_route(int route)

@@ -5,7 +5,7 @@ _FEATURE_BITS = (
     ("sse2", 0), ("avx", 1), ("avx2", 2), ("fma", 3), ("avx512f", 4),
     ("avx512vl", 5), ("avx512bw", 6), ("avx512dq", 7), ("os_avx", 8),
     ("os_avx512", 9), ("neon", 10), ("avx512_bf16", 11), ("bf16", 12),
-    ("amx_tile", 13), ("amx_bf16", 14),
+    ("amx_tile", 13), ("amx_bf16", 14), ("fast_subnormals", 15),
 )
 
 ISA_NAMES = tuple(vf_isa_name(i).decode() for i in range(VF_ISA_COUNT))

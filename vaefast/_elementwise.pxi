@@ -73,6 +73,15 @@ def adam_update_flat(float[::1] param, const float[::1] grad, float[::1] m, floa
     check_status(status, "adam_update")
 
 
+def set_adam_subnormal_route(route):
+    """Force Adam's route around subnormal moments on (True) or off (False),
+    or give the choice back to the CPU (None); returns the route in effect.
+    Both give the same bits; the tests run each."""
+    if route is not None and not isinstance(route, bool):
+        raise TypeError(f"route must be True, False or None, got {route!r}")
+    return bool(vf_adam_set_subnormal_route(-1 if route is None else int(route)))
+
+
 def sgd_update_flat(float[::1] param, const float[::1] grad, float[::1] velocity,
                     float lr, float momentum, float weight_decay):
     """In-place SGD-momentum step on flat float32 buffers of equal length (n >= 1)."""
