@@ -263,7 +263,9 @@ static void *worker_main(void *arg)
                 while ((g = atomic_load(&pool.gen)) == seen)
                     vf_os_cond_wait(&pool.wake, &pool.lock);
                 atomic_fetch_sub(&pool.sleepers, 1);
-                if (atomic_exchange(&pool.wake_sent, 0)) { /* first one up times it */
+                /* the first one up clears the flag (under the lock, where
+                 * it was set) and times the wake-up */
+                if (atomic_exchange(&pool.wake_sent, 0)) {
                     stat_add(ST_WAKE_NS, vf_os_now_ns() - atomic_load(&pool.wake_at));
                     stat_add(ST_WOKEN, 1);
                 }
@@ -345,12 +347,19 @@ static int64_t team_for(int nt, int64_t n, int64_t grain, vf_range_fn fn, const 
      * machine that can take milliseconds) every loop would see them still
      * asleep and pay the lock and the system call again. A sleeper that
      * misses a job this way only costs that job its help: the caller
-     * takes every unit nobody claimed. */
-    if (atomic_load(&pool.sleepers) > 0 && !atomic_exchange(&pool.wake_sent, 1)) {
-        atomic_store(&pool.wake_at, vf_os_now_ns());
-        stat_add(ST_WAKES, 1);
+     * takes every unit nobody claimed. The flag is set under the lock and
+     * only while a worker sleeps there, so a sleeper is sure to clear it:
+     * set outside, it could land just after a worker that was counted as
+     * a sleeper saw this job, skipped the wait and left, and no later loop
+     * would wake anyone again (the team ran on the caller alone for good). */
+    if (atomic_load(&pool.sleepers) > 0 && !atomic_load(&pool.wake_sent)) {
         vf_os_mutex_lock(&pool.lock);
-        vf_os_cond_broadcast(&pool.wake);
+        if (atomic_load(&pool.sleepers) > 0 && !atomic_load(&pool.wake_sent)) {
+            atomic_store(&pool.wake_sent, 1);
+            atomic_store(&pool.wake_at, vf_os_now_ns());
+            stat_add(ST_WAKES, 1);
+            vf_os_cond_broadcast(&pool.wake);
+        }
         vf_os_mutex_unlock(&pool.lock);
     }
     const int64_t t0 = vf_os_now_ns();
