@@ -238,6 +238,9 @@ def test_sleeping_workers_are_always_woken():
     there)."""
     _stats()  # skips on a build without the counters
     pytest.importorskip("scipy")
+    if vaefast.isa() != "avx512":
+        pytest.skip(f"the race needs the fast fit (0.2 s an epoch on avx512); {vaefast.isa()} "
+                    "runs the same team code far slower")
     epochs = json.loads(_run(_FITS_ON_TWO_THREADS, "three two-thread fits"))
     assert len(epochs) == 15
     for i, d in enumerate(epochs):
