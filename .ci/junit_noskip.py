@@ -16,11 +16,13 @@ by_design = sys.argv[3] if len(sys.argv) > 3 else None
 cases = [c for c in root.iter("testcase")
          if pattern.search(f"{c.get('classname', '')}::{c.get('name', '')}")]
 
-
-ran = [c for c in cases if c.find("skipped") is None]
-skipped = [f"{c.get('classname')}::{c.get('name')}" for c in cases
-           if c.find("skipped") is not None
-           and not (by_design and by_design in c.find("skipped").get("message", ""))]
+ran, skipped = [], []
+for c in cases:
+    skip = c.find("skipped")
+    if skip is None:
+        ran.append(c)
+    elif not (by_design and by_design in skip.get("message", "")):
+        skipped.append(f"{c.get('classname')}::{c.get('name')}")
 if not ran or skipped:
     print(f"junit_noskip: {len(cases)} cases match {sys.argv[2]!r}, {len(ran)} ran, "
           f"skipped: {skipped}")
