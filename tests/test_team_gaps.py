@@ -88,16 +88,21 @@ def test_bits_after_idle_gaps(rng, threads_setting):
     np.testing.assert_allclose(results[1][0], oracle, rtol=0, atol=1e-4 * np.abs(oracle).max())
 
 
-_SHORT_AND_LONG = """
-import ctypes, json, time
+# the children's reader of the team's counters (the parent's is _stats)
+_CHILD_STATS = """
+import ctypes
 import numpy as np
 import vaefast
-from vaefast import ops
 lib = ctypes.CDLL(vaefast._core.__file__)
 def stats():
     out = (ctypes.c_int64 * 10)()
     lib.vf_team_stats(out, 10)
     return np.array(out, dtype=np.int64)
+"""
+
+_SHORT_AND_LONG = _CHILD_STATS + """
+import json, time
+from vaefast import ops
 vaefast.set_num_threads(2)
 rng = np.random.default_rng(2)
 # 4x400->400: just over the GEMM's threshold for threads (600K products),
@@ -188,17 +193,12 @@ def test_pipeline_beside_a_spinning_neighbour_finishes():
 
 
 _FITS_ON_TWO_THREADS = """
-import ctypes, json, os
-os.environ["VAEFAST_TUNE_THREADS"] = "0"  # both threads on every step
-import numpy as np
+import os
+os.environ["VAEFAST_TUNE_THREADS"] = "0"  # both threads on every step (read once, so first)
+""" + _CHILD_STATS + """
+import json
 import scipy.sparse as sp
-import vaefast
 vaefast.set_num_threads(2)
-lib = ctypes.CDLL(vaefast._core.__file__)
-def stats():
-    out = (ctypes.c_int64 * 10)()
-    lib.vf_team_stats(out, 10)
-    return np.array(out, dtype=np.int64)
 f = vaefast.cpu_features()
 precision = "bf16" if f["avx512_bf16"] or f["amx_bf16"] else "fp32"
 rng = np.random.default_rng(0)
