@@ -402,6 +402,62 @@ def test_gemm_emulated_equals_native(rng, M, N, K, trans):
     np.testing.assert_array_equal(ce.view(np.uint32), cn.view(np.uint32))
 
 
+SPECIAL_BITS = np.array([0x7FA00001, 0xFF812345, 0x7F800000, 0xFF800000, 0x3F808000,
+                         0x3F818000, 0x7F7FFFFF, 0xFF7F8000, 0x80000000], np.uint32)
+
+
+@needs_native
+@pytest.mark.parametrize("trans", [(False, False), (True, False), (False, True), (True, True)])
+def test_packing_by_the_instruction_equals_emulation(rng, trans):
+    """The VDPBF16PS route rounds its operands with VCVTNE2PS2BF16, which
+    flushes float32 subnormals where the emulation keeps them: a vector
+    with a subnormal must take the emulated rounding. Operands with NaN
+    payloads, infinities, ties, overflow to inf and signed zeros in some
+    rows, float32 subnormals in others (and both in a few), on every
+    packing path (each operand plain or transposed): the same bits and
+    the same non-finite flag as the emulation."""
+    ta, tb = trans
+    M, N, K = 29, 70, 66
+
+    def operand(rows, cols):
+        x = rng.standard_normal((rows, cols)).astype(np.float32)
+        special = rng.random((rows, cols)) < 0.02
+        x[special] = rng.choice(SPECIAL_BITS, special.sum()).view(np.float32)
+        sub = (rng.random((rows, cols)) < 0.05) & (np.arange(rows)[:, None] % 3 == 0)
+        x[sub] = (rng.integers(1, 1 << 23, sub.sum()).astype(np.uint32)
+                  | (rng.integers(0, 2, sub.sum()).astype(np.uint32) << 31)).view(np.float32)
+        return x
+
+    a, b = operand(M, K), operand(K, N)
+    a, b = (np.ascontiguousarray(a.T) if ta else a), (np.ascontiguousarray(b.T) if tb else b)
+    ce, fe = run(a, b, ta, tb, impl="emulated")
+    cn, fn = run(a, b, ta, tb, impl="native")
+    assert fe == fn
+    np.testing.assert_array_equal(ce.view(np.uint32), cn.view(np.uint32))
+    # float32 subnormals just below 2^-126 round up to it (a normal bf16)
+    # in the emulation; the instruction would flush them to 0. Through
+    # X @ I and I @ X every entry is its operand's rounding, on each path.
+    near = (0x007F8000 + rng.integers(0, 0x8000, (M, K))).astype(np.uint32)
+    near |= rng.integers(0, 2, (M, K)).astype(np.uint32) << 31
+    x = np.where(rng.random((M, K)) < 0.3, near.view(np.float32),
+                 rng.standard_normal((M, K)).astype(np.float32))
+    eye = np.eye(K, dtype=np.float32)
+    x_op = np.ascontiguousarray(x.T) if ta else x
+    got, _ = run(x_op, eye, ta, tb, impl="native")
+    np.testing.assert_array_equal(got, bf16_round(x).astype(np.float32))
+    got, _ = run(np.eye(M, dtype=np.float32), np.ascontiguousarray(x.T) if tb else x, ta, tb,
+                 impl="native")
+    np.testing.assert_array_equal(got, bf16_round(x).astype(np.float32))
+    # without NaN and inf: the finite entries' bits, not only the NaNs'
+    a_fin = np.where(np.isfinite(a), a, np.float32(-2.0))
+    b_fin = np.where(np.isfinite(b), b, np.float32(1.5))
+    ce, fe = run(a_fin, b_fin, ta, tb, impl="emulated")
+    cn, fn = run(a_fin, b_fin, ta, tb, impl="native")
+    assert fe == fn
+    assert np.isfinite(ce).mean() > 0.5
+    np.testing.assert_array_equal(ce.view(np.uint32), cn.view(np.uint32))
+
+
 def test_impl_argument():
     a = np.ones((2, 2), np.float32)
     with pytest.raises(ValueError, match="impl"):

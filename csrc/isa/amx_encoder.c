@@ -55,7 +55,7 @@ typedef struct {
     int64_t unit_end[VF_BF16_CHAIN_MAX];    /* weight-packing units of layers 0..l */
     uint32_t *bp[VF_BF16_CHAIN_MAX];        /* packed W_l */
     int64_t max_nq, max_cols; /* over the layers: k-steps, 32-column blocks */
-    int cvt; /* VCVTNE2PS2BF16 available (pack_adjacent) */
+    int cvt; /* VCVTNE2PS2BF16 available (vu_bf16_pack_adjacent_cvt) */
 } chain_job;
 
 /* weight-packing units [lo, hi): AMX_B_BLOCK column groups of one layer each */
@@ -91,7 +91,8 @@ VF_BF16_TARGET static void hidden_to_tiles(const vf_bf16_chain_layer *L, int64_t
             v0 = vf_max(v0, vf_zero());
             v1 = vf_max(v1, vf_zero());
         }
-        vu_store(dst + r / 16 * nq * AMX_TILE + r % 16 * 16, pack_adjacent(v0, v1, cvt));
+        vu_store(dst + r / 16 * nq * AMX_TILE + r % 16 * 16,
+                 vu_bf16_pack_adjacent_cvt(v0, v1, cvt));
     }
 }
 

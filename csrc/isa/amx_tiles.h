@@ -47,44 +47,6 @@ AMX_TARGET static inline void amx_configure(void)
     _tile_loadconfig(&cfg);
 }
 
-/* VCVTNE2PS2BF16 rounds as vf_bf16_round_bits does (nearest even, NaN
- * quieted the same way) except that it flushes float32 subnormals to
- * zero, where the emulation keeps them (those next to 2^-126 round up to
- * it). A vector holding a subnormal takes the emulated rounding, so the
- * packed bits never depend on the instruction being there (cvt: the CPU
- * has AVX512_BF16; the AMX CPUs all have it). */
-static inline int either_subnormal(vf x, vf y)
-{
-    /* subnormal: magnitude bits in [1, 2^23 − 1], so magnitude − 1 (an
-     * unsigned wrap for ±0) below 2^23 − 1; one compare for both vectors,
-     * the rest off the shuffle port that the conversion and the packing
-     * keep busy */
-    const vu mag_x = vu_and(vf_bits(x), vu_set1(0x7FFFFFFFu));
-    const vu mag_y = vu_and(vf_bits(y), vu_set1(0x7FFFFFFFu));
-    const vu least = _mm512_min_epu32(vu_sub(mag_x, vu_set1(1)), vu_sub(mag_y, vu_set1(1)));
-    return _mm512_cmplt_epu32_mask(least, vu_set1(0x007FFFFFu)) != 0;
-}
-
-/* 32 consecutive floats x0 | x1 -> 16 pairs (vu_bf16_pack_adjacent) */
-VF_BF16_TARGET static inline vu pack_adjacent(vf x0, vf x1, int cvt)
-{
-    if (cvt && !either_subnormal(x0, x1))
-        return (vu)_mm512_cvtne2ps_pbh(x1, x0); /* words 0-15 from x0, 16-31 from x1 */
-    return vu_bf16_pack_adjacent(x0, x1);
-}
-
-/* lane i: bf16(lo[i]) | bf16(hi[i]) << 16 (vu_bf16_pair) */
-VF_BF16_TARGET static inline vu pack_pair(vf lo, vf hi, int cvt)
-{
-    if (cvt && !either_subnormal(lo, hi)) {
-        const __m512i interleave = _mm512_set_epi16(
-            31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
-            23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-        return _mm512_permutexvar_epi16(interleave, (vu)_mm512_cvtne2ps_pbh(hi, lo));
-    }
-    return vu_bf16_pair(lo, hi);
-}
-
 /* 16 pairs: floats k0 .. k0 + 31 of row (k0 + 2q, k0 + 2q + 1 -> pair q),
  * the kn <= 32 floats up to K; the rest reads 0. bad (or NULL): lanes set
  * where a float read is NaN or ±Inf (x - x is NaN exactly for those), so a
@@ -96,7 +58,7 @@ VF_BF16_TARGET static inline vu row_pairs(const float *row, int64_t kn, int cvt,
                                                         : vf_zero();
     if (bad)
         *bad |= vf_isnan(vf_sub(lo, lo)) | vf_isnan(vf_sub(hi, hi));
-    return pack_adjacent(lo, hi, cvt);
+    return vu_bf16_pack_adjacent_cvt(lo, hi, cvt);
 }
 
 /* 16 lanes: op(A) rows i0 + lane (lanes < h), entries k and k + 1 as one
@@ -108,7 +70,7 @@ VF_BF16_TARGET static inline vu a_pairs_down_k(const vf_bf16_problem *p, int64_t
     const float *r0 = p->A + k * p->lda + i0;
     const vf lo = k < p->K ? vf_load_mask(r0, m) : vf_zero();
     const vf hi = k + 1 < p->K ? vf_load_mask(r0 + p->lda, m) : vf_zero();
-    return pack_pair(lo, hi, cvt);
+    return vu_bf16_pair_cvt(lo, hi, cvt);
 }
 
 /* Pack 16-row group g of op(A) (rows 16g..16g+15; rows past M read 0)
@@ -164,11 +126,11 @@ static inline uint32_t *emit_a_at(const vf_bf16_problem *p, int64_t R, int64_t s
 
 /* Row R of a plain op(B), its floats 32s .. 32s + 31 (lo | hi, zero past
  * N), into p->emit_a: the bytes pack_a_group writes from the same floats
- * (row_pairs: pack_adjacent of the same two vectors). */
+ * (row_pairs: vu_bf16_pack_adjacent_cvt of the same two vectors). */
 VF_BF16_TARGET static inline void emit_a_row(const vf_bf16_problem *p, int64_t R, int64_t s,
                                              vf lo, vf hi, int cvt)
 {
-    vu_store(emit_a_at(p, R, s), pack_adjacent(lo, hi, cvt));
+    vu_store(emit_a_at(p, R, s), vu_bf16_pack_adjacent_cvt(lo, hi, cvt));
 }
 
 /* Where pair-row (k, k + 1) (k even) of 16-column group h sits in a packed
@@ -188,7 +150,7 @@ VF_BF16_TARGET static inline vu b_pair_row(const vf_bf16_problem *p, int64_t k, 
     const float *r0 = p->B + k * p->ldb + 16 * h;
     *lo = vf_load_mask(r0, m);
     *hi = k + 1 < p->K ? vf_load_mask(r0 + p->ldb, m) : vf_zero();
-    return pack_pair(*lo, *hi, cvt);
+    return vu_bf16_pair_cvt(*lo, *hi, cvt);
 }
 
 /* Rows [k0, k1) of a plain op(B) (k0 even; k1 up to 32·nq, the rows past K

@@ -76,7 +76,7 @@ typedef struct {
     const vf_bf16_problem *p;
     int64_t nq, ga, gb, ni, nj;
     amx_schedule schedule;
-    int cvt; /* VCVTNE2PS2BF16 available (pack_adjacent) */
+    int cvt; /* VCVTNE2PS2BF16 available (vu_bf16_pack_adjacent_cvt) */
     int64_t a_units, b_units; /* groups / blocks packed by the first team loop */
     uint32_t *ap, *bp;
     int b_given; /* the units never pack op(B): p->packed_b, or packed by a loop first */

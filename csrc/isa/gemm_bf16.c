@@ -47,6 +47,19 @@
 /* an op(B) up to this size is read whole by each row of tiles (row_of_tiles) */
 #define BF_ROWS_B_BYTES (256 * 1024)
 
+/* The packers round with VCVTNE2PS2BF16 on the VDPBF16PS route (every CPU
+ * that runs it has the instruction; a vector holding a float32 subnormal
+ * takes the emulated rounding, isa/vec_bf16.h), the emulated rounding
+ * elsewhere: the same bits. */
+#if VF_HAVE_DPBF16
+#define BF_PACK_TARGET VF_BF16_TARGET
+#define BF_PAIR(lo, hi) vu_bf16_pair_cvt(lo, hi, 1)
+#define BF_PACK_ADJACENT(x0, x1) vu_bf16_pack_adjacent_cvt(x0, x1, 1)
+#else
+#define BF_PACK_TARGET
+#define BF_PAIR(lo, hi) vu_bf16_pair(lo, hi)
+#endif
+
 static inline int64_t bf_min(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t bf_max(int64_t a, int64_t b) { return a > b ? a : b; }
 
@@ -85,8 +98,8 @@ static inline float b_at(const vf_bf16_problem *p, int64_t k, int64_t j)
  * out[q·stride + r], r < 16; rows n .. 15 get zeros where stride reaches
  * them. 16×16 transposes of pairs; stride 12 writes the first 12 rows of
  * each pair row. */
-static void pack_adjacent_rows(const float *base, int64_t ld, int64_t n, int64_t K,
-                               uint32_t *out, int64_t stride)
+BF_PACK_TARGET static void pack_adjacent_rows(const float *base, int64_t ld, int64_t n,
+                                              int64_t K, uint32_t *out, int64_t stride)
 {
     const int64_t kp = (K + 1) / 2;
     const vm lanes = vm_first(stride);
@@ -96,8 +109,7 @@ static void pack_adjacent_rows(const float *base, int64_t ld, int64_t n, int64_t
         vu r[16];
         for (int64_t c = 0; c < 16; ++c) {
             const float *row = base + c * ld + k0;
-            r[c] = c < n ? vu_bf16_pack_adjacent(vf_load_mask(row, m0),
-                                                 vf_load_mask(row + VW, m1))
+            r[c] = c < n ? BF_PACK_ADJACENT(vf_load_mask(row, m0), vf_load_mask(row + VW, m1))
                          : vu_set1(0u);
         }
         uint32_t t[256] __attribute__((aligned(64)));
@@ -111,8 +123,9 @@ static void pack_adjacent_rows(const float *base, int64_t ld, int64_t n, int64_t
 /* Pair rows q_lo .. q_hi - 1 of a plain op(B) (K rows, ldb apart), its
  * columns j0 .. j0 + w - 1, into the NR-wide panel bp (columns past w get
  * 0); sums (NR / VW vectors) or NULL: the ones row's column sums, k in order. */
-static void pack_b_pair_rows(const float *B, int64_t ldb, int64_t K, int64_t q_lo, int64_t q_hi,
-                             int64_t j0, int64_t w, uint32_t *bp, vf *sums)
+BF_PACK_TARGET static void pack_b_pair_rows(const float *B, int64_t ldb, int64_t K,
+                                            int64_t q_lo, int64_t q_hi, int64_t j0, int64_t w,
+                                            uint32_t *bp, vf *sums)
 {
     for (int64_t q = q_lo; q < q_hi; ++q) {
         const float *r0 = B + 2 * q * ldb + j0;
@@ -126,7 +139,7 @@ static void pack_b_pair_rows(const float *B, int64_t ldb, int64_t K, int64_t q_l
                 const vf hi = has1 ? vf_load_mask(r1 + c, m) : vf_zero();
                 if (sums)
                     sums[c / VW] = vf_add(vf_add(sums[c / VW], lo), hi);
-                pr = vu_bf16_pair(lo, hi);
+                pr = BF_PAIR(lo, hi);
             }
             vu_store(bp + q * BF_NR + c, pr);
         }
@@ -134,7 +147,8 @@ static void pack_b_pair_rows(const float *B, int64_t ldb, int64_t K, int64_t q_l
 }
 
 /* Bp (kp × NR pairs) = columns j0..j0+w of op(B); columns past w are 0. */
-static void pack_b_panel(const vf_bf16_problem *p, int64_t j0, int64_t w, uint32_t *bp)
+BF_PACK_TARGET static void pack_b_panel(const vf_bf16_problem *p, int64_t j0, int64_t w,
+                                        uint32_t *bp)
 {
     const int64_t kp = (p->K + 1) / 2;
     if (!p->trans_b) { /* rows 2q and 2q+1 side by side: VW columns at a time */
@@ -161,7 +175,8 @@ static void pack_b_panel(const vf_bf16_problem *p, int64_t j0, int64_t w, uint32
 }
 
 /* Ap (kp × MR pairs) = rows i0..i0+h of op(A); rows past h are 0. */
-static void pack_a_panel(const vf_bf16_problem *p, int64_t i0, int64_t h, uint32_t *ap)
+BF_PACK_TARGET static void pack_a_panel(const vf_bf16_problem *p, int64_t i0, int64_t h,
+                                        uint32_t *ap)
 {
     const int64_t kp = (p->K + 1) / 2;
 #if VF_HAVE_DPBF16
@@ -175,7 +190,7 @@ static void pack_a_panel(const vf_bf16_problem *p, int64_t i0, int64_t h, uint32
         const float *r0 = p->A + 2 * q * p->lda + i0;
         const vf lo = vf_load_mask(r0, rows);
         const vf hi = 2 * q + 1 < p->K ? vf_load_mask(r0 + p->lda, rows) : vf_zero();
-        vu_store_mask(ap + q * BF_MR, vu_bf16_pair(lo, hi), all);
+        vu_store_mask(ap + q * BF_MR, BF_PAIR(lo, hi), all);
     }
 #else
     for (int64_t r = h; r < BF_MR; ++r)
@@ -201,8 +216,8 @@ int64_t VF_FN(vf_bf16_packed_b_words)(int64_t K, int64_t N)
  *   bwd: op(B) = Wᵀ of the input gradient d·Wᵀ (K = cols, N = rows): half
  *        g % 2 of panel g / 2 (the last group also the zero half after it).
  * Either layout covers all of W once every group g < ceil(rows/16) ran. */
-void VF_FN(vf_bf16_pack_weight_rows)(const float *W, int64_t rows, int64_t cols, int64_t g,
-                                     uint32_t *fwd, uint32_t *bwd)
+BF_PACK_TARGET void VF_FN(vf_bf16_pack_weight_rows)(const float *W, int64_t rows, int64_t cols,
+                                                    int64_t g, uint32_t *fwd, uint32_t *bwd)
 {
     const int64_t kp = (rows + 1) / 2, q_hi = bf_min(8 * g + 8, kp);
     for (int64_t j0 = 0; j0 < cols; j0 += BF_NR)

@@ -176,6 +176,44 @@ VF_BF16_TARGET static inline __attribute__((always_inline)) vf vf_dpbf16(vf acc,
 {
     return _mm512_dpbf16_ps(acc, (__m512bh)a, (__m512bh)b);
 }
+/* VCVTNE2PS2BF16 rounds as vf_bf16_round_bits does (nearest even, NaN
+ * quieted the same way) except that it flushes float32 subnormals to
+ * zero, where the emulation keeps them (those next to 2^-126 round up to
+ * it). A vector holding a subnormal takes the emulated rounding, so the
+ * packed bits never depend on the instruction being there (cvt: the CPU
+ * has AVX512_BF16: always on the VDPBF16PS route; the AMX CPUs all have
+ * it). */
+static inline int vf_bf16_either_subnormal(vf x, vf y)
+{
+    /* subnormal: magnitude bits in [1, 2^23 − 1], so magnitude − 1 (an
+     * unsigned wrap for ±0) below 2^23 − 1; one compare for both vectors,
+     * the rest off the shuffle port that the conversion and the packing
+     * keep busy */
+    const vu mag_x = vu_and(vf_bits(x), vu_set1(0x7FFFFFFFu));
+    const vu mag_y = vu_and(vf_bits(y), vu_set1(0x7FFFFFFFu));
+    const vu least = _mm512_min_epu32(vu_sub(mag_x, vu_set1(1)), vu_sub(mag_y, vu_set1(1)));
+    return _mm512_cmplt_epu32_mask(least, vu_set1(0x007FFFFFu)) != 0;
+}
+
+/* vu_bf16_pack_adjacent, by the instruction where cvt allows */
+VF_BF16_TARGET static inline vu vu_bf16_pack_adjacent_cvt(vf x0, vf x1, int cvt)
+{
+    if (cvt && !vf_bf16_either_subnormal(x0, x1))
+        return (vu)_mm512_cvtne2ps_pbh(x1, x0); /* words 0-15 from x0, 16-31 from x1 */
+    return vu_bf16_pack_adjacent(x0, x1);
+}
+
+/* vu_bf16_pair, by the instruction where cvt allows */
+VF_BF16_TARGET static inline vu vu_bf16_pair_cvt(vf lo, vf hi, int cvt)
+{
+    if (cvt && !vf_bf16_either_subnormal(lo, hi)) {
+        const __m512i interleave = _mm512_set_epi16(
+            31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
+            23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+        return _mm512_permutexvar_epi16(interleave, (vu)_mm512_cvtne2ps_pbh(hi, lo));
+    }
+    return vu_bf16_pair(lo, hi);
+}
 VF_INLINE vu vu_load_mask(const uint32_t *p, vm m) { return _mm512_maskz_loadu_epi32(m, p); }
 VF_INLINE void vu_store_mask(uint32_t *p, vu v, vm m) { _mm512_mask_storeu_epi32(p, m, v); }
 #endif
