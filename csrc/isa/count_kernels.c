@@ -4,7 +4,7 @@
  * Per row of N genes (rho: the decoder output, x: counts):
  *   A  m = max_j rho_j
  *   B  S = Σ_j exp(rho_j − m);  c = log L − log S, so log mu_j = (rho_j − m) + c
- *   C  every gene, VW at a time (stage by stage over VF_COUNT_BLOCK vectors,
+ *   C  every gene, VW at a time (stage by stage over VF_COUNT_LANES vectors,
  *      count_lane below): the terms that need no lgamma (all of a
  *      zero count's loss; the softplus / sigmoid parts of the rest), g_j =
  *      ∂loss/∂log mu_j into drho, G = Σ g_j, dpi, ∂/∂ρ, and the lgamma
@@ -35,7 +35,7 @@
 
 #define VF_COUNT_SHORT 16 /* counts up to this take the exact product / sum */
 #define VF_COUNT_LIST 256 /* table-lane positions held before they are handled */
-#define VF_COUNT_BLOCK 4  /* vectors whose stages of step C run side by side */
+#define VF_COUNT_LANES 4  /* vectors whose stages of step C run side by side */
 
 /* log(x!) for an integer count x >= 0 */
 static inline double log_factorial(double x)
@@ -122,7 +122,7 @@ VF_INLINE vf log1p_given(vf t, vf v, vf iv)
 /* Step C on lanes [j, j+VW) under mask k (`full`: all lanes, compile-time),
  * in four stages whose values one count_lane carries. Each stage ends a
  * link of the chain exp -> log -> exp -> log of a zero count's ZINB terms;
- * count_row_run runs each stage over VF_COUNT_BLOCK vectors before the
+ * count_row_run runs each stage over VF_COUNT_LANES vectors before the
  * next, so their chains overlap. One vector at a time, the chain set the
  * pace: about 190 cycles a vector at 1.25 instructions a cycle on Zen 4,
  * under half of what its multiply pipe could take (ZINB, gene θ, 128 ×
@@ -383,7 +383,7 @@ VF_INLINE int count_row_run(const count_row *R0, const int lik, int64_t N, float
     R.c = vf_set1((float)(log((double)L) - log((double)S)));
     R.k_mu = vf_set1((float)((double)L / (double)S));
     /* C (the table lanes' positions gathered in `list`, handled when it fills
-     * and at the end), VF_COUNT_BLOCK vectors at a time, then one */
+     * and at the end), VF_COUNT_LANES vectors at a time, then one */
     vf acc = vf_zero(), G = vf_zero();
     double extra = 0.0;
     int ok = 1;
@@ -391,25 +391,25 @@ VF_INLINE int count_row_run(const count_row *R0, const int lik, int64_t N, float
     uint32_t list[VF_COUNT_LIST + VW];
     int nl = 0;
     const vm all = vm_first(VW);
-    for (; j + VF_COUNT_BLOCK * VW <= N; j += VF_COUNT_BLOCK * VW) {
-        count_lane L[VF_COUNT_BLOCK];
+    for (; j + VF_COUNT_LANES * VW <= N; j += VF_COUNT_LANES * VW) {
+        count_lane L[VF_COUNT_LANES];
 #pragma GCC unroll 4
-        for (int q = 0; q < VF_COUNT_BLOCK; ++q)
+        for (int q = 0; q < VF_COUNT_LANES; ++q)
             lane_load(&R, lik, j + q * VW, all, 1, &L[q]);
         if (lik != VF_COUNT_POISSON) {
 #pragma GCC unroll 4
-            for (int q = 0; q < VF_COUNT_BLOCK; ++q)
+            for (int q = 0; q < VF_COUNT_LANES; ++q)
                 lane_nb(&R, lik, j + q * VW, 1, &L[q]);
         }
         if (lik == VF_COUNT_ZINB) {
 #pragma GCC unroll 4
-            for (int q = 0; q < VF_COUNT_BLOCK; ++q)
+            for (int q = 0; q < VF_COUNT_LANES; ++q)
                 lane_zero(&L[q]);
         }
 #pragma GCC unroll 4
-        for (int q = 0; q < VF_COUNT_BLOCK; ++q)
+        for (int q = 0; q < VF_COUNT_LANES; ++q)
             lane_finish(&R, lik, j + q * VW, 1, &L[q]);
-        for (int q = 0; q < VF_COUNT_BLOCK; ++q) {
+        for (int q = 0; q < VF_COUNT_LANES; ++q) {
             ok &= lane_sum(&R, &L[q], &acc, &G);
             lane_rest(&R, lik, j + q * VW, &L[q], list, &nl, &acc, &extra, &ok);
         }
