@@ -236,22 +236,24 @@ BF_PACK_TARGET void VF_FN(vf_bf16_pack_weight_rows)(const float *W, int64_t rows
 
 #if VF_HAVE_DPBF16
 /* T (MR×NR) = Ap (kp × MR pairs) · Bp (kp × NR pairs), one VDPBF16PS per
- * row and vector of B per pair; nv (1 or 2, a constant after inlining)
- * vectors of columns: a panel at most VW wide (N = 40's last 8 columns)
- * skips the second, all-zero, half. */
+ * row and vector of B per pair; nv (1 or 2) vectors of columns: a panel at
+ * most VW wide (N = 40's last 8 columns) skips the second, all-zero, half;
+ * only the first `rows` rows (4, 8 or 12), the rest never read: a short
+ * last panel (batch 32 = 12 + 12 + 8 rows) skips its zero rows' products.
+ * nv and rows are constants after inlining. */
 BF_TARGET static inline __attribute__((always_inline)) void
 tile_nv(int64_t kp, const uint32_t *restrict ap, const uint32_t *restrict bp,
-        float *restrict t, const int nv)
+        float *restrict t, const int nv, const int rows)
 {
     vf acc[BF_MR][2];
 #pragma GCC unroll 12
-    for (int r = 0; r < BF_MR; ++r)
+    for (int r = 0; r < rows; ++r)
         acc[r][0] = acc[r][1] = vf_zero();
     for (int64_t q = 0; q < kp; ++q) {
         const vu b0 = vu_load(bp + q * BF_NR);
         const vu b1 = nv > 1 ? vu_load(bp + q * BF_NR + VW) : b0;
 #pragma GCC unroll 12
-        for (int r = 0; r < BF_MR; ++r) {
+        for (int r = 0; r < rows; ++r) {
             const vu a = vu_set1(ap[q * BF_MR + r]);
             acc[r][0] = vf_dpbf16(acc[r][0], a, b0);
             if (nv > 1)
@@ -259,20 +261,23 @@ tile_nv(int64_t kp, const uint32_t *restrict ap, const uint32_t *restrict bp,
         }
     }
 #pragma GCC unroll 12
-    for (int r = 0; r < BF_MR; ++r) {
+    for (int r = 0; r < rows; ++r) {
         vf_store(t + r * BF_NR, acc[r][0]);
         vf_store(t + r * BF_NR + VW, acc[r][1]); /* nv = 1: zeros, never read */
     }
 }
+/* The tile's first h rows and w columns */
 BF_TARGET static void tile(int64_t kp, const uint32_t *restrict ap,
                            const uint32_t *restrict bp, float *restrict t, int64_t w,
-                           int amx_order)
+                           int64_t h)
 {
-    (void)amx_order; /* the generic set's alone (csrc/bf16.c) */
-    if (w <= VW)
-        tile_nv(kp, ap, bp, t, 1);
+    const int nv = w <= VW ? 1 : 2;
+    if (h <= 4)
+        nv == 1 ? tile_nv(kp, ap, bp, t, 1, 4) : tile_nv(kp, ap, bp, t, 2, 4);
+    else if (h <= 8)
+        nv == 1 ? tile_nv(kp, ap, bp, t, 1, 8) : tile_nv(kp, ap, bp, t, 2, 8);
     else
-        tile_nv(kp, ap, bp, t, 2);
+        nv == 1 ? tile_nv(kp, ap, bp, t, 1, BF_MR) : tile_nv(kp, ap, bp, t, 2, BF_MR);
 }
 #else
 /* One entry (row r, column c) of the tile in TDPBF16PS's order
@@ -395,14 +400,18 @@ BF_TARGET static inline int tile_into_c(const bf_job *j, int64_t ir, int64_t jr,
 {
     float tl[BF_MR * BF_NR] __attribute__((aligned(64)));
     const int64_t w = bf_min(BF_NR, j->p->N - jr * BF_NR);
+    const int64_t h = bf_min(BF_MR, j->p->M - ir * BF_MR);
     const uint32_t *ap = j->ap + ir * BF_MR * j->kp, *bp = j->bp + jr * BF_NR * j->kp;
 #if VF_HAVE_BFMLAL
     tile(j->kp, ap, bp, tl, w, env);
+#elif VF_HAVE_DPBF16
+    (void)env;
+    tile(j->kp, ap, bp, tl, w, h);
 #else
     (void)env;
     tile(j->kp, ap, bp, tl, w, j->p->amx_order);
 #endif
-    return epilogue(j->p, ir * BF_MR, jr * BF_NR, bf_min(BF_MR, j->p->M - ir * BF_MR), w, tl);
+    return epilogue(j->p, ir * BF_MR, jr * BF_NR, h, w, tl);
 }
 
 /* Row unit ir: A panel ir packed by the thread that then runs its row of
