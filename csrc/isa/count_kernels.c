@@ -132,9 +132,10 @@ VF_INLINE vf log1p_given(vf t, vf v, vf iv)
  *   nb:     the NB terms without lgamma; ZINB: σ(w) from e^-|w|
  *   zero:   ZINB: e^-|d| and its reciprocal (d = w − log NB(0))
  *   finish: ZINB's zero-count terms; stores g, ∂/∂ρ, ∂/∂w
- * then count_lane_sum adds the lanes' loss to *acc and their g to *G (a
- * count of 1: all of it), in the order of the genes: the sums are those
- * of one vector at a time. tl: the lanes of counts 2..VF_COUNT_TAB−1 when
+ * then lane_sum adds the lanes' loss to *acc and their g to *G (a count
+ * of 1: all of it), and lane_rest takes the larger counts, vector after
+ * vector in the order of the genes: the sums are those of one vector at a
+ * time. tl: the lanes of counts 2..VF_COUNT_TAB−1 when
  * R->tab is there (their table part is still to come); nz: the other lanes
  * with x > 1 or a non-integer x > 0 (count_sparse's); ok: 0 if any lane's
  * count is negative or NaN. */
