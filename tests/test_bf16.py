@@ -381,6 +381,16 @@ def test_emulation_matches_instruction_bit_for_bit(rng):
                                 f"a={a[diff[0]]:#x} b={b[diff[0]]:#x}")
 
 
+def assert_native_equals_emulated(a, b, ta, tb, **kw):
+    """The product through the instruction and through the emulation: the
+    same non-finite flag and the same bits; returns the emulated result."""
+    ce, fe = run(a, b, ta, tb, impl="emulated", **kw)
+    cn, fn = run(a, b, ta, tb, impl="native", **kw)
+    assert fe == fn
+    np.testing.assert_array_equal(ce.view(np.uint32), cn.view(np.uint32))
+    return ce
+
+
 @needs_native
 @pytest.mark.parametrize("trans", [(False, False), (True, False), (False, True)])
 @pytest.mark.parametrize("M,N,K", [(37, 45, 31), (128, 400, 784), (1, 40, 400), (50, 3, 2),
@@ -396,10 +406,7 @@ def test_gemm_emulated_equals_native(rng, M, N, K, trans):
     b = (rng.standard_normal((K, N)) * np.exp2(rng.integers(-140, 40, (K, N)))).astype(np.float32)
     a, b = (np.ascontiguousarray(a.T) if ta else a), (np.ascontiguousarray(b.T) if tb else b)
     bias = rng.standard_normal(N).astype(np.float32)
-    ce, fe = run(a, b, ta, tb, bias=bias, relu=True, impl="emulated")
-    cn, fn = run(a, b, ta, tb, bias=bias, relu=True, impl="native")
-    assert fe == fn
-    np.testing.assert_array_equal(ce.view(np.uint32), cn.view(np.uint32))
+    assert_native_equals_emulated(a, b, ta, tb, bias=bias, relu=True)
 
 
 SPECIAL_BITS = np.array([0x7FA00001, 0xFF812345, 0x7F800000, 0xFF800000, 0x3F808000,
@@ -430,10 +437,7 @@ def test_packing_by_the_instruction_equals_emulation(rng, trans):
 
     a, b = operand(M, K), operand(K, N)
     a, b = (np.ascontiguousarray(a.T) if ta else a), (np.ascontiguousarray(b.T) if tb else b)
-    ce, fe = run(a, b, ta, tb, impl="emulated")
-    cn, fn = run(a, b, ta, tb, impl="native")
-    assert fe == fn
-    np.testing.assert_array_equal(ce.view(np.uint32), cn.view(np.uint32))
+    assert_native_equals_emulated(a, b, ta, tb)
     # float32 subnormals just below 2^-126 round up to it (a normal bf16)
     # in the emulation; the instruction would flush them to 0. Through
     # X @ I and I @ X every entry is its operand's rounding, on each path.
@@ -451,11 +455,7 @@ def test_packing_by_the_instruction_equals_emulation(rng, trans):
     # without NaN and inf: the finite entries' bits, not only the NaNs'
     a_fin = np.where(np.isfinite(a), a, np.float32(-2.0))
     b_fin = np.where(np.isfinite(b), b, np.float32(1.5))
-    ce, fe = run(a_fin, b_fin, ta, tb, impl="emulated")
-    cn, fn = run(a_fin, b_fin, ta, tb, impl="native")
-    assert fe == fn
-    assert np.isfinite(ce).mean() > 0.5
-    np.testing.assert_array_equal(ce.view(np.uint32), cn.view(np.uint32))
+    assert np.isfinite(assert_native_equals_emulated(a_fin, b_fin, ta, tb)).mean() > 0.5
 
 
 def test_impl_argument():

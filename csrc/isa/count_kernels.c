@@ -122,7 +122,7 @@ VF_INLINE vf log1p_given(vf t, vf v, vf iv)
 /* Step C on lanes [j, j+VW) under mask k (`full`: all lanes, compile-time),
  * in four stages whose values one count_lane carries. Each stage ends a
  * link of the chain exp -> log -> exp -> log of a zero count's ZINB terms;
- * count_row_run runs each stage over VF_COUNT_LANES vectors before the
+ * count_group runs each stage over VF_COUNT_LANES vectors before the
  * next, so their chains overlap. One vector at a time, the chain set the
  * pace: about 190 cycles a vector at 1.25 instructions a cycle on Zen 4,
  * under half of what its multiply pipe could take (ZINB, gene θ, 128 ×
@@ -266,19 +266,6 @@ VF_INLINE int lane_sum(const count_row *R, const count_lane *L, vf *acc, vf *G)
     return L->ok;
 }
 
-/* One vector through every stage. */
-VF_INLINE int count_vec(const count_row *R, const int lik, int64_t j, vm k, int full,
-                        vf *acc, vf *G, count_lane *L)
-{
-    lane_load(R, lik, j, k, full, L);
-    if (lik != VF_COUNT_POISSON)
-        lane_nb(R, lik, j, full, L);
-    if (lik == VF_COUNT_ZINB)
-        lane_zero(L);
-    lane_finish(R, lik, j, full, L);
-    return lane_sum(R, L, acc, G);
-}
-
 /* Counts of a per-gene θ in 2..VF_COUNT_TAB−1 at the n genes pos[0..n)
  * (pos has room for n rounded up to VW; padded here with pos[0]): their
  * lgamma parts x·log θ + Σ log(1 + k/θ) − log x! subtracted from acc, VW
@@ -354,6 +341,40 @@ VF_INLINE void lane_rest(const count_row *R, const int lik, int64_t j, const cou
     }
 }
 
+/* Step C on nv vectors from gene j (nv a constant after inlining:
+ * VF_COUNT_LANES in a row's body, 1 at its end), each stage over all of
+ * them before the next; the last vector under mask k (`full`: all lanes,
+ * compile-time). Then the sums, vector after vector in the order of the
+ * genes. 0 in *ok for a bad count. */
+VF_INLINE void count_group(const count_row *R, const int lik, const int nv, int64_t j, vm k,
+                           int full, vf *acc, vf *G, uint32_t *list, int *nl, double *extra,
+                           int *ok)
+{
+    count_lane L[VF_COUNT_LANES];
+#pragma GCC unroll 4
+    for (int q = 0; q < nv; ++q) { /* only the last vector may be partial */
+        const int f = q < nv - 1 || full;
+        lane_load(R, lik, j + q * VW, f ? vm_first(VW) : k, f, &L[q]);
+    }
+    if (lik != VF_COUNT_POISSON) {
+#pragma GCC unroll 4
+        for (int q = 0; q < nv; ++q)
+            lane_nb(R, lik, j + q * VW, q < nv - 1 || full, &L[q]);
+    }
+    if (lik == VF_COUNT_ZINB) {
+#pragma GCC unroll 4
+        for (int q = 0; q < nv; ++q)
+            lane_zero(&L[q]);
+    }
+#pragma GCC unroll 4
+    for (int q = 0; q < nv; ++q)
+        lane_finish(R, lik, j + q * VW, q < nv - 1 || full, &L[q]);
+    for (int q = 0; q < nv; ++q) {
+        *ok &= lane_sum(R, &L[q], acc, G);
+        lane_rest(R, lik, j + q * VW, &L[q], list, nl, acc, extra, ok);
+    }
+}
+
 /* One row, likelihood lik (a constant after inlining). Returns 0 for a bad count. */
 VF_INLINE int count_row_run(const count_row *R0, const int lik, int64_t N, float L,
                             float *loss)
@@ -392,36 +413,12 @@ VF_INLINE int count_row_run(const count_row *R0, const int lik, int64_t N, float
     uint32_t list[VF_COUNT_LIST + VW];
     int nl = 0;
     const vm all = vm_first(VW);
-    for (; j + VF_COUNT_LANES * VW <= N; j += VF_COUNT_LANES * VW) {
-        count_lane L[VF_COUNT_LANES];
-#pragma GCC unroll 4
-        for (int q = 0; q < VF_COUNT_LANES; ++q)
-            lane_load(&R, lik, j + q * VW, all, 1, &L[q]);
-        if (lik != VF_COUNT_POISSON) {
-#pragma GCC unroll 4
-            for (int q = 0; q < VF_COUNT_LANES; ++q)
-                lane_nb(&R, lik, j + q * VW, 1, &L[q]);
-        }
-        if (lik == VF_COUNT_ZINB) {
-#pragma GCC unroll 4
-            for (int q = 0; q < VF_COUNT_LANES; ++q)
-                lane_zero(&L[q]);
-        }
-#pragma GCC unroll 4
-        for (int q = 0; q < VF_COUNT_LANES; ++q)
-            lane_finish(&R, lik, j + q * VW, 1, &L[q]);
-        for (int q = 0; q < VF_COUNT_LANES; ++q) {
-            ok &= lane_sum(&R, &L[q], &acc, &G);
-            lane_rest(&R, lik, j + q * VW, &L[q], list, &nl, &acc, &extra, &ok);
-        }
-    }
-    for (; j < N; j += VW) {
-        count_lane L;
-        const int full = j + VW <= N;
-        ok &= full ? count_vec(&R, lik, j, all, 1, &acc, &G, &L)
-                   : count_vec(&R, lik, j, vm_first(N - j), 0, &acc, &G, &L);
-        lane_rest(&R, lik, j, &L, list, &nl, &acc, &extra, &ok);
-    }
+    for (; j + VF_COUNT_LANES * VW <= N; j += VF_COUNT_LANES * VW)
+        count_group(&R, lik, VF_COUNT_LANES, j, all, 1, &acc, &G, list, &nl, &extra, &ok);
+    for (; j + VW <= N; j += VW)
+        count_group(&R, lik, 1, j, all, 1, &acc, &G, list, &nl, &extra, &ok);
+    if (j < N)
+        count_group(&R, lik, 1, j, vm_first(N - j), 0, &acc, &G, list, &nl, &extra, &ok);
     if (nl > 0)
         acc = count_table_lanes(&R, list, nl, acc);
     if (loss)
