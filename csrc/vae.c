@@ -24,7 +24,7 @@ void vf_vae_destroy(vf_vae *m)
     if (!m)
         return;
     vf_os_aligned_free(m->params);
-    vf_os_aligned_free(m->grads);
+    vf_os_aligned_free(m->own_grads ? m->own_grads : m->grads);
     vf_os_aligned_free(m->m1);
     vf_os_aligned_free(m->m2);
     vf_os_aligned_free(m->work);
@@ -184,6 +184,21 @@ int64_t vf_vae_num_params(const vf_vae *m) { return m ? m->n_params : 0; }
 float *vf_vae_params(vf_vae *m) { return m ? m->params : NULL; }
 float *vf_vae_grads(vf_vae *m) { return m ? m->grads : NULL; }
 float *vf_vae_moment1(vf_vae *m) { return m ? m->m1 : NULL; }
+
+int vf_vae_use_grads(vf_vae *m, float *grads)
+{
+    if (!m)
+        return VF_ERR_NULL;
+    if (grads && m->own_grads)
+        return VF_ERR_ARG; /* one caller's buffer at a time */
+    if (!grads && !m->own_grads)
+        return VF_OK; /* already the model's own */
+    float *to = grads ? grads : m->own_grads;
+    memcpy(to, m->grads, (size_t)m->n_params * sizeof(float));
+    m->own_grads = grads ? m->grads : NULL;
+    m->grads = to;
+    return VF_OK;
+}
 float *vf_vae_moment2(vf_vae *m) { return m ? m->m2 : NULL; }
 
 int vf_vae_reserve(vf_vae *m, int64_t B)

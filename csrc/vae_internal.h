@@ -113,6 +113,7 @@ struct vf_vae {
     vf_vae_layer layers[2 * VF_VAE_MAX_LAYERS + 2];
     int64_t n_params;
     float *params, *grads, *m1, *m2;
+    float *own_grads; /* the model's gradient buffer while grads is a caller's (vf_vae_use_grads) */
     int64_t max_width; /* widest hidden / latent buffer (hidden widths, 2Z) */
     /* training workspace, for up to `cap` rows */
     int64_t cap;

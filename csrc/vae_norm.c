@@ -62,10 +62,11 @@ int vf_vae_set_norm(vf_vae *m, int batch_norm_sides, int layer_norm_sides)
         n->ln[l] = (layer_norm_sides & side) != 0;
     }
     n->stats = zeroed(2 * n->n_stats);
-    if (!n->stats || vae_grow_params(m, total) != VF_OK) {
+    const int grown = n->stats ? vae_grow_params(m, total) : VF_ERR_NOMEM;
+    if (grown != VF_OK) {
         vf_os_aligned_free(n->stats);
         free(n);
-        return VF_ERR_NOMEM;
+        return grown;
     }
     for (int l = 0; l < m->n_layers; ++l) {
         const int64_t N = m->layers[l].out;

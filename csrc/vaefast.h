@@ -413,6 +413,15 @@ float *vf_vae_grads(vf_vae *m);    /* (num_params) last loss_and_grad */
 float *vf_vae_moment1(vf_vae *m);  /* (num_params) Adam m / SGD velocity */
 float *vf_vae_moment2(vf_vae *m);  /* (num_params) Adam v */
 
+/* Points the model's gradient buffer at `grads` (num_params floats that the
+ * caller keeps alive until the next call: the data-parallel exchange's
+ * shared-memory slot, so the backward pass writes where the other ranks
+ * read), or back at the model's own buffer with NULL. The current gradient
+ * is copied across either way. VF_ERR_ARG when grads is given while a
+ * caller's buffer is already in use; while one is, changes that resize the
+ * parameters (covariates) return VF_ERR_ARG. */
+int vf_vae_use_grads(vf_vae *m, float *grads);
+
 /* Grow the training workspace to hold a batch of B rows (never shrinks).
  * loss_and_grad / train_step do this themselves; a step with B no larger
  * than before allocates nothing. */

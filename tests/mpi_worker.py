@@ -127,8 +127,12 @@ def shared_and_allreduce(X, comm):
             os.environ["VAEFAST_MPI_SHM"] = mode
             del opened[:]
             model = vaefast.VAE(**config)
+            grads = model._core.grads_array()
             model.fit(X, epochs=2, batch_size=GLOBAL_BATCH, comm=comm, progress=False,
                       optimizer=optimizer)
+            # the window lent its slot to the backward pass: given back at close
+            out[f"{name}_{mode}_own_grads"] = np.array(
+                np.shares_memory(grads, model._core.grads_array()))
             for which in range(4):
                 out[f"{name}_{mode}_buf{which}"] = model._core.get_buffer(which)
             out[f"{name}_{mode}_opened"] = np.array(len(opened))

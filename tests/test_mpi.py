@@ -197,7 +197,8 @@ def test_shared_memory_exchange_is_bit_identical_to_the_allreduce(tmp_path):
     # two ranks each summed element is one float32 addition either way and
     # the optimizer is element-wise, so after 2 epochs (20 steps) the weights
     # and both moment buffers agree bit for bit (so the slices' moments were
-    # gathered onto every rank at each epoch's end).
+    # gathered onto every rank at each epoch's end). The backward pass wrote
+    # into the window's slot, and the model has its own buffer back after.
     ranks = run_ranks("shm", tmp_path)
     for name in ("adam", "sgd"):
         config = W.OVERLAP_CONFIG if name == "adam" else W.CONFIG
@@ -205,6 +206,7 @@ def test_shared_memory_exchange_is_bit_identical_to_the_allreduce(tmp_path):
         for r in ranks:
             assert int(r[f"{name}_1_opened"]) == 2  # one window per epoch
             assert int(r[f"{name}_0_opened"]) == 0  # the fallback, when asked
+            assert bool(r[f"{name}_1_own_grads"]) and bool(r[f"{name}_0_own_grads"])
             assert not np.array_equal(r[f"{name}_1_buf0"], start)  # it trained
             for which in (0, 2, 3):
                 np.testing.assert_array_equal(r[f"{name}_1_buf{which}"],

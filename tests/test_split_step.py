@@ -131,3 +131,44 @@ def test_update_slice_refuses_bad_bounds():
     with pytest.raises(ValueError, match="params must hold"):
         core.apply_update_slice(0, 3, p, 0, *ADAM)
     assert core.apply_update_slice(0, 4, p, 0, 1e-3, 0.9, 0.999, 1e-8, -1.0, "adam") != 0
+
+
+def test_use_grads_computes_into_the_callers_buffer():
+    """vf_vae_use_grads (the shared-memory exchange's slot): the gradient
+    lands in the caller's buffer, the update reads it from there, and the
+    results are bit for bit those of a model computing into its own."""
+    X = batch()
+    own, lent = model(), model()
+    buf = np.full(own.num_params(), np.nan, np.float32)
+    lent._core.use_grads(buf)
+    np.testing.assert_array_equal(buf, own._core.get_buffer(1))  # the current gradient, copied
+    for step in range(2):
+        for m in (own, lent):
+            assert m._core.shard_grads(X, m.seed, step, 0, len(X), 1.0, np.zeros(3)) == 0
+        np.testing.assert_array_equal(buf.view(np.uint32),
+                                      own._core.get_buffer(1).view(np.uint32))
+        for m in (own, lent):
+            assert m._core.apply_update(step, *ADAM) == 0
+        np.testing.assert_array_equal(lent._core.get_buffer(0), own._core.get_buffer(0))
+    lent._core.use_grads(None)  # back to its own buffer, holding the last gradient
+    np.testing.assert_array_equal(lent._core.get_buffer(1), buf)
+    before = buf.copy()
+    assert lent._core.shard_grads(X[:5], lent.seed, 2, 0, 5, 1.0, np.zeros(3)) == 0
+    np.testing.assert_array_equal(buf, before)  # no longer written
+    assert not np.array_equal(lent._core.get_buffer(1), before)
+
+
+def test_use_grads_refuses_bad_buffers_and_resizing():
+    m = model()
+    with pytest.raises(ValueError, match="grads must hold"):
+        m._core.use_grads(np.zeros(m.num_params() - 1, np.float32))
+    buf = np.zeros(m.num_params(), np.float32)
+    m._core.use_grads(buf)
+    with pytest.raises(ValueError, match="use_grads"):  # one caller's buffer at a time
+        m._core.use_grads(np.zeros(m.num_params(), np.float32))
+    with pytest.raises(ValueError, match="set_norm"):  # would grow the parameter buffers
+        m._core.set_norm(1, 0)
+    m._core.use_grads(None)
+    m._core.use_grads(None)  # already its own: nothing to do
+    m._core.set_norm(1, 0)  # and now it may grow
+    assert m._core.num_params > len(buf)

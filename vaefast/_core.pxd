@@ -152,6 +152,7 @@ cdef extern from "vaefast.h" nogil:
     float *vf_vae_grads(vf_vae *m)
     float *vf_vae_moment1(vf_vae *m)
     float *vf_vae_moment2(vf_vae *m)
+    int vf_vae_use_grads(vf_vae *m, float *grads)
     int vf_vae_reserve(vf_vae *m, int64_t B)
     int64_t vf_vae_infer_work_size(const vf_vae *m, int64_t B)
     int vf_vae_encode(const vf_vae *m, int64_t B, const float *X, int64_t ldx,

@@ -514,8 +514,27 @@ cdef class VAECore:
     # ---- the split step (vaefast/distributed.py)
     def grads_array(self):
         """The C gradient buffer itself as a float32 ndarray (no copy): it
-        stays valid as long as the array (which keeps this core alive)."""
+        stays valid as long as the array (which keeps this core alive) and
+        the model computes into its own buffer (use_grads)."""
         return self.buffer_array(GRADS)
+
+    def use_grads(self, float[::1] grads):
+        """vf_vae_use_grads: the gradient is computed into `grads`
+        (num_params floats, e.g. a shared-memory window the caller frees
+        only after use_grads(None)) from now on, or into the model's own
+        buffer again with None; the current gradient is copied across."""
+        cdef float *p = NULL
+        if grads is not None:
+            if grads.shape[0] != self.num_params:
+                raise ValueError(f"grads must hold {self.num_params} floats, "
+                                 f"got {grads.shape[0]}")
+            p = &grads[0]
+        cdef int status
+        with nogil:
+            vf_vae_lock(self.m, 1)
+            status = vf_vae_use_grads(self.m, p)
+            vf_vae_unlock(self.m)
+        check_status(status, "use_grads")
 
     def buffer_array(self, int which):
         """Buffer `which` (as get_buffer) itself as a float32 ndarray, no

@@ -174,10 +174,10 @@ class ShardSource(OneProcessSource):
         model, core = trainer.model, trainer.core
         order = (np.random.default_rng([model.seed, epoch, self.rank]).permutation(self.n_rows)
                  if shuffle else None)
+        grads = core.grads_array()  # the model's own buffer: the Allreduce's, in place
         # the exchange: shared memory, overlapped buckets or one Allreduce
         exchange = self._open_window(core)
         reducer = BucketedAllreduce(core, self.comm, self.MPI) if self.overlap else None
-        grads = core.grads_array()  # the C buffer itself: reduced in place
         sums, local = np.zeros(3), np.zeros(3)
         try:
             self._steps(trainer, exchange, reducer, grads, order, sums, local, bar)

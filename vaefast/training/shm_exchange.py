@@ -2,10 +2,11 @@
 every rank runs on one machine: through an MPI-3 shared-memory window
 instead of an Allreduce (the MPI path of vaefast/training/data_parallel.py).
 
-Each rank owns one slice of the parameters (`slices`). A step:
+Each rank owns one slice of the parameters (`slices`). While the window is
+open, each rank's model computes its gradient straight into its slot of the
+window (VAECore.use_grads), so no gradient is copied in. A step:
 
-1. each rank copies its gradient, except its own slice, into its slot of
-   the window, and its failure flag into its header; barrier;
+1. each rank writes its failure flag into its header; barrier;
 2. each rank sums its slice of every rank's gradient, in rank order
    (g_0 + g_1 + ... + g_{N-1}, left to right), into its own gradient
    buffer, then runs the optimizer on its slice only (ZeRO-1: the moments of
@@ -77,10 +78,13 @@ class SharedExchange:
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
         n = core.num_params
         self.lo, self.hi = slices(n, self.size)[self.rank]
-        # rank r's segment: header, gradient slot; rank 0's also the shared parameters
-        floats = HEADER + n + (n if self.rank == 0 else 0)
+        # rank r's segment: header, gradient slot; rank 0's also the shared
+        # parameters; each a whole number of lines, so that every slot and
+        # the parameters start on a line where the window does
+        padded = -(-n // SLICE_ALIGN) * SLICE_ALIGN
+        floats = HEADER + padded + (padded if self.rank == 0 else 0)
         self.win = MPI.Win.Allocate_shared(4 * floats, 4, comm=comm)
-        self.closed = self.locked = self.mapped = False
+        self.closed = self.locked = self.mapped = self.in_slot = False
         try:
             self._map(n)
             self.mapped = True
@@ -97,12 +101,16 @@ class SharedExchange:
             self.headers.append(np.frombuffer(buf, dtype=np.int32, count=HEADER))
             self.slots.append(np.frombuffer(buf, dtype=np.float32, count=n, offset=4 * HEADER))
             if q == 0:
+                padded = -(-n // SLICE_ALIGN) * SLICE_ALIGN
                 self.params = np.frombuffer(buf, dtype=np.float32, count=n,
-                                            offset=4 * (HEADER + n))
-        self.grads = self.core.grads_array()  # the C buffer itself
+                                            offset=4 * (HEADER + padded))
         # the shared vector holds the weights between steps: this rank's
         # slice is where its update runs (no copy in per step)
         self.params[self.lo:self.hi] = self.core.buffer_array(_core.PARAMS)[self.lo:self.hi]
+        # the backward pass writes into this rank's slot (until close)
+        self.grads = self.slots[self.rank]
+        self.core.use_grads(self.grads)
+        self.in_slot = True
 
     def _sync(self) -> None:
         """Every rank's writes so far are visible to every rank."""
@@ -114,10 +122,7 @@ class SharedExchange:
         """Publish this rank's gradient and failure flag; sum this rank's
         slice in rank order into the gradient buffer. Returns whether any
         rank failed (then nothing is summed)."""
-        lo, hi, g, mine = self.lo, self.hi, self.grads, self.slots[self.rank]
-        if not failed:  # the other ranks' slices: the owner of each sums it
-            mine[:lo] = g[:lo]
-            mine[hi:] = g[hi:]
+        lo, hi, g = self.lo, self.hi, self.grads  # g: this rank's slot
         self.headers[self.rank][_FAILED] = 1 if failed else 0
         self._sync()
         if any(h[_FAILED] for h in self.headers):
@@ -151,6 +156,9 @@ class SharedExchange:
         if self.closed:
             return
         self.closed = True
+        if self.in_slot:  # the model's own buffer again, before the window goes
+            self.core.use_grads(None)
+            self.in_slot = False
         lo, hi = self.lo, self.hi
         for which in (_core.MOMENT1, _core.MOMENT2) if gather else ():  # SGD: velocity, zeros
             moments = self.core.buffer_array(which)
