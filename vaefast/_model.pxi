@@ -513,21 +513,17 @@ cdef class VAECore:
 
     # ---- the split step (vaefast/distributed.py)
     def grads_array(self):
-        """The C gradient buffer itself as a float32 ndarray (no copy): it
-        stays valid as long as the array (which keeps this core alive) and
-        the model computes into its own buffer (use_grads)."""
+        """The C gradient buffer itself as a float32 ndarray (no copy), valid
+        while the array lives (it keeps this core alive) and no use_grads."""
         return self.buffer_array(GRADS)
 
     def use_grads(self, float[::1] grads):
-        """vf_vae_use_grads: the gradient is computed into `grads`
-        (num_params floats, e.g. a shared-memory window the caller frees
-        only after use_grads(None)) from now on, or into the model's own
-        buffer again with None; the current gradient is copied across."""
+        """vf_vae_use_grads: gradients go to `grads` (num_params floats, kept
+        alive until use_grads(None)), or with None to the model's own buffer."""
         cdef float *p = NULL
+        if grads is not None and grads.shape[0] != self.num_params:
+            raise ValueError(f"grads must hold {self.num_params} floats, got {grads.shape[0]}")
         if grads is not None:
-            if grads.shape[0] != self.num_params:
-                raise ValueError(f"grads must hold {self.num_params} floats, "
-                                 f"got {grads.shape[0]}")
             p = &grads[0]
         cdef int status
         with nogil:
