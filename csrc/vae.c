@@ -184,6 +184,7 @@ int64_t vf_vae_num_params(const vf_vae *m) { return m ? m->n_params : 0; }
 float *vf_vae_params(vf_vae *m) { return m ? m->params : NULL; }
 float *vf_vae_grads(vf_vae *m) { return m ? m->grads : NULL; }
 float *vf_vae_moment1(vf_vae *m) { return m ? m->m1 : NULL; }
+float *vf_vae_moment2(vf_vae *m) { return m ? m->m2 : NULL; }
 
 int vf_vae_use_grads(vf_vae *m, float *grads)
 {
@@ -199,7 +200,6 @@ int vf_vae_use_grads(vf_vae *m, float *grads)
     m->grads = to;
     return VF_OK;
 }
-float *vf_vae_moment2(vf_vae *m) { return m ? m->m2 : NULL; }
 
 int vf_vae_reserve(vf_vae *m, int64_t B)
 {

@@ -172,3 +172,19 @@ def test_use_grads_refuses_bad_buffers_and_resizing():
     m._core.use_grads(None)  # already its own: nothing to do
     m._core.set_norm(1, 0)  # and now it may grow
     assert m._core.num_params > len(buf)
+
+
+def test_a_model_freed_while_computing_into_a_callers_buffer_leaves_it_alone():
+    """vf_vae_destroy frees the model's own gradient buffer, never the
+    caller's (the sanitizer job would report a free of NumPy's memory)."""
+    m = model()
+    n = m.num_params()
+    buf = np.zeros(n, np.float32)
+    m._core.use_grads(buf)
+    assert m._core.shard_grads(batch(), m.seed, 0, 0, 48, 1.0, np.zeros(3)) == 0
+    got = buf.copy()
+    assert np.any(got != 0)
+    del m
+    gc.collect()
+    buf[:] = 1.0  # still ours to write
+    assert buf.sum() == n and np.all(np.isfinite(got))
