@@ -176,7 +176,9 @@ def test_use_grads_refuses_bad_buffers_and_resizing():
 
 def test_a_model_freed_while_computing_into_a_callers_buffer_leaves_it_alone():
     """vf_vae_destroy frees the model's own gradient buffer, never the
-    caller's (the sanitizer job would report a free of NumPy's memory)."""
+    caller's: freeing NumPy's memory would be a double free when NumPy
+    frees it too (glibc aborts; the sanitizer job, .ci/sanitize, runs this
+    file and reports the first free)."""
     m = model()
     n = m.num_params()
     buf = np.zeros(n, np.float32)
