@@ -203,7 +203,7 @@ def main(scenario, outdir):
         from vaefast.training import shm_exchange
 
         if rank == 1:
-            def unmappable(self, n):
+            def unmappable(self, n, params_at):
                 raise OSError("injected: no view of the window")
             shm_exchange.SharedExchange._map = unmappable
         model.fit(X, epochs=2, batch_size=GLOBAL_BATCH, comm=comm, progress=False)

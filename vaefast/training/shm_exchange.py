@@ -84,15 +84,17 @@ class SharedExchange:
         padded = -(-n // SLICE_ALIGN) * SLICE_ALIGN
         floats = HEADER + padded + (padded if self.rank == 0 else 0)
         self.win = MPI.Win.Allocate_shared(4 * floats, 4, comm=comm)
-        self.closed = self.locked = self.mapped = self.in_slot = False
+        self.closed = self.locked = self.mapped = False
         try:
-            self._map(n)
+            self._map(n, HEADER + padded)
             self.mapped = True
         except Exception:  # the caller agrees on falling back (no collective here)
             pass
 
-    def _map(self, n: int) -> None:
-        """This rank's views of every segment (no collective)."""
+    def _map(self, n: int, params_at: int) -> None:
+        """This rank's views of every segment (no collective), the shared
+        parameters at float `params_at` of rank 0's; then lends this rank's
+        slot to the model (the last step: `mapped` says it was lent)."""
         self.win.Lock_all(self.MPI.MODE_NOCHECK)
         self.locked = True
         self.headers, self.slots = [], []
@@ -101,16 +103,14 @@ class SharedExchange:
             self.headers.append(np.frombuffer(buf, dtype=np.int32, count=HEADER))
             self.slots.append(np.frombuffer(buf, dtype=np.float32, count=n, offset=4 * HEADER))
             if q == 0:
-                padded = -(-n // SLICE_ALIGN) * SLICE_ALIGN
                 self.params = np.frombuffer(buf, dtype=np.float32, count=n,
-                                            offset=4 * (HEADER + padded))
+                                            offset=4 * params_at)
         # the shared vector holds the weights between steps: this rank's
         # slice is where its update runs (no copy in per step)
         self.params[self.lo:self.hi] = self.core.buffer_array(_core.PARAMS)[self.lo:self.hi]
         # the backward pass writes into this rank's slot (until close)
         self.grads = self.slots[self.rank]
         self.core.use_grads(self.grads)
-        self.in_slot = True
 
     def _sync(self) -> None:
         """Every rank's writes so far are visible to every rank."""
@@ -156,9 +156,8 @@ class SharedExchange:
         if self.closed:
             return
         self.closed = True
-        if self.in_slot:  # the model's own buffer again, before the window goes
+        if self.mapped:  # the model's own buffer again, before the window goes
             self.core.use_grads(None)
-            self.in_slot = False
         lo, hi = self.lo, self.hi
         for which in (_core.MOMENT1, _core.MOMENT2) if gather else ():  # SGD: velocity, zeros
             moments = self.core.buffer_array(which)
