@@ -250,18 +250,22 @@ def test_shapes_checked():
         ops.linear(np.ones((2, 3), np.float32), np.ones((4, 2), np.float32), precision="bf16")
 
 
-def test_thread_count_does_not_change_bits(rng):
-    a = rng.standard_normal((300, 500)).astype(np.float32)
-    b = rng.standard_normal((500, 200)).astype(np.float32)
+@pytest.mark.parametrize("M,K,N", [(300, 500, 200),
+                                   # op(A) over half an L2: blocks pack their own A panels
+                                   (1001, 784, 400)])
+def test_thread_count_does_not_change_bits(rng, M, K, N):
+    a = rng.standard_normal((M, K)).astype(np.float32)
+    b = rng.standard_normal((K, N)).astype(np.float32)
     before = vaefast.get_num_threads()
     try:
-        vaefast.set_num_threads(1)
-        one = ops.matmul(a, b, precision="bf16")
-        vaefast.set_num_threads(2)
-        two = ops.matmul(a, b, precision="bf16")
+        out = []
+        for threads in (1, 2, 3):
+            vaefast.set_num_threads(threads)
+            out.append(ops.matmul(a, b, precision="bf16").view(np.uint32))
     finally:
         vaefast.set_num_threads(before)
-    np.testing.assert_array_equal(one.view(np.uint32), two.view(np.uint32))
+    np.testing.assert_array_equal(out[0], out[1])
+    np.testing.assert_array_equal(out[0], out[2])
 
 
 def test_cpu_features_report_bf16():
@@ -394,7 +398,8 @@ def assert_native_equals_emulated(a, b, ta, tb, **kw):
 @needs_native
 @pytest.mark.parametrize("trans", [(False, False), (True, False), (False, True)])
 @pytest.mark.parametrize("M,N,K", [(37, 45, 31), (128, 400, 784), (1, 40, 400), (50, 3, 2),
-                                   (13, 17, 801)])
+                                   (13, 17, 801),
+                                   (521, 260, 512)])  # plain op(A) > 512 KiB: packed blocks
 def test_gemm_emulated_equals_native(rng, M, N, K, trans):
     """Whole products, with entries over a wide exponent range (tiny products
     that flush, huge ones that cancel, float32 subnormals that the packing
