@@ -113,4 +113,17 @@ void vf_os_aligned_free(void *p);
 /* A monotonic clock in nanoseconds (arbitrary origin). */
 int64_t vf_os_now_ns(void);
 
+/* ------------------------------------------------------ scheduler probe */
+
+/* The calling thread's id for vf_os_thread_waited_ns (Linux: its tid), or
+ * 0 where there is no probe. */
+int64_t vf_os_thread_id(void);
+
+/* The nanoseconds thread `id` of this process has spent runnable but
+ * waiting for a CPU (preempted, or woken and not yet run) since it started
+ * (Linux: /proc's schedstat), or -1 where that is not known (another OS,
+ * id 0, a thread that has ended). A few microseconds a call: not for hot
+ * loops. */
+int64_t vf_os_thread_waited_ns(int64_t id);
+
 #endif

@@ -1,11 +1,18 @@
 /* platform_posix.c: csrc/platform.h on POSIX systems (Linux, macOS, the
- * BSDs): pthreads, pthread_atfork, posix_memalign, CLOCK_MONOTONIC. */
+ * BSDs): pthreads, pthread_atfork, posix_memalign, CLOCK_MONOTONIC, and on
+ * Linux the scheduler probe (/proc's schedstat). */
 #define _GNU_SOURCE /* pthread_rwlockattr_setkind_np (glibc) */
 #include "platform.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#if defined(__linux__)
+#include <fcntl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 int vf_os_thread_start(void *(*fn)(void *), void *arg)
 {
@@ -75,3 +82,38 @@ int64_t vf_os_now_ns(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
+
+#if defined(__linux__)
+int64_t vf_os_thread_id(void)
+{
+    static _Thread_local int64_t tid;
+    if (tid == 0)
+        tid = (int64_t)syscall(SYS_gettid);
+    return tid;
+}
+
+int64_t vf_os_thread_waited_ns(int64_t id)
+{
+    if (id <= 0)
+        return -1;
+    char path[64], text[96];
+    snprintf(path, sizeof path, "/proc/self/task/%lld/schedstat", (long long)id);
+    const int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    const ssize_t n = read(fd, text, sizeof text - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    text[n] = '\0';
+    long long run, wait; /* "time on the CPU, time waiting for one, slices" */
+    return sscanf(text, "%lld %lld", &run, &wait) == 2 ? (int64_t)wait : -1;
+}
+#else
+int64_t vf_os_thread_id(void) { return 0; }
+int64_t vf_os_thread_waited_ns(int64_t id)
+{
+    (void)id;
+    return -1;
+}
+#endif

@@ -155,3 +155,12 @@ int64_t vf_os_now_ns(void)
     const int64_t s = t.QuadPart / freq.QuadPart, r = t.QuadPart % freq.QuadPart;
     return s * 1000000000 + r * 1000000000 / freq.QuadPart;
 }
+
+/* No scheduler probe here: GetThreadTimes advances only at the scheduler's
+ * tick (about 15.6 ms), too coarse for the team's spins. */
+int64_t vf_os_thread_id(void) { return 0; }
+int64_t vf_os_thread_waited_ns(int64_t id)
+{
+    (void)id;
+    return -1;
+}

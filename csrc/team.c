@@ -123,6 +123,7 @@ typedef struct vf_pool {
     atomic_llong last_end;           /* end of the last loop that could use the team */
     atomic_llong wake_at;            /* vf_os_now_ns() of the last broadcast */
     atomic_llong worker_units;       /* units of this job run by workers */
+    atomic_llong owner_id;           /* the last job's caller, vf_os_thread_id */
     atomic_llong stats[VF_TEAM_STATS]; /* see vf_team_stats */
     vf_os_mutex lock;                /* sleeping, starting workers */
     vf_os_cond wake, finished;
@@ -149,6 +150,7 @@ void vf_team_stats(int64_t *out, int n)
  * VF_TEAM_JUMP_NS): spin_begin, then spin_over at every look. */
 typedef struct vf_spin {
     int64_t last, until, limit;
+    int64_t owner, owner_waited; /* a worker's: the caller it waits for (caller_kept_off) */
 } vf_spin;
 
 static atomic_int holds; /* calls holding the team now (vf_team_hold) */
@@ -180,6 +182,25 @@ static int spin_over(vf_spin *s)
         s->until += t - s->last;
     s->last = t;
     return t > s->until + spin_budget() || t > s->limit;
+}
+
+/* A worker whose spin is over keeps spinning while the caller it waits
+ * for was kept off its CPU for most of the spin: runnable but preempted
+ * (another pool's spinner, PyTorch's or OpenBLAS's, holds the caller's
+ * core), it will publish its next loop when it runs again, and a worker
+ * asleep by then costs that loop a wake-up (hundreds of microseconds on a
+ * virtual machine beside a spinner). A caller that ran, or slept, without
+ * a loop lets the worker sleep as before; VF_TEAM_SPIN_MAX_NS still bounds
+ * the spin. Where the OS does not tell (vf_os_thread_waited_ns), never. */
+static int caller_kept_off(vf_spin *s)
+{
+    const int64_t waited = vf_os_thread_waited_ns(s->owner);
+    const int kept_off = waited >= 0 && s->owner_waited >= 0 &&
+                         waited - s->owner_waited > VF_TEAM_SPIN_NS / 2;
+    s->owner_waited = waited;
+    if (kept_off)
+        s->until = s->last; /* a new budget */
+    return kept_off;
 }
 
 static uint64_t claim_word(unsigned gen, int64_t end, int64_t next)
@@ -254,10 +275,12 @@ static void *worker_main(void *arg)
         /* spin a little, then sleep until the generation moves on */
         vf_spin spin;
         spin_begin(&spin);
+        spin.owner = atomic_load_explicit(&pool.owner_id, memory_order_relaxed);
+        spin.owner_waited = vf_os_thread_waited_ns(spin.owner);
         unsigned g;
         for (int i = 0; (g = atomic_load(&pool.gen)) == seen; ++i) {
             vf_os_cpu_relax();
-            if ((i & 15) == 15 && spin_over(&spin)) {
+            if ((i & 15) == 15 && spin_over(&spin) && !caller_kept_off(&spin)) {
                 vf_os_mutex_lock(&pool.lock);
                 atomic_fetch_add(&pool.sleepers, 1);
                 while ((g = atomic_load(&pool.gen)) == seen)
@@ -336,6 +359,7 @@ static int64_t team_for(int nt, int64_t n, int64_t grain, vf_range_fn fn, const 
     atomic_store_explicit(&pool.n, n, memory_order_relaxed);
     atomic_store_explicit(&pool.grain, grain, memory_order_relaxed);
     atomic_store_explicit(&pool.nt, nt, memory_order_relaxed);
+    atomic_store_explicit(&pool.owner_id, vf_os_thread_id(), memory_order_relaxed);
     atomic_store(&pool.done, 0);
     atomic_store(&pool.sum, 0);
     atomic_store_explicit(&pool.worker_units, 0, memory_order_relaxed);

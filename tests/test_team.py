@@ -8,15 +8,17 @@ threads on this two-core machine also make the schedule uneven (a worker
 is often descheduled mid-call), which is the case the team is built for.
 """
 
+import os
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
 
 import vaefast
-from vaefast import ops
+from vaefast import _core, ops
 
 THREAD_COUNTS = (1, 2, 3)
 
@@ -166,3 +168,42 @@ def test_no_hang_beside_a_busy_neighbour_pool(tmp_path):
         pytest.fail("vaefast beside a busy NumPy pool did not finish within 240 s")
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not hasattr(os, "sched_setaffinity"),
+                    reason="the scheduler probe reads Linux's /proc/<pid>/task/<tid>/schedstat")
+def test_scheduler_probe_sees_a_preempted_thread():
+    """The probe the team's workers use to tell a preempted caller from an
+    idle one (csrc/team.c, caller_kept_off). This thread, pinned to one CPU
+    beside two busy processes pinned there too, runs about a third of a
+    0.3 s busy loop and waits, runnable, the rest: the probe must count
+    more waiting than the thread's own CPU time (time.thread_time), which a
+    probe that read the running time instead would not. Unknown threads
+    read -1."""
+    me = _core._thread_id()
+    assert me > 0
+    assert _core._thread_waited_ns(0) == -1
+    assert _core._thread_waited_ns(2**40) == -1  # above any pid_max: no such thread
+    cpu = min(os.sched_getaffinity(0))
+    old = os.sched_getaffinity(0)
+    spin = (f"import os, time\nos.sched_setaffinity(0, {{{cpu}}})\nend = time.time() + 5\n"
+            "print(flush=True)\nwhile time.time() < end: pass")
+    busy = [subprocess.Popen([sys.executable, "-c", spin], stdout=subprocess.PIPE)
+            for _ in range(2)]
+    try:
+        for p in busy:
+            p.stdout.readline()  # pinned and spinning
+        os.sched_setaffinity(0, {cpu})  # this thread only (Linux: 0 is the caller)
+        before, cpu_before = _core._thread_waited_ns(me), time.thread_time()
+        t = time.perf_counter()
+        while time.perf_counter() - t < 0.3:
+            pass
+        after, cpu_after = _core._thread_waited_ns(me), time.thread_time()
+    finally:
+        os.sched_setaffinity(0, old)
+        for p in busy:
+            p.kill()
+            p.wait()
+    assert before >= 0
+    waited, ran = (after - before) / 1e9, cpu_after - cpu_before
+    assert waited > 0.05 and waited > 1.3 * ran, (waited, ran)

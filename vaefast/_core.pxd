@@ -217,6 +217,11 @@ cdef extern from "vaefast.h" nogil:
                           int64_t lddr, float *dlog_theta, int64_t lddt, float *dpi,
                           int64_t lddp, float scale)
 
+# ---- the thread team's scheduler probe (csrc/platform.h) (_dispatch.pxi)
+cdef extern from "platform.h" nogil:
+    int64_t vf_os_thread_id()
+    int64_t vf_os_thread_waited_ns(int64_t id)
+
 # ---- categorical covariates (csrc/covariates.c) (_covariates.pxi)
 cdef extern from "covariates.h" nogil:
     int vf_cov_gather_add(int64_t M, int64_t N, int64_t K, const int32_t *codes, int64_t ldc,

@@ -59,3 +59,16 @@ def openmp_version():
     """The build's OpenMP version (_OPENMP, yyyymm), or 0 for a build without
     OpenMP, which runs single-threaded."""
     return vf_openmp_version()
+
+
+def _thread_id():
+    """The calling thread's id for _thread_waited_ns (Linux: its tid), or 0
+    where there is no scheduler probe. Diagnostics of the thread team
+    (csrc/team.c: a worker keeps spinning while the caller is preempted)."""
+    return vf_os_thread_id()
+
+
+def _thread_waited_ns(int64_t thread_id):
+    """Nanoseconds thread `thread_id` of this process has spent runnable but
+    waiting for a CPU, or -1 where the OS does not tell (csrc/platform.h)."""
+    return vf_os_thread_waited_ns(thread_id)
