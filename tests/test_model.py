@@ -527,3 +527,30 @@ def test_fit_options_are_declared_once():
         assert f"\n{o.name} : " in vaefast.VAE.fit.__doc__
     with pytest.raises(TypeError, match="epoch"):
         vaefast.VAE(4).fit(np.zeros((2, 4)), epoch=3)
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian", "poisson"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("call", ["fit", "elbo", "log_likelihood"])
+def test_nonfinite_float32_X_is_named_before_any_work(likelihood, bad, call):
+    """A float32 X checked as targets skips the separate finite scan (the
+    targets' min and max carry any NaN or ±inf: model._check_X); a single
+    bad value anywhere must still be refused by name, for a likelihood with
+    a bounded target range and for ones without, and fit must leave the
+    weights untouched."""
+    rng = np.random.default_rng(0)
+    X = rng.random((300, 12), dtype=np.float32)
+    if likelihood == "poisson":
+        X = np.floor(4 * X)
+    X[rng.integers(300), rng.integers(12)] = bad
+    m = vaefast.VAE(12, hidden=(8,), latent_dim=2, likelihood=likelihood, seed=0)
+    before = m.get_weights()
+    with pytest.raises(ValueError, match="X contains NaN or infinity"):
+        if call == "fit":
+            m.fit(X, epochs=1, batch_size=64, progress=False)
+        elif call == "elbo":
+            m.elbo(X)
+        else:
+            m.log_likelihood(X, n_samples=2)
+    for k, v in m.get_weights().items():
+        np.testing.assert_array_equal(v, before[k])

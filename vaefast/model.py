@@ -266,7 +266,12 @@ class VAE(EvaluationMethods, ModelFiles, ExpressionMethods, ScviToolsMethods, _h
     # ------------------------------------------------------------ checks
     def _check_X(self, X: object, name: str = "X", targets: bool = False,
                  finite: bool = True) -> F32:
-        X = as_float32_array(X, name, ndim=2, finite=finite)
+        # Checked as targets, a float32 X skips the finite scan: the targets'
+        # range scan (min and max, which carry any NaN or ±inf) stands in for
+        # it, one pass over X fewer (a float64 X keeps it: its message tells
+        # a NaN from a value too large for float32).
+        range_scan = targets and finite and isinstance(X, np.ndarray) and X.dtype == np.float32
+        X = as_float32_array(X, name, ndim=2, finite=finite and not range_scan)
         if X.shape[1] != self.n_features:
             raise ValueError(f"{name} must have {self.n_features} columns (n_features), "
                              f"got {X.shape[1]}")

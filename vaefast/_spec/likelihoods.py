@@ -90,6 +90,8 @@ class Likelihood:
             return X
         low, high = self.targets
         lo, hi = X.min(), X.max()
+        if not (math.isfinite(lo) and math.isfinite(hi)):  # a NaN or ±inf anywhere
+            raise ValueError(f"{name} contains NaN or infinity")
         if math.isfinite(high) and (lo < low or hi > high):
             raise ValueError(f"{name} must lie in [{low:g}, {high:g}] for the "
                              f"{self.title} likelihood, got values in [{lo}, {hi}]"
