@@ -180,10 +180,10 @@ def test_scheduler_probe_sees_a_preempted_thread():
     more waiting than the thread's own CPU time (time.thread_time), which a
     probe that read the running time instead would not. Unknown threads
     read -1."""
-    me = _core._thread_id()
+    me = _core.sched_thread_id()
     assert me > 0
-    assert _core._thread_waited_ns(0) == -1
-    assert _core._thread_waited_ns(2**40) == -1  # above any pid_max: no such thread
+    assert _core.sched_waited_ns(0) == -1
+    assert _core.sched_waited_ns(2**40) == -1  # above any pid_max: no such thread
     cpu = min(os.sched_getaffinity(0))
     old = os.sched_getaffinity(0)
     spin = (f"import os, time\nos.sched_setaffinity(0, {{{cpu}}})\nend = time.time() + 5\n"
@@ -194,11 +194,11 @@ def test_scheduler_probe_sees_a_preempted_thread():
         for p in busy:
             p.stdout.readline()  # pinned and spinning
         os.sched_setaffinity(0, {cpu})  # this thread only (Linux: 0 is the caller)
-        before, cpu_before = _core._thread_waited_ns(me), time.thread_time()
+        before, cpu_before = _core.sched_waited_ns(me), time.thread_time()
         t = time.perf_counter()
         while time.perf_counter() - t < 0.3:
             pass
-        after, cpu_after = _core._thread_waited_ns(me), time.thread_time()
+        after, cpu_after = _core.sched_waited_ns(me), time.thread_time()
     finally:
         os.sched_setaffinity(0, old)
         for p in busy:

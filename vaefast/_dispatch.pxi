@@ -61,14 +61,14 @@ def openmp_version():
     return vf_openmp_version()
 
 
-def _thread_id():
-    """The calling thread's id for _thread_waited_ns (Linux: its tid), or 0
+def sched_thread_id():
+    """The calling thread's id for sched_waited_ns (Linux: its tid), or 0
     where there is no scheduler probe. Diagnostics of the thread team
     (csrc/team.c: a worker keeps spinning while the caller is preempted)."""
     return vf_os_thread_id()
 
 
-def _thread_waited_ns(int64_t thread_id):
+def sched_waited_ns(int64_t thread_id):
     """Nanoseconds thread `thread_id` of this process has spent runnable but
     waiting for a CPU, or -1 where the OS does not tell (csrc/platform.h)."""
     return vf_os_thread_waited_ns(thread_id)
