@@ -84,12 +84,21 @@ int64_t vf_os_now_ns(void)
 }
 
 #if defined(__linux__)
+static _Thread_local int64_t cached_tid; /* 0: not read yet */
+static pthread_once_t tid_once = PTHREAD_ONCE_INIT;
+
+/* fork()'s child runs on a copy of the forking thread, TLS included, but
+ * with a tid of its own */
+static void forget_tid(void) { cached_tid = 0; }
+static void register_forget_tid(void) { (void)pthread_atfork(NULL, NULL, forget_tid); }
+
 int64_t vf_os_thread_id(void)
 {
-    static _Thread_local int64_t tid;
-    if (tid == 0)
-        tid = (int64_t)syscall(SYS_gettid);
-    return tid;
+    if (cached_tid == 0) {
+        pthread_once(&tid_once, register_forget_tid);
+        cached_tid = (int64_t)syscall(SYS_gettid);
+    }
+    return cached_tid;
 }
 
 int64_t vf_os_thread_waited_ns(int64_t id)

@@ -207,3 +207,26 @@ def test_scheduler_probe_sees_a_preempted_thread():
     assert before >= 0
     waited, ran = (after - before) / 1e9, cpu_after - cpu_before
     assert waited > 0.05 and waited > 1.3 * ran, (waited, ran)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"),
+                    reason="the scheduler probe is Linux's")
+def test_scheduler_probe_thread_id_is_the_childs_after_fork():
+    """The probe caches a thread's id; fork()'s child runs on a copy of the
+    forking thread, cache included, but has an id of its own, which the
+    cache must give (else the team in the child would watch a thread that
+    does not exist there)."""
+    assert _core.sched_thread_id() == threading.get_native_id()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report and leave at once
+        os.close(r)
+        me = _core.sched_thread_id()
+        ok = me == threading.get_native_id() and _core.sched_waited_ns(me) >= 0
+        os.write(w, b"1" if ok else b"0")
+        os._exit(0)
+    os.close(w)
+    got = os.read(r, 1)
+    os.close(r)
+    os.waitpid(pid, 0)
+    assert got == b"1"

@@ -451,10 +451,10 @@ BF_TARGET static int block_tile(const bf_job *j, int64_t t, const void *env)
 }
 
 /* Block unit b of a large op(A): its A panels packed by the thread that
- * tiles them, so they are written to and read back from its L2. Packing
- * every A panel first in one loop (as block_tile's units need) wrote all
- * of op(A) out to memory and read it back: a bf16 encode of 8,192 rows
- * spent a fifth of its time packing. */
+ * tiles them, so they are written to and read back from its L2, where
+ * packing every A panel first in one loop (as block_tile's units need)
+ * wrote all of op(A) out to memory and read it back (bf16 encode of 8,192
+ * rows on 2 threads, Zen 5: 1.00-1.05M -> 1.06-1.08M rows/s). */
 BF_TARGET static int packed_block(const bf_job *j, int64_t b, const void *env)
 {
     const int64_t first = b * j->mb, in_block = bf_min(j->mb, j->na - first);
