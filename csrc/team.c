@@ -58,6 +58,11 @@
  * bounds the spin in wall time all the same. */
 #define VF_TEAM_JUMP_NS 20000
 #define VF_TEAM_SPIN_MAX_NS 2000000
+/* A worker's spin reads its caller's waiting time (caller_kept_off) only
+ * once it has been idle this long: the read costs about 5 µs (a /proc
+ * file on Linux), which a worker that read it as its spin began would add
+ * to every loop that follows another at once (a step's loops do). */
+#define VF_TEAM_PROBE_AFTER_NS 10000
 /* After an idle gap (no loop for VF_TEAM_GAP_NS: a server between
  * requests, a loop waiting on I/O) with every worker asleep, loops run on
  * the caller alone until it has been busy for VF_TEAM_WAKE_AFTER_NS, then
@@ -150,7 +155,9 @@ void vf_team_stats(int64_t *out, int n)
  * VF_TEAM_JUMP_NS): spin_begin, then spin_over at every look. */
 typedef struct vf_spin {
     int64_t last, until, limit;
-    int64_t owner, owner_waited; /* a worker's: the caller it waits for (caller_kept_off) */
+    /* a worker's: the caller it waits for and its waiting time, read once
+     * the spin reaches probe_at (then 0: read) */
+    int64_t owner, owner_waited, probe_at;
 } vf_spin;
 
 static atomic_int holds; /* calls holding the team now (vf_team_hold) */
@@ -173,6 +180,8 @@ static void spin_begin(vf_spin *s)
     s->last = vf_os_now_ns();
     s->until = s->last; /* + the budget */
     s->limit = s->last + VF_TEAM_SPIN_MAX_NS;
+    s->owner = s->owner_waited = -1;
+    s->probe_at = s->last + VF_TEAM_PROBE_AFTER_NS;
 }
 
 static int spin_over(vf_spin *s)
@@ -192,8 +201,17 @@ static int spin_over(vf_spin *s)
  * virtual machine beside a spinner). A caller that ran, or slept, without
  * a loop lets the worker sleep as before; VF_TEAM_SPIN_MAX_NS still bounds
  * the spin. Where the OS does not tell (vf_os_thread_waited_ns), never. */
+static void probe_owner(vf_spin *s)
+{
+    s->owner = atomic_load_explicit(&pool.owner_id, memory_order_relaxed);
+    s->owner_waited = vf_os_thread_waited_ns(s->owner);
+    s->probe_at = 0;
+}
+
 static int caller_kept_off(vf_spin *s)
 {
+    if (s->probe_at) /* not read yet (a spin is never over that early) */
+        return 0;
     const int64_t waited = vf_os_thread_waited_ns(s->owner);
     const int kept_off = waited >= 0 && s->owner_waited >= 0 &&
                          waited - s->owner_waited > VF_TEAM_SPIN_NS / 2;
@@ -275,12 +293,15 @@ static void *worker_main(void *arg)
         /* spin a little, then sleep until the generation moves on */
         vf_spin spin;
         spin_begin(&spin);
-        spin.owner = atomic_load_explicit(&pool.owner_id, memory_order_relaxed);
-        spin.owner_waited = vf_os_thread_waited_ns(spin.owner);
         unsigned g;
         for (int i = 0; (g = atomic_load(&pool.gen)) == seen; ++i) {
             vf_os_cpu_relax();
-            if ((i & 15) == 15 && spin_over(&spin) && !caller_kept_off(&spin)) {
+            if ((i & 15) != 15)
+                continue;
+            const int over = spin_over(&spin);
+            if (spin.probe_at && spin.last >= spin.probe_at)
+                probe_owner(&spin);
+            if (over && !caller_kept_off(&spin)) {
                 vf_os_mutex_lock(&pool.lock);
                 atomic_fetch_add(&pool.sleepers, 1);
                 while ((g = atomic_load(&pool.gen)) == seen)
