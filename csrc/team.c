@@ -25,6 +25,19 @@
  * Units are fixed by the caller (rows, panels, tiles): who computes one
  * never changes its bits.
  *
+ * A loop called from inside a unit (a training step's two lanes, each a
+ * chain of loops: vae_step.c) is published as the pool's nested job when
+ * that is free (the first lane to start a loop takes it; the other lane's
+ * loops run alone meanwhile, as fast as they can while nobody is idle).
+ * Workers whose own units are done help with it from their idle spin: the
+ * caller's lane, the longer one in the scVI step, gets the worker once
+ * the worker's lane is done. A loop inside a nested unit, or called while
+ * the nested job is taken, runs on its thread alone. The caller waiting
+ * for its job's units does not help: a second slot for the worker's lane
+ * and the caller helping it made the scVI step slower on two threads
+ * (the worker's lane updates the weights whose gradient it computed, in
+ * its own core's cache).
+ *
  * The job lives in the pool, not on the caller's stack, so a worker that
  * wakes up late can never touch a finished call's data: every claim is a
  * compare-and-swap of one home range's word holding the job's generation,
@@ -94,6 +107,8 @@ enum {
     ST_WAKE_NS,     /* broadcast to a woken worker running, summed */
     ST_WOKEN,       /* wake-ups timed in ST_WAKE_NS */
     ST_DEFERRED,    /* loops run alone while the workers slept (VF_TEAM_WAKE_AFTER_NS) */
+    ST_NESTED,      /* nested jobs (loops published from inside a unit) */
+    ST_NESTED_HELPED, /* ... of which a worker ran at least one unit */
     VF_TEAM_STATS
 };
 
@@ -109,17 +124,26 @@ typedef struct vf_claim {
     _Alignas(64) _Atomic uint64_t w;
 } vf_claim;
 
-typedef struct vf_pool {
-    vf_claim claim[VF_TEAM_MAX + 1]; /* home range of thread t (caller 0) */
+/* One published loop (the pool's job, or its nested job). */
+typedef struct vf_job {
+    vf_claim claim[VF_TEAM_MAX + 1]; /* home range of thread t (its publisher 0) */
     atomic_uint gen;                 /* bumped per job; workers watch it */
     atomic_llong done, sum;          /* units done, sum of their results */
     _Atomic(vf_range_fn) fn;
     _Atomic(const void *) ctx;
     atomic_llong n, grain;           /* items, items per unit */
     atomic_int nt;                   /* team size of the job */
+    atomic_int owner_waits;          /* its publisher sleeps until it is done */
+    atomic_llong worker_units;       /* units run by others than its publisher */
+} vf_job;
+
+typedef struct vf_pool {
+    vf_job job;                      /* a caller's loop */
+    vf_job nested;                   /* a loop called from inside one of job's units */
+    atomic_int nested_owned;         /* a unit owns the nested job */
     atomic_int owned;                /* a caller owns the pool */
     atomic_int callers;              /* threads inside vf_team_for now */
-    atomic_int sleepers, owner_waits;
+    atomic_int sleepers;
     atomic_int wake_sent;            /* a broadcast is on its way to the sleepers */
     atomic_int started;              /* workers running */
     atomic_llong alone_until;        /* vf_os_now_ns() before which calls run alone */
@@ -127,7 +151,6 @@ typedef struct vf_pool {
     int64_t burst_start;             /* the owner's busy run, see VF_TEAM_WAKE_AFTER_NS */
     atomic_llong last_end;           /* end of the last loop that could use the team */
     atomic_llong wake_at;            /* vf_os_now_ns() of the last broadcast */
-    atomic_llong worker_units;       /* units of this job run by workers */
     atomic_llong owner_id;           /* the last job's caller, vf_os_thread_id */
     atomic_llong stats[VF_TEAM_STATS]; /* see vf_team_stats */
     vf_os_mutex lock;                /* sleeping, starting workers */
@@ -227,20 +250,23 @@ static uint64_t claim_word(unsigned gen, int64_t end, int64_t next)
            (uint64_t)next;
 }
 
-static VF_OS_THREAD_LOCAL int inside; /* running a unit */
+/* 0, or running a unit of the pool's job (1) or of its nested job (2) */
+static VF_OS_THREAD_LOCAL int inside;
 
-int vf_team_inside(void)
+int vf_team_alone_here(void)
 {
-    return inside;
+    return inside >= 2 ||
+           (inside && atomic_load_explicit(&pool.nested_owned, memory_order_relaxed));
 }
 
-/* Claims and runs units of job `gen` (`units` of `grain` items, n in all)
- * from home range r until it is empty (or the job is another's); 0 once the
- * job is seen to be stale. */
-static int work_range(unsigned gen, int r, vf_range_fn fn, const void *ctx, int64_t n,
-                      int64_t grain, int64_t units, int me)
+/* Claims and runs units of J's job `gen` (`units` of `grain` items, n in
+ * all) from home range r until it is empty (or the job is another's); 0
+ * once the job is seen to be stale. */
+static int work_range(vf_job *J, unsigned gen, int r, vf_range_fn fn, const void *ctx,
+                      int64_t n, int64_t grain, int64_t units, int me)
 {
-    _Atomic uint64_t *word = &pool.claim[r].w;
+    _Atomic uint64_t *word = &J->claim[r].w;
+    const int outer = inside, level = J == &pool.job ? 1 : 2;
     uint64_t w = atomic_load_explicit(word, memory_order_acquire);
     for (;;) {
         const int64_t end = (int64_t)((w >> VF_FIELD) & VF_MASK), next = (int64_t)(w & VF_MASK);
@@ -252,14 +278,14 @@ static int work_range(unsigned gen, int r, vf_range_fn fn, const void *ctx, int6
                                                    memory_order_acquire))
             continue;
         const int64_t lo = next * grain, hi = lo + grain < n ? lo + grain : n;
-        inside = 1;
+        inside = level;
         const int64_t res = fn(ctx, lo, hi);
-        inside = 0;
+        inside = outer;
         if (res)
-            atomic_fetch_add_explicit(&pool.sum, res, memory_order_relaxed);
+            atomic_fetch_add_explicit(&J->sum, res, memory_order_relaxed);
         if (me)
-            atomic_fetch_add_explicit(&pool.worker_units, 1, memory_order_relaxed);
-        if (atomic_fetch_add(&pool.done, 1) + 1 == units && atomic_load(&pool.owner_waits)) {
+            atomic_fetch_add_explicit(&J->worker_units, 1, memory_order_relaxed);
+        if (atomic_fetch_add(&J->done, 1) + 1 == units && atomic_load(&J->owner_waits)) {
             vf_os_mutex_lock(&pool.lock);
             vf_os_cond_broadcast(&pool.finished);
             vf_os_mutex_unlock(&pool.lock);
@@ -268,34 +294,53 @@ static int work_range(unsigned gen, int r, vf_range_fn fn, const void *ctx, int6
     }
 }
 
-/* Thread `me` runs units of job `gen`: its home range first, then the
+/* Thread `me` runs units of J's job `gen`: its home range first, then the
  * others' (the next thread's first), until none is left. */
-static void work(unsigned gen, int me)
+static void work(vf_job *J, unsigned gen, int me)
 {
-    const vf_range_fn fn = atomic_load_explicit(&pool.fn, memory_order_relaxed);
-    const void *ctx = atomic_load_explicit(&pool.ctx, memory_order_relaxed);
-    const int64_t n = atomic_load_explicit(&pool.n, memory_order_relaxed);
-    const int64_t grain = atomic_load_explicit(&pool.grain, memory_order_relaxed);
-    const int nt = atomic_load_explicit(&pool.nt, memory_order_relaxed);
+    const vf_range_fn fn = atomic_load_explicit(&J->fn, memory_order_relaxed);
+    const void *ctx = atomic_load_explicit(&J->ctx, memory_order_relaxed);
+    const int64_t n = atomic_load_explicit(&J->n, memory_order_relaxed);
+    const int64_t grain = atomic_load_explicit(&J->grain, memory_order_relaxed);
+    const int nt = atomic_load_explicit(&J->nt, memory_order_relaxed);
     if (me >= nt)
         return; /* not in this job's team (team_for clamps nt to VF_TEAM_MAX + 1) */
     const int64_t units = (n + grain - 1) / grain;
     for (int k = 0; k < nt; ++k)
-        if (!work_range(gen, (me + k) % nt, fn, ctx, n, grain, units, me))
+        if (!work_range(J, gen, (me + k) % nt, fn, ctx, n, grain, units, me))
             return;
+}
+
+/* Worker `id`, idle, runs units of a nested job published since *seen (its
+ * generation when the worker last looked), if there is one (its home
+ * range: one of those after the publisher's); returns whether there was. */
+static int help_nested(unsigned *seen, int id)
+{
+    const unsigned g = atomic_load(&pool.nested.gen);
+    if (g == *seen)
+        return 0;
+    *seen = g;
+    const int nt = atomic_load_explicit(&pool.nested.nt, memory_order_relaxed);
+    if (nt > 1) /* else stale: a claim would fail anyway */
+        work(&pool.nested, g, 1 + (id - 1) % (nt - 1));
+    return 1;
 }
 
 static void *worker_main(void *arg)
 {
     const int id = (int)(intptr_t)arg; /* 1.. (the caller is 0) */
-    unsigned seen = atomic_load(&pool.gen);
+    unsigned seen = atomic_load(&pool.job.gen), nested_seen = atomic_load(&pool.nested.gen);
     for (;;) {
         /* spin a little, then sleep until the generation moves on */
         vf_spin spin;
         spin_begin(&spin);
         unsigned g;
-        for (int i = 0; (g = atomic_load(&pool.gen)) == seen; ++i) {
+        for (int i = 0; (g = atomic_load(&pool.job.gen)) == seen; ++i) {
             vf_os_cpu_relax();
+            if (help_nested(&nested_seen, id)) {
+                spin_begin(&spin); /* it was busy, not idle */
+                continue;
+            }
             if ((i & 15) != 15)
                 continue;
             const int over = spin_over(&spin);
@@ -304,7 +349,7 @@ static void *worker_main(void *arg)
             if (over && !caller_kept_off(&spin)) {
                 vf_os_mutex_lock(&pool.lock);
                 atomic_fetch_add(&pool.sleepers, 1);
-                while ((g = atomic_load(&pool.gen)) == seen)
+                while ((g = atomic_load(&pool.job.gen)) == seen)
                     vf_os_cond_wait(&pool.wake, &pool.lock);
                 atomic_fetch_sub(&pool.sleepers, 1);
                 /* the first one up clears the flag (under the lock, where
@@ -318,7 +363,7 @@ static void *worker_main(void *arg)
             }
         }
         seen = g;
-        work(g, id);
+        work(&pool.job, g, id);
     }
     return NULL;
 }
@@ -342,15 +387,79 @@ static int start_workers(int nt)
     return have;
 }
 
+/* Clamps *nt and *grain to what a job can hold; returns the units. */
+static int64_t job_units(int *nt, int64_t n, int64_t *grain)
+{
+    if (*grain < 1)
+        *grain = 1;
+    if (*nt > VF_TEAM_MAX + 1)
+        *nt = VF_TEAM_MAX + 1;
+    if ((n + *grain - 1) / *grain > VF_MAX_UNITS)
+        *grain = (n + VF_MAX_UNITS - 1) / VF_MAX_UNITS;
+    return (n + *grain - 1) / *grain;
+}
+
+/* Publishes fn over [0, n) as J's next job (its publisher owns J);
+ * returns its generation. The fields first, then the claim words, then
+ * the generation, which the workers watch. */
+static unsigned publish(vf_job *J, int nt, int64_t n, int64_t grain, int64_t units,
+                        vf_range_fn fn, const void *ctx)
+{
+    atomic_store_explicit(&J->fn, fn, memory_order_relaxed);
+    atomic_store_explicit(&J->ctx, ctx, memory_order_relaxed);
+    atomic_store_explicit(&J->n, n, memory_order_relaxed);
+    atomic_store_explicit(&J->grain, grain, memory_order_relaxed);
+    atomic_store_explicit(&J->nt, nt, memory_order_relaxed);
+    atomic_store(&J->done, 0);
+    atomic_store(&J->sum, 0);
+    atomic_store_explicit(&J->worker_units, 0, memory_order_relaxed);
+    const unsigned gen = (atomic_load(&J->gen) + 1) & 0xFFFF;
+    for (int t = 0; t < nt; ++t) /* home ranges: nt equal parts */
+        atomic_store(&J->claim[t].w, claim_word(gen, units * (t + 1) / nt, units * t / nt));
+    atomic_store(&J->gen, gen);
+    return gen;
+}
+
+/* Waits until J's `units` are done: spins a little, then sleeps. */
+static void join(vf_job *J, int64_t units)
+{
+    vf_spin spin;
+    spin_begin(&spin);
+    for (int i = 0; atomic_load(&J->done) < units; ++i) {
+        vf_os_cpu_relax();
+        if ((i & 15) == 15 && spin_over(&spin)) {
+            vf_os_mutex_lock(&pool.lock);
+            atomic_store(&J->owner_waits, 1);
+            while (atomic_load(&J->done) < units)
+                vf_os_cond_wait(&pool.finished, &pool.lock);
+            atomic_store(&J->owner_waits, 0);
+            vf_os_mutex_unlock(&pool.lock);
+        }
+    }
+}
+
+/* A loop called from inside a unit of the pool's job: the nested job when
+ * it is free (idle workers help: help_nested), else run here alone. */
+static int64_t nested_for(int nt, int64_t n, int64_t grain, vf_range_fn fn, const void *ctx)
+{
+    const int64_t units = job_units(&nt, n, &grain);
+    int free_ = 0;
+    if (nt <= 1 || units <= 1 || !atomic_compare_exchange_strong(&pool.nested_owned, &free_, 1))
+        return fn(ctx, 0, n);
+    const unsigned gen = publish(&pool.nested, nt, n, grain, units, fn, ctx);
+    work(&pool.nested, gen, 0);
+    join(&pool.nested, units);
+    const int64_t sum = atomic_load(&pool.nested.sum);
+    stat_add(ST_NESTED, 1);
+    stat_add(ST_NESTED_HELPED,
+             atomic_load_explicit(&pool.nested.worker_units, memory_order_relaxed) > 0);
+    atomic_store(&pool.nested_owned, 0);
+    return sum;
+}
+
 static int64_t team_for(int nt, int64_t n, int64_t grain, vf_range_fn fn, const void *ctx)
 {
-    if (grain < 1)
-        grain = 1;
-    if (nt > VF_TEAM_MAX + 1)
-        nt = VF_TEAM_MAX + 1;
-    if ((n + grain - 1) / grain > VF_MAX_UNITS)
-        grain = (n + VF_MAX_UNITS - 1) / VF_MAX_UNITS;
-    const int64_t units = (n + grain - 1) / grain;
+    const int64_t units = job_units(&nt, n, &grain);
     int free_ = 0;
     if (nt <= 1 || units <= 1)
         return fn(ctx, 0, n); /* alone: one call over everything */
@@ -374,20 +483,8 @@ static int64_t team_for(int nt, int64_t n, int64_t grain, vf_range_fn fn, const 
         atomic_store(&pool.owned, 0);
         return sum;
     }
-    /* the job: fields first, then the claim word, then the generation */
-    atomic_store_explicit(&pool.fn, fn, memory_order_relaxed);
-    atomic_store_explicit(&pool.ctx, ctx, memory_order_relaxed);
-    atomic_store_explicit(&pool.n, n, memory_order_relaxed);
-    atomic_store_explicit(&pool.grain, grain, memory_order_relaxed);
-    atomic_store_explicit(&pool.nt, nt, memory_order_relaxed);
     atomic_store_explicit(&pool.owner_id, vf_os_thread_id(), memory_order_relaxed);
-    atomic_store(&pool.done, 0);
-    atomic_store(&pool.sum, 0);
-    atomic_store_explicit(&pool.worker_units, 0, memory_order_relaxed);
-    const unsigned gen = (atomic_load(&pool.gen) + 1) & 0xFFFF;
-    for (int t = 0; t < nt; ++t) /* home ranges: nt equal parts */
-        atomic_store(&pool.claim[t].w, claim_word(gen, units * (t + 1) / nt, units * t / nt));
-    atomic_store(&pool.gen, gen);
+    const unsigned gen = publish(&pool.job, nt, n, grain, units, fn, ctx);
     /* Wake the sleepers, once: until a woken worker runs (on a virtual
      * machine that can take milliseconds) every loop would see them still
      * asleep and pay the lock and the system call again. A sleeper that
@@ -408,26 +505,13 @@ static int64_t team_for(int nt, int64_t n, int64_t grain, vf_range_fn fn, const 
         vf_os_mutex_unlock(&pool.lock);
     }
     const int64_t t0 = vf_os_now_ns();
-    work(gen, 0);
+    work(&pool.job, gen, 0);
     const int64_t t1 = vf_os_now_ns();
-    /* the units others still hold: spin a little, then sleep */
-    vf_spin spin;
-    spin_begin(&spin);
-    for (int i = 0; atomic_load(&pool.done) < units; ++i) {
-        vf_os_cpu_relax();
-        if ((i & 15) == 15 && spin_over(&spin)) {
-            vf_os_mutex_lock(&pool.lock);
-            atomic_store(&pool.owner_waits, 1);
-            while (atomic_load(&pool.done) < units)
-                vf_os_cond_wait(&pool.finished, &pool.lock);
-            atomic_store(&pool.owner_waits, 0);
-            vf_os_mutex_unlock(&pool.lock);
-        }
-    }
-    const int64_t sum = atomic_load(&pool.sum);
+    join(&pool.job, units); /* the units others still hold */
+    const int64_t sum = atomic_load(&pool.job.sum);
     const int64_t t2 = vf_os_now_ns();
     stat_add(ST_JOBS, 1);
-    stat_add(ST_HELPED, atomic_load_explicit(&pool.worker_units, memory_order_relaxed) > 0);
+    stat_add(ST_HELPED, atomic_load_explicit(&pool.job.worker_units, memory_order_relaxed) > 0);
     stat_add(ST_WORK_NS, t1 - t0);
     stat_add(ST_JOIN_NS, t2 - t1);
     if (t2 - t1 > (t1 - t0) + VF_TEAM_SPIN_NS) { /* the team lost: run alone a while */
@@ -453,7 +537,9 @@ void vf_team_after_fork(void)
     vf_os_cond_init(&pool.finished);
     atomic_store(&pool.started, 0);
     atomic_store(&pool.sleepers, 0);
-    atomic_store(&pool.owner_waits, 0);
+    atomic_store(&pool.job.owner_waits, 0);
+    atomic_store(&pool.nested.owner_waits, 0);
+    atomic_store(&pool.nested_owned, 0);
     atomic_store(&pool.owned, 0);
     atomic_store(&pool.wake_sent, 0);
     atomic_store(&pool.callers, 0); /* the parent's other threads are gone */
@@ -464,8 +550,10 @@ int64_t vf_team_for(int nt, int64_t n, int64_t grain, vf_range_fn fn, const void
 {
     if (n <= 0)
         return 0;
-    if (inside) /* a unit's own loop: no nested team, and not another caller */
+    if (inside >= 2) /* a nested unit's own loop: alone */
         return fn(ctx, 0, n);
+    if (inside) /* a unit's own loop: the nested job, not another caller */
+        return nested_for(nt, n, grain, fn, ctx);
     const int others = atomic_fetch_add(&pool.callers, 1);
     const int64_t sum = team_for(others ? 1 : nt, n, grain, fn, ctx);
     atomic_fetch_sub(&pool.callers, 1);

@@ -86,7 +86,7 @@ int vf_threads_cap(int n)
 int vf_threads_for(int64_t work, int64_t min_work)
 {
     vf_os_once_run(&init_once, init);
-    if (work < min_work || orphaned_pool || vf_team_inside())
+    if (work < min_work || orphaned_pool || vf_team_alone_here())
         return 1;
 #ifdef _OPENMP
     if (omp_in_parallel())

@@ -5,8 +5,9 @@
  * The setting (vf_set_num_threads) is process-wide. A call runs on fewer
  * threads than the setting when
  *   - it is too small to repay a team (work < min_work),
- *   - it already runs inside a parallel region or a unit of the team (no
- *     nested teams),
+ *   - it already runs inside a parallel region, or inside a unit of the
+ *     team while the team's one nested job is taken or is this unit's (a
+ *     loop inside a unit is the nested job, which idle workers help with),
  *   - its thread inherited a started OpenMP pool across fork() (the
  *     likelihood kernels' loop): libgomp's workers do not exist in the
  *     child, and a team of more than one thread would wait for them
@@ -70,9 +71,11 @@ int64_t vf_split_range(int64_t n, int nt, vf_range_fn fn, const void *ctx);
  * team lost (the caller waited longer than it worked), or after an idle
  * gap until the caller has been busy for 1 ms (csrc/team.c). */
 int64_t vf_team_for(int nt, int64_t n, int64_t grain, vf_range_fn fn, const void *ctx);
-/* 1 on a thread that is running a unit of the team (calls made there run
- * alone: no nested teams). */
-int vf_team_inside(void);
+/* 1 where a loop would run on its thread alone: inside a unit of the
+ * nested job, or inside a unit while the nested job is taken (a loop
+ * called from inside a unit is published as the pool's nested job, which
+ * idle workers help with: csrc/team.c). */
+int vf_team_alone_here(void);
 /* vf_team_hold(1) ... vf_team_hold(0) around a call made of many loops
  * with short serial parts between them (a training call's steps): idle
  * workers spin longer before they sleep meanwhile (csrc/team.c). */
@@ -81,7 +84,8 @@ void vf_team_hold(int on);
 void vf_team_after_fork(void);
 /* Running totals of the team into out[0..n-1] (csrc/team.c, enum ST_*:
  * jobs, helped jobs, work and join ns, lost jobs, back-offs, wakes, wake
- * ns, woken, loops run alone while the workers slept), for benchmarks. */
+ * ns, woken, loops run alone while the workers slept, nested jobs, helped
+ * nested jobs), for benchmarks and tests. */
 void vf_team_stats(int64_t *out, int n);
 
 /* Chooses, step after step, between one thread and the full setting by

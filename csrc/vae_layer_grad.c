@@ -171,7 +171,7 @@ static int backward_layer(const vf_vae_layer *L, int64_t B, const float *x, int6
                           float *db, const float *mask, float *dx, int bf16)
 {
     int st[2] = {VF_OK, VF_OK};
-    if (dx && vf_threads_for(1, 0) == 2) { /* inside a unit each GEMM runs alone */
+    if (dx && vf_threads_for(1, 0) == 2) { /* inside a unit: as the nested job */
         if (bf16) {
             const int mixed = backward_mixed(L, B, x, ldx, d, W, w_packed, dW, db, mask, dx);
             if (mixed != VF_ERR_ISA)

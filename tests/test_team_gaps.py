@@ -246,3 +246,71 @@ def test_sleeping_workers_are_always_woken():
     for i, d in enumerate(epochs):
         stuck = d[JOBS] >= 100 and d[HELPED] == 0 and d[WAKES] == 0
         assert not stuck, f"epoch {i}: {d[JOBS]} team loops, no help, no wake-up: {epochs}"
+
+
+_NESTED = _CHILD_STATS + """
+import json, threading, time
+NSTATS = 12
+def stats():  # with the nested jobs' counters
+    out = (ctypes.c_int64 * NSTATS)()
+    lib.vf_team_stats(out, NSTATS)
+    return np.array(out, dtype=np.int64)
+FN = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
+lib.vf_team_for.restype = ctypes.c_int64
+lib.vf_team_for.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, FN, ctypes.c_void_p]
+ran = []  # (thread, lo, hi) of every nested unit
+
+@FN
+def busy(ctx, lo, hi):  # a few ms of work a unit: the worker is up and spinning
+    t = time.perf_counter()
+    while time.perf_counter() - t < 0.003:
+        pass
+    return hi - lo
+
+@FN
+def inner_alone(ctx, lo, hi):  # ctx: 1 + the calling unit's index
+    ran.append(("inner", threading.get_ident(), lo, hi, ctx - 1))
+    return hi - lo
+
+@FN
+def nested(ctx, lo, hi):
+    ran.append(("nested", threading.get_ident(), lo, hi))
+    time.sleep(0.002)  # the GIL free: the helper can run its units meanwhile
+    # a nested unit's own loop runs on its thread alone, in one call
+    assert lib.vf_team_for(2, 10, 1, inner_alone, 1 + lo) == 10
+    return hi - lo
+
+@FN
+def lanes(ctx, lo, hi):  # unit 0 (the caller's): a loop; unit 1: nothing
+    return sum(lib.vf_team_for(2, 32, 1, nested, None) if u == 0 else 0 for u in range(lo, hi))
+
+lib.vf_team_for(2, 2, 1, busy, None)  # the worker exists and has just worked
+s0 = stats()
+total = lib.vf_team_for(2, 2, 1, lanes, None)
+d = (stats() - s0).tolist()
+units = [r for r in ran if r[0] == "nested"]
+inner = [r for r in ran if r[0] == "inner"]
+print(json.dumps({"total": total, "units": len(units), "covered": sorted(r[2] for r in units),
+                  "threads": len({r[1] for r in units}), "inner": len(inner),
+                  "inner_alone": all(r[1:4] == ({u[2]: u[1] for u in units}[r[4]], 0, 10)
+                                     for r in inner),
+                  "nested": d[10], "nested_helped": d[11]}))
+"""
+
+
+def test_a_loop_inside_a_unit_gets_the_idle_worker():
+    """A loop called from inside a unit of a two-unit job (a training step's
+    lanes, vae_step.c) is the team's nested job: the worker, done with its
+    own unit at once, runs some of its units. Oracles: every unit ran once
+    (the units' sum), on two threads (thread ids), and the team's counters
+    count one nested job that a worker helped with. A loop inside a nested
+    unit runs on its thread alone, as one call over its whole range. Fails
+    when a unit's loops run on their thread alone (before nested jobs, or
+    if the worker never looks for them)."""
+    _stats()  # skips on a build without the counters
+    res = json.loads(_run(_NESTED, "a loop inside a unit"))
+    assert res["total"] == 32 and res["units"] == 32
+    assert res["covered"] == list(range(32)), res
+    assert res["threads"] == 2, res
+    assert res["nested"] == 1 and res["nested_helped"] == 1, res
+    assert res["inner"] == 32 and res["inner_alone"], res
