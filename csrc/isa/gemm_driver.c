@@ -65,9 +65,14 @@ static int run_problem(const vf_gemm_problem *p)
     vf_gemm_plan d = {.p = p, .M = M, .N = N, .K = K, .check = p->nonfinite != NULL};
     /* With few row panels, B is reused too little to repay packing it, and
      * a small B (K = 20, the decoder's input) stays in cache unpacked:
-     * read B's rows in place when they are contiguous (not transposed). */
+     * read B's rows in place when they are contiguous (not transposed).
+     * Counted in row panels, B's reuse: a weight gradient's 128 rows plus
+     * its ones row are 11 panels of 12, as 128 rows are (it packed its
+     * 128 x 4000 op(B), 2 % of scVI's one-thread step). */
+    const int64_t panels = (M + VF_MR - 1) / VF_MR;
     d.b_in_place = !p->trans_b && !p->b_relu &&
-                   (M <= VF_B_IN_PLACE_ROWS || K * N <= VF_SMALL_OPERAND);
+                   (panels <= (VF_B_IN_PLACE_ROWS + VF_MR - 1) / VF_MR ||
+                    K * N <= VF_SMALL_OPERAND);
     /* With few column panels, A is reused too little to repay packing it
      * (a transpose), and a small A stays in cache unpacked: read A's rows in
      * place when not transposed.
