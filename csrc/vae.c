@@ -23,7 +23,7 @@ void vf_vae_destroy(vf_vae *m)
 {
     if (!m)
         return;
-    vf_os_aligned_free(m->params);
+    vf_os_aligned_free(m->own_params ? m->own_params : m->params);
     vf_os_aligned_free(m->own_grads ? m->own_grads : m->grads);
     vf_os_aligned_free(m->m1);
     vf_os_aligned_free(m->m2);
@@ -198,6 +198,25 @@ int vf_vae_use_grads(vf_vae *m, float *grads)
     memcpy(to, m->grads, (size_t)m->n_params * sizeof(float));
     m->own_grads = grads ? m->grads : NULL;
     m->grads = to;
+    return VF_OK;
+}
+
+int vf_vae_use_params(vf_vae *m, float *params)
+{
+    if (!m)
+        return VF_ERR_NULL;
+    if (params && m->own_params)
+        return VF_ERR_ARG; /* one caller's buffer at a time */
+    if (!params && !m->own_params)
+        return VF_OK; /* already the model's own */
+    if (params) { /* it already holds the parameters (the caller's promise) */
+        m->own_params = m->params;
+        m->params = params;
+        return VF_OK;
+    }
+    memcpy(m->own_params, m->params, (size_t)m->n_params * sizeof(float));
+    m->params = m->own_params;
+    m->own_params = NULL;
     return VF_OK;
 }
 

@@ -24,8 +24,8 @@ static int receives(const vf_vae *m, int l, const vf_vae_covariates *cov)
  * (the new tail is zero); also the batch-norm parameters' (vae_norm.c). */
 int vae_grow_params(vf_vae *m, int64_t n)
 {
-    if (m->own_grads)
-        return VF_ERR_ARG; /* the gradient lives in a caller's buffer (vf_vae_use_grads) */
+    if (m->own_grads || m->own_params)
+        return VF_ERR_ARG; /* a buffer lives in a caller's (vf_vae_use_grads / _params) */
     float **bufs[4] = {&m->params, &m->grads, &m->m1, &m->m2};
     float *fresh[4] = {NULL, NULL, NULL, NULL};
     int ok = 1;

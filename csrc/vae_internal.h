@@ -114,6 +114,7 @@ struct vf_vae {
     int64_t n_params;
     float *params, *grads, *m1, *m2;
     float *own_grads; /* the model's gradient buffer while grads is a caller's (vf_vae_use_grads) */
+    float *own_params; /* the model's parameter buffer while params is a caller's (vf_vae_use_params) */
     int64_t max_width; /* widest hidden / latent buffer (hidden widths, 2Z) */
     /* training workspace, for up to `cap` rows */
     int64_t cap;

@@ -97,22 +97,39 @@ int vf_vae_apply_update(vf_vae *m, uint64_t step, float lr, float beta1, float b
     return st;
 }
 
-int vf_vae_apply_update_slice(vf_vae *m, int64_t lo, int64_t hi, float *p, uint64_t step,
-                              float lr, float beta1, float beta2, float adam_eps,
-                              float weight_decay, int optimizer)
+/* vf_vae_apply_update_slice(_locked); `lock`: take the write lock here */
+static int update_slice(vf_vae *m, int64_t lo, int64_t hi, float *p, uint64_t step,
+                        const vae_optim *o, int lock)
 {
     if (!m || (hi > lo && !p))
         return VF_ERR_NULL;
     if (lo < 0 || hi < lo || hi > m->n_params)
         return VF_ERR_ARG;
-    const vae_optim o = {optimizer, lr, beta1, beta2, adam_eps, weight_decay};
-    int st = vae_check_optimizer(&o, step);
+    int st = vae_check_optimizer(o, step);
     if (st != VF_OK || hi == lo)
         return st;
     /* the moments (and maybe the parameters) are written: a write like any update */
-    vae_lock_write(m);
-    st = update_range(m, &o, step, lo, hi, p);
-    vf_rwlock_unlock(&m->lock);
+    if (lock)
+        vae_lock_write(m);
+    st = update_range(m, o, step, lo, hi, p);
+    if (lock)
+        vf_rwlock_unlock(&m->lock);
     return st;
+}
+
+int vf_vae_apply_update_slice(vf_vae *m, int64_t lo, int64_t hi, float *p, uint64_t step,
+                              float lr, float beta1, float beta2, float adam_eps,
+                              float weight_decay, int optimizer)
+{
+    const vae_optim o = {optimizer, lr, beta1, beta2, adam_eps, weight_decay};
+    return update_slice(m, lo, hi, p, step, &o, 1);
+}
+
+int vf_vae_apply_update_slice_locked(vf_vae *m, int64_t lo, int64_t hi, float *p,
+                                     uint64_t step, float lr, float beta1, float beta2,
+                                     float adam_eps, float weight_decay, int optimizer)
+{
+    const vae_optim o = {optimizer, lr, beta1, beta2, adam_eps, weight_decay};
+    return update_slice(m, lo, hi, p, step, &o, 0);
 }
 

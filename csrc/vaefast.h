@@ -422,6 +422,16 @@ float *vf_vae_moment2(vf_vae *m);  /* (num_params) Adam v */
  * parameters (covariates) return VF_ERR_ARG. */
 int vf_vae_use_grads(vf_vae *m, float *grads);
 
+/* Points the model's parameter buffer at `params` (num_params floats that
+ * already hold the model's parameters, kept alive by the caller until the
+ * next call: the data-parallel exchange's shared-memory copy, which every
+ * rank's optimizer step updates a slice of, so no rank copies the weights
+ * in after each step), or back at the model's own buffer with NULL, into
+ * which the current parameters are then copied. VF_ERR_ARG when params is
+ * given while a caller's buffer is already in use; while one is, changes
+ * that resize the parameters (covariates) return VF_ERR_ARG. */
+int vf_vae_use_params(vf_vae *m, float *params);
+
 /* Grow the training workspace to hold a batch of B rows (never shrinks).
  * loss_and_grad / train_step do this themselves; a step with B no larger
  * than before allocates nothing. */
@@ -525,9 +535,16 @@ int vf_vae_apply_update(vf_vae *m, uint64_t step, float lr, float beta1, float b
  * (the model's own are then left alone), and is updated in place with
  * grads[lo, hi), as are the moments [lo, hi). The update is element-wise, so
  * the values are bit for bit those of the whole-buffer update. */
+/* vf_vae_apply_update_slice_locked: the same, for a caller that already
+ * holds the model's write lock (vf_vae_lock(m, 1)): the exchange holds it
+ * while the ranks write their slices of a shared parameter buffer
+ * (vf_vae_use_params), so that readers of the model see whole steps. */
 int vf_vae_apply_update_slice(vf_vae *m, int64_t lo, int64_t hi, float *p, uint64_t step,
                               float lr, float beta1, float beta2, float adam_eps,
                               float weight_decay, int optimizer);
+int vf_vae_apply_update_slice_locked(vf_vae *m, int64_t lo, int64_t hi, float *p,
+                                     uint64_t step, float lr, float beta1, float beta2,
+                                     float adam_eps, float weight_decay, int optimizer);
 
 /* An optional callback for overlapping the gradient exchange with the
  * backward pass (csrc/vae_grad_hook.c): while set, every training call that

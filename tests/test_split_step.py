@@ -190,3 +190,90 @@ def test_a_model_freed_while_computing_into_a_callers_buffer_leaves_it_alone():
     gc.collect()
     buf[:] = 1.0  # still ours to write
     assert buf.sum() == n and np.all(np.isfinite(got))
+
+
+def test_use_params_trains_and_reads_in_the_callers_buffer():
+    """vf_vae_use_params (the shared-memory exchange's weights): the model
+    reads its weights from the caller's buffer and the slice update writes
+    there, bit for bit as a model with its own buffer; use_params(None)
+    copies the current weights back into the model's own buffer."""
+    X = batch()
+    own, lent = model(), model()
+    buf = lent._core.get_buffer(0).copy()  # the caller fills it (vf_vae_use_params)
+    lent._core.use_params(buf)
+    n, half = own.num_params(), own.num_params() // 2
+    for step in range(3):
+        for m in (own, lent):
+            assert m._core.shard_grads(X, m.seed, step, 0, len(X), 1.0, np.zeros(3)) == 0
+        assert own._core.apply_update(step, *ADAM) == 0
+        lent._core.hold_write(True)
+        try:  # two slices, in place on the lent buffer, as two ranks would
+            for lo, hi in ((0, half), (half, n)):
+                assert lent._core.apply_update_slice(lo, hi, buf[lo:hi], step, *ADAM,
+                                                     locked=True) == 0
+        finally:
+            lent._core.hold_write(False)
+        np.testing.assert_array_equal(buf.view(np.uint32),
+                                      own._core.get_buffer(0).view(np.uint32))
+    np.testing.assert_array_equal(lent.encode(X)[0], own.encode(X)[0])
+    buf[:] = 0.0  # the model reads the buffer itself: all weights zero now
+    mu = lent.encode(X)[0]
+    assert np.all(mu == 0.0)
+    lent._core.use_params(None)  # back to its own buffer, with the current (zero) weights
+    buf[:] = 1.0
+    np.testing.assert_array_equal(lent.encode(X)[0], mu)
+
+
+def test_use_params_and_hold_write_refuse_misuse():
+    m = model()
+    with pytest.raises(ValueError, match="params must hold"):
+        m._core.use_params(np.zeros(m.num_params() + 1, np.float32))
+    buf = m._core.get_buffer(0).copy()
+    m._core.use_params(buf)
+    with pytest.raises(ValueError, match="use_params"):  # one caller's buffer at a time
+        m._core.use_params(buf.copy())
+    with pytest.raises(ValueError, match="set_norm"):  # would grow the parameter buffers
+        m._core.set_norm(1, 0)
+    m._core.use_params(None)
+    m._core.use_params(None)  # already its own: nothing to do
+    with pytest.raises(RuntimeError, match="without hold_write"):
+        m._core.hold_write(False)
+    with pytest.raises(RuntimeError, match="needs hold_write"):
+        m._core.apply_update_slice(0, 4, buf[:4], 0, *ADAM, locked=True)
+    m._core.hold_write(True)
+    with pytest.raises(RuntimeError, match="twice"):
+        m._core.hold_write(True)
+    m._core.hold_write(False)
+
+
+def test_readers_wait_while_the_write_lock_is_held():
+    """hold_write(True) keeps readers out until hold_write(False): the
+    exchange holds it while other ranks write the shared weights, so an
+    encode on another thread sees whole steps."""
+    import threading
+    m = model()
+    X = batch()
+    done = threading.Event()
+    m._core.hold_write(True)
+    try:
+        t = threading.Thread(target=lambda: (m.encode(X), done.set()))
+        t.start()
+        assert not done.wait(0.3)  # the reader is kept out
+    finally:
+        m._core.hold_write(False)
+    assert done.wait(10)
+    t.join()
+
+
+def test_a_model_freed_while_reading_a_callers_params_leaves_them_alone():
+    """vf_vae_destroy frees the model's own parameter buffer, never the
+    caller's (the sanitizer job runs this file), and a core freed with its
+    write lock held releases it first."""
+    m = model()
+    buf = m._core.get_buffer(0).copy()
+    m._core.use_params(buf)
+    m._core.hold_write(True)
+    del m
+    gc.collect()
+    buf[:] = 1.0  # still ours to write
+    assert buf.sum() == len(buf)

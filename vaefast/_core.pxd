@@ -153,6 +153,7 @@ cdef extern from "vaefast.h" nogil:
     float *vf_vae_moment1(vf_vae *m)
     float *vf_vae_moment2(vf_vae *m)
     int vf_vae_use_grads(vf_vae *m, float *grads)
+    int vf_vae_use_params(vf_vae *m, float *params)
     int vf_vae_reserve(vf_vae *m, int64_t B)
     int64_t vf_vae_infer_work_size(const vf_vae *m, int64_t B)
     int vf_vae_encode(const vf_vae *m, int64_t B, const float *X, int64_t ldx,
@@ -182,6 +183,9 @@ cdef extern from "vaefast.h" nogil:
     int vf_vae_apply_update_slice(vf_vae *m, int64_t lo, int64_t hi, float *p,
                                   uint64_t step, float lr, float beta1, float beta2,
                                   float adam_eps, float weight_decay, int optimizer)
+    int vf_vae_apply_update_slice_locked(vf_vae *m, int64_t lo, int64_t hi, float *p,
+                                         uint64_t step, float lr, float beta1, float beta2,
+                                         float adam_eps, float weight_decay, int optimizer)
     ctypedef void (*vf_vae_grad_hook)(void *ctx, int layer) noexcept nogil
     int vf_vae_set_grad_hook(vf_vae *m, vf_vae_grad_hook hook, void *ctx)
 

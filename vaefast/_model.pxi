@@ -22,72 +22,6 @@ _VARIANCE_CODES = {"unit": VF_VARIANCE_UNIT, "feature": VF_VARIANCE_FEATURE,
                    "sample": VF_VARIANCE_SAMPLE}
 
 
-cdef class _Rows:
-    """The per-row side inputs (conditions c, size factors) of one core call,
-    as the vf_vae_rows the C functions take; holds the arrays alive. For a
-    model with categorical covariates c is the pair (c or None, codes
-    (n, K) int32): the C core checks K and every code. precision: 0 float32
-    layers, 1 bf16 GEMM operands (vaefast/_precision.py)."""
-    cdef vf_vae_rows r
-    cdef object c_arr, s_arr, csr_arrs, k_arr
-
-    def __cinit__(self, int64_t n, int64_t n_conditions, c, size_factors, int precision=0):
-        cdef const float[:, ::1] cv
-        cdef const float[::1] sv
-        cdef const int32_t[:, ::1] kv
-        if isinstance(c, tuple):
-            c, codes = c
-            kv = codes
-            if kv.shape[0] != n:
-                raise ValueError(f"codes must have {n} rows, got {kv.shape[0]}")
-            self.k_arr = codes
-            if n > 0 and kv.shape[1] > 0:
-                self.r.codes = &kv[0, 0]
-            self.r.ldk = kv.shape[1]
-        self.r.c = NULL
-        self.r.ldc = 0
-        self.r.size_factors = NULL
-        self.r.csr_indptr = NULL
-        self.r.csr_indices = NULL
-        self.r.csr_values = NULL
-        self.r.precision = precision
-        if (c is None) != (n_conditions == 0):
-            raise ValueError("c must be given exactly when the model has conditions")
-        if c is not None:
-            cv = c
-            if cv.shape[0] != n or cv.shape[1] != n_conditions:
-                raise ValueError(f"c must have shape ({n}, {n_conditions}), "
-                                 f"got ({cv.shape[0]}, {cv.shape[1]})")
-            self.c_arr = c
-            if n > 0:
-                self.r.c = &cv[0, 0]
-            self.r.ldc = n_conditions
-        if size_factors is not None:
-            sv = size_factors
-            if sv.shape[0] != n:
-                raise ValueError(f"size_factors must have {n} entries, got {sv.shape[0]}")
-            self.s_arr = size_factors
-            if n > 0:
-                self.r.size_factors = &sv[0]
-
-    cdef set_csr(self, int64_t n, csr):
-        """The same n rows in CSR form, (data float32, indices int32, indptr
-        int64 of n + 1 entries) as vaefast._sparse_batch.CSRBatch holds them."""
-        cdef const float[::1] data = csr.data
-        cdef const int32_t[::1] indices = csr.indices
-        cdef const int64_t[::1] indptr = csr.indptr
-        if indptr.shape[0] != n + 1:
-            raise ValueError(f"csr must have {n} rows, got {indptr.shape[0] - 1}")
-        if indptr[0] < 0 or indptr[n] > min(data.shape[0], indices.shape[0]):
-            raise ValueError("csr.indptr refers past its data or indices")
-        self.csr_arrs = (data, indices, indptr)
-        self.r.csr_indptr = &indptr[0]
-        # empty batches still need valid pointers: the kernels read none
-        self.r.csr_indices = &indices[0] if indices.shape[0] else <const int32_t *>&indptr[0]
-        self.r.csr_values = &data[0] if data.shape[0] else <const float *>&indptr[0]
-
-    cdef const vf_vae_rows *ptr(self) noexcept nogil:
-        return &self.r
 # The model's four flat buffers (get_buffer / set_buffer), by name.
 PARAMS, GRADS, MOMENT1, MOMENT2 = 0, 1, 2, 3
 _OPTIMIZER_CODES = {"adam": VF_OPTIMIZER_ADAM, "sgd": VF_OPTIMIZER_SGD}
@@ -123,6 +57,7 @@ cdef class VAECore:
     cdef readonly int64_t n_features, latent_dim, num_params, n_conditions, out_width, n_cat
     cdef readonly int n_layers
     cdef object _reads  # threading.local: this thread's reading() depth
+    cdef bint _write_held  # hold_write(True) took the write lock
     # Optimizer steps taken (VAE.step_). train_steps advances it in the same
     # call as the steps themselves, so a KeyboardInterrupt raised as that
     # call returns cannot leave it behind the weights.
@@ -230,6 +165,8 @@ cdef class VAECore:
         return (info[0], info[1])
 
     def __dealloc__(self):
+        if self._write_held and self.m != NULL:
+            vf_vae_unlock(self.m)  # a lock is not destroyed held
         vf_vae_destroy(self.m)
         self.m = NULL
 
@@ -532,11 +469,45 @@ cdef class VAECore:
             vf_vae_unlock(self.m)
         check_status(status, "use_grads")
 
+    def use_params(self, float[::1] params):
+        """vf_vae_use_params: the parameters live in `params` (num_params
+        floats that already hold them, kept alive until use_params(None)),
+        or with None in the model's own buffer again (the current values
+        copied there)."""
+        cdef float *p = NULL
+        if params is not None and params.shape[0] != self.num_params:
+            raise ValueError(f"params must hold {self.num_params} floats, "
+                             f"got {params.shape[0]}")
+        if params is not None:
+            p = &params[0]
+        cdef int status
+        with nogil:
+            vf_vae_lock(self.m, 1)
+            status = vf_vae_use_params(self.m, p)
+            vf_vae_unlock(self.m)
+        check_status(status, "use_params")
+
+    def hold_write(self, bint on):
+        """Take (True) or release (False) the model's write lock across
+        calls, for the data-parallel exchange while the ranks write their
+        slices of a shared parameter buffer (apply_update_slice with
+        locked=True meanwhile): readers of the model wait for whole steps.
+        Taking it twice, or releasing it untaken, is a RuntimeError."""
+        if on == self._write_held:
+            raise RuntimeError("hold_write(True) twice" if on else
+                               "hold_write(False) without hold_write(True)")
+        with nogil:
+            if on:
+                vf_vae_lock(self.m, 1)
+            else:
+                vf_vae_unlock(self.m)
+        self._write_held = on
+
     def buffer_array(self, int which):
         """Buffer `which` (as get_buffer) itself as a float32 ndarray, no
         copy and no lock: for the data-parallel exchange, which writes the
         gradient and the optimizer's moments in place (the parameters only
-        through set_buffer: readers hold the model's lock for those)."""
+        under the model's write lock: hold_write, set_buffer)."""
         return _np.asarray(_FloatView(self, <size_t>self._buffer(which), self.num_params))
 
     def shard_grads(self, const float[:, ::1] X, uint64_t seed, uint64_t step,
@@ -573,10 +544,13 @@ cdef class VAECore:
 
     def apply_update_slice(self, int64_t lo, int64_t hi, float[::1] params, uint64_t step,
                            float lr, float beta1, float beta2, float adam_eps,
-                           float weight_decay, str optimizer):
-        """vf_vae_apply_update_slice: params (hi - lo floats, a copy of the
-        parameters [lo, hi) the caller keeps) and the moments [lo, hi)
-        updated in place; returns the status."""
+                           float weight_decay, str optimizer, bint locked=False):
+        """vf_vae_apply_update_slice: params (hi - lo floats: the model's own
+        parameters [lo, hi), or a copy of them the caller keeps) and the
+        moments [lo, hi) updated in place; returns the status. locked: the
+        caller holds the write lock (hold_write), the _locked variant."""
+        if locked and not self._write_held:
+            raise RuntimeError("apply_update_slice(locked=True) needs hold_write(True)")
         if lo < 0 or hi < lo or hi > self.num_params:
             raise ValueError(f"lo, hi must satisfy 0 <= lo <= hi <= {self.num_params}, "
                              f"got {lo}, {hi}")
@@ -587,8 +561,12 @@ cdef class VAECore:
         cdef float *po = &params[0] if hi > lo else NULL
         cdef int status
         with nogil:
-            status = vf_vae_apply_update_slice(self.m, lo, hi, po, step, lr, beta1, beta2,
-                                               adam_eps, weight_decay, opt)
+            if locked:
+                status = vf_vae_apply_update_slice_locked(self.m, lo, hi, po, step, lr, beta1,
+                                                          beta2, adam_eps, weight_decay, opt)
+            else:
+                status = vf_vae_apply_update_slice(self.m, lo, hi, po, step, lr, beta1, beta2,
+                                                   adam_eps, weight_decay, opt)
         return status
 
 
