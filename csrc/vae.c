@@ -186,38 +186,32 @@ float *vf_vae_grads(vf_vae *m) { return m ? m->grads : NULL; }
 float *vf_vae_moment1(vf_vae *m) { return m ? m->m1 : NULL; }
 float *vf_vae_moment2(vf_vae *m) { return m ? m->m2 : NULL; }
 
+/* Points the model's buffer *cur at a caller's (the model's own kept in
+ * *own), or with NULL back at its own, the current values copied there;
+ * copy_in: lending copies the current values into the caller's too (else
+ * it already holds them). One caller's buffer at a time. */
+static int lend_buffer(const vf_vae *m, float **cur, float **own, float *caller, int copy_in)
+{
+    if (caller && *own)
+        return VF_ERR_ARG; /* one caller's buffer at a time */
+    if (!caller && !*own)
+        return VF_OK; /* already the model's own */
+    float *to = caller ? caller : *own;
+    if (!caller || copy_in)
+        memcpy(to, *cur, (size_t)m->n_params * sizeof(float));
+    *own = caller ? *cur : NULL;
+    *cur = to;
+    return VF_OK;
+}
+
 int vf_vae_use_grads(vf_vae *m, float *grads)
 {
-    if (!m)
-        return VF_ERR_NULL;
-    if (grads && m->own_grads)
-        return VF_ERR_ARG; /* one caller's buffer at a time */
-    if (!grads && !m->own_grads)
-        return VF_OK; /* already the model's own */
-    float *to = grads ? grads : m->own_grads;
-    memcpy(to, m->grads, (size_t)m->n_params * sizeof(float));
-    m->own_grads = grads ? m->grads : NULL;
-    m->grads = to;
-    return VF_OK;
+    return m ? lend_buffer(m, &m->grads, &m->own_grads, grads, 1) : VF_ERR_NULL;
 }
 
 int vf_vae_use_params(vf_vae *m, float *params)
 {
-    if (!m)
-        return VF_ERR_NULL;
-    if (params && m->own_params)
-        return VF_ERR_ARG; /* one caller's buffer at a time */
-    if (!params && !m->own_params)
-        return VF_OK; /* already the model's own */
-    if (params) { /* it already holds the parameters (the caller's promise) */
-        m->own_params = m->params;
-        m->params = params;
-        return VF_OK;
-    }
-    memcpy(m->own_params, m->params, (size_t)m->n_params * sizeof(float));
-    m->params = m->own_params;
-    m->own_params = NULL;
-    return VF_OK;
+    return m ? lend_buffer(m, &m->params, &m->own_params, params, 0) : VF_ERR_NULL;
 }
 
 int vf_vae_reserve(vf_vae *m, int64_t B)
