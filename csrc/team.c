@@ -349,7 +349,11 @@ static void *worker_main(void *arg)
             if (over && !caller_kept_off(&spin)) {
                 vf_os_mutex_lock(&pool.lock);
                 atomic_fetch_add(&pool.sleepers, 1);
-                while ((g = atomic_load(&pool.job.gen)) == seen)
+                /* until a job or a nested job comes (then, seen unchanged,
+                 * work() below finds the job's units taken and the next
+                 * spin helps with the nested one) */
+                while ((g = atomic_load(&pool.job.gen)) == seen &&
+                       atomic_load(&pool.nested.gen) == nested_seen)
                     vf_os_cond_wait(&pool.wake, &pool.lock);
                 atomic_fetch_sub(&pool.sleepers, 1);
                 /* the first one up clears the flag (under the lock, where
@@ -420,6 +424,29 @@ static unsigned publish(vf_job *J, int nt, int64_t n, int64_t grain, int64_t uni
     return gen;
 }
 
+/* Wakes the sleeping workers for a job just published, once: until a woken
+ * worker runs (on a virtual machine that can take milliseconds) every loop
+ * would see them still asleep and pay the lock and the system call again.
+ * A sleeper that misses a job this way only costs that job its help: its
+ * publisher takes every unit nobody claimed. The flag is set under the
+ * lock and only while a worker sleeps there, so a sleeper is sure to clear
+ * it: set outside, it could land just after a worker that was counted as
+ * a sleeper saw this job, skipped the wait and left, and no later loop
+ * would wake anyone again (the team ran on the caller alone for good). */
+static void wake_sleepers(void)
+{
+    if (atomic_load(&pool.sleepers) == 0 || atomic_load(&pool.wake_sent))
+        return;
+    vf_os_mutex_lock(&pool.lock);
+    if (atomic_load(&pool.sleepers) > 0 && !atomic_load(&pool.wake_sent)) {
+        atomic_store(&pool.wake_sent, 1);
+        atomic_store(&pool.wake_at, vf_os_now_ns());
+        stat_add(ST_WAKES, 1);
+        vf_os_cond_broadcast(&pool.wake);
+    }
+    vf_os_mutex_unlock(&pool.lock);
+}
+
 /* Waits until J's `units` are done: spins a little, then sleeps. */
 static void join(vf_job *J, int64_t units)
 {
@@ -447,6 +474,7 @@ static int64_t nested_for(int nt, int64_t n, int64_t grain, vf_range_fn fn, cons
     if (nt <= 1 || units <= 1 || !atomic_compare_exchange_strong(&pool.nested_owned, &free_, 1))
         return fn(ctx, 0, n);
     const unsigned gen = publish(&pool.nested, nt, n, grain, units, fn, ctx);
+    wake_sleepers(); /* a worker asleep since its own unit (a long idle spin) */
     work(&pool.nested, gen, 0);
     join(&pool.nested, units);
     const int64_t sum = atomic_load(&pool.nested.sum);
@@ -485,25 +513,7 @@ static int64_t team_for(int nt, int64_t n, int64_t grain, vf_range_fn fn, const 
     }
     atomic_store_explicit(&pool.owner_id, vf_os_thread_id(), memory_order_relaxed);
     const unsigned gen = publish(&pool.job, nt, n, grain, units, fn, ctx);
-    /* Wake the sleepers, once: until a woken worker runs (on a virtual
-     * machine that can take milliseconds) every loop would see them still
-     * asleep and pay the lock and the system call again. A sleeper that
-     * misses a job this way only costs that job its help: the caller
-     * takes every unit nobody claimed. The flag is set under the lock and
-     * only while a worker sleeps there, so a sleeper is sure to clear it:
-     * set outside, it could land just after a worker that was counted as
-     * a sleeper saw this job, skipped the wait and left, and no later loop
-     * would wake anyone again (the team ran on the caller alone for good). */
-    if (atomic_load(&pool.sleepers) > 0 && !atomic_load(&pool.wake_sent)) {
-        vf_os_mutex_lock(&pool.lock);
-        if (atomic_load(&pool.sleepers) > 0 && !atomic_load(&pool.wake_sent)) {
-            atomic_store(&pool.wake_sent, 1);
-            atomic_store(&pool.wake_at, vf_os_now_ns());
-            stat_add(ST_WAKES, 1);
-            vf_os_cond_broadcast(&pool.wake);
-        }
-        vf_os_mutex_unlock(&pool.lock);
-    }
+    wake_sleepers();
     const int64_t t0 = vf_os_now_ns();
     work(&pool.job, gen, 0);
     const int64_t t1 = vf_os_now_ns();
