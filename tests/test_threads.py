@@ -155,7 +155,7 @@ def test_threadpool_limits_set_and_restore(kwargs, threads_setting):
 
 
 _COUNT_THREADS = """
-import os, sys, threading
+import os, sys, threading, time
 import numpy as np
 {imports}
 from threadpoolctl import threadpool_limits
@@ -171,6 +171,12 @@ with threadpool_limits(1):
     t = threading.Thread(target=m.encode, args=(X,))
     t.start(); t.join()
     m.encode(X)
+# a joined Python thread can still be listed for a moment (join returns
+# before its OS thread ends): wait for that, never for a worker of ours
+for _ in range(200):
+    if os_threads() == before:
+        break
+    time.sleep(0.005)
 limited = os_threads()
 m.encode(X)
 print(before, limited, os_threads())
