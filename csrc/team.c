@@ -349,9 +349,7 @@ static void *worker_main(void *arg)
             if (over && !caller_kept_off(&spin)) {
                 vf_os_mutex_lock(&pool.lock);
                 atomic_fetch_add(&pool.sleepers, 1);
-                /* until a job or a nested job comes (then, seen unchanged,
-                 * work() below finds the job's units taken and the next
-                 * spin helps with the nested one) */
+                /* until a job or a nested job comes */
                 while ((g = atomic_load(&pool.job.gen)) == seen &&
                        atomic_load(&pool.nested.gen) == nested_seen)
                     vf_os_cond_wait(&pool.wake, &pool.lock);
@@ -366,6 +364,8 @@ static void *worker_main(void *arg)
                 break;
             }
         }
+        if (g == seen)
+            continue; /* woken for the nested job: the next spin helps with it */
         seen = g;
         work(&pool.job, g, id);
     }

@@ -31,7 +31,8 @@ pytestmark = pytest.mark.skipif(bool(os.environ.get("QEMU_LD_PREFIX")),
                                 reason="scheduling behaviour: checked natively, not under qemu-user")
 
 # indices of vf_team_stats (csrc/team.c, enum ST_*)
-JOBS, HELPED, CALLER_NS, WAKES, DEFERRED, NSTATS = 0, 1, 2, 6, 9, 10
+JOBS, HELPED, CALLER_NS, WAKES, DEFERRED, NESTED, NESTED_HELPED = 0, 1, 2, 6, 9, 10, 11
+NSTATS = 12
 
 
 def _stats():
@@ -89,14 +90,14 @@ def test_bits_after_idle_gaps(rng, threads_setting):
 
 
 # the children's reader of the team's counters (the parent's is _stats)
-_CHILD_STATS = """
+_CHILD_STATS = f"""
 import ctypes
 import numpy as np
 import vaefast
 lib = ctypes.CDLL(vaefast._core.__file__)
 def stats():
-    out = (ctypes.c_int64 * 10)()
-    lib.vf_team_stats(out, 10)
+    out = (ctypes.c_int64 * {NSTATS})()
+    lib.vf_team_stats(out, {NSTATS})
     return np.array(out, dtype=np.int64)
 """
 
@@ -248,13 +249,10 @@ def test_sleeping_workers_are_always_woken():
         assert not stuck, f"epoch {i}: {d[JOBS]} team loops, no help, no wake-up: {epochs}"
 
 
-_NESTED = _CHILD_STATS + """
+_NESTED = _CHILD_STATS + f"""
+NESTED, NESTED_HELPED = {NESTED}, {NESTED_HELPED}
+""" + """
 import json, threading, time
-NSTATS = 12
-def stats():  # with the nested jobs' counters
-    out = (ctypes.c_int64 * NSTATS)()
-    lib.vf_team_stats(out, NSTATS)
-    return np.array(out, dtype=np.int64)
 FN = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
 lib.vf_team_for.restype = ctypes.c_int64
 lib.vf_team_for.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, FN, ctypes.c_void_p]
@@ -315,7 +313,7 @@ for attempt in range(10):
            "threads": len({r[1] for r in units}), "inner": len(inner),
            "inner_alone": all(r[1:4] == ({u[2]: u[1] for u in units}[r[4]], 0, 10)
                               for r in inner),
-           "nested": d[10], "nested_helped": d[11], "attempts": attempt + 1}
+           "nested": d[NESTED], "nested_helped": d[NESTED_HELPED], "attempts": attempt + 1}
     if res["threads"] == 2:
         break
 lib.vf_team_hold(0)
