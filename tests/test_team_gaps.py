@@ -297,8 +297,9 @@ def lanes(ctx, lo, hi):  # unit 0 (the caller's): a loop; unit 1: nothing
     return total
 
 # Whether the worker is awake when a job comes is the team's timing (an idle
-# gap makes a job run alone; a worker idle too long sleeps, and a nested job
-# wakes nobody): long spins while the test holds the team, and a few tries.
+# gap makes a job run alone; a worker idle too long sleeps, and a woken one
+# may come after the caller's loop is done): long spins while the test holds
+# the team, and a few tries.
 lib.vf_team_hold(1)
 for attempt in range(10):
     ran.clear()
