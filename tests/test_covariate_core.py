@@ -9,6 +9,9 @@ the loss to 2e-5 relative, the gradients to 1e-3 relative plus 1e-4 of the
 largest entry of their block.
 """
 
+import os
+import sys
+
 import numpy as np
 import pytest
 
@@ -16,6 +19,9 @@ import vaefast
 from vaefast import _core
 from vaefast._spec.likelihoods import REGISTRY
 from vaefast.reference.covariate_model import CovariateModel, loss_and_grad
+
+sys.path.insert(0, os.path.dirname(__file__))  # tests/core_buffers.py (tests/ is no package)
+from core_buffers import f32, grads_like, layers_of, to_flat  # noqa: E402
 
 D, Z, HID = 9, 3, (8, 6)
 LEVELS = (3, 2, 4)
@@ -26,42 +32,6 @@ def build(place, n_cont=0, beta=0.8, levels=LEVELS):
     core = _core.VAECore(D, list(HID), list(reversed(HID)), Z, REGISTRY["zinb"].code, beta,
                          n_conditions=n_cont, categorical=list(levels), **place)
     return spec, core
-
-
-def layers_of(params):
-    return [*params["encoder"], params["head"], *params["decoder"], params["output"]]
-
-
-def to_flat(core, params):
-    """The twin's parameters in the core's buffer (its own offsets)."""
-    flat = np.zeros(core.num_params, np.float32)
-    layers = layers_of(params)
-    for l, L in enumerate(layers):
-        n_in, n_out, w, b = core.layer_info(l)
-        assert L["W"].shape == (n_in, n_out)
-        flat[w:w + n_in * n_out] = L["W"].ravel()
-        flat[b:b + n_out] = L["b"]
-        off, rows = core.cov_table(l)
-        assert (rows > 0) == ("T" in L), l
-        if rows:
-            flat[off:off + rows * n_out] = L["T"].ravel()
-    last = core.layer_info(core.n_layers - 1)
-    extra = last[3] + last[1]  # the per-gene log θ after the last layer
-    flat[extra:extra + D] = params["log_theta"][0]
-    return flat, extra
-
-
-def grads_like(core, flat, params, extra):
-    """The core's flat gradient in the twin's structure."""
-    out = []
-    for l, L in enumerate(layers_of(params)):
-        n_in, n_out, w, b = core.layer_info(l)
-        g = {"W": flat[w:w + n_in * n_out].reshape(n_in, n_out), "b": flat[b:b + n_out]}
-        off, rows = core.cov_table(l)
-        if rows:
-            g["T"] = flat[off:off + rows * n_out].reshape(rows, n_out)
-        out.append(g)
-    return out, flat[extra:extra + D].reshape(1, D)
 
 
 def data(rng, B=16, n_cont=0):
@@ -83,12 +53,8 @@ def test_loss_and_gradients_match_the_twin(rng, place, kernel_set):
     n_cont = 2 if place["encode"] else 0  # the core joins c to the encoder's input too
     spec, core = build(place, n_cont)
     params = spec.init(rng)
-    params = {k: ([{n: a.astype(np.float32).astype(np.float64) for n, a in L.items()}
-                   for L in v] if isinstance(v, list) else
-                  {n: a.astype(np.float32).astype(np.float64) for n, a in v.items()}
-                  if isinstance(v, dict) else v.astype(np.float32).astype(np.float64))
-              for k, v in params.items()}
-    flat, extra = to_flat(core, params)
+    params = f32(params)
+    flat = to_flat(core, params)
     core.set_buffer(_core.PARAMS, flat)
     x, codes, cont, eps = data(rng, n_cont=n_cont)
     loss, recon, kl = core.loss_and_grad(x, eps, 0, 0, 1.0, c=(cont, codes))
@@ -97,7 +63,7 @@ def test_loss_and_gradients_match_the_twin(rng, place, kernel_set):
                                           None, eps.astype(np.float64), beta=0.8)
     np.testing.assert_allclose(loss, want, rtol=2e-5)
     np.testing.assert_allclose(recon + 0.8 * kl, per_row, rtol=2e-5)
-    got, got_lt = grads_like(core, core.get_buffer(_core.GRADS), params, extra)
+    got, got_lt = grads_like(core, core.get_buffer(_core.GRADS), params)
     for l, (g, w) in enumerate(zip(got, layers_of(want_g))):
         assert set(g) == set(w), l
         for k in w:
@@ -110,7 +76,7 @@ def test_loss_and_gradients_match_the_twin(rng, place, kernel_set):
 def test_encode_decode_and_elbo_read_the_codes(rng):
     spec, core = build(dict(deep=True, encode=True))
     params = spec.init(rng)
-    flat, _ = to_flat(core, params)
+    flat = to_flat(core, params)
     core.set_buffer(_core.PARAMS, flat)
     x, codes, _, eps = data(rng, B=300)  # the ELBO's passes of 256 rows: two
     mu, lv = core.encode(x, c=(None, codes))
@@ -133,13 +99,13 @@ def test_fits_are_bit_identical_for_any_thread_count(rng, threads_setting):
     for n in (1, 2, 3):
         vaefast.set_num_threads(n)
         spec, core = build(dict(deep=True, encode=True))
-        core.set_buffer(_core.PARAMS, to_flat(core, spec.init(np.random.default_rng(3)))[0])
+        core.set_buffer(_core.PARAMS, to_flat(core, spec.init(np.random.default_rng(3))))
         sums = np.zeros(3)
         done, status = core.train_steps(x, order, 64, 0, 8, 11, 0, 1e-2, 0.9, 0.999, 1e-8, 0.0,
                                         "adam", 1.0, sums, c=(None, codes))
         assert (done, status) == (8, 0)
         results.append(core.get_buffer(_core.PARAMS))
-    assert not np.array_equal(results[0], to_flat(core, spec.init(np.random.default_rng(3)))[0])
+    assert not np.array_equal(results[0], to_flat(core, spec.init(np.random.default_rng(3))))
     for r in results[1:]:
         np.testing.assert_array_equal(r, results[0])
 

@@ -14,6 +14,9 @@ the loss to 2e-5 relative, the gradients to 1e-3 relative plus 1e-4 of the
 largest entry of their block.
 """
 
+import os
+import sys
+
 import numpy as np
 import pytest
 
@@ -23,11 +26,15 @@ from vaefast._spec import dispersion as disp
 from vaefast._spec.likelihoods import REGISTRY
 from vaefast.reference.covariate_model import CovariateModel, loss_and_grad
 
+sys.path.insert(0, os.path.dirname(__file__))  # tests/core_buffers.py (tests/ is no package)
+from core_buffers import f32, grads_like, layers_of, theta_slot, to_flat  # noqa: E402
+
 D, Z, HID = 9, 3, (8, 6)
 LEVELS = (3, 2, 4)
 LABEL = 2  # the code column that holds the label in these tests
 CORE_LIK = {"zinb": "zinb", "nb": "scvi_nb"}  # twin name -> the core's likelihood
 MODES = ["gene", "gene-batch", "gene-label", "gene-cell"]
+
 
 
 def column_of(mode):
@@ -41,61 +48,6 @@ def build(mode, likelihood="zinb", beta=0.8):
                          beta, categorical=list(LEVELS), dispersion=mode,
                          dispersion_covariate=column_of(mode))
     return spec, core
-
-
-def layers_of(params):
-    return [*params["encoder"], params["head"], *params["decoder"], params["output"]]
-
-
-def theta_slot(core):
-    """(offset, rows) of log θ in the core's buffer, rows 0 for the head."""
-    mode, _, off, rows = core.dispersion_info()
-    if mode == "gene":  # the per-gene vector right after the output layer
-        n_in, n_out, _, b = core.layer_info(core.n_layers - 1)
-        return b + n_out, 1
-    return off, rows
-
-
-def to_flat(core, params):
-    """The twin's parameters in the core's buffer (its own offsets)."""
-    flat = np.zeros(core.num_params, np.float32)
-    for l, L in enumerate(layers_of(params)):
-        n_in, n_out, w, b = core.layer_info(l)
-        assert L["W"].shape == (n_in, n_out)
-        flat[w:w + n_in * n_out] = L["W"].ravel()
-        flat[b:b + n_out] = L["b"]
-        off, rows = core.cov_table(l)
-        assert (rows > 0) == ("T" in L), l
-        if rows:
-            flat[off:off + rows * n_out] = L["T"].ravel()
-    off, rows = theta_slot(core)
-    assert (rows > 0) == ("log_theta" in params)
-    if rows:
-        assert params["log_theta"].shape == (rows, D)
-        flat[off:off + rows * D] = params["log_theta"].ravel()
-    return flat
-
-
-def grads_like(core, flat, params):
-    """The core's flat gradient in the twin's structure."""
-    out = []
-    for l, L in enumerate(layers_of(params)):
-        n_in, n_out, w, b = core.layer_info(l)
-        g = {"W": flat[w:w + n_in * n_out].reshape(n_in, n_out), "b": flat[b:b + n_out]}
-        off, rows = core.cov_table(l)
-        if rows:
-            g["T"] = flat[off:off + rows * n_out].reshape(rows, n_out)
-        out.append(g)
-    off, rows = theta_slot(core)
-    return out, (flat[off:off + rows * D].reshape(rows, D) if rows else None)
-
-
-def f32(params):
-    """The parameters rounded to float32 (what the core holds), as float64."""
-    r = lambda a: a.astype(np.float32).astype(np.float64)  # noqa: E731
-    return {k: ([{n: r(a) for n, a in L.items()} for L in v] if isinstance(v, list) else
-                {n: r(a) for n, a in v.items()} if isinstance(v, dict) else r(v))
-            for k, v in params.items()}
 
 
 def data(rng, B=16):
