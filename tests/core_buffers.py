@@ -2,7 +2,7 @@
 VAECore's flat buffer and back, at the core's own offsets (layer_info,
 cov_table, dispersion_info), for the tests that drive the core directly
 (test_covariate_core.py, test_dispersion_core.py). tests/ is no package:
-those modules load this file by path."""
+those modules put tests/ on sys.path and import it."""
 
 import numpy as np
 
@@ -43,10 +43,10 @@ def to_flat(core, params):
             flat[off:off + rows * n_out] = L["T"].ravel()
     off, rows = theta_slot(core)
     assert (rows > 0) == ("log_theta" in params)
+    D = core.n_features
     if rows:
-        lt = params["log_theta"]
-        assert lt.shape[0] == rows
-        flat[off:off + lt.size] = lt.ravel()
+        assert params["log_theta"].shape == (rows, D)
+        flat[off:off + rows * D] = params["log_theta"].ravel()
     return flat
 
 
@@ -62,7 +62,5 @@ def grads_like(core, flat, params):
             g["T"] = flat[off:off + rows * n_out].reshape(rows, n_out)
         out.append(g)
     off, rows = theta_slot(core)
-    if not rows:
-        return out, None
-    D = params["log_theta"].shape[1]
-    return out, flat[off:off + rows * D].reshape(rows, D)
+    D = core.n_features
+    return out, (flat[off:off + rows * D].reshape(rows, D) if rows else None)

@@ -36,7 +36,6 @@ CORE_LIK = {"zinb": "zinb", "nb": "scvi_nb"}  # twin name -> the core's likeliho
 MODES = ["gene", "gene-batch", "gene-label", "gene-cell"]
 
 
-
 def column_of(mode):
     return {"gene-batch": 0, "gene-label": LABEL}.get(mode)
 
