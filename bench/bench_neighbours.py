@@ -35,7 +35,8 @@ round after round and the medians printed. Scenarios:
 running totals in the last round's child (csrc/team.c, vf_team_stats: loops
 run by the team, loops a worker helped, the caller's work and join time,
 lost loops, back-offs, wake-ups and their mean latency, loops run alone
-while the workers slept).
+while the workers slept, nested loops and those a worker helped with, and
+jobs a worker left because it ran on their caller's CPU).
 
 --openblas-timeout E sets OPENBLAS_THREAD_TIMEOUT=E in the children: NumPy's
 OpenBLAS (0.3.31 here) keeps each idle worker spinning, without yielding,
@@ -199,12 +200,12 @@ _STATS = """
 import ctypes
 _lib = ctypes.CDLL(vaefast._core.__file__)
 if hasattr(_lib, "vf_team_stats"):
-    _st = (ctypes.c_int64 * 10)()
-    _lib.vf_team_stats(_st, 10)
+    _st = (ctypes.c_int64 * 13)()
+    _lib.vf_team_stats(_st, 13)
     print("STATS " + json.dumps(list(_st)), file=sys.stderr)
 """
 STAT_NAMES = ("jobs", "helped", "work ms", "join ms", "lost", "backoff", "wakes", "wake us",
-              "woken", "alone asleep")
+              "woken", "alone asleep", "nested", "nested helped", "left shared cpu")
 
 
 def format_stats(st):

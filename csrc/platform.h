@@ -126,4 +126,11 @@ int64_t vf_os_thread_id(void);
  * loops. */
 int64_t vf_os_thread_waited_ns(int64_t id);
 
+/* Sleeps about ns nanoseconds (at least the OS's shortest sleep). */
+void vf_os_sleep_ns(int64_t ns);
+
+/* The CPU the calling thread runs on now (it may move at any time), or -1
+ * where that is not known. Tens of nanoseconds (Linux: the vDSO's getcpu). */
+int vf_os_current_cpu(void);
+
 #endif

@@ -1,10 +1,12 @@
 /* platform_posix.c: csrc/platform.h on POSIX systems (Linux, macOS, the
- * BSDs): pthreads, pthread_atfork, posix_memalign, CLOCK_MONOTONIC, and on
- * Linux the scheduler probe (/proc's schedstat). */
-#define _GNU_SOURCE /* pthread_rwlockattr_setkind_np (glibc) */
+ * BSDs): pthreads, pthread_atfork, posix_memalign, CLOCK_MONOTONIC,
+ * nanosleep, and on Linux the scheduler probe (/proc's schedstat) and the
+ * current CPU (sched_getcpu). */
+#define _GNU_SOURCE /* pthread_rwlockattr_setkind_np, sched_getcpu (glibc) */
 #include "platform.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -76,6 +78,12 @@ void *vf_os_aligned_alloc(size_t align, size_t bytes)
 
 void vf_os_aligned_free(void *p) { free(p); }
 
+void vf_os_sleep_ns(int64_t ns)
+{
+    const struct timespec t = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
+    nanosleep(&t, NULL); /* an early return on a signal is fine: "about" */
+}
+
 int64_t vf_os_now_ns(void)
 {
     struct timespec ts;
@@ -118,8 +126,11 @@ int64_t vf_os_thread_waited_ns(int64_t id)
     long long run, wait; /* "time on the CPU, time waiting for one, slices" */
     return sscanf(text, "%lld %lld", &run, &wait) == 2 ? (int64_t)wait : -1;
 }
+
+int vf_os_current_cpu(void) { return sched_getcpu(); }
 #else
 int64_t vf_os_thread_id(void) { return 0; }
+int vf_os_current_cpu(void) { return -1; }
 int64_t vf_os_thread_waited_ns(int64_t id)
 {
     (void)id;

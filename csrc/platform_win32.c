@@ -164,3 +164,12 @@ int64_t vf_os_thread_waited_ns(int64_t id)
     (void)id;
     return -1;
 }
+
+/* Sleep(0) only yields: Windows' shortest real sleep is a timer tick. */
+void vf_os_sleep_ns(int64_t ns)
+{
+    (void)ns;
+    Sleep(0);
+}
+
+int vf_os_current_cpu(void) { return (int)GetCurrentProcessorNumber(); }

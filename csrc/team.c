@@ -21,7 +21,14 @@
  *     busy a while (VF_TEAM_WAKE_AFTER_NS), then the workers are woken;
  *   - a loop in which the caller waited longer than it worked lost by having
  *     a team (a worker was preempted holding a unit): later loops run on
- *     the caller alone for a while (VF_BACKOFF_*), then the team is retried.
+ *     the caller alone for a while (VF_BACKOFF_*), then the team is retried;
+ *   - a worker that finds itself on its caller's CPU takes no unit there:
+ *     two threads on one core only take turns, each unit it ran there took
+ *     the caller's core from the caller. It sleeps briefly, which lets the
+ *     OS place it again (on an idle CPU if there is one); landing on the
+ *     caller's CPU again means the other cores are taken (another pool's
+ *     spinner, another process), and loops run alone for a while
+ *     (VF_SHARED_*).
  * Units are fixed by the caller (rows, panels, tiles): who computes one
  * never changes its bits.
  *
@@ -53,29 +60,11 @@
  * the user's), each runs alone: they already keep the cores busy, and a
  * team on top would put more threads than cores on the machine. */
 #include "threads.h"
+#include "team_spin.h"
 
 #include <stdatomic.h>
 #include <stdint.h>
 
-#define VF_TEAM_SPIN_NS 50000 /* idle spin before sleeping: 50 µs of running */
-/* ... while a call holds the team (vf_team_hold: a training call's steps).
- * A step has short serial parts between its loops (a small product, a
- * batch norm, the loss's per-gene terms); with the short spin the worker
- * slept through many of them and the next loop paid its wake-up (scVI
- * step, 2 threads: epoch 0.174 s with it, 0.165 s spinning 100-150 µs). */
-#define VF_TEAM_HOLD_SPIN_NS 500000
-/* A spin counts only the time its thread ran: a jump of the clock of more
- * than VF_TEAM_JUMP_NS between two looks means it was descheduled (another
- * pool's spinner or another process held the core), and a worker that went
- * to sleep for that would cost the next loop a wake-up. VF_TEAM_SPIN_MAX_NS
- * bounds the spin in wall time all the same. */
-#define VF_TEAM_JUMP_NS 20000
-#define VF_TEAM_SPIN_MAX_NS 2000000
-/* A worker's spin reads its caller's waiting time (caller_kept_off) only
- * once it has been idle this long: the read costs about 5 µs (a /proc
- * file on Linux), which a worker that read it as its spin began would add
- * to every loop that follows another at once (a step's loops do). */
-#define VF_TEAM_PROBE_AFTER_NS 10000
 /* After an idle gap (no loop for VF_TEAM_GAP_NS: a server between
  * requests, a loop waiting on I/O) with every worker asleep, loops run on
  * the caller alone until it has been busy for VF_TEAM_WAKE_AFTER_NS, then
@@ -92,6 +81,17 @@
  * (to 128 ms) while team calls keep losing, back to 1 ms when one wins. */
 #define VF_BACKOFF_MIN_NS 1000000
 #define VF_BACKOFF_MAX_NS 128000000
+/* A worker on its caller's CPU sleeps this long before it looks again */
+#define VF_SHARED_RETRY_NS 20000
+/* A worker that found itself on its caller's CPU twice: later loops run alone
+ * for VF_SHARED_MIN_NS, doubling (to VF_SHARED_MAX_NS) while the worker
+ * keeps landing there, back to the minimum when it works elsewhere. Short:
+ * PyTorch's idle workers spin for about 4 ms after an op (OpenBLAS's for
+ * about 0.1 s: docs/threads.md), and a back-off outlasting the neighbour
+ * costs the caller its second thread; a look costs the caller about two
+ * context switches. */
+#define VF_SHARED_MIN_NS 1000000
+#define VF_SHARED_MAX_NS 8000000
 #define VF_TEAM_MAX 64        /* workers at most */
 
 /* Counters read by vf_team_stats (bench/bench_neighbours.py --stats), each
@@ -109,6 +109,7 @@ enum {
     ST_DEFERRED,    /* loops run alone while the workers slept (VF_TEAM_WAKE_AFTER_NS) */
     ST_NESTED,      /* nested jobs (loops published from inside a unit) */
     ST_NESTED_HELPED, /* ... of which a worker ran at least one unit */
+    ST_SHARED,      /* jobs a worker left because it ran on their publisher's CPU */
     VF_TEAM_STATS
 };
 
@@ -135,6 +136,7 @@ typedef struct vf_job {
     atomic_int nt;                   /* team size of the job */
     atomic_int owner_waits;          /* its publisher sleeps until it is done */
     atomic_llong worker_units;       /* units run by others than its publisher */
+    atomic_int cpu;                  /* its publisher's CPU when published, or -1 */
 } vf_job;
 
 typedef struct vf_pool {
@@ -152,6 +154,7 @@ typedef struct vf_pool {
     atomic_llong last_end;           /* end of the last loop that could use the team */
     atomic_llong wake_at;            /* vf_os_now_ns() of the last broadcast */
     atomic_llong owner_id;           /* the last job's caller, vf_os_thread_id */
+    atomic_llong shared_backoff;     /* the next VF_SHARED_* back-off (the workers') */
     atomic_llong stats[VF_TEAM_STATS]; /* see vf_team_stats */
     vf_os_mutex lock;                /* sleeping, starting workers */
     vf_os_cond wake, finished;
@@ -174,76 +177,6 @@ void vf_team_stats(int64_t *out, int n)
         out[i] = atomic_load_explicit(&pool.stats[i], memory_order_relaxed);
 }
 
-/* A spin of VF_TEAM_SPIN_NS of the thread's own running time (see
- * VF_TEAM_JUMP_NS): spin_begin, then spin_over at every look. */
-typedef struct vf_spin {
-    int64_t last, until, limit;
-    /* a worker's: the caller it waits for and its waiting time, read once
-     * the spin reaches probe_at (then 0: read) */
-    int64_t owner, owner_waited, probe_at;
-} vf_spin;
-
-static atomic_int holds; /* calls holding the team now (vf_team_hold) */
-
-void vf_team_hold(int on)
-{
-    atomic_fetch_add(&holds, on ? 1 : -1);
-}
-
-/* the spin's budget of running time, read at every look: a hold that ends
- * shortens the spins in progress */
-static int64_t spin_budget(void)
-{
-    return atomic_load_explicit(&holds, memory_order_relaxed) > 0 ? VF_TEAM_HOLD_SPIN_NS
-                                                                    : VF_TEAM_SPIN_NS;
-}
-
-static void spin_begin(vf_spin *s)
-{
-    s->last = vf_os_now_ns();
-    s->until = s->last; /* + the budget */
-    s->limit = s->last + VF_TEAM_SPIN_MAX_NS;
-    s->owner = s->owner_waited = -1;
-    s->probe_at = s->last + VF_TEAM_PROBE_AFTER_NS;
-}
-
-static int spin_over(vf_spin *s)
-{
-    const int64_t t = vf_os_now_ns();
-    if (t - s->last > VF_TEAM_JUMP_NS) /* descheduled meanwhile: not spent spinning */
-        s->until += t - s->last;
-    s->last = t;
-    return t > s->until + spin_budget() || t > s->limit;
-}
-
-/* A worker whose spin is over keeps spinning while the caller it waits
- * for was kept off its CPU for most of the spin: runnable but preempted
- * (another pool's spinner, PyTorch's or OpenBLAS's, holds the caller's
- * core), it will publish its next loop when it runs again, and a worker
- * asleep by then costs that loop a wake-up (hundreds of microseconds on a
- * virtual machine beside a spinner). A caller that ran, or slept, without
- * a loop lets the worker sleep as before; VF_TEAM_SPIN_MAX_NS still bounds
- * the spin. Where the OS does not tell (vf_os_thread_waited_ns), never. */
-static void probe_owner(vf_spin *s)
-{
-    s->owner = atomic_load_explicit(&pool.owner_id, memory_order_relaxed);
-    s->owner_waited = vf_os_thread_waited_ns(s->owner);
-    s->probe_at = 0;
-}
-
-static int caller_kept_off(vf_spin *s)
-{
-    if (s->probe_at) /* not read yet (a spin is never over that early) */
-        return 0;
-    const int64_t waited = vf_os_thread_waited_ns(s->owner);
-    const int kept_off = waited >= 0 && s->owner_waited >= 0 &&
-                         waited - s->owner_waited > VF_TEAM_SPIN_NS / 2;
-    s->owner_waited = waited;
-    if (kept_off)
-        s->until = s->last; /* a new budget */
-    return kept_off;
-}
-
 static uint64_t claim_word(unsigned gen, int64_t end, int64_t next)
 {
     return ((uint64_t)(gen & 0xFFFF) << (2 * VF_FIELD)) | ((uint64_t)end << VF_FIELD) |
@@ -259,9 +192,18 @@ int vf_team_alone_here(void)
            (inside && atomic_load_explicit(&pool.nested_owned, memory_order_relaxed));
 }
 
+/* 1 if a thread other than J's publisher runs on the CPU J was published
+ * from (see VF_SHARED_MIN_NS) */
+static int on_publisher_cpu(vf_job *J)
+{
+    const int cpu = atomic_load_explicit(&J->cpu, memory_order_relaxed);
+    return cpu >= 0 && vf_os_current_cpu() == cpu;
+}
+
 /* Claims and runs units of J's job `gen` (`units` of `grain` items, n in
  * all) from home range r until it is empty (or the job is another's); 0
- * once the job is seen to be stale. */
+ * once the job is seen to be stale, -1 when a worker (me > 0) left it
+ * because it ran on the publisher's CPU. */
 static int work_range(vf_job *J, unsigned gen, int r, vf_range_fn fn, const void *ctx,
                       int64_t n, int64_t grain, int64_t units, int me)
 {
@@ -274,6 +216,8 @@ static int work_range(vf_job *J, unsigned gen, int r, vf_range_fn fn, const void
             return 0; /* another job */
         if (next >= end)
             return 1; /* this range is done */
+        if (me && on_publisher_cpu(J))
+            return -1; /* a unit here would take the publisher's own core */
         if (!atomic_compare_exchange_weak_explicit(word, &w, w + 1, memory_order_acq_rel,
                                                    memory_order_acquire))
             continue;
@@ -295,8 +239,9 @@ static int work_range(vf_job *J, unsigned gen, int r, vf_range_fn fn, const void
 }
 
 /* Thread `me` runs units of J's job `gen`: its home range first, then the
- * others' (the next thread's first), until none is left. */
-static void work(vf_job *J, unsigned gen, int me)
+ * others' (the next thread's first), until none is left; returns -1 if a
+ * worker left the job on its publisher's CPU, else 0. */
+static int work(vf_job *J, unsigned gen, int me)
 {
     const vf_range_fn fn = atomic_load_explicit(&J->fn, memory_order_relaxed);
     const void *ctx = atomic_load_explicit(&J->ctx, memory_order_relaxed);
@@ -304,16 +249,46 @@ static void work(vf_job *J, unsigned gen, int me)
     const int64_t grain = atomic_load_explicit(&J->grain, memory_order_relaxed);
     const int nt = atomic_load_explicit(&J->nt, memory_order_relaxed);
     if (me >= nt)
-        return; /* not in this job's team (team_for clamps nt to VF_TEAM_MAX + 1) */
+        return 0; /* not in this job's team (team_for clamps nt to VF_TEAM_MAX + 1) */
     const int64_t units = (n + grain - 1) / grain;
-    for (int k = 0; k < nt; ++k)
-        if (!work_range(J, gen, (me + k) % nt, fn, ctx, n, grain, units, me))
-            return;
+    for (int k = 0; k < nt; ++k) {
+        const int r = work_range(J, gen, (me + k) % nt, fn, ctx, n, grain, units, me);
+        if (r <= 0)
+            return r;
+    }
+    return 0;
+}
+
+/* A worker left a job on its publisher's CPU twice: loops run alone for a
+ * while (VF_SHARED_*), so they stop waking a worker that lands there. */
+static void left_shared_cpu(void)
+{
+    stat_add(ST_SHARED, 1);
+    /* two workers at once only blur the doubling */
+    int64_t b = atomic_load_explicit(&pool.shared_backoff, memory_order_relaxed);
+    b = b < VF_SHARED_MIN_NS ? VF_SHARED_MIN_NS : b < VF_SHARED_MAX_NS ? 2 * b : VF_SHARED_MAX_NS;
+    atomic_store_explicit(&pool.shared_backoff, b, memory_order_relaxed);
+    atomic_store(&pool.alone_until, vf_os_now_ns() + b);
+}
+
+/* Worker `me` runs units of J's job `gen` (work); on its publisher's CPU
+ * it sleeps VF_SHARED_RETRY_NS first, then looks again, and if it is still
+ * there, leaves the job (left_shared_cpu) and returns -1. */
+static int work_as_worker(vf_job *J, unsigned gen, int me)
+{
+    if (work(J, gen, me) == 0)
+        return 0;
+    vf_os_sleep_ns(VF_SHARED_RETRY_NS);
+    if (work(J, gen, me) == 0) /* done elsewhere, or the job is over */
+        return 0;
+    left_shared_cpu();
+    return -1;
 }
 
 /* Worker `id`, idle, runs units of a nested job published since *seen (its
  * generation when the worker last looked), if there is one (its home
- * range: one of those after the publisher's); returns whether there was. */
+ * range: one of those after the publisher's); returns whether there was,
+ * -1 if the worker left it on its publisher's CPU. */
 static int help_nested(unsigned *seen, int id)
 {
     const unsigned g = atomic_load(&pool.nested.gen);
@@ -322,7 +297,7 @@ static int help_nested(unsigned *seen, int id)
     *seen = g;
     const int nt = atomic_load_explicit(&pool.nested.nt, memory_order_relaxed);
     if (nt > 1) /* else stale: a claim would fail anyway */
-        work(&pool.nested, g, 1 + (id - 1) % (nt - 1));
+        return work_as_worker(&pool.nested, g, 1 + (id - 1) % (nt - 1)) < 0 ? -1 : 1;
     return 1;
 }
 
@@ -330,23 +305,29 @@ static void *worker_main(void *arg)
 {
     const int id = (int)(intptr_t)arg; /* 1.. (the caller is 0) */
     unsigned seen = atomic_load(&pool.job.gen), nested_seen = atomic_load(&pool.nested.gen);
+    int sleep_now = 0; /* on the caller's CPU: no spin, it would take the caller's turn */
     for (;;) {
         /* spin a little, then sleep until the generation moves on */
         vf_spin spin;
-        spin_begin(&spin);
+        vf_spin_begin(&spin);
         unsigned g;
         for (int i = 0; (g = atomic_load(&pool.job.gen)) == seen; ++i) {
             vf_os_cpu_relax();
-            if (help_nested(&nested_seen, id)) {
-                spin_begin(&spin); /* it was busy, not idle */
+            const int helped = help_nested(&nested_seen, id);
+            if (helped > 0) {
+                vf_spin_begin(&spin); /* it was busy, not idle */
                 continue;
             }
+            sleep_now |= helped < 0;
             if ((i & 15) != 15)
                 continue;
-            const int over = spin_over(&spin);
-            if (spin.probe_at && spin.last >= spin.probe_at)
-                probe_owner(&spin);
-            if (over && !caller_kept_off(&spin)) {
+            const int over = sleep_now || vf_spin_over(&spin);
+            if (!sleep_now && spin.probe_at && spin.last >= spin.probe_at)
+                vf_spin_probe_owner(&spin, atomic_load_explicit(&pool.owner_id,
+                                                                memory_order_relaxed));
+            /* a caller kept off its CPU by this spin itself gets it back */
+            if (over && (sleep_now || on_publisher_cpu(&pool.job) || !vf_spin_owner_kept_off(&spin))) {
+                sleep_now = 0;
                 vf_os_mutex_lock(&pool.lock);
                 atomic_fetch_add(&pool.sleepers, 1);
                 /* until a job or a nested job comes */
@@ -367,7 +348,10 @@ static void *worker_main(void *arg)
         if (g == seen)
             continue; /* woken for the nested job: the next spin helps with it */
         seen = g;
-        work(&pool.job, g, id);
+        if (work_as_worker(&pool.job, g, id) < 0)
+            sleep_now = 1;
+        else if (atomic_load_explicit(&pool.shared_backoff, memory_order_relaxed))
+            atomic_store_explicit(&pool.shared_backoff, 0, memory_order_relaxed);
     }
     return NULL;
 }
@@ -414,6 +398,7 @@ static unsigned publish(vf_job *J, int nt, int64_t n, int64_t grain, int64_t uni
     atomic_store_explicit(&J->n, n, memory_order_relaxed);
     atomic_store_explicit(&J->grain, grain, memory_order_relaxed);
     atomic_store_explicit(&J->nt, nt, memory_order_relaxed);
+    atomic_store_explicit(&J->cpu, vf_os_current_cpu(), memory_order_relaxed);
     atomic_store(&J->done, 0);
     atomic_store(&J->sum, 0);
     atomic_store_explicit(&J->worker_units, 0, memory_order_relaxed);
@@ -451,10 +436,10 @@ static void wake_sleepers(void)
 static void join(vf_job *J, int64_t units)
 {
     vf_spin spin;
-    spin_begin(&spin);
+    vf_spin_begin(&spin);
     for (int i = 0; atomic_load(&J->done) < units; ++i) {
         vf_os_cpu_relax();
-        if ((i & 15) == 15 && spin_over(&spin)) {
+        if ((i & 15) == 15 && vf_spin_over(&spin)) {
             vf_os_mutex_lock(&pool.lock);
             atomic_store(&J->owner_waits, 1);
             while (atomic_load(&J->done) < units)
@@ -553,7 +538,7 @@ void vf_team_after_fork(void)
     atomic_store(&pool.owned, 0);
     atomic_store(&pool.wake_sent, 0);
     atomic_store(&pool.callers, 0); /* the parent's other threads are gone */
-    atomic_store(&holds, 0);        /* and so are their training calls */
+    vf_team_hold_reset();           /* and so are their training calls */
 }
 
 int64_t vf_team_for(int nt, int64_t n, int64_t grain, vf_range_fn fn, const void *ctx)

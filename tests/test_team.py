@@ -174,7 +174,7 @@ def test_no_hang_beside_a_busy_neighbour_pool(tmp_path):
                     reason="the scheduler probe reads Linux's /proc/<pid>/task/<tid>/schedstat")
 def test_scheduler_probe_sees_a_preempted_thread():
     """The probe the team's workers use to tell a preempted caller from an
-    idle one (csrc/team.c, caller_kept_off). This thread, pinned to one CPU
+    idle one (csrc/team_spin.c, vf_spin_owner_kept_off). This thread, pinned to one CPU
     beside two busy processes pinned there too, runs about a third of a
     0.3 s busy loop and waits, runnable, the rest: the probe must count
     more waiting than the thread's own CPU time (time.thread_time), which a

@@ -31,8 +31,8 @@ pytestmark = pytest.mark.skipif(bool(os.environ.get("QEMU_LD_PREFIX")),
                                 reason="scheduling behaviour: checked natively, not under qemu-user")
 
 # indices of vf_team_stats (csrc/team.c, enum ST_*)
-JOBS, HELPED, CALLER_NS, WAKES, DEFERRED, NESTED, NESTED_HELPED = 0, 1, 2, 6, 9, 10, 11
-NSTATS = 12
+JOBS, HELPED, CALLER_NS, WAKES, DEFERRED, NESTED, NESTED_HELPED, SHARED = 0, 1, 2, 6, 9, 10, 11, 12
+NSTATS = 13
 
 
 def _stats():
@@ -339,3 +339,46 @@ def test_a_loop_inside_a_unit_gets_the_idle_worker():
     assert res["threads"] == 2, res
     assert res["nested"] == 1 and res["nested_helped"] == 1, res
     assert res["inner"] == 32 and res["inner_alone"], res
+
+
+_ONE_CPU = """
+import os
+os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # before any thread starts
+""" + _CHILD_STATS + """
+import json, time
+from vaefast import ops
+rng = np.random.default_rng(3)
+x = rng.standard_normal((512, 784), dtype=np.float32)
+W = rng.standard_normal((784, 400), dtype=np.float32)
+b = rng.standard_normal(400).astype(np.float32)
+vaefast.set_num_threads(1)
+want = ops.linear(x, W, b, "relu")
+vaefast.set_num_threads(2)
+s0 = stats()
+t = time.perf_counter()
+same, calls = True, 0
+while time.perf_counter() - t < 1.0 or calls < 20:  # many of the OS's time slices
+    same &= bool(np.array_equal(ops.linear(x, W, b, "relu"), want))
+    calls += 1
+d = (stats() - s0).tolist()
+print(json.dumps({"same": same, "calls": calls, "stats": d}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not hasattr(os, "sched_setaffinity"),
+                    reason="pins a process to one CPU (Linux's sched_setaffinity)")
+def test_a_worker_on_its_callers_cpu_takes_no_unit():
+    """Two threads in a process pinned to one CPU: the worker always runs on
+    its caller's CPU, where a unit of its would only take the caller's turn
+    (csrc/team.c, work_as_worker). Over a second of 512x784->400 products it
+    must run none (the team's counters: no loop a worker helped with), must
+    have met at least one job it left (so the check ran, not just a worker
+    that never woke), and every product has the one-thread bits. The code
+    before this rule ran worker units on that CPU (4,380 of them in a
+    similar run beside PyTorch's pool)."""
+    _stats()  # skips on a build without the counters
+    res = json.loads(_run(_ONE_CPU, "two threads pinned to one CPU"))
+    d = res["stats"]
+    assert res["same"], res
+    assert d[HELPED] == 0 and d[NESTED_HELPED] == 0, res
+    assert d[SHARED] >= 1, res
