@@ -126,8 +126,8 @@ int64_t vf_os_thread_id(void);
  * loops. */
 int64_t vf_os_thread_waited_ns(int64_t id);
 
-/* Sleeps about ns nanoseconds (at least the OS's shortest sleep). */
-void vf_os_sleep_ns(int64_t ns);
+/* Gives the CPU to another runnable thread, if there is one. */
+void vf_os_yield(void);
 
 /* The CPU the calling thread runs on now (it may move at any time), or -1
  * where that is not known. Tens of nanoseconds (Linux: the vDSO's getcpu). */

@@ -1,6 +1,6 @@
 /* platform_posix.c: csrc/platform.h on POSIX systems (Linux, macOS, the
  * BSDs): pthreads, pthread_atfork, posix_memalign, CLOCK_MONOTONIC,
- * nanosleep, and on Linux the scheduler probe (/proc's schedstat) and the
+ * sched_yield, and on Linux the scheduler probe (/proc's schedstat) and the
  * current CPU (sched_getcpu). */
 #define _GNU_SOURCE /* pthread_rwlockattr_setkind_np, sched_getcpu (glibc) */
 #include "platform.h"
@@ -78,11 +78,7 @@ void *vf_os_aligned_alloc(size_t align, size_t bytes)
 
 void vf_os_aligned_free(void *p) { free(p); }
 
-void vf_os_sleep_ns(int64_t ns)
-{
-    const struct timespec t = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
-    nanosleep(&t, NULL); /* an early return on a signal is fine: "about" */
-}
+void vf_os_yield(void) { sched_yield(); }
 
 int64_t vf_os_now_ns(void)
 {

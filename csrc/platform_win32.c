@@ -165,11 +165,6 @@ int64_t vf_os_thread_waited_ns(int64_t id)
     return -1;
 }
 
-/* Sleep(0) only yields: Windows' shortest real sleep is a timer tick. */
-void vf_os_sleep_ns(int64_t ns)
-{
-    (void)ns;
-    Sleep(0);
-}
+void vf_os_yield(void) { SwitchToThread(); }
 
 int vf_os_current_cpu(void) { return (int)GetCurrentProcessorNumber(); }

@@ -23,12 +23,14 @@
  *     a team (a worker was preempted holding a unit): later loops run on
  *     the caller alone for a while (VF_BACKOFF_*), then the team is retried;
  *   - a worker that finds itself on its caller's CPU takes no unit there:
- *     two threads on one core only take turns, each unit it ran there took
- *     the caller's core from the caller. It sleeps briefly, which lets the
- *     OS place it again (on an idle CPU if there is one); landing on the
- *     caller's CPU again means the other cores are taken (another pool's
- *     spinner, another process), and loops run alone for a while
- *     (VF_SHARED_*).
+ *     two threads on one core only take turns, and each unit it ran there
+ *     took the core from the caller. It yields that CPU to the caller, and
+ *     stays runnable, so that the OS can move it to an idle CPU (a sleeping
+ *     thread is not moved, and a wake-up tends to put it back beside the
+ *     thread that woke it). A worker whose spin ends still there was not
+ *     moved: the other cores are taken (another pool's spinner, another
+ *     process), and loops run alone for a while (VF_SHARED_*) instead of
+ *     waking it there again.
  * Units are fixed by the caller (rows, panels, tiles): who computes one
  * never changes its bits.
  *
@@ -81,9 +83,7 @@
  * (to 128 ms) while team calls keep losing, back to 1 ms when one wins. */
 #define VF_BACKOFF_MIN_NS 1000000
 #define VF_BACKOFF_MAX_NS 128000000
-/* A worker on its caller's CPU sleeps this long before it looks again */
-#define VF_SHARED_RETRY_NS 20000
-/* A worker that found itself on its caller's CPU twice: later loops run alone
+/* A worker whose spin ended on its caller's CPU: later loops run alone
  * for VF_SHARED_MIN_NS, doubling (to VF_SHARED_MAX_NS) while the worker
  * keeps landing there, back to the minimum when it works elsewhere. Short:
  * PyTorch's idle workers spin for about 4 ms after an op (OpenBLAS's for
@@ -109,7 +109,7 @@ enum {
     ST_DEFERRED,    /* loops run alone while the workers slept (VF_TEAM_WAKE_AFTER_NS) */
     ST_NESTED,      /* nested jobs (loops published from inside a unit) */
     ST_NESTED_HELPED, /* ... of which a worker ran at least one unit */
-    ST_SHARED,      /* jobs a worker left because it ran on their publisher's CPU */
+    ST_SHARED,      /* jobs a worker found itself on their publisher's CPU for */
     VF_TEAM_STATS
 };
 
@@ -202,8 +202,8 @@ static int on_publisher_cpu(vf_job *J)
 
 /* Claims and runs units of J's job `gen` (`units` of `grain` items, n in
  * all) from home range r until it is empty (or the job is another's); 0
- * once the job is seen to be stale, -1 when a worker (me > 0) left it
- * because it ran on the publisher's CPU. */
+ * once the job is seen to be stale, -1 when a worker (me > 0) stopped
+ * because it runs on the publisher's CPU. */
 static int work_range(vf_job *J, unsigned gen, int r, vf_range_fn fn, const void *ctx,
                       int64_t n, int64_t grain, int64_t units, int me)
 {
@@ -240,7 +240,7 @@ static int work_range(vf_job *J, unsigned gen, int r, vf_range_fn fn, const void
 
 /* Thread `me` runs units of J's job `gen`: its home range first, then the
  * others' (the next thread's first), until none is left; returns -1 if a
- * worker left the job on its publisher's CPU, else 0. */
+ * worker stopped because it runs on the publisher's CPU, else 0. */
 static int work(vf_job *J, unsigned gen, int me)
 {
     const vf_range_fn fn = atomic_load_explicit(&J->fn, memory_order_relaxed);
@@ -259,11 +259,10 @@ static int work(vf_job *J, unsigned gen, int me)
     return 0;
 }
 
-/* A worker left a job on its publisher's CPU twice: loops run alone for a
- * while (VF_SHARED_*), so they stop waking a worker that lands there. */
-static void left_shared_cpu(void)
+/* A worker's spin ended on its caller's CPU: loops run alone for a while
+ * (VF_SHARED_*), so they stop waking a worker that lands there. */
+static void stuck_on_caller_cpu(void)
 {
-    stat_add(ST_SHARED, 1);
     /* two workers at once only blur the doubling */
     int64_t b = atomic_load_explicit(&pool.shared_backoff, memory_order_relaxed);
     b = b < VF_SHARED_MIN_NS ? VF_SHARED_MIN_NS : b < VF_SHARED_MAX_NS ? 2 * b : VF_SHARED_MAX_NS;
@@ -271,24 +270,23 @@ static void left_shared_cpu(void)
     atomic_store(&pool.alone_until, vf_os_now_ns() + b);
 }
 
-/* Worker `me` runs units of J's job `gen` (work); on its publisher's CPU
- * it sleeps VF_SHARED_RETRY_NS first, then looks again, and if it is still
- * there, leaves the job (left_shared_cpu) and returns -1. */
+/* Worker `me` runs units of J's job `gen` (work); while it is on the
+ * publisher's CPU it takes none and yields that CPU instead, until the
+ * job is done or the OS has moved the worker. Returns 1 if it yielded. */
 static int work_as_worker(vf_job *J, unsigned gen, int me)
 {
     if (work(J, gen, me) == 0)
         return 0;
-    vf_os_sleep_ns(VF_SHARED_RETRY_NS);
-    if (work(J, gen, me) == 0) /* done elsewhere, or the job is over */
-        return 0;
-    left_shared_cpu();
-    return -1;
+    stat_add(ST_SHARED, 1);
+    do
+        vf_os_yield();
+    while (work(J, gen, me) != 0);
+    return 1;
 }
 
 /* Worker `id`, idle, runs units of a nested job published since *seen (its
  * generation when the worker last looked), if there is one (its home
- * range: one of those after the publisher's); returns whether there was,
- * -1 if the worker left it on its publisher's CPU. */
+ * range: one of those after the publisher's); returns whether there was. */
 static int help_nested(unsigned *seen, int id)
 {
     const unsigned g = atomic_load(&pool.nested.gen);
@@ -297,7 +295,7 @@ static int help_nested(unsigned *seen, int id)
     *seen = g;
     const int nt = atomic_load_explicit(&pool.nested.nt, memory_order_relaxed);
     if (nt > 1) /* else stale: a claim would fail anyway */
-        return work_as_worker(&pool.nested, g, 1 + (id - 1) % (nt - 1)) < 0 ? -1 : 1;
+        work_as_worker(&pool.nested, g, 1 + (id - 1) % (nt - 1));
     return 1;
 }
 
@@ -305,7 +303,6 @@ static void *worker_main(void *arg)
 {
     const int id = (int)(intptr_t)arg; /* 1.. (the caller is 0) */
     unsigned seen = atomic_load(&pool.job.gen), nested_seen = atomic_load(&pool.nested.gen);
-    int sleep_now = 0; /* on the caller's CPU: no spin, it would take the caller's turn */
     for (;;) {
         /* spin a little, then sleep until the generation moves on */
         vf_spin spin;
@@ -313,21 +310,24 @@ static void *worker_main(void *arg)
         unsigned g;
         for (int i = 0; (g = atomic_load(&pool.job.gen)) == seen; ++i) {
             vf_os_cpu_relax();
-            const int helped = help_nested(&nested_seen, id);
-            if (helped > 0) {
+            if (help_nested(&nested_seen, id)) {
                 vf_spin_begin(&spin); /* it was busy, not idle */
                 continue;
             }
-            sleep_now |= helped < 0;
             if ((i & 15) != 15)
                 continue;
-            const int over = sleep_now || vf_spin_over(&spin);
-            if (!sleep_now && spin.probe_at && spin.last >= spin.probe_at)
+            /* on the caller's CPU the spin would take the caller's turns */
+            const int beside_caller = on_publisher_cpu(&pool.job);
+            if (beside_caller)
+                vf_os_yield();
+            const int over = vf_spin_over(&spin);
+            if (spin.probe_at && spin.last >= spin.probe_at)
                 vf_spin_probe_owner(&spin, atomic_load_explicit(&pool.owner_id,
                                                                 memory_order_relaxed));
-            /* a caller kept off its CPU by this spin itself gets it back */
-            if (over && (sleep_now || on_publisher_cpu(&pool.job) || !vf_spin_owner_kept_off(&spin))) {
-                sleep_now = 0;
+            /* (a caller kept off its CPU by this very spin is no reason to go on) */
+            if (over && (beside_caller || !vf_spin_owner_kept_off(&spin))) {
+                if (beside_caller)
+                    stuck_on_caller_cpu();
                 vf_os_mutex_lock(&pool.lock);
                 atomic_fetch_add(&pool.sleepers, 1);
                 /* until a job or a nested job comes */
@@ -348,9 +348,8 @@ static void *worker_main(void *arg)
         if (g == seen)
             continue; /* woken for the nested job: the next spin helps with it */
         seen = g;
-        if (work_as_worker(&pool.job, g, id) < 0)
-            sleep_now = 1;
-        else if (atomic_load_explicit(&pool.shared_backoff, memory_order_relaxed))
+        if (!work_as_worker(&pool.job, g, id) &&
+            atomic_load_explicit(&pool.shared_backoff, memory_order_relaxed))
             atomic_store_explicit(&pool.shared_backoff, 0, memory_order_relaxed);
     }
     return NULL;
