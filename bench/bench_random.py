@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import vaefast
+import vaefast.reference as twin
 from vaefast.reference import rng as ref
 from vaefast.ops import reparameterize, reparameterize_backward
 from vaefast.random import normal
@@ -63,8 +64,9 @@ def numpy_fwd_bwd(mu, lv, dz, gen):
 
 
 def twin_fwd_bwd(mu, lv, dz):
-    ref.reparam_forward(mu, lv, 1, 2)
-    return ref.reparam_backward(mu, lv, dz, 1, 2, kl_scale=0.5)
+    eps = ref.reparam_eps(1, 2, 0, *mu.shape)  # seed 1, step 2, as vaefast's calls
+    twin.reparam_forward(mu, lv, eps)
+    return twin.reparam_backward(mu, lv, eps, dz, kl_scale=0.5)
 
 
 # ------------------------------------------------------------ pytest-benchmark

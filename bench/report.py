@@ -8,10 +8,13 @@ is installed) to the output folder: training samples/s of vaefast, PyTorch
 and the NumPy reference (bench_train.py), GEMM GFLOP/s per VAE layer shape
 against NumPy/OpenBLAS (bench_gemm.py) and the element-wise kernels
 (bench_elementwise.py, bench_random.py); the first two are checked against
-the targets of the issue. Training and GEMM are measured for every kernel
-set the machine supports (vaefast.supported_isas(), or --isa), each with the
-same tables and verdicts, so a slow set cannot hide behind the default one;
-PyTorch and the NumPy reference do not depend on the set and run once.
+the targets of the issue. The bf16 rows (vaefast float32 and bf16, PyTorch
+eager float32 and bf16 autocast: bench_bf16_model.py) have their own
+targets, stated in report_bf16.py. Training, GEMM and vaefast's bf16 rows
+are measured for every kernel set the machine supports
+(vaefast.supported_isas(), or --isa), each with the same tables and
+verdicts, so a slow set cannot hide behind the default one; PyTorch and
+the NumPy reference do not depend on the set and run once.
 
 The measurements are the bench scripts' own functions, run in fresh
 subprocesses with every framework on ``--threads`` threads. The module is
@@ -48,13 +51,14 @@ KIND_NAMES = {
     "sgemm": "square product",
 }
 # Sizes of a smoke run: every code path, numbers meaningless.
-QUICK = dict(train_rows=64, warm_steps=2, gemm=dict(rounds=1, square_n=1024, square_rounds=1, min_time=0.002),
+QUICK = dict(train_rows=64, warm_steps=2, bf16_rows=64, gemm=dict(rounds=1, square_n=1024, square_rounds=1, min_time=0.002),
              elementwise=dict(names=["bernoulli-1024x784", "kl-1024x20", "adam-650k"],
                               repeats=3, min_time=0.002),
              random=dict(sizes=[10**5], shapes=[(1024, 20)], repeats=3))
 # warm_steps: vaefast trains this many steps before it is timed (bench_train.peak_ratio:
 # Adam's subnormal first moments slow the steady state down after ~800 steps at batch 32)
-FULL = dict(train_rows=None, warm_steps=1200, gemm={}, elementwise={}, random={})
+FULL = dict(train_rows=None, warm_steps=1200, bf16_rows=None, gemm={}, elementwise={},
+            random={})
 # Settings that change the timings, stated on the page when set.
 ENV_VARS = ("VAEFAST_ISA", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_PROC_BIND", "OMP_PLACES")
 
@@ -271,8 +275,20 @@ def kernel_sets(requested=None):
     return sorted(supported, key=lambda n: (n != default, -supported.index(n)))
 
 
+def measure_bf16(threads, repeats, quick=False, frameworks=("vaefast", "torch")):
+    """bf16 training and encode records (report_bf16.measure) of the
+    kernel set in VAEFAST_ISA, in fresh processes."""
+    params = QUICK if quick else FULL
+    try:
+        return _bench("report_bf16").measure(threads, repeats, frameworks,
+                                             rows=params["bf16_rows"], env=dict(os.environ))
+    except subprocess.CalledProcessError as e:
+        raise RuntimeError(f"bf16 benchmark failed:\n{e.stderr}") from e
+
+
 def measure_other_set(name, threads, repeats, quick=False):
-    """Training (vaefast only) and GEMM records of kernel set `name`."""
+    """Training (vaefast only, float32 and bf16) and GEMM records of kernel
+    set `name`."""
     with _kernel_set(name):
         gemm, _ = measure_gemm(threads, quick)
         params = QUICK if quick else FULL
@@ -283,7 +299,8 @@ def measure_other_set(name, threads, repeats, quick=False):
         except subprocess.CalledProcessError as e:
             raise RuntimeError(f"training benchmark failed:\n{e.stderr}") from e
         peak_ratio = measure_peak_ratio(repeats, quick)
-    return dict(train=train, gemm=gemm, peak_ratio=peak_ratio)
+        bf16 = measure_bf16(threads, repeats, quick, frameworks=("vaefast",))
+    return dict(train=train, gemm=gemm, peak_ratio=peak_ratio, bf16=bf16)
 
 
 def measure_all(threads, repeats, quick=False, log=print, isas=None):
@@ -316,6 +333,8 @@ def measure_all(threads, repeats, quick=False, log=print, isas=None):
                            "warm-up", lambda: measure_peak_ratio(repeats, quick))
         elementwise = stage("element-wise and random kernels",
                             lambda: measure_elementwise(threads, quick))
+        bf16 = stage(f"kernel set {sets[0]}: bf16 and float32 training and encode, vaefast "
+                     "and PyTorch", lambda: measure_bf16(threads, repeats, quick))
     others = {name: stage(f"kernel set {name}: GEMM and vaefast training",
                           lambda name=name: measure_other_set(name, threads, repeats, quick))
               for name in sets[1:]}
@@ -324,7 +343,7 @@ def measure_all(threads, repeats, quick=False, log=print, isas=None):
         meta["load_after"] = list(os.getloadavg())
     return dict(meta=meta, flop_per_sample=_bench("bench_train").FLOP_PER_SAMPLE,
                 train=train, gemm=gemm, peak_ratio=peak_ratio, elementwise=elementwise,
-                sets=others)
+                bf16=bf16, sets=others)
 
 
 def set_results(results, name):
@@ -332,8 +351,10 @@ def set_results(results, name):
     own vaefast and GEMM records, the peers' training records of the run."""
     own = results["sets"][name]
     peers = [r for r in results.get("train") or [] if r["framework"] != "vaefast"]
+    bf16_peers = [r for r in results.get("bf16") or [] if r["framework"] != "vaefast"]
     return dict(results, train=peers + own["train"], gemm=own["gemm"],
                 peak_ratio=own.get("peak_ratio"), elementwise=None,
+                bf16=bf16_peers + (own.get("bf16") or []) if own.get("bf16") else None,
                 meta=dict(results["meta"], isa=name))
 
 
@@ -549,7 +570,15 @@ def _set_section(results):
                [[c["what"], c["required"], c["measured"], c["verdict"]]
                 for c in target_checks(results)]),
         "", f"### Training throughput, `{isa}`", "", _training_section(results),
-        "", f"### GEMM per layer shape, `{isa}`", "", _gemm_section(results)])
+        "", f"### GEMM per layer shape, `{isa}`", "", _gemm_section(results)]
+        + _bf16_part(results, f"### bf16 and float32, `{isa}`"))
+
+
+def _bf16_part(results, title):
+    """The bf16 heading and section, or nothing for results without them."""
+    if not results.get("bf16"):
+        return []
+    return ["", title, "", _bench("report_bf16").section(results["bf16"], verdict)]
 
 
 def _elementwise_section(results):
@@ -590,6 +619,7 @@ can also be run alone, printing a text table:
     python bench/bench_gemm.py 2
     python bench/bench_elementwise.py 2
     python bench/bench_random.py
+    python bench/bench_bf16_model.py --threads 1 2   # bf16 against float32 and autocast
     pytest bench/bench_gemm.py --benchmark-only      # pytest-benchmark suites
 """
 
@@ -636,6 +666,7 @@ def render_markdown(results, plots=None):
     if results.get("elementwise"):
         out += ["", "## Element-wise and random kernels", "",
                 _elementwise_section(results) + figure("elementwise")]
+    out += _bf16_part(results, "## bf16 and float32")
     for name in results.get("sets") or {}:
         out += ["", f"## Kernel set `{name}`", "", _set_section(set_results(results, name))]
     out += ["", "## How to reproduce", "", REPRODUCE]

@@ -245,3 +245,63 @@ def test_kernel_sets_default_first_and_rejects_unsupported(report):
     assert report.kernel_sets(["generic"]) == ["generic"]
     with pytest.raises(ValueError, match="not supported"):
         report.kernel_sets(["no-such-set"])
+
+
+def bf16_records(route="native", vs_fp32=None, vs_autocast=1.8, threads=1):
+    """bench_bf16_model.measure-shaped records; vaefast bf16 set by the ratios."""
+    vs_fp32 = {32: 1.35, 128: 1.7, 1024: 1.5, 8192: 1.9, **(vs_fp32 or {})}
+    out = []
+    for kind, batch in (("train", 32), ("train", 128), ("train", 1024), ("encode", 8192)):
+        fp32 = 1000.0 * batch
+        bf16 = fp32 * vs_fp32[batch]
+        for fw, precision, rate, label in (
+                ("vaefast", "fp32", fp32, f"vaefast {route}"),
+                ("vaefast", "bf16", bf16, f"vaefast {route}"),
+                ("torch", "fp32", fp32 / 3, "torch 2.13.0"),
+                ("torch", "bf16", bf16 / vs_autocast, "torch 2.13.0")):
+            out.append(dict(framework=fw, label=label, kind=kind, precision=precision,
+                            batch=batch, threads=threads, samples_per_s=rate))
+    return out
+
+
+def test_bf16_section_ratios_and_verdicts(report):
+    results = make_results()
+    results["bf16"] = bf16_records()
+    md = report.render_markdown(results, plots={})
+    _, _, bf16 = md.partition("## bf16 and float32")
+    assert bf16, "no bf16 section"
+    rows = {r[0]: r for r in table_rows(bf16)}
+    # batch 128: vaefast fp32 128,000/s, bf16 1.7x that, PyTorch fp32 a third of fp32
+    assert rows["train, batch 128"][1:] == ["128,000", "217,600", "1.70x", "42,667", "120,889",
+                                            "1.80x"]
+    assert rows["encode 8,192 rows"][3] == "1.90x"
+    assert check(bf16, "bf16 batch 32: vaefast bf16 / fp32") == ("1.35x", "met")
+    assert check(bf16, "bf16 batch 1024: vaefast bf16 / fp32") == ("1.50x", "not met")
+    assert check(bf16, "bf16 batch 1024: vaefast bf16 / PyTorch") == ("1.80x", "met")
+    assert check(bf16, "bf16 encode: vaefast bf16 / fp32") == ("1.90x", "met")
+    assert "route: vaefast native" in bf16
+
+
+def test_bf16_section_on_an_emulating_set_has_no_verdicts(report):
+    results = make_results()
+    results["bf16"] = bf16_records()
+    own = [r for r in bf16_records(route="emulated", vs_fp32={32: 0.01, 128: 0.01, 1024: 0.01,
+                                                               8192: 0.01})
+           if r["framework"] == "vaefast"]
+    results["sets"] = {"generic": dict(train=[r for r in results["train"]
+                                              if r["framework"] == "vaefast"],
+                                       gemm=results["gemm"], bf16=own)}
+    md = report.render_markdown(results, plots={})
+    _, _, other = md.partition("## Kernel set `generic`")
+    _, _, bf16 = other.partition("### bf16 and float32, `generic`")
+    assert "scalar emulation" in bf16
+    assert check(bf16, "bf16 batch 128: vaefast bf16 / fp32") == ("0.01x", "n/a (emulated)")
+    # the emulating set's own vaefast rows, beside the run's PyTorch ones
+    rows = {r[0]: r for r in table_rows(bf16)}
+    assert rows["train, batch 32"][1:3] == ["32,000", "320"]
+    assert rows["train, batch 32"][4] == "10,667"
+
+
+def test_no_bf16_section_without_records(report):
+    md = report.render_markdown(make_results(), plots={})
+    assert "## bf16 and float32" not in md
