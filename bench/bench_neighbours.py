@@ -36,7 +36,7 @@ running totals in the last round's child (csrc/team.c, vf_team_stats: loops
 run by the team, loops a worker helped, the caller's work and join time,
 lost loops, back-offs, wake-ups and their mean latency, loops run alone
 while the workers slept, nested loops and those a worker helped with, and
-jobs a worker left because it ran on their caller's CPU).
+loops a worker found itself on their caller's CPU for, where it yields).
 
 --openblas-timeout E sets OPENBLAS_THREAD_TIMEOUT=E in the children: NumPy's
 OpenBLAS (0.3.31 here) keeps each idle worker spinning, without yielding,
@@ -205,7 +205,7 @@ if hasattr(_lib, "vf_team_stats"):
     print("STATS " + json.dumps(list(_st)), file=sys.stderr)
 """
 STAT_NAMES = ("jobs", "helped", "work ms", "join ms", "lost", "backoff", "wakes", "wake us",
-              "woken", "alone asleep", "nested", "nested helped", "left shared cpu")
+              "woken", "alone asleep", "nested", "nested helped", "on caller cpu")
 
 
 def format_stats(st):
