@@ -259,13 +259,20 @@ static int work(vf_job *J, unsigned gen, int me)
     return 0;
 }
 
+/* The back-off after `b` (0: none yet): lo at first, then doubling up to hi */
+static int64_t next_backoff(int64_t b, int64_t lo, int64_t hi)
+{
+    return b < lo ? lo : b < hi ? 2 * b : hi;
+}
+
 /* A worker's spin ended on its caller's CPU: loops run alone for a while
  * (VF_SHARED_*), so they stop waking a worker that lands there. */
 static void stuck_on_caller_cpu(void)
 {
     /* two workers at once only blur the doubling */
-    int64_t b = atomic_load_explicit(&pool.shared_backoff, memory_order_relaxed);
-    b = b < VF_SHARED_MIN_NS ? VF_SHARED_MIN_NS : b < VF_SHARED_MAX_NS ? 2 * b : VF_SHARED_MAX_NS;
+    const int64_t b = next_backoff(atomic_load_explicit(&pool.shared_backoff,
+                                                        memory_order_relaxed),
+                                   VF_SHARED_MIN_NS, VF_SHARED_MAX_NS);
     atomic_store_explicit(&pool.shared_backoff, b, memory_order_relaxed);
     atomic_store(&pool.alone_until, vf_os_now_ns() + b);
 }
@@ -510,9 +517,7 @@ static int64_t team_for(int nt, int64_t n, int64_t grain, vf_range_fn fn, const 
     stat_add(ST_JOIN_NS, t2 - t1);
     if (t2 - t1 > (t1 - t0) + VF_TEAM_SPIN_NS) { /* the team lost: run alone a while */
         stat_add(ST_LOST, 1);
-        pool.backoff = pool.backoff < VF_BACKOFF_MIN_NS ? VF_BACKOFF_MIN_NS
-                       : pool.backoff < VF_BACKOFF_MAX_NS ? 2 * pool.backoff
-                                                          : VF_BACKOFF_MAX_NS;
+        pool.backoff = next_backoff(pool.backoff, VF_BACKOFF_MIN_NS, VF_BACKOFF_MAX_NS);
         atomic_store(&pool.alone_until, t2 + pool.backoff);
     } else {
         pool.backoff = 0;
