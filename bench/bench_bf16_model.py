@@ -104,7 +104,7 @@ def worker(framework, threads, rounds, what, rows=None):
 
 
 def measure(threads, rounds, what=("train", "encode"), frameworks=("vaefast", "torch"),
-            rows=None, env=None):
+            rows=None):
     """Records of every framework's runs, each framework and thread count in
     a fresh process: ``{"framework", "label", "kind", "precision", "batch",
     "threads", "samples_per_s"}`` (batch: the encode's 8,192 for encode,
@@ -118,7 +118,7 @@ def measure(threads, rounds, what=("train", "encode"), frameworks=("vaefast", "t
             cmd = [sys.executable, os.path.abspath(__file__), "--worker", fw, "--threads",
                    str(t), "--rounds", str(rounds), "--what", *what]
             out = subprocess.run(cmd + (["--rows", str(rows)] if rows else []),
-                                 capture_output=True, text=True, env=env)
+                                 capture_output=True, text=True)
             if out.returncode != 0:
                 raise RuntimeError(f"{fw} at {t} threads failed:\n{out.stderr[-2000:]}")
             records += [json.loads(line) for line in out.stdout.splitlines()
