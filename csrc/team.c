@@ -27,10 +27,12 @@
  *     took the core from the caller. It yields that CPU to the caller, and
  *     stays runnable, so that the OS can move it to an idle CPU (a sleeping
  *     thread is not moved, and a wake-up tends to put it back beside the
- *     thread that woke it). A worker whose spin ends still there was not
- *     moved: the other cores are taken (another pool's spinner, another
- *     process), and loops run alone for a while (VF_SHARED_*) instead of
- *     waking it there again.
+ *     thread that woke it); if nobody takes the CPU it yields for 100 µs,
+ *     the caller is not waiting for it (asleep in a unit, or moved), and
+ *     the worker runs units there after all. A worker whose spin ends
+ *     still there was not moved: the other cores are taken (another
+ *     pool's spinner, another process), and loops run alone for a while
+ *     (VF_SHARED_*) instead of waking it there again.
  * Units are fixed by the caller (rows, panels, tiles): who computes one
  * never changes its bits.
  *
@@ -203,9 +205,9 @@ static int on_publisher_cpu(vf_job *J)
 /* Claims and runs units of J's job `gen` (`units` of `grain` items, n in
  * all) from home range r until it is empty (or the job is another's); 0
  * once the job is seen to be stale, -1 when a worker (me > 0) stopped
- * because it runs on the publisher's CPU. */
+ * because it runs on the publisher's CPU (unless spare_cpu is 0). */
 static int work_range(vf_job *J, unsigned gen, int r, vf_range_fn fn, const void *ctx,
-                      int64_t n, int64_t grain, int64_t units, int me)
+                      int64_t n, int64_t grain, int64_t units, int me, int spare_cpu)
 {
     _Atomic uint64_t *word = &J->claim[r].w;
     const int outer = inside, level = J == &pool.job ? 1 : 2;
@@ -216,7 +218,7 @@ static int work_range(vf_job *J, unsigned gen, int r, vf_range_fn fn, const void
             return 0; /* another job */
         if (next >= end)
             return 1; /* this range is done */
-        if (me && on_publisher_cpu(J))
+        if (me && spare_cpu && on_publisher_cpu(J))
             return -1; /* a unit here would take the publisher's own core */
         if (!atomic_compare_exchange_weak_explicit(word, &w, w + 1, memory_order_acq_rel,
                                                    memory_order_acquire))
@@ -240,8 +242,9 @@ static int work_range(vf_job *J, unsigned gen, int r, vf_range_fn fn, const void
 
 /* Thread `me` runs units of J's job `gen`: its home range first, then the
  * others' (the next thread's first), until none is left; returns -1 if a
- * worker stopped because it runs on the publisher's CPU, else 0. */
-static int work(vf_job *J, unsigned gen, int me)
+ * worker stopped because it runs on the publisher's CPU (spare_cpu: 1,
+ * the rule; 0, run there all the same), else 0. */
+static int work(vf_job *J, unsigned gen, int me, int spare_cpu)
 {
     const vf_range_fn fn = atomic_load_explicit(&J->fn, memory_order_relaxed);
     const void *ctx = atomic_load_explicit(&J->ctx, memory_order_relaxed);
@@ -252,7 +255,7 @@ static int work(vf_job *J, unsigned gen, int me)
         return 0; /* not in this job's team (team_for clamps nt to VF_TEAM_MAX + 1) */
     const int64_t units = (n + grain - 1) / grain;
     for (int k = 0; k < nt; ++k) {
-        const int r = work_range(J, gen, (me + k) % nt, fn, ctx, n, grain, units, me);
+        const int r = work_range(J, gen, (me + k) % nt, fn, ctx, n, grain, units, me, spare_cpu);
         if (r <= 0)
             return r;
     }
@@ -279,15 +282,24 @@ static void stuck_on_caller_cpu(void)
 
 /* Worker `me` runs units of J's job `gen` (work); while it is on the
  * publisher's CPU it takes none and yields that CPU instead, until the
- * job is done or the OS has moved the worker. Returns 1 if it yielded. */
+ * job is done or the OS has moved the worker, or nobody else has wanted
+ * that CPU for a while (the publisher sleeps, or the OS moved it): then
+ * the worker runs the units left there. Returns 1 if it yielded. */
 static int work_as_worker(vf_job *J, unsigned gen, int me)
 {
-    if (work(J, gen, me) == 0)
+    if (work(J, gen, me, 1) == 0)
         return 0;
     stat_add(ST_SHARED, 1);
-    do
-        vf_os_yield();
-    while (work(J, gen, me) != 0);
+    vf_yield_watch watch;
+    vf_yield_watch_begin(&watch);
+    for (;;) {
+        if (vf_yield_watch_idle(&watch)) {
+            work(J, gen, me, 0);
+            break;
+        }
+        if (work(J, gen, me, 1) == 0)
+            break;
+    }
     return 1;
 }
 
@@ -466,7 +478,7 @@ static int64_t nested_for(int nt, int64_t n, int64_t grain, vf_range_fn fn, cons
         return fn(ctx, 0, n);
     const unsigned gen = publish(&pool.nested, nt, n, grain, units, fn, ctx);
     wake_sleepers(); /* a worker asleep since its own unit (a long idle spin) */
-    work(&pool.nested, gen, 0);
+    work(&pool.nested, gen, 0, 0);
     join(&pool.nested, units);
     const int64_t sum = atomic_load(&pool.nested.sum);
     stat_add(ST_NESTED, 1);
@@ -506,7 +518,7 @@ static int64_t team_for(int nt, int64_t n, int64_t grain, vf_range_fn fn, const 
     const unsigned gen = publish(&pool.job, nt, n, grain, units, fn, ctx);
     wake_sleepers();
     const int64_t t0 = vf_os_now_ns();
-    work(&pool.job, gen, 0);
+    work(&pool.job, gen, 0, 0);
     const int64_t t1 = vf_os_now_ns();
     join(&pool.job, units); /* the units others still hold */
     const int64_t sum = atomic_load(&pool.job.sum);

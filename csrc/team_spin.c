@@ -90,3 +90,31 @@ int vf_spin_owner_kept_off(vf_spin *s)
         s->until = s->last; /* a new budget */
     return kept_off;
 }
+
+/* A yield that gives the CPU to a runnable thread returns a time slice
+ * later (milliseconds); one with nobody else to run comes straight back.
+ * Linux's EEVDF scheduler (6.18) may also hand the CPU straight back to a
+ * thread that yields beside a runnable one, but measured at most 3 times
+ * in a row, over at most 21 µs (two threads pinned to one CPU, 6,000
+ * yields), so an idle CPU is one whose yields came back for 100 µs. */
+#define VF_YIELD_BACK_NS 20000
+#define VF_CPU_IDLE_NS 100000
+
+void vf_yield_watch_begin(vf_yield_watch *w)
+{
+    w->back_since = -1;
+}
+
+int vf_yield_watch_idle(vf_yield_watch *w)
+{
+    const int64_t t0 = vf_os_now_ns();
+    vf_os_yield();
+    const int64_t t1 = vf_os_now_ns();
+    if (t1 - t0 > VF_YIELD_BACK_NS) { /* another thread ran meanwhile */
+        w->back_since = -1;
+        return 0;
+    }
+    if (w->back_since < 0)
+        w->back_since = t0;
+    return t1 - w->back_since >= VF_CPU_IDLE_NS;
+}

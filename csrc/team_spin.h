@@ -28,6 +28,19 @@ void vf_spin_probe_owner(vf_spin *s, int64_t owner);
  * the last call (and then the budget starts again) */
 int vf_spin_owner_kept_off(vf_spin *s);
 
+/* A worker yielding its caller's CPU (csrc/team.c) watches whether anybody
+ * takes it: vf_yield_watch_begin, then vf_yield_watch_idle instead of each
+ * yield. */
+typedef struct vf_yield_watch {
+    int64_t back_since; /* the first of the yields that came straight back (-1: none) */
+} vf_yield_watch;
+
+void vf_yield_watch_begin(vf_yield_watch *w);
+/* Yields the CPU once; 1 once every yield for VF_CPU_IDLE_NS came straight
+ * back: no other thread wants this CPU (its caller is asleep, or runs on
+ * another CPU now). */
+int vf_yield_watch_idle(vf_yield_watch *w);
+
 /* vf_team_hold (threads.h) counts here; after fork() no call holds it. */
 void vf_team_hold_reset(void);
 

@@ -236,7 +236,9 @@ def test_sleeping_workers_are_always_woken():
     shows depends on timing: against the old code this test failed in 1 of
     6 runs there, so a pass is evidence, not proof; the proof is the flag's
     rule (set and cleared under the lock, set only while a worker sleeps
-    there)."""
+    there). An epoch in which the worker met its caller's CPU (a machine
+    busy with other processes: it was awake, and took no unit there by
+    design) is not the stuck sleeper this looks for."""
     _stats()  # skips on a build without the counters
     pytest.importorskip("scipy")
     if vaefast.isa() != "avx512":
@@ -245,7 +247,7 @@ def test_sleeping_workers_are_always_woken():
     epochs = json.loads(_run(_FITS_ON_TWO_THREADS, "three two-thread fits"))
     assert len(epochs) == 15
     for i, d in enumerate(epochs):
-        stuck = d[JOBS] >= 100 and d[HELPED] == 0 and d[WAKES] == 0
+        stuck = d[JOBS] >= 100 and d[HELPED] == 0 and d[WAKES] == 0 and d[SHARED] == 0
         assert not stuck, f"epoch {i}: {d[JOBS]} team loops, no help, no wake-up: {epochs}"
 
 
@@ -314,7 +316,7 @@ for attempt in range(10):
            "threads": len({r[1] for r in units}), "inner": len(inner),
            "inner_alone": all(r[1:4] == ({u[2]: u[1] for u in units}[r[4]], 0, 10)
                               for r in inner),
-           "nested": d[NESTED], "nested_helped": d[NESTED_HELPED], "attempts": attempt + 1}
+           "nested": d[NESTED], "nested_helped": d[NESTED_HELPED], "attempts": attempt + 1, "d": d}
     if res["threads"] == 2:
         break
 lib.vf_team_hold(0)
@@ -334,7 +336,7 @@ def test_a_loop_inside_a_unit_gets_the_idle_worker():
     old code's did (1 thread)."""
     _stats()  # skips on a build without the counters
     res = json.loads(_run(_NESTED, "a loop inside a unit"))
-    assert res["total"] == 32 and res["units"] == 32
+    assert res["total"] == 32 and res["units"] == 32, res
     assert res["covered"] == list(range(32)), res
     assert res["threads"] == 2, res
     assert res["nested"] == 1 and res["nested_helped"] == 1, res
@@ -382,3 +384,67 @@ def test_a_worker_on_its_callers_cpu_takes_no_unit():
     assert res["same"], res
     assert d[HELPED] == 0 and d[NESTED_HELPED] == 0, res
     assert d[SHARED] >= 1, res
+
+
+_ONE_CPU_CALLER_ASLEEP = """
+import os
+os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # before any thread starts
+""" + _CHILD_STATS + """
+import json, threading, time
+FN = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
+lib.vf_team_for.restype = ctypes.c_int64
+lib.vf_team_for.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, FN, ctypes.c_void_p]
+ran = {}  # unit -> thread
+unit1_ran = threading.Event()
+
+@FN
+def warm(ctx, lo, hi):  # the worker is up and has just worked
+    t = time.perf_counter()
+    while time.perf_counter() - t < 0.003:
+        pass
+    return hi - lo
+
+@FN
+def pair(ctx, lo, hi):  # unit 0, the caller's, sleeps until unit 1 has run
+    for u in range(lo, hi):
+        ran[u] = threading.get_ident()
+        if u == 1:
+            unit1_ran.set()
+        else:
+            unit1_ran.wait(0.5)  # gives up: then the caller runs unit 1 itself
+    return hi - lo
+
+lib.vf_team_hold(1)  # long spins: the worker is awake for the job
+for attempt in range(10):
+    ran.clear()
+    unit1_ran.clear()
+    lib.vf_team_for(2, 2, 1, warm, None)
+    s0 = stats()
+    total = lib.vf_team_for(2, 2, 1, pair, None)
+    d = (stats() - s0).tolist()
+    if d[0] == 1 and ran[0] != ran[1]:
+        break
+lib.vf_team_hold(0)
+print(json.dumps({"total": total, "threads": len(set(ran.values())), "caller": ran[0] == threading.get_ident(),
+                  "stats": d, "attempts": attempt + 1}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not hasattr(os, "sched_setaffinity"),
+                    reason="pins a process to one CPU (Linux's sched_setaffinity)")
+def test_a_worker_on_its_callers_cpu_works_while_the_caller_sleeps():
+    """The rule above spares the caller's CPU for the caller; a caller asleep
+    inside its unit (here a unit that waits for the other one) leaves that
+    CPU idle, and the worker beside it finds its yields coming straight
+    back (csrc/team_spin.c, vf_yield_watch_idle) and runs its unit there.
+    Oracles: the unit the caller waits for ran on the other thread, before
+    the caller's half-second wait ran out (else the caller runs it itself),
+    and the counters show a team job the worker helped with after meeting
+    the rule. The build before this watch yielded for as long as the job
+    was open: the caller ran both units, after its wait timed out."""
+    _stats()  # skips on a build without the counters
+    res = json.loads(_run(_ONE_CPU_CALLER_ASLEEP, "a caller asleep beside its worker"))
+    d = res["stats"]
+    assert res["total"] == 2 and res["caller"], res
+    assert res["threads"] == 2, res
+    assert d[JOBS] == 1 and d[HELPED] == 1 and d[SHARED] >= 1, res
