@@ -46,7 +46,7 @@ def _describe(exc: BaseException) -> str:
 def _state_crc(core: _core.VAECore) -> int:
     crc = 0
     for which in (0, 2, 3):  # parameters and the optimizer's moments
-        crc = zlib.crc32(core.get_buffer(which), crc)  # (its buffer: no copy to bytes)
+        crc = zlib.crc32(core.get_buffer(which).data, crc)  # (its buffer: no copy to bytes)
     return crc
 
 
