@@ -251,21 +251,27 @@ def test_sleeping_workers_are_always_woken():
         assert not stuck, f"epoch {i}: {d[JOBS]} team loops, no help, no wake-up: {epochs}"
 
 
-_NESTED = _CHILD_STATS + f"""
-NESTED, NESTED_HELPED = {NESTED}, {NESTED_HELPED}
-""" + """
+# A child's loops of Python units through vf_team_for (ctypes), and `busy`,
+# a unit of 3 ms of work: run before a job, it leaves the worker up and
+# spinning.
+_CHILD_TEAM_FOR = _CHILD_STATS + """
 import json, threading, time
 FN = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
 lib.vf_team_for.restype = ctypes.c_int64
 lib.vf_team_for.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, FN, ctypes.c_void_p]
-ran = []  # (thread, lo, hi) of every nested unit
 
 @FN
-def busy(ctx, lo, hi):  # a few ms of work a unit: the worker is up and spinning
+def busy(ctx, lo, hi):
     t = time.perf_counter()
     while time.perf_counter() - t < 0.003:
         pass
     return hi - lo
+"""
+
+_NESTED = _CHILD_TEAM_FOR + f"""
+NESTED, NESTED_HELPED = {NESTED}, {NESTED_HELPED}
+""" + """
+ran = []  # (thread, lo, hi) of every nested unit
 
 @FN
 def inner_alone(ctx, lo, hi):  # ctx: 1 + the calling unit's index
@@ -343,10 +349,16 @@ def test_a_loop_inside_a_unit_gets_the_idle_worker():
     assert res["inner"] == 32 and res["inner_alone"], res
 
 
-_ONE_CPU = """
+# The child runs on one CPU: its worker always lands on its caller's CPU.
+_PIN_TO_ONE_CPU = """
 import os
 os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # before any thread starts
-""" + _CHILD_STATS + """
+"""
+on_one_cpu = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or not hasattr(os, "sched_setaffinity"),
+    reason="pins a process to one CPU (Linux's sched_setaffinity)")
+
+_ONE_CPU = _PIN_TO_ONE_CPU + _CHILD_STATS + """
 import json, time
 from vaefast import ops
 rng = np.random.default_rng(3)
@@ -367,8 +379,7 @@ print(json.dumps({"same": same, "calls": calls, "stats": d}))
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux") or not hasattr(os, "sched_setaffinity"),
-                    reason="pins a process to one CPU (Linux's sched_setaffinity)")
+@on_one_cpu
 def test_a_worker_on_its_callers_cpu_takes_no_unit():
     """Two threads in a process pinned to one CPU: the worker always runs on
     its caller's CPU, where a unit of its would only take the caller's turn
@@ -386,23 +397,11 @@ def test_a_worker_on_its_callers_cpu_takes_no_unit():
     assert d[SHARED] >= 1, res
 
 
-_ONE_CPU_CALLER_ASLEEP = """
-import os
-os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # before any thread starts
-""" + _CHILD_STATS + """
-import json, threading, time
-FN = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
-lib.vf_team_for.restype = ctypes.c_int64
-lib.vf_team_for.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, FN, ctypes.c_void_p]
+_ONE_CPU_CALLER_ASLEEP = _PIN_TO_ONE_CPU + _CHILD_TEAM_FOR + f"""
+JOBS = {JOBS}
+""" + """
 ran = {}  # unit -> thread
 unit1_ran = threading.Event()
-
-@FN
-def warm(ctx, lo, hi):  # the worker is up and has just worked
-    t = time.perf_counter()
-    while time.perf_counter() - t < 0.003:
-        pass
-    return hi - lo
 
 @FN
 def pair(ctx, lo, hi):  # unit 0, the caller's, sleeps until unit 1 has run
@@ -418,20 +417,20 @@ lib.vf_team_hold(1)  # long spins: the worker is awake for the job
 for attempt in range(10):
     ran.clear()
     unit1_ran.clear()
-    lib.vf_team_for(2, 2, 1, warm, None)
+    lib.vf_team_for(2, 2, 1, busy, None)
     s0 = stats()
     total = lib.vf_team_for(2, 2, 1, pair, None)
     d = (stats() - s0).tolist()
-    if d[0] == 1 and ran[0] != ran[1]:
+    if d[JOBS] == 1 and ran[0] != ran[1]:
         break
 lib.vf_team_hold(0)
-print(json.dumps({"total": total, "threads": len(set(ran.values())), "caller": ran[0] == threading.get_ident(),
-                  "stats": d, "attempts": attempt + 1}))
+print(json.dumps({"total": total, "threads": len(set(ran.values())),
+                  "caller": ran[0] == threading.get_ident(), "stats": d,
+                  "attempts": attempt + 1}))
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux") or not hasattr(os, "sched_setaffinity"),
-                    reason="pins a process to one CPU (Linux's sched_setaffinity)")
+@on_one_cpu
 def test_a_worker_on_its_callers_cpu_works_while_the_caller_sleeps():
     """The rule above spares the caller's CPU for the caller; a caller asleep
     inside its unit (here a unit that waits for the other one) leaves that

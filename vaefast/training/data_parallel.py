@@ -45,8 +45,8 @@ def _describe(exc: BaseException) -> str:
 
 def _state_crc(core: _core.VAECore) -> int:
     crc = 0
-    for which in (0, 2, 3):  # parameters and the optimizer's moments
-        crc = zlib.crc32(core.get_buffer(which).data, crc)  # (its buffer: no copy to bytes)
+    for which in (_core.PARAMS, _core.MOMENT1, _core.MOMENT2):
+        crc = zlib.crc32(core.get_buffer(which).data, crc)  # the array's memory, not a bytes copy
     return crc
 
 
